@@ -1,0 +1,18 @@
+//! Nodes: the simulated node pool (kwok-style nodes kept alive in-process).
+//!
+//! Every Node annotated `shoal.dev/simulated: "true"` is adopted by the pool: it gets its
+//! capacity, addresses and node info, a Ready condition and a Lease in `kube-node-lease`
+//! renewed every [`LEASE_RENEW`]. Everything goes through the Kubernetes API.
+
+pub mod simulated;
+
+pub use simulated::{SimulatedPool, node_manifest};
+
+/// The annotation that puts a Node in the simulated pool.
+pub const SIMULATED_ANNOTATION: &str = "shoal.dev/simulated";
+
+/// How often node leases are renewed (upstream kubelet default).
+pub const LEASE_RENEW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Lease duration written into each node Lease (upstream default).
+pub const LEASE_DURATION_SECONDS: i32 = 40;

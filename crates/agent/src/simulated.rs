@@ -1,0 +1,252 @@
+//! The simulated node pool.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use serde_json::{Value, json};
+
+use crate::{LEASE_DURATION_SECONDS, LEASE_RENEW, SIMULATED_ANNOTATION};
+
+const MANAGER: &str = "shoal-simulated-node";
+
+/// Default capacity of a simulated node; each can be overridden by an annotation
+/// `shoal.dev/capacity-<resource>` (e.g. `shoal.dev/capacity-cpu: "8"`).
+pub const DEFAULT_CAPACITY: &[(&str, &str)] =
+    &[("cpu", "4"), ("memory", "16Gi"), ("pods", "110"), ("ephemeral-storage", "100Gi")];
+
+/// The manifest of simulated node number `index` (1-based) named `name`: labels as a
+/// kubelet sets them, the simulated annotation, and a pod CIDR. `control_plane` adds the
+/// `node-role.kubernetes.io/control-plane` label.
+pub fn node_manifest(name: &str, index: u32, control_plane: bool) -> Value {
+    let mut labels = json!({
+        "beta.kubernetes.io/arch": "amd64",
+        "beta.kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+    });
+    if control_plane {
+        labels["node-role.kubernetes.io/control-plane"] = json!("");
+    }
+    let cidr = pod_cidr(index);
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels, "annotations": {SIMULATED_ANNOTATION: "true"}},
+        "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+    })
+}
+
+/// The pod CIDR of node `index`: `10.42.<index>.0/24`, continuing into the next octet.
+pub fn pod_cidr(index: u32) -> String {
+    format!("10.{}.{}.0/24", 42 + index / 256, index % 256)
+}
+
+/// The status a simulated node reports.
+pub fn node_status(node: &Node, now: &str) -> Value {
+    let annotations = node.metadata.annotations.clone().unwrap_or_default();
+    let mut capacity = serde_json::Map::new();
+    for (res, default) in DEFAULT_CAPACITY {
+        let v = annotations.get(&format!("shoal.dev/capacity-{res}")).map(String::as_str).unwrap_or(default);
+        capacity.insert((*res).into(), json!(v));
+    }
+    let name = node.metadata.name.clone().unwrap_or_default();
+    let ip = internal_ip(node);
+    let cond = |t: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": t, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": now, "lastTransitionTime": now})
+    };
+    json!({
+        "capacity": capacity,
+        "allocatable": capacity,
+        "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+        "conditions": [
+            cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+            cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {
+            "architecture": "amd64",
+            "bootID": "",
+            "containerRuntimeVersion": "shoal-simulated://0.1.0",
+            "kernelVersion": kernel_version(),
+            "kubeProxyVersion": "",
+            "kubeletVersion": "v1.33.0-shoal",
+            "machineID": "",
+            "operatingSystem": "linux",
+            "osImage": "shoal simulated node",
+            "systemUUID": node.metadata.uid.clone().unwrap_or_default(),
+        },
+    })
+}
+
+/// A simulated node's InternalIP, derived from its pod CIDR (`10.42.7.0/24` -> `172.20.42.7`).
+fn internal_ip(node: &Node) -> String {
+    let cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.clone()).unwrap_or_default();
+    let octets: Vec<&str> = cidr.split(['.', '/']).collect();
+    match octets.as_slice() {
+        [_, b, c, ..] => format!("172.20.{b}.{c}"),
+        _ => "172.20.0.1".to_string(),
+    }
+}
+
+fn kernel_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn now_micro() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
+}
+
+/// Keeps every simulated node alive: status on adoption, Lease and Ready heartbeats.
+pub struct SimulatedPool {
+    client: kube::Client,
+}
+
+impl SimulatedPool {
+    /// A pool that talks to the cluster through `client`.
+    pub fn new(client: kube::Client) -> Self {
+        SimulatedPool { client }
+    }
+
+    /// Creates the named nodes if they do not exist (the first is the control plane).
+    pub async fn ensure_nodes(&self, count: u32) -> Result<(), kube::Error> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        for i in 1..=count {
+            let name = format!("node{i}");
+            if nodes.get_opt(&name).await?.is_some() {
+                continue;
+            }
+            let node: Node = serde_json::from_value(node_manifest(&name, i, i == 1)).map_err(kube::Error::SerdeError)?;
+            match nodes.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &node).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the pool until the process ends.
+    pub async fn run(self) {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let (reader, writer) = reflector::store();
+        let stream = reflector(writer, watcher(nodes.clone(), watcher::Config::default())).default_backoff().touched_objects();
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                if let Err(e) = ev {
+                    tracing::debug!(error = %e, "simulated pool: node watch error");
+                }
+            }
+        });
+        let _ = reader.wait_until_ready().await;
+        let mut adopted: HashSet<String> = HashSet::new();
+        let mut ticker = tokio::time::interval(Duration::from_millis(500));
+        let mut last_beat = std::time::Instant::now() - LEASE_RENEW;
+        loop {
+            ticker.tick().await;
+            let sims: Vec<_> = reader.state().into_iter().filter(|n| is_simulated(n)).collect();
+            let beat = last_beat.elapsed() >= LEASE_RENEW;
+            let now = now_rfc3339();
+            for node in &sims {
+                let name = node.metadata.name.clone().unwrap_or_default();
+                let fresh = !adopted.contains(&name) || !is_ready(node);
+                if fresh || beat {
+                    if let Err(e) = self.heartbeat(node, &now).await {
+                        tracing::warn!(node = %name, error = %e, "simulated pool: heartbeat failed");
+                        continue;
+                    }
+                    adopted.insert(name);
+                }
+            }
+            adopted.retain(|n| sims.iter().any(|s| s.metadata.name.as_deref() == Some(n)));
+            if beat {
+                last_beat = std::time::Instant::now();
+            }
+        }
+    }
+
+    async fn heartbeat(&self, node: &Node, now: &str) -> Result<(), kube::Error> {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let pp = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+        let status = node_status(node, now);
+        nodes.patch_status(&name, &pp, &Patch::Merge(json!({"status": status}))).await?;
+        self.renew_lease(node, &name).await
+    }
+
+    async fn renew_lease(&self, node: &Node, name: &str) -> Result<(), kube::Error> {
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
+        let owner = json!([{"apiVersion": "v1", "kind": "Node", "name": name, "uid": node.metadata.uid}]);
+        let spec = json!({"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now_micro()});
+        let pp = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+        match leases.patch(name, &pp, &Patch::Merge(json!({"spec": spec}))).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                let lease: Lease = serde_json::from_value(json!({
+                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": name, "namespace": "kube-node-lease", "ownerReferences": owner},
+                    "spec": spec,
+                }))
+                .map_err(kube::Error::SerdeError)?;
+                leases.create(&PostParams::default(), &lease).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn is_simulated(node: &Node) -> bool {
+    node.metadata.annotations.as_ref().and_then(|a| a.get(SIMULATED_ANNOTATION)).is_some_and(|v| v == "true")
+}
+
+fn is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Lists the simulated nodes (for callers that want to wait for the pool).
+pub async fn simulated_nodes(client: &kube::Client) -> Result<Vec<Node>, kube::Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    Ok(nodes.list(&ListParams::default()).await?.items.into_iter().filter(is_simulated).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_label_the_control_plane_and_assign_distinct_cidrs() {
+        let n1 = node_manifest("node1", 1, true);
+        assert_eq!(n1["metadata"]["labels"]["node-role.kubernetes.io/control-plane"], "");
+        assert_eq!(n1["metadata"]["annotations"][SIMULATED_ANNOTATION], "true");
+        let n2 = node_manifest("node2", 2, false);
+        assert!(n2["metadata"]["labels"].get("node-role.kubernetes.io/control-plane").is_none());
+        assert_ne!(n1["spec"]["podCIDR"], n2["spec"]["podCIDR"]);
+        assert_eq!(pod_cidr(300), "10.43.44.0/24");
+    }
+
+    #[test]
+    fn status_reports_capacity_overrides_and_ready() {
+        let mut node: Node = serde_json::from_value(node_manifest("node3", 3, false)).unwrap();
+        node.metadata.annotations.as_mut().unwrap().insert("shoal.dev/capacity-cpu".into(), "8".into());
+        let s = node_status(&node, "2026-01-01T00:00:00Z");
+        assert_eq!(s["capacity"]["cpu"], "8");
+        assert_eq!(s["allocatable"]["memory"], "16Gi");
+        assert_eq!(s["addresses"][0]["address"], "172.20.42.3");
+        assert!(s["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+    }
+}

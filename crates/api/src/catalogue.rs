@@ -1,0 +1,229 @@
+//! The resource catalogue: every group/version/resource shoal serves, with its kind, scope,
+//! short names, categories, verbs and subresources. Discovery, OpenAPI, routing and the
+//! storage layout all read this one table.
+
+/// A subresource of a resource (`pods/status`, `deployments/scale`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subresource {
+    /// Path segment after the object name (`status`, `scale`, `binding`, ...).
+    pub name: &'static str,
+    /// Group of the kind the subresource accepts and returns.
+    pub group: &'static str,
+    /// Version of that kind.
+    pub version: &'static str,
+    /// That kind (`DaemonSet` for status, `Scale` for scale, `Binding`, `Eviction`, ...).
+    pub kind: &'static str,
+    /// Verbs the subresource answers.
+    pub verbs: &'static [&'static str],
+}
+
+/// One served resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resource {
+    /// API group; `""` is the core group.
+    pub group: &'static str,
+    /// Version (`v1`).
+    pub version: &'static str,
+    /// Plural resource name as used in URLs (`daemonsets`).
+    pub plural: &'static str,
+    /// Singular name (`daemonset`).
+    pub singular: &'static str,
+    /// Kind (`DaemonSet`).
+    pub kind: &'static str,
+    /// Namespaced (true) or cluster-scoped (false).
+    pub namespaced: bool,
+    /// kubectl short names (`ds`).
+    pub short_names: &'static [&'static str],
+    /// Categories (`all`).
+    pub categories: &'static [&'static str],
+    /// Verbs on the resource itself.
+    pub verbs: &'static [&'static str],
+    /// Subresources.
+    pub subresources: &'static [Subresource],
+}
+
+impl Resource {
+    /// `apps/v1` or `v1` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `daemonsets.apps` or `pods` for the core group (upstream's qualified resource, used in
+    /// error messages such as `daemonsets.apps "x" not found`).
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// `DaemonSet.apps` or `Pod` (upstream's qualified kind, used in "is invalid" messages).
+    pub fn qualified_kind(&self) -> String {
+        if self.group.is_empty() {
+            self.kind.to_string()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
+    }
+
+    /// The subresource called `name`, if served.
+    pub fn subresource(&self, name: &str) -> Option<&'static Subresource> {
+        self.subresources.iter().find(|s| s.name == name)
+    }
+}
+
+/// Verbs of an ordinary read-write resource.
+pub const ALL_VERBS: &[&str] =
+    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const NS_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
+
+const fn status(group: &'static str, kind: &'static str) -> Subresource {
+    Subresource { name: "status", group, version: "v1", kind, verbs: STATUS_VERBS }
+}
+const fn scale() -> Subresource {
+    Subresource { name: "scale", group: "autoscaling", version: "v1", kind: "Scale", verbs: STATUS_VERBS }
+}
+
+#[allow(clippy::too_many_arguments)]
+const fn res(
+    group: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    subresources: &'static [Subresource],
+) -> Resource {
+    Resource {
+        group,
+        version: "v1",
+        plural,
+        singular,
+        kind,
+        namespaced,
+        short_names,
+        categories,
+        verbs: ALL_VERBS,
+        subresources,
+    }
+}
+
+const ALL: &[&str] = &["all"];
+const NONE: &[&str] = &[];
+
+/// Every served resource, grouped by API group (core first, then as `/apis` lists them).
+pub static RESOURCES: &[Resource] = &[
+    // core/v1
+    Resource {
+        verbs: NS_VERBS,
+        ..res("", "namespaces", "namespace", "Namespace", false, &["ns"], NONE, &[
+            status("", "Namespace"),
+            Subresource { name: "finalize", group: "", version: "v1", kind: "Namespace", verbs: &["update"] },
+        ])
+    },
+    res("", "nodes", "node", "Node", false, &["no"], NONE, &[status("", "Node")]),
+    res("", "pods", "pod", "Pod", true, &["po"], ALL, &[
+        status("", "Pod"),
+        Subresource { name: "binding", group: "", version: "v1", kind: "Binding", verbs: &["create"] },
+        Subresource { name: "eviction", group: "policy", version: "v1", kind: "Eviction", verbs: &["create"] },
+        Subresource { name: "log", group: "", version: "v1", kind: "Pod", verbs: &["get"] },
+    ]),
+    res("", "services", "service", "Service", true, &["svc"], ALL, &[status("", "Service")]),
+    res("", "endpoints", "endpoints", "Endpoints", true, &["ep"], NONE, &[]),
+    res("", "events", "event", "Event", true, &["ev"], NONE, &[]),
+    res("", "configmaps", "configmap", "ConfigMap", true, &["cm"], NONE, &[]),
+    res("", "secrets", "secret", "Secret", true, NONE, NONE, &[]),
+    res("", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"], NONE, &[]),
+    res("", "persistentvolumes", "persistentvolume", "PersistentVolume", false, &["pv"], NONE, &[
+        status("", "PersistentVolume"),
+    ]),
+    res("", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, &["pvc"], NONE, &[
+        status("", "PersistentVolumeClaim"),
+    ]),
+    res("", "replicationcontrollers", "replicationcontroller", "ReplicationController", true, &["rc"], ALL, &[
+        status("", "ReplicationController"),
+        scale(),
+    ]),
+    // apps/v1
+    res("apps", "controllerrevisions", "controllerrevision", "ControllerRevision", true, NONE, NONE, &[]),
+    res("apps", "daemonsets", "daemonset", "DaemonSet", true, &["ds"], ALL, &[status("apps", "DaemonSet")]),
+    res("apps", "deployments", "deployment", "Deployment", true, &["deploy"], ALL, &[
+        status("apps", "Deployment"),
+        scale(),
+    ]),
+    res("apps", "replicasets", "replicaset", "ReplicaSet", true, &["rs"], ALL, &[
+        status("apps", "ReplicaSet"),
+        scale(),
+    ]),
+    res("apps", "statefulsets", "statefulset", "StatefulSet", true, &["sts"], ALL, &[
+        status("apps", "StatefulSet"),
+        scale(),
+    ]),
+    // batch/v1
+    res("batch", "cronjobs", "cronjob", "CronJob", true, &["cj"], ALL, &[status("batch", "CronJob")]),
+    res("batch", "jobs", "job", "Job", true, NONE, ALL, &[status("batch", "Job")]),
+    // coordination.k8s.io/v1
+    res("coordination.k8s.io", "leases", "lease", "Lease", true, NONE, NONE, &[]),
+    // discovery.k8s.io/v1
+    res("discovery.k8s.io", "endpointslices", "endpointslice", "EndpointSlice", true, NONE, NONE, &[]),
+    // events.k8s.io/v1
+    res("events.k8s.io", "events", "event", "Event", true, &["ev"], NONE, &[]),
+    // storage.k8s.io/v1
+    res("storage.k8s.io", "storageclasses", "storageclass", "StorageClass", false, &["sc"], NONE, &[]),
+];
+
+/// API groups in the order discovery lists them (core first).
+pub fn groups() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for r in RESOURCES {
+        if !out.contains(&r.group) {
+            out.push(r.group);
+        }
+    }
+    out
+}
+
+/// The resource served at `group`/`version`/`plural`.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The resource whose kind is `kind` in `group` (the first version).
+pub fn find_kind(group: &str, kind: &str) -> Option<&'static Resource> {
+    RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_are_unique_across_groups_except_events() {
+        let mut seen = std::collections::HashMap::new();
+        for r in RESOURCES {
+            for s in r.short_names {
+                if let Some(prev) = seen.insert(*s, r.qualified()) {
+                    assert_eq!(*s, "ev", "{s} used by {prev} and {}", r.qualified());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn daemonsets_are_namespaced_apps_v1_with_status() {
+        let ds = find("apps", "v1", "daemonsets").unwrap();
+        assert_eq!(ds.kind, "DaemonSet");
+        assert!(ds.namespaced);
+        assert_eq!(ds.short_names, &["ds"]);
+        assert!(ds.subresource("status").is_some());
+        assert!(ds.subresource("scale").is_none());
+        assert_eq!(ds.qualified(), "daemonsets.apps");
+    }
+}

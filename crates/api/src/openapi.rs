@@ -1,0 +1,1224 @@
+//! OpenAPI documents: v3 (one per group-version, as `/openapi/v3/<path>` serves them) and a
+//! Swagger 2.0 document of everything (`/openapi/v2`), built once from the catalogue and
+//! [`crate::schema`], serialized to JSON and cached with a content hash.
+//!
+//! What kubectl relies on (see kubectl-wire.md):
+//! - every PATCH operation carries `x-kubernetes-group-version-kind` and a `fieldValidation`
+//!   query parameter (kubectl then sends `fieldValidation=Strict`);
+//! - every kind schema in `components.schemas` carries `x-kubernetes-group-version-kind` and
+//!   the operations under `/api[s]/G/V/[namespaces/{namespace}/]R[/{name}]` name the GVK
+//!   (`kubectl explain`);
+//! - list fields carry `x-kubernetes-patch-strategy`/`-merge-key` (`kubectl apply` builds
+//!   strategic merge patches from them);
+//! - the hash in the index changes whenever a document changes (kubectl caches by it).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value, json};
+
+use crate::catalogue::{RESOURCES, Resource, Subresource};
+use crate::schema::{self, KindInfo};
+
+/// The Kubernetes version the documents describe.
+const INFO_VERSION: &str = "v1.33.0";
+
+/// The v3 discovery index: `{"paths": {"api/v1": {"serverRelativeURL":
+/// "/openapi/v3/api/v1?hash=<HASH>"}, "apis/apps/v1": {...}, ...}}`.
+pub fn v3_index() -> Value {
+    let paths: Map<String, Value> = docs()
+        .v3
+        .iter()
+        .map(|(path, doc)| {
+            let url = format!("/openapi/v3/{path}?hash={}", doc.hash);
+            (path.clone(), json!({ "serverRelativeURL": url }))
+        })
+        .collect();
+    json!({ "paths": paths })
+}
+
+/// The v3 document of a group-version path (`api/v1`, `apis/apps/v1`) as JSON bytes, with
+/// its content hash; `None` for paths not served.
+pub fn v3_document(path: &str) -> Option<(&'static [u8], &'static str)> {
+    let doc = docs().v3.get(path.trim_matches('/'))?;
+    Some((&doc.bytes, &doc.hash))
+}
+
+/// The group-version paths with a v3 document (`api/v1`, `apis/apps/v1`, ...).
+pub fn v3_paths() -> impl Iterator<Item = &'static str> {
+    docs().v3.keys().map(String::as_str)
+}
+
+/// The Swagger 2.0 document of every served group-version, as JSON bytes.
+pub fn v2_document() -> &'static [u8] {
+    &docs().v2.bytes
+}
+
+/// The content hash of the Swagger 2.0 document (for `ETag`s).
+pub fn v2_hash() -> &'static str {
+    &docs().v2.hash
+}
+
+/// Uppercase hex of the 64-bit FNV-1a hash of `bytes`: stable across runs and builds, so
+/// kubectl's cache stays valid across server restarts while the documents do not change.
+pub fn content_hash(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016X}")
+}
+
+struct Doc {
+    bytes: Vec<u8>,
+    hash: String,
+}
+
+impl Doc {
+    fn new(value: &Value) -> Doc {
+        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        let hash = content_hash(&bytes);
+        Doc { bytes, hash }
+    }
+}
+
+struct Docs {
+    v3: BTreeMap<String, Doc>,
+    v2: Doc,
+}
+
+fn docs() -> &'static Docs {
+    static DOCS: OnceLock<Docs> = OnceLock::new();
+    DOCS.get_or_init(build_docs)
+}
+
+fn build_docs() -> Docs {
+    let v3 = group_versions()
+        .into_iter()
+        .map(|(group, version)| (gv_path(group, version), Doc::new(&build_v3(group, version))))
+        .collect();
+    Docs {
+        v3,
+        v2: Doc::new(&build_v2()),
+    }
+}
+
+/// The served group-versions, in catalogue order.
+fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
+
+/// `api/v1` or `apis/apps/v1`.
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// Which flavour of document is being rendered.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    V2,
+    V3,
+}
+
+impl Format {
+    fn ref_prefix(self) -> &'static str {
+        match self {
+            Format::V2 => "#/definitions/",
+            Format::V3 => "#/components/schemas/",
+        }
+    }
+
+    fn reference(self, definition: &str) -> Value {
+        json!({ "$ref": format!("{}{definition}", self.ref_prefix()) })
+    }
+}
+
+fn build_v3(group: &str, version: &str) -> Value {
+    let resources: Vec<&'static Resource> = RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
+    let paths = render_paths(&resources, Format::V3);
+    let schemas = render_schemas(&root_definitions(&resources), Format::V3);
+    json!({
+        "openapi": "3.0.0",
+        "info": { "title": "Kubernetes", "version": INFO_VERSION },
+        "paths": paths,
+        "components": { "schemas": schemas },
+    })
+}
+
+fn build_v2() -> Value {
+    let resources: Vec<&'static Resource> = RESOURCES.iter().collect();
+    json!({
+        "swagger": "2.0",
+        "info": { "title": "Kubernetes", "version": INFO_VERSION },
+        "paths": render_paths(&resources, Format::V2),
+        "definitions": render_schemas(&root_definitions(&resources), Format::V2),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Schemas
+
+/// The definitions the paths of `resources` name directly.
+fn root_definitions(resources: &[&Resource]) -> Vec<&'static str> {
+    let mut roots = vec![schema::STATUS, schema::DELETE_OPTIONS, schema::PATCH];
+    for r in resources {
+        let list = format!("{}List", r.kind);
+        let kinds = [
+            (r.group, r.version, r.kind),
+            (r.group, r.version, list.as_str()),
+        ];
+        let subs = r.subresources.iter().map(|s| (s.group, s.version, s.kind));
+        for (g, v, k) in kinds.into_iter().chain(subs) {
+            if let Some(name) = schema::definition_name(g, v, k) {
+                roots.push(name);
+            }
+        }
+    }
+    roots
+}
+
+/// Every definition reachable from `roots` through `$ref`s.
+fn closure(roots: &[&'static str]) -> BTreeSet<&'static str> {
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<&'static str> = roots.to_vec();
+    while let Some(name) = stack.pop() {
+        let Some((key, schema)) = schema::definitions().get_key_value(name) else {
+            continue;
+        };
+        if seen.insert(key.as_str()) {
+            collect_refs(schema, &mut stack);
+        }
+    }
+    seen
+}
+
+fn collect_refs(value: &'static Value, out: &mut Vec<&'static str>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(name) = map
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix(schema::REF_PREFIX))
+            {
+                out.push(name);
+            }
+            map.values().for_each(|v| collect_refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
+/// The schemas of `roots` and everything they reference, converted to `format`, kinds
+/// tagged with `x-kubernetes-group-version-kind`.
+fn render_schemas(roots: &[&'static str], format: Format) -> Map<String, Value> {
+    closure(roots)
+        .into_iter()
+        .filter_map(|name| {
+            let mut converted = convert(schema::definition(name)?, format);
+            let gvks = gvks_of(name);
+            if let (false, Some(obj)) = (gvks.is_empty(), converted.as_object_mut()) {
+                obj.insert("x-kubernetes-group-version-kind".into(), Value::Array(gvks));
+            }
+            Some((name.to_string(), converted))
+        })
+        .collect()
+}
+
+/// The GVKs whose schema is `definition`; `DeleteOptions` belongs to every served group.
+fn gvks_of(definition: &str) -> Vec<Value> {
+    if definition == schema::DELETE_OPTIONS {
+        let mut gvs = group_versions();
+        for extra in [("autoscaling", "v1"), ("policy", "v1")] {
+            if !gvs.contains(&extra) {
+                gvs.push(extra);
+            }
+        }
+        return gvs
+            .into_iter()
+            .map(|(g, v)| gvk(g, v, "DeleteOptions"))
+            .collect();
+    }
+    schema::kinds()
+        .iter()
+        .filter(|k: &&KindInfo| k.definition == definition)
+        .map(|k| gvk(k.group, k.version, k.kind))
+        .collect()
+}
+
+fn gvk(group: &str, version: &str, kind: &str) -> Value {
+    json!({ "group": group, "kind": kind, "version": version })
+}
+
+/// Rewrites `$ref`s for `format`. In v3 a `$ref` with sibling keywords (a description, a
+/// patch strategy) becomes `allOf: [{$ref}]` plus the siblings, as upstream emits it (OpenAPI
+/// 3.0 ignores siblings of `$ref`).
+fn convert(value: &Value, format: Format) -> Value {
+    match value {
+        Value::Object(map) => convert_object(map, format),
+        Value::Array(items) => Value::Array(items.iter().map(|v| convert(v, format)).collect()),
+        other => other.clone(),
+    }
+}
+
+fn convert_object(map: &Map<String, Value>, format: Format) -> Value {
+    let mut out = Map::new();
+    let mut reference = None;
+    for (key, value) in map {
+        match (key.as_str(), value.as_str()) {
+            ("$ref", Some(r)) => reference = Some(r.rsplit('/').next().unwrap_or(r)),
+            _ => {
+                out.insert(key.clone(), convert(value, format));
+            }
+        }
+    }
+    let Some(name) = reference else {
+        return Value::Object(out);
+    };
+    let target = format.reference(name);
+    if format == Format::V2 || out.is_empty() {
+        out.extend(target.as_object().cloned().unwrap_or_default());
+    } else {
+        out.insert("allOf".into(), json!([target]));
+    }
+    Value::Object(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Paths
+
+/// One operation of a path, independent of the document format.
+struct Op {
+    method: &'static str,
+    action: &'static str,
+    id: String,
+    description: String,
+    gvk: (&'static str, &'static str, &'static str),
+    query: &'static [&'static str],
+    body: Body,
+    response: Response,
+    codes: &'static [&'static str],
+}
+
+enum Body {
+    None,
+    Object(&'static str),
+    Patch,
+    DeleteOptions,
+}
+
+enum Response {
+    Object(&'static str),
+    Text,
+}
+
+/// A path with its path parameters (`namespace`, `name`) and operations.
+struct PathItem {
+    url: String,
+    params: Vec<&'static str>,
+    ops: Vec<Op>,
+}
+
+const LIST_QUERY: &[&str] = &[
+    "allowWatchBookmarks",
+    "continue",
+    "fieldSelector",
+    "labelSelector",
+    "limit",
+    "resourceVersion",
+    "resourceVersionMatch",
+    "sendInitialEvents",
+    "timeoutSeconds",
+    "watch",
+];
+const WRITE_QUERY: &[&str] = &["dryRun", "fieldManager", "fieldValidation"];
+const PATCH_QUERY: &[&str] = &["dryRun", "fieldManager", "fieldValidation", "force"];
+const DELETE_QUERY: &[&str] = &[
+    "dryRun",
+    "gracePeriodSeconds",
+    "ignoreStoreReadErrorWithClusterBreakingPotential",
+    "orphanDependents",
+    "propagationPolicy",
+];
+const DELETE_COLLECTION_QUERY: &[&str] = &[
+    "continue",
+    "dryRun",
+    "fieldSelector",
+    "gracePeriodSeconds",
+    "ignoreStoreReadErrorWithClusterBreakingPotential",
+    "labelSelector",
+    "limit",
+    "orphanDependents",
+    "propagationPolicy",
+    "resourceVersion",
+    "resourceVersionMatch",
+    "sendInitialEvents",
+    "timeoutSeconds",
+];
+const LOG_QUERY: &[&str] = &[
+    "container",
+    "follow",
+    "insecureSkipTLSVerifyBackend",
+    "limitBytes",
+    "previous",
+    "sinceSeconds",
+    "tailLines",
+    "timestamps",
+];
+
+/// (name, type, description) of every parameter the documents use.
+const PARAMS: &[(&str, &str, &str)] = &[
+    (
+        "allowWatchBookmarks",
+        "boolean",
+        "Ask for BOOKMARK watch events; servers may ignore it.",
+    ),
+    (
+        "container",
+        "string",
+        "The container to stream logs of; optional when the pod has one container.",
+    ),
+    (
+        "continue",
+        "string",
+        "The continue token of the previous page of a chunked list.",
+    ),
+    (
+        "dryRun",
+        "string",
+        "All: run every stage of the request without persisting the result.",
+    ),
+    (
+        "fieldManager",
+        "string",
+        "Name of the actor making the change, recorded in managedFields.",
+    ),
+    (
+        "fieldValidation",
+        "string",
+        "How to treat unknown or duplicate fields in the request body: Ignore, Warn or Strict.",
+    ),
+    (
+        "fieldSelector",
+        "string",
+        "Restrict the returned objects by their fields.",
+    ),
+    ("follow", "boolean", "Keep streaming the log as it grows."),
+    (
+        "force",
+        "boolean",
+        "Take over fields owned by other managers (apply requests only).",
+    ),
+    (
+        "gracePeriodSeconds",
+        "integer",
+        "Seconds to wait before deleting; 0 deletes at once.",
+    ),
+    (
+        "ignoreStoreReadErrorWithClusterBreakingPotential",
+        "boolean",
+        "Delete an object even if it cannot be read from storage.",
+    ),
+    (
+        "insecureSkipTLSVerifyBackend",
+        "boolean",
+        "Do not verify the serving certificate of the kubelet.",
+    ),
+    (
+        "labelSelector",
+        "string",
+        "Restrict the returned objects by their labels.",
+    ),
+    (
+        "limit",
+        "integer",
+        "Maximum number of objects in one page of a list.",
+    ),
+    (
+        "limitBytes",
+        "integer",
+        "Stop the log after this many bytes.",
+    ),
+    ("name", "string", "Name of the object."),
+    ("namespace", "string", "Namespace of the objects."),
+    (
+        "orphanDependents",
+        "boolean",
+        "Deprecated: use propagationPolicy.",
+    ),
+    ("pretty", "string", "Pretty-print the output when 'true'."),
+    (
+        "previous",
+        "boolean",
+        "Return the log of the previous run of the container.",
+    ),
+    (
+        "propagationPolicy",
+        "string",
+        "Garbage collection of dependents: Orphan, Background or Foreground.",
+    ),
+    (
+        "resourceVersion",
+        "string",
+        "Resource version constraint of the read or the start of the watch.",
+    ),
+    (
+        "resourceVersionMatch",
+        "string",
+        "How resourceVersion is matched: Exact or NotOlderThan.",
+    ),
+    (
+        "sendInitialEvents",
+        "boolean",
+        "Start a watch with synthetic events for the current state.",
+    ),
+    (
+        "sinceSeconds",
+        "integer",
+        "Only return log lines newer than this many seconds.",
+    ),
+    (
+        "tailLines",
+        "integer",
+        "Only return this many lines from the end of the log.",
+    ),
+    (
+        "timeoutSeconds",
+        "integer",
+        "Timeout of a list or watch call.",
+    ),
+    (
+        "timestamps",
+        "boolean",
+        "Prefix every log line with its RFC3339 timestamp.",
+    ),
+    (
+        "watch",
+        "boolean",
+        "Stream changes instead of returning a list.",
+    ),
+];
+
+fn render_paths(resources: &[&'static Resource], format: Format) -> Map<String, Value> {
+    resources
+        .iter()
+        .flat_map(|r| resource_paths(r))
+        .map(|item| (item.url.clone(), render_path(&item, format)))
+        .collect()
+}
+
+/// Collection, all-namespaces, item and subresource paths of a resource.
+fn resource_paths(r: &'static Resource) -> Vec<PathItem> {
+    let prefix = format!("/{}", gv_path(r.group, r.version));
+    let ns_params: Vec<&'static str> = if r.namespaced {
+        vec!["namespace"]
+    } else {
+        vec![]
+    };
+    let collection = if r.namespaced {
+        format!("{prefix}/namespaces/{{namespace}}/{}", r.plural)
+    } else {
+        format!("{prefix}/{}", r.plural)
+    };
+    let item_url = format!("{collection}/{{name}}");
+    let mut item_params = ns_params.clone();
+    item_params.insert(0, "name");
+    let mut out = vec![PathItem {
+        url: collection,
+        params: ns_params,
+        ops: collection_ops(r),
+    }];
+    if r.namespaced && r.verbs.contains(&"list") {
+        let ops = vec![list_op(r, true)];
+        out.push(PathItem {
+            url: format!("{prefix}/{}", r.plural),
+            params: vec![],
+            ops,
+        });
+    }
+    for s in r.subresources {
+        let url = format!("{item_url}/{}", s.name);
+        out.push(PathItem {
+            url,
+            params: item_params.clone(),
+            ops: subresource_ops(r, s),
+        });
+    }
+    out.push(PathItem {
+        url: item_url,
+        params: item_params,
+        ops: item_ops(r),
+    });
+    out.retain(|p| !p.ops.is_empty());
+    out
+}
+
+/// `CoreV1`, `AppsV1`, `CoordinationV1` (operation ids), from the group and version.
+fn group_camel(group: &str, version: &str) -> String {
+    let group = if group.is_empty() {
+        "core"
+    } else {
+        group.trim_end_matches(".k8s.io")
+    };
+    group.split('.').chain([version]).map(capitalize).collect()
+}
+
+/// `core_v1`, `apps_v1`, `coordination_v1` (operation tags).
+fn tag(group: &str, version: &str) -> String {
+    let group = if group.is_empty() {
+        "core"
+    } else {
+        group.trim_end_matches(".k8s.io")
+    };
+    format!("{}_{version}", group.replace('.', "_"))
+}
+
+fn capitalize(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// The operation id of `verb` on a resource: `readAppsV1NamespacedDaemonSetStatus`.
+fn op_id(verb: &str, r: &Resource, suffix: &str) -> String {
+    let scope = if r.namespaced { "Namespaced" } else { "" };
+    format!(
+        "{verb}{}{scope}{}{suffix}",
+        group_camel(r.group, r.version),
+        r.kind
+    )
+}
+
+fn kind_gvk(r: &Resource) -> (&'static str, &'static str, &'static str) {
+    (r.group, r.version, r.kind)
+}
+
+/// The definition name of a kind, as a `'static` string (empty if unknown).
+fn def(group: &str, version: &str, kind: &str) -> &'static str {
+    schema::definition_name(group, version, kind).unwrap_or_default()
+}
+
+fn list_def(r: &Resource) -> &'static str {
+    def(r.group, r.version, &format!("{}List", r.kind))
+}
+
+fn list_op(r: &'static Resource, all_namespaces: bool) -> Op {
+    let id = if all_namespaces {
+        format!(
+            "list{}{}ForAllNamespaces",
+            group_camel(r.group, r.version),
+            r.kind
+        )
+    } else {
+        op_id("list", r, "")
+    };
+    Op {
+        method: "get",
+        action: "list",
+        id,
+        description: format!("list or watch objects of kind {}", r.kind),
+        gvk: kind_gvk(r),
+        query: LIST_QUERY,
+        body: Body::None,
+        response: Response::Object(list_def(r)),
+        codes: &["200"],
+    }
+}
+
+fn collection_ops(r: &'static Resource) -> Vec<Op> {
+    let kind_def = def(r.group, r.version, r.kind);
+    let mut ops = Vec::new();
+    if r.verbs.contains(&"list") {
+        ops.push(list_op(r, false));
+    }
+    if let Some(spec) = object_verb("create").filter(|_| r.verbs.contains(&"create")) {
+        ops.push(Op {
+            method: spec.method,
+            action: spec.action,
+            id: op_id(spec.id_verb, r, ""),
+            description: format!("{} {}", spec.phrase, r.kind),
+            gvk: kind_gvk(r),
+            query: spec.query,
+            body: body_for(spec.method, kind_def),
+            response: Response::Object(kind_def),
+            codes: spec.codes,
+        });
+    }
+    if r.verbs.contains(&"deletecollection") {
+        ops.push(Op {
+            method: "delete",
+            action: "deletecollection",
+            id: format!(
+                "delete{}Collection{}{}",
+                group_camel(r.group, r.version),
+                ns_word(r),
+                r.kind
+            ),
+            description: format!("delete collection of {}", r.kind),
+            gvk: kind_gvk(r),
+            query: DELETE_COLLECTION_QUERY,
+            body: Body::DeleteOptions,
+            response: Response::Object(schema::STATUS),
+            codes: &["200"],
+        });
+    }
+    ops
+}
+
+fn ns_word(r: &Resource) -> &'static str {
+    if r.namespaced { "Namespaced" } else { "" }
+}
+
+/// How a verb on an object (or a subresource) becomes an operation.
+struct VerbSpec {
+    method: &'static str,
+    action: &'static str,
+    id_verb: &'static str,
+    phrase: &'static str,
+    query: &'static [&'static str],
+    codes: &'static [&'static str],
+}
+
+/// The operation shape of an object verb; `None` for verbs without one (`list`, `watch`,
+/// `deletecollection` live on the collection path).
+fn object_verb(verb: &str) -> Option<VerbSpec> {
+    let (method, action, id_verb, phrase, query, codes): (_, _, _, _, _, &'static [&str]) =
+        match verb {
+            "get" => (
+                "get",
+                "get",
+                "read",
+                "read the specified",
+                &[][..],
+                &["200"],
+            ),
+            "update" => (
+                "put",
+                "put",
+                "replace",
+                "replace the specified",
+                WRITE_QUERY,
+                &["200", "201"],
+            ),
+            "patch" => (
+                "patch",
+                "patch",
+                "patch",
+                "partially update the specified",
+                PATCH_QUERY,
+                &["200", "201"],
+            ),
+            "delete" => (
+                "delete",
+                "delete",
+                "delete",
+                "delete a",
+                DELETE_QUERY,
+                &["200", "202"],
+            ),
+            "create" => (
+                "post",
+                "post",
+                "create",
+                "create a",
+                WRITE_QUERY,
+                &["200", "201", "202"],
+            ),
+            _ => return None,
+        };
+    Some(VerbSpec {
+        method,
+        action,
+        id_verb,
+        phrase,
+        query,
+        codes,
+    })
+}
+
+/// The request body of an operation on objects of definition `def`.
+fn body_for(method: &str, def: &'static str) -> Body {
+    match method {
+        "put" | "post" => Body::Object(def),
+        "patch" => Body::Patch,
+        "delete" => Body::DeleteOptions,
+        _ => Body::None,
+    }
+}
+
+fn item_ops(r: &'static Resource) -> Vec<Op> {
+    let kind_def = def(r.group, r.version, r.kind);
+    let verbs = r
+        .verbs
+        .iter()
+        .filter(|v| **v != "create")
+        .filter_map(|v| object_verb(v));
+    verbs
+        .map(|spec| Op {
+            method: spec.method,
+            action: spec.action,
+            id: op_id(spec.id_verb, r, ""),
+            description: format!("{} {}", spec.phrase, r.kind),
+            gvk: kind_gvk(r),
+            query: spec.query,
+            body: body_for(spec.method, kind_def),
+            response: Response::Object(if spec.method == "delete" {
+                schema::STATUS
+            } else {
+                kind_def
+            }),
+            codes: spec.codes,
+        })
+        .collect()
+}
+
+fn subresource_ops(r: &'static Resource, s: &'static Subresource) -> Vec<Op> {
+    let sub_def = def(s.group, s.version, s.kind);
+    let log = s.name == "log";
+    let suffix = capitalize(s.name);
+    s.verbs
+        .iter()
+        .filter_map(|v| object_verb(v))
+        .map(|spec| Op {
+            method: spec.method,
+            action: spec.action,
+            id: op_id(spec.id_verb, r, &suffix),
+            description: format!("{} {} of the specified {}", spec.id_verb, s.name, r.kind),
+            gvk: (s.group, s.version, s.kind),
+            query: if log { LOG_QUERY } else { spec.query },
+            body: body_for(spec.method, sub_def),
+            response: if log {
+                Response::Text
+            } else {
+                Response::Object(sub_def)
+            },
+            codes: spec.codes,
+        })
+        .collect()
+}
+
+fn render_path(item: &PathItem, format: Format) -> Value {
+    let mut out = Map::new();
+    let mut params: Vec<Value> = item
+        .params
+        .iter()
+        .map(|p| render_param(p, "path", format))
+        .collect();
+    params.push(render_param("pretty", "query", format));
+    out.insert("parameters".into(), Value::Array(params));
+    for op in &item.ops {
+        out.insert(op.method.into(), render_op(op, format));
+    }
+    Value::Object(out)
+}
+
+fn render_param(name: &str, location: &str, format: Format) -> Value {
+    let (_, kind, description) = PARAMS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .copied()
+        .unwrap_or((name, "string", ""));
+    let mut param = json!({ "name": name, "in": location, "description": description });
+    let typed = json!({ "type": kind, "uniqueItems": true });
+    if let (Some(obj), Some(typed)) = (param.as_object_mut(), typed.as_object()) {
+        match format {
+            Format::V3 => {
+                obj.insert("schema".into(), Value::Object(typed.clone()));
+            }
+            Format::V2 => obj.extend(typed.clone()),
+        }
+        if location == "path" {
+            obj.insert("required".into(), Value::Bool(true));
+        }
+    }
+    param
+}
+
+fn render_op(op: &Op, format: Format) -> Value {
+    let (group, version, kind) = op.gvk;
+    let mut out = json!({
+        "description": op.description,
+        "operationId": op.id,
+        "tags": [tag(group, version)],
+        "responses": render_responses(op, format),
+        "x-kubernetes-action": op.action,
+        "x-kubernetes-group-version-kind": gvk(group, version, kind),
+    });
+    let mut params: Vec<Value> = op
+        .query
+        .iter()
+        .map(|p| render_param(p, "query", format))
+        .collect();
+    let Some(obj) = out.as_object_mut() else {
+        return out;
+    };
+    match format {
+        Format::V3 => {
+            if let Some(body) = render_body_v3(&op.body) {
+                obj.insert("requestBody".into(), body);
+            }
+        }
+        Format::V2 => {
+            if let Some(body) = render_body_v2(&op.body) {
+                params.insert(0, body);
+            }
+            obj.insert("consumes".into(), json!(consumes(&op.body)));
+            obj.insert("produces".into(), json!(produces(&op.response)));
+            obj.insert("schemes".into(), json!(["https"]));
+        }
+    }
+    if !params.is_empty() {
+        obj.insert("parameters".into(), Value::Array(params));
+    }
+    out
+}
+
+const PATCH_TYPES: &[&str] = &[
+    "application/apply-patch+yaml",
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+];
+
+fn consumes(body: &Body) -> Vec<&'static str> {
+    match body {
+        Body::Patch => PATCH_TYPES.to_vec(),
+        _ => vec!["*/*"],
+    }
+}
+
+fn produces(response: &Response) -> Vec<&'static str> {
+    match response {
+        Response::Object(_) => vec!["application/json", "application/yaml"],
+        Response::Text => vec!["text/plain"],
+    }
+}
+
+fn body_definition(body: &Body) -> Option<(&'static str, bool)> {
+    match body {
+        Body::None => None,
+        Body::Object(def) => Some((def, true)),
+        Body::Patch => Some((schema::PATCH, true)),
+        Body::DeleteOptions => Some((schema::DELETE_OPTIONS, false)),
+    }
+}
+
+fn render_body_v3(body: &Body) -> Option<Value> {
+    let (def, required) = body_definition(body)?;
+    let schema = Format::V3.reference(def);
+    let content: Map<String, Value> = consumes(body)
+        .into_iter()
+        .map(|t| (t.to_string(), json!({ "schema": schema.clone() })))
+        .collect();
+    let mut out = json!({ "content": content });
+    if required && let Some(obj) = out.as_object_mut() {
+        obj.insert("required".into(), Value::Bool(true));
+    }
+    Some(out)
+}
+
+fn render_body_v2(body: &Body) -> Option<Value> {
+    let (def, required) = body_definition(body)?;
+    Some(
+        json!({ "name": "body", "in": "body", "required": required, "schema": Format::V2.reference(def) }),
+    )
+}
+
+fn response_schema(response: &Response, format: Format) -> Value {
+    match response {
+        Response::Object(def) => format.reference(def),
+        Response::Text => json!({ "type": "string" }),
+    }
+}
+
+fn render_responses(op: &Op, format: Format) -> Value {
+    let schema = response_schema(&op.response, format);
+    let mut out = Map::new();
+    for code in op.codes {
+        let description = match *code {
+            "201" => "Created",
+            "202" => "Accepted",
+            _ => "OK",
+        };
+        let response = match format {
+            Format::V2 => json!({ "description": description, "schema": schema }),
+            Format::V3 => {
+                let content: Map<String, Value> = produces(&op.response)
+                    .into_iter()
+                    .map(|t| (t.to_string(), json!({ "schema": schema })))
+                    .collect();
+                json!({ "description": description, "content": content })
+            }
+        };
+        out.insert((*code).into(), response);
+    }
+    out.insert("401".into(), json!({ "description": "Unauthorized" }));
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(path: &str) -> Value {
+        let (bytes, _) = v3_document(path).unwrap_or_else(|| panic!("no doc {path}"));
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn build_time_and_sizes() {
+        let start = std::time::Instant::now();
+        let total: usize = v3_paths()
+            .map(|p| v3_document(p).map_or(0, |(b, _)| b.len()))
+            .sum();
+        let v2 = v2_document().len();
+        eprintln!(
+            "openapi: built in {:?}; v3 total {total} bytes, v2 {v2} bytes",
+            start.elapsed()
+        );
+        for p in v3_paths() {
+            eprintln!(
+                "  {p}: {} bytes",
+                v3_document(p).map_or(0, |(b, _)| b.len())
+            );
+        }
+        assert!(total > 0 && v2 > 0);
+    }
+
+    #[test]
+    fn index_lists_every_group_version_with_its_hash() {
+        let index = v3_index();
+        let apps = &index["paths"]["apis/apps/v1"]["serverRelativeURL"];
+        let (_, hash) = v3_document("apis/apps/v1").unwrap();
+        assert_eq!(
+            apps,
+            &json!(format!("/openapi/v3/apis/apps/v1?hash={hash}"))
+        );
+        assert!(index["paths"]["api/v1"].is_object());
+        for gv in [
+            "apis/batch/v1",
+            "apis/coordination.k8s.io/v1",
+            "apis/storage.k8s.io/v1",
+        ] {
+            assert!(index["paths"][gv].is_object(), "{gv}");
+        }
+        assert!(v3_document("/apis/apps/v1").is_some());
+        assert!(v3_document("apis/nope/v1").is_none());
+    }
+
+    #[test]
+    fn hashes_differ_between_documents_and_follow_content() {
+        let (_, apps) = v3_document("apis/apps/v1").unwrap();
+        let (_, core) = v3_document("api/v1").unwrap();
+        assert_ne!(apps, core);
+        assert_eq!(apps.len(), 16);
+        assert_eq!(content_hash(b"a"), content_hash(b"a"));
+        assert_ne!(content_hash(b"a"), content_hash(b"b"));
+    }
+
+    #[test]
+    fn patch_operations_carry_gvk_and_field_validation() {
+        for path in v3_paths() {
+            let d = doc(path);
+            for (url, item) in d["paths"].as_object().unwrap() {
+                let Some(patch) = item.get("patch") else {
+                    continue;
+                };
+                let gvk = &patch["x-kubernetes-group-version-kind"];
+                assert!(
+                    gvk["kind"].is_string() && gvk["version"].is_string(),
+                    "{url}"
+                );
+                let names: Vec<&str> = patch["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|p| p["in"] == "query")
+                    .map(|p| p["name"].as_str().unwrap())
+                    .collect();
+                for needed in ["fieldValidation", "dryRun", "fieldManager", "force"] {
+                    assert!(names.contains(&needed), "{url} lacks {needed}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn daemonset_paths_match_what_kubectl_looks_up() {
+        let d = doc("apis/apps/v1");
+        let item = &d["paths"]["/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}"];
+        assert_eq!(
+            item["patch"]["x-kubernetes-group-version-kind"],
+            gvk("apps", "v1", "DaemonSet")
+        );
+        assert_eq!(
+            item["patch"]["operationId"],
+            "patchAppsV1NamespacedDaemonSet"
+        );
+        assert_eq!(item["get"]["x-kubernetes-action"], "get");
+        assert_eq!(
+            item["put"]["requestBody"]["content"]["*/*"]["schema"]["$ref"],
+            "#/components/schemas/io.k8s.api.apps.v1.DaemonSet"
+        );
+        let smp =
+            &item["patch"]["requestBody"]["content"]["application/strategic-merge-patch+json"];
+        assert_eq!(
+            smp["schema"]["$ref"],
+            "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"
+        );
+        let collection = &d["paths"]["/apis/apps/v1/namespaces/{namespace}/daemonsets"];
+        assert_eq!(collection["get"]["x-kubernetes-action"], "list");
+        assert_eq!(
+            collection["post"]["operationId"],
+            "createAppsV1NamespacedDaemonSet"
+        );
+        let ok =
+            &collection["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"];
+        assert_eq!(ok, "#/components/schemas/io.k8s.api.apps.v1.DaemonSetList");
+        let status = &d["paths"]["/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}/status"];
+        assert_eq!(
+            status["patch"]["operationId"],
+            "patchAppsV1NamespacedDaemonSetStatus"
+        );
+        let scale = &d["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"];
+        assert_eq!(
+            scale["put"]["x-kubernetes-group-version-kind"],
+            gvk("autoscaling", "v1", "Scale")
+        );
+        assert!(d["paths"]["/apis/apps/v1/daemonsets"]["get"].is_object());
+    }
+
+    #[test]
+    fn cluster_scoped_and_core_paths() {
+        let d = doc("api/v1");
+        let node = &d["paths"]["/api/v1/nodes/{name}"];
+        assert_eq!(node["patch"]["operationId"], "patchCoreV1Node");
+        let params = node["parameters"].as_array().unwrap();
+        assert!(
+            params
+                .iter()
+                .any(|p| p["name"] == "name" && p["in"] == "path" && p["required"] == true)
+        );
+        assert!(!params.iter().any(|p| p["name"] == "namespace"));
+        assert!(d["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/log"]["get"].is_object());
+        let eviction = &d["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/eviction"]["post"];
+        assert_eq!(
+            eviction["x-kubernetes-group-version-kind"],
+            gvk("policy", "v1", "Eviction")
+        );
+        assert!(d["paths"]["/api/v1/namespaces/{name}/finalize"]["put"].is_object());
+        assert!(
+            d["paths"]
+                .get("/apis/apps/v1/namespaces/{namespace}/daemonsets")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn components_carry_gvk_patch_extensions_and_resolve() {
+        let d = doc("apis/apps/v1");
+        let schemas = d["components"]["schemas"].as_object().unwrap();
+        let ds = &schemas["io.k8s.api.apps.v1.DaemonSet"];
+        assert_eq!(
+            ds["x-kubernetes-group-version-kind"],
+            json!([gvk("apps", "v1", "DaemonSet")])
+        );
+        assert!(ds.get("required").is_none());
+        let spec = &ds["properties"]["spec"];
+        assert_eq!(
+            spec["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.api.apps.v1.DaemonSetSpec"
+        );
+        assert!(spec["description"].is_string());
+        let containers = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        let strategy = &schemas["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"];
+        assert_eq!(strategy["x-kubernetes-patch-strategy"], "retainKeys");
+        assert_eq!(
+            schemas["io.k8s.api.core.v1.Container"]["required"],
+            json!(["name"])
+        );
+        assert!(schemas.contains_key("io.k8s.api.autoscaling.v1.Scale"));
+        let delete = &schemas[schema::DELETE_OPTIONS]["x-kubernetes-group-version-kind"];
+        assert!(
+            delete
+                .as_array()
+                .unwrap()
+                .contains(&gvk("apps", "v1", "DeleteOptions"))
+        );
+        let text = String::from_utf8(v3_document("apis/apps/v1").unwrap().0.to_vec()).unwrap();
+        assert!(!text.contains("#/$defs/"));
+        for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &reference[..reference.find('"').unwrap()];
+            assert!(schemas.contains_key(name), "dangling {name}");
+        }
+    }
+
+    #[test]
+    fn v2_document_uses_definitions() {
+        let d: Value = serde_json::from_slice(v2_document()).unwrap();
+        assert_eq!(d["swagger"], "2.0");
+        let patch = &d["paths"]["/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}"]["patch"];
+        let body = patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["in"] == "body")
+            .unwrap();
+        assert_eq!(
+            body["schema"]["$ref"],
+            "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"
+        );
+        assert!(
+            patch["consumes"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("application/strategic-merge-patch+json"))
+        );
+        let spec = &d["definitions"]["io.k8s.api.apps.v1.DaemonSet"]["properties"]["spec"];
+        assert_eq!(
+            spec["$ref"],
+            "#/definitions/io.k8s.api.apps.v1.DaemonSetSpec"
+        );
+        assert!(d["paths"]["/api/v1/namespaces/{namespace}/pods"]["post"].is_object());
+        assert!(!String::from_utf8_lossy(v2_document()).contains("#/$defs/"));
+    }
+
+    #[test]
+    fn operation_ids_are_unique_per_document() {
+        for path in v3_paths() {
+            let d = doc(path);
+            let mut seen = BTreeSet::new();
+            for item in d["paths"].as_object().unwrap().values() {
+                for (method, op) in item.as_object().unwrap() {
+                    if method != "parameters" {
+                        assert!(
+                            seen.insert(op["operationId"].as_str().unwrap().to_string()),
+                            "{op}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(group_camel("coordination.k8s.io", "v1"), "CoordinationV1");
+        assert_eq!(group_camel("", "v1"), "CoreV1");
+        assert_eq!(tag("events.k8s.io", "v1"), "events_v1");
+    }
+}

@@ -1,0 +1,198 @@
+//! Standard five-field cron schedules and `@` descriptors, with the error texts of the cron
+//! library upstream uses (`cron.ParseStandard`).
+
+struct Bounds {
+    min: u32,
+    max: u32,
+    names: &'static [(&'static str, u32)],
+}
+
+const MINUTES: Bounds = Bounds { min: 0, max: 59, names: &[] };
+const HOURS: Bounds = Bounds { min: 0, max: 23, names: &[] };
+const DOM: Bounds = Bounds { min: 1, max: 31, names: &[] };
+const MONTHS: Bounds = Bounds {
+    min: 1,
+    max: 12,
+    names: &[
+        ("jan", 1),
+        ("feb", 2),
+        ("mar", 3),
+        ("apr", 4),
+        ("may", 5),
+        ("jun", 6),
+        ("jul", 7),
+        ("aug", 8),
+        ("sep", 9),
+        ("oct", 10),
+        ("nov", 11),
+        ("dec", 12),
+    ],
+};
+const DOW: Bounds = Bounds {
+    min: 0,
+    max: 6,
+    names: &[("sun", 0), ("mon", 1), ("tue", 2), ("wed", 3), ("thu", 4), ("fri", 5), ("sat", 6)],
+};
+
+/// Checks a schedule; `Err` carries the library's message.
+pub(crate) fn parse_standard(spec: &str) -> Result<(), String> {
+    if spec.is_empty() {
+        return Err("empty spec string".into());
+    }
+    let mut spec = spec;
+    if spec.starts_with("TZ=") || spec.starts_with("CRON_TZ=") {
+        let (Some(eq), Some(sp)) = (spec.find('='), spec.find(' ')) else {
+            return Err(format!("provided bad location {}: unknown time zone", &spec[spec.find('=').map_or(0, |i| i + 1)..]));
+        };
+        let loc = &spec[eq + 1..sp];
+        if jiff::tz::TimeZone::get(loc).is_err() {
+            return Err(format!("provided bad location {loc}: unknown time zone {loc}"));
+        }
+        spec = spec[sp..].trim();
+    }
+    if spec.starts_with('@') {
+        return descriptor(spec);
+    }
+    let fields: Vec<&str> = spec.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!("expected exactly 5 fields, found {}: [{}]", fields.len(), fields.join(" ")));
+    }
+    for (f, b) in fields.iter().zip([&MINUTES, &HOURS, &DOM, &MONTHS, &DOW]) {
+        for part in f.split(',') {
+            range(part, b)?;
+        }
+    }
+    Ok(())
+}
+
+fn descriptor(spec: &str) -> Result<(), String> {
+    match spec {
+        "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@midnight" | "@hourly" => Ok(()),
+        _ => match spec.strip_prefix("@every ") {
+            Some(d) if is_go_duration(d) => Ok(()),
+            Some(d) => Err(format!("failed to parse duration {spec}: time: invalid duration \"{d}\"")),
+            None => Err(format!("unrecognized descriptor: {spec}")),
+        },
+    }
+}
+
+/// Go `time.ParseDuration` syntax: `[-+]?([0-9]*(\.[0-9]*)?[a-z]+)+` with known units.
+fn is_go_duration(s: &str) -> bool {
+    let s = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if s == "0" {
+        return true;
+    }
+    if s.is_empty() {
+        return false;
+    }
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num = &rest[..num_len];
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return false;
+        }
+        rest = &rest[num_len..];
+        let unit = ["ns", "us", "µs", "μs", "ms", "s", "m", "h"].iter().find(|u| rest.starts_with(**u) && {
+            // "m" must not swallow "ms"
+            !(**u == "m" && rest.starts_with("ms"))
+        });
+        match unit {
+            Some(u) => rest = &rest[u.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+fn parse_int(expr: &str) -> Result<u32, String> {
+    let n: i64 = expr.parse().map_err(|_| {
+        let why = if !expr.is_empty() && expr.trim_start_matches(['-', '+']).bytes().all(|c| c.is_ascii_digit())
+            && expr.len() > 1
+        {
+            "value out of range"
+        } else {
+            "invalid syntax"
+        };
+        format!("failed to parse int from {expr}: strconv.Atoi: parsing \"{expr}\": {why}")
+    })?;
+    if n < 0 {
+        return Err(format!("negative number ({n}) not allowed: {expr}"));
+    }
+    u32::try_from(n).map_err(|_| format!("failed to parse int from {expr}: strconv.Atoi: parsing \"{expr}\": value out of range"))
+}
+
+fn int_or_name(expr: &str, b: &Bounds) -> Result<u32, String> {
+    let lower = expr.to_lowercase();
+    if let Some((_, v)) = b.names.iter().find(|(n, _)| *n == lower) {
+        return Ok(*v);
+    }
+    parse_int(expr)
+}
+
+fn range(expr: &str, b: &Bounds) -> Result<(), String> {
+    let range_and_step: Vec<&str> = expr.split('/').collect();
+    let low_high: Vec<&str> = range_and_step[0].split('-').collect();
+    let single = low_high.len() == 1;
+    let (start, mut end) = if low_high[0] == "*" || low_high[0] == "?" {
+        (b.min, b.max)
+    } else {
+        let start = int_or_name(low_high[0], b)?;
+        let end = match low_high.len() {
+            1 => start,
+            2 => int_or_name(low_high[1], b)?,
+            _ => return Err(format!("too many hyphens: {expr}")),
+        };
+        (start, end)
+    };
+    let step = match range_and_step.len() {
+        1 => 1,
+        2 => {
+            let s = parse_int(range_and_step[1])?;
+            if single {
+                end = b.max;
+            }
+            s
+        }
+        _ => return Err(format!("too many slashes: {expr}")),
+    };
+    if start < b.min {
+        return Err(format!("beginning of range ({start}) below minimum ({}): {expr}", b.min));
+    }
+    if end > b.max {
+        return Err(format!("end of range ({end}) above maximum ({}): {expr}", b.max));
+    }
+    if start > end {
+        return Err(format!("beginning of range ({start}) beyond end of range ({end}): {expr}"));
+    }
+    if step == 0 {
+        return Err(format!("step of range should be a positive number: {expr}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_standard_schedules() {
+        for ok in ["*/1 * * * *", "0 0 * * 0", "5 4 * * sun", "0 22 * * 1-5", "@hourly", "@every 1h30m", "0 0 1 jan,feb *"] {
+            assert_eq!(parse_standard(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn reports_library_messages() {
+        assert_eq!(parse_standard("foo").unwrap_err(), "expected exactly 5 fields, found 1: [foo]");
+        assert_eq!(parse_standard("60 * * * *").unwrap_err(), "end of range (60) above maximum (59): 60");
+        assert_eq!(parse_standard("* * 0 * *").unwrap_err(), "beginning of range (0) below minimum (1): 0");
+        assert_eq!(
+            parse_standard("x * * * *").unwrap_err(),
+            "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax"
+        );
+        assert_eq!(parse_standard("5-1 * * * *").unwrap_err(), "beginning of range (5) beyond end of range (1): 5-1");
+        assert_eq!(parse_standard("*/0 * * * *").unwrap_err(), "step of range should be a positive number: */0");
+        assert_eq!(parse_standard("@often").unwrap_err(), "unrecognized descriptor: @often");
+    }
+}

@@ -1,0 +1,1 @@
+//! Table-driven tests for validation, asserting upstream's exact messages.

@@ -1,0 +1,282 @@
+//! The watch cache: every object in memory, fed by one store watch, serving gets, lists and
+//! watches. Each object is encoded to JSON once when it changes; each watch event line is
+//! encoded once for all watchers.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+use shoal_store::{EventKind, KeyValue, Revision, Store};
+use tokio::sync::{broadcast, watch};
+
+/// How many past events the cache keeps for watches that start in the past.
+const HISTORY: usize = 100_000;
+/// How many live events a slow watcher may fall behind before its watch ends.
+const WATCH_BUFFER: usize = 65_536;
+
+/// One object as of one revision.
+#[derive(Debug)]
+pub struct Entry {
+    /// Store key.
+    pub key: String,
+    /// The object, `metadata.resourceVersion` filled in.
+    pub obj: Value,
+    /// `obj` encoded as JSON.
+    pub json: Bytes,
+    /// Revision of the write that produced this state.
+    pub mod_revision: Revision,
+}
+
+impl Entry {
+    /// Decodes a store key-value into an entry, filling in `metadata.resourceVersion`.
+    pub fn from_kv(kv: &KeyValue) -> Option<Arc<Entry>> {
+        let mut obj: Value = serde_json::from_slice(&kv.value).ok()?;
+        set_resource_version(&mut obj, kv.mod_revision);
+        let json = Bytes::from(serde_json::to_vec(&obj).ok()?);
+        Some(Arc::new(Entry { key: kv.key.clone(), obj, json, mod_revision: kv.mod_revision }))
+    }
+}
+
+/// Sets `metadata.resourceVersion` to `rev`.
+pub fn set_resource_version(obj: &mut Value, rev: Revision) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
+    }
+}
+
+/// Watch event types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// ADDED
+    Added,
+    /// MODIFIED
+    Modified,
+    /// DELETED
+    Deleted,
+}
+
+impl EventType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// A change seen by the cache.
+#[derive(Debug)]
+pub struct CacheEvent {
+    /// What happened.
+    pub kind: EventType,
+    /// The object after the change (for DELETED: its last state, with the delete's revision).
+    pub entry: Arc<Entry>,
+    /// The object before the change.
+    pub prev: Option<Arc<Entry>>,
+    /// `{"type":..,"object":..}\n`, encoded once.
+    pub line: Bytes,
+}
+
+impl CacheEvent {
+    fn new(kind: EventType, entry: Arc<Entry>, prev: Option<Arc<Entry>>) -> Self {
+        let line = watch_line(kind.as_str(), &entry.json);
+        CacheEvent { kind, entry, prev, line }
+    }
+
+    /// The revision of the change.
+    pub fn revision(&self) -> Revision {
+        self.entry.mod_revision
+    }
+}
+
+/// Encodes one watch event line around an already-encoded object.
+pub fn watch_line(kind: &str, object_json: &[u8]) -> Bytes {
+    let mut buf = Vec::with_capacity(object_json.len() + 32);
+    buf.extend_from_slice(b"{\"type\":\"");
+    buf.extend_from_slice(kind.as_bytes());
+    buf.extend_from_slice(b"\",\"object\":");
+    buf.extend_from_slice(object_json);
+    buf.extend_from_slice(b"}\n");
+    Bytes::from(buf)
+}
+
+struct Inner {
+    objects: BTreeMap<String, Arc<Entry>>,
+    revision: Revision,
+    history: VecDeque<Arc<CacheEvent>>,
+    /// Every event after this revision is in `history`.
+    history_start: Revision,
+}
+
+/// The watch cache.
+pub struct WatchCache {
+    inner: RwLock<Inner>,
+    events: broadcast::Sender<Arc<CacheEvent>>,
+    revision: watch::Sender<Revision>,
+}
+
+/// What a watch gets when it starts: past events to replay, then a live receiver.
+pub struct Subscription {
+    /// Events after the requested revision, oldest first.
+    pub replay: Vec<Arc<CacheEvent>>,
+    /// Live events; skip those at or below `after`.
+    pub live: broadcast::Receiver<Arc<CacheEvent>>,
+    /// The cache revision when the subscription was taken.
+    pub revision: Revision,
+}
+
+impl WatchCache {
+    /// Loads every object under `prefix` from the store and follows the store's changes.
+    pub async fn start(store: Arc<dyn Store>, prefix: &str) -> Result<Arc<WatchCache>, shoal_store::Error> {
+        let end = shoal_store::prefix_end(prefix);
+        let snapshot = store.range(prefix, &end, 0, 0).await?;
+        let mut objects = BTreeMap::new();
+        for kv in &snapshot.kvs {
+            if let Some(e) = Entry::from_kv(kv) {
+                objects.insert(kv.key.clone(), e);
+            }
+        }
+        let rev = snapshot.revision;
+        let (events, _) = broadcast::channel(WATCH_BUFFER);
+        let (revision, _) = watch::channel(rev);
+        let cache = Arc::new(WatchCache {
+            inner: RwLock::new(Inner { objects, revision: rev, history: VecDeque::new(), history_start: rev }),
+            events,
+            revision,
+        });
+        let feeder = cache.clone();
+        let prefix = prefix.to_string();
+        tokio::spawn(async move { feeder.follow(store, prefix, rev).await });
+        Ok(cache)
+    }
+
+    async fn follow(self: Arc<Self>, store: Arc<dyn Store>, prefix: String, mut after: Revision) {
+        loop {
+            let mut stream = match store.watch(&prefix, after) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "watch cache: store watch failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            while let Some(batch) = stream.next().await {
+                for ev in batch {
+                    if ev.kv.mod_revision <= after {
+                        continue;
+                    }
+                    after = ev.kv.mod_revision;
+                    self.apply(ev);
+                }
+                self.revision.send_replace(after);
+            }
+            tracing::warn!(after, "watch cache: store watch ended; resuming");
+        }
+    }
+
+    fn apply(&self, ev: shoal_store::Event) {
+        let Some(entry) = Entry::from_kv(&ev.kv) else {
+            tracing::error!(key = %ev.kv.key, "watch cache: undecodable value skipped");
+            return;
+        };
+        let mut inner = self.inner.write().expect("watch cache lock poisoned");
+        let prev = match ev.kind {
+            EventKind::Put => inner.objects.insert(entry.key.clone(), entry.clone()),
+            EventKind::Delete => inner.objects.remove(&entry.key),
+        };
+        let kind = match (ev.kind, &prev) {
+            (EventKind::Delete, _) => EventType::Deleted,
+            (EventKind::Put, Some(_)) => EventType::Modified,
+            (EventKind::Put, None) => EventType::Added,
+        };
+        let event = Arc::new(CacheEvent::new(kind, entry, prev));
+        inner.revision = event.revision();
+        if inner.history.len() >= HISTORY {
+            if let Some(old) = inner.history.pop_front() {
+                inner.history_start = old.revision();
+            }
+        }
+        inner.history.push_back(event.clone());
+        // Sent under the lock, so a subscriber sees each event once: in replay or live.
+        let _ = self.events.send(event);
+    }
+
+    /// The revision of the latest change the cache has applied.
+    pub fn revision(&self) -> Revision {
+        *self.revision.borrow()
+    }
+
+    /// Waits until the cache has applied revision `rev` (an acknowledged write).
+    pub async fn wait_for(&self, rev: Revision) {
+        let mut rx = self.revision.subscribe();
+        let _ = rx.wait_for(|r| *r >= rev).await;
+    }
+
+    /// The current state of `key`.
+    pub fn get(&self, key: &str) -> Option<Arc<Entry>> {
+        self.inner.read().expect("watch cache lock poisoned").objects.get(key).cloned()
+    }
+
+    /// Objects whose keys start with `prefix`, starting at `start` (inclusive, if given), in key
+    /// order, filtered by `keep`, with at most `limit` results (0 = all). Returns the entries,
+    /// the cache revision and whether more matched.
+    pub fn list(
+        &self,
+        prefix: &str,
+        start: Option<&str>,
+        limit: usize,
+        mut keep: impl FnMut(&Entry) -> bool,
+    ) -> (Vec<Arc<Entry>>, Revision, bool) {
+        let inner = self.inner.read().expect("watch cache lock poisoned");
+        let from = start.unwrap_or(prefix).to_string();
+        let mut out = Vec::new();
+        let mut more = false;
+        for (k, e) in inner.objects.range(from..) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if !keep(e) {
+                continue;
+            }
+            if limit > 0 && out.len() == limit {
+                more = true;
+                break;
+            }
+            out.push(e.clone());
+        }
+        (out, inner.revision, more)
+    }
+
+    /// Starts a watch after revision `after`. `None` when that revision is older than the
+    /// history the cache keeps (the client must re-list: 410 Gone).
+    pub fn subscribe(&self, after: Revision) -> Option<Subscription> {
+        let inner = self.inner.read().expect("watch cache lock poisoned");
+        if after < inner.history_start {
+            return None;
+        }
+        let replay = inner.history.iter().filter(|e| e.revision() > after).cloned().collect();
+        Some(Subscription { replay, live: self.events.subscribe(), revision: inner.revision })
+    }
+
+    /// Like [`subscribe`](Self::subscribe) from "now", with a snapshot of the current objects
+    /// under `prefix` (for watches that start with synthetic ADDED events).
+    pub fn subscribe_with_snapshot(&self, prefix: &str) -> (Vec<Arc<Entry>>, Subscription) {
+        let inner = self.inner.read().expect("watch cache lock poisoned");
+        let objs = inner
+            .objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, e)| e.clone())
+            .collect();
+        (objs, Subscription { replay: Vec::new(), live: self.events.subscribe(), revision: inner.revision })
+    }
+
+    /// The oldest revision a watch can start after.
+    pub fn oldest_watchable(&self) -> Revision {
+        self.inner.read().expect("watch cache lock poisoned").history_start
+    }
+}

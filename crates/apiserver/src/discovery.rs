@@ -1,0 +1,160 @@
+//! Discovery: `/version`, `/api`, `/apis` (legacy and aggregated v2), group and
+//! group-version documents, all derived from the catalogue.
+
+use serde_json::{Value, json};
+use shoal_api::catalogue::{self, RESOURCES, Resource};
+
+/// Content type of aggregated discovery responses.
+pub const AGGREGATED_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// The Kubernetes version shoal serves.
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "emulationMajor": "1",
+        "emulationMinor": "33",
+        "gitVersion": "v1.33.0-shoal",
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.24.0",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
+    })
+}
+
+/// True when the `Accept` header asks for aggregated discovery v2.
+pub fn wants_aggregated(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').any(|p| {
+            let p = p.replace(' ', "");
+            p.contains("g=apidiscovery.k8s.io") && p.contains("v=v2") && !p.contains("v=v2beta1") && p.contains("as=APIGroupDiscoveryList")
+        })
+    })
+}
+
+/// `/api` (legacy): the core versions.
+pub fn core_versions() -> Value {
+    json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]})
+}
+
+fn group_json(group: &str) -> Value {
+    let gv = format!("{group}/v1");
+    json!({"name": group, "versions": [{"groupVersion": gv, "version": "v1"}], "preferredVersion": {"groupVersion": gv, "version": "v1"}})
+}
+
+/// `/apis` (legacy): every named group.
+pub fn group_list() -> Value {
+    let groups: Vec<Value> = catalogue::groups().into_iter().filter(|g| !g.is_empty()).map(group_json).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `/apis/<group>`.
+pub fn group(group: &str) -> Option<Value> {
+    catalogue::groups().contains(&group).then(|| {
+        let mut g = group_json(group);
+        g["kind"] = json!("APIGroup");
+        g["apiVersion"] = json!("v1");
+        g
+    })
+}
+
+/// `/api/v1` or `/apis/<group>/<version>`: an `APIResourceList`.
+pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let mut resources = Vec::new();
+    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+        let mut item = json!({
+            "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+            "kind": r.kind, "verbs": r.verbs,
+        });
+        if !r.short_names.is_empty() {
+            item["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            item["categories"] = json!(r.categories);
+        }
+        resources.push(item);
+        for s in r.subresources {
+            let mut sub = json!({"name": format!("{}/{}", r.plural, s.name), "singularName": "", "namespaced": r.namespaced, "kind": s.kind, "verbs": s.verbs});
+            if s.group != r.group {
+                sub["group"] = json!(s.group);
+                sub["version"] = json!(s.version);
+            }
+            resources.push(sub);
+        }
+    }
+    (!resources.is_empty()).then(|| json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+}
+
+fn aggregated_resource(r: &Resource) -> Value {
+    let scope = if r.namespaced { "Namespaced" } else { "Cluster" };
+    let subs: Vec<Value> = r
+        .subresources
+        .iter()
+        .map(|s| json!({"subresource": s.name, "responseKind": {"group": s.group, "version": s.version, "kind": s.kind}, "verbs": s.verbs}))
+        .collect();
+    let mut v = json!({
+        "resource": r.plural,
+        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "scope": scope,
+        "singularResource": r.singular,
+        "verbs": r.verbs,
+    });
+    if !r.short_names.is_empty() {
+        v["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        v["categories"] = json!(r.categories);
+    }
+    if !subs.is_empty() {
+        v["subresources"] = json!(subs);
+    }
+    v
+}
+
+/// Aggregated discovery (`apidiscovery.k8s.io/v2`) for `/api` (`core = true`) or `/apis`.
+pub fn aggregated(core: bool) -> Value {
+    let items: Vec<Value> = catalogue::groups()
+        .into_iter()
+        .filter(|g| g.is_empty() == core)
+        .map(|g| {
+            let resources: Vec<Value> = RESOURCES.iter().filter(|r| r.group == g).map(aggregated_resource).collect();
+            json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}]})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregated_discovery_lists_daemonsets_with_short_name_and_category() {
+        let apis = aggregated(false);
+        let apps = apis["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").unwrap();
+        let ds = apps["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "daemonsets").unwrap();
+        assert_eq!(ds["shortNames"], json!(["ds"]));
+        assert_eq!(ds["categories"], json!(["all"]));
+        assert_eq!(ds["scope"], "Namespaced");
+        let core = aggregated(true);
+        assert_eq!(core["items"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn legacy_resource_list_has_subresources() {
+        let v = resource_list("apps", "v1").unwrap();
+        let names: Vec<&str> = v["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert!(names.contains(&"deployments/scale"));
+        assert!(resource_list("apps", "v2").is_none());
+    }
+
+    #[test]
+    fn only_v2_accept_gets_aggregated() {
+        assert!(wants_aggregated(Some("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json")));
+        assert!(!wants_aggregated(Some("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList")));
+        assert!(!wants_aggregated(Some("application/json")));
+    }
+}

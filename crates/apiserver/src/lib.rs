@@ -1,0 +1,346 @@
+//! The Kubernetes-compatible API server.
+//!
+//! [`ApiServer`] owns the store and the watch cache and answers the Kubernetes REST API:
+//! discovery, OpenAPI, the verbs on every resource in the catalogue, watch, patch and
+//! Table output. [`ApiServer::router`] is the plain router (used in-process by controllers
+//! through a kube `Client`); [`serve`] puts it behind HTTPS and bearer-token authentication.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, header};
+use serde_json::{Value, json};
+use shoal_store::Store;
+
+pub mod cache;
+pub mod client;
+pub mod discovery;
+pub mod keys;
+pub mod metrics;
+pub mod output;
+pub mod patch;
+pub mod request;
+pub mod rest;
+pub mod serve;
+pub mod status;
+pub mod strategy;
+pub mod tls;
+pub mod watch;
+
+use cache::WatchCache;
+use metrics::Metrics;
+use request::{ApiPath, Params, Target};
+use rest::WriteOptions;
+use status::{ApiError, ApiResult};
+
+pub use serve::{ServeConfig, serve};
+
+/// Largest request body accepted (upstream's limit): 3 MiB.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// The namespaces every cluster starts with.
+pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// The API server.
+pub struct ApiServer {
+    store: Arc<dyn Store>,
+    cache: Arc<WatchCache>,
+    metrics: Metrics,
+}
+
+impl ApiServer {
+    /// Starts an API server over `store`: loads the watch cache and creates the system
+    /// namespaces if they are missing.
+    pub async fn new(store: Arc<dyn Store>) -> Result<Arc<ApiServer>, shoal_store::Error> {
+        let cache = WatchCache::start(store.clone(), keys::ROOT).await?;
+        let server = Arc::new(ApiServer { store, cache, metrics: Metrics::default() });
+        server.bootstrap().await.map_err(|e| shoal_store::Error::Backend(e.message))?;
+        Ok(server)
+    }
+
+    async fn bootstrap(&self) -> ApiResult<()> {
+        let nsres = shoal_api::catalogue::find("", "v1", "namespaces").expect("namespaces are served");
+        for ns in SYSTEM_NAMESPACES {
+            let t = Target { res: nsres, namespace: None, name: None, subresource: None };
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            match self.create(&t, obj, &WriteOptions::default()).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The store revision the watch cache has reached.
+    pub fn revision(&self) -> i64 {
+        self.cache.revision()
+    }
+
+    /// The router with every API path, without authentication (in-process clients).
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        axum::Router::new().fallback(dispatch).with_state(self.clone())
+    }
+}
+
+async fn dispatch(State(server): State<Arc<ApiServer>>, req: Request) -> Response {
+    let start = Instant::now();
+    let verb = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let resource = match request::parse_path(&path) {
+        Ok(Some(ApiPath::Resource(t))) => match &t.subresource {
+            Some(s) => format!("{}/{s}", t.res.plural),
+            None => t.res.plural.to_string(),
+        },
+        _ => String::new(),
+    };
+    let resp = match server.handle(req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    if !resource.is_empty() {
+        server.metrics.request(&verb, &resource, resp.status().as_u16(), start.elapsed());
+    }
+    resp
+}
+
+fn json_response(code: u16, body: impl Into<Bytes>, content_type: &'static str) -> Response {
+    let mut resp = Response::new(Body::from(body.into()));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn value_response(code: u16, v: &Value) -> Response {
+    json_response(code, serde_json::to_vec(v).unwrap_or_default(), "application/json")
+}
+
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append("Warning", v);
+        }
+    }
+    resp
+}
+
+async fn read_body(body: Body) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::too_large())
+}
+
+fn parse_json(ct: Option<&str>, bytes: &[u8]) -> ApiResult<Value> {
+    if let Some(ct) = ct {
+        let base = ct.split(';').next().unwrap_or("").trim();
+        if !matches!(base, "application/json" | "" | "*/*") && !base.ends_with("+json") && !base.ends_with("+yaml") {
+            return Err(ApiError::unsupported_media_type(ct));
+        }
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(format!("the object provided is unrecognized or malformed JSON: {e}"))
+    })
+}
+
+impl ApiServer {
+    async fn handle(self: &Arc<Self>, req: Request) -> ApiResult<Response> {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path();
+        let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let params = Params::parse(parts.uri.query());
+        match (parts.method.clone(), path) {
+            (Method::GET, "/healthz" | "/livez" | "/readyz") => return Ok(json_response(200, "ok", "text/plain; charset=utf-8")),
+            (Method::GET, "/version") => return Ok(value_response(200, &discovery::version())),
+            (Method::GET, "/metrics") => return Ok(json_response(200, self.metrics.render(), "text/plain; version=0.0.4")),
+            (Method::GET, "/api") => {
+                return Ok(if discovery::wants_aggregated(accept.as_deref()) {
+                    json_response(200, serde_json::to_vec(&discovery::aggregated(true)).unwrap_or_default(), discovery::AGGREGATED_CONTENT_TYPE)
+                } else {
+                    value_response(200, &discovery::core_versions())
+                });
+            }
+            (Method::GET, "/apis") => {
+                return Ok(if discovery::wants_aggregated(accept.as_deref()) {
+                    json_response(200, serde_json::to_vec(&discovery::aggregated(false)).unwrap_or_default(), discovery::AGGREGATED_CONTENT_TYPE)
+                } else {
+                    value_response(200, &discovery::group_list())
+                });
+            }
+            (Method::GET, "/openapi/v3") => return Ok(value_response(200, &shoal_api::openapi::v3_index())),
+            (Method::GET, "/openapi/v2") => {
+                if accept.as_deref().is_some_and(|a| a.contains("protobuf") && !a.contains("json")) {
+                    return Err(ApiError::new_not_acceptable());
+                }
+                return Ok(json_response(200, shoal_api::openapi::v2_document(), "application/json"));
+            }
+            (Method::GET, p) if p.starts_with("/openapi/v3/") => {
+                let gv = p.trim_start_matches("/openapi/v3/");
+                return match shoal_api::openapi::v3_document(gv) {
+                    Some((doc, _hash)) => Ok(json_response(200, doc, "application/json")),
+                    None => Err(ApiError::no_route()),
+                };
+            }
+            _ => {}
+        }
+        let target = match request::parse_path(path)? {
+            None => return Err(ApiError::no_route()),
+            Some(ApiPath::Group(g)) => return discovery::group(&g).map(|v| value_response(200, &v)).ok_or_else(ApiError::no_route),
+            Some(ApiPath::GroupVersion { group, version }) => {
+                return discovery::resource_list(&group, &version).map(|v| value_response(200, &v)).ok_or_else(ApiError::no_route);
+            }
+            Some(ApiPath::Resource(t)) => t,
+        };
+        let table = output::wants_table(accept.as_deref());
+        let method = parts.method;
+        let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
+            read_body(body).await?
+        } else {
+            Bytes::new()
+        };
+        self.handle_resource(&target, method, &params, ct.as_deref(), body, table).await
+    }
+
+    async fn handle_resource(self: &Arc<Self>, t: &Target, method: Method, p: &Params, ct: Option<&str>, body: Bytes, table: bool) -> ApiResult<Response> {
+        let res = t.res;
+        let sub = t.subresource.as_deref();
+        match (&method, t.name.is_some(), sub) {
+            (&Method::GET, false, None) if p.flag("watch") => {
+                let rx = self.watch(t, p, table)?;
+                let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<Bytes, std::convert::Infallible>);
+                let mut resp = Response::new(Body::from_stream(stream));
+                let ctype = if table { output::TABLE_CONTENT_TYPE } else { "application/json" };
+                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+                Ok(resp)
+            }
+            (&Method::GET, false, None) => {
+                let (items, rev, cont) = self.list_objects(t, p).await?;
+                if table {
+                    let objs: Vec<Value> = items.iter().map(|e| e.obj.clone()).collect();
+                    let full = p.get("includeObject") == Some("Object");
+                    let v = output::table(res, &objs, &json!(rev.to_string()), cont.as_deref(), full);
+                    Ok(json_response(200, serde_json::to_vec(&v).unwrap_or_default(), output::TABLE_CONTENT_TYPE))
+                } else {
+                    Ok(json_response(200, output::list_bytes(res, &items, rev, cont.as_deref()), "application/json"))
+                }
+            }
+            (&Method::GET, true, None | Some("status")) => {
+                let e = self.get_object(t)?;
+                if table {
+                    let v = output::table(res, std::slice::from_ref(&e.obj), &json!(e.mod_revision.to_string()), None, false);
+                    return Ok(json_response(200, serde_json::to_vec(&v).unwrap_or_default(), output::TABLE_CONTENT_TYPE));
+                }
+                Ok(json_response(200, e.json.clone(), "application/json"))
+            }
+            (&Method::GET, true, Some("scale")) => Ok(value_response(200, &rest::scale_of(res, &self.get_object(t)?.obj))),
+            (&Method::GET, true, Some("log")) => self.pod_log(t),
+            (&Method::POST, false, None) => {
+                let obj = parse_json(ct, &body)?;
+                let w = self.create(t, obj, &WriteOptions::from_params(p)?).await?;
+                Ok(with_warnings(json_response(201, w.json, "application/json"), &w.warnings))
+            }
+            (&Method::POST, true, Some("binding")) => {
+                let b = parse_json(ct, &body)?;
+                self.bind(t, &b).await?;
+                Ok(value_response(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+            }
+            (&Method::POST, true, Some("eviction")) => {
+                let ev = parse_json(ct, &body)?;
+                let opts = ev.get("deleteOptions").cloned().unwrap_or(json!({}));
+                let plain = Target { subresource: None, ..t.clone() };
+                self.delete(&plain, &opts, p.dry_run()?).await?;
+                Ok(value_response(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+            }
+            (&Method::PUT, true, None | Some("status") | Some("finalize")) => {
+                let obj = parse_json(ct, &body)?;
+                let mut opts = WriteOptions::from_params(p)?;
+                let t2;
+                let target = if sub == Some("finalize") {
+                    opts.validation = Some(request::FieldValidation::Ignore);
+                    t2 = Target { subresource: None, ..t.clone() };
+                    &t2
+                } else {
+                    t
+                };
+                let w = self.update(target, obj, &opts).await?;
+                Ok(with_warnings(json_response(200, w.json, "application/json"), &w.warnings))
+            }
+            (&Method::PUT, true, Some("scale")) => {
+                let scale = parse_json(ct, &body)?;
+                let w = self.patch(t, json!({"spec": {"replicas": scale["spec"]["replicas"]}}), patch::PatchType::Merge, &WriteOptions::from_params(p)?, false).await?;
+                Ok(value_response(200, &rest::scale_of(res, &w.obj)))
+            }
+            (&Method::PATCH, true, None | Some("status") | Some("scale")) => {
+                let kind = patch::PatchType::from_content_type(ct.unwrap_or(""))?;
+                let patch_body = parse_json(None, &body)?;
+                let w = self.patch(t, patch_body, kind, &WriteOptions::from_params(p)?, p.flag("force")).await?;
+                if sub == Some("scale") {
+                    return Ok(value_response(200, &rest::scale_of(res, &w.obj)));
+                }
+                Ok(with_warnings(json_response(200, w.json, "application/json"), &w.warnings))
+            }
+            (&Method::DELETE, true, None) => {
+                let opts = delete_options(p, &body)?;
+                let (code, w) = self.delete(t, &opts, p.dry_run()?).await?;
+                Ok(json_response(code, w.json, "application/json"))
+            }
+            (&Method::DELETE, false, None) => {
+                let opts = delete_options(p, &body)?;
+                let (items, _, _) = self.list_objects(t, p).await?;
+                let mut deleted = Vec::new();
+                for e in items {
+                    let one = Target { name: e.obj["metadata"]["name"].as_str().map(str::to_string), namespace: e.obj["metadata"]["namespace"].as_str().map(str::to_string), ..t.clone() };
+                    match self.delete(&one, &opts, p.dry_run()?).await {
+                        Ok((_, w)) => deleted.push(w.obj),
+                        Err(e) if e.code == 404 => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                let list = json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": {}, "items": deleted});
+                Ok(value_response(200, &list))
+            }
+            _ => Err(ApiError::method_not_allowed(method.as_str(), res)),
+        }
+    }
+
+    fn pod_log(&self, t: &Target) -> ApiResult<Response> {
+        let e = self.get_object(t)?;
+        let pod = &e.obj;
+        let container = pod["spec"]["containers"][0]["name"].as_str().unwrap_or_default();
+        if pod["status"]["phase"] == "Pending" {
+            let name = t.name.as_deref().unwrap_or_default();
+            return Err(ApiError::bad_request(format!(
+                "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
+            )));
+        }
+        Ok(json_response(200, Bytes::new(), "text/plain"))
+    }
+}
+
+use futures::StreamExt as _;
+
+fn delete_options(p: &Params, body: &[u8]) -> ApiResult<Value> {
+    let mut opts = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    if let Some(pp) = p.get("propagationPolicy") {
+        opts["propagationPolicy"] = json!(pp);
+    }
+    if let Some(g) = p.int("gracePeriodSeconds")? {
+        opts["gracePeriodSeconds"] = json!(g);
+    }
+    if let Some(o) = p.get("orphanDependents") {
+        opts["orphanDependents"] = json!(o == "true");
+    }
+    Ok(opts)
+}

@@ -1,0 +1,222 @@
+//! Request parsing: which resource a path names, and the query parameters of the REST verbs.
+
+use std::collections::HashMap;
+
+use shoal_api::catalogue::{self, Resource};
+
+use crate::status::{ApiError, ApiResult};
+
+/// What a resource path names.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The resource.
+    pub res: &'static Resource,
+    /// Namespace from the path (`None` for cluster-scoped resources and all-namespace lists).
+    pub namespace: Option<String>,
+    /// Object name (`None` for collections).
+    pub name: Option<String>,
+    /// Subresource (`status`, `scale`, ...).
+    pub subresource: Option<String>,
+}
+
+/// A parsed API path.
+#[derive(Clone, Debug)]
+pub enum ApiPath {
+    /// `/api/v1` or `/apis/<g>/<v>`: resource list of a group-version.
+    GroupVersion { group: String, version: String },
+    /// `/apis/<g>`: one group.
+    Group(String),
+    /// A resource, collection or object.
+    Resource(Target),
+}
+
+/// Parses `/api/...` and `/apis/...` paths. `Ok(None)` for other paths.
+pub fn parse_path(path: &str) -> ApiResult<Option<ApiPath>> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["api", ..] => return Ok(None),
+        ["apis", g] => return Ok(Some(ApiPath::Group(g.to_string()))),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Ok(None),
+    };
+    if rest.is_empty() {
+        return Ok(Some(ApiPath::GroupVersion { group: group.into(), version: version.into() }));
+    }
+    let lookup = |plural: &str| catalogue::find(group, version, plural).ok_or_else(ApiError::no_route);
+    // `/namespaces/{ns}/{resource}...` for namespaced resources.
+    if rest[0] == "namespaces" && rest.len() >= 3 {
+        if let Some(res) = catalogue::find(group, version, rest[2]).filter(|r| r.namespaced) {
+            let (name, sub) = match &rest[3..] {
+                [] => (None, None),
+                [n] => (Some(n.to_string()), None),
+                [n, s] => (Some(n.to_string()), Some(s.to_string())),
+                _ => return Err(ApiError::no_route()),
+            };
+            return Ok(Some(ApiPath::Resource(Target { res, namespace: Some(rest[1].to_string()), name, subresource: sub })));
+        }
+    }
+    let res = lookup(rest[0])?;
+    let (name, sub) = match &rest[1..] {
+        [] => (None, None),
+        [n] => (Some(n.to_string()), None),
+        [n, s] => (Some(n.to_string()), Some(s.to_string())),
+        _ => return Err(ApiError::no_route()),
+    };
+    if res.namespaced && name.is_some() {
+        // A namespaced object must be addressed under /namespaces/{ns}/.
+        return Err(ApiError::no_route());
+    }
+    if let Some(s) = &sub {
+        if res.subresource(s).is_none() {
+            return Err(ApiError::no_route());
+        }
+    }
+    Ok(Some(ApiPath::Resource(Target { res, namespace: None, name, subresource: sub })))
+}
+
+/// Query parameters of list, watch and write requests.
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    raw: HashMap<String, String>,
+}
+
+impl Params {
+    /// Parses a query string.
+    pub fn parse(query: Option<&str>) -> Params {
+        let mut raw = HashMap::new();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            raw.insert(decode(k), decode(v));
+        }
+        Params { raw }
+    }
+
+    /// A parameter's value, empty strings treated as absent.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.raw.get(key).map(String::as_str).filter(|s| !s.is_empty())
+    }
+
+    /// A boolean parameter (`true`/`1`).
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1"))
+    }
+
+    /// An integer parameter; a malformed one is a 400.
+    pub fn int(&self, key: &str) -> ApiResult<Option<i64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v:?}"))),
+        }
+    }
+
+    /// True when `dryRun=All`; any other value is a 400.
+    pub fn dry_run(&self) -> ApiResult<bool> {
+        match self.get("dryRun") {
+            None => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "Invalid dry run value: {other:?}; supported values: \"All\""
+            ))),
+        }
+    }
+
+    /// `fieldValidation`: Strict, Warn (default) or Ignore.
+    pub fn field_validation(&self) -> ApiResult<FieldValidation> {
+        match self.get("fieldValidation") {
+            None | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// How to treat unknown fields in a request body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Refuse the request (400).
+    Strict,
+    /// Accept, drop the fields, and warn.
+    Warn,
+    /// Accept and drop the fields silently.
+    Ignore,
+}
+
+/// Percent-decodes a query component (`+` is a space).
+pub fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(path: &str) -> Target {
+        match parse_path(path).unwrap().unwrap() {
+            ApiPath::Resource(t) => t,
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn namespaced_paths_name_namespace_object_and_subresource() {
+        let t = target("/apis/apps/v1/namespaces/default/daemonsets/x/status");
+        assert_eq!(t.res.kind, "DaemonSet");
+        assert_eq!(t.namespace.as_deref(), Some("default"));
+        assert_eq!(t.name.as_deref(), Some("x"));
+        assert_eq!(t.subresource.as_deref(), Some("status"));
+        let t = target("/api/v1/pods");
+        assert_eq!((t.res.kind, t.namespace, t.name), ("Pod", None, None));
+    }
+
+    #[test]
+    fn namespace_objects_and_their_subresources() {
+        let t = target("/api/v1/namespaces/kube-system");
+        assert_eq!((t.res.kind, t.name.as_deref()), ("Namespace", Some("kube-system")));
+        let t = target("/api/v1/namespaces/x/finalize");
+        assert_eq!((t.name.as_deref(), t.subresource.as_deref()), (Some("x"), Some("finalize")));
+    }
+
+    #[test]
+    fn unknown_resources_and_subresources_are_not_found() {
+        assert_eq!(parse_path("/apis/apps/v1/widgets").unwrap_err().code, 404);
+        assert_eq!(parse_path("/apis/apps/v1/namespaces/d/daemonsets/x/scale").unwrap_err().code, 404);
+        assert_eq!(parse_path("/api/v1/pods/x").unwrap_err().code, 404);
+        assert!(parse_path("/healthz").unwrap().is_none());
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        let p = Params::parse(Some("labelSelector=app%3Dx%2Ctier+in+(a)&limit=5&watch=1"));
+        assert_eq!(p.get("labelSelector"), Some("app=x,tier in (a)"));
+        assert_eq!(p.int("limit").unwrap(), Some(5));
+        assert!(p.flag("watch"));
+        assert_eq!(decode("%zz%4"), "%zz%4");
+    }
+}

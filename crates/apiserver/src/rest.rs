@@ -1,0 +1,818 @@
+//! The REST verbs on objects: get, list, create, update, patch, delete, deletecollection,
+//! and the status, scale and binding subresources. Every write goes through one pipeline:
+//! decode, strategy, defaults, validation, store (compare-and-swap), then waits for the
+//! watch cache to hold it, so a client always reads its own writes.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+use shoal_api::catalogue::{self, Resource};
+use shoal_api::selector::{FieldSelector, LabelSelector};
+use shoal_store::Revision;
+
+use crate::cache::{Entry, set_resource_version};
+use crate::patch::{self, PatchType};
+use crate::request::{FieldValidation, Params, Target};
+use crate::status::{ApiError, ApiResult};
+use crate::{ApiServer, keys, strategy};
+
+/// Who is writing and how: `metadata.managedFields` bookkeeping and dry runs.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    /// `fieldManager`.
+    pub manager: Option<String>,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+    /// `fieldValidation`.
+    pub validation: Option<FieldValidation>,
+}
+
+impl WriteOptions {
+    /// Reads the write options of a request.
+    pub fn from_params(p: &Params) -> ApiResult<WriteOptions> {
+        Ok(WriteOptions {
+            manager: p.get("fieldManager").map(str::to_string),
+            dry_run: p.dry_run()?,
+            validation: Some(p.field_validation()?),
+        })
+    }
+}
+
+/// The result of a write: the stored object, and warnings for the client.
+pub struct Written {
+    /// The object as stored (or as it would be, for a dry run).
+    pub obj: Value,
+    /// Encoded `obj`.
+    pub json: Bytes,
+    /// `Warning` headers.
+    pub warnings: Vec<String>,
+}
+
+impl Written {
+    fn from_entry(e: &Entry, warnings: Vec<String>) -> Written {
+        Written { obj: e.obj.clone(), json: e.json.clone(), warnings }
+    }
+    fn from_value(obj: Value, warnings: Vec<String>) -> Written {
+        let json = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
+        Written { obj, json, warnings }
+    }
+}
+
+/// Current time as upstream prints timestamps (RFC 3339, seconds, UTC).
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn name_of(obj: &Value) -> &str {
+    obj["metadata"]["name"].as_str().unwrap_or("")
+}
+
+fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = json!({});
+    }
+    obj["metadata"].as_object_mut().expect("metadata is an object")
+}
+
+const GENERATE_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+fn generate_suffix() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..5).map(|_| GENERATE_CHARS[rng.random_range(0..GENERATE_CHARS.len())] as char).collect()
+}
+
+impl ApiServer {
+    /// GET of one object.
+    pub fn get_object(&self, t: &Target) -> ApiResult<Arc<Entry>> {
+        let name = t.name.as_deref().unwrap_or_default();
+        self.cache.get(&keys::object(t.res, t.namespace.as_deref(), name)).ok_or_else(|| ApiError::not_found(t.res, name))
+    }
+
+    /// LIST: the matching objects, the revision served and the continue token.
+    pub async fn list_objects(&self, t: &Target, p: &Params) -> ApiResult<(Vec<Arc<Entry>>, Revision, Option<String>)> {
+        let (labels, fields) = selectors(t.res, p)?;
+        let limit = p.int("limit")?.unwrap_or(0).max(0) as usize;
+        let prefix = keys::collection(t.res, t.namespace.as_deref());
+        let keep = |e: &Entry| matches(t.res, &labels, &fields, &e.obj);
+        if let Some(token) = p.get("continue") {
+            let (rev, start) = decode_continue(token)?;
+            return self.list_from_store(t.res, &prefix, &start, rev, limit, keep).await;
+        }
+        match (p.get("resourceVersion"), p.get("resourceVersionMatch")) {
+            (Some(rv), Some("Exact")) => {
+                let rev = parse_rv(rv)?;
+                return self.list_from_store(t.res, &prefix, &prefix, rev, limit, keep).await;
+            }
+            (Some(rv), _) if rv != "0" => {
+                let rev = parse_rv(rv)?;
+                if rev > self.cache.revision() {
+                    tokio::time::timeout(std::time::Duration::from_secs(3), self.cache.wait_for(rev))
+                        .await
+                        .map_err(|_| ApiError::from(shoal_store::Error::FutureRevision { requested: rev, current: self.cache.revision() }))?;
+                }
+            }
+            _ => {}
+        }
+        let (items, rev, more) = self.cache.list(&prefix, None, limit, keep);
+        let token = more.then(|| encode_continue(rev, &after_key(&items)));
+        Ok((items, rev, token))
+    }
+
+    async fn list_from_store(
+        &self,
+        res: &Resource,
+        prefix: &str,
+        start: &str,
+        rev: Revision,
+        limit: usize,
+        keep: impl Fn(&Entry) -> bool,
+    ) -> ApiResult<(Vec<Arc<Entry>>, Revision, Option<String>)> {
+        let end = shoal_store::prefix_end(prefix);
+        let mut out = Vec::new();
+        let mut from = start.to_string();
+        let mut served = rev;
+        loop {
+            let page = self.store.range(&from, &end, rev, 500).await?;
+            served = page.revision;
+            for kv in &page.kvs {
+                let Some(e) = Entry::from_kv(kv) else { continue };
+                if !keep(&e) {
+                    continue;
+                }
+                if limit > 0 && out.len() == limit {
+                    let token = encode_continue(served, &after_key(&out));
+                    return Ok((out, served, Some(token)));
+                }
+                out.push(e);
+            }
+            match page.kvs.last() {
+                Some(last) if page.more => from = format!("{}\0", last.key),
+                _ => break,
+            }
+        }
+        let _ = res;
+        Ok((out, served, None))
+    }
+
+    /// CREATE.
+    pub async fn create(&self, t: &Target, mut obj: Value, opts: &WriteOptions) -> ApiResult<Written> {
+        let res = t.res;
+        let warnings = self.decode_checks(res, &mut obj, opts)?;
+        let mut obj = strategy::normalize(res, obj)?;
+        self.check_namespace_of_body(t, &mut obj)?;
+        let meta = meta_mut(&mut obj);
+        for k in ["resourceVersion", "uid", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "generation"] {
+            meta.remove(k);
+        }
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        let generate = meta.get("generateName").and_then(Value::as_str).filter(|_| !meta.contains_key("name")).map(str::to_string);
+        if let Some(g) = &generate {
+            meta.insert("name".into(), json!(format!("{g}{}", generate_suffix())));
+        }
+        strategy::prepare_create(res, &mut obj);
+        shoal_api::defaults::apply_defaults(res.group, res.kind, &mut obj);
+        record_manager(&mut obj, opts, "Update", None);
+        let name = name_of(&obj).to_string();
+        let errors = shoal_api::validation::validate(res.group, res.kind, &obj, None);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(res, &name, &errors));
+        }
+        if res.namespaced {
+            self.check_namespace_open(t.namespace.as_deref().unwrap_or_default())?;
+        }
+        if opts.dry_run {
+            if self.cache.get(&keys::object(res, t.namespace.as_deref(), &name)).is_some() {
+                return Err(ApiError::already_exists(res, &name));
+            }
+            return Ok(Written::from_value(obj, warnings));
+        }
+        for attempt in 0..8 {
+            let key = keys::object(res, t.namespace.as_deref(), name_of(&obj));
+            let bytes = Bytes::from(serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?);
+            match self.store.create(&key, bytes).await {
+                Ok(rev) => {
+                    self.cache.wait_for(rev).await;
+                    set_resource_version(&mut obj, rev);
+                    return Ok(Written::from_value(obj, warnings));
+                }
+                Err(shoal_store::Error::AlreadyExists(_)) if generate.is_some() && attempt < 7 => {
+                    let g = generate.as_deref().unwrap_or_default();
+                    obj["metadata"]["name"] = json!(format!("{g}{}", generate_suffix()));
+                }
+                Err(shoal_store::Error::AlreadyExists(_)) => return Err(ApiError::already_exists(res, name_of(&obj))),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::already_exists(res, name_of(&obj)))
+    }
+
+    /// UPDATE (PUT) of the object or of its status subresource.
+    pub async fn update(&self, t: &Target, mut obj: Value, opts: &WriteOptions) -> ApiResult<Written> {
+        let res = t.res;
+        let mut warnings = self.decode_checks(res, &mut obj, opts)?;
+        let mut obj = strategy::normalize(res, obj)?;
+        self.check_namespace_of_body(t, &mut obj)?;
+        let name = t.name.clone().unwrap_or_default();
+        let body_name = name_of(&obj).to_string();
+        if body_name.is_empty() {
+            meta_mut(&mut obj).insert("name".into(), json!(name));
+        } else if body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let current = self.get_object(t)?;
+        let precondition = obj["metadata"]["resourceVersion"].as_str().map(parse_rv).transpose()?;
+        if precondition.is_some_and(|rv| rv != current.mod_revision) {
+            return Err(ApiError::conflict(res, &name));
+        }
+        let mut w = self.finish_update(t, &current, obj, opts, "Update").await?;
+        warnings.append(&mut w.warnings);
+        w.warnings = warnings;
+        Ok(w)
+    }
+
+    /// PATCH of the object or of its status subresource; retried on write races unless the
+    /// patch carries its own resourceVersion precondition.
+    pub async fn patch(&self, t: &Target, patch_body: Value, kind: PatchType, opts: &WriteOptions, force: bool) -> ApiResult<Written> {
+        let res = t.res;
+        let name = t.name.clone().unwrap_or_default();
+        if kind == PatchType::Apply {
+            if opts.manager.as_deref().unwrap_or("").is_empty() {
+                return Err(ApiError::invalid_message(
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                ));
+            }
+            if self.get_object(t).is_err() && t.subresource.is_none() {
+                let mut obj = patch_body;
+                meta_mut(&mut obj).insert("name".into(), json!(name));
+                let mut w = self.create(t, obj, opts).await?;
+                let _ = force;
+                w.obj["metadata"]["managedFields"][0]["operation"] = json!("Apply");
+                return Ok(w);
+            }
+        }
+        let precondition = patch_body["metadata"]["resourceVersion"].as_str().map(parse_rv).transpose()?;
+        for _ in 0..16 {
+            let current = self.get_object(t)?;
+            if precondition.is_some_and(|rv| rv != current.mod_revision) {
+                return Err(ApiError::conflict(res, &name));
+            }
+            let base = self.subresource_view(t, &current.obj)?;
+            let patched = patch::apply(res_for_patch(t), &base, &patch_body, kind)?;
+            let mut patched = self.from_subresource_view(t, &current.obj, patched)?;
+            let mut warnings = if kind == PatchType::Json || t.subresource.is_some() {
+                Vec::new()
+            } else {
+                self.decode_checks(res, &mut patched, opts)?
+            };
+            let patched = strategy::normalize(res, patched)?;
+            let op = if kind == PatchType::Apply { "Apply" } else { "Update" };
+            match self.finish_update(t, &current, patched, opts, op).await {
+                Err(e) if e.code == 409 && e.reason == "Conflict" && precondition.is_none() => continue,
+                Err(e) => return Err(e),
+                Ok(mut w) => {
+                    warnings.append(&mut w.warnings);
+                    w.warnings = warnings;
+                    return Ok(w);
+                }
+            }
+        }
+        Err(ApiError::conflict(res, &name))
+    }
+
+    /// The document a patch on this target applies to (the object, or its Scale).
+    fn subresource_view(&self, t: &Target, obj: &Value) -> ApiResult<Value> {
+        match t.subresource.as_deref() {
+            Some("scale") => Ok(scale_of(t.res, obj)),
+            _ => Ok(obj.clone()),
+        }
+    }
+
+    /// Maps a patched subresource document back onto the object.
+    fn from_subresource_view(&self, t: &Target, obj: &Value, patched: Value) -> ApiResult<Value> {
+        match t.subresource.as_deref() {
+            Some("scale") => {
+                let replicas = patched["spec"]["replicas"].as_i64().unwrap_or(0);
+                let mut out = obj.clone();
+                out["spec"]["replicas"] = json!(replicas);
+                Ok(out)
+            }
+            _ => Ok(patched),
+        }
+    }
+
+    /// The shared tail of update and patch: strategy, defaults, validation, finalizer-driven
+    /// deletion, no-op detection and the compare-and-swap write.
+    async fn finish_update(&self, t: &Target, current: &Entry, mut obj: Value, opts: &WriteOptions, op: &str) -> ApiResult<Written> {
+        let res = t.res;
+        let old = &current.obj;
+        let name = name_of(old).to_string();
+        // Server-owned metadata stays as stored.
+        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
+            match old["metadata"].get(k) {
+                Some(v) => {
+                    meta_mut(&mut obj).insert(k.into(), v.clone());
+                }
+                None => {
+                    meta_mut(&mut obj).remove(k);
+                }
+            }
+        }
+        match t.subresource.as_deref() {
+            Some("status") => obj = strategy::status_update(&obj, old),
+            Some("scale") | None => strategy::prepare_update(res, &mut obj, old),
+            Some(other) => return Err(ApiError::method_not_allowed(&format!("update of {other}"), res)),
+        }
+        if t.subresource.as_deref() == Some("status") {
+            // Status writes keep metadata as stored (upstream's ResetObjectMetaForStatus).
+            obj["metadata"] = old["metadata"].clone();
+        }
+        shoal_api::defaults::apply_defaults(res.group, res.kind, &mut obj);
+        record_manager(&mut obj, opts, op, Some(old));
+        let errors = shoal_api::validation::validate(res.group, res.kind, &obj, Some(old));
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(res, &name, &errors));
+        }
+        meta_mut(&mut obj).remove("resourceVersion");
+        let mut old_cmp = old.clone();
+        meta_mut(&mut old_cmp).remove("resourceVersion");
+        if same_ignoring_manager_time(&obj, &old_cmp) {
+            return Ok(Written::from_entry(current, Vec::new()));
+        }
+        if opts.dry_run {
+            set_resource_version(&mut obj, current.mod_revision);
+            return Ok(Written::from_value(obj, Vec::new()));
+        }
+        let key = keys::object(res, t.namespace.as_deref(), &name);
+        let terminating = obj["metadata"].get("deletionTimestamp").is_some();
+        let no_finalizers = obj["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+        let spec_finalizers_done = res.kind != "Namespace" || obj["spec"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+        if terminating && no_finalizers && spec_finalizers_done {
+            let (rev, _) = self.store.delete(&key, current.mod_revision).await.map_err(|e| store_conflict(e, res, &name))?;
+            self.cache.wait_for(rev).await;
+            set_resource_version(&mut obj, rev);
+            return Ok(Written::from_value(obj, Vec::new()));
+        }
+        let bytes = Bytes::from(serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?);
+        let rev = self.store.update(&key, bytes, current.mod_revision).await.map_err(|e| store_conflict(e, res, &name))?;
+        self.cache.wait_for(rev).await;
+        set_resource_version(&mut obj, rev);
+        Ok(Written::from_value(obj, Vec::new()))
+    }
+
+    /// DELETE with options (preconditions, grace period, propagation policy).
+    pub async fn delete(&self, t: &Target, opts: &Value, dry_run: bool) -> ApiResult<(u16, Written)> {
+        let res = t.res;
+        let name = t.name.clone().unwrap_or_default();
+        for _ in 0..16 {
+            let current = self.get_object(t)?;
+            let obj = &current.obj;
+            if let Some(uid) = opts["preconditions"]["uid"].as_str() {
+                let have = obj["metadata"]["uid"].as_str().unwrap_or_default();
+                if uid != have {
+                    return Err(ApiError::conflict_with(res, &name, &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
+                    )));
+                }
+            }
+            if let Some(rv) = opts["preconditions"]["resourceVersion"].as_str() {
+                let have = current.mod_revision.to_string();
+                if rv != have {
+                    return Err(ApiError::conflict_with(res, &name, &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {have}"
+                    )));
+                }
+            }
+            let policy = propagation_policy(res, opts)?;
+            let mut updated = obj.clone();
+            let meta = meta_mut(&mut updated);
+            let mut finalizers: Vec<Value> = meta.get("finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let add = |f: &mut Vec<Value>, name: &str| {
+                if !f.iter().any(|v| v == name) {
+                    f.push(json!(name));
+                }
+            };
+            match policy {
+                "Orphan" => add(&mut finalizers, "orphan"),
+                "Foreground" => add(&mut finalizers, "foregroundDeletion"),
+                _ => {}
+            }
+            let graceful_pod = res.kind == "Pod" && pod_needs_graceful_delete(obj, opts);
+            let namespace = res.kind == "Namespace";
+            if finalizers.is_empty() && !graceful_pod && !namespace {
+                if dry_run {
+                    return Ok((200, Written::from_entry(&current, Vec::new())));
+                }
+                let key = keys::object(res, t.namespace.as_deref(), &name);
+                match self.store.delete(&key, current.mod_revision).await {
+                    Ok((rev, _)) => {
+                        self.cache.wait_for(rev).await;
+                        return Ok((200, Written::from_entry(&current, Vec::new())));
+                    }
+                    Err(shoal_store::Error::Conflict { .. }) => continue,
+                    Err(shoal_store::Error::NotFound(_)) => return Err(ApiError::not_found(res, &name)),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            // Deletion in progress: mark it, and let finalizers, the kubelet or the namespace
+            // controller finish.
+            if !meta.contains_key("deletionTimestamp") {
+                let grace = if graceful_pod { grace_period(obj, opts) } else { 0 };
+                let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+                meta.insert("deletionTimestamp".into(), json!(when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
+                    meta.insert("generation".into(), json!(g + 1));
+                }
+            }
+            if !finalizers.is_empty() {
+                meta.insert("finalizers".into(), Value::Array(finalizers));
+            }
+            if namespace {
+                updated["status"]["phase"] = json!("Terminating");
+            }
+            if updated == *obj {
+                return Ok((202, Written::from_entry(&current, Vec::new())));
+            }
+            if dry_run {
+                return Ok((202, Written::from_value(updated, Vec::new())));
+            }
+            let key = keys::object(res, t.namespace.as_deref(), &name);
+            meta_mut(&mut updated).remove("resourceVersion");
+            let bytes = Bytes::from(serde_json::to_vec(&updated).map_err(|e| ApiError::internal(e.to_string()))?);
+            match self.store.update(&key, bytes, current.mod_revision).await {
+                Ok(rev) => {
+                    self.cache.wait_for(rev).await;
+                    set_resource_version(&mut updated, rev);
+                    return Ok((202, Written::from_value(updated, Vec::new())));
+                }
+                Err(shoal_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::conflict(res, &name))
+    }
+
+    /// POST pods/{name}/binding: assigns the pod to a node, once.
+    pub async fn bind(&self, t: &Target, binding: &Value) -> ApiResult<()> {
+        let name = t.name.clone().unwrap_or_default();
+        let node = binding["target"]["name"].as_str().unwrap_or_default().to_string();
+        if node.is_empty() {
+            return Err(ApiError::invalid(t.res, &name, &[shoal_api::field::FieldError::required("target.name", "")]));
+        }
+        for _ in 0..16 {
+            let current = self.get_object(t)?;
+            if let Some(existing) = current.obj["spec"]["nodeName"].as_str().filter(|s| !s.is_empty()) {
+                return Err(ApiError::conflict_with(t.res, &name, &format!("pod {name} is already assigned to node \"{existing}\"")));
+            }
+            if current.obj["metadata"].get("deletionTimestamp").is_some() {
+                return Err(ApiError::conflict_with(t.res, &name, &format!("pod {name} is being deleted, cannot be assigned to a host")));
+            }
+            let mut obj = current.obj.clone();
+            obj["spec"]["nodeName"] = json!(node);
+            let conditions = obj["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+            conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_rfc3339()}));
+            obj["status"]["conditions"] = Value::Array(conditions);
+            meta_mut(&mut obj).remove("resourceVersion");
+            let key = keys::object(t.res, t.namespace.as_deref(), &name);
+            let bytes = Bytes::from(serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?);
+            match self.store.update(&key, bytes, current.mod_revision).await {
+                Ok(rev) => {
+                    self.cache.wait_for(rev).await;
+                    return Ok(());
+                }
+                Err(shoal_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::conflict(t.res, &name))
+    }
+
+    /// Unknown-field handling per `fieldValidation`, and the apiVersion/kind check.
+    fn decode_checks(&self, res: &Resource, obj: &mut Value, opts: &WriteOptions) -> ApiResult<Vec<String>> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: the object must be a JSON object",
+                res.kind, res.version, res.kind
+            )));
+        }
+        match obj.get("kind").and_then(Value::as_str) {
+            None | Some("") => {
+                obj["kind"] = json!(res.kind);
+            }
+            Some(k) if k == res.kind => {}
+            Some(k) => {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    res.kind
+                )));
+            }
+        }
+        match obj.get("apiVersion").and_then(Value::as_str) {
+            None | Some("") => obj["apiVersion"] = json!(res.api_version()),
+            Some(v) if v == res.api_version() => {}
+            Some(v) => {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({})",
+                    res.api_version()
+                )));
+            }
+        }
+        let def = shoal_api::schema::definition_name(res.group, res.version, res.kind);
+        let unknown = def.map(|d| shoal_api::schema::unknown_fields(d, obj)).unwrap_or_default();
+        if unknown.is_empty() {
+            return Ok(Vec::new());
+        }
+        match opts.validation.unwrap_or(FieldValidation::Warn) {
+            FieldValidation::Strict => {
+                let list = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect::<Vec<_>>().join(", ");
+                Err(ApiError::bad_request(format!("strict decoding error: {list}")))
+            }
+            FieldValidation::Warn => Ok(unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect()),
+            FieldValidation::Ignore => Ok(Vec::new()),
+        }
+    }
+
+    /// The body's namespace must agree with the URL's; it defaults to it.
+    fn check_namespace_of_body(&self, t: &Target, obj: &mut Value) -> ApiResult<()> {
+        let meta = meta_mut(obj);
+        if !t.res.namespaced {
+            meta.remove("namespace");
+            return Ok(());
+        }
+        let url_ns = t.namespace.clone().unwrap_or_default();
+        match meta.get("namespace").and_then(Value::as_str) {
+            Some(ns) if !ns.is_empty() && ns != url_ns => Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )),
+            _ => {
+                meta.insert("namespace".into(), json!(url_ns));
+                Ok(())
+            }
+        }
+    }
+
+    fn check_namespace_open(&self, ns: &str) -> ApiResult<()> {
+        let nsres = catalogue::find("", "v1", "namespaces").expect("namespaces are served");
+        let Some(entry) = self.cache.get(&keys::object(nsres, None, ns)) else {
+            return Err(ApiError::not_found(nsres, ns));
+        };
+        if entry.obj["metadata"].get("deletionTimestamp").is_some() {
+            return Err(ApiError::forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn res_for_patch(t: &Target) -> &'static Resource {
+    match t.subresource.as_deref() {
+        Some("scale") => &SCALE_RESOURCE,
+        _ => t.res,
+    }
+}
+
+static SCALE_RESOURCE: Resource = Resource {
+    group: "autoscaling",
+    version: "v1",
+    plural: "scales",
+    singular: "scale",
+    kind: "Scale",
+    namespaced: true,
+    short_names: &[],
+    categories: &[],
+    verbs: &[],
+    subresources: &[],
+};
+
+/// The autoscaling/v1 Scale view of a scalable object.
+pub fn scale_of(res: &Resource, obj: &Value) -> Value {
+    let selector = shoal_api::selector::LabelSelector::from_api(&obj["spec"]["selector"]).map(|s| s.to_string()).unwrap_or_default();
+    let _ = res;
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": obj["metadata"]["name"],
+            "namespace": obj["metadata"]["namespace"],
+            "uid": obj["metadata"]["uid"],
+            "resourceVersion": obj["metadata"]["resourceVersion"],
+            "creationTimestamp": obj["metadata"]["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+fn store_conflict(e: shoal_store::Error, res: &Resource, name: &str) -> ApiError {
+    match e {
+        shoal_store::Error::Conflict { .. } => ApiError::conflict(res, name),
+        shoal_store::Error::NotFound(_) => ApiError::not_found(res, name),
+        other => other.into(),
+    }
+}
+
+fn propagation_policy(res: &Resource, opts: &Value) -> ApiResult<&'static str> {
+    match opts["propagationPolicy"].as_str() {
+        Some("Orphan") => Ok("Orphan"),
+        Some("Foreground") => Ok("Foreground"),
+        Some("Background") => Ok("Background"),
+        Some(other) => Err(ApiError::invalid_message(format!(
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+        ))),
+        None => match opts["orphanDependents"].as_bool() {
+            Some(true) => Ok("Orphan"),
+            Some(false) => Ok("Background"),
+            // Upstream's default for the core group's ReplicationController is to orphan.
+            None if res.kind == "ReplicationController" => Ok("Orphan"),
+            None => Ok("Background"),
+        },
+    }
+}
+
+fn grace_period(pod: &Value, opts: &Value) -> i64 {
+    opts["gracePeriodSeconds"]
+        .as_i64()
+        .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30)
+        .max(0)
+}
+
+/// Pods bound to a node are deleted gracefully (the node finishes the delete) unless the
+/// grace period is zero; unscheduled or finished pods go at once, as upstream.
+fn pod_needs_graceful_delete(pod: &Value, opts: &Value) -> bool {
+    let bound = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+    let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    bound && !finished && grace_period(pod, opts) > 0
+}
+
+/// Adds or refreshes the writer's `managedFields` entry.
+fn record_manager(obj: &mut Value, opts: &WriteOptions, op: &str, old: Option<&Value>) {
+    let Some(manager) = opts.manager.as_deref().filter(|m| !m.is_empty()) else {
+        if let Some(o) = old {
+            if let Some(mf) = o["metadata"].get("managedFields") {
+                meta_mut(obj).insert("managedFields".into(), mf.clone());
+            }
+        }
+        return;
+    };
+    let api_version = obj["apiVersion"].clone();
+    let mut entries: Vec<Value> = old
+        .and_then(|o| o["metadata"]["managedFields"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| !(e["manager"] == manager && e["operation"] == op))
+        .collect();
+    entries.push(json!({
+        "manager": manager,
+        "operation": op,
+        "apiVersion": api_version,
+        "time": now_rfc3339(),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields_v1(obj),
+    }));
+    meta_mut(obj).insert("managedFields".into(), Value::Array(entries));
+}
+
+/// The set of fields an object sets, in `FieldsV1` form (`{"f:spec":{"f:replicas":{}}}`).
+fn fields_v1(obj: &Value) -> Value {
+    fn walk(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut out = Map::new();
+                for (k, child) in m {
+                    out.insert(format!("f:{k}"), walk(child));
+                }
+                Value::Object(out)
+            }
+            Value::Array(items) if items.iter().all(|i| i.get("name").is_some_and(Value::is_string)) && !items.is_empty() => {
+                let mut out = Map::new();
+                for i in items {
+                    let key = format!("k:{{\"name\":{}}}", i["name"]);
+                    let mut inner = walk(i).as_object().cloned().unwrap_or_default();
+                    inner.insert(".".into(), json!({}));
+                    out.insert(key, Value::Object(inner));
+                }
+                Value::Object(out)
+            }
+            _ => json!({}),
+        }
+    }
+    let mut copy = obj.clone();
+    if let Some(m) = copy.as_object_mut() {
+        m.remove("apiVersion");
+        m.remove("kind");
+        m.remove("status");
+        if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+            for k in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "deletionTimestamp", "deletionGracePeriodSeconds", "generateName"] {
+                meta.remove(k);
+            }
+        }
+    }
+    walk(&copy)
+}
+
+fn same_ignoring_manager_time(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(mf) = v["metadata"].get_mut("managedFields").and_then(Value::as_array_mut) {
+            for e in mf {
+                if let Some(m) = e.as_object_mut() {
+                    m.remove("time");
+                }
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+/// Parses the label and field selectors of a request, validating the field selector for the kind.
+pub fn selectors(res: &Resource, p: &Params) -> ApiResult<(Option<LabelSelector>, Option<FieldSelector>)> {
+    let labels = p
+        .get("labelSelector")
+        .map(|s| LabelSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string())))
+        .transpose()?;
+    let fields = p
+        .get("fieldSelector")
+        .map(|s| {
+            let f = FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            f.validate_for(res.group, res.kind).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            Ok::<_, ApiError>(f)
+        })
+        .transpose()?;
+    Ok((labels, fields))
+}
+
+/// Whether an object passes the selectors.
+pub fn matches(res: &Resource, labels: &Option<LabelSelector>, fields: &Option<FieldSelector>, obj: &Value) -> bool {
+    if let Some(l) = labels {
+        let empty = Map::new();
+        if !l.matches(obj["metadata"]["labels"].as_object().unwrap_or(&empty)) {
+            return false;
+        }
+    }
+    fields.as_ref().is_none_or(|f| f.matches(res.group, res.kind, obj))
+}
+
+/// Parses a resourceVersion (400 when it is not a revision).
+pub fn parse_rv(rv: &str) -> ApiResult<Revision> {
+    rv.parse::<Revision>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
+}
+
+/// The first key after the last item (the start of the next page).
+fn after_key(items: &[Arc<Entry>]) -> String {
+    format!("{}\0", items.last().map(|e| e.key.as_str()).unwrap_or_default())
+}
+
+fn encode_continue(rev: Revision, start: &str) -> String {
+    use base64::Engine;
+    let raw = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": start}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(token: &str) -> ApiResult<(Revision, String)> {
+    use base64::Engine;
+    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rev = v["rv"].as_i64().ok_or_else(bad)?;
+    let start = v["start"].as_str().ok_or_else(bad)?.to_string();
+    if !start.starts_with(keys::ROOT) {
+        return Err(bad());
+    }
+    Ok((rev, start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_reject_garbage() {
+        let t = encode_continue(42, "/registry/core/pods/default/a\0");
+        assert_eq!(decode_continue(&t).unwrap(), (42, "/registry/core/pods/default/a\0".to_string()));
+        assert_eq!(decode_continue("nope!").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn fields_v1_keys_named_list_items() {
+        let f = fields_v1(&json!({"metadata":{"name":"x","labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}));
+        assert_eq!(f["f:metadata"], json!({"f:labels":{"f:a":{}}}));
+        assert_eq!(f["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["f:image"], json!({}));
+    }
+
+    #[test]
+    fn unbound_pods_are_deleted_at_once() {
+        let opts = json!({});
+        assert!(!pod_needs_graceful_delete(&json!({"spec":{}}), &opts));
+        assert!(pod_needs_graceful_delete(&json!({"spec":{"nodeName":"n1"}}), &opts));
+        assert!(!pod_needs_graceful_delete(&json!({"spec":{"nodeName":"n1"}}), &json!({"gracePeriodSeconds":0})));
+    }
+}

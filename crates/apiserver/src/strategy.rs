@@ -1,0 +1,214 @@
+//! Per-kind storage strategy: decoding through the upstream types, what create and update
+//! may change, generation tracking, and the status subresource split.
+
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, storage};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use shoal_api::catalogue::Resource;
+
+use crate::status::{ApiError, ApiResult};
+
+fn roundtrip<T: DeserializeOwned + Serialize>(res: &Resource, v: Value) -> ApiResult<Value> {
+    let typed: T = serde_json::from_value(v).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}",
+            kind = res.kind,
+            version = res.version
+        ))
+    })?;
+    serde_json::to_value(typed).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Decodes `v` as the resource's upstream type and encodes it again, as upstream's decoder
+/// does: wrongly typed fields are a 400, unknown fields are dropped.
+pub fn normalize(res: &Resource, v: Value) -> ApiResult<Value> {
+    use apps::v1 as a;
+    use core::v1 as c;
+    match (res.group, res.kind) {
+        ("", "Namespace") => roundtrip::<c::Namespace>(res, v),
+        ("", "Node") => roundtrip::<c::Node>(res, v),
+        ("", "Pod") => roundtrip::<c::Pod>(res, v),
+        ("", "Service") => roundtrip::<c::Service>(res, v),
+        ("", "Endpoints") => roundtrip::<c::Endpoints>(res, v),
+        ("", "Event") => roundtrip::<c::Event>(res, v),
+        ("", "ConfigMap") => roundtrip::<c::ConfigMap>(res, v),
+        ("", "Secret") => roundtrip::<c::Secret>(res, v),
+        ("", "ServiceAccount") => roundtrip::<c::ServiceAccount>(res, v),
+        ("", "PersistentVolume") => roundtrip::<c::PersistentVolume>(res, v),
+        ("", "PersistentVolumeClaim") => roundtrip::<c::PersistentVolumeClaim>(res, v),
+        ("", "ReplicationController") => roundtrip::<c::ReplicationController>(res, v),
+        ("apps", "ControllerRevision") => roundtrip::<a::ControllerRevision>(res, v),
+        ("apps", "DaemonSet") => roundtrip::<a::DaemonSet>(res, v),
+        ("apps", "Deployment") => roundtrip::<a::Deployment>(res, v),
+        ("apps", "ReplicaSet") => roundtrip::<a::ReplicaSet>(res, v),
+        ("apps", "StatefulSet") => roundtrip::<a::StatefulSet>(res, v),
+        ("batch", "Job") => roundtrip::<batch::v1::Job>(res, v),
+        ("batch", "CronJob") => roundtrip::<batch::v1::CronJob>(res, v),
+        ("coordination.k8s.io", "Lease") => roundtrip::<coordination::v1::Lease>(res, v),
+        ("discovery.k8s.io", "EndpointSlice") => roundtrip::<discovery::v1::EndpointSlice>(res, v),
+        ("events.k8s.io", "Event") => roundtrip::<events::v1::Event>(res, v),
+        ("storage.k8s.io", "StorageClass") => roundtrip::<storage::v1::StorageClass>(res, v),
+        _ => Ok(v),
+    }
+}
+
+/// Kinds whose `metadata.generation` counts spec changes.
+pub fn tracks_generation(res: &Resource) -> bool {
+    matches!(
+        res.kind,
+        "DaemonSet" | "Deployment" | "ReplicaSet" | "StatefulSet" | "ReplicationController" | "Job" | "CronJob" | "Pod"
+    )
+}
+
+/// True when the resource has a status subresource: the main resource then ignores status.
+pub fn has_status(res: &Resource) -> bool {
+    res.subresource("status").is_some()
+}
+
+/// Everything but metadata and status: what a generation counts.
+pub fn spec_of(obj: &Value) -> Value {
+    match obj {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Resets what a create may not set, as upstream's `PrepareForCreate`.
+pub fn prepare_create(res: &Resource, obj: &mut Value) {
+    match res.kind {
+        // Nodes may report status on create (kubelets register with it).
+        "Node" => {}
+        "Pod" => {
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
+        }
+        "Namespace" => {
+            obj["status"] = json!({"phase": "Active"});
+        }
+        "PersistentVolume" | "PersistentVolumeClaim" => {
+            obj["status"] = json!({"phase": "Pending"});
+        }
+        _ if has_status(res) => {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
+        _ => {}
+    }
+    if tracks_generation(res) {
+        obj["metadata"]["generation"] = json!(1);
+    }
+}
+
+/// Carries over what an update of the main resource may not change, and bumps the generation
+/// when the spec changed, as upstream's `PrepareForUpdate`.
+pub fn prepare_update(res: &Resource, new: &mut Value, old: &Value) {
+    if has_status(res) {
+        match old.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(m) = new.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+    }
+    let old_gen = old["metadata"]["generation"].as_i64().unwrap_or(0);
+    if tracks_generation(res) {
+        let generation = if spec_of(new) != spec_of(old) { old_gen + 1 } else { old_gen.max(1) };
+        new["metadata"]["generation"] = json!(generation);
+    } else if old_gen > 0 {
+        new["metadata"]["generation"] = json!(old_gen);
+    }
+}
+
+/// The object a status write produces: the old object with the new status (and nothing else
+/// from the request), as upstream's status strategies do.
+pub fn status_update(new: &Value, old: &Value) -> Value {
+    let mut out = old.clone();
+    match new.get("status") {
+        Some(s) => out["status"] = s.clone(),
+        None => {
+            if let Some(m) = out.as_object_mut() {
+                m.remove("status");
+            }
+        }
+    }
+    out
+}
+
+/// The pod's QoS class from its containers' requests and limits.
+pub fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| pod["spec"][k].as_array())
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = !containers.is_empty();
+    for c in containers {
+        let req = c["resources"]["requests"].as_object();
+        let lim = c["resources"]["limits"].as_object();
+        if req.is_some_and(|r| !r.is_empty()) || lim.is_some_and(|l| !l.is_empty()) {
+            any = true;
+        }
+        for r in ["cpu", "memory"] {
+            let l = lim.and_then(|l| l.get(r));
+            let q = req.and_then(|q| q.get(r)).or(l);
+            if l.is_none() || q != l {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (_, true) => "Guaranteed",
+        (true, false) => "Burstable",
+        (false, _) => "BestEffort",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_api::catalogue::find;
+
+    #[test]
+    fn normalize_drops_unknown_fields_and_refuses_wrong_types() {
+        let ds = find("apps", "v1", "daemonsets").unwrap();
+        let v = json!({"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"x"},"spec":{"bogus":1,"minReadySeconds":3}});
+        let out = normalize(ds, v).unwrap();
+        assert_eq!(out["spec"]["minReadySeconds"], 3);
+        assert!(out["spec"].get("bogus").is_none());
+        let bad = json!({"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"x"},"spec":{"minReadySeconds":"x"}});
+        let err = normalize(ds, bad).unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(err.message.starts_with("DaemonSet in version \"v1\" cannot be handled as a DaemonSet"), "{}", err.message);
+    }
+
+    #[test]
+    fn spec_changes_bump_generation_and_status_is_kept() {
+        let ds = find("apps", "v1", "daemonsets").unwrap();
+        let old = json!({"metadata":{"generation":2},"spec":{"minReadySeconds":1},"status":{"numberReady":3}});
+        let mut same = json!({"metadata":{"labels":{"a":"b"}},"spec":{"minReadySeconds":1},"status":{"numberReady":0}});
+        prepare_update(ds, &mut same, &old);
+        assert_eq!(same["metadata"]["generation"], 2);
+        assert_eq!(same["status"]["numberReady"], 3);
+        let mut changed = json!({"metadata":{},"spec":{"minReadySeconds":5}});
+        prepare_update(ds, &mut changed, &old);
+        assert_eq!(changed["metadata"]["generation"], 3);
+    }
+
+    #[test]
+    fn qos_classes() {
+        assert_eq!(qos_class(&json!({"spec":{"containers":[{"name":"a"}]}})), "BestEffort");
+        let g = json!({"spec":{"containers":[{"resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]}});
+        assert_eq!(qos_class(&g), "Guaranteed");
+        let b = json!({"spec":{"containers":[{"resources":{"requests":{"cpu":"1"}}}]}});
+        assert_eq!(qos_class(&b), "Burstable");
+    }
+}

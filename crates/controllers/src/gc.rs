@@ -1,0 +1,260 @@
+//! The garbage collector: ownerReference-based cascading deletion.
+//!
+//! - A dependent none of whose owners exists any more is deleted (Background propagation).
+//! - Owner references to owners that are gone are dropped when other owners remain.
+//! - An owner deleted with `propagationPolicy: Orphan` carries the `orphan` finalizer: its
+//!   dependents lose their reference to it, then the finalizer is removed.
+//! - An owner deleted with `Foreground` carries `foregroundDeletion`: its dependents are
+//!   deleted first, then the finalizer is removed.
+//!
+//! Before deleting a dependent, the owner is looked up through the API (not the cache), so a
+//! cache that has not yet seen a new owner never causes a wrong deletion.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use serde_json::json;
+use shoal_api::catalogue::{self, Resource};
+
+use crate::informer::{Informers, api_resource};
+
+/// Finalizer an Orphan delete adds.
+pub const ORPHAN: &str = "orphan";
+/// Finalizer a Foreground delete adds.
+pub const FOREGROUND: &str = "foregroundDeletion";
+
+/// An object as the collector sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// Its resource.
+    pub res: &'static Resource,
+    /// Namespace (empty for cluster-scoped).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// Owner UIDs with their kind and name.
+    pub owners: Vec<(String, String, String)>,
+    /// Being deleted.
+    pub deleting: bool,
+    /// Finalizers.
+    pub finalizers: Vec<String>,
+}
+
+/// What the collector decides to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Delete the dependent (its owners are all gone, or one is being deleted in foreground).
+    Delete(usize),
+    /// Drop the owner references with these UIDs from the object.
+    DropOwners(usize, Vec<String>),
+    /// Remove a finalizer from the object.
+    RemoveFinalizer(usize, &'static str),
+}
+
+/// Plans the collector's actions over a snapshot of every object.
+pub fn plan(nodes: &[Node]) -> Vec<Action> {
+    let by_uid: HashMap<&str, &Node> = nodes.iter().map(|n| (n.uid.as_str(), n)).collect();
+    let mut has_dependents: HashSet<&str> = HashSet::new();
+    let mut actions = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        if n.owners.is_empty() {
+            continue;
+        }
+        let mut dead = Vec::new();
+        let mut orphaning = Vec::new();
+        let mut foreground = false;
+        for (uid, _, _) in &n.owners {
+            match by_uid.get(uid.as_str()) {
+                None => dead.push(uid.clone()),
+                Some(o) => {
+                    has_dependents.insert(o.uid.as_str());
+                    if o.deleting && o.finalizers.iter().any(|f| f == ORPHAN) {
+                        orphaning.push(uid.clone());
+                    } else if o.deleting && o.finalizers.iter().any(|f| f == FOREGROUND) {
+                        foreground = true;
+                    }
+                }
+            }
+        }
+        if dead.len() == n.owners.len() {
+            if !n.deleting {
+                actions.push(Action::Delete(i));
+            }
+        } else if foreground {
+            if !n.deleting {
+                actions.push(Action::Delete(i));
+            }
+        } else if !dead.is_empty() || !orphaning.is_empty() {
+            dead.extend(orphaning);
+            actions.push(Action::DropOwners(i, dead));
+        }
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        if !n.deleting || has_dependents.contains(n.uid.as_str()) {
+            continue;
+        }
+        for f in [ORPHAN, FOREGROUND] {
+            if n.finalizers.iter().any(|x| x == f) {
+                actions.push(Action::RemoveFinalizer(i, f));
+            }
+        }
+    }
+    actions
+}
+
+fn to_node(res: &'static Resource, o: &DynamicObject) -> Node {
+    let m = &o.metadata;
+    Node {
+        res,
+        namespace: m.namespace.clone().unwrap_or_default(),
+        name: m.name.clone().unwrap_or_default(),
+        uid: m.uid.clone().unwrap_or_default(),
+        owners: m
+            .owner_references
+            .iter()
+            .flatten()
+            .map(|r| (r.uid.clone(), r.kind.clone(), r.name.clone()))
+            .collect(),
+        deleting: m.deletion_timestamp.is_some(),
+        finalizers: m.finalizers.clone().unwrap_or_default(),
+    }
+}
+
+fn api_for(client: &kube::Client, n: &Node) -> Api<DynamicObject> {
+    let ar = api_resource(n.res);
+    if n.res.namespaced {
+        Api::namespaced_with(client.clone(), &n.namespace, &ar)
+    } else {
+        Api::all_with(client.clone(), &ar)
+    }
+}
+
+/// True when some owner of `n` still exists with the referenced UID (asked of the API).
+async fn any_owner_alive(client: &kube::Client, n: &Node, raw: &DynamicObject) -> bool {
+    for r in raw.metadata.owner_references.iter().flatten() {
+        let group = r.api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+        let Some(res) = catalogue::find_kind(group, &r.kind) else { continue };
+        let owner = Node { res, namespace: n.namespace.clone(), name: r.name.clone(), uid: String::new(), owners: vec![], deleting: false, finalizers: vec![] };
+        match api_for(client, &owner).get_opt(&r.name).await {
+            Ok(Some(o)) if o.metadata.uid.as_deref() == Some(r.uid.as_str()) => return true,
+            Ok(_) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Runs the collector until the process ends.
+pub async fn run(client: kube::Client, informers: Informers) {
+    informers.ready().await;
+    let mut changes = informers.changes();
+    loop {
+        let snapshot: Vec<(&'static Resource, Arc<DynamicObject>)> = informers.all();
+        let nodes: Vec<Node> = snapshot.iter().map(|(r, o)| to_node(r, o)).collect();
+        for action in plan(&nodes) {
+            if let Err(e) = apply(&client, &nodes, &snapshot, action).await {
+                tracing::debug!(error = %e, "garbage collector: action failed; will retry");
+            }
+        }
+        // Level-triggered: wake on any change, and at least every few seconds.
+        let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn apply(
+    client: &kube::Client,
+    nodes: &[Node],
+    snapshot: &[(&'static Resource, Arc<DynamicObject>)],
+    action: Action,
+) -> Result<(), kube::Error> {
+    let pp = PatchParams { field_manager: Some("garbage-collector".into()), ..Default::default() };
+    match action {
+        Action::Delete(i) => {
+            let n = &nodes[i];
+            if any_owner_alive(client, n, &snapshot[i].1).await && !n.owners.iter().any(|(uid, _, _)| {
+                nodes.iter().any(|o| &o.uid == uid && o.deleting && o.finalizers.iter().any(|f| f == FOREGROUND))
+            }) {
+                return Ok(());
+            }
+            let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+            match api_for(client, n).delete(&n.name, &dp).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Action::DropOwners(i, uids) => {
+            let n = &nodes[i];
+            let raw = &snapshot[i].1;
+            let keep: Vec<_> = raw.metadata.owner_references.iter().flatten().filter(|r| !uids.contains(&r.uid)).cloned().collect();
+            let patch = json!({"metadata": {"ownerReferences": keep, "resourceVersion": raw.metadata.resource_version}});
+            api_for(client, n).patch(&n.name, &pp, &Patch::Merge(patch)).await.map(|_| ())
+        }
+        Action::RemoveFinalizer(i, f) => {
+            let n = &nodes[i];
+            let raw = &snapshot[i].1;
+            let keep: Vec<_> = n.finalizers.iter().filter(|x| x.as_str() != f).cloned().collect();
+            let patch = json!({"metadata": {"finalizers": keep, "resourceVersion": raw.metadata.resource_version}});
+            api_for(client, n).patch(&n.name, &pp, &Patch::Merge(patch)).await.map(|_| ())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(uid: &str, owners: &[&str]) -> Node {
+        Node {
+            res: catalogue::find("", "v1", "pods").unwrap(),
+            namespace: "default".into(),
+            name: uid.into(),
+            uid: uid.into(),
+            owners: owners.iter().map(|o| (o.to_string(), "DaemonSet".into(), o.to_string())).collect(),
+            deleting: false,
+            finalizers: vec![],
+        }
+    }
+
+    #[test]
+    fn dependents_of_vanished_owners_are_deleted() {
+        let nodes = vec![node("pod", &["ds"])];
+        assert_eq!(plan(&nodes), vec![Action::Delete(0)]);
+        let with_owner = vec![node("ds", &[]), node("pod", &["ds"])];
+        assert!(plan(&with_owner).is_empty());
+    }
+
+    #[test]
+    fn a_dead_owner_among_live_ones_is_dropped() {
+        let nodes = vec![node("a", &[]), node("pod", &["a", "gone"])];
+        assert_eq!(plan(&nodes), vec![Action::DropOwners(1, vec!["gone".into()])]);
+    }
+
+    #[test]
+    fn orphaning_drops_references_then_the_finalizer() {
+        let mut owner = node("ds", &[]);
+        owner.deleting = true;
+        owner.finalizers = vec![ORPHAN.into()];
+        let nodes = vec![owner.clone(), node("pod", &["ds"])];
+        assert_eq!(plan(&nodes), vec![Action::DropOwners(1, vec!["ds".into()])]);
+        assert_eq!(plan(&[owner]), vec![Action::RemoveFinalizer(0, ORPHAN)]);
+    }
+
+    #[test]
+    fn foreground_deletes_dependents_first() {
+        let mut owner = node("ds", &[]);
+        owner.deleting = true;
+        owner.finalizers = vec![FOREGROUND.into()];
+        let nodes = vec![owner.clone(), node("pod", &["ds"])];
+        assert_eq!(plan(&nodes), vec![Action::Delete(1)]);
+        let mut dying = node("pod", &["ds"]);
+        dying.deleting = true;
+        assert!(plan(&[owner.clone(), dying]).is_empty(), "waits for the dependent to go");
+        assert_eq!(plan(&[owner]), vec![Action::RemoveFinalizer(0, FOREGROUND)]);
+    }
+}

@@ -1,0 +1,67 @@
+//! Namespace lifecycle: a namespace being deleted (phase Terminating) has its contents
+//! deleted; once nothing is left, its `kubernetes` finalizer is removed through the
+//! `finalize` subresource and the API server deletes it.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams, PropagationPolicy};
+use shoal_api::catalogue::RESOURCES;
+
+use crate::informer::{Informers, api_resource};
+
+/// Runs the namespace controller until the process ends.
+pub async fn run(client: kube::Client, informers: Informers) {
+    informers.ready().await;
+    let mut changes = informers.changes();
+    loop {
+        for ns in informers.of("", "namespaces") {
+            if ns.metadata.deletion_timestamp.is_none() {
+                continue;
+            }
+            let name = ns.metadata.name.clone().unwrap_or_default();
+            match drain(&client, &informers, &name).await {
+                Ok(true) => {
+                    if let Err(e) = finalize(&client, &name).await {
+                        tracing::debug!(namespace = %name, error = %e, "namespace finalize failed; will retry");
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!(namespace = %name, error = %e, "namespace drain failed; will retry"),
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Deletes what is left in `ns`; true when it is empty.
+async fn drain(client: &kube::Client, informers: &Informers, ns: &str) -> Result<bool, kube::Error> {
+    let mut empty = true;
+    for r in RESOURCES.iter().filter(|r| r.namespaced) {
+        let left: Vec<_> = informers.of(r.group, r.plural).into_iter().filter(|o| o.metadata.namespace.as_deref() == Some(ns)).collect();
+        if left.is_empty() {
+            continue;
+        }
+        empty = false;
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource(r));
+        let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+        for o in left.iter().filter(|o| o.metadata.deletion_timestamp.is_none()) {
+            match api.delete(o.metadata.name.as_deref().unwrap_or_default(), &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(empty)
+}
+
+async fn finalize(client: &kube::Client, name: &str) -> Result<(), kube::Error> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let Some(mut ns) = api.get_opt(name).await? else { return Ok(()) };
+    if let Some(spec) = ns.spec.as_mut() {
+        spec.finalizers = Some(vec![]);
+    }
+    api.replace_subresource("finalize", name, &PostParams::default(), &ns).await.map(|_| ())
+}

@@ -1,0 +1,163 @@
+//! Starting a cluster: data dir, store, certificates, tokens, kubeconfig, the HTTPS API,
+//! the controllers and the simulated nodes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use shoal_apiserver::{ApiServer, ServeConfig, tls};
+use shoal_store::Store;
+
+use crate::ServerArgs;
+
+/// Errors that stop `shoal up` / `shoal server`.
+#[derive(Debug)]
+pub struct StartError(String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> StartError + '_ {
+    move |e| StartError(format!("{what}: {e}"))
+}
+
+/// Opens the store named by `--store`.
+pub fn open_store(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, StartError> {
+    let default = format!("sqlite://{}", data_dir.join("state.db").display());
+    let url = url.unwrap_or(&default);
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let store = shoal_store::SqliteStore::open(Path::new(path)).map_err(err("opening the sqlite store"))?;
+        Ok(Arc::new(store))
+    } else if url == "memory://" || url == "memory" {
+        Ok(Arc::new(shoal_store::MemoryStore::new()))
+    } else {
+        Err(StartError(format!("unsupported --store {url:?}: use sqlite://PATH or memory://")))
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a secret file, creating it with a fresh random value if absent.
+fn ensure_secret(path: &Path) -> Result<String, StartError> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        let s = s.trim().to_string();
+        if !s.is_empty() {
+            return Ok(s);
+        }
+    }
+    let s = random_hex(24);
+    tls::write_private(path, &format!("{s}\n")).map_err(err("writing a token"))?;
+    Ok(s)
+}
+
+/// The join token: `SHOAL10<sha256 of the CA certificate PEM>::node:<secret>`, so an agent
+/// can verify the server's CA from the token alone.
+pub fn join_token(ca_pem: &str, secret: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, ca_pem.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("SHOAL10{hex}::node:{secret}")
+}
+
+/// An admin kubeconfig for `server` (`https://host:port`).
+pub fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: shoal\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: shoal\n  context:\n    cluster: shoal\n    user: admin\n    namespace: default\ncurrent-context: shoal\nusers:\n- name: admin\n  user:\n    token: {token}\n"
+    )
+}
+
+/// Runs a cluster until the process is stopped. `nodes` is `Some(N)` for `shoal up`.
+pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError> {
+    let started = std::time::Instant::now();
+    let dir = &args.data_dir;
+    std::fs::create_dir_all(dir).map_err(err("creating the data dir"))?;
+    let store = open_store(args.store.as_deref(), dir)?;
+    let api = ApiServer::new(store).await.map_err(err("starting the API server"))?;
+
+    let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(err("binding --listen"))?;
+    let addr = listener.local_addr().map_err(err("reading the listen address"))?;
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let certs = tls::ensure_certs(dir, std::slice::from_ref(&host)).map_err(err("preparing certificates"))?;
+    let admin_token = ensure_secret(&dir.join("admin-token"))?;
+    let node_secret = ensure_secret(&dir.join("node-secret"))?;
+    tls::write_private(&dir.join("node-token"), &format!("{}\n", join_token(&certs.ca_pem, &node_secret))).map_err(err("writing node-token"))?;
+    let url_host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+    let server_url = format!("https://{url_host}:{}", addr.port());
+    tls::write_private(&dir.join("kubeconfig"), &kubeconfig(&server_url, &certs.ca_pem, &admin_token)).map_err(err("writing kubeconfig"))?;
+
+    let cfg = ServeConfig { tls: tls::server_config(&certs).map_err(err("configuring TLS"))?, admin_tokens: vec![admin_token] };
+    tokio::spawn(shoal_apiserver::serve(api.clone(), listener, cfg));
+
+    let client = kube::Client::new(api.router(), "default");
+    shoal_controllers::start(client.clone());
+    if let Some(n) = nodes {
+        let pool = shoal_agent::SimulatedPool::new(client.clone());
+        pool.ensure_nodes(n).await.map_err(err("creating simulated nodes"))?;
+        tokio::spawn(pool.run());
+    }
+
+    wait_ready(&addr, &certs.ca_pem).await?;
+    println!(
+        "shoal is ready in {:.2}s: API at {server_url}, kubeconfig {}",
+        started.elapsed().as_secs_f64(),
+        dir.join("kubeconfig").display()
+    );
+    tokio::signal::ctrl_c().await.map_err(err("waiting for a signal"))?;
+    Ok(())
+}
+
+/// Asks `/readyz` over HTTPS, verifying the server with the cluster CA.
+async fn wait_ready(addr: &std::net::SocketAddr, ca_pem: &str) -> Result<(), StartError> {
+    let target = if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { *addr };
+    let client = shoal_apiserver::client::HttpsClient::new(target, ca_pem, None).map_err(err("TLS client"))?;
+    for _ in 0..100 {
+        if client.request("GET", "/readyz", "text/plain", b"").await.is_ok_and(|r| r.status == 200) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(StartError("/readyz did not answer".into()))
+}
+
+/// `shoal kubectl ARGS`: replaces this process with kubectl, pointed at the data dir's
+/// kubeconfig.
+pub fn exec_kubectl(data_dir: &Path, args: &[String]) -> std::process::ExitCode {
+    use std::os::unix::process::CommandExt;
+    let kubeconfig: PathBuf = data_dir.join("kubeconfig");
+    if !kubeconfig.exists() {
+        eprintln!("error: {} does not exist: start a cluster with `shoal up` first", kubeconfig.display());
+        return std::process::ExitCode::FAILURE;
+    }
+    let e = std::process::Command::new("kubectl").args(args).env("KUBECONFIG", &kubeconfig).exec();
+    eprintln!("error: cannot run kubectl: {e}");
+    std::process::ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_token_carries_the_ca_hash_and_secret() {
+        let t = join_token("pem", "s3cret");
+        assert!(t.starts_with("SHOAL10"));
+        assert!(t.ends_with("::node:s3cret"));
+        assert_eq!(t.len(), "SHOAL10".len() + 64 + "::node:s3cret".len());
+    }
+
+    #[test]
+    fn kubeconfig_names_server_ca_and_token() {
+        let k = kubeconfig("https://127.0.0.1:6443", "PEM", "tok");
+        assert!(k.contains("server: https://127.0.0.1:6443"));
+        assert!(k.contains("certificate-authority-data: UEVN"));
+        assert!(k.contains("token: tok"));
+    }
+}

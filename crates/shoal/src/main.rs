@@ -1,0 +1,89 @@
+//! The `shoal` command: a Kubernetes-compatible cluster in one binary.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+mod cluster;
+
+/// shoal: a Kubernetes-compatible orchestrator in one binary, built around the DaemonSet.
+#[derive(Parser)]
+#[command(name = "shoal", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a whole cluster in this process: API server, controllers and N simulated nodes.
+    Up {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Number of simulated nodes (`node1`..`nodeN`; node1 is the control plane).
+        #[arg(long, default_value_t = 3)]
+        nodes: u32,
+    },
+    /// Start the control plane only (API server and controllers), no nodes.
+    Server {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Run the kubectl on PATH against the cluster in the data dir (like `k3s kubectl`).
+    Kubectl {
+        /// Data directory of the cluster.
+        #[arg(long, env = "SHOAL_DATA_DIR", default_value = "./shoal-data")]
+        data_dir: PathBuf,
+        /// Arguments passed to kubectl.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Flags shared by `up` and `server`.
+#[derive(Args, Clone)]
+pub struct ServerArgs {
+    /// Where the cluster keeps its state, certificates, kubeconfig and tokens.
+    #[arg(long, default_value = "./shoal-data")]
+    pub data_dir: PathBuf,
+    /// Address the HTTPS API listens on (port 0 picks a free port; the kubeconfig has it).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: String,
+    /// Storage backend: `sqlite://PATH` (default `sqlite://<data-dir>/state.db`) or `memory://`.
+    #[arg(long)]
+    pub store: Option<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Command::Kubectl { data_dir, args } = &cli.command {
+        return cluster::exec_kubectl(data_dir, args);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up { server, nodes } => cluster::run(server, Some(nodes)).await,
+            Command::Server { server } => cluster::run(server, None).await,
+            Command::Kubectl { .. } => unreachable!("handled above"),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

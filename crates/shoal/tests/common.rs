@@ -1,0 +1,130 @@
+//! Test harness: a real `shoal up` process on a free loopback port, driven by the real
+//! `kubectl` on PATH.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running cluster; killed when dropped.
+pub struct Cluster {
+    pub child: Child,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    cache: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `shoal up --nodes N` in a fresh data dir.
+    pub fn up(nodes: u32) -> Cluster {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut c = Cluster::start_in(&dir, nodes);
+        c._tmp = Some(tmp);
+        c
+    }
+
+    /// `shoal up` on an existing data dir (restarts keep the cluster).
+    pub fn start_in(dir: &Path, nodes: u32) -> Cluster {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["up", "--listen", "127.0.0.1:0", "--nodes", &nodes.to_string(), "--data-dir"])
+            .arg(dir)
+            .env("SHOAL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn shoal");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("shoal printed no ready line");
+            if line.contains("ready") {
+                break;
+            }
+        }
+        Cluster { child, dir: dir.to_path_buf(), _tmp: None, cache: tempfile::tempdir().expect("tempdir") }
+    }
+
+    /// The kubeconfig path.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// A kubectl command for this cluster (own discovery cache).
+    pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.args(args).arg("--cache-dir").arg(self.cache.path()).env("KUBECONFIG", self.kubeconfig());
+        cmd
+    }
+
+    /// Runs kubectl; returns its output whatever the exit code.
+    pub fn kubectl_output(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = self.kubectl_cmd(args);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl on PATH");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// Runs kubectl and returns stdout; panics with stderr on failure.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        self.kubectl_in(args, None)
+    }
+
+    /// Runs kubectl with `stdin`; returns stdout; panics on failure.
+    pub fn kubectl_in(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl_output(args, stdin);
+        assert!(out.status.success(), "kubectl {args:?} failed: {}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl expecting failure; returns stderr.
+    pub fn kubectl_err(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl_output(args, stdin);
+        assert!(!out.status.success(), "kubectl {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Retries `f` until it returns Some, or panics after `secs`.
+    pub fn eventually<T>(&self, secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The server address from the kubeconfig.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        let k = std::fs::read_to_string(self.kubeconfig()).expect("kubeconfig");
+        let server = k.lines().find_map(|l| l.trim().strip_prefix("server: https://")).expect("server line");
+        server.parse().expect("socket address")
+    }
+
+    /// Kills the server with SIGKILL.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
