@@ -117,7 +117,8 @@ pub(crate) fn validate_daemon_set(errs: &mut Errs, obj: &Value, old: Option<&Val
     if let Some(v) = int(errs, spec, "minReadySeconds", &sp) {
         nonneg(errs, &sp.child("minReadySeconds"), v);
     }
-    daemon_set_update_strategy(errs, super::obj(errs, spec, "updateStrategy", &sp), &sp.child("updateStrategy"));
+    let strategy = super::obj(errs, spec, "updateStrategy", &sp);
+    daemon_set_update_strategy(errs, strategy, &sp.child("updateStrategy"));
     if let Some(v) = int(errs, spec, "revisionHistoryLimit", &sp) {
         nonneg(errs, &sp.child("revisionHistoryLimit"), v);
     }
@@ -204,7 +205,8 @@ pub(crate) fn validate_deployment(errs: &mut Errs, obj: &Value, old: Option<&Val
         nonneg(errs, &sp.child("replicas"), r);
     }
     replica_set_like(errs, spec, &sp, "empty selector is invalid for deployment", "ReplicaSet");
-    deployment_strategy(errs, super::obj(errs, spec, "strategy", &sp), &sp.child("strategy"));
+    let strategy = super::obj(errs, spec, "strategy", &sp);
+    deployment_strategy(errs, strategy, &sp.child("strategy"));
     let min_ready = int(errs, spec, "minReadySeconds", &sp).unwrap_or(0);
     nonneg(errs, &sp.child("minReadySeconds"), min_ready);
     if let Some(v) = int(errs, spec, "revisionHistoryLimit", &sp) {

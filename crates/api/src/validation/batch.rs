@@ -144,7 +144,7 @@ fn generated_selector(errs: &mut Errs, obj: &Value, spec: J<'_>) {
 /// `ValidateJobSpec`: the shared checks plus the selector.
 fn job_spec(errs: &mut Errs, spec: J<'_>, sp: &Path) {
     job_spec_common(errs, spec, sp);
-    let sel = obj(errs, spec, "selector", sp);
+    let sel = super::obj(errs, spec, "selector", sp);
     match sel {
         None => required(errs, &sp.child("selector"), ""),
         Some(_) => meta::validate_label_selector(errs, sel, &sp.child("selector")),
@@ -211,7 +211,7 @@ fn job_spec_common(errs: &mut Errs, spec: J<'_>, sp: &Path) {
             not_supported(errs, &sp.child("podReplacementPolicy"), prp, &["Failed", "TerminatingOrFailed"]);
         }
     }
-    let tmpl = obj(errs, spec, "template", sp);
+    let tmpl = super::obj(errs, spec, "template", sp);
     let tp = sp.child("template");
     pod_template_spec(errs, tmpl, &tp);
     let rp = get(get(tmpl, "spec"), "restartPolicy").and_then(Value::as_str).unwrap_or("");
@@ -265,9 +265,9 @@ pub(crate) fn validate_cron_job(errs: &mut Errs, obj: &Value, old: Option<&Value
         "" => required(errs, &sp.child("concurrencyPolicy"), ""),
         other => not_supported(errs, &sp.child("concurrencyPolicy"), other, &["Allow", "Forbid", "Replace"]),
     }
-    let jt = obj(errs, spec, "jobTemplate", &sp);
+    let jt = super::obj(errs, spec, "jobTemplate", &sp);
     let jp = sp.child("jobTemplate");
-    let jspec = obj(errs, jt, "spec", &jp);
+    let jspec = super::obj(errs, jt, "spec", &jp);
     let jsp = jp.child("spec");
     job_spec_common(errs, jspec, &jsp);
     if let Some(sel) = get(jspec, "selector") {

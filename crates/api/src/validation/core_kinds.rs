@@ -133,7 +133,7 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
         "ClientIP" | "None" => {}
         other => not_supported(errs, &sp.child("sessionAffinity"), other, &["ClientIP", "None"]),
     }
-    let cfg = obj(errs, spec, "sessionAffinityConfig", &sp);
+    let cfg = super::obj(errs, spec, "sessionAffinityConfig", &sp);
     let cp = sp.child("sessionAffinityConfig");
     if affinity == "ClientIP" {
         let client = get(cfg, "clientIP");
@@ -825,7 +825,7 @@ pub(crate) fn validate_pv(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
     let sp = Path::new("spec");
     let spec = super::obj(errs, Some(obj), "spec", &Path::new(""));
     access_modes(errs, spec, &sp, "");
-    let cap = obj(errs, spec, "capacity", &sp);
+    let cap = super::obj(errs, spec, "capacity", &sp);
     let cap_len = cap.and_then(Value::as_object).map_or(0, |m| m.len());
     if cap_len == 0 {
         required(errs, &sp.child("capacity"), "");
@@ -847,10 +847,10 @@ pub(crate) fn validate_pv(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
         not_supported(errs, &sp.child("persistentVolumeReclaimPolicy"), reclaim, &["Delete", "Recycle", "Retain"]);
     }
     let mut affinity_set = false;
-    if let Some(na) = obj(errs, spec, "nodeAffinity", &sp) {
+    if let Some(na) = super::obj(errs, spec, "nodeAffinity", &sp) {
         affinity_set = true;
         let np = sp.child("nodeAffinity");
-        match obj(errs, Some(na), "required", &np) {
+        match super::obj(errs, Some(na), "required", &np) {
             Some(r) => node_selector(errs, Some(r), &np.child("required")),
             None => required(errs, &np.child("required"), "must specify required node constraints"),
         }
@@ -1005,7 +1005,7 @@ pub(crate) fn pvc_spec(errs: &mut Errs, spec: J<'_>, sp: &Path) {
     if modes_empty {
         required(errs, &sp.child("accessModes"), "at least 1 access mode is required");
     }
-    if let Some(sel) = obj(errs, spec, "selector", sp) {
+    if let Some(sel) = super::obj(errs, spec, "selector", sp) {
         meta::validate_label_selector(errs, Some(sel), &sp.child("selector"));
     }
     if !modes_empty {
@@ -1031,7 +1031,7 @@ pub(crate) fn pvc_spec(errs: &mut Errs, spec: J<'_>, sp: &Path) {
     }
     volume_mode(errs, spec, sp);
     for key in ["dataSource", "dataSourceRef"] {
-        let Some(ds) = obj(errs, spec, key, sp) else { continue };
+        let Some(ds) = super::obj(errs, spec, key, sp) else { continue };
         let dp = sp.child(key);
         let ds = Some(ds);
         if st0(errs, ds, "name", &dp).is_empty() {
@@ -1074,7 +1074,7 @@ pub(crate) fn validate_rc(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
         nonneg(errs, &sp.child("replicas"), r);
     }
     let tp = sp.child("template");
-    let Some(tmpl) = obj(errs, spec, "template", &sp) else {
+    let Some(tmpl) = super::obj(errs, spec, "template", &sp) else {
         required(errs, &tp, "");
         return;
     };

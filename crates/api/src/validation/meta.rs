@@ -253,7 +253,8 @@ pub(crate) fn validate_label_selector(errs: &mut Errs, sel: J<'_>, p: &Path) {
             }
             _ => invalid(errs, &ip.child("operator"), op, "not a valid selector operator"),
         }
-        label_name(errs, st0(errs, e, "key", &ip), &ip.child("key"));
+        let key = st0(errs, e, "key", &ip);
+        label_name(errs, key, &ip.child("key"));
         for (j, v) in values.iter().enumerate() {
             each_invalid(errs, &ip.child("values").index(j), v, is_valid_label_value(v));
         }

@@ -54,7 +54,8 @@ fn metadata_and_spec(errs: &mut Errs, obj: &Value) {
     let anns = str_map(&mut Errs::new(), m, "annotations", &mp);
     pod_specific_annotations(errs, anns.as_deref(), spec, &mp.child("annotations"));
     let name = get(m, "name").and_then(Value::as_str);
-    pod_spec(errs, super::obj(errs, Some(obj), "spec", &Path::new("")), name, &sp, Opts { is_pod: true });
+    let spec_obj = super::obj(errs, Some(obj), "spec", &Path::new(""));
+    pod_spec(errs, spec_obj, name, &sp, Opts { is_pod: true });
 
     let mut scratch = Errs::new();
     if st0(&mut scratch, spec, "serviceAccountName", &sp).is_empty() {
@@ -171,11 +172,14 @@ pub(crate) fn pod_spec(errs: &mut Errs, spec: J<'_>, pod_name: Option<&str>, p: 
     let node_selector = str_map(errs, spec, "nodeSelector", p);
     validate_labels(errs, node_selector.as_deref(), &p.child("nodeSelector"));
     pod_security_context(errs, spec, p);
-    affinity(errs, obj(errs, spec, "affinity", p), &p.child("affinity"));
-    dns_config(errs, obj(errs, spec, "dnsConfig", p), dns_policy, &p.child("dnsConfig"));
+    let aff = obj(errs, spec, "affinity", p);
+    affinity(errs, aff, &p.child("affinity"));
+    let dc = obj(errs, spec, "dnsConfig", p);
+    dns_config(errs, dc, dns_policy, &p.child("dnsConfig"));
     for (i, g) in arr(errs, spec, "readinessGates", p).iter().enumerate() {
         let gp = p.child("readinessGates").index(i);
-        qualified_name(errs, st0(errs, Some(g), "conditionType", &gp), &gp.child("conditionType"));
+        let ct = st0(errs, Some(g), "conditionType", &gp);
+        qualified_name(errs, ct, &gp.child("conditionType"));
     }
     let mut seen = HashSet::new();
     for (i, g) in arr(errs, spec, "schedulingGates", p).iter().enumerate() {
@@ -359,7 +363,8 @@ fn volume_source(errs: &mut Errs, vol: J<'_>, vol_name: &str, pod_name: Option<&
                 if st0(errs, src, "repository", &sp).is_empty() {
                     required(errs, &sp.child("repository"), "");
                 }
-                local_descending_path(errs, st0(errs, src, "directory", &sp), &sp.child("directory"));
+                let dir = st0(errs, src, "directory", &sp);
+                local_descending_path(errs, dir, &sp.child("directory"));
             }
             "secret" => {
                 if st0(errs, src, "secretName", &sp).is_empty() {
@@ -903,9 +908,11 @@ fn container_common(errs: &mut Errs, c: J<'_>, ctx: &Ctx<'_>, p: &Path) {
         "" => required(errs, &p.child("imagePullPolicy"), ""),
         other => not_supported(errs, &p.child("imagePullPolicy"), other, &["Always", "IfNotPresent", "Never"]),
     }
-    resource_requirements(errs, obj(errs, c, "resources", p), ctx.claims, &p.child("resources"));
+    let res = obj(errs, c, "resources", p);
+    resource_requirements(errs, res, ctx.claims, &p.child("resources"));
     resize_policy(errs, c, ctx.restart_policy, p);
-    security_context(errs, obj(errs, c, "securityContext", p), ctx.host_users, &p.child("securityContext"));
+    let sc = obj(errs, c, "securityContext", p);
+    security_context(errs, sc, ctx.host_users, &p.child("securityContext"));
 }
 
 fn container_ports(errs: &mut Errs, c: J<'_>, p: &Path) {
@@ -1304,8 +1311,10 @@ fn huge_page_value(errs: &mut Errs, name: &str, q: &Quantity, p: &Path) {
 pub(crate) fn resource_requirements(errs: &mut Errs, req: J<'_>, claims: &BTreeSet<String>, p: &Path) {
     let lim_path = p.child("limits");
     let req_path = p.child("requests");
-    let limits = quantities(errs, obj(errs, req, "limits", p), &lim_path);
-    let requests = quantities(errs, obj(errs, req, "requests", p), &req_path);
+    let lim_obj = obj(errs, req, "limits", p);
+    let limits = quantities(errs, lim_obj, &lim_path);
+    let req_obj = obj(errs, req, "requests", p);
+    let requests = quantities(errs, req_obj, &req_path);
     let mut lim_cpu_mem = false;
     let mut req_cpu_mem = false;
     let mut huge = false;
