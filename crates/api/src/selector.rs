@@ -298,13 +298,15 @@ impl LabelSelector {
                 )));
             }
         };
-        let match_labels = optional_object(obj, "matchLabels")?;
+        let mut match_labels: Vec<(&String, &Value)> = optional_object(obj, "matchLabels")?
+            .into_iter()
+            .flatten()
+            .collect();
+        match_labels.sort_unstable_by_key(|(key, _)| *key);
         let expressions = optional_array(obj, "matchExpressions")?;
         let mut requirements = Vec::with_capacity(match_labels.len() + expressions.len());
-        let mut keys: Vec<&String> = match_labels.keys().collect();
-        keys.sort_unstable();
-        for key in keys {
-            let Some(value) = match_labels.get(key).and_then(Value::as_str) else {
+        for (key, value) in match_labels {
+            let Some(value) = value.as_str() else {
                 return Err(SelectorError::new(format!(
                     "matchLabels[{key}]: value must be a string"
                 )));
@@ -335,13 +337,10 @@ impl LabelSelector {
 
     /// Whether the selector selects an object, reading its `metadata.labels`.
     pub fn matches_object(&self, object: &Value) -> bool {
-        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-        let labels = object
-            .get("metadata")
-            .and_then(|m| m.get("labels"))
-            .and_then(Value::as_object)
-            .unwrap_or_else(|| EMPTY.get_or_init(Map::new));
-        self.matches(labels)
+        match object.get("metadata").and_then(|m| m.get("labels")) {
+            Some(Value::Object(labels)) => self.matches(labels),
+            _ => self.matches(&Map::new()),
+        }
     }
 
     /// True when the selector does not restrict anything (upstream's `Empty`): no requirements.
@@ -399,11 +398,10 @@ impl fmt::Display for LabelSelector {
 fn optional_object<'a>(
     obj: &'a Map<String, Value>,
     key: &str,
-) -> Result<&'a Map<String, Value>, SelectorError> {
-    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+) -> Result<Option<&'a Map<String, Value>>, SelectorError> {
     match obj.get(key) {
-        None | Some(Value::Null) => Ok(EMPTY.get_or_init(Map::new)),
-        Some(Value::Object(map)) => Ok(map),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(map)) => Ok(Some(map)),
         Some(_) => Err(SelectorError::new(format!("{key}: must be an object"))),
     }
 }

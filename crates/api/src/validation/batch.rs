@@ -4,7 +4,7 @@ use super::meta::{self, LabelSelector, meta_create, meta_update};
 use super::names;
 use super::pod::pod_template_spec;
 use super::{
-    Errs, IMMUTABLE, J, Path, get, gorepr, int, invalid, invalid_raw, nonneg, not_supported, obj, required, semantic_eq,
+    Errs, IMMUTABLE, J, Path, get, gorepr, int, invalid, invalid_raw, nonneg, not_supported, required, semantic_eq,
     st, st0,
 };
 use serde_json::Value;

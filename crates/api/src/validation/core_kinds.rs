@@ -3,11 +3,11 @@
 
 use super::meta::{self, dns_label, kube_finalizer_name, meta_create, meta_update, qualified_name, subdomain};
 use super::names::{self, is_valid_port_num};
-use super::pod::{self, node_selector, port_num_or_name, pod_template_spec, protocol, quantities, quantity_value, resource_name};
+use super::pod::{self, node_selector, port_num_or_name, pod_template_spec, protocol, quantities, quantity_value};
 use super::quantity::Quantity;
 use super::{
     Errs, IMMUTABLE, J, Path, arr, boolean, duplicate, duplicate_raw, each_invalid, forbidden, get, gorepr, int, invalid,
-    invalid_raw, nonneg, not_supported, not_supported_raw, obj, required, semantic_eq, st, st0, str_list, str_map,
+    invalid_raw, nonneg, not_supported, not_supported_raw, required, semantic_eq, st, st0, str_list, str_map,
     too_long,
 };
 use serde_json::Value;
@@ -1049,7 +1049,6 @@ pub(crate) fn pvc_spec(errs: &mut Errs, spec: J<'_>, sp: &Path) {
             subdomain(errs, group, &dp.child("apiGroup"));
         }
     }
-    let _ = resource_name;
 }
 
 // ---------------------------------------------------------------------------------------

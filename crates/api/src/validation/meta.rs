@@ -266,7 +266,7 @@ pub(crate) fn validate_label_selector(errs: &mut Errs, sel: J<'_>, p: &Path) {
 pub(crate) struct SelectorError(pub String);
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(crate) enum Op {
     In(Vec<String>),
     NotIn(Vec<String>),
     Exists,

@@ -4,7 +4,7 @@ use super::meta::{self, dns_label, meta_create, meta_update, qualified_name, sub
 use super::names;
 use super::pod::protocol;
 use super::{
-    Errs, IMMUTABLE, J, Path, arr, each_invalid, forbidden, get, int, invalid, invalid_raw, not_supported, obj, required,
+    Errs, IMMUTABLE, Path, arr, each_invalid, forbidden, get, int, invalid, invalid_raw, not_supported, required,
     semantic_eq, st, st0, str_map, too_long, too_many,
 };
 use serde_json::Value;
@@ -362,6 +362,5 @@ pub(crate) fn validate_storage_class(errs: &mut Errs, obj: &Value, old: Option<&
                 super::duplicate(errs, &ep.child("key"), key);
             }
         }
-        let _ = obj;
     }
 }

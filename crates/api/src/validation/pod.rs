@@ -3,10 +3,10 @@
 
 use super::meta::{self, dns_label, label_name, qualified_name, subdomain, validate_annotations, validate_labels};
 use super::names::{self, inclusive_range_error, is_valid_port_name, is_valid_port_num};
-use super::quantity::{ERR_FORMAT_WRONG, Quantity};
+use super::quantity::Quantity;
 use super::{
-    Errs, IMMUTABLE, J, Path, arr, boolean, duplicate, each_invalid, forbidden, get, gorepr, int, invalid, invalid_raw,
-    nonneg, not_found, not_supported, obj, required, semantic_eq, st, st0, str_list, str_map, too_long,
+    Errs, J, Path, arr, boolean, duplicate, each_invalid, forbidden, get, gorepr, int, invalid, invalid_raw,
+    nonneg, not_found, not_supported, obj, required, semantic_eq, st, st0, str_list, str_map,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -1275,7 +1275,7 @@ pub(crate) fn quantities<'a>(errs: &mut Errs, list: J<'a>, p: &Path) -> Vec<(&'a
         for (k, v) in m {
             match Quantity::from_json(v) {
                 Ok(q) => out.push((k.as_str(), q)),
-                Err(e) => invalid(errs, &p.key(k), v.clone(), if e == ERR_FORMAT_WRONG { e } else { e }),
+                Err(e) => invalid(errs, &p.key(k), v.clone(), e),
             }
         }
     } else if let Some(other) = list {
@@ -1738,7 +1738,8 @@ fn node_selector_term(errs: &mut Errs, term: J<'_>, p: &Path) {
             "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => {}
             other => invalid(errs, &rp.child("operator"), other, "not a valid selector operator"),
         }
-        label_name(errs, st0(errs, r, "key", &rp), &rp.child("key"));
+        let key = st0(errs, r, "key", &rp);
+        label_name(errs, key, &rp.child("key"));
     }
     for (j, r) in arr(errs, term, "matchFields", p).iter().enumerate() {
         let rp = p.child("matchFields").index(j);
@@ -1806,7 +1807,8 @@ fn affinity(errs: &mut Errs, aff: J<'_>, p: &Path) {
 fn pod_affinity_term(errs: &mut Errs, t: J<'_>, p: &Path) {
     let sel = obj(errs, t, "labelSelector", p);
     meta::validate_label_selector(errs, sel, &p.child("labelSelector"));
-    meta::validate_label_selector(errs, obj(errs, t, "namespaceSelector", p), &p.child("namespaceSelector"));
+    let ns_sel = obj(errs, t, "namespaceSelector", p);
+    meta::validate_label_selector(errs, ns_sel, &p.child("namespaceSelector"));
     for ns in str_list(errs, t, "namespaces", p) {
         each_invalid(errs, &p.child("namespace"), ns, meta::namespace_name(ns));
     }
@@ -2102,8 +2104,6 @@ fn pod_update(errs: &mut Errs, obj: &Value, old: &Value) {
     if !semantic_eq(Some(&munged), old_spec) {
         forbidden(errs, &sp, format!("pod updates may not change fields other than {UPDATABLE_FIELDS}"));
     }
-    let _ = IMMUTABLE;
-    let _ = too_long;
 }
 
 /// The QoS class of a pod (`Guaranteed`, `Burstable` or `BestEffort`) computed from its
