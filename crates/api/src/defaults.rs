@@ -27,7 +27,9 @@ pub use podspec::image_pull_policy;
 
 /// Applies upstream's defaults for `group`/`kind` to `obj` in place.
 pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
-    let Some(root) = obj.as_object_mut() else { return };
+    let Some(root) = obj.as_object_mut() else {
+        return;
+    };
     match (group, kind) {
         ("", "Pod") => pod(root),
         ("", "ReplicationController") => replication_controller(root),
@@ -56,7 +58,9 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
 /// plugins (see the module documentation). Call after [`apply_defaults`], once the object
 /// has its final name and uid.
 pub fn prepare_for_create(group: &str, kind: &str, obj: &mut Value) {
-    let Some(root) = obj.as_object_mut() else { return };
+    let Some(root) = obj.as_object_mut() else {
+        return;
+    };
     match (group, kind) {
         ("", "Pod") => podspec::prepare_pod(root),
         ("", "Namespace") => {
@@ -123,8 +127,15 @@ fn existing<'a>(m: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<
 }
 
 /// The objects in the list member `key`.
-fn each<'a>(m: &'a mut Map<String, Value>, key: &str) -> impl Iterator<Item = &'a mut Map<String, Value>> {
-    m.get_mut(key).and_then(Value::as_array_mut).into_iter().flatten().filter_map(Value::as_object_mut)
+fn each<'a>(
+    m: &'a mut Map<String, Value>,
+    key: &str,
+) -> impl Iterator<Item = &'a mut Map<String, Value>> {
+    m.get_mut(key)
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object_mut)
 }
 
 /// Canonicalizes every quantity of a resource list (rounding up to milli, as
@@ -172,12 +183,25 @@ fn pod(root: &mut Map<String, Value>) {
 
 /// The v1 conversion keeps a singular IP and its list in step.
 fn mirror_ips(status: &mut Map<String, Value>, single: &str, list: &str) {
-    let list_empty = status.get(list).and_then(Value::as_array).is_none_or(Vec::is_empty);
-    if list_empty && let Some(ip) = status.get(single).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+    let list_empty = status
+        .get(list)
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
+    if list_empty
+        && let Some(ip) = status
+            .get(single)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    {
         let ip = ip.to_string();
         status.insert(list.into(), json!([{"ip": ip}]));
     }
-    let first = status.get(list).and_then(Value::as_array).and_then(|a| a.first()).and_then(|x| x.get("ip")).cloned();
+    let first = status
+        .get(list)
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(|x| x.get("ip"))
+        .cloned();
     if let Some(ip) = first {
         status.insert(single.into(), ip);
     }
@@ -193,13 +217,19 @@ fn replication_controller(root: &mut Map<String, Value>) {
         .cloned();
     if let Some(labels) = labels {
         if let Some(spec) = child(root, "spec") {
-            let empty = spec.get("selector").and_then(Value::as_object).is_none_or(Map::is_empty);
+            let empty = spec
+                .get("selector")
+                .and_then(Value::as_object)
+                .is_none_or(Map::is_empty);
             if empty {
                 spec.insert("selector".into(), labels.clone());
             }
         }
         if let Some(meta) = child(root, "metadata") {
-            let empty = meta.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty);
+            let empty = meta
+                .get("labels")
+                .and_then(Value::as_object)
+                .is_none_or(Map::is_empty);
             if empty {
                 meta.insert("labels".into(), labels);
             }
@@ -214,7 +244,9 @@ fn replication_controller(root: &mut Map<String, Value>) {
 }
 
 fn service(root: &mut Map<String, Value>) {
-    let Some(spec) = child(root, "spec") else { return };
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
     default_str(spec, "sessionAffinity", "None");
     match spec.get("sessionAffinity").and_then(Value::as_str) {
         Some("None") => {
@@ -227,7 +259,10 @@ fn service(root: &mut Map<String, Value>) {
                 .and_then(|c| c.get("timeoutSeconds"))
                 .is_some_and(|t| !t.is_null());
             if !has_timeout {
-                spec.insert("sessionAffinityConfig".into(), json!({"clientIP": {"timeoutSeconds": 10800}}));
+                spec.insert(
+                    "sessionAffinityConfig".into(),
+                    json!({"clientIP": {"timeoutSeconds": 10800}}),
+                );
             }
         }
         _ => {}
@@ -245,10 +280,18 @@ fn service(root: &mut Map<String, Value>) {
             port.insert("targetPort".into(), p);
         }
     }
-    let svc_type = spec.get("type").and_then(Value::as_str).unwrap_or("").to_string();
-    let has_external_ips = spec.get("externalIPs").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-    let externally_accessible =
-        svc_type == "LoadBalancer" || svc_type == "NodePort" || (svc_type == "ClusterIP" && has_external_ips);
+    let svc_type = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let has_external_ips = spec
+        .get("externalIPs")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    let externally_accessible = svc_type == "LoadBalancer"
+        || svc_type == "NodePort"
+        || (svc_type == "ClusterIP" && has_external_ips);
     if externally_accessible {
         default_str(spec, "externalTrafficPolicy", "Cluster");
     }
@@ -259,7 +302,10 @@ fn service(root: &mut Map<String, Value>) {
         default(spec, "allocateLoadBalancerNodePorts", json!(true));
         if let Some(lb) = existing(root, "status").and_then(|s| existing(s, "loadBalancer")) {
             for ing in each(lb, "ingress") {
-                let has_ip = ing.get("ip").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+                let has_ip = ing
+                    .get("ip")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty());
                 if has_ip {
                     default(ing, "ipMode", json!("VIP"));
                 }
@@ -274,9 +320,18 @@ fn service_create(root: &mut Map<String, Value>) {
         .and_then(|s| s.get("selector"))
         .and_then(Value::as_object)
         .is_none_or(Map::is_empty);
-    let Some(spec) = child(root, "spec") else { return };
-    let cluster_ip = spec.get("clusterIP").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
-    let ips_empty = spec.get("clusterIPs").and_then(Value::as_array).is_none_or(Vec::is_empty);
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
+    let cluster_ip = spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let ips_empty = spec
+        .get("clusterIPs")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
     if let (Some(ip), true) = (cluster_ip, ips_empty) {
         spec.insert("clusterIPs".into(), json!([ip]));
     }
@@ -287,12 +342,21 @@ fn service_create(root: &mut Map<String, Value>) {
         .get("clusterIPs")
         .and_then(Value::as_array)
         .is_some_and(|a| a.len() == 1 && a[0].as_str() == Some("None"));
-    let policy = if headless && selector_empty { "RequireDualStack" } else { "SingleStack" };
+    let policy = if headless && selector_empty {
+        "RequireDualStack"
+    } else {
+        "SingleStack"
+    };
     default(spec, "ipFamilyPolicy", json!(policy));
 }
 
 fn namespace(root: &mut Map<String, Value>) {
-    let name = root.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
+    let name = root
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if !name.is_empty()
         && let Some(labels) = child(root, "metadata").and_then(|m| child(m, "labels"))
     {
@@ -326,7 +390,11 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -383,12 +451,25 @@ fn node(root: &mut Map<String, Value>) {
         resource_list(status, "allocatable");
     }
     if let Some(spec) = existing(root, "spec") {
-        let cidrs_empty = spec.get("podCIDRs").and_then(Value::as_array).is_none_or(Vec::is_empty);
-        if cidrs_empty && let Some(c) = spec.get("podCIDR").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        let cidrs_empty = spec
+            .get("podCIDRs")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        if cidrs_empty
+            && let Some(c) = spec
+                .get("podCIDR")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        {
             let c = c.to_string();
             spec.insert("podCIDRs".into(), json!([c]));
         }
-        if let Some(first) = spec.get("podCIDRs").and_then(Value::as_array).and_then(|a| a.first()).cloned() {
+        if let Some(first) = spec
+            .get("podCIDRs")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .cloned()
+        {
             spec.insert("podCIDR".into(), first);
         }
     }
@@ -417,7 +498,11 @@ fn core_event(root: &mut Map<String, Value>) {
 
 /// Zero values upstream always prints for events.k8s.io/v1 Events.
 fn events_event(root: &mut Map<String, Value>) {
-    for key in ["deprecatedFirstTimestamp", "deprecatedLastTimestamp", "eventTime"] {
+    for key in [
+        "deprecatedFirstTimestamp",
+        "deprecatedLastTimestamp",
+        "eventTime",
+    ] {
         if !root.contains_key(key) {
             root.insert(key.into(), Value::Null);
         }
@@ -429,7 +514,9 @@ fn events_event(root: &mut Map<String, Value>) {
 // apps/v1
 
 fn deployment(root: &mut Map<String, Value>) {
-    let Some(spec) = child(root, "spec") else { return };
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
     default(spec, "replicas", json!(1));
     if let Some(strategy) = child(spec, "strategy") {
         default_str(strategy, "type", "RollingUpdate");
@@ -446,7 +533,9 @@ fn deployment(root: &mut Map<String, Value>) {
 }
 
 fn daemon_set(root: &mut Map<String, Value>) {
-    let Some(spec) = child(root, "spec") else { return };
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
     if let Some(strategy) = child(spec, "updateStrategy") {
         default_str(strategy, "type", "RollingUpdate");
         if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate")
@@ -461,7 +550,9 @@ fn daemon_set(root: &mut Map<String, Value>) {
 }
 
 fn stateful_set(root: &mut Map<String, Value>) {
-    let Some(spec) = child(root, "spec") else { return };
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
     default_str(spec, "podManagementPolicy", "OrderedReady");
     if let Some(strategy) = child(spec, "updateStrategy") {
         if empty_str(strategy, "type") {
@@ -488,7 +579,9 @@ fn stateful_set(root: &mut Map<String, Value>) {
 }
 
 fn replica_set(root: &mut Map<String, Value>) {
-    let Some(spec) = child(root, "spec") else { return };
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
     default(spec, "replicas", json!(1));
     pod_template(spec);
 }
@@ -506,11 +599,16 @@ fn job(root: &mut Map<String, Value>) {
         .cloned();
     if let Some(labels) = template_labels
         && let Some(meta) = child(root, "metadata")
-        && meta.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty)
+        && meta
+            .get("labels")
+            .and_then(Value::as_object)
+            .is_none_or(Map::is_empty)
     {
         meta.insert("labels".into(), labels);
     }
-    let Some(spec) = child(root, "spec") else { return };
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
     job_spec(spec);
 }
 
@@ -521,7 +619,11 @@ fn job_spec(spec: &mut Map<String, Value>) {
     }
     default(spec, "parallelism", json!(1));
     if unset(spec, "backoffLimit") {
-        let limit = if unset(spec, "backoffLimitPerIndex") { 6 } else { i64::from(i32::MAX) };
+        let limit = if unset(spec, "backoffLimitPerIndex") {
+            6
+        } else {
+            i64::from(i32::MAX)
+        };
         spec.insert("backoffLimit".into(), json!(limit));
     }
     default(spec, "completionMode", json!("NonIndexed"));
@@ -534,12 +636,22 @@ fn job_spec(spec: &mut Map<String, Value>) {
             }
         }
     }
-    default(spec, "podReplacementPolicy", json!(if has_pfp { "Failed" } else { "TerminatingOrFailed" }));
+    default(
+        spec,
+        "podReplacementPolicy",
+        json!(if has_pfp {
+            "Failed"
+        } else {
+            "TerminatingOrFailed"
+        }),
+    );
     pod_template(spec);
 }
 
 fn cron_job(root: &mut Map<String, Value>) {
-    let Some(spec) = child(root, "spec") else { return };
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
     default_str(spec, "concurrencyPolicy", "Allow");
     default(spec, "suspend", json!(false));
     default(spec, "successfulJobsHistoryLimit", json!(3));
@@ -558,13 +670,26 @@ fn cron_job(root: &mut Map<String, Value>) {
 /// `batch.kubernetes.io/controller-uid`. Needs `metadata.uid` and `metadata.name`.
 fn generate_job_selector(root: &mut Map<String, Value>) {
     let meta = root.get("metadata");
-    let uid = meta.and_then(|m| m.get("uid")).and_then(Value::as_str).unwrap_or("").to_string();
-    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
-    let Some(spec) = child(root, "spec") else { return };
+    let uid = meta
+        .and_then(|m| m.get("uid"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
     if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
         return;
     }
-    if let Some(labels) = child(spec, "template").and_then(|t| child(t, "metadata")).and_then(|m| child(m, "labels")) {
+    if let Some(labels) = child(spec, "template")
+        .and_then(|t| child(t, "metadata"))
+        .and_then(|m| child(m, "labels"))
+    {
         for key in ["job-name", "batch.kubernetes.io/job-name"] {
             if !labels.contains_key(key) {
                 labels.insert(key.into(), json!(name));

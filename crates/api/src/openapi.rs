@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value, json};
 
 use crate::catalogue::{RESOURCES, Resource, Subresource};
-use crate::schema::{self, KindInfo};
+use crate::schema;
 
 /// The Kubernetes version the documents describe.
 const INFO_VERSION: &str = "v1.33.0";
@@ -51,12 +51,12 @@ pub fn v3_paths() -> impl Iterator<Item = &'static str> {
 
 /// The Swagger 2.0 document of every served group-version, as JSON bytes.
 pub fn v2_document() -> &'static [u8] {
-    &docs().v2.bytes
+    &v2_doc().bytes
 }
 
 /// The content hash of the Swagger 2.0 document (for `ETag`s).
 pub fn v2_hash() -> &'static str {
-    &docs().v2.hash
+    &v2_doc().hash
 }
 
 /// Uppercase hex of the 64-bit FNV-1a hash of `bytes`: stable across runs and builds, so
@@ -83,25 +83,24 @@ impl Doc {
     }
 }
 
+/// The v3 documents, keyed by group-version path.
 struct Docs {
     v3: BTreeMap<String, Doc>,
-    v2: Doc,
 }
 
 fn docs() -> &'static Docs {
     static DOCS: OnceLock<Docs> = OnceLock::new();
-    DOCS.get_or_init(build_docs)
+    DOCS.get_or_init(|| Docs {
+        v3: group_versions()
+            .into_iter()
+            .map(|(group, version)| (gv_path(group, version), Doc::new(&build_v3(group, version))))
+            .collect(),
+    })
 }
 
-fn build_docs() -> Docs {
-    let v3 = group_versions()
-        .into_iter()
-        .map(|(group, version)| (gv_path(group, version), Doc::new(&build_v3(group, version))))
-        .collect();
-    Docs {
-        v3,
-        v2: Doc::new(&build_v2()),
-    }
+fn v2_doc() -> &'static Doc {
+    static V2: OnceLock<Doc> = OnceLock::new();
+    V2.get_or_init(|| Doc::new(&build_v2()))
 }
 
 /// The served group-versions, in catalogue order.
@@ -255,7 +254,7 @@ fn gvks_of(definition: &str) -> Vec<Value> {
     }
     schema::kinds()
         .iter()
-        .filter(|k: &&KindInfo| k.definition == definition)
+        .filter(|k| k.definition == definition)
         .map(|k| gvk(k.group, k.version, k.kind))
         .collect()
 }

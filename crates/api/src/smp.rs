@@ -96,6 +96,22 @@ pub enum SmpError {
     },
 }
 
+impl SmpError {
+    /// The HTTP status upstream's API server answers with: 400 for malformed documents and
+    /// directives, 422 for lists of lists and `$retainKeys` mismatches, 500 for the rest
+    /// (upstream does not classify them, e.g. a missing merge key).
+    pub fn status_code(&self) -> u16 {
+        match self {
+            SmpError::BadJsonDoc
+            | SmpError::BadPrimitiveListFormat
+            | SmpError::BadRetainKeysFormat
+            | SmpError::BadSetElementOrderFormat => 400,
+            SmpError::ListOfLists | SmpError::RetainKeysMismatch => 422,
+            _ => 500,
+        }
+    }
+}
+
 type Result<T, E = SmpError> = std::result::Result<T, E>;
 
 type JsonMap = Map<String, Value>;
@@ -717,6 +733,58 @@ mod tests {
         assert_no_directives(&got);
     }
 
+    /// The body kubectl 1.32 sent (against our OpenAPI) for a second `apply` that switched
+    /// the strategy to Recreate, added a port and a container, and changed the tolerations.
+    #[test]
+    fn second_apply_of_a_deployment_as_kubectl_sent_it() {
+        let original = json!({"spec": {
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "25%"}},
+            "template": {"spec": {
+                "containers": [{"name": "c", "image": "nginx", "ports": [{"containerPort": 80, "protocol": "TCP"}]}],
+                "tolerations": [{"key": "a", "operator": "Exists"}]
+            }}
+        }});
+        let patch = json!({"spec": {
+            "strategy": {"$retainKeys": ["type"], "rollingUpdate": null, "type": "Recreate"},
+            "template": {"spec": {
+                "$setElementOrder/containers": [{"name": "c"}, {"name": "side"}],
+                "containers": [
+                    {"$setElementOrder/ports": [{"containerPort": 80}, {"containerPort": 443}], "name": "c", "ports": [{"containerPort": 443}]},
+                    {"image": "pause", "name": "side"}
+                ],
+                "tolerations": [{"key": "b", "operator": "Exists"}]
+            }}
+        }});
+        let want = json!({"spec": {
+            "strategy": {"type": "Recreate"},
+            "template": {"spec": {
+                "containers": [
+                    {"name": "c", "image": "nginx", "ports": [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 443}]},
+                    {"name": "side", "image": "pause"}
+                ],
+                "tolerations": [{"key": "b", "operator": "Exists"}]
+            }}
+        }});
+        check(DEPLOY, original, patch, want);
+    }
+
+    /// `kubectl set env deploy/d B=2` on a container without env.
+    #[test]
+    fn set_env_body_as_kubectl_sent_it() {
+        let original = pod_spec(
+            json!({"containers": [{"name": "c", "image": "nginx"}, {"name": "d", "image": "x"}]}),
+        );
+        let patch = pod_spec(json!({
+            "$setElementOrder/containers": [{"name": "c"}, {"name": "d"}],
+            "containers": [{"env": [{"name": "B", "value": "2"}], "name": "c"}]
+        }));
+        let want = pod_spec(json!({"containers": [
+            {"name": "c", "image": "nginx", "env": [{"name": "B", "value": "2"}]},
+            {"name": "d", "image": "x"}
+        ]}));
+        check(DEPLOY, original, patch, want);
+    }
+
     #[test]
     fn apply_without_openapi_extensions_sends_whole_list_and_still_merges_server_side() {
         let patch = pod_spec(json!({"containers": [{"name": "c", "image": "busybox:1.37"}]}));
@@ -1146,6 +1214,13 @@ mod tests {
             fails(DS, original, patch),
             SmpError::OrderMismatch { .. }
         ));
+    }
+
+    #[test]
+    fn errors_map_to_upstream_status_codes() {
+        assert_eq!(SmpError::BadJsonDoc.status_code(), 400);
+        assert_eq!(SmpError::RetainKeysMismatch.status_code(), 422);
+        assert_eq!(SmpError::MergeDirectiveInList.status_code(), 500);
     }
 
     #[test]

@@ -59,11 +59,19 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
         ("batch", "Job") => batch::validate_job(&mut errs, obj, old),
         ("batch", "CronJob") => batch::validate_cron_job(&mut errs, obj, old),
         ("coordination.k8s.io", "Lease") => other::validate_lease(&mut errs, obj, old),
-        ("discovery.k8s.io", "EndpointSlice") => other::validate_endpoint_slice(&mut errs, obj, old),
+        ("discovery.k8s.io", "EndpointSlice") => {
+            other::validate_endpoint_slice(&mut errs, obj, old)
+        }
         ("storage.k8s.io", "StorageClass") => other::validate_storage_class(&mut errs, obj, old),
         _ => {
             let namespaced = crate::catalogue::find_kind(group, kind).is_none_or(|r| r.namespaced);
-            meta::object_meta(&mut errs, obj, old, namespaced, names::name_is_dns_subdomain);
+            meta::object_meta(
+                &mut errs,
+                obj,
+                old,
+                namespaced,
+                names::name_is_dns_subdomain,
+            );
         }
     }
     errs
@@ -84,10 +92,18 @@ pub fn int_or_percent(v: &Value, total: i32, round_up: bool) -> Result<i32, Stri
                 return invalid("invalid type: string is not a percentage".into());
             };
             let Ok(p) = num.parse::<i64>() else {
-                return invalid(format!("invalid value {}: strconv.Atoi: parsing {}: invalid syntax", gorepr::quote(s), gorepr::quote(num)));
+                return invalid(format!(
+                    "invalid value {}: strconv.Atoi: parsing {}: invalid syntax",
+                    gorepr::quote(s),
+                    gorepr::quote(num)
+                ));
             };
             let scaled = p as f64 * f64::from(total) / 100.0;
-            let r = if round_up { scaled.ceil() } else { scaled.floor() };
+            let r = if round_up {
+                scaled.ceil()
+            } else {
+                scaled.floor()
+            };
             Ok(r.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32)
         }
         _ => invalid("invalid type: neither int nor percentage".into()),
@@ -106,7 +122,11 @@ impl Path {
         Path(root.to_string())
     }
     pub(crate) fn child(&self, name: &str) -> Path {
-        if self.0.is_empty() { Path(name.to_string()) } else { Path(format!("{}.{name}", self.0)) }
+        if self.0.is_empty() {
+            Path(name.to_string())
+        } else {
+            Path(format!("{}.{name}", self.0))
+        }
     }
     pub(crate) fn index(&self, i: usize) -> Path {
         Path(format!("{}[{i}]", self.0))
@@ -131,8 +151,17 @@ pub(crate) fn invalid_raw(errs: &mut Errs, p: &Path, raw: impl Into<String>, det
 }
 
 fn raw_error(kind: ErrorType, p: &Path, raw: String, detail: &str) -> FieldError {
-    let detail = if detail.is_empty() { raw } else { format!("{raw}: {detail}") };
-    FieldError { kind, field: p.s().to_string(), value: None, detail }
+    let detail = if detail.is_empty() {
+        raw
+    } else {
+        format!("{raw}: {detail}")
+    };
+    FieldError {
+        kind,
+        field: p.s().to_string(),
+        value: None,
+        detail,
+    }
 }
 
 pub(crate) fn required(errs: &mut Errs, p: &Path, detail: impl Into<String>) {
@@ -152,16 +181,35 @@ pub(crate) fn duplicate_raw(errs: &mut Errs, p: &Path, raw: impl Into<String>, d
 }
 
 pub(crate) fn not_found(errs: &mut Errs, p: &Path, v: impl Into<Value>, detail: &str) {
-    errs.push(FieldError { kind: ErrorType::NotFound, field: p.s().to_string(), value: Some(v.into()), detail: detail.into() });
+    errs.push(FieldError {
+        kind: ErrorType::NotFound,
+        field: p.s().to_string(),
+        value: Some(v.into()),
+        detail: detail.into(),
+    });
 }
 
 pub(crate) fn not_supported(errs: &mut Errs, p: &Path, v: impl Into<Value>, supported: &[&str]) {
     errs.push(FieldError::not_supported(p.s(), v.into(), supported));
 }
 
-pub(crate) fn not_supported_raw(errs: &mut Errs, p: &Path, raw: impl Into<String>, supported: &[&str]) {
-    let list = supported.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
-    errs.push(raw_error(ErrorType::NotSupported, p, raw.into(), &format!("supported values: {list}")));
+pub(crate) fn not_supported_raw(
+    errs: &mut Errs,
+    p: &Path,
+    raw: impl Into<String>,
+    supported: &[&str],
+) {
+    let list = supported
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    errs.push(raw_error(
+        ErrorType::NotSupported,
+        p,
+        raw.into(),
+        &format!("supported values: {list}"),
+    ));
 }
 
 /// `Too long: may not be more than N bytes`.
@@ -209,11 +257,17 @@ pub(crate) type J<'a> = Option<&'a Value>;
 
 /// The member `key` of an object (absent when `v` is not an object or the member is null).
 pub(crate) fn get<'a>(v: J<'a>, key: &str) -> J<'a> {
-    v.and_then(Value::as_object).and_then(|m| m.get(key)).filter(|x| !x.is_null())
+    v.and_then(Value::as_object)
+        .and_then(|m| m.get(key))
+        .filter(|x| !x.is_null())
 }
 
 fn type_error(errs: &mut Errs, p: &Path, v: &Value, what: &str) {
-    errs.push(FieldError::invalid(p.s(), v.clone(), format!("must be {what}")));
+    errs.push(FieldError::invalid(
+        p.s(),
+        v.clone(),
+        format!("must be {what}"),
+    ));
 }
 
 /// A string member; wrong types are reported.
@@ -280,7 +334,12 @@ pub(crate) fn arr<'a>(errs: &mut Errs, v: J<'a>, key: &str, p: &Path) -> &'a [Va
 }
 
 /// A `map[string]string` member, sorted by key; non-string values are reported.
-pub(crate) fn str_map<'a>(errs: &mut Errs, v: J<'a>, key: &str, p: &Path) -> Option<Vec<(&'a str, &'a str)>> {
+pub(crate) fn str_map<'a>(
+    errs: &mut Errs,
+    v: J<'a>,
+    key: &str,
+    p: &Path,
+) -> Option<Vec<(&'a str, &'a str)>> {
     let m: &Map<String, Value> = match get(v, key)? {
         Value::Object(m) => m,
         other => {
@@ -328,7 +387,8 @@ pub(crate) fn semantic_eq(a: J<'_>, b: J<'_>) -> bool {
     }
     match (a, b) {
         (Some(Value::Object(x)), Some(Value::Object(y))) => {
-            x.iter().all(|(k, v)| semantic_eq(Some(v), y.get(k))) && y.iter().all(|(k, v)| x.contains_key(k) || zero(Some(v)))
+            x.iter().all(|(k, v)| semantic_eq(Some(v), y.get(k)))
+                && y.iter().all(|(k, v)| x.contains_key(k) || zero(Some(v)))
         }
         (Some(Value::Array(x)), Some(Value::Array(y))) => {
             x.len() == y.len() && x.iter().zip(y).all(|(p, q)| semantic_eq(Some(p), Some(q)))

@@ -72,7 +72,9 @@ fn mirror_service_account(ps: &mut Map<String, Value>) {
 }
 
 fn volume(vol: &mut Map<String, Value>) {
-    let has_source = VOLUME_SOURCES.iter().any(|k| vol.get(*k).is_some_and(|v| !v.is_null()));
+    let has_source = VOLUME_SOURCES
+        .iter()
+        .any(|k| vol.get(*k).is_some_and(|v| !v.is_null()));
     if !has_source {
         vol.insert("emptyDir".into(), json!({}));
     }
@@ -156,7 +158,12 @@ fn container(c: &mut Map<String, Value>) {
     }
     for key in ["livenessProbe", "readinessProbe", "startupProbe"] {
         if let Some(probe) = existing(c, key) {
-            for (field, value) in [("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1), ("failureThreshold", 3)] {
+            for (field, value) in [
+                ("timeoutSeconds", 1),
+                ("periodSeconds", 10),
+                ("successThreshold", 1),
+                ("failureThreshold", 3),
+            ] {
                 let zero = matches!(probe.get(field), None | Some(Value::Null))
                     || probe.get(field).and_then(Value::as_i64) == Some(0);
                 if zero {
@@ -191,7 +198,11 @@ pub(super) fn pod_only(spec: &mut Map<String, Value>) {
     let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
     for list in ["containers", "initContainers"] {
         for c in each(spec, list) {
-            let limits = c.get("resources").and_then(|r| r.get("limits")).and_then(Value::as_object).cloned();
+            let limits = c
+                .get("resources")
+                .and_then(|r| r.get("limits"))
+                .and_then(Value::as_object)
+                .cloned();
             if let Some(limits) = limits
                 && let Some(requests) = child(c, "resources").and_then(|r| child(r, "requests"))
             {
@@ -202,7 +213,10 @@ pub(super) fn pod_only(spec: &mut Map<String, Value>) {
             if host_network {
                 for port in each(c, "ports") {
                     let unset = port.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0;
-                    if unset && let Some(cp) = port.get("containerPort").filter(|v| v.is_number()).cloned() {
+                    if unset
+                        && let Some(cp) =
+                            port.get("containerPort").filter(|v| v.is_number()).cloned()
+                    {
                         port.insert("hostPort".into(), cp);
                     }
                 }
@@ -215,7 +229,11 @@ pub(super) fn pod_only(spec: &mut Map<String, Value>) {
 /// The image pull policy upstream picks when none is given: `Always` for a `latest` tag
 /// (or no tag and no digest), `IfNotPresent` otherwise (including unparseable names).
 pub fn image_pull_policy(image: &str) -> &'static str {
-    if image_tag(image).as_deref() == Some("latest") { "Always" } else { "IfNotPresent" }
+    if image_tag(image).as_deref() == Some("latest") {
+        "Always"
+    } else {
+        "IfNotPresent"
+    }
 }
 
 /// The tag of an image reference (`latest` when neither tag nor digest is given), or
@@ -237,12 +255,19 @@ fn image_tag(image: &str) -> Option<String> {
     };
     // Domain: the first component when it looks like a host.
     let remainder = match repo.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" || first.to_lowercase() != first => rest,
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.to_lowercase() != first =>
+        {
+            rest
+        }
         _ => repo.as_str(),
     };
     let component_ok = |c: &str| {
         !c.is_empty()
-            && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
             && c.as_bytes()[0].is_ascii_alphanumeric()
             && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
     };
@@ -253,13 +278,16 @@ fn image_tag(image: &str) -> Option<String> {
         let ok = !t.is_empty()
             && t.len() <= 128
             && (t.as_bytes()[0].is_ascii_alphanumeric() || t.as_bytes()[0] == b'_')
-            && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
         if !ok {
             return None;
         }
     }
     if let Some(d) = digest {
-        let valid = d.split_once(':').is_some_and(|(alg, hex)| !alg.is_empty() && hex.len() >= 32);
+        let valid = d
+            .split_once(':')
+            .is_some_and(|(alg, hex)| !alg.is_empty() && hex.len() >= 32);
         if !valid {
             return None;
         }
@@ -279,7 +307,10 @@ pub(super) fn prepare_pod(root: &mut Map<String, Value>) {
             spec.insert("serviceAccountName".into(), json!("default"));
         }
         mirror_service_account(spec);
-        let class = spec.get("priorityClassName").and_then(Value::as_str).unwrap_or("");
+        let class = spec
+            .get("priorityClassName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let priority = match class {
             "" => Some(0),
             "system-node-critical" => Some(2_000_001_000),
@@ -297,9 +328,16 @@ pub(super) fn prepare_pod(root: &mut Map<String, Value>) {
                 (k == key || k.is_empty()) && (e == "NoExecute" || e.is_empty())
             })
         };
-        let existing_tols = spec.get("tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
+        let existing_tols = spec
+            .get("tolerations")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let mut added = Vec::new();
-        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        for key in [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable",
+        ] {
             if !tolerates(key, &existing_tols) {
                 added.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
             }
@@ -315,5 +353,8 @@ pub(super) fn prepare_pod(root: &mut Map<String, Value>) {
         }
     }
     let qos = crate::validation::pod_qos_class(&Value::Object(root.clone()));
-    root.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+    root.insert(
+        "status".into(),
+        json!({"phase": "Pending", "qosClass": qos}),
+    );
 }

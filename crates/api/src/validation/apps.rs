@@ -1,11 +1,13 @@
 //! apps/v1: DaemonSet, Deployment, ReplicaSet, StatefulSet, ControllerRevision.
 
-use super::meta::{self, LabelSelector, meta_create, meta_update, validate_annotations, validate_labels};
+use super::meta::{
+    self, LabelSelector, meta_create, meta_update, validate_annotations, validate_labels,
+};
 use super::names::{self, is_valid_percent};
 use super::pod::{pod_specific_annotations, pod_template_spec};
 use super::{
-    Errs, IMMUTABLE, J, Path, forbidden, get, gorepr, int, invalid, invalid_raw, nonneg, not_supported, not_supported_raw,
-    obj, required, semantic_eq, st0, str_map,
+    Errs, IMMUTABLE, J, Path, forbidden, get, gorepr, int, invalid, invalid_raw, nonneg,
+    not_supported, not_supported_raw, obj, required, semantic_eq, st0, str_map,
 };
 use serde_json::Value;
 
@@ -25,15 +27,27 @@ fn selector_immutable(errs: &mut Errs, obj: &Value, old: &Value) {
     let new = get(get(Some(obj), "spec"), "selector");
     let was = get(get(Some(old), "spec"), "selector");
     if !semantic_eq(new, was) {
-        invalid_raw(errs, &Path::new("spec").child("selector"), gorepr::label_selector(new), IMMUTABLE);
+        invalid_raw(
+            errs,
+            &Path::new("spec").child("selector"),
+            gorepr::label_selector(new),
+            IMMUTABLE,
+        );
     }
 }
 
 fn restart_always_and_no_deadline(errs: &mut Errs, tmpl: J<'_>, p: &Path, kind: &str) {
     let spec = get(tmpl, "spec");
-    let rp = get(spec, "restartPolicy").and_then(Value::as_str).unwrap_or("");
+    let rp = get(spec, "restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if rp != "Always" {
-        not_supported(errs, &p.child("spec").child("restartPolicy"), rp, &["Always"]);
+        not_supported(
+            errs,
+            &p.child("spec").child("restartPolicy"),
+            rp,
+            &["Always"],
+        );
     }
     if get(spec, "activeDeadlineSeconds").is_some() {
         forbidden(
@@ -70,7 +84,12 @@ fn positive_int_or_percent(errs: &mut Errs, v: J<'_>, p: &Path) {
             }
         }
         Some(Value::Number(n)) if n.is_i64() => nonneg(errs, p, n.as_i64().unwrap_or(0)),
-        Some(other) => invalid_raw(errs, p, gorepr::int_or_string(other), "must be an integer or percentage (e.g '5%%')"),
+        Some(other) => invalid_raw(
+            errs,
+            p,
+            gorepr::int_or_string(other),
+            "must be an integer or percentage (e.g '5%%')",
+        ),
     }
 }
 
@@ -105,12 +124,22 @@ pub(crate) fn validate_daemon_set(errs: &mut Errs, obj: &Value, old: Option<&Val
     if let Ok(selector) = LabelSelector::from_json(sel)
         && !selector.matches(template_labels(tmpl))
     {
-        invalid_raw(errs, &sp.child("template").child("metadata").child("labels"), template_labels_repr(tmpl), SELECTOR_MISMATCH);
+        invalid_raw(
+            errs,
+            &sp.child("template").child("metadata").child("labels"),
+            template_labels_repr(tmpl),
+            SELECTOR_MISMATCH,
+        );
     }
     if let Some(s) = sel
         && selector_is_empty(s)
     {
-        invalid_raw(errs, &sp.child("selector"), gorepr::label_selector(sel), "empty selector is invalid for daemonset");
+        invalid_raw(
+            errs,
+            &sp.child("selector"),
+            gorepr::label_selector(sel),
+            "empty selector is invalid for daemonset",
+        );
     }
     pod_template_spec(errs, tmpl, &sp.child("template"));
     restart_always_and_no_deadline(errs, tmpl, &sp.child("template"), "DaemonSet");
@@ -128,7 +157,14 @@ pub(crate) fn validate_daemon_set(errs: &mut Errs, obj: &Value, old: Option<&Val
 }
 
 fn selector_is_empty(sel: &Value) -> bool {
-    let n = |k| sel.get(k).map_or(0, |v| v.as_object().map(|m| m.len()).or(v.as_array().map(Vec::len)).unwrap_or(0));
+    let n = |k| {
+        sel.get(k).map_or(0, |v| {
+            v.as_object()
+                .map(|m| m.len())
+                .or(v.as_array().map(Vec::len))
+                .unwrap_or(0)
+        })
+    };
     n("matchLabels") + n("matchExpressions") == 0
 }
 
@@ -150,15 +186,28 @@ fn daemon_set_update_strategy(errs: &mut Errs, strategy: J<'_>, p: &Path) {
             let has_unavailable = int_or_percent_value(mu) != 0;
             let has_surge = int_or_percent_value(ms) != 0;
             if has_unavailable && has_surge {
-                invalid_raw(errs, &rp.child("maxSurge"), raw_ios(ms), "may not be set when maxUnavailable is non-zero");
+                invalid_raw(
+                    errs,
+                    &rp.child("maxSurge"),
+                    raw_ios(ms),
+                    "may not be set when maxUnavailable is non-zero",
+                );
             } else if !has_unavailable && !has_surge {
-                required(errs, &rp.child("maxUnavailable"), "cannot be 0 when maxSurge is 0");
+                required(
+                    errs,
+                    &rp.child("maxUnavailable"),
+                    "cannot be 0 when maxSurge is 0",
+                );
             }
         }
         _ => not_supported_raw(
             errs,
             p,
-            gorepr::strategy("DaemonSetUpdateStrategy", "RollingUpdateDaemonSet", strategy),
+            gorepr::strategy(
+                "DaemonSetUpdateStrategy",
+                "RollingUpdateDaemonSet",
+                strategy,
+            ),
             &["RollingUpdate", "OnDelete"],
         ),
     }
@@ -175,17 +224,32 @@ fn replica_set_like(errs: &mut Errs, spec: J<'_>, sp: &Path, empty_msg: &str, ki
         Some(s) => {
             meta::validate_label_selector(errs, sel, &sp.child("selector"));
             if selector_is_empty(s) {
-                invalid_raw(errs, &sp.child("selector"), gorepr::label_selector(sel), empty_msg);
+                invalid_raw(
+                    errs,
+                    &sp.child("selector"),
+                    gorepr::label_selector(sel),
+                    empty_msg,
+                );
             }
         }
     }
     let tmpl = super::obj(errs, spec, "template", sp);
     let tp = sp.child("template");
     match LabelSelector::from_json(sel) {
-        Err(_) => invalid_raw(errs, &sp.child("selector"), gorepr::label_selector(sel), "invalid label selector"),
+        Err(_) => invalid_raw(
+            errs,
+            &sp.child("selector"),
+            gorepr::label_selector(sel),
+            "invalid label selector",
+        ),
         Ok(selector) => {
             if !selector.is_empty() && !selector.matches(template_labels(tmpl)) {
-                invalid_raw(errs, &tp.child("metadata").child("labels"), template_labels_repr(tmpl), SELECTOR_MISMATCH);
+                invalid_raw(
+                    errs,
+                    &tp.child("metadata").child("labels"),
+                    template_labels_repr(tmpl),
+                    SELECTOR_MISMATCH,
+                );
             }
             pod_template_spec(errs, tmpl, &tp);
             restart_always_and_no_deadline(errs, tmpl, &tp, kind);
@@ -204,7 +268,13 @@ pub(crate) fn validate_deployment(errs: &mut Errs, obj: &Value, old: Option<&Val
     if let Some(r) = int(errs, spec, "replicas", &sp) {
         nonneg(errs, &sp.child("replicas"), r);
     }
-    replica_set_like(errs, spec, &sp, "empty selector is invalid for deployment", "ReplicaSet");
+    replica_set_like(
+        errs,
+        spec,
+        &sp,
+        "empty selector is invalid for deployment",
+        "ReplicaSet",
+    );
     let strategy = super::obj(errs, spec, "strategy", &sp);
     deployment_strategy(errs, strategy, &sp.child("strategy"));
     let min_ready = int(errs, spec, "minReadySeconds", &sp).unwrap_or(0);
@@ -215,7 +285,12 @@ pub(crate) fn validate_deployment(errs: &mut Errs, obj: &Value, old: Option<&Val
     if let Some(pds) = int(errs, spec, "progressDeadlineSeconds", &sp) {
         nonneg(errs, &sp.child("progressDeadlineSeconds"), pds);
         if pds <= min_ready {
-            invalid(errs, &sp.child("progressDeadlineSeconds"), pds, "must be greater than minReadySeconds");
+            invalid(
+                errs,
+                &sp.child("progressDeadlineSeconds"),
+                pds,
+                "must be greater than minReadySeconds",
+            );
         }
     }
     if let Some(old) = old {
@@ -228,18 +303,31 @@ fn deployment_strategy(errs: &mut Errs, strategy: J<'_>, p: &Path) {
     match st0(errs, strategy, "type", p) {
         "Recreate" => {
             if ru.is_some() {
-                forbidden(errs, &p.child("rollingUpdate"), "may not be specified when strategy `type` is 'Recreate'");
+                forbidden(
+                    errs,
+                    &p.child("rollingUpdate"),
+                    "may not be specified when strategy `type` is 'Recreate'",
+                );
             }
         }
         "RollingUpdate" => match ru {
-            None => required(errs, &p.child("rollingUpdate"), "this should be defaulted and never be nil"),
+            None => required(
+                errs,
+                &p.child("rollingUpdate"),
+                "this should be defaulted and never be nil",
+            ),
             Some(ru) => {
                 let rp = p.child("rollingUpdate");
                 let (mu, ms) = (get(Some(ru), "maxUnavailable"), get(Some(ru), "maxSurge"));
                 positive_int_or_percent(errs, mu, &rp.child("maxUnavailable"));
                 positive_int_or_percent(errs, ms, &rp.child("maxSurge"));
                 if int_or_percent_value(mu) == 0 && int_or_percent_value(ms) == 0 {
-                    invalid_raw(errs, &rp.child("maxUnavailable"), raw_ios(mu), "may not be 0 when `maxSurge` is 0");
+                    invalid_raw(
+                        errs,
+                        &rp.child("maxUnavailable"),
+                        raw_ios(mu),
+                        "may not be 0 when `maxSurge` is 0",
+                    );
                 }
                 not_more_than_100(errs, mu, &rp.child("maxUnavailable"));
             }
@@ -267,7 +355,13 @@ pub(crate) fn validate_replica_set(errs: &mut Errs, obj: &Value, old: Option<&Va
     if let Some(v) = int(errs, spec, "minReadySeconds", &sp) {
         nonneg(errs, &sp.child("minReadySeconds"), v);
     }
-    replica_set_like(errs, spec, &sp, "empty selector is invalid for deployment", "ReplicaSet");
+    replica_set_like(
+        errs,
+        spec,
+        &sp,
+        "empty selector is invalid for deployment",
+        "ReplicaSet",
+    );
     if let Some(old) = old {
         selector_immutable(errs, obj, old);
     }
@@ -287,7 +381,12 @@ pub(crate) fn validate_stateful_set(errs: &mut Errs, obj: &Value, old: Option<&V
     match st0(errs, spec, "podManagementPolicy", &sp) {
         "" => required(errs, &sp.child("podManagementPolicy"), ""),
         "OrderedReady" | "Parallel" => {}
-        other => invalid(errs, &sp.child("podManagementPolicy"), other, "must be 'OrderedReady' or 'Parallel'"),
+        other => invalid(
+            errs,
+            &sp.child("podManagementPolicy"),
+            other,
+            "must be 'OrderedReady' or 'Parallel'",
+        ),
     }
     let strategy = super::obj(errs, spec, "updateStrategy", &sp);
     let up = sp.child("updateStrategy");
@@ -319,7 +418,12 @@ pub(crate) fn validate_stateful_set(errs: &mut Errs, obj: &Value, old: Option<&V
                 if mu.is_some() {
                     positive_int_or_percent(errs, mu, &rp.child("maxUnavailable"));
                     if int_or_percent_value(mu) == 0 {
-                        invalid_raw(errs, &rp.child("maxUnavailable"), raw_ios(mu), "cannot be 0");
+                        invalid_raw(
+                            errs,
+                            &rp.child("maxUnavailable"),
+                            raw_ios(mu),
+                            "cannot be 0",
+                        );
                     }
                     not_more_than_100(errs, mu, &rp.child("maxUnavailable"));
                 }
@@ -328,7 +432,11 @@ pub(crate) fn validate_stateful_set(errs: &mut Errs, obj: &Value, old: Option<&V
         _ => invalid_raw(
             errs,
             &up,
-            gorepr::strategy("StatefulSetUpdateStrategy", "RollingUpdateStatefulSetStrategy", strategy),
+            gorepr::strategy(
+                "StatefulSetUpdateStrategy",
+                "RollingUpdateStatefulSetStrategy",
+                strategy,
+            ),
             "must be 'RollingUpdate' or 'OnDelete'",
         ),
     }
@@ -358,7 +466,12 @@ pub(crate) fn validate_stateful_set(errs: &mut Errs, obj: &Value, old: Option<&V
         Some(s) => {
             meta::validate_label_selector(errs, sel, &sp.child("selector"));
             if selector_is_empty(s) {
-                invalid_raw(errs, &sp.child("selector"), gorepr::label_selector(sel), "empty selector is invalid for statefulset");
+                invalid_raw(
+                    errs,
+                    &sp.child("selector"),
+                    gorepr::label_selector(sel),
+                    "empty selector is invalid for statefulset",
+                );
             }
         }
     }
@@ -368,7 +481,12 @@ pub(crate) fn validate_stateful_set(errs: &mut Errs, obj: &Value, old: Option<&V
         Err(_) => invalid_raw(errs, &sp.child("selector"), gorepr::label_selector(sel), ""),
         Ok(selector) => {
             if !selector.is_empty() && !selector.matches(template_labels(tmpl)) {
-                invalid_raw(errs, &tp.child("metadata").child("labels"), template_labels_repr(tmpl), SELECTOR_MISMATCH);
+                invalid_raw(
+                    errs,
+                    &tp.child("metadata").child("labels"),
+                    template_labels_repr(tmpl),
+                    SELECTOR_MISMATCH,
+                );
             }
             let m = get(tmpl, "metadata");
             let mp = tp.child("metadata");
@@ -376,23 +494,45 @@ pub(crate) fn validate_stateful_set(errs: &mut Errs, obj: &Value, old: Option<&V
             validate_labels(errs, labels.as_deref(), &tp.child("labels"));
             let anns = str_map(errs, m, "annotations", &mp);
             validate_annotations(errs, anns.as_deref(), &tp.child("annotations"));
-            pod_specific_annotations(errs, anns.as_deref(), get(tmpl, "spec"), &tp.child("annotations"));
+            pod_specific_annotations(
+                errs,
+                anns.as_deref(),
+                get(tmpl, "spec"),
+                &tp.child("annotations"),
+            );
         }
     }
     let tspec = get(tmpl, "spec");
-    let rp = get(tspec, "restartPolicy").and_then(Value::as_str).unwrap_or("");
+    let rp = get(tspec, "restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if rp != "Always" {
-        not_supported(errs, &tp.child("spec").child("restartPolicy"), rp, &["Always"]);
+        not_supported(
+            errs,
+            &tp.child("spec").child("restartPolicy"),
+            rp,
+            &["Always"],
+        );
     }
     if get(tspec, "activeDeadlineSeconds").is_some() {
-        forbidden(errs, &tp.child("spec").child("activeDeadlineSeconds"), "activeDeadlineSeconds in StatefulSet is not Supported");
+        forbidden(
+            errs,
+            &tp.child("spec").child("activeDeadlineSeconds"),
+            "activeDeadlineSeconds in StatefulSet is not Supported",
+        );
     }
     if let Some(old) = old {
         let mut new_spec = spec.cloned().unwrap_or(Value::Null);
         let old_spec = get(Some(old), "spec");
         if let Some(m) = new_spec.as_object_mut() {
-            for key in ["replicas", "template", "updateStrategy", "minReadySeconds", "ordinals", "persistentVolumeClaimRetentionPolicy"]
-            {
+            for key in [
+                "replicas",
+                "template",
+                "updateStrategy",
+                "minReadySeconds",
+                "ordinals",
+                "persistentVolumeClaimRetentionPolicy",
+            ] {
                 match old_spec.and_then(|s| s.get(key)) {
                     Some(v) => m.insert(key.into(), v.clone()),
                     None => m.remove(key),
@@ -427,6 +567,11 @@ pub(crate) fn validate_controller_revision(errs: &mut Errs, obj: &Value, old: Op
     if let Some(old) = old
         && !semantic_eq(get(Some(obj), "data"), get(Some(old), "data"))
     {
-        invalid_raw(errs, &Path::new("data"), "runtime.RawExtension{...}", IMMUTABLE);
+        invalid_raw(
+            errs,
+            &Path::new("data"),
+            "runtime.RawExtension{...}",
+            IMMUTABLE,
+        );
     }
 }

@@ -4,8 +4,8 @@ use super::meta::{self, LabelSelector, meta_create, meta_update};
 use super::names;
 use super::pod::pod_template_spec;
 use super::{
-    Errs, IMMUTABLE, J, Path, get, gorepr, int, invalid, invalid_raw, nonneg, not_supported, required, semantic_eq,
-    st, st0,
+    Errs, IMMUTABLE, J, Path, get, gorepr, int, invalid, invalid_raw, nonneg, not_supported,
+    required, semantic_eq, st, st0,
 };
 use serde_json::Value;
 
@@ -50,24 +50,51 @@ pub(crate) fn validate_job(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
                 invalid(errs, &sp.child("completions"), v, IMMUTABLE);
             }
             if !semantic_eq(get(spec, "selector"), get(old_spec, "selector")) {
-                invalid_raw(errs, &sp.child("selector"), gorepr::label_selector(get(spec, "selector")), IMMUTABLE);
+                invalid_raw(
+                    errs,
+                    &sp.child("selector"),
+                    gorepr::label_selector(get(spec, "selector")),
+                    IMMUTABLE,
+                );
             }
             if !template_update_allowed(spec, old_spec, old) {
-                invalid_raw(errs, &sp.child("template"), "core.PodTemplateSpec{...}", IMMUTABLE);
+                invalid_raw(
+                    errs,
+                    &sp.child("template"),
+                    "core.PodTemplateSpec{...}",
+                    IMMUTABLE,
+                );
             }
             if get(spec, "completionMode") != get(old_spec, "completionMode") {
                 let v = get(spec, "completionMode").cloned().unwrap_or(Value::Null);
                 invalid(errs, &sp.child("completionMode"), v, IMMUTABLE);
             }
-            for key in ["podFailurePolicy", "backoffLimitPerIndex", "managedBy", "successPolicy"] {
+            for key in [
+                "podFailurePolicy",
+                "backoffLimitPerIndex",
+                "managedBy",
+                "successPolicy",
+            ] {
                 let (n, o) = (get(spec, key), get(old_spec, key));
                 if semantic_eq(n, o) {
                     continue;
                 }
                 match key {
-                    "podFailurePolicy" => invalid_raw(errs, &sp.child(key), "&batch.PodFailurePolicy{...}", IMMUTABLE),
-                    "successPolicy" => invalid_raw(errs, &sp.child(key), "&batch.SuccessPolicy{...}", IMMUTABLE),
-                    _ => invalid(errs, &sp.child(key), n.cloned().unwrap_or(Value::Null), IMMUTABLE),
+                    "podFailurePolicy" => invalid_raw(
+                        errs,
+                        &sp.child(key),
+                        "&batch.PodFailurePolicy{...}",
+                        IMMUTABLE,
+                    ),
+                    "successPolicy" => {
+                        invalid_raw(errs, &sp.child(key), "&batch.SuccessPolicy{...}", IMMUTABLE)
+                    }
+                    _ => invalid(
+                        errs,
+                        &sp.child(key),
+                        n.cloned().unwrap_or(Value::Null),
+                        IMMUTABLE,
+                    ),
                 }
             }
         }
@@ -83,7 +110,8 @@ fn template_update_allowed(spec: J<'_>, old_spec: J<'_>, old: &Value) -> bool {
     }
     let suspended = get(spec, "suspend").and_then(Value::as_bool) == Some(true);
     let status = get(Some(old), "status");
-    let never_started = get(status, "startTime").is_none() && get(status, "active").and_then(Value::as_i64).unwrap_or(0) == 0;
+    let never_started = get(status, "startTime").is_none()
+        && get(status, "active").and_then(Value::as_i64).unwrap_or(0) == 0;
     if !(suspended && never_started) {
         return false;
     }
@@ -108,7 +136,9 @@ fn generated_selector(errs: &mut Errs, obj: &Value, spec: J<'_>) {
     if get(spec, "manualSelector").and_then(Value::as_bool) == Some(true) {
         return;
     }
-    let Some(sel) = get(spec, "selector") else { return };
+    let Some(sel) = get(spec, "selector") else {
+        return;
+    };
     let m = get(Some(obj), "metadata");
     let uid = get(m, "uid").and_then(Value::as_str).unwrap_or("");
     let name = get(m, "name").and_then(Value::as_str).unwrap_or("");
@@ -117,7 +147,10 @@ fn generated_selector(errs: &mut Errs, obj: &Value, spec: J<'_>) {
     }
     let tmpl_meta = get(get(spec, "template"), "metadata");
     let labels = get(tmpl_meta, "labels");
-    let lp = Path::new("spec").child("template").child("metadata").child("labels");
+    let lp = Path::new("spec")
+        .child("template")
+        .child("metadata")
+        .child("labels");
     for (key, want) in [
         ("controller-uid", uid),
         ("job-name", name),
@@ -126,7 +159,12 @@ fn generated_selector(errs: &mut Errs, obj: &Value, spec: J<'_>) {
     ] {
         match get(labels, key).and_then(Value::as_str) {
             None => required(errs, &lp.key(key), format!("must be '{want}'")),
-            Some(v) if v != want => invalid_raw(errs, &lp.key(key), gorepr::string_map(labels), &format!("must be '{want}'")),
+            Some(v) if v != want => invalid_raw(
+                errs,
+                &lp.key(key),
+                gorepr::string_map(labels),
+                &format!("must be '{want}'"),
+            ),
             Some(_) => {}
         }
     }
@@ -137,7 +175,12 @@ fn generated_selector(errs: &mut Errs, obj: &Value, spec: J<'_>) {
     if let Ok(selector) = LabelSelector::from_json(Some(sel))
         && !selector.matches(Some(&expected))
     {
-        invalid_raw(errs, &Path::new("spec").child("selector"), gorepr::label_selector(Some(sel)), "`selector` not auto-generated");
+        invalid_raw(
+            errs,
+            &Path::new("spec").child("selector"),
+            gorepr::label_selector(Some(sel)),
+            "`selector` not auto-generated",
+        );
     }
 }
 
@@ -164,7 +207,13 @@ fn job_spec(errs: &mut Errs, spec: J<'_>, sp: &Path) {
 
 /// `validateJobSpec`.
 fn job_spec_common(errs: &mut Errs, spec: J<'_>, sp: &Path) {
-    for key in ["parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished"] {
+    for key in [
+        "parallelism",
+        "completions",
+        "activeDeadlineSeconds",
+        "backoffLimit",
+        "ttlSecondsAfterFinished",
+    ] {
         if let Some(v) = int(errs, spec, key, sp) {
             nonneg(errs, &sp.child(key), v);
         }
@@ -174,11 +223,20 @@ fn job_spec_common(errs: &mut Errs, spec: J<'_>, sp: &Path) {
     let mode = st(errs, spec, "completionMode", sp);
     if let Some(mode) = mode {
         if mode != "NonIndexed" && mode != "Indexed" {
-            not_supported(errs, &sp.child("completionMode"), mode, &["NonIndexed", "Indexed"]);
+            not_supported(
+                errs,
+                &sp.child("completionMode"),
+                mode,
+                &["NonIndexed", "Indexed"],
+            );
         }
         if mode == "Indexed" {
             if completions.is_none() {
-                required(errs, &sp.child("completions"), "when completion mode is Indexed");
+                required(
+                    errs,
+                    &sp.child("completions"),
+                    "when completion mode is Indexed",
+                );
             }
             if let Some(p) = parallelism
                 && p > MAX_PARALLELISM_INDEXED
@@ -187,7 +245,9 @@ fn job_spec_common(errs: &mut Errs, spec: J<'_>, sp: &Path) {
                     errs,
                     &sp.child("parallelism"),
                     p,
-                    format!("must be less than or equal to {MAX_PARALLELISM_INDEXED} when completion mode is Indexed"),
+                    format!(
+                        "must be less than or equal to {MAX_PARALLELISM_INDEXED} when completion mode is Indexed"
+                    ),
                 );
             }
         }
@@ -197,7 +257,11 @@ fn job_spec_common(errs: &mut Errs, spec: J<'_>, sp: &Path) {
         if let Some(v) = int(errs, spec, key, sp) {
             nonneg(errs, &sp.child(key), v);
             if !indexed {
-                required(errs, &sp.child("completionMode"), format!("when {key} is specified"));
+                required(
+                    errs,
+                    &sp.child("completionMode"),
+                    format!("when {key} is specified"),
+                );
             }
         }
     }
@@ -208,19 +272,31 @@ fn job_spec_common(errs: &mut Errs, spec: J<'_>, sp: &Path) {
                 not_supported(errs, &sp.child("podReplacementPolicy"), prp, &["Failed"]);
             }
         } else if prp != "Failed" && prp != "TerminatingOrFailed" {
-            not_supported(errs, &sp.child("podReplacementPolicy"), prp, &["Failed", "TerminatingOrFailed"]);
+            not_supported(
+                errs,
+                &sp.child("podReplacementPolicy"),
+                prp,
+                &["Failed", "TerminatingOrFailed"],
+            );
         }
     }
     let tmpl = super::obj(errs, spec, "template", sp);
     let tp = sp.child("template");
     pod_template_spec(errs, tmpl, &tp);
-    let rp = get(get(tmpl, "spec"), "restartPolicy").and_then(Value::as_str).unwrap_or("");
+    let rp = get(get(tmpl, "spec"), "restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let rpp = tp.child("spec").child("restartPolicy");
     match rp {
         "Always" | "" => required(errs, &rpp, "valid values: \"OnFailure\", \"Never\""),
         "OnFailure" | "Never" => {
             if has_pfp && rp != "Never" {
-                invalid(errs, &rpp, rp, "only \"Never\" is supported when podFailurePolicy is specified");
+                invalid(
+                    errs,
+                    &rpp,
+                    rp,
+                    "only \"Never\" is supported when podFailurePolicy is specified",
+                );
             }
         }
         other => not_supported(errs, &rpp, other, &["OnFailure", "Never"]),
@@ -241,20 +317,35 @@ pub(crate) fn validate_cron_job(errs: &mut Errs, obj: &Value, old: Option<&Value
     if schedule.is_empty() {
         required(errs, &sp.child("schedule"), "");
     } else {
-        let allow_tz = old_spec.and_then(|s| s.get("schedule")).and_then(Value::as_str).is_some_and(|s| s.contains("TZ"));
+        let allow_tz = old_spec
+            .and_then(|s| s.get("schedule"))
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.contains("TZ"));
         if let Err(e) = super::cron::parse_standard(schedule) {
             invalid(errs, &sp.child("schedule"), schedule, e);
         }
         if allow_tz && schedule.contains("TZ") && time_zone.is_some() {
-            invalid(errs, &sp.child("schedule"), schedule, "cannot use both timeZone field and TZ or CRON_TZ in schedule");
+            invalid(
+                errs,
+                &sp.child("schedule"),
+                schedule,
+                "cannot use both timeZone field and TZ or CRON_TZ in schedule",
+            );
         } else if !allow_tz && schedule.contains("TZ") {
-            invalid(errs, &sp.child("schedule"), schedule, "cannot use TZ or CRON_TZ in schedule, use timeZone field instead");
+            invalid(
+                errs,
+                &sp.child("schedule"),
+                schedule,
+                "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+            );
         }
     }
     if let Some(v) = int(errs, spec, "startingDeadlineSeconds", &sp) {
         nonneg(errs, &sp.child("startingDeadlineSeconds"), v);
     }
-    let old_tz = old_spec.and_then(|s| s.get("timeZone")).and_then(Value::as_str);
+    let old_tz = old_spec
+        .and_then(|s| s.get("timeZone"))
+        .and_then(Value::as_str);
     if (old.is_none() || old_tz != time_zone)
         && let Some(tz) = time_zone
     {
@@ -263,7 +354,12 @@ pub(crate) fn validate_cron_job(errs: &mut Errs, obj: &Value, old: Option<&Value
     match st0(errs, spec, "concurrencyPolicy", &sp) {
         "Allow" | "Forbid" | "Replace" => {}
         "" => required(errs, &sp.child("concurrencyPolicy"), ""),
-        other => not_supported(errs, &sp.child("concurrencyPolicy"), other, &["Allow", "Forbid", "Replace"]),
+        other => not_supported(
+            errs,
+            &sp.child("concurrencyPolicy"),
+            other,
+            &["Allow", "Forbid", "Replace"],
+        ),
     }
     let jt = super::obj(errs, spec, "jobTemplate", &sp);
     let jp = sp.child("jobTemplate");
@@ -271,7 +367,12 @@ pub(crate) fn validate_cron_job(errs: &mut Errs, obj: &Value, old: Option<&Value
     let jsp = jp.child("spec");
     job_spec_common(errs, jspec, &jsp);
     if let Some(sel) = get(jspec, "selector") {
-        invalid_raw(errs, &jsp.child("selector"), gorepr::label_selector(Some(sel)), "`selector` will be auto-generated");
+        invalid_raw(
+            errs,
+            &jsp.child("selector"),
+            gorepr::label_selector(Some(sel)),
+            "`selector` will be auto-generated",
+        );
     }
     if get(jspec, "manualSelector").and_then(Value::as_bool) == Some(true) {
         not_supported(errs, &jsp.child("manualSelector"), true, &["nil", "false"]);
@@ -282,9 +383,16 @@ pub(crate) fn validate_cron_job(errs: &mut Errs, obj: &Value, old: Option<&Value
         }
     }
     if old.is_none() {
-        let name = get(get(Some(obj), "metadata"), "name").and_then(Value::as_str).unwrap_or("");
+        let name = get(get(Some(obj), "metadata"), "name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if name.len() > 52 {
-            invalid(errs, &Path::new("metadata").child("name"), name, "must be no more than 52 characters");
+            invalid(
+                errs,
+                &Path::new("metadata").child("name"),
+                name,
+                "must be no more than 52 characters",
+            );
         }
     }
 }
@@ -295,14 +403,22 @@ fn time_zone_check(errs: &mut Errs, tz: &str, p: &Path) {
         return;
     }
     for part in tz.split('/') {
-        let chars_ok = !part.is_empty() && part.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_+".contains(&c));
+        let chars_ok = !part.is_empty()
+            && part
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_+".contains(&c));
         if part == "." || part == ".." || part.starts_with('-') || !chars_ok {
             invalid(errs, p, tz, format!("unknown time zone {tz}"));
             return;
         }
     }
     if tz.eq_ignore_ascii_case("local") {
-        invalid(errs, p, tz, "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones");
+        invalid(
+            errs,
+            p,
+            tz,
+            "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
+        );
     }
     if jiff::tz::TimeZone::get(tz).is_err() {
         invalid(errs, p, tz, format!("unknown time zone {tz}"));

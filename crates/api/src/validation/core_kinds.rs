@@ -1,14 +1,18 @@
 //! core/v1 kinds other than pods: Service, Namespace, Node, ConfigMap, Secret,
 //! ServiceAccount, Endpoints, PersistentVolume(Claim), ReplicationController.
 
-use super::meta::{self, dns_label, kube_finalizer_name, meta_create, meta_update, qualified_name, subdomain};
+use super::meta::{
+    self, dns_label, kube_finalizer_name, meta_create, meta_update, qualified_name, subdomain,
+};
 use super::names::{self, is_valid_port_num};
-use super::pod::{self, node_selector, port_num_or_name, pod_template_spec, protocol, quantities, quantity_value};
+use super::pod::{
+    self, node_selector, pod_template_spec, port_num_or_name, protocol, quantities, quantity_value,
+};
 use super::quantity::Quantity;
 use super::{
-    Errs, IMMUTABLE, J, Path, arr, boolean, duplicate, duplicate_raw, each_invalid, forbidden, get, gorepr, int, invalid,
-    invalid_raw, nonneg, not_supported, not_supported_raw, required, semantic_eq, st, st0, str_list, str_map,
-    too_long,
+    Errs, IMMUTABLE, J, Path, arr, boolean, duplicate, duplicate_raw, each_invalid, forbidden, get,
+    gorepr, int, invalid, invalid_raw, nonneg, not_supported, not_supported_raw, required,
+    semantic_eq, st, st0, str_list, str_map, too_long,
 };
 use serde_json::Value;
 use std::collections::HashSet;
@@ -38,7 +42,10 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
             get(s, "type").and_then(Value::as_str) == Some("LoadBalancer")
                 && get(s, "externalTrafficPolicy").and_then(Value::as_str) == Some("Local")
         };
-        if needs_hc(spec) && needs_hc(old_spec) && get(spec, "healthCheckNodePort") != get(old_spec, "healthCheckNodePort") {
+        if needs_hc(spec)
+            && needs_hc(old_spec)
+            && get(spec, "healthCheckNodePort") != get(old_spec, "healthCheckNodePort")
+        {
             forbidden(errs, &sp.child("healthCheckNodePort"), IMMUTABLE);
         }
     }
@@ -52,7 +59,9 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
     {
         invalid(
             errs,
-            &Path::new("metadata").child("annotations").key("service.kubernetes.io/topology-mode"),
+            &Path::new("metadata")
+                .child("annotations")
+                .key("service.kubernetes.io/topology-mode"),
             mv,
             "must match annotations[service.kubernetes.io/topology-aware-hints] when both are specified",
         );
@@ -68,27 +77,52 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
         "LoadBalancer" => {
             for (i, port) in ports.iter().enumerate() {
                 if port.get("port").and_then(Value::as_i64) == Some(10250) {
-                    invalid(errs, &sp.child("ports").index(i), 10250, "may not expose port 10250 externally since it is used by kubelet");
+                    invalid(
+                        errs,
+                        &sp.child("ports").index(i),
+                        10250,
+                        "may not expose port 10250 externally since it is used by kubelet",
+                    );
                 }
             }
             if headless {
-                invalid(errs, &sp.child("clusterIPs").index(0), "None", "may not be set to 'None' for LoadBalancer services");
+                invalid(
+                    errs,
+                    &sp.child("clusterIPs").index(0),
+                    "None",
+                    "may not be set to 'None' for LoadBalancer services",
+                );
             }
         }
-        "NodePort" => {
-            if headless {
-                invalid(errs, &sp.child("clusterIPs").index(0), "None", "may not be set to 'None' for NodePort services");
-            }
+        "NodePort" if headless => {
+            invalid(
+                errs,
+                &sp.child("clusterIPs").index(0),
+                "None",
+                "may not be set to 'None' for NodePort services",
+            );
         }
         "ExternalName" => {
             if !cluster_ips.is_empty() {
-                forbidden(errs, &sp.child("clusterIPs"), "may not be set for ExternalName services");
+                forbidden(
+                    errs,
+                    &sp.child("clusterIPs"),
+                    "may not be set for ExternalName services",
+                );
             }
             if !arr(&mut Errs::new(), spec, "ipFamilies", &sp).is_empty() {
-                forbidden(errs, &sp.child("ipFamilies"), "may not be set for ExternalName services");
+                forbidden(
+                    errs,
+                    &sp.child("ipFamilies"),
+                    "may not be set for ExternalName services",
+                );
             }
             if get(spec, "ipFamilyPolicy").is_some() {
-                forbidden(errs, &sp.child("ipFamilyPolicy"), "may not be set for ExternalName services");
+                forbidden(
+                    errs,
+                    &sp.child("ipFamilyPolicy"),
+                    "may not be set for ExternalName services",
+                );
             }
             let name = st0(errs, spec, "externalName", &sp);
             let cname = name.strip_suffix('.').unwrap_or(name);
@@ -131,7 +165,12 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
     match affinity {
         "" => required(errs, &sp.child("sessionAffinity"), ""),
         "ClientIP" | "None" => {}
-        other => not_supported(errs, &sp.child("sessionAffinity"), other, &["ClientIP", "None"]),
+        other => not_supported(
+            errs,
+            &sp.child("sessionAffinity"),
+            other,
+            &["ClientIP", "None"],
+        ),
     }
     let cfg = super::obj(errs, spec, "sessionAffinityConfig", &sp);
     let cp = sp.child("sessionAffinityConfig");
@@ -145,9 +184,12 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
         } else {
             match int(errs, client, "timeoutSeconds", &cp.child("clientIP")) {
                 None => required(errs, &cp.child("clientIP").child("timeoutSeconds"), when),
-                Some(t) if !(1..=86400).contains(&t) => {
-                    invalid(errs, &cp.child("clientIP").child("timeoutSeconds"), t, "must be greater than 0 and less than 86400")
-                }
+                Some(t) if !(1..=86400).contains(&t) => invalid(
+                    errs,
+                    &cp.child("clientIP").child("timeoutSeconds"),
+                    t,
+                    "must be greater than 0 and less than 86400",
+                ),
                 Some(_) => {}
             }
         }
@@ -167,14 +209,28 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
     match svc_type {
         "" => required(errs, &sp.child("type"), ""),
         "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName" => {}
-        other => not_supported(errs, &sp.child("type"), other, &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]),
+        other => not_supported(
+            errs,
+            &sp.child("type"),
+            other,
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        ),
     }
     let node_port = |p: &Value| p.get("nodePort").and_then(Value::as_i64).unwrap_or(0);
-    let proto = |p: &Value| p.get("protocol").and_then(Value::as_str).unwrap_or("").to_string();
+    let proto = |p: &Value| {
+        p.get("protocol")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     if svc_type == "ClusterIP" {
         for (i, port) in ports.iter().enumerate() {
             if node_port(port) != 0 {
-                forbidden(errs, &sp.child("ports").index(i).child("nodePort"), "may not be used when `type` is 'ClusterIP'");
+                forbidden(
+                    errs,
+                    &sp.child("ports").index(i).child("nodePort"),
+                    "may not be used when `type` is 'ClusterIP'",
+                );
             }
         }
     }
@@ -189,7 +245,12 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
     for (i, port) in ports.iter().enumerate() {
         let num = port.get("port").and_then(Value::as_i64).unwrap_or(0);
         if !seen.insert((proto(port), num)) {
-            duplicate_raw(errs, &sp.child("ports").index(i), gorepr::service_port_key(&proto(port), num), "");
+            duplicate_raw(
+                errs,
+                &sp.child("ports").index(i),
+                gorepr::service_port_key(&proto(port), num),
+                "",
+            );
         }
     }
     let ranges = str_list(errs, spec, "loadBalancerSourceRanges", &sp);
@@ -203,8 +264,15 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
                 invalid(errs, &fp.index(i), r.trim(), m);
             }
         }
-    } else if let Some(val) = get(anns, "service.beta.kubernetes.io/load-balancer-source-ranges").and_then(Value::as_str) {
-        let fp = Path::new("metadata").child("annotations").key("service.beta.kubernetes.io/load-balancer-source-ranges");
+    } else if let Some(val) = get(
+        anns,
+        "service.beta.kubernetes.io/load-balancer-source-ranges",
+    )
+    .and_then(Value::as_str)
+    {
+        let fp = Path::new("metadata")
+            .child("annotations")
+            .key("service.beta.kubernetes.io/load-balancer-source-ranges");
         if svc_type != "LoadBalancer" {
             forbidden(errs, &fp, "may only be used when `type` is 'LoadBalancer'");
         }
@@ -219,7 +287,11 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
     }
     let alloc = boolean(errs, spec, "allocateLoadBalancerNodePorts", &sp);
     if alloc.is_some() && svc_type != "LoadBalancer" {
-        forbidden(errs, &sp.child("allocateLoadBalancerNodePorts"), "may only be used when `type` is 'LoadBalancer'");
+        forbidden(
+            errs,
+            &sp.child("allocateLoadBalancerNodePorts"),
+            "may only be used when `type` is 'LoadBalancer'",
+        );
     }
     if svc_type == "LoadBalancer" && alloc.is_none() {
         required(errs, &Path::new("allocateLoadBalancerNodePorts"), "");
@@ -231,17 +303,32 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
     let etp = st0(errs, spec, "externalTrafficPolicy", &sp);
     if !externally_accessible {
         if !etp.is_empty() {
-            invalid(errs, &sp.child("externalTrafficPolicy"), etp, "may only be set for externally-accessible services");
+            invalid(
+                errs,
+                &sp.child("externalTrafficPolicy"),
+                etp,
+                "may only be set for externally-accessible services",
+            );
         }
     } else if etp.is_empty() {
         required(errs, &sp.child("externalTrafficPolicy"), "");
     } else if etp != "Cluster" && etp != "Local" {
-        not_supported(errs, &sp.child("externalTrafficPolicy"), etp, &["Cluster", "Local"]);
+        not_supported(
+            errs,
+            &sp.child("externalTrafficPolicy"),
+            etp,
+            &["Cluster", "Local"],
+        );
     }
     let hc = int(errs, spec, "healthCheckNodePort", &sp).unwrap_or(0);
     let needs_hc = svc_type == "LoadBalancer" && etp == "Local";
     if !needs_hc && hc != 0 {
-        invalid(errs, &sp.child("healthCheckNodePort"), hc, "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'");
+        invalid(
+            errs,
+            &sp.child("healthCheckNodePort"),
+            hc,
+            "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+        );
     } else if needs_hc && hc != 0 {
         for m in is_valid_port_num(hc) {
             invalid(errs, &sp.child("healthCheckNodePort"), hc, m);
@@ -251,7 +338,12 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
         None if matches!(svc_type, "NodePort" | "LoadBalancer" | "ClusterIP") => {
             required(errs, &sp.child("internalTrafficPolicy"), "")
         }
-        Some(p) if p != "Cluster" && p != "Local" => not_supported(errs, &sp.child("internalTrafficPolicy"), p, &["Cluster", "Local"]),
+        Some(p) if p != "Cluster" && p != "Local" => not_supported(
+            errs,
+            &sp.child("internalTrafficPolicy"),
+            p,
+            &["Cluster", "Local"],
+        ),
         _ => {}
     }
     if let Some(td) = st(errs, spec, "trafficDistribution", &sp)
@@ -265,9 +357,13 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
         if np == 0 {
             continue;
         }
-        let unchanged = old.and_then(|o| get(get(Some(o), "spec"), "ports")).and_then(Value::as_array).is_some_and(|ops| {
-            ops.iter().any(|op| op.get("nodePort").and_then(Value::as_i64) == Some(np))
-        });
+        let unchanged = old
+            .and_then(|o| get(get(Some(o), "spec"), "ports"))
+            .and_then(Value::as_array)
+            .is_some_and(|ops| {
+                ops.iter()
+                    .any(|op| op.get("nodePort").and_then(Value::as_i64) == Some(np))
+            });
         if !unchanged && !(NODE_PORT_RANGE.0..=NODE_PORT_RANGE.1).contains(&np) {
             invalid(
                 errs,
@@ -288,7 +384,12 @@ fn load_balancer_class(errs: &mut Errs, spec: J<'_>, old_spec: Option<J<'_>>, sp
     let p = sp.child("loadBalancerClass");
     if let Some(old_spec) = old_spec {
         if is_lb(old_spec) && is_lb(spec) && lbc != get(old_spec, "loadBalancerClass") {
-            invalid(errs, &p, lbc.cloned().unwrap_or(Value::Null), "may not change once set");
+            invalid(
+                errs,
+                &p,
+                lbc.cloned().unwrap_or(Value::Null),
+                "may not change once set",
+            );
         }
         return;
     }
@@ -309,10 +410,20 @@ fn cluster_ips_fields(errs: &mut Errs, spec: J<'_>, sp: &Path) {
         if ips.is_empty() {
             required(errs, &ips_path, "");
         } else if ips[0] != cluster_ip {
-            invalid_raw(errs, &ips_path, ips_repr.clone(), "first value must match `clusterIP`");
+            invalid_raw(
+                errs,
+                &ips_path,
+                ips_repr.clone(),
+                "first value must match `clusterIP`",
+            );
         }
     } else if !ips.is_empty() {
-        invalid_raw(errs, &ips_path, ips_repr.clone(), "must be empty when `clusterIP` is not specified");
+        invalid_raw(
+            errs,
+            &ips_path,
+            ips_repr.clone(),
+            "must be empty when `clusterIP` is not specified",
+        );
     }
     let mut seen = HashSet::new();
     for (i, fam) in str_list(errs, spec, "ipFamilies", sp).iter().enumerate() {
@@ -325,16 +436,29 @@ fn cluster_ips_fields(errs: &mut Errs, spec: J<'_>, sp: &Path) {
         }
     }
     if let Some(policy) = st(errs, spec, "ipFamilyPolicy", sp)
-        && !matches!(policy, "SingleStack" | "PreferDualStack" | "RequireDualStack")
+        && !matches!(
+            policy,
+            "SingleStack" | "PreferDualStack" | "RequireDualStack"
+        )
     {
-        not_supported(errs, &sp.child("ipFamilyPolicy"), policy, &["PreferDualStack", "RequireDualStack", "SingleStack"]);
+        not_supported(
+            errs,
+            &sp.child("ipFamilyPolicy"),
+            policy,
+            &["PreferDualStack", "RequireDualStack", "SingleStack"],
+        );
     }
     let mut bad = false;
     for (i, ip) in ips.iter().enumerate() {
         if i == 0 && *ip == "None" {
             if ips.len() > 1 {
                 bad = true;
-                invalid_raw(errs, &ips_path, ips_repr.clone(), "'None' must be the first and only value");
+                invalid_raw(
+                    errs,
+                    &ips_path,
+                    ips_repr.clone(),
+                    "'None' must be the first and only value",
+                );
             }
             continue;
         }
@@ -344,22 +468,41 @@ fn cluster_ips_fields(errs: &mut Errs, spec: J<'_>, sp: &Path) {
         }
     }
     if ips.len() > 2 {
-        invalid_raw(errs, &ips_path, ips_repr.clone(), "may only hold up to 2 values");
+        invalid_raw(
+            errs,
+            &ips_path,
+            ips_repr.clone(),
+            "may only hold up to 2 values",
+        );
     }
     if bad {
         return;
     }
     if ips.len() > 1 {
-        let v4: Vec<bool> = ips.iter().filter_map(|ip| names::parse_ip(ip)).map(|ip| ip.is_ipv4()).collect();
+        let v4: Vec<bool> = ips
+            .iter()
+            .filter_map(|ip| names::parse_ip(ip))
+            .map(|ip| ip.is_ipv4())
+            .collect();
         let dual = v4.len() == 2 && v4[0] != v4[1];
         if !dual {
-            invalid_raw(errs, &ips_path, ips_repr, "may specify no more than one IP for each IP family");
+            invalid_raw(
+                errs,
+                &ips_path,
+                ips_repr,
+                "may specify no more than one IP for each IP family",
+            );
         }
     }
 }
 
 fn service_cluster_ips_update(errs: &mut Errs, spec: J<'_>, old_spec: J<'_>, sp: &Path) {
-    let ty = |s: J<'_>| get(s, "type").and_then(Value::as_str).unwrap_or("").to_string();
+    let ty = |s: J<'_>| {
+        get(s, "type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     if ty(spec) == "ExternalName" || ty(old_spec) == "ExternalName" {
         return;
     }
@@ -374,18 +517,35 @@ fn service_cluster_ips_update(errs: &mut Errs, spec: J<'_>, old_spec: J<'_>, sp:
     if new.len() == was.len() {
         for (i, ip) in was.iter().enumerate() {
             if new[i] != *ip {
-                invalid_raw(errs, &sp.child("clusterIPs").index(i), repr.clone(), "may not change once set");
+                invalid_raw(
+                    errs,
+                    &sp.child("clusterIPs").index(i),
+                    repr.clone(),
+                    "may not change once set",
+                );
             }
         }
     } else if was.len() > new.len() {
         if new.is_empty() {
-            invalid_raw(errs, &p0, repr.clone(), "primary clusterIP can not be unset");
+            invalid_raw(
+                errs,
+                &p0,
+                repr.clone(),
+                "primary clusterIP can not be unset",
+            );
         }
         if !was.is_empty() && !new.is_empty() && new[0] != was[0] {
             invalid_raw(errs, &p0, repr.clone(), "may not change once set");
         }
-        if new.len() == 1 && get(spec, "ipFamilyPolicy").and_then(Value::as_str) != Some("SingleStack") {
-            invalid_raw(errs, &p0, repr, "`ipFamilyPolicy` must be set to 'SingleStack' when releasing the secondary clusterIP");
+        if new.len() == 1
+            && get(spec, "ipFamilyPolicy").and_then(Value::as_str) != Some("SingleStack")
+        {
+            invalid_raw(
+                errs,
+                &p0,
+                repr,
+                "`ipFamilyPolicy` must be set to 'SingleStack' when releasing the secondary clusterIP",
+            );
         }
     } else if !was.is_empty() && new[0] != was[0] {
         invalid_raw(errs, &p0, repr, "may not change once set");
@@ -402,17 +562,35 @@ fn non_special_ip(errs: &mut Errs, ip: &str, p: &Path) {
         invalid(errs, p, ip, format!("may not be unspecified ({ip})"));
     }
     if addr.is_loopback() {
-        invalid(errs, p, ip, "may not be in the loopback range (127.0.0.0/8, ::1/128)");
+        invalid(
+            errs,
+            p,
+            ip,
+            "may not be in the loopback range (127.0.0.0/8, ::1/128)",
+        );
     }
     let (link_local, link_local_mc) = match addr {
         std::net::IpAddr::V4(a) => (a.is_link_local(), a.octets()[..3] == [224, 0, 0]),
-        std::net::IpAddr::V6(a) => ((a.segments()[0] & 0xffc0) == 0xfe80, (a.segments()[0] & 0xff0f) == 0xff02),
+        std::net::IpAddr::V6(a) => (
+            (a.segments()[0] & 0xffc0) == 0xfe80,
+            (a.segments()[0] & 0xff0f) == 0xff02,
+        ),
     };
     if link_local {
-        invalid(errs, p, ip, "may not be in the link-local range (169.254.0.0/16, fe80::/10)");
+        invalid(
+            errs,
+            p,
+            ip,
+            "may not be in the link-local range (169.254.0.0/16, fe80::/10)",
+        );
     }
     if link_local_mc {
-        invalid(errs, p, ip, "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)");
+        invalid(
+            errs,
+            p,
+            ip,
+            "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)",
+        );
     }
 }
 
@@ -467,7 +645,12 @@ pub(crate) fn validate_config_map(errs: &mut Errs, obj: &Value, old: Option<&Val
     }
     if let Some(b) = binary {
         for (k, v) in b {
-            each_invalid(errs, &Path::new("binaryData").key(k), k, names::is_config_map_key(k));
+            each_invalid(
+                errs,
+                &Path::new("binaryData").key(k),
+                k,
+                names::is_config_map_key(k),
+            );
             total += v.as_str().and_then(b64_len).unwrap_or(0);
         }
     }
@@ -495,7 +678,12 @@ fn immutable_data(errs: &mut Errs, obj: &Value, old: &Value, keys: &[&str]) {
 fn b64_len(s: &str) -> Option<usize> {
     let body = s.trim_end_matches('=');
     let pad = s.len() - body.len();
-    if pad > 2 || !body.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/') || !s.len().is_multiple_of(4) {
+    if pad > 2
+        || !body
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+        || !s.len().is_multiple_of(4)
+    {
         return None;
     }
     Some(s.len() / 4 * 3 - pad)
@@ -508,7 +696,12 @@ pub(crate) fn validate_secret(errs: &mut Errs, obj: &Value, old: Option<&Value>)
         meta_update(errs, obj, old);
         let (t, was) = (get(Some(obj), "type"), get(Some(old), "type"));
         if t != was {
-            invalid(errs, &Path::new("type"), t.cloned().unwrap_or(Value::from("")), IMMUTABLE);
+            invalid(
+                errs,
+                &Path::new("type"),
+                t.cloned().unwrap_or(Value::from("")),
+                IMMUTABLE,
+            );
         }
         immutable_data(errs, obj, old, &["data"]);
     }
@@ -525,38 +718,62 @@ pub(crate) fn validate_secret(errs: &mut Errs, obj: &Value, old: Option<&Value>)
     }
     let has = |k: &str| data.is_some_and(|d| d.contains_key(k));
     let decoded_json_ok = |k: &str| {
-        let raw = data.and_then(|d| d.get(k)).and_then(Value::as_str).unwrap_or("");
-        decode_b64(raw).is_some_and(|b| serde_json::from_slice::<serde_json::Map<String, Value>>(&b).is_ok())
+        let raw = data
+            .and_then(|d| d.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        decode_b64(raw)
+            .is_some_and(|b| serde_json::from_slice::<serde_json::Map<String, Value>>(&b).is_ok())
     };
     match st0(errs, Some(obj), "type", &root) {
         "kubernetes.io/service-account-token" => {
-            let name = get(get(get(Some(obj), "metadata"), "annotations"), "kubernetes.io/service-account.name");
+            let name = get(
+                get(get(Some(obj), "metadata"), "annotations"),
+                "kubernetes.io/service-account.name",
+            );
             if name.and_then(Value::as_str).is_none_or(str::is_empty) {
-                required(errs, &Path::new("metadata").child("annotations").key("kubernetes.io/service-account.name"), "");
+                required(
+                    errs,
+                    &Path::new("metadata")
+                        .child("annotations")
+                        .key("kubernetes.io/service-account.name"),
+                    "",
+                );
             }
         }
         "kubernetes.io/dockercfg" => {
             if !has(".dockercfg") {
                 required(errs, &dp.key(".dockercfg"), "");
             } else if !decoded_json_ok(".dockercfg") {
-                invalid(errs, &dp.key(".dockercfg"), "<secret contents redacted>", "invalid character looking for beginning of value");
+                invalid(
+                    errs,
+                    &dp.key(".dockercfg"),
+                    "<secret contents redacted>",
+                    "invalid character looking for beginning of value",
+                );
             }
         }
         "kubernetes.io/dockerconfigjson" => {
             if !has(".dockerconfigjson") {
                 required(errs, &dp.key(".dockerconfigjson"), "");
             } else if !decoded_json_ok(".dockerconfigjson") {
-                invalid(errs, &dp.key(".dockerconfigjson"), "<secret contents redacted>", "invalid character looking for beginning of value");
+                invalid(
+                    errs,
+                    &dp.key(".dockerconfigjson"),
+                    "<secret contents redacted>",
+                    "invalid character looking for beginning of value",
+                );
             }
         }
-        "kubernetes.io/basic-auth" => {
-            if !has("username") && !has("password") {
-                required(errs, &dp.key("username"), "");
-                required(errs, &dp.key("password"), "");
-            }
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            required(errs, &dp.key("username"), "");
+            required(errs, &dp.key("password"), "");
         }
         "kubernetes.io/ssh-auth" => {
-            let key = data.and_then(|d| d.get("ssh-privatekey")).and_then(Value::as_str).unwrap_or("");
+            let key = data
+                .and_then(|d| d.get("ssh-privatekey"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if key.is_empty() {
                 required(errs, &dp.key("ssh-privatekey"), "");
             }
@@ -630,9 +847,18 @@ pub(crate) fn validate_node(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
                 }
             }
             if cidrs.len() > 1 {
-                let fams: Vec<bool> = cidrs.iter().filter_map(|c| names::parse_cidr(c)).map(|(ip, _)| ip.is_ipv4()).collect();
+                let fams: Vec<bool> = cidrs
+                    .iter()
+                    .filter_map(|c| names::parse_cidr(c))
+                    .map(|(ip, _)| ip.is_ipv4())
+                    .collect();
                 if fams.len() != 2 || fams[0] == fams[1] {
-                    invalid_raw(errs, &cp, gorepr::string_slice(Some(&cidrs)), "may specify no more than one CIDR for each IP family");
+                    invalid_raw(
+                        errs,
+                        &cp,
+                        gorepr::string_slice(Some(&cidrs)),
+                        "may specify no more than one CIDR for each IP family",
+                    );
                 }
                 let mut seen = HashSet::new();
                 for (i, c) in cidrs.iter().enumerate() {
@@ -646,7 +872,10 @@ pub(crate) fn validate_node(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
             let old_spec = get(Some(old), "spec");
             let mut scratch = Errs::new();
             let mut seen = HashSet::new();
-            for (i, a) in arr(&mut scratch, status, "addresses", &Path::new("status")).iter().enumerate() {
+            for (i, a) in arr(&mut scratch, status, "addresses", &Path::new("status"))
+                .iter()
+                .enumerate()
+            {
                 let key = (a.get("type").cloned(), a.get("address").cloned());
                 if !seen.insert(format!("{key:?}")) {
                     let repr = format!(
@@ -654,7 +883,12 @@ pub(crate) fn validate_node(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
                         gorepr::quote(a.get("type").and_then(Value::as_str).unwrap_or("")),
                         gorepr::quote(a.get("address").and_then(Value::as_str).unwrap_or(""))
                     );
-                    duplicate_raw(errs, &Path::new("status").child("addresses").index(i), repr, "");
+                    duplicate_raw(
+                        errs,
+                        &Path::new("status").child("addresses").index(i),
+                        repr,
+                        "",
+                    );
                 }
             }
             let was = str_list(&mut scratch, old_spec, "podCIDRs", &sp);
@@ -670,9 +904,17 @@ pub(crate) fn validate_node(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
                     }
                 }
             }
-            let old_pid = get(old_spec, "providerID").and_then(Value::as_str).unwrap_or("");
-            if !old_pid.is_empty() && Some(old_pid) != get(spec, "providerID").and_then(Value::as_str) {
-                forbidden(errs, &sp.child("providerID"), "node updates may not change providerID except from \"\" to valid");
+            let old_pid = get(old_spec, "providerID")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if !old_pid.is_empty()
+                && Some(old_pid) != get(spec, "providerID").and_then(Value::as_str)
+            {
+                forbidden(
+                    errs,
+                    &sp.child("providerID"),
+                    "node updates may not change providerID except from \"\" to valid",
+                );
             }
             if !taints.is_empty() {
                 node_taints(errs, taints, &mp.child("taints"));
@@ -703,7 +945,12 @@ fn node_taints(errs: &mut Errs, taints: &[Value], p: &Path) {
             pod::taint_effect(errs, effect, &ip.child("effect"));
         }
         if !seen.insert((effect.to_string(), key.to_string())) {
-            duplicate_raw(errs, &ip, gorepr::taint(t), "taints must be unique by key and effect pair");
+            duplicate_raw(
+                errs,
+                &ip,
+                gorepr::taint(t),
+                "taints must be unique by key and effect pair",
+            );
         }
     }
 }
@@ -718,7 +965,10 @@ pub(crate) fn validate_endpoints(errs: &mut Errs, obj: &Value, old: Option<&Valu
     }
     meta_create(errs, obj, true, names::name_is_dns_subdomain);
     let sp = Path::new("subsets");
-    for (i, ss) in arr(errs, Some(obj), "subsets", &Path::new("")).iter().enumerate() {
+    for (i, ss) in arr(errs, Some(obj), "subsets", &Path::new(""))
+        .iter()
+        .enumerate()
+    {
         let ip = sp.index(i);
         let ss = Some(ss);
         let addrs = arr(errs, ss, "addresses", &ip);
@@ -768,7 +1018,12 @@ pub(crate) fn validate_endpoints(errs: &mut Errs, obj: &Value, old: Option<&Valu
 // ---------------------------------------------------------------------------------------
 // PersistentVolume and PersistentVolumeClaim
 
-const ACCESS_MODES: &[&str] = &["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];
+const ACCESS_MODES: &[&str] = &[
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOnce",
+    "ReadWriteOncePod",
+];
 
 fn access_modes(errs: &mut Errs, spec: J<'_>, sp: &Path, required_msg: &str) {
     let modes = str_list(errs, spec, "accessModes", sp);
@@ -787,7 +1042,11 @@ fn access_modes(errs: &mut Errs, spec: J<'_>, sp: &Path, required_msg: &str) {
         }
     }
     if rwop && other {
-        forbidden(errs, &sp.child("accessModes"), "may not use ReadWriteOncePod with other access modes");
+        forbidden(
+            errs,
+            &sp.child("accessModes"),
+            "may not use ReadWriteOncePod with other access modes",
+        );
     }
 }
 
@@ -831,20 +1090,40 @@ pub(crate) fn validate_pv(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
         required(errs, &sp.child("capacity"), "");
     }
     if get(cap, "storage").is_none() || cap_len > 1 {
-        not_supported_raw(errs, &sp.child("capacity"), "core.ResourceList{...}", &["storage"]);
+        not_supported_raw(
+            errs,
+            &sp.child("capacity"),
+            "core.ResourceList{...}",
+            &["storage"],
+        );
     }
     let cp = sp.child("capacity");
     for (name, q) in quantities(errs, cap, &cp) {
         if q.is_negative() {
-            invalid(errs, &cp.key(name), q.canonical(), "must be a valid resource quantity");
+            invalid(
+                errs,
+                &cp.key(name),
+                q.canonical(),
+                "must be a valid resource quantity",
+            );
         }
         if q <= Quantity::from_int(0) {
-            invalid(errs, &cp.key(name), q.canonical(), "must be greater than zero");
+            invalid(
+                errs,
+                &cp.key(name),
+                q.canonical(),
+                "must be greater than zero",
+            );
         }
     }
     let reclaim = st0(errs, spec, "persistentVolumeReclaimPolicy", &sp);
     if !reclaim.is_empty() && !matches!(reclaim, "Delete" | "Recycle" | "Retain") {
-        not_supported(errs, &sp.child("persistentVolumeReclaimPolicy"), reclaim, &["Delete", "Recycle", "Retain"]);
+        not_supported(
+            errs,
+            &sp.child("persistentVolumeReclaimPolicy"),
+            reclaim,
+            &["Delete", "Recycle", "Retain"],
+        );
     }
     let mut affinity_set = false;
     if let Some(na) = super::obj(errs, spec, "nodeAffinity", &sp) {
@@ -852,7 +1131,11 @@ pub(crate) fn validate_pv(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
         let np = sp.child("nodeAffinity");
         match super::obj(errs, Some(na), "required", &np) {
             Some(r) => node_selector(errs, Some(r), &np.child("required")),
-            None => required(errs, &np.child("required"), "must specify required node constraints"),
+            None => required(
+                errs,
+                &np.child("required"),
+                "must specify required node constraints",
+            ),
         }
     }
     let mut count = 0;
@@ -860,7 +1143,11 @@ pub(crate) fn validate_pv(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
         let Some(src) = get(spec, key) else { continue };
         if count > 0 && *key != "flexVolume" {
             let shown = if *key == "cephfs" { "cephFS" } else { key };
-            forbidden(errs, &sp.child(shown), "may not specify more than 1 volume type");
+            forbidden(
+                errs,
+                &sp.child(shown),
+                "may not specify more than 1 volume type",
+            );
             continue;
         }
         count += 1;
@@ -894,7 +1181,11 @@ pub(crate) fn validate_pv(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
                     pod::no_backsteps(errs, path, &kp.child("path"));
                 }
                 if !affinity_set {
-                    required(errs, &sp.child("nodeAffinity"), "Local volume requires node affinity");
+                    required(
+                        errs,
+                        &sp.child("nodeAffinity"),
+                        "Local volume requires node affinity",
+                    );
                 }
             }
             "csi" => {
@@ -912,9 +1203,15 @@ pub(crate) fn validate_pv(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
     if count == 0 {
         required(errs, &sp, "must specify a volume type");
     }
-    let host_root = get(get(spec, "hostPath"), "path").and_then(Value::as_str).is_some_and(|p| p.trim_end_matches('/').is_empty());
+    let host_root = get(get(spec, "hostPath"), "path")
+        .and_then(Value::as_str)
+        .is_some_and(|p| p.trim_end_matches('/').is_empty());
     if host_root && reclaim == "Recycle" {
-        forbidden(errs, &sp.child("persistentVolumeReclaimPolicy"), "may not be 'recycle' for a hostPath mount of '/'");
+        forbidden(
+            errs,
+            &sp.child("persistentVolumeReclaimPolicy"),
+            "may not be 'recycle' for a hostPath mount of '/'",
+        );
     }
     if let Some(class) = st(errs, spec, "storageClassName", &sp).filter(|s| !s.is_empty()) {
         subdomain(errs, class, &sp.child("storageClassName"));
@@ -922,15 +1219,33 @@ pub(crate) fn validate_pv(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
     volume_mode(errs, spec, &sp);
     if let Some(old) = old {
         let old_spec = get(Some(old), "spec");
-        let source_changed = PV_SOURCES.iter().any(|k| !semantic_eq(get(spec, k), get(old_spec, k)));
+        let source_changed = PV_SOURCES
+            .iter()
+            .any(|k| !semantic_eq(get(spec, k), get(old_spec, k)));
         if source_changed {
-            forbidden(errs, &Path::new("spec").child("persistentvolumesource"), "spec.persistentvolumesource is immutable after creation");
+            forbidden(
+                errs,
+                &Path::new("spec").child("persistentvolumesource"),
+                "spec.persistentvolumesource is immutable after creation",
+            );
         }
         if get(spec, "volumeMode") != get(old_spec, "volumeMode") {
-            invalid(errs, &Path::new("volumeMode"), get(spec, "volumeMode").cloned().unwrap_or(Value::Null), IMMUTABLE);
+            invalid(
+                errs,
+                &Path::new("volumeMode"),
+                get(spec, "volumeMode").cloned().unwrap_or(Value::Null),
+                IMMUTABLE,
+            );
         }
-        if get(old_spec, "nodeAffinity").is_some() && !semantic_eq(get(spec, "nodeAffinity"), get(old_spec, "nodeAffinity")) {
-            invalid_raw(errs, &Path::new("nodeAffinity"), "&core.VolumeNodeAffinity{...}", IMMUTABLE);
+        if get(old_spec, "nodeAffinity").is_some()
+            && !semantic_eq(get(spec, "nodeAffinity"), get(old_spec, "nodeAffinity"))
+        {
+            invalid_raw(
+                errs,
+                &Path::new("nodeAffinity"),
+                "&core.VolumeNodeAffinity{...}",
+                IMMUTABLE,
+            );
         }
     }
 }
@@ -940,7 +1255,12 @@ fn volume_mode(errs: &mut Errs, spec: J<'_>, sp: &Path) {
         && mode != "Block"
         && mode != "Filesystem"
     {
-        not_supported(errs, &sp.child("volumeMode"), mode, &["Block", "Filesystem"]);
+        not_supported(
+            errs,
+            &sp.child("volumeMode"),
+            mode,
+            &["Block", "Filesystem"],
+        );
     }
 }
 
@@ -957,7 +1277,9 @@ pub(crate) fn validate_pvc(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
     let old_spec = get(Some(old), "spec");
     let mut new_clone = spec.cloned().unwrap_or(Value::Null);
     let mut old_clone = old_spec.cloned().unwrap_or(Value::Null);
-    if get(old_spec, "volumeName").and_then(Value::as_str).is_none_or(str::is_empty)
+    if get(old_spec, "volumeName")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
         && let Some(o) = old_clone.as_object_mut()
     {
         match get(spec, "volumeName") {
@@ -968,7 +1290,10 @@ pub(crate) fn validate_pvc(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
     let bound = get(get(Some(obj), "status"), "phase").and_then(Value::as_str) == Some("Bound");
     let old_storage = get(get(get(old_spec, "resources"), "requests"), "storage").cloned();
     if bound
-        && let Some(req) = new_clone.get_mut("resources").and_then(|r| r.get_mut("requests")).and_then(Value::as_object_mut)
+        && let Some(req) = new_clone
+            .get_mut("resources")
+            .and_then(|r| r.get_mut("requests"))
+            .and_then(Value::as_object_mut)
     {
         match &old_storage {
             Some(s) => req.insert("storage".into(), s.clone()),
@@ -987,15 +1312,30 @@ pub(crate) fn validate_pvc(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
             "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
         );
     }
-    let q = |v: J<'_>| v.and_then(|v| Quantity::from_json(v).ok()).unwrap_or_else(|| Quantity::from_int(0));
+    let q = |v: J<'_>| {
+        v.and_then(|v| Quantity::from_json(v).ok())
+            .unwrap_or_else(|| Quantity::from_int(0))
+    };
     let new_size = q(get(get(get(spec, "resources"), "requests"), "storage"));
     let old_size = q(old_storage.as_ref());
     let status_size = q(get(get(get(Some(old), "status"), "capacity"), "storage"));
     if new_size < old_size && new_size <= status_size {
-        forbidden(errs, &Path::new("spec").child("resources").child("requests").child("storage"), "field can not be less than status.capacity");
+        forbidden(
+            errs,
+            &Path::new("spec")
+                .child("resources")
+                .child("requests")
+                .child("storage"),
+            "field can not be less than status.capacity",
+        );
     }
     if get(spec, "volumeMode") != get(old_spec, "volumeMode") {
-        invalid(errs, &Path::new("volumeMode"), get(spec, "volumeMode").cloned().unwrap_or(Value::Null), IMMUTABLE);
+        invalid(
+            errs,
+            &Path::new("volumeMode"),
+            get(spec, "volumeMode").cloned().unwrap_or(Value::Null),
+            IMMUTABLE,
+        );
     }
 }
 
@@ -1003,7 +1343,11 @@ pub(crate) fn validate_pvc(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
 pub(crate) fn pvc_spec(errs: &mut Errs, spec: J<'_>, sp: &Path) {
     let modes_empty = arr(&mut Errs::new(), spec, "accessModes", sp).is_empty();
     if modes_empty {
-        required(errs, &sp.child("accessModes"), "at least 1 access mode is required");
+        required(
+            errs,
+            &sp.child("accessModes"),
+            "at least 1 access mode is required",
+        );
     }
     if let Some(sel) = super::obj(errs, spec, "selector", sp) {
         meta::validate_label_selector(errs, Some(sel), &sp.child("selector"));
@@ -1031,7 +1375,9 @@ pub(crate) fn pvc_spec(errs: &mut Errs, spec: J<'_>, sp: &Path) {
     }
     volume_mode(errs, spec, sp);
     for key in ["dataSource", "dataSourceRef"] {
-        let Some(ds) = super::obj(errs, spec, key, sp) else { continue };
+        let Some(ds) = super::obj(errs, spec, key, sp) else {
+            continue;
+        };
         let dp = sp.child(key);
         let ds = Some(ds);
         if st0(errs, ds, "name", &dp).is_empty() {
@@ -1043,7 +1389,12 @@ pub(crate) fn pvc_spec(errs: &mut Errs, spec: J<'_>, sp: &Path) {
         }
         let group = st0(errs, ds, "apiGroup", &dp);
         if group.is_empty() && kind != "PersistentVolumeClaim" {
-            invalid(errs, &dp, kind, "must be 'PersistentVolumeClaim' when referencing the default apiGroup");
+            invalid(
+                errs,
+                &dp,
+                kind,
+                "must be 'PersistentVolumeClaim' when referencing the default apiGroup",
+            );
         }
         if !group.is_empty() {
             subdomain(errs, group, &dp.child("apiGroup"));
@@ -1079,7 +1430,9 @@ pub(crate) fn validate_rc(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
     };
     let labels = get(get(Some(tmpl), "metadata"), "labels");
     if !selector.is_empty() {
-        let matches = selector.iter().all(|(k, v)| get(labels, k).and_then(Value::as_str) == Some(*v));
+        let matches = selector
+            .iter()
+            .all(|(k, v)| get(labels, k).and_then(Value::as_str) == Some(*v));
         if !matches {
             invalid_raw(
                 errs,
@@ -1091,9 +1444,16 @@ pub(crate) fn validate_rc(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
     }
     pod_template_spec(errs, Some(tmpl), &tp);
     let tspec = get(Some(tmpl), "spec");
-    let rp = get(tspec, "restartPolicy").and_then(Value::as_str).unwrap_or("");
+    let rp = get(tspec, "restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if rp != "Always" {
-        not_supported(errs, &tp.child("spec").child("restartPolicy"), rp, &["Always"]);
+        not_supported(
+            errs,
+            &tp.child("spec").child("restartPolicy"),
+            rp,
+            &["Always"],
+        );
     }
     if get(tspec, "activeDeadlineSeconds").is_some() {
         forbidden(

@@ -7,9 +7,21 @@ struct Bounds {
     names: &'static [(&'static str, u32)],
 }
 
-const MINUTES: Bounds = Bounds { min: 0, max: 59, names: &[] };
-const HOURS: Bounds = Bounds { min: 0, max: 23, names: &[] };
-const DOM: Bounds = Bounds { min: 1, max: 31, names: &[] };
+const MINUTES: Bounds = Bounds {
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const HOURS: Bounds = Bounds {
+    min: 0,
+    max: 23,
+    names: &[],
+};
+const DOM: Bounds = Bounds {
+    min: 1,
+    max: 31,
+    names: &[],
+};
 const MONTHS: Bounds = Bounds {
     min: 1,
     max: 12,
@@ -31,7 +43,15 @@ const MONTHS: Bounds = Bounds {
 const DOW: Bounds = Bounds {
     min: 0,
     max: 6,
-    names: &[("sun", 0), ("mon", 1), ("tue", 2), ("wed", 3), ("thu", 4), ("fri", 5), ("sat", 6)],
+    names: &[
+        ("sun", 0),
+        ("mon", 1),
+        ("tue", 2),
+        ("wed", 3),
+        ("thu", 4),
+        ("fri", 5),
+        ("sat", 6),
+    ],
 };
 
 /// Checks a schedule; `Err` carries the library's message.
@@ -42,11 +62,16 @@ pub(crate) fn parse_standard(spec: &str) -> Result<(), String> {
     let mut spec = spec;
     if spec.starts_with("TZ=") || spec.starts_with("CRON_TZ=") {
         let (Some(eq), Some(sp)) = (spec.find('='), spec.find(' ')) else {
-            return Err(format!("provided bad location {}: unknown time zone", &spec[spec.find('=').map_or(0, |i| i + 1)..]));
+            return Err(format!(
+                "provided bad location {}: unknown time zone",
+                &spec[spec.find('=').map_or(0, |i| i + 1)..]
+            ));
         };
         let loc = &spec[eq + 1..sp];
         if jiff::tz::TimeZone::get(loc).is_err() {
-            return Err(format!("provided bad location {loc}: unknown time zone {loc}"));
+            return Err(format!(
+                "provided bad location {loc}: unknown time zone {loc}"
+            ));
         }
         spec = spec[sp..].trim();
     }
@@ -55,7 +80,11 @@ pub(crate) fn parse_standard(spec: &str) -> Result<(), String> {
     }
     let fields: Vec<&str> = spec.split_whitespace().collect();
     if fields.len() != 5 {
-        return Err(format!("expected exactly 5 fields, found {}: [{}]", fields.len(), fields.join(" ")));
+        return Err(format!(
+            "expected exactly 5 fields, found {}: [{}]",
+            fields.len(),
+            fields.join(" ")
+        ));
     }
     for (f, b) in fields.iter().zip([&MINUTES, &HOURS, &DOM, &MONTHS, &DOW]) {
         for part in f.split(',') {
@@ -67,10 +96,14 @@ pub(crate) fn parse_standard(spec: &str) -> Result<(), String> {
 
 fn descriptor(spec: &str) -> Result<(), String> {
     match spec {
-        "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@midnight" | "@hourly" => Ok(()),
+        "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@midnight" | "@hourly" => {
+            Ok(())
+        }
         _ => match spec.strip_prefix("@every ") {
             Some(d) if is_go_duration(d) => Ok(()),
-            Some(d) => Err(format!("failed to parse duration {spec}: time: invalid duration \"{d}\"")),
+            Some(d) => Err(format!(
+                "failed to parse duration {spec}: time: invalid duration \"{d}\""
+            )),
             None => Err(format!("unrecognized descriptor: {spec}")),
         },
     }
@@ -87,16 +120,22 @@ fn is_go_duration(s: &str) -> bool {
     }
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let num = &rest[..num_len];
         if num.is_empty() || num == "." || num.matches('.').count() > 1 {
             return false;
         }
         rest = &rest[num_len..];
-        let unit = ["ns", "us", "µs", "μs", "ms", "s", "m", "h"].iter().find(|u| rest.starts_with(**u) && {
-            // "m" must not swallow "ms"
-            !(**u == "m" && rest.starts_with("ms"))
-        });
+        let unit = ["ns", "us", "µs", "μs", "ms", "s", "m", "h"]
+            .iter()
+            .find(|u| {
+                rest.starts_with(**u) && {
+                    // "m" must not swallow "ms"
+                    !(**u == "m" && rest.starts_with("ms"))
+                }
+            });
         match unit {
             Some(u) => rest = &rest[u.len()..],
             None => return false,
@@ -107,7 +146,11 @@ fn is_go_duration(s: &str) -> bool {
 
 fn parse_int(expr: &str) -> Result<u32, String> {
     let n: i64 = expr.parse().map_err(|_| {
-        let why = if !expr.is_empty() && expr.trim_start_matches(['-', '+']).bytes().all(|c| c.is_ascii_digit())
+        let why = if !expr.is_empty()
+            && expr
+                .trim_start_matches(['-', '+'])
+                .bytes()
+                .all(|c| c.is_ascii_digit())
             && expr.len() > 1
         {
             "value out of range"
@@ -119,7 +162,11 @@ fn parse_int(expr: &str) -> Result<u32, String> {
     if n < 0 {
         return Err(format!("negative number ({n}) not allowed: {expr}"));
     }
-    u32::try_from(n).map_err(|_| format!("failed to parse int from {expr}: strconv.Atoi: parsing \"{expr}\": value out of range"))
+    u32::try_from(n).map_err(|_| {
+        format!(
+            "failed to parse int from {expr}: strconv.Atoi: parsing \"{expr}\": value out of range"
+        )
+    })
 }
 
 fn int_or_name(expr: &str, b: &Bounds) -> Result<u32, String> {
@@ -157,13 +204,21 @@ fn range(expr: &str, b: &Bounds) -> Result<(), String> {
         _ => return Err(format!("too many slashes: {expr}")),
     };
     if start < b.min {
-        return Err(format!("beginning of range ({start}) below minimum ({}): {expr}", b.min));
+        return Err(format!(
+            "beginning of range ({start}) below minimum ({}): {expr}",
+            b.min
+        ));
     }
     if end > b.max {
-        return Err(format!("end of range ({end}) above maximum ({}): {expr}", b.max));
+        return Err(format!(
+            "end of range ({end}) above maximum ({}): {expr}",
+            b.max
+        ));
     }
     if start > end {
-        return Err(format!("beginning of range ({start}) beyond end of range ({end}): {expr}"));
+        return Err(format!(
+            "beginning of range ({start}) beyond end of range ({end}): {expr}"
+        ));
     }
     if step == 0 {
         return Err(format!("step of range should be a positive number: {expr}"));
@@ -177,22 +232,48 @@ mod tests {
 
     #[test]
     fn accepts_standard_schedules() {
-        for ok in ["*/1 * * * *", "0 0 * * 0", "5 4 * * sun", "0 22 * * 1-5", "@hourly", "@every 1h30m", "0 0 1 jan,feb *"] {
+        for ok in [
+            "*/1 * * * *",
+            "0 0 * * 0",
+            "5 4 * * sun",
+            "0 22 * * 1-5",
+            "@hourly",
+            "@every 1h30m",
+            "0 0 1 jan,feb *",
+        ] {
             assert_eq!(parse_standard(ok), Ok(()), "{ok}");
         }
     }
 
     #[test]
     fn reports_library_messages() {
-        assert_eq!(parse_standard("foo").unwrap_err(), "expected exactly 5 fields, found 1: [foo]");
-        assert_eq!(parse_standard("60 * * * *").unwrap_err(), "end of range (60) above maximum (59): 60");
-        assert_eq!(parse_standard("* * 0 * *").unwrap_err(), "beginning of range (0) below minimum (1): 0");
+        assert_eq!(
+            parse_standard("foo").unwrap_err(),
+            "expected exactly 5 fields, found 1: [foo]"
+        );
+        assert_eq!(
+            parse_standard("60 * * * *").unwrap_err(),
+            "end of range (60) above maximum (59): 60"
+        );
+        assert_eq!(
+            parse_standard("* * 0 * *").unwrap_err(),
+            "beginning of range (0) below minimum (1): 0"
+        );
         assert_eq!(
             parse_standard("x * * * *").unwrap_err(),
             "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax"
         );
-        assert_eq!(parse_standard("5-1 * * * *").unwrap_err(), "beginning of range (5) beyond end of range (1): 5-1");
-        assert_eq!(parse_standard("*/0 * * * *").unwrap_err(), "step of range should be a positive number: */0");
-        assert_eq!(parse_standard("@often").unwrap_err(), "unrecognized descriptor: @often");
+        assert_eq!(
+            parse_standard("5-1 * * * *").unwrap_err(),
+            "beginning of range (5) beyond end of range (1): 5-1"
+        );
+        assert_eq!(
+            parse_standard("*/0 * * * *").unwrap_err(),
+            "step of range should be a positive number: */0"
+        );
+        assert_eq!(
+            parse_standard("@often").unwrap_err(),
+            "unrecognized descriptor: @often"
+        );
     }
 }

@@ -19,7 +19,9 @@ pub(crate) fn quote(s: &str) -> String {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -51,7 +53,11 @@ pub(crate) fn string_slice<S: AsRef<str>>(items: Option<&[S]>) -> String {
     match items {
         None => "[]string(nil)".into(),
         Some(items) => {
-            let inner = items.iter().map(|s| quote(s.as_ref())).collect::<Vec<_>>().join(", ");
+            let inner = items
+                .iter()
+                .map(|s| quote(s.as_ref()))
+                .collect::<Vec<_>>()
+                .join(", ");
             format!("[]string{{{inner}}}")
         }
     }
@@ -90,7 +96,11 @@ pub(crate) fn label_selector(v: Option<&Value>) -> String {
             format!("[]v1.LabelSelectorRequirement{{{items}}}")
         }
     };
-    format!("v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{}}}", string_map(sel.get("matchLabels")), exprs)
+    format!(
+        "v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{}}}",
+        string_map(sel.get("matchLabels")),
+        exprs
+    )
 }
 
 /// An int-or-string as its `String()` method prints it (`25%`, `1`).
@@ -105,7 +115,10 @@ pub(crate) fn int_or_string(v: &Value) -> String {
 /// An int-or-string nested in a struct, as `%#v` prints it.
 pub(crate) fn int_or_string_struct(v: Option<&Value>) -> String {
     match v {
-        Some(Value::String(s)) => format!("intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}", quote(s)),
+        Some(Value::String(s)) => format!(
+            "intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}",
+            quote(s)
+        ),
         Some(Value::Number(n)) => format!("intstr.IntOrString{{Type:0, IntVal:{n}, StrVal:\"\"}}"),
         _ => "intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}".into(),
     }
@@ -113,12 +126,18 @@ pub(crate) fn int_or_string_struct(v: Option<&Value>) -> String {
 
 /// A nested pointer field: `(*T)(nil)` or a stand-in address.
 pub(crate) fn pointer(ty: &str, present: bool) -> String {
-    if present { format!("(*{ty})(0xc000100000)") } else { format!("(*{ty})(nil)") }
+    if present {
+        format!("(*{ty})(0xc000100000)")
+    } else {
+        format!("(*{ty})(nil)")
+    }
 }
 
 /// `apps.<Strategy>{Type:"X", RollingUpdate:(*apps.<RU>)(nil)}`.
 pub(crate) fn strategy(struct_name: &str, ru_name: &str, v: Option<&Value>) -> String {
-    let present = v.and_then(|s| s.get("rollingUpdate")).is_some_and(|r| !r.is_null());
+    let present = v
+        .and_then(|s| s.get("rollingUpdate"))
+        .is_some_and(|r| !r.is_null());
     format!(
         "apps.{struct_name}{{Type:{}, RollingUpdate:{}}}",
         quote(str_of(v.and_then(|s| s.get("type")))),
@@ -134,7 +153,10 @@ pub(crate) fn toleration(v: &Value) -> String {
         quote(str_of(v.get("operator"))),
         quote(str_of(v.get("value"))),
         quote(str_of(v.get("effect"))),
-        pointer("int64", v.get("tolerationSeconds").is_some_and(|s| !s.is_null()))
+        pointer(
+            "int64",
+            v.get("tolerationSeconds").is_some_and(|s| !s.is_null())
+        )
     )
 }
 
@@ -185,7 +207,9 @@ mod tests {
             "v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement(nil)}"
         );
         assert_eq!(
-            label_selector(Some(&json!({"matchExpressions": [{"key": "k", "operator": "In", "values": ["a"]}]}))),
+            label_selector(Some(
+                &json!({"matchExpressions": [{"key": "k", "operator": "In", "values": ["a"]}]})
+            )),
             r#"v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement{v1.LabelSelectorRequirement{Key:"k", Operator:"In", Values:[]string{"a"}}}}"#
         );
     }
@@ -193,14 +217,21 @@ mod tests {
     #[test]
     fn structs_print_like_go() {
         assert_eq!(
-            strategy("DaemonSetUpdateStrategy", "RollingUpdateDaemonSet", Some(&json!({"type": "Foo"}))),
+            strategy(
+                "DaemonSetUpdateStrategy",
+                "RollingUpdateDaemonSet",
+                Some(&json!({"type": "Foo"}))
+            ),
             r#"apps.DaemonSetUpdateStrategy{Type:"Foo", RollingUpdate:(*apps.RollingUpdateDaemonSet)(nil)}"#
         );
         assert_eq!(
             toleration(&json!({"key": "k", "operator": "Exists", "value": "v"})),
             r#"core.Toleration{Key:"k", Operator:"Exists", Value:"v", Effect:"", TolerationSeconds:(*int64)(nil)}"#
         );
-        assert_eq!(time(Some(&json!("2025-05-01T10:00:00Z"))), "2025-05-01 10:00:00 +0000 UTC");
+        assert_eq!(
+            time(Some(&json!("2025-05-01T10:00:00Z"))),
+            "2025-05-01 10:00:00 +0000 UTC"
+        );
         assert_eq!(quote("a\"b\n"), r#""a\"b\n""#);
     }
 }

@@ -3,8 +3,8 @@
 
 use super::names::{self, is_dns1123_subdomain, is_qualified_name, is_valid_label_value};
 use super::{
-    Errs, IMMUTABLE, J, Path, arr, boolean, each_invalid, forbidden, get, gorepr, int, invalid, invalid_raw, required,
-    st, st0, str_list, str_map, too_long,
+    Errs, IMMUTABLE, J, Path, arr, boolean, each_invalid, forbidden, get, gorepr, int, invalid,
+    invalid_raw, required, st, st0, str_list, str_map, too_long,
 };
 use serde_json::Value;
 
@@ -15,7 +15,13 @@ pub(crate) type NameFn = fn(&str, bool) -> Vec<String>;
 const TOTAL_ANNOTATION_SIZE: usize = 256 * 1024;
 
 /// Metadata on create, or on update when `old` is given.
-pub(crate) fn object_meta(errs: &mut Errs, obj: &Value, old: Option<&Value>, namespaced: bool, name_fn: NameFn) {
+pub(crate) fn object_meta(
+    errs: &mut Errs,
+    obj: &Value,
+    old: Option<&Value>,
+    namespaced: bool,
+    name_fn: NameFn,
+) {
     match old {
         None => meta_create(errs, obj, namespaced, name_fn),
         Some(old) => meta_update(errs, obj, old),
@@ -27,7 +33,12 @@ pub(crate) fn meta_create(errs: &mut Errs, obj: &Value, namespaced: bool, name_f
     let p = Path::new("metadata");
     let m = super::obj(errs, Some(obj), "metadata", &Path::new(""));
     if let Some(gen_name) = st(errs, m, "generateName", &p).filter(|s| !s.is_empty()) {
-        each_invalid(errs, &p.child("generateName"), gen_name, name_fn(gen_name, true));
+        each_invalid(
+            errs,
+            &p.child("generateName"),
+            gen_name,
+            name_fn(gen_name, true),
+        );
     }
     match st(errs, m, "name", &p).filter(|s| !s.is_empty()) {
         None => required(errs, &p.child("name"), "name or generateName is required"),
@@ -59,7 +70,11 @@ pub(crate) fn meta_update(errs: &mut Errs, obj: &Value, old: &Value) {
     let new_fin = str_list(errs, m, "finalizers", &p);
     if get(om, "deletionTimestamp").is_some() {
         let old_fin = str_list(&mut scratch, om, "finalizers", &p);
-        let mut extra: Vec<&str> = new_fin.iter().copied().filter(|f| !old_fin.contains(f)).collect();
+        let mut extra: Vec<&str> = new_fin
+            .iter()
+            .copied()
+            .filter(|f| !old_fin.contains(f))
+            .collect();
         extra.sort_unstable();
         extra.dedup();
         if !extra.is_empty() {
@@ -76,7 +91,12 @@ pub(crate) fn meta_update(errs: &mut Errs, obj: &Value, old: &Value) {
     let generation = int(errs, m, "generation", &p).unwrap_or(0);
     let old_generation = int(&mut scratch, om, "generation", &p).unwrap_or(0);
     if generation < old_generation {
-        invalid(errs, &p.child("generation"), generation, "must not be decremented");
+        invalid(
+            errs,
+            &p.child("generation"),
+            generation,
+            "must not be decremented",
+        );
     }
     for key in ["name", "namespace", "uid"] {
         let new = st0(errs, m, key, &p);
@@ -88,11 +108,18 @@ pub(crate) fn meta_update(errs: &mut Errs, obj: &Value, old: &Value) {
     for key in ["creationTimestamp", "deletionTimestamp"] {
         let (new, was) = (get(m, key), get(om, key));
         if !same_time(new, was) {
-            let shown = if key == "deletionTimestamp" && new.is_none() { "null".to_string() } else { gorepr::time(new) };
+            let shown = if key == "deletionTimestamp" && new.is_none() {
+                "null".to_string()
+            } else {
+                gorepr::time(new)
+            };
             invalid_raw(errs, &p.child(key), shown, IMMUTABLE);
         }
     }
-    let (new, was) = (get(m, "deletionGracePeriodSeconds"), get(om, "deletionGracePeriodSeconds"));
+    let (new, was) = (
+        get(m, "deletionGracePeriodSeconds"),
+        get(om, "deletionGracePeriodSeconds"),
+    );
     if new != was {
         errs.push(crate::field::FieldError::invalid(
             p.child("deletionGracePeriodSeconds").s(),
@@ -106,7 +133,8 @@ pub(crate) fn meta_update(errs: &mut Errs, obj: &Value, old: &Value) {
 fn same_time(a: J<'_>, b: J<'_>) -> bool {
     match (a.and_then(Value::as_str), b.and_then(Value::as_str)) {
         (Some(x), Some(y)) => {
-            x == y || matches!((x.parse::<jiff::Timestamp>(), y.parse::<jiff::Timestamp>()), (Ok(p), Ok(q)) if p.as_second() == q.as_second())
+            x == y
+                || matches!((x.parse::<jiff::Timestamp>(), y.parse::<jiff::Timestamp>()), (Ok(p), Ok(q)) if p.as_second() == q.as_second())
         }
         (None, None) => true,
         _ => false,
@@ -126,7 +154,12 @@ fn common(errs: &mut Errs, m: J<'_>, p: &Path) {
         each_invalid(errs, &fp, f, is_qualified_name(f));
     }
     if fins.contains(&"orphan") && fins.contains(&"foregroundDeletion") {
-        invalid_raw(errs, &fp, gorepr::string_slice(Some(&fins)), "finalizer orphan and foregroundDeletion cannot be both set");
+        invalid_raw(
+            errs,
+            &fp,
+            gorepr::string_slice(Some(&fins)),
+            "finalizer orphan and foregroundDeletion cannot be both set",
+        );
     }
     for (i, f) in fins.iter().enumerate() {
         kube_finalizer_name(errs, f, &fp.index(i));
@@ -136,7 +169,12 @@ fn common(errs: &mut Errs, m: J<'_>, p: &Path) {
 /// Finalizers without a `/` must be one of the standard names.
 pub(crate) fn kube_finalizer_name(errs: &mut Errs, f: &str, p: &Path) {
     if !f.contains('/') && !matches!(f, "kubernetes" | "orphan" | "foregroundDeletion") {
-        invalid(errs, p, f, "name is neither a standard finalizer name nor is it fully qualified");
+        invalid(
+            errs,
+            p,
+            f,
+            "name is neither a standard finalizer name nor is it fully qualified",
+        );
     }
 }
 
@@ -157,7 +195,12 @@ fn owner_references(errs: &mut Errs, m: J<'_>, p: &Path) {
             _ => None,
         };
         if version.is_none_or(str::is_empty) {
-            invalid(errs, &fp.child("apiVersion"), api_version, "version must not be empty");
+            invalid(
+                errs,
+                &fp.child("apiVersion"),
+                api_version,
+                "version must not be empty",
+            );
         }
         if kind.is_empty() {
             invalid(errs, &fp.child("kind"), kind, "must not be empty");
@@ -169,18 +212,29 @@ fn owner_references(errs: &mut Errs, m: J<'_>, p: &Path) {
             invalid(errs, &fp.child("uid"), uid, "must not be empty");
         }
         if api_version == "v1" && kind == "Event" {
-            invalid_raw(errs, &fp, owner_ref_repr(r), "/v1, Kind=Event is disallowed from being an owner");
+            invalid_raw(
+                errs,
+                &fp,
+                owner_ref_repr(r),
+                "/v1, Kind=Event is disallowed from being an owner",
+            );
         }
         if boolean(errs, r, "controller", &ip) == Some(true) {
             let cur = format!("{kind}/{name}");
             match &first_controller {
                 Some(first) => {
-                    let all = refs.iter().map(|x| owner_ref_repr(Some(x))).collect::<Vec<_>>().join(", ");
+                    let all = refs
+                        .iter()
+                        .map(|x| owner_ref_repr(Some(x)))
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     invalid_raw(
                         errs,
                         &fp,
                         format!("[]v1.OwnerReference{{{all}}}"),
-                        &format!("Only one reference can have Controller set to true. Found \"true\" in references for {first} and {cur}"),
+                        &format!(
+                            "Only one reference can have Controller set to true. Found \"true\" in references for {first} and {cur}"
+                        ),
                     );
                 }
                 None => first_controller = Some(cur),
@@ -243,20 +297,38 @@ pub(crate) fn validate_label_selector(errs: &mut Errs, sel: J<'_>, p: &Path) {
         match op {
             "In" | "NotIn" => {
                 if values.is_empty() {
-                    required(errs, &ip.child("values"), "must be specified when `operator` is 'In' or 'NotIn'");
+                    required(
+                        errs,
+                        &ip.child("values"),
+                        "must be specified when `operator` is 'In' or 'NotIn'",
+                    );
                 }
             }
             "Exists" | "DoesNotExist" => {
                 if !values.is_empty() {
-                    forbidden(errs, &ip.child("values"), "may not be specified when `operator` is 'Exists' or 'DoesNotExist'");
+                    forbidden(
+                        errs,
+                        &ip.child("values"),
+                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                    );
                 }
             }
-            _ => invalid(errs, &ip.child("operator"), op, "not a valid selector operator"),
+            _ => invalid(
+                errs,
+                &ip.child("operator"),
+                op,
+                "not a valid selector operator",
+            ),
         }
         let key = st0(errs, e, "key", &ip);
         label_name(errs, key, &ip.child("key"));
         for (j, v) in values.iter().enumerate() {
-            each_invalid(errs, &ip.child("values").index(j), v, is_valid_label_value(v));
+            each_invalid(
+                errs,
+                &ip.child("values").index(j),
+                v,
+                is_valid_label_value(v),
+            );
         }
     }
 }
@@ -285,7 +357,9 @@ pub(crate) enum LabelSelector {
 impl LabelSelector {
     /// Builds a matcher from a JSON `LabelSelector` (`None`/null: matches nothing).
     pub(crate) fn from_json(v: J<'_>) -> Result<LabelSelector, SelectorError> {
-        let Some(v) = v else { return Ok(LabelSelector::Nothing) };
+        let Some(v) = v else {
+            return Ok(LabelSelector::Nothing);
+        };
         let mut reqs = Vec::new();
         if let Some(m) = get(Some(v), "matchLabels").and_then(Value::as_object) {
             for (k, val) in m {
@@ -301,21 +375,34 @@ impl LabelSelector {
                 let values: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().map(|x| x.as_str().unwrap_or("").to_string()).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| x.as_str().unwrap_or("").to_string())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let refs: Vec<&str> = values.iter().map(String::as_str).collect();
                 let op = match op {
                     "In" | "NotIn" if values.is_empty() => {
-                        return Err(SelectorError("for 'in', 'notin' operators, values set can't be empty".into()));
+                        return Err(SelectorError(
+                            "for 'in', 'notin' operators, values set can't be empty".into(),
+                        ));
                     }
                     "Exists" | "DoesNotExist" if !values.is_empty() => {
-                        return Err(SelectorError("values set must be empty for exists and does not exist".into()));
+                        return Err(SelectorError(
+                            "values set must be empty for exists and does not exist".into(),
+                        ));
                     }
                     "In" => Op::In(values.clone()),
                     "NotIn" => Op::NotIn(values.clone()),
                     "Exists" => Op::Exists,
                     "DoesNotExist" => Op::DoesNotExist,
-                    other => return Err(SelectorError(format!("{} is not a valid label selector operator", gorepr::quote(other)))),
+                    other => {
+                        return Err(SelectorError(format!(
+                            "{} is not a valid label selector operator",
+                            gorepr::quote(other)
+                        )));
+                    }
                 };
                 check_requirement(key, &refs)?;
                 reqs.push((key.to_string(), op));
@@ -347,11 +434,17 @@ impl LabelSelector {
 
 fn check_requirement(key: &str, values: &[&str]) -> Result<(), SelectorError> {
     if let Some(m) = is_qualified_name(key).into_iter().next() {
-        return Err(SelectorError(format!("key: Invalid value: {}: {m}", gorepr::quote(key))));
+        return Err(SelectorError(format!(
+            "key: Invalid value: {}: {m}",
+            gorepr::quote(key)
+        )));
     }
     for v in values {
         if let Some(m) = is_valid_label_value(v).into_iter().next() {
-            return Err(SelectorError(format!("values[0][{key}]: Invalid value: {}: {m}", gorepr::quote(v))));
+            return Err(SelectorError(format!(
+                "values[0][{key}]: Invalid value: {}: {m}",
+                gorepr::quote(v)
+            )));
         }
     }
     Ok(())

@@ -15,7 +15,8 @@ pub const LABEL_VALUE_MAX_LEN: usize = 63;
 pub const QUALIFIED_NAME_MAX_LEN: usize = 63;
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
@@ -122,11 +123,11 @@ fn matches_qualified_name(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
 }
 
-const QUALIFIED_NAME_ERR: &str =
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const QUALIFIED_NAME_ERR: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const QUALIFIED_NAME_EXAMPLES: &[&str] = &["MyName", "my.name", "123-abc"];
 
 /// Qualified name (label keys, annotation keys, finalizers): an optional DNS subdomain
@@ -157,12 +158,19 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push("name part must be non-empty".to_string());
     } else if name.len() > QUALIFIED_NAME_MAX_LEN {
-        errs.push(format!("name part {}", max_len_error(QUALIFIED_NAME_MAX_LEN)));
+        errs.push(format!(
+            "name part {}",
+            max_len_error(QUALIFIED_NAME_MAX_LEN)
+        ));
     }
     if !matches_qualified_name(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, QUALIFIED_NAME_EXAMPLES)
+            regex_error(
+                QUALIFIED_NAME_ERR,
+                QUALIFIED_NAME_FMT,
+                QUALIFIED_NAME_EXAMPLES
+            )
         ));
     }
     errs
@@ -203,7 +211,9 @@ pub fn is_config_map_key(value: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LEN));
     }
     let ok = !value.is_empty()
-        && value.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_');
+        && value
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_');
     if !ok {
         errs.push(regex_error(
             "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
@@ -224,8 +234,14 @@ pub fn is_valid_port_name(port: &str) -> Vec<String> {
     if port.len() > 15 {
         errs.push(max_len_error(15));
     }
-    if port.is_empty() || !port.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
-        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
+    if port.is_empty()
+        || !port
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    {
+        errs.push(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
+        );
     }
     if !port.bytes().any(|c| c.is_ascii_lowercase()) {
         errs.push("must contain at least one letter (a-z)".to_string());
@@ -241,7 +257,11 @@ pub fn is_valid_port_name(port: &str) -> Vec<String> {
 
 /// Port number 1..=65535.
 pub fn is_valid_port_num(port: i64) -> Vec<String> {
-    if (1..=65535).contains(&port) { Vec::new() } else { vec![inclusive_range_error(1, 65535)] }
+    if (1..=65535).contains(&port) {
+        Vec::new()
+    } else {
+        vec![inclusive_range_error(1, 65535)]
+    }
 }
 
 /// Environment variable name under 1.33's relaxed rules (printable ASCII except `=`).
@@ -274,12 +294,18 @@ pub fn is_valid_percent(value: &str) -> Vec<String> {
 
 /// HTTP header name `[-A-Za-z0-9]+`.
 pub fn is_http_header_name(value: &str) -> Vec<String> {
-    if !value.is_empty() && value.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
+    if !value.is_empty()
+        && value
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+    {
         Vec::new()
     } else {
-        vec![regex_error("a valid HTTP header must consist of alphanumeric characters or '-'", "[-A-Za-z0-9]+", &[
-            "X-Header-Name",
-        ])]
+        vec![regex_error(
+            "a valid HTTP header must consist of alphanumeric characters or '-'",
+            "[-A-Za-z0-9]+",
+            &["X-Header-Name"],
+        )]
     }
 }
 
@@ -291,7 +317,11 @@ pub fn parse_ip(value: &str) -> Option<std::net::IpAddr> {
     }
     // Sloppy IPv4: leading zeros allowed, read as decimal.
     let parts: Vec<&str> = value.split('.').collect();
-    if parts.len() == 4 && parts.iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|c| c.is_ascii_digit())) {
+    if parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|c| c.is_ascii_digit()))
+    {
         let mut o = [0u8; 4];
         for (i, p) in parts.iter().enumerate() {
             o[i] = p.parse::<u8>().ok()?;
@@ -303,7 +333,11 @@ pub fn parse_ip(value: &str) -> Option<std::net::IpAddr> {
 
 /// IP address check with upstream's message.
 pub fn is_valid_ip(value: &str) -> Option<&'static str> {
-    if parse_ip(value).is_some() { None } else { Some("must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)") }
+    if parse_ip(value).is_some() {
+        None
+    } else {
+        Some("must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
+    }
 }
 
 /// Parses a CIDR (`addr/prefix`); returns the address and prefix length.
@@ -320,7 +354,11 @@ pub fn parse_cidr(value: &str) -> Option<(std::net::IpAddr, u8)> {
 
 /// CIDR check with upstream's message.
 pub fn is_valid_cidr(value: &str) -> Option<&'static str> {
-    if parse_cidr(value).is_some() { None } else { Some("must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)") }
+    if parse_cidr(value).is_some() {
+        None
+    } else {
+        Some("must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)")
+    }
 }
 
 /// Replaces a trailing dash the way upstream does before checking a `generateName` prefix.
@@ -338,17 +376,29 @@ fn mask_trailing_dash(name: &str) -> String {
 
 /// Name check for most kinds: a DNS-1123 subdomain (`prefix`: a `generateName` prefix).
 pub fn name_is_dns_subdomain(name: &str, prefix: bool) -> Vec<String> {
-    if prefix { is_dns1123_subdomain(&mask_trailing_dash(name)) } else { is_dns1123_subdomain(name) }
+    if prefix {
+        is_dns1123_subdomain(&mask_trailing_dash(name))
+    } else {
+        is_dns1123_subdomain(name)
+    }
 }
 
 /// Name check for namespaces and StatefulSets: a DNS-1123 label.
 pub fn name_is_dns_label(name: &str, prefix: bool) -> Vec<String> {
-    if prefix { is_dns1123_label(&mask_trailing_dash(name)) } else { is_dns1123_label(name) }
+    if prefix {
+        is_dns1123_label(&mask_trailing_dash(name))
+    } else {
+        is_dns1123_label(name)
+    }
 }
 
 /// Name check for services: a DNS-1035 label.
 pub fn name_is_dns1035_label(name: &str, prefix: bool) -> Vec<String> {
-    if prefix { is_dns1035_label(&mask_trailing_dash(name)) } else { is_dns1035_label(name) }
+    if prefix {
+        is_dns1035_label(&mask_trailing_dash(name))
+    } else {
+        is_dns1035_label(name)
+    }
 }
 
 #[cfg(test)]
@@ -363,7 +413,10 @@ mod tests {
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
                 .to_string()
         ]);
-        assert_eq!(is_dns1123_label(&"a".repeat(64))[0], "must be no more than 63 characters");
+        assert_eq!(
+            is_dns1123_label(&"a".repeat(64))[0],
+            "must be no more than 63 characters"
+        );
         assert!(is_dns1123_subdomain("example.com").is_empty());
         assert_eq!(is_dns1123_subdomain("Foo"), vec![
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
@@ -396,8 +449,13 @@ mod tests {
         assert!(e[1].starts_with("name part must consist of"));
         let e = is_qualified_name("a/b/c");
         assert!(e[0].starts_with("a qualified name must consist of"));
-        assert!(e[0].ends_with("with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"));
-        assert_eq!(is_qualified_name(&"x".repeat(64))[0], "name part must be no more than 63 characters");
+        assert!(e[0].ends_with(
+            "with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+        ));
+        assert_eq!(
+            is_qualified_name(&"x".repeat(64))[0],
+            "name part must be no more than 63 characters"
+        );
     }
 
     #[test]
@@ -406,13 +464,27 @@ mod tests {
         assert!(is_valid_label_value("v1.2_3-x").is_empty());
         assert!(is_valid_label_value("-x")[0].starts_with("a valid label must be an empty string"));
         assert!(is_config_map_key("key.name").is_empty());
-        assert_eq!(is_config_map_key("..x"), vec!["must not start with '..'".to_string()]);
-        assert_eq!(is_config_map_key("a b")[0],
-            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')");
+        assert_eq!(
+            is_config_map_key("..x"),
+            vec!["must not start with '..'".to_string()]
+        );
+        assert_eq!(
+            is_config_map_key("a b")[0],
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+        );
         assert!(is_valid_port_name("http").is_empty());
-        assert_eq!(is_valid_port_name("80"), vec!["must contain at least one letter (a-z)".to_string()]);
-        assert_eq!(is_valid_port_name("a--b"), vec!["must not contain consecutive hyphens".to_string()]);
-        assert_eq!(is_valid_port_num(0), vec!["must be between 1 and 65535, inclusive".to_string()]);
+        assert_eq!(
+            is_valid_port_name("80"),
+            vec!["must contain at least one letter (a-z)".to_string()]
+        );
+        assert_eq!(
+            is_valid_port_name("a--b"),
+            vec!["must not contain consecutive hyphens".to_string()]
+        );
+        assert_eq!(
+            is_valid_port_num(0),
+            vec!["must be between 1 and 65535, inclusive".to_string()]
+        );
         assert!(is_valid_percent("25%").is_empty());
         assert_eq!(is_valid_percent("25"), vec![
             "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')"

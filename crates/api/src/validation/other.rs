@@ -4,8 +4,8 @@ use super::meta::{self, dns_label, meta_create, meta_update, qualified_name, sub
 use super::names;
 use super::pod::protocol;
 use super::{
-    Errs, IMMUTABLE, Path, arr, each_invalid, forbidden, get, int, invalid, invalid_raw, not_supported, required,
-    semantic_eq, st, st0, str_map, too_long, too_many,
+    Errs, IMMUTABLE, Path, arr, each_invalid, forbidden, get, int, invalid, invalid_raw,
+    not_supported, required, semantic_eq, st, st0, str_map, too_long, too_many,
 };
 use serde_json::Value;
 use std::collections::HashSet;
@@ -25,7 +25,12 @@ struct EventFields<'a> {
 /// Upstream's `legacyValidateEvent`.
 fn legacy_event(errs: &mut Errs, f: &EventFields<'_>) {
     let mismatch = |errs: &mut Errs| {
-        invalid(errs, &Path::new("involvedObject").child("namespace"), f.involved_ns, "does not match event.namespace");
+        invalid(
+            errs,
+            &Path::new("involvedObject").child("namespace"),
+            f.involved_ns,
+            "does not match event.namespace",
+        );
     };
     if !f.event_time {
         if f.involved_ns.is_empty() {
@@ -42,27 +47,54 @@ fn legacy_event(errs: &mut Errs, f: &EventFields<'_>) {
         if f.reporting_controller.is_empty() {
             required(errs, &Path::new("reportingController"), "");
         }
-        qualified_name(errs, f.reporting_controller, &Path::new("reportingController"));
-        for (name, value) in [("reportingInstance", f.reporting_instance), ("action", f.action), ("reason", f.reason)] {
+        qualified_name(
+            errs,
+            f.reporting_controller,
+            &Path::new("reportingController"),
+        );
+        for (name, value) in [
+            ("reportingInstance", f.reporting_instance),
+            ("action", f.action),
+            ("reason", f.reason),
+        ] {
             if value.is_empty() {
                 required(errs, &Path::new(name), "");
             }
             if value.len() > 128 {
-                invalid(errs, &Path::new(name), "", "can have at most 128 characters");
+                invalid(
+                    errs,
+                    &Path::new(name),
+                    "",
+                    "can have at most 128 characters",
+                );
             }
         }
         if f.message.len() > 1024 {
-            invalid(errs, &Path::new("message"), "", "can have at most 1024 characters");
+            invalid(
+                errs,
+                &Path::new("message"),
+                "",
+                "can have at most 1024 characters",
+            );
         }
     }
-    each_invalid(errs, &Path::new("namespace"), f.namespace, names::is_dns1123_subdomain(f.namespace));
+    each_invalid(
+        errs,
+        &Path::new("namespace"),
+        f.namespace,
+        names::is_dns1123_subdomain(f.namespace),
+    );
 }
 
 fn path_segment_name(name: &str, _prefix: bool) -> Vec<String> {
     if name == "." || name == ".." {
         return vec![format!("may not be '{name}'")];
     }
-    ["/", "%"].iter().filter(|c| name.contains(**c)).map(|c| format!("may not contain '{c}'")).collect()
+    ["/", "%"]
+        .iter()
+        .filter(|c| name.contains(**c))
+        .map(|c| format!("may not contain '{c}'"))
+        .collect()
 }
 
 /// core/v1 Event: only the legacy checks, then the generic metadata checks.
@@ -70,8 +102,12 @@ pub(crate) fn validate_core_event(errs: &mut Errs, obj: &Value) {
     let v = Some(obj);
     let s = |k: &str| get(v, k).and_then(Value::as_str).unwrap_or("");
     let f = EventFields {
-        namespace: get(get(v, "metadata"), "namespace").and_then(Value::as_str).unwrap_or(""),
-        involved_ns: get(get(v, "involvedObject"), "namespace").and_then(Value::as_str).unwrap_or(""),
+        namespace: get(get(v, "metadata"), "namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+        involved_ns: get(get(v, "involvedObject"), "namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
         event_time: get(v, "eventTime").is_some(),
         reporting_controller: s("reportingComponent"),
         reporting_instance: s("reportingInstance"),
@@ -90,8 +126,12 @@ pub(crate) fn validate_events_event(errs: &mut Errs, obj: &Value, old: Option<&V
     let v = Some(obj);
     let s = |k: &str| get(v, k).and_then(Value::as_str).unwrap_or("");
     let f = EventFields {
-        namespace: get(get(v, "metadata"), "namespace").and_then(Value::as_str).unwrap_or(""),
-        involved_ns: get(get(v, "regarding"), "namespace").and_then(Value::as_str).unwrap_or(""),
+        namespace: get(get(v, "metadata"), "namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+        involved_ns: get(get(v, "regarding"), "namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
         event_time: get(v, "eventTime").is_some(),
         reporting_controller: s("reportingController"),
         reporting_instance: s("reportingInstance"),
@@ -106,7 +146,11 @@ pub(crate) fn validate_events_event(errs: &mut Errs, obj: &Value, old: Option<&V
         Some(old) => meta_update(errs, obj, old),
     }
     if series_changed && let Some(series) = get(v, "series") {
-        if get(Some(series), "count").and_then(Value::as_i64).unwrap_or(0) < 2 {
+        if get(Some(series), "count")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            < 2
+        {
             invalid(errs, &Path::new("series.count"), "", "should be at least 2");
         }
         if get(Some(series), "lastObservedTime").is_none() {
@@ -119,18 +163,34 @@ pub(crate) fn validate_events_event(errs: &mut Errs, obj: &Value, old: Option<&V
         }
         let t = s("type");
         if t != "Normal" && t != "Warning" {
-            invalid(errs, &Path::new("type"), "", format!("has invalid value: {t}"));
+            invalid(
+                errs,
+                &Path::new("type"),
+                "",
+                format!("has invalid value: {t}"),
+            );
         }
-        for (core, v1) in [("firstTimestamp", "deprecatedFirstTimestamp"), ("lastTimestamp", "deprecatedLastTimestamp")] {
+        for (core, v1) in [
+            ("firstTimestamp", "deprecatedFirstTimestamp"),
+            ("lastTimestamp", "deprecatedLastTimestamp"),
+        ] {
             if get(v, v1).is_some() {
                 invalid(errs, &Path::new(core), "", "needs to be unset");
             }
         }
-        if get(v, "deprecatedCount").and_then(Value::as_i64).unwrap_or(0) != 0 {
+        if get(v, "deprecatedCount")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            != 0
+        {
             invalid(errs, &Path::new("count"), "", "needs to be unset");
         }
         let src = get(v, "deprecatedSource");
-        let src_set = ["component", "host"].iter().any(|k| get(src, k).and_then(Value::as_str).is_some_and(|x| !x.is_empty()));
+        let src_set = ["component", "host"].iter().any(|k| {
+            get(src, k)
+                .and_then(Value::as_str)
+                .is_some_and(|x| !x.is_empty())
+        });
         if src_set {
             invalid(errs, &Path::new("source"), "", "needs to be unset");
         }
@@ -175,12 +235,22 @@ pub(crate) fn validate_lease(errs: &mut Errs, obj: &Value, old: Option<&Value>) 
     if let Some(d) = int(errs, spec, "leaseDurationSeconds", &sp)
         && d <= 0
     {
-        invalid(errs, &sp.child("leaseDurationSeconds"), d, "must be greater than 0");
+        invalid(
+            errs,
+            &sp.child("leaseDurationSeconds"),
+            d,
+            "must be greater than 0",
+        );
     }
     if let Some(t) = int(errs, spec, "leaseTransitions", &sp)
         && t < 0
     {
-        invalid(errs, &sp.child("leaseTransitions"), t, "must be greater than or equal to 0");
+        invalid(
+            errs,
+            &sp.child("leaseTransitions"),
+            t,
+            "must be greater than or equal to 0",
+        );
     }
 }
 
@@ -195,7 +265,12 @@ pub(crate) fn validate_endpoint_slice(errs: &mut Errs, obj: &Value, old: Option<
     match addr_type {
         "" => required(errs, &Path::new("addressType"), ""),
         "IPv4" | "IPv6" | "FQDN" => {}
-        other => not_supported(errs, &Path::new("addressType"), other, &["FQDN", "IPv4", "IPv6"]),
+        other => not_supported(
+            errs,
+            &Path::new("addressType"),
+            other,
+            &["FQDN", "IPv4", "IPv6"],
+        ),
     }
     let ep = Path::new("endpoints");
     let endpoints = arr(errs, Some(obj), "endpoints", &root);
@@ -216,7 +291,8 @@ pub(crate) fn validate_endpoint_slice(errs: &mut Errs, obj: &Value, old: Option<
             let p = ap.index(j);
             match addr_type {
                 "IPv4" | "IPv6" => {
-                    let ok = names::parse_ip(a).is_some_and(|x| x.is_ipv4() == (addr_type == "IPv4"));
+                    let ok =
+                        names::parse_ip(a).is_some_and(|x| x.is_ipv4() == (addr_type == "IPv4"));
                     if !ok {
                         invalid(errs, &p, *a, format!("must be a valid {addr_type} address"));
                     }
@@ -252,7 +328,9 @@ pub(crate) fn validate_endpoint_slice(errs: &mut Errs, obj: &Value, old: Option<
         }
     }
     if let Some(old) = old {
-        let was = get(Some(old), "addressType").and_then(Value::as_str).unwrap_or("");
+        let was = get(Some(old), "addressType")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if was != addr_type {
             invalid(errs, &Path::new("addressType"), addr_type, IMMUTABLE);
         }
@@ -272,7 +350,12 @@ fn fqdn(errs: &mut Errs, name: &str, p: &Path) {
         return;
     }
     if name.split('.').count() < 2 {
-        invalid(errs, p, name, "should be a domain with at least two segments separated by dots");
+        invalid(
+            errs,
+            p,
+            name,
+            "should be a domain with at least two segments separated by dots",
+        );
         return;
     }
     for label in name.split('.') {
@@ -290,17 +373,37 @@ pub(crate) fn validate_storage_class(errs: &mut Errs, obj: &Value, old: Option<&
     if let Some(old) = old {
         meta_update(errs, obj, old);
         if !semantic_eq(get(Some(obj), "parameters"), get(Some(old), "parameters")) {
-            forbidden(errs, &Path::new("parameters"), "updates to parameters are forbidden.");
+            forbidden(
+                errs,
+                &Path::new("parameters"),
+                "updates to parameters are forbidden.",
+            );
         }
         if get(Some(obj), "provisioner") != get(Some(old), "provisioner") {
-            forbidden(errs, &Path::new("provisioner"), "updates to provisioner are forbidden.");
+            forbidden(
+                errs,
+                &Path::new("provisioner"),
+                "updates to provisioner are forbidden.",
+            );
         }
         if get(Some(obj), "reclaimPolicy") != get(Some(old), "reclaimPolicy") {
-            forbidden(errs, &Path::new("reclaimPolicy"), "updates to reclaimPolicy are forbidden.");
+            forbidden(
+                errs,
+                &Path::new("reclaimPolicy"),
+                "updates to reclaimPolicy are forbidden.",
+            );
         }
-        let (n, o) = (get(Some(obj), "volumeBindingMode"), get(Some(old), "volumeBindingMode"));
+        let (n, o) = (
+            get(Some(obj), "volumeBindingMode"),
+            get(Some(old), "volumeBindingMode"),
+        );
         if n != o {
-            invalid(errs, &Path::new("volumeBindingMode"), n.cloned().unwrap_or(Value::Null), IMMUTABLE);
+            invalid(
+                errs,
+                &Path::new("volumeBindingMode"),
+                n.cloned().unwrap_or(Value::Null),
+                IMMUTABLE,
+            );
         }
         return;
     }
@@ -338,11 +441,22 @@ pub(crate) fn validate_storage_class(errs: &mut Errs, obj: &Value, old: Option<&
     match st(errs, Some(obj), "volumeBindingMode", &root) {
         None => required(errs, &Path::new("volumeBindingMode"), ""),
         Some("Immediate" | "WaitForFirstConsumer") => {}
-        Some(other) => not_supported(errs, &Path::new("volumeBindingMode"), other, &["Immediate", "WaitForFirstConsumer"]),
+        Some(other) => not_supported(
+            errs,
+            &Path::new("volumeBindingMode"),
+            other,
+            &["Immediate", "WaitForFirstConsumer"],
+        ),
     }
     let tp = Path::new("allowedTopologies");
-    for (i, term) in arr(errs, Some(obj), "allowedTopologies", &root).iter().enumerate() {
-        let exprs = get(Some(term), "matchLabelExpressions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    for (i, term) in arr(errs, Some(obj), "allowedTopologies", &root)
+        .iter()
+        .enumerate()
+    {
+        let exprs = get(Some(term), "matchLabelExpressions")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let mut keys = HashSet::new();
         for (j, e) in exprs.iter().enumerate() {
             let ep = tp.index(i).child("matchLabelExpressions").index(j);

@@ -1,12 +1,15 @@
 //! Pods, pod templates and pod specs: containers, volumes, ports, environment, resources,
 //! probes, security contexts, scheduling constraints; pod update rules; QoS class.
 
-use super::meta::{self, dns_label, label_name, qualified_name, subdomain, validate_annotations, validate_labels};
+use super::meta::{
+    self, dns_label, label_name, qualified_name, subdomain, validate_annotations, validate_labels,
+};
 use super::names::{self, inclusive_range_error, is_valid_port_name, is_valid_port_num};
 use super::quantity::Quantity;
 use super::{
-    Errs, J, Path, arr, boolean, duplicate, each_invalid, forbidden, get, gorepr, int, invalid, invalid_raw,
-    nonneg, not_found, not_supported, obj, required, semantic_eq, st, st0, str_list, str_map,
+    Errs, J, Path, arr, boolean, duplicate, each_invalid, forbidden, get, gorepr, int, invalid,
+    invalid_raw, nonneg, not_found, not_supported, obj, required, semantic_eq, st, st0, str_list,
+    str_map,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -33,11 +36,19 @@ pub(crate) fn validate_pod(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
     match old {
         None => {
             if !arr(&mut Errs::new(), spec, "ephemeralContainers", &sp).is_empty() {
-                forbidden(errs, &sp.child("ephemeralContainers"), "cannot be set on create");
+                forbidden(
+                    errs,
+                    &sp.child("ephemeralContainers"),
+                    "cannot be set on create",
+                );
             }
             let node = st0(&mut Errs::new(), spec, "nodeName", &sp);
             if !node.is_empty() && !arr(&mut Errs::new(), spec, "schedulingGates", &sp).is_empty() {
-                forbidden(errs, &sp.child("nodeName"), "cannot be set until all schedulingGates have been cleared");
+                forbidden(
+                    errs,
+                    &sp.child("nodeName"),
+                    "cannot be set until all schedulingGates have been cleared",
+                );
             }
         }
         Some(old) => pod_update(errs, obj, old),
@@ -61,7 +72,10 @@ fn metadata_and_spec(errs: &mut Errs, obj: &Value) {
     if st0(&mut scratch, spec, "serviceAccountName", &sp).is_empty() {
         for (vi, vol) in arr(&mut scratch, spec, "volumes", &sp).iter().enumerate() {
             let pp = sp.child("volumes").index(vi).child("projected");
-            for (si, src) in arr(&mut scratch, get(Some(vol), "projected"), "sources", &pp).iter().enumerate() {
+            for (si, src) in arr(&mut scratch, get(Some(vol), "projected"), "sources", &pp)
+                .iter()
+                .enumerate()
+            {
                 if get(Some(src), "serviceAccountToken").is_some() {
                     forbidden(
                         errs,
@@ -77,28 +91,52 @@ fn metadata_and_spec(errs: &mut Errs, obj: &Value) {
             if let Some(image) = get(Some(c), "image").and_then(Value::as_str)
                 && image.trim() != image
             {
-                invalid(errs, &sp.child(list).index(i).child("image"), image, "must not have leading or trailing whitespace");
+                invalid(
+                    errs,
+                    &sp.child(list).index(i).child("image"),
+                    image,
+                    "must not have leading or trailing whitespace",
+                );
             }
         }
     }
 }
 
 /// `ValidatePodSpecificAnnotations`.
-pub(crate) fn pod_specific_annotations(errs: &mut Errs, anns: Option<&[(&str, &str)]>, spec: J<'_>, p: &Path) {
+pub(crate) fn pod_specific_annotations(
+    errs: &mut Errs,
+    anns: Option<&[(&str, &str)]>,
+    spec: J<'_>,
+    p: &Path,
+) {
     let anns = anns.unwrap_or_default();
     let find = |k: &str| anns.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
     if let Some(v) = find("kubernetes.io/config.mirror")
-        && get(spec, "nodeName").and_then(Value::as_str).is_none_or(str::is_empty)
+        && get(spec, "nodeName")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
     {
-        invalid(errs, &p.key("kubernetes.io/config.mirror"), v, "must set spec.nodeName if mirror pod annotation is set");
+        invalid(
+            errs,
+            &p.key("kubernetes.io/config.mirror"),
+            v,
+            "must set spec.nodeName if mirror pod annotation is set",
+        );
     }
     if let Some(v) = find("controller.kubernetes.io/pod-deletion-cost")
         && v.parse::<i32>().is_err()
     {
-        invalid(errs, &p.key("controller.kubernetes.io/pod-deletion-cost"), v, "must be a 32bit integer");
+        invalid(
+            errs,
+            &p.key("controller.kubernetes.io/pod-deletion-cost"),
+            v,
+            "must be a 32bit integer",
+        );
     }
     for (k, v) in anns {
-        if *k == "seccomp.security.alpha.kubernetes.io/pod" || k.starts_with("container.seccomp.security.alpha.kubernetes.io/") {
+        if *k == "seccomp.security.alpha.kubernetes.io/pod"
+            || k.starts_with("container.seccomp.security.alpha.kubernetes.io/")
+        {
             let ok = matches!(*v, "runtime/default" | "docker/default" | "unconfined");
             if let Some(local) = v.strip_prefix("localhost/") {
                 local_descending_path(errs, local, &p.child(k));
@@ -107,16 +145,28 @@ pub(crate) fn pod_specific_annotations(errs: &mut Errs, anns: Option<&[(&str, &s
             }
         }
         if let Some(container) = k.strip_prefix("container.apparmor.security.beta.kubernetes.io/") {
-            let has = ["containers", "initContainers", "ephemeralContainers"].iter().any(|l| {
-                get(spec, l).and_then(Value::as_array).is_some_and(|cs| {
-                    cs.iter().any(|c| c.get("name").and_then(Value::as_str) == Some(container))
-                })
-            });
+            let has = ["containers", "initContainers", "ephemeralContainers"]
+                .iter()
+                .any(|l| {
+                    get(spec, l).and_then(Value::as_array).is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c.get("name").and_then(Value::as_str) == Some(container))
+                    })
+                });
             if !has {
                 invalid(errs, &p.key(k), container, "container not found");
             }
-            if !(v.is_empty() || *v == "runtime/default" || *v == "unconfined" || v.starts_with("localhost/")) {
-                invalid(errs, &p.key(k), *v, format!("invalid AppArmor profile name: {}", gorepr::quote(v)));
+            if !(v.is_empty()
+                || *v == "runtime/default"
+                || *v == "unconfined"
+                || v.starts_with("localhost/"))
+            {
+                invalid(
+                    errs,
+                    &p.key(k),
+                    *v,
+                    format!("invalid AppArmor profile name: {}", gorepr::quote(v)),
+                );
             }
         }
     }
@@ -134,7 +184,11 @@ pub(crate) fn pod_template_spec(errs: &mut Errs, tmpl: J<'_>, p: &Path) {
     pod_specific_annotations(errs, anns.as_deref(), spec, &p.child("annotations"));
     pod_spec(errs, spec, None, &p.child("spec"), Opts::default());
     if !arr(&mut Errs::new(), spec, "ephemeralContainers", p).is_empty() {
-        forbidden(errs, &p.child("spec").child("ephemeralContainers"), "ephemeral containers not allowed in pod template");
+        forbidden(
+            errs,
+            &p.child("spec").child("ephemeralContainers"),
+            "ephemeral containers not allowed in pod template",
+        );
     }
 }
 
@@ -147,11 +201,23 @@ pub(crate) fn pod_spec(errs: &mut Errs, spec: J<'_>, pod_name: Option<&str>, p: 
     if grace.is_none() {
         required(errs, &p.child("terminationGracePeriodSeconds"), "");
     }
-    let host_users = boolean(&mut Errs::new(), get(spec, "securityContext"), "hostUsers", p).unwrap_or(true);
+    let host_users = boolean(
+        &mut Errs::new(),
+        get(spec, "securityContext"),
+        "hostUsers",
+        p,
+    )
+    .unwrap_or(true);
     let vols = volumes(errs, spec, pod_name, p);
     let claim_names = resource_claims(errs, spec, p);
     let restart_policy = st0(errs, spec, "restartPolicy", p);
-    let ctx = Ctx { vols: &vols, claims: &claim_names, grace, restart_policy, host_users };
+    let ctx = Ctx {
+        vols: &vols,
+        claims: &claim_names,
+        grace,
+        restart_policy,
+        host_users,
+    };
     containers(errs, spec, &ctx, &p.child("containers"), p);
     init_containers(errs, spec, &ctx, &p.child("initContainers"), p);
     ephemeral_containers(errs, spec, &ctx, &p.child("ephemeralContainers"), p);
@@ -159,15 +225,23 @@ pub(crate) fn pod_spec(errs: &mut Errs, spec: J<'_>, pod_name: Option<&str>, p: 
     match restart_policy {
         "Always" | "OnFailure" | "Never" => {}
         "" => required(errs, &p.child("restartPolicy"), ""),
-        other => not_supported(errs, &p.child("restartPolicy"), other, &["Always", "OnFailure", "Never"]),
+        other => not_supported(
+            errs,
+            &p.child("restartPolicy"),
+            other,
+            &["Always", "OnFailure", "Never"],
+        ),
     }
     let dns_policy = st0(errs, spec, "dnsPolicy", p);
     match dns_policy {
         "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None" => {}
         "" => required(errs, &p.child("dnsPolicy"), ""),
-        other => {
-            not_supported(errs, &p.child("dnsPolicy"), other, &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"])
-        }
+        other => not_supported(
+            errs,
+            &p.child("dnsPolicy"),
+            other,
+            &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+        ),
     }
     let node_selector = str_map(errs, spec, "nodeSelector", p);
     validate_labels(errs, node_selector.as_deref(), &p.child("nodeSelector"));
@@ -200,7 +274,12 @@ pub(crate) fn pod_spec(errs: &mut Errs, spec: J<'_>, pod_name: Option<&str>, p: 
     if let Some(ads) = int(errs, spec, "activeDeadlineSeconds", p)
         && !(1..=MAX_INT32).contains(&ads)
     {
-        invalid(errs, &p.child("activeDeadlineSeconds"), ads, inclusive_range_error(1, MAX_INT32));
+        invalid(
+            errs,
+            &p.child("activeDeadlineSeconds"),
+            ads,
+            inclusive_range_error(1, MAX_INT32),
+        );
     }
     for key in ["hostname", "subdomain"] {
         if let Some(v) = st(errs, spec, key, p).filter(|s| !s.is_empty()) {
@@ -217,7 +296,10 @@ pub(crate) fn pod_spec(errs: &mut Errs, spec: J<'_>, pod_name: Option<&str>, p: 
         if let Some(m) = names::is_valid_ip(ip) {
             invalid(errs, &hp.child("ip"), ip, m);
         }
-        for (j, h) in str_list(errs, Some(ha), "hostnames", &hp).iter().enumerate() {
+        for (j, h) in str_list(errs, Some(ha), "hostnames", &hp)
+            .iter()
+            .enumerate()
+        {
             subdomain(errs, h, &hp.child("hostnames").index(j));
         }
     }
@@ -231,11 +313,21 @@ pub(crate) fn pod_spec(errs: &mut Errs, spec: J<'_>, pod_name: Option<&str>, p: 
         match pp {
             "PreemptLowerPriority" | "Never" => {}
             "" => required(errs, &p.child("preemptionPolicy"), ""),
-            other => not_supported(errs, &p.child("preemptionPolicy"), other, &["PreemptLowerPriority", "Never"]),
+            other => not_supported(
+                errs,
+                &p.child("preemptionPolicy"),
+                other,
+                &["PreemptLowerPriority", "Never"],
+            ),
         }
     }
     if let Some(overhead) = obj(errs, spec, "overhead", p) {
-        resource_list(errs, Some(overhead), &p.child("overhead").child("limits"), true);
+        resource_list(
+            errs,
+            Some(overhead),
+            &p.child("overhead").child("limits"),
+            true,
+        );
     }
     if let Some(os) = obj(errs, spec, "os", p) {
         let op = p.child("os");
@@ -320,12 +412,14 @@ fn volumes(errs: &mut Errs, spec: J<'_>, pod_name: Option<&str>, p: &Path) -> Vo
             duplicate(&mut el, &ip.child("name"), name);
         }
         if el.is_empty() {
-            let claimish = get(vol, "persistentVolumeClaim").is_some() || get(vol, "ephemeral").is_some();
+            let claimish =
+                get(vol, "persistentVolumeClaim").is_some() || get(vol, "ephemeral").is_some();
             out.insert(name.to_string(), claimish);
         } else {
             errs.extend(el);
         }
-        if let Some(claim) = get(get(vol, "persistentVolumeClaim"), "claimName").and_then(Value::as_str)
+        if let Some(claim) =
+            get(get(vol, "persistentVolumeClaim"), "claimName").and_then(Value::as_str)
             && created_pvcs.contains(claim)
         {
             invalid(
@@ -344,7 +438,11 @@ fn volume_source(errs: &mut Errs, vol: J<'_>, vol_name: &str, pod_name: Option<&
     for (key, dup_path) in VOLUME_SOURCES {
         let Some(src) = get(vol, key) else { continue };
         if count > 0 {
-            forbidden(errs, &p.child(dup_path), "may not specify more than 1 volume type");
+            forbidden(
+                errs,
+                &p.child(dup_path),
+                "may not specify more than 1 volume type",
+            );
             continue;
         }
         count += 1;
@@ -355,7 +453,11 @@ fn volume_source(errs: &mut Errs, vol: J<'_>, vol_name: &str, pod_name: Option<&
                 if let Some(limit) = get(src, "sizeLimit")
                     && Quantity::from_json(limit).is_ok_and(|q| q.is_negative())
                 {
-                    forbidden(errs, &sp.child("sizeLimit"), "SizeLimit field must be a valid resource quantity");
+                    forbidden(
+                        errs,
+                        &sp.child("sizeLimit"),
+                        "SizeLimit field must be a valid resource quantity",
+                    );
                 }
             }
             "hostPath" => host_path(errs, src, &sp),
@@ -380,10 +482,8 @@ fn volume_source(errs: &mut Errs, vol: J<'_>, vol_name: &str, pod_name: Option<&
                 file_mode(errs, src, "defaultMode", &sp);
                 key_to_paths(errs, src, &sp, None);
             }
-            "persistentVolumeClaim" => {
-                if st0(errs, src, "claimName", &sp).is_empty() {
-                    required(errs, &sp.child("claimName"), "");
-                }
+            "persistentVolumeClaim" if st0(errs, src, "claimName", &sp).is_empty() => {
+                required(errs, &sp.child("claimName"), "");
             }
             "nfs" => {
                 if st0(errs, src, "server", &sp).is_empty() {
@@ -421,7 +521,12 @@ fn volume_source(errs: &mut Errs, vol: J<'_>, vol_name: &str, pod_name: Option<&
                 {
                     let pvc = format!("{pod}-{vol_name}");
                     for m in names::is_dns1123_subdomain(&pvc) {
-                        invalid(errs, &p.child("name"), vol_name, format!("PVC name {}: {m}", gorepr::quote(&pvc)));
+                        invalid(
+                            errs,
+                            &p.child("name"),
+                            vol_name,
+                            format!("PVC name {}: {m}", gorepr::quote(&pvc)),
+                        );
                     }
                 }
             }
@@ -441,8 +546,16 @@ fn host_path(errs: &mut Errs, src: J<'_>, p: &Path) {
     }
     no_backsteps(errs, path, &p.child("path"));
     if let Some(t) = st(errs, src, "type", p) {
-        const TYPES: &[&str] =
-            &["", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket"];
+        const TYPES: &[&str] = &[
+            "",
+            "BlockDevice",
+            "CharDevice",
+            "Directory",
+            "DirectoryOrCreate",
+            "File",
+            "FileOrCreate",
+            "Socket",
+        ];
         if !TYPES.contains(&t) {
             not_supported(errs, &p.child("type"), t, TYPES);
         }
@@ -481,7 +594,12 @@ fn file_mode(errs: &mut Errs, v: J<'_>, key: &str, p: &Path) {
 }
 
 /// Items of a secret/configMap source; `paths` collects projected paths for duplicates.
-fn key_to_paths(errs: &mut Errs, src: J<'_>, p: &Path, mut paths: Option<(&mut HashSet<String>, &Path, &str)>) {
+fn key_to_paths(
+    errs: &mut Errs,
+    src: J<'_>,
+    p: &Path,
+    mut paths: Option<(&mut HashSet<String>, &Path, &str)>,
+) {
     for (i, kp) in arr(errs, src, "items", p).iter().enumerate() {
         let ip = p.child("items").index(i);
         let kp = Some(kp);
@@ -503,7 +621,13 @@ fn key_to_paths(errs: &mut Errs, src: J<'_>, p: &Path, mut paths: Option<(&mut H
     }
 }
 
-const VOLUME_FIELD_PATHS: &[&str] = &["metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace", "metadata.uid"];
+const VOLUME_FIELD_PATHS: &[&str] = &[
+    "metadata.annotations",
+    "metadata.labels",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+];
 const ENV_FIELD_PATHS: &[&str] = &[
     "metadata.name",
     "metadata.namespace",
@@ -515,8 +639,14 @@ const ENV_FIELD_PATHS: &[&str] = &[
     "status.podIP",
     "status.podIPs",
 ];
-const RESOURCE_FIELD_PATHS: &[&str] =
-    &["limits.cpu", "limits.ephemeral-storage", "limits.memory", "requests.cpu", "requests.ephemeral-storage", "requests.memory"];
+const RESOURCE_FIELD_PATHS: &[&str] = &[
+    "limits.cpu",
+    "limits.ephemeral-storage",
+    "limits.memory",
+    "requests.cpu",
+    "requests.ephemeral-storage",
+    "requests.memory",
+];
 
 fn downward_api_file(errs: &mut Errs, f: J<'_>, whole: &Path, p: &Path) {
     let path = st0(errs, f, "path", p);
@@ -527,14 +657,28 @@ fn downward_api_file(errs: &mut Errs, f: J<'_>, whole: &Path, p: &Path) {
     let field_ref = obj(errs, f, "fieldRef", p);
     let res_ref = obj(errs, f, "resourceFieldRef", p);
     if field_ref.is_some() {
-        object_field_selector(errs, field_ref, VOLUME_FIELD_PATHS, &whole.child("fieldRef"));
+        object_field_selector(
+            errs,
+            field_ref,
+            VOLUME_FIELD_PATHS,
+            &whole.child("fieldRef"),
+        );
         if res_ref.is_some() {
-            invalid(errs, whole, "resource", "fieldRef and resourceFieldRef can not be specified simultaneously");
+            invalid(
+                errs,
+                whole,
+                "resource",
+                "fieldRef and resourceFieldRef can not be specified simultaneously",
+            );
         }
     } else if res_ref.is_some() {
         resource_field_selector(errs, res_ref, &whole.child("resourceFieldRef"), true);
     } else {
-        required(errs, whole, "one of fieldRef and resourceFieldRef is required");
+        required(
+            errs,
+            whole,
+            "one of fieldRef and resourceFieldRef is required",
+        );
     }
     file_mode(errs, f, "mode", p);
 }
@@ -576,10 +720,20 @@ fn projected(errs: &mut Errs, src: J<'_>, p: &Path) {
             let t = Some(t);
             if let Some(exp) = int(errs, t, "expirationSeconds", &tp) {
                 if exp < 600 {
-                    invalid(errs, &tp.child("expirationSeconds"), exp, "may not specify a duration less than 10 minutes");
+                    invalid(
+                        errs,
+                        &tp.child("expirationSeconds"),
+                        exp,
+                        "may not specify a duration less than 10 minutes",
+                    );
                 }
                 if exp > 1 << 32 {
-                    invalid(errs, &tp.child("expirationSeconds"), exp, "may not specify a duration larger than 2^32 seconds");
+                    invalid(
+                        errs,
+                        &tp.child("expirationSeconds"),
+                        exp,
+                        "may not specify a duration larger than 2^32 seconds",
+                    );
                 }
             }
             let path = st0(errs, t, "path", &tp);
@@ -610,7 +764,12 @@ fn object_field_selector(errs: &mut Errs, fs: J<'_>, allowed: &[&str], p: &Path)
         return;
     }
     if api_version != "v1" {
-        invalid(errs, &p.child("fieldPath"), field_path, format!("error converting fieldPath: unsupported pod version: {api_version}"));
+        invalid(
+            errs,
+            &p.child("fieldPath"),
+            field_path,
+            format!("error converting fieldPath: unsupported pod version: {api_version}"),
+        );
         return;
     }
     let subscripted = field_path
@@ -625,7 +784,9 @@ fn object_field_selector(errs: &mut Errs, fs: J<'_>, allowed: &[&str], p: &Path)
                 errs,
                 &p.child("fieldPath"),
                 field_path,
-                format!("error converting fieldPath: field label does not support subscript: {field_path}"),
+                format!(
+                    "error converting fieldPath: field label does not support subscript: {field_path}"
+                ),
             ),
         }
         return;
@@ -648,10 +809,19 @@ fn object_field_selector(errs: &mut Errs, fs: J<'_>, allowed: &[&str], p: &Path)
         "spec.host",
     ];
     if !KNOWN.contains(&field_path) {
-        invalid(errs, &p.child("fieldPath"), field_path, format!("error converting fieldPath: field label not supported: {field_path}"));
+        invalid(
+            errs,
+            &p.child("fieldPath"),
+            field_path,
+            format!("error converting fieldPath: field label not supported: {field_path}"),
+        );
         return;
     }
-    let internal = if field_path == "spec.host" { "spec.nodeName" } else { field_path };
+    let internal = if field_path == "spec.host" {
+        "spec.nodeName"
+    } else {
+        field_path
+    };
     if !allowed.contains(&internal) {
         not_supported(errs, &p.child("fieldPath"), internal, allowed);
     }
@@ -670,29 +840,38 @@ fn resource_field_selector(errs: &mut Errs, fs: J<'_>, p: &Path, volume: bool) {
     {
         not_supported(errs, &p.child("resource"), resource, RESOURCE_FIELD_PATHS);
     }
-    let Some(divisor) = get(fs, "divisor").and_then(|d| Quantity::from_json(d).ok()) else { return };
+    let Some(divisor) = get(fs, "divisor").and_then(|d| Quantity::from_json(d).ok()) else {
+        return;
+    };
     if divisor.is_zero() {
         return;
     }
     let d = divisor.canonical();
-    const MEM: &[&str] = &["1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei"];
+    const MEM: &[&str] = &[
+        "1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei",
+    ];
     let dp = p.child("divisor");
     match resource {
-        "limits.cpu" | "requests.cpu" if !["1m", "1"].contains(&d.as_str()) => {
-            invalid(errs, &dp, resource, "only divisor's values 1m and 1 are supported with the cpu resource")
-        }
+        "limits.cpu" | "requests.cpu" if !["1m", "1"].contains(&d.as_str()) => invalid(
+            errs,
+            &dp,
+            resource,
+            "only divisor's values 1m and 1 are supported with the cpu resource",
+        ),
         "limits.memory" | "requests.memory" if !MEM.contains(&d.as_str()) => invalid(
             errs,
             &dp,
             resource,
             "only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the memory resource",
         ),
-        "limits.ephemeral-storage" | "requests.ephemeral-storage" if !MEM.contains(&d.as_str()) => invalid(
-            errs,
-            &dp,
-            resource,
-            "only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the local ephemeral storage resource",
-        ),
+        "limits.ephemeral-storage" | "requests.ephemeral-storage" if !MEM.contains(&d.as_str()) => {
+            invalid(
+                errs,
+                &dp,
+                resource,
+                "only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the local ephemeral storage resource",
+            )
+        }
         _ => {}
     }
 }
@@ -737,7 +916,11 @@ fn containers(errs: &mut Errs, spec: J<'_>, ctx: &Ctx<'_>, p: &Path, spec_path: 
         }
         probes(errs, c, ctx.grace, &cp);
         if get(c, "restartPolicy").is_some() {
-            forbidden(errs, &cp.child("restartPolicy"), "may not be set for non-init containers");
+            forbidden(
+                errs,
+                &cp.child("restartPolicy"),
+                "may not be set for non-init containers",
+            );
         }
     }
     host_port_conflicts(errs, list, p);
@@ -748,7 +931,10 @@ fn init_containers(errs: &mut Errs, spec: J<'_>, ctx: &Ctx<'_>, p: &Path, spec_p
         .iter()
         .filter_map(|c| c.get("name").and_then(Value::as_str))
         .collect();
-    for (i, c) in arr(errs, spec, "initContainers", spec_path).iter().enumerate() {
+    for (i, c) in arr(errs, spec, "initContainers", spec_path)
+        .iter()
+        .enumerate()
+    {
         let cp = p.index(i);
         let cv = Some(c);
         container_common(errs, cv, ctx, &cp);
@@ -772,14 +958,30 @@ fn init_containers(errs: &mut Errs, spec: J<'_>, ctx: &Ctx<'_>, p: &Path, spec_p
             }
             probes(errs, cv, ctx.grace, &cp);
         } else {
-            for key in ["lifecycle", "livenessProbe", "readinessProbe", "startupProbe"] {
+            for key in [
+                "lifecycle",
+                "livenessProbe",
+                "readinessProbe",
+                "startupProbe",
+            ] {
                 if get(cv, key).is_some() {
-                    forbidden(errs, &cp.child(key), "may not be set for init containers without restartPolicy=Always");
+                    forbidden(
+                        errs,
+                        &cp.child(key),
+                        "may not be set for init containers without restartPolicy=Always",
+                    );
                 }
             }
         }
-        if let Some(rp) = get(cv, "resizePolicy").filter(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
-            invalid_raw(errs, &cp.child("resizePolicy"), resize_policy_repr(rp), "must not be set for init containers");
+        if let Some(rp) =
+            get(cv, "resizePolicy").filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+        {
+            invalid_raw(
+                errs,
+                &cp.child("resizePolicy"),
+                resize_policy_repr(rp),
+                "must not be set for init containers",
+            );
         }
     }
 }
@@ -803,8 +1005,16 @@ fn resize_policy_repr(v: &Value) -> String {
     format!("[]core.ContainerResizePolicy{{{items}}}")
 }
 
-const EPHEMERAL_FORBIDDEN: &[&str] =
-    &["ports", "resources", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "resizePolicy", "restartPolicy"];
+const EPHEMERAL_FORBIDDEN: &[&str] = &[
+    "ports",
+    "resources",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+    "resizePolicy",
+    "restartPolicy",
+];
 
 fn ephemeral_containers(errs: &mut Errs, spec: J<'_>, ctx: &Ctx<'_>, p: &Path, spec_path: &Path) {
     let list = arr(errs, spec, "ephemeralContainers", spec_path);
@@ -814,7 +1024,11 @@ fn ephemeral_containers(errs: &mut Errs, spec: J<'_>, ctx: &Ctx<'_>, p: &Path, s
     let mut scratch = Errs::new();
     let mut others: HashSet<&str> = HashSet::new();
     for l in ["containers", "initContainers"] {
-        others.extend(arr(&mut scratch, spec, l, spec_path).iter().filter_map(|c| c.get("name").and_then(Value::as_str)));
+        others.extend(
+            arr(&mut scratch, spec, l, spec_path)
+                .iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str)),
+        );
     }
     let mut all = others.clone();
     for (i, c) in list.iter().enumerate() {
@@ -824,7 +1038,12 @@ fn ephemeral_containers(errs: &mut Errs, spec: J<'_>, ctx: &Ctx<'_>, p: &Path, s
         if let Some(image) = get(c, "image").and_then(Value::as_str)
             && image.trim() != image
         {
-            invalid(errs, &cp.child("image"), image, "must not have leading or trailing whitespace");
+            invalid(
+                errs,
+                &cp.child("image"),
+                image,
+                "must not have leading or trailing whitespace",
+            );
         }
         let name = get(c, "name").and_then(Value::as_str).unwrap_or("");
         if all.contains(name) {
@@ -846,13 +1065,25 @@ fn ephemeral_containers(errs: &mut Errs, spec: J<'_>, ctx: &Ctx<'_>, p: &Path, s
                 Some(_) => true,
             };
             if set {
-                forbidden(errs, &cp.child(key), "cannot be set for an Ephemeral Container");
+                forbidden(
+                    errs,
+                    &cp.child(key),
+                    "cannot be set for an Ephemeral Container",
+                );
             }
         }
         for (j, vm) in arr(&mut scratch, c, "volumeMounts", &cp).iter().enumerate() {
             for key in ["subPath", "subPathExpr"] {
-                if vm.get(key).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-                    forbidden(errs, &cp.child("volumeMounts").index(j).child(key), "cannot be set for an Ephemeral Container");
+                if vm
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
+                {
+                    forbidden(
+                        errs,
+                        &cp.child("volumeMounts").index(j).child(key),
+                        "cannot be set for an Ephemeral Container",
+                    );
                 }
             }
         }
@@ -862,7 +1093,9 @@ fn ephemeral_containers(errs: &mut Errs, spec: J<'_>, ctx: &Ctx<'_>, p: &Path, s
 fn host_port_conflicts(errs: &mut Errs, list: &[Value], p: &Path) {
     let mut seen = HashSet::new();
     for (ci, c) in list.iter().enumerate() {
-        let Some(ports) = c.get("ports").and_then(Value::as_array) else { continue };
+        let Some(ports) = c.get("ports").and_then(Value::as_array) else {
+            continue;
+        };
         for (pi, port) in ports.iter().enumerate() {
             let hp = port.get("hostPort").and_then(Value::as_i64).unwrap_or(0);
             if hp == 0 {
@@ -874,7 +1107,11 @@ fn host_port_conflicts(errs: &mut Errs, list: &[Value], p: &Path) {
                 port.get("hostIP").and_then(Value::as_str).unwrap_or("")
             );
             if !seen.insert(key.clone()) {
-                duplicate(errs, &p.index(ci).child("ports").index(pi).child("hostPort"), key);
+                duplicate(
+                    errs,
+                    &p.index(ci).child("ports").index(pi).child("hostPort"),
+                    key,
+                );
             }
         }
     }
@@ -894,7 +1131,12 @@ fn container_common(errs: &mut Errs, c: J<'_>, ctx: &Ctx<'_>, p: &Path) {
     match st0(errs, c, "terminationMessagePolicy", p) {
         "File" | "FallbackToLogsOnError" => {}
         "" => required(errs, &p.child("terminationMessagePolicy"), ""),
-        other => not_supported(errs, &p.child("terminationMessagePolicy"), other, &["File", "FallbackToLogsOnError"]),
+        other => not_supported(
+            errs,
+            &p.child("terminationMessagePolicy"),
+            other,
+            &["File", "FallbackToLogsOnError"],
+        ),
     }
     container_ports(errs, c, p);
     env(errs, c, p);
@@ -906,7 +1148,12 @@ fn container_common(errs: &mut Errs, c: J<'_>, ctx: &Ctx<'_>, p: &Path) {
     match st0(errs, c, "imagePullPolicy", p) {
         "Always" | "IfNotPresent" | "Never" => {}
         "" => required(errs, &p.child("imagePullPolicy"), ""),
-        other => not_supported(errs, &p.child("imagePullPolicy"), other, &["Always", "IfNotPresent", "Never"]),
+        other => not_supported(
+            errs,
+            &p.child("imagePullPolicy"),
+            other,
+            &["Always", "IfNotPresent", "Never"],
+        ),
     }
     let res = obj(errs, c, "resources", p);
     resource_requirements(errs, res, ctx.claims, &p.child("resources"));
@@ -966,9 +1213,16 @@ fn env(errs: &mut Errs, c: J<'_>, p: &Path) {
         if name.is_empty() {
             required(errs, &ip.child("name"), "");
         } else {
-            each_invalid(errs, &ip.child("name"), name, names::is_relaxed_env_var_name(name));
+            each_invalid(
+                errs,
+                &ip.child("name"),
+                name,
+                names::is_relaxed_env_var_name(name),
+            );
         }
-        let Some(vf) = obj(errs, e, "valueFrom", &ip) else { continue };
+        let Some(vf) = obj(errs, e, "valueFrom", &ip) else {
+            continue;
+        };
         let vp = ip.child("valueFrom");
         let vf = Some(vf);
         let mut n = 0;
@@ -996,11 +1250,26 @@ fn env(errs: &mut Errs, c: J<'_>, p: &Path) {
         }
         let value = get(e, "value").and_then(Value::as_str).unwrap_or("");
         if n == 0 {
-            invalid(errs, &vp, "", "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`");
+            invalid(
+                errs,
+                &vp,
+                "",
+                "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
+            );
         } else if !value.is_empty() {
-            invalid(errs, &vp, "", "may not be specified when `value` is not empty");
+            invalid(
+                errs,
+                &vp,
+                "",
+                "may not be specified when `value` is not empty",
+            );
         } else if n > 1 {
-            invalid(errs, &vp, "", "may not have more than one field specified at a time");
+            invalid(
+                errs,
+                &vp,
+                "",
+                "may not have more than one field specified at a time",
+            );
         }
     }
 }
@@ -1011,7 +1280,12 @@ fn env_from(errs: &mut Errs, c: J<'_>, p: &Path) {
         let ip = ep.index(i);
         let e = Some(e);
         if let Some(prefix) = st(errs, e, "prefix", &ip).filter(|s| !s.is_empty()) {
-            each_invalid(errs, &ip.child("prefix"), prefix, names::is_relaxed_env_var_name(prefix));
+            each_invalid(
+                errs,
+                &ip.child("prefix"),
+                prefix,
+                names::is_relaxed_env_var_name(prefix),
+            );
         }
         let mut n = 0;
         for key in ["configMapRef", "secretRef"] {
@@ -1022,22 +1296,51 @@ fn env_from(errs: &mut Errs, c: J<'_>, p: &Path) {
                 if name.is_empty() {
                     required(errs, &rp.child("name"), "");
                 } else {
-                    each_invalid(errs, &rp.child("name"), name, names::name_is_dns_subdomain(name, true));
+                    each_invalid(
+                        errs,
+                        &rp.child("name"),
+                        name,
+                        names::name_is_dns_subdomain(name, true),
+                    );
                 }
             }
         }
         if n == 0 {
-            invalid(errs, &ep, "", "must specify one of: `configMapRef` or `secretRef`");
+            invalid(
+                errs,
+                &ep,
+                "",
+                "must specify one of: `configMapRef` or `secretRef`",
+            );
         } else if n > 1 {
-            invalid(errs, &ep, "", "may not have more than one field specified at a time");
+            invalid(
+                errs,
+                &ep,
+                "",
+                "may not have more than one field specified at a time",
+            );
         }
     }
 }
 
-fn volume_mounts(errs: &mut Errs, mounts: &[Value], devices: &[Value], vols: &Volumes, c: J<'_>, p: &Path) {
-    let device_names: Vec<&str> = devices.iter().filter_map(|d| d.get("name").and_then(Value::as_str)).collect();
-    let device_paths: Vec<&str> = devices.iter().filter_map(|d| d.get("devicePath").and_then(Value::as_str)).collect();
-    let privileged = get(get(c, "securityContext"), "privileged").and_then(Value::as_bool) == Some(true);
+fn volume_mounts(
+    errs: &mut Errs,
+    mounts: &[Value],
+    devices: &[Value],
+    vols: &Volumes,
+    c: J<'_>,
+    p: &Path,
+) {
+    let device_names: Vec<&str> = devices
+        .iter()
+        .filter_map(|d| d.get("name").and_then(Value::as_str))
+        .collect();
+    let device_paths: Vec<&str> = devices
+        .iter()
+        .filter_map(|d| d.get("devicePath").and_then(Value::as_str))
+        .collect();
+    let privileged =
+        get(get(c, "securityContext"), "privileged").and_then(Value::as_bool) == Some(true);
     let mut points = HashSet::new();
     for (i, m) in mounts.iter().enumerate() {
         let ip = p.index(i);
@@ -1057,10 +1360,20 @@ fn volume_mounts(errs: &mut Errs, mounts: &[Value], devices: &[Value], vols: &Vo
             invalid(errs, &ip.child("mountPath"), mount_path, "must be unique");
         }
         if device_names.contains(&name) {
-            invalid(errs, &ip.child("name"), name, "must not already exist in volumeDevices");
+            invalid(
+                errs,
+                &ip.child("name"),
+                name,
+                "must not already exist in volumeDevices",
+            );
         }
         if device_paths.contains(&mount_path) {
-            invalid(errs, &ip.child("mountPath"), mount_path, "must not already exist as a path in volumeDevices");
+            invalid(
+                errs,
+                &ip.child("mountPath"),
+                mount_path,
+                "must not already exist as a path in volumeDevices",
+            );
         }
         let sub = st0(errs, m, "subPath", &ip);
         if !sub.is_empty() {
@@ -1069,7 +1382,12 @@ fn volume_mounts(errs: &mut Errs, mounts: &[Value], devices: &[Value], vols: &Vo
         let sub_expr = st0(errs, m, "subPathExpr", &ip);
         if !sub_expr.is_empty() {
             if !sub.is_empty() {
-                invalid(errs, &ip.child("subPathExpr"), sub_expr, "subPathExpr and subPath are mutually exclusive");
+                invalid(
+                    errs,
+                    &ip.child("subPathExpr"),
+                    sub_expr,
+                    "subPathExpr and subPath are mutually exclusive",
+                );
             }
             local_descending_path(errs, sub_expr, &p.child("subPathExpr"));
         }
@@ -1080,7 +1398,11 @@ fn volume_mounts(errs: &mut Errs, mounts: &[Value], devices: &[Value], vols: &Vo
                 not_supported(errs, &pp, mp, &["Bidirectional", "HostToContainer", "None"]);
             }
             if mp == "Bidirectional" && !privileged {
-                forbidden(errs, &pp, "Bidirectional mount propagation is available only to privileged containers");
+                forbidden(
+                    errs,
+                    &pp,
+                    "Bidirectional mount propagation is available only to privileged containers",
+                );
             }
         }
         if let Some(rro) = st(errs, m, "recursiveReadOnly", &ip) {
@@ -1092,7 +1414,11 @@ fn volume_mounts(errs: &mut Errs, mounts: &[Value], devices: &[Value], vols: &Vo
                         forbidden(errs, &rp, "may only be specified when readOnly is true");
                     }
                     if propagation.is_some_and(|p| p != "None") {
-                        forbidden(errs, &rp, "may only be specified when mountPropagation is None or not specified");
+                        forbidden(
+                            errs,
+                            &rp,
+                            "may only be specified when mountPropagation is None or not specified",
+                        );
                     }
                 }
                 other => not_supported(errs, &rp, other, &["Disabled", "Enabled", "IfPossible"]),
@@ -1102,8 +1428,14 @@ fn volume_mounts(errs: &mut Errs, mounts: &[Value], devices: &[Value], vols: &Vo
 }
 
 fn volume_devices(errs: &mut Errs, devices: &[Value], mounts: &[Value], vols: &Volumes, p: &Path) {
-    let mount_names: Vec<&str> = mounts.iter().filter_map(|m| m.get("name").and_then(Value::as_str)).collect();
-    let mount_paths: Vec<&str> = mounts.iter().filter_map(|m| m.get("mountPath").and_then(Value::as_str)).collect();
+    let mount_names: Vec<&str> = mounts
+        .iter()
+        .filter_map(|m| m.get("name").and_then(Value::as_str))
+        .collect();
+    let mount_paths: Vec<&str> = mounts
+        .iter()
+        .filter_map(|m| m.get("mountPath").and_then(Value::as_str))
+        .collect();
     let mut paths = HashSet::new();
     let mut dev_names = HashSet::new();
     for (i, d) in devices.iter().enumerate() {
@@ -1134,15 +1466,30 @@ fn volume_devices(errs: &mut Errs, devices: &[Value], mounts: &[Value], vols: &V
             invalid(errs, &ip.child("devicePath"), path, "must be unique");
         }
         if !path.is_empty() && path.split('/').any(|s| s == "..") {
-            invalid(errs, &ip.child("devicePath"), path, "can not contain backsteps ('..')");
+            invalid(
+                errs,
+                &ip.child("devicePath"),
+                path,
+                "can not contain backsteps ('..')",
+            );
         } else {
             paths.insert(path);
         }
         if mount_names.contains(&name) {
-            invalid(errs, &ip.child("name"), name, "must not already exist in volumeMounts");
+            invalid(
+                errs,
+                &ip.child("name"),
+                name,
+                "must not already exist in volumeMounts",
+            );
         }
         if mount_paths.contains(&path) {
-            invalid(errs, &ip.child("devicePath"), path, "must not already exist as a path in volumeMounts");
+            invalid(
+                errs,
+                &ip.child("devicePath"),
+                path,
+                "must not already exist as a path in volumeMounts",
+            );
         }
         if !name.is_empty() {
             dev_names.insert(name);
@@ -1171,7 +1518,12 @@ fn resize_policy(errs: &mut Errs, c: J<'_>, restart_policy: &str, p: &Path) {
             other => not_supported(errs, &rp, other, &["NotRequired", "RestartContainer"]),
         }
         if restart_policy == "Never" && policy != "NotRequired" {
-            invalid(errs, &rp, policy, "must be 'NotRequired' when `restartPolicy` is 'Never'");
+            invalid(
+                errs,
+                &rp,
+                policy,
+                "must be 'NotRequired' when `restartPolicy` is 'Never'",
+            );
         }
     }
 }
@@ -1211,7 +1563,9 @@ fn is_native(name: &str) -> bool {
 }
 
 fn is_extended(name: &str) -> bool {
-    !is_native(name) && !name.starts_with("requests.") && names::is_qualified_name(&format!("requests.{name}")).is_empty()
+    !is_native(name)
+        && !name.starts_with("requests.")
+        && names::is_qualified_name(&format!("requests.{name}")).is_empty()
 }
 
 fn overcommit_allowed(name: &str) -> bool {
@@ -1241,7 +1595,12 @@ pub(crate) fn resource_name(errs: &mut Errs, name: &str, p: &Path) -> bool {
         return false;
     }
     if !name.contains('/') && !STANDARD_RESOURCES.contains(&name) && !is_huge_pages(name) {
-        invalid(errs, p, name, "must be a standard resource type or fully qualified");
+        invalid(
+            errs,
+            p,
+            name,
+            "must be a standard resource type or fully qualified",
+        );
         return false;
     }
     true
@@ -1254,7 +1613,12 @@ fn container_resource_name(errs: &mut Errs, name: &str, p: &Path) {
             invalid(errs, p, name, "must be a standard resource for containers");
         }
     } else if !is_native(name) && !is_extended(name) {
-        invalid(errs, p, name, "doesn't follow extended resource name standard");
+        invalid(
+            errs,
+            p,
+            name,
+            "doesn't follow extended resource name standard",
+        );
     }
 }
 
@@ -1297,18 +1661,36 @@ fn resource_list(errs: &mut Errs, list: J<'_>, p: &Path, container: bool) {
 }
 
 fn huge_page_value(errs: &mut Errs, name: &str, q: &Quantity, p: &Path) {
-    let Some(size) = name.strip_prefix("hugepages-").and_then(|s| Quantity::parse(s).ok()) else { return };
+    let Some(size) = name
+        .strip_prefix("hugepages-")
+        .and_then(|s| Quantity::parse(s).ok())
+    else {
+        return;
+    };
     if size.is_zero() || size.is_negative() {
         return;
     }
     let (qm, sm) = (q.milli_value(), size.milli_value());
     if sm == 0 || qm % sm != 0 {
-        invalid(errs, p, q.canonical(), format!("{} is not positive integer multiple of {name}", q.canonical()));
+        invalid(
+            errs,
+            p,
+            q.canonical(),
+            format!(
+                "{} is not positive integer multiple of {name}",
+                q.canonical()
+            ),
+        );
     }
 }
 
 /// `ValidateResourceRequirements`.
-pub(crate) fn resource_requirements(errs: &mut Errs, req: J<'_>, claims: &BTreeSet<String>, p: &Path) {
+pub(crate) fn resource_requirements(
+    errs: &mut Errs,
+    req: J<'_>,
+    claims: &BTreeSet<String>,
+    p: &Path,
+) {
     let lim_path = p.child("limits");
     let req_path = p.child("requests");
     let lim_obj = obj(errs, req, "limits", p);
@@ -1335,18 +1717,30 @@ pub(crate) fn resource_requirements(errs: &mut Errs, req: J<'_>, claims: &BTreeS
         match limits.iter().find(|(n, _)| n == name) {
             Some((_, limit)) => {
                 if q != limit && !overcommit_allowed(name) {
-                    invalid(errs, &req_path, q.canonical(), format!("must be equal to {name} limit of {}", limit.canonical()));
+                    invalid(
+                        errs,
+                        &req_path,
+                        q.canonical(),
+                        format!("must be equal to {name} limit of {}", limit.canonical()),
+                    );
                 } else if q > limit {
                     invalid(
                         errs,
                         &req_path,
                         q.canonical(),
-                        format!("must be less than or equal to {name} limit of {}", limit.canonical()),
+                        format!(
+                            "must be less than or equal to {name} limit of {}",
+                            limit.canonical()
+                        ),
                     );
                 }
             }
             None if !overcommit_allowed(name) => {
-                required(errs, &lim_path, "Limit must be set for non overcommitable resources");
+                required(
+                    errs,
+                    &lim_path,
+                    "Limit must be set for non overcommitable resources",
+                );
             }
             None => {}
         }
@@ -1376,7 +1770,11 @@ pub(crate) fn resource_requirements(errs: &mut Errs, req: J<'_>, claims: &BTreeS
             } else {
                 format!(
                     "must be one of the names in pod.spec.resourceClaims: {}",
-                    claims.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+                    claims
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             };
             not_found(errs, &cp.index(i), name, &detail);
@@ -1389,11 +1787,19 @@ pub(crate) fn resource_requirements(errs: &mut Errs, req: J<'_>, claims: &BTreeS
 
 fn probes(errs: &mut Errs, c: J<'_>, grace: Option<i64>, p: &Path) {
     for key in ["livenessProbe", "readinessProbe", "startupProbe"] {
-        let Some(probe) = obj(errs, c, key, p) else { continue };
+        let Some(probe) = obj(errs, c, key, p) else {
+            continue;
+        };
         let pp = p.child(key);
         let probe = Some(probe);
         handler(errs, probe, grace, &pp, false);
-        for f in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"] {
+        for f in [
+            "initialDelaySeconds",
+            "timeoutSeconds",
+            "periodSeconds",
+            "successThreshold",
+            "failureThreshold",
+        ] {
             if let Some(v) = int(errs, probe, f, &pp) {
                 nonneg(errs, &pp.child(f), v);
             }
@@ -1402,14 +1808,26 @@ fn probes(errs: &mut Errs, c: J<'_>, grace: Option<i64>, p: &Path) {
         if let Some(t) = tgps
             && t <= 0
         {
-            invalid(errs, &pp.child("terminationGracePeriodSeconds"), t, "must be greater than 0");
+            invalid(
+                errs,
+                &pp.child("terminationGracePeriodSeconds"),
+                t,
+                "must be greater than 0",
+            );
         }
         if key == "readinessProbe" {
             if let Some(t) = tgps {
-                invalid(errs, &pp.child("terminationGracePeriodSeconds"), t, "must not be set for readinessProbes");
+                invalid(
+                    errs,
+                    &pp.child("terminationGracePeriodSeconds"),
+                    t,
+                    "must not be set for readinessProbes",
+                );
             }
         } else {
-            let st = get(probe, "successThreshold").and_then(Value::as_i64).unwrap_or(0);
+            let st = get(probe, "successThreshold")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             if st != 1 {
                 invalid(errs, &pp.child("successThreshold"), st, "must be 1");
             }
@@ -1426,7 +1844,11 @@ fn lifecycle(errs: &mut Errs, lc: J<'_>, grace: Option<i64>, p: &Path) {
 }
 
 fn handler(errs: &mut Errs, h: J<'_>, grace: Option<i64>, p: &Path, lifecycle_handler: bool) {
-    let kinds: &[&str] = if lifecycle_handler { &["exec", "httpGet", "tcpSocket", "sleep"] } else { &["exec", "httpGet", "tcpSocket", "grpc"] };
+    let kinds: &[&str] = if lifecycle_handler {
+        &["exec", "httpGet", "tcpSocket", "sleep"]
+    } else {
+        &["exec", "httpGet", "tcpSocket", "grpc"]
+    };
     let mut n = 0;
     for kind in kinds {
         let Some(x) = get(h, kind) else { continue };
@@ -1438,10 +1860,8 @@ fn handler(errs: &mut Errs, h: J<'_>, grace: Option<i64>, p: &Path, lifecycle_ha
         n += 1;
         let x = Some(x);
         match *kind {
-            "exec" => {
-                if arr(errs, x, "command", &kp).is_empty() {
-                    required(errs, &kp.child("command"), "");
-                }
+            "exec" if arr(errs, x, "command", &kp).is_empty() => {
+                required(errs, &kp.child("command"), "");
             }
             "httpGet" => {
                 if st0(errs, x, "path", &kp).is_empty() {
@@ -1454,7 +1874,12 @@ fn handler(errs: &mut Errs, h: J<'_>, grace: Option<i64>, p: &Path, lifecycle_ha
                 }
                 for hdr in arr(errs, x, "httpHeaders", &kp) {
                     let name = hdr.get("name").and_then(Value::as_str).unwrap_or("");
-                    each_invalid(errs, &kp.child("httpHeaders"), name, names::is_http_header_name(name));
+                    each_invalid(
+                        errs,
+                        &kp.child("httpHeaders"),
+                        name,
+                        names::is_http_header_name(name),
+                    );
                 }
             }
             "tcpSocket" => port_num_or_name(errs, get(x, "port"), &kp.child("port")),
@@ -1472,7 +1897,9 @@ fn handler(errs: &mut Errs, h: J<'_>, grace: Option<i64>, p: &Path, lifecycle_ha
                         errs,
                         &kp,
                         secs,
-                        format!("must be non-negative and less than terminationGracePeriodSeconds ({g})"),
+                        format!(
+                            "must be non-negative and less than terminationGracePeriodSeconds ({g})"
+                        ),
                     );
                 }
             }
@@ -1516,50 +1943,98 @@ fn id_range(errs: &mut Errs, v: J<'_>, key: &str, p: &Path) {
 }
 
 fn seccomp_profile(errs: &mut Errs, sc: J<'_>, p: &Path) {
-    let Some(sp) = obj(errs, sc, "seccompProfile", p) else { return };
+    let Some(sp) = obj(errs, sc, "seccompProfile", p) else {
+        return;
+    };
     let pp = p.child("seccompProfile");
     let sp = Some(sp);
     let t = st0(errs, sp, "type", &pp);
     match t {
         "Localhost" | "RuntimeDefault" | "Unconfined" => {}
-        "" => required(errs, &pp.child("type"), "type is required when seccompProfile is set"),
-        other => not_supported(errs, &pp.child("type"), other, &["Localhost", "RuntimeDefault", "Unconfined"]),
+        "" => required(
+            errs,
+            &pp.child("type"),
+            "type is required when seccompProfile is set",
+        ),
+        other => not_supported(
+            errs,
+            &pp.child("type"),
+            other,
+            &["Localhost", "RuntimeDefault", "Unconfined"],
+        ),
     }
     let local = st(errs, sp, "localhostProfile", &pp);
     if t == "Localhost" {
         match local {
-            None => required(errs, &pp.child("localhostProfile"), "must be set when seccomp type is Localhost"),
+            None => required(
+                errs,
+                &pp.child("localhostProfile"),
+                "must be set when seccomp type is Localhost",
+            ),
             Some(l) => local_descending_path(errs, l, &pp.child("localhostProfile")),
         }
     } else if local.is_some() {
         invalid_raw(
             errs,
             &pp.child("localhostProfile"),
-            format!("core.SeccompProfile{{Type:{}, LocalhostProfile:{}}}", gorepr::quote(t), gorepr::pointer("string", true)),
+            format!(
+                "core.SeccompProfile{{Type:{}, LocalhostProfile:{}}}",
+                gorepr::quote(t),
+                gorepr::pointer("string", true)
+            ),
             "can only be set when seccomp type is Localhost",
         );
     }
 }
 
 fn apparmor_profile(errs: &mut Errs, sc: J<'_>, p: &Path) {
-    let Some(ap) = obj(errs, sc, "appArmorProfile", p) else { return };
+    let Some(ap) = obj(errs, sc, "appArmorProfile", p) else {
+        return;
+    };
     let pp = p.child("appArmorProfile");
     let ap = Some(ap);
     let local = st(errs, ap, "localhostProfile", &pp);
     match st0(errs, ap, "type", &pp) {
         "Localhost" => match local {
-            None => required(errs, &pp.child("localhostProfile"), "must be set when AppArmor type is Localhost"),
-            Some(l) if l.trim() != l => invalid(errs, &pp.child("localhostProfile"), l, "must not be padded with whitespace"),
-            Some("") => required(errs, &pp.child("localhostProfile"), "must be set when AppArmor type is Localhost"),
+            None => required(
+                errs,
+                &pp.child("localhostProfile"),
+                "must be set when AppArmor type is Localhost",
+            ),
+            Some(l) if l.trim() != l => invalid(
+                errs,
+                &pp.child("localhostProfile"),
+                l,
+                "must not be padded with whitespace",
+            ),
+            Some("") => required(
+                errs,
+                &pp.child("localhostProfile"),
+                "must be set when AppArmor type is Localhost",
+            ),
             Some(_) => {}
         },
         "RuntimeDefault" | "Unconfined" => {
             if let Some(l) = local {
-                invalid(errs, &pp.child("localhostProfile"), l, "can only be set when AppArmor type is Localhost");
+                invalid(
+                    errs,
+                    &pp.child("localhostProfile"),
+                    l,
+                    "can only be set when AppArmor type is Localhost",
+                );
             }
         }
-        "" => required(errs, &pp.child("type"), "type is required when appArmorProfile is set"),
-        other => not_supported(errs, &pp.child("type"), other, &["Localhost", "RuntimeDefault", "Unconfined"]),
+        "" => required(
+            errs,
+            &pp.child("type"),
+            "type is required when appArmorProfile is set",
+        ),
+        other => not_supported(
+            errs,
+            &pp.child("type"),
+            other,
+            &["Localhost", "RuntimeDefault", "Unconfined"],
+        ),
     }
 }
 
@@ -1575,15 +2050,30 @@ fn security_context(errs: &mut Errs, sc: J<'_>, host_users: bool, p: &Path) {
             not_supported(errs, &p.child("procMount"), pm, &["Default", "Unmasked"]);
         }
         if host_users && pm == "Unmasked" {
-            invalid(errs, &p.child("procMount"), pm, "`hostUsers` must be false to use `Unmasked`");
+            invalid(
+                errs,
+                &p.child("procMount"),
+                pm,
+                "`hostUsers` must be false to use `Unmasked`",
+            );
         }
     }
     seccomp_profile(errs, sc, p);
     if boolean(errs, sc, "allowPrivilegeEscalation", p) == Some(false) {
         if privileged == Some(true) {
-            invalid_raw(errs, p, "&core.SecurityContext{...}", "cannot set `allowPrivilegeEscalation` to false and `privileged` to true");
+            invalid_raw(
+                errs,
+                p,
+                "&core.SecurityContext{...}",
+                "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+            );
         }
-        let adds = str_list(errs, get(sc, "capabilities"), "add", &p.child("capabilities"));
+        let adds = str_list(
+            errs,
+            get(sc, "capabilities"),
+            "add",
+            &p.child("capabilities"),
+        );
         if adds.contains(&"CAP_SYS_ADMIN") {
             invalid_raw(
                 errs,
@@ -1597,7 +2087,9 @@ fn security_context(errs: &mut Errs, sc: J<'_>, host_users: bool, p: &Path) {
 }
 
 fn pod_security_context(errs: &mut Errs, spec: J<'_>, spec_path: &Path) {
-    let Some(sc) = obj(errs, spec, "securityContext", spec_path) else { return };
+    let Some(sc) = obj(errs, spec, "securityContext", spec_path) else {
+        return;
+    };
     let p = spec_path.child("securityContext");
     let sc = Some(sc);
     id_range(errs, sc, "fsGroup", &p);
@@ -1605,22 +2097,40 @@ fn pod_security_context(errs: &mut Errs, spec: J<'_>, spec_path: &Path) {
     id_range(errs, sc, "runAsGroup", &p);
     for (i, g) in arr(errs, sc, "supplementalGroups", &p).iter().enumerate() {
         match g.as_i64() {
-            Some(id) if !(0..=MAX_INT32).contains(&id) => {
-                invalid(errs, &p.child("supplementalGroups").index(i), id, inclusive_range_error(0, MAX_INT32))
-            }
+            Some(id) if !(0..=MAX_INT32).contains(&id) => invalid(
+                errs,
+                &p.child("supplementalGroups").index(i),
+                id,
+                inclusive_range_error(0, MAX_INT32),
+            ),
             Some(_) => {}
-            None => invalid(errs, &p.child("supplementalGroups").index(i), g.clone(), "must be an integer"),
+            None => invalid(
+                errs,
+                &p.child("supplementalGroups").index(i),
+                g.clone(),
+                "must be an integer",
+            ),
         }
     }
     let host_pid = get(spec, "hostPID").and_then(Value::as_bool) == Some(true);
     if boolean(errs, sc, "shareProcessNamespace", spec_path).unwrap_or(false) && host_pid {
-        invalid(errs, &p.child("shareProcessNamespace"), true, "ShareProcessNamespace and HostPID cannot both be enabled");
+        invalid(
+            errs,
+            &p.child("shareProcessNamespace"),
+            true,
+            "ShareProcessNamespace and HostPID cannot both be enabled",
+        );
     }
     if let Some(policy) = st(errs, sc, "fsGroupChangePolicy", &p)
         && policy != "Always"
         && policy != "OnRootMismatch"
     {
-        not_supported(errs, &p.child("fsGroupChangePolicy"), policy, &["Always", "OnRootMismatch"]);
+        not_supported(
+            errs,
+            &p.child("fsGroupChangePolicy"),
+            policy,
+            &["Always", "OnRootMismatch"],
+        );
     }
     seccomp_profile(errs, sc, &p);
     apparmor_profile(errs, sc, &p);
@@ -1628,7 +2138,12 @@ fn pod_security_context(errs: &mut Errs, spec: J<'_>, spec_path: &Path) {
         && policy != "Merge"
         && policy != "Strict"
     {
-        not_supported(errs, &p.child("supplementalGroupsPolicy"), policy, &["Merge", "Strict"]);
+        not_supported(
+            errs,
+            &p.child("supplementalGroupsPolicy"),
+            policy,
+            &["Merge", "Strict"],
+        );
     }
 }
 
@@ -1637,10 +2152,23 @@ fn host_network_deps(errs: &mut Errs, spec: J<'_>, p: &Path, opts: Opts) {
         return;
     }
     let cp = p.child("containers");
-    for (i, c) in arr(&mut Errs::new(), spec, "containers", p).iter().enumerate() {
-        for (j, port) in c.get("ports").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
+    for (i, c) in arr(&mut Errs::new(), spec, "containers", p)
+        .iter()
+        .enumerate()
+    {
+        for (j, port) in c
+            .get("ports")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             let hp = port.get("hostPort").and_then(Value::as_i64).unwrap_or(0);
-            let cport = port.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
+            let cport = port
+                .get("containerPort")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             if (opts.is_pod || hp != 0) && hp != cport {
                 invalid(
                     errs,
@@ -1677,7 +2205,12 @@ pub(crate) fn tolerations(errs: &mut Errs, list: &[Value], p: &Path) {
             );
         }
         if get(tv, "tolerationSeconds").is_some() && effect != "NoExecute" {
-            invalid(errs, &ip.child("effect"), effect, "effect must be 'NoExecute' when `tolerationSeconds` is set");
+            invalid(
+                errs,
+                &ip.child("effect"),
+                effect,
+                "effect must be 'NoExecute' when `tolerationSeconds` is set",
+            );
         }
         match op {
             "Equal" | "" => {
@@ -1688,7 +2221,12 @@ pub(crate) fn tolerations(errs: &mut Errs, list: &[Value], p: &Path) {
             }
             "Exists" => {
                 if !value.is_empty() {
-                    invalid_raw(errs, &ip.child("operator"), gorepr::toleration(t), "value must be empty when `operator` is 'Exists'");
+                    invalid_raw(
+                        errs,
+                        &ip.child("operator"),
+                        gorepr::toleration(t),
+                        "value must be empty when `operator` is 'Exists'",
+                    );
                 }
             }
             other => not_supported(errs, &ip.child("operator"), other, &["Equal", "Exists"]),
@@ -1702,7 +2240,12 @@ pub(crate) fn tolerations(errs: &mut Errs, list: &[Value], p: &Path) {
 /// Taint effects: NoSchedule, PreferNoSchedule, NoExecute.
 pub(crate) fn taint_effect(errs: &mut Errs, effect: &str, p: &Path) {
     if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-        not_supported(errs, p, effect, &["NoSchedule", "PreferNoSchedule", "NoExecute"]);
+        not_supported(
+            errs,
+            p,
+            effect,
+            &["NoSchedule", "PreferNoSchedule", "NoExecute"],
+        );
     }
 }
 
@@ -1726,17 +2269,28 @@ fn node_selector_term(errs: &mut Errs, term: J<'_>, p: &Path) {
         let op = st0(errs, r, "operator", &rp);
         let values = str_list(errs, r, "values", &rp);
         match op {
-            "In" | "NotIn" if values.is_empty() => {
-                required(errs, &rp.child("values"), "must be specified when `operator` is 'In' or 'NotIn'")
-            }
-            "Exists" | "DoesNotExist" if !values.is_empty() => {
-                forbidden(errs, &rp.child("values"), "may not be specified when `operator` is 'Exists' or 'DoesNotExist'")
-            }
-            "Gt" | "Lt" if values.len() != 1 => {
-                required(errs, &rp.child("values"), "must be specified single value when `operator` is 'Lt' or 'Gt'")
-            }
+            "In" | "NotIn" if values.is_empty() => required(
+                errs,
+                &rp.child("values"),
+                "must be specified when `operator` is 'In' or 'NotIn'",
+            ),
+            "Exists" | "DoesNotExist" if !values.is_empty() => forbidden(
+                errs,
+                &rp.child("values"),
+                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            ),
+            "Gt" | "Lt" if values.len() != 1 => required(
+                errs,
+                &rp.child("values"),
+                "must be specified single value when `operator` is 'Lt' or 'Gt'",
+            ),
             "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => {}
-            other => invalid(errs, &rp.child("operator"), other, "not a valid selector operator"),
+            other => invalid(
+                errs,
+                &rp.child("operator"),
+                other,
+                "not a valid selector operator",
+            ),
         }
         let key = st0(errs, r, "key", &rp);
         label_name(errs, key, &rp.child("key"));
@@ -1756,11 +2310,21 @@ fn node_selector_term(errs: &mut Errs, term: J<'_>, p: &Path) {
                     );
                 }
             }
-            other => invalid(errs, &rp.child("operator"), other, "not a valid selector operator"),
+            other => invalid(
+                errs,
+                &rp.child("operator"),
+                other,
+                "not a valid selector operator",
+            ),
         }
         let key = st0(errs, r, "key", &rp);
         if key != "metadata.name" {
-            invalid(errs, &rp.child("key"), key, "not a valid field selector key");
+            invalid(
+                errs,
+                &rp.child("key"),
+                key,
+                "not a valid field selector key",
+            );
         } else {
             for (k, v) in values.iter().enumerate() {
                 subdomain(errs, v, &rp.child("values").index(k));
@@ -1773,33 +2337,86 @@ fn affinity(errs: &mut Errs, aff: J<'_>, p: &Path) {
     if let Some(na) = obj(errs, aff, "nodeAffinity", p) {
         let np = p.child("nodeAffinity");
         let na = Some(na);
-        if let Some(req) = obj(errs, na, "requiredDuringSchedulingIgnoredDuringExecution", &np) {
-            node_selector(errs, Some(req), &np.child("requiredDuringSchedulingIgnoredDuringExecution"));
+        if let Some(req) = obj(
+            errs,
+            na,
+            "requiredDuringSchedulingIgnoredDuringExecution",
+            &np,
+        ) {
+            node_selector(
+                errs,
+                Some(req),
+                &np.child("requiredDuringSchedulingIgnoredDuringExecution"),
+            );
         }
         let pp = np.child("preferredDuringSchedulingIgnoredDuringExecution");
-        for (i, t) in arr(errs, na, "preferredDuringSchedulingIgnoredDuringExecution", &np).iter().enumerate() {
+        for (i, t) in arr(
+            errs,
+            na,
+            "preferredDuringSchedulingIgnoredDuringExecution",
+            &np,
+        )
+        .iter()
+        .enumerate()
+        {
             let w = int(errs, Some(t), "weight", &pp.index(i)).unwrap_or(0);
             if !(1..=100).contains(&w) {
-                invalid(errs, &pp.index(i).child("weight"), w, "must be in the range 1-100");
+                invalid(
+                    errs,
+                    &pp.index(i).child("weight"),
+                    w,
+                    "must be in the range 1-100",
+                );
             }
-            node_selector_term(errs, get(Some(t), "preference"), &pp.index(i).child("preference"));
+            node_selector_term(
+                errs,
+                get(Some(t), "preference"),
+                &pp.index(i).child("preference"),
+            );
         }
     }
     for kind in ["podAffinity", "podAntiAffinity"] {
-        let Some(pa) = obj(errs, aff, kind, p) else { continue };
+        let Some(pa) = obj(errs, aff, kind, p) else {
+            continue;
+        };
         let kp = p.child(kind);
         let pa = Some(pa);
         let rp = kp.child("requiredDuringSchedulingIgnoredDuringExecution");
-        for (i, t) in arr(errs, pa, "requiredDuringSchedulingIgnoredDuringExecution", &kp).iter().enumerate() {
+        for (i, t) in arr(
+            errs,
+            pa,
+            "requiredDuringSchedulingIgnoredDuringExecution",
+            &kp,
+        )
+        .iter()
+        .enumerate()
+        {
             pod_affinity_term(errs, Some(t), &rp.index(i));
         }
         let wp = kp.child("preferredDuringSchedulingIgnoredDuringExecution");
-        for (i, t) in arr(errs, pa, "preferredDuringSchedulingIgnoredDuringExecution", &kp).iter().enumerate() {
+        for (i, t) in arr(
+            errs,
+            pa,
+            "preferredDuringSchedulingIgnoredDuringExecution",
+            &kp,
+        )
+        .iter()
+        .enumerate()
+        {
             let w = int(errs, Some(t), "weight", &wp.index(i)).unwrap_or(0);
             if !(1..=100).contains(&w) {
-                invalid(errs, &wp.index(i).child("weight"), w, "must be in the range 1-100");
+                invalid(
+                    errs,
+                    &wp.index(i).child("weight"),
+                    w,
+                    "must be in the range 1-100",
+                );
             }
-            pod_affinity_term(errs, get(Some(t), "podAffinityTerm"), &wp.index(i).child("podAffinityTerm"));
+            pod_affinity_term(
+                errs,
+                get(Some(t), "podAffinityTerm"),
+                &wp.index(i).child("podAffinityTerm"),
+            );
         }
     }
 }
@@ -1814,12 +2431,19 @@ fn pod_affinity_term(errs: &mut Errs, t: J<'_>, p: &Path) {
     }
     let match_keys = str_list(errs, t, "matchLabelKeys", p);
     let mismatch_keys = str_list(errs, t, "mismatchLabelKeys", p);
-    for (field, keys) in [("matchLabelKeys", &match_keys), ("mismatchLabelKeys", &mismatch_keys)] {
+    for (field, keys) in [
+        ("matchLabelKeys", &match_keys),
+        ("mismatchLabelKeys", &mismatch_keys),
+    ] {
         if keys.is_empty() {
             continue;
         }
         if sel.is_none() {
-            forbidden(errs, &p.child(field), "must not be specified when labelSelector is not set");
+            forbidden(
+                errs,
+                &p.child(field),
+                "must not be specified when labelSelector is not set",
+            );
             continue;
         }
         for (i, k) in keys.iter().enumerate() {
@@ -1828,7 +2452,12 @@ fn pod_affinity_term(errs: &mut Errs, t: J<'_>, p: &Path) {
     }
     for (i, k) in match_keys.iter().enumerate() {
         if mismatch_keys.contains(k) {
-            invalid(errs, &p.child("matchLabelKeys").index(i), *k, "exists in both matchLabelKeys and mismatchLabelKeys");
+            invalid(
+                errs,
+                &p.child("matchLabelKeys").index(i),
+                *k,
+                "exists in both matchLabelKeys and mismatchLabelKeys",
+            );
         }
     }
     let topology_key = st0(errs, t, "topologyKey", p);
@@ -1845,7 +2474,11 @@ fn dns_config(errs: &mut Errs, cfg: J<'_>, dns_policy: &str, p: &Path) {
             return;
         }
         if arr(&mut Errs::new(), cfg, "nameservers", p).is_empty() {
-            required(errs, &p.child("nameservers"), "must provide at least one DNS nameserver when `dnsPolicy` is None");
+            required(
+                errs,
+                &p.child("nameservers"),
+                "must provide at least one DNS nameserver when `dnsPolicy` is None",
+            );
             return;
         }
     }
@@ -1854,7 +2487,12 @@ fn dns_config(errs: &mut Errs, cfg: J<'_>, dns_policy: &str, p: &Path) {
     }
     let nameservers = str_list(errs, cfg, "nameservers", p);
     if nameservers.len() > 3 {
-        invalid_raw(errs, &p.child("nameservers"), gorepr::string_slice(Some(&nameservers)), "must not have more than 3 nameservers");
+        invalid_raw(
+            errs,
+            &p.child("nameservers"),
+            gorepr::string_slice(Some(&nameservers)),
+            "must not have more than 3 nameservers",
+        );
     }
     for (i, ns) in nameservers.iter().enumerate() {
         if let Some(m) = names::is_valid_ip(ns) {
@@ -1863,7 +2501,12 @@ fn dns_config(errs: &mut Errs, cfg: J<'_>, dns_policy: &str, p: &Path) {
     }
     let searches = str_list(errs, cfg, "searches", p);
     if searches.len() > 32 {
-        invalid_raw(errs, &p.child("searches"), gorepr::string_slice(Some(&searches)), "must not have more than 32 search paths");
+        invalid_raw(
+            errs,
+            &p.child("searches"),
+            gorepr::string_slice(Some(&searches)),
+            "must not have more than 32 search paths",
+        );
     }
     if searches.join(" ").len() > 2048 {
         invalid_raw(
@@ -1874,10 +2517,18 @@ fn dns_config(errs: &mut Errs, cfg: J<'_>, dns_policy: &str, p: &Path) {
         );
     }
     for (i, s) in searches.iter().enumerate() {
-        subdomain(errs, s.strip_suffix('.').unwrap_or(s), &p.child("searches").index(i));
+        subdomain(
+            errs,
+            s.strip_suffix('.').unwrap_or(s),
+            &p.child("searches").index(i),
+        );
     }
     for (i, o) in arr(errs, cfg, "options", p).iter().enumerate() {
-        if o.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
+        if o.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
             required(errs, &p.child("options").index(i), "must not be empty");
         }
     }
@@ -1898,14 +2549,26 @@ fn topology_spread(errs: &mut Errs, spec: J<'_>, p: &Path, spec_path: &Path) {
         }
         let wu = st0(errs, cv, "whenUnsatisfiable", &cp);
         if wu != "DoNotSchedule" && wu != "ScheduleAnyway" {
-            not_supported(errs, &cp.child("whenUnsatisfiable"), wu, &["DoNotSchedule", "ScheduleAnyway"]);
+            not_supported(
+                errs,
+                &cp.child("whenUnsatisfiable"),
+                wu,
+                &["DoNotSchedule", "ScheduleAnyway"],
+            );
         }
         let repeated = list[i + 1..].iter().any(|o| {
             o.get("topologyKey").and_then(Value::as_str).unwrap_or("") == tk
-                && o.get("whenUnsatisfiable").and_then(Value::as_str).unwrap_or("") == wu
+                && o.get("whenUnsatisfiable")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    == wu
         });
         if repeated {
-            duplicate(errs, &cp.child("{topologyKey, whenUnsatisfiable}"), format!("{{{tk}, {wu}}}"));
+            duplicate(
+                errs,
+                &cp.child("{topologyKey, whenUnsatisfiable}"),
+                format!("{{{tk}, {wu}}}"),
+            );
         }
         if let Some(md) = int(errs, cv, "minDomains", &cp) {
             if md <= 0 {
@@ -1933,19 +2596,32 @@ fn topology_spread(errs: &mut Errs, spec: J<'_>, p: &Path, spec_path: &Path) {
         if !keys.is_empty() {
             let mk = cp.child("matchLabelKeys");
             if sel.is_none() {
-                forbidden(errs, &mk, "must not be specified when labelSelector is not set");
+                forbidden(
+                    errs,
+                    &mk,
+                    "must not be specified when labelSelector is not set",
+                );
             }
             let mut sel_keys: BTreeSet<&str> = BTreeSet::new();
             if let Some(m) = get(sel, "matchLabels").and_then(Value::as_object) {
                 sel_keys.extend(m.keys().map(String::as_str));
             }
-            for e in get(sel, "matchExpressions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+            for e in get(sel, "matchExpressions")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
                 sel_keys.extend(e.get("key").and_then(Value::as_str));
             }
             for (j, k) in keys.iter().enumerate() {
                 label_name(errs, k, &mk.index(j));
                 if sel_keys.contains(k) {
-                    invalid(errs, &mk.index(j), *k, "exists in both matchLabelKeys and labelSelector");
+                    invalid(
+                        errs,
+                        &mk.index(j),
+                        *k,
+                        "exists in both matchLabelKeys and labelSelector",
+                    );
                 }
             }
         }
@@ -1967,7 +2643,11 @@ fn pod_update(errs: &mut Errs, obj: &Value, old: &Value) {
     let anns = |v: &Value| -> Vec<(String, String)> {
         get(get(Some(v), "metadata"), "annotations")
             .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let (na, oa) = (anns(obj), anns(old));
@@ -1977,10 +2657,18 @@ fn pod_update(errs: &mut Errs, obj: &Value, old: &Value) {
             continue;
         }
         if k.starts_with("container.apparmor.security.beta.kubernetes.io/") {
-            forbidden(errs, &ap.key(k), "may not remove or update AppArmor annotations");
+            forbidden(
+                errs,
+                &ap.key(k),
+                "may not remove or update AppArmor annotations",
+            );
         }
         if k == "kubernetes.io/config.mirror" {
-            forbidden(errs, &ap.key(k), "may not remove or update mirror pod annotation");
+            forbidden(
+                errs,
+                &ap.key(k),
+                "may not remove or update mirror pod annotation",
+            );
         }
     }
     for (k, _) in &na {
@@ -1999,7 +2687,11 @@ fn pod_update(errs: &mut Errs, obj: &Value, old: &Value) {
         let new = arr(&mut scratch, new_spec, list, &sp);
         let was = arr(&mut scratch, old_spec, list, &sp);
         if new.len() != was.len() {
-            forbidden(errs, &sp.child(list), "pod updates may not add or remove containers");
+            forbidden(
+                errs,
+                &sp.child(list),
+                "pod updates may not add or remove containers",
+            );
             return;
         }
         for (i, c) in new.iter().enumerate() {
@@ -2008,7 +2700,12 @@ fn pod_update(errs: &mut Errs, obj: &Value, old: &Value) {
                 required(errs, &sp.child(list).index(i).child("image"), "");
             }
             if image.trim() != image {
-                invalid(errs, &sp.child(list).index(i).child("image"), image, "must not have leading or trailing whitespace");
+                invalid(
+                    errs,
+                    &sp.child(list).index(i).child("image"),
+                    image,
+                    "must not have leading or trailing whitespace",
+                );
             }
         }
     }
@@ -2017,16 +2714,29 @@ fn pod_update(errs: &mut Errs, obj: &Value, old: &Value) {
     let old_ads = get(old_spec, "activeDeadlineSeconds").and_then(Value::as_i64);
     match (new_ads, old_ads) {
         (Some(n), _) if !(0..=MAX_INT32).contains(&n) => {
-            invalid(errs, &sp.child("activeDeadlineSeconds"), n, inclusive_range_error(0, MAX_INT32));
+            invalid(
+                errs,
+                &sp.child("activeDeadlineSeconds"),
+                n,
+                inclusive_range_error(0, MAX_INT32),
+            );
             return;
         }
         (Some(n), Some(o)) if o < n => {
-            invalid(errs, &sp.child("activeDeadlineSeconds"), n, "must be less than or equal to previous value");
+            invalid(
+                errs,
+                &sp.child("activeDeadlineSeconds"),
+                n,
+                "must be less than or equal to previous value",
+            );
             return;
         }
-        (None, Some(_)) => {
-            invalid(errs, &sp.child("activeDeadlineSeconds"), Value::Null, "must not update from a positive integer to nil value")
-        }
+        (None, Some(_)) => invalid(
+            errs,
+            &sp.child("activeDeadlineSeconds"),
+            Value::Null,
+            "must not update from a positive integer to nil value",
+        ),
         _ => {}
     }
 
@@ -2039,16 +2749,26 @@ fn pod_update(errs: &mut Errs, obj: &Value, old: &Value) {
         }
         t
     };
-    let modified = old_tols.iter().any(|o| !new_tols.iter().any(|n| semantic_eq(Some(&strip(o)), Some(&strip(n)))));
+    let modified = old_tols.iter().any(|o| {
+        !new_tols
+            .iter()
+            .any(|n| semantic_eq(Some(&strip(o)), Some(&strip(n))))
+    });
     if modified {
-        forbidden(errs, &sp.child("tolerations"), "existing toleration can not be modified except its tolerationSeconds");
+        forbidden(
+            errs,
+            &sp.child("tolerations"),
+            "existing toleration can not be modified except its tolerationSeconds",
+        );
     } else {
         tolerations(errs, new_tols, &sp.child("tolerations"));
     }
 
     let new_gates = arr(&mut scratch, new_spec, "schedulingGates", &sp);
-    let old_gates: Vec<&str> =
-        arr(&mut scratch, old_spec, "schedulingGates", &sp).iter().filter_map(|g| g.get("name").and_then(Value::as_str)).collect();
+    let old_gates: Vec<&str> = arr(&mut scratch, old_spec, "schedulingGates", &sp)
+        .iter()
+        .filter_map(|g| g.get("name").and_then(Value::as_str))
+        .collect();
     for (i, g) in new_gates.iter().enumerate() {
         let name = g.get("name").and_then(Value::as_str).unwrap_or("");
         if !old_gates.contains(&name) {
@@ -2063,14 +2783,25 @@ fn pod_update(errs: &mut Errs, obj: &Value, old: &Value) {
     if semantic_eq(new_spec, old_spec) {
         return;
     }
-    let old_qos = get(get(Some(old), "status"), "qosClass").and_then(Value::as_str).map(str::to_string);
+    let old_qos = get(get(Some(old), "status"), "qosClass")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let old_qos = old_qos.unwrap_or_else(|| pod_qos_class(old).to_string());
     if old_qos != pod_qos_class(obj) {
-        let new_qos = get(get(Some(obj), "status"), "qosClass").and_then(Value::as_str).unwrap_or("");
-        invalid(errs, &Path::new("metadata"), new_qos, "Pod QoS is immutable");
+        let new_qos = get(get(Some(obj), "status"), "qosClass")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        invalid(
+            errs,
+            &Path::new("metadata"),
+            new_qos,
+            "Pod QoS is immutable",
+        );
     }
 
-    let mut munged = new_spec.cloned().unwrap_or_else(|| Value::Object(Default::default()));
+    let mut munged = new_spec
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Default::default()));
     if let Some(m) = munged.as_object_mut() {
         for list in ["containers", "initContainers"] {
             if let Some(Value::Array(cs)) = m.get_mut(list) {
@@ -2096,13 +2827,22 @@ fn pod_update(errs: &mut Errs, obj: &Value, old: &Value) {
             };
         }
         let old_grace = get(old_spec, "terminationGracePeriodSeconds").and_then(Value::as_i64);
-        let new_grace = m.get("terminationGracePeriodSeconds").and_then(Value::as_i64);
+        let new_grace = m
+            .get("terminationGracePeriodSeconds")
+            .and_then(Value::as_i64);
         if old_grace.is_some_and(|g| g < 0) && new_grace == Some(1) {
-            m.insert("terminationGracePeriodSeconds".into(), Value::from(old_grace.unwrap_or(1)));
+            m.insert(
+                "terminationGracePeriodSeconds".into(),
+                Value::from(old_grace.unwrap_or(1)),
+            );
         }
     }
     if !semantic_eq(Some(&munged), old_spec) {
-        forbidden(errs, &sp, format!("pod updates may not change fields other than {UPDATABLE_FIELDS}"));
+        forbidden(
+            errs,
+            &sp,
+            format!("pod updates may not change fields other than {UPDATABLE_FIELDS}"),
+        );
     }
 }
 
@@ -2115,7 +2855,11 @@ pub fn pod_qos_class(pod: &Value) -> &'static str {
     let mut guaranteed = true;
     let zero = Quantity::from_int(0);
     for list in ["containers", "initContainers"] {
-        for c in get(spec, list).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+        for c in get(spec, list)
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             let res = c.get("resources");
             for (kind, acc) in [("requests", &mut requests), ("limits", &mut limits)] {
                 let mut found = BTreeSet::new();
@@ -2124,7 +2868,9 @@ pub fn pod_qos_class(pod: &Value) -> &'static str {
                         if name != "cpu" && name != "memory" {
                             continue;
                         }
-                        let Ok(q) = Quantity::from_json(v) else { continue };
+                        let Ok(q) = Quantity::from_json(v) else {
+                            continue;
+                        };
                         if q > zero {
                             found.insert(name.clone());
                             let sum = match acc.get(name) {
@@ -2152,5 +2898,9 @@ pub fn pod_qos_class(pod: &Value) -> &'static str {
             }
         }
     }
-    if guaranteed && requests.len() == limits.len() { "Guaranteed" } else { "Burstable" }
+    if guaranteed && requests.len() == limits.len() {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
 }

@@ -54,7 +54,12 @@ impl Quantity {
             return Err(ERR_FORMAT_WRONG);
         }
         if s == "0" {
-            return Ok(Quantity { mantissa: 0, exp10: 0, format: Format::DecimalSI, cached: Some("0".into()) });
+            return Ok(Quantity {
+                mantissa: 0,
+                exp10: 0,
+                format: Format::DecimalSI,
+                cached: Some("0".into()),
+            });
         }
         let parts = split_quantity(s)?;
         let (base, exponent, format) = interpret_suffix(parts.suffix).ok_or(ERR_SUFFIX)?;
@@ -92,15 +97,26 @@ impl Quantity {
         if !parts.positive {
             mantissa = -mantissa;
         }
-        let mut q = Quantity { mantissa, exp10, format, cached: None };
+        let mut q = Quantity {
+            mantissa,
+            exp10,
+            format,
+            cached: None,
+        };
         q.normalize();
 
         // Upstream's fast path keeps the original text when it already looks canonical.
         let precision_ok = match format {
-            Format::DecimalSI | Format::DecimalExponent => (parts.num.len() + parts.denom.len()) <= 18,
+            Format::DecimalSI | Format::DecimalExponent => {
+                (parts.num.len() + parts.denom.len()) <= 18
+            }
             Format::BinarySI => exponent >= 0 && parts.denom.is_empty() && parts.num.len() < 15,
         };
-        let scale = if base == 10 { exponent - parts.denom.len() as i32 } else { 0 };
+        let scale = if base == 10 {
+            exponent - parts.denom.len() as i32
+        } else {
+            0
+        };
         if precision_ok && scale >= NANO {
             let shifted = format!("{}{}", parts.num, parts.denom);
             let canonical_looking = match format {
@@ -121,10 +137,17 @@ impl Quantity {
             q.round_up_to(NANO);
         }
         if q.cmp_abs_to_max() == Ordering::Greater {
-            q.mantissa = if q.mantissa < 0 { -MAX_ALLOWED } else { MAX_ALLOWED };
+            q.mantissa = if q.mantissa < 0 {
+                -MAX_ALLOWED
+            } else {
+                MAX_ALLOWED
+            };
             q.exp10 = 0;
         }
-        if q.format == Format::BinarySI && q.mantissa > 0 && q.cmp(&Quantity::from_int(1)) == Ordering::Less {
+        if q.format == Format::BinarySI
+            && q.mantissa > 0
+            && q.cmp(&Quantity::from_int(1)) == Ordering::Less
+        {
             q.format = Format::DecimalSI;
         }
         Ok(q)
@@ -141,7 +164,12 @@ impl Quantity {
 
     /// An integer quantity in decimal SI format.
     pub fn from_int(v: i64) -> Quantity {
-        let mut q = Quantity { mantissa: i128::from(v), exp10: 0, format: Format::DecimalSI, cached: None };
+        let mut q = Quantity {
+            mantissa: i128::from(v),
+            exp10: 0,
+            format: Format::DecimalSI,
+            cached: None,
+        };
         q.normalize();
         q
     }
@@ -158,7 +186,12 @@ impl Quantity {
     }
 
     fn cmp_abs_to_max(&self) -> Ordering {
-        let abs = Quantity { mantissa: self.mantissa.abs(), exp10: self.exp10, format: self.format, cached: None };
+        let abs = Quantity {
+            mantissa: self.mantissa.abs(),
+            exp10: self.exp10,
+            format: self.format,
+            cached: None,
+        };
         abs.cmp(&Quantity::from_int(i64::MAX))
     }
 
@@ -183,7 +216,10 @@ impl Quantity {
         let (q, exact) = match pow10(drop) {
             Some(p) => {
                 let p = p as u128;
-                (abs / p + u128::from(abs % p != 0), abs % p == 0)
+                (
+                    abs / p + u128::from(!abs.is_multiple_of(p)),
+                    abs.is_multiple_of(p),
+                )
             }
             None => (1, false),
         };
@@ -206,11 +242,13 @@ impl Quantity {
     pub fn milli_value(&self) -> i128 {
         let e = self.exp10 + 3;
         if e >= 0 {
-            pow10(e as u32).and_then(|p| self.mantissa.checked_mul(p)).unwrap_or(if self.mantissa < 0 {
-                i128::MIN
-            } else {
-                i128::MAX
-            })
+            pow10(e as u32)
+                .and_then(|p| self.mantissa.checked_mul(p))
+                .unwrap_or(if self.mantissa < 0 {
+                    i128::MIN
+                } else {
+                    i128::MAX
+                })
         } else {
             let mut c = self.clone();
             c.round_up_to(-3);
@@ -221,15 +259,25 @@ impl Quantity {
     /// Sum of two quantities (format of `self`).
     pub fn add(&self, other: &Quantity) -> Quantity {
         let e = self.exp10.min(other.exp10);
-        let scale = |q: &Quantity| pow10((q.exp10 - e) as u32).and_then(|p| q.mantissa.checked_mul(p));
+        let scale =
+            |q: &Quantity| pow10((q.exp10 - e) as u32).and_then(|p| q.mantissa.checked_mul(p));
         match (scale(self), scale(other)) {
             (Some(a), Some(b)) if a.checked_add(b).is_some() => {
-                let mut q = Quantity { mantissa: a + b, exp10: e, format: self.format, cached: None };
+                let mut q = Quantity {
+                    mantissa: a + b,
+                    exp10: e,
+                    format: self.format,
+                    cached: None,
+                };
                 q.normalize();
                 q
             }
             _ => {
-                if self.cmp(other) == Ordering::Greater { self.clone() } else { other.clone() }
+                if self.cmp(other) == Ordering::Greater {
+                    self.clone()
+                } else {
+                    other.clone()
+                }
             }
         }
     }
@@ -340,7 +388,12 @@ impl Ord for Quantity {
         if a == 0 {
             return Ordering::Equal;
         }
-        let mag = cmp_magnitude(self.mantissa.unsigned_abs(), self.exp10, other.mantissa.unsigned_abs(), other.exp10);
+        let mag = cmp_magnitude(
+            self.mantissa.unsigned_abs(),
+            self.exp10,
+            other.mantissa.unsigned_abs(),
+            other.exp10,
+        );
         if a < 0 { mag.reverse() } else { mag }
     }
 }
@@ -384,7 +437,12 @@ fn split_quantity(s: &str) -> Result<Parts<'_>, &'static str> {
         pos += 1;
     }
     if pos >= b.len() {
-        return Ok(Parts { positive, num: "0", denom: "", suffix: "" });
+        return Ok(Parts {
+            positive,
+            num: "0",
+            denom: "",
+            suffix: "",
+        });
     }
     let start = pos;
     while pos < b.len() && b[pos].is_ascii_digit() {
@@ -413,7 +471,12 @@ fn split_quantity(s: &str) -> Result<Parts<'_>, &'static str> {
     if pos < b.len() {
         return Err(ERR_FORMAT_WRONG);
     }
-    Ok(Parts { positive, num, denom, suffix: &s[suffix_start..] })
+    Ok(Parts {
+        positive,
+        num,
+        denom,
+        suffix: &s[suffix_start..],
+    })
 }
 
 /// Base, exponent and format of a suffix.
