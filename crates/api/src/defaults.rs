@@ -13,7 +13,8 @@
 //! pod and namespace initial status, Service IP-family policy); call it after
 //! [`apply_defaults`] and after the name and uid are assigned. Cluster-IP, node-port and
 //! IP-family allocation (`spec.clusterIP(s)`, `spec.ipFamilies`) and the service-account
-//! token volume stay with the server.
+//! token volume stay with the server. [`prepare_for_update`] carries allocated Service
+//! values and Namespace finalizers over from the stored object on update.
 //!
 //! Nothing here panics on malformed input: members of the wrong JSON type are left alone
 //! for validation to report.
@@ -82,6 +83,125 @@ pub fn prepare_for_create(group: &str, kind: &str, obj: &mut Value) {
         ("batch", "Job") => generate_job_selector(root),
         ("", "Service") => service_create(root),
         _ => {}
+    }
+}
+
+/// Update-time carry-overs upstream's registry makes before validating an update: a
+/// Service keeps its allocated cluster IPs, IP families, node ports and health-check port
+/// when the request leaves them empty; a Namespace keeps its `spec.finalizers` and status
+/// (those change only through the `finalize` and `status` subresources). Call after
+/// [`apply_defaults`] with the stored object as `old`.
+pub fn prepare_for_update(group: &str, kind: &str, obj: &mut Value, old: &Value) {
+    let Some(root) = obj.as_object_mut() else {
+        return;
+    };
+    match (group, kind) {
+        ("", "Service") => service_keep_allocations(root, old),
+        ("", "Namespace") => {
+            if let Some(spec) = child(root, "spec") {
+                match old.get("spec").and_then(|s| s.get("finalizers")) {
+                    Some(f) => spec.insert("finalizers".into(), f.clone()),
+                    None => spec.remove("finalizers"),
+                };
+            }
+            if let Some(status) = old.get("status") {
+                root.insert("status".into(), status.clone());
+            }
+        }
+        _ => {}
+    }
+}
+
+fn service_keep_allocations(root: &mut Map<String, Value>, old: &Value) {
+    let old_spec = old.get("spec");
+    let old_type = old_spec
+        .and_then(|s| s.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
+    let Some(spec) = child(root, "spec") else {
+        return;
+    };
+    let new_type = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
+    let old_field = |k: &str| {
+        old_spec
+            .and_then(|s| s.get(k))
+            .filter(|v| !v.is_null())
+            .cloned()
+    };
+    if old_type != "ExternalName" && new_type != "ExternalName" {
+        for key in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            let missing = match spec.get(key) {
+                None | Some(Value::Null) => true,
+                Some(Value::String(s)) => s.is_empty(),
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(_) => false,
+            };
+            if missing && let Some(v) = old_field(key) {
+                spec.insert(key.into(), v);
+            }
+        }
+    }
+    let node_ports = |t: &str| t == "NodePort" || t == "LoadBalancer";
+    if node_ports(&old_type) && node_ports(&new_type) {
+        let old_ports: Vec<(String, i64)> = old_spec
+            .and_then(|s| s.get("ports"))
+            .and_then(Value::as_array)
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| {
+                        let name = p
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string();
+                        (name, p.get("nodePort").and_then(Value::as_i64).unwrap_or(0))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let new_used: Vec<i64> = spec
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("nodePort")?.as_i64())
+            .collect();
+        for port in each(spec, "ports") {
+            if port.get("nodePort").and_then(Value::as_i64).unwrap_or(0) != 0 {
+                continue;
+            }
+            let name = port.get("name").and_then(Value::as_str).unwrap_or("");
+            if let Some((_, np)) = old_ports.iter().find(|(n, np)| n == name && *np != 0)
+                && !new_used.contains(np)
+            {
+                port.insert("nodePort".into(), json!(np));
+            }
+        }
+    }
+    let needs_hc = |s: &Map<String, Value>, t: &str| {
+        t == "LoadBalancer"
+            && s.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local")
+    };
+    let old_needs_hc = old_type == "LoadBalancer"
+        && old_spec
+            .and_then(|s| s.get("externalTrafficPolicy"))
+            .and_then(Value::as_str)
+            == Some("Local");
+    if old_needs_hc
+        && needs_hc(spec, &new_type)
+        && spec
+            .get("healthCheckNodePort")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            == 0
+        && let Some(v) = old_field("healthCheckNodePort")
+    {
+        spec.insert("healthCheckNodePort".into(), v);
     }
 }
 

@@ -50,6 +50,8 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
         ("", "PersistentVolumeClaim") => core_kinds::validate_pvc(&mut errs, obj, old),
         ("", "ReplicationController") => core_kinds::validate_rc(&mut errs, obj, old),
         ("", "Event") => other::validate_core_event(&mut errs, obj),
+        ("", "Binding") => other::validate_binding(&mut errs, obj),
+        ("autoscaling", "Scale") => other::validate_scale(&mut errs, obj),
         ("events.k8s.io", "Event") => other::validate_events_event(&mut errs, obj, old),
         ("apps", "DaemonSet") => apps::validate_daemon_set(&mut errs, obj, old),
         ("apps", "Deployment") => apps::validate_deployment(&mut errs, obj, old),
@@ -75,6 +77,40 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
         }
     }
     errs
+}
+
+/// API warnings upstream returns on create (printed by kubectl as `Warning: ...`): workload
+/// kinds whose names are valid subdomains but not DNS labels (name warnings only; the
+/// pod-template warnings upstream also emits are not produced here).
+pub fn warnings_on_create(group: &str, kind: &str, obj: &Value) -> Vec<String> {
+    let workload = matches!(
+        (group, kind),
+        ("", "Pod" | "ReplicationController")
+            | ("apps", "Deployment" | "ReplicaSet")
+            | ("batch", "Job" | "CronJob")
+    );
+    let name = obj
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !workload || name.is_empty() || !names::is_dns1123_subdomain(name).is_empty() {
+        return Vec::new();
+    }
+    let msgs = names::is_dns1123_label(name);
+    if msgs.is_empty() {
+        return Vec::new();
+    }
+    let used_in = if kind == "Pod" {
+        "the Pod's hostname"
+    } else {
+        "Pod names and hostnames"
+    };
+    vec![format!(
+        "metadata.name: this is used in {used_in}, which can result in surprising behavior; \
+         a DNS label is recommended: [{}]",
+        msgs.join(" ")
+    )]
 }
 
 /// Scales an int-or-percent against `total` the way controllers do (upstream

@@ -562,3 +562,75 @@ fn wrong_types_are_left_for_validation() {
     prepare_for_create("", "Pod", &mut v);
     assert_eq!(v, json!([1, 2]));
 }
+
+#[test]
+fn service_update_keeps_allocations() {
+    let old = json!({
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "type": "NodePort",
+            "clusterIP": "10.96.0.5",
+            "clusterIPs": ["10.96.0.5"],
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "ports": [
+                {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80, "nodePort": 30080},
+                {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443, "nodePort": 30443}
+            ]
+        }
+    });
+    // A replace that leaves the allocated fields out (as `kubectl replace -f` of the
+    // original manifest does) and pins the https node port to the http one's old value.
+    let mut new = defaulted(
+        "",
+        "Service",
+        json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"type": "NodePort", "ports": [
+                {"name": "http", "port": 8080},
+                {"name": "https", "port": 443, "nodePort": 30080}
+            ]}
+        }),
+    );
+    prepare_for_update("", "Service", &mut new, &old);
+    let spec = &new["spec"];
+    assert_eq!(spec["clusterIP"], json!("10.96.0.5"));
+    assert_eq!(spec["clusterIPs"], json!(["10.96.0.5"]));
+    assert_eq!(spec["ipFamilies"], json!(["IPv4"]));
+    assert_eq!(spec["ipFamilyPolicy"], json!("SingleStack"));
+    // 30080 is taken by the request itself, so http is left for the allocator.
+    assert_eq!(spec["ports"][0].get("nodePort"), None);
+    assert_eq!(spec["ports"][1]["nodePort"], json!(30080));
+
+    // Switching to ExternalName drops the carry-over.
+    let mut ext = defaulted(
+        "",
+        "Service",
+        json!({"metadata": {"name": "web"}, "spec": {"type": "ExternalName", "externalName": "example.com"}}),
+    );
+    prepare_for_update("", "Service", &mut ext, &old);
+    assert_eq!(ext["spec"].get("clusterIP"), None);
+
+    // LoadBalancer with Local traffic keeps its health-check port.
+    let old_lb = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "healthCheckNodePort": 31000, "ports": []}});
+    let mut lb = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local"}});
+    prepare_for_update("", "Service", &mut lb, &old_lb);
+    assert_eq!(lb["spec"]["healthCheckNodePort"], json!(31000));
+}
+
+#[test]
+fn namespace_update_keeps_finalizers_and_status() {
+    let old = created("", "Namespace", json!({"metadata": {"name": "team-a"}}));
+    let mut new = defaulted(
+        "",
+        "Namespace",
+        json!({"metadata": {"name": "team-a", "labels": {"x": "y"}}, "spec": {"finalizers": []}, "status": {"phase": "Terminating"}}),
+    );
+    prepare_for_update("", "Namespace", &mut new, &old);
+    assert_eq!(new["spec"], json!({"finalizers": ["kubernetes"]}));
+    assert_eq!(new["status"], json!({"phase": "Active"}));
+    // Wrong shapes are left alone.
+    let mut odd = json!("not an object");
+    prepare_for_update("", "Namespace", &mut odd, &old);
+    assert_eq!(odd, json!("not an object"));
+}

@@ -378,6 +378,10 @@ pub(crate) fn validate_stateful_set(errs: &mut Errs, obj: &Value, old: Option<&V
     }
     let sp = Path::new("spec");
     let spec = super::obj(errs, Some(obj), "spec", &Path::new(""));
+    // 1.33 checks the governing service name, which becomes each pod's subdomain.
+    if let Some(svc) = super::st(errs, spec, "serviceName", &sp).filter(|s| !s.is_empty()) {
+        meta::dns_label(errs, svc, &sp.child("serviceName"));
+    }
     match st0(errs, spec, "podManagementPolicy", &sp) {
         "" => required(errs, &sp.child("podManagementPolicy"), ""),
         "OrderedReady" | "Parallel" => {}

@@ -75,6 +75,11 @@ pub fn is_dns1123_label(value: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_LABEL_MAX_LEN));
     }
     if !matches_dns1123_label(value) {
+        if matches_dns1123_subdomain(value) {
+            // A valid subdomain that is not a label can only be failing on its dots.
+            errs.push("must not contain dots".to_string());
+            return errs;
+        }
         errs.push(regex_error(
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
             DNS1123_LABEL_FMT,
@@ -409,7 +414,11 @@ mod tests {
     fn dns_labels_and_subdomains() {
         assert!(is_dns1123_label("my-name").is_empty());
         assert!(is_dns1123_label("123-abc").is_empty());
-        assert_eq!(is_dns1123_label("a.b"), vec![
+        assert_eq!(
+            is_dns1123_label("a.b"),
+            vec!["must not contain dots".to_string()]
+        );
+        assert_eq!(is_dns1123_label("A.b"), vec![
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
                 .to_string()
         ]);

@@ -1,4 +1,5 @@
-//! Events (core/v1 and events.k8s.io/v1), Lease, EndpointSlice and StorageClass.
+//! Events (core/v1 and events.k8s.io/v1), Lease, EndpointSlice and StorageClass, plus the
+//! bodies of the pod `binding` and the `scale` subresources.
 
 use super::meta::{self, dns_label, meta_create, meta_update, qualified_name, subdomain};
 use super::names;
@@ -221,6 +222,37 @@ pub(crate) fn validate_events_event(errs: &mut Errs, obj: &Value, old: Option<&V
             Some(Value::Number(x)) => invalid(errs, &Path::new(core), x.clone(), IMMUTABLE),
             _ => invalid_raw(errs, &Path::new(core), "...", IMMUTABLE),
         }
+    }
+}
+
+/// The body of a pod `binding` subresource request (upstream's `ValidatePodBinding`: only
+/// the target is checked).
+pub(crate) fn validate_binding(errs: &mut Errs, obj: &Value) {
+    let tp = Path::new("target");
+    let target = super::obj(errs, Some(obj), "target", &Path::new(""));
+    let kind = st0(errs, target, "kind", &tp);
+    if !kind.is_empty() && kind != "Node" {
+        not_supported(errs, &tp.child("kind"), kind, &["Node", "<empty>"]);
+    }
+    if st0(errs, target, "name", &tp).is_empty() {
+        required(errs, &tp.child("name"), "");
+    }
+}
+
+/// autoscaling/v1 Scale (the `scale` subresource body), create or update alike.
+pub(crate) fn validate_scale(errs: &mut Errs, obj: &Value) {
+    meta_create(errs, obj, true, names::name_is_dns_subdomain);
+    let sp = Path::new("spec");
+    let spec = super::obj(errs, Some(obj), "spec", &Path::new(""));
+    if let Some(r) = int(errs, spec, "replicas", &sp)
+        && r < 0
+    {
+        invalid(
+            errs,
+            &sp.child("replicas"),
+            r,
+            "must be greater than or equal to 0",
+        );
     }
 }
 

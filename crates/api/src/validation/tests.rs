@@ -3,7 +3,7 @@
 //! validation.
 
 use super::*;
-use crate::defaults::{apply_defaults, prepare_for_create};
+use crate::defaults::{apply_defaults, prepare_for_create, prepare_for_update};
 use serde_json::{Value, json};
 
 const LABEL_KEY_ERR: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
@@ -582,8 +582,15 @@ fn stateful_set_rules() {
     });
     assert_eq!(
         got,
+        vec!["metadata.name: Invalid value: \"web.v1\": must not contain dots".to_string()]
+    );
+    let got = create_with("apps", "StatefulSet", &stateful_set(), |v| {
+        set(v, "/spec/serviceName", json!("Web_svc"))
+    });
+    assert_eq!(
+        got,
         vec![format!(
-            "metadata.name: Invalid value: \"web.v1\": {DNS_LABEL_ERR}"
+            "spec.serviceName: Invalid value: \"Web_svc\": {DNS_LABEL_ERR}"
         )]
     );
     let got = create_with("apps", "StatefulSet", &stateful_set(), |v| {
@@ -1279,9 +1286,7 @@ fn other_core_kinds() {
     let ns = json!({"metadata": {"name": "team.a"}});
     assert_eq!(
         create("", "Namespace", ns),
-        vec![format!(
-            "metadata.name: Invalid value: \"team.a\": {DNS_LABEL_ERR}"
-        )]
+        vec!["metadata.name: Invalid value: \"team.a\": must not contain dots".to_string()]
     );
     let ns = json!({"metadata": {"name": "team-a", "namespace": "x"}});
     assert_eq!(
@@ -1373,6 +1378,38 @@ fn other_group_kinds() {
 }
 
 #[test]
+fn subresource_bodies() {
+    let msgs = |group: &str, kind: &str, v: Value| -> Vec<String> {
+        validate(group, kind, &v, None)
+            .iter()
+            .map(FieldError::message)
+            .collect()
+    };
+    let ok = json!({"metadata": {"name": "web-0"}, "target": {"kind": "Node", "name": "node-1"}});
+    assert_eq!(msgs("", "Binding", ok), Vec::<String>::new());
+    assert_eq!(
+        msgs(
+            "",
+            "Binding",
+            json!({"metadata": {"name": "web-0"}, "target": {"kind": "Pod"}})
+        ),
+        vec![
+            r#"target.kind: Unsupported value: "Pod": supported values: "Node", "<empty>""#,
+            "target.name: Required value",
+        ]
+    );
+    let scale =
+        json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"replicas": -1}});
+    assert_eq!(
+        msgs("autoscaling", "Scale", scale),
+        vec!["spec.replicas: Invalid value: -1: must be greater than or equal to 0"]
+    );
+    let scale =
+        json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"replicas": 3}});
+    assert_eq!(msgs("autoscaling", "Scale", scale), Vec::<String>::new());
+}
+
+#[test]
 fn int_or_percent_scaling() {
     assert_eq!(int_or_percent(&json!(3), 10, true), Ok(3));
     assert_eq!(int_or_percent(&json!("25%"), 10, true), Ok(3));
@@ -1386,6 +1423,44 @@ fn int_or_percent_scaling() {
         Err(r#"invalid value for IntOrString: invalid value "x%": strconv.Atoi: parsing "x": invalid syntax"#.into())
     );
     assert!(int_or_percent(&json!(true), 10, false).is_err());
+}
+
+#[test]
+fn name_warnings_on_create() {
+    let deploy = json!({"metadata": {"name": "web.v1"}});
+    assert_eq!(
+        warnings_on_create("apps", "Deployment", &deploy),
+        vec![
+            "metadata.name: this is used in Pod names and hostnames, which can result in surprising behavior; a DNS label is recommended: [must not contain dots]"
+        ]
+    );
+    assert_eq!(
+        warnings_on_create("", "Pod", &deploy),
+        vec![
+            "metadata.name: this is used in the Pod's hostname, which can result in surprising behavior; a DNS label is recommended: [must not contain dots]"
+        ]
+    );
+    let long = json!({"metadata": {"name": "a".repeat(64)}});
+    assert_eq!(
+        warnings_on_create("batch", "Job", &long),
+        vec![
+            "metadata.name: this is used in Pod names and hostnames, which can result in surprising behavior; a DNS label is recommended: [must be no more than 63 characters]"
+        ]
+    );
+    // Good names, invalid names (an error instead) and other kinds give nothing.
+    for (group, kind, name) in [
+        ("apps", "Deployment", "web"),
+        ("apps", "Deployment", "Web"),
+        ("apps", "DaemonSet", "web.v1"),
+        ("", "ConfigMap", "web.v1"),
+    ] {
+        let obj = json!({"metadata": {"name": name}});
+        assert!(
+            warnings_on_create(group, kind, &obj).is_empty(),
+            "{kind} {name}"
+        );
+    }
+    assert!(warnings_on_create("", "Pod", &json!([1])).is_empty());
 }
 
 #[test]
@@ -1436,6 +1511,8 @@ fn malformed_input_never_panics() {
         ("coordination.k8s.io", "Lease"),
         ("discovery.k8s.io", "EndpointSlice"),
         ("storage.k8s.io", "StorageClass"),
+        ("", "Binding"),
+        ("autoscaling", "Scale"),
         ("x", "Unknown"),
     ];
     let seeds = [
@@ -1463,6 +1540,10 @@ fn malformed_input_never_panics() {
                     let _ = validate(group, kind, &v, None);
                     let _ = validate(group, kind, &v, Some(&old));
                     let _ = validate(group, kind, &old, Some(&v));
+                    let mut upd = seed.clone();
+                    apply_defaults(group, kind, &mut upd);
+                    prepare_for_update(group, kind, &mut upd, &old);
+                    prepare_for_update(group, kind, &mut v, seed);
                 }
             }
         }
