@@ -16,10 +16,12 @@ use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 use shoal_store::Store;
 
+pub mod alloc;
 pub mod cache;
 pub mod client;
 pub mod discovery;
 pub mod keys;
+pub mod managed;
 pub mod metrics;
 pub mod output;
 pub mod patch;
@@ -50,6 +52,8 @@ pub struct ApiServer {
     store: Arc<dyn Store>,
     cache: Arc<WatchCache>,
     metrics: Metrics,
+    /// Held while a Service is created (cluster-IP and node-port allocation).
+    service_allocation: tokio::sync::Mutex<()>,
 }
 
 impl ApiServer {
@@ -57,7 +61,7 @@ impl ApiServer {
     /// namespaces if they are missing.
     pub async fn new(store: Arc<dyn Store>) -> Result<Arc<ApiServer>, shoal_store::Error> {
         let cache = WatchCache::start(store.clone(), keys::ROOT).await?;
-        let server = Arc::new(ApiServer { store, cache, metrics: Metrics::default() });
+        let server = Arc::new(ApiServer { store, cache, metrics: Metrics::default(), service_allocation: Default::default() });
         server.bootstrap().await.map_err(|e| shoal_store::Error::Backend(e.message))?;
         Ok(server)
     }
@@ -68,6 +72,23 @@ impl ApiServer {
             let t = Target { res: nsres, namespace: None, name: None, subresource: None };
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             match self.create(&t, obj, &WriteOptions::default()).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // The `kubernetes` Service in `default`, at the first address of the service CIDR.
+        let svcres = shoal_api::catalogue::find("", "v1", "services").expect("services are served");
+        let t = Target { res: svcres, namespace: Some("default".into()), name: None, subresource: None };
+        let svc = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": alloc::KUBERNETES_SERVICE_IP.to_string(), "sessionAffinity": "None",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}
+        });
+        if self.cache.get(&keys::object(svcres, Some("default"), "kubernetes")).is_none() {
+            match self.create(&t, svc, &WriteOptions::default()).await {
                 Ok(_) => {}
                 Err(e) if e.code == 409 => {}
                 Err(e) => return Err(e),

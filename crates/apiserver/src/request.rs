@@ -53,6 +53,9 @@ pub fn parse_path(path: &str) -> ApiResult<Option<ApiPath>> {
                 [n, s] => (Some(n.to_string()), Some(s.to_string())),
                 _ => return Err(ApiError::no_route()),
             };
+            if sub.as_deref().is_some_and(|s| res.subresource(s).is_none()) {
+                return Err(ApiError::no_route());
+            }
             return Ok(Some(ApiPath::Resource(Target { res, namespace: Some(rest[1].to_string()), name, subresource: sub })));
         }
     }
@@ -67,10 +70,8 @@ pub fn parse_path(path: &str) -> ApiResult<Option<ApiPath>> {
         // A namespaced object must be addressed under /namespaces/{ns}/.
         return Err(ApiError::no_route());
     }
-    if let Some(s) = &sub {
-        if res.subresource(s).is_none() {
-            return Err(ApiError::no_route());
-        }
+    if sub.as_deref().is_some_and(|s| res.subresource(s).is_none()) {
+        return Err(ApiError::no_route());
     }
     Ok(Some(ApiPath::Resource(Target { res, namespace: None, name, subresource: sub })))
 }

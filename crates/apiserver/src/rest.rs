@@ -15,7 +15,7 @@ use crate::cache::{Entry, set_resource_version};
 use crate::patch::{self, PatchType};
 use crate::request::{FieldValidation, Params, Target};
 use crate::status::{ApiError, ApiResult};
-use crate::{ApiServer, keys, strategy};
+use crate::{ApiServer, alloc, keys, managed, strategy};
 
 /// Who is writing and how: `metadata.managedFields` bookkeeping and dry runs.
 #[derive(Clone, Debug, Default)]
@@ -132,7 +132,7 @@ impl ApiServer {
         let end = shoal_store::prefix_end(prefix);
         let mut out = Vec::new();
         let mut from = start.to_string();
-        let mut served = rev;
+        let mut served: Revision;
         loop {
             let page = self.store.range(&from, &end, rev, 500).await?;
             served = page.revision;
@@ -157,8 +157,15 @@ impl ApiServer {
     }
 
     /// CREATE.
-    pub async fn create(&self, t: &Target, mut obj: Value, opts: &WriteOptions) -> ApiResult<Written> {
+    pub async fn create(&self, t: &Target, obj: Value, opts: &WriteOptions) -> ApiResult<Written> {
+        self.create_inner(t, obj, opts, false).await
+    }
+
+    /// CREATE, or the create of a server-side apply when `applied` (the body is the apply
+    /// configuration and its manager owns exactly its fields).
+    async fn create_inner(&self, t: &Target, mut obj: Value, opts: &WriteOptions, applied: bool) -> ApiResult<Written> {
         let res = t.res;
+        let apply_config = applied.then(|| obj.clone());
         let warnings = self.decode_checks(res, &mut obj, opts)?;
         let mut obj = strategy::normalize(res, obj)?;
         self.check_namespace_of_body(t, &mut obj)?;
@@ -174,7 +181,18 @@ impl ApiServer {
         }
         strategy::prepare_create(res, &mut obj);
         shoal_api::defaults::apply_defaults(res.group, res.kind, &mut obj);
-        record_manager(&mut obj, opts, "Update", None);
+        shoal_api::defaults::prepare_for_create(res.group, res.kind, &mut obj);
+        match (&apply_config, opts.manager.as_deref()) {
+            (Some(config), Some(manager)) => {
+                let def = shoal_api::schema::definition_name(res.group, res.version, res.kind).unwrap_or("");
+                let api_version = res.api_version();
+                let now = now_rfc3339();
+                let w = managed::Writer { manager, api_version: &api_version, subresource: None, now: &now };
+                let owned = managed::apply(&json!({}), config, def, &w, true).unwrap_or_default();
+                meta_mut(&mut obj).insert("managedFields".into(), owned["metadata"]["managedFields"].clone());
+            }
+            _ => record_manager(res, t, &mut obj, opts, None),
+        }
         let name = name_of(&obj).to_string();
         let errors = shoal_api::validation::validate(res.group, res.kind, &obj, None);
         if !errors.is_empty() {
@@ -183,6 +201,17 @@ impl ApiServer {
         if res.namespaced {
             self.check_namespace_open(t.namespace.as_deref().unwrap_or_default())?;
         }
+        // Service creates are serialised so that allocations never collide.
+        let _allocating = if (res.group, res.kind) == ("", "Service") {
+            let guard = self.service_allocation.lock().await;
+            let prefix = keys::collection(res, None);
+            let (services, _, _) = self.cache.list(&prefix, None, 0, |_| true);
+            let in_use = alloc::InUse::from_services(services.iter().map(|e| &e.obj));
+            alloc::allocate(&mut obj, &in_use, rand::random())?;
+            Some(guard)
+        } else {
+            None
+        };
         if opts.dry_run {
             if self.cache.get(&keys::object(res, t.namespace.as_deref(), &name)).is_some() {
                 return Err(ApiError::already_exists(res, &name));
@@ -249,10 +278,7 @@ impl ApiServer {
             if self.get_object(t).is_err() && t.subresource.is_none() {
                 let mut obj = patch_body;
                 meta_mut(&mut obj).insert("name".into(), json!(name));
-                let mut w = self.create(t, obj, opts).await?;
-                let _ = force;
-                w.obj["metadata"]["managedFields"][0]["operation"] = json!("Apply");
-                return Ok(w);
+                return self.create_inner(t, obj, opts, true).await;
             }
         }
         let precondition = patch_body["metadata"]["resourceVersion"].as_str().map(parse_rv).transpose()?;
@@ -262,7 +288,11 @@ impl ApiServer {
                 return Err(ApiError::conflict(res, &name));
             }
             let base = self.subresource_view(t, &current.obj)?;
-            let patched = patch::apply(res_for_patch(t), &base, &patch_body, kind)?;
+            let patched = if kind == PatchType::Apply {
+                self.server_side_apply(t, &base, &patch_body, opts, force)?
+            } else {
+                patch::apply(res_for_patch(t), &base, &patch_body, kind)?
+            };
             let mut patched = self.from_subresource_view(t, &current.obj, patched)?;
             let mut warnings = if kind == PatchType::Json || t.subresource.is_some() {
                 Vec::new()
@@ -282,6 +312,21 @@ impl ApiServer {
             }
         }
         Err(ApiError::conflict(res, &name))
+    }
+
+    /// Merges an apply configuration into the live object, or refuses it with upstream's
+    /// conflict error.
+    fn server_side_apply(&self, t: &Target, live: &Value, config: &Value, opts: &WriteOptions, force: bool) -> ApiResult<Value> {
+        let res = res_for_patch(t);
+        let def = shoal_api::schema::definition_name(res.group, res.version, res.kind).unwrap_or("");
+        let manager = opts.manager.as_deref().unwrap_or_default();
+        let api_version = res.api_version();
+        let now = now_rfc3339();
+        let w = managed::Writer { manager, api_version: &api_version, subresource: t.subresource.as_deref(), now: &now };
+        managed::apply(live, config, def, &w, force).map_err(|conflicts| match conflicts.as_slice() {
+            [c] if c.manager.is_empty() => ApiError::bad_request(c.field.clone()),
+            _ => ApiError::apply_conflicts(&managed::conflicts_message(&conflicts), &conflicts),
+        })
     }
 
     /// The document a patch on this target applies to (the object, or its Scale).
@@ -323,16 +368,23 @@ impl ApiServer {
             }
         }
         match t.subresource.as_deref() {
-            Some("status") => obj = strategy::status_update(&obj, old),
-            Some("scale") | None => strategy::prepare_update(res, &mut obj, old),
+            Some("status") => {
+                obj = strategy::status_update(&obj, old);
+                // Status writes keep metadata as stored (upstream's ResetObjectMetaForStatus).
+                obj["metadata"] = old["metadata"].clone();
+                shoal_api::defaults::apply_defaults(res.group, res.kind, &mut obj);
+            }
+            Some("scale") | None => {
+                // Defaults first, so that the generation counts real spec changes only.
+                shoal_api::defaults::apply_defaults(res.group, res.kind, &mut obj);
+                strategy::prepare_update(res, &mut obj, old);
+                shoal_api::defaults::prepare_for_update(res.group, res.kind, &mut obj, old);
+            }
             Some(other) => return Err(ApiError::method_not_allowed(&format!("update of {other}"), res)),
         }
-        if t.subresource.as_deref() == Some("status") {
-            // Status writes keep metadata as stored (upstream's ResetObjectMetaForStatus).
-            obj["metadata"] = old["metadata"].clone();
+        if op != "Apply" {
+            record_manager(res, t, &mut obj, opts, Some(old));
         }
-        shoal_api::defaults::apply_defaults(res.group, res.kind, &mut obj);
-        record_manager(&mut obj, opts, op, Some(old));
         let errors = shoal_api::validation::validate(res.group, res.kind, &obj, Some(old));
         if !errors.is_empty() {
             return Err(ApiError::invalid(res, &name, &errors));
@@ -652,70 +704,25 @@ fn pod_needs_graceful_delete(pod: &Value, opts: &Value) -> bool {
     bound && !finished && grace_period(pod, opts) > 0
 }
 
-/// Adds or refreshes the writer's `managedFields` entry.
-fn record_manager(obj: &mut Value, opts: &WriteOptions, op: &str, old: Option<&Value>) {
+/// Records the write in `metadata.managedFields`: an `Update` takes the fields it changed.
+/// Writes without a field manager keep the stored entries as they are.
+fn record_manager(res: &Resource, t: &Target, obj: &mut Value, opts: &WriteOptions, old: Option<&Value>) {
     let Some(manager) = opts.manager.as_deref().filter(|m| !m.is_empty()) else {
-        if let Some(o) = old {
-            if let Some(mf) = o["metadata"].get("managedFields") {
+        match old.and_then(|o| o["metadata"].get("managedFields")) {
+            Some(mf) => {
                 meta_mut(obj).insert("managedFields".into(), mf.clone());
+            }
+            None => {
+                meta_mut(obj).remove("managedFields");
             }
         }
         return;
     };
-    let api_version = obj["apiVersion"].clone();
-    let mut entries: Vec<Value> = old
-        .and_then(|o| o["metadata"]["managedFields"].as_array().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| !(e["manager"] == manager && e["operation"] == op))
-        .collect();
-    entries.push(json!({
-        "manager": manager,
-        "operation": op,
-        "apiVersion": api_version,
-        "time": now_rfc3339(),
-        "fieldsType": "FieldsV1",
-        "fieldsV1": fields_v1(obj),
-    }));
-    meta_mut(obj).insert("managedFields".into(), Value::Array(entries));
-}
-
-/// The set of fields an object sets, in `FieldsV1` form (`{"f:spec":{"f:replicas":{}}}`).
-fn fields_v1(obj: &Value) -> Value {
-    fn walk(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let mut out = Map::new();
-                for (k, child) in m {
-                    out.insert(format!("f:{k}"), walk(child));
-                }
-                Value::Object(out)
-            }
-            Value::Array(items) if items.iter().all(|i| i.get("name").is_some_and(Value::is_string)) && !items.is_empty() => {
-                let mut out = Map::new();
-                for i in items {
-                    let key = format!("k:{{\"name\":{}}}", i["name"]);
-                    let mut inner = walk(i).as_object().cloned().unwrap_or_default();
-                    inner.insert(".".into(), json!({}));
-                    out.insert(key, Value::Object(inner));
-                }
-                Value::Object(out)
-            }
-            _ => json!({}),
-        }
-    }
-    let mut copy = obj.clone();
-    if let Some(m) = copy.as_object_mut() {
-        m.remove("apiVersion");
-        m.remove("kind");
-        m.remove("status");
-        if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            for k in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "deletionTimestamp", "deletionGracePeriodSeconds", "generateName"] {
-                meta.remove(k);
-            }
-        }
-    }
-    walk(&copy)
+    let def = shoal_api::schema::definition_name(res.group, res.version, res.kind).unwrap_or("");
+    let api_version = res.api_version();
+    let now = now_rfc3339();
+    let w = managed::Writer { manager, api_version: &api_version, subresource: t.subresource.as_deref(), now: &now };
+    managed::record_update(old, obj, def, &w);
 }
 
 fn same_ignoring_manager_time(a: &Value, b: &Value) -> bool {
@@ -799,13 +806,6 @@ mod tests {
         let t = encode_continue(42, "/registry/core/pods/default/a\0");
         assert_eq!(decode_continue(&t).unwrap(), (42, "/registry/core/pods/default/a\0".to_string()));
         assert_eq!(decode_continue("nope!").unwrap_err().code, 400);
-    }
-
-    #[test]
-    fn fields_v1_keys_named_list_items() {
-        let f = fields_v1(&json!({"metadata":{"name":"x","labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}));
-        assert_eq!(f["f:metadata"], json!({"f:labels":{"f:a":{}}}));
-        assert_eq!(f["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["f:image"], json!({}));
     }
 
     #[test]

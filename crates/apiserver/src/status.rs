@@ -98,6 +98,19 @@ impl ApiError {
         .with_details(details(res, name))
     }
 
+    /// 409 Conflict of a server-side apply: one `FieldManagerConflict` cause per field.
+    pub fn apply_conflicts(message: &str, conflicts: &[crate::managed::Conflict]) -> Self {
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|c| {
+                json!({"type": "FieldManagerConflict",
+                       "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version),
+                       "field": c.field})
+            })
+            .collect();
+        Self::new(409, "Conflict", message).with_details(json!({"causes": causes}))
+    }
+
     /// 410 Gone (watch or list from a compacted resourceVersion).
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)

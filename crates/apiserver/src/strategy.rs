@@ -79,17 +79,14 @@ pub fn spec_of(obj: &Value) -> Value {
     }
 }
 
-/// Resets what a create may not set, as upstream's `PrepareForCreate`.
+/// Resets what a create may not set, as upstream's `PrepareForCreate`: status (set by
+/// controllers through the status subresource) and the generation. Kind-specific create-time
+/// values (pod and namespace status, default tolerations, ...) come from
+/// [`shoal_api::defaults::prepare_for_create`].
 pub fn prepare_create(res: &Resource, obj: &mut Value) {
     match res.kind {
         // Nodes may report status on create (kubelets register with it).
         "Node" => {}
-        "Pod" => {
-            obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
-        }
-        "Namespace" => {
-            obj["status"] = json!({"phase": "Active"});
-        }
         "PersistentVolume" | "PersistentVolumeClaim" => {
             obj["status"] = json!({"phase": "Pending"});
         }
@@ -142,36 +139,6 @@ pub fn status_update(new: &Value, old: &Value) -> Value {
     out
 }
 
-/// The pod's QoS class from its containers' requests and limits.
-pub fn qos_class(pod: &Value) -> &'static str {
-    let containers: Vec<&Value> = ["containers", "initContainers"]
-        .iter()
-        .filter_map(|k| pod["spec"][k].as_array())
-        .flatten()
-        .collect();
-    let mut any = false;
-    let mut guaranteed = !containers.is_empty();
-    for c in containers {
-        let req = c["resources"]["requests"].as_object();
-        let lim = c["resources"]["limits"].as_object();
-        if req.is_some_and(|r| !r.is_empty()) || lim.is_some_and(|l| !l.is_empty()) {
-            any = true;
-        }
-        for r in ["cpu", "memory"] {
-            let l = lim.and_then(|l| l.get(r));
-            let q = req.and_then(|q| q.get(r)).or(l);
-            if l.is_none() || q != l {
-                guaranteed = false;
-            }
-        }
-    }
-    match (any, guaranteed) {
-        (_, true) => "Guaranteed",
-        (true, false) => "Burstable",
-        (false, _) => "BestEffort",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,14 +168,5 @@ mod tests {
         let mut changed = json!({"metadata":{},"spec":{"minReadySeconds":5}});
         prepare_update(ds, &mut changed, &old);
         assert_eq!(changed["metadata"]["generation"], 3);
-    }
-
-    #[test]
-    fn qos_classes() {
-        assert_eq!(qos_class(&json!({"spec":{"containers":[{"name":"a"}]}})), "BestEffort");
-        let g = json!({"spec":{"containers":[{"resources":{"limits":{"cpu":"1","memory":"1Gi"}}}]}});
-        assert_eq!(qos_class(&g), "Guaranteed");
-        let b = json!({"spec":{"containers":[{"resources":{"requests":{"cpu":"1"}}}]}});
-        assert_eq!(qos_class(&b), "Burstable");
     }
 }

@@ -120,7 +120,8 @@ impl ApiServer {
             match self.cache.subscribe(after) {
                 Some(sub) => {
                     let lines = sub.replay.iter().filter_map(|ev| w.translate(ev)).collect();
-                    (lines, sub, after.max(sub.replay.last().map(|e| e.revision()).unwrap_or(after)), false)
+                    let last = after.max(sub.replay.last().map(|e| e.revision()).unwrap_or(after));
+                    (lines, sub, last, false)
                 }
                 None => {
                     let status = ApiError::gone(format!("too old resource version: {after} ({})", self.cache.oldest_watchable())).to_status();

@@ -92,8 +92,8 @@ fn discovery_nodes_and_the_daemonset_lifecycle() {
     assert_eq!(out, "infra");
     let out = c.kubectl(&["get", "ds", "-n", "kube-system", "-l", "tier notin (logging)", "-o", "name"]);
     assert_eq!(out.trim(), "");
-    let gen = c.kubectl(&["get", "ds", "-n", "kube-system", "fluentd-elasticsearch", "-o", "jsonpath={.metadata.generation}"]);
-    assert_eq!(gen, "1", "metadata-only changes keep the generation");
+    let generation = c.kubectl(&["get", "ds", "-n", "kube-system", "fluentd-elasticsearch", "-o", "jsonpath={.metadata.generation}"]);
+    assert_eq!(generation, "1", "metadata-only changes keep the generation");
 
     // edit (strategic merge patch) through KUBE_EDITOR.
     let mut edit = c.kubectl_cmd(&["edit", "ds", "-n", "kube-system", "fluentd-elasticsearch"]);
@@ -199,18 +199,18 @@ fn bad_input_is_refused_with_upstream_messages_and_nothing_is_stored() {
         assert!(err.contains("not found"), "{err}");
     };
 
-    let mismatch = DS.replace("namespace: kube-system\n", "").replace("      labels:\n        name: fluentd-elasticsearch", "      labels:\n        name: other");
+    let mismatch = DS.replace("  namespace: kube-system\n", "").replace("      labels:\n        name: fluentd-elasticsearch", "      labels:\n        name: other");
     let err = c.kubectl_err(&["create", "-f", "-"], Some(&mismatch));
     assert!(err.contains("is invalid"), "{err}");
     assert!(err.contains("`selector` does not match template `labels`"), "{err}");
     gone("fluentd-elasticsearch");
 
-    let never = DS.replace("namespace: kube-system\n", "").replace("      tolerations:", "      restartPolicy: Never\n      tolerations:");
+    let never = DS.replace("  namespace: kube-system\n", "").replace("      tolerations:", "      restartPolicy: Never\n      tolerations:");
     let err = c.kubectl_err(&["create", "-f", "-"], Some(&never));
     assert!(err.contains("spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\""), "{err}");
     gone("fluentd-elasticsearch");
 
-    let unknown = DS.replace("namespace: kube-system\n", "").replace("  selector:", "  bogusField: 1\n  selector:");
+    let unknown = DS.replace("  namespace: kube-system\n", "").replace("  selector:", "  bogusField: 1\n  selector:");
     let err = c.kubectl_err(&["create", "-f", "-"], Some(&unknown));
     assert!(err.contains("unknown field \"spec.bogusField\""), "{err}");
     gone("fluentd-elasticsearch");

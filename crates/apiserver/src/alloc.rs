@@ -1,0 +1,191 @@
+//! Service cluster-IP and node-port allocation, as upstream's service registry does it on
+//! create. Allocations are derived from the Services the watch cache holds; creates of
+//! Services are serialised by the caller so two of them never pick the same value.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use serde_json::{Value, json};
+
+use shoal_api::field::FieldError;
+
+use crate::status::{ApiError, ApiResult};
+
+/// The service CIDR: 10.43.0.0/16 (next to the pod CIDR 10.42.0.0/16).
+pub const SERVICE_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 43, 0, 0), 16);
+/// The address of the `kubernetes` Service in `default`: the first in the CIDR.
+pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 1);
+/// Upstream's default node-port range.
+pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+/// What existing Services hold.
+#[derive(Default)]
+pub struct InUse {
+    ips: BTreeSet<Ipv4Addr>,
+    ports: BTreeSet<u16>,
+}
+
+impl InUse {
+    /// Collects the cluster IPs and node ports of `services`.
+    pub fn from_services<'a>(services: impl IntoIterator<Item = &'a Value>) -> InUse {
+        let mut out = InUse::default();
+        for svc in services {
+            let spec = &svc["spec"];
+            for ip in spec["clusterIPs"].as_array().into_iter().flatten().chain(std::iter::once(&spec["clusterIP"])) {
+                if let Some(ip) = ip.as_str().and_then(|s| s.parse().ok()) {
+                    out.ips.insert(ip);
+                }
+            }
+            for p in spec["ports"].as_array().into_iter().flatten() {
+                if let Some(n) = p["nodePort"].as_u64().and_then(|n| u16::try_from(n).ok()) {
+                    out.ports.insert(n);
+                }
+            }
+            if let Some(n) = spec["healthCheckNodePort"].as_u64().and_then(|n| u16::try_from(n).ok()) {
+                out.ports.insert(n);
+            }
+        }
+        out
+    }
+}
+
+fn in_cidr(ip: Ipv4Addr) -> bool {
+    let (net, bits) = SERVICE_CIDR;
+    let mask = u32::MAX << (32 - bits);
+    u32::from(ip) & mask == u32::from(net)
+}
+
+fn invalid(svc: &Value, field: &str, value: &Value, msg: &str) -> ApiError {
+    let res = shoal_api::catalogue::find("", "v1", "services").expect("services are served");
+    let name = svc["metadata"]["name"].as_str().unwrap_or_default();
+    ApiError::invalid(res, name, &[FieldError::invalid(field, value.clone(), msg)])
+}
+
+/// Fills in `spec.clusterIP`, `spec.clusterIPs`, `spec.ipFamilies` and node ports of a new
+/// Service (already defaulted), checking requested values against what is in use.
+pub fn allocate(svc: &mut Value, in_use: &InUse, seed: u32) -> ApiResult<()> {
+    if !svc["spec"].is_object() {
+        return Ok(());
+    }
+    let meta = json!({"metadata": svc["metadata"].clone()});
+    let spec = &mut svc["spec"];
+    let kind = spec["type"].as_str().unwrap_or("ClusterIP").to_string();
+    if kind == "ExternalName" {
+        return Ok(());
+    }
+    let requested = spec["clusterIP"].as_str().unwrap_or("").to_string();
+    let ip = match requested.as_str() {
+        "None" => None,
+        "" => {
+            let (net, bits) = SERVICE_CIDR;
+            let size = 1u32 << (32 - bits);
+            // Skip the network address and the kubernetes Service's address.
+            let usable = size - 3;
+            let start = seed % usable;
+            let found = (0..usable)
+                .map(|i| Ipv4Addr::from(u32::from(net) + 2 + (start + i) % usable))
+                .find(|ip| !in_use.ips.contains(ip));
+            match found {
+                Some(ip) => Some(ip),
+                None => return Err(ApiError::internal("failed to allocate a serviceIP: range is full")),
+            }
+        }
+        s => {
+            let Ok(ip) = s.parse::<Ipv4Addr>() else {
+                return Err(invalid(&meta, "spec.clusterIP", &json!(s), "must be a valid IP address"));
+            };
+            if !in_cidr(ip) {
+                let (net, bits) = SERVICE_CIDR;
+                return Err(invalid(&meta, 
+                    "spec.clusterIPs",
+                    &json!([s]),
+                    &format!("failed to allocate IP {s}: the provided IP ({s}) is not in the valid range. The range of valid IPs is {net}/{bits}"),
+                ));
+            }
+            if in_use.ips.contains(&ip) {
+                return Err(invalid(&meta, 
+                    "spec.clusterIPs",
+                    &json!([s]),
+                    &format!("failed to allocate IP {s}: provided IP is already allocated"),
+                ));
+            }
+            Some(ip)
+        }
+    };
+    if let Some(ip) = ip {
+        spec["clusterIP"] = json!(ip.to_string());
+        spec["clusterIPs"] = json!([ip.to_string()]);
+    } else {
+        spec["clusterIP"] = json!("None");
+        spec["clusterIPs"] = json!(["None"]);
+    }
+    if spec.get("ipFamilies").is_none_or(|f| f.as_array().is_none_or(Vec::is_empty)) {
+        spec["ipFamilies"] = json!(["IPv4"]);
+    }
+    if spec.get("ipFamilyPolicy").is_none_or(Value::is_null) {
+        spec["ipFamilyPolicy"] = json!("SingleStack");
+    }
+    if kind == "NodePort" || kind == "LoadBalancer" {
+        let mut taken = in_use.ports.clone();
+        let span = u32::from(NODE_PORTS.end() - NODE_PORTS.start()) + 1;
+        let mut next = seed % span;
+        if let Some(ports) = spec["ports"].as_array_mut() {
+            for (i, p) in ports.iter_mut().enumerate() {
+                match p["nodePort"].as_u64() {
+                    Some(n) if n != 0 => {
+                        let n16 = u16::try_from(n).unwrap_or(0);
+                        if !taken.insert(n16) {
+                            return Err(invalid(&meta, 
+                                &format!("spec.ports[{i}].nodePort"),
+                                &json!(n),
+                                "provided port is already allocated",
+                            ));
+                        }
+                    }
+                    _ => {
+                        let port = (0..span)
+                            .map(|k| NODE_PORTS.start() + ((next + k) % span) as u16)
+                            .find(|n| !taken.contains(n))
+                            .ok_or_else(|| ApiError::internal("failed to allocate a nodePort: range is full"))?;
+                        next = u32::from(port - NODE_PORTS.start()) + 1;
+                        taken.insert(port);
+                        p["nodePort"] = json!(port);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocates_free_addresses_and_ports() {
+        let used = InUse::from_services([&json!({"spec": {"clusterIP": "10.43.0.2", "ports": [{"nodePort": 30000}]}})]);
+        let mut svc = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 81, "nodePort": 30005}]}});
+        allocate(&mut svc, &used, 0).unwrap();
+        assert_eq!(svc["spec"]["clusterIP"], "10.43.0.3");
+        assert_eq!(svc["spec"]["clusterIPs"], json!(["10.43.0.3"]));
+        assert_eq!(svc["spec"]["ipFamilies"], json!(["IPv4"]));
+        assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30001);
+        assert_eq!(svc["spec"]["ports"][1]["nodePort"], 30005);
+    }
+
+    #[test]
+    fn refuses_taken_or_foreign_addresses() {
+        let used = InUse::from_services([&json!({"spec": {"clusterIPs": ["10.43.0.9"]}})]);
+        let mut taken = json!({"spec": {"clusterIP": "10.43.0.9"}});
+        let err = allocate(&mut taken, &used, 0).unwrap_err();
+        assert_eq!(err.code, 422);
+        assert!(err.message.contains("provided IP is already allocated"), "{}", err.message);
+        let mut foreign = json!({"spec": {"clusterIP": "192.168.0.1"}});
+        let err = allocate(&mut foreign, &used, 0).unwrap_err();
+        assert!(err.message.contains("not in the valid range"), "{}", err.message);
+        let mut headless = json!({"spec": {"clusterIP": "None"}});
+        allocate(&mut headless, &used, 0).unwrap();
+        assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
+    }
+}
