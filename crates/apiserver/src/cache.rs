@@ -195,10 +195,10 @@ impl WatchCache {
         };
         let event = Arc::new(CacheEvent::new(kind, entry, prev));
         inner.revision = event.revision();
-        if inner.history.len() >= HISTORY {
-            if let Some(old) = inner.history.pop_front() {
-                inner.history_start = old.revision();
-            }
+        if inner.history.len() >= HISTORY
+            && let Some(old) = inner.history.pop_front()
+        {
+            inner.history_start = old.revision();
         }
         inner.history.push_back(event.clone());
         // Sent under the lock, so a subscriber sees each event once: in replay or live.

@@ -60,8 +60,10 @@ impl ApiServer {
     /// Starts an API server over `store`: loads the watch cache and creates the system
     /// namespaces if they are missing.
     pub async fn new(store: Arc<dyn Store>) -> Result<Arc<ApiServer>, shoal_store::Error> {
+        let metrics = Metrics::default();
+        let store: Arc<dyn Store> = Arc::new(metrics::MeteredStore::new(store, metrics.clone()));
         let cache = WatchCache::start(store.clone(), keys::ROOT).await?;
-        let server = Arc::new(ApiServer { store, cache, metrics: Metrics::default(), service_allocation: Default::default() });
+        let server = Arc::new(ApiServer { store, cache, metrics, service_allocation: Default::default() });
         server.bootstrap().await.map_err(|e| shoal_store::Error::Backend(e.message))?;
         Ok(server)
     }

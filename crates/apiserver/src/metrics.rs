@@ -1,5 +1,5 @@
 //! Prometheus metrics in the text exposition format: requests by verb, resource and code,
-//! request latency histograms, and watch counts.
+//! request latency histograms, store write latency, and watch counts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -29,12 +29,22 @@ impl Histogram {
         self.sum += secs;
         self.count += 1;
     }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {}", self.counts.get(i).copied().unwrap_or(0));
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     requests: BTreeMap<(String, String, u16), u64>,
     latency: BTreeMap<(String, String), Histogram>,
+    store_writes: BTreeMap<&'static str, Histogram>,
 }
 
 /// The server's metrics; cheap to clone.
@@ -50,6 +60,12 @@ impl Metrics {
         let mut inner = self.inner.lock().expect("metrics lock poisoned");
         *inner.requests.entry((verb.to_string(), resource.to_string(), code)).or_default() += 1;
         inner.latency.entry((verb.to_string(), resource.to_string())).or_default().observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one store write (`create`, `update` or `delete`), acknowledged or not.
+    pub fn store_write(&self, operation: &'static str, elapsed: Duration) {
+        let mut inner = self.inner.lock().expect("metrics lock poisoned");
+        inner.store_writes.entry(operation).or_default().observe(elapsed.as_secs_f64());
     }
 
     /// A watch started.
@@ -72,16 +88,76 @@ impl Metrics {
         }
         out.push_str("# HELP apiserver_request_duration_seconds Request latency by verb and resource.\n# TYPE apiserver_request_duration_seconds histogram\n");
         for ((verb, res), h) in &inner.latency {
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",resource=\"{res}\",le=\"{b}\"}} {}", h.counts.get(i).copied().unwrap_or(0));
-            }
-            let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",resource=\"{res}\",le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "apiserver_request_duration_seconds_sum{{verb=\"{verb}\",resource=\"{res}\"}} {}", h.sum);
-            let _ = writeln!(out, "apiserver_request_duration_seconds_count{{verb=\"{verb}\",resource=\"{res}\"}} {}", h.count);
+            h.render(&mut out, "apiserver_request_duration_seconds", &format!("verb=\"{verb}\",resource=\"{res}\""));
+        }
+        out.push_str("# HELP shoal_store_write_duration_seconds Store write latency (durable before it returns) by operation.\n# TYPE shoal_store_write_duration_seconds histogram\n");
+        for (op, h) in &inner.store_writes {
+            h.render(&mut out, "shoal_store_write_duration_seconds", &format!("operation=\"{op}\""));
         }
         out.push_str("# HELP apiserver_registered_watchers Open watches.\n# TYPE apiserver_registered_watchers gauge\n");
         let _ = writeln!(out, "apiserver_registered_watchers {}", self.watches.load(Ordering::Relaxed));
         out
+    }
+}
+
+/// A store that records the latency of every write in [`Metrics`].
+pub struct MeteredStore {
+    inner: Arc<dyn shoal_store::Store>,
+    metrics: Metrics,
+}
+
+impl MeteredStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn shoal_store::Store>, metrics: Metrics) -> MeteredStore {
+        MeteredStore { inner, metrics }
+    }
+}
+
+#[async_trait::async_trait]
+impl shoal_store::Store for MeteredStore {
+    async fn get(&self, key: &str) -> shoal_store::Result<Option<shoal_store::KeyValue>> {
+        self.inner.get(key).await
+    }
+
+    async fn range(&self, start: &str, end: &str, revision: i64, limit: usize) -> shoal_store::Result<shoal_store::RangeResult> {
+        self.inner.range(start, end, revision, limit).await
+    }
+
+    async fn create(&self, key: &str, value: bytes::Bytes) -> shoal_store::Result<i64> {
+        let start = std::time::Instant::now();
+        let out = self.inner.create(key, value).await;
+        self.metrics.store_write("create", start.elapsed());
+        out
+    }
+
+    async fn update(&self, key: &str, value: bytes::Bytes, expected: i64) -> shoal_store::Result<i64> {
+        let start = std::time::Instant::now();
+        let out = self.inner.update(key, value, expected).await;
+        self.metrics.store_write("update", start.elapsed());
+        out
+    }
+
+    async fn delete(&self, key: &str, expected: i64) -> shoal_store::Result<(i64, shoal_store::KeyValue)> {
+        let start = std::time::Instant::now();
+        let out = self.inner.delete(key, expected).await;
+        self.metrics.store_write("delete", start.elapsed());
+        out
+    }
+
+    fn watch(&self, prefix: &str, after: i64) -> shoal_store::Result<shoal_store::WatchStream> {
+        self.inner.watch(prefix, after)
+    }
+
+    async fn compact(&self, revision: i64) -> shoal_store::Result<()> {
+        self.inner.compact(revision).await
+    }
+
+    fn current_revision(&self) -> i64 {
+        self.inner.current_revision()
+    }
+
+    fn compacted_revision(&self) -> i64 {
+        self.inner.compacted_revision()
     }
 }
 
@@ -95,7 +171,9 @@ mod tests {
         m.request("GET", "pods", 200, Duration::from_millis(3));
         m.request("GET", "pods", 200, Duration::from_millis(30));
         m.watch_started();
+        m.store_write("create", Duration::from_micros(800));
         let text = m.render();
+        assert!(text.contains("shoal_store_write_duration_seconds_bucket{operation=\"create\",le=\"0.001\"} 1"), "{text}");
         assert!(text.contains("apiserver_request_total{verb=\"GET\",resource=\"pods\",code=\"200\"} 2"));
         assert!(text.contains("le=\"0.005\"} 1"));
         assert!(text.contains("le=\"+Inf\"} 2"));

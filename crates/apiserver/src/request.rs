@@ -45,8 +45,11 @@ pub fn parse_path(path: &str) -> ApiResult<Option<ApiPath>> {
     }
     let lookup = |plural: &str| catalogue::find(group, version, plural).ok_or_else(ApiError::no_route);
     // `/namespaces/{ns}/{resource}...` for namespaced resources.
-    if rest[0] == "namespaces" && rest.len() >= 3 {
-        if let Some(res) = catalogue::find(group, version, rest[2]).filter(|r| r.namespaced) {
+    if rest[0] == "namespaces"
+        && rest.len() >= 3
+        && let Some(res) = catalogue::find(group, version, rest[2]).filter(|r| r.namespaced)
+    {
+        {
             let (name, sub) = match &rest[3..] {
                 [] => (None, None),
                 [n] => (Some(n.to_string()), None),

@@ -293,7 +293,7 @@ impl ApiServer {
             } else {
                 patch::apply(res_for_patch(t), &base, &patch_body, kind)?
             };
-            let mut patched = self.from_subresource_view(t, &current.obj, patched)?;
+            let mut patched = self.subresource_to_object(t, &current.obj, patched)?;
             let mut warnings = if kind == PatchType::Json || t.subresource.is_some() {
                 Vec::new()
             } else {
@@ -338,7 +338,7 @@ impl ApiServer {
     }
 
     /// Maps a patched subresource document back onto the object.
-    fn from_subresource_view(&self, t: &Target, obj: &Value, patched: Value) -> ApiResult<Value> {
+    fn subresource_to_object(&self, t: &Target, obj: &Value, patched: Value) -> ApiResult<Value> {
         match t.subresource.as_deref() {
             Some("scale") => {
                 let replicas = patched["spec"]["replicas"].as_i64().unwrap_or(0);

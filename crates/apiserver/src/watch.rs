@@ -103,10 +103,7 @@ impl ApiServer {
         let (tx, rx) = mpsc::channel(1024);
         let w = Watcher { res: t.res, prefix: prefix.clone(), labels, fields, table, bookmarks, tx };
         let rv = p.get("resourceVersion");
-        let initial = match (send_initial, rv) {
-            (Some(true), _) | (None, None | Some("0")) => true,
-            _ => false,
-        };
+        let initial = matches!((send_initial, rv), (Some(true), _) | (None, None | Some("0")));
         let (mut replay, sub, after, snapshot_end) = if initial {
             let (objs, sub) = self.cache.subscribe_with_snapshot(&prefix);
             let rev = sub.revision;
@@ -169,10 +166,10 @@ async fn run(w: Watcher, replay: Vec<Bytes>, mut live: broadcast::Receiver<Arc<C
                         continue;
                     }
                     after = ev.revision();
-                    if let Some(line) = w.translate(&ev) {
-                        if w.tx.send(line).await.is_err() {
-                            return;
-                        }
+                    if let Some(line) = w.translate(&ev)
+                        && w.tx.send(line).await.is_err()
+                    {
+                        return;
                     }
                 }
                 // Too slow: end the watch; the client resumes from its last revision.

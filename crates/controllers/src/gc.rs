@@ -80,11 +80,8 @@ pub fn plan(nodes: &[Node]) -> Vec<Action> {
                 }
             }
         }
-        if dead.len() == n.owners.len() {
-            if !n.deleting {
-                actions.push(Action::Delete(i));
-            }
-        } else if foreground {
+        // Every owner gone, or an owner deleted in the foreground: the dependent goes too.
+        if dead.len() == n.owners.len() || foreground {
             if !n.deleting {
                 actions.push(Action::Delete(i));
             }

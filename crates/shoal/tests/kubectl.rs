@@ -126,6 +126,20 @@ fn apply_three_times_and_watch() {
     assert_eq!(out.trim(), "configmap/ssa serverside-applied");
     let managers = c.kubectl(&["get", "cm", "ssa", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
     assert_eq!(managers, "kubectl");
+    // Another manager changes k; applying a different value then conflicts with it.
+    c.kubectl(&["patch", "cm", "ssa", "--field-manager", "other", "-p", "{\"data\":{\"k\":\"w\"}}"]);
+    let err = c.kubectl_err(&["apply", "--server-side", "-f", "-"], Some(&ss.replace("k: v", "k: x")));
+    assert!(err.contains("Apply failed with 1 conflict: conflict with \"other\" using v1: .data.k"), "{err}");
+    assert_eq!(c.kubectl(&["get", "cm", "ssa", "-o", "jsonpath={.data.k}"]), "w");
+    let out = c.kubectl_in(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&ss.replace("k: v", "k: x")));
+    assert_eq!(out.trim(), "configmap/ssa serverside-applied");
+    assert_eq!(c.kubectl(&["get", "cm", "ssa", "-o", "jsonpath={.data.k}"]), "x");
+    // Dropping a field from the configuration removes it.
+    let two = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  k: x\n  extra: e\n";
+    c.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(two));
+    assert_eq!(c.kubectl(&["get", "cm", "ssa", "-o", "jsonpath={.data.extra}"]), "e");
+    c.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(&ss.replace("k: v", "k: x")));
+    assert_eq!(c.kubectl(&["get", "cm", "ssa", "-o", "jsonpath={.data}"]), "{\"k\":\"x\"}");
 
     // get -w sees a change made after it started.
     let mut watch = c.kubectl_cmd(&["get", "cm", "-w", "--output-watch-events"]);
@@ -152,6 +166,7 @@ fn apply_three_times_and_watch() {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     assert!(seen.iter().any(|l| l.contains("ADDED") && l.contains("late")), "{seen:?}");
 }
 
