@@ -25,6 +25,7 @@ pub mod managed;
 pub mod metrics;
 pub mod output;
 pub mod patch;
+pub mod protobuf;
 pub mod request;
 pub mod rest;
 pub mod serve;
@@ -161,9 +162,13 @@ async fn read_body(body: Body) -> ApiResult<Bytes> {
     axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::too_large())
 }
 
+/// Decodes a request body: JSON, or Kubernetes protobuf (kubectl's typed clients send it).
 fn parse_json(ct: Option<&str>, bytes: &[u8]) -> ApiResult<Value> {
     if let Some(ct) = ct {
         let base = ct.split(';').next().unwrap_or("").trim();
+        if base == protobuf::CONTENT_TYPE {
+            return protobuf::decode(bytes).map_err(ApiError::bad_request);
+        }
         if !matches!(base, "application/json" | "" | "*/*") && !base.ends_with("+json") && !base.ends_with("+yaml") {
             return Err(ApiError::unsupported_media_type(ct));
         }
@@ -285,15 +290,10 @@ impl ApiServer {
             (&Method::PUT, true, None | Some("status") | Some("finalize")) => {
                 let obj = parse_json(ct, &body)?;
                 let mut opts = WriteOptions::from_params(p)?;
-                let t2;
-                let target = if sub == Some("finalize") {
+                if sub == Some("finalize") {
                     opts.validation = Some(request::FieldValidation::Ignore);
-                    t2 = Target { subresource: None, ..t.clone() };
-                    &t2
-                } else {
-                    t
-                };
-                let w = self.update(target, obj, &opts).await?;
+                }
+                let w = self.update(t, obj, &opts).await?;
                 Ok(with_warnings(json_response(200, w.json, "application/json"), &w.warnings))
             }
             (&Method::PUT, true, Some("scale")) => {
@@ -353,6 +353,8 @@ use futures::StreamExt as _;
 fn delete_options(p: &Params, body: &[u8]) -> ApiResult<Value> {
     let mut opts = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
+    } else if body.starts_with(protobuf::MAGIC) {
+        protobuf::decode(body).map_err(ApiError::bad_request)?
     } else {
         serde_json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
     };

@@ -374,6 +374,12 @@ impl ApiServer {
                 obj["metadata"] = old["metadata"].clone();
                 shoal_api::defaults::apply_defaults(res.group, res.kind, &mut obj);
             }
+            Some("finalize") => {
+                // Only spec.finalizers changes through a namespace's finalize subresource.
+                let finalizers = obj["spec"]["finalizers"].take();
+                obj = old.clone();
+                obj["spec"]["finalizers"] = finalizers;
+            }
             Some("scale") | None => {
                 // Defaults first, so that the generation counts real spec changes only.
                 shoal_api::defaults::apply_defaults(res.group, res.kind, &mut obj);

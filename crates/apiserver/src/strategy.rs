@@ -23,6 +23,30 @@ fn roundtrip<T: DeserializeOwned + Serialize>(res: &Resource, v: Value) -> ApiRe
 /// Decodes `v` as the resource's upstream type and encodes it again, as upstream's decoder
 /// does: wrongly typed fields are a 400, unknown fields are dropped.
 pub fn normalize(res: &Resource, v: Value) -> ApiResult<Value> {
+    let mut out = decode_typed(res, v)?;
+    drop_empty_metadata(&mut out);
+    Ok(out)
+}
+
+/// Empty `omitempty` members of ObjectMeta are left out, as Go's encoder does (removing the
+/// last label leaves no `labels: {}` behind).
+fn drop_empty_metadata(obj: &mut Value) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in ["labels", "annotations", "ownerReferences", "finalizers", "managedFields"] {
+            let empty = match meta.get(k) {
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(Value::Object(m)) => m.is_empty(),
+                Some(Value::Null) => true,
+                _ => false,
+            };
+            if empty {
+                meta.remove(k);
+            }
+        }
+    }
+}
+
+fn decode_typed(res: &Resource, v: Value) -> ApiResult<Value> {
     use apps::v1 as a;
     use core::v1 as c;
     match (res.group, res.kind) {
@@ -151,6 +175,8 @@ mod tests {
         let out = normalize(ds, v).unwrap();
         assert_eq!(out["spec"]["minReadySeconds"], 3);
         assert!(out["spec"].get("bogus").is_none());
+        let bare = normalize(ds, json!({"metadata":{"name":"x","labels":{},"ownerReferences":[]}})).unwrap();
+        assert_eq!(bare["metadata"], json!({"name": "x"}));
         let bad = json!({"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"x"},"spec":{"minReadySeconds":"x"}});
         let err = normalize(ds, bad).unwrap_err();
         assert_eq!(err.code, 400);

@@ -148,11 +148,14 @@ async fn any_owner_alive(client: &kube::Client, n: &Node, raw: &DynamicObject) -
 /// Runs the collector until the process ends.
 pub async fn run(client: kube::Client, informers: Informers) {
     informers.ready().await;
+    tracing::debug!("garbage collector: caches ready");
     let mut changes = informers.changes();
     loop {
         let snapshot: Vec<(&'static Resource, Arc<DynamicObject>)> = informers.all();
         let nodes: Vec<Node> = snapshot.iter().map(|(r, o)| to_node(r, o)).collect();
-        for action in plan(&nodes) {
+        let actions = plan(&nodes);
+        tracing::debug!(objects = nodes.len(), actions = actions.len(), "garbage collector: pass");
+        for action in actions {
             if let Err(e) = apply(&client, &nodes, &snapshot, action).await {
                 tracing::debug!(error = %e, "garbage collector: action failed; will retry");
             }

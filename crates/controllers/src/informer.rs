@@ -2,6 +2,7 @@
 //! `DynamicObject`s, plus a change signal controllers wait on.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject};
@@ -15,6 +16,9 @@ use tokio::sync::watch;
 pub struct Informers {
     stores: Arc<Vec<(&'static Resource, Store<DynamicObject>)>>,
     changed: watch::Receiver<u64>,
+    /// How many caches have had their first list. (kube's `Store::wait_until_ready` wakes
+    /// only one of several concurrent waiters, so readiness is counted here.)
+    synced: Arc<AtomicUsize>,
 }
 
 /// The kube `ApiResource` of a catalogue resource.
@@ -33,6 +37,7 @@ impl Informers {
     pub fn start(client: kube::Client) -> Informers {
         let (tx, rx) = watch::channel(0u64);
         let tx = Arc::new(tx);
+        let synced = Arc::new(AtomicUsize::new(0));
         let mut stores = Vec::new();
         for r in RESOURCES {
             let ar = api_resource(r);
@@ -40,24 +45,37 @@ impl Informers {
             let writer = Writer::new(ar);
             let reader = writer.as_reader();
             let tx = tx.clone();
+            let synced = synced.clone();
             let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
             tokio::spawn(async move {
                 futures::pin_mut!(stream);
+                let mut first = true;
                 while let Some(ev) = stream.next().await {
-                    if ev.is_ok() {
-                        tx.send_modify(|n| *n += 1);
+                    match ev {
+                        Ok(ev) => {
+                            if first && matches!(ev, watcher::Event::InitDone) {
+                                first = false;
+                                synced.fetch_add(1, Ordering::SeqCst);
+                                tracing::debug!(resource = r.plural, group = r.group, "informer: synced");
+                            }
+                            tx.send_modify(|n| *n += 1)
+                        }
+                        Err(e) => tracing::warn!(resource = r.plural, group = r.group, error = %e, "informer: watch failed; retrying"),
                     }
                 }
             });
             stores.push((r, reader));
         }
-        Informers { stores: Arc::new(stores), changed: rx }
+        Informers { stores: Arc::new(stores), changed: rx, synced }
     }
 
     /// Waits until every cache has had its first list.
     pub async fn ready(&self) {
-        for (_, s) in self.stores.iter() {
-            let _ = s.wait_until_ready().await;
+        let mut changes = self.changed.clone();
+        while self.synced.load(Ordering::SeqCst) < self.stores.len() {
+            if changes.changed().await.is_err() {
+                return;
+            }
         }
     }
 

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The longest one kubectl invocation may take in a test.
+const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A running cluster; killed when dropped.
 pub struct Cluster {
     pub child: Child,
@@ -75,7 +78,33 @@ impl Cluster {
             child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
         }
         drop(child.stdin.take());
-        child.wait_with_output().expect("kubectl output")
+        // Read both pipes on threads so a chatty kubectl never blocks; a kubectl that hangs
+        // (e.g. `delete` waiting for an object that never goes) fails the test instead of
+        // stalling it.
+        let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let stdout = read(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+        let stderr = read(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+        let deadline = Instant::now() + KUBECTL_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("kubectl wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("kubectl {args:?} did not finish within {KUBECTL_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Output { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() }
     }
 
     /// Runs kubectl and returns stdout; panics with stderr on failure.
