@@ -16,8 +16,12 @@ const MANAGER: &str = "shoal-simulated-node";
 
 /// Default capacity of a simulated node; each can be overridden by an annotation
 /// `shoal.dev/capacity-<resource>` (e.g. `shoal.dev/capacity-cpu: "8"`).
-pub const DEFAULT_CAPACITY: &[(&str, &str)] =
-    &[("cpu", "4"), ("memory", "16Gi"), ("pods", "110"), ("ephemeral-storage", "100Gi")];
+pub const DEFAULT_CAPACITY: &[(&str, &str)] = &[
+    ("cpu", "4"),
+    ("memory", "16Gi"),
+    ("pods", "110"),
+    ("ephemeral-storage", "100Gi"),
+];
 
 /// The manifest of simulated node number `index` (1-based) named `name`: labels as a
 /// kubelet sets them, the simulated annotation, and a pod CIDR. `control_plane` adds the
@@ -52,14 +56,15 @@ pub fn node_status(node: &Node, now: &str) -> Value {
     let annotations = node.metadata.annotations.clone().unwrap_or_default();
     let mut capacity = serde_json::Map::new();
     for (res, default) in DEFAULT_CAPACITY {
-        let v = annotations.get(&format!("shoal.dev/capacity-{res}")).map(String::as_str).unwrap_or(default);
+        let v = annotations
+            .get(&format!("shoal.dev/capacity-{res}"))
+            .map(String::as_str)
+            .unwrap_or(default);
         capacity.insert((*res).into(), json!(v));
     }
     let name = node.metadata.name.clone().unwrap_or_default();
     let ip = internal_ip(node);
-    let cond = |t: &str, status: &str, reason: &str, message: &str| {
-        json!({"type": t, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": now, "lastTransitionTime": now})
-    };
+    let cond = |t: &str, status: &str, reason: &str, message: &str| json!({"type": t, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": now, "lastTransitionTime": now});
     json!({
         "capacity": capacity,
         "allocatable": capacity,
@@ -97,7 +102,9 @@ fn internal_ip(node: &Node) -> String {
 }
 
 fn kernel_version() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn now_rfc3339() -> String {
@@ -127,8 +134,18 @@ impl SimulatedPool {
             if nodes.get_opt(&name).await?.is_some() {
                 continue;
             }
-            let node: Node = serde_json::from_value(node_manifest(&name, i, i == 1)).map_err(kube::Error::SerdeError)?;
-            match nodes.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &node).await {
+            let node: Node =
+                serde_json::from_value(node_manifest(&name, i, i == 1)).map_err(kube::Error::SerdeError)?;
+            match nodes
+                .create(
+                    &PostParams {
+                        field_manager: Some(MANAGER.into()),
+                        ..Default::default()
+                    },
+                    &node,
+                )
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => return Err(e),
@@ -141,7 +158,9 @@ impl SimulatedPool {
     pub async fn run(self) {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let (reader, writer) = reflector::store();
-        let stream = reflector(writer, watcher(nodes.clone(), watcher::Config::default())).default_backoff().touched_objects();
+        let stream = reflector(writer, watcher(nodes.clone(), watcher::Config::default()))
+            .default_backoff()
+            .touched_objects();
         tokio::spawn(async move {
             futures::pin_mut!(stream);
             while let Some(ev) = stream.next().await {
@@ -180,17 +199,26 @@ impl SimulatedPool {
     async fn heartbeat(&self, node: &Node, now: &str) -> Result<(), kube::Error> {
         let name = node.metadata.name.clone().unwrap_or_default();
         let nodes: Api<Node> = Api::all(self.client.clone());
-        let pp = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+        let pp = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
         let status = node_status(node, now);
-        nodes.patch_status(&name, &pp, &Patch::Merge(json!({"status": status}))).await?;
+        nodes
+            .patch_status(&name, &pp, &Patch::Merge(json!({"status": status})))
+            .await?;
         self.renew_lease(node, &name).await
     }
 
     async fn renew_lease(&self, node: &Node, name: &str) -> Result<(), kube::Error> {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
         let owner = json!([{"apiVersion": "v1", "kind": "Node", "name": name, "uid": node.metadata.uid}]);
-        let spec = json!({"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now_micro()});
-        let pp = PatchParams { field_manager: Some(MANAGER.into()), ..Default::default() };
+        let spec =
+            json!({"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now_micro()});
+        let pp = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
         match leases.patch(name, &pp, &Patch::Merge(json!({"spec": spec}))).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => {
@@ -208,7 +236,11 @@ impl SimulatedPool {
 }
 
 fn is_simulated(node: &Node) -> bool {
-    node.metadata.annotations.as_ref().and_then(|a| a.get(SIMULATED_ANNOTATION)).is_some_and(|v| v == "true")
+    node.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SIMULATED_ANNOTATION))
+        .is_some_and(|v| v == "true")
 }
 
 fn is_ready(node: &Node) -> bool {
@@ -221,7 +253,13 @@ fn is_ready(node: &Node) -> bool {
 /// Lists the simulated nodes (for callers that want to wait for the pool).
 pub async fn simulated_nodes(client: &kube::Client) -> Result<Vec<Node>, kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
-    Ok(nodes.list(&ListParams::default()).await?.items.into_iter().filter(is_simulated).collect())
+    Ok(nodes
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(is_simulated)
+        .collect())
 }
 
 #[cfg(test)]
@@ -234,7 +272,11 @@ mod tests {
         assert_eq!(n1["metadata"]["labels"]["node-role.kubernetes.io/control-plane"], "");
         assert_eq!(n1["metadata"]["annotations"][SIMULATED_ANNOTATION], "true");
         let n2 = node_manifest("node2", 2, false);
-        assert!(n2["metadata"]["labels"].get("node-role.kubernetes.io/control-plane").is_none());
+        assert!(
+            n2["metadata"]["labels"]
+                .get("node-role.kubernetes.io/control-plane")
+                .is_none()
+        );
         assert_ne!(n1["spec"]["podCIDR"], n2["spec"]["podCIDR"]);
         assert_eq!(pod_cidr(300), "10.43.44.0/24");
     }
@@ -242,11 +284,21 @@ mod tests {
     #[test]
     fn status_reports_capacity_overrides_and_ready() {
         let mut node: Node = serde_json::from_value(node_manifest("node3", 3, false)).unwrap();
-        node.metadata.annotations.as_mut().unwrap().insert("shoal.dev/capacity-cpu".into(), "8".into());
+        node.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert("shoal.dev/capacity-cpu".into(), "8".into());
         let s = node_status(&node, "2026-01-01T00:00:00Z");
         assert_eq!(s["capacity"]["cpu"], "8");
         assert_eq!(s["allocatable"]["memory"], "16Gi");
         assert_eq!(s["addresses"][0]["address"], "172.20.42.3");
-        assert!(s["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        assert!(
+            s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        );
     }
 }

@@ -78,16 +78,36 @@ impl Resource {
 }
 
 /// Verbs of an ordinary read-write resource.
-pub const ALL_VERBS: &[&str] =
-    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 const NS_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 
 const fn status(group: &'static str, kind: &'static str) -> Subresource {
-    Subresource { name: "status", group, version: "v1", kind, verbs: STATUS_VERBS }
+    Subresource {
+        name: "status",
+        group,
+        version: "v1",
+        kind,
+        verbs: STATUS_VERBS,
+    }
 }
 const fn scale() -> Subresource {
-    Subresource { name: "scale", group: "autoscaling", version: "v1", kind: "Scale", verbs: STATUS_VERBS }
+    Subresource {
+        name: "scale",
+        group: "autoscaling",
+        version: "v1",
+        kind: "Scale",
+        verbs: STATUS_VERBS,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -123,60 +143,212 @@ pub static RESOURCES: &[Resource] = &[
     // core/v1
     Resource {
         verbs: NS_VERBS,
-        ..res("", "namespaces", "namespace", "Namespace", false, &["ns"], NONE, &[
-            status("", "Namespace"),
-            Subresource { name: "finalize", group: "", version: "v1", kind: "Namespace", verbs: &["update"] },
-        ])
+        ..res(
+            "",
+            "namespaces",
+            "namespace",
+            "Namespace",
+            false,
+            &["ns"],
+            NONE,
+            &[
+                status("", "Namespace"),
+                Subresource {
+                    name: "finalize",
+                    group: "",
+                    version: "v1",
+                    kind: "Namespace",
+                    verbs: &["update"],
+                },
+            ],
+        )
     },
     res("", "nodes", "node", "Node", false, &["no"], NONE, &[status("", "Node")]),
-    res("", "pods", "pod", "Pod", true, &["po"], ALL, &[
-        status("", "Pod"),
-        Subresource { name: "binding", group: "", version: "v1", kind: "Binding", verbs: &["create"] },
-        Subresource { name: "eviction", group: "policy", version: "v1", kind: "Eviction", verbs: &["create"] },
-        Subresource { name: "log", group: "", version: "v1", kind: "Pod", verbs: &["get"] },
-    ]),
-    res("", "services", "service", "Service", true, &["svc"], ALL, &[status("", "Service")]),
+    res(
+        "",
+        "pods",
+        "pod",
+        "Pod",
+        true,
+        &["po"],
+        ALL,
+        &[
+            status("", "Pod"),
+            Subresource {
+                name: "binding",
+                group: "",
+                version: "v1",
+                kind: "Binding",
+                verbs: &["create"],
+            },
+            Subresource {
+                name: "eviction",
+                group: "policy",
+                version: "v1",
+                kind: "Eviction",
+                verbs: &["create"],
+            },
+            Subresource {
+                name: "log",
+                group: "",
+                version: "v1",
+                kind: "Pod",
+                verbs: &["get"],
+            },
+        ],
+    ),
+    res(
+        "",
+        "services",
+        "service",
+        "Service",
+        true,
+        &["svc"],
+        ALL,
+        &[status("", "Service")],
+    ),
     res("", "endpoints", "endpoints", "Endpoints", true, &["ep"], NONE, &[]),
     res("", "events", "event", "Event", true, &["ev"], NONE, &[]),
     res("", "configmaps", "configmap", "ConfigMap", true, &["cm"], NONE, &[]),
     res("", "secrets", "secret", "Secret", true, NONE, NONE, &[]),
-    res("", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"], NONE, &[]),
-    res("", "persistentvolumes", "persistentvolume", "PersistentVolume", false, &["pv"], NONE, &[
-        status("", "PersistentVolume"),
-    ]),
-    res("", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, &["pvc"], NONE, &[
-        status("", "PersistentVolumeClaim"),
-    ]),
-    res("", "replicationcontrollers", "replicationcontroller", "ReplicationController", true, &["rc"], ALL, &[
-        status("", "ReplicationController"),
-        scale(),
-    ]),
+    res(
+        "",
+        "serviceaccounts",
+        "serviceaccount",
+        "ServiceAccount",
+        true,
+        &["sa"],
+        NONE,
+        &[],
+    ),
+    res(
+        "",
+        "persistentvolumes",
+        "persistentvolume",
+        "PersistentVolume",
+        false,
+        &["pv"],
+        NONE,
+        &[status("", "PersistentVolume")],
+    ),
+    res(
+        "",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        "PersistentVolumeClaim",
+        true,
+        &["pvc"],
+        NONE,
+        &[status("", "PersistentVolumeClaim")],
+    ),
+    res(
+        "",
+        "replicationcontrollers",
+        "replicationcontroller",
+        "ReplicationController",
+        true,
+        &["rc"],
+        ALL,
+        &[status("", "ReplicationController"), scale()],
+    ),
     // apps/v1
-    res("apps", "controllerrevisions", "controllerrevision", "ControllerRevision", true, NONE, NONE, &[]),
-    res("apps", "daemonsets", "daemonset", "DaemonSet", true, &["ds"], ALL, &[status("apps", "DaemonSet")]),
-    res("apps", "deployments", "deployment", "Deployment", true, &["deploy"], ALL, &[
-        status("apps", "Deployment"),
-        scale(),
-    ]),
-    res("apps", "replicasets", "replicaset", "ReplicaSet", true, &["rs"], ALL, &[
-        status("apps", "ReplicaSet"),
-        scale(),
-    ]),
-    res("apps", "statefulsets", "statefulset", "StatefulSet", true, &["sts"], ALL, &[
-        status("apps", "StatefulSet"),
-        scale(),
-    ]),
+    res(
+        "apps",
+        "controllerrevisions",
+        "controllerrevision",
+        "ControllerRevision",
+        true,
+        NONE,
+        NONE,
+        &[],
+    ),
+    res(
+        "apps",
+        "daemonsets",
+        "daemonset",
+        "DaemonSet",
+        true,
+        &["ds"],
+        ALL,
+        &[status("apps", "DaemonSet")],
+    ),
+    res(
+        "apps",
+        "deployments",
+        "deployment",
+        "Deployment",
+        true,
+        &["deploy"],
+        ALL,
+        &[status("apps", "Deployment"), scale()],
+    ),
+    res(
+        "apps",
+        "replicasets",
+        "replicaset",
+        "ReplicaSet",
+        true,
+        &["rs"],
+        ALL,
+        &[status("apps", "ReplicaSet"), scale()],
+    ),
+    res(
+        "apps",
+        "statefulsets",
+        "statefulset",
+        "StatefulSet",
+        true,
+        &["sts"],
+        ALL,
+        &[status("apps", "StatefulSet"), scale()],
+    ),
     // batch/v1
-    res("batch", "cronjobs", "cronjob", "CronJob", true, &["cj"], ALL, &[status("batch", "CronJob")]),
-    res("batch", "jobs", "job", "Job", true, NONE, ALL, &[status("batch", "Job")]),
+    res(
+        "batch",
+        "cronjobs",
+        "cronjob",
+        "CronJob",
+        true,
+        &["cj"],
+        ALL,
+        &[status("batch", "CronJob")],
+    ),
+    res(
+        "batch",
+        "jobs",
+        "job",
+        "Job",
+        true,
+        NONE,
+        ALL,
+        &[status("batch", "Job")],
+    ),
     // coordination.k8s.io/v1
     res("coordination.k8s.io", "leases", "lease", "Lease", true, NONE, NONE, &[]),
     // discovery.k8s.io/v1
-    res("discovery.k8s.io", "endpointslices", "endpointslice", "EndpointSlice", true, NONE, NONE, &[]),
+    res(
+        "discovery.k8s.io",
+        "endpointslices",
+        "endpointslice",
+        "EndpointSlice",
+        true,
+        NONE,
+        NONE,
+        &[],
+    ),
     // events.k8s.io/v1
     res("events.k8s.io", "events", "event", "Event", true, &["ev"], NONE, &[]),
     // storage.k8s.io/v1
-    res("storage.k8s.io", "storageclasses", "storageclass", "StorageClass", false, &["sc"], NONE, &[]),
+    res(
+        "storage.k8s.io",
+        "storageclasses",
+        "storageclass",
+        "StorageClass",
+        false,
+        &["sc"],
+        NONE,
+        &[],
+    ),
 ];
 
 /// API groups in the order discovery lists them (core first).
@@ -192,7 +364,9 @@ pub fn groups() -> Vec<&'static str> {
 
 /// The resource served at `group`/`version`/`plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// The resource whose kind is `kind` in `group` (the first version).

@@ -127,12 +127,7 @@ fn service_keep_allocations(root: &mut Map<String, Value>, old: &Value) {
         .and_then(Value::as_str)
         .unwrap_or("ClusterIP")
         .to_string();
-    let old_field = |k: &str| {
-        old_spec
-            .and_then(|s| s.get(k))
-            .filter(|v| !v.is_null())
-            .cloned()
-    };
+    let old_field = |k: &str| old_spec.and_then(|s| s.get(k)).filter(|v| !v.is_null()).cloned();
     if old_type != "ExternalName" && new_type != "ExternalName" {
         for key in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
             let missing = match spec.get(key) {
@@ -154,11 +149,7 @@ fn service_keep_allocations(root: &mut Map<String, Value>, old: &Value) {
             .map(|ps| {
                 ps.iter()
                     .map(|p| {
-                        let name = p
-                            .get("name")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string();
+                        let name = p.get("name").and_then(Value::as_str).unwrap_or("").to_string();
                         (name, p.get("nodePort").and_then(Value::as_i64).unwrap_or(0))
                     })
                     .collect()
@@ -184,8 +175,7 @@ fn service_keep_allocations(root: &mut Map<String, Value>, old: &Value) {
         }
     }
     let needs_hc = |s: &Map<String, Value>, t: &str| {
-        t == "LoadBalancer"
-            && s.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local")
+        t == "LoadBalancer" && s.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local")
     };
     let old_needs_hc = old_type == "LoadBalancer"
         && old_spec
@@ -194,11 +184,7 @@ fn service_keep_allocations(root: &mut Map<String, Value>, old: &Value) {
             == Some("Local");
     if old_needs_hc
         && needs_hc(spec, &new_type)
-        && spec
-            .get("healthCheckNodePort")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            == 0
+        && spec.get("healthCheckNodePort").and_then(Value::as_i64).unwrap_or(0) == 0
         && let Some(v) = old_field("healthCheckNodePort")
     {
         spec.insert("healthCheckNodePort".into(), v);
@@ -247,10 +233,7 @@ fn existing<'a>(m: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<
 }
 
 /// The objects in the list member `key`.
-fn each<'a>(
-    m: &'a mut Map<String, Value>,
-    key: &str,
-) -> impl Iterator<Item = &'a mut Map<String, Value>> {
+fn each<'a>(m: &'a mut Map<String, Value>, key: &str) -> impl Iterator<Item = &'a mut Map<String, Value>> {
     m.get_mut(key)
         .and_then(Value::as_array_mut)
         .into_iter()
@@ -303,16 +286,8 @@ fn pod(root: &mut Map<String, Value>) {
 
 /// The v1 conversion keeps a singular IP and its list in step.
 fn mirror_ips(status: &mut Map<String, Value>, single: &str, list: &str) {
-    let list_empty = status
-        .get(list)
-        .and_then(Value::as_array)
-        .is_none_or(Vec::is_empty);
-    if list_empty
-        && let Some(ip) = status
-            .get(single)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    {
+    let list_empty = status.get(list).and_then(Value::as_array).is_none_or(Vec::is_empty);
+    if list_empty && let Some(ip) = status.get(single).and_then(Value::as_str).filter(|s| !s.is_empty()) {
         let ip = ip.to_string();
         status.insert(list.into(), json!([{"ip": ip}]));
     }
@@ -346,10 +321,7 @@ fn replication_controller(root: &mut Map<String, Value>) {
             }
         }
         if let Some(meta) = child(root, "metadata") {
-            let empty = meta
-                .get("labels")
-                .and_then(Value::as_object)
-                .is_none_or(Map::is_empty);
+            let empty = meta.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty);
             if empty {
                 meta.insert("labels".into(), labels);
             }
@@ -400,18 +372,13 @@ fn service(root: &mut Map<String, Value>) {
             port.insert("targetPort".into(), p);
         }
     }
-    let svc_type = spec
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let svc_type = spec.get("type").and_then(Value::as_str).unwrap_or("").to_string();
     let has_external_ips = spec
         .get("externalIPs")
         .and_then(Value::as_array)
         .is_some_and(|a| !a.is_empty());
-    let externally_accessible = svc_type == "LoadBalancer"
-        || svc_type == "NodePort"
-        || (svc_type == "ClusterIP" && has_external_ips);
+    let externally_accessible =
+        svc_type == "LoadBalancer" || svc_type == "NodePort" || (svc_type == "ClusterIP" && has_external_ips);
     if externally_accessible {
         default_str(spec, "externalTrafficPolicy", "Cluster");
     }
@@ -422,10 +389,7 @@ fn service(root: &mut Map<String, Value>) {
         default(spec, "allocateLoadBalancerNodePorts", json!(true));
         if let Some(lb) = existing(root, "status").and_then(|s| existing(s, "loadBalancer")) {
             for ing in each(lb, "ingress") {
-                let has_ip = ing
-                    .get("ip")
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| !s.is_empty());
+                let has_ip = ing.get("ip").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
                 if has_ip {
                     default(ing, "ipMode", json!("VIP"));
                 }
@@ -510,11 +474,7 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -571,16 +531,8 @@ fn node(root: &mut Map<String, Value>) {
         resource_list(status, "allocatable");
     }
     if let Some(spec) = existing(root, "spec") {
-        let cidrs_empty = spec
-            .get("podCIDRs")
-            .and_then(Value::as_array)
-            .is_none_or(Vec::is_empty);
-        if cidrs_empty
-            && let Some(c) = spec
-                .get("podCIDR")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        {
+        let cidrs_empty = spec.get("podCIDRs").and_then(Value::as_array).is_none_or(Vec::is_empty);
+        if cidrs_empty && let Some(c) = spec.get("podCIDR").and_then(Value::as_str).filter(|s| !s.is_empty()) {
             let c = c.to_string();
             spec.insert("podCIDRs".into(), json!([c]));
         }
@@ -618,11 +570,7 @@ fn core_event(root: &mut Map<String, Value>) {
 
 /// Zero values upstream always prints for events.k8s.io/v1 Events.
 fn events_event(root: &mut Map<String, Value>) {
-    for key in [
-        "deprecatedFirstTimestamp",
-        "deprecatedLastTimestamp",
-        "eventTime",
-    ] {
+    for key in ["deprecatedFirstTimestamp", "deprecatedLastTimestamp", "eventTime"] {
         if !root.contains_key(key) {
             root.insert(key.into(), Value::Null);
         }
@@ -719,10 +667,7 @@ fn job(root: &mut Map<String, Value>) {
         .cloned();
     if let Some(labels) = template_labels
         && let Some(meta) = child(root, "metadata")
-        && meta
-            .get("labels")
-            .and_then(Value::as_object)
-            .is_none_or(Map::is_empty)
+        && meta.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty)
     {
         meta.insert("labels".into(), labels);
     }
@@ -759,11 +704,7 @@ fn job_spec(spec: &mut Map<String, Value>) {
     default(
         spec,
         "podReplacementPolicy",
-        json!(if has_pfp {
-            "Failed"
-        } else {
-            "TerminatingOrFailed"
-        }),
+        json!(if has_pfp { "Failed" } else { "TerminatingOrFailed" }),
     );
     pod_template(spec);
 }

@@ -69,15 +69,29 @@ pub struct FieldError {
 impl FieldError {
     /// `Required value` at `field`.
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { kind: ErrorType::Required, field: field.into(), value: None, detail: detail.into() }
+        Self {
+            kind: ErrorType::Required,
+            field: field.into(),
+            value: None,
+            detail: detail.into(),
+        }
     }
     /// `Invalid value` at `field`.
     pub fn invalid(field: impl Into<String>, value: Value, detail: impl Into<String>) -> Self {
-        Self { kind: ErrorType::Invalid, field: field.into(), value: Some(value), detail: detail.into() }
+        Self {
+            kind: ErrorType::Invalid,
+            field: field.into(),
+            value: Some(value),
+            detail: detail.into(),
+        }
     }
     /// `Unsupported value` at `field`; `supported` lists the accepted values.
     pub fn not_supported(field: impl Into<String>, value: Value, supported: &[&str]) -> Self {
-        let list = supported.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+        let list = supported
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         Self {
             kind: ErrorType::NotSupported,
             field: field.into(),
@@ -87,11 +101,21 @@ impl FieldError {
     }
     /// `Forbidden` at `field`.
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { kind: ErrorType::Forbidden, field: field.into(), value: None, detail: detail.into() }
+        Self {
+            kind: ErrorType::Forbidden,
+            field: field.into(),
+            value: None,
+            detail: detail.into(),
+        }
     }
     /// `Duplicate value` at `field`.
     pub fn duplicate(field: impl Into<String>, value: Value) -> Self {
-        Self { kind: ErrorType::Duplicate, field: field.into(), value: Some(value), detail: String::new() }
+        Self {
+            kind: ErrorType::Duplicate,
+            field: field.into(),
+            value: Some(value),
+            detail: String::new(),
+        }
     }
 
     /// The message for this error alone, as upstream's `field.Error.Error()`:

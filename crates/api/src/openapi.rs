@@ -176,10 +176,7 @@ fn root_definitions(resources: &[&Resource]) -> Vec<&'static str> {
     let mut roots = vec![schema::STATUS, schema::DELETE_OPTIONS, schema::PATCH];
     for r in resources {
         let list = format!("{}List", r.kind);
-        let kinds = [
-            (r.group, r.version, r.kind),
-            (r.group, r.version, list.as_str()),
-        ];
+        let kinds = [(r.group, r.version, r.kind), (r.group, r.version, list.as_str())];
         let subs = r.subresources.iter().map(|s| (s.group, s.version, s.kind));
         for (g, v, k) in kinds.into_iter().chain(subs) {
             if let Some(name) = schema::definition_name(g, v, k) {
@@ -247,10 +244,7 @@ fn gvks_of(definition: &str) -> Vec<Value> {
                 gvs.push(extra);
             }
         }
-        return gvs
-            .into_iter()
-            .map(|(g, v)| gvk(g, v, "DeleteOptions"))
-            .collect();
+        return gvs.into_iter().map(|(g, v)| gvk(g, v, "DeleteOptions")).collect();
     }
     schema::kinds()
         .iter()
@@ -442,23 +436,11 @@ const PARAMS: &[(&str, &str, &str)] = &[
         "string",
         "Restrict the returned objects by their labels.",
     ),
-    (
-        "limit",
-        "integer",
-        "Maximum number of objects in one page of a list.",
-    ),
-    (
-        "limitBytes",
-        "integer",
-        "Stop the log after this many bytes.",
-    ),
+    ("limit", "integer", "Maximum number of objects in one page of a list."),
+    ("limitBytes", "integer", "Stop the log after this many bytes."),
     ("name", "string", "Name of the object."),
     ("namespace", "string", "Namespace of the objects."),
-    (
-        "orphanDependents",
-        "boolean",
-        "Deprecated: use propagationPolicy.",
-    ),
+    ("orphanDependents", "boolean", "Deprecated: use propagationPolicy."),
     ("pretty", "string", "Pretty-print the output when 'true'."),
     (
         "previous",
@@ -495,21 +477,13 @@ const PARAMS: &[(&str, &str, &str)] = &[
         "integer",
         "Only return this many lines from the end of the log.",
     ),
-    (
-        "timeoutSeconds",
-        "integer",
-        "Timeout of a list or watch call.",
-    ),
+    ("timeoutSeconds", "integer", "Timeout of a list or watch call."),
     (
         "timestamps",
         "boolean",
         "Prefix every log line with its RFC3339 timestamp.",
     ),
-    (
-        "watch",
-        "boolean",
-        "Stream changes instead of returning a list.",
-    ),
+    ("watch", "boolean", "Stream changes instead of returning a list."),
 ];
 
 fn render_paths(resources: &[&'static Resource], format: Format) -> Map<String, Value> {
@@ -523,11 +497,7 @@ fn render_paths(resources: &[&'static Resource], format: Format) -> Map<String, 
 /// Collection, all-namespaces, item and subresource paths of a resource.
 fn resource_paths(r: &'static Resource) -> Vec<PathItem> {
     let prefix = format!("/{}", gv_path(r.group, r.version));
-    let ns_params: Vec<&'static str> = if r.namespaced {
-        vec!["namespace"]
-    } else {
-        vec![]
-    };
+    let ns_params: Vec<&'static str> = if r.namespaced { vec!["namespace"] } else { vec![] };
     let collection = if r.namespaced {
         format!("{prefix}/namespaces/{{namespace}}/{}", r.plural)
     } else {
@@ -597,11 +567,7 @@ fn capitalize(word: &str) -> String {
 /// The operation id of `verb` on a resource: `readAppsV1NamespacedDaemonSetStatus`.
 fn op_id(verb: &str, r: &Resource, suffix: &str) -> String {
     let scope = if r.namespaced { "Namespaced" } else { "" };
-    format!(
-        "{verb}{}{scope}{}{suffix}",
-        group_camel(r.group, r.version),
-        r.kind
-    )
+    format!("{verb}{}{scope}{}{suffix}", group_camel(r.group, r.version), r.kind)
 }
 
 fn kind_gvk(r: &Resource) -> (&'static str, &'static str, &'static str) {
@@ -619,11 +585,7 @@ fn list_def(r: &Resource) -> &'static str {
 
 fn list_op(r: &'static Resource, all_namespaces: bool) -> Op {
     let id = if all_namespaces {
-        format!(
-            "list{}{}ForAllNamespaces",
-            group_camel(r.group, r.version),
-            r.kind
-        )
+        format!("list{}{}ForAllNamespaces", group_camel(r.group, r.version), r.kind)
     } else {
         op_id("list", r, "")
     };
@@ -697,50 +659,35 @@ struct VerbSpec {
 /// The operation shape of an object verb; `None` for verbs without one (`list`, `watch`,
 /// `deletecollection` live on the collection path).
 fn object_verb(verb: &str) -> Option<VerbSpec> {
-    let (method, action, id_verb, phrase, query, codes): (_, _, _, _, _, &'static [&str]) =
-        match verb {
-            "get" => (
-                "get",
-                "get",
-                "read",
-                "read the specified",
-                &[][..],
-                &["200"],
-            ),
-            "update" => (
-                "put",
-                "put",
-                "replace",
-                "replace the specified",
-                WRITE_QUERY,
-                &["200", "201"],
-            ),
-            "patch" => (
-                "patch",
-                "patch",
-                "patch",
-                "partially update the specified",
-                PATCH_QUERY,
-                &["200", "201"],
-            ),
-            "delete" => (
-                "delete",
-                "delete",
-                "delete",
-                "delete a",
-                DELETE_QUERY,
-                &["200", "202"],
-            ),
-            "create" => (
-                "post",
-                "post",
-                "create",
-                "create a",
-                WRITE_QUERY,
-                &["200", "201", "202"],
-            ),
-            _ => return None,
-        };
+    let (method, action, id_verb, phrase, query, codes): (_, _, _, _, _, &'static [&str]) = match verb {
+        "get" => ("get", "get", "read", "read the specified", &[][..], &["200"]),
+        "update" => (
+            "put",
+            "put",
+            "replace",
+            "replace the specified",
+            WRITE_QUERY,
+            &["200", "201"],
+        ),
+        "patch" => (
+            "patch",
+            "patch",
+            "patch",
+            "partially update the specified",
+            PATCH_QUERY,
+            &["200", "201"],
+        ),
+        "delete" => ("delete", "delete", "delete", "delete a", DELETE_QUERY, &["200", "202"]),
+        "create" => (
+            "post",
+            "post",
+            "create",
+            "create a",
+            WRITE_QUERY,
+            &["200", "201", "202"],
+        ),
+        _ => return None,
+    };
     Some(VerbSpec {
         method,
         action,
@@ -802,11 +749,7 @@ fn subresource_ops(r: &'static Resource, s: &'static Subresource) -> Vec<Op> {
             gvk: (s.group, s.version, s.kind),
             query: if log { LOG_QUERY } else { spec.query },
             body: body_for(spec.method, sub_def),
-            response: if log {
-                Response::Text
-            } else {
-                Response::Object(sub_def)
-            },
+            response: if log { Response::Text } else { Response::Object(sub_def) },
             codes: spec.codes,
         })
         .collect()
@@ -814,11 +757,7 @@ fn subresource_ops(r: &'static Resource, s: &'static Subresource) -> Vec<Op> {
 
 fn render_path(item: &PathItem, format: Format) -> Value {
     let mut out = Map::new();
-    let mut params: Vec<Value> = item
-        .params
-        .iter()
-        .map(|p| render_param(p, "path", format))
-        .collect();
+    let mut params: Vec<Value> = item.params.iter().map(|p| render_param(p, "path", format)).collect();
     params.push(render_param("pretty", "query", format));
     out.insert("parameters".into(), Value::Array(params));
     for op in &item.ops {
@@ -859,11 +798,7 @@ fn render_op(op: &Op, format: Format) -> Value {
         "x-kubernetes-action": op.action,
         "x-kubernetes-group-version-kind": gvk(group, version, kind),
     });
-    let mut params: Vec<Value> = op
-        .query
-        .iter()
-        .map(|p| render_param(p, "query", format))
-        .collect();
+    let mut params: Vec<Value> = op.query.iter().map(|p| render_param(p, "query", format)).collect();
     let Some(obj) = out.as_object_mut() else {
         return out;
     };
@@ -934,9 +869,7 @@ fn render_body_v3(body: &Body) -> Option<Value> {
 
 fn render_body_v2(body: &Body) -> Option<Value> {
     let (def, required) = body_definition(body)?;
-    Some(
-        json!({ "name": "body", "in": "body", "required": required, "schema": Format::V2.reference(def) }),
-    )
+    Some(json!({ "name": "body", "in": "body", "required": required, "schema": Format::V2.reference(def) }))
 }
 
 fn response_schema(response: &Response, format: Format) -> Value {
@@ -983,19 +916,14 @@ mod tests {
     #[test]
     fn build_time_and_sizes() {
         let start = std::time::Instant::now();
-        let total: usize = v3_paths()
-            .map(|p| v3_document(p).map_or(0, |(b, _)| b.len()))
-            .sum();
+        let total: usize = v3_paths().map(|p| v3_document(p).map_or(0, |(b, _)| b.len())).sum();
         let v2 = v2_document().len();
         eprintln!(
             "openapi: built in {:?}; v3 total {total} bytes, v2 {v2} bytes",
             start.elapsed()
         );
         for p in v3_paths() {
-            eprintln!(
-                "  {p}: {} bytes",
-                v3_document(p).map_or(0, |(b, _)| b.len())
-            );
+            eprintln!("  {p}: {} bytes", v3_document(p).map_or(0, |(b, _)| b.len()));
         }
         assert!(total > 0 && v2 > 0);
     }
@@ -1005,16 +933,9 @@ mod tests {
         let index = v3_index();
         let apps = &index["paths"]["apis/apps/v1"]["serverRelativeURL"];
         let (_, hash) = v3_document("apis/apps/v1").unwrap();
-        assert_eq!(
-            apps,
-            &json!(format!("/openapi/v3/apis/apps/v1?hash={hash}"))
-        );
+        assert_eq!(apps, &json!(format!("/openapi/v3/apis/apps/v1?hash={hash}")));
         assert!(index["paths"]["api/v1"].is_object());
-        for gv in [
-            "apis/batch/v1",
-            "apis/coordination.k8s.io/v1",
-            "apis/storage.k8s.io/v1",
-        ] {
+        for gv in ["apis/batch/v1", "apis/coordination.k8s.io/v1", "apis/storage.k8s.io/v1"] {
             assert!(index["paths"][gv].is_object(), "{gv}");
         }
         assert!(v3_document("/apis/apps/v1").is_some());
@@ -1040,10 +961,7 @@ mod tests {
                     continue;
                 };
                 let gvk = &patch["x-kubernetes-group-version-kind"];
-                assert!(
-                    gvk["kind"].is_string() && gvk["version"].is_string(),
-                    "{url}"
-                );
+                assert!(gvk["kind"].is_string() && gvk["version"].is_string(), "{url}");
                 let names: Vec<&str> = patch["parameters"]
                     .as_array()
                     .unwrap()
@@ -1066,35 +984,24 @@ mod tests {
             item["patch"]["x-kubernetes-group-version-kind"],
             gvk("apps", "v1", "DaemonSet")
         );
-        assert_eq!(
-            item["patch"]["operationId"],
-            "patchAppsV1NamespacedDaemonSet"
-        );
+        assert_eq!(item["patch"]["operationId"], "patchAppsV1NamespacedDaemonSet");
         assert_eq!(item["get"]["x-kubernetes-action"], "get");
         assert_eq!(
             item["put"]["requestBody"]["content"]["*/*"]["schema"]["$ref"],
             "#/components/schemas/io.k8s.api.apps.v1.DaemonSet"
         );
-        let smp =
-            &item["patch"]["requestBody"]["content"]["application/strategic-merge-patch+json"];
+        let smp = &item["patch"]["requestBody"]["content"]["application/strategic-merge-patch+json"];
         assert_eq!(
             smp["schema"]["$ref"],
             "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"
         );
         let collection = &d["paths"]["/apis/apps/v1/namespaces/{namespace}/daemonsets"];
         assert_eq!(collection["get"]["x-kubernetes-action"], "list");
-        assert_eq!(
-            collection["post"]["operationId"],
-            "createAppsV1NamespacedDaemonSet"
-        );
-        let ok =
-            &collection["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"];
+        assert_eq!(collection["post"]["operationId"], "createAppsV1NamespacedDaemonSet");
+        let ok = &collection["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"];
         assert_eq!(ok, "#/components/schemas/io.k8s.api.apps.v1.DaemonSetList");
         let status = &d["paths"]["/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}/status"];
-        assert_eq!(
-            status["patch"]["operationId"],
-            "patchAppsV1NamespacedDaemonSetStatus"
-        );
+        assert_eq!(status["patch"]["operationId"], "patchAppsV1NamespacedDaemonSetStatus");
         let scale = &d["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"];
         assert_eq!(
             scale["put"]["x-kubernetes-group-version-kind"],
@@ -1150,18 +1057,10 @@ mod tests {
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
         let strategy = &schemas["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"];
         assert_eq!(strategy["x-kubernetes-patch-strategy"], "retainKeys");
-        assert_eq!(
-            schemas["io.k8s.api.core.v1.Container"]["required"],
-            json!(["name"])
-        );
+        assert_eq!(schemas["io.k8s.api.core.v1.Container"]["required"], json!(["name"]));
         assert!(schemas.contains_key("io.k8s.api.autoscaling.v1.Scale"));
         let delete = &schemas[schema::DELETE_OPTIONS]["x-kubernetes-group-version-kind"];
-        assert!(
-            delete
-                .as_array()
-                .unwrap()
-                .contains(&gvk("apps", "v1", "DeleteOptions"))
-        );
+        assert!(delete.as_array().unwrap().contains(&gvk("apps", "v1", "DeleteOptions")));
         let text = String::from_utf8(v3_document("apis/apps/v1").unwrap().0.to_vec()).unwrap();
         assert!(!text.contains("#/$defs/"));
         for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
@@ -1192,10 +1091,7 @@ mod tests {
                 .contains(&json!("application/strategic-merge-patch+json"))
         );
         let spec = &d["definitions"]["io.k8s.api.apps.v1.DaemonSet"]["properties"]["spec"];
-        assert_eq!(
-            spec["$ref"],
-            "#/definitions/io.k8s.api.apps.v1.DaemonSetSpec"
-        );
+        assert_eq!(spec["$ref"], "#/definitions/io.k8s.api.apps.v1.DaemonSetSpec");
         assert!(d["paths"]["/api/v1/namespaces/{namespace}/pods"]["post"].is_object());
         assert!(!String::from_utf8_lossy(v2_document()).contains("#/$defs/"));
     }
@@ -1208,10 +1104,7 @@ mod tests {
             for item in d["paths"].as_object().unwrap().values() {
                 for (method, op) in item.as_object().unwrap() {
                     if method != "parameters" {
-                        assert!(
-                            seen.insert(op["operationId"].as_str().unwrap().to_string()),
-                            "{op}"
-                        );
+                        assert!(seen.insert(op["operationId"].as_str().unwrap().to_string()), "{op}");
                     }
                 }
             }

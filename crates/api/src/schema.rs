@@ -18,9 +18,8 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v1 as autoscaling, batch::v1 as batch,
-    coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-    events::v1 as events, policy::v1 as policy, storage::v1 as storage,
+    apps::v1 as apps, autoscaling::v1 as autoscaling, batch::v1 as batch, coordination::v1 as coordination,
+    core::v1 as core, discovery::v1 as discovery, events::v1 as events, policy::v1 as policy, storage::v1 as storage,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::{ListableResource, Resource};
@@ -135,10 +134,7 @@ impl PatchStrategy {
     pub fn from_schema(property: &'static Value) -> Option<PatchStrategy> {
         let strategy = Strategy::parse(property.get(PATCH_STRATEGY_EXT)?.as_str()?)?;
         let merge_key = property.get(PATCH_MERGE_KEY_EXT).and_then(Value::as_str);
-        Some(PatchStrategy {
-            strategy,
-            merge_key,
-        })
+        Some(PatchStrategy { strategy, merge_key })
     }
 
     /// True if a list with this strategy merges (see [`Strategy::merges`]).
@@ -166,19 +162,9 @@ const PATCH_STRATEGIES: &[(&str, &str, Strategy, Option<&str>)] = &[
         Some("uid"),
     ),
     // core/v1: containers
-    (
-        "io.k8s.api.core.v1.Container",
-        "ports",
-        Merge,
-        Some("containerPort"),
-    ),
+    ("io.k8s.api.core.v1.Container", "ports", Merge, Some("containerPort")),
     ("io.k8s.api.core.v1.Container", "env", Merge, Some("name")),
-    (
-        "io.k8s.api.core.v1.Container",
-        "volumeMounts",
-        Merge,
-        Some("mountPath"),
-    ),
+    ("io.k8s.api.core.v1.Container", "volumeMounts", Merge, Some("mountPath")),
     (
         "io.k8s.api.core.v1.Container",
         "volumeDevices",
@@ -191,12 +177,7 @@ const PATCH_STRATEGIES: &[(&str, &str, Strategy, Option<&str>)] = &[
         Merge,
         Some("containerPort"),
     ),
-    (
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "env",
-        Merge,
-        Some("name"),
-    ),
+    ("io.k8s.api.core.v1.EphemeralContainer", "env", Merge, Some("name")),
     (
         "io.k8s.api.core.v1.EphemeralContainer",
         "volumeMounts",
@@ -222,66 +203,26 @@ const PATCH_STRATEGIES: &[(&str, &str, Strategy, Option<&str>)] = &[
         Some("mountPath"),
     ),
     // core/v1: pods
-    (
-        "io.k8s.api.core.v1.PodSpec",
-        "volumes",
-        MergeRetainKeys,
-        Some("name"),
-    ),
-    (
-        "io.k8s.api.core.v1.PodSpec",
-        "initContainers",
-        Merge,
-        Some("name"),
-    ),
-    (
-        "io.k8s.api.core.v1.PodSpec",
-        "containers",
-        Merge,
-        Some("name"),
-    ),
-    (
-        "io.k8s.api.core.v1.PodSpec",
-        "ephemeralContainers",
-        Merge,
-        Some("name"),
-    ),
-    (
-        "io.k8s.api.core.v1.PodSpec",
-        "imagePullSecrets",
-        Merge,
-        Some("name"),
-    ),
-    (
-        "io.k8s.api.core.v1.PodSpec",
-        "hostAliases",
-        Merge,
-        Some("ip"),
-    ),
+    ("io.k8s.api.core.v1.PodSpec", "volumes", MergeRetainKeys, Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "initContainers", Merge, Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "containers", Merge, Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "ephemeralContainers", Merge, Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "imagePullSecrets", Merge, Some("name")),
+    ("io.k8s.api.core.v1.PodSpec", "hostAliases", Merge, Some("ip")),
     (
         "io.k8s.api.core.v1.PodSpec",
         "topologySpreadConstraints",
         Merge,
         Some("topologyKey"),
     ),
-    (
-        "io.k8s.api.core.v1.PodSpec",
-        "schedulingGates",
-        Merge,
-        Some("name"),
-    ),
+    ("io.k8s.api.core.v1.PodSpec", "schedulingGates", Merge, Some("name")),
     (
         "io.k8s.api.core.v1.PodSpec",
         "resourceClaims",
         MergeRetainKeys,
         Some("name"),
     ),
-    (
-        "io.k8s.api.core.v1.PodStatus",
-        "conditions",
-        Merge,
-        Some("type"),
-    ),
+    ("io.k8s.api.core.v1.PodStatus", "conditions", Merge, Some("type")),
     ("io.k8s.api.core.v1.PodStatus", "podIPs", Merge, Some("ip")),
     ("io.k8s.api.core.v1.PodStatus", "hostIPs", Merge, Some("ip")),
     (
@@ -291,43 +232,13 @@ const PATCH_STRATEGIES: &[(&str, &str, Strategy, Option<&str>)] = &[
         Some("name"),
     ),
     // core/v1: other kinds
-    (
-        "io.k8s.api.core.v1.ServiceSpec",
-        "ports",
-        Merge,
-        Some("port"),
-    ),
-    (
-        "io.k8s.api.core.v1.ServiceStatus",
-        "conditions",
-        Merge,
-        Some("type"),
-    ),
-    (
-        "io.k8s.api.core.v1.ServiceAccount",
-        "secrets",
-        Merge,
-        Some("name"),
-    ),
+    ("io.k8s.api.core.v1.ServiceSpec", "ports", Merge, Some("port")),
+    ("io.k8s.api.core.v1.ServiceStatus", "conditions", Merge, Some("type")),
+    ("io.k8s.api.core.v1.ServiceAccount", "secrets", Merge, Some("name")),
     ("io.k8s.api.core.v1.NodeSpec", "podCIDRs", Merge, None),
-    (
-        "io.k8s.api.core.v1.NodeStatus",
-        "conditions",
-        Merge,
-        Some("type"),
-    ),
-    (
-        "io.k8s.api.core.v1.NodeStatus",
-        "addresses",
-        Merge,
-        Some("type"),
-    ),
-    (
-        "io.k8s.api.core.v1.NamespaceStatus",
-        "conditions",
-        Merge,
-        Some("type"),
-    ),
+    ("io.k8s.api.core.v1.NodeStatus", "conditions", Merge, Some("type")),
+    ("io.k8s.api.core.v1.NodeStatus", "addresses", Merge, Some("type")),
+    ("io.k8s.api.core.v1.NamespaceStatus", "conditions", Merge, Some("type")),
     (
         "io.k8s.api.core.v1.PersistentVolumeClaimStatus",
         "conditions",
@@ -341,30 +252,10 @@ const PATCH_STRATEGIES: &[(&str, &str, Strategy, Option<&str>)] = &[
         Some("type"),
     ),
     // apps/v1
-    (
-        "io.k8s.api.apps.v1.DeploymentSpec",
-        "strategy",
-        RetainKeys,
-        None,
-    ),
-    (
-        "io.k8s.api.apps.v1.DeploymentStatus",
-        "conditions",
-        Merge,
-        Some("type"),
-    ),
-    (
-        "io.k8s.api.apps.v1.DaemonSetStatus",
-        "conditions",
-        Merge,
-        Some("type"),
-    ),
-    (
-        "io.k8s.api.apps.v1.ReplicaSetStatus",
-        "conditions",
-        Merge,
-        Some("type"),
-    ),
+    ("io.k8s.api.apps.v1.DeploymentSpec", "strategy", RetainKeys, None),
+    ("io.k8s.api.apps.v1.DeploymentStatus", "conditions", Merge, Some("type")),
+    ("io.k8s.api.apps.v1.DaemonSetStatus", "conditions", Merge, Some("type")),
+    ("io.k8s.api.apps.v1.ReplicaSetStatus", "conditions", Merge, Some("type")),
     (
         "io.k8s.api.apps.v1.StatefulSetStatus",
         "conditions",
@@ -372,12 +263,7 @@ const PATCH_STRATEGIES: &[(&str, &str, Strategy, Option<&str>)] = &[
         Some("type"),
     ),
     // batch/v1
-    (
-        "io.k8s.api.batch.v1.JobStatus",
-        "conditions",
-        Merge,
-        Some("type"),
-    ),
+    ("io.k8s.api.batch.v1.JobStatus", "conditions", Merge, Some("type")),
 ];
 
 /// Upstream's patch strategy of `field` in `definition` (e.g. `PodSpec.containers`: merge by
@@ -391,16 +277,9 @@ pub fn list_strategy(definition: &str, field: &str) -> Option<PatchStrategy> {
 
 /// Every entry of the patch strategy table as (definition, field, strategy).
 pub fn patch_strategies() -> impl Iterator<Item = (&'static str, &'static str, PatchStrategy)> {
-    PATCH_STRATEGIES.iter().map(|&(d, f, strategy, merge_key)| {
-        (
-            d,
-            f,
-            PatchStrategy {
-                strategy,
-                merge_key,
-            },
-        )
-    })
+    PATCH_STRATEGIES
+        .iter()
+        .map(|&(d, f, strategy, merge_key)| (d, f, PatchStrategy { strategy, merge_key }))
 }
 
 struct Registry {
@@ -713,12 +592,7 @@ fn walk_unknown(schema: &'static Value, value: &Value, path: &mut String, out: &
     }
 }
 
-fn walk_unknown_object(
-    schema: &'static Value,
-    map: &Map<String, Value>,
-    path: &mut String,
-    out: &mut Vec<String>,
-) {
+fn walk_unknown_object(schema: &'static Value, map: &Map<String, Value>, path: &mut String, out: &mut Vec<String>) {
     let properties = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties");
     let open = additional.is_some_and(|a| a != &Value::Bool(false));
@@ -754,10 +628,7 @@ mod tests {
             definition_name("apps", "v1", "DaemonSet"),
             Some("io.k8s.api.apps.v1.DaemonSet")
         );
-        assert_eq!(
-            definition_name("", "v1", "Pod"),
-            Some("io.k8s.api.core.v1.Pod")
-        );
+        assert_eq!(definition_name("", "v1", "Pod"), Some("io.k8s.api.core.v1.Pod"));
         assert_eq!(
             definition_name("apps", "v1", "DaemonSetList"),
             Some("io.k8s.api.apps.v1.DaemonSetList")
@@ -770,15 +641,9 @@ mod tests {
             definition_name("policy", "v1", "Eviction"),
             Some("io.k8s.api.policy.v1.Eviction")
         );
-        assert_eq!(
-            definition_name("", "v1", "Binding"),
-            Some("io.k8s.api.core.v1.Binding")
-        );
+        assert_eq!(definition_name("", "v1", "Binding"), Some("io.k8s.api.core.v1.Binding"));
         assert_eq!(definition_name("", "v1", "Status"), Some(STATUS));
-        assert_eq!(
-            definition_name("", "v1", "DeleteOptions"),
-            Some(DELETE_OPTIONS)
-        );
+        assert_eq!(definition_name("", "v1", "DeleteOptions"), Some(DELETE_OPTIONS));
         assert_eq!(definition_name("apps", "v1", "Nope"), None);
     }
 
@@ -789,16 +654,9 @@ mod tests {
             let name = name.unwrap_or_else(|| panic!("no schema for {}", r.qualified_kind()));
             assert!(definition(name).is_some(), "{name}");
             let list = format!("{}List", r.kind);
-            assert!(
-                definition_name(r.group, r.version, &list).is_some(),
-                "{list}"
-            );
+            assert!(definition_name(r.group, r.version, &list).is_some(), "{list}");
             for s in r.subresources {
-                assert!(
-                    definition_name(s.group, s.version, s.kind).is_some(),
-                    "{}",
-                    s.kind
-                );
+                assert!(definition_name(s.group, s.version, s.kind).is_some(), "{}", s.kind);
             }
         }
     }
@@ -809,9 +667,7 @@ mod tests {
             match value {
                 Value::Object(map) => {
                     if let Some(Value::String(r)) = map.get("$ref") {
-                        let name = r
-                            .strip_prefix(REF_PREFIX)
-                            .unwrap_or_else(|| panic!("odd ref {r}"));
+                        let name = r.strip_prefix(REF_PREFIX).unwrap_or_else(|| panic!("odd ref {r}"));
                         assert!(definition(name).is_some(), "dangling {r}");
                     }
                     map.values().for_each(check);
@@ -844,10 +700,7 @@ mod tests {
     #[test]
     fn patch_strategy_table_matches_upstream_tags() {
         let containers = list_strategy("io.k8s.api.core.v1.PodSpec", "containers").unwrap();
-        assert_eq!(
-            (containers.strategy, containers.merge_key),
-            (Merge, Some("name"))
-        );
+        assert_eq!((containers.strategy, containers.merge_key), (Merge, Some("name")));
         let volumes = list_strategy("io.k8s.api.core.v1.PodSpec", "volumes").unwrap();
         assert_eq!(
             (volumes.strategy.as_str(), volumes.merge_key),
@@ -855,11 +708,7 @@ mod tests {
         );
         let ports = list_strategy("io.k8s.api.core.v1.Container", "ports").unwrap();
         assert_eq!(ports.merge_key, Some("containerPort"));
-        let finalizers = list_strategy(
-            "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
-            "finalizers",
-        )
-        .unwrap();
+        let finalizers = list_strategy("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "finalizers").unwrap();
         assert_eq!((finalizers.strategy, finalizers.merge_key), (Merge, None));
         let strategy = list_strategy("io.k8s.api.apps.v1.DeploymentSpec", "strategy").unwrap();
         assert_eq!(strategy.strategy, RetainKeys);

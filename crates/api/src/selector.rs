@@ -202,9 +202,7 @@ impl fmt::Display for Requirement {
 /// Upstream's detail for a value count that does not fit the operator, if any.
 fn value_count_error(operator: Operator, count: usize) -> Option<&'static str> {
     match operator {
-        Operator::In | Operator::NotIn if count == 0 => {
-            Some("for 'in', 'notin' operators, values set can't be empty")
-        }
+        Operator::In | Operator::NotIn if count == 0 => Some("for 'in', 'notin' operators, values set can't be empty"),
         Operator::Equals | Operator::DoubleEquals | Operator::NotEquals if count != 1 => {
             Some("exact-match compatibility requires one single value")
         }
@@ -293,15 +291,11 @@ impl LabelSelector {
             Value::Null => return Ok(Self::nothing()),
             Value::Object(obj) => obj,
             other => {
-                return Err(SelectorError::new(format!(
-                    "invalid label selector: {other}"
-                )));
+                return Err(SelectorError::new(format!("invalid label selector: {other}")));
             }
         };
-        let mut match_labels: Vec<(&String, &Value)> = optional_object(obj, "matchLabels")?
-            .into_iter()
-            .flatten()
-            .collect();
+        let mut match_labels: Vec<(&String, &Value)> =
+            optional_object(obj, "matchLabels")?.into_iter().flatten().collect();
         match_labels.sort_unstable_by_key(|(key, _)| *key);
         let expressions = optional_array(obj, "matchExpressions")?;
         let mut requirements = Vec::with_capacity(match_labels.len() + expressions.len());
@@ -311,11 +305,7 @@ impl LabelSelector {
                     "matchLabels[{key}]: value must be a string"
                 )));
             };
-            requirements.push(Requirement::new(
-                key,
-                Operator::Equals,
-                vec![value.to_string()],
-            )?);
+            requirements.push(Requirement::new(key, Operator::Equals, vec![value.to_string()])?);
         }
         for expression in expressions {
             requirements.push(expression_requirement(expression)?);
@@ -406,10 +396,7 @@ fn optional_object<'a>(
     }
 }
 
-fn optional_array<'a>(
-    obj: &'a Map<String, Value>,
-    key: &str,
-) -> Result<&'a [Value], SelectorError> {
+fn optional_array<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], SelectorError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(items)) => Ok(items),
@@ -419,14 +406,8 @@ fn optional_array<'a>(
 
 /// One `matchExpressions` entry as a requirement.
 fn expression_requirement(expression: &Value) -> Result<Requirement, SelectorError> {
-    let key = expression
-        .get("key")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let operator_name = expression
-        .get("operator")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let key = expression.get("key").and_then(Value::as_str).unwrap_or_default();
+    let operator_name = expression.get("operator").and_then(Value::as_str).unwrap_or_default();
     let operator = match operator_name {
         "In" => Operator::In,
         "NotIn" => Operator::NotIn,
@@ -447,9 +428,7 @@ fn expression_requirement(expression: &Value) -> Result<Requirement, SelectorErr
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| SelectorError::new("matchExpressions: values must be strings"))?,
         Some(_) => {
-            return Err(SelectorError::new(
-                "matchExpressions: values must be an array",
-            ));
+            return Err(SelectorError::new("matchExpressions: values must be an array"));
         }
     };
     Requirement::new(key, operator, values)
@@ -565,11 +544,7 @@ impl<'a> Parser<'a> {
     }
 
     fn peek(&self, context: Context) -> (Token, &'a str) {
-        let (token, text) = self
-            .tokens
-            .get(self.position)
-            .copied()
-            .unwrap_or((Token::End, ""));
+        let (token, text) = self.tokens.get(self.position).copied().unwrap_or((Token::End, ""));
         match (context, token) {
             (Context::Word, Token::In | Token::NotIn) => (Token::Identifier, text),
             _ => (token, text),
@@ -599,23 +574,17 @@ impl<'a> Parser<'a> {
                         (Token::Comma, _) => {
                             let (after, after_text) = self.peek(Context::Word);
                             if !matches!(after, Token::Identifier | Token::Bang) {
-                                return Err(format!(
-                                    "found '{after_text}', expected: identifier after ','"
-                                ));
+                                return Err(format!("found '{after_text}', expected: identifier after ','"));
                             }
                         }
                         (_, other) => {
-                            return Err(format!(
-                                "found '{other}', expected: ',' or 'end of string'"
-                            ));
+                            return Err(format!("found '{other}', expected: ',' or 'end of string'"));
                         }
                     }
                 }
                 Token::End => return Ok(requirements),
                 _ => {
-                    return Err(format!(
-                        "found '{text}', expected: !, identifier, or 'end of string'"
-                    ));
+                    return Err(format!("found '{text}', expected: !, identifier, or 'end of string'"));
                 }
             }
         }
@@ -749,7 +718,8 @@ const QUALIFIED_NAME_MAX: usize = 63;
 const LABEL_VALUE_MAX: usize = 63;
 const SUBDOMAIN_MAX: usize = 253;
 const QUALIFIED_NAME_FORMAT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const QUALIFIED_NAME_MESSAGE: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const QUALIFIED_NAME_MESSAGE: &str =
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const LABEL_VALUE_FORMAT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const LABEL_VALUE_MESSAGE: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const SUBDOMAIN_FORMAT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
@@ -807,11 +777,7 @@ fn dns1123_subdomain_errors(s: &str) -> Vec<String> {
         errors.push(max_len_error(SUBDOMAIN_MAX));
     }
     if !is_dns1123_subdomain(s) {
-        errors.push(regex_error(
-            SUBDOMAIN_MESSAGE,
-            SUBDOMAIN_FORMAT,
-            &["example.com"],
-        ));
+        errors.push(regex_error(SUBDOMAIN_MESSAGE, SUBDOMAIN_FORMAT, &["example.com"]));
     }
     errors
 }
@@ -931,11 +897,7 @@ fn go_string_slice(values: &[String]) -> String {
         // Upstream passes a nil slice for a missing value list.
         return "[]string(nil)".to_string();
     }
-    let inner = values
-        .iter()
-        .map(|v| go_quote(v))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let inner = values.iter().map(|v| go_quote(v)).collect::<Vec<_>>().join(", ");
     format!("[]string{{{inner}}}")
 }
 
@@ -1179,10 +1141,7 @@ struct FieldSpec {
 
 impl FieldSpec {
     fn canonical(&self, label: &str) -> Option<&'static str> {
-        self.accepted
-            .iter()
-            .find(|(l, _)| *l == label)
-            .map(|(_, c)| *c)
+        self.accepted.iter().find(|(l, _)| *l == label).map(|(_, c)| *c)
     }
 
     fn rejection(&self, label: &str) -> String {
@@ -1244,10 +1203,7 @@ const EVENTS_API_FIELDS: &[(&str, &str)] = &[
     ("regarding.name", "involvedObject.name"),
     ("regarding.uid", "involvedObject.uid"),
     ("regarding.apiVersion", "involvedObject.apiVersion"),
-    (
-        "regarding.resourceVersion",
-        "involvedObject.resourceVersion",
-    ),
+    ("regarding.resourceVersion", "involvedObject.resourceVersion"),
     ("regarding.fieldPath", "involvedObject.fieldPath"),
     ("reportingController", "reportingComponent"),
     ("source", "source"),
@@ -1257,46 +1213,31 @@ const EVENTS_API_FIELDS: &[(&str, &str)] = &[
 ];
 
 fn field_spec(group: &str, kind: &str) -> FieldSpec {
-    let (accepted, rejection): (&'static [(&'static str, &'static str)], Rejection) =
-        match (group, kind) {
-            ("", "Pod") => (POD_FIELDS, Rejection::NotSupported),
-            ("", "Node") => (
-                same!["metadata.name", "spec.unschedulable"],
-                Rejection::NotSupported,
-            ),
-            ("", "ReplicationController") => (
-                same!["metadata.name", "metadata.namespace", "status.replicas"],
-                Rejection::NotSupported,
-            ),
-            ("", "Event") => (CORE_EVENT_FIELDS, Rejection::NotSupported),
-            ("", "Namespace") => (
-                same!["status.phase", "metadata.name"],
-                Rejection::NotSupported,
-            ),
-            ("", "Secret") => (
-                same!["type", "metadata.namespace", "metadata.name"],
-                Rejection::NotSupported,
-            ),
-            ("", "Service") => (
-                same![
-                    "metadata.namespace",
-                    "metadata.name",
-                    "spec.clusterIP",
-                    "spec.type"
-                ],
-                Rejection::NotSupported,
-            ),
-            ("batch", "Job") => (
-                same!["metadata.name", "metadata.namespace", "status.successful"],
-                Rejection::Job,
-            ),
-            ("events.k8s.io", "Event") => (EVENTS_API_FIELDS, Rejection::NotSupported),
-            _ => (META_FIELDS, Rejection::Default),
-        };
-    FieldSpec {
-        accepted,
-        rejection,
-    }
+    let (accepted, rejection): (&'static [(&'static str, &'static str)], Rejection) = match (group, kind) {
+        ("", "Pod") => (POD_FIELDS, Rejection::NotSupported),
+        ("", "Node") => (same!["metadata.name", "spec.unschedulable"], Rejection::NotSupported),
+        ("", "ReplicationController") => (
+            same!["metadata.name", "metadata.namespace", "status.replicas"],
+            Rejection::NotSupported,
+        ),
+        ("", "Event") => (CORE_EVENT_FIELDS, Rejection::NotSupported),
+        ("", "Namespace") => (same!["status.phase", "metadata.name"], Rejection::NotSupported),
+        ("", "Secret") => (
+            same!["type", "metadata.namespace", "metadata.name"],
+            Rejection::NotSupported,
+        ),
+        ("", "Service") => (
+            same!["metadata.namespace", "metadata.name", "spec.clusterIP", "spec.type"],
+            Rejection::NotSupported,
+        ),
+        ("batch", "Job") => (
+            same!["metadata.name", "metadata.namespace", "status.successful"],
+            Rejection::Job,
+        ),
+        ("events.k8s.io", "Event") => (EVENTS_API_FIELDS, Rejection::NotSupported),
+        _ => (META_FIELDS, Rejection::Default),
+    };
+    FieldSpec { accepted, rejection }
 }
 
 /// The value of a canonical field label on an object, as upstream's `ToSelectableFields`.
@@ -1318,9 +1259,7 @@ fn field_value(group: &str, kind: &str, object: &Value, canonical: &str) -> Stri
         // Accepted but never filled in upstream, so it only matches the empty value.
         ("", "Pod", "status.podIPs") => String::new(),
         ("", "Node", "spec.unschedulable") => bool_at(object, "spec.unschedulable").to_string(),
-        ("", "ReplicationController", "status.replicas") => {
-            int_at(object, "status.replicas").to_string()
-        }
+        ("", "ReplicationController", "status.replicas") => int_at(object, "status.replicas").to_string(),
         ("batch", "Job", "status.successful") => int_at(object, "status.succeeded").to_string(),
         ("", "Event", _) | ("events.k8s.io", "Event", _) => event_field(object, canonical),
         _ => text(canonical),
@@ -1351,11 +1290,7 @@ fn event_field(object: &Value, canonical: &str) -> String {
         }
     };
     if let Some(sub) = canonical.strip_prefix("involvedObject.") {
-        return either(
-            &format!("involvedObject.{sub}"),
-            &format!("regarding.{sub}"),
-        )
-        .to_string();
+        return either(&format!("involvedObject.{sub}"), &format!("regarding.{sub}")).to_string();
     }
     let reporting = either("reportingComponent", "reportingController");
     match canonical {
@@ -1386,9 +1321,7 @@ pub(crate) mod json {
 
     /// The value at a dotted path, or `null`.
     pub(crate) fn at<'a>(value: &'a Value, path: &str) -> &'a Value {
-        path.split('.')
-            .try_fold(value, |v, key| v.get(key))
-            .unwrap_or(&NULL)
+        path.split('.').try_fold(value, |v, key| v.get(key)).unwrap_or(&NULL)
     }
 
     /// The string at a path, `""` when absent.
@@ -1408,10 +1341,7 @@ pub(crate) mod json {
 
     /// The array at a path, empty when absent.
     pub(crate) fn list_at<'a>(value: &'a Value, path: &str) -> &'a [Value] {
-        at(value, path)
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+        at(value, path).as_array().map(Vec::as_slice).unwrap_or_default()
     }
 }
 
@@ -1509,21 +1439,11 @@ mod tests {
     fn long_keys_and_values_are_rejected() {
         let long = "a".repeat(64);
         let err = LabelSelector::parse(&long).unwrap_err().to_string();
-        assert!(
-            err.ends_with("name part must be no more than 63 characters"),
-            "{err}"
-        );
-        let err = LabelSelector::parse(&format!("k={long}"))
-            .unwrap_err()
-            .to_string();
+        assert!(err.ends_with("name part must be no more than 63 characters"), "{err}");
+        let err = LabelSelector::parse(&format!("k={long}")).unwrap_err().to_string();
         assert!(err.contains("must be no more than 63 characters"), "{err}");
-        let err = LabelSelector::parse("Example.com/x")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("prefix part a lowercase RFC 1123 subdomain"),
-            "{err}"
-        );
+        let err = LabelSelector::parse("Example.com/x").unwrap_err().to_string();
+        assert!(err.contains("prefix part a lowercase RFC 1123 subdomain"), "{err}");
         assert!(LabelSelector::parse(&format!("{}/x", "a.".repeat(63) + "a")).is_ok());
     }
 
@@ -1566,11 +1486,7 @@ mod tests {
     fn metav1_conversion() {
         let cases = [
             (json!({}), "", true),
-            (
-                json!({"matchLabels": {"b": "2", "a": "1"}}),
-                "a=1,b=2",
-                true,
-            ),
+            (json!({"matchLabels": {"b": "2", "a": "1"}}), "a=1,b=2", true),
             (
                 json!({"matchExpressions": [{"key": "env", "operator": "In", "values": ["prod", "dev"]}]}),
                 "env in (dev,prod)",
@@ -1682,47 +1598,21 @@ mod tests {
     fn field_selector_parse_errors() {
         let cases = [
             ("foo", "invalid selector: 'foo'; can't understand 'foo'"),
-            (
-                "a=b,foo",
-                "invalid selector: 'a=b,foo'; can't understand 'foo'",
-            ),
-            (
-                "a=b=c",
-                "invalid field selector: unescaped character in value: 61",
-            ),
-            (
-                "a=\\x",
-                "invalid field selector: invalid escape sequence: \\x",
-            ),
-            (
-                "a=x\\",
-                "invalid field selector: invalid escape sequence: \\",
-            ),
+            ("a=b,foo", "invalid selector: 'a=b,foo'; can't understand 'foo'"),
+            ("a=b=c", "invalid field selector: unescaped character in value: 61"),
+            ("a=\\x", "invalid field selector: invalid escape sequence: \\x"),
+            ("a=x\\", "invalid field selector: invalid escape sequence: \\"),
         ];
         for (input, want) in cases {
-            assert_eq!(
-                FieldSelector::parse(input).unwrap_err().to_string(),
-                want,
-                "{input}"
-            );
+            assert_eq!(FieldSelector::parse(input).unwrap_err().to_string(), want, "{input}");
         }
     }
 
     #[test]
     fn field_selector_validation_per_kind() {
         let cases = [
-            (
-                "",
-                "Pod",
-                "spec.nodeName=n1,status.phase=Running,spec.host=x",
-                None,
-            ),
-            (
-                "",
-                "Pod",
-                "spec.foo=x",
-                Some("field label not supported: spec.foo"),
-            ),
+            ("", "Pod", "spec.nodeName=n1,status.phase=Running,spec.host=x", None),
+            ("", "Pod", "spec.foo=x", Some("field label not supported: spec.foo")),
             ("", "Node", "spec.unschedulable=true,metadata.name=a", None),
             (
                 "",
@@ -1732,12 +1622,7 @@ mod tests {
             ),
             ("", "Namespace", "status.phase=Active", None),
             ("", "Secret", "type=Opaque", None),
-            (
-                "",
-                "Service",
-                "spec.type=ClusterIP,spec.clusterIP=None",
-                None,
-            ),
+            ("", "Service", "spec.type=ClusterIP,spec.clusterIP=None", None),
             ("", "ReplicationController", "status.replicas=1", None),
             (
                 "",
@@ -1770,12 +1655,7 @@ mod tests {
                 "status.failed=1",
                 Some("field label \"status.failed\" not supported for Job"),
             ),
-            (
-                "apps",
-                "DaemonSet",
-                "metadata.name=a,metadata.namespace=b",
-                None,
-            ),
+            ("apps", "DaemonSet", "metadata.name=a,metadata.namespace=b", None),
             (
                 "apps",
                 "ReplicaSet",
@@ -1788,16 +1668,9 @@ mod tests {
                 "",
                 "ConfigMap",
                 "foo=bar",
-                Some(
-                    "\"foo\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
-                ),
+                Some("\"foo\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""),
             ),
-            (
-                "storage.k8s.io",
-                "StorageClass",
-                "metadata.namespace=",
-                None,
-            ),
+            ("storage.k8s.io", "StorageClass", "metadata.namespace=", None),
         ];
         for (group, kind, input, want) in cases {
             let selector = FieldSelector::parse(input).unwrap();
@@ -1859,11 +1732,11 @@ mod tests {
                 .matches("batch", "Job", &job)
         );
         let rc = json!({"status": {}});
-        assert!(FieldSelector::parse("status.replicas=0").unwrap().matches(
-            "",
-            "ReplicationController",
-            &rc
-        ));
+        assert!(
+            FieldSelector::parse("status.replicas=0")
+                .unwrap()
+                .matches("", "ReplicationController", &rc)
+        );
     }
 
     #[test]
@@ -1881,21 +1754,19 @@ mod tests {
             "reportingController": "daemonset-controller",
             "type": "Normal",
         });
-        let core_selector = FieldSelector::parse(
-            "involvedObject.kind=DaemonSet,involvedObject.name=ds,source=daemonset-controller",
-        )
-        .unwrap();
+        let core_selector =
+            FieldSelector::parse("involvedObject.kind=DaemonSet,involvedObject.name=ds,source=daemonset-controller")
+                .unwrap();
         assert!(core_selector.matches("", "Event", &core));
-        let api_selector = FieldSelector::parse(
-            "regarding.kind=DaemonSet,reportingController=daemonset-controller,type=Normal",
-        )
-        .unwrap();
+        let api_selector =
+            FieldSelector::parse("regarding.kind=DaemonSet,reportingController=daemonset-controller,type=Normal")
+                .unwrap();
         assert!(api_selector.matches("events.k8s.io", "Event", &events_api));
-        assert!(!FieldSelector::parse("type=Warning").unwrap().matches(
-            "events.k8s.io",
-            "Event",
-            &events_api
-        ));
+        assert!(
+            !FieldSelector::parse("type=Warning")
+                .unwrap()
+                .matches("events.k8s.io", "Event", &events_api)
+        );
     }
 
     #[test]

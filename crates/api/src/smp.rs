@@ -171,9 +171,7 @@ fn render_map(map: &JsonMap) -> String {
 
 /// The field a parallel-list directive key (`$setElementOrder/containers`) refers to.
 fn directive_field<'k>(key: &'k str, prefix: &str) -> Option<&'k str> {
-    key.strip_prefix(prefix)?
-        .strip_prefix('/')
-        .filter(|f| !f.is_empty())
+    key.strip_prefix(prefix)?.strip_prefix('/').filter(|f| !f.is_empty())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -213,10 +211,8 @@ fn apply_retain_keys(original: &mut JsonMap, patch: &mut JsonMap) -> Result<()> 
         return Err(SmpError::BadRetainKeysFormat);
     };
     let retained = |key: &str| keys.iter().any(|k| k.as_str() == Some(key));
-    let is_parallel_list = |key: &str| {
-        key.starts_with(DELETE_FROM_PRIMITIVE_LIST_PREFIX)
-            || key.starts_with(SET_ELEMENT_ORDER_PREFIX)
-    };
+    let is_parallel_list =
+        |key: &str| key.starts_with(DELETE_FROM_PRIMITIVE_LIST_PREFIX) || key.starts_with(SET_ELEMENT_ORDER_PREFIX);
     for (key, value) in patch.iter() {
         if !value.is_null() && !is_parallel_list(key) && !retained(key) {
             return Err(SmpError::RetainKeysMismatch);
@@ -229,8 +225,7 @@ fn apply_retain_keys(original: &mut JsonMap, patch: &mut JsonMap) -> Result<()> 
 /// Merges one patch entry into `original`.
 fn merge_field(original: &mut JsonMap, key: String, value: Value, node: Node) -> Result<()> {
     if key.starts_with(DELETE_FROM_PRIMITIVE_LIST_PREFIX) {
-        let field = directive_field(&key, DELETE_FROM_PRIMITIVE_LIST_PREFIX)
-            .ok_or(SmpError::BadPrimitiveListFormat)?;
+        let field = directive_field(&key, DELETE_FROM_PRIMITIVE_LIST_PREFIX).ok_or(SmpError::BadPrimitiveListFormat)?;
         return delete_from_primitive_list(original, field, value);
     }
     if value.is_null() {
@@ -247,20 +242,15 @@ fn merge_field(original: &mut JsonMap, key: String, value: Value, node: Node) ->
 }
 
 /// Merges a patch value into an existing value of a field.
-fn merge_value(
-    existing: Value,
-    patch: Value,
-    node: Node,
-    strategy: Option<PatchStrategy>,
-) -> Result<Value> {
+fn merge_value(existing: Value, patch: Value, node: Node, strategy: Option<PatchStrategy>) -> Result<Value> {
     let replace = strategy.is_some_and(|s| s.strategy == Strategy::Replace);
     match (existing, patch) {
         (Value::Object(existing), Value::Object(patch)) if !replace => {
             Ok(Value::Object(merge_map(existing, patch, node)?))
         }
-        (Value::Array(existing), Value::Array(patch)) => Ok(Value::Array(merge_list_field(
-            existing, patch, strategy, node,
-        )?)),
+        (Value::Array(existing), Value::Array(patch)) => {
+            Ok(Value::Array(merge_list_field(existing, patch, strategy, node)?))
+        }
         (_, patch) => fresh_value(patch, node, strategy),
     }
 }
@@ -270,12 +260,7 @@ fn merge_value(
 fn fresh_value(patch: Value, node: Node, strategy: Option<PatchStrategy>) -> Result<Value> {
     match patch {
         Value::Object(patch) => Ok(Value::Object(merge_map(Map::new(), patch, node)?)),
-        Value::Array(patch) => Ok(Value::Array(merge_list_field(
-            Vec::new(),
-            patch,
-            strategy,
-            node,
-        )?)),
+        Value::Array(patch) => Ok(Value::Array(merge_list_field(Vec::new(), patch, strategy, node)?)),
         scalar => Ok(scalar),
     }
 }
@@ -306,8 +291,7 @@ fn apply_element_orders(original: &mut JsonMap, patch: &mut JsonMap, node: Node)
         .collect();
     for directive in directives {
         let order = patch.remove(&directive).unwrap_or(Value::Null);
-        let field = directive_field(&directive, SET_ELEMENT_ORDER_PREFIX)
-            .ok_or(SmpError::BadSetElementOrderFormat)?;
+        let field = directive_field(&directive, SET_ELEMENT_ORDER_PREFIX).ok_or(SmpError::BadSetElementOrderFormat)?;
         let order = expect_list(order)?;
         let (child, strategy) = node.field(field);
         let key = strategy.and_then(|s| s.merge_key);
@@ -408,16 +392,9 @@ fn position(ids: &[Value], item: &Value, key: Option<&str>) -> Option<usize> {
 }
 
 /// Splits `merged` into the items `order` names and the others, then interleaves them.
-fn order_by(
-    merged: Vec<Value>,
-    order: &[Value],
-    server_order: &[Value],
-    key: Option<&str>,
-) -> Result<Vec<Value>> {
+fn order_by(merged: Vec<Value>, order: &[Value], server_order: &[Value], key: Option<&str>) -> Result<Vec<Value>> {
     if key.is_some() {
-        merged
-            .iter()
-            .try_for_each(|item| identity(item, key).map(drop))?;
+        merged.iter().try_for_each(|item| identity(item, key).map(drop))?;
     }
     let (named, server_only): (Vec<Value>, Vec<Value>) = merged
         .into_iter()
@@ -441,10 +418,7 @@ fn normalize(
     let mut left = server_only.into_iter().peekable();
     let mut right = named.into_iter().peekable();
     while let (Some(l), Some(r)) = (left.peek(), right.peek()) {
-        let before = match (
-            position(server_order, l, key),
-            position(server_order, r, key),
-        ) {
+        let before = match (position(server_order, l, key), position(server_order, r, key)) {
             (Some(a), Some(b)) => a < b,
             _ => false,
         };
@@ -519,19 +493,12 @@ fn element_kind(original: &[Value], patch: &[Value]) -> Result<Option<Elements>>
 
 /// Merges two lists with the `merge` strategy: by `key` for objects, as a set for
 /// primitives. `items` is the schema of the items.
-fn merge_list(
-    original: Vec<Value>,
-    patch: Vec<Value>,
-    key: Option<&str>,
-    items: Node,
-) -> Result<Vec<Value>> {
+fn merge_list(original: Vec<Value>, patch: Vec<Value>, key: Option<&str>, items: Node) -> Result<Vec<Value>> {
     match element_kind(&original, &patch)? {
         None => Ok(original),
         Some(Elements::Primitives) => Ok(merge_primitive_list(original, patch)),
         Some(Elements::Objects) => {
-            let key = key.ok_or_else(|| {
-                SmpError::NoMergeKeyDeclared(render(&Value::Array(patch.clone())))
-            })?;
+            let key = key.ok_or_else(|| SmpError::NoMergeKeyDeclared(render(&Value::Array(patch.clone()))))?;
             merge_object_list(original, patch, key, items)
         }
     }
@@ -546,20 +513,14 @@ fn merge_primitive_list(original: Vec<Value>, patch: Vec<Value>) -> Vec<Value> {
             merged.push(item.clone());
         }
     }
-    let (named, server_only): (Vec<Value>, Vec<Value>) =
-        merged.into_iter().partition(|item| patch.contains(item));
+    let (named, server_only): (Vec<Value>, Vec<Value>) = merged.into_iter().partition(|item| patch.contains(item));
     normalize(named, server_only, &patch, &original, None)
 }
 
 /// Merges lists of objects on `key`: `$patch: delete` items remove their match, a
 /// `$patch: replace` item makes the other patch items the whole list, other items merge into
 /// the original item with the same key or are added.
-fn merge_object_list(
-    original: Vec<Value>,
-    patch: Vec<Value>,
-    key: &str,
-    items: Node,
-) -> Result<Vec<Value>> {
+fn merge_object_list(original: Vec<Value>, patch: Vec<Value>, key: &str, items: Node) -> Result<Vec<Value>> {
     let (mut merged, plain) = apply_list_directives(original, patch, key, items)?;
     let server_order = identities(&merged, Some(key));
     let mut patch_order = Vec::with_capacity(plain.len());
@@ -639,8 +600,7 @@ mod tests {
 
     /// Applies `patch` and compares with `expected`; also checks that no directive leaks.
     fn check(definition: &str, original: Value, patch: Value, expected: Value) {
-        let got = strategic_merge(&original, &patch, definition)
-            .unwrap_or_else(|e| panic!("patch failed: {e}"));
+        let got = strategic_merge(&original, &patch, definition).unwrap_or_else(|e| panic!("patch failed: {e}"));
         assert_eq!(got, expected, "\n got: {got:#}\nwant: {expected:#}");
         assert_no_directives(&got);
     }
@@ -706,8 +666,7 @@ mod tests {
         });
         let mut expected = daemonset();
         expected["metadata"]["labels"]["edited"] = json!("yes");
-        expected["metadata"]["annotations"] =
-            json!({"kubectl.kubernetes.io/last-applied-configuration": "{}"});
+        expected["metadata"]["annotations"] = json!({"kubectl.kubernetes.io/last-applied-configuration": "{}"});
         expected["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.38");
         check(DS, daemonset(), patch, expected);
     }
@@ -771,9 +730,7 @@ mod tests {
     /// `kubectl set env deploy/d B=2` on a container without env.
     #[test]
     fn set_env_body_as_kubectl_sent_it() {
-        let original = pod_spec(
-            json!({"containers": [{"name": "c", "image": "nginx"}, {"name": "d", "image": "x"}]}),
-        );
+        let original = pod_spec(json!({"containers": [{"name": "c", "image": "nginx"}, {"name": "d", "image": "x"}]}));
         let patch = pod_spec(json!({
             "$setElementOrder/containers": [{"name": "c"}, {"name": "d"}],
             "containers": [{"env": [{"name": "B", "value": "2"}], "name": "c"}]
@@ -808,8 +765,7 @@ mod tests {
 
     #[test]
     fn set_env_merges_env_by_name_new_items_first_like_upstream() {
-        let patch =
-            pod_spec(json!({"containers": [{"name": "c", "env": [{"name": "A", "value": "1"}]}]}));
+        let patch = pod_spec(json!({"containers": [{"name": "c", "env": [{"name": "A", "value": "1"}]}]}));
         let got = strategic_merge(&daemonset(), &patch, DS).unwrap();
         assert_eq!(
             containers(&got)[0]["env"],
@@ -841,10 +797,7 @@ mod tests {
             .push(json!({"name": "sidecar", "image": "pause"}));
         let patch = pod_spec(json!({"containers": [{"$patch": "delete", "name": "c"}]}));
         let got = strategic_merge(&original, &patch, DS).unwrap();
-        assert_eq!(
-            containers(&got),
-            &json!([{"name": "sidecar", "image": "pause"}])
-        );
+        assert_eq!(containers(&got), &json!([{"name": "sidecar", "image": "pause"}]));
     }
 
     #[test]
@@ -877,12 +830,7 @@ mod tests {
     fn delete_from_primitive_list_removes_finalizers() {
         let original = json!({"metadata": {"finalizers": ["a", "b", "c"]}});
         let patch = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["b", "zzz"]}});
-        check(
-            POD,
-            original,
-            patch,
-            json!({"metadata": {"finalizers": ["a", "c"]}}),
-        );
+        check(POD, original, patch, json!({"metadata": {"finalizers": ["a", "c"]}}));
     }
 
     #[test]
@@ -893,12 +841,7 @@ mod tests {
             "$deleteFromPrimitiveList/finalizers": ["a"],
             "finalizers": ["b"]
         }});
-        check(
-            POD,
-            original,
-            patch,
-            json!({"metadata": {"finalizers": ["b"]}}),
-        );
+        check(POD, original, patch, json!({"metadata": {"finalizers": ["b"]}}));
     }
 
     #[test]
@@ -915,7 +858,8 @@ mod tests {
 
     #[test]
     fn retain_keys_switching_rolling_update_to_recreate_drops_rolling_update() {
-        let original = json!({"spec": {"replicas": 2, "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}});
+        let original =
+            json!({"spec": {"replicas": 2, "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}});
         let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}});
         check(
             DEPLOY,
@@ -923,7 +867,8 @@ mod tests {
             patch,
             json!({"spec": {"replicas": 2, "strategy": {"type": "Recreate"}}}),
         );
-        let kubectl = json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": null, "type": "Recreate"}}});
+        let kubectl =
+            json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": null, "type": "Recreate"}}});
         check(
             DEPLOY,
             original,
@@ -942,15 +887,12 @@ mod tests {
 
     #[test]
     fn retain_keys_inside_volume_items_switch_the_volume_source() {
-        let original = pod_spec(
-            json!({"volumes": [{"name": "v", "emptyDir": {}}, {"name": "w", "emptyDir": {}}]}),
-        );
+        let original = pod_spec(json!({"volumes": [{"name": "v", "emptyDir": {}}, {"name": "w", "emptyDir": {}}]}));
         let patch = pod_spec(json!({"volumes": [
             {"name": "v", "$retainKeys": ["hostPath", "name"], "hostPath": {"path": "/x"}}
         ]}));
-        let want = pod_spec(
-            json!({"volumes": [{"name": "v", "hostPath": {"path": "/x"}}, {"name": "w", "emptyDir": {}}]}),
-        );
+        let want =
+            pod_spec(json!({"volumes": [{"name": "v", "hostPath": {"path": "/x"}}, {"name": "w", "emptyDir": {}}]}));
         check(DEPLOY, original, patch, want);
     }
 
@@ -963,9 +905,7 @@ mod tests {
 
     #[test]
     fn tolerations_without_strategy_are_replaced_whole() {
-        let patch = pod_spec(
-            json!({"tolerations": [{"key": "z", "operator": "Exists", "tolerationSeconds": null}]}),
-        );
+        let patch = pod_spec(json!({"tolerations": [{"key": "z", "operator": "Exists", "tolerationSeconds": null}]}));
         let got = strategic_merge(&daemonset(), &patch, DS).unwrap();
         assert_eq!(
             got["spec"]["template"]["spec"]["tolerations"],
@@ -991,10 +931,7 @@ mod tests {
     fn merge_directive_on_a_map_merges() {
         let patch = json!({"metadata": {"labels": {"$patch": "merge", "b": "2"}}});
         let got = strategic_merge(&daemonset(), &patch, DS).unwrap();
-        assert_eq!(
-            got["metadata"]["labels"],
-            json!({"app": "x", "tier": "web", "b": "2"})
-        );
+        assert_eq!(got["metadata"]["labels"], json!({"app": "x", "tier": "web", "b": "2"}));
     }
 
     #[test]
@@ -1010,9 +947,7 @@ mod tests {
 
     #[test]
     fn replace_directive_in_a_merged_list_replaces_the_list() {
-        let patch = pod_spec(
-            json!({"containers": [{"$patch": "replace"}, {"name": "only", "image": "i"}]}),
-        );
+        let patch = pod_spec(json!({"containers": [{"$patch": "replace"}, {"name": "only", "image": "i"}]}));
         let got = strategic_merge(&daemonset(), &patch, DS).unwrap();
         assert_eq!(containers(&got), &json!([{"name": "only", "image": "i"}]));
         let empty = pod_spec(json!({"containers": [{"$patch": "replace"}]}));
@@ -1022,12 +957,8 @@ mod tests {
 
     #[test]
     fn patch_order_wins_and_server_only_items_slot_back() {
-        let original = pod_spec(
-            json!({"containers": [{"name": "1"}, {"name": "2", "image": "b"}, {"name": "3"}]}),
-        );
-        let patch = pod_spec(
-            json!({"containers": [{"name": "3", "image": "c"}, {"name": "1", "image": "a"}]}),
-        );
+        let original = pod_spec(json!({"containers": [{"name": "1"}, {"name": "2", "image": "b"}, {"name": "3"}]}));
+        let patch = pod_spec(json!({"containers": [{"name": "3", "image": "c"}, {"name": "1", "image": "a"}]}));
         let want = pod_spec(
             json!({"containers": [{"name": "2", "image": "b"}, {"name": "3", "image": "c"}, {"name": "1", "image": "a"}]}),
         );
@@ -1058,9 +989,7 @@ mod tests {
             "$setElementOrder/containers": [{"name": "3"}, {"name": "2"}, {"name": "1"}],
             "containers": [{"name": "3", "image": "c"}, {"name": "1", "image": "a"}]
         }));
-        let want = pod_spec(
-            json!({"containers": [{"name": "3", "image": "c"}, {"name": "1", "image": "a"}]}),
-        );
+        let want = pod_spec(json!({"containers": [{"name": "3", "image": "c"}, {"name": "1", "image": "a"}]}));
         check(DS, original, patch, want);
     }
 
@@ -1080,12 +1009,10 @@ mod tests {
 
     #[test]
     fn ports_merge_by_container_port_and_service_ports_by_port() {
-        let original = pod_spec(
-            json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "name": "http"}]}]}),
-        );
-        let patch = pod_spec(
-            json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "protocol": "TCP"}]}]}),
-        );
+        let original =
+            pod_spec(json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "name": "http"}]}]}));
+        let patch =
+            pod_spec(json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "protocol": "TCP"}]}]}));
         let want = pod_spec(
             json!({"containers": [{"name": "c", "ports": [{"containerPort": 80, "name": "http", "protocol": "TCP"}]}]}),
         );
@@ -1122,12 +1049,7 @@ mod tests {
     fn type_changes_take_the_patch_value() {
         let original = json!({"metadata": {"annotations": {"a": "1"}}});
         let patch = json!({"metadata": {"annotations": "oops"}});
-        check(
-            POD,
-            original,
-            patch,
-            json!({"metadata": {"annotations": "oops"}}),
-        );
+        check(POD, original, patch, json!({"metadata": {"annotations": "oops"}}));
     }
 
     #[test]
@@ -1139,53 +1061,29 @@ mod tests {
             "map: {\"image\":\"x\"} does not contain declared merge key: name"
         );
         let delete = pod_spec(json!({"containers": [{"$patch": "delete"}]}));
-        assert!(matches!(
-            fails(DS, daemonset(), delete),
-            SmpError::NoMergeKey { .. }
-        ));
+        assert!(matches!(fails(DS, daemonset(), delete), SmpError::NoMergeKey { .. }));
     }
 
     #[test]
     fn unknown_patch_directives_are_errors() {
         let err = fails(DS, daemonset(), json!({"metadata": {"$patch": "explode"}}));
-        assert_eq!(
-            err.to_string(),
-            "unknown patch type: \"explode\" in map: {}"
-        );
+        assert_eq!(err.to_string(), "unknown patch type: \"explode\" in map: {}");
         let in_list = pod_spec(json!({"containers": [{"$patch": "explode", "name": "c"}]}));
-        assert!(matches!(
-            fails(DS, daemonset(), in_list),
-            SmpError::BadPatchType { .. }
-        ));
+        assert!(matches!(fails(DS, daemonset(), in_list), SmpError::BadPatchType { .. }));
         let merge = pod_spec(json!({"containers": [{"$patch": "merge", "name": "c"}]}));
-        assert_eq!(
-            fails(DS, daemonset(), merge),
-            SmpError::MergeDirectiveInList
-        );
+        assert_eq!(fails(DS, daemonset(), merge), SmpError::MergeDirectiveInList);
     }
 
     #[test]
     fn malformed_directives_are_errors() {
         let retain = json!({"spec": {"strategy": {"$retainKeys": "type"}}});
-        assert_eq!(
-            fails(DEPLOY, json!({}), retain),
-            SmpError::BadRetainKeysFormat
-        );
+        assert_eq!(fails(DEPLOY, json!({}), retain), SmpError::BadRetainKeysFormat);
         let outside = json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {}}}});
-        assert_eq!(
-            fails(DEPLOY, json!({}), outside),
-            SmpError::RetainKeysMismatch
-        );
+        assert_eq!(fails(DEPLOY, json!({}), outside), SmpError::RetainKeysMismatch);
         let order = pod_spec(json!({"$setElementOrder/containers": {"name": "c"}}));
-        assert!(matches!(
-            fails(DS, daemonset(), order),
-            SmpError::BadArgType { .. }
-        ));
+        assert!(matches!(fails(DS, daemonset(), order), SmpError::BadArgType { .. }));
         let bare = pod_spec(json!({"$setElementOrder": []}));
-        assert_eq!(
-            fails(DS, daemonset(), bare),
-            SmpError::BadSetElementOrderFormat
-        );
+        assert_eq!(fails(DS, daemonset(), bare), SmpError::BadSetElementOrderFormat);
         let delete = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": "a"}});
         assert_eq!(
             fails(POD, json!({"metadata": {"finalizers": ["a"]}}), delete),
@@ -1210,10 +1108,7 @@ mod tests {
             "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}],
             "containers": [{"name": "b", "image": "1"}, {"name": "a", "image": "2"}]
         }));
-        assert!(matches!(
-            fails(DS, original, patch),
-            SmpError::OrderMismatch { .. }
-        ));
+        assert!(matches!(fails(DS, original, patch), SmpError::OrderMismatch { .. }));
     }
 
     #[test]

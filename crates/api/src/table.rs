@@ -30,11 +30,7 @@ use crate::selector::json::{at, bool_at, int_at, list_at, str_at};
 /// `{"name","type","format","description","priority"}` objects, as upstream's printers declare
 /// them. Kinds without a printer get upstream's default `Name` / `Created At` pair.
 pub fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
-    printer(group, kind)
-        .columns
-        .iter()
-        .map(|c| c.to_json())
-        .collect()
+    printer(group, kind).columns.iter().map(|c| c.to_json()).collect()
 }
 
 /// The cells of one Table row for `object` (a `kind` of `group`, as JSON), in column order.
@@ -53,8 +49,7 @@ pub fn human_duration(d: Duration) -> String {
 /// [`human_duration`] for a signed duration: up to one second in the future reads `0s`
 /// (clock skew), anything later is `<invalid>`.
 pub fn human_signed_duration(d: SignedDuration) -> String {
-    let nanos =
-        i64::try_from(d.as_nanos()).unwrap_or(if d.is_negative() { i64::MIN } else { i64::MAX });
+    let nanos = i64::try_from(d.as_nanos()).unwrap_or(if d.is_negative() { i64::MIN } else { i64::MAX });
     human_nanos(nanos)
 }
 
@@ -73,10 +68,7 @@ pub fn format_labels(labels: &Value) -> String {
     let Some(map) = labels.as_object() else {
         return "<none>".to_string();
     };
-    let mut pairs: Vec<(&String, &str)> = map
-        .iter()
-        .filter_map(|(k, v)| Some((k, v.as_str()?)))
-        .collect();
+    let mut pairs: Vec<(&String, &str)> = map.iter().filter_map(|(k, v)| Some((k, v.as_str()?))).collect();
     pairs.sort_unstable();
     or_none(
         pairs
@@ -98,11 +90,7 @@ pub fn format_label_selector(selector: &Value) -> String {
 
 /// `text`, or `<none>` when it is empty.
 fn or_none(text: String) -> String {
-    if text.is_empty() {
-        "<none>".to_string()
-    } else {
-        text
-    }
+    if text.is_empty() { "<none>".to_string() } else { text }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -234,9 +222,7 @@ fn field_docs_of<T: schemars::JsonSchema>() -> HashMap<String, String> {
     };
     properties
         .iter()
-        .filter_map(|(name, prop)| {
-            Some((name.clone(), prop.get("description")?.as_str()?.to_string()))
-        })
+        .filter_map(|(name, prop)| Some((name.clone(), prop.get("description")?.as_str()?.to_string())))
         .collect()
 }
 
@@ -331,14 +317,8 @@ const NAME: Column = Column {
     doc: api(ApiType::Meta, "name"),
 };
 const AGE: Column = text("Age", api(ApiType::Meta, "creationTimestamp"));
-const CONTAINERS: Column = wide(
-    "Containers",
-    Doc::Text("Names of the containers in the pod template."),
-);
-const IMAGES: Column = wide(
-    "Images",
-    Doc::Text("Images of the containers in the pod template."),
-);
+const CONTAINERS: Column = wide("Containers", Doc::Text("Names of the containers in the pod template."));
+const IMAGES: Column = wide("Images", Doc::Text("Images of the containers in the pod template."));
 const READY_PODS: Doc = Doc::Text("Ready pods out of the desired number of pods.");
 
 const DEFAULT_COLUMNS: &[Column] = &[
@@ -369,10 +349,7 @@ const POD_COLUMNS: &[Column] = &[
     AGE,
     wide("IP", api(ApiType::PodStatus, "podIP")),
     wide("Node", api(ApiType::PodSpec, "nodeName")),
-    wide(
-        "Nominated Node",
-        api(ApiType::PodStatus, "nominatedNodeName"),
-    ),
+    wide("Nominated Node", api(ApiType::PodStatus, "nominatedNodeName")),
     wide("Readiness Gates", api(ApiType::PodSpec, "readinessGates")),
 ];
 
@@ -403,10 +380,7 @@ const DS_COLUMNS: &[Column] = &[
     int("Desired", api(ApiType::DsStatus, "desiredNumberScheduled")),
     int("Current", api(ApiType::DsStatus, "currentNumberScheduled")),
     int("Ready", api(ApiType::DsStatus, "numberReady")),
-    int(
-        "Up-to-date",
-        api(ApiType::DsStatus, "updatedNumberScheduled"),
-    ),
+    int("Up-to-date", api(ApiType::DsStatus, "updatedNumberScheduled")),
     int("Available", api(ApiType::DsStatus, "numberAvailable")),
     text("Node Selector", api(ApiType::PodSpec, "nodeSelector")),
     AGE,
@@ -419,10 +393,7 @@ const JOB_COLUMNS: &[Column] = &[
     NAME,
     text("Status", Doc::Text("The job's condition summary.")),
     text("Completions", api(ApiType::JobStatus, "succeeded")),
-    text(
-        "Duration",
-        Doc::Text("How long the job ran, or has been running."),
-    ),
+    text("Duration", Doc::Text("How long the job ran, or has been running.")),
     AGE,
     CONTAINERS,
     IMAGES,
@@ -441,10 +412,7 @@ const CRONJOB_COLUMNS: &[Column] = &[
         doc: api(ApiType::CronJobSpec, "suspend"),
     },
     int("Active", api(ApiType::CronJobStatus, "active")),
-    text(
-        "Last Schedule",
-        api(ApiType::CronJobStatus, "lastScheduleTime"),
-    ),
+    text("Last Schedule", api(ApiType::CronJobStatus, "lastScheduleTime")),
     AGE,
     CONTAINERS,
     IMAGES,
@@ -463,32 +431,19 @@ const SERVICE_COLUMNS: &[Column] = &[
 
 const STATEFULSET_COLUMNS: &[Column] = &[NAME, text("Ready", READY_PODS), AGE, CONTAINERS, IMAGES];
 
-const ENDPOINTS_COLUMNS: &[Column] = &[
-    NAME,
-    text("Endpoints", api(ApiType::Endpoints, "subsets")),
-    AGE,
-];
+const ENDPOINTS_COLUMNS: &[Column] = &[NAME, text("Endpoints", api(ApiType::Endpoints, "subsets")), AGE];
 
 const NODE_COLUMNS: &[Column] = &[
     NAME,
-    text(
-        "Status",
-        Doc::Text("Whether the node is ready and accepts new pods."),
-    ),
-    text(
-        "Roles",
-        Doc::Text("Roles from the node's node-role labels."),
-    ),
+    text("Status", Doc::Text("Whether the node is ready and accepts new pods.")),
+    text("Roles", Doc::Text("Roles from the node's node-role labels.")),
     AGE,
     text("Version", api(ApiType::NodeInfo, "kubeletVersion")),
     wide("Internal-IP", api(ApiType::NodeStatus, "addresses")),
     wide("External-IP", api(ApiType::NodeStatus, "addresses")),
     wide("OS-Image", api(ApiType::NodeInfo, "osImage")),
     wide("Kernel-Version", api(ApiType::NodeInfo, "kernelVersion")),
-    wide(
-        "Container-Runtime",
-        api(ApiType::NodeInfo, "containerRuntimeVersion"),
-    ),
+    wide("Container-Runtime", api(ApiType::NodeInfo, "containerRuntimeVersion")),
 ];
 
 const EVENT_COLUMNS: &[Column] = &[
@@ -520,26 +475,16 @@ const SECRET_COLUMNS: &[Column] = &[
     AGE,
 ];
 
-const SERVICE_ACCOUNT_COLUMNS: &[Column] = &[
-    NAME,
-    text("Secrets", api(ApiType::ServiceAccount, "secrets")),
-    AGE,
-];
+const SERVICE_ACCOUNT_COLUMNS: &[Column] = &[NAME, text("Secrets", api(ApiType::ServiceAccount, "secrets")), AGE];
 
 const PV_COLUMNS: &[Column] = &[
     NAME,
     text("Capacity", api(ApiType::PvSpec, "capacity")),
     text("Access Modes", api(ApiType::PvSpec, "accessModes")),
-    text(
-        "Reclaim Policy",
-        api(ApiType::PvSpec, "persistentVolumeReclaimPolicy"),
-    ),
+    text("Reclaim Policy", api(ApiType::PvSpec, "persistentVolumeReclaimPolicy")),
     text("Status", api(ApiType::PvStatus, "phase")),
     text("Claim", api(ApiType::PvSpec, "claimRef")),
-    text(
-        "StorageClass",
-        Doc::Text("The storage class of the volume."),
-    ),
+    text("StorageClass", Doc::Text("The storage class of the volume.")),
     text(
         "VolumeAttributesClass",
         Doc::Text("The volume attributes class of the volume."),
@@ -577,20 +522,13 @@ const DEPLOYMENT_COLUMNS: &[Column] = &[
 
 const CONFIGMAP_COLUMNS: &[Column] = &[NAME, text("Data", api(ApiType::ConfigMap, "data")), AGE];
 
-const LEASE_COLUMNS: &[Column] = &[
-    NAME,
-    text("Holder", api(ApiType::LeaseSpec, "holderIdentity")),
-    AGE,
-];
+const LEASE_COLUMNS: &[Column] = &[NAME, text("Holder", api(ApiType::LeaseSpec, "holderIdentity")), AGE];
 
 const STORAGE_CLASS_COLUMNS: &[Column] = &[
     NAME,
     text("Provisioner", api(ApiType::StorageClass, "provisioner")),
     text("ReclaimPolicy", api(ApiType::StorageClass, "reclaimPolicy")),
-    text(
-        "VolumeBindingMode",
-        api(ApiType::StorageClass, "volumeBindingMode"),
-    ),
+    text("VolumeBindingMode", api(ApiType::StorageClass, "volumeBindingMode")),
     text(
         "AllowVolumeExpansion",
         api(ApiType::StorageClass, "allowVolumeExpansion"),
@@ -600,10 +538,7 @@ const STORAGE_CLASS_COLUMNS: &[Column] = &[
 
 const CONTROLLER_REVISION_COLUMNS: &[Column] = &[
     NAME,
-    text(
-        "Controller",
-        Doc::Text("The object that controls this revision."),
-    ),
+    text("Controller", Doc::Text("The object that controls this revision.")),
     text("Revision", api(ApiType::ControllerRevision, "revision")),
     AGE,
 ];
@@ -781,9 +716,9 @@ impl PodSummary {
         let phase = str_at(pod, "status.phase");
         let conditions = list_at(pod, "status.conditions");
         let mut reason = or_default(str_at(pod, "status.reason"), phase).to_string();
-        let gated = conditions.iter().any(|c| {
-            str_at(c, "type") == "PodScheduled" && str_at(c, "reason") == "SchedulingGated"
-        });
+        let gated = conditions
+            .iter()
+            .any(|c| str_at(c, "type") == "PodScheduled" && str_at(c, "reason") == "SchedulingGated");
         if gated {
             reason = "SchedulingGated".to_string();
         }
@@ -827,10 +762,7 @@ impl PodSummary {
         sidecar: &mut Restarts,
     ) -> bool {
         let init_count = list_at(pod, "spec.initContainers").len();
-        for (i, status) in list_at(pod, "status.initContainerStatuses")
-            .iter()
-            .enumerate()
-        {
+        for (i, status) in list_at(pod, "status.initContainerStatuses").iter().enumerate() {
             all.add(status);
             let is_sidecar = sidecars.contains(&str_at(status, "name"));
             if is_sidecar {
@@ -938,13 +870,11 @@ fn node_roles(node: &Value) -> String {
     };
     let roles: BTreeSet<&str> = labels
         .iter()
-        .filter_map(
-            |(key, value)| match key.strip_prefix("node-role.kubernetes.io/") {
-                Some(role) => Some(role),
-                None if key == "kubernetes.io/role" => value.as_str(),
-                None => None,
-            },
-        )
+        .filter_map(|(key, value)| match key.strip_prefix("node-role.kubernetes.io/") {
+            Some(role) => Some(role),
+            None if key == "kubernetes.io/role" => value.as_str(),
+            None => None,
+        })
         .filter(|role| !role.is_empty())
         .collect();
     or_none(roles.into_iter().collect::<Vec<_>>().join(","))
@@ -979,11 +909,7 @@ fn secret_cells(secret: &Value, now: Timestamp) -> Vec<Value> {
 }
 
 fn service_account_cells(sa: &Value, now: Timestamp) -> Vec<Value> {
-    vec![
-        name(sa),
-        (list_at(sa, "secrets").len() as i64).into(),
-        age(sa, now),
-    ]
+    vec![name(sa), (list_at(sa, "secrets").len() as i64).into(), age(sa, now)]
 }
 
 fn lease_cells(lease: &Value, now: Timestamp) -> Vec<Value> {
@@ -1011,10 +937,7 @@ fn service_cells(svc: &Value, now: Timestamp) -> Vec<Value> {
         .first()
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let cluster_ip = or_default(
-        or_default(cluster_ip, str_at(svc, "spec.clusterIP")),
-        "<none>",
-    );
+    let cluster_ip = or_default(or_default(cluster_ip, str_at(svc, "spec.clusterIP")), "<none>");
     vec![
         name(svc),
         str_at(svc, "spec.type").into(),
@@ -1040,10 +963,7 @@ fn service_external_ip(svc: &Value) -> String {
                 .map(|i| or_default(str_at(i, "ip"), str_at(i, "hostname")))
                 .filter(|s| !s.is_empty())
                 .collect();
-            let all: Vec<&str> = ingress
-                .into_iter()
-                .chain(external.iter().copied())
-                .collect();
+            let all: Vec<&str> = ingress.into_iter().chain(external.iter().copied()).collect();
             if all.is_empty() {
                 "<pending>".to_string()
             } else {
@@ -1177,9 +1097,7 @@ fn event_at<'a>(event: &'a Value, core: &str, events_api: &str) -> &'a Value {
 }
 
 fn event_str<'a>(event: &'a Value, core: &str, events_api: &str) -> &'a str {
-    event_at(event, core, events_api)
-        .as_str()
-        .unwrap_or_default()
+    event_at(event, core, events_api).as_str().unwrap_or_default()
 }
 
 fn event_cells(event: &Value, now: Timestamp) -> Vec<Value> {
@@ -1196,9 +1114,7 @@ fn event_cells(event: &Value, now: Timestamp) -> Vec<Value> {
     } else {
         first.clone()
     };
-    let mut count = event_at(event, "count", "deprecatedCount")
-        .as_i64()
-        .unwrap_or_default();
+    let mut count = event_at(event, "count", "deprecatedCount").as_i64().unwrap_or_default();
     let series = at(event, "series");
     if series.is_object() {
         last = since(str_at(series, "lastObservedTime"));
@@ -1604,11 +1520,7 @@ mod tests {
             (20 * 365 * 86400, "20y"),
         ];
         for (seconds, want) in cases {
-            assert_eq!(
-                human_duration(Duration::from_secs(seconds)),
-                want,
-                "{seconds}s"
-            );
+            assert_eq!(human_duration(Duration::from_secs(seconds)), want, "{seconds}s");
         }
         assert_eq!(human_duration(Duration::from_millis(1999)), "1s");
         assert_eq!(human_duration(Duration::MAX), "292y");
@@ -1619,10 +1531,7 @@ mod tests {
         let cases = [
             (Some(ago(0)), "0s"),
             (Some(ago(-1)), "0s"),
-            (
-                Some((now() + SignedDuration::from_millis(1999)).to_string()),
-                "0s",
-            ),
+            (Some((now() + SignedDuration::from_millis(1999)).to_string()), "0s"),
             (Some(ago(-2)), "<invalid>"),
             (Some(ago(-3600)), "<invalid>"),
             (Some(ago(3 * 86400)), "3d"),
@@ -1634,11 +1543,7 @@ mod tests {
             (None, "<unknown>"),
         ];
         for (ts, want) in cases {
-            assert_eq!(
-                translate_timestamp_since(ts.as_deref(), now()),
-                want,
-                "{ts:?}"
-            );
+            assert_eq!(translate_timestamp_since(ts.as_deref(), now()), want, "{ts:?}");
         }
         assert_eq!(human_signed_duration(SignedDuration::from_secs(-1)), "0s");
         assert_eq!(human_signed_duration(SignedDuration::MIN), "<invalid>");
@@ -1688,8 +1593,7 @@ mod tests {
 
     #[test]
     fn column_names_and_priorities_per_kind() {
-        let event =
-            "Last Seen,Type,Reason,Object,Subobject*,Source*,Message,First Seen*,Count*,Name*";
+        let event = "Last Seen,Type,Reason,Object,Subobject*,Source*,Message,First Seen*,Count*,Name*";
         let cases = [
             (
                 "",
@@ -1702,11 +1606,7 @@ mod tests {
                 "Name,Status,Roles,Age,Version,Internal-IP*,External-IP*,OS-Image*,Kernel-Version*,Container-Runtime*",
             ),
             ("", "Namespace", "Name,Status,Age"),
-            (
-                "",
-                "Service",
-                "Name,Type,Cluster-IP,External-IP,Port(s),Age,Selector*",
-            ),
+            ("", "Service", "Name,Type,Cluster-IP,External-IP,Port(s),Age,Selector*"),
             ("", "Endpoints", "Name,Endpoints,Age"),
             ("", "Event", event),
             ("events.k8s.io", "Event", event),
@@ -1811,10 +1711,7 @@ mod tests {
             json!({"metadata": {"name": "w", "creationTimestamp": "2024-01-02T03:04:05.123+01:00"}}),
         );
         assert_eq!(row, vec![json!("w"), json!("2024-01-02T02:04:05Z")]);
-        assert_eq!(
-            cells("x", "Widget", json!({}))[1],
-            json!("0001-01-01T00:00:00Z")
-        );
+        assert_eq!(cells("x", "Widget", json!({}))[1], json!("0001-01-01T00:00:00Z"));
     }
 
     fn container_status(name: &str, state: Value, ready: bool, restarts: i64) -> Value {
@@ -1832,13 +1729,7 @@ mod tests {
     fn pod_ready_status_and_restarts() {
         let running = json!({"running": {}});
         let cases: Vec<(&str, Value, &str, &str, &str)> = vec![
-            (
-                "pending",
-                pod(1, json!({"phase": "Pending"})),
-                "0/1",
-                "Pending",
-                "0",
-            ),
+            ("pending", pod(1, json!({"phase": "Pending"})), "0/1", "Pending", "0"),
             (
                 "creating",
                 pod(
@@ -1986,12 +1877,7 @@ mod tests {
                     two_inits.clone(),
                     json!([
                         container_status("i0", json!({"running": {}}), false, 0),
-                        container_status(
-                            "i1",
-                            json!({"waiting": {"reason": "PodInitializing"}}),
-                            false,
-                            0
-                        )
+                        container_status("i1", json!({"waiting": {"reason": "PodInitializing"}}), false, 0)
                     ]),
                     json!({}),
                 ),
@@ -2060,12 +1946,7 @@ mod tests {
                 "init failed by exit code",
                 init_pod(
                     two_inits.clone(),
-                    json!([container_status(
-                        "i0",
-                        json!({"terminated": {"exitCode": 2}}),
-                        false,
-                        0
-                    )]),
+                    json!([container_status("i0", json!({"terminated": {"exitCode": 2}}), false, 0)]),
                     json!({}),
                 ),
                 "0/1",
@@ -2158,10 +2039,7 @@ mod tests {
                     "conditions": [{"type": "a", "status": "True"}, {"type": "b", "status": "False"}]},
             }),
         );
-        assert_eq!(
-            full[5..],
-            [json!("10.0.0.1"), json!("n1"), json!("n2"), json!("1/2")]
-        );
+        assert_eq!(full[5..], [json!("10.0.0.1"), json!("n1"), json!("n2"), json!("1/2")]);
         let legacy = cells("", "Pod", json!({"status": {"podIP": "10.0.0.9"}}));
         assert_eq!(legacy[5], json!("10.0.0.9"));
     }
@@ -2184,29 +2062,17 @@ mod tests {
                 "<none>",
             ),
             (
-                node(
-                    json!([{"type": "Ready", "status": "False"}]),
-                    false,
-                    json!({}),
-                ),
+                node(json!([{"type": "Ready", "status": "False"}]), false, json!({})),
                 "NotReady",
                 "<none>",
             ),
             (
-                node(
-                    json!([{"type": "Ready", "status": "Unknown"}]),
-                    true,
-                    json!({}),
-                ),
+                node(json!([{"type": "Ready", "status": "Unknown"}]), true, json!({})),
                 "NotReady,SchedulingDisabled",
                 "<none>",
             ),
             (node(json!([]), false, json!({})), "Unknown", "<none>"),
-            (
-                node(json!([]), true, json!({})),
-                "Unknown,SchedulingDisabled",
-                "<none>",
-            ),
+            (node(json!([]), true, json!({})), "Unknown,SchedulingDisabled", "<none>"),
             (
                 node(
                     ready.clone(),
@@ -2365,13 +2231,7 @@ mod tests {
                     "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}], "selector": {"k8s-app": "dns"}}),
                     json!({}),
                 ),
-                [
-                    "ClusterIP",
-                    "10.96.0.10",
-                    "<none>",
-                    "53/UDP,53/TCP",
-                    "k8s-app=dns",
-                ],
+                ["ClusterIP", "10.96.0.10", "<none>", "53/UDP,53/TCP", "k8s-app=dns"],
             ),
             (
                 svc(
@@ -2379,13 +2239,7 @@ mod tests {
                     "externalIPs": ["1.2.3.4", "5.6.7.8"]}),
                     json!({}),
                 ),
-                [
-                    "NodePort",
-                    "10.0.0.1",
-                    "1.2.3.4,5.6.7.8",
-                    "80:30080/TCP",
-                    "<none>",
-                ],
+                ["NodePort", "10.0.0.1", "1.2.3.4,5.6.7.8", "80:30080/TCP", "<none>"],
             ),
             (
                 svc(
@@ -2412,13 +2266,7 @@ mod tests {
                     json!({"type": "ExternalName", "externalName": "db.example.com"}),
                     json!({}),
                 ),
-                [
-                    "ExternalName",
-                    "<none>",
-                    "db.example.com",
-                    "<none>",
-                    "<none>",
-                ],
+                ["ExternalName", "<none>", "db.example.com", "<none>", "<none>"],
             ),
             (
                 svc(
@@ -2430,10 +2278,7 @@ mod tests {
         ];
         for (svc, want) in cases {
             let row = row_cells("", "Service", &svc, now());
-            let got: Vec<&str> = [1, 2, 3, 4, 6]
-                .iter()
-                .map(|i| row[*i].as_str().unwrap())
-                .collect();
+            let got: Vec<&str> = [1, 2, 3, 4, 6].iter().map(|i| row[*i].as_str().unwrap()).collect();
             assert_eq!(got, want);
         }
     }
@@ -2448,14 +2293,10 @@ mod tests {
             cells("", "Endpoints", ep)[1],
             json!("10.0.0.1:53,10.0.0.2:53,10.0.0.1:9153 + 2 more...")
         );
-        let small =
-            json!({"subsets": [{"addresses": [{"ip": "fd00::3"}], "ports": [{"port": 80}]}]});
+        let small = json!({"subsets": [{"addresses": [{"ip": "fd00::3"}], "ports": [{"port": 80}]}]});
         assert_eq!(cells("", "Endpoints", small)[1], json!("[fd00::3]:80"));
         assert_eq!(cells("", "Endpoints", json!({}))[1], json!("<none>"));
-        assert_eq!(
-            cells("", "Endpoints", json!({"subsets": [{}]}))[1],
-            json!("")
-        );
+        assert_eq!(cells("", "Endpoints", json!({"subsets": [{}]}))[1], json!(""));
         let slice = json!({"metadata": {"name": "s"}, "addressType": "IPv4",
             "ports": [{"port": 80}, {"name": "http"}, {}, {"port": 9}],
             "endpoints": [{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.2", "10.0.0.3"]}]});
@@ -2532,20 +2373,12 @@ mod tests {
         let job = |spec: Value, status: Value| json!({"metadata": {"name": "j"}, "spec": spec, "status": status});
         let cases = [
             (
-                job(
-                    json!({"completions": 3}),
-                    json!({"succeeded": 1, "startTime": ago(65)}),
-                ),
+                job(json!({"completions": 3}), json!({"succeeded": 1, "startTime": ago(65)})),
                 "Running",
                 "1/3",
                 "65s",
             ),
-            (
-                job(json!({"parallelism": 2}), json!({})),
-                "Running",
-                "0/1 of 2",
-                "",
-            ),
+            (job(json!({"parallelism": 2}), json!({})), "Running", "0/1 of 2", ""),
             (
                 job(
                     json!({}),
@@ -2595,18 +2428,11 @@ mod tests {
         ];
         for (j, status, completions, duration) in cases {
             let row = row_cells("batch", "Job", &j, now());
-            assert_eq!(
-                row[1..4],
-                [json!(status), json!(completions), json!(duration)],
-                "{j}"
-            );
+            assert_eq!(row[1..4], [json!(status), json!(completions), json!(duration)], "{j}");
         }
         let mut deleting = job(json!({}), json!({}));
         deleting["metadata"]["deletionTimestamp"] = json!(ago(1));
-        assert_eq!(
-            row_cells("batch", "Job", &deleting, now())[1],
-            json!("Terminating")
-        );
+        assert_eq!(row_cells("batch", "Job", &deleting, now())[1], json!("Terminating"));
         // The succeeded count comes first even with completions set to 1.
         let done = job(json!({"completions": 1}), json!({"succeeded": 1}));
         assert_eq!(row_cells("batch", "Job", &done, now())[2], json!("1/1"));
@@ -2632,12 +2458,7 @@ mod tests {
         let bare = cells("batch", "CronJob", json!({"spec": {"timeZone": "Etc/UTC"}}));
         assert_eq!(
             bare[2..6],
-            [
-                json!("Etc/UTC"),
-                json!("<unset>"),
-                json!(0),
-                json!("<none>")
-            ]
+            [json!("Etc/UTC"), json!("<unset>"), json!(0), json!("<none>")]
         );
     }
 
@@ -2667,26 +2488,14 @@ mod tests {
             "spec": {"storageClassName": "new", "resources": {"requests": {"storage": "1Gi"}}}, "status": {"phase": "Pending"}});
         assert_eq!(
             cells("", "PersistentVolumeClaim", pending)[1..6],
-            [
-                json!("Pending"),
-                json!(""),
-                json!(""),
-                json!(""),
-                json!("old")
-            ]
+            [json!("Pending"), json!(""), json!(""), json!(""), json!("old")]
         );
         let bound = json!({"metadata": {"name": "c"}, "spec": {"volumeName": "pv1", "volumeMode": "Filesystem"},
             "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOncePod"]}});
         let row = cells("", "PersistentVolumeClaim", bound);
         assert_eq!(
             row[1..6],
-            [
-                json!("Bound"),
-                json!("pv1"),
-                json!("1Gi"),
-                json!("RWOP"),
-                json!("")
-            ]
+            [json!("Bound"), json!("pv1"), json!("1Gi"), json!("RWOP"), json!("")]
         );
         assert_eq!(row[8], json!("Filesystem"));
         let sc = json!({"metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
@@ -2752,7 +2561,8 @@ mod tests {
 
     #[test]
     fn controller_revision_controller_column() {
-        let revision = |owners: Value| json!({"metadata": {"name": "fluentd-5d4", "ownerReferences": owners}, "revision": 2});
+        let revision =
+            |owners: Value| json!({"metadata": {"name": "fluentd-5d4", "ownerReferences": owners}, "revision": 2});
         let cases = [
             (
                 json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "fluentd", "controller": true}]),
@@ -2781,9 +2591,7 @@ mod tests {
         assert_eq!(format_labels(&Value::Null), "<none>");
         assert_eq!(format_label_selector(&Value::Null), "<none>");
         assert_eq!(
-            format_label_selector(
-                &json!({"matchExpressions": [{"key": "a", "operator": "Exists"}]})
-            ),
+            format_label_selector(&json!({"matchExpressions": [{"key": "a", "operator": "Exists"}]})),
             "a"
         );
     }

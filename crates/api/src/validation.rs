@@ -61,19 +61,11 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
         ("batch", "Job") => batch::validate_job(&mut errs, obj, old),
         ("batch", "CronJob") => batch::validate_cron_job(&mut errs, obj, old),
         ("coordination.k8s.io", "Lease") => other::validate_lease(&mut errs, obj, old),
-        ("discovery.k8s.io", "EndpointSlice") => {
-            other::validate_endpoint_slice(&mut errs, obj, old)
-        }
+        ("discovery.k8s.io", "EndpointSlice") => other::validate_endpoint_slice(&mut errs, obj, old),
         ("storage.k8s.io", "StorageClass") => other::validate_storage_class(&mut errs, obj, old),
         _ => {
             let namespaced = crate::catalogue::find_kind(group, kind).is_none_or(|r| r.namespaced);
-            meta::object_meta(
-                &mut errs,
-                obj,
-                old,
-                namespaced,
-                names::name_is_dns_subdomain,
-            );
+            meta::object_meta(&mut errs, obj, old, namespaced, names::name_is_dns_subdomain);
         }
     }
     errs
@@ -85,9 +77,7 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
 pub fn warnings_on_create(group: &str, kind: &str, obj: &Value) -> Vec<String> {
     let workload = matches!(
         (group, kind),
-        ("", "Pod" | "ReplicationController")
-            | ("apps", "Deployment" | "ReplicaSet")
-            | ("batch", "Job" | "CronJob")
+        ("", "Pod" | "ReplicationController") | ("apps", "Deployment" | "ReplicaSet") | ("batch", "Job" | "CronJob")
     );
     let name = obj
         .get("metadata")
@@ -135,11 +125,7 @@ pub fn int_or_percent(v: &Value, total: i32, round_up: bool) -> Result<i32, Stri
                 ));
             };
             let scaled = p as f64 * f64::from(total) / 100.0;
-            let r = if round_up {
-                scaled.ceil()
-            } else {
-                scaled.floor()
-            };
+            let r = if round_up { scaled.ceil() } else { scaled.floor() };
             Ok(r.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32)
         }
         _ => invalid("invalid type: neither int nor percentage".into()),
@@ -229,12 +215,7 @@ pub(crate) fn not_supported(errs: &mut Errs, p: &Path, v: impl Into<Value>, supp
     errs.push(FieldError::not_supported(p.s(), v.into(), supported));
 }
 
-pub(crate) fn not_supported_raw(
-    errs: &mut Errs,
-    p: &Path,
-    raw: impl Into<String>,
-    supported: &[&str],
-) {
+pub(crate) fn not_supported_raw(errs: &mut Errs, p: &Path, raw: impl Into<String>, supported: &[&str]) {
     let list = supported
         .iter()
         .map(|s| format!("\"{s}\""))
@@ -299,11 +280,7 @@ pub(crate) fn get<'a>(v: J<'a>, key: &str) -> J<'a> {
 }
 
 fn type_error(errs: &mut Errs, p: &Path, v: &Value, what: &str) {
-    errs.push(FieldError::invalid(
-        p.s(),
-        v.clone(),
-        format!("must be {what}"),
-    ));
+    errs.push(FieldError::invalid(p.s(), v.clone(), format!("must be {what}")));
 }
 
 /// A string member; wrong types are reported.
@@ -370,12 +347,7 @@ pub(crate) fn arr<'a>(errs: &mut Errs, v: J<'a>, key: &str, p: &Path) -> &'a [Va
 }
 
 /// A `map[string]string` member, sorted by key; non-string values are reported.
-pub(crate) fn str_map<'a>(
-    errs: &mut Errs,
-    v: J<'a>,
-    key: &str,
-    p: &Path,
-) -> Option<Vec<(&'a str, &'a str)>> {
+pub(crate) fn str_map<'a>(errs: &mut Errs, v: J<'a>, key: &str, p: &Path) -> Option<Vec<(&'a str, &'a str)>> {
     let m: &Map<String, Value> = match get(v, key)? {
         Value::Object(m) => m,
         other => {

@@ -71,18 +71,12 @@ fn respond(stream: &mut TcpStream, code: u16, content_type: &str, body: &[u8]) {
         "HTTP/1.1 {code} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    let _ = stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(body));
+    let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body));
 }
 
 fn not_found() -> (u16, String, Vec<u8>) {
     let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
-    (
-        404,
-        "application/json".into(),
-        status.to_string().into_bytes(),
-    )
+    (404, "application/json".into(), status.to_string().into_bytes())
 }
 
 fn discovery(core: bool) -> Value {
@@ -126,9 +120,7 @@ fn definition_of(path: &str) -> &'static str {
         _ => return "",
     };
     let plural = match rest {
-        [version, "namespaces", _, plural, ..] | [version, plural, ..] => {
-            catalogue::find(group, version, plural)
-        }
+        [version, "namespaces", _, plural, ..] | [version, plural, ..] => catalogue::find(group, version, plural),
         _ => None,
     };
     plural
@@ -147,17 +139,14 @@ fn handle(state: &Shared, req: Request) -> (u16, String, Vec<u8>) {
             (200, json_ct, v.to_string().into_bytes())
         }
         ("GET", "/api" | "/apis") => {
-            let ct =
-                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList".to_string();
+            let ct = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList".to_string();
             (200, ct, discovery(path == "/api").to_string().into_bytes())
         }
         ("GET", "/openapi/v3") => (200, json_ct, openapi::v3_index().to_string().into_bytes()),
-        ("GET", p) if p.starts_with("/openapi/v3/") => {
-            match openapi::v3_document(&p["/openapi/v3/".len()..]) {
-                Some((bytes, _)) => (200, json_ct, bytes.to_vec()),
-                None => not_found(),
-            }
-        }
+        ("GET", p) if p.starts_with("/openapi/v3/") => match openapi::v3_document(&p["/openapi/v3/".len()..]) {
+            Some((bytes, _)) => (200, json_ct, bytes.to_vec()),
+            None => not_found(),
+        },
         ("GET", p) => match state.lock().unwrap().objects.get(p) {
             Some(obj) => (200, json_ct, obj.to_string().into_bytes()),
             None => not_found(),
@@ -181,22 +170,15 @@ fn write(state: &Shared, req: Request, path: &str) -> (u16, String, Vec<u8>) {
         object["metadata"]["uid"] = json!("uid-1");
         object["metadata"]["resourceVersion"] = json!("1");
         (
-            format!(
-                "{path}/{}",
-                object["metadata"]["name"].as_str().unwrap_or_default()
-            ),
+            format!("{path}/{}", object["metadata"]["name"].as_str().unwrap_or_default()),
             object,
         )
     } else {
         let Some(current) = state.objects.get(path) else {
             return not_found();
         };
-        let patched = if req
-            .content_type
-            .starts_with("application/strategic-merge-patch+json")
-        {
-            smp::strategic_merge(current, &body, definition_of(path))
-                .expect("our SMP rejected kubectl's patch")
+        let patched = if req.content_type.starts_with("application/strategic-merge-patch+json") {
+            smp::strategic_merge(current, &body, definition_of(path)).expect("our SMP rejected kubectl's patch")
         } else {
             let mut merged = current.clone();
             json_patch::merge(&mut merged, &body);
@@ -206,11 +188,7 @@ fn write(state: &Shared, req: Request, path: &str) -> (u16, String, Vec<u8>) {
     };
     state.objects.insert(key, object.clone());
     let code = if req.method == "POST" { 201 } else { 200 };
-    (
-        code,
-        "application/json".into(),
-        object.to_string().into_bytes(),
-    )
+    (code, "application/json".into(), object.to_string().into_bytes())
 }
 
 fn serve(listener: TcpListener, state: Shared) {
@@ -300,8 +278,7 @@ fn kubectl_explains_applies_and_edits_against_our_openapi_and_smp() {
     let state = Shared::default();
     let serving = state.clone();
     std::thread::spawn(move || serve(listener, serving));
-    let dir =
-        std::env::temp_dir().join(format!("shoal-api-openapi-kubectl-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("shoal-api-openapi-kubectl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubectl = Kubectl {
         dir: dir.clone(),
@@ -316,10 +293,7 @@ fn kubectl_explains_applies_and_edits_against_our_openapi_and_smp() {
         "{explain}"
     );
     let containers = kubectl.run(&["explain", "pods.spec.containers"], None);
-    assert!(
-        containers.contains("containers <[]Container>"),
-        "{containers}"
-    );
+    assert!(containers.contains("containers <[]Container>"), "{containers}");
 
     let v1 = kubectl.file("v1.yaml", DEPLOYMENT_V1);
     kubectl.run(&["apply", "-f", &v1], None);
@@ -329,10 +303,7 @@ fn kubectl_explains_applies_and_edits_against_our_openapi_and_smp() {
         "editor.sh",
         "#!/bin/sh\nsed -i 's/image: nginx$/image: nginx:2/' \"$1\"\n",
     );
-    Command::new("chmod")
-        .args(["+x", &editor])
-        .status()
-        .unwrap();
+    Command::new("chmod").args(["+x", &editor]).status().unwrap();
     kubectl.run(&["edit", "deploy/d"], Some(Path::new(&editor)));
 
     let state = state.lock().unwrap();
@@ -351,27 +322,17 @@ fn kubectl_explains_applies_and_edits_against_our_openapi_and_smp() {
         "{apply_patch}"
     );
     let order = &apply_patch["spec"]["template"]["spec"]["$setElementOrder/containers"];
-    assert_eq!(
-        order,
-        &json!([{"name": "c"}, {"name": "side"}]),
-        "{apply_patch}"
-    );
+    assert_eq!(order, &json!([{"name": "c"}, {"name": "side"}]), "{apply_patch}");
 
     let object = &state.objects["/apis/apps/v1/namespaces/default/deployments/d"];
     assert_eq!(object["spec"]["strategy"], json!({"type": "Recreate"}));
     let pod = &object["spec"]["template"]["spec"];
-    assert_eq!(
-        pod["tolerations"],
-        json!([{"key": "b", "operator": "Exists"}])
-    );
+    assert_eq!(pod["tolerations"], json!([{"key": "b", "operator": "Exists"}]));
     assert_eq!(pod["containers"][0]["image"], "nginx:2");
     assert_eq!(
         pod["containers"][0]["ports"],
         json!([{"containerPort": 80}, {"containerPort": 443}])
     );
-    assert_eq!(
-        pod["containers"][1],
-        json!({"name": "side", "image": "pause"})
-    );
+    assert_eq!(pod["containers"][1], json!({"name": "side", "image": "pause"}));
     let _ = std::fs::remove_dir_all(&dir);
 }

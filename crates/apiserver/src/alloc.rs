@@ -31,7 +31,12 @@ impl InUse {
         let mut out = InUse::default();
         for svc in services {
             let spec = &svc["spec"];
-            for ip in spec["clusterIPs"].as_array().into_iter().flatten().chain(std::iter::once(&spec["clusterIP"])) {
+            for ip in spec["clusterIPs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(std::iter::once(&spec["clusterIP"]))
+            {
                 if let Some(ip) = ip.as_str().and_then(|s| s.parse().ok()) {
                     out.ips.insert(ip);
                 }
@@ -92,18 +97,27 @@ pub fn allocate(svc: &mut Value, in_use: &InUse, seed: u32) -> ApiResult<()> {
         }
         s => {
             let Ok(ip) = s.parse::<Ipv4Addr>() else {
-                return Err(invalid(&meta, "spec.clusterIP", &json!(s), "must be a valid IP address"));
+                return Err(invalid(
+                    &meta,
+                    "spec.clusterIP",
+                    &json!(s),
+                    "must be a valid IP address",
+                ));
             };
             if !in_cidr(ip) {
                 let (net, bits) = SERVICE_CIDR;
-                return Err(invalid(&meta, 
+                return Err(invalid(
+                    &meta,
                     "spec.clusterIPs",
                     &json!([s]),
-                    &format!("failed to allocate IP {s}: the provided IP ({s}) is not in the valid range. The range of valid IPs is {net}/{bits}"),
+                    &format!(
+                        "failed to allocate IP {s}: the provided IP ({s}) is not in the valid range. The range of valid IPs is {net}/{bits}"
+                    ),
                 ));
             }
             if in_use.ips.contains(&ip) {
-                return Err(invalid(&meta, 
+                return Err(invalid(
+                    &meta,
                     "spec.clusterIPs",
                     &json!([s]),
                     &format!("failed to allocate IP {s}: provided IP is already allocated"),
@@ -119,7 +133,10 @@ pub fn allocate(svc: &mut Value, in_use: &InUse, seed: u32) -> ApiResult<()> {
         spec["clusterIP"] = json!("None");
         spec["clusterIPs"] = json!(["None"]);
     }
-    if spec.get("ipFamilies").is_none_or(|f| f.as_array().is_none_or(Vec::is_empty)) {
+    if spec
+        .get("ipFamilies")
+        .is_none_or(|f| f.as_array().is_none_or(Vec::is_empty))
+    {
         spec["ipFamilies"] = json!(["IPv4"]);
     }
     if spec.get("ipFamilyPolicy").is_none_or(Value::is_null) {
@@ -135,7 +152,8 @@ pub fn allocate(svc: &mut Value, in_use: &InUse, seed: u32) -> ApiResult<()> {
                     Some(n) if n != 0 => {
                         let n16 = u16::try_from(n).unwrap_or(0);
                         if !taken.insert(n16) {
-                            return Err(invalid(&meta, 
+                            return Err(invalid(
+                                &meta,
                                 &format!("spec.ports[{i}].nodePort"),
                                 &json!(n),
                                 "provided port is already allocated",
@@ -180,7 +198,11 @@ mod tests {
         let mut taken = json!({"spec": {"clusterIP": "10.43.0.9"}});
         let err = allocate(&mut taken, &used, 0).unwrap_err();
         assert_eq!(err.code, 422);
-        assert!(err.message.contains("provided IP is already allocated"), "{}", err.message);
+        assert!(
+            err.message.contains("provided IP is already allocated"),
+            "{}",
+            err.message
+        );
         let mut foreign = json!({"spec": {"clusterIP": "192.168.0.1"}});
         let err = allocate(&mut foreign, &used, 0).unwrap_err();
         assert!(err.message.contains("not in the valid range"), "{}", err.message);

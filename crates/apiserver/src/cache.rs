@@ -35,7 +35,12 @@ impl Entry {
         let mut obj: Value = serde_json::from_slice(&kv.value).ok()?;
         set_resource_version(&mut obj, kv.mod_revision);
         let json = Bytes::from(serde_json::to_vec(&obj).ok()?);
-        Some(Arc::new(Entry { key: kv.key.clone(), obj, json, mod_revision: kv.mod_revision }))
+        Some(Arc::new(Entry {
+            key: kv.key.clone(),
+            obj,
+            json,
+            mod_revision: kv.mod_revision,
+        }))
     }
 }
 
@@ -84,7 +89,12 @@ pub struct CacheEvent {
 impl CacheEvent {
     fn new(kind: EventType, entry: Arc<Entry>, prev: Option<Arc<Entry>>) -> Self {
         let line = watch_line(kind.as_str(), &entry.json);
-        CacheEvent { kind, entry, prev, line }
+        CacheEvent {
+            kind,
+            entry,
+            prev,
+            line,
+        }
     }
 
     /// The revision of the change.
@@ -144,7 +154,12 @@ impl WatchCache {
         let (events, _) = broadcast::channel(WATCH_BUFFER);
         let (revision, _) = watch::channel(rev);
         let cache = Arc::new(WatchCache {
-            inner: RwLock::new(Inner { objects, revision: rev, history: VecDeque::new(), history_start: rev }),
+            inner: RwLock::new(Inner {
+                objects,
+                revision: rev,
+                history: VecDeque::new(),
+                history_start: rev,
+            }),
             events,
             revision,
         });
@@ -218,7 +233,12 @@ impl WatchCache {
 
     /// The current state of `key`.
     pub fn get(&self, key: &str) -> Option<Arc<Entry>> {
-        self.inner.read().expect("watch cache lock poisoned").objects.get(key).cloned()
+        self.inner
+            .read()
+            .expect("watch cache lock poisoned")
+            .objects
+            .get(key)
+            .cloned()
     }
 
     /// Objects whose keys start with `prefix`, starting at `start` (inclusive, if given), in key
@@ -259,7 +279,11 @@ impl WatchCache {
             return None;
         }
         let replay = inner.history.iter().filter(|e| e.revision() > after).cloned().collect();
-        Some(Subscription { replay, live: self.events.subscribe(), revision: inner.revision })
+        Some(Subscription {
+            replay,
+            live: self.events.subscribe(),
+            revision: inner.revision,
+        })
     }
 
     /// Like [`subscribe`](Self::subscribe) from "now", with a snapshot of the current objects
@@ -272,7 +296,14 @@ impl WatchCache {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(_, e)| e.clone())
             .collect();
-        (objs, Subscription { replay: Vec::new(), live: self.events.subscribe(), revision: inner.revision })
+        (
+            objs,
+            Subscription {
+                replay: Vec::new(),
+                live: self.events.subscribe(),
+                revision: inner.revision,
+            },
+        )
     }
 
     /// The oldest revision a watch can start after.

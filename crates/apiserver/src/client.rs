@@ -29,7 +29,9 @@ impl HttpsClient {
     pub fn new(addr: SocketAddr, ca_pem: &str, token: Option<String>) -> std::io::Result<HttpsClient> {
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            roots.add(c.map_err(std::io::Error::other)?).map_err(std::io::Error::other)?;
+            roots
+                .add(c.map_err(std::io::Error::other)?)
+                .map_err(std::io::Error::other)?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let cfg = rustls::ClientConfig::builder_with_provider(provider)
@@ -37,7 +39,11 @@ impl HttpsClient {
             .map_err(std::io::Error::other)?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Ok(HttpsClient { addr, token, connector: tokio_rustls::TlsConnector::from(Arc::new(cfg)) })
+        Ok(HttpsClient {
+            addr,
+            token,
+            connector: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
+        })
     }
 
     /// Sends one request on a new connection and reads the whole response.
@@ -67,7 +73,9 @@ fn parse_response(buf: &[u8]) -> Option<Reply> {
     let head = std::str::from_utf8(&buf[..split]).ok()?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     let raw = &buf[split + 4..];
-    let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked")
+    });
     let body = if chunked { dechunk(raw)? } else { raw.to_vec() };
     Some(Reply { status, body })
 }
@@ -76,7 +84,11 @@ fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&raw[..line_end]).ok()?.split(';').next()?.trim(), 16).ok()?;
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&raw[..line_end]).ok()?.split(';').next()?.trim(),
+            16,
+        )
+        .ok()?;
         raw = &raw[line_end + 2..];
         if size == 0 {
             return Some(out);
@@ -94,7 +106,9 @@ mod tests {
     fn responses_are_parsed_plain_and_chunked() {
         let r = parse_response(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok").unwrap();
         assert_eq!((r.status, r.body.as_slice()), (201, b"ok".as_slice()));
-        let r = parse_response(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
+        let r =
+            parse_response(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+                .unwrap();
         assert_eq!(r.body, b"abcde");
         assert!(parse_response(b"garbage").is_none());
     }

@@ -29,7 +29,10 @@ pub fn wants_aggregated(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| {
         a.split(',').any(|p| {
             let p = p.replace(' ', "");
-            p.contains("g=apidiscovery.k8s.io") && p.contains("v=v2") && !p.contains("v=v2beta1") && p.contains("as=APIGroupDiscoveryList")
+            p.contains("g=apidiscovery.k8s.io")
+                && p.contains("v=v2")
+                && !p.contains("v=v2beta1")
+                && p.contains("as=APIGroupDiscoveryList")
         })
     })
 }
@@ -46,7 +49,11 @@ fn group_json(group: &str) -> Value {
 
 /// `/apis` (legacy): every named group.
 pub fn group_list() -> Value {
-    let groups: Vec<Value> = catalogue::groups().into_iter().filter(|g| !g.is_empty()).map(group_json).collect();
+    let groups: Vec<Value> = catalogue::groups()
+        .into_iter()
+        .filter(|g| !g.is_empty())
+        .map(group_json)
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -62,7 +69,11 @@ pub fn group(group: &str) -> Option<Value> {
 
 /// `/api/v1` or `/apis/<group>/<version>`: an `APIResourceList`.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     let mut resources = Vec::new();
     for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
         let mut item = json!({
@@ -85,7 +96,8 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             resources.push(sub);
         }
     }
-    (!resources.is_empty()).then(|| json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    (!resources.is_empty())
+        .then(|| json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
 }
 
 fn aggregated_resource(r: &Resource) -> Value {
@@ -134,8 +146,18 @@ mod tests {
     #[test]
     fn aggregated_discovery_lists_daemonsets_with_short_name_and_category() {
         let apis = aggregated(false);
-        let apps = apis["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").unwrap();
-        let ds = apps["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "daemonsets").unwrap();
+        let apps = apis["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "apps")
+            .unwrap();
+        let ds = apps["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "daemonsets")
+            .unwrap();
         assert_eq!(ds["shortNames"], json!(["ds"]));
         assert_eq!(ds["categories"], json!(["all"]));
         assert_eq!(ds["scope"], "Namespaced");
@@ -146,15 +168,24 @@ mod tests {
     #[test]
     fn legacy_resource_list_has_subresources() {
         let v = resource_list("apps", "v1").unwrap();
-        let names: Vec<&str> = v["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"deployments/scale"));
         assert!(resource_list("apps", "v2").is_none());
     }
 
     #[test]
     fn only_v2_accept_gets_aggregated() {
-        assert!(wants_aggregated(Some("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json")));
-        assert!(!wants_aggregated(Some("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList")));
+        assert!(wants_aggregated(Some(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+        )));
+        assert!(!wants_aggregated(Some(
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+        )));
         assert!(!wants_aggregated(Some("application/json")));
     }
 }

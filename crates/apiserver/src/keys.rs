@@ -36,6 +36,9 @@ mod tests {
         assert_eq!(object(ds, Some("default"), "x"), "/registry/apps/daemonsets/default/x");
         assert_eq!(collection(ds, None), "/registry/apps/daemonsets/");
         let ns = find("", "v1", "namespaces").unwrap();
-        assert_eq!(object(ns, Some("ignored"), "kube-system"), "/registry/core/namespaces/kube-system");
+        assert_eq!(
+            object(ns, Some("ignored"), "kube-system"),
+            "/registry/core/namespaces/kube-system"
+        );
     }
 }

@@ -64,15 +64,28 @@ impl ApiServer {
         let metrics = Metrics::default();
         let store: Arc<dyn Store> = Arc::new(metrics::MeteredStore::new(store, metrics.clone()));
         let cache = WatchCache::start(store.clone(), keys::ROOT).await?;
-        let server = Arc::new(ApiServer { store, cache, metrics, service_allocation: Default::default() });
-        server.bootstrap().await.map_err(|e| shoal_store::Error::Backend(e.message))?;
+        let server = Arc::new(ApiServer {
+            store,
+            cache,
+            metrics,
+            service_allocation: Default::default(),
+        });
+        server
+            .bootstrap()
+            .await
+            .map_err(|e| shoal_store::Error::Backend(e.message))?;
         Ok(server)
     }
 
     async fn bootstrap(&self) -> ApiResult<()> {
         let nsres = shoal_api::catalogue::find("", "v1", "namespaces").expect("namespaces are served");
         for ns in SYSTEM_NAMESPACES {
-            let t = Target { res: nsres, namespace: None, name: None, subresource: None };
+            let t = Target {
+                res: nsres,
+                namespace: None,
+                name: None,
+                subresource: None,
+            };
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             match self.create(&t, obj, &WriteOptions::default()).await {
                 Ok(_) => {}
@@ -82,7 +95,12 @@ impl ApiServer {
         }
         // The `kubernetes` Service in `default`, at the first address of the service CIDR.
         let svcres = shoal_api::catalogue::find("", "v1", "services").expect("services are served");
-        let t = Target { res: svcres, namespace: Some("default".into()), name: None, subresource: None };
+        let t = Target {
+            res: svcres,
+            namespace: Some("default".into()),
+            name: None,
+            subresource: None,
+        };
         let svc = json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "kubernetes", "namespace": "default",
@@ -90,7 +108,11 @@ impl ApiServer {
             "spec": {"clusterIP": alloc::KUBERNETES_SERVICE_IP.to_string(), "sessionAffinity": "None",
                      "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}
         });
-        if self.cache.get(&keys::object(svcres, Some("default"), "kubernetes")).is_none() {
+        if self
+            .cache
+            .get(&keys::object(svcres, Some("default"), "kubernetes"))
+            .is_none()
+        {
             match self.create(&t, svc, &WriteOptions::default()).await {
                 Ok(_) => {}
                 Err(e) if e.code == 409 => {}
@@ -132,7 +154,9 @@ async fn dispatch(State(server): State<Arc<ApiServer>>, req: Request) -> Respons
         Err(e) => e.into_response(),
     };
     if !resource.is_empty() {
-        server.metrics.request(&verb, &resource, resp.status().as_u16(), start.elapsed());
+        server
+            .metrics
+            .request(&verb, &resource, resp.status().as_u16(), start.elapsed());
     }
     resp
 }
@@ -140,7 +164,8 @@ async fn dispatch(State(server): State<Arc<ApiServer>>, req: Request) -> Respons
 fn json_response(code: u16, body: impl Into<Bytes>, content_type: &'static str) -> Response {
     let mut resp = Response::new(Body::from(body.into()));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
@@ -159,7 +184,9 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
 }
 
 async fn read_body(body: Body) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::too_large())
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::too_large())
 }
 
 /// Decodes a request body: JSON, or Kubernetes protobuf (kubectl's typed clients send it).
@@ -173,42 +200,68 @@ fn parse_json(ct: Option<&str>, bytes: &[u8]) -> ApiResult<Value> {
             return Err(ApiError::unsupported_media_type(ct));
         }
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::bad_request(format!("the object provided is unrecognized or malformed JSON: {e}"))
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized or malformed JSON: {e}")))
 }
 
 impl ApiServer {
     async fn handle(self: &Arc<Self>, req: Request) -> ApiResult<Response> {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path();
-        let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let accept = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let ct = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let params = Params::parse(parts.uri.query());
         match (parts.method.clone(), path) {
-            (Method::GET, "/healthz" | "/livez" | "/readyz") => return Ok(json_response(200, "ok", "text/plain; charset=utf-8")),
+            (Method::GET, "/healthz" | "/livez" | "/readyz") => {
+                return Ok(json_response(200, "ok", "text/plain; charset=utf-8"));
+            }
             (Method::GET, "/version") => return Ok(value_response(200, &discovery::version())),
-            (Method::GET, "/metrics") => return Ok(json_response(200, self.metrics.render(), "text/plain; version=0.0.4")),
+            (Method::GET, "/metrics") => {
+                return Ok(json_response(200, self.metrics.render(), "text/plain; version=0.0.4"));
+            }
             (Method::GET, "/api") => {
                 return Ok(if discovery::wants_aggregated(accept.as_deref()) {
-                    json_response(200, serde_json::to_vec(&discovery::aggregated(true)).unwrap_or_default(), discovery::AGGREGATED_CONTENT_TYPE)
+                    json_response(
+                        200,
+                        serde_json::to_vec(&discovery::aggregated(true)).unwrap_or_default(),
+                        discovery::AGGREGATED_CONTENT_TYPE,
+                    )
                 } else {
                     value_response(200, &discovery::core_versions())
                 });
             }
             (Method::GET, "/apis") => {
                 return Ok(if discovery::wants_aggregated(accept.as_deref()) {
-                    json_response(200, serde_json::to_vec(&discovery::aggregated(false)).unwrap_or_default(), discovery::AGGREGATED_CONTENT_TYPE)
+                    json_response(
+                        200,
+                        serde_json::to_vec(&discovery::aggregated(false)).unwrap_or_default(),
+                        discovery::AGGREGATED_CONTENT_TYPE,
+                    )
                 } else {
                     value_response(200, &discovery::group_list())
                 });
             }
             (Method::GET, "/openapi/v3") => return Ok(value_response(200, &shoal_api::openapi::v3_index())),
             (Method::GET, "/openapi/v2") => {
-                if accept.as_deref().is_some_and(|a| a.contains("protobuf") && !a.contains("json")) {
+                if accept
+                    .as_deref()
+                    .is_some_and(|a| a.contains("protobuf") && !a.contains("json"))
+                {
                     return Err(ApiError::new_not_acceptable());
                 }
-                return Ok(json_response(200, shoal_api::openapi::v2_document(), "application/json"));
+                return Ok(json_response(
+                    200,
+                    shoal_api::openapi::v2_document(),
+                    "application/json",
+                ));
             }
             (Method::GET, p) if p.starts_with("/openapi/v3/") => {
                 let gv = p.trim_start_matches("/openapi/v3/");
@@ -221,9 +274,15 @@ impl ApiServer {
         }
         let target = match request::parse_path(path)? {
             None => return Err(ApiError::no_route()),
-            Some(ApiPath::Group(g)) => return discovery::group(&g).map(|v| value_response(200, &v)).ok_or_else(ApiError::no_route),
+            Some(ApiPath::Group(g)) => {
+                return discovery::group(&g)
+                    .map(|v| value_response(200, &v))
+                    .ok_or_else(ApiError::no_route);
+            }
             Some(ApiPath::GroupVersion { group, version }) => {
-                return discovery::resource_list(&group, &version).map(|v| value_response(200, &v)).ok_or_else(ApiError::no_route);
+                return discovery::resource_list(&group, &version)
+                    .map(|v| value_response(200, &v))
+                    .ok_or_else(ApiError::no_route);
             }
             Some(ApiPath::Resource(t)) => t,
         };
@@ -234,10 +293,19 @@ impl ApiServer {
         } else {
             Bytes::new()
         };
-        self.handle_resource(&target, method, &params, ct.as_deref(), body, table).await
+        self.handle_resource(&target, method, &params, ct.as_deref(), body, table)
+            .await
     }
 
-    async fn handle_resource(self: &Arc<Self>, t: &Target, method: Method, p: &Params, ct: Option<&str>, body: Bytes, table: bool) -> ApiResult<Response> {
+    async fn handle_resource(
+        self: &Arc<Self>,
+        t: &Target,
+        method: Method,
+        p: &Params,
+        ct: Option<&str>,
+        body: Bytes,
+        table: bool,
+    ) -> ApiResult<Response> {
         let res = t.res;
         let sub = t.subresource.as_deref();
         match (&method, t.name.is_some(), sub) {
@@ -245,8 +313,13 @@ impl ApiServer {
                 let rx = self.watch(t, p, table)?;
                 let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<Bytes, std::convert::Infallible>);
                 let mut resp = Response::new(Body::from_stream(stream));
-                let ctype = if table { output::TABLE_CONTENT_TYPE } else { "application/json" };
-                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+                let ctype = if table {
+                    output::TABLE_CONTENT_TYPE
+                } else {
+                    "application/json"
+                };
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
                 Ok(resp)
             }
             (&Method::GET, false, None) => {
@@ -255,37 +328,69 @@ impl ApiServer {
                     let objs: Vec<Value> = items.iter().map(|e| e.obj.clone()).collect();
                     let full = p.get("includeObject") == Some("Object");
                     let v = output::table(res, &objs, &json!(rev.to_string()), cont.as_deref(), full);
-                    Ok(json_response(200, serde_json::to_vec(&v).unwrap_or_default(), output::TABLE_CONTENT_TYPE))
+                    Ok(json_response(
+                        200,
+                        serde_json::to_vec(&v).unwrap_or_default(),
+                        output::TABLE_CONTENT_TYPE,
+                    ))
                 } else {
-                    Ok(json_response(200, output::list_bytes(res, &items, rev, cont.as_deref()), "application/json"))
+                    Ok(json_response(
+                        200,
+                        output::list_bytes(res, &items, rev, cont.as_deref()),
+                        "application/json",
+                    ))
                 }
             }
             (&Method::GET, true, None | Some("status")) => {
                 let e = self.get_object(t)?;
                 if table {
-                    let v = output::table(res, std::slice::from_ref(&e.obj), &json!(e.mod_revision.to_string()), None, false);
-                    return Ok(json_response(200, serde_json::to_vec(&v).unwrap_or_default(), output::TABLE_CONTENT_TYPE));
+                    let v = output::table(
+                        res,
+                        std::slice::from_ref(&e.obj),
+                        &json!(e.mod_revision.to_string()),
+                        None,
+                        false,
+                    );
+                    return Ok(json_response(
+                        200,
+                        serde_json::to_vec(&v).unwrap_or_default(),
+                        output::TABLE_CONTENT_TYPE,
+                    ));
                 }
                 Ok(json_response(200, e.json.clone(), "application/json"))
             }
-            (&Method::GET, true, Some("scale")) => Ok(value_response(200, &rest::scale_of(res, &self.get_object(t)?.obj))),
+            (&Method::GET, true, Some("scale")) => {
+                Ok(value_response(200, &rest::scale_of(res, &self.get_object(t)?.obj)))
+            }
             (&Method::GET, true, Some("log")) => self.pod_log(t),
             (&Method::POST, false, None) => {
                 let obj = parse_json(ct, &body)?;
                 let w = self.create(t, obj, &WriteOptions::from_params(p)?).await?;
-                Ok(with_warnings(json_response(201, w.json, "application/json"), &w.warnings))
+                Ok(with_warnings(
+                    json_response(201, w.json, "application/json"),
+                    &w.warnings,
+                ))
             }
             (&Method::POST, true, Some("binding")) => {
                 let b = parse_json(ct, &body)?;
                 self.bind(t, &b).await?;
-                Ok(value_response(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+                Ok(value_response(
+                    201,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                ))
             }
             (&Method::POST, true, Some("eviction")) => {
                 let ev = parse_json(ct, &body)?;
                 let opts = ev.get("deleteOptions").cloned().unwrap_or(json!({}));
-                let plain = Target { subresource: None, ..t.clone() };
+                let plain = Target {
+                    subresource: None,
+                    ..t.clone()
+                };
                 self.delete(&plain, &opts, p.dry_run()?).await?;
-                Ok(value_response(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+                Ok(value_response(
+                    201,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                ))
             }
             (&Method::PUT, true, None | Some("status") | Some("finalize")) => {
                 let obj = parse_json(ct, &body)?;
@@ -294,21 +399,37 @@ impl ApiServer {
                     opts.validation = Some(request::FieldValidation::Ignore);
                 }
                 let w = self.update(t, obj, &opts).await?;
-                Ok(with_warnings(json_response(200, w.json, "application/json"), &w.warnings))
+                Ok(with_warnings(
+                    json_response(200, w.json, "application/json"),
+                    &w.warnings,
+                ))
             }
             (&Method::PUT, true, Some("scale")) => {
                 let scale = parse_json(ct, &body)?;
-                let w = self.patch(t, json!({"spec": {"replicas": scale["spec"]["replicas"]}}), patch::PatchType::Merge, &WriteOptions::from_params(p)?, false).await?;
+                let w = self
+                    .patch(
+                        t,
+                        json!({"spec": {"replicas": scale["spec"]["replicas"]}}),
+                        patch::PatchType::Merge,
+                        &WriteOptions::from_params(p)?,
+                        false,
+                    )
+                    .await?;
                 Ok(value_response(200, &rest::scale_of(res, &w.obj)))
             }
             (&Method::PATCH, true, None | Some("status") | Some("scale")) => {
                 let kind = patch::PatchType::from_content_type(ct.unwrap_or(""))?;
                 let patch_body = parse_json(None, &body)?;
-                let w = self.patch(t, patch_body, kind, &WriteOptions::from_params(p)?, p.flag("force")).await?;
+                let w = self
+                    .patch(t, patch_body, kind, &WriteOptions::from_params(p)?, p.flag("force"))
+                    .await?;
                 if sub == Some("scale") {
                     return Ok(value_response(200, &rest::scale_of(res, &w.obj)));
                 }
-                Ok(with_warnings(json_response(200, w.json, "application/json"), &w.warnings))
+                Ok(with_warnings(
+                    json_response(200, w.json, "application/json"),
+                    &w.warnings,
+                ))
             }
             (&Method::DELETE, true, None) => {
                 let opts = delete_options(p, &body)?;
@@ -320,7 +441,11 @@ impl ApiServer {
                 let (items, _, _) = self.list_objects(t, p).await?;
                 let mut deleted = Vec::new();
                 for e in items {
-                    let one = Target { name: e.obj["metadata"]["name"].as_str().map(str::to_string), namespace: e.obj["metadata"]["namespace"].as_str().map(str::to_string), ..t.clone() };
+                    let one = Target {
+                        name: e.obj["metadata"]["name"].as_str().map(str::to_string),
+                        namespace: e.obj["metadata"]["namespace"].as_str().map(str::to_string),
+                        ..t.clone()
+                    };
                     match self.delete(&one, &opts, p.dry_run()?).await {
                         Ok((_, w)) => deleted.push(w.obj),
                         Err(e) if e.code == 404 => {}
@@ -356,7 +481,8 @@ fn delete_options(p: &Params, body: &[u8]) -> ApiResult<Value> {
     } else if body.starts_with(protobuf::MAGIC) {
         protobuf::decode(body).map_err(ApiError::bad_request)?
     } else {
-        serde_json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        serde_json::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
     };
     if let Some(pp) = p.get("propagationPolicy") {
         opts["propagationPolicy"] = json!(pp);

@@ -37,7 +37,10 @@ pub struct Conflict {
 pub fn conflicts_message(conflicts: &[Conflict]) -> String {
     let mut by_manager: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
     for c in conflicts {
-        by_manager.entry((&c.manager, &c.api_version)).or_default().push(&c.field);
+        by_manager
+            .entry((&c.manager, &c.api_version))
+            .or_default()
+            .push(&c.field);
     }
     let parts: Vec<String> = by_manager
         .iter()
@@ -50,7 +53,11 @@ pub fn conflicts_message(conflicts: &[Conflict]) -> String {
         })
         .collect();
     let n = conflicts.len();
-    format!("Apply failed with {n} conflict{}: {}", if n == 1 { "" } else { "s" }, parts.join("\n"))
+    format!(
+        "Apply failed with {n} conflict{}: {}",
+        if n == 1 { "" } else { "s" },
+        parts.join("\n")
+    )
 }
 
 /// Fields of `obj` (an object of the OpenAPI definition `def`) that a manager would own.
@@ -105,7 +112,9 @@ enum ListKind {
 }
 
 fn list_kind(schema: Option<&'static Value>) -> ListKind {
-    let Some(s) = schema.map(schema::resolve) else { return ListKind::Atomic };
+    let Some(s) = schema.map(schema::resolve) else {
+        return ListKind::Atomic;
+    };
     match s.get("x-kubernetes-list-type").and_then(Value::as_str) {
         Some("map") => {
             let keys: Vec<String> = s
@@ -113,7 +122,11 @@ fn list_kind(schema: Option<&'static Value>) -> ListKind {
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
                 .unwrap_or_default();
-            if keys.is_empty() { ListKind::Atomic } else { ListKind::Map(keys) }
+            if keys.is_empty() {
+                ListKind::Atomic
+            } else {
+                ListKind::Map(keys)
+            }
         }
         Some("set") => ListKind::Set,
         _ => match s.get("x-kubernetes-patch-merge-key").and_then(Value::as_str) {
@@ -427,14 +440,20 @@ pub fn apply(live: &Value, config: &Value, def: &str, w: &Writer, force: bool) -
         let taken: Vec<Path> = e
             .fields
             .iter()
-            .filter(|p| applied.contains(*p) && p.last().is_some_and(|l| l != ".") && value_at(live, p) != value_at(config, p))
+            .filter(|p| {
+                applied.contains(*p) && p.last().is_some_and(|l| l != ".") && value_at(live, p) != value_at(config, p)
+            })
             .cloned()
             .collect();
         for p in taken {
             if force {
                 e.fields.remove(&p);
             } else {
-                conflicts.push(Conflict { manager: e.manager.clone(), api_version: e.api_version.clone(), field: display(&p) });
+                conflicts.push(Conflict {
+                    manager: e.manager.clone(),
+                    api_version: e.api_version.clone(),
+                    field: display(&p),
+                });
             }
         }
     }
@@ -442,8 +461,16 @@ pub fn apply(live: &Value, config: &Value, def: &str, w: &Writer, force: bool) -
         return Err(conflicts);
     }
     // Fields this manager applied before and no longer does, that nobody else owns, go.
-    let before: FieldSet = entries.iter().filter(|e| mine(e)).flat_map(|e| e.fields.iter().cloned()).collect();
-    let others: FieldSet = entries.iter().filter(|e| !mine(e)).flat_map(|e| e.fields.iter().cloned()).collect();
+    let before: FieldSet = entries
+        .iter()
+        .filter(|e| mine(e))
+        .flat_map(|e| e.fields.iter().cloned())
+        .collect();
+    let others: FieldSet = entries
+        .iter()
+        .filter(|e| !mine(e))
+        .flat_map(|e| e.fields.iter().cloned())
+        .collect();
     let mut merged = live.clone();
     let mut dropped: Vec<&Path> = before
         .iter()
@@ -462,7 +489,11 @@ pub fn apply(live: &Value, config: &Value, def: &str, w: &Writer, force: bool) -
         remove_at(&mut merged, p);
     }
     let mut merged = shoal_api::smp::strategic_merge(&merged, config, def).map_err(|e| {
-        vec![Conflict { manager: String::new(), api_version: String::new(), field: e.to_string() }]
+        vec![Conflict {
+            manager: String::new(),
+            api_version: String::new(),
+            field: e.to_string(),
+        }]
     })?;
     entries.retain(|e| !mine(e));
     // Applied fields change hands from Update managers whose value the apply overwrote (done
@@ -493,16 +524,28 @@ mod tests {
     }
 
     fn writer(m: &str) -> Writer<'_> {
-        Writer { manager: m, api_version: "apps/v1", subresource: None, now: "2026-01-01T00:00:00Z" }
+        Writer {
+            manager: m,
+            api_version: "apps/v1",
+            subresource: None,
+            now: "2026-01-01T00:00:00Z",
+        }
     }
 
     #[test]
     fn field_sets_key_containers_by_name() {
         let set = field_set(&ds("i:1"), DS);
-        let image: Path = ["f:spec", "f:template", "f:spec", "f:containers", "k:{\"name\":\"c\"}", "f:image"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let image: Path = [
+            "f:spec",
+            "f:template",
+            "f:spec",
+            "f:containers",
+            "k:{\"name\":\"c\"}",
+            "f:image",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert!(set.contains(&image), "{set:?}");
         assert_eq!(display(&image), ".spec.template.spec.containers[name=\"c\"].image");
         assert!(set.contains(&vec!["f:metadata".to_string(), "f:labels".into(), "f:a".into()]));
@@ -529,7 +572,10 @@ mod tests {
         // Forced: the image changes hands.
         let forced = apply(&live, &ds("i:2"), DS, &writer("ssa"), true).unwrap();
         assert_eq!(forced["spec"]["template"]["spec"]["containers"][0]["image"], "i:2");
-        let create = entries_of(&forced).into_iter().find(|e| e.manager == "kubectl-create").unwrap();
+        let create = entries_of(&forced)
+            .into_iter()
+            .find(|e| e.manager == "kubectl-create")
+            .unwrap();
         assert!(!create.fields.iter().any(|p| p.last().is_some_and(|l| l == "f:image")));
     }
 

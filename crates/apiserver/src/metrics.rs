@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -32,7 +34,11 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {}", self.counts.get(i).copied().unwrap_or(0));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels},le=\"{b}\"}} {}",
+                self.counts.get(i).copied().unwrap_or(0)
+            );
         }
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
         let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
@@ -58,14 +64,25 @@ impl Metrics {
     /// Records one finished request.
     pub fn request(&self, verb: &str, resource: &str, code: u16, elapsed: Duration) {
         let mut inner = self.inner.lock().expect("metrics lock poisoned");
-        *inner.requests.entry((verb.to_string(), resource.to_string(), code)).or_default() += 1;
-        inner.latency.entry((verb.to_string(), resource.to_string())).or_default().observe(elapsed.as_secs_f64());
+        *inner
+            .requests
+            .entry((verb.to_string(), resource.to_string(), code))
+            .or_default() += 1;
+        inner
+            .latency
+            .entry((verb.to_string(), resource.to_string()))
+            .or_default()
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Records one store write (`create`, `update` or `delete`), acknowledged or not.
     pub fn store_write(&self, operation: &'static str, elapsed: Duration) {
         let mut inner = self.inner.lock().expect("metrics lock poisoned");
-        inner.store_writes.entry(operation).or_default().observe(elapsed.as_secs_f64());
+        inner
+            .store_writes
+            .entry(operation)
+            .or_default()
+            .observe(elapsed.as_secs_f64());
     }
 
     /// A watch started.
@@ -84,18 +101,35 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP apiserver_request_total Requests by verb, resource and HTTP code.\n# TYPE apiserver_request_total counter\n");
         for ((verb, res, code), n) in &inner.requests {
-            let _ = writeln!(out, "apiserver_request_total{{verb=\"{verb}\",resource=\"{res}\",code=\"{code}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "apiserver_request_total{{verb=\"{verb}\",resource=\"{res}\",code=\"{code}\"}} {n}"
+            );
         }
         out.push_str("# HELP apiserver_request_duration_seconds Request latency by verb and resource.\n# TYPE apiserver_request_duration_seconds histogram\n");
         for ((verb, res), h) in &inner.latency {
-            h.render(&mut out, "apiserver_request_duration_seconds", &format!("verb=\"{verb}\",resource=\"{res}\""));
+            h.render(
+                &mut out,
+                "apiserver_request_duration_seconds",
+                &format!("verb=\"{verb}\",resource=\"{res}\""),
+            );
         }
         out.push_str("# HELP shoal_store_write_duration_seconds Store write latency (durable before it returns) by operation.\n# TYPE shoal_store_write_duration_seconds histogram\n");
         for (op, h) in &inner.store_writes {
-            h.render(&mut out, "shoal_store_write_duration_seconds", &format!("operation=\"{op}\""));
+            h.render(
+                &mut out,
+                "shoal_store_write_duration_seconds",
+                &format!("operation=\"{op}\""),
+            );
         }
-        out.push_str("# HELP apiserver_registered_watchers Open watches.\n# TYPE apiserver_registered_watchers gauge\n");
-        let _ = writeln!(out, "apiserver_registered_watchers {}", self.watches.load(Ordering::Relaxed));
+        out.push_str(
+            "# HELP apiserver_registered_watchers Open watches.\n# TYPE apiserver_registered_watchers gauge\n",
+        );
+        let _ = writeln!(
+            out,
+            "apiserver_registered_watchers {}",
+            self.watches.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -119,7 +153,13 @@ impl shoal_store::Store for MeteredStore {
         self.inner.get(key).await
     }
 
-    async fn range(&self, start: &str, end: &str, revision: i64, limit: usize) -> shoal_store::Result<shoal_store::RangeResult> {
+    async fn range(
+        &self,
+        start: &str,
+        end: &str,
+        revision: i64,
+        limit: usize,
+    ) -> shoal_store::Result<shoal_store::RangeResult> {
         self.inner.range(start, end, revision, limit).await
     }
 
@@ -173,7 +213,10 @@ mod tests {
         m.watch_started();
         m.store_write("create", Duration::from_micros(800));
         let text = m.render();
-        assert!(text.contains("shoal_store_write_duration_seconds_bucket{operation=\"create\",le=\"0.001\"} 1"), "{text}");
+        assert!(
+            text.contains("shoal_store_write_duration_seconds_bucket{operation=\"create\",le=\"0.001\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("apiserver_request_total{verb=\"GET\",resource=\"pods\",code=\"200\"} 2"));
         assert!(text.contains("le=\"0.005\"} 1"));
         assert!(text.contains("le=\"+Inf\"} 2"));

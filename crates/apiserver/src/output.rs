@@ -13,10 +13,12 @@ pub const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.
 
 /// True when the `Accept` header asks for a Table (kubectl get).
 pub fn wants_table(accept: Option<&str>) -> bool {
-    accept.is_some_and(|a| a.split(',').any(|part| {
-        let p = part.replace(' ', "");
-        p.contains("as=Table") && p.contains("g=meta.k8s.io")
-    }))
+    accept.is_some_and(|a| {
+        a.split(',').any(|part| {
+            let p = part.replace(' ', "");
+            p.contains("as=Table") && p.contains("g=meta.k8s.io")
+        })
+    })
 }
 
 /// A `<Kind>List` body built from already-encoded objects.
@@ -77,7 +79,9 @@ mod tests {
 
     #[test]
     fn table_accept_is_recognised() {
-        assert!(wants_table(Some("application/json;as=Table;v=v1;g=meta.k8s.io,application/json")));
+        assert!(wants_table(Some(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+        )));
         assert!(wants_table(Some("application/json; as=Table; v=v1; g=meta.k8s.io")));
         assert!(!wants_table(Some("application/json")));
         assert!(!wants_table(None));
@@ -86,7 +90,12 @@ mod tests {
     #[test]
     fn lists_splice_encoded_items() {
         let res = shoal_api::catalogue::find("", "v1", "configmaps").unwrap();
-        let e = Arc::new(Entry { key: "k".into(), obj: json!({}), json: Bytes::from_static(b"{\"a\":1}"), mod_revision: 3 });
+        let e = Arc::new(Entry {
+            key: "k".into(),
+            obj: json!({}),
+            json: Bytes::from_static(b"{\"a\":1}"),
+            mod_revision: 3,
+        });
         let b = list_bytes(res, &[e.clone(), e], 7, Some("tok"));
         let v: Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["kind"], "ConfigMapList");

@@ -36,10 +36,17 @@ impl PatchType {
 pub fn apply(res: &Resource, original: &Value, patch: &Value, kind: PatchType) -> ApiResult<Value> {
     match kind {
         PatchType::Json => {
-            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
-                .map_err(|e| ApiError::bad_request(format!("the server rejected our request due to an error in our request: {e}")))?;
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ))
+            })?;
             let mut doc = original.clone();
-            json_patch::patch(&mut doc, &ops).map_err(|e| ApiError::invalid_message(format!("the server rejected our request due to an error in our request: {e}")))?;
+            json_patch::patch(&mut doc, &ops).map_err(|e| {
+                ApiError::invalid_message(format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ))
+            })?;
             Ok(doc)
         }
         PatchType::Merge => {
@@ -52,7 +59,9 @@ pub fn apply(res: &Resource, original: &Value, patch: &Value, kind: PatchType) -
         }
         PatchType::Strategic | PatchType::Apply => {
             if !patch.is_object() {
-                return Err(ApiError::bad_request("strategic merge patch body must be a JSON object"));
+                return Err(ApiError::bad_request(
+                    "strategic merge patch body must be a JSON object",
+                ));
             }
             let def = shoal_api::schema::definition_name(res.group, res.version, res.kind).unwrap_or("");
             shoal_api::smp::strategic_merge(original, patch, def).map_err(|e| ApiError::bad_request(e.to_string()))

@@ -174,11 +174,7 @@ fn parse_table(text: &'static str) -> Table {
         }
         match parse_line(line) {
             Some((message, tag, field)) => {
-                table
-                    .messages
-                    .entry(message)
-                    .or_default()
-                    .insert(tag, field);
+                table.messages.entry(message).or_default().insert(tag, field);
             }
             None => table.malformed.push(line),
         }
@@ -208,11 +204,7 @@ fn parse_line(line: &'static str) -> Option<(&'static str, u32, Field)> {
         ("map", Some(r)) => {
             let (key, value) = r.strip_prefix("map:")?.split_once(',')?;
             let key = Kind::parse(key).filter(|k| *k != Kind::Message && *k != Kind::Bytes)?;
-            let message = if kind == Kind::Message {
-                Some(value)
-            } else {
-                None
-            };
+            let message = if kind == Kind::Message { Some(value) } else { None };
             if kind != Kind::Message && Kind::parse(value) != Some(kind) {
                 return None;
             }
@@ -223,8 +215,7 @@ fn parse_line(line: &'static str) -> Option<(&'static str, u32, Field)> {
     if (kind == Kind::Message) != message.is_some() {
         return None;
     }
-    if presence == Presence::Inline && (kind != Kind::Message || cardinality != Cardinality::Single)
-    {
+    if presence == Presence::Inline && (kind != Kind::Message || cardinality != Cardinality::Single) {
         return None;
     }
     let field = Field {
@@ -356,9 +347,7 @@ impl<'a> Reader<'a> {
             FIXED32 => self.take(4).map(drop),
             START_GROUP => self.skip_group(number),
             END_GROUP => Err(Error::new(format!("unexpected end of group {number}"))),
-            _ => Err(Error::new(format!(
-                "invalid wire type {wire} for field {number}"
-            ))),
+            _ => Err(Error::new(format!("invalid wire type {wire} for field {number}"))),
         }
     }
 
@@ -378,9 +367,7 @@ impl<'a> Reader<'a> {
                     open.pop();
                 }
                 END_GROUP => {
-                    return Err(Error::new(format!(
-                        "end of group {n} inside group {innermost}"
-                    )));
+                    return Err(Error::new(format!("end of group {n} inside group {innermost}")));
                 }
                 _ => self.skip(n, wire)?,
             }
@@ -393,10 +380,7 @@ fn expect_wire(kind: Kind, wire: u8, want: u8) -> Result<()> {
     if wire == want {
         Ok(())
     } else {
-        Err(Error::new(format!(
-            "wire type {wire} for a {} field",
-            kind.name()
-        )))
+        Err(Error::new(format!("wire type {wire} for a {} field", kind.name())))
     }
 }
 
@@ -433,22 +417,16 @@ fn decode_envelope(body: &[u8], depth: usize) -> Result<Value> {
             (3, LEN) => content_encoding = lossy(reader.len_delimited()?),
             (4, LEN) => content_type = lossy(reader.len_delimited()?),
             (1..=4, _) => {
-                return Err(Error::new(format!(
-                    "wire type {wire} for envelope field {number}"
-                )));
+                return Err(Error::new(format!("wire type {wire} for envelope field {number}")));
             }
             (n, w) => reader.skip(n, w)?,
         }
     }
     if !content_encoding.is_empty() {
-        return Err(Error::new(format!(
-            "unsupported content encoding {content_encoding:?}"
-        )));
+        return Err(Error::new(format!("unsupported content encoding {content_encoding:?}")));
     }
     if !content_type.is_empty() && content_type != CONTENT_TYPE {
-        return Err(Error::new(format!(
-            "unsupported content type {content_type:?}"
-        )));
+        return Err(Error::new(format!("unsupported content type {content_type:?}")));
     }
     if kind.is_empty() {
         return Err(Error::new("the envelope names no kind"));
@@ -503,8 +481,7 @@ fn decode_message(name: &str, bytes: &[u8], depth: usize) -> Result<Value> {
             reader.skip(number, wire)?;
             continue;
         };
-        decode_field(field, wire, &mut reader, &mut object, depth)
-            .map_err(|e| e.within(field.json))?;
+        decode_field(field, wire, &mut reader, &mut object, depth).map_err(|e| e.within(field.json))?;
     }
     Ok(Value::Object(object))
 }
@@ -542,18 +519,10 @@ fn decode_field(
                     items.push(varint_value(field.kind, packed.varint()?));
                 }
             } else {
-                items.push(decode_value(
-                    field.kind,
-                    field.message,
-                    wire,
-                    reader,
-                    depth,
-                )?);
+                items.push(decode_value(field.kind, field.message, wire, reader, depth)?);
             }
             if field.presence != Presence::Skip {
-                let slot = object
-                    .entry(field.json)
-                    .or_insert_with(|| Value::Array(Vec::new()));
+                let slot = object.entry(field.json).or_insert_with(|| Value::Array(Vec::new()));
                 if let Value::Array(array) = slot {
                     array.extend(items);
                 } else {
@@ -569,15 +538,7 @@ fn decode_field(
             while !entry.done() {
                 match entry.key()? {
                     (1, w) => key = Some(decode_value(key_kind, None, w, &mut entry, depth)?),
-                    (2, w) => {
-                        value = Some(decode_value(
-                            field.kind,
-                            field.message,
-                            w,
-                            &mut entry,
-                            depth,
-                        )?)
-                    }
+                    (2, w) => value = Some(decode_value(field.kind, field.message, w, &mut entry, depth)?),
                     (n, w) => entry.skip(n, w)?,
                 }
             }
@@ -595,9 +556,7 @@ fn decode_field(
                 None => zero_value(field.kind, field.message, depth)?,
             };
             if field.presence != Presence::Skip {
-                let slot = object
-                    .entry(field.json)
-                    .or_insert_with(|| Value::Object(Map::new()));
+                let slot = object.entry(field.json).or_insert_with(|| Value::Object(Map::new()));
                 if !slot.is_object() {
                     *slot = Value::Object(Map::new());
                 }
@@ -611,13 +570,7 @@ fn decode_field(
 }
 
 /// One value of kind `kind` read from the wire.
-fn decode_value(
-    kind: Kind,
-    message: Option<&str>,
-    wire: u8,
-    reader: &mut Reader<'_>,
-    depth: usize,
-) -> Result<Value> {
+fn decode_value(kind: Kind, message: Option<&str>, wire: u8, reader: &mut Reader<'_>, depth: usize) -> Result<Value> {
     match kind {
         Kind::Bool | Kind::Int32 | Kind::Int64 => {
             expect_wire(kind, wire, VARINT)?;
@@ -630,9 +583,7 @@ fn decode_value(
         Kind::Bytes => {
             expect_wire(kind, wire, LEN)?;
             let bytes = reader.len_delimited()?;
-            Ok(Value::String(
-                base64::engine::general_purpose::STANDARD.encode(bytes),
-            ))
+            Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)))
         }
         Kind::Message => {
             expect_wire(kind, wire, LEN)?;
@@ -718,12 +669,9 @@ fn decode_time(bytes: &[u8], micro: bool) -> Result<Value> {
     const YEAR_0: i64 = -62_167_219_200;
     const YEAR_10000: i64 = 253_402_300_800;
     if !(YEAR_0..YEAR_10000).contains(&seconds) {
-        return Err(Error::new(format!(
-            "time {seconds}s is outside years 0 to 9999"
-        )));
+        return Err(Error::new(format!("time {seconds}s is outside years 0 to 9999")));
     }
-    let timestamp =
-        jiff::Timestamp::from_second(seconds).map_err(|e| Error::new(format!("time: {e}")))?;
+    let timestamp = jiff::Timestamp::from_second(seconds).map_err(|e| Error::new(format!("time: {e}")))?;
     let dt = timestamp.to_zoned(jiff::tz::TimeZone::UTC).datetime();
     let mut text = format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
@@ -801,9 +749,7 @@ fn decode_int_or_string(bytes: &[u8]) -> Result<Value> {
             (2, VARINT) => int_val = reader.varint()? as i32,
             (3, LEN) => str_val = lossy(reader.len_delimited()?),
             (n @ 1..=3, wire) => {
-                return Err(Error::new(format!(
-                    "wire type {wire} for IntOrString field {n}"
-                )));
+                return Err(Error::new(format!("wire type {wire} for IntOrString field {n}")));
             }
             (n, w) => reader.skip(n, w)?,
         }
@@ -944,11 +890,7 @@ mod tests {
     #[test]
     fn table_is_well_formed() {
         let table = table();
-        assert!(
-            table.malformed.is_empty(),
-            "malformed lines: {:?}",
-            table.malformed
-        );
+        assert!(table.malformed.is_empty(), "malformed lines: {:?}", table.malformed);
         assert!(table.messages.len() > 300);
         // Every referenced message is described or special.
         let special = [
@@ -1009,10 +951,7 @@ mod tests {
             message_name("meta.k8s.io/v1", "DeleteOptions").as_deref(),
             Some(DELETE_OPTIONS)
         );
-        assert_eq!(
-            message_name("v1", "DeleteOptions").as_deref(),
-            Some(DELETE_OPTIONS)
-        );
+        assert_eq!(message_name("v1", "DeleteOptions").as_deref(), Some(DELETE_OPTIONS));
         assert_eq!(message_name("apps/v1beta1", "Deployment"), None);
         assert_eq!(message_name("example.com/v1", "Widget"), None);
         assert_eq!(message_name("v1", "NoSuchKind"), None);
@@ -1074,17 +1013,9 @@ mod tests {
     fn deployment() {
         let labels = |m: Msg| m.str_entry(11, "app", "web");
         let selector = Msg::new().str_entry(1, "app", "web");
-        let pod_spec = Msg::new()
-            .msg(2, container())
-            .str(3, "Always")
-            .int(4, 30)
-            .str(6, "");
-        let template = Msg::new()
-            .msg(1, labels(object_meta("", "")))
-            .msg(2, pod_spec);
-        let rolling = Msg::new()
-            .msg(1, int_or_string_int(1))
-            .msg(2, int_or_string_str("25%"));
+        let pod_spec = Msg::new().msg(2, container()).str(3, "Always").int(4, 30).str(6, "");
+        let template = Msg::new().msg(1, labels(object_meta("", ""))).msg(2, pod_spec);
+        let rolling = Msg::new().msg(1, int_or_string_int(1)).msg(2, int_or_string_str("25%"));
         let strategy = Msg::new().str(1, "RollingUpdate").msg(2, rolling);
         let spec = Msg::new()
             .int(1, 3)
@@ -1147,14 +1078,9 @@ mod tests {
         // replicas is a pointer: 0 is a value. A negative int32 is a 10-byte varint.
         let spec = Msg::new().int(1, 0).int(6, -1).int(5, 0);
         let got = decode(&envelope("apps/v1", "Deployment", Msg::new().msg(2, spec))).unwrap();
-        assert_eq!(
-            got["spec"],
-            json!({"replicas": 0, "revisionHistoryLimit": -1})
-        );
+        assert_eq!(got["spec"], json!({"replicas": 0, "revisionHistoryLimit": -1}));
         // An int32 may also arrive as a 5-byte (truncated) varint.
-        let spec = Msg::new()
-            .key(1, VARINT)
-            .raw(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        let spec = Msg::new().key(1, VARINT).raw(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
         let got = decode(&envelope("apps/v1", "Deployment", Msg::new().msg(2, spec))).unwrap();
         assert_eq!(got["spec"]["replicas"], json!(-1));
     }
@@ -1164,12 +1090,7 @@ mod tests {
         let secret = Msg::new()
             .msg(1, object_meta("s1", "default"))
             .msg(2, Msg::new().str(1, "password").bytes(2, b"hunter2"))
-            .msg(
-                2,
-                Msg::new()
-                    .str(1, "binary")
-                    .bytes(2, &[0xde, 0xad, 0xbe, 0xef]),
-            )
+            .msg(2, Msg::new().str(1, "binary").bytes(2, &[0xde, 0xad, 0xbe, 0xef]))
             .msg(2, Msg::new().str(1, "empty"))
             .str(3, "Opaque")
             .str_entry(4, "plain", "text");
@@ -1190,9 +1111,7 @@ mod tests {
     #[test]
     fn eviction() {
         let options = Msg::new().int(1, 0).str(5, "All");
-        let eviction = Msg::new()
-            .msg(1, object_meta("p1", "default"))
-            .msg(2, options);
+        let eviction = Msg::new().msg(1, object_meta("p1", "default")).msg(2, options);
         let got = decode(&envelope("policy/v1", "Eviction", eviction)).unwrap();
         assert_eq!(
             got,
@@ -1230,15 +1149,10 @@ mod tests {
             .str(7, "Started");
         let got = decode(&envelope("events.k8s.io/v1", "Event", event)).unwrap();
         assert_eq!(got["eventTime"], json!("2024-01-02T03:05:05.123456Z"));
-        assert_eq!(
-            got["deprecatedFirstTimestamp"],
-            json!("1970-01-01T00:00:00Z")
-        );
+        assert_eq!(got["deprecatedFirstTimestamp"], json!("1970-01-01T00:00:00Z"));
         assert_eq!(got["reason"], json!("Started"));
         // Nanoseconds outside [0, 1e9) carry into the seconds, as in Go.
-        let micro = |seconds: i64, nanos: i64| {
-            decode_time(&Msg::new().int(1, seconds).int(2, nanos).0, true).unwrap()
-        };
+        let micro = |seconds: i64, nanos: i64| decode_time(&Msg::new().int(1, seconds).int(2, nanos).0, true).unwrap();
         assert_eq!(micro(-1, 500_000_000), json!("1969-12-31T23:59:59.500000Z"));
         assert_eq!(micro(10, -1), json!("1970-01-01T00:00:09.999999Z"));
         assert_eq!(
@@ -1274,14 +1188,7 @@ mod tests {
         );
 
         // Service ports: targetPort is an IntOrString (a zero one is 0, as in Go's JSON).
-        let port = |target: Msg| {
-            Msg::new()
-                .str(1, "")
-                .str(2, "TCP")
-                .int(3, 80)
-                .msg(4, target)
-                .int(5, 0)
-        };
+        let port = |target: Msg| Msg::new().str(1, "").str(2, "TCP").int(3, 80).msg(4, target).int(5, 0);
         let spec = Msg::new()
             .msg(1, port(int_or_string_str("http")))
             .msg(1, port(int_or_string_int(8080)))
@@ -1301,9 +1208,7 @@ mod tests {
         let probe = Msg::new()
             .msg(1, Msg::new().msg(1, Msg::new().str(1, "cat").str(1, "/ok")))
             .int(2, 5);
-        let pod_spec = Msg::new()
-            .msg(1, volume)
-            .msg(2, Msg::new().str(1, "c").msg(10, probe));
+        let pod_spec = Msg::new().msg(1, volume).msg(2, Msg::new().str(1, "c").msg(10, probe));
         let got = decode(&envelope("v1", "Pod", Msg::new().msg(2, pod_spec))).unwrap();
         assert_eq!(
             got["spec"]["volumes"],
@@ -1348,10 +1253,7 @@ mod tests {
             .str(2, "x")
             .key(905, END_GROUP)
             .key(904, END_GROUP);
-        let cm = Msg::new()
-            .raw(&noise.0)
-            .str_entry(2, "a", "b")
-            .raw(&noise.0);
+        let cm = Msg::new().raw(&noise.0).str_entry(2, "a", "b").raw(&noise.0);
         let got = decode(&envelope("v1", "ConfigMap", cm)).unwrap();
         assert_eq!(
             got,
@@ -1398,10 +1300,7 @@ mod tests {
         assert!(err(&bad_varint).contains("varint"));
         let wrong_wire = Msg::new().msg(2, Msg::new().str(1, "three"));
         let e = err(&envelope("apps/v1", "Deployment", wrong_wire));
-        assert!(
-            e.contains("spec.replicas") && e.contains("wire type"),
-            "{e}"
-        );
+        assert!(e.contains("spec.replicas") && e.contains("wire type"), "{e}");
         let gzip = {
             let mut out = MAGIC.to_vec();
             out.extend(
@@ -1416,9 +1315,7 @@ mod tests {
         let bad_json = Msg::new().msg(2, Msg::new().bytes(1, b"{not json"));
         assert!(err(&envelope("apps/v1", "ControllerRevision", bad_json)).contains("not JSON"));
         let bad_intstr = Msg::new().msg(2, Msg::new().msg(1, Msg::new().int(1, 7)));
-        assert!(
-            err(&envelope("policy/v1", "PodDisruptionBudget", bad_intstr)).contains("IntOrString")
-        );
+        assert!(err(&envelope("policy/v1", "PodDisruptionBudget", bad_intstr)).contains("IntOrString"));
         let far_time = Msg::new().msg(1, Msg::new().msg(8, Msg::new().int(1, i64::MAX)));
         assert!(err(&envelope("v1", "ConfigMap", far_time)).contains("time"));
     }
@@ -1460,14 +1357,10 @@ mod tests {
     }
 
     fn samples() -> Vec<Vec<u8>> {
-        let mut out: Vec<Vec<u8>> = KUBECTL_FIXTURES
-            .iter()
-            .map(|(_, body, _)| body.to_vec())
-            .collect();
-        let spec = Msg::new().int(1, 3).msg(
-            4,
-            Msg::new().msg(2, Msg::new().msg(1, int_or_string_str("25%"))),
-        );
+        let mut out: Vec<Vec<u8>> = KUBECTL_FIXTURES.iter().map(|(_, body, _)| body.to_vec()).collect();
+        let spec = Msg::new()
+            .int(1, 3)
+            .msg(4, Msg::new().msg(2, Msg::new().msg(1, int_or_string_str("25%"))));
         out.push(envelope(
             "apps/v1",
             "Deployment",

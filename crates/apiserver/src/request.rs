@@ -41,7 +41,10 @@ pub fn parse_path(path: &str) -> ApiResult<Option<ApiPath>> {
         _ => return Ok(None),
     };
     if rest.is_empty() {
-        return Ok(Some(ApiPath::GroupVersion { group: group.into(), version: version.into() }));
+        return Ok(Some(ApiPath::GroupVersion {
+            group: group.into(),
+            version: version.into(),
+        }));
     }
     let lookup = |plural: &str| catalogue::find(group, version, plural).ok_or_else(ApiError::no_route);
     // `/namespaces/{ns}/{resource}...` for namespaced resources.
@@ -59,7 +62,12 @@ pub fn parse_path(path: &str) -> ApiResult<Option<ApiPath>> {
             if sub.as_deref().is_some_and(|s| res.subresource(s).is_none()) {
                 return Err(ApiError::no_route());
             }
-            return Ok(Some(ApiPath::Resource(Target { res, namespace: Some(rest[1].to_string()), name, subresource: sub })));
+            return Ok(Some(ApiPath::Resource(Target {
+                res,
+                namespace: Some(rest[1].to_string()),
+                name,
+                subresource: sub,
+            })));
         }
     }
     let res = lookup(rest[0])?;
@@ -76,7 +84,12 @@ pub fn parse_path(path: &str) -> ApiResult<Option<ApiPath>> {
     if sub.as_deref().is_some_and(|s| res.subresource(s).is_none()) {
         return Err(ApiError::no_route());
     }
-    Ok(Some(ApiPath::Resource(Target { res, namespace: None, name, subresource: sub })))
+    Ok(Some(ApiPath::Resource(Target {
+        res,
+        namespace: None,
+        name,
+        subresource: sub,
+    })))
 }
 
 /// Query parameters of list, watch and write requests.
@@ -161,7 +174,9 @@ pub fn decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -204,13 +219,21 @@ mod tests {
         let t = target("/api/v1/namespaces/kube-system");
         assert_eq!((t.res.kind, t.name.as_deref()), ("Namespace", Some("kube-system")));
         let t = target("/api/v1/namespaces/x/finalize");
-        assert_eq!((t.name.as_deref(), t.subresource.as_deref()), (Some("x"), Some("finalize")));
+        assert_eq!(
+            (t.name.as_deref(), t.subresource.as_deref()),
+            (Some("x"), Some("finalize"))
+        );
     }
 
     #[test]
     fn unknown_resources_and_subresources_are_not_found() {
         assert_eq!(parse_path("/apis/apps/v1/widgets").unwrap_err().code, 404);
-        assert_eq!(parse_path("/apis/apps/v1/namespaces/d/daemonsets/x/scale").unwrap_err().code, 404);
+        assert_eq!(
+            parse_path("/apis/apps/v1/namespaces/d/daemonsets/x/scale")
+                .unwrap_err()
+                .code,
+            404
+        );
         assert_eq!(parse_path("/api/v1/pods/x").unwrap_err().code, 404);
         assert!(parse_path("/healthz").unwrap().is_none());
     }

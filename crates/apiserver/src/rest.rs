@@ -51,7 +51,11 @@ pub struct Written {
 
 impl Written {
     fn from_entry(e: &Entry, warnings: Vec<String>) -> Written {
-        Written { obj: e.obj.clone(), json: e.json.clone(), warnings }
+        Written {
+            obj: e.obj.clone(),
+            json: e.json.clone(),
+            warnings,
+        }
     }
     fn from_value(obj: Value, warnings: Vec<String>) -> Written {
         let json = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
@@ -80,14 +84,18 @@ const GENERATE_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 fn generate_suffix() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    (0..5).map(|_| GENERATE_CHARS[rng.random_range(0..GENERATE_CHARS.len())] as char).collect()
+    (0..5)
+        .map(|_| GENERATE_CHARS[rng.random_range(0..GENERATE_CHARS.len())] as char)
+        .collect()
 }
 
 impl ApiServer {
     /// GET of one object.
     pub fn get_object(&self, t: &Target) -> ApiResult<Arc<Entry>> {
         let name = t.name.as_deref().unwrap_or_default();
-        self.cache.get(&keys::object(t.res, t.namespace.as_deref(), name)).ok_or_else(|| ApiError::not_found(t.res, name))
+        self.cache
+            .get(&keys::object(t.res, t.namespace.as_deref(), name))
+            .ok_or_else(|| ApiError::not_found(t.res, name))
     }
 
     /// LIST: the matching objects, the revision served and the continue token.
@@ -110,7 +118,12 @@ impl ApiServer {
                 if rev > self.cache.revision() {
                     tokio::time::timeout(std::time::Duration::from_secs(3), self.cache.wait_for(rev))
                         .await
-                        .map_err(|_| ApiError::from(shoal_store::Error::FutureRevision { requested: rev, current: self.cache.revision() }))?;
+                        .map_err(|_| {
+                            ApiError::from(shoal_store::Error::FutureRevision {
+                                requested: rev,
+                                current: self.cache.revision(),
+                            })
+                        })?;
                 }
             }
             _ => {}
@@ -170,12 +183,23 @@ impl ApiServer {
         let mut obj = strategy::normalize(res, obj)?;
         self.check_namespace_of_body(t, &mut obj)?;
         let meta = meta_mut(&mut obj);
-        for k in ["resourceVersion", "uid", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "generation"] {
+        for k in [
+            "resourceVersion",
+            "uid",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+            "generation",
+        ] {
             meta.remove(k);
         }
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-        let generate = meta.get("generateName").and_then(Value::as_str).filter(|_| !meta.contains_key("name")).map(str::to_string);
+        let generate = meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .filter(|_| !meta.contains_key("name"))
+            .map(str::to_string);
         if let Some(g) = &generate {
             meta.insert("name".into(), json!(format!("{g}{}", generate_suffix())));
         }
@@ -187,7 +211,12 @@ impl ApiServer {
                 let def = shoal_api::schema::definition_name(res.group, res.version, res.kind).unwrap_or("");
                 let api_version = res.api_version();
                 let now = now_rfc3339();
-                let w = managed::Writer { manager, api_version: &api_version, subresource: None, now: &now };
+                let w = managed::Writer {
+                    manager,
+                    api_version: &api_version,
+                    subresource: None,
+                    now: &now,
+                };
                 let owned = managed::apply(&json!({}), config, def, &w, true).unwrap_or_default();
                 meta_mut(&mut obj).insert("managedFields".into(), owned["metadata"]["managedFields"].clone());
             }
@@ -213,7 +242,11 @@ impl ApiServer {
             None
         };
         if opts.dry_run {
-            if self.cache.get(&keys::object(res, t.namespace.as_deref(), &name)).is_some() {
+            if self
+                .cache
+                .get(&keys::object(res, t.namespace.as_deref(), &name))
+                .is_some()
+            {
                 return Err(ApiError::already_exists(res, &name));
             }
             return Ok(Written::from_value(obj, warnings));
@@ -266,7 +299,14 @@ impl ApiServer {
 
     /// PATCH of the object or of its status subresource; retried on write races unless the
     /// patch carries its own resourceVersion precondition.
-    pub async fn patch(&self, t: &Target, patch_body: Value, kind: PatchType, opts: &WriteOptions, force: bool) -> ApiResult<Written> {
+    pub async fn patch(
+        &self,
+        t: &Target,
+        patch_body: Value,
+        kind: PatchType,
+        opts: &WriteOptions,
+        force: bool,
+    ) -> ApiResult<Written> {
         let res = t.res;
         let name = t.name.clone().unwrap_or_default();
         if kind == PatchType::Apply {
@@ -281,7 +321,10 @@ impl ApiServer {
                 return self.create_inner(t, obj, opts, true).await;
             }
         }
-        let precondition = patch_body["metadata"]["resourceVersion"].as_str().map(parse_rv).transpose()?;
+        let precondition = patch_body["metadata"]["resourceVersion"]
+            .as_str()
+            .map(parse_rv)
+            .transpose()?;
         for _ in 0..16 {
             let current = self.get_object(t)?;
             if precondition.is_some_and(|rv| rv != current.mod_revision) {
@@ -316,13 +359,25 @@ impl ApiServer {
 
     /// Merges an apply configuration into the live object, or refuses it with upstream's
     /// conflict error.
-    fn server_side_apply(&self, t: &Target, live: &Value, config: &Value, opts: &WriteOptions, force: bool) -> ApiResult<Value> {
+    fn server_side_apply(
+        &self,
+        t: &Target,
+        live: &Value,
+        config: &Value,
+        opts: &WriteOptions,
+        force: bool,
+    ) -> ApiResult<Value> {
         let res = res_for_patch(t);
         let def = shoal_api::schema::definition_name(res.group, res.version, res.kind).unwrap_or("");
         let manager = opts.manager.as_deref().unwrap_or_default();
         let api_version = res.api_version();
         let now = now_rfc3339();
-        let w = managed::Writer { manager, api_version: &api_version, subresource: t.subresource.as_deref(), now: &now };
+        let w = managed::Writer {
+            manager,
+            api_version: &api_version,
+            subresource: t.subresource.as_deref(),
+            now: &now,
+        };
         managed::apply(live, config, def, &w, force).map_err(|conflicts| match conflicts.as_slice() {
             [c] if c.manager.is_empty() => ApiError::bad_request(c.field.clone()),
             _ => ApiError::apply_conflicts(&managed::conflicts_message(&conflicts), &conflicts),
@@ -352,12 +407,26 @@ impl ApiServer {
 
     /// The shared tail of update and patch: strategy, defaults, validation, finalizer-driven
     /// deletion, no-op detection and the compare-and-swap write.
-    async fn finish_update(&self, t: &Target, current: &Entry, mut obj: Value, opts: &WriteOptions, op: &str) -> ApiResult<Written> {
+    async fn finish_update(
+        &self,
+        t: &Target,
+        current: &Entry,
+        mut obj: Value,
+        opts: &WriteOptions,
+        op: &str,
+    ) -> ApiResult<Written> {
         let res = t.res;
         let old = &current.obj;
         let name = name_of(old).to_string();
         // Server-owned metadata stays as stored.
-        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "namespace",
+            "name",
+        ] {
             match old["metadata"].get(k) {
                 Some(v) => {
                     meta_mut(&mut obj).insert(k.into(), v.clone());
@@ -408,15 +477,24 @@ impl ApiServer {
         let key = keys::object(res, t.namespace.as_deref(), &name);
         let terminating = obj["metadata"].get("deletionTimestamp").is_some();
         let no_finalizers = obj["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
-        let spec_finalizers_done = res.kind != "Namespace" || obj["spec"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+        let spec_finalizers_done =
+            res.kind != "Namespace" || obj["spec"]["finalizers"].as_array().is_none_or(Vec::is_empty);
         if terminating && no_finalizers && spec_finalizers_done {
-            let (rev, _) = self.store.delete(&key, current.mod_revision).await.map_err(|e| store_conflict(e, res, &name))?;
+            let (rev, _) = self
+                .store
+                .delete(&key, current.mod_revision)
+                .await
+                .map_err(|e| store_conflict(e, res, &name))?;
             self.cache.wait_for(rev).await;
             set_resource_version(&mut obj, rev);
             return Ok(Written::from_value(obj, Vec::new()));
         }
         let bytes = Bytes::from(serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?);
-        let rev = self.store.update(&key, bytes, current.mod_revision).await.map_err(|e| store_conflict(e, res, &name))?;
+        let rev = self
+            .store
+            .update(&key, bytes, current.mod_revision)
+            .await
+            .map_err(|e| store_conflict(e, res, &name))?;
         self.cache.wait_for(rev).await;
         set_resource_version(&mut obj, rev);
         Ok(Written::from_value(obj, Vec::new()))
@@ -432,23 +510,33 @@ impl ApiServer {
             if let Some(uid) = opts["preconditions"]["uid"].as_str() {
                 let have = obj["metadata"]["uid"].as_str().unwrap_or_default();
                 if uid != have {
-                    return Err(ApiError::conflict_with(res, &name, &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
-                    )));
+                    return Err(ApiError::conflict_with(
+                        res,
+                        &name,
+                        &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"),
+                    ));
                 }
             }
             if let Some(rv) = opts["preconditions"]["resourceVersion"].as_str() {
                 let have = current.mod_revision.to_string();
                 if rv != have {
-                    return Err(ApiError::conflict_with(res, &name, &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {have}"
-                    )));
+                    return Err(ApiError::conflict_with(
+                        res,
+                        &name,
+                        &format!(
+                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {have}"
+                        ),
+                    ));
                 }
             }
             let policy = propagation_policy(res, opts)?;
             let mut updated = obj.clone();
             let meta = meta_mut(&mut updated);
-            let mut finalizers: Vec<Value> = meta.get("finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut finalizers: Vec<Value> = meta
+                .get("finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let add = |f: &mut Vec<Value>, name: &str| {
                 if !f.iter().any(|v| v == name) {
                     f.push(json!(name));
@@ -481,7 +569,10 @@ impl ApiServer {
             if !meta.contains_key("deletionTimestamp") {
                 let grace = if graceful_pod { grace_period(obj, opts) } else { 0 };
                 let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-                meta.insert("deletionTimestamp".into(), json!(when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    json!(when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                );
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
                     meta.insert("generation".into(), json!(g + 1));
@@ -520,15 +611,27 @@ impl ApiServer {
         let name = t.name.clone().unwrap_or_default();
         let node = binding["target"]["name"].as_str().unwrap_or_default().to_string();
         if node.is_empty() {
-            return Err(ApiError::invalid(t.res, &name, &[shoal_api::field::FieldError::required("target.name", "")]));
+            return Err(ApiError::invalid(
+                t.res,
+                &name,
+                &[shoal_api::field::FieldError::required("target.name", "")],
+            ));
         }
         for _ in 0..16 {
             let current = self.get_object(t)?;
             if let Some(existing) = current.obj["spec"]["nodeName"].as_str().filter(|s| !s.is_empty()) {
-                return Err(ApiError::conflict_with(t.res, &name, &format!("pod {name} is already assigned to node \"{existing}\"")));
+                return Err(ApiError::conflict_with(
+                    t.res,
+                    &name,
+                    &format!("pod {name} is already assigned to node \"{existing}\""),
+                ));
             }
             if current.obj["metadata"].get("deletionTimestamp").is_some() {
-                return Err(ApiError::conflict_with(t.res, &name, &format!("pod {name} is being deleted, cannot be assigned to a host")));
+                return Err(ApiError::conflict_with(
+                    t.res,
+                    &name,
+                    &format!("pod {name} is being deleted, cannot be assigned to a host"),
+                ));
             }
             let mut obj = current.obj.clone();
             obj["spec"]["nodeName"] = json!(node);
@@ -582,13 +685,19 @@ impl ApiServer {
             }
         }
         let def = shoal_api::schema::definition_name(res.group, res.version, res.kind);
-        let unknown = def.map(|d| shoal_api::schema::unknown_fields(d, obj)).unwrap_or_default();
+        let unknown = def
+            .map(|d| shoal_api::schema::unknown_fields(d, obj))
+            .unwrap_or_default();
         if unknown.is_empty() {
             return Ok(Vec::new());
         }
         match opts.validation.unwrap_or(FieldValidation::Warn) {
             FieldValidation::Strict => {
-                let list = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect::<Vec<_>>().join(", ");
+                let list = unknown
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 Err(ApiError::bad_request(format!("strict decoding error: {list}")))
             }
             FieldValidation::Warn => Ok(unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect()),
@@ -651,7 +760,9 @@ static SCALE_RESOURCE: Resource = Resource {
 
 /// The autoscaling/v1 Scale view of a scalable object.
 pub fn scale_of(res: &Resource, obj: &Value) -> Value {
-    let selector = shoal_api::selector::LabelSelector::from_api(&obj["spec"]["selector"]).map(|s| s.to_string()).unwrap_or_default();
+    let selector = shoal_api::selector::LabelSelector::from_api(&obj["spec"]["selector"])
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     let _ = res;
     json!({
         "kind": "Scale",
@@ -727,7 +838,12 @@ fn record_manager(res: &Resource, t: &Target, obj: &mut Value, opts: &WriteOptio
     let def = shoal_api::schema::definition_name(res.group, res.version, res.kind).unwrap_or("");
     let api_version = res.api_version();
     let now = now_rfc3339();
-    let w = managed::Writer { manager, api_version: &api_version, subresource: t.subresource.as_deref(), now: &now };
+    let w = managed::Writer {
+        manager,
+        api_version: &api_version,
+        subresource: t.subresource.as_deref(),
+        now: &now,
+    };
     managed::record_update(old, obj, def, &w);
 }
 
@@ -756,7 +872,8 @@ pub fn selectors(res: &Resource, p: &Params) -> ApiResult<(Option<LabelSelector>
         .get("fieldSelector")
         .map(|s| {
             let f = FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            f.validate_for(res.group, res.kind).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            f.validate_for(res.group, res.kind)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
             Ok::<_, ApiError>(f)
         })
         .transpose()?;
@@ -776,7 +893,8 @@ pub fn matches(res: &Resource, labels: &Option<LabelSelector>, fields: &Option<F
 
 /// Parses a resourceVersion (400 when it is not a revision).
 pub fn parse_rv(rv: &str) -> ApiResult<Revision> {
-    rv.parse::<Revision>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
+    rv.parse::<Revision>()
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))
 }
 
 /// The first key after the last item (the start of the next page).
@@ -792,8 +910,14 @@ fn encode_continue(rev: Revision, start: &str) -> String {
 
 fn decode_continue(token: &str) -> ApiResult<(Revision, String)> {
     use base64::Engine;
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rev = v["rv"].as_i64().ok_or_else(bad)?;
     let start = v["start"].as_str().ok_or_else(bad)?.to_string();
@@ -810,7 +934,10 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
         let t = encode_continue(42, "/registry/core/pods/default/a\0");
-        assert_eq!(decode_continue(&t).unwrap(), (42, "/registry/core/pods/default/a\0".to_string()));
+        assert_eq!(
+            decode_continue(&t).unwrap(),
+            (42, "/registry/core/pods/default/a\0".to_string())
+        );
         assert_eq!(decode_continue("nope!").unwrap_err().code, 400);
     }
 
@@ -819,6 +946,9 @@ mod tests {
         let opts = json!({});
         assert!(!pod_needs_graceful_delete(&json!({"spec":{}}), &opts));
         assert!(pod_needs_graceful_delete(&json!({"spec":{"nodeName":"n1"}}), &opts));
-        assert!(!pod_needs_graceful_delete(&json!({"spec":{"nodeName":"n1"}}), &json!({"gracePeriodSeconds":0})));
+        assert!(!pod_needs_graceful_delete(
+            &json!({"spec":{"nodeName":"n1"}}),
+            &json!({"gracePeriodSeconds":0})
+        ));
     }
 }

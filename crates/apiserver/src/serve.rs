@@ -27,13 +27,19 @@ fn authorized(cfg: &ServeConfig, req: &Request<hyper::body::Incoming>) -> bool {
     if PUBLIC_PATHS.contains(&req.uri().path()) {
         return true;
     }
-    let Some(auth) = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(auth) = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let Some(token) = auth.strip_prefix("Bearer ").map(str::trim) else {
         return false;
     };
-    cfg.admin_tokens.iter().any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+    cfg.admin_tokens
+        .iter()
+        .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -32,7 +32,13 @@ pub fn normalize(res: &Resource, v: Value) -> ApiResult<Value> {
 /// last label leaves no `labels: {}` behind).
 fn drop_empty_metadata(obj: &mut Value) {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        for k in ["labels", "annotations", "ownerReferences", "finalizers", "managedFields"] {
+        for k in [
+            "labels",
+            "annotations",
+            "ownerReferences",
+            "finalizers",
+            "managedFields",
+        ] {
             let empty = match meta.get(k) {
                 Some(Value::Array(a)) => a.is_empty(),
                 Some(Value::Object(m)) => m.is_empty(),
@@ -141,7 +147,11 @@ pub fn prepare_update(res: &Resource, new: &mut Value, old: &Value) {
     }
     let old_gen = old["metadata"]["generation"].as_i64().unwrap_or(0);
     if tracks_generation(res) {
-        let generation = if spec_of(new) != spec_of(old) { old_gen + 1 } else { old_gen.max(1) };
+        let generation = if spec_of(new) != spec_of(old) {
+            old_gen + 1
+        } else {
+            old_gen.max(1)
+        };
         new["metadata"]["generation"] = json!(generation);
     } else if old_gen > 0 {
         new["metadata"]["generation"] = json!(old_gen);
@@ -177,10 +187,16 @@ mod tests {
         assert!(out["spec"].get("bogus").is_none());
         let bare = normalize(ds, json!({"metadata":{"name":"x","labels":{},"ownerReferences":[]}})).unwrap();
         assert_eq!(bare["metadata"], json!({"name": "x"}));
-        let bad = json!({"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"x"},"spec":{"minReadySeconds":"x"}});
+        let bad =
+            json!({"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"x"},"spec":{"minReadySeconds":"x"}});
         let err = normalize(ds, bad).unwrap_err();
         assert_eq!(err.code, 400);
-        assert!(err.message.starts_with("DaemonSet in version \"v1\" cannot be handled as a DaemonSet"), "{}", err.message);
+        assert!(
+            err.message
+                .starts_with("DaemonSet in version \"v1\" cannot be handled as a DaemonSet"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

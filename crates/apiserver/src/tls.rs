@@ -40,12 +40,21 @@ pub fn ensure_certs(dir: &Path, extra_sans: &[String]) -> std::io::Result<Certs>
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(io)?;
     ca_params.distinguished_name.push(DnType::CommonName, "shoal-ca");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca_params.not_after = rcgen::date_time_ymd(2036, 1, 1);
     let ca_cert = ca_params.self_signed(&ca_key).map_err(io)?;
     let issuer = Issuer::new(ca_params, &ca_key);
 
-    let mut names = vec!["localhost".to_string(), "kubernetes".into(), "kubernetes.default".into(), "kubernetes.default.svc".into()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+    ];
     if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
         let h = h.trim();
         if !h.is_empty() {
@@ -68,7 +77,11 @@ pub fn ensure_certs(dir: &Path, extra_sans: &[String]) -> std::io::Result<Certs>
     params.subject_alt_names = sans;
     let server_key = KeyPair::generate().map_err(io)?;
     let server_cert = params.signed_by(&server_key, &issuer).map_err(io)?;
-    let certs = Certs { ca_pem: ca_cert.pem(), cert_pem: server_cert.pem(), key_pem: server_key.serialize_pem() };
+    let certs = Certs {
+        ca_pem: ca_cert.pem(),
+        cert_pem: server_cert.pem(),
+        key_pem: server_key.serialize_pem(),
+    };
     write_private(&tls.join("ca.key"), &ca_key.serialize_pem())?;
     write_private(&key, &certs.key_pem)?;
     std::fs::write(&cert, &certs.cert_pem)?;
@@ -80,15 +93,21 @@ pub fn ensure_certs(dir: &Path, extra_sans: &[String]) -> std::io::Result<Certs>
 pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()
 }
 
 /// A rustls server configuration offering h2 and http/1.1.
 pub fn server_config(certs: &Certs) -> std::io::Result<Arc<rustls::ServerConfig>> {
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(certs.cert_pem.as_bytes()).collect::<Result<_, _>>().map_err(io)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(certs.cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
     let key = PrivateKeyDer::from_pem_slice(certs.key_pem.as_bytes()).map_err(io)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)

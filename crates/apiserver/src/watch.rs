@@ -36,7 +36,13 @@ impl Watcher {
 
     fn encode(&self, kind: EventType, entry: &Entry, pre_encoded: Option<&Bytes>) -> Bytes {
         if self.table {
-            let table = crate::output::table(self.res, std::slice::from_ref(&entry.obj), &entry.obj["metadata"]["resourceVersion"], None, false);
+            let table = crate::output::table(
+                self.res,
+                std::slice::from_ref(&entry.obj),
+                &entry.obj["metadata"]["resourceVersion"],
+                None,
+                false,
+            );
             return watch_line(kind.as_str(), &serde_json::to_vec(&table).unwrap_or_default());
         }
         match pre_encoded {
@@ -53,14 +59,23 @@ impl Watcher {
             (EventType::Deleted, _, true) => Some(self.encode(EventType::Deleted, &ev.entry, Some(&ev.line))),
             (EventType::Deleted, _, false) => None,
             (_, true, true) => Some(self.encode(ev.kind, &ev.entry, Some(&ev.line))),
-            (_, false, true) => Some(self.encode(EventType::Added, &ev.entry, (ev.kind == EventType::Added).then_some(&ev.line))),
+            (_, false, true) => Some(self.encode(
+                EventType::Added,
+                &ev.entry,
+                (ev.kind == EventType::Added).then_some(&ev.line),
+            )),
             (_, true, false) => {
                 // The object left the selection: a DELETED of its previous state at the new revision.
                 let prev = ev.prev.as_ref()?;
                 let mut obj = prev.obj.clone();
                 crate::cache::set_resource_version(&mut obj, ev.revision());
                 let json = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
-                let e = Entry { key: prev.key.clone(), obj, json, mod_revision: ev.revision() };
+                let e = Entry {
+                    key: prev.key.clone(),
+                    obj,
+                    json,
+                    mod_revision: ev.revision(),
+                };
                 Some(self.encode(EventType::Deleted, &e, None))
             }
             (_, false, false) => None,
@@ -99,15 +114,31 @@ impl ApiServer {
         if let Some(name) = &t.name {
             prefix = keys::object(t.res, t.namespace.as_deref(), name);
         }
-        let timeout = p.int("timeoutSeconds")?.filter(|s| *s > 0).map(|s| Duration::from_secs(s as u64)).unwrap_or(Duration::from_secs(1800));
+        let timeout = p
+            .int("timeoutSeconds")?
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(s as u64))
+            .unwrap_or(Duration::from_secs(1800));
         let (tx, rx) = mpsc::channel(1024);
-        let w = Watcher { res: t.res, prefix: prefix.clone(), labels, fields, table, bookmarks, tx };
+        let w = Watcher {
+            res: t.res,
+            prefix: prefix.clone(),
+            labels,
+            fields,
+            table,
+            bookmarks,
+            tx,
+        };
         let rv = p.get("resourceVersion");
         let initial = matches!((send_initial, rv), (Some(true), _) | (None, None | Some("0")));
         let (mut replay, sub, after, snapshot_end) = if initial {
             let (objs, sub) = self.cache.subscribe_with_snapshot(&prefix);
             let rev = sub.revision;
-            let lines: Vec<Bytes> = objs.iter().filter(|e| w.passes(e)).map(|e| w.encode(EventType::Added, e, None)).collect();
+            let lines: Vec<Bytes> = objs
+                .iter()
+                .filter(|e| w.passes(e))
+                .map(|e| w.encode(EventType::Added, e, None))
+                .collect();
             (lines, sub, rev, send_initial == Some(true))
         } else {
             let after = match rv {
@@ -121,7 +152,11 @@ impl ApiServer {
                     (lines, sub, last, false)
                 }
                 None => {
-                    let status = ApiError::gone(format!("too old resource version: {after} ({})", self.cache.oldest_watchable())).to_status();
+                    let status = ApiError::gone(format!(
+                        "too old resource version: {after} ({})",
+                        self.cache.oldest_watchable()
+                    ))
+                    .to_status();
                     let line = watch_line("ERROR", &serde_json::to_vec(&status).unwrap_or_default());
                     let _ = w.tx.try_send(line);
                     return Ok(rx);
@@ -141,7 +176,13 @@ impl ApiServer {
     }
 }
 
-async fn run(w: Watcher, replay: Vec<Bytes>, mut live: broadcast::Receiver<Arc<CacheEvent>>, mut after: i64, timeout: Duration) {
+async fn run(
+    w: Watcher,
+    replay: Vec<Bytes>,
+    mut live: broadcast::Receiver<Arc<CacheEvent>>,
+    mut after: i64,
+    timeout: Duration,
+) {
     for line in replay {
         if w.tx.send(line).await.is_err() {
             return;

@@ -134,8 +134,18 @@ fn api_for(client: &kube::Client, n: &Node) -> Api<DynamicObject> {
 async fn any_owner_alive(client: &kube::Client, n: &Node, raw: &DynamicObject) -> bool {
     for r in raw.metadata.owner_references.iter().flatten() {
         let group = r.api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-        let Some(res) = catalogue::find_kind(group, &r.kind) else { continue };
-        let owner = Node { res, namespace: n.namespace.clone(), name: r.name.clone(), uid: String::new(), owners: vec![], deleting: false, finalizers: vec![] };
+        let Some(res) = catalogue::find_kind(group, &r.kind) else {
+            continue;
+        };
+        let owner = Node {
+            res,
+            namespace: n.namespace.clone(),
+            name: r.name.clone(),
+            uid: String::new(),
+            owners: vec![],
+            deleting: false,
+            finalizers: vec![],
+        };
         match api_for(client, &owner).get_opt(&r.name).await {
             Ok(Some(o)) if o.metadata.uid.as_deref() == Some(r.uid.as_str()) => return true,
             Ok(_) => {}
@@ -154,7 +164,11 @@ pub async fn run(client: kube::Client, informers: Informers) {
         let snapshot: Vec<(&'static Resource, Arc<DynamicObject>)> = informers.all();
         let nodes: Vec<Node> = snapshot.iter().map(|(r, o)| to_node(r, o)).collect();
         let actions = plan(&nodes);
-        tracing::debug!(objects = nodes.len(), actions = actions.len(), "garbage collector: pass");
+        tracing::debug!(
+            objects = nodes.len(),
+            actions = actions.len(),
+            "garbage collector: pass"
+        );
         for action in actions {
             if let Err(e) = apply(&client, &nodes, &snapshot, action).await {
                 tracing::debug!(error = %e, "garbage collector: action failed; will retry");
@@ -172,16 +186,26 @@ async fn apply(
     snapshot: &[(&'static Resource, Arc<DynamicObject>)],
     action: Action,
 ) -> Result<(), kube::Error> {
-    let pp = PatchParams { field_manager: Some("garbage-collector".into()), ..Default::default() };
+    let pp = PatchParams {
+        field_manager: Some("garbage-collector".into()),
+        ..Default::default()
+    };
     match action {
         Action::Delete(i) => {
             let n = &nodes[i];
-            if any_owner_alive(client, n, &snapshot[i].1).await && !n.owners.iter().any(|(uid, _, _)| {
-                nodes.iter().any(|o| &o.uid == uid && o.deleting && o.finalizers.iter().any(|f| f == FOREGROUND))
-            }) {
+            if any_owner_alive(client, n, &snapshot[i].1).await
+                && !n.owners.iter().any(|(uid, _, _)| {
+                    nodes
+                        .iter()
+                        .any(|o| &o.uid == uid && o.deleting && o.finalizers.iter().any(|f| f == FOREGROUND))
+                })
+            {
                 return Ok(());
             }
-            let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+            let dp = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..Default::default()
+            };
             match api_for(client, n).delete(&n.name, &dp).await {
                 Ok(_) => Ok(()),
                 Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
@@ -191,16 +215,30 @@ async fn apply(
         Action::DropOwners(i, uids) => {
             let n = &nodes[i];
             let raw = &snapshot[i].1;
-            let keep: Vec<_> = raw.metadata.owner_references.iter().flatten().filter(|r| !uids.contains(&r.uid)).cloned().collect();
-            let patch = json!({"metadata": {"ownerReferences": keep, "resourceVersion": raw.metadata.resource_version}});
-            api_for(client, n).patch(&n.name, &pp, &Patch::Merge(patch)).await.map(|_| ())
+            let keep: Vec<_> = raw
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .filter(|r| !uids.contains(&r.uid))
+                .cloned()
+                .collect();
+            let patch =
+                json!({"metadata": {"ownerReferences": keep, "resourceVersion": raw.metadata.resource_version}});
+            api_for(client, n)
+                .patch(&n.name, &pp, &Patch::Merge(patch))
+                .await
+                .map(|_| ())
         }
         Action::RemoveFinalizer(i, f) => {
             let n = &nodes[i];
             let raw = &snapshot[i].1;
             let keep: Vec<_> = n.finalizers.iter().filter(|x| x.as_str() != f).cloned().collect();
             let patch = json!({"metadata": {"finalizers": keep, "resourceVersion": raw.metadata.resource_version}});
-            api_for(client, n).patch(&n.name, &pp, &Patch::Merge(patch)).await.map(|_| ())
+            api_for(client, n)
+                .patch(&n.name, &pp, &Patch::Merge(patch))
+                .await
+                .map(|_| ())
         }
     }
 }
@@ -215,7 +253,10 @@ mod tests {
             namespace: "default".into(),
             name: uid.into(),
             uid: uid.into(),
-            owners: owners.iter().map(|o| (o.to_string(), "DaemonSet".into(), o.to_string())).collect(),
+            owners: owners
+                .iter()
+                .map(|o| (o.to_string(), "DaemonSet".into(), o.to_string()))
+                .collect(),
             deleting: false,
             finalizers: vec![],
         }
@@ -254,7 +295,10 @@ mod tests {
         assert_eq!(plan(&nodes), vec![Action::Delete(1)]);
         let mut dying = node("pod", &["ds"]);
         dying.deleting = true;
-        assert!(plan(&[owner.clone(), dying]).is_empty(), "waits for the dependent to go");
+        assert!(
+            plan(&[owner.clone(), dying]).is_empty(),
+            "waits for the dependent to go"
+        );
         assert_eq!(plan(&[owner]), vec![Action::RemoveFinalizer(0, FOREGROUND)]);
     }
 }

@@ -60,13 +60,19 @@ impl Informers {
                             }
                             tx.send_modify(|n| *n += 1)
                         }
-                        Err(e) => tracing::warn!(resource = r.plural, group = r.group, error = %e, "informer: watch failed; retrying"),
+                        Err(e) => {
+                            tracing::warn!(resource = r.plural, group = r.group, error = %e, "informer: watch failed; retrying")
+                        }
                     }
                 }
             });
             stores.push((r, reader));
         }
-        Informers { stores: Arc::new(stores), changed: rx, synced }
+        Informers {
+            stores: Arc::new(stores),
+            changed: rx,
+            synced,
+        }
     }
 
     /// Waits until every cache has had its first list.
@@ -81,7 +87,10 @@ impl Informers {
 
     /// Every cached object with its resource.
     pub fn all(&self) -> Vec<(&'static Resource, Arc<DynamicObject>)> {
-        self.stores.iter().flat_map(|(r, s)| s.state().into_iter().map(move |o| (*r, o))).collect()
+        self.stores
+            .iter()
+            .flat_map(|(r, s)| s.state().into_iter().map(move |o| (*r, o)))
+            .collect()
     }
 
     /// The cached objects of one resource.

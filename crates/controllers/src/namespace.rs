@@ -39,13 +39,20 @@ pub async fn run(client: kube::Client, informers: Informers) {
 async fn drain(client: &kube::Client, informers: &Informers, ns: &str) -> Result<bool, kube::Error> {
     let mut empty = true;
     for r in RESOURCES.iter().filter(|r| r.namespaced) {
-        let left: Vec<_> = informers.of(r.group, r.plural).into_iter().filter(|o| o.metadata.namespace.as_deref() == Some(ns)).collect();
+        let left: Vec<_> = informers
+            .of(r.group, r.plural)
+            .into_iter()
+            .filter(|o| o.metadata.namespace.as_deref() == Some(ns))
+            .collect();
         if left.is_empty() {
             continue;
         }
         empty = false;
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource(r));
-        let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
         for o in left.iter().filter(|o| o.metadata.deletion_timestamp.is_none()) {
             match api.delete(o.metadata.name.as_deref().unwrap_or_default(), &dp).await {
                 Ok(_) => {}
@@ -59,9 +66,13 @@ async fn drain(client: &kube::Client, informers: &Informers, ns: &str) -> Result
 
 async fn finalize(client: &kube::Client, name: &str) -> Result<(), kube::Error> {
     let api: Api<Namespace> = Api::all(client.clone());
-    let Some(mut ns) = api.get_opt(name).await? else { return Ok(()) };
+    let Some(mut ns) = api.get_opt(name).await? else {
+        return Ok(());
+    };
     if let Some(spec) = ns.spec.as_mut() {
         spec.finalizers = Some(vec![]);
     }
-    api.replace_subresource("finalize", name, &PostParams::default(), &ns).await.map(|_| ())
+    api.replace_subresource("finalize", name, &PostParams::default(), &ns)
+        .await
+        .map(|_| ())
 }

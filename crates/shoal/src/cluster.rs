@@ -34,7 +34,9 @@ pub fn open_store(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, 
     } else if url == "memory://" || url == "memory" {
         Ok(Arc::new(shoal_store::MemoryStore::new()))
     } else {
-        Err(StartError(format!("unsupported --store {url:?}: use sqlite://PATH or memory://")))
+        Err(StartError(format!(
+            "unsupported --store {url:?}: use sqlite://PATH or memory://"
+        )))
     }
 }
 
@@ -82,18 +84,39 @@ pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError>
     let store = open_store(args.store.as_deref(), dir)?;
     let api = ApiServer::new(store).await.map_err(err("starting the API server"))?;
 
-    let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(err("binding --listen"))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(err("binding --listen"))?;
     let addr = listener.local_addr().map_err(err("reading the listen address"))?;
-    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
     let certs = tls::ensure_certs(dir, std::slice::from_ref(&host)).map_err(err("preparing certificates"))?;
     let admin_token = ensure_secret(&dir.join("admin-token"))?;
     let node_secret = ensure_secret(&dir.join("node-secret"))?;
-    tls::write_private(&dir.join("node-token"), &format!("{}\n", join_token(&certs.ca_pem, &node_secret))).map_err(err("writing node-token"))?;
-    let url_host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+    tls::write_private(
+        &dir.join("node-token"),
+        &format!("{}\n", join_token(&certs.ca_pem, &node_secret)),
+    )
+    .map_err(err("writing node-token"))?;
+    let url_host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
     let server_url = format!("https://{url_host}:{}", addr.port());
-    tls::write_private(&dir.join("kubeconfig"), &kubeconfig(&server_url, &certs.ca_pem, &admin_token)).map_err(err("writing kubeconfig"))?;
+    tls::write_private(
+        &dir.join("kubeconfig"),
+        &kubeconfig(&server_url, &certs.ca_pem, &admin_token),
+    )
+    .map_err(err("writing kubeconfig"))?;
 
-    let cfg = ServeConfig { tls: tls::server_config(&certs).map_err(err("configuring TLS"))?, admin_tokens: vec![admin_token] };
+    let cfg = ServeConfig {
+        tls: tls::server_config(&certs).map_err(err("configuring TLS"))?,
+        admin_tokens: vec![admin_token],
+    };
     tokio::spawn(shoal_apiserver::serve(api.clone(), listener, cfg));
 
     let client = kube::Client::new(api.router(), "default");
@@ -116,10 +139,18 @@ pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError>
 
 /// Asks `/readyz` over HTTPS, verifying the server with the cluster CA.
 async fn wait_ready(addr: &std::net::SocketAddr, ca_pem: &str) -> Result<(), StartError> {
-    let target = if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { *addr };
+    let target = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        *addr
+    };
     let client = shoal_apiserver::client::HttpsClient::new(target, ca_pem, None).map_err(err("TLS client"))?;
     for _ in 0..100 {
-        if client.request("GET", "/readyz", "text/plain", b"").await.is_ok_and(|r| r.status == 200) {
+        if client
+            .request("GET", "/readyz", "text/plain", b"")
+            .await
+            .is_ok_and(|r| r.status == 200)
+        {
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -133,10 +164,16 @@ pub fn exec_kubectl(data_dir: &Path, args: &[String]) -> std::process::ExitCode 
     use std::os::unix::process::CommandExt;
     let kubeconfig: PathBuf = data_dir.join("kubeconfig");
     if !kubeconfig.exists() {
-        eprintln!("error: {} does not exist: start a cluster with `shoal up` first", kubeconfig.display());
+        eprintln!(
+            "error: {} does not exist: start a cluster with `shoal up` first",
+            kubeconfig.display()
+        );
         return std::process::ExitCode::FAILURE;
     }
-    let e = std::process::Command::new("kubectl").args(args).env("KUBECONFIG", &kubeconfig).exec();
+    let e = std::process::Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", &kubeconfig)
+        .exec();
     eprintln!("error: cannot run kubectl: {e}");
     std::process::ExitCode::FAILURE
 }

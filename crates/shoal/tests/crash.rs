@@ -11,7 +11,10 @@ fn kill_9_during_writes_loses_no_acknowledged_write() {
     let tmp = tempfile::tempdir().unwrap();
     let mut c = Cluster::start_in(tmp.path(), 1);
     let ca = std::fs::read_to_string(tmp.path().join("tls/ca.crt")).unwrap();
-    let token = std::fs::read_to_string(tmp.path().join("admin-token")).unwrap().trim().to_string();
+    let token = std::fs::read_to_string(tmp.path().join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_string();
     let client = shoal_apiserver::client::HttpsClient::new(c.addr(), &ca, Some(token)).unwrap();
     let acked: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -47,11 +50,25 @@ fn kill_9_during_writes_loses_no_acknowledged_write() {
     let max_rv = acked.iter().map(|(_, rv)| *rv).max().unwrap();
 
     let c = Cluster::start_in(tmp.path(), 1);
-    let names = c.kubectl(&["get", "cm", "-o", "jsonpath={range .items[*]}{.metadata.name}{\"\\n\"}{end}"]);
+    let names = c.kubectl(&[
+        "get",
+        "cm",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}{\"\\n\"}{end}",
+    ]);
     let present: std::collections::HashSet<&str> = names.lines().collect();
     for (name, _) in &acked {
         assert!(present.contains(name.as_str()), "acknowledged write {name} lost");
     }
-    let rv: i64 = c.kubectl(&["create", "configmap", "after-restart", "-o", "jsonpath={.metadata.resourceVersion}"]).parse().unwrap();
+    let rv: i64 = c
+        .kubectl(&[
+            "create",
+            "configmap",
+            "after-restart",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .parse()
+        .unwrap();
     assert!(rv > max_rv, "revision sequence continues: {rv} > {max_rv}");
 }

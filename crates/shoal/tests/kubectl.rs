@@ -45,7 +45,10 @@ fn discovery_nodes_and_the_daemonset_lifecycle() {
 
     // api-resources: short name, group version, namespaced, kind.
     let out = c.kubectl(&["api-resources"]);
-    assert!(regex_line(&out, &["daemonsets", "ds", "apps/v1", "true", "DaemonSet"]), "{out}");
+    assert!(
+        regex_line(&out, &["daemonsets", "ds", "apps/v1", "true", "DaemonSet"]),
+        "{out}"
+    );
     assert!(regex_line(&out, &["nodes", "no", "v1", "false", "Node"]), "{out}");
     let out = c.kubectl(&["api-resources", "--categories=all", "-o", "name"]);
     assert!(out.contains("daemonsets.apps") && out.contains("pods"), "{out}");
@@ -56,11 +59,28 @@ fn discovery_nodes_and_the_daemonset_lifecycle() {
         (out.matches(" Ready ").count() == 3).then_some(out)
     });
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(&header[..6], &["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP"], "{out}");
-    let node1: Vec<&str> = out.lines().find(|l| l.starts_with("node1 ")).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &header[..6],
+        &["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP"],
+        "{out}"
+    );
+    let node1: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("node1 "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
     assert_eq!(node1[1..3], ["Ready", "control-plane"]);
     assert!(node1[5].starts_with("172.20."), "{out}");
-    let lease = c.kubectl(&["get", "lease", "-n", "kube-node-lease", "node2", "-o", "jsonpath={.spec.holderIdentity}"]);
+    let lease = c.kubectl(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-node-lease",
+        "node2",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
     assert_eq!(lease, "node2");
 
     // create / get.
@@ -68,16 +88,34 @@ fn discovery_nodes_and_the_daemonset_lifecycle() {
     assert_eq!(out.trim(), "daemonset.apps/fluentd-elasticsearch created");
     let out = c.kubectl(&["get", "ds", "-n", "kube-system"]);
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE", "SELECTOR", "AGE"]);
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "NODE",
+            "SELECTOR",
+            "AGE"
+        ]
+    );
     assert!(out.contains("fluentd-elasticsearch"), "{out}");
     let yaml = c.kubectl(&["get", "ds", "-n", "kube-system", "fluentd-elasticsearch", "-o", "yaml"]);
     assert!(yaml.contains("type: RollingUpdate"), "defaults applied: {yaml}");
     assert!(yaml.contains("maxUnavailable: 1"), "{yaml}");
     assert!(yaml.contains("revisionHistoryLimit: 10"), "{yaml}");
     assert!(yaml.contains("generation: 1"), "{yaml}");
-    let json: serde_json::Value = serde_json::from_str(&c.kubectl(&["get", "ds", "-n", "kube-system", "fluentd-elasticsearch", "-o", "json"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&c.kubectl(&["get", "ds", "-n", "kube-system", "fluentd-elasticsearch", "-o", "json"]))
+            .unwrap();
     assert_eq!(json["spec"]["template"]["spec"]["restartPolicy"], "Always");
-    assert_eq!(json["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"], "/dev/termination-log");
+    assert_eq!(
+        json["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"],
+        "/dev/termination-log"
+    );
     assert!(json["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
 
     // explain through OpenAPI v3.
@@ -86,13 +124,53 @@ fn discovery_nodes_and_the_daemonset_lifecycle() {
     assert!(out.contains("minReadySeconds"), "{out}");
 
     // label, annotate (merge patches).
-    c.kubectl(&["label", "ds", "-n", "kube-system", "fluentd-elasticsearch", "tier=logging"]);
-    c.kubectl(&["annotate", "ds", "-n", "kube-system", "fluentd-elasticsearch", "team=infra"]);
-    let out = c.kubectl(&["get", "ds", "-n", "kube-system", "-l", "tier=logging", "-o", "jsonpath={.items[*].metadata.annotations.team}"]);
+    c.kubectl(&[
+        "label",
+        "ds",
+        "-n",
+        "kube-system",
+        "fluentd-elasticsearch",
+        "tier=logging",
+    ]);
+    c.kubectl(&[
+        "annotate",
+        "ds",
+        "-n",
+        "kube-system",
+        "fluentd-elasticsearch",
+        "team=infra",
+    ]);
+    let out = c.kubectl(&[
+        "get",
+        "ds",
+        "-n",
+        "kube-system",
+        "-l",
+        "tier=logging",
+        "-o",
+        "jsonpath={.items[*].metadata.annotations.team}",
+    ]);
     assert_eq!(out, "infra");
-    let out = c.kubectl(&["get", "ds", "-n", "kube-system", "-l", "tier notin (logging)", "-o", "name"]);
+    let out = c.kubectl(&[
+        "get",
+        "ds",
+        "-n",
+        "kube-system",
+        "-l",
+        "tier notin (logging)",
+        "-o",
+        "name",
+    ]);
     assert_eq!(out.trim(), "");
-    let generation = c.kubectl(&["get", "ds", "-n", "kube-system", "fluentd-elasticsearch", "-o", "jsonpath={.metadata.generation}"]);
+    let generation = c.kubectl(&[
+        "get",
+        "ds",
+        "-n",
+        "kube-system",
+        "fluentd-elasticsearch",
+        "-o",
+        "jsonpath={.metadata.generation}",
+    ]);
     assert_eq!(generation, "1", "metadata-only changes keep the generation");
 
     // edit (strategic merge patch) through KUBE_EDITOR.
@@ -107,39 +185,81 @@ fn discovery_nodes_and_the_daemonset_lifecycle() {
     let out = c.kubectl(&["delete", "ds", "-n", "kube-system", "fluentd-elasticsearch"]);
     assert!(out.contains("deleted"), "{out}");
     let err = c.kubectl_err(&["get", "ds", "-n", "kube-system", "fluentd-elasticsearch"], None);
-    assert!(err.contains("daemonsets.apps \"fluentd-elasticsearch\" not found"), "{err}");
+    assert!(
+        err.contains("daemonsets.apps \"fluentd-elasticsearch\" not found"),
+        "{err}"
+    );
 }
 
 #[test]
 fn apply_three_times_and_watch() {
     let c = Cluster::up(1);
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: \"1\"\n";
-    assert_eq!(c.kubectl_in(&["apply", "-f", "-"], Some(cm)).trim(), "configmap/settings created");
-    assert_eq!(c.kubectl_in(&["apply", "-f", "-"], Some(cm)).trim(), "configmap/settings unchanged");
+    assert_eq!(
+        c.kubectl_in(&["apply", "-f", "-"], Some(cm)).trim(),
+        "configmap/settings created"
+    );
+    assert_eq!(
+        c.kubectl_in(&["apply", "-f", "-"], Some(cm)).trim(),
+        "configmap/settings unchanged"
+    );
     let cm2 = cm.replace("a: \"1\"", "a: \"2\"");
-    assert_eq!(c.kubectl_in(&["apply", "-f", "-"], Some(&cm2)).trim(), "configmap/settings configured");
+    assert_eq!(
+        c.kubectl_in(&["apply", "-f", "-"], Some(&cm2)).trim(),
+        "configmap/settings configured"
+    );
     assert_eq!(c.kubectl(&["get", "cm", "settings", "-o", "jsonpath={.data.a}"]), "2");
 
     // Server-side apply creates and updates with a field manager.
     let ss = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  k: v\n";
     let out = c.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(ss));
     assert_eq!(out.trim(), "configmap/ssa serverside-applied");
-    let managers = c.kubectl(&["get", "cm", "ssa", "--show-managed-fields", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+    let managers = c.kubectl(&[
+        "get",
+        "cm",
+        "ssa",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
     assert_eq!(managers, "kubectl");
     // Another manager changes k; applying a different value then conflicts with it.
-    c.kubectl(&["patch", "cm", "ssa", "--field-manager", "other", "-p", "{\"data\":{\"k\":\"w\"}}"]);
-    let err = c.kubectl_err(&["apply", "--server-side", "-f", "-"], Some(&ss.replace("k: v", "k: x")));
-    assert!(err.contains("Apply failed with 1 conflict: conflict with \"other\" using v1: .data.k"), "{err}");
+    c.kubectl(&[
+        "patch",
+        "cm",
+        "ssa",
+        "--field-manager",
+        "other",
+        "-p",
+        "{\"data\":{\"k\":\"w\"}}",
+    ]);
+    let err = c.kubectl_err(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&ss.replace("k: v", "k: x")),
+    );
+    assert!(
+        err.contains("Apply failed with 1 conflict: conflict with \"other\" using v1: .data.k"),
+        "{err}"
+    );
     assert_eq!(c.kubectl(&["get", "cm", "ssa", "-o", "jsonpath={.data.k}"]), "w");
-    let out = c.kubectl_in(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&ss.replace("k: v", "k: x")));
+    let out = c.kubectl_in(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(&ss.replace("k: v", "k: x")),
+    );
     assert_eq!(out.trim(), "configmap/ssa serverside-applied");
     assert_eq!(c.kubectl(&["get", "cm", "ssa", "-o", "jsonpath={.data.k}"]), "x");
     // Dropping a field from the configuration removes it.
     let two = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  k: x\n  extra: e\n";
     c.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(two));
     assert_eq!(c.kubectl(&["get", "cm", "ssa", "-o", "jsonpath={.data.extra}"]), "e");
-    c.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(&ss.replace("k: v", "k: x")));
-    assert_eq!(c.kubectl(&["get", "cm", "ssa", "-o", "jsonpath={.data}"]), "{\"k\":\"x\"}");
+    c.kubectl_in(
+        &["apply", "--server-side", "-f", "-"],
+        Some(&ss.replace("k: v", "k: x")),
+    );
+    assert_eq!(
+        c.kubectl(&["get", "cm", "ssa", "-o", "jsonpath={.data}"]),
+        "{\"k\":\"x\"}"
+    );
 
     // get -w sees a change made after it started.
     let mut watch = c.kubectl_cmd(&["get", "cm", "-w", "--output-watch-events"]);
@@ -167,7 +287,10 @@ fn apply_three_times_and_watch() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(seen.iter().any(|l| l.contains("ADDED") && l.contains("late")), "{seen:?}");
+    assert!(
+        seen.iter().any(|l| l.contains("ADDED") && l.contains("late")),
+        "{seen:?}"
+    );
 }
 
 #[test]
@@ -196,14 +319,22 @@ fn delete_propagation_policies() {
 
     make("fg");
     c.kubectl(&["delete", "cm", "fg", "--cascade=foreground"]);
-    c.eventually(20, "foreground owner and dependent gone", || (!exists("fg") && !exists("fg-dep")).then_some(()));
+    c.eventually(20, "foreground owner and dependent gone", || {
+        (!exists("fg") && !exists("fg-dep")).then_some(())
+    });
 
     // Deleting a namespace deletes what is in it.
     c.kubectl(&["create", "namespace", "scratch"]);
     c.kubectl(&["create", "configmap", "inside", "-n", "scratch"]);
     c.kubectl(&["delete", "namespace", "scratch"]);
-    c.eventually(20, "namespace gone", || (!c.kubectl_output(&["get", "ns", "scratch"], None).status.success()).then_some(()));
-    assert!(!c.kubectl_output(&["get", "cm", "inside", "-n", "scratch"], None).status.success());
+    c.eventually(20, "namespace gone", || {
+        (!c.kubectl_output(&["get", "ns", "scratch"], None).status.success()).then_some(())
+    });
+    assert!(
+        !c.kubectl_output(&["get", "cm", "inside", "-n", "scratch"], None)
+            .status
+            .success()
+    );
 }
 
 #[test]
@@ -214,27 +345,43 @@ fn bad_input_is_refused_with_upstream_messages_and_nothing_is_stored() {
         assert!(err.contains("not found"), "{err}");
     };
 
-    let mismatch = DS.replace("  namespace: kube-system\n", "").replace("      labels:\n        name: fluentd-elasticsearch", "      labels:\n        name: other");
+    let mismatch = DS.replace("  namespace: kube-system\n", "").replace(
+        "      labels:\n        name: fluentd-elasticsearch",
+        "      labels:\n        name: other",
+    );
     let err = c.kubectl_err(&["create", "-f", "-"], Some(&mismatch));
     assert!(err.contains("is invalid"), "{err}");
     assert!(err.contains("`selector` does not match template `labels`"), "{err}");
     gone("fluentd-elasticsearch");
 
-    let never = DS.replace("  namespace: kube-system\n", "").replace("      tolerations:", "      restartPolicy: Never\n      tolerations:");
+    let never = DS
+        .replace("  namespace: kube-system\n", "")
+        .replace("      tolerations:", "      restartPolicy: Never\n      tolerations:");
     let err = c.kubectl_err(&["create", "-f", "-"], Some(&never));
-    assert!(err.contains("spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\""), "{err}");
+    assert!(
+        err.contains("spec.template.spec.restartPolicy: Unsupported value: \"Never\": supported values: \"Always\""),
+        "{err}"
+    );
     gone("fluentd-elasticsearch");
 
-    let unknown = DS.replace("  namespace: kube-system\n", "").replace("  selector:", "  bogusField: 1\n  selector:");
+    let unknown = DS
+        .replace("  namespace: kube-system\n", "")
+        .replace("  selector:", "  bogusField: 1\n  selector:");
     let err = c.kubectl_err(&["create", "-f", "-"], Some(&unknown));
     assert!(err.contains("unknown field \"spec.bogusField\""), "{err}");
     gone("fluentd-elasticsearch");
 
-    let err = c.kubectl_err(&["create", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata: [unclosed\n"));
+    let err = c.kubectl_err(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: [unclosed\n"),
+    );
     assert!(err.to_lowercase().contains("error"), "{err}");
 
     // Malformed JSON reaches the server raw: 400 BadRequest.
-    let err = c.kubectl_err(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", "-"], Some("{\"apiVersion\": \"v1\", "));
+    let err = c.kubectl_err(
+        &["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", "-"],
+        Some("{\"apiVersion\": \"v1\", "),
+    );
     assert!(err.contains("BadRequest") || err.contains("malformed"), "{err}");
 
     // Optimistic concurrency: a replace with a stale resourceVersion is a 409.
@@ -242,7 +389,10 @@ fn bad_input_is_refused_with_upstream_messages_and_nothing_is_stored() {
     let stale = c.kubectl(&["get", "cm", "cas", "-o", "yaml"]);
     c.kubectl(&["patch", "cm", "cas", "-p", "{\"data\":{\"a\":\"2\"}}"]);
     let err = c.kubectl_err(&["replace", "-f", "-"], Some(&stale.replace("a: \"1\"", "a: \"3\"")));
-    assert!(err.contains("the object has been modified; please apply your changes to the latest version and try again"), "{err}");
+    assert!(
+        err.contains("the object has been modified; please apply your changes to the latest version and try again"),
+        "{err}"
+    );
     assert_eq!(c.kubectl(&["get", "cm", "cas", "-o", "jsonpath={.data.a}"]), "2");
 }
 
@@ -253,8 +403,14 @@ fn anonymous_requests_are_refused_but_health_is_public() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let anon = shoal_apiserver::client::HttpsClient::new(c.addr(), &ca, None).unwrap();
     rt.block_on(async {
-        assert_eq!(anon.request("GET", "/readyz", "text/plain", b"").await.unwrap().status, 200);
-        let r = anon.request("GET", "/api/v1/pods", "application/json", b"").await.unwrap();
+        assert_eq!(
+            anon.request("GET", "/readyz", "text/plain", b"").await.unwrap().status,
+            200
+        );
+        let r = anon
+            .request("GET", "/api/v1/pods", "application/json", b"")
+            .await
+            .unwrap();
         assert_eq!(r.status, 401);
         let s: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(s["reason"], "Unauthorized");

@@ -15,9 +15,7 @@ use shoal_store::{SqliteStore, Store};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let temp = tempfile::tempdir()?;
-    let dir = args
-        .next()
-        .map_or_else(|| temp.path().to_path_buf(), PathBuf::from);
+    let dir = args.next().map_or_else(|| temp.path().to_path_buf(), PathBuf::from);
     let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
     let value = Bytes::from(vec![b'x'; 1024]);
 

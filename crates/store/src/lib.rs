@@ -127,34 +127,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Keys in `[start, end)` in ascending order, as of `revision` (0 = latest), at most
     /// `limit` of them (0 = no limit). Errors with `Compacted` / `FutureRevision`.
-    async fn range(
-        &self,
-        start: &str,
-        end: &str,
-        revision: Revision,
-        limit: usize,
-    ) -> Result<RangeResult>;
+    async fn range(&self, start: &str, end: &str, revision: Revision, limit: usize) -> Result<RangeResult>;
 
     /// Creates `key`; fails with `AlreadyExists` if present. Returns the new revision.
     async fn create(&self, key: &str, value: Bytes) -> Result<Revision>;
 
     /// Replaces `key`'s value if its mod revision is `expected_mod_revision` (0 = any).
     /// Fails with `NotFound` or `Conflict`. Returns the new revision.
-    async fn update(
-        &self,
-        key: &str,
-        value: Bytes,
-        expected_mod_revision: Revision,
-    ) -> Result<Revision>;
+    async fn update(&self, key: &str, value: Bytes, expected_mod_revision: Revision) -> Result<Revision>;
 
     /// Deletes `key` if its mod revision is `expected_mod_revision` (0 = any). Returns the
     /// revision of the delete and the deleted key-value (as it was before the delete, with its
     /// own mod revision). Fails with `NotFound` or `Conflict`.
-    async fn delete(
-        &self,
-        key: &str,
-        expected_mod_revision: Revision,
-    ) -> Result<(Revision, KeyValue)>;
+    async fn delete(&self, key: &str, expected_mod_revision: Revision) -> Result<(Revision, KeyValue)>;
 
     /// Every change to keys starting with `prefix` after revision `after` (exclusive), then
     /// live changes. Errors with `Compacted` if `after` is older than the compacted revision
@@ -237,11 +222,7 @@ mod tests {
             let end = prefix_end(prefix);
             for key in keys {
                 let in_range = key >= prefix && key < end.as_str();
-                assert_eq!(
-                    in_range,
-                    key.starts_with(prefix),
-                    "prefix {prefix:?} key {key:?}"
-                );
+                assert_eq!(in_range, key.starts_with(prefix), "prefix {prefix:?} key {key:?}");
                 assert_eq!(
                     key.as_bytes() >= prefix.as_bytes() && key.as_bytes() < end.as_bytes(),
                     in_range

@@ -54,13 +54,7 @@ impl MemoryStore {
         Ok(event)
     }
 
-    fn range_at(
-        &self,
-        start: &str,
-        end: &str,
-        revision: Revision,
-        limit: usize,
-    ) -> Result<RangeResult> {
+    fn range_at(&self, start: &str, end: &str, revision: Revision, limit: usize) -> Result<RangeResult> {
         let log = self.inner.log();
         let index = self.inner.core.read();
         // Checked again under the log lock: a compaction may have run since the first check.
@@ -97,13 +91,8 @@ fn rewind(
     revision: Revision,
     limit: usize,
 ) -> RangeResult {
-    let mut state: BTreeMap<String, KeyValue> =
-        latest.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
-    for event in log
-        .iter()
-        .rev()
-        .take_while(|e| e.kv.mod_revision > revision)
-    {
+    let mut state: BTreeMap<String, KeyValue> = latest.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
+    for event in log.iter().rev().take_while(|e| e.kv.mod_revision > revision) {
         let key = event.kv.key.as_str();
         if key < start || key >= end {
             continue;
@@ -124,13 +113,7 @@ fn rewind(
 
 #[async_trait::async_trait]
 impl History for Inner {
-    async fn replay(
-        self: Arc<Self>,
-        prefix: String,
-        after: Revision,
-        upto: Revision,
-        limit: usize,
-    ) -> Result<Replay> {
+    async fn replay(self: Arc<Self>, prefix: String, after: Revision, upto: Revision, limit: usize) -> Result<Replay> {
         let log = self.log();
         let compacted = self.core.compacted();
         if after < compacted {
@@ -156,10 +139,7 @@ impl History for Inner {
                 }
             }
         }
-        Ok(Replay {
-            events,
-            through: upto,
-        })
+        Ok(Replay { events, through: upto })
     }
 }
 
@@ -169,13 +149,7 @@ impl Store for MemoryStore {
         Ok(self.inner.core.get(key))
     }
 
-    async fn range(
-        &self,
-        start: &str,
-        end: &str,
-        revision: Revision,
-        limit: usize,
-    ) -> Result<RangeResult> {
+    async fn range(&self, start: &str, end: &str, revision: Revision, limit: usize) -> Result<RangeResult> {
         match self.inner.core.range(start, end, revision, limit)? {
             Served::Latest(result) => Ok(result),
             Served::At(revision) => self.range_at(start, end, revision, limit),
@@ -190,12 +164,7 @@ impl Store for MemoryStore {
         Ok(event.kv.mod_revision)
     }
 
-    async fn update(
-        &self,
-        key: &str,
-        value: Bytes,
-        expected_mod_revision: Revision,
-    ) -> Result<Revision> {
+    async fn update(&self, key: &str, value: Bytes, expected_mod_revision: Revision) -> Result<Revision> {
         let event = self.write(Op::Update {
             key: key.to_string(),
             value,
@@ -204,11 +173,7 @@ impl Store for MemoryStore {
         Ok(event.kv.mod_revision)
     }
 
-    async fn delete(
-        &self,
-        key: &str,
-        expected_mod_revision: Revision,
-    ) -> Result<(Revision, KeyValue)> {
+    async fn delete(&self, key: &str, expected_mod_revision: Revision) -> Result<(Revision, KeyValue)> {
         deleted(self.write(Op::Delete {
             key: key.to_string(),
             expected: expected_mod_revision,

@@ -59,8 +59,7 @@ INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', 1), ('compacted', 0);
 COMMIT;
 ";
 
-const INSERT: &str =
-    "INSERT INTO log (revision, key, value, create_revision, prev_revision, deleted)
+const INSERT: &str = "INSERT INTO log (revision, key, value, create_revision, prev_revision, deleted)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// The latest row of every key at or before a revision (SQLite takes the bare columns from
@@ -68,8 +67,7 @@ const INSERT: &str =
 const RANGE_AT: &str = "SELECT key, MAX(revision), value, create_revision, deleted FROM log
     WHERE key >= ?1 AND key < ?2 AND revision <= ?3 GROUP BY key ORDER BY key";
 
-const LATEST: &str =
-    "SELECT key, MAX(revision), value, create_revision, deleted FROM log GROUP BY key";
+const LATEST: &str = "SELECT key, MAX(revision), value, create_revision, deleted FROM log GROUP BY key";
 
 /// Rows of a replay with the previous version joined in. `+l.key` keeps the planner on the
 /// revision order of the rowid.
@@ -184,9 +182,7 @@ impl SqliteStore {
 
     async fn write(&self, op: Op) -> Result<Event> {
         let (reply, acknowledged) = oneshot::channel();
-        self.requests
-            .send(Request::Write { op, reply })
-            .map_err(|_| closed())?;
+        self.requests.send(Request::Write { op, reply }).map_err(|_| closed())?;
         acknowledged.await.map_err(|_| closed())?
     }
 }
@@ -216,20 +212,16 @@ impl Drop for SqliteStore {
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| Error::Backend(format!("{}: {e}", path.display())))?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|e| Error::Backend(format!("{}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
     Ok(conn)
 }
 
 fn meta(conn: &Connection, name: &str) -> Result<i64> {
-    conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| {
-        row.get(0)
-    })
-    .map_err(db)
+    conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| row.get(0))
+        .map_err(db)
 }
 
 /// Reads the latest state of every key and checks the log's invariants.
@@ -237,23 +229,17 @@ fn load(conn: &mut Connection) -> Result<Index> {
     let tx = conn.transaction().map_err(db)?;
     let schema = meta(&tx, "schema")?;
     if schema != SCHEMA_VERSION {
-        return Err(Error::Backend(format!(
-            "unsupported store schema version {schema}"
-        )));
+        return Err(Error::Backend(format!("unsupported store schema version {schema}")));
     }
     let compacted = meta(&tx, "compacted")?;
     let last: Revision = tx
-        .query_row("SELECT COALESCE(MAX(revision), 0) FROM log", [], |row| {
-            row.get(0)
-        })
+        .query_row("SELECT COALESCE(MAX(revision), 0) FROM log", [], |row| row.get(0))
         .map_err(db)?;
     let current = last.max(compacted);
     let after_compaction: i64 = tx
-        .query_row(
-            "SELECT COUNT(*) FROM log WHERE revision > ?1",
-            [compacted],
-            |row| row.get(0),
-        )
+        .query_row("SELECT COUNT(*) FROM log WHERE revision > ?1", [compacted], |row| {
+            row.get(0)
+        })
         .map_err(db)?;
     if after_compaction != current - compacted {
         return Err(Error::Backend(format!(
@@ -334,10 +320,7 @@ impl Writer {
         }
         match self.apply(ops) {
             Ok(results) => {
-                let events = results
-                    .iter()
-                    .filter_map(|r| r.as_ref().ok().cloned())
-                    .collect();
+                let events = results.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
                 // Visible to readers and watchers before anyone is told the write is done.
                 self.core.publish(events);
                 for (reply, result) in replies.into_iter().zip(results) {
@@ -358,9 +341,7 @@ impl Writer {
     /// Writes one row per successful op in one transaction. The outer error fails the whole
     /// batch; the inner ones are the ops whose preconditions failed.
     fn apply(&mut self, ops: Vec<Op>) -> rusqlite::Result<Vec<Result<Event>>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(ops.len());
         // Keys written earlier in this batch: their state is not in the index yet.
         let mut staged: HashMap<String, Option<KeyValue>> = HashMap::new();
@@ -406,14 +387,9 @@ impl Writer {
             return Ok(());
         }
         let removed = (|| -> rusqlite::Result<usize> {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let removed = tx.execute(COMPACT, [revision])?;
-            tx.execute(
-                "UPDATE meta SET value = ?1 WHERE name = 'compacted'",
-                [revision],
-            )?;
+            tx.execute("UPDATE meta SET value = ?1 WHERE name = 'compacted'", [revision])?;
             tx.commit()?;
             Ok(removed)
         })();
@@ -469,11 +445,7 @@ struct Reader {
 
 impl Reader {
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let pooled = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        let pooled = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let mut conn = match pooled {
             Some(conn) => conn,
             None => {
@@ -543,11 +515,7 @@ impl Reader {
                 }
             }
             tx.finish().map_err(db)?;
-            Ok(RangeResult {
-                kvs,
-                revision,
-                more,
-            })
+            Ok(RangeResult { kvs, revision, more })
         })
         .await
     }
@@ -555,13 +523,7 @@ impl Reader {
 
 #[async_trait::async_trait]
 impl History for Reader {
-    async fn replay(
-        self: Arc<Self>,
-        prefix: String,
-        after: Revision,
-        upto: Revision,
-        limit: usize,
-    ) -> Result<Replay> {
+    async fn replay(self: Arc<Self>, prefix: String, after: Revision, upto: Revision, limit: usize) -> Result<Replay> {
         self.run(move |conn| {
             let tx = conn.transaction().map_err(db)?;
             let compacted = meta(&tx, "compacted")?;
@@ -578,9 +540,7 @@ impl History for Reader {
             let mut last = after;
             {
                 let mut stmt = tx.prepare_cached(REPLAY).map_err(db)?;
-                let mut rows = stmt
-                    .query(params![after, upto, prefix, end, page])
-                    .map_err(db)?;
+                let mut rows = stmt.query(params![after, upto, prefix, end, page]).map_err(db)?;
                 while let Some(row) = rows.next().map_err(db)? {
                     rows_seen += 1;
                     last = row.get(0).map_err(db)?;
@@ -623,11 +583,7 @@ fn replayed_event(row: &rusqlite::Row<'_>) -> Result<Event> {
         }
     };
     Ok(Event {
-        kind: if deleted {
-            EventKind::Delete
-        } else {
-            EventKind::Put
-        },
+        kind: if deleted { EventKind::Delete } else { EventKind::Put },
         kv: KeyValue {
             key,
             value,
@@ -644,13 +600,7 @@ impl Store for SqliteStore {
         Ok(self.core.get(key))
     }
 
-    async fn range(
-        &self,
-        start: &str,
-        end: &str,
-        revision: Revision,
-        limit: usize,
-    ) -> Result<RangeResult> {
+    async fn range(&self, start: &str, end: &str, revision: Revision, limit: usize) -> Result<RangeResult> {
         match self.core.range(start, end, revision, limit)? {
             Served::Latest(result) => Ok(result),
             Served::At(revision) => {
@@ -671,12 +621,7 @@ impl Store for SqliteStore {
         Ok(event.kv.mod_revision)
     }
 
-    async fn update(
-        &self,
-        key: &str,
-        value: Bytes,
-        expected_mod_revision: Revision,
-    ) -> Result<Revision> {
+    async fn update(&self, key: &str, value: Bytes, expected_mod_revision: Revision) -> Result<Revision> {
         let op = Op::Update {
             key: key.to_string(),
             value,
@@ -685,11 +630,7 @@ impl Store for SqliteStore {
         Ok(self.write(op).await?.kv.mod_revision)
     }
 
-    async fn delete(
-        &self,
-        key: &str,
-        expected_mod_revision: Revision,
-    ) -> Result<(Revision, KeyValue)> {
+    async fn delete(&self, key: &str, expected_mod_revision: Revision) -> Result<(Revision, KeyValue)> {
         deleted(
             self.write(Op::Delete {
                 key: key.to_string(),
@@ -761,16 +702,9 @@ mod tests {
             ]
         );
         let store = SqliteStore::open(&path).expect("reopen");
-        assert_eq!(
-            (store.current_revision(), store.compacted_revision()),
-            (7, 5)
-        );
+        assert_eq!((store.current_revision(), store.compacted_revision()), (7, 5));
         let at6 = store.range("", "z", 6, 0).await.expect("revision 6");
-        let keys: Vec<_> = at6
-            .kvs
-            .iter()
-            .map(|kv| (kv.key.as_str(), kv.mod_revision))
-            .collect();
+        let keys: Vec<_> = at6.kvs.iter().map(|kv| (kv.key.as_str(), kv.mod_revision)).collect();
         assert_eq!(keys, vec![("a", 3), ("c", 6)]);
     }
 
@@ -786,10 +720,7 @@ mod tests {
         }
         assert!(rows(&path).is_empty(), "a deleted key vanishes entirely");
         let store = SqliteStore::open(&path).expect("reopen");
-        assert_eq!(
-            (store.current_revision(), store.compacted_revision()),
-            (2, 2)
-        );
+        assert_eq!((store.current_revision(), store.compacted_revision()), (2, 2));
         assert_eq!(store.create("b", Bytes::new()).await.expect("create"), 3);
     }
 

@@ -74,11 +74,7 @@ impl Op {
                     prev: None,
                 }),
             },
-            Op::Update {
-                key,
-                value,
-                expected,
-            } => {
+            Op::Update { key, value, expected } => {
                 let current = check_precondition(current, &key, expected)?;
                 Ok(Event {
                     kind: EventKind::Put,
@@ -106,11 +102,7 @@ impl Op {
     }
 }
 
-fn check_precondition<'a>(
-    current: Option<&'a KeyValue>,
-    key: &str,
-    expected: Revision,
-) -> Result<&'a KeyValue> {
+fn check_precondition<'a>(current: Option<&'a KeyValue>, key: &str, expected: Revision) -> Result<&'a KeyValue> {
     let current = current.ok_or_else(|| Error::NotFound(key.to_string()))?;
     if expected != 0 && expected != current.mod_revision {
         return Err(Error::Conflict {
@@ -127,18 +119,12 @@ pub(crate) fn deleted(event: Event) -> Result<(Revision, KeyValue)> {
     let revision = event.kv.mod_revision;
     match event.prev {
         Some(prev) if event.kind == EventKind::Delete => Ok((revision, prev)),
-        _ => Err(Error::Backend(format!(
-            "write at revision {revision} was not a delete"
-        ))),
+        _ => Err(Error::Backend(format!("write at revision {revision} was not a delete"))),
     }
 }
 
 /// Checks that `revision` can be read: not newer than `current`, not compacted.
-pub(crate) fn check_revision(
-    revision: Revision,
-    current: Revision,
-    compacted: Revision,
-) -> Result<()> {
+pub(crate) fn check_revision(revision: Revision, current: Revision, compacted: Revision) -> Result<()> {
     if revision > current {
         return Err(Error::FutureRevision {
             requested: revision,
@@ -316,13 +302,7 @@ impl Core {
 
     /// Serves a range from memory if it asks for the latest revision (0 or the current one);
     /// otherwise checks the revision and says where the backend must read.
-    pub(crate) fn range(
-        &self,
-        start: &str,
-        end: &str,
-        revision: Revision,
-        limit: usize,
-    ) -> Result<Served> {
+    pub(crate) fn range(&self, start: &str, end: &str, revision: Revision, limit: usize) -> Result<Served> {
         let index = self.read();
         if revision != 0 {
             check_revision(revision, index.current, index.compacted)?;
@@ -346,11 +326,7 @@ impl Core {
         }
         let mut index = self.write();
         for event in &events {
-            debug_assert_eq!(
-                event.kv.mod_revision,
-                index.current + 1,
-                "revisions are contiguous"
-            );
+            debug_assert_eq!(event.kv.mod_revision, index.current + 1, "revisions are contiguous");
             index.apply(event);
         }
         // Sent under the lock, so a watch subscribing under it gets exactly the events after
@@ -378,12 +354,7 @@ impl Core {
 
     /// Starts a watch of keys under `prefix` after revision `after`: history up to the current
     /// revision is replayed from `history`, later events come from the hub.
-    pub(crate) fn watch(
-        &self,
-        history: Arc<dyn History>,
-        prefix: &str,
-        after: Revision,
-    ) -> Result<WatchStream> {
+    pub(crate) fn watch(&self, history: Arc<dyn History>, prefix: &str, after: Revision) -> Result<WatchStream> {
         let index = self.read();
         if after < index.compacted {
             return Err(Error::Compacted {
@@ -396,13 +367,7 @@ impl Core {
         let live = self.hub.subscribe();
         let subscribed_at = index.current;
         drop(index);
-        Ok(watch::stream(
-            history,
-            prefix.to_string(),
-            after,
-            subscribed_at,
-            live,
-        ))
+        Ok(watch::stream(history, prefix.to_string(), after, subscribed_at, live))
     }
 }
 
@@ -428,9 +393,7 @@ mod tests {
 
     #[test]
     fn create_plans_a_put_without_prev() {
-        let event = create("a", "1")
-            .plan(None, 7)
-            .expect("create of a missing key");
+        let event = create("a", "1").plan(None, 7).expect("create of a missing key");
         assert_eq!(
             event,
             Event {
@@ -440,9 +403,7 @@ mod tests {
             }
         );
         let existing = kv("a", "0", 3, 5);
-        assert!(
-            matches!(create("a", "1").plan(Some(&existing), 7), Err(Error::AlreadyExists(k)) if k == "a")
-        );
+        assert!(matches!(create("a", "1").plan(Some(&existing), 7), Err(Error::AlreadyExists(k)) if k == "a"));
     }
 
     #[test]
@@ -454,9 +415,7 @@ mod tests {
             expected,
         };
         for expected in [0, 5] {
-            let event = update(expected)
-                .plan(Some(&current), 9)
-                .expect("precondition holds");
+            let event = update(expected).plan(Some(&current), 9).expect("precondition holds");
             assert_eq!(event.kind, EventKind::Put);
             assert_eq!(event.kv, kv("a", "new", 3, 9));
             assert_eq!(event.prev, Some(current.clone()));
@@ -482,17 +441,12 @@ mod tests {
             key: "a".to_string(),
             expected,
         };
-        let event = delete(5)
-            .plan(Some(&current), 8)
-            .expect("precondition holds");
+        let event = delete(5).plan(Some(&current), 8).expect("precondition holds");
         assert_eq!(event.kind, EventKind::Delete);
         assert_eq!(event.kv, kv("a", "last", 3, 8));
         assert_eq!(event.prev, Some(current.clone()));
         assert_eq!(deleted(event).expect("a delete"), (8, current.clone()));
-        assert!(matches!(
-            delete(6).plan(Some(&current), 8),
-            Err(Error::Conflict { .. })
-        ));
+        assert!(matches!(delete(6).plan(Some(&current), 8), Err(Error::Conflict { .. })));
         assert!(matches!(delete(0).plan(None, 8), Err(Error::NotFound(_))));
     }
 
@@ -552,10 +506,7 @@ mod tests {
         assert!(matches!(core.range("a", "z", 5, 0), Ok(Served::At(5))));
         assert!(matches!(core.range("a", "z", 10, 0), Ok(Served::Latest(r)) if r.revision == 10));
         assert!(matches!(core.range("a", "z", 0, 0), Ok(Served::Latest(r)) if r.revision == 10));
-        assert!(matches!(
-            core.compaction_needed(11),
-            Err(Error::FutureRevision { .. })
-        ));
+        assert!(matches!(core.compaction_needed(11), Err(Error::FutureRevision { .. })));
         assert!(!core.compaction_needed(4).expect("not in the future"));
         assert!(core.compaction_needed(5).expect("not in the future"));
     }

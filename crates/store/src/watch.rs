@@ -29,13 +29,7 @@ pub(crate) trait History: Send + Sync + 'static {
     /// Events for keys starting with `prefix` with revisions in `(after, upto]`, ascending,
     /// stopping early after at most `limit` (at least 1) events. Fails with `Compacted` when
     /// history after `after` is no longer complete.
-    async fn replay(
-        self: Arc<Self>,
-        prefix: String,
-        after: Revision,
-        upto: Revision,
-        limit: usize,
-    ) -> Result<Replay>;
+    async fn replay(self: Arc<Self>, prefix: String, after: Revision, upto: Revision, limit: usize) -> Result<Replay>;
 }
 
 /// Builds the stream of a watch subscribed to the hub (`live`) when the current revision was
@@ -85,12 +79,7 @@ impl Watcher {
         }
         while self.delivered < self.replay_upto {
             let step = Arc::clone(&self.history)
-                .replay(
-                    self.prefix.clone(),
-                    self.delivered,
-                    self.replay_upto,
-                    REPLAY_PAGE,
-                )
+                .replay(self.prefix.clone(), self.delivered, self.replay_upto, REPLAY_PAGE)
                 .await;
             match step {
                 Ok(step) if step.through > self.delivered => {
@@ -212,10 +201,7 @@ mod tests {
                     }
                 }
             }
-            Ok(Replay {
-                events,
-                through: upto,
-            })
+            Ok(Replay { events, through: upto })
         }
     }
 
@@ -252,12 +238,10 @@ mod tests {
         let (hub, live) = broadcast::channel(16);
         let mut stream = stream(history.clone(), "a".to_string(), 0, count, live);
         // A duplicate of a replayed revision, then the next ones.
-        hub.send(Arc::new(vec![put("a", count)]))
-            .expect("receiver alive");
+        hub.send(Arc::new(vec![put("a", count)])).expect("receiver alive");
         hub.send(Arc::new(vec![put("a", count + 1), put("b", count + 2)]))
             .expect("receiver alive");
-        hub.send(Arc::new(vec![put("a", count + 3)]))
-            .expect("receiver alive");
+        hub.send(Arc::new(vec![put("a", count + 3)])).expect("receiver alive");
 
         let first = next(&mut stream).await.expect("first page");
         assert_eq!(first.len(), REPLAY_PAGE);
@@ -281,8 +265,7 @@ mod tests {
         let (hub, live) = broadcast::channel(4);
         let mut stream = stream(history, String::new(), 0, 0, live);
         for revision in 1..=10 {
-            hub.send(Arc::new(vec![put("k", revision)]))
-                .expect("receiver alive");
+            hub.send(Arc::new(vec![put("k", revision)])).expect("receiver alive");
         }
         assert_eq!(next(&mut stream).await, None);
     }
@@ -297,10 +280,7 @@ mod tests {
         let mut stream = stream(history, String::new(), 0, 0, live);
         hub.send(Arc::new(vec![put("k", 1), put("k", 2), put("k", 4)]))
             .expect("receiver alive");
-        assert_eq!(
-            next(&mut stream).await.map(|b| revisions(&b)),
-            Some(vec![1, 2])
-        );
+        assert_eq!(next(&mut stream).await.map(|b| revisions(&b)), Some(vec![1, 2]));
         assert_eq!(next(&mut stream).await, None);
     }
 
@@ -314,14 +294,8 @@ mod tests {
         let mut stream = stream(history.clone(), String::new(), 5, 3, live);
         hub.send(Arc::new((4..=7).map(|r| put("k", r)).collect()))
             .expect("receiver alive");
-        assert_eq!(
-            next(&mut stream).await.map(|b| revisions(&b)),
-            Some(vec![6, 7])
-        );
-        assert!(
-            history.calls.lock().expect("test lock").is_empty(),
-            "nothing to replay"
-        );
+        assert_eq!(next(&mut stream).await.map(|b| revisions(&b)), Some(vec![6, 7]));
+        assert!(history.calls.lock().expect("test lock").is_empty(), "nothing to replay");
     }
 
     #[tokio::test]
@@ -329,13 +303,7 @@ mod tests {
         struct Gone;
         #[async_trait::async_trait]
         impl History for Gone {
-            async fn replay(
-                self: Arc<Self>,
-                _: String,
-                after: Revision,
-                _: Revision,
-                _: usize,
-            ) -> Result<Replay> {
+            async fn replay(self: Arc<Self>, _: String, after: Revision, _: Revision, _: usize) -> Result<Replay> {
                 Err(Error::Compacted {
                     requested: after,
                     compacted: after + 1,

@@ -11,8 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use shoal_store::{
-    Error, Event, EventKind, KeyValue, MemoryStore, Revision, SqliteStore, Store, WatchStream,
-    prefix_end,
+    Error, Event, EventKind, KeyValue, MemoryStore, Revision, SqliteStore, Store, WatchStream, prefix_end,
 };
 
 // ----------------------------------------------------------------------------------------
@@ -89,72 +88,33 @@ async fn create_and_get(store: Arc<dyn Store>) {
     assert_eq!(store.current_revision(), 0);
     assert_eq!(store.compacted_revision(), 0);
     assert_eq!(store.create("/a", v("1")).await.expect("create"), 1);
-    assert_eq!(
-        store.get("/a").await.expect("get"),
-        Some(kv("/a", "1", 1, 1))
-    );
+    assert_eq!(store.get("/a").await.expect("get"), Some(kv("/a", "1", 1, 1)));
     assert_eq!(store.get("/b").await.expect("get"), None);
-    assert_eq!(
-        store
-            .create("/b", Bytes::new())
-            .await
-            .expect("create empty value"),
-        2
-    );
-    assert_eq!(
-        store.get("/b").await.expect("get"),
-        Some(kv("/b", "", 2, 2))
-    );
+    assert_eq!(store.create("/b", Bytes::new()).await.expect("create empty value"), 2);
+    assert_eq!(store.get("/b").await.expect("get"), Some(kv("/b", "", 2, 2)));
 
     match store.create("/a", v("2")).await {
         Err(Error::AlreadyExists(key)) => assert_eq!(key, "/a"),
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
-    assert_eq!(
-        store.current_revision(),
-        2,
-        "a failed create takes no revision"
-    );
-    assert_eq!(
-        store.get("/a").await.expect("get"),
-        Some(kv("/a", "1", 1, 1))
-    );
+    assert_eq!(store.current_revision(), 2, "a failed create takes no revision");
+    assert_eq!(store.get("/a").await.expect("get"), Some(kv("/a", "1", 1, 1)));
 }
 
 async fn update_with_preconditions(store: Arc<dyn Store>) {
     store.create("/a", v("1")).await.expect("create");
-    assert_eq!(
-        store.update("/a", v("2"), 1).await.expect("right revision"),
-        2
-    );
-    assert_eq!(
-        store.get("/a").await.expect("get"),
-        Some(kv("/a", "2", 1, 2))
-    );
+    assert_eq!(store.update("/a", v("2"), 1).await.expect("right revision"), 2);
+    assert_eq!(store.get("/a").await.expect("get"), Some(kv("/a", "2", 1, 2)));
 
     match store.update("/a", v("x"), 1).await {
-        Err(Error::Conflict {
-            key,
-            expected,
-            current,
-        }) => {
+        Err(Error::Conflict { key, expected, current }) => {
             assert_eq!((key.as_str(), expected), ("/a", 1));
-            assert_eq!(
-                current,
-                kv("/a", "2", 1, 2),
-                "a conflict carries the current value"
-            );
+            assert_eq!(current, kv("/a", "2", 1, 2), "a conflict carries the current value");
         }
         other => panic!("expected Conflict, got {other:?}"),
     }
-    assert_eq!(
-        store.update("/a", v("3"), 0).await.expect("any revision"),
-        3
-    );
-    assert_eq!(
-        store.get("/a").await.expect("get"),
-        Some(kv("/a", "3", 1, 3))
-    );
+    assert_eq!(store.update("/a", v("3"), 0).await.expect("any revision"), 3);
+    assert_eq!(store.get("/a").await.expect("get"), Some(kv("/a", "3", 1, 3)));
 
     for expected in [0, 3] {
         match store.update("/missing", v("x"), expected).await {
@@ -162,20 +122,14 @@ async fn update_with_preconditions(store: Arc<dyn Store>) {
             other => panic!("expected NotFound, got {other:?}"),
         }
     }
-    assert_eq!(
-        store.current_revision(),
-        3,
-        "failed updates take no revision"
-    );
+    assert_eq!(store.current_revision(), 3, "failed updates take no revision");
 }
 
 async fn delete_with_preconditions(store: Arc<dyn Store>) {
     store.create("/a", v("1")).await.expect("create");
     store.update("/a", v("2"), 1).await.expect("update");
     match store.delete("/a", 1).await {
-        Err(Error::Conflict {
-            current, expected, ..
-        }) => {
+        Err(Error::Conflict { current, expected, .. }) => {
             assert_eq!(expected, 1);
             assert_eq!(current, kv("/a", "2", 1, 2));
         }
@@ -189,11 +143,7 @@ async fn delete_with_preconditions(store: Arc<dyn Store>) {
 
     let (revision, deleted) = store.delete("/a", 2).await.expect("right revision");
     assert_eq!(revision, 3);
-    assert_eq!(
-        deleted,
-        kv("/a", "2", 1, 2),
-        "the deleted key-value as it was"
-    );
+    assert_eq!(deleted, kv("/a", "2", 1, 2), "the deleted key-value as it was");
     assert_eq!(store.get("/a").await.expect("get"), None);
     for key in ["/a", "/never"] {
         match store.delete(key, 0).await {
@@ -204,10 +154,7 @@ async fn delete_with_preconditions(store: Arc<dyn Store>) {
 
     // A re-created key starts a new life.
     assert_eq!(store.create("/a", v("again")).await.expect("re-create"), 4);
-    assert_eq!(
-        store.get("/a").await.expect("get"),
-        Some(kv("/a", "again", 4, 4))
-    );
+    assert_eq!(store.get("/a").await.expect("get"), Some(kv("/a", "again", 4, 4)));
     let (revision, deleted) = store.delete("/a", 0).await.expect("any revision");
     assert_eq!((revision, deleted), (5, kv("/a", "again", 4, 4)));
     assert_eq!(store.current_revision(), 5);
@@ -277,10 +224,7 @@ async fn range_with_limit_and_more(store: Arc<dyn Store>) {
 
     let inner = store.range("/r/b", "/r/d", 0, 0).await.expect("range");
     assert_eq!(keys(&inner.kvs), ["/r/b", "/r/c"], "end is exclusive");
-    let empty = store
-        .range("/r/d", "/r/b", 0, 0)
-        .await
-        .expect("inverted range");
+    let empty = store.range("/r/d", "/r/b", 0, 0).await.expect("inverted range");
     assert!(empty.kvs.is_empty() && !empty.more);
 
     // Paging at a fixed revision sees a consistent snapshot despite later writes.
@@ -329,10 +273,7 @@ async fn historical_ranges_match_a_model(store: Arc<dyn Store>) {
                     continue;
                 }
                 if rng.below(3) == 0 {
-                    let (revision, _) = store
-                        .delete(&key, current.mod_revision)
-                        .await
-                        .expect("delete");
+                    let (revision, _) = store.delete(&key, current.mod_revision).await.expect("delete");
                     assert_eq!(revision, next);
                     state.remove(&key);
                 } else {
@@ -352,32 +293,20 @@ async fn historical_ranges_match_a_model(store: Arc<dyn Store>) {
     let end = prefix_end("/h/");
     for (revision, state) in model.iter().enumerate().skip(1) {
         let revision = revision as Revision;
-        let got = store
-            .range("/h/", &end, revision, 0)
-            .await
-            .expect("historical range");
+        let got = store.range("/h/", &end, revision, 0).await.expect("historical range");
         let want: Vec<KeyValue> = state.values().cloned().collect();
         assert_eq!(got.kvs, want, "state at revision {revision}");
         assert_eq!((got.revision, got.more), (revision, false));
         if revision % 7 == 0 {
-            let limited = store
-                .range("/h/", &end, revision, 3)
-                .await
-                .expect("limited");
-            assert_eq!(
-                limited.kvs,
-                want.iter().take(3).cloned().collect::<Vec<_>>()
-            );
+            let limited = store.range("/h/", &end, revision, 3).await.expect("limited");
+            assert_eq!(limited.kvs, want.iter().take(3).cloned().collect::<Vec<_>>());
             assert_eq!(limited.more, want.len() > 3);
         }
     }
     let latest = store.range("/h/", &end, 0, 0).await.expect("latest");
     assert_eq!(
         latest.kvs,
-        model[current as usize]
-            .values()
-            .cloned()
-            .collect::<Vec<_>>()
+        model[current as usize].values().cloned().collect::<Vec<_>>()
     );
 
     // After compaction, every later revision still reads the same.
@@ -435,43 +364,27 @@ async fn compaction(store: Arc<dyn Store>) {
     assert_eq!(store.current_revision(), 7, "compaction takes no revision");
     for revision in [1, 3, 5] {
         match store.range("/", "0", revision, 0).await {
-            Err(Error::Compacted {
-                requested,
-                compacted,
-            }) => assert_eq!((requested, compacted), (revision, 5)),
+            Err(Error::Compacted { requested, compacted }) => assert_eq!((requested, compacted), (revision, 5)),
             other => panic!("expected Compacted at {revision}, got {other:?}"),
         }
     }
     let at6 = store.range("/", "0", 6, 0).await.expect("revision 6");
     assert_eq!(
         at6.kvs,
-        vec![
-            kv("/a", "a2", 1, 4),
-            kv("/c", "c1", 3, 3),
-            kv("/d", "d1", 6, 6)
-        ]
+        vec![kv("/a", "a2", 1, 4), kv("/c", "c1", 3, 3), kv("/d", "d1", 6, 6)]
     );
     let latest = store.range("/", "0", 0, 0).await.expect("latest");
     assert_eq!(
         latest.kvs,
-        vec![
-            kv("/a", "a2", 1, 4),
-            kv("/c", "c2", 3, 7),
-            kv("/d", "d1", 6, 6)
-        ]
+        vec![kv("/a", "a2", 1, 4), kv("/c", "c2", 3, 7), kv("/d", "d1", 6, 6)]
     );
 
     match store.watch("/", 4) {
-        Err(Error::Compacted {
-            requested,
-            compacted,
-        }) => assert_eq!((requested, compacted), (4, 5)),
+        Err(Error::Compacted { requested, compacted }) => assert_eq!((requested, compacted), (4, 5)),
         Err(other) => panic!("expected Compacted, got {other:?}"),
         Ok(_) => panic!("expected Compacted, got a stream"),
     }
-    let mut watch = store
-        .watch("/", 5)
-        .expect("watching from the compacted revision");
+    let mut watch = store.watch("/", 5).expect("watching from the compacted revision");
     assert_eq!(
         take(&mut watch, 2).await,
         vec![
@@ -491,24 +404,12 @@ async fn compaction(store: Arc<dyn Store>) {
         store.range("/", "0", 7, 0).await,
         Err(Error::Compacted { .. })
     ));
-    assert_eq!(
-        store.range("/", "0", 0, 0).await.expect("latest").kvs,
-        latest.kvs
-    );
-    assert_eq!(
-        store.get("/a").await.expect("get"),
-        Some(kv("/a", "a2", 1, 4))
-    );
-    let mut fresh = store
-        .watch("/", 7)
-        .expect("watch from the compacted revision");
+    assert_eq!(store.range("/", "0", 0, 0).await.expect("latest").kvs, latest.kvs);
+    assert_eq!(store.get("/a").await.expect("get"), Some(kv("/a", "a2", 1, 4)));
+    let mut fresh = store.watch("/", 7).expect("watch from the compacted revision");
     store.update("/d", v("d2"), 6).await.expect("8");
     let expected = vec![put(kv("/d", "d2", 6, 8), Some(kv("/d", "d1", 6, 6)))];
-    assert_eq!(
-        take(&mut watch, 1).await,
-        expected,
-        "a live watch survives compaction"
-    );
+    assert_eq!(take(&mut watch, 1).await, expected, "a live watch survives compaction");
     assert_eq!(take(&mut fresh, 1).await, expected);
 }
 
@@ -551,14 +452,8 @@ async fn watch_replays_then_follows_live(store: Arc<dyn Store>) {
     // From the current revision: nothing until the next write.
     let mut now = store.watch("/w/", 7).expect("watch");
     store.create("/w/c", v("c")).await.expect("8");
-    assert_eq!(
-        take(&mut now, 1).await,
-        vec![put(kv("/w/c", "c", 8, 8), None)]
-    );
-    assert_eq!(
-        take(&mut from2, 1).await,
-        vec![put(kv("/w/c", "c", 8, 8), None)]
-    );
+    assert_eq!(take(&mut now, 1).await, vec![put(kv("/w/c", "c", 8, 8), None)]);
+    assert_eq!(take(&mut from2, 1).await, vec![put(kv("/w/c", "c", 8, 8), None)]);
 }
 
 async fn watch_filters_by_prefix(store: Arc<dyn Store>) {
@@ -599,10 +494,7 @@ async fn watch_from_the_future_waits_for_its_revision(store: Arc<dyn Store>) {
     store.create("/f/a", v("1")).await.expect("1");
     let mut watch = store.watch("/f/", 3).expect("a future start is allowed");
     for i in 2..=5 {
-        store
-            .update("/f/a", v(&i.to_string()), 0)
-            .await
-            .expect("update");
+        store.update("/f/a", v(&i.to_string()), 0).await.expect("update");
     }
     let events = take(&mut watch, 2).await;
     assert_eq!(revisions(&events), [4, 5]);
@@ -621,16 +513,10 @@ async fn concurrent_writers(store: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             let key = format!("/c/{t:02}");
             let mut acknowledged = Vec::new();
-            let mut last = store
-                .create(&key, v(&format!("{t}-0")))
-                .await
-                .expect("create");
+            let mut last = store.create(&key, v(&format!("{t}-0"))).await.expect("create");
             acknowledged.push(last);
             for i in 1..WRITES {
-                last = store
-                    .update(&key, v(&format!("{t}-{i}")), last)
-                    .await
-                    .expect("update");
+                last = store.update(&key, v(&format!("{t}-{i}")), last).await.expect("update");
                 acknowledged.push(last);
                 // An acknowledged write is visible to any later read.
                 let seen = store.get(&key).await.expect("get").expect("present");
@@ -711,11 +597,7 @@ async fn compare_and_swap_counter(store: Arc<dyn Store>) {
         task.await.expect("task");
     }
     let counter = store.get("/counter").await.expect("get").expect("present");
-    assert_eq!(
-        counter.value,
-        v(&(TASKS * INCREMENTS).to_string()),
-        "no lost update"
-    );
+    assert_eq!(counter.value, v(&(TASKS * INCREMENTS).to_string()), "no lost update");
     assert_eq!(counter.mod_revision, (TASKS * INCREMENTS + 1) as Revision);
     assert_eq!(
         store.current_revision(),
@@ -733,10 +615,7 @@ async fn watches_started_during_writes_have_no_gap_or_duplicate(store: Arc<dyn S
         let store = Arc::clone(&store);
         writers.push(tokio::spawn(async move {
             for i in 0..WRITES {
-                store
-                    .create(&format!("/g/{t}/{i}"), v("x"))
-                    .await
-                    .expect("create");
+                store.create(&format!("/g/{t}/{i}"), v("x")).await.expect("create");
                 if i % 10 == 0 {
                     tokio::task::yield_now().await;
                 }
@@ -772,10 +651,7 @@ async fn long_replays_page_through_history(store: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             for i in 0..WRITES {
                 let prefix = if (t + i) % 3 == 0 { "/l/x/" } else { "/l/y/" };
-                store
-                    .create(&format!("{prefix}{t}-{i}"), v("x"))
-                    .await
-                    .expect("create");
+                store.create(&format!("{prefix}{t}-{i}"), v("x")).await.expect("create");
             }
         }));
     }
@@ -896,10 +772,7 @@ async fn memory_slow_watcher_is_ended_without_blocking_writers() {
     // A new watch from where it stopped replays the rest.
     let mut resumed = store.watch("", delivered.len() as Revision).expect("watch");
     let rest = take(&mut resumed, writes - delivered.len()).await;
-    assert_eq!(
-        rest.last().map(|e| e.kv.mod_revision),
-        Some(writes as Revision)
-    );
+    assert_eq!(rest.last().map(|e| e.kv.mod_revision), Some(writes as Revision));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -923,10 +796,7 @@ async fn sqlite_reopen_keeps_everything_and_continues_the_revision() {
                 let mut acked = Vec::new();
                 for i in 0..10 {
                     let key = format!("/many/{t}/{i}");
-                    acked.push((
-                        key.clone(),
-                        store.create(&key, v("m")).await.expect("create"),
-                    ));
+                    acked.push((key.clone(), store.create(&key, v("m")).await.expect("create")));
                 }
                 acked
             }));
@@ -934,11 +804,7 @@ async fn sqlite_reopen_keeps_everything_and_continues_the_revision() {
         for task in tasks {
             for (key, revision) in task.await.expect("task") {
                 assert_eq!(
-                    store
-                        .get(&key)
-                        .await
-                        .expect("get")
-                        .map(|kv| kv.mod_revision),
+                    store.get(&key).await.expect("get").map(|kv| kv.mod_revision),
                     Some(revision)
                 );
             }
@@ -954,14 +820,8 @@ async fn sqlite_reopen_keeps_everything_and_continues_the_revision() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("reopen"));
     assert_eq!(store.current_revision(), current);
     assert_eq!(store.compacted_revision(), 3);
-    assert_eq!(
-        store.range("", "\u{10FFFF}", 0, 0).await.expect("latest"),
-        latest
-    );
-    assert_eq!(
-        store.range("", "\u{10FFFF}", 5, 0).await.expect("at 5"),
-        at5
-    );
+    assert_eq!(store.range("", "\u{10FFFF}", 0, 0).await.expect("latest"), latest);
+    assert_eq!(store.range("", "\u{10FFFF}", 5, 0).await.expect("at 5"), at5);
     assert_eq!(
         at5.kvs,
         vec![kv("/a", "a2", 1, 3), kv("/c", "c1", 5, 5)],
@@ -978,10 +838,7 @@ async fn sqlite_reopen_keeps_everything_and_continues_the_revision() {
         "the same replay, prev values included"
     );
 
-    assert_eq!(
-        store.create("/after", v("x")).await.expect("create"),
-        current + 1
-    );
+    assert_eq!(store.create("/after", v("x")).await.expect("create"), current + 1);
     assert_eq!(
         take(&mut watch, 1).await,
         vec![put(kv("/after", "x", current + 1, current + 1), None)]
@@ -990,8 +847,5 @@ async fn sqlite_reopen_keeps_everything_and_continues_the_revision() {
         Err(Error::AlreadyExists(_)) => {}
         other => panic!("the index was rebuilt: expected AlreadyExists, got {other:?}"),
     }
-    assert_eq!(
-        store.get("/b").await.expect("get"),
-        Some(kv("/b", "b2", 6, 6))
-    );
+    assert_eq!(store.get("/b").await.expect("get"), Some(kv("/b", "b2", 6, 6)));
 }

@@ -23,10 +23,7 @@ const TEST_NAME: &str = "kill_9_never_loses_an_acknowledged_write";
 #[test]
 fn kill_9_never_loses_an_acknowledged_write() {
     if let Ok(path) = std::env::var(CHILD_ENV) {
-        let round = std::env::var(ROUND_ENV)
-            .expect("round")
-            .parse()
-            .expect("round number");
+        let round = std::env::var(ROUND_ENV).expect("round").parse().expect("round number");
         child(Path::new(&path), round);
         return;
     }
@@ -50,10 +47,7 @@ fn kill_9_never_loses_an_acknowledged_write() {
         let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         let mut seen = 0;
         while seen < kill_after {
-            let line = lines
-                .next()
-                .expect("the writer ended early")
-                .expect("read a line");
+            let line = lines.next().expect("the writer ended early").expect("read a line");
             // The first one may share its line with the test harness's own output.
             let Some(at) = line.find("ACK ") else {
                 continue;
@@ -73,10 +67,7 @@ fn kill_9_never_loses_an_acknowledged_write() {
         runtime.block_on(async {
             let store = SqliteStore::open(&path).expect("the store reopens after kill -9");
             let highest = acked.values().map(|(latest, _)| *latest).max().unwrap_or(0);
-            assert!(
-                store.current_revision() >= highest,
-                "round {round}: revision went back"
-            );
+            assert!(store.current_revision() >= highest, "round {round}: revision went back");
             for (key, (latest, created)) in &acked {
                 let kv = store
                     .get(key)
@@ -118,9 +109,7 @@ fn child(path: &Path, round: usize) {
             tasks.push(tokio::spawn(async move {
                 let ack = |key: &str, revision: Revision| {
                     let mut out = out.lock().expect("stdout lock");
-                    writeln!(out, "ACK {key} {revision}")
-                        .and_then(|()| out.flush())
-                        .is_ok()
+                    writeln!(out, "ACK {key} {revision}").and_then(|()| out.flush()).is_ok()
                 };
                 for i in 0.. {
                     let key = format!("/crash/{round}/{task}/{i}");
@@ -129,10 +118,7 @@ fn child(path: &Path, round: usize) {
                         return;
                     }
                     for _ in 0..3 {
-                        revision = store
-                            .update(&key, value.clone(), revision)
-                            .await
-                            .expect("update");
+                        revision = store.update(&key, value.clone(), revision).await.expect("update");
                         if !ack(&key, revision) {
                             return;
                         }
@@ -140,7 +126,6 @@ fn child(path: &Path, round: usize) {
                 }
             }));
         }
-        let _ =
-            tokio::time::timeout(Duration::from_secs(120), futures::future::join_all(tasks)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(120), futures::future::join_all(tasks)).await;
     });
 }

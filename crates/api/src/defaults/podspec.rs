@@ -72,9 +72,7 @@ fn mirror_service_account(ps: &mut Map<String, Value>) {
 }
 
 fn volume(vol: &mut Map<String, Value>) {
-    let has_source = VOLUME_SOURCES
-        .iter()
-        .any(|k| vol.get(*k).is_some_and(|v| !v.is_null()));
+    let has_source = VOLUME_SOURCES.iter().any(|k| vol.get(*k).is_some_and(|v| !v.is_null()));
     if !has_source {
         vol.insert("emptyDir".into(), json!({}));
     }
@@ -213,10 +211,7 @@ pub(super) fn pod_only(spec: &mut Map<String, Value>) {
             if host_network {
                 for port in each(c, "ports") {
                     let unset = port.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0;
-                    if unset
-                        && let Some(cp) =
-                            port.get("containerPort").filter(|v| v.is_number()).cloned()
-                    {
+                    if unset && let Some(cp) = port.get("containerPort").filter(|v| v.is_number()).cloned() {
                         port.insert("hostPort".into(), cp);
                     }
                 }
@@ -255,11 +250,7 @@ fn image_tag(image: &str) -> Option<String> {
     };
     // Domain: the first component when it looks like a host.
     let remainder = match repo.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':'])
-                || first == "localhost"
-                || first.to_lowercase() != first =>
-        {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" || first.to_lowercase() != first => {
             rest
         }
         _ => repo.as_str(),
@@ -278,8 +269,7 @@ fn image_tag(image: &str) -> Option<String> {
         let ok = !t.is_empty()
             && t.len() <= 128
             && (t.as_bytes()[0].is_ascii_alphanumeric() || t.as_bytes()[0] == b'_')
-            && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
         if !ok {
             return None;
         }
@@ -307,10 +297,7 @@ pub(super) fn prepare_pod(root: &mut Map<String, Value>) {
             spec.insert("serviceAccountName".into(), json!("default"));
         }
         mirror_service_account(spec);
-        let class = spec
-            .get("priorityClassName")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let class = spec.get("priorityClassName").and_then(Value::as_str).unwrap_or("");
         let priority = match class {
             "" => Some(0),
             "system-node-critical" => Some(2_000_001_000),
@@ -334,10 +321,7 @@ pub(super) fn prepare_pod(root: &mut Map<String, Value>) {
             .cloned()
             .unwrap_or_default();
         let mut added = Vec::new();
-        for key in [
-            "node.kubernetes.io/not-ready",
-            "node.kubernetes.io/unreachable",
-        ] {
+        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
             if !tolerates(key, &existing_tols) {
                 added.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
             }
@@ -353,8 +337,5 @@ pub(super) fn prepare_pod(root: &mut Map<String, Value>) {
         }
     }
     let qos = crate::validation::pod_qos_class(&Value::Object(root.clone()));
-    root.insert(
-        "status".into(),
-        json!({"phase": "Pending", "qosClass": qos}),
-    );
+    root.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
 }

@@ -107,21 +107,14 @@ fn daemon_set_defaults() {
         ds["spec"]["template"]["spec"]["volumes"][0],
         json!({"name": "varlog", "hostPath": {"path": "/var/log", "type": ""}})
     );
-    assert!(
-        ds["spec"]["template"]["spec"]
-            .get("enableServiceLinks")
-            .is_none()
-    );
+    assert!(ds["spec"]["template"]["spec"].get("enableServiceLinks").is_none());
 
     let on_delete = defaulted(
         "apps",
         "DaemonSet",
         json!({"spec": {"updateStrategy": {"type": "OnDelete"}}}),
     );
-    assert_eq!(
-        on_delete["spec"]["updateStrategy"],
-        json!({"type": "OnDelete"})
-    );
+    assert_eq!(on_delete["spec"]["updateStrategy"], json!({"type": "OnDelete"}));
     let partial = defaulted(
         "apps",
         "DaemonSet",
@@ -169,10 +162,7 @@ fn stateful_set_defaults() {
         "StatefulSet",
         json!({"spec": {"updateStrategy": {"type": "RollingUpdate"}}}),
     );
-    assert_eq!(
-        explicit["spec"]["updateStrategy"],
-        json!({"type": "RollingUpdate"})
-    );
+    assert_eq!(explicit["spec"]["updateStrategy"], json!({"type": "RollingUpdate"}));
 }
 
 #[test]
@@ -240,10 +230,7 @@ fn job_and_cron_job_defaults() {
     assert_eq!(spec["suspend"], false);
     assert_eq!(spec["successfulJobsHistoryLimit"], 3);
     assert_eq!(spec["failedJobsHistoryLimit"], 1);
-    assert_eq!(
-        spec["jobTemplate"]["metadata"],
-        json!({"creationTimestamp": null})
-    );
+    assert_eq!(spec["jobTemplate"]["metadata"], json!({"creationTimestamp": null}));
     // The job template's spec gets pod-template defaults only, not Job defaults.
     assert!(spec["jobTemplate"]["spec"].get("backoffLimit").is_none());
     assert_eq!(
@@ -295,15 +282,9 @@ fn pod_defaults_and_create_preparation() {
         c["livenessProbe"],
         json!({"httpGet": {"port": 8080, "path": "/", "scheme": "HTTP"}, "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3})
     );
-    assert_eq!(
-        c["readinessProbe"]["grpc"],
-        json!({"port": 9000, "service": ""})
-    );
+    assert_eq!(c["readinessProbe"]["grpc"], json!({"port": 9000, "service": ""}));
     assert_eq!(c["readinessProbe"]["periodSeconds"], 5);
-    assert_eq!(
-        spec["volumes"][0],
-        json!({"name": "scratch", "emptyDir": {}})
-    );
+    assert_eq!(spec["volumes"][0], json!({"name": "scratch", "emptyDir": {}}));
     assert_eq!(
         spec["volumes"][1]["configMap"],
         json!({"name": "cfg", "defaultMode": 420})
@@ -329,20 +310,14 @@ fn pod_defaults_and_create_preparation() {
         ])
     );
     // Limits on cpu and memory with requests copied from them: Guaranteed.
-    assert_eq!(
-        p["status"],
-        json!({"phase": "Pending", "qosClass": "Guaranteed"})
-    );
+    assert_eq!(p["status"], json!({"phase": "Pending", "qosClass": "Guaranteed"}));
 
     let tolerant = created(
         "",
         "Pod",
         json!({"spec": {"priorityClassName": "system-node-critical", "tolerations": [{"operator": "Exists"}]}}),
     );
-    assert_eq!(
-        tolerant["spec"]["tolerations"],
-        json!([{"operator": "Exists"}])
-    );
+    assert_eq!(tolerant["spec"]["tolerations"], json!([{"operator": "Exists"}]));
     assert_eq!(tolerant["spec"]["priority"], 2000001000);
 }
 
@@ -377,11 +352,7 @@ fn service_defaults() {
     );
     assert_eq!(lb["spec"]["allocateLoadBalancerNodePorts"], true);
     assert_eq!(lb["status"]["loadBalancer"]["ingress"][0]["ipMode"], "VIP");
-    let sticky = defaulted(
-        "",
-        "Service",
-        json!({"spec": {"sessionAffinity": "ClientIP"}}),
-    );
+    let sticky = defaulted("", "Service", json!({"spec": {"sessionAffinity": "ClientIP"}}));
     assert_eq!(
         sticky["spec"]["sessionAffinityConfig"],
         json!({"clientIP": {"timeoutSeconds": 10800}})
@@ -443,29 +414,14 @@ fn namespace_secret_and_storage_defaults() {
         pvc,
         json!({"spec": {"resources": {"requests": {"storage": "1e9"}}, "volumeMode": "Filesystem"}, "status": {"phase": "Pending"}})
     );
-    let sc = defaulted(
-        "storage.k8s.io",
-        "StorageClass",
-        json!({"provisioner": "x"}),
-    );
+    let sc = defaulted("storage.k8s.io", "StorageClass", json!({"provisioner": "x"}));
     assert_eq!(
         sc,
         json!({"provisioner": "x", "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"})
     );
-    let slice = defaulted(
-        "discovery.k8s.io",
-        "EndpointSlice",
-        json!({"ports": [{"port": 80}]}),
-    );
-    assert_eq!(
-        slice["ports"],
-        json!([{"port": 80, "name": "", "protocol": "TCP"}])
-    );
-    let ep = defaulted(
-        "",
-        "Endpoints",
-        json!({"subsets": [{"ports": [{"port": 80}]}]}),
-    );
+    let slice = defaulted("discovery.k8s.io", "EndpointSlice", json!({"ports": [{"port": 80}]}));
+    assert_eq!(slice["ports"], json!([{"port": 80, "name": "", "protocol": "TCP"}]));
+    let ep = defaulted("", "Endpoints", json!({"subsets": [{"ports": [{"port": 80}]}]}));
     assert_eq!(ep["subsets"][0]["ports"][0]["protocol"], "TCP");
     let node = defaulted(
         "",
@@ -473,10 +429,7 @@ fn namespace_secret_and_storage_defaults() {
         json!({"spec": {"podCIDR": "10.244.1.0/24"}, "status": {"capacity": {"cpu": "4000m", "memory": "8Gi"}}}),
     );
     assert_eq!(node["spec"]["podCIDRs"], json!(["10.244.1.0/24"]));
-    assert_eq!(
-        node["status"]["allocatable"],
-        json!({"cpu": "4", "memory": "8Gi"})
-    );
+    assert_eq!(node["status"]["allocatable"], json!({"cpu": "4", "memory": "8Gi"}));
 }
 
 #[test]
@@ -507,11 +460,7 @@ fn image_pull_policies() {
 
 #[test]
 fn events_print_go_zero_values() {
-    let e = defaulted(
-        "",
-        "Event",
-        json!({"metadata": {"name": "e"}, "reason": "Created"}),
-    );
+    let e = defaulted("", "Event", json!({"metadata": {"name": "e"}, "reason": "Created"}));
     assert_eq!(e["eventTime"], Value::Null);
     assert!(e.as_object().unwrap().contains_key("firstTimestamp"));
     assert_eq!(e["source"], json!({}));

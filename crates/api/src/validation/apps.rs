@@ -1,13 +1,11 @@
 //! apps/v1: DaemonSet, Deployment, ReplicaSet, StatefulSet, ControllerRevision.
 
-use super::meta::{
-    self, LabelSelector, meta_create, meta_update, validate_annotations, validate_labels,
-};
+use super::meta::{self, LabelSelector, meta_create, meta_update, validate_annotations, validate_labels};
 use super::names::{self, is_valid_percent};
 use super::pod::{pod_specific_annotations, pod_template_spec};
 use super::{
-    Errs, IMMUTABLE, J, Path, forbidden, get, gorepr, int, invalid, invalid_raw, nonneg,
-    not_supported, not_supported_raw, obj, required, semantic_eq, st0, str_map,
+    Errs, IMMUTABLE, J, Path, forbidden, get, gorepr, int, invalid, invalid_raw, nonneg, not_supported,
+    not_supported_raw, obj, required, semantic_eq, st0, str_map,
 };
 use serde_json::Value;
 
@@ -38,16 +36,9 @@ fn selector_immutable(errs: &mut Errs, obj: &Value, old: &Value) {
 
 fn restart_always_and_no_deadline(errs: &mut Errs, tmpl: J<'_>, p: &Path, kind: &str) {
     let spec = get(tmpl, "spec");
-    let rp = get(spec, "restartPolicy")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let rp = get(spec, "restartPolicy").and_then(Value::as_str).unwrap_or("");
     if rp != "Always" {
-        not_supported(
-            errs,
-            &p.child("spec").child("restartPolicy"),
-            rp,
-            &["Always"],
-        );
+        not_supported(errs, &p.child("spec").child("restartPolicy"), rp, &["Always"]);
     }
     if get(spec, "activeDeadlineSeconds").is_some() {
         forbidden(
@@ -193,21 +184,13 @@ fn daemon_set_update_strategy(errs: &mut Errs, strategy: J<'_>, p: &Path) {
                     "may not be set when maxUnavailable is non-zero",
                 );
             } else if !has_unavailable && !has_surge {
-                required(
-                    errs,
-                    &rp.child("maxUnavailable"),
-                    "cannot be 0 when maxSurge is 0",
-                );
+                required(errs, &rp.child("maxUnavailable"), "cannot be 0 when maxSurge is 0");
             }
         }
         _ => not_supported_raw(
             errs,
             p,
-            gorepr::strategy(
-                "DaemonSetUpdateStrategy",
-                "RollingUpdateDaemonSet",
-                strategy,
-            ),
+            gorepr::strategy("DaemonSetUpdateStrategy", "RollingUpdateDaemonSet", strategy),
             &["RollingUpdate", "OnDelete"],
         ),
     }
@@ -224,12 +207,7 @@ fn replica_set_like(errs: &mut Errs, spec: J<'_>, sp: &Path, empty_msg: &str, ki
         Some(s) => {
             meta::validate_label_selector(errs, sel, &sp.child("selector"));
             if selector_is_empty(s) {
-                invalid_raw(
-                    errs,
-                    &sp.child("selector"),
-                    gorepr::label_selector(sel),
-                    empty_msg,
-                );
+                invalid_raw(errs, &sp.child("selector"), gorepr::label_selector(sel), empty_msg);
             }
         }
     }
@@ -422,12 +400,7 @@ pub(crate) fn validate_stateful_set(errs: &mut Errs, obj: &Value, old: Option<&V
                 if mu.is_some() {
                     positive_int_or_percent(errs, mu, &rp.child("maxUnavailable"));
                     if int_or_percent_value(mu) == 0 {
-                        invalid_raw(
-                            errs,
-                            &rp.child("maxUnavailable"),
-                            raw_ios(mu),
-                            "cannot be 0",
-                        );
+                        invalid_raw(errs, &rp.child("maxUnavailable"), raw_ios(mu), "cannot be 0");
                     }
                     not_more_than_100(errs, mu, &rp.child("maxUnavailable"));
                 }
@@ -498,25 +471,13 @@ pub(crate) fn validate_stateful_set(errs: &mut Errs, obj: &Value, old: Option<&V
             validate_labels(errs, labels.as_deref(), &tp.child("labels"));
             let anns = str_map(errs, m, "annotations", &mp);
             validate_annotations(errs, anns.as_deref(), &tp.child("annotations"));
-            pod_specific_annotations(
-                errs,
-                anns.as_deref(),
-                get(tmpl, "spec"),
-                &tp.child("annotations"),
-            );
+            pod_specific_annotations(errs, anns.as_deref(), get(tmpl, "spec"), &tp.child("annotations"));
         }
     }
     let tspec = get(tmpl, "spec");
-    let rp = get(tspec, "restartPolicy")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let rp = get(tspec, "restartPolicy").and_then(Value::as_str).unwrap_or("");
     if rp != "Always" {
-        not_supported(
-            errs,
-            &tp.child("spec").child("restartPolicy"),
-            rp,
-            &["Always"],
-        );
+        not_supported(errs, &tp.child("spec").child("restartPolicy"), rp, &["Always"]);
     }
     if get(tspec, "activeDeadlineSeconds").is_some() {
         forbidden(
@@ -571,11 +532,6 @@ pub(crate) fn validate_controller_revision(errs: &mut Errs, obj: &Value, old: Op
     if let Some(old) = old
         && !semantic_eq(get(Some(obj), "data"), get(Some(old), "data"))
     {
-        invalid_raw(
-            errs,
-            &Path::new("data"),
-            "runtime.RawExtension{...}",
-            IMMUTABLE,
-        );
+        invalid_raw(errs, &Path::new("data"), "runtime.RawExtension{...}", IMMUTABLE);
     }
 }

@@ -4,8 +4,8 @@ use super::meta::{self, LabelSelector, meta_create, meta_update};
 use super::names;
 use super::pod::pod_template_spec;
 use super::{
-    Errs, IMMUTABLE, J, Path, get, gorepr, int, invalid, invalid_raw, nonneg, not_supported,
-    required, semantic_eq, st, st0,
+    Errs, IMMUTABLE, J, Path, get, gorepr, int, invalid, invalid_raw, nonneg, not_supported, required, semantic_eq, st,
+    st0,
 };
 use serde_json::Value;
 
@@ -58,43 +58,21 @@ pub(crate) fn validate_job(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
                 );
             }
             if !template_update_allowed(spec, old_spec, old) {
-                invalid_raw(
-                    errs,
-                    &sp.child("template"),
-                    "core.PodTemplateSpec{...}",
-                    IMMUTABLE,
-                );
+                invalid_raw(errs, &sp.child("template"), "core.PodTemplateSpec{...}", IMMUTABLE);
             }
             if get(spec, "completionMode") != get(old_spec, "completionMode") {
                 let v = get(spec, "completionMode").cloned().unwrap_or(Value::Null);
                 invalid(errs, &sp.child("completionMode"), v, IMMUTABLE);
             }
-            for key in [
-                "podFailurePolicy",
-                "backoffLimitPerIndex",
-                "managedBy",
-                "successPolicy",
-            ] {
+            for key in ["podFailurePolicy", "backoffLimitPerIndex", "managedBy", "successPolicy"] {
                 let (n, o) = (get(spec, key), get(old_spec, key));
                 if semantic_eq(n, o) {
                     continue;
                 }
                 match key {
-                    "podFailurePolicy" => invalid_raw(
-                        errs,
-                        &sp.child(key),
-                        "&batch.PodFailurePolicy{...}",
-                        IMMUTABLE,
-                    ),
-                    "successPolicy" => {
-                        invalid_raw(errs, &sp.child(key), "&batch.SuccessPolicy{...}", IMMUTABLE)
-                    }
-                    _ => invalid(
-                        errs,
-                        &sp.child(key),
-                        n.cloned().unwrap_or(Value::Null),
-                        IMMUTABLE,
-                    ),
+                    "podFailurePolicy" => invalid_raw(errs, &sp.child(key), "&batch.PodFailurePolicy{...}", IMMUTABLE),
+                    "successPolicy" => invalid_raw(errs, &sp.child(key), "&batch.SuccessPolicy{...}", IMMUTABLE),
+                    _ => invalid(errs, &sp.child(key), n.cloned().unwrap_or(Value::Null), IMMUTABLE),
                 }
             }
         }
@@ -110,8 +88,8 @@ fn template_update_allowed(spec: J<'_>, old_spec: J<'_>, old: &Value) -> bool {
     }
     let suspended = get(spec, "suspend").and_then(Value::as_bool) == Some(true);
     let status = get(Some(old), "status");
-    let never_started = get(status, "startTime").is_none()
-        && get(status, "active").and_then(Value::as_i64).unwrap_or(0) == 0;
+    let never_started =
+        get(status, "startTime").is_none() && get(status, "active").and_then(Value::as_i64).unwrap_or(0) == 0;
     if !(suspended && never_started) {
         return false;
     }
@@ -147,10 +125,7 @@ fn generated_selector(errs: &mut Errs, obj: &Value, spec: J<'_>) {
     }
     let tmpl_meta = get(get(spec, "template"), "metadata");
     let labels = get(tmpl_meta, "labels");
-    let lp = Path::new("spec")
-        .child("template")
-        .child("metadata")
-        .child("labels");
+    let lp = Path::new("spec").child("template").child("metadata").child("labels");
     for (key, want) in [
         ("controller-uid", uid),
         ("job-name", name),
@@ -223,20 +198,11 @@ fn job_spec_common(errs: &mut Errs, spec: J<'_>, sp: &Path) {
     let mode = st(errs, spec, "completionMode", sp);
     if let Some(mode) = mode {
         if mode != "NonIndexed" && mode != "Indexed" {
-            not_supported(
-                errs,
-                &sp.child("completionMode"),
-                mode,
-                &["NonIndexed", "Indexed"],
-            );
+            not_supported(errs, &sp.child("completionMode"), mode, &["NonIndexed", "Indexed"]);
         }
         if mode == "Indexed" {
             if completions.is_none() {
-                required(
-                    errs,
-                    &sp.child("completions"),
-                    "when completion mode is Indexed",
-                );
+                required(errs, &sp.child("completions"), "when completion mode is Indexed");
             }
             if let Some(p) = parallelism
                 && p > MAX_PARALLELISM_INDEXED
@@ -245,9 +211,7 @@ fn job_spec_common(errs: &mut Errs, spec: J<'_>, sp: &Path) {
                     errs,
                     &sp.child("parallelism"),
                     p,
-                    format!(
-                        "must be less than or equal to {MAX_PARALLELISM_INDEXED} when completion mode is Indexed"
-                    ),
+                    format!("must be less than or equal to {MAX_PARALLELISM_INDEXED} when completion mode is Indexed"),
                 );
             }
         }
@@ -257,11 +221,7 @@ fn job_spec_common(errs: &mut Errs, spec: J<'_>, sp: &Path) {
         if let Some(v) = int(errs, spec, key, sp) {
             nonneg(errs, &sp.child(key), v);
             if !indexed {
-                required(
-                    errs,
-                    &sp.child("completionMode"),
-                    format!("when {key} is specified"),
-                );
+                required(errs, &sp.child("completionMode"), format!("when {key} is specified"));
             }
         }
     }
@@ -343,9 +303,7 @@ pub(crate) fn validate_cron_job(errs: &mut Errs, obj: &Value, old: Option<&Value
     if let Some(v) = int(errs, spec, "startingDeadlineSeconds", &sp) {
         nonneg(errs, &sp.child("startingDeadlineSeconds"), v);
     }
-    let old_tz = old_spec
-        .and_then(|s| s.get("timeZone"))
-        .and_then(Value::as_str);
+    let old_tz = old_spec.and_then(|s| s.get("timeZone")).and_then(Value::as_str);
     if (old.is_none() || old_tz != time_zone)
         && let Some(tz) = time_zone
     {
@@ -403,10 +361,7 @@ fn time_zone_check(errs: &mut Errs, tz: &str, p: &Path) {
         return;
     }
     for part in tz.split('/') {
-        let chars_ok = !part.is_empty()
-            && part
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"-_+".contains(&c));
+        let chars_ok = !part.is_empty() && part.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_+".contains(&c));
         if part == "." || part == ".." || part.starts_with('-') || !chars_ok {
             invalid(errs, p, tz, format!("unknown time zone {tz}"));
             return;

@@ -1,18 +1,14 @@
 //! core/v1 kinds other than pods: Service, Namespace, Node, ConfigMap, Secret,
 //! ServiceAccount, Endpoints, PersistentVolume(Claim), ReplicationController.
 
-use super::meta::{
-    self, dns_label, kube_finalizer_name, meta_create, meta_update, qualified_name, subdomain,
-};
+use super::meta::{self, dns_label, kube_finalizer_name, meta_create, meta_update, qualified_name, subdomain};
 use super::names::{self, is_valid_port_num};
-use super::pod::{
-    self, node_selector, pod_template_spec, port_num_or_name, protocol, quantities, quantity_value,
-};
+use super::pod::{self, node_selector, pod_template_spec, port_num_or_name, protocol, quantities, quantity_value};
 use super::quantity::Quantity;
 use super::{
-    Errs, IMMUTABLE, J, Path, arr, boolean, duplicate, duplicate_raw, each_invalid, forbidden, get,
-    gorepr, int, invalid, invalid_raw, nonneg, not_supported, not_supported_raw, required,
-    semantic_eq, st, st0, str_list, str_map, too_long,
+    Errs, IMMUTABLE, J, Path, arr, boolean, duplicate, duplicate_raw, each_invalid, forbidden, get, gorepr, int,
+    invalid, invalid_raw, nonneg, not_supported, not_supported_raw, required, semantic_eq, st, st0, str_list, str_map,
+    too_long,
 };
 use serde_json::Value;
 use std::collections::HashSet;
@@ -165,12 +161,7 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
     match affinity {
         "" => required(errs, &sp.child("sessionAffinity"), ""),
         "ClientIP" | "None" => {}
-        other => not_supported(
-            errs,
-            &sp.child("sessionAffinity"),
-            other,
-            &["ClientIP", "None"],
-        ),
+        other => not_supported(errs, &sp.child("sessionAffinity"), other, &["ClientIP", "None"]),
     }
     let cfg = super::obj(errs, spec, "sessionAffinityConfig", &sp);
     let cp = sp.child("sessionAffinityConfig");
@@ -217,12 +208,7 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
         ),
     }
     let node_port = |p: &Value| p.get("nodePort").and_then(Value::as_i64).unwrap_or(0);
-    let proto = |p: &Value| {
-        p.get("protocol")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let proto = |p: &Value| p.get("protocol").and_then(Value::as_str).unwrap_or("").to_string();
     if svc_type == "ClusterIP" {
         for (i, port) in ports.iter().enumerate() {
             if node_port(port) != 0 {
@@ -264,11 +250,8 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
                 invalid(errs, &fp.index(i), r.trim(), m);
             }
         }
-    } else if let Some(val) = get(
-        anns,
-        "service.beta.kubernetes.io/load-balancer-source-ranges",
-    )
-    .and_then(Value::as_str)
+    } else if let Some(val) =
+        get(anns, "service.beta.kubernetes.io/load-balancer-source-ranges").and_then(Value::as_str)
     {
         let fp = Path::new("metadata")
             .child("annotations")
@@ -313,12 +296,7 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
     } else if etp.is_empty() {
         required(errs, &sp.child("externalTrafficPolicy"), "");
     } else if etp != "Cluster" && etp != "Local" {
-        not_supported(
-            errs,
-            &sp.child("externalTrafficPolicy"),
-            etp,
-            &["Cluster", "Local"],
-        );
+        not_supported(errs, &sp.child("externalTrafficPolicy"), etp, &["Cluster", "Local"]);
     }
     let hc = int(errs, spec, "healthCheckNodePort", &sp).unwrap_or(0);
     let needs_hc = svc_type == "LoadBalancer" && etp == "Local";
@@ -338,12 +316,9 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
         None if matches!(svc_type, "NodePort" | "LoadBalancer" | "ClusterIP") => {
             required(errs, &sp.child("internalTrafficPolicy"), "")
         }
-        Some(p) if p != "Cluster" && p != "Local" => not_supported(
-            errs,
-            &sp.child("internalTrafficPolicy"),
-            p,
-            &["Cluster", "Local"],
-        ),
+        Some(p) if p != "Cluster" && p != "Local" => {
+            not_supported(errs, &sp.child("internalTrafficPolicy"), p, &["Cluster", "Local"])
+        }
         _ => {}
     }
     if let Some(td) = st(errs, spec, "trafficDistribution", &sp)
@@ -384,12 +359,7 @@ fn load_balancer_class(errs: &mut Errs, spec: J<'_>, old_spec: Option<J<'_>>, sp
     let p = sp.child("loadBalancerClass");
     if let Some(old_spec) = old_spec {
         if is_lb(old_spec) && is_lb(spec) && lbc != get(old_spec, "loadBalancerClass") {
-            invalid(
-                errs,
-                &p,
-                lbc.cloned().unwrap_or(Value::Null),
-                "may not change once set",
-            );
+            invalid(errs, &p, lbc.cloned().unwrap_or(Value::Null), "may not change once set");
         }
         return;
     }
@@ -410,12 +380,7 @@ fn cluster_ips_fields(errs: &mut Errs, spec: J<'_>, sp: &Path) {
         if ips.is_empty() {
             required(errs, &ips_path, "");
         } else if ips[0] != cluster_ip {
-            invalid_raw(
-                errs,
-                &ips_path,
-                ips_repr.clone(),
-                "first value must match `clusterIP`",
-            );
+            invalid_raw(errs, &ips_path, ips_repr.clone(), "first value must match `clusterIP`");
         }
     } else if !ips.is_empty() {
         invalid_raw(
@@ -436,10 +401,7 @@ fn cluster_ips_fields(errs: &mut Errs, spec: J<'_>, sp: &Path) {
         }
     }
     if let Some(policy) = st(errs, spec, "ipFamilyPolicy", sp)
-        && !matches!(
-            policy,
-            "SingleStack" | "PreferDualStack" | "RequireDualStack"
-        )
+        && !matches!(policy, "SingleStack" | "PreferDualStack" | "RequireDualStack")
     {
         not_supported(
             errs,
@@ -468,12 +430,7 @@ fn cluster_ips_fields(errs: &mut Errs, spec: J<'_>, sp: &Path) {
         }
     }
     if ips.len() > 2 {
-        invalid_raw(
-            errs,
-            &ips_path,
-            ips_repr.clone(),
-            "may only hold up to 2 values",
-        );
+        invalid_raw(errs, &ips_path, ips_repr.clone(), "may only hold up to 2 values");
     }
     if bad {
         return;
@@ -497,12 +454,7 @@ fn cluster_ips_fields(errs: &mut Errs, spec: J<'_>, sp: &Path) {
 }
 
 fn service_cluster_ips_update(errs: &mut Errs, spec: J<'_>, old_spec: J<'_>, sp: &Path) {
-    let ty = |s: J<'_>| {
-        get(s, "type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let ty = |s: J<'_>| get(s, "type").and_then(Value::as_str).unwrap_or("").to_string();
     if ty(spec) == "ExternalName" || ty(old_spec) == "ExternalName" {
         return;
     }
@@ -527,19 +479,12 @@ fn service_cluster_ips_update(errs: &mut Errs, spec: J<'_>, old_spec: J<'_>, sp:
         }
     } else if was.len() > new.len() {
         if new.is_empty() {
-            invalid_raw(
-                errs,
-                &p0,
-                repr.clone(),
-                "primary clusterIP can not be unset",
-            );
+            invalid_raw(errs, &p0, repr.clone(), "primary clusterIP can not be unset");
         }
         if !was.is_empty() && !new.is_empty() && new[0] != was[0] {
             invalid_raw(errs, &p0, repr.clone(), "may not change once set");
         }
-        if new.len() == 1
-            && get(spec, "ipFamilyPolicy").and_then(Value::as_str) != Some("SingleStack")
-        {
+        if new.len() == 1 && get(spec, "ipFamilyPolicy").and_then(Value::as_str) != Some("SingleStack") {
             invalid_raw(
                 errs,
                 &p0,
@@ -562,12 +507,7 @@ fn non_special_ip(errs: &mut Errs, ip: &str, p: &Path) {
         invalid(errs, p, ip, format!("may not be unspecified ({ip})"));
     }
     if addr.is_loopback() {
-        invalid(
-            errs,
-            p,
-            ip,
-            "may not be in the loopback range (127.0.0.0/8, ::1/128)",
-        );
+        invalid(errs, p, ip, "may not be in the loopback range (127.0.0.0/8, ::1/128)");
     }
     let (link_local, link_local_mc) = match addr {
         std::net::IpAddr::V4(a) => (a.is_link_local(), a.octets()[..3] == [224, 0, 0]),
@@ -645,12 +585,7 @@ pub(crate) fn validate_config_map(errs: &mut Errs, obj: &Value, old: Option<&Val
     }
     if let Some(b) = binary {
         for (k, v) in b {
-            each_invalid(
-                errs,
-                &Path::new("binaryData").key(k),
-                k,
-                names::is_config_map_key(k),
-            );
+            each_invalid(errs, &Path::new("binaryData").key(k), k, names::is_config_map_key(k));
             total += v.as_str().and_then(b64_len).unwrap_or(0);
         }
     }
@@ -718,12 +653,8 @@ pub(crate) fn validate_secret(errs: &mut Errs, obj: &Value, old: Option<&Value>)
     }
     let has = |k: &str| data.is_some_and(|d| d.contains_key(k));
     let decoded_json_ok = |k: &str| {
-        let raw = data
-            .and_then(|d| d.get(k))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        decode_b64(raw)
-            .is_some_and(|b| serde_json::from_slice::<serde_json::Map<String, Value>>(&b).is_ok())
+        let raw = data.and_then(|d| d.get(k)).and_then(Value::as_str).unwrap_or("");
+        decode_b64(raw).is_some_and(|b| serde_json::from_slice::<serde_json::Map<String, Value>>(&b).is_ok())
     };
     match st0(errs, Some(obj), "type", &root) {
         "kubernetes.io/service-account-token" => {
@@ -883,12 +814,7 @@ pub(crate) fn validate_node(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
                         gorepr::quote(a.get("type").and_then(Value::as_str).unwrap_or("")),
                         gorepr::quote(a.get("address").and_then(Value::as_str).unwrap_or(""))
                     );
-                    duplicate_raw(
-                        errs,
-                        &Path::new("status").child("addresses").index(i),
-                        repr,
-                        "",
-                    );
+                    duplicate_raw(errs, &Path::new("status").child("addresses").index(i), repr, "");
                 }
             }
             let was = str_list(&mut scratch, old_spec, "podCIDRs", &sp);
@@ -904,12 +830,8 @@ pub(crate) fn validate_node(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
                     }
                 }
             }
-            let old_pid = get(old_spec, "providerID")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if !old_pid.is_empty()
-                && Some(old_pid) != get(spec, "providerID").and_then(Value::as_str)
-            {
+            let old_pid = get(old_spec, "providerID").and_then(Value::as_str).unwrap_or("");
+            if !old_pid.is_empty() && Some(old_pid) != get(spec, "providerID").and_then(Value::as_str) {
                 forbidden(
                     errs,
                     &sp.child("providerID"),
@@ -965,10 +887,7 @@ pub(crate) fn validate_endpoints(errs: &mut Errs, obj: &Value, old: Option<&Valu
     }
     meta_create(errs, obj, true, names::name_is_dns_subdomain);
     let sp = Path::new("subsets");
-    for (i, ss) in arr(errs, Some(obj), "subsets", &Path::new(""))
-        .iter()
-        .enumerate()
-    {
+    for (i, ss) in arr(errs, Some(obj), "subsets", &Path::new("")).iter().enumerate() {
         let ip = sp.index(i);
         let ss = Some(ss);
         let addrs = arr(errs, ss, "addresses", &ip);
@@ -1018,12 +937,7 @@ pub(crate) fn validate_endpoints(errs: &mut Errs, obj: &Value, old: Option<&Valu
 // ---------------------------------------------------------------------------------------
 // PersistentVolume and PersistentVolumeClaim
 
-const ACCESS_MODES: &[&str] = &[
-    "ReadOnlyMany",
-    "ReadWriteMany",
-    "ReadWriteOnce",
-    "ReadWriteOncePod",
-];
+const ACCESS_MODES: &[&str] = &["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];
 
 fn access_modes(errs: &mut Errs, spec: J<'_>, sp: &Path, required_msg: &str) {
     let modes = str_list(errs, spec, "accessModes", sp);
@@ -1090,30 +1004,15 @@ pub(crate) fn validate_pv(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
         required(errs, &sp.child("capacity"), "");
     }
     if get(cap, "storage").is_none() || cap_len > 1 {
-        not_supported_raw(
-            errs,
-            &sp.child("capacity"),
-            "core.ResourceList{...}",
-            &["storage"],
-        );
+        not_supported_raw(errs, &sp.child("capacity"), "core.ResourceList{...}", &["storage"]);
     }
     let cp = sp.child("capacity");
     for (name, q) in quantities(errs, cap, &cp) {
         if q.is_negative() {
-            invalid(
-                errs,
-                &cp.key(name),
-                q.canonical(),
-                "must be a valid resource quantity",
-            );
+            invalid(errs, &cp.key(name), q.canonical(), "must be a valid resource quantity");
         }
         if q <= Quantity::from_int(0) {
-            invalid(
-                errs,
-                &cp.key(name),
-                q.canonical(),
-                "must be greater than zero",
-            );
+            invalid(errs, &cp.key(name), q.canonical(), "must be greater than zero");
         }
     }
     let reclaim = st0(errs, spec, "persistentVolumeReclaimPolicy", &sp);
@@ -1131,11 +1030,7 @@ pub(crate) fn validate_pv(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
         let np = sp.child("nodeAffinity");
         match super::obj(errs, Some(na), "required", &np) {
             Some(r) => node_selector(errs, Some(r), &np.child("required")),
-            None => required(
-                errs,
-                &np.child("required"),
-                "must specify required node constraints",
-            ),
+            None => required(errs, &np.child("required"), "must specify required node constraints"),
         }
     }
     let mut count = 0;
@@ -1143,11 +1038,7 @@ pub(crate) fn validate_pv(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
         let Some(src) = get(spec, key) else { continue };
         if count > 0 && *key != "flexVolume" {
             let shown = if *key == "cephfs" { "cephFS" } else { key };
-            forbidden(
-                errs,
-                &sp.child(shown),
-                "may not specify more than 1 volume type",
-            );
+            forbidden(errs, &sp.child(shown), "may not specify more than 1 volume type");
             continue;
         }
         count += 1;
@@ -1181,11 +1072,7 @@ pub(crate) fn validate_pv(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
                     pod::no_backsteps(errs, path, &kp.child("path"));
                 }
                 if !affinity_set {
-                    required(
-                        errs,
-                        &sp.child("nodeAffinity"),
-                        "Local volume requires node affinity",
-                    );
+                    required(errs, &sp.child("nodeAffinity"), "Local volume requires node affinity");
                 }
             }
             "csi" => {
@@ -1219,9 +1106,7 @@ pub(crate) fn validate_pv(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
     volume_mode(errs, spec, &sp);
     if let Some(old) = old {
         let old_spec = get(Some(old), "spec");
-        let source_changed = PV_SOURCES
-            .iter()
-            .any(|k| !semantic_eq(get(spec, k), get(old_spec, k)));
+        let source_changed = PV_SOURCES.iter().any(|k| !semantic_eq(get(spec, k), get(old_spec, k)));
         if source_changed {
             forbidden(
                 errs,
@@ -1255,12 +1140,7 @@ fn volume_mode(errs: &mut Errs, spec: J<'_>, sp: &Path) {
         && mode != "Block"
         && mode != "Filesystem"
     {
-        not_supported(
-            errs,
-            &sp.child("volumeMode"),
-            mode,
-            &["Block", "Filesystem"],
-        );
+        not_supported(errs, &sp.child("volumeMode"), mode, &["Block", "Filesystem"]);
     }
 }
 
@@ -1322,10 +1202,7 @@ pub(crate) fn validate_pvc(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
     if new_size < old_size && new_size <= status_size {
         forbidden(
             errs,
-            &Path::new("spec")
-                .child("resources")
-                .child("requests")
-                .child("storage"),
+            &Path::new("spec").child("resources").child("requests").child("storage"),
             "field can not be less than status.capacity",
         );
     }
@@ -1343,11 +1220,7 @@ pub(crate) fn validate_pvc(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
 pub(crate) fn pvc_spec(errs: &mut Errs, spec: J<'_>, sp: &Path) {
     let modes_empty = arr(&mut Errs::new(), spec, "accessModes", sp).is_empty();
     if modes_empty {
-        required(
-            errs,
-            &sp.child("accessModes"),
-            "at least 1 access mode is required",
-        );
+        required(errs, &sp.child("accessModes"), "at least 1 access mode is required");
     }
     if let Some(sel) = super::obj(errs, spec, "selector", sp) {
         meta::validate_label_selector(errs, Some(sel), &sp.child("selector"));
@@ -1444,16 +1317,9 @@ pub(crate) fn validate_rc(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
     }
     pod_template_spec(errs, Some(tmpl), &tp);
     let tspec = get(Some(tmpl), "spec");
-    let rp = get(tspec, "restartPolicy")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let rp = get(tspec, "restartPolicy").and_then(Value::as_str).unwrap_or("");
     if rp != "Always" {
-        not_supported(
-            errs,
-            &tp.child("spec").child("restartPolicy"),
-            rp,
-            &["Always"],
-        );
+        not_supported(errs, &tp.child("spec").child("restartPolicy"), rp, &["Always"]);
     }
     if get(tspec, "activeDeadlineSeconds").is_some() {
         forbidden(

@@ -69,9 +69,7 @@ pub(crate) fn parse_standard(spec: &str) -> Result<(), String> {
         };
         let loc = &spec[eq + 1..sp];
         if jiff::tz::TimeZone::get(loc).is_err() {
-            return Err(format!(
-                "provided bad location {loc}: unknown time zone {loc}"
-            ));
+            return Err(format!("provided bad location {loc}: unknown time zone {loc}"));
         }
         spec = spec[sp..].trim();
     }
@@ -96,9 +94,7 @@ pub(crate) fn parse_standard(spec: &str) -> Result<(), String> {
 
 fn descriptor(spec: &str) -> Result<(), String> {
     match spec {
-        "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@midnight" | "@hourly" => {
-            Ok(())
-        }
+        "@yearly" | "@annually" | "@monthly" | "@weekly" | "@daily" | "@midnight" | "@hourly" => Ok(()),
         _ => match spec.strip_prefix("@every ") {
             Some(d) if is_go_duration(d) => Ok(()),
             Some(d) => Err(format!(
@@ -128,14 +124,12 @@ fn is_go_duration(s: &str) -> bool {
             return false;
         }
         rest = &rest[num_len..];
-        let unit = ["ns", "us", "µs", "μs", "ms", "s", "m", "h"]
-            .iter()
-            .find(|u| {
-                rest.starts_with(**u) && {
-                    // "m" must not swallow "ms"
-                    !(**u == "m" && rest.starts_with("ms"))
-                }
-            });
+        let unit = ["ns", "us", "µs", "μs", "ms", "s", "m", "h"].iter().find(|u| {
+            rest.starts_with(**u) && {
+                // "m" must not swallow "ms"
+                !(**u == "m" && rest.starts_with("ms"))
+            }
+        });
         match unit {
             Some(u) => rest = &rest[u.len()..],
             None => return false,
@@ -147,10 +141,7 @@ fn is_go_duration(s: &str) -> bool {
 fn parse_int(expr: &str) -> Result<u32, String> {
     let n: i64 = expr.parse().map_err(|_| {
         let why = if !expr.is_empty()
-            && expr
-                .trim_start_matches(['-', '+'])
-                .bytes()
-                .all(|c| c.is_ascii_digit())
+            && expr.trim_start_matches(['-', '+']).bytes().all(|c| c.is_ascii_digit())
             && expr.len() > 1
         {
             "value out of range"
@@ -162,11 +153,8 @@ fn parse_int(expr: &str) -> Result<u32, String> {
     if n < 0 {
         return Err(format!("negative number ({n}) not allowed: {expr}"));
     }
-    u32::try_from(n).map_err(|_| {
-        format!(
-            "failed to parse int from {expr}: strconv.Atoi: parsing \"{expr}\": value out of range"
-        )
-    })
+    u32::try_from(n)
+        .map_err(|_| format!("failed to parse int from {expr}: strconv.Atoi: parsing \"{expr}\": value out of range"))
 }
 
 fn int_or_name(expr: &str, b: &Bounds) -> Result<u32, String> {
@@ -210,10 +198,7 @@ fn range(expr: &str, b: &Bounds) -> Result<(), String> {
         ));
     }
     if end > b.max {
-        return Err(format!(
-            "end of range ({end}) above maximum ({}): {expr}",
-            b.max
-        ));
+        return Err(format!("end of range ({end}) above maximum ({}): {expr}", b.max));
     }
     if start > end {
         return Err(format!(
@@ -271,9 +256,6 @@ mod tests {
             parse_standard("*/0 * * * *").unwrap_err(),
             "step of range should be a positive number: */0"
         );
-        assert_eq!(
-            parse_standard("@often").unwrap_err(),
-            "unrecognized descriptor: @often"
-        );
+        assert_eq!(parse_standard("@often").unwrap_err(), "unrecognized descriptor: @often");
     }
 }

@@ -19,9 +19,7 @@ pub(crate) fn quote(s: &str) -> String {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -53,11 +51,7 @@ pub(crate) fn string_slice<S: AsRef<str>>(items: Option<&[S]>) -> String {
     match items {
         None => "[]string(nil)".into(),
         Some(items) => {
-            let inner = items
-                .iter()
-                .map(|s| quote(s.as_ref()))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let inner = items.iter().map(|s| quote(s.as_ref())).collect::<Vec<_>>().join(", ");
             format!("[]string{{{inner}}}")
         }
     }
@@ -115,10 +109,7 @@ pub(crate) fn int_or_string(v: &Value) -> String {
 /// An int-or-string nested in a struct, as `%#v` prints it.
 pub(crate) fn int_or_string_struct(v: Option<&Value>) -> String {
     match v {
-        Some(Value::String(s)) => format!(
-            "intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}",
-            quote(s)
-        ),
+        Some(Value::String(s)) => format!("intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}", quote(s)),
         Some(Value::Number(n)) => format!("intstr.IntOrString{{Type:0, IntVal:{n}, StrVal:\"\"}}"),
         _ => "intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}".into(),
     }
@@ -135,9 +126,7 @@ pub(crate) fn pointer(ty: &str, present: bool) -> String {
 
 /// `apps.<Strategy>{Type:"X", RollingUpdate:(*apps.<RU>)(nil)}`.
 pub(crate) fn strategy(struct_name: &str, ru_name: &str, v: Option<&Value>) -> String {
-    let present = v
-        .and_then(|s| s.get("rollingUpdate"))
-        .is_some_and(|r| !r.is_null());
+    let present = v.and_then(|s| s.get("rollingUpdate")).is_some_and(|r| !r.is_null());
     format!(
         "apps.{struct_name}{{Type:{}, RollingUpdate:{}}}",
         quote(str_of(v.and_then(|s| s.get("type")))),
@@ -153,10 +142,7 @@ pub(crate) fn toleration(v: &Value) -> String {
         quote(str_of(v.get("operator"))),
         quote(str_of(v.get("value"))),
         quote(str_of(v.get("effect"))),
-        pointer(
-            "int64",
-            v.get("tolerationSeconds").is_some_and(|s| !s.is_null())
-        )
+        pointer("int64", v.get("tolerationSeconds").is_some_and(|s| !s.is_null()))
     )
 }
 

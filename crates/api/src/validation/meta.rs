@@ -3,8 +3,8 @@
 
 use super::names::{self, is_dns1123_subdomain, is_qualified_name, is_valid_label_value};
 use super::{
-    Errs, IMMUTABLE, J, Path, arr, boolean, each_invalid, forbidden, get, gorepr, int, invalid,
-    invalid_raw, required, st, st0, str_list, str_map, too_long,
+    Errs, IMMUTABLE, J, Path, arr, boolean, each_invalid, forbidden, get, gorepr, int, invalid, invalid_raw, required,
+    st, st0, str_list, str_map, too_long,
 };
 use serde_json::Value;
 
@@ -15,13 +15,7 @@ pub(crate) type NameFn = fn(&str, bool) -> Vec<String>;
 const TOTAL_ANNOTATION_SIZE: usize = 256 * 1024;
 
 /// Metadata on create, or on update when `old` is given.
-pub(crate) fn object_meta(
-    errs: &mut Errs,
-    obj: &Value,
-    old: Option<&Value>,
-    namespaced: bool,
-    name_fn: NameFn,
-) {
+pub(crate) fn object_meta(errs: &mut Errs, obj: &Value, old: Option<&Value>, namespaced: bool, name_fn: NameFn) {
     match old {
         None => meta_create(errs, obj, namespaced, name_fn),
         Some(old) => meta_update(errs, obj, old),
@@ -33,12 +27,7 @@ pub(crate) fn meta_create(errs: &mut Errs, obj: &Value, namespaced: bool, name_f
     let p = Path::new("metadata");
     let m = super::obj(errs, Some(obj), "metadata", &Path::new(""));
     if let Some(gen_name) = st(errs, m, "generateName", &p).filter(|s| !s.is_empty()) {
-        each_invalid(
-            errs,
-            &p.child("generateName"),
-            gen_name,
-            name_fn(gen_name, true),
-        );
+        each_invalid(errs, &p.child("generateName"), gen_name, name_fn(gen_name, true));
     }
     match st(errs, m, "name", &p).filter(|s| !s.is_empty()) {
         None => required(errs, &p.child("name"), "name or generateName is required"),
@@ -70,11 +59,7 @@ pub(crate) fn meta_update(errs: &mut Errs, obj: &Value, old: &Value) {
     let new_fin = str_list(errs, m, "finalizers", &p);
     if get(om, "deletionTimestamp").is_some() {
         let old_fin = str_list(&mut scratch, om, "finalizers", &p);
-        let mut extra: Vec<&str> = new_fin
-            .iter()
-            .copied()
-            .filter(|f| !old_fin.contains(f))
-            .collect();
+        let mut extra: Vec<&str> = new_fin.iter().copied().filter(|f| !old_fin.contains(f)).collect();
         extra.sort_unstable();
         extra.dedup();
         if !extra.is_empty() {
@@ -91,12 +76,7 @@ pub(crate) fn meta_update(errs: &mut Errs, obj: &Value, old: &Value) {
     let generation = int(errs, m, "generation", &p).unwrap_or(0);
     let old_generation = int(&mut scratch, om, "generation", &p).unwrap_or(0);
     if generation < old_generation {
-        invalid(
-            errs,
-            &p.child("generation"),
-            generation,
-            "must not be decremented",
-        );
+        invalid(errs, &p.child("generation"), generation, "must not be decremented");
     }
     for key in ["name", "namespace", "uid"] {
         let new = st0(errs, m, key, &p);
@@ -195,12 +175,7 @@ fn owner_references(errs: &mut Errs, m: J<'_>, p: &Path) {
             _ => None,
         };
         if version.is_none_or(str::is_empty) {
-            invalid(
-                errs,
-                &fp.child("apiVersion"),
-                api_version,
-                "version must not be empty",
-            );
+            invalid(errs, &fp.child("apiVersion"), api_version, "version must not be empty");
         }
         if kind.is_empty() {
             invalid(errs, &fp.child("kind"), kind, "must not be empty");
@@ -313,22 +288,12 @@ pub(crate) fn validate_label_selector(errs: &mut Errs, sel: J<'_>, p: &Path) {
                     );
                 }
             }
-            _ => invalid(
-                errs,
-                &ip.child("operator"),
-                op,
-                "not a valid selector operator",
-            ),
+            _ => invalid(errs, &ip.child("operator"), op, "not a valid selector operator"),
         }
         let key = st0(errs, e, "key", &ip);
         label_name(errs, key, &ip.child("key"));
         for (j, v) in values.iter().enumerate() {
-            each_invalid(
-                errs,
-                &ip.child("values").index(j),
-                v,
-                is_valid_label_value(v),
-            );
+            each_invalid(errs, &ip.child("values").index(j), v, is_valid_label_value(v));
         }
     }
 }
@@ -375,11 +340,7 @@ impl LabelSelector {
                 let values: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .map(|x| x.as_str().unwrap_or("").to_string())
-                            .collect()
-                    })
+                    .map(|a| a.iter().map(|x| x.as_str().unwrap_or("").to_string()).collect())
                     .unwrap_or_default();
                 let refs: Vec<&str> = values.iter().map(String::as_str).collect();
                 let op = match op {

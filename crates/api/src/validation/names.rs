@@ -15,8 +15,7 @@ pub const LABEL_VALUE_MAX_LEN: usize = 63;
 pub const QUALIFIED_NAME_MAX_LEN: usize = 63;
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_SUBDOMAIN_FMT: &str =
-    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
@@ -132,7 +131,8 @@ fn matches_qualified_name(s: &str) -> bool {
             .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
 }
 
-const QUALIFIED_NAME_ERR: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const QUALIFIED_NAME_ERR: &str =
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const QUALIFIED_NAME_EXAMPLES: &[&str] = &["MyName", "my.name", "123-abc"];
 
 /// Qualified name (label keys, annotation keys, finalizers): an optional DNS subdomain
@@ -163,19 +163,12 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push("name part must be non-empty".to_string());
     } else if name.len() > QUALIFIED_NAME_MAX_LEN {
-        errs.push(format!(
-            "name part {}",
-            max_len_error(QUALIFIED_NAME_MAX_LEN)
-        ));
+        errs.push(format!("name part {}", max_len_error(QUALIFIED_NAME_MAX_LEN)));
     }
     if !matches_qualified_name(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(
-                QUALIFIED_NAME_ERR,
-                QUALIFIED_NAME_FMT,
-                QUALIFIED_NAME_EXAMPLES
-            )
+            regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, QUALIFIED_NAME_EXAMPLES)
         ));
     }
     errs
@@ -244,9 +237,7 @@ pub fn is_valid_port_name(port: &str) -> Vec<String> {
             .bytes()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
     {
-        errs.push(
-            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
-        );
+        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
     }
     if !port.bytes().any(|c| c.is_ascii_lowercase()) {
         errs.push("must contain at least one letter (a-z)".to_string());
@@ -276,16 +267,17 @@ pub fn is_relaxed_env_var_name(value: &str) -> Vec<String> {
         errs.push("environment variable name must be non-empty".to_string());
     }
     if value.chars().any(|c| !(' '..='~').contains(&c) || c == '=') {
-        errs.push("a valid environment variable name must consist only of printable ASCII characters other than '='".to_string());
+        errs.push(
+            "a valid environment variable name must consist only of printable ASCII characters other than '='"
+                .to_string(),
+        );
     }
     errs
 }
 
 /// Percentage string `[0-9]+%`.
 pub fn is_valid_percent(value: &str) -> Vec<String> {
-    let ok = value.len() > 1
-        && value.ends_with('%')
-        && value[..value.len() - 1].bytes().all(|c| c.is_ascii_digit());
+    let ok = value.len() > 1 && value.ends_with('%') && value[..value.len() - 1].bytes().all(|c| c.is_ascii_digit());
     if ok {
         Vec::new()
     } else {
@@ -299,11 +291,7 @@ pub fn is_valid_percent(value: &str) -> Vec<String> {
 
 /// HTTP header name `[-A-Za-z0-9]+`.
 pub fn is_http_header_name(value: &str) -> Vec<String> {
-    if !value.is_empty()
-        && value
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-')
-    {
+    if !value.is_empty() && value.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
         Vec::new()
     } else {
         vec![regex_error(
@@ -414,10 +402,7 @@ mod tests {
     fn dns_labels_and_subdomains() {
         assert!(is_dns1123_label("my-name").is_empty());
         assert!(is_dns1123_label("123-abc").is_empty());
-        assert_eq!(
-            is_dns1123_label("a.b"),
-            vec!["must not contain dots".to_string()]
-        );
+        assert_eq!(is_dns1123_label("a.b"), vec!["must not contain dots".to_string()]);
         assert_eq!(is_dns1123_label("A.b"), vec![
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
                 .to_string()
@@ -458,9 +443,7 @@ mod tests {
         assert!(e[1].starts_with("name part must consist of"));
         let e = is_qualified_name("a/b/c");
         assert!(e[0].starts_with("a qualified name must consist of"));
-        assert!(e[0].ends_with(
-            "with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-        ));
+        assert!(e[0].ends_with("with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"));
         assert_eq!(
             is_qualified_name(&"x".repeat(64))[0],
             "name part must be no more than 63 characters"
@@ -473,10 +456,7 @@ mod tests {
         assert!(is_valid_label_value("v1.2_3-x").is_empty());
         assert!(is_valid_label_value("-x")[0].starts_with("a valid label must be an empty string"));
         assert!(is_config_map_key("key.name").is_empty());
-        assert_eq!(
-            is_config_map_key("..x"),
-            vec!["must not start with '..'".to_string()]
-        );
+        assert_eq!(is_config_map_key("..x"), vec!["must not start with '..'".to_string()]);
         assert_eq!(
             is_config_map_key("a b")[0],
             "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"

@@ -5,8 +5,8 @@ use super::meta::{self, dns_label, meta_create, meta_update, qualified_name, sub
 use super::names;
 use super::pod::protocol;
 use super::{
-    Errs, IMMUTABLE, Path, arr, each_invalid, forbidden, get, int, invalid, invalid_raw,
-    not_supported, required, semantic_eq, st, st0, str_map, too_long, too_many,
+    Errs, IMMUTABLE, Path, arr, each_invalid, forbidden, get, int, invalid, invalid_raw, not_supported, required,
+    semantic_eq, st, st0, str_map, too_long, too_many,
 };
 use serde_json::Value;
 use std::collections::HashSet;
@@ -48,11 +48,7 @@ fn legacy_event(errs: &mut Errs, f: &EventFields<'_>) {
         if f.reporting_controller.is_empty() {
             required(errs, &Path::new("reportingController"), "");
         }
-        qualified_name(
-            errs,
-            f.reporting_controller,
-            &Path::new("reportingController"),
-        );
+        qualified_name(errs, f.reporting_controller, &Path::new("reportingController"));
         for (name, value) in [
             ("reportingInstance", f.reporting_instance),
             ("action", f.action),
@@ -62,21 +58,11 @@ fn legacy_event(errs: &mut Errs, f: &EventFields<'_>) {
                 required(errs, &Path::new(name), "");
             }
             if value.len() > 128 {
-                invalid(
-                    errs,
-                    &Path::new(name),
-                    "",
-                    "can have at most 128 characters",
-                );
+                invalid(errs, &Path::new(name), "", "can have at most 128 characters");
             }
         }
         if f.message.len() > 1024 {
-            invalid(
-                errs,
-                &Path::new("message"),
-                "",
-                "can have at most 1024 characters",
-            );
+            invalid(errs, &Path::new("message"), "", "can have at most 1024 characters");
         }
     }
     each_invalid(
@@ -147,11 +133,7 @@ pub(crate) fn validate_events_event(errs: &mut Errs, obj: &Value, old: Option<&V
         Some(old) => meta_update(errs, obj, old),
     }
     if series_changed && let Some(series) = get(v, "series") {
-        if get(Some(series), "count")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            < 2
-        {
+        if get(Some(series), "count").and_then(Value::as_i64).unwrap_or(0) < 2 {
             invalid(errs, &Path::new("series.count"), "", "should be at least 2");
         }
         if get(Some(series), "lastObservedTime").is_none() {
@@ -164,12 +146,7 @@ pub(crate) fn validate_events_event(errs: &mut Errs, obj: &Value, old: Option<&V
         }
         let t = s("type");
         if t != "Normal" && t != "Warning" {
-            invalid(
-                errs,
-                &Path::new("type"),
-                "",
-                format!("has invalid value: {t}"),
-            );
+            invalid(errs, &Path::new("type"), "", format!("has invalid value: {t}"));
         }
         for (core, v1) in [
             ("firstTimestamp", "deprecatedFirstTimestamp"),
@@ -179,19 +156,13 @@ pub(crate) fn validate_events_event(errs: &mut Errs, obj: &Value, old: Option<&V
                 invalid(errs, &Path::new(core), "", "needs to be unset");
             }
         }
-        if get(v, "deprecatedCount")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            != 0
-        {
+        if get(v, "deprecatedCount").and_then(Value::as_i64).unwrap_or(0) != 0 {
             invalid(errs, &Path::new("count"), "", "needs to be unset");
         }
         let src = get(v, "deprecatedSource");
-        let src_set = ["component", "host"].iter().any(|k| {
-            get(src, k)
-                .and_then(Value::as_str)
-                .is_some_and(|x| !x.is_empty())
-        });
+        let src_set = ["component", "host"]
+            .iter()
+            .any(|k| get(src, k).and_then(Value::as_str).is_some_and(|x| !x.is_empty()));
         if src_set {
             invalid(errs, &Path::new("source"), "", "needs to be unset");
         }
@@ -247,12 +218,7 @@ pub(crate) fn validate_scale(errs: &mut Errs, obj: &Value) {
     if let Some(r) = int(errs, spec, "replicas", &sp)
         && r < 0
     {
-        invalid(
-            errs,
-            &sp.child("replicas"),
-            r,
-            "must be greater than or equal to 0",
-        );
+        invalid(errs, &sp.child("replicas"), r, "must be greater than or equal to 0");
     }
 }
 
@@ -267,12 +233,7 @@ pub(crate) fn validate_lease(errs: &mut Errs, obj: &Value, old: Option<&Value>) 
     if let Some(d) = int(errs, spec, "leaseDurationSeconds", &sp)
         && d <= 0
     {
-        invalid(
-            errs,
-            &sp.child("leaseDurationSeconds"),
-            d,
-            "must be greater than 0",
-        );
+        invalid(errs, &sp.child("leaseDurationSeconds"), d, "must be greater than 0");
     }
     if let Some(t) = int(errs, spec, "leaseTransitions", &sp)
         && t < 0
@@ -297,12 +258,7 @@ pub(crate) fn validate_endpoint_slice(errs: &mut Errs, obj: &Value, old: Option<
     match addr_type {
         "" => required(errs, &Path::new("addressType"), ""),
         "IPv4" | "IPv6" | "FQDN" => {}
-        other => not_supported(
-            errs,
-            &Path::new("addressType"),
-            other,
-            &["FQDN", "IPv4", "IPv6"],
-        ),
+        other => not_supported(errs, &Path::new("addressType"), other, &["FQDN", "IPv4", "IPv6"]),
     }
     let ep = Path::new("endpoints");
     let endpoints = arr(errs, Some(obj), "endpoints", &root);
@@ -323,8 +279,7 @@ pub(crate) fn validate_endpoint_slice(errs: &mut Errs, obj: &Value, old: Option<
             let p = ap.index(j);
             match addr_type {
                 "IPv4" | "IPv6" => {
-                    let ok =
-                        names::parse_ip(a).is_some_and(|x| x.is_ipv4() == (addr_type == "IPv4"));
+                    let ok = names::parse_ip(a).is_some_and(|x| x.is_ipv4() == (addr_type == "IPv4"));
                     if !ok {
                         invalid(errs, &p, *a, format!("must be a valid {addr_type} address"));
                     }
@@ -360,9 +315,7 @@ pub(crate) fn validate_endpoint_slice(errs: &mut Errs, obj: &Value, old: Option<
         }
     }
     if let Some(old) = old {
-        let was = get(Some(old), "addressType")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let was = get(Some(old), "addressType").and_then(Value::as_str).unwrap_or("");
         if was != addr_type {
             invalid(errs, &Path::new("addressType"), addr_type, IMMUTABLE);
         }
@@ -405,18 +358,10 @@ pub(crate) fn validate_storage_class(errs: &mut Errs, obj: &Value, old: Option<&
     if let Some(old) = old {
         meta_update(errs, obj, old);
         if !semantic_eq(get(Some(obj), "parameters"), get(Some(old), "parameters")) {
-            forbidden(
-                errs,
-                &Path::new("parameters"),
-                "updates to parameters are forbidden.",
-            );
+            forbidden(errs, &Path::new("parameters"), "updates to parameters are forbidden.");
         }
         if get(Some(obj), "provisioner") != get(Some(old), "provisioner") {
-            forbidden(
-                errs,
-                &Path::new("provisioner"),
-                "updates to provisioner are forbidden.",
-            );
+            forbidden(errs, &Path::new("provisioner"), "updates to provisioner are forbidden.");
         }
         if get(Some(obj), "reclaimPolicy") != get(Some(old), "reclaimPolicy") {
             forbidden(
@@ -425,10 +370,7 @@ pub(crate) fn validate_storage_class(errs: &mut Errs, obj: &Value, old: Option<&
                 "updates to reclaimPolicy are forbidden.",
             );
         }
-        let (n, o) = (
-            get(Some(obj), "volumeBindingMode"),
-            get(Some(old), "volumeBindingMode"),
-        );
+        let (n, o) = (get(Some(obj), "volumeBindingMode"), get(Some(old), "volumeBindingMode"));
         if n != o {
             invalid(
                 errs,
@@ -481,10 +423,7 @@ pub(crate) fn validate_storage_class(errs: &mut Errs, obj: &Value, old: Option<&
         ),
     }
     let tp = Path::new("allowedTopologies");
-    for (i, term) in arr(errs, Some(obj), "allowedTopologies", &root)
-        .iter()
-        .enumerate()
-    {
+    for (i, term) in arr(errs, Some(obj), "allowedTopologies", &root).iter().enumerate() {
         let exprs = get(Some(term), "matchLabelExpressions")
             .and_then(Value::as_array)
             .map(Vec::as_slice)

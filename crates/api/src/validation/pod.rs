@@ -4,15 +4,12 @@
 //! This file holds the entry points (pod, template, spec) and the QoS class; the parts of a
 //! spec live in the submodules, which share this module's imports through `use super::*`.
 
-use super::meta::{
-    self, dns_label, label_name, qualified_name, subdomain, validate_annotations, validate_labels,
-};
+use super::meta::{self, dns_label, label_name, qualified_name, subdomain, validate_annotations, validate_labels};
 use super::names::{self, inclusive_range_error, is_valid_port_name, is_valid_port_num};
 use super::quantity::Quantity;
 use super::{
-    Errs, J, Path, arr, boolean, duplicate, each_invalid, forbidden, get, gorepr, int, invalid,
-    invalid_raw, nonneg, not_found, not_supported, obj, required, semantic_eq, st, st0, str_list,
-    str_map,
+    Errs, J, Path, arr, boolean, duplicate, each_invalid, forbidden, get, gorepr, int, invalid, invalid_raw, nonneg,
+    not_found, not_supported, obj, required, semantic_eq, st, st0, str_list, str_map,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -58,11 +55,7 @@ pub(crate) fn validate_pod(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
     match old {
         None => {
             if !arr(&mut Errs::new(), spec, "ephemeralContainers", &sp).is_empty() {
-                forbidden(
-                    errs,
-                    &sp.child("ephemeralContainers"),
-                    "cannot be set on create",
-                );
+                forbidden(errs, &sp.child("ephemeralContainers"), "cannot be set on create");
             }
             let node = st0(&mut Errs::new(), spec, "nodeName", &sp);
             if !node.is_empty() && !arr(&mut Errs::new(), spec, "schedulingGates", &sp).is_empty() {
@@ -125,18 +118,11 @@ fn metadata_and_spec(errs: &mut Errs, obj: &Value) {
 }
 
 /// `ValidatePodSpecificAnnotations`.
-pub(crate) fn pod_specific_annotations(
-    errs: &mut Errs,
-    anns: Option<&[(&str, &str)]>,
-    spec: J<'_>,
-    p: &Path,
-) {
+pub(crate) fn pod_specific_annotations(errs: &mut Errs, anns: Option<&[(&str, &str)]>, spec: J<'_>, p: &Path) {
     let anns = anns.unwrap_or_default();
     let find = |k: &str| anns.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
     if let Some(v) = find("kubernetes.io/config.mirror")
-        && get(spec, "nodeName")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
+        && get(spec, "nodeName").and_then(Value::as_str).is_none_or(str::is_empty)
     {
         invalid(
             errs,
@@ -167,22 +153,16 @@ pub(crate) fn pod_specific_annotations(
             }
         }
         if let Some(container) = k.strip_prefix("container.apparmor.security.beta.kubernetes.io/") {
-            let has = ["containers", "initContainers", "ephemeralContainers"]
-                .iter()
-                .any(|l| {
-                    get(spec, l).and_then(Value::as_array).is_some_and(|cs| {
-                        cs.iter()
-                            .any(|c| c.get("name").and_then(Value::as_str) == Some(container))
-                    })
-                });
+            let has = ["containers", "initContainers", "ephemeralContainers"].iter().any(|l| {
+                get(spec, l).and_then(Value::as_array).is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.get("name").and_then(Value::as_str) == Some(container))
+                })
+            });
             if !has {
                 invalid(errs, &p.key(k), container, "container not found");
             }
-            if !(v.is_empty()
-                || *v == "runtime/default"
-                || *v == "unconfined"
-                || v.starts_with("localhost/"))
-            {
+            if !(v.is_empty() || *v == "runtime/default" || *v == "unconfined" || v.starts_with("localhost/")) {
                 invalid(
                     errs,
                     &p.key(k),
@@ -223,13 +203,7 @@ pub(crate) fn pod_spec(errs: &mut Errs, spec: J<'_>, pod_name: Option<&str>, p: 
     if grace.is_none() {
         required(errs, &p.child("terminationGracePeriodSeconds"), "");
     }
-    let host_users = boolean(
-        &mut Errs::new(),
-        get(spec, "securityContext"),
-        "hostUsers",
-        p,
-    )
-    .unwrap_or(true);
+    let host_users = boolean(&mut Errs::new(), get(spec, "securityContext"), "hostUsers", p).unwrap_or(true);
     let vols = volumes(errs, spec, pod_name, p);
     let claim_names = resource_claims(errs, spec, p);
     let restart_policy = st0(errs, spec, "restartPolicy", p);
@@ -318,10 +292,7 @@ pub(crate) fn pod_spec(errs: &mut Errs, spec: J<'_>, pod_name: Option<&str>, p: 
         if let Some(m) = names::is_valid_ip(ip) {
             invalid(errs, &hp.child("ip"), ip, m);
         }
-        for (j, h) in str_list(errs, Some(ha), "hostnames", &hp)
-            .iter()
-            .enumerate()
-        {
+        for (j, h) in str_list(errs, Some(ha), "hostnames", &hp).iter().enumerate() {
             subdomain(errs, h, &hp.child("hostnames").index(j));
         }
     }
@@ -344,12 +315,7 @@ pub(crate) fn pod_spec(errs: &mut Errs, spec: J<'_>, pod_name: Option<&str>, p: 
         }
     }
     if let Some(overhead) = obj(errs, spec, "overhead", p) {
-        resource_list(
-            errs,
-            Some(overhead),
-            &p.child("overhead").child("limits"),
-            true,
-        );
+        resource_list(errs, Some(overhead), &p.child("overhead").child("limits"), true);
     }
     if let Some(os) = obj(errs, spec, "os", p) {
         let op = p.child("os");

@@ -107,9 +107,7 @@ impl Quantity {
 
         // Upstream's fast path keeps the original text when it already looks canonical.
         let precision_ok = match format {
-            Format::DecimalSI | Format::DecimalExponent => {
-                (parts.num.len() + parts.denom.len()) <= 18
-            }
+            Format::DecimalSI | Format::DecimalExponent => (parts.num.len() + parts.denom.len()) <= 18,
             Format::BinarySI => exponent >= 0 && parts.denom.is_empty() && parts.num.len() < 15,
         };
         let scale = if base == 10 {
@@ -137,17 +135,10 @@ impl Quantity {
             q.round_up_to(NANO);
         }
         if q.cmp_abs_to_max() == Ordering::Greater {
-            q.mantissa = if q.mantissa < 0 {
-                -MAX_ALLOWED
-            } else {
-                MAX_ALLOWED
-            };
+            q.mantissa = if q.mantissa < 0 { -MAX_ALLOWED } else { MAX_ALLOWED };
             q.exp10 = 0;
         }
-        if q.format == Format::BinarySI
-            && q.mantissa > 0
-            && q.cmp(&Quantity::from_int(1)) == Ordering::Less
-        {
+        if q.format == Format::BinarySI && q.mantissa > 0 && q.cmp(&Quantity::from_int(1)) == Ordering::Less {
             q.format = Format::DecimalSI;
         }
         Ok(q)
@@ -216,10 +207,7 @@ impl Quantity {
         let (q, exact) = match pow10(drop) {
             Some(p) => {
                 let p = p as u128;
-                (
-                    abs / p + u128::from(!abs.is_multiple_of(p)),
-                    abs.is_multiple_of(p),
-                )
+                (abs / p + u128::from(!abs.is_multiple_of(p)), abs.is_multiple_of(p))
             }
             None => (1, false),
         };
@@ -244,11 +232,7 @@ impl Quantity {
         if e >= 0 {
             pow10(e as u32)
                 .and_then(|p| self.mantissa.checked_mul(p))
-                .unwrap_or(if self.mantissa < 0 {
-                    i128::MIN
-                } else {
-                    i128::MAX
-                })
+                .unwrap_or(if self.mantissa < 0 { i128::MIN } else { i128::MAX })
         } else {
             let mut c = self.clone();
             c.round_up_to(-3);
@@ -259,8 +243,7 @@ impl Quantity {
     /// Sum of two quantities (format of `self`).
     pub fn add(&self, other: &Quantity) -> Quantity {
         let e = self.exp10.min(other.exp10);
-        let scale =
-            |q: &Quantity| pow10((q.exp10 - e) as u32).and_then(|p| q.mantissa.checked_mul(p));
+        let scale = |q: &Quantity| pow10((q.exp10 - e) as u32).and_then(|p| q.mantissa.checked_mul(p));
         match (scale(self), scale(other)) {
             (Some(a), Some(b)) if a.checked_add(b).is_some() => {
                 let mut q = Quantity {

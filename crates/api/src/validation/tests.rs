@@ -38,12 +38,7 @@ fn update(group: &str, kind: &str, mut obj: Value, old: &Value) -> Vec<String> {
 }
 
 /// Runs `mutate` on a copy of `base` and returns the create messages.
-fn create_with(
-    group: &str,
-    kind: &str,
-    base: &Value,
-    mutate: impl FnOnce(&mut Value),
-) -> Vec<String> {
+fn create_with(group: &str, kind: &str, base: &Value, mutate: impl FnOnce(&mut Value)) -> Vec<String> {
     let mut obj = base.clone();
     mutate(&mut obj);
     create(group, kind, obj)
@@ -138,13 +133,7 @@ fn daemon_set_rules() {
     let cases: Vec<(&str, Mutation, Vec<&str>)> = vec![
         (
             "selector does not match template labels",
-            Box::new(|v| {
-                set(
-                    v,
-                    "/spec/template/metadata/labels",
-                    json!({"name": "other"}),
-                )
-            }),
+            Box::new(|v| set(v, "/spec/template/metadata/labels", json!({"name": "other"}))),
             vec![
                 r#"spec.template.metadata.labels: Invalid value: map[string]string{"name":"other"}: `selector` does not match template `labels`"#,
             ],
@@ -166,9 +155,7 @@ fn daemon_set_rules() {
         (
             "restartPolicy Never",
             Box::new(|v| set(v, "/spec/template/spec/restartPolicy", json!("Never"))),
-            vec![
-                r#"spec.template.spec.restartPolicy: Unsupported value: "Never": supported values: "Always""#,
-            ],
+            vec![r#"spec.template.spec.restartPolicy: Unsupported value: "Never": supported values: "Always""#],
         ),
         (
             "activeDeadlineSeconds",
@@ -186,9 +173,7 @@ fn daemon_set_rules() {
                     json!({"rollingUpdate": {"maxUnavailable": 0}}),
                 )
             }),
-            vec![
-                "spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0",
-            ],
+            vec!["spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0"],
         ),
         (
             "zero percent counts as zero",
@@ -199,19 +184,11 @@ fn daemon_set_rules() {
                     json!({"rollingUpdate": {"maxUnavailable": "0%", "maxSurge": 0}}),
                 )
             }),
-            vec![
-                "spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0",
-            ],
+            vec!["spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0"],
         ),
         (
             "surge alone keeps the defaulted maxUnavailable of 1",
-            Box::new(|v| {
-                set(
-                    v,
-                    "/spec/updateStrategy",
-                    json!({"rollingUpdate": {"maxSurge": 1}}),
-                )
-            }),
+            Box::new(|v| set(v, "/spec/updateStrategy", json!({"rollingUpdate": {"maxSurge": 1}}))),
             vec![
                 "spec.updateStrategy.rollingUpdate.maxSurge: Invalid value: 1: may not be set when maxUnavailable is non-zero",
             ],
@@ -294,19 +271,14 @@ fn daemon_set_rules() {
         (
             "duplicate container names",
             Box::new(|v| {
-                let c = v
-                    .pointer("/spec/template/spec/containers/0")
-                    .unwrap()
-                    .clone();
+                let c = v.pointer("/spec/template/spec/containers/0").unwrap().clone();
                 v.pointer_mut("/spec/template/spec/containers")
                     .unwrap()
                     .as_array_mut()
                     .unwrap()
                     .push(c);
             }),
-            vec![
-                r#"spec.template.spec.containers[1].name: Duplicate value: "fluentd-elasticsearch""#,
-            ],
+            vec![r#"spec.template.spec.containers[1].name: Duplicate value: "fluentd-elasticsearch""#],
         ),
         (
             "toleration with Exists and a value",
@@ -330,12 +302,8 @@ fn daemon_set_rules() {
     for (what, mutate, want) in cases {
         let got = create_with("apps", "DaemonSet", &base, |v| mutate(v));
         let want: Vec<String> = match what {
-            "invalid label key" => vec![format!(
-                "metadata.labels: Invalid value: \"bad key\": {LABEL_KEY_ERR}"
-            )],
-            "bad name" => vec![format!(
-                "metadata.name: Invalid value: \"Fluentd\": {SUBDOMAIN_ERR}"
-            )],
+            "invalid label key" => vec![format!("metadata.labels: Invalid value: \"bad key\": {LABEL_KEY_ERR}")],
+            "bad name" => vec![format!("metadata.name: Invalid value: \"Fluentd\": {SUBDOMAIN_ERR}")],
             _ => want.iter().map(|s| s.to_string()).collect(),
         };
         assert_eq!(got, want, "{what}");
@@ -346,25 +314,14 @@ fn daemon_set_rules() {
 fn daemon_set_update_keeps_selector() {
     let old = stored("apps", "DaemonSet", fluentd());
     let mut new = old.clone();
-    set(
-        &mut new,
-        "/spec/template/spec/containers/0/image",
-        json!("fluentd:v3"),
-    );
-    assert_eq!(
-        update("apps", "DaemonSet", new.clone(), &old),
-        Vec::<String>::new()
-    );
+    set(&mut new, "/spec/template/spec/containers/0/image", json!("fluentd:v3"));
+    assert_eq!(update("apps", "DaemonSet", new.clone(), &old), Vec::<String>::new());
     set(
         &mut new,
         "/spec/selector/matchLabels",
         json!({"name": "fluentd-elasticsearch", "tier": "logging"}),
     );
-    set(
-        &mut new,
-        "/spec/template/metadata/labels/tier",
-        json!("logging"),
-    );
+    set(&mut new, "/spec/template/metadata/labels/tier", json!("logging"));
     assert_eq!(
         update("apps", "DaemonSet", new, &old),
         vec![
@@ -377,19 +334,11 @@ fn daemon_set_update_keeps_selector() {
 fn metadata_update_rules() {
     let mut old = stored("apps", "DaemonSet", fluentd());
     set(&mut old, "/metadata/uid", json!("u1"));
-    set(
-        &mut old,
-        "/metadata/creationTimestamp",
-        json!("2025-05-01T10:00:00Z"),
-    );
+    set(&mut old, "/metadata/creationTimestamp", json!("2025-05-01T10:00:00Z"));
     let mut new = old.clone();
     set(&mut new, "/metadata/name", json!("other"));
     set(&mut new, "/metadata/uid", json!("u2"));
-    set(
-        &mut new,
-        "/metadata/creationTimestamp",
-        json!("2025-05-02T10:00:00Z"),
-    );
+    set(&mut new, "/metadata/creationTimestamp", json!("2025-05-02T10:00:00Z"));
     assert_eq!(
         update("apps", "DaemonSet", new, &old),
         vec![
@@ -406,10 +355,7 @@ fn metadata_update_rules() {
 #[test]
 fn deployment_rules() {
     let base = deployment();
-    assert_eq!(
-        create("apps", "Deployment", base.clone()),
-        Vec::<String>::new()
-    );
+    assert_eq!(create("apps", "Deployment", base.clone()), Vec::<String>::new());
     let cases: Vec<Case<&str>> = vec![
         (
             Box::new(|v| {
@@ -419,9 +365,7 @@ fn deployment_rules() {
                     json!({"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}}),
                 )
             }),
-            vec![
-                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0",
-            ],
+            vec!["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"],
         ),
         (
             Box::new(|v| {
@@ -431,9 +375,7 @@ fn deployment_rules() {
                     json!({"rollingUpdate": {"maxUnavailable": "0%", "maxSurge": "0%"}}),
                 )
             }),
-            vec![
-                "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0%: may not be 0 when `maxSurge` is 0",
-            ],
+            vec!["spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0%: may not be 0 when `maxSurge` is 0"],
         ),
         (
             Box::new(|v| {
@@ -443,9 +385,7 @@ fn deployment_rules() {
                     json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}),
                 )
             }),
-            vec![
-                "spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'",
-            ],
+            vec!["spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'"],
         ),
         (
             Box::new(|v| set(v, "/spec/strategy", json!({"type": "BlueGreen"}))),
@@ -458,9 +398,7 @@ fn deployment_rules() {
                 set(v, "/spec/minReadySeconds", json!(30));
                 set(v, "/spec/progressDeadlineSeconds", json!(30));
             }),
-            vec![
-                "spec.progressDeadlineSeconds: Invalid value: 30: must be greater than minReadySeconds",
-            ],
+            vec!["spec.progressDeadlineSeconds: Invalid value: 30: must be greater than minReadySeconds"],
         ),
         (
             Box::new(|v| set(v, "/spec/replicas", json!(-1))),
@@ -481,9 +419,7 @@ fn deployment_rules() {
         ),
         (
             Box::new(|v| set(v, "/spec/template/spec/restartPolicy", json!("OnFailure"))),
-            vec![
-                r#"spec.template.spec.restartPolicy: Unsupported value: "OnFailure": supported values: "Always""#,
-            ],
+            vec![r#"spec.template.spec.restartPolicy: Unsupported value: "OnFailure": supported values: "Always""#],
         ),
         (
             Box::new(|v| set(v, "/spec/template/spec/activeDeadlineSeconds", json!(5))),
@@ -521,21 +457,11 @@ fn deployment_selector_is_immutable_but_strategy_switch_keeps_rolling_update() {
     set(&mut new, "/spec/strategy/type", json!("Recreate"));
     assert_eq!(
         update("apps", "Deployment", new, &old),
-        vec![
-            "spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'"
-        ]
+        vec!["spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'"]
     );
     let mut new = old.clone();
-    set(
-        &mut new,
-        "/spec/selector/matchLabels",
-        json!({"app": "web2"}),
-    );
-    set(
-        &mut new,
-        "/spec/template/metadata/labels",
-        json!({"app": "web2"}),
-    );
+    set(&mut new, "/spec/selector/matchLabels", json!({"app": "web2"}));
+    set(&mut new, "/spec/template/metadata/labels", json!({"app": "web2"}));
     assert_eq!(
         update("apps", "Deployment", new, &old),
         vec![
@@ -547,10 +473,7 @@ fn deployment_selector_is_immutable_but_strategy_switch_keeps_rolling_update() {
 #[test]
 fn replica_set_rules() {
     let mut rs = deployment();
-    assert_eq!(
-        create("apps", "ReplicaSet", rs.clone()),
-        Vec::<String>::new()
-    );
+    assert_eq!(create("apps", "ReplicaSet", rs.clone()), Vec::<String>::new());
     set(&mut rs, "/spec/selector", json!({"matchLabels": {}}));
     assert_eq!(
         create("apps", "ReplicaSet", rs),
@@ -573,10 +496,7 @@ fn stateful_set() -> Value {
 
 #[test]
 fn stateful_set_rules() {
-    assert_eq!(
-        create("apps", "StatefulSet", stateful_set()),
-        Vec::<String>::new()
-    );
+    assert_eq!(create("apps", "StatefulSet", stateful_set()), Vec::<String>::new());
     let got = create_with("apps", "StatefulSet", &stateful_set(), |v| {
         set(v, "/metadata/name", json!("web.v1"))
     });
@@ -589,18 +509,14 @@ fn stateful_set_rules() {
     });
     assert_eq!(
         got,
-        vec![format!(
-            "spec.serviceName: Invalid value: \"Web_svc\": {DNS_LABEL_ERR}"
-        )]
+        vec![format!("spec.serviceName: Invalid value: \"Web_svc\": {DNS_LABEL_ERR}")]
     );
     let got = create_with("apps", "StatefulSet", &stateful_set(), |v| {
         set(v, "/spec/podManagementPolicy", json!("Random"))
     });
     assert_eq!(
         got,
-        vec![
-            r#"spec.podManagementPolicy: Invalid value: "Random": must be 'OrderedReady' or 'Parallel'"#
-        ]
+        vec![r#"spec.podManagementPolicy: Invalid value: "Random": must be 'OrderedReady' or 'Parallel'"#]
     );
     let got = create_with("apps", "StatefulSet", &stateful_set(), |v| {
         set(
@@ -646,15 +562,8 @@ fn stateful_set_rules() {
     let old = stored("apps", "StatefulSet", stateful_set());
     let mut new = old.clone();
     set(&mut new, "/spec/replicas", json!(5));
-    set(
-        &mut new,
-        "/spec/template/spec/containers/0/image",
-        json!("nginx:1.28"),
-    );
-    assert_eq!(
-        update("apps", "StatefulSet", new.clone(), &old),
-        Vec::<String>::new()
-    );
+    set(&mut new, "/spec/template/spec/containers/0/image", json!("nginx:1.28"));
+    assert_eq!(update("apps", "StatefulSet", new.clone(), &old), Vec::<String>::new());
     set(&mut new, "/spec/serviceName", json!("other"));
     assert_eq!(
         update("apps", "StatefulSet", new, &old),
@@ -670,10 +579,7 @@ fn replication_controller_rules() {
         "metadata": meta("rc"),
         "spec": {"template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}
     });
-    assert_eq!(
-        create("", "ReplicationController", rc.clone()),
-        Vec::<String>::new()
-    );
+    assert_eq!(create("", "ReplicationController", rc.clone()), Vec::<String>::new());
     let got = create_with("", "ReplicationController", &rc, |v| {
         set(v, "/spec/selector", json!({"app": "y"}))
     });
@@ -683,25 +589,17 @@ fn replication_controller_rules() {
             r#"spec.template.metadata.labels: Invalid value: map[string]string{"app":"x"}: `selector` does not match template `labels`"#
         ]
     );
-    let got = create_with("", "ReplicationController", &rc, |v| {
-        remove(v, "/spec/template")
-    });
+    let got = create_with("", "ReplicationController", &rc, |v| remove(v, "/spec/template"));
     assert_eq!(
         got,
-        vec![
-            "spec.selector: Required value",
-            "spec.template: Required value"
-        ]
+        vec!["spec.selector: Required value", "spec.template: Required value"]
     );
 }
 
 #[test]
 fn controller_revision_rules() {
     let cr = json!({"metadata": meta("ds-abc"), "revision": 1, "data": {"spec": {}}});
-    assert_eq!(
-        create("apps", "ControllerRevision", cr.clone()),
-        Vec::<String>::new()
-    );
+    assert_eq!(create("apps", "ControllerRevision", cr.clone()), Vec::<String>::new());
     let got = create_with("apps", "ControllerRevision", &cr, |v| {
         remove(v, "/data");
         set(v, "/revision", json!(-1));
@@ -733,9 +631,7 @@ fn job_rules() {
     });
     assert_eq!(
         got,
-        vec![
-            r#"spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never""#
-        ]
+        vec![r#"spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never""#]
     );
     let got = create_with("batch", "Job", &job(), |v| {
         set(v, "/spec/template/spec/restartPolicy", json!("Sometimes"))
@@ -788,33 +684,22 @@ fn job_selector_generation() {
         labels["batch.kubernetes.io/controller-uid"],
         "0b9c1f7e-1111-2222-3333-444455556666"
     );
-    assert_eq!(
-        labels["controller-uid"],
-        "0b9c1f7e-1111-2222-3333-444455556666"
-    );
+    assert_eq!(labels["controller-uid"], "0b9c1f7e-1111-2222-3333-444455556666");
     assert_eq!(labels["job-name"], "pi");
     assert_eq!(labels["batch.kubernetes.io/job-name"], "pi");
     assert_eq!(
         j.pointer("/spec/selector"),
-        Some(
-            &json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "0b9c1f7e-1111-2222-3333-444455556666"}})
-        )
+        Some(&json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "0b9c1f7e-1111-2222-3333-444455556666"}}))
     );
     let mut broken = j.clone();
-    set(
-        &mut broken,
-        "/spec/template/metadata/labels/job-name",
-        json!("other"),
-    );
+    set(&mut broken, "/spec/template/metadata/labels/job-name", json!("other"));
     let got: Vec<String> = validate("batch", "Job", &broken, None)
         .iter()
         .map(FieldError::message)
         .collect();
     assert_eq!(got.len(), 1);
     assert!(
-        got[0].starts_with(
-            "spec.template.metadata.labels[job-name]: Invalid value: map[string]string{"
-        ),
+        got[0].starts_with("spec.template.metadata.labels[job-name]: Invalid value: map[string]string{"),
         "{got:?}"
     );
     assert!(got[0].ends_with(": must be 'pi'"), "{got:?}");
@@ -859,11 +744,7 @@ fn cron_job_rules() {
         ]
     );
     let got = create_with("batch", "CronJob", &cron_job(), |v| {
-        set(
-            v,
-            "/spec/jobTemplate/spec/selector",
-            json!({"matchLabels": {"a": "b"}}),
-        )
+        set(v, "/spec/jobTemplate/spec/selector", json!({"matchLabels": {"a": "b"}}))
     });
     assert_eq!(
         got,
@@ -1025,11 +906,7 @@ fn pod_spec_rules() {
         ),
     ];
     for (i, (mutate, want)) in cases.into_iter().enumerate() {
-        assert_eq!(
-            create_with("", "Pod", &pod(), |v| mutate(v)),
-            want,
-            "case {i}"
-        );
+        assert_eq!(create_with("", "Pod", &pod(), |v| mutate(v)), want, "case {i}");
     }
 }
 
@@ -1074,23 +951,13 @@ fn pod_updates() {
     assert_eq!(update("", "Pod", changed, &old), vec![POD_UPDATE_ERR]);
 
     let mut seconds = old.clone();
-    set(
-        &mut seconds,
-        "/spec/tolerations/0/tolerationSeconds",
-        json!(600),
-    );
+    set(&mut seconds, "/spec/tolerations/0/tolerationSeconds", json!(600));
     assert_eq!(update("", "Pod", seconds, &old), Vec::<String>::new());
     let mut retol = old.clone();
-    set(
-        &mut retol,
-        "/spec/tolerations/0/key",
-        json!("example.com/other"),
-    );
+    set(&mut retol, "/spec/tolerations/0/key", json!("example.com/other"));
     assert_eq!(
         update("", "Pod", retol, &old),
-        vec![
-            "spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds"
-        ]
+        vec!["spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds"]
     );
 
     let mut more = old.clone();
@@ -1107,16 +974,10 @@ fn pod_updates() {
     let mut deadline = new.clone();
     set(&mut deadline, "/spec/activeDeadlineSeconds", json!(60));
     let mut old_with_deadline = old.clone();
-    set(
-        &mut old_with_deadline,
-        "/spec/activeDeadlineSeconds",
-        json!(30),
-    );
+    set(&mut old_with_deadline, "/spec/activeDeadlineSeconds", json!(30));
     assert_eq!(
         update("", "Pod", deadline, &old_with_deadline),
-        vec![
-            "spec.activeDeadlineSeconds: Invalid value: 60: must be less than or equal to previous value"
-        ]
+        vec!["spec.activeDeadlineSeconds: Invalid value: 60: must be less than or equal to previous value"]
     );
 }
 
@@ -1185,11 +1046,7 @@ fn object_meta_rules() {
         ),
     ];
     for (i, (mutate, want)) in cases.into_iter().enumerate() {
-        assert_eq!(
-            create_with("", "ConfigMap", &cm, |v| mutate(v)),
-            want,
-            "case {i}"
-        );
+        assert_eq!(create_with("", "ConfigMap", &cm, |v| mutate(v)), want, "case {i}");
     }
 }
 
@@ -1261,11 +1118,7 @@ fn service_rules() {
         ),
     ];
     for (i, (mutate, want)) in cases.into_iter().enumerate() {
-        assert_eq!(
-            create_with("", "Service", &service(), |v| mutate(v)),
-            want,
-            "case {i}"
-        );
+        assert_eq!(create_with("", "Service", &service(), |v| mutate(v)), want, "case {i}");
     }
     let mut old = stored("", "Service", service());
     set(&mut old, "/spec/clusterIP", json!("10.96.0.10"));
@@ -1275,9 +1128,7 @@ fn service_rules() {
     set(&mut new, "/spec/clusterIPs", json!(["10.96.0.11"]));
     assert_eq!(
         update("", "Service", new, &old),
-        vec![
-            r#"spec.clusterIPs[0]: Invalid value: []string{"10.96.0.11"}: may not change once set"#
-        ]
+        vec![r#"spec.clusterIPs[0]: Invalid value: []string{"10.96.0.11"}: may not change once set"#]
     );
 }
 
@@ -1294,8 +1145,7 @@ fn other_core_kinds() {
         vec!["metadata.namespace: Forbidden: not allowed on this type"]
     );
 
-    let secret =
-        json!({"metadata": meta("s"), "type": "kubernetes.io/tls", "data": {"tls.crt": "YQ=="}});
+    let secret = json!({"metadata": meta("s"), "type": "kubernetes.io/tls", "data": {"tls.crt": "YQ=="}});
     assert_eq!(
         create("", "Secret", secret.clone()),
         vec!["data[tls.key]: Required value"]
@@ -1331,7 +1181,8 @@ fn other_core_kinds() {
         ]
     );
 
-    let ep = json!({"metadata": meta("web"), "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": 80}]}]});
+    let ep =
+        json!({"metadata": meta("web"), "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": 80}]}]});
     assert_eq!(
         create("", "Endpoints", ep),
         vec![
@@ -1342,8 +1193,7 @@ fn other_core_kinds() {
 
 #[test]
 fn other_group_kinds() {
-    let lease =
-        json!({"metadata": meta("l"), "spec": {"leaseDurationSeconds": 0, "leaseTransitions": -1}});
+    let lease = json!({"metadata": meta("l"), "spec": {"leaseDurationSeconds": 0, "leaseTransitions": -1}});
     assert_eq!(
         create("coordination.k8s.io", "Lease", lease),
         vec![
@@ -1398,14 +1248,12 @@ fn subresource_bodies() {
             "target.name: Required value",
         ]
     );
-    let scale =
-        json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"replicas": -1}});
+    let scale = json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"replicas": -1}});
     assert_eq!(
         msgs("autoscaling", "Scale", scale),
         vec!["spec.replicas: Invalid value: -1: must be greater than or equal to 0"]
     );
-    let scale =
-        json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"replicas": 3}});
+    let scale = json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"replicas": 3}});
     assert_eq!(msgs("autoscaling", "Scale", scale), Vec::<String>::new());
 }
 
@@ -1455,10 +1303,7 @@ fn name_warnings_on_create() {
         ("", "ConfigMap", "web.v1"),
     ] {
         let obj = json!({"metadata": {"name": name}});
-        assert!(
-            warnings_on_create(group, kind, &obj).is_empty(),
-            "{kind} {name}"
-        );
+        assert!(warnings_on_create(group, kind, &obj).is_empty(), "{kind} {name}");
     }
     assert!(warnings_on_create("", "Pod", &json!([1])).is_empty());
 }
@@ -1470,10 +1315,7 @@ fn semantic_equality_treats_zero_values_as_absent() {
         Some(&json!({}))
     ));
     assert!(!semantic_eq(Some(&json!({"a": 1})), Some(&json!({}))));
-    assert!(semantic_eq(
-        Some(&json!({"x": {"y": false}})),
-        Some(&json!({"x": {}}))
-    ));
+    assert!(semantic_eq(Some(&json!({"x": {"y": false}})), Some(&json!({"x": {}}))));
 }
 
 /// Wrong JSON types anywhere never panic, for every kind, through defaults and validation.
@@ -1560,11 +1402,7 @@ fn collect_pointers(v: &Value, here: String, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
-                collect_pointers(
-                    x,
-                    format!("{here}/{}", k.replace('~', "~0").replace('/', "~1")),
-                    out,
-                );
+                collect_pointers(x, format!("{here}/{}", k.replace('~', "~0").replace('/', "~1")), out);
             }
         }
         Value::Array(a) => {

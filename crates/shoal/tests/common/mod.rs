@@ -32,7 +32,14 @@ impl Cluster {
     /// `shoal up` on an existing data dir (restarts keep the cluster).
     pub fn start_in(dir: &Path, nodes: u32) -> Cluster {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args(["up", "--listen", "127.0.0.1:0", "--nodes", &nodes.to_string(), "--data-dir"])
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--nodes",
+                &nodes.to_string(),
+                "--data-dir",
+            ])
             .arg(dir)
             .env("SHOAL_LOG", "warn")
             .stdout(Stdio::piped())
@@ -48,12 +55,19 @@ impl Cluster {
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("shoal printed no ready line");
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("shoal printed no ready line");
             if line.contains("ready") {
                 break;
             }
         }
-        Cluster { child, dir: dir.to_path_buf(), _tmp: None, cache: tempfile::tempdir().expect("tempdir") }
+        Cluster {
+            child,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            cache: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     /// The kubeconfig path.
@@ -64,7 +78,10 @@ impl Cluster {
     /// A kubectl command for this cluster (own discovery cache).
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("kubectl");
-        cmd.args(args).arg("--cache-dir").arg(self.cache.path()).env("KUBECONFIG", self.kubeconfig());
+        cmd.args(args)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .env("KUBECONFIG", self.kubeconfig());
         cmd
     }
 
@@ -75,7 +92,12 @@ impl Cluster {
         let mut child = cmd.spawn().expect("kubectl on PATH");
         if let Some(input) = stdin {
             use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
         }
         drop(child.stdin.take());
         // Read both pipes on threads so a chatty kubectl never blocks; a kubectl that hangs
@@ -90,8 +112,18 @@ impl Cluster {
                 buf
             })
         };
-        let stdout = read(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
-        let stderr = read(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+        let stdout = read(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        );
+        let stderr = read(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        );
         let deadline = Instant::now() + KUBECTL_TIMEOUT;
         let status = loop {
             if let Some(status) = child.try_wait().expect("kubectl wait") {
@@ -104,7 +136,11 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        Output { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() }
+        Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        }
     }
 
     /// Runs kubectl and returns stdout; panics with stderr on failure.
@@ -115,14 +151,23 @@ impl Cluster {
     /// Runs kubectl with `stdin`; returns stdout; panics on failure.
     pub fn kubectl_in(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.kubectl_output(args, stdin);
-        assert!(out.status.success(), "kubectl {args:?} failed: {}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Runs kubectl expecting failure; returns stderr.
     pub fn kubectl_err(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.kubectl_output(args, stdin);
-        assert!(!out.status.success(), "kubectl {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -141,7 +186,10 @@ impl Cluster {
     /// The server address from the kubeconfig.
     pub fn addr(&self) -> std::net::SocketAddr {
         let k = std::fs::read_to_string(self.kubeconfig()).expect("kubeconfig");
-        let server = k.lines().find_map(|l| l.trim().strip_prefix("server: https://")).expect("server line");
+        let server = k
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: https://"))
+            .expect("server line");
         server.parse().expect("socket address")
     }
 

@@ -33,21 +33,12 @@ pub(super) fn containers(errs: &mut Errs, spec: J<'_>, ctx: &Ctx<'_>, p: &Path, 
     host_port_conflicts(errs, list, p);
 }
 
-pub(super) fn init_containers(
-    errs: &mut Errs,
-    spec: J<'_>,
-    ctx: &Ctx<'_>,
-    p: &Path,
-    spec_path: &Path,
-) {
+pub(super) fn init_containers(errs: &mut Errs, spec: J<'_>, ctx: &Ctx<'_>, p: &Path, spec_path: &Path) {
     let mut names_seen: HashSet<&str> = arr(&mut Errs::new(), spec, "containers", spec_path)
         .iter()
         .filter_map(|c| c.get("name").and_then(Value::as_str))
         .collect();
-    for (i, c) in arr(errs, spec, "initContainers", spec_path)
-        .iter()
-        .enumerate()
-    {
+    for (i, c) in arr(errs, spec, "initContainers", spec_path).iter().enumerate() {
         let cp = p.index(i);
         let cv = Some(c);
         container_common(errs, cv, ctx, &cp);
@@ -71,12 +62,7 @@ pub(super) fn init_containers(
             }
             probes(errs, cv, ctx.grace, &cp);
         } else {
-            for key in [
-                "lifecycle",
-                "livenessProbe",
-                "readinessProbe",
-                "startupProbe",
-            ] {
+            for key in ["lifecycle", "livenessProbe", "readinessProbe", "startupProbe"] {
                 if get(cv, key).is_some() {
                     forbidden(
                         errs,
@@ -86,9 +72,7 @@ pub(super) fn init_containers(
                 }
             }
         }
-        if let Some(rp) =
-            get(cv, "resizePolicy").filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
-        {
+        if let Some(rp) = get(cv, "resizePolicy").filter(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
             invalid_raw(
                 errs,
                 &cp.child("resizePolicy"),
@@ -129,13 +113,7 @@ pub(super) const EPHEMERAL_FORBIDDEN: &[&str] = &[
     "restartPolicy",
 ];
 
-pub(super) fn ephemeral_containers(
-    errs: &mut Errs,
-    spec: J<'_>,
-    ctx: &Ctx<'_>,
-    p: &Path,
-    spec_path: &Path,
-) {
+pub(super) fn ephemeral_containers(errs: &mut Errs, spec: J<'_>, ctx: &Ctx<'_>, p: &Path, spec_path: &Path) {
     let list = arr(errs, spec, "ephemeralContainers", spec_path);
     if list.is_empty() {
         return;
@@ -184,20 +162,12 @@ pub(super) fn ephemeral_containers(
                 Some(_) => true,
             };
             if set {
-                forbidden(
-                    errs,
-                    &cp.child(key),
-                    "cannot be set for an Ephemeral Container",
-                );
+                forbidden(errs, &cp.child(key), "cannot be set for an Ephemeral Container");
             }
         }
         for (j, vm) in arr(&mut scratch, c, "volumeMounts", &cp).iter().enumerate() {
             for key in ["subPath", "subPathExpr"] {
-                if vm
-                    .get(key)
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| !s.is_empty())
-                {
+                if vm.get(key).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
                     forbidden(
                         errs,
                         &cp.child("volumeMounts").index(j).child(key),
@@ -226,11 +196,7 @@ pub(super) fn host_port_conflicts(errs: &mut Errs, list: &[Value], p: &Path) {
                 port.get("hostIP").and_then(Value::as_str).unwrap_or("")
             );
             if !seen.insert(key.clone()) {
-                duplicate(
-                    errs,
-                    &p.index(ci).child("ports").index(pi).child("hostPort"),
-                    key,
-                );
+                duplicate(errs, &p.index(ci).child("ports").index(pi).child("hostPort"), key);
             }
         }
     }
@@ -332,12 +298,7 @@ pub(super) fn env(errs: &mut Errs, c: J<'_>, p: &Path) {
         if name.is_empty() {
             required(errs, &ip.child("name"), "");
         } else {
-            each_invalid(
-                errs,
-                &ip.child("name"),
-                name,
-                names::is_relaxed_env_var_name(name),
-            );
+            each_invalid(errs, &ip.child("name"), name, names::is_relaxed_env_var_name(name));
         }
         let Some(vf) = obj(errs, e, "valueFrom", &ip) else {
             continue;
@@ -376,19 +337,9 @@ pub(super) fn env(errs: &mut Errs, c: J<'_>, p: &Path) {
                 "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
             );
         } else if !value.is_empty() {
-            invalid(
-                errs,
-                &vp,
-                "",
-                "may not be specified when `value` is not empty",
-            );
+            invalid(errs, &vp, "", "may not be specified when `value` is not empty");
         } else if n > 1 {
-            invalid(
-                errs,
-                &vp,
-                "",
-                "may not have more than one field specified at a time",
-            );
+            invalid(errs, &vp, "", "may not have more than one field specified at a time");
         }
     }
 }
@@ -415,41 +366,19 @@ pub(super) fn env_from(errs: &mut Errs, c: J<'_>, p: &Path) {
                 if name.is_empty() {
                     required(errs, &rp.child("name"), "");
                 } else {
-                    each_invalid(
-                        errs,
-                        &rp.child("name"),
-                        name,
-                        names::name_is_dns_subdomain(name, true),
-                    );
+                    each_invalid(errs, &rp.child("name"), name, names::name_is_dns_subdomain(name, true));
                 }
             }
         }
         if n == 0 {
-            invalid(
-                errs,
-                &ep,
-                "",
-                "must specify one of: `configMapRef` or `secretRef`",
-            );
+            invalid(errs, &ep, "", "must specify one of: `configMapRef` or `secretRef`");
         } else if n > 1 {
-            invalid(
-                errs,
-                &ep,
-                "",
-                "may not have more than one field specified at a time",
-            );
+            invalid(errs, &ep, "", "may not have more than one field specified at a time");
         }
     }
 }
 
-pub(super) fn volume_mounts(
-    errs: &mut Errs,
-    mounts: &[Value],
-    devices: &[Value],
-    vols: &Volumes,
-    c: J<'_>,
-    p: &Path,
-) {
+pub(super) fn volume_mounts(errs: &mut Errs, mounts: &[Value], devices: &[Value], vols: &Volumes, c: J<'_>, p: &Path) {
     let device_names: Vec<&str> = devices
         .iter()
         .filter_map(|d| d.get("name").and_then(Value::as_str))
@@ -458,8 +387,7 @@ pub(super) fn volume_mounts(
         .iter()
         .filter_map(|d| d.get("devicePath").and_then(Value::as_str))
         .collect();
-    let privileged =
-        get(get(c, "securityContext"), "privileged").and_then(Value::as_bool) == Some(true);
+    let privileged = get(get(c, "securityContext"), "privileged").and_then(Value::as_bool) == Some(true);
     let mut points = HashSet::new();
     for (i, m) in mounts.iter().enumerate() {
         let ip = p.index(i);
@@ -479,12 +407,7 @@ pub(super) fn volume_mounts(
             invalid(errs, &ip.child("mountPath"), mount_path, "must be unique");
         }
         if device_names.contains(&name) {
-            invalid(
-                errs,
-                &ip.child("name"),
-                name,
-                "must not already exist in volumeDevices",
-            );
+            invalid(errs, &ip.child("name"), name, "must not already exist in volumeDevices");
         }
         if device_paths.contains(&mount_path) {
             invalid(
@@ -546,13 +469,7 @@ pub(super) fn volume_mounts(
     }
 }
 
-pub(super) fn volume_devices(
-    errs: &mut Errs,
-    devices: &[Value],
-    mounts: &[Value],
-    vols: &Volumes,
-    p: &Path,
-) {
+pub(super) fn volume_devices(errs: &mut Errs, devices: &[Value], mounts: &[Value], vols: &Volumes, p: &Path) {
     let mount_names: Vec<&str> = mounts
         .iter()
         .filter_map(|m| m.get("name").and_then(Value::as_str))
@@ -591,22 +508,12 @@ pub(super) fn volume_devices(
             invalid(errs, &ip.child("devicePath"), path, "must be unique");
         }
         if !path.is_empty() && path.split('/').any(|s| s == "..") {
-            invalid(
-                errs,
-                &ip.child("devicePath"),
-                path,
-                "can not contain backsteps ('..')",
-            );
+            invalid(errs, &ip.child("devicePath"), path, "can not contain backsteps ('..')");
         } else {
             paths.insert(path);
         }
         if mount_names.contains(&name) {
-            invalid(
-                errs,
-                &ip.child("name"),
-                name,
-                "must not already exist in volumeMounts",
-            );
+            invalid(errs, &ip.child("name"), name, "must not already exist in volumeMounts");
         }
         if mount_paths.contains(&path) {
             invalid(
@@ -695,9 +602,7 @@ pub(super) fn probes(errs: &mut Errs, c: J<'_>, grace: Option<i64>, p: &Path) {
                 );
             }
         } else {
-            let st = get(probe, "successThreshold")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
+            let st = get(probe, "successThreshold").and_then(Value::as_i64).unwrap_or(0);
             if st != 1 {
                 invalid(errs, &pp.child("successThreshold"), st, "must be 1");
             }
@@ -713,13 +618,7 @@ pub(super) fn lifecycle(errs: &mut Errs, lc: J<'_>, grace: Option<i64>, p: &Path
     }
 }
 
-pub(super) fn handler(
-    errs: &mut Errs,
-    h: J<'_>,
-    grace: Option<i64>,
-    p: &Path,
-    lifecycle_handler: bool,
-) {
+pub(super) fn handler(errs: &mut Errs, h: J<'_>, grace: Option<i64>, p: &Path, lifecycle_handler: bool) {
     let kinds: &[&str] = if lifecycle_handler {
         &["exec", "httpGet", "tcpSocket", "sleep"]
     } else {
@@ -750,12 +649,7 @@ pub(super) fn handler(
                 }
                 for hdr in arr(errs, x, "httpHeaders", &kp) {
                     let name = hdr.get("name").and_then(Value::as_str).unwrap_or("");
-                    each_invalid(
-                        errs,
-                        &kp.child("httpHeaders"),
-                        name,
-                        names::is_http_header_name(name),
-                    );
+                    each_invalid(errs, &kp.child("httpHeaders"), name, names::is_http_header_name(name));
                 }
             }
             "tcpSocket" => port_num_or_name(errs, get(x, "port"), &kp.child("port")),
@@ -773,9 +667,7 @@ pub(super) fn handler(
                         errs,
                         &kp,
                         secs,
-                        format!(
-                            "must be non-negative and less than terminationGracePeriodSeconds ({g})"
-                        ),
+                        format!("must be non-negative and less than terminationGracePeriodSeconds ({g})"),
                     );
                 }
             }

@@ -66,12 +66,7 @@ pub(crate) fn resource_name(errs: &mut Errs, name: &str, p: &Path) -> bool {
         return false;
     }
     if !name.contains('/') && !STANDARD_RESOURCES.contains(&name) && !is_huge_pages(name) {
-        invalid(
-            errs,
-            p,
-            name,
-            "must be a standard resource type or fully qualified",
-        );
+        invalid(errs, p, name, "must be a standard resource type or fully qualified");
         return false;
     }
     true
@@ -84,12 +79,7 @@ pub(super) fn container_resource_name(errs: &mut Errs, name: &str, p: &Path) {
             invalid(errs, p, name, "must be a standard resource for containers");
         }
     } else if !is_native(name) && !is_extended(name) {
-        invalid(
-            errs,
-            p,
-            name,
-            "doesn't follow extended resource name standard",
-        );
+        invalid(errs, p, name, "doesn't follow extended resource name standard");
     }
 }
 
@@ -132,10 +122,7 @@ pub(super) fn resource_list(errs: &mut Errs, list: J<'_>, p: &Path, container: b
 }
 
 pub(super) fn huge_page_value(errs: &mut Errs, name: &str, q: &Quantity, p: &Path) {
-    let Some(size) = name
-        .strip_prefix("hugepages-")
-        .and_then(|s| Quantity::parse(s).ok())
-    else {
+    let Some(size) = name.strip_prefix("hugepages-").and_then(|s| Quantity::parse(s).ok()) else {
         return;
     };
     if size.is_zero() || size.is_negative() {
@@ -147,21 +134,13 @@ pub(super) fn huge_page_value(errs: &mut Errs, name: &str, q: &Quantity, p: &Pat
             errs,
             p,
             q.canonical(),
-            format!(
-                "{} is not positive integer multiple of {name}",
-                q.canonical()
-            ),
+            format!("{} is not positive integer multiple of {name}", q.canonical()),
         );
     }
 }
 
 /// `ValidateResourceRequirements`.
-pub(crate) fn resource_requirements(
-    errs: &mut Errs,
-    req: J<'_>,
-    claims: &BTreeSet<String>,
-    p: &Path,
-) {
+pub(crate) fn resource_requirements(errs: &mut Errs, req: J<'_>, claims: &BTreeSet<String>, p: &Path) {
     let lim_path = p.child("limits");
     let req_path = p.child("requests");
     let lim_obj = obj(errs, req, "limits", p);
@@ -199,19 +178,12 @@ pub(crate) fn resource_requirements(
                         errs,
                         &req_path,
                         q.canonical(),
-                        format!(
-                            "must be less than or equal to {name} limit of {}",
-                            limit.canonical()
-                        ),
+                        format!("must be less than or equal to {name} limit of {}", limit.canonical()),
                     );
                 }
             }
             None if !overcommit_allowed(name) => {
-                required(
-                    errs,
-                    &lim_path,
-                    "Limit must be set for non overcommitable resources",
-                );
+                required(errs, &lim_path, "Limit must be set for non overcommitable resources");
             }
             None => {}
         }
@@ -241,11 +213,7 @@ pub(crate) fn resource_requirements(
             } else {
                 format!(
                     "must be one of the names in pod.spec.resourceClaims: {}",
-                    claims
-                        .iter()
-                        .map(String::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    claims.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
                 )
             };
             not_found(errs, &cp.index(i), name, &detail);

@@ -58,12 +58,7 @@ pub(crate) fn tolerations(errs: &mut Errs, list: &[Value], p: &Path) {
 /// Taint effects: NoSchedule, PreferNoSchedule, NoExecute.
 pub(crate) fn taint_effect(errs: &mut Errs, effect: &str, p: &Path) {
     if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-        not_supported(
-            errs,
-            p,
-            effect,
-            &["NoSchedule", "PreferNoSchedule", "NoExecute"],
-        );
+        not_supported(errs, p, effect, &["NoSchedule", "PreferNoSchedule", "NoExecute"]);
     }
 }
 
@@ -103,12 +98,7 @@ pub(super) fn node_selector_term(errs: &mut Errs, term: J<'_>, p: &Path) {
                 "must be specified single value when `operator` is 'Lt' or 'Gt'",
             ),
             "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => {}
-            other => invalid(
-                errs,
-                &rp.child("operator"),
-                other,
-                "not a valid selector operator",
-            ),
+            other => invalid(errs, &rp.child("operator"), other, "not a valid selector operator"),
         }
         let key = st0(errs, r, "key", &rp);
         label_name(errs, key, &rp.child("key"));
@@ -128,21 +118,11 @@ pub(super) fn node_selector_term(errs: &mut Errs, term: J<'_>, p: &Path) {
                     );
                 }
             }
-            other => invalid(
-                errs,
-                &rp.child("operator"),
-                other,
-                "not a valid selector operator",
-            ),
+            other => invalid(errs, &rp.child("operator"), other, "not a valid selector operator"),
         }
         let key = st0(errs, r, "key", &rp);
         if key != "metadata.name" {
-            invalid(
-                errs,
-                &rp.child("key"),
-                key,
-                "not a valid field selector key",
-            );
+            invalid(errs, &rp.child("key"), key, "not a valid field selector key");
         } else {
             for (k, v) in values.iter().enumerate() {
                 subdomain(errs, v, &rp.child("values").index(k));
@@ -155,12 +135,7 @@ pub(super) fn affinity(errs: &mut Errs, aff: J<'_>, p: &Path) {
     if let Some(na) = obj(errs, aff, "nodeAffinity", p) {
         let np = p.child("nodeAffinity");
         let na = Some(na);
-        if let Some(req) = obj(
-            errs,
-            na,
-            "requiredDuringSchedulingIgnoredDuringExecution",
-            &np,
-        ) {
+        if let Some(req) = obj(errs, na, "requiredDuringSchedulingIgnoredDuringExecution", &np) {
             node_selector(
                 errs,
                 Some(req),
@@ -168,29 +143,15 @@ pub(super) fn affinity(errs: &mut Errs, aff: J<'_>, p: &Path) {
             );
         }
         let pp = np.child("preferredDuringSchedulingIgnoredDuringExecution");
-        for (i, t) in arr(
-            errs,
-            na,
-            "preferredDuringSchedulingIgnoredDuringExecution",
-            &np,
-        )
-        .iter()
-        .enumerate()
+        for (i, t) in arr(errs, na, "preferredDuringSchedulingIgnoredDuringExecution", &np)
+            .iter()
+            .enumerate()
         {
             let w = int(errs, Some(t), "weight", &pp.index(i)).unwrap_or(0);
             if !(1..=100).contains(&w) {
-                invalid(
-                    errs,
-                    &pp.index(i).child("weight"),
-                    w,
-                    "must be in the range 1-100",
-                );
+                invalid(errs, &pp.index(i).child("weight"), w, "must be in the range 1-100");
             }
-            node_selector_term(
-                errs,
-                get(Some(t), "preference"),
-                &pp.index(i).child("preference"),
-            );
+            node_selector_term(errs, get(Some(t), "preference"), &pp.index(i).child("preference"));
         }
     }
     for kind in ["podAffinity", "podAntiAffinity"] {
@@ -200,35 +161,20 @@ pub(super) fn affinity(errs: &mut Errs, aff: J<'_>, p: &Path) {
         let kp = p.child(kind);
         let pa = Some(pa);
         let rp = kp.child("requiredDuringSchedulingIgnoredDuringExecution");
-        for (i, t) in arr(
-            errs,
-            pa,
-            "requiredDuringSchedulingIgnoredDuringExecution",
-            &kp,
-        )
-        .iter()
-        .enumerate()
+        for (i, t) in arr(errs, pa, "requiredDuringSchedulingIgnoredDuringExecution", &kp)
+            .iter()
+            .enumerate()
         {
             pod_affinity_term(errs, Some(t), &rp.index(i));
         }
         let wp = kp.child("preferredDuringSchedulingIgnoredDuringExecution");
-        for (i, t) in arr(
-            errs,
-            pa,
-            "preferredDuringSchedulingIgnoredDuringExecution",
-            &kp,
-        )
-        .iter()
-        .enumerate()
+        for (i, t) in arr(errs, pa, "preferredDuringSchedulingIgnoredDuringExecution", &kp)
+            .iter()
+            .enumerate()
         {
             let w = int(errs, Some(t), "weight", &wp.index(i)).unwrap_or(0);
             if !(1..=100).contains(&w) {
-                invalid(
-                    errs,
-                    &wp.index(i).child("weight"),
-                    w,
-                    "must be in the range 1-100",
-                );
+                invalid(errs, &wp.index(i).child("weight"), w, "must be in the range 1-100");
             }
             pod_affinity_term(
                 errs,
@@ -249,10 +195,7 @@ pub(super) fn pod_affinity_term(errs: &mut Errs, t: J<'_>, p: &Path) {
     }
     let match_keys = str_list(errs, t, "matchLabelKeys", p);
     let mismatch_keys = str_list(errs, t, "mismatchLabelKeys", p);
-    for (field, keys) in [
-        ("matchLabelKeys", &match_keys),
-        ("mismatchLabelKeys", &mismatch_keys),
-    ] {
+    for (field, keys) in [("matchLabelKeys", &match_keys), ("mismatchLabelKeys", &mismatch_keys)] {
         if keys.is_empty() {
             continue;
         }
@@ -335,18 +278,10 @@ pub(super) fn dns_config(errs: &mut Errs, cfg: J<'_>, dns_policy: &str, p: &Path
         );
     }
     for (i, s) in searches.iter().enumerate() {
-        subdomain(
-            errs,
-            s.strip_suffix('.').unwrap_or(s),
-            &p.child("searches").index(i),
-        );
+        subdomain(errs, s.strip_suffix('.').unwrap_or(s), &p.child("searches").index(i));
     }
     for (i, o) in arr(errs, cfg, "options", p).iter().enumerate() {
-        if o.get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .is_empty()
-        {
+        if o.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
             required(errs, &p.child("options").index(i), "must not be empty");
         }
     }
@@ -376,10 +311,7 @@ pub(super) fn topology_spread(errs: &mut Errs, spec: J<'_>, p: &Path, spec_path:
         }
         let repeated = list[i + 1..].iter().any(|o| {
             o.get("topologyKey").and_then(Value::as_str).unwrap_or("") == tk
-                && o.get("whenUnsatisfiable")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    == wu
+                && o.get("whenUnsatisfiable").and_then(Value::as_str).unwrap_or("") == wu
         });
         if repeated {
             duplicate(
@@ -414,11 +346,7 @@ pub(super) fn topology_spread(errs: &mut Errs, spec: J<'_>, p: &Path, spec_path:
         if !keys.is_empty() {
             let mk = cp.child("matchLabelKeys");
             if sel.is_none() {
-                forbidden(
-                    errs,
-                    &mk,
-                    "must not be specified when labelSelector is not set",
-                );
+                forbidden(errs, &mk, "must not be specified when labelSelector is not set");
             }
             let mut sel_keys: BTreeSet<&str> = BTreeSet::new();
             if let Some(m) = get(sel, "matchLabels").and_then(Value::as_object) {

@@ -19,11 +19,7 @@ pub(super) fn seccomp_profile(errs: &mut Errs, sc: J<'_>, p: &Path) {
     let t = st0(errs, sp, "type", &pp);
     match t {
         "Localhost" | "RuntimeDefault" | "Unconfined" => {}
-        "" => required(
-            errs,
-            &pp.child("type"),
-            "type is required when seccompProfile is set",
-        ),
+        "" => required(errs, &pp.child("type"), "type is required when seccompProfile is set"),
         other => not_supported(
             errs,
             &pp.child("type"),
@@ -92,11 +88,7 @@ pub(super) fn apparmor_profile(errs: &mut Errs, sc: J<'_>, p: &Path) {
                 );
             }
         }
-        "" => required(
-            errs,
-            &pp.child("type"),
-            "type is required when appArmorProfile is set",
-        ),
+        "" => required(errs, &pp.child("type"), "type is required when appArmorProfile is set"),
         other => not_supported(
             errs,
             &pp.child("type"),
@@ -136,12 +128,7 @@ pub(super) fn security_context(errs: &mut Errs, sc: J<'_>, host_users: bool, p: 
                 "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
             );
         }
-        let adds = str_list(
-            errs,
-            get(sc, "capabilities"),
-            "add",
-            &p.child("capabilities"),
-        );
+        let adds = str_list(errs, get(sc, "capabilities"), "add", &p.child("capabilities"));
         if adds.contains(&"CAP_SYS_ADMIN") {
             invalid_raw(
                 errs,
@@ -206,12 +193,7 @@ pub(super) fn pod_security_context(errs: &mut Errs, spec: J<'_>, spec_path: &Pat
         && policy != "Merge"
         && policy != "Strict"
     {
-        not_supported(
-            errs,
-            &p.child("supplementalGroupsPolicy"),
-            policy,
-            &["Merge", "Strict"],
-        );
+        not_supported(errs, &p.child("supplementalGroupsPolicy"), policy, &["Merge", "Strict"]);
     }
 }
 
@@ -220,10 +202,7 @@ pub(super) fn host_network_deps(errs: &mut Errs, spec: J<'_>, p: &Path, opts: Op
         return;
     }
     let cp = p.child("containers");
-    for (i, c) in arr(&mut Errs::new(), spec, "containers", p)
-        .iter()
-        .enumerate()
-    {
+    for (i, c) in arr(&mut Errs::new(), spec, "containers", p).iter().enumerate() {
         for (j, port) in c
             .get("ports")
             .and_then(Value::as_array)
@@ -233,10 +212,7 @@ pub(super) fn host_network_deps(errs: &mut Errs, spec: J<'_>, p: &Path, opts: Op
             .enumerate()
         {
             let hp = port.get("hostPort").and_then(Value::as_i64).unwrap_or(0);
-            let cport = port
-                .get("containerPort")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
+            let cport = port.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
             if (opts.is_pod || hp != 0) && hp != cport {
                 invalid(
                     errs,

@@ -27,18 +27,10 @@ pub(super) fn pod_update(errs: &mut Errs, obj: &Value, old: &Value) {
             continue;
         }
         if k.starts_with("container.apparmor.security.beta.kubernetes.io/") {
-            forbidden(
-                errs,
-                &ap.key(k),
-                "may not remove or update AppArmor annotations",
-            );
+            forbidden(errs, &ap.key(k), "may not remove or update AppArmor annotations");
         }
         if k == "kubernetes.io/config.mirror" {
-            forbidden(
-                errs,
-                &ap.key(k),
-                "may not remove or update mirror pod annotation",
-            );
+            forbidden(errs, &ap.key(k), "may not remove or update mirror pod annotation");
         }
     }
     for (k, _) in &na {
@@ -57,11 +49,7 @@ pub(super) fn pod_update(errs: &mut Errs, obj: &Value, old: &Value) {
         let new = arr(&mut scratch, new_spec, list, &sp);
         let was = arr(&mut scratch, old_spec, list, &sp);
         if new.len() != was.len() {
-            forbidden(
-                errs,
-                &sp.child(list),
-                "pod updates may not add or remove containers",
-            );
+            forbidden(errs, &sp.child(list), "pod updates may not add or remove containers");
             return;
         }
         for (i, c) in new.iter().enumerate() {
@@ -119,11 +107,9 @@ pub(super) fn pod_update(errs: &mut Errs, obj: &Value, old: &Value) {
         }
         t
     };
-    let modified = old_tols.iter().any(|o| {
-        !new_tols
-            .iter()
-            .any(|n| semantic_eq(Some(&strip(o)), Some(&strip(n))))
-    });
+    let modified = old_tols
+        .iter()
+        .any(|o| !new_tols.iter().any(|n| semantic_eq(Some(&strip(o)), Some(&strip(n)))));
     if modified {
         forbidden(
             errs,
@@ -161,17 +147,10 @@ pub(super) fn pod_update(errs: &mut Errs, obj: &Value, old: &Value) {
         let new_qos = get(get(Some(obj), "status"), "qosClass")
             .and_then(Value::as_str)
             .unwrap_or("");
-        invalid(
-            errs,
-            &Path::new("metadata"),
-            new_qos,
-            "Pod QoS is immutable",
-        );
+        invalid(errs, &Path::new("metadata"), new_qos, "Pod QoS is immutable");
     }
 
-    let mut munged = new_spec
-        .cloned()
-        .unwrap_or_else(|| Value::Object(Default::default()));
+    let mut munged = new_spec.cloned().unwrap_or_else(|| Value::Object(Default::default()));
     if let Some(m) = munged.as_object_mut() {
         for list in ["containers", "initContainers"] {
             if let Some(Value::Array(cs)) = m.get_mut(list) {
@@ -197,9 +176,7 @@ pub(super) fn pod_update(errs: &mut Errs, obj: &Value, old: &Value) {
             };
         }
         let old_grace = get(old_spec, "terminationGracePeriodSeconds").and_then(Value::as_i64);
-        let new_grace = m
-            .get("terminationGracePeriodSeconds")
-            .and_then(Value::as_i64);
+        let new_grace = m.get("terminationGracePeriodSeconds").and_then(Value::as_i64);
         if old_grace.is_some_and(|g| g < 0) && new_grace == Some(1) {
             m.insert(
                 "terminationGracePeriodSeconds".into(),

@@ -64,14 +64,12 @@ pub(super) fn volumes(errs: &mut Errs, spec: J<'_>, pod_name: Option<&str>, p: &
             duplicate(&mut el, &ip.child("name"), name);
         }
         if el.is_empty() {
-            let claimish =
-                get(vol, "persistentVolumeClaim").is_some() || get(vol, "ephemeral").is_some();
+            let claimish = get(vol, "persistentVolumeClaim").is_some() || get(vol, "ephemeral").is_some();
             out.insert(name.to_string(), claimish);
         } else {
             errs.extend(el);
         }
-        if let Some(claim) =
-            get(get(vol, "persistentVolumeClaim"), "claimName").and_then(Value::as_str)
+        if let Some(claim) = get(get(vol, "persistentVolumeClaim"), "claimName").and_then(Value::as_str)
             && created_pvcs.contains(claim)
         {
             invalid(
@@ -85,22 +83,12 @@ pub(super) fn volumes(errs: &mut Errs, spec: J<'_>, pod_name: Option<&str>, p: &
     out
 }
 
-pub(super) fn volume_source(
-    errs: &mut Errs,
-    vol: J<'_>,
-    vol_name: &str,
-    pod_name: Option<&str>,
-    p: &Path,
-) {
+pub(super) fn volume_source(errs: &mut Errs, vol: J<'_>, vol_name: &str, pod_name: Option<&str>, p: &Path) {
     let mut count = 0;
     for (key, dup_path) in VOLUME_SOURCES {
         let Some(src) = get(vol, key) else { continue };
         if count > 0 {
-            forbidden(
-                errs,
-                &p.child(dup_path),
-                "may not specify more than 1 volume type",
-            );
+            forbidden(errs, &p.child(dup_path), "may not specify more than 1 volume type");
             continue;
         }
         count += 1;
@@ -315,12 +303,7 @@ pub(super) fn downward_api_file(errs: &mut Errs, f: J<'_>, whole: &Path, p: &Pat
     let field_ref = obj(errs, f, "fieldRef", p);
     let res_ref = obj(errs, f, "resourceFieldRef", p);
     if field_ref.is_some() {
-        object_field_selector(
-            errs,
-            field_ref,
-            VOLUME_FIELD_PATHS,
-            &whole.child("fieldRef"),
-        );
+        object_field_selector(errs, field_ref, VOLUME_FIELD_PATHS, &whole.child("fieldRef"));
         if res_ref.is_some() {
             invalid(
                 errs,
@@ -332,11 +315,7 @@ pub(super) fn downward_api_file(errs: &mut Errs, f: J<'_>, whole: &Path, p: &Pat
     } else if res_ref.is_some() {
         resource_field_selector(errs, res_ref, &whole.child("resourceFieldRef"), true);
     } else {
-        required(
-            errs,
-            whole,
-            "one of fieldRef and resourceFieldRef is required",
-        );
+        required(errs, whole, "one of fieldRef and resourceFieldRef is required");
     }
     file_mode(errs, f, "mode", p);
 }
@@ -442,9 +421,7 @@ pub(super) fn object_field_selector(errs: &mut Errs, fs: J<'_>, allowed: &[&str]
                 errs,
                 &p.child("fieldPath"),
                 field_path,
-                format!(
-                    "error converting fieldPath: field label does not support subscript: {field_path}"
-                ),
+                format!("error converting fieldPath: field label does not support subscript: {field_path}"),
             ),
         }
         return;
@@ -522,14 +499,12 @@ pub(super) fn resource_field_selector(errs: &mut Errs, fs: J<'_>, p: &Path, volu
             resource,
             "only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the memory resource",
         ),
-        "limits.ephemeral-storage" | "requests.ephemeral-storage" if !MEM.contains(&d.as_str()) => {
-            invalid(
-                errs,
-                &dp,
-                resource,
-                "only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the local ephemeral storage resource",
-            )
-        }
+        "limits.ephemeral-storage" | "requests.ephemeral-storage" if !MEM.contains(&d.as_str()) => invalid(
+            errs,
+            &dp,
+            resource,
+            "only divisor's values 1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei are supported with the local ephemeral storage resource",
+        ),
         _ => {}
     }
 }
