@@ -208,16 +208,10 @@ impl ApiServer {
         shoal_api::defaults::prepare_for_create(res.group, res.kind, &mut obj);
         match (&apply_config, opts.manager.as_deref()) {
             (Some(config), Some(manager)) => {
-                let def = shoal_api::schema::definition_name(res.group, res.version, res.kind).unwrap_or("");
-                let api_version = res.api_version();
-                let now = now_rfc3339();
-                let w = managed::Writer {
-                    manager,
-                    api_version: &api_version,
-                    subresource: None,
-                    now: &now,
-                };
-                let owned = managed::apply(&json!({}), config, def, &w, true).unwrap_or_default();
+                let owned = with_writer(res, None, manager, |def, w| {
+                    managed::apply(&json!({}), config, def, w, true)
+                })
+                .unwrap_or_default();
                 meta_mut(&mut obj).insert("managedFields".into(), owned["metadata"]["managedFields"].clone());
             }
             _ => record_manager(res, t, &mut obj, opts, None),
@@ -367,18 +361,11 @@ impl ApiServer {
         opts: &WriteOptions,
         force: bool,
     ) -> ApiResult<Value> {
-        let res = res_for_patch(t);
-        let def = shoal_api::schema::definition_name(res.group, res.version, res.kind).unwrap_or("");
         let manager = opts.manager.as_deref().unwrap_or_default();
-        let api_version = res.api_version();
-        let now = now_rfc3339();
-        let w = managed::Writer {
-            manager,
-            api_version: &api_version,
-            subresource: t.subresource.as_deref(),
-            now: &now,
-        };
-        managed::apply(live, config, def, &w, force).map_err(|conflicts| match conflicts.as_slice() {
+        let merged = with_writer(res_for_patch(t), t.subresource.as_deref(), manager, |def, w| {
+            managed::apply(live, config, def, w, force)
+        });
+        merged.map_err(|conflicts| match conflicts.as_slice() {
             [c] if c.manager.is_empty() => ApiError::bad_request(c.field.clone()),
             _ => ApiError::apply_conflicts(&managed::conflicts_message(&conflicts), &conflicts),
         })
@@ -835,16 +822,28 @@ fn record_manager(res: &Resource, t: &Target, obj: &mut Value, opts: &WriteOptio
         }
         return;
     };
+    with_writer(res, t.subresource.as_deref(), manager, |def, w| {
+        managed::record_update(old, obj, def, w)
+    });
+}
+
+/// Calls `f` with the OpenAPI definition of `res` and the [`managed::Writer`] of this write.
+fn with_writer<R>(
+    res: &Resource,
+    subresource: Option<&str>,
+    manager: &str,
+    f: impl FnOnce(&str, &managed::Writer) -> R,
+) -> R {
     let def = shoal_api::schema::definition_name(res.group, res.version, res.kind).unwrap_or("");
     let api_version = res.api_version();
     let now = now_rfc3339();
     let w = managed::Writer {
         manager,
         api_version: &api_version,
-        subresource: t.subresource.as_deref(),
+        subresource,
         now: &now,
     };
-    managed::record_update(old, obj, def, &w);
+    f(def, &w)
 }
 
 fn same_ignoring_manager_time(a: &Value, b: &Value) -> bool {

@@ -474,18 +474,7 @@ pub(crate) fn validate_stateful_set(errs: &mut Errs, obj: &Value, old: Option<&V
             pod_specific_annotations(errs, anns.as_deref(), get(tmpl, "spec"), &tp.child("annotations"));
         }
     }
-    let tspec = get(tmpl, "spec");
-    let rp = get(tspec, "restartPolicy").and_then(Value::as_str).unwrap_or("");
-    if rp != "Always" {
-        not_supported(errs, &tp.child("spec").child("restartPolicy"), rp, &["Always"]);
-    }
-    if get(tspec, "activeDeadlineSeconds").is_some() {
-        forbidden(
-            errs,
-            &tp.child("spec").child("activeDeadlineSeconds"),
-            "activeDeadlineSeconds in StatefulSet is not Supported",
-        );
-    }
+    restart_always_and_no_deadline(errs, tmpl, &tp, "StatefulSet");
     if let Some(old) = old {
         let mut new_spec = spec.cloned().unwrap_or(Value::Null);
         let old_spec = get(Some(old), "spec");
