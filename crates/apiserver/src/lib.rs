@@ -132,6 +132,31 @@ impl ApiServer {
         self.cache.revision()
     }
 
+    /// Compacts the store every `interval` to the revision it had one interval earlier, as
+    /// upstream's API server does every 5 minutes: history stays bounded, and a client at most
+    /// one interval behind can still list or watch from where it was.
+    pub async fn run_compactor(self: Arc<Self>, interval: std::time::Duration) {
+        let mut previous = self.store.current_revision();
+        loop {
+            tokio::time::sleep(interval).await;
+            let target = previous;
+            previous = self.store.current_revision();
+            if let Err(e) = self.compact(target).await {
+                tracing::warn!(revision = target, error = %e, "compaction failed; will retry");
+            }
+        }
+    }
+
+    /// Compacts the store's history up to and including `revision` (no-op if already done).
+    pub async fn compact(&self, revision: i64) -> Result<(), shoal_store::Error> {
+        if revision <= self.store.compacted_revision() {
+            return Ok(());
+        }
+        self.store.compact(revision).await?;
+        tracing::debug!(revision, "compacted the store");
+        Ok(())
+    }
+
     /// The router with every API path, without authentication (in-process clients).
     pub fn router(self: &Arc<Self>) -> axum::Router {
         axum::Router::new().fallback(dispatch).with_state(self.clone())

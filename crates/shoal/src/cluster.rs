@@ -118,6 +118,7 @@ pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError>
         admin_tokens: vec![admin_token],
     };
     tokio::spawn(shoal_apiserver::serve(api.clone(), listener, cfg));
+    tokio::spawn(api.clone().run_compactor(std::time::Duration::from_secs(300)));
 
     let client = kube::Client::new(api.router(), "default");
     shoal_controllers::start(client.clone());

@@ -77,7 +77,8 @@ impl Cluster {
 
     /// A kubectl command for this cluster (own discovery cache).
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("kubectl");
+        // SHOAL_TEST_KUBECTL picks another kubectl binary (e.g. an older or newer minor).
+        let mut cmd = Command::new(std::env::var_os("SHOAL_TEST_KUBECTL").unwrap_or_else(|| "kubectl".into()));
         cmd.args(args)
             .arg("--cache-dir")
             .arg(self.cache.path())
