@@ -114,11 +114,7 @@ pub fn prepare_for_update(group: &str, kind: &str, obj: &mut Value, old: &Value)
 
 fn service_keep_allocations(root: &mut Map<String, Value>, old: &Value) {
     let old_spec = old.get("spec");
-    let old_type = old_spec
-        .and_then(|s| s.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP")
-        .to_string();
+    let old_type = owned_str(old_spec, "type", "ClusterIP");
     let Some(spec) = child(root, "spec") else {
         return;
     };
@@ -193,6 +189,26 @@ fn service_keep_allocations(root: &mut Map<String, Value>, old: &Value) {
 
 // ---------------------------------------------------------------------------------------
 // Small helpers on JSON objects.
+
+/// The string member `key` of `v`, or `or` when absent or not a string; owned, so that the
+/// object holding `v` can be changed afterwards.
+fn owned_str(v: Option<&Value>, key: &str, or: &str) -> String {
+    v.and_then(|m| m.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or(or)
+        .to_string()
+}
+
+/// A copy of the pod template's labels (`spec.template.metadata.labels`) when they are an
+/// object.
+fn template_labels(root: &Map<String, Value>) -> Option<Value> {
+    root.get("spec")
+        .and_then(|s| s.get("template"))
+        .and_then(|t| t.get("metadata"))
+        .and_then(|m| m.get("labels"))
+        .filter(|l| l.is_object())
+        .cloned()
+}
 
 /// True when `key` is absent or null.
 fn unset(m: &Map<String, Value>, key: &str) -> bool {
@@ -303,14 +319,7 @@ fn mirror_ips(status: &mut Map<String, Value>, single: &str, list: &str) {
 }
 
 fn replication_controller(root: &mut Map<String, Value>) {
-    let labels = root
-        .get("spec")
-        .and_then(|s| s.get("template"))
-        .and_then(|t| t.get("metadata"))
-        .and_then(|m| m.get("labels"))
-        .filter(|l| l.is_object())
-        .cloned();
-    if let Some(labels) = labels {
+    if let Some(labels) = template_labels(root) {
         if let Some(spec) = child(root, "spec") {
             let empty = spec
                 .get("selector")
@@ -435,12 +444,7 @@ fn service_create(root: &mut Map<String, Value>) {
 }
 
 fn namespace(root: &mut Map<String, Value>) {
-    let name = root
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let name = owned_str(root.get("metadata"), "name", "");
     if !name.is_empty()
         && let Some(labels) = child(root, "metadata").and_then(|m| child(m, "labels"))
     {
@@ -658,14 +662,7 @@ fn replica_set(root: &mut Map<String, Value>) {
 // batch/v1
 
 fn job(root: &mut Map<String, Value>) {
-    let template_labels = root
-        .get("spec")
-        .and_then(|s| s.get("template"))
-        .and_then(|t| t.get("metadata"))
-        .and_then(|m| m.get("labels"))
-        .filter(|l| l.is_object())
-        .cloned();
-    if let Some(labels) = template_labels
+    if let Some(labels) = template_labels(root)
         && let Some(meta) = child(root, "metadata")
         && meta.get("labels").and_then(Value::as_object).is_none_or(Map::is_empty)
     {
@@ -731,16 +728,8 @@ fn cron_job(root: &mut Map<String, Value>) {
 /// `batch.kubernetes.io/controller-uid`. Needs `metadata.uid` and `metadata.name`.
 fn generate_job_selector(root: &mut Map<String, Value>) {
     let meta = root.get("metadata");
-    let uid = meta
-        .and_then(|m| m.get("uid"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let name = meta
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let uid = owned_str(meta, "uid", "");
+    let name = owned_str(meta, "name", "");
     let Some(spec) = child(root, "spec") else {
         return;
     };

@@ -9,6 +9,7 @@ pub mod catalogue;
 pub mod defaults;
 pub mod field;
 pub mod openapi;
+pub mod scheduling;
 pub mod schema;
 pub mod selector;
 pub mod smp;

@@ -609,17 +609,7 @@ fn collection_ops(r: &'static Resource) -> Vec<Op> {
         ops.push(list_op(r, false));
     }
     if let Some(spec) = object_verb("create").filter(|_| r.verbs.contains(&"create")) {
-        ops.push(Op {
-            method: spec.method,
-            action: spec.action,
-            id: op_id(spec.id_verb, r, ""),
-            description: format!("{} {}", spec.phrase, r.kind),
-            gvk: kind_gvk(r),
-            query: spec.query,
-            body: body_for(spec.method, kind_def),
-            response: Response::Object(kind_def),
-            codes: spec.codes,
-        });
+        ops.push(object_op(r, &spec, kind_def));
     }
     if r.verbs.contains(&"deletecollection") {
         ops.push(Op {
@@ -715,23 +705,27 @@ fn item_ops(r: &'static Resource) -> Vec<Op> {
         .iter()
         .filter(|v| **v != "create")
         .filter_map(|v| object_verb(v));
-    verbs
-        .map(|spec| Op {
-            method: spec.method,
-            action: spec.action,
-            id: op_id(spec.id_verb, r, ""),
-            description: format!("{} {}", spec.phrase, r.kind),
-            gvk: kind_gvk(r),
-            query: spec.query,
-            body: body_for(spec.method, kind_def),
-            response: Response::Object(if spec.method == "delete" {
-                schema::STATUS
-            } else {
-                kind_def
-            }),
-            codes: spec.codes,
-        })
-        .collect()
+    verbs.map(|spec| object_op(r, &spec, kind_def)).collect()
+}
+
+/// The operation of an object verb on kind `r` (definition `kind_def`); deleting answers
+/// with a Status, the other verbs with the object.
+fn object_op(r: &'static Resource, spec: &VerbSpec, kind_def: &'static str) -> Op {
+    Op {
+        method: spec.method,
+        action: spec.action,
+        id: op_id(spec.id_verb, r, ""),
+        description: format!("{} {}", spec.phrase, r.kind),
+        gvk: kind_gvk(r),
+        query: spec.query,
+        body: body_for(spec.method, kind_def),
+        response: Response::Object(if spec.method == "delete" {
+            schema::STATUS
+        } else {
+            kind_def
+        }),
+        codes: spec.codes,
+    }
 }
 
 fn subresource_ops(r: &'static Resource, s: &'static Subresource) -> Vec<Op> {

@@ -10,11 +10,13 @@
 //!
 //! Error texts follow upstream's so clients see the messages Kubernetes prints.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use serde_json::{Map, Value};
 
 use crate::catalogue;
+use crate::validation::gorepr::{self, quote as go_quote};
+use crate::validation::names;
 use json::{bool_at, int_at, list_at, str_at};
 
 /// A selector that failed to parse or validate. `Display` is upstream's message.
@@ -102,7 +104,9 @@ impl Requirement {
             errors.push(invalid("key", &go_quote(key), &key_errors.join("; ")));
         }
         if let Some(detail) = value_count_error(operator, values.len()) {
-            errors.push(invalid("values", &go_string_slice(&values), detail));
+            // Upstream passes a nil slice for a missing value list.
+            let shown = gorepr::string_slice((!values.is_empty()).then_some(values.as_slice()));
+            errors.push(invalid("values", &shown, detail));
         }
         if matches!(operator, Operator::GreaterThan | Operator::LessThan) {
             for (i, v) in values.iter().enumerate() {
@@ -714,133 +718,14 @@ impl<'a> Parser<'a> {
 // Label key and value validation (upstream's IsQualifiedName / IsValidLabelValue)
 // ---------------------------------------------------------------------------------------------
 
-const QUALIFIED_NAME_MAX: usize = 63;
-const LABEL_VALUE_MAX: usize = 63;
-const SUBDOMAIN_MAX: usize = 253;
-const QUALIFIED_NAME_FORMAT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const QUALIFIED_NAME_MESSAGE: &str =
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const LABEL_VALUE_FORMAT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
-const LABEL_VALUE_MESSAGE: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const SUBDOMAIN_FORMAT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
-const SUBDOMAIN_MESSAGE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
-
-/// Upstream's regex explanation: message, examples, then the pattern.
-fn regex_error(message: &str, format: &str, examples: &[&str]) -> String {
-    if examples.is_empty() {
-        return format!("{message} (regex used for validation is '{format}')");
-    }
-    let examples = examples
-        .iter()
-        .map(|e| format!("'{e}', "))
-        .collect::<Vec<_>>()
-        .join(" or ");
-    format!("{message} (e.g. {examples}regex used for validation is '{format}')")
-}
-
-fn max_len_error(max: usize) -> String {
-    format!("must be no more than {max} characters")
-}
-
-/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`: non-empty, alphanumeric at both ends.
-fn is_qualified_name_part(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        }
-        _ => false,
-    }
-}
-
-/// Dot-separated RFC 1123 labels: lower-case alphanumerics and `-`, alphanumeric at both ends.
-fn is_dns1123_subdomain(s: &str) -> bool {
-    s.split('.').all(|label| {
-        let bytes = label.as_bytes();
-        match (bytes.first(), bytes.last()) {
-            (Some(first), Some(last)) => {
-                let ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-                ok(first) && ok(last) && bytes.iter().all(|b| ok(b) || *b == b'-')
-            }
-            _ => false,
-        }
-    })
-}
-
-fn dns1123_subdomain_errors(s: &str) -> Vec<String> {
-    let mut errors = Vec::new();
-    if s.len() > SUBDOMAIN_MAX {
-        errors.push(max_len_error(SUBDOMAIN_MAX));
-    }
-    if !is_dns1123_subdomain(s) {
-        errors.push(regex_error(SUBDOMAIN_MESSAGE, SUBDOMAIN_FORMAT, &["example.com"]));
-    }
-    errors
-}
-
 /// Why `key` is not a valid label key (`[prefix/]name`), as upstream words it; empty if valid.
 pub fn label_key_errors(key: &str) -> Vec<String> {
-    let parts: Vec<&str> = key.split('/').collect();
-    let mut errors = Vec::new();
-    let name = match parts.as_slice() {
-        [name] => *name,
-        [prefix, name] => {
-            if prefix.is_empty() {
-                errors.push("prefix part must be non-empty".to_string());
-            } else {
-                errors.extend(
-                    dns1123_subdomain_errors(prefix)
-                        .into_iter()
-                        .map(|e| format!("prefix part {e}")),
-                );
-            }
-            *name
-        }
-        _ => {
-            let explanation = regex_error(
-                QUALIFIED_NAME_MESSAGE,
-                QUALIFIED_NAME_FORMAT,
-                &["MyName", "my.name", "123-abc"],
-            );
-            return vec![format!(
-                "a qualified name {explanation} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-            )];
-        }
-    };
-    if name.is_empty() {
-        errors.push("name part must be non-empty".to_string());
-    } else if name.len() > QUALIFIED_NAME_MAX {
-        errors.push(format!("name part {}", max_len_error(QUALIFIED_NAME_MAX)));
-    }
-    if !is_qualified_name_part(name) {
-        let explanation = regex_error(
-            QUALIFIED_NAME_MESSAGE,
-            QUALIFIED_NAME_FORMAT,
-            &["MyName", "my.name", "123-abc"],
-        );
-        errors.push(format!("name part {explanation}"));
-    }
-    errors
+    names::is_qualified_name(key)
 }
 
 /// Why `value` is not a valid label value, as upstream words it; empty if valid.
 pub fn label_value_errors(value: &str) -> Vec<String> {
-    let mut errors = Vec::new();
-    if value.len() > LABEL_VALUE_MAX {
-        errors.push(max_len_error(LABEL_VALUE_MAX));
-    }
-    if !value.is_empty() && !is_qualified_name_part(value) {
-        errors.push(regex_error(
-            LABEL_VALUE_MESSAGE,
-            LABEL_VALUE_FORMAT,
-            &["MyValue", "my_value", "12345"],
-        ));
-    }
-    errors
+    names::is_valid_label_value(value)
 }
 
 /// An "Invalid value" field error message: `path: Invalid value: <value>: detail`.
@@ -861,44 +746,6 @@ fn aggregate(messages: Vec<String>) -> String {
         [one] => one.clone(),
         _ => format!("[{}]", unique.join(", ")),
     }
-}
-
-/// A string quoted the way Go's `%q` does.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A string list rendered the way Go's `%#v` renders a `[]string`.
-fn go_string_slice(values: &[String]) -> String {
-    if values.is_empty() {
-        // Upstream passes a nil slice for a missing value list.
-        return "[]string(nil)".to_string();
-    }
-    let inner = values.iter().map(|v| go_quote(v)).collect::<Vec<_>>().join(", ");
-    format!("[]string{{{inner}}}")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1278,30 +1278,26 @@ fn storage_class_cells(sc: &Value, now: Timestamp) -> Vec<Value> {
 // ---------------------------------------------------------------------------------------------
 
 fn rc_cells(rc: &Value, now: Timestamp) -> Vec<Value> {
-    let [names, images] = container_cells(at(rc, "spec.template.spec"));
-    vec![
-        name(rc),
-        int_at(rc, "spec.replicas").into(),
-        int_at(rc, "status.replicas").into(),
-        int_at(rc, "status.readyReplicas").into(),
-        age(rc, now),
-        names,
-        images,
-        format_labels(at(rc, "spec.selector")).into(),
-    ]
+    replica_cells(rc, now, format_labels(at(rc, "spec.selector")))
 }
 
 fn replicaset_cells(rs: &Value, now: Timestamp) -> Vec<Value> {
-    let [names, images] = container_cells(at(rs, "spec.template.spec"));
+    replica_cells(rs, now, format_label_selector(at(rs, "spec.selector")))
+}
+
+/// The cells ReplicationController and ReplicaSet share; only their selectors' forms differ
+/// (a plain label map against a label selector).
+fn replica_cells(obj: &Value, now: Timestamp, selector: String) -> Vec<Value> {
+    let [names, images] = container_cells(at(obj, "spec.template.spec"));
     vec![
-        name(rs),
-        int_at(rs, "spec.replicas").into(),
-        int_at(rs, "status.replicas").into(),
-        int_at(rs, "status.readyReplicas").into(),
-        age(rs, now),
+        name(obj),
+        int_at(obj, "spec.replicas").into(),
+        int_at(obj, "status.replicas").into(),
+        int_at(obj, "status.readyReplicas").into(),
+        age(obj, now),
         names,
         images,
-        format_label_selector(at(rs, "spec.selector")).into(),
+        selector.into(),
     ]
 }
 

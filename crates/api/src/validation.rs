@@ -18,7 +18,7 @@ mod apps;
 mod batch;
 mod core_kinds;
 mod cron;
-mod gorepr;
+pub(crate) mod gorepr;
 mod meta;
 pub mod names;
 mod other;
@@ -229,6 +229,15 @@ pub(crate) fn not_supported_raw(errs: &mut Errs, p: &Path, raw: impl Into<String
     ));
 }
 
+/// A value that must be set and be one of `supported` (listed in that order in the error).
+pub(crate) fn required_one_of(errs: &mut Errs, v: &str, p: &Path, supported: &[&str]) {
+    if v.is_empty() {
+        required(errs, p, "");
+    } else if !supported.contains(&v) {
+        not_supported(errs, p, v, supported);
+    }
+}
+
 /// `Too long: may not be more than N bytes`.
 pub(crate) fn too_long(errs: &mut Errs, p: &Path, max: usize) {
     let unit = if max == 1 { "byte" } else { "bytes" };
@@ -257,6 +266,13 @@ pub(crate) const IMMUTABLE: &str = "field is immutable";
 pub(crate) fn nonneg(errs: &mut Errs, p: &Path, v: i64) {
     if v < 0 {
         invalid(errs, p, v, IS_NEGATIVE);
+    }
+}
+
+/// The optional integer member `key` of `v` (at `p`), which must not be negative when set.
+pub(crate) fn nonneg_field(errs: &mut Errs, v: J<'_>, key: &str, p: &Path) {
+    if let Some(n) = int(errs, v, key, p) {
+        nonneg(errs, &p.child(key), n);
     }
 }
 

@@ -130,6 +130,28 @@ pub fn prepare_create(res: &Resource, obj: &mut Value) {
     if tracks_generation(res) {
         obj["metadata"]["generation"] = json!(1);
     }
+    if (res.group, res.kind) == ("apps", "DaemonSet") {
+        // A client may start the template generation higher, never lower than 1.
+        let given = template_generation(obj).max(1);
+        set_template_generation(obj, given);
+    }
+}
+
+/// The annotation through which apps/v1 exposes a DaemonSet's template generation.
+pub const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+
+fn template_generation(obj: &Value) -> i64 {
+    obj["metadata"]["annotations"][TEMPLATE_GENERATION]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn set_template_generation(obj: &mut Value, generation: i64) {
+    if !obj["metadata"]["annotations"].is_object() {
+        obj["metadata"]["annotations"] = json!({});
+    }
+    obj["metadata"]["annotations"][TEMPLATE_GENERATION] = json!(generation.to_string());
 }
 
 /// Carries over what an update of the main resource may not change, and bumps the generation
@@ -144,6 +166,12 @@ pub fn prepare_update(res: &Resource, new: &mut Value, old: &Value) {
                 }
             }
         }
+    }
+    if (res.group, res.kind) == ("apps", "DaemonSet") {
+        // Clients cannot set the template generation; it counts template changes.
+        let previous = template_generation(old).max(1);
+        let changed = new["spec"]["template"] != old["spec"]["template"];
+        set_template_generation(new, previous + i64::from(changed));
     }
     let old_gen = old["metadata"]["generation"].as_i64().unwrap_or(0);
     if tracks_generation(res) {
@@ -197,6 +225,26 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn daemonset_template_generation_counts_template_changes() {
+        let ds = find("apps", "v1", "daemonsets").unwrap();
+        let mut created = json!({"metadata":{"name":"x"},"spec":{"template":{"spec":{"containers":[]}}}});
+        prepare_create(ds, &mut created);
+        assert_eq!(created["metadata"]["annotations"][TEMPLATE_GENERATION], "1");
+        let mut relabelled = created.clone();
+        relabelled["metadata"]["annotations"][TEMPLATE_GENERATION] = json!("7");
+        relabelled["spec"]["minReadySeconds"] = json!(3);
+        prepare_update(ds, &mut relabelled, &created);
+        assert_eq!(
+            relabelled["metadata"]["annotations"][TEMPLATE_GENERATION], "1",
+            "hand edits are ignored"
+        );
+        let mut changed = relabelled.clone();
+        changed["spec"]["template"]["metadata"] = json!({"labels": {"a": "b"}});
+        prepare_update(ds, &mut changed, &relabelled);
+        assert_eq!(changed["metadata"]["annotations"][TEMPLATE_GENERATION], "2");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::ServerArgs;
 
 /// Errors that stop `shoal up` / `shoal server`.
 #[derive(Debug)]
-pub struct StartError(String);
+pub struct StartError(pub String);
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,6 +122,7 @@ pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError>
 
     let client = kube::Client::new(api.router(), "default");
     shoal_controllers::start(client.clone());
+    tokio::spawn(shoal_scheduler::run(client.clone()));
     if let Some(n) = nodes {
         let pool = shoal_agent::SimulatedPool::new(client.clone());
         pool.ensure_nodes(n).await.map_err(err("creating simulated nodes"))?;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 mod cluster;
+mod why;
 
 /// shoal: a Kubernetes-compatible orchestrator in one binary, built around the DaemonSet.
 #[derive(Parser)]
@@ -37,6 +38,19 @@ enum Command {
         /// Arguments passed to kubectl.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Explain, node by node, whether a DaemonSet runs a pod there and why not.
+    Why {
+        /// The DaemonSet: `ds/NAME` or `NAME`.
+        target: String,
+        /// Only this node.
+        node: Option<String>,
+        /// Namespace of the DaemonSet.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Data directory of the cluster (its kubeconfig is used).
+        #[arg(long, env = "SHOAL_DATA_DIR", default_value = "./shoal-data")]
+        data_dir: PathBuf,
     },
 }
 
@@ -75,6 +89,18 @@ fn main() -> std::process::ExitCode {
             Command::Up { server, nodes } => cluster::run(server, Some(nodes)).await,
             Command::Server { server } => cluster::run(server, None).await,
             Command::Kubectl { .. } => unreachable!("handled above"),
+            Command::Why {
+                target,
+                node,
+                namespace,
+                data_dir,
+            } => match why::run(&data_dir, &target, &namespace, node.as_deref()).await {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(())
+                }
+                Err(e) => Err(cluster::StartError(e)),
+            },
         }
     });
     match result {

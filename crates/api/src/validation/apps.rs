@@ -1,10 +1,10 @@
 //! apps/v1: DaemonSet, Deployment, ReplicaSet, StatefulSet, ControllerRevision.
 
-use super::meta::{self, LabelSelector, meta_create, meta_update, validate_annotations, validate_labels};
+use super::meta::{self, LabelSelector, validate_annotations, validate_labels};
 use super::names::{self, is_valid_percent};
 use super::pod::{pod_specific_annotations, pod_template_spec};
 use super::{
-    Errs, IMMUTABLE, J, Path, forbidden, get, gorepr, int, invalid, invalid_raw, nonneg, not_supported,
+    Errs, IMMUTABLE, J, Path, forbidden, get, gorepr, int, invalid, invalid_raw, nonneg, nonneg_field, not_supported,
     not_supported_raw, obj, required, semantic_eq, st0, str_map,
 };
 use serde_json::Value;
@@ -18,6 +18,31 @@ fn template_labels_repr(tmpl: J<'_>) -> String {
 
 fn template_labels(tmpl: J<'_>) -> J<'_> {
     get(get(tmpl, "metadata"), "labels")
+}
+
+/// A selector that must be set and select something (Deployment, ReplicaSet, StatefulSet).
+fn required_selector(errs: &mut Errs, sel: J<'_>, sp: &Path, empty_msg: &str) {
+    match sel {
+        None => required(errs, &sp.child("selector"), ""),
+        Some(s) => {
+            meta::validate_label_selector(errs, sel, &sp.child("selector"));
+            if selector_is_empty(s) {
+                invalid_raw(errs, &sp.child("selector"), gorepr::label_selector(sel), empty_msg);
+            }
+        }
+    }
+}
+
+/// A non-empty selector must match the template's labels.
+fn template_matches(errs: &mut Errs, selector: &LabelSelector, tmpl: J<'_>, tp: &Path) {
+    if !selector.is_empty() && !selector.matches(template_labels(tmpl)) {
+        invalid_raw(
+            errs,
+            &tp.child("metadata").child("labels"),
+            template_labels_repr(tmpl),
+            SELECTOR_MISMATCH,
+        );
+    }
 }
 
 /// Selector immutability on update (the apps/v1 strategies' check).
@@ -34,7 +59,8 @@ fn selector_immutable(errs: &mut Errs, obj: &Value, old: &Value) {
     }
 }
 
-fn restart_always_and_no_deadline(errs: &mut Errs, tmpl: J<'_>, p: &Path, kind: &str) {
+/// A controller's pod template: restart policy `Always` and no active deadline.
+pub(super) fn restart_always_and_no_deadline(errs: &mut Errs, tmpl: J<'_>, p: &Path, kind: &str) {
     let spec = get(tmpl, "spec");
     let rp = get(spec, "restartPolicy").and_then(Value::as_str).unwrap_or("");
     if rp != "Always" {
@@ -103,10 +129,7 @@ fn raw_ios(v: J<'_>) -> String {
 
 /// DaemonSet create/update.
 pub(crate) fn validate_daemon_set(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
-    match old {
-        None => meta_create(errs, obj, true, names::name_is_dns_subdomain),
-        Some(old) => meta_update(errs, obj, old),
-    }
+    meta::object_meta(errs, obj, old, true, names::name_is_dns_subdomain);
     let sp = Path::new("spec");
     let spec = super::obj(errs, Some(obj), "spec", &Path::new(""));
     let sel = super::obj(errs, spec, "selector", &sp);
@@ -134,14 +157,10 @@ pub(crate) fn validate_daemon_set(errs: &mut Errs, obj: &Value, old: Option<&Val
     }
     pod_template_spec(errs, tmpl, &sp.child("template"));
     restart_always_and_no_deadline(errs, tmpl, &sp.child("template"), "DaemonSet");
-    if let Some(v) = int(errs, spec, "minReadySeconds", &sp) {
-        nonneg(errs, &sp.child("minReadySeconds"), v);
-    }
+    nonneg_field(errs, spec, "minReadySeconds", &sp);
     let strategy = super::obj(errs, spec, "updateStrategy", &sp);
     daemon_set_update_strategy(errs, strategy, &sp.child("updateStrategy"));
-    if let Some(v) = int(errs, spec, "revisionHistoryLimit", &sp) {
-        nonneg(errs, &sp.child("revisionHistoryLimit"), v);
-    }
+    nonneg_field(errs, spec, "revisionHistoryLimit", &sp);
     if let Some(old) = old {
         selector_immutable(errs, obj, old);
     }
@@ -199,18 +218,11 @@ fn daemon_set_update_strategy(errs: &mut Errs, strategy: J<'_>, p: &Path) {
 // ---------------------------------------------------------------------------------------
 // Deployment and ReplicaSet
 
-/// Selector checks shared by Deployment and ReplicaSet, then the template.
-fn replica_set_like(errs: &mut Errs, spec: J<'_>, sp: &Path, empty_msg: &str, kind: &str) {
+/// Selector checks shared by Deployment and ReplicaSet, then the template. Upstream words
+/// both alike: "deployment" in the empty-selector message, "ReplicaSet" in the template's.
+fn replica_set_like(errs: &mut Errs, spec: J<'_>, sp: &Path) {
     let sel = super::obj(errs, spec, "selector", sp);
-    match sel {
-        None => required(errs, &sp.child("selector"), ""),
-        Some(s) => {
-            meta::validate_label_selector(errs, sel, &sp.child("selector"));
-            if selector_is_empty(s) {
-                invalid_raw(errs, &sp.child("selector"), gorepr::label_selector(sel), empty_msg);
-            }
-        }
-    }
+    required_selector(errs, sel, sp, "empty selector is invalid for deployment");
     let tmpl = super::obj(errs, spec, "template", sp);
     let tp = sp.child("template");
     match LabelSelector::from_json(sel) {
@@ -221,45 +233,25 @@ fn replica_set_like(errs: &mut Errs, spec: J<'_>, sp: &Path, empty_msg: &str, ki
             "invalid label selector",
         ),
         Ok(selector) => {
-            if !selector.is_empty() && !selector.matches(template_labels(tmpl)) {
-                invalid_raw(
-                    errs,
-                    &tp.child("metadata").child("labels"),
-                    template_labels_repr(tmpl),
-                    SELECTOR_MISMATCH,
-                );
-            }
+            template_matches(errs, &selector, tmpl, &tp);
             pod_template_spec(errs, tmpl, &tp);
-            restart_always_and_no_deadline(errs, tmpl, &tp, kind);
+            restart_always_and_no_deadline(errs, tmpl, &tp, "ReplicaSet");
         }
     }
 }
 
 /// Deployment create/update.
 pub(crate) fn validate_deployment(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
-    match old {
-        None => meta_create(errs, obj, true, names::name_is_dns_subdomain),
-        Some(old) => meta_update(errs, obj, old),
-    }
+    meta::object_meta(errs, obj, old, true, names::name_is_dns_subdomain);
     let sp = Path::new("spec");
     let spec = super::obj(errs, Some(obj), "spec", &Path::new(""));
-    if let Some(r) = int(errs, spec, "replicas", &sp) {
-        nonneg(errs, &sp.child("replicas"), r);
-    }
-    replica_set_like(
-        errs,
-        spec,
-        &sp,
-        "empty selector is invalid for deployment",
-        "ReplicaSet",
-    );
+    nonneg_field(errs, spec, "replicas", &sp);
+    replica_set_like(errs, spec, &sp);
     let strategy = super::obj(errs, spec, "strategy", &sp);
     deployment_strategy(errs, strategy, &sp.child("strategy"));
     let min_ready = int(errs, spec, "minReadySeconds", &sp).unwrap_or(0);
     nonneg(errs, &sp.child("minReadySeconds"), min_ready);
-    if let Some(v) = int(errs, spec, "revisionHistoryLimit", &sp) {
-        nonneg(errs, &sp.child("revisionHistoryLimit"), v);
-    }
+    nonneg_field(errs, spec, "revisionHistoryLimit", &sp);
     if let Some(pds) = int(errs, spec, "progressDeadlineSeconds", &sp) {
         nonneg(errs, &sp.child("progressDeadlineSeconds"), pds);
         if pds <= min_ready {
@@ -321,25 +313,12 @@ fn deployment_strategy(errs: &mut Errs, strategy: J<'_>, p: &Path) {
 
 /// ReplicaSet create/update.
 pub(crate) fn validate_replica_set(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
-    match old {
-        None => meta_create(errs, obj, true, names::name_is_dns_subdomain),
-        Some(old) => meta_update(errs, obj, old),
-    }
+    meta::object_meta(errs, obj, old, true, names::name_is_dns_subdomain);
     let sp = Path::new("spec");
     let spec = super::obj(errs, Some(obj), "spec", &Path::new(""));
-    if let Some(v) = int(errs, spec, "replicas", &sp) {
-        nonneg(errs, &sp.child("replicas"), v);
-    }
-    if let Some(v) = int(errs, spec, "minReadySeconds", &sp) {
-        nonneg(errs, &sp.child("minReadySeconds"), v);
-    }
-    replica_set_like(
-        errs,
-        spec,
-        &sp,
-        "empty selector is invalid for deployment",
-        "ReplicaSet",
-    );
+    nonneg_field(errs, spec, "replicas", &sp);
+    nonneg_field(errs, spec, "minReadySeconds", &sp);
+    replica_set_like(errs, spec, &sp);
     if let Some(old) = old {
         selector_immutable(errs, obj, old);
     }
@@ -350,10 +329,7 @@ pub(crate) fn validate_replica_set(errs: &mut Errs, obj: &Value, old: Option<&Va
 
 /// StatefulSet create/update.
 pub(crate) fn validate_stateful_set(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
-    match old {
-        None => meta_create(errs, obj, true, names::name_is_dns_label),
-        Some(old) => meta_update(errs, obj, old),
-    }
+    meta::object_meta(errs, obj, old, true, names::name_is_dns_label);
     let sp = Path::new("spec");
     let spec = super::obj(errs, Some(obj), "spec", &Path::new(""));
     // 1.33 checks the governing service name, which becomes each pod's subdomain.
@@ -393,9 +369,7 @@ pub(crate) fn validate_stateful_set(errs: &mut Errs, obj: &Value, old: Option<&V
         "RollingUpdate" => {
             if ru.is_some() {
                 let rp = up.child("rollingUpdate");
-                if let Some(part) = int(errs, ru, "partition", &rp) {
-                    nonneg(errs, &rp.child("partition"), part);
-                }
+                nonneg_field(errs, ru, "partition", &rp);
                 let mu = get(ru, "maxUnavailable");
                 if mu.is_some() {
                     positive_int_or_percent(errs, mu, &rp.child("maxUnavailable"));
@@ -428,9 +402,7 @@ pub(crate) fn validate_stateful_set(errs: &mut Errs, obj: &Value, old: Option<&V
         }
     }
     for key in ["replicas", "minReadySeconds"] {
-        if let Some(v) = int(errs, spec, key, &sp) {
-            nonneg(errs, &sp.child(key), v);
-        }
+        nonneg_field(errs, spec, key, &sp);
     }
     if let Some(ord) = super::obj(errs, spec, "ordinals", &sp)
         && let Some(start) = int(errs, Some(ord), "start", &sp.child("ordinals"))
@@ -438,33 +410,13 @@ pub(crate) fn validate_stateful_set(errs: &mut Errs, obj: &Value, old: Option<&V
         nonneg(errs, &sp.child("ordinals.start"), start);
     }
     let sel = super::obj(errs, spec, "selector", &sp);
-    match sel {
-        None => required(errs, &sp.child("selector"), ""),
-        Some(s) => {
-            meta::validate_label_selector(errs, sel, &sp.child("selector"));
-            if selector_is_empty(s) {
-                invalid_raw(
-                    errs,
-                    &sp.child("selector"),
-                    gorepr::label_selector(sel),
-                    "empty selector is invalid for statefulset",
-                );
-            }
-        }
-    }
+    required_selector(errs, sel, &sp, "empty selector is invalid for statefulset");
     let tmpl = super::obj(errs, spec, "template", &sp);
     let tp = sp.child("template");
     match LabelSelector::from_json(sel) {
         Err(_) => invalid_raw(errs, &sp.child("selector"), gorepr::label_selector(sel), ""),
         Ok(selector) => {
-            if !selector.is_empty() && !selector.matches(template_labels(tmpl)) {
-                invalid_raw(
-                    errs,
-                    &tp.child("metadata").child("labels"),
-                    template_labels_repr(tmpl),
-                    SELECTOR_MISMATCH,
-                );
-            }
+            template_matches(errs, &selector, tmpl, &tp);
             let m = get(tmpl, "metadata");
             let mp = tp.child("metadata");
             let labels = str_map(errs, m, "labels", &mp);
@@ -508,16 +460,11 @@ pub(crate) fn validate_stateful_set(errs: &mut Errs, obj: &Value, old: Option<&V
 
 /// ControllerRevision create/update.
 pub(crate) fn validate_controller_revision(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
-    if let Some(old) = old {
-        meta_update(errs, obj, old);
-    }
-    meta_create(errs, obj, true, names::name_is_dns_subdomain);
+    meta::meta_update_then_create(errs, obj, old, true, names::name_is_dns_subdomain);
     if get(Some(obj), "data").is_none() {
         required(errs, &Path::new("data"), "data is mandatory");
     }
-    if let Some(r) = int(errs, Some(obj), "revision", &Path::new("")) {
-        nonneg(errs, &Path::new("revision"), r);
-    }
+    nonneg_field(errs, Some(obj), "revision", &Path::new(""));
     if let Some(old) = old
         && !semantic_eq(get(Some(obj), "data"), get(Some(old), "data"))
     {

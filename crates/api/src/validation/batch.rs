@@ -4,8 +4,8 @@ use super::meta::{self, LabelSelector, meta_create, meta_update};
 use super::names;
 use super::pod::pod_template_spec;
 use super::{
-    Errs, IMMUTABLE, J, Path, get, gorepr, int, invalid, invalid_raw, nonneg, not_supported, required, semantic_eq, st,
-    st0,
+    Errs, IMMUTABLE, J, Path, get, gorepr, int, invalid, invalid_raw, nonneg, nonneg_field, not_supported, required,
+    required_one_of, semantic_eq, st, st0,
 };
 use serde_json::Value;
 
@@ -189,9 +189,7 @@ fn job_spec_common(errs: &mut Errs, spec: J<'_>, sp: &Path) {
         "backoffLimit",
         "ttlSecondsAfterFinished",
     ] {
-        if let Some(v) = int(errs, spec, key, sp) {
-            nonneg(errs, &sp.child(key), v);
-        }
+        nonneg_field(errs, spec, key, sp);
     }
     let completions = get(spec, "completions").and_then(Value::as_i64);
     let parallelism = get(spec, "parallelism").and_then(Value::as_i64);
@@ -268,10 +266,7 @@ pub(crate) fn validate_cron_job(errs: &mut Errs, obj: &Value, old: Option<&Value
     let sp = Path::new("spec");
     let spec = super::obj(errs, Some(obj), "spec", &Path::new(""));
     let old_spec = old.and_then(|o| get(Some(o), "spec"));
-    match old {
-        None => meta_create(errs, obj, true, names::name_is_dns_subdomain),
-        Some(old) => meta_update(errs, obj, old),
-    }
+    meta::object_meta(errs, obj, old, true, names::name_is_dns_subdomain);
     let schedule = st0(errs, spec, "schedule", &sp);
     let time_zone = st(errs, spec, "timeZone", &sp);
     if schedule.is_empty() {
@@ -300,25 +295,20 @@ pub(crate) fn validate_cron_job(errs: &mut Errs, obj: &Value, old: Option<&Value
             );
         }
     }
-    if let Some(v) = int(errs, spec, "startingDeadlineSeconds", &sp) {
-        nonneg(errs, &sp.child("startingDeadlineSeconds"), v);
-    }
+    nonneg_field(errs, spec, "startingDeadlineSeconds", &sp);
     let old_tz = old_spec.and_then(|s| s.get("timeZone")).and_then(Value::as_str);
     if (old.is_none() || old_tz != time_zone)
         && let Some(tz) = time_zone
     {
         time_zone_check(errs, tz, &sp.child("timeZone"));
     }
-    match st0(errs, spec, "concurrencyPolicy", &sp) {
-        "Allow" | "Forbid" | "Replace" => {}
-        "" => required(errs, &sp.child("concurrencyPolicy"), ""),
-        other => not_supported(
-            errs,
-            &sp.child("concurrencyPolicy"),
-            other,
-            &["Allow", "Forbid", "Replace"],
-        ),
-    }
+    let concurrency_policy = st0(errs, spec, "concurrencyPolicy", &sp);
+    required_one_of(
+        errs,
+        concurrency_policy,
+        &sp.child("concurrencyPolicy"),
+        &["Allow", "Forbid", "Replace"],
+    );
     let jt = super::obj(errs, spec, "jobTemplate", &sp);
     let jp = sp.child("jobTemplate");
     let jspec = super::obj(errs, jt, "spec", &jp);
@@ -336,9 +326,7 @@ pub(crate) fn validate_cron_job(errs: &mut Errs, obj: &Value, old: Option<&Value
         not_supported(errs, &jsp.child("manualSelector"), true, &["nil", "false"]);
     }
     for key in ["successfulJobsHistoryLimit", "failedJobsHistoryLimit"] {
-        if let Some(v) = int(errs, spec, key, &sp) {
-            nonneg(errs, &sp.child(key), v);
-        }
+        nonneg_field(errs, spec, key, &sp);
     }
     if old.is_none() {
         let name = get(get(Some(obj), "metadata"), "name")

@@ -7,8 +7,8 @@ use super::pod::{self, node_selector, pod_template_spec, port_num_or_name, proto
 use super::quantity::Quantity;
 use super::{
     Errs, IMMUTABLE, J, Path, arr, boolean, duplicate, duplicate_raw, each_invalid, forbidden, get, gorepr, int,
-    invalid, invalid_raw, nonneg, not_supported, not_supported_raw, required, semantic_eq, st, st0, str_list, str_map,
-    too_long,
+    invalid, invalid_raw, nonneg_field, not_supported, not_supported_raw, required, required_one_of, semantic_eq, st,
+    st0, str_list, str_map, too_long,
 };
 use serde_json::Value;
 use std::collections::HashSet;
@@ -134,19 +134,11 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
     for (i, port) in ports.iter().enumerate() {
         let pp = sp.child("ports").index(i);
         let port = Some(port);
-        let name = st0(errs, port, "name", &pp);
-        if ports.len() > 1 && name.is_empty() {
-            required(errs, &pp.child("name"), "");
-        } else if !name.is_empty() {
-            dns_label(errs, name, &pp.child("name"));
-            if !port_names.insert(name) {
-                duplicate(errs, &pp.child("name"), name);
-            }
+        let name = port_name(errs, port, &pp, ports.len() > 1);
+        if !name.is_empty() && !port_names.insert(name) {
+            duplicate(errs, &pp.child("name"), name);
         }
-        let num = int(errs, port, "port", &pp).unwrap_or(0);
-        for m in is_valid_port_num(num) {
-            invalid(errs, &pp.child("port"), num, m);
-        }
+        port_number(errs, port, &pp);
         protocol(errs, port, &pp);
         port_num_or_name(errs, get(port, "targetPort"), &pp.child("targetPort"));
         if let Some(ap) = st(errs, port, "appProtocol", &pp) {
@@ -158,11 +150,7 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
         meta::validate_labels(errs, sel.as_deref(), &sp.child("selector"));
     }
     let affinity = st0(errs, spec, "sessionAffinity", &sp);
-    match affinity {
-        "" => required(errs, &sp.child("sessionAffinity"), ""),
-        "ClientIP" | "None" => {}
-        other => not_supported(errs, &sp.child("sessionAffinity"), other, &["ClientIP", "None"]),
-    }
+    required_one_of(errs, affinity, &sp.child("sessionAffinity"), &["ClientIP", "None"]);
     let cfg = super::obj(errs, spec, "sessionAffinityConfig", &sp);
     let cp = sp.child("sessionAffinityConfig");
     if affinity == "ClientIP" {
@@ -197,16 +185,12 @@ pub(crate) fn validate_service(errs: &mut Errs, obj: &Value, old: Option<&Value>
             None => non_special_ip(errs, ip, &ipp),
         }
     }
-    match svc_type {
-        "" => required(errs, &sp.child("type"), ""),
-        "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName" => {}
-        other => not_supported(
-            errs,
-            &sp.child("type"),
-            other,
-            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
-        ),
-    }
+    required_one_of(
+        errs,
+        svc_type,
+        &sp.child("type"),
+        &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+    );
     let node_port = |p: &Value| p.get("nodePort").and_then(Value::as_i64).unwrap_or(0);
     let proto = |p: &Value| p.get("protocol").and_then(Value::as_str).unwrap_or("").to_string();
     if svc_type == "ClusterIP" {
@@ -555,10 +539,7 @@ pub(crate) fn validate_namespace(errs: &mut Errs, obj: &Value, old: Option<&Valu
 
 /// ServiceAccount create/update.
 pub(crate) fn validate_service_account(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
-    if let Some(old) = old {
-        meta_update(errs, obj, old);
-    }
-    meta_create(errs, obj, true, names::name_is_dns_subdomain);
+    meta::meta_update_then_create(errs, obj, old, true, names::name_is_dns_subdomain);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -656,6 +637,18 @@ pub(crate) fn validate_secret(errs: &mut Errs, obj: &Value, old: Option<&Value>)
         let raw = data.and_then(|d| d.get(k)).and_then(Value::as_str).unwrap_or("");
         decode_b64(raw).is_some_and(|b| serde_json::from_slice::<serde_json::Map<String, Value>>(&b).is_ok())
     };
+    let docker_config = |errs: &mut Errs, key: &str| {
+        if !has(key) {
+            required(errs, &dp.key(key), "");
+        } else if !decoded_json_ok(key) {
+            invalid(
+                errs,
+                &dp.key(key),
+                "<secret contents redacted>",
+                "invalid character looking for beginning of value",
+            );
+        }
+    };
     match st0(errs, Some(obj), "type", &root) {
         "kubernetes.io/service-account-token" => {
             let name = get(
@@ -672,30 +665,8 @@ pub(crate) fn validate_secret(errs: &mut Errs, obj: &Value, old: Option<&Value>)
                 );
             }
         }
-        "kubernetes.io/dockercfg" => {
-            if !has(".dockercfg") {
-                required(errs, &dp.key(".dockercfg"), "");
-            } else if !decoded_json_ok(".dockercfg") {
-                invalid(
-                    errs,
-                    &dp.key(".dockercfg"),
-                    "<secret contents redacted>",
-                    "invalid character looking for beginning of value",
-                );
-            }
-        }
-        "kubernetes.io/dockerconfigjson" => {
-            if !has(".dockerconfigjson") {
-                required(errs, &dp.key(".dockerconfigjson"), "");
-            } else if !decoded_json_ok(".dockerconfigjson") {
-                invalid(
-                    errs,
-                    &dp.key(".dockerconfigjson"),
-                    "<secret contents redacted>",
-                    "invalid character looking for beginning of value",
-                );
-            }
-        }
+        "kubernetes.io/dockercfg" => docker_config(errs, ".dockercfg"),
+        "kubernetes.io/dockerconfigjson" => docker_config(errs, ".dockerconfigjson"),
         "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
             required(errs, &dp.key("username"), "");
             required(errs, &dp.key("password"), "");
@@ -753,10 +724,7 @@ pub(crate) fn validate_node(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
     let mp = Path::new("metadata");
     let sp = Path::new("spec");
     let spec = super::obj(errs, Some(obj), "spec", &Path::new(""));
-    match old {
-        None => meta_create(errs, obj, false, names::name_is_dns_subdomain),
-        Some(old) => meta_update(errs, obj, old),
-    }
+    meta::object_meta(errs, obj, old, false, names::name_is_dns_subdomain);
     let taints = arr(errs, spec, "taints", &sp);
     if old.is_none() && !taints.is_empty() {
         node_taints(errs, taints, &mp.child("taints"));
@@ -882,10 +850,7 @@ fn node_taints(errs: &mut Errs, taints: &[Value], p: &Path) {
 
 /// Endpoints create/update.
 pub(crate) fn validate_endpoints(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
-    if let Some(old) = old {
-        meta_update(errs, obj, old);
-    }
-    meta_create(errs, obj, true, names::name_is_dns_subdomain);
+    meta::meta_update_then_create(errs, obj, old, true, names::name_is_dns_subdomain);
     let sp = Path::new("subsets");
     for (i, ss) in arr(errs, Some(obj), "subsets", &Path::new("")).iter().enumerate() {
         let ip = sp.index(i);
@@ -916,21 +881,33 @@ pub(crate) fn validate_endpoints(errs: &mut Errs, obj: &Value, old: Option<&Valu
         for (j, port) in ports.iter().enumerate() {
             let pp = ip.child("ports").index(j);
             let port = Some(port);
-            let name = st0(errs, port, "name", &pp);
-            if ports.len() > 1 && name.is_empty() {
-                required(errs, &pp.child("name"), "");
-            } else if !name.is_empty() {
-                dns_label(errs, name, &pp.child("name"));
-            }
-            let num = int(errs, port, "port", &pp).unwrap_or(0);
-            for m in is_valid_port_num(num) {
-                invalid(errs, &pp.child("port"), num, m);
-            }
+            port_name(errs, port, &pp, ports.len() > 1);
+            port_number(errs, port, &pp);
             protocol(errs, port, &pp);
             if let Some(ap) = st(errs, port, "appProtocol", &pp) {
                 qualified_name(errs, ap, &pp.child("appProtocol"));
             }
         }
+    }
+}
+
+/// A Service or Endpoints port's `name`: required when there are several ports, a DNS label
+/// when set. Returns the name.
+fn port_name<'a>(errs: &mut Errs, port: J<'a>, pp: &Path, several: bool) -> &'a str {
+    let name = st0(errs, port, "name", pp);
+    if several && name.is_empty() {
+        required(errs, &pp.child("name"), "");
+    } else if !name.is_empty() {
+        dns_label(errs, name, &pp.child("name"));
+    }
+    name
+}
+
+/// A Service or Endpoints port's `port` number.
+fn port_number(errs: &mut Errs, port: J<'_>, pp: &Path) {
+    let num = int(errs, port, "port", pp).unwrap_or(0);
+    for m in is_valid_port_num(num) {
+        invalid(errs, &pp.child("port"), num, m);
     }
 }
 
@@ -991,10 +968,7 @@ const PV_SOURCES: &[&str] = &[
 
 /// PersistentVolume create/update.
 pub(crate) fn validate_pv(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
-    if let Some(old) = old {
-        meta_update(errs, obj, old);
-    }
-    meta_create(errs, obj, false, names::name_is_dns_subdomain);
+    meta::meta_update_then_create(errs, obj, old, false, names::name_is_dns_subdomain);
     let sp = Path::new("spec");
     let spec = super::obj(errs, Some(obj), "spec", &Path::new(""));
     access_modes(errs, spec, &sp, "");
@@ -1114,14 +1088,7 @@ pub(crate) fn validate_pv(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
                 "spec.persistentvolumesource is immutable after creation",
             );
         }
-        if get(spec, "volumeMode") != get(old_spec, "volumeMode") {
-            invalid(
-                errs,
-                &Path::new("volumeMode"),
-                get(spec, "volumeMode").cloned().unwrap_or(Value::Null),
-                IMMUTABLE,
-            );
-        }
+        volume_mode_immutable(errs, spec, old_spec);
         if get(old_spec, "nodeAffinity").is_some()
             && !semantic_eq(get(spec, "nodeAffinity"), get(old_spec, "nodeAffinity"))
         {
@@ -1144,12 +1111,21 @@ fn volume_mode(errs: &mut Errs, spec: J<'_>, sp: &Path) {
     }
 }
 
+/// `volumeMode` may not change on update (PersistentVolume and PersistentVolumeClaim alike).
+fn volume_mode_immutable(errs: &mut Errs, spec: J<'_>, old_spec: J<'_>) {
+    if get(spec, "volumeMode") != get(old_spec, "volumeMode") {
+        invalid(
+            errs,
+            &Path::new("volumeMode"),
+            get(spec, "volumeMode").cloned().unwrap_or(Value::Null),
+            IMMUTABLE,
+        );
+    }
+}
+
 /// PersistentVolumeClaim create/update.
 pub(crate) fn validate_pvc(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
-    if let Some(old) = old {
-        meta_update(errs, obj, old);
-    }
-    meta_create(errs, obj, true, names::name_is_dns_subdomain);
+    meta::meta_update_then_create(errs, obj, old, true, names::name_is_dns_subdomain);
     let sp = Path::new("spec");
     let spec = super::obj(errs, Some(obj), "spec", &Path::new(""));
     pvc_spec(errs, spec, &sp);
@@ -1206,14 +1182,7 @@ pub(crate) fn validate_pvc(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
             "field can not be less than status.capacity",
         );
     }
-    if get(spec, "volumeMode") != get(old_spec, "volumeMode") {
-        invalid(
-            errs,
-            &Path::new("volumeMode"),
-            get(spec, "volumeMode").cloned().unwrap_or(Value::Null),
-            IMMUTABLE,
-        );
-    }
+    volume_mode_immutable(errs, spec, old_spec);
 }
 
 /// `ValidatePersistentVolumeClaimSpec`.
@@ -1280,22 +1249,15 @@ pub(crate) fn pvc_spec(errs: &mut Errs, spec: J<'_>, sp: &Path) {
 
 /// ReplicationController create/update.
 pub(crate) fn validate_rc(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
-    match old {
-        None => meta_create(errs, obj, true, names::name_is_dns_subdomain),
-        Some(old) => meta_update(errs, obj, old),
-    }
+    meta::object_meta(errs, obj, old, true, names::name_is_dns_subdomain);
     let sp = Path::new("spec");
     let spec = super::obj(errs, Some(obj), "spec", &Path::new(""));
-    if let Some(v) = int(errs, spec, "minReadySeconds", &sp) {
-        nonneg(errs, &sp.child("minReadySeconds"), v);
-    }
+    nonneg_field(errs, spec, "minReadySeconds", &sp);
     let selector = str_map(errs, spec, "selector", &sp).unwrap_or_default();
     if selector.is_empty() {
         required(errs, &sp.child("selector"), "");
     }
-    if let Some(r) = int(errs, spec, "replicas", &sp) {
-        nonneg(errs, &sp.child("replicas"), r);
-    }
+    nonneg_field(errs, spec, "replicas", &sp);
     let tp = sp.child("template");
     let Some(tmpl) = super::obj(errs, spec, "template", &sp) else {
         required(errs, &tp, "");
@@ -1316,16 +1278,5 @@ pub(crate) fn validate_rc(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
         }
     }
     pod_template_spec(errs, Some(tmpl), &tp);
-    let tspec = get(Some(tmpl), "spec");
-    let rp = get(tspec, "restartPolicy").and_then(Value::as_str).unwrap_or("");
-    if rp != "Always" {
-        not_supported(errs, &tp.child("spec").child("restartPolicy"), rp, &["Always"]);
-    }
-    if get(tspec, "activeDeadlineSeconds").is_some() {
-        forbidden(
-            errs,
-            &tp.child("spec").child("activeDeadlineSeconds"),
-            "activeDeadlineSeconds in ReplicationController is not Supported",
-        );
-    }
+    super::apps::restart_always_and_no_deadline(errs, Some(tmpl), &tp, "ReplicationController");
 }

@@ -232,30 +232,19 @@ mod tests {
 
     #[test]
     fn reports_library_messages() {
-        assert_eq!(
-            parse_standard("foo").unwrap_err(),
-            "expected exactly 5 fields, found 1: [foo]"
-        );
-        assert_eq!(
-            parse_standard("60 * * * *").unwrap_err(),
-            "end of range (60) above maximum (59): 60"
-        );
-        assert_eq!(
-            parse_standard("* * 0 * *").unwrap_err(),
-            "beginning of range (0) below minimum (1): 0"
-        );
-        assert_eq!(
-            parse_standard("x * * * *").unwrap_err(),
-            "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax"
-        );
-        assert_eq!(
-            parse_standard("5-1 * * * *").unwrap_err(),
-            "beginning of range (5) beyond end of range (1): 5-1"
-        );
-        assert_eq!(
-            parse_standard("*/0 * * * *").unwrap_err(),
-            "step of range should be a positive number: */0"
-        );
-        assert_eq!(parse_standard("@often").unwrap_err(), "unrecognized descriptor: @often");
+        for (spec, message) in [
+            ("foo", "expected exactly 5 fields, found 1: [foo]"),
+            ("60 * * * *", "end of range (60) above maximum (59): 60"),
+            ("* * 0 * *", "beginning of range (0) below minimum (1): 0"),
+            (
+                "x * * * *",
+                "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax",
+            ),
+            ("5-1 * * * *", "beginning of range (5) beyond end of range (1): 5-1"),
+            ("*/0 * * * *", "step of range should be a positive number: */0"),
+            ("@often", "unrecognized descriptor: @often"),
+        ] {
+            assert_eq!(parse_standard(spec).unwrap_err(), message, "{spec}");
+        }
     }
 }

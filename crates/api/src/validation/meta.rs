@@ -22,6 +22,21 @@ pub(crate) fn object_meta(errs: &mut Errs, obj: &Value, old: Option<&Value>, nam
     }
 }
 
+/// Metadata for kinds whose update re-runs the create checks on the new object: the update
+/// checks first when `old` is given, then the create checks.
+pub(crate) fn meta_update_then_create(
+    errs: &mut Errs,
+    obj: &Value,
+    old: Option<&Value>,
+    namespaced: bool,
+    name_fn: NameFn,
+) {
+    if let Some(old) = old {
+        meta_update(errs, obj, old);
+    }
+    meta_create(errs, obj, namespaced, name_fn);
+}
+
 /// `ValidateObjectMeta` (core flavour, with the standard-finalizer check).
 pub(crate) fn meta_create(errs: &mut Errs, obj: &Value, namespaced: bool, name_fn: NameFn) {
     let p = Path::new("metadata");

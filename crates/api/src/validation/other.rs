@@ -5,8 +5,8 @@ use super::meta::{self, dns_label, meta_create, meta_update, qualified_name, sub
 use super::names;
 use super::pod::protocol;
 use super::{
-    Errs, IMMUTABLE, Path, arr, each_invalid, forbidden, get, int, invalid, invalid_raw, not_supported, required,
-    semantic_eq, st, st0, str_map, too_long, too_many,
+    Errs, IMMUTABLE, J, Path, arr, each_invalid, forbidden, get, int, invalid, invalid_raw, nonneg_field,
+    not_supported, required, required_one_of, semantic_eq, st, st0, str_map, too_long, too_many,
 };
 use serde_json::Value;
 use std::collections::HashSet;
@@ -21,6 +21,25 @@ struct EventFields<'a> {
     action: &'a str,
     reason: &'a str,
     message: &'a str,
+}
+
+impl<'a> EventFields<'a> {
+    /// Reads an event whose involved object, reporting controller and message are under the
+    /// given keys (core/v1 and events.k8s.io/v1 name them differently).
+    fn read(obj: &'a Value, involved: &str, controller: &str, message: &str) -> Self {
+        let v = Some(obj);
+        let s = |m: J<'a>, k: &str| get(m, k).and_then(Value::as_str).unwrap_or("");
+        EventFields {
+            namespace: s(get(v, "metadata"), "namespace"),
+            involved_ns: s(get(v, involved), "namespace"),
+            event_time: get(v, "eventTime").is_some(),
+            reporting_controller: s(v, controller),
+            reporting_instance: s(v, "reportingInstance"),
+            action: s(v, "action"),
+            reason: s(v, "reason"),
+            message: s(v, message),
+        }
+    }
 }
 
 /// Upstream's `legacyValidateEvent`.
@@ -86,22 +105,7 @@ fn path_segment_name(name: &str, _prefix: bool) -> Vec<String> {
 
 /// core/v1 Event: only the legacy checks, then the generic metadata checks.
 pub(crate) fn validate_core_event(errs: &mut Errs, obj: &Value) {
-    let v = Some(obj);
-    let s = |k: &str| get(v, k).and_then(Value::as_str).unwrap_or("");
-    let f = EventFields {
-        namespace: get(get(v, "metadata"), "namespace")
-            .and_then(Value::as_str)
-            .unwrap_or(""),
-        involved_ns: get(get(v, "involvedObject"), "namespace")
-            .and_then(Value::as_str)
-            .unwrap_or(""),
-        event_time: get(v, "eventTime").is_some(),
-        reporting_controller: s("reportingComponent"),
-        reporting_instance: s("reportingInstance"),
-        action: s("action"),
-        reason: s("reason"),
-        message: s("message"),
-    };
+    let f = EventFields::read(obj, "involvedObject", "reportingComponent", "message");
     legacy_event(errs, &f);
     if errs.is_empty() {
         meta_create(errs, obj, true, path_segment_name);
@@ -110,28 +114,12 @@ pub(crate) fn validate_core_event(errs: &mut Errs, obj: &Value) {
 
 /// events.k8s.io/v1 Event: legacy checks plus the strict ones (paths use core field names).
 pub(crate) fn validate_events_event(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
+    let f = EventFields::read(obj, "regarding", "reportingController", "note");
+    legacy_event(errs, &f);
     let v = Some(obj);
     let s = |k: &str| get(v, k).and_then(Value::as_str).unwrap_or("");
-    let f = EventFields {
-        namespace: get(get(v, "metadata"), "namespace")
-            .and_then(Value::as_str)
-            .unwrap_or(""),
-        involved_ns: get(get(v, "regarding"), "namespace")
-            .and_then(Value::as_str)
-            .unwrap_or(""),
-        event_time: get(v, "eventTime").is_some(),
-        reporting_controller: s("reportingController"),
-        reporting_instance: s("reportingInstance"),
-        action: s("action"),
-        reason: s("reason"),
-        message: s("note"),
-    };
-    legacy_event(errs, &f);
     let series_changed = old.is_none_or(|o| !semantic_eq(get(v, "series"), get(Some(o), "series")));
-    match old {
-        None => meta_create(errs, obj, true, names::name_is_dns_subdomain),
-        Some(old) => meta_update(errs, obj, old),
-    }
+    meta::object_meta(errs, obj, old, true, names::name_is_dns_subdomain);
     if series_changed && let Some(series) = get(v, "series") {
         if get(Some(series), "count").and_then(Value::as_i64).unwrap_or(0) < 2 {
             invalid(errs, &Path::new("series.count"), "", "should be at least 2");
@@ -215,19 +203,12 @@ pub(crate) fn validate_scale(errs: &mut Errs, obj: &Value) {
     meta_create(errs, obj, true, names::name_is_dns_subdomain);
     let sp = Path::new("spec");
     let spec = super::obj(errs, Some(obj), "spec", &Path::new(""));
-    if let Some(r) = int(errs, spec, "replicas", &sp)
-        && r < 0
-    {
-        invalid(errs, &sp.child("replicas"), r, "must be greater than or equal to 0");
-    }
+    nonneg_field(errs, spec, "replicas", &sp);
 }
 
 /// coordination.k8s.io/v1 Lease.
 pub(crate) fn validate_lease(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
-    match old {
-        None => meta_create(errs, obj, true, names::name_is_dns_subdomain),
-        Some(old) => meta_update(errs, obj, old),
-    }
+    meta::object_meta(errs, obj, old, true, names::name_is_dns_subdomain);
     let sp = Path::new("spec");
     let spec = super::obj(errs, Some(obj), "spec", &Path::new(""));
     if let Some(d) = int(errs, spec, "leaseDurationSeconds", &sp)
@@ -235,31 +216,15 @@ pub(crate) fn validate_lease(errs: &mut Errs, obj: &Value, old: Option<&Value>) 
     {
         invalid(errs, &sp.child("leaseDurationSeconds"), d, "must be greater than 0");
     }
-    if let Some(t) = int(errs, spec, "leaseTransitions", &sp)
-        && t < 0
-    {
-        invalid(
-            errs,
-            &sp.child("leaseTransitions"),
-            t,
-            "must be greater than or equal to 0",
-        );
-    }
+    nonneg_field(errs, spec, "leaseTransitions", &sp);
 }
 
 /// discovery.k8s.io/v1 EndpointSlice.
 pub(crate) fn validate_endpoint_slice(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
-    if let Some(old) = old {
-        meta_update(errs, obj, old);
-    }
-    meta_create(errs, obj, true, names::name_is_dns_subdomain);
+    meta::meta_update_then_create(errs, obj, old, true, names::name_is_dns_subdomain);
     let root = Path::new("");
     let addr_type = st0(errs, Some(obj), "addressType", &root);
-    match addr_type {
-        "" => required(errs, &Path::new("addressType"), ""),
-        "IPv4" | "IPv6" | "FQDN" => {}
-        other => not_supported(errs, &Path::new("addressType"), other, &["FQDN", "IPv4", "IPv6"]),
-    }
+    required_one_of(errs, addr_type, &Path::new("addressType"), &["FQDN", "IPv4", "IPv6"]);
     let ep = Path::new("endpoints");
     let endpoints = arr(errs, Some(obj), "endpoints", &root);
     if endpoints.len() > 1000 {

@@ -8,8 +8,8 @@ use super::meta::{self, dns_label, label_name, qualified_name, subdomain, valida
 use super::names::{self, inclusive_range_error, is_valid_port_name, is_valid_port_num};
 use super::quantity::Quantity;
 use super::{
-    Errs, J, Path, arr, boolean, duplicate, each_invalid, forbidden, get, gorepr, int, invalid, invalid_raw, nonneg,
-    not_found, not_supported, obj, required, semantic_eq, st, st0, str_list, str_map,
+    Errs, J, Path, arr, boolean, duplicate, each_invalid, forbidden, get, gorepr, int, invalid, invalid_raw,
+    nonneg_field, not_found, not_supported, obj, required, required_one_of, semantic_eq, st, st0, str_list, str_map,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -218,27 +218,19 @@ pub(crate) fn pod_spec(errs: &mut Errs, spec: J<'_>, pod_name: Option<&str>, p: 
     init_containers(errs, spec, &ctx, &p.child("initContainers"), p);
     ephemeral_containers(errs, spec, &ctx, &p.child("ephemeralContainers"), p);
     host_network_deps(errs, spec, p, opts);
-    match restart_policy {
-        "Always" | "OnFailure" | "Never" => {}
-        "" => required(errs, &p.child("restartPolicy"), ""),
-        other => not_supported(
-            errs,
-            &p.child("restartPolicy"),
-            other,
-            &["Always", "OnFailure", "Never"],
-        ),
-    }
+    required_one_of(
+        errs,
+        restart_policy,
+        &p.child("restartPolicy"),
+        &["Always", "OnFailure", "Never"],
+    );
     let dns_policy = st0(errs, spec, "dnsPolicy", p);
-    match dns_policy {
-        "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None" => {}
-        "" => required(errs, &p.child("dnsPolicy"), ""),
-        other => not_supported(
-            errs,
-            &p.child("dnsPolicy"),
-            other,
-            &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
-        ),
-    }
+    required_one_of(
+        errs,
+        dns_policy,
+        &p.child("dnsPolicy"),
+        &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+    );
     let node_selector = str_map(errs, spec, "nodeSelector", p);
     validate_labels(errs, node_selector.as_deref(), &p.child("nodeSelector"));
     pod_security_context(errs, spec, p);
@@ -303,27 +295,20 @@ pub(crate) fn pod_spec(errs: &mut Errs, spec: J<'_>, pod_name: Option<&str>, p: 
         subdomain(errs, rc, &p.child("runtimeClassName"));
     }
     if let Some(pp) = st(errs, spec, "preemptionPolicy", p) {
-        match pp {
-            "PreemptLowerPriority" | "Never" => {}
-            "" => required(errs, &p.child("preemptionPolicy"), ""),
-            other => not_supported(
-                errs,
-                &p.child("preemptionPolicy"),
-                other,
-                &["PreemptLowerPriority", "Never"],
-            ),
-        }
+        required_one_of(
+            errs,
+            pp,
+            &p.child("preemptionPolicy"),
+            &["PreemptLowerPriority", "Never"],
+        );
     }
     if let Some(overhead) = obj(errs, spec, "overhead", p) {
         resource_list(errs, Some(overhead), &p.child("overhead").child("limits"), true);
     }
     if let Some(os) = obj(errs, spec, "os", p) {
         let op = p.child("os");
-        match st0(errs, Some(os), "name", &op) {
-            "linux" | "windows" => {}
-            "" => required(errs, &op.child("name"), ""),
-            other => not_supported(errs, &op.child("name"), other, &["linux", "windows"]),
-        }
+        let os_name = st0(errs, Some(os), "name", &op);
+        required_one_of(errs, os_name, &op.child("name"), &["linux", "windows"]);
     }
 }
 

@@ -213,16 +213,13 @@ pub(super) fn container_common(errs: &mut Errs, c: J<'_>, ctx: &Ctx<'_>, p: &Pat
     if st0(errs, c, "image", p).is_empty() {
         required(errs, &p.child("image"), "");
     }
-    match st0(errs, c, "terminationMessagePolicy", p) {
-        "File" | "FallbackToLogsOnError" => {}
-        "" => required(errs, &p.child("terminationMessagePolicy"), ""),
-        other => not_supported(
-            errs,
-            &p.child("terminationMessagePolicy"),
-            other,
-            &["File", "FallbackToLogsOnError"],
-        ),
-    }
+    let termination_message_policy = st0(errs, c, "terminationMessagePolicy", p);
+    required_one_of(
+        errs,
+        termination_message_policy,
+        &p.child("terminationMessagePolicy"),
+        &["File", "FallbackToLogsOnError"],
+    );
     container_ports(errs, c, p);
     env(errs, c, p);
     env_from(errs, c, p);
@@ -230,16 +227,13 @@ pub(super) fn container_common(errs: &mut Errs, c: J<'_>, ctx: &Ctx<'_>, p: &Pat
     let devices = arr(errs, c, "volumeDevices", p);
     volume_mounts(errs, mounts, devices, ctx.vols, c, &p.child("volumeMounts"));
     volume_devices(errs, devices, mounts, ctx.vols, &p.child("volumeDevices"));
-    match st0(errs, c, "imagePullPolicy", p) {
-        "Always" | "IfNotPresent" | "Never" => {}
-        "" => required(errs, &p.child("imagePullPolicy"), ""),
-        other => not_supported(
-            errs,
-            &p.child("imagePullPolicy"),
-            other,
-            &["Always", "IfNotPresent", "Never"],
-        ),
-    }
+    let pull_policy = st0(errs, c, "imagePullPolicy", p);
+    required_one_of(
+        errs,
+        pull_policy,
+        &p.child("imagePullPolicy"),
+        &["Always", "IfNotPresent", "Never"],
+    );
     let res = obj(errs, c, "resources", p);
     resource_requirements(errs, res, ctx.claims, &p.child("resources"));
     resize_policy(errs, c, ctx.restart_policy, p);
@@ -282,11 +276,8 @@ pub(super) fn container_ports(errs: &mut Errs, c: J<'_>, p: &Path) {
 
 /// Port protocol: required, one of TCP/UDP/SCTP.
 pub(crate) fn protocol(errs: &mut Errs, port: J<'_>, p: &Path) {
-    match st0(errs, port, "protocol", p) {
-        "" => required(errs, &p.child("protocol"), ""),
-        "TCP" | "UDP" | "SCTP" => {}
-        other => not_supported(errs, &p.child("protocol"), other, &["SCTP", "TCP", "UDP"]),
-    }
+    let proto = st0(errs, port, "protocol", p);
+    required_one_of(errs, proto, &p.child("protocol"), &["SCTP", "TCP", "UDP"]);
 }
 
 pub(super) fn env(errs: &mut Errs, c: J<'_>, p: &Path) {
@@ -539,16 +530,8 @@ pub(super) fn resize_policy(errs: &mut Errs, c: J<'_>, restart_policy: &str, p: 
         if !seen.insert(name) {
             duplicate(errs, &rp.index(i), name);
         }
-        match name {
-            "cpu" | "memory" => {}
-            "" => required(errs, &rp, ""),
-            other => not_supported(errs, &rp, other, &["cpu", "memory"]),
-        }
-        match policy {
-            "NotRequired" | "RestartContainer" => {}
-            "" => required(errs, &rp, ""),
-            other => not_supported(errs, &rp, other, &["NotRequired", "RestartContainer"]),
-        }
+        required_one_of(errs, name, &rp, &["cpu", "memory"]);
+        required_one_of(errs, policy, &rp, &["NotRequired", "RestartContainer"]);
         if restart_policy == "Never" && policy != "NotRequired" {
             invalid(
                 errs,
@@ -577,9 +560,7 @@ pub(super) fn probes(errs: &mut Errs, c: J<'_>, grace: Option<i64>, p: &Path) {
             "successThreshold",
             "failureThreshold",
         ] {
-            if let Some(v) = int(errs, probe, f, &pp) {
-                nonneg(errs, &pp.child(f), v);
-            }
+            nonneg_field(errs, probe, f, &pp);
         }
         let tgps = int(errs, probe, "terminationGracePeriodSeconds", &pp);
         if let Some(t) = tgps

@@ -147,10 +147,7 @@ pub(super) fn affinity(errs: &mut Errs, aff: J<'_>, p: &Path) {
             .iter()
             .enumerate()
         {
-            let w = int(errs, Some(t), "weight", &pp.index(i)).unwrap_or(0);
-            if !(1..=100).contains(&w) {
-                invalid(errs, &pp.index(i).child("weight"), w, "must be in the range 1-100");
-            }
+            term_weight(errs, t, &pp.index(i));
             node_selector_term(errs, get(Some(t), "preference"), &pp.index(i).child("preference"));
         }
     }
@@ -172,16 +169,21 @@ pub(super) fn affinity(errs: &mut Errs, aff: J<'_>, p: &Path) {
             .iter()
             .enumerate()
         {
-            let w = int(errs, Some(t), "weight", &wp.index(i)).unwrap_or(0);
-            if !(1..=100).contains(&w) {
-                invalid(errs, &wp.index(i).child("weight"), w, "must be in the range 1-100");
-            }
+            term_weight(errs, t, &wp.index(i));
             pod_affinity_term(
                 errs,
                 get(Some(t), "podAffinityTerm"),
                 &wp.index(i).child("podAffinityTerm"),
             );
         }
+    }
+}
+
+/// A preferred scheduling term's `weight`: 1 to 100.
+fn term_weight(errs: &mut Errs, t: &Value, p: &Path) {
+    let w = int(errs, Some(t), "weight", p).unwrap_or(0);
+    if !(1..=100).contains(&w) {
+        invalid(errs, &p.child("weight"), w, "must be in the range 1-100");
     }
 }
 

@@ -1,0 +1,171 @@
+//! Revisions and daemon pods: the template hash, ControllerRevision data, and the pod made
+//! from the template for one node.
+
+use serde_json::{Value, json};
+
+use super::placement::add_automatic_tolerations;
+use super::plan::{REVISION_HASH_LABEL, TEMPLATE_GENERATION_ANNOTATION, TEMPLATE_GENERATION_LABEL};
+
+/// Characters upstream uses for generated names and hashes (no vowels, no confusable digits).
+const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+fn fnv32a(bytes: &[u8], mut h: u32) -> u32 {
+    for b in bytes {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// The revision hash of a DaemonSet's template: FNV-32a over the template's JSON (keys
+/// sorted), with `collisionCount` mixed in when set, written in the safe alphabet. A valid
+/// label value, deterministic for equal templates.
+pub fn template_hash(ds: &Value) -> String {
+    let template = serde_json::to_vec(&ds["spec"]["template"]).unwrap_or_default();
+    let mut h = fnv32a(&template, 0x811c_9dc5);
+    if let Some(c) = ds["status"]["collisionCount"].as_i64() {
+        h = fnv32a(&(c as u32).to_le_bytes(), h);
+    }
+    h.to_string()
+        .bytes()
+        .map(|b| SAFE[usize::from(b) % SAFE.len()] as char)
+        .collect()
+}
+
+/// A ControllerRevision's `data`: a strategic merge patch that restores the template.
+pub fn revision_data(ds: &Value) -> Value {
+    let mut template = ds["spec"]["template"].clone();
+    if let Some(m) = template.as_object_mut() {
+        m.insert("$patch".into(), json!("replace"));
+    }
+    json!({"spec": {"template": template}})
+}
+
+/// The controller ownerReference of objects a DaemonSet owns.
+pub fn owner_reference(ds: &Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+           "name": ds["metadata"]["name"], "uid": ds["metadata"]["uid"],
+           "controller": true, "blockOwnerDeletion": true})
+}
+
+/// The ControllerRevision for the DaemonSet's current template.
+pub fn controller_revision(ds: &Value, hash: &str, revision: i64) -> Value {
+    let mut labels = ds["spec"]["template"]["metadata"]["labels"].clone();
+    if !labels.is_object() {
+        labels = json!({});
+    }
+    labels[REVISION_HASH_LABEL] = json!(hash);
+    let mut meta = json!({
+        "name": format!("{}-{hash}", ds["metadata"]["name"].as_str().unwrap_or_default()),
+        "namespace": ds["metadata"]["namespace"],
+        "labels": labels,
+        "ownerReferences": [owner_reference(ds)],
+    });
+    if let Some(a) = ds["metadata"]["annotations"].as_object().filter(|a| !a.is_empty()) {
+        meta["annotations"] = Value::Object(a.clone());
+    }
+    json!({"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": meta,
+           "data": revision_data(ds), "revision": revision})
+}
+
+/// The daemon pod for `node`: the template with the revision labels, the automatic
+/// tolerations, and a required node affinity naming the node (the scheduler binds it).
+pub fn daemon_pod(ds: &Value, node: &str, hash: &str) -> Value {
+    let template = &ds["spec"]["template"];
+    let mut labels = template["metadata"]["labels"].clone();
+    if !labels.is_object() {
+        labels = json!({});
+    }
+    labels[REVISION_HASH_LABEL] = json!(hash);
+    if let Some(g) = ds["metadata"]["annotations"][TEMPLATE_GENERATION_ANNOTATION].as_str() {
+        labels[TEMPLATE_GENERATION_LABEL] = json!(g);
+    }
+    let mut meta = json!({
+        "generateName": format!("{}-", ds["metadata"]["name"].as_str().unwrap_or_default()),
+        "namespace": ds["metadata"]["namespace"],
+        "labels": labels,
+        "ownerReferences": [owner_reference(ds)],
+    });
+    for k in ["annotations", "finalizers"] {
+        if let Some(v) = template["metadata"].get(k).filter(|v| !v.is_null()) {
+            meta[k] = v.clone();
+        }
+    }
+    let mut spec = template["spec"].clone();
+    if !spec.is_object() {
+        spec = json!({});
+    }
+    add_automatic_tolerations(&mut spec);
+    let pinned =
+        json!({"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]});
+    if !spec["affinity"].is_object() {
+        spec["affinity"] = json!({});
+    }
+    if !spec["affinity"]["nodeAffinity"].is_object() {
+        spec["affinity"]["nodeAffinity"] = json!({});
+    }
+    spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = pinned;
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds() -> Value {
+        json!({"metadata": {"name": "web", "namespace": "default", "uid": "u1",
+                            "annotations": {TEMPLATE_GENERATION_ANNOTATION: "3"}},
+               "spec": {"template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "c", "image": "nginx"}],
+                                              "affinity": {"nodeAffinity": {
+                                                  "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                                                      {"matchExpressions": [{"key": "x", "operator": "Exists"}]}]},
+                                                  "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "preference": {}}]}}}}}})
+    }
+
+    #[test]
+    fn hashes_are_stable_label_values_that_follow_the_template_and_collisions() {
+        let a = template_hash(&ds());
+        assert_eq!(a, template_hash(&ds()));
+        assert!(a.bytes().all(|b| SAFE.contains(&b)) && !a.is_empty() && a.len() <= 10);
+        let mut changed = ds();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+        assert_ne!(a, template_hash(&changed));
+        let mut collided = ds();
+        collided["status"]["collisionCount"] = json!(1);
+        assert_ne!(a, template_hash(&collided));
+    }
+
+    #[test]
+    fn daemon_pods_are_pinned_labelled_and_owned() {
+        let pod = daemon_pod(&ds(), "node2", "abc");
+        let m = &pod["metadata"];
+        assert_eq!(m["generateName"], "web-");
+        assert_eq!(
+            m["labels"],
+            json!({"app": "web", REVISION_HASH_LABEL: "abc", TEMPLATE_GENERATION_LABEL: "3"})
+        );
+        assert_eq!(m["ownerReferences"][0]["controller"], true);
+        assert_eq!(m["ownerReferences"][0]["uid"], "u1");
+        let na = &pod["spec"]["affinity"]["nodeAffinity"];
+        assert_eq!(
+            na["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"],
+            json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node2"]}]}])
+        );
+        assert!(
+            na["preferredDuringSchedulingIgnoredDuringExecution"].is_array(),
+            "preferred terms are kept"
+        );
+        assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn revisions_restore_the_template() {
+        let cr = controller_revision(&ds(), "abc", 2);
+        assert_eq!(cr["metadata"]["name"], "web-abc");
+        assert_eq!(cr["revision"], 2);
+        assert_eq!(cr["data"]["spec"]["template"]["$patch"], "replace");
+        assert_eq!(cr["metadata"]["labels"][REVISION_HASH_LABEL], "abc");
+        assert_eq!(cr["metadata"]["annotations"][TEMPLATE_GENERATION_ANNOTATION], "3");
+    }
+}

@@ -1,0 +1,416 @@
+//! The DaemonSet controller: one daemon pod on every eligible node.
+//!
+//! Each pass over a DaemonSet: claim pods (adopt matching orphans, release owned pods that no
+//! longer match), make sure the ControllerRevision of the current template exists, [`plan`]
+//! the creations and deletions, apply them, and write the status. Creations in flight are
+//! remembered per node (expectations) until the pod cache shows them, so a lagging cache
+//! never produces two pods for one node.
+
+pub mod history;
+pub mod placement;
+pub mod plan;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use serde_json::{Value, json};
+use shoal_api::selector::LabelSelector;
+
+use crate::events::{EventType, ObjectRef, Recorder};
+use crate::informer::Informers;
+use plan::{Action, DeleteReason};
+
+/// How long a creation waits to show up in the cache before it is tried again.
+const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(300);
+/// Creations and deletions issued at once.
+const CONCURRENCY: usize = 64;
+const MANAGER: &str = "daemonset-controller";
+
+fn to_values(objs: Vec<Arc<kube::api::DynamicObject>>) -> Vec<Value> {
+    objs.iter().filter_map(|o| serde_json::to_value(&**o).ok()).collect()
+}
+
+fn name_of(v: &Value) -> &str {
+    v["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+fn uid_of(v: &Value) -> &str {
+    v["metadata"]["uid"].as_str().unwrap_or_default()
+}
+
+fn controller_uid(v: &Value) -> Option<&str> {
+    v["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true)?["uid"]
+        .as_str()
+}
+
+/// State kept across passes.
+#[derive(Default)]
+struct Controller {
+    /// (DaemonSet uid, node) -> when a pod was created for it.
+    expected: HashMap<(String, String), Instant>,
+}
+
+/// Runs the controller until the process ends.
+pub async fn run(client: kube::Client, informers: Informers) {
+    informers.ready().await;
+    let recorder = Recorder::new(client.clone(), MANAGER);
+    let mut state = Controller::default();
+    let mut changes = informers.changes();
+    loop {
+        let daemonsets = to_values(informers.of("apps", "daemonsets"));
+        if !daemonsets.is_empty() {
+            let nodes = to_values(informers.of("", "nodes"));
+            let pods = to_values(informers.of("", "pods"));
+            let revisions = to_values(informers.of("apps", "controllerrevisions"));
+            for ds in &daemonsets {
+                if let Err(e) = state.sync(&client, &recorder, ds, &nodes, &pods, &revisions).await {
+                    tracing::debug!(daemonset = name_of(ds), error = %e, "daemonset sync failed; will retry");
+                }
+            }
+            let live: std::collections::HashSet<&str> = daemonsets.iter().map(uid_of).collect();
+            state
+                .expected
+                .retain(|(uid, _), at| live.contains(uid.as_str()) && at.elapsed() < EXPECTATION_TIMEOUT);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Controller {
+    async fn sync(
+        &mut self,
+        client: &kube::Client,
+        recorder: &Recorder,
+        ds: &Value,
+        nodes: &[Value],
+        pods: &[Value],
+        revisions: &[Value],
+    ) -> Result<(), kube::Error> {
+        // Being deleted: the garbage collector owns what happens next.
+        if ds["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
+            return Ok(());
+        }
+        let ns = ds["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+        let uid = uid_of(ds).to_string();
+        let Ok(selector) = LabelSelector::from_api(&ds["spec"]["selector"]) else {
+            return Ok(());
+        };
+        if selector.is_empty() {
+            return Ok(());
+        }
+        let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let owned = self.claim(&pod_api, ds, &selector, pods, &ns).await;
+        let hash = history::template_hash(ds);
+        ensure_revision(client, ds, &hash, revisions, &ns).await?;
+
+        // Expectations: a node with a creation in flight and no pod in the cache yet.
+        let seen: std::collections::HashSet<&str> = owned.iter().filter_map(|p| plan::target_node(p)).collect();
+        self.expected
+            .retain(|(u, node), _| !(u == &uid && seen.contains(node.as_str())));
+        let expected: std::collections::HashSet<String> = self
+            .expected
+            .keys()
+            .filter(|(u, _)| u == &uid)
+            .map(|(_, n)| n.clone())
+            .collect();
+        let node_refs: Vec<&Value> = nodes.iter().collect();
+        let owned_refs: Vec<&Value> = owned.iter().collect();
+        let pending = |n: &str| expected.contains(n);
+        let result = plan::plan(ds, &node_refs, &owned_refs, &hash, &pending, jiff::Timestamp::now());
+
+        let about = ObjectRef::of("apps/v1", "DaemonSet", ds);
+        let creates: Vec<String> = result
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create { node } => Some(node.clone()),
+                _ => None,
+            })
+            .collect();
+        for node in &creates {
+            self.expected.insert((uid.clone(), node.clone()), Instant::now());
+        }
+        let bodies: Vec<(String, Value)> = creates
+            .iter()
+            .map(|node| (node.clone(), history::daemon_pod(ds, node, &hash)))
+            .collect();
+        let made = futures::stream::iter(bodies.into_iter().map(|(node, body)| {
+            let pod_api = pod_api.clone();
+            async move {
+                let pp = PostParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..Default::default()
+                };
+                let created = match serde_json::from_value::<Pod>(body) {
+                    Ok(pod) => pod_api
+                        .create(&pp, &pod)
+                        .await
+                        .map(|p| p.metadata.name.unwrap_or_default()),
+                    Err(e) => Err(kube::Error::SerdeError(e)),
+                };
+                (node, created)
+            }
+        }))
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+        for (node, r) in made {
+            match r {
+                Ok(name) => {
+                    recorder
+                        .record(
+                            &about,
+                            EventType::Normal,
+                            "SuccessfulCreate",
+                            &format!("Created pod: {name}"),
+                        )
+                        .await
+                }
+                Err(e) => {
+                    // Nothing was created: the node is tried again on the next pass.
+                    self.expected.remove(&(uid.clone(), node));
+                    let terminating = matches!(&e, kube::Error::Api(a) if a.message.contains("being terminated"));
+                    if !terminating {
+                        recorder
+                            .record(
+                                &about,
+                                EventType::Warning,
+                                "FailedCreate",
+                                &format!("Error creating: {e}"),
+                            )
+                            .await;
+                    }
+                }
+            }
+        }
+        let deletes: Vec<(String, String, String, DeleteReason)> = result
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Delete { pod, uid, node, reason } => {
+                    Some((pod.clone(), uid.clone(), node.clone(), reason.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (pod, _, node, reason) in &deletes {
+            match reason {
+                DeleteReason::Failed => {
+                    let msg = format!("Found failed daemon pod {ns}/{pod} on node {node}, will try to kill it");
+                    recorder
+                        .record(&about, EventType::Warning, "FailedDaemonPod", &msg)
+                        .await;
+                }
+                DeleteReason::Succeeded => {
+                    let msg = format!("Found succeeded daemon pod {ns}/{pod} on node {node}, will try to delete it");
+                    recorder
+                        .record(&about, EventType::Normal, "SucceededDaemonPod", &msg)
+                        .await;
+                }
+                _ => {}
+            }
+        }
+        let targets: Vec<(String, String)> = deletes
+            .iter()
+            .map(|(pod, uid, _, _)| (pod.clone(), uid.clone()))
+            .collect();
+        let done = futures::stream::iter(targets.into_iter().map(|(pod, pod_uid)| {
+            let pod_api = pod_api.clone();
+            async move {
+                let dp = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(pod_uid),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                let r = pod_api.delete(&pod, &dp).await.map(|_| ());
+                (pod, r)
+            }
+        }))
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+        for (pod, r) in done {
+            match r {
+                Ok(()) => {
+                    recorder
+                        .record(
+                            &about,
+                            EventType::Normal,
+                            "SuccessfulDelete",
+                            &format!("Deleted pod: {pod}"),
+                        )
+                        .await
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                Err(e) => {
+                    recorder
+                        .record(
+                            &about,
+                            EventType::Warning,
+                            "FailedDelete",
+                            &format!("Error deleting: {e}"),
+                        )
+                        .await
+                }
+            }
+        }
+        write_status(client, ds, &result.status, &ns).await
+    }
+
+    /// Adopts matching orphans and releases owned pods that no longer match; returns the
+    /// pods the DaemonSet owns afterwards.
+    async fn claim(
+        &self,
+        api: &Api<Pod>,
+        ds: &Value,
+        selector: &LabelSelector,
+        pods: &[Value],
+        ns: &str,
+    ) -> Vec<Value> {
+        let uid = uid_of(ds);
+        let pp = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        let mut owned = Vec::new();
+        for p in pods.iter().filter(|p| p["metadata"]["namespace"].as_str() == Some(ns)) {
+            let matches = selector.matches_object(p);
+            let terminating = p["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null());
+            match controller_uid(p) {
+                Some(owner) if owner == uid => {
+                    if matches {
+                        owned.push(p.clone());
+                    } else {
+                        let patch = json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}], "uid": uid_of(p)}});
+                        if let Err(e) = api.patch(name_of(p), &pp, &Patch::Strategic(patch)).await {
+                            tracing::debug!(pod = name_of(p), error = %e, "releasing a pod failed");
+                        }
+                    }
+                }
+                None if matches && !terminating => {
+                    let mut refs = p["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+                    refs.push(history::owner_reference(ds));
+                    let patch = json!({"metadata": {"ownerReferences": refs, "uid": uid_of(p), "resourceVersion": p["metadata"]["resourceVersion"]}});
+                    match api.patch(name_of(p), &pp, &Patch::Merge(patch)).await {
+                        Ok(adopted) => owned.push(serde_json::to_value(adopted).unwrap_or_default()),
+                        Err(e) => tracing::debug!(pod = name_of(p), error = %e, "adopting a pod failed"),
+                    }
+                }
+                _ => {}
+            }
+        }
+        owned
+    }
+}
+
+/// Makes sure the ControllerRevision of the current template exists, owned by the DaemonSet,
+/// with the highest revision number; adopts matching orphan revisions.
+async fn ensure_revision(
+    client: &kube::Client,
+    ds: &Value,
+    hash: &str,
+    revisions: &[Value],
+    ns: &str,
+) -> Result<(), kube::Error> {
+    let api: Api<ControllerRevision> = Api::namespaced(client.clone(), ns);
+    let uid = uid_of(ds);
+    let selector = LabelSelector::from_api(&ds["spec"]["selector"]).unwrap_or_else(|_| LabelSelector::nothing());
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let mut mine: Vec<&Value> = Vec::new();
+    for cr in revisions
+        .iter()
+        .filter(|c| c["metadata"]["namespace"].as_str() == Some(ns))
+    {
+        match controller_uid(cr) {
+            Some(owner) if owner == uid => mine.push(cr),
+            None if selector.matches_object(cr) => {
+                let mut refs = cr["metadata"]["ownerReferences"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                refs.push(history::owner_reference(ds));
+                let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": cr["metadata"]["resourceVersion"]}});
+                if api.patch(name_of(cr), &pp, &Patch::Merge(patch)).await.is_ok() {
+                    mine.push(cr);
+                }
+            }
+            _ => {}
+        }
+    }
+    let data = history::revision_data(ds);
+    let current = mine.iter().find(|c| c["data"] == data);
+    let max_old = mine
+        .iter()
+        .filter(|c| c["data"] != data)
+        .filter_map(|c| c["revision"].as_i64())
+        .max()
+        .unwrap_or(0);
+    match current {
+        Some(cr) => {
+            if cr["revision"].as_i64().unwrap_or(0) <= max_old {
+                let patch = json!({"revision": max_old + 1});
+                api.patch(name_of(cr), &pp, &Patch::Merge(patch)).await?;
+            }
+            Ok(())
+        }
+        None => {
+            let body: ControllerRevision = serde_json::from_value(history::controller_revision(ds, hash, max_old + 1))
+                .map_err(kube::Error::SerdeError)?;
+            match api
+                .create(
+                    &PostParams {
+                        field_manager: Some(MANAGER.into()),
+                        ..Default::default()
+                    },
+                    &body,
+                )
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Writes the counters and observedGeneration when they changed.
+async fn write_status(client: &kube::Client, ds: &Value, status: &plan::Status, ns: &str) -> Result<(), kube::Error> {
+    let mut wanted = status.to_json();
+    let generation = ds["metadata"]["generation"].as_i64().unwrap_or(0);
+    wanted["observedGeneration"] = json!(generation);
+    let current = &ds["status"];
+    let same = wanted
+        .as_object()
+        .is_some_and(|w| w.iter().all(|(k, v)| &current[k] == v))
+        && (status.desired - status.available > 0
+            || current.get("numberUnavailable").is_none_or(|v| v.is_null() || v == 0));
+    if same {
+        return Ok(());
+    }
+    if wanted.get("numberUnavailable").is_none() {
+        wanted["numberUnavailable"] = Value::Null;
+    }
+    let api: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch_status(name_of(ds), &pp, &Patch::Merge(json!({"status": wanted})))
+        .await
+        .map(|_| ())
+}

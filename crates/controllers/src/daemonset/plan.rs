@@ -1,0 +1,449 @@
+//! The pure core of the DaemonSet controller: from a snapshot (the DaemonSet, the nodes, the
+//! pods it owns, the current revision hash and the time) to the pods to create and delete
+//! and the status to report. No I/O.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Value, json};
+
+use super::placement::{Placement, placement, template_spec};
+
+/// Label carrying the revision hash of the template a daemon pod was made from.
+pub const REVISION_HASH_LABEL: &str = "controller-revision-hash";
+/// Label carrying the template generation a daemon pod was made from.
+pub const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
+/// The DaemonSet annotation holding its template generation.
+pub const TEMPLATE_GENERATION_ANNOTATION: &str = "deprecated.daemonset.template.generation";
+
+/// Why a pod is deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeleteReason {
+    /// The node should no longer run it (selector, affinity, NoExecute taint, node gone).
+    NotWanted,
+    /// A second pod on the same node.
+    Duplicate,
+    /// The pod failed.
+    Failed,
+    /// The pod succeeded (daemon pods must keep running).
+    Succeeded,
+}
+
+/// One step for the apply layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Create a daemon pod for `node`.
+    Create { node: String },
+    /// Delete a pod (`uid` is a precondition).
+    Delete {
+        pod: String,
+        uid: String,
+        node: String,
+        reason: DeleteReason,
+    },
+}
+
+/// The result of planning one DaemonSet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Creations and deletions, creations first, by node name.
+    pub actions: Vec<Action>,
+    /// `desiredNumberScheduled`, `currentNumberScheduled`, ... (no conditions, no
+    /// observedGeneration: the caller adds those).
+    pub status: Status,
+}
+
+/// The counters of a DaemonSet's status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Nodes that should run a daemon pod.
+    pub desired: i64,
+    /// Of those, nodes that have one.
+    pub current: i64,
+    /// Nodes whose daemon pod is Ready.
+    pub ready: i64,
+    /// Nodes whose daemon pod is available (Ready for minReadySeconds).
+    pub available: i64,
+    /// Nodes whose daemon pod runs the current template.
+    pub updated: i64,
+    /// Nodes that should not run a daemon pod but have one.
+    pub misscheduled: i64,
+}
+
+impl Status {
+    /// The status fields, as stored.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "desiredNumberScheduled": self.desired,
+            "currentNumberScheduled": self.current,
+            "numberReady": self.ready,
+            "numberMisscheduled": self.misscheduled,
+            "updatedNumberScheduled": self.updated,
+            "numberAvailable": self.available,
+        });
+        let unavailable = self.desired - self.available;
+        if unavailable > 0 {
+            v["numberUnavailable"] = json!(unavailable);
+        }
+        v
+    }
+}
+
+/// The node a daemon pod is for: its `spec.nodeName`, or the single `metadata.name In [...]`
+/// value of its required node affinity while it is unbound.
+pub fn target_node(pod: &Value) -> Option<&str> {
+    if let Some(n) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        return Some(n);
+    }
+    let terms = shoal_api::scheduling::required_terms(&pod["spec"])?;
+    terms.iter().find_map(|t| {
+        t["matchFields"].as_array()?.iter().find_map(|f| {
+            let values = f["values"].as_array()?;
+            (f["key"] == "metadata.name" && f["operator"] == "In" && values.len() == 1)
+                .then(|| values[0].as_str())
+                .flatten()
+        })
+    })
+}
+
+fn is_terminating(pod: &Value) -> bool {
+    pod["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null())
+}
+
+fn phase(pod: &Value) -> &str {
+    pod["status"]["phase"].as_str().unwrap_or("")
+}
+
+/// Upstream's order of pods on one node: bound before unbound, then older first, then by name.
+fn pod_order(a: &&Value, b: &&Value) -> std::cmp::Ordering {
+    let bound = |p: &Value| p["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+    let created = |p: &Value| p["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_string();
+    let name = |p: &Value| p["metadata"]["name"].as_str().unwrap_or("").to_string();
+    bound(b)
+        .cmp(&bound(a))
+        .then_with(|| created(a).cmp(&created(b)))
+        .then_with(|| name(a).cmp(&name(b)))
+}
+
+fn ready_since(pod: &Value) -> Option<jiff::Timestamp> {
+    let cond = pod["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")?;
+    if cond["status"] != "True" {
+        return None;
+    }
+    Some(
+        cond["lastTransitionTime"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+    )
+}
+
+/// Ready and, with `min_ready_seconds`, Ready for at least that long.
+pub fn is_available(pod: &Value, min_ready_seconds: i64, now: jiff::Timestamp) -> bool {
+    match ready_since(pod) {
+        None => false,
+        Some(_) if min_ready_seconds <= 0 => true,
+        Some(since) => since.as_second() + min_ready_seconds <= now.as_second(),
+    }
+}
+
+/// A pod runs the current template: its hash label is the current hash, or its template
+/// generation label is the DaemonSet's template generation.
+pub fn is_updated(pod: &Value, hash: &str, template_generation: Option<&str>) -> bool {
+    let labels = &pod["metadata"]["labels"];
+    labels[REVISION_HASH_LABEL].as_str() == Some(hash)
+        || template_generation.is_some_and(|g| labels[TEMPLATE_GENERATION_LABEL].as_str() == Some(g))
+}
+
+/// Plans one DaemonSet. `pods` are the pods it owns (after adoption and release); `pending`
+/// are nodes with a creation in flight the pod cache does not show yet (expectations), which
+/// count as having a pod.
+pub fn plan(
+    ds: &Value,
+    nodes: &[&Value],
+    pods: &[&Value],
+    hash: &str,
+    pending: &dyn Fn(&str) -> bool,
+    now: jiff::Timestamp,
+) -> Plan {
+    let spec = template_spec(ds);
+    let min_ready = ds["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
+    let generation = ds["metadata"]["annotations"][TEMPLATE_GENERATION_ANNOTATION].as_str();
+    let mut by_node: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for p in pods {
+        // Finished pods that are already being deleted no longer block a replacement.
+        if is_terminating(p) && matches!(phase(p), "Failed" | "Succeeded") {
+            continue;
+        }
+        if let Some(n) = target_node(p) {
+            by_node.entry(n).or_default().push(p);
+        }
+    }
+    let mut creates = Vec::new();
+    let mut deletes = Vec::new();
+    let mut status = Status::default();
+    let delete = |p: &Value, node: &str, reason: DeleteReason| Action::Delete {
+        pod: p["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+        uid: p["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+        node: node.to_string(),
+        reason,
+    };
+    let mut node_names: BTreeMap<&str, &Value> = BTreeMap::new();
+    for n in nodes {
+        if let Some(name) = n["metadata"]["name"].as_str() {
+            node_names.insert(name, n);
+        }
+    }
+    for (name, node) in &node_names {
+        let Placement {
+            should_run,
+            should_continue_running,
+            ..
+        } = placement(&spec, node);
+        let mut here: Vec<&Value> = by_node.remove(name).unwrap_or_default();
+        here.sort_by(pod_order);
+        let has_any = !here.is_empty() || pending(name);
+        if should_run {
+            status.desired += 1;
+            if has_any {
+                status.current += 1;
+            }
+        } else if has_any {
+            status.misscheduled += 1;
+        }
+        if !should_continue_running {
+            deletes.extend(
+                here.iter()
+                    .filter(|p| !is_terminating(p))
+                    .map(|p| delete(p, name, DeleteReason::NotWanted)),
+            );
+            continue;
+        }
+        if here.is_empty() {
+            if should_run && !pending(name) {
+                creates.push(Action::Create { node: name.to_string() });
+            }
+            continue;
+        }
+        if should_run && let Some(first) = here.first() {
+            if ready_since(first).is_some() {
+                status.ready += 1;
+            }
+            if is_available(first, min_ready, now) {
+                status.available += 1;
+            }
+            if is_updated(first, hash, generation) {
+                status.updated += 1;
+            }
+        }
+        let mut running = Vec::new();
+        for p in here.iter().filter(|p| !is_terminating(p)) {
+            match phase(p) {
+                "Failed" => deletes.push(delete(p, name, DeleteReason::Failed)),
+                "Succeeded" => deletes.push(delete(p, name, DeleteReason::Succeeded)),
+                _ => running.push(*p),
+            }
+        }
+        deletes.extend(running.iter().skip(1).map(|p| delete(p, name, DeleteReason::Duplicate)));
+    }
+    // Unbound pods whose node no longer exists (bound ones are the pod GC's).
+    for (name, left) in by_node {
+        for p in left {
+            let unbound = p["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
+            if unbound && !is_terminating(p) {
+                deletes.push(delete(p, name, DeleteReason::NotWanted));
+            }
+        }
+    }
+    creates.extend(deletes);
+    Plan {
+        actions: creates,
+        status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: &str = "2026-01-01T00:01:00Z";
+
+    fn now() -> jiff::Timestamp {
+        NOW.parse().unwrap()
+    }
+
+    fn ds(extra: Value) -> Value {
+        let mut d = json!({"metadata": {"name": "d", "namespace": "default", "uid": "u",
+                                        "annotations": {TEMPLATE_GENERATION_ANNOTATION: "1"}},
+                           "spec": {"selector": {"matchLabels": {"a": "b"}},
+                                    "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c"}]}}}});
+        if let (Some(d), Some(e)) = (d["spec"].as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                d.insert(k.clone(), v.clone());
+            }
+        }
+        d
+    }
+
+    fn node(name: &str, labels: Value, taints: Value) -> Value {
+        json!({"metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}})
+    }
+
+    fn pod(name: &str, node: &str, phase: &str, ready: bool, hash: &str) -> Value {
+        json!({"metadata": {"name": name, "uid": format!("uid-{name}"), "creationTimestamp": "2026-01-01T00:00:00Z",
+                            "labels": {"a": "b", REVISION_HASH_LABEL: hash, TEMPLATE_GENERATION_LABEL: "1"}},
+               "spec": {"nodeName": node},
+               "status": {"phase": phase, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" },
+                                                          "lastTransitionTime": "2026-01-01T00:00:30Z"}]}})
+    }
+
+    fn no_pending(_: &str) -> bool {
+        false
+    }
+
+    #[test]
+    fn one_pod_per_eligible_node() {
+        let d = ds(json!({}));
+        let nodes = [
+            node("n1", json!({}), json!([])),
+            node("n2", json!({}), json!([])),
+            node("n3", json!({}), json!([])),
+        ];
+        let refs: Vec<&Value> = nodes.iter().collect();
+        let p1 = pod("d-1", "n1", "Running", true, "h");
+        let p = plan(&d, &refs, &[&p1], "h", &no_pending, now());
+        assert_eq!(
+            p.actions,
+            vec![
+                Action::Create { node: "n2".into() },
+                Action::Create { node: "n3".into() }
+            ]
+        );
+        assert_eq!(
+            p.status,
+            Status {
+                desired: 3,
+                current: 1,
+                ready: 1,
+                available: 1,
+                updated: 1,
+                misscheduled: 0
+            }
+        );
+        assert_eq!(p.status.to_json()["numberUnavailable"], 2);
+        // A creation in flight counts as current and is not repeated.
+        let pending = |n: &str| n == "n2";
+        let p = plan(&d, &refs, &[&p1], "h", &pending, now());
+        assert_eq!(p.actions, vec![Action::Create { node: "n3".into() }]);
+        assert_eq!(p.status.current, 2);
+    }
+
+    #[test]
+    fn node_selector_taints_and_misscheduled() {
+        let d = ds(json!({"template": {"metadata": {"labels": {"a": "b"}},
+                                        "spec": {"nodeSelector": {"role": "worker"}, "containers": [{"name": "c"}]}}}));
+        let nodes = [
+            node("n1", json!({"role": "worker"}), json!([])),
+            node(
+                "n2",
+                json!({"role": "worker"}),
+                json!([{"key": "k", "effect": "NoSchedule"}]),
+            ),
+            node("n3", json!({}), json!([])),
+        ];
+        let refs: Vec<&Value> = nodes.iter().collect();
+        let on2 = pod("d-2", "n2", "Running", true, "h");
+        let on3 = pod("d-3", "n3", "Running", true, "h");
+        let p = plan(&d, &refs, &[&on2, &on3], "h", &no_pending, now());
+        // n1 gets a pod; n2 keeps its pod (NoSchedule) but counts misscheduled; n3's goes.
+        assert_eq!(
+            p.actions,
+            vec![
+                Action::Create { node: "n1".into() },
+                Action::Delete {
+                    pod: "d-3".into(),
+                    uid: "uid-d-3".into(),
+                    node: "n3".into(),
+                    reason: DeleteReason::NotWanted
+                },
+            ]
+        );
+        assert_eq!(p.status.desired, 1);
+        assert_eq!(p.status.misscheduled, 2);
+    }
+
+    #[test]
+    fn duplicates_failed_and_succeeded_pods_are_deleted() {
+        let d = ds(json!({}));
+        let nodes = [node("n1", json!({}), json!([])), node("n2", json!({}), json!([]))];
+        let refs: Vec<&Value> = nodes.iter().collect();
+        let mut older = pod("d-a", "n1", "Running", true, "h");
+        older["metadata"]["creationTimestamp"] = json!("2025-12-31T00:00:00Z");
+        let newer = pod("d-b", "n1", "Running", true, "h");
+        let failed = pod("d-c", "n2", "Failed", false, "h");
+        let p = plan(&d, &refs, &[&newer, &older, &failed], "h", &no_pending, now());
+        let deleted: Vec<(&str, &DeleteReason)> = p
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Delete { pod, reason, .. } => Some((pod.as_str(), reason)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            deleted,
+            vec![("d-b", &DeleteReason::Duplicate), ("d-c", &DeleteReason::Failed)]
+        );
+        // No replacement while the failed pod still exists on n2.
+        assert!(!p.actions.contains(&Action::Create { node: "n2".into() }));
+    }
+
+    #[test]
+    fn availability_waits_for_min_ready_seconds_and_updated_follows_hash_or_generation() {
+        let d = ds(json!({"minReadySeconds": 60}));
+        let nodes = [node("n1", json!({}), json!([])), node("n2", json!({}), json!([]))];
+        let refs: Vec<&Value> = nodes.iter().collect();
+        let a = pod("d-a", "n1", "Running", true, "old");
+        let mut b = pod("d-b", "n2", "Running", true, "old");
+        b["metadata"]["labels"][TEMPLATE_GENERATION_LABEL] = json!("0");
+        let p = plan(&d, &refs, &[&a, &b], "new", &no_pending, now());
+        assert_eq!(p.status.ready, 2);
+        assert_eq!(p.status.available, 0, "ready for 30s of 60");
+        assert_eq!(p.status.updated, 1, "d-a matches the template generation");
+        let later = "2026-01-01T00:02:00Z".parse().unwrap();
+        assert_eq!(
+            plan(&d, &refs, &[&a, &b], "new", &no_pending, later).status.available,
+            2
+        );
+    }
+
+    #[test]
+    fn unbound_pods_follow_their_target_node() {
+        let d = ds(json!({}));
+        let nodes = [node("n1", json!({}), json!([]))];
+        let refs: Vec<&Value> = nodes.iter().collect();
+        let affinity = |n: &str| {
+            json!({"metadata": {"name": format!("d-{n}"), "uid": n, "labels": {"a": "b"}},
+                   "spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                       {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [n]}]}]}}}},
+                   "status": {"phase": "Pending"}})
+        };
+        let here = affinity("n1");
+        let gone = affinity("n9");
+        assert_eq!(target_node(&here), Some("n1"));
+        let p = plan(&d, &refs, &[&here, &gone], "h", &no_pending, now());
+        assert_eq!(p.status.current, 1);
+        assert_eq!(p.status.ready, 0);
+        assert_eq!(
+            p.actions,
+            vec![Action::Delete {
+                pod: "d-n9".into(),
+                uid: "n9".into(),
+                node: "n9".into(),
+                reason: DeleteReason::NotWanted
+            }]
+        );
+    }
+}

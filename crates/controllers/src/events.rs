@@ -1,0 +1,164 @@
+//! core/v1 Events, as upstream's event recorder writes them, so that `kubectl describe` and
+//! `kubectl get events` show what the controllers and the scheduler did. Repeats of the same
+//! event (same object, reason and message) within ten minutes bump `count` and `lastTimestamp`
+//! on the existing Event instead of creating a new one, as upstream's correlator does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+/// `Normal` or `Warning`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// Normal.
+    Normal,
+    /// Warning.
+    Warning,
+}
+
+impl EventType {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
+/// The object an event is about.
+#[derive(Clone, Debug)]
+pub struct ObjectRef {
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// Namespace (empty for cluster-scoped objects; their events go to `default`).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+}
+
+impl ObjectRef {
+    /// The reference to a JSON object of `kind` in `api_version`.
+    pub fn of(api_version: &str, kind: &str, obj: &Value) -> ObjectRef {
+        let m = &obj["metadata"];
+        ObjectRef {
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            namespace: m["namespace"].as_str().unwrap_or_default().to_string(),
+            name: m["name"].as_str().unwrap_or_default().to_string(),
+            uid: m["uid"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+type Key = (String, String, String, String);
+/// Event name, its namespace, count, and when it was last written.
+type Seen = (String, String, i32, Instant);
+
+/// Writes Events on behalf of one component (`daemonset-controller`, `default-scheduler`).
+#[derive(Clone)]
+pub struct Recorder {
+    client: kube::Client,
+    component: &'static str,
+    seen: Arc<Mutex<HashMap<Key, Seen>>>,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+const CORRELATION_WINDOW: Duration = Duration::from_secs(600);
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+impl Recorder {
+    /// A recorder for `component`.
+    pub fn new(client: kube::Client, component: &'static str) -> Recorder {
+        Recorder {
+            client,
+            component,
+            seen: Arc::default(),
+            calls: Arc::default(),
+        }
+    }
+
+    /// Records an event; failures are logged and otherwise ignored (events are best effort).
+    pub async fn record(&self, about: &ObjectRef, kind: EventType, reason: &str, message: &str) {
+        if let Err(e) = self.try_record(about, kind, reason, message).await {
+            tracing::debug!(component = self.component, reason, error = %e, "recording an event failed");
+        }
+    }
+
+    async fn try_record(
+        &self,
+        about: &ObjectRef,
+        kind: EventType,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), kube::Error> {
+        let ns = if about.namespace.is_empty() {
+            "default"
+        } else {
+            about.namespace.as_str()
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        let key: Key = (
+            about.uid.clone(),
+            about.name.clone(),
+            reason.to_string(),
+            message.to_string(),
+        );
+        let now = now_rfc3339();
+        let previous = {
+            let mut seen = self.seen.lock().expect("event cache lock");
+            // Sweep old entries once every 1024 events, so recording stays O(1) amortised.
+            if self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1024 == 1023 {
+                seen.retain(|_, (_, _, _, at)| at.elapsed() < CORRELATION_WINDOW);
+            }
+            seen.get(&key)
+                .filter(|(_, _, _, at)| at.elapsed() < CORRELATION_WINDOW)
+                .cloned()
+        };
+        if let Some((name, event_ns, count, _)) = previous {
+            let patch = json!({"count": count + 1, "lastTimestamp": now});
+            let api_ns: Api<Event> = Api::namespaced(self.client.clone(), &event_ns);
+            if api_ns
+                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .is_ok()
+            {
+                self.seen
+                    .lock()
+                    .expect("event cache lock")
+                    .insert(key, (name, event_ns, count + 1, Instant::now()));
+                return Ok(());
+            }
+        }
+        let suffix = format!("{:x}", jiff::Timestamp::now().as_nanosecond());
+        let event: Event = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{}.{suffix}", about.name), "namespace": ns},
+            "involvedObject": {"apiVersion": about.api_version, "kind": about.kind, "name": about.name,
+                               "namespace": if about.namespace.is_empty() { Value::Null } else { json!(about.namespace) },
+                               "uid": about.uid},
+            "reason": reason, "message": message, "type": kind.as_str(),
+            "source": {"component": self.component},
+            "reportingComponent": self.component, "reportingInstance": "",
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }))
+        .map_err(kube::Error::SerdeError)?;
+        let created = api.create(&PostParams::default(), &event).await?;
+        let name = created.metadata.name.unwrap_or_default();
+        self.seen
+            .lock()
+            .expect("event cache lock")
+            .insert(key, (name, ns.to_string(), 1, Instant::now()));
+        Ok(())
+    }
+}

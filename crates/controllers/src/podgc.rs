@@ -1,0 +1,106 @@
+//! Pod garbage collection: pods bound to a Node that no longer exists are deleted at once
+//! (grace period 0), so a removed node's daemon pod goes away and nothing recreates it
+//! elsewhere. A node must be missing for a few seconds first, so a node cache that lags behind
+//! the pod cache never causes a deletion.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Preconditions};
+
+use crate::informer::Informers;
+
+/// How long a node must be missing before its pods go.
+const QUARANTINE: Duration = Duration::from_secs(2);
+
+/// Pods (namespace, name, uid) bound to nodes not in `nodes`.
+pub fn orphaned<'a>(
+    pods: &'a [(String, String, String, String)],
+    nodes: &HashSet<String>,
+) -> Vec<&'a (String, String, String, String)> {
+    pods.iter()
+        .filter(|(_, _, _, node)| !node.is_empty() && !nodes.contains(node))
+        .collect()
+}
+
+/// Runs the pod garbage collector until the process ends.
+pub async fn run(client: kube::Client, informers: Informers) {
+    informers.ready().await;
+    let mut missing_since: HashMap<String, Instant> = HashMap::new();
+    let mut changes = informers.changes();
+    loop {
+        let nodes: HashSet<String> = informers
+            .of("", "nodes")
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
+        let pods: Vec<(String, String, String, String)> = informers
+            .of("", "pods")
+            .iter()
+            .map(|p| {
+                let node = p.data["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
+                (
+                    p.metadata.namespace.clone().unwrap_or_default(),
+                    p.metadata.name.clone().unwrap_or_default(),
+                    p.metadata.uid.clone().unwrap_or_default(),
+                    node,
+                )
+            })
+            .collect();
+        let victims = orphaned(&pods, &nodes);
+        let gone: HashSet<&String> = victims.iter().map(|(_, _, _, n)| n).collect();
+        missing_since.retain(|n, _| gone.contains(n));
+        for (ns, name, uid, node) in victims {
+            let since = *missing_since.entry(node.clone()).or_insert_with(Instant::now);
+            if since.elapsed() < QUARANTINE {
+                continue;
+            }
+            let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match api.delete(name, &dp).await {
+                Ok(_) => {
+                    tracing::info!(pod = %format!("{ns}/{name}"), node = %node, "deleted a pod whose node is gone")
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                Err(e) => tracing::debug!(pod = %name, error = %e, "pod gc: delete failed; will retry"),
+            }
+        }
+        let wait = if missing_since.is_empty() {
+            Duration::from_secs(5)
+        } else {
+            QUARANTINE
+        };
+        let _ = tokio::time::timeout(wait, changes.changed()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pods_on_missing_nodes_are_orphaned() {
+        let p = |name: &str, node: &str| {
+            (
+                "ns".to_string(),
+                name.to_string(),
+                format!("u-{name}"),
+                node.to_string(),
+            )
+        };
+        let pods = vec![p("a", "n1"), p("b", "gone"), p("c", "")];
+        let nodes: HashSet<String> = ["n1".to_string()].into();
+        let o = orphaned(&pods, &nodes);
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].1, "b");
+    }
+}

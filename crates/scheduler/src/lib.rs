@@ -1,0 +1,199 @@
+//! The default scheduler (`default-scheduler`): places pending pods on nodes through the
+//! Kubernetes API, as upstream's kube-scheduler does for the behaviour users can see.
+//!
+//! - Watches Pods and Nodes (kube watchers feeding the caches in [`state`]).
+//! - A pod is ours when it has no `spec.nodeName`, `spec.schedulerName` is
+//!   `default-scheduler` or absent, it is not being deleted and has not finished.
+//! - Decisions are made one pod at a time, in queue order (higher priority, then older), by
+//!   the pure [`algorithm`]; a chosen node counts the pod at once ("assumed") so a lagging
+//!   cache never over-commits a node. Bindings are posted concurrently (at most
+//!   [`BIND_CONCURRENCY`] at a time).
+//! - A pod that fits nowhere gets `PodScheduled=False` (`Unschedulable`, with upstream's
+//!   message) and a `FailedScheduling` event, and is retried when pods or nodes change (with
+//!   upstream's 1 s to 10 s back-off) and every 10 s.
+
+pub mod algorithm;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Value, json};
+use shoal_controllers::events::{EventType, ObjectRef, Recorder};
+use tokio::sync::{Semaphore, mpsc};
+
+pub use algorithm::{Decision, decide};
+
+use crate::algorithm::{NodeInfo, PodInfo};
+use crate::state::{Action, BindOutcome, State};
+
+/// The scheduler's name (`spec.schedulerName`, and the component of its events).
+pub const SCHEDULER_NAME: &str = "default-scheduler";
+/// How many bindings and status writes run at once.
+pub const BIND_CONCURRENCY: usize = 64;
+/// The longest the loop sleeps without a pass.
+const PERIOD: Duration = Duration::from_secs(5);
+/// The most watch events taken in before a pass.
+const DRAIN_LIMIT: usize = 8192;
+
+fn to_value(obj: DynamicObject) -> Arc<Value> {
+    Arc::new(serde_json::to_value(obj).unwrap_or(Value::Null))
+}
+
+fn on_pod_event(state: &mut State, ev: Result<watcher::Event<DynamicObject>, watcher::Error>) {
+    match ev {
+        Ok(watcher::Event::Apply(o)) => state.pod_applied(Arc::new(PodInfo::new(to_value(o)))),
+        Ok(watcher::Event::Delete(o)) => {
+            let p = PodInfo::new(to_value(o));
+            state.pod_deleted(&p.key);
+        }
+        Ok(watcher::Event::Init) => state.pods_relist_started(),
+        Ok(watcher::Event::InitApply(o)) => state.pods_relist_item(Arc::new(PodInfo::new(to_value(o)))),
+        Ok(watcher::Event::InitDone) => state.pods_relist_done(),
+        Err(e) => tracing::warn!(error = %e, "scheduler: pod watch failed; retrying"),
+    }
+}
+
+fn on_node_event(state: &mut State, ev: Result<watcher::Event<DynamicObject>, watcher::Error>) {
+    match ev {
+        Ok(watcher::Event::Apply(o)) => state.node_applied(Arc::new(NodeInfo::new(to_value(o)))),
+        Ok(watcher::Event::Delete(o)) => state.node_deleted(&o.metadata.name.unwrap_or_default()),
+        Ok(watcher::Event::Init) => state.nodes_relist_started(),
+        Ok(watcher::Event::InitApply(o)) => state.nodes_relist_item(Arc::new(NodeInfo::new(to_value(o)))),
+        Ok(watcher::Event::InitDone) => state.nodes_relist_done(),
+        Err(e) => tracing::warn!(error = %e, "scheduler: node watch failed; retrying"),
+    }
+}
+
+type Done = (String, String, BindOutcome);
+
+/// Runs the scheduler until the process ends.
+pub async fn run(client: kube::Client) {
+    let pods: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<Pod>(&()));
+    let nodes: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<Node>(&()));
+    let pod_events = watcher(pods, watcher::Config::default()).default_backoff();
+    let node_events = watcher(nodes, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(pod_events, node_events);
+    let recorder = Recorder::new(client.clone(), SCHEDULER_NAME);
+    let limit = Arc::new(Semaphore::new(BIND_CONCURRENCY));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut state = State::new();
+    loop {
+        let now = Instant::now();
+        let deadline = state.next_due().map_or(now + PERIOD, |d| d.min(now + PERIOD));
+        tokio::select! {
+            Some(ev) = pod_events.next() => on_pod_event(&mut state, ev),
+            Some(ev) = node_events.next() => on_node_event(&mut state, ev),
+            Some((key, uid, outcome)) = done_rx.recv() => state.bind_finished(&key, &uid, outcome, Instant::now()),
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+        }
+        // Take in whatever else is ready, so a burst of events costs one pass.
+        let mut taken = 0;
+        while taken < DRAIN_LIMIT {
+            if let Some(Some(ev)) = pod_events.next().now_or_never() {
+                on_pod_event(&mut state, ev);
+            } else if let Some(Some(ev)) = node_events.next().now_or_never() {
+                on_node_event(&mut state, ev);
+            } else if let Ok((key, uid, outcome)) = done_rx.try_recv() {
+                state.bind_finished(&key, &uid, outcome, Instant::now());
+            } else {
+                break;
+            }
+            taken += 1;
+        }
+        if !state.synced() {
+            continue;
+        }
+        for action in state.pass(Instant::now()) {
+            let client = client.clone();
+            let recorder = recorder.clone();
+            let limit = limit.clone();
+            let done_tx = done_tx.clone();
+            tokio::spawn(async move {
+                let Ok(_permit) = limit.acquire_owned().await else {
+                    return;
+                };
+                match action {
+                    Action::Bind { pod, node } => {
+                        let outcome = bind(&client, &recorder, &pod, &node).await;
+                        let _ = done_tx.send((pod.key.clone(), pod.uid.clone(), outcome));
+                    }
+                    Action::Unschedulable {
+                        pod,
+                        message,
+                        status_patch,
+                        event,
+                    } => {
+                        report_unschedulable(&client, &recorder, &pod, &message, status_patch, event).await;
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// POSTs the binding; records `Scheduled` on success.
+async fn bind(client: &kube::Client, recorder: &Recorder, pod: &PodInfo, node: &str) -> BindOutcome {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
+    let binding = json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    });
+    let about = ObjectRef::of("v1", "Pod", &pod.obj);
+    match api
+        .create_subresource::<_, Value>("binding", &pod.name, &PostParams::default(), &binding)
+        .await
+    {
+        Ok(_) => {
+            tracing::debug!(pod = %pod.key, node, "scheduler: bound");
+            let message = format!("Successfully assigned {} to {node}", pod.key);
+            recorder.record(&about, EventType::Normal, "Scheduled", &message).await;
+            BindOutcome::Bound
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
+            tracing::debug!(pod = %pod.key, node, code = s.code, "scheduler: binding moot");
+            BindOutcome::Moot
+        }
+        Err(e) => {
+            tracing::warn!(pod = %pod.key, node, error = %e, "scheduler: binding failed");
+            let message = format!("Binding rejected: {e}");
+            recorder
+                .record(&about, EventType::Warning, "FailedScheduling", &message)
+                .await;
+            BindOutcome::Failed
+        }
+    }
+}
+
+/// Writes the PodScheduled=False condition (when it changed) and the `FailedScheduling` event.
+async fn report_unschedulable(
+    client: &kube::Client,
+    recorder: &Recorder,
+    pod: &PodInfo,
+    message: &str,
+    status_patch: Option<Value>,
+    event: bool,
+) {
+    if let Some(patch) = status_patch {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
+        match api
+            .patch_status(&pod.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => tracing::warn!(pod = %pod.key, error = %e, "scheduler: writing PodScheduled failed"),
+        }
+    }
+    if event {
+        let about = ObjectRef::of("v1", "Pod", &pod.obj);
+        recorder
+            .record(&about, EventType::Warning, "FailedScheduling", message)
+            .await;
+    }
+}
