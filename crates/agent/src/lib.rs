@@ -2,10 +2,14 @@
 //!
 //! Every Node annotated `shoal.dev/simulated: "true"` is adopted by the pool: it gets its
 //! capacity, addresses and node info, a Ready condition and a Lease in `kube-node-lease`
-//! renewed every [`LEASE_RENEW`]. Everything goes through the Kubernetes API.
+//! renewed every [`LEASE_RENEW`]. Pods bound to such a node go Pending -> Running -> Ready
+//! with an IP from the node's pod CIDR, run-to-completion pods complete, and deleted pods are
+//! finished ([`pods`]). Everything goes through the Kubernetes API.
 
+pub mod pods;
 pub mod simulated;
 
+pub use pods::{EXIT_CODE_ANNOTATION, PodTiming, RUN_SECONDS_ANNOTATION};
 pub use simulated::{SimulatedPool, node_manifest};
 
 /// The annotation that puts a Node in the simulated pool.

@@ -10,9 +10,13 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::{Value, json};
 
+use crate::pods::PodTiming;
 use crate::{LEASE_DURATION_SECONDS, LEASE_RENEW, SIMULATED_ANNOTATION};
 
 const MANAGER: &str = "shoal-simulated-node";
+
+/// At most this many node heartbeats are in flight at once.
+const HEARTBEAT_CONCURRENCY: usize = 64;
 
 /// Default capacity of a simulated node; each can be overridden by an annotation
 /// `shoal.dev/capacity-<resource>` (e.g. `shoal.dev/capacity-cpu: "8"`).
@@ -115,15 +119,23 @@ fn now_micro() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
 }
 
-/// Keeps every simulated node alive: status on adoption, Lease and Ready heartbeats.
+/// Keeps every simulated node alive: status on adoption, Lease and Ready heartbeats; and
+/// runs the pods bound to them (see [`crate::pods`]).
 pub struct SimulatedPool {
     client: kube::Client,
+    timing: PodTiming,
 }
 
 impl SimulatedPool {
-    /// A pool that talks to the cluster through `client`.
+    /// A pool that talks to the cluster through `client`, with the default (immediate) pod
+    /// timing.
     pub fn new(client: kube::Client) -> Self {
-        SimulatedPool { client }
+        Self::with_timing(client, PodTiming::default())
+    }
+
+    /// A pool whose pods start, complete and go away with `timing`.
+    pub fn with_timing(client: kube::Client, timing: PodTiming) -> Self {
+        SimulatedPool { client, timing }
     }
 
     /// Creates the named nodes if they do not exist (the first is the control plane).
@@ -154,21 +166,41 @@ impl SimulatedPool {
         Ok(())
     }
 
-    /// Runs the pool until the process ends.
+    /// Runs the pool until the process ends: node heartbeats here, pods in a task of their
+    /// own (sharing the node cache).
     pub async fn run(self) {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let (reader, writer) = reflector::store();
-        let stream = reflector(writer, watcher(nodes.clone(), watcher::Config::default()))
-            .default_backoff()
-            .touched_objects();
+        let stream = reflector(writer, watcher(nodes.clone(), watcher::Config::default())).default_backoff();
+        let (changes, changed) = tokio::sync::mpsc::channel::<String>(1024);
         tokio::spawn(async move {
             futures::pin_mut!(stream);
             while let Some(ev) = stream.next().await {
-                if let Err(e) = ev {
-                    tracing::debug!(error = %e, "simulated pool: node watch error");
+                match ev {
+                    Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n) | watcher::Event::Delete(n)) => {
+                        if let Some(name) = n.metadata.name {
+                            // The pod worker only ends with the process; a closed channel
+                            // just means nobody listens.
+                            let _ = changes.send(name).await;
+                        }
+                    }
+                    // The cache was (re)filled: the pod worker looks at every node again.
+                    Ok(watcher::Event::InitDone) => {
+                        let _ = changes.send(String::new()).await;
+                    }
+                    Ok(watcher::Event::Init) => {}
+                    Err(e) => tracing::debug!(error = %e, "simulated pool: node watch error"),
                 }
             }
         });
+        // Only this task waits for the node cache to be ready (kube's readiness signal wakes
+        // a single waiter); the pod worker follows the change messages instead.
+        tokio::spawn(crate::pods::run_pods(
+            self.client.clone(),
+            self.timing.clone(),
+            reader.clone(),
+            changed,
+        ));
         let _ = reader.wait_until_ready().await;
         let mut adopted: HashSet<String> = HashSet::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(500));
@@ -178,60 +210,75 @@ impl SimulatedPool {
             let sims: Vec<_> = reader.state().into_iter().filter(|n| is_simulated(n)).collect();
             let beat = last_beat.elapsed() >= LEASE_RENEW;
             let now = now_rfc3339();
-            for node in &sims {
-                let name = node.metadata.name.clone().unwrap_or_default();
-                let fresh = !adopted.contains(&name) || !is_ready(node);
-                if fresh || beat {
-                    if let Err(e) = self.heartbeat(node, &now).await {
-                        tracing::warn!(node = %name, error = %e, "simulated pool: heartbeat failed");
-                        continue;
+            let due: Vec<_> = sims
+                .iter()
+                .filter(|n| beat || !is_ready(n) || !adopted.contains(n.metadata.name.as_deref().unwrap_or_default()))
+                .cloned()
+                .collect();
+            // Heartbeats go out concurrently (bounded), so thousands of nodes fit in a period.
+            let done: Vec<(String, Result<(), kube::Error>)> = futures::stream::iter(due)
+                .map(|node| {
+                    let (client, now) = (self.client.clone(), now.clone());
+                    async move {
+                        let name = node.metadata.name.clone().unwrap_or_default();
+                        (name, heartbeat(client, &node, &now).await)
                     }
-                    adopted.insert(name);
+                })
+                .buffer_unordered(HEARTBEAT_CONCURRENCY)
+                .collect()
+                .await;
+            for (name, result) in done {
+                match result {
+                    Ok(()) => {
+                        adopted.insert(name);
+                    }
+                    Err(e) => tracing::warn!(node = %name, error = %e, "simulated pool: heartbeat failed"),
                 }
             }
-            adopted.retain(|n| sims.iter().any(|s| s.metadata.name.as_deref() == Some(n)));
+            let live: HashSet<&str> = sims.iter().filter_map(|n| n.metadata.name.as_deref()).collect();
+            adopted.retain(|n| live.contains(n.as_str()));
             if beat {
                 last_beat = std::time::Instant::now();
             }
         }
     }
+}
 
-    async fn heartbeat(&self, node: &Node, now: &str) -> Result<(), kube::Error> {
-        let name = node.metadata.name.clone().unwrap_or_default();
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let pp = PatchParams {
-            field_manager: Some(MANAGER.into()),
-            ..Default::default()
-        };
-        let status = node_status(node, now);
-        nodes
-            .patch_status(&name, &pp, &Patch::Merge(json!({"status": status})))
-            .await?;
-        self.renew_lease(node, &name).await
-    }
+async fn heartbeat(client: kube::Client, node: &Node, now: &str) -> Result<(), kube::Error> {
+    let name = node.metadata.name.clone().unwrap_or_default();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let status = node_status(node, now);
+    nodes
+        .patch_status(&name, &pp, &Patch::Merge(json!({"status": status})))
+        .await?;
+    renew_lease(client, node, &name).await
+}
 
-    async fn renew_lease(&self, node: &Node, name: &str) -> Result<(), kube::Error> {
-        let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
-        let owner = json!([{"apiVersion": "v1", "kind": "Node", "name": name, "uid": node.metadata.uid}]);
-        let spec =
-            json!({"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now_micro()});
-        let pp = PatchParams {
-            field_manager: Some(MANAGER.into()),
-            ..Default::default()
-        };
-        match leases.patch(name, &pp, &Patch::Merge(json!({"spec": spec}))).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => {
-                let lease: Lease = serde_json::from_value(json!({
-                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": name, "namespace": "kube-node-lease", "ownerReferences": owner},
-                    "spec": spec,
-                }))
-                .map_err(kube::Error::SerdeError)?;
-                leases.create(&PostParams::default(), &lease).await.map(|_| ())
-            }
-            Err(e) => Err(e),
+async fn renew_lease(client: kube::Client, node: &Node, name: &str) -> Result<(), kube::Error> {
+    let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+    let owner = json!([{"apiVersion": "v1", "kind": "Node", "name": name, "uid": node.metadata.uid}]);
+    let spec =
+        json!({"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now_micro()});
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    match leases.patch(name, &pp, &Patch::Merge(json!({"spec": spec}))).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            let lease: Lease = serde_json::from_value(json!({
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": name, "namespace": "kube-node-lease", "ownerReferences": owner},
+                "spec": spec,
+            }))
+            .map_err(kube::Error::SerdeError)?;
+            leases.create(&PostParams::default(), &lease).await.map(|_| ())
         }
+        Err(e) => Err(e),
     }
 }
 

@@ -1,0 +1,309 @@
+//! DaemonSets end to end on `shoal up`, driven by the real kubectl: the seeds' sessions
+//! (one pod per node, nodeSelector following node labels), node churn, taints, adoption and
+//! orphaning.
+
+mod common;
+
+use common::Cluster;
+
+/// Seed 000's DaemonSet: a selector with `In` and `Exists` expressions.
+const MYWEB: &str = r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: myweb-ds
+spec:
+  selector:
+    matchExpressions:
+    - key: app
+      operator: In
+      values:
+      - myweb
+    - key: env
+      operator: Exists
+  template:
+    metadata:
+      labels:
+        app: myweb
+        env: dev
+    spec:
+      containers:
+      - name: myweb
+        image: ghcr.io/c1t1d0s7/go-myweb
+        ports:
+        - containerPort: 8080
+          protocol: TCP
+"#;
+
+fn columns(line: &str) -> Vec<String> {
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+/// The `get ds NAME` row without its AGE.
+fn ds_row(c: &Cluster, name: &str, ns: &str) -> Vec<String> {
+    let out = c.kubectl(&["get", "ds", name, "-n", ns, "--no-headers"]);
+    let mut cols = columns(out.lines().next().unwrap_or_default());
+    cols.pop();
+    cols
+}
+
+fn wait_row(c: &Cluster, name: &str, ns: &str, want: &[&str]) {
+    c.eventually(30, &format!("ds {name} row {want:?}"), || {
+        let row = ds_row(c, name, ns);
+        (row == want).then_some(())
+    });
+}
+
+#[test]
+fn seed_000_one_pod_per_node_with_ips() {
+    let c = Cluster::up(3);
+    let out = c.kubectl_in(&["create", "-f", "-"], Some(MYWEB));
+    assert_eq!(out.trim(), "daemonset.apps/myweb-ds created");
+    wait_row(
+        &c,
+        "myweb-ds",
+        "default",
+        &["myweb-ds", "3", "3", "3", "3", "3", "<none>"],
+    );
+
+    let out = c.kubectl(&["get", "pods", "-o", "wide", "--no-headers"]);
+    let rows: Vec<Vec<String>> = out.lines().map(columns).collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    let mut nodes: Vec<&str> = rows.iter().map(|r| r[6].as_str()).collect();
+    nodes.sort();
+    assert_eq!(nodes, ["node1", "node2", "node3"], "one pod per node: {out}");
+    for r in &rows {
+        assert!(
+            r[0].starts_with("myweb-ds-") && r[0].len() == "myweb-ds-".len() + 5,
+            "{out}"
+        );
+        assert_eq!(&r[1..4], ["1/1", "Running", "0"], "{out}");
+        assert!(r[5].starts_with("10.42."), "pod IP from the node's podCIDR: {out}");
+    }
+    // Pods carry the automatic tolerations and the revision labels, and are owned.
+    let pod = rows[0][0].clone();
+    let tolerations = c.kubectl(&["get", "pod", &pod, "-o", "jsonpath={.spec.tolerations[*].key}"]);
+    for key in [
+        "not-ready",
+        "unreachable",
+        "disk-pressure",
+        "memory-pressure",
+        "pid-pressure",
+        "unschedulable",
+    ] {
+        assert!(
+            tolerations.contains(&format!("node.kubernetes.io/{key}")),
+            "{tolerations}"
+        );
+    }
+    assert!(
+        !tolerations.contains("network-unavailable"),
+        "only for hostNetwork: {tolerations}"
+    );
+    let labels = c.kubectl(&["get", "pod", &pod, "-o", "jsonpath={.metadata.labels}"]);
+    assert!(
+        labels.contains("controller-revision-hash") && labels.contains("\"pod-template-generation\":\"1\""),
+        "{labels}"
+    );
+    let owner = c.kubectl(&[
+        "get",
+        "pod",
+        &pod,
+        "-o",
+        "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
+    ]);
+    assert_eq!(owner, "DaemonSet/myweb-ds");
+    let revisions = c.kubectl(&["get", "controllerrevisions", "-o", "name"]);
+    assert_eq!(revisions.lines().count(), 1, "{revisions}");
+
+    // A deleted daemon pod is replaced on the same node.
+    let node_of = |p: &str| c.kubectl(&["get", "pod", p, "-o", "jsonpath={.spec.nodeName}"]);
+    let node = node_of(&pod);
+    c.kubectl(&["delete", "pod", &pod]);
+    c.eventually(30, "replacement on the same node", || {
+        let out = c.kubectl(&["get", "pods", "-o", "wide", "--no-headers"]);
+        let on_node: Vec<Vec<String>> = out
+            .lines()
+            .map(columns)
+            .filter(|r| r[6] == node && r[2] == "Running")
+            .collect();
+        (on_node.len() == 1 && on_node[0][0] != pod).then_some(())
+    });
+    wait_row(
+        &c,
+        "myweb-ds",
+        "default",
+        &["myweb-ds", "3", "3", "3", "3", "3", "<none>"],
+    );
+
+    // describe shows the status lines and the controller's events.
+    let out = c.kubectl(&["describe", "ds", "myweb-ds"]);
+    assert!(out.contains("Desired Number of Nodes Scheduled: 3"), "{out}");
+    assert!(
+        out.contains("Pods Status:  3 Running / 0 Waiting / 0 Succeeded / 0 Failed"),
+        "{out}"
+    );
+    assert!(out.contains("SuccessfulCreate"), "{out}");
+}
+
+#[test]
+fn nodes_joining_leaving_and_selectors() {
+    let c = Cluster::up(2);
+    // Seed 001: a nodeSelector follows node labels.
+    let hello = MYWEB.replace("myweb-ds", "hello").replace("myweb", "hello").replace(
+        "    spec:\n      containers:",
+        "    spec:\n      nodeSelector:\n        role: worker\n      containers:",
+    );
+    c.kubectl_in(&["apply", "-f", "-"], Some(&hello));
+    wait_row(
+        &c,
+        "hello",
+        "default",
+        &["hello", "0", "0", "0", "0", "0", "role=worker"],
+    );
+    c.kubectl(&["label", "node", "node2", "role=worker"]);
+    wait_row(
+        &c,
+        "hello",
+        "default",
+        &["hello", "1", "1", "1", "1", "1", "role=worker"],
+    );
+    c.kubectl(&["label", "node", "node2", "role-"]);
+    wait_row(
+        &c,
+        "hello",
+        "default",
+        &["hello", "0", "0", "0", "0", "0", "role=worker"],
+    );
+    c.eventually(30, "the pod on node2 is gone", || {
+        c.kubectl(&["get", "pods", "-l", "app=hello", "-o", "name"])
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+
+    // A node applied with kubectl joins and gets a daemon pod; deleting it removes the pod.
+    c.kubectl_in(&["apply", "-f", "-"], Some(MYWEB));
+    wait_row(
+        &c,
+        "myweb-ds",
+        "default",
+        &["myweb-ds", "2", "2", "2", "2", "2", "<none>"],
+    );
+    let node3 =
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: node3\n  annotations:\n    shoal.dev/simulated: \"true\"\n";
+    c.kubectl_in(&["apply", "-f", "-"], Some(node3));
+    wait_row(
+        &c,
+        "myweb-ds",
+        "default",
+        &["myweb-ds", "3", "3", "3", "3", "3", "<none>"],
+    );
+    c.kubectl(&["delete", "node", "node3"]);
+    wait_row(
+        &c,
+        "myweb-ds",
+        "default",
+        &["myweb-ds", "2", "2", "2", "2", "2", "<none>"],
+    );
+    c.eventually(30, "no pod left for node3", || {
+        let out = c.kubectl(&["get", "pods", "-o", "wide", "--no-headers"]);
+        (out.lines().count() == 2 && !out.contains("node3")).then_some(())
+    });
+}
+
+#[test]
+fn taints_tolerations_cordon_and_orphaning() {
+    let c = Cluster::up(3);
+    c.kubectl_in(&["apply", "-f", "-"], Some(MYWEB));
+    wait_row(
+        &c,
+        "myweb-ds",
+        "default",
+        &["myweb-ds", "3", "3", "3", "3", "3", "<none>"],
+    );
+
+    // NoSchedule keeps the running pod (misscheduled) and blocks a new DaemonSet.
+    c.kubectl(&["taint", "node", "node3", "dedicated=db:NoSchedule"]);
+    c.eventually(30, "misscheduled counted", || {
+        (c.kubectl(&["get", "ds", "myweb-ds", "-o", "jsonpath={.status.numberMisscheduled}"]) == "1").then_some(())
+    });
+    let other = MYWEB.replace("myweb-ds", "second").replace("myweb", "second");
+    c.kubectl_in(&["apply", "-f", "-"], Some(&other));
+    wait_row(&c, "second", "default", &["second", "2", "2", "2", "2", "2", "<none>"]);
+    // NoExecute evicts the first DaemonSet's pod there.
+    c.kubectl(&["taint", "node", "node3", "evict=now:NoExecute"]);
+    wait_row(
+        &c,
+        "myweb-ds",
+        "default",
+        &["myweb-ds", "2", "2", "2", "2", "2", "<none>"],
+    );
+    c.eventually(30, "evicted from node3", || {
+        let out = c.kubectl(&["get", "pods", "-l", "app=myweb", "-o", "wide", "--no-headers"]);
+        (!out.contains("node3")).then_some(())
+    });
+    c.kubectl(&["taint", "node", "node3", "evict-", "dedicated-"]);
+
+    // Cordoned nodes still get daemon pods.
+    c.kubectl(&["cordon", "node3"]);
+    wait_row(
+        &c,
+        "myweb-ds",
+        "default",
+        &["myweb-ds", "3", "3", "3", "3", "3", "<none>"],
+    );
+
+    // Orphan delete leaves the pods without owners; a new DaemonSet adopts the same pods.
+    let before = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=myweb",
+        "-o",
+        "jsonpath={.items[*].metadata.uid}",
+    ]);
+    c.kubectl(&["delete", "ds", "myweb-ds", "--cascade=orphan"]);
+    let owners = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=myweb",
+        "-o",
+        "jsonpath={.items[*].metadata.ownerReferences}",
+    ]);
+    assert_eq!(owners.trim(), "", "orphaned pods have no owner");
+    c.kubectl_in(&["apply", "-f", "-"], Some(MYWEB));
+    wait_row(
+        &c,
+        "myweb-ds",
+        "default",
+        &["myweb-ds", "3", "3", "3", "3", "3", "<none>"],
+    );
+    let after = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=myweb",
+        "-o",
+        "jsonpath={.items[*].metadata.uid}",
+    ]);
+    assert_eq!(before, after, "the same pods were adopted");
+    let owned = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=myweb",
+        "-o",
+        "jsonpath={.items[*].metadata.ownerReferences[0].name}",
+    ]);
+    assert_eq!(owned.split_whitespace().collect::<Vec<_>>(), ["myweb-ds"; 3]);
+
+    // The default delete removes the pods.
+    c.kubectl(&["delete", "ds", "myweb-ds"]);
+    c.eventually(30, "pods deleted with their DaemonSet", || {
+        c.kubectl(&["get", "pods", "-l", "app=myweb", "-o", "name"])
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+}
