@@ -8,14 +8,36 @@ pub mod gc;
 pub mod informer;
 pub mod namespace;
 pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod podgc;
 
+/// Settings of the controllers.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How long a node may stay silent before it is marked Unknown (upstream's
+    /// `--node-monitor-grace-period`, 50 s in 1.33).
+    pub node_monitor_grace_period: std::time::Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_monitor_grace_period: std::time::Duration::from_secs(50),
+        }
+    }
+}
+
 /// Starts every controller on `client` in the background.
-pub fn start(client: kube::Client) {
+pub fn start(client: kube::Client, config: Config) {
     let informers = informer::Informers::start(client.clone());
     tokio::spawn(gc::run(client.clone(), informers.clone()));
     tokio::spawn(daemonset::run(client.clone(), informers.clone()));
     tokio::spawn(podgc::run(client.clone(), informers.clone()));
     tokio::spawn(nodeipam::run(client.clone(), informers.clone()));
+    tokio::spawn(nodelifecycle::run(
+        client.clone(),
+        informers.clone(),
+        config.node_monitor_grace_period,
+    ));
     tokio::spawn(namespace::run(client, informers));
 }

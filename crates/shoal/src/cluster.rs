@@ -121,7 +121,10 @@ pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError>
     tokio::spawn(api.clone().run_compactor(std::time::Duration::from_secs(300)));
 
     let client = kube::Client::new(api.router(), "default");
-    shoal_controllers::start(client.clone());
+    let config = shoal_controllers::Config {
+        node_monitor_grace_period: args.node_monitor_grace_period,
+    };
+    shoal_controllers::start(client.clone(), config);
     tokio::spawn(shoal_scheduler::run(client.clone()));
     if let Some(n) = nodes {
         let pool = shoal_agent::SimulatedPool::new(client.clone());

@@ -66,6 +66,51 @@ pub struct ServerArgs {
     /// Storage backend: `sqlite://PATH` (default `sqlite://<data-dir>/state.db`) or `memory://`.
     #[arg(long)]
     pub store: Option<String>,
+    /// How long a node may miss heartbeats before it is marked NotReady (Unknown) and
+    /// tainted `node.kubernetes.io/unreachable` (e.g. `50s`, `2m`, `1m30s`).
+    #[arg(long, default_value = "50s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: std::time::Duration,
+}
+
+/// Parses `90`, `50s`, `2m`, `1m30s`, `1h` into a duration.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(n));
+    }
+    let mut total = 0u64;
+    let mut digits = String::new();
+    for ch in s.chars() {
+        if ch.is_ascii_digit() {
+            digits.push(ch);
+            continue;
+        }
+        let n: u64 = digits.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        digits.clear();
+        total += n * match ch {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(format!("invalid duration {s:?}: use h, m and s (e.g. 1m30s)")),
+        };
+    }
+    if !digits.is_empty() || s.is_empty() {
+        return Err(format!("invalid duration {s:?}: a number needs a unit (e.g. 50s)"));
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go_flags() {
+        assert_eq!(parse_duration("50s"), Ok(std::time::Duration::from_secs(50)));
+        assert_eq!(parse_duration("1m30s"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(parse_duration("2"), Ok(std::time::Duration::from_secs(2)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("1m5").is_err());
+    }
 }
 
 fn main() -> std::process::ExitCode {

@@ -307,3 +307,65 @@ fn taints_tolerations_cordon_and_orphaning() {
             .then_some(())
     });
 }
+
+#[test]
+fn silent_nodes_turn_unknown_keep_daemon_pods_and_evict_the_rest() {
+    let c = Cluster::up_with(1, &["--node-monitor-grace-period", "2s"]);
+    // A node nobody heartbeats for: it reported Ready once, then went silent.
+    let now = c.kubectl(&["get", "node", "node1", "-o", "jsonpath={.metadata.creationTimestamp}"]);
+    let edge = format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: edge1\nspec:\n  podCIDR: 10.42.200.0/24\nstatus:\n  allocatable: {{cpu: \"4\", memory: 8Gi, pods: \"110\"}}\n  conditions:\n  - {{type: Ready, status: \"True\", reason: KubeletReady, lastHeartbeatTime: \"{now}\", lastTransitionTime: \"{now}\"}}\n"
+    );
+    c.kubectl_in(&["create", "-f", "-"], Some(&edge));
+    c.kubectl_in(&["apply", "-f", "-"], Some(MYWEB));
+    c.eventually(30, "a daemon pod bound to edge1", || {
+        let out = c.kubectl(&["get", "pods", "-l", "app=myweb", "-o", "wide", "--no-headers"]);
+        out.lines().any(|l| columns(l)[6] == "edge1").then_some(())
+    });
+    // A pod that tolerates unreachable for one second only.
+    let victim = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: victim\nspec:\n  nodeName: edge1\n  tolerations:\n  - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 1}\n  containers:\n  - {name: c, image: busybox}\n";
+    c.kubectl_in(&["create", "-f", "-"], Some(victim));
+
+    c.eventually(30, "edge1 NotReady and tainted", || {
+        let out = c.kubectl(&["get", "node", "edge1", "--no-headers"]);
+        let taints = c.kubectl(&[
+            "get",
+            "node",
+            "edge1",
+            "-o",
+            "jsonpath={.spec.taints[*].key}:{.spec.taints[*].effect}",
+        ]);
+        (columns(&out)[1] == "NotReady"
+            && taints.contains("node.kubernetes.io/unreachable")
+            && taints.contains("NoExecute"))
+        .then_some(())
+    });
+    let reason = c.kubectl(&[
+        "get",
+        "node",
+        "edge1",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}",
+    ]);
+    assert_eq!(reason, "NodeStatusUnknown");
+    // The pod with a limited toleration is evicted; the daemon pod stays (it tolerates
+    // unreachable forever) but edge1 no longer counts as a node that should run one.
+    // (Deleted gracefully: with no kubelet on edge1 to finish it, it stays Terminating, as
+    // upstream.)
+    c.eventually(30, "victim evicted", || {
+        let out = c.kubectl(&["get", "pod", "victim", "-o", "jsonpath={.metadata.deletionTimestamp}"]);
+        (!out.is_empty()).then_some(())
+    });
+    c.eventually(30, "edge1 counted as misscheduled", || {
+        let s = c.kubectl(&[
+            "get",
+            "ds",
+            "myweb-ds",
+            "-o",
+            "jsonpath={.status.desiredNumberScheduled}/{.status.numberMisscheduled}",
+        ]);
+        (s == "1/1").then_some(())
+    });
+    let out = c.kubectl(&["get", "pods", "-l", "app=myweb", "-o", "wide", "--no-headers"]);
+    assert!(out.lines().any(|l| columns(l)[6] == "edge1"), "daemon pod kept: {out}");
+}

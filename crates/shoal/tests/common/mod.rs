@@ -22,15 +22,24 @@ pub struct Cluster {
 impl Cluster {
     /// `shoal up --nodes N` in a fresh data dir.
     pub fn up(nodes: u32) -> Cluster {
+        Cluster::up_with(nodes, &[])
+    }
+
+    /// `shoal up --nodes N EXTRA...` in a fresh data dir.
+    pub fn up_with(nodes: u32, extra: &[&str]) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
-        let mut c = Cluster::start_in(&dir, nodes);
+        let mut c = Cluster::start_with(&dir, nodes, extra);
         c._tmp = Some(tmp);
         c
     }
 
     /// `shoal up` on an existing data dir (restarts keep the cluster).
     pub fn start_in(dir: &Path, nodes: u32) -> Cluster {
+        Cluster::start_with(dir, nodes, &[])
+    }
+
+    fn start_with(dir: &Path, nodes: u32, extra: &[&str]) -> Cluster {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args([
                 "up",
@@ -41,6 +50,7 @@ impl Cluster {
                 "--data-dir",
             ])
             .arg(dir)
+            .args(extra)
             .env("SHOAL_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

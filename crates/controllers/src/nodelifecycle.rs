@@ -1,0 +1,334 @@
+//! Node lifecycle: a node whose heartbeats (Lease renewals and Ready condition updates) stop
+//! for the grace period (`--node-monitor-grace-period`, 50 s as upstream) gets its conditions
+//! set to `Unknown`; nodes carry the taints their state implies (`not-ready` and
+//! `unreachable`, NoSchedule and NoExecute; `unschedulable:NoSchedule` when cordoned); and
+//! pods that do not tolerate a node's NoExecute taints are evicted, after their
+//! `tolerationSeconds` when they tolerate it for a while.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use serde_json::{Value, json};
+use shoal_api::scheduling::{Taint, tolerates};
+
+use crate::informer::Informers;
+
+/// Taint keys this controller owns.
+pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
+/// The node stopped reporting.
+pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+/// The node is cordoned.
+pub const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+
+fn ts(s: &str) -> Option<jiff::Timestamp> {
+    s.parse().ok()
+}
+
+/// The node's Ready condition status: `True`, `False` or `Unknown` (no condition = Unknown).
+pub fn ready_status(node: &Value) -> &str {
+    node["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("Unknown")
+}
+
+/// When the node was last heard from: the later of its Lease renewal and its Ready
+/// condition's heartbeat (or its creation, for a node that never reported).
+pub fn last_heard(node: &Value, lease_renew: Option<&str>) -> Option<jiff::Timestamp> {
+    let heartbeat = node["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["lastHeartbeatTime"].as_str())
+        .and_then(ts);
+    let created = node["metadata"]["creationTimestamp"].as_str().and_then(ts);
+    [heartbeat, lease_renew.and_then(ts), created]
+        .into_iter()
+        .flatten()
+        .max()
+}
+
+/// The conditions of a node that stopped reporting: every True/False condition becomes
+/// Unknown (upstream's `NodeStatusUnknown`), heartbeat times kept.
+pub fn unknown_conditions(node: &Value, now: &str) -> Option<Value> {
+    let empty = Vec::new();
+    let conds = node["status"]["conditions"].as_array().unwrap_or(&empty);
+    if !conds.iter().any(|c| c["type"] == "Ready") {
+        let mut out = conds.clone();
+        out.push(
+            json!({"type": "Ready", "status": "Unknown", "reason": "NodeStatusNeverUpdated",
+                        "message": "Kubelet never posted node status.", "lastHeartbeatTime": null,
+                        "lastTransitionTime": now}),
+        );
+        return Some(Value::Array(out));
+    }
+    let mut changed = false;
+    let out: Vec<Value> = conds
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            if c["status"] != "Unknown" {
+                changed = true;
+                c["status"] = json!("Unknown");
+                c["reason"] = json!("NodeStatusUnknown");
+                c["message"] = json!("Kubelet stopped posting node status.");
+                c["lastTransitionTime"] = json!(now);
+            }
+            c
+        })
+        .collect();
+    changed.then_some(Value::Array(out))
+}
+
+/// The taints a node should carry: its own, minus the ones this controller manages, plus
+/// those its Ready condition and cordon imply. `None` when nothing changes.
+pub fn wanted_taints(node: &Value, now: &str) -> Option<Value> {
+    let current: Vec<Value> = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    let managed = |t: &Value| {
+        let k = t["key"].as_str().unwrap_or("");
+        k == NOT_READY || k == UNREACHABLE || (k == UNSCHEDULABLE && t["effect"] == "NoSchedule")
+    };
+    let mut wanted: Vec<(&str, &str)> = Vec::new();
+    match ready_status(node) {
+        "False" => wanted.extend([(NOT_READY, "NoSchedule"), (NOT_READY, "NoExecute")]),
+        "Unknown" => wanted.extend([(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")]),
+        _ => {}
+    }
+    if node["spec"]["unschedulable"].as_bool() == Some(true) {
+        wanted.push((UNSCHEDULABLE, "NoSchedule"));
+    }
+    let has = |k: &str, e: &str| current.iter().any(|t| t["key"] == k && t["effect"] == e);
+    let extra = current
+        .iter()
+        .filter(|t| managed(t))
+        .any(|t| !wanted.iter().any(|(k, e)| t["key"] == *k && t["effect"] == *e));
+    let missing = wanted.iter().any(|(k, e)| !has(k, e));
+    if !extra && !missing {
+        return None;
+    }
+    let mut out: Vec<Value> = current.iter().filter(|t| !managed(t)).cloned().collect();
+    for (k, e) in wanted {
+        match current.iter().find(|t| t["key"] == k && t["effect"] == e) {
+            Some(t) => out.push(t.clone()),
+            None if e == "NoExecute" => out.push(json!({"key": k, "effect": e, "timeAdded": now})),
+            None => out.push(json!({"key": k, "effect": e})),
+        }
+    }
+    Some(Value::Array(out))
+}
+
+/// When a pod must leave a node with these NoExecute taints: `Some(now)` for an
+/// untolerated taint, `Some(added + seconds)` for the earliest limited toleration, `None`
+/// when it tolerates them all forever.
+pub fn eviction_time(pod_spec: &Value, node_taints: &[Value], now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    let tolerations = pod_spec["tolerations"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let mut when: Option<jiff::Timestamp> = None;
+    for t in node_taints.iter().filter(|t| t["effect"] == "NoExecute") {
+        let taint = Taint {
+            key: t["key"].as_str().unwrap_or("").into(),
+            value: t["value"].as_str().unwrap_or("").into(),
+            effect: "NoExecute".into(),
+        };
+        let matching: Vec<&Value> = tolerations.iter().filter(|tol| tolerates(tol, &taint)).collect();
+        if matching.is_empty() {
+            return Some(now);
+        }
+        // Forever if any matching toleration has no limit; else the smallest limit.
+        if matching.iter().any(|tol| tol["tolerationSeconds"].as_i64().is_none()) {
+            continue;
+        }
+        let secs = matching
+            .iter()
+            .filter_map(|tol| tol["tolerationSeconds"].as_i64())
+            .min()
+            .unwrap_or(0)
+            .max(0);
+        let added = t["timeAdded"].as_str().and_then(ts).unwrap_or(now);
+        let at = added
+            .checked_add(jiff::SignedDuration::from_secs(secs))
+            .unwrap_or(added);
+        when = Some(when.map_or(at, |w: jiff::Timestamp| w.min(at)));
+    }
+    when
+}
+
+/// Runs the controller until the process ends.
+pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
+    informers.ready().await;
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    let pp = PatchParams {
+        field_manager: Some("node-lifecycle-controller".into()),
+        ..Default::default()
+    };
+    let mut changes = informers.changes();
+    loop {
+        let now = jiff::Timestamp::now();
+        let now_s = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let leases: HashMap<String, String> = informers
+            .of("coordination.k8s.io", "leases")
+            .iter()
+            .filter(|l| l.metadata.namespace.as_deref() == Some("kube-node-lease"))
+            .filter_map(|l| {
+                Some((
+                    l.metadata.name.clone()?,
+                    l.data["spec"]["renewTime"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        let nodes: Vec<Value> = informers
+            .of("", "nodes")
+            .iter()
+            .filter_map(|n| serde_json::to_value(&**n).ok())
+            .collect();
+        let mut tainted: HashMap<String, Vec<Value>> = HashMap::new();
+        for node in &nodes {
+            let name = node["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let heard = last_heard(node, leases.get(&name).map(String::as_str));
+            let silent = heard.is_some_and(|h| now.as_second() - h.as_second() > grace.as_secs() as i64);
+            let mut node = node.clone();
+            if silent && let Some(conds) = unknown_conditions(&node, &now_s) {
+                let patch = json!({"status": {"conditions": conds}});
+                match nodes_api.patch_status(&name, &pp, &Patch::Merge(patch)).await {
+                    Ok(_) => node["status"]["conditions"] = conds,
+                    Err(e) => tracing::debug!(node = %name, error = %e, "marking a node Unknown failed"),
+                }
+            }
+            // A node that has not reported yet gets its grace period before any taint.
+            let reported = node["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready"));
+            if !reported {
+                continue;
+            }
+            if let Some(taints) = wanted_taints(&node, &now_s) {
+                let patch = json!({"spec": {"taints": taints}});
+                match nodes_api.patch(&name, &pp, &Patch::Merge(patch)).await {
+                    Ok(_) => node["spec"]["taints"] = taints,
+                    Err(e) => tracing::debug!(node = %name, error = %e, "updating node taints failed"),
+                }
+            }
+            let no_execute: Vec<Value> = node["spec"]["taints"]
+                .as_array()
+                .map(|ts| ts.iter().filter(|t| t["effect"] == "NoExecute").cloned().collect())
+                .unwrap_or_default();
+            if !no_execute.is_empty() {
+                tainted.insert(name, no_execute);
+            }
+        }
+        let mut next_wake = Duration::from_secs(5).min(grace / 2).max(Duration::from_millis(200));
+        if !tainted.is_empty() {
+            for pod in informers.of("", "pods") {
+                let pod = match serde_json::to_value(&*pod) {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                };
+                let Some(taints) = pod["spec"]["nodeName"].as_str().and_then(|n| tainted.get(n)) else {
+                    continue;
+                };
+                if pod["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
+                    continue;
+                }
+                match eviction_time(&pod["spec"], taints, now) {
+                    Some(at) if at <= now => evict(&client, &pod).await,
+                    Some(at) => {
+                        let wait = Duration::from_secs((at.as_second() - now.as_second()).max(1) as u64);
+                        next_wake = next_wake.min(wait);
+                    }
+                    None => {}
+                }
+            }
+        }
+        let _ = tokio::time::timeout(next_wake, changes.changed()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn evict(client: &kube::Client, pod: &Value) {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: pod["metadata"]["uid"].as_str().map(str::to_string),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(name, &dp).await {
+        Ok(_) => tracing::info!(pod = %format!("{ns}/{name}"), "evicted a pod from a NoExecute-tainted node"),
+        Err(e) => tracing::debug!(pod = %name, error = %e, "taint eviction failed; will retry"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: &str = "2026-01-01T00:10:00Z";
+
+    fn node(ready: &str, taints: Value, cordoned: bool) -> Value {
+        json!({"metadata": {"name": "n", "creationTimestamp": "2026-01-01T00:00:00Z"},
+               "spec": {"taints": taints, "unschedulable": cordoned},
+               "status": {"conditions": [{"type": "Ready", "status": ready, "lastHeartbeatTime": "2026-01-01T00:09:00Z"},
+                                         {"type": "MemoryPressure", "status": "False"}]}})
+    }
+
+    #[test]
+    fn taints_follow_readiness_and_cordon() {
+        assert_eq!(wanted_taints(&node("True", json!([]), false), NOW), None);
+        let t = wanted_taints(
+            &node("Unknown", json!([{"key": "mine", "effect": "NoSchedule"}]), false),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            t,
+            json!([{"key": "mine", "effect": "NoSchedule"},
+                   {"key": UNREACHABLE, "effect": "NoSchedule"},
+                   {"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": NOW}])
+        );
+        // Back to Ready: the managed taints go, the user's stay.
+        let recovered = node("True", t, false);
+        assert_eq!(
+            wanted_taints(&recovered, NOW).unwrap(),
+            json!([{"key": "mine", "effect": "NoSchedule"}])
+        );
+        let cordoned = wanted_taints(&node("True", json!([]), true), NOW).unwrap();
+        assert_eq!(cordoned, json!([{"key": UNSCHEDULABLE, "effect": "NoSchedule"}]));
+        let not_ready = wanted_taints(&node("False", json!([]), false), NOW).unwrap();
+        assert_eq!(not_ready.as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn silent_nodes_become_unknown() {
+        let n = node("True", json!([]), false);
+        let heard = last_heard(&n, Some("2026-01-01T00:09:30Z")).unwrap();
+        assert_eq!(heard.to_string(), "2026-01-01T00:09:30Z");
+        let conds = unknown_conditions(&n, NOW).unwrap();
+        assert_eq!(conds[0]["status"], "Unknown");
+        assert_eq!(conds[0]["reason"], "NodeStatusUnknown");
+        assert_eq!(conds[1]["status"], "Unknown");
+        let already = json!({"status": {"conditions": conds}});
+        assert_eq!(unknown_conditions(&already, NOW), None);
+        let never = unknown_conditions(&json!({"status": {}}), NOW).unwrap();
+        assert_eq!(never[0]["reason"], "NodeStatusNeverUpdated");
+    }
+
+    #[test]
+    fn eviction_honours_toleration_seconds() {
+        let now: jiff::Timestamp = NOW.parse().unwrap();
+        let taints = vec![json!({"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": "2026-01-01T00:09:00Z"})];
+        assert_eq!(eviction_time(&json!({}), &taints, now), Some(now), "untolerated: now");
+        let limited = json!({"tolerations": [{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]});
+        assert_eq!(
+            eviction_time(&limited, &taints, now).unwrap().to_string(),
+            "2026-01-01T00:14:00Z"
+        );
+        let forever = json!({"tolerations": [{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}]});
+        assert_eq!(eviction_time(&forever, &taints, now), None, "daemon pods stay");
+        let no_schedule_only = vec![json!({"key": "x", "effect": "NoSchedule"})];
+        assert_eq!(eviction_time(&json!({}), &no_schedule_only, now), None);
+    }
+}
