@@ -99,20 +99,6 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(total))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_like_go_flags() {
-        assert_eq!(parse_duration("50s"), Ok(std::time::Duration::from_secs(50)));
-        assert_eq!(parse_duration("1m30s"), Ok(std::time::Duration::from_secs(90)));
-        assert_eq!(parse_duration("2"), Ok(std::time::Duration::from_secs(2)));
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("1m5").is_err());
-    }
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Command::Kubectl { data_dir, args } = &cli.command {
@@ -154,5 +140,19 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go_flags() {
+        assert_eq!(parse_duration("50s"), Ok(std::time::Duration::from_secs(50)));
+        assert_eq!(parse_duration("1m30s"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(parse_duration("2"), Ok(std::time::Duration::from_secs(2)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("1m5").is_err());
     }
 }
