@@ -564,6 +564,20 @@ impl ApiServer {
                 if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
                     meta.insert("generation".into(), json!(g + 1));
                 }
+            } else if let Some(requested) = opts["gracePeriodSeconds"].as_i64().map(|g| g.max(0)) {
+                // A second delete may shorten the grace period, never lengthen it.
+                let current_grace = meta
+                    .get("deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                if requested < current_grace {
+                    let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(requested);
+                    meta.insert(
+                        "deletionTimestamp".into(),
+                        json!(when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                    );
+                    meta.insert("deletionGracePeriodSeconds".into(), json!(requested));
+                }
             }
             if !finalizers.is_empty() {
                 meta.insert("finalizers".into(), Value::Array(finalizers));

@@ -369,3 +369,138 @@ fn silent_nodes_turn_unknown_keep_daemon_pods_and_evict_the_rest() {
     let out = c.kubectl(&["get", "pods", "-l", "app=myweb", "-o", "wide", "--no-headers"]);
     assert!(out.lines().any(|l| columns(l)[6] == "edge1"), "daemon pod kept: {out}");
 }
+
+/// Seed 002's DaemonSet (kube-system, hostPath volumes, a toleration without operator) and
+/// seed 003's (OnDelete strategy), side by side.
+#[test]
+fn seeds_002_and_003() {
+    let c = Cluster::up(3);
+    let fluentd = r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: fluentd-elasticsearch
+  namespace: kube-system
+  labels:
+    k8s-app: fluentd-logging
+spec:
+  selector:
+    matchLabels:
+      name: fluentd-elasticsearch
+  template:
+    metadata:
+      labels:
+        name: fluentd-elasticsearch
+    spec:
+      tolerations:
+      - key: node-role.kubernetes.io/master
+        effect: NoSchedule
+      containers:
+      - name: fluentd-elasticsearch
+        image: quay.io/fluentd_elasticsearch/fluentd:v2.5.2
+        resources:
+          limits:
+            memory: 200Mi
+          requests:
+            cpu: 100m
+            memory: 200Mi
+        volumeMounts:
+        - name: varlog
+          mountPath: /var/log
+        - name: varlibdockercontainers
+          mountPath: /var/lib/docker/containers
+          readOnly: true
+      terminationGracePeriodSeconds: 30
+      volumes:
+      - name: varlog
+        hostPath:
+          path: /var/log
+      - name: varlibdockercontainers
+        hostPath:
+          path: /var/lib/docker/containers
+"#;
+    let sample = r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: sample-ds
+spec:
+  updateStrategy:
+    type: OnDelete
+  selector:
+    matchLabels:
+      app: sample-app
+  template:
+    metadata:
+      labels:
+        app: sample-app
+    spec:
+      containers:
+      - name: nginx-container
+        image: nginx:1.16
+"#;
+    c.kubectl_in(&["apply", "-f", "-"], Some(fluentd));
+    c.kubectl_in(&["apply", "-f", "-"], Some(sample));
+    wait_row(
+        &c,
+        "fluentd-elasticsearch",
+        "kube-system",
+        &["fluentd-elasticsearch", "3", "3", "3", "3", "3", "<none>"],
+    );
+    wait_row(
+        &c,
+        "sample-ds",
+        "default",
+        &["sample-ds", "3", "3", "3", "3", "3", "<none>"],
+    );
+    let out = c.kubectl(&["get", "pods", "-n", "kube-system", "-o", "wide", "--no-headers"]);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(out.lines().all(|l| columns(l)[2] == "Running"), "{out}");
+    let strategy = c.kubectl(&["get", "ds", "sample-ds", "-o", "jsonpath={.spec.updateStrategy}"]);
+    assert_eq!(
+        strategy, "{\"type\":\"OnDelete\"}",
+        "OnDelete gets no rollingUpdate defaults"
+    );
+
+    // Seed 002: `--cascade=false` (the old spelling of orphan) keeps the pods, and a new
+    // DaemonSet with the same selector adopts them.
+    let pods = c.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        "kube-system",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    c.kubectl(&[
+        "delete",
+        "ds",
+        "fluentd-elasticsearch",
+        "-n",
+        "kube-system",
+        "--cascade=false",
+    ]);
+    let left = c.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        "kube-system",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert_eq!(pods, left);
+    c.kubectl_in(&["apply", "-f", "-"], Some(fluentd));
+    wait_row(
+        &c,
+        "fluentd-elasticsearch",
+        "kube-system",
+        &["fluentd-elasticsearch", "3", "3", "3", "3", "3", "<none>"],
+    );
+    let adopted = c.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        "kube-system",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert_eq!(pods, adopted, "the same pods, adopted");
+}
