@@ -504,3 +504,59 @@ spec:
     ]);
     assert_eq!(pods, adopted, "the same pods, adopted");
 }
+
+/// `shoal why` names the reason for every node.
+#[test]
+fn shoal_why_explains_each_node() {
+    let c = Cluster::up(3);
+    c.kubectl(&["label", "node", "node1", "role=worker"]);
+    c.kubectl(&["label", "node", "node2", "role=db"]);
+    c.kubectl(&["label", "node", "node3", "role=worker"]);
+    c.kubectl(&["taint", "node", "node3", "gpu=yes:NoSchedule"]);
+    let hello = MYWEB.replace(
+        "    spec:\n      containers:",
+        "    spec:\n      nodeSelector:\n        role: worker\n      containers:",
+    );
+    c.kubectl_in(&["apply", "-f", "-"], Some(&hello));
+    wait_row(
+        &c,
+        "myweb-ds",
+        "default",
+        &["myweb-ds", "1", "1", "1", "1", "1", "role=worker"],
+    );
+    let why = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["why"])
+            .args(args)
+            .arg("--data-dir")
+            .arg(&c.dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = why(&["ds/myweb-ds"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(columns(lines[0]), ["NODE", "SHOULD", "RUN", "POD", "WHY"]);
+    assert!(
+        lines[1].starts_with("node1") && lines[1].contains("yes") && lines[1].ends_with("runs its daemon pod (Ready)"),
+        "{out}"
+    );
+    assert!(
+        lines[2].ends_with("nodeSelector role=worker does not match: the node has role=db"),
+        "{out}"
+    );
+    assert!(
+        lines[3].ends_with("the node has taint gpu=yes:NoSchedule, which the pod does not tolerate"),
+        "{out}"
+    );
+    let one = why(&["myweb-ds", "node2"]);
+    assert_eq!(one.lines().count(), 2, "{one}");
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["why", "ds/nope", "--data-dir"])
+        .arg(&c.dir)
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("daemonsets.apps \"nope\" not found"));
+}
