@@ -560,3 +560,54 @@ fn shoal_why_explains_each_node() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("daemonsets.apps \"nope\" not found"));
 }
+
+/// Conformance "should retry creating failed daemon pods": a pod marked Failed through its
+/// status is deleted and replaced on the same node, with a FailedDaemonPod event.
+#[test]
+fn failed_daemon_pods_are_replaced() {
+    let c = Cluster::up(2);
+    c.kubectl_in(&["apply", "-f", "-"], Some(MYWEB));
+    wait_row(
+        &c,
+        "myweb-ds",
+        "default",
+        &["myweb-ds", "2", "2", "2", "2", "2", "<none>"],
+    );
+    let first = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=myweb",
+        "-o",
+        "jsonpath={.items[0].metadata.name} {.items[0].spec.nodeName}",
+    ]);
+    let (pod, node) = first.split_once(' ').unwrap();
+    c.kubectl(&[
+        "patch",
+        "pod",
+        pod,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        "{\"status\":{\"phase\":\"Failed\"}}",
+    ]);
+    c.eventually(30, "failed pod deleted and replaced", || {
+        let out = c.kubectl(&["get", "pods", "-o", "wide", "--no-headers"]);
+        let on_node: Vec<Vec<String>> = out.lines().map(columns).filter(|r| r[6] == node).collect();
+        (on_node.len() == 1 && on_node[0][0] != pod && on_node[0][2] == "Running").then_some(())
+    });
+    let events = c.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=FailedDaemonPod",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        events.contains(&format!(
+            "Found failed daemon pod default/{pod} on node {node}, will try to kill it"
+        )),
+        "{events}"
+    );
+}

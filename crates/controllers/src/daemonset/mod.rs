@@ -56,6 +56,42 @@ fn controller_uid(v: &Value) -> Option<&str> {
 struct Controller {
     /// (DaemonSet uid, node) -> when a pod was created for it.
     expected: HashMap<(String, String), Instant>,
+    /// Failed-pod deletions per (DaemonSet uid, observed generation, node).
+    backoff: Backoff,
+}
+
+/// Exponential backoff of failed-pod deletions, as upstream: the first deletion is
+/// immediate and opens a 1 s window; each deletion doubles it up to 15 minutes; an entry
+/// idle for twice the maximum starts over.
+#[derive(Default)]
+pub struct Backoff {
+    entries: HashMap<(String, i64, String), (Instant, Duration)>,
+}
+
+const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
+
+impl Backoff {
+    /// True (and the window advanced) when a failed pod for `key` may be deleted now.
+    pub fn try_delete(&mut self, key: (String, i64, String), now: Instant) -> bool {
+        match self.entries.get(&key).copied() {
+            Some((last, delay)) if now.duration_since(last) < delay => false,
+            Some((last, delay)) if now.duration_since(last) <= 2 * BACKOFF_MAX => {
+                self.entries.insert(key, (now, (delay * 2).min(BACKOFF_MAX)));
+                true
+            }
+            _ => {
+                self.entries.insert(key, (now, BACKOFF_INITIAL));
+                true
+            }
+        }
+    }
+
+    /// Forgets entries idle for longer than twice the maximum delay.
+    pub fn gc(&mut self, now: Instant) {
+        self.entries
+            .retain(|_, (last, _)| now.duration_since(*last) <= 2 * BACKOFF_MAX);
+    }
 }
 
 /// Runs the controller until the process ends.
@@ -75,6 +111,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                     tracing::debug!(daemonset = name_of(ds), error = %e, "daemonset sync failed; will retry");
                 }
             }
+            state.backoff.gc(Instant::now());
             let live: std::collections::HashSet<&str> = daemonsets.iter().map(uid_of).collect();
             state
                 .expected
@@ -192,6 +229,8 @@ impl Controller {
                 }
             }
         }
+        let generation = ds["status"]["observedGeneration"].as_i64().unwrap_or(0);
+        let now = Instant::now();
         let deletes: Vec<(String, String, String, DeleteReason)> = result
             .actions
             .iter()
@@ -200,6 +239,9 @@ impl Controller {
                     Some((pod.clone(), uid.clone(), node.clone(), reason.clone()))
                 }
                 _ => None,
+            })
+            .filter(|(_, _, node, reason)| {
+                *reason != DeleteReason::Failed || self.backoff.try_delete((uid.clone(), generation, node.clone()), now)
             })
             .collect();
         for (pod, _, node, reason) in &deletes {
@@ -413,4 +455,36 @@ async fn write_status(client: &kube::Client, ds: &Value, status: &plan::Status, 
     api.patch_status(name_of(ds), &pp, &Patch::Merge(json!({"status": wanted})))
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_pod_deletions_back_off_exponentially() {
+        let mut b = Backoff::default();
+        let key = || ("ds".to_string(), 1, "n1".to_string());
+        let t0 = Instant::now();
+        assert!(b.try_delete(key(), t0), "the first deletion is immediate");
+        assert!(
+            !b.try_delete(key(), t0 + Duration::from_millis(500)),
+            "inside the 1 s window"
+        );
+        assert!(b.try_delete(key(), t0 + Duration::from_millis(1100)));
+        assert!(
+            !b.try_delete(key(), t0 + Duration::from_millis(2500)),
+            "the window doubled to 2 s"
+        );
+        assert!(b.try_delete(key(), t0 + Duration::from_millis(3200)));
+        // Another generation or node has its own window.
+        assert!(b.try_delete(
+            ("ds".to_string(), 2, "n1".to_string()),
+            t0 + Duration::from_millis(3300)
+        ));
+        // Idle for more than twice the maximum: starts over at 1 s.
+        let later = t0 + 2 * BACKOFF_MAX + Duration::from_secs(10);
+        assert!(b.try_delete(key(), later));
+        assert!(b.try_delete(key(), later + Duration::from_millis(1001)));
+    }
 }
