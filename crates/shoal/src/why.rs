@@ -210,6 +210,19 @@ mod tests {
             rows[3][3],
             "the node has taint gpu=yes:NoSchedule, which the pod does not tolerate"
         );
+        // Required node affinity and a pinned nodeName are named too.
+        let affinity = json!({"metadata": {"uid": "u"}, "spec": {"template": {"spec": {"affinity": {"nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1"]}]}]}}}}}}});
+        assert_eq!(
+            explain(&affinity, &nodes, &[], Some("a"))[0][3],
+            "no term of the required node affinity matches the node"
+        );
+        let pinned = json!({"metadata": {"uid": "u"}, "spec": {"template": {"spec": {"nodeName": "c"}}}});
+        assert_eq!(
+            explain(&pinned, &nodes, &[], Some("a"))[0][3],
+            "the pod template pins spec.nodeName to c"
+        );
         let only = explain(&ds, &nodes, &[], Some("b"));
         assert_eq!(only.len(), 1);
         let text = render(&rows);

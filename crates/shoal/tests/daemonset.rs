@@ -611,3 +611,42 @@ fn failed_daemon_pods_are_replaced() {
         "{events}"
     );
 }
+
+/// Conformance "should run and stop complex daemon": a nodeSelector that matches no node,
+/// then one labelled node, then a strategic-merge patch of the nodeSelector moves the pod.
+#[test]
+fn patching_the_node_selector_moves_the_pod() {
+    let c = Cluster::up(2);
+    let blue = MYWEB.replace(
+        "    spec:\n      containers:",
+        "    spec:\n      nodeSelector:\n        color: blue\n      containers:",
+    );
+    c.kubectl_in(&["apply", "-f", "-"], Some(&blue));
+    wait_row(
+        &c,
+        "myweb-ds",
+        "default",
+        &["myweb-ds", "0", "0", "0", "0", "0", "color=blue"],
+    );
+    c.kubectl(&["label", "node", "node1", "color=blue"]);
+    c.kubectl(&["label", "node", "node2", "color=green"]);
+    wait_row(
+        &c,
+        "myweb-ds",
+        "default",
+        &["myweb-ds", "1", "1", "1", "1", "1", "color=blue"],
+    );
+    let patch = r#"{"spec":{"template":{"spec":{"nodeSelector":{"color":"green"}}},"updateStrategy":{"type":"RollingUpdate"}}}"#;
+    c.kubectl(&["patch", "ds", "myweb-ds", "--type=strategic", "-p", patch]);
+    wait_row(
+        &c,
+        "myweb-ds",
+        "default",
+        &["myweb-ds", "1", "1", "1", "1", "1", "color=green"],
+    );
+    c.eventually(30, "the pod moved to the green node", || {
+        let out = c.kubectl(&["get", "pods", "-o", "wide", "--no-headers"]);
+        let rows: Vec<Vec<String>> = out.lines().map(columns).collect();
+        (rows.len() == 1 && rows[0][6] == "node2").then_some(())
+    });
+}
