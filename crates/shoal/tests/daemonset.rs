@@ -46,6 +46,17 @@ fn ds_row(c: &Cluster, name: &str, ns: &str) -> Vec<String> {
     cols
 }
 
+/// Waits for `get ds` to show `n` desired, current, ready, up-to-date and available.
+fn wait_ds(c: &Cluster, name: &str, ns: &str, n: u32, selector: &str) {
+    let n = n.to_string();
+    wait_row(c, name, ns, &[name, &n, &n, &n, &n, &n, selector]);
+}
+
+/// A jsonpath over the pods with `label`.
+fn pods_jsonpath(c: &Cluster, label: &str, path: &str) -> String {
+    c.kubectl(&["get", "pods", "-l", label, "-o", &format!("jsonpath={path}")])
+}
+
 fn wait_row(c: &Cluster, name: &str, ns: &str, want: &[&str]) {
     c.eventually(30, &format!("ds {name} row {want:?}"), || {
         let row = ds_row(c, name, ns);
@@ -58,12 +69,7 @@ fn seed_000_one_pod_per_node_with_ips() {
     let c = Cluster::up(3);
     let out = c.kubectl_in(&["create", "-f", "-"], Some(MYWEB));
     assert_eq!(out.trim(), "daemonset.apps/myweb-ds created");
-    wait_row(
-        &c,
-        "myweb-ds",
-        "default",
-        &["myweb-ds", "3", "3", "3", "3", "3", "<none>"],
-    );
+    wait_ds(&c, "myweb-ds", "default", 3, "<none>");
 
     let out = c.kubectl(&["get", "pods", "-o", "wide", "--no-headers"]);
     let rows: Vec<Vec<String>> = out.lines().map(columns).collect();
@@ -128,12 +134,7 @@ fn seed_000_one_pod_per_node_with_ips() {
             .collect();
         (on_node.len() == 1 && on_node[0][0] != pod).then_some(())
     });
-    wait_row(
-        &c,
-        "myweb-ds",
-        "default",
-        &["myweb-ds", "3", "3", "3", "3", "3", "<none>"],
-    );
+    wait_ds(&c, "myweb-ds", "default", 3, "<none>");
 
     // describe shows the status lines and the controller's events.
     let out = c.kubectl(&["describe", "ds", "myweb-ds"]);
@@ -154,26 +155,11 @@ fn nodes_joining_leaving_and_selectors() {
         "    spec:\n      nodeSelector:\n        role: worker\n      containers:",
     );
     c.kubectl_in(&["apply", "-f", "-"], Some(&hello));
-    wait_row(
-        &c,
-        "hello",
-        "default",
-        &["hello", "0", "0", "0", "0", "0", "role=worker"],
-    );
+    wait_ds(&c, "hello", "default", 0, "role=worker");
     c.kubectl(&["label", "node", "node2", "role=worker"]);
-    wait_row(
-        &c,
-        "hello",
-        "default",
-        &["hello", "1", "1", "1", "1", "1", "role=worker"],
-    );
+    wait_ds(&c, "hello", "default", 1, "role=worker");
     c.kubectl(&["label", "node", "node2", "role-"]);
-    wait_row(
-        &c,
-        "hello",
-        "default",
-        &["hello", "0", "0", "0", "0", "0", "role=worker"],
-    );
+    wait_ds(&c, "hello", "default", 0, "role=worker");
     c.eventually(30, "the pod on node2 is gone", || {
         c.kubectl(&["get", "pods", "-l", "app=hello", "-o", "name"])
             .trim()
@@ -183,28 +169,13 @@ fn nodes_joining_leaving_and_selectors() {
 
     // A node applied with kubectl joins and gets a daemon pod; deleting it removes the pod.
     c.kubectl_in(&["apply", "-f", "-"], Some(MYWEB));
-    wait_row(
-        &c,
-        "myweb-ds",
-        "default",
-        &["myweb-ds", "2", "2", "2", "2", "2", "<none>"],
-    );
+    wait_ds(&c, "myweb-ds", "default", 2, "<none>");
     let node3 =
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: node3\n  annotations:\n    shoal.dev/simulated: \"true\"\n";
     c.kubectl_in(&["apply", "-f", "-"], Some(node3));
-    wait_row(
-        &c,
-        "myweb-ds",
-        "default",
-        &["myweb-ds", "3", "3", "3", "3", "3", "<none>"],
-    );
+    wait_ds(&c, "myweb-ds", "default", 3, "<none>");
     c.kubectl(&["delete", "node", "node3"]);
-    wait_row(
-        &c,
-        "myweb-ds",
-        "default",
-        &["myweb-ds", "2", "2", "2", "2", "2", "<none>"],
-    );
+    wait_ds(&c, "myweb-ds", "default", 2, "<none>");
     c.eventually(30, "no pod left for node3", || {
         let out = c.kubectl(&["get", "pods", "-o", "wide", "--no-headers"]);
         (out.lines().count() == 2 && !out.contains("node3")).then_some(())
@@ -215,12 +186,7 @@ fn nodes_joining_leaving_and_selectors() {
 fn taints_tolerations_cordon_and_orphaning() {
     let c = Cluster::up(3);
     c.kubectl_in(&["apply", "-f", "-"], Some(MYWEB));
-    wait_row(
-        &c,
-        "myweb-ds",
-        "default",
-        &["myweb-ds", "3", "3", "3", "3", "3", "<none>"],
-    );
+    wait_ds(&c, "myweb-ds", "default", 3, "<none>");
 
     // NoSchedule keeps the running pod (misscheduled) and blocks a new DaemonSet.
     c.kubectl(&["taint", "node", "node3", "dedicated=db:NoSchedule"]);
@@ -229,15 +195,10 @@ fn taints_tolerations_cordon_and_orphaning() {
     });
     let other = MYWEB.replace("myweb-ds", "second").replace("myweb", "second");
     c.kubectl_in(&["apply", "-f", "-"], Some(&other));
-    wait_row(&c, "second", "default", &["second", "2", "2", "2", "2", "2", "<none>"]);
+    wait_ds(&c, "second", "default", 2, "<none>");
     // NoExecute evicts the first DaemonSet's pod there.
     c.kubectl(&["taint", "node", "node3", "evict=now:NoExecute"]);
-    wait_row(
-        &c,
-        "myweb-ds",
-        "default",
-        &["myweb-ds", "2", "2", "2", "2", "2", "<none>"],
-    );
+    wait_ds(&c, "myweb-ds", "default", 2, "<none>");
     c.eventually(30, "evicted from node3", || {
         let out = c.kubectl(&["get", "pods", "-l", "app=myweb", "-o", "wide", "--no-headers"]);
         (!out.contains("node3")).then_some(())
@@ -246,56 +207,18 @@ fn taints_tolerations_cordon_and_orphaning() {
 
     // Cordoned nodes still get daemon pods.
     c.kubectl(&["cordon", "node3"]);
-    wait_row(
-        &c,
-        "myweb-ds",
-        "default",
-        &["myweb-ds", "3", "3", "3", "3", "3", "<none>"],
-    );
+    wait_ds(&c, "myweb-ds", "default", 3, "<none>");
 
     // Orphan delete leaves the pods without owners; a new DaemonSet adopts the same pods.
-    let before = c.kubectl(&[
-        "get",
-        "pods",
-        "-l",
-        "app=myweb",
-        "-o",
-        "jsonpath={.items[*].metadata.uid}",
-    ]);
+    let before = pods_jsonpath(&c, "app=myweb", "{.items[*].metadata.uid}");
     c.kubectl(&["delete", "ds", "myweb-ds", "--cascade=orphan"]);
-    let owners = c.kubectl(&[
-        "get",
-        "pods",
-        "-l",
-        "app=myweb",
-        "-o",
-        "jsonpath={.items[*].metadata.ownerReferences}",
-    ]);
+    let owners = pods_jsonpath(&c, "app=myweb", "{.items[*].metadata.ownerReferences}");
     assert_eq!(owners.trim(), "", "orphaned pods have no owner");
     c.kubectl_in(&["apply", "-f", "-"], Some(MYWEB));
-    wait_row(
-        &c,
-        "myweb-ds",
-        "default",
-        &["myweb-ds", "3", "3", "3", "3", "3", "<none>"],
-    );
-    let after = c.kubectl(&[
-        "get",
-        "pods",
-        "-l",
-        "app=myweb",
-        "-o",
-        "jsonpath={.items[*].metadata.uid}",
-    ]);
+    wait_ds(&c, "myweb-ds", "default", 3, "<none>");
+    let after = pods_jsonpath(&c, "app=myweb", "{.items[*].metadata.uid}");
     assert_eq!(before, after, "the same pods were adopted");
-    let owned = c.kubectl(&[
-        "get",
-        "pods",
-        "-l",
-        "app=myweb",
-        "-o",
-        "jsonpath={.items[*].metadata.ownerReferences[0].name}",
-    ]);
+    let owned = pods_jsonpath(&c, "app=myweb", "{.items[*].metadata.ownerReferences[0].name}");
     assert_eq!(owned.split_whitespace().collect::<Vec<_>>(), ["myweb-ds"; 3]);
 
     // The default delete removes the pods.
@@ -375,49 +298,7 @@ fn silent_nodes_turn_unknown_keep_daemon_pods_and_evict_the_rest() {
 #[test]
 fn seeds_002_and_003() {
     let c = Cluster::up(3);
-    let fluentd = r#"apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: fluentd-elasticsearch
-  namespace: kube-system
-  labels:
-    k8s-app: fluentd-logging
-spec:
-  selector:
-    matchLabels:
-      name: fluentd-elasticsearch
-  template:
-    metadata:
-      labels:
-        name: fluentd-elasticsearch
-    spec:
-      tolerations:
-      - key: node-role.kubernetes.io/master
-        effect: NoSchedule
-      containers:
-      - name: fluentd-elasticsearch
-        image: quay.io/fluentd_elasticsearch/fluentd:v2.5.2
-        resources:
-          limits:
-            memory: 200Mi
-          requests:
-            cpu: 100m
-            memory: 200Mi
-        volumeMounts:
-        - name: varlog
-          mountPath: /var/log
-        - name: varlibdockercontainers
-          mountPath: /var/lib/docker/containers
-          readOnly: true
-      terminationGracePeriodSeconds: 30
-      volumes:
-      - name: varlog
-        hostPath:
-          path: /var/log
-      - name: varlibdockercontainers
-        hostPath:
-          path: /var/lib/docker/containers
-"#;
+    let fluentd = include_str!("manifests/fluentd-elasticsearch.yaml");
     let sample = r#"apiVersion: apps/v1
 kind: DaemonSet
 metadata:
@@ -439,18 +320,8 @@ spec:
 "#;
     c.kubectl_in(&["apply", "-f", "-"], Some(fluentd));
     c.kubectl_in(&["apply", "-f", "-"], Some(sample));
-    wait_row(
-        &c,
-        "fluentd-elasticsearch",
-        "kube-system",
-        &["fluentd-elasticsearch", "3", "3", "3", "3", "3", "<none>"],
-    );
-    wait_row(
-        &c,
-        "sample-ds",
-        "default",
-        &["sample-ds", "3", "3", "3", "3", "3", "<none>"],
-    );
+    wait_ds(&c, "fluentd-elasticsearch", "kube-system", 3, "<none>");
+    wait_ds(&c, "sample-ds", "default", 3, "<none>");
     let out = c.kubectl(&["get", "pods", "-n", "kube-system", "-o", "wide", "--no-headers"]);
     assert_eq!(out.lines().count(), 3, "{out}");
     assert!(out.lines().all(|l| columns(l)[2] == "Running"), "{out}");
@@ -488,12 +359,7 @@ spec:
     ]);
     assert_eq!(pods, left);
     c.kubectl_in(&["apply", "-f", "-"], Some(fluentd));
-    wait_row(
-        &c,
-        "fluentd-elasticsearch",
-        "kube-system",
-        &["fluentd-elasticsearch", "3", "3", "3", "3", "3", "<none>"],
-    );
+    wait_ds(&c, "fluentd-elasticsearch", "kube-system", 3, "<none>");
     let adopted = c.kubectl(&[
         "get",
         "pods",
@@ -518,12 +384,7 @@ fn shoal_why_explains_each_node() {
         "    spec:\n      nodeSelector:\n        role: worker\n      containers:",
     );
     c.kubectl_in(&["apply", "-f", "-"], Some(&hello));
-    wait_row(
-        &c,
-        "myweb-ds",
-        "default",
-        &["myweb-ds", "1", "1", "1", "1", "1", "role=worker"],
-    );
+    wait_ds(&c, "myweb-ds", "default", 1, "role=worker");
     let why = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args(["why"])
@@ -567,20 +428,8 @@ fn shoal_why_explains_each_node() {
 fn failed_daemon_pods_are_replaced() {
     let c = Cluster::up(2);
     c.kubectl_in(&["apply", "-f", "-"], Some(MYWEB));
-    wait_row(
-        &c,
-        "myweb-ds",
-        "default",
-        &["myweb-ds", "2", "2", "2", "2", "2", "<none>"],
-    );
-    let first = c.kubectl(&[
-        "get",
-        "pods",
-        "-l",
-        "app=myweb",
-        "-o",
-        "jsonpath={.items[0].metadata.name} {.items[0].spec.nodeName}",
-    ]);
+    wait_ds(&c, "myweb-ds", "default", 2, "<none>");
+    let first = pods_jsonpath(&c, "app=myweb", "{.items[0].metadata.name} {.items[0].spec.nodeName}");
     let (pod, node) = first.split_once(' ').unwrap();
     c.kubectl(&[
         "patch",
@@ -622,28 +471,13 @@ fn patching_the_node_selector_moves_the_pod() {
         "    spec:\n      nodeSelector:\n        color: blue\n      containers:",
     );
     c.kubectl_in(&["apply", "-f", "-"], Some(&blue));
-    wait_row(
-        &c,
-        "myweb-ds",
-        "default",
-        &["myweb-ds", "0", "0", "0", "0", "0", "color=blue"],
-    );
+    wait_ds(&c, "myweb-ds", "default", 0, "color=blue");
     c.kubectl(&["label", "node", "node1", "color=blue"]);
     c.kubectl(&["label", "node", "node2", "color=green"]);
-    wait_row(
-        &c,
-        "myweb-ds",
-        "default",
-        &["myweb-ds", "1", "1", "1", "1", "1", "color=blue"],
-    );
+    wait_ds(&c, "myweb-ds", "default", 1, "color=blue");
     let patch = r#"{"spec":{"template":{"spec":{"nodeSelector":{"color":"green"}}},"updateStrategy":{"type":"RollingUpdate"}}}"#;
     c.kubectl(&["patch", "ds", "myweb-ds", "--type=strategic", "-p", patch]);
-    wait_row(
-        &c,
-        "myweb-ds",
-        "default",
-        &["myweb-ds", "1", "1", "1", "1", "1", "color=green"],
-    );
+    wait_ds(&c, "myweb-ds", "default", 1, "color=green");
     c.eventually(30, "the pod moved to the green node", || {
         let out = c.kubectl(&["get", "pods", "-o", "wide", "--no-headers"]);
         let rows: Vec<Vec<String>> = out.lines().map(columns).collect();

@@ -4,36 +4,8 @@ mod common;
 
 use common::Cluster;
 
-const DS: &str = r#"apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: fluentd-elasticsearch
-  namespace: kube-system
-  labels:
-    k8s-app: fluentd-logging
-spec:
-  selector:
-    matchLabels:
-      name: fluentd-elasticsearch
-  template:
-    metadata:
-      labels:
-        name: fluentd-elasticsearch
-    spec:
-      tolerations:
-      - key: node-role.kubernetes.io/control-plane
-        operator: Exists
-        effect: NoSchedule
-      containers:
-      - name: fluentd-elasticsearch
-        image: quay.io/fluentd_elasticsearch/fluentd:v2.5.2
-        resources:
-          limits:
-            memory: 200Mi
-          requests:
-            cpu: 100m
-            memory: 200Mi
-"#;
+/// Seed 002's DaemonSet.
+const DS: &str = include_str!("manifests/fluentd-elasticsearch.yaml");
 
 fn regex_line(text: &str, words: &[&str]) -> bool {
     text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == words)
