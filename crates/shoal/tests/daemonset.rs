@@ -484,3 +484,105 @@ fn patching_the_node_selector_moves_the_pod() {
         (rows.len() == 1 && rows[0][6] == "node2").then_some(())
     });
 }
+
+/// Conformance: status subresource writes survive the controller, collections delete by
+/// label, and ControllerRevisions go through their lifecycle (a hand-made duplicate of the
+/// current revision is tolerated; a template change makes revision 3).
+#[test]
+fn status_collections_and_controller_revisions() {
+    let c = Cluster::up(2);
+    c.kubectl_in(&["apply", "-f", "-"], Some(MYWEB));
+    wait_ds(&c, "myweb-ds", "default", 2, "<none>");
+
+    // Status: GET /status is the whole object; a condition written by a client stays.
+    let raw = c.kubectl(&[
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/daemonsets/myweb-ds/status",
+    ]);
+    let obj: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(obj["spec"]["selector"]["matchExpressions"][0]["key"], "app");
+    let cond = r#"{"status":{"conditions":[{"type":"StatusUpdate","status":"True","reason":"E2E","message":"Set from a test"}]}}"#;
+    c.kubectl(&[
+        "patch",
+        "ds",
+        "myweb-ds",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        cond,
+    ]);
+    c.kubectl(&[
+        "delete",
+        "pod",
+        &pods_jsonpath(&c, "app=myweb", "{.items[0].metadata.name}"),
+    ]);
+    wait_ds(&c, "myweb-ds", "default", 2, "<none>");
+    let kept = c.kubectl(&["get", "ds", "myweb-ds", "-o", "jsonpath={.status.conditions[0].reason}"]);
+    assert_eq!(kept, "E2E", "the controller writes only its counters");
+
+    // ControllerRevisions.
+    let name = c.kubectl(&[
+        "get",
+        "controllerrevisions",
+        "-l",
+        "app=myweb",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let owner = c.kubectl(&[
+        "get",
+        "controllerrevision",
+        &name,
+        "-o",
+        "jsonpath={.metadata.ownerReferences[0].kind}",
+    ]);
+    assert_eq!(owner, "DaemonSet");
+    c.kubectl(&["label", "controllerrevision", &name, "e2e=patched"]);
+    let mut copy: serde_json::Value =
+        serde_json::from_str(&c.kubectl(&["get", "controllerrevision", &name, "-o", "json"])).unwrap();
+    copy["metadata"] = serde_json::json!({"name": "myweb-ds-copy", "labels": {"app": "myweb", "env": "dev", "e2e": "copy"},
+                                         "ownerReferences": copy["metadata"]["ownerReferences"].clone()});
+    copy["revision"] = serde_json::json!(2);
+    c.kubectl_in(&["create", "-f", "-"], Some(&copy.to_string()));
+    let count = || {
+        c.kubectl(&["get", "controllerrevisions", "-l", "app=myweb", "-o", "name"])
+            .lines()
+            .count()
+    };
+    assert_eq!(count(), 2);
+    c.kubectl(&["delete", "controllerrevision", &name]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(count(), 1, "the duplicate of the current revision stands in for it");
+    let patch = r#"{"spec":{"template":{"spec":{"terminationGracePeriodSeconds":1}}}}"#;
+    c.kubectl(&["patch", "ds", "myweb-ds", "--type=strategic", "-p", patch]);
+    c.eventually(30, "a new revision", || (count() == 2).then_some(()));
+    c.kubectl(&["delete", "controllerrevisions", "-l", "e2e=copy"]);
+    let revisions = c.kubectl(&[
+        "get",
+        "controllerrevisions",
+        "-l",
+        "app=myweb",
+        "-o",
+        "jsonpath={.items[*].revision}",
+    ]);
+    assert_eq!(revisions, "3");
+
+    // Collections: list across namespaces by label, delete the collection, nothing left.
+    let listed = c.kubectl(&["get", "ds", "-A", "-l", "app=myweb", "-o", "name"]);
+    assert_eq!(listed.trim(), "", "the DaemonSet itself has no app label");
+    c.kubectl(&["label", "ds", "myweb-ds", "set=e2e"]);
+    assert_eq!(
+        c.kubectl(&["get", "ds", "-A", "-l", "set=e2e", "-o", "name"]).trim(),
+        "daemonset.apps/myweb-ds"
+    );
+    c.kubectl(&[
+        "delete",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/daemonsets?labelSelector=set%3De2e",
+    ]);
+    assert_eq!(
+        c.kubectl(&["get", "ds", "-A", "-l", "set=e2e", "-o", "name"]).trim(),
+        ""
+    );
+}
