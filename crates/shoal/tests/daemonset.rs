@@ -586,3 +586,121 @@ fn status_collections_and_controller_revisions() {
         ""
     );
 }
+
+/// Seed 004: RollingUpdate applies an edit to every pod; under OnDelete an edit changes
+/// nothing (UP-TO-DATE 0) until a pod is deleted, and its replacement is updated. Then
+/// `rollout history` and `rollout undo` return to the previous template.
+#[test]
+fn seed_004_rolling_update_on_delete_and_undo() {
+    let c = Cluster::up(3);
+    let ns = "kube-system";
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some(include_str!("manifests/daemonset-fluentd.yaml")),
+    );
+    wait_ds(&c, "daemonset-fluentd", ns, 3, "<none>");
+    let env_of_all = || {
+        c.kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            "name=daemonset-fluentd",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].env[*].value}",
+        ])
+    };
+
+    // RollingUpdate: add env2 through edit; every pod is replaced; rollout status finishes.
+    let mut edit = c.kubectl_cmd(&["edit", "ds", "daemonset-fluentd", "-n", ns]);
+    edit.env(
+        "KUBE_EDITOR",
+        "sed -i -e 's/^\\( *\\)- name: env1$/\\1- name: env2\\n\\1  value: value2\\n\\1- name: env1/'",
+    );
+    let out = edit.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = c.kubectl(&["rollout", "status", "ds/daemonset-fluentd", "-n", ns, "--timeout=60s"]);
+    assert!(
+        status.contains("daemon set \"daemonset-fluentd\" successfully rolled out"),
+        "{status}"
+    );
+    wait_ds(&c, "daemonset-fluentd", ns, 3, "<none>");
+    c.eventually(30, "all pods carry env2", || {
+        let env = env_of_all();
+        (env.matches("value2").count() == 3 && env.split_whitespace().count() == 6).then_some(())
+    });
+    let history = c.kubectl(&["rollout", "history", "ds/daemonset-fluentd", "-n", ns]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+
+    // OnDelete: an edit changes nothing until a pod is deleted.
+    let ondelete = r#"{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null},"template":{"spec":{"containers":[{"name":"daemonset-fluentd","env":[{"name":"env2","value":"new-value2"},{"name":"env1","value":"new-value1"}]}]}}}}"#;
+    c.kubectl(&[
+        "patch",
+        "ds",
+        "daemonset-fluentd",
+        "-n",
+        ns,
+        "--type=strategic",
+        "-p",
+        ondelete,
+    ]);
+    c.eventually(30, "UP-TO-DATE drops to 0", || {
+        (ds_row(&c, "daemonset-fluentd", ns) == ["daemonset-fluentd", "3", "3", "3", "0", "3", "<none>"]).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !env_of_all().contains("new-value"),
+        "OnDelete replaces nothing by itself"
+    );
+    let victim = c.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        ns,
+        "-l",
+        "name=daemonset-fluentd",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    c.kubectl(&["delete", "pod", "-n", ns, &victim]);
+    c.eventually(30, "the replacement is updated", || {
+        (ds_row(&c, "daemonset-fluentd", ns) == ["daemonset-fluentd", "3", "3", "3", "1", "3", "<none>"]).then_some(())
+    });
+    assert_eq!(env_of_all().matches("new-value2").count(), 1);
+
+    // Back to RollingUpdate, then undo to the previous template: the old revision is reused.
+    c.kubectl(&[
+        "patch",
+        "ds",
+        "daemonset-fluentd",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"maxUnavailable":1}}}}"#,
+    ]);
+    wait_ds(&c, "daemonset-fluentd", ns, 3, "<none>");
+    c.kubectl(&["rollout", "undo", "ds/daemonset-fluentd", "-n", ns]);
+    c.kubectl(&["rollout", "status", "ds/daemonset-fluentd", "-n", ns, "--timeout=60s"]);
+    c.eventually(30, "pods back on env1=value1, env2=value2", || {
+        let env = env_of_all();
+        (env.matches("new-value").count() == 0 && env.matches("value2").count() == 3).then_some(())
+    });
+    let crs = c.kubectl(&[
+        "get",
+        "controllerrevisions",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.items[*].revision}",
+    ]);
+    let mut numbers: Vec<u32> = crs.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    numbers.sort();
+    assert_eq!(numbers, [1, 3, 4], "revision 2 was reused and renumbered to 4: {crs}");
+}

@@ -9,6 +9,7 @@
 pub mod history;
 pub mod placement;
 pub mod plan;
+pub mod rollout;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -26,6 +26,8 @@ pub enum DeleteReason {
     Failed,
     /// The pod succeeded (daemon pods must keep running).
     Succeeded,
+    /// A rolling update replaces it with a pod of the current template.
+    Outdated,
 }
 
 /// One step for the apply layer.
@@ -190,6 +192,7 @@ pub fn plan(
         node: node.to_string(),
         reason,
     };
+    let mut run_nodes: Vec<&str> = Vec::new();
     let mut node_names: BTreeMap<&str, &Value> = BTreeMap::new();
     for n in nodes {
         if let Some(name) = n["metadata"]["name"].as_str() {
@@ -206,6 +209,7 @@ pub fn plan(
         here.sort_by(pod_order);
         let has_any = !here.is_empty() || pending(name);
         if should_run {
+            run_nodes.push(name);
             status.desired += 1;
             if has_any {
                 status.current += 1;
@@ -258,6 +262,18 @@ pub fn plan(
         }
     }
     creates.extend(deletes);
+    if ds["spec"]["updateStrategy"]["type"].as_str() != Some("OnDelete") {
+        // Nodes the reconciliation already acts on sit this pass out.
+        let busy: std::collections::HashSet<String> = creates
+            .iter()
+            .map(|a| match a {
+                Action::Create { node } | Action::Delete { node, .. } => node.clone(),
+            })
+            .collect();
+        let is_busy = |n: &str| busy.contains(n) || pending(n);
+        let groups = super::rollout::by_node(&run_nodes, pods);
+        creates.extend(super::rollout::rolling_update(ds, &groups, hash, &is_busy, now));
+    }
     Plan {
         actions: creates,
         status,
@@ -425,7 +441,7 @@ mod tests {
         let nodes = [node("n1", json!({}), json!([]))];
         let refs: Vec<&Value> = nodes.iter().collect();
         let affinity = |n: &str| {
-            json!({"metadata": {"name": format!("d-{n}"), "uid": n, "labels": {"a": "b"}},
+            json!({"metadata": {"name": format!("d-{n}"), "uid": n, "labels": {"a": "b", REVISION_HASH_LABEL: "h"}},
                    "spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
                        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [n]}]}]}}}},
                    "status": {"phase": "Pending"}})

@@ -1,0 +1,276 @@
+//! RollingUpdate: which old pods to replace this pass, within `maxUnavailable` (or, with
+//! `maxSurge`, which nodes get their new pod beside the old one). Pure; runs on the same
+//! snapshot as [`super::plan::plan`] and leaves alone what that already acts on.
+
+use serde_json::Value;
+
+use super::plan::{Action, DeleteReason, is_available, is_updated, target_node};
+
+/// Resolves an int-or-percent against `total`: integers as they are, percentages rounded up.
+pub fn resolve(v: &Value, total: i64) -> i64 {
+    match v {
+        Value::Number(n) => n.as_i64().unwrap_or(0).max(0),
+        Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
+            Some(p) => (p.max(0) * total + 99) / 100,
+            None => s.parse().unwrap_or(0),
+        },
+        _ => 0,
+    }
+}
+
+/// `(maxSurge, maxUnavailable)` for `desired` nodes; both zero means one unavailable.
+pub fn limits(ds: &Value, desired: i64) -> (i64, i64) {
+    let ru = &ds["spec"]["updateStrategy"]["rollingUpdate"];
+    let surge = resolve(&ru["maxSurge"], desired);
+    let mut unavailable = resolve(ru.get("maxUnavailable").unwrap_or(&Value::from(1)), desired);
+    if surge == 0 && unavailable == 0 && desired > 0 {
+        unavailable = 1;
+    }
+    (surge, unavailable)
+}
+
+/// One node of the rollout: its should-run status and its live (non-terminating) pods.
+pub struct NodePods<'a> {
+    /// Node name.
+    pub node: &'a str,
+    /// Live pods targeting the node.
+    pub pods: Vec<&'a Value>,
+}
+
+fn delete(p: &Value, node: &str) -> Action {
+    Action::Delete {
+        pod: p["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+        uid: p["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+        node: node.to_string(),
+        reason: DeleteReason::Outdated,
+    }
+}
+
+/// The rollout actions for the nodes that should run a daemon pod. `busy(node)` is true for
+/// nodes the reconciliation step already acts on this pass (they count as unavailable).
+pub fn rolling_update(
+    ds: &Value,
+    nodes: &[NodePods],
+    hash: &str,
+    busy: &dyn Fn(&str) -> bool,
+    now: jiff::Timestamp,
+) -> Vec<Action> {
+    let min_ready = ds["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
+    let generation = ds["metadata"]["annotations"][super::plan::TEMPLATE_GENERATION_ANNOTATION].as_str();
+    let (max_surge, max_unavailable) = limits(ds, nodes.len() as i64);
+    let available = |p: &Value| is_available(p, min_ready, now);
+    let mut actions = Vec::new();
+    if max_surge == 0 {
+        let mut unavailable = 0;
+        let mut candidates = Vec::new();
+        for n in nodes {
+            let (new, old): (Vec<&Value>, Vec<&Value>) = n.pods.iter().partition(|p| is_updated(p, hash, generation));
+            if busy(n.node) || new.len() > 1 || old.len() > 1 {
+                unavailable += 1;
+                continue;
+            }
+            match (new.first(), old.first()) {
+                (None, None) | (Some(_), Some(_)) => unavailable += 1,
+                (Some(p), None) if !available(p) => unavailable += 1,
+                (Some(_), None) => {}
+                (None, Some(p)) if !available(p) => {
+                    unavailable += 1;
+                    actions.push(delete(p, n.node));
+                }
+                (None, Some(p)) => candidates.push((n.node, *p)),
+            }
+        }
+        let room = (max_unavailable - unavailable).max(0) as usize;
+        actions.extend(candidates.into_iter().take(room).map(|(node, p)| delete(p, node)));
+    } else {
+        let mut surging = 0;
+        let mut candidates = Vec::new();
+        for n in nodes {
+            if busy(n.node) {
+                continue;
+            }
+            let (new, old): (Vec<&Value>, Vec<&Value>) = n.pods.iter().partition(|p| is_updated(p, hash, generation));
+            match (new.first(), old.first()) {
+                (None, Some(p)) if !available(p) => actions.push(Action::Create {
+                    node: n.node.to_string(),
+                }),
+                (None, Some(_)) => candidates.push(n.node),
+                (Some(fresh), Some(_)) if available(fresh) => {
+                    actions.extend(old.iter().map(|p| delete(p, n.node)));
+                }
+                (Some(_), Some(_)) => surging += 1,
+                _ => {}
+            }
+        }
+        let room = (max_surge - surging).max(0) as usize;
+        actions.extend(
+            candidates
+                .into_iter()
+                .take(room)
+                .map(|node| Action::Create { node: node.to_string() }),
+        );
+    }
+    actions
+}
+
+/// Groups live pods by the node they target.
+pub fn by_node<'a>(names: &[&'a str], pods: &[&'a Value]) -> Vec<NodePods<'a>> {
+    names
+        .iter()
+        .map(|node| NodePods {
+            node,
+            pods: pods
+                .iter()
+                .copied()
+                .filter(|p| target_node(p) == Some(node))
+                .filter(|p| p["metadata"].get("deletionTimestamp").is_none_or(Value::is_null))
+                .filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Failed" | "Succeeded")))
+                .collect(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn ds(strategy: Value) -> Value {
+        json!({"metadata": {"annotations": {"deprecated.daemonset.template.generation": "2"}},
+               "spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": strategy}}})
+    }
+
+    fn pod(name: &str, node: &str, hash: &str, ready: bool) -> Value {
+        json!({"metadata": {"name": name, "uid": name, "labels": {"controller-revision-hash": hash, "pod-template-generation": "1"}},
+               "spec": {"nodeName": node},
+               "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" },
+                                                             "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
+    }
+
+    fn now() -> jiff::Timestamp {
+        "2026-01-01T01:00:00Z".parse().unwrap()
+    }
+
+    fn deleted(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Delete { pod, .. } => Some(pod.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn created(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Create { node } => Some(node.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn percentages_round_up_and_both_zero_means_one() {
+        assert_eq!(resolve(&json!("10%"), 15), 2);
+        assert_eq!(resolve(&json!("20%"), 3), 1);
+        assert_eq!(resolve(&json!(3), 2), 3, "integers are not capped");
+        assert_eq!(limits(&ds(json!({"maxUnavailable": 0, "maxSurge": 0})), 5), (0, 1));
+        assert_eq!(limits(&ds(json!({"maxUnavailable": "50%"})), 5), (0, 3));
+        assert_eq!(limits(&ds(json!({"maxUnavailable": 0, "maxSurge": "25%"})), 5), (2, 0));
+    }
+
+    /// Simulates passes of a no-surge rollout over `n` nodes: never more than
+    /// maxUnavailable nodes without an available pod, and it finishes.
+    #[test]
+    fn no_surge_rollout_respects_max_unavailable_until_done() {
+        for (n, max) in [(5, 1), (5, 2), (7, 3), (4, 4)] {
+            let d = ds(json!({"maxUnavailable": max, "maxSurge": 0}));
+            let names: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
+            let mut pods: Vec<Value> = names
+                .iter()
+                .map(|nm| pod(&format!("old-{nm}"), nm, "old", true))
+                .collect();
+            for round in 0..50 {
+                let refs: Vec<&Value> = pods.iter().collect();
+                let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                let groups = by_node(&name_refs, &refs);
+                let unavailable = groups
+                    .iter()
+                    .filter(|g| !g.pods.iter().any(|p| is_available(p, 0, now())))
+                    .count();
+                assert!(unavailable <= max, "round {round}: {unavailable} unavailable > {max}");
+                let actions = rolling_update(&d, &groups, "new", &|_| false, now());
+                let gone = deleted(&actions);
+                assert!(gone.len() <= max);
+                if gone.is_empty()
+                    && pods
+                        .iter()
+                        .all(|p| p["metadata"]["labels"]["controller-revision-hash"] == "new")
+                {
+                    break;
+                }
+                // Deleted pods vanish; the reconciliation then creates new (ready) ones.
+                pods.retain(|p| !gone.contains(&p["metadata"]["name"].as_str().unwrap().to_string()));
+                for nm in &names {
+                    if !pods.iter().any(|p| p["spec"]["nodeName"] == nm.as_str()) {
+                        pods.push(pod(&format!("new-{nm}-{round}"), nm, "new", true));
+                    }
+                }
+            }
+            assert!(
+                pods.iter()
+                    .all(|p| p["metadata"]["labels"]["controller-revision-hash"] == "new"),
+                "n={n} max={max}"
+            );
+        }
+    }
+
+    #[test]
+    fn unavailable_old_pods_go_first_and_count() {
+        let d = ds(json!({"maxUnavailable": 1}));
+        let a = pod("a", "n1", "old", false);
+        let b = pod("b", "n2", "old", true);
+        let refs = [&a, &b];
+        let groups = by_node(&["n1", "n2"], &refs);
+        // The unready old pod is replaced; no room is left for the ready one.
+        assert_eq!(deleted(&rolling_update(&d, &groups, "new", &|_| false, now())), ["a"]);
+    }
+
+    #[test]
+    fn pods_matching_the_template_generation_count_as_updated() {
+        let d = ds(json!({"maxUnavailable": 1}));
+        let mut a = pod("a", "n1", "old", true);
+        a["metadata"]["labels"]["pod-template-generation"] = json!("2");
+        let refs = [&a];
+        assert!(rolling_update(&d, &by_node(&["n1"], &refs), "new", &|_| false, now()).is_empty());
+    }
+
+    #[test]
+    fn surge_starts_new_pods_beside_old_ones_and_removes_old_when_new_is_available() {
+        let d = ds(json!({"maxUnavailable": 0, "maxSurge": 1}));
+        let o1 = pod("o1", "n1", "old", true);
+        let o2 = pod("o2", "n2", "old", true);
+        let refs = [&o1, &o2];
+        let first = rolling_update(&d, &by_node(&["n1", "n2"], &refs), "new", &|_| false, now());
+        assert_eq!(created(&first), ["n1"], "one surge pod at a time");
+        assert!(
+            deleted(&first).is_empty(),
+            "nothing goes before its replacement is available"
+        );
+        let n1_new = pod("x1", "n1", "new", false);
+        let refs = [&o1, &o2, &n1_new];
+        let waiting = rolling_update(&d, &by_node(&["n1", "n2"], &refs), "new", &|_| false, now());
+        assert!(
+            waiting.is_empty(),
+            "the surge budget is taken by the unready new pod: {waiting:?}"
+        );
+        let n1_ready = pod("x1", "n1", "new", true);
+        let refs = [&o1, &o2, &n1_ready];
+        let next = rolling_update(&d, &by_node(&["n1", "n2"], &refs), "new", &|_| false, now());
+        assert_eq!(deleted(&next), ["o1"]);
+        assert_eq!(created(&next), ["n2"]);
+    }
+}
