@@ -704,3 +704,50 @@ fn seed_004_rolling_update_on_delete_and_undo() {
     numbers.sort();
     assert_eq!(numbers, [1, 3, 4], "revision 2 was reused and renumbered to 4: {crs}");
 }
+
+/// revisionHistoryLimit trims old revisions; maxSurge with maxUnavailable 0 rolls out and
+/// ends with exactly one pod per node; an invalid strategy is refused as upstream.
+#[test]
+fn history_limit_surge_and_invalid_strategies() {
+    let c = Cluster::up(3);
+    let surge = MYWEB.replace(
+        "spec:\n  selector:",
+        "spec:\n  revisionHistoryLimit: 1\n  updateStrategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxUnavailable: 0\n      maxSurge: \"34%\"\n  selector:",
+    );
+    c.kubectl_in(&["apply", "-f", "-"], Some(&surge));
+    wait_ds(&c, "myweb-ds", "default", 3, "<none>");
+    for tag in ["v2", "v3", "v4"] {
+        c.kubectl(&[
+            "set",
+            "image",
+            "ds/myweb-ds",
+            &format!("myweb=ghcr.io/c1t1d0s7/go-myweb:{tag}"),
+        ]);
+        c.kubectl(&["rollout", "status", "ds/myweb-ds", "--timeout=60s"]);
+        c.eventually(30, "one pod per node on the new image", || {
+            let images = pods_jsonpath(&c, "app=myweb", "{.items[*].spec.containers[0].image}");
+            let n = images.split_whitespace().count();
+            (n == 3 && images.split_whitespace().all(|i| i.ends_with(tag))).then_some(())
+        });
+    }
+    let revisions = c.kubectl(&["get", "controllerrevisions", "-o", "jsonpath={.items[*].revision}"]);
+    let mut numbers: Vec<u32> = revisions.split_whitespace().map(|n| n.parse().unwrap()).collect();
+    numbers.sort();
+    assert_eq!(
+        numbers,
+        [3, 4],
+        "the current revision and one old one are kept: {revisions}"
+    );
+
+    let both_zero = MYWEB.replace("myweb-ds", "bad").replace(
+        "spec:\n  selector:",
+        "spec:\n  updateStrategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxUnavailable: 0\n      maxSurge: 0\n  selector:",
+    );
+    let err = c.kubectl_err(&["apply", "-f", "-"], Some(&both_zero));
+    assert!(
+        err.contains(
+            "spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0"
+        ),
+        "{err}"
+    );
+}

@@ -108,6 +108,30 @@ pub fn daemon_pod(ds: &Value, node: &str, hash: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
 }
 
+/// Old revisions to delete so that at most `limit` remain besides the current one (whose
+/// `data` is `current`): lowest revision first, never one whose hash a pod still carries.
+pub fn revisions_to_prune<'a>(
+    mine: &[&'a Value],
+    current: &Value,
+    in_use: &std::collections::HashSet<&str>,
+    limit: usize,
+) -> Vec<&'a Value> {
+    let mut old: Vec<&Value> = mine.iter().copied().filter(|c| c["data"] != *current).collect();
+    if old.len() <= limit {
+        return Vec::new();
+    }
+    old.sort_by_key(|c| c["revision"].as_i64().unwrap_or(0));
+    let excess = old.len() - limit;
+    old.into_iter()
+        .filter(|c| {
+            !c["metadata"]["labels"][REVISION_HASH_LABEL]
+                .as_str()
+                .is_some_and(|h| in_use.contains(h))
+        })
+        .take(excess)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +181,36 @@ mod tests {
             "preferred terms are kept"
         );
         assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn history_keeps_the_newest_and_those_in_use() {
+        let cr = |rev: i64, hash: &str| json!({"revision": rev, "data": {"v": rev}, "metadata": {"labels": {REVISION_HASH_LABEL: hash}}});
+        let all = [cr(1, "a"), cr(2, "b"), cr(3, "c"), cr(4, "d")];
+        let refs: Vec<&Value> = all.iter().collect();
+        let current = json!({"v": 4});
+        let none = std::collections::HashSet::new();
+        let pruned: Vec<i64> = revisions_to_prune(&refs, &current, &none, 1)
+            .iter()
+            .map(|c| c["revision"].as_i64().unwrap())
+            .collect();
+        assert_eq!(pruned, [1, 2]);
+        let used: std::collections::HashSet<&str> = ["a"].into();
+        let pruned: Vec<i64> = revisions_to_prune(&refs, &current, &used, 1)
+            .iter()
+            .map(|c| c["revision"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            pruned,
+            [2, 3],
+            "revision 1 still runs somewhere, so newer ones go instead"
+        );
+        let all_used: std::collections::HashSet<&str> = ["a", "b", "c"].into();
+        assert!(
+            revisions_to_prune(&refs, &current, &all_used, 1).is_empty(),
+            "in use: above the limit"
+        );
+        assert!(revisions_to_prune(&refs, &current, &none, 10).is_empty());
     }
 
     #[test]

@@ -148,7 +148,11 @@ impl Controller {
         let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let owned = self.claim(&pod_api, ds, &selector, pods, &ns).await;
         let hash = history::template_hash(ds);
-        ensure_revision(client, ds, &hash, revisions, &ns).await?;
+        let in_use: std::collections::HashSet<&str> = owned
+            .iter()
+            .filter_map(|p| p["metadata"]["labels"][plan::REVISION_HASH_LABEL].as_str())
+            .collect();
+        ensure_revision(client, ds, &hash, revisions, &ns, &in_use).await?;
 
         // Expectations: a node with a creation in flight and no pod in the cache yet.
         let seen: std::collections::HashSet<&str> = owned.iter().filter_map(|p| plan::target_node(p)).collect();
@@ -365,6 +369,7 @@ async fn ensure_revision(
     hash: &str,
     revisions: &[Value],
     ns: &str,
+    in_use: &std::collections::HashSet<&str>,
 ) -> Result<(), kube::Error> {
     let api: Api<ControllerRevision> = Api::namespaced(client.clone(), ns);
     let uid = uid_of(ds);
@@ -402,6 +407,15 @@ async fn ensure_revision(
         .filter_map(|c| c["revision"].as_i64())
         .max()
         .unwrap_or(0);
+    // Old revisions beyond revisionHistoryLimit go, lowest first, unless a pod still runs one.
+    let limit = ds["spec"]["revisionHistoryLimit"].as_i64().unwrap_or(10).max(0) as usize;
+    for old in history::revisions_to_prune(&mine, &data, in_use, limit) {
+        match api.delete(name_of(old), &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => tracing::debug!(revision = name_of(old), error = %e, "pruning a revision failed"),
+        }
+    }
     match current {
         Some(cr) => {
             if cr["revision"].as_i64().unwrap_or(0) <= max_old {

@@ -192,6 +192,8 @@ pub fn plan(
         node: node.to_string(),
         reason,
     };
+    let rolling = ds["spec"]["updateStrategy"]["type"].as_str() != Some("OnDelete");
+    let surge = rolling && super::rollout::resolve(&ds["spec"]["updateStrategy"]["rollingUpdate"]["maxSurge"], 1) > 0;
     let mut run_nodes: Vec<&str> = Vec::new();
     let mut node_names: BTreeMap<&str, &Value> = BTreeMap::new();
     for n in nodes {
@@ -250,7 +252,14 @@ pub fn plan(
                 _ => running.push(*p),
             }
         }
-        deletes.extend(running.iter().skip(1).map(|p| delete(p, name, DeleteReason::Duplicate)));
+        if surge {
+            // With surge a node may hold one new and one old pod at once; only extras go.
+            let (new, old): (Vec<&Value>, Vec<&Value>) = running.iter().partition(|p| is_updated(p, hash, generation));
+            let extras = new.iter().skip(1).chain(old.iter().skip(1));
+            deletes.extend(extras.map(|p| delete(p, name, DeleteReason::Duplicate)));
+        } else {
+            deletes.extend(running.iter().skip(1).map(|p| delete(p, name, DeleteReason::Duplicate)));
+        }
     }
     // Unbound pods whose node no longer exists (bound ones are the pod GC's).
     for (name, left) in by_node {
@@ -262,7 +271,7 @@ pub fn plan(
         }
     }
     creates.extend(deletes);
-    if ds["spec"]["updateStrategy"]["type"].as_str() != Some("OnDelete") {
+    if rolling {
         // Nodes the reconciliation already acts on sit this pass out.
         let busy: std::collections::HashSet<String> = creates
             .iter()
