@@ -751,3 +751,17 @@ fn history_limit_surge_and_invalid_strategies() {
         "{err}"
     );
 }
+
+/// minReadySeconds: pods are READY at once but AVAILABLE only after the delay.
+#[test]
+fn min_ready_seconds_delays_availability() {
+    let c = Cluster::up(2);
+    let slow = MYWEB.replace("spec:\n  selector:", "spec:\n  minReadySeconds: 3\n  selector:");
+    c.kubectl_in(&["apply", "-f", "-"], Some(&slow));
+    c.eventually(30, "ready but not yet available", || {
+        (ds_row(&c, "myweb-ds", "default") == ["myweb-ds", "2", "2", "2", "2", "0", "<none>"]).then_some(())
+    });
+    let unavailable = c.kubectl(&["get", "ds", "myweb-ds", "-o", "jsonpath={.status.numberUnavailable}"]);
+    assert_eq!(unavailable, "2");
+    wait_ds(&c, "myweb-ds", "default", 2, "<none>");
+}

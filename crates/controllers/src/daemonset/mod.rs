@@ -59,6 +59,8 @@ struct Controller {
     expected: HashMap<(String, String), Instant>,
     /// Failed-pod deletions per (DaemonSet uid, observed generation, node).
     backoff: Backoff,
+    /// Some pod is Ready but not yet available (minReadySeconds): wake up sooner.
+    waiting_for_availability: bool,
 }
 
 /// Exponential backoff of failed-pod deletions, as upstream: the first deletion is
@@ -118,7 +120,14 @@ pub async fn run(client: kube::Client, informers: Informers) {
                 .expected
                 .retain(|(uid, _), at| live.contains(uid.as_str()) && at.elapsed() < EXPECTATION_TIMEOUT);
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
+        // Pods becoming available after minReadySeconds change nothing in the caches, so poll
+        // briskly while some are on their way.
+        let idle = if std::mem::take(&mut state.waiting_for_availability) {
+            1
+        } else {
+            5
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(idle), changes.changed()).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -311,6 +320,9 @@ impl Controller {
                         .await
                 }
             }
+        }
+        if result.status.ready > result.status.available {
+            self.waiting_for_availability = true;
         }
         write_status(client, ds, &result.status, &ns).await
     }
