@@ -194,7 +194,7 @@ pub fn plan(
     };
     let rolling = ds["spec"]["updateStrategy"]["type"].as_str() != Some("OnDelete");
     let surge = rolling && super::rollout::resolve(&ds["spec"]["updateStrategy"]["rollingUpdate"]["maxSurge"], 1) > 0;
-    let mut run_nodes: Vec<&str> = Vec::new();
+    let mut run_nodes: Vec<(&str, &Value)> = Vec::new();
     let mut node_names: BTreeMap<&str, &Value> = BTreeMap::new();
     for n in nodes {
         if let Some(name) = n["metadata"]["name"].as_str() {
@@ -211,7 +211,7 @@ pub fn plan(
         here.sort_by(pod_order);
         let has_any = !here.is_empty() || pending(name);
         if should_run {
-            run_nodes.push(name);
+            run_nodes.push((name, node));
             status.desired += 1;
             if has_any {
                 status.current += 1;

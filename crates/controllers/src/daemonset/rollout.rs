@@ -3,6 +3,7 @@
 //! snapshot as [`super::plan::plan`] and leaves alone what that already acts on.
 
 use serde_json::Value;
+use shoal_api::selector::LabelSelector;
 
 use super::plan::{Action, DeleteReason, is_available, is_updated, target_node};
 
@@ -33,8 +34,59 @@ pub fn limits(ds: &Value, desired: i64) -> (i64, i64) {
 pub struct NodePods<'a> {
     /// Node name.
     pub node: &'a str,
+    /// The Node object.
+    pub object: &'a Value,
     /// Live pods targeting the node.
     pub pods: Vec<&'a Value>,
+}
+
+impl NodePods<'_> {
+    fn ready(&self) -> bool {
+        self.object["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    }
+}
+
+/// Annotation: no pod is replaced by the rolling update while `"true"`.
+pub const PAUSED: &str = "shoal.dev/rollout-paused";
+/// Annotation: this many pods (`"2"`) or this share (`"25%"`) stay on older revisions.
+pub const PARTITION: &str = "shoal.dev/rollout-partition";
+/// Annotation: only nodes matching this label selector (`"canary=true"`) are updated.
+pub const NODE_SELECTOR: &str = "shoal.dev/rollout-node-selector";
+/// Annotation: nodes that are not Ready neither block the rollout nor are updated.
+pub const SKIP_UNREADY: &str = "shoal.dev/rollout-skip-unready-nodes";
+
+/// The opt-in rollout controls of a DaemonSet, from its annotations.
+#[derive(Default)]
+pub struct Controls {
+    /// [`PAUSED`].
+    pub paused: bool,
+    /// [`PARTITION`], as written.
+    pub partition: Option<Value>,
+    /// [`NODE_SELECTOR`], parsed (an invalid selector matches no node).
+    pub canary: Option<LabelSelector>,
+    /// [`SKIP_UNREADY`].
+    pub skip_unready: bool,
+}
+
+impl Controls {
+    /// Reads the controls of `ds`.
+    pub fn of(ds: &Value) -> Controls {
+        let a = &ds["metadata"]["annotations"];
+        let flag = |k: &str| a[k].as_str() == Some("true");
+        Controls {
+            paused: flag(PAUSED),
+            partition: a[PARTITION].as_str().map(|p| match p.parse::<i64>() {
+                Ok(n) => Value::from(n),
+                Err(_) => Value::from(p),
+            }),
+            canary: a[NODE_SELECTOR]
+                .as_str()
+                .map(|s| LabelSelector::parse(s).unwrap_or_else(|_| LabelSelector::nothing())),
+            skip_unready: flag(SKIP_UNREADY),
+        }
+    }
 }
 
 fn delete(p: &Value, node: &str) -> Action {
@@ -55,15 +107,37 @@ pub fn rolling_update(
     busy: &dyn Fn(&str) -> bool,
     now: jiff::Timestamp,
 ) -> Vec<Action> {
+    let controls = Controls::of(ds);
+    if controls.paused {
+        return Vec::new();
+    }
     let min_ready = ds["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
     let generation = ds["metadata"]["annotations"][super::plan::TEMPLATE_GENERATION_ANNOTATION].as_str();
     let (max_surge, max_unavailable) = limits(ds, nodes.len() as i64);
     let available = |p: &Value| is_available(p, min_ready, now);
+    // Nodes left out: not Ready ones when asked to skip them, and those outside the canary.
+    let counted = |n: &NodePods| !(controls.skip_unready && !n.ready());
+    let no_labels = serde_json::Map::new();
+    let eligible = |n: &NodePods| {
+        let labels = n.object["metadata"]["labels"].as_object().unwrap_or(&no_labels);
+        counted(n) && controls.canary.as_ref().is_none_or(|sel| sel.matches(labels))
+    };
+    // A partition keeps that many nodes on older revisions: a budget of updates.
+    let updated_now = nodes
+        .iter()
+        .filter(|n| n.pods.iter().any(|p| is_updated(p, hash, generation)))
+        .count() as i64;
+    let keep_old = controls
+        .partition
+        .as_ref()
+        .map(|v| resolve(v, nodes.len() as i64))
+        .unwrap_or(0);
+    let mut budget = (nodes.len() as i64 - keep_old - updated_now).max(0) as usize;
     let mut actions = Vec::new();
     if max_surge == 0 {
         let mut unavailable = 0;
         let mut candidates = Vec::new();
-        for n in nodes {
+        for n in nodes.iter().filter(|n| counted(n)) {
             let (new, old): (Vec<&Value>, Vec<&Value>) = n.pods.iter().partition(|p| is_updated(p, hash, generation));
             if busy(n.node) || new.len() > 1 || old.len() > 1 {
                 unavailable += 1;
@@ -75,25 +149,33 @@ pub fn rolling_update(
                 (Some(_), None) => {}
                 (None, Some(p)) if !available(p) => {
                     unavailable += 1;
-                    actions.push(delete(p, n.node));
+                    if eligible(n) && budget > 0 {
+                        budget -= 1;
+                        actions.push(delete(p, n.node));
+                    }
                 }
-                (None, Some(p)) => candidates.push((n.node, *p)),
+                (None, Some(p)) if eligible(n) => candidates.push((n.node, *p)),
+                (None, Some(_)) => {}
             }
         }
-        let room = (max_unavailable - unavailable).max(0) as usize;
+        let room = ((max_unavailable - unavailable).max(0) as usize).min(budget);
         actions.extend(candidates.into_iter().take(room).map(|(node, p)| delete(p, node)));
     } else {
         let mut surging = 0;
         let mut candidates = Vec::new();
-        for n in nodes {
+        for n in nodes.iter().filter(|n| counted(n)) {
             if busy(n.node) {
                 continue;
             }
             let (new, old): (Vec<&Value>, Vec<&Value>) = n.pods.iter().partition(|p| is_updated(p, hash, generation));
             match (new.first(), old.first()) {
-                (None, Some(p)) if !available(p) => actions.push(Action::Create {
-                    node: n.node.to_string(),
-                }),
+                (None, Some(_)) if !eligible(n) => {}
+                (None, Some(p)) if !available(p) && budget > 0 => {
+                    budget -= 1;
+                    actions.push(Action::Create {
+                        node: n.node.to_string(),
+                    });
+                }
                 (None, Some(_)) => candidates.push(n.node),
                 (Some(fresh), Some(_)) if available(fresh) => {
                     actions.extend(old.iter().map(|p| delete(p, n.node)));
@@ -102,7 +184,7 @@ pub fn rolling_update(
                 _ => {}
             }
         }
-        let room = (max_surge - surging).max(0) as usize;
+        let room = ((max_surge - surging).max(0) as usize).min(budget);
         actions.extend(
             candidates
                 .into_iter()
@@ -114,11 +196,12 @@ pub fn rolling_update(
 }
 
 /// Groups live pods by the node they target.
-pub fn by_node<'a>(names: &[&'a str], pods: &[&'a Value]) -> Vec<NodePods<'a>> {
-    names
+pub fn by_node<'a>(nodes: &[(&'a str, &'a Value)], pods: &[&'a Value]) -> Vec<NodePods<'a>> {
+    nodes
         .iter()
-        .map(|node| NodePods {
+        .map(|(node, object)| NodePods {
             node,
+            object,
             pods: pods
                 .iter()
                 .copied()
@@ -146,6 +229,26 @@ mod tests {
                "spec": {"nodeName": node},
                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" },
                                                              "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
+    }
+
+    /// Ready nodes with these names (labelled `canary=true` when the name ends in `c`).
+    fn nodes(names: &[&str]) -> Vec<Value> {
+        names
+            .iter()
+            .map(|n| {
+                let labels = if n.ends_with('c') { json!({"canary": "true"}) } else { json!({}) };
+                json!({"metadata": {"name": n, "labels": labels},
+                       "status": {"conditions": [{"type": "Ready", "status": if n.starts_with('x') { "False" } else { "True" }}]}})
+            })
+            .collect()
+    }
+
+    fn group<'a>(objects: &'a [Value], pods: &[&'a Value]) -> Vec<NodePods<'a>> {
+        let pairs: Vec<(&str, &Value)> = objects
+            .iter()
+            .map(|o| (o["metadata"]["name"].as_str().unwrap(), o))
+            .collect();
+        by_node(&pairs, pods)
     }
 
     fn now() -> jiff::Timestamp {
@@ -196,7 +299,8 @@ mod tests {
             for round in 0..50 {
                 let refs: Vec<&Value> = pods.iter().collect();
                 let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                let groups = by_node(&name_refs, &refs);
+                let objects = nodes(&name_refs);
+                let groups = group(&objects, &refs);
                 let unavailable = groups
                     .iter()
                     .filter(|g| !g.pods.iter().any(|p| is_available(p, 0, now())))
@@ -234,7 +338,8 @@ mod tests {
         let a = pod("a", "n1", "old", false);
         let b = pod("b", "n2", "old", true);
         let refs = [&a, &b];
-        let groups = by_node(&["n1", "n2"], &refs);
+        let objects = nodes(&["n1", "n2"]);
+        let groups = group(&objects, &refs);
         // The unready old pod is replaced; no room is left for the ready one.
         assert_eq!(deleted(&rolling_update(&d, &groups, "new", &|_| false, now())), ["a"]);
     }
@@ -245,7 +350,7 @@ mod tests {
         let mut a = pod("a", "n1", "old", true);
         a["metadata"]["labels"]["pod-template-generation"] = json!("2");
         let refs = [&a];
-        assert!(rolling_update(&d, &by_node(&["n1"], &refs), "new", &|_| false, now()).is_empty());
+        assert!(rolling_update(&d, &group(&nodes(&["n1"]), &refs), "new", &|_| false, now()).is_empty());
     }
 
     #[test]
@@ -254,7 +359,7 @@ mod tests {
         let o1 = pod("o1", "n1", "old", true);
         let o2 = pod("o2", "n2", "old", true);
         let refs = [&o1, &o2];
-        let first = rolling_update(&d, &by_node(&["n1", "n2"], &refs), "new", &|_| false, now());
+        let first = rolling_update(&d, &group(&nodes(&["n1", "n2"]), &refs), "new", &|_| false, now());
         assert_eq!(created(&first), ["n1"], "one surge pod at a time");
         assert!(
             deleted(&first).is_empty(),
@@ -262,15 +367,64 @@ mod tests {
         );
         let n1_new = pod("x1", "n1", "new", false);
         let refs = [&o1, &o2, &n1_new];
-        let waiting = rolling_update(&d, &by_node(&["n1", "n2"], &refs), "new", &|_| false, now());
+        let waiting = rolling_update(&d, &group(&nodes(&["n1", "n2"]), &refs), "new", &|_| false, now());
         assert!(
             waiting.is_empty(),
             "the surge budget is taken by the unready new pod: {waiting:?}"
         );
         let n1_ready = pod("x1", "n1", "new", true);
         let refs = [&o1, &o2, &n1_ready];
-        let next = rolling_update(&d, &by_node(&["n1", "n2"], &refs), "new", &|_| false, now());
+        let next = rolling_update(&d, &group(&nodes(&["n1", "n2"]), &refs), "new", &|_| false, now());
         assert_eq!(deleted(&next), ["o1"]);
         assert_eq!(created(&next), ["n2"]);
+    }
+
+    #[test]
+    fn pause_partition_canary_and_unready_nodes() {
+        let base = |annotations: Value| {
+            let mut d = ds(json!({"maxUnavailable": 3}));
+            for (k, v) in annotations.as_object().unwrap() {
+                d["metadata"]["annotations"][k] = v.clone();
+            }
+            d
+        };
+        let objects = nodes(&["a", "bc", "cc", "d"]);
+        let pods: Vec<Value> = ["a", "bc", "cc", "d"]
+            .iter()
+            .map(|n| pod(&format!("p-{n}"), n, "old", true))
+            .collect();
+        let refs: Vec<&Value> = pods.iter().collect();
+        let run = |d: &Value| deleted(&rolling_update(d, &group(&objects, &refs), "new", &|_| false, now()));
+        assert_eq!(run(&base(json!({}))), ["p-a", "p-bc", "p-cc"], "maxUnavailable 3");
+        assert!(run(&base(json!({PAUSED: "true"}))).is_empty(), "paused");
+        assert_eq!(run(&base(json!({PARTITION: "3"}))), ["p-a"], "three stay old");
+        assert_eq!(run(&base(json!({PARTITION: "50%"}))), ["p-a", "p-bc"]);
+        assert_eq!(
+            run(&base(json!({NODE_SELECTOR: "canary=true"}))),
+            ["p-bc", "p-cc"],
+            "canary nodes only"
+        );
+        // An unready node blocks a maxUnavailable-1 rollout unless it is skipped.
+        let objects = nodes(&["xa", "b"]);
+        let stuck = pod("p-xa", "xa", "old", false);
+        let fine = pod("p-b", "b", "old", true);
+        let refs = [&stuck, &fine];
+        let one = ds(json!({"maxUnavailable": 1}));
+        assert_eq!(
+            deleted(&rolling_update(&one, &group(&objects, &refs), "new", &|_| false, now())),
+            ["p-xa"]
+        );
+        let mut skip = one.clone();
+        skip["metadata"]["annotations"][SKIP_UNREADY] = json!("true");
+        assert_eq!(
+            deleted(&rolling_update(
+                &skip,
+                &group(&objects, &refs),
+                "new",
+                &|_| false,
+                now()
+            )),
+            ["p-b"]
+        );
     }
 }
