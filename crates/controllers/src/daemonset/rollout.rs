@@ -116,7 +116,7 @@ pub fn rolling_update(
     let (max_surge, max_unavailable) = limits(ds, nodes.len() as i64);
     let available = |p: &Value| is_available(p, min_ready, now);
     // Nodes left out: not Ready ones when asked to skip them, and those outside the canary.
-    let counted = |n: &NodePods| !(controls.skip_unready && !n.ready());
+    let counted = |n: &NodePods| !controls.skip_unready || n.ready();
     let no_labels = serde_json::Map::new();
     let eligible = |n: &NodePods| {
         let labels = n.object["metadata"]["labels"].as_object().unwrap_or(&no_labels);
