@@ -765,3 +765,69 @@ fn min_ready_seconds_delays_availability() {
     assert_eq!(unavailable, "2");
     wait_ds(&c, "myweb-ds", "default", 2, "<none>");
 }
+
+/// The opt-in rollout controls: a progress deadline with automatic rollback, a partition,
+/// and pause.
+#[test]
+fn progress_deadline_auto_revert_partition_and_pause() {
+    let c = Cluster::up(3);
+    c.kubectl_in(&["apply", "-f", "-"], Some(MYWEB));
+    wait_ds(&c, "myweb-ds", "default", 3, "<none>");
+    c.kubectl(&[
+        "annotate",
+        "ds",
+        "myweb-ds",
+        "shoal.dev/progress-deadline-seconds=2",
+        "shoal.dev/rollout-auto-revert=true",
+    ]);
+    // A template no node can fit: the rollout stalls, passes its deadline and is reverted.
+    c.kubectl(&["set", "resources", "ds/myweb-ds", "-c", "myweb", "--requests=cpu=100"]);
+    c.eventually(60, "rolled back after the deadline", || {
+        let events = c.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=myweb-ds",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ]);
+        (events.contains("ProgressDeadlineExceeded") && events.contains("RolledBack")).then_some(())
+    });
+    wait_ds(&c, "myweb-ds", "default", 3, "<none>");
+    let requests = c.kubectl(&[
+        "get",
+        "ds",
+        "myweb-ds",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].resources}",
+    ]);
+    assert!(!requests.contains("100"), "the template is back: {requests}");
+    c.eventually(30, "progressing again", || {
+        let reason = c.kubectl(&[
+            "get",
+            "ds",
+            "myweb-ds",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+        ]);
+        (reason == "NewRevisionAvailable").then_some(())
+    });
+
+    // Partition: two nodes stay on the old template.
+    c.kubectl(&["annotate", "ds", "myweb-ds", "shoal.dev/rollout-partition=2"]);
+    c.kubectl(&["set", "image", "ds/myweb-ds", "myweb=ghcr.io/c1t1d0s7/go-myweb:v2"]);
+    c.eventually(30, "one node updated", || {
+        (ds_row(&c, "myweb-ds", "default") == ["myweb-ds", "3", "3", "3", "1", "3", "<none>"]).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(ds_row(&c, "myweb-ds", "default")[4], "1", "the partition holds");
+    // Pause, then lift the partition: nothing moves until the pause ends.
+    c.kubectl(&["annotate", "ds", "myweb-ds", "shoal.dev/rollout-paused=true"]);
+    c.kubectl(&["annotate", "ds", "myweb-ds", "shoal.dev/rollout-partition-"]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(ds_row(&c, "myweb-ds", "default")[4], "1", "paused");
+    c.kubectl(&["annotate", "ds", "myweb-ds", "shoal.dev/rollout-paused-"]);
+    wait_ds(&c, "myweb-ds", "default", 3, "<none>");
+    let images = pods_jsonpath(&c, "app=myweb", "{.items[*].spec.containers[0].image}");
+    assert!(images.split_whitespace().all(|i| i.ends_with(":v2")), "{images}");
+}

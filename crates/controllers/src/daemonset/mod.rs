@@ -324,7 +324,25 @@ impl Controller {
         if result.status.ready > result.status.available {
             self.waiting_for_availability = true;
         }
-        write_status(client, ds, &result.status, &ns).await
+        let now = jiff::Timestamp::now();
+        let st = &result.status;
+        let mut conditions = None;
+        if let Some((cond, exceeded)) = rollout::progressing(ds, st.desired, st.updated, st.available, now) {
+            let mut list: Vec<Value> = ds["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            list.retain(|c| c["type"] != "Progressing");
+            let message = cond["message"].as_str().unwrap_or_default().to_string();
+            list.push(cond);
+            conditions = Some(Value::Array(list));
+            if exceeded {
+                recorder
+                    .record(&about, EventType::Warning, "ProgressDeadlineExceeded", &message)
+                    .await;
+                if ds["metadata"]["annotations"][rollout::AUTO_REVERT].as_str() == Some("true") {
+                    revert(client, recorder, &about, ds, revisions, &ns).await;
+                }
+            }
+        }
+        write_status(client, ds, &result.status, &ns, conditions).await
     }
 
     /// Adopts matching orphans and releases owned pods that no longer match; returns the
@@ -457,11 +475,56 @@ async fn ensure_revision(
     }
 }
 
+/// Rolls a DaemonSet back to its previous revision (the highest one that is not current),
+/// as `kubectl rollout undo` does: a strategic merge patch with the revision's data.
+async fn revert(
+    client: &kube::Client,
+    recorder: &Recorder,
+    about: &ObjectRef,
+    ds: &Value,
+    revisions: &[Value],
+    ns: &str,
+) {
+    let uid = uid_of(ds);
+    let current = history::revision_data(ds);
+    let previous = revisions
+        .iter()
+        .filter(|c| c["metadata"]["namespace"].as_str() == Some(ns) && controller_uid(c) == Some(uid))
+        .filter(|c| c["data"] != current)
+        .max_by_key(|c| c["revision"].as_i64().unwrap_or(0));
+    let Some(previous) = previous else { return };
+    let api: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    match api
+        .patch(name_of(ds), &pp, &Patch::Strategic(previous["data"].clone()))
+        .await
+    {
+        Ok(_) => {
+            let n = previous["revision"].as_i64().unwrap_or(0);
+            let msg = format!("Rolled back to revision {n} after the progress deadline");
+            recorder.record(about, EventType::Normal, "RolledBack", &msg).await;
+        }
+        Err(e) => tracing::warn!(daemonset = name_of(ds), error = %e, "automatic rollback failed"),
+    }
+}
+
 /// Writes the counters and observedGeneration when they changed.
-async fn write_status(client: &kube::Client, ds: &Value, status: &plan::Status, ns: &str) -> Result<(), kube::Error> {
+async fn write_status(
+    client: &kube::Client,
+    ds: &Value,
+    status: &plan::Status,
+    ns: &str,
+    conditions: Option<Value>,
+) -> Result<(), kube::Error> {
     let mut wanted = status.to_json();
     let generation = ds["metadata"]["generation"].as_i64().unwrap_or(0);
     wanted["observedGeneration"] = json!(generation);
+    if let Some(c) = conditions {
+        wanted["conditions"] = c;
+    }
     let current = &ds["status"];
     let same = wanted
         .as_object()

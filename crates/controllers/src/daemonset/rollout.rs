@@ -213,6 +213,82 @@ pub fn by_node<'a>(nodes: &[(&'a str, &'a Value)], pods: &[&'a Value]) -> Vec<No
         .collect()
 }
 
+/// Annotation: a rollout that makes no progress for this many seconds is marked failed
+/// (`Progressing=False`, reason `ProgressDeadlineExceeded`).
+pub const PROGRESS_DEADLINE: &str = "shoal.dev/progress-deadline-seconds";
+/// Annotation: with `"true"`, a rollout past its deadline rolls back to the previous revision.
+pub const AUTO_REVERT: &str = "shoal.dev/rollout-auto-revert";
+
+/// The `Progressing` condition a DaemonSet with a progress deadline should carry, when it
+/// differs from the stored one, and whether the deadline was exceeded just now. `updated`
+/// and `available` are this pass's counters; the stored status holds the previous ones.
+pub fn progressing(
+    ds: &Value,
+    desired: i64,
+    updated: i64,
+    available: i64,
+    now: jiff::Timestamp,
+) -> Option<(Value, bool)> {
+    let deadline: i64 = ds["metadata"]["annotations"][PROGRESS_DEADLINE]
+        .as_str()?
+        .parse()
+        .ok()?;
+    let name = ds["metadata"]["name"].as_str().unwrap_or_default();
+    let status = &ds["status"];
+    let existing = status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"));
+    let reason = existing.and_then(|c| c["reason"].as_str()).unwrap_or("");
+    let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    // DaemonSetCondition has no lastUpdateTime: lastTransitionTime marks the last progress.
+    let condition = |ok: bool, reason: &str, message: String, since: &str| {
+        serde_json::json!({"type": "Progressing", "status": if ok { "True" } else { "False" }, "reason": reason,
+                           "message": message, "lastTransitionTime": since})
+    };
+    let new_spec =
+        status["observedGeneration"].as_i64().unwrap_or(0) < ds["metadata"]["generation"].as_i64().unwrap_or(0);
+    // A partition is a finish line of its own; a pause stops the clock.
+    let controls = Controls::of(ds);
+    let keep_old = controls.partition.as_ref().map(|v| resolve(v, desired)).unwrap_or(0);
+    let target = (desired - keep_old).max(0);
+    let complete = updated >= target && available >= desired;
+    if controls.paused && !complete {
+        return (reason != "RolloutPaused").then(|| {
+            let mut c = condition(
+                true,
+                "RolloutPaused",
+                format!("DaemonSet \"{name}\" is paused."),
+                &stamp,
+            );
+            c["status"] = serde_json::json!("Unknown");
+            (c, false)
+        });
+    }
+    if complete {
+        return (reason != "NewRevisionAvailable").then(|| {
+            let msg = format!("DaemonSet \"{name}\" has successfully progressed.");
+            (condition(true, "NewRevisionAvailable", msg, &stamp), false)
+        });
+    }
+    if reason == "ProgressDeadlineExceeded" && !new_spec {
+        return None;
+    }
+    let moved = updated > status["updatedNumberScheduled"].as_i64().unwrap_or(0)
+        || available > status["numberAvailable"].as_i64().unwrap_or(0);
+    if moved || new_spec || reason != "DaemonSetUpdating" {
+        let msg = format!("DaemonSet \"{name}\" is progressing.");
+        return Some((condition(true, "DaemonSetUpdating", msg, &stamp), false));
+    }
+    let since = existing
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())?;
+    (now.as_second() - since.as_second() > deadline).then(|| {
+        let msg = format!("DaemonSet \"{name}\" has timed out progressing.");
+        let since = stamp.clone();
+        (condition(false, "ProgressDeadlineExceeded", msg, &since), true)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -426,5 +502,54 @@ mod tests {
             )),
             ["p-b"]
         );
+    }
+
+    #[test]
+    fn progress_deadline_marks_stalled_rollouts() {
+        let mut d = ds(json!({"maxUnavailable": 1}));
+        d["metadata"]["name"] = json!("web");
+        d["metadata"]["generation"] = json!(2);
+        d["metadata"]["annotations"][PROGRESS_DEADLINE] = json!("60");
+        d["status"] = json!({"observedGeneration": 2, "updatedNumberScheduled": 1, "numberAvailable": 2});
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        // No condition yet: it starts progressing.
+        let (c, exceeded) = progressing(&d, 3, 1, 2, t("2026-01-01T00:00:00Z")).unwrap();
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str(), exceeded),
+            (Some("True"), Some("DaemonSetUpdating"), false)
+        );
+        d["status"]["conditions"] = json!([c]);
+        // No progress, within the deadline: nothing to write.
+        assert!(progressing(&d, 3, 1, 2, t("2026-01-01T00:00:30Z")).is_none());
+        // Past it: exceeded, once.
+        let (c, exceeded) = progressing(&d, 3, 1, 2, t("2026-01-01T00:01:01Z")).unwrap();
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str(), exceeded),
+            (Some("False"), Some("ProgressDeadlineExceeded"), true)
+        );
+        assert_eq!(c["message"], "DaemonSet \"web\" has timed out progressing.");
+        d["status"]["conditions"] = json!([c]);
+        assert!(progressing(&d, 3, 1, 2, t("2026-01-01T00:02:00Z")).is_none());
+        // A pause stops the clock; resuming starts it again.
+        let mut paused = d.clone();
+        paused["metadata"]["annotations"][PAUSED] = json!("true");
+        let (c, _) = progressing(&paused, 3, 1, 2, t("2026-01-01T00:02:30Z")).unwrap();
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str()),
+            (Some("Unknown"), Some("RolloutPaused"))
+        );
+        // A partition of 2 out of 3 is complete with one updated node.
+        let mut parted = d.clone();
+        parted["metadata"]["annotations"][PARTITION] = json!("2");
+        assert_eq!(
+            progressing(&parted, 3, 1, 3, t("2026-01-01T00:02:30Z")).unwrap().0["reason"],
+            "NewRevisionAvailable"
+        );
+        // Completion clears it.
+        let (c, _) = progressing(&d, 3, 3, 3, t("2026-01-01T00:03:00Z")).unwrap();
+        assert_eq!(c["reason"], "NewRevisionAvailable");
+        // Without the annotation nothing is managed.
+        let plain = ds(json!({"maxUnavailable": 1}));
+        assert!(progressing(&plain, 3, 0, 0, t("2026-01-01T00:03:00Z")).is_none());
     }
 }
