@@ -831,3 +831,57 @@ fn progress_deadline_auto_revert_partition_and_pause() {
     let images = pods_jsonpath(&c, "app=myweb", "{.items[*].spec.containers[0].image}");
     assert!(images.split_whitespace().all(|i| i.ends_with(":v2")), "{images}");
 }
+
+/// A node-selector canary updates only matching nodes; removing it lets the rest follow.
+/// With surge, a node briefly runs its new pod beside the old one.
+#[test]
+fn canary_nodes_first_then_everyone() {
+    let c = Cluster::up(3);
+    let surge = MYWEB.replace(
+        "spec:\n  selector:",
+        "spec:\n  updateStrategy:\n    rollingUpdate:\n      maxUnavailable: 0\n      maxSurge: 1\n  selector:",
+    );
+    c.kubectl_in(&["apply", "-f", "-"], Some(&surge));
+    wait_ds(&c, "myweb-ds", "default", 3, "<none>");
+    c.kubectl(&["label", "node", "node2", "canary=true"]);
+    c.kubectl(&[
+        "annotate",
+        "ds",
+        "myweb-ds",
+        "shoal.dev/rollout-node-selector=canary=true",
+    ]);
+    c.kubectl(&["set", "image", "ds/myweb-ds", "myweb=ghcr.io/c1t1d0s7/go-myweb:v2"]);
+    c.eventually(30, "only the canary node updated", || {
+        let out = c.kubectl(&["get", "pods", "-o", "wide", "--no-headers"]);
+        let rows: Vec<Vec<String>> = out.lines().map(columns).collect();
+        let images = pods_jsonpath(
+            &c,
+            "app=myweb",
+            "{range .items[*]}{.spec.nodeName}={.spec.containers[0].image} {end}",
+        );
+        (rows.len() == 3 && images.contains("node2=ghcr.io/c1t1d0s7/go-myweb:v2") && images.matches(":v2").count() == 1)
+            .then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(ds_row(&c, "myweb-ds", "default")[4], "1", "the canary holds");
+    c.kubectl(&["annotate", "ds", "myweb-ds", "shoal.dev/rollout-node-selector-"]);
+    wait_ds(&c, "myweb-ds", "default", 3, "<none>");
+    let images = pods_jsonpath(&c, "app=myweb", "{.items[*].spec.containers[0].image}");
+    assert!(
+        images.split_whitespace().all(|i| i.ends_with(":v2")) && images.split_whitespace().count() == 3,
+        "{images}"
+    );
+    let events = c.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=myweb-ds,reason=SuccessfulCreate",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(
+        events.lines().count(),
+        6,
+        "three first pods, then three surge pods: {events}"
+    );
+}
