@@ -417,20 +417,27 @@ pub fn scheduler_unfit<'a>(
     None
 }
 
+/// The reason upstream gives for nodes a pod's `matchFields metadata.name` term ruled out
+/// before filtering (the scheduler never looks at them).
+pub const NODE_AFFINITY_PREFILTER_REASON: &str = "node(s) didn't satisfy plugin(s) [NodeAffinity]";
+
 /// Upstream's `FailedScheduling` message: `0/3 nodes are available: 1 node(s) had untolerated
-/// taint {k: v}, 2 Insufficient cpu. preemption: ...` without the preemption part. Reasons are
-/// counted over nodes and listed by text, as upstream sorts them.
-pub fn failed_scheduling_message(total_nodes: usize, unfit: &[Unfit]) -> String {
+/// taint {k: v}, 2 Insufficient cpu.` without the preemption part. Reasons are counted over
+/// nodes; `prefiltered` nodes count under [`NODE_AFFINITY_PREFILTER_REASON`]; the
+/// "count reason" strings are sorted, as upstream does.
+pub fn failed_scheduling_message(total_nodes: usize, unfit: &[Unfit], prefiltered: usize) -> String {
+    if total_nodes == 0 {
+        return "no nodes available to schedule pods".into();
+    }
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for u in unfit {
         for r in u.scheduler_reasons() {
             *counts.entry(r).or_default() += 1;
         }
     }
-    if total_nodes == 0 {
-        return "no nodes available to schedule pods".into();
+    if prefiltered > 0 {
+        *counts.entry(NODE_AFFINITY_PREFILTER_REASON.to_string()).or_default() += prefiltered;
     }
-    // Upstream sorts the whole "count reason" strings.
     let mut parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
     parts.sort();
     format!("0/{total_nodes} nodes are available: {}.", parts.join(", "))
@@ -539,7 +546,7 @@ mod tests {
         let u2 = scheduler_unfit(&pod, &small, [&busy]).unwrap();
         assert_eq!(u2, Unfit::Insufficient(vec!["cpu".into()]));
         assert_eq!(
-            failed_scheduling_message(2, &[u1, u2]),
+            failed_scheduling_message(2, &[u1, u2], 0),
             "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {dedicated: gpu}."
         );
         assert_eq!(scheduler_unfit(&pod, &small, []), None);

@@ -35,9 +35,6 @@ const PLUGIN_WEIGHT_AFFINITY: i64 = 2;
 const PLUGIN_WEIGHT_FIT: i64 = 1;
 const PLUGIN_WEIGHT_BALANCED: i64 = 1;
 
-/// The reason given for nodes that the PreFilter of NodeAffinity left out.
-const NODE_AFFINITY_PREFILTER_REASON: &str = "node(s) didn't satisfy plugin(s) [NodeAffinity]";
-
 fn str_at<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
@@ -348,7 +345,7 @@ impl Cluster {
     pub fn decide(&mut self, pod: &PodInfo) -> Decision {
         let total = self.nodes.len();
         if total == 0 {
-            return Decision::Unschedulable(failure_message(0, &[], 0));
+            return Decision::Unschedulable(scheduling::failed_scheduling_message(0, &[], 0));
         }
         let mut unfit = Vec::new();
         let mut feasible: Vec<&NodeInfo> = Vec::new();
@@ -397,7 +394,7 @@ impl Cluster {
             }
         }
         let decision = match feasible.len() {
-            0 => Decision::Unschedulable(failure_message(total, &unfit, absent)),
+            0 => Decision::Unschedulable(scheduling::failed_scheduling_message(total, &unfit, absent)),
             1 => Decision::Bind(feasible[0].name.clone()),
             _ => {
                 let candidates: Vec<(&NodeInfo, &NodeUsage)> =
@@ -606,34 +603,6 @@ pub fn score(pod: &PodInfo, nodes: &[(&NodeInfo, &NodeUsage)]) -> Vec<i64> {
                 + balanced_allocation(pod, n, u) * PLUGIN_WEIGHT_BALANCED
         })
         .collect()
-}
-
-/// Upstream's `FailedScheduling` message (without the preemption part, as shoal does not
-/// preempt): `0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't satisfy plugin(s)
-/// [NodeAffinity].` Each unfit node contributes its reasons, nodes the NodeAffinity PreFilter
-/// left out (`absent`) count under that plugin, and the `count reason` strings are sorted as
-/// strings, as upstream sorts them. A full node reads `Too many pods`, as upstream.
-pub fn failure_message(total_nodes: usize, unfit: &[Unfit], absent: usize) -> String {
-    if total_nodes == 0 {
-        return "no nodes available to schedule pods".into();
-    }
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for u in unfit {
-        for r in u.scheduler_reasons() {
-            let r = if r == "Insufficient pods" {
-                "Too many pods".to_string()
-            } else {
-                r
-            };
-            *counts.entry(r).or_default() += 1;
-        }
-    }
-    if absent > 0 {
-        *counts.entry(NODE_AFFINITY_PREFILTER_REASON.to_string()).or_default() += absent;
-    }
-    let mut parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
-    parts.sort();
-    format!("0/{total_nodes} nodes are available: {}.", parts.join(", "))
 }
 
 /// One decision over plain objects: `nodes`, and per node name the pods bound there.
@@ -1073,13 +1042,8 @@ mod tests {
         });
         let unfit = vec![cpu.clone(), cpu.clone(), taint.clone()];
         assert_eq!(
-            failure_message(3, &unfit, 0),
+            scheduling::failed_scheduling_message(3, &unfit, 0),
             "0/3 nodes are available: 1 node(s) had untolerated taint {k: v}, 2 Insufficient cpu."
-        );
-        // Same text as the shared function when every count is equal.
-        assert_eq!(
-            failure_message(2, &[cpu.clone(), taint.clone()], 0),
-            scheduling::failed_scheduling_message(2, &[cpu, taint])
         );
     }
 
