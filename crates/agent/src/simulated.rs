@@ -50,10 +50,7 @@ pub fn node_manifest(name: &str, index: u32, control_plane: bool) -> Value {
     })
 }
 
-/// The pod CIDR of node `index`: `10.42.<index>.0/24`, continuing into the next octet.
-pub fn pod_cidr(index: u32) -> String {
-    format!("10.{}.{}.0/24", 42 + index / 256, index % 256)
-}
+pub use shoal_api::network::pod_cidr;
 
 /// The status a simulated node reports.
 pub fn node_status(node: &Node, now: &str) -> Value {
@@ -325,7 +322,11 @@ mod tests {
                 .is_none()
         );
         assert_ne!(n1["spec"]["podCIDR"], n2["spec"]["podCIDR"]);
-        assert_eq!(pod_cidr(300), "10.43.44.0/24");
+        assert_eq!(
+            pod_cidr(300),
+            "10.64.44.0/24",
+            "past 255 nodes, clear of the Service CIDR"
+        );
     }
 
     #[test]

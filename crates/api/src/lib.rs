@@ -8,6 +8,7 @@
 pub mod catalogue;
 pub mod defaults;
 pub mod field;
+pub mod network;
 pub mod openapi;
 pub mod scheduling;
 pub mod schema;

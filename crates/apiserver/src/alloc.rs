@@ -11,8 +11,7 @@ use shoal_api::field::FieldError;
 
 use crate::status::{ApiError, ApiResult};
 
-/// The service CIDR: 10.43.0.0/16 (next to the pod CIDR 10.42.0.0/16).
-pub const SERVICE_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 43, 0, 0), 16);
+pub use shoal_api::network::SERVICE_CIDR;
 /// The address of the `kubernetes` Service in `default`: the first in the CIDR.
 pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 1);
 /// Upstream's default node-port range.

@@ -11,17 +11,9 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use crate::informer::Informers;
+use shoal_api::network::pod_cidr;
 
-/// The /24 with index `i` (the first node is 1).
-pub fn pod_cidr(i: u32) -> String {
-    if i < 256 {
-        format!("10.42.{i}.0/24")
-    } else {
-        let j = i - 256;
-        format!("10.{}.{}.0/24", 64 + j / 256, j % 256)
-    }
-}
+use crate::informer::Informers;
 
 /// The lowest free index (from 1) given the CIDRs in use.
 pub fn next_free(used: &HashSet<String>, from: u32) -> u32 {
@@ -73,8 +65,5 @@ mod tests {
         let used: HashSet<String> = [pod_cidr(1), pod_cidr(2), pod_cidr(4)].into();
         assert_eq!(next_free(&used, 1), 3);
         assert_eq!(next_free(&used, 4), 5);
-        assert_eq!(pod_cidr(256), "10.64.0.0/24");
-        assert_eq!(pod_cidr(256 + 16383), "10.127.255.0/24");
-        assert_eq!(pod_cidr(1), "10.42.1.0/24");
     }
 }
