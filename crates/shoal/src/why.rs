@@ -8,21 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 use shoal_api::scheduling;
 use shoal_controllers::daemonset::placement::{placement, template_spec};
-use shoal_controllers::daemonset::plan::target_node;
-
-fn controller_uid(v: &Value) -> Option<&str> {
-    v["metadata"]["ownerReferences"]
-        .as_array()?
-        .iter()
-        .find(|r| r["controller"] == true)?["uid"]
-        .as_str()
-}
-
-fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-}
+use shoal_controllers::daemonset::plan::{controller_uid, is_ready, target_node};
 
 /// One line of the report: node, should run, pod, explanation.
 pub fn explain(ds: &Value, nodes: &[Value], pods: &[Value], only: Option<&str>) -> Vec<[String; 4]> {

@@ -24,7 +24,7 @@ use shoal_api::selector::LabelSelector;
 
 use crate::events::{EventType, ObjectRef, Recorder};
 use crate::informer::Informers;
-use plan::{Action, DeleteReason};
+use plan::{Action, DeleteReason, controller_uid};
 
 /// How long a creation waits to show up in the cache before it is tried again.
 const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(300);
@@ -42,14 +42,6 @@ fn name_of(v: &Value) -> &str {
 
 fn uid_of(v: &Value) -> &str {
     v["metadata"]["uid"].as_str().unwrap_or_default()
-}
-
-fn controller_uid(v: &Value) -> Option<&str> {
-    v["metadata"]["ownerReferences"]
-        .as_array()?
-        .iter()
-        .find(|r| r["controller"] == true)?["uid"]
-        .as_str()
 }
 
 /// State kept across passes.

@@ -126,6 +126,20 @@ fn pod_order(a: &&Value, b: &&Value) -> std::cmp::Ordering {
         .then_with(|| name(a).cmp(&name(b)))
 }
 
+/// The UID named by an object's controller ownerReference.
+pub fn controller_uid(v: &Value) -> Option<&str> {
+    v["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true)?["uid"]
+        .as_str()
+}
+
+/// True when the pod's Ready condition is True.
+pub fn is_ready(pod: &Value) -> bool {
+    ready_since(pod).is_some()
+}
+
 fn ready_since(pod: &Value) -> Option<jiff::Timestamp> {
     let cond = pod["status"]["conditions"]
         .as_array()?
