@@ -384,9 +384,7 @@ impl ApiServer {
                 }
                 Ok(json_response(200, e.json.clone(), "application/json"))
             }
-            (&Method::GET, true, Some("scale")) => {
-                Ok(value_response(200, &rest::scale_of(res, &self.get_object(t)?.obj)))
-            }
+            (&Method::GET, true, Some("scale")) => Ok(value_response(200, &rest::scale_of(&self.get_object(t)?.obj))),
             (&Method::GET, true, Some("log")) => self.pod_log(t),
             (&Method::POST, false, None) => {
                 let obj = parse_json(ct, &body)?;
@@ -440,7 +438,7 @@ impl ApiServer {
                         false,
                     )
                     .await?;
-                Ok(value_response(200, &rest::scale_of(res, &w.obj)))
+                Ok(value_response(200, &rest::scale_of(&w.obj)))
             }
             (&Method::PATCH, true, None | Some("status") | Some("scale")) => {
                 let kind = patch::PatchType::from_content_type(ct.unwrap_or(""))?;
@@ -449,7 +447,7 @@ impl ApiServer {
                     .patch(t, patch_body, kind, &WriteOptions::from_params(p)?, p.flag("force"))
                     .await?;
                 if sub == Some("scale") {
-                    return Ok(value_response(200, &rest::scale_of(res, &w.obj)));
+                    return Ok(value_response(200, &rest::scale_of(&w.obj)));
                 }
                 Ok(with_warnings(
                     json_response(200, w.json, "application/json"),

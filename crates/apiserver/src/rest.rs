@@ -106,12 +106,12 @@ impl ApiServer {
         let keep = |e: &Entry| matches(t.res, &labels, &fields, &e.obj);
         if let Some(token) = p.get("continue") {
             let (rev, start) = decode_continue(token)?;
-            return self.list_from_store(t.res, &prefix, &start, rev, limit, keep).await;
+            return self.list_from_store(&prefix, &start, rev, limit, keep).await;
         }
         match (p.get("resourceVersion"), p.get("resourceVersionMatch")) {
             (Some(rv), Some("Exact")) => {
                 let rev = parse_rv(rv)?;
-                return self.list_from_store(t.res, &prefix, &prefix, rev, limit, keep).await;
+                return self.list_from_store(&prefix, &prefix, rev, limit, keep).await;
             }
             (Some(rv), _) if rv != "0" => {
                 let rev = parse_rv(rv)?;
@@ -135,7 +135,6 @@ impl ApiServer {
 
     async fn list_from_store(
         &self,
-        res: &Resource,
         prefix: &str,
         start: &str,
         rev: Revision,
@@ -165,7 +164,6 @@ impl ApiServer {
                 _ => break,
             }
         }
-        let _ = res;
         Ok((out, served, None))
     }
 
@@ -374,7 +372,7 @@ impl ApiServer {
     /// The document a patch on this target applies to (the object, or its Scale).
     fn subresource_view(&self, t: &Target, obj: &Value) -> ApiResult<Value> {
         match t.subresource.as_deref() {
-            Some("scale") => Ok(scale_of(t.res, obj)),
+            Some("scale") => Ok(scale_of(obj)),
             _ => Ok(obj.clone()),
         }
     }
@@ -760,11 +758,10 @@ static SCALE_RESOURCE: Resource = Resource {
 };
 
 /// The autoscaling/v1 Scale view of a scalable object.
-pub fn scale_of(res: &Resource, obj: &Value) -> Value {
+pub fn scale_of(obj: &Value) -> Value {
     let selector = shoal_api::selector::LabelSelector::from_api(&obj["spec"]["selector"])
         .map(|s| s.to_string())
         .unwrap_or_default();
-    let _ = res;
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
