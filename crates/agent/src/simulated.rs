@@ -17,6 +17,8 @@ const MANAGER: &str = "shoal-simulated-node";
 
 /// At most this many node heartbeats are in flight at once.
 const HEARTBEAT_CONCURRENCY: usize = 64;
+/// At most this many node creations are in flight at once.
+pub const NODE_CREATE_CONCURRENCY: usize = 64;
 
 /// Default capacity of a simulated node; each can be overridden by an annotation
 /// `shoal.dev/capacity-<resource>` (e.g. `shoal.dev/capacity-cpu: "8"`).
@@ -135,32 +137,29 @@ impl SimulatedPool {
         SimulatedPool { client, timing }
     }
 
-    /// Creates the named nodes if they do not exist (the first is the control plane).
+    /// Creates `node1`..`nodeN` if they do not exist (the first is the control plane),
+    /// [`NODE_CREATE_CONCURRENCY`] at a time.
     pub async fn ensure_nodes(&self, count: u32) -> Result<(), kube::Error> {
         let nodes: Api<Node> = Api::all(self.client.clone());
-        for i in 1..=count {
-            let name = format!("node{i}");
-            if nodes.get_opt(&name).await?.is_some() {
-                continue;
-            }
-            let node: Node =
-                serde_json::from_value(node_manifest(&name, i, i == 1)).map_err(kube::Error::SerdeError)?;
-            match nodes
-                .create(
-                    &PostParams {
-                        field_manager: Some(MANAGER.into()),
-                        ..Default::default()
-                    },
-                    &node,
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        let existing: HashSet<String> = nodes
+            .list_metadata(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect();
+        let missing: Vec<u32> = (1..=count)
+            .filter(|i| !existing.contains(&format!("node{i}")))
+            .collect();
+        let results: Vec<Result<(), kube::Error>> = futures::stream::iter(missing)
+            .map(|i| {
+                let nodes = nodes.clone();
+                async move { create_node(&nodes, &format!("node{i}"), i, i == 1).await }
+            })
+            .buffer_unordered(NODE_CREATE_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect()
     }
 
     /// Runs the pool until the process ends: node heartbeats here, pods in a task of their
@@ -238,6 +237,22 @@ impl SimulatedPool {
                 last_beat = std::time::Instant::now();
             }
         }
+    }
+}
+
+/// Creates simulated node number `index` named `name`; one that exists already is left as
+/// it is.
+pub async fn create_node(nodes: &Api<Node>, name: &str, index: u32, control_plane: bool) -> Result<(), kube::Error> {
+    let node: Node =
+        serde_json::from_value(node_manifest(name, index, control_plane)).map_err(kube::Error::SerdeError)?;
+    let pp = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    match nodes.create(&pp, &node).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

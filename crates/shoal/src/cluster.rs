@@ -76,8 +76,21 @@ pub fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
     )
 }
 
-/// Runs a cluster until the process is stopped. `nodes` is `Some(N)` for `shoal up`.
-pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError> {
+/// A cluster running in this process.
+pub struct Running {
+    /// The API server.
+    pub api: Arc<ApiServer>,
+    /// An in-process client (the same router remote clients reach over HTTPS).
+    pub client: kube::Client,
+    /// `https://host:port` of the API.
+    pub server_url: String,
+    /// How long start-up took, until `/readyz` answered.
+    pub ready_in: std::time::Duration,
+}
+
+/// Starts a cluster in this process (`nodes` is `Some(N)` for `shoal up`) and returns once
+/// `/readyz` answers over HTTPS; it runs until the runtime ends.
+pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, StartError> {
     let started = std::time::Instant::now();
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir).map_err(err("creating the data dir"))?;
@@ -133,10 +146,22 @@ pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError>
     }
 
     wait_ready(&addr, &certs.ca_pem).await?;
+    Ok(Running {
+        api,
+        client,
+        server_url,
+        ready_in: started.elapsed(),
+    })
+}
+
+/// Runs a cluster until the process is stopped. `nodes` is `Some(N)` for `shoal up`.
+pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError> {
+    let running = start(&args, nodes).await?;
     println!(
-        "shoal is ready in {:.2}s: API at {server_url}, kubeconfig {}",
-        started.elapsed().as_secs_f64(),
-        dir.join("kubeconfig").display()
+        "shoal is ready in {:.2}s: API at {}, kubeconfig {}",
+        running.ready_in.as_secs_f64(),
+        running.server_url,
+        args.data_dir.join("kubeconfig").display()
     );
     tokio::signal::ctrl_c().await.map_err(err("waiting for a signal"))?;
     Ok(())

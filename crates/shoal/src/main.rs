@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod bench;
 mod cluster;
 mod why;
 
@@ -51,6 +52,11 @@ enum Command {
         /// Data directory of the cluster (its kubeconfig is used).
         #[arg(long, env = "SHOAL_DATA_DIR", default_value = "./shoal-data")]
         data_dir: PathBuf,
+    },
+    /// Benchmarks: start a cluster in this process and measure it through the API.
+    Bench {
+        #[command(subcommand)]
+        bench: bench::BenchCommand,
     },
 }
 
@@ -120,6 +126,7 @@ fn main() -> std::process::ExitCode {
             Command::Up { server, nodes } => cluster::run(server, Some(nodes)).await,
             Command::Server { server } => cluster::run(server, None).await,
             Command::Kubectl { .. } => unreachable!("handled above"),
+            Command::Bench { bench } => bench::run(bench).await,
             Command::Why {
                 target,
                 node,
