@@ -18,5 +18,9 @@ pub const SIMULATED_ANNOTATION: &str = "shoal.dev/simulated";
 /// How often node leases are renewed (upstream kubelet default).
 pub const LEASE_RENEW: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How often a node's status is reported when nothing in it changed (upstream kubelet's
+/// `nodeStatusReportFrequency`); the Lease is the heartbeat in between.
+pub const NODE_STATUS_REPORT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Lease duration written into each node Lease (upstream default).
 pub const LEASE_DURATION_SECONDS: i32 = 40;

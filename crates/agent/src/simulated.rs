@@ -1,6 +1,7 @@
 //! The simulated node pool.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -11,7 +12,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::{Value, json};
 
 use crate::pods::PodTiming;
-use crate::{LEASE_DURATION_SECONDS, LEASE_RENEW, SIMULATED_ANNOTATION};
+use crate::{LEASE_DURATION_SECONDS, LEASE_RENEW, NODE_STATUS_REPORT, SIMULATED_ANNOTATION};
 
 const MANAGER: &str = "shoal-simulated-node";
 
@@ -169,11 +170,18 @@ impl SimulatedPool {
         let (reader, writer) = reflector::store();
         let stream = reflector(writer, watcher(nodes.clone(), watcher::Config::default())).default_backoff();
         let (changes, changed) = tokio::sync::mpsc::channel::<String>(1024);
+        // A node the pool has not reported yet is reported at once, not on the next tick:
+        // until then the scheduler sees no allocatable resources on it.
+        let seen = Arc::new(tokio::sync::Notify::new());
+        let seen_tx = seen.clone();
         tokio::spawn(async move {
             futures::pin_mut!(stream);
             while let Some(ev) = stream.next().await {
                 match ev {
                     Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n) | watcher::Event::Delete(n)) => {
+                        if !is_ready(&n) {
+                            seen_tx.notify_one();
+                        }
                         if let Some(name) = n.metadata.name {
                             // The pod worker only ends with the process; a closed channel
                             // just means nobody listens.
@@ -182,6 +190,7 @@ impl SimulatedPool {
                     }
                     // The cache was (re)filled: the pod worker looks at every node again.
                     Ok(watcher::Event::InitDone) => {
+                        seen_tx.notify_one();
                         let _ = changes.send(String::new()).await;
                     }
                     Ok(watcher::Event::Init) => {}
@@ -198,45 +207,97 @@ impl SimulatedPool {
             changed,
         ));
         let _ = reader.wait_until_ready().await;
-        let mut adopted: HashSet<String> = HashSet::new();
+        let mut beats = Heartbeats::default();
         let mut ticker = tokio::time::interval(Duration::from_millis(500));
-        let mut last_beat = std::time::Instant::now() - LEASE_RENEW;
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = seen.notified() => {}
+            }
             let sims: Vec<_> = reader.state().into_iter().filter(|n| is_simulated(n)).collect();
-            let beat = last_beat.elapsed() >= LEASE_RENEW;
-            let now = now_rfc3339();
-            let due: Vec<_> = sims
+            let now = std::time::Instant::now();
+            let stamp = now_rfc3339();
+            let due: Vec<(Arc<Node>, Beat)> = sims
                 .iter()
-                .filter(|n| beat || !is_ready(n) || !adopted.contains(n.metadata.name.as_deref().unwrap_or_default()))
-                .cloned()
+                .filter_map(|n| Some((n.clone(), beats.due(n, now)?)))
                 .collect();
             // Heartbeats go out concurrently (bounded), so thousands of nodes fit in a period.
-            let done: Vec<(String, Result<(), kube::Error>)> = futures::stream::iter(due)
-                .map(|node| {
-                    let (client, now) = (self.client.clone(), now.clone());
+            let done: Vec<(String, Beat, Result<(), kube::Error>)> = futures::stream::iter(due)
+                .map(|(node, beat)| {
+                    let (client, stamp) = (self.client.clone(), stamp.clone());
                     async move {
                         let name = node.metadata.name.clone().unwrap_or_default();
-                        (name, heartbeat(client, &node, &now).await)
+                        (name, beat, heartbeat(client, &node, &stamp, beat).await)
                     }
                 })
                 .buffer_unordered(HEARTBEAT_CONCURRENCY)
                 .collect()
                 .await;
-            for (name, result) in done {
+            for (name, beat, result) in done {
                 match result {
-                    Ok(()) => {
-                        adopted.insert(name);
-                    }
+                    Ok(()) => beats.done(name, beat, now),
                     Err(e) => tracing::warn!(node = %name, error = %e, "simulated pool: heartbeat failed"),
                 }
             }
             let live: HashSet<&str> = sims.iter().filter_map(|n| n.metadata.name.as_deref()).collect();
-            adopted.retain(|n| live.contains(n.as_str()));
-            if beat {
-                last_beat = std::time::Instant::now();
-            }
+            beats.retain(&live);
         }
+    }
+}
+
+/// What a node's heartbeat writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Beat {
+    /// Node status and Lease.
+    Status,
+    /// The Lease alone.
+    Lease,
+}
+
+/// When each node last reported its status and renewed its Lease.
+#[derive(Default)]
+pub struct Heartbeats {
+    /// Node -> (last status report, last Lease renewal).
+    last: std::collections::HashMap<String, (std::time::Instant, std::time::Instant)>,
+}
+
+impl Heartbeats {
+    /// What `node` needs now, if anything: its status when it is new, not Ready or its
+    /// report is [`NODE_STATUS_REPORT`] old; its Lease every [`LEASE_RENEW`].
+    pub fn due(&self, node: &Node, now: std::time::Instant) -> Option<Beat> {
+        let name = node.metadata.name.as_deref().unwrap_or_default();
+        match self.last.get(name) {
+            None => Some(Beat::Status),
+            Some(_) if !is_ready(node) => Some(Beat::Status),
+            Some((status, _)) if now.duration_since(*status) >= NODE_STATUS_REPORT => Some(Beat::Status),
+            Some((_, lease)) if now.duration_since(*lease) >= LEASE_RENEW => Some(Beat::Lease),
+            Some(_) => None,
+        }
+    }
+
+    /// Records a heartbeat. A node's first Lease renewal is moved earlier by up to one
+    /// renewal period (by its name), so thousands of nodes started together do not all renew
+    /// in the same tick afterwards.
+    pub fn done(&mut self, name: String, beat: Beat, now: std::time::Instant) {
+        let back = if self.last.contains_key(&name) {
+            Duration::ZERO
+        } else {
+            let h = name
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            LEASE_RENEW.mul_f64((h % 1000) as f64 / 1000.0)
+        };
+        let lease_at = now.checked_sub(back).unwrap_or(now);
+        let entry = self.last.entry(name).or_insert((now, lease_at));
+        match beat {
+            Beat::Status => *entry = (now, lease_at),
+            Beat::Lease => entry.1 = now,
+        }
+    }
+
+    /// Forgets nodes that are gone.
+    pub fn retain(&mut self, live: &HashSet<&str>) {
+        self.last.retain(|n, _| live.contains(n.as_str()));
     }
 }
 
@@ -256,8 +317,11 @@ pub async fn create_node(nodes: &Api<Node>, name: &str, index: u32, control_plan
     }
 }
 
-async fn heartbeat(client: kube::Client, node: &Node, now: &str) -> Result<(), kube::Error> {
+async fn heartbeat(client: kube::Client, node: &Node, now: &str, beat: Beat) -> Result<(), kube::Error> {
     let name = node.metadata.name.clone().unwrap_or_default();
+    if beat == Beat::Lease {
+        return renew_lease(client, node, &name).await;
+    }
     let nodes: Api<Node> = Api::all(client.clone());
     let pp = PatchParams {
         field_manager: Some(MANAGER.into()),
@@ -342,6 +406,35 @@ mod tests {
             "10.64.44.0/24",
             "past 255 nodes, clear of the Service CIDR"
         );
+    }
+
+    #[test]
+    fn heartbeats_report_status_first_then_renew_leases_spread_over_the_period() {
+        let mut node: Node = serde_json::from_value(node_manifest("node3", 3, false)).unwrap();
+        let t0 = std::time::Instant::now();
+        let mut beats = Heartbeats::default();
+        assert_eq!(
+            beats.due(&node, t0),
+            Some(Beat::Status),
+            "a new node reports its status"
+        );
+        beats.done("node3".into(), Beat::Status, t0);
+        assert_eq!(beats.due(&node, t0), Some(Beat::Status), "not Ready yet: report again");
+        node.status = serde_json::from_value(json!({"conditions": [{"type": "Ready", "status": "True"}]})).unwrap();
+        assert_eq!(beats.due(&node, t0), None);
+        assert_eq!(beats.due(&node, t0 + LEASE_RENEW), Some(Beat::Lease));
+        let t1 = t0 + LEASE_RENEW;
+        beats.done("node3".into(), Beat::Lease, t1);
+        assert_eq!(beats.due(&node, t1 + LEASE_RENEW / 2), None);
+        assert_eq!(beats.due(&node, t0 + NODE_STATUS_REPORT), Some(Beat::Status));
+        // First renewals of nodes started together fall at different times.
+        let mut many = Heartbeats::default();
+        for i in 0..100 {
+            many.done(format!("node{i}"), Beat::Status, t0);
+        }
+        let leases: HashSet<_> = many.last.values().map(|(_, l)| *l).collect();
+        assert!(leases.len() > 50, "spread: {} distinct renewal times", leases.len());
+        assert!(many.last.values().all(|(_, l)| t0.duration_since(*l) <= LEASE_RENEW));
     }
 
     #[test]

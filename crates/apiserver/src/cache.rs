@@ -11,8 +11,11 @@ use serde_json::Value;
 use shoal_store::{EventKind, KeyValue, Revision, Store};
 use tokio::sync::{broadcast, watch};
 
-/// How many past events the cache keeps for watches that start in the past.
+/// How many past events the cache keeps for watches that start in the past, at most.
 const HISTORY: usize = 100_000;
+/// The memory the past events may hold, at most (as estimated by [`CacheEvent::cost`]):
+/// a watch resuming from further back gets 410 Gone and lists again, as upstream.
+const HISTORY_BYTES: usize = 64 << 20;
 /// How many live events a slow watcher may fall behind before its watch ends.
 const WATCH_BUFFER: usize = 65_536;
 
@@ -101,6 +104,12 @@ impl CacheEvent {
     pub fn revision(&self) -> Revision {
         self.entry.mod_revision
     }
+
+    /// Roughly the memory this event keeps alive: its line, and the object in JSON and
+    /// decoded (a decoded JSON value takes about three times its text).
+    pub fn cost(&self) -> usize {
+        self.line.len() + 4 * self.entry.json.len()
+    }
 }
 
 /// Encodes one watch event line around an already-encoded object.
@@ -118,6 +127,8 @@ struct Inner {
     objects: BTreeMap<String, Arc<Entry>>,
     revision: Revision,
     history: VecDeque<Arc<CacheEvent>>,
+    /// The sum of the history's [`CacheEvent::cost`].
+    history_bytes: usize,
     /// Every event after this revision is in `history`.
     history_start: Revision,
 }
@@ -158,6 +169,7 @@ impl WatchCache {
                 objects,
                 revision: rev,
                 history: VecDeque::new(),
+                history_bytes: 0,
                 history_start: rev,
             }),
             events,
@@ -210,12 +222,13 @@ impl WatchCache {
         };
         let event = Arc::new(CacheEvent::new(kind, entry, prev));
         inner.revision = event.revision();
-        if inner.history.len() >= HISTORY
-            && let Some(old) = inner.history.pop_front()
-        {
+        inner.history_bytes += event.cost();
+        inner.history.push_back(event.clone());
+        while inner.history.len() > HISTORY || (inner.history_bytes > HISTORY_BYTES && inner.history.len() > 1) {
+            let Some(old) = inner.history.pop_front() else { break };
+            inner.history_bytes -= old.cost();
             inner.history_start = old.revision();
         }
-        inner.history.push_back(event.clone());
         // Sent under the lock, so a subscriber sees each event once: in replay or live.
         let _ = self.events.send(event);
     }

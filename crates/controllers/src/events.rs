@@ -69,6 +69,53 @@ pub struct Recorder {
     component: &'static str,
     seen: Arc<Mutex<HashMap<Key, Seen>>>,
     calls: Arc<std::sync::atomic::AtomicUsize>,
+    spam: Arc<Mutex<SpamFilter>>,
+}
+
+/// Upstream's spam filter (client-go's `EventSourceObjectSpamFilter`): each (component,
+/// involved object) has a token bucket of [`SPAM_BURST`] events refilled at one per
+/// [`SPAM_REFILL`]; events past it are dropped. A DaemonSet that creates 5,000 pods
+/// records its first 25 `SuccessfulCreate` events, as upstream, instead of 5,000 writes.
+#[derive(Default)]
+pub struct SpamFilter {
+    buckets: HashMap<String, (f64, Instant)>,
+}
+
+/// Events one object may get in a burst.
+pub const SPAM_BURST: f64 = 25.0;
+/// One more event is allowed per this long.
+pub const SPAM_REFILL: Duration = Duration::from_secs(300);
+/// Buckets kept at most (the least recently used go first, like upstream's LRU of 4096).
+const SPAM_KEYS: usize = 4096;
+
+impl SpamFilter {
+    /// True when an event about `object` may be written at `now` (a token is taken).
+    pub fn allow(&mut self, object: &str, now: Instant) -> bool {
+        if self.buckets.len() >= SPAM_KEYS && !self.buckets.contains_key(object) {
+            // Full buckets carry no information: forget those first, then the oldest.
+            let refill = SPAM_REFILL.as_secs_f64();
+            self.buckets
+                .retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() / refill < SPAM_BURST);
+            if self.buckets.len() >= SPAM_KEYS
+                && let Some(oldest) = self
+                    .buckets
+                    .iter()
+                    .min_by_key(|(_, (_, at))| *at)
+                    .map(|(k, _)| k.clone())
+            {
+                self.buckets.remove(&oldest);
+            }
+        }
+        let (tokens, at) = self.buckets.entry(object.to_string()).or_insert((SPAM_BURST, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() / SPAM_REFILL.as_secs_f64()).min(SPAM_BURST);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 const CORRELATION_WINDOW: Duration = Duration::from_secs(600);
@@ -85,11 +132,25 @@ impl Recorder {
             component,
             seen: Arc::default(),
             calls: Arc::default(),
+            spam: Arc::default(),
         }
     }
 
     /// Records an event; failures are logged and otherwise ignored (events are best effort).
     pub async fn record(&self, about: &ObjectRef, kind: EventType, reason: &str, message: &str) {
+        let object = format!(
+            "{}/{}/{}/{}/{}",
+            about.api_version, about.kind, about.namespace, about.name, about.uid
+        );
+        if !self
+            .spam
+            .lock()
+            .expect("spam filter lock")
+            .allow(&object, Instant::now())
+        {
+            tracing::trace!(component = self.component, reason, "event dropped by the spam filter");
+            return;
+        }
         if let Err(e) = self.try_record(about, kind, reason, message).await {
             tracing::debug!(component = self.component, reason, error = %e, "recording an event failed");
         }
@@ -160,5 +221,37 @@ impl Recorder {
             .expect("event cache lock")
             .insert(key, (name, ns.to_string(), 1, Instant::now()));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spam_filter_allows_a_burst_then_one_event_per_refill() {
+        let mut f = SpamFilter::default();
+        let t0 = Instant::now();
+        for i in 0..25 {
+            assert!(f.allow("ds/a", t0), "event {i} of the burst");
+        }
+        assert!(!f.allow("ds/a", t0), "the 26th is dropped");
+        assert!(f.allow("ds/b", t0), "another object has its own bucket");
+        assert!(!f.allow("ds/a", t0 + SPAM_REFILL / 2));
+        assert!(
+            f.allow("ds/a", t0 + SPAM_REFILL + Duration::from_secs(1)),
+            "refilled by one"
+        );
+        assert!(!f.allow("ds/a", t0 + SPAM_REFILL + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn the_spam_filter_keeps_a_bounded_number_of_objects() {
+        let mut f = SpamFilter::default();
+        let t0 = Instant::now();
+        for i in 0..(SPAM_KEYS + 100) {
+            assert!(f.allow(&format!("pod/{i}"), t0 + Duration::from_millis(i as u64)));
+        }
+        assert!(f.buckets.len() <= SPAM_KEYS);
     }
 }

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
-use serde_json::json;
+use serde_json::{Value, json};
 use shoal_api::catalogue::{self, Resource};
 
-use crate::informer::{Informers, api_resource};
+use crate::informer::{self, Informers, api_resource};
 
 /// Finalizer an Orphan delete adds.
 pub const ORPHAN: &str = "orphan";
@@ -103,22 +103,30 @@ pub fn plan(nodes: &[Node]) -> Vec<Action> {
     actions
 }
 
-fn to_node(res: &'static Resource, o: &DynamicObject) -> Node {
-    let m = &o.metadata;
+fn to_node(res: &'static Resource, o: &Value) -> Node {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
     Node {
         res,
-        namespace: m.namespace.clone().unwrap_or_default(),
-        name: m.name.clone().unwrap_or_default(),
-        uid: m.uid.clone().unwrap_or_default(),
-        owners: m
-            .owner_references
+        namespace: informer::namespace(o).to_string(),
+        name: informer::name(o).to_string(),
+        uid: informer::uid(o).to_string(),
+        owners: owner_refs(o)
             .iter()
-            .flatten()
-            .map(|r| (r.uid.clone(), r.kind.clone(), r.name.clone()))
+            .map(|r| (s(&r["uid"]), s(&r["kind"]), s(&r["name"])))
             .collect(),
-        deleting: m.deletion_timestamp.is_some(),
-        finalizers: m.finalizers.clone().unwrap_or_default(),
+        deleting: informer::deleting(o),
+        finalizers: o["metadata"]["finalizers"]
+            .as_array()
+            .map(|fs| fs.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+            .unwrap_or_default(),
     }
+}
+
+fn owner_refs(o: &Value) -> &[Value] {
+    o["metadata"]["ownerReferences"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
 }
 
 fn api_for(client: &kube::Client, n: &Node) -> Api<DynamicObject> {
@@ -131,23 +139,29 @@ fn api_for(client: &kube::Client, n: &Node) -> Api<DynamicObject> {
 }
 
 /// True when some owner of `n` still exists with the referenced UID (asked of the API).
-async fn any_owner_alive(client: &kube::Client, n: &Node, raw: &DynamicObject) -> bool {
-    for r in raw.metadata.owner_references.iter().flatten() {
-        let group = r.api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-        let Some(res) = catalogue::find_kind(group, &r.kind) else {
+async fn any_owner_alive(client: &kube::Client, n: &Node, raw: &Value) -> bool {
+    for r in owner_refs(raw) {
+        let api_version = r["apiVersion"].as_str().unwrap_or_default();
+        let (kind, name, uid) = (
+            r["kind"].as_str().unwrap_or_default(),
+            r["name"].as_str().unwrap_or_default(),
+            r["uid"].as_str().unwrap_or_default(),
+        );
+        let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+        let Some(res) = catalogue::find_kind(group, kind) else {
             continue;
         };
         let owner = Node {
             res,
             namespace: n.namespace.clone(),
-            name: r.name.clone(),
+            name: name.to_string(),
             uid: String::new(),
             owners: vec![],
             deleting: false,
             finalizers: vec![],
         };
-        match api_for(client, &owner).get_opt(&r.name).await {
-            Ok(Some(o)) if o.metadata.uid.as_deref() == Some(r.uid.as_str()) => return true,
+        match api_for(client, &owner).get_opt(name).await {
+            Ok(Some(o)) if o.metadata.uid.as_deref() == Some(uid) => return true,
             Ok(_) => {}
             Err(_) => return true,
         }
@@ -159,9 +173,10 @@ async fn any_owner_alive(client: &kube::Client, n: &Node, raw: &DynamicObject) -
 pub async fn run(client: kube::Client, informers: Informers) {
     informers.ready().await;
     tracing::debug!("garbage collector: caches ready");
-    let mut changes = informers.changes();
+    let mut interest = informers.ownership_interest();
     loop {
-        let snapshot: Vec<(&'static Resource, Arc<DynamicObject>)> = informers.all();
+        let pass = std::time::Instant::now();
+        let snapshot: Vec<(&'static Resource, Arc<Value>)> = informers.all();
         let nodes: Vec<Node> = snapshot.iter().map(|(r, o)| to_node(r, o)).collect();
         let actions = plan(&nodes);
         tracing::debug!(
@@ -174,16 +189,19 @@ pub async fn run(client: kube::Client, informers: Informers) {
                 tracing::debug!(error = %e, "garbage collector: action failed; will retry");
             }
         }
-        // Level-triggered: wake on any change, and at least every few seconds.
-        let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Level-triggered: wake when ownership changes somewhere, and at least every few
+        // seconds.
+        // seconds; a pass is O(objects), so passes are at least twice their own length apart.
+        let took = pass.elapsed();
+        informers.wait(&mut interest, Duration::from_secs(5)).await;
+        tokio::time::sleep((2 * took).clamp(Duration::from_millis(50), Duration::from_millis(500))).await;
     }
 }
 
 async fn apply(
     client: &kube::Client,
     nodes: &[Node],
-    snapshot: &[(&'static Resource, Arc<DynamicObject>)],
+    snapshot: &[(&'static Resource, Arc<Value>)],
     action: Action,
 ) -> Result<(), kube::Error> {
     let pp = PatchParams {
@@ -215,16 +233,13 @@ async fn apply(
         Action::DropOwners(i, uids) => {
             let n = &nodes[i];
             let raw = &snapshot[i].1;
-            let keep: Vec<_> = raw
-                .metadata
-                .owner_references
+            let keep: Vec<_> = owner_refs(raw)
                 .iter()
-                .flatten()
-                .filter(|r| !uids.contains(&r.uid))
+                .filter(|r| !uids.iter().any(|u| r["uid"] == u.as_str()))
                 .cloned()
                 .collect();
             let patch =
-                json!({"metadata": {"ownerReferences": keep, "resourceVersion": raw.metadata.resource_version}});
+                json!({"metadata": {"ownerReferences": keep, "resourceVersion": raw["metadata"]["resourceVersion"]}});
             api_for(client, n)
                 .patch(&n.name, &pp, &Patch::Merge(patch))
                 .await
@@ -234,7 +249,8 @@ async fn apply(
             let n = &nodes[i];
             let raw = &snapshot[i].1;
             let keep: Vec<_> = n.finalizers.iter().filter(|x| x.as_str() != f).cloned().collect();
-            let patch = json!({"metadata": {"finalizers": keep, "resourceVersion": raw.metadata.resource_version}});
+            let patch =
+                json!({"metadata": {"finalizers": keep, "resourceVersion": raw["metadata"]["resourceVersion"]}});
             api_for(client, n)
                 .patch(&n.name, &pp, &Patch::Merge(patch))
                 .await

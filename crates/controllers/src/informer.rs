@@ -1,23 +1,52 @@
-//! Shared informers: one reflector (watch-backed cache) per served resource, as
-//! `DynamicObject`s, plus a change signal controllers wait on.
+//! Shared informers: one watch-backed cache per served resource, plus change counters that
+//! controllers wait on.
+//!
+//! Each object is decoded once per change into a shared `Arc<Value>` (controllers read
+//! snapshots of `Arc`s, never copies), without `metadata.managedFields`, which no controller
+//! reads. Resources that only the garbage collector and the namespace controller look at
+//! keep their metadata alone. Every cache counts its changes, and separately the changes
+//! that matter to ownership (an object added or removed, or its owner references,
+//! finalizers or deletion timestamp changed), so a controller wakes only for what it reads:
+//! a Lease renewal wakes the node lifecycle controller, not the DaemonSet controller.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject};
-use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::Value;
 use shoal_api::catalogue::{RESOURCES, Resource};
 use tokio::sync::watch;
+
+/// Resources whose whole objects are cached; the others keep metadata only.
+const FULL: &[(&str, &str)] = &[
+    ("", "pods"),
+    ("", "nodes"),
+    ("", "namespaces"),
+    ("apps", "daemonsets"),
+    ("apps", "controllerrevisions"),
+    ("coordination.k8s.io", "leases"),
+];
+
+/// One resource's cache.
+struct Cache {
+    res: &'static Resource,
+    objects: RwLock<HashMap<String, Arc<Value>>>,
+    /// Every change.
+    changes: AtomicU64,
+    /// Changes that matter to ownership (see the module docs).
+    ownership_changes: AtomicU64,
+}
 
 /// The caches of every resource.
 #[derive(Clone)]
 pub struct Informers {
-    stores: Arc<Vec<(&'static Resource, Store<DynamicObject>)>>,
+    caches: Arc<Vec<Cache>>,
     changed: watch::Receiver<u64>,
-    /// How many caches have had their first list. (kube's `Store::wait_until_ready` wakes
-    /// only one of several concurrent waiters, so readiness is counted here.)
+    /// How many caches have had their first list.
     synced: Arc<AtomicUsize>,
 }
 
@@ -32,33 +61,149 @@ pub fn api_resource(r: &Resource) -> ApiResource {
     }
 }
 
+/// `metadata.name` of a cached object.
+pub fn name(o: &Value) -> &str {
+    o["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+/// `metadata.namespace` of a cached object ("" for cluster-scoped ones).
+pub fn namespace(o: &Value) -> &str {
+    o["metadata"]["namespace"].as_str().unwrap_or_default()
+}
+
+/// `metadata.uid` of a cached object.
+pub fn uid(o: &Value) -> &str {
+    o["metadata"]["uid"].as_str().unwrap_or_default()
+}
+
+/// True when the object carries a deletion timestamp.
+pub fn deleting(o: &Value) -> bool {
+    o["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null())
+}
+
+fn key_of(o: &Value) -> String {
+    format!("{}/{}", namespace(o), name(o))
+}
+
+/// The cached form of an object: no managed fields, and metadata alone unless `full`.
+fn cached_form(obj: DynamicObject, full: bool) -> Option<Value> {
+    let mut v = serde_json::to_value(obj).ok()?;
+    let map = v.as_object_mut()?;
+    if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    if !full {
+        map.retain(|k, _| k == "apiVersion" || k == "kind" || k == "metadata");
+    }
+    Some(v)
+}
+
+/// True when `a` and `b` differ in what ownership depends on.
+fn ownership_differs(a: &Value, b: &Value) -> bool {
+    ["uid", "ownerReferences", "finalizers", "deletionTimestamp"]
+        .iter()
+        .any(|k| a["metadata"].get(*k) != b["metadata"].get(*k))
+}
+
+impl Cache {
+    /// Applies one watch event; returns (changed, ownership changed).
+    fn apply(
+        &self,
+        ev: watcher::Event<DynamicObject>,
+        full: bool,
+        relist: &mut Option<HashMap<String, Arc<Value>>>,
+    ) -> (bool, bool) {
+        let mut objects = self.objects.write().unwrap_or_else(|e| e.into_inner());
+        match ev {
+            watcher::Event::Apply(o) => {
+                let Some(v) = cached_form(o, full) else {
+                    return (false, false);
+                };
+                let owner_change = objects.get(&key_of(&v)).is_none_or(|old| ownership_differs(old, &v));
+                objects.insert(key_of(&v), Arc::new(v));
+                (true, owner_change)
+            }
+            watcher::Event::Delete(o) => {
+                let Some(v) = cached_form(o, false) else {
+                    return (false, false);
+                };
+                let gone = objects.remove(&key_of(&v)).is_some();
+                (gone, gone)
+            }
+            watcher::Event::Init => {
+                *relist = Some(HashMap::new());
+                (false, false)
+            }
+            watcher::Event::InitApply(o) => {
+                if let (Some(v), Some(fresh)) = (cached_form(o, full), relist.as_mut()) {
+                    fresh.insert(key_of(&v), Arc::new(v));
+                }
+                (false, false)
+            }
+            watcher::Event::InitDone => {
+                if let Some(fresh) = relist.take() {
+                    *objects = fresh;
+                }
+                (true, true)
+            }
+        }
+    }
+}
+
+/// What a controller waits on: some resources' changes (or only their ownership changes).
+pub struct Interest {
+    caches: Vec<usize>,
+    ownership_only: bool,
+    seen: u64,
+    changed: watch::Receiver<u64>,
+}
+
 impl Informers {
-    /// Starts a reflector per resource.
+    /// Starts a watch per resource.
     pub fn start(client: kube::Client) -> Informers {
         let (tx, rx) = watch::channel(0u64);
         let tx = Arc::new(tx);
         let synced = Arc::new(AtomicUsize::new(0));
-        let mut stores = Vec::new();
-        for r in RESOURCES {
-            let ar = api_resource(r);
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-            let writer = Writer::new(ar);
-            let reader = writer.as_reader();
-            let tx = tx.clone();
-            let synced = synced.clone();
-            let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+        let caches: Arc<Vec<Cache>> = Arc::new(
+            RESOURCES
+                .iter()
+                .map(|r| Cache {
+                    res: r,
+                    objects: RwLock::default(),
+                    changes: AtomicU64::new(0),
+                    ownership_changes: AtomicU64::new(0),
+                })
+                .collect(),
+        );
+        for (i, r) in RESOURCES.iter().enumerate() {
+            let full = FULL.contains(&(r.group, r.plural));
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource(r));
+            let stream = watcher(api, watcher::Config::default()).default_backoff();
+            let (tx, synced, caches) = (tx.clone(), synced.clone(), caches.clone());
             tokio::spawn(async move {
                 futures::pin_mut!(stream);
                 let mut first = true;
+                let mut relist = None;
                 while let Some(ev) = stream.next().await {
                     match ev {
                         Ok(ev) => {
-                            if first && matches!(ev, watcher::Event::InitDone) {
+                            let done = matches!(ev, watcher::Event::InitDone);
+                            let cache = &caches[i];
+                            let (changed, owners) = cache.apply(ev, full, &mut relist);
+                            if changed {
+                                cache.changes.fetch_add(1, Ordering::SeqCst);
+                            }
+                            if owners {
+                                cache.ownership_changes.fetch_add(1, Ordering::SeqCst);
+                            }
+                            if first && done {
                                 first = false;
                                 synced.fetch_add(1, Ordering::SeqCst);
                                 tracing::debug!(resource = r.plural, group = r.group, "informer: synced");
                             }
-                            tx.send_modify(|n| *n += 1)
+                            if changed || owners {
+                                tx.send_modify(|n| *n += 1);
+                            }
                         }
                         Err(e) => {
                             tracing::warn!(resource = r.plural, group = r.group, error = %e, "informer: watch failed; retrying")
@@ -66,10 +211,9 @@ impl Informers {
                     }
                 }
             });
-            stores.push((r, reader));
         }
         Informers {
-            stores: Arc::new(stores),
+            caches,
             changed: rx,
             synced,
         }
@@ -78,7 +222,7 @@ impl Informers {
     /// Waits until every cache has had its first list.
     pub async fn ready(&self) {
         let mut changes = self.changed.clone();
-        while self.synced.load(Ordering::SeqCst) < self.stores.len() {
+        while self.synced.load(Ordering::SeqCst) < self.caches.len() {
             if changes.changed().await.is_err() {
                 return;
             }
@@ -86,24 +230,163 @@ impl Informers {
     }
 
     /// Every cached object with its resource.
-    pub fn all(&self) -> Vec<(&'static Resource, Arc<DynamicObject>)> {
-        self.stores
+    pub fn all(&self) -> Vec<(&'static Resource, Arc<Value>)> {
+        self.caches
             .iter()
-            .flat_map(|(r, s)| s.state().into_iter().map(move |o| (*r, o)))
+            .flat_map(|c| {
+                let objects = c.objects.read().unwrap_or_else(|e| e.into_inner());
+                objects.values().map(|o| (c.res, o.clone())).collect::<Vec<_>>()
+            })
             .collect()
     }
 
-    /// The cached objects of one resource.
-    pub fn of(&self, group: &str, plural: &str) -> Vec<Arc<DynamicObject>> {
-        self.stores
+    fn index(&self, group: &str, plural: &str) -> Option<usize> {
+        self.caches
             .iter()
-            .find(|(r, _)| r.group == group && r.plural == plural)
-            .map(|(_, s)| s.state())
+            .position(|c| c.res.group == group && c.res.plural == plural)
+    }
+
+    /// The cached objects of one resource.
+    pub fn of(&self, group: &str, plural: &str) -> Vec<Arc<Value>> {
+        self.index(group, plural)
+            .map(|i| {
+                let objects = self.caches[i].objects.read().unwrap_or_else(|e| e.into_inner());
+                objects.values().cloned().collect()
+            })
             .unwrap_or_default()
     }
 
-    /// A receiver that changes whenever any cache changes.
-    pub fn changes(&self) -> watch::Receiver<u64> {
-        self.changed.clone()
+    /// Interest in every change of these resources (`(group, plural)`).
+    pub fn interest(&self, resources: &[(&str, &str)]) -> Interest {
+        let caches = resources.iter().filter_map(|(g, p)| self.index(g, p)).collect();
+        self.make_interest(caches, false)
+    }
+
+    /// Interest in the ownership changes of every resource.
+    pub fn ownership_interest(&self) -> Interest {
+        self.make_interest((0..self.caches.len()).collect(), true)
+    }
+
+    fn make_interest(&self, caches: Vec<usize>, ownership_only: bool) -> Interest {
+        let mut i = Interest {
+            caches,
+            ownership_only,
+            seen: 0,
+            changed: self.changed.clone(),
+        };
+        i.seen = self.count(&i);
+        i
+    }
+
+    fn count(&self, i: &Interest) -> u64 {
+        i.caches
+            .iter()
+            .map(|&c| {
+                let cache = &self.caches[c];
+                if i.ownership_only {
+                    cache.ownership_changes.load(Ordering::SeqCst)
+                } else {
+                    cache.changes.load(Ordering::SeqCst)
+                }
+            })
+            .sum()
+    }
+
+    /// Waits until one of the resources of `interest` changed since the last wait returned,
+    /// or `max` passed; true when something changed.
+    pub async fn wait(&self, interest: &mut Interest, max: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            interest.changed.borrow_and_update();
+            let now = self.count(interest);
+            if now != interest.seen {
+                interest.seen = now;
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, interest.changed.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dynamic(v: Value) -> DynamicObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn cached_objects_drop_managed_fields_and_keep_metadata_only_when_asked() {
+        let pod = json_pod();
+        let full = cached_form(dynamic(pod.clone()), true).unwrap();
+        assert!(full["metadata"].get("managedFields").is_none());
+        assert_eq!(full["spec"]["nodeName"], "n1");
+        let meta = cached_form(dynamic(pod), false).unwrap();
+        assert!(meta.get("spec").is_none());
+        assert_eq!(name(&meta), "p");
+        assert_eq!(namespace(&meta), "default");
+        assert_eq!(uid(&meta), "u1");
+        assert!(!deleting(&meta));
+    }
+
+    #[test]
+    fn only_ownership_fields_count_as_ownership_changes() {
+        let a = json_pod();
+        let mut b = a.clone();
+        b["status"] = serde_json::json!({"phase": "Running"});
+        assert!(!ownership_differs(&a, &b));
+        b["metadata"]["finalizers"] = serde_json::json!(["x"]);
+        assert!(ownership_differs(&a, &b));
+        let mut c = a.clone();
+        c["metadata"]["deletionTimestamp"] = serde_json::json!("2026-01-01T00:00:00Z");
+        assert!(ownership_differs(&a, &c));
+    }
+
+    #[test]
+    fn a_relist_replaces_the_cache_at_once() {
+        let cache = Cache {
+            res: &RESOURCES[0],
+            objects: RwLock::default(),
+            changes: AtomicU64::new(0),
+            ownership_changes: AtomicU64::new(0),
+        };
+        let mut relist = None;
+        assert_eq!(
+            cache.apply(watcher::Event::Apply(dynamic(json_pod())), true, &mut relist),
+            (true, true)
+        );
+        let mut again = json_pod();
+        again["status"] = serde_json::json!({"phase": "Running"});
+        assert_eq!(
+            cache.apply(watcher::Event::Apply(dynamic(again)), true, &mut relist),
+            (true, false)
+        );
+        cache.apply(watcher::Event::Init, true, &mut relist);
+        let mut other = json_pod();
+        other["metadata"]["name"] = serde_json::json!("q");
+        cache.apply(watcher::Event::InitApply(dynamic(other)), true, &mut relist);
+        assert_eq!(
+            cache.objects.read().unwrap().len(),
+            1,
+            "the old state stays until the list is done"
+        );
+        assert!(cache.objects.read().unwrap().contains_key("default/p"));
+        assert_eq!(cache.apply(watcher::Event::InitDone, true, &mut relist), (true, true));
+        let objects = cache.objects.read().unwrap();
+        assert_eq!(objects.len(), 1);
+        assert!(objects.contains_key("default/q"));
+    }
+
+    fn json_pod() -> Value {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "default", "uid": "u1",
+                         "managedFields": [{"manager": "m", "operation": "Update"}]},
+            "spec": {"nodeName": "n1"},
+        })
     }
 }

@@ -8,18 +8,18 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams, PropagationPolicy};
 use shoal_api::catalogue::RESOURCES;
 
-use crate::informer::{Informers, api_resource};
+use crate::informer::{self, Informers, api_resource};
 
 /// Runs the namespace controller until the process ends.
 pub async fn run(client: kube::Client, informers: Informers) {
     informers.ready().await;
-    let mut changes = informers.changes();
+    let mut interest = informers.ownership_interest();
     loop {
         for ns in informers.of("", "namespaces") {
-            if ns.metadata.deletion_timestamp.is_none() {
+            if !informer::deleting(&ns) {
                 continue;
             }
-            let name = ns.metadata.name.clone().unwrap_or_default();
+            let name = informer::name(&ns).to_string();
             match drain(&client, &informers, &name).await {
                 Ok(true) => {
                     if let Err(e) = finalize(&client, &name).await {
@@ -30,7 +30,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                 Err(e) => tracing::debug!(namespace = %name, error = %e, "namespace drain failed; will retry"),
             }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
+        informers.wait(&mut interest, Duration::from_secs(5)).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -42,7 +42,7 @@ async fn drain(client: &kube::Client, informers: &Informers, ns: &str) -> Result
         let left: Vec<_> = informers
             .of(r.group, r.plural)
             .into_iter()
-            .filter(|o| o.metadata.namespace.as_deref() == Some(ns))
+            .filter(|o| informer::namespace(o) == ns)
             .collect();
         if left.is_empty() {
             continue;
@@ -53,8 +53,8 @@ async fn drain(client: &kube::Client, informers: &Informers, ns: &str) -> Result
             propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
         };
-        for o in left.iter().filter(|o| o.metadata.deletion_timestamp.is_none()) {
-            match api.delete(o.metadata.name.as_deref().unwrap_or_default(), &dp).await {
+        for o in left.iter().filter(|o| !informer::deleting(o)) {
+            match api.delete(informer::name(o), &dp).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e),

@@ -28,19 +28,19 @@ pub async fn run(client: kube::Client, informers: Informers) {
         field_manager: Some("node-ipam-controller".into()),
         ..Default::default()
     };
-    let mut changes = informers.changes();
+    let mut interest = informers.interest(&[("", "nodes")]);
     loop {
         let nodes = informers.of("", "nodes");
         let mut used: HashSet<String> = nodes
             .iter()
-            .filter_map(|n| n.data["spec"]["podCIDR"].as_str().map(str::to_string))
+            .filter_map(|n| n["spec"]["podCIDR"].as_str().map(str::to_string))
             .collect();
         let mut next = 1;
         for n in nodes
             .iter()
-            .filter(|n| n.data["spec"]["podCIDR"].as_str().is_none_or(str::is_empty))
+            .filter(|n| n["spec"]["podCIDR"].as_str().is_none_or(str::is_empty))
         {
-            let name = n.metadata.name.clone().unwrap_or_default();
+            let name = crate::informer::name(n).to_string();
             next = next_free(&used, next);
             let cidr = pod_cidr(next);
             let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
@@ -51,7 +51,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                 Err(e) => tracing::debug!(node = %name, error = %e, "assigning a podCIDR failed; will retry"),
             }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;
+        informers.wait(&mut interest, Duration::from_secs(5)).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

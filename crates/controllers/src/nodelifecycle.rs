@@ -6,6 +6,7 @@
 //! `tolerationSeconds` when they tolerate it for a while.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -162,36 +163,37 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
         field_manager: Some("node-lifecycle-controller".into()),
         ..Default::default()
     };
-    let mut changes = informers.changes();
+    // Node changes (taints, conditions) wake a pass, and pod changes while some node has a
+    // NoExecute taint; Lease renewals are read on the periodic passes (at most 5 s apart,
+    // upstream's node monitor period, and sooner for short grace periods or pending
+    // evictions).
+    let mut quiet = informers.interest(&[("", "nodes")]);
+    let mut evicting = informers.interest(&[("", "nodes"), ("", "pods")]);
     loop {
         let now = jiff::Timestamp::now();
         let now_s = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let leases: HashMap<String, String> = informers
             .of("coordination.k8s.io", "leases")
             .iter()
-            .filter(|l| l.metadata.namespace.as_deref() == Some("kube-node-lease"))
+            .filter(|l| crate::informer::namespace(l) == "kube-node-lease")
             .filter_map(|l| {
                 Some((
-                    l.metadata.name.clone()?,
-                    l.data["spec"]["renewTime"].as_str()?.to_string(),
+                    crate::informer::name(l).to_string(),
+                    l["spec"]["renewTime"].as_str()?.to_string(),
                 ))
             })
             .collect();
-        let nodes: Vec<Value> = informers
-            .of("", "nodes")
-            .iter()
-            .filter_map(|n| serde_json::to_value(&**n).ok())
-            .collect();
+        let nodes = informers.of("", "nodes");
         let mut tainted: HashMap<String, Vec<Value>> = HashMap::new();
         for node in &nodes {
             let name = node["metadata"]["name"].as_str().unwrap_or_default().to_string();
             let heard = last_heard(node, leases.get(&name).map(String::as_str));
             let silent = heard.is_some_and(|h| now.as_second() - h.as_second() > grace.as_secs() as i64);
-            let mut node = node.clone();
+            let mut node = Arc::clone(node);
             if silent && let Some(conds) = unknown_conditions(&node, &now_s) {
                 let patch = json!({"status": {"conditions": conds}});
                 match nodes_api.patch_status(&name, &pp, &Patch::Merge(patch)).await {
-                    Ok(_) => node["status"]["conditions"] = conds,
+                    Ok(_) => Arc::make_mut(&mut node)["status"]["conditions"] = conds,
                     Err(e) => tracing::debug!(node = %name, error = %e, "marking a node Unknown failed"),
                 }
             }
@@ -205,7 +207,7 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
             if let Some(taints) = wanted_taints(&node, &now_s) {
                 let patch = json!({"spec": {"taints": taints}});
                 match nodes_api.patch(&name, &pp, &Patch::Merge(patch)).await {
-                    Ok(_) => node["spec"]["taints"] = taints,
+                    Ok(_) => Arc::make_mut(&mut node)["spec"]["taints"] = taints,
                     Err(e) => tracing::debug!(node = %name, error = %e, "updating node taints failed"),
                 }
             }
@@ -220,10 +222,6 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
         let mut next_wake = Duration::from_secs(5).min(grace / 2).max(Duration::from_millis(200));
         if !tainted.is_empty() {
             for pod in informers.of("", "pods") {
-                let pod = match serde_json::to_value(&*pod) {
-                    Ok(p) => p,
-                    Err(_) => continue,
-                };
                 let Some(taints) = pod["spec"]["nodeName"].as_str().and_then(|n| tainted.get(n)) else {
                     continue;
                 };
@@ -240,7 +238,8 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
                 }
             }
         }
-        let _ = tokio::time::timeout(next_wake, changes.changed()).await;
+        let interest = if tainted.is_empty() { &mut quiet } else { &mut evicting };
+        informers.wait(interest, next_wake).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Preconditions};
 
-use crate::informer::Informers;
+use crate::informer::{self, Informers};
 
 /// How long a node must be missing before its pods go.
 const QUARANTINE: Duration = Duration::from_secs(2);
@@ -28,22 +28,22 @@ pub fn orphaned<'a>(
 pub async fn run(client: kube::Client, informers: Informers) {
     informers.ready().await;
     let mut missing_since: HashMap<String, Instant> = HashMap::new();
-    let mut changes = informers.changes();
+    let mut interest = informers.interest(&[("", "nodes"), ("", "pods")]);
     loop {
         let nodes: HashSet<String> = informers
             .of("", "nodes")
             .iter()
-            .filter_map(|n| n.metadata.name.clone())
+            .map(|n| informer::name(n).to_string())
             .collect();
         let pods: Vec<(String, String, String, String)> = informers
             .of("", "pods")
             .iter()
             .map(|p| {
-                let node = p.data["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
+                let node = p["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
                 (
-                    p.metadata.namespace.clone().unwrap_or_default(),
-                    p.metadata.name.clone().unwrap_or_default(),
-                    p.metadata.uid.clone().unwrap_or_default(),
+                    informer::namespace(p).to_string(),
+                    informer::name(p).to_string(),
+                    informer::uid(p).to_string(),
                     node,
                 )
             })
@@ -78,8 +78,10 @@ pub async fn run(client: kube::Client, informers: Informers) {
         } else {
             QUARANTINE
         };
-        let _ = tokio::time::timeout(wait, changes.changed()).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        informers.wait(&mut interest, wait).await;
+        // Pods change all the time; a pass (O(pods)) at most every 200 ms is enough to
+        // notice pods bound to nodes that are gone.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -78,8 +78,6 @@ pub fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
 
 /// A cluster running in this process.
 pub struct Running {
-    /// The API server.
-    pub api: Arc<ApiServer>,
     /// An in-process client (the same router remote clients reach over HTTPS).
     pub client: kube::Client,
     /// `https://host:port` of the API.
@@ -147,7 +145,6 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
 
     wait_ready(&addr, &certs.ca_pem).await?;
     Ok(Running {
-        api,
         client,
         server_url,
         ready_in: started.elapsed(),

@@ -32,10 +32,6 @@ const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(300);
 const CONCURRENCY: usize = 64;
 const MANAGER: &str = "daemonset-controller";
 
-fn to_values(objs: Vec<Arc<kube::api::DynamicObject>>) -> Vec<Value> {
-    objs.iter().filter_map(|o| serde_json::to_value(&**o).ok()).collect()
-}
-
 fn name_of(v: &Value) -> &str {
     v["metadata"]["name"].as_str().unwrap_or_default()
 }
@@ -94,20 +90,26 @@ pub async fn run(client: kube::Client, informers: Informers) {
     informers.ready().await;
     let recorder = Recorder::new(client.clone(), MANAGER);
     let mut state = Controller::default();
-    let mut changes = informers.changes();
+    let mut interest = informers.interest(&[
+        ("apps", "daemonsets"),
+        ("", "pods"),
+        ("", "nodes"),
+        ("apps", "controllerrevisions"),
+    ]);
     loop {
-        let daemonsets = to_values(informers.of("apps", "daemonsets"));
+        let pass = Instant::now();
+        let daemonsets = informers.of("apps", "daemonsets");
         if !daemonsets.is_empty() {
-            let nodes = to_values(informers.of("", "nodes"));
-            let pods = to_values(informers.of("", "pods"));
-            let revisions = to_values(informers.of("apps", "controllerrevisions"));
+            let nodes = informers.of("", "nodes");
+            let pods = informers.of("", "pods");
+            let revisions = informers.of("apps", "controllerrevisions");
             for ds in &daemonsets {
                 if let Err(e) = state.sync(&client, &recorder, ds, &nodes, &pods, &revisions).await {
                     tracing::debug!(daemonset = name_of(ds), error = %e, "daemonset sync failed; will retry");
                 }
             }
             state.backoff.gc(Instant::now());
-            let live: std::collections::HashSet<&str> = daemonsets.iter().map(uid_of).collect();
+            let live: std::collections::HashSet<&str> = daemonsets.iter().map(|d| uid_of(d)).collect();
             state
                 .expected
                 .retain(|(uid, _), at| live.contains(uid.as_str()) && at.elapsed() < EXPECTATION_TIMEOUT);
@@ -119,8 +121,13 @@ pub async fn run(client: kube::Client, informers: Informers) {
         } else {
             5
         };
-        let _ = tokio::time::timeout(Duration::from_secs(idle), changes.changed()).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Changes that arrive together cost one pass: wait a little, and as long as the last
+        // pass took (up to 100 ms: a pass that waited on many writes was not busy).
+        let took = pass
+            .elapsed()
+            .clamp(Duration::from_millis(20), Duration::from_millis(100));
+        informers.wait(&mut interest, Duration::from_secs(idle)).await;
+        tokio::time::sleep(took).await;
     }
 }
 
@@ -130,9 +137,9 @@ impl Controller {
         client: &kube::Client,
         recorder: &Recorder,
         ds: &Value,
-        nodes: &[Value],
-        pods: &[Value],
-        revisions: &[Value],
+        nodes: &[Arc<Value>],
+        pods: &[Arc<Value>],
+        revisions: &[Arc<Value>],
     ) -> Result<(), kube::Error> {
         // Being deleted: the garbage collector owns what happens next.
         if ds["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
@@ -165,8 +172,8 @@ impl Controller {
             .filter(|(u, _)| u == &uid)
             .map(|(_, n)| n.clone())
             .collect();
-        let node_refs: Vec<&Value> = nodes.iter().collect();
-        let owned_refs: Vec<&Value> = owned.iter().collect();
+        let node_refs: Vec<&Value> = nodes.iter().map(|n| &**n).collect();
+        let owned_refs: Vec<&Value> = owned.iter().map(|p| &**p).collect();
         let pending = |n: &str| expected.contains(n);
         let result = plan::plan(ds, &node_refs, &owned_refs, &hash, &pending, jiff::Timestamp::now());
 
@@ -344,9 +351,9 @@ impl Controller {
         api: &Api<Pod>,
         ds: &Value,
         selector: &LabelSelector,
-        pods: &[Value],
+        pods: &[Arc<Value>],
         ns: &str,
-    ) -> Vec<Value> {
+    ) -> Vec<Arc<Value>> {
         let uid = uid_of(ds);
         let pp = PatchParams {
             field_manager: Some(MANAGER.into()),
@@ -372,7 +379,7 @@ impl Controller {
                     refs.push(history::owner_reference(ds));
                     let patch = json!({"metadata": {"ownerReferences": refs, "uid": uid_of(p), "resourceVersion": p["metadata"]["resourceVersion"]}});
                     match api.patch(name_of(p), &pp, &Patch::Merge(patch)).await {
-                        Ok(adopted) => owned.push(serde_json::to_value(adopted).unwrap_or_default()),
+                        Ok(adopted) => owned.push(Arc::new(serde_json::to_value(adopted).unwrap_or_default())),
                         Err(e) => tracing::debug!(pod = name_of(p), error = %e, "adopting a pod failed"),
                     }
                 }
@@ -389,7 +396,7 @@ async fn ensure_revision(
     client: &kube::Client,
     ds: &Value,
     hash: &str,
-    revisions: &[Value],
+    revisions: &[Arc<Value>],
     ns: &str,
     in_use: &std::collections::HashSet<&str>,
 ) -> Result<(), kube::Error> {
@@ -474,7 +481,7 @@ async fn revert(
     recorder: &Recorder,
     about: &ObjectRef,
     ds: &Value,
-    revisions: &[Value],
+    revisions: &[Arc<Value>],
     ns: &str,
 ) {
     let uid = uid_of(ds);

@@ -197,18 +197,21 @@ pub fn rolling_update(
 
 /// Groups live pods by the node they target.
 pub fn by_node<'a>(nodes: &[(&'a str, &'a Value)], pods: &[&'a Value]) -> Vec<NodePods<'a>> {
+    // One pass over the pods, indexed by their node: O(nodes + pods).
+    let mut index: std::collections::HashMap<&str, Vec<&'a Value>> = std::collections::HashMap::new();
+    for p in pods.iter().copied() {
+        let live = p["metadata"].get("deletionTimestamp").is_none_or(Value::is_null)
+            && !matches!(p["status"]["phase"].as_str(), Some("Failed" | "Succeeded"));
+        if let (true, Some(node)) = (live, target_node(p)) {
+            index.entry(node).or_default().push(p);
+        }
+    }
     nodes
         .iter()
         .map(|(node, object)| NodePods {
             node,
             object,
-            pods: pods
-                .iter()
-                .copied()
-                .filter(|p| target_node(p) == Some(node))
-                .filter(|p| p["metadata"].get("deletionTimestamp").is_none_or(Value::is_null))
-                .filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Failed" | "Succeeded")))
-                .collect(),
+            pods: index.get(node).cloned().unwrap_or_default(),
         })
         .collect()
 }

@@ -27,11 +27,6 @@ pub fn peak_rss_mb() -> f64 {
     status_kb("VmHWM") / 1024.0
 }
 
-/// The current resident set size of this process (VmRSS), in MB.
-pub fn rss_mb() -> f64 {
-    status_kb("VmRSS") / 1024.0
-}
-
 fn status_kb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -94,7 +89,6 @@ mod tests {
         assert_eq!(kb_from_status(status, "VmRSS"), Some(102400.0));
         assert_eq!(kb_from_status(status, "VmSwap"), None);
         assert!(peak_rss_mb() > 0.0, "this test process has a resident set");
-        assert!(peak_rss_mb() >= rss_mb());
     }
 
     #[test]
