@@ -17,16 +17,16 @@ const HISTORY: usize = 100_000;
 /// a watch resuming from further back gets 410 Gone and lists again, as upstream.
 const HISTORY_BYTES: usize = 64 << 20;
 /// How many live events a slow watcher may fall behind before its watch ends.
-const WATCH_BUFFER: usize = 65_536;
+const WATCH_BUFFER: usize = 8192;
 
-/// One object as of one revision.
+/// One object as of one revision, kept as JSON only: the decoded form takes about three
+/// times the memory, and most reads (GET, LIST and WATCH without selectors) send the JSON
+/// as it is. [`Entry::obj`] decodes it when a write, a selector or a Table needs it.
 #[derive(Debug)]
 pub struct Entry {
     /// Store key.
     pub key: String,
-    /// The object, `metadata.resourceVersion` filled in.
-    pub obj: Value,
-    /// `obj` encoded as JSON.
+    /// The object encoded as JSON, `metadata.resourceVersion` filled in.
     pub json: Bytes,
     /// Revision of the write that produced this state.
     pub mod_revision: Revision,
@@ -37,13 +37,21 @@ impl Entry {
     pub fn from_kv(kv: &KeyValue) -> Option<Arc<Entry>> {
         let mut obj: Value = serde_json::from_slice(&kv.value).ok()?;
         set_resource_version(&mut obj, kv.mod_revision);
-        let json = Bytes::from(serde_json::to_vec(&obj).ok()?);
-        Some(Arc::new(Entry {
-            key: kv.key.clone(),
-            obj,
-            json,
-            mod_revision: kv.mod_revision,
-        }))
+        Some(Arc::new(Entry::new(kv.key.clone(), &obj, kv.mod_revision)))
+    }
+
+    /// An entry for `obj` (its resourceVersion already set) at `mod_revision`.
+    pub fn new(key: String, obj: &Value, mod_revision: Revision) -> Entry {
+        Entry {
+            key,
+            json: Bytes::from(serde_json::to_vec(obj).unwrap_or_default()),
+            mod_revision,
+        }
+    }
+
+    /// The object, decoded.
+    pub fn obj(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
     }
 }
 
@@ -105,10 +113,9 @@ impl CacheEvent {
         self.entry.mod_revision
     }
 
-    /// Roughly the memory this event keeps alive: its line, and the object in JSON and
-    /// decoded (a decoded JSON value takes about three times its text).
+    /// Roughly the memory this event keeps alive: its line and the object's JSON.
     pub fn cost(&self) -> usize {
-        self.line.len() + 4 * self.entry.json.len()
+        self.line.len() + self.entry.json.len()
     }
 }
 

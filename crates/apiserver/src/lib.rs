@@ -350,7 +350,7 @@ impl ApiServer {
             (&Method::GET, false, None) => {
                 let (items, rev, cont) = self.list_objects(t, p).await?;
                 if table {
-                    let objs: Vec<Value> = items.iter().map(|e| e.obj.clone()).collect();
+                    let objs: Vec<Value> = items.iter().map(|e| e.obj()).collect();
                     let full = p.get("includeObject") == Some("Object");
                     let v = output::table(res, &objs, &json!(rev.to_string()), cont.as_deref(), full);
                     Ok(json_response(
@@ -369,9 +369,10 @@ impl ApiServer {
             (&Method::GET, true, None | Some("status")) => {
                 let e = self.get_object(t)?;
                 if table {
+                    let obj = e.obj();
                     let v = output::table(
                         res,
-                        std::slice::from_ref(&e.obj),
+                        std::slice::from_ref(&obj),
                         &json!(e.mod_revision.to_string()),
                         None,
                         false,
@@ -384,7 +385,7 @@ impl ApiServer {
                 }
                 Ok(json_response(200, e.json.clone(), "application/json"))
             }
-            (&Method::GET, true, Some("scale")) => Ok(value_response(200, &rest::scale_of(&self.get_object(t)?.obj))),
+            (&Method::GET, true, Some("scale")) => Ok(value_response(200, &rest::scale_of(&self.get_object(t)?.obj()))),
             (&Method::GET, true, Some("log")) => self.pod_log(t),
             (&Method::POST, false, None) => {
                 let obj = parse_json(ct, &body)?;
@@ -464,9 +465,10 @@ impl ApiServer {
                 let (items, _, _) = self.list_objects(t, p).await?;
                 let mut deleted = Vec::new();
                 for e in items {
+                    let obj = e.obj();
                     let one = Target {
-                        name: e.obj["metadata"]["name"].as_str().map(str::to_string),
-                        namespace: e.obj["metadata"]["namespace"].as_str().map(str::to_string),
+                        name: obj["metadata"]["name"].as_str().map(str::to_string),
+                        namespace: obj["metadata"]["namespace"].as_str().map(str::to_string),
                         ..t.clone()
                     };
                     match self.delete(&one, &opts, p.dry_run()?).await {
@@ -484,7 +486,7 @@ impl ApiServer {
 
     fn pod_log(&self, t: &Target) -> ApiResult<Response> {
         let e = self.get_object(t)?;
-        let pod = &e.obj;
+        let pod = &e.obj();
         let container = pod["spec"]["containers"][0]["name"].as_str().unwrap_or_default();
         if pod["status"]["phase"] == "Pending" {
             let name = t.name.as_deref().unwrap_or_default();

@@ -92,7 +92,6 @@ mod tests {
         let res = shoal_api::catalogue::find("", "v1", "configmaps").unwrap();
         let e = Arc::new(Entry {
             key: "k".into(),
-            obj: json!({}),
             json: Bytes::from_static(b"{\"a\":1}"),
             mod_revision: 3,
         });

@@ -52,7 +52,7 @@ pub struct Written {
 impl Written {
     fn from_entry(e: &Entry, warnings: Vec<String>) -> Written {
         Written {
-            obj: e.obj.clone(),
+            obj: e.obj(),
             json: e.json.clone(),
             warnings,
         }
@@ -103,7 +103,7 @@ impl ApiServer {
         let (labels, fields) = selectors(t.res, p)?;
         let limit = p.int("limit")?.unwrap_or(0).max(0) as usize;
         let prefix = keys::collection(t.res, t.namespace.as_deref());
-        let keep = |e: &Entry| matches(t.res, &labels, &fields, &e.obj);
+        let keep = |e: &Entry| matches_entry(t.res, &labels, &fields, e);
         if let Some(token) = p.get("continue") {
             let (rev, start) = decode_continue(token)?;
             return self.list_from_store(&prefix, &start, rev, limit, keep).await;
@@ -227,7 +227,8 @@ impl ApiServer {
             let guard = self.service_allocation.lock().await;
             let prefix = keys::collection(res, None);
             let (services, _, _) = self.cache.list(&prefix, None, 0, |_| true);
-            let in_use = alloc::InUse::from_services(services.iter().map(|e| &e.obj));
+            let objs: Vec<Value> = services.iter().map(|e| e.obj()).collect();
+            let in_use = alloc::InUse::from_services(objs.iter());
             alloc::allocate(&mut obj, &in_use, rand::random())?;
             Some(guard)
         } else {
@@ -322,13 +323,14 @@ impl ApiServer {
             if precondition.is_some_and(|rv| rv != current.mod_revision) {
                 return Err(ApiError::conflict(res, &name));
             }
-            let base = self.subresource_view(t, &current.obj)?;
+            let current_obj = current.obj();
+            let base = self.subresource_view(t, &current_obj)?;
             let patched = if kind == PatchType::Apply {
                 self.server_side_apply(t, &base, &patch_body, opts, force)?
             } else {
                 patch::apply(res_for_patch(t), &base, &patch_body, kind)?
             };
-            let mut patched = self.subresource_to_object(t, &current.obj, patched)?;
+            let mut patched = self.subresource_to_object(t, &current_obj, patched)?;
             let mut warnings = if kind == PatchType::Json || t.subresource.is_some() {
                 Vec::new()
             } else {
@@ -401,7 +403,7 @@ impl ApiServer {
         op: &str,
     ) -> ApiResult<Written> {
         let res = t.res;
-        let old = &current.obj;
+        let old = &current.obj();
         let name = name_of(old).to_string();
         // Server-owned metadata stays as stored.
         for k in [
@@ -491,7 +493,7 @@ impl ApiServer {
         let name = t.name.clone().unwrap_or_default();
         for _ in 0..16 {
             let current = self.get_object(t)?;
-            let obj = &current.obj;
+            let obj = &current.obj();
             if let Some(uid) = opts["preconditions"]["uid"].as_str() {
                 let have = obj["metadata"]["uid"].as_str().unwrap_or_default();
                 if uid != have {
@@ -618,21 +620,22 @@ impl ApiServer {
         }
         for _ in 0..16 {
             let current = self.get_object(t)?;
-            if let Some(existing) = current.obj["spec"]["nodeName"].as_str().filter(|s| !s.is_empty()) {
+            let current_obj = current.obj();
+            if let Some(existing) = current_obj["spec"]["nodeName"].as_str().filter(|s| !s.is_empty()) {
                 return Err(ApiError::conflict_with(
                     t.res,
                     &name,
                     &format!("pod {name} is already assigned to node \"{existing}\""),
                 ));
             }
-            if current.obj["metadata"].get("deletionTimestamp").is_some() {
+            if current_obj["metadata"].get("deletionTimestamp").is_some() {
                 return Err(ApiError::conflict_with(
                     t.res,
                     &name,
                     &format!("pod {name} is being deleted, cannot be assigned to a host"),
                 ));
             }
-            let mut obj = current.obj.clone();
+            let mut obj = current_obj;
             obj["spec"]["nodeName"] = json!(node);
             let conditions = obj["status"]["conditions"].as_array().cloned().unwrap_or_default();
             let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
@@ -728,7 +731,7 @@ impl ApiServer {
         let Some(entry) = self.cache.get(&keys::object(nsres, None, ns)) else {
             return Err(ApiError::not_found(nsres, ns));
         };
-        if entry.obj["metadata"].get("deletionTimestamp").is_some() {
+        if entry.obj()["metadata"].get("deletionTimestamp").is_some() {
             return Err(ApiError::forbidden(format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
             )));
@@ -899,6 +902,16 @@ pub fn matches(res: &Resource, labels: &Option<LabelSelector>, fields: &Option<F
         }
     }
     fields.as_ref().is_none_or(|f| f.matches(res.group, res.kind, obj))
+}
+
+/// Whether a cached entry passes the selectors (decoded only when there are selectors).
+pub fn matches_entry(
+    res: &Resource,
+    labels: &Option<LabelSelector>,
+    fields: &Option<FieldSelector>,
+    e: &Entry,
+) -> bool {
+    (labels.is_none() && fields.is_none()) || matches(res, labels, fields, &e.obj())
 }
 
 /// Parses a resourceVersion (400 when it is not a revision).

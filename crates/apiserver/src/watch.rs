@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::cache::{CacheEvent, Entry, EventType, watch_line};
 use crate::request::{Params, Target};
-use crate::rest::{matches, parse_rv, selectors};
+use crate::rest::{matches_entry, parse_rv, selectors};
 use crate::status::{ApiError, ApiResult};
 use crate::{ApiServer, keys};
 
@@ -31,15 +31,16 @@ struct Watcher {
 
 impl Watcher {
     fn passes(&self, e: &Entry) -> bool {
-        e.key.starts_with(&self.prefix) && matches(self.res, &self.labels, &self.fields, &e.obj)
+        e.key.starts_with(&self.prefix) && matches_entry(self.res, &self.labels, &self.fields, e)
     }
 
     fn encode(&self, kind: EventType, entry: &Entry, pre_encoded: Option<&Bytes>) -> Bytes {
         if self.table {
+            let obj = entry.obj();
             let table = crate::output::table(
                 self.res,
-                std::slice::from_ref(&entry.obj),
-                &entry.obj["metadata"]["resourceVersion"],
+                std::slice::from_ref(&obj),
+                &obj["metadata"]["resourceVersion"],
                 None,
                 false,
             );
@@ -67,15 +68,9 @@ impl Watcher {
             (_, true, false) => {
                 // The object left the selection: a DELETED of its previous state at the new revision.
                 let prev = ev.prev.as_ref()?;
-                let mut obj = prev.obj.clone();
+                let mut obj = prev.obj();
                 crate::cache::set_resource_version(&mut obj, ev.revision());
-                let json = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
-                let e = Entry {
-                    key: prev.key.clone(),
-                    obj,
-                    json,
-                    mod_revision: ev.revision(),
-                };
+                let e = Entry::new(prev.key.clone(), &obj, ev.revision());
                 Some(self.encode(EventType::Deleted, &e, None))
             }
             (_, false, false) => None,

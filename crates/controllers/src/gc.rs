@@ -190,11 +190,11 @@ pub async fn run(client: kube::Client, informers: Informers) {
             }
         }
         // Level-triggered: wake when ownership changes somewhere, and at least every few
-        // seconds.
-        // seconds; a pass is O(objects), so passes are at least twice their own length apart.
+        // seconds; a pass is O(objects), so passes are at least four times their own length
+        // apart (the collector takes at most a fifth of a core).
         let took = pass.elapsed();
         informers.wait(&mut interest, Duration::from_secs(5)).await;
-        tokio::time::sleep((2 * took).clamp(Duration::from_millis(50), Duration::from_millis(500))).await;
+        tokio::time::sleep((4 * took).clamp(Duration::from_millis(50), Duration::from_secs(2))).await;
     }
 }
 

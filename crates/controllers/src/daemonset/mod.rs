@@ -123,6 +123,10 @@ pub async fn run(client: kube::Client, informers: Informers) {
         };
         // Changes that arrive together cost one pass: wait a little, and as long as the last
         // pass took (up to 100 ms: a pass that waited on many writes was not busy).
+        tracing::debug!(
+            took_ms = pass.elapsed().as_millis() as u64,
+            "daemonset controller: pass"
+        );
         let took = pass
             .elapsed()
             .clamp(Duration::from_millis(20), Duration::from_millis(100));
