@@ -750,7 +750,9 @@ pub(crate) async fn run_pods(
 ) {
     let api: Api<Pod> = Api::all(client.clone());
     let (reader, writer) = reflector::store();
-    let events = reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    // Managed fields are never read here: the cache does without them.
+    let stream = watcher(api, watcher::Config::default()).modify(|p| p.metadata.managed_fields = None);
+    let events = reflector(writer, stream).default_backoff();
     let mut events = std::pin::pin!(events);
     let mut w = PodWorker {
         client,

@@ -168,7 +168,8 @@ impl SimulatedPool {
     pub async fn run(self) {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let (reader, writer) = reflector::store();
-        let stream = reflector(writer, watcher(nodes.clone(), watcher::Config::default())).default_backoff();
+        let watch = watcher(nodes.clone(), watcher::Config::default()).modify(|n| n.metadata.managed_fields = None);
+        let stream = reflector(writer, watch).default_backoff();
         let (changes, changed) = tokio::sync::mpsc::channel::<String>(1024);
         // A node the pool has not reported yet is reported at once, not on the next tick:
         // until then the scheduler sees no allocatable resources on it.

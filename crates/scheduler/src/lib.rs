@@ -40,7 +40,9 @@ const PERIOD: Duration = Duration::from_secs(5);
 /// The most watch events taken in before a pass.
 const DRAIN_LIMIT: usize = 8192;
 
-fn to_value(obj: DynamicObject) -> Arc<Value> {
+/// The scheduler's copy of an object, without the managed fields it never reads.
+fn to_value(mut obj: DynamicObject) -> Arc<Value> {
+    obj.metadata.managed_fields = None;
     Arc::new(serde_json::to_value(obj).unwrap_or(Value::Null))
 }
 

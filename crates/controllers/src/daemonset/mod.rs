@@ -193,12 +193,10 @@ impl Controller {
         for node in &creates {
             self.expected.insert((uid.clone(), node.clone()), Instant::now());
         }
-        let bodies: Vec<(String, Value)> = creates
-            .iter()
-            .map(|node| (node.clone(), history::daemon_pod(ds, node, &hash)))
-            .collect();
-        let made = futures::stream::iter(bodies.into_iter().map(|(node, body)| {
+        // Bodies are built as the creations go out, not all at once.
+        let made = futures::stream::iter(creates.clone().into_iter().map(|node: String| {
             let pod_api = pod_api.clone();
+            let body = history::daemon_pod(ds, &node, &hash);
             async move {
                 let pp = PostParams {
                     field_manager: Some(MANAGER.into()),
