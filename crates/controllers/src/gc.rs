@@ -55,9 +55,11 @@ pub enum Action {
     RemoveFinalizer(usize, &'static str),
 }
 
-/// Plans the collector's actions over a snapshot of every object.
-pub fn plan(nodes: &[Node]) -> Vec<Action> {
-    let by_uid: HashMap<&str, &Node> = nodes.iter().map(|n| (n.uid.as_str(), n)).collect();
+/// Plans the collector's actions over a snapshot of every object (or of every object that
+/// has owners, is being deleted, or is some object's owner: the others change nothing).
+pub fn plan<N: std::borrow::Borrow<Node>>(nodes: &[N]) -> Vec<Action> {
+    let nodes: Vec<&Node> = nodes.iter().map(|n| n.borrow()).collect();
+    let by_uid: HashMap<&str, &Node> = nodes.iter().map(|n| (n.uid.as_str(), *n)).collect();
     let mut has_dependents: HashSet<&str> = HashSet::new();
     let mut actions = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
@@ -174,10 +176,36 @@ pub async fn run(client: kube::Client, informers: Informers) {
     informers.ready().await;
     tracing::debug!("garbage collector: caches ready");
     let mut interest = informers.ownership_interest();
+    // The collector's view of each object, kept from pass to pass: an object the informer
+    // did not replace (same `Arc`, held here so its address cannot be reused) is not
+    // converted again.
+    let mut memo: HashMap<usize, (Arc<Value>, Node)> = HashMap::new();
     loop {
         let pass = std::time::Instant::now();
         let snapshot: Vec<(&'static Resource, Arc<Value>)> = informers.all();
-        let nodes: Vec<Node> = snapshot.iter().map(|(r, o)| to_node(r, o)).collect();
+        let owners: HashSet<&str> = snapshot
+            .iter()
+            .flat_map(|(_, o)| owner_refs(o).iter().filter_map(|r| r["uid"].as_str()))
+            .collect();
+        let relevant: Vec<&(&'static Resource, Arc<Value>)> = snapshot
+            .iter()
+            .filter(|(_, o)| !owner_refs(o).is_empty() || informer::deleting(o) || owners.contains(informer::uid(o)))
+            .collect();
+        let mut next = HashMap::with_capacity(relevant.len());
+        for (r, o) in relevant.iter().copied() {
+            let key = Arc::as_ptr(o) as usize;
+            let node = match memo.remove(&key) {
+                Some((_, n)) => n,
+                None => to_node(r, o),
+            };
+            next.insert(key, (o.clone(), node));
+        }
+        memo = next;
+        let nodes: Vec<&Node> = relevant
+            .iter()
+            .map(|(_, o)| &memo[&(Arc::as_ptr(o) as usize)].1)
+            .collect();
+        let raws: Vec<&Value> = relevant.iter().map(|(_, o)| &**o).collect();
         let actions = plan(&nodes);
         tracing::debug!(
             objects = nodes.len(),
@@ -185,7 +213,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
             "garbage collector: pass"
         );
         for action in actions {
-            if let Err(e) = apply(&client, &nodes, &snapshot, action).await {
+            if let Err(e) = apply(&client, &nodes, &raws, action).await {
                 tracing::debug!(error = %e, "garbage collector: action failed; will retry");
             }
         }
@@ -194,16 +222,11 @@ pub async fn run(client: kube::Client, informers: Informers) {
         // apart (the collector takes at most a fifth of a core).
         let took = pass.elapsed();
         informers.wait(&mut interest, Duration::from_secs(5)).await;
-        tokio::time::sleep((4 * took).clamp(Duration::from_millis(50), Duration::from_secs(2))).await;
+        tokio::time::sleep((4 * took).clamp(Duration::from_millis(250), Duration::from_secs(2))).await;
     }
 }
 
-async fn apply(
-    client: &kube::Client,
-    nodes: &[Node],
-    snapshot: &[(&'static Resource, Arc<Value>)],
-    action: Action,
-) -> Result<(), kube::Error> {
+async fn apply(client: &kube::Client, nodes: &[&Node], raws: &[&Value], action: Action) -> Result<(), kube::Error> {
     let pp = PatchParams {
         field_manager: Some("garbage-collector".into()),
         ..Default::default()
@@ -211,7 +234,7 @@ async fn apply(
     match action {
         Action::Delete(i) => {
             let n = &nodes[i];
-            if any_owner_alive(client, n, &snapshot[i].1).await
+            if any_owner_alive(client, n, raws[i]).await
                 && !n.owners.iter().any(|(uid, _, _)| {
                     nodes
                         .iter()
@@ -232,7 +255,7 @@ async fn apply(
         }
         Action::DropOwners(i, uids) => {
             let n = &nodes[i];
-            let raw = &snapshot[i].1;
+            let raw = raws[i];
             let keep: Vec<_> = owner_refs(raw)
                 .iter()
                 .filter(|r| !uids.iter().any(|u| r["uid"] == u.as_str()))
@@ -247,7 +270,7 @@ async fn apply(
         }
         Action::RemoveFinalizer(i, f) => {
             let n = &nodes[i];
-            let raw = &snapshot[i].1;
+            let raw = raws[i];
             let keep: Vec<_> = n.finalizers.iter().filter(|x| x.as_str() != f).cloned().collect();
             let patch =
                 json!({"metadata": {"finalizers": keep, "resourceVersion": raw["metadata"]["resourceVersion"]}});
