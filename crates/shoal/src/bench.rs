@@ -494,17 +494,38 @@ async fn daemonset(a: &DaemonsetArgs) -> Result<serde_json::Map<String, Value>, 
     };
     progress.done(&format!("{} nodes joined: p50 {p50:.1} ms, p99 {p99:.1} ms", a.join));
 
-    let mut out = serde_json::Map::new();
-    out.insert("benchmark".into(), json!("daemonset"));
-    out.insert("nodes".into(), json!(a.nodes));
-    out.insert("store".into(), json!(a.common.store.name()));
-    out.insert("ready_s".into(), json!(round(ready_s, 3)));
-    out.insert("rollout_s".into(), json!(round(rollout_s, 3)));
-    out.insert("update_s".into(), json!(round(update_s, 3)));
-    out.insert("node_join_p50_ms".into(), json!(round(p50, 1)));
-    out.insert("node_join_p99_ms".into(), json!(round(p99, 1)));
-    out.insert("peak_rss_mb".into(), json!(round(measure::peak_rss_mb(), 1)));
-    out.insert("cpu_s".into(), json!(round(measure::cpu_seconds() - cpu0, 2)));
+    let out = figures(
+        "daemonset",
+        &a.common,
+        cpu0,
+        [
+            ("nodes", json!(a.nodes)),
+            ("ready_s", json!(round(ready_s, 3))),
+            ("rollout_s", json!(round(rollout_s, 3))),
+            ("update_s", json!(round(update_s, 3))),
+            ("node_join_p50_ms", json!(round(p50, 1))),
+            ("node_join_p99_ms", json!(round(p99, 1))),
+        ],
+    );
     drop(cluster);
     Ok(out)
+}
+
+/// A benchmark's report: its name, store and `figures`, then the process's peak RSS and
+/// the CPU time used since `cpu0`.
+pub fn figures<const N: usize>(
+    benchmark: &str,
+    common: &CommonArgs,
+    cpu0: f64,
+    figures: [(&str, Value); N],
+) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    out.insert("benchmark".into(), json!(benchmark));
+    out.insert("store".into(), json!(common.store.name()));
+    for (k, v) in figures {
+        out.insert(k.into(), v);
+    }
+    out.insert("peak_rss_mb".into(), json!(round(measure::peak_rss_mb(), 1)));
+    out.insert("cpu_s".into(), json!(round(measure::cpu_seconds() - cpu0, 2)));
+    out
 }

@@ -275,21 +275,23 @@ pub async fn run(a: &ApiArgs) -> Result<serde_json::Map<String, Value>, StartErr
         a.watchers
     ));
 
-    let mut out = serde_json::Map::new();
-    out.insert("benchmark".into(), json!("api"));
-    out.insert("pods".into(), json!(a.pods));
-    out.insert("store".into(), json!(a.common.store.name()));
-    out.insert("watchers".into(), json!(a.watchers));
-    out.insert("create_pods_per_s".into(), json!(round(create_rate, 0)));
-    out.insert("list_pods_s".into(), json!(round(list_s, 3)));
-    out.insert("list_pods_table_s".into(), json!(round(table_s, 3)));
-    out.insert("list_pods_mb".into(), json!(round(bytes as f64 / 1e6, 1)));
-    out.insert("get_p50_ms".into(), json!(round(get_p50, 3)));
-    out.insert("get_p99_ms".into(), json!(round(get_p99, 3)));
-    out.insert("watch_events_per_s".into(), json!(round(rate, 0)));
-    out.insert("watch_fanout_s".into(), json!(round(fanout_s, 3)));
-    out.insert("peak_rss_mb".into(), json!(round(measure::peak_rss_mb(), 1)));
-    out.insert("cpu_s".into(), json!(round(measure::cpu_seconds() - cpu0, 2)));
+    let out = super::figures(
+        "api",
+        &a.common,
+        cpu0,
+        [
+            ("pods", json!(a.pods)),
+            ("watchers", json!(a.watchers)),
+            ("create_pods_per_s", json!(round(create_rate, 0))),
+            ("list_pods_s", json!(round(list_s, 4))),
+            ("list_pods_table_s", json!(round(table_s, 4))),
+            ("list_pods_mb", json!(round(bytes as f64 / 1e6, 1))),
+            ("get_p50_ms", json!(round(get_p50, 3))),
+            ("get_p99_ms", json!(round(get_p99, 3))),
+            ("watch_events_per_s", json!(round(rate, 0))),
+            ("watch_fanout_s", json!(round(fanout_s, 3))),
+        ],
+    );
     drop(cluster);
     Ok(out)
 }
