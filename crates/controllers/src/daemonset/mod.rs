@@ -121,8 +121,9 @@ pub async fn run(client: kube::Client, informers: Informers) {
         } else {
             5
         };
-        // Changes that arrive together cost one pass: wait a little, and as long as the last
-        // pass took (up to 100 ms: a pass that waited on many writes was not busy).
+        // Changes that arrive together cost one pass: the next pass starts no sooner than
+        // the last one took (20 to 100 ms: a pass that waited on many writes was not busy)
+        // after it ended, so a change in a quiet cluster is handled at once.
         tracing::debug!(
             took_ms = pass.elapsed().as_millis() as u64,
             "daemonset controller: pass"
@@ -130,8 +131,9 @@ pub async fn run(client: kube::Client, informers: Informers) {
         let took = pass
             .elapsed()
             .clamp(Duration::from_millis(20), Duration::from_millis(100));
+        let earliest = tokio::time::Instant::now() + took;
         informers.wait(&mut interest, Duration::from_secs(idle)).await;
-        tokio::time::sleep(took).await;
+        tokio::time::sleep_until(earliest).await;
     }
 }
 
