@@ -284,7 +284,9 @@ impl ApiServer {
         if precondition.is_some_and(|rv| rv != current.mod_revision) {
             return Err(ApiError::conflict(res, &name));
         }
-        let mut w = self.finish_update(t, &current, obj, opts, "Update").await?;
+        let mut w = self
+            .finish_update(t, &current, &current.obj(), obj, opts, "Update")
+            .await?;
         warnings.append(&mut w.warnings);
         w.warnings = warnings;
         Ok(w)
@@ -338,7 +340,7 @@ impl ApiServer {
             };
             let patched = strategy::normalize(res, patched)?;
             let op = if kind == PatchType::Apply { "Apply" } else { "Update" };
-            match self.finish_update(t, &current, patched, opts, op).await {
+            match self.finish_update(t, &current, &current_obj, patched, opts, op).await {
                 Err(e) if e.code == 409 && e.reason == "Conflict" && precondition.is_none() => continue,
                 Err(e) => return Err(e),
                 Ok(mut w) => {
@@ -393,17 +395,18 @@ impl ApiServer {
     }
 
     /// The shared tail of update and patch: strategy, defaults, validation, finalizer-driven
-    /// deletion, no-op detection and the compare-and-swap write.
+    /// deletion, no-op detection and the compare-and-swap write. `old` is `current` decoded
+    /// (the caller has it already).
     async fn finish_update(
         &self,
         t: &Target,
         current: &Entry,
+        old: &Value,
         mut obj: Value,
         opts: &WriteOptions,
         op: &str,
     ) -> ApiResult<Written> {
         let res = t.res;
-        let old = &current.obj();
         let name = name_of(old).to_string();
         // Server-owned metadata stays as stored.
         for k in [
@@ -455,7 +458,11 @@ impl ApiServer {
         let mut old_cmp = old.clone();
         meta_mut(&mut old_cmp).remove("resourceVersion");
         if same_ignoring_manager_time(&obj, &old_cmp) {
-            return Ok(Written::from_entry(current, Vec::new()));
+            return Ok(Written {
+                obj: old.clone(),
+                json: current.json.clone(),
+                warnings: Vec::new(),
+            });
         }
         if opts.dry_run {
             set_resource_version(&mut obj, current.mod_revision);
