@@ -113,21 +113,22 @@ impl Cache {
         full: bool,
         relist: &mut Option<HashMap<String, Arc<Value>>>,
     ) -> (bool, bool) {
-        let mut objects = self.objects.write().unwrap_or_else(|e| e.into_inner());
+        // Objects are decoded before the lock is taken: readers never wait on a decode.
+        let lock = || self.objects.write().unwrap_or_else(|e| e.into_inner());
         match ev {
             watcher::Event::Apply(o) => {
                 let Some(v) = cached_form(o, full) else {
                     return (false, false);
                 };
-                let owner_change = objects.get(&key_of(&v)).is_none_or(|old| ownership_differs(old, &v));
-                objects.insert(key_of(&v), Arc::new(v));
-                (true, owner_change)
+                let (key, v) = (key_of(&v), Arc::new(v));
+                let old = lock().insert(key, v.clone());
+                (true, old.is_none_or(|old| ownership_differs(&old, &v)))
             }
             watcher::Event::Delete(o) => {
                 let Some(v) = cached_form(o, false) else {
                     return (false, false);
                 };
-                let gone = objects.remove(&key_of(&v)).is_some();
+                let gone = lock().remove(&key_of(&v)).is_some();
                 (gone, gone)
             }
             watcher::Event::Init => {
@@ -142,7 +143,7 @@ impl Cache {
             }
             watcher::Event::InitDone => {
                 if let Some(fresh) = relist.take() {
-                    *objects = fresh;
+                    *lock() = fresh;
                 }
                 (true, true)
             }
