@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use shoal_api::selector::LabelSelector;
 
 use crate::events::{EventType, ObjectRef, Recorder};
-use crate::informer::Informers;
+use crate::informer::{Informers, name as name_of, uid as uid_of};
 use plan::{Action, DeleteReason, controller_uid};
 
 /// How long a creation waits to show up in the cache before it is tried again.
@@ -31,14 +31,6 @@ const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(300);
 /// Creations and deletions issued at once.
 const CONCURRENCY: usize = 64;
 const MANAGER: &str = "daemonset-controller";
-
-fn name_of(v: &Value) -> &str {
-    v["metadata"]["name"].as_str().unwrap_or_default()
-}
-
-fn uid_of(v: &Value) -> &str {
-    v["metadata"]["uid"].as_str().unwrap_or_default()
-}
 
 /// State kept across passes.
 #[derive(Default)]
@@ -196,7 +188,7 @@ impl Controller {
             self.expected.insert((uid.clone(), node.clone()), Instant::now());
         }
         // Bodies are built as the creations go out, not all at once.
-        let made = futures::stream::iter(creates.clone().into_iter().map(|node: String| {
+        let made = futures::stream::iter(creates.into_iter().map(|node: String| {
             let pod_api = pod_api.clone();
             let body = history::daemon_pod(ds, &node, &hash);
             async move {
