@@ -85,17 +85,23 @@ pub struct DaemonsetArgs {
     pub common: CommonArgs,
 }
 
+impl DaemonsetArgs {
+    /// The flags a child run repeats.
+    fn child_args(&self) -> Vec<String> {
+        vec![
+            "--nodes".into(),
+            self.nodes.to_string(),
+            "--join".into(),
+            self.join.to_string(),
+        ]
+    }
+}
+
 /// Runs `shoal bench ...`.
 pub async fn run(cmd: BenchCommand) -> Result<(), StartError> {
     match cmd {
         BenchCommand::Daemonset(a) => {
-            let common = a.common.clone();
-            let extra = vec![
-                "--nodes".to_string(),
-                a.nodes.to_string(),
-                "--join".to_string(),
-                a.join.to_string(),
-            ];
+            let (common, extra) = (a.common.clone(), a.child_args());
             report(
                 "daemonset",
                 &common,
