@@ -18,7 +18,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Propagatio
 use serde_json::{Value, json};
 use shoal_api::catalogue::{self, Resource};
 
-use crate::informer::{self, Informers, api_resource};
+use crate::informer::{self, Informers, Memo, api_resource};
 
 /// Finalizer an Orphan delete adds.
 pub const ORPHAN: &str = "orphan";
@@ -176,35 +176,21 @@ pub async fn run(client: kube::Client, informers: Informers) {
     informers.ready().await;
     tracing::debug!("garbage collector: caches ready");
     let mut interest = informers.ownership_interest();
-    // The collector's view of each object, kept from pass to pass: an object the informer
-    // did not replace (same `Arc`, held here so its address cannot be reused) is not
-    // converted again.
-    let mut memo: HashMap<usize, (Arc<Value>, Node)> = HashMap::new();
+    // The collector's view of each object, converted once per version of it.
+    let mut memo: Memo<Node> = Memo::default();
     loop {
         let pass = std::time::Instant::now();
         let snapshot: Vec<(&'static Resource, Arc<Value>)> = informers.all();
-        let owners: HashSet<&str> = snapshot
+        let all = memo.refresh(&snapshot, |(_, o)| o, |(r, o)| to_node(r, o));
+        let owners: HashSet<&str> = all
             .iter()
-            .flat_map(|(_, o)| owner_refs(o).iter().filter_map(|r| r["uid"].as_str()))
+            .flat_map(|n| n.owners.iter().map(|(uid, _, _)| uid.as_str()))
             .collect();
-        let relevant: Vec<&(&'static Resource, Arc<Value>)> = snapshot
+        let (relevant, nodes): (Vec<&(&'static Resource, Arc<Value>)>, Vec<&Node>) = snapshot
             .iter()
-            .filter(|(_, o)| !owner_refs(o).is_empty() || informer::deleting(o) || owners.contains(informer::uid(o)))
-            .collect();
-        let mut next = HashMap::with_capacity(relevant.len());
-        for (r, o) in relevant.iter().copied() {
-            let key = Arc::as_ptr(o) as usize;
-            let node = match memo.remove(&key) {
-                Some((_, n)) => n,
-                None => to_node(r, o),
-            };
-            next.insert(key, (o.clone(), node));
-        }
-        memo = next;
-        let nodes: Vec<&Node> = relevant
-            .iter()
-            .map(|(_, o)| &memo[&(Arc::as_ptr(o) as usize)].1)
-            .collect();
+            .zip(all.iter().copied())
+            .filter(|(_, n)| !n.owners.is_empty() || n.deleting || owners.contains(n.uid.as_str()))
+            .unzip();
         let raws: Vec<&Value> = relevant.iter().map(|(_, o)| &**o).collect();
         let actions = plan(&nodes);
         tracing::debug!(

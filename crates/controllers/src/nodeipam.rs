@@ -13,11 +13,11 @@ use serde_json::json;
 
 use shoal_api::network::pod_cidr;
 
-use crate::informer::Informers;
+use crate::informer::{Informers, Memo};
 
-/// The lowest free index (from 1) given the CIDRs in use.
-pub fn next_free(used: &HashSet<String>, from: u32) -> u32 {
-    (from.max(1)..).find(|i| !used.contains(&pod_cidr(*i))).unwrap_or(from)
+/// The lowest free index (from 1) given which CIDRs are in use.
+pub fn next_free(in_use: impl Fn(&str) -> bool, from: u32) -> u32 {
+    (from.max(1)..).find(|i| !in_use(&pod_cidr(*i))).unwrap_or(from)
 }
 
 /// Runs the allocator until the process ends.
@@ -29,24 +29,26 @@ pub async fn run(client: kube::Client, informers: Informers) {
         ..Default::default()
     };
     let mut interest = informers.interest(&[("", "nodes")]);
+    // Each node's podCIDR, read once per version of the node.
+    let mut cidrs: Memo<String> = Memo::default();
     loop {
         let nodes = informers.of("", "nodes");
-        let mut used: HashSet<String> = nodes
-            .iter()
-            .filter_map(|n| n["spec"]["podCIDR"].as_str().map(str::to_string))
-            .collect();
+        let of_node = cidrs.refresh(
+            &nodes,
+            |n| n,
+            |n| n["spec"]["podCIDR"].as_str().unwrap_or_default().to_string(),
+        );
+        let used: HashSet<&str> = of_node.iter().map(|c| c.as_str()).filter(|c| !c.is_empty()).collect();
+        let mut assigned: HashSet<String> = HashSet::new();
         let mut next = 1;
-        for n in nodes
-            .iter()
-            .filter(|n| n["spec"]["podCIDR"].as_str().is_none_or(str::is_empty))
-        {
+        for (n, _) in nodes.iter().zip(&of_node).filter(|(_, c)| c.is_empty()) {
             let name = crate::informer::name(n).to_string();
-            next = next_free(&used, next);
+            next = next_free(|c| used.contains(c) || assigned.contains(c), next);
             let cidr = pod_cidr(next);
             let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
             match api.patch(&name, &pp, &Patch::Merge(patch)).await {
                 Ok(_) => {
-                    used.insert(cidr);
+                    assigned.insert(cidr);
                 }
                 Err(e) => tracing::debug!(node = %name, error = %e, "assigning a podCIDR failed; will retry"),
             }
@@ -63,7 +65,8 @@ mod tests {
     #[test]
     fn ranges_skip_used_ones_and_continue_past_255() {
         let used: HashSet<String> = [pod_cidr(1), pod_cidr(2), pod_cidr(4)].into();
-        assert_eq!(next_free(&used, 1), 3);
-        assert_eq!(next_free(&used, 4), 5);
+        let in_use = |c: &str| used.contains(c);
+        assert_eq!(next_free(in_use, 1), 3);
+        assert_eq!(next_free(in_use, 4), 5);
     }
 }

@@ -7,14 +7,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{Value, json};
 use shoal_api::scheduling::{Taint, tolerates};
 
-use crate::informer::Informers;
+use crate::informer::{Informers, Memo};
 
 /// Taint keys this controller owns.
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
@@ -120,6 +120,14 @@ pub fn wanted_taints(node: &Value, now: &str) -> Option<Value> {
     Some(Value::Array(out))
 }
 
+/// The node's NoExecute taints.
+fn no_execute_taints(node: &Value) -> Vec<Value> {
+    node["spec"]["taints"]
+        .as_array()
+        .map(|ts| ts.iter().filter(|t| t["effect"] == "NoExecute").cloned().collect())
+        .unwrap_or_default()
+}
+
 /// When a pod must leave a node with these NoExecute taints: `Some(now)` for an
 /// untolerated taint, `Some(added + seconds)` for the earliest limited toleration, `None`
 /// when it tolerates them all forever.
@@ -163,32 +171,41 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
         field_manager: Some("node-lifecycle-controller".into()),
         ..Default::default()
     };
-    // Node changes (taints, conditions) wake a pass, and pod changes while some node has a
-    // NoExecute taint; Lease renewals are read on the periodic passes (at most 5 s apart,
-    // upstream's node monitor period, and sooner for short grace periods or pending
-    // evictions).
+    // Node changes (taints, conditions) wake a pass over the nodes that changed, and pod
+    // changes while some node has a NoExecute taint. Every node, with its Lease renewal, is
+    // looked at on the monitor passes: 5 s apart (upstream's node monitor period), sooner for
+    // short grace periods.
+    let monitor_period = Duration::from_secs(5).min(grace / 2).max(Duration::from_millis(200));
     let mut quiet = informers.interest(&[("", "nodes")]);
     let mut evicting = informers.interest(&[("", "nodes"), ("", "pods")]);
+    let mut seen: Memo<()> = Memo::default();
+    let mut no_execute: Memo<Vec<Value>> = Memo::default();
+    let mut last_monitor: Option<Instant> = None;
     loop {
         let now = jiff::Timestamp::now();
         let now_s = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let leases: HashMap<String, String> = informers
-            .of("coordination.k8s.io", "leases")
+        let nodes = informers.of("", "nodes");
+        let mut changed = Vec::new();
+        seen.refresh(&nodes, |n| n, |n| changed.push(n.clone()));
+        let monitor = last_monitor.is_none_or(|t| t.elapsed() >= monitor_period);
+        let lease_objects = if monitor {
+            last_monitor = Some(Instant::now());
+            changed = nodes.clone();
+            informers.of("coordination.k8s.io", "leases")
+        } else {
+            Vec::new()
+        };
+        let leases: HashMap<&str, &str> = lease_objects
             .iter()
             .filter(|l| crate::informer::namespace(l) == "kube-node-lease")
-            .filter_map(|l| {
-                Some((
-                    crate::informer::name(l).to_string(),
-                    l["spec"]["renewTime"].as_str()?.to_string(),
-                ))
-            })
+            .filter_map(|l| Some((crate::informer::name(l), l["spec"]["renewTime"].as_str()?)))
             .collect();
-        let nodes = informers.of("", "nodes");
-        let mut tainted: HashMap<String, Vec<Value>> = HashMap::new();
-        for node in &nodes {
-            let name = node["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            let heard = last_heard(node, leases.get(&name).map(String::as_str));
-            let silent = heard.is_some_and(|h| now.as_second() - h.as_second() > grace.as_secs() as i64);
+        for node in &changed {
+            let name = crate::informer::name(node).to_string();
+            let silent = monitor && {
+                let heard = last_heard(node, leases.get(name.as_str()).copied());
+                heard.is_some_and(|h| now.as_second() - h.as_second() > grace.as_secs() as i64)
+            };
             let mut node = Arc::clone(node);
             if silent && let Some(conds) = unknown_conditions(&node, &now_s) {
                 let patch = json!({"status": {"conditions": conds}});
@@ -206,20 +223,20 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
             }
             if let Some(taints) = wanted_taints(&node, &now_s) {
                 let patch = json!({"spec": {"taints": taints}});
-                match nodes_api.patch(&name, &pp, &Patch::Merge(patch)).await {
-                    Ok(_) => Arc::make_mut(&mut node)["spec"]["taints"] = taints,
-                    Err(e) => tracing::debug!(node = %name, error = %e, "updating node taints failed"),
+                if let Err(e) = nodes_api.patch(&name, &pp, &Patch::Merge(patch)).await {
+                    tracing::debug!(node = %name, error = %e, "updating node taints failed");
                 }
             }
-            let no_execute: Vec<Value> = node["spec"]["taints"]
-                .as_array()
-                .map(|ts| ts.iter().filter(|t| t["effect"] == "NoExecute").cloned().collect())
-                .unwrap_or_default();
-            if !no_execute.is_empty() {
-                tainted.insert(name, no_execute);
-            }
         }
-        let mut next_wake = Duration::from_secs(5).min(grace / 2).max(Duration::from_millis(200));
+        // Pods on nodes with NoExecute taints (as the cache shows them: a taint added above
+        // counts once its node change arrives, which wakes the next pass).
+        let tainted: HashMap<&str, &Vec<Value>> = nodes
+            .iter()
+            .zip(no_execute.refresh(&nodes, |n| n, |n| no_execute_taints(n)))
+            .filter(|(_, t)| !t.is_empty())
+            .map(|(n, t)| (crate::informer::name(n), t))
+            .collect();
+        let mut next_wake = last_monitor.map_or(monitor_period, |t| monitor_period.saturating_sub(t.elapsed()));
         if !tainted.is_empty() {
             for pod in informers.of("", "pods") {
                 let Some(taints) = pod["spec"]["nodeName"].as_str().and_then(|n| tainted.get(n)) else {

@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Preconditions};
 
-use crate::informer::{self, Informers};
+use crate::informer::{self, Informers, Memo};
 
 /// How long a node must be missing before its pods go.
 const QUARANTINE: Duration = Duration::from_secs(2);
 
-/// Pods (namespace, name, uid) bound to nodes not in `nodes`.
-pub fn orphaned<'a>(
-    pods: &'a [(String, String, String, String)],
-    nodes: &HashSet<String>,
-) -> Vec<&'a (String, String, String, String)> {
+/// Pods (namespace, name, uid, node) bound to nodes not in `nodes`.
+pub fn orphaned<'a, 'b>(
+    pods: &'b [(&'a str, &'a str, &'a str, &'a str)],
+    nodes: &HashSet<&str>,
+) -> Vec<&'b (&'a str, &'a str, &'a str, &'a str)> {
     pods.iter()
         .filter(|(_, _, _, node)| !node.is_empty() && !nodes.contains(node))
         .collect()
@@ -29,30 +29,35 @@ pub async fn run(client: kube::Client, informers: Informers) {
     informers.ready().await;
     let mut missing_since: HashMap<String, Instant> = HashMap::new();
     let mut interest = informers.interest(&[("", "nodes"), ("", "pods")]);
+    // What a pass reads of each node and pod, read once per version of it.
+    let mut node_names: Memo<String> = Memo::default();
+    let mut pod_keys: Memo<(String, String, String, String)> = Memo::default();
     loop {
-        let nodes: HashSet<String> = informers
-            .of("", "nodes")
-            .iter()
-            .map(|n| informer::name(n).to_string())
+        let node_objects = informers.of("", "nodes");
+        let nodes: HashSet<&str> = node_names
+            .refresh(&node_objects, |n| n, |n| informer::name(n).to_string())
+            .into_iter()
+            .map(String::as_str)
             .collect();
-        let pods: Vec<(String, String, String, String)> = informers
-            .of("", "pods")
-            .iter()
-            .map(|p| {
-                let node = p["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
-                (
-                    informer::namespace(p).to_string(),
-                    informer::name(p).to_string(),
-                    informer::uid(p).to_string(),
-                    node,
-                )
-            })
+        let pod_objects = informers.of("", "pods");
+        let pods: Vec<(&str, &str, &str, &str)> = pod_keys
+            .refresh(
+                &pod_objects,
+                |p| p,
+                |p| {
+                    let node = p["spec"]["nodeName"].as_str().unwrap_or_default();
+                    let (ns, name, uid) = (informer::namespace(p), informer::name(p), informer::uid(p));
+                    (ns.to_string(), name.to_string(), uid.to_string(), node.to_string())
+                },
+            )
+            .into_iter()
+            .map(|(ns, name, uid, node)| (ns.as_str(), name.as_str(), uid.as_str(), node.as_str()))
             .collect();
         let victims = orphaned(&pods, &nodes);
-        let gone: HashSet<&String> = victims.iter().map(|(_, _, _, n)| n).collect();
-        missing_since.retain(|n, _| gone.contains(n));
-        for (ns, name, uid, node) in victims {
-            let since = *missing_since.entry(node.clone()).or_insert_with(Instant::now);
+        let gone: HashSet<&str> = victims.iter().map(|(_, _, _, n)| *n).collect();
+        missing_since.retain(|n, _| gone.contains(n.as_str()));
+        for &(ns, name, uid, node) in victims {
+            let since = *missing_since.entry(node.to_string()).or_insert_with(Instant::now);
             if since.elapsed() < QUARANTINE {
                 continue;
             }
@@ -60,7 +65,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
             let dp = DeleteParams {
                 grace_period_seconds: Some(0),
                 preconditions: Some(Preconditions {
-                    uid: Some(uid.clone()),
+                    uid: Some(uid.to_string()),
                     resource_version: None,
                 }),
                 ..Default::default()
@@ -91,16 +96,11 @@ mod tests {
 
     #[test]
     fn only_pods_on_missing_nodes_are_orphaned() {
-        let p = |name: &str, node: &str| {
-            (
-                "ns".to_string(),
-                name.to_string(),
-                format!("u-{name}"),
-                node.to_string(),
-            )
-        };
+        fn p<'a>(name: &'a str, node: &'a str) -> (&'a str, &'a str, &'a str, &'a str) {
+            ("ns", name, "uid", node)
+        }
         let pods = vec![p("a", "n1"), p("b", "gone"), p("c", "")];
-        let nodes: HashSet<String> = ["n1".to_string()].into();
+        let nodes: HashSet<&str> = ["n1"].into();
         let o = orphaned(&pods, &nodes);
         assert_eq!(o.len(), 1);
         assert_eq!(o[0].1, "b");

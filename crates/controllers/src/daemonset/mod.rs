@@ -23,8 +23,9 @@ use serde_json::{Value, json};
 use shoal_api::selector::LabelSelector;
 
 use crate::events::{EventType, ObjectRef, Recorder};
-use crate::informer::{Informers, name as name_of, uid as uid_of};
-use plan::{Action, DeleteReason, controller_uid};
+use crate::informer::{Informers, Memo, name as name_of, uid as uid_of};
+use placement::Placement;
+use plan::{Action, DeleteReason, NodeView, PodFacts, controller_uid};
 
 /// How long a creation waits to show up in the cache before it is tried again.
 const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(300);
@@ -41,7 +42,34 @@ struct Controller {
     backoff: Backoff,
     /// Some pod is Ready but not yet available (minReadySeconds): wake up sooner.
     waiting_for_availability: bool,
+    /// Per DaemonSet uid: the template hash and each node's name and placement under it.
+    placements: HashMap<String, (String, Memo<(String, Placement)>)>,
+    /// Per DaemonSet uid: its selector and whether each candidate pod matches it.
+    matches: HashMap<String, (Value, Memo<bool>)>,
 }
+
+/// A pod as the controller sees it, derived once per version of it.
+pub struct PodEntry {
+    /// `metadata.namespace`.
+    namespace: String,
+    /// The uid of its controller owner, if any.
+    controller: Option<String>,
+    /// What planning reads.
+    facts: PodFacts,
+}
+
+impl PodEntry {
+    fn of(pod: &Value) -> PodEntry {
+        PodEntry {
+            namespace: crate::informer::namespace(pod).to_string(),
+            controller: controller_uid(pod).map(str::to_string),
+            facts: PodFacts::of(pod),
+        }
+    }
+}
+
+/// A cached pod with its entry.
+type PodRef<'a> = (&'a Arc<Value>, &'a PodEntry);
 
 /// Exponential backoff of failed-pod deletions, as upstream: the first deletion is
 /// immediate and opens a 1 s window; each deletion doubles it up to 15 minutes; an entry
@@ -82,6 +110,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
     informers.ready().await;
     let recorder = Recorder::new(client.clone(), MANAGER);
     let mut state = Controller::default();
+    let mut pod_memo: Memo<PodEntry> = Memo::default();
     let mut interest = informers.interest(&[
         ("apps", "daemonsets"),
         ("", "pods"),
@@ -94,6 +123,8 @@ pub async fn run(client: kube::Client, informers: Informers) {
         if !daemonsets.is_empty() {
             let nodes = informers.of("", "nodes");
             let pods = informers.of("", "pods");
+            let entries = pod_memo.refresh(&pods, |p| p, |p| PodEntry::of(p));
+            let pods: Vec<PodRef> = pods.iter().zip(entries).collect();
             let revisions = informers.of("apps", "controllerrevisions");
             for ds in &daemonsets {
                 if let Err(e) = state.sync(&client, &recorder, ds, &nodes, &pods, &revisions).await {
@@ -105,6 +136,8 @@ pub async fn run(client: kube::Client, informers: Informers) {
             state
                 .expected
                 .retain(|(uid, _), at| live.contains(uid.as_str()) && at.elapsed() < EXPECTATION_TIMEOUT);
+            state.placements.retain(|uid, _| live.contains(uid.as_str()));
+            state.matches.retain(|uid, _| live.contains(uid.as_str()));
         }
         // Pods becoming available after minReadySeconds change nothing in the caches, so poll
         // briskly while some are on their way.
@@ -136,7 +169,7 @@ impl Controller {
         recorder: &Recorder,
         ds: &Value,
         nodes: &[Arc<Value>],
-        pods: &[Arc<Value>],
+        pods: &[PodRef<'_>],
         revisions: &[Arc<Value>],
     ) -> Result<(), kube::Error> {
         // Being deleted: the garbage collector owns what happens next.
@@ -152,16 +185,14 @@ impl Controller {
             return Ok(());
         }
         let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let owned = self.claim(&pod_api, ds, &selector, pods, &ns).await;
+        let (mut owned, adopted) = self.claim(&pod_api, ds, &selector, pods, &ns).await;
+        owned.extend(adopted.iter());
         let hash = history::template_hash(ds);
-        let in_use: std::collections::HashSet<&str> = owned
-            .iter()
-            .filter_map(|p| p["metadata"]["labels"][plan::REVISION_HASH_LABEL].as_str())
-            .collect();
+        let in_use: std::collections::HashSet<&str> = owned.iter().filter_map(|p| p.hash.as_deref()).collect();
         ensure_revision(client, ds, &hash, revisions, &ns, &in_use).await?;
 
         // Expectations: a node with a creation in flight and no pod in the cache yet.
-        let seen: std::collections::HashSet<&str> = owned.iter().filter_map(|p| plan::target_node(p)).collect();
+        let seen: std::collections::HashSet<&str> = owned.iter().filter_map(|p| p.node.as_deref()).collect();
         self.expected
             .retain(|(u, node), _| !(u == &uid && seen.contains(node.as_str())));
         let expected: std::collections::HashSet<String> = self
@@ -170,10 +201,28 @@ impl Controller {
             .filter(|(u, _)| u == &uid)
             .map(|(_, n)| n.clone())
             .collect();
-        let node_refs: Vec<&Value> = nodes.iter().map(|n| &**n).collect();
-        let owned_refs: Vec<&Value> = owned.iter().map(|p| &**p).collect();
+        // Placement is decided again only for nodes that changed, or when the template did.
+        let spec = placement::template_spec(ds);
+        let (placed_for, placed) = self.placements.entry(uid.clone()).or_default();
+        if *placed_for != hash {
+            placed.clear();
+            placed_for.clone_from(&hash);
+        }
+        let views: Vec<NodeView> = nodes
+            .iter()
+            .zip(placed.refresh(
+                nodes,
+                |n| n,
+                |n| (name_of(n).to_string(), placement::placement(&spec, n)),
+            ))
+            .map(|(n, (name, p))| NodeView {
+                name,
+                object: n,
+                placement: p.clone(),
+            })
+            .collect();
         let pending = |n: &str| expected.contains(n);
-        let result = plan::plan(ds, &node_refs, &owned_refs, &hash, &pending, jiff::Timestamp::now());
+        let result = plan::plan_views(ds, &views, &owned, &hash, &pending, jiff::Timestamp::now());
 
         let about = ObjectRef::of("apps/v1", "DaemonSet", ds);
         let creates: Vec<String> = result
@@ -341,48 +390,63 @@ impl Controller {
     }
 
     /// Adopts matching orphans and releases owned pods that no longer match; returns the
-    /// pods the DaemonSet owns afterwards.
-    async fn claim(
-        &self,
+    /// facts of the pods the DaemonSet owns afterwards: those it owned (borrowed) and those it
+    /// adopted just now.
+    async fn claim<'a>(
+        &mut self,
         api: &Api<Pod>,
         ds: &Value,
         selector: &LabelSelector,
-        pods: &[Arc<Value>],
+        pods: &[PodRef<'a>],
         ns: &str,
-    ) -> Vec<Arc<Value>> {
+    ) -> (Vec<&'a PodFacts>, Vec<PodFacts>) {
         let uid = uid_of(ds);
         let pp = PatchParams {
             field_manager: Some(MANAGER.into()),
             ..Default::default()
         };
+        // Only pods this DaemonSet owns or nobody owns are candidates; whether each matches
+        // the (immutable) selector is remembered per pod version.
+        let candidates: Vec<PodRef<'a>> = pods
+            .iter()
+            .copied()
+            .filter(|(_, e)| e.namespace == ns && e.controller.as_deref().is_none_or(|c| c == uid))
+            .collect();
+        let (matched_for, memo) = self.matches.entry(uid.to_string()).or_default();
+        if *matched_for != ds["spec"]["selector"] {
+            memo.clear();
+            matched_for.clone_from(&ds["spec"]["selector"]);
+        }
+        let matched: Vec<bool> = memo
+            .refresh(&candidates, |(p, _)| p, |(p, _)| selector.matches_object(p))
+            .into_iter()
+            .copied()
+            .collect();
         let mut owned = Vec::new();
-        for p in pods.iter().filter(|p| p["metadata"]["namespace"].as_str() == Some(ns)) {
-            let matches = selector.matches_object(p);
-            let terminating = p["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null());
-            match controller_uid(p) {
-                Some(owner) if owner == uid => {
-                    if matches {
-                        owned.push(p.clone());
-                    } else {
-                        let patch = json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}], "uid": uid_of(p)}});
-                        if let Err(e) = api.patch(name_of(p), &pp, &Patch::Strategic(patch)).await {
-                            tracing::debug!(pod = name_of(p), error = %e, "releasing a pod failed");
-                        }
+        let mut adopted = Vec::new();
+        for (&(p, entry), matches) in candidates.iter().zip(matched) {
+            match entry.controller.as_deref() {
+                Some(_) if matches => owned.push(&entry.facts),
+                Some(_) => {
+                    let patch =
+                        json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}], "uid": uid_of(p)}});
+                    if let Err(e) = api.patch(name_of(p), &pp, &Patch::Strategic(patch)).await {
+                        tracing::debug!(pod = name_of(p), error = %e, "releasing a pod failed");
                     }
                 }
-                None if matches && !terminating => {
+                None if matches && !entry.facts.terminating => {
                     let mut refs = p["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
                     refs.push(history::owner_reference(ds));
                     let patch = json!({"metadata": {"ownerReferences": refs, "uid": uid_of(p), "resourceVersion": p["metadata"]["resourceVersion"]}});
                     match api.patch(name_of(p), &pp, &Patch::Merge(patch)).await {
-                        Ok(adopted) => owned.push(Arc::new(serde_json::to_value(adopted).unwrap_or_default())),
+                        Ok(pod) => adopted.push(PodFacts::of(&serde_json::to_value(pod).unwrap_or_default())),
                         Err(e) => tracing::debug!(pod = name_of(p), error = %e, "adopting a pod failed"),
                     }
                 }
-                _ => {}
+                None => {}
             }
         }
-        owned
+        (owned, adopted)
     }
 }
 

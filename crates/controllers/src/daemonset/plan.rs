@@ -2,7 +2,7 @@
 //! pods it owns, the current revision hash and the time) to the pods to create and delete
 //! and the status to report. No I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
@@ -107,23 +107,78 @@ pub fn target_node(pod: &Value) -> Option<&str> {
     })
 }
 
-fn is_terminating(pod: &Value) -> bool {
-    pod["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null())
+/// What planning reads of a pod, derived once per version of it (see
+/// [`crate::informer::Memo`]): a pass over thousands of pods then costs no JSON lookups.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodFacts {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.uid`.
+    pub uid: String,
+    /// The node it is for ([`target_node`]).
+    pub node: Option<String>,
+    /// Bound to its node.
+    pub bound: bool,
+    /// `metadata.creationTimestamp`, as written (RFC 3339 UTC sorts as time does).
+    pub created: String,
+    /// Being deleted.
+    pub terminating: bool,
+    /// `status.phase` ("" when unset).
+    pub phase: String,
+    /// When its Ready condition turned True, if it is True.
+    pub ready_since: Option<jiff::Timestamp>,
+    /// The `controller-revision-hash` label.
+    pub hash: Option<String>,
+    /// The `pod-template-generation` label.
+    pub generation: Option<String>,
 }
 
-fn phase(pod: &Value) -> &str {
-    pod["status"]["phase"].as_str().unwrap_or("")
+impl PodFacts {
+    /// The facts of `pod`.
+    pub fn of(pod: &Value) -> PodFacts {
+        let meta = &pod["metadata"];
+        let label = |k: &str| meta["labels"][k].as_str().map(str::to_string);
+        PodFacts {
+            name: meta["name"].as_str().unwrap_or_default().to_string(),
+            uid: meta["uid"].as_str().unwrap_or_default().to_string(),
+            node: target_node(pod).map(str::to_string),
+            bound: pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()),
+            created: meta["creationTimestamp"].as_str().unwrap_or_default().to_string(),
+            terminating: meta.get("deletionTimestamp").is_some_and(|t| !t.is_null()),
+            phase: pod["status"]["phase"].as_str().unwrap_or_default().to_string(),
+            ready_since: ready_since(pod),
+            hash: label(REVISION_HASH_LABEL),
+            generation: label(TEMPLATE_GENERATION_LABEL),
+        }
+    }
+
+    /// Finished: Failed or Succeeded.
+    pub fn finished(&self) -> bool {
+        matches!(self.phase.as_str(), "Failed" | "Succeeded")
+    }
+
+    /// Not being deleted and not finished: what counts on a node for the rollout.
+    pub fn live(&self) -> bool {
+        !self.terminating && !self.finished()
+    }
+}
+
+/// A node as planning sees it: its name, its object and the DaemonSet's placement on it.
+pub struct NodeView<'a> {
+    /// `metadata.name`.
+    pub name: &'a str,
+    /// The Node.
+    pub object: &'a Value,
+    /// Where the DaemonSet's pods may run (see [`placement`]).
+    pub placement: Placement,
 }
 
 /// Upstream's order of pods on one node: bound before unbound, then older first, then by name.
-fn pod_order(a: &&Value, b: &&Value) -> std::cmp::Ordering {
-    let bound = |p: &Value| p["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-    let created = |p: &Value| p["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_string();
-    let name = |p: &Value| p["metadata"]["name"].as_str().unwrap_or("").to_string();
-    bound(b)
-        .cmp(&bound(a))
-        .then_with(|| created(a).cmp(&created(b)))
-        .then_with(|| name(a).cmp(&name(b)))
+fn pod_order(a: &&PodFacts, b: &&PodFacts) -> std::cmp::Ordering {
+    b.bound
+        .cmp(&a.bound)
+        .then_with(|| a.created.cmp(&b.created))
+        .then_with(|| a.name.cmp(&b.name))
 }
 
 /// The UID named by an object's controller ownerReference.
@@ -157,8 +212,8 @@ fn ready_since(pod: &Value) -> Option<jiff::Timestamp> {
 }
 
 /// Ready and, with `min_ready_seconds`, Ready for at least that long.
-pub fn is_available(pod: &Value, min_ready_seconds: i64, now: jiff::Timestamp) -> bool {
-    match ready_since(pod) {
+pub fn is_available(pod: &PodFacts, min_ready_seconds: i64, now: jiff::Timestamp) -> bool {
+    match pod.ready_since {
         None => false,
         Some(_) if min_ready_seconds <= 0 => true,
         Some(since) => since.as_second() + min_ready_seconds <= now.as_second(),
@@ -167,15 +222,11 @@ pub fn is_available(pod: &Value, min_ready_seconds: i64, now: jiff::Timestamp) -
 
 /// A pod runs the current template: its hash label is the current hash, or its template
 /// generation label is the DaemonSet's template generation.
-pub fn is_updated(pod: &Value, hash: &str, template_generation: Option<&str>) -> bool {
-    let labels = &pod["metadata"]["labels"];
-    labels[REVISION_HASH_LABEL].as_str() == Some(hash)
-        || template_generation.is_some_and(|g| labels[TEMPLATE_GENERATION_LABEL].as_str() == Some(g))
+pub fn is_updated(pod: &PodFacts, hash: &str, template_generation: Option<&str>) -> bool {
+    pod.hash.as_deref() == Some(hash) || template_generation.is_some_and(|g| pod.generation.as_deref() == Some(g))
 }
 
-/// Plans one DaemonSet. `pods` are the pods it owns (after adoption and release); `pending`
-/// are nodes with a creation in flight the pod cache does not show yet (expectations), which
-/// count as having a pod.
+/// Plans one DaemonSet from its objects; see [`plan_views`].
 pub fn plan(
     ds: &Value,
     nodes: &[&Value],
@@ -185,43 +236,65 @@ pub fn plan(
     now: jiff::Timestamp,
 ) -> Plan {
     let spec = template_spec(ds);
+    let views: Vec<NodeView> = nodes
+        .iter()
+        .map(|n| NodeView {
+            name: n["metadata"]["name"].as_str().unwrap_or_default(),
+            object: n,
+            placement: placement(&spec, n),
+        })
+        .collect();
+    let facts: Vec<PodFacts> = pods.iter().map(|p| PodFacts::of(p)).collect();
+    let refs: Vec<&PodFacts> = facts.iter().collect();
+    plan_views(ds, &views, &refs, hash, pending, now)
+}
+
+/// Plans one DaemonSet. `nodes` are every node, with the DaemonSet's placement; `pods` are the pods it owns (after adoption and release); `pending`
+/// are nodes with a creation in flight the pod cache does not show yet (expectations), which
+/// count as having a pod.
+pub fn plan_views(
+    ds: &Value,
+    nodes: &[NodeView],
+    pods: &[&PodFacts],
+    hash: &str,
+    pending: &dyn Fn(&str) -> bool,
+    now: jiff::Timestamp,
+) -> Plan {
     let min_ready = ds["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
     let generation = ds["metadata"]["annotations"][TEMPLATE_GENERATION_ANNOTATION].as_str();
-    let mut by_node: HashMap<&str, Vec<&Value>> = HashMap::new();
-    for p in pods {
+    let mut by_node: HashMap<&str, Vec<&PodFacts>> = HashMap::new();
+    for p in pods.iter().copied() {
         // Finished pods that are already being deleted no longer block a replacement.
-        if is_terminating(p) && matches!(phase(p), "Failed" | "Succeeded") {
+        if p.terminating && p.finished() {
             continue;
         }
-        if let Some(n) = target_node(p) {
+        if let Some(n) = p.node.as_deref() {
             by_node.entry(n).or_default().push(p);
         }
     }
     let mut creates = Vec::new();
     let mut deletes = Vec::new();
     let mut status = Status::default();
-    let delete = |p: &Value, node: &str, reason: DeleteReason| Action::Delete {
-        pod: p["metadata"]["name"].as_str().unwrap_or_default().to_string(),
-        uid: p["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+    let delete = |p: &PodFacts, node: &str, reason: DeleteReason| Action::Delete {
+        pod: p.name.clone(),
+        uid: p.uid.clone(),
         node: node.to_string(),
         reason,
     };
     let rolling = ds["spec"]["updateStrategy"]["type"].as_str() != Some("OnDelete");
     let surge = rolling && super::rollout::resolve(&ds["spec"]["updateStrategy"]["rollingUpdate"]["maxSurge"], 1) > 0;
     let mut run_nodes: Vec<(&str, &Value)> = Vec::new();
-    let mut node_names: BTreeMap<&str, &Value> = BTreeMap::new();
-    for n in nodes {
-        if let Some(name) = n["metadata"]["name"].as_str() {
-            node_names.insert(name, n);
-        }
-    }
-    for (name, node) in &node_names {
+    let mut by_name: Vec<&NodeView> = nodes.iter().filter(|n| !n.name.is_empty()).collect();
+    by_name.sort_unstable_by(|a, b| a.name.cmp(b.name));
+    by_name.dedup_by(|a, b| a.name == b.name);
+    for view in by_name {
+        let (name, node) = (view.name, view.object);
         let Placement {
             should_run,
             should_continue_running,
             ..
-        } = placement(&spec, node);
-        let mut here: Vec<&Value> = by_node.remove(name).unwrap_or_default();
+        } = view.placement;
+        let mut here: Vec<&PodFacts> = by_node.remove(name).unwrap_or_default();
         here.sort_by(pod_order);
         let has_any = !here.is_empty() || pending(name);
         if should_run {
@@ -236,7 +309,7 @@ pub fn plan(
         if !should_continue_running {
             deletes.extend(
                 here.iter()
-                    .filter(|p| !is_terminating(p))
+                    .filter(|p| !p.terminating)
                     .map(|p| delete(p, name, DeleteReason::NotWanted)),
             );
             continue;
@@ -248,7 +321,7 @@ pub fn plan(
             continue;
         }
         if should_run && let Some(first) = here.first() {
-            if ready_since(first).is_some() {
+            if first.ready_since.is_some() {
                 status.ready += 1;
             }
             if is_available(first, min_ready, now) {
@@ -259,8 +332,8 @@ pub fn plan(
             }
         }
         let mut running = Vec::new();
-        for p in here.iter().filter(|p| !is_terminating(p)) {
-            match phase(p) {
+        for p in here.iter().filter(|p| !p.terminating) {
+            match p.phase.as_str() {
                 "Failed" => deletes.push(delete(p, name, DeleteReason::Failed)),
                 "Succeeded" => deletes.push(delete(p, name, DeleteReason::Succeeded)),
                 _ => running.push(*p),
@@ -268,7 +341,8 @@ pub fn plan(
         }
         if surge {
             // With surge a node may hold one new and one old pod at once; only extras go.
-            let (new, old): (Vec<&Value>, Vec<&Value>) = running.iter().partition(|p| is_updated(p, hash, generation));
+            let (new, old): (Vec<&PodFacts>, Vec<&PodFacts>) =
+                running.iter().partition(|p| is_updated(p, hash, generation));
             let extras = new.iter().skip(1).chain(old.iter().skip(1));
             deletes.extend(extras.map(|p| delete(p, name, DeleteReason::Duplicate)));
         } else {
@@ -278,8 +352,7 @@ pub fn plan(
     // Unbound pods whose node no longer exists (bound ones are the pod GC's).
     for (name, left) in by_node {
         for p in left {
-            let unbound = p["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
-            if unbound && !is_terminating(p) {
+            if !p.bound && !p.terminating {
                 deletes.push(delete(p, name, DeleteReason::NotWanted));
             }
         }

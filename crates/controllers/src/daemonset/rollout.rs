@@ -5,7 +5,7 @@
 use serde_json::Value;
 use shoal_api::selector::LabelSelector;
 
-use super::plan::{Action, DeleteReason, is_available, is_updated, target_node};
+use super::plan::{Action, DeleteReason, PodFacts, is_available, is_updated};
 
 /// Resolves an int-or-percent against `total`: integers as they are, percentages rounded up.
 pub fn resolve(v: &Value, total: i64) -> i64 {
@@ -37,7 +37,7 @@ pub struct NodePods<'a> {
     /// The Node object.
     pub object: &'a Value,
     /// Live pods targeting the node.
-    pub pods: Vec<&'a Value>,
+    pub pods: Vec<&'a PodFacts>,
 }
 
 impl NodePods<'_> {
@@ -89,10 +89,10 @@ impl Controls {
     }
 }
 
-fn delete(p: &Value, node: &str) -> Action {
+fn delete(p: &PodFacts, node: &str) -> Action {
     Action::Delete {
-        pod: p["metadata"]["name"].as_str().unwrap_or_default().to_string(),
-        uid: p["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+        pod: p.name.clone(),
+        uid: p.uid.clone(),
         node: node.to_string(),
         reason: DeleteReason::Outdated,
     }
@@ -114,7 +114,7 @@ pub fn rolling_update(
     let min_ready = ds["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
     let generation = ds["metadata"]["annotations"][super::plan::TEMPLATE_GENERATION_ANNOTATION].as_str();
     let (max_surge, max_unavailable) = limits(ds, nodes.len() as i64);
-    let available = |p: &Value| is_available(p, min_ready, now);
+    let available = |p: &PodFacts| is_available(p, min_ready, now);
     // Nodes left out: not Ready ones when asked to skip them, and those outside the canary.
     let counted = |n: &NodePods| !controls.skip_unready || n.ready();
     let no_labels = serde_json::Map::new();
@@ -138,7 +138,8 @@ pub fn rolling_update(
         let mut unavailable = 0;
         let mut candidates = Vec::new();
         for n in nodes.iter().filter(|n| counted(n)) {
-            let (new, old): (Vec<&Value>, Vec<&Value>) = n.pods.iter().partition(|p| is_updated(p, hash, generation));
+            let (new, old): (Vec<&PodFacts>, Vec<&PodFacts>) =
+                n.pods.iter().partition(|p| is_updated(p, hash, generation));
             if busy(n.node) || new.len() > 1 || old.len() > 1 {
                 unavailable += 1;
                 continue;
@@ -167,7 +168,8 @@ pub fn rolling_update(
             if busy(n.node) {
                 continue;
             }
-            let (new, old): (Vec<&Value>, Vec<&Value>) = n.pods.iter().partition(|p| is_updated(p, hash, generation));
+            let (new, old): (Vec<&PodFacts>, Vec<&PodFacts>) =
+                n.pods.iter().partition(|p| is_updated(p, hash, generation));
             match (new.first(), old.first()) {
                 (None, Some(_)) if !eligible(n) => {}
                 (None, Some(p)) if !available(p) && budget > 0 => {
@@ -196,13 +198,11 @@ pub fn rolling_update(
 }
 
 /// Groups live pods by the node they target.
-pub fn by_node<'a>(nodes: &[(&'a str, &'a Value)], pods: &[&'a Value]) -> Vec<NodePods<'a>> {
+pub fn by_node<'a>(nodes: &[(&'a str, &'a Value)], pods: &[&'a PodFacts]) -> Vec<NodePods<'a>> {
     // One pass over the pods, indexed by their node: O(nodes + pods).
-    let mut index: std::collections::HashMap<&str, Vec<&'a Value>> = std::collections::HashMap::new();
+    let mut index: std::collections::HashMap<&str, Vec<&'a PodFacts>> = std::collections::HashMap::new();
     for p in pods.iter().copied() {
-        let live = p["metadata"].get("deletionTimestamp").is_none_or(Value::is_null)
-            && !matches!(p["status"]["phase"].as_str(), Some("Failed" | "Succeeded"));
-        if let (true, Some(node)) = (live, target_node(p)) {
+        if let (true, Some(node)) = (p.live(), p.node.as_deref()) {
             index.entry(node).or_default().push(p);
         }
     }
@@ -322,12 +322,14 @@ mod tests {
             .collect()
     }
 
-    fn group<'a>(objects: &'a [Value], pods: &[&'a Value]) -> Vec<NodePods<'a>> {
+    fn group<'a>(objects: &'a [Value], pods: &[&Value]) -> Vec<NodePods<'a>> {
         let pairs: Vec<(&str, &Value)> = objects
             .iter()
             .map(|o| (o["metadata"]["name"].as_str().unwrap(), o))
             .collect();
-        by_node(&pairs, pods)
+        // Test-only: the facts live as long as the test process.
+        let facts: Vec<&'a PodFacts> = pods.iter().map(|p| &*Box::leak(Box::new(PodFacts::of(p)))).collect();
+        by_node(&pairs, &facts)
     }
 
     fn now() -> jiff::Timestamp {
