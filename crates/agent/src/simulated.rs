@@ -305,8 +305,11 @@ impl Heartbeats {
 /// Creates simulated node number `index` named `name`; one that exists already is left as
 /// it is.
 pub async fn create_node(nodes: &Api<Node>, name: &str, index: u32, control_plane: bool) -> Result<(), kube::Error> {
-    let node: Node =
+    // As a kubelet registers: with its status (capacity, addresses, conditions) in the
+    // creation itself, so a pod for the node is schedulable as soon as the node exists.
+    let mut node: Node =
         serde_json::from_value(node_manifest(name, index, control_plane)).map_err(kube::Error::SerdeError)?;
+    node.status = Some(serde_json::from_value(node_status(&node, &now_rfc3339())).map_err(kube::Error::SerdeError)?);
     let pp = PostParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()

@@ -394,15 +394,23 @@ async fn wait_daemonset(
 /// When each node's daemon pod was first seen Running.
 type RunningAt = Arc<Mutex<HashMap<String, Instant>>>;
 
-/// Records, from a pod watch, when the first Running pod of each node appears.
-fn follow_running_pods(client: &kube::Client, notify: Arc<tokio::sync::Notify>) -> RunningAt {
+/// Records, from a pod watch, when the first Running pod of each node appears. Returns once
+/// the watch has had its initial list, so the first measured join does not wait on it.
+async fn follow_running_pods(client: &kube::Client, notify: Arc<tokio::sync::Notify>) -> RunningAt {
     let seen: RunningAt = Arc::default();
+    let (listed_tx, listed) = tokio::sync::oneshot::channel::<()>();
+    let mut listed_tx = Some(listed_tx);
     let api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let stream = watcher(api, watcher::Config::default().labels("app=bench")).default_backoff();
     let out = seen.clone();
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(ev) = stream.next().await {
+            if let Ok(watcher::Event::InitDone) = ev
+                && let Some(tx) = listed_tx.take()
+            {
+                let _ = tx.send(());
+            }
             if let Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) = ev {
                 let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
                 let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
@@ -416,6 +424,7 @@ fn follow_running_pods(client: &kube::Client, notify: Arc<tokio::sync::Notify>) 
             }
         }
     });
+    let _ = tokio::time::timeout(Duration::from_secs(60), listed).await;
     seen
 }
 
@@ -465,7 +474,7 @@ async fn daemonset(a: &DaemonsetArgs) -> Result<serde_json::Map<String, Value>, 
 
     // Nodes joining one by one: Node created -> its daemon pod Running.
     let notify = Arc::new(tokio::sync::Notify::new());
-    let running = follow_running_pods(&client, notify.clone());
+    let running = follow_running_pods(&client, notify.clone()).await;
     let nodes: Api<Node> = Api::all(client.clone());
     let mut joins = Vec::new();
     for i in 1..=a.join {
@@ -481,7 +490,9 @@ async fn daemonset(a: &DaemonsetArgs) -> Result<serde_json::Map<String, Value>, 
         let deadline = start + Duration::from_secs(60);
         loop {
             if let Some(at) = running.lock().unwrap_or_else(|e| e.into_inner()).get(&name) {
-                joins.push(at.duration_since(start).as_secs_f64() * 1000.0);
+                let ms = at.duration_since(start).as_secs_f64() * 1000.0;
+                tracing::debug!(node = %name, ms, "bench: node joined");
+                joins.push(ms);
                 break;
             }
             if Instant::now() > deadline {
