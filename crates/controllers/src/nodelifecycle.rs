@@ -178,7 +178,8 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
     let monitor_period = Duration::from_secs(5).min(grace / 2).max(Duration::from_millis(200));
     let mut quiet = informers.interest(&[("", "nodes")]);
     let mut evicting = informers.interest(&[("", "nodes"), ("", "pods")]);
-    let mut seen: Memo<()> = Memo::default();
+    // Each node's NoExecute taints, read once per version of the node; a version new to the
+    // memo is a node that changed.
     let mut no_execute: Memo<Vec<Value>> = Memo::default();
     let mut last_monitor: Option<Instant> = None;
     loop {
@@ -186,7 +187,14 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
         let now_s = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let nodes = informers.of("", "nodes");
         let mut changed = Vec::new();
-        seen.refresh(&nodes, |n| n, |n| changed.push(n.clone()));
+        let taints = no_execute.refresh(
+            &nodes,
+            |n| n,
+            |n| {
+                changed.push(n.clone());
+                no_execute_taints(n)
+            },
+        );
         let monitor = last_monitor.is_none_or(|t| t.elapsed() >= monitor_period);
         let lease_objects = if monitor {
             last_monitor = Some(Instant::now());
@@ -232,7 +240,7 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
         // counts once its node change arrives, which wakes the next pass).
         let tainted: HashMap<&str, &Vec<Value>> = nodes
             .iter()
-            .zip(no_execute.refresh(&nodes, |n| n, |n| no_execute_taints(n)))
+            .zip(taints)
             .filter(|(_, t)| !t.is_empty())
             .map(|(n, t)| (crate::informer::name(n), t))
             .collect();

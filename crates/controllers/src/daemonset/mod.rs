@@ -49,7 +49,7 @@ struct Controller {
 }
 
 /// A pod as the controller sees it, derived once per version of it.
-pub struct PodEntry {
+struct PodEntry {
     /// `metadata.namespace`.
     namespace: String,
     /// The uid of its controller owner, if any.
@@ -215,10 +215,10 @@ impl Controller {
                 |n| n,
                 |n| (name_of(n).to_string(), placement::placement(&spec, n)),
             ))
-            .map(|(n, (name, p))| NodeView {
+            .map(|(n, (name, placement))| NodeView {
                 name,
                 object: n,
-                placement: p.clone(),
+                placement,
             })
             .collect();
         let pending = |n: &str| expected.contains(n);

@@ -170,7 +170,7 @@ pub struct NodeView<'a> {
     /// The Node.
     pub object: &'a Value,
     /// Where the DaemonSet's pods may run (see [`placement`]).
-    pub placement: Placement,
+    pub placement: &'a Placement,
 }
 
 /// Upstream's order of pods on one node: bound before unbound, then older first, then by name.
@@ -236,12 +236,14 @@ pub fn plan(
     now: jiff::Timestamp,
 ) -> Plan {
     let spec = template_spec(ds);
+    let placements: Vec<Placement> = nodes.iter().map(|n| placement(&spec, n)).collect();
     let views: Vec<NodeView> = nodes
         .iter()
-        .map(|n| NodeView {
+        .zip(&placements)
+        .map(|(n, placement)| NodeView {
             name: n["metadata"]["name"].as_str().unwrap_or_default(),
             object: n,
-            placement: placement(&spec, n),
+            placement,
         })
         .collect();
     let facts: Vec<PodFacts> = pods.iter().map(|p| PodFacts::of(p)).collect();
@@ -249,9 +251,9 @@ pub fn plan(
     plan_views(ds, &views, &refs, hash, pending, now)
 }
 
-/// Plans one DaemonSet. `nodes` are every node, with the DaemonSet's placement; `pods` are the pods it owns (after adoption and release); `pending`
-/// are nodes with a creation in flight the pod cache does not show yet (expectations), which
-/// count as having a pod.
+/// Plans one DaemonSet. `nodes` are every node, with the DaemonSet's placement on it; `pods`
+/// are the pods it owns (after adoption and release); `pending` are nodes with a creation in
+/// flight the pod cache does not show yet (expectations), which count as having a pod.
 pub fn plan_views(
     ds: &Value,
     nodes: &[NodeView],
@@ -293,7 +295,7 @@ pub fn plan_views(
             should_run,
             should_continue_running,
             ..
-        } = view.placement;
+        } = *view.placement;
         let mut here: Vec<&PodFacts> = by_node.remove(name).unwrap_or_default();
         here.sort_by(pod_order);
         let has_any = !here.is_empty() || pending(name);
