@@ -16,3 +16,46 @@ pub mod selector;
 pub mod smp;
 pub mod table;
 pub mod validation;
+
+/// The `status` fields of a Pod or Node that the in-process controllers and the scheduler
+/// read. Their caches keep only these: container statuses, pod IPs, node info, addresses
+/// and images take most of a status and are never read there.
+const READ_STATUS: &[(&str, &[&str])] = &[
+    ("Pod", &["phase", "conditions", "reason", "message"]),
+    ("Node", &["allocatable", "capacity", "conditions"]),
+];
+
+/// Drops from a Pod's or Node's `status` what no in-process component reads (see
+/// [`READ_STATUS`]); other kinds are left as they are. For caches only: an object trimmed
+/// so must never be written back whole.
+pub fn trim_status_for_cache(obj: &mut serde_json::Value) {
+    let Some(keep) = READ_STATUS
+        .iter()
+        .find(|(k, _)| obj["kind"] == *k)
+        .map(|(_, keep)| *keep)
+    else {
+        return;
+    };
+    if let Some(status) = obj.get_mut("status").and_then(serde_json::Value::as_object_mut) {
+        status.retain(|k, _| keep.contains(&k.as_str()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn cached_status_keeps_what_is_read_and_only_for_pods_and_nodes() {
+        let mut pod = json!({"kind": "Pod", "status": {"phase": "Running", "conditions": [], "podIP": "10.0.0.1",
+            "containerStatuses": [{"name": "c"}]}});
+        super::trim_status_for_cache(&mut pod);
+        assert_eq!(pod["status"], json!({"phase": "Running", "conditions": []}));
+        let mut node = json!({"kind": "Node", "status": {"capacity": {"cpu": "4"}, "nodeInfo": {}, "addresses": []}});
+        super::trim_status_for_cache(&mut node);
+        assert_eq!(node["status"], json!({"capacity": {"cpu": "4"}}));
+        let mut ds = json!({"kind": "DaemonSet", "status": {"numberReady": 3}});
+        super::trim_status_for_cache(&mut ds);
+        assert_eq!(ds["status"]["numberReady"], 3);
+    }
+}

@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, watch};
 const HISTORY: usize = 100_000;
 /// The memory the past events may hold, at most (as estimated by [`CacheEvent::cost`]):
 /// a watch resuming from further back gets 410 Gone and lists again, as upstream.
-const HISTORY_BYTES: usize = 64 << 20;
+const HISTORY_BYTES: usize = 32 << 20;
 /// How many live events a slow watcher may fall behind before its watch ends.
 const WATCH_BUFFER: usize = 8192;
 
@@ -38,6 +38,25 @@ impl Entry {
         let mut obj: Value = serde_json::from_slice(&kv.value).ok()?;
         set_resource_version(&mut obj, kv.mod_revision);
         Some(Arc::new(Entry::new(kv.key.clone(), &obj, kv.mod_revision)))
+    }
+
+    /// Like [`Entry::from_kv`], and the watch line of a `kind` event for it: the entry's
+    /// JSON is a slice of the line, so the two share one buffer.
+    fn from_kv_with_line(kv: &KeyValue, kind: EventType) -> Option<(Arc<Entry>, Bytes)> {
+        let mut obj: Value = serde_json::from_slice(&kv.value).ok()?;
+        set_resource_version(&mut obj, kv.mod_revision);
+        let head = line_head(kind);
+        let mut buf = Vec::with_capacity(head.len() + kv.value.len() + 32);
+        buf.extend_from_slice(head.as_bytes());
+        serde_json::to_writer(&mut buf, &obj).ok()?;
+        buf.extend_from_slice(LINE_TAIL);
+        let line = Bytes::from(buf);
+        let entry = Entry {
+            key: kv.key.clone(),
+            json: line.slice(head.len()..line.len() - LINE_TAIL.len()),
+            mod_revision: kv.mod_revision,
+        };
+        Some((Arc::new(entry), line))
     }
 
     /// An entry for `obj` (its resourceVersion already set) at `mod_revision`.
@@ -93,13 +112,12 @@ pub struct CacheEvent {
     pub entry: Arc<Entry>,
     /// The object before the change.
     pub prev: Option<Arc<Entry>>,
-    /// `{"type":..,"object":..}\n`, encoded once.
+    /// `{"type":..,"object":..}\n`, encoded once; `entry.json` is a slice of it.
     pub line: Bytes,
 }
 
 impl CacheEvent {
-    fn new(kind: EventType, entry: Arc<Entry>, prev: Option<Arc<Entry>>) -> Self {
-        let line = watch_line(kind.as_str(), &entry.json);
+    fn new(kind: EventType, entry: Arc<Entry>, prev: Option<Arc<Entry>>, line: Bytes) -> Self {
         CacheEvent {
             kind,
             entry,
@@ -113,10 +131,19 @@ impl CacheEvent {
         self.entry.mod_revision
     }
 
-    /// Roughly the memory this event keeps alive: its line and the object's JSON.
+    /// Roughly the memory this event keeps alive: its line, which holds the object's JSON
+    /// too (the previous state is the event before's, or a current object).
     pub fn cost(&self) -> usize {
-        self.line.len() + self.entry.json.len()
+        self.line.len()
     }
+}
+
+/// What ends every watch line.
+const LINE_TAIL: &[u8] = b"}\n";
+
+/// What starts the watch line of a `kind` event, up to the object.
+fn line_head(kind: EventType) -> String {
+    format!("{{\"type\":\"{}\",\"object\":", kind.as_str())
 }
 
 /// Encodes one watch event line around an already-encoded object.
@@ -126,7 +153,7 @@ pub fn watch_line(kind: &str, object_json: &[u8]) -> Bytes {
     buf.extend_from_slice(kind.as_bytes());
     buf.extend_from_slice(b"\",\"object\":");
     buf.extend_from_slice(object_json);
-    buf.extend_from_slice(b"}\n");
+    buf.extend_from_slice(LINE_TAIL);
     Bytes::from(buf)
 }
 
@@ -212,8 +239,22 @@ impl WatchCache {
         }
     }
 
+    /// Applies one store event. Only the feeder task calls this, so the event's kind, read
+    /// under a read lock before the object is encoded, still holds when the write lock is
+    /// taken (encoding outside the lock keeps readers from waiting on it).
     fn apply(&self, ev: shoal_store::Event) {
-        let Some(entry) = Entry::from_kv(&ev.kv) else {
+        let exists = self
+            .inner
+            .read()
+            .expect("watch cache lock poisoned")
+            .objects
+            .contains_key(&ev.kv.key);
+        let kind = match (ev.kind, exists) {
+            (EventKind::Delete, _) => EventType::Deleted,
+            (EventKind::Put, true) => EventType::Modified,
+            (EventKind::Put, false) => EventType::Added,
+        };
+        let Some((entry, line)) = Entry::from_kv_with_line(&ev.kv, kind) else {
             tracing::error!(key = %ev.kv.key, "watch cache: undecodable value skipped");
             return;
         };
@@ -222,12 +263,7 @@ impl WatchCache {
             EventKind::Put => inner.objects.insert(entry.key.clone(), entry.clone()),
             EventKind::Delete => inner.objects.remove(&entry.key),
         };
-        let kind = match (ev.kind, &prev) {
-            (EventKind::Delete, _) => EventType::Deleted,
-            (EventKind::Put, Some(_)) => EventType::Modified,
-            (EventKind::Put, None) => EventType::Added,
-        };
-        let event = Arc::new(CacheEvent::new(kind, entry, prev));
+        let event = Arc::new(CacheEvent::new(kind, entry, prev, line));
         inner.revision = event.revision();
         inner.history_bytes += event.cost();
         inner.history.push_back(event.clone());
@@ -329,5 +365,30 @@ impl WatchCache {
     /// The oldest revision a watch can start after.
     pub fn oldest_watchable(&self) -> Revision {
         self.inner.read().expect("watch cache lock poisoned").history_start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_line_and_its_entry_share_one_buffer() {
+        let kv = KeyValue {
+            key: "/registry/pods/default/p".into(),
+            value: Bytes::from_static(br#"{"kind":"Pod","metadata":{"name":"p"}}"#),
+            create_revision: 3,
+            mod_revision: 7,
+        };
+        let (entry, line) = Entry::from_kv_with_line(&kv, EventType::Modified).unwrap();
+        let parsed: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(parsed["type"], "MODIFIED");
+        assert_eq!(parsed["object"]["metadata"]["resourceVersion"], "7");
+        assert!(line.ends_with(b"}\n"));
+        assert_eq!(serde_json::from_slice::<Value>(&entry.json).unwrap(), parsed["object"]);
+        // The entry's JSON points into the line: no second copy.
+        let inside = line.as_ptr_range();
+        assert!(inside.contains(&entry.json.as_ptr()));
+        assert_eq!(line, watch_line("MODIFIED", &entry.json));
     }
 }

@@ -86,7 +86,8 @@ fn key_of(o: &Value) -> String {
     format!("{}/{}", namespace(o), name(o))
 }
 
-/// The cached form of an object: no managed fields, and metadata alone unless `full`.
+/// The cached form of an object: no managed fields, only the status fields controllers read
+/// ([`shoal_api::trim_status_for_cache`]), and metadata alone unless `full`.
 fn cached_form(obj: DynamicObject, full: bool) -> Option<Value> {
     let mut v = serde_json::to_value(obj).ok()?;
     let map = v.as_object_mut()?;
@@ -96,6 +97,7 @@ fn cached_form(obj: DynamicObject, full: bool) -> Option<Value> {
     if !full {
         map.retain(|k, _| k == "apiVersion" || k == "kind" || k == "metadata");
     }
+    shoal_api::trim_status_for_cache(&mut v);
     Some(v)
 }
 

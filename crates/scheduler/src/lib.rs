@@ -40,10 +40,13 @@ const PERIOD: Duration = Duration::from_secs(5);
 /// The most watch events taken in before a pass.
 const DRAIN_LIMIT: usize = 8192;
 
-/// The scheduler's copy of an object, without the managed fields it never reads.
+/// The scheduler's copy of an object, without the managed fields and the status fields it
+/// never reads.
 fn to_value(mut obj: DynamicObject) -> Arc<Value> {
     obj.metadata.managed_fields = None;
-    Arc::new(serde_json::to_value(obj).unwrap_or(Value::Null))
+    let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
+    shoal_api::trim_status_for_cache(&mut v);
+    Arc::new(v)
 }
 
 fn on_pod_event(state: &mut State, ev: Result<watcher::Event<DynamicObject>, watcher::Error>) {
