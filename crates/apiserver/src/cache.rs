@@ -35,25 +35,22 @@ pub struct Entry {
 impl Entry {
     /// Decodes a store key-value into an entry, filling in `metadata.resourceVersion`.
     pub fn from_kv(kv: &KeyValue) -> Option<Arc<Entry>> {
-        let mut obj: Value = serde_json::from_slice(&kv.value).ok()?;
-        set_resource_version(&mut obj, kv.mod_revision);
+        let obj = decoded(kv)?;
         Some(Arc::new(Entry::new(kv.key.clone(), &obj, kv.mod_revision)))
     }
 
     /// Like [`Entry::from_kv`], and the watch line of a `kind` event for it: the entry's
     /// JSON is a slice of the line, so the two share one buffer.
     fn from_kv_with_line(kv: &KeyValue, kind: EventType) -> Option<(Arc<Entry>, Bytes)> {
-        let mut obj: Value = serde_json::from_slice(&kv.value).ok()?;
-        set_resource_version(&mut obj, kv.mod_revision);
-        let head = line_head(kind);
-        let mut buf = Vec::with_capacity(head.len() + kv.value.len() + 32);
-        buf.extend_from_slice(head.as_bytes());
+        let obj = decoded(kv)?;
+        let mut buf = line_start(kind.as_str(), kv.value.len());
+        let start = buf.len();
         serde_json::to_writer(&mut buf, &obj).ok()?;
         buf.extend_from_slice(LINE_TAIL);
         let line = Bytes::from(buf);
         let entry = Entry {
             key: kv.key.clone(),
-            json: line.slice(head.len()..line.len() - LINE_TAIL.len()),
+            json: line.slice(start..line.len() - LINE_TAIL.len()),
             mod_revision: kv.mod_revision,
         };
         Some((Arc::new(entry), line))
@@ -72,6 +69,13 @@ impl Entry {
     pub fn obj(&self) -> Value {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
     }
+}
+
+/// A store value decoded, its `metadata.resourceVersion` filled in.
+fn decoded(kv: &KeyValue) -> Option<Value> {
+    let mut obj: Value = serde_json::from_slice(&kv.value).ok()?;
+    set_resource_version(&mut obj, kv.mod_revision);
+    Some(obj)
 }
 
 /// Sets `metadata.resourceVersion` to `rev`.
@@ -141,17 +145,19 @@ impl CacheEvent {
 /// What ends every watch line.
 const LINE_TAIL: &[u8] = b"}\n";
 
-/// What starts the watch line of a `kind` event, up to the object.
-fn line_head(kind: EventType) -> String {
-    format!("{{\"type\":\"{}\",\"object\":", kind.as_str())
+/// The start of the watch line of a `kind` event, up to the object, in a buffer with room
+/// for an object of about `object_len` bytes.
+fn line_start(kind: &str, object_len: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(object_len + 32);
+    buf.extend_from_slice(b"{\"type\":\"");
+    buf.extend_from_slice(kind.as_bytes());
+    buf.extend_from_slice(b"\",\"object\":");
+    buf
 }
 
 /// Encodes one watch event line around an already-encoded object.
 pub fn watch_line(kind: &str, object_json: &[u8]) -> Bytes {
-    let mut buf = Vec::with_capacity(object_json.len() + 32);
-    buf.extend_from_slice(b"{\"type\":\"");
-    buf.extend_from_slice(kind.as_bytes());
-    buf.extend_from_slice(b"\",\"object\":");
+    let mut buf = line_start(kind, object_json.len());
     buf.extend_from_slice(object_json);
     buf.extend_from_slice(LINE_TAIL);
     Bytes::from(buf)
