@@ -25,15 +25,12 @@ const READ_STATUS: &[(&str, &[&str])] = &[
     ("Node", &["allocatable", "capacity", "conditions"]),
 ];
 
-/// Drops from a Pod's or Node's `status` what no in-process component reads (see
-/// [`READ_STATUS`]); other kinds are left as they are. For caches only: an object trimmed
-/// so must never be written back whole.
-pub fn trim_status_for_cache(obj: &mut serde_json::Value) {
-    let Some(keep) = READ_STATUS
-        .iter()
-        .find(|(k, _)| obj["kind"] == *k)
-        .map(|(_, keep)| *keep)
-    else {
+/// Drops from the `status` of `obj`, a Pod or Node as `kind` says, what no in-process
+/// component reads (see [`READ_STATUS`]); other kinds are left as they are. The caller
+/// names the kind: list items need not carry theirs. For caches only: an object trimmed so
+/// must never be written back whole.
+pub fn trim_status_for_cache(kind: &str, obj: &mut serde_json::Value) {
+    let Some(keep) = READ_STATUS.iter().find(|(k, _)| *k == kind).map(|(_, keep)| *keep) else {
         return;
     };
     if let Some(status) = obj.get_mut("status").and_then(serde_json::Value::as_object_mut) {
@@ -49,13 +46,13 @@ mod tests {
     fn cached_status_keeps_what_is_read_and_only_for_pods_and_nodes() {
         let mut pod = json!({"kind": "Pod", "status": {"phase": "Running", "conditions": [], "podIP": "10.0.0.1",
             "containerStatuses": [{"name": "c"}]}});
-        super::trim_status_for_cache(&mut pod);
+        super::trim_status_for_cache("Pod", &mut pod);
         assert_eq!(pod["status"], json!({"phase": "Running", "conditions": []}));
         let mut node = json!({"kind": "Node", "status": {"capacity": {"cpu": "4"}, "nodeInfo": {}, "addresses": []}});
-        super::trim_status_for_cache(&mut node);
+        super::trim_status_for_cache("Node", &mut node);
         assert_eq!(node["status"], json!({"capacity": {"cpu": "4"}}));
         let mut ds = json!({"kind": "DaemonSet", "status": {"numberReady": 3}});
-        super::trim_status_for_cache(&mut ds);
+        super::trim_status_for_cache("DaemonSet", &mut ds);
         assert_eq!(ds["status"]["numberReady"], 3);
     }
 }

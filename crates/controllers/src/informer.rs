@@ -88,7 +88,7 @@ fn key_of(o: &Value) -> String {
 
 /// The cached form of an object: no managed fields, only the status fields controllers read
 /// ([`shoal_api::trim_status_for_cache`]), and metadata alone unless `full`.
-fn cached_form(obj: DynamicObject, full: bool) -> Option<Value> {
+fn cached_form(obj: DynamicObject, kind: &str, full: bool) -> Option<Value> {
     let mut v = serde_json::to_value(obj).ok()?;
     let map = v.as_object_mut()?;
     if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -97,7 +97,7 @@ fn cached_form(obj: DynamicObject, full: bool) -> Option<Value> {
     if !full {
         map.retain(|k, _| k == "apiVersion" || k == "kind" || k == "metadata");
     }
-    shoal_api::trim_status_for_cache(&mut v);
+    shoal_api::trim_status_for_cache(kind, &mut v);
     Some(v)
 }
 
@@ -120,7 +120,7 @@ impl Cache {
         let lock = || self.objects.write().unwrap_or_else(|e| e.into_inner());
         match ev {
             watcher::Event::Apply(o) => {
-                let Some(v) = cached_form(o, full) else {
+                let Some(v) = cached_form(o, self.res.kind, full) else {
                     return (false, false);
                 };
                 let (key, v) = (key_of(&v), Arc::new(v));
@@ -128,7 +128,7 @@ impl Cache {
                 (true, old.is_none_or(|old| ownership_differs(&old, &v)))
             }
             watcher::Event::Delete(o) => {
-                let Some(v) = cached_form(o, false) else {
+                let Some(v) = cached_form(o, self.res.kind, false) else {
                     return (false, false);
                 };
                 let gone = lock().remove(&key_of(&v)).is_some();
@@ -139,7 +139,7 @@ impl Cache {
                 (false, false)
             }
             watcher::Event::InitApply(o) => {
-                if let (Some(v), Some(fresh)) = (cached_form(o, full), relist.as_mut()) {
+                if let (Some(v), Some(fresh)) = (cached_form(o, self.res.kind, full), relist.as_mut()) {
                     fresh.insert(key_of(&v), Arc::new(v));
                 }
                 (false, false)
@@ -393,10 +393,10 @@ mod tests {
     #[test]
     fn cached_objects_drop_managed_fields_and_keep_metadata_only_when_asked() {
         let pod = json_pod();
-        let full = cached_form(dynamic(pod.clone()), true).unwrap();
+        let full = cached_form(dynamic(pod.clone()), "Pod", true).unwrap();
         assert!(full["metadata"].get("managedFields").is_none());
         assert_eq!(full["spec"]["nodeName"], "n1");
-        let meta = cached_form(dynamic(pod), false).unwrap();
+        let meta = cached_form(dynamic(pod), "Pod", false).unwrap();
         assert!(meta.get("spec").is_none());
         assert_eq!(name(&meta), "p");
         assert_eq!(namespace(&meta), "default");

@@ -40,24 +40,24 @@ const PERIOD: Duration = Duration::from_secs(5);
 /// The most watch events taken in before a pass.
 const DRAIN_LIMIT: usize = 8192;
 
-/// The scheduler's copy of an object, without the managed fields and the status fields it
-/// never reads.
-fn to_value(mut obj: DynamicObject) -> Arc<Value> {
+/// The scheduler's copy of an object of `kind`, without the managed fields and the status
+/// fields it never reads.
+fn to_value(kind: &str, mut obj: DynamicObject) -> Arc<Value> {
     obj.metadata.managed_fields = None;
     let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
-    shoal_api::trim_status_for_cache(&mut v);
+    shoal_api::trim_status_for_cache(kind, &mut v);
     Arc::new(v)
 }
 
 fn on_pod_event(state: &mut State, ev: Result<watcher::Event<DynamicObject>, watcher::Error>) {
     match ev {
-        Ok(watcher::Event::Apply(o)) => state.pod_applied(Arc::new(PodInfo::new(to_value(o)))),
+        Ok(watcher::Event::Apply(o)) => state.pod_applied(Arc::new(PodInfo::new(to_value("Pod", o)))),
         Ok(watcher::Event::Delete(o)) => {
-            let p = PodInfo::new(to_value(o));
+            let p = PodInfo::new(to_value("Pod", o));
             state.pod_deleted(&p.key);
         }
         Ok(watcher::Event::Init) => state.pods_relist_started(),
-        Ok(watcher::Event::InitApply(o)) => state.pods_relist_item(Arc::new(PodInfo::new(to_value(o)))),
+        Ok(watcher::Event::InitApply(o)) => state.pods_relist_item(Arc::new(PodInfo::new(to_value("Pod", o)))),
         Ok(watcher::Event::InitDone) => state.pods_relist_done(),
         Err(e) => tracing::warn!(error = %e, "scheduler: pod watch failed; retrying"),
     }
@@ -65,10 +65,10 @@ fn on_pod_event(state: &mut State, ev: Result<watcher::Event<DynamicObject>, wat
 
 fn on_node_event(state: &mut State, ev: Result<watcher::Event<DynamicObject>, watcher::Error>) {
     match ev {
-        Ok(watcher::Event::Apply(o)) => state.node_applied(Arc::new(NodeInfo::new(to_value(o)))),
+        Ok(watcher::Event::Apply(o)) => state.node_applied(Arc::new(NodeInfo::new(to_value("Node", o)))),
         Ok(watcher::Event::Delete(o)) => state.node_deleted(&o.metadata.name.unwrap_or_default()),
         Ok(watcher::Event::Init) => state.nodes_relist_started(),
-        Ok(watcher::Event::InitApply(o)) => state.nodes_relist_item(Arc::new(NodeInfo::new(to_value(o)))),
+        Ok(watcher::Event::InitApply(o)) => state.nodes_relist_item(Arc::new(NodeInfo::new(to_value("Node", o)))),
         Ok(watcher::Event::InitDone) => state.nodes_relist_done(),
         Err(e) => tracing::warn!(error = %e, "scheduler: node watch failed; retrying"),
     }
