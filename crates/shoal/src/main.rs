@@ -8,7 +8,9 @@ mod bench;
 
 /// mimalloc instead of the system allocator: the server allocates and frees many small JSON
 /// values from several threads, where glibc's malloc spent a fifth of the CPU time and kept
-/// freed memory in per-thread arenas.
+/// freed memory in per-thread arenas. The `system-allocator` feature keeps the system one,
+/// for heap profilers that hook malloc (heaptrack).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cluster;
