@@ -47,7 +47,7 @@ impl Entry {
         let start = buf.len();
         serde_json::to_writer(&mut buf, &obj).ok()?;
         buf.extend_from_slice(LINE_TAIL);
-        let line = Bytes::from(buf);
+        let line = exact_bytes(buf);
         let entry = Entry {
             key: kv.key.clone(),
             json: line.slice(start..line.len() - LINE_TAIL.len()),
@@ -60,7 +60,7 @@ impl Entry {
     pub fn new(key: String, obj: &Value, mod_revision: Revision) -> Entry {
         Entry {
             key,
-            json: Bytes::from(serde_json::to_vec(obj).unwrap_or_default()),
+            json: json_bytes(obj).unwrap_or_default(),
             mod_revision,
         }
     }
@@ -69,6 +69,24 @@ impl Entry {
     pub fn obj(&self) -> Value {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
     }
+}
+
+/// `buf` as `Bytes` holding no more memory than its length needs: a `Vec` grown by doubling
+/// may have up to twice its length allocated, and values kept for every object (the store's
+/// index, the watch cache) would hold that slack for their lifetime. Shrinking in place does
+/// not help with every allocator (mimalloc keeps a block shrunk by less than half), so a
+/// wasteful buffer is copied into one of the exact size.
+pub fn exact_bytes(buf: Vec<u8>) -> Bytes {
+    if buf.capacity() - buf.len() > buf.len() / 16 + 16 {
+        Bytes::copy_from_slice(&buf)
+    } else {
+        Bytes::from(buf)
+    }
+}
+
+/// `obj` encoded as JSON, in a buffer of its exact size ([`exact_bytes`]).
+pub fn json_bytes<T: serde::Serialize + ?Sized>(obj: &T) -> Result<Bytes, serde_json::Error> {
+    serde_json::to_vec(obj).map(exact_bytes)
 }
 
 /// A store value decoded, its `metadata.resourceVersion` filled in.
@@ -148,7 +166,10 @@ const LINE_TAIL: &[u8] = b"}\n";
 /// The start of the watch line of a `kind` event, up to the object, in a buffer with room
 /// for an object of about `object_len` bytes.
 fn line_start(kind: &str, object_len: usize) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(object_len + 32);
+    // The longest start (`{"type":"MODIFIED","object":`, 29 bytes), a resourceVersion the
+    // stored object lacks (`,"resourceVersion":"` and up to 20 digits, 41 bytes) and the
+    // tail: the line fits without growing.
+    let mut buf = Vec::with_capacity(object_len + 80);
     buf.extend_from_slice(b"{\"type\":\"");
     buf.extend_from_slice(kind.as_bytes());
     buf.extend_from_slice(b"\",\"object\":");

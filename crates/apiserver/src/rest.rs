@@ -246,7 +246,7 @@ impl ApiServer {
         }
         for attempt in 0..8 {
             let key = keys::object(res, t.namespace.as_deref(), name_of(&obj));
-            let bytes = Bytes::from(serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?);
+            let bytes = crate::cache::json_bytes(&obj).map_err(|e| ApiError::internal(e.to_string()))?;
             match self.store.create(&key, bytes).await {
                 Ok(rev) => {
                     self.cache.wait_for(rev).await;
@@ -483,7 +483,7 @@ impl ApiServer {
             set_resource_version(&mut obj, rev);
             return Ok(Written::from_value(obj, Vec::new()));
         }
-        let bytes = Bytes::from(serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?);
+        let bytes = crate::cache::json_bytes(&obj).map_err(|e| ApiError::internal(e.to_string()))?;
         let rev = self
             .store
             .update(&key, bytes, current.mod_revision)
@@ -600,7 +600,7 @@ impl ApiServer {
             }
             let key = keys::object(res, t.namespace.as_deref(), &name);
             meta_mut(&mut updated).remove("resourceVersion");
-            let bytes = Bytes::from(serde_json::to_vec(&updated).map_err(|e| ApiError::internal(e.to_string()))?);
+            let bytes = crate::cache::json_bytes(&updated).map_err(|e| ApiError::internal(e.to_string()))?;
             match self.store.update(&key, bytes, current.mod_revision).await {
                 Ok(rev) => {
                     self.cache.wait_for(rev).await;
@@ -650,7 +650,7 @@ impl ApiServer {
             obj["status"]["conditions"] = Value::Array(conditions);
             meta_mut(&mut obj).remove("resourceVersion");
             let key = keys::object(t.res, t.namespace.as_deref(), &name);
-            let bytes = Bytes::from(serde_json::to_vec(&obj).map_err(|e| ApiError::internal(e.to_string()))?);
+            let bytes = crate::cache::json_bytes(&obj).map_err(|e| ApiError::internal(e.to_string()))?;
             match self.store.update(&key, bytes, current.mod_revision).await {
                 Ok(rev) => {
                     self.cache.wait_for(rev).await;
