@@ -18,23 +18,65 @@ pub mod table;
 pub mod validation;
 
 /// The `status` fields of a Pod or Node that the in-process controllers and the scheduler
-/// read. Their caches keep only these: container statuses, pod IPs, node info, addresses
-/// and images take most of a status and are never read there.
+/// read from their caches. Their caches keep only these: container statuses, pod IPs, node
+/// info, addresses and images take most of a status and are never read there. A node's
+/// resources are read only by the scheduler, which takes them before it trims a node.
 const READ_STATUS: &[(&str, &[&str])] = &[
     ("Pod", &["phase", "conditions", "reason", "message"]),
-    ("Node", &["allocatable", "capacity", "conditions"]),
+    ("Node", &["conditions"]),
 ];
 
-/// Drops from the `status` of `obj`, a Pod or Node as `kind` says, what no in-process
-/// component reads (see [`READ_STATUS`]); other kinds are left as they are. The caller
+/// The `spec` fields of a bound Pod that are read: its node, and the tolerations that
+/// decide whether it stays on a node with NoExecute taints.
+const READ_BOUND_POD_SPEC: &[&str] = &["nodeName", "tolerations"];
+
+/// The `spec` fields of a Pod that no in-process cache reads: the containers and volumes,
+/// about half of a decoded pod. The scheduler takes a pod's requests and host ports from
+/// its containers before it trims the pod; the controllers read placement (node name,
+/// affinity, tolerations), never the containers.
+const UNREAD_POD_SPEC: &[&str] = &["containers", "initContainers", "ephemeralContainers", "volumes"];
+
+/// Drops from `obj`, a Pod or Node as `kind` says, what no in-process component reads: the
+/// `status` fields outside [`READ_STATUS`] and, for pods, the containers and volumes
+/// ([`UNREAD_POD_SPEC`]). A bound pod keeps only its node and the tolerations that can
+/// tolerate a NoExecute taint ([`READ_BOUND_POD_SPEC`]): placement, affinity included, is
+/// read only to choose a node, and once bound only NoExecute taints move a pod. It also
+/// keeps only its `Ready` condition (what availability reads; only the scheduler writes
+/// conditions, and only for unbound pods). Other kinds are left as they are. The caller
 /// names the kind: list items need not carry theirs. For caches only: an object trimmed so
 /// must never be written back whole.
-pub fn trim_status_for_cache(kind: &str, obj: &mut serde_json::Value) {
+pub fn trim_for_cache(kind: &str, obj: &mut serde_json::Value) {
     let Some(keep) = READ_STATUS.iter().find(|(k, _)| *k == kind).map(|(_, keep)| *keep) else {
         return;
     };
     if let Some(status) = obj.get_mut("status").and_then(serde_json::Value::as_object_mut) {
         status.retain(|k, _| keep.contains(&k.as_str()));
+    }
+    if kind != "Pod" {
+        return;
+    }
+    let mut bound = false;
+    if let Some(spec) = obj.get_mut("spec").and_then(serde_json::Value::as_object_mut) {
+        spec.retain(|k, _| !UNREAD_POD_SPEC.contains(&k.as_str()));
+        bound = spec
+            .get("nodeName")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        if bound {
+            spec.retain(|k, _| READ_BOUND_POD_SPEC.contains(&k.as_str()));
+            if let Some(tolerations) = spec.get_mut("tolerations").and_then(serde_json::Value::as_array_mut) {
+                // An empty effect matches every effect.
+                tolerations.retain(|t| matches!(t["effect"].as_str(), None | Some("" | "NoExecute")));
+            }
+        }
+    }
+    if bound
+        && let Some(conditions) = obj
+            .get_mut("status")
+            .and_then(|s| s.get_mut("conditions"))
+            .and_then(serde_json::Value::as_array_mut)
+    {
+        conditions.retain(|c| c["type"] == "Ready");
     }
 }
 
@@ -43,16 +85,41 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn cached_status_keeps_what_is_read_and_only_for_pods_and_nodes() {
-        let mut pod = json!({"kind": "Pod", "status": {"phase": "Running", "conditions": [], "podIP": "10.0.0.1",
-            "containerStatuses": [{"name": "c"}]}});
-        super::trim_status_for_cache("Pod", &mut pod);
-        assert_eq!(pod["status"], json!({"phase": "Running", "conditions": []}));
-        let mut node = json!({"kind": "Node", "status": {"capacity": {"cpu": "4"}, "nodeInfo": {}, "addresses": []}});
-        super::trim_status_for_cache("Node", &mut node);
-        assert_eq!(node["status"], json!({"capacity": {"cpu": "4"}}));
-        let mut ds = json!({"kind": "DaemonSet", "status": {"numberReady": 3}});
-        super::trim_status_for_cache("DaemonSet", &mut ds);
-        assert_eq!(ds["status"]["numberReady"], 3);
+    fn cached_objects_keep_what_is_read_and_only_pods_and_nodes_are_trimmed() {
+        let conditions = json!([{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}]);
+        let mut pod = json!({"kind": "Pod",
+            "spec": {"tolerations": [{"operator": "Exists"}, {"key": "k", "effect": "NoSchedule"}],
+                     "affinity": {"nodeAffinity": {}}, "restartPolicy": "Always",
+                     "containers": [{"name": "c"}], "initContainers": [], "volumes": [{"name": "v"}]},
+            "status": {"phase": "Pending", "conditions": conditions, "podIP": "10.0.0.1",
+                       "containerStatuses": [{"name": "c"}]}});
+        let mut unbound = pod.clone();
+        super::trim_for_cache("Pod", &mut unbound);
+        assert_eq!(unbound["status"], json!({"phase": "Pending", "conditions": conditions}));
+        assert_eq!(
+            unbound["spec"],
+            json!({"tolerations": [{"operator": "Exists"}, {"key": "k", "effect": "NoSchedule"}],
+                   "affinity": {"nodeAffinity": {}}, "restartPolicy": "Always"})
+        );
+        pod["spec"]["nodeName"] = json!("n1");
+        super::trim_for_cache("Pod", &mut pod);
+        assert_eq!(
+            pod["spec"],
+            json!({"nodeName": "n1", "tolerations": [{"operator": "Exists"}]})
+        );
+        assert_eq!(
+            pod["status"]["conditions"],
+            json!([{"type": "Ready", "status": "True"}])
+        );
+        let mut node = json!({"kind": "Node", "spec": {"taints": []},
+            "status": {"capacity": {"cpu": "4"}, "nodeInfo": {}, "addresses": [], "conditions": []}});
+        super::trim_for_cache("Node", &mut node);
+        assert_eq!(node["status"], json!({"conditions": []}));
+        assert_eq!(node["spec"], json!({"taints": []}));
+        let mut ds = json!({"kind": "DaemonSet", "spec": {"template": {"spec": {"containers": []}}},
+            "status": {"numberReady": 3}});
+        let before = ds.clone();
+        super::trim_for_cache("DaemonSet", &mut ds);
+        assert_eq!(ds, before);
     }
 }

@@ -16,7 +16,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DynamicObject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ApiResource};
+use kube::core::DynamicResourceScope;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 use shoal_api::catalogue::{RESOURCES, Resource};
@@ -62,6 +64,66 @@ pub fn api_resource(r: &Resource) -> ApiResource {
     }
 }
 
+/// An object of any kind as a watch delivers it, decoded once, straight into JSON. kube's
+/// `DynamicObject` decodes typed metadata and buffers the rest, and turning it into a
+/// `Value` encodes and decodes it again: three passes where this takes one. The typed
+/// metadata holds only what kube's watcher reads (name, namespace, uid, resourceVersion).
+#[derive(Clone, Debug)]
+pub struct JsonObject {
+    meta: ObjectMeta,
+    /// The object.
+    pub value: Value,
+}
+
+impl<'de> serde::Deserialize<'de> for JsonObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        let m = &value["metadata"];
+        let text = |k: &str| m[k].as_str().map(str::to_string);
+        let meta = ObjectMeta {
+            name: text("name"),
+            namespace: text("namespace"),
+            uid: text("uid"),
+            resource_version: text("resourceVersion"),
+            ..ObjectMeta::default()
+        };
+        Ok(JsonObject { meta, value })
+    }
+}
+
+impl kube::Resource for JsonObject {
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn kind(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+
+    fn group(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+
+    fn version(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+
+    fn api_version(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+
+    fn plural(dt: &ApiResource) -> std::borrow::Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.meta
+    }
+}
+
 /// `metadata.name` of a cached object.
 pub fn name(o: &Value) -> &str {
     o["metadata"]["name"].as_str().unwrap_or_default()
@@ -86,10 +148,10 @@ fn key_of(o: &Value) -> String {
     format!("{}/{}", namespace(o), name(o))
 }
 
-/// The cached form of an object: no managed fields, only the status fields controllers read
-/// ([`shoal_api::trim_status_for_cache`]), and metadata alone unless `full`.
-fn cached_form(obj: DynamicObject, kind: &str, full: bool) -> Option<Value> {
-    let mut v = serde_json::to_value(obj).ok()?;
+/// The cached form of an object: no managed fields, only the fields controllers read
+/// ([`shoal_api::trim_for_cache`]), and metadata alone unless `full`.
+fn cached_form(obj: JsonObject, kind: &str, full: bool) -> Option<Value> {
+    let mut v = obj.value;
     let map = v.as_object_mut()?;
     if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("managedFields");
@@ -97,7 +159,7 @@ fn cached_form(obj: DynamicObject, kind: &str, full: bool) -> Option<Value> {
     if !full {
         map.retain(|k, _| k == "apiVersion" || k == "kind" || k == "metadata");
     }
-    shoal_api::trim_status_for_cache(kind, &mut v);
+    shoal_api::trim_for_cache(kind, &mut v);
     Some(v)
 }
 
@@ -112,7 +174,7 @@ impl Cache {
     /// Applies one watch event; returns (changed, ownership changed).
     fn apply(
         &self,
-        ev: watcher::Event<DynamicObject>,
+        ev: watcher::Event<JsonObject>,
         full: bool,
         relist: &mut Option<HashMap<String, Arc<Value>>>,
     ) -> (bool, bool) {
@@ -248,7 +310,7 @@ impl Informers {
         );
         for (i, r) in RESOURCES.iter().enumerate() {
             let full = FULL.contains(&(r.group, r.plural));
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource(r));
+            let api: Api<JsonObject> = Api::all_with(client.clone(), &api_resource(r));
             let stream = watcher(api, watcher::Config::default()).default_backoff();
             let (tx, synced, caches) = (tx.clone(), synced.clone(), caches.clone());
             tokio::spawn(async move {
@@ -386,8 +448,21 @@ impl Informers {
 mod tests {
     use super::*;
 
-    fn dynamic(v: Value) -> DynamicObject {
+    fn dynamic(v: Value) -> JsonObject {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_json_object_keeps_the_whole_object_and_the_metadata_watches_read() {
+        use kube::Resource;
+        let o = dynamic(json_pod());
+        assert_eq!(o.value, json_pod());
+        assert_eq!(o.meta().name.as_deref(), Some("p"));
+        assert_eq!(o.meta().namespace.as_deref(), Some("default"));
+        assert_eq!(o.meta().uid.as_deref(), Some("u1"));
+        let mut with_rv = json_pod();
+        with_rv["metadata"]["resourceVersion"] = serde_json::json!("42");
+        assert_eq!(dynamic(with_rv).meta().resource_version.as_deref(), Some("42"));
     }
 
     #[test]

@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use shoal_controllers::events::{EventType, ObjectRef, Recorder};
+use shoal_controllers::informer::JsonObject;
 use tokio::sync::{Semaphore, mpsc};
 
 pub use algorithm::{Decision, decide};
@@ -40,35 +41,31 @@ const PERIOD: Duration = Duration::from_secs(5);
 /// The most watch events taken in before a pass.
 const DRAIN_LIMIT: usize = 8192;
 
-/// The scheduler's copy of an object of `kind`, without the managed fields and the status
-/// fields it never reads.
-fn to_value(kind: &str, mut obj: DynamicObject) -> Arc<Value> {
-    obj.metadata.managed_fields = None;
-    let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
-    shoal_api::trim_status_for_cache(kind, &mut v);
-    Arc::new(v)
-}
-
-fn on_pod_event(state: &mut State, ev: Result<watcher::Event<DynamicObject>, watcher::Error>) {
+fn on_pod_event(state: &mut State, ev: Result<watcher::Event<JsonObject>, watcher::Error>) {
     match ev {
-        Ok(watcher::Event::Apply(o)) => state.pod_applied(Arc::new(PodInfo::new(to_value("Pod", o)))),
+        Ok(watcher::Event::Apply(o)) => state.pod_applied(Arc::new(PodInfo::cached(o.value))),
         Ok(watcher::Event::Delete(o)) => {
-            let p = PodInfo::new(to_value("Pod", o));
-            state.pod_deleted(&p.key);
+            let m = &o.value["metadata"];
+            let key = format!(
+                "{}/{}",
+                m["namespace"].as_str().unwrap_or_default(),
+                m["name"].as_str().unwrap_or_default()
+            );
+            state.pod_deleted(&key);
         }
         Ok(watcher::Event::Init) => state.pods_relist_started(),
-        Ok(watcher::Event::InitApply(o)) => state.pods_relist_item(Arc::new(PodInfo::new(to_value("Pod", o)))),
+        Ok(watcher::Event::InitApply(o)) => state.pods_relist_item(Arc::new(PodInfo::cached(o.value))),
         Ok(watcher::Event::InitDone) => state.pods_relist_done(),
         Err(e) => tracing::warn!(error = %e, "scheduler: pod watch failed; retrying"),
     }
 }
 
-fn on_node_event(state: &mut State, ev: Result<watcher::Event<DynamicObject>, watcher::Error>) {
+fn on_node_event(state: &mut State, ev: Result<watcher::Event<JsonObject>, watcher::Error>) {
     match ev {
-        Ok(watcher::Event::Apply(o)) => state.node_applied(Arc::new(NodeInfo::new(to_value("Node", o)))),
-        Ok(watcher::Event::Delete(o)) => state.node_deleted(&o.metadata.name.unwrap_or_default()),
+        Ok(watcher::Event::Apply(o)) => state.node_applied(Arc::new(NodeInfo::cached(o.value))),
+        Ok(watcher::Event::Delete(o)) => state.node_deleted(o.value["metadata"]["name"].as_str().unwrap_or_default()),
         Ok(watcher::Event::Init) => state.nodes_relist_started(),
-        Ok(watcher::Event::InitApply(o)) => state.nodes_relist_item(Arc::new(NodeInfo::new(to_value("Node", o)))),
+        Ok(watcher::Event::InitApply(o)) => state.nodes_relist_item(Arc::new(NodeInfo::cached(o.value))),
         Ok(watcher::Event::InitDone) => state.nodes_relist_done(),
         Err(e) => tracing::warn!(error = %e, "scheduler: node watch failed; retrying"),
     }
@@ -78,8 +75,8 @@ type Done = (String, String, BindOutcome);
 
 /// Runs the scheduler until the process ends.
 pub async fn run(client: kube::Client) {
-    let pods: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<Pod>(&()));
-    let nodes: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::erase::<Node>(&()));
+    let pods: Api<JsonObject> = Api::all_with(client.clone(), &ApiResource::erase::<Pod>(&()));
+    let nodes: Api<JsonObject> = Api::all_with(client.clone(), &ApiResource::erase::<Node>(&()));
     let pod_events = watcher(pods, watcher::Config::default()).default_backoff();
     let node_events = watcher(nodes, watcher::Config::default()).default_backoff();
     futures::pin_mut!(pod_events, node_events);
