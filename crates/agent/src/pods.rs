@@ -750,8 +750,16 @@ pub(crate) async fn run_pods(
 ) {
     let api: Api<Pod> = Api::all(client.clone());
     let (reader, writer) = reflector::store();
-    // Managed fields are never read here: the cache does without them.
-    let stream = watcher(api, watcher::Config::default()).modify(|p| p.metadata.managed_fields = None);
+    // Managed fields and placement (affinity, tolerations) are never read here: the cache
+    // does without them. Status writes go to `pods/status`, which takes only the status
+    // from the body, so a cached pod without them is a complete status update.
+    let stream = watcher(api, watcher::Config::default()).modify(|p| {
+        p.metadata.managed_fields = None;
+        if let Some(spec) = p.spec.as_mut() {
+            spec.affinity = None;
+            spec.tolerations = None;
+        }
+    });
     let events = reflector(writer, stream).default_backoff();
     let mut events = std::pin::pin!(events);
     let mut w = PodWorker {

@@ -168,7 +168,7 @@ impl SimulatedPool {
     pub async fn run(self) {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let (reader, writer) = reflector::store();
-        let watch = watcher(nodes.clone(), watcher::Config::default()).modify(|n| n.metadata.managed_fields = None);
+        let watch = watcher(nodes.clone(), watcher::Config::default()).modify(trim_node);
         let stream = reflector(writer, watch).default_backoff();
         let (changes, changed) = tokio::sync::mpsc::channel::<String>(1024);
         // A node the pool has not reported yet is reported at once, not on the next tick:
@@ -362,6 +362,24 @@ async fn renew_lease(client: kube::Client, node: &Node, name: &str) -> Result<()
     }
 }
 
+/// What the pool and its pods keep of a node: identity and annotations (simulated,
+/// capacity overrides), pod networks, addresses and the Ready condition. Status reports are
+/// built afresh from these, never from the cached status.
+fn trim_node(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    node.metadata.labels = None;
+    if let Some(status) = node.status.as_mut() {
+        status.node_info = None;
+        status.capacity = None;
+        status.allocatable = None;
+        status.daemon_endpoints = None;
+        status.images = None;
+        if let Some(conditions) = status.conditions.as_mut() {
+            conditions.retain(|c| c.type_ == "Ready");
+        }
+    }
+}
+
 fn is_simulated(node: &Node) -> bool {
     node.metadata
         .annotations
@@ -439,6 +457,27 @@ mod tests {
         let leases: HashSet<_> = many.last.values().map(|(_, l)| *l).collect();
         assert!(leases.len() > 50, "spread: {} distinct renewal times", leases.len());
         assert!(many.last.values().all(|(_, l)| t0.duration_since(*l) <= LEASE_RENEW));
+    }
+
+    #[test]
+    fn the_cached_node_keeps_what_reports_and_pods_read() {
+        let mut node: Node = serde_json::from_value(node_manifest("node3", 3, false)).unwrap();
+        node.status = Some(serde_json::from_value(node_status(&node, "2026-01-01T00:00:00Z")).unwrap());
+        let before = node_status(&node, "2026-01-01T00:00:00Z");
+        trim_node(&mut node);
+        assert!(is_simulated(&node) && is_ready(&node));
+        assert_eq!(
+            node_status(&node, "2026-01-01T00:00:00Z"),
+            before,
+            "reports are unchanged"
+        );
+        let status = node.status.as_ref().unwrap();
+        assert!(status.node_info.is_none() && status.capacity.is_none());
+        assert_eq!(status.conditions.as_ref().unwrap().len(), 1);
+        assert!(
+            crate::pods::NodeInfo::of(&node).is_some(),
+            "addresses and pod networks stay"
+        );
     }
 
     #[test]
