@@ -401,7 +401,10 @@ async fn follow_running_pods(client: &kube::Client, notify: Arc<tokio::sync::Not
     let (listed_tx, listed) = tokio::sync::oneshot::channel::<()>();
     let mut listed_tx = Some(listed_tx);
     let api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-    let stream = watcher(api, watcher::Config::default().labels("app=bench")).default_backoff();
+    // Small pages: the harness's own list of every daemon pod would otherwise add a
+    // transient peak to the memory it measures.
+    let cfg = watcher::Config::default().labels("app=bench").page_size(100);
+    let stream = watcher(api, cfg).default_backoff();
     let out = seen.clone();
     tokio::spawn(async move {
         futures::pin_mut!(stream);
