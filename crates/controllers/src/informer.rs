@@ -34,6 +34,17 @@ const FULL: &[(&str, &str)] = &[
     ("coordination.k8s.io", "leases"),
 ];
 
+/// Resources with no cache at all: Events. Nobody reads them continuously, and there is one
+/// per scheduled pod, so a 5,000-node DaemonSet's rollout and update leave 10,000 of them.
+/// Upstream's garbage collector ignores them too (its default `ignoredResources`); the
+/// namespace controller lists them through the API when it drains a namespace.
+const UNCACHED: &[(&str, &str)] = &[("", "events"), ("events.k8s.io", "events")];
+
+/// True when `r` has a cache (see [`UNCACHED`]).
+pub fn is_cached(r: &Resource) -> bool {
+    !UNCACHED.contains(&(r.group, r.plural))
+}
+
 /// One resource's cache.
 struct Cache {
     res: &'static Resource,
@@ -309,6 +320,9 @@ impl Informers {
                 .collect(),
         );
         for (i, r) in RESOURCES.iter().enumerate() {
+            if !is_cached(r) {
+                continue;
+            }
             let full = FULL.contains(&(r.group, r.plural));
             let api: Api<JsonObject> = Api::all_with(client.clone(), &api_resource(r));
             let stream = watcher(api, watcher::Config::default()).default_backoff();
@@ -355,7 +369,8 @@ impl Informers {
     /// Waits until every cache has had its first list.
     pub async fn ready(&self) {
         let mut changes = self.changed.clone();
-        while self.synced.load(Ordering::SeqCst) < self.caches.len() {
+        let watched = self.caches.iter().filter(|c| is_cached(c.res)).count();
+        while self.synced.load(Ordering::SeqCst) < watched {
             if changes.changed().await.is_err() {
                 return;
             }
@@ -477,6 +492,16 @@ mod tests {
         assert_eq!(namespace(&meta), "default");
         assert_eq!(uid(&meta), "u1");
         assert!(!deleting(&meta));
+    }
+
+    #[test]
+    fn events_alone_have_no_cache() {
+        let uncached: Vec<_> = RESOURCES
+            .iter()
+            .filter(|r| !is_cached(r))
+            .map(|r| (r.group, r.plural))
+            .collect();
+        assert_eq!(uncached, [("", "events"), ("events.k8s.io", "events")]);
     }
 
     #[test]

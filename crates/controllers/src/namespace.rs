@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, DynamicObject, PostParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams, PropagationPolicy};
 use shoal_api::catalogue::RESOURCES;
 
 use crate::informer::{self, Informers, api_resource};
@@ -35,26 +35,43 @@ pub async fn run(client: kube::Client, informers: Informers) {
     }
 }
 
-/// Deletes what is left in `ns`; true when it is empty.
+/// Deletes what is left in `ns`; true when it is empty. Cached resources are read from
+/// their caches, the others ([`informer::is_cached`]) are listed through the API.
 async fn drain(client: &kube::Client, informers: &Informers, ns: &str) -> Result<bool, kube::Error> {
     let mut empty = true;
     for r in RESOURCES.iter().filter(|r| r.namespaced) {
-        let left: Vec<_> = informers
-            .of(r.group, r.plural)
-            .into_iter()
-            .filter(|o| informer::namespace(o) == ns)
-            .collect();
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource(r));
+        // (name, being deleted) of what is left.
+        let left: Vec<(String, bool)> = if informer::is_cached(r) {
+            informers
+                .of(r.group, r.plural)
+                .into_iter()
+                .filter(|o| informer::namespace(o) == ns)
+                .map(|o| (informer::name(&o).to_string(), informer::deleting(&o)))
+                .collect()
+        } else {
+            api.list_metadata(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .map(|o| {
+                    (
+                        o.metadata.name.unwrap_or_default(),
+                        o.metadata.deletion_timestamp.is_some(),
+                    )
+                })
+                .collect()
+        };
         if left.is_empty() {
             continue;
         }
         empty = false;
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource(r));
         let dp = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             ..Default::default()
         };
-        for o in left.iter().filter(|o| !informer::deleting(o)) {
-            match api.delete(informer::name(o), &dp).await {
+        for (name, _) in left.iter().filter(|(_, deleting)| !deleting) {
+            match api.delete(name, &dp).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e),

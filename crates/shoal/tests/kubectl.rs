@@ -296,8 +296,13 @@ fn delete_propagation_policies() {
     });
 
     // Deleting a namespace deletes what is in it.
+    // Events have no cache in the controllers: the namespace controller lists them.
     c.kubectl(&["create", "namespace", "scratch"]);
     c.kubectl(&["create", "configmap", "inside", "-n", "scratch"]);
+    let event = "apiVersion: v1\nkind: Event\nmetadata: {name: inside-ev, namespace: scratch}\n\
+                 involvedObject: {kind: ConfigMap, name: inside, namespace: scratch}\n\
+                 reason: Tested\nmessage: an event to drain\ntype: Normal\n";
+    c.kubectl_in(&["create", "-f", "-"], Some(event));
     c.kubectl(&["delete", "namespace", "scratch"]);
     c.eventually(20, "namespace gone", || {
         (!c.kubectl_output(&["get", "ns", "scratch"], None).status.success()).then_some(())
@@ -307,6 +312,10 @@ fn delete_propagation_policies() {
             .status
             .success()
     );
+    // A namespace of the same name starts empty: the event went with the old one.
+    c.kubectl(&["create", "namespace", "scratch"]);
+    let left = c.kubectl(&["get", "events", "-n", "scratch", "-o", "name"]);
+    assert_eq!(left.trim(), "", "events left behind: {left}");
 }
 
 #[test]
