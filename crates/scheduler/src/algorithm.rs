@@ -98,7 +98,12 @@ pub struct PodInfo {
     pub priority: i64,
     /// `metadata.creationTimestamp` in seconds since the epoch (0 when absent).
     pub created: i64,
+    /// Finished: `status.phase` is `Succeeded` or `Failed`.
+    pub terminal: bool,
 }
+
+/// The object of every cached bound pod: nothing is read of it (see [`PodInfo::cached`]).
+static BOUND: std::sync::LazyLock<Arc<Value>> = std::sync::LazyLock::new(|| Arc::new(Value::Null));
 
 impl PodInfo {
     /// Reads a pod.
@@ -122,31 +127,27 @@ impl PodInfo {
             ports: scheduling::host_ports(spec),
             priority: spec["priority"].as_i64().unwrap_or(0),
             created,
+            terminal: matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed")),
             obj,
         }
     }
 
     /// Reads a pod from a watch and keeps only what the scheduler reads of it afterwards.
-    /// Its requests, host ports, priority and creation time are taken first. A pod to
-    /// place keeps its spec without containers and volumes ([`shoal_api::trim_for_cache`]),
+    /// Its requests, host ports, priority, creation time and phase are taken first. A pod
+    /// to place keeps its spec without containers and volumes ([`shoal_api::trim_for_cache`]),
     /// its status phase and conditions, and its identity, labels and deletion. A bound pod
-    /// only counts on its node: it keeps its identity, deletion and phase. Thousands of
-    /// cached pods take a fraction of the memory of whole ones.
+    /// only counts on its node: nothing more is read of its object, and all of them share
+    /// one empty one. Thousands of cached pods take a fraction of the memory of whole ones.
     pub fn cached(obj: Value) -> PodInfo {
         let mut info = PodInfo::new(Arc::new(obj));
-        let bound = !info.node_name.is_empty();
+        if !info.node_name.is_empty() {
+            info.obj = BOUND.clone();
+            return info;
+        }
         if let Some(v) = Arc::get_mut(&mut info.obj) {
             shoal_api::trim_for_cache("Pod", v);
-            if let Some(map) = v.as_object_mut()
-                && bound
-            {
-                map.retain(|k, _| k == "metadata" || k == "status");
-                if let Some(status) = map.get_mut("status").and_then(Value::as_object_mut) {
-                    status.retain(|k, _| k == "phase");
-                }
-            }
             if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.retain(|k, _| KEPT_POD_METADATA.contains(&k.as_str()) && !(bound && k == "labels"));
+                meta.retain(|k, _| KEPT_POD_METADATA.contains(&k.as_str()));
             }
         }
         info
@@ -159,7 +160,7 @@ impl PodInfo {
 
     /// True when the pod has finished (`Succeeded` or `Failed`).
     pub fn is_terminal(&self) -> bool {
-        matches!(self.obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+        self.terminal
     }
 
     /// True when the default scheduler should place this pod: no node yet, our scheduler
@@ -736,9 +737,13 @@ mod tests {
             ("n1", Some(&500))
         );
         assert!(cached.occupies_node());
-        assert_eq!(cached.obj["status"], json!({"phase": "Running"}));
-        assert!(cached.obj.get("spec").is_none());
-        assert_eq!(cached.obj["metadata"]["name"], "b");
+        assert!(cached.obj.is_null(), "nothing more is read of a bound pod");
+        assert_eq!((cached.key.as_str(), cached.uid.as_str()), ("default/b", "uid-b"));
+        let mut done = requesting("d", "1", "1Gi");
+        done["spec"]["nodeName"] = json!("n1");
+        done["status"] = json!({"phase": "Succeeded"});
+        let done = PodInfo::cached(done);
+        assert!(done.is_terminal() && !done.occupies_node());
 
         let n = with_taint(node("n1", "4", "8Gi", "110"), "k", "v", "NoSchedule");
         let whole = NodeInfo::new(Arc::new(n.clone()));
