@@ -11,6 +11,8 @@ use serde_json::Value;
 use shoal_store::{EventKind, KeyValue, Revision, Store};
 use tokio::sync::{broadcast, watch};
 
+use crate::splice::Splice;
+
 /// How many past events the cache keeps for watches that start in the past, at most.
 const HISTORY: usize = 100_000;
 /// The memory the past events may hold, at most (as estimated by [`CacheEvent::cost`]):
@@ -22,52 +24,113 @@ const WATCH_BUFFER: usize = 8192;
 /// One object as of one revision, kept as JSON only: the decoded form takes about three
 /// times the memory, and most reads (GET, LIST and WATCH without selectors) send the JSON
 /// as it is. [`Entry::obj`] decodes it when a write, a selector or a Table needs it.
+///
+/// The JSON is the stored value itself, the very buffer the store keeps (no second copy of
+/// every object), with `metadata.resourceVersion` spliced in where it is served
+/// ([`Splice`]): no decode and encode per change either.
 #[derive(Debug)]
 pub struct Entry {
     /// Store key.
     pub key: String,
-    /// The object encoded as JSON, `metadata.resourceVersion` filled in.
-    pub json: Bytes,
+    /// The stored value; served with the resourceVersion spliced in at `splice`, or as it
+    /// is when `splice` is `None` (it was encoded with its resourceVersion).
+    stored: Bytes,
+    splice: Option<Splice>,
     /// Revision of the write that produced this state.
     pub mod_revision: Revision,
 }
 
 impl Entry {
-    /// Decodes a store key-value into an entry, filling in `metadata.resourceVersion`.
+    /// A store key-value as an entry. The value is kept as it is (shared with the store);
+    /// one the splice scan does not understand is decoded and encoded with its
+    /// resourceVersion instead, and one that is not JSON is refused.
     pub fn from_kv(kv: &KeyValue) -> Option<Arc<Entry>> {
-        let obj = decoded(kv)?;
-        Some(Arc::new(Entry::new(kv.key.clone(), &obj, kv.mod_revision)))
-    }
-
-    /// Like [`Entry::from_kv`], and the watch line of a `kind` event for it: the entry's
-    /// JSON is a slice of the line, so the two share one buffer.
-    fn from_kv_with_line(kv: &KeyValue, kind: EventType) -> Option<(Arc<Entry>, Bytes)> {
-        let obj = decoded(kv)?;
-        let mut buf = line_start(kind.as_str(), kv.value.len());
-        let start = buf.len();
-        serde_json::to_writer(&mut buf, &obj).ok()?;
-        buf.extend_from_slice(LINE_TAIL);
-        let line = exact_bytes(buf);
-        let entry = Entry {
-            key: kv.key.clone(),
-            json: line.slice(start..line.len() - LINE_TAIL.len()),
-            mod_revision: kv.mod_revision,
+        let (stored, splice) = match Splice::find(&kv.value) {
+            Some(splice) => (kv.value.clone(), Some(splice)),
+            None => (json_bytes(&decoded(kv)?).ok()?, None),
         };
-        Some((Arc::new(entry), line))
+        Some(Arc::new(Entry {
+            key: kv.key.clone(),
+            stored,
+            splice,
+            mod_revision: kv.mod_revision,
+        }))
     }
 
-    /// An entry for `obj` (its resourceVersion already set) at `mod_revision`.
+    /// Like [`Entry::from_kv`], and the watch line of a `kind` event for it, in a buffer of
+    /// its exact size.
+    fn from_kv_with_line(kv: &KeyValue, kind: EventType) -> Option<(Arc<Entry>, Bytes)> {
+        let entry = Entry::from_kv(kv)?;
+        let line = entry.watch_line(kind.as_str());
+        Some((entry, line))
+    }
+
+    /// An entry for `obj` at `mod_revision` (its resourceVersion, if any, is replaced).
     pub fn new(key: String, obj: &Value, mod_revision: Revision) -> Entry {
+        let stored = json_bytes(obj).unwrap_or_default();
+        let splice = Splice::find(&stored);
+        let stored = match splice {
+            Some(_) => stored,
+            None => {
+                let mut obj = obj.clone();
+                set_resource_version(&mut obj, mod_revision);
+                json_bytes(&obj).unwrap_or_default()
+            }
+        };
         Entry {
             key,
-            json: json_bytes(obj).unwrap_or_default(),
+            stored,
+            splice,
             mod_revision,
         }
     }
 
-    /// The object, decoded.
+    /// The length of the served JSON.
+    pub fn json_len(&self) -> usize {
+        match &self.splice {
+            Some(s) => s.len(self.stored.len(), self.mod_revision),
+            None => self.stored.len(),
+        }
+    }
+
+    /// Appends the served JSON to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match &self.splice {
+            Some(s) => s.write(&self.stored, self.mod_revision, out),
+            None => out.extend_from_slice(&self.stored),
+        }
+    }
+
+    /// The served JSON: the object with its resourceVersion.
+    pub fn json(&self) -> Bytes {
+        if self.splice.is_none() {
+            return self.stored.clone();
+        }
+        let mut out = Vec::with_capacity(self.json_len());
+        self.write_json(&mut out);
+        Bytes::from(out)
+    }
+
+    /// The `kind` watch event line for this entry, in a buffer of its exact size.
+    pub fn watch_line(&self, kind: &str) -> Bytes {
+        let mut buf = line_start(kind, self.json_len());
+        self.write_json(&mut buf);
+        buf.extend_from_slice(LINE_TAIL);
+        Bytes::from(buf)
+    }
+
+    /// The memory the entry's JSON holds.
+    fn stored_len(&self) -> usize {
+        self.stored.len()
+    }
+
+    /// The object, decoded, with its resourceVersion.
     pub fn obj(&self) -> Value {
-        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+        let mut obj = serde_json::from_slice(&self.stored).unwrap_or(Value::Null);
+        if self.splice.is_some() {
+            set_resource_version(&mut obj, self.mod_revision);
+        }
+        obj
     }
 }
 
@@ -134,12 +197,13 @@ pub struct CacheEvent {
     pub entry: Arc<Entry>,
     /// The object before the change.
     pub prev: Option<Arc<Entry>>,
-    /// `{"type":..,"object":..}\n`, encoded once; `entry.json` is a slice of it.
-    pub line: Bytes,
+    /// `{"type":..,"object":..}\n`, encoded once for every live watcher. Events kept in
+    /// the history have none: a watch that replays them encodes its own lines.
+    pub line: Option<Bytes>,
 }
 
 impl CacheEvent {
-    fn new(kind: EventType, entry: Arc<Entry>, prev: Option<Arc<Entry>>, line: Bytes) -> Self {
+    fn new(kind: EventType, entry: Arc<Entry>, prev: Option<Arc<Entry>>, line: Option<Bytes>) -> Self {
         CacheEvent {
             kind,
             entry,
@@ -153,23 +217,22 @@ impl CacheEvent {
         self.entry.mod_revision
     }
 
-    /// Roughly the memory this event keeps alive: its line, which holds the object's JSON
-    /// too (the previous state is the event before's, or a current object).
+    /// Roughly the memory this event keeps alive in the history: the object's stored JSON
+    /// (shared with the store while it is the current state; the previous state is the
+    /// event before's, or a current object).
     pub fn cost(&self) -> usize {
-        self.line.len()
+        self.entry.stored_len()
     }
 }
 
 /// What ends every watch line.
 const LINE_TAIL: &[u8] = b"}\n";
 
-/// The start of the watch line of a `kind` event, up to the object, in a buffer with room
-/// for an object of about `object_len` bytes.
+/// The start of the watch line of a `kind` event, up to the object, in a buffer of the
+/// exact size of the line of an object of `object_len` bytes.
 fn line_start(kind: &str, object_len: usize) -> Vec<u8> {
-    // The longest start (`{"type":"MODIFIED","object":`, 29 bytes), a resourceVersion the
-    // stored object lacks (`,"resourceVersion":"` and up to 20 digits, 41 bytes) and the
-    // tail: the line fits without growing.
-    let mut buf = Vec::with_capacity(object_len + 80);
+    const START: usize = r#"{"type":"","object":"#.len();
+    let mut buf = Vec::with_capacity(START + kind.len() + object_len + LINE_TAIL.len());
     buf.extend_from_slice(b"{\"type\":\"");
     buf.extend_from_slice(kind.as_bytes());
     buf.extend_from_slice(b"\",\"object\":");
@@ -290,10 +353,13 @@ impl WatchCache {
             EventKind::Put => inner.objects.insert(entry.key.clone(), entry.clone()),
             EventKind::Delete => inner.objects.remove(&entry.key),
         };
-        let event = Arc::new(CacheEvent::new(kind, entry, prev, line));
+        // The history keeps the event without its line: a line is a second copy of the
+        // object, needed only while the event goes out to live watchers.
+        let kept = Arc::new(CacheEvent::new(kind, entry.clone(), prev.clone(), None));
+        let event = Arc::new(CacheEvent::new(kind, entry, prev, Some(line)));
         inner.revision = event.revision();
-        inner.history_bytes += event.cost();
-        inner.history.push_back(event.clone());
+        inner.history_bytes += kept.cost();
+        inner.history.push_back(kept);
         while inner.history.len() > HISTORY || (inner.history_bytes > HISTORY_BYTES && inner.history.len() > 1) {
             let Some(old) = inner.history.pop_front() else { break };
             inner.history_bytes -= old.cost();
@@ -400,10 +466,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_event_line_and_its_entry_share_one_buffer() {
+    fn an_entry_serves_the_stored_buffer_with_its_resource_version() {
         let kv = KeyValue {
             key: "/registry/pods/default/p".into(),
-            value: Bytes::from_static(br#"{"kind":"Pod","metadata":{"name":"p"}}"#),
+            value: Bytes::from_static(br#"{"kind":"Pod","metadata":{"name":"p","uid":"u"}}"#),
             create_revision: 3,
             mod_revision: 7,
         };
@@ -412,10 +478,46 @@ mod tests {
         assert_eq!(parsed["type"], "MODIFIED");
         assert_eq!(parsed["object"]["metadata"]["resourceVersion"], "7");
         assert!(line.ends_with(b"}\n"));
-        assert_eq!(serde_json::from_slice::<Value>(&entry.json).unwrap(), parsed["object"]);
-        // The entry's JSON points into the line: no second copy.
-        let inside = line.as_ptr_range();
-        assert!(inside.contains(&entry.json.as_ptr()));
-        assert_eq!(line, watch_line("MODIFIED", &entry.json));
+        let mut exact = line_start("MODIFIED", entry.json_len());
+        entry.write_json(&mut exact);
+        exact.extend_from_slice(LINE_TAIL);
+        assert_eq!(
+            (exact.len(), &exact[..]),
+            (exact.capacity(), &line[..]),
+            "lines are of their exact size"
+        );
+        assert_eq!(
+            serde_json::from_slice::<Value>(&entry.json()).unwrap(),
+            parsed["object"]
+        );
+        assert_eq!(entry.obj(), parsed["object"]);
+        assert_eq!(entry.json_len(), entry.json().len());
+        // The entry holds the store's buffer: no second copy.
+        assert_eq!(entry.stored.as_ptr(), kv.value.as_ptr());
+        assert_eq!(line, watch_line("MODIFIED", &entry.json()));
+    }
+
+    #[test]
+    fn entries_of_values_the_splice_does_not_understand_are_encoded_whole() {
+        let kv = |v: &'static [u8]| KeyValue {
+            key: "/registry/pods/default/p".into(),
+            value: Bytes::from_static(v),
+            create_revision: 3,
+            mod_revision: 7,
+        };
+        // Whitespace the scan does not expect is fine; no metadata at all is not.
+        let e = Entry::from_kv(&kv(b"{ \"kind\" : \"Pod\" }")).unwrap();
+        assert_eq!(e.obj(), serde_json::json!({"kind": "Pod"}));
+        assert!(Entry::from_kv(&kv(b"not json")).is_none());
+        let e = Entry::new(
+            "k".into(),
+            &serde_json::json!({"metadata": {"resourceVersion": "1"}}),
+            9,
+        );
+        assert_eq!(e.obj()["metadata"]["resourceVersion"], "9");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&e.json()).unwrap()["metadata"]["resourceVersion"],
+            "9"
+        );
     }
 }

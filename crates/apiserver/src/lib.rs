@@ -29,6 +29,7 @@ pub mod protobuf;
 pub mod request;
 pub mod rest;
 pub mod serve;
+pub mod splice;
 pub mod status;
 pub mod strategy;
 pub mod tls;
@@ -383,7 +384,7 @@ impl ApiServer {
                         output::TABLE_CONTENT_TYPE,
                     ));
                 }
-                Ok(json_response(200, e.json.clone(), "application/json"))
+                Ok(json_response(200, e.json(), "application/json"))
             }
             (&Method::GET, true, Some("scale")) => Ok(value_response(200, &rest::scale_of(&self.get_object(t)?.obj()))),
             (&Method::GET, true, Some("log")) => self.pod_log(t),

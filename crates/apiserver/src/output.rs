@@ -33,13 +33,13 @@ pub fn list_bytes(res: &Resource, items: &[Arc<Entry>], rev: i64, cont: Option<&
         res.api_version(),
         meta
     );
-    let mut buf = Vec::with_capacity(head.len() + items.iter().map(|e| e.json.len() + 1).sum::<usize>() + 2);
+    let mut buf = Vec::with_capacity(head.len() + items.iter().map(|e| e.json_len() + 1).sum::<usize>() + 2);
     buf.extend_from_slice(head.as_bytes());
     for (i, e) in items.iter().enumerate() {
         if i > 0 {
             buf.push(b',');
         }
-        buf.extend_from_slice(&e.json);
+        e.write_json(&mut buf);
     }
     buf.extend_from_slice(b"]}");
     Bytes::from(buf)
@@ -90,15 +90,12 @@ mod tests {
     #[test]
     fn lists_splice_encoded_items() {
         let res = shoal_api::catalogue::find("", "v1", "configmaps").unwrap();
-        let e = Arc::new(Entry {
-            key: "k".into(),
-            json: Bytes::from_static(b"{\"a\":1}"),
-            mod_revision: 3,
-        });
+        let e = Arc::new(Entry::new("k".into(), &json!({"a": 1, "metadata": {"name": "n"}}), 3));
         let b = list_bytes(res, &[e.clone(), e], 7, Some("tok"));
         let v: Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["kind"], "ConfigMapList");
         assert_eq!(v["metadata"], json!({"resourceVersion": "7", "continue": "tok"}));
-        assert_eq!(v["items"], json!([{"a":1},{"a":1}]));
+        let item = json!({"a": 1, "metadata": {"name": "n", "resourceVersion": "3"}});
+        assert_eq!(v["items"], json!([item, item]));
     }
 }

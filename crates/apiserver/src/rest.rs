@@ -53,7 +53,7 @@ impl Written {
     fn from_entry(e: &Entry, warnings: Vec<String>) -> Written {
         Written {
             obj: e.obj(),
-            json: e.json.clone(),
+            json: e.json(),
             warnings,
         }
     }
@@ -460,7 +460,7 @@ impl ApiServer {
         if same_ignoring_manager_time(&obj, &old_cmp) {
             return Ok(Written {
                 obj: old.clone(),
-                json: current.json.clone(),
+                json: current.json(),
                 warnings: Vec::new(),
             });
         }

@@ -48,7 +48,7 @@ impl Watcher {
         }
         match pre_encoded {
             Some(line) => line.clone(),
-            None => watch_line(kind.as_str(), &entry.json),
+            None => entry.watch_line(kind.as_str()),
         }
     }
 
@@ -57,20 +57,18 @@ impl Watcher {
         let now = self.passes(&ev.entry);
         let before = ev.prev.as_ref().is_some_and(|p| self.passes(p));
         match (ev.kind, before, now) {
-            (EventType::Deleted, _, true) => Some(self.encode(EventType::Deleted, &ev.entry, Some(&ev.line))),
+            (EventType::Deleted, _, true) => Some(self.encode(EventType::Deleted, &ev.entry, ev.line.as_ref())),
             (EventType::Deleted, _, false) => None,
-            (_, true, true) => Some(self.encode(ev.kind, &ev.entry, Some(&ev.line))),
+            (_, true, true) => Some(self.encode(ev.kind, &ev.entry, ev.line.as_ref())),
             (_, false, true) => Some(self.encode(
                 EventType::Added,
                 &ev.entry,
-                (ev.kind == EventType::Added).then_some(&ev.line),
+                ev.line.as_ref().filter(|_| ev.kind == EventType::Added),
             )),
             (_, true, false) => {
                 // The object left the selection: a DELETED of its previous state at the new revision.
                 let prev = ev.prev.as_ref()?;
-                let mut obj = prev.obj();
-                crate::cache::set_resource_version(&mut obj, ev.revision());
-                let e = Entry::new(prev.key.clone(), &obj, ev.revision());
+                let e = Entry::new(prev.key.clone(), &prev.obj(), ev.revision());
                 Some(self.encode(EventType::Deleted, &e, None))
             }
             (_, false, false) => None,
