@@ -20,15 +20,18 @@ pub mod validation;
 /// The `status` fields of a Pod or Node that the in-process controllers and the scheduler
 /// read from their caches. Their caches keep only these: container statuses, pod IPs, node
 /// info, addresses and images take most of a status and are never read there. A node's
-/// resources are read only by the scheduler, which takes them before it trims a node.
+/// resources are read only by the scheduler, which takes them before it trims a node, and
+/// of its conditions only `Ready` is read (the node lifecycle controller reads the node
+/// from the API before it rewrites them all).
 const READ_STATUS: &[(&str, &[&str])] = &[
     ("Pod", &["phase", "conditions", "reason", "message"]),
     ("Node", &["conditions"]),
 ];
 
-/// The `spec` fields of a bound Pod that are read: its node, and the tolerations that
-/// decide whether it stays on a node with NoExecute taints.
-const READ_BOUND_POD_SPEC: &[&str] = &["nodeName", "tolerations"];
+/// The `spec` fields of a bound Pod that are read from caches: its node. (The node
+/// lifecycle controller reads the tolerations of the few pods on nodes with NoExecute
+/// taints from the API.)
+const READ_BOUND_POD_SPEC: &[&str] = &["nodeName"];
 
 /// The `spec` fields of a Pod that no in-process cache reads: the containers and volumes,
 /// about half of a decoded pod. The scheduler takes a pod's requests and host ports from
@@ -37,10 +40,10 @@ const READ_BOUND_POD_SPEC: &[&str] = &["nodeName", "tolerations"];
 const UNREAD_POD_SPEC: &[&str] = &["containers", "initContainers", "ephemeralContainers", "volumes"];
 
 /// Drops from `obj`, a Pod or Node as `kind` says, what no in-process component reads: the
-/// `status` fields outside [`READ_STATUS`] and, for pods, the containers and volumes
-/// ([`UNREAD_POD_SPEC`]). A bound pod keeps only its node and the tolerations that can
-/// tolerate a NoExecute taint ([`READ_BOUND_POD_SPEC`]): placement, affinity included, is
-/// read only to choose a node, and once bound only NoExecute taints move a pod. It also
+/// `status` fields outside [`READ_STATUS`], a node's annotations and conditions other than
+/// `Ready`, and, for pods, the containers and volumes
+/// ([`UNREAD_POD_SPEC`]). A bound pod keeps only its node ([`READ_BOUND_POD_SPEC`]):
+/// placement, affinity and tolerations included, is read only to choose a node. It also
 /// keeps only its `Ready` condition (what availability reads; only the scheduler writes
 /// conditions, and only for unbound pods). Other kinds are left as they are. The caller
 /// names the kind: list items need not carry theirs. For caches only: an object trimmed so
@@ -51,6 +54,18 @@ pub fn trim_for_cache(kind: &str, obj: &mut serde_json::Value) {
     };
     if let Some(status) = obj.get_mut("status").and_then(serde_json::Value::as_object_mut) {
         status.retain(|k, _| keep.contains(&k.as_str()));
+    }
+    if kind == "Node" {
+        if let Some(meta) = obj.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
+            meta.remove("annotations");
+        }
+        if let Some(conditions) = obj
+            .get_mut("status")
+            .and_then(|s| s.get_mut("conditions"))
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            conditions.retain(|c| c["type"] == "Ready");
+        }
     }
     if kind != "Pod" {
         return;
@@ -64,10 +79,6 @@ pub fn trim_for_cache(kind: &str, obj: &mut serde_json::Value) {
             .is_some_and(|n| !n.is_empty());
         if bound {
             spec.retain(|k, _| READ_BOUND_POD_SPEC.contains(&k.as_str()));
-            if let Some(tolerations) = spec.get_mut("tolerations").and_then(serde_json::Value::as_array_mut) {
-                // An empty effect matches every effect.
-                tolerations.retain(|t| matches!(t["effect"].as_str(), None | Some("" | "NoExecute")));
-            }
         }
     }
     if bound
@@ -103,18 +114,19 @@ mod tests {
         );
         pod["spec"]["nodeName"] = json!("n1");
         super::trim_for_cache("Pod", &mut pod);
-        assert_eq!(
-            pod["spec"],
-            json!({"nodeName": "n1", "tolerations": [{"operator": "Exists"}]})
-        );
+        assert_eq!(pod["spec"], json!({"nodeName": "n1"}));
         assert_eq!(
             pod["status"]["conditions"],
             json!([{"type": "Ready", "status": "True"}])
         );
-        let mut node = json!({"kind": "Node", "spec": {"taints": []},
-            "status": {"capacity": {"cpu": "4"}, "nodeInfo": {}, "addresses": [], "conditions": []}});
+        let ready = json!({"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-01-01T00:00:00Z"});
+        let mut node = json!({"kind": "Node", "metadata": {"name": "n", "annotations": {"a": "b"}, "labels": {"l": "v"}},
+            "spec": {"taints": []},
+            "status": {"capacity": {"cpu": "4"}, "nodeInfo": {}, "addresses": [],
+                       "conditions": [{"type": "MemoryPressure", "status": "False"}, ready]}});
         super::trim_for_cache("Node", &mut node);
-        assert_eq!(node["status"], json!({"conditions": []}));
+        assert_eq!(node["status"], json!({"conditions": [ready]}));
+        assert_eq!(node["metadata"], json!({"name": "n", "labels": {"l": "v"}}));
         assert_eq!(node["spec"], json!({"taints": []}));
         let mut ds = json!({"kind": "DaemonSet", "spec": {"template": {"spec": {"containers": []}}},
             "status": {"numberReady": 3}});

@@ -163,6 +163,17 @@ pub fn eviction_time(pod_spec: &Value, node_taints: &[Value], now: jiff::Timesta
     when
 }
 
+/// The node `name` as the API has it (all its conditions), as JSON.
+async fn node_from_api(nodes: &Api<Node>, name: &str) -> Option<Value> {
+    match nodes.get(name).await {
+        Ok(n) => serde_json::to_value(n).ok(),
+        Err(e) => {
+            tracing::debug!(node = %name, error = %e, "reading a node failed");
+            None
+        }
+    }
+}
+
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
     informers.ready().await;
@@ -181,6 +192,7 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
     // Each node's NoExecute taints, read once per version of the node; a version new to the
     // memo is a node that changed.
     let mut no_execute: Memo<Vec<Value>> = Memo::default();
+    let mut tolerations = Tolerations::default();
     let mut last_monitor: Option<Instant> = None;
     loop {
         let now = jiff::Timestamp::now();
@@ -215,7 +227,13 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
                 heard.is_some_and(|h| now.as_second() - h.as_second() > grace.as_secs() as i64)
             };
             let mut node = Arc::clone(node);
-            if silent && let Some(conds) = unknown_conditions(&node, &now_s) {
+            // The cache keeps only the Ready condition; every condition is rewritten, so
+            // they are read from the API (a node going silent is rare).
+            if silent
+                && let Some(conds) = node_from_api(&nodes_api, &name)
+                    .await
+                    .and_then(|n| unknown_conditions(&n, &now_s))
+            {
                 let patch = json!({"status": {"conditions": conds}});
                 match nodes_api.patch_status(&name, &pp, &Patch::Merge(patch)).await {
                     Ok(_) => Arc::make_mut(&mut node)["status"]["conditions"] = conds,
@@ -245,6 +263,7 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
             .map(|(n, t)| (crate::informer::name(n), t))
             .collect();
         let mut next_wake = last_monitor.map_or(monitor_period, |t| monitor_period.saturating_sub(t.elapsed()));
+        let mut looked_at = Vec::new();
         if !tainted.is_empty() {
             for pod in informers.of("", "pods") {
                 let Some(taints) = pod["spec"]["nodeName"].as_str().and_then(|n| tainted.get(n)) else {
@@ -253,7 +272,11 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
                 if pod["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
                     continue;
                 }
-                match eviction_time(&pod["spec"], taints, now) {
+                let Some(spec) = tolerations.of(&client, &pod).await else {
+                    continue;
+                };
+                looked_at.push(crate::informer::uid(&pod).to_string());
+                match eviction_time(spec, taints, now) {
                     Some(at) if at <= now => evict(&client, &pod).await,
                     Some(at) => {
                         let wait = Duration::from_secs((at.as_second() - now.as_second()).max(1) as u64);
@@ -263,9 +286,52 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
                 }
             }
         }
+        tolerations.keep(&looked_at);
         let interest = if tainted.is_empty() { &mut quiet } else { &mut evicting };
         informers.wait(interest, next_wake).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The tolerations of pods on nodes with NoExecute taints, read from the API once per
+/// version of each pod: the pod cache keeps no tolerations (thousands of pods, few of them
+/// ever on such a node).
+#[derive(Default)]
+struct Tolerations {
+    /// Pod uid -> (resourceVersion, `{"tolerations": [...]}`).
+    by_uid: HashMap<String, (String, Value)>,
+}
+
+impl Tolerations {
+    /// `{"tolerations": [...]}` of the cached `pod`; `None` when the API no longer has it.
+    async fn of(&mut self, client: &kube::Client, pod: &Value) -> Option<&Value> {
+        let uid = crate::informer::uid(pod);
+        let rv = pod["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+        if self.by_uid.get(uid).is_none_or(|(seen, _)| seen != rv) {
+            let ns = crate::informer::namespace(pod);
+            let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+            let fresh = match api.get(crate::informer::name(pod)).await {
+                Ok(p) if p.metadata.uid.as_deref() == Some(uid) => p,
+                Ok(_) => return None,
+                Err(e) => {
+                    tracing::debug!(pod = %crate::informer::name(pod), error = %e, "reading a pod's tolerations failed");
+                    return None;
+                }
+            };
+            let tolerations = fresh.spec.and_then(|s| s.tolerations).unwrap_or_default();
+            let spec = json!({"tolerations": tolerations});
+            let rv = fresh.metadata.resource_version.unwrap_or_default();
+            self.by_uid.insert(uid.to_string(), (rv, spec));
+        }
+        self.by_uid.get(uid).map(|(_, spec)| spec)
+    }
+
+    /// Forgets pods other than `uids`.
+    fn keep(&mut self, uids: &[String]) {
+        if self.by_uid.len() > uids.len() {
+            let keep: std::collections::HashSet<&str> = uids.iter().map(String::as_str).collect();
+            self.by_uid.retain(|uid, _| keep.contains(uid.as_str()));
+        }
     }
 }
 
