@@ -750,11 +750,13 @@ pub(crate) async fn run_pods(
 ) {
     let api: Api<Pod> = Api::all(client.clone());
     let (reader, writer) = reflector::store();
-    // Managed fields and placement (affinity, tolerations) are never read here: the cache
-    // does without them. Status writes go to `pods/status`, which takes only the status
-    // from the body, so a cached pod without them is a complete status update.
+    // Managed fields, labels, owners and placement (affinity, tolerations) are never read
+    // here: the cache does without them. Status writes go to `pods/status`, which takes
+    // only the status from the body, so a cached pod without them is a complete update.
     let stream = watcher(api, watcher::Config::default()).modify(|p| {
         p.metadata.managed_fields = None;
+        p.metadata.labels = None;
+        p.metadata.owner_references = None;
         if let Some(spec) = p.spec.as_mut() {
             spec.affinity = None;
             spec.tolerations = None;

@@ -214,14 +214,17 @@ const KEPT_POD_METADATA: &[&str] = &[
 
 impl NodeInfo {
     /// Reads a node from a watch and keeps only what the scheduler reads of it afterwards:
-    /// its allocatable resources and taints are taken first; the filters then read labels,
-    /// name and spec, never the status.
+    /// its allocatable resources and taints are taken first; the filters then read its name
+    /// and labels (node affinity) and whether it is unschedulable, never the status.
     pub fn cached(obj: Value) -> NodeInfo {
         let mut info = NodeInfo::new(Arc::new(obj));
         if let Some(map) = Arc::get_mut(&mut info.obj).and_then(Value::as_object_mut) {
-            map.remove("status");
+            map.retain(|k, _| k == "metadata" || k == "spec");
             if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.remove("managedFields");
+                meta.retain(|k, _| k == "name" || k == "labels");
+            }
+            if let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.retain(|k, _| k == "unschedulable");
             }
         }
         info
@@ -752,6 +755,12 @@ mod tests {
         assert_eq!(cached.taints.len(), 1);
         assert!(cached.obj.get("status").is_none());
         assert_eq!(cached.obj["metadata"]["labels"]["kubernetes.io/hostname"], "n1");
+        assert_eq!(cached.obj["metadata"]["name"], "n1");
+        let mut cordoned = node("n2", "4", "8Gi", "110");
+        cordoned["spec"]["unschedulable"] = json!(true);
+        cordoned["spec"]["podCIDR"] = json!("10.42.2.0/24");
+        let cached = NodeInfo::cached(cordoned);
+        assert_eq!(cached.obj["spec"], json!({"unschedulable": true}));
     }
 
     fn requesting(name: &str, cpu: &str, memory: &str) -> Value {
