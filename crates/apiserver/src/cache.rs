@@ -16,8 +16,10 @@ use crate::splice::Splice;
 /// How many past events the cache keeps for watches that start in the past, at most.
 const HISTORY: usize = 100_000;
 /// The memory the past events may hold, at most (as estimated by [`CacheEvent::cost`]):
-/// a watch resuming from further back gets 410 Gone and lists again, as upstream.
-const HISTORY_BYTES: usize = 32 << 20;
+/// a watch resuming from further back gets 410 Gone and lists again, as upstream. 24 MiB
+/// hold about a minute of Lease renewals at 5,000 nodes and half a minute at 10,000: a
+/// watch asking for bookmarks (sent every 30 s) resumes within the window.
+const HISTORY_BYTES: usize = 24 << 20;
 /// How many live events a slow watcher may fall behind before its watch ends.
 const WATCH_BUFFER: usize = 8192;
 
