@@ -265,6 +265,76 @@ fn apply_three_times_and_watch() {
     );
 }
 
+/// The watch events after `rv` (`kubectl get --raw`, a one-second watch), as
+/// (type, name, resourceVersion, the object).
+fn watch_from(c: &Cluster, rv: &str, selector: &str) -> Vec<(String, String, u64, serde_json::Value)> {
+    let path = format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1{selector}");
+    c.kubectl(&["get", "--raw", &path])
+        .lines()
+        .map(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            let o = e["object"].clone();
+            let rv = o["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+            (
+                e["type"].as_str().unwrap().to_string(),
+                o["metadata"]["name"].as_str().unwrap().to_string(),
+                rv,
+                o,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn watches_resume_from_a_past_revision_with_every_change_after_it() {
+    let c = Cluster::up(1);
+    c.kubectl(&["create", "configmap", "w1", "--from-literal=k=1"]);
+    c.kubectl(&["label", "configmap", "w1", "tier=a"]);
+    let start = c.kubectl(&["get", "cm", "w1", "-o", "jsonpath={.metadata.resourceVersion}"]);
+    c.kubectl(&["create", "configmap", "w2", "--from-literal=k=2"]);
+    c.kubectl(&["patch", "configmap", "w1", "-p", r#"{"data":{"k":"changed"}}"#]);
+    c.kubectl(&["label", "configmap", "w1", "tier=b", "--overwrite"]);
+    c.kubectl(&["delete", "configmap", "w2"]);
+
+    // Every change after `start`, replayed from the cache's history, in order, each object
+    // carrying the revision of its change.
+    let events = watch_from(&c, &start, "");
+    let seen: Vec<(&str, &str)> = events.iter().map(|(t, n, _, _)| (t.as_str(), n.as_str())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("ADDED", "w2"),
+            ("MODIFIED", "w1"),
+            ("MODIFIED", "w1"),
+            ("DELETED", "w2")
+        ],
+        "{events:?}"
+    );
+    assert!(
+        events.windows(2).all(|w| w[0].2 < w[1].2),
+        "revisions increase: {events:?}"
+    );
+    assert!(events[0].2 > start.parse::<u64>().unwrap());
+    assert_eq!(events[1].3["data"]["k"], "changed");
+    assert_eq!(events[2].3["metadata"]["labels"]["tier"], "b");
+    let now = c.kubectl(&["get", "cm", "w1", "-o", "jsonpath={.metadata.resourceVersion}"]);
+    assert_eq!(
+        events[2].2,
+        now.parse::<u64>().unwrap(),
+        "the same revision as a GET shows"
+    );
+
+    // With a selector: an object that leaves it is DELETED at the revision it left.
+    let events = watch_from(&c, &start, "&labelSelector=tier%3Da");
+    let seen: Vec<(&str, &str)> = events.iter().map(|(t, n, _, _)| (t.as_str(), n.as_str())).collect();
+    assert_eq!(seen, [("MODIFIED", "w1"), ("DELETED", "w1")], "{events:?}");
+    assert_eq!(events[1].2, now.parse::<u64>().unwrap());
+    assert_eq!(
+        events[1].3["metadata"]["labels"]["tier"], "a",
+        "its last state in the selection"
+    );
+}
+
 #[test]
 fn delete_propagation_policies() {
     let c = Cluster::up(1);
