@@ -45,8 +45,10 @@ pub struct Entry {
 impl Entry {
     /// A store key-value as an entry. The value is kept as it is (shared with the store);
     /// one the splice scan does not understand is decoded and encoded with its
-    /// resourceVersion instead, and one that is not JSON is refused.
+    /// resourceVersion instead, and one that is not JSON is refused (checked by a parse
+    /// that builds nothing).
     pub fn from_kv(kv: &KeyValue) -> Option<Arc<Entry>> {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&kv.value).ok()?;
         let (stored, splice) = match Splice::find(&kv.value) {
             Some(splice) => (kv.value.clone(), Some(splice)),
             None => (json_bytes(&decoded(kv)?).ok()?, None),
@@ -511,6 +513,9 @@ mod tests {
         let e = Entry::from_kv(&kv(b"{ \"kind\" : \"Pod\" }")).unwrap();
         assert_eq!(e.obj(), serde_json::json!({"kind": "Pod"}));
         assert!(Entry::from_kv(&kv(b"not json")).is_none());
+        // Broken JSON is refused even where the splice would find its place.
+        assert!(Entry::from_kv(&kv(br#"{"metadata":{"name":"p"}"#)).is_none());
+        assert!(Entry::from_kv(&kv(br#"{"a":xyz,"metadata":{}}"#)).is_none());
         let e = Entry::new(
             "k".into(),
             &serde_json::json!({"metadata": {"resourceVersion": "1"}}),

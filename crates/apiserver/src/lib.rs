@@ -29,7 +29,7 @@ pub mod protobuf;
 pub mod request;
 pub mod rest;
 pub mod serve;
-pub mod splice;
+mod splice;
 pub mod status;
 pub mod strategy;
 pub mod tls;

@@ -60,7 +60,7 @@ impl Splice {
     }
 
     fn field_len(&self, rev: i64) -> usize {
-        let digits = rev.to_string().len();
+        let digits = digits(rev);
         match self.form {
             Form::Value => digits + 2,
             // "resourceVersion":"N" plus a comma
@@ -69,7 +69,8 @@ impl Splice {
         }
     }
 
-    /// Appends `json` with the field spliced in for `rev` to `out`.
+    /// Appends `json`, the buffer this splice was found in, with the field spliced in for
+    /// `rev` to `out`.
     pub fn write(&self, json: &[u8], rev: i64, out: &mut Vec<u8>) {
         let (start, end) = (self.start as usize, self.end as usize);
         out.extend_from_slice(&json[..start]);
@@ -77,7 +78,7 @@ impl Splice {
             out.push(b'"');
             out.extend_from_slice(RV_KEY);
             out.extend_from_slice(b"\":\"");
-            out.extend_from_slice(rev.to_string().as_bytes());
+            write_int(out, rev);
             out.push(b'"');
         };
         match self.form {
@@ -92,12 +93,31 @@ impl Splice {
             Form::Only => field(out),
             Form::Value => {
                 out.push(b'"');
-                out.extend_from_slice(rev.to_string().as_bytes());
+                write_int(out, rev);
                 out.push(b'"');
             }
         }
         out.extend_from_slice(&json[end..]);
     }
+}
+
+/// How many bytes `n` takes in decimal.
+fn digits(n: i64) -> usize {
+    let sign = usize::from(n < 0);
+    let mut n = n.unsigned_abs();
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    sign + d
+}
+
+/// Appends `n` in decimal, without an allocation.
+fn write_int(out: &mut Vec<u8>, n: i64) {
+    use std::io::Write;
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{n}");
 }
 
 struct Scanner<'a> {
@@ -193,30 +213,38 @@ impl<'a> Scanner<'a> {
         if self.peek()? == b'}' {
             return at(self.i, self.i, Form::Only);
         }
+        let mut previous: Option<&[u8]> = None;
+        // The place, once found; the scan goes on to check the rest of the keys.
+        let mut found: Option<(usize, usize, Form)> = None;
         loop {
             self.ws();
             let key_start = self.i;
             let key = self.string()?;
-            match key.cmp(RV_KEY) {
-                std::cmp::Ordering::Greater => return at(key_start, key_start, Form::Before),
-                std::cmp::Ordering::Equal => {
-                    self.ws();
-                    self.expect(b':')?;
-                    self.ws();
-                    let start = self.i;
-                    self.value()?;
-                    return at(start, self.i, Form::Value);
-                }
-                std::cmp::Ordering::Less => {}
+            // Raw bytes order keys as serde_json does only without escapes, and the place
+            // found is right only if the keys are sorted: otherwise, no splice.
+            if key.contains(&b'\\') || previous.is_some_and(|p| p >= key) {
+                return None;
             }
+            previous = Some(key);
             self.ws();
             self.expect(b':')?;
             self.ws();
+            let value_start = self.i;
             self.value()?;
+            if found.is_none() {
+                found = match key.cmp(RV_KEY) {
+                    std::cmp::Ordering::Greater => Some((key_start, key_start, Form::Before)),
+                    std::cmp::Ordering::Equal => Some((value_start, self.i, Form::Value)),
+                    std::cmp::Ordering::Less => None,
+                };
+            }
             self.ws();
             match self.next()? {
                 b',' => continue,
-                b'}' => return at(self.i - 1, self.i - 1, Form::After),
+                b'}' => {
+                    let (start, end, form) = found.unwrap_or((self.i - 1, self.i - 1, Form::After));
+                    return at(start, end, form);
+                }
                 _ => return None,
             }
         }
@@ -287,9 +315,24 @@ mod tests {
     }
 
     #[test]
+    fn revisions_of_any_length_and_sign_are_counted_right() {
+        for rev in [0, 7, 10, 99, 100, 123_456_789, i64::MAX, -1, -10, i64::MIN] {
+            assert_eq!(digits(rev), rev.to_string().len(), "{rev}");
+            let mut out = Vec::new();
+            write_int(&mut out, rev);
+            assert_eq!(out, rev.to_string().as_bytes());
+        }
+        check(json!({"metadata": {"name": "p"}}), i64::MAX);
+    }
+
+    #[test]
     fn whatever_it_does_not_understand_gives_none() {
         for bad in [
-            &b""[..],
+            // Unsorted or escaped metadata keys: the sorted place is unknown.
+            &br#"{"metadata":{"uid":"u","resourceVersion":"3"}}"#[..],
+            br#"{"metadata":{"resource\"":1}}"#,
+            br#"{"metadata":{"resource\u0056ersion":"3"}}"#,
+            b"",
             b"[]",
             b"{}",
             b"{\"kind\":\"X\"}",
