@@ -5,7 +5,11 @@
 //! renewed every [`LEASE_RENEW`]. Pods bound to such a node go Pending -> Running -> Ready
 //! with an IP from the node's pod CIDR, run-to-completion pods complete, and deleted pods are
 //! finished ([`pods`]). Everything goes through the Kubernetes API.
+//!
+//! [`expand`] holds upstream's `$(VAR)` expansion of container environments, commands and
+//! arguments, for runtimes that start real processes.
 
+pub mod expand;
 pub mod pods;
 pub mod simulated;
 
