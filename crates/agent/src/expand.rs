@@ -6,8 +6,8 @@
 //! - any other `$`, and a `$(` with no closing `)`, stay as written.
 //!
 //! Env values see the variables defined before them in the container's list (and the
-//! outer ones, such as service variables), never later ones; `command` and `args` see the
-//! container's whole environment.
+//! outer ones, such as service variables), never later ones ([`crate::env`]); `command`
+//! and `args` see the container's whole environment.
 
 use std::collections::HashMap;
 
@@ -52,29 +52,6 @@ pub fn expand<'a>(input: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> Stri
     }
     out.push_str(rest);
     out
-}
-
-/// A container's environment from its `env` entries in order (name, value as written):
-/// each value is expanded against the entries before it, then `outer`. A later entry of
-/// the same name replaces an earlier one, as upstream.
-pub fn environment(entries: &[(String, String)], outer: &HashMap<String, String>) -> Vec<(String, String)> {
-    let mut defined: HashMap<&str, String> = HashMap::new();
-    let mut order: Vec<&str> = Vec::new();
-    for (name, raw) in entries {
-        let value = expand(raw, |n| {
-            defined
-                .get(n)
-                .map(String::as_str)
-                .or_else(|| outer.get(n).map(String::as_str))
-        });
-        if defined.insert(name, value).is_none() {
-            order.push(name);
-        }
-    }
-    order
-        .into_iter()
-        .map(|n| (n.to_string(), defined.remove(n).unwrap_or_default()))
-        .collect()
 }
 
 /// `command` or `args` expanded against a container's environment.
@@ -128,38 +105,19 @@ mod tests {
     }
 
     #[test]
-    fn env_values_see_earlier_entries_and_outer_variables_only() {
-        let outer: HashMap<String, String> = [("SVC_HOST".to_string(), "10.43.0.9".to_string())].into();
-        let entries: Vec<(String, String)> = [
-            ("NODE", "node3"),
-            ("GREETING", "hi from $(NODE)"),
-            ("EARLY", "$(LATE)"),
-            ("LATE", "late"),
-            ("URL", "http://$(SVC_HOST):80"),
-            ("NODE", "node4"),
-            ("AFTER", "$(NODE)"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let env = environment(&entries, &outer);
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        assert_eq!(get("GREETING"), Some("hi from node3"));
-        assert_eq!(get("EARLY"), Some("$(LATE)"), "later entries are not seen");
-        assert_eq!(get("URL"), Some("http://10.43.0.9:80"));
-        assert_eq!(get("NODE"), Some("node4"), "a later entry replaces an earlier one");
-        assert_eq!(get("AFTER"), Some("node4"));
-        let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["NODE", "GREETING", "EARLY", "LATE", "URL", "AFTER"]);
-
+    fn commands_and_args_see_the_whole_environment() {
+        let env: Vec<(String, String)> = [("NODE", "node3"), ("GREETING", "hi")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let words = [
             "sh".to_string(),
             "-c".to_string(),
-            "echo $(GREETING) $$(NODE) $(MISSING)".to_string(),
+            "echo $(GREETING) $(NODE) $$(NODE) $(MISSING)".to_string(),
         ];
         assert_eq!(
             command_line(&words, &env),
-            ["sh", "-c", "echo hi from node3 $(NODE) $(MISSING)"]
+            ["sh", "-c", "echo hi node3 $(NODE) $(MISSING)"]
         );
     }
 }

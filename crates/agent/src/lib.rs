@@ -6,9 +6,11 @@
 //! with an IP from the node's pod CIDR, run-to-completion pods complete, and deleted pods are
 //! finished ([`pods`]). Everything goes through the Kubernetes API.
 //!
-//! [`expand`] holds upstream's `$(VAR)` expansion of container environments, commands and
-//! arguments, for runtimes that start real processes.
+//! For runtimes that start real processes: [`env`] builds a container's environment as
+//! upstream's kubelet does (`envFrom`, `env`, `valueFrom`), and [`expand`] holds upstream's
+//! `$(VAR)` expansion of environments, commands and arguments.
 
+pub mod env;
 pub mod expand;
 pub mod pods;
 pub mod simulated;
