@@ -44,22 +44,17 @@ pub fn container_env(
     let mut env = Env::default();
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.as_deref().unwrap_or_default();
-        if let Some(r) = &from.config_map_ref {
-            match sources.config_map(ns, &r.name) {
+        let refs = [
+            from.config_map_ref
+                .as_ref()
+                .map(|r| (Kind::ConfigMap, &r.name, r.optional)),
+            from.secret_ref.as_ref().map(|r| (Kind::Secret, &r.name, r.optional)),
+        ];
+        for (kind, name, optional) in refs.into_iter().flatten() {
+            match kind.read(sources, ns, name) {
                 Some(data) => env.set_all(prefix, data),
-                None if r.optional == Some(true) => {}
-                None => return Err(EnvError(format!("configmap \"{}\" not found", r.name))),
-            }
-        }
-        if let Some(r) = &from.secret_ref {
-            match sources.secret(ns, &r.name) {
-                Some(data) => env.set_all(
-                    prefix,
-                    data.into_iter()
-                        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())),
-                ),
-                None if r.optional == Some(true) => {}
-                None => return Err(EnvError(format!("secret \"{}\" not found", r.name))),
+                None if optional == Some(true) => {}
+                None => return Err(kind.not_found(name)),
             }
         }
     }
@@ -87,32 +82,27 @@ fn value_from(pod: &Pod, ns: &str, source: &EnvVarSource, sources: &impl Sources
             .map(Some)
             .ok_or_else(|| EnvError(format!("unsupported fieldRef {:?}", f.field_path)));
     }
-    if let Some(r) = &source.config_map_key_ref {
-        let optional = r.optional == Some(true);
-        return match sources.config_map(ns, &r.name) {
+    let keyed = [
+        source
+            .config_map_key_ref
+            .as_ref()
+            .map(|r| (Kind::ConfigMap, &r.name, &r.key, r.optional)),
+        source
+            .secret_key_ref
+            .as_ref()
+            .map(|r| (Kind::Secret, &r.name, &r.key, r.optional)),
+    ];
+    if let Some((kind, name, key, optional)) = keyed.into_iter().flatten().next() {
+        let optional = optional == Some(true);
+        return match kind.read(sources, ns, name) {
             None if optional => Ok(None),
-            None => Err(EnvError(format!("configmap \"{}\" not found", r.name))),
-            Some(data) => match data.get(&r.key) {
-                Some(v) => Ok(Some(v.clone())),
+            None => Err(kind.not_found(name)),
+            Some(mut data) => match data.remove(key) {
+                Some(v) => Ok(Some(v)),
                 None if optional => Ok(None),
                 None => Err(EnvError(format!(
-                    "couldn't find key {} in ConfigMap {ns}/{}",
-                    r.key, r.name
-                ))),
-            },
-        };
-    }
-    if let Some(r) = &source.secret_key_ref {
-        let optional = r.optional == Some(true);
-        return match sources.secret(ns, &r.name) {
-            None if optional => Ok(None),
-            None => Err(EnvError(format!("secret \"{}\" not found", r.name))),
-            Some(data) => match data.get(&r.key) {
-                Some(v) => Ok(Some(String::from_utf8_lossy(v).into_owned())),
-                None if optional => Ok(None),
-                None => Err(EnvError(format!(
-                    "couldn't find key {} in Secret {ns}/{}",
-                    r.key, r.name
+                    "couldn't find key {key} in {} {ns}/{name}",
+                    kind.name()
                 ))),
             },
         };
@@ -131,32 +121,20 @@ pub fn pod_field(pod: &Pod, path: &str) -> Option<String> {
     let spec = pod.spec.as_ref();
     let status = pod.status.as_ref();
     let subscript = |prefix: &str| -> Option<&str> { path.strip_prefix(prefix)?.strip_suffix("']") };
+    let entry = |map: &Option<BTreeMap<String, String>>, key: &str| {
+        map.as_ref().and_then(|m| m.get(key)).cloned().unwrap_or_default()
+    };
     if let Some(key) = subscript("metadata.labels['") {
-        return Some(
-            meta.labels
-                .as_ref()
-                .and_then(|l| l.get(key))
-                .cloned()
-                .unwrap_or_default(),
-        );
+        return Some(entry(&meta.labels, key));
     }
     if let Some(key) = subscript("metadata.annotations['") {
-        return Some(
-            meta.annotations
-                .as_ref()
-                .and_then(|a| a.get(key))
-                .cloned()
-                .unwrap_or_default(),
-        );
+        return Some(entry(&meta.annotations, key));
     }
-    let ips = |list: Option<&Vec<k8s_openapi::api::core::v1::PodIP>>| -> String {
-        list.map(|l| l.iter().map(|i| i.ip.as_str()).collect::<Vec<_>>().join(","))
+    // A list of IPs, comma-separated, as the downward API gives `status.podIPs`.
+    fn joined<'a>(ips: Option<impl Iterator<Item = &'a String>>) -> String {
+        ips.map(|l| l.map(String::as_str).collect::<Vec<_>>().join(","))
             .unwrap_or_default()
-    };
-    let host_ips = |list: Option<&Vec<k8s_openapi::api::core::v1::HostIP>>| -> String {
-        list.map(|l| l.iter().map(|i| i.ip.as_str()).collect::<Vec<_>>().join(","))
-            .unwrap_or_default()
-    };
+    }
     Some(match path {
         "metadata.name" => meta.name.clone().unwrap_or_default(),
         "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
@@ -164,11 +142,52 @@ pub fn pod_field(pod: &Pod, path: &str) -> Option<String> {
         "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
         "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()).unwrap_or_default(),
         "status.podIP" => status.and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
-        "status.podIPs" => ips(status.and_then(|s| s.pod_ips.as_ref())),
+        "status.podIPs" => joined(
+            status
+                .and_then(|s| s.pod_ips.as_deref())
+                .map(|l| l.iter().map(|i| &i.ip)),
+        ),
         "status.hostIP" => status.and_then(|s| s.host_ip.clone()).unwrap_or_default(),
-        "status.hostIPs" => host_ips(status.and_then(|s| s.host_ips.as_ref())),
+        "status.hostIPs" => joined(
+            status
+                .and_then(|s| s.host_ips.as_deref())
+                .map(|l| l.iter().map(|i| &i.ip)),
+        ),
         _ => return None,
     })
+}
+
+/// The kinds a variable can come from.
+#[derive(Clone, Copy)]
+enum Kind {
+    ConfigMap,
+    Secret,
+}
+
+impl Kind {
+    /// The object's data as text (a Secret's values decoded as UTF-8, lossily).
+    fn read(self, sources: &impl Sources, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+        match self {
+            Kind::ConfigMap => sources.config_map(ns, name),
+            Kind::Secret => sources.secret(ns, name).map(|data| {
+                data.into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                    .collect()
+            }),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Secret => "Secret",
+        }
+    }
+
+    /// Upstream's message for a missing object.
+    fn not_found(self, name: &str) -> EnvError {
+        EnvError(format!("{} \"{name}\" not found", self.name().to_lowercase()))
+    }
 }
 
 /// Variables in the order they were first defined; a later definition replaces the value.
