@@ -49,16 +49,33 @@ impl Entry {
     /// that builds nothing).
     pub fn from_kv(kv: &KeyValue) -> Option<Arc<Entry>> {
         serde_json::from_slice::<serde::de::IgnoredAny>(&kv.value).ok()?;
-        let (stored, splice) = match Splice::find(&kv.value) {
-            Some(splice) => (kv.value.clone(), Some(splice)),
-            None => (json_bytes(&decoded(kv)?).ok()?, None),
+        let decode = || serde_json::from_slice(&kv.value).ok();
+        Entry::serving(kv.key.clone(), kv.value.clone(), kv.mod_revision, decode).map(Arc::new)
+    }
+
+    /// An entry serving `stored` at `mod_revision`: spliced where the scan finds the place,
+    /// else the object from `decode`, encoded whole with its resourceVersion.
+    fn serving(
+        key: String,
+        stored: Bytes,
+        mod_revision: Revision,
+        decode: impl FnOnce() -> Option<Value>,
+    ) -> Option<Entry> {
+        let splice = Splice::find(&stored);
+        let stored = match splice {
+            Some(_) => stored,
+            None => {
+                let mut obj = decode()?;
+                set_resource_version(&mut obj, mod_revision);
+                json_bytes(&obj).ok()?
+            }
         };
-        Some(Arc::new(Entry {
-            key: kv.key.clone(),
+        Some(Entry {
+            key,
             stored,
             splice,
-            mod_revision: kv.mod_revision,
-        }))
+            mod_revision,
+        })
     }
 
     /// Like [`Entry::from_kv`], and the watch line of a `kind` event for it, in a buffer of
@@ -72,21 +89,12 @@ impl Entry {
     /// An entry for `obj` at `mod_revision` (its resourceVersion, if any, is replaced).
     pub fn new(key: String, obj: &Value, mod_revision: Revision) -> Entry {
         let stored = json_bytes(obj).unwrap_or_default();
-        let splice = Splice::find(&stored);
-        let stored = match splice {
-            Some(_) => stored,
-            None => {
-                let mut obj = obj.clone();
-                set_resource_version(&mut obj, mod_revision);
-                json_bytes(&obj).unwrap_or_default()
-            }
-        };
-        Entry {
+        Entry::serving(key.clone(), stored, mod_revision, || Some(obj.clone())).unwrap_or(Entry {
             key,
-            stored,
-            splice,
+            stored: Bytes::new(),
+            splice: None,
             mod_revision,
-        }
+        })
     }
 
     /// The length of the served JSON.
@@ -123,11 +131,6 @@ impl Entry {
         Bytes::from(buf)
     }
 
-    /// The memory the entry's JSON holds.
-    fn stored_len(&self) -> usize {
-        self.stored.len()
-    }
-
     /// The object, decoded, with its resourceVersion.
     pub fn obj(&self) -> Value {
         let mut obj = serde_json::from_slice(&self.stored).unwrap_or(Value::Null);
@@ -154,13 +157,6 @@ pub fn exact_bytes(buf: Vec<u8>) -> Bytes {
 /// `obj` encoded as JSON, in a buffer of its exact size ([`exact_bytes`]).
 pub fn json_bytes<T: serde::Serialize + ?Sized>(obj: &T) -> Result<Bytes, serde_json::Error> {
     serde_json::to_vec(obj).map(exact_bytes)
-}
-
-/// A store value decoded, its `metadata.resourceVersion` filled in.
-fn decoded(kv: &KeyValue) -> Option<Value> {
-    let mut obj: Value = serde_json::from_slice(&kv.value).ok()?;
-    set_resource_version(&mut obj, kv.mod_revision);
-    Some(obj)
 }
 
 /// Sets `metadata.resourceVersion` to `rev`.
@@ -225,7 +221,7 @@ impl CacheEvent {
     /// (shared with the store while it is the current state; the previous state is the
     /// event before's, or a current object).
     pub fn cost(&self) -> usize {
-        self.entry.stored_len()
+        self.entry.stored.len()
     }
 }
 
