@@ -24,7 +24,7 @@ use kube::api::{Api, ApiResource, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use shoal_controllers::events::{EventType, ObjectRef, Recorder};
-use shoal_controllers::informer::JsonObject;
+use shoal_controllers::informer::{self, JsonObject};
 use tokio::sync::{Semaphore, mpsc};
 
 pub use algorithm::{Decision, decide};
@@ -44,15 +44,11 @@ const DRAIN_LIMIT: usize = 8192;
 fn on_pod_event(state: &mut State, ev: Result<watcher::Event<JsonObject>, watcher::Error>) {
     match ev {
         Ok(watcher::Event::Apply(o)) => state.pod_applied(Arc::new(PodInfo::cached(o.value))),
-        Ok(watcher::Event::Delete(o)) => {
-            let m = &o.value["metadata"];
-            let key = format!(
-                "{}/{}",
-                m["namespace"].as_str().unwrap_or_default(),
-                m["name"].as_str().unwrap_or_default()
-            );
-            state.pod_deleted(&key);
-        }
+        Ok(watcher::Event::Delete(o)) => state.pod_deleted(&format!(
+            "{}/{}",
+            informer::namespace(&o.value),
+            informer::name(&o.value)
+        )),
         Ok(watcher::Event::Init) => state.pods_relist_started(),
         Ok(watcher::Event::InitApply(o)) => state.pods_relist_item(Arc::new(PodInfo::cached(o.value))),
         Ok(watcher::Event::InitDone) => state.pods_relist_done(),
@@ -63,7 +59,7 @@ fn on_pod_event(state: &mut State, ev: Result<watcher::Event<JsonObject>, watche
 fn on_node_event(state: &mut State, ev: Result<watcher::Event<JsonObject>, watcher::Error>) {
     match ev {
         Ok(watcher::Event::Apply(o)) => state.node_applied(Arc::new(NodeInfo::cached(o.value))),
-        Ok(watcher::Event::Delete(o)) => state.node_deleted(o.value["metadata"]["name"].as_str().unwrap_or_default()),
+        Ok(watcher::Event::Delete(o)) => state.node_deleted(informer::name(&o.value)),
         Ok(watcher::Event::Init) => state.nodes_relist_started(),
         Ok(watcher::Event::InitApply(o)) => state.nodes_relist_item(Arc::new(NodeInfo::cached(o.value))),
         Ok(watcher::Event::InitDone) => state.nodes_relist_done(),
