@@ -10,10 +10,19 @@
 //! upstream's kubelet does (`envFrom`, `env`, `valueFrom`), and [`expand`] holds upstream's
 //! `$(VAR)` expansion of environments, commands and arguments.
 
+pub mod agent;
+pub mod endpoint;
 pub mod env;
+pub mod exec;
 pub mod expand;
+pub mod join;
+pub mod kubelet;
+pub mod lifecycle;
 pub mod pods;
+pub mod runtime;
+pub mod shim;
 pub mod simulated;
+pub mod volumes;
 
 pub use pods::{EXIT_CODE_ANNOTATION, PodTiming, RUN_SECONDS_ANNOTATION};
 pub use simulated::{SimulatedPool, node_manifest};

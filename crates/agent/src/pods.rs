@@ -477,7 +477,7 @@ fn container_id(pod: &Pod, name: &str) -> String {
     format!("shoal://{}-{name}", uid(pod))
 }
 
-fn volume_mounts(c: &Container) -> Option<Value> {
+pub(crate) fn volume_mounts(c: &Container) -> Option<Value> {
     let mounts = c.volume_mounts.as_ref().filter(|m| !m.is_empty())?;
     Some(Value::Array(
         mounts
@@ -536,7 +536,7 @@ fn is_sidecar(c: &Container) -> bool {
     c.restart_policy.as_deref() == Some("Always")
 }
 
-fn old_status(pod: &Pod) -> Value {
+pub(crate) fn old_status(pod: &Pod) -> Value {
     pod.status
         .as_ref()
         .and_then(|s| serde_json::to_value(s).ok())
@@ -548,7 +548,7 @@ fn old_status(pod: &Pod) -> Value {
 /// conditions of other owners first, then the kubelet's; `lastTransitionTime` is kept when a
 /// condition keeps its status, and `PodScheduled` is kept as it is (added as `True` if
 /// missing).
-fn conditions(old: &Value, ours: &[(&str, bool, Option<&str>)], now: &str) -> Value {
+pub(crate) fn conditions(old: &Value, ours: &[(&str, bool, Option<&str>)], now: &str) -> Value {
     let old: &[Value] = old["conditions"].as_array().map(Vec::as_slice).unwrap_or_default();
     let find = |t: &str| old.iter().find(|c| c["type"] == t);
     let mut out: Vec<Value> = old
@@ -581,7 +581,7 @@ fn conditions(old: &Value, ours: &[(&str, bool, Option<&str>)], now: &str) -> Va
     Value::Array(out)
 }
 
-fn ips(list: &[String]) -> Value {
+pub(crate) fn ips(list: &[String]) -> Value {
     Value::Array(list.iter().map(|ip| json!({"ip": ip})).collect())
 }
 

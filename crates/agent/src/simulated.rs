@@ -338,7 +338,7 @@ async fn heartbeat(client: kube::Client, node: &Node, now: &str, beat: Beat) -> 
     renew_lease(client, node, &name).await
 }
 
-async fn renew_lease(client: kube::Client, node: &Node, name: &str) -> Result<(), kube::Error> {
+pub(crate) async fn renew_lease(client: kube::Client, node: &Node, name: &str) -> Result<(), kube::Error> {
     let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
     let owner = json!([{"apiVersion": "v1", "kind": "Node", "name": name, "uid": node.metadata.uid}]);
     let spec =
@@ -388,7 +388,7 @@ fn is_simulated(node: &Node) -> bool {
         .is_some_and(|v| v == "true")
 }
 
-fn is_ready(node: &Node) -> bool {
+pub(crate) fn is_ready(node: &Node) -> bool {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())

@@ -195,6 +195,13 @@ pub static RESOURCES: &[Resource] = &[
                 kind: "Pod",
                 verbs: &["get"],
             },
+            Subresource {
+                name: "exec",
+                group: "",
+                version: "v1",
+                kind: "PodExecOptions",
+                verbs: &["create", "get"],
+            },
         ],
     ),
     res(

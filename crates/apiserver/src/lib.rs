@@ -23,6 +23,8 @@ pub mod discovery;
 pub mod keys;
 pub mod managed;
 pub mod metrics;
+pub mod nodeauth;
+pub mod nodeproxy;
 pub mod output;
 pub mod patch;
 pub mod protobuf;
@@ -56,6 +58,8 @@ pub struct ApiServer {
     metrics: Metrics,
     /// Held while a Service is created (cluster-IP and node-port allocation).
     service_allocation: tokio::sync::Mutex<()>,
+    /// Node credentials, once nodes may join (see [`ApiServer::enable_node_join`]).
+    node_auth: std::sync::OnceLock<Arc<nodeauth::NodeAuth>>,
 }
 
 impl ApiServer {
@@ -70,6 +74,7 @@ impl ApiServer {
             cache,
             metrics,
             service_allocation: Default::default(),
+            node_auth: Default::default(),
         });
         server
             .bootstrap()
@@ -121,6 +126,17 @@ impl ApiServer {
             }
         }
         Ok(())
+    }
+
+    /// Lets node agents join with `auth`'s join secret, authenticate with node tokens, and
+    /// be reached for logs and exec. Only the first call takes effect.
+    pub fn enable_node_join(&self, auth: nodeauth::NodeAuth) {
+        let _ = self.node_auth.set(Arc::new(auth));
+    }
+
+    /// Node credentials, if nodes may join.
+    pub fn node_auth(&self) -> Option<Arc<nodeauth::NodeAuth>> {
+        self.node_auth.get().cloned()
     }
 
     /// The metrics registry.
@@ -312,6 +328,15 @@ impl ApiServer {
             }
             Some(ApiPath::Resource(t)) => t,
         };
+        if target.subresource.as_deref() == Some("exec") {
+            if let Some(nodeauth::Identity::Node(node)) = parts.extensions.get::<nodeauth::Identity>() {
+                nodeauth::authorize(node, "create", &target, None, self.as_ref())?;
+            }
+            if !matches!(parts.method, Method::GET | Method::POST) {
+                return Err(ApiError::method_not_allowed(parts.method.as_str(), target.res));
+            }
+            return self.pod_exec(&target, &params, parts).await;
+        }
         let table = output::wants_table(accept.as_deref());
         let method = parts.method;
         let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
@@ -319,6 +344,17 @@ impl ApiServer {
         } else {
             Bytes::new()
         };
+        if let Some(nodeauth::Identity::Node(node)) = parts.extensions.get::<nodeauth::Identity>() {
+            let verb = nodeauth::verb(&method, &target, params.flag("watch"));
+            let body_name = if verb == "create" && target.subresource.is_none() {
+                parse_json(ct.as_deref(), &body)
+                    .ok()
+                    .and_then(|v| v["metadata"]["name"].as_str().map(str::to_string))
+            } else {
+                None
+            };
+            nodeauth::authorize(node, verb, &target, body_name.as_deref(), self.as_ref())?;
+        }
         self.handle_resource(&target, method, &params, ct.as_deref(), body, table)
             .await
     }
@@ -387,7 +423,7 @@ impl ApiServer {
                 Ok(json_response(200, e.json(), "application/json"))
             }
             (&Method::GET, true, Some("scale")) => Ok(value_response(200, &rest::scale_of(&self.get_object(t)?.obj()))),
-            (&Method::GET, true, Some("log")) => self.pod_log(t),
+            (&Method::GET, true, Some("log")) => self.pod_log(t, p).await,
             (&Method::POST, false, None) => {
                 let obj = parse_json(ct, &body)?;
                 let w = self.create(t, obj, &WriteOptions::from_params(p)?).await?;
@@ -485,21 +521,189 @@ impl ApiServer {
         }
     }
 
-    fn pod_log(&self, t: &Target) -> ApiResult<Response> {
-        let e = self.get_object(t)?;
-        let pod = &e.obj();
-        let container = pod["spec"]["containers"][0]["name"].as_str().unwrap_or_default();
-        if pod["status"]["phase"] == "Pending" {
-            let name = t.name.as_deref().unwrap_or_default();
+    /// The pod of `t`, its container named by `container` (default: the only one, or the
+    /// one kubectl's default-container annotation names), and its node's agent endpoint
+    /// (`None` for simulated nodes).
+    fn pod_container(
+        &self,
+        t: &Target,
+        container: Option<&str>,
+    ) -> ApiResult<(Value, String, Option<nodeproxy::Endpoint>)> {
+        let pod = self.get_object(t)?.obj();
+        let name = t.name.as_deref().unwrap_or_default();
+        let names: Vec<&str> = pod["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        let container = match container.filter(|c| !c.is_empty()) {
+            Some(c) if names.contains(&c) => c.to_string(),
+            Some(c) => {
+                return Err(ApiError::bad_request(format!(
+                    "container {c} is not valid for pod {name}"
+                )));
+            }
+            None if names.len() == 1 => names[0].to_string(),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    names.join(" ")
+                )));
+            }
+        };
+        let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+            return Ok((pod, container, None));
+        };
+        let nodes = shoal_api::catalogue::find("", "v1", "nodes").expect("nodes are served");
+        let node = self
+            .cache
+            .get(&keys::object(nodes, None, node))
+            .map(|e| e.obj())
+            .ok_or_else(|| ApiError::bad_request(format!("node {node:?} of pod {name} does not exist")))?;
+        if node["metadata"]["annotations"]["shoal.dev/simulated"] == "true" {
+            return Ok((pod, container, None));
+        }
+        Ok((pod, container, Some(nodeproxy::endpoint(&node)?)))
+    }
+
+    async fn pod_log(&self, t: &Target, p: &Params) -> ApiResult<Response> {
+        let (pod, container, endpoint) = self.pod_container(t, p.get("container"))?;
+        let name = t.name.as_deref().unwrap_or_default();
+        if pod["status"]["phase"] == "Pending" && endpoint.is_none() {
             return Err(ApiError::bad_request(format!(
                 "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
             )));
         }
-        Ok(json_response(200, Bytes::new(), "text/plain"))
+        let (Some(ep), Some(auth)) = (endpoint, self.node_auth()) else {
+            // Simulated containers print nothing.
+            return Ok(json_response(200, Bytes::new(), "text/plain"));
+        };
+        let ns = t.namespace.as_deref().unwrap_or("default");
+        let mut query = format!("uid={}", pod["metadata"]["uid"].as_str().unwrap_or_default());
+        for key in [
+            "follow",
+            "previous",
+            "timestamps",
+            "tailLines",
+            "limitBytes",
+            "sinceSeconds",
+            "sinceTime",
+        ] {
+            if let Some(v) = p.get(key) {
+                query.push_str(&format!("&{key}={}", request::encode(v)));
+            }
+        }
+        let req = http::Request::get(format!(
+            "/containerLogs/{}/{}/{}?{query}",
+            request::encode(ns),
+            request::encode(name),
+            request::encode(&container)
+        ))
+        .body(Body::empty())
+        .map_err(ApiError::internal_from)?;
+        let resp = nodeproxy::send(&auth, &ep, req).await?;
+        if !resp.status().is_success() {
+            return Err(nodeproxy::error_of(resp).await);
+        }
+        Ok(nodeproxy::stream(resp))
+    }
+
+    /// `pods/exec`: the WebSocket upgrade is passed to the pod's agent, and the two
+    /// connections are joined once both switched protocols.
+    async fn pod_exec(&self, t: &Target, p: &Params, mut parts: http::request::Parts) -> ApiResult<Response> {
+        let (pod, container, endpoint) = self.pod_container(t, p.get("container"))?;
+        let name = t.name.as_deref().unwrap_or_default();
+        let (Some(ep), Some(auth)) = (endpoint, self.node_auth()) else {
+            return Err(ApiError::bad_request(format!(
+                "pod {name} runs on a simulated node: there is no process to exec in"
+            )));
+        };
+        if pod["status"]["phase"] != "Running" {
+            let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
+            return Err(ApiError::bad_request(format!(
+                "unable to upgrade connection: container not found (\"{container}\") in pod {name} ({phase})"
+            )));
+        }
+        let ns = t.namespace.as_deref().unwrap_or("default");
+        let query = parts
+            .uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|kv| !kv.starts_with("container="))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut req = http::Request::get(format!(
+            "/exec/{}/{}/{}?{query}",
+            request::encode(ns),
+            request::encode(name),
+            request::encode(&container)
+        ));
+        for h in [
+            "connection",
+            "upgrade",
+            "sec-websocket-key",
+            "sec-websocket-version",
+            "sec-websocket-protocol",
+        ] {
+            if let Some(v) = parts.headers.get(h) {
+                req = req.header(h, v);
+            }
+        }
+        let req = req.body(Body::empty()).map_err(ApiError::internal_from)?;
+        let mut resp = nodeproxy::send(&auth, &ep, req).await?;
+        if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+            return Err(nodeproxy::error_of(resp).await);
+        }
+        let Some(client_side) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+            return Err(ApiError::bad_request("exec needs an upgradable connection (WebSocket)"));
+        };
+        let agent_side = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            let (Ok(a), Ok(b)) = (client_side.await, agent_side.await) else {
+                return;
+            };
+            let (mut a, mut b) = (hyper_util::rt::TokioIo::new(a), hyper_util::rt::TokioIo::new(b));
+            let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+        });
+        let mut out = Response::new(Body::empty());
+        *out.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+        for h in [
+            "connection",
+            "upgrade",
+            "sec-websocket-accept",
+            "sec-websocket-protocol",
+        ] {
+            if let Some(v) = resp.headers().get(h) {
+                out.headers_mut().insert(h, v.clone());
+            }
+        }
+        Ok(out)
     }
 }
 
 use futures::StreamExt as _;
+
+impl nodeauth::Lookup for ApiServer {
+    fn pod(&self, namespace: &str, name: &str) -> Option<Value> {
+        let pods = shoal_api::catalogue::find("", "v1", "pods")?;
+        self.cache
+            .get(&keys::object(pods, Some(namespace), name))
+            .map(|e| e.obj())
+    }
+
+    fn node_pod_uses(&self, node: &str, namespace: &str, kind: nodeauth::RefKind, name: &str) -> bool {
+        let Some(pods) = shoal_api::catalogue::find("", "v1", "pods") else {
+            return false;
+        };
+        let (found, _, _) = self.cache.list(&keys::collection(pods, Some(namespace)), None, 1, |e| {
+            let pod = e.obj();
+            pod["spec"]["nodeName"].as_str() == Some(node) && nodeauth::pod_refers_to(&pod, kind, name)
+        });
+        !found.is_empty()
+    }
+}
 
 fn delete_options(p: &Params, body: &[u8]) -> ApiResult<Value> {
     let mut opts = if body.iter().all(u8::is_ascii_whitespace) {

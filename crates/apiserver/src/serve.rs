@@ -10,10 +10,17 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::ApiServer;
+use crate::nodeauth::{Identity, NodeAuth};
 use crate::status::ApiError;
 
 /// Paths anyone may read without credentials.
 pub const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz"];
+
+/// Where an agent fetches the cluster CA (public: the agent checks it against the hash in
+/// its join token) and where it trades the join secret for its node's credentials.
+pub const CA_PATH: &str = "/cacerts";
+/// See [`CA_PATH`].
+pub const NODE_CREDENTIALS_PATH: &str = "/shoal/v1/node-credentials";
 
 /// How to serve.
 pub struct ServeConfig {
@@ -23,27 +30,61 @@ pub struct ServeConfig {
     pub admin_tokens: Vec<String>,
 }
 
-fn authorized(cfg: &ServeConfig, req: &Request<hyper::body::Incoming>) -> bool {
-    if PUBLIC_PATHS.contains(&req.uri().path()) {
-        return true;
-    }
-    let Some(auth) = req
-        .headers()
+fn bearer(req: &Request<hyper::body::Incoming>) -> Option<&str> {
+    req.headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(token) = auth.strip_prefix("Bearer ").map(str::trim) else {
-        return false;
-    };
-    cfg.admin_tokens
-        .iter()
-        .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Who sent `req`: an admin token, or a node's token when nodes may join.
+fn authenticate(cfg: &ServeConfig, nodes: Option<&NodeAuth>, req: &Request<hyper::body::Incoming>) -> Option<Identity> {
+    let token = bearer(req)?;
+    if cfg
+        .admin_tokens
+        .iter()
+        .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+    {
+        return Some(Identity::Admin);
+    }
+    nodes?.verify_node_token(token).map(Identity::Node)
+}
+
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The answers outside the API: the CA for agents, and node credentials for the join secret.
+async fn join_endpoint(nodes: &NodeAuth, req: Request<hyper::body::Incoming>) -> axum::response::Response {
+    use http_body_util::BodyExt;
+    if req.uri().path() == CA_PATH {
+        return (
+            [(http::header::CONTENT_TYPE, "application/x-pem-file")],
+            nodes.ca_pem().to_string(),
+        )
+            .into_response();
+    }
+    if req.method() != http::Method::POST {
+        return ApiError::method_not_allowed_path(req.method().as_str(), NODE_CREDENTIALS_PATH).into_response();
+    }
+    if !bearer(&req).is_some_and(|s| nodes.is_join_secret(s)) {
+        return ApiError::unauthorized().into_response();
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), 64 * 1024).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return ApiError::too_large().into_response(),
+    };
+    let answer = serde_json::from_slice::<serde_json::Value>(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid join request: {e}")))
+        .and_then(|r| nodes.credentials(&r));
+    match answer {
+        Ok(v) => {
+            tracing::info!(node = %v["nodeName"].as_str().unwrap_or_default(), "issued node credentials");
+            ([(http::header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Accepts connections on `listener` until the process ends, serving `server` over HTTPS.
@@ -64,6 +105,7 @@ pub async fn serve(server: Arc<ApiServer>, listener: TcpListener, cfg: ServeConf
         let acceptor = acceptor.clone();
         let cfg = cfg.clone();
         let router = router.clone();
+        let server = server.clone();
         tokio::spawn(async move {
             let tls = match acceptor.accept(tcp).await {
                 Ok(s) => s,
@@ -74,12 +116,24 @@ pub async fn serve(server: Arc<ApiServer>, listener: TcpListener, cfg: ServeConf
             };
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let router = router.clone();
-                let ok = authorized(&cfg, &req);
+                let nodes = server.node_auth();
+                let identity = authenticate(&cfg, nodes.as_deref(), &req);
                 async move {
-                    if !ok {
-                        return Ok::<_, std::convert::Infallible>(ApiError::unauthorized().into_response());
+                    let path = req.uri().path();
+                    if let Some(nodes) = nodes
+                        .as_deref()
+                        .filter(|_| path == CA_PATH || path == NODE_CREDENTIALS_PATH)
+                    {
+                        return Ok::<_, std::convert::Infallible>(join_endpoint(nodes, req).await);
                     }
-                    let req = req.map(axum::body::Body::new);
+                    let mut req = req.map(axum::body::Body::new);
+                    match identity {
+                        Some(who) => {
+                            req.extensions_mut().insert(who);
+                        }
+                        None if PUBLIC_PATHS.contains(&req.uri().path()) => {}
+                        None => return Ok(ApiError::unauthorized().into_response()),
+                    }
                     Ok(router.oneshot(req).await.unwrap_or_else(|e| match e {}))
                 }
             });

@@ -72,6 +72,11 @@ impl ApiError {
         )
     }
 
+    /// 405 MethodNotAllowed for a path outside the resource API.
+    pub fn method_not_allowed_path(verb: &str, path: &str) -> Self {
+        Self::new(405, "MethodNotAllowed", format!("{verb} is not supported on {path}"))
+    }
+
     /// 406 NotAcceptable.
     pub fn new_not_acceptable() -> Self {
         Self::new(
@@ -184,6 +189,11 @@ impl ApiError {
     /// 429 TooManyRequests.
     pub fn too_many_requests(message: impl Into<String>) -> Self {
         Self::new(429, "TooManyRequests", message)
+    }
+
+    /// 500 InternalError from any error.
+    pub fn internal_from(e: impl std::fmt::Display) -> Self {
+        Self::internal(e.to_string())
     }
 
     /// 500 InternalError.

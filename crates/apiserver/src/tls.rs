@@ -37,15 +37,7 @@ pub fn ensure_certs(dir: &Path, extra_sans: &[String]) -> std::io::Result<Certs>
     }
     std::fs::create_dir_all(&tls)?;
     let ca_key = KeyPair::generate().map_err(io)?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(io)?;
-    ca_params.distinguished_name.push(DnType::CommonName, "shoal-ca");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    ca_params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let ca_params = ca_params()?;
     let ca_cert = ca_params.self_signed(&ca_key).map_err(io)?;
     let issuer = Issuer::new(ca_params, &ca_key);
 
@@ -89,6 +81,49 @@ pub fn ensure_certs(dir: &Path, extra_sans: &[String]) -> std::io::Result<Certs>
     Ok(certs)
 }
 
+/// The CA's parameters: what its certificate says and what an issuer built from its key
+/// needs to sign with it.
+fn ca_params() -> std::io::Result<CertificateParams> {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(io)?;
+    ca_params.distinguished_name.push(DnType::CommonName, "shoal-ca");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca_params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    Ok(ca_params)
+}
+
+/// The CA key of the cluster in `dir` (PEM).
+pub fn ca_key(dir: &Path) -> std::io::Result<String> {
+    std::fs::read_to_string(dir.join("tls").join("ca.key"))
+}
+
+/// A serving certificate and key (PEM) for a node agent named `common_name`, valid for
+/// `names` (DNS names or IP addresses), signed by the CA whose key is `ca_key_pem`.
+pub fn issue_serving_cert(ca_key_pem: &str, common_name: &str, names: &[String]) -> std::io::Result<(String, String)> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(io)?;
+    let issuer = Issuer::new(ca_params()?, &ca_key);
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(io)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("system:node:{common_name}"));
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let mut sans = Vec::new();
+    for n in names {
+        match n.parse::<std::net::IpAddr>() {
+            Ok(ip) => sans.push(SanType::IpAddress(ip)),
+            Err(_) => sans.push(SanType::DnsName(n.clone().try_into().map_err(io)?)),
+        }
+    }
+    params.subject_alt_names = sans;
+    let key = KeyPair::generate().map_err(io)?;
+    let cert = params.signed_by(&key, &issuer).map_err(io)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 /// Writes a file readable only by its owner.
 pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
@@ -123,6 +158,7 @@ pub fn server_config(certs: &Certs) -> std::io::Result<Arc<rustls::ServerConfig>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::client::danger::ServerCertVerifier;
 
     #[test]
     fn certs_are_generated_once_and_reused() {
@@ -132,5 +168,27 @@ mod tests {
         assert_eq!(a.ca_pem, b.ca_pem);
         assert!(a.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         server_config(&a).unwrap();
+    }
+
+    #[test]
+    fn serving_certificates_for_nodes_verify_against_the_cluster_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = ensure_certs(dir.path(), &[]).unwrap();
+        let key = ca_key(dir.path()).unwrap();
+        let (cert, _key) = issue_serving_cert(&key, "n1", &["n1".into(), "127.0.0.2".into()]).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(certs.ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+        let leaf = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        let now = rustls::pki_types::UnixTime::now();
+        let ip = rustls::pki_types::ServerName::try_from("127.0.0.2").unwrap();
+        verifier.verify_server_cert(&leaf, &[], &ip, &[], now).unwrap();
+        let other = rustls::pki_types::ServerName::try_from("127.0.0.3").unwrap();
+        assert!(verifier.verify_server_cert(&leaf, &[], &other, &[], now).is_err());
     }
 }

@@ -112,6 +112,14 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
         &format!("{}\n", join_token(&certs.ca_pem, &node_secret)),
     )
     .map_err(err("writing node-token"))?;
+    let node_key = ensure_secret(&dir.join("node-credential-key"))?;
+    let ca_key = tls::ca_key(dir).map_err(err("reading the CA key"))?;
+    api.enable_node_join(shoal_apiserver::nodeauth::NodeAuth::new(
+        &node_secret,
+        &node_key,
+        &certs.ca_pem,
+        &ca_key,
+    ));
     let url_host = if host.contains(':') {
         format!("[{host}]")
     } else {
@@ -162,6 +170,43 @@ pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError>
     );
     tokio::signal::ctrl_c().await.map_err(err("waiting for a signal"))?;
     Ok(())
+}
+
+/// `shoal agent`: joins the cluster and runs this machine's pods until stopped.
+pub async fn run_agent(args: crate::AgentArgs) -> Result<(), StartError> {
+    use shoal_agent::agent::{AgentConfig, RuntimeKind};
+    let token = std::fs::read_to_string(&args.token_file)
+        .map_err(|e| StartError(format!("reading --token-file {}: {e}", args.token_file.display())))?
+        .parse()
+        .map_err(|e| StartError(format!("--token-file {}: {e}", args.token_file.display())))?;
+    let node_name = match args.node_name {
+        Some(n) => n,
+        None => std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_ascii_lowercase())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| StartError("cannot read the host name: pass --node-name".into()))?,
+    };
+    let data_dir = std::path::absolute(&args.data_dir).map_err(err("resolving --data-dir"))?;
+    std::fs::create_dir_all(&data_dir).map_err(err("creating the data dir"))?;
+    let cfg = AgentConfig {
+        server: args.server.trim_end_matches('/').to_string(),
+        token,
+        node_name,
+        node_ip: args.node_ip,
+        data_dir,
+        runtime: if args.runtime == "simulated" {
+            RuntimeKind::Simulated
+        } else {
+            RuntimeKind::Process
+        },
+        port: args.port,
+        shim_program: std::env::current_exe().map_err(err("locating the shoal binary"))?,
+    };
+    tokio::select! {
+        r = shoal_agent::agent::run(cfg) => r.map_err(|e| StartError(e.to_string())),
+        r = tokio::signal::ctrl_c() => r.map_err(err("waiting for a signal")),
+    }
 }
 
 /// Asks `/readyz` over HTTPS, verifying the server with the cluster CA.

@@ -39,6 +39,14 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Join a machine to a cluster as a node and run the pods bound to it.
+    Agent(AgentArgs),
+    /// (internal) Run one container under the agent: started by `shoal agent`.
+    #[command(hide = true)]
+    Shim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run the kubectl on PATH against the cluster in the data dir (like `k3s kubectl`).
     Kubectl {
         /// Data directory of the cluster.
@@ -86,6 +94,33 @@ pub struct ServerArgs {
     pub node_monitor_grace_period: std::time::Duration,
 }
 
+/// Flags of `shoal agent`.
+#[derive(Args, Clone)]
+pub struct AgentArgs {
+    /// The API server: `https://HOST:PORT`.
+    #[arg(long)]
+    pub server: String,
+    /// File holding the join token (`<server data dir>/node-token`).
+    #[arg(long)]
+    pub token_file: PathBuf,
+    /// This node's name (default: the machine's host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// This node's address: its InternalIP, where its endpoint listens, and the IP of its
+    /// pods (host network).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub node_ip: std::net::IpAddr,
+    /// Where the agent keeps its credentials, pods and logs.
+    #[arg(long, default_value = "./shoal-agent")]
+    pub data_dir: PathBuf,
+    /// `process` runs containers as host processes; `simulated` runs nothing.
+    #[arg(long, default_value = "process", value_parser = ["process", "simulated"])]
+    pub runtime: String,
+    /// Port of the agent's HTTPS endpoint (logs, exec) on --node-ip; 0 picks a free one.
+    #[arg(long, default_value_t = 10250)]
+    pub port: u16,
+}
+
 /// Parses `90`, `50s`, `2m`, `1m30s`, `1h` into a duration.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if let Ok(n) = s.parse::<u64>() {
@@ -118,6 +153,15 @@ fn main() -> std::process::ExitCode {
     if let Command::Kubectl { data_dir, args } = &cli.command {
         return cluster::exec_kubectl(data_dir, args);
     }
+    if let Command::Shim { args } = &cli.command {
+        return match shoal_agent::shim::ShimArgs::parse(args) {
+            Ok(a) => shoal_agent::shim::run(&a),
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -133,7 +177,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Up { server, nodes } => cluster::run(server, Some(nodes)).await,
             Command::Server { server } => cluster::run(server, None).await,
-            Command::Kubectl { .. } => unreachable!("handled above"),
+            Command::Kubectl { .. } | Command::Shim { .. } => unreachable!("handled above"),
+            Command::Agent(args) => cluster::run_agent(args).await,
             Command::Bench { bench } => bench::run(bench).await,
             Command::Why {
                 target,

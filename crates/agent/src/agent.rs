@@ -1,0 +1,314 @@
+//! `shoal agent`: a real node. It joins the cluster ([`crate::join`]), registers its Node
+//! with the machine's capacity and addresses, renews its Lease every 10 s, reports its
+//! status, serves logs and exec to the API server ([`crate::endpoint`]) and runs the pods
+//! bound to it ([`crate::kubelet`]).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::join::{self, JoinToken};
+use crate::kubelet::Kubelet;
+use crate::runtime::{ProcessRuntime, Runtime, SimulatedRuntime};
+use crate::{LEASE_RENEW, NODE_STATUS_REPORT};
+
+const MANAGER: &str = "shoal-agent";
+
+/// Which runtime runs the containers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// Host processes.
+    Process,
+    /// Nothing runs; containers are reported running.
+    Simulated,
+}
+
+/// How an agent runs.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// `https://host:port` of the API server.
+    pub server: String,
+    /// The join token.
+    pub token: JoinToken,
+    /// This node's name.
+    pub node_name: String,
+    /// This node's address (InternalIP; pods are host-network and get it too).
+    pub node_ip: IpAddr,
+    /// Where the agent keeps credentials, pods and logs.
+    pub data_dir: PathBuf,
+    /// The runtime.
+    pub runtime: RuntimeKind,
+    /// Port of the agent's HTTPS endpoint on `node_ip` (0: any free port).
+    pub port: u16,
+    /// The program run as `<program> shim ...` for each container (the shoal binary).
+    pub shim_program: PathBuf,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Joining failed.
+    #[error(transparent)]
+    Join(#[from] join::JoinError),
+    /// The API refused something the agent needs.
+    #[error("{0}")]
+    Api(String),
+    /// The machine refused something the agent needs.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Runs an agent until the process ends.
+pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
+    let ip = cfg.node_ip.to_string();
+    let creds = join::join(
+        &cfg.server,
+        &cfg.token,
+        &cfg.node_name,
+        std::slice::from_ref(&ip),
+        &cfg.data_dir,
+    )
+    .await?;
+    let client = join::client(&cfg.server, &creds.ca, &creds.token)?;
+    let listener = tokio::net::TcpListener::bind((cfg.node_ip, cfg.port))
+        .await
+        .map_err(|e| AgentError::Io(format!("binding {}:{}: {e}", cfg.node_ip, cfg.port)))?;
+    let port = listener.local_addr().map_err(|e| AgentError::Io(e.to_string()))?.port();
+    let exited = Arc::new(tokio::sync::Notify::new());
+    let runtime: Arc<dyn Runtime> = match cfg.runtime {
+        RuntimeKind::Process => Arc::new(ProcessRuntime::new(cfg.shim_program.clone(), exited.clone())),
+        RuntimeKind::Simulated => Arc::new(SimulatedRuntime),
+    };
+    let node = register(&client, &cfg, port, &runtime.version()).await?;
+    tracing::info!(node = %cfg.node_name, %ip, port, runtime = %runtime.version(), "agent: node registered");
+    let kubelet = Arc::new(Kubelet::new(
+        client.clone(),
+        &cfg.node_name,
+        &ip,
+        &cfg.data_dir,
+        runtime.clone(),
+        exited,
+        outer_env(&cfg.server),
+    ));
+    tokio::spawn(crate::endpoint::serve(kubelet.clone(), listener, creds.clone()));
+    tokio::spawn(heartbeat(client.clone(), cfg.clone(), node, port, runtime.version()));
+    kubelet.run().await;
+    Ok(())
+}
+
+/// The variables every container sees: where the API server is.
+fn outer_env(server: &str) -> HashMap<String, String> {
+    let authority = server.trim_start_matches("https://").trim_end_matches('/').to_string();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            (h.trim_matches(['[', ']']).to_string(), p.to_string())
+        }
+        _ => (authority.clone(), "443".into()),
+    };
+    HashMap::from([
+        ("KUBERNETES_SERVICE_HOST".to_string(), host.clone()),
+        ("KUBERNETES_SERVICE_PORT".to_string(), port.clone()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS".to_string(), port.clone()),
+        ("KUBERNETES_PORT".to_string(), format!("tcp://{authority}")),
+    ])
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    }
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The machine's memory in KiB (`/proc/meminfo`).
+fn memory_kib() -> u64 {
+    read_trimmed("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn os_image() -> String {
+    read_trimmed("/etc/os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| "Linux".into())
+}
+
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    rustix::fs::statvfs(dir)
+        .map(|s| s.f_blocks.saturating_mul(s.f_frsize))
+        .unwrap_or(0)
+}
+
+/// The Node this agent registers: labels as a kubelet sets them.
+pub fn node_object(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {
+            "beta.kubernetes.io/arch": arch(),
+            "beta.kubernetes.io/os": "linux",
+            "kubernetes.io/arch": arch(),
+            "kubernetes.io/hostname": name,
+            "kubernetes.io/os": "linux",
+        }},
+    })
+}
+
+/// The status this agent reports: the machine's capacity, its address, its endpoint port,
+/// Ready.
+pub fn node_status(cfg: &AgentConfig, port: u16, runtime_version: &str, now: &str) -> Value {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let capacity = json!({
+        "cpu": cpus.to_string(),
+        "memory": format!("{}Ki", memory_kib()),
+        "pods": "110",
+        "ephemeral-storage": format!("{}", disk_bytes(&cfg.data_dir)),
+    });
+    let cond = |t: &str, status: &str, reason: &str, message: &str| json!({"type": t, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": now, "lastTransitionTime": now});
+    json!({
+        "capacity": capacity,
+        "allocatable": capacity,
+        "addresses": [{"type": "InternalIP", "address": cfg.node_ip.to_string()}, {"type": "Hostname", "address": cfg.node_name}],
+        "conditions": [
+            cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+            cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+        "nodeInfo": {
+            "architecture": arch(),
+            "bootID": read_trimmed("/proc/sys/kernel/random/boot_id"),
+            "containerRuntimeVersion": runtime_version,
+            "kernelVersion": read_trimmed("/proc/sys/kernel/osrelease"),
+            "kubeProxyVersion": "",
+            "kubeletVersion": "v1.33.0-shoal",
+            "machineID": read_trimmed("/etc/machine-id"),
+            "operatingSystem": "linux",
+            "osImage": os_image(),
+            "systemUUID": read_trimmed("/sys/class/dmi/id/product_uuid"),
+        },
+    })
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Creates this node (with its status, as a kubelet registers) or, if it exists, reports
+/// its status.
+async fn register(client: &kube::Client, cfg: &AgentConfig, port: u16, runtime: &str) -> Result<Node, AgentError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut obj = node_object(&cfg.node_name);
+    obj["status"] = node_status(cfg, port, runtime, &now_rfc3339());
+    let node: Node = serde_json::from_value(obj).map_err(|e| AgentError::Api(e.to_string()))?;
+    let pp = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    match nodes.create(&pp, &node).await {
+        Ok(n) => Ok(n),
+        Err(kube::Error::Api(e)) if e.code == 409 => report(client, cfg, port, runtime).await,
+        Err(e) => Err(AgentError::Api(format!("registering node {}: {e}", cfg.node_name))),
+    }
+}
+
+async fn report(client: &kube::Client, cfg: &AgentConfig, port: u16, runtime: &str) -> Result<Node, AgentError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let status = node_status(cfg, port, runtime, &now_rfc3339());
+    nodes
+        .patch_status(&cfg.node_name, &pp, &Patch::Merge(json!({"status": status})))
+        .await
+        .map_err(|e| AgentError::Api(format!("reporting the status of node {}: {e}", cfg.node_name)))
+}
+
+/// Renews the Lease every [`LEASE_RENEW`]; reports the status every
+/// [`NODE_STATUS_REPORT`], or at once when the node is not Ready (after an outage).
+async fn heartbeat(client: kube::Client, cfg: AgentConfig, mut node: Node, port: u16, runtime: String) {
+    let mut reported = Instant::now();
+    loop {
+        if let Err(e) = crate::simulated::renew_lease(client.clone(), &node, &cfg.node_name).await {
+            tracing::warn!(error = %e, "agent: lease renewal failed");
+        }
+        tokio::time::sleep(LEASE_RENEW).await;
+        let nodes: Api<Node> = Api::all(client.clone());
+        let ready = match nodes.get(&cfg.node_name).await {
+            Ok(n) => {
+                let ready = crate::simulated::is_ready(&n);
+                node = n;
+                ready
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "agent: reading the node failed");
+                true
+            }
+        };
+        if !ready || reported.elapsed() >= NODE_STATUS_REPORT {
+            match report(&client, &cfg, port, &runtime).await {
+                Ok(n) => {
+                    node = n;
+                    reported = Instant::now();
+                }
+                Err(e) => tracing::warn!(error = %e, "agent: status report failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_see_where_the_api_server_is() {
+        let env = outer_env("https://127.0.0.1:6443");
+        assert_eq!(env["KUBERNETES_SERVICE_HOST"], "127.0.0.1");
+        assert_eq!(env["KUBERNETES_SERVICE_PORT"], "6443");
+        assert_eq!(env["KUBERNETES_PORT"], "tcp://127.0.0.1:6443");
+    }
+
+    #[test]
+    fn the_node_reports_the_machine() {
+        let cfg = AgentConfig {
+            server: "https://127.0.0.1:6443".into(),
+            token: format!("SHOAL10{}::node:x", "0".repeat(64)).parse().unwrap(),
+            node_name: "edge1".into(),
+            node_ip: "127.0.0.2".parse().unwrap(),
+            data_dir: std::env::temp_dir(),
+            runtime: RuntimeKind::Process,
+            port: 0,
+            shim_program: "shoal".into(),
+        };
+        let s = node_status(&cfg, 10250, "process://0.1.0", "t");
+        assert_eq!(s["addresses"][0], json!({"type": "InternalIP", "address": "127.0.0.2"}));
+        assert_eq!(s["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
+        assert!(s["capacity"]["memory"].as_str().unwrap().ends_with("Ki"));
+        assert_ne!(s["capacity"]["memory"], "0Ki");
+        assert_eq!(
+            node_object("edge1")["metadata"]["labels"]["kubernetes.io/hostname"],
+            "edge1"
+        );
+    }
+}

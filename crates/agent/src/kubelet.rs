@@ -1,0 +1,1054 @@
+//! The pods of a real node: their containers run under a [`Runtime`], restart by their
+//! policy with back-off, are probed, and end with SIGTERM then SIGKILL; their status is
+//! reported through `pods/status` as upstream's kubelet reports it.
+//!
+//! One task owns every pod's state. It wakes when the node's pods change, when a container
+//! ends, when a probe answers, and every second; anything slow (stopping a container,
+//! probes, hooks) runs in a task of its own and reports back.
+//!
+//! On disk, under the agent's data dir: `pods/<uid>/` holds the pod's volumes
+//! (`volumes/<name>`), one directory per container run (`containers/<name>/<n>`, the
+//! runtime's state) and its logs (`logs/<name>/<n>.log`). A restarted agent finds its
+//! running containers there and leaves them running.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, LifecycleHandler, Pod, Probe, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use serde_json::{Value, json};
+
+use crate::lifecycle::{self, ContainerView, ProbeCount, State, Verdict};
+use crate::runtime::{Launch, RunState, Runtime, Signal};
+use crate::shim::Exit;
+
+const MANAGER: &str = "shoal-agent";
+const TICK: Duration = Duration::from_secs(1);
+
+/// A node's pods, as its agent runs them.
+pub struct Kubelet {
+    client: kube::Client,
+    node: String,
+    node_ip: String,
+    dir: PathBuf,
+    runtime: Arc<dyn Runtime>,
+    exited: Arc<tokio::sync::Notify>,
+    /// Variables every container sees.
+    outer: HashMap<String, String>,
+    /// The current run of every running container, for exec: (namespace, pod, container).
+    runs: Mutex<HashMap<(String, String, String), Launch>>,
+}
+
+/// The file paths of one pod.
+fn pod_dir(dir: &Path, uid: &str) -> PathBuf {
+    dir.join("pods").join(uid)
+}
+
+/// The log of run `n` of `container` in the pod at `pod_dir`.
+pub fn log_path(pod_dir: &Path, container: &str, n: u32) -> PathBuf {
+    pod_dir.join("logs").join(container).join(format!("{n}.log"))
+}
+
+fn run_dir(pod_dir: &Path, container: &str, n: u32) -> PathBuf {
+    pod_dir.join("containers").join(container).join(n.to_string())
+}
+
+fn links_file(pod_dir: &Path, container: &str) -> PathBuf {
+    pod_dir.join("containers").join(container).join("links")
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Which probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum ProbeKind {
+    Startup,
+    Liveness,
+    Readiness,
+}
+
+#[derive(Debug)]
+struct ProbeResult {
+    uid: String,
+    container: String,
+    run: u32,
+    kind: ProbeKind,
+    ok: bool,
+}
+
+/// A container's environment and its expanded command line.
+type EnvAndCommand = (Vec<(String, String)>, Vec<String>);
+
+/// A container run.
+struct Run {
+    n: u32,
+    dir: PathBuf,
+    launch: Launch,
+    started_at: String,
+    started: Instant,
+    exit: Option<Exit>,
+}
+
+#[derive(Default)]
+struct Ctr {
+    run: Option<Run>,
+    /// The end of the run before the current one.
+    last: Option<State>,
+    waiting: Option<(String, Option<String>)>,
+    next_start: Option<Instant>,
+    stopping: bool,
+    /// The container is not to run again (policy, or the pod is going away).
+    done: bool,
+    ready: bool,
+    started: bool,
+    /// Whether the current run has a readiness probe (it is not ready until it passes).
+    has_readiness: bool,
+    probes: HashMap<ProbeKind, ProbeSlot>,
+}
+
+/// One probe of a run: its results so far, when it is next due, whether one is in flight,
+/// and its thresholds.
+struct ProbeSlot {
+    count: ProbeCount,
+    next: Instant,
+    in_flight: bool,
+    success_threshold: i32,
+    failure_threshold: i32,
+}
+
+struct PodState {
+    dir: PathBuf,
+    volumes: Option<BTreeMap<String, PathBuf>>,
+    containers: BTreeMap<String, Ctr>,
+    reported: Option<Value>,
+    deleting: bool,
+}
+
+/// ConfigMaps and Secrets a pod refers to, read once for its volumes and environment.
+#[derive(Default)]
+struct Fetched {
+    config_maps: HashMap<String, BTreeMap<String, String>>,
+    secrets: HashMap<String, BTreeMap<String, Vec<u8>>>,
+}
+
+impl crate::env::Sources for Fetched {
+    fn config_map(&self, _ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+        self.config_maps.get(name).cloned()
+    }
+    fn secret(&self, _ns: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+        self.secrets.get(name).cloned()
+    }
+}
+
+/// The ConfigMaps and Secrets `pod` refers to (volumes, projected sources, env, envFrom).
+fn references(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
+    let v = serde_json::to_value(pod.spec.as_ref()).unwrap_or_default();
+    let (mut cms, mut secrets) = (BTreeSet::new(), BTreeSet::new());
+    let add = |set: &mut BTreeSet<String>, x: &Value| {
+        if let Some(s) = x.as_str() {
+            set.insert(s.to_string());
+        }
+    };
+    for vol in v["volumes"].as_array().into_iter().flatten() {
+        add(&mut cms, &vol["configMap"]["name"]);
+        add(&mut secrets, &vol["secret"]["secretName"]);
+        for s in vol["projected"]["sources"].as_array().into_iter().flatten() {
+            add(&mut cms, &s["configMap"]["name"]);
+            add(&mut secrets, &s["secret"]["name"]);
+        }
+    }
+    for c in ["containers", "initContainers"]
+        .iter()
+        .flat_map(|k| v[*k].as_array().into_iter().flatten())
+    {
+        for e in c["env"].as_array().into_iter().flatten() {
+            add(&mut cms, &e["valueFrom"]["configMapKeyRef"]["name"]);
+            add(&mut secrets, &e["valueFrom"]["secretKeyRef"]["name"]);
+        }
+        for e in c["envFrom"].as_array().into_iter().flatten() {
+            add(&mut cms, &e["configMapRef"]["name"]);
+            add(&mut secrets, &e["secretRef"]["name"]);
+        }
+    }
+    (cms, secrets)
+}
+
+fn grace_of(pod: &Pod) -> Duration {
+    let secs = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .unwrap_or(30);
+    Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+fn probe_of(c: &Container, kind: ProbeKind) -> Option<&Probe> {
+    match kind {
+        ProbeKind::Startup => c.startup_probe.as_ref(),
+        ProbeKind::Liveness => c.liveness_probe.as_ref(),
+        ProbeKind::Readiness => c.readiness_probe.as_ref(),
+    }
+}
+
+fn secs(v: Option<i32>, default: u64) -> Duration {
+    Duration::from_secs(v.and_then(|s| u64::try_from(s).ok()).unwrap_or(default))
+}
+
+impl Kubelet {
+    /// A kubelet for `node` (address `node_ip`) keeping its pods under `dir`.
+    pub fn new(
+        client: kube::Client,
+        node: &str,
+        node_ip: &str,
+        dir: &Path,
+        runtime: Arc<dyn Runtime>,
+        exited: Arc<tokio::sync::Notify>,
+        outer: HashMap<String, String>,
+    ) -> Kubelet {
+        Kubelet {
+            client,
+            node: node.into(),
+            node_ip: node_ip.into(),
+            dir: dir.into(),
+            runtime,
+            exited,
+            outer,
+            runs: Mutex::default(),
+        }
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    /// The launch of the running container `container` of pod `namespace/pod`.
+    pub fn current_run(&self, namespace: &str, pod: &str, container: &str) -> Option<Launch> {
+        let runs = self.runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        runs.get(&(namespace.into(), pod.into(), container.into())).cloned()
+    }
+
+    /// The pods directory of pod `uid`.
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        pod_dir(&self.dir, uid)
+    }
+
+    /// Runs the node's pods until the process ends.
+    pub async fn run(self: Arc<Self>) {
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let (reader, writer) = reflector::store();
+        let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", self.node));
+        let stream = reflector(writer, watcher(pods, cfg)).default_backoff();
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let notify = changed.clone();
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                if let Err(e) = ev {
+                    tracing::debug!(error = %e, "agent: pod watch error");
+                }
+                notify.notify_one();
+            }
+        });
+        let _ = reader.wait_until_ready().await;
+        let (probe_tx, mut probe_rx) = tokio::sync::mpsc::channel::<ProbeResult>(256);
+        let mut pods: HashMap<String, PodState> = HashMap::new();
+        let mut orphans_checked = false;
+        loop {
+            let snapshot = reader.state();
+            let live: BTreeSet<String> = snapshot.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+            if !orphans_checked {
+                self.remove_orphans(&live).await;
+                orphans_checked = true;
+            }
+            for pod in &snapshot {
+                self.sync(pod, &mut pods, &probe_tx).await;
+            }
+            let gone: Vec<String> = pods.keys().filter(|u| !live.contains(*u)).cloned().collect();
+            for uid in gone {
+                if let Some(state) = pods.remove(&uid) {
+                    self.forget(&state).await;
+                }
+            }
+            tokio::select! {
+                () = changed.notified() => {}
+                () = self.exited.notified() => {}
+                Some(r) = probe_rx.recv() => self.record_probe(&mut pods, r),
+                () = tokio::time::sleep(TICK) => {}
+            }
+            while let Ok(r) = probe_rx.try_recv() {
+                self.record_probe(&mut pods, r);
+            }
+        }
+    }
+
+    /// Pod directories of pods this node no longer has (removed while the agent was away):
+    /// their containers are killed and their files removed.
+    async fn remove_orphans(&self, live: &BTreeSet<String>) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("pods")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let uid = e.file_name().to_string_lossy().to_string();
+            if !live.contains(&uid) {
+                tracing::info!(%uid, "agent: removing a pod that is gone");
+                let state = PodState {
+                    dir: e.path(),
+                    volumes: None,
+                    containers: BTreeMap::new(),
+                    reported: None,
+                    deleting: true,
+                };
+                self.forget(&state).await;
+            }
+        }
+    }
+
+    /// Kills whatever still runs of a pod that is gone and removes its files.
+    async fn forget(&self, state: &PodState) {
+        let containers = state.dir.join("containers");
+        for c in std::fs::read_dir(&containers).into_iter().flatten().flatten() {
+            for run in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
+                if matches!(self.runtime.state(&run.path()), RunState::Running(_)) {
+                    self.runtime.signal(&run.path(), Signal::Kill);
+                }
+            }
+            crate::volumes::unmount(&c.path().join("links"));
+        }
+        let mut runs = self.runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        runs.retain(|_, l| !l.state_dir.starts_with(&state.dir));
+        drop(runs);
+        let _ = std::fs::remove_dir_all(&state.dir);
+    }
+
+    async fn fetch(&self, pod: &Pod) -> Fetched {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let (cms, secrets) = references(pod);
+        let mut out = Fetched::default();
+        let cm_api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+        for name in cms {
+            if let Ok(Some(cm)) = cm_api.get_opt(&name).await {
+                out.config_maps.insert(name, cm.data.unwrap_or_default());
+            }
+        }
+        let sec_api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        for name in secrets {
+            if let Ok(Some(s)) = sec_api.get_opt(&name).await {
+                let mut data: BTreeMap<String, Vec<u8>> =
+                    s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                for (k, v) in s.string_data.unwrap_or_default() {
+                    data.insert(k, v.into_bytes());
+                }
+                out.secrets.insert(name, data);
+            }
+        }
+        out
+    }
+
+    /// Brings one pod toward what its spec asks, then reports its status.
+    async fn sync(
+        &self,
+        pod: &Pod,
+        pods: &mut HashMap<String, PodState>,
+        probes: &tokio::sync::mpsc::Sender<ProbeResult>,
+    ) {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return;
+        };
+        let spec = pod.spec.clone().unwrap_or_default();
+        let state = pods.entry(uid.clone()).or_insert_with(|| {
+            let dir = pod_dir(&self.dir, &uid);
+            let containers = spec
+                .containers
+                .iter()
+                .map(|c| (c.name.clone(), self.recover(&dir, &c.name)))
+                .collect();
+            PodState {
+                dir,
+                volumes: None,
+                containers,
+                reported: None,
+                deleting: false,
+            }
+        });
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.terminate(pod, state).await;
+            return;
+        }
+        if matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        ) && state.reported.is_none()
+            && state.containers.values().all(|c| c.run.is_none())
+        {
+            // A finished pod from before this agent: nothing runs again.
+            return;
+        }
+        let mut fetched = None;
+        if state.volumes.is_none() {
+            let f = self.fetch(pod).await;
+            match crate::volumes::prepare(pod, &state.dir, &f) {
+                Ok(v) => state.volumes = Some(v),
+                Err(e) => {
+                    for c in state.containers.values_mut() {
+                        c.waiting = Some(("CreateContainerConfigError".into(), Some(e.clone())));
+                    }
+                }
+            }
+            fetched = Some(f);
+        }
+        if let Some(volumes) = state.volumes.clone() {
+            let policy = spec.restart_policy.as_deref().unwrap_or("Always").to_string();
+            for c in &spec.containers {
+                let ctr = state.containers.entry(c.name.clone()).or_default();
+                self.observe(pod, c, ctr, &policy);
+                if let Some(run) = ctr
+                    .run
+                    .as_mut()
+                    .filter(|r| r.exit.is_none() && r.launch.command.is_empty())
+                {
+                    // Found running after an agent restart: its environment again, for exec.
+                    if fetched.is_none() {
+                        fetched = Some(self.fetch(pod).await);
+                    }
+                    if let Ok((env, command)) = self.environment(pod, c, fetched.as_ref().expect("fetched above")) {
+                        run.launch.env = env;
+                        run.launch.command = command;
+                        run.launch.work_dir = c.working_dir.clone().map_or_else(|| PathBuf::from("/"), PathBuf::from);
+                        self.remember_run(pod, &c.name, &run.launch);
+                    }
+                }
+                let due = !ctr.done
+                    && !ctr.stopping
+                    && ctr.run.as_ref().is_none_or(|r| r.exit.is_some())
+                    && ctr.next_start.is_none_or(|t| t <= Instant::now());
+                if due {
+                    if fetched.is_none() {
+                        fetched = Some(self.fetch(pod).await);
+                    }
+                    let f = fetched.as_ref().expect("fetched above");
+                    self.start(pod, c, ctr, &state.dir, &volumes, f);
+                }
+                self.probe(c, ctr, &uid, probes);
+            }
+        }
+        let status = self.status(pod, &spec.containers, state);
+        if state.reported.as_ref() != Some(&status) {
+            let api: Api<Pod> = Api::namespaced(
+                self.client.clone(),
+                pod.metadata.namespace.as_deref().unwrap_or("default"),
+            );
+            let pp = PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            };
+            let name = pod.metadata.name.as_deref().unwrap_or_default();
+            match api
+                .patch_status(name, &pp, &Patch::Merge(json!({"status": status})))
+                .await
+            {
+                Ok(_) => state.reported = Some(status),
+                Err(e) => tracing::warn!(pod = %name, error = %e, "agent: status update failed"),
+            }
+        }
+    }
+
+    /// What is on disk of `container`'s runs (after an agent restart).
+    fn recover(&self, dir: &Path, container: &str) -> Ctr {
+        let runs = dir.join("containers").join(container);
+        let last = std::fs::read_dir(&runs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .max();
+        let mut ctr = Ctr::default();
+        if let Some(n) = last {
+            let rd = run_dir(dir, container, n);
+            let started = std::fs::metadata(crate::shim::pid_file(&rd))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| jiff::Timestamp::try_from(t).ok())
+                .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_else(now);
+            let exit = match self.runtime.state(&rd) {
+                RunState::Exited(e) => Some(e),
+                RunState::Running(_) => None,
+                RunState::Unknown => return ctr,
+            };
+            ctr.run = Some(Run {
+                n,
+                dir: rd.clone(),
+                launch: Launch {
+                    state_dir: rd,
+                    log: log_path(dir, container, n),
+                    work_dir: PathBuf::from("/"),
+                    command: Vec::new(),
+                    env: Vec::new(),
+                },
+                started_at: started,
+                started: Instant::now(),
+                exit,
+            });
+            ctr.started = true;
+            ctr.ready = true;
+        }
+        ctr
+    }
+
+    /// Notices a run that ended and decides when (if) the container runs again.
+    fn observe(&self, pod: &Pod, c: &Container, ctr: &mut Ctr, policy: &str) {
+        let Some(run) = ctr.run.as_mut() else {
+            return;
+        };
+        if run.exit.is_some() {
+            return;
+        }
+        let RunState::Exited(exit) = self.runtime.state(&run.dir) else {
+            return;
+        };
+        let ran = run.started.elapsed();
+        tracing::info!(pod = ?pod.metadata.name, container = %c.name, code = exit.exit_code, "agent: container exited");
+        run.exit = Some(exit.clone());
+        ctr.stopping = false;
+        ctr.ready = false;
+        ctr.probes.clear();
+        let key = (
+            pod.metadata.namespace.clone().unwrap_or_default(),
+            pod.metadata.name.clone().unwrap_or_default(),
+            c.name.clone(),
+        );
+        self.runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key);
+        if !lifecycle::restarts(policy, exit.exit_code) {
+            ctr.done = true;
+            return;
+        }
+        let delay = lifecycle::backoff(run.n + 1, ran);
+        ctr.next_start = Some(Instant::now() + delay);
+        if !delay.is_zero() {
+            let name = pod.metadata.name.as_deref().unwrap_or_default();
+            let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+            let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+            ctr.waiting = Some((
+                "CrashLoopBackOff".into(),
+                Some(format!(
+                    "back-off {}s restarting failed container={} pod={name}_{ns}({uid})",
+                    delay.as_secs(),
+                    c.name
+                )),
+            ));
+        }
+    }
+
+    /// The environment and command line of `c`: the agent's PATH, HOSTNAME, where the API
+    /// is, then the container's own variables; its command and args expanded.
+    fn environment(&self, pod: &Pod, c: &Container, f: &Fetched) -> Result<EnvAndCommand, String> {
+        let mut env: Vec<(String, String)> = vec![
+            (
+                "PATH".into(),
+                std::env::var("PATH")
+                    .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            ),
+            ("HOSTNAME".into(), self.node.clone()),
+        ];
+        let vars = crate::env::container_env(pod, c, &self.outer, f).map_err(|e| e.0)?;
+        env.retain(|(k, _)| !vars.iter().any(|(v, _)| v == k));
+        env.extend(vars);
+        if c.command.as_ref().is_none_or(Vec::is_empty) {
+            return Err(format!(
+                "the process runtime runs a container's command, and container {:?} has none (image {:?} is not pulled or run): set spec.containers[].command",
+                c.name,
+                c.image.as_deref().unwrap_or_default()
+            ));
+        }
+        let words: Vec<String> = c
+            .command
+            .iter()
+            .flatten()
+            .chain(c.args.iter().flatten())
+            .cloned()
+            .collect();
+        let command = crate::expand::command_line(&words, &env);
+        Ok((env, command))
+    }
+
+    fn remember_run(&self, pod: &Pod, container: &str, launch: &Launch) {
+        self.runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                (
+                    pod.metadata.namespace.clone().unwrap_or_default(),
+                    pod.metadata.name.clone().unwrap_or_default(),
+                    container.to_string(),
+                ),
+                launch.clone(),
+            );
+    }
+
+    /// Starts the next run of `c`.
+    fn start(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        ctr: &mut Ctr,
+        dir: &Path,
+        volumes: &BTreeMap<String, PathBuf>,
+        f: &Fetched,
+    ) {
+        let fail = |ctr: &mut Ctr, reason: &str, message: String| {
+            ctr.waiting = Some((reason.into(), Some(message)));
+            ctr.next_start = Some(Instant::now() + TICK * 5);
+        };
+        let (env, command) = match self.environment(pod, c, f) {
+            Ok(x) => x,
+            Err(e) => return fail(ctr, "CreateContainerConfigError", e),
+        };
+        if let Err(e) = crate::volumes::mount(c, volumes, &links_file(dir, &c.name)) {
+            return fail(ctr, "CreateContainerConfigError", e);
+        }
+        let n = ctr.run.as_ref().map_or(0, |r| r.n + 1);
+        let rd = run_dir(dir, &c.name, n);
+        let log = log_path(dir, &c.name, n);
+        for d in [Some(rd.as_path()), log.parent()].into_iter().flatten() {
+            if let Err(e) = std::fs::create_dir_all(d) {
+                return fail(ctr, "RunContainerError", format!("creating {}: {e}", d.display()));
+            }
+        }
+        let launch = Launch {
+            state_dir: rd.clone(),
+            log,
+            work_dir: c.working_dir.clone().map_or_else(|| PathBuf::from("/"), PathBuf::from),
+            command,
+            env,
+        };
+        if let Err(e) = self.runtime.start(&launch) {
+            return fail(ctr, "RunContainerError", e);
+        }
+        tracing::info!(pod = ?pod.metadata.name, container = %c.name, run = n, "agent: container started");
+        if let Some(prev) = ctr.run.take() {
+            ctr.last = prev.exit.map(|e| State::Terminated(e, prev.started_at));
+        }
+        ctr.run = Some(Run {
+            n,
+            dir: rd,
+            launch: launch.clone(),
+            started_at: now(),
+            started: Instant::now(),
+            exit: None,
+        });
+        ctr.waiting = None;
+        ctr.next_start = None;
+        ctr.started = c.startup_probe.is_none();
+        ctr.has_readiness = c.readiness_probe.is_some();
+        ctr.ready = ctr.started && !ctr.has_readiness;
+        ctr.probes.clear();
+        self.remember_run(pod, &c.name, &launch);
+        if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) {
+            let (runtime, ip) = (self.runtime.clone(), self.node_ip.clone());
+            let name = c.name.clone();
+            tokio::spawn(async move {
+                if let Err(e) = run_handler(runtime.as_ref(), &launch, &h, &ip, Duration::from_secs(30)).await {
+                    tracing::warn!(container = %name, error = %e, "agent: postStart hook failed; killing the container");
+                    runtime.signal(&launch.state_dir, Signal::Kill);
+                }
+            });
+        }
+    }
+
+    /// Starts the probes of `c` that are due.
+    fn probe(&self, c: &Container, ctr: &mut Ctr, uid: &str, tx: &tokio::sync::mpsc::Sender<ProbeResult>) {
+        let Some(run) = ctr.run.as_ref().filter(|r| r.exit.is_none()) else {
+            return;
+        };
+        if ctr.stopping {
+            return;
+        }
+        let kinds: &[ProbeKind] = if ctr.started {
+            &[ProbeKind::Liveness, ProbeKind::Readiness]
+        } else {
+            &[ProbeKind::Startup]
+        };
+        for kind in kinds {
+            let Some(p) = probe_of(c, *kind) else {
+                continue;
+            };
+            let now = Instant::now();
+            let first = run.started + secs(p.initial_delay_seconds, 0);
+            let slot = ctr.probes.entry(*kind).or_insert_with(|| ProbeSlot {
+                count: ProbeCount::default(),
+                next: first,
+                in_flight: false,
+                success_threshold: p.success_threshold.unwrap_or(1),
+                failure_threshold: p.failure_threshold.unwrap_or(3),
+            });
+            if slot.in_flight || slot.next > now {
+                continue;
+            }
+            slot.in_flight = true;
+            slot.next = now + secs(p.period_seconds, 10);
+            let (runtime, launch, probe, ip) = (
+                self.runtime.clone(),
+                run.launch.clone(),
+                p.clone(),
+                self.node_ip.clone(),
+            );
+            let (tx, uid, container, n, kind) = (tx.clone(), uid.to_string(), c.name.clone(), run.n, *kind);
+            tokio::spawn(async move {
+                let timeout = secs(probe.timeout_seconds, 1);
+                let ok = run_probe(runtime.as_ref(), &launch, &probe, &ip, timeout).await;
+                let _ = tx
+                    .send(ProbeResult {
+                        uid,
+                        container,
+                        run: n,
+                        kind,
+                        ok,
+                    })
+                    .await;
+            });
+        }
+    }
+
+    fn record_probe(&self, pods: &mut HashMap<String, PodState>, r: ProbeResult) {
+        let Some(ctr) = pods.get_mut(&r.uid).and_then(|p| p.containers.get_mut(&r.container)) else {
+            return;
+        };
+        if ctr.run.as_ref().is_none_or(|run| run.n != r.run || run.exit.is_some()) {
+            return;
+        }
+        let Some(slot) = ctr.probes.get_mut(&r.kind) else {
+            return;
+        };
+        slot.in_flight = false;
+        let verdict = slot.count.record(r.ok, slot.success_threshold, slot.failure_threshold);
+        let run = ctr.run.as_ref().expect("checked above");
+        match (r.kind, verdict) {
+            (ProbeKind::Startup, Verdict::Success) => {
+                ctr.started = true;
+                ctr.probes.remove(&ProbeKind::Startup);
+                ctr.ready = !ctr.has_readiness;
+            }
+            (ProbeKind::Readiness, Verdict::Success) => ctr.ready = true,
+            (ProbeKind::Readiness, Verdict::Failure) => ctr.ready = false,
+            (ProbeKind::Startup | ProbeKind::Liveness, Verdict::Failure) => {
+                tracing::info!(container = %r.container, probe = ?r.kind, "agent: probe failed; restarting the container");
+                ctr.stopping = true;
+                ctr.ready = false;
+                let (runtime, dir) = (self.runtime.clone(), run.dir.clone());
+                let grace = Duration::from_secs(30);
+                tokio::spawn(async move { stop(runtime, dir, grace).await });
+            }
+            _ => {}
+        }
+    }
+
+    /// A pod being deleted: its containers stop (preStop, SIGTERM, SIGKILL after the grace
+    /// period); once none runs its files go and the pod is deleted for good.
+    async fn terminate(&self, pod: &Pod, state: &mut PodState) {
+        let grace = grace_of(pod);
+        let spec = pod.spec.clone().unwrap_or_default();
+        let mut running = false;
+        for (name, ctr) in state.containers.iter_mut() {
+            ctr.done = true;
+            let Some(run) = ctr.run.as_mut() else {
+                continue;
+            };
+            if run.exit.is_some() {
+                continue;
+            }
+            if let RunState::Exited(e) = self.runtime.state(&run.dir) {
+                run.exit = Some(e);
+                continue;
+            }
+            running = true;
+            if !ctr.stopping {
+                ctr.stopping = true;
+                let (runtime, dir, launch, ip) = (
+                    self.runtime.clone(),
+                    run.dir.clone(),
+                    run.launch.clone(),
+                    self.node_ip.clone(),
+                );
+                let pre_stop = spec
+                    .containers
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .and_then(|c| c.lifecycle.as_ref())
+                    .and_then(|l| l.pre_stop.clone());
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    if let Some(h) = pre_stop
+                        && let Err(e) = run_handler(runtime.as_ref(), &launch, &h, &ip, grace).await
+                    {
+                        tracing::warn!(error = %e, "agent: preStop hook failed");
+                    }
+                    stop(runtime, dir, grace.saturating_sub(started.elapsed())).await;
+                });
+            }
+        }
+        if running || state.deleting {
+            return;
+        }
+        state.deleting = true;
+        self.forget(state).await;
+        let api: Api<Pod> = Api::namespaced(
+            self.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        match api.delete(name, &dp).await {
+            Ok(_) => tracing::info!(pod = %name, "agent: pod terminated and deleted"),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => {
+                tracing::warn!(pod = %name, error = %e, "agent: deleting a terminated pod failed");
+                state.deleting = false;
+            }
+        }
+    }
+
+    fn status(&self, pod: &Pod, containers: &[Container], state: &PodState) -> Value {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let policy = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref())
+            .unwrap_or("Always");
+        let views: Vec<ContainerView> = containers
+            .iter()
+            .map(|c| {
+                let ctr = state.containers.get(&c.name);
+                let run = ctr.and_then(|x| x.run.as_ref());
+                let waiting = ctr.and_then(|x| x.waiting.clone());
+                let state_now = match (run, waiting) {
+                    (Some(r), None) | (Some(r), Some(_)) if r.exit.is_none() => State::Running(r.started_at.clone()),
+                    (_, Some((reason, msg))) => State::Waiting(reason, msg),
+                    (Some(r), None) => match &r.exit {
+                        Some(e) => State::Terminated(e.clone(), r.started_at.clone()),
+                        None => State::Running(r.started_at.clone()),
+                    },
+                    (None, None) => State::Waiting("ContainerCreating".into(), None),
+                };
+                let (last, shown_exit) = match (run, &state_now) {
+                    // While waiting to restart, the last run is the one that ended.
+                    (Some(r), State::Waiting(..)) => {
+                        (r.exit.clone().map(|e| State::Terminated(e, r.started_at.clone())), true)
+                    }
+                    _ => (ctr.and_then(|x| x.last.clone()), false),
+                };
+                let _ = shown_exit;
+                let will_restart = ctr.is_none_or(|x| !x.done);
+                ContainerView {
+                    name: c.name.clone(),
+                    state: state_now,
+                    last,
+                    ready: ctr.is_some_and(|x| x.ready && run.is_some_and(|r| r.exit.is_none())),
+                    started: ctr.is_some_and(|x| x.started && run.is_some_and(|r| r.exit.is_none())),
+                    restart_count: run.map_or(0, |r| r.n),
+                    will_restart: will_restart && lifecycle::restarts(policy, 1),
+                    ever_ran: run.is_some(),
+                }
+            })
+            .collect();
+        let mut s = crate::pods::old_status(pod);
+        let t = now();
+        s["phase"] = json!(lifecycle::phase(&views));
+        s["hostIP"] = json!(self.node_ip);
+        s["hostIPs"] = crate::pods::ips(std::slice::from_ref(&self.node_ip));
+        s["podIP"] = json!(self.node_ip);
+        s["podIPs"] = crate::pods::ips(std::slice::from_ref(&self.node_ip));
+        if !s["startTime"].is_string() {
+            s["startTime"] = json!(t);
+        }
+        let (ready, why) = lifecycle::readiness(&views);
+        let reason = (!ready).then_some("ContainersNotReady");
+        let ours = [
+            ("PodReadyToStartContainers", state.volumes.is_some(), None),
+            ("Initialized", true, None),
+            ("Ready", ready, reason),
+            ("ContainersReady", ready, reason),
+        ];
+        s["conditions"] = crate::pods::conditions(&s, &ours, &t);
+        if let Some(why) = why {
+            for c in s["conditions"].as_array_mut().into_iter().flatten() {
+                if c["type"] == "Ready" || c["type"] == "ContainersReady" {
+                    c["message"] = json!(why);
+                }
+            }
+        }
+        let mut statuses: Vec<Value> = views
+            .iter()
+            .zip(containers)
+            .map(|(v, c)| {
+                let n = v.restart_count;
+                let id = format!("process://{uid}-{}-{n}", c.name);
+                let (image, image_id) = crate::pods::image_ref(c.image.as_deref().unwrap_or_default());
+                let mut out = json!({
+                    "name": v.name,
+                    "image": image,
+                    "imageID": image_id,
+                    "ready": v.ready,
+                    "started": v.started,
+                    "restartCount": n,
+                    "state": v.state.to_json(&id),
+                    "lastState": v.last.as_ref().map_or_else(|| json!({}), |l| l.to_json(&format!("process://{uid}-{}-{}", c.name, n.saturating_sub(1)))),
+                });
+                if v.ever_ran {
+                    out["containerID"] = json!(id);
+                }
+                if let Some(m) = crate::pods::volume_mounts(c) {
+                    out["volumeMounts"] = m;
+                }
+                out
+            })
+            .collect();
+        statuses.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        s["containerStatuses"] = Value::Array(statuses);
+        s
+    }
+}
+
+/// SIGTERM, then SIGKILL once `grace` has passed with the container still running.
+async fn stop(runtime: Arc<dyn Runtime>, dir: PathBuf, grace: Duration) {
+    runtime.signal(&dir, Signal::Term);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !matches!(runtime.state(&dir), RunState::Running(_)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if matches!(runtime.state(&dir), RunState::Running(_)) {
+        runtime.signal(&dir, Signal::Kill);
+    }
+}
+
+/// Runs one probe: exec (exit 0), httpGet (2xx or 3xx) or tcpSocket (connects).
+async fn run_probe(runtime: &dyn Runtime, launch: &Launch, p: &Probe, host: &str, timeout: Duration) -> bool {
+    let handler = LifecycleHandler {
+        exec: p.exec.clone(),
+        http_get: p.http_get.clone(),
+        tcp_socket: p.tcp_socket.clone(),
+        sleep: None,
+    };
+    run_handler(runtime, launch, &handler, host, timeout).await.is_ok()
+}
+
+/// Runs a probe or hook action within `timeout`.
+async fn run_handler(
+    runtime: &dyn Runtime,
+    launch: &Launch,
+    h: &LifecycleHandler,
+    host: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let work = async {
+        if let Some(exec) = &h.exec {
+            let argv = exec.command.clone().unwrap_or_default();
+            let mut cmd = runtime
+                .command(launch, &argv)
+                .ok_or("this runtime cannot run commands")?;
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let status = cmd.status().await.map_err(|e| format!("exec {argv:?}: {e}"))?;
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(format!("command {argv:?} exited with {status}"))
+            };
+        }
+        if let Some(get) = &h.http_get {
+            let port = port_number(&get.port)?;
+            let host = get.host.clone().unwrap_or_else(|| host.to_string());
+            let path = get.path.clone().unwrap_or_else(|| "/".into());
+            return http_get(&host, port, &path).await;
+        }
+        if let Some(tcp) = &h.tcp_socket {
+            let port = port_number(&tcp.port)?;
+            let host = tcp.host.clone().unwrap_or_else(|| host.to_string());
+            return tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("dial tcp {host}:{port}: {e}"));
+        }
+        if let Some(s) = &h.sleep {
+            tokio::time::sleep(Duration::from_secs(u64::try_from(s.seconds).unwrap_or(0))).await;
+            return Ok(());
+        }
+        Err("no action".into())
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .unwrap_or_else(|_| Err(format!("timed out after {}s", timeout.as_secs())))
+}
+
+fn port_number(p: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString) -> Result<u16, String> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    match p {
+        IntOrString::Int(n) => u16::try_from(*n).map_err(|_| format!("invalid port {n}")),
+        IntOrString::String(s) => s
+            .parse()
+            .map_err(|_| format!("named port {s:?}: host-network pods probe numbered ports")),
+    }
+}
+
+/// A plain HTTP GET; success is a 2xx or 3xx status.
+async fn http_get(host: &str, port: u16, path: &str) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("dial tcp {host}:{port}: {e}"))?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 64];
+    let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
+    let line = String::from_utf8_lossy(&buf[..n]);
+    let code: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("malformed HTTP response {line:?}"))?;
+    if (200..400).contains(&code) {
+        Ok(())
+    } else {
+        Err(format!("HTTP probe failed with statuscode: {code}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_cover_volumes_env_and_env_from() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {
+            "volumes": [{"name": "a", "configMap": {"name": "cm1"}}, {"name": "b", "secret": {"secretName": "s1"}},
+                        {"name": "c", "projected": {"sources": [{"secret": {"name": "s2"}}]}}],
+            "containers": [{"name": "c", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cm2", "key": "k"}}}],
+                            "envFrom": [{"secretRef": {"name": "s3"}}]}]}}))
+        .unwrap();
+        let (cms, secrets) = references(&pod);
+        assert_eq!(cms.into_iter().collect::<Vec<_>>(), ["cm1", "cm2"]);
+        assert_eq!(secrets.into_iter().collect::<Vec<_>>(), ["s1", "s2", "s3"]);
+    }
+}

@@ -1,0 +1,243 @@
+//! Container runtimes behind one trait: [`ProcessRuntime`] runs each container as a host
+//! process group under a [`crate::shim`]; [`SimulatedRuntime`] runs nothing and reports
+//! containers running until they are stopped.
+//!
+//! A container run is named by its state directory (one per pod, container and restart):
+//! the runtime keeps there what it needs to find the run again after the agent restarts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::shim::{self, Exit, ShimArgs};
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// The run's state directory (created by the caller).
+    pub state_dir: PathBuf,
+    /// Its log file.
+    pub log: PathBuf,
+    /// Working directory.
+    pub work_dir: PathBuf,
+    /// Program and arguments, expanded.
+    pub command: Vec<String>,
+    /// The whole environment.
+    pub env: Vec<(String, String)>,
+}
+
+/// Where a run is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Running (pid of its process group leader, for the process runtime).
+    Running(u32),
+    /// Ended.
+    Exited(Exit),
+    /// Nothing is known of it (never started, or its state is gone).
+    Unknown,
+}
+
+/// Signals the agent sends to containers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// Asks the container to end.
+    Term,
+    /// Ends it.
+    Kill,
+}
+
+/// A container runtime.
+pub trait Runtime: Send + Sync + 'static {
+    /// The name reported in `nodeInfo.containerRuntimeVersion` (`process://0.1.0`).
+    fn version(&self) -> String;
+    /// Starts a run; the error is shown as the container's waiting message.
+    fn start(&self, launch: &Launch) -> Result<(), String>;
+    /// Where the run in `state_dir` is.
+    fn state(&self, state_dir: &Path) -> RunState;
+    /// Signals the run's whole process group.
+    fn signal(&self, state_dir: &Path, signal: Signal);
+    /// A command that runs `argv` as the container would (its environment and working
+    /// directory), for `kubectl exec` and exec probes; `None` if the runtime cannot.
+    fn command(&self, launch: &Launch, argv: &[String]) -> Option<tokio::process::Command>;
+}
+
+/// Runs containers as host processes, each under a shim (`<shim_program> shim ...`).
+pub struct ProcessRuntime {
+    shim_program: PathBuf,
+    /// Woken when a run the runtime started ends.
+    exited: Arc<tokio::sync::Notify>,
+}
+
+impl ProcessRuntime {
+    /// A runtime whose shims are `shim_program shim ...`; `exited` is notified when a
+    /// container it started ends.
+    pub fn new(shim_program: PathBuf, exited: Arc<tokio::sync::Notify>) -> Self {
+        ProcessRuntime { shim_program, exited }
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn shim_alive(state_dir: &Path) -> bool {
+    std::fs::read_to_string(shim::shim_pid_file(state_dir))
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .is_some_and(pid_alive)
+}
+
+impl Runtime for ProcessRuntime {
+    fn version(&self) -> String {
+        "process://0.1.0".into()
+    }
+
+    fn start(&self, launch: &Launch) -> Result<(), String> {
+        let args = ShimArgs {
+            state_dir: launch.state_dir.clone(),
+            log: launch.log.clone(),
+            work_dir: launch.work_dir.clone(),
+            command: launch.command.clone(),
+        };
+        let mut cmd = tokio::process::Command::new(&self.shim_program);
+        cmd.arg("shim")
+            .args(args.to_args())
+            .env_clear()
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // Its own process group: a signal to the agent's group (Ctrl-C) leaves it be.
+            .process_group(0)
+            .kill_on_drop(false);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("starting the shim {}: {e}", self.shim_program.display()))?;
+        let exited = self.exited.clone();
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+            exited.notify_one();
+        });
+        Ok(())
+    }
+
+    fn state(&self, state_dir: &Path) -> RunState {
+        if let Some(e) = shim::read_exit(state_dir) {
+            return RunState::Exited(e);
+        }
+        let pid = std::fs::read_to_string(shim::pid_file(state_dir))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        match pid {
+            Some(pid) if pid_alive(pid) => RunState::Running(pid),
+            // The shim records the exit once the output is drained: the run is still ending.
+            Some(pid) if shim_alive(state_dir) => RunState::Running(pid),
+            Some(_) => RunState::Exited(Exit {
+                exit_code: 137,
+                signal: Some(9),
+                finished_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                error: Some("the container's process is gone and its exit was not recorded".into()),
+            }),
+            None => RunState::Unknown,
+        }
+    }
+
+    fn signal(&self, state_dir: &Path, signal: Signal) {
+        let Some(pid) = std::fs::read_to_string(shim::pid_file(state_dir))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            return;
+        };
+        let sig = match signal {
+            Signal::Term => rustix::process::Signal::TERM,
+            Signal::Kill => rustix::process::Signal::KILL,
+        };
+        // The group may be gone already: nothing to do then.
+        let _ = rustix::process::kill_process_group(pid, sig);
+    }
+
+    fn command(&self, launch: &Launch, argv: &[String]) -> Option<tokio::process::Command> {
+        let (program, args) = argv.split_first()?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&launch.work_dir)
+            .kill_on_drop(true);
+        Some(cmd)
+    }
+}
+
+/// Runs nothing: a started container runs until it is signalled (it then ends with 0 on
+/// `Term`, 137 on `Kill`). For agents that join real clusters without running anything.
+#[derive(Default)]
+pub struct SimulatedRuntime;
+
+impl Runtime for SimulatedRuntime {
+    fn version(&self) -> String {
+        "shoal-simulated://0.1.0".into()
+    }
+
+    fn start(&self, launch: &Launch) -> Result<(), String> {
+        std::fs::write(shim::pid_file(&launch.state_dir), "0").map_err(|e| e.to_string())
+    }
+
+    fn state(&self, state_dir: &Path) -> RunState {
+        if let Some(e) = shim::read_exit(state_dir) {
+            return RunState::Exited(e);
+        }
+        if shim::pid_file(state_dir).exists() {
+            RunState::Running(0)
+        } else {
+            RunState::Unknown
+        }
+    }
+
+    fn signal(&self, state_dir: &Path, signal: Signal) {
+        let (exit_code, sig) = match signal {
+            Signal::Term => (0, None),
+            Signal::Kill => (137, Some(9)),
+        };
+        let exit = Exit {
+            exit_code,
+            signal: sig,
+            finished_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            error: None,
+        };
+        let _ = std::fs::write(
+            shim::exit_file(state_dir),
+            serde_json::to_string(&exit).unwrap_or_default(),
+        );
+    }
+
+    fn command(&self, _launch: &Launch, _argv: &[String]) -> Option<tokio::process::Command> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simulated_runs_end_when_signalled() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = SimulatedRuntime;
+        let launch = Launch {
+            state_dir: dir.path().into(),
+            log: dir.path().join("log"),
+            work_dir: dir.path().into(),
+            command: vec!["x".into()],
+            env: vec![],
+        };
+        assert_eq!(rt.state(dir.path()), RunState::Unknown);
+        rt.start(&launch).unwrap();
+        assert_eq!(rt.state(dir.path()), RunState::Running(0));
+        rt.signal(dir.path(), Signal::Term);
+        assert!(matches!(
+            rt.state(dir.path()),
+            RunState::Exited(Exit { exit_code: 0, .. })
+        ));
+    }
+}

@@ -1,0 +1,347 @@
+//! Volumes for the process runtime.
+//!
+//! Each pod has a directory on the node; its `emptyDir`, `configMap`, `secret` and
+//! `downwardAPI` volumes are directories in it (`volumes/<name>`), filled before the
+//! containers start. A `hostPath` volume is its path on the node.
+//!
+//! Host processes share the node's file system, so a volume is made available at its
+//! `mountPath` by path mapping: when the mount path is the volume's own path (the usual
+//! `hostPath` case, e.g. `/var/log` at `/var/log`) nothing is needed; otherwise the agent
+//! makes the mount path a symbolic link to the volume (creating missing parent directories)
+//! and removes it with the pod. A mount path that exists and is anything else is refused
+//! with a clear error rather than replaced, so two pods on one node cannot both map
+//! different volumes to one path.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Container, Pod, Volume};
+
+use crate::env::Sources;
+
+/// Why a pod's volumes cannot be made ready: the message of `CreateContainerConfigError`.
+pub type VolumeError = String;
+
+/// Makes every volume of `pod` ready under `pod_dir` and returns where each is on the node.
+pub fn prepare(pod: &Pod, pod_dir: &Path, sources: &impl Sources) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let mut out = BTreeMap::new();
+    for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+        let path = prepare_one(pod, ns, v, &pod_dir.join("volumes").join(&v.name), sources)?;
+        out.insert(v.name.clone(), path);
+    }
+    Ok(out)
+}
+
+fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError {
+    let (what, path) = (what.to_string(), path.display().to_string());
+    move |e| format!("{what} {path}: {e}")
+}
+
+fn prepare_one(pod: &Pod, ns: &str, v: &Volume, dir: &Path, sources: &impl Sources) -> Result<PathBuf, VolumeError> {
+    if let Some(h) = &v.host_path {
+        let path = PathBuf::from(&h.path);
+        match h.type_.as_deref().unwrap_or("") {
+            "DirectoryOrCreate" => std::fs::create_dir_all(&path).map_err(io("creating", &path))?,
+            "FileOrCreate" if !path.exists() => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+                }
+                std::fs::write(&path, b"").map_err(io("creating", &path))?;
+            }
+            "Directory" if !path.is_dir() => {
+                return Err(format!("hostPath type check failed: {} is not a directory", h.path));
+            }
+            "File" if !path.is_file() => {
+                return Err(format!("hostPath type check failed: {} is not a file", h.path));
+            }
+            _ => {}
+        }
+        return Ok(path);
+    }
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    if v.empty_dir.is_some() {
+        return Ok(dir.to_path_buf());
+    }
+    let (files, mode): (Vec<(String, Vec<u8>)>, i32) = if let Some(cm) = &v.config_map {
+        let name = cm.name.as_str();
+        let data = match sources.config_map(ns, name) {
+            Some(d) => d.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(),
+            None if cm.optional == Some(true) => BTreeMap::new(),
+            None => return Err(format!("configmap \"{name}\" not found")),
+        };
+        let items = cm.items.as_deref().unwrap_or_default();
+        (
+            pick(&data, items.iter().map(|i| (i.key.as_str(), i.path.as_str())), name)?,
+            cm.default_mode.unwrap_or(0o644),
+        )
+    } else if let Some(sec) = &v.secret {
+        let name = sec.secret_name.as_deref().unwrap_or_default();
+        let data = match sources.secret(ns, name) {
+            Some(d) => d,
+            None if sec.optional == Some(true) => BTreeMap::new(),
+            None => return Err(format!("secret \"{name}\" not found")),
+        };
+        let items = sec.items.as_deref().unwrap_or_default();
+        (
+            pick(&data, items.iter().map(|i| (i.key.as_str(), i.path.as_str())), name)?,
+            sec.default_mode.unwrap_or(0o644),
+        )
+    } else if let Some(d) = &v.downward_api {
+        let mut files = Vec::new();
+        for item in d.items.as_deref().unwrap_or_default() {
+            let Some(f) = &item.field_ref else {
+                return Err(format!("downwardAPI item {}: only fieldRef is supported", item.path));
+            };
+            let value = downward_field(pod, &f.field_path)
+                .ok_or_else(|| format!("downwardAPI item {}: unsupported fieldPath {}", item.path, f.field_path))?;
+            files.push((item.path.clone(), value.into_bytes()));
+        }
+        (files, d.default_mode.unwrap_or(0o644))
+    } else {
+        return Err(format!(
+            "volume \"{}\": the process runtime supports hostPath, emptyDir, configMap, secret and downwardAPI volumes",
+            v.name
+        ));
+    };
+    for (rel, bytes) in files {
+        if rel.split('/').any(|p| p == ".." || p.is_empty()) {
+            return Err(format!("invalid volume file path {rel:?}"));
+        }
+        let path = dir.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+        }
+        std::fs::write(&path, bytes).map_err(io("writing", &path))?;
+        use std::os::unix::fs::PermissionsExt;
+        let mode = u32::try_from(mode).unwrap_or(0o644) & 0o777;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(io("setting the mode of", &path))?;
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// The files of a ConfigMap or Secret volume: every key, or just `items` (key -> path).
+fn pick<'a, V: Clone + Into<Vec<u8>>>(
+    data: &BTreeMap<String, V>,
+    items: impl Iterator<Item = (&'a str, &'a str)>,
+    source: &str,
+) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
+    let items: Vec<(&str, &str)> = items.collect();
+    if items.is_empty() {
+        return Ok(data.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect());
+    }
+    items
+        .into_iter()
+        .map(|(key, path)| match data.get(key) {
+            Some(v) => Ok((path.to_string(), v.clone().into())),
+            None => Err(format!("couldn't find key {key} in {source}")),
+        })
+        .collect()
+}
+
+/// A downward API file: a pod field, or labels/annotations as `key="value"` lines.
+fn downward_field(pod: &Pod, path: &str) -> Option<String> {
+    let map = match path {
+        "metadata.labels" => pod.metadata.labels.as_ref(),
+        "metadata.annotations" => pod.metadata.annotations.as_ref(),
+        _ => return crate::env::pod_field(pod, path),
+    };
+    Some(
+        map.into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", serde_json::Value::String(v.clone())))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// Makes `container`'s volume mounts available (see the module docs), recording each link
+/// made in `links` so [`unmount`] removes it.
+pub fn mount(container: &Container, volumes: &BTreeMap<String, PathBuf>, links: &Path) -> Result<(), VolumeError> {
+    let mut made = read_links(links);
+    for m in container.volume_mounts.as_deref().unwrap_or_default() {
+        let base = volumes
+            .get(&m.name)
+            .ok_or_else(|| format!("volume mount {:?} names no volume of the pod", m.name))?;
+        let source = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            Some(sub) if sub.split('/').any(|p| p == "..") => return Err(format!("invalid subPath {sub:?}")),
+            Some(sub) => {
+                let p = base.join(sub);
+                if !p.exists() {
+                    std::fs::create_dir_all(&p).map_err(io("creating", &p))?;
+                }
+                p
+            }
+            None => base.clone(),
+        };
+        let target = PathBuf::from(&m.mount_path);
+        if !target.is_absolute() {
+            return Err(format!("mountPath {} is not absolute", m.mount_path));
+        }
+        if target == source {
+            continue;
+        }
+        match std::fs::read_link(&target) {
+            Ok(to) if to == source => continue,
+            Ok(to) => {
+                return Err(format!(
+                    "cannot make volume \"{}\" available at {}: it links to {} (another pod's volume?)",
+                    m.name,
+                    m.mount_path,
+                    to.display()
+                ));
+            }
+            Err(_) if target.exists() => {
+                return Err(format!(
+                    "cannot make volume \"{}\" available at {}: the path exists on the node (host processes share the node's file system; mount the volume at its own path)",
+                    m.name, m.mount_path
+                ));
+            }
+            Err(_) => {}
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+        }
+        std::os::unix::fs::symlink(&source, &target).map_err(io("linking", &target))?;
+        made.push((target, source));
+    }
+    if let Some(parent) = links.parent() {
+        std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+    }
+    write_links(links, &made).map_err(io("recording links in", links))
+}
+
+fn read_links(links: &Path) -> Vec<(PathBuf, PathBuf)> {
+    std::fs::read_to_string(links)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(a, b)| (PathBuf::from(a), PathBuf::from(b)))
+        .collect()
+}
+
+fn write_links(links: &Path, made: &[(PathBuf, PathBuf)]) -> std::io::Result<()> {
+    let text: String = made
+        .iter()
+        .map(|(a, b)| format!("{}\t{}\n", a.display(), b.display()))
+        .collect();
+    std::fs::write(links, text)
+}
+
+/// Removes the links [`mount`] made (only those still pointing where it made them).
+pub fn unmount(links: &Path) {
+    for (target, source) in read_links(links) {
+        if std::fs::read_link(&target).is_ok_and(|to| to == source) {
+            let _ = std::fs::remove_file(&target);
+        }
+    }
+    let _ = std::fs::remove_file(links);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Fixed;
+
+    impl Sources for Fixed {
+        fn config_map(&self, _ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+            (name == "cm").then(|| BTreeMap::from([("a.conf".into(), "A".into()), ("b".into(), "B".into())]))
+        }
+        fn secret(&self, _ns: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+            (name == "s").then(|| BTreeMap::from([("pw".into(), b"hunter2".to_vec())]))
+        }
+    }
+
+    fn pod(volumes: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "x"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c"}], "volumes": volumes},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_supported_volume_is_filled() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host/logs");
+        let p = pod(json!([
+            {"name": "e", "emptyDir": {}},
+            {"name": "h", "hostPath": {"path": host, "type": "DirectoryOrCreate"}},
+            {"name": "c", "configMap": {"name": "cm", "items": [{"key": "b", "path": "sub/b.txt"}]}},
+            {"name": "s", "secret": {"secretName": "s", "defaultMode": 0o400}},
+            {"name": "d", "downwardAPI": {"items": [{"path": "node", "fieldRef": {"fieldPath": "spec.nodeName"}},
+                                                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+        ]));
+        let pod_dir = dir.path().join("pod");
+        let v = prepare(&p, &pod_dir, &Fixed).unwrap();
+        assert!(v["e"].is_dir());
+        assert_eq!(v["h"], host);
+        assert!(host.is_dir());
+        assert_eq!(std::fs::read_to_string(v["c"].join("sub/b.txt")).unwrap(), "B");
+        assert!(!v["c"].join("a.conf").exists(), "items pick keys");
+        assert_eq!(std::fs::read_to_string(v["s"].join("pw")).unwrap(), "hunter2");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(v["s"].join("pw")).unwrap().permissions().mode() & 0o777,
+            0o400
+        );
+        assert_eq!(std::fs::read_to_string(v["d"].join("node")).unwrap(), "n1");
+        assert_eq!(std::fs::read_to_string(v["d"].join("labels")).unwrap(), "app=\"x\"");
+    }
+
+    #[test]
+    fn missing_sources_are_errors_unless_optional() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = prepare(
+            &pod(json!([{"name": "c", "configMap": {"name": "nope"}}])),
+            dir.path(),
+            &Fixed,
+        )
+        .unwrap_err();
+        assert_eq!(e, "configmap \"nope\" not found");
+        prepare(
+            &pod(json!([{"name": "c", "configMap": {"name": "nope", "optional": true}}])),
+            dir.path(),
+            &Fixed,
+        )
+        .unwrap();
+        let e = prepare(
+            &pod(json!([{"name": "n", "nfs": {"server": "x", "path": "/"}}])),
+            dir.path(),
+            &Fixed,
+        )
+        .unwrap_err();
+        assert!(e.contains("supports hostPath"), "{e}");
+    }
+
+    #[test]
+    fn mounts_link_other_paths_and_leave_same_paths_and_foreign_paths_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let vol = dir.path().join("vol");
+        std::fs::create_dir_all(&vol).unwrap();
+        let taken = dir.path().join("taken");
+        std::fs::create_dir_all(&taken).unwrap();
+        let volumes = BTreeMap::from([("v".to_string(), vol.clone())]);
+        let links = dir.path().join("links");
+        let at = dir.path().join("app/data");
+        let c: Container = serde_json::from_value(json!({"name": "c", "volumeMounts": [
+            {"name": "v", "mountPath": at}, {"name": "v", "mountPath": vol}]}))
+        .unwrap();
+        mount(&c, &volumes, &links).unwrap();
+        assert_eq!(std::fs::read_link(&at).unwrap(), vol);
+        mount(&c, &volumes, &links).unwrap();
+        let bad: Container =
+            serde_json::from_value(json!({"name": "c", "volumeMounts": [{"name": "v", "mountPath": taken}]})).unwrap();
+        assert!(
+            mount(&bad, &volumes, &links)
+                .unwrap_err()
+                .contains("exists on the node")
+        );
+        unmount(&links);
+        assert!(std::fs::symlink_metadata(&at).is_err(), "link removed");
+        assert!(taken.is_dir() && vol.is_dir());
+    }
+}

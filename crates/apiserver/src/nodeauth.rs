@@ -1,0 +1,457 @@
+//! Node credentials and the node authorizer.
+//!
+//! An agent joins with the cluster's join secret (the part of the join token after
+//! `::node:`) and receives, for the node name it asks for:
+//! - a bearer token that identifies it as `system:node:<name>` ([`NodeAuth::node_token`]);
+//! - a serving certificate for its own HTTPS endpoint, signed by the cluster CA, through
+//!   which the API server reaches it for logs and exec;
+//! - the token the API server presents to it there ([`NodeAuth::kubelet_token`]).
+//!
+//! Both tokens are HMACs of the node name under a key only the server holds, so nothing per
+//! node is stored, and a token names exactly one node. [`authorize`] is what such a token
+//! may do: read most of the API, and write only its own Node and Lease, the status of pods
+//! bound to it, and Events (upstream's Node authorizer and NodeRestriction, in short).
+
+use http::Method;
+use serde_json::{Value, json};
+
+use crate::request::Target;
+use crate::status::{ApiError, ApiResult};
+
+/// Who sent a request. Requests without one come from in-process components.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// Full access (the admin token, in-process components).
+    Admin,
+    /// A node agent: `system:node:<name>`.
+    Node(String),
+}
+
+/// The prefix of node tokens.
+const NODE_TOKEN_PREFIX: &str = "shoal-node.";
+
+/// What the server keeps to issue and check node credentials.
+pub struct NodeAuth {
+    join_secret: String,
+    key: ring::hmac::Key,
+    ca_pem: String,
+    ca_key_pem: String,
+}
+
+impl NodeAuth {
+    /// `join_secret` is what agents present to join; `key` signs node tokens (never leaves the
+    /// server); the CA signs agents' serving certificates.
+    pub fn new(join_secret: &str, key: &str, ca_pem: &str, ca_key_pem: &str) -> NodeAuth {
+        NodeAuth {
+            join_secret: join_secret.to_string(),
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes()),
+            ca_pem: ca_pem.to_string(),
+            ca_key_pem: ca_key_pem.to_string(),
+        }
+    }
+
+    /// The cluster CA certificate (PEM).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    fn mac(&self, purpose: &str, node: &str) -> String {
+        let tag = ring::hmac::sign(&self.key, format!("{purpose}:{node}").as_bytes());
+        hex(tag.as_ref())
+    }
+
+    /// The bearer token of node `node`: `shoal-node.<name>.<hmac>`.
+    pub fn node_token(&self, node: &str) -> String {
+        format!("{NODE_TOKEN_PREFIX}{node}.{}", self.mac("node", node))
+    }
+
+    /// The node a bearer token identifies, if it is a valid node token.
+    pub fn verify_node_token(&self, token: &str) -> Option<String> {
+        let rest = token.strip_prefix(NODE_TOKEN_PREFIX)?;
+        let (node, mac) = rest.rsplit_once('.')?;
+        let want = self.mac("node", node);
+        crate::serve::constant_time_eq(want.as_bytes(), mac.as_bytes()).then(|| node.to_string())
+    }
+
+    /// The token the API server presents to node `node`'s agent endpoint.
+    pub fn kubelet_token(&self, node: &str) -> String {
+        self.mac("kubelet", node)
+    }
+
+    /// Whether `secret` is the join secret.
+    pub fn is_join_secret(&self, secret: &str) -> bool {
+        crate::serve::constant_time_eq(self.join_secret.as_bytes(), secret.as_bytes())
+    }
+
+    /// Answers a join: `request` is `{"nodeName": ..., "addresses": [...]}`. Returns the
+    /// node's credentials: `token`, `kubeletToken`, `servingCertificate`, `servingKey`, `ca`.
+    pub fn credentials(&self, request: &Value) -> ApiResult<Value> {
+        let node = request["nodeName"].as_str().unwrap_or_default();
+        let problems = shoal_api::validation::names::is_dns1123_subdomain(node);
+        if !problems.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "invalid nodeName {node:?}: {}",
+                problems.join("; ")
+            )));
+        }
+        let mut names = vec![node.to_string()];
+        for a in request["addresses"].as_array().into_iter().flatten() {
+            match a.as_str().map(str::parse::<std::net::IpAddr>) {
+                Some(Ok(ip)) => names.push(ip.to_string()),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid address {a}: want an IP address"
+                    )));
+                }
+            }
+        }
+        let (cert, key) = crate::tls::issue_serving_cert(&self.ca_key_pem, node, &names)
+            .map_err(|e| ApiError::internal(format!("issuing a serving certificate: {e}")))?;
+        Ok(json!({
+            "nodeName": node,
+            "token": self.node_token(node),
+            "kubeletToken": self.kubelet_token(node),
+            "servingCertificate": cert,
+            "servingKey": key,
+            "ca": self.ca_pem,
+        }))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the authorizer needs to know of the cluster: the pods it judges by.
+pub trait Lookup {
+    /// The pod `namespace/name`, if it exists.
+    fn pod(&self, namespace: &str, name: &str) -> Option<Value>;
+    /// Whether some pod bound to `node` in `namespace` refers to the `kind` (`secret` or
+    /// `configmap`) named `name`.
+    fn node_pod_uses(&self, node: &str, namespace: &str, kind: RefKind, name: &str) -> bool;
+}
+
+/// What a pod can refer to that a node may then read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefKind {
+    /// A Secret.
+    Secret,
+    /// A ConfigMap.
+    ConfigMap,
+}
+
+/// The verb of a request, as RBAC names it.
+pub fn verb(method: &Method, target: &Target, watch: bool) -> &'static str {
+    match *method {
+        Method::GET if watch => "watch",
+        Method::GET if target.name.is_none() => "list",
+        Method::GET => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if target.name.is_none() => "deletecollection",
+        Method::DELETE => "delete",
+        _ => "unknown",
+    }
+}
+
+/// Whether node `node` may do `verb` on `target`; `body_name` is the name in a create's body.
+/// The error is upstream's 403 wording.
+pub fn authorize(node: &str, verb: &str, t: &Target, body_name: Option<&str>, lookup: &impl Lookup) -> ApiResult<()> {
+    let res = t.res;
+    let sub = t.subresource.as_deref();
+    let name = t.name.as_deref().or(body_name).unwrap_or_default();
+    let ns = t.namespace.as_deref().unwrap_or_default();
+    let read = matches!(verb, "get" | "list" | "watch");
+    let deny = |why: &str| Err(forbidden(node, verb, t, name, why));
+    match (res.group, res.plural, sub) {
+        ("", "secrets" | "configmaps", None) if read => {
+            let kind = if res.plural == "secrets" {
+                RefKind::Secret
+            } else {
+                RefKind::ConfigMap
+            };
+            if verb == "get" && lookup.node_pod_uses(node, ns, kind, name) {
+                return Ok(());
+            }
+            deny(&format!("no relationship found between node '{node}' and this object"))
+        }
+        ("", "pods", Some("exec" | "attach" | "portforward" | "proxy")) => deny("nodes may not open pod streams"),
+        (_, _, _) if read => Ok(()),
+        ("", "nodes", None | Some("status")) => match verb {
+            "create" | "update" | "patch" if name == node => Ok(()),
+            "create" | "update" | "patch" => deny(&format!("node '{node}' cannot modify node '{name}'")),
+            _ => deny(&format!("node '{node}' cannot {verb} nodes")),
+        },
+        ("coordination.k8s.io", "leases", None) => {
+            if ns == "kube-node-lease" && name == node && matches!(verb, "create" | "update" | "patch") {
+                Ok(())
+            } else {
+                deny(&format!(
+                    "node '{node}' can only access its own lease in the kube-node-lease namespace"
+                ))
+            }
+        }
+        ("", "pods", Some("status")) if matches!(verb, "update" | "patch") => {
+            bound_here(node, ns, name, lookup).then_some(()).ok_or_else(|| {
+                forbidden(
+                    node,
+                    verb,
+                    t,
+                    name,
+                    &format!("node '{node}' can only update pod status for pods with spec.nodeName set to itself"),
+                )
+            })
+        }
+        ("", "pods", None) if verb == "delete" => bound_here(node, ns, name, lookup).then_some(()).ok_or_else(|| {
+            forbidden(
+                node,
+                verb,
+                t,
+                name,
+                &format!("node '{node}' can only delete pods with spec.nodeName set to itself"),
+            )
+        }),
+        ("", "events", None) | ("events.k8s.io", "events", None) if matches!(verb, "create" | "update" | "patch") => {
+            Ok(())
+        }
+        _ => deny(&format!("node '{node}' may not {verb} {}", res.qualified())),
+    }
+}
+
+fn bound_here(node: &str, ns: &str, name: &str, lookup: &impl Lookup) -> bool {
+    lookup
+        .pod(ns, name)
+        .is_some_and(|p| p["spec"]["nodeName"].as_str() == Some(node))
+}
+
+/// Upstream's wording: `pods "x" is forbidden: User "system:node:n" cannot patch resource
+/// "pods/status" in API group "" in the namespace "default": <why>`.
+fn forbidden(node: &str, verb: &str, t: &Target, name: &str, why: &str) -> ApiError {
+    let res = match &t.subresource {
+        Some(s) => format!("{}/{s}", t.res.plural),
+        None => t.res.plural.to_string(),
+    };
+    let what = if name.is_empty() {
+        format!("{} is forbidden", t.res.qualified())
+    } else {
+        format!("{} \"{name}\" is forbidden", t.res.qualified())
+    };
+    let scope = match &t.namespace {
+        Some(ns) => format!("in the namespace \"{ns}\""),
+        None => "at the cluster scope".to_string(),
+    };
+    let mut e = ApiError::forbidden(format!(
+        "{what}: User \"system:node:{node}\" cannot {verb} resource \"{res}\" in API group \"{}\" {scope}: {why}",
+        t.res.group
+    ));
+    e.details = Some(json!({"name": name, "group": t.res.group, "kind": t.res.plural}));
+    e
+}
+
+/// Whether `pod` refers to the Secret or ConfigMap `name` (volumes, projected volumes,
+/// env, envFrom, image pull secrets).
+pub fn pod_refers_to(pod: &Value, kind: RefKind, name: &str) -> bool {
+    let spec = &pod["spec"];
+    let is = |v: &Value| v.as_str() == Some(name);
+    let (vol_key, vol_field, env_key, from_key) = match kind {
+        RefKind::Secret => ("secret", "secretName", "secretKeyRef", "secretRef"),
+        RefKind::ConfigMap => ("configMap", "name", "configMapKeyRef", "configMapRef"),
+    };
+    let volumes = spec["volumes"].as_array().into_iter().flatten();
+    for v in volumes {
+        if is(&v[vol_key][vol_field]) {
+            return true;
+        }
+        for s in v["projected"]["sources"].as_array().into_iter().flatten() {
+            if is(&s[vol_key]["name"]) {
+                return true;
+            }
+        }
+    }
+    if kind == RefKind::Secret
+        && spec["imagePullSecrets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| is(&s["name"]))
+    {
+        return true;
+    }
+    let containers = ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|k| spec[*k].as_array().into_iter().flatten());
+    for c in containers {
+        if c["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| is(&e["valueFrom"][env_key]["name"]))
+            || c["envFrom"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| is(&e[from_key]["name"]))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Pods(Vec<Value>);
+
+    impl Lookup for Pods {
+        fn pod(&self, namespace: &str, name: &str) -> Option<Value> {
+            self.0
+                .iter()
+                .find(|p| p["metadata"]["namespace"] == namespace && p["metadata"]["name"] == name)
+                .cloned()
+        }
+        fn node_pod_uses(&self, node: &str, namespace: &str, kind: RefKind, name: &str) -> bool {
+            self.0.iter().any(|p| {
+                p["metadata"]["namespace"] == namespace && p["spec"]["nodeName"] == node && pod_refers_to(p, kind, name)
+            })
+        }
+    }
+
+    fn target(
+        group: &str,
+        version: &str,
+        plural: &str,
+        ns: Option<&str>,
+        name: Option<&str>,
+        sub: Option<&str>,
+    ) -> Target {
+        Target {
+            res: shoal_api::catalogue::find(group, version, plural).expect("served"),
+            namespace: ns.map(str::to_string),
+            name: name.map(str::to_string),
+            subresource: sub.map(str::to_string),
+        }
+    }
+
+    fn pods() -> Pods {
+        Pods(vec![
+            json!({"metadata": {"namespace": "default", "name": "mine"}, "spec": {"nodeName": "n1",
+                "volumes": [{"name": "v", "secret": {"secretName": "s1"}}],
+                "containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "cm1"}}]}]}}),
+            json!({"metadata": {"namespace": "default", "name": "theirs"}, "spec": {"nodeName": "n2",
+                "volumes": [{"name": "v", "secret": {"secretName": "s2"}}]}}),
+        ])
+    }
+
+    #[test]
+    fn node_tokens_name_one_node_and_cannot_be_forged() {
+        let auth = NodeAuth::new("join", "key", "ca", "cakey");
+        let t = auth.node_token("n1");
+        assert_eq!(auth.verify_node_token(&t).as_deref(), Some("n1"));
+        let forged = t.replace("n1", "n2");
+        assert_eq!(auth.verify_node_token(&forged), None);
+        let other = NodeAuth::new("join", "other-key", "ca", "cakey");
+        assert_eq!(other.verify_node_token(&t), None);
+        assert_eq!(auth.verify_node_token("admin"), None);
+        assert_ne!(auth.kubelet_token("n1"), auth.kubelet_token("n2"));
+        assert!(auth.is_join_secret("join") && !auth.is_join_secret("joi"));
+    }
+
+    #[test]
+    fn a_node_writes_only_its_node_lease_and_pods() {
+        let p = pods();
+        let ok = |verb: &str, t: &Target, body: Option<&str>| authorize("n1", verb, t, body, &p).is_ok();
+        assert!(ok(
+            "patch",
+            &target("", "v1", "nodes", None, Some("n1"), Some("status")),
+            None
+        ));
+        assert!(ok("create", &target("", "v1", "nodes", None, None, None), Some("n1")));
+        assert!(!ok(
+            "patch",
+            &target("", "v1", "nodes", None, Some("n2"), Some("status")),
+            None
+        ));
+        assert!(!ok("create", &target("", "v1", "nodes", None, None, None), Some("n2")));
+        assert!(!ok("delete", &target("", "v1", "nodes", None, Some("n1"), None), None));
+        let lease = |ns, name| target("coordination.k8s.io", "v1", "leases", Some(ns), Some(name), None);
+        assert!(ok("update", &lease("kube-node-lease", "n1"), None));
+        assert!(!ok("update", &lease("kube-node-lease", "n2"), None));
+        assert!(!ok("update", &lease("default", "n1"), None));
+        let pod = |name, sub| target("", "v1", "pods", Some("default"), Some(name), sub);
+        assert!(ok("patch", &pod("mine", Some("status")), None));
+        assert!(ok("delete", &pod("mine", None), None));
+        assert!(!ok("patch", &pod("theirs", Some("status")), None));
+        assert!(!ok("delete", &pod("theirs", None), None));
+        assert!(!ok("patch", &pod("mine", None), None), "only the status");
+        assert!(!ok("create", &pod("x", Some("exec")), None));
+        assert!(!ok(
+            "create",
+            &target("", "v1", "pods", Some("default"), None, None),
+            Some("x")
+        ));
+        assert!(!ok(
+            "create",
+            &target("apps", "v1", "daemonsets", Some("default"), None, None),
+            Some("x")
+        ));
+        assert!(ok(
+            "create",
+            &target("", "v1", "events", Some("default"), None, None),
+            Some("e")
+        ));
+        assert!(ok("list", &target("", "v1", "pods", None, None, None), None));
+        assert!(ok("watch", &target("", "v1", "nodes", None, None, None), None));
+    }
+
+    #[test]
+    fn a_node_reads_only_the_secrets_and_config_maps_its_pods_use() {
+        let p = pods();
+        let ok = |verb: &str, plural: &str, name: Option<&str>| {
+            authorize(
+                "n1",
+                verb,
+                &target("", "v1", plural, Some("default"), name, None),
+                None,
+                &p,
+            )
+            .is_ok()
+        };
+        assert!(ok("get", "secrets", Some("s1")));
+        assert!(!ok("get", "secrets", Some("s2")), "used by a pod of another node");
+        assert!(!ok("list", "secrets", None));
+        assert!(ok("get", "configmaps", Some("cm1")));
+        assert!(!ok("get", "configmaps", Some("cm2")));
+    }
+
+    #[test]
+    fn refusals_use_upstream_wording() {
+        let t = target("", "v1", "pods", Some("default"), Some("theirs"), Some("status"));
+        let e = authorize("n1", "patch", &t, None, &pods()).unwrap_err();
+        assert_eq!(e.code, 403);
+        assert_eq!(
+            e.message,
+            "pods \"theirs\" is forbidden: User \"system:node:n1\" cannot patch resource \"pods/status\" in API group \"\" in the namespace \"default\": node 'n1' can only update pod status for pods with spec.nodeName set to itself"
+        );
+    }
+
+    #[test]
+    fn pods_refer_to_secrets_and_config_maps_in_every_place() {
+        let pod = json!({"spec": {
+            "imagePullSecrets": [{"name": "pull"}],
+            "volumes": [{"name": "p", "projected": {"sources": [{"secret": {"name": "proj"}}, {"configMap": {"name": "pcm"}}]}}],
+            "initContainers": [{"name": "i", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "envs", "key": "k"}}}]}],
+            "containers": [{"name": "c", "env": [{"name": "Y", "valueFrom": {"configMapKeyRef": {"name": "envcm", "key": "k"}}}]}],
+        }});
+        for s in ["pull", "proj", "envs"] {
+            assert!(pod_refers_to(&pod, RefKind::Secret, s), "{s}");
+        }
+        for c in ["pcm", "envcm"] {
+            assert!(pod_refers_to(&pod, RefKind::ConfigMap, c), "{c}");
+        }
+        assert!(!pod_refers_to(&pod, RefKind::Secret, "pcm"));
+        assert!(!pod_refers_to(&pod, RefKind::ConfigMap, "pull"));
+    }
+}
