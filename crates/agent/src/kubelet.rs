@@ -560,7 +560,23 @@ impl Kubelet {
             ),
             ("HOSTNAME".into(), self.node.clone()),
         ];
-        let vars = crate::env::container_env(pod, c, &self.outer, f).map_err(|e| e.0)?;
+        // The pod's addresses are known before its first status report: the node's.
+        let mut pod = pod.clone();
+        let status = pod.status.get_or_insert_with(Default::default);
+        let ip = || {
+            Some(vec![k8s_openapi::api::core::v1::PodIP {
+                ip: self.node_ip.clone(),
+            }])
+        };
+        status.pod_ip = Some(self.node_ip.clone());
+        status.pod_ips = ip();
+        status.host_ip = Some(self.node_ip.clone());
+        status.host_ips = ip().map(|l| {
+            l.into_iter()
+                .map(|p| k8s_openapi::api::core::v1::HostIP { ip: p.ip })
+                .collect()
+        });
+        let vars = crate::env::container_env(&pod, c, &self.outer, f).map_err(|e| e.0)?;
         env.retain(|(k, _)| !vars.iter().any(|(v, _)| v == k));
         env.extend(vars);
         if c.command.as_ref().is_none_or(Vec::is_empty) {

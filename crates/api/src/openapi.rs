@@ -362,6 +362,8 @@ const DELETE_COLLECTION_QUERY: &[&str] = &[
     "sendInitialEvents",
     "timeoutSeconds",
 ];
+const EXEC_QUERY: &[&str] = &["command", "container", "stderr", "stdin", "stdout", "tty"];
+
 const LOG_QUERY: &[&str] = &[
     "container",
     "follow",
@@ -381,10 +383,27 @@ const PARAMS: &[(&str, &str, &str)] = &[
         "Ask for BOOKMARK watch events; servers may ignore it.",
     ),
     (
+        "command",
+        "string",
+        "The command to run, one parameter per word (exec).",
+    ),
+    (
         "container",
         "string",
-        "The container to stream logs of; optional when the pod has one container.",
+        "The container to stream logs of or run the command in; optional when the pod has one container.",
     ),
+    (
+        "stderr",
+        "boolean",
+        "Return the command's standard error stream (exec).",
+    ),
+    ("stdin", "boolean", "Send standard input to the command (exec)."),
+    (
+        "stdout",
+        "boolean",
+        "Return the command's standard output stream (exec).",
+    ),
+    ("tty", "boolean", "Run the command in a terminal (exec)."),
     (
         "continue",
         "string",
@@ -729,6 +748,24 @@ fn object_op(r: &'static Resource, spec: &VerbSpec, kind_def: &'static str) -> O
 }
 
 fn subresource_ops(r: &'static Resource, s: &'static Subresource) -> Vec<Op> {
+    if s.name == "exec" {
+        // A connect subresource, as upstream's `connectGetNamespacedPodExec`: query in, a
+        // stream out.
+        return [("get", "connectGet"), ("post", "connectPost")]
+            .into_iter()
+            .map(|(method, id_verb)| Op {
+                method,
+                action: "connect",
+                id: op_id(id_verb, r, "Exec"),
+                description: format!("connect {method} requests to exec of {}", r.kind),
+                gvk: (s.group, s.version, s.kind),
+                query: EXEC_QUERY,
+                body: Body::None,
+                response: Response::Text,
+                codes: &["200"],
+            })
+            .collect();
+    }
     let sub_def = def(s.group, s.version, s.kind);
     let log = s.name == "log";
     let suffix = capitalize(s.name);

@@ -39,16 +39,27 @@ impl Cluster {
         Cluster::start_with(dir, nodes, &[])
     }
 
+    /// `shoal server EXTRA...` (control plane only) in a fresh data dir.
+    pub fn server_with(extra: &[&str]) -> Cluster {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut c = Cluster::launch(&["server", "--listen", "127.0.0.1:0", "--data-dir"], &dir, extra);
+        c._tmp = Some(tmp);
+        c
+    }
+
     fn start_with(dir: &Path, nodes: u32, extra: &[&str]) -> Cluster {
+        let nodes = nodes.to_string();
+        Cluster::launch(
+            &["up", "--listen", "127.0.0.1:0", "--nodes", &nodes, "--data-dir"],
+            dir,
+            extra,
+        )
+    }
+
+    fn launch(args: &[&str], dir: &Path, extra: &[&str]) -> Cluster {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args([
-                "up",
-                "--listen",
-                "127.0.0.1:0",
-                "--nodes",
-                &nodes.to_string(),
-                "--data-dir",
-            ])
+            .args(args)
             .arg(dir)
             .args(extra)
             .env("SHOAL_LOG", "warn")
@@ -89,9 +100,10 @@ impl Cluster {
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
         // SHOAL_TEST_KUBECTL picks another kubectl binary (e.g. an older or newer minor).
         let mut cmd = Command::new(std::env::var_os("SHOAL_TEST_KUBECTL").unwrap_or_else(|| "kubectl".into()));
-        cmd.args(args)
-            .arg("--cache-dir")
+        // Global flags first: what follows `--` (exec) belongs to the command.
+        cmd.arg("--cache-dir")
             .arg(self.cache.path())
+            .args(args)
             .env("KUBECONFIG", self.kubeconfig());
         cmd
     }

@@ -1,0 +1,394 @@
+//! Real nodes: `shoal server` and two `shoal agent --runtime process` on 127.0.0.2 and
+//! 127.0.0.3, driven with the real kubectl. Daemon pods are real processes here.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::Cluster;
+
+/// A running agent; killed (with every container it started) when dropped.
+struct Agent {
+    child: Option<Child>,
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start(c: &Cluster, name: &str, ip: &str) -> Agent {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["agent", "--server", &format!("https://{}", c.addr()), "--token-file"])
+            .arg(c.dir.join("node-token"))
+            .args(["--node-name", name, "--node-ip", ip, "--port", "0", "--data-dir"])
+            .arg(&dir)
+            .env("SHOAL_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn shoal agent");
+        Agent {
+            child: Some(child),
+            dir,
+            _tmp: tmp,
+        }
+    }
+
+    /// The pid of the running process of the (only) container run `run` of this node's pods
+    /// whose container is `container`.
+    fn pids(&self, container: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        for pod in std::fs::read_dir(self.dir.join("pods")).into_iter().flatten().flatten() {
+            let runs = pod.path().join("containers").join(container);
+            for run in std::fs::read_dir(runs).into_iter().flatten().flatten() {
+                let pid = std::fs::read_to_string(run.path().join("pid"))
+                    .ok()
+                    .and_then(|p| p.trim().parse::<u32>().ok());
+                if let Some(pid) = pid.filter(|p| alive(*p)) {
+                    out.push(pid);
+                }
+            }
+        }
+        out
+    }
+
+    /// Kills the agent alone (its containers run on, as they do when an agent crashes).
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+        for pod in std::fs::read_dir(self.dir.join("pods")).into_iter().flatten().flatten() {
+            for c in std::fs::read_dir(pod.path().join("containers"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                for run in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
+                    if let Ok(pid) = std::fs::read_to_string(run.path().join("pid")) {
+                        let _ = Command::new("kill")
+                            .args(["-9", "--", &format!("-{}", pid.trim())])
+                            .status();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie is not alive: its parent (the shim) has not reaped it yet.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+fn daemonset(name: &str, host: &Path, grace: u32) -> String {
+    let host = host.display();
+    format!(
+        r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: {name}
+spec:
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      terminationGracePeriodSeconds: {grace}
+      containers:
+      - name: agent
+        image: busybox:1.36
+        command: ["sh", "-c"]
+        args:
+        - |
+          trap 'echo SIGTERM > {host}/$(NODE).term; exit 0' TERM
+          echo "running on $(NODE)"
+          echo "hello from $NODE" > {host}/$NODE.txt
+          while true; do echo tick; sleep 0.2; done
+        env:
+        - name: NODE
+          valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}
+        - name: POD_IP
+          valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}
+        volumeMounts:
+        - {{name: host, mountPath: {host}}}
+        readinessProbe:
+          exec: {{command: ["test", "-f", "{host}/ready"]}}
+          periodSeconds: 1
+          failureThreshold: 1
+        livenessProbe:
+          exec: {{command: ["sh", "-c", "test ! -f {host}/$NODE.sick"]}}
+          periodSeconds: 1
+          failureThreshold: 1
+      volumes:
+      - name: host
+        hostPath: {{path: {host}, type: DirectoryOrCreate}}
+"#
+    )
+}
+
+/// The pod of DaemonSet `app` on `node`: (name, ready, restartCount).
+fn pod_on(c: &Cluster, app: &str, node: &str) -> Option<(String, bool, u32)> {
+    let out = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        &format!("app={app}"),
+        "--field-selector",
+        &format!("spec.nodeName={node}"),
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.status.containerStatuses[0].ready} {.status.containerStatuses[0].restartCount} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+    ]);
+    let line = out.lines().find(|l| !l.trim().is_empty())?;
+    let f: Vec<&str> = line.split_whitespace().collect();
+    Some((
+        f.first()?.to_string(),
+        f.get(1) == Some(&"true"),
+        f.get(2)?.parse().ok()?,
+    ))
+}
+
+fn wait_ready(c: &Cluster, app: &str, node: &str, restarts: u32) -> String {
+    c.eventually(60, &format!("{app} ready on {node} with {restarts} restarts"), || {
+        pod_on(c, app, node)
+            .filter(|(_, ready, r)| *ready && *r == restarts)
+            .map(|p| p.0)
+    })
+}
+
+#[test]
+fn daemon_pods_run_as_processes_on_real_nodes() {
+    let c = Cluster::server_with(&["--node-monitor-grace-period", "6s"]);
+    let host_tmp = tempfile::tempdir().expect("tempdir");
+    let host = host_tmp.path().join("host");
+    std::fs::create_dir_all(&host).expect("host dir");
+    std::fs::write(host.join("ready"), "").expect("ready file");
+
+    // A token for another cluster's CA is refused before anything is sent.
+    let wrong = host_tmp.path().join("wrong-token");
+    let token = std::fs::read_to_string(c.dir.join("node-token")).expect("node-token");
+    std::fs::write(&wrong, format!("SHOAL10{}{}", "0".repeat(64), &token[7 + 64..])).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["agent", "--server", &format!("https://{}", c.addr()), "--token-file"])
+        .arg(&wrong)
+        .args([
+            "--node-name",
+            "bogus",
+            "--node-ip",
+            "127.0.0.4",
+            "--port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(host_tmp.path().join("bogus"))
+        .output()
+        .expect("run agent");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not the one in the join token"), "{err}");
+
+    let a = Agent::start(&c, "edge-a", "127.0.0.2");
+    let mut b = Agent::start(&c, "edge-b", "127.0.0.3");
+    c.eventually(30, "both nodes Ready", || {
+        let out = c.kubectl(&["get", "nodes", "-o", "wide", "--no-headers"]);
+        let ready = out
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+            .count();
+        (ready == 2 && out.contains("127.0.0.2") && out.contains("127.0.0.3") && out.contains("process://"))
+            .then_some(())
+    });
+    assert!(c.kubectl(&["get", "nodes"]).contains("bogus").eq(&false));
+
+    // One real process per node.
+    c.kubectl_in(&["apply", "-f", "-"], Some(&daemonset("loop", &host, 10)));
+    let pa = wait_ready(&c, "loop", "edge-a", 0);
+    let pb = wait_ready(&c, "loop", "edge-b", 0);
+    let (ra, rb) = (a.pids("agent"), b.pids("agent"));
+    assert_eq!((ra.len(), rb.len()), (1, 1), "one process per node: {ra:?} {rb:?}");
+    assert_ne!(ra, rb);
+    let ds = c.kubectl(&["get", "ds", "loop", "--no-headers"]);
+    assert_eq!(
+        ds.split_whitespace().take(6).collect::<Vec<_>>(),
+        ["loop", "2", "2", "2", "2", "2"],
+        "{ds}"
+    );
+    let ip = c.kubectl(&["get", "pod", &pa, "-o", "jsonpath={.status.podIP} {.status.hostIP}"]);
+    assert_eq!(ip, "127.0.0.2 127.0.0.2", "host network");
+
+    // Logs through the API server, with the fieldRef value; the hostPath received a file.
+    let logs = c.kubectl(&["logs", &pa]);
+    assert!(logs.starts_with("running on edge-a\ntick\n"), "{logs}");
+    assert_eq!(c.kubectl(&["logs", &pb, "--tail", "1"]), "tick\n");
+    assert_eq!(
+        std::fs::read_to_string(host.join("edge-a.txt")).expect("hostPath file"),
+        "hello from edge-a\n"
+    );
+    let followed = c.kubectl_output(&["logs", &pa, "-f", "--tail", "1", "--request-timeout", "2s"], None);
+    assert!(
+        String::from_utf8_lossy(&followed.stdout).matches("tick").count() >= 3,
+        "follow streams new lines"
+    );
+
+    // Exec in the container's environment, with its exit code and stdin.
+    assert_eq!(
+        c.kubectl(&["exec", &pa, "--", "sh", "-c", "echo $NODE $HOSTNAME $POD_IP"]),
+        "edge-a edge-a 127.0.0.2\n"
+    );
+    let failed = c.kubectl_output(&["exec", &pb, "--", "sh", "-c", "echo out; exit 3"], None);
+    assert_eq!(failed.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&failed.stdout), "out\n");
+    assert_eq!(
+        c.kubectl_in(&["exec", "-i", &pa, "--", "cat"], Some("through stdin\n")),
+        "through stdin\n"
+    );
+
+    // A killed process restarts at once and is Ready again; its last run is kept.
+    let _ = Command::new("kill").args(["-9", &ra[0].to_string()]).status();
+    let pa = wait_ready(&c, "loop", "edge-a", 1);
+    let last = c.kubectl(&[
+        "get",
+        "pod",
+        &pa,
+        "-o",
+        "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}",
+    ]);
+    assert_eq!(last, "137");
+    assert!(
+        c.kubectl(&["logs", &pa, "--previous"])
+            .starts_with("running on edge-a\n")
+    );
+    assert_ne!(a.pids("agent"), ra);
+
+    // Readiness follows the probe, without restarts.
+    std::fs::remove_file(host.join("ready")).expect("rm ready");
+    c.eventually(30, "pods unready", || {
+        let (a1, b1) = (pod_on(&c, "loop", "edge-a")?, pod_on(&c, "loop", "edge-b")?);
+        (!a1.1 && !b1.1).then_some(())
+    });
+    assert_eq!(
+        c.kubectl(&["get", "ds", "loop", "-o", "jsonpath={.status.numberReady}"]),
+        "0"
+    );
+    std::fs::write(host.join("ready"), "").expect("ready file");
+    wait_ready(&c, "loop", "edge-a", 1);
+    wait_ready(&c, "loop", "edge-b", 0);
+
+    // A failing liveness probe restarts the container.
+    std::fs::write(host.join("edge-b.sick"), "").expect("sick file");
+    c.eventually(30, "liveness restart", || {
+        pod_on(&c, "loop", "edge-b").filter(|p| p.2 >= 1).map(|_| ())
+    });
+    std::fs::remove_file(host.join("edge-b.sick")).expect("rm sick");
+    let pb = c.eventually(60, "edge-b ready after the liveness restart", || {
+        pod_on(&c, "loop", "edge-b").filter(|p| p.1 && p.2 >= 1).map(|p| p.0)
+    });
+
+    // A node's credential may touch its own pods only.
+    let creds: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.dir.join("credentials.json")).expect("credentials"))
+            .expect("json");
+    let node_token = creds["token"].as_str().expect("token");
+    let as_node = |args: &[&str]| {
+        let mut full = vec!["--token", node_token];
+        full.extend_from_slice(args);
+        c.kubectl_output(&full, None)
+    };
+    let patch = r#"{"status":{"conditions":[{"type":"Ready","status":"False"}]}}"#;
+    let refused = as_node(&[
+        "patch",
+        "pod",
+        &pb,
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
+        patch,
+    ]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("(Forbidden)") && err.contains("system:node:edge-a"),
+        "{err}"
+    );
+    let refused = as_node(&["label", "node", "edge-b", "x=y"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot modify node 'edge-b'"));
+    assert!(as_node(&["get", "pods"]).status.success(), "nodes read pods");
+    let own = as_node(&["annotate", "node", "edge-a", "shoal.dev/test=1"]);
+    assert!(own.status.success(), "{}", String::from_utf8_lossy(&own.stderr));
+
+    // Drain evicts other pods; daemon pods stay.
+    let sleeper = "apiVersion: v1\nkind: Pod\nmetadata: {name: sleeper}\nspec:\n  nodeName: edge-a\n  terminationGracePeriodSeconds: 2\n  containers:\n  - {name: s, image: busybox, command: [sleep, '1000']}\n";
+    c.kubectl_in(&["apply", "-f", "-"], Some(sleeper));
+    c.eventually(30, "sleeper running", || {
+        (c.kubectl(&["get", "pod", "sleeper", "-o", "jsonpath={.status.phase}"]) == "Running").then_some(())
+    });
+    let drained = c.kubectl(&["drain", "edge-a", "--ignore-daemonsets", "--force", "--timeout", "30s"]);
+    assert!(drained.contains("node/edge-a drained"), "{drained}");
+    assert!(c.kubectl_err(&["get", "pod", "sleeper"], None).contains("NotFound"));
+    assert_eq!(pod_on(&c, "loop", "edge-a").map(|p| p.0).as_deref(), Some(pa.as_str()));
+    assert_eq!(
+        c.kubectl(&["get", "node", "edge-a", "-o", "jsonpath={.spec.unschedulable}"]),
+        "true"
+    );
+    c.kubectl(&["uncordon", "edge-a"]);
+
+    // Deleting the DaemonSet ends the processes with SIGTERM within the grace period.
+    let (ra, rb) = (a.pids("agent"), b.pids("agent"));
+    c.kubectl(&["delete", "ds", "loop", "--wait=false"]);
+    c.eventually(10, "pods gone", || {
+        c.kubectl(&["get", "pods", "-l", "app=loop", "-o", "name"])
+            .is_empty()
+            .then_some(())
+    });
+    for node in ["edge-a", "edge-b"] {
+        assert_eq!(
+            std::fs::read_to_string(host.join(format!("{node}.term"))).expect("SIGTERM seen"),
+            "SIGTERM\n"
+        );
+    }
+    assert!(ra.iter().chain(&rb).all(|p| !alive(*p)), "processes ended");
+
+    // An agent that stops heartbeating: its node goes NotReady and is tainted unreachable;
+    // its daemon pod stays (daemon pods tolerate it).
+    c.kubectl_in(&["apply", "-f", "-"], Some(&daemonset("stay", &host, 2)));
+    let pb = wait_ready(&c, "stay", "edge-b", 0);
+    wait_ready(&c, "stay", "edge-a", 0);
+    b.kill();
+    c.eventually(60, "edge-b NotReady and tainted", || {
+        let out = c.kubectl(&[
+            "get",
+            "node",
+            "edge-b",
+            "-o",
+            "jsonpath={.spec.taints[*].key} {.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        (out.contains("node.kubernetes.io/unreachable") && out.ends_with("Unknown")).then_some(())
+    });
+    assert!(c.kubectl(&["get", "nodes"]).contains("NotReady"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pod_on(&c, "loop", "edge-b"), None);
+    let stayed = c.kubectl(&[
+        "get",
+        "pod",
+        &pb,
+        "-o",
+        "jsonpath={.metadata.name} {.metadata.deletionTimestamp}",
+    ]);
+    assert_eq!(stayed.trim(), pb, "the daemon pod stays, not being deleted");
+}
