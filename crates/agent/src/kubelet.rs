@@ -22,6 +22,8 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::{Value, json};
 
+use shoal_controllers::events::{EventType, ObjectRef, Recorder};
+
 use crate::lifecycle::{self, ContainerView, ProbeCount, State, Verdict};
 use crate::runtime::{Launch, RunState, Runtime, Signal};
 use crate::shim::Exit;
@@ -41,6 +43,19 @@ pub struct Kubelet {
     outer: HashMap<String, String>,
     /// The current run of every running container, for exec: (namespace, pod, container).
     runs: Mutex<HashMap<(String, String, String), Launch>>,
+    /// Events about pods (`source.component: kubelet`, the node as host).
+    events: Recorder,
+}
+
+/// The reference Events use for `pod`.
+fn pod_ref(pod: &Pod) -> ObjectRef {
+    ObjectRef {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+    }
 }
 
 /// The file paths of one pod.
@@ -79,7 +94,18 @@ struct ProbeResult {
     container: String,
     run: u32,
     kind: ProbeKind,
-    ok: bool,
+    /// Why it failed, if it did.
+    error: Option<String>,
+}
+
+impl ProbeKind {
+    fn name(self) -> &'static str {
+        match self {
+            ProbeKind::Startup => "Startup",
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Readiness => "Readiness",
+        }
+    }
 }
 
 /// A container's environment and its expanded command line.
@@ -123,6 +149,7 @@ struct ProbeSlot {
 }
 
 struct PodState {
+    about: ObjectRef,
     dir: PathBuf,
     volumes: Option<BTreeMap<String, PathBuf>>,
     containers: BTreeMap<String, Ctr>,
@@ -211,6 +238,7 @@ impl Kubelet {
         exited: Arc<tokio::sync::Notify>,
         outer: HashMap<String, String>,
     ) -> Kubelet {
+        let client_for_events = client.clone();
         Kubelet {
             client,
             node: node.into(),
@@ -220,7 +248,14 @@ impl Kubelet {
             exited,
             outer,
             runs: Mutex::default(),
+            events: Recorder::new(client_for_events, "kubelet").on_host(node),
         }
+    }
+
+    /// Records an event about a pod, without waiting for it.
+    fn event(&self, about: &ObjectRef, kind: EventType, reason: &'static str, message: String) {
+        let (events, about) = (self.events.clone(), about.clone());
+        tokio::spawn(async move { events.record(&about, kind, reason, &message).await });
     }
 
     /// The runtime.
@@ -299,6 +334,7 @@ impl Kubelet {
             if !live.contains(&uid) {
                 tracing::info!(%uid, "agent: removing a pod that is gone");
                 let state = PodState {
+                    about: pod_ref(&Pod::default()),
                     dir: e.path(),
                     volumes: None,
                     containers: BTreeMap::new(),
@@ -370,6 +406,7 @@ impl Kubelet {
                 .map(|c| (c.name.clone(), self.recover(&dir, &c.name)))
                 .collect();
             PodState {
+                about: pod_ref(pod),
                 dir,
                 volumes: None,
                 containers,
@@ -538,6 +575,15 @@ impl Kubelet {
             let name = pod.metadata.name.as_deref().unwrap_or_default();
             let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
             let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+            self.event(
+                &pod_ref(pod),
+                EventType::Warning,
+                "BackOff",
+                format!(
+                    "Back-off restarting failed container {} in pod {name}_{ns}({uid})",
+                    c.name
+                ),
+            );
             ctr.waiting = Some((
                 "CrashLoopBackOff".into(),
                 Some(format!(
@@ -621,7 +667,15 @@ impl Kubelet {
         volumes: &BTreeMap<String, PathBuf>,
         f: &Fetched,
     ) {
+        let about = pod_ref(pod);
         let fail = |ctr: &mut Ctr, reason: &str, message: String| {
+            if ctr
+                .waiting
+                .as_ref()
+                .is_none_or(|(_, m)| m.as_deref() != Some(message.as_str()))
+            {
+                self.event(&about, EventType::Warning, "Failed", format!("Error: {message}"));
+            }
             ctr.waiting = Some((reason.into(), Some(message)));
             ctr.next_start = Some(Instant::now() + TICK * 5);
         };
@@ -651,6 +705,18 @@ impl Kubelet {
             return fail(ctr, "RunContainerError", e);
         }
         tracing::info!(pod = ?pod.metadata.name, container = %c.name, run = n, "agent: container started");
+        self.event(
+            &about,
+            EventType::Normal,
+            "Created",
+            format!("Created container: {}", c.name),
+        );
+        self.event(
+            &about,
+            EventType::Normal,
+            "Started",
+            format!("Started container {}", c.name),
+        );
         if let Some(prev) = ctr.run.take() {
             ctr.last = prev.exit.map(|e| State::Terminated(e, prev.started_at));
         }
@@ -721,14 +787,14 @@ impl Kubelet {
             let (tx, uid, container, n, kind) = (tx.clone(), uid.to_string(), c.name.clone(), run.n, *kind);
             tokio::spawn(async move {
                 let timeout = secs(probe.timeout_seconds, 1);
-                let ok = run_probe(runtime.as_ref(), &launch, &probe, &ip, timeout).await;
+                let error = run_probe(runtime.as_ref(), &launch, &probe, &ip, timeout).await.err();
                 let _ = tx
                     .send(ProbeResult {
                         uid,
                         container,
                         run: n,
                         kind,
-                        ok,
+                        error,
                     })
                     .await;
             });
@@ -736,7 +802,11 @@ impl Kubelet {
     }
 
     fn record_probe(&self, pods: &mut HashMap<String, PodState>, r: ProbeResult) {
-        let Some(ctr) = pods.get_mut(&r.uid).and_then(|p| p.containers.get_mut(&r.container)) else {
+        let Some(state) = pods.get_mut(&r.uid) else {
+            return;
+        };
+        let about = state.about.clone();
+        let Some(ctr) = state.containers.get_mut(&r.container) else {
             return;
         };
         if ctr.run.as_ref().is_none_or(|run| run.n != r.run || run.exit.is_some()) {
@@ -746,7 +816,17 @@ impl Kubelet {
             return;
         };
         slot.in_flight = false;
-        let verdict = slot.count.record(r.ok, slot.success_threshold, slot.failure_threshold);
+        let verdict = slot
+            .count
+            .record(r.error.is_none(), slot.success_threshold, slot.failure_threshold);
+        if let Some(e) = &r.error {
+            self.event(
+                &about,
+                EventType::Warning,
+                "Unhealthy",
+                format!("{} probe failed: {e}", r.kind.name()),
+            );
+        }
         let run = ctr.run.as_ref().expect("checked above");
         match (r.kind, verdict) {
             (ProbeKind::Startup, Verdict::Success) => {
@@ -758,6 +838,16 @@ impl Kubelet {
             (ProbeKind::Readiness, Verdict::Failure) => ctr.ready = false,
             (ProbeKind::Startup | ProbeKind::Liveness, Verdict::Failure) => {
                 tracing::info!(container = %r.container, probe = ?r.kind, "agent: probe failed; restarting the container");
+                self.event(
+                    &about,
+                    EventType::Normal,
+                    "Killing",
+                    format!(
+                        "Container {} failed {} probe, will be restarted",
+                        r.container,
+                        r.kind.name().to_ascii_lowercase()
+                    ),
+                );
                 ctr.stopping = true;
                 ctr.ready = false;
                 let (runtime, dir) = (self.runtime.clone(), run.dir.clone());
@@ -789,6 +879,12 @@ impl Kubelet {
             running = true;
             if !ctr.stopping {
                 ctr.stopping = true;
+                self.event(
+                    &state.about,
+                    EventType::Normal,
+                    "Killing",
+                    format!("Stopping container {name}"),
+                );
                 let (runtime, dir, launch, ip) = (
                     self.runtime.clone(),
                     run.dir.clone(),
@@ -957,14 +1053,20 @@ async fn stop(runtime: Arc<dyn Runtime>, dir: PathBuf, grace: Duration) {
 }
 
 /// Runs one probe: exec (exit 0), httpGet (2xx or 3xx) or tcpSocket (connects).
-async fn run_probe(runtime: &dyn Runtime, launch: &Launch, p: &Probe, host: &str, timeout: Duration) -> bool {
+async fn run_probe(
+    runtime: &dyn Runtime,
+    launch: &Launch,
+    p: &Probe,
+    host: &str,
+    timeout: Duration,
+) -> Result<(), String> {
     let handler = LifecycleHandler {
         exec: p.exec.clone(),
         http_get: p.http_get.clone(),
         tcp_socket: p.tcp_socket.clone(),
         sleep: None,
     };
-    run_handler(runtime, launch, &handler, host, timeout).await.is_ok()
+    run_handler(runtime, launch, &handler, host, timeout).await
 }
 
 /// Runs a probe or hook action within `timeout`.

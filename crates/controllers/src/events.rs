@@ -67,6 +67,8 @@ type Seen = (String, String, i32, Instant);
 pub struct Recorder {
     client: kube::Client,
     component: &'static str,
+    /// The node a component runs on (kubelets), for `source.host`.
+    host: String,
     seen: Arc<Mutex<HashMap<Key, Seen>>>,
     calls: Arc<std::sync::atomic::AtomicUsize>,
     spam: Arc<Mutex<SpamFilter>>,
@@ -130,10 +132,18 @@ impl Recorder {
         Recorder {
             client,
             component,
+            host: String::new(),
             seen: Arc::default(),
             calls: Arc::default(),
             spam: Arc::default(),
         }
+    }
+
+    /// The same recorder for a component running on node `host` (a kubelet): its events
+    /// name the node as `source.host` and `reportingInstance`.
+    pub fn on_host(mut self, host: &str) -> Recorder {
+        self.host = host.to_string();
+        self
     }
 
     /// Records an event; failures are logged and otherwise ignored (events are best effort).
@@ -209,8 +219,8 @@ impl Recorder {
                                "namespace": if about.namespace.is_empty() { Value::Null } else { json!(about.namespace) },
                                "uid": about.uid},
             "reason": reason, "message": message, "type": kind.as_str(),
-            "source": {"component": self.component},
-            "reportingComponent": self.component, "reportingInstance": "",
+            "source": if self.host.is_empty() { json!({"component": self.component}) } else { json!({"component": self.component, "host": self.host}) },
+            "reportingComponent": self.component, "reportingInstance": self.host,
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         }))
         .map_err(kube::Error::SerdeError)?;

@@ -20,21 +20,30 @@ impl Agent {
     fn start(c: &Cluster, name: &str, ip: &str) -> Agent {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
-        let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        Agent {
+            child: Some(Agent::spawn(c, name, ip, &dir)),
+            dir,
+            _tmp: tmp,
+        }
+    }
+
+    /// Stops the agent and starts it again on the same data dir.
+    fn restart(&mut self, c: &Cluster, name: &str, ip: &str) {
+        self.kill();
+        self.child = Some(Agent::spawn(c, name, ip, &self.dir));
+    }
+
+    fn spawn(c: &Cluster, name: &str, ip: &str, dir: &Path) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args(["agent", "--server", &format!("https://{}", c.addr()), "--token-file"])
             .arg(c.dir.join("node-token"))
             .args(["--node-name", name, "--node-ip", ip, "--port", "0", "--data-dir"])
-            .arg(&dir)
+            .arg(dir)
             .env("SHOAL_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawn shoal agent");
-        Agent {
-            child: Some(child),
-            dir,
-            _tmp: tmp,
-        }
+            .expect("spawn shoal agent")
     }
 
     /// The pid of the running process of the (only) container run `run` of this node's pods
@@ -131,7 +140,7 @@ spec:
           periodSeconds: 1
           failureThreshold: 1
         livenessProbe:
-          exec: {{command: ["sh", "-c", "test ! -f {host}/$NODE.sick"]}}
+          exec: {{command: ["sh", "-c", "if [ -f {host}/$NODE.sick ]; then rm {host}/$NODE.sick; exit 1; fi"]}}
           periodSeconds: 1
           failureThreshold: 1
       volumes:
@@ -201,7 +210,7 @@ fn daemon_pods_run_as_processes_on_real_nodes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not the one in the join token"), "{err}");
 
-    let a = Agent::start(&c, "edge-a", "127.0.0.2");
+    let mut a = Agent::start(&c, "edge-a", "127.0.0.2");
     let mut b = Agent::start(&c, "edge-b", "127.0.0.3");
     c.eventually(30, "both nodes Ready", || {
         let out = c.kubectl(&["get", "nodes", "-o", "wide", "--no-headers"]);
@@ -274,6 +283,38 @@ fn daemon_pods_run_as_processes_on_real_nodes() {
     );
     assert_ne!(a.pids("agent"), ra);
 
+    // Restarting the agent leaves healthy containers running.
+    let before = a.pids("agent");
+    a.restart(&c, "edge-a", "127.0.0.2");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(a.pids("agent"), before, "same process after the agent restarted");
+    assert_eq!(wait_ready(&c, "loop", "edge-a", 1), pa);
+    assert_eq!(c.kubectl(&["exec", &pa, "--", "sh", "-c", "echo $NODE"]), "edge-a\n");
+
+    // Restart policies: a crashing container backs off; a Never pod ends Succeeded.
+    let pods = "apiVersion: v1\nkind: Pod\nmetadata: {name: crasher}\nspec:\n  nodeName: edge-a\n  containers:\n  - {name: c, image: busybox, command: [sh, -c, 'echo boom; exit 1']}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: once}\nspec:\n  nodeName: edge-b\n  restartPolicy: Never\n  containers:\n  - {name: c, image: busybox, command: [sh, -c, 'echo done']}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: imageonly}\nspec:\n  nodeName: edge-b\n  containers:\n  - {name: c, image: nginx}\n";
+    c.kubectl_in(&["apply", "-f", "-"], Some(pods));
+    c.eventually(30, "CrashLoopBackOff", || {
+        let out = c.kubectl(&["get", "pod", "crasher", "--no-headers"]);
+        out.contains("CrashLoopBackOff").then_some(())
+    });
+    let crashed = c.kubectl(&["get", "pod", "crasher", "-o", "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode} {.status.containerStatuses[0].state.waiting.message}"]);
+    assert!(
+        crashed.starts_with("1 back-off 10s restarting failed container=c pod=crasher_default("),
+        "{crashed}"
+    );
+    assert_eq!(c.kubectl(&["logs", "crasher"]), "boom\n");
+    c.eventually(30, "once Succeeded", || {
+        (c.kubectl(&["get", "pod", "once", "-o", "jsonpath={.status.phase}"]) == "Succeeded").then_some(())
+    });
+    assert_eq!(c.kubectl(&["logs", "once"]), "done\n");
+    let waiting = c.eventually(30, "imageonly waiting", || {
+        let w = c.kubectl(&["get", "pod", "imageonly", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}: {.status.containerStatuses[0].state.waiting.message}"]);
+        w.starts_with("CreateContainerConfigError").then_some(w)
+    });
+    assert!(waiting.contains("set spec.containers[].command"), "{waiting}");
+    c.kubectl(&["delete", "pod", "crasher", "once", "imageonly", "--wait=false"]);
+
     // Readiness follows the probe, without restarts.
     std::fs::remove_file(host.join("ready")).expect("rm ready");
     c.eventually(30, "pods unready", || {
@@ -288,15 +329,28 @@ fn daemon_pods_run_as_processes_on_real_nodes() {
     wait_ready(&c, "loop", "edge-a", 1);
     wait_ready(&c, "loop", "edge-b", 0);
 
-    // A failing liveness probe restarts the container.
+    // A failing liveness probe restarts the container (the probe fails once: it removes
+    // the file that makes it fail).
     std::fs::write(host.join("edge-b.sick"), "").expect("sick file");
-    c.eventually(30, "liveness restart", || {
-        pod_on(&c, "loop", "edge-b").filter(|p| p.2 >= 1).map(|_| ())
-    });
-    std::fs::remove_file(host.join("edge-b.sick")).expect("rm sick");
-    let pb = c.eventually(60, "edge-b ready after the liveness restart", || {
-        pod_on(&c, "loop", "edge-b").filter(|p| p.1 && p.2 >= 1).map(|p| p.0)
-    });
+    let pb = wait_ready(&c, "loop", "edge-b", 1);
+    assert!(!host.join("edge-b.sick").exists());
+
+    // The kubelet's events tell the story, as upstream's do.
+    let events = c.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={pb}"),
+        "-o",
+        "jsonpath={range .items[*]}{.reason}|{.source.component}|{.source.host}|{.message}{\"\\n\"}{end}",
+    ]);
+    for want in [
+        "Started|kubelet|edge-b|Started container agent",
+        "Unhealthy|kubelet|edge-b|Liveness probe failed: ",
+        "Killing|kubelet|edge-b|Container agent failed liveness probe, will be restarted",
+    ] {
+        assert!(events.lines().any(|l| l.starts_with(want)), "{want:?} in {events}");
+    }
 
     // A node's credential may touch its own pods only.
     let creds: serde_json::Value =

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Real-node footprint: a `shoal server` and one `shoal agent --runtime process` on 127.0.0.2,
+# ten pods bound to it (each a sleeping shell). Prints:
+#   - per pod, the time from `kubectl create` to the container's first instruction (the
+#     process writes its clock), minus the time kubectl itself takes to answer a trivial
+#     request (measured just before);
+#   - the agent's RSS and CPU over an idle minute, and the RSS of the ten shims.
+# Usage: bench/agent-idle.sh [pods] [idle-seconds]   (default 10 pods, 60 s)
+set -euo pipefail
+PODS=${1:-10}
+IDLE=${2:-60}
+BIN=${SHOAL:-./target/release/shoal}
+DIR=$(mktemp -d)
+trap 'kill $SERVER $AGENT 2>/dev/null; for p in "$DIR"/agent/pods/*/containers/*/*/pid; do kill -9 -- "-$(cat "$p")" 2>/dev/null || true; done; rm -rf "$DIR"' EXIT
+PORT=$((20000 + RANDOM % 20000))
+"$BIN" server --data-dir "$DIR/server" --listen "127.0.0.1:$PORT" >"$DIR/server.log" 2>&1 &
+SERVER=$!
+for _ in $(seq 100); do [ -f "$DIR/server/kubeconfig" ] && grep -q ready "$DIR/server.log" && break; sleep 0.1; done
+export KUBECONFIG="$DIR/server/kubeconfig"
+"$BIN" agent --server "https://127.0.0.1:$PORT" --token-file "$DIR/server/node-token" \
+  --node-name bench-node --node-ip 127.0.0.2 --port 0 --data-dir "$DIR/agent" >"$DIR/agent.log" 2>&1 &
+AGENT=$!
+for _ in $(seq 100); do kubectl get node bench-node >/dev/null 2>&1 && break; sleep 0.1; done
+mkdir -p "$DIR/starts"
+{
+  for i in $(seq "$PODS"); do
+    cat <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: idle-$i}
+spec:
+  nodeName: bench-node
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'date +%s%N > $DIR/starts/idle-$i; exec sleep 100000']
+---
+YAML
+  done
+} >"$DIR/pods.yaml"
+k0=$(date +%s%N); kubectl get ns default >/dev/null; k1=$(date +%s%N)
+t0=$(date +%s%N)
+kubectl create -f "$DIR/pods.yaml" >/dev/null
+for _ in $(seq 200); do [ "$(ls "$DIR/starts" | wc -l)" -ge "$PODS" ] && break; sleep 0.05; done
+overhead=$(( (k1 - k0) / 1000000 ))
+echo "kubectl round trip (subtracted): ${overhead} ms"
+lat=$(for f in "$DIR"/starts/*; do echo $(( ($(cat "$f") - t0) / 1000000 - overhead )); done | sort -n)
+echo "create -> process started, ms (min / median / max): $(echo "$lat" | head -1) / $(echo "$lat" | sed -n "$(( (PODS + 1) / 2 ))p") / $(echo "$lat" | tail -1)"
+for _ in $(seq 100); do [ "$(kubectl get pods --no-headers | grep -c '1/1')" -ge "$PODS" ] && break; sleep 0.1; done
+sleep 5
+ticks() { awk '{print $14 + $15}' "/proc/$AGENT/stat"; }
+c0=$(ticks); sleep "$IDLE"; c1=$(ticks)
+hz=$(getconf CLK_TCK)
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$AGENT/status")
+shims=0
+for p in $(pgrep -f "shoal shim" || true); do shims=$(( shims + $(awk '/VmRSS/ {print $2}' "/proc/$p/status") )); done
+echo "agent idle with $PODS pods: RSS $((rss / 1024)) MB, CPU $(awk -v d=$((c1 - c0)) -v hz="$hz" -v s="$IDLE" 'BEGIN {printf "%.2f%%", 100 * d / hz / s}') over ${IDLE} s"
+echo "shims: $(pgrep -fc "shoal shim" || echo 0) processes, RSS $((shims / 1024)) MB in all"
