@@ -4,7 +4,7 @@
 #   - per pod, the time from `kubectl create` to the container's first instruction (the
 #     process writes its clock), minus the time kubectl itself takes to answer a trivial
 #     request (measured just before);
-#   - the agent's RSS and CPU over an idle minute, and the RSS of the ten shims.
+#   - the agent's RSS and CPU over an idle minute, and the PSS of the ten shims.
 # Usage: bench/agent-idle.sh [pods] [idle-seconds]   (default 10 pods, 60 s)
 set -euo pipefail
 PODS=${1:-10}
@@ -53,6 +53,7 @@ c0=$(ticks); sleep "$IDLE"; c1=$(ticks)
 hz=$(getconf CLK_TCK)
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$AGENT/status")
 shims=0
-for p in $(pgrep -f "shoal shim" || true); do shims=$(( shims + $(awk '/VmRSS/ {print $2}' "/proc/$p/status") )); done
+# PSS: the shims share the binary's pages, which RSS would count once per shim.
+for p in $(pgrep -f "shoal shim" || true); do shims=$(( shims + $(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup") )); done
 echo "agent idle with $PODS pods: RSS $((rss / 1024)) MB, CPU $(awk -v d=$((c1 - c0)) -v hz="$hz" -v s="$IDLE" 'BEGIN {printf "%.2f%%", 100 * d / hz / s}') over ${IDLE} s"
-echo "shims: $(pgrep -fc "shoal shim" || echo 0) processes, RSS $((shims / 1024)) MB in all"
+echo "shims: $(pgrep -fc "shoal shim" || echo 0) processes, PSS $((shims / 1024)) MB in all"

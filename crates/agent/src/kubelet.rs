@@ -108,6 +108,14 @@ impl ProbeKind {
     }
 }
 
+/// A pod status to write.
+struct StatusWrite {
+    uid: String,
+    namespace: String,
+    name: String,
+    status: Value,
+}
+
 /// A container's environment and its expanded command line.
 type EnvAndCommand = (Vec<(String, String)>, Vec<String>);
 
@@ -302,9 +310,11 @@ impl Kubelet {
                 self.remove_orphans(&live).await;
                 orphans_checked = true;
             }
+            let mut writes = Vec::new();
             for pod in &snapshot {
-                self.sync(pod, &mut pods, &probe_tx).await;
+                writes.extend(self.sync(pod, &mut pods, &probe_tx).await);
             }
+            self.write_statuses(writes, &mut pods).await;
             let gone: Vec<String> = pods.keys().filter(|u| !live.contains(*u)).cloned().collect();
             for uid in gone {
                 if let Some(state) = pods.remove(&uid) {
@@ -387,23 +397,22 @@ impl Kubelet {
         out
     }
 
-    /// Brings one pod toward what its spec asks, then reports its status.
+    /// Brings one pod toward what its spec asks; returns its status if it changed.
     async fn sync(
         &self,
         pod: &Pod,
         pods: &mut HashMap<String, PodState>,
         probes: &tokio::sync::mpsc::Sender<ProbeResult>,
-    ) {
-        let Some(uid) = pod.metadata.uid.clone() else {
-            return;
-        };
+    ) -> Option<StatusWrite> {
+        let uid = pod.metadata.uid.clone()?;
         let spec = pod.spec.clone().unwrap_or_default();
+        let policy = spec.restart_policy.as_deref().unwrap_or("Always");
         let state = pods.entry(uid.clone()).or_insert_with(|| {
             let dir = pod_dir(&self.dir, &uid);
             let containers = spec
                 .containers
                 .iter()
-                .map(|c| (c.name.clone(), self.recover(&dir, &c.name)))
+                .map(|c| (c.name.clone(), self.recover(&dir, &c.name, policy)))
                 .collect();
             PodState {
                 about: pod_ref(pod),
@@ -416,7 +425,7 @@ impl Kubelet {
         });
         if pod.metadata.deletion_timestamp.is_some() {
             self.terminate(pod, state).await;
-            return;
+            return None;
         }
         if matches!(
             pod.status.as_ref().and_then(|s| s.phase.as_deref()),
@@ -425,7 +434,7 @@ impl Kubelet {
             && state.containers.values().all(|c| c.run.is_none())
         {
             // A finished pod from before this agent: nothing runs again.
-            return;
+            return None;
         }
         let mut fetched = None;
         if state.volumes.is_none() {
@@ -441,10 +450,9 @@ impl Kubelet {
             fetched = Some(f);
         }
         if let Some(volumes) = state.volumes.clone() {
-            let policy = spec.restart_policy.as_deref().unwrap_or("Always").to_string();
             for c in &spec.containers {
                 let ctr = state.containers.entry(c.name.clone()).or_default();
-                self.observe(pod, c, ctr, &policy);
+                self.observe(pod, c, ctr, policy);
                 if let Some(run) = ctr
                     .run
                     .as_mut()
@@ -476,28 +484,46 @@ impl Kubelet {
             }
         }
         let status = self.status(pod, &spec.containers, state);
-        if state.reported.as_ref() != Some(&status) {
-            let api: Api<Pod> = Api::namespaced(
-                self.client.clone(),
-                pod.metadata.namespace.as_deref().unwrap_or("default"),
-            );
-            let pp = PatchParams {
-                field_manager: Some(MANAGER.into()),
-                ..Default::default()
-            };
-            let name = pod.metadata.name.as_deref().unwrap_or_default();
-            match api
-                .patch_status(name, &pp, &Patch::Merge(json!({"status": status})))
-                .await
-            {
-                Ok(_) => state.reported = Some(status),
-                Err(e) => tracing::warn!(pod = %name, error = %e, "agent: status update failed"),
+        (state.reported.as_ref() != Some(&status)).then(|| StatusWrite {
+            uid,
+            namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            status,
+        })
+    }
+
+    /// Writes pod statuses concurrently (one pass may start many containers) and records
+    /// the ones written.
+    async fn write_statuses(&self, writes: Vec<StatusWrite>, pods: &mut HashMap<String, PodState>) {
+        let pp = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        let done = futures::future::join_all(writes.into_iter().map(|w| {
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &w.namespace);
+            let pp = &pp;
+            async move {
+                let result = api
+                    .patch_status(&w.name, pp, &Patch::Merge(json!({"status": w.status})))
+                    .await;
+                (w, result)
+            }
+        }))
+        .await;
+        for (w, result) in done {
+            match result {
+                Ok(_) => {
+                    if let Some(state) = pods.get_mut(&w.uid) {
+                        state.reported = Some(w.status);
+                    }
+                }
+                Err(e) => tracing::warn!(pod = %w.name, error = %e, "agent: status update failed"),
             }
         }
     }
 
     /// What is on disk of `container`'s runs (after an agent restart).
-    fn recover(&self, dir: &Path, container: &str) -> Ctr {
+    fn recover(&self, dir: &Path, container: &str, policy: &str) -> Ctr {
         let runs = dir.join("containers").join(container);
         let last = std::fs::read_dir(&runs)
             .into_iter()
@@ -535,6 +561,12 @@ impl Kubelet {
             });
             ctr.started = true;
             ctr.ready = true;
+            // A run that ended while the agent was away counts as it would have: a container
+            // its policy does not restart stays ended.
+            if let Some(e) = ctr.run.as_ref().and_then(|r| r.exit.as_ref()) {
+                ctr.done = !lifecycle::restarts(policy, e.exit_code);
+                ctr.ready = false;
+            }
         }
         ctr
     }

@@ -149,18 +149,21 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    if let Command::Kubectl { data_dir, args } = &cli.command {
-        return cluster::exec_kubectl(data_dir, args);
-    }
-    if let Command::Shim { args } = &cli.command {
-        return match shoal_agent::shim::ShimArgs::parse(args) {
+    // A shim (one per container on a real node) goes straight to its work: no argument
+    // parser, logging or runtime, so that it stays small.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("shim") {
+        return match shoal_agent::shim::ShimArgs::parse(&argv[2..]) {
             Ok(a) => shoal_agent::shim::run(&a),
             Err(e) => {
                 eprintln!("error: {e}");
                 std::process::ExitCode::FAILURE
             }
         };
+    }
+    let cli = Cli::parse();
+    if let Command::Kubectl { data_dir, args } = &cli.command {
+        return cluster::exec_kubectl(data_dir, args);
     }
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -283,16 +283,8 @@ fn daemon_pods_run_as_processes_on_real_nodes() {
     );
     assert_ne!(a.pids("agent"), ra);
 
-    // Restarting the agent leaves healthy containers running.
-    let before = a.pids("agent");
-    a.restart(&c, "edge-a", "127.0.0.2");
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(a.pids("agent"), before, "same process after the agent restarted");
-    assert_eq!(wait_ready(&c, "loop", "edge-a", 1), pa);
-    assert_eq!(c.kubectl(&["exec", &pa, "--", "sh", "-c", "echo $NODE"]), "edge-a\n");
-
     // Restart policies: a crashing container backs off; a Never pod ends Succeeded.
-    let pods = "apiVersion: v1\nkind: Pod\nmetadata: {name: crasher}\nspec:\n  nodeName: edge-a\n  containers:\n  - {name: c, image: busybox, command: [sh, -c, 'echo boom; exit 1']}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: once}\nspec:\n  nodeName: edge-b\n  restartPolicy: Never\n  containers:\n  - {name: c, image: busybox, command: [sh, -c, 'echo done']}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: imageonly}\nspec:\n  nodeName: edge-b\n  containers:\n  - {name: c, image: nginx}\n";
+    let pods = "apiVersion: v1\nkind: Pod\nmetadata: {name: crasher}\nspec:\n  nodeName: edge-a\n  containers:\n  - {name: c, image: busybox, command: [sh, -c, 'echo boom; exit 1']}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: once}\nspec:\n  nodeName: edge-a\n  restartPolicy: Never\n  containers:\n  - {name: c, image: busybox, command: [sh, -c, 'echo done']}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: imageonly}\nspec:\n  nodeName: edge-b\n  containers:\n  - {name: c, image: nginx}\n";
     c.kubectl_in(&["apply", "-f", "-"], Some(pods));
     c.eventually(30, "CrashLoopBackOff", || {
         let out = c.kubectl(&["get", "pod", "crasher", "--no-headers"]);
@@ -313,6 +305,25 @@ fn daemon_pods_run_as_processes_on_real_nodes() {
         w.starts_with("CreateContainerConfigError").then_some(w)
     });
     assert!(waiting.contains("set spec.containers[].command"), "{waiting}");
+
+    // Restarting the agent leaves healthy containers running.
+    let before = a.pids("agent");
+    a.restart(&c, "edge-a", "127.0.0.2");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(a.pids("agent"), before, "same process after the agent restarted");
+    assert_eq!(wait_ready(&c, "loop", "edge-a", 1), pa);
+    assert_eq!(c.kubectl(&["exec", &pa, "--", "sh", "-c", "echo $NODE"]), "edge-a\n");
+    let once = c.kubectl(&[
+        "get",
+        "pod",
+        "once",
+        "-o",
+        "jsonpath={.status.phase} {.status.containerStatuses[0].restartCount}",
+    ]);
+    assert_eq!(
+        once, "Succeeded 0",
+        "a finished Never pod is not run again by a restarted agent"
+    );
     c.kubectl(&["delete", "pod", "crasher", "once", "imageonly", "--wait=false"]);
 
     // Readiness follows the probe, without restarts.
