@@ -163,6 +163,8 @@ struct PodState {
     containers: BTreeMap<String, Ctr>,
     reported: Option<Value>,
     deleting: bool,
+    /// Every init container has completed (sidecars: started), so the containers run.
+    initialized: bool,
 }
 
 /// ConfigMaps and Secrets a pod refers to, read once for its volumes and environment.
@@ -350,6 +352,7 @@ impl Kubelet {
                     containers: BTreeMap::new(),
                     reported: None,
                     deleting: true,
+                    initialized: true,
                 };
                 self.forget(&state).await;
             }
@@ -410,8 +413,10 @@ impl Kubelet {
         let state = pods.entry(uid.clone()).or_insert_with(|| {
             let dir = pod_dir(&self.dir, &uid);
             let containers = spec
-                .containers
+                .init_containers
                 .iter()
+                .flatten()
+                .chain(&spec.containers)
                 .map(|c| (c.name.clone(), self.recover(&dir, &c.name, policy)))
                 .collect();
             PodState {
@@ -421,6 +426,7 @@ impl Kubelet {
                 containers,
                 reported: None,
                 deleting: false,
+                initialized: spec.init_containers.as_ref().is_none_or(Vec::is_empty),
             }
         });
         if pod.metadata.deletion_timestamp.is_some() {
@@ -450,46 +456,101 @@ impl Kubelet {
             fetched = Some(f);
         }
         if let Some(volumes) = state.volumes.clone() {
-            for c in &spec.containers {
+            // Init containers one after the other (a sidecar, `restartPolicy: Always`, only
+            // has to be started); then the containers.
+            let mut initialized = true;
+            for c in spec.init_containers.iter().flatten() {
+                let sidecar = is_sidecar(c);
+                let init_policy = match (sidecar, policy) {
+                    (true, _) => "Always",
+                    (false, "Never") => "Never",
+                    (false, _) => "OnFailure",
+                };
                 let ctr = state.containers.entry(c.name.clone()).or_default();
-                self.observe(pod, c, ctr, policy);
-                if let Some(run) = ctr
-                    .run
-                    .as_mut()
-                    .filter(|r| r.exit.is_none() && r.launch.command.is_empty())
-                {
-                    // Found running after an agent restart: its environment again, for exec.
-                    if fetched.is_none() {
-                        fetched = Some(self.fetch(pod).await);
-                    }
-                    if let Ok((env, command)) = self.environment(pod, c, fetched.as_ref().expect("fetched above")) {
-                        run.launch.env = env;
-                        run.launch.command = command;
-                        run.launch.work_dir = c.working_dir.clone().map_or_else(|| PathBuf::from("/"), PathBuf::from);
-                        self.remember_run(pod, &c.name, &run.launch);
-                    }
+                self.tend(
+                    pod,
+                    c,
+                    ctr,
+                    init_policy,
+                    &state.dir,
+                    &volumes,
+                    &mut fetched,
+                    &uid,
+                    probes,
+                )
+                .await;
+                let complete = if sidecar {
+                    ctr.run.as_ref().is_some_and(|r| r.exit.is_none()) && ctr.started
+                } else {
+                    init_succeeded(ctr)
+                };
+                if !complete {
+                    initialized = false;
+                    break;
                 }
-                let due = !ctr.done
-                    && !ctr.stopping
-                    && ctr.run.as_ref().is_none_or(|r| r.exit.is_some())
-                    && ctr.next_start.is_none_or(|t| t <= Instant::now());
-                if due {
-                    if fetched.is_none() {
-                        fetched = Some(self.fetch(pod).await);
-                    }
-                    let f = fetched.as_ref().expect("fetched above");
-                    self.start(pod, c, ctr, &state.dir, &volumes, f);
+            }
+            state.initialized = initialized;
+            if initialized {
+                for c in &spec.containers {
+                    let ctr = state.containers.entry(c.name.clone()).or_default();
+                    self.tend(pod, c, ctr, policy, &state.dir, &volumes, &mut fetched, &uid, probes)
+                        .await;
                 }
-                self.probe(c, ctr, &uid, probes);
             }
         }
-        let status = self.status(pod, &spec.containers, state);
+        let status = self.status(pod, &spec, state);
         (state.reported.as_ref() != Some(&status)).then(|| StatusWrite {
             uid,
             namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
             name: pod.metadata.name.clone().unwrap_or_default(),
             status,
         })
+    }
+
+    /// One container's turn: notices its end, restarts it when due, probes it.
+    #[allow(clippy::too_many_arguments)]
+    async fn tend(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        ctr: &mut Ctr,
+        policy: &str,
+        dir: &Path,
+        volumes: &BTreeMap<String, PathBuf>,
+        fetched: &mut Option<Fetched>,
+        uid: &str,
+        probes: &tokio::sync::mpsc::Sender<ProbeResult>,
+    ) {
+        self.observe(pod, c, ctr, policy);
+        if let Some(run) = ctr
+            .run
+            .as_mut()
+            .filter(|r| r.exit.is_none() && r.launch.command.is_empty())
+        {
+            // Found running after an agent restart: its environment again, for exec.
+            if fetched.is_none() {
+                *fetched = Some(self.fetch(pod).await);
+            }
+            if let Some(Ok((env, command))) = fetched.as_ref().map(|f| self.environment(pod, c, f)) {
+                run.launch.env = env;
+                run.launch.command = command;
+                run.launch.work_dir = c.working_dir.clone().map_or_else(|| PathBuf::from("/"), PathBuf::from);
+                self.remember_run(pod, &c.name, &run.launch);
+            }
+        }
+        let due = !ctr.done
+            && !ctr.stopping
+            && ctr.run.as_ref().is_none_or(|r| r.exit.is_some())
+            && ctr.next_start.is_none_or(|t| t <= Instant::now());
+        if due {
+            if fetched.is_none() {
+                *fetched = Some(self.fetch(pod).await);
+            }
+            if let Some(f) = fetched.as_ref() {
+                self.start(pod, c, ctr, dir, volumes, f);
+            }
+        }
+        self.probe(c, ctr, uid, probes);
     }
 
     /// Writes pod statuses concurrently (one pass may start many containers) and records
@@ -968,52 +1029,71 @@ impl Kubelet {
         }
     }
 
-    fn status(&self, pod: &Pod, containers: &[Container], state: &PodState) -> Value {
+    /// How one container looks in the status. `pending` is the waiting reason of a container
+    /// that has not run yet.
+    fn view(c: &Container, ctr: Option<&Ctr>, policy: &str, pending: &str) -> ContainerView {
+        let run = ctr.and_then(|x| x.run.as_ref());
+        let live = run.is_some_and(|r| r.exit.is_none());
+        let state_now = match (run, ctr.and_then(|x| x.waiting.clone())) {
+            (Some(r), _) if r.exit.is_none() => State::Running(r.started_at.clone()),
+            (_, Some((reason, msg))) => State::Waiting(reason, msg),
+            (Some(r), None) => match &r.exit {
+                Some(e) => State::Terminated(e.clone(), r.started_at.clone()),
+                None => State::Running(r.started_at.clone()),
+            },
+            (None, None) => State::Waiting(pending.into(), None),
+        };
+        let last = match (run, &state_now) {
+            // While waiting to restart, the last run is the one that ended.
+            (Some(r), State::Waiting(..)) => r.exit.clone().map(|e| State::Terminated(e, r.started_at.clone())),
+            _ => ctr.and_then(|x| x.last.clone()),
+        };
+        ContainerView {
+            name: c.name.clone(),
+            state: state_now,
+            last,
+            ready: ctr.is_some_and(|x| x.ready) && live,
+            started: ctr.is_some_and(|x| x.started) && live,
+            restart_count: run.map_or(0, |r| r.n),
+            will_restart: ctr.is_none_or(|x| !x.done) && lifecycle::restarts(policy, 1),
+            ever_ran: run.is_some(),
+        }
+    }
+
+    fn status(&self, pod: &Pod, spec: &k8s_openapi::api::core::v1::PodSpec, state: &PodState) -> Value {
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-        let policy = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.restart_policy.as_deref())
-            .unwrap_or("Always");
-        let views: Vec<ContainerView> = containers
+        let policy = spec.restart_policy.as_deref().unwrap_or("Always");
+        let pending = if state.initialized {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
+        let views: Vec<ContainerView> = spec
+            .containers
+            .iter()
+            .map(|c| Self::view(c, state.containers.get(&c.name), policy, pending))
+            .collect();
+        let inits = spec.init_containers.as_deref().unwrap_or_default();
+        let init_views: Vec<ContainerView> = inits
             .iter()
             .map(|c| {
-                let ctr = state.containers.get(&c.name);
-                let run = ctr.and_then(|x| x.run.as_ref());
-                let waiting = ctr.and_then(|x| x.waiting.clone());
-                let state_now = match (run, waiting) {
-                    (Some(r), None) | (Some(r), Some(_)) if r.exit.is_none() => State::Running(r.started_at.clone()),
-                    (_, Some((reason, msg))) => State::Waiting(reason, msg),
-                    (Some(r), None) => match &r.exit {
-                        Some(e) => State::Terminated(e.clone(), r.started_at.clone()),
-                        None => State::Running(r.started_at.clone()),
-                    },
-                    (None, None) => State::Waiting("ContainerCreating".into(), None),
-                };
-                let (last, shown_exit) = match (run, &state_now) {
-                    // While waiting to restart, the last run is the one that ended.
-                    (Some(r), State::Waiting(..)) => {
-                        (r.exit.clone().map(|e| State::Terminated(e, r.started_at.clone())), true)
-                    }
-                    _ => (ctr.and_then(|x| x.last.clone()), false),
-                };
-                let _ = shown_exit;
-                let will_restart = ctr.is_none_or(|x| !x.done);
-                ContainerView {
-                    name: c.name.clone(),
-                    state: state_now,
-                    last,
-                    ready: ctr.is_some_and(|x| x.ready && run.is_some_and(|r| r.exit.is_none())),
-                    started: ctr.is_some_and(|x| x.started && run.is_some_and(|r| r.exit.is_none())),
-                    restart_count: run.map_or(0, |r| r.n),
-                    will_restart: will_restart && lifecycle::restarts(policy, 1),
-                    ever_ran: run.is_some(),
-                }
+                let mut v = Self::view(c, state.containers.get(&c.name), policy, "PodInitializing");
+                // An init container that completed is done, whatever the pod's policy.
+                v.will_restart &= is_sidecar(c) || !state.containers.get(&c.name).is_some_and(init_succeeded);
+                v
             })
             .collect();
+        let init_failed = inits.iter().zip(&init_views).any(|(c, v)| {
+            !is_sidecar(c) && !v.will_restart && matches!(&v.state, State::Terminated(e, _) if e.exit_code != 0)
+        });
         let mut s = crate::pods::old_status(pod);
         let t = now();
-        s["phase"] = json!(lifecycle::phase(&views));
+        let phase = match (init_failed, state.initialized) {
+            (true, _) => "Failed",
+            (false, false) => "Pending",
+            (false, true) => lifecycle::phase(&views),
+        };
+        s["phase"] = json!(phase);
         s["hostIP"] = json!(self.node_ip);
         s["hostIPs"] = crate::pods::ips(std::slice::from_ref(&self.node_ip));
         s["podIP"] = json!(self.node_ip);
@@ -1022,51 +1102,78 @@ impl Kubelet {
             s["startTime"] = json!(t);
         }
         let (ready, why) = lifecycle::readiness(&views);
+        let ready = ready && state.initialized;
         let reason = (!ready).then_some("ContainersNotReady");
+        let incomplete: Vec<&str> = inits
+            .iter()
+            .filter(|c| !state.containers.get(&c.name).is_some_and(init_succeeded) && !is_sidecar(c))
+            .map(|c| c.name.as_str())
+            .collect();
+        let init_reason = (!state.initialized).then_some("ContainersNotInitialized");
         let ours = [
             ("PodReadyToStartContainers", state.volumes.is_some(), None),
-            ("Initialized", true, None),
+            ("Initialized", state.initialized, init_reason),
             ("Ready", ready, reason),
             ("ContainersReady", ready, reason),
         ];
         s["conditions"] = crate::pods::conditions(&s, &ours, &t);
-        if let Some(why) = why {
-            for c in s["conditions"].as_array_mut().into_iter().flatten() {
-                if c["type"] == "Ready" || c["type"] == "ContainersReady" {
-                    c["message"] = json!(why);
-                }
+        for c in s["conditions"].as_array_mut().into_iter().flatten() {
+            if let Some(why) = why
+                .as_ref()
+                .filter(|_| c["type"] == "Ready" || c["type"] == "ContainersReady")
+            {
+                c["message"] = json!(why);
+            }
+            if c["type"] == "Initialized" && !state.initialized {
+                c["message"] = json!(format!("containers with incomplete status: [{}]", incomplete.join(" ")));
             }
         }
-        let mut statuses: Vec<Value> = views
-            .iter()
-            .zip(containers)
-            .map(|(v, c)| {
-                let n = v.restart_count;
-                let id = format!("process://{uid}-{}-{n}", c.name);
-                let (image, image_id) = crate::pods::image_ref(c.image.as_deref().unwrap_or_default());
-                let mut out = json!({
-                    "name": v.name,
-                    "image": image,
-                    "imageID": image_id,
-                    "ready": v.ready,
-                    "started": v.started,
-                    "restartCount": n,
-                    "state": v.state.to_json(&id),
-                    "lastState": v.last.as_ref().map_or_else(|| json!({}), |l| l.to_json(&format!("process://{uid}-{}-{}", c.name, n.saturating_sub(1)))),
-                });
-                if v.ever_ran {
-                    out["containerID"] = json!(id);
-                }
-                if let Some(m) = crate::pods::volume_mounts(c) {
-                    out["volumeMounts"] = m;
-                }
-                out
-            })
-            .collect();
+        let render = |v: &ContainerView, c: &Container| {
+            let n = v.restart_count;
+            let id = format!("process://{uid}-{}-{n}", c.name);
+            let (image, image_id) = crate::pods::image_ref(c.image.as_deref().unwrap_or_default());
+            let last_id = format!("process://{uid}-{}-{}", c.name, n.saturating_sub(1));
+            let mut out = json!({
+                "name": v.name,
+                "image": image,
+                "imageID": image_id,
+                "ready": v.ready,
+                "started": v.started,
+                "restartCount": n,
+                "state": v.state.to_json(&id),
+                "lastState": v.last.as_ref().map_or_else(|| json!({}), |l| l.to_json(&last_id)),
+            });
+            if v.ever_ran {
+                out["containerID"] = json!(id);
+            }
+            if let Some(m) = crate::pods::volume_mounts(c) {
+                out["volumeMounts"] = m;
+            }
+            out
+        };
+        let mut statuses: Vec<Value> = views.iter().zip(&spec.containers).map(|(v, c)| render(v, c)).collect();
         statuses.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
         s["containerStatuses"] = Value::Array(statuses);
+        if !inits.is_empty() {
+            // Init containers stay in spec order.
+            s["initContainerStatuses"] =
+                Value::Array(init_views.iter().zip(inits).map(|(v, c)| render(v, c)).collect());
+        }
         s
     }
+}
+
+/// An init container that is not a sidecar (`restartPolicy: Always`).
+fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
+/// Whether an init container's last run ended with 0.
+fn init_succeeded(ctr: &Ctr) -> bool {
+    ctr.run
+        .as_ref()
+        .and_then(|r| r.exit.as_ref())
+        .is_some_and(|e| e.exit_code == 0)
 }
 
 /// SIGTERM, then SIGKILL once `grace` has passed with the container still running.

@@ -286,6 +286,36 @@ fn daemon_pods_run_as_processes_on_real_nodes() {
     // Restart policies: a crashing container backs off; a Never pod ends Succeeded.
     let pods = "apiVersion: v1\nkind: Pod\nmetadata: {name: crasher}\nspec:\n  nodeName: edge-a\n  containers:\n  - {name: c, image: busybox, command: [sh, -c, 'echo boom; exit 1']}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: once}\nspec:\n  nodeName: edge-a\n  restartPolicy: Never\n  containers:\n  - {name: c, image: busybox, command: [sh, -c, 'echo done']}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: imageonly}\nspec:\n  nodeName: edge-b\n  containers:\n  - {name: c, image: nginx}\n";
     c.kubectl_in(&["apply", "-f", "-"], Some(pods));
+    let inits = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: withinit}}\nspec:\n  nodeName: edge-b\n  initContainers:\n  - {{name: prep, image: busybox, command: [sh, -c, 'sleep 2; echo prepared > {host}/init.txt']}}\n  containers:\n  - {{name: c, image: busybox, command: [sh, -c, 'cat {host}/init.txt; exec sleep 1000']}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: initfail}}\nspec:\n  nodeName: edge-b\n  restartPolicy: Never\n  initContainers:\n  - {{name: prep, image: busybox, command: [sh, -c, 'exit 2']}}\n  containers:\n  - {{name: c, image: busybox, command: [sh, -c, 'echo never']}}\n",
+        host = host.display()
+    );
+    c.kubectl_in(&["apply", "-f", "-"], Some(&inits));
+    c.eventually(30, "withinit initializing", || {
+        c.kubectl(&["get", "pod", "withinit", "--no-headers"])
+            .contains("Init:0/1")
+            .then_some(())
+    });
+    c.eventually(30, "withinit running", || {
+        (c.kubectl(&[
+            "get",
+            "pod",
+            "withinit",
+            "-o",
+            "jsonpath={.status.phase} {.status.initContainerStatuses[0].state.terminated.reason}",
+        ]) == "Running Completed")
+            .then_some(())
+    });
+    assert_eq!(c.kubectl(&["logs", "withinit"]), "prepared\n");
+    c.eventually(30, "initfail Failed", || {
+        let out = c.kubectl(&["get", "pod", "initfail", "--no-headers"]);
+        out.contains("Init:Error").then_some(())
+    });
+    assert_eq!(
+        c.kubectl(&["get", "pod", "initfail", "-o", "jsonpath={.status.phase}"]),
+        "Failed"
+    );
+    c.kubectl(&["delete", "pod", "withinit", "initfail", "--wait=false"]);
     c.eventually(30, "CrashLoopBackOff", || {
         let out = c.kubectl(&["get", "pod", "crasher", "--no-headers"]);
         out.contains("CrashLoopBackOff").then_some(())
