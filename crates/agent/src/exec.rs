@@ -91,19 +91,22 @@ pub async fn handle(
     let on = |k: &str| q.iter().any(|(key, v)| key == k && (v == "true" || v == "1"));
     let (stdin, tty) = (on("stdin"), on("tty"));
     let header = |h: &str| req.headers().get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let Some(cmd) = kubelet.runtime().command(&launch, &argv) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "this node's runtime cannot run commands".into(),
+        );
+    };
     let Some(key) = header("sec-websocket-key") else {
-        return refuse(StatusCode::BAD_REQUEST, "exec needs a WebSocket upgrade".into());
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "exec needs a WebSocket upgrade (SPDY is not served: use kubectl 1.30 or newer)".into(),
+        );
     };
     let Some(protocol) = choose_protocol(&header("sec-websocket-protocol").unwrap_or_default()) else {
         return refuse(
             StatusCode::BAD_REQUEST,
             format!("unsupported exec protocol; this agent speaks {}", PROTOCOLS.join(", ")),
-        );
-    };
-    let Some(cmd) = kubelet.runtime().command(&launch, &argv) else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "this node's runtime cannot run commands".into(),
         );
     };
     let upgrade = hyper::upgrade::on(&mut req);

@@ -718,7 +718,7 @@ impl Kubelet {
         let vars = crate::env::container_env(&pod, c, &self.outer, f).map_err(|e| e.0)?;
         env.retain(|(k, _)| !vars.iter().any(|(v, _)| v == k));
         env.extend(vars);
-        if c.command.as_ref().is_none_or(Vec::is_empty) {
+        if c.command.as_ref().is_none_or(Vec::is_empty) && self.runtime.needs_command() {
             return Err(format!(
                 "the process runtime runs a container's command, and container {:?} has none (image {:?} is not pulled or run): set spec.containers[].command",
                 c.name,

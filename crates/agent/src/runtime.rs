@@ -49,6 +49,8 @@ pub enum Signal {
 pub trait Runtime: Send + Sync + 'static {
     /// The name reported in `nodeInfo.containerRuntimeVersion` (`process://0.1.0`).
     fn version(&self) -> String;
+    /// Whether a container needs a `command` to run (the process runtime runs no images).
+    fn needs_command(&self) -> bool;
     /// Starts a run; the error is shown as the container's waiting message.
     fn start(&self, launch: &Launch) -> Result<(), String>;
     /// Where the run in `state_dir` is.
@@ -89,6 +91,10 @@ fn shim_alive(state_dir: &Path) -> bool {
 impl Runtime for ProcessRuntime {
     fn version(&self) -> String {
         "process://0.1.0".into()
+    }
+
+    fn needs_command(&self) -> bool {
+        true
     }
 
     fn start(&self, launch: &Launch) -> Result<(), String> {
@@ -169,6 +175,9 @@ impl Runtime for ProcessRuntime {
     }
 }
 
+/// The file that marks a simulated run (there is no process, so no pid file).
+const SIMULATED_RUN: &str = "simulated";
+
 /// Runs nothing: a started container runs until it is signalled (it then ends with 0 on
 /// `Term`, 137 on `Kill`). For agents that join real clusters without running anything.
 #[derive(Default)]
@@ -179,15 +188,21 @@ impl Runtime for SimulatedRuntime {
         "shoal-simulated://0.1.0".into()
     }
 
+    fn needs_command(&self) -> bool {
+        false
+    }
+
     fn start(&self, launch: &Launch) -> Result<(), String> {
-        std::fs::write(shim::pid_file(&launch.state_dir), "0").map_err(|e| e.to_string())
+        // An empty log: `kubectl logs` answers, with nothing.
+        std::fs::write(&launch.log, "").map_err(|e| e.to_string())?;
+        std::fs::write(launch.state_dir.join(SIMULATED_RUN), "").map_err(|e| e.to_string())
     }
 
     fn state(&self, state_dir: &Path) -> RunState {
         if let Some(e) = shim::read_exit(state_dir) {
             return RunState::Exited(e);
         }
-        if shim::pid_file(state_dir).exists() {
+        if state_dir.join(SIMULATED_RUN).exists() {
             RunState::Running(0)
         } else {
             RunState::Unknown

@@ -18,10 +18,14 @@ struct Agent {
 
 impl Agent {
     fn start(c: &Cluster, name: &str, ip: &str) -> Agent {
+        Agent::start_with(c, name, ip, "process")
+    }
+
+    fn start_with(c: &Cluster, name: &str, ip: &str, runtime: &str) -> Agent {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
         Agent {
-            child: Some(Agent::spawn(c, name, ip, &dir)),
+            child: Some(Agent::spawn(c, name, ip, &dir, runtime)),
             dir,
             _tmp: tmp,
         }
@@ -30,14 +34,24 @@ impl Agent {
     /// Stops the agent and starts it again on the same data dir.
     fn restart(&mut self, c: &Cluster, name: &str, ip: &str) {
         self.kill();
-        self.child = Some(Agent::spawn(c, name, ip, &self.dir));
+        self.child = Some(Agent::spawn(c, name, ip, &self.dir, "process"));
     }
 
-    fn spawn(c: &Cluster, name: &str, ip: &str, dir: &Path) -> Child {
+    fn spawn(c: &Cluster, name: &str, ip: &str, dir: &Path, runtime: &str) -> Child {
         Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args(["agent", "--server", &format!("https://{}", c.addr()), "--token-file"])
             .arg(c.dir.join("node-token"))
-            .args(["--node-name", name, "--node-ip", ip, "--port", "0", "--data-dir"])
+            .args([
+                "--node-name",
+                name,
+                "--node-ip",
+                ip,
+                "--port",
+                "0",
+                "--runtime",
+                runtime,
+            ])
+            .arg("--data-dir")
             .arg(dir)
             .env("SHOAL_LOG", "warn")
             .stdout(Stdio::null())
@@ -83,10 +97,12 @@ impl Drop for Agent {
                 .flatten()
             {
                 for run in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
-                    if let Ok(pid) = std::fs::read_to_string(run.path().join("pid")) {
-                        let _ = Command::new("kill")
-                            .args(["-9", "--", &format!("-{}", pid.trim())])
-                            .status();
+                    let pid = std::fs::read_to_string(run.path().join("pid"))
+                        .ok()
+                        .and_then(|p| p.trim().parse::<u32>().ok())
+                        .filter(|p| *p > 1);
+                    if let Some(pid) = pid {
+                        let _ = Command::new("kill").args(["-9", "--", &format!("-{pid}")]).status();
                     }
                 }
             }
@@ -486,4 +502,41 @@ fn daemon_pods_run_as_processes_on_real_nodes() {
         "jsonpath={.metadata.name} {.metadata.deletionTimestamp}",
     ]);
     assert_eq!(stayed.trim(), pb, "the daemon pod stays, not being deleted");
+
+    // The agent comes back: the node is Ready and untainted again, and its pod runs on.
+    b.restart(&c, "edge-b", "127.0.0.3");
+    c.eventually(60, "edge-b Ready and untainted", || {
+        let out = c.kubectl(&[
+            "get",
+            "node",
+            "edge-b",
+            "-o",
+            "jsonpath={.spec.taints[*].key} {.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        (out.trim() == "True").then_some(())
+    });
+    assert_eq!(wait_ready(&c, "stay", "edge-b", 0), pb);
+}
+
+#[test]
+fn an_agent_with_the_simulated_runtime_runs_nothing() {
+    let c = Cluster::server_with(&[]);
+    let _agent = Agent::start_with(&c, "sim-a", "127.0.0.5", "simulated");
+    c.eventually(30, "node Ready", || {
+        let out = c.kubectl(&["get", "nodes", "-o", "wide", "--no-headers"]);
+        (out.contains(" Ready ") && out.contains("shoal-simulated://")).then_some(())
+    });
+    // No command is needed: nothing runs.
+    let ds = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - {name: nginx, image: nginx:1.27}\n";
+    c.kubectl_in(&["apply", "-f", "-"], Some(ds));
+    let pod = c.eventually(30, "pod ready", || {
+        pod_on(&c, "web", "sim-a").filter(|p| p.1).map(|p| p.0)
+    });
+    assert_eq!(c.kubectl(&["logs", &pod]), "");
+    let err = c.kubectl_err(&["exec", &pod, "--", "true"], None);
+    assert!(err.contains("cannot run commands"), "{err}");
+    c.kubectl(&["delete", "ds", "web"]);
+    c.eventually(30, "pod gone", || {
+        c.kubectl(&["get", "pods", "-o", "name"]).is_empty().then_some(())
+    });
 }
