@@ -143,7 +143,9 @@ pub async fn join(
         });
     }
     let verified = kube::Client::try_from(config(server, Some(&ca))?).map_err(|e| JoinError::Server(e.to_string()))?;
-    let body = serde_json::json!({"nodeName": node, "addresses": addresses}).to_string();
+    std::fs::create_dir_all(dir).map_err(|e| JoinError::Server(format!("creating {}: {e}", dir.display())))?;
+    let password = node_password(dir)?;
+    let body = serde_json::json!({"nodeName": node, "addresses": addresses, "password": password}).to_string();
     let req = http::Request::post("/shoal/v1/node-credentials")
         .header(http::header::AUTHORIZATION, format!("Bearer {}", token.secret))
         .header(http::header::CONTENT_TYPE, "application/json")
@@ -153,10 +155,28 @@ pub async fn join(
         .request(req)
         .await
         .map_err(|e| JoinError::Server(format!("joining {server} as {node}: {e}")))?;
-    std::fs::create_dir_all(dir).map_err(|e| JoinError::Server(format!("creating {}: {e}", dir.display())))?;
     write_private(&saved, &serde_json::to_string_pretty(&creds).unwrap_or_default())
         .map_err(|e| JoinError::Server(format!("saving credentials to {}: {e}", saved.display())))?;
     Ok(creds)
+}
+
+/// This machine's node password (`<dir>/node-password`), made on first use: the server
+/// lets only the machine that first joined under a node name join under it again.
+fn node_password(dir: &Path) -> Result<String, JoinError> {
+    let path = dir.join("node-password");
+    if let Ok(p) = std::fs::read_to_string(&path) {
+        let p = p.trim().to_string();
+        if p.len() >= 16 {
+            return Ok(p);
+        }
+    }
+    let mut bytes = [0u8; 24];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| JoinError::Server("no randomness for a node password".into()))?;
+    let p: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &format!("{p}\n"))
+        .map_err(|e| JoinError::Server(format!("saving the node password to {}: {e}", path.display())))?;
+    Ok(p)
 }
 
 fn get(path: &str) -> Result<http::Request<Vec<u8>>, JoinError> {

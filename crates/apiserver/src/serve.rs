@@ -56,7 +56,11 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The answers outside the API: the CA for agents, and node credentials for the join secret.
-async fn join_endpoint(nodes: &NodeAuth, req: Request<hyper::body::Incoming>) -> axum::response::Response {
+async fn join_endpoint(
+    server: &ApiServer,
+    nodes: &NodeAuth,
+    req: Request<hyper::body::Incoming>,
+) -> axum::response::Response {
     use http_body_util::BodyExt;
     if req.uri().path() == CA_PATH {
         return (
@@ -75,15 +79,83 @@ async fn join_endpoint(nodes: &NodeAuth, req: Request<hyper::body::Incoming>) ->
         Ok(b) => b.to_bytes(),
         Err(_) => return ApiError::too_large().into_response(),
     };
-    let answer = serde_json::from_slice::<serde_json::Value>(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid join request: {e}")))
-        .and_then(|r| nodes.credentials(&r));
+    let request = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(r) => r,
+        Err(e) => return ApiError::bad_request(format!("invalid join request: {e}")).into_response(),
+    };
+    if let Err(e) = check_node_password(server, &request).await {
+        return e.into_response();
+    }
+    let answer = nodes.credentials(&request);
     match answer {
         Ok(v) => {
             tracing::info!(node = %v["nodeName"].as_str().unwrap_or_default(), "issued node credentials");
             ([(http::header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
         }
         Err(e) => e.into_response(),
+    }
+}
+
+/// The Secret that holds the hash of a node's password: `kube-system/<node>.node-password.shoal`.
+pub fn node_password_secret(node: &str) -> String {
+    format!("{node}.node-password.shoal")
+}
+
+/// The first machine to join under a node name sets its password (the agent keeps it in
+/// its data dir); a machine with another password cannot take the name over. Deleting the
+/// Secret frees the name.
+async fn check_node_password(server: &ApiServer, request: &serde_json::Value) -> Result<(), ApiError> {
+    let node = request["nodeName"].as_str().unwrap_or_default();
+    let password = request["password"].as_str().unwrap_or_default();
+    if password.len() < 16 {
+        return Err(ApiError::bad_request(
+            "a join request needs a node password of at least 16 characters",
+        ));
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, password.as_bytes());
+    let hash: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let secrets = shoal_api::catalogue::find("", "v1", "secrets").expect("secrets are served");
+    let name = node_password_secret(node);
+    let t = crate::request::Target {
+        res: secrets,
+        namespace: Some("kube-system".into()),
+        name: Some(name.clone()),
+        subresource: None,
+    };
+    use base64::Engine;
+    match server.get_object(&t) {
+        Ok(e) => {
+            let stored = e.obj()["data"]["hash"]
+                .as_str()
+                .and_then(|h| base64::engine::general_purpose::STANDARD.decode(h).ok());
+            if stored.as_deref() == Some(hash.as_bytes()) {
+                return Ok(());
+            }
+            Err(ApiError::forbidden(format!(
+                "node {node:?} has already joined from another machine (its node password differs); delete the Secret kube-system/{name} to let another machine take the name"
+            )))
+        }
+        Err(e) if e.code == 404 => {
+            let secret = serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": name, "namespace": "kube-system", "labels": {"shoal.dev/node": node}},
+                "type": "shoal.dev/node-password",
+                "data": {"hash": base64::engine::general_purpose::STANDARD.encode(hash.as_bytes())},
+            });
+            let collection = crate::request::Target { name: None, ..t };
+            match server
+                .create(&collection, secret, &crate::rest::WriteOptions::default())
+                .await
+            {
+                Ok(_) => Ok(()),
+                // Two machines joined at once under one name: the other one won.
+                Err(e) if e.code == 409 => Err(ApiError::forbidden(format!(
+                    "node {node:?} is joining from another machine"
+                ))),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -116,6 +188,7 @@ pub async fn serve(server: Arc<ApiServer>, listener: TcpListener, cfg: ServeConf
             };
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let router = router.clone();
+                let server = server.clone();
                 let nodes = server.node_auth();
                 let identity = authenticate(&cfg, nodes.as_deref(), &req);
                 async move {
@@ -124,7 +197,7 @@ pub async fn serve(server: Arc<ApiServer>, listener: TcpListener, cfg: ServeConf
                         .as_deref()
                         .filter(|_| path == CA_PATH || path == NODE_CREDENTIALS_PATH)
                     {
-                        return Ok::<_, std::convert::Infallible>(join_endpoint(nodes, req).await);
+                        return Ok::<_, std::convert::Infallible>(join_endpoint(&server, nodes, req).await);
                     }
                     let mut req = req.map(axum::body::Body::new);
                     match identity {

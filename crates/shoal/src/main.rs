@@ -168,7 +168,10 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
-                .unwrap_or_else(|_| "info,kube_client::client::tls=error".into()),
+                .unwrap_or_else(|_| "info".into())
+                // An agent fetches the CA once without trusting the connection (it then checks
+                // the CA's hash against its token); kube warns about that fetch.
+                .add_directive("kube_client::client::tls=error".parse().expect("a valid directive")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -239,6 +239,26 @@ fn daemon_pods_run_as_processes_on_real_nodes() {
     });
     assert!(c.kubectl(&["get", "nodes"]).contains("bogus").eq(&false));
 
+    // Another machine (another data dir, so another node password) cannot take a name.
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["agent", "--server", &format!("https://{}", c.addr()), "--token-file"])
+        .arg(c.dir.join("node-token"))
+        .args([
+            "--node-name",
+            "edge-a",
+            "--node-ip",
+            "127.0.0.4",
+            "--port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(host_tmp.path().join("impostor"))
+        .output()
+        .expect("run agent");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has already joined from another machine"), "{err}");
+
     // One real process per node.
     c.kubectl_in(&["apply", "-f", "-"], Some(&daemonset("loop", &host, 10)));
     let pa = wait_ready(&c, "loop", "edge-a", 0);
