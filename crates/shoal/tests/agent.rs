@@ -302,6 +302,28 @@ fn daemon_pods_run_as_processes_on_real_nodes() {
         "through stdin\n"
     );
 
+    // With -it the command gets a terminal (`script` gives kubectl one).
+    if Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let cache = host_tmp.path().join("kubectl-cache");
+        let line = format!(
+            "kubectl --cache-dir {} exec -it {pa} -- sh -c 'tty; echo cols=$(stty size)'",
+            cache.display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("KUBECONFIG", c.kubeconfig())
+            .stdin(Stdio::null())
+            .output()
+            .expect("script");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("/dev/pts/"), "a terminal: {text}");
+    }
+
     // A killed process restarts at once and is Ready again; its last run is kept.
     let _ = Command::new("kill").args(["-9", &ra[0].to_string()]).status();
     let pa = wait_ready(&c, "loop", "edge-a", 1);
