@@ -29,7 +29,9 @@ const FULL: &[(&str, &str)] = &[
     ("", "pods"),
     ("", "nodes"),
     ("", "namespaces"),
+    ("", "replicationcontrollers"),
     ("apps", "daemonsets"),
+    ("apps", "replicasets"),
     ("apps", "controllerrevisions"),
     ("coordination.k8s.io", "leases"),
 ];

@@ -10,6 +10,7 @@ pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
+pub mod replicaset;
 
 /// Settings of the controllers.
 #[derive(Clone, Debug)]
@@ -33,6 +34,7 @@ pub fn start(client: kube::Client, config: Config) {
     tokio::spawn(gc::run(client.clone(), informers.clone()));
     tokio::spawn(daemonset::run(client.clone(), informers.clone()));
     tokio::spawn(podgc::run(client.clone(), informers.clone()));
+    tokio::spawn(replicaset::run(client.clone(), informers.clone()));
     tokio::spawn(nodeipam::run(client.clone(), informers.clone()));
     tokio::spawn(nodelifecycle::run(
         client.clone(),

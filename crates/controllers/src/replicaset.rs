@@ -1,0 +1,690 @@
+//! The ReplicaSet and ReplicationController controller: `spec.replicas` pods from the
+//! template, as upstream's `ReplicaSetController` keeps them.
+//!
+//! Each pass over a set: claim pods (adopt matching orphans, release owned pods that no
+//! longer match), count the active ones (not terminal, not being deleted), create or delete
+//! the difference, and write the status. Creations and deletions in flight are remembered
+//! (expectations) until the pod cache shows them, so a lagging cache never doubles a pod or
+//! deletes one twice; while some are pending, the set is not resized again. Which pods go
+//! first when scaling down follows upstream's ranking ([`deletion_order`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
+use serde_json::{Value, json};
+use shoal_api::selector::LabelSelector;
+
+use crate::events::{EventType, ObjectRef, Recorder};
+use crate::informer::{Informers, name as name_of, uid as uid_of};
+
+const MANAGER: &str = "replicaset-controller";
+/// Creations and deletions issued at once.
+const CONCURRENCY: usize = 64;
+/// Upstream's cap on creations or deletions in one pass.
+const BURST: usize = 500;
+/// How long a creation or deletion waits to show in the cache before it is forgotten.
+const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(300);
+/// Lower values go first when scaling down (upstream's annotation).
+pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+
+/// The two kinds this controller keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// apps/v1 ReplicaSet.
+    ReplicaSet,
+    /// v1 ReplicationController (its selector is a plain label map).
+    ReplicationController,
+}
+
+impl Kind {
+    fn api_version(self) -> &'static str {
+        match self {
+            Kind::ReplicaSet => "apps/v1",
+            Kind::ReplicationController => "v1",
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::ReplicationController => "ReplicationController",
+        }
+    }
+
+    fn resource(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::ReplicaSet => ("apps", "replicasets"),
+            Kind::ReplicationController => ("", "replicationcontrollers"),
+        }
+    }
+
+    /// The set's selector. A ReplicationController without one selects its template's
+    /// labels (the API defaults it so).
+    pub fn selector(self, set: &Value) -> Option<LabelSelector> {
+        let raw = &set["spec"]["selector"];
+        let selector = match self {
+            Kind::ReplicaSet => LabelSelector::from_api(raw).ok()?,
+            Kind::ReplicationController => LabelSelector::from_map(
+                raw.as_object()
+                    .or_else(|| set["spec"]["template"]["metadata"]["labels"].as_object())?,
+            ),
+        };
+        (!selector.is_empty()).then_some(selector)
+    }
+}
+
+/// A pod as the controller reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodView {
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// Its node, if scheduled.
+    pub node: Option<String>,
+    /// `Pending`, `Running`, ...
+    pub phase: String,
+    /// Its `Ready` condition is true; since when (RFC 3339).
+    pub ready_since: Option<String>,
+    /// `metadata.creationTimestamp`.
+    pub created: String,
+    /// The deletion-cost annotation.
+    pub deletion_cost: i64,
+    /// Being deleted.
+    pub terminating: bool,
+    /// Labels.
+    pub labels: serde_json::Map<String, Value>,
+}
+
+impl PodView {
+    /// Reads a (cached) pod.
+    pub fn of(pod: &Value) -> PodView {
+        let ready_since = pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready" && c["status"] == "True")
+            .map(|c| c["lastTransitionTime"].as_str().unwrap_or_default().to_string());
+        PodView {
+            name: name_of(pod).to_string(),
+            uid: uid_of(pod).to_string(),
+            node: pod["spec"]["nodeName"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .map(str::to_string),
+            phase: pod["status"]["phase"].as_str().unwrap_or("Pending").to_string(),
+            ready_since,
+            created: pod["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            deletion_cost: pod["metadata"]["annotations"][DELETION_COST]
+                .as_str()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0),
+            terminating: pod["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()),
+            labels: pod["metadata"]["labels"].as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Counts toward the replicas: not terminal and not being deleted.
+    pub fn active(&self) -> bool {
+        !self.terminating && self.phase != "Succeeded" && self.phase != "Failed"
+    }
+
+    /// Ready for at least `min_ready` at `now`.
+    pub fn available(&self, min_ready: Duration, now: jiff::Timestamp) -> bool {
+        let Some(since) = self.ready_since.as_deref() else {
+            return false;
+        };
+        if min_ready.is_zero() {
+            return true;
+        }
+        since
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .and_then(|t| now.duration_since(t).try_into().ok())
+            .is_some_and(|d: Duration| d >= min_ready)
+    }
+}
+
+/// The order in which active pods are deleted when there are too many (upstream's
+/// `ActivePodsWithRanks`): unscheduled before scheduled; Pending before Unknown before
+/// Running; not ready before ready; lower deletion cost first; pods doubled up on a node
+/// (more of this set's pods on it) first; ready for less time first; newer first.
+pub fn deletion_order(pods: &[&PodView]) -> Vec<usize> {
+    let mut per_node: HashMap<&str, usize> = HashMap::new();
+    for p in pods {
+        if let Some(n) = p.node.as_deref() {
+            *per_node.entry(n).or_default() += 1;
+        }
+    }
+    let phase_rank = |p: &str| match p {
+        "Pending" => 0,
+        "Unknown" => 1,
+        _ => 2,
+    };
+    let mut idx: Vec<usize> = (0..pods.len()).collect();
+    idx.sort_by(|&a, &b| {
+        let (x, y) = (pods[a], pods[b]);
+        x.node
+            .is_some()
+            .cmp(&y.node.is_some())
+            .then(phase_rank(&x.phase).cmp(&phase_rank(&y.phase)))
+            .then(x.ready_since.is_some().cmp(&y.ready_since.is_some()))
+            .then(x.deletion_cost.cmp(&y.deletion_cost))
+            .then_with(|| {
+                let doubled = |p: &PodView| p.node.as_deref().map_or(0, |n| per_node[n]);
+                doubled(y).cmp(&doubled(x))
+            })
+            // Ready more recently (a later timestamp) goes first.
+            .then_with(|| y.ready_since.cmp(&x.ready_since))
+            .then_with(|| y.created.cmp(&x.created))
+    });
+    idx
+}
+
+/// What a pass does to one set.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// How many pods to create.
+    pub create: usize,
+    /// Which pods to delete: (name, uid).
+    pub delete: Vec<(String, String)>,
+}
+
+/// Creations or deletions that bring `active` pods to `replicas` (at most [`BURST`]).
+pub fn plan(replicas: usize, active: &[&PodView]) -> Plan {
+    if active.len() < replicas {
+        return Plan {
+            create: (replicas - active.len()).min(BURST),
+            delete: Vec::new(),
+        };
+    }
+    let extra = (active.len() - replicas).min(BURST);
+    let delete = deletion_order(active)
+        .into_iter()
+        .take(extra)
+        .map(|i| (active[i].name.clone(), active[i].uid.clone()))
+        .collect();
+    Plan { create: 0, delete }
+}
+
+/// The status fields counted from the owned pods.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Active pods.
+    pub replicas: i64,
+    /// Active pods whose labels include every label of the template.
+    pub fully_labeled: i64,
+    /// Active and ready.
+    pub ready: i64,
+    /// Ready for `minReadySeconds`.
+    pub available: i64,
+}
+
+/// Counts `active` pods against the template labels and `min_ready`.
+pub fn counts(
+    active: &[&PodView],
+    template_labels: &serde_json::Map<String, Value>,
+    min_ready: Duration,
+    now: jiff::Timestamp,
+) -> Counts {
+    let mut c = Counts::default();
+    for p in active {
+        c.replicas += 1;
+        if template_labels.iter().all(|(k, v)| p.labels.get(k) == Some(v)) {
+            c.fully_labeled += 1;
+        }
+        if p.ready_since.is_some() {
+            c.ready += 1;
+        }
+        if p.available(min_ready, now) {
+            c.available += 1;
+        }
+    }
+    c
+}
+
+/// The pod a set creates: its template, named `<set>-<random>`, owned by the set.
+pub fn pod_for(kind: Kind, set: &Value) -> Value {
+    let template = &set["spec"]["template"];
+    let mut meta = json!({
+        "generateName": format!("{}-", name_of(set)),
+        "namespace": set["metadata"]["namespace"],
+        "ownerReferences": [owner_reference(kind, set)],
+    });
+    for k in ["labels", "annotations", "finalizers"] {
+        if let Some(v) = template["metadata"].get(k).filter(|v| !v.is_null()) {
+            meta[k] = v.clone();
+        }
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"]})
+}
+
+fn owner_reference(kind: Kind, set: &Value) -> Value {
+    json!({"apiVersion": kind.api_version(), "kind": kind.kind(), "name": set["metadata"]["name"],
+           "uid": set["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true})
+}
+
+fn controller_of(pod: &Value) -> Option<&str> {
+    pod["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true)
+        .and_then(|r| r["uid"].as_str())
+}
+
+/// Creations and deletions in flight for one set.
+#[derive(Default)]
+struct Expectations {
+    /// Names of pods created and not yet seen.
+    adds: HashSet<String>,
+    /// UIDs of pods deleted and still seen active.
+    dels: HashSet<String>,
+    since: Option<Instant>,
+}
+
+impl Expectations {
+    fn settle(&mut self, seen: &HashSet<&str>, active_uids: &HashSet<&str>) -> bool {
+        self.adds.retain(|n| !seen.contains(n.as_str()));
+        self.dels.retain(|u| active_uids.contains(u.as_str()));
+        if self.since.is_some_and(|t| t.elapsed() > EXPECTATION_TIMEOUT) {
+            self.adds.clear();
+            self.dels.clear();
+        }
+        if self.adds.is_empty() && self.dels.is_empty() {
+            self.since = None;
+            return true;
+        }
+        false
+    }
+}
+
+/// Runs the controller for both kinds until the process ends.
+pub async fn run(client: kube::Client, informers: Informers) {
+    informers.ready().await;
+    let recorder = Recorder::new(client.clone(), MANAGER);
+    let mut expectations: HashMap<String, Expectations> = HashMap::new();
+    let mut interest = informers.interest(&[("apps", "replicasets"), ("", "replicationcontrollers"), ("", "pods")]);
+    loop {
+        let mut waiting = false;
+        let rs = informers.of("apps", "replicasets");
+        let rc = informers.of("", "replicationcontrollers");
+        if !rs.is_empty() || !rc.is_empty() {
+            let pods = informers.of("", "pods");
+            let sets = rs
+                .iter()
+                .map(|s| (Kind::ReplicaSet, s))
+                .chain(rc.iter().map(|s| (Kind::ReplicationController, s)));
+            for (kind, set) in sets {
+                let exp = expectations.entry(uid_of(set).to_string()).or_default();
+                match sync(&client, &recorder, kind, set, &pods, exp).await {
+                    Ok(w) => waiting |= w,
+                    Err(e) => tracing::debug!(set = name_of(set), error = %e, "replicaset sync failed; will retry"),
+                }
+            }
+            let live: HashSet<&str> = rs.iter().chain(&rc).map(|s| uid_of(s)).collect();
+            expectations.retain(|uid, _| live.contains(uid.as_str()));
+        }
+        let idle = if waiting { 1 } else { 5 };
+        informers.wait(&mut interest, Duration::from_secs(idle)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One pass over one set; true when some pod is ready but not yet available.
+async fn sync(
+    client: &kube::Client,
+    recorder: &Recorder,
+    kind: Kind,
+    set: &Value,
+    pods: &[Arc<Value>],
+    exp: &mut Expectations,
+) -> Result<bool, kube::Error> {
+    if set["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
+        return Ok(false);
+    }
+    let Some(selector) = kind.selector(set) else {
+        return Ok(false);
+    };
+    let ns = set["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+    let uid = uid_of(set);
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    // Claim: owned pods that match, orphans that match (adopted), owned ones that no longer
+    // match (released).
+    let mut owned: Vec<PodView> = Vec::new();
+    for p in pods.iter().filter(|p| crate::informer::namespace(p) == ns) {
+        let matches = selector.matches_object(p);
+        match controller_of(p) {
+            Some(c) if c == uid && matches => owned.push(PodView::of(p)),
+            Some(c) if c == uid => {
+                let patch =
+                    json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}], "uid": uid_of(p)}});
+                if let Err(e) = pod_api.patch(name_of(p), &pp, &Patch::Strategic(patch)).await {
+                    tracing::debug!(pod = name_of(p), error = %e, "releasing a pod failed");
+                }
+            }
+            None if matches && !PodView::of(p).terminating => {
+                let mut refs = p["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+                refs.push(owner_reference(kind, set));
+                let patch = json!({"metadata": {"ownerReferences": refs, "uid": uid_of(p),
+                                                "resourceVersion": p["metadata"]["resourceVersion"]}});
+                match pod_api.patch(name_of(p), &pp, &Patch::Merge(patch)).await {
+                    Ok(pod) => owned.push(PodView::of(&serde_json::to_value(pod).unwrap_or_default())),
+                    Err(e) => tracing::debug!(pod = name_of(p), error = %e, "adopting a pod failed"),
+                }
+            }
+            _ => {}
+        }
+    }
+    let names: HashSet<&str> = owned.iter().map(|p| p.name.as_str()).collect();
+    let active: Vec<&PodView> = owned
+        .iter()
+        .filter(|p| p.active() && !exp.dels.contains(&p.uid))
+        .collect();
+    let active_uids: HashSet<&str> = owned.iter().filter(|p| p.active()).map(|p| p.uid.as_str()).collect();
+    let replicas = set["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
+    let about = ObjectRef::of(kind.api_version(), kind.kind(), set);
+    let mut failure = None;
+    if exp.settle(&names, &active_uids) {
+        let plan = plan(replicas, &active);
+        if plan.create > 0 || !plan.delete.is_empty() {
+            exp.since = Some(Instant::now());
+        }
+        let body = pod_for(kind, set);
+        let made = futures::stream::iter((0..plan.create).map(|_| {
+            let (api, body) = (pod_api.clone(), body.clone());
+            async move {
+                let pod: Pod = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
+                let pp = PostParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..Default::default()
+                };
+                api.create(&pp, &pod).await
+            }
+        }))
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+        for r in made {
+            match r {
+                Ok(pod) => {
+                    let name = pod.metadata.name.unwrap_or_default();
+                    exp.adds.insert(name.clone());
+                    recorder
+                        .record(
+                            &about,
+                            EventType::Normal,
+                            "SuccessfulCreate",
+                            &format!("Created pod: {name}"),
+                        )
+                        .await;
+                }
+                Err(e) => {
+                    let msg = format!("Error creating: {e}");
+                    recorder.record(&about, EventType::Warning, "FailedCreate", &msg).await;
+                    failure = Some(msg);
+                }
+            }
+        }
+        let gone = futures::stream::iter(plan.delete.into_iter().map(|(name, pod_uid)| {
+            let api = pod_api.clone();
+            async move {
+                let dp = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(pod_uid.clone()),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                let r = api.delete(&name, &dp).await.map(|_| ());
+                (name, pod_uid, r)
+            }
+        }))
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+        for (name, pod_uid, r) in gone {
+            match r {
+                Ok(()) => {
+                    exp.dels.insert(pod_uid);
+                    recorder
+                        .record(
+                            &about,
+                            EventType::Normal,
+                            "SuccessfulDelete",
+                            &format!("Deleted pod: {name}"),
+                        )
+                        .await;
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                Err(e) => {
+                    let msg = format!("Error deleting: {e}");
+                    recorder.record(&about, EventType::Warning, "FailedDelete", &msg).await;
+                    failure = Some(msg);
+                }
+            }
+        }
+    }
+    let min_ready = Duration::from_secs(set["spec"]["minReadySeconds"].as_u64().unwrap_or(0));
+    let template_labels = set["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let now = jiff::Timestamp::now();
+    let c = counts(&active, &template_labels, min_ready, now);
+    write_status(client, kind, set, &c, failure).await?;
+    Ok(c.ready > c.available)
+}
+
+/// Writes the status when it changed. A failed creation or deletion sets the
+/// `ReplicaFailure` condition, which the next clean pass removes.
+async fn write_status(
+    client: &kube::Client,
+    kind: Kind,
+    set: &Value,
+    c: &Counts,
+    failure: Option<String>,
+) -> Result<(), kube::Error> {
+    let old = &set["status"];
+    let mut conditions: Vec<Value> = old["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c["type"] != "ReplicaFailure")
+        .collect();
+    if let Some(msg) = &failure {
+        let reason = if msg.starts_with("Error creating") {
+            "FailedCreate"
+        } else {
+            "FailedDelete"
+        };
+        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        conditions.push(json!({"type": "ReplicaFailure", "status": "True", "reason": reason,
+                               "message": msg, "lastTransitionTime": now}));
+    }
+    let generation = set["metadata"]["generation"].as_i64().unwrap_or(0);
+    let mut status = json!({
+        "replicas": c.replicas,
+        "fullyLabeledReplicas": c.fully_labeled,
+        "readyReplicas": c.ready,
+        "availableReplicas": c.available,
+        "observedGeneration": generation,
+    });
+    if !conditions.is_empty() {
+        status["conditions"] = Value::Array(conditions);
+    }
+    let same = [
+        "replicas",
+        "fullyLabeledReplicas",
+        "readyReplicas",
+        "availableReplicas",
+        "observedGeneration",
+    ]
+    .iter()
+    .all(|k| old[*k].as_i64().unwrap_or(0) == status[*k].as_i64().unwrap_or(0))
+        && old["conditions"].as_array().map_or(0, Vec::len) == status["conditions"].as_array().map_or(0, Vec::len)
+        && failure.is_none();
+    if same {
+        return Ok(());
+    }
+    let (group, plural) = kind.resource();
+    let ar = ApiResource {
+        group: group.into(),
+        version: "v1".into(),
+        api_version: kind.api_version().into(),
+        kind: kind.kind().into(),
+        plural: plural.into(),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        set["metadata"]["namespace"].as_str().unwrap_or("default"),
+        &ar,
+    );
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let mut patch = status.clone();
+    if patch.get("conditions").is_none() {
+        // Removes a ReplicaFailure condition a clean pass no longer reports.
+        patch["conditions"] = Value::Null;
+    }
+    api.patch_status(name_of(set), &pp, &Patch::Merge(json!({"status": patch})))
+        .await
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, node: Option<&str>, phase: &str, ready_since: Option<&str>, created: &str) -> PodView {
+        PodView {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            node: node.map(str::to_string),
+            phase: phase.into(),
+            ready_since: ready_since.map(str::to_string),
+            created: created.into(),
+            deletion_cost: 0,
+            terminating: false,
+            labels: serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn scaling_creates_the_difference_and_deletes_by_rank() {
+        let a = pod(
+            "a",
+            Some("n1"),
+            "Running",
+            Some("2026-01-01T00:00:00Z"),
+            "2026-01-01T00:00:00Z",
+        );
+        let b = pod("b", None, "Pending", None, "2026-01-01T00:00:05Z");
+        let c = pod("c", Some("n2"), "Pending", None, "2026-01-01T00:00:03Z");
+        let d = pod(
+            "d",
+            Some("n1"),
+            "Running",
+            Some("2026-01-01T00:01:00Z"),
+            "2026-01-01T00:00:01Z",
+        );
+        let e = pod(
+            "e",
+            Some("n3"),
+            "Running",
+            Some("2026-01-01T00:01:00Z"),
+            "2026-01-01T00:00:02Z",
+        );
+        assert_eq!(plan(5, &[&a]).create, 4);
+        assert_eq!(plan(1000, &[]).create, BURST);
+        let all = [&a, &b, &c, &d, &e];
+        let names: Vec<&str> = deletion_order(&all).into_iter().map(|i| all[i].name.as_str()).collect();
+        // Unscheduled, then pending, then doubled-up on n1 (d ready later than a, so first),
+        // then e.
+        assert_eq!(names, ["b", "c", "d", "a", "e"]);
+        let p = plan(3, &all);
+        assert_eq!(p.create, 0);
+        assert_eq!(
+            p.delete,
+            [
+                ("b".to_string(), "uid-b".to_string()),
+                ("c".to_string(), "uid-c".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn deletion_cost_and_readiness_rank_pods() {
+        let mut cheap = pod("cheap", Some("n1"), "Running", Some("t"), "t");
+        cheap.deletion_cost = -10;
+        let dear = pod("dear", Some("n2"), "Running", Some("t"), "t");
+        let unready = pod("unready", Some("n3"), "Running", None, "t");
+        let all = [&dear, &cheap, &unready];
+        let names: Vec<&str> = deletion_order(&all).into_iter().map(|i| all[i].name.as_str()).collect();
+        assert_eq!(names, ["unready", "cheap", "dear"]);
+    }
+
+    #[test]
+    fn counts_follow_labels_readiness_and_min_ready_seconds() {
+        let now: jiff::Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let mut a = pod("a", Some("n1"), "Running", Some("2026-01-01T00:00:00Z"), "t");
+        a.labels.insert("app".into(), json!("x"));
+        let b = pod("b", Some("n1"), "Running", Some("2026-01-01T00:00:50Z"), "t");
+        let c = pod("c", Some("n1"), "Pending", None, "t");
+        let labels = json!({"app": "x"}).as_object().cloned().unwrap();
+        let got = counts(&[&a, &b, &c], &labels, Duration::from_secs(30), now);
+        assert_eq!(
+            got,
+            Counts {
+                replicas: 3,
+                fully_labeled: 1,
+                ready: 2,
+                available: 1
+            }
+        );
+    }
+
+    #[test]
+    fn pods_come_from_the_template_and_are_owned() {
+        let rs = json!({"metadata": {"name": "echo-rs", "namespace": "default", "uid": "u1"},
+            "spec": {"template": {"metadata": {"labels": {"app": "echo"}}, "spec": {"containers": [{"name": "echo", "image": "e"}]}}}});
+        let p = pod_for(Kind::ReplicaSet, &rs);
+        assert_eq!(p["metadata"]["generateName"], "echo-rs-");
+        assert_eq!(p["metadata"]["labels"]["app"], "echo");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(p["spec"]["containers"][0]["name"], "echo");
+        let rc =
+            json!({"metadata": {"name": "r", "uid": "u2"}, "spec": {"template": {"metadata": {"labels": {"a": "b"}}}}});
+        assert!(
+            Kind::ReplicationController.selector(&rc).is_some(),
+            "defaults to the template labels"
+        );
+        assert_eq!(
+            pod_for(Kind::ReplicationController, &rc)["metadata"]["ownerReferences"][0]["apiVersion"],
+            "v1"
+        );
+    }
+
+    #[test]
+    fn terminal_and_terminating_pods_do_not_count() {
+        let mut t = pod("t", None, "Running", None, "t");
+        t.terminating = true;
+        assert!(!t.active());
+        assert!(!pod("s", None, "Succeeded", None, "t").active());
+        assert!(pod("r", None, "Running", None, "t").active());
+    }
+}
