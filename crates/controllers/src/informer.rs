@@ -31,6 +31,7 @@ const FULL: &[(&str, &str)] = &[
     ("", "namespaces"),
     ("", "replicationcontrollers"),
     ("apps", "daemonsets"),
+    ("apps", "deployments"),
     ("apps", "replicasets"),
     ("apps", "controllerrevisions"),
     ("coordination.k8s.io", "leases"),

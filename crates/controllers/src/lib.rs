@@ -3,6 +3,7 @@
 //! `apply` that performs the planned API calls.
 
 pub mod daemonset;
+pub mod deployment;
 pub mod events;
 pub mod gc;
 pub mod informer;
@@ -35,6 +36,7 @@ pub fn start(client: kube::Client, config: Config) {
     tokio::spawn(daemonset::run(client.clone(), informers.clone()));
     tokio::spawn(podgc::run(client.clone(), informers.clone()));
     tokio::spawn(replicaset::run(client.clone(), informers.clone()));
+    tokio::spawn(deployment::run(client.clone(), informers.clone()));
     tokio::spawn(nodeipam::run(client.clone(), informers.clone()));
     tokio::spawn(nodelifecycle::run(
         client.clone(),

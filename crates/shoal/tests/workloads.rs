@@ -229,3 +229,247 @@ spec:
     c.kubectl(&["scale", "rc", "web", "--replicas=3"]);
     c.eventually(30, "3 replicas", || (live(&c, "app=web").len() == 3).then_some(()));
 }
+
+/// Seed 003's Deployment.
+const ECHO_DEPLOY: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: echo-deploy
+spec:
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxSurge: 1
+      maxUnavailable: 0
+  replicas: 4
+  selector:
+    matchLabels:
+      app: echo
+      tier: app
+  template:
+    metadata:
+      labels:
+        app: echo
+        tier: app
+    spec:
+      containers:
+      - name: echo
+        image: ghcr.io/subicura/echo:v2
+";
+
+fn images_of_rs(c: &Cluster) -> Vec<(String, String, String)> {
+    let out = c.kubectl(&[
+        "get",
+        "rs",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.annotations.deployment\\.kubernetes\\.io/revision} {.spec.replicas} {.spec.template.spec.containers[0].image}{\"\\n\"}{end}",
+    ]);
+    let mut v: Vec<(String, String, String)> = out
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f.first()?.to_string(), f.get(1)?.to_string(), f.get(2)?.to_string()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn seed_003_deployment_rolls_forward_and_back() {
+    let c = Cluster::up(3);
+    let v1 = ECHO_DEPLOY.replace("echo:v2", "echo:v1");
+    c.kubectl_in(&["apply", "-f", "-"], Some(&v1));
+    let done = c.kubectl(&["rollout", "status", "deploy/echo-deploy", "--timeout=60s"]);
+    assert!(done.contains("successfully rolled out"), "{done}");
+    let cols: Vec<String> = c
+        .kubectl(&["get", "deploy", "echo-deploy", "--no-headers"])
+        .split_whitespace()
+        .take(4)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(cols, ["echo-deploy", "4/4", "4", "4"]);
+
+    // v1 -> v2 with maxSurge 1 / maxUnavailable 0: a watch sees never fewer than 4
+    // available and never more than 5 pods.
+    let mut watch = c
+        .kubectl_cmd(&[
+            "get",
+            "deploy",
+            "echo-deploy",
+            "--watch",
+            "-o",
+            "jsonpath={.status.availableReplicas} {.status.replicas} {.status.updatedReplicas}{\"\\n\"}",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl watch");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    c.kubectl_in(&["apply", "-f", "-"], Some(ECHO_DEPLOY));
+    let done = c.kubectl(&["rollout", "status", "deploy/echo-deploy", "--timeout=60s"]);
+    assert!(done.contains("successfully rolled out"), "{done}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = watch.kill();
+    let seen = {
+        use std::io::Read;
+        let mut s = String::new();
+        watch
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut s)
+            .expect("read");
+        let _ = watch.wait();
+        s
+    };
+    let samples: Vec<Vec<i64>> = seen
+        .lines()
+        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect())
+        .filter(|v: &Vec<i64>| v.len() == 3)
+        .collect();
+    assert!(samples.len() >= 3, "the watch saw the rollout: {seen}");
+    for s in &samples {
+        assert!(s[0] >= 4, "never fewer than 4 available: {seen}");
+        assert!(s[1] <= 5, "never more than 5 pods: {seen}");
+    }
+    assert_eq!(samples.last().map(|s| s[2]), Some(4));
+    assert_eq!(
+        images_of_rs(&c),
+        [
+            ("1".into(), "0".into(), "ghcr.io/subicura/echo:v1".into()),
+            ("2".into(), "4".into(), "ghcr.io/subicura/echo:v2".into())
+        ]
+    );
+    let history = c.kubectl(&["rollout", "history", "deploy/echo-deploy"]);
+    assert!(history.contains("\n1 ") && history.contains("\n2 "), "{history}");
+    let events = c.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=echo-deploy",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(events.contains("Scaled up replica set echo-deploy-"), "{events}");
+
+    // rollout undo returns to v1 (its ReplicaSet takes revision 3).
+    c.kubectl(&["rollout", "undo", "deploy/echo-deploy"]);
+    c.kubectl(&["rollout", "status", "deploy/echo-deploy", "--timeout=60s"]);
+    assert_eq!(
+        images_of_rs(&c),
+        [
+            ("2".into(), "0".into(), "ghcr.io/subicura/echo:v2".into()),
+            ("3".into(), "4".into(), "ghcr.io/subicura/echo:v1".into())
+        ]
+    );
+    let pods = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=echo",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    c.eventually(30, "v1 pods only", || {
+        let pods = c.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app=echo",
+            "-o",
+            "jsonpath={.items[*].spec.containers[0].image}",
+        ]);
+        (pods.split_whitespace().count() == 4 && pods.split_whitespace().all(|i| i.ends_with(":v1"))).then_some(())
+    });
+    let _ = pods;
+
+    // set image, pause (nothing rolls), resume (it rolls), restart (a new ReplicaSet).
+    c.kubectl(&["rollout", "pause", "deploy/echo-deploy"]);
+    c.kubectl(&["set", "image", "deploy/echo-deploy", "echo=ghcr.io/subicura/echo:v3"]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        !images_of_rs(&c).iter().any(|r| r.2.ends_with(":v3")),
+        "paused: no new ReplicaSet"
+    );
+    let progressing = c.kubectl(&[
+        "get",
+        "deploy",
+        "echo-deploy",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+    ]);
+    assert_eq!(progressing, "DeploymentPaused");
+    c.kubectl(&["rollout", "resume", "deploy/echo-deploy"]);
+    c.kubectl(&["rollout", "status", "deploy/echo-deploy", "--timeout=60s"]);
+    assert!(images_of_rs(&c).iter().any(|r| r.1 == "4" && r.2.ends_with(":v3")));
+    c.kubectl(&["rollout", "restart", "deploy/echo-deploy"]);
+    c.kubectl(&["rollout", "status", "deploy/echo-deploy", "--timeout=60s"]);
+    let rs = images_of_rs(&c);
+    assert_eq!(rs.len(), 4, "{rs:?}");
+    assert_eq!(rs.iter().filter(|r| r.1 != "0").count(), 1);
+    let available = c.kubectl(&["get", "deploy", "echo-deploy", "-o", "jsonpath={.status.conditions[?(@.type==\"Available\")].status} {.status.conditions[?(@.type==\"Progressing\")].reason}"]);
+    assert_eq!(available, "True NewReplicaSetAvailable");
+}
+
+#[test]
+fn a_recreate_deployment_replaces_all_pods_at_once() {
+    let c = Cluster::up(2);
+    let d = ECHO_DEPLOY
+        .replace(
+            "    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 1\n      maxUnavailable: 0\n",
+            "    type: Recreate\n",
+        )
+        .replace("replicas: 4", "replicas: 3")
+        .replace("echo:v2", "echo:v1");
+    assert!(d.contains("type: Recreate"));
+    c.kubectl_in(&["apply", "-f", "-"], Some(&d));
+    c.kubectl(&["rollout", "status", "deploy/echo-deploy", "--timeout=60s"]);
+    let mut watch = c
+        .kubectl_cmd(&[
+            "get",
+            "deploy",
+            "echo-deploy",
+            "--watch",
+            "-o",
+            "jsonpath={.status.replicas} {.status.updatedReplicas}{\"\\n\"}",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl watch");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    c.kubectl(&["set", "image", "deploy/echo-deploy", "echo=ghcr.io/subicura/echo:v2"]);
+    c.kubectl(&["rollout", "status", "deploy/echo-deploy", "--timeout=60s"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = watch.kill();
+    let seen = {
+        use std::io::Read;
+        let mut s = String::new();
+        watch
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut s)
+            .expect("read");
+        let _ = watch.wait();
+        s
+    };
+    // Old and new pods never run together: while any is updated, none is old.
+    for l in seen.lines() {
+        let v: Vec<i64> = l.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+        if v.len() == 2 && v[1] > 0 {
+            assert_eq!(v[0], v[1], "no old pods beside new ones: {seen}");
+        }
+    }
+    assert!(
+        seen.lines()
+            .any(|l| l.trim() == "0 0" || l.trim().is_empty() || l.trim() == "0"),
+        "all old pods went first: {seen}"
+    );
+    assert_eq!(
+        images_of_rs(&c),
+        [
+            ("1".into(), "0".into(), "ghcr.io/subicura/echo:v1".into()),
+            ("2".into(), "3".into(), "ghcr.io/subicura/echo:v2".into())
+        ]
+    );
+}

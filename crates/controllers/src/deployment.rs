@@ -1,0 +1,740 @@
+//! The Deployment controller: a Deployment's pods come from ReplicaSets, one per template
+//! (named `<deployment>-<pod-template-hash>`), and a rollout moves replicas from the old
+//! ones to the new one, as upstream's `DeploymentController` does.
+//!
+//! Each pass over a Deployment: claim ReplicaSets (adopt matching orphans, release the
+//! rest), find or create the ReplicaSet of the current template (with the next revision
+//! number), take one step of the strategy ([`rolling_step`] or [`recreate_step`]), trim
+//! the history to `revisionHistoryLimit`, and write the status with the `Available` and
+//! `Progressing` conditions. A paused Deployment is only scaled. Rollback is kubectl's
+//! (`rollout undo` writes an old ReplicaSet's template back); the reused ReplicaSet then
+//! gets the next revision, as upstream.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use serde_json::{Value, json};
+use shoal_api::selector::LabelSelector;
+
+use crate::events::{EventType, ObjectRef, Recorder};
+use crate::informer::{Informers, name as name_of, uid as uid_of};
+
+const MANAGER: &str = "deployment-controller";
+/// The label that ties a ReplicaSet and its pods to one template.
+pub const HASH_LABEL: &str = "pod-template-hash";
+/// A ReplicaSet's (and its Deployment's) revision.
+pub const REVISION: &str = "deployment.kubernetes.io/revision";
+const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";
+const MAX: &str = "deployment.kubernetes.io/max-replicas";
+
+/// A ReplicaSet as the controller reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RsView {
+    /// Name.
+    pub name: String,
+    /// Its pod-template-hash label.
+    pub hash: String,
+    /// Its revision annotation.
+    pub revision: i64,
+    /// `spec.replicas`.
+    pub replicas: i64,
+    /// `status.replicas`.
+    pub current: i64,
+    /// `status.readyReplicas`.
+    pub ready: i64,
+    /// `status.availableReplicas`.
+    pub available: i64,
+    /// `metadata.creationTimestamp`, for the oldest-first order.
+    pub created: String,
+}
+
+impl RsView {
+    /// Reads a ReplicaSet.
+    pub fn of(rs: &Value) -> RsView {
+        let int = |v: &Value| v.as_i64().unwrap_or(0);
+        RsView {
+            name: name_of(rs).to_string(),
+            hash: rs["metadata"]["labels"][HASH_LABEL]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            revision: rs["metadata"]["annotations"][REVISION]
+                .as_str()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0),
+            replicas: int(&rs["spec"]["replicas"]),
+            current: int(&rs["status"]["replicas"]),
+            ready: int(&rs["status"]["readyReplicas"]),
+            available: int(&rs["status"]["availableReplicas"]),
+            created: rs["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+}
+
+/// `maxSurge` or `maxUnavailable` against `replicas`: a count, or a percentage rounded up
+/// (surge) or down (unavailable).
+pub fn resolve(v: &Value, replicas: i64, round_up: bool) -> i64 {
+    match v {
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        Value::String(s) => {
+            let pct: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
+            let scaled = pct * replicas;
+            if round_up { (scaled + 99) / 100 } else { scaled / 100 }
+        }
+        _ => 0,
+    }
+}
+
+/// `(maxSurge, maxUnavailable)` of a Deployment (25% each by default; both zero means one
+/// may be unavailable, as upstream).
+pub fn surge_and_unavailable(deploy: &Value, replicas: i64) -> (i64, i64) {
+    let ru = &deploy["spec"]["strategy"]["rollingUpdate"];
+    let pct = json!("25%");
+    let surge = resolve(
+        ru.get("maxSurge").filter(|v| !v.is_null()).unwrap_or(&pct),
+        replicas,
+        true,
+    );
+    let unavailable = resolve(
+        ru.get("maxUnavailable").filter(|v| !v.is_null()).unwrap_or(&pct),
+        replicas,
+        false,
+    );
+    if surge == 0 && unavailable == 0 {
+        (0, 1)
+    } else {
+        (surge, unavailable)
+    }
+}
+
+/// One step of a RollingUpdate, as upstream takes it: scale the new ReplicaSet up within
+/// `replicas + maxSurge`; or else scale old ones down, unhealthy replicas first, keeping
+/// `replicas - maxUnavailable` available. Returns (ReplicaSet, new `spec.replicas`).
+pub fn rolling_step(replicas: i64, surge: i64, unavailable: i64, new: &RsView, olds: &[RsView]) -> Vec<(String, i64)> {
+    let total: i64 = olds.iter().map(|r| r.replicas).sum::<i64>() + new.replicas;
+    if new.replicas > replicas {
+        return vec![(new.name.clone(), replicas)];
+    }
+    if new.replicas < replicas {
+        let room = replicas + surge - total;
+        if room > 0 {
+            return vec![(new.name.clone(), new.replicas + room.min(replicas - new.replicas))];
+        }
+    }
+    let old_count: i64 = olds.iter().map(|r| r.replicas).sum();
+    if old_count == 0 {
+        return Vec::new();
+    }
+    let min_available = replicas - unavailable;
+    let new_unavailable = new.replicas - new.available;
+    let max_down = total - min_available - new_unavailable;
+    if max_down <= 0 {
+        return Vec::new();
+    }
+    let mut olds: Vec<RsView> = olds.to_vec();
+    olds.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+    let mut out = Vec::new();
+    // Unhealthy replicas go first: they take nothing from availability.
+    let mut cleaned = 0;
+    for rs in olds.iter_mut() {
+        if cleaned >= max_down {
+            break;
+        }
+        let unhealthy = (rs.replicas - rs.available).max(0);
+        let down = unhealthy.min(max_down - cleaned);
+        if down > 0 {
+            rs.replicas -= down;
+            cleaned += down;
+            out.push((rs.name.clone(), rs.replicas));
+        }
+    }
+    if !out.is_empty() {
+        return out;
+    }
+    let available: i64 = olds.iter().map(|r| r.available).sum::<i64>() + new.available;
+    if available <= min_available {
+        return Vec::new();
+    }
+    let mut left = available - min_available;
+    for rs in &olds {
+        if left <= 0 {
+            break;
+        }
+        let down = rs.replicas.min(left);
+        if down > 0 {
+            out.push((rs.name.clone(), rs.replicas - down));
+            left -= down;
+        }
+    }
+    out
+}
+
+/// One step of Recreate: old ReplicaSets to zero; once none of their pods is left, the new
+/// one to `replicas`. `old_pods` counts the old ReplicaSets' pods still there.
+pub fn recreate_step(replicas: i64, new: Option<&RsView>, olds: &[RsView], old_pods: i64) -> Vec<(String, i64)> {
+    let down: Vec<(String, i64)> = olds
+        .iter()
+        .filter(|r| r.replicas > 0)
+        .map(|r| (r.name.clone(), 0))
+        .collect();
+    if !down.is_empty() || old_pods > 0 {
+        return down;
+    }
+    match new {
+        Some(n) if n.replicas != replicas => vec![(n.name.clone(), replicas)],
+        _ => Vec::new(),
+    }
+}
+
+/// Old ReplicaSets to delete beyond `limit`: scaled to zero with no pods, lowest revision
+/// first.
+pub fn history_to_trim(olds: &[RsView], limit: usize) -> Vec<String> {
+    let mut idle: Vec<&RsView> = olds.iter().filter(|r| r.replicas == 0 && r.current == 0).collect();
+    if idle.len() <= limit {
+        return Vec::new();
+    }
+    idle.sort_by_key(|r| r.revision);
+    idle[..idle.len() - limit].iter().map(|r| r.name.clone()).collect()
+}
+
+/// The ReplicaSet of `deploy`'s current template.
+pub fn new_replicaset(deploy: &Value, hash: &str, revision: i64, replicas: i64) -> Value {
+    let name = format!("{}-{hash}", name_of(deploy));
+    let mut template = deploy["spec"]["template"].clone();
+    if !template["metadata"].is_object() {
+        template["metadata"] = json!({});
+    }
+    if !template["metadata"]["labels"].is_object() {
+        template["metadata"]["labels"] = json!({});
+    }
+    template["metadata"]["labels"][HASH_LABEL] = json!(hash);
+    let mut selector = deploy["spec"]["selector"].clone();
+    if !selector["matchLabels"].is_object() {
+        selector["matchLabels"] = json!({});
+    }
+    selector["matchLabels"][HASH_LABEL] = json!(hash);
+    let spec_replicas = deploy["spec"]["replicas"].as_i64().unwrap_or(1);
+    let (surge, _) = surge_and_unavailable(deploy, spec_replicas);
+    let mut annotations = copied_annotations(deploy);
+    annotations.insert(REVISION.into(), json!(revision.to_string()));
+    annotations.insert(DESIRED.into(), json!(spec_replicas.to_string()));
+    annotations.insert(MAX.into(), json!((spec_replicas + surge).to_string()));
+    json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {
+            "name": name,
+            "namespace": deploy["metadata"]["namespace"],
+            "labels": template["metadata"]["labels"],
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(deploy)],
+        },
+        "spec": {
+            "replicas": replicas,
+            "minReadySeconds": deploy["spec"]["minReadySeconds"].as_i64().unwrap_or(0),
+            "selector": selector,
+            "template": template,
+        },
+    })
+}
+
+/// The Deployment's annotations a ReplicaSet carries (`kubernetes.io/change-cause` among
+/// them), without kubectl's last-applied configuration and the controller's own.
+fn copied_annotations(deploy: &Value) -> serde_json::Map<String, Value> {
+    let mut out = deploy["metadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    out.retain(|k, _| {
+        k != "kubectl.kubernetes.io/last-applied-configuration" && k != REVISION && k != DESIRED && k != MAX
+    });
+    out
+}
+
+fn owner_reference(deploy: &Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": deploy["metadata"]["name"],
+           "uid": deploy["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true})
+}
+
+fn controller_of(obj: &Value) -> Option<&str> {
+    obj["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true)
+        .and_then(|r| r["uid"].as_str())
+}
+
+/// Runs the controller until the process ends.
+pub async fn run(client: kube::Client, informers: Informers) {
+    informers.ready().await;
+    let recorder = Recorder::new(client.clone(), MANAGER);
+    let mut interest = informers.interest(&[("apps", "deployments"), ("apps", "replicasets"), ("", "pods")]);
+    loop {
+        let deployments = informers.of("apps", "deployments");
+        if !deployments.is_empty() {
+            let replicasets = informers.of("apps", "replicasets");
+            let pods = informers.of("", "pods");
+            for d in &deployments {
+                if let Err(e) = sync(&client, &recorder, d, &replicasets, &pods).await {
+                    tracing::debug!(deployment = name_of(d), error = %e, "deployment sync failed; will retry");
+                }
+            }
+        }
+        informers.wait(&mut interest, Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn sync(
+    client: &kube::Client,
+    recorder: &Recorder,
+    d: &Value,
+    replicasets: &[Arc<Value>],
+    pods: &[Arc<Value>],
+) -> Result<(), kube::Error> {
+    if d["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
+        return Ok(());
+    }
+    let Ok(selector) = LabelSelector::from_api(&d["spec"]["selector"]) else {
+        return Ok(());
+    };
+    if selector.is_empty() {
+        return Ok(());
+    }
+    let ns = d["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+    let uid = uid_of(d);
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let about = ObjectRef::of("apps/v1", "Deployment", d);
+    // Claim ReplicaSets.
+    let mut owned: Vec<Value> = Vec::new();
+    for rs in replicasets.iter().filter(|r| crate::informer::namespace(r) == ns) {
+        let matches = selector.matches_object(rs);
+        match controller_of(rs) {
+            Some(c) if c == uid && matches => owned.push((**rs).clone()),
+            Some(c) if c == uid => {
+                let patch =
+                    json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}], "uid": uid_of(rs)}});
+                let _ = rs_api.patch(name_of(rs), &pp, &Patch::Strategic(patch)).await;
+            }
+            None if matches && rs["metadata"].get("deletionTimestamp").is_none_or(Value::is_null) => {
+                let mut refs = rs["metadata"]["ownerReferences"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                refs.push(owner_reference(d));
+                let patch = json!({"metadata": {"ownerReferences": refs, "uid": uid_of(rs),
+                                                "resourceVersion": rs["metadata"]["resourceVersion"]}});
+                if let Ok(r) = rs_api.patch(name_of(rs), &pp, &Patch::Merge(patch)).await {
+                    owned.push(serde_json::to_value(r).unwrap_or_default());
+                }
+            }
+            _ => {}
+        }
+    }
+    let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    let hash = crate::daemonset::history::template_hash(d);
+    let views: Vec<RsView> = owned.iter().map(RsView::of).collect();
+    let max_revision = views.iter().map(|r| r.revision).max().unwrap_or(0);
+    let recreate = d["spec"]["strategy"]["type"] == "Recreate";
+    let paused = d["spec"]["paused"] == true;
+    let mut new = views.iter().find(|r| r.hash == hash).cloned();
+    let olds: Vec<RsView> = views.iter().filter(|r| r.hash != hash).cloned().collect();
+    let (surge, unavailable) = surge_and_unavailable(d, replicas);
+    let mut progressing: Option<(&str, String)> = None;
+
+    // The new ReplicaSet: created with the next revision (under Recreate, once the old
+    // pods are gone); an old one brought back (rollback) takes the next revision too.
+    let old_pods = count_pods_of(pods, &ns, &olds);
+    let may_create = !paused && (!recreate || (olds.iter().all(|r| r.replicas == 0) && old_pods == 0));
+    match &new {
+        None if may_create => {
+            let first = if recreate || olds.is_empty() { replicas } else { 0 };
+            let body = new_replicaset(d, &hash, max_revision + 1, first);
+            let rs: ReplicaSet = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
+            let pp = PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            };
+            match rs_api.create(&pp, &rs).await {
+                Ok(created) => {
+                    let name = created.metadata.name.clone().unwrap_or_default();
+                    recorder
+                        .record(
+                            &about,
+                            EventType::Normal,
+                            "ScalingReplicaSet",
+                            &format!("Scaled up replica set {name} from 0 to {first}"),
+                        )
+                        .await;
+                    progressing = Some(("NewReplicaSetCreated", format!("Created new replica set \"{name}\"")));
+                    new = Some(RsView::of(&serde_json::to_value(created).unwrap_or_default()));
+                }
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    // A ReplicaSet of that name that is not ours: upstream bumps
+                    // collisionCount so the next hash differs.
+                    let count = d["status"]["collisionCount"].as_i64().unwrap_or(0) + 1;
+                    patch_deployment_status(client, d, json!({"collisionCount": count})).await?;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Some(n) if n.revision <= max_revision && olds.iter().any(|o| o.revision == max_revision) && !paused => {
+            let patch = json!({"metadata": {"annotations": {REVISION: (max_revision + 1).to_string()}}});
+            rs_api.patch(&n.name, &pp, &Patch::Merge(patch)).await?;
+        }
+        _ => {}
+    }
+
+    // One step of the strategy (a paused Deployment is only scaled).
+    let steps = match (&new, paused, recreate) {
+        (Some(n), true, _) if olds.iter().all(|r| r.replicas == 0) && n.replicas != replicas => {
+            vec![(n.name.clone(), replicas)]
+        }
+        (_, true, _) => Vec::new(),
+        (n, false, true) => recreate_step(replicas, n.as_ref(), &olds, old_pods),
+        (Some(n), false, false) => rolling_step(replicas, surge, unavailable, n, &olds),
+        (None, false, false) => Vec::new(),
+    };
+    for (name, to) in &steps {
+        let from = views
+            .iter()
+            .chain(new.iter())
+            .find(|r| &r.name == name)
+            .map_or(0, |r| r.replicas);
+        let annotations = json!({DESIRED: replicas.to_string(), MAX: (replicas + surge).to_string()});
+        let patch = json!({"metadata": {"annotations": annotations}, "spec": {"replicas": to}});
+        rs_api.patch(name, &pp, &Patch::Merge(patch)).await?;
+        let verb = if *to > from { "up" } else { "down" };
+        recorder
+            .record(
+                &about,
+                EventType::Normal,
+                "ScalingReplicaSet",
+                &format!("Scaled {verb} replica set {name} from {from} to {to}"),
+            )
+            .await;
+    }
+
+    // History beyond revisionHistoryLimit goes.
+    let limit = d["spec"]["revisionHistoryLimit"].as_u64().unwrap_or(10) as usize;
+    for name in history_to_trim(&olds, limit) {
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: owned.iter().find(|r| name_of(r) == name).map(|r| uid_of(r).to_string()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        let _ = rs_api.delete(&name, &dp).await;
+    }
+
+    // Status.
+    let all: Vec<&RsView> = olds.iter().chain(new.iter()).collect();
+    let sum = |f: fn(&RsView) -> i64| all.iter().map(|r| f(r)).sum::<i64>();
+    let available = sum(|r| r.available);
+    let spec_total = sum(|r| r.replicas);
+    let updated = new.as_ref().map_or(0, |n| n.current);
+    let mut status = json!({
+        "observedGeneration": d["metadata"]["generation"],
+        "replicas": sum(|r| r.current),
+        "updatedReplicas": updated,
+        "readyReplicas": sum(|r| r.ready),
+        "availableReplicas": available,
+        "unavailableReplicas": (spec_total - available).max(0),
+    });
+    if let Some(c) = d["status"].get("collisionCount").filter(|c| !c.is_null()) {
+        status["collisionCount"] = c.clone();
+    }
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let old_conditions = d["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let min_ok = available >= replicas - unavailable;
+    let available_cond = if min_ok {
+        (
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.",
+        )
+    } else {
+        (
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+        )
+    };
+    let new_name = new.as_ref().map(|n| n.name.clone()).unwrap_or_default();
+    let complete = new
+        .as_ref()
+        .is_some_and(|n| n.replicas == replicas && n.current == replicas && n.available == replicas)
+        && olds.iter().all(|o| o.current == 0);
+    let (p_status, p_reason, p_message) = if paused {
+        ("Unknown", "DeploymentPaused", "Deployment is paused".to_string())
+    } else if let Some((reason, message)) = progressing.take() {
+        ("True", reason, message)
+    } else if complete {
+        (
+            "True",
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{new_name}\" has successfully progressed."),
+        )
+    } else if exceeded(d, &old_conditions, &now) {
+        (
+            "False",
+            "ProgressDeadlineExceeded",
+            format!("ReplicaSet \"{new_name}\" has timed out progressing."),
+        )
+    } else {
+        (
+            "True",
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{new_name}\" is progressing."),
+        )
+    };
+    let condition = |t: &str, st: &str, reason: &str, message: &str| {
+        let old = old_conditions.iter().find(|c| c["type"] == t);
+        let transition = old
+            .filter(|c| c["status"] == st)
+            .and_then(|c| c["lastTransitionTime"].as_str())
+            .unwrap_or(&now)
+            .to_string();
+        let unchanged = old.is_some_and(|c| c["status"] == st && c["reason"] == reason && c["message"] == message);
+        let updated = if unchanged {
+            old.and_then(|c| c["lastUpdateTime"].as_str())
+                .unwrap_or(&now)
+                .to_string()
+        } else {
+            now.clone()
+        };
+        json!({"type": t, "status": st, "reason": reason, "message": message,
+               "lastUpdateTime": updated, "lastTransitionTime": transition})
+    };
+    status["conditions"] = json!([
+        condition("Available", available_cond.0, available_cond.1, available_cond.2),
+        condition("Progressing", p_status, p_reason, &p_message),
+    ]);
+    if p_reason == "ProgressDeadlineExceeded"
+        && !old_conditions.iter().any(|c| c["reason"] == "ProgressDeadlineExceeded")
+    {
+        recorder
+            .record(&about, EventType::Warning, "ProgressDeadlineExceeded", &p_message)
+            .await;
+    }
+    // The Deployment carries its newest revision.
+    let revision = new
+        .as_ref()
+        .map(|n| n.revision.max(max_revision))
+        .unwrap_or(max_revision);
+    if revision > 0 && d["metadata"]["annotations"][REVISION].as_str() != Some(revision.to_string().as_str()) {
+        let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &ns);
+        let patch = json!({"metadata": {"annotations": {REVISION: revision.to_string()}}});
+        api.patch(name_of(d), &pp, &Patch::Merge(patch)).await?;
+    }
+    let changed = [
+        "observedGeneration",
+        "replicas",
+        "updatedReplicas",
+        "readyReplicas",
+        "availableReplicas",
+        "unavailableReplicas",
+    ]
+    .iter()
+    .any(|k| d["status"][*k].as_i64().unwrap_or(0) != status[*k].as_i64().unwrap_or(0))
+        || old_conditions.len() != 2
+        || old_conditions
+            .iter()
+            .zip(status["conditions"].as_array().into_iter().flatten())
+            .any(|(a, b)| a["status"] != b["status"] || a["reason"] != b["reason"] || a["message"] != b["message"]);
+    if changed {
+        patch_deployment_status(client, d, status).await?;
+    }
+    Ok(())
+}
+
+/// Whether the rollout has made no progress for `progressDeadlineSeconds` (600 by default),
+/// judged from the Progressing condition's last update.
+fn exceeded(d: &Value, conditions: &[Value], now: &str) -> bool {
+    let deadline = d["spec"]["progressDeadlineSeconds"].as_i64().unwrap_or(600);
+    let Some(p) = conditions.iter().find(|c| c["type"] == "Progressing") else {
+        return false;
+    };
+    if p["reason"] == "ProgressDeadlineExceeded" {
+        return true;
+    }
+    let (Some(last), Ok(now)) = (
+        p["lastUpdateTime"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok()),
+        now.parse::<jiff::Timestamp>(),
+    ) else {
+        return false;
+    };
+    now.duration_since(last).as_secs() > deadline
+}
+
+fn count_pods_of(pods: &[Arc<Value>], ns: &str, olds: &[RsView]) -> i64 {
+    let hashes: HashSet<&str> = olds.iter().map(|r| r.hash.as_str()).collect();
+    let names: HashSet<&str> = olds.iter().map(|r| r.name.as_str()).collect();
+    pods.iter()
+        .filter(|p| crate::informer::namespace(p) == ns)
+        .filter(|p| {
+            p["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["kind"] == "ReplicaSet" && r["name"].as_str().is_some_and(|n| names.contains(n)))
+                && p["metadata"]["labels"][HASH_LABEL]
+                    .as_str()
+                    .is_some_and(|h| hashes.contains(h))
+        })
+        .filter(|p| !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+        .count() as i64
+}
+
+async fn patch_deployment_status(client: &kube::Client, d: &Value, status: Value) -> Result<(), kube::Error> {
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), d["metadata"]["namespace"].as_str().unwrap_or("default"));
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch_status(name_of(d), &pp, &Patch::Merge(json!({"status": status})))
+        .await
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rs(name: &str, replicas: i64, available: i64, created: &str) -> RsView {
+        RsView {
+            name: name.into(),
+            hash: name.into(),
+            revision: 1,
+            replicas,
+            current: replicas,
+            ready: available,
+            available,
+            created: created.into(),
+        }
+    }
+
+    #[test]
+    fn percentages_resolve_as_upstream() {
+        assert_eq!(resolve(&json!("25%"), 4, true), 1);
+        assert_eq!(resolve(&json!("25%"), 4, false), 1);
+        assert_eq!(resolve(&json!("25%"), 3, true), 1);
+        assert_eq!(resolve(&json!("25%"), 3, false), 0);
+        assert_eq!(resolve(&json!(2), 10, false), 2);
+        let d = json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}});
+        assert_eq!(surge_and_unavailable(&d, 4), (0, 1));
+        assert_eq!(surge_and_unavailable(&json!({"spec": {}}), 4), (1, 1));
+    }
+
+    /// Seed 003's echo-deploy: 4 replicas, maxSurge 1, maxUnavailable 0. Simulated to the end:
+    /// never more than 5 pods, never fewer than 4 available.
+    #[test]
+    fn a_rolling_update_with_surge_1_and_unavailable_0_keeps_4_available() {
+        let mut new = rs("new", 0, 0, "t2");
+        let mut old = vec![rs("old", 4, 4, "t1")];
+        for _ in 0..20 {
+            let steps = rolling_step(4, 1, 0, &new, &old);
+            if steps.is_empty() {
+                break;
+            }
+            for (name, to) in steps {
+                if name == "new" {
+                    new.replicas = to;
+                } else {
+                    old[0].replicas = to;
+                }
+            }
+            assert!(new.replicas + old[0].replicas <= 5, "surge");
+            // Pods come up available; scaled-down ones go at once.
+            new.available = new.replicas;
+            old[0].available = old[0].replicas;
+            assert!(new.available + old[0].available >= 4, "availability");
+        }
+        assert_eq!((new.replicas, old[0].replicas), (4, 0));
+    }
+
+    #[test]
+    fn unavailable_new_pods_hold_the_old_ones() {
+        // The new ReplicaSet surged to 1 but its pod is not available: nothing more moves.
+        let new = rs("new", 1, 0, "t2");
+        let old = vec![rs("old", 4, 4, "t1")];
+        assert!(rolling_step(4, 1, 0, &new, &old).is_empty());
+        // Unhealthy old replicas are removed first, within what availability allows: 5 pods,
+        // 3 must stay available and the new one is not, so one goes.
+        let old = vec![rs("old", 4, 2, "t1")];
+        assert_eq!(
+            rolling_step(4, 1, 1, &rs("new", 1, 0, "t2"), &old),
+            [("old".to_string(), 3)]
+        );
+    }
+
+    #[test]
+    fn recreate_empties_the_old_before_the_new() {
+        let olds = vec![rs("old", 3, 3, "t1")];
+        assert_eq!(recreate_step(3, None, &olds, 3), [("old".to_string(), 0)]);
+        let zero = vec![rs("old", 0, 0, "t1")];
+        assert!(
+            recreate_step(3, Some(&rs("new", 0, 0, "t2")), &zero, 2).is_empty(),
+            "pods still going"
+        );
+        assert_eq!(
+            recreate_step(3, Some(&rs("new", 0, 0, "t2")), &zero, 0),
+            [("new".to_string(), 3)]
+        );
+    }
+
+    #[test]
+    fn history_keeps_the_newest_idle_replicasets() {
+        let mut olds: Vec<RsView> = (1..=4)
+            .map(|i| {
+                let mut r = rs(&format!("r{i}"), 0, 0, "t");
+                r.revision = i;
+                r
+            })
+            .collect();
+        olds[3].replicas = 1;
+        assert_eq!(history_to_trim(&olds, 1), ["r1", "r2"]);
+        assert!(history_to_trim(&olds, 10).is_empty());
+    }
+
+    #[test]
+    fn the_new_replicaset_carries_hash_revision_and_owner() {
+        let d = json!({"metadata": {"name": "echo-deploy", "namespace": "default", "uid": "u",
+                                    "annotations": {"kubernetes.io/change-cause": "v2",
+                                                    "kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "echo"}},
+                     "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                     "template": {"metadata": {"labels": {"app": "echo"}}, "spec": {"containers": [{"name": "echo", "image": "v2"}]}}}});
+        let r = new_replicaset(&d, "abc", 3, 0);
+        assert_eq!(r["metadata"]["name"], "echo-deploy-abc");
+        assert_eq!(r["metadata"]["labels"][HASH_LABEL], "abc");
+        assert_eq!(
+            r["spec"]["selector"]["matchLabels"],
+            json!({"app": "echo", HASH_LABEL: "abc"})
+        );
+        assert_eq!(r["spec"]["template"]["metadata"]["labels"][HASH_LABEL], "abc");
+        assert_eq!(r["metadata"]["annotations"][REVISION], "3");
+        assert_eq!(r["metadata"]["annotations"][MAX], "5");
+        assert_eq!(r["metadata"]["annotations"]["kubernetes.io/change-cause"], "v2");
+        assert!(
+            r["metadata"]["annotations"]
+                .get("kubectl.kubernetes.io/last-applied-configuration")
+                .is_none()
+        );
+        assert_eq!(r["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+    }
+}
