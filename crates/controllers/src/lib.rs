@@ -12,6 +12,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
+pub mod serviceaccount;
 
 /// Settings of the controllers.
 #[derive(Clone, Debug)]
@@ -19,12 +20,15 @@ pub struct Config {
     /// How long a node may stay silent before it is marked Unknown (upstream's
     /// `--node-monitor-grace-period`, 50 s in 1.33).
     pub node_monitor_grace_period: std::time::Duration,
+    /// The cluster CA (PEM), published in every namespace as `kube-root-ca.crt`.
+    pub root_ca: Option<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             node_monitor_grace_period: std::time::Duration::from_secs(50),
+            root_ca: None,
         }
     }
 }
@@ -37,6 +41,7 @@ pub fn start(client: kube::Client, config: Config) {
     tokio::spawn(podgc::run(client.clone(), informers.clone()));
     tokio::spawn(replicaset::run(client.clone(), informers.clone()));
     tokio::spawn(deployment::run(client.clone(), informers.clone()));
+    tokio::spawn(serviceaccount::run(client.clone(), informers.clone(), config.root_ca.clone()));
     tokio::spawn(nodeipam::run(client.clone(), informers.clone()));
     tokio::spawn(nodelifecycle::run(
         client.clone(),

@@ -142,6 +142,7 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
     let client = kube::Client::new(api.router(), "default");
     let config = shoal_controllers::Config {
         node_monitor_grace_period: args.node_monitor_grace_period,
+        root_ca: Some(certs.ca_pem.clone()),
     };
     shoal_controllers::start(client.clone(), config);
     tokio::spawn(shoal_scheduler::run(client.clone()));
