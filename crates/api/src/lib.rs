@@ -24,25 +24,26 @@ pub mod validation;
 /// of its conditions only `Ready` is read (the node lifecycle controller reads the node
 /// from the API before it rewrites them all).
 const READ_STATUS: &[(&str, &[&str])] = &[
-    ("Pod", &["phase", "conditions", "reason", "message"]),
+    ("Pod", &["phase", "conditions", "reason", "message", "podIP"]),
     ("Node", &["conditions"]),
 ];
 
 /// The `spec` fields of a bound Pod that are read from caches: its node. (The node
 /// lifecycle controller reads the tolerations of the few pods on nodes with NoExecute
 /// taints from the API.)
-const READ_BOUND_POD_SPEC: &[&str] = &["nodeName"];
+const READ_BOUND_POD_SPEC: &[&str] = &["nodeName", "hostname", "subdomain", "containers"];
 
 /// The `spec` fields of a Pod that no in-process cache reads: the containers and volumes,
 /// about half of a decoded pod. The scheduler takes a pod's requests and host ports from
 /// its containers before it trims the pod; the controllers read placement (node name,
 /// affinity, tolerations), never the containers.
-const UNREAD_POD_SPEC: &[&str] = &["containers", "initContainers", "ephemeralContainers", "volumes"];
+const UNREAD_POD_SPEC: &[&str] = &["initContainers", "ephemeralContainers", "volumes"];
 
 /// Drops from `obj`, a Pod or Node as `kind` says, what no in-process component reads: the
 /// `status` fields outside [`READ_STATUS`], a node's annotations and conditions other than
-/// `Ready`, and, for pods, the containers and volumes
-/// ([`UNREAD_POD_SPEC`]). A bound pod keeps only its node ([`READ_BOUND_POD_SPEC`]):
+/// `Ready`, and, for pods, the volumes and init containers ([`UNREAD_POD_SPEC`]) and all of
+/// the containers but their ports. A bound pod keeps only its node, hostname, subdomain and
+/// container ports ([`READ_BOUND_POD_SPEC`]):
 /// placement, affinity and tolerations included, is read only to choose a node. It also
 /// keeps only its `Ready` condition (what availability reads; only the scheduler writes
 /// conditions, and only for unbound pods). Other kinds are left as they are. The caller
@@ -73,6 +74,20 @@ pub fn trim_for_cache(kind: &str, obj: &mut serde_json::Value) {
     let mut bound = false;
     if let Some(spec) = obj.get_mut("spec").and_then(serde_json::Value::as_object_mut) {
         spec.retain(|k, _| !UNREAD_POD_SPEC.contains(&k.as_str()));
+        // Of the containers, only their named ports are read (Services' named targetPorts).
+        let ports: Vec<serde_json::Value> = spec
+            .get("containers")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("ports").filter(|p| p.as_array().is_some_and(|a| !a.is_empty())))
+            .map(|p| serde_json::json!({"ports": p}))
+            .collect();
+        if ports.is_empty() {
+            spec.remove("containers");
+        } else {
+            spec.insert("containers".into(), serde_json::Value::Array(ports));
+        }
         bound = spec
             .get("nodeName")
             .and_then(serde_json::Value::as_str)
@@ -104,17 +119,26 @@ mod tests {
                      "containers": [{"name": "c"}], "initContainers": [], "volumes": [{"name": "v"}]},
             "status": {"phase": "Pending", "conditions": conditions, "podIP": "10.0.0.1",
                        "containerStatuses": [{"name": "c"}]}});
+        let ported = json!([{"name": "web", "containerPort": 80}]);
         let mut unbound = pod.clone();
         super::trim_for_cache("Pod", &mut unbound);
-        assert_eq!(unbound["status"], json!({"phase": "Pending", "conditions": conditions}));
+        assert_eq!(
+            unbound["status"],
+            json!({"phase": "Pending", "conditions": conditions, "podIP": "10.0.0.1"})
+        );
         assert_eq!(
             unbound["spec"],
             json!({"tolerations": [{"operator": "Exists"}, {"key": "k", "effect": "NoSchedule"}],
                    "affinity": {"nodeAffinity": {}}, "restartPolicy": "Always"})
         );
         pod["spec"]["nodeName"] = json!("n1");
+        pod["spec"]["hostname"] = json!("web-0");
+        pod["spec"]["containers"] = json!([{"name": "c", "image": "i", "ports": ported}, {"name": "d"}]);
         super::trim_for_cache("Pod", &mut pod);
-        assert_eq!(pod["spec"], json!({"nodeName": "n1"}));
+        assert_eq!(
+            pod["spec"],
+            json!({"nodeName": "n1", "hostname": "web-0", "containers": [{"ports": ported}]})
+        );
         assert_eq!(
             pod["status"]["conditions"],
             json!([{"type": "Ready", "status": "True"}])

@@ -4,6 +4,7 @@
 
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
 pub mod events;
 pub mod gc;
 pub mod informer;
@@ -41,7 +42,12 @@ pub fn start(client: kube::Client, config: Config) {
     tokio::spawn(podgc::run(client.clone(), informers.clone()));
     tokio::spawn(replicaset::run(client.clone(), informers.clone()));
     tokio::spawn(deployment::run(client.clone(), informers.clone()));
-    tokio::spawn(serviceaccount::run(client.clone(), informers.clone(), config.root_ca.clone()));
+    tokio::spawn(endpoints::run(client.clone(), informers.clone()));
+    tokio::spawn(serviceaccount::run(
+        client.clone(),
+        informers.clone(),
+        config.root_ca.clone(),
+    ));
     tokio::spawn(nodeipam::run(client.clone(), informers.clone()));
     tokio::spawn(nodelifecycle::run(
         client.clone(),

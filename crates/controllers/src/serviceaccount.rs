@@ -16,7 +16,12 @@ const MANAGER: &str = "serviceaccount-controller";
 pub const ROOT_CA: &str = "kube-root-ca.crt";
 
 /// What a namespace lacks: (needs `default`, needs the root-CA ConfigMap).
-pub fn missing(ns: &str, accounts: &HashSet<(String, String)>, config_maps: &HashSet<(String, String)>, with_ca: bool) -> (bool, bool) {
+pub fn missing(
+    ns: &str,
+    accounts: &HashSet<(String, String)>,
+    config_maps: &HashSet<(String, String)>,
+    with_ca: bool,
+) -> (bool, bool) {
     let has = |set: &HashSet<(String, String)>, name: &str| set.contains(&(ns.to_string(), name.to_string()));
     (!has(accounts, "default"), with_ca && !has(config_maps, ROOT_CA))
 }
@@ -44,10 +49,15 @@ pub async fn run(client: kube::Client, informers: Informers, root_ca: Option<Str
                 let sa: Result<ServiceAccount, _> =
                     serde_json::from_value(json!({"metadata": {"name": "default", "namespace": name}}));
                 if let Ok(sa) = sa {
-                    match Api::<ServiceAccount>::namespaced(client.clone(), name).create(&pp, &sa).await {
+                    match Api::<ServiceAccount>::namespaced(client.clone(), name)
+                        .create(&pp, &sa)
+                        .await
+                    {
                         Ok(_) => {}
                         Err(kube::Error::Api(e)) if e.code == 409 => {}
-                        Err(e) => tracing::debug!(namespace = name, error = %e, "creating the default ServiceAccount failed"),
+                        Err(e) => {
+                            tracing::debug!(namespace = name, error = %e, "creating the default ServiceAccount failed")
+                        }
                     }
                 }
             }
@@ -58,7 +68,10 @@ pub async fn run(client: kube::Client, informers: Informers, root_ca: Option<Str
                     "data": {"ca.crt": pem},
                 }));
                 if let Ok(cm) = cm {
-                    match Api::<ConfigMap>::namespaced(client.clone(), name).create(&pp, &cm).await {
+                    match Api::<ConfigMap>::namespaced(client.clone(), name)
+                        .create(&pp, &cm)
+                        .await
+                    {
                         Ok(_) => {}
                         Err(kube::Error::Api(e)) if e.code == 409 => {}
                         Err(e) => tracing::debug!(namespace = name, error = %e, "publishing the root CA failed"),

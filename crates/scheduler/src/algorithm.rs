@@ -146,6 +146,14 @@ impl PodInfo {
         }
         if let Some(v) = Arc::get_mut(&mut info.obj) {
             shoal_api::trim_for_cache("Pod", v);
+            // Ports and the pod IP (kept for Services' endpoints) were read above or are
+            // not read here.
+            if let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("containers");
+            }
+            if let Some(status) = v.get_mut("status").and_then(Value::as_object_mut) {
+                status.remove("podIP");
+            }
             if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
                 meta.retain(|k, _| KEPT_POD_METADATA.contains(&k.as_str()));
             }

@@ -473,3 +473,94 @@ fn a_recreate_deployment_replaces_all_pods_at_once() {
         ]
     );
 }
+
+#[test]
+fn services_get_addresses_endpoints_and_slices() {
+    let c = Cluster::up(3);
+    c.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=3",
+        "--port=80",
+    ]);
+    c.kubectl(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let ips = {
+        let mut v: Vec<String> = c
+            .kubectl(&[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={.items[*].status.podIP}",
+            ])
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ips.len(), 3);
+
+    // A ClusterIP Service gets an address from the service range.
+    c.kubectl(&["expose", "deployment", "web", "--port=8080", "--target-port=80"]);
+    let ip = c.kubectl(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(ip.starts_with("10.43.") && ip != "10.43.0.1", "{ip}");
+    let want: Vec<String> = ips.iter().map(|i| format!("{i}:80")).collect();
+    let ep = c.eventually(30, "Endpoints", || {
+        let out = c.kubectl(&["get", "ep", "web", "--no-headers"]);
+        let mut got: Vec<String> = out.split_whitespace().nth(1)?.split(',').map(str::to_string).collect();
+        got.sort();
+        (got == want).then_some(out)
+    });
+    assert!(ep.starts_with("web "));
+    let slice = c.kubectl(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "jsonpath={.items[0].addressType} {.items[0].ports[0].port} {.items[0].endpoints[*].addresses[0]} {.items[0].metadata.ownerReferences[0].name}"]);
+    assert_eq!(slice, format!("IPv4 80 {} web", ips.join(" ")));
+
+    // A headless Service (seed 004's form) selecting the same pods.
+    let headless = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web-headless\nspec:\n  ports:\n    - port: 80\n      name: nginx-web\n  clusterIP: None\n  selector:\n    app: web\n";
+    c.kubectl_in(&["apply", "-f", "-"], Some(headless));
+    assert_eq!(
+        c.kubectl(&["get", "svc", "web-headless", "-o", "jsonpath={.spec.clusterIP}"]),
+        "None"
+    );
+    c.eventually(30, "headless Endpoints", || {
+        let out = c.kubectl(&[
+            "get",
+            "ep",
+            "web-headless",
+            "-o",
+            "jsonpath={.subsets[0].addresses[*].ip} {.metadata.labels}",
+        ]);
+        (out.starts_with(&ips.join(" ")) && out.contains("service.kubernetes.io/headless")).then_some(())
+    });
+
+    // Scaling down shrinks them; deleting the Service removes both.
+    c.kubectl(&["scale", "deploy", "web", "--replicas=1"]);
+    c.eventually(30, "one endpoint", || {
+        let out = c.kubectl(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "jsonpath={.items[0].endpoints[*].addresses[0]}",
+        ]);
+        (out.split_whitespace().count() == 1).then_some(())
+    });
+    c.kubectl(&["delete", "svc", "web"]);
+    c.eventually(30, "Endpoints and slices gone", || {
+        let ep = c.kubectl_output(&["get", "ep", "web"], None);
+        let slices = c.kubectl(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "name",
+        ]);
+        (!ep.status.success() && slices.trim().is_empty()).then_some(())
+    });
+}
