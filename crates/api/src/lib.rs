@@ -31,19 +31,19 @@ const READ_STATUS: &[(&str, &[&str])] = &[
 /// The `spec` fields of a bound Pod that are read from caches: its node. (The node
 /// lifecycle controller reads the tolerations of the few pods on nodes with NoExecute
 /// taints from the API.)
-const READ_BOUND_POD_SPEC: &[&str] = &["nodeName", "hostname", "subdomain", "containers"];
+const READ_BOUND_POD_SPEC: &[&str] = &["nodeName", "hostname", "subdomain", "containers", "volumes"];
 
 /// The `spec` fields of a Pod that no in-process cache reads: the containers and volumes,
 /// about half of a decoded pod. The scheduler takes a pod's requests and host ports from
 /// its containers before it trims the pod; the controllers read placement (node name,
 /// affinity, tolerations), never the containers.
-const UNREAD_POD_SPEC: &[&str] = &["initContainers", "ephemeralContainers", "volumes"];
+const UNREAD_POD_SPEC: &[&str] = &["initContainers", "ephemeralContainers"];
 
 /// Drops from `obj`, a Pod or Node as `kind` says, what no in-process component reads: the
 /// `status` fields outside [`READ_STATUS`], a node's annotations and conditions other than
-/// `Ready`, and, for pods, the volumes and init containers ([`UNREAD_POD_SPEC`]) and all of
-/// the containers but their ports. A bound pod keeps only its node, hostname, subdomain and
-/// container ports ([`READ_BOUND_POD_SPEC`]):
+/// `Ready`, and, for pods, the init containers ([`UNREAD_POD_SPEC`]), all of the containers but
+/// their ports and all of the volumes but the claims they name. A bound pod keeps only its
+/// node, hostname, subdomain, container ports and claims ([`READ_BOUND_POD_SPEC`]):
 /// placement, affinity and tolerations included, is read only to choose a node. It also
 /// keeps only its `Ready` condition (what availability reads; only the scheduler writes
 /// conditions, and only for unbound pods). Other kinds are left as they are. The caller
@@ -87,6 +87,20 @@ pub fn trim_for_cache(kind: &str, obj: &mut serde_json::Value) {
             spec.remove("containers");
         } else {
             spec.insert("containers".into(), serde_json::Value::Array(ports));
+        }
+        // Of the volumes, only the claims they name are read (binding local volumes).
+        let claims: Vec<serde_json::Value> = spec
+            .get("volumes")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.get("persistentVolumeClaim"))
+            .map(|c| serde_json::json!({"persistentVolumeClaim": {"claimName": c["claimName"]}}))
+            .collect();
+        if claims.is_empty() {
+            spec.remove("volumes");
+        } else {
+            spec.insert("volumes".into(), serde_json::Value::Array(claims));
         }
         bound = spec
             .get("nodeName")
@@ -134,10 +148,13 @@ mod tests {
         pod["spec"]["nodeName"] = json!("n1");
         pod["spec"]["hostname"] = json!("web-0");
         pod["spec"]["containers"] = json!([{"name": "c", "image": "i", "ports": ported}, {"name": "d"}]);
+        pod["spec"]["volumes"] =
+            json!([{"name": "v", "emptyDir": {}}, {"name": "w", "persistentVolumeClaim": {"claimName": "www-0"}}]);
         super::trim_for_cache("Pod", &mut pod);
         assert_eq!(
             pod["spec"],
-            json!({"nodeName": "n1", "hostname": "web-0", "containers": [{"ports": ported}]})
+            json!({"nodeName": "n1", "hostname": "web-0", "containers": [{"ports": ported}],
+                   "volumes": [{"persistentVolumeClaim": {"claimName": "www-0"}}]})
         );
         assert_eq!(
             pod["status"]["conditions"],

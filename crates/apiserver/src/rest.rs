@@ -167,6 +167,23 @@ impl ApiServer {
         Ok((out, served, None))
     }
 
+    /// Upstream's DefaultStorageClass admission: a claim without a class gets the class
+    /// annotated `storageclass.kubernetes.io/is-default-class: "true"`, if there is one.
+    fn default_storage_class(&self, res: &Resource, obj: &mut Value) {
+        if res.kind != "PersistentVolumeClaim" || obj["spec"].get("storageClassName").is_some_and(|c| !c.is_null()) {
+            return;
+        }
+        let Some(classes) = shoal_api::catalogue::find("storage.k8s.io", "v1", "storageclasses") else {
+            return;
+        };
+        let (found, _, _) = self.cache.list(&keys::collection(classes, None), None, 1, |e| {
+            e.obj()["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+        });
+        if let (Some(class), Some(spec)) = (found.first(), obj.get_mut("spec").and_then(Value::as_object_mut)) {
+            spec.insert("storageClassName".into(), class.obj()["metadata"]["name"].clone());
+        }
+    }
+
     /// CREATE.
     pub async fn create(&self, t: &Target, obj: Value, opts: &WriteOptions) -> ApiResult<Written> {
         self.create_inner(t, obj, opts, false).await
@@ -202,6 +219,7 @@ impl ApiServer {
             meta.insert("name".into(), json!(format!("{g}{}", generate_suffix())));
         }
         strategy::prepare_create(res, &mut obj);
+        self.default_storage_class(res, &mut obj);
         shoal_api::defaults::apply_defaults(res.group, res.kind, &mut obj);
         shoal_api::defaults::prepare_for_create(res.group, res.kind, &mut obj);
         match (&apply_config, opts.manager.as_deref()) {

@@ -14,6 +14,8 @@ pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
+pub mod storage;
 
 /// Settings of the controllers.
 #[derive(Clone, Debug)]
@@ -23,6 +25,8 @@ pub struct Config {
     pub node_monitor_grace_period: std::time::Duration,
     /// The cluster CA (PEM), published in every namespace as `kube-root-ca.crt`.
     pub root_ca: Option<String>,
+    /// Where local volumes of nodes without a storage dir of their own live.
+    pub storage_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -30,6 +34,7 @@ impl Default for Config {
         Config {
             node_monitor_grace_period: std::time::Duration::from_secs(50),
             root_ca: None,
+            storage_dir: None,
         }
     }
 }
@@ -47,6 +52,12 @@ pub fn start(client: kube::Client, config: Config) {
         client.clone(),
         informers.clone(),
         config.root_ca.clone(),
+    ));
+    tokio::spawn(statefulset::run(client.clone(), informers.clone()));
+    tokio::spawn(storage::run(
+        client.clone(),
+        informers.clone(),
+        config.storage_dir.clone(),
     ));
     tokio::spawn(nodeipam::run(client.clone(), informers.clone()));
     tokio::spawn(nodelifecycle::run(

@@ -150,6 +150,7 @@ impl PodInfo {
             // not read here.
             if let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.remove("containers");
+                spec.remove("volumes");
             }
             if let Some(status) = v.get_mut("status").and_then(Value::as_object_mut) {
                 status.remove("podIP");

@@ -143,6 +143,7 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
     let config = shoal_controllers::Config {
         node_monitor_grace_period: args.node_monitor_grace_period,
         root_ca: Some(certs.ca_pem.clone()),
+        storage_dir: Some(std::path::absolute(dir.join("storage")).map_err(err("resolving the storage dir"))?),
     };
     shoal_controllers::start(client.clone(), config);
     tokio::spawn(shoal_scheduler::run(client.clone()));

@@ -564,3 +564,248 @@ fn services_get_addresses_endpoints_and_slices() {
         (!ep.status.success() && slices.trim().is_empty()).then_some(())
     });
 }
+
+/// Seed 003's StatefulSet as the tutorial prints it (with its `templates` typo).
+const SAMPLE_STS: &str = "apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: sample-statefulset
+spec:
+  updateStrategy:
+    type: OnDelete
+  serviceName: sample-statefulset
+  replicas: 3
+  selector:
+    matchLabels:
+      app: sample-app
+  templates:
+    metadata:
+      labels:
+        app: sample-app
+    spec:
+      containers:
+      - name: nginx-container
+        image: nginx:1.16
+        volumeMounts:
+        - name: www
+          mountPath: /usr/share/nginx/html
+  volumeClaimTemplates:
+  - metadata:
+      name: www
+    spec:
+      accessModes:
+      - ReadWriteOnce
+      resources:
+        requests:
+          storage: 1G
+";
+
+fn claims(c: &Cluster) -> Vec<String> {
+    let out = c.kubectl(&[
+        "get",
+        "pvc",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.spec.storageClassName}{\"\\n\"}{end}",
+    ]);
+    let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn seed_003_statefulset_with_claims() {
+    let c = Cluster::up(3);
+    // Verbatim, the typo is refused and names the field.
+    let err = c.kubectl_err(&["apply", "-f", "-"], Some(SAMPLE_STS));
+    assert!(err.contains("unknown field \"spec.templates\""), "{err}");
+    assert!(c.kubectl(&["get", "sts", "-o", "name"]).is_empty(), "nothing created");
+
+    // Corrected: pods -0, -1, -2 in order, each with a Bound claim.
+    let mut watch = c
+        .kubectl_cmd(&["get", "pods", "--watch-only", "-o", "name"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl watch");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let fixed = SAMPLE_STS.replace("  templates:", "  template:");
+    c.kubectl_in(&["apply", "-f", "-"], Some(&fixed));
+    c.eventually(30, "3 ready", || {
+        (c.kubectl(&[
+            "get",
+            "sts",
+            "sample-statefulset",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ]) == "3")
+            .then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = watch.kill();
+    let order = {
+        use std::io::Read;
+        let mut s = String::new();
+        watch
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut s)
+            .expect("read");
+        let _ = watch.wait();
+        s
+    };
+    let mut first_seen: Vec<&str> = Vec::new();
+    for l in order.lines() {
+        if !first_seen.contains(&l) {
+            first_seen.push(l);
+        }
+    }
+    assert_eq!(
+        first_seen,
+        [
+            "pod/sample-statefulset-0",
+            "pod/sample-statefulset-1",
+            "pod/sample-statefulset-2"
+        ],
+        "{order}"
+    );
+    let claims_now = c.eventually(30, "3 Bound claims", || {
+        let v = claims(&c);
+        (v.len() == 3 && v.iter().all(|l| l.ends_with(" Bound local-path"))).then_some(v)
+    });
+    assert_eq!(claims_now[0], "www-sample-statefulset-0 Bound local-path");
+    let pod = c.kubectl(&["get", "pod", "sample-statefulset-1", "-o", "jsonpath={.spec.hostname} {.spec.subdomain} {.spec.volumes[?(@.name==\"www\")].persistentVolumeClaim.claimName}"]);
+    assert_eq!(pod, "sample-statefulset-1 sample-statefulset www-sample-statefulset-1");
+    let pv = c.kubectl(&["get", "pv", "-o", "jsonpath={.items[*].spec.storageClassName}"]);
+    assert_eq!(pv, "local-path local-path local-path");
+
+    // Scale to 5, then back to 2: the highest ordinals go, the claims stay.
+    c.kubectl(&["scale", "sts", "sample-statefulset", "--replicas=5"]);
+    c.eventually(30, "5 ready", || {
+        (c.kubectl(&[
+            "get",
+            "sts",
+            "sample-statefulset",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ]) == "5")
+            .then_some(())
+    });
+    assert_eq!(claims(&c).len(), 5);
+    c.kubectl(&["scale", "sts", "sample-statefulset", "--replicas=2"]);
+    c.eventually(30, "2 pods", || {
+        let pods = live(&c, "app=sample-app");
+        (pods == ["sample-statefulset-0", "sample-statefulset-1"]).then_some(())
+    });
+    assert_eq!(claims(&c).len(), 5, "claims outlive their pods");
+    let cols: Vec<String> = c
+        .kubectl(&["get", "sts", "sample-statefulset", "--no-headers"])
+        .split_whitespace()
+        .take(2)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(cols, ["sample-statefulset", "2/2"]);
+}
+
+#[test]
+fn seed_004_statefulset_behind_a_headless_service() {
+    let c = Cluster::up(3);
+    // Seed 004's manifests, with the Service selecting the pods' label.
+    let manifests = "apiVersion: v1
+kind: Service
+metadata:
+  name: statefulset-nginx-service
+  labels:
+    app: statefulset-nginx-service
+spec:
+  ports:
+    - port: 80
+      name: nginx-web
+  clusterIP: None
+  selector:
+    app: statefulset-nginx
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: nginx-web
+spec:
+  selector:
+    matchLabels:
+      app: statefulset-nginx
+  serviceName: \"statefulset-nginx-service\"
+  replicas: 3
+  template:
+    metadata:
+      labels:
+        app: statefulset-nginx
+    spec:
+      terminationGracePeriodSeconds: 10
+      containers:
+        - name: statefulset-nginx
+          image: nginx:latest
+          ports:
+            - containerPort: 80
+              name: nginx-web
+";
+    c.kubectl_in(&["apply", "-f", "-"], Some(manifests));
+    c.kubectl(&["rollout", "status", "sts/nginx-web", "--timeout=60s"]);
+    let ips: Vec<String> = (0..3)
+        .map(|i| {
+            c.kubectl(&[
+                "get",
+                "pod",
+                &format!("nginx-web-{i}"),
+                "-o",
+                "jsonpath={.status.podIP}",
+            ])
+        })
+        .collect();
+    let ep = c.eventually(30, "3 addresses", || {
+        let out = c.kubectl(&[
+            "get",
+            "ep",
+            "statefulset-nginx-service",
+            "-o",
+            "jsonpath={range .subsets[0].addresses[*]}{.hostname}={.ip} {end}",
+        ]);
+        (out.split_whitespace().count() == 3).then_some(out)
+    });
+    for (i, ip) in ips.iter().enumerate() {
+        assert!(ep.contains(&format!("nginx-web-{i}={ip}")), "{ep}");
+    }
+    let slice = c.kubectl(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=statefulset-nginx-service",
+        "-o",
+        "jsonpath={.items[0].endpoints[*].hostname}",
+    ]);
+    assert_eq!(slice, "nginx-web-0 nginx-web-1 nginx-web-2");
+
+    // A RollingUpdate replaces the pods from the highest ordinal down.
+    c.kubectl(&["set", "image", "sts/nginx-web", "statefulset-nginx=nginx:1.27"]);
+    let done = c.kubectl(&["rollout", "status", "sts/nginx-web", "--timeout=60s"]);
+    assert!(
+        done.contains("partitioned roll out complete") || done.contains("rolling update complete"),
+        "{done}"
+    );
+    let images = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=statefulset-nginx",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    assert_eq!(images, "nginx:1.27 nginx:1.27 nginx:1.27");
+    let revisions = c.kubectl(&[
+        "get",
+        "sts",
+        "nginx-web",
+        "-o",
+        "jsonpath={.status.currentRevision}={.status.updateRevision} {.status.updatedReplicas}",
+    ]);
+    let (cur, rest) = revisions.split_once('=').expect("revisions");
+    assert!(rest.starts_with(cur) && rest.ends_with(" 3"), "{revisions}");
+}

@@ -1,0 +1,576 @@
+//! The StatefulSet controller: pods with stable names (`<set>-<ordinal>`), hostnames under
+//! the governing Service, and one PersistentVolumeClaim per pod and claim template
+//! (`<claim>-<set>-<ordinal>`), as upstream's `StatefulSetController` keeps them.
+//!
+//! `OrderedReady` creates pods one at a time in ordinal order, each once the one before is
+//! Running and Ready, and removes them from the highest ordinal down, one at a time;
+//! `Parallel` creates and removes all at once. `RollingUpdate` replaces pods whose revision
+//! is not the current template's, from the highest ordinal down to the `partition`, one at
+//! a time; `OnDelete` only creates replaced pods at the new revision. Claims outlive their
+//! pods unless `persistentVolumeClaimRetentionPolicy` says otherwise.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use serde_json::{Value, json};
+use shoal_api::selector::LabelSelector;
+
+use crate::daemonset::history;
+use crate::events::{EventType, ObjectRef, Recorder};
+use crate::informer::{self, Informers, name as name_of, uid as uid_of};
+
+const MANAGER: &str = "statefulset-controller";
+/// The pod's revision label (the ControllerRevision's name).
+pub const REVISION_LABEL: &str = "controller-revision-hash";
+/// The label with the pod's own name.
+pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+/// The label with the pod's ordinal.
+pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+
+/// A pod of the set as planning reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Member {
+    /// Its revision label.
+    pub revision: String,
+    /// Running and Ready.
+    pub ready: bool,
+    /// Finished with failure (or success): it is replaced.
+    pub failed: bool,
+    /// Being deleted.
+    pub terminating: bool,
+}
+
+/// What to do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Create the pod of this ordinal.
+    Create(i64),
+    /// Delete the pod of this ordinal.
+    Delete(i64),
+}
+
+/// How the set is run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// `Parallel` pod management.
+    pub parallel: bool,
+    /// `OnDelete` updates.
+    pub on_delete: bool,
+    /// RollingUpdate's partition.
+    pub partition: i64,
+}
+
+/// The next actions for `replicas` pods from ordinal `start`, given the pods by ordinal
+/// and the update revision.
+pub fn plan(replicas: i64, start: i64, pods: &BTreeMap<i64, Member>, update: &str, policy: &Policy) -> Vec<Action> {
+    let end = start + replicas;
+    let mut out = Vec::new();
+    // Failed pods are deleted (and created again on a later pass).
+    for (i, p) in pods.range(start..end) {
+        if p.failed && !p.terminating {
+            out.push(Action::Delete(*i));
+            if !policy.parallel {
+                return out;
+            }
+        }
+    }
+    for i in start..end {
+        match pods.get(&i) {
+            None => {
+                out.push(Action::Create(i));
+                if !policy.parallel {
+                    return out;
+                }
+            }
+            Some(p) if !policy.parallel && (!p.ready || p.terminating) => return out,
+            Some(_) => {}
+        }
+    }
+    // Pods beyond the replicas go, highest ordinal first.
+    let condemned: Vec<i64> = pods.keys().copied().filter(|i| *i < start || *i >= end).rev().collect();
+    if !condemned.is_empty() {
+        let unhealthy = pods.range(start..end).any(|(_, p)| !p.ready || p.terminating);
+        for i in condemned {
+            let p = &pods[&i];
+            if p.terminating {
+                if !policy.parallel {
+                    return out;
+                }
+                continue;
+            }
+            if !policy.parallel && unhealthy {
+                return out;
+            }
+            out.push(Action::Delete(i));
+            if !policy.parallel {
+                return out;
+            }
+        }
+        return out;
+    }
+    if !out.is_empty() || policy.on_delete {
+        return out;
+    }
+    // RollingUpdate: one pod at a time, from the highest ordinal down to the partition,
+    // once every pod is Running and Ready.
+    if pods.range(start..end).any(|(_, p)| !p.ready || p.terminating) {
+        return out;
+    }
+    for i in (start + policy.partition.max(0)..end).rev() {
+        if pods.get(&i).is_some_and(|p| p.revision != update) {
+            out.push(Action::Delete(i));
+            return out;
+        }
+    }
+    out
+}
+
+/// The pod of ordinal `i`, from `template` at `revision`.
+pub fn pod_for(sts: &Value, template: &Value, i: i64, revision: &str) -> Value {
+    let name = format!("{}-{i}", name_of(sts));
+    let mut labels = template["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+    labels.insert(REVISION_LABEL.into(), json!(revision));
+    labels.insert(POD_NAME_LABEL.into(), json!(name));
+    labels.insert(POD_INDEX_LABEL.into(), json!(i.to_string()));
+    let mut meta = json!({"name": name, "namespace": sts["metadata"]["namespace"], "labels": labels,
+                          "ownerReferences": [owner_reference(sts)]});
+    for k in ["annotations", "finalizers"] {
+        if let Some(v) = template["metadata"].get(k).filter(|v| !v.is_null()) {
+            meta[k] = v.clone();
+        }
+    }
+    let mut spec = template["spec"].clone();
+    spec["hostname"] = json!(name);
+    if let Some(svc) = sts["spec"]["serviceName"].as_str().filter(|s| !s.is_empty()) {
+        spec["subdomain"] = json!(svc);
+    }
+    let claims = sts["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !claims.is_empty() {
+        let mut volumes: Vec<Value> = spec["volumes"].as_array().cloned().unwrap_or_default();
+        for c in &claims {
+            let claim = name_of(c);
+            volumes.retain(|v| v["name"] != claim);
+            volumes.push(json!({"name": claim, "persistentVolumeClaim": {"claimName": claim_name(claim, sts, i)}}));
+        }
+        spec["volumes"] = Value::Array(volumes);
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
+}
+
+/// `<claim>-<set>-<ordinal>`.
+pub fn claim_name(claim: &str, sts: &Value, i: i64) -> String {
+    format!("{claim}-{}-{i}", name_of(sts))
+}
+
+/// The claim of template `template` for ordinal `i`: the template's spec, labelled with the
+/// set's selector labels; owned by the set when `whenDeleted: Delete`.
+pub fn claim_for(sts: &Value, template: &Value, i: i64) -> Value {
+    let mut labels = sts["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    if let Some(l) = template["metadata"]["labels"].as_object() {
+        labels.extend(l.clone());
+    }
+    let mut meta = json!({"name": claim_name(name_of(template), sts, i), "namespace": sts["metadata"]["namespace"],
+                          "labels": labels});
+    if sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete" {
+        meta["ownerReferences"] = json!([owner_reference(sts)]);
+    }
+    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": template["spec"]})
+}
+
+fn owner_reference(sts: &Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts["metadata"]["name"],
+           "uid": sts["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true})
+}
+
+/// The ordinal of `pod` in the set named `set`, from its name.
+pub fn ordinal(set: &str, pod: &str) -> Option<i64> {
+    pod.strip_prefix(set)?.strip_prefix('-')?.parse().ok()
+}
+
+fn member(pod: &Value) -> Member {
+    let ready = pod["status"]["phase"] == "Running"
+        && pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    Member {
+        revision: pod["metadata"]["labels"][REVISION_LABEL]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        ready,
+        failed: matches!(pod["status"]["phase"].as_str(), Some("Failed" | "Succeeded")),
+        terminating: informer::deleting(pod),
+    }
+}
+
+/// Runs the controller until the process ends.
+pub async fn run(client: kube::Client, informers: Informers) {
+    informers.ready().await;
+    let recorder = Recorder::new(client.clone(), MANAGER);
+    let mut interest = informers.interest(&[
+        ("apps", "statefulsets"),
+        ("", "pods"),
+        ("apps", "controllerrevisions"),
+        ("", "persistentvolumeclaims"),
+    ]);
+    loop {
+        let sets = informers.of("apps", "statefulsets");
+        if !sets.is_empty() {
+            let pods = informers.of("", "pods");
+            let revisions = informers.of("apps", "controllerrevisions");
+            let claims = informers.of("", "persistentvolumeclaims");
+            for sts in &sets {
+                if let Err(e) = sync(&client, &recorder, sts, &pods, &revisions, &claims).await {
+                    tracing::debug!(statefulset = name_of(sts), error = %e, "statefulset sync failed; will retry");
+                }
+            }
+        }
+        informers.wait(&mut interest, Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn sync(
+    client: &kube::Client,
+    recorder: &Recorder,
+    sts: &Value,
+    pods: &[Arc<Value>],
+    revisions: &[Arc<Value>],
+    claims: &[Arc<Value>],
+) -> Result<(), kube::Error> {
+    if informer::deleting(sts) {
+        return Ok(());
+    }
+    let Ok(selector) = LabelSelector::from_api(&sts["spec"]["selector"]) else {
+        return Ok(());
+    };
+    let ns = informer::namespace(sts).to_string();
+    let uid = uid_of(sts);
+    let set = name_of(sts);
+    let about = ObjectRef::of("apps/v1", "StatefulSet", sts);
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    // The revision of the current template.
+    let hash = history::template_hash(sts);
+    let update = format!("{set}-{hash}");
+    let cr_api: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
+    let mine: Vec<&Arc<Value>> = revisions
+        .iter()
+        .filter(|r| informer::namespace(r) == ns && owned_by(r, uid))
+        .collect();
+    if !mine.iter().any(|r| name_of(r) == update) {
+        let next = mine.iter().filter_map(|r| r["revision"].as_i64()).max().unwrap_or(0) + 1;
+        let mut labels = sts["spec"]["template"]["metadata"]["labels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        labels.insert(REVISION_LABEL.into(), json!(hash));
+        let body = json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": {"name": update, "namespace": ns, "labels": labels, "ownerReferences": [owner_reference(sts)]},
+            "data": history::revision_data(sts), "revision": next});
+        let cr: ControllerRevision = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
+        match cr_api.create(&PostParams::default(), &cr).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let current = sts["status"]["currentRevision"].as_str().unwrap_or(&update).to_string();
+    let current_template = mine
+        .iter()
+        .find(|r| name_of(r) == current)
+        .map(|r| r["data"]["spec"]["template"].clone())
+        .map(|mut t| {
+            if let Some(o) = t.as_object_mut() {
+                o.remove("$patch");
+            }
+            t
+        });
+
+    // The set's pods, by ordinal.
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut members: BTreeMap<i64, Member> = BTreeMap::new();
+    for p in pods.iter().filter(|p| informer::namespace(p) == ns) {
+        let Some(i) = ordinal(set, name_of(p)) else {
+            continue;
+        };
+        if owned_by(p, uid) {
+            members.insert(i, member(p));
+        } else if p["metadata"]["ownerReferences"].as_array().is_none_or(Vec::is_empty)
+            && selector.matches_object(p)
+            && !informer::deleting(p)
+        {
+            // An orphan with the set's name and labels is adopted.
+            let patch = json!({"metadata": {"ownerReferences": [owner_reference(sts)], "uid": uid_of(p),
+                                            "resourceVersion": p["metadata"]["resourceVersion"]}});
+            if pod_api.patch(name_of(p), &pp, &Patch::Merge(patch)).await.is_ok() {
+                members.insert(i, member(p));
+            }
+        }
+    }
+    let replicas = sts["spec"]["replicas"].as_i64().unwrap_or(1);
+    let start = sts["spec"]["ordinals"]["start"].as_i64().unwrap_or(0);
+    let strategy = &sts["spec"]["updateStrategy"];
+    let policy = Policy {
+        parallel: sts["spec"]["podManagementPolicy"] == "Parallel",
+        on_delete: strategy["type"] == "OnDelete",
+        partition: strategy["rollingUpdate"]["partition"].as_i64().unwrap_or(0),
+    };
+    let claim_api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    for action in plan(replicas, start, &members, &update, &policy) {
+        match action {
+            Action::Create(i) => {
+                // Claims first, then the pod (at the current revision below the partition).
+                for t in sts["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
+                    let name = claim_name(name_of(t), sts, i);
+                    if claims
+                        .iter()
+                        .any(|c| informer::namespace(c) == ns && name_of(c) == name)
+                    {
+                        continue;
+                    }
+                    let claim: PersistentVolumeClaim =
+                        serde_json::from_value(claim_for(sts, t, i)).map_err(kube::Error::SerdeError)?;
+                    match claim_api.create(&PostParams::default(), &claim).await {
+                        Ok(_) => {
+                            let msg = format!("create Claim {name} Pod {set}-{i} in StatefulSet {set} success");
+                            recorder
+                                .record(&about, EventType::Normal, "SuccessfulCreate", &msg)
+                                .await;
+                        }
+                        Err(kube::Error::Api(e)) if e.code == 409 => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                let below = !policy.on_delete && i < start + policy.partition && current != update;
+                let (template, revision) = match (&current_template, below) {
+                    (Some(t), true) => (t.clone(), current.clone()),
+                    _ => (sts["spec"]["template"].clone(), update.clone()),
+                };
+                let pod: Pod =
+                    serde_json::from_value(pod_for(sts, &template, i, &revision)).map_err(kube::Error::SerdeError)?;
+                let pp = PostParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..Default::default()
+                };
+                match pod_api.create(&pp, &pod).await {
+                    Ok(_) => {
+                        let msg = format!("create Pod {set}-{i} in StatefulSet {set} successful");
+                        recorder
+                            .record(&about, EventType::Normal, "SuccessfulCreate", &msg)
+                            .await;
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Action::Delete(i) => {
+                let name = format!("{set}-{i}");
+                let condemned = i < start || i >= start + replicas;
+                if condemned && sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Delete" {
+                    // The pod's claims go with it.
+                    let pod_uid = pods
+                        .iter()
+                        .find(|p| informer::namespace(p) == ns && name_of(p) == name)
+                        .map(|p| uid_of(p).to_string());
+                    for t in sts["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
+                        let owner = json!({"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": pod_uid}]}});
+                        let _ = claim_api
+                            .patch(&claim_name(name_of(t), sts, i), &pp, &Patch::Merge(owner))
+                            .await;
+                    }
+                }
+                let uid = pods
+                    .iter()
+                    .find(|p| informer::namespace(p) == ns && name_of(p) == name)
+                    .map(|p| uid_of(p).to_string());
+                let dp = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid,
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                match pod_api.delete(&name, &dp).await {
+                    Ok(_) => {
+                        let msg = format!("delete Pod {name} in StatefulSet {set} successful");
+                        recorder
+                            .record(&about, EventType::Normal, "SuccessfulDelete", &msg)
+                            .await;
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+
+    // Status.
+    let live: Vec<&Member> = members.values().filter(|m| !m.terminating).collect();
+    let count = |f: &dyn Fn(&Member) -> bool| live.iter().filter(|m| f(m)).count() as i64;
+    let ready = count(&|m| m.ready);
+    let updated = count(&|m| m.revision == update);
+    let at_current = count(&|m| m.revision == current);
+    let done = updated == replicas && live.len() as i64 == replicas;
+    let current_now = if done { update.clone() } else { current.clone() };
+    let current_replicas = if done { updated } else { at_current };
+    let status = json!({
+        "observedGeneration": sts["metadata"]["generation"],
+        "replicas": live.len(),
+        "readyReplicas": ready,
+        "availableReplicas": ready,
+        "currentReplicas": current_replicas,
+        "updatedReplicas": updated,
+        "currentRevision": current_now,
+        "updateRevision": update,
+        "collisionCount": sts["status"]["collisionCount"].as_i64().unwrap_or(0),
+    });
+    let old = &sts["status"];
+    let changed =
+        status.as_object().into_iter().flatten().any(|(k, v)| {
+            old.get(k).unwrap_or(&Value::Null) != v && !(v == 0 && old.get(k).is_none_or(Value::is_null))
+        });
+    if changed {
+        let api: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(client.clone(), &ns);
+        api.patch_status(set, &pp, &Patch::Merge(json!({"status": status})))
+            .await?;
+    }
+    Ok(())
+}
+
+fn owned_by(obj: &Value, uid: &str) -> bool {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["controller"] == true && r["uid"] == uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(rev: &str) -> Member {
+        Member {
+            revision: rev.into(),
+            ready: true,
+            ..Default::default()
+        }
+    }
+
+    const ORDERED: Policy = Policy {
+        parallel: false,
+        on_delete: false,
+        partition: 0,
+    };
+
+    #[test]
+    fn ordered_ready_creates_one_at_a_time_in_order() {
+        let mut pods = BTreeMap::new();
+        assert_eq!(plan(3, 0, &pods, "r1", &ORDERED), [Action::Create(0)]);
+        pods.insert(
+            0,
+            Member {
+                ready: false,
+                ..ready("r1")
+            },
+        );
+        assert!(
+            plan(3, 0, &pods, "r1", &ORDERED).is_empty(),
+            "waits for web-0 to be Ready"
+        );
+        pods.insert(0, ready("r1"));
+        assert_eq!(plan(3, 0, &pods, "r1", &ORDERED), [Action::Create(1)]);
+        let parallel = Policy {
+            parallel: true,
+            ..ORDERED
+        };
+        assert_eq!(
+            plan(3, 0, &BTreeMap::new(), "r1", &parallel),
+            [Action::Create(0), Action::Create(1), Action::Create(2)]
+        );
+    }
+
+    #[test]
+    fn scaling_down_removes_the_highest_ordinal_first_one_at_a_time() {
+        let pods: BTreeMap<i64, Member> = (0..5).map(|i| (i, ready("r1"))).collect();
+        assert_eq!(plan(2, 0, &pods, "r1", &ORDERED), [Action::Delete(4)]);
+        let mut going = pods.clone();
+        going.insert(
+            4,
+            Member {
+                terminating: true,
+                ..ready("r1")
+            },
+        );
+        assert!(plan(2, 0, &going, "r1", &ORDERED).is_empty(), "waits for web-4 to go");
+        let parallel = Policy {
+            parallel: true,
+            ..ORDERED
+        };
+        assert_eq!(
+            plan(2, 0, &pods, "r1", &parallel),
+            [Action::Delete(4), Action::Delete(3), Action::Delete(2)]
+        );
+    }
+
+    #[test]
+    fn rolling_updates_go_down_to_the_partition_and_on_delete_waits() {
+        let pods: BTreeMap<i64, Member> = (0..3).map(|i| (i, ready("r1"))).collect();
+        assert_eq!(plan(3, 0, &pods, "r2", &ORDERED), [Action::Delete(2)]);
+        let partitioned = Policy {
+            partition: 2,
+            ..ORDERED
+        };
+        let mut p = pods.clone();
+        p.insert(2, ready("r2"));
+        assert!(
+            plan(3, 0, &p, "r2", &partitioned).is_empty(),
+            "ordinals below 2 keep r1"
+        );
+        let on_delete = Policy {
+            on_delete: true,
+            ..ORDERED
+        };
+        assert!(plan(3, 0, &pods, "r2", &on_delete).is_empty());
+    }
+
+    #[test]
+    fn pods_and_claims_are_named_and_wired() {
+        let sts = json!({"metadata": {"name": "web", "namespace": "default", "uid": "u"},
+            "spec": {"serviceName": "nginx", "selector": {"matchLabels": {"app": "nginx"}},
+                     "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"},
+                     "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {"accessModes": ["ReadWriteOnce"]}}]}});
+        let template = json!({"metadata": {"labels": {"app": "nginx"}}, "spec": {"containers": [{"name": "c"}]}});
+        let p = pod_for(&sts, &template, 1, "web-abc");
+        assert_eq!(p["metadata"]["name"], "web-1");
+        assert_eq!(p["spec"]["hostname"], "web-1");
+        assert_eq!(p["spec"]["subdomain"], "nginx");
+        assert_eq!(p["metadata"]["labels"][REVISION_LABEL], "web-abc");
+        assert_eq!(p["metadata"]["labels"][POD_INDEX_LABEL], "1");
+        assert_eq!(
+            p["spec"]["volumes"][0],
+            json!({"name": "www", "persistentVolumeClaim": {"claimName": "www-web-1"}})
+        );
+        let c = claim_for(&sts, &sts["spec"]["volumeClaimTemplates"][0], 1);
+        assert_eq!(c["metadata"]["name"], "www-web-1");
+        assert_eq!(c["metadata"]["labels"]["app"], "nginx");
+        assert_eq!(c["metadata"]["ownerReferences"][0]["kind"], "StatefulSet");
+        assert_eq!(ordinal("web", "web-12"), Some(12));
+        assert_eq!(ordinal("web", "webby-1"), None);
+    }
+}
