@@ -36,6 +36,7 @@ const FULL: &[(&str, &str)] = &[
     ("", "persistentvolumes"),
     ("storage.k8s.io", "storageclasses"),
     ("apps", "statefulsets"),
+    ("batch", "jobs"),
     ("discovery.k8s.io", "endpointslices"),
     ("apps", "daemonsets"),
     ("apps", "deployments"),

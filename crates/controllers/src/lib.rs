@@ -8,6 +8,7 @@ pub mod endpoints;
 pub mod events;
 pub mod gc;
 pub mod informer;
+pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -54,6 +55,7 @@ pub fn start(client: kube::Client, config: Config) {
         config.root_ca.clone(),
     ));
     tokio::spawn(statefulset::run(client.clone(), informers.clone()));
+    tokio::spawn(job::run(client.clone(), informers.clone()));
     tokio::spawn(storage::run(
         client.clone(),
         informers.clone(),

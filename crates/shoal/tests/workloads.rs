@@ -809,3 +809,87 @@ spec:
     let (cur, rest) = revisions.split_once('=').expect("revisions");
     assert!(rest.starts_with(cur) && rest.ends_with(" 3"), "{revisions}");
 }
+
+#[test]
+fn jobs_complete_or_fail_as_upstream() {
+    let c = Cluster::up(2);
+    let job = "apiVersion: batch/v1
+kind: Job
+metadata: {name: many}
+spec:
+  completions: 4
+  parallelism: 2
+  template:
+    metadata:
+      annotations: {shoal.dev/run-seconds: \"1\"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox, command: [sh, -c, \"true\"]}]
+";
+    c.kubectl_in(&["apply", "-f", "-"], Some(job));
+    // Never more than 2 at a time.
+    let mut peak = 0;
+    c.eventually(60, "complete", || {
+        let running = c.kubectl(&["get", "job", "many", "-o", "jsonpath={.status.active}"]);
+        peak = peak.max(running.parse::<i64>().unwrap_or(0));
+        let done = c.kubectl(&[
+            "get",
+            "job",
+            "many",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Complete\")].status}",
+        ]);
+        (done == "True").then_some(())
+    });
+    assert!(peak <= 2, "parallelism 2, saw {peak}");
+    let cols: Vec<String> = c
+        .kubectl(&["get", "job", "many", "--no-headers"])
+        .split_whitespace()
+        .take(3)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(cols, ["many", "Complete", "4/4"]);
+    assert_eq!(
+        c.kubectl(&["get", "pods", "-l", "job-name=many", "-o", "name"])
+            .lines()
+            .count(),
+        4
+    );
+    assert!(
+        c.kubectl(&["wait", "--for=condition=complete", "job/many", "--timeout=5s"])
+            .contains("condition met")
+    );
+
+    // Failing pods: past backoffLimit the Job fails.
+    let failing = "apiVersion: batch/v1
+kind: Job
+metadata: {name: broken}
+spec:
+  backoffLimit: 1
+  template:
+    metadata:
+      annotations: {shoal.dev/exit-code: \"3\"}
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox, command: [sh, -c, \"exit 3\"]}]
+";
+    c.kubectl_in(&["apply", "-f", "-"], Some(failing));
+    c.eventually(60, "failed", || {
+        let out = c.kubectl(&[
+            "get",
+            "job",
+            "broken",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Failed\")].reason} {.status.failed}",
+        ]);
+        (out == "BackoffLimitExceeded 2").then_some(())
+    });
+    assert!(c.kubectl(&["get", "job", "broken", "--no-headers"]).contains("Failed"));
+    // Deleting the Job deletes its pods.
+    c.kubectl(&["delete", "job", "many"]);
+    c.eventually(30, "pods gone", || {
+        c.kubectl(&["get", "pods", "-l", "job-name=many", "-o", "name"])
+            .is_empty()
+            .then_some(())
+    });
+}

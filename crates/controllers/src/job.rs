@@ -1,0 +1,389 @@
+//! The Job controller: pods from the template until `completions` of them succeed, at most
+//! `parallelism` at a time, as upstream's `JobController` runs non-indexed Jobs.
+//!
+//! A Job fails when more than `backoffLimit` of its pods failed, or when it has been active
+//! for longer than `activeDeadlineSeconds`; its running pods are then deleted. Without
+//! `completions`, the Job is a work queue: it completes once a pod succeeded and none is
+//! left running. `suspend` deletes the running pods and holds the Job. Counts only grow:
+//! pods deleted after they finished stay counted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
+use serde_json::{Value, json};
+
+use crate::events::{EventType, ObjectRef, Recorder};
+use crate::informer::{self, Informers, name as name_of, uid as uid_of};
+
+const MANAGER: &str = "job-controller";
+const CONCURRENCY: usize = 32;
+
+/// What the Job's pods add up to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Running or pending, not being deleted.
+    pub active: i64,
+    /// Of those, Ready.
+    pub ready: i64,
+    /// Succeeded.
+    pub succeeded: i64,
+    /// Failed.
+    pub failed: i64,
+    /// Being deleted.
+    pub terminating: i64,
+}
+
+/// Counts the Job's pods.
+pub fn count(pods: &[&Value]) -> Counts {
+    let mut c = Counts::default();
+    for p in pods {
+        match p["status"]["phase"].as_str() {
+            Some("Succeeded") => c.succeeded += 1,
+            Some("Failed") => c.failed += 1,
+            _ if informer::deleting(p) => c.terminating += 1,
+            _ => {
+                c.active += 1;
+                if p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|x| x["type"] == "Ready" && x["status"] == "True")
+                {
+                    c.ready += 1;
+                }
+            }
+        }
+    }
+    c
+}
+
+/// Where a Job stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still running: this many pods should be active.
+    Run(i64),
+    /// Done.
+    Complete,
+    /// Failed, with upstream's reason and message.
+    Failed(&'static str, &'static str),
+}
+
+/// The Job's outcome from its spec, its counts, and how long it has been active.
+pub fn outcome(job: &Value, c: &Counts, active_for: Option<Duration>) -> Outcome {
+    let spec = &job["spec"];
+    let parallelism = spec["parallelism"].as_i64().unwrap_or(1).max(0);
+    let backoff_limit = spec["backoffLimit"].as_i64().unwrap_or(6);
+    if c.failed > backoff_limit {
+        return Outcome::Failed("BackoffLimitExceeded", "Job has reached the specified backoff limit");
+    }
+    if let (Some(deadline), Some(active_for)) = (spec["activeDeadlineSeconds"].as_u64(), active_for)
+        && active_for.as_secs() >= deadline
+    {
+        return Outcome::Failed("DeadlineExceeded", "Job was active longer than specified deadline");
+    }
+    match spec["completions"].as_i64() {
+        Some(completions) if c.succeeded >= completions => Outcome::Complete,
+        Some(completions) => Outcome::Run(parallelism.min(completions - c.succeeded)),
+        // A work queue: done once one succeeded and the rest finished.
+        None if c.succeeded > 0 && c.active == 0 => Outcome::Complete,
+        None if c.succeeded > 0 => Outcome::Run(c.active),
+        None => Outcome::Run(parallelism),
+    }
+}
+
+/// The pod a Job creates.
+pub fn pod_for(job: &Value) -> Value {
+    let template = &job["spec"]["template"];
+    let mut meta = json!({
+        "generateName": format!("{}-", name_of(job)),
+        "namespace": job["metadata"]["namespace"],
+        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name_of(job), "uid": uid_of(job),
+                             "controller": true, "blockOwnerDeletion": true}],
+    });
+    for k in ["labels", "annotations", "finalizers"] {
+        if let Some(v) = template["metadata"].get(k).filter(|v| !v.is_null()) {
+            meta[k] = v.clone();
+        }
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"]})
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Runs the controller until the process ends.
+pub async fn run(client: kube::Client, informers: Informers) {
+    informers.ready().await;
+    let recorder = Recorder::new(client.clone(), MANAGER);
+    let mut interest = informers.interest(&[("batch", "jobs"), ("", "pods")]);
+    loop {
+        let jobs = informers.of("batch", "jobs");
+        let mut deadlines = false;
+        if !jobs.is_empty() {
+            let pods = informers.of("", "pods");
+            for job in &jobs {
+                match sync(&client, &recorder, job, &pods).await {
+                    Ok(d) => deadlines |= d,
+                    Err(e) => tracing::debug!(job = name_of(job), error = %e, "job sync failed; will retry"),
+                }
+            }
+        }
+        let idle = if deadlines { 1 } else { 5 };
+        informers.wait(&mut interest, Duration::from_secs(idle)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One pass over one Job; true when it has a deadline to watch.
+async fn sync(
+    client: &kube::Client,
+    recorder: &Recorder,
+    job: &Value,
+    pods: &[Arc<Value>],
+) -> Result<bool, kube::Error> {
+    let finished = job["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True");
+    if informer::deleting(job) || finished {
+        return Ok(false);
+    }
+    let ns = informer::namespace(job).to_string();
+    let uid = uid_of(job);
+    let mine: Vec<&Value> = pods
+        .iter()
+        .filter(|p| informer::namespace(p) == ns)
+        .filter(|p| {
+            p["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["controller"] == true && r["uid"] == uid)
+        })
+        .map(|p| &**p)
+        .collect();
+    let mut c = count(&mine);
+    // Counts never go down: finished pods may be deleted.
+    c.succeeded = c.succeeded.max(job["status"]["succeeded"].as_i64().unwrap_or(0));
+    c.failed = c.failed.max(job["status"]["failed"].as_i64().unwrap_or(0));
+    let start = job["status"]["startTime"].as_str().map(str::to_string);
+    let active_for = start
+        .as_deref()
+        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+        .and_then(|t| Duration::try_from(jiff::Timestamp::now().duration_since(t)).ok());
+    let suspended = job["spec"]["suspend"] == true;
+    let about = ObjectRef::of("batch/v1", "Job", job);
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let result = if suspended {
+        Outcome::Run(0)
+    } else {
+        outcome(job, &c, active_for)
+    };
+    let active: Vec<&&Value> = mine
+        .iter()
+        .filter(|p| !informer::deleting(p) && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+        .collect();
+    let (want, end) = match result {
+        Outcome::Run(n) => (n, None),
+        Outcome::Complete => (0, Some(("Complete", "", ""))),
+        Outcome::Failed(reason, message) => (0, Some(("Failed", reason, message))),
+    };
+    // Too many (or the Job ended): the newest go.
+    if (active.len() as i64) > want {
+        let mut victims: Vec<&&Value> = active.clone();
+        victims.sort_by(|a, b| {
+            b["metadata"]["creationTimestamp"]
+                .as_str()
+                .cmp(&a["metadata"]["creationTimestamp"].as_str())
+        });
+        for p in victims.into_iter().take(active.len() - want.max(0) as usize) {
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some(uid_of(p).to_string()),
+                    resource_version: None,
+                }),
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..Default::default()
+            };
+            let _ = pod_api.delete(name_of(p), &dp).await;
+        }
+    }
+    if end.is_none() && (active.len() as i64) < want {
+        let body = pod_for(job);
+        let made = futures::stream::iter(0..(want - active.len() as i64)).map(|_| {
+            let (api, body) = (pod_api.clone(), body.clone());
+            async move {
+                let pod: Pod = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
+                let pp = PostParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..Default::default()
+                };
+                api.create(&pp, &pod).await
+            }
+        });
+        for r in made.buffer_unordered(CONCURRENCY).collect::<Vec<_>>().await {
+            match r {
+                Ok(p) => {
+                    let msg = format!("Created pod: {}", p.metadata.name.unwrap_or_default());
+                    recorder
+                        .record(&about, EventType::Normal, "SuccessfulCreate", &msg)
+                        .await;
+                }
+                Err(e) => {
+                    recorder
+                        .record(
+                            &about,
+                            EventType::Warning,
+                            "FailedCreate",
+                            &format!("Error creating: {e}"),
+                        )
+                        .await;
+                }
+            }
+        }
+    }
+    // Status.
+    let t = now();
+    let mut conditions: Vec<Value> = job["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let mut status = json!({
+        "active": c.active, "ready": c.ready, "succeeded": c.succeeded, "failed": c.failed,
+        "terminating": c.terminating, "uncountedTerminatedPods": {},
+    });
+    if !suspended {
+        status["startTime"] = json!(start.clone().unwrap_or_else(|| t.clone()));
+    }
+    let condition = |t_: &str, reason: &str, message: &str| {
+        json!({"type": t_, "status": "True", "reason": reason, "message": message,
+               "lastProbeTime": t, "lastTransitionTime": t})
+    };
+    let suspended_now = conditions
+        .iter()
+        .any(|x| x["type"] == "Suspended" && x["status"] == "True");
+    if suspended && !suspended_now {
+        conditions.retain(|x| x["type"] != "Suspended");
+        conditions.push(condition("Suspended", "JobSuspended", "Job suspended"));
+        recorder
+            .record(&about, EventType::Normal, "Suspended", "Job suspended")
+            .await;
+    } else if !suspended && suspended_now {
+        conditions.retain(|x| x["type"] != "Suspended");
+        recorder
+            .record(&about, EventType::Normal, "Resumed", "Job resumed")
+            .await;
+    }
+    match end {
+        Some(("Complete", _, _)) if active.is_empty() => {
+            conditions.push(condition(
+                "SuccessCriteriaMet",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            ));
+            conditions.push(condition(
+                "Complete",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            ));
+            status["completionTime"] = json!(t);
+            recorder
+                .record(&about, EventType::Normal, "Completed", "Job completed")
+                .await;
+        }
+        Some(("Failed", reason, message)) if active.is_empty() => {
+            conditions.push(condition("FailureTarget", reason, message));
+            conditions.push(condition("Failed", reason, message));
+            recorder.record(&about, EventType::Warning, reason, message).await;
+        }
+        _ => {}
+    }
+    if !conditions.is_empty() {
+        status["conditions"] = Value::Array(conditions);
+    }
+    let old = &job["status"];
+    let changed = ["active", "ready", "succeeded", "failed", "terminating"]
+        .iter()
+        .any(|k| old[*k].as_i64().unwrap_or(0) != status[*k].as_i64().unwrap_or(0))
+        || old["startTime"] != status["startTime"]
+        || old["conditions"].as_array().map_or(0, Vec::len) != status["conditions"].as_array().map_or(0, Vec::len);
+    if changed {
+        let api: Api<Job> = Api::namespaced(client.clone(), &ns);
+        let pp = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        api.patch_status(name_of(job), &pp, &Patch::Merge(json!({"status": status})))
+            .await?;
+    }
+    Ok(job["spec"]["activeDeadlineSeconds"].is_number())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(active: i64, succeeded: i64, failed: i64) -> Counts {
+        Counts {
+            active,
+            succeeded,
+            failed,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn completions_and_parallelism_set_the_active_pods() {
+        let job = json!({"spec": {"completions": 5, "parallelism": 2}});
+        assert_eq!(outcome(&job, &counts(0, 0, 0), None), Outcome::Run(2));
+        assert_eq!(outcome(&job, &counts(2, 4, 0), None), Outcome::Run(1));
+        assert_eq!(outcome(&job, &counts(0, 5, 0), None), Outcome::Complete);
+        let single = json!({"spec": {}});
+        assert_eq!(outcome(&single, &counts(0, 0, 0), None), Outcome::Run(1));
+        let queue = json!({"spec": {"parallelism": 3}});
+        assert_eq!(outcome(&queue, &counts(0, 0, 0), None), Outcome::Run(3));
+        assert_eq!(outcome(&queue, &counts(2, 1, 0), None), Outcome::Run(2));
+        assert_eq!(outcome(&queue, &counts(0, 1, 0), None), Outcome::Complete);
+    }
+
+    #[test]
+    fn failures_and_deadlines_fail_the_job() {
+        let job = json!({"spec": {"completions": 1, "backoffLimit": 2, "activeDeadlineSeconds": 10}});
+        assert_eq!(
+            outcome(&job, &counts(1, 0, 2), Some(Duration::from_secs(1))),
+            Outcome::Run(1)
+        );
+        assert!(matches!(
+            outcome(&job, &counts(1, 0, 3), None),
+            Outcome::Failed("BackoffLimitExceeded", _)
+        ));
+        assert!(matches!(
+            outcome(&job, &counts(1, 0, 0), Some(Duration::from_secs(10))),
+            Outcome::Failed("DeadlineExceeded", _)
+        ));
+    }
+
+    #[test]
+    fn pods_are_counted_by_phase() {
+        let p = |phase: &str, ready: bool| json!({"status": {"phase": phase, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}});
+        let (a, b, c, d) = (
+            p("Running", true),
+            p("Pending", false),
+            p("Succeeded", false),
+            p("Failed", false),
+        );
+        assert_eq!(
+            count(&[&a, &b, &c, &d]),
+            Counts {
+                active: 2,
+                ready: 1,
+                succeeded: 1,
+                failed: 1,
+                terminating: 0
+            }
+        );
+    }
+}
