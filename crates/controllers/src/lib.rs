@@ -4,6 +4,7 @@
 
 pub mod daemonset;
 pub mod deployment;
+pub mod dns;
 pub mod endpoints;
 pub mod events;
 pub mod gc;
@@ -40,8 +41,9 @@ impl Default for Config {
     }
 }
 
-/// Starts every controller on `client` in the background.
-pub fn start(client: kube::Client, config: Config) {
+/// Starts every controller on `client` in the background; returns the informers they share
+/// (cluster DNS answers from them too).
+pub fn start(client: kube::Client, config: Config) -> informer::Informers {
     let informers = informer::Informers::start(client.clone());
     tokio::spawn(gc::run(client.clone(), informers.clone()));
     tokio::spawn(daemonset::run(client.clone(), informers.clone()));
@@ -67,5 +69,6 @@ pub fn start(client: kube::Client, config: Config) {
         informers.clone(),
         config.node_monitor_grace_period,
     ));
-    tokio::spawn(namespace::run(client, informers));
+    tokio::spawn(namespace::run(client, informers.clone()));
+    informers
 }

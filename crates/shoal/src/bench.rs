@@ -295,6 +295,7 @@ pub async fn bench_cluster(store: StoreKind, nodes: Option<u32>) -> Result<Bench
             StoreKind::Memory => Some("memory://".into()),
         },
         node_monitor_grace_period: Duration::from_secs(50),
+        cluster_dns: "off".into(),
     };
     let running = cluster::start(&args, nodes).await?;
     Ok(BenchCluster { running, _dir: dir })

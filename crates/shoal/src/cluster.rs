@@ -84,6 +84,8 @@ pub struct Running {
     pub server_url: String,
     /// How long start-up took, until `/readyz` answered.
     pub ready_in: std::time::Duration,
+    /// Where the cluster DNS answers, if it does.
+    pub dns: Option<std::net::SocketAddr>,
 }
 
 /// Starts a cluster in this process (`nodes` is `Some(N)` for `shoal up`) and returns once
@@ -145,7 +147,23 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
         root_ca: Some(certs.ca_pem.clone()),
         storage_dir: Some(std::path::absolute(dir.join("storage")).map_err(err("resolving the storage dir"))?),
     };
-    shoal_controllers::start(client.clone(), config);
+    let informers = shoal_controllers::start(client.clone(), config);
+    let dns = match args.cluster_dns.as_str() {
+        "off" | "" => None,
+        addr => {
+            let addr: std::net::SocketAddr = addr
+                .parse()
+                .map_err(|e| StartError(format!("--cluster-dns {addr:?}: {e} (want IP:PORT or off)")))?;
+            match shoal_controllers::dns::serve(addr, informers).await {
+                Ok(bound) => Some(bound),
+                Err(e) => {
+                    // A busy port must not keep the cluster from starting.
+                    tracing::warn!(%addr, error = %e, "cluster DNS not started");
+                    None
+                }
+            }
+        }
+    };
     tokio::spawn(shoal_scheduler::run(client.clone()));
     if let Some(n) = nodes {
         let pool = shoal_agent::SimulatedPool::new(client.clone());
@@ -158,6 +176,7 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
         client,
         server_url,
         ready_in: started.elapsed(),
+        dns,
     })
 }
 
@@ -165,10 +184,11 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
 pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError> {
     let running = start(&args, nodes).await?;
     println!(
-        "shoal is ready in {:.2}s: API at {}, kubeconfig {}",
+        "shoal is ready in {:.2}s: API at {}, kubeconfig {}{}",
         running.ready_in.as_secs_f64(),
         running.server_url,
-        args.data_dir.join("kubeconfig").display()
+        args.data_dir.join("kubeconfig").display(),
+        running.dns.map(|d| format!(", DNS at {d}")).unwrap_or_default()
     );
     tokio::signal::ctrl_c().await.map_err(err("waiting for a signal"))?;
     Ok(())

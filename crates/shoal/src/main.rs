@@ -92,6 +92,10 @@ pub struct ServerArgs {
     /// tainted `node.kubernetes.io/unreachable` (e.g. `50s`, `2m`, `1m30s`).
     #[arg(long, default_value = "50s", value_parser = parse_duration)]
     pub node_monitor_grace_period: std::time::Duration,
+    /// Where the cluster DNS (`cluster.local`) answers, over UDP and TCP; `off` for none.
+    /// Port 0 picks a free one (the ready line names it).
+    #[arg(long, default_value = "127.0.0.1:10053")]
+    pub cluster_dns: String,
 }
 
 /// Flags of `shoal agent`.

@@ -783,6 +783,67 @@ spec:
     ]);
     assert_eq!(slice, "nginx-web-0 nginx-web-1 nginx-web-2");
 
+    // The built-in DNS answers a real resolver.
+    let dns = c
+        .ready_line
+        .split("DNS at ")
+        .nth(1)
+        .and_then(|r| r.split([',', ' ']).next())
+        .expect("the ready line names the DNS address")
+        .to_string();
+    let (host, port) = dns.rsplit_once(':').expect("ip:port");
+    let dig = |args: &[&str]| -> String {
+        let out = std::process::Command::new("dig")
+            .args([&format!("@{host}"), "-p", port, "+short", "+time=2", "+tries=2"])
+            .args(args)
+            .output()
+            .expect("dig (Debian's dnsutils) on PATH");
+        assert!(
+            out.status.success(),
+            "dig {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines.join(" ")
+    };
+    let mut sorted_ips = ips.clone();
+    sorted_ips.sort();
+    assert_eq!(
+        dig(&["statefulset-nginx-service.default.svc.cluster.local"]),
+        sorted_ips.join(" ")
+    );
+    assert_eq!(
+        dig(&["nginx-web-1.statefulset-nginx-service.default.svc.cluster.local"]),
+        ips[1]
+    );
+    let srv = dig(&[
+        "SRV",
+        "_nginx-web._tcp.statefulset-nginx-service.default.svc.cluster.local",
+    ]);
+    assert!(
+        srv.contains("80 nginx-web-0.statefulset-nginx-service.default.svc.cluster.local."),
+        "{srv}"
+    );
+    assert_eq!(dig(&["kubernetes.default.svc.cluster.local"]), "10.43.0.1");
+    let status = |name: &str| {
+        let out = std::process::Command::new("dig")
+            .args([&format!("@{host}"), "-p", port, "+time=2", "+tries=1", name])
+            .output()
+            .expect("dig");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.split("status: ")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(status("nope.default.svc.cluster.local"), "NXDOMAIN");
+    assert_eq!(status("example.com"), "REFUSED");
+
     // A RollingUpdate replaces the pods from the highest ordinal down.
     c.kubectl(&["set", "image", "sts/nginx-web", "statefulset-nginx=nginx:1.27"]);
     let done = c.kubectl(&["rollout", "status", "sts/nginx-web", "--timeout=60s"]);

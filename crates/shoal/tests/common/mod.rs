@@ -14,6 +14,8 @@ const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
 /// A running cluster; killed when dropped.
 pub struct Cluster {
     pub child: Child,
+    /// The line shoal printed once ready.
+    pub ready_line: String,
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     cache: tempfile::TempDir,
@@ -61,6 +63,8 @@ impl Cluster {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args(args)
             .arg(dir)
+            // Tests run in parallel: each cluster's DNS takes a free port.
+            .args(["--cluster-dns", "127.0.0.1:0"])
             .args(extra)
             .env("SHOAL_LOG", "warn")
             .stdout(Stdio::piped())
@@ -75,16 +79,17 @@ impl Cluster {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let ready_line = loop {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("shoal printed no ready line");
             if line.contains("ready") {
-                break;
+                break line;
             }
-        }
+        };
         Cluster {
             child,
+            ready_line,
             dir: dir.to_path_buf(),
             _tmp: None,
             cache: tempfile::tempdir().expect("tempdir"),
