@@ -49,6 +49,10 @@ pub struct RsView {
     pub available: i64,
     /// `metadata.creationTimestamp`, for the oldest-first order.
     pub created: String,
+    /// Its `max-replicas` annotation: the Deployment's size plus surge when last scaled.
+    pub max: Option<i64>,
+    /// Its `desired-replicas` annotation.
+    pub desired: Option<i64>,
 }
 
 impl RsView {
@@ -73,6 +77,10 @@ impl RsView {
                 .as_str()
                 .unwrap_or_default()
                 .to_string(),
+            max: rs["metadata"]["annotations"][MAX].as_str().and_then(|v| v.parse().ok()),
+            desired: rs["metadata"]["annotations"][DESIRED]
+                .as_str()
+                .and_then(|v| v.parse().ok()),
         }
     }
 }
@@ -173,6 +181,55 @@ pub fn rolling_step(replicas: i64, surge: i64, unavailable: i64, new: &RsView, o
         }
     }
     out
+}
+
+/// Proportional scaling (upstream's `scale`): when the Deployment's size changed while
+/// several ReplicaSets have pods, the difference is spread over them in proportion to their
+/// sizes (the leftover goes to the largest). `None` when this is not a scaling event.
+pub fn proportional(replicas: i64, surge: i64, all: &[RsView]) -> Option<Vec<(String, i64)>> {
+    let active: Vec<&RsView> = all.iter().filter(|r| r.replicas > 0).collect();
+    if active.len() < 2 || active.iter().all(|r| r.desired == Some(replicas)) {
+        return None;
+    }
+    let allowed = replicas + surge;
+    let total: i64 = all.iter().map(|r| r.replicas).sum();
+    let to_add = allowed - total;
+    if to_add == 0 {
+        return None;
+    }
+    let mut order = active.clone();
+    if to_add > 0 {
+        order.sort_by(|a, b| b.replicas.cmp(&a.replicas).then(b.created.cmp(&a.created)));
+    } else {
+        order.sort_by(|a, b| a.replicas.cmp(&b.replicas).then(a.created.cmp(&b.created)));
+    }
+    let mut added = 0;
+    let mut sizes: Vec<(String, i64)> = Vec::new();
+    for rs in &order {
+        let annotated = rs.max.unwrap_or(allowed).max(1);
+        // The share this ReplicaSet's size gives it, rounded to the nearest pod.
+        let target = (rs.replicas * allowed * 2 + annotated) / (annotated * 2);
+        let fraction = target - rs.replicas;
+        let left = to_add - added;
+        let take = if left > 0 {
+            fraction.min(left).max(0)
+        } else {
+            fraction.max(left).min(0)
+        };
+        added += take;
+        sizes.push((rs.name.clone(), rs.replicas + take));
+    }
+    // The leftover goes to the largest (the first when growing, the last when shrinking).
+    if added != to_add {
+        let i = if to_add > 0 { 0 } else { sizes.len() - 1 };
+        sizes[i].1 = (sizes[i].1 + to_add - added).max(0);
+    }
+    Some(
+        sizes
+            .into_iter()
+            .filter(|(n, v)| all.iter().any(|r| &r.name == n && r.replicas != *v))
+            .collect(),
+    )
 }
 
 /// One step of Recreate: old ReplicaSets to zero; once none of their pods is left, the new
@@ -396,7 +453,15 @@ async fn sync(
     }
 
     // One step of the strategy (a paused Deployment is only scaled).
+    let mut everyone: Vec<RsView> = olds.clone();
+    everyone.extend(new.iter().cloned());
+    let scaled = if recreate {
+        None
+    } else {
+        proportional(replicas, surge, &everyone).filter(|s| !s.is_empty())
+    };
     let steps = match (&new, paused, recreate) {
+        _ if scaled.is_some() => scaled.unwrap_or_default(),
         (Some(n), true, _) if olds.iter().all(|r| r.replicas == 0) && n.replicas != replicas => {
             vec![(n.name.clone(), replicas)]
         }
@@ -625,6 +690,8 @@ mod tests {
             ready: available,
             available,
             created: created.into(),
+            max: None,
+            desired: None,
         }
     }
 
@@ -680,6 +747,28 @@ mod tests {
             rolling_step(4, 1, 1, &rs("new", 1, 0, "t2"), &old),
             [("old".to_string(), 3)]
         );
+    }
+
+    #[test]
+    fn scaling_mid_rollout_is_proportional() {
+        // 10 replicas, surge 3: old 8, new 5 (annotated for 13); scaled to 20 (allowed 23).
+        let mut old = rs("old", 8, 8, "t1");
+        let mut new = rs("new", 5, 0, "t2");
+        for r in [&mut old, &mut new] {
+            r.max = Some(13);
+            r.desired = Some(10);
+        }
+        let steps = proportional(20, 3, &[old.clone(), new.clone()]).expect("a scaling event");
+        let total: i64 = steps.iter().map(|s| s.1).sum();
+        assert_eq!(total, 23, "{steps:?}");
+        assert!(
+            steps.contains(&("old".to_string(), 14)) && steps.contains(&("new".to_string(), 9)),
+            "{steps:?}"
+        );
+        // Not a scaling event once the annotations say the new size.
+        old.desired = Some(20);
+        new.desired = Some(20);
+        assert_eq!(proportional(20, 3, &[old, new]), None);
     }
 
     #[test]

@@ -954,3 +954,31 @@ spec:
             .then_some(())
     });
 }
+
+#[test]
+fn scaling_a_deployment_mid_rollout_is_proportional() {
+    let c = Cluster::up(2);
+    // minReadySeconds keeps the new pods unavailable, so the rollout holds after one surge.
+    let d = ECHO_DEPLOY
+        .replace("  replicas: 4\n", "  replicas: 4\n  minReadySeconds: 300\n")
+        .replace("echo:v2", "echo:v1");
+    c.kubectl_in(&["apply", "-f", "-"], Some(&d));
+    c.eventually(60, "4 v1 pods", || {
+        (c.kubectl(&["get", "deploy", "echo-deploy", "-o", "jsonpath={.status.replicas}"]) == "4").then_some(())
+    });
+    // The rollout surges one v2 pod, which stays unavailable: old 4, new 1.
+    c.kubectl(&["set", "image", "deploy/echo-deploy", "echo=ghcr.io/subicura/echo:v2"]);
+    c.eventually(30, "the surge", || {
+        let rs = images_of_rs(&c);
+        (rs.len() == 2 && rs.iter().any(|r| r.1 == "1" && r.2.ends_with(":v2"))).then_some(())
+    });
+    c.kubectl(&["scale", "deploy", "echo-deploy", "--replicas=8"]);
+    // Allowed 8 + 1 surge = 9 over 4 old and 1 new, in proportion: 7 and 2.
+    c.eventually(30, "proportional sizes", || {
+        let rs = images_of_rs(&c);
+        let sizes: Vec<(String, String)> = rs.iter().map(|r| (r.1.clone(), r.2.clone())).collect();
+        (sizes.contains(&("7".into(), "ghcr.io/subicura/echo:v1".into()))
+            && sizes.contains(&("2".into(), "ghcr.io/subicura/echo:v2".into())))
+        .then_some(())
+    });
+}
