@@ -157,12 +157,17 @@ fn disk_bytes(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// The Node this agent registers: labels as a kubelet sets them.
-pub fn node_object(name: &str) -> Value {
+fn obj_annotations(cfg: &AgentConfig) -> Value {
+    node_object(&cfg.node_name, &cfg.data_dir.join("storage"))["metadata"]["annotations"].clone()
+}
+
+/// The Node this agent registers: labels as a kubelet sets them, and where local volumes
+/// for its pods go (`shoal.dev/storage-dir`).
+pub fn node_object(name: &str, storage_dir: &std::path::Path) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "labels": {
+        "metadata": {"name": name, "annotations": {"shoal.dev/storage-dir": storage_dir.display().to_string()}, "labels": {
             "beta.kubernetes.io/arch": arch(),
             "beta.kubernetes.io/os": "linux",
             "kubernetes.io/arch": arch(),
@@ -217,7 +222,7 @@ fn now_rfc3339() -> String {
 /// its status.
 async fn register(client: &kube::Client, cfg: &AgentConfig, port: u16, runtime: &str) -> Result<Node, AgentError> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let mut obj = node_object(&cfg.node_name);
+    let mut obj = node_object(&cfg.node_name, &cfg.data_dir.join("storage"));
     obj["status"] = node_status(cfg, port, runtime, &now_rfc3339());
     let node: Node = serde_json::from_value(obj).map_err(|e| AgentError::Api(e.to_string()))?;
     let pp = PostParams {
@@ -226,7 +231,18 @@ async fn register(client: &kube::Client, cfg: &AgentConfig, port: u16, runtime: 
     };
     match nodes.create(&pp, &node).await {
         Ok(n) => Ok(n),
-        Err(kube::Error::Api(e)) if e.code == 409 => report(client, cfg, port, runtime).await,
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            // Registered before: the annotations may be new.
+            let meta = json!({"metadata": {"annotations": obj_annotations(cfg)}});
+            let pp = PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            };
+            if let Err(e) = nodes.patch(&cfg.node_name, &pp, &Patch::Merge(meta)).await {
+                tracing::warn!(error = %e, "agent: updating the node's annotations failed");
+            }
+            report(client, cfg, port, runtime).await
+        }
         Err(e) => Err(AgentError::Api(format!("registering node {}: {e}", cfg.node_name))),
     }
 }
@@ -306,9 +322,11 @@ mod tests {
         assert_eq!(s["daemonEndpoints"]["kubeletEndpoint"]["Port"], 10250);
         assert!(s["capacity"]["memory"].as_str().unwrap().ends_with("Ki"));
         assert_ne!(s["capacity"]["memory"], "0Ki");
+        let node = node_object("edge1", std::path::Path::new("/var/lib/shoal/storage"));
+        assert_eq!(node["metadata"]["labels"]["kubernetes.io/hostname"], "edge1");
         assert_eq!(
-            node_object("edge1")["metadata"]["labels"]["kubernetes.io/hostname"],
-            "edge1"
+            node["metadata"]["annotations"]["shoal.dev/storage-dir"],
+            "/var/lib/shoal/storage"
         );
     }
 }

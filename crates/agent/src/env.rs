@@ -19,6 +19,10 @@ pub trait Sources {
     fn config_map(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
     /// The decoded `data` of Secret `name`, if it exists.
     fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>>;
+    /// Where the volume bound to claim `name` is on this node, if it is bound to a local one.
+    fn claim_path(&self, _namespace: &str, _name: &str) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// Why a container's environment cannot be built: upstream's message, shown with the

@@ -172,6 +172,8 @@ struct PodState {
 struct Fetched {
     config_maps: HashMap<String, BTreeMap<String, String>>,
     secrets: HashMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Claim -> the path of its bound local volume.
+    claims: HashMap<String, PathBuf>,
 }
 
 impl crate::env::Sources for Fetched {
@@ -180,6 +182,9 @@ impl crate::env::Sources for Fetched {
     }
     fn secret(&self, _ns: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
         self.secrets.get(name).cloned()
+    }
+    fn claim_path(&self, _ns: &str, name: &str) -> Option<PathBuf> {
+        self.claims.get(name).cloned()
     }
 }
 
@@ -384,6 +389,29 @@ impl Kubelet {
         for name in cms {
             if let Ok(Some(cm)) = cm_api.get_opt(&name).await {
                 out.config_maps.insert(name, cm.data.unwrap_or_default());
+            }
+        }
+        // Claims: their bound volume's path (hostPath or local).
+        let pvc_api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
+        let pv_api: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(self.client.clone());
+        let claims = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()));
+        for claim in claims {
+            let Ok(Some(pvc)) = pvc_api.get_opt(&claim).await else {
+                continue;
+            };
+            let Some(volume) = pvc.spec.and_then(|s| s.volume_name).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            if let Ok(Some(pv)) = pv_api.get_opt(&volume).await {
+                let spec = pv.spec.unwrap_or_default();
+                let path = spec.host_path.map(|h| h.path).or(spec.local.map(|l| l.path));
+                if let Some(path) = path {
+                    out.claims.insert(claim, PathBuf::from(path));
+                }
             }
         }
         let sec_api: Api<Secret> = Api::namespaced(self.client.clone(), ns);

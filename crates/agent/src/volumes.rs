@@ -59,6 +59,16 @@ fn prepare_one(pod: &Pod, ns: &str, v: &Volume, dir: &Path, sources: &impl Sourc
         }
         return Ok(path);
     }
+    if let Some(claim) = &v.persistent_volume_claim {
+        let path = sources.claim_path(ns, &claim.claim_name).ok_or_else(|| {
+            format!(
+                "persistentvolumeclaim \"{}\" is not bound to a local volume on this node yet",
+                claim.claim_name
+            )
+        })?;
+        std::fs::create_dir_all(&path).map_err(io("creating", &path))?;
+        return Ok(path);
+    }
     std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     if v.empty_dir.is_some() {
         return Ok(dir.to_path_buf());
@@ -100,7 +110,7 @@ fn prepare_one(pod: &Pod, ns: &str, v: &Volume, dir: &Path, sources: &impl Sourc
         (files, d.default_mode.unwrap_or(0o644))
     } else {
         return Err(format!(
-            "volume \"{}\": the process runtime supports hostPath, emptyDir, configMap, secret and downwardAPI volumes",
+            "volume \"{}\": the process runtime supports hostPath, emptyDir, configMap, secret, downwardAPI and persistentVolumeClaim (local) volumes",
             v.name
         ));
     };
@@ -253,6 +263,29 @@ mod tests {
         fn secret(&self, _ns: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
             (name == "s").then(|| BTreeMap::from([("pw".into(), b"hunter2".to_vec())]))
         }
+        fn claim_path(&self, _ns: &str, name: &str) -> Option<PathBuf> {
+            (name == "bound").then(|| std::env::temp_dir().join("shoal-volumes-test-claim"))
+        }
+    }
+
+    #[test]
+    fn claims_use_their_local_volume_once_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = prepare(
+            &pod(json!([{"name": "data", "persistentVolumeClaim": {"claimName": "bound"}}])),
+            dir.path(),
+            &Fixed,
+        )
+        .unwrap();
+        assert_eq!(v["data"], std::env::temp_dir().join("shoal-volumes-test-claim"));
+        assert!(v["data"].is_dir());
+        let e = prepare(
+            &pod(json!([{"name": "data", "persistentVolumeClaim": {"claimName": "pending"}}])),
+            dir.path(),
+            &Fixed,
+        )
+        .unwrap_err();
+        assert!(e.contains("is not bound"), "{e}");
     }
 
     fn pod(volumes: serde_json::Value) -> Pod {

@@ -31,6 +31,9 @@ const READ_STATUS: &[(&str, &[&str])] = &[
 /// The `spec` fields of a bound Pod that are read from caches: its node. (The node
 /// lifecycle controller reads the tolerations of the few pods on nodes with NoExecute
 /// taints from the API.)
+/// The node annotation naming where its local volumes live (the one annotation cached).
+pub const NODE_STORAGE_DIR: &str = "shoal.dev/storage-dir";
+
 const READ_BOUND_POD_SPEC: &[&str] = &["nodeName", "hostname", "subdomain", "containers", "volumes"];
 
 /// The `spec` fields of a Pod that no in-process cache reads: the containers and volumes,
@@ -58,7 +61,12 @@ pub fn trim_for_cache(kind: &str, obj: &mut serde_json::Value) {
     }
     if kind == "Node" {
         if let Some(meta) = obj.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
+            // Only where the node keeps local volumes is read of its annotations.
+            let kept = meta.get("annotations").and_then(|a| a.get(NODE_STORAGE_DIR)).cloned();
             meta.remove("annotations");
+            if let Some(dir) = kept {
+                meta.insert("annotations".into(), serde_json::json!({NODE_STORAGE_DIR: dir}));
+            }
         }
         if let Some(conditions) = obj
             .get_mut("status")

@@ -26,7 +26,7 @@ pub const LOCAL_PATH: &str = "local-path";
 /// Its provisioner.
 pub const PROVISIONER: &str = "shoal.dev/local-path";
 /// The node annotation naming where its local volumes live.
-pub const STORAGE_DIR_ANNOTATION: &str = "shoal.dev/storage-dir";
+pub const STORAGE_DIR_ANNOTATION: &str = shoal_api::NODE_STORAGE_DIR;
 const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
 
 /// The `local-path` StorageClass.

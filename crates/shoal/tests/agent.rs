@@ -582,3 +582,56 @@ fn an_agent_with_the_simulated_runtime_runs_nothing() {
         c.kubectl(&["get", "pods", "-o", "name"]).is_empty().then_some(())
     });
 }
+
+#[test]
+fn claims_of_pods_on_real_nodes_live_in_the_agent_data_dir() {
+    let c = Cluster::server_with(&[]);
+    let agent = Agent::start(&c, "edge-s", "127.0.0.6");
+    c.eventually(30, "node Ready", || {
+        (c.kubectl(&[
+            "get",
+            "node",
+            "edge-s",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]) == "True")
+            .then_some(())
+    });
+    let mount = tempfile::tempdir().expect("tempdir");
+    let at = mount.path().join("data");
+    let sts = format!(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: db}}\nspec:\n  serviceName: db\n  replicas: 1\n  selector: {{matchLabels: {{app: db}}}}\n  template:\n    metadata: {{labels: {{app: db}}}}\n    spec:\n      containers:\n      - name: db\n        image: postgres\n        command: [sh, -c, 'echo stored > {at}/file; exec sleep 1000']\n        volumeMounts: [{{name: data, mountPath: {at}}}]\n  volumeClaimTemplates:\n  - metadata: {{name: data}}\n    spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}\n",
+        at = at.display()
+    );
+    c.kubectl_in(&["apply", "-f", "-"], Some(&sts));
+    c.eventually(60, "db-0 ready", || {
+        pod_on(&c, "db", "edge-s").filter(|p| p.1).map(|_| ())
+    });
+    assert_eq!(
+        c.kubectl(&[
+            "get",
+            "pvc",
+            "data-db-0",
+            "-o",
+            "jsonpath={.status.phase} {.spec.storageClassName}"
+        ]),
+        "Bound local-path"
+    );
+    let path = c.kubectl(&["get", "pv", "-o", "jsonpath={.items[0].spec.hostPath.path}"]);
+    assert!(
+        path.starts_with(&agent.dir.join("storage").display().to_string()),
+        "{path}"
+    );
+    c.eventually(30, "the file in the volume", || {
+        (std::fs::read_to_string(std::path::Path::new(&path).join("file")).ok()? == "stored\n").then_some(())
+    });
+    assert_eq!(
+        std::fs::read_link(&at).expect("the mount path links to the volume"),
+        std::path::PathBuf::from(&path)
+    );
+    c.kubectl(&["delete", "sts", "db"]);
+    c.eventually(30, "pod gone", || {
+        c.kubectl(&["get", "pods", "-o", "name"]).is_empty().then_some(())
+    });
+    assert!(std::fs::symlink_metadata(&at).is_err(), "the link goes with the pod");
+}
