@@ -37,6 +37,7 @@ const FULL: &[(&str, &str)] = &[
     ("storage.k8s.io", "storageclasses"),
     ("apps", "statefulsets"),
     ("batch", "jobs"),
+    ("batch", "cronjobs"),
     ("discovery.k8s.io", "endpointslices"),
     ("apps", "daemonsets"),
     ("apps", "deployments"),

@@ -2,6 +2,7 @@
 //! in-process or over HTTPS), and splits into a pure `plan` over a snapshot and a thin
 //! `apply` that performs the planned API calls.
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod dns;
@@ -58,6 +59,7 @@ pub fn start(client: kube::Client, config: Config) -> informer::Informers {
     ));
     tokio::spawn(statefulset::run(client.clone(), informers.clone()));
     tokio::spawn(job::run(client.clone(), informers.clone()));
+    tokio::spawn(cronjob::run(client.clone(), informers.clone()));
     tokio::spawn(storage::run(
         client.clone(),
         informers.clone(),

@@ -982,3 +982,63 @@ fn scaling_a_deployment_mid_rollout_is_proportional() {
         .then_some(())
     });
 }
+
+#[test]
+fn a_cronjob_starts_a_job_each_minute() {
+    let c = Cluster::up(1);
+    let cj = "apiVersion: batch/v1
+kind: CronJob
+metadata: {name: hello}
+spec:
+  schedule: \"* * * * *\"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: hello, image: busybox, command: [sh, -c, \"date\"]}]
+";
+    c.kubectl_in(&["apply", "-f", "-"], Some(cj));
+    // It runs within the minute.
+    let job = c.eventually(75, "a Job from the CronJob", || {
+        let out = c.kubectl(&["get", "jobs", "-o", "jsonpath={.items[*].metadata.name}"]);
+        out.split_whitespace()
+            .find(|n| n.starts_with("hello-"))
+            .map(str::to_string)
+    });
+    let minutes: i64 = job
+        .trim_start_matches("hello-")
+        .parse()
+        .expect("minutes since the epoch");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+        / 60;
+    assert!((now - minutes).abs() <= 1, "{job} scheduled for this minute");
+    let owner = c.kubectl(&[
+        "get",
+        "job",
+        &job,
+        "-o",
+        "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
+    ]);
+    assert_eq!(owner, "CronJob/hello");
+    c.eventually(30, "the Job completes and the CronJob records it", || {
+        let out = c.kubectl(&[
+            "get",
+            "cronjob",
+            "hello",
+            "-o",
+            "jsonpath={.status.lastScheduleTime} {.status.lastSuccessfulTime}",
+        ]);
+        (out.split_whitespace().count() == 2).then_some(())
+    });
+    let cols: Vec<String> = c
+        .kubectl(&["get", "cronjob", "hello", "--no-headers"])
+        .split_whitespace()
+        .take(2)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(cols[0], "hello");
+}

@@ -1,0 +1,415 @@
+//! The CronJob controller: a Job from `jobTemplate` at each time `schedule` names, as
+//! upstream's `CronJobControllerV2` creates them.
+//!
+//! Jobs are named `<cronjob>-<minutes since the epoch of the scheduled time>`, so a time is
+//! never run twice. `concurrencyPolicy` decides what happens while an earlier Job still
+//! runs (`Allow`, `Forbid`: skip, `Replace`: delete it first); `suspend` holds new runs;
+//! a run later than `startingDeadlineSeconds` is skipped; finished Jobs beyond
+//! `successfulJobsHistoryLimit` (3) and `failedJobsHistoryLimit` (1) are deleted, oldest
+//! first. Schedules are standard five-field cron lines (or `@hourly` and the like) in UTC,
+//! or in `timeZone`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use serde_json::{Value, json};
+
+use crate::events::{EventType, ObjectRef, Recorder};
+use crate::informer::{self, Informers, name as name_of, uid as uid_of};
+
+const MANAGER: &str = "cronjob-controller";
+/// The annotation upstream puts on a Job with its scheduled time.
+pub const SCHEDULED_AT: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
+
+/// A parsed schedule: the allowed minutes, hours, days of month, months and weekdays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    fields: [u64; 5],
+    /// Day of month and day of week both restricted: either may match (cron's rule).
+    either_day: bool,
+}
+
+const RANGES: [(u32, u32); 5] = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)];
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+
+fn value(field: usize, s: &str) -> Result<u32, String> {
+    let names: &[&str] = match field {
+        3 => &MONTHS,
+        4 => &DAYS,
+        _ => &[],
+    };
+    let lower = s.to_ascii_lowercase();
+    if let Some(i) = names.iter().position(|n| *n == lower) {
+        return Ok(u32::try_from(i).unwrap_or(0) + if field == 3 { 1 } else { 0 });
+    }
+    let v: u32 = s.parse().map_err(|_| format!("invalid value {s:?}"))?;
+    // Sunday may be 7.
+    Ok(if field == 4 && v == 7 { 0 } else { v })
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = String;
+
+    fn from_str(line: &str) -> Result<Self, Self::Err> {
+        let line = match line.trim() {
+            "@yearly" | "@annually" => "0 0 1 1 *",
+            "@monthly" => "0 0 1 * *",
+            "@weekly" => "0 0 * * 0",
+            "@daily" | "@midnight" => "0 0 * * *",
+            "@hourly" => "0 * * * *",
+            other => other,
+        };
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if parts.len() != 5 {
+            return Err(format!("expected exactly 5 fields, found {}: {line:?}", parts.len()));
+        }
+        let mut fields = [0u64; 5];
+        for (i, part) in parts.iter().enumerate() {
+            let (lo, hi) = RANGES[i];
+            for item in part.split(',') {
+                let (range, step) = match item.split_once('/') {
+                    Some((r, s)) => (r, s.parse::<u32>().map_err(|_| format!("invalid step {s:?}"))?),
+                    None => (item, 1),
+                };
+                if step == 0 {
+                    return Err("a step of 0".into());
+                }
+                let (from, to) = match range {
+                    "*" | "?" => (lo, hi),
+                    r => match r.split_once('-') {
+                        Some((a, b)) => (value(i, a)?, value(i, b)?),
+                        None if item.contains('/') => (value(i, r)?, hi),
+                        None => {
+                            let v = value(i, r)?;
+                            (v, v)
+                        }
+                    },
+                };
+                let to = if i == 4 && to == 7 { 6 } else { to };
+                if from < lo || to > hi || from > to {
+                    return Err(format!("{item:?} is outside {lo}-{hi}"));
+                }
+                let mut v = from;
+                while v <= to {
+                    fields[i] |= 1 << v;
+                    v += step;
+                }
+            }
+        }
+        let star = |i: usize| parts[i] == "*" || parts[i] == "?";
+        Ok(Schedule {
+            fields,
+            either_day: !star(2) && !star(4),
+        })
+    }
+}
+
+impl Schedule {
+    /// Whether the minute starting at `t` is scheduled.
+    pub fn matches(&self, t: &jiff::civil::DateTime) -> bool {
+        let has = |i: usize, v: i8| self.fields[i] & (1 << u32::try_from(v).unwrap_or(63)) != 0;
+        let dom = has(2, t.day());
+        let dow = has(4, t.weekday().to_sunday_zero_offset());
+        let day = if self.either_day { dom || dow } else { dom && dow };
+        has(0, t.minute()) && has(1, t.hour()) && has(3, t.month()) && day
+    }
+
+    /// The latest scheduled minute in `(after, now]`, looking back at most a day.
+    pub fn latest(
+        &self,
+        after: jiff::Timestamp,
+        now: jiff::Timestamp,
+        tz: &jiff::tz::TimeZone,
+    ) -> Option<jiff::Timestamp> {
+        let floor = |t: jiff::Timestamp| t.as_second().div_euclid(60) * 60;
+        let start = floor(after).max(floor(now) - 24 * 3600);
+        let mut t = floor(now);
+        while t > start {
+            let ts = jiff::Timestamp::from_second(t).ok()?;
+            if self.matches(&tz.to_datetime(ts)) {
+                return Some(ts);
+            }
+            t -= 60;
+        }
+        None
+    }
+}
+
+/// The Job for the run scheduled at `at`.
+pub fn job_for(cj: &Value, at: jiff::Timestamp) -> Value {
+    let template = &cj["spec"]["jobTemplate"];
+    let name = format!("{}-{}", name_of(cj), at.as_second() / 60);
+    let mut annotations = template["metadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    annotations.insert(
+        SCHEDULED_AT.into(),
+        json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+    );
+    let mut meta = json!({
+        "name": name, "namespace": cj["metadata"]["namespace"], "annotations": annotations,
+        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": name_of(cj), "uid": uid_of(cj),
+                             "controller": true, "blockOwnerDeletion": true}],
+    });
+    if let Some(l) = template["metadata"].get("labels").filter(|l| !l.is_null()) {
+        meta["labels"] = l.clone();
+    }
+    json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": template["spec"]})
+}
+
+fn finished(job: &Value) -> Option<&'static str> {
+    job["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|c| match (c["type"].as_str(), c["status"].as_str()) {
+            (Some("Complete"), Some("True")) => Some("Complete"),
+            (Some("Failed"), Some("True")) => Some("Failed"),
+            _ => None,
+        })
+}
+
+/// Runs the controller until the process ends.
+pub async fn run(client: kube::Client, informers: Informers) {
+    informers.ready().await;
+    let recorder = Recorder::new(client.clone(), MANAGER);
+    let mut interest = informers.interest(&[("batch", "cronjobs"), ("batch", "jobs")]);
+    loop {
+        let cronjobs = informers.of("batch", "cronjobs");
+        if !cronjobs.is_empty() {
+            let jobs = informers.of("batch", "jobs");
+            for cj in &cronjobs {
+                if let Err(e) = sync(&client, &recorder, cj, &jobs).await {
+                    tracing::debug!(cronjob = name_of(cj), error = %e, "cronjob sync failed; will retry");
+                }
+            }
+        }
+        // Schedules are by the minute: a look every few seconds catches each on time.
+        informers.wait(&mut interest, Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn sync(client: &kube::Client, recorder: &Recorder, cj: &Value, jobs: &[Arc<Value>]) -> Result<(), kube::Error> {
+    if informer::deleting(cj) {
+        return Ok(());
+    }
+    let ns = informer::namespace(cj).to_string();
+    let uid = uid_of(cj);
+    let about = ObjectRef::of("batch/v1", "CronJob", cj);
+    let job_api: Api<Job> = Api::namespaced(client.clone(), &ns);
+    let mut mine: Vec<&Value> = jobs
+        .iter()
+        .filter(|j| informer::namespace(j) == ns)
+        .filter(|j| {
+            j["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["controller"] == true && r["uid"] == uid)
+        })
+        .map(|j| &**j)
+        .collect();
+    mine.sort_by(|a, b| {
+        a["metadata"]["creationTimestamp"]
+            .as_str()
+            .cmp(&b["metadata"]["creationTimestamp"].as_str())
+    });
+    let active: Vec<&Value> = mine
+        .iter()
+        .copied()
+        .filter(|j| finished(j).is_none() && !informer::deleting(j))
+        .collect();
+    let now = jiff::Timestamp::now();
+    let tz = cj["spec"]["timeZone"]
+        .as_str()
+        .and_then(|z| jiff::tz::TimeZone::get(z).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let schedule: Result<Schedule, String> = cj["spec"]["schedule"].as_str().unwrap_or_default().parse();
+    let last = cj["status"]["lastScheduleTime"]
+        .as_str()
+        .or(cj["metadata"]["creationTimestamp"].as_str())
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .unwrap_or(now);
+    let mut last_schedule = None;
+    match schedule {
+        Err(e) => {
+            recorder
+                .record(
+                    &about,
+                    EventType::Warning,
+                    "UnparseableSchedule",
+                    &format!("unparseable schedule: {e}"),
+                )
+                .await;
+        }
+        Ok(s) if cj["spec"]["suspend"] != true => {
+            if let Some(at) = s.latest(last, now, &tz) {
+                let late = now.as_second() - at.as_second();
+                let too_late = cj["spec"]["startingDeadlineSeconds"].as_i64().is_some_and(|d| late > d);
+                let policy = cj["spec"]["concurrencyPolicy"].as_str().unwrap_or("Allow");
+                let name = format!("{}-{}", name_of(cj), at.as_second() / 60);
+                let exists = mine.iter().any(|j| name_of(j) == name);
+                if too_late || exists {
+                    last_schedule = Some(at);
+                } else if policy == "Forbid" && !active.is_empty() {
+                    // Skipped; it runs at the next time with nothing active.
+                    recorder
+                        .record(
+                            &about,
+                            EventType::Normal,
+                            "JobAlreadyActive",
+                            "Not starting job because prior execution is running and concurrency policy is Forbid",
+                        )
+                        .await;
+                    last_schedule = Some(at);
+                } else {
+                    if policy == "Replace" {
+                        for j in &active {
+                            let dp = DeleteParams {
+                                propagation_policy: Some(PropagationPolicy::Background),
+                                ..Default::default()
+                            };
+                            if job_api.delete(name_of(j), &dp).await.is_ok() {
+                                recorder
+                                    .record(
+                                        &about,
+                                        EventType::Normal,
+                                        "SuccessfulDelete",
+                                        &format!("Deleted job {}", name_of(j)),
+                                    )
+                                    .await;
+                            }
+                        }
+                    }
+                    let job: Job = serde_json::from_value(job_for(cj, at)).map_err(kube::Error::SerdeError)?;
+                    match job_api.create(&PostParams::default(), &job).await {
+                        Ok(_) | Err(kube::Error::Api(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                    recorder
+                        .record(
+                            &about,
+                            EventType::Normal,
+                            "SuccessfulCreate",
+                            &format!("Created job {name}"),
+                        )
+                        .await;
+                    last_schedule = Some(at);
+                }
+            }
+        }
+        Ok(_) => {}
+    }
+    // History limits: the oldest finished Jobs beyond them go.
+    for (kind, limit) in [
+        (
+            "Complete",
+            cj["spec"]["successfulJobsHistoryLimit"].as_u64().unwrap_or(3),
+        ),
+        ("Failed", cj["spec"]["failedJobsHistoryLimit"].as_u64().unwrap_or(1)),
+    ] {
+        let done: Vec<&&Value> = mine.iter().filter(|j| finished(j) == Some(kind)).collect();
+        let extra = done.len().saturating_sub(usize::try_from(limit).unwrap_or(usize::MAX));
+        for j in done.into_iter().take(extra) {
+            let dp = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..Default::default()
+            };
+            let _ = job_api.delete(name_of(j), &dp).await;
+        }
+    }
+    // Status: the active Jobs, the last schedule and the last success.
+    let refs: Vec<Value> = active
+        .iter()
+        .map(
+            |j| json!({"apiVersion": "batch/v1", "kind": "Job", "namespace": ns, "name": name_of(j), "uid": uid_of(j)}),
+        )
+        .collect();
+    let mut status = json!({"active": if refs.is_empty() { Value::Null } else { Value::Array(refs) }});
+    if let Some(at) = last_schedule {
+        status["lastScheduleTime"] = json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+    }
+    if let Some(t) = mine
+        .iter()
+        .filter(|j| finished(j) == Some("Complete"))
+        .filter_map(|j| j["status"]["completionTime"].as_str())
+        .max()
+    {
+        status["lastSuccessfulTime"] = json!(t);
+    }
+    let old = &cj["status"];
+    let changed = old["active"].as_array().map_or(0, Vec::len) != status["active"].as_array().map_or(0, Vec::len)
+        || (status.get("lastScheduleTime").is_some() && old["lastScheduleTime"] != status["lastScheduleTime"])
+        || (status.get("lastSuccessfulTime").is_some() && old["lastSuccessfulTime"] != status["lastSuccessfulTime"]);
+    if changed {
+        let api: Api<CronJob> = Api::namespaced(client.clone(), &ns);
+        let pp = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        api.patch_status(name_of(cj), &pp, &Patch::Merge(json!({"status": status})))
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> jiff::civil::DateTime {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn schedules_parse_as_cron_does() {
+        let every5: Schedule = "*/5 * * * *".parse().unwrap();
+        assert!(every5.matches(&at("2026-12-05T10:15:00")));
+        assert!(!every5.matches(&at("2026-12-05T10:16:00")));
+        let weekdays: Schedule = "30 9 * * mon-fri".parse().unwrap();
+        assert!(weekdays.matches(&at("2026-12-04T09:30:00")), "a Friday");
+        assert!(!weekdays.matches(&at("2026-12-05T09:30:00")), "a Saturday");
+        let either: Schedule = "0 0 1 * sun".parse().unwrap();
+        assert!(either.matches(&at("2026-12-06T00:00:00")), "a Sunday");
+        assert!(either.matches(&at("2026-12-01T00:00:00")), "the 1st");
+        let hourly: Schedule = "@hourly".parse().unwrap();
+        assert!(hourly.matches(&at("2026-12-05T07:00:00")));
+        let listed: Schedule = "0 8,20 * jan,jul 7".parse().unwrap();
+        assert!(listed.matches(&at("2026-01-04T20:00:00")), "Sunday as 7");
+        for bad in ["* * * *", "61 * * * *", "*/0 * * * *", "a * * * *", "5-1 * * * *"] {
+            assert!(bad.parse::<Schedule>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_latest_missed_time_is_found() {
+        let s: Schedule = "*/10 * * * *".parse().unwrap();
+        let t = |x: &str| x.parse::<jiff::Timestamp>().unwrap();
+        let tz = jiff::tz::TimeZone::UTC;
+        assert_eq!(
+            s.latest(t("2026-12-05T10:00:30Z"), t("2026-12-05T10:25:10Z"), &tz),
+            Some(t("2026-12-05T10:20:00Z"))
+        );
+        assert_eq!(
+            s.latest(t("2026-12-05T10:20:00Z"), t("2026-12-05T10:25:10Z"), &tz),
+            None,
+            "already run"
+        );
+        let cj = json!({"metadata": {"name": "hello", "namespace": "default", "uid": "u"},
+                        "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}}});
+        let job = job_for(&cj, t("2026-12-05T10:20:00Z"));
+        assert_eq!(
+            job["metadata"]["name"],
+            format!("hello-{}", t("2026-12-05T10:20:00Z").as_second() / 60)
+        );
+        assert_eq!(job["metadata"]["annotations"][SCHEDULED_AT], "2026-12-05T10:20:00Z");
+        assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    }
+}
