@@ -28,6 +28,8 @@ pub const HASH_LABEL: &str = "pod-template-hash";
 /// A ReplicaSet's (and its Deployment's) revision.
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";
+/// The revisions a ReplicaSet had before it was reused (rollback).
+pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 const MAX: &str = "deployment.kubernetes.io/max-replicas";
 
 /// A ReplicaSet as the controller reads it.
@@ -308,7 +310,11 @@ fn copied_annotations(deploy: &Value) -> serde_json::Map<String, Value> {
         .cloned()
         .unwrap_or_default();
     out.retain(|k, _| {
-        k != "kubectl.kubernetes.io/last-applied-configuration" && k != REVISION && k != DESIRED && k != MAX
+        k != "kubectl.kubernetes.io/last-applied-configuration"
+            && k != REVISION
+            && k != DESIRED
+            && k != MAX
+            && k != REVISION_HISTORY
     });
     out
 }
@@ -446,7 +452,18 @@ async fn sync(
             }
         }
         Some(n) if n.revision <= max_revision && olds.iter().any(|o| o.revision == max_revision) && !paused => {
-            let patch = json!({"metadata": {"annotations": {REVISION: (max_revision + 1).to_string()}}});
+            // The numbers it had before are kept in `revision-history`.
+            let before = owned
+                .iter()
+                .find(|r| name_of(r) == n.name)
+                .and_then(|r| r["metadata"]["annotations"][REVISION_HISTORY].as_str())
+                .map(str::to_string);
+            let history = match before {
+                Some(h) if !h.is_empty() => format!("{h},{}", n.revision),
+                _ => n.revision.to_string(),
+            };
+            let patch = json!({"metadata": {"annotations": {REVISION: (max_revision + 1).to_string(),
+                                                            REVISION_HISTORY: history}}});
             rs_api.patch(&n.name, &pp, &Patch::Merge(patch)).await?;
         }
         _ => {}

@@ -142,6 +142,9 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
     tokio::spawn(api.clone().run_compactor(std::time::Duration::from_secs(300)));
 
     let client = kube::Client::new(api.router(), "default");
+    if let Err(e) = publish_api_endpoints(&client, &host, addr.port()).await {
+        tracing::warn!(error = %e, "writing the kubernetes Endpoints failed");
+    }
     let config = shoal_controllers::Config {
         node_monitor_grace_period: args.node_monitor_grace_period,
         root_ca: Some(certs.ca_pem.clone()),
@@ -178,6 +181,50 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
         ready_in: started.elapsed(),
         dns,
     })
+}
+
+/// The Endpoints and EndpointSlice of the `kubernetes` Service: where the API server
+/// listens (upstream's API server keeps them as its endpoint reconciler does).
+async fn publish_api_endpoints(client: &kube::Client, host: &str, port: u16) -> Result<(), kube::Error> {
+    use k8s_openapi::api::core::v1::Endpoints;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::api::{Api, Patch, PatchParams};
+    // Endpoints may not hold loopback addresses (upstream's validation): a server on
+    // loopback publishes none, as one with no advertise address.
+    let Some(ip) = host
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+    else {
+        return Ok(());
+    };
+    let ip = ip.to_string();
+    let ip = ip.as_str();
+    let family = if ip.contains(':') { "IPv6" } else { "IPv4" };
+    let pp = PatchParams::apply("kube-apiserver").force();
+    let labels = serde_json::json!({"endpointslice.kubernetes.io/skip-mirror": "true"});
+    let ep: Endpoints = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": labels},
+        "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    Api::<Endpoints>::namespaced(client.clone(), "default")
+        .patch("kubernetes", &pp, &Patch::Apply(&ep))
+        .await?;
+    let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": family,
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    Api::<EndpointSlice>::namespaced(client.clone(), "default")
+        .patch("kubernetes", &pp, &Patch::Apply(&slice))
+        .await
+        .map(|_| ())
 }
 
 /// Runs a cluster until the process is stopped. `nodes` is `Some(N)` for `shoal up`.

@@ -362,6 +362,13 @@ fn seed_003_deployment_rolls_forward_and_back() {
             ("3".into(), "4".into(), "ghcr.io/subicura/echo:v1".into())
         ]
     );
+    let history = c.kubectl(&[
+        "get",
+        "rs",
+        "-o",
+        "jsonpath={.items[*].metadata.annotations.deployment\\.kubernetes\\.io/revision-history}",
+    ]);
+    assert_eq!(history, "1", "the reused ReplicaSet remembers its first revision");
     let pods = c.kubectl(&[
         "get",
         "pods",
