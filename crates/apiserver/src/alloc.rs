@@ -12,8 +12,35 @@ use shoal_api::field::FieldError;
 use crate::status::{ApiError, ApiResult};
 
 pub use shoal_api::network::SERVICE_CIDR;
-/// The address of the `kubernetes` Service in `default`: the first in the CIDR.
-pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 1);
+
+/// A Service range: network address and prefix length.
+pub type ServiceRange = (Ipv4Addr, u8);
+
+/// The address of the `kubernetes` Service in `default`: the first in the range.
+pub fn kubernetes_service_ip(range: ServiceRange) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(range.0) + 1)
+}
+
+/// Parses a Service range (`10.43.0.0/16`): an IPv4 network of /8 to /28, given by its
+/// network address.
+pub fn parse_range(s: &str) -> Result<ServiceRange, String> {
+    let (ip, bits) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not a CIDR (e.g. 10.43.0.0/16)"))?;
+    let ip: Ipv4Addr = ip.parse().map_err(|_| format!("{ip:?} is not an IPv4 address"))?;
+    let bits: u8 = bits.parse().map_err(|_| format!("{bits:?} is not a prefix length"))?;
+    if !(8..=28).contains(&bits) {
+        return Err(format!("a Service range is /8 to /28, not /{bits}"));
+    }
+    let mask = u32::MAX << (32 - bits);
+    if u32::from(ip) & !mask != 0 {
+        return Err(format!(
+            "{s} is not a network address (the network is {}/{bits})",
+            Ipv4Addr::from(u32::from(ip) & mask)
+        ));
+    }
+    Ok((ip, bits))
+}
 /// Upstream's default node-port range.
 pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 
@@ -53,8 +80,8 @@ impl InUse {
     }
 }
 
-fn in_cidr(ip: Ipv4Addr) -> bool {
-    let (net, bits) = SERVICE_CIDR;
+fn in_cidr(ip: Ipv4Addr, range: ServiceRange) -> bool {
+    let (net, bits) = range;
     let mask = u32::MAX << (32 - bits);
     u32::from(ip) & mask == u32::from(net)
 }
@@ -67,7 +94,7 @@ fn invalid(svc: &Value, field: &str, value: &Value, msg: &str) -> ApiError {
 
 /// Fills in `spec.clusterIP`, `spec.clusterIPs`, `spec.ipFamilies` and node ports of a new
 /// Service (already defaulted), checking requested values against what is in use.
-pub fn allocate(svc: &mut Value, in_use: &InUse, seed: u32) -> ApiResult<()> {
+pub fn allocate(svc: &mut Value, in_use: &InUse, seed: u32, range: ServiceRange) -> ApiResult<()> {
     if !svc["spec"].is_object() {
         return Ok(());
     }
@@ -81,7 +108,7 @@ pub fn allocate(svc: &mut Value, in_use: &InUse, seed: u32) -> ApiResult<()> {
     let ip = match requested.as_str() {
         "None" => None,
         "" => {
-            let (net, bits) = SERVICE_CIDR;
+            let (net, bits) = range;
             let size = 1u32 << (32 - bits);
             // Skip the network address and the kubernetes Service's address.
             let usable = size - 3;
@@ -103,8 +130,8 @@ pub fn allocate(svc: &mut Value, in_use: &InUse, seed: u32) -> ApiResult<()> {
                     "must be a valid IP address",
                 ));
             };
-            if !in_cidr(ip) {
-                let (net, bits) = SERVICE_CIDR;
+            if !in_cidr(ip, range) {
+                let (net, bits) = range;
                 return Err(invalid(
                     &meta,
                     "spec.clusterIPs",
@@ -183,7 +210,7 @@ mod tests {
     fn allocates_free_addresses_and_ports() {
         let used = InUse::from_services([&json!({"spec": {"clusterIP": "10.43.0.2", "ports": [{"nodePort": 30000}]}})]);
         let mut svc = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 81, "nodePort": 30005}]}});
-        allocate(&mut svc, &used, 0).unwrap();
+        allocate(&mut svc, &used, 0, SERVICE_CIDR).unwrap();
         assert_eq!(svc["spec"]["clusterIP"], "10.43.0.3");
         assert_eq!(svc["spec"]["clusterIPs"], json!(["10.43.0.3"]));
         assert_eq!(svc["spec"]["ipFamilies"], json!(["IPv4"]));
@@ -195,7 +222,7 @@ mod tests {
     fn refuses_taken_or_foreign_addresses() {
         let used = InUse::from_services([&json!({"spec": {"clusterIPs": ["10.43.0.9"]}})]);
         let mut taken = json!({"spec": {"clusterIP": "10.43.0.9"}});
-        let err = allocate(&mut taken, &used, 0).unwrap_err();
+        let err = allocate(&mut taken, &used, 0, SERVICE_CIDR).unwrap_err();
         assert_eq!(err.code, 422);
         assert!(
             err.message.contains("provided IP is already allocated"),
@@ -203,10 +230,35 @@ mod tests {
             err.message
         );
         let mut foreign = json!({"spec": {"clusterIP": "192.168.0.1"}});
-        let err = allocate(&mut foreign, &used, 0).unwrap_err();
+        let err = allocate(&mut foreign, &used, 0, SERVICE_CIDR).unwrap_err();
         assert!(err.message.contains("not in the valid range"), "{}", err.message);
         let mut headless = json!({"spec": {"clusterIP": "None"}});
-        allocate(&mut headless, &used, 0).unwrap();
+        allocate(&mut headless, &used, 0, SERVICE_CIDR).unwrap();
         assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
+    }
+
+    #[test]
+    fn ranges_are_checked_and_other_ranges_allocate_within_themselves() {
+        assert_eq!(parse_range("10.96.0.0/12"), Ok((Ipv4Addr::new(10, 96, 0, 0), 12)));
+        assert!(
+            parse_range("10.96.0.1/12")
+                .unwrap_err()
+                .contains("not a network address")
+        );
+        assert!(parse_range("10.96.0.0/30").is_err());
+        assert!(parse_range("10.96.0.0").is_err());
+        let range = parse_range("10.96.0.0/24").unwrap();
+        assert_eq!(kubernetes_service_ip(range), Ipv4Addr::new(10, 96, 0, 1));
+        let mut svc = json!({"spec": {}});
+        allocate(&mut svc, &InUse::default(), 7, range).unwrap();
+        let ip: Ipv4Addr = svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+        assert!(in_cidr(ip, range) && ip != kubernetes_service_ip(range), "{ip}");
+        let mut outside = json!({"spec": {"clusterIP": "10.43.0.5"}});
+        let err = allocate(&mut outside, &InUse::default(), 0, range).unwrap_err();
+        assert!(
+            err.message.contains("The range of valid IPs is 10.96.0.0/24"),
+            "{}",
+            err.message
+        );
     }
 }

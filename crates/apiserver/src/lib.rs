@@ -60,12 +60,23 @@ pub struct ApiServer {
     service_allocation: tokio::sync::Mutex<()>,
     /// Node credentials, once nodes may join (see [`ApiServer::enable_node_join`]).
     node_auth: std::sync::OnceLock<Arc<nodeauth::NodeAuth>>,
+    /// Where Services' cluster IPs come from.
+    service_range: alloc::ServiceRange,
 }
 
 impl ApiServer {
     /// Starts an API server over `store`: loads the watch cache and creates the system
     /// namespaces if they are missing.
     pub async fn new(store: Arc<dyn Store>) -> Result<Arc<ApiServer>, shoal_store::Error> {
+        Self::with_service_range(store, alloc::SERVICE_CIDR).await
+    }
+
+    /// [`ApiServer::new`] with Services' cluster IPs from `range` (the `kubernetes` Service
+    /// takes its first address).
+    pub async fn with_service_range(
+        store: Arc<dyn Store>,
+        range: alloc::ServiceRange,
+    ) -> Result<Arc<ApiServer>, shoal_store::Error> {
         let metrics = Metrics::default();
         let store: Arc<dyn Store> = Arc::new(metrics::MeteredStore::new(store, metrics.clone()));
         let cache = WatchCache::start(store.clone(), keys::ROOT).await?;
@@ -75,6 +86,7 @@ impl ApiServer {
             metrics,
             service_allocation: Default::default(),
             node_auth: Default::default(),
+            service_range: range,
         });
         server
             .bootstrap()
@@ -111,7 +123,7 @@ impl ApiServer {
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "kubernetes", "namespace": "default",
                          "labels": {"component": "apiserver", "provider": "kubernetes"}},
-            "spec": {"clusterIP": alloc::KUBERNETES_SERVICE_IP.to_string(), "sessionAffinity": "None",
+            "spec": {"clusterIP": alloc::kubernetes_service_ip(self.service_range).to_string(), "sessionAffinity": "None",
                      "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}
         });
         if self

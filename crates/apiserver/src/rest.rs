@@ -247,7 +247,7 @@ impl ApiServer {
             let (services, _, _) = self.cache.list(&prefix, None, 0, |_| true);
             let objs: Vec<Value> = services.iter().map(|e| e.obj()).collect();
             let in_use = alloc::InUse::from_services(objs.iter());
-            alloc::allocate(&mut obj, &in_use, rand::random())?;
+            alloc::allocate(&mut obj, &in_use, rand::random(), self.service_range)?;
             Some(guard)
         } else {
             None

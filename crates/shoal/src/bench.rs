@@ -296,6 +296,7 @@ pub async fn bench_cluster(store: StoreKind, nodes: Option<u32>) -> Result<Bench
         },
         node_monitor_grace_period: Duration::from_secs(50),
         cluster_dns: "off".into(),
+        service_cidr: shoal_apiserver::alloc::SERVICE_CIDR,
     };
     let running = cluster::start(&args, nodes).await?;
     Ok(BenchCluster { running, _dir: dir })

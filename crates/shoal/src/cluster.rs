@@ -95,7 +95,9 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir).map_err(err("creating the data dir"))?;
     let store = open_store(args.store.as_deref(), dir)?;
-    let api = ApiServer::new(store).await.map_err(err("starting the API server"))?;
+    let api = ApiServer::with_service_range(store, args.service_cidr)
+        .await
+        .map_err(err("starting the API server"))?;
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

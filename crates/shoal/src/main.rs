@@ -96,6 +96,14 @@ pub struct ServerArgs {
     /// Port 0 picks a free one (the ready line names it).
     #[arg(long, default_value = "127.0.0.1:10053")]
     pub cluster_dns: String,
+    /// The range Services' cluster IPs come from (the `kubernetes` Service takes the first
+    /// address). Keep it across restarts of a cluster.
+    #[arg(long, default_value = "10.43.0.0/16", value_parser = parse_service_cidr)]
+    pub service_cidr: (std::net::Ipv4Addr, u8),
+}
+
+fn parse_service_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    shoal_apiserver::alloc::parse_range(s)
 }
 
 /// Flags of `shoal agent`.

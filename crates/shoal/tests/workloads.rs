@@ -1049,3 +1049,18 @@ spec:
         .collect();
     assert_eq!(cols[0], "hello");
 }
+
+#[test]
+fn services_take_their_addresses_from_the_service_cidr_flag() {
+    let c = Cluster::up_with(1, &["--service-cidr", "10.96.0.0/16"]);
+    assert_eq!(
+        c.kubectl(&["get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"]),
+        "10.96.0.1"
+    );
+    c.kubectl(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    let ip = c.kubectl(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(ip.starts_with("10.96.") && ip != "10.96.0.1", "{ip}");
+    let outside = "apiVersion: v1\nkind: Service\nmetadata: {name: fixed}\nspec:\n  clusterIP: 10.43.0.20\n  ports: [{port: 80}]\n";
+    let err = c.kubectl_err(&["apply", "-f", "-"], Some(outside));
+    assert!(err.contains("The range of valid IPs is 10.96.0.0/16"), "{err}");
+}
