@@ -1,5 +1,7 @@
 //! The Job controller: pods from the template until `completions` of them succeed, at most
-//! `parallelism` at a time, as upstream's `JobController` runs non-indexed Jobs.
+//! `parallelism` at a time, as upstream's `JobController` runs them. An `Indexed` Job runs
+//! each index from 0 to `completions - 1` until it succeeds once (`completedIndexes`); its
+//! pods carry their index (annotation, label, hostname, `JOB_COMPLETION_INDEX`).
 //!
 //! A Job fails when more than `backoffLimit` of its pods failed, or when it has been active
 //! for longer than `activeDeadlineSeconds`; its running pods are then deleted. Without
@@ -112,6 +114,75 @@ pub fn pod_for(job: &Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"]})
 }
 
+/// The annotation (and label) with an Indexed Job pod's index.
+pub const INDEX: &str = "batch.kubernetes.io/job-completion-index";
+
+fn index_of(pod: &Value) -> Option<i64> {
+    pod["metadata"]["annotations"][INDEX].as_str()?.parse().ok()
+}
+
+/// The pod of index `i` of an Indexed Job: named `<job>-<i>-`, with its index as
+/// annotation, label, hostname and `JOB_COMPLETION_INDEX` in every container.
+pub fn indexed_pod(job: &Value, i: i64) -> Value {
+    let mut pod = pod_for(job);
+    pod["metadata"]["generateName"] = json!(format!("{}-{i}-", name_of(job)));
+    for k in ["annotations", "labels"] {
+        if !pod["metadata"][k].is_object() {
+            pod["metadata"][k] = json!({});
+        }
+        pod["metadata"][k][INDEX] = json!(i.to_string());
+    }
+    if !pod["spec"].is_object() {
+        pod["spec"] = json!({});
+    }
+    pod["spec"]["hostname"] = json!(format!("{}-{i}", name_of(job)));
+    let env = json!({"name": "JOB_COMPLETION_INDEX",
+                     "valueFrom": {"fieldRef": {"fieldPath": format!("metadata.annotations['{INDEX}']")}}});
+    for list in ["containers", "initContainers"] {
+        for c in pod["spec"][list].as_array_mut().into_iter().flatten() {
+            match c["env"].as_array_mut() {
+                Some(e) => e.push(env.clone()),
+                None => c["env"] = json!([env]),
+            }
+        }
+    }
+    pod
+}
+
+/// `1,3-5` -> {1, 3, 4, 5}.
+pub fn parse_indexes(s: &str) -> std::collections::BTreeSet<i64> {
+    let mut out = std::collections::BTreeSet::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<i64>(), b.parse::<i64>()) {
+                    out.extend(a..=b);
+                }
+            }
+            None => out.extend(part.parse::<i64>().ok()),
+        }
+    }
+    out
+}
+
+/// {1, 3, 4, 5} -> `1,3-5` (upstream's `completedIndexes`).
+pub fn format_indexes(set: &std::collections::BTreeSet<i64>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut iter = set.iter().copied().peekable();
+    while let Some(start) = iter.next() {
+        let mut end = start;
+        while iter.peek() == Some(&(end + 1)) {
+            end = iter.next().unwrap_or(end);
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+    }
+    out.join(",")
+}
+
 fn now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
@@ -169,6 +240,17 @@ async fn sync(
         .map(|p| &**p)
         .collect();
     let mut c = count(&mine);
+    // Indexed Jobs count the indexes that succeeded, once each.
+    let indexed = job["spec"]["completionMode"] == "Indexed";
+    let mut completed = parse_indexes(job["status"]["completedIndexes"].as_str().unwrap_or_default());
+    if indexed {
+        completed.extend(
+            mine.iter()
+                .filter(|p| p["status"]["phase"] == "Succeeded")
+                .filter_map(|p| index_of(p)),
+        );
+        c.succeeded = completed.len() as i64;
+    }
     // Counts never go down: finished pods may be deleted.
     c.succeeded = c.succeeded.max(job["status"]["succeeded"].as_i64().unwrap_or(0));
     c.failed = c.failed.max(job["status"]["failed"].as_i64().unwrap_or(0));
@@ -215,9 +297,21 @@ async fn sync(
         }
     }
     if end.is_none() && (active.len() as i64) < want {
-        let body = pod_for(job);
-        let made = futures::stream::iter(0..(want - active.len() as i64)).map(|_| {
-            let (api, body) = (pod_api.clone(), body.clone());
+        // Indexed: the lowest indexes neither done nor running.
+        let running: std::collections::BTreeSet<i64> = active.iter().filter_map(|p| index_of(p)).collect();
+        let completions = job["spec"]["completions"].as_i64().unwrap_or(1);
+        let mut free = (0..completions).filter(|i| !completed.contains(i) && !running.contains(i));
+        let bodies: Vec<Value> = (0..(want - active.len() as i64))
+            .filter_map(|_| {
+                if indexed {
+                    free.next().map(|i| indexed_pod(job, i))
+                } else {
+                    Some(pod_for(job))
+                }
+            })
+            .collect();
+        let made = futures::stream::iter(bodies).map(|body| {
+            let api = pod_api.clone();
             async move {
                 let pod: Pod = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
                 let pp = PostParams {
@@ -255,6 +349,9 @@ async fn sync(
         "active": c.active, "ready": c.ready, "succeeded": c.succeeded, "failed": c.failed,
         "terminating": c.terminating, "uncountedTerminatedPods": {},
     });
+    if indexed && !completed.is_empty() {
+        status["completedIndexes"] = json!(format_indexes(&completed));
+    }
     if !suspended {
         status["startTime"] = json!(start.clone().unwrap_or_else(|| t.clone()));
     }
@@ -309,6 +406,7 @@ async fn sync(
         .iter()
         .any(|k| old[*k].as_i64().unwrap_or(0) != status[*k].as_i64().unwrap_or(0))
         || old["startTime"] != status["startTime"]
+        || old["completedIndexes"] != status["completedIndexes"]
         || old["conditions"].as_array().map_or(0, Vec::len) != status["conditions"].as_array().map_or(0, Vec::len);
     if changed {
         let api: Api<Job> = Api::namespaced(client.clone(), &ns);
@@ -364,6 +462,23 @@ mod tests {
             outcome(&job, &counts(1, 0, 0), Some(Duration::from_secs(10))),
             Outcome::Failed("DeadlineExceeded", _)
         ));
+    }
+
+    #[test]
+    fn indexes_round_trip_and_indexed_pods_carry_theirs() {
+        let set = parse_indexes("0,2-4,7");
+        assert_eq!(set.iter().copied().collect::<Vec<_>>(), [0, 2, 3, 4, 7]);
+        assert_eq!(format_indexes(&set), "0,2-4,7");
+        assert_eq!(format_indexes(&parse_indexes("")), "");
+        let job = json!({"metadata": {"name": "idx", "namespace": "default", "uid": "u"},
+            "spec": {"template": {"spec": {"containers": [{"name": "c", "env": [{"name": "A", "value": "1"}]}]}}}});
+        let pod = indexed_pod(&job, 3);
+        assert_eq!(pod["metadata"]["generateName"], "idx-3-");
+        assert_eq!(pod["metadata"]["annotations"][INDEX], "3");
+        assert_eq!(pod["metadata"]["labels"][INDEX], "3");
+        assert_eq!(pod["spec"]["hostname"], "idx-3");
+        assert_eq!(pod["spec"]["containers"][0]["env"][1]["name"], "JOB_COMPLETION_INDEX");
+        assert_eq!(index_of(&pod), Some(3));
     }
 
     #[test]

@@ -928,6 +928,39 @@ spec:
             .contains("condition met")
     );
 
+    // An Indexed Job runs each index once.
+    let indexed = "apiVersion: batch/v1
+kind: Job
+metadata: {name: idx}
+spec:
+  completionMode: Indexed
+  completions: 3
+  parallelism: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox, command: [sh, -c, \"echo $JOB_COMPLETION_INDEX\"]}]
+";
+    c.kubectl_in(&["apply", "-f", "-"], Some(indexed));
+    c.eventually(60, "indexed complete", || {
+        let out = c.kubectl(&["get", "job", "idx", "-o", "jsonpath={.status.completedIndexes} {.status.succeeded} {.status.conditions[?(@.type==\"Complete\")].status}"]);
+        (out == "0-2 3 True").then_some(())
+    });
+    let mut indexes: Vec<String> = c
+        .kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "job-name=idx",
+            "-o",
+            "jsonpath={.items[*].metadata.labels.batch\\.kubernetes\\.io/job-completion-index}",
+        ])
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    indexes.sort();
+    assert_eq!(indexes, ["0", "1", "2"]);
+
     // Failing pods: past backoffLimit the Job fails.
     let failing = "apiVersion: batch/v1
 kind: Job
