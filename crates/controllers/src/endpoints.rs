@@ -235,9 +235,21 @@ pub async fn run(client: kube::Client, informers: Informers) {
     ]);
     loop {
         let services = informers.of("", "services");
-        let pods = informers.of("", "pods");
         let endpoints = informers.of("", "endpoints");
-        let slices_now = informers.of("discovery.k8s.io", "endpointslices");
+        let selecting = services
+            .iter()
+            .any(|s| s["spec"]["selector"].as_object().is_some_and(|m| !m.is_empty()));
+        // Without a Service that selects pods, pod changes change nothing here.
+        let pods = if selecting {
+            informers.of("", "pods")
+        } else {
+            Vec::new()
+        };
+        let slices_now = if selecting {
+            informers.of("discovery.k8s.io", "endpointslices")
+        } else {
+            Vec::new()
+        };
         for svc in &services {
             if informer::deleting(svc) || svc["spec"]["selector"].as_object().is_none_or(|s| s.is_empty()) {
                 continue;

@@ -123,6 +123,10 @@ async fn pass(
 ) -> Result<(), kube::Error> {
     let claims = informers.of("", "persistentvolumeclaims");
     let volumes = informers.of("", "persistentvolumes");
+    if claims.is_empty() && volumes.is_empty() {
+        // Nothing to bind or reclaim: pods and nodes are not even looked at.
+        return Ok(());
+    }
     let classes = informers.of("storage.k8s.io", "storageclasses");
     let pods = informers.of("", "pods");
     let nodes = informers.of("", "nodes");
