@@ -3,7 +3,8 @@
 //! each index from 0 to `completions - 1` until it succeeds once (`completedIndexes`); its
 //! pods carry their index (annotation, label, hostname, `JOB_COMPLETION_INDEX`).
 //!
-//! A Job fails when more than `backoffLimit` of its pods failed, or when it has been active
+//! After a failed pod, the next waits 10 s, doubling per failure up to 6 minutes. A Job
+//! fails when more than `backoffLimit` of its pods failed, or when it has been active
 //! for longer than `activeDeadlineSeconds`; its running pods are then deleted. Without
 //! `completions`, the Job is a work queue: it completes once a pod succeeded and none is
 //! left running. `suspend` deletes the running pods and holds the Job. Counts only grow:
@@ -112,6 +113,26 @@ pub fn pod_for(job: &Value) -> Value {
         }
     }
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"]})
+}
+
+/// How long new pods wait after `failed` failures: none before the first, then 10 s
+/// doubling up to 6 minutes.
+pub fn retry_delay(failed: i64) -> Option<jiff::SignedDuration> {
+    if failed <= 0 {
+        return None;
+    }
+    let secs = 10i64.saturating_mul(1 << (failed - 1).min(10)).min(360);
+    Some(jiff::SignedDuration::from_secs(secs))
+}
+
+/// When a failed pod ended: its Ready condition's last change (what the cache keeps).
+fn failed_at(pod: &Value) -> Option<jiff::Timestamp> {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["lastTransitionTime"].as_str()?.parse().ok())
+        .max()
 }
 
 /// The annotation (and label) with an Indexed Job pod's index.
@@ -296,7 +317,18 @@ async fn sync(
             let _ = pod_api.delete(name_of(p), &dp).await;
         }
     }
-    if end.is_none() && (active.len() as i64) < want {
+    // After a failure, new pods wait: 10 s doubling per failure, up to 6 minutes (upstream's
+    // pod failure back-off), from the last failure.
+    let last_failure = mine
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Failed")
+        .filter_map(|p| failed_at(p))
+        .max();
+    let wait = retry_delay(c.failed)
+        .zip(last_failure)
+        .map(|(delay, at)| at + delay)
+        .filter(|until| *until > jiff::Timestamp::now());
+    if end.is_none() && (active.len() as i64) < want && wait.is_none() {
         // Indexed: the lowest indexes neither done nor running.
         let running: std::collections::BTreeSet<i64> = active.iter().filter_map(|p| index_of(p)).collect();
         let completions = job["spec"]["completions"].as_i64().unwrap_or(1);
@@ -417,7 +449,7 @@ async fn sync(
         api.patch_status(name_of(job), &pp, &Patch::Merge(json!({"status": status})))
             .await?;
     }
-    Ok(job["spec"]["activeDeadlineSeconds"].is_number())
+    Ok(job["spec"]["activeDeadlineSeconds"].is_number() || wait.is_some())
 }
 
 #[cfg(test)]
@@ -479,6 +511,15 @@ mod tests {
         assert_eq!(pod["spec"]["hostname"], "idx-3");
         assert_eq!(pod["spec"]["containers"][0]["env"][1]["name"], "JOB_COMPLETION_INDEX");
         assert_eq!(index_of(&pod), Some(3));
+    }
+
+    #[test]
+    fn retries_back_off_after_failures() {
+        assert_eq!(retry_delay(0), None);
+        assert_eq!(retry_delay(1), Some(jiff::SignedDuration::from_secs(10)));
+        assert_eq!(retry_delay(3), Some(jiff::SignedDuration::from_secs(40)));
+        assert_eq!(retry_delay(9), Some(jiff::SignedDuration::from_secs(360)));
+        assert_eq!(retry_delay(60), Some(jiff::SignedDuration::from_secs(360)));
     }
 
     #[test]

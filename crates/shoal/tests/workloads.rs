@@ -975,6 +975,18 @@ spec:
       containers: [{name: c, image: busybox, command: [sh, -c, \"exit 3\"]}]
 ";
     c.kubectl_in(&["apply", "-f", "-"], Some(failing));
+    // After the first failure the next pod waits (10 s back-off).
+    c.eventually(30, "first failure", || {
+        (c.kubectl(&["get", "job", "broken", "-o", "jsonpath={.status.failed}"]) == "1").then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        c.kubectl(&["get", "pods", "-l", "job-name=broken", "-o", "name"])
+            .lines()
+            .count(),
+        1,
+        "no retry before the back-off"
+    );
     c.eventually(60, "failed", || {
         let out = c.kubectl(&[
             "get",
