@@ -62,6 +62,8 @@ pub struct Policy {
     pub on_delete: bool,
     /// RollingUpdate's partition.
     pub partition: i64,
+    /// RollingUpdate's maxUnavailable (at least 1).
+    pub max_unavailable: i64,
 }
 
 /// The next actions for `replicas` pods from ordinal `start`, given the pods by ordinal
@@ -115,15 +117,23 @@ pub fn plan(replicas: i64, start: i64, pods: &BTreeMap<i64, Member>, update: &st
     if !out.is_empty() || policy.on_delete {
         return out;
     }
-    // RollingUpdate: one pod at a time, from the highest ordinal down to the partition,
-    // once every pod is Running and Ready.
-    if pods.range(start..end).any(|(_, p)| !p.ready || p.terminating) {
-        return out;
-    }
+    // RollingUpdate: from the highest ordinal down to the partition, as many at a time as
+    // maxUnavailable leaves room for (one by default).
+    let unavailable = pods
+        .range(start..end)
+        .filter(|(_, p)| !p.ready || p.terminating)
+        .count() as i64;
+    let mut room = policy.max_unavailable.max(1) - unavailable;
     for i in (start + policy.partition.max(0)..end).rev() {
-        if pods.get(&i).is_some_and(|p| p.revision != update) {
+        if room <= 0 {
+            break;
+        }
+        if pods
+            .get(&i)
+            .is_some_and(|p| p.revision != update && p.ready && !p.terminating)
+        {
             out.push(Action::Delete(i));
-            return out;
+            room -= 1;
         }
     }
     out
@@ -329,6 +339,12 @@ async fn sync(
         parallel: sts["spec"]["podManagementPolicy"] == "Parallel",
         on_delete: strategy["type"] == "OnDelete",
         partition: strategy["rollingUpdate"]["partition"].as_i64().unwrap_or(0),
+        max_unavailable: crate::deployment::resolve(
+            strategy["rollingUpdate"].get("maxUnavailable").unwrap_or(&json!(1)),
+            replicas,
+            false,
+        )
+        .max(1),
     };
     let claim_api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
     for action in plan(replicas, start, &members, &update, &policy) {
@@ -476,7 +492,35 @@ mod tests {
         parallel: false,
         on_delete: false,
         partition: 0,
+        max_unavailable: 1,
     };
+
+    #[test]
+    fn max_unavailable_replaces_several_at_once() {
+        let pods: BTreeMap<i64, Member> = (0..3).map(|i| (i, ready("r1"))).collect();
+        let two = Policy {
+            max_unavailable: 2,
+            ..ORDERED
+        };
+        assert_eq!(plan(3, 0, &pods, "r2", &two), [Action::Delete(2), Action::Delete(1)]);
+        let mut one_down = pods.clone();
+        one_down.insert(
+            2,
+            Member {
+                ready: false,
+                ..ready("r2")
+            },
+        );
+        // With OrderedReady an unready pod halts everything; in Parallel it takes one of
+        // the two places.
+        assert!(plan(3, 0, &one_down, "r2", &two).is_empty());
+        let parallel_two = Policy { parallel: true, ..two };
+        assert_eq!(
+            plan(3, 0, &one_down, "r2", &parallel_two),
+            [Action::Delete(1)],
+            "one is already unavailable"
+        );
+    }
 
     #[test]
     fn ordered_ready_creates_one_at_a_time_in_order() {
