@@ -154,8 +154,7 @@ pub fn job_for(cj: &Value, at: jiff::Timestamp) -> Value {
     );
     let mut meta = json!({
         "name": name, "namespace": cj["metadata"]["namespace"], "annotations": annotations,
-        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": name_of(cj), "uid": uid_of(cj),
-                             "controller": true, "blockOwnerDeletion": true}],
+        "ownerReferences": [informer::controller_ref("batch/v1", "CronJob", cj)],
     });
     if let Some(l) = template["metadata"].get("labels").filter(|l| !l.is_null()) {
         meta["labels"] = l.clone();
@@ -206,14 +205,7 @@ async fn sync(client: &kube::Client, recorder: &Recorder, cj: &Value, jobs: &[Ar
     let job_api: Api<Job> = Api::namespaced(client.clone(), &ns);
     let mut mine: Vec<&Value> = jobs
         .iter()
-        .filter(|j| informer::namespace(j) == ns)
-        .filter(|j| {
-            j["metadata"]["ownerReferences"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|r| r["controller"] == true && r["uid"] == uid)
-        })
+        .filter(|j| informer::namespace(j) == ns && informer::controller_uid(j) == Some(uid))
         .map(|j| &**j)
         .collect();
     mine.sort_by(|a, b| {

@@ -320,16 +320,7 @@ fn copied_annotations(deploy: &Value) -> serde_json::Map<String, Value> {
 }
 
 fn owner_reference(deploy: &Value) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": deploy["metadata"]["name"],
-           "uid": deploy["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true})
-}
-
-fn controller_of(obj: &Value) -> Option<&str> {
-    obj["metadata"]["ownerReferences"]
-        .as_array()?
-        .iter()
-        .find(|r| r["controller"] == true)
-        .and_then(|r| r["uid"].as_str())
+    crate::informer::controller_ref("apps/v1", "Deployment", deploy)
 }
 
 /// Runs the controller until the process ends.
@@ -381,7 +372,7 @@ async fn sync(
     let mut owned: Vec<Value> = Vec::new();
     for rs in replicasets.iter().filter(|r| crate::informer::namespace(r) == ns) {
         let matches = selector.matches_object(rs);
-        match controller_of(rs) {
+        match crate::informer::controller_uid(rs) {
             Some(c) if c == uid && matches => owned.push((**rs).clone()),
             Some(c) if c == uid => {
                 let patch =

@@ -354,8 +354,7 @@ async fn write_slices(
     let mut labels = labels_of(svc);
     labels.insert(SERVICE_NAME.into(), json!(name_of(svc)));
     labels.insert(MANAGED_BY.into(), json!(SLICE_MANAGER));
-    let owner = json!([{"apiVersion": "v1", "kind": "Service", "name": name_of(svc),
-                        "uid": svc["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}]);
+    let owner = json!([informer::controller_ref("v1", "Service", svc)]);
     let pp = PatchParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()

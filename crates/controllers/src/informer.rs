@@ -162,6 +162,22 @@ pub fn uid(o: &Value) -> &str {
     o["metadata"]["uid"].as_str().unwrap_or_default()
 }
 
+/// The uid of the object's controller (the ownerReference with `controller: true`).
+pub fn controller_uid(o: &Value) -> Option<&str> {
+    o["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true)?["uid"]
+        .as_str()
+}
+
+/// The controller ownerReference to `owner`, of `kind` in `api_version`, that the objects
+/// a controller makes for it carry.
+pub fn controller_ref(api_version: &str, kind: &str, owner: &Value) -> Value {
+    serde_json::json!({"apiVersion": api_version, "kind": kind, "name": owner["metadata"]["name"],
+                       "uid": owner["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true})
+}
+
 /// True when the object carries a deletion timestamp.
 pub fn deleting(o: &Value) -> bool {
     o["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null())

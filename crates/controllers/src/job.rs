@@ -104,8 +104,7 @@ pub fn pod_for(job: &Value) -> Value {
     let mut meta = json!({
         "generateName": format!("{}-", name_of(job)),
         "namespace": job["metadata"]["namespace"],
-        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name_of(job), "uid": uid_of(job),
-                             "controller": true, "blockOwnerDeletion": true}],
+        "ownerReferences": [informer::controller_ref("batch/v1", "Job", job)],
     });
     for k in ["labels", "annotations", "finalizers"] {
         if let Some(v) = template["metadata"].get(k).filter(|v| !v.is_null()) {
@@ -250,14 +249,7 @@ async fn sync(
     let uid = uid_of(job);
     let mine: Vec<&Value> = pods
         .iter()
-        .filter(|p| informer::namespace(p) == ns)
-        .filter(|p| {
-            p["metadata"]["ownerReferences"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|r| r["controller"] == true && r["uid"] == uid)
-        })
+        .filter(|p| informer::namespace(p) == ns && informer::controller_uid(p) == Some(uid))
         .map(|p| &**p)
         .collect();
     let mut c = count(&mine);

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use shoal_api::selector::LabelSelector;
 
 use crate::events::{EventType, ObjectRef, Recorder};
-use crate::informer::{Informers, name as name_of, uid as uid_of};
+use crate::informer::{self, Informers, name as name_of, uid as uid_of};
 
 const MANAGER: &str = "replicaset-controller";
 /// Creations and deletions issued at once.
@@ -267,16 +267,7 @@ pub fn pod_for(kind: Kind, set: &Value) -> Value {
 }
 
 fn owner_reference(kind: Kind, set: &Value) -> Value {
-    json!({"apiVersion": kind.api_version(), "kind": kind.kind(), "name": set["metadata"]["name"],
-           "uid": set["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true})
-}
-
-fn controller_of(pod: &Value) -> Option<&str> {
-    pod["metadata"]["ownerReferences"]
-        .as_array()?
-        .iter()
-        .find(|r| r["controller"] == true)
-        .and_then(|r| r["uid"].as_str())
+    informer::controller_ref(kind.api_version(), kind.kind(), set)
 }
 
 /// Creations and deletions in flight for one set.
@@ -364,7 +355,7 @@ async fn sync(
     let mut owned: Vec<PodView> = Vec::new();
     for p in pods.iter().filter(|p| crate::informer::namespace(p) == ns) {
         let matches = selector.matches_object(p);
-        match controller_of(p) {
+        match informer::controller_uid(p) {
             Some(c) if c == uid && matches => owned.push(PodView::of(p)),
             Some(c) if c == uid => {
                 let patch =

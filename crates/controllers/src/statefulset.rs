@@ -198,8 +198,7 @@ pub fn claim_for(sts: &Value, template: &Value, i: i64) -> Value {
 }
 
 fn owner_reference(sts: &Value) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts["metadata"]["name"],
-           "uid": sts["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true})
+    informer::controller_ref("apps/v1", "StatefulSet", sts)
 }
 
 /// The ordinal of `pod` in the set named `set`, from its name.
@@ -469,11 +468,7 @@ async fn sync(
 }
 
 fn owned_by(obj: &Value, uid: &str) -> bool {
-    obj["metadata"]["ownerReferences"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|r| r["controller"] == true && r["uid"] == uid)
+    informer::controller_uid(obj) == Some(uid)
 }
 
 #[cfg(test)]

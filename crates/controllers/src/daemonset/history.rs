@@ -43,9 +43,7 @@ pub fn revision_data(ds: &Value) -> Value {
 
 /// The controller ownerReference of objects a DaemonSet owns.
 pub fn owner_reference(ds: &Value) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
-           "name": ds["metadata"]["name"], "uid": ds["metadata"]["uid"],
-           "controller": true, "blockOwnerDeletion": true})
+    crate::informer::controller_ref("apps/v1", "DaemonSet", ds)
 }
 
 /// The ControllerRevision for the DaemonSet's current template.

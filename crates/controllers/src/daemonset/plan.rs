@@ -181,14 +181,7 @@ fn pod_order(a: &&PodFacts, b: &&PodFacts) -> std::cmp::Ordering {
         .then_with(|| a.name.cmp(&b.name))
 }
 
-/// The UID named by an object's controller ownerReference.
-pub fn controller_uid(v: &Value) -> Option<&str> {
-    v["metadata"]["ownerReferences"]
-        .as_array()?
-        .iter()
-        .find(|r| r["controller"] == true)?["uid"]
-        .as_str()
-}
+pub use crate::informer::controller_uid;
 
 /// True when the pod's Ready condition is True.
 pub fn is_ready(pod: &Value) -> bool {
