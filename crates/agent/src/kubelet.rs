@@ -314,7 +314,7 @@ impl Kubelet {
             let snapshot = reader.state();
             let live: BTreeSet<String> = snapshot.iter().filter_map(|p| p.metadata.uid.clone()).collect();
             if !orphans_checked {
-                self.remove_orphans(&live).await;
+                self.remove_orphans(&live);
                 orphans_checked = true;
             }
             let mut writes = Vec::new();
@@ -325,7 +325,7 @@ impl Kubelet {
             let gone: Vec<String> = pods.keys().filter(|u| !live.contains(*u)).cloned().collect();
             for uid in gone {
                 if let Some(state) = pods.remove(&uid) {
-                    self.forget(&state).await;
+                    self.forget(&state.dir);
                 }
             }
             tokio::select! {
@@ -342,7 +342,7 @@ impl Kubelet {
 
     /// Pod directories of pods this node no longer has (removed while the agent was away):
     /// their containers are killed and their files removed.
-    async fn remove_orphans(&self, live: &BTreeSet<String>) {
+    fn remove_orphans(&self, live: &BTreeSet<String>) {
         let Ok(entries) = std::fs::read_dir(self.dir.join("pods")) else {
             return;
         };
@@ -350,23 +350,14 @@ impl Kubelet {
             let uid = e.file_name().to_string_lossy().to_string();
             if !live.contains(&uid) {
                 tracing::info!(%uid, "agent: removing a pod that is gone");
-                let state = PodState {
-                    about: pod_ref(&Pod::default()),
-                    dir: e.path(),
-                    volumes: None,
-                    containers: BTreeMap::new(),
-                    reported: None,
-                    deleting: true,
-                    initialized: true,
-                };
-                self.forget(&state).await;
+                self.forget(&e.path());
             }
         }
     }
 
-    /// Kills whatever still runs of a pod that is gone and removes its files.
-    async fn forget(&self, state: &PodState) {
-        let containers = state.dir.join("containers");
+    /// Kills whatever still runs of the pod in `dir` (gone or done) and removes its files.
+    fn forget(&self, dir: &Path) {
+        let containers = dir.join("containers");
         for c in std::fs::read_dir(&containers).into_iter().flatten().flatten() {
             for run in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
                 if matches!(self.runtime.state(&run.path()), RunState::Running(_)) {
@@ -376,9 +367,9 @@ impl Kubelet {
             crate::volumes::unmount(&c.path().join("links"));
         }
         let mut runs = self.runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        runs.retain(|_, l| !l.state_dir.starts_with(&state.dir));
+        runs.retain(|_, l| !l.state_dir.starts_with(dir));
         drop(runs);
-        let _ = std::fs::remove_dir_all(&state.dir);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     async fn fetch(&self, pod: &Pod) -> Fetched {
@@ -1033,7 +1024,7 @@ impl Kubelet {
             return;
         }
         state.deleting = true;
-        self.forget(state).await;
+        self.forget(&state.dir);
         let api: Api<Pod> = Api::namespaced(
             self.client.clone(),
             pod.metadata.namespace.as_deref().unwrap_or("default"),
