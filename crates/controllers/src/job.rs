@@ -13,17 +13,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use serde_json::{Value, json};
 
 use crate::events::{EventType, ObjectRef, Recorder};
 use crate::informer::{self, Informers, name as name_of, uid as uid_of};
 
 const MANAGER: &str = "job-controller";
-const CONCURRENCY: usize = 32;
 
 /// What the Job's pods add up to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -334,37 +332,7 @@ async fn sync(
                 }
             })
             .collect();
-        let made = futures::stream::iter(bodies).map(|body| {
-            let api = pod_api.clone();
-            async move {
-                let pod: Pod = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
-                let pp = PostParams {
-                    field_manager: Some(MANAGER.into()),
-                    ..Default::default()
-                };
-                api.create(&pp, &pod).await
-            }
-        });
-        for r in made.buffer_unordered(CONCURRENCY).collect::<Vec<_>>().await {
-            match r {
-                Ok(p) => {
-                    let msg = format!("Created pod: {}", p.metadata.name.unwrap_or_default());
-                    recorder
-                        .record(&about, EventType::Normal, "SuccessfulCreate", &msg)
-                        .await;
-                }
-                Err(e) => {
-                    recorder
-                        .record(
-                            &about,
-                            EventType::Warning,
-                            "FailedCreate",
-                            &format!("Error creating: {e}"),
-                        )
-                        .await;
-                }
-            }
-        }
+        crate::replicaset::create_pods(&pod_api, bodies, MANAGER, recorder, &about).await;
     }
     // Status.
     let t = now();

@@ -392,40 +392,11 @@ async fn sync(
             exp.since = Some(Instant::now());
         }
         let body = pod_for(kind, set);
-        let made = futures::stream::iter((0..plan.create).map(|_| {
-            let (api, body) = (pod_api.clone(), body.clone());
-            async move {
-                let pod: Pod = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
-                let pp = PostParams {
-                    field_manager: Some(MANAGER.into()),
-                    ..Default::default()
-                };
-                api.create(&pp, &pod).await
-            }
-        }))
-        .buffer_unordered(CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await;
-        for r in made {
-            match r {
-                Ok(pod) => {
-                    let name = pod.metadata.name.unwrap_or_default();
-                    exp.adds.insert(name.clone());
-                    recorder
-                        .record(
-                            &about,
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            &format!("Created pod: {name}"),
-                        )
-                        .await;
-                }
-                Err(e) => {
-                    let msg = format!("Error creating: {e}");
-                    recorder.record(&about, EventType::Warning, "FailedCreate", &msg).await;
-                    failure = Some(msg);
-                }
-            }
+        let bodies = vec![body; plan.create];
+        let (made, failed) = create_pods(&pod_api, bodies, MANAGER, recorder, &about).await;
+        exp.adds.extend(made);
+        if failed.is_some() {
+            failure = failed;
         }
         let gone = futures::stream::iter(plan.delete.into_iter().map(|(name, pod_uid)| {
             let api = pod_api.clone();
@@ -475,6 +446,51 @@ async fn sync(
     let c = counts(&active, &template_labels, min_ready, now);
     write_status(client, kind, set, &c, failure).await?;
     Ok(c.ready > c.available)
+}
+
+/// Creates pods from `bodies`, [`CONCURRENCY`] at a time, as `manager`, with upstream's
+/// `SuccessfulCreate` / `FailedCreate` events about `about`. Returns the names created and
+/// the last error's message, if any (the Job controller creates its pods through it too).
+pub(crate) async fn create_pods(
+    api: &Api<Pod>,
+    bodies: Vec<Value>,
+    manager: &str,
+    recorder: &Recorder,
+    about: &ObjectRef,
+) -> (Vec<String>, Option<String>) {
+    let made = futures::stream::iter(bodies.into_iter().map(|body| {
+        let api = api.clone();
+        async move {
+            let pod: Pod = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
+            let pp = PostParams {
+                field_manager: Some(manager.into()),
+                ..Default::default()
+            };
+            api.create(&pp, &pod).await
+        }
+    }))
+    .buffer_unordered(CONCURRENCY)
+    .collect::<Vec<_>>()
+    .await;
+    let (mut names, mut failure) = (Vec::new(), None);
+    for r in made {
+        match r {
+            Ok(pod) => {
+                let name = pod.metadata.name.unwrap_or_default();
+                let msg = format!("Created pod: {name}");
+                recorder
+                    .record(about, EventType::Normal, "SuccessfulCreate", &msg)
+                    .await;
+                names.push(name);
+            }
+            Err(e) => {
+                let msg = format!("Error creating: {e}");
+                recorder.record(about, EventType::Warning, "FailedCreate", &msg).await;
+                failure = Some(msg);
+            }
+        }
+    }
+    (names, failure)
 }
 
 /// Writes the status when it changed. A failed creation or deletion sets the
