@@ -16,6 +16,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures::Stream;
 
+mod ceiling;
 mod memory;
 mod sqlite;
 mod state;
@@ -159,6 +160,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every revision up to and including this one has been compacted (0 = none).
     fn compacted_revision(&self) -> Revision;
+
+    /// Whether the store can take writes now (readiness): `Ok`, or why not. A store whose
+    /// last write failed (a full disk, say) checks again with a small durable write of its
+    /// own, so readiness returns as soon as writes would succeed.
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The end of the range that holds every key starting with `prefix` (etcd's "prefix end"):

@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
+use crate::ceiling::{Ceiling, Mark};
 use crate::state::{Core, Index, Op, Served, deleted};
 use crate::watch::{History, Replay};
 use crate::{Error, Event, EventKind, KeyValue, RangeResult, Result, Revision, Store, WatchStream};
@@ -103,6 +105,8 @@ pub struct SqliteStore {
     reader: Arc<Reader>,
     requests: mpsc::Sender<Request>,
     writer: Option<thread::JoinHandle<()>>,
+    /// Set by the writer while its last transaction failed (cleared by the next success).
+    degraded: Arc<AtomicBool>,
 }
 
 enum Request {
@@ -112,6 +116,10 @@ enum Request {
     },
     Compact {
         revision: Revision,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// A small durable write outside the log: can the store write now?
+    Probe {
         reply: oneshot::Sender<Result<()>>,
     },
     Shutdown,
@@ -143,7 +151,10 @@ impl SqliteStore {
             )));
         }
         conn.execute_batch(SCHEMA).map_err(db)?;
+        let (mut ceiling, mark) = Ceiling::open(&Ceiling::path_for(path))?;
+        check_mark(&mut conn, path, mark)?;
         let index = load(&mut conn)?;
+        ceiling.reserve(index.current())?;
         tracing::info!(
             path = %path.display(),
             revision = index.current(),
@@ -153,11 +164,14 @@ impl SqliteStore {
 
         let core = Arc::new(Core::new(index));
         let (requests, queue) = mpsc::channel();
+        let degraded = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             conn,
             core: Arc::clone(&core),
             queue,
             failed: None,
+            degraded: Arc::clone(&degraded),
+            ceiling,
         };
         let writer = thread::Builder::new()
             .name("shoal-store-writer".to_string())
@@ -172,6 +186,7 @@ impl SqliteStore {
             }),
             requests,
             writer: Some(writer),
+            degraded,
         })
     }
 
@@ -224,6 +239,39 @@ fn meta(conn: &Connection, name: &str) -> Result<i64> {
         .map_err(db)
 }
 
+/// Compares the log with the revision mark before the store opens: a log that ends below a
+/// clean close's mark has lost acknowledged writes (refused); one that ends below a
+/// reservation was not closed cleanly, and continues above it (see [`crate::ceiling`]).
+fn check_mark(conn: &mut Connection, path: &Path, mark: Option<Mark>) -> Result<()> {
+    let Some(mark) = mark else {
+        return Ok(());
+    };
+    let compacted = meta(conn, "compacted")?;
+    let last: Revision = conn
+        .query_row("SELECT COALESCE(MAX(revision), 0) FROM log", [], |row| row.get(0))
+        .map_err(db)?;
+    let current = last.max(compacted);
+    match mark {
+        Mark::Clean(n) if current < n => Err(Error::Backend(format!(
+            "{}: the store's log ends at revision {current}, but revision {n} was acknowledged before it was last closed: acknowledged writes are missing (was the database or its write-ahead log damaged or replaced?). Restore it from a backup; to start again with what it holds, remove {} (clients that saw later revisions must list again)",
+            path.display(),
+            Ceiling::path_for(path).display()
+        ))),
+        Mark::Reserved(n) if current < n => {
+            tracing::warn!(
+                path = %path.display(),
+                log_ends_at = current,
+                continues_after = n,
+                "sqlite store was not closed cleanly: revisions continue above the highest it may have handed out (clients watching from before list again)"
+            );
+            conn.execute("UPDATE meta SET value = ?1 WHERE name = 'compacted'", [n])
+                .map_err(db)?;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Reads the latest state of every key and checks the log's invariants.
 fn load(conn: &mut Connection) -> Result<Index> {
     let tx = conn.transaction().map_err(db)?;
@@ -272,6 +320,10 @@ struct Writer {
     queue: mpsc::Receiver<Request>,
     /// Set when the database may no longer match the index; every later write fails.
     failed: Option<String>,
+    /// See [`SqliteStore::degraded`].
+    degraded: Arc<AtomicBool>,
+    /// The durable high-water mark of revisions (see [`crate::ceiling`]).
+    ceiling: Ceiling,
 }
 
 type WriteRequest = (Op, oneshot::Sender<Result<Event>>);
@@ -288,21 +340,74 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let mut writes: Vec<WriteRequest> = Vec::new();
-            for request in requests.drain(..) {
-                match request {
-                    Request::Write { op, reply } => writes.push((op, reply)),
-                    Request::Compact { revision, reply } => {
-                        self.commit(std::mem::take(&mut writes));
-                        let _ = reply.send(self.compact(revision));
-                    }
-                    Request::Shutdown => {
-                        self.commit(writes);
-                        return;
-                    }
+            // The writer outlives anything that goes wrong in one batch: a panic fails that
+            // batch's writes (their callers see the store error) and the database is checked
+            // against the index as after a failed commit.
+            let batch = std::mem::take(&mut requests);
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve(batch))) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(_) => {
+                    tracing::error!("sqlite store writer: a batch panicked; its writes failed");
+                    self.degraded.store(true, Ordering::Relaxed);
+                    self.recover();
                 }
             }
-            self.commit(writes);
+        }
+    }
+
+    /// Serves one batch of requests; true after a shutdown.
+    fn serve(&mut self, requests: Vec<Request>) -> bool {
+        let mut writes: Vec<WriteRequest> = Vec::new();
+        for request in requests {
+            match request {
+                Request::Write { op, reply } => writes.push((op, reply)),
+                Request::Compact { revision, reply } => {
+                    self.commit(std::mem::take(&mut writes));
+                    let _ = reply.send(self.compact(revision));
+                }
+                Request::Probe { reply } => {
+                    self.commit(std::mem::take(&mut writes));
+                    let _ = reply.send(self.probe());
+                }
+                Request::Shutdown => {
+                    self.commit(writes);
+                    if self.failed.is_none()
+                        && let Err(error) = self.ceiling.close_clean(self.core.current())
+                    {
+                        tracing::warn!(%error, "sqlite store: cannot record the clean close");
+                    }
+                    return true;
+                }
+            }
+        }
+        self.commit(writes);
+        false
+    }
+
+    /// A durable write of the store's own (the time of the probe, in `meta`): whether a
+    /// transaction can commit now.
+    fn probe(&mut self) -> Result<()> {
+        if let Some(reason) = &self.failed {
+            return Err(Error::Backend(reason.clone()));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let written = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('probe', ?1)", [now])?;
+            tx.commit()
+        })();
+        match written {
+            Ok(()) => {
+                self.degraded.store(false, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => {
+                self.recover();
+                Err(db(error))
+            }
         }
     }
 
@@ -320,6 +425,7 @@ impl Writer {
         }
         match self.apply(ops) {
             Ok(results) => {
+                self.degraded.store(false, Ordering::Relaxed);
                 let events = results.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
                 // Visible to readers and watchers before anyone is told the write is done.
                 self.core.publish(events);
@@ -328,6 +434,7 @@ impl Writer {
                 }
             }
             Err(error) => {
+                self.degraded.store(true, Ordering::Relaxed);
                 let message = format!("sqlite commit failed: {error}");
                 tracing::error!(%error, writes = replies.len(), "sqlite store commit failed");
                 self.recover();
@@ -340,14 +447,17 @@ impl Writer {
 
     /// Writes one row per successful op in one transaction. The outer error fails the whole
     /// batch; the inner ones are the ops whose preconditions failed.
-    fn apply(&mut self, ops: Vec<Op>) -> rusqlite::Result<Vec<Result<Event>>> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    fn apply(&mut self, ops: Vec<Op>) -> Result<Vec<Result<Event>>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
         let mut results = Vec::with_capacity(ops.len());
         // Keys written earlier in this batch: their state is not in the index yet.
         let mut staged: HashMap<String, Option<KeyValue>> = HashMap::new();
         let mut revision = self.core.current();
         {
-            let mut insert = tx.prepare_cached(INSERT)?;
+            let mut insert = tx.prepare_cached(INSERT).map_err(db)?;
             for op in ops {
                 let current = match staged.get(op.key()) {
                     Some(state) => state.clone(),
@@ -361,21 +471,25 @@ impl Writer {
                     }
                 };
                 let kv = &event.kv;
-                insert.execute(params![
-                    kv.mod_revision,
-                    kv.key,
-                    kv.value.as_ref(),
-                    kv.create_revision,
-                    event.prev.as_ref().map_or(0, |prev| prev.mod_revision),
-                    event.kind == EventKind::Delete,
-                ])?;
+                insert
+                    .execute(params![
+                        kv.mod_revision,
+                        kv.key,
+                        kv.value.as_ref(),
+                        kv.create_revision,
+                        event.prev.as_ref().map_or(0, |prev| prev.mod_revision),
+                        event.kind == EventKind::Delete,
+                    ])
+                    .map_err(db)?;
                 revision = kv.mod_revision;
                 let state = (event.kind == EventKind::Put).then(|| kv.clone());
                 staged.insert(kv.key.clone(), state);
                 results.push(Ok(event));
             }
         }
-        tx.commit()?;
+        // No revision is acknowledged beyond the durable mark.
+        self.ceiling.reserve(revision)?;
+        tx.commit().map_err(db)?;
         Ok(results)
     }
 
@@ -659,6 +773,18 @@ impl Store for SqliteStore {
     fn compacted_revision(&self) -> Revision {
         self.core.compacted()
     }
+
+    async fn check(&self) -> Result<()> {
+        if self.writer.as_ref().is_none_or(|w| w.is_finished()) {
+            return Err(closed());
+        }
+        if !self.degraded.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let (reply, done) = oneshot::channel();
+        self.requests.send(Request::Probe { reply }).map_err(|_| closed())?;
+        done.await.map_err(|_| closed())?
+    }
 }
 
 #[cfg(test)]
@@ -730,6 +856,55 @@ mod tests {
         let path = dir.path().join("garbage.db");
         std::fs::write(&path, vec![0x5a; 8192]).expect("write garbage");
         assert!(matches!(SqliteStore::open(&path), Err(Error::Backend(_))));
+    }
+
+    #[tokio::test]
+    async fn a_log_shorter_than_its_clean_close_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.db");
+        {
+            let store = SqliteStore::open(&path).expect("open");
+            for k in ["a", "b", "c"] {
+                store.create(k, Bytes::new()).await.expect("create");
+            }
+        }
+        let reopened = SqliteStore::open(&path).expect("a clean close reopens");
+        assert_eq!(reopened.current_revision(), 3, "no gap after a clean close");
+        drop(reopened);
+        // The last acknowledged commit vanishes (a damaged or replaced file).
+        let conn = Connection::open(&path).expect("open");
+        conn.execute("DELETE FROM log WHERE revision = 3", []).expect("delete");
+        drop(conn);
+        match SqliteStore::open(&path) {
+            Err(Error::Backend(message)) => assert!(
+                message.contains("acknowledged writes are missing") && message.contains("store.db.revision"),
+                "{message}"
+            ),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn after_an_unclean_stop_revisions_continue_above_the_mark() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.db");
+        {
+            let store = SqliteStore::open(&path).expect("open");
+            store.create("a", Bytes::new()).await.expect("create");
+        }
+        // As a crash leaves it: the mark still reserves revisions ahead.
+        let (mut c, _) = Ceiling::open(&Ceiling::path_for(&path)).expect("mark");
+        c.reserve(1).expect("reserve");
+        drop(c);
+        let store = SqliteStore::open(&path).expect("reopen");
+        let mark = 1 + crate::ceiling::RESERVE;
+        assert_eq!(store.current_revision(), mark);
+        assert_eq!(store.create("b", Bytes::new()).await.expect("create"), mark + 1);
+        assert!(store.get("a").await.expect("get").is_some(), "the data is all there");
+        assert!(
+            matches!(store.range("", "z", 1, 0).await, Err(Error::Compacted { .. })),
+            "reads at revisions from before the stop list again"
+        );
     }
 
     #[test]

@@ -91,6 +91,89 @@ fn kill_9_never_loses_an_acknowledged_write() {
     assert!(acked.len() > 100, "the writer made progress");
 }
 
+const TAIL_TEST: &str = "a_damaged_log_tail_never_makes_revisions_go_back";
+
+/// SQLite silently drops the write-ahead log's frames after one that fails its checksum (a
+/// damaged tail), and with them acknowledged commits. The revision must not go back with
+/// them: new writes must never reuse a revision a client was given.
+#[test]
+fn a_damaged_log_tail_never_makes_revisions_go_back() {
+    if let Ok(path) = std::env::var(CHILD_ENV) {
+        tail_child(Path::new(&path));
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", TAIL_TEST, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the writer");
+    let lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let mut highest: Revision = 0;
+    for line in lines {
+        let line = line.expect("read a line");
+        if line.contains("DONE") {
+            break;
+        }
+        if let Some(at) = line.find("ACK ") {
+            highest = highest.max(line[at + 4..].trim().parse().expect("a revision"));
+        }
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    assert_eq!(highest, 40, "every write was acknowledged");
+    // Damage the tail: cut the last frames of the write-ahead log.
+    let wal = dir.path().join("store.db-wal");
+    let len = std::fs::metadata(&wal).expect("the WAL holds the writes").len();
+    let frame = 4096 + 24;
+    assert!(len > 32 + 12 * frame, "the WAL holds many frames ({len} bytes)");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&wal)
+        .and_then(|f| f.set_len(len - 8 * frame))
+        .expect("truncate the WAL");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = SqliteStore::open(&path).expect("the store reopens");
+        assert!(
+            store.current_revision() >= highest,
+            "revision went back to {} after {highest} was acknowledged",
+            store.current_revision()
+        );
+        let next = store.create("/after", Bytes::new()).await.expect("write");
+        assert!(next > highest, "revision {next} was reused");
+    });
+}
+
+/// Writes 40 keys one after the other, acknowledging each, then waits to be killed.
+fn tail_child(path: &Path) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = SqliteStore::open(path).expect("open");
+        let mut out = std::io::stdout();
+        for i in 0..40 {
+            let revision = store
+                .create(&format!("/tail/{i}"), Bytes::from(vec![b'v'; 512]))
+                .await
+                .expect("create");
+            writeln!(out, "ACK {revision}").expect("stdout");
+        }
+        writeln!(out, "DONE").expect("stdout");
+        out.flush().expect("stdout");
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        drop(store);
+    });
+}
+
 /// The writer: 16 tasks, each creating keys and updating each a few times, forever (until
 /// killed; it gives up after two minutes in case the parent is gone).
 fn child(path: &Path, round: usize) {
