@@ -96,8 +96,18 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         exited,
         outer_env(&cfg.server),
     ));
-    tokio::spawn(crate::endpoint::serve(kubelet.clone(), listener, creds.clone()));
-    tokio::spawn(heartbeat(client.clone(), cfg.clone(), node, port, runtime.version()));
+    // The endpoint and the heartbeat hold no state of their own: restarted if they fail.
+    // The kubelet is not: a panic there stops the agent, which takes its pods over from disk
+    // when it starts again.
+    let components = shoal_runtime::Components::new();
+    let (k, listener, c) = (kubelet.clone(), Arc::new(listener), creds.clone());
+    components.spawn("kubelet-endpoint", move || {
+        crate::endpoint::serve(k.clone(), listener.clone(), c.clone())
+    });
+    let (client, version) = (client.clone(), runtime.version());
+    components.spawn("heartbeat", move || {
+        heartbeat(client.clone(), cfg.clone(), node.clone(), port, version.clone())
+    });
     kubelet.run().await;
     Ok(())
 }

@@ -80,7 +80,7 @@ fn flag(q: &[(String, String)], key: &str) -> bool {
 }
 
 /// Serves the endpoint on `listener` until the process ends.
-pub async fn serve(kubelet: Arc<Kubelet>, listener: tokio::net::TcpListener, creds: Credentials) {
+pub async fn serve(kubelet: Arc<Kubelet>, listener: Arc<tokio::net::TcpListener>, creds: Credentials) {
     let tls = match server_config(&creds) {
         Ok(c) => c,
         Err(e) => {
@@ -97,7 +97,8 @@ pub async fn serve(kubelet: Arc<Kubelet>, listener: tokio::net::TcpListener, cre
         };
         let (acceptor, kubelet, token) = (acceptor.clone(), kubelet.clone(), token.clone());
         tokio::spawn(async move {
-            let Ok(stream) = acceptor.accept(tcp).await else {
+            // A peer that never finishes its handshake is dropped (upstream: 32 s).
+            let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(32), acceptor.accept(tcp)).await else {
                 return;
             };
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {

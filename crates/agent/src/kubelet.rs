@@ -297,7 +297,10 @@ impl Kubelet {
         let stream = reflector(writer, watcher(pods, cfg)).default_backoff();
         let changed = Arc::new(tokio::sync::Notify::new());
         let notify = changed.clone();
-        tokio::spawn(async move {
+        // The pod watch is part of the kubelet: its panic is the kubelet's (the agent then
+        // stops with it, and takes its pods over from disk when started again).
+        let mut watch = shoal_runtime::Subtasks::new();
+        watch.spawn(async move {
             futures::pin_mut!(stream);
             while let Some(ev) = stream.next().await {
                 if let Err(e) = ev {
@@ -306,6 +309,14 @@ impl Kubelet {
                 notify.notify_one();
             }
         });
+        tokio::select! {
+            () = watch.join_any() => {}
+            () = self.sync_loop(reader, changed) => {}
+        }
+    }
+
+    /// Keeps the node's pods as the watched pods say, until the process ends.
+    async fn sync_loop(&self, reader: reflector::Store<Pod>, changed: Arc<tokio::sync::Notify>) {
         let _ = reader.wait_until_ready().await;
         let (probe_tx, mut probe_rx) = tokio::sync::mpsc::channel::<ProbeResult>(256);
         let mut pods: HashMap<String, PodState> = HashMap::new();
@@ -1198,7 +1209,7 @@ fn init_succeeded(ctr: &Ctr) -> bool {
 /// SIGTERM, then SIGKILL once `grace` has passed with the container still running.
 async fn stop(runtime: Arc<dyn Runtime>, dir: PathBuf, grace: Duration) {
     runtime.signal(&dir, Signal::Term);
-    let deadline = Instant::now() + grace;
+    let deadline = shoal_api::time::instant_after(Instant::now(), grace);
     while Instant::now() < deadline {
         if !matches!(runtime.state(&dir), RunState::Running(_)) {
             return;

@@ -59,13 +59,13 @@ impl ProbeCount {
     /// Counts one result against the thresholds (upstream defaults: 1 success, 3 failures).
     pub fn record(&mut self, ok: bool, success_threshold: i32, failure_threshold: i32) -> Verdict {
         if ok {
-            self.successes += 1;
+            self.successes = self.successes.saturating_add(1);
             self.failures = 0;
             if self.successes >= success_threshold.max(1) {
                 return Verdict::Success;
             }
         } else {
-            self.failures += 1;
+            self.failures = self.failures.saturating_add(1);
             self.successes = 0;
             if self.failures >= failure_threshold.max(1) {
                 return Verdict::Failure;

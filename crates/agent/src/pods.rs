@@ -1056,7 +1056,7 @@ impl PodWorker {
         match next_step(&pod, stage, now - since, &self.timing) {
             Step::Idle => None,
             Step::Wait(d) => {
-                self.schedule(&key, now + d);
+                self.schedule(&key, shoal_api::time::instant_after(now.into_std(), d).into());
                 None
             }
             Step::Start => {

@@ -11,6 +11,8 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::{Value, json};
 
+use shoal_controllers::events::{EventType, ObjectRef, Recorder};
+
 use crate::pods::PodTiming;
 use crate::{LEASE_DURATION_SECONDS, LEASE_RENEW, NODE_STATUS_REPORT, SIMULATED_ANNOTATION};
 
@@ -55,14 +57,37 @@ pub fn node_manifest(name: &str, index: u32, control_plane: bool) -> Value {
 
 pub use shoal_api::network::pod_cidr;
 
-/// The status a simulated node reports.
+/// The capacity annotations of `node` that are not quantities (or are negative), with why:
+/// the node reports the default for those.
+pub fn capacity_problems(node: &Node) -> Vec<String> {
+    let annotations = node.metadata.annotations.as_ref();
+    DEFAULT_CAPACITY
+        .iter()
+        .filter_map(|(res, default)| {
+            let key = format!("shoal.dev/capacity-{res}");
+            let v = annotations?.get(&key)?;
+            let why = match shoal_api::validation::quantity::Quantity::parse(v.trim()) {
+                Ok(q) if q.milli_value() < 0 => "must not be negative".to_string(),
+                Ok(_) => return None,
+                Err(e) => e.to_string(),
+            };
+            Some(format!(
+                "annotation {key}: {v:?} is not a valid capacity ({why}); the node reports the default {default}"
+            ))
+        })
+        .collect()
+}
+
+/// The status a simulated node reports (an invalid capacity annotation counts as absent: see
+/// [`capacity_problems`]).
 pub fn node_status(node: &Node, now: &str) -> Value {
     let annotations = node.metadata.annotations.clone().unwrap_or_default();
     let mut capacity = serde_json::Map::new();
     for (res, default) in DEFAULT_CAPACITY {
         let v = annotations
             .get(&format!("shoal.dev/capacity-{res}"))
-            .map(String::as_str)
+            .map(|v| v.trim())
+            .filter(|v| shoal_api::validation::quantity::Quantity::parse(v).is_ok_and(|q| q.milli_value() >= 0))
             .unwrap_or(default);
         capacity.insert((*res).into(), json!(v));
     }
@@ -121,6 +146,7 @@ fn now_micro() -> String {
 
 /// Keeps every simulated node alive: status on adoption, Lease and Ready heartbeats; and
 /// runs the pods bound to them (see [`crate::pods`]).
+#[derive(Clone)]
 pub struct SimulatedPool {
     client: kube::Client,
     timing: PodTiming,
@@ -175,7 +201,8 @@ impl SimulatedPool {
         // until then the scheduler sees no allocatable resources on it.
         let seen = Arc::new(tokio::sync::Notify::new());
         let seen_tx = seen.clone();
-        tokio::spawn(async move {
+        let mut tasks = shoal_runtime::Subtasks::new();
+        tasks.spawn(async move {
             futures::pin_mut!(stream);
             while let Some(ev) = stream.next().await {
                 match ev {
@@ -201,13 +228,24 @@ impl SimulatedPool {
         });
         // Only this task waits for the node cache to be ready (kube's readiness signal wakes
         // a single waiter); the pod worker follows the change messages instead.
-        tokio::spawn(crate::pods::run_pods(
+        tasks.spawn(crate::pods::run_pods(
             self.client.clone(),
             self.timing.clone(),
             reader.clone(),
             changed,
         ));
+        // A panic in the node watch or the pod worker is the pool's: its supervisor starts
+        // the whole pool again.
+        tokio::select! {
+            () = tasks.join_any() => {}
+            () = self.heartbeats(reader, seen) => {}
+        }
+    }
+
+    /// Node heartbeats: status and Lease renewals when due, for every simulated node.
+    async fn heartbeats(&self, reader: reflector::Store<Node>, seen: Arc<tokio::sync::Notify>) {
         let _ = reader.wait_until_ready().await;
+        let events = Recorder::new(self.client.clone(), "shoal-simulated-node");
         let mut beats = Heartbeats::default();
         let mut ticker = tokio::time::interval(Duration::from_millis(500));
         loop {
@@ -225,10 +263,10 @@ impl SimulatedPool {
             // Heartbeats go out concurrently (bounded), so thousands of nodes fit in a period.
             let done: Vec<(String, Beat, Result<(), kube::Error>)> = futures::stream::iter(due)
                 .map(|(node, beat)| {
-                    let (client, stamp) = (self.client.clone(), stamp.clone());
+                    let (client, stamp, events) = (self.client.clone(), stamp.clone(), &events);
                     async move {
                         let name = node.metadata.name.clone().unwrap_or_default();
-                        (name, beat, heartbeat(client, &node, &stamp, beat).await)
+                        (name, beat, heartbeat(client, events, &node, &stamp, beat).await)
                     }
                 })
                 .buffer_unordered(HEARTBEAT_CONCURRENCY)
@@ -237,7 +275,10 @@ impl SimulatedPool {
             for (name, beat, result) in done {
                 match result {
                     Ok(()) => beats.done(name, beat, now),
-                    Err(e) => tracing::warn!(node = %name, error = %e, "simulated pool: heartbeat failed"),
+                    Err(e) => {
+                        tracing::warn!(node = %name, error = %e, "simulated pool: heartbeat failed; will retry later");
+                        beats.failed(name, now);
+                    }
                 }
             }
             let live: HashSet<&str> = sims.iter().filter_map(|n| n.metadata.name.as_deref()).collect();
@@ -260,13 +301,24 @@ pub enum Beat {
 pub struct Heartbeats {
     /// Node -> (last status report, last Lease renewal).
     last: std::collections::HashMap<String, (std::time::Instant, std::time::Instant)>,
+    /// Node -> (failures in a row, no retry before).
+    failing: std::collections::HashMap<String, (u32, std::time::Instant)>,
+}
+
+/// A failed heartbeat is retried after 1 s, doubling to 5 minutes.
+fn retry_after(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(9)).min(Duration::from_secs(300))
 }
 
 impl Heartbeats {
     /// What `node` needs now, if anything: its status when it is new, not Ready or its
-    /// report is [`NODE_STATUS_REPORT`] old; its Lease every [`LEASE_RENEW`].
+    /// report is [`NODE_STATUS_REPORT`] old; its Lease every [`LEASE_RENEW`]; nothing while
+    /// a failed heartbeat waits for its retry.
     pub fn due(&self, node: &Node, now: std::time::Instant) -> Option<Beat> {
         let name = node.metadata.name.as_deref().unwrap_or_default();
+        if self.failing.get(name).is_some_and(|(_, until)| now < *until) {
+            return None;
+        }
         match self.last.get(name) {
             None => Some(Beat::Status),
             Some(_) if !is_ready(node) => Some(Beat::Status),
@@ -289,6 +341,7 @@ impl Heartbeats {
             LEASE_RENEW.mul_f64((h % 1000) as f64 / 1000.0)
         };
         let lease_at = now.checked_sub(back).unwrap_or(now);
+        self.failing.remove(&name);
         let entry = self.last.entry(name).or_insert((now, lease_at));
         match beat {
             Beat::Status => *entry = (now, lease_at),
@@ -296,9 +349,17 @@ impl Heartbeats {
         }
     }
 
+    /// Records a failed heartbeat: the node is left alone for a while (longer each time).
+    pub fn failed(&mut self, name: String, now: std::time::Instant) {
+        let entry = self.failing.entry(name).or_insert((0, now));
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = now + retry_after(entry.0);
+    }
+
     /// Forgets nodes that are gone.
     pub fn retain(&mut self, live: &HashSet<&str>) {
         self.last.retain(|n, _| live.contains(n.as_str()));
+        self.failing.retain(|n, _| live.contains(n.as_str()));
     }
 }
 
@@ -321,7 +382,13 @@ pub async fn create_node(nodes: &Api<Node>, name: &str, index: u32, control_plan
     }
 }
 
-async fn heartbeat(client: kube::Client, node: &Node, now: &str, beat: Beat) -> Result<(), kube::Error> {
+async fn heartbeat(
+    client: kube::Client,
+    events: &Recorder,
+    node: &Node,
+    now: &str,
+    beat: Beat,
+) -> Result<(), kube::Error> {
     let name = node.metadata.name.clone().unwrap_or_default();
     if beat == Beat::Lease {
         return renew_lease(client, node, &name).await;
@@ -332,6 +399,14 @@ async fn heartbeat(client: kube::Client, node: &Node, now: &str, beat: Beat) -> 
         ..Default::default()
     };
     let status = node_status(node, now);
+    let problems = capacity_problems(node);
+    if !problems.is_empty() {
+        let about = ObjectRef::of("v1", "Node", &serde_json::to_value(node).unwrap_or_default());
+        let recorder = events.clone().on_host(&name);
+        for p in problems {
+            recorder.record(&about, EventType::Warning, "InvalidCapacity", &p).await;
+        }
+    }
     nodes
         .patch_status(&name, &pp, &Patch::Merge(json!({"status": status})))
         .await?;
@@ -457,6 +532,58 @@ mod tests {
         let leases: HashSet<_> = many.last.values().map(|(_, l)| *l).collect();
         assert!(leases.len() > 50, "spread: {} distinct renewal times", leases.len());
         assert!(many.last.values().all(|(_, l)| t0.duration_since(*l) <= LEASE_RENEW));
+    }
+
+    #[test]
+    fn failed_heartbeats_back_off() {
+        let node: Node = serde_json::from_value(node_manifest("node3", 3, false)).unwrap();
+        let t0 = std::time::Instant::now();
+        let mut beats = Heartbeats::default();
+        beats.failed("node3".into(), t0);
+        assert_eq!(
+            beats.due(&node, t0 + Duration::from_millis(500)),
+            None,
+            "not twice a second"
+        );
+        assert_eq!(beats.due(&node, t0 + Duration::from_secs(1)), Some(Beat::Status));
+        for _ in 0..20 {
+            beats.failed("node3".into(), t0);
+        }
+        assert_eq!(beats.due(&node, t0 + Duration::from_secs(299)), None);
+        assert_eq!(
+            beats.due(&node, t0 + Duration::from_secs(300)),
+            Some(Beat::Status),
+            "at most 5 minutes"
+        );
+        beats.done("node3".into(), Beat::Status, t0);
+        beats.failed("node3".into(), t0);
+        assert_eq!(
+            beats.due(&node, t0 + Duration::from_secs(1)),
+            Some(Beat::Status),
+            "a success resets it"
+        );
+    }
+
+    #[test]
+    fn invalid_capacity_annotations_are_named_and_replaced_by_the_default() {
+        let mut node: Node = serde_json::from_value(node_manifest("node3", 3, false)).unwrap();
+        let annotations = node.metadata.annotations.get_or_insert_with(Default::default);
+        annotations.insert("shoal.dev/capacity-cpu".into(), "lots".into());
+        annotations.insert("shoal.dev/capacity-memory".into(), "-1Gi".into());
+        annotations.insert("shoal.dev/capacity-pods".into(), "50".into());
+        let problems = capacity_problems(&node);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("annotation shoal.dev/capacity-cpu: \"lots\" is not a valid capacity"));
+        assert!(
+            problems[0].ends_with("the node reports the default 4"),
+            "{}",
+            problems[0]
+        );
+        let status = node_status(&node, "2026-01-01T00:00:00Z");
+        assert_eq!(
+            status["capacity"],
+            json!({"cpu": "4", "memory": "16Gi", "pods": "50", "ephemeral-storage": "100Gi"})
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod schema;
 pub mod selector;
 pub mod smp;
 pub mod table;
+pub mod time;
 pub mod validation;
 
 /// The `status` fields of a Pod or Node that the in-process controllers and the scheduler

@@ -704,7 +704,7 @@ struct Restarts {
 
 impl Restarts {
     fn add(&mut self, status: &Value) {
-        self.count += int_at(status, "restartCount");
+        self.count = self.count.saturating_add(int_at(status, "restartCount"));
         if let Some(finished) = time_at(status, "lastState.terminated.finishedAt") {
             self.last = Some(self.last.map_or(finished, |last| last.max(finished)));
         }

@@ -3,7 +3,7 @@
 //! encoded once for all watchers.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -275,8 +275,14 @@ pub struct Subscription {
 }
 
 impl WatchCache {
-    /// Loads every object under `prefix` from the store and follows the store's changes.
-    pub async fn start(store: Arc<dyn Store>, prefix: &str) -> Result<Arc<WatchCache>, shoal_store::Error> {
+    /// Loads every object under `prefix` from the store and follows the store's changes, as
+    /// the supervised component `watch-cache` of `components` (restarted from the revision it
+    /// reached if it ever fails).
+    pub async fn start(
+        store: Arc<dyn Store>,
+        prefix: &str,
+        components: &shoal_runtime::Components,
+    ) -> Result<Arc<WatchCache>, shoal_store::Error> {
         let end = shoal_store::prefix_end(prefix);
         let snapshot = store.range(prefix, &end, 0, 0).await?;
         let mut objects = BTreeMap::new();
@@ -301,11 +307,19 @@ impl WatchCache {
         });
         let feeder = cache.clone();
         let prefix = prefix.to_string();
-        tokio::spawn(async move { feeder.follow(store, prefix, rev).await });
+        components.spawn("watch-cache", move || {
+            let (feeder, store, prefix) = (feeder.clone(), store.clone(), prefix.clone());
+            let after = feeder.applied();
+            async move { feeder.follow(store, prefix, after).await }
+        });
         Ok(cache)
     }
 
     async fn follow(self: Arc<Self>, store: Arc<dyn Store>, prefix: String, mut after: Revision) {
+        // A restarted feeder first announces what its predecessor applied.
+        if after > self.revision() {
+            self.revision.send_replace(after);
+        }
         loop {
             let mut stream = match store.watch(&prefix, after) {
                 Ok(s) => s,
@@ -336,7 +350,7 @@ impl WatchCache {
         let exists = self
             .inner
             .read()
-            .expect("watch cache lock poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .objects
             .contains_key(&ev.kv.key);
         let kind = match (ev.kind, exists) {
@@ -348,7 +362,7 @@ impl WatchCache {
             tracing::error!(key = %ev.kv.key, "watch cache: undecodable value skipped");
             return;
         };
-        let mut inner = self.inner.write().expect("watch cache lock poisoned");
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         let prev = match ev.kind {
             EventKind::Put => inner.objects.insert(entry.key.clone(), entry.clone()),
             EventKind::Delete => inner.objects.remove(&entry.key),
@@ -369,6 +383,11 @@ impl WatchCache {
         let _ = self.events.send(event);
     }
 
+    /// The revision of the last event applied (perhaps not yet announced to waiting writers).
+    fn applied(&self) -> Revision {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner).revision
+    }
+
     /// The revision of the latest change the cache has applied.
     pub fn revision(&self) -> Revision {
         *self.revision.borrow()
@@ -384,7 +403,7 @@ impl WatchCache {
     pub fn get(&self, key: &str) -> Option<Arc<Entry>> {
         self.inner
             .read()
-            .expect("watch cache lock poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .objects
             .get(key)
             .cloned()
@@ -400,7 +419,7 @@ impl WatchCache {
         limit: usize,
         mut keep: impl FnMut(&Entry) -> bool,
     ) -> (Vec<Arc<Entry>>, Revision, bool) {
-        let inner = self.inner.read().expect("watch cache lock poisoned");
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         let from = start.unwrap_or(prefix).to_string();
         let mut out = Vec::new();
         let mut more = false;
@@ -423,7 +442,7 @@ impl WatchCache {
     /// Starts a watch after revision `after`. `None` when that revision is older than the
     /// history the cache keeps (the client must re-list: 410 Gone).
     pub fn subscribe(&self, after: Revision) -> Option<Subscription> {
-        let inner = self.inner.read().expect("watch cache lock poisoned");
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         if after < inner.history_start {
             return None;
         }
@@ -438,7 +457,7 @@ impl WatchCache {
     /// Like [`subscribe`](Self::subscribe) from "now", with a snapshot of the current objects
     /// under `prefix` (for watches that start with synthetic ADDED events).
     pub fn subscribe_with_snapshot(&self, prefix: &str) -> (Vec<Arc<Entry>>, Subscription) {
-        let inner = self.inner.read().expect("watch cache lock poisoned");
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         let objs = inner
             .objects
             .range(prefix.to_string()..)
@@ -457,7 +476,7 @@ impl WatchCache {
 
     /// The oldest revision a watch can start after.
     pub fn oldest_watchable(&self) -> Revision {
-        self.inner.read().expect("watch cache lock poisoned").history_start
+        self.inner.read().unwrap_or_else(PoisonError::into_inner).history_start
     }
 }
 

@@ -21,6 +21,7 @@ pub struct Reply {
 pub struct HttpsClient {
     addr: SocketAddr,
     token: Option<String>,
+    headers: Vec<(String, String)>,
     connector: tokio_rustls::TlsConnector,
 }
 
@@ -42,8 +43,15 @@ impl HttpsClient {
         Ok(HttpsClient {
             addr,
             token,
+            headers: Vec::new(),
             connector: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
         })
+    }
+
+    /// This client, sending `name: value` with every request too.
+    pub fn with_header(mut self, name: &str, value: &str) -> HttpsClient {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// Sends one request on a new connection and reads the whole response.
@@ -57,6 +65,9 @@ impl HttpsClient {
         );
         if let Some(t) = &self.token {
             head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("\r\n");
         tls.write_all(head.as_bytes()).await?;

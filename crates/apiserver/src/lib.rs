@@ -17,9 +17,14 @@ use serde_json::{Value, json};
 use shoal_store::Store;
 
 pub mod alloc;
+pub mod body;
 pub mod cache;
 pub mod client;
+pub mod conn;
+pub mod continuation;
+pub mod delete;
 pub mod discovery;
+pub mod health;
 pub mod keys;
 pub mod managed;
 pub mod metrics;
@@ -62,6 +67,8 @@ pub struct ApiServer {
     node_auth: std::sync::OnceLock<Arc<nodeauth::NodeAuth>>,
     /// Where Services' cluster IPs come from.
     service_range: alloc::ServiceRange,
+    /// The supervised components of this process (readiness and `/metrics` report them).
+    components: shoal_runtime::Components,
 }
 
 impl ApiServer {
@@ -79,7 +86,8 @@ impl ApiServer {
     ) -> Result<Arc<ApiServer>, shoal_store::Error> {
         let metrics = Metrics::default();
         let store: Arc<dyn Store> = Arc::new(metrics::MeteredStore::new(store, metrics.clone()));
-        let cache = WatchCache::start(store.clone(), keys::ROOT).await?;
+        let components = shoal_runtime::Components::new();
+        let cache = WatchCache::start(store.clone(), keys::ROOT, &components).await?;
         let server = Arc::new(ApiServer {
             store,
             cache,
@@ -87,6 +95,7 @@ impl ApiServer {
             service_allocation: Default::default(),
             node_auth: Default::default(),
             service_range: range,
+            components,
         });
         server
             .bootstrap()
@@ -151,6 +160,12 @@ impl ApiServer {
         self.node_auth.get().cloned()
     }
 
+    /// The supervised components of this process: start long-lived tasks with
+    /// [`shoal_runtime::Components::spawn`] on it so readiness and `/metrics` see them.
+    pub fn components(&self) -> &shoal_runtime::Components {
+        &self.components
+    }
+
     /// The metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -196,23 +211,41 @@ async fn dispatch(State(server): State<Arc<ApiServer>>, req: Request) -> Respons
     let start = Instant::now();
     let verb = req.method().to_string();
     let path = req.uri().path().to_string();
-    let resource = match request::parse_path(&path) {
+    let decoded = request::decode_path(&path).unwrap_or_default();
+    let resource = match request::parse_path(&decoded) {
         Ok(Some(ApiPath::Resource(t))) => match &t.subresource {
             Some(s) => format!("{}/{s}", t.res.plural),
             None => t.res.plural.to_string(),
         },
         _ => String::new(),
     };
-    let resp = match server.handle(req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
+    let resp = contain_panics(&server.metrics, &verb, &path, server.handle(req)).await;
     if !resource.is_empty() {
         server
             .metrics
             .request(&verb, &resource, resp.status().as_u16(), start.elapsed());
     }
     resp
+}
+
+/// Runs a request's handler. A panic in it answers that request with a 500 `Status` and is
+/// counted and logged; it never takes the connection, the server or an in-process client
+/// down with it.
+async fn contain_panics(
+    metrics: &Metrics,
+    verb: &str,
+    path: &str,
+    handler: impl std::future::Future<Output = ApiResult<Response>>,
+) -> Response {
+    match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(handler)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => e.into_response(),
+        Err(payload) => {
+            metrics.request_panicked();
+            tracing::error!(%verb, %path, "request handler panicked: {}", shoal_runtime::panic_message(&*payload));
+            ApiError::internal("the server panicked while serving this request").into_response()
+        }
+    }
 }
 
 fn json_response(code: u16, body: impl Into<Bytes>, content_type: &'static str) -> Response {
@@ -243,25 +276,15 @@ async fn read_body(body: Body) -> ApiResult<Bytes> {
         .map_err(|_| ApiError::too_large())
 }
 
-/// Decodes a request body: JSON, or Kubernetes protobuf (kubectl's typed clients send it).
+/// Decodes a request body (JSON, YAML or Kubernetes protobuf) into a JSON value.
 fn parse_json(ct: Option<&str>, bytes: &[u8]) -> ApiResult<Value> {
-    if let Some(ct) = ct {
-        let base = ct.split(';').next().unwrap_or("").trim();
-        if base == protobuf::CONTENT_TYPE {
-            return protobuf::decode(bytes).map_err(ApiError::bad_request);
-        }
-        if !matches!(base, "application/json" | "" | "*/*") && !base.ends_with("+json") && !base.ends_with("+yaml") {
-            return Err(ApiError::unsupported_media_type(ct));
-        }
-    }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized or malformed JSON: {e}")))
+    body::decode(ct, bytes).map(|b| b.value)
 }
 
 impl ApiServer {
     async fn handle(self: &Arc<Self>, req: Request) -> ApiResult<Response> {
         let (parts, body) = req.into_parts();
-        let path = parts.uri.path();
+        let path = &request::decode_path(parts.uri.path())?;
         let accept = parts
             .headers
             .get(header::ACCEPT)
@@ -273,13 +296,17 @@ impl ApiServer {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let params = Params::parse(parts.uri.query());
-        match (parts.method.clone(), path) {
-            (Method::GET, "/healthz" | "/livez" | "/readyz") => {
-                return Ok(json_response(200, "ok", "text/plain; charset=utf-8"));
+        match (parts.method.clone(), path.as_str()) {
+            (Method::GET, "/livez") => return Ok(health::livez(&params)),
+            (Method::GET, "/healthz" | "/readyz") => {
+                let name = path.trim_start_matches('/');
+                return Ok(health::report(name, &self.checks().await, &params));
             }
             (Method::GET, "/version") => return Ok(value_response(200, &discovery::version())),
             (Method::GET, "/metrics") => {
-                return Ok(json_response(200, self.metrics.render(), "text/plain; version=0.0.4"));
+                let mut text = self.metrics.render();
+                health::render_metrics(&mut text, &self.components.status());
+                return Ok(json_response(200, text, "text/plain; version=0.0.4"));
             }
             (Method::GET, "/api") => {
                 return Ok(if discovery::wants_aggregated(accept.as_deref()) {
@@ -356,7 +383,11 @@ impl ApiServer {
         } else {
             Bytes::new()
         };
-        if let Some(nodeauth::Identity::Node(node)) = parts.extensions.get::<nodeauth::Identity>() {
+        let node = match parts.extensions.get::<nodeauth::Identity>() {
+            Some(nodeauth::Identity::Node(node)) => Some(node.as_str()),
+            _ => None,
+        };
+        if let Some(node) = node {
             let verb = nodeauth::verb(&method, &target, params.flag("watch"));
             let body_name = if verb == "create" && target.subresource.is_none() {
                 parse_json(ct.as_deref(), &body)
@@ -367,10 +398,11 @@ impl ApiServer {
             };
             nodeauth::authorize(node, verb, &target, body_name.as_deref(), self.as_ref())?;
         }
-        self.handle_resource(&target, method, &params, ct.as_deref(), body, table)
+        self.handle_resource(&target, method, &params, ct.as_deref(), body, table, node)
             .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn handle_resource(
         self: &Arc<Self>,
         t: &Target,
@@ -379,11 +411,17 @@ impl ApiServer {
         ct: Option<&str>,
         body: Bytes,
         table: bool,
+        node: Option<&str>,
     ) -> ApiResult<Response> {
         let res = t.res;
         let sub = t.subresource.as_deref();
         match (&method, t.name.is_some(), sub) {
             (&Method::GET, false, None) if p.flag("watch") => {
+                // A watch from a revision the cache has not reached waits a little for it,
+                // then is refused (504), rather than hanging silently.
+                if let Some(rv) = p.get("resourceVersion").filter(|rv| *rv != "0") {
+                    self.wait_for_revision(rest::parse_rv(rv)?).await?;
+                }
                 let rx = self.watch(t, p, table)?;
                 let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<Bytes, std::convert::Infallible>);
                 let mut resp = Response::new(Body::from_stream(stream));
@@ -437,8 +475,10 @@ impl ApiServer {
             (&Method::GET, true, Some("scale")) => Ok(value_response(200, &rest::scale_of(&self.get_object(t)?.obj()))),
             (&Method::GET, true, Some("log")) => self.pod_log(t, p).await,
             (&Method::POST, false, None) => {
-                let obj = parse_json(ct, &body)?;
-                let w = self.create(t, obj, &WriteOptions::from_params(p)?).await?;
+                let decoded = body::decode(ct, &body)?;
+                let mut opts = WriteOptions::from_params(p)?.by(node);
+                opts.duplicates = decoded.duplicates;
+                let w = self.create(t, decoded.value, &opts).await?;
                 Ok(with_warnings(
                     json_response(201, w.json, "application/json"),
                     &w.warnings,
@@ -454,20 +494,26 @@ impl ApiServer {
             }
             (&Method::POST, true, Some("eviction")) => {
                 let ev = parse_json(ct, &body)?;
-                let opts = ev.get("deleteOptions").cloned().unwrap_or(json!({}));
+                let mut opts = match ev.get("deleteOptions").filter(|o| !o.is_null()) {
+                    Some(o) => delete::DeleteOptions::from_value(o)?,
+                    None => delete::DeleteOptions::default(),
+                };
+                opts.dry_run |= p.dry_run()?;
                 let plain = Target {
                     subresource: None,
                     ..t.clone()
                 };
-                self.delete(&plain, &opts, p.dry_run()?).await?;
+                self.delete(&plain, &opts).await?;
                 Ok(value_response(
                     201,
                     &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
                 ))
             }
             (&Method::PUT, true, None | Some("status") | Some("finalize")) => {
-                let obj = parse_json(ct, &body)?;
-                let mut opts = WriteOptions::from_params(p)?;
+                let decoded = body::decode(ct, &body)?;
+                let obj = decoded.value;
+                let mut opts = WriteOptions::from_params(p)?.by(node);
+                opts.duplicates = decoded.duplicates;
                 if sub == Some("finalize") {
                     opts.validation = Some(request::FieldValidation::Ignore);
                 }
@@ -484,7 +530,7 @@ impl ApiServer {
                         t,
                         json!({"spec": {"replicas": scale["spec"]["replicas"]}}),
                         patch::PatchType::Merge,
-                        &WriteOptions::from_params(p)?,
+                        &WriteOptions::from_params(p)?.by(node),
                         false,
                     )
                     .await?;
@@ -492,9 +538,20 @@ impl ApiServer {
             }
             (&Method::PATCH, true, None | Some("status") | Some("scale")) => {
                 let kind = patch::PatchType::from_content_type(ct.unwrap_or(""))?;
-                let patch_body = parse_json(None, &body)?;
+                // Only an apply patch may be YAML (`application/apply-patch+yaml`).
+                let patch_body = if kind == patch::PatchType::Apply {
+                    parse_json(ct, &body)?
+                } else {
+                    parse_json(None, &body)?
+                };
                 let w = self
-                    .patch(t, patch_body, kind, &WriteOptions::from_params(p)?, p.flag("force"))
+                    .patch(
+                        t,
+                        patch_body,
+                        kind,
+                        &WriteOptions::from_params(p)?.by(node),
+                        p.flag("force"),
+                    )
                     .await?;
                 if sub == Some("scale") {
                     return Ok(value_response(200, &rest::scale_of(&w.obj)));
@@ -505,12 +562,12 @@ impl ApiServer {
                 ))
             }
             (&Method::DELETE, true, None) => {
-                let opts = delete_options(p, &body)?;
-                let (code, w) = self.delete(t, &opts, p.dry_run()?).await?;
+                let opts = delete::DeleteOptions::from_request(p, &body)?;
+                let (code, w) = self.delete(t, &opts).await?;
                 Ok(json_response(code, w.json, "application/json"))
             }
             (&Method::DELETE, false, None) => {
-                let opts = delete_options(p, &body)?;
+                let opts = delete::DeleteOptions::from_request(p, &body)?;
                 let (items, _, _) = self.list_objects(t, p).await?;
                 let mut deleted = Vec::new();
                 for e in items {
@@ -520,7 +577,7 @@ impl ApiServer {
                         namespace: obj["metadata"]["namespace"].as_str().map(str::to_string),
                         ..t.clone()
                     };
-                    match self.delete(&one, &opts, p.dry_run()?).await {
+                    match self.delete(&one, &opts).await {
                         Ok((_, w)) => deleted.push(w.obj),
                         Err(e) if e.code == 404 => {}
                         Err(e) => return Err(e),
@@ -580,8 +637,9 @@ impl ApiServer {
     }
 
     async fn pod_log(&self, t: &Target, p: &Params) -> ApiResult<Response> {
-        let (pod, container, endpoint) = self.pod_container(t, p.get("container"))?;
         let name = t.name.as_deref().unwrap_or_default();
+        check_log_options(name, p)?;
+        let (pod, container, endpoint) = self.pod_container(t, p.get("container"))?;
         if pod["status"]["phase"] == "Pending" && endpoint.is_none() {
             return Err(ApiError::bad_request(format!(
                 "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
@@ -717,23 +775,67 @@ impl nodeauth::Lookup for ApiServer {
     }
 }
 
-fn delete_options(p: &Params, body: &[u8]) -> ApiResult<Value> {
-    let mut opts = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else if body.starts_with(protobuf::MAGIC) {
-        protobuf::decode(body).map_err(ApiError::bad_request)?
+/// Upstream's `PodLogOptions` validation: the numbers are integers in range, and only one
+/// of `sinceTime` and `sinceSeconds`.
+fn check_log_options(name: &str, p: &Params) -> ApiResult<()> {
+    use shoal_api::field::FieldError;
+    let mut errors = Vec::new();
+    for (key, min) in [("tailLines", 0), ("limitBytes", 1), ("sinceSeconds", 1)] {
+        match p.int(key)? {
+            Some(v) if v < min => {
+                let detail = if min == 0 {
+                    "must be greater than or equal to 0"
+                } else {
+                    "must be greater than 0"
+                };
+                errors.push(FieldError::invalid(key, json!(v), detail));
+            }
+            _ => {}
+        }
+    }
+    if let Some(t) = p.get("sinceTime")
+        && t.parse::<jiff::Timestamp>().is_err()
+    {
+        return Err(ApiError::bad_request(format!(
+            "invalid value for sinceTime: {t:?} (want an RFC 3339 time)"
+        )));
+    }
+    if p.get("sinceTime").is_some() && p.get("sinceSeconds").is_some() {
+        errors.push(FieldError::forbidden(
+            "",
+            "at most one of `sinceTime` or `sinceSeconds` may be specified",
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
     } else {
-        serde_json::from_slice::<Value>(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
-    };
-    if let Some(pp) = p.get("propagationPolicy") {
-        opts["propagationPolicy"] = json!(pp);
+        Err(ApiError::invalid_core_options("PodLogOptions", name, &errors))
     }
-    if let Some(g) = p.int("gracePeriodSeconds")? {
-        opts["gracePeriodSeconds"] = json!(g);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_is_counted() {
+        let metrics = Metrics::default();
+        let resp = contain_panics(&metrics, "GET", "/api/v1/pods", async {
+            if metrics.render().contains("apiserver") {
+                panic!("a bug");
+            }
+            Ok(json_response(200, "", "text/plain"))
+        })
+        .await;
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        let status: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (status["kind"].as_str(), status["reason"].as_str()),
+            (Some("Status"), Some("InternalError"))
+        );
+        assert!(metrics.render().contains("shoal_request_panics_total 1\n"));
+        let ok = contain_panics(&metrics, "GET", "/", async { Err(ApiError::no_route()) }).await;
+        assert_eq!(ok.status(), StatusCode::NOT_FOUND, "errors pass through");
     }
-    if let Some(o) = p.get("orphanDependents") {
-        opts["orphanDependents"] = json!(o == "true");
-    }
-    Ok(opts)
 }

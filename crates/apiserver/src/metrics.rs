@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 const BUCKETS: &[f64] = &[
@@ -58,12 +58,13 @@ struct Inner {
 pub struct Metrics {
     inner: Arc<Mutex<Inner>>,
     watches: Arc<AtomicI64>,
+    request_panics: Arc<AtomicI64>,
 }
 
 impl Metrics {
     /// Records one finished request.
     pub fn request(&self, verb: &str, resource: &str, code: u16, elapsed: Duration) {
-        let mut inner = self.inner.lock().expect("metrics lock poisoned");
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         *inner
             .requests
             .entry((verb.to_string(), resource.to_string(), code))
@@ -77,12 +78,17 @@ impl Metrics {
 
     /// Records one store write (`create`, `update` or `delete`), acknowledged or not.
     pub fn store_write(&self, operation: &'static str, elapsed: Duration) {
-        let mut inner = self.inner.lock().expect("metrics lock poisoned");
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         inner
             .store_writes
             .entry(operation)
             .or_default()
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A request handler panicked (the request was answered with a 500).
+    pub fn request_panicked(&self) {
+        self.request_panics.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A watch started.
@@ -97,7 +103,7 @@ impl Metrics {
 
     /// The exposition text.
     pub fn render(&self) -> String {
-        let inner = self.inner.lock().expect("metrics lock poisoned");
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out = String::new();
         out.push_str("# HELP apiserver_request_total Requests by verb, resource and HTTP code.\n# TYPE apiserver_request_total counter\n");
         for ((verb, res, code), n) in &inner.requests {
@@ -129,6 +135,16 @@ impl Metrics {
             out,
             "apiserver_registered_watchers {}",
             self.watches.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP shoal_request_panics_total Requests whose handler panicked (answered 500).
+# TYPE shoal_request_panics_total counter
+",
+        );
+        let _ = writeln!(
+            out,
+            "shoal_request_panics_total {}",
+            self.request_panics.load(Ordering::Relaxed)
         );
         out
     }
@@ -194,6 +210,10 @@ impl shoal_store::Store for MeteredStore {
 
     fn current_revision(&self) -> i64 {
         self.inner.current_revision()
+    }
+
+    async fn check(&self) -> shoal_store::Result<()> {
+        self.inner.check().await
     }
 
     fn compacted_revision(&self) -> i64 {

@@ -176,7 +176,9 @@ pub fn authorize(node: &str, verb: &str, t: &Target, body_name: Option<&str>, lo
             }
             deny(&format!("no relationship found between node '{node}' and this object"))
         }
-        ("", "pods", Some("exec" | "attach" | "portforward" | "proxy")) => deny("nodes may not open pod streams"),
+        // Upstream's Node authorizer has no opinion on these and the node role grants none:
+        // refused without a reason.
+        ("", "pods", Some("log" | "exec" | "attach" | "portforward" | "proxy")) => deny(""),
         (_, _, _) if read => Ok(()),
         ("", "nodes", None | Some("status")) => match verb {
             "create" | "update" | "patch" if name == node => Ok(()),
@@ -219,6 +221,105 @@ pub fn authorize(node: &str, verb: &str, t: &Target, body_name: Option<&str>, lo
     }
 }
 
+/// Upstream's NodeRestriction admission, on the object a node's write would store: a node
+/// may register itself with any taints but not with restricted labels, and once registered it
+/// may change neither its taints, nor its restricted labels, nor its owner references.
+/// `old` is the stored object (`None` for a create).
+pub fn admit(node: &str, t: &Target, new: &Value, old: Option<&Value>) -> ApiResult<()> {
+    if (t.res.group, t.res.kind) != ("", "Node") {
+        return Ok(());
+    }
+    let name = new["metadata"]["name"].as_str().unwrap_or_default();
+    let refuse = |why: String| {
+        let mut e = ApiError::forbidden(format!("nodes \"{name}\" is forbidden: {why}"));
+        e.details = Some(json!({"name": name, "kind": "nodes"}));
+        Err(e)
+    };
+    if name != node {
+        return refuse(format!("node {node:?} is not allowed to modify node {name:?}"));
+    }
+    let labels = |v: &Value| v["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+    let new_labels = labels(new);
+    let Some(old) = old else {
+        let mut set: Vec<&str> = new_labels
+            .keys()
+            .map(String::as_str)
+            .filter(|k| restricted_label(k))
+            .collect();
+        set.sort_unstable();
+        if !set.is_empty() {
+            return refuse(format!(
+                "node {node:?} is not allowed to set the following labels: {}",
+                set.join(", ")
+            ));
+        }
+        return Ok(());
+    };
+    if new["spec"]["configSource"] != old["spec"]["configSource"] && !new["spec"]["configSource"].is_null() {
+        return refuse(format!(
+            "node {node:?} is not allowed to update configSource to a new non-nil configSource"
+        ));
+    }
+    let taints = |v: &Value| v["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    if taints(new) != taints(old) {
+        return refuse(format!("node {node:?} is not allowed to modify taints"));
+    }
+    let old_labels = labels(old);
+    let mut changed: Vec<&str> = new_labels
+        .keys()
+        .chain(old_labels.keys())
+        .map(String::as_str)
+        .filter(|k| restricted_label(k) && new_labels.get(*k) != old_labels.get(*k))
+        .collect();
+    changed.sort_unstable();
+    changed.dedup();
+    if !changed.is_empty() {
+        return refuse(format!("is not allowed to modify labels: {}", changed.join(", ")));
+    }
+    let owners = |v: &Value| v["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+    if owners(new) != owners(old) {
+        return refuse(format!("node {node:?} is not allowed to modify ownerReferences"));
+    }
+    Ok(())
+}
+
+/// Labels a kubelet may set on its Node although they are in the `kubernetes.io` and
+/// `k8s.io` namespaces (upstream's kubelet label list).
+const KUBELET_LABELS: &[&str] = &[
+    "kubernetes.io/hostname",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/region",
+    "node.kubernetes.io/instance-type",
+    "beta.kubernetes.io/instance-type",
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+];
+
+fn in_domain(prefix: &str, domain: &str) -> bool {
+    prefix == domain || prefix.strip_suffix(domain).is_some_and(|p| p.ends_with('.'))
+}
+
+/// Whether a node may not set or change label `key` on its own Node: everything under
+/// `node-restriction.kubernetes.io`, and under `kubernetes.io` and `k8s.io` all but the
+/// kubelet's own labels (and the `kubelet.kubernetes.io` and `node.kubernetes.io` namespaces).
+pub fn restricted_label(key: &str) -> bool {
+    let Some((prefix, _)) = key.split_once('/') else {
+        return false;
+    };
+    if in_domain(prefix, "node-restriction.kubernetes.io") {
+        return true;
+    }
+    let kube = in_domain(prefix, "kubernetes.io") || in_domain(prefix, "k8s.io");
+    let kubelet = KUBELET_LABELS.contains(&key)
+        || in_domain(prefix, "kubelet.kubernetes.io")
+        || in_domain(prefix, "node.kubernetes.io");
+    kube && !kubelet
+}
+
 fn bound_here(node: &str, ns: &str, name: &str, lookup: &impl Lookup) -> bool {
     lookup
         .pod(ns, name)
@@ -241,8 +342,13 @@ fn forbidden(node: &str, verb: &str, t: &Target, name: &str, why: &str) -> ApiEr
         Some(ns) => format!("in the namespace \"{ns}\""),
         None => "at the cluster scope".to_string(),
     };
+    let why = if why.is_empty() {
+        String::new()
+    } else {
+        format!(": {why}")
+    };
     let mut e = ApiError::forbidden(format!(
-        "{what}: User \"system:node:{node}\" cannot {verb} resource \"{res}\" in API group \"{}\" {scope}: {why}",
+        "{what}: User \"system:node:{node}\" cannot {verb} resource \"{res}\" in API group \"{}\" {scope}{why}",
         t.res.group
     ));
     e.details = Some(json!({"name": name, "group": t.res.group, "kind": t.res.plural}));
@@ -435,6 +541,91 @@ mod tests {
             e.message,
             "pods \"theirs\" is forbidden: User \"system:node:n1\" cannot patch resource \"pods/status\" in API group \"\" in the namespace \"default\": node 'n1' can only update pod status for pods with spec.nodeName set to itself"
         );
+    }
+
+    #[test]
+    fn nodes_read_no_pod_logs_and_open_no_streams() {
+        let p = pods();
+        for sub in ["log", "exec", "attach", "portforward"] {
+            let t = target("", "v1", "pods", Some("default"), Some("mine"), Some(sub));
+            let e = authorize("n1", "get", &t, None, &p).unwrap_err();
+            assert_eq!(e.code, 403, "{sub}");
+        }
+        let t = target("", "v1", "pods", Some("default"), Some("mine"), Some("log"));
+        assert_eq!(
+            authorize("n1", "get", &t, None, &p).unwrap_err().message,
+            "pods \"mine\" is forbidden: User \"system:node:n1\" cannot get resource \"pods/log\" in API group \"\" in the namespace \"default\""
+        );
+    }
+
+    #[test]
+    fn a_node_may_not_change_its_taints_restricted_labels_or_owners() {
+        let t = target("", "v1", "nodes", None, Some("n1"), None);
+        let old = json!({"metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1", "team": "a",
+            "node-restriction.kubernetes.io/pool": "gold"}},
+            "spec": {"taints": [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]}});
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut v = old.clone();
+            f(&mut v);
+            admit("n1", &t, &v, Some(&old))
+        };
+        assert!(with(&|_| {}).is_ok());
+        assert!(
+            with(&|v| v["metadata"]["labels"]["team"] = json!("b")).is_ok(),
+            "ordinary labels are free"
+        );
+        assert!(with(&|v| v["metadata"]["labels"]["topology.kubernetes.io/zone"] = json!("z")).is_ok());
+        assert!(
+            with(
+                &|v| v["metadata"]["labels"]["node.kubernetes.io/exclude-from-external-load-balancers"] = json!("true")
+            )
+            .is_ok()
+        );
+        let e = with(&|v| v["spec"]["taints"] = json!([])).unwrap_err();
+        assert_eq!(
+            e.message,
+            "nodes \"n1\" is forbidden: node \"n1\" is not allowed to modify taints"
+        );
+        let e = with(&|v| v["metadata"]["labels"]["node-restriction.kubernetes.io/pool"] = json!("free")).unwrap_err();
+        assert_eq!(
+            e.message,
+            "nodes \"n1\" is forbidden: is not allowed to modify labels: node-restriction.kubernetes.io/pool"
+        );
+        assert!(with(&|v| v["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] = json!("")).is_err());
+        assert!(with(&|v| v["metadata"]["ownerReferences"] = json!([{"kind": "X"}])).is_err());
+        // Registration may carry taints, not restricted labels.
+        let fresh = json!({"metadata": {"name": "n1"}, "spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}});
+        assert!(admit("n1", &t, &fresh, None).is_ok());
+        let fresh = json!({"metadata": {"name": "n1", "labels": {"example.k8s.io/x": "1", "node-restriction.kubernetes.io/a": "1"}}});
+        assert_eq!(
+            admit("n1", &t, &fresh, None).unwrap_err().message,
+            "nodes \"n1\" is forbidden: node \"n1\" is not allowed to set the following labels: example.k8s.io/x, node-restriction.kubernetes.io/a"
+        );
+        let other = json!({"metadata": {"name": "n2"}});
+        assert!(admit("n1", &t, &other, None).is_err());
+    }
+
+    #[test]
+    fn restricted_labels_follow_upstreams_domains() {
+        for k in [
+            "node-restriction.kubernetes.io/x",
+            "a.node-restriction.kubernetes.io/x",
+            "kubernetes.io/role",
+            "node-role.kubernetes.io/worker",
+            "k8s.io/x",
+        ] {
+            assert!(restricted_label(k), "{k}");
+        }
+        for k in [
+            "team",
+            "example.com/x",
+            "kubernetes.io/hostname",
+            "kubelet.kubernetes.io/x",
+            "a.node.kubernetes.io/x",
+            "notkubernetes.io/x",
+        ] {
+            assert!(!restricted_label(k), "{k}");
+        }
     }
 
     #[test]

@@ -114,6 +114,11 @@ impl Params {
         self.raw.get(key).map(String::as_str).filter(|s| !s.is_empty())
     }
 
+    /// Whether the parameter is present and not `false` or `0` (`?verbose` counts).
+    pub fn has(&self, key: &str) -> bool {
+        self.raw.get(key).is_some_and(|v| v != "false" && v != "0")
+    }
+
     /// A boolean parameter (`true`/`1`).
     pub fn flag(&self, key: &str) -> bool {
         matches!(self.get(key), Some("true" | "1"))
@@ -176,6 +181,36 @@ pub fn encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// Decodes a URL path: `%XX` escapes become their bytes, which must make UTF-8. An escape
+/// that is not `%` and two hex digits is a 400 (Go's server refuses such a URL before the API
+/// server sees it).
+pub fn decode_path(raw: &str) -> ApiResult<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            let Some(b) = hex else {
+                return Err(ApiError::bad_request(format!(
+                    "invalid URL escape {:?} in the path",
+                    String::from_utf8_lossy(&bytes[i..(i + 3).min(bytes.len())])
+                )));
+            };
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad_request("the path is not UTF-8 once decoded"))
 }
 
 /// Decodes a percent-encoded query component (`+` is a space).
@@ -249,6 +284,29 @@ mod tests {
         );
         assert_eq!(parse_path("/api/v1/pods/x").unwrap_err().code, 404);
         assert!(parse_path("/healthz").unwrap().is_none());
+    }
+
+    #[test]
+    fn paths_are_decoded_strictly() {
+        assert_eq!(
+            decode_path("/api/v1/namespaces/a%2Db/pods").unwrap(),
+            "/api/v1/namespaces/a-b/pods"
+        );
+        assert_eq!(decode_path("/api/v1/pods").unwrap(), "/api/v1/pods");
+        for bad in [
+            "/api/v1/namespaces/%zz/pods",
+            "/api/%",
+            "/api/%4",
+            "/api/%ff%fe",
+            "/%+1",
+        ] {
+            assert_eq!(decode_path(bad).unwrap_err().code, 400, "{bad}");
+        }
+        // An escaped slash is a slash: it cannot hide inside a name.
+        let path = decode_path("/api/v1/namespaces/default/pods/a%2Fstatus").unwrap();
+        assert_eq!(target(&path).subresource.as_deref(), Some("status"));
+        let path = decode_path("/api/v1/namespaces/default/pods/a%2Fb").unwrap();
+        assert_eq!(parse_path(&path).unwrap_err().code, 404);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::cache::{Entry, set_resource_version};
 use crate::patch::{self, PatchType};
 use crate::request::{FieldValidation, Params, Target};
 use crate::status::{ApiError, ApiResult};
-use crate::{ApiServer, alloc, keys, managed, strategy};
+use crate::{ApiServer, alloc, continuation, keys, managed, strategy};
 
 /// Who is writing and how: `metadata.managedFields` bookkeeping and dry runs.
 #[derive(Clone, Debug, Default)]
@@ -26,6 +26,11 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `fieldValidation`.
     pub validation: Option<FieldValidation>,
+    /// The node writing, when a node's credential sent the request (NodeRestriction
+    /// admission applies).
+    pub node: Option<String>,
+    /// Fields the body gave more than once (refused under `Strict`, warned of under `Warn`).
+    pub duplicates: Vec<String>,
 }
 
 impl WriteOptions {
@@ -35,7 +40,15 @@ impl WriteOptions {
             manager: p.get("fieldManager").map(str::to_string),
             dry_run: p.dry_run()?,
             validation: Some(p.field_validation()?),
+            node: None,
+            duplicates: Vec::new(),
         })
+    }
+
+    /// These options for a write by `node` (or by an admin or in-process client: `None`).
+    pub fn by(mut self, node: Option<&str>) -> WriteOptions {
+        self.node = node.map(str::to_string);
+        self
     }
 }
 
@@ -50,14 +63,14 @@ pub struct Written {
 }
 
 impl Written {
-    fn from_entry(e: &Entry, warnings: Vec<String>) -> Written {
+    pub(crate) fn from_entry(e: &Entry, warnings: Vec<String>) -> Written {
         Written {
             obj: e.obj(),
             json: e.json(),
             warnings,
         }
     }
-    fn from_value(obj: Value, warnings: Vec<String>) -> Written {
+    pub(crate) fn from_value(obj: Value, warnings: Vec<String>) -> Written {
         let json = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
         Written { obj, json, warnings }
     }
@@ -72,7 +85,7 @@ fn name_of(obj: &Value) -> &str {
     obj["metadata"]["name"].as_str().unwrap_or("")
 }
 
-fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
@@ -105,7 +118,7 @@ impl ApiServer {
         let prefix = keys::collection(t.res, t.namespace.as_deref());
         let keep = |e: &Entry| matches_entry(t.res, &labels, &fields, e);
         if let Some(token) = p.get("continue") {
-            let (rev, start) = decode_continue(token)?;
+            let (rev, start) = continuation::decode(token, &prefix)?;
             return self.list_from_store(&prefix, &start, rev, limit, keep).await;
         }
         match (p.get("resourceVersion"), p.get("resourceVersionMatch")) {
@@ -113,24 +126,31 @@ impl ApiServer {
                 let rev = parse_rv(rv)?;
                 return self.list_from_store(&prefix, &prefix, rev, limit, keep).await;
             }
-            (Some(rv), _) if rv != "0" => {
-                let rev = parse_rv(rv)?;
-                if rev > self.cache.revision() {
-                    tokio::time::timeout(std::time::Duration::from_secs(3), self.cache.wait_for(rev))
-                        .await
-                        .map_err(|_| {
-                            ApiError::from(shoal_store::Error::FutureRevision {
-                                requested: rev,
-                                current: self.cache.revision(),
-                            })
-                        })?;
-                }
-            }
+            (Some(rv), _) if rv != "0" => self.wait_for_revision(parse_rv(rv)?).await?,
             _ => {}
         }
         let (items, rev, more) = self.cache.list(&prefix, None, limit, keep);
-        let token = more.then(|| encode_continue(rev, &after_key(&items)));
+        let token = more
+            .then(|| continuation::encode(rev, &prefix, &after_key(&items)))
+            .flatten();
         Ok((items, rev, token))
+    }
+
+    /// Waits (up to 3 s, as upstream's watch cache) until the cache has reached `rev`: a
+    /// client may have seen a revision from a write this cache has not applied yet. Further
+    /// ahead than that is upstream's 504 "Too large resource version".
+    pub async fn wait_for_revision(&self, rev: Revision) -> ApiResult<()> {
+        if rev <= self.cache.revision() {
+            return Ok(());
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(3), self.cache.wait_for(rev))
+            .await
+            .map_err(|_| {
+                ApiError::from(shoal_store::Error::FutureRevision {
+                    requested: rev,
+                    current: self.cache.revision(),
+                })
+            })
     }
 
     async fn list_from_store(
@@ -154,8 +174,8 @@ impl ApiServer {
                     continue;
                 }
                 if limit > 0 && out.len() == limit {
-                    let token = encode_continue(served, &after_key(&out));
-                    return Ok((out, served, Some(token)));
+                    let token = continuation::encode(served, prefix, &after_key(&out));
+                    return Ok((out, served, token));
                 }
                 out.push(e);
             }
@@ -233,6 +253,9 @@ impl ApiServer {
             _ => record_manager(res, t, &mut obj, opts, None),
         }
         let name = name_of(&obj).to_string();
+        if let Some(node) = &opts.node {
+            crate::nodeauth::admit(node, t, &obj, None)?;
+        }
         let errors = shoal_api::validation::validate(res.group, res.kind, &obj, None);
         if !errors.is_empty() {
             return Err(ApiError::invalid(res, &name, &errors));
@@ -468,6 +491,9 @@ impl ApiServer {
         if op != "Apply" {
             record_manager(res, t, &mut obj, opts, Some(old));
         }
+        if let Some(node) = &opts.node {
+            crate::nodeauth::admit(node, t, &obj, Some(old))?;
+        }
         let errors = shoal_api::validation::validate(res.group, res.kind, &obj, Some(old));
         if !errors.is_empty() {
             return Err(ApiError::invalid(res, &name, &errors));
@@ -510,126 +536,6 @@ impl ApiServer {
         self.cache.wait_for(rev).await;
         set_resource_version(&mut obj, rev);
         Ok(Written::from_value(obj, Vec::new()))
-    }
-
-    /// DELETE with options (preconditions, grace period, propagation policy).
-    pub async fn delete(&self, t: &Target, opts: &Value, dry_run: bool) -> ApiResult<(u16, Written)> {
-        let res = t.res;
-        let name = t.name.clone().unwrap_or_default();
-        for _ in 0..16 {
-            let current = self.get_object(t)?;
-            let obj = &current.obj();
-            if let Some(uid) = opts["preconditions"]["uid"].as_str() {
-                let have = obj["metadata"]["uid"].as_str().unwrap_or_default();
-                if uid != have {
-                    return Err(ApiError::conflict_with(
-                        res,
-                        &name,
-                        &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"),
-                    ));
-                }
-            }
-            if let Some(rv) = opts["preconditions"]["resourceVersion"].as_str() {
-                let have = current.mod_revision.to_string();
-                if rv != have {
-                    return Err(ApiError::conflict_with(
-                        res,
-                        &name,
-                        &format!(
-                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {have}"
-                        ),
-                    ));
-                }
-            }
-            let policy = propagation_policy(res, opts)?;
-            let mut updated = obj.clone();
-            let meta = meta_mut(&mut updated);
-            let mut finalizers: Vec<Value> = meta
-                .get("finalizers")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let add = |f: &mut Vec<Value>, name: &str| {
-                if !f.iter().any(|v| v == name) {
-                    f.push(json!(name));
-                }
-            };
-            match policy {
-                "Orphan" => add(&mut finalizers, "orphan"),
-                "Foreground" => add(&mut finalizers, "foregroundDeletion"),
-                _ => {}
-            }
-            let graceful_pod = res.kind == "Pod" && pod_needs_graceful_delete(obj, opts);
-            let namespace = res.kind == "Namespace";
-            if finalizers.is_empty() && !graceful_pod && !namespace {
-                if dry_run {
-                    return Ok((200, Written::from_entry(&current, Vec::new())));
-                }
-                let key = keys::object(res, t.namespace.as_deref(), &name);
-                match self.store.delete(&key, current.mod_revision).await {
-                    Ok((rev, _)) => {
-                        self.cache.wait_for(rev).await;
-                        return Ok((200, Written::from_entry(&current, Vec::new())));
-                    }
-                    Err(shoal_store::Error::Conflict { .. }) => continue,
-                    Err(shoal_store::Error::NotFound(_)) => return Err(ApiError::not_found(res, &name)),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            // Deletion in progress: mark it, and let finalizers, the kubelet or the namespace
-            // controller finish.
-            if !meta.contains_key("deletionTimestamp") {
-                let grace = if graceful_pod { grace_period(obj, opts) } else { 0 };
-                let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-                meta.insert(
-                    "deletionTimestamp".into(),
-                    json!(when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                );
-                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-                if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
-                    meta.insert("generation".into(), json!(g + 1));
-                }
-            } else if let Some(requested) = opts["gracePeriodSeconds"].as_i64().map(|g| g.max(0)) {
-                // A second delete may shorten the grace period, never lengthen it.
-                let current_grace = meta
-                    .get("deletionGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                if requested < current_grace {
-                    let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(requested);
-                    meta.insert(
-                        "deletionTimestamp".into(),
-                        json!(when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                    );
-                    meta.insert("deletionGracePeriodSeconds".into(), json!(requested));
-                }
-            }
-            if !finalizers.is_empty() {
-                meta.insert("finalizers".into(), Value::Array(finalizers));
-            }
-            if namespace {
-                updated["status"]["phase"] = json!("Terminating");
-            }
-            if updated == *obj {
-                return Ok((202, Written::from_entry(&current, Vec::new())));
-            }
-            if dry_run {
-                return Ok((202, Written::from_value(updated, Vec::new())));
-            }
-            let key = keys::object(res, t.namespace.as_deref(), &name);
-            meta_mut(&mut updated).remove("resourceVersion");
-            let bytes = crate::cache::json_bytes(&updated).map_err(|e| ApiError::internal(e.to_string()))?;
-            match self.store.update(&key, bytes, current.mod_revision).await {
-                Ok(rev) => {
-                    self.cache.wait_for(rev).await;
-                    set_resource_version(&mut updated, rev);
-                    return Ok((202, Written::from_value(updated, Vec::new())));
-                }
-                Err(shoal_store::Error::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(ApiError::conflict(res, &name))
     }
 
     /// POST pods/{name}/binding: assigns the pod to a node, once.
@@ -715,19 +621,27 @@ impl ApiServer {
         let unknown = def
             .map(|d| shoal_api::schema::unknown_fields(d, obj))
             .unwrap_or_default();
-        if unknown.is_empty() {
+        // As upstream: each duplicated field once, then the unknown ones (a field both
+        // duplicated and unknown is reported as unknown).
+        let mut problems: Vec<String> = Vec::new();
+        for d in &opts.duplicates {
+            let p = format!("duplicate field \"{d}\"");
+            if !unknown.contains(d) && !problems.contains(&p) {
+                problems.push(p);
+            }
+        }
+        problems.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
+        if problems.is_empty() {
             return Ok(Vec::new());
         }
         match opts.validation.unwrap_or(FieldValidation::Warn) {
-            FieldValidation::Strict => {
-                let list = unknown
-                    .iter()
-                    .map(|f| format!("unknown field \"{f}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                Err(ApiError::bad_request(format!("strict decoding error: {list}")))
-            }
-            FieldValidation::Warn => Ok(unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect()),
+            FieldValidation::Strict => Err(ApiError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                problems.join(", "),
+                kind = res.kind,
+                version = res.version,
+            ))),
+            FieldValidation::Warn => Ok(problems),
             FieldValidation::Ignore => Ok(Vec::new()),
         }
     }
@@ -805,46 +719,12 @@ pub fn scale_of(obj: &Value) -> Value {
     })
 }
 
-fn store_conflict(e: shoal_store::Error, res: &Resource, name: &str) -> ApiError {
+pub(crate) fn store_conflict(e: shoal_store::Error, res: &Resource, name: &str) -> ApiError {
     match e {
         shoal_store::Error::Conflict { .. } => ApiError::conflict(res, name),
         shoal_store::Error::NotFound(_) => ApiError::not_found(res, name),
         other => other.into(),
     }
-}
-
-fn propagation_policy(res: &Resource, opts: &Value) -> ApiResult<&'static str> {
-    match opts["propagationPolicy"].as_str() {
-        Some("Orphan") => Ok("Orphan"),
-        Some("Foreground") => Ok("Foreground"),
-        Some("Background") => Ok("Background"),
-        Some(other) => Err(ApiError::invalid_message(format!(
-            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
-        ))),
-        None => match opts["orphanDependents"].as_bool() {
-            Some(true) => Ok("Orphan"),
-            Some(false) => Ok("Background"),
-            // Upstream's default for the core group's ReplicationController is to orphan.
-            None if res.kind == "ReplicationController" => Ok("Orphan"),
-            None => Ok("Background"),
-        },
-    }
-}
-
-fn grace_period(pod: &Value, opts: &Value) -> i64 {
-    opts["gracePeriodSeconds"]
-        .as_i64()
-        .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
-        .unwrap_or(30)
-        .max(0)
-}
-
-/// Pods bound to a node are deleted gracefully (the node finishes the delete) unless the
-/// grace period is zero; unscheduled or finished pods go at once, as upstream.
-fn pod_needs_graceful_delete(pod: &Value, opts: &Value) -> bool {
-    let bound = pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-    let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
-    bound && !finished && grace_period(pod, opts) > 0
 }
 
 /// Records the write in `metadata.managedFields`: an `Update` takes the fields it changed.
@@ -948,55 +828,4 @@ pub fn parse_rv(rv: &str) -> ApiResult<Revision> {
 /// The first key after the last item (the start of the next page).
 fn after_key(items: &[Arc<Entry>]) -> String {
     format!("{}\0", items.last().map(|e| e.key.as_str()).unwrap_or_default())
-}
-
-fn encode_continue(rev: Revision, start: &str) -> String {
-    use base64::Engine;
-    let raw = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": start}).to_string();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-}
-
-fn decode_continue(token: &str) -> ApiResult<(Revision, String)> {
-    use base64::Engine;
-    let bad = || {
-        ApiError::bad_request(
-            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
-        )
-    };
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    let rev = v["rv"].as_i64().ok_or_else(bad)?;
-    let start = v["start"].as_str().ok_or_else(bad)?.to_string();
-    if !start.starts_with(keys::ROOT) {
-        return Err(bad());
-    }
-    Ok((rev, start))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn continue_tokens_round_trip_and_reject_garbage() {
-        let t = encode_continue(42, "/registry/core/pods/default/a\0");
-        assert_eq!(
-            decode_continue(&t).unwrap(),
-            (42, "/registry/core/pods/default/a\0".to_string())
-        );
-        assert_eq!(decode_continue("nope!").unwrap_err().code, 400);
-    }
-
-    #[test]
-    fn unbound_pods_are_deleted_at_once() {
-        let opts = json!({});
-        assert!(!pod_needs_graceful_delete(&json!({"spec":{}}), &opts));
-        assert!(pod_needs_graceful_delete(&json!({"spec":{"nodeName":"n1"}}), &opts));
-        assert!(!pod_needs_graceful_delete(
-            &json!({"spec":{"nodeName":"n1"}}),
-            &json!({"gracePeriodSeconds":0})
-        ));
-    }
 }

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::ApiServer;
+use crate::conn::{Activity, Clients, Guarded, HoldingBody, Limits};
 use crate::nodeauth::{Identity, NodeAuth};
 use crate::status::ApiError;
 
@@ -28,14 +29,42 @@ pub struct ServeConfig {
     pub tls: Arc<rustls::ServerConfig>,
     /// Bearer tokens with full access.
     pub admin_tokens: Vec<String>,
+    /// What one client may hold (connections, requests, timeouts).
+    pub limits: Limits,
 }
 
-fn bearer(req: &Request<hyper::body::Incoming>) -> Option<&str> {
+/// The token of an `Authorization: Bearer <token>` header, as upstream reads it: the scheme
+/// in any case, one space, then the token (text after a further space is ignored).
+fn bearer<B>(req: &Request<B>) -> Option<&str> {
+    let header = req.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let mut parts = header.splitn(3, ' ');
+    let scheme = parts.next()?;
+    let token = parts.next()?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The impersonation headers (`kubectl --as`, `--as-group`, `--as-uid`), if any is present.
+fn impersonation<B>(req: &Request<B>) -> Option<String> {
     req.headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .map(str::trim)
+        .keys()
+        .map(http::HeaderName::as_str)
+        .find(|h| {
+            matches!(*h, "impersonate-user" | "impersonate-group" | "impersonate-uid")
+                || h.starts_with("impersonate-extra-")
+        })
+        .map(str::to_string)
+}
+
+/// Impersonation needs authorization to check who may act as whom (RBAC); until then a
+/// request that asks for it is refused rather than run as its caller.
+fn impersonation_refused(header: &str, identity: Option<&Identity>) -> ApiError {
+    let who = match identity {
+        Some(Identity::Node(n)) => format!("system:node:{n}"),
+        _ => "admin".to_string(),
+    };
+    ApiError::forbidden(format!(
+        "impersonation is not supported: the request carries the {header:?} header, and shoal does not yet authorize User {who:?} to impersonate anyone (it would otherwise run as that user)"
+    ))
 }
 
 /// Who sent `req`: an admin token, or a node's token when nodes may join.
@@ -106,6 +135,13 @@ pub fn node_password_secret(node: &str) -> String {
 /// Secret frees the name.
 async fn check_node_password(server: &ApiServer, request: &serde_json::Value) -> Result<(), ApiError> {
     let node = request["nodeName"].as_str().unwrap_or_default();
+    let problems = shoal_api::validation::names::is_dns1123_subdomain(node);
+    if !problems.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "invalid nodeName {node:?}: {}",
+            problems.join("; ")
+        )));
+    }
     let password = request["password"].as_str().unwrap_or_default();
     if password.len() < 16 {
         return Err(ApiError::bad_request(
@@ -136,6 +172,21 @@ async fn check_node_password(server: &ApiServer, request: &serde_json::Value) ->
             )))
         }
         Err(e) if e.code == 404 => {
+            // A Node that exists without a password never joined through an agent (the
+            // control-plane node, a simulated node, one created with kubectl): the join
+            // secret must not mint a credential that speaks for it.
+            let nodes = shoal_api::catalogue::find("", "v1", "nodes").expect("nodes are served");
+            let existing = crate::request::Target {
+                res: nodes,
+                namespace: None,
+                name: Some(node.to_string()),
+                subresource: None,
+            };
+            if server.get_object(&existing).is_ok() {
+                return Err(ApiError::forbidden(format!(
+                    "node {node:?} already exists and did not join through an agent (it has no node password): no machine may join under its name; delete the Node first to let one"
+                )));
+            }
             let secret = serde_json::json!({
                 "apiVersion": "v1", "kind": "Secret",
                 "metadata": {"name": name, "namespace": "kube-system", "labels": {"shoal.dev/node": node}},
@@ -159,68 +210,176 @@ async fn check_node_password(server: &ApiServer, request: &serde_json::Value) ->
     }
 }
 
-/// Accepts connections on `listener` until the process ends, serving `server` over HTTPS.
-pub async fn serve(server: Arc<ApiServer>, listener: TcpListener, cfg: ServeConfig) {
+/// Accepts connections on `listener` until the process ends, serving `server` over HTTPS
+/// within `cfg.limits`.
+pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<ServeConfig>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg.tls.clone());
-    let cfg = Arc::new(cfg);
+    let clients = Clients::default();
     let router = server.router();
+    let mut refused_logged = std::time::Instant::now() - std::time::Duration::from_secs(60);
     loop {
         let (tcp, peer): (_, SocketAddr) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
+                // Out of descriptors, say: wait instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
         };
+        let Some(held) = clients.connection(peer.ip(), cfg.limits.connections_per_client) else {
+            if refused_logged.elapsed() >= std::time::Duration::from_secs(10) {
+                refused_logged = std::time::Instant::now();
+                tracing::warn!(client = %peer.ip(), limit = cfg.limits.connections_per_client, "connection refused: the client has too many open");
+            }
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let cfg = cfg.clone();
-        let router = router.clone();
-        let server = server.clone();
+        let (acceptor, cfg, router, server, clients) = (
+            acceptor.clone(),
+            cfg.clone(),
+            router.clone(),
+            server.clone(),
+            clients.clone(),
+        );
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
+            let _held = held;
+            let limits = Arc::new(cfg.limits.clone());
+            let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
             };
+            let activity = Arc::new(Activity::default());
+            let io = Guarded::new(tls, activity.clone(), limits.clone());
+            let (header_timeout, max_streams) = (limits.header_timeout, limits.max_streams);
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let router = router.clone();
-                let server = server.clone();
+                let (router, server, clients, limits) =
+                    (router.clone(), server.clone(), clients.clone(), limits.clone());
+                let in_flight = activity.start();
                 let nodes = server.node_auth();
                 let identity = authenticate(&cfg, nodes.as_deref(), &req);
+                let impersonating = impersonation(&req);
                 async move {
                     let path = req.uri().path();
                     if let Some(nodes) = nodes
                         .as_deref()
                         .filter(|_| path == CA_PATH || path == NODE_CREDENTIALS_PATH)
                     {
-                        return Ok::<_, std::convert::Infallible>(join_endpoint(&server, nodes, req).await);
+                        let resp = join_endpoint(&server, nodes, req).await;
+                        return Ok::<_, std::convert::Infallible>(hold(resp, in_flight));
                     }
+                    let watch = is_watch(&req);
+                    let slot = if watch {
+                        None
+                    } else {
+                        match clients.request(peer.ip(), limits.requests_per_client) {
+                            Some(slot) => Some(slot),
+                            None => {
+                                let mut resp = ApiError::too_many_requests(
+                                    "Too many requests from this client, please try again later.",
+                                )
+                                .into_response();
+                                resp.headers_mut()
+                                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+                                return Ok(hold(resp, in_flight));
+                            }
+                        }
+                    };
                     let mut req = req.map(axum::body::Body::new);
                     match identity {
                         Some(who) => {
+                            if let Some(header) = impersonating {
+                                let resp = impersonation_refused(&header, Some(&who)).into_response();
+                                return Ok(hold(resp, (in_flight, slot)));
+                            }
                             req.extensions_mut().insert(who);
                         }
                         None if PUBLIC_PATHS.contains(&req.uri().path()) => {}
-                        None => return Ok(ApiError::unauthorized().into_response()),
+                        None => return Ok(hold(ApiError::unauthorized().into_response(), (in_flight, slot))),
                     }
-                    Ok(router.oneshot(req).await.unwrap_or_else(|e| match e {}))
+                    let resp = router.oneshot(req).await.unwrap_or_else(|e| match e {});
+                    Ok(hold(resp, (in_flight, slot)))
                 }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).await {
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            builder
+                .http2()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .max_concurrent_streams(max_streams);
+            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(io), svc).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
 }
 
+/// Whether `req` is a watch (long-running: not counted against the client's requests).
+fn is_watch<B>(req: &Request<B>) -> bool {
+    req.uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| matches!(kv, "watch=true" | "watch=1" | "watch")))
+}
+
+/// `resp`, whose body holds `held` until it has been sent (or the client went away).
+fn hold<H: Send + Unpin + 'static>(resp: axum::response::Response, held: H) -> axum::response::Response {
+    resp.map(|body| axum::body::Body::new(HoldingBody::new(body, held)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> Request<()> {
+        let mut r = Request::builder().uri("/api/v1/pods?watch=true");
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.body(()).unwrap()
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        for h in [
+            "Bearer tok",
+            "bearer tok",
+            "BEARER tok",
+            "  Bearer tok  ",
+            "Bearer tok extra",
+        ] {
+            assert_eq!(bearer(&request(&[("authorization", h)])), Some("tok"), "{h:?}");
+        }
+        for h in ["Basic tok", "Bearer", "Bearer  tok", "Bearertok", "tok"] {
+            assert_eq!(bearer(&request(&[("authorization", h)])), None, "{h:?}");
+        }
+    }
+
+    #[test]
+    fn impersonation_headers_are_noticed() {
+        assert_eq!(impersonation(&request(&[])), None);
+        for h in [
+            "Impersonate-User",
+            "impersonate-group",
+            "Impersonate-Uid",
+            "Impersonate-Extra-Scopes",
+        ] {
+            assert!(impersonation(&request(&[(h, "x")])).is_some(), "{h}");
+        }
+        let e = impersonation_refused("impersonate-user", Some(&Identity::Admin));
+        assert_eq!((e.code, e.reason), (403, "Forbidden"));
+        assert!(is_watch(&request(&[])));
+    }
 
     #[test]
     fn token_comparison_is_exact() {

@@ -148,7 +148,7 @@ impl ApiError {
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/cbor (got {content_type:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"
             ),
         )
     }
@@ -156,6 +156,25 @@ impl ApiError {
     /// 422 Invalid with field causes, worded as upstream:
     /// `DaemonSet.apps "x" is invalid: spec.selector: Required value`.
     pub fn invalid(res: &Resource, name: &str, errors: &[FieldError]) -> Self {
+        let mut d = details(res, name);
+        d["kind"] = json!(res.kind);
+        Self::invalid_with(&res.qualified_kind(), d, name, errors)
+    }
+
+    /// 422 Invalid for request options (`DeleteOptions`, `ListOptions`, ... of meta.k8s.io):
+    /// `DeleteOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: ...`.
+    pub fn invalid_options(kind: &str, errors: &[FieldError]) -> Self {
+        let d = json!({"name": "", "group": "meta.k8s.io", "kind": kind});
+        Self::invalid_with(&format!("{kind}.meta.k8s.io"), d, "", errors)
+    }
+
+    /// 422 Invalid for the options of a core subresource (`PodLogOptions`, ...):
+    /// `PodLogOptions "web" is invalid: tailLines: Invalid value: -1: ...`.
+    pub fn invalid_core_options(kind: &str, name: &str, errors: &[FieldError]) -> Self {
+        Self::invalid_with(kind, json!({"name": name, "kind": kind}), name, errors)
+    }
+
+    fn invalid_with(qualified_kind: &str, mut d: Value, name: &str, errors: &[FieldError]) -> Self {
         let messages: Vec<String> = errors.iter().map(FieldError::message).collect();
         let joined = if messages.len() == 1 {
             messages[0].clone()
@@ -170,13 +189,11 @@ impl ApiError {
                 json!({"reason": e.kind.cause_reason(), "message": detail, "field": e.field})
             })
             .collect();
-        let mut d = details(res, name);
-        d["kind"] = json!(res.kind);
         d["causes"] = json!(causes);
         Self::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {joined}", res.qualified_kind()),
+            format!("{qualified_kind} \"{name}\" is invalid: {joined}"),
         )
         .with_details(d)
     }
@@ -245,7 +262,7 @@ impl From<shoal_store::Error> for ApiError {
             shoal_store::Error::FutureRevision { requested, current } => ApiError::new(
                 504,
                 "Timeout",
-                format!("Too large resource version: {requested}, current: {current}"),
+                format!("Timeout: Too large resource version: {requested}, current: {current}"),
             )
             .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})),
             other => ApiError::internal(other.to_string()),
@@ -263,6 +280,11 @@ impl IntoResponse for ApiError {
             .into_response();
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(secs) = self.details.as_ref().and_then(|d| d["retryAfterSeconds"].as_u64())
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         resp
     }
 }

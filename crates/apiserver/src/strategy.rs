@@ -171,12 +171,12 @@ pub fn prepare_update(res: &Resource, new: &mut Value, old: &Value) {
         // Clients cannot set the template generation; it counts template changes.
         let previous = template_generation(old).max(1);
         let changed = new["spec"]["template"] != old["spec"]["template"];
-        set_template_generation(new, previous + i64::from(changed));
+        set_template_generation(new, previous.saturating_add(i64::from(changed)));
     }
     let old_gen = old["metadata"]["generation"].as_i64().unwrap_or(0);
     if tracks_generation(res) {
         let generation = if spec_of(new) != spec_of(old) {
-            old_gen + 1
+            old_gen.saturating_add(1)
         } else {
             old_gen.max(1)
         };

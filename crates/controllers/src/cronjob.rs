@@ -94,10 +94,8 @@ impl std::str::FromStr for Schedule {
                 if from < lo || to > hi || from > to {
                     return Err(format!("{item:?} is outside {lo}-{hi}"));
                 }
-                let mut v = from;
-                while v <= to {
+                for v in (from..=to).step_by(usize::try_from(step).unwrap_or(usize::MAX).max(1)) {
                     fields[i] |= 1 << v;
-                    v += step;
                 }
             }
         }

@@ -89,16 +89,23 @@ impl RsView {
 
 /// `maxSurge` or `maxUnavailable` against `replicas`: a count, or a percentage rounded up
 /// (surge) or down (unavailable).
+/// The result is between 0 and `i32::MAX`, whatever the percentage (upstream bounds only
+/// maxUnavailable's by 100%).
 pub fn resolve(v: &Value, replicas: i64, round_up: bool) -> i64 {
-    match v {
-        Value::Number(n) => n.as_i64().unwrap_or(0),
+    let value = match v {
+        Value::Number(n) => i128::from(n.as_i64().unwrap_or(0)),
         Value::String(s) => {
-            let pct: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
-            let scaled = pct * replicas;
-            if round_up { (scaled + 99) / 100 } else { scaled / 100 }
+            let pct = i128::from(s.trim_end_matches('%').parse::<i64>().unwrap_or(0));
+            let scaled = pct * i128::from(replicas);
+            if round_up {
+                (scaled + 99).div_euclid(100)
+            } else {
+                scaled.div_euclid(100)
+            }
         }
         _ => 0,
-    }
+    };
+    i64::try_from(value.clamp(0, i128::from(i32::MAX))).unwrap_or(0)
 }
 
 /// `(maxSurge, maxUnavailable)` of a Deployment (25% each by default; both zero means one
@@ -208,9 +215,11 @@ pub fn proportional(replicas: i64, surge: i64, all: &[RsView]) -> Option<Vec<(St
     let mut added = 0;
     let mut sizes: Vec<(String, i64)> = Vec::new();
     for rs in &order {
-        let annotated = rs.max.unwrap_or(allowed).max(1);
+        // The annotation is client-writable: any i64 may be there.
+        let annotated = i128::from(rs.max.unwrap_or(allowed).clamp(1, i64::from(i32::MAX)));
         // The share this ReplicaSet's size gives it, rounded to the nearest pod.
-        let target = (rs.replicas * allowed * 2 + annotated) / (annotated * 2);
+        let share = (i128::from(rs.replicas) * i128::from(allowed) * 2 + annotated) / (annotated * 2);
+        let target = i64::try_from(share).unwrap_or(i64::MAX);
         let fraction = target - rs.replicas;
         let left = to_add - added;
         let take = if left > 0 {
@@ -412,7 +421,7 @@ async fn sync(
     match &new {
         None if may_create => {
             let first = if recreate || olds.is_empty() { replicas } else { 0 };
-            let body = new_replicaset(d, &hash, max_revision + 1, first);
+            let body = new_replicaset(d, &hash, max_revision.saturating_add(1), first);
             let rs: ReplicaSet = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
             let pp = PostParams {
                 field_manager: Some(MANAGER.into()),
@@ -435,7 +444,8 @@ async fn sync(
                 Err(kube::Error::Api(e)) if e.code == 409 => {
                     // A ReplicaSet of that name that is not ours: upstream bumps
                     // collisionCount so the next hash differs.
-                    let count = d["status"]["collisionCount"].as_i64().unwrap_or(0) + 1;
+                    let count = (d["status"]["collisionCount"].as_i64().unwrap_or(0).saturating_add(1))
+                        .min(i64::from(i32::MAX));
                     patch_deployment_status(client, d, json!({"collisionCount": count})).await?;
                     return Ok(());
                 }
@@ -453,7 +463,7 @@ async fn sync(
                 Some(h) if !h.is_empty() => format!("{h},{}", n.revision),
                 _ => n.revision.to_string(),
             };
-            let patch = json!({"metadata": {"annotations": {REVISION: (max_revision + 1).to_string(),
+            let patch = json!({"metadata": {"annotations": {REVISION: max_revision.saturating_add(1).to_string(),
                                                             REVISION_HISTORY: history}}});
             rs_api.patch(&n.name, &pp, &Patch::Merge(patch)).await?;
         }
@@ -710,6 +720,12 @@ mod tests {
         assert_eq!(resolve(&json!("25%"), 3, true), 1);
         assert_eq!(resolve(&json!("25%"), 3, false), 0);
         assert_eq!(resolve(&json!(2), 10, false), 2);
+        // Any percentage the API accepts resolves without overflow, within int32.
+        assert_eq!(resolve(&json!("1000000000000000000%"), 10, true), i64::from(i32::MAX));
+        assert_eq!(
+            resolve(&json!("9223372036854775807%"), i64::from(i32::MAX), false),
+            i64::from(i32::MAX)
+        );
         let d = json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}});
         assert_eq!(surge_and_unavailable(&d, 4), (0, 1));
         assert_eq!(surge_and_unavailable(&json!({"spec": {}}), 4), (1, 1));
@@ -776,7 +792,16 @@ mod tests {
         // Not a scaling event once the annotations say the new size.
         old.desired = Some(20);
         new.desired = Some(20);
-        assert_eq!(proportional(20, 3, &[old, new]), None);
+        assert_eq!(proportional(20, 3, &[old.clone(), new.clone()]), None);
+        // The largest sizes the API allows, and hostile annotations, do not overflow.
+        let big = i64::from(i32::MAX);
+        old.replicas = big;
+        new.replicas = 10;
+        old.max = Some(i64::MAX);
+        new.max = Some(-7);
+        old.desired = Some(1);
+        let steps = proportional(big, big, &[old, new]).expect("a scaling event");
+        assert!(steps.iter().all(|(_, n)| *n >= 0), "{steps:?}");
     }
 
     #[test]

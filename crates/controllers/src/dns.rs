@@ -206,52 +206,63 @@ fn answer_bytes(bytes: &[u8], informers: &Informers, max: usize) -> Option<Vec<u
     Some(wire)
 }
 
-/// Serves DNS on `addr` (UDP and TCP) until the process ends; returns the bound address.
-pub async fn serve(addr: SocketAddr, informers: Informers) -> std::io::Result<SocketAddr> {
-    let udp = tokio::net::UdpSocket::bind(addr).await?;
+/// Serves DNS on `addr` (UDP and TCP) until the process ends, as the supervised components
+/// `dns/udp` and `dns/tcp` of `components`; returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    informers: Informers,
+    components: &shoal_runtime::Components,
+) -> std::io::Result<SocketAddr> {
+    let udp = Arc::new(tokio::net::UdpSocket::bind(addr).await?);
     let bound = udp.local_addr()?;
-    let tcp = tokio::net::TcpListener::bind(bound).await?;
+    let tcp = Arc::new(tokio::net::TcpListener::bind(bound).await?);
     let inf = informers.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
-                continue;
-            };
-            if let Some(wire) = answer_bytes(&buf[..n], &inf, 512) {
-                let _ = udp.send_to(&wire, peer).await;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = tcp.accept().await else {
-                continue;
-            };
-            let inf = informers.clone();
-            tokio::spawn(async move {
-                loop {
-                    let Ok(len) = stream.read_u16().await else {
-                        return;
-                    };
-                    let mut msg = vec![0u8; usize::from(len)];
-                    if stream.read_exact(&mut msg).await.is_err() {
-                        return;
-                    }
-                    let Some(wire) = answer_bytes(&msg, &inf, usize::from(u16::MAX)) else {
-                        return;
-                    };
-                    let Ok(n) = u16::try_from(wire.len()) else {
-                        return;
-                    };
-                    if stream.write_u16(n).await.is_err() || stream.write_all(&wire).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    components.spawn("dns/udp", move || serve_udp(udp.clone(), inf.clone()));
+    components.spawn("dns/tcp", move || serve_tcp(tcp.clone(), informers.clone()));
     Ok(bound)
+}
+
+async fn serve_udp(udp: Arc<tokio::net::UdpSocket>, informers: Informers) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
+            continue;
+        };
+        if let Some(wire) = answer_bytes(&buf[..n], &informers, 512) {
+            let _ = udp.send_to(&wire, peer).await;
+        }
+    }
+}
+
+async fn serve_tcp(tcp: Arc<tokio::net::TcpListener>, informers: Informers) {
+    loop {
+        let Ok((mut stream, _)) = tcp.accept().await else {
+            continue;
+        };
+        let inf = informers.clone();
+        tokio::spawn(async move {
+            // An idle or trickling client is dropped (RFC 7766 suggests seconds).
+            let idle = std::time::Duration::from_secs(10);
+            loop {
+                let Ok(Ok(len)) = tokio::time::timeout(idle, stream.read_u16()).await else {
+                    return;
+                };
+                let mut msg = vec![0u8; usize::from(len)];
+                if !matches!(tokio::time::timeout(idle, stream.read_exact(&mut msg)).await, Ok(Ok(_))) {
+                    return;
+                }
+                let Some(wire) = answer_bytes(&msg, &inf, usize::from(u16::MAX)) else {
+                    return;
+                };
+                let Ok(n) = u16::try_from(wire.len()) else {
+                    return;
+                };
+                if stream.write_u16(n).await.is_err() || stream.write_all(&wire).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
 }
 
 #[cfg(test)]

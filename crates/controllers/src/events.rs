@@ -187,7 +187,7 @@ impl Recorder {
         );
         let now = now_rfc3339();
         let previous = {
-            let mut seen = self.seen.lock().expect("event cache lock");
+            let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             // Sweep old entries once every 1024 events, so recording stays O(1) amortised.
             if self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1024 == 1023 {
                 seen.retain(|_, (_, _, _, at)| at.elapsed() < CORRELATION_WINDOW);

@@ -47,49 +47,86 @@ pub struct Node {
 /// What the collector decides to do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    /// Delete the dependent (its owners are all gone, or one is being deleted in foreground).
-    Delete(usize),
+    /// Delete the dependent with this propagation (no owner of it holds it any more).
+    Delete(usize, PropagationPolicy),
     /// Drop the owner references with these UIDs from the object.
     DropOwners(usize, Vec<String>),
     /// Remove a finalizer from the object.
     RemoveFinalizer(usize, &'static str),
 }
 
+/// How an owner reference stands, as upstream's collector classifies it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    /// The owner is gone (or another object has its name now).
+    Dangling,
+    /// The owner is being deleted in the foreground: it waits for its dependents.
+    Waiting,
+    /// The owner is being deleted with `orphan`: its dependents lose their reference.
+    Orphaning,
+    /// The owner holds the dependent.
+    Solid,
+}
+
+fn classify(owner: Option<&Node>) -> Owner {
+    match owner {
+        None => Owner::Dangling,
+        Some(o) if o.deleting && o.finalizers.iter().any(|f| f == FOREGROUND) => Owner::Waiting,
+        Some(o) if o.deleting && o.finalizers.iter().any(|f| f == ORPHAN) => Owner::Orphaning,
+        Some(_) => Owner::Solid,
+    }
+}
+
 /// Plans the collector's actions over a snapshot of every object (or of every object that
 /// has owners, is being deleted, or is some object's owner: the others change nothing).
+///
+/// As upstream: a dependent with at least one owner that holds it (present, not being
+/// deleted in the foreground) stays, and loses only its references to owners that are gone,
+/// waiting for their dependents, or orphaning them. A dependent none of whose owners holds it
+/// is deleted: in the foreground when a foreground owner waits and it has dependents of its
+/// own (so the chain goes bottom up), else as its own finalizers ask, else in the background.
 pub fn plan<N: std::borrow::Borrow<Node>>(nodes: &[N]) -> Vec<Action> {
     let nodes: Vec<&Node> = nodes.iter().map(|n| n.borrow()).collect();
     let by_uid: HashMap<&str, &Node> = nodes.iter().map(|n| (n.uid.as_str(), *n)).collect();
-    let mut has_dependents: HashSet<&str> = HashSet::new();
+    let has_dependents: HashSet<&str> = nodes
+        .iter()
+        .flat_map(|n| n.owners.iter().map(|(uid, _, _)| uid.as_str()))
+        .filter(|uid| by_uid.contains_key(uid))
+        .collect();
     let mut actions = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         if n.owners.is_empty() {
             continue;
         }
-        let mut dead = Vec::new();
-        let mut orphaning = Vec::new();
-        let mut foreground = false;
-        for (uid, _, _) in &n.owners {
-            match by_uid.get(uid.as_str()) {
-                None => dead.push(uid.clone()),
-                Some(o) => {
-                    has_dependents.insert(o.uid.as_str());
-                    if o.deleting && o.finalizers.iter().any(|f| f == ORPHAN) {
-                        orphaning.push(uid.clone());
-                    } else if o.deleting && o.finalizers.iter().any(|f| f == FOREGROUND) {
-                        foreground = true;
-                    }
-                }
+        let classes: Vec<(&str, Owner)> = n
+            .owners
+            .iter()
+            .map(|(uid, _, _)| (uid.as_str(), classify(by_uid.get(uid.as_str()).copied())))
+            .collect();
+        let held = classes
+            .iter()
+            .any(|(_, c)| matches!(c, Owner::Solid | Owner::Orphaning));
+        if held {
+            let drop: Vec<String> = classes
+                .iter()
+                .filter(|(_, c)| *c != Owner::Solid)
+                .map(|(uid, _)| uid.to_string())
+                .collect();
+            if !drop.is_empty() {
+                actions.push(Action::DropOwners(i, drop));
             }
-        }
-        // Every owner gone, or an owner deleted in the foreground: the dependent goes too.
-        if dead.len() == n.owners.len() || foreground {
-            if !n.deleting {
-                actions.push(Action::Delete(i));
-            }
-        } else if !dead.is_empty() || !orphaning.is_empty() {
-            dead.extend(orphaning);
-            actions.push(Action::DropOwners(i, dead));
+        } else if !n.deleting {
+            let waiting = classes.iter().any(|(_, c)| *c == Owner::Waiting);
+            let policy = if waiting && has_dependents.contains(n.uid.as_str()) {
+                PropagationPolicy::Foreground
+            } else if n.finalizers.iter().any(|f| f == ORPHAN) {
+                PropagationPolicy::Orphan
+            } else if n.finalizers.iter().any(|f| f == FOREGROUND) {
+                PropagationPolicy::Foreground
+            } else {
+                PropagationPolicy::Background
+            };
+            actions.push(Action::Delete(i, policy));
         }
     }
     for (i, n) in nodes.iter().enumerate() {
@@ -140,8 +177,10 @@ fn api_for(client: &kube::Client, n: &Node) -> Api<DynamicObject> {
     }
 }
 
-/// True when some owner of `n` still exists with the referenced UID (asked of the API).
-async fn any_owner_alive(client: &kube::Client, n: &Node, raw: &Value) -> bool {
+/// True when some owner of `n` still holds it, asked of the API (not the cache): it exists
+/// with the referenced UID and is not waiting for its dependents in the foreground. An
+/// answer the API does not give counts as holding (nothing is deleted on a doubt).
+async fn any_owner_holds(client: &kube::Client, n: &Node, raw: &Value) -> bool {
     for r in owner_refs(raw) {
         let api_version = r["apiVersion"].as_str().unwrap_or_default();
         let (kind, name, uid) = (
@@ -163,7 +202,13 @@ async fn any_owner_alive(client: &kube::Client, n: &Node, raw: &Value) -> bool {
             finalizers: vec![],
         };
         match api_for(client, &owner).get_opt(name).await {
-            Ok(Some(o)) if o.metadata.uid.as_deref() == Some(uid) => return true,
+            Ok(Some(o)) if o.metadata.uid.as_deref() == Some(uid) => {
+                let waiting = o.metadata.deletion_timestamp.is_some()
+                    && o.metadata.finalizers.iter().flatten().any(|f| f == FOREGROUND);
+                if !waiting {
+                    return true;
+                }
+            }
             Ok(_) => {}
             Err(_) => return true,
         }
@@ -218,24 +263,23 @@ async fn apply(client: &kube::Client, nodes: &[&Node], raws: &[&Value], action: 
         ..Default::default()
     };
     match action {
-        Action::Delete(i) => {
+        Action::Delete(i, policy) => {
             let n = &nodes[i];
-            if any_owner_alive(client, n, raws[i]).await
-                && !n.owners.iter().any(|(uid, _, _)| {
-                    nodes
-                        .iter()
-                        .any(|o| &o.uid == uid && o.deleting && o.finalizers.iter().any(|f| f == FOREGROUND))
-                })
-            {
+            if any_owner_holds(client, n, raws[i]).await {
                 return Ok(());
             }
             let dp = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Background),
+                propagation_policy: Some(policy),
+                preconditions: Some(kube::api::Preconditions {
+                    uid: Some(n.uid.clone()),
+                    resource_version: None,
+                }),
                 ..Default::default()
             };
             match api_for(client, n).delete(&n.name, &dp).await {
                 Ok(_) => Ok(()),
-                Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                // Gone already, or another object of that name now.
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
                 Err(e) => Err(e),
             }
         }
@@ -290,7 +334,7 @@ mod tests {
     #[test]
     fn dependents_of_vanished_owners_are_deleted() {
         let nodes = vec![node("pod", &["ds"])];
-        assert_eq!(plan(&nodes), vec![Action::Delete(0)]);
+        assert_eq!(plan(&nodes), vec![Action::Delete(0, PropagationPolicy::Background)]);
         let with_owner = vec![node("ds", &[]), node("pod", &["ds"])];
         assert!(plan(&with_owner).is_empty());
     }
@@ -311,13 +355,75 @@ mod tests {
         assert_eq!(plan(&[owner]), vec![Action::RemoveFinalizer(0, ORPHAN)]);
     }
 
+    fn deleting(uid: &str, finalizer: &str) -> Node {
+        let mut n = node(uid, &[]);
+        n.deleting = true;
+        n.finalizers = vec![finalizer.into()];
+        n
+    }
+
+    #[test]
+    fn a_dependent_with_a_valid_owner_survives_its_other_owners_foreground_delete() {
+        // Upstream's e2e: half the pods of rc1 also belong to rc2; rc1 is deleted in the
+        // foreground. Those pods stay (losing rc1's reference), the others go.
+        let nodes = vec![
+            deleting("rc1", FOREGROUND),
+            node("rc2", &[]),
+            node("shared", &["rc1", "rc2"]),
+            node("only", &["rc1"]),
+        ];
+        let actions = plan(&nodes);
+        assert!(
+            actions.contains(&Action::DropOwners(2, vec!["rc1".into()])),
+            "{actions:?}"
+        );
+        assert!(
+            actions.contains(&Action::Delete(3, PropagationPolicy::Background)),
+            "{actions:?}"
+        );
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Delete(2, _))),
+            "{actions:?}"
+        );
+        // Once they no longer refer to it, rc1's finalizer goes.
+        let after = vec![deleting("rc1", FOREGROUND), node("rc2", &[]), node("shared", &["rc2"])];
+        assert_eq!(plan(&after), vec![Action::RemoveFinalizer(0, FOREGROUND)]);
+    }
+
+    #[test]
+    fn background_and_orphan_deletes_keep_doubly_owned_dependents() {
+        // Background: the deleted owner is simply gone.
+        let nodes = vec![node("rc2", &[]), node("shared", &["rc1", "rc2"])];
+        assert_eq!(plan(&nodes), vec![Action::DropOwners(1, vec!["rc1".into()])]);
+        // Orphan: both owners hold the pod; the orphaning one's reference goes.
+        let nodes = vec![
+            deleting("rc1", ORPHAN),
+            node("rc2", &[]),
+            node("shared", &["rc1", "rc2"]),
+        ];
+        assert_eq!(plan(&nodes), vec![Action::DropOwners(2, vec!["rc1".into()])]);
+        // An owner being deleted without a finalizer of ours still holds its dependents.
+        let nodes = vec![deleting("rc1", "example.com/wait"), node("pod", &["rc1"])];
+        assert!(plan(&nodes).is_empty());
+    }
+
+    #[test]
+    fn a_dependent_with_dependents_of_its_own_goes_in_the_foreground() {
+        let nodes = vec![
+            deleting("deploy", FOREGROUND),
+            node("rs", &["deploy"]),
+            node("pod", &["rs"]),
+        ];
+        assert_eq!(plan(&nodes), vec![Action::Delete(1, PropagationPolicy::Foreground)]);
+    }
+
     #[test]
     fn foreground_deletes_dependents_first() {
         let mut owner = node("ds", &[]);
         owner.deleting = true;
         owner.finalizers = vec![FOREGROUND.into()];
         let nodes = vec![owner.clone(), node("pod", &["ds"])];
-        assert_eq!(plan(&nodes), vec![Action::Delete(1)]);
+        assert_eq!(plan(&nodes), vec![Action::Delete(1, PropagationPolicy::Background)]);
         let mut dying = node("pod", &["ds"]);
         dying.deleting = true;
         assert!(

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -65,6 +65,8 @@ struct Cache {
     changes: AtomicU64,
     /// Changes that matter to ownership (see the module docs).
     ownership_changes: AtomicU64,
+    /// Had its first list (a restarted watcher does not count twice).
+    synced: AtomicBool,
 }
 
 /// The caches of every resource.
@@ -74,6 +76,47 @@ pub struct Informers {
     changed: watch::Receiver<u64>,
     /// How many caches have had their first list.
     synced: Arc<AtomicUsize>,
+}
+
+/// Keeps cache `i` in step with the API: a watch (listing first) for as long as it runs.
+async fn follow(
+    client: kube::Client,
+    i: usize,
+    tx: Arc<watch::Sender<u64>>,
+    synced: Arc<AtomicUsize>,
+    caches: Arc<Vec<Cache>>,
+) {
+    let cache = &caches[i];
+    let r = cache.res;
+    let full = FULL.contains(&(r.group, r.plural));
+    let api: Api<JsonObject> = Api::all_with(client, &api_resource(r));
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(stream);
+    let mut relist = None;
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(ev) => {
+                let done = matches!(ev, watcher::Event::InitDone);
+                let (changed, owners) = cache.apply(ev, full, &mut relist);
+                if changed {
+                    cache.changes.fetch_add(1, Ordering::SeqCst);
+                }
+                if owners {
+                    cache.ownership_changes.fetch_add(1, Ordering::SeqCst);
+                }
+                if done && !cache.synced.swap(true, Ordering::SeqCst) {
+                    synced.fetch_add(1, Ordering::SeqCst);
+                    tracing::debug!(resource = r.plural, group = r.group, "informer: synced");
+                }
+                if changed || owners {
+                    tx.send_modify(|n| *n += 1);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(resource = r.plural, group = r.group, error = %e, "informer: watch failed; retrying")
+            }
+        }
+    }
 }
 
 /// The kube `ApiResource` of a catalogue resource.
@@ -331,8 +374,9 @@ pub struct Interest {
 }
 
 impl Informers {
-    /// Starts a watch per resource.
-    pub fn start(client: kube::Client) -> Informers {
+    /// Starts a watch per resource, each the supervised component `informer/<resource>` of
+    /// `components` (a watcher that panics is restarted and lists again).
+    pub fn start(client: kube::Client, components: &shoal_runtime::Components) -> Informers {
         let (tx, rx) = watch::channel(0u64);
         let tx = Arc::new(tx);
         let synced = Arc::new(AtomicUsize::new(0));
@@ -344,6 +388,7 @@ impl Informers {
                     objects: RwLock::default(),
                     changes: AtomicU64::new(0),
                     ownership_changes: AtomicU64::new(0),
+                    synced: AtomicBool::new(false),
                 })
                 .collect(),
         );
@@ -351,40 +396,14 @@ impl Informers {
             if !is_cached(r) {
                 continue;
             }
-            let full = FULL.contains(&(r.group, r.plural));
-            let api: Api<JsonObject> = Api::all_with(client.clone(), &api_resource(r));
-            let stream = watcher(api, watcher::Config::default()).default_backoff();
-            let (tx, synced, caches) = (tx.clone(), synced.clone(), caches.clone());
-            tokio::spawn(async move {
-                futures::pin_mut!(stream);
-                let mut first = true;
-                let mut relist = None;
-                while let Some(ev) = stream.next().await {
-                    match ev {
-                        Ok(ev) => {
-                            let done = matches!(ev, watcher::Event::InitDone);
-                            let cache = &caches[i];
-                            let (changed, owners) = cache.apply(ev, full, &mut relist);
-                            if changed {
-                                cache.changes.fetch_add(1, Ordering::SeqCst);
-                            }
-                            if owners {
-                                cache.ownership_changes.fetch_add(1, Ordering::SeqCst);
-                            }
-                            if first && done {
-                                first = false;
-                                synced.fetch_add(1, Ordering::SeqCst);
-                                tracing::debug!(resource = r.plural, group = r.group, "informer: synced");
-                            }
-                            if changed || owners {
-                                tx.send_modify(|n| *n += 1);
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(resource = r.plural, group = r.group, error = %e, "informer: watch failed; retrying")
-                        }
-                    }
-                }
+            let name = if r.group.is_empty() {
+                format!("informer/{}", r.plural)
+            } else {
+                format!("informer/{}.{}", r.plural, r.group)
+            };
+            let (client, tx, synced, caches) = (client.clone(), tx.clone(), synced.clone(), caches.clone());
+            components.spawn(name, move || {
+                follow(client.clone(), i, tx.clone(), synced.clone(), caches.clone())
             });
         }
         Informers {
@@ -552,6 +571,7 @@ mod tests {
             objects: RwLock::default(),
             changes: AtomicU64::new(0),
             ownership_changes: AtomicU64::new(0),
+            synced: AtomicBool::new(false),
         };
         let mut relist = None;
         assert_eq!(

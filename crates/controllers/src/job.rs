@@ -22,6 +22,8 @@ use crate::events::{EventType, ObjectRef, Recorder};
 use crate::informer::{self, Informers, name as name_of, uid as uid_of};
 
 const MANAGER: &str = "job-controller";
+/// Most pods one pass creates (upstream's `MaxPodCreateDeletePerSync`).
+const MAX_CREATES_PER_PASS: i64 = 500;
 
 /// What the Job's pods add up to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -167,17 +169,19 @@ pub fn indexed_pod(job: &Value, i: i64) -> Value {
     pod
 }
 
-/// `1,3-5` -> {1, 3, 4, 5}.
-pub fn parse_indexes(s: &str) -> std::collections::BTreeSet<i64> {
+/// `1,3-5` -> {1, 3, 4, 5}, keeping only indexes below `completions` (the status is
+/// client-writable: a range up to `i64::MAX` must not be expanded).
+pub fn parse_indexes(s: &str, completions: i64) -> std::collections::BTreeSet<i64> {
     let mut out = std::collections::BTreeSet::new();
+    let last = completions.saturating_sub(1);
     for part in s.split(',').filter(|p| !p.is_empty()) {
         match part.split_once('-') {
             Some((a, b)) => {
                 if let (Ok(a), Ok(b)) = (a.parse::<i64>(), b.parse::<i64>()) {
-                    out.extend(a..=b);
+                    out.extend(a.max(0)..=b.min(last));
                 }
             }
-            None => out.extend(part.parse::<i64>().ok()),
+            None => out.extend(part.parse::<i64>().ok().filter(|i| (0..=last).contains(i))),
         }
     }
     out
@@ -189,7 +193,7 @@ pub fn format_indexes(set: &std::collections::BTreeSet<i64>) -> String {
     let mut iter = set.iter().copied().peekable();
     while let Some(start) = iter.next() {
         let mut end = start;
-        while iter.peek() == Some(&(end + 1)) {
+        while end.checked_add(1).is_some_and(|next| iter.peek() == Some(&next)) {
             end = iter.next().unwrap_or(end);
         }
         out.push(if start == end {
@@ -253,12 +257,17 @@ async fn sync(
     let mut c = count(&mine);
     // Indexed Jobs count the indexes that succeeded, once each.
     let indexed = job["spec"]["completionMode"] == "Indexed";
-    let mut completed = parse_indexes(job["status"]["completedIndexes"].as_str().unwrap_or_default());
+    let completions = job["spec"]["completions"].as_i64().unwrap_or(1);
+    let mut completed = parse_indexes(
+        job["status"]["completedIndexes"].as_str().unwrap_or_default(),
+        completions,
+    );
     if indexed {
         completed.extend(
             mine.iter()
                 .filter(|p| p["status"]["phase"] == "Succeeded")
-                .filter_map(|p| index_of(p)),
+                .filter_map(|p| index_of(p))
+                .filter(|i| (0..completions).contains(i)),
         );
         c.succeeded = completed.len() as i64;
     }
@@ -316,14 +325,16 @@ async fn sync(
         .max();
     let wait = retry_delay(c.failed)
         .zip(last_failure)
-        .map(|(delay, at)| at + delay)
+        .map(|(delay, at)| at.checked_add(delay).unwrap_or(jiff::Timestamp::MAX))
         .filter(|until| *until > jiff::Timestamp::now());
     if end.is_none() && (active.len() as i64) < want && wait.is_none() {
         // Indexed: the lowest indexes neither done nor running.
         let running: std::collections::BTreeSet<i64> = active.iter().filter_map(|p| index_of(p)).collect();
-        let completions = job["spec"]["completions"].as_i64().unwrap_or(1);
         let mut free = (0..completions).filter(|i| !completed.contains(i) && !running.contains(i));
-        let bodies: Vec<Value> = (0..(want - active.len() as i64))
+        // At most a burst per pass, as upstream (a Job with a parallelism of a billion
+        // creates its pods over many passes, not a billion bodies at once).
+        let missing = (want - active.len() as i64).min(MAX_CREATES_PER_PASS);
+        let bodies: Vec<Value> = (0..missing)
             .filter_map(|_| {
                 if indexed {
                     free.next().map(|i| indexed_pod(job, i))
@@ -458,10 +469,15 @@ mod tests {
 
     #[test]
     fn indexes_round_trip_and_indexed_pods_carry_theirs() {
-        let set = parse_indexes("0,2-4,7");
+        let set = parse_indexes("0,2-4,7", 10);
         assert_eq!(set.iter().copied().collect::<Vec<_>>(), [0, 2, 3, 4, 7]);
         assert_eq!(format_indexes(&set), "0,2-4,7");
-        assert_eq!(format_indexes(&parse_indexes("")), "");
+        assert_eq!(format_indexes(&parse_indexes("", 10)), "");
+        // A client-written status cannot make the controller expand huge ranges.
+        let huge = parse_indexes("0-9223372036854775807,-5,9223372036854775807", 3);
+        assert_eq!(format_indexes(&huge), "0-2");
+        let top = std::collections::BTreeSet::from([i64::MAX - 1, i64::MAX]);
+        assert_eq!(format_indexes(&top), format!("{}-{}", i64::MAX - 1, i64::MAX));
         let job = json!({"metadata": {"name": "idx", "namespace": "default", "uid": "u"},
             "spec": {"template": {"spec": {"containers": [{"name": "c", "env": [{"name": "A", "value": "1"}]}]}}}});
         let pod = indexed_pod(&job, 3);

@@ -42,35 +42,46 @@ impl Default for Config {
     }
 }
 
-/// Starts every controller on `client` in the background; returns the informers they share
-/// (cluster DNS answers from them too).
-pub fn start(client: kube::Client, config: Config) -> informer::Informers {
-    let informers = informer::Informers::start(client.clone());
-    tokio::spawn(gc::run(client.clone(), informers.clone()));
-    tokio::spawn(daemonset::run(client.clone(), informers.clone()));
-    tokio::spawn(podgc::run(client.clone(), informers.clone()));
-    tokio::spawn(replicaset::run(client.clone(), informers.clone()));
-    tokio::spawn(deployment::run(client.clone(), informers.clone()));
-    tokio::spawn(endpoints::run(client.clone(), informers.clone()));
-    tokio::spawn(serviceaccount::run(
-        client.clone(),
-        informers.clone(),
-        config.root_ca.clone(),
+/// Starts every controller on `client` in the background, each the supervised component
+/// `controller/<name>` of `components` (restarted with back-off if it panics); returns the
+/// informers they share (cluster DNS answers from them too).
+pub fn start(client: kube::Client, config: Config, components: &shoal_runtime::Components) -> informer::Informers {
+    let informers = informer::Informers::start(client.clone(), components);
+    macro_rules! controller {
+        ($name:literal, $run:expr) => {{
+            let (client, informers, config) = (client.clone(), informers.clone(), config.clone());
+            components.spawn(concat!("controller/", $name), move || {
+                let (client, informers, config) = (client.clone(), informers.clone(), config.clone());
+                #[allow(clippy::redundant_closure_call)]
+                ($run)(client, informers, config)
+            });
+        }};
+    }
+    controller!("garbage-collector", |c, i, _| gc::run(c, i));
+    controller!("daemonset", |c, i, _| daemonset::run(c, i));
+    controller!("pod-garbage-collector", |c, i, _| podgc::run(c, i));
+    controller!("replicaset", |c, i, _| replicaset::run(c, i));
+    controller!("deployment", |c, i, _| deployment::run(c, i));
+    controller!("endpoints", |c, i, _| endpoints::run(c, i));
+    controller!("serviceaccount", |c, i, cfg: Config| serviceaccount::run(
+        c,
+        i,
+        cfg.root_ca
     ));
-    tokio::spawn(statefulset::run(client.clone(), informers.clone()));
-    tokio::spawn(job::run(client.clone(), informers.clone()));
-    tokio::spawn(cronjob::run(client.clone(), informers.clone()));
-    tokio::spawn(storage::run(
-        client.clone(),
-        informers.clone(),
-        config.storage_dir.clone(),
+    controller!("statefulset", |c, i, _| statefulset::run(c, i));
+    controller!("job", |c, i, _| job::run(c, i));
+    controller!("cronjob", |c, i, _| cronjob::run(c, i));
+    controller!("persistentvolume", |c, i, cfg: Config| storage::run(
+        c,
+        i,
+        cfg.storage_dir
     ));
-    tokio::spawn(nodeipam::run(client.clone(), informers.clone()));
-    tokio::spawn(nodelifecycle::run(
-        client.clone(),
-        informers.clone(),
-        config.node_monitor_grace_period,
+    controller!("nodeipam", |c, i, _| nodeipam::run(c, i));
+    controller!("nodelifecycle", |c, i, cfg: Config| nodelifecycle::run(
+        c,
+        i,
+        cfg.node_monitor_grace_period
     ));
-    tokio::spawn(namespace::run(client, informers.clone()));
+    controller!("namespace", |c, i, _| namespace::run(c, i));
     informers
 }

@@ -157,7 +157,7 @@ pub fn eviction_time(pod_spec: &Value, node_taints: &[Value], now: jiff::Timesta
         let added = t["timeAdded"].as_str().and_then(ts).unwrap_or(now);
         let at = added
             .checked_add(jiff::SignedDuration::from_secs(secs))
-            .unwrap_or(added);
+            .unwrap_or(jiff::Timestamp::MAX);
         when = Some(when.map_or(at, |w: jiff::Timestamp| w.min(at)));
     }
     when

@@ -66,6 +66,9 @@ pub struct Policy {
     pub max_unavailable: i64,
 }
 
+/// Most pods one pass creates under `Parallel` (upstream's `MaxPodCreateDeletePerSync`).
+const MAX_CREATES_PER_PASS: usize = 500;
+
 /// The next actions for `replicas` pods from ordinal `start`, given the pods by ordinal
 /// and the update revision.
 pub fn plan(replicas: i64, start: i64, pods: &BTreeMap<i64, Member>, update: &str, policy: &Policy) -> Vec<Action> {
@@ -80,11 +83,15 @@ pub fn plan(replicas: i64, start: i64, pods: &BTreeMap<i64, Member>, update: &st
             }
         }
     }
+    let mut creates = 0;
     for i in start..end {
         match pods.get(&i) {
             None => {
                 out.push(Action::Create(i));
-                if !policy.parallel {
+                creates += 1;
+                // Parallel creates at most a burst per pass (upstream's slow start caps it
+                // too): two billion replicas must not mean two billion actions at once.
+                if !policy.parallel || creates == MAX_CREATES_PER_PASS {
                     return out;
                 }
             }
@@ -282,7 +289,12 @@ async fn sync(
         .filter(|r| informer::namespace(r) == ns && owned_by(r, uid))
         .collect();
     if !mine.iter().any(|r| name_of(r) == update) {
-        let next = mine.iter().filter_map(|r| r["revision"].as_i64()).max().unwrap_or(0) + 1;
+        let next = mine
+            .iter()
+            .filter_map(|r| r["revision"].as_i64())
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1);
         let mut labels = sts["spec"]["template"]["metadata"]["labels"]
             .as_object()
             .cloned()

@@ -136,12 +136,21 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
     )
     .map_err(err("writing kubeconfig"))?;
 
-    let cfg = ServeConfig {
+    let cfg = Arc::new(ServeConfig {
         tls: tls::server_config(&certs).map_err(err("configuring TLS"))?,
         admin_tokens: vec![admin_token],
-    };
-    tokio::spawn(shoal_apiserver::serve(api.clone(), listener, cfg));
-    tokio::spawn(api.clone().run_compactor(std::time::Duration::from_secs(300)));
+        limits: connection_limits(),
+    });
+    let components = api.components().clone();
+    let listener = Arc::new(listener);
+    let server = api.clone();
+    components.spawn("apiserver/serve", move || {
+        shoal_apiserver::serve(server.clone(), listener.clone(), cfg.clone())
+    });
+    let compacted = api.clone();
+    components.spawn("apiserver/compactor", move || {
+        compacted.clone().run_compactor(std::time::Duration::from_secs(300))
+    });
 
     let client = kube::Client::new(api.router(), "default");
     if let Err(e) = publish_api_endpoints(&client, &host, addr.port()).await {
@@ -152,14 +161,14 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
         root_ca: Some(certs.ca_pem.clone()),
         storage_dir: Some(std::path::absolute(dir.join("storage")).map_err(err("resolving the storage dir"))?),
     };
-    let informers = shoal_controllers::start(client.clone(), config);
+    let informers = shoal_controllers::start(client.clone(), config, &components);
     let dns = match args.cluster_dns.as_str() {
         "off" | "" => None,
         addr => {
             let addr: std::net::SocketAddr = addr
                 .parse()
                 .map_err(|e| StartError(format!("--cluster-dns {addr:?}: {e} (want IP:PORT or off)")))?;
-            match shoal_controllers::dns::serve(addr, informers).await {
+            match shoal_controllers::dns::serve(addr, informers, &components).await {
                 Ok(bound) => Some(bound),
                 Err(e) => {
                     // A busy port must not keep the cluster from starting.
@@ -169,11 +178,12 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
             }
         }
     };
-    tokio::spawn(shoal_scheduler::run(client.clone()));
+    let scheduling = client.clone();
+    components.spawn("scheduler", move || shoal_scheduler::run(scheduling.clone()));
     if let Some(n) = nodes {
         let pool = shoal_agent::SimulatedPool::new(client.clone());
         pool.ensure_nodes(n).await.map_err(err("creating simulated nodes"))?;
-        tokio::spawn(pool.run());
+        components.spawn("simulated-nodes", move || pool.clone().run());
     }
 
     wait_ready(&addr, &certs.ca_pem).await?;
@@ -183,6 +193,19 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
         ready_in: started.elapsed(),
         dns,
     })
+}
+
+/// What one client may hold: a quarter of the open-file limit in connections (at most
+/// 1,024, at least 64), so no single address can take every descriptor.
+fn connection_limits() -> shoal_apiserver::conn::Limits {
+    let files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let per_client = usize::try_from(files / 4).unwrap_or(usize::MAX).clamp(64, 1024);
+    shoal_apiserver::conn::Limits {
+        connections_per_client: per_client,
+        ..Default::default()
+    }
 }
 
 /// The Endpoints and EndpointSlice of the `kubernetes` Service: where the API server

@@ -14,6 +14,7 @@ mod bench;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cluster;
+mod process;
 mod why;
 
 /// shoal: a Kubernetes-compatible orchestrator in one binary, built around the DaemonSet.
@@ -147,12 +148,16 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         }
         let n: u64 = digits.parse().map_err(|_| format!("invalid duration {s:?}"))?;
         digits.clear();
-        total += n * match ch {
+        let unit = match ch {
             'h' => 3600,
             'm' => 60,
             's' => 1,
             _ => return Err(format!("invalid duration {s:?}: use h, m and s (e.g. 1m30s)")),
         };
+        total = n
+            .checked_mul(unit)
+            .and_then(|secs| total.checked_add(secs))
+            .ok_or_else(|| format!("invalid duration {s:?}: too long"))?;
     }
     if !digits.is_empty() || s.is_empty() {
         return Err(format!("invalid duration {s:?}: a number needs a unit (e.g. 50s)"));
@@ -186,7 +191,12 @@ fn main() -> std::process::ExitCode {
                 .add_directive("kube_client::client::tls=error".parse().expect("a valid directive")),
         )
         .with_writer(std::io::stderr)
+        // A log that cannot be written (a full disk) is dropped, never a panic: the
+        // subscriber's own report of the failure would go to stderr with `eprintln!`,
+        // which panics when stderr fails too.
+        .log_internal_errors(false)
         .init();
+    shoal_runtime::install_panic_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -195,6 +205,14 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        if matches!(
+            cli.command,
+            Command::Up { .. } | Command::Server { .. } | Command::Agent(_)
+        ) {
+            let files = process::raise_open_file_limit();
+            tracing::debug!(?files, "open-file limit");
+            process::survive_file_size_limits();
+        }
         match cli.command {
             Command::Up { server, nodes } => cluster::run(server, Some(nodes)).await,
             Command::Server { server } => cluster::run(server, None).await,
@@ -235,5 +253,10 @@ mod tests {
         assert_eq!(parse_duration("2"), Ok(std::time::Duration::from_secs(2)));
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("1m5").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+        assert!(
+            parse_duration("9999999999999999h").is_err(),
+            "overflows: refused, not wrapped"
+        );
     }
 }

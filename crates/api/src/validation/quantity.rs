@@ -226,18 +226,21 @@ impl Quantity {
         }
     }
 
-    /// Value in thousandths, rounded up (`MilliValue`); saturates on overflow.
+    /// Value in thousandths, rounded up (`MilliValue`), saturating at the range of `i64` as
+    /// upstream's does: sums of many such values never overflow an `i128`.
     pub fn milli_value(&self) -> i128 {
         let e = self.exp10 + 3;
-        if e >= 0 {
+        let v = if e >= 0 {
             pow10(e as u32)
                 .and_then(|p| self.mantissa.checked_mul(p))
                 .unwrap_or(if self.mantissa < 0 { i128::MIN } else { i128::MAX })
         } else {
             let mut c = self.clone();
             c.round_up_to(-3);
-            c.mantissa * pow10((c.exp10 + 3) as u32).unwrap_or(1)
-        }
+            c.mantissa
+                .saturating_mul(pow10((c.exp10 + 3).max(0) as u32).unwrap_or(1))
+        };
+        v.clamp(i128::from(i64::MIN), i128::from(i64::MAX))
     }
 
     /// Sum of two quantities (format of `self`).
@@ -570,6 +573,8 @@ mod tests {
         assert_eq!(q("250m").add(&q("750m")), q("1"));
         assert_eq!(q("1.5").milli_value(), 1500);
         assert_eq!(q("1n").milli_value(), 1);
+        assert_eq!(q("1e300").milli_value(), i128::from(i64::MAX), "saturates at int64");
+        assert_eq!(q("9999999999999999999Ei").milli_value(), i128::from(i64::MAX));
     }
 
     #[test]

@@ -508,14 +508,15 @@ async fn ensure_revision(
     match current {
         Some(cr) => {
             if cr["revision"].as_i64().unwrap_or(0) <= max_old {
-                let patch = json!({"revision": max_old + 1});
+                let patch = json!({"revision": max_old.saturating_add(1)});
                 api.patch(name_of(cr), &pp, &Patch::Merge(patch)).await?;
             }
             Ok(())
         }
         None => {
-            let body: ControllerRevision = serde_json::from_value(history::controller_revision(ds, hash, max_old + 1))
-                .map_err(kube::Error::SerdeError)?;
+            let body: ControllerRevision =
+                serde_json::from_value(history::controller_revision(ds, hash, max_old.saturating_add(1)))
+                    .map_err(kube::Error::SerdeError)?;
             match api
                 .create(
                     &PostParams {

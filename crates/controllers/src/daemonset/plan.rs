@@ -209,7 +209,7 @@ pub fn is_available(pod: &PodFacts, min_ready_seconds: i64, now: jiff::Timestamp
     match pod.ready_since {
         None => false,
         Some(_) if min_ready_seconds <= 0 => true,
-        Some(since) => since.as_second() + min_ready_seconds <= now.as_second(),
+        Some(since) => since.as_second().saturating_add(min_ready_seconds) <= now.as_second(),
     }
 }
 

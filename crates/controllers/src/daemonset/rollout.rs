@@ -12,7 +12,8 @@ pub fn resolve(v: &Value, total: i64) -> i64 {
     match v {
         Value::Number(n) => n.as_i64().unwrap_or(0).max(0),
         Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
-            Some(p) => (p.max(0) * total + 99) / 100,
+            // Annotations are not validated: a percentage is taken as 0 to 100.
+            Some(p) => (p.clamp(0, 100) * total.max(0) + 99) / 100,
             None => s.parse().unwrap_or(0),
         },
         _ => 0,
@@ -361,6 +362,12 @@ mod tests {
         assert_eq!(resolve(&json!("10%"), 15), 2);
         assert_eq!(resolve(&json!("20%"), 3), 1);
         assert_eq!(resolve(&json!(3), 2), 3, "integers are not capped");
+        assert_eq!(
+            resolve(&json!("9223372036854775807%"), 5),
+            5,
+            "percentages are at most 100"
+        );
+        assert_eq!(resolve(&json!("-9223372036854775808%"), 5), 0);
         assert_eq!(limits(&ds(json!({"maxUnavailable": 0, "maxSurge": 0})), 5), (0, 1));
         assert_eq!(limits(&ds(json!({"maxUnavailable": "50%"})), 5), (0, 3));
         assert_eq!(limits(&ds(json!({"maxUnavailable": 0, "maxSurge": "25%"})), 5), (2, 0));

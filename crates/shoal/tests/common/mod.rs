@@ -45,7 +45,23 @@ impl Cluster {
     pub fn server_with(extra: &[&str]) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
-        let mut c = Cluster::launch(&["server", "--listen", "127.0.0.1:0", "--data-dir"], &dir, extra);
+        let mut c = Cluster::launch(&["server", "--listen", "127.0.0.1:0", "--data-dir"], &dir, extra, None);
+        c._tmp = Some(tmp);
+        c
+    }
+
+    /// `shoal up --nodes N` in a fresh data dir, its log (stderr) going to `log`.
+    pub fn up_logging_to(nodes: u32, log: &Path) -> Cluster {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let nodes = nodes.to_string();
+        let file = std::fs::File::create(log).expect("log file");
+        let mut c = Cluster::launch(
+            &["up", "--listen", "127.0.0.1:0", "--nodes", &nodes, "--data-dir"],
+            &dir,
+            &[],
+            Some(file),
+        );
         c._tmp = Some(tmp);
         c
     }
@@ -56,10 +72,11 @@ impl Cluster {
             &["up", "--listen", "127.0.0.1:0", "--nodes", &nodes, "--data-dir"],
             dir,
             extra,
+            None,
         )
     }
 
-    fn launch(args: &[&str], dir: &Path, extra: &[&str]) -> Cluster {
+    fn launch(args: &[&str], dir: &Path, extra: &[&str], log: Option<std::fs::File>) -> Cluster {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args(args)
             .arg(dir)
@@ -68,7 +85,7 @@ impl Cluster {
             .args(extra)
             .env("SHOAL_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log.map_or_else(Stdio::inherit, Stdio::from))
             .spawn()
             .expect("spawn shoal");
         let stdout = child.stdout.take().expect("stdout");
