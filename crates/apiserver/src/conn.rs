@@ -209,21 +209,28 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write(cx, data) {
-            Poll::Pending => {
-                if expired(&mut this.stall, this.limits.stall_timeout, cx) {
-                    return Poll::Ready(Err(timed_out("the client stopped reading")));
-                }
-                Poll::Pending
+impl<T> Guarded<T> {
+    /// What a write-side poll answers: pending for longer than the stall timeout ends the
+    /// connection; any progress resets the clock.
+    fn stall_check<R>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match polled {
+            Poll::Pending if expired(&mut self.stall, self.limits.stall_timeout, cx) => {
+                Poll::Ready(Err(timed_out("the client stopped reading")))
             }
+            Poll::Pending => Poll::Pending,
             ready => {
-                this.stall = None;
+                self.stall = None;
                 ready
             }
         }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, data);
+        this.stall_check(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -232,18 +239,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
-            Poll::Pending => {
-                if expired(&mut this.stall, this.limits.stall_timeout, cx) {
-                    return Poll::Ready(Err(timed_out("the client stopped reading")));
-                }
-                Poll::Pending
-            }
-            ready => {
-                this.stall = None;
-                ready
-            }
-        }
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.stall_check(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -252,18 +249,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_flush(cx) {
-            Poll::Pending => {
-                if expired(&mut this.stall, this.limits.stall_timeout, cx) {
-                    return Poll::Ready(Err(timed_out("the client stopped reading")));
-                }
-                Poll::Pending
-            }
-            ready => {
-                this.stall = None;
-                ready
-            }
-        }
+        let polled = Pin::new(&mut this.io).poll_flush(cx);
+        this.stall_check(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

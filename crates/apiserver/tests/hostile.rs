@@ -341,8 +341,6 @@ async fn bad_escapes_in_paths_are_a_400() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
-
     /// Whatever the token says, a list stays in its collection.
     #[test]
     fn continue_tokens_of_any_content_stay_in_their_collection(start in any::<String>(), rv in any::<i64>(), junk in "[A-Za-z0-9_=+/-]{0,60}") {
@@ -359,6 +357,12 @@ proptest! {
             prop_assert_eq!(e.code, 400);
         }
     }
+
+}
+
+proptest! {
+    // Each case starts a server: a quarter of the cases the pure properties run.
+    #![proptest_config(ProptestConfig::with_cases(ProptestConfig::default().cases / 4))]
 
     /// Any grace period, in the query or the body, on any pod: an answer, never a panic.
     #[test]

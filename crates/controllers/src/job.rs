@@ -169,40 +169,113 @@ pub fn indexed_pod(job: &Value, i: i64) -> Value {
     pod
 }
 
+/// A set of completion indexes as upstream keeps them: sorted, disjoint, non-adjacent
+/// closed intervals. A range such as `0-2147483646` is one interval, never two billion
+/// numbers, whatever a client writes into `status.completedIndexes`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Indexes(Vec<(i64, i64)>);
+
+impl Indexes {
+    /// Whether `i` is in the set.
+    pub fn contains(&self, i: i64) -> bool {
+        let at = self.0.partition_point(|(_, end)| *end < i);
+        self.0.get(at).is_some_and(|(start, _)| *start <= i)
+    }
+
+    /// Adds the indexes `a..=b`.
+    pub fn insert_range(&mut self, a: i64, b: i64) {
+        if a > b {
+            return;
+        }
+        // Every interval that overlaps or touches [a, b] merges into it.
+        let first = self.0.partition_point(|(_, end)| end.saturating_add(1) < a);
+        let mut last = first;
+        let (mut start, mut end) = (a, b);
+        while let Some(&(s, e)) = self.0.get(last) {
+            if s > end.saturating_add(1) {
+                break;
+            }
+            start = start.min(s);
+            end = end.max(e);
+            last += 1;
+        }
+        self.0.splice(first..last, [(start, end)]);
+    }
+
+    /// Adds `i`.
+    pub fn insert(&mut self, i: i64) {
+        self.insert_range(i, i);
+    }
+
+    /// How many indexes the set holds.
+    pub fn len(&self) -> i64 {
+        self.0.iter().fold(0i64, |n, (a, b)| {
+            n.saturating_add(b.saturating_sub(*a).saturating_add(1))
+        })
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The indexes in `0..below` not in the set, in order (intervals are skipped whole).
+    pub fn missing(&self, below: i64) -> impl Iterator<Item = i64> + '_ {
+        let mut next = 0i64;
+        let mut at = 0usize;
+        std::iter::from_fn(move || {
+            while let Some(&(s, e)) = self.0.get(at) {
+                if next < s {
+                    break;
+                }
+                next = next.max(e.saturating_add(1));
+                at += 1;
+            }
+            (next < below).then(|| {
+                next += 1;
+                next - 1
+            })
+        })
+    }
+}
+
+impl std::fmt::Display for Indexes {
+    /// `1,3-5` (upstream's `completedIndexes`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (n, (a, b)) in self.0.iter().enumerate() {
+            if n > 0 {
+                f.write_str(",")?;
+            }
+            if a == b {
+                write!(f, "{a}")?;
+            } else {
+                write!(f, "{a}-{b}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `1,3-5` -> {1, 3, 4, 5}, keeping only indexes below `completions` (the status is
-/// client-writable: a range up to `i64::MAX` must not be expanded).
-pub fn parse_indexes(s: &str, completions: i64) -> std::collections::BTreeSet<i64> {
-    let mut out = std::collections::BTreeSet::new();
+/// client-writable).
+pub fn parse_indexes(s: &str, completions: i64) -> Indexes {
+    let mut out = Indexes::default();
     let last = completions.saturating_sub(1);
     for part in s.split(',').filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                if let (Ok(a), Ok(b)) = (a.parse::<i64>(), b.parse::<i64>()) {
-                    out.extend(a.max(0)..=b.min(last));
-                }
-            }
-            None => out.extend(part.parse::<i64>().ok().filter(|i| (0..=last).contains(i))),
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<i64>(), b.parse::<i64>()),
+            None => (part.parse::<i64>(), part.parse::<i64>()),
+        };
+        if let (Ok(a), Ok(b)) = (a, b) {
+            out.insert_range(a.max(0), b.min(last));
         }
     }
     out
 }
 
 /// {1, 3, 4, 5} -> `1,3-5` (upstream's `completedIndexes`).
-pub fn format_indexes(set: &std::collections::BTreeSet<i64>) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut iter = set.iter().copied().peekable();
-    while let Some(start) = iter.next() {
-        let mut end = start;
-        while end.checked_add(1).is_some_and(|next| iter.peek() == Some(&next)) {
-            end = iter.next().unwrap_or(end);
-        }
-        out.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}-{end}")
-        });
-    }
-    out.join(",")
+pub fn format_indexes(set: &Indexes) -> String {
+    set.to_string()
 }
 
 fn now() -> String {
@@ -263,13 +336,15 @@ async fn sync(
         completions,
     );
     if indexed {
-        completed.extend(
-            mine.iter()
-                .filter(|p| p["status"]["phase"] == "Succeeded")
-                .filter_map(|p| index_of(p))
-                .filter(|i| (0..completions).contains(i)),
-        );
-        c.succeeded = completed.len() as i64;
+        for i in mine
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Succeeded")
+            .filter_map(|p| index_of(p))
+            .filter(|i| (0..completions).contains(i))
+        {
+            completed.insert(i);
+        }
+        c.succeeded = completed.len();
     }
     // Counts never go down: finished pods may be deleted.
     c.succeeded = c.succeeded.max(job["status"]["succeeded"].as_i64().unwrap_or(0));
@@ -330,7 +405,7 @@ async fn sync(
     if end.is_none() && (active.len() as i64) < want && wait.is_none() {
         // Indexed: the lowest indexes neither done nor running.
         let running: std::collections::BTreeSet<i64> = active.iter().filter_map(|p| index_of(p)).collect();
-        let mut free = (0..completions).filter(|i| !completed.contains(i) && !running.contains(i));
+        let mut free = completed.missing(completions).filter(|i| !running.contains(i));
         // At most a burst per pass, as upstream (a Job with a parallelism of a billion
         // creates its pods over many passes, not a billion bodies at once).
         let missing = (want - active.len() as i64).min(MAX_CREATES_PER_PASS);
@@ -470,13 +545,24 @@ mod tests {
     #[test]
     fn indexes_round_trip_and_indexed_pods_carry_theirs() {
         let set = parse_indexes("0,2-4,7", 10);
-        assert_eq!(set.iter().copied().collect::<Vec<_>>(), [0, 2, 3, 4, 7]);
+        assert_eq!((set.len(), set.contains(3), set.contains(5)), (5, true, false));
+        assert_eq!(set.missing(10).collect::<Vec<_>>(), [1, 5, 6, 8, 9]);
         assert_eq!(format_indexes(&set), "0,2-4,7");
         assert_eq!(format_indexes(&parse_indexes("", 10)), "");
-        // A client-written status cannot make the controller expand huge ranges.
+        assert_eq!(
+            format_indexes(&parse_indexes("7,0-2,3,5-6", 10)),
+            "0-3,5-7",
+            "merged and sorted"
+        );
+        // A client-written status costs the controller intervals, never the numbers in them.
         let huge = parse_indexes("0-9223372036854775807,-5,9223372036854775807", 3);
         assert_eq!(format_indexes(&huge), "0-2");
-        let top = std::collections::BTreeSet::from([i64::MAX - 1, i64::MAX]);
+        let wide = parse_indexes("0-2147483645", 2147483647);
+        assert_eq!(wide.len(), 2147483646);
+        assert_eq!(wide.missing(2147483647).collect::<Vec<_>>(), [2147483646]);
+        let mut top = Indexes::default();
+        top.insert(i64::MAX);
+        top.insert(i64::MAX - 1);
         assert_eq!(format_indexes(&top), format!("{}-{}", i64::MAX - 1, i64::MAX));
         let job = json!({"metadata": {"name": "idx", "namespace": "default", "uid": "u"},
             "spec": {"template": {"spec": {"containers": [{"name": "c", "env": [{"name": "A", "value": "1"}]}]}}}});

@@ -7,14 +7,15 @@ use shoal_api::selector::LabelSelector;
 
 use super::plan::{Action, DeleteReason, PodFacts, is_available, is_updated};
 
-/// Resolves an int-or-percent against `total`: integers as they are, percentages rounded up.
+/// Resolves an int-or-percent against `total`: integers as they are (never negative),
+/// percentages rounded up.
 pub fn resolve(v: &Value, total: i64) -> i64 {
     match v {
         Value::Number(n) => n.as_i64().unwrap_or(0).max(0),
         Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
             // Annotations are not validated: a percentage is taken as 0 to 100.
             Some(p) => (p.clamp(0, 100) * total.max(0) + 99) / 100,
-            None => s.parse().unwrap_or(0),
+            None => s.parse::<i64>().unwrap_or(0).max(0),
         },
         _ => 0,
     }
