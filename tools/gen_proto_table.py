@@ -26,7 +26,7 @@ Output: one line per field,
     <message> <tag> <proto name> <json name> <kind> <cardinality> <presence> [<ref>]
 
 - message: OpenAPI name of the message (io.k8s.api.core.v1.ConfigMap);
-- kind: string, bytes, bool, int32, int64 or message;
+- kind: string, bytes, bool, int32, int64, double or message;
 - cardinality: optional, repeated or map;
 - presence: omitempty (Go value field with omitempty: a zero scalar means unset and is left
   out of the JSON), ptr (Go pointer), plain (Go value field without omitempty), inline (Go
@@ -56,13 +56,25 @@ PACKAGES = [
     "api/storage/v1",
     "api/policy/v1",
     "api/autoscaling/v1",
+    "api/autoscaling/v2",
+    "api/admissionregistration/v1",
+    "api/authentication/v1",
+    "api/authorization/v1",
+    "api/certificates/v1",
+    "api/flowcontrol/v1",
+    "api/networking/v1",
+    "api/node/v1",
+    "api/rbac/v1",
+    "api/scheduling/v1",
+    "apiextensions_apiserver/pkg/apis/apiextensions/v1",
+    "kube_aggregator/pkg/apis/apiregistration/v1",
     "apimachinery/pkg/apis/meta/v1",
     "apimachinery/pkg/api/resource",
     "apimachinery/pkg/util/intstr",
     "apimachinery/pkg/runtime",
 ]
 
-SCALARS = {"string", "bytes", "bool", "int32", "int64"}
+SCALARS = {"string", "bytes", "bool", "int32", "int64", "double"}
 
 
 def registry_dir(crate):
@@ -78,7 +90,9 @@ def registry_dir(crate):
 
 
 def openapi_name(module, name):
-    """['api', 'core', 'v1'], 'ConfigMap' -> io.k8s.api.core.v1.ConfigMap"""
+    """['api', 'core', 'v1'], 'ConfigMap' -> io.k8s.api.core.v1.ConfigMap; the crates of the
+    extension API servers are spelled with hyphens (io.k8s.apiextensions-apiserver...)."""
+    module = [m.replace("_", "-") if i == 0 else m for i, m in enumerate(module)]
     return ".".join(["io", "k8s"] + module + [name])
 
 
@@ -389,7 +403,7 @@ def openapi_json_names(src):
         for path in glob.glob(os.path.join(version, "**", "*.rs"), recursive=True):
             with open(path, encoding="utf-8") as fh:
                 text = fh.read()
-            schema = re.search(r'fn schema_name\(\)[^{]*\{\s*"([\w.]+)"\.into\(\)', text)
+            schema = re.search(r'fn schema_name\(\)[^{]*\{\s*"([\w.-]+)"\.into\(\)', text)
             if schema:
                 names[schema.group(1)] = re.findall(r'"([^"]+)" => Field::Key_', text)
     return names

@@ -100,6 +100,15 @@ const fn status(group: &'static str, kind: &'static str) -> Subresource {
         verbs: STATUS_VERBS,
     }
 }
+const fn status_v(group: &'static str, version: &'static str, kind: &'static str) -> Subresource {
+    Subresource {
+        name: "status",
+        group,
+        version,
+        kind,
+        verbs: STATUS_VERBS,
+    }
+}
 const fn scale() -> Subresource {
     Subresource {
         name: "scale",
@@ -137,6 +146,24 @@ const fn res(
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
+const API_EXTENSIONS: &[&str] = &["api-extensions"];
+/// Verbs of the review kinds (`TokenReview`, `SelfSubjectAccessReview`, ...): created and
+/// answered, never stored.
+pub const CREATE_ONLY: &[&str] = &["create"];
+
+/// A review kind of `group`/v1: created and answered, never stored.
+const fn review(
+    group: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+) -> Resource {
+    Resource {
+        verbs: CREATE_ONLY,
+        ..res(group, plural, singular, kind, namespaced, NONE, NONE, &[])
+    }
+}
 
 /// Every served resource, grouped by API group (core first, then as `/apis` lists them).
 pub static RESOURCES: &[Resource] = &[
@@ -258,6 +285,107 @@ pub static RESOURCES: &[Resource] = &[
         ALL,
         &[status("", "ReplicationController"), scale()],
     ),
+    Resource {
+        verbs: CREATE_ONLY,
+        ..res("", "bindings", "binding", "Binding", true, NONE, NONE, &[])
+    },
+    Resource {
+        verbs: &["get", "list"],
+        ..res(
+            "",
+            "componentstatuses",
+            "componentstatus",
+            "ComponentStatus",
+            false,
+            &["cs"],
+            NONE,
+            &[],
+        )
+    },
+    res(
+        "",
+        "limitranges",
+        "limitrange",
+        "LimitRange",
+        true,
+        &["limits"],
+        NONE,
+        &[],
+    ),
+    res("", "podtemplates", "podtemplate", "PodTemplate", true, NONE, NONE, &[]),
+    res(
+        "",
+        "resourcequotas",
+        "resourcequota",
+        "ResourceQuota",
+        true,
+        &["quota"],
+        NONE,
+        &[status("", "ResourceQuota")],
+    ),
+    // admissionregistration.k8s.io/v1
+    res(
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        "mutatingwebhookconfiguration",
+        "MutatingWebhookConfiguration",
+        false,
+        NONE,
+        API_EXTENSIONS,
+        &[],
+    ),
+    res(
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicy",
+        "ValidatingAdmissionPolicy",
+        false,
+        NONE,
+        API_EXTENSIONS,
+        &[status("admissionregistration.k8s.io", "ValidatingAdmissionPolicy")],
+    ),
+    res(
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
+        "validatingadmissionpolicybinding",
+        "ValidatingAdmissionPolicyBinding",
+        false,
+        NONE,
+        API_EXTENSIONS,
+        &[],
+    ),
+    res(
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        "validatingwebhookconfiguration",
+        "ValidatingWebhookConfiguration",
+        false,
+        NONE,
+        API_EXTENSIONS,
+        &[],
+    ),
+    // apiextensions.k8s.io/v1
+    res(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        "CustomResourceDefinition",
+        false,
+        &["crd", "crds"],
+        API_EXTENSIONS,
+        &[status("apiextensions.k8s.io", "CustomResourceDefinition")],
+    ),
+    // apiregistration.k8s.io/v1
+    res(
+        "apiregistration.k8s.io",
+        "apiservices",
+        "apiservice",
+        "APIService",
+        false,
+        NONE,
+        API_EXTENSIONS,
+        &[status("apiregistration.k8s.io", "APIService")],
+    ),
     // apps/v1
     res(
         "apps",
@@ -309,6 +437,74 @@ pub static RESOURCES: &[Resource] = &[
         ALL,
         &[status("apps", "StatefulSet"), scale()],
     ),
+    // authentication.k8s.io/v1
+    review(
+        "authentication.k8s.io",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        "SelfSubjectReview",
+        false,
+    ),
+    review(
+        "authentication.k8s.io",
+        "tokenreviews",
+        "tokenreview",
+        "TokenReview",
+        false,
+    ),
+    // authorization.k8s.io/v1
+    review(
+        "authorization.k8s.io",
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        "LocalSubjectAccessReview",
+        true,
+    ),
+    review(
+        "authorization.k8s.io",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        "SelfSubjectAccessReview",
+        false,
+    ),
+    review(
+        "authorization.k8s.io",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        "SelfSubjectRulesReview",
+        false,
+    ),
+    review(
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        "SubjectAccessReview",
+        false,
+    ),
+    // autoscaling/v2 (preferred) and v1: one resource seen in two versions
+    Resource {
+        version: "v2",
+        ..res(
+            "autoscaling",
+            "horizontalpodautoscalers",
+            "horizontalpodautoscaler",
+            "HorizontalPodAutoscaler",
+            true,
+            &["hpa"],
+            ALL,
+            &[status_v("autoscaling", "v2", "HorizontalPodAutoscaler")],
+        )
+    },
+    res(
+        "autoscaling",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        "HorizontalPodAutoscaler",
+        true,
+        &["hpa"],
+        ALL,
+        &[status("autoscaling", "HorizontalPodAutoscaler")],
+    ),
     // batch/v1
     res(
         "batch",
@@ -330,6 +526,26 @@ pub static RESOURCES: &[Resource] = &[
         ALL,
         &[status("batch", "Job")],
     ),
+    // certificates.k8s.io/v1
+    res(
+        "certificates.k8s.io",
+        "certificatesigningrequests",
+        "certificatesigningrequest",
+        "CertificateSigningRequest",
+        false,
+        &["csr"],
+        NONE,
+        &[
+            Subresource {
+                name: "approval",
+                group: "certificates.k8s.io",
+                version: "v1",
+                kind: "CertificateSigningRequest",
+                verbs: STATUS_VERBS,
+            },
+            status("certificates.k8s.io", "CertificateSigningRequest"),
+        ],
+    ),
     // coordination.k8s.io/v1
     res("coordination.k8s.io", "leases", "lease", "Lease", true, NONE, NONE, &[]),
     // discovery.k8s.io/v1
@@ -345,7 +561,183 @@ pub static RESOURCES: &[Resource] = &[
     ),
     // events.k8s.io/v1
     res("events.k8s.io", "events", "event", "Event", true, &["ev"], NONE, &[]),
+    // flowcontrol.apiserver.k8s.io/v1
+    res(
+        "flowcontrol.apiserver.k8s.io",
+        "flowschemas",
+        "flowschema",
+        "FlowSchema",
+        false,
+        NONE,
+        NONE,
+        &[status("flowcontrol.apiserver.k8s.io", "FlowSchema")],
+    ),
+    res(
+        "flowcontrol.apiserver.k8s.io",
+        "prioritylevelconfigurations",
+        "prioritylevelconfiguration",
+        "PriorityLevelConfiguration",
+        false,
+        NONE,
+        NONE,
+        &[status("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration")],
+    ),
+    // networking.k8s.io/v1
+    res(
+        "networking.k8s.io",
+        "ingressclasses",
+        "ingressclass",
+        "IngressClass",
+        false,
+        NONE,
+        NONE,
+        &[],
+    ),
+    res(
+        "networking.k8s.io",
+        "ingresses",
+        "ingress",
+        "Ingress",
+        true,
+        &["ing"],
+        NONE,
+        &[status("networking.k8s.io", "Ingress")],
+    ),
+    res(
+        "networking.k8s.io",
+        "ipaddresses",
+        "ipaddress",
+        "IPAddress",
+        false,
+        &["ip"],
+        NONE,
+        &[],
+    ),
+    res(
+        "networking.k8s.io",
+        "networkpolicies",
+        "networkpolicy",
+        "NetworkPolicy",
+        true,
+        &["netpol"],
+        NONE,
+        &[],
+    ),
+    res(
+        "networking.k8s.io",
+        "servicecidrs",
+        "servicecidr",
+        "ServiceCIDR",
+        false,
+        NONE,
+        NONE,
+        &[status("networking.k8s.io", "ServiceCIDR")],
+    ),
+    // node.k8s.io/v1
+    res(
+        "node.k8s.io",
+        "runtimeclasses",
+        "runtimeclass",
+        "RuntimeClass",
+        false,
+        NONE,
+        NONE,
+        &[],
+    ),
+    // policy/v1
+    res(
+        "policy",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        "PodDisruptionBudget",
+        true,
+        &["pdb"],
+        NONE,
+        &[status("policy", "PodDisruptionBudget")],
+    ),
+    // rbac.authorization.k8s.io/v1
+    res(
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        false,
+        NONE,
+        NONE,
+        &[],
+    ),
+    res(
+        "rbac.authorization.k8s.io",
+        "clusterroles",
+        "clusterrole",
+        "ClusterRole",
+        false,
+        NONE,
+        NONE,
+        &[],
+    ),
+    res(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        "rolebinding",
+        "RoleBinding",
+        true,
+        NONE,
+        NONE,
+        &[],
+    ),
+    res(
+        "rbac.authorization.k8s.io",
+        "roles",
+        "role",
+        "Role",
+        true,
+        NONE,
+        NONE,
+        &[],
+    ),
+    // scheduling.k8s.io/v1
+    res(
+        "scheduling.k8s.io",
+        "priorityclasses",
+        "priorityclass",
+        "PriorityClass",
+        false,
+        &["pc"],
+        NONE,
+        &[],
+    ),
     // storage.k8s.io/v1
+    res(
+        "storage.k8s.io",
+        "csidrivers",
+        "csidriver",
+        "CSIDriver",
+        false,
+        NONE,
+        NONE,
+        &[],
+    ),
+    res(
+        "storage.k8s.io",
+        "csinodes",
+        "csinode",
+        "CSINode",
+        false,
+        NONE,
+        NONE,
+        &[],
+    ),
+    res(
+        "storage.k8s.io",
+        "csistoragecapacities",
+        "csistoragecapacity",
+        "CSIStorageCapacity",
+        true,
+        NONE,
+        NONE,
+        &[],
+    ),
     res(
         "storage.k8s.io",
         "storageclasses",
@@ -355,6 +747,16 @@ pub static RESOURCES: &[Resource] = &[
         &["sc"],
         NONE,
         &[],
+    ),
+    res(
+        "storage.k8s.io",
+        "volumeattachments",
+        "volumeattachment",
+        "VolumeAttachment",
+        false,
+        NONE,
+        NONE,
+        &[status("storage.k8s.io", "VolumeAttachment")],
     ),
 ];
 
@@ -376,6 +778,41 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
+/// Resources that are another API's view of a core resource: (group, plural) seen through
+/// (group, plural). events.k8s.io's Events are the core Events, converted.
+const VIEWS: &[(GroupPlural, GroupPlural)] = &[(("events.k8s.io", "events"), ("", "events"))];
+
+/// (group, plural).
+type GroupPlural = (&'static str, &'static str);
+
+/// The (group, plural) whose objects `group`/`plural` shows: itself, or the resource it is a
+/// view of. Objects are stored (and keyed) under it.
+pub fn stored_names(group: &str, plural: &str) -> (&'static str, &'static str) {
+    if let Some(&(_, to)) = VIEWS.iter().find(|(from, _)| *from == (group, plural)) {
+        return to;
+    }
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.plural == plural)
+        .map_or(("", ""), |r| (r.group, r.plural))
+}
+
+/// The resource whose form is stored for `r`: `r` itself, the preferred version of its
+/// group (autoscaling/v1 HorizontalPodAutoscalers are kept as v2), or the resource it is a
+/// view of (events.k8s.io Events are core Events).
+pub fn stored_as(r: &'static Resource) -> &'static Resource {
+    let (group, plural) = stored_names(r.group, r.plural);
+    RESOURCES
+        .iter()
+        .find(|s| s.group == group && s.plural == plural)
+        .unwrap_or(r)
+}
+
+/// True when `r`'s objects are stored in its own form (not a view or another version).
+pub fn is_stored_form(r: &'static Resource) -> bool {
+    std::ptr::eq(stored_as(r), r)
+}
+
 /// The resource whose kind is `kind` in `group` (the first version).
 pub fn find_kind(group: &str, kind: &str) -> Option<&'static Resource> {
     RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
@@ -390,7 +827,10 @@ mod tests {
         let mut seen = std::collections::HashMap::new();
         for r in RESOURCES {
             for s in r.short_names {
-                if let Some(prev) = seen.insert(*s, r.qualified()) {
+                // One resource served in two versions (autoscaling's HPA) names itself twice.
+                if let Some(prev) = seen.insert(*s, r.qualified())
+                    && prev != r.qualified()
+                {
                     assert_eq!(*s, "ev", "{s} used by {prev} and {}", r.qualified());
                 }
             }

@@ -22,6 +22,7 @@
 use crate::validation::quantity::canonicalize_value;
 use serde_json::{Map, Value, json};
 
+mod more;
 mod podspec;
 
 pub use podspec::image_pull_policy;
@@ -51,7 +52,9 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
         ("batch", "CronJob") => cron_job(root),
         ("discovery.k8s.io", "EndpointSlice") => endpoint_slice(root),
         ("storage.k8s.io", "StorageClass") => storage_class(root),
-        _ => {}
+        _ => {
+            more::apply(group, kind, root);
+        }
     }
 }
 

@@ -20,6 +20,8 @@ use serde_json::{Map, Value, json};
 use crate::catalogue::{RESOURCES, Resource, Subresource};
 use crate::schema;
 
+mod proto;
+
 /// The Kubernetes version the documents describe.
 const INFO_VERSION: &str = "v1.33.0";
 
@@ -52,6 +54,15 @@ pub fn v3_paths() -> impl Iterator<Item = &'static str> {
 /// The Swagger 2.0 document of every served group-version, as JSON bytes.
 pub fn v2_document() -> &'static [u8] {
     &v2_doc().bytes
+}
+
+/// The Swagger 2.0 document in gnostic's protobuf form (what kubectl and client-go ask for).
+pub fn v2_protobuf() -> &'static [u8] {
+    static V2: OnceLock<Vec<u8>> = OnceLock::new();
+    V2.get_or_init(|| {
+        let doc: Value = serde_json::from_slice(v2_document()).unwrap_or_default();
+        proto::encode_document(&doc)
+    })
 }
 
 /// The content hash of the Swagger 2.0 document (for `ETag`s).
@@ -1125,6 +1136,55 @@ mod tests {
         assert_eq!(spec["$ref"], "#/definitions/io.k8s.api.apps.v1.DaemonSetSpec");
         assert!(d["paths"]["/api/v1/namespaces/{namespace}/pods"]["post"].is_object());
         assert!(!String::from_utf8_lossy(v2_document()).contains("#/$defs/"));
+    }
+
+    /// The rules kube-openapi applies when kubectl reads v2 (`NewOpenAPIData`): one broken
+    /// definition makes kubectl drop every schema, so every one must hold.
+    #[test]
+    fn v2_definitions_are_what_kubectl_can_read() {
+        fn check(name: &str, s: &Value, defs: &Map<String, Value>, problems: &mut Vec<String>) {
+            let Some(m) = s.as_object() else {
+                problems.push(format!("{name}: not an object"));
+                return;
+            };
+            if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+                let target = r.strip_prefix("#/definitions/");
+                if !target.is_some_and(|t| defs.contains_key(t)) {
+                    problems.push(format!("{name}: dangling {r}"));
+                }
+                if m.contains_key("type") || m.contains_key("properties") {
+                    problems.push(format!("{name}: $ref beside type or properties"));
+                }
+                return;
+            }
+            match m.get("type") {
+                None => {}
+                Some(Value::String(t)) => match t.as_str() {
+                    "object" | "string" | "integer" | "number" | "boolean" => {}
+                    "array" if m.get("items").is_some_and(Value::is_object) => {}
+                    other => problems.push(format!("{name}: type {other} unreadable here")),
+                },
+                Some(other) => problems.push(format!("{name}: type {other}")),
+            }
+            for (k, p) in m.get("properties").and_then(Value::as_object).into_iter().flatten() {
+                check(&format!("{name}.{k}"), p, defs, problems);
+            }
+            for key in ["items", "additionalProperties"] {
+                if let Some(sub @ Value::Object(_)) = m.get(key) {
+                    check(&format!("{name}[{key}]"), sub, defs, problems);
+                }
+            }
+        }
+        let d: Value = serde_json::from_slice(v2_document()).unwrap();
+        let defs = d["definitions"].as_object().unwrap();
+        let mut problems = Vec::new();
+        for (name, s) in defs {
+            check(name, s, defs, &mut problems);
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
+        // The protobuf form says the same: every definition, in order.
+        let pb = v2_protobuf();
+        assert!(pb.len() > v2_document().len() / 4, "{} bytes", pb.len());
     }
 
     #[test]

@@ -18,10 +18,15 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v1 as autoscaling, batch::v1 as batch, coordination::v1 as coordination,
-    core::v1 as core, discovery::v1 as discovery, events::v1 as events, policy::v1 as policy, storage::v1 as storage,
+    admissionregistration::v1 as admission, apps::v1 as apps, authentication::v1 as authentication,
+    authorization::v1 as authorization, autoscaling::v1 as autoscaling, autoscaling::v2 as autoscaling2,
+    batch::v1 as batch, certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, events::v1 as events, flowcontrol::v1 as flowcontrol, networking::v1 as networking,
+    node::v1 as node, policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
 use k8s_openapi::{ListableResource, Resource};
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
@@ -143,128 +148,67 @@ impl PatchStrategy {
     }
 }
 
-use Strategy::{Merge, MergeRetainKeys, RetainKeys};
+mod lists;
 
-/// Upstream's `patchStrategy`/`patchMergeKey` struct tags for the served types:
-/// (definition, field, strategy, merge key).
-const PATCH_STRATEGIES: &[(&str, &str, Strategy, Option<&str>)] = &[
-    // meta/v1
-    (
-        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
-        "finalizers",
-        Merge,
-        None,
-    ),
-    (
-        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
-        "ownerReferences",
-        Merge,
-        Some("uid"),
-    ),
-    // core/v1: containers
-    ("io.k8s.api.core.v1.Container", "ports", Merge, Some("containerPort")),
-    ("io.k8s.api.core.v1.Container", "env", Merge, Some("name")),
-    ("io.k8s.api.core.v1.Container", "volumeMounts", Merge, Some("mountPath")),
-    (
-        "io.k8s.api.core.v1.Container",
-        "volumeDevices",
-        Merge,
-        Some("devicePath"),
-    ),
-    (
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "ports",
-        Merge,
-        Some("containerPort"),
-    ),
-    ("io.k8s.api.core.v1.EphemeralContainer", "env", Merge, Some("name")),
-    (
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "volumeMounts",
-        Merge,
-        Some("mountPath"),
-    ),
-    (
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "volumeDevices",
-        Merge,
-        Some("devicePath"),
-    ),
-    (
-        "io.k8s.api.core.v1.ContainerStatus",
-        "allocatedResourcesStatus",
-        Merge,
-        Some("name"),
-    ),
-    (
-        "io.k8s.api.core.v1.ContainerStatus",
-        "volumeMounts",
-        Merge,
-        Some("mountPath"),
-    ),
-    // core/v1: pods
-    ("io.k8s.api.core.v1.PodSpec", "volumes", MergeRetainKeys, Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "initContainers", Merge, Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "containers", Merge, Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "ephemeralContainers", Merge, Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "imagePullSecrets", Merge, Some("name")),
-    ("io.k8s.api.core.v1.PodSpec", "hostAliases", Merge, Some("ip")),
-    (
-        "io.k8s.api.core.v1.PodSpec",
-        "topologySpreadConstraints",
-        Merge,
-        Some("topologyKey"),
-    ),
-    ("io.k8s.api.core.v1.PodSpec", "schedulingGates", Merge, Some("name")),
-    (
-        "io.k8s.api.core.v1.PodSpec",
-        "resourceClaims",
-        MergeRetainKeys,
-        Some("name"),
-    ),
-    ("io.k8s.api.core.v1.PodStatus", "conditions", Merge, Some("type")),
-    ("io.k8s.api.core.v1.PodStatus", "podIPs", Merge, Some("ip")),
-    ("io.k8s.api.core.v1.PodStatus", "hostIPs", Merge, Some("ip")),
-    (
-        "io.k8s.api.core.v1.PodStatus",
-        "resourceClaimStatuses",
-        MergeRetainKeys,
-        Some("name"),
-    ),
-    // core/v1: other kinds
-    ("io.k8s.api.core.v1.ServiceSpec", "ports", Merge, Some("port")),
-    ("io.k8s.api.core.v1.ServiceStatus", "conditions", Merge, Some("type")),
-    ("io.k8s.api.core.v1.ServiceAccount", "secrets", Merge, Some("name")),
-    ("io.k8s.api.core.v1.NodeSpec", "podCIDRs", Merge, None),
-    ("io.k8s.api.core.v1.NodeStatus", "conditions", Merge, Some("type")),
-    ("io.k8s.api.core.v1.NodeStatus", "addresses", Merge, Some("type")),
-    ("io.k8s.api.core.v1.NamespaceStatus", "conditions", Merge, Some("type")),
-    (
-        "io.k8s.api.core.v1.PersistentVolumeClaimStatus",
-        "conditions",
-        Merge,
-        Some("type"),
-    ),
-    (
-        "io.k8s.api.core.v1.ReplicationControllerStatus",
-        "conditions",
-        Merge,
-        Some("type"),
-    ),
-    // apps/v1
-    ("io.k8s.api.apps.v1.DeploymentSpec", "strategy", RetainKeys, None),
-    ("io.k8s.api.apps.v1.DeploymentStatus", "conditions", Merge, Some("type")),
-    ("io.k8s.api.apps.v1.DaemonSetStatus", "conditions", Merge, Some("type")),
-    ("io.k8s.api.apps.v1.ReplicaSetStatus", "conditions", Merge, Some("type")),
-    (
-        "io.k8s.api.apps.v1.StatefulSetStatus",
-        "conditions",
-        Merge,
-        Some("type"),
-    ),
-    // batch/v1
-    ("io.k8s.api.batch.v1.JobStatus", "conditions", Merge, Some("type")),
-];
+/// How a list or map field merges under server-side apply (upstream's `x-kubernetes-list-type`,
+/// `x-kubernetes-list-map-keys` and `x-kubernetes-map-type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// `listType=atomic`: the list is one value, replaced whole.
+    AtomicList,
+    /// `listType=set`: a list of distinct scalars, owned item by item.
+    Set,
+    /// `listType=map`: a list of objects, each identified by these keys.
+    Map(&'static [&'static str]),
+    /// `mapType=atomic`: the map (or struct) is one value, replaced whole.
+    AtomicMap,
+    /// `mapType=granular`: each entry of the map is its own field (the default for maps).
+    GranularMap,
+    /// No list or map marker (only a patch strategy).
+    Unmarked,
+}
+
+impl Shape {
+    /// The `x-kubernetes-list-type` value, if it is a list marker.
+    pub fn list_type(self) -> Option<&'static str> {
+        match self {
+            Shape::AtomicList => Some("atomic"),
+            Shape::Set => Some("set"),
+            Shape::Map(_) => Some("map"),
+            _ => None,
+        }
+    }
+
+    /// The `x-kubernetes-map-type` value, if it is a map marker.
+    pub fn map_type(self) -> Option<&'static str> {
+        match self {
+            Shape::AtomicMap => Some("atomic"),
+            Shape::GranularMap => Some("granular"),
+            _ => None,
+        }
+    }
+}
+
+/// `x-kubernetes-list-type`.
+pub const LIST_TYPE_EXT: &str = "x-kubernetes-list-type";
+/// `x-kubernetes-list-map-keys`.
+pub const LIST_MAP_KEYS_EXT: &str = "x-kubernetes-list-map-keys";
+/// `x-kubernetes-map-type`.
+pub const MAP_TYPE_EXT: &str = "x-kubernetes-map-type";
+
+/// The list/map shape of `field` in `definition`, from upstream's markers.
+pub fn shape(definition: &str, field: &str) -> Option<Shape> {
+    lists::FIELDS
+        .iter()
+        .find(|(d, f, ..)| *d == definition && *f == field)
+        .map(|&(_, _, shape, ..)| shape)
+}
+
+/// True for definitions upstream marks atomic as a whole (`LocalObjectReference`,
+/// `NodeSelector`, `LabelSelectorRequirement`... under server-side apply they are one value).
+pub fn atomic_definition(definition: &str) -> bool {
+    lists::ATOMIC_DEFINITIONS.contains(&definition)
+}
 
 /// Upstream's patch strategy of `field` in `definition` (e.g. `PodSpec.containers`: merge by
 /// `name`); `None` for fields without a `patchStrategy` tag (lists then replace whole).
@@ -277,9 +221,9 @@ pub fn list_strategy(definition: &str, field: &str) -> Option<PatchStrategy> {
 
 /// Every entry of the patch strategy table as (definition, field, strategy).
 pub fn patch_strategies() -> impl Iterator<Item = (&'static str, &'static str, PatchStrategy)> {
-    PATCH_STRATEGIES
-        .iter()
-        .map(|&(d, f, strategy, merge_key)| (d, f, PatchStrategy { strategy, merge_key }))
+    lists::FIELDS.iter().filter_map(|&(d, f, _, strategy, merge_key)| {
+        strategy.map(|strategy| (d, f, PatchStrategy { strategy, merge_key }))
+    })
 }
 
 struct Registry {
@@ -335,6 +279,45 @@ fn register_kinds(g: &mut SchemaGenerator, out: &mut Vec<KindInfo>) {
     listable::<discovery::EndpointSlice>(g, out);
     listable::<events::Event>(g, out);
     listable::<storage::StorageClass>(g, out);
+    // Kinds that are stored and validated (some act only in later work).
+    listable::<core::ComponentStatus>(g, out);
+    listable::<core::LimitRange>(g, out);
+    listable::<core::PodTemplate>(g, out);
+    listable::<core::ResourceQuota>(g, out);
+    listable::<admission::MutatingWebhookConfiguration>(g, out);
+    listable::<admission::ValidatingAdmissionPolicy>(g, out);
+    listable::<admission::ValidatingAdmissionPolicyBinding>(g, out);
+    listable::<admission::ValidatingWebhookConfiguration>(g, out);
+    listable::<apiextensions::CustomResourceDefinition>(g, out);
+    listable::<apiregistration::APIService>(g, out);
+    listable::<autoscaling::HorizontalPodAutoscaler>(g, out);
+    listable::<autoscaling2::HorizontalPodAutoscaler>(g, out);
+    listable::<certificates::CertificateSigningRequest>(g, out);
+    listable::<flowcontrol::FlowSchema>(g, out);
+    listable::<flowcontrol::PriorityLevelConfiguration>(g, out);
+    listable::<networking::IngressClass>(g, out);
+    listable::<networking::Ingress>(g, out);
+    listable::<networking::IPAddress>(g, out);
+    listable::<networking::NetworkPolicy>(g, out);
+    listable::<networking::ServiceCIDR>(g, out);
+    listable::<node::RuntimeClass>(g, out);
+    listable::<policy::PodDisruptionBudget>(g, out);
+    listable::<rbac::ClusterRoleBinding>(g, out);
+    listable::<rbac::ClusterRole>(g, out);
+    listable::<rbac::RoleBinding>(g, out);
+    listable::<rbac::Role>(g, out);
+    listable::<scheduling::PriorityClass>(g, out);
+    listable::<storage::CSIDriver>(g, out);
+    listable::<storage::CSINode>(g, out);
+    listable::<storage::CSIStorageCapacity>(g, out);
+    listable::<storage::VolumeAttachment>(g, out);
+    // The review kinds: created and answered, never stored or listed.
+    single::<authentication::SelfSubjectReview>(g, out);
+    single::<authentication::TokenReview>(g, out);
+    single::<authorization::LocalSubjectAccessReview>(g, out);
+    single::<authorization::SelfSubjectAccessReview>(g, out);
+    single::<authorization::SelfSubjectRulesReview>(g, out);
+    single::<authorization::SubjectAccessReview>(g, out);
     single::<autoscaling::Scale>(g, out);
     single::<core::Binding>(g, out);
     single::<policy::Eviction>(g, out);
@@ -442,17 +425,34 @@ fn relax_required(name: &str, schema: &mut Value) {
     }
 }
 
+/// Publishes upstream's list, map and patch markers on the definitions, as its OpenAPI does.
 fn annotate_patch_strategies(definitions: &mut Map<String, Value>) {
-    for (definition, field, strategy) in patch_strategies() {
+    for &(definition, field, shape, strategy, merge_key) in lists::FIELDS {
         let property = definitions
             .get_mut(definition)
             .and_then(|d| d.get_mut("properties"))
             .and_then(|p| p.get_mut(field))
             .and_then(Value::as_object_mut);
         let Some(property) = property else { continue };
-        property.insert(PATCH_STRATEGY_EXT.into(), strategy.strategy.as_str().into());
-        if let Some(key) = strategy.merge_key {
+        if let Some(list_type) = shape.list_type() {
+            property.insert(LIST_TYPE_EXT.into(), list_type.into());
+        }
+        if let Shape::Map(keys) = shape {
+            property.insert(LIST_MAP_KEYS_EXT.into(), keys.to_vec().into());
+        }
+        if let Some(map_type) = shape.map_type() {
+            property.insert(MAP_TYPE_EXT.into(), map_type.into());
+        }
+        if let Some(strategy) = strategy {
+            property.insert(PATCH_STRATEGY_EXT.into(), strategy.as_str().into());
+        }
+        if let Some(key) = merge_key {
             property.insert(PATCH_MERGE_KEY_EXT.into(), key.into());
+        }
+    }
+    for &definition in lists::ATOMIC_DEFINITIONS {
+        if let Some(d) = definitions.get_mut(definition).and_then(Value::as_object_mut) {
+            d.insert(MAP_TYPE_EXT.into(), "atomic".into());
         }
     }
 }
@@ -621,6 +621,7 @@ fn walk_unknown_object(schema: &'static Value, map: &Map<String, Value>, path: &
 mod tests {
     use super::*;
     use crate::catalogue::RESOURCES;
+    use Strategy::{Merge, MergeRetainKeys, RetainKeys};
 
     #[test]
     fn definition_names_follow_openapi() {
@@ -654,7 +655,9 @@ mod tests {
             let name = name.unwrap_or_else(|| panic!("no schema for {}", r.qualified_kind()));
             assert!(definition(name).is_some(), "{name}");
             let list = format!("{}List", r.kind);
-            assert!(definition_name(r.group, r.version, &list).is_some(), "{list}");
+            if r.verbs.contains(&"list") {
+                assert!(definition_name(r.group, r.version, &list).is_some(), "{list}");
+            }
             // exec streams; its kind (PodExecOptions) is query parameters, with no schema.
             for s in r.subresources.iter().filter(|s| s.name != "exec") {
                 assert!(definition_name(s.group, s.version, s.kind).is_some(), "{}", s.kind);
@@ -714,6 +717,69 @@ mod tests {
         let strategy = list_strategy("io.k8s.api.apps.v1.DeploymentSpec", "strategy").unwrap();
         assert_eq!(strategy.strategy, RetainKeys);
         assert!(list_strategy("io.k8s.api.core.v1.PodSpec", "tolerations").is_none());
+    }
+
+    #[test]
+    fn every_list_marker_names_a_real_field_and_is_published() {
+        let mut missing = Vec::new();
+        for &(definition_name, field, shape, ..) in lists::FIELDS {
+            let prop = definition(definition_name)
+                .and_then(|d| d.get("properties"))
+                .and_then(|p| p.get(field));
+            let Some(prop) = prop else {
+                missing.push(format!("{definition_name}.{field}"));
+                continue;
+            };
+            assert_eq!(
+                prop.get(LIST_TYPE_EXT).and_then(Value::as_str),
+                shape.list_type(),
+                "{definition_name}.{field}"
+            );
+            assert_eq!(prop.get(MAP_TYPE_EXT).and_then(Value::as_str), shape.map_type());
+            // Bytes (`format: byte`) and one struct (`Status.details`) carry `listType=atomic`
+            // upstream too.
+            if shape.list_type().is_some() && prop.get("type").is_some_and(|t| t != "string") {
+                assert_eq!(prop["type"], "array", "{definition_name}.{field}");
+            }
+        }
+        for &name in lists::ATOMIC_DEFINITIONS {
+            match definition(name) {
+                Some(d) => assert_eq!(d[MAP_TYPE_EXT], "atomic", "{name}"),
+                None => missing.push(name.to_string()),
+            }
+        }
+        // Discovery documents and the token subresource's body are not registered kinds.
+        missing.retain(|m| {
+            !m.starts_with("io.k8s.apimachinery.pkg.apis.meta.v1.API")
+                && !m.starts_with("io.k8s.api.authentication.v1.TokenRequestSpec.")
+        });
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
+
+    #[test]
+    fn list_keys_follow_upstream() {
+        assert_eq!(
+            shape("io.k8s.api.core.v1.Container", "ports"),
+            Some(Shape::Map(&["containerPort", "protocol"]))
+        );
+        assert_eq!(
+            shape("io.k8s.api.core.v1.ServiceSpec", "ports"),
+            Some(Shape::Map(&["port", "protocol"]))
+        );
+        assert_eq!(
+            shape("io.k8s.api.core.v1.PodSpec", "tolerations"),
+            Some(Shape::AtomicList)
+        );
+        assert_eq!(
+            shape("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "finalizers"),
+            Some(Shape::Set)
+        );
+        assert_eq!(
+            shape("io.k8s.api.core.v1.PodSpec", "nodeSelector"),
+            Some(Shape::AtomicMap)
+        );
+        assert!(atomic_definition("io.k8s.api.core.v1.LocalObjectReference"));
+        assert!(!atomic_definition("io.k8s.api.core.v1.PodSpec"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod core_kinds;
 mod cron;
 pub(crate) mod gorepr;
 mod meta;
+mod more;
 pub mod names;
 mod other;
 mod pod;
@@ -63,6 +64,7 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
         ("coordination.k8s.io", "Lease") => other::validate_lease(&mut errs, obj, old),
         ("discovery.k8s.io", "EndpointSlice") => other::validate_endpoint_slice(&mut errs, obj, old),
         ("storage.k8s.io", "StorageClass") => other::validate_storage_class(&mut errs, obj, old),
+        _ if more::validate(&mut errs, group, kind, obj, old) => {}
         _ => {
             let namespaced = crate::catalogue::find_kind(group, kind).is_none_or(|r| r.namespaced);
             meta::object_meta(&mut errs, obj, old, namespaced, names::name_is_dns_subdomain);

@@ -168,6 +168,16 @@ pub fn allocate(svc: &mut Value, in_use: &InUse, seed: u32, range: ServiceRange)
     if spec.get("ipFamilyPolicy").is_none_or(Value::is_null) {
         spec["ipFamilyPolicy"] = json!("SingleStack");
     }
+    allocate_node_ports(svc, in_use, seed)
+}
+
+/// Gives every port of a NodePort or LoadBalancer Service without a `nodePort` a free one
+/// (creates, and updates that change the type or add ports); a requested one must be free.
+/// `in_use` must not count the Service's own ports.
+pub fn allocate_node_ports(svc: &mut Value, in_use: &InUse, seed: u32) -> ApiResult<()> {
+    let meta = json!({"metadata": svc["metadata"].clone()});
+    let spec = &mut svc["spec"];
+    let kind = spec["type"].as_str().unwrap_or("ClusterIP").to_string();
     if kind == "NodePort" || kind == "LoadBalancer" {
         let mut taken = in_use.ports.clone();
         let span = u32::from(NODE_PORTS.end() - NODE_PORTS.start()) + 1;
@@ -216,6 +226,17 @@ mod tests {
         assert_eq!(svc["spec"]["ipFamilies"], json!(["IPv4"]));
         assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30001);
         assert_eq!(svc["spec"]["ports"][1]["nodePort"], 30005);
+    }
+
+    #[test]
+    fn a_service_that_becomes_a_node_port_gets_its_ports() {
+        let others = InUse::from_services([&json!({"spec": {"ports": [{"nodePort": 30000}]}})]);
+        let mut svc = json!({"spec": {"type": "NodePort", "clusterIP": "10.43.0.7", "ports": [{"port": 80}, {"port": 81, "nodePort": 30010}]}});
+        allocate_node_ports(&mut svc, &others, 0).unwrap();
+        assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30001);
+        assert_eq!(svc["spec"]["ports"][1]["nodePort"], 30010);
+        let mut clash = json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80, "nodePort": 30000}]}});
+        assert_eq!(allocate_node_ports(&mut clash, &others, 0).unwrap_err().code, 422);
     }
 
     #[test]

@@ -439,6 +439,16 @@ impl WatchCache {
         (out, inner.revision, more)
     }
 
+    /// How many objects under `prefix` have keys from `start` on.
+    pub fn count_from(&self, prefix: &str, start: &str) -> usize {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .objects
+            .range(start.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .count()
+    }
+
     /// Starts a watch after revision `after`. `None` when that revision is older than the
     /// history the cache keeps (the client must re-list: 410 Gone).
     pub fn subscribe(&self, after: Revision) -> Option<Subscription> {

@@ -5,23 +5,31 @@ use shoal_api::catalogue::Resource;
 /// The prefix every object key starts with.
 pub const ROOT: &str = "/registry/";
 
-fn group_segment(res: &Resource) -> &'static str {
-    if res.group.is_empty() { "core" } else { res.group }
+/// `<group or core>/<plural>` of where `res`'s objects are stored (a view of another
+/// resource, as events.k8s.io's Events, shares its keys).
+fn segments(res: &Resource) -> String {
+    let (group, plural) = shoal_api::catalogue::stored_names(res.group, res.plural);
+    let (group, plural) = if plural.is_empty() {
+        (res.group, res.plural)
+    } else {
+        (group, plural)
+    };
+    format!("{}/{plural}", if group.is_empty() { "core" } else { group })
 }
 
 /// The key of one object.
 pub fn object(res: &Resource, namespace: Option<&str>, name: &str) -> String {
     match namespace.filter(|_| res.namespaced) {
-        Some(ns) => format!("{ROOT}{}/{}/{ns}/{name}", group_segment(res), res.plural),
-        None => format!("{ROOT}{}/{}/{name}", group_segment(res), res.plural),
+        Some(ns) => format!("{ROOT}{}/{ns}/{name}", segments(res)),
+        None => format!("{ROOT}{}/{name}", segments(res)),
     }
 }
 
 /// The prefix of every object of a resource, or of one namespace's objects.
 pub fn collection(res: &Resource, namespace: Option<&str>) -> String {
     match namespace.filter(|_| res.namespaced) {
-        Some(ns) => format!("{ROOT}{}/{}/{ns}/", group_segment(res), res.plural),
-        None => format!("{ROOT}{}/{}/", group_segment(res), res.plural),
+        Some(ns) => format!("{ROOT}{}/{ns}/", segments(res)),
+        None => format!("{ROOT}{}/", segments(res)),
     }
 }
 

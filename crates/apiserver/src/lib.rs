@@ -22,6 +22,7 @@ pub mod cache;
 pub mod client;
 pub mod conn;
 pub mod continuation;
+pub mod conversion;
 pub mod delete;
 pub mod discovery;
 pub mod health;
@@ -35,6 +36,7 @@ pub mod patch;
 pub mod protobuf;
 pub mod request;
 pub mod rest;
+pub mod review;
 pub mod serve;
 mod splice;
 pub mod status;
@@ -65,6 +67,8 @@ pub struct ApiServer {
     service_allocation: tokio::sync::Mutex<()>,
     /// Node credentials, once nodes may join (see [`ApiServer::enable_node_join`]).
     node_auth: std::sync::OnceLock<Arc<nodeauth::NodeAuth>>,
+    /// Bearer tokens of the admin (see [`ApiServer::set_admin_tokens`]).
+    admin_tokens: std::sync::OnceLock<Vec<String>>,
     /// Where Services' cluster IPs come from.
     service_range: alloc::ServiceRange,
     /// The supervised components of this process (readiness and `/metrics` report them).
@@ -94,6 +98,7 @@ impl ApiServer {
             metrics,
             service_allocation: Default::default(),
             node_auth: Default::default(),
+            admin_tokens: Default::default(),
             service_range: range,
             components,
         });
@@ -158,6 +163,31 @@ impl ApiServer {
     /// Node credentials, if nodes may join.
     pub fn node_auth(&self) -> Option<Arc<nodeauth::NodeAuth>> {
         self.node_auth.get().cloned()
+    }
+
+    /// The admin's bearer tokens. Only the first call takes effect.
+    pub fn set_admin_tokens(&self, tokens: Vec<String>) {
+        let _ = self.admin_tokens.set(tokens);
+    }
+
+    /// Who a bearer token names: the admin, or a node when nodes may join.
+    pub fn authenticate(&self, token: &str) -> Option<nodeauth::Identity> {
+        if token.is_empty() {
+            return None;
+        }
+        if self
+            .admin_tokens
+            .get()
+            .into_iter()
+            .flatten()
+            .any(|t| serve::constant_time_eq(t.as_bytes(), token.as_bytes()))
+        {
+            return Some(nodeauth::Identity::Admin);
+        }
+        self.node_auth
+            .get()?
+            .verify_node_token(token)
+            .map(nodeauth::Identity::Node)
     }
 
     /// The supervised components of this process: start long-lived tasks with
@@ -248,6 +278,69 @@ async fn contain_panics(
     }
 }
 
+/// A write through another group's view of a resource (events.k8s.io's Events) first meets
+/// that API's own validation, as upstream validates each API's requests by its rules; other
+/// versions of one group share their stored version's.
+fn view_rules(
+    view: &shoal_api::catalogue::Resource,
+    stored: &shoal_api::catalogue::Resource,
+    obj: &Value,
+    old: Option<&Value>,
+) -> ApiResult<()> {
+    if view.group == stored.group {
+        return Ok(());
+    }
+    let errors = shoal_api::validation::validate(view.group, view.kind, obj, old);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            view,
+            obj["metadata"]["name"].as_str().unwrap_or_default(),
+            &errors,
+        ))
+    }
+}
+
+/// The protobuf media type of the Swagger 2.0 document, as upstream names it in responses.
+const OPENAPI_V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// The forms `/openapi/v2` is served in.
+#[derive(Debug, PartialEq, Eq)]
+enum OpenApiV2 {
+    Json,
+    Protobuf,
+}
+
+/// The form an `Accept` header asks `/openapi/v2` for: its first acceptable media range
+/// (client-go sends the protobuf type alone, browsers and curl JSON or `*/*`); `None` if it
+/// names none we serve.
+fn openapi_v2_format(accept: Option<&str>) -> Option<OpenApiV2> {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return Some(OpenApiV2::Json);
+    };
+    let mut ranges: Vec<(f32, usize, OpenApiV2)> = Vec::new();
+    for (i, range) in accept.split(',').enumerate() {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let format = match media.as_str() {
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+            | "application/com.github.proto-openapi.spec.v2.v1.0+protobuf" => OpenApiV2::Protobuf,
+            "application/json" | "application/*" | "*/*" => OpenApiV2::Json,
+            _ => continue,
+        };
+        if q > 0.0 {
+            ranges.push((q, i, format));
+        }
+    }
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    ranges.into_iter().next().map(|(_, _, f)| f)
+}
+
 fn json_response(code: u16, body: impl Into<Bytes>, content_type: &'static str) -> Response {
     let mut resp = Response::new(Body::from(body.into()));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
@@ -295,14 +388,15 @@ impl ApiServer {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let params = Params::parse(parts.uri.query());
+        let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+        let params = Params::parse(parts.uri.query()).with_user_agent(user_agent);
         match (parts.method.clone(), path.as_str()) {
             (Method::GET, "/livez") => return Ok(health::livez(&params)),
             (Method::GET, "/healthz" | "/readyz") => {
                 let name = path.trim_start_matches('/');
                 return Ok(health::report(name, &self.checks().await, &params));
             }
-            (Method::GET, "/version") => return Ok(value_response(200, &discovery::version())),
+            (Method::GET, "/version" | "/version/") => return Ok(value_response(200, &discovery::version())),
             (Method::GET, "/metrics") => {
                 let mut text = self.metrics.render();
                 health::render_metrics(&mut text, &self.components.status());
@@ -332,17 +426,19 @@ impl ApiServer {
             }
             (Method::GET, "/openapi/v3") => return Ok(value_response(200, &shoal_api::openapi::v3_index())),
             (Method::GET, "/openapi/v2") => {
-                if accept
-                    .as_deref()
-                    .is_some_and(|a| a.contains("protobuf") && !a.contains("json"))
-                {
-                    return Err(ApiError::new_not_acceptable());
-                }
-                return Ok(json_response(
-                    200,
-                    shoal_api::openapi::v2_document(),
-                    "application/json",
-                ));
+                return match openapi_v2_format(accept.as_deref()) {
+                    Some(OpenApiV2::Protobuf) => Ok(json_response(
+                        200,
+                        shoal_api::openapi::v2_protobuf(),
+                        OPENAPI_V2_PROTOBUF,
+                    )),
+                    Some(OpenApiV2::Json) => Ok(json_response(
+                        200,
+                        shoal_api::openapi::v2_document(),
+                        "application/json",
+                    )),
+                    None => Err(ApiError::new_not_acceptable()),
+                };
             }
             (Method::GET, p) if p.starts_with("/openapi/v3/") => {
                 let gv = p.trim_start_matches("/openapi/v3/");
@@ -398,6 +494,16 @@ impl ApiServer {
             };
             nodeauth::authorize(node, verb, &target, body_name.as_deref(), self.as_ref())?;
         }
+        if target.res.verbs == shoal_api::catalogue::CREATE_ONLY {
+            if method != Method::POST || target.name.is_some() || target.subresource.is_some() {
+                return Err(ApiError::method_not_allowed(method.as_str(), target.res));
+            }
+            let obj = parse_json(ct.as_deref(), &body)?;
+            let obj = strategy::normalize(target.res, obj)?;
+            let who = parts.extensions.get::<nodeauth::Identity>();
+            let answered = self.review(&target, obj, who)?;
+            return Ok(value_response(201, &answered));
+        }
         self.handle_resource(&target, method, &params, ct.as_deref(), body, table, node)
             .await
     }
@@ -413,6 +519,13 @@ impl ApiServer {
         table: bool,
         node: Option<&str>,
     ) -> ApiResult<Response> {
+        if let Some(stored) = conversion::storage_of(t.res)
+            && !p.flag("watch")
+        {
+            return self
+                .handle_other_version(t, stored, method, p, ct, body, table, node)
+                .await;
+        }
         let res = t.res;
         let sub = t.subresource.as_deref();
         match (&method, t.name.is_some(), sub) {
@@ -435,11 +548,11 @@ impl ApiServer {
                 Ok(resp)
             }
             (&Method::GET, false, None) => {
-                let (items, rev, cont) = self.list_objects(t, p).await?;
+                let (items, list) = self.list_objects(t, p).await?;
                 if table {
                     let objs: Vec<Value> = items.iter().map(|e| e.obj()).collect();
                     let full = p.get("includeObject") == Some("Object");
-                    let v = output::table(res, &objs, &json!(rev.to_string()), cont.as_deref(), full);
+                    let v = output::table(res, &objs, &list, full);
                     Ok(json_response(
                         200,
                         serde_json::to_vec(&v).unwrap_or_default(),
@@ -448,7 +561,7 @@ impl ApiServer {
                 } else {
                     Ok(json_response(
                         200,
-                        output::list_bytes(res, &items, rev, cont.as_deref()),
+                        output::list_bytes(res, &items, &list),
                         "application/json",
                     ))
                 }
@@ -457,13 +570,11 @@ impl ApiServer {
                 let e = self.get_object(t)?;
                 if table {
                     let obj = e.obj();
-                    let v = output::table(
-                        res,
-                        std::slice::from_ref(&obj),
-                        &json!(e.mod_revision.to_string()),
-                        None,
-                        false,
-                    );
+                    let list = output::ListMeta {
+                        revision: e.mod_revision,
+                        ..Default::default()
+                    };
+                    let v = output::table(res, std::slice::from_ref(&obj), &list, false);
                     return Ok(json_response(
                         200,
                         serde_json::to_vec(&v).unwrap_or_default(),
@@ -476,7 +587,7 @@ impl ApiServer {
             (&Method::GET, true, Some("log")) => self.pod_log(t, p).await,
             (&Method::POST, false, None) => {
                 let decoded = body::decode(ct, &body)?;
-                let mut opts = WriteOptions::from_params(p)?.by(node);
+                let mut opts = WriteOptions::from_params(p, "CreateOptions")?.by(node);
                 opts.duplicates = decoded.duplicates;
                 let w = self.create(t, decoded.value, &opts).await?;
                 Ok(with_warnings(
@@ -512,7 +623,7 @@ impl ApiServer {
             (&Method::PUT, true, None | Some("status") | Some("finalize")) => {
                 let decoded = body::decode(ct, &body)?;
                 let obj = decoded.value;
-                let mut opts = WriteOptions::from_params(p)?.by(node);
+                let mut opts = WriteOptions::from_params(p, "UpdateOptions")?.by(node);
                 opts.duplicates = decoded.duplicates;
                 if sub == Some("finalize") {
                     opts.validation = Some(request::FieldValidation::Ignore);
@@ -530,7 +641,7 @@ impl ApiServer {
                         t,
                         json!({"spec": {"replicas": scale["spec"]["replicas"]}}),
                         patch::PatchType::Merge,
-                        &WriteOptions::from_params(p)?.by(node),
+                        &WriteOptions::from_params(p, "UpdateOptions")?.by(node),
                         false,
                     )
                     .await?;
@@ -549,7 +660,7 @@ impl ApiServer {
                         t,
                         patch_body,
                         kind,
-                        &WriteOptions::from_params(p)?.by(node),
+                        &WriteOptions::from_params(p, "PatchOptions")?.by(node),
                         p.flag("force"),
                     )
                     .await?;
@@ -568,7 +679,7 @@ impl ApiServer {
             }
             (&Method::DELETE, false, None) => {
                 let opts = delete::DeleteOptions::from_request(p, &body)?;
-                let (items, _, _) = self.list_objects(t, p).await?;
+                let (items, _) = self.list_objects(t, p).await?;
                 let mut deleted = Vec::new();
                 for e in items {
                     let obj = e.obj();
@@ -587,6 +698,104 @@ impl ApiServer {
                 Ok(value_response(200, &list))
             }
             _ => Err(ApiError::method_not_allowed(method.as_str(), res)),
+        }
+    }
+
+    /// A request to another version of a resource stored in one form (autoscaling/v1
+    /// HorizontalPodAutoscalers): bodies are converted to the stored form on the way in,
+    /// objects to the requested version on the way out.
+    #[allow(clippy::too_many_arguments)]
+    async fn handle_other_version(
+        self: &Arc<Self>,
+        t: &Target,
+        stored: &'static shoal_api::catalogue::Resource,
+        method: Method,
+        p: &Params,
+        ct: Option<&str>,
+        body: Bytes,
+        table: bool,
+        node: Option<&str>,
+    ) -> ApiResult<Response> {
+        let t2 = Target {
+            res: stored,
+            ..t.clone()
+        };
+        let out = |v: Value| conversion::from_storage(t.res, v);
+        let one = |code: u16, v: Value| -> ApiResult<Response> {
+            if table {
+                let list = output::ListMeta::default();
+                let tv = output::table(t.res, std::slice::from_ref(&v), &list, false);
+                return Ok(json_response(
+                    code,
+                    serde_json::to_vec(&tv).unwrap_or_default(),
+                    output::TABLE_CONTENT_TYPE,
+                ));
+            }
+            Ok(value_response(code, &v))
+        };
+        match (&method, t.name.is_some(), t.subresource.as_deref()) {
+            (&Method::GET, false, None) => {
+                let (items, list) = self.list_objects(t, p).await?;
+                let objs: Vec<Value> = items.iter().map(|e| out(e.obj())).collect();
+                if table {
+                    let full = p.get("includeObject") == Some("Object");
+                    let v = output::table(t.res, &objs, &list, full);
+                    return Ok(json_response(
+                        200,
+                        serde_json::to_vec(&v).unwrap_or_default(),
+                        output::TABLE_CONTENT_TYPE,
+                    ));
+                }
+                let v = json!({"kind": format!("{}List", t.res.kind), "apiVersion": t.res.api_version(),
+                    "metadata": list.to_json(), "items": objs});
+                Ok(value_response(200, &v))
+            }
+            (&Method::GET, true, None | Some("status")) => one(200, out(self.get_object(&t2)?.obj())),
+            (&Method::POST, false, None) => {
+                let view = parse_json(ct, &body)?;
+                view_rules(t.res, stored, &view, None)?;
+                let obj = conversion::to_storage(t.res, view);
+                let w = self
+                    .create(&t2, obj, &WriteOptions::from_params(p, "CreateOptions")?.by(node))
+                    .await?;
+                one(201, out(w.obj))
+            }
+            (&Method::PUT, true, None | Some("status")) => {
+                let view = parse_json(ct, &body)?;
+                let old = out(self.get_object(&t2)?.obj());
+                view_rules(t.res, stored, &view, Some(&old))?;
+                let obj = conversion::to_storage(t.res, view);
+                let w = self
+                    .update(&t2, obj, &WriteOptions::from_params(p, "UpdateOptions")?.by(node))
+                    .await?;
+                one(200, out(w.obj))
+            }
+            (&Method::PATCH, true, None | Some("status")) => {
+                // The patch applies to this version's view of the object, then goes back.
+                let kind = patch::PatchType::from_content_type(ct.unwrap_or(""))?;
+                let patch_body = parse_json(if kind == patch::PatchType::Apply { ct } else { None }, &body)?;
+                let current = self.get_object(&t2)?;
+                let view = out(current.obj());
+                let kind = if kind == patch::PatchType::Apply {
+                    patch::PatchType::Merge
+                } else {
+                    kind
+                };
+                let patched = patch::apply(t.res, &view, &patch_body, kind)?;
+                view_rules(t.res, stored, &patched, Some(&view))?;
+                let mut obj = conversion::to_storage(t.res, patched);
+                obj["metadata"]["resourceVersion"] = json!(current.mod_revision.to_string());
+                let w = self
+                    .update(&t2, obj, &WriteOptions::from_params(p, "PatchOptions")?.by(node))
+                    .await?;
+                one(200, out(w.obj))
+            }
+            (&Method::DELETE, true, None) => {
+                let opts = delete::DeleteOptions::from_request(p, &body)?;
+                let (code, w) = self.delete(&t2, &opts).await?;
+                Ok(value_response(code, &out(w.obj)))
+            }
+            _ => Box::pin(self.handle_resource(&t2, method, p, ct, body, table, node)).await,
         }
     }
 
@@ -837,5 +1046,28 @@ mod tests {
         assert!(metrics.render().contains("shoal_request_panics_total 1\n"));
         let ok = contain_panics(&metrics, "GET", "/", async { Err(ApiError::no_route()) }).await;
         assert_eq!(ok.status(), StatusCode::NOT_FOUND, "errors pass through");
+    }
+
+    #[test]
+    fn openapi_v2_is_served_in_the_form_asked_for() {
+        use OpenApiV2::*;
+        let pb = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+        assert_eq!(openapi_v2_format(Some(pb)), Some(Protobuf));
+        assert_eq!(
+            openapi_v2_format(Some("application/com.github.proto-openapi.spec.v2.v1.0+protobuf")),
+            Some(Protobuf)
+        );
+        assert_eq!(openapi_v2_format(None), Some(Json));
+        assert_eq!(openapi_v2_format(Some("*/*")), Some(Json));
+        assert_eq!(
+            openapi_v2_format(Some(&format!("application/json;q=0.5, {pb}"))),
+            Some(Protobuf)
+        );
+        assert_eq!(
+            openapi_v2_format(Some(&format!("{pb};q=0, application/json"))),
+            Some(Json)
+        );
+        assert_eq!(openapi_v2_format(Some("application/vnd.kubernetes.protobuf")), None);
+        assert_eq!(openapi_v2_format(Some(";;;,q=,")), None);
     }
 }

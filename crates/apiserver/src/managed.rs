@@ -29,26 +29,42 @@ pub struct Conflict {
     pub manager: String,
     /// Its `apiVersion`.
     pub api_version: String,
+    /// True when the owner applied (rather than updated) the field.
+    pub applied: bool,
+    /// The subresource it wrote through, if any.
+    pub subresource: Option<String>,
     /// The field, as upstream prints it (`.spec.template.spec.containers[name="c"].image`).
     pub field: String,
 }
 
+impl Conflict {
+    /// The owner as upstream names it: `"kubectl"`, `"kubectl" with subresource "scale"
+    /// using apps/v1` (appliers are named without a version).
+    pub fn owner(&self) -> String {
+        let mut out = format!("{:?}", self.manager);
+        if let Some(s) = &self.subresource {
+            out.push_str(&format!(" with subresource {s:?}"));
+        }
+        if !self.applied {
+            out.push_str(&format!(" using {}", self.api_version));
+        }
+        out
+    }
+}
+
 /// Upstream's message for a failed apply.
 pub fn conflicts_message(conflicts: &[Conflict]) -> String {
-    let mut by_manager: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    let mut by_manager: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for c in conflicts {
-        by_manager
-            .entry((&c.manager, &c.api_version))
-            .or_default()
-            .push(&c.field);
+        by_manager.entry(c.owner()).or_default().push(&c.field);
     }
     let parts: Vec<String> = by_manager
         .iter()
-        .map(|((m, v), fields)| match fields.as_slice() {
-            [one] => format!("conflict with \"{m}\" using {v}: {one}"),
+        .map(|(owner, fields)| match fields.as_slice() {
+            [one] => format!("conflict with {owner}: {one}"),
             many => {
                 let list: Vec<String> = many.iter().map(|f| format!("- {f}")).collect();
-                format!("conflicts with \"{m}\" using {v}:\n{}", list.join("\n"))
+                format!("conflicts with {owner}:\n{}", list.join("\n"))
             }
         })
         .collect();
@@ -115,10 +131,10 @@ fn list_kind(schema: Option<&'static Value>) -> ListKind {
     let Some(s) = schema.map(schema::resolve) else {
         return ListKind::Atomic;
     };
-    match s.get("x-kubernetes-list-type").and_then(Value::as_str) {
+    match s.get(schema::LIST_TYPE_EXT).and_then(Value::as_str) {
         Some("map") => {
             let keys: Vec<String> = s
-                .get("x-kubernetes-list-map-keys")
+                .get(schema::LIST_MAP_KEYS_EXT)
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
                 .unwrap_or_default();
@@ -129,22 +145,45 @@ fn list_kind(schema: Option<&'static Value>) -> ListKind {
             }
         }
         Some("set") => ListKind::Set,
-        _ => match s.get("x-kubernetes-patch-merge-key").and_then(Value::as_str) {
-            // Lists with only a patch merge key (containers, volumes, env, ...) are keyed too.
+        Some(_) => ListKind::Atomic,
+        None => match s.get(schema::PATCH_MERGE_KEY_EXT).and_then(Value::as_str) {
+            // Custom schemas with only a patch merge key are keyed by it.
             Some(k) => ListKind::Map(vec![k.to_string()]),
             None => ListKind::Atomic,
         },
     }
 }
 
+/// True for a map or struct that is one value (`x-kubernetes-map-type: atomic` on the field
+/// or on its definition): whoever sets it owns it whole.
+fn atomic_object(schema: Option<&'static Value>) -> bool {
+    let atomic = |s: &Value| s.get(schema::MAP_TYPE_EXT).and_then(Value::as_str) == Some("atomic");
+    schema.is_some_and(|s| atomic(s) || atomic(schema::resolve(s)))
+}
+
+/// The value of list-map key `key` in `item`; a missing `protocol` is upstream's default
+/// (`TCP`), as the schema's defaults fill keys before items are compared.
+fn key_value(item: &Value, key: &str) -> Option<Value> {
+    match item.get(key) {
+        Some(v) => Some(v.clone()),
+        None if key == "protocol" => Some(json!("TCP")),
+        None => None,
+    }
+}
+
 fn item_key(keys: &[String], item: &Value) -> Option<String> {
     let mut m = Map::new();
     for k in keys {
-        if let Some(v) = item.get(k) {
-            m.insert(k.clone(), v.clone());
+        if let Some(v) = key_value(item, k) {
+            m.insert(k.clone(), v);
         }
     }
     (!m.is_empty()).then(|| format!("k:{}", Value::Object(m)))
+}
+
+/// True if `item` is the one `key` (a decoded `k:` element) names.
+fn matches_key(item: &Value, key: &Map<String, Value>) -> bool {
+    key.iter().all(|(k, v)| key_value(item, k).as_ref() == Some(v))
 }
 
 fn collect(schema: Option<&'static Value>, v: &Value, path: &mut Path, out: &mut FieldSet) {
@@ -152,7 +191,7 @@ fn collect(schema: Option<&'static Value>, v: &Value, path: &mut Path, out: &mut
         return;
     }
     match v {
-        Value::Object(m) if !m.is_empty() => {
+        Value::Object(m) if !m.is_empty() && !atomic_object(schema) => {
             for (k, c) in m {
                 path.push(format!("f:{k}"));
                 collect(schema.and_then(|s| schema::property(s, k)), c, path, out);
@@ -211,7 +250,7 @@ fn step<'a>(cur: &'a Value, elem: &str) -> Option<&'a Value> {
     let items = cur.as_array()?;
     if let Some(k) = elem.strip_prefix("k:") {
         let key: Map<String, Value> = serde_json::from_str(k).ok()?;
-        return items.iter().find(|i| key.iter().all(|(kk, kv)| i.get(kk) == Some(kv)));
+        return items.iter().find(|i| matches_key(i, &key));
     }
     if let Some(v) = elem.strip_prefix("v:") {
         let want: Value = serde_json::from_str(v).ok()?;
@@ -252,6 +291,69 @@ fn remove_at(obj: &mut Value, path: &[String]) {
         if let Some(items) = cur.as_array_mut() {
             items.retain(|i| !std::ptr::eq(i, found));
         }
+    }
+}
+
+/// Merges an apply configuration into `live` by the schema's list and map semantics: keyed
+/// lists merge item by item on all their keys (`[containerPort, protocol]`), sets gain the
+/// applied values, atomic lists and maps and every scalar take the applied value, and a
+/// `null` removes the field. Applied items come first, in the configuration's order, then
+/// the live items it does not name (another manager's).
+fn merge_applied(live: &mut Value, config: &Value, schema: Option<&'static Value>) {
+    match (live, config) {
+        (Value::Object(l), Value::Object(c)) if !atomic_object(schema) => {
+            for (k, v) in c {
+                if v.is_null() {
+                    l.remove(k);
+                    continue;
+                }
+                let child = schema.and_then(|s| schema::property(s, k));
+                match l.get_mut(k) {
+                    Some(existing) => merge_applied(existing, v, child),
+                    None => {
+                        l.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(l), Value::Array(c)) => match list_kind(schema) {
+            ListKind::Map(keys) => {
+                let item_schema = schema.and_then(schema::items);
+                let mut rest: Vec<(Option<String>, Value)> = std::mem::take(l)
+                    .into_iter()
+                    .map(|i| (item_key(&keys, &i), i))
+                    .collect();
+                for item in c {
+                    let key = item_key(&keys, item);
+                    let found = key
+                        .is_some()
+                        .then(|| rest.iter().position(|(k, _)| *k == key))
+                        .flatten();
+                    match found {
+                        Some(i) => {
+                            let (_, mut existing) = rest.remove(i);
+                            merge_applied(&mut existing, item, item_schema);
+                            l.push(existing);
+                        }
+                        None => l.push(item.clone()),
+                    }
+                }
+                l.extend(rest.into_iter().map(|(_, i)| i));
+            }
+            ListKind::Set => {
+                let rest: Vec<Value> = l.drain(..).filter(|i| !c.contains(i)).collect();
+                let mut applied: Vec<Value> = Vec::with_capacity(c.len());
+                for item in c {
+                    if !applied.contains(item) {
+                        applied.push(item.clone());
+                    }
+                }
+                *l = applied;
+                l.extend(rest);
+            }
+            ListKind::Atomic => *l = c.clone(),
+        },
+        (l, c) => *l = c.clone(),
     }
 }
 
@@ -435,30 +537,43 @@ pub fn apply(live: &Value, config: &Value, def: &str, w: &Writer, force: bool) -
     let applied = field_set(config, def);
     let mine = |e: &Entry| e.manager == w.manager && e.operation == "Apply" && e.subresource.is_none();
     // Conflicts: fields others own whose value this apply changes.
-    let mut conflicts = Vec::new();
-    for e in entries.iter_mut().filter(|e| !mine(e)) {
-        let taken: Vec<Path> = e
-            .fields
-            .iter()
-            .filter(|p| {
-                applied.contains(*p) && p.last().is_some_and(|l| l != ".") && value_at(live, p) != value_at(config, p)
-            })
-            .cloned()
-            .collect();
-        for p in taken {
-            if force {
-                e.fields.remove(&p);
-            } else {
-                conflicts.push(Conflict {
-                    manager: e.manager.clone(),
-                    api_version: e.api_version.clone(),
-                    field: display(&p),
-                });
-            }
-        }
+    let mut taken: Vec<(usize, Path)> = Vec::new();
+    for (i, e) in entries.iter().enumerate().filter(|(_, e)| !mine(e)) {
+        taken.extend(
+            e.fields
+                .iter()
+                .filter(|p| {
+                    applied.contains(*p)
+                        && p.last().is_some_and(|l| l != ".")
+                        && value_at(live, p) != value_at(config, p)
+                })
+                .map(|p| (i, p.clone())),
+        );
     }
-    if !conflicts.is_empty() {
+    // kubectl moving from client-side to server-side apply: the fields its last-applied
+    // configuration set, still at those values, are its own to take (upstream's
+    // last-applied manager).
+    let last = (w.manager == KUBECTL).then(|| last_applied(live)).flatten();
+    let allowed = |p: &Path| {
+        last.as_ref()
+            .is_some_and(|last| value_at(last, p).is_some() && value_at(last, p) == value_at(live, p))
+    };
+    let conflicts: Vec<Conflict> = taken
+        .iter()
+        .filter(|(_, p)| !allowed(p))
+        .map(|(i, p)| Conflict {
+            manager: entries[*i].manager.clone(),
+            api_version: entries[*i].api_version.clone(),
+            applied: entries[*i].operation == "Apply",
+            subresource: entries[*i].subresource.clone(),
+            field: display(p),
+        })
+        .collect();
+    if !force && !conflicts.is_empty() {
         return Err(conflicts);
+    }
+    for (i, p) in &taken {
+        entries[*i].fields.remove(p);
     }
     // Fields this manager applied before and no longer does, that nobody else owns, go.
     let before: FieldSet = entries
@@ -488,26 +603,59 @@ pub fn apply(live: &Value, config: &Value, def: &str, w: &Writer, force: bool) -
     for p in dropped {
         remove_at(&mut merged, p);
     }
-    let mut merged = shoal_api::smp::strategic_merge(&merged, config, def).map_err(|e| {
-        vec![Conflict {
-            manager: String::new(),
-            api_version: String::new(),
-            field: e.to_string(),
-        }]
-    })?;
-    entries.retain(|e| !mine(e));
+    merge_applied(&mut merged, config, schema::definition(def));
     // Applied fields change hands from Update managers whose value the apply overwrote (done
-    // above when forced); an identical value stays shared.
-    entries.push(Entry {
+    // above when forced); an identical value stays shared. The applier's entry keeps its
+    // place, so that an apply that changes nothing leaves managedFields as they were.
+    let entry = Entry {
         manager: w.manager.to_string(),
         operation: "Apply".into(),
         api_version: w.api_version.to_string(),
         time: w.now.to_string(),
         subresource: None,
         fields: applied,
-    });
+    };
+    match entries.iter().position(mine) {
+        Some(i) => entries[i] = entry,
+        None => entries.push(entry),
+    }
     store_entries(&mut merged, entries);
+    if w.manager == KUBECTL {
+        sync_last_applied(&mut merged, config);
+    }
     Ok(merged)
+}
+
+/// kubectl's field manager for `apply --server-side`.
+const KUBECTL: &str = "kubectl";
+
+/// kubectl's client-side apply annotation.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The configuration a client-side apply recorded on `obj`, decoded.
+fn last_applied(obj: &Value) -> Option<Value> {
+    let text = obj["metadata"]["annotations"][LAST_APPLIED].as_str()?;
+    serde_json::from_str(text).ok()
+}
+
+/// After a server-side apply by kubectl onto an object that carries a client-side apply
+/// annotation, the annotation records the new configuration (so that a later client-side
+/// apply computes its patch from it), as upstream's last-applied updater does.
+fn sync_last_applied(merged: &mut Value, config: &Value) {
+    if merged["metadata"]["annotations"].get(LAST_APPLIED).is_none() {
+        return;
+    }
+    let mut recorded = config.clone();
+    if let Some(meta) = recorded.get_mut("metadata").and_then(Value::as_object_mut)
+        && let Some(annotations) = meta.get_mut("annotations").and_then(Value::as_object_mut)
+    {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.remove("annotations");
+        }
+    }
+    let text = serde_json::to_string(&recorded).unwrap_or_default();
+    merged["metadata"]["annotations"][LAST_APPLIED] = Value::String(text + "\n");
 }
 
 #[cfg(test)]
@@ -604,5 +752,93 @@ mod tests {
         assert_eq!(b.fields.len(), 1);
         let a = entries.iter().find(|e| e.manager == "a").unwrap();
         assert!(!a.fields.iter().any(|p| p.last().is_some_and(|l| l == "f:image")));
+    }
+
+    fn dns(ports: Value) -> Value {
+        let mut d = ds("dns:1");
+        d["spec"]["template"]["spec"]["containers"][0]["ports"] = ports;
+        d
+    }
+
+    #[test]
+    fn ports_are_keyed_by_port_and_protocol() {
+        let config = dns(json!([
+            {"containerPort": 53, "protocol": "UDP", "name": "dns"},
+            {"containerPort": 53, "name": "dns-tcp"}
+        ]));
+        let set = field_set(&config, DS);
+        let keys: BTreeSet<&str> = set.iter().filter_map(|p| p.get(6).map(String::as_str)).collect();
+        assert!(
+            keys.contains("k:{\"containerPort\":53,\"protocol\":\"UDP\"}"),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains("k:{\"containerPort\":53,\"protocol\":\"TCP\"}"),
+            "{keys:?}"
+        );
+        let first = apply(&json!({}), &config, DS, &writer("ssa"), false).unwrap();
+        let ports = &first["spec"]["template"]["spec"]["containers"][0]["ports"];
+        assert_eq!(ports.as_array().unwrap().len(), 2, "{ports}");
+        // The server defaults the protocol; applying the same configuration again is no change.
+        let mut live = first.clone();
+        live["spec"]["template"]["spec"]["containers"][0]["ports"][1]["protocol"] = json!("TCP");
+        let second = apply(&live, &config, DS, &writer("ssa"), false).unwrap();
+        assert_eq!(second, live);
+        // Dropping one port removes exactly that one.
+        let fewer = dns(json!([{"containerPort": 53, "protocol": "UDP", "name": "dns"}]));
+        let third = apply(&second, &fewer, DS, &writer("ssa"), false).unwrap();
+        assert_eq!(
+            third["spec"]["template"]["spec"]["containers"][0]["ports"],
+            json!([{"containerPort": 53, "protocol": "UDP", "name": "dns"}])
+        );
+    }
+
+    #[test]
+    fn atomic_lists_and_maps_are_owned_whole() {
+        let mut config = ds("i:1");
+        config["spec"]["template"]["spec"]["tolerations"] = json!([{"operator": "Exists"}]);
+        config["spec"]["template"]["spec"]["nodeSelector"] = json!({"a": "b"});
+        let set = field_set(&config, DS);
+        let spec = ["f:spec", "f:template", "f:spec"].map(String::from).to_vec();
+        let with = |f: &str| {
+            let mut p = spec.clone();
+            p.push(f.into());
+            p
+        };
+        assert!(set.contains(&with("f:tolerations")));
+        assert!(set.contains(&with("f:nodeSelector")), "{set:?}");
+        assert!(!set.iter().any(|p| p.len() > 4 && p[3] == "f:nodeSelector"));
+        // Another value replaces the whole list and map.
+        let first = apply(&json!({}), &config, DS, &writer("ssa"), false).unwrap();
+        config["spec"]["template"]["spec"]["nodeSelector"] = json!({"c": "d"});
+        let second = apply(&first, &config, DS, &writer("ssa"), false).unwrap();
+        assert_eq!(second["spec"]["template"]["spec"]["nodeSelector"], json!({"c": "d"}));
+    }
+
+    #[test]
+    fn kubectl_takes_over_what_its_client_side_apply_set() {
+        let mut live = ds("i:1");
+        let last = serde_json::to_string(&ds("i:1")).unwrap();
+        live["metadata"]["annotations"] = json!({ LAST_APPLIED: last });
+        record_update(None, &mut live, DS, &writer("kubectl-client-side-apply"));
+        // Another manager's change to a field the last-applied configuration does not hold.
+        let mut scaled = live.clone();
+        scaled["spec"]["minReadySeconds"] = json!(7);
+        record_update(Some(&live), &mut scaled, DS, &writer("other"));
+        // A new image conflicts for any manager but kubectl...
+        assert!(apply(&scaled, &ds("i:2"), DS, &writer("someone"), false).is_err());
+        let upgraded = apply(&scaled, &ds("i:2"), DS, &writer("kubectl"), false).unwrap();
+        assert_eq!(upgraded["spec"]["template"]["spec"]["containers"][0]["image"], "i:2");
+        // ...which also records its configuration for later client-side applies.
+        let recorded: Value =
+            serde_json::from_str(upgraded["metadata"]["annotations"][LAST_APPLIED].as_str().unwrap()).unwrap();
+        assert_eq!(recorded["spec"]["template"]["spec"]["containers"][0]["image"], "i:2");
+        assert!(recorded["metadata"].get("annotations").is_none(), "{recorded}");
+        // A field another manager changed away from last-applied still conflicts.
+        let mut config = ds("i:2");
+        config["spec"]["minReadySeconds"] = json!(1);
+        let err = apply(&scaled, &config, DS, &writer("kubectl"), false).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].field, ".spec.minReadySeconds");
     }
 }

@@ -22,11 +22,34 @@ pub fn wants_table(accept: Option<&str>) -> bool {
 }
 
 /// A `<Kind>List` body built from already-encoded objects.
-pub fn list_bytes(res: &Resource, items: &[Arc<Entry>], rev: i64, cont: Option<&str>) -> Bytes {
-    let mut meta = json!({"resourceVersion": rev.to_string()});
-    if let Some(c) = cont {
-        meta["continue"] = json!(c);
+/// A list's `metadata`: the revision served, and for a page, the continue token and how
+/// many items remain after it (when the list has no selectors, as upstream).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ListMeta {
+    /// The revision the list was served at.
+    pub revision: i64,
+    /// The token of the next page.
+    pub cont: Option<String>,
+    /// Items after this page.
+    pub remaining: Option<i64>,
+}
+
+impl ListMeta {
+    /// The list's `metadata`.
+    pub fn to_json(&self) -> Value {
+        let mut meta = json!({"resourceVersion": self.revision.to_string()});
+        if let Some(c) = &self.cont {
+            meta["continue"] = json!(c);
+        }
+        if let Some(n) = self.remaining {
+            meta["remainingItemCount"] = json!(n);
+        }
+        meta
     }
+}
+
+pub fn list_bytes(res: &Resource, items: &[Arc<Entry>], list: &ListMeta) -> Bytes {
+    let meta = list.to_json();
     let head = format!(
         "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
         res.kind,
@@ -47,7 +70,7 @@ pub fn list_bytes(res: &Resource, items: &[Arc<Entry>], rev: i64, cont: Option<&
 
 /// A Table of `objs` with the kind's upstream columns. Rows carry the object's metadata
 /// (`includeObject=Metadata`, the default) or the whole object.
-pub fn table(res: &Resource, objs: &[Value], rv: &Value, cont: Option<&str>, full_objects: bool) -> Value {
+pub fn table(res: &Resource, objs: &[Value], list: &ListMeta, full_objects: bool) -> Value {
     let now = jiff::Timestamp::now();
     let rows: Vec<Value> = objs
         .iter()
@@ -60,10 +83,7 @@ pub fn table(res: &Resource, objs: &[Value], rv: &Value, cont: Option<&str>, ful
             json!({"cells": shoal_api::table::row_cells(res.group, res.kind, o, now), "object": object})
         })
         .collect();
-    let mut meta = json!({"resourceVersion": rv});
-    if let Some(c) = cont {
-        meta["continue"] = json!(c);
-    }
+    let meta = list.to_json();
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -91,10 +111,18 @@ mod tests {
     fn lists_splice_encoded_items() {
         let res = shoal_api::catalogue::find("", "v1", "configmaps").unwrap();
         let e = Arc::new(Entry::new("k".into(), &json!({"a": 1, "metadata": {"name": "n"}}), 3));
-        let b = list_bytes(res, &[e.clone(), e], 7, Some("tok"));
+        let list = ListMeta {
+            revision: 7,
+            cont: Some("tok".into()),
+            remaining: Some(3),
+        };
+        let b = list_bytes(res, &[e.clone(), e], &list);
         let v: Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["kind"], "ConfigMapList");
-        assert_eq!(v["metadata"], json!({"resourceVersion": "7", "continue": "tok"}));
+        assert_eq!(
+            v["metadata"],
+            json!({"resourceVersion": "7", "continue": "tok", "remainingItemCount": 3})
+        );
         let item = json!({"a": 1, "metadata": {"name": "n", "resourceVersion": "3"}});
         assert_eq!(v["items"], json!([item, item]));
     }

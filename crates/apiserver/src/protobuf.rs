@@ -41,6 +41,12 @@ const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";
 const RAW_EXTENSION: &str = "io.k8s.apimachinery.pkg.runtime.RawExtension";
 const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions";
 
+/// The apiextensions types whose JSON is not their fields (custom marshalers upstream).
+const APIEXT: &str = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.";
+/// Messages with no fields (the table lists fields, so these have no line).
+const EMPTY_MESSAGES: &[&str] =
+    &["io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresourceStatus"];
+
 /// Decodes a Kubernetes protobuf body (magic, `runtime.Unknown` envelope, object) into the
 /// object's JSON form, with `apiVersion` and `kind` from the envelope.
 ///
@@ -57,21 +63,33 @@ pub fn message_name(api_version: &str, kind: &str) -> Option<String> {
         (version == "v1").then(|| DELETE_OPTIONS.to_string())?
     } else {
         let package = match group {
-            "" => "core",
-            "apps" => "apps",
-            "batch" => "batch",
-            "coordination.k8s.io" => "coordination",
-            "discovery.k8s.io" => "discovery",
-            "events.k8s.io" => "events",
-            "storage.k8s.io" => "storage",
-            "policy" => "policy",
-            "autoscaling" => "autoscaling",
+            "" => "api.core",
+            "apps" => "api.apps",
+            "batch" => "api.batch",
+            "coordination.k8s.io" => "api.coordination",
+            "discovery.k8s.io" => "api.discovery",
+            "events.k8s.io" => "api.events",
+            "storage.k8s.io" => "api.storage",
+            "policy" => "api.policy",
+            "autoscaling" => "api.autoscaling",
+            "admissionregistration.k8s.io" => "api.admissionregistration",
+            "authentication.k8s.io" => "api.authentication",
+            "authorization.k8s.io" => "api.authorization",
+            "certificates.k8s.io" => "api.certificates",
+            "flowcontrol.apiserver.k8s.io" => "api.flowcontrol",
+            "networking.k8s.io" => "api.networking",
+            "node.k8s.io" => "api.node",
+            "rbac.authorization.k8s.io" => "api.rbac",
+            "scheduling.k8s.io" => "api.scheduling",
+            "apiextensions.k8s.io" => "apiextensions-apiserver.pkg.apis.apiextensions",
+            "apiregistration.k8s.io" => "kube-aggregator.pkg.apis.apiregistration",
             _ => return None,
         };
-        if version != "v1" || kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        let served = version == "v1" || (group == "autoscaling" && version == "v2");
+        if !served || kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return None;
         }
-        format!("io.k8s.api.{package}.{version}.{kind}")
+        format!("io.k8s.{package}.{version}.{kind}")
     };
     table().messages.contains_key(name.as_str()).then_some(name)
 }
@@ -87,6 +105,8 @@ enum Kind {
     Bool,
     Int32,
     Int64,
+    /// A 64-bit float (`JSONSchemaProps.maximum`, ...).
+    Double,
     Message,
 }
 
@@ -98,6 +118,7 @@ impl Kind {
             "bool" => Kind::Bool,
             "int32" => Kind::Int32,
             "int64" => Kind::Int64,
+            "double" => Kind::Double,
             "message" => Kind::Message,
             _ => return None,
         })
@@ -110,6 +131,7 @@ impl Kind {
             Kind::Bool => "bool",
             Kind::Int32 => "int32",
             Kind::Int64 => "int64",
+            Kind::Double => "double",
             Kind::Message => "message",
         }
     }
@@ -470,6 +492,21 @@ fn decode_message(name: &str, bytes: &[u8], depth: usize) -> Result<Value> {
         FIELDS_V1 => return decode_raw_json(bytes, depth, false),
         _ => {}
     }
+    if EMPTY_MESSAGES.contains(&name) {
+        return Ok(Value::Object(Map::new()));
+    }
+    if let Some(special) = name.strip_prefix(APIEXT) {
+        match special {
+            // Raw JSON (defaults, enums, examples).
+            "JSON" => return decode_raw_json(bytes, depth, false),
+            // A schema, or (for items) a list of schemas, or (for additionalProperties) a
+            // boolean, or (for dependencies) a list of property names.
+            "JSONSchemaPropsOrArray" | "JSONSchemaPropsOrBool" | "JSONSchemaPropsOrStringArray" => {
+                return decode_schema_or(special, bytes, depth);
+            }
+            _ => {}
+        }
+    }
     let Some(fields) = table().messages.get(name) else {
         return Err(Error::new(format!("no description of message {name}")));
     };
@@ -576,6 +613,11 @@ fn decode_value(kind: Kind, message: Option<&str>, wire: u8, reader: &mut Reader
             expect_wire(kind, wire, VARINT)?;
             Ok(varint_value(kind, reader.varint()?))
         }
+        Kind::Double => {
+            expect_wire(kind, wire, FIXED64)?;
+            let bytes: [u8; 8] = reader.take(8)?.try_into().map_err(|_| Error::new("truncated double"))?;
+            Ok(double_value(f64::from_le_bytes(bytes)))
+        }
         Kind::String => {
             expect_wire(kind, wire, LEN)?;
             Ok(Value::String(lossy(reader.len_delimited()?)))
@@ -593,6 +635,16 @@ fn decode_value(kind: Kind, message: Option<&str>, wire: u8, reader: &mut Reader
     }
 }
 
+/// A double as JSON: whole numbers as integers (as Go's encoder prints them), NaN and the
+/// infinities, which JSON cannot hold, as null.
+fn double_value(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        Value::from(v as i64)
+    } else {
+        serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)
+    }
+}
+
 /// A varint as JSON: int32 and int64 are two's complement (not zigzag).
 fn varint_value(kind: Kind, raw: u64) -> Value {
     match kind {
@@ -606,7 +658,7 @@ fn varint_value(kind: Kind, raw: u64) -> Value {
 fn zero_value(kind: Kind, message: Option<&str>, depth: usize) -> Result<Value> {
     Ok(match kind {
         Kind::Bool => Value::Bool(false),
-        Kind::Int32 | Kind::Int64 => Value::from(0),
+        Kind::Int32 | Kind::Int64 | Kind::Double => Value::from(0),
         Kind::String | Kind::Bytes => Value::String(String::new()),
         Kind::Message => decode_message(message.unwrap_or_default(), &[], depth + 1)?,
     })
@@ -770,6 +822,35 @@ fn decode_quantity(bytes: &[u8]) -> Result<Value> {
 
 /// `RawExtension` and `FieldsV1`: raw bytes holding JSON (a RawExtension may also hold a
 /// protobuf-encoded object). Absent or empty is `null`.
+/// `JSONSchemaPropsOr{Array,Bool,StringArray}` as upstream marshals them: the schema when
+/// there is one, else the alternative (the schemas, the boolean, the property names).
+fn decode_schema_or(which: &str, bytes: &[u8], depth: usize) -> Result<Value> {
+    let schema_name = format!("{APIEXT}JSONSchemaProps");
+    let mut schema = None;
+    let mut list = Vec::new();
+    let mut allows = false;
+    let mut reader = Reader::new(bytes);
+    while !reader.done() {
+        let (number, wire) = reader.key()?;
+        match (which, number, wire) {
+            ("JSONSchemaPropsOrBool", 1, VARINT) => allows = reader.varint()? != 0,
+            ("JSONSchemaPropsOrBool", 2, LEN) | (_, 1, LEN) => {
+                schema = Some(decode_message(&schema_name, reader.len_delimited()?, depth + 1)?);
+            }
+            ("JSONSchemaPropsOrArray", 2, LEN) => {
+                list.push(decode_message(&schema_name, reader.len_delimited()?, depth + 1)?);
+            }
+            ("JSONSchemaPropsOrStringArray", 2, LEN) => list.push(Value::String(lossy(reader.len_delimited()?))),
+            (_, n, w) => reader.skip(n, w)?,
+        }
+    }
+    Ok(match (schema, which) {
+        (Some(s), _) => s,
+        (None, "JSONSchemaPropsOrBool") => Value::Bool(allows),
+        (None, _) => Value::Array(list),
+    })
+}
+
 fn decode_raw_json(bytes: &[u8], depth: usize, may_be_protobuf: bool) -> Result<Value> {
     let raw = bytes_field(bytes)?.unwrap_or_default();
     if raw.is_empty() {
@@ -906,7 +987,9 @@ mod tests {
             for (tag, field) in fields {
                 if let Some(reference) = field.message {
                     assert!(
-                        table.messages.contains_key(reference) || special.contains(&reference),
+                        table.messages.contains_key(reference)
+                            || special.contains(&reference)
+                            || EMPTY_MESSAGES.contains(&reference),
                         "{name} field {tag} refers to unknown {reference}"
                     );
                 }

@@ -96,6 +96,7 @@ pub fn parse_path(path: &str) -> ApiResult<Option<ApiPath>> {
 #[derive(Clone, Debug, Default)]
 pub struct Params {
     raw: HashMap<String, String>,
+    user_agent: Option<String>,
 }
 
 impl Params {
@@ -106,7 +107,32 @@ impl Params {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             raw.insert(decode(k), decode(v));
         }
-        Params { raw }
+        Params { raw, user_agent: None }
+    }
+
+    /// Records the request's `User-Agent` (writes without a `fieldManager` are recorded
+    /// under its product name, as upstream does).
+    pub fn with_user_agent(mut self, user_agent: Option<&str>) -> Params {
+        self.user_agent = user_agent.map(str::to_string);
+        self
+    }
+
+    /// The field manager of a write: `fieldManager`, else the `User-Agent`'s product name
+    /// (`kubectl` for `kubectl/v1.33.0 (linux/amd64) ...`) without unprintable characters
+    /// and cut to 128 bytes.
+    pub fn field_manager(&self) -> Option<String> {
+        if let Some(m) = self.get("fieldManager") {
+            return Some(m.to_string());
+        }
+        let product = self.user_agent.as_deref()?.split('/').next().unwrap_or_default();
+        let mut out = String::new();
+        for c in product.chars().filter(|c| !c.is_control()) {
+            if out.len() + c.len_utf8() > FIELD_MANAGER_MAX {
+                break;
+            }
+            out.push(c);
+        }
+        (!out.is_empty()).then_some(out)
     }
 
     /// A parameter's value, empty strings treated as absent.
@@ -158,6 +184,9 @@ impl Params {
         }
     }
 }
+
+/// Upstream's limit on a field manager's length, in bytes.
+pub const FIELD_MANAGER_MAX: usize = 128;
 
 /// How to treat unknown fields in a request body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -316,5 +345,27 @@ mod tests {
         assert_eq!(p.int("limit").unwrap(), Some(5));
         assert!(p.flag("watch"));
         assert_eq!(decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn field_manager_defaults_to_the_user_agent_product() {
+        let ua = "kubectl/v1.33.0 (linux/amd64) kubernetes/abc";
+        assert_eq!(
+            Params::parse(None).with_user_agent(Some(ua)).field_manager().as_deref(),
+            Some("kubectl")
+        );
+        let named = Params::parse(Some("fieldManager=helm")).with_user_agent(Some(ua));
+        assert_eq!(named.field_manager().as_deref(), Some("helm"));
+        assert_eq!(Params::parse(None).field_manager(), None);
+        // Unprintable characters go, and the name stops at 128 bytes on a character boundary.
+        let long = format!("a\u{7}{}/1", "é".repeat(100));
+        let m = Params::parse(None)
+            .with_user_agent(Some(&long))
+            .field_manager()
+            .unwrap();
+        assert!(
+            m.starts_with("aé") && m.len() <= FIELD_MANAGER_MAX && m.len() == 127,
+            "{m}"
+        );
     }
 }

@@ -12,6 +12,7 @@ use shoal_api::selector::{FieldSelector, LabelSelector};
 use shoal_store::Revision;
 
 use crate::cache::{Entry, set_resource_version};
+use crate::output::ListMeta;
 use crate::patch::{self, PatchType};
 use crate::request::{FieldValidation, Params, Target};
 use crate::status::{ApiError, ApiResult};
@@ -20,8 +21,10 @@ use crate::{ApiServer, alloc, continuation, keys, managed, strategy};
 /// Who is writing and how: `metadata.managedFields` bookkeeping and dry runs.
 #[derive(Clone, Debug, Default)]
 pub struct WriteOptions {
-    /// `fieldManager`.
+    /// The field manager: `fieldManager`, else the client's `User-Agent` product.
     pub manager: Option<String>,
+    /// True when the request named its `fieldManager` (apply requires one).
+    pub manager_given: bool,
     /// `dryRun=All`.
     pub dry_run: bool,
     /// `fieldValidation`.
@@ -34,10 +37,31 @@ pub struct WriteOptions {
 }
 
 impl WriteOptions {
-    /// Reads the write options of a request.
-    pub fn from_params(p: &Params) -> ApiResult<WriteOptions> {
+    /// Reads the write options of a request; `options` names its options kind for errors
+    /// (`CreateOptions`, `UpdateOptions`, `PatchOptions`).
+    pub fn from_params(p: &Params, options: &str) -> ApiResult<WriteOptions> {
+        if let Some(m) = p.get("fieldManager") {
+            use shoal_api::field::{ErrorType, FieldError};
+            let mut errors = Vec::new();
+            if m.len() > crate::request::FIELD_MANAGER_MAX {
+                errors.push(FieldError {
+                    kind: ErrorType::TooLong,
+                    field: "fieldManager".into(),
+                    value: None,
+                    detail: format!("may not be more than {} bytes", crate::request::FIELD_MANAGER_MAX),
+                });
+            }
+            if let Some((i, c)) = m.char_indices().find(|(_, c)| c.is_control()) {
+                let detail = format!("invalid character U+{:04X} (at position {i})", c as u32);
+                errors.push(FieldError::invalid("fieldManager", json!(m), detail));
+            }
+            if !errors.is_empty() {
+                return Err(ApiError::invalid_options(options, &errors));
+            }
+        }
         Ok(WriteOptions {
-            manager: p.get("fieldManager").map(str::to_string),
+            manager: p.field_manager(),
+            manager_given: p.get("fieldManager").is_some(),
             dry_run: p.dry_run()?,
             validation: Some(p.field_validation()?),
             node: None,
@@ -111,29 +135,47 @@ impl ApiServer {
             .ok_or_else(|| ApiError::not_found(t.res, name))
     }
 
-    /// LIST: the matching objects, the revision served and the continue token.
-    pub async fn list_objects(&self, t: &Target, p: &Params) -> ApiResult<(Vec<Arc<Entry>>, Revision, Option<String>)> {
+    /// LIST: the matching objects, and the list's metadata (revision, continue token, and
+    /// the count of items after a page when there are no selectors, as upstream).
+    pub async fn list_objects(&self, t: &Target, p: &Params) -> ApiResult<(Vec<Arc<Entry>>, ListMeta)> {
         let (labels, fields) = selectors(t.res, p)?;
         let limit = p.int("limit")?.unwrap_or(0).max(0) as usize;
         let prefix = keys::collection(t.res, t.namespace.as_deref());
         let keep = |e: &Entry| matches_entry(t.res, &labels, &fields, e);
-        if let Some(token) = p.get("continue") {
+        let (items, revision, cont) = if let Some(token) = p.get("continue") {
             let (rev, start) = continuation::decode(token, &prefix)?;
-            return self.list_from_store(&prefix, &start, rev, limit, keep).await;
-        }
-        match (p.get("resourceVersion"), p.get("resourceVersionMatch")) {
-            (Some(rv), Some("Exact")) => {
-                let rev = parse_rv(rv)?;
-                return self.list_from_store(&prefix, &prefix, rev, limit, keep).await;
+            self.list_from_store(&prefix, &start, rev, limit, keep).await?
+        } else {
+            match (p.get("resourceVersion"), p.get("resourceVersionMatch")) {
+                (Some(rv), Some("Exact")) => {
+                    let rev = parse_rv(rv)?;
+                    self.list_from_store(&prefix, &prefix, rev, limit, keep).await?
+                }
+                (rv, _) => {
+                    if let Some(rv) = rv.filter(|rv| *rv != "0") {
+                        self.wait_for_revision(parse_rv(rv)?).await?;
+                    }
+                    let (items, rev, more) = self.cache.list(&prefix, None, limit, keep);
+                    let token = more
+                        .then(|| continuation::encode(rev, &prefix, &after_key(&items)))
+                        .flatten();
+                    (items, rev, token)
+                }
             }
-            (Some(rv), _) if rv != "0" => self.wait_for_revision(parse_rv(rv)?).await?,
-            _ => {}
-        }
-        let (items, rev, more) = self.cache.list(&prefix, None, limit, keep);
-        let token = more
-            .then(|| continuation::encode(rev, &prefix, &after_key(&items)))
-            .flatten();
-        Ok((items, rev, token))
+        };
+        // Counted in the cache (at its latest revision: an estimate for older pages, as the
+        // field's contract allows).
+        let remaining = (cont.is_some() && labels.is_none() && fields.is_none())
+            .then(|| self.cache.count_from(&prefix, &after_key(&items)))
+            .and_then(|n| i64::try_from(n).ok());
+        Ok((
+            items,
+            ListMeta {
+                revision,
+                cont,
+                remaining,
+            },
+        ))
     }
 
     /// Waits (up to 3 s, as upstream's watch cache) until the cache has reached `rev`: a
@@ -190,7 +232,14 @@ impl ApiServer {
     /// Upstream's DefaultStorageClass admission: a claim without a class gets the class
     /// annotated `storageclass.kubernetes.io/is-default-class: "true"`, if there is one.
     fn default_storage_class(&self, res: &Resource, obj: &mut Value) {
-        if res.kind != "PersistentVolumeClaim" || obj["spec"].get("storageClassName").is_some_and(|c| !c.is_null()) {
+        // A class named by the beta annotation is the claim's own, as upstream.
+        let beta = obj["metadata"]["annotations"]
+            .get("volume.beta.kubernetes.io/storage-class")
+            .is_some();
+        if res.kind != "PersistentVolumeClaim"
+            || beta
+            || obj["spec"].get("storageClassName").is_some_and(|c| !c.is_null())
+        {
             return;
         }
         let Some(classes) = shoal_api::catalogue::find("storage.k8s.io", "v1", "storageclasses") else {
@@ -253,6 +302,7 @@ impl ApiServer {
             _ => record_manager(res, t, &mut obj, opts, None),
         }
         let name = name_of(&obj).to_string();
+        strategy::fill_status(res, &mut obj);
         if let Some(node) = &opts.node {
             crate::nodeauth::admit(node, t, &obj, None)?;
         }
@@ -346,7 +396,7 @@ impl ApiServer {
         let res = t.res;
         let name = t.name.clone().unwrap_or_default();
         if kind == PatchType::Apply {
-            if opts.manager.as_deref().unwrap_or("").is_empty() {
+            if !opts.manager_given {
                 return Err(ApiError::invalid_message(
                     "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
                 ));
@@ -408,10 +458,7 @@ impl ApiServer {
         let merged = with_writer(res_for_patch(t), t.subresource.as_deref(), manager, |def, w| {
             managed::apply(live, config, def, w, force)
         });
-        merged.map_err(|conflicts| match conflicts.as_slice() {
-            [c] if c.manager.is_empty() => ApiError::bad_request(c.field.clone()),
-            _ => ApiError::apply_conflicts(&managed::conflicts_message(&conflicts), &conflicts),
-        })
+        merged.map_err(|conflicts| ApiError::apply_conflicts(&managed::conflicts_message(&conflicts), &conflicts))
     }
 
     /// The document a patch on this target applies to (the object, or its Scale).
@@ -491,9 +538,22 @@ impl ApiServer {
         if op != "Apply" {
             record_manager(res, t, &mut obj, opts, Some(old));
         }
+        strategy::fill_status(res, &mut obj);
         if let Some(node) = &opts.node {
             crate::nodeauth::admit(node, t, &obj, Some(old))?;
         }
+        // A Service that becomes (or stays) a NodePort or LoadBalancer gets node ports for
+        // the ports that lack one; allocations are serialised with creates.
+        let _allocating = if (res.group, res.kind) == ("", "Service") && t.subresource.is_none() {
+            let guard = self.service_allocation.lock().await;
+            let own = keys::object(res, t.namespace.as_deref(), &name);
+            let (services, _, _) = self.cache.list(&keys::collection(res, None), None, 0, |e| e.key != own);
+            let objs: Vec<Value> = services.iter().map(|e| e.obj()).collect();
+            alloc::allocate_node_ports(&mut obj, &alloc::InUse::from_services(objs.iter()), rand::random())?;
+            Some(guard)
+        } else {
+            None
+        };
         let errors = shoal_api::validation::validate(res.group, res.kind, &obj, Some(old));
         if !errors.is_empty() {
             return Err(ApiError::invalid(res, &name, &errors));

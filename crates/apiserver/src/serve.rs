@@ -60,24 +60,11 @@ fn impersonation<B>(req: &Request<B>) -> Option<String> {
 fn impersonation_refused(header: &str, identity: Option<&Identity>) -> ApiError {
     let who = match identity {
         Some(Identity::Node(n)) => format!("system:node:{n}"),
-        _ => "admin".to_string(),
+        _ => crate::review::ADMIN_USER.to_string(),
     };
     ApiError::forbidden(format!(
         "impersonation is not supported: the request carries the {header:?} header, and shoal does not yet authorize User {who:?} to impersonate anyone (it would otherwise run as that user)"
     ))
-}
-
-/// Who sent `req`: an admin token, or a node's token when nodes may join.
-fn authenticate(cfg: &ServeConfig, nodes: Option<&NodeAuth>, req: &Request<hyper::body::Incoming>) -> Option<Identity> {
-    let token = bearer(req)?;
-    if cfg
-        .admin_tokens
-        .iter()
-        .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
-    {
-        return Some(Identity::Admin);
-    }
-    nodes?.verify_node_token(token).map(Identity::Node)
 }
 
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -214,6 +201,7 @@ async fn check_node_password(server: &ApiServer, request: &serde_json::Value) ->
 /// within `cfg.limits`.
 pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<ServeConfig>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg.tls.clone());
+    server.set_admin_tokens(cfg.admin_tokens.clone());
     let clients = Clients::default();
     let router = server.router();
     let mut refused_logged = std::time::Instant::now() - std::time::Duration::from_secs(60);
@@ -265,7 +253,7 @@ pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<
                     (router.clone(), server.clone(), clients.clone(), limits.clone());
                 let in_flight = activity.start();
                 let nodes = server.node_auth();
-                let identity = authenticate(&cfg, nodes.as_deref(), &req);
+                let identity = bearer(&req).and_then(|t| server.authenticate(t));
                 let impersonating = impersonation(&req);
                 async move {
                     let path = req.uri().path();

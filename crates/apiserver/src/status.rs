@@ -121,7 +121,7 @@ impl ApiError {
             .iter()
             .map(|c| {
                 json!({"type": "FieldManagerConflict",
-                       "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version),
+                       "message": format!("conflict with {}", c.owner()),
                        "field": c.field})
             })
             .collect();

@@ -1,7 +1,12 @@
 //! Per-kind storage strategy: decoding through the upstream types, what create and update
 //! may change, generation tracking, and the status subresource split.
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, storage};
+use k8s_openapi::api::{
+    admissionregistration, apps, authentication, authorization, autoscaling, batch, certificates, coordination, core,
+    discovery, events, flowcontrol, networking, node, policy, rbac, scheduling, storage,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -79,7 +84,110 @@ fn decode_typed(res: &Resource, v: Value) -> ApiResult<Value> {
         ("discovery.k8s.io", "EndpointSlice") => roundtrip::<discovery::v1::EndpointSlice>(res, v),
         ("events.k8s.io", "Event") => roundtrip::<events::v1::Event>(res, v),
         ("storage.k8s.io", "StorageClass") => roundtrip::<storage::v1::StorageClass>(res, v),
+        ("", "ComponentStatus") => roundtrip::<c::ComponentStatus>(res, v),
+        ("", "LimitRange") => roundtrip::<c::LimitRange>(res, v),
+        ("", "PodTemplate") => roundtrip::<c::PodTemplate>(res, v),
+        ("", "ResourceQuota") => roundtrip::<c::ResourceQuota>(res, v),
+        ("", "Binding") => roundtrip::<c::Binding>(res, v),
+        ("admissionregistration.k8s.io", kind) => {
+            use admissionregistration::v1 as ar;
+            match kind {
+                "MutatingWebhookConfiguration" => roundtrip::<ar::MutatingWebhookConfiguration>(res, v),
+                "ValidatingWebhookConfiguration" => roundtrip::<ar::ValidatingWebhookConfiguration>(res, v),
+                "ValidatingAdmissionPolicy" => roundtrip::<ar::ValidatingAdmissionPolicy>(res, v),
+                "ValidatingAdmissionPolicyBinding" => roundtrip::<ar::ValidatingAdmissionPolicyBinding>(res, v),
+                _ => Ok(v),
+            }
+        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            roundtrip::<apiextensions::CustomResourceDefinition>(res, v)
+        }
+        ("apiregistration.k8s.io", "APIService") => roundtrip::<apiregistration::APIService>(res, v),
+        ("authentication.k8s.io", "SelfSubjectReview") => roundtrip::<authentication::v1::SelfSubjectReview>(res, v),
+        ("authentication.k8s.io", "TokenReview") => roundtrip::<authentication::v1::TokenReview>(res, v),
+        ("authorization.k8s.io", kind) => {
+            use authorization::v1 as az;
+            match kind {
+                "LocalSubjectAccessReview" => roundtrip::<az::LocalSubjectAccessReview>(res, v),
+                "SelfSubjectAccessReview" => roundtrip::<az::SelfSubjectAccessReview>(res, v),
+                "SelfSubjectRulesReview" => roundtrip::<az::SelfSubjectRulesReview>(res, v),
+                "SubjectAccessReview" => roundtrip::<az::SubjectAccessReview>(res, v),
+                _ => Ok(v),
+            }
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") if res.version == "v1" => {
+            roundtrip::<autoscaling::v1::HorizontalPodAutoscaler>(res, v)
+        }
+        ("autoscaling", "HorizontalPodAutoscaler") => roundtrip::<autoscaling::v2::HorizontalPodAutoscaler>(res, v),
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            roundtrip::<certificates::v1::CertificateSigningRequest>(res, v)
+        }
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => roundtrip::<flowcontrol::v1::FlowSchema>(res, v),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => {
+            roundtrip::<flowcontrol::v1::PriorityLevelConfiguration>(res, v)
+        }
+        ("networking.k8s.io", kind) => {
+            use networking::v1 as n;
+            match kind {
+                "Ingress" => roundtrip::<n::Ingress>(res, v),
+                "IngressClass" => roundtrip::<n::IngressClass>(res, v),
+                "IPAddress" => roundtrip::<n::IPAddress>(res, v),
+                "NetworkPolicy" => roundtrip::<n::NetworkPolicy>(res, v),
+                "ServiceCIDR" => roundtrip::<n::ServiceCIDR>(res, v),
+                _ => Ok(v),
+            }
+        }
+        ("node.k8s.io", "RuntimeClass") => roundtrip::<node::v1::RuntimeClass>(res, v),
+        ("policy", "PodDisruptionBudget") => roundtrip::<policy::v1::PodDisruptionBudget>(res, v),
+        ("rbac.authorization.k8s.io", kind) => {
+            use rbac::v1 as r;
+            match kind {
+                "ClusterRole" => roundtrip::<r::ClusterRole>(res, v),
+                "ClusterRoleBinding" => roundtrip::<r::ClusterRoleBinding>(res, v),
+                "Role" => roundtrip::<r::Role>(res, v),
+                "RoleBinding" => roundtrip::<r::RoleBinding>(res, v),
+                _ => Ok(v),
+            }
+        }
+        ("scheduling.k8s.io", "PriorityClass") => roundtrip::<scheduling::v1::PriorityClass>(res, v),
+        ("storage.k8s.io", "CSIDriver") => roundtrip::<storage::v1::CSIDriver>(res, v),
+        ("storage.k8s.io", "CSINode") => roundtrip::<storage::v1::CSINode>(res, v),
+        ("storage.k8s.io", "CSIStorageCapacity") => roundtrip::<storage::v1::CSIStorageCapacity>(res, v),
+        ("storage.k8s.io", "VolumeAttachment") => roundtrip::<storage::v1::VolumeAttachment>(res, v),
         _ => Ok(v),
+    }
+}
+
+/// Fills in the status upstream always writes: its types hold a status struct (not a
+/// pointer), so an object without one is encoded with its empty status (`{}`, the
+/// non-optional counters at 0, a Service's `{"loadBalancer": {}}`). Run on what is about to
+/// be stored.
+pub fn fill_status(res: &Resource, obj: &mut Value) {
+    if !has_status(res) {
+        return;
+    }
+    let mut changed = false;
+    if !obj["status"].is_object() {
+        obj["status"] = json!({});
+        changed = true;
+    }
+    if matches!(
+        (res.group, res.kind),
+        ("", "Service") | ("networking.k8s.io", "Ingress")
+    ) && !obj["status"]["loadBalancer"].is_object()
+    {
+        obj["status"]["loadBalancer"] = json!({});
+    }
+    // The typed encoding of an empty status writes what upstream's encoder writes for one
+    // (only the status is taken from it: the rest of the object stays as it is).
+    if changed
+        && let Ok(typed) = decode_typed(
+            res,
+            json!({"apiVersion": res.api_version(), "kind": res.kind, "metadata": {}, "status": obj["status"].clone()}),
+        )
+        && typed["status"].is_object()
+    {
+        obj["status"] = typed["status"].clone();
     }
 }
 

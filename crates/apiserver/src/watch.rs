@@ -35,15 +35,18 @@ impl Watcher {
     }
 
     fn encode(&self, kind: EventType, entry: &Entry, pre_encoded: Option<&Bytes>) -> Bytes {
+        // Another version of a resource stored in one: each object is converted.
+        if !self.table && crate::conversion::storage_of(self.res).is_some() {
+            let obj = crate::conversion::from_storage(self.res, entry.obj());
+            return watch_line(kind.as_str(), &serde_json::to_vec(&obj).unwrap_or_default());
+        }
         if self.table {
             let obj = entry.obj();
-            let table = crate::output::table(
-                self.res,
-                std::slice::from_ref(&obj),
-                &obj["metadata"]["resourceVersion"],
-                None,
-                false,
-            );
+            let list = crate::output::ListMeta {
+                revision: entry.mod_revision,
+                ..Default::default()
+            };
+            let table = crate::output::table(self.res, std::slice::from_ref(&obj), &list, false);
             return watch_line(kind.as_str(), &serde_json::to_vec(&table).unwrap_or_default());
         }
         match pre_encoded {

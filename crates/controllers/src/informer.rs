@@ -52,9 +52,11 @@ const FULL: &[(&str, &str)] = &[
 /// namespace controller lists them through the API when it drains a namespace.
 const UNCACHED: &[(&str, &str)] = &[("", "events"), ("events.k8s.io", "events")];
 
-/// True when `r` has a cache (see [`UNCACHED`]).
-pub fn is_cached(r: &Resource) -> bool {
-    !UNCACHED.contains(&(r.group, r.plural))
+/// True when `r` has a cache: not [`UNCACHED`], watchable (the review kinds are only
+/// created), and the preferred version of its group (a resource served in two versions, as
+/// autoscaling's HorizontalPodAutoscaler, is one set of objects: cached once).
+pub fn is_cached(r: &'static Resource) -> bool {
+    !UNCACHED.contains(&(r.group, r.plural)) && r.verbs.contains(&"watch") && shoal_api::catalogue::is_stored_form(r)
 }
 
 /// One resource's cache.
@@ -542,13 +544,23 @@ mod tests {
     }
 
     #[test]
-    fn events_alone_have_no_cache() {
+    fn events_unwatchable_kinds_and_second_versions_have_no_cache() {
         let uncached: Vec<_> = RESOURCES
             .iter()
-            .filter(|r| !is_cached(r))
-            .map(|r| (r.group, r.plural))
+            .filter(|r| !is_cached(r) && r.verbs.contains(&"watch"))
+            .map(|r| (r.group, r.version, r.plural))
             .collect();
-        assert_eq!(uncached, [("", "events"), ("events.k8s.io", "events")]);
+        assert_eq!(
+            uncached,
+            [
+                ("", "v1", "events"),
+                ("autoscaling", "v1", "horizontalpodautoscalers"),
+                ("events.k8s.io", "v1", "events")
+            ]
+        );
+        let hpa_v2 = shoal_api::catalogue::find("autoscaling", "v2", "horizontalpodautoscalers").unwrap();
+        assert!(is_cached(hpa_v2));
+        assert!(!RESOURCES.iter().any(|r| is_cached(r) && !r.verbs.contains(&"watch")));
     }
 
     #[test]

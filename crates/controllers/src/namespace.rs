@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams, PropagationPolicy};
-use shoal_api::catalogue::RESOURCES;
+use shoal_api::catalogue::{RESOURCES, Resource};
 
 use crate::informer::{self, Informers, api_resource};
 
@@ -39,7 +39,11 @@ pub async fn run(client: kube::Client, informers: Informers) {
 /// their caches, the others ([`informer::is_cached`]) are listed through the API.
 async fn drain(client: &kube::Client, informers: &Informers, ns: &str) -> Result<bool, kube::Error> {
     let mut empty = true;
-    for r in RESOURCES.iter().filter(|r| r.namespaced) {
+    // Each namespaced resource once (in its preferred version), and only what is stored (the
+    // review kinds are created and answered, never kept).
+    let stored =
+        |r: &&'static Resource| r.namespaced && r.verbs.contains(&"list") && shoal_api::catalogue::is_stored_form(r);
+    for r in RESOURCES.iter().filter(stored) {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource(r));
         // (name, being deleted) of what is left.
         let left: Vec<(String, bool)> = if informer::is_cached(r) {

@@ -23,8 +23,11 @@ use crate::informer::{self, Informers, name as name_of, uid as uid_of};
 const MANAGER: &str = "persistentvolume-controller";
 /// The default StorageClass.
 pub const LOCAL_PATH: &str = "local-path";
-/// Its provisioner.
-pub const PROVISIONER: &str = "shoal.dev/local-path";
+/// Its provisioner: k3s's (and the public local-path-provisioner's) name, so applying that
+/// project's manifest over the built-in class changes nothing it cannot change.
+pub const PROVISIONER: &str = "rancher.io/local-path";
+/// The beta annotation that named a claim's class before `spec.storageClassName`.
+pub const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
 /// The node annotation naming where its local volumes live.
 pub const STORAGE_DIR_ANNOTATION: &str = shoal_api::NODE_STORAGE_DIR;
 const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
@@ -36,9 +39,13 @@ pub fn local_path_class() -> Value {
            "provisioner": PROVISIONER, "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer"})
 }
 
-/// The class a claim uses: its own, or the default.
+/// The class a claim uses: its own (`spec.storageClassName`, else the beta annotation), or
+/// the default.
 fn class_of<'a>(pvc: &'a Value, classes: &'a [std::sync::Arc<Value>]) -> Option<&'a Value> {
-    match pvc["spec"]["storageClassName"].as_str() {
+    let named = pvc["spec"]["storageClassName"]
+        .as_str()
+        .or_else(|| pvc["metadata"]["annotations"][BETA_CLASS_ANNOTATION].as_str());
+    match named {
         Some(name) => classes.iter().map(|c| &**c).find(|c| name_of(c) == name),
         None => classes
             .iter()
