@@ -225,7 +225,7 @@ pub fn node_status(cfg: &AgentConfig, port: u16, runtime_version: &str, now: &st
 }
 
 fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    shoal_api::time::now_rfc3339()
 }
 
 /// Creates this node (with its status, as a kubelet registers) or, if it exists, reports

@@ -695,7 +695,7 @@ pub(crate) fn finished_status(pod: &Pod, exit_code: i32, now: &str) -> Value {
 }
 
 fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    shoal_api::time::now_rfc3339()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -137,7 +137,7 @@ fn kernel_version() -> String {
 }
 
 fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    shoal_api::time::now_rfc3339()
 }
 
 fn now_micro() -> String {

@@ -8,8 +8,10 @@
 pub mod catalogue;
 pub mod defaults;
 pub mod field;
+pub mod limits;
 pub mod network;
 pub mod openapi;
+pub mod quota;
 pub mod scheduling;
 pub mod schema;
 pub mod selector;

@@ -12,6 +12,11 @@ pub fn rfc3339(ts: Timestamp) -> String {
     ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// The current time as upstream prints timestamps.
+pub fn now_rfc3339() -> String {
+    rfc3339(Timestamp::now())
+}
+
 /// The earliest time RFC 3339 can write: 0001-01-01T00:00:00Z.
 fn earliest() -> Timestamp {
     Timestamp::from_second(-62_135_596_800).unwrap_or(Timestamp::UNIX_EPOCH)

@@ -20,7 +20,7 @@ mod core_kinds;
 mod cron;
 pub(crate) mod gorepr;
 mod meta;
-mod more;
+pub mod more;
 pub mod names;
 mod other;
 mod pod;

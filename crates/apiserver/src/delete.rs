@@ -179,6 +179,15 @@ impl ApiServer {
     pub async fn delete(&self, t: &Target, opts: &DeleteOptions) -> ApiResult<(u16, Written)> {
         let res = t.res;
         let name = t.name.clone().unwrap_or_default();
+        if (res.group, res.plural) == ("scheduling.k8s.io", "priorityclasses")
+            && crate::bootstrap::is_system_priority_class(&name)
+        {
+            return Err(crate::admission::forbidden(
+                res,
+                &name,
+                "this is a system priority class and cannot be deleted",
+            ));
+        }
         for _ in 0..16 {
             let current = self.get_object(t)?;
             let obj = &current.obj();

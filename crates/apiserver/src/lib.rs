@@ -16,8 +16,10 @@ use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 use shoal_store::Store;
 
+mod admission;
 pub mod alloc;
 pub mod body;
+mod bootstrap;
 pub mod cache;
 pub mod client;
 pub mod conn;
@@ -65,6 +67,8 @@ pub struct ApiServer {
     metrics: Metrics,
     /// Held while a Service is created (cluster-IP and node-port allocation).
     service_allocation: tokio::sync::Mutex<()>,
+    /// Serialises ResourceQuota admission (check and charge).
+    quota_admission: tokio::sync::Mutex<()>,
     /// Node credentials, once nodes may join (see [`ApiServer::enable_node_join`]).
     node_auth: std::sync::OnceLock<Arc<nodeauth::NodeAuth>>,
     /// Bearer tokens of the admin (see [`ApiServer::set_admin_tokens`]).
@@ -97,6 +101,7 @@ impl ApiServer {
             cache,
             metrics,
             service_allocation: Default::default(),
+            quota_admission: Default::default(),
             node_auth: Default::default(),
             admin_tokens: Default::default(),
             service_range: range,
@@ -146,6 +151,50 @@ impl ApiServer {
             .is_none()
         {
             match self.create(&t, svc, &WriteOptions::default()).await {
+                Ok(_) => {}
+                Err(e) if e.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.bootstrap_policy().await
+    }
+
+    /// Creates the built-in PriorityClasses and the bootstrap RBAC policy where missing
+    /// (concurrently: the store commits them in a few batches).
+    async fn bootstrap_policy(&self) -> ApiResult<()> {
+        let objects = bootstrap::priority_classes()
+            .into_iter()
+            .map(|o| ("scheduling.k8s.io", "priorityclasses", o))
+            .chain(
+                bootstrap::rbac()
+                    .into_iter()
+                    .map(|(p, o)| ("rbac.authorization.k8s.io", p, o)),
+            );
+        let opts = WriteOptions {
+            manager: Some("kube-apiserver".into()),
+            ..Default::default()
+        };
+        let mut creates = Vec::new();
+        for (group, plural, obj) in objects {
+            let Some(res) = shoal_api::catalogue::find(group, "v1", plural) else {
+                continue;
+            };
+            let namespace = obj["metadata"]["namespace"].as_str().map(str::to_string);
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+            if self.cache.get(&keys::object(res, namespace.as_deref(), name)).is_some() {
+                continue;
+            }
+            let t = Target {
+                res,
+                namespace,
+                name: None,
+                subresource: None,
+            };
+            let opts = &opts;
+            creates.push(async move { self.create(&t, obj, opts).await });
+        }
+        for result in futures::future::join_all(creates).await {
+            match result {
                 Ok(_) => {}
                 Err(e) if e.code == 409 => {}
                 Err(e) => return Err(e),
@@ -614,6 +663,7 @@ impl ApiServer {
                     subresource: None,
                     ..t.clone()
                 };
+                self.spend_disruption(&plain, opts.dry_run).await?;
                 self.delete(&plain, &opts).await?;
                 Ok(value_response(
                     201,

@@ -102,7 +102,7 @@ impl Written {
 
 /// Current time as upstream prints timestamps (RFC 3339, seconds, UTC).
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    shoal_api::time::now_rfc3339()
 }
 
 fn name_of(obj: &Value) -> &str {
@@ -306,6 +306,7 @@ impl ApiServer {
         if let Some(node) = &opts.node {
             crate::nodeauth::admit(node, t, &obj, None)?;
         }
+        self.admit_create(res, &mut obj)?;
         let errors = shoal_api::validation::validate(res.group, res.kind, &obj, None);
         if !errors.is_empty() {
             return Err(ApiError::invalid(res, &name, &errors));
@@ -313,6 +314,7 @@ impl ApiServer {
         if res.namespaced {
             self.check_namespace_open(t.namespace.as_deref().unwrap_or_default())?;
         }
+        self.admit_validate(t, &obj, None, opts).await?;
         // Service creates are serialised so that allocations never collide.
         let _allocating = if (res.group, res.kind) == ("", "Service") {
             let guard = self.service_allocation.lock().await;
@@ -554,9 +556,23 @@ impl ApiServer {
         } else {
             None
         };
+        if (res.group, res.plural) == ("", "pods") {
+            // Priority admission on update: what the pod had stays if a client dropped it.
+            for k in ["priority", "preemptionPolicy"] {
+                if obj["spec"].get(k).is_none()
+                    && let Some(v) = old["spec"].get(k)
+                    && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut)
+                {
+                    spec.insert(k.into(), v.clone());
+                }
+            }
+        }
         let errors = shoal_api::validation::validate(res.group, res.kind, &obj, Some(old));
         if !errors.is_empty() {
             return Err(ApiError::invalid(res, &name, &errors));
+        }
+        if t.subresource.is_none() {
+            self.admit_validate(t, &obj, Some(old), opts).await?;
         }
         meta_mut(&mut obj).remove("resourceVersion");
         let mut old_cmp = old.clone();

@@ -195,7 +195,26 @@ pub fn fill_status(res: &Resource, obj: &mut Value) {
 pub fn tracks_generation(res: &Resource) -> bool {
     matches!(
         res.kind,
-        "DaemonSet" | "Deployment" | "ReplicaSet" | "StatefulSet" | "ReplicationController" | "Job" | "CronJob" | "Pod"
+        "DaemonSet"
+            | "Deployment"
+            | "ReplicaSet"
+            | "StatefulSet"
+            | "ReplicationController"
+            | "Job"
+            | "CronJob"
+            | "Pod"
+            | "PodTemplate"
+            | "PodDisruptionBudget"
+            | "NetworkPolicy"
+            | "Ingress"
+            | "IngressClass"
+            | "CustomResourceDefinition"
+            | "ValidatingWebhookConfiguration"
+            | "MutatingWebhookConfiguration"
+            | "ValidatingAdmissionPolicy"
+            | "ValidatingAdmissionPolicyBinding"
+            | "FlowSchema"
+            | "PriorityLevelConfiguration"
     )
 }
 

@@ -123,7 +123,7 @@ impl SpamFilter {
 const CORRELATION_WINDOW: Duration = Duration::from_secs(600);
 
 fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    shoal_api::time::now_rfc3339()
 }
 
 impl Recorder {

@@ -44,6 +44,10 @@ const FULL: &[(&str, &str)] = &[
     ("apps", "replicasets"),
     ("apps", "controllerrevisions"),
     ("coordination.k8s.io", "leases"),
+    ("", "resourcequotas"),
+    ("policy", "poddisruptionbudgets"),
+    ("rbac.authorization.k8s.io", "clusterroles"),
+    ("apiregistration.k8s.io", "apiservices"),
 ];
 
 /// Resources with no cache at all: Events. Nobody reads them continuously, and there is one

@@ -2,9 +2,11 @@
 //! in-process or over HTTPS), and splits into a pure `plan` over a snapshot and a thin
 //! `apply` that performs the planned API calls.
 
+pub mod apiservice;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod dns;
 pub mod endpoints;
 pub mod events;
@@ -15,6 +17,8 @@ pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
+pub mod quota;
+pub mod rbac;
 pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;
@@ -83,5 +87,9 @@ pub fn start(client: kube::Client, config: Config, components: &shoal_runtime::C
         cfg.node_monitor_grace_period
     ));
     controller!("namespace", |c, i, _| namespace::run(c, i));
+    controller!("clusterrole-aggregation", |c, i, _| rbac::run(c, i));
+    controller!("resourcequota", |c, i, _| quota::run(c, i));
+    controller!("disruption", |c, i, _| disruption::run(c, i));
+    controller!("apiservice-availability", |c, i, _| apiservice::run(c, i));
     informers
 }

@@ -378,7 +378,7 @@ impl State {
 }
 
 fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    shoal_api::time::now_rfc3339()
 }
 
 /// The `pods/status` merge patch that sets PodScheduled=False/Unschedulable with `message`,

@@ -289,25 +289,15 @@ fn image_tag(image: &str) -> Option<String> {
     }
 }
 
-/// Create-time pod mutations: the ServiceAccount, Priority and DefaultTolerationSeconds
-/// admission plugins' defaults and the strategy's initial status.
+/// Create-time pod mutations: the ServiceAccount and DefaultTolerationSeconds admission
+/// plugins' defaults and the strategy's initial status (the Priority plugin, which reads
+/// PriorityClasses, is the API server's).
 pub(super) fn prepare_pod(root: &mut Map<String, Value>) {
     if let Some(spec) = child(root, "spec") {
         if empty_str(spec, "serviceAccountName") && empty_str(spec, "serviceAccount") {
             spec.insert("serviceAccountName".into(), json!("default"));
         }
         mirror_service_account(spec);
-        let class = spec.get("priorityClassName").and_then(Value::as_str).unwrap_or("");
-        let priority = match class {
-            "" => Some(0),
-            "system-node-critical" => Some(2_000_001_000),
-            "system-cluster-critical" => Some(2_000_000_000),
-            _ => None,
-        };
-        if let Some(p) = priority {
-            default(spec, "priority", json!(p));
-            default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-        }
         let tolerates = |key: &str, list: &[Value]| {
             list.iter().any(|t| {
                 let k = t.get("key").and_then(Value::as_str).unwrap_or("");

@@ -1,0 +1,335 @@
+//! Policy kinds that act, with the real kubectl: upstream's bootstrap RBAC roles and their
+//! aggregation, PriorityClasses and Priority admission, LimitRange and ResourceQuota
+//! admission with quota status, PodDisruptionBudget status and the eviction API, and
+//! APIService availability.
+
+mod common;
+
+use common::Cluster;
+use serde_json::Value;
+
+fn json(c: &Cluster, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&c.kubectl(&all)).expect("json")
+}
+
+#[test]
+fn bootstrap_roles_are_upstreams_and_aggregate() {
+    let c = Cluster::up(1);
+    let roles = c.kubectl(&["get", "clusterroles", "-o", "name"]);
+    for r in [
+        "cluster-admin",
+        "admin",
+        "edit",
+        "view",
+        "system:aggregate-to-view",
+        "system:node",
+        "system:controller:daemon-set-controller",
+    ] {
+        assert!(
+            roles
+                .lines()
+                .any(|l| l == format!("clusterrole.rbac.authorization.k8s.io/{r}")),
+            "{r} in\n{roles}"
+        );
+    }
+    let binding = json(&c, &["get", "clusterrolebinding", "cluster-admin"]);
+    assert_eq!(binding["subjects"][0]["name"], "system:masters");
+    assert_eq!(
+        binding["metadata"]["labels"]["kubernetes.io/bootstrapping"],
+        "rbac-defaults"
+    );
+    // view holds what the aggregate-to-view roles hold.
+    let view = c.eventually(20, "view aggregated", || {
+        let v = json(&c, &["get", "clusterrole", "view"]);
+        v["rules"].as_array().is_some_and(|r| r.len() > 5).then_some(v)
+    });
+    assert!(view["rules"].to_string().contains("\"pods\""), "{}", view["rules"]);
+    // A CRD's role labelled aggregate-to-view joins view, edit and admin... view only here.
+    let widgets = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: widgets-view
+  labels: {rbac.authorization.k8s.io/aggregate-to-view: "true"}
+rules:
+- apiGroups: [example.com]
+  resources: [widgets]
+  verbs: [get, list, watch]
+"#;
+    c.kubectl_in(&["apply", "-f", "-"], Some(widgets));
+    c.eventually(20, "widgets in view", || {
+        json(&c, &["get", "clusterrole", "view"])["rules"]
+            .to_string()
+            .contains("widgets")
+            .then_some(())
+    });
+    // edit aggregates view (view is labelled aggregate-to-edit), so it follows too.
+    c.eventually(20, "widgets in edit", || {
+        json(&c, &["get", "clusterrole", "edit"])["rules"]
+            .to_string()
+            .contains("widgets")
+            .then_some(())
+    });
+    c.kubectl(&["delete", "clusterrole", "widgets-view"]);
+    c.eventually(20, "widgets gone from view", || {
+        (!json(&c, &["get", "clusterrole", "view"])["rules"]
+            .to_string()
+            .contains("widgets"))
+        .then_some(())
+    });
+}
+
+#[test]
+fn priority_classes_and_priority_admission() {
+    let c = Cluster::up(1);
+    let pcs = c.kubectl(&["get", "priorityclasses"]);
+    assert!(
+        pcs.contains("system-node-critical") && pcs.contains("2000001000"),
+        "{pcs}"
+    );
+    let err = c.kubectl_err(&["delete", "priorityclass", "system-cluster-critical"], None);
+    assert!(
+        err.contains(r#"priorityclasses.scheduling.k8s.io "system-cluster-critical" is forbidden: this is a system priority class and cannot be deleted"#),
+        "{err}"
+    );
+    // A pod naming a class that does not exist is refused.
+    let err = c.kubectl_err(
+        &[
+            "run",
+            "p",
+            "--image=nginx",
+            r#"--overrides={"spec":{"priorityClassName":"gold"}}"#,
+        ],
+        None,
+    );
+    assert!(
+        err.contains(r#"pods "p" is forbidden: no PriorityClass with name gold was found"#),
+        "{err}"
+    );
+    // One global default; pods without a class get it.
+    let classes = r#"
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: normal}
+value: 1000
+globalDefault: true
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: gold}
+value: 100000
+preemptionPolicy: Never
+"#;
+    c.kubectl_in(&["apply", "-f", "-"], Some(classes));
+    c.kubectl(&["run", "plain", "--image=nginx"]);
+    let plain = json(&c, &["get", "pod", "plain"]);
+    assert_eq!(plain["spec"]["priorityClassName"], "normal");
+    assert_eq!(plain["spec"]["priority"], 1000);
+    c.kubectl(&[
+        "run",
+        "rich",
+        "--image=nginx",
+        r#"--overrides={"spec":{"priorityClassName":"gold"}}"#,
+    ]);
+    let rich = json(&c, &["get", "pod", "rich"]);
+    assert_eq!(
+        (
+            rich["spec"]["priority"].clone(),
+            rich["spec"]["preemptionPolicy"].clone()
+        ),
+        (100000.into(), "Never".into())
+    );
+    // A pod may not claim a priority of its own.
+    let err = c.kubectl_err(
+        &[
+            "run",
+            "liar",
+            "--image=nginx",
+            r#"--overrides={"spec":{"priorityClassName":"gold","priority":5}}"#,
+        ],
+        None,
+    );
+    assert!(
+        err.contains("the integer value of priority (5) must not be provided in pod spec"),
+        "{err}"
+    );
+    let second = "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: other}\nvalue: 5\nglobalDefault: true\n";
+    let err = c.kubectl_err(&["create", "-f", "-"], Some(second));
+    assert!(
+        err.contains(r#"priorityclasses.scheduling.k8s.io "other" is forbidden: PriorityClass normal is already marked as default. Only one default can exist"#),
+        "{err}"
+    );
+}
+
+const QUOTA: &str = r#"
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: compute, namespace: team}
+spec:
+  hard: {pods: "2", requests.cpu: "1", limits.cpu: "2", count/deployments.apps: "1"}
+---
+apiVersion: v1
+kind: LimitRange
+metadata: {name: defaults, namespace: team}
+spec:
+  limits:
+  - type: Container
+    default: {cpu: 500m}
+    defaultRequest: {cpu: 250m}
+    max: {cpu: "1"}
+"#;
+
+#[test]
+fn limit_ranges_and_quotas_are_enforced_and_counted() {
+    let c = Cluster::up(1);
+    c.kubectl(&["create", "namespace", "team"]);
+    c.kubectl_in(&["apply", "-f", "-"], Some(QUOTA));
+    // The controller fills the quota's status; until then it constrains nothing.
+    c.eventually(20, "quota status", || {
+        json(&c, &["get", "quota", "compute", "-n", "team"])["status"]["hard"]["pods"]
+            .as_str()
+            .map(str::to_string)
+    });
+    c.kubectl(&["run", "a", "-n", "team", "--image=nginx"]);
+    let a = json(&c, &["get", "pod", "a", "-n", "team"]);
+    assert_eq!(a["spec"]["containers"][0]["resources"]["requests"]["cpu"], "250m");
+    assert_eq!(a["spec"]["containers"][0]["resources"]["limits"]["cpu"], "500m");
+    assert_eq!(
+        a["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: cpu request for container a; cpu limit for container a"
+    );
+    let err = c.kubectl_err(
+        &["run", "big", "-n", "team", "--image=nginx", r#"--overrides={"spec":{"containers":[{"name":"big","image":"nginx","resources":{"limits":{"cpu":"2"}}}]}}"#],
+        None,
+    );
+    assert!(
+        err.contains(r#"pods "big" is forbidden: maximum cpu usage per Container is 1, but limit is 2"#),
+        "{err}"
+    );
+    c.kubectl(&["run", "b", "-n", "team", "--image=nginx"]);
+    let err = c.kubectl_err(&["run", "c", "-n", "team", "--image=nginx"], None);
+    assert!(
+        err.contains(
+            r#"pods "c" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=2, limited: pods=2"#
+        ),
+        "{err}"
+    );
+    let described = c.kubectl(&["describe", "quota", "compute", "-n", "team"]);
+    assert!(described.contains("requests.cpu            500m  1"), "{described}");
+    // Object counts: one Deployment fits, a second does not.
+    c.kubectl(&[
+        "create",
+        "deployment",
+        "one",
+        "-n",
+        "team",
+        "--image=nginx",
+        "--replicas=0",
+    ]);
+    let err = c.kubectl_err(&["create", "deployment", "two", "-n", "team", "--image=nginx"], None);
+    assert!(
+        err.contains("exceeded quota: compute, requested: count/deployments.apps=1"),
+        "{err}"
+    );
+    // Deleting a pod gives its share back.
+    c.kubectl(&[
+        "delete",
+        "pod",
+        "a",
+        "-n",
+        "team",
+        "--wait=false",
+        "--grace-period=0",
+        "--force",
+    ]);
+    c.eventually(20, "pods recounted", || {
+        (json(&c, &["get", "quota", "compute", "-n", "team"])["status"]["used"]["pods"] == "1").then_some(())
+    });
+    c.kubectl(&["run", "c", "-n", "team", "--image=nginx"]);
+}
+
+#[test]
+fn disruption_budgets_count_pods_and_guard_evictions() {
+    let c = Cluster::up(2);
+    c.kubectl(&["create", "deployment", "web", "--image=nginx", "--replicas=3"]);
+    c.kubectl(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let pdb = "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web}\nspec:\n  minAvailable: 3\n  selector: {matchLabels: {app: web}}\n";
+    c.kubectl_in(&["apply", "-f", "-"], Some(pdb));
+    let status = c.eventually(20, "pdb status", || {
+        let s = json(&c, &["get", "pdb", "web"])["status"].clone();
+        (s["currentHealthy"] == 3 && s["observedGeneration"] == 1).then_some(s)
+    });
+    assert_eq!(
+        (status["desiredHealthy"].clone(), status["expectedPods"].clone()),
+        (3.into(), 3.into())
+    );
+    assert_eq!(status["disruptionsAllowed"], 0);
+    assert_eq!(status["conditions"][0]["reason"], "InsufficientPods");
+    let pods = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let eviction = format!(
+        r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pods}","namespace":"default"}}}}"#
+    );
+    let path = format!("/api/v1/namespaces/default/pods/{pods}/eviction");
+    let err = c.kubectl_err(&["create", "--raw", &path, "-f", "-"], Some(&eviction));
+    assert!(
+        err.contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{err}"
+    );
+    // With room for one disruption the eviction goes through and is spent.
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some(&pdb.replace("minAvailable: 3", "minAvailable: 2")),
+    );
+    c.eventually(20, "one disruption allowed", || {
+        (json(&c, &["get", "pdb", "web"])["status"]["disruptionsAllowed"] == 1).then_some(())
+    });
+    c.kubectl_in(&["create", "--raw", &path, "-f", "-"], Some(&eviction));
+    let gone = c.kubectl_output(&["get", "pod", &pods], None);
+    let text = String::from_utf8_lossy(&gone.stdout).to_string() + &String::from_utf8_lossy(&gone.stderr);
+    assert!(!gone.status.success() || text.contains("Terminating"), "{text}");
+    c.kubectl(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+}
+
+#[test]
+fn apiservices_report_their_availability() {
+    let c = Cluster::up(1);
+    let api = r#"
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io}
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  service: {name: metrics-server, namespace: kube-system}
+  groupPriorityMinimum: 100
+  versionPriority: 100
+  insecureSkipTLSVerify: true
+"#;
+    c.kubectl_in(&["apply", "-f", "-"], Some(api));
+    let row = c.eventually(20, "availability", || {
+        let out = c.kubectl(&["get", "apiservice", "v1beta1.metrics.k8s.io"]);
+        out.contains("False (ServiceNotFound)").then_some(out)
+    });
+    assert!(row.contains("kube-system/metrics-server"), "{row}");
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: metrics-server, namespace: kube-system}\nspec:\n  ports: [{name: https, port: 443, targetPort: 4443}]\n  selector: {app: metrics-server}\n";
+    c.kubectl_in(&["apply", "-f", "-"], Some(svc));
+    c.eventually(20, "missing endpoints", || {
+        let out = c.kubectl(&[
+            "get",
+            "apiservice",
+            "v1beta1.metrics.k8s.io",
+            "-o",
+            "jsonpath={.status.conditions[0].reason}",
+        ]);
+        (out == "MissingEndpoints").then_some(())
+    });
+}
