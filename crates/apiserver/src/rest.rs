@@ -297,7 +297,11 @@ impl ApiServer {
                     managed::apply(&json!({}), config, def, w, true)
                 })
                 .unwrap_or_default();
-                meta_mut(&mut obj).insert("managedFields".into(), owned["metadata"]["managedFields"].clone());
+                // An apply that owns no field leaves no entry (and no `managedFields: null`).
+                match owned["metadata"].get("managedFields").filter(|m| !m.is_null()) {
+                    Some(mf) => meta_mut(&mut obj).insert("managedFields".into(), mf.clone()),
+                    None => meta_mut(&mut obj).remove("managedFields"),
+                };
             }
             _ => record_manager(res, t, &mut obj, opts, None),
         }

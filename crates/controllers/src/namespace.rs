@@ -1,6 +1,10 @@
 //! Namespace lifecycle: a namespace being deleted (phase Terminating) has its contents
 //! deleted; once nothing is left, its `kubernetes` finalizer is removed through the
 //! `finalize` subresource and the API server deletes it.
+//!
+//! As upstream's controller, it starts on a namespace [`DELETION_GRACE`] after its deletion
+//! began: clients deleting a whole manifest (`kubectl delete -f`, namespace first) find the
+//! objects after it still there to delete, instead of a row of NotFound errors.
 
 use std::time::Duration;
 
@@ -10,13 +14,36 @@ use shoal_api::catalogue::{RESOURCES, Resource};
 
 use crate::informer::{self, Informers, api_resource};
 
+/// How long after a namespace's deletion began its contents start to be deleted.
+pub const DELETION_GRACE: Duration = Duration::from_secs(5);
+
+/// How much longer a namespace whose deletion began at `since` (RFC 3339) waits before it is
+/// drained, as of `now`; zero once the grace is over (or the timestamp does not parse).
+fn grace_left(since: &str, now: jiff::Timestamp) -> Duration {
+    let Ok(since) = since.parse::<jiff::Timestamp>() else {
+        return Duration::ZERO;
+    };
+    let waited = now.duration_since(since);
+    let grace = jiff::SignedDuration::try_from(DELETION_GRACE).unwrap_or_default();
+    (grace - waited)
+        .try_into()
+        .unwrap_or(Duration::ZERO)
+        .min(DELETION_GRACE)
+}
+
 /// Runs the namespace controller until the process ends.
 pub async fn run(client: kube::Client, informers: Informers) {
     informers.ready().await;
     let mut interest = informers.ownership_interest();
     loop {
+        let mut next = Duration::from_secs(5);
         for ns in informers.of("", "namespaces") {
-            if !informer::deleting(&ns) {
+            let Some(since) = ns["metadata"]["deletionTimestamp"].as_str() else {
+                continue;
+            };
+            let left = grace_left(since, jiff::Timestamp::now());
+            if !left.is_zero() {
+                next = next.min(left);
                 continue;
             }
             let name = informer::name(&ns).to_string();
@@ -30,7 +57,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                 Err(e) => tracing::debug!(namespace = %name, error = %e, "namespace drain failed; will retry"),
             }
         }
-        informers.wait(&mut interest, Duration::from_secs(5)).await;
+        informers.wait(&mut interest, next).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -96,4 +123,20 @@ async fn finalize(client: &kube::Client, name: &str) -> Result<(), kube::Error> 
     api.replace_subresource("finalize", name, &PostParams::default(), &ns)
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grace_counts_from_the_deletion() {
+        let now: jiff::Timestamp = "2026-01-01T00:00:10Z".parse().unwrap();
+        assert_eq!(grace_left("2026-01-01T00:00:08Z", now), Duration::from_secs(3));
+        assert_eq!(grace_left("2026-01-01T00:00:05Z", now), Duration::ZERO);
+        assert_eq!(grace_left("2025-12-31T00:00:00Z", now), Duration::ZERO);
+        // A clock behind the timestamp waits the whole grace at most.
+        assert_eq!(grace_left("2026-01-01T00:01:00Z", now), DELETION_GRACE);
+        assert_eq!(grace_left("garbage", now), Duration::ZERO);
+    }
 }
