@@ -125,7 +125,8 @@ fn hpa_v1_to_v2(mut obj: Value) -> Value {
     obj["spec"] = v2;
     let status = obj["status"].take();
     if status.is_object() {
-        let mut s = json!({});
+        // v1 always encodes both replica counts (int32, not omitted when 0).
+        let mut s = json!({"currentReplicas": 0, "desiredReplicas": 0});
         for key in [
             "observedGeneration",
             "lastScaleTime",
@@ -180,7 +181,8 @@ fn hpa_v2_to_v1(mut obj: Value) -> Value {
     obj["spec"] = v1;
     let status = obj["status"].take();
     if status.is_object() {
-        let mut s = json!({});
+        // v1 always encodes both replica counts (int32, not omitted when 0).
+        let mut s = json!({"currentReplicas": 0, "desiredReplicas": 0});
         for key in [
             "observedGeneration",
             "lastScaleTime",
@@ -272,6 +274,14 @@ mod tests {
         assert_eq!(back["spec"]["behavior"], v2["spec"]["behavior"]);
         assert_eq!(back["spec"]["metrics"].as_array().unwrap().len(), 2);
         assert!(back["metadata"].get("annotations").is_none(), "{}", back["metadata"]);
+    }
+
+    #[test]
+    fn v1_statuses_always_say_their_replica_counts() {
+        let v2 = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "w"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "w"}, "maxReplicas": 3}, "status": {"desiredReplicas": 0}});
+        let v1 = hpa_v2_to_v1(v2);
+        assert_eq!(v1["status"], json!({"currentReplicas": 0, "desiredReplicas": 0}));
     }
 
     #[test]

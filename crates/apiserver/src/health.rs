@@ -64,6 +64,32 @@ impl ApiServer {
     }
 }
 
+/// The deprecated ComponentStatus view of `checks`, as upstream lists it: `scheduler`,
+/// `controller-manager` (from this process's components of those names) and `etcd-0` (the
+/// store), each with one `Healthy` condition; a part not running here is `Unknown`.
+pub fn component_statuses(checks: &[Check]) -> Vec<serde_json::Value> {
+    let part = |name: &str, of: &dyn Fn(&str) -> bool| {
+        let mine: Vec<&Check> = checks.iter().filter(|c| of(&c.name)).collect();
+        let condition = if mine.is_empty() {
+            serde_json::json!({"type": "Healthy", "status": "Unknown", "error": format!("{name} does not run in this process")})
+        } else if let Some(down) = mine.iter().find(|c| !c.ok) {
+            serde_json::json!({"type": "Healthy", "status": "False", "error": format!("{}: {}", down.name, down.why)})
+        } else {
+            serde_json::json!({"type": "Healthy", "status": "True", "message": "ok"})
+        };
+        serde_json::json!({"kind": "ComponentStatus", "apiVersion": "v1", "metadata": {"name": name},
+                           "conditions": [condition]})
+    };
+    vec![
+        part("scheduler", &|n| n == "component/scheduler"),
+        part("controller-manager", &|n| n.starts_with("component/controller/")),
+        part("etcd-0", &|n| n == "store"),
+    ]
+}
+
+/// Upstream's deprecation warning on every ComponentStatus request.
+pub const COMPONENT_STATUS_WARNING: &str = "v1 ComponentStatus is deprecated in v1.19+";
+
 /// "panicked" or "ended", without the panic's message (which may name objects).
 fn failure_kind(last: Option<&str>) -> &'static str {
     match last {
@@ -192,5 +218,22 @@ mod tests {
         assert!(out.contains("shoal_component_restarts_total{component=\"controller/job\"} 3\n"));
         assert!(out.contains("shoal_panics_total "));
         assert_eq!(failure_kind(Some("panicked: x")), "panicked");
+    }
+
+    #[test]
+    fn component_statuses_follow_the_checks() {
+        let mut all = checks(true);
+        all.push(Check::pass("component/scheduler"));
+        all.push(Check::pass("component/controller/daemonset"));
+        let cs = component_statuses(&all);
+        let names: Vec<&str> = cs.iter().map(|c| c["metadata"]["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["scheduler", "controller-manager", "etcd-0"]);
+        assert!(
+            cs.iter()
+                .all(|c| c["conditions"][0]["status"] == "True" && c["conditions"][0]["message"] == "ok")
+        );
+        let down = component_statuses(&checks(false));
+        assert_eq!(down[0]["conditions"][0]["status"], "Unknown");
+        assert_eq!(down[2]["conditions"][0]["status"], "False");
     }
 }

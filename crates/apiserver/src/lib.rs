@@ -330,16 +330,17 @@ async fn contain_panics(
 /// A write through another group's view of a resource (events.k8s.io's Events) first meets
 /// that API's own validation, as upstream validates each API's requests by its rules; other
 /// versions of one group share their stored version's.
-fn view_rules(
-    view: &shoal_api::catalogue::Resource,
-    stored: &shoal_api::catalogue::Resource,
-    obj: &Value,
-    old: Option<&Value>,
-) -> ApiResult<()> {
+fn view_rules(t: &Target, stored: &shoal_api::catalogue::Resource, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    let view = t.res;
     if view.group == stored.group {
         return Ok(());
     }
-    let errors = shoal_api::validation::validate(view.group, view.kind, obj, old);
+    // The namespace of the path, where the body leaves it out (as the write will have it).
+    let mut obj = obj.clone();
+    if let (Some(ns), Some(meta)) = (&t.namespace, obj.get_mut("metadata").and_then(Value::as_object_mut)) {
+        meta.entry("namespace").or_insert_with(|| json!(ns));
+    }
+    let errors = shoal_api::validation::validate(view.group, view.kind, &obj, old);
     if errors.is_empty() {
         Ok(())
     } else {
@@ -577,6 +578,9 @@ impl ApiServer {
         }
         let res = t.res;
         let sub = t.subresource.as_deref();
+        if (res.group, res.kind) == ("", "ComponentStatus") && method == Method::GET {
+            return self.component_statuses(t, table).await;
+        }
         match (&method, t.name.is_some(), sub) {
             (&Method::GET, false, None) if p.flag("watch") => {
                 // A watch from a revision the cache has not reached waits a little for it,
@@ -803,7 +807,7 @@ impl ApiServer {
             (&Method::GET, true, None | Some("status")) => one(200, out(self.get_object(&t2)?.obj())),
             (&Method::POST, false, None) => {
                 let view = parse_json(ct, &body)?;
-                view_rules(t.res, stored, &view, None)?;
+                view_rules(t, stored, &view, None)?;
                 let obj = conversion::to_storage(t.res, view);
                 let w = self
                     .create(&t2, obj, &WriteOptions::from_params(p, "CreateOptions")?.by(node))
@@ -813,7 +817,7 @@ impl ApiServer {
             (&Method::PUT, true, None | Some("status")) => {
                 let view = parse_json(ct, &body)?;
                 let old = out(self.get_object(&t2)?.obj());
-                view_rules(t.res, stored, &view, Some(&old))?;
+                view_rules(t, stored, &view, Some(&old))?;
                 let obj = conversion::to_storage(t.res, view);
                 let w = self
                     .update(&t2, obj, &WriteOptions::from_params(p, "UpdateOptions")?.by(node))
@@ -832,7 +836,7 @@ impl ApiServer {
                     kind
                 };
                 let patched = patch::apply(t.res, &view, &patch_body, kind)?;
-                view_rules(t.res, stored, &patched, Some(&view))?;
+                view_rules(t, stored, &patched, Some(&view))?;
                 let mut obj = conversion::to_storage(t.res, patched);
                 obj["metadata"]["resourceVersion"] = json!(current.mod_revision.to_string());
                 let w = self
@@ -847,6 +851,34 @@ impl ApiServer {
             }
             _ => Box::pin(self.handle_resource(&t2, method, p, ct, body, table, node)).await,
         }
+    }
+
+    /// GET of the deprecated ComponentStatus resource: synthesised from this process's
+    /// health checks, never stored; with upstream's deprecation warning.
+    async fn component_statuses(&self, t: &Target, table: bool) -> ApiResult<Response> {
+        let all = health::component_statuses(&self.checks().await);
+        let body = match &t.name {
+            Some(name) => all
+                .into_iter()
+                .find(|c| c["metadata"]["name"] == name.as_str())
+                .ok_or_else(|| ApiError::internal(format!("Component not found: {name}")))?,
+            None if table => output::table(t.res, &all, &output::ListMeta::default(), false),
+            None => json!({"kind": "ComponentStatusList", "apiVersion": "v1", "metadata": {}, "items": all}),
+        };
+        let body = if table && t.name.is_some() {
+            output::table(t.res, std::slice::from_ref(&body), &output::ListMeta::default(), false)
+        } else {
+            body
+        };
+        let content_type = if table {
+            output::TABLE_CONTENT_TYPE
+        } else {
+            "application/json"
+        };
+        Ok(with_warnings(
+            json_response(200, serde_json::to_vec(&body).unwrap_or_default(), content_type),
+            &[health::COMPONENT_STATUS_WARNING.to_string()],
+        ))
     }
 
     /// The pod of `t`, its container named by `container` (default: the only one, or the

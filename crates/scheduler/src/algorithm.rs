@@ -100,6 +100,9 @@ pub struct PodInfo {
     pub created: i64,
     /// Finished: `status.phase` is `Succeeded` or `Failed`.
     pub terminal: bool,
+    /// The PersistentVolumeClaims its volumes name (`persistentVolumeClaim.claimName`, and
+    /// `<pod>-<volume>` for generic ephemeral volumes).
+    pub claims: Vec<String>,
 }
 
 /// The object of every cached bound pod: nothing is read of it (see [`PodInfo::cached`]).
@@ -128,6 +131,18 @@ impl PodInfo {
             priority: spec["priority"].as_i64().unwrap_or(0),
             created,
             terminal: matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed")),
+            claims: spec["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(
+                    |v| match (v["persistentVolumeClaim"]["claimName"].as_str(), v.get("ephemeral")) {
+                        (Some(claim), _) => Some(claim.to_string()),
+                        (None, Some(_)) => Some(format!("{}-{}", str_at(meta, "name"), str_at(v, "name"))),
+                        _ => None,
+                    },
+                )
+                .collect(),
             obj,
         }
     }

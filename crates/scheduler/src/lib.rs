@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ApiResource, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
@@ -67,6 +68,32 @@ fn on_node_event(state: &mut State, ev: Result<watcher::Event<JsonObject>, watch
     }
 }
 
+fn on_claim_event(state: &mut State, ev: Result<watcher::Event<JsonObject>, watcher::Error>) {
+    let key = |o: &Value| format!("{}/{}", informer::namespace(o), informer::name(o));
+    match ev {
+        Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+            state.claim_changed(key(&o.value), Some(state::Claim::of(&o.value)))
+        }
+        Ok(watcher::Event::Delete(o)) => state.claim_changed(key(&o.value), None),
+        Ok(watcher::Event::InitDone) => state.volumes_synced(true, false),
+        Ok(watcher::Event::Init) => {}
+        Err(e) => tracing::warn!(error = %e, "scheduler: claim watch failed; retrying"),
+    }
+}
+
+fn on_class_event(state: &mut State, ev: Result<watcher::Event<JsonObject>, watcher::Error>) {
+    match ev {
+        Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+            let delayed = o.value["volumeBindingMode"] == "WaitForFirstConsumer";
+            state.class_changed(informer::name(&o.value).to_string(), Some(delayed))
+        }
+        Ok(watcher::Event::Delete(o)) => state.class_changed(informer::name(&o.value).to_string(), None),
+        Ok(watcher::Event::InitDone) => state.volumes_synced(false, true),
+        Ok(watcher::Event::Init) => {}
+        Err(e) => tracing::warn!(error = %e, "scheduler: storage class watch failed; retrying"),
+    }
+}
+
 type Done = (String, String, BindOutcome);
 
 /// Runs the scheduler until the process ends.
@@ -75,7 +102,11 @@ pub async fn run(client: kube::Client) {
     let nodes: Api<JsonObject> = Api::all_with(client.clone(), &ApiResource::erase::<Node>(&()));
     let pod_events = watcher(pods, watcher::Config::default()).default_backoff();
     let node_events = watcher(nodes, watcher::Config::default()).default_backoff();
-    futures::pin_mut!(pod_events, node_events);
+    let claims: Api<JsonObject> = Api::all_with(client.clone(), &ApiResource::erase::<PersistentVolumeClaim>(&()));
+    let classes: Api<JsonObject> = Api::all_with(client.clone(), &ApiResource::erase::<StorageClass>(&()));
+    let claim_events = watcher(claims, watcher::Config::default()).default_backoff();
+    let class_events = watcher(classes, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(pod_events, node_events, claim_events, class_events);
     let recorder = Recorder::new(client.clone(), SCHEDULER_NAME);
     let limit = Arc::new(Semaphore::new(BIND_CONCURRENCY));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
@@ -86,6 +117,8 @@ pub async fn run(client: kube::Client) {
         tokio::select! {
             Some(ev) = pod_events.next() => on_pod_event(&mut state, ev),
             Some(ev) = node_events.next() => on_node_event(&mut state, ev),
+            Some(ev) = claim_events.next() => on_claim_event(&mut state, ev),
+            Some(ev) = class_events.next() => on_class_event(&mut state, ev),
             Some((key, uid, outcome)) = done_rx.recv() => state.bind_finished(&key, &uid, outcome, Instant::now()),
             _ = tokio::time::sleep_until(deadline.into()) => {}
         }
@@ -96,6 +129,10 @@ pub async fn run(client: kube::Client) {
                 on_pod_event(&mut state, ev);
             } else if let Some(Some(ev)) = node_events.next().now_or_never() {
                 on_node_event(&mut state, ev);
+            } else if let Some(Some(ev)) = claim_events.next().now_or_never() {
+                on_claim_event(&mut state, ev);
+            } else if let Some(Some(ev)) = class_events.next().now_or_never() {
+                on_class_event(&mut state, ev);
             } else if let Ok((key, uid, outcome)) = done_rx.try_recv() {
                 state.bind_finished(&key, &uid, outcome, Instant::now());
             } else {

@@ -88,6 +88,35 @@ pub struct State {
     node_relist: Option<Vec<Arc<NodeInfo>>>,
     pods_synced: bool,
     nodes_synced: bool,
+    /// PersistentVolumeClaims by `namespace/name`.
+    claims: HashMap<String, Claim>,
+    /// StorageClasses by name: true when they bind when a pod first uses the claim
+    /// (`WaitForFirstConsumer`).
+    delayed_classes: HashMap<String, bool>,
+    claims_synced: bool,
+    classes_synced: bool,
+}
+
+/// What the scheduler reads of a PersistentVolumeClaim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// `spec.volumeName` is set (the claim is bound or being bound).
+    pub bound: bool,
+    /// `spec.storageClassName`.
+    pub class: String,
+    /// Being deleted.
+    pub deleting: bool,
+}
+
+impl Claim {
+    /// Reads a claim.
+    pub fn of(pvc: &Value) -> Claim {
+        Claim {
+            bound: pvc["spec"]["volumeName"].as_str().is_some_and(|v| !v.is_empty()),
+            class: pvc["spec"]["storageClassName"].as_str().unwrap_or_default().to_string(),
+            deleting: pvc["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()),
+        }
+    }
 }
 
 /// The ordering key of the scheduling queue: higher priority first, then older, then name.
@@ -108,7 +137,13 @@ impl State {
 
     /// True once both caches have had their first list.
     pub fn synced(&self) -> bool {
-        self.pods_synced && self.nodes_synced
+        self.pods_synced && self.nodes_synced && self.claims_synced && self.classes_synced
+    }
+
+    /// The claim and class caches have had their first list (`claims`, `classes`).
+    pub fn volumes_synced(&mut self, claims: bool, classes: bool) {
+        self.claims_synced |= claims;
+        self.classes_synced |= classes;
     }
 
     /// The cluster view (nodes and what is bound where, assumed pods included).
@@ -198,6 +233,46 @@ impl State {
             self.pod_applied(p);
         }
         self.pods_synced = true;
+    }
+
+    /// A PersistentVolumeClaim was added or changed (`None`: deleted).
+    pub fn claim_changed(&mut self, key: String, claim: Option<Claim>) {
+        let changed = match claim {
+            Some(c) => self.claims.insert(key, c.clone()) != Some(c),
+            None => self.claims.remove(&key).is_some(),
+        };
+        if changed {
+            self.generation += 1;
+        }
+    }
+
+    /// A StorageClass was added or changed (`None`: deleted).
+    pub fn class_changed(&mut self, name: String, wait_for_first_consumer: Option<bool>) {
+        match wait_for_first_consumer {
+            Some(w) => self.delayed_classes.insert(name, w),
+            None => self.delayed_classes.remove(&name),
+        };
+        self.generation += 1;
+    }
+
+    /// Why `pod`'s claims keep it from every node (upstream's VolumeBinding PreFilter): a
+    /// claim that does not exist or is being deleted, or one not bound whose class binds at
+    /// once (or does not exist). Claims of `WaitForFirstConsumer` classes bind after the
+    /// pod is placed.
+    pub fn volume_problem(&self, pod: &PodInfo) -> Option<String> {
+        let mut unbound_immediate = false;
+        for name in &pod.claims {
+            let Some(claim) = self.claims.get(&format!("{}/{name}", pod.namespace)) else {
+                return Some(format!("persistentvolumeclaim \"{name}\" not found"));
+            };
+            if claim.deleting {
+                return Some(format!("persistentvolumeclaim \"{name}\" is being deleted"));
+            }
+            if !claim.bound && !self.delayed_classes.get(&claim.class).copied().unwrap_or(false) {
+                unbound_immediate = true;
+            }
+        }
+        unbound_immediate.then(|| "pod has unbound immediate PersistentVolumeClaims".to_string())
     }
 
     /// A node was added or changed.
@@ -296,7 +371,11 @@ impl State {
                     continue;
                 }
             }
-            match self.cluster.decide(&pod) {
+            let blocked = self.volume_problem(&pod).map(|why| {
+                let total = self.cluster.node_count();
+                Decision::Unschedulable(format!("0/{total} nodes are available: {why}."))
+            });
+            match blocked.unwrap_or_else(|| self.cluster.decide(&pod)) {
                 Decision::Bind(node) => {
                     self.attempts.remove(&pod.key);
                     let assumed = Arc::new(pod.assumed_on(&node));
@@ -453,6 +532,7 @@ mod tests {
             s.pods_relist_item(p.clone());
         }
         s.pods_relist_done();
+        s.volumes_synced(true, true);
         assert!(s.synced());
         s
     }
@@ -667,6 +747,45 @@ mod tests {
         assert_eq!(
             binds(&s.pass(Instant::now())),
             vec![("ours".to_string(), "n1".to_string())]
+        );
+    }
+
+    #[test]
+    fn pods_wait_for_their_claims_as_upstream() {
+        let with_claim = |claim: &str| {
+            let mut p = pod_json("p", "u1", "", 0, "2026-01-01T00:00:00Z");
+            p["spec"]["volumes"] = json!([{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]);
+            Arc::new(PodInfo::new(Arc::new(p)))
+        };
+        let mut s = synced(&[node("n1", "10")], &[]);
+        let pod = with_claim("data");
+        assert_eq!(
+            s.volume_problem(&pod).unwrap(),
+            "persistentvolumeclaim \"data\" not found"
+        );
+        let claim = |class: &str, volume: Option<&str>| {
+            Claim::of(&json!({"spec": {"storageClassName": class, "volumeName": volume}}))
+        };
+        s.class_changed("local-path".into(), Some(true));
+        s.class_changed("fast".into(), Some(false));
+        s.claim_changed("ns/data".into(), Some(claim("fast", None)));
+        assert_eq!(
+            s.volume_problem(&pod).unwrap(),
+            "pod has unbound immediate PersistentVolumeClaims"
+        );
+        s.claim_changed("ns/data".into(), Some(claim("local-path", None)));
+        assert_eq!(s.volume_problem(&pod), None, "bound when the pod is placed");
+        s.claim_changed("ns/data".into(), Some(claim("fast", Some("pv-1"))));
+        assert_eq!(s.volume_problem(&pod), None);
+        s.claim_changed("ns/data".into(), Some(claim("nowhere", None)));
+        s.pod_applied(pod.clone());
+        let actions = s.pass(Instant::now());
+        let Some(Action::Unschedulable { message, .. }) = actions.first() else {
+            panic!("{actions:?}")
+        };
+        assert_eq!(
+            message,
+            "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."
         );
     }
 }
