@@ -453,6 +453,16 @@ fn server_side_apply_keys_lists_as_upstream() {
         serde_json::json!(["containerPort", "protocol"])
     );
     assert_eq!(ports["x-kubernetes-patch-merge-key"], "containerPort");
+
+    // An apply that owns no field (a bare namespace) records no manager, and applying it
+    // again writes nothing.
+    let bare = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bare\n";
+    c.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(bare));
+    let first = c.kubectl(&["get", "ns", "bare", "-o", "json", "--show-managed-fields"]);
+    assert!(!first.contains("managedFields"), "{first}");
+    c.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(bare));
+    let second = c.kubectl(&["get", "ns", "bare", "-o", "json", "--show-managed-fields"]);
+    assert_eq!(first, second);
 }
 
 #[test]
@@ -622,4 +632,87 @@ eventTime: "2026-01-01T00:00:00.000000Z"
         c.kubectl_err(&["get", "events.v1.", "web.1"], None)
             .contains("NotFound")
     );
+}
+
+#[test]
+fn component_statuses_report_this_process() {
+    let c = Cluster::up(1);
+    let out = c.kubectl_output(&["get", "componentstatuses"], None);
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    for part in ["scheduler", "controller-manager", "etcd-0"] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(part) && l.contains("Healthy") && l.contains("ok")),
+            "{table}"
+        );
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Warning: v1 ComponentStatus is deprecated in v1.19+"));
+    let one: Value = serde_json::from_str(&c.kubectl(&["get", "cs", "etcd-0", "-o", "json"])).expect("cs");
+    assert_eq!(one["conditions"][0]["type"], "Healthy");
+    assert!(
+        c.kubectl_err(&["get", "cs", "nope"], None)
+            .contains("Component not found: nope")
+    );
+}
+
+#[test]
+fn pods_with_unbound_claims_stay_pending() {
+    let c = Cluster::up(2);
+    let manifest = r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: nowhere}
+spec:
+  storageClassName: fast
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: needs-claim}
+spec:
+  containers: [{name: c, image: nginx}]
+  volumes: [{name: d, persistentVolumeClaim: {claimName: nowhere}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: needs-missing}
+spec:
+  containers: [{name: c, image: nginx}]
+  volumes: [{name: d, persistentVolumeClaim: {claimName: missing}}]
+"#;
+    c.kubectl_in(&["apply", "-f", "-"], Some(manifest));
+    for (pod, why) in [
+        (
+            "needs-claim",
+            "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
+        ),
+        (
+            "needs-missing",
+            "0/2 nodes are available: persistentvolumeclaim \"missing\" not found.",
+        ),
+    ] {
+        let message = c.eventually(20, "unschedulable", || {
+            let m = c.kubectl(&[
+                "get",
+                "pod",
+                pod,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].message}",
+            ]);
+            (!m.is_empty()).then_some(m)
+        });
+        assert_eq!(message, why);
+        assert_eq!(c.kubectl(&["get", "pod", pod, "-o", "jsonpath={.spec.nodeName}"]), "");
+    }
+    // The missing claim appears (in the default class, bound on first use): the pod runs.
+    let claim = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: missing}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n";
+    c.kubectl_in(&["apply", "-f", "-"], Some(claim));
+    c.eventually(30, "scheduled once the claim exists", || {
+        (!c.kubectl(&["get", "pod", "needs-missing", "-o", "jsonpath={.spec.nodeName}"])
+            .is_empty())
+        .then_some(())
+    });
 }
