@@ -8,6 +8,10 @@
 //! - `GET /exec/<namespace>/<pod>/<container>?command=...&stdin=&stdout=&stderr=&tty=`:
 //!   a WebSocket (`v5.channel.k8s.io` / `v4.channel.k8s.io`) running the command in the
 //!   container's environment (see [`crate::exec`]).
+//! - `GET /attach/<namespace>/<pod>/<container>?stdout=&stderr=&tty=`: the container's
+//!   output from now on, over the exec protocol (see [`crate::attach`]).
+//! - `GET|POST /portForward/<namespace>/<pod>`: SPDY/3.1 (or SPDY tunnelled in a WebSocket)
+//!   speaking `portforward.k8s.io` (see [`crate::portforward`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -146,6 +150,8 @@ async fn handle(kubelet: Arc<Kubelet>, token: &str, req: Request<hyper::body::In
     match path.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["containerLogs", _ns, pod, container] => logs(&kubelet, pod, container, &q).await,
         ["exec", ns, pod, container] => crate::exec::handle(kubelet, ns, pod, container, &q, req).await,
+        ["attach", ns, pod, container] => crate::attach::handle(kubelet, ns, pod, container, &q, req).await,
+        ["portForward", ns, pod] => crate::portforward::handle(kubelet, ns, pod, req).await,
         _ => text(StatusCode::NOT_FOUND, "not found"),
     }
 }

@@ -139,7 +139,7 @@ enum Out {
     Exited(i32),
 }
 
-fn frame(channel: u8, data: &[u8]) -> Message {
+pub(crate) fn frame(channel: u8, data: &[u8]) -> Message {
     let mut v = Vec::with_capacity(data.len() + 1);
     v.push(channel);
     v.extend_from_slice(data);
@@ -329,7 +329,7 @@ where
 }
 
 /// The close frame kubectl reads as the end of every stream (1000).
-fn normal_close() -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
+pub(crate) fn normal_close() -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
     tokio_tungstenite::tungstenite::protocol::CloseFrame {
         code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
         reason: "".into(),

@@ -284,6 +284,20 @@ impl Kubelet {
         runs.get(&(namespace.into(), pod.into(), container.into())).cloned()
     }
 
+    /// The uid of pod `namespace/pod` and the launch of one of its running containers, if
+    /// one is running here.
+    pub fn running_pod(&self, namespace: &str, pod: &str) -> Option<(String, Launch)> {
+        let runs = self.runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let pods = self.dir.join("pods");
+        runs.iter()
+            .filter(|((ns, name, _), _)| ns == namespace && name == pod)
+            .find_map(|(_, launch)| {
+                let rest = launch.state_dir.strip_prefix(&pods).ok()?;
+                let uid = rest.components().next()?.as_os_str().to_str()?.to_string();
+                Some((uid, launch.clone()))
+            })
+    }
+
     /// The pods directory of pod `uid`.
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
         pod_dir(&self.dir, uid)

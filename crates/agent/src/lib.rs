@@ -11,6 +11,7 @@
 //! `$(VAR)` expansion of environments, commands and arguments.
 
 pub mod agent;
+pub mod attach;
 pub mod endpoint;
 pub mod env;
 pub mod exec;
@@ -19,9 +20,11 @@ pub mod join;
 pub mod kubelet;
 pub mod lifecycle;
 pub mod pods;
+pub mod portforward;
 pub mod runtime;
 pub mod shim;
 pub mod simulated;
+pub mod spdy;
 pub mod volumes;
 
 pub use pods::{EXIT_CODE_ANNOTATION, PodTiming, RUN_SECONDS_ANNOTATION};

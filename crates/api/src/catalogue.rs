@@ -229,6 +229,20 @@ pub static RESOURCES: &[Resource] = &[
                 kind: "PodExecOptions",
                 verbs: &["create", "get"],
             },
+            Subresource {
+                name: "attach",
+                group: "",
+                version: "v1",
+                kind: "PodAttachOptions",
+                verbs: &["create", "get"],
+            },
+            Subresource {
+                name: "portforward",
+                group: "",
+                version: "v1",
+                kind: "PodPortForwardOptions",
+                verbs: &["create", "get"],
+            },
         ],
     ),
     res(

@@ -513,14 +513,17 @@ impl ApiServer {
             }
             Some(ApiPath::Resource(t)) => t,
         };
-        if target.subresource.as_deref() == Some("exec") {
+        if let Some(sub @ ("exec" | "attach" | "portforward")) = target.subresource.as_deref()
+            && target.res.plural == "pods"
+        {
             if let Some(nodeauth::Identity::Node(node)) = parts.extensions.get::<nodeauth::Identity>() {
                 nodeauth::authorize(node, "create", &target, None, self.as_ref())?;
             }
             if !matches!(parts.method, Method::GET | Method::POST) {
                 return Err(ApiError::method_not_allowed(parts.method.as_str(), target.res));
             }
-            return self.pod_exec(&target, &params, parts).await;
+            let sub = sub.to_string();
+            return self.pod_stream(&target, &params, &sub, parts).await;
         }
         let table = output::wants_table(accept.as_deref());
         let method = parts.method;
@@ -970,23 +973,43 @@ impl ApiServer {
         Ok(nodeproxy::stream(resp))
     }
 
-    /// `pods/exec`: the WebSocket upgrade is passed to the pod's agent, and the two
-    /// connections are joined once both switched protocols.
-    async fn pod_exec(&self, t: &Target, p: &Params, mut parts: http::request::Parts) -> ApiResult<Response> {
-        let (pod, container, endpoint) = self.pod_container(t, p.get("container"))?;
+    /// `pods/exec`, `pods/attach` and `pods/portforward`: the upgrade (WebSocket, or SPDY for
+    /// port forwarding) is passed to the pod's agent, and the two connections are joined
+    /// once both switched protocols.
+    async fn pod_stream(
+        &self,
+        t: &Target,
+        p: &Params,
+        sub: &str,
+        mut parts: http::request::Parts,
+    ) -> ApiResult<Response> {
         let name = t.name.as_deref().unwrap_or_default();
+        let ns = t.namespace.as_deref().unwrap_or("default");
+        let (pod, container, endpoint) = if sub == "portforward" {
+            let pod = self.get_object(t)?.obj();
+            let (_, _, ep) = self.pod_container(t, pod["spec"]["containers"][0]["name"].as_str())?;
+            (pod, String::new(), ep)
+        } else {
+            self.pod_container(t, p.get("container"))?
+        };
         let (Some(ep), Some(auth)) = (endpoint, self.node_auth()) else {
+            let what = match sub {
+                "exec" => "there is no process to exec in",
+                "attach" => "there is no process to attach to",
+                _ => "there is no process to forward to",
+            };
             return Err(ApiError::bad_request(format!(
-                "pod {name} runs on a simulated node: there is no process to exec in"
+                "pod {name} runs on a simulated node: {what}"
             )));
         };
         if pod["status"]["phase"] != "Running" {
             let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
-            return Err(ApiError::bad_request(format!(
-                "unable to upgrade connection: container not found (\"{container}\") in pod {name} ({phase})"
-            )));
+            return Err(ApiError::bad_request(if sub == "portforward" {
+                format!("unable to upgrade connection: pod {name} is not running ({phase})")
+            } else {
+                format!("unable to upgrade connection: container not found (\"{container}\") in pod {name} ({phase})")
+            }));
         }
-        let ns = t.namespace.as_deref().unwrap_or("default");
         let query = parts
             .uri
             .query()
@@ -995,21 +1018,19 @@ impl ApiServer {
             .filter(|kv| !kv.starts_with("container="))
             .collect::<Vec<_>>()
             .join("&");
-        let mut req = http::Request::get(format!(
-            "/exec/{}/{}/{}?{query}",
-            request::encode(ns),
-            request::encode(name),
-            request::encode(&container)
-        ));
-        for h in [
-            "connection",
-            "upgrade",
-            "sec-websocket-key",
-            "sec-websocket-version",
-            "sec-websocket-protocol",
-        ] {
-            if let Some(v) = parts.headers.get(h) {
-                req = req.header(h, v);
+        let path = match sub {
+            "portforward" => format!("/portForward/{}/{}?{query}", request::encode(ns), request::encode(name)),
+            _ => format!(
+                "/{sub}/{}/{}/{}?{query}",
+                request::encode(ns),
+                request::encode(name),
+                request::encode(&container)
+            ),
+        };
+        let mut req = http::Request::builder().method(parts.method.clone()).uri(path);
+        for h in STREAM_REQUEST_HEADERS {
+            for v in parts.headers.get_all(*h) {
+                req = req.header(*h, v);
             }
         }
         let req = req.body(Body::empty()).map_err(ApiError::internal_from)?;
@@ -1018,7 +1039,9 @@ impl ApiServer {
             return Err(nodeproxy::error_of(resp).await);
         }
         let Some(client_side) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
-            return Err(ApiError::bad_request("exec needs an upgradable connection (WebSocket)"));
+            return Err(ApiError::bad_request(format!(
+                "{sub} needs an upgradable connection (HTTP/1.1 with Upgrade)"
+            )));
         };
         let agent_side = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
@@ -1035,6 +1058,7 @@ impl ApiServer {
             "upgrade",
             "sec-websocket-accept",
             "sec-websocket-protocol",
+            "x-stream-protocol-version",
         ] {
             if let Some(v) = resp.headers().get(h) {
                 out.headers_mut().insert(h, v.clone());
@@ -1045,6 +1069,16 @@ impl ApiServer {
 }
 
 use futures::StreamExt as _;
+
+/// The request headers a streaming subresource passes to the agent.
+const STREAM_REQUEST_HEADERS: &[&str] = &[
+    "connection",
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "x-stream-protocol-version",
+];
 
 impl nodeauth::Lookup for ApiServer {
     fn pod(&self, namespace: &str, name: &str) -> Option<Value> {

@@ -53,7 +53,11 @@ impl Agent {
             ])
             .arg("--data-dir")
             .arg(dir)
-            .env("SHOAL_LOG", "warn")
+            // SHOAL_AGENT_LOG=debug shows what the agents do.
+            .env(
+                "SHOAL_LOG",
+                std::env::var("SHOAL_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -577,6 +581,9 @@ fn an_agent_with_the_simulated_runtime_runs_nothing() {
     assert_eq!(c.kubectl(&["logs", &pod]), "");
     let err = c.kubectl_err(&["exec", &pod, "--", "true"], None);
     assert!(err.contains("cannot run commands"), "{err}");
+    // Nor is there a port to forward to (the node's loopback is not the pod's).
+    let err = c.kubectl_err(&["port-forward", &pod, "8080"], None);
+    assert!(err.contains("there is no port to forward to"), "{err}");
     c.kubectl(&["delete", "ds", "web"]);
     c.eventually(30, "pod gone", || {
         c.kubectl(&["get", "pods", "-o", "name"]).is_empty().then_some(())
@@ -634,4 +641,193 @@ fn claims_of_pods_on_real_nodes_live_in_the_agent_data_dir() {
         c.kubectl(&["get", "pods", "-o", "name"]).is_empty().then_some(())
     });
     assert!(std::fs::symlink_metadata(&at).is_err(), "the link goes with the pod");
+}
+
+/// A free TCP port on the loopback (for a process the test starts).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Starts `kubectl ARGS` (with `env`) in the background and returns it with the first
+/// stdout line.
+fn background(c: &Cluster, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = c
+        .kubectl_cmd(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    let mut first = String::new();
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout);
+    lines.read_line(&mut first).expect("first line");
+    // Keep draining so kubectl never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while lines.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
+        }
+    });
+    (child, first)
+}
+
+/// The local port of kubectl's `Forwarding from 127.0.0.1:PORT -> N` line.
+fn forwarded_port(line: &str) -> u16 {
+    line.split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no local port in {line:?}"))
+}
+
+fn echo_once(port: u16, text: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.write_all(text.as_bytes())?;
+    let mut got = vec![0u8; text.len()];
+    s.read_exact(&mut got)?;
+    Ok(String::from_utf8_lossy(&got).into_owned())
+}
+
+/// The echo through `pf`, or a panic with what kubectl said.
+fn echo_through(pf: &mut Option<Child>, port: u16, text: &str) -> String {
+    match echo_once(port, text) {
+        Ok(s) => s,
+        Err(e) => {
+            let child = pf.take().expect("port-forward");
+            let mut child = child;
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{e}: kubectl port-forward said {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        }
+    }
+}
+
+#[test]
+fn port_forward_and_attach_reach_pods_on_real_nodes() {
+    let c = Cluster::server_with(&[]);
+    let _agent = Agent::start(&c, "edge-p", "127.0.0.7");
+    c.eventually(30, "node Ready", || {
+        (c.kubectl(&[
+            "get",
+            "node",
+            "edge-p",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]) == "True")
+            .then_some(())
+    });
+    // An echo server on the pod's localhost, saying what it hears on stdout.
+    let port = free_port();
+    let server = format!(
+        "import socket,sys\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('127.0.0.1',{port}))\ns.listen(8)\nprint('listening',flush=True)\nwhile True:\n  c,_=s.accept()\n  while True:\n    d=c.recv(65536)\n    if not d: break\n    print('heard',len(d),flush=True)\n    c.sendall(d)\n  c.close()\n"
+    );
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "echo"},
+        "spec": {"nodeName": "edge-p", "containers": [{"name": "srv", "image": "python", "command": ["python3", "-u", "-c", server]}]},
+    });
+    c.kubectl_in(&["apply", "-f", "-"], Some(&pod.to_string()));
+    c.eventually(60, "echo listening", || {
+        c.kubectl(&["logs", "echo"]).contains("listening").then_some(())
+    });
+
+    // Two connections through one forward, and more than one frame's worth of data.
+    let (pf, line) = background(&c, &["port-forward", "pod/echo", &format!(":{port}")], &[]);
+    let mut pf = Some(pf);
+    let local = forwarded_port(&line);
+    assert!(line.ends_with(&format!(" -> {port}\n")), "{line}");
+    assert_eq!(echo_through(&mut pf, local, "ping\n"), "ping\n");
+    let big: String = (0..200_000)
+        .map(|i| char::from(b'a' + u8::try_from(i % 26).unwrap_or(0)))
+        .collect();
+    assert_eq!(echo_through(&mut pf, local, &big), big);
+
+    // Attach sees what the container prints from then on.
+    let (mut attach, _) = {
+        let mut child = c
+            .kubectl_cmd(&["attach", "echo", "-c", "srv"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl attach");
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(echo_through(&mut pf, local, "attached?\n"), "attached?\n");
+        std::thread::sleep(Duration::from_secs(1));
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("attach output");
+        (out, ())
+    };
+    let seen = String::from_utf8_lossy(&attach.stdout).into_owned();
+    assert!(
+        seen.contains("heard 10"),
+        "attach saw: {seen:?} {}",
+        String::from_utf8_lossy(&attach.stderr)
+    );
+    assert!(
+        !seen.contains("listening"),
+        "attach shows output from the moment it attached: {seen:?}"
+    );
+    attach.stdout.clear();
+    if let Some(mut pf) = pf {
+        let _ = pf.kill();
+        let _ = pf.wait();
+    }
+
+    // The legacy SPDY upgrade (kubectl before 1.31, or with WebSockets turned off).
+    let (spdy_pf, line) = background(
+        &c,
+        &["port-forward", "pod/echo", &format!(":{port}")],
+        &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")],
+    );
+    let mut spdy_pf = Some(spdy_pf);
+    let local = forwarded_port(&line);
+    assert_eq!(echo_through(&mut spdy_pf, local, &big), big);
+    assert_eq!(echo_through(&mut spdy_pf, local, "again\n"), "again\n");
+    if let Some(mut pf) = spdy_pf {
+        let _ = pf.kill();
+        let _ = pf.wait();
+    }
+
+    // A port nobody listens on: the kubelet's error reaches kubectl.
+    let closed = free_port();
+    let (mut pf, line) = background(&c, &["port-forward", "pod/echo", &format!(":{closed}")], &[]);
+    let local = forwarded_port(&line);
+    {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", local)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let mut buf = [0u8; 16];
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "the connection closes");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = pf.kill();
+    let out = pf.wait_with_output().expect("port-forward output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("error forwarding port {closed} to pod echo, uid ")),
+        "{err}"
+    );
+
+    // Attaching stdin: the client is told its input goes nowhere.
+    let mut child = c
+        .kubectl_cmd(&["attach", "-i", "echo", "-c", "srv"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl attach -i");
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("attach -i output");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("input is dropped"), "{said}");
 }

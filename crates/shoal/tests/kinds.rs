@@ -278,7 +278,13 @@ fn wire_details_real_clients_rely_on() {
     // GET /version/ with a trailing slash (kr8s).
     let v: Value = serde_json::from_str(&c.kubectl(&["get", "--raw", "/version/"])).expect("version");
     assert_eq!(v["major"], "1");
-    // Paged lists say how many items remain.
+    // Paged lists say how many items remain (once the namespace's own configmap is there).
+    c.eventually(30, "kube-root-ca.crt", || {
+        c.kubectl_output(&["get", "cm", "kube-root-ca.crt"], None)
+            .status
+            .success()
+            .then_some(())
+    });
     for i in 0..5 {
         c.kubectl(&["create", "configmap", &format!("cm-{i}")]);
     }
@@ -321,6 +327,24 @@ fn wire_details_real_clients_rely_on() {
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-ssa}\ndata: {a: '1'}\n";
     c.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(cm));
     assert_eq!(c.kubectl(&["get", "cm", "from-ssa", "-o", "jsonpath={.data.a}"]), "1");
+    // Streaming subresources are served; a pod on a simulated node has no process behind them.
+    c.kubectl(&["run", "sim", "--image=nginx"]);
+    c.kubectl(&["wait", "--for=condition=Ready", "pod/sim", "--timeout=60s"]);
+    let err = c.kubectl_err(&["port-forward", "pod/sim", "8080"], None);
+    assert!(
+        err.contains("runs on a simulated node: there is no process to forward to"),
+        "{err}"
+    );
+    let err = c.kubectl_err(&["attach", "sim"], None);
+    assert!(
+        err.contains("runs on a simulated node: there is no process to attach to"),
+        "{err}"
+    );
+    let subs = c.kubectl(&["get", "--raw", "/api/v1"]);
+    assert!(
+        subs.contains("\"pods/portforward\"") && subs.contains("\"pods/attach\""),
+        "{subs}"
+    );
 }
 
 #[test]

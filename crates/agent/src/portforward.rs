@@ -1,0 +1,334 @@
+//! `kubectl port-forward` on the agent: the `portforward.k8s.io` protocol over SPDY/3.1
+//! ([`crate::spdy`]), reached either by the legacy `Upgrade: SPDY/3.1` or by a WebSocket
+//! whose binary messages carry the SPDY bytes (`SPDY/3.1+portforward.k8s.io`, what kubectl
+//! tries first since 1.31).
+//!
+//! For each local connection the client opens two streams with the same `requestID` and
+//! `port` headers: `streamType: error` then `streamType: data`. The agent connects to the
+//! port on the node's loopback (its pods are processes of the host, so the pod's
+//! localhost is the node's), copies bytes both ways, and on failure writes the reason to
+//! the error stream, as the kubelet does.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use crate::exec::accept_key;
+use crate::kubelet::Kubelet;
+use crate::spdy::{self, Frame};
+
+/// The stream protocol of port forwarding.
+pub const PROTOCOL: &str = "portforward.k8s.io";
+/// The WebSocket subprotocol that tunnels SPDY.
+pub const TUNNEL_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
+/// How long a connection to the pod's port may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest data frame we send.
+const CHUNK: usize = 32 << 10;
+
+type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn refuse(code: StatusCode, msg: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(msg)).map_err(|never| match never {}).boxed());
+    *r.status_mut() = code;
+    r
+}
+
+fn header(req: &Request<hyper::body::Incoming>, name: &str) -> String {
+    req.headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn offers(list: &str, want: &str) -> bool {
+    list.split(',').any(|p| p.trim().eq_ignore_ascii_case(want))
+}
+
+/// Answers a port-forward request for pod `namespace/pod`: 101 and a session.
+pub async fn handle(
+    kubelet: Arc<Kubelet>,
+    namespace: &str,
+    pod: &str,
+    mut req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let Some((uid, launch)) = kubelet.running_pod(namespace, pod) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!("pod {pod} in namespace {namespace} is not running on this node"),
+        );
+    };
+    // The simulated runtime runs nothing: the node's loopback is not the pod's.
+    if kubelet.runtime().command(&launch, &["true".to_string()]).is_none() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!("pod {pod} runs on a node whose runtime runs no processes: there is no port to forward to"),
+        );
+    }
+    let target = Target {
+        pod: pod.to_string(),
+        uid,
+    };
+    let upgrade = header(&req, "upgrade");
+    let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(http::header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
+    if offers(&upgrade, "websocket") {
+        let key = header(&req, "sec-websocket-key");
+        if key.is_empty() || !offers(&header(&req, "sec-websocket-protocol"), TUNNEL_PROTOCOL) {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("port forwarding over WebSocket needs the {TUNNEL_PROTOCOL} protocol"),
+            );
+        }
+        h.insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
+        if let Ok(v) = http::HeaderValue::from_str(&accept_key(&key)) {
+            h.insert("sec-websocket-accept", v);
+        }
+        h.insert(
+            "sec-websocket-protocol",
+            http::HeaderValue::from_static(TUNNEL_PROTOCOL),
+        );
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(io) = on.await else { return };
+            let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
+            let (mut sink, mut stream) = ws.split();
+            let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
+            let (in_tx, in_rx) = mpsc::channel::<Bytes>(64);
+            let writer = tokio::spawn(async move {
+                while let Some(b) = out_rx.recv().await {
+                    if sink.send(Message::Binary(b.into())).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = sink.close().await;
+            });
+            let reader = tokio::spawn(async move {
+                while let Some(Ok(m)) = stream.next().await {
+                    let bytes = match m {
+                        Message::Binary(b) => b,
+                        Message::Close(_) => break,
+                        _ => continue,
+                    };
+                    if in_tx.send(bytes).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            session(target, in_rx, out_tx).await;
+            reader.abort();
+            let _ = writer.await;
+        });
+        return r;
+    }
+    if !offers(&upgrade, "SPDY/3.1") {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "port forwarding needs an upgrade to SPDY/3.1 or a WebSocket".into(),
+        );
+    }
+    if !offers(&header(&req, "x-stream-protocol-version"), PROTOCOL) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!("unable to upgrade: no common stream protocol; this node speaks {PROTOCOL}"),
+        );
+    }
+    h.insert(http::header::UPGRADE, http::HeaderValue::from_static("SPDY/3.1"));
+    h.insert("x-stream-protocol-version", http::HeaderValue::from_static(PROTOCOL));
+    let on = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(io) = on.await else { return };
+        let (mut rd, mut wr) = tokio::io::split(TokioIo::new(io));
+        let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
+        let (in_tx, in_rx) = mpsc::channel::<Bytes>(64);
+        let writer = tokio::spawn(async move {
+            while let Some(b) = out_rx.recv().await {
+                if wr.write_all(&b).await.is_err() {
+                    break;
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 << 10];
+            while let Ok(n) = rd.read(&mut buf).await {
+                if n == 0 || in_tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                    break;
+                }
+            }
+        });
+        session(target, in_rx, out_tx).await;
+        reader.abort();
+        let _ = writer.await;
+    });
+    r
+}
+
+/// Which pod the session forwards to (for messages).
+#[derive(Clone)]
+struct Target {
+    pod: String,
+    uid: String,
+}
+
+/// One forwarded connection's two streams.
+#[derive(Default)]
+struct Pair {
+    error: Option<u32>,
+    data: Option<u32>,
+}
+
+/// The protocol: frames from `input`, frames to `out`, until the peer goes.
+async fn session(target: Target, mut input: mpsc::Receiver<Bytes>, out: mpsc::Sender<Vec<u8>>) {
+    let mut decoder = spdy::Decoder::default();
+    let mut encoder = spdy::Encoder::default();
+    let mut pairs: HashMap<String, Pair> = HashMap::new();
+    // Client bytes for each data stream (None: the client closed its side).
+    let mut to_pod: HashMap<u32, mpsc::Sender<Option<Bytes>>> = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    'read: while let Some(chunk) = input.recv().await {
+        decoder.push(&chunk);
+        loop {
+            let frame = match decoder.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "agent: port-forward peer sent bad SPDY");
+                    break 'read;
+                }
+            };
+            if !matches!(frame, Frame::Data { .. }) {
+                tracing::debug!(?frame, "agent: port-forward control frame");
+            }
+            match frame {
+                Frame::SynStream { id, headers, .. } => {
+                    if out.send(encoder.syn_reply(id)).await.is_err() {
+                        break 'read;
+                    }
+                    let kind = spdy::header(&headers, "streamtype").unwrap_or_default().to_string();
+                    let request = spdy::header(&headers, "requestid").unwrap_or_default().to_string();
+                    let port = spdy::header(&headers, "port").unwrap_or_default().to_string();
+                    let pair = pairs.entry(request.clone()).or_default();
+                    match kind.as_str() {
+                        "error" => pair.error = Some(id),
+                        "data" => pair.data = Some(id),
+                        _ => {
+                            let _ = out.send(spdy::rst_stream(id, spdy::REFUSED_STREAM)).await;
+                            continue;
+                        }
+                    }
+                    let (Some(error), Some(data)) = (pair.error, pair.data) else {
+                        continue;
+                    };
+                    pairs.remove(&request);
+                    let (tx, rx) = mpsc::channel(16);
+                    to_pod.insert(data, tx);
+                    tasks.spawn(forward(target.clone(), port, error, data, rx, out.clone()));
+                }
+                Frame::Data { id, fin, data } => {
+                    let len = u32::try_from(data.len()).unwrap_or(0);
+                    if let Some(tx) = to_pod.get(&id) {
+                        if !data.is_empty() && tx.send(Some(data)).await.is_err() {
+                            to_pod.remove(&id);
+                        }
+                        if fin && let Some(tx) = to_pod.remove(&id) {
+                            let _ = tx.send(None).await;
+                        }
+                    }
+                    if len > 0 && out.send(spdy::window_update(id, len)).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Frame::RstStream { id, .. } => {
+                    to_pod.remove(&id);
+                }
+                Frame::Ping(id) => {
+                    if out.send(spdy::ping(id)).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Frame::GoAway => break 'read,
+                Frame::SynReply { .. } | Frame::Settings | Frame::Headers { .. } | Frame::WindowUpdate { .. } => {}
+            }
+        }
+    }
+    tracing::debug!("agent: port-forward session ends");
+    drop(to_pod);
+    tasks.abort_all();
+}
+
+/// The error text of a failed forward, as the kubelet words it.
+pub fn failure(port: &str, pod: &str, uid: &str, why: &str) -> String {
+    format!("error forwarding port {port} to pod {pod}, uid {uid}: {why}")
+}
+
+/// Forwards one connection: the pod's port on the node's loopback <-> stream `data`.
+async fn forward(
+    target: Target,
+    port: String,
+    error: u32,
+    data: u32,
+    mut from_client: mpsc::Receiver<Option<Bytes>>,
+    out: mpsc::Sender<Vec<u8>>,
+) {
+    let fail = |why: String| {
+        let out = out.clone();
+        let msg = failure(&port, &target.pod, &target.uid, &why);
+        async move {
+            let _ = out.send(spdy::data(error, true, msg.as_bytes())).await;
+            let _ = out.send(spdy::data(data, true, b"")).await;
+        }
+    };
+    let Some(number) = port.parse::<u16>().ok().filter(|p| *p > 0) else {
+        return fail(format!("invalid port {port:?}")).await;
+    };
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(("127.0.0.1", number))).await;
+    let tcp = match conn {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return fail(format!("failed to connect to localhost:{number} inside the pod: {e}")).await,
+        Err(_) => return fail(format!("timed out connecting to localhost:{number} inside the pod")).await,
+    };
+    let (mut rd, mut wr) = tcp.into_split();
+    let up = async move {
+        while let Some(Some(b)) = from_client.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    };
+    let down = {
+        let out = out.clone();
+        async move {
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if out.send(spdy::data(data, false, &buf[..n])).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = out.send(spdy::data(data, true, b"")).await;
+        }
+    };
+    tokio::join!(up, down);
+    let _ = out.send(spdy::data(error, true, b"")).await;
+}
