@@ -36,6 +36,8 @@ pub const TUNNEL_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest data frame we send.
 const CHUNK: usize = 32 << 10;
+/// Most forwarded connections (and half-opened ones) one session holds.
+pub const MAX_STREAMS: usize = 1024;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
@@ -217,6 +219,12 @@ async fn session(target: Target, mut input: mpsc::Receiver<Bytes>, out: mpsc::Se
             }
             match frame {
                 Frame::SynStream { id, headers, .. } => {
+                    if pairs.len() + to_pod.len() >= MAX_STREAMS {
+                        if out.send(spdy::rst_stream(id, spdy::REFUSED_STREAM)).await.is_err() {
+                            break 'read;
+                        }
+                        continue;
+                    }
                     if out.send(encoder.syn_reply(id)).await.is_err() {
                         break 'read;
                     }
@@ -228,7 +236,7 @@ async fn session(target: Target, mut input: mpsc::Receiver<Bytes>, out: mpsc::Se
                         "error" => pair.error = Some(id),
                         "data" => pair.data = Some(id),
                         _ => {
-                            let _ = out.send(spdy::rst_stream(id, spdy::REFUSED_STREAM)).await;
+                            let _ = out.send(spdy::rst_stream(id, spdy::CANCEL)).await;
                             continue;
                         }
                     }
@@ -331,4 +339,114 @@ async fn forward(
     };
     tokio::join!(up, down);
     let _ = out.send(spdy::data(error, true, b"")).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a session over channels; returns (to the session, from the session).
+    fn start() -> (mpsc::Sender<Bytes>, mpsc::Receiver<Vec<u8>>) {
+        let (in_tx, in_rx) = mpsc::channel(4096);
+        let (out_tx, out_rx) = mpsc::channel(4096);
+        let target = Target {
+            pod: "p".into(),
+            uid: "u".into(),
+        };
+        tokio::spawn(session(target, in_rx, out_tx));
+        (in_tx, out_rx)
+    }
+
+    /// The next frame the session sends.
+    async fn next(rx: &mut mpsc::Receiver<Vec<u8>>, d: &mut spdy::Decoder) -> Frame {
+        loop {
+            if let Some(f) = d.next_frame().expect("our own frames decode") {
+                return f;
+            }
+            let b = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("a frame in time")
+                .expect("the session is up");
+            d.push(&b);
+        }
+    }
+
+    fn stream(z: &mut flate2::Compress, id: u32, kind: &str, port: &str, req: &str) -> Bytes {
+        Bytes::from(spdy::test_syn_stream(
+            z,
+            id,
+            &[("streamtype", kind), ("port", port), ("requestid", req)],
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_pair_of_streams_forwards_and_failures_are_worded_as_the_kubelets() {
+        let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = echo.local_addr().unwrap().port().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = echo.accept().await.unwrap();
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).await.unwrap();
+            s.write_all(&buf[..n]).await.unwrap();
+        });
+        let (tx, mut rx) = start();
+        let mut z = spdy::test_compressor();
+        let mut d = spdy::Decoder::default();
+        tx.send(stream(&mut z, 1, "error", &port, "0")).await.unwrap();
+        tx.send(stream(&mut z, 3, "data", &port, "0")).await.unwrap();
+        assert!(matches!(next(&mut rx, &mut d).await, Frame::SynReply { id: 1, .. }));
+        assert!(matches!(next(&mut rx, &mut d).await, Frame::SynReply { id: 3, .. }));
+        tx.send(Bytes::from(spdy::data(3, false, b"hi"))).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            got.push(next(&mut rx, &mut d).await);
+        }
+        assert!(got.contains(&Frame::WindowUpdate { id: 3, delta: 2 }), "{got:?}");
+        assert!(
+            got.contains(&Frame::Data {
+                id: 3,
+                fin: false,
+                data: Bytes::from_static(b"hi")
+            }),
+            "{got:?}"
+        );
+
+        // Nobody listens on port 1: the error stream says why.
+        tx.send(stream(&mut z, 5, "error", "1", "1")).await.unwrap();
+        tx.send(stream(&mut z, 7, "data", "1", "1")).await.unwrap();
+        let message = loop {
+            if let Frame::Data { id: 5, data, .. } = next(&mut rx, &mut d).await
+                && !data.is_empty()
+            {
+                break String::from_utf8_lossy(&data).into_owned();
+            }
+        };
+        assert!(
+            message.starts_with("error forwarding port 1 to pod p, uid u: failed to connect to localhost:1"),
+            "{message}"
+        );
+
+        // An unknown stream type is cancelled; half-opened pairs are bounded.
+        tx.send(stream(&mut z, 9, "other", "1", "2")).await.unwrap();
+        loop {
+            if let Frame::RstStream { id: 9, status } = next(&mut rx, &mut d).await {
+                assert_eq!(status, spdy::CANCEL);
+                break;
+            }
+        }
+        let mut id = 11;
+        for r in 0..MAX_STREAMS + 5 {
+            tx.send(stream(&mut z, id, "error", "1", &format!("x{r}")))
+                .await
+                .unwrap();
+            id += 2;
+        }
+        let mut refused = 0;
+        while refused < 5 {
+            if let Frame::RstStream { status, .. } = next(&mut rx, &mut d).await {
+                assert_eq!(status, spdy::REFUSED_STREAM);
+                refused += 1;
+            }
+        }
+    }
 }

@@ -432,33 +432,38 @@ pub fn window_update(id: u32, delta: u32) -> Vec<u8> {
     control(WINDOW_UPDATE, 0, &body)
 }
 
+/// A client's SYN_STREAM, compressed as spdystream does (zlib with the dictionary,
+/// sync-flushed), through the same compressor for every block of a connection.
+#[cfg(test)]
+pub(crate) fn test_syn_stream(z: &mut flate2::Compress, id: u32, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut raw = u32::try_from(headers.len()).unwrap_or(0).to_be_bytes().to_vec();
+    for (n, v) in headers {
+        for s in [n, v] {
+            raw.extend_from_slice(&u32::try_from(s.len()).unwrap_or(0).to_be_bytes());
+            raw.extend_from_slice(s.as_bytes());
+        }
+    }
+    let mut block = Vec::with_capacity(raw.len() + 64);
+    let _ = z.compress_vec(&raw, &mut block, flate2::FlushCompress::Sync);
+    let mut body = id.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    body.extend_from_slice(&block);
+    control(SYN_STREAM, 0, &body)
+}
+
+/// A client's header compressor (zlib with the dictionary).
+#[cfg(test)]
+pub(crate) fn test_compressor() -> flate2::Compress {
+    let mut z = flate2::Compress::new(flate2::Compression::best(), true);
+    let _ = z.set_dictionary(&DICTIONARY);
+    z
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A client's SYN_STREAM, compressed as spdystream does (zlib with the dictionary,
-    /// sync-flushed), through the same compressor for every block.
-    fn syn_stream(z: &mut flate2::Compress, id: u32, headers: &[(&str, &str)]) -> Vec<u8> {
-        let mut raw = u32::try_from(headers.len()).unwrap().to_be_bytes().to_vec();
-        for (n, v) in headers {
-            for s in [n, v] {
-                raw.extend_from_slice(&u32::try_from(s.len()).unwrap().to_be_bytes());
-                raw.extend_from_slice(s.as_bytes());
-            }
-        }
-        let mut block = Vec::with_capacity(raw.len() + 64);
-        z.compress_vec(&raw, &mut block, flate2::FlushCompress::Sync).unwrap();
-        let mut body = id.to_be_bytes().to_vec();
-        body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-        body.extend_from_slice(&block);
-        control(SYN_STREAM, 0, &body)
-    }
-
-    fn compressor() -> flate2::Compress {
-        let mut z = flate2::Compress::new(flate2::Compression::best(), true);
-        z.set_dictionary(&DICTIONARY).unwrap();
-        z
-    }
+    use super::{test_compressor as compressor, test_syn_stream as syn_stream};
 
     #[test]
     fn the_dictionary_is_the_drafts() {
