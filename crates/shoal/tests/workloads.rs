@@ -292,34 +292,22 @@ fn seed_003_deployment_rolls_forward_and_back() {
 
     // v1 -> v2 with maxSurge 1 / maxUnavailable 0: a watch sees never fewer than 4
     // available and never more than 5 pods.
-    let old_hash = c.kubectl(&[
-        "get",
-        "rs",
-        "-l",
-        "app=echo",
-        "-o",
-        "jsonpath={.items[0].metadata.labels.pod-template-hash}",
-    ]);
-    // One watch stream is ordered by resourceVersion: replaying it shows which pods lived
-    // together.
     let mut watch = c
         .kubectl_cmd(&[
             "get",
-            "pods",
-            "-l",
-            "app=echo",
+            "deploy",
+            "echo-deploy",
             "--watch",
-            "--output-watch-events",
-            "--no-headers",
             "-o",
-            "custom-columns=NAME:.metadata.name,HASH:.metadata.labels.pod-template-hash",
+            "jsonpath={.status.availableReplicas} {.status.replicas} {.status.updatedReplicas}{\"\\n\"}",
         ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("kubectl watch");
     std::thread::sleep(std::time::Duration::from_millis(500));
-    c.kubectl(&["set", "image", "deploy/echo-deploy", "echo=ghcr.io/subicura/echo:v2"]);
-    c.kubectl(&["rollout", "status", "deploy/echo-deploy", "--timeout=60s"]);
+    c.kubectl_in(&["apply", "-f", "-"], Some(ECHO_DEPLOY));
+    let done = c.kubectl(&["rollout", "status", "deploy/echo-deploy", "--timeout=60s"]);
+    assert!(done.contains("successfully rolled out"), "{done}");
     std::thread::sleep(std::time::Duration::from_millis(500));
     let _ = watch.kill();
     let seen = {
@@ -334,27 +322,17 @@ fn seed_003_deployment_rolls_forward_and_back() {
         let _ = watch.wait();
         s
     };
-    // The first new pod appears only once every old pod is gone.
-    let mut old = std::collections::BTreeSet::new();
-    let mut new = 0;
-    for l in seen.lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let [event, name, hash] = f[..] else { continue };
-        match (event, hash == old_hash) {
-            ("DELETED", true) => {
-                old.remove(name);
-            }
-            (_, true) => {
-                old.insert(name);
-            }
-            ("ADDED", false) => {
-                assert!(old.is_empty(), "new pod {name} beside old pods {old:?}:\n{seen}");
-                new += 1;
-            }
-            _ => {}
-        }
+    let samples: Vec<Vec<i64>> = seen
+        .lines()
+        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect())
+        .filter(|v: &Vec<i64>| v.len() == 3)
+        .collect();
+    assert!(samples.len() >= 3, "the watch saw the rollout: {seen}");
+    for s in &samples {
+        assert!(s[0] >= 4, "never fewer than 4 available: {seen}");
+        assert!(s[1] <= 5, "never more than 5 pods: {seen}");
     }
-    assert_eq!(new, 3, "{seen}");
+    assert_eq!(samples.last().map(|s| s[2]), Some(4));
     assert_eq!(
         images_of_rs(&c),
         [
@@ -453,14 +431,26 @@ fn a_recreate_deployment_replaces_all_pods_at_once() {
     assert!(d.contains("type: Recreate"));
     c.kubectl_in(&["apply", "-f", "-"], Some(&d));
     c.kubectl(&["rollout", "status", "deploy/echo-deploy", "--timeout=60s"]);
+    let old_hash = c.kubectl(&[
+        "get",
+        "rs",
+        "-l",
+        "app=echo",
+        "-o",
+        "jsonpath={.items[0].metadata.labels.pod-template-hash}",
+    ]);
+    // One watch stream is ordered by resourceVersion: replaying it shows which pods lived
+    // together.
     let mut watch = c
         .kubectl_cmd(&[
             "get",
-            "deploy",
-            "echo-deploy",
+            "pods",
+            "-l",
+            "app=echo",
             "--watch",
+            "--output-watch-events",
             "-o",
-            "jsonpath={.status.replicas} {.status.updatedReplicas}{\"\\n\"}",
+            "jsonpath={.type} {.object.metadata.name} {.object.metadata.labels.pod-template-hash}{\"\\n\"}",
         ])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -482,18 +472,27 @@ fn a_recreate_deployment_replaces_all_pods_at_once() {
         let _ = watch.wait();
         s
     };
-    // Old and new pods never run together: while any is updated, none is old.
+    // The first new pod appears only once every old pod is gone.
+    let mut old = std::collections::BTreeSet::new();
+    let mut new = std::collections::BTreeSet::new();
     for l in seen.lines() {
-        let v: Vec<i64> = l.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
-        if v.len() == 2 && v[1] > 0 {
-            assert_eq!(v[0], v[1], "no old pods beside new ones: {seen}");
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let [event, name, hash] = f[..] else { continue };
+        match (event, hash == old_hash) {
+            ("DELETED", true) => {
+                old.remove(name);
+            }
+            (_, true) => {
+                old.insert(name);
+            }
+            ("ADDED", false) => {
+                assert!(old.is_empty(), "new pod {name} beside old pods {old:?}:\n{seen}");
+                new.insert(name);
+            }
+            _ => {}
         }
     }
-    assert!(
-        seen.lines()
-            .any(|l| l.trim() == "0 0" || l.trim().is_empty() || l.trim() == "0"),
-        "all old pods went first: {seen}"
-    );
+    assert_eq!(new.len(), 3, "{seen}");
     assert_eq!(
         images_of_rs(&c),
         [
