@@ -19,6 +19,20 @@ pub fn plus(a: &Quantity, b: &Quantity) -> Quantity {
     if a.is_zero() { b.clone() } else { a.add(b) }
 }
 
+/// What an update adds to the usage: for each resource, how much more `new` uses than
+/// `old` (resources it uses less of, or as much, are left out).
+pub fn increase(new: &Usage, old: &Usage) -> Usage {
+    new.iter()
+        .filter_map(|(k, n)| {
+            let more = match old.get(k) {
+                Some(o) => n.sub(o),
+                None => n.clone(),
+            };
+            (!more.is_zero() && !more.is_negative()).then(|| (k.clone(), more))
+        })
+        .collect()
+}
+
 fn charge(usage: &mut Usage, name: &str, q: Quantity) {
     let total = match usage.get(name) {
         Some(existing) => plus(existing, &q),
@@ -370,6 +384,32 @@ mod tests {
         let mut done = p.clone();
         done["status"]["phase"] = json!("Succeeded");
         assert_eq!(usage("", "pods", &done).keys().collect::<Vec<_>>(), ["count/pods"]);
+    }
+
+    #[test]
+    fn updates_charge_only_what_they_add() {
+        let svc = |t: &str, ports: usize| json!({"spec": {"type": t, "ports": vec![json!({"port": 80}); ports]}});
+        let more = increase(
+            &usage("", "services", &svc("LoadBalancer", 1)),
+            &usage("", "services", &svc("ClusterIP", 1)),
+        );
+        assert_eq!(more["services.loadbalancers"].canonical(), "1");
+        assert_eq!(more["services.nodeports"].canonical(), "1");
+        assert!(!more.contains_key("services"), "{more:?}");
+        assert!(!more.contains_key("count/services"));
+        // Going back adds nothing.
+        let less = increase(
+            &usage("", "services", &svc("ClusterIP", 1)),
+            &usage("", "services", &svc("LoadBalancer", 2)),
+        );
+        assert!(less.is_empty(), "{less:?}");
+        let claim = |s: &str| json!({"spec": {"resources": {"requests": {"storage": s}}}});
+        let grown = increase(
+            &usage("", "persistentvolumeclaims", &claim("3Gi")),
+            &usage("", "persistentvolumeclaims", &claim("1Gi")),
+        );
+        assert_eq!(grown["requests.storage"].canonical(), "2Gi");
+        assert_eq!(q("1500m").sub(&q("2")).canonical(), "-500m");
     }
 
     #[test]

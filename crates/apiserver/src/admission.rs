@@ -177,14 +177,18 @@ impl ApiServer {
             }
             _ => {}
         }
-        if old.is_none() && res.namespaced {
-            self.admit_quota(t, obj, opts).await?;
+        // Creates, and as upstream's evaluators, updates of Services (a new type or more
+        // ports) and claims (a larger request).
+        let quota_update = matches!((res.group, res.plural), ("", "services" | "persistentvolumeclaims"));
+        if res.namespaced && (old.is_none() || quota_update) {
+            self.admit_quota(t, obj, old, opts).await?;
         }
         Ok(())
     }
 
-    /// The ResourceQuota plugin on a create: refuses what does not fit, charges what does.
-    async fn admit_quota(&self, t: &Target, obj: &Value, opts: &WriteOptions) -> ApiResult<()> {
+    /// The ResourceQuota plugin on a create or update: refuses what does not fit, charges
+    /// what does (an update, only what it adds).
+    async fn admit_quota(&self, t: &Target, obj: &Value, old: Option<&Value>, opts: &WriteOptions) -> ApiResult<()> {
         let res = t.res;
         let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
         let quota_res = catalogue::find("", "v1", "resourcequotas").expect("resourcequotas are served");
@@ -193,7 +197,13 @@ impl ApiServer {
             return Ok(());
         }
         let (group, plural) = catalogue::stored_names(res.group, res.plural);
-        let requested = quota::usage(group, plural, obj);
+        let requested = match old {
+            None => quota::usage(group, plural, obj),
+            Some(old) => quota::increase(&quota::usage(group, plural, obj), &quota::usage(group, plural, old)),
+        };
+        if requested.is_empty() {
+            return Ok(());
+        }
         let name = name_of(obj).to_string();
         let _serialised = self.quota_admission.lock().await;
         let quotas = self.all_of("", "resourcequotas", Some(&ns));
@@ -205,6 +215,7 @@ impl ApiServer {
             }
             let quota_name = q["metadata"]["name"].as_str().unwrap_or_default();
             if plural == "pods"
+                && old.is_none()
                 && let Some(missing) = quota::missing_specs(&hard, obj)
             {
                 return Err(forbidden(res, &name, &format!("failed quota: {quota_name}: {missing}")));

@@ -168,7 +168,7 @@ apiVersion: v1
 kind: ResourceQuota
 metadata: {name: compute, namespace: team}
 spec:
-  hard: {pods: "2", requests.cpu: "1", limits.cpu: "2", count/deployments.apps: "1"}
+  hard: {pods: "2", requests.cpu: "1", limits.cpu: "2", count/deployments.apps: "1", services.loadbalancers: "0"}
 ---
 apiVersion: v1
 kind: LimitRange
@@ -248,6 +248,29 @@ fn limit_ranges_and_quotas_are_enforced_and_counted() {
         (json(&c, &["get", "quota", "compute", "-n", "team"])["status"]["used"]["pods"] == "1").then_some(())
     });
     c.kubectl(&["run", "c", "-n", "team", "--image=nginx"]);
+    // An update is charged for what it adds: a Service may not become a LoadBalancer.
+    c.kubectl(&["create", "service", "clusterip", "web", "-n", "team", "--tcp=80:80"]);
+    let err = c.kubectl_err(
+        &[
+            "patch",
+            "svc",
+            "web",
+            "-n",
+            "team",
+            "-p",
+            r#"{"spec":{"type":"LoadBalancer"}}"#,
+        ],
+        None,
+    );
+    assert!(
+        err.contains("exceeded quota: compute, requested: services.loadbalancers=1, used: services.loadbalancers=0, limited: services.loadbalancers=0"),
+        "{err}"
+    );
+    assert_eq!(
+        c.kubectl(&["get", "svc", "web", "-n", "team", "-o", "jsonpath={.spec.type}"]),
+        "ClusterIP"
+    );
+    c.kubectl(&["label", "svc", "web", "-n", "team", "tier=front"]);
 }
 
 #[test]

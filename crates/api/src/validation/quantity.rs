@@ -268,6 +268,17 @@ impl Quantity {
         }
     }
 
+    /// `self - other` (format of `self`; saturating as [`Quantity::add`]).
+    pub fn sub(&self, other: &Quantity) -> Quantity {
+        let negated = Quantity {
+            mantissa: other.mantissa.saturating_neg(),
+            exp10: other.exp10,
+            format: other.format,
+            cached: None,
+        };
+        self.add(&negated)
+    }
+
     /// The text upstream prints for this quantity.
     pub fn canonical(&self) -> String {
         if let Some(s) = &self.cached {
