@@ -159,7 +159,8 @@ impl ApiServer {
         self.bootstrap_policy().await
     }
 
-    /// Creates the built-in PriorityClasses and the bootstrap RBAC policy where missing
+    /// Creates the built-in PriorityClasses, the bootstrap RBAC policy and the local
+    /// APIServices where missing
     /// (concurrently: the store commits them in a few batches).
     async fn bootstrap_policy(&self) -> ApiResult<()> {
         let objects = bootstrap::priority_classes()
@@ -169,6 +170,11 @@ impl ApiServer {
                 bootstrap::rbac()
                     .into_iter()
                     .map(|(p, o)| ("rbac.authorization.k8s.io", p, o)),
+            )
+            .chain(
+                bootstrap::local_api_services()
+                    .into_iter()
+                    .map(|o| ("apiregistration.k8s.io", "apiservices", o)),
             );
         let opts = WriteOptions {
             manager: Some("kube-apiserver".into()),

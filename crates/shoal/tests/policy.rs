@@ -355,4 +355,13 @@ spec:
         ]);
         (out == "MissingEndpoints").then_some(())
     });
+    // The built-in group versions are local APIServices, always available.
+    let local = c.eventually(20, "local APIServices", || {
+        let out = c.kubectl(&["get", "apiservices", "--no-headers"]);
+        out.lines()
+            .any(|l| l.starts_with("v2.autoscaling ") && l.contains(" Local ") && l.contains(" True "))
+            .then_some(out)
+    });
+    assert_eq!(local.lines().filter(|l| l.contains(" Local ")).count(), 20, "{local}");
+    assert!(local.lines().any(|l| l.starts_with("v1. ")), "{local}");
 }
