@@ -11,6 +11,10 @@
 //! - A pod that fits nowhere gets `PodScheduled=False` (`Unschedulable`, with upstream's
 //!   message) and a `FailedScheduling` event, and is retried when pods or nodes change (with
 //!   upstream's 1 s to 10 s back-off) and every 10 s.
+//! - Before that, preemption ([`algorithm::Cluster::preemption`]): lower-priority pods whose
+//!   eviction lets the pod fit are evicted (`DisruptionTarget` condition, `Preempted` event,
+//!   deletion with their grace period), the node is nominated in `status.nominatedNodeName`,
+//!   and until the pod is placed its room there is held from pods of lower priority.
 
 pub mod algorithm;
 pub mod state;
@@ -157,6 +161,16 @@ pub async fn run(client: kube::Client) {
                         let outcome = bind(&client, &recorder, &pod, &node).await;
                         let _ = done_tx.send((pod.key.clone(), pod.uid.clone(), outcome));
                     }
+                    Action::Preempt {
+                        pod,
+                        node,
+                        victims,
+                        message,
+                        status_patch,
+                    } => {
+                        preempt(&client, &recorder, &pod, &node, &victims).await;
+                        report_unschedulable(&client, &recorder, &pod, &message, Some(status_patch), true).await;
+                    }
                     Action::Unschedulable {
                         pod,
                         message,
@@ -201,6 +215,47 @@ async fn bind(client: &kube::Client, recorder: &Recorder, pod: &PodInfo, node: &
                 .record(&about, EventType::Warning, "FailedScheduling", &message)
                 .await;
             BindOutcome::Failed
+        }
+    }
+}
+
+/// Evicts the victims of a preemption as upstream's scheduler does: each gets the
+/// `DisruptionTarget` condition (`PreemptionByScheduler`), a `Preempted` event, and is
+/// deleted with its own grace period.
+async fn preempt(client: &kube::Client, recorder: &Recorder, pod: &PodInfo, node: &str, victims: &[Arc<PodInfo>]) {
+    for v in victims {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &v.namespace);
+        let condition = json!({"status": {"conditions": [{
+            "type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+            "message": format!("{SCHEDULER_NAME}: preempting to accommodate a higher priority pod"),
+            "lastTransitionTime": shoal_api::time::now_rfc3339(),
+        }]}});
+        if let Err(e) = api
+            .patch_status(&v.name, &PatchParams::default(), &Patch::Strategic(&condition))
+            .await
+        {
+            tracing::debug!(pod = %v.key, error = %e, "scheduler: marking a victim failed");
+        }
+        let about = ObjectRef {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: v.namespace.clone(),
+            name: v.name.clone(),
+            uid: v.uid.clone(),
+        };
+        let message = format!("Preempted by pod {} on node {node}", pod.uid);
+        recorder.record(&about, EventType::Normal, "Preempted", &message).await;
+        let dp = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: Some(v.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&v.name, &dp).await {
+            Ok(_) => tracing::debug!(victim = %v.key, preemptor = %pod.key, node, "scheduler: preempted"),
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => tracing::warn!(pod = %v.key, error = %e, "scheduler: evicting a victim failed"),
         }
     }
 }

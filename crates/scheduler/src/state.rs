@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::algorithm::{Cluster, Decision, NodeInfo, PodInfo};
+use crate::algorithm::{Cluster, Decision, NodeInfo, PodInfo, Preemption};
 
 /// How long a pod counts as bound to the node chosen for it while the cache does not show the
 /// binding yet.
@@ -33,6 +33,19 @@ pub enum Action {
         /// The node.
         node: String,
     },
+    /// The pod fits nowhere until `victims` leave `node`: evict them and nominate the node.
+    Preempt {
+        /// The pod.
+        pod: Arc<PodInfo>,
+        /// The nominated node.
+        node: String,
+        /// The pods to evict.
+        victims: Vec<Arc<PodInfo>>,
+        /// The `FailedScheduling` message.
+        message: String,
+        /// The merge patch for `pods/status` (nominatedNodeName, PodScheduled).
+        status_patch: Value,
+    },
     /// The pod fits nowhere.
     Unschedulable {
         /// The pod.
@@ -44,6 +57,13 @@ pub enum Action {
         /// Whether to record the `FailedScheduling` event.
         event: bool,
     },
+}
+
+/// Pods being preempted for a pod: where, and who, until they are gone.
+#[derive(Clone, Debug)]
+struct Preempting {
+    node: String,
+    victims: Vec<String>,
 }
 
 /// How a binding ended.
@@ -95,6 +115,8 @@ pub struct State {
     delayed_classes: HashMap<String, bool>,
     claims_synced: bool,
     classes_synced: bool,
+    /// Pods waiting for the pods they preempted, by key.
+    preempting: HashMap<String, Preempting>,
 }
 
 /// What the scheduler reads of a PersistentVolumeClaim.
@@ -199,6 +221,7 @@ impl State {
     /// A pod was deleted.
     pub fn pod_deleted(&mut self, key: &str) {
         self.pods.remove(key);
+        self.preempting.remove(key);
         self.pending.remove(key);
         self.assumed.remove(key);
         self.attempts.remove(key);
@@ -371,13 +394,38 @@ impl State {
                     continue;
                 }
             }
-            let blocked = self.volume_problem(&pod).map(|why| {
+            if let Some(why) = self.volume_problem(&pod) {
                 let total = self.cluster.node_count();
-                Decision::Unschedulable(format!("0/{total} nodes are available: {why}."))
-            });
-            match blocked.unwrap_or_else(|| self.cluster.decide(&pod)) {
+                let message = format!(
+                    "0/{total} nodes are available: {why}. preemption: 0/{total} nodes are available: \
+                     {total} Preemption is not helpful for scheduling."
+                );
+                actions.push(self.unschedulable(pod, message, now));
+                continue;
+            }
+            // Room that preemption freed is held for its pod: as upstream counts nominated
+            // pods, those at least as important as this one take their nominated node's room.
+            let held: Vec<(String, String)> = self
+                .preempting
+                .iter()
+                .filter(|(k, _)| **k != pod.key)
+                .filter_map(|(k, p)| {
+                    let other = self.pending.get(k)?;
+                    (other.priority >= pod.priority).then(|| {
+                        self.cluster.add_pod(&p.node, Arc::new(other.assumed_on(&p.node)));
+                        (p.node.clone(), k.clone())
+                    })
+                })
+                .collect();
+            let decision = self.cluster.decide(&pod);
+            let preemption = matches!(decision, Decision::Unschedulable(_)).then(|| self.cluster.preemption(&pod));
+            for (node, key) in &held {
+                self.cluster.remove_pod(node, key);
+            }
+            match decision {
                 Decision::Bind(node) => {
                     self.attempts.remove(&pod.key);
+                    self.preempting.remove(&pod.key);
                     let assumed = Arc::new(pod.assumed_on(&node));
                     self.assumed.insert(
                         pod.key.clone(),
@@ -392,14 +440,65 @@ impl State {
                     actions.push(Action::Bind { pod, node });
                 }
                 Decision::Unschedulable(message) => {
-                    actions.push(self.unschedulable(pod, message, now));
+                    // Victims still leaving the nominated node: wait for them.
+                    let waiting = self.preempting.get(&pod.key).is_some_and(|p| {
+                        p.victims
+                            .iter()
+                            .any(|v| self.placed.get(v).is_some_and(|n| *n == p.node))
+                    });
+                    if waiting {
+                        let message = format!(
+                            "{message} preemption: not eligible due to a terminating pod on the nominated node."
+                        );
+                        actions.push(self.unschedulable(pod, message, now));
+                        continue;
+                    }
+                    match preemption.unwrap_or_else(|| Err(String::new())) {
+                        Ok(p) => {
+                            self.preempting.insert(
+                                pod.key.clone(),
+                                Preempting {
+                                    node: p.node.clone(),
+                                    victims: p.victims.iter().map(|v| v.key.clone()).collect(),
+                                },
+                            );
+                            actions.push(self.preempt(pod, p, message, now));
+                        }
+                        Err(tail) => actions.push(self.unschedulable(pod, format!("{message} {tail}"), now)),
+                    }
                 }
             }
         }
         actions
     }
 
+    /// Nominates `p.node` for `pod` and asks for its victims' eviction.
+    fn preempt(&mut self, pod: Arc<PodInfo>, p: Preemption, message: String, now: Instant) -> Action {
+        let (status_patch, _) = self.failed(&pod, &message, now);
+        let mut status_patch = status_patch.unwrap_or_else(|| json!({"status": {}}));
+        status_patch["status"]["nominatedNodeName"] = json!(p.node);
+        Action::Preempt {
+            pod,
+            node: p.node,
+            victims: p.victims,
+            message,
+            status_patch,
+        }
+    }
+
     fn unschedulable(&mut self, pod: Arc<PodInfo>, message: String, now: Instant) -> Action {
+        let (status_patch, event) = self.failed(&pod, &message, now);
+        Action::Unschedulable {
+            pod,
+            message,
+            status_patch,
+            event,
+        }
+    }
+
+    /// Counts a failed attempt (for back-off); the PodScheduled patch, and whether to
+    /// record the `FailedScheduling` event.
+    fn failed(&mut self, pod: &PodInfo, message: &str, now: Instant) -> (Option<Value>, bool) {
         let generation = self.generation;
         let a = self.attempts.entry(pod.key.clone()).or_insert_with(|| Attempt {
             uid: pod.uid.clone(),
@@ -420,15 +519,9 @@ impl State {
             }
         };
         if event {
-            a.last_event = Some((message.clone(), now));
+            a.last_event = Some((message.to_string(), now));
         }
-        let status_patch = unschedulable_patch(&pod.obj, &message, now_rfc3339());
-        Action::Unschedulable {
-            pod,
-            message,
-            status_patch,
-            event,
-        }
+        (unschedulable_patch(&pod.obj, message, now_rfc3339()), event)
     }
 
     /// Where the next pass should happen at the latest (the earliest retry or assumption
@@ -555,7 +648,7 @@ mod tests {
         let actions = s.pass(now);
         assert_eq!(binds(&actions), vec![("a".to_string(), "n1".to_string())]);
         assert!(matches!(&actions[1], Action::Unschedulable { pod, message, .. }
-            if pod.name == "b" && message == "0/1 nodes are available: 1 Too many pods."));
+            if pod.name == "b" && message == "0/1 nodes are available: 1 Too many pods. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."));
         assert_eq!(s.assumed_node("ns/a"), Some("n1"));
         assert_eq!(s.cluster().usage("n1").pod_count(), 2);
         // A later pass does not bind "a" again.
@@ -615,6 +708,84 @@ mod tests {
         assert_eq!(s.node_names(), vec!["n3".to_string()]);
     }
 
+    fn prioritized(name: &str, node: &str, priority: i64, never: bool) -> Arc<PodInfo> {
+        let mut p = pod_json(name, &format!("uid-{name}"), node, priority, "2024-01-01T00:00:00Z");
+        if never {
+            p["spec"]["preemptionPolicy"] = json!("Never");
+        }
+        Arc::new(PodInfo::new(Arc::new(p)))
+    }
+
+    #[test]
+    fn higher_priority_pods_preempt_and_wait_for_their_victims() {
+        let t0 = Instant::now();
+        // Two slots: a priority-10 and a priority-0 pod hold them.
+        let mut s = synced(
+            &[node("n1", "2")],
+            &[prioritized("mid", "n1", 10, false), prioritized("low", "n1", 0, false)],
+        );
+        s.pod_applied(prioritized("high", "", 100, false));
+        let actions = s.pass(t0);
+        let [
+            Action::Preempt {
+                pod,
+                node,
+                victims,
+                message,
+                status_patch,
+            },
+        ] = &actions[..]
+        else {
+            panic!("{actions:?}")
+        };
+        assert_eq!((pod.name.as_str(), node.as_str()), ("high", "n1"));
+        // One slot is enough: only the lowest priority goes.
+        assert_eq!(victims.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["low"]);
+        assert_eq!(message, "0/1 nodes are available: 1 Too many pods.");
+        assert_eq!(status_patch["status"]["nominatedNodeName"], "n1");
+        // While the victim is there, the pod waits, and preempts no one else.
+        let actions = s.pass(t0 + MAX_BACKOFF);
+        let [Action::Unschedulable { message, .. }] = &actions[..] else {
+            panic!("{actions:?}")
+        };
+        assert!(
+            message.ends_with("preemption: not eligible due to a terminating pod on the nominated node."),
+            "{message}"
+        );
+        // Once it is gone, the room is held for it: a newcomer of lower priority, tried
+        // while the preemptor backs off, does not take it.
+        s.pod_deleted("ns/low");
+        s.pod_applied(prioritized("newcomer", "", 0, false));
+        let actions = s.pass(t0 + MAX_BACKOFF + Duration::from_millis(1));
+        assert!(binds(&actions).is_empty(), "{actions:?}");
+        // The pod takes the slot.
+        let actions = s.pass(t0 + MAX_BACKOFF * 3);
+        assert_eq!(binds(&actions), [("high".to_string(), "n1".to_string())]);
+    }
+
+    #[test]
+    fn preemption_needs_lower_priority_and_a_willing_pod() {
+        let t0 = Instant::now();
+        let mut s = synced(&[node("n1", "1")], &[prioritized("peer", "n1", 100, false)]);
+        s.pod_applied(prioritized("same", "", 100, false));
+        s.pod_applied(prioritized("polite", "", 1000, true));
+        let actions = s.pass(t0);
+        let messages: Vec<&str> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Unschedulable { message, .. } => Some(message.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "0/1 nodes are available: 1 Too many pods. preemption: not eligible due to preemptionPolicy=Never.",
+                "0/1 nodes are available: 1 Too many pods. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+            ]
+        );
+    }
+
     #[test]
     fn queue_order_is_priority_then_age() {
         let mk = |name: &str, prio: i64, created: &str| {
@@ -657,7 +828,10 @@ mod tests {
         else {
             panic!("{first:?}")
         };
-        assert_eq!(message, "0/1 nodes are available: 1 Too many pods.");
+        assert_eq!(
+            message,
+            "0/1 nodes are available: 1 Too many pods. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+        );
         assert!(*event);
         let patch = status_patch.clone().expect("first report writes the condition");
         let cond = &patch["status"]["conditions"][0];
@@ -698,7 +872,10 @@ mod tests {
         else {
             panic!("{third:?}")
         };
-        assert_eq!(message, "0/1 nodes are available: 1 node(s) were unschedulable.");
+        assert_eq!(
+            message,
+            "0/1 nodes are available: 1 node(s) were unschedulable. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+        );
         assert!(*event);
         assert!(status_patch.is_some());
         // The node is uncordoned and grows: the pod is bound.
@@ -785,7 +962,8 @@ mod tests {
         };
         assert_eq!(
             message,
-            "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+            "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. \
+             preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
         );
     }
 }

@@ -147,7 +147,9 @@ async fn binds_pods_and_reports_unschedulable_ones() {
         Some("default-scheduler")
     );
 
-    let expected = "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {dedicated: infra}.";
+    let expected = "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {dedicated: infra}. \
+                    preemption: 0/2 nodes are available: 1 No preemption victims found for incoming pod, \
+                    1 Preemption is not helpful for scheduling.";
     let cond = eventually("PodScheduled=False on huge", || async {
         let p = pods.get("huge").await.ok()?;
         p.status?

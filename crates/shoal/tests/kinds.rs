@@ -711,11 +711,13 @@ spec:
     for (pod, why) in [
         (
             "needs-claim",
-            "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
+            "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims. \
+             preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.",
         ),
         (
             "needs-missing",
-            "0/2 nodes are available: persistentvolumeclaim \"missing\" not found.",
+            "0/2 nodes are available: persistentvolumeclaim \"missing\" not found. \
+             preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.",
         ),
     ] {
         let message = c.eventually(20, "unschedulable", || {

@@ -365,3 +365,86 @@ spec:
     assert_eq!(local.lines().filter(|l| l.contains(" Local ")).count(), 20, "{local}");
     assert!(local.lines().any(|l| l.starts_with("v1. ")), "{local}");
 }
+
+const PREEMPTION: &str = r#"
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: batch-low}
+value: 10
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: serving-high}
+value: 1000
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: filler}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: filler}}
+  template:
+    metadata: {labels: {app: filler}}
+    spec:
+      priorityClassName: batch-low
+      containers: [{name: c, image: busybox, resources: {requests: {cpu: 1500m}}}]
+"#;
+
+#[test]
+fn higher_priority_pods_preempt_lower_ones() {
+    let c = Cluster::up(1);
+    c.kubectl_in(&["apply", "-f", "-"], Some(PREEMPTION));
+    c.kubectl(&["rollout", "status", "deploy/filler", "--timeout=60s"]);
+    // 3 of the node's 4 CPUs are taken; the important pod needs 2.
+    let vip = r#"{"spec":{"priorityClassName":"serving-high","containers":[{"name":"vip","image":"nginx","resources":{"requests":{"cpu":"2"}}}]}}"#;
+    c.kubectl(&["run", "vip", "--image=nginx", &format!("--overrides={vip}")]);
+    c.kubectl(&["wait", "--for=condition=Ready", "pod/vip", "--timeout=60s"]);
+    assert_eq!(
+        c.kubectl(&["get", "pod", "vip", "-o", "jsonpath={.status.nominatedNodeName}"]),
+        "node1"
+    );
+    // One filler went, with upstream's condition and event; its replacement waits, and
+    // being less important, preempts no one.
+    let preempted = c.eventually(30, "Preempted event", || {
+        let out = c.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=Preempted",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ]);
+        (!out.is_empty()).then_some(out)
+    });
+    let uid = c.kubectl(&["get", "pod", "vip", "-o", "jsonpath={.metadata.uid}"]);
+    assert_eq!(preempted, format!("Preempted by pod {uid} on node node1"));
+    let pending = c.eventually(30, "the replacement waits", || {
+        let out = c.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app=filler",
+            "-o",
+            "jsonpath={range .items[?(@.status.phase==\"Pending\")]}{.status.conditions[?(@.type==\"PodScheduled\")].message}{end}",
+        ]);
+        (!out.is_empty()).then_some(out)
+    });
+    assert_eq!(
+        pending,
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+    );
+    assert_eq!(
+        c.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app=filler",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "name"
+        ])
+        .lines()
+        .count(),
+        1
+    );
+}
