@@ -556,11 +556,15 @@ impl Cluster {
                 .filter(|p| p.priority < pod.priority && p.occupies_node())
                 .cloned()
                 .collect();
+            if lower.is_empty() {
+                *reasons.entry(NO_VICTIMS).or_default() += 1;
+                continue;
+            }
             let mut trial = usage.clone();
             for v in &lower {
                 trial.remove(&v.key);
             }
-            if lower.is_empty() || filter(pod, node, &trial).is_some() {
+            if filter(pod, node, &trial).is_some() {
                 *reasons.entry(NO_VICTIMS).or_default() += 1;
                 continue;
             }
