@@ -374,6 +374,15 @@ const DELETE_COLLECTION_QUERY: &[&str] = &[
     "timeoutSeconds",
 ];
 const EXEC_QUERY: &[&str] = &["command", "container", "stderr", "stdin", "stdout", "tty"];
+const ATTACH_QUERY: &[&str] = &["container", "stderr", "stdin", "stdout", "tty"];
+const PORT_FORWARD_QUERY: &[&str] = &["ports"];
+
+/// The connect subresources (a stream, not an object): name, operation suffix, query.
+pub const CONNECT_SUBRESOURCES: &[(&str, &str, &[&str])] = &[
+    ("exec", "Exec", EXEC_QUERY),
+    ("attach", "Attach", ATTACH_QUERY),
+    ("portforward", "Portforward", PORT_FORWARD_QUERY),
+];
 
 const LOG_QUERY: &[&str] = &[
     "container",
@@ -415,6 +424,7 @@ const PARAMS: &[(&str, &str, &str)] = &[
         "Return the command's standard output stream (exec).",
     ),
     ("tty", "boolean", "Run the command in a terminal (exec)."),
+    ("ports", "integer", "The pod ports to forward to (port-forward)."),
     (
         "continue",
         "string",
@@ -759,7 +769,7 @@ fn object_op(r: &'static Resource, spec: &VerbSpec, kind_def: &'static str) -> O
 }
 
 fn subresource_ops(r: &'static Resource, s: &'static Subresource) -> Vec<Op> {
-    if s.name == "exec" {
+    if let Some(&(name, suffix, query)) = CONNECT_SUBRESOURCES.iter().find(|(n, _, _)| *n == s.name) {
         // A connect subresource, as upstream's `connectGetNamespacedPodExec`: query in, a
         // stream out.
         return [("get", "connectGet"), ("post", "connectPost")]
@@ -767,10 +777,10 @@ fn subresource_ops(r: &'static Resource, s: &'static Subresource) -> Vec<Op> {
             .map(|(method, id_verb)| Op {
                 method,
                 action: "connect",
-                id: op_id(id_verb, r, "Exec"),
-                description: format!("connect {method} requests to exec of {}", r.kind),
+                id: op_id(id_verb, r, suffix),
+                description: format!("connect {method} requests to {name} of {}", r.kind),
                 gvk: (s.group, s.version, s.kind),
-                query: EXEC_QUERY,
+                query,
                 body: Body::None,
                 response: Response::Text,
                 codes: &["200"],

@@ -658,8 +658,10 @@ mod tests {
             if r.verbs.contains(&"list") {
                 assert!(definition_name(r.group, r.version, &list).is_some(), "{list}");
             }
-            // exec streams; its kind (PodExecOptions) is query parameters, with no schema.
-            for s in r.subresources.iter().filter(|s| s.name != "exec") {
+            // exec, attach and portforward stream; their kinds (PodExecOptions, ...) are query
+            // parameters, with no schema.
+            let connect = |name: &str| crate::openapi::CONNECT_SUBRESOURCES.iter().any(|(n, _, _)| *n == name);
+            for s in r.subresources.iter().filter(|s| !connect(s.name)) {
                 assert!(definition_name(s.group, s.version, s.kind).is_some(), "{}", s.kind);
             }
         }
