@@ -637,7 +637,7 @@ fn claims_of_pods_on_real_nodes_live_in_the_agent_data_dir() {
         std::path::PathBuf::from(&path)
     );
     c.kubectl(&["delete", "sts", "db"]);
-    c.eventually(30, "pod gone", || {
+    c.eventually(60, "pod gone", || {
         c.kubectl(&["get", "pods", "-o", "name"]).is_empty().then_some(())
     });
     assert!(std::fs::symlink_metadata(&at).is_err(), "the link goes with the pod");
