@@ -552,6 +552,38 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever a peer sends, in whatever pieces, the decoder answers frames or an
+        /// error, and never panics; after a valid SYN_STREAM, any garbage header block
+        /// is an error, too.
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..4096),
+            cut in 1usize..64,
+            control in proptest::bool::ANY,
+        ) {
+            let mut d = Decoder::default();
+            let mut wire = Vec::new();
+            if control {
+                // A control frame header around the garbage, so that it reaches the inflater.
+                let body_len = bytes.len().min(0xff_ffff);
+                wire.extend_from_slice(&[0x80, 3, 0, 1, 0]);
+                wire.extend_from_slice(&u32::try_from(body_len).unwrap_or(0).to_be_bytes()[1..]);
+            }
+            wire.extend_from_slice(&bytes);
+            'feed: for piece in wire.chunks(cut) {
+                d.push(piece);
+                loop {
+                    match d.next_frame() {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => break 'feed,
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn hostile_bytes_are_errors() {
         let mut d = Decoder::default();
