@@ -785,11 +785,52 @@ pub fn groups() -> Vec<&'static str> {
     out
 }
 
+/// Indexes of the catalogue, built once: by (group, version, plural), the first resource of
+/// each (group, plural), and the stored form of each resource (by position). Lookups are on
+/// every request's path; these make them hash lookups and pointer arithmetic, not scans.
+struct Index {
+    by_gvp: std::collections::HashMap<(&'static str, &'static str, &'static str), usize>,
+    by_gp: std::collections::HashMap<(&'static str, &'static str), usize>,
+    stored: Vec<usize>,
+}
+
+static INDEX: std::sync::LazyLock<Index> = std::sync::LazyLock::new(|| {
+    let mut by_gvp = std::collections::HashMap::new();
+    let mut by_gp = std::collections::HashMap::new();
+    for (i, r) in RESOURCES.iter().enumerate() {
+        by_gvp.entry((r.group, r.version, r.plural)).or_insert(i);
+        by_gp.entry((r.group, r.plural)).or_insert(i);
+    }
+    let stored = RESOURCES
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let to = VIEWS
+                .iter()
+                .find(|(from, _)| *from == (r.group, r.plural))
+                .map_or((r.group, r.plural), |&(_, to)| to);
+            by_gp.get(&to).copied().unwrap_or(i)
+        })
+        .collect();
+    Index { by_gvp, by_gp, stored }
+});
+
+/// The position of `r` in [`RESOURCES`] (None for a resource not from it).
+fn position(r: &'static Resource) -> Option<usize> {
+    let base = RESOURCES.as_ptr() as usize;
+    let at = (r as *const Resource as usize).checked_sub(base)?;
+    let size = std::mem::size_of::<Resource>();
+    (at % size == 0 && at / size < RESOURCES.len()).then_some(at / size)
+}
+
 /// The resource served at `group`/`version`/`plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+    INDEX.by_gvp.get(&(group, version, plural)).map(|&i| &RESOURCES[i])
+}
+
+/// The first resource (the preferred version) named `plural` in `group`.
+pub fn find_plural(group: &str, plural: &str) -> Option<&'static Resource> {
+    INDEX.by_gp.get(&(group, plural)).map(|&i| &RESOURCES[i])
 }
 
 /// Resources that are another API's view of a core resource: (group, plural) seen through
@@ -802,24 +843,20 @@ type GroupPlural = (&'static str, &'static str);
 /// The (group, plural) whose objects `group`/`plural` shows: itself, or the resource it is a
 /// view of. Objects are stored (and keyed) under it.
 pub fn stored_names(group: &str, plural: &str) -> (&'static str, &'static str) {
-    if let Some(&(_, to)) = VIEWS.iter().find(|(from, _)| *from == (group, plural)) {
-        return to;
+    match find_plural(group, plural) {
+        Some(r) => {
+            let s = stored_as(r);
+            (s.group, s.plural)
+        }
+        None => ("", ""),
     }
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.plural == plural)
-        .map_or(("", ""), |r| (r.group, r.plural))
 }
 
 /// The resource whose form is stored for `r`: `r` itself, the preferred version of its
 /// group (autoscaling/v1 HorizontalPodAutoscalers are kept as v2), or the resource it is a
 /// view of (events.k8s.io Events are core Events).
 pub fn stored_as(r: &'static Resource) -> &'static Resource {
-    let (group, plural) = stored_names(r.group, r.plural);
-    RESOURCES
-        .iter()
-        .find(|s| s.group == group && s.plural == plural)
-        .unwrap_or(r)
+    position(r).map_or(r, |i| &RESOURCES[INDEX.stored[i]])
 }
 
 /// True when `r`'s objects are stored in its own form (not a view or another version).
@@ -835,6 +872,26 @@ pub fn find_kind(group: &str, kind: &str) -> Option<&'static Resource> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_resource_knows_its_stored_form() {
+        let v1 = find("autoscaling", "v1", "horizontalpodautoscalers").unwrap();
+        let v2 = find("autoscaling", "v2", "horizontalpodautoscalers").unwrap();
+        assert!(std::ptr::eq(stored_as(v1), v2));
+        assert!(is_stored_form(v2) && !is_stored_form(v1));
+        let events = find("events.k8s.io", "v1", "events").unwrap();
+        assert_eq!((stored_as(events).group, stored_as(events).plural), ("", "events"));
+        assert_eq!(stored_names("events.k8s.io", "events"), ("", "events"));
+        assert_eq!(stored_names("apps", "deployments"), ("apps", "deployments"));
+        assert_eq!(stored_names("apps", "nope"), ("", ""));
+        assert!(std::ptr::eq(find_plural("autoscaling", "horizontalpodautoscalers").unwrap(), v2));
+        // Every resource but the views and older versions is its own stored form.
+        let own = RESOURCES.iter().filter(|r| is_stored_form(r)).count();
+        assert_eq!(own, RESOURCES.len() - 2);
+        // A resource that is not from the catalogue is its own.
+        let copy: &'static Resource = Box::leak(Box::new(RESOURCES[0].clone()));
+        assert!(std::ptr::eq(stored_as(copy), copy));
+    }
 
     #[test]
     fn short_names_are_unique_across_groups_except_events() {

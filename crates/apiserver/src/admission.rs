@@ -42,14 +42,23 @@ fn name_of(obj: &Value) -> &str {
 
 impl ApiServer {
     fn all_of(&self, group: &str, plural: &str, namespace: Option<&str>) -> Vec<Value> {
-        let Some(res) = catalogue::RESOURCES
-            .iter()
-            .find(|r| r.group == group && r.plural == plural)
-        else {
+        self.all_where(group, plural, namespace, |_| true)
+    }
+
+    /// The objects of a resource whose stored JSON passes `keep` (a cheap look at the bytes
+    /// before any is decoded).
+    fn all_where(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Vec<Value> {
+        let Some(res) = catalogue::find_plural(group, plural) else {
             return Vec::new();
         };
         let (items, _, _) = self.cache.list(&keys::collection(res, namespace), None, 0, |_| true);
-        items.iter().map(|e| e.obj()).collect()
+        items.iter().filter(|e| keep(&e.json())).map(|e| e.obj()).collect()
     }
 
     /// Mutating admission of a create: priority and LimitRange defaults of pods.
@@ -73,7 +82,22 @@ impl ApiServer {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let classes = self.all_of("scheduling.k8s.io", "priorityclasses", None);
+        // Only the classes that can matter are decoded: the named one, or those claiming to
+        // be the global default.
+        let classes = if class_name.is_empty() {
+            let marker: &[u8] = b"\"globalDefault\":true";
+            self.all_where("scheduling.k8s.io", "priorityclasses", None, |raw| {
+                raw.windows(marker.len()).any(|w| w == marker)
+            })
+        } else {
+            let res =
+                catalogue::find("scheduling.k8s.io", "v1", "priorityclasses").expect("priorityclasses are served");
+            self.cache
+                .get(&keys::object(res, None, &class_name))
+                .map(|e| e.obj())
+                .into_iter()
+                .collect()
+        };
         let class = if class_name.is_empty() {
             // The global default: the lowest-valued one if several claim it.
             classes
