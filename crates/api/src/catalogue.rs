@@ -889,7 +889,7 @@ mod tests {
         let own = RESOURCES.iter().filter(|r| is_stored_form(r)).count();
         assert_eq!(own, RESOURCES.len() - 2);
         // A resource that is not from the catalogue is its own.
-        let copy: &'static Resource = Box::leak(Box::new(RESOURCES[0].clone()));
+        let copy: &'static Resource = Box::leak(Box::new(RESOURCES[0]));
         assert!(std::ptr::eq(stored_as(copy), copy));
     }
 
