@@ -884,7 +884,10 @@ mod tests {
         assert_eq!(stored_names("events.k8s.io", "events"), ("", "events"));
         assert_eq!(stored_names("apps", "deployments"), ("apps", "deployments"));
         assert_eq!(stored_names("apps", "nope"), ("", ""));
-        assert!(std::ptr::eq(find_plural("autoscaling", "horizontalpodautoscalers").unwrap(), v2));
+        assert!(std::ptr::eq(
+            find_plural("autoscaling", "horizontalpodautoscalers").unwrap(),
+            v2
+        ));
         // Every resource but the views and older versions is its own stored form.
         let own = RESOURCES.iter().filter(|r| is_stored_form(r)).count();
         assert_eq!(own, RESOURCES.len() - 2);
