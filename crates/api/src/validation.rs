@@ -18,6 +18,7 @@ mod apps;
 mod batch;
 mod core_kinds;
 mod cron;
+pub use cron::go_duration_seconds;
 pub(crate) mod gorepr;
 mod meta;
 pub mod more;

@@ -7,7 +7,8 @@
 //! a run later than `startingDeadlineSeconds` is skipped; finished Jobs beyond
 //! `successfulJobsHistoryLimit` (3) and `failedJobsHistoryLimit` (1) are deleted, oldest
 //! first. Schedules are standard five-field cron lines (or `@hourly` and the like) in UTC,
-//! or in `timeZone`.
+//! or in `timeZone`; `@every <duration>` runs every so long after the last scheduled time
+//! (or the CronJob's creation), whole seconds and at least one, as upstream's cron library.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,8 @@ pub struct Schedule {
     fields: [u64; 5],
     /// Day of month and day of week both restricted: either may match (cron's rule).
     either_day: bool,
+    /// `@every`: seconds between runs, counted from the last one.
+    every: Option<i64>,
 }
 
 const RANGES: [(u32, u32); 5] = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)];
@@ -64,6 +67,17 @@ impl std::str::FromStr for Schedule {
             "@hourly" => "0 * * * *",
             other => other,
         };
+        if let Some(d) = line.strip_prefix("@every ") {
+            let secs = shoal_api::validation::go_duration_seconds(d.trim())
+                .ok_or_else(|| format!("failed to parse duration {line}: time: invalid duration {d:?}"))?;
+            // Whole seconds, at least one (sub-second remainders are dropped, as robfig/cron).
+            let whole = if secs.is_finite() { secs.trunc().max(1.0) } else { 1.0 };
+            return Ok(Schedule {
+                fields: [0; 5],
+                either_day: false,
+                every: Some(whole.min(i64::MAX as f64) as i64),
+            });
+        }
         let parts: Vec<&str> = line.split_whitespace().collect();
         if parts.len() != 5 {
             return Err(format!("expected exactly 5 fields, found {}: {line:?}", parts.len()));
@@ -103,6 +117,7 @@ impl std::str::FromStr for Schedule {
         Ok(Schedule {
             fields,
             either_day: !star(2) && !star(4),
+            every: None,
         })
     }
 }
@@ -124,6 +139,14 @@ impl Schedule {
         now: jiff::Timestamp,
         tz: &jiff::tz::TimeZone,
     ) -> Option<jiff::Timestamp> {
+        if let Some(every) = self.every {
+            // after + k * every, the latest not after now.
+            let since = now.as_second().saturating_sub(after.as_second());
+            let k = since.div_euclid(every);
+            return (k >= 1)
+                .then(|| jiff::Timestamp::from_second(after.as_second().saturating_add(k.saturating_mul(every))).ok())
+                .flatten();
+        }
         let floor = |t: jiff::Timestamp| t.as_second().div_euclid(60) * 60;
         let start = floor(after).max(floor(now) - 24 * 3600);
         let mut t = floor(now);
@@ -375,6 +398,40 @@ mod tests {
         assert!(listed.matches(&at("2026-01-04T20:00:00")), "Sunday as 7");
         for bad in ["* * * *", "61 * * * *", "*/0 * * * *", "a * * * *", "5-1 * * * *"] {
             assert!(bad.parse::<Schedule>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_counts_from_the_last_run() {
+        let t = |x: &str| x.parse::<jiff::Timestamp>().unwrap();
+        let tz = jiff::tz::TimeZone::UTC;
+        let s: Schedule = "@every 1h30m".parse().unwrap();
+        let created = t("2026-12-05T10:00:00Z");
+        assert_eq!(s.latest(created, t("2026-12-05T11:29:59Z"), &tz), None);
+        assert_eq!(
+            s.latest(created, t("2026-12-05T11:30:00Z"), &tz),
+            Some(t("2026-12-05T11:30:00Z"))
+        );
+        // Missed runs: the latest of them.
+        assert_eq!(
+            s.latest(created, t("2026-12-05T15:10:00Z"), &tz),
+            Some(t("2026-12-05T14:30:00Z"))
+        );
+        // Below a second is a second; a bad duration is refused with Go's words.
+        let fast: Schedule = "@every 10ms".parse().unwrap();
+        assert_eq!(
+            fast.latest(created, t("2026-12-05T10:00:02Z"), &tz),
+            Some(t("2026-12-05T10:00:02Z"))
+        );
+        assert!(
+            "@every soon"
+                .parse::<Schedule>()
+                .unwrap_err()
+                .contains("invalid duration")
+        );
+        // Validation and the controller read the same grammar.
+        for line in ["@every 1h30m", "@hourly", "*/5 * * * *", "@every 90s"] {
+            assert!(line.parse::<Schedule>().is_ok(), "{line}");
         }
     }
 

@@ -107,35 +107,48 @@ fn descriptor(spec: &str) -> Result<(), String> {
 
 /// Go `time.ParseDuration` syntax: `[-+]?([0-9]*(\.[0-9]*)?[a-z]+)+` with known units.
 fn is_go_duration(s: &str) -> bool {
+    go_duration_seconds(s).is_some()
+}
+
+/// A Go `time.ParseDuration` string in seconds (`1h30m` is 5400, `1.5s` is 1.5).
+pub fn go_duration_seconds(s: &str) -> Option<f64> {
+    let negative = s.starts_with('-');
     let s = s.strip_prefix(['-', '+']).unwrap_or(s);
     if s == "0" {
-        return true;
+        return Some(0.0);
     }
     if s.is_empty() {
-        return false;
+        return None;
     }
     let mut rest = s;
+    let mut total = 0.0;
     while !rest.is_empty() {
         let num_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
         let num = &rest[..num_len];
         if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-            return false;
+            return None;
         }
+        let value: f64 = num.parse().ok()?;
         rest = &rest[num_len..];
-        let unit = ["ns", "us", "µs", "μs", "ms", "s", "m", "h"].iter().find(|u| {
-            rest.starts_with(**u) && {
-                // "m" must not swallow "ms"
-                !(**u == "m" && rest.starts_with("ms"))
-            }
-        });
-        match unit {
-            Some(u) => rest = &rest[u.len()..],
-            None => return false,
-        }
+        // "m" must not swallow "ms".
+        let (unit, factor) = [
+            ("ns", 1e-9),
+            ("us", 1e-6),
+            ("µs", 1e-6),
+            ("μs", 1e-6),
+            ("ms", 1e-3),
+            ("s", 1.0),
+            ("m", 60.0),
+            ("h", 3600.0),
+        ]
+        .into_iter()
+        .find(|(u, _)| rest.starts_with(u) && !(*u == "m" && rest.starts_with("ms")))?;
+        rest = &rest[unit.len()..];
+        total += value * factor;
     }
-    true
+    Some(if negative { -total } else { total })
 }
 
 fn parse_int(expr: &str) -> Result<u32, String> {
@@ -214,6 +227,19 @@ fn range(expr: &str, b: &Bounds) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations_have_their_seconds() {
+        assert_eq!(go_duration_seconds("1h30m"), Some(5400.0));
+        assert_eq!(go_duration_seconds("1.5s"), Some(1.5));
+        assert_eq!(go_duration_seconds("90m"), Some(5400.0));
+        assert_eq!(go_duration_seconds("500ms"), Some(0.5));
+        assert_eq!(go_duration_seconds("-2m"), Some(-120.0));
+        assert_eq!(go_duration_seconds("0"), Some(0.0));
+        for bad in ["", "1", "h", "1x", "1..2s", "."] {
+            assert_eq!(go_duration_seconds(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn accepts_standard_schedules() {
