@@ -12,24 +12,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use crate::exec::{accept_key, choose_protocol, frame, normal_close};
+use crate::exec::{choose_protocol, frame, normal_close, refuse, websocket_accepted};
 use crate::kubelet::Kubelet;
 use crate::runtime::{Launch, RunState, Runtime};
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
-
-fn refuse(code: StatusCode, msg: String) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(msg)).map_err(|never| match never {}).boxed());
-    *r.status_mut() = code;
-    r
-}
 
 /// What a piece of a CRI log holds: `(channel, bytes)` for every whole line of `text`
 /// (channel 1 stdout, 2 stderr; 1 for both under a terminal), and how many bytes of `text`
@@ -95,16 +88,7 @@ pub async fn handle(
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
         session(ws, launch, runtime, tty, stdin).await;
     });
-    let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed());
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
-    h.insert(http::header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = http::HeaderValue::from_str(&accept_key(&key)) {
-        h.insert("sec-websocket-accept", v);
-    }
-    h.insert("sec-websocket-protocol", http::HeaderValue::from_static(protocol));
-    r
+    websocket_accepted(&key, protocol)
 }
 
 /// What a client attaching stdin is told.

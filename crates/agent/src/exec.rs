@@ -26,7 +26,8 @@ const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
-fn refuse(code: StatusCode, msg: String) -> Response<Body> {
+/// A plain-text refusal.
+pub(crate) fn refuse(code: StatusCode, msg: String) -> Response<Body> {
     let mut r = Response::new(
         http_body_util::Full::new(Bytes::from(msg))
             .map_err(|never| match never {})
@@ -119,12 +120,17 @@ pub async fn handle(
             tracing::debug!(error = %e, "agent: exec session ended with an error");
         }
     });
+    websocket_accepted(&key, protocol)
+}
+
+/// The 101 answer to a WebSocket upgrade with client key `key`, speaking `protocol`.
+pub(crate) fn websocket_accepted(key: &str, protocol: &'static str) -> Response<Body> {
     let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
     h.insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
     h.insert(http::header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = http::HeaderValue::from_str(&accept_key(&key)) {
+    if let Ok(v) = http::HeaderValue::from_str(&accept_key(key)) {
         h.insert("sec-websocket-accept", v);
     }
     h.insert("sec-websocket-protocol", http::HeaderValue::from_static(protocol));

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -24,7 +24,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use crate::exec::accept_key;
+use crate::exec::{refuse, websocket_accepted};
 use crate::kubelet::Kubelet;
 use crate::spdy::{self, Frame};
 
@@ -40,12 +40,6 @@ const CHUNK: usize = 32 << 10;
 pub const MAX_STREAMS: usize = 1024;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
-
-fn refuse(code: StatusCode, msg: String) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(msg)).map_err(|never| match never {}).boxed());
-    *r.status_mut() = code;
-    r
-}
 
 fn header(req: &Request<hyper::body::Incoming>, name: &str) -> String {
     req.headers()
@@ -85,10 +79,6 @@ pub async fn handle(
         uid,
     };
     let upgrade = header(&req, "upgrade");
-    let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed());
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(http::header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
     if offers(&upgrade, "websocket") {
         let key = header(&req, "sec-websocket-key");
         if key.is_empty() || !offers(&header(&req, "sec-websocket-protocol"), TUNNEL_PROTOCOL) {
@@ -97,14 +87,7 @@ pub async fn handle(
                 format!("port forwarding over WebSocket needs the {TUNNEL_PROTOCOL} protocol"),
             );
         }
-        h.insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
-        if let Ok(v) = http::HeaderValue::from_str(&accept_key(&key)) {
-            h.insert("sec-websocket-accept", v);
-        }
-        h.insert(
-            "sec-websocket-protocol",
-            http::HeaderValue::from_static(TUNNEL_PROTOCOL),
-        );
+        let r = websocket_accepted(&key, TUNNEL_PROTOCOL);
         let on = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             let Ok(io) = on.await else { return };
@@ -150,6 +133,10 @@ pub async fn handle(
             format!("unable to upgrade: no common stream protocol; this node speaks {PROTOCOL}"),
         );
     }
+    let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(http::header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
     h.insert(http::header::UPGRADE, http::HeaderValue::from_static("SPDY/3.1"));
     h.insert("x-stream-protocol-version", http::HeaderValue::from_static(PROTOCOL));
     let on = hyper::upgrade::on(&mut req);
