@@ -46,14 +46,14 @@ const API_SERVICE_PRIORITIES: &[(&str, &str, i32, i32)] = &[
 
 /// The local APIServices of the group versions this server serves.
 pub fn local_api_services() -> Vec<Value> {
-    let mut served: Vec<(&str, &str)> = shoal_api::catalogue::RESOURCES
-        .iter()
-        .map(|r| (r.group, r.version))
-        .collect();
-    served.dedup();
+    let served = |group: &str, version: &str| {
+        shoal_api::catalogue::RESOURCES
+            .iter()
+            .any(|r| r.group == group && r.version == version)
+    };
     API_SERVICE_PRIORITIES
         .iter()
-        .filter(|(g, v, _, _)| served.contains(&(*g, *v)))
+        .filter(|(g, v, _, _)| served(g, v))
         .map(|&(group, version, group_priority, version_priority)| {
             json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
                    "metadata": {"name": format!("{version}.{group}"),

@@ -921,8 +921,15 @@ impl ApiServer {
                 )));
             }
         };
+        let endpoint = self.pod_endpoint(&pod, name)?;
+        Ok((pod, container, endpoint))
+    }
+
+    /// The agent endpoint of the node `pod` (named `name`) is bound to (`None` when it is
+    /// unbound or the node is simulated).
+    fn pod_endpoint(&self, pod: &Value, name: &str) -> ApiResult<Option<nodeproxy::Endpoint>> {
         let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
-            return Ok((pod, container, None));
+            return Ok(None);
         };
         let nodes = shoal_api::catalogue::find("", "v1", "nodes").expect("nodes are served");
         let node = self
@@ -931,9 +938,9 @@ impl ApiServer {
             .map(|e| e.obj())
             .ok_or_else(|| ApiError::bad_request(format!("node {node:?} of pod {name} does not exist")))?;
         if node["metadata"]["annotations"]["shoal.dev/simulated"] == "true" {
-            return Ok((pod, container, None));
+            return Ok(None);
         }
-        Ok((pod, container, Some(nodeproxy::endpoint(&node)?)))
+        nodeproxy::endpoint(&node).map(Some)
     }
 
     async fn pod_log(&self, t: &Target, p: &Params) -> ApiResult<Response> {
@@ -993,7 +1000,7 @@ impl ApiServer {
         let ns = t.namespace.as_deref().unwrap_or("default");
         let (pod, container, endpoint) = if sub == "portforward" {
             let pod = self.get_object(t)?.obj();
-            let (_, _, ep) = self.pod_container(t, pod["spec"]["containers"][0]["name"].as_str())?;
+            let ep = self.pod_endpoint(&pod, name)?;
             (pod, String::new(), ep)
         } else {
             self.pod_container(t, p.get("container"))?
