@@ -125,18 +125,7 @@ fn hpa_v1_to_v2(mut obj: Value) -> Value {
     obj["spec"] = v2;
     let status = obj["status"].take();
     if status.is_object() {
-        // v1 always encodes both replica counts (int32, not omitted when 0).
-        let mut s = json!({"currentReplicas": 0, "desiredReplicas": 0});
-        for key in [
-            "observedGeneration",
-            "lastScaleTime",
-            "currentReplicas",
-            "desiredReplicas",
-        ] {
-            if !status[key].is_null() {
-                s[key] = status[key].clone();
-            }
-        }
+        let mut s = replica_status(&status);
         let mut currents: Vec<Value> = Vec::new();
         if let Some(cpu) = status["currentCPUUtilizationPercentage"].as_i64() {
             currents
@@ -153,6 +142,23 @@ fn hpa_v1_to_v2(mut obj: Value) -> Value {
     }
     obj["apiVersion"] = json!("autoscaling/v2");
     obj
+}
+
+/// The fields both versions' statuses share; both replica counts are always encoded (int32,
+/// not omitted when 0).
+fn replica_status(status: &Value) -> Value {
+    let mut s = json!({"currentReplicas": 0, "desiredReplicas": 0});
+    for key in [
+        "observedGeneration",
+        "lastScaleTime",
+        "currentReplicas",
+        "desiredReplicas",
+    ] {
+        if !status[key].is_null() {
+            s[key] = status[key].clone();
+        }
+    }
+    s
 }
 
 fn hpa_v2_to_v1(mut obj: Value) -> Value {
@@ -181,18 +187,7 @@ fn hpa_v2_to_v1(mut obj: Value) -> Value {
     obj["spec"] = v1;
     let status = obj["status"].take();
     if status.is_object() {
-        // v1 always encodes both replica counts (int32, not omitted when 0).
-        let mut s = json!({"currentReplicas": 0, "desiredReplicas": 0});
-        for key in [
-            "observedGeneration",
-            "lastScaleTime",
-            "currentReplicas",
-            "desiredReplicas",
-        ] {
-            if !status[key].is_null() {
-                s[key] = status[key].clone();
-            }
-        }
+        let mut s = replica_status(&status);
         let currents = status["currentMetrics"].as_array().cloned().unwrap_or_default();
         let cpu = currents
             .iter()
