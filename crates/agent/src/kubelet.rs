@@ -22,7 +22,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::{Value, json};
 
-use shoal_controllers::events::{EventType, ObjectRef, Recorder};
+use shoal_runtime::events::{EventType, ObjectRef, Recorder};
 
 use crate::lifecycle::{self, ContainerView, ProbeCount, State, Verdict};
 use crate::runtime::{Launch, RunState, Runtime, Signal};
@@ -77,7 +77,7 @@ fn links_file(pod_dir: &Path, container: &str) -> PathBuf {
 }
 
 fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    shoal_api::time::now_rfc3339()
 }
 
 /// Which probe.
@@ -643,7 +643,7 @@ impl Kubelet {
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| jiff::Timestamp::try_from(t).ok())
-                .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .map(shoal_api::time::rfc3339)
                 .unwrap_or_else(now);
             let exit = match self.runtime.state(&rd) {
                 RunState::Exited(e) => Some(e),

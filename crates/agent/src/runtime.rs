@@ -140,7 +140,7 @@ impl Runtime for ProcessRuntime {
             Some(_) => RunState::Exited(Exit {
                 exit_code: 137,
                 signal: Some(9),
-                finished_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                finished_at: shoal_api::time::now_rfc3339(),
                 error: Some("the container's process is gone and its exit was not recorded".into()),
             }),
             None => RunState::Unknown,
@@ -217,7 +217,7 @@ impl Runtime for SimulatedRuntime {
         let exit = Exit {
             exit_code,
             signal: sig,
-            finished_at: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            finished_at: shoal_api::time::now_rfc3339(),
             error: None,
         };
         let _ = std::fs::write(

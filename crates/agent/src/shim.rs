@@ -125,7 +125,7 @@ fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    shoal_api::time::now_rfc3339()
 }
 
 fn copy_lines(from: impl Read, stream: &'static str, log: Arc<Mutex<std::fs::File>>) {

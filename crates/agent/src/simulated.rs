@@ -11,7 +11,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::{Value, json};
 
-use shoal_controllers::events::{EventType, ObjectRef, Recorder};
+use shoal_runtime::events::{EventType, ObjectRef, Recorder};
 
 use crate::pods::PodTiming;
 use crate::{LEASE_DURATION_SECONDS, LEASE_RENEW, NODE_STATUS_REPORT, SIMULATED_ANNOTATION};

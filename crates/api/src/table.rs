@@ -945,10 +945,8 @@ fn lease_cells(lease: &Value, now: Timestamp) -> Vec<Value> {
 }
 
 fn default_cells(object: &Value, _now: Timestamp) -> Vec<Value> {
-    let created = time_at(object, "metadata.creationTimestamp").map_or_else(
-        || "0001-01-01T00:00:00Z".to_string(),
-        |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    );
+    let created = time_at(object, "metadata.creationTimestamp")
+        .map_or_else(|| "0001-01-01T00:00:00Z".to_string(), crate::time::rfc3339);
     vec![name(object), created.into()]
 }
 

@@ -137,8 +137,8 @@ pub fn report(endpoint: &str, checks: &[Check], p: &Params) -> Response {
     }
 }
 
-/// Appends the components' gauges and counters, and the process's panic count, to a
-/// Prometheus exposition.
+/// Appends the components' gauges and counters, the process's panic count, and the work
+/// queues' and controllers' metrics to a Prometheus exposition.
 pub fn render_metrics(out: &mut String, components: &[shoal_runtime::Status]) {
     out.push_str(
         "# HELP shoal_component_up Whether a supervised component runs (1) or waits to be restarted (0).\n# TYPE shoal_component_up gauge\n",
@@ -158,6 +158,7 @@ pub fn render_metrics(out: &mut String, components: &[shoal_runtime::Status]) {
     }
     out.push_str("# HELP shoal_panics_total Panics anywhere in this process.\n# TYPE shoal_panics_total counter\n");
     let _ = writeln!(out, "shoal_panics_total {}", shoal_runtime::panics());
+    shoal_runtime::metrics::render(out);
 }
 
 #[cfg(test)]

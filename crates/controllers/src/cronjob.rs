@@ -169,10 +169,7 @@ pub fn job_for(cj: &Value, at: jiff::Timestamp) -> Value {
         .as_object()
         .cloned()
         .unwrap_or_default();
-    annotations.insert(
-        SCHEDULED_AT.into(),
-        json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
-    );
+    annotations.insert(SCHEDULED_AT.into(), json!(shoal_api::time::rfc3339(at)));
     let mut meta = json!({
         "name": name, "namespace": cj["metadata"]["namespace"], "annotations": annotations,
         "ownerReferences": [informer::controller_ref("batch/v1", "CronJob", cj)],
@@ -347,7 +344,7 @@ async fn sync(client: &kube::Client, recorder: &Recorder, cj: &Value, jobs: &[Ar
         .collect();
     let mut status = json!({"active": if refs.is_empty() { Value::Null } else { Value::Array(refs) }});
     if let Some(at) = last_schedule {
-        status["lastScheduleTime"] = json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+        status["lastScheduleTime"] = json!(shoal_api::time::rfc3339(at));
     }
     if let Some(t) = mine
         .iter()

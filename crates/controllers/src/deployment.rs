@@ -538,7 +538,7 @@ async fn sync(
     if let Some(c) = d["status"].get("collisionCount").filter(|c| !c.is_null()) {
         status["collisionCount"] = c.clone();
     }
-    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = shoal_api::time::now_rfc3339();
     let old_conditions = d["status"]["conditions"].as_array().cloned().unwrap_or_default();
     let min_ok = available >= replicas - unavailable;
     let available_cond = if min_ok {

@@ -279,7 +279,7 @@ pub fn format_indexes(set: &Indexes) -> String {
 }
 
 fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    shoal_api::time::now_rfc3339()
 }
 
 /// Runs the controller until the process ends.

@@ -2,6 +2,8 @@
 //! in-process or over HTTPS), and splits into a pure `plan` over a snapshot and a thin
 //! `apply` that performs the planned API calls.
 
+pub use shoal_runtime::{events, informer};
+
 pub mod apiservice;
 pub mod cronjob;
 pub mod daemonset;
@@ -9,9 +11,7 @@ pub mod deployment;
 pub mod disruption;
 pub mod dns;
 pub mod endpoints;
-pub mod events;
 pub mod gc;
-pub mod informer;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;

@@ -196,7 +196,7 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
     let mut last_monitor: Option<Instant> = None;
     loop {
         let now = jiff::Timestamp::now();
-        let now_s = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let now_s = shoal_api::time::rfc3339(now);
         let nodes = informers.of("", "nodes");
         let mut changed = Vec::new();
         let taints = no_execute.refresh(

@@ -516,7 +516,7 @@ async fn write_status(
         } else {
             "FailedDelete"
         };
-        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let now = shoal_api::time::now_rfc3339();
         conditions.push(json!({"type": "ReplicaFailure", "status": "True", "reason": reason,
                                "message": msg, "lastTransitionTime": now}));
     }

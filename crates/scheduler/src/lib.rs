@@ -28,8 +28,8 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ApiResource, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
-use shoal_controllers::events::{EventType, ObjectRef, Recorder};
-use shoal_controllers::informer::{self, JsonObject};
+use shoal_runtime::events::{EventType, ObjectRef, Recorder};
+use shoal_runtime::informer::{self, JsonObject};
 use tokio::sync::{Semaphore, mpsc};
 
 pub use algorithm::{Decision, decide};

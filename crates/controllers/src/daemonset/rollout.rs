@@ -244,7 +244,7 @@ pub fn progressing(
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"));
     let reason = existing.and_then(|c| c["reason"].as_str()).unwrap_or("");
-    let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let stamp = shoal_api::time::rfc3339(now);
     // DaemonSetCondition has no lastUpdateTime: lastTransitionTime marks the last progress.
     let condition = |ok: bool, reason: &str, message: String, since: &str| {
         serde_json::json!({"type": "Progressing", "status": if ok { "True" } else { "False" }, "reason": reason,

@@ -8,11 +8,15 @@
 //! that matter to ownership (an object added or removed, or its owner references,
 //! finalizers or deletion timestamp changed), so a controller wakes only for what it reads:
 //! a Lease renewal wakes the node lifecycle controller, not the DaemonSet controller.
+//!
+//! Keyed controllers [`Informers::subscribe`] to a resource instead: they receive every
+//! change (the old and the new object) and a [`Change::Resync`] after each relist, and map
+//! them to the keys of their work queue.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -22,7 +26,7 @@ use kube::core::DynamicResourceScope;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 use shoal_api::catalogue::{RESOURCES, Resource};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// Resources whose whole objects are cached; the others keep metadata only.
 const FULL: &[(&str, &str)] = &[
@@ -73,6 +77,33 @@ struct Cache {
     ownership_changes: AtomicU64,
     /// Had its first list (a restarted watcher does not count twice).
     synced: AtomicBool,
+    /// Keyed controllers following this resource.
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<Change>>>,
+}
+
+/// One change of a cached resource, as a subscriber receives it.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// An object was added (`old` is `None`), replaced, or deleted (`new` is `None`).
+    Object {
+        /// The object before.
+        old: Option<Arc<Value>>,
+        /// The object after.
+        new: Option<Arc<Value>>,
+    },
+    /// The cache was listed again: any object may have changed.
+    Resync,
+}
+
+impl Change {
+    /// The objects of this change (old and new), for mapping to keys.
+    pub fn objects(&self) -> impl Iterator<Item = &Arc<Value>> {
+        let (a, b) = match self {
+            Change::Object { old, new } => (old.as_ref(), new.as_ref()),
+            Change::Resync => (None, None),
+        };
+        a.into_iter().chain(b)
+    }
 }
 
 /// The caches of every resource.
@@ -103,7 +134,10 @@ async fn follow(
         match ev {
             Ok(ev) => {
                 let done = matches!(ev, watcher::Event::InitDone);
-                let (changed, owners) = cache.apply(ev, full, &mut relist);
+                let (changed, owners, change) = cache.apply(ev, full, &mut relist);
+                if let Some(change) = change {
+                    cache.publish(change);
+                }
                 if changed {
                     cache.changes.fetch_add(1, Ordering::SeqCst);
                 }
@@ -259,46 +293,73 @@ fn ownership_differs(a: &Value, b: &Value) -> bool {
 }
 
 impl Cache {
-    /// Applies one watch event; returns (changed, ownership changed).
+    fn new(res: &'static Resource) -> Cache {
+        Cache {
+            res,
+            objects: RwLock::default(),
+            changes: AtomicU64::new(0),
+            ownership_changes: AtomicU64::new(0),
+            synced: AtomicBool::new(false),
+            subscribers: Mutex::default(),
+        }
+    }
+
+    /// Hands `change` to every subscriber still listening.
+    fn publish(&self, change: Change) {
+        let mut subs = self.subscribers.lock().unwrap_or_else(PoisonError::into_inner);
+        subs.retain(|s| s.send(change.clone()).is_ok());
+    }
+
+    /// Applies one watch event; returns (changed, ownership changed, the change for
+    /// subscribers).
     fn apply(
         &self,
         ev: watcher::Event<JsonObject>,
         full: bool,
         relist: &mut Option<HashMap<String, Arc<Value>>>,
-    ) -> (bool, bool) {
+    ) -> (bool, bool, Option<Change>) {
         // Objects are decoded before the lock is taken: readers never wait on a decode.
         let lock = || self.objects.write().unwrap_or_else(|e| e.into_inner());
         match ev {
             watcher::Event::Apply(o) => {
                 let Some(v) = cached_form(o, self.res.kind, full) else {
-                    return (false, false);
+                    return (false, false, None);
                 };
                 let (key, v) = (key_of(&v), Arc::new(v));
                 let old = lock().insert(key, v.clone());
-                (true, old.is_none_or(|old| ownership_differs(&old, &v)))
+                let owners = old.as_ref().is_none_or(|old| ownership_differs(old, &v));
+                (true, owners, Some(Change::Object { old, new: Some(v) }))
             }
             watcher::Event::Delete(o) => {
                 let Some(v) = cached_form(o, self.res.kind, false) else {
-                    return (false, false);
+                    return (false, false, None);
                 };
-                let gone = lock().remove(&key_of(&v)).is_some();
-                (gone, gone)
+                let old = lock().remove(&key_of(&v));
+                let gone = old.is_some();
+                (
+                    gone,
+                    gone,
+                    old.map(|old| Change::Object {
+                        old: Some(old),
+                        new: None,
+                    }),
+                )
             }
             watcher::Event::Init => {
                 *relist = Some(HashMap::new());
-                (false, false)
+                (false, false, None)
             }
             watcher::Event::InitApply(o) => {
                 if let (Some(v), Some(fresh)) = (cached_form(o, self.res.kind, full), relist.as_mut()) {
                     fresh.insert(key_of(&v), Arc::new(v));
                 }
-                (false, false)
+                (false, false, None)
             }
             watcher::Event::InitDone => {
                 if let Some(fresh) = relist.take() {
                     *lock() = fresh;
                 }
-                (true, true)
+                (true, true, Some(Change::Resync))
             }
         }
     }
@@ -382,22 +443,11 @@ pub struct Interest {
 impl Informers {
     /// Starts a watch per resource, each the supervised component `informer/<resource>` of
     /// `components` (a watcher that panics is restarted and lists again).
-    pub fn start(client: kube::Client, components: &shoal_runtime::Components) -> Informers {
+    pub fn start(client: kube::Client, components: &crate::Components) -> Informers {
         let (tx, rx) = watch::channel(0u64);
         let tx = Arc::new(tx);
         let synced = Arc::new(AtomicUsize::new(0));
-        let caches: Arc<Vec<Cache>> = Arc::new(
-            RESOURCES
-                .iter()
-                .map(|r| Cache {
-                    res: r,
-                    objects: RwLock::default(),
-                    changes: AtomicU64::new(0),
-                    ownership_changes: AtomicU64::new(0),
-                    synced: AtomicBool::new(false),
-                })
-                .collect(),
-        );
+        let caches: Arc<Vec<Cache>> = Arc::new(RESOURCES.iter().map(Cache::new).collect());
         for (i, r) in RESOURCES.iter().enumerate() {
             if !is_cached(r) {
                 continue;
@@ -455,6 +505,21 @@ impl Informers {
                 objects.values().cloned().collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Every change of the resource `(group, plural)` from now on (a resource without a
+    /// cache sends nothing). Subscribe before reading the cache for a first pass, so no
+    /// change falls between the two.
+    pub fn subscribe(&self, group: &str, plural: &str) -> mpsc::UnboundedReceiver<Change> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Some(i) = self.index(group, plural) {
+            self.caches[i]
+                .subscribers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(tx);
+        }
+        rx
     }
 
     /// Interest in every change of these resources (`(group, plural)`).
@@ -582,24 +647,30 @@ mod tests {
 
     #[test]
     fn a_relist_replaces_the_cache_at_once() {
-        let cache = Cache {
-            res: &RESOURCES[0],
-            objects: RwLock::default(),
-            changes: AtomicU64::new(0),
-            ownership_changes: AtomicU64::new(0),
-            synced: AtomicBool::new(false),
-        };
+        let cache = Cache::new(&RESOURCES[0]);
         let mut relist = None;
-        assert_eq!(
-            cache.apply(watcher::Event::Apply(dynamic(json_pod())), true, &mut relist),
-            (true, true)
-        );
+        let (changed, owners, change) = cache.apply(watcher::Event::Apply(dynamic(json_pod())), true, &mut relist);
+        assert_eq!((changed, owners), (true, true));
+        assert!(matches!(
+            change,
+            Some(Change::Object {
+                old: None,
+                new: Some(_)
+            })
+        ));
         let mut again = json_pod();
         again["status"] = serde_json::json!({"phase": "Running"});
-        assert_eq!(
-            cache.apply(watcher::Event::Apply(dynamic(again)), true, &mut relist),
-            (true, false)
-        );
+        let (changed, owners, change) = cache.apply(watcher::Event::Apply(dynamic(again)), true, &mut relist);
+        assert_eq!((changed, owners), (true, false));
+        let Some(Change::Object {
+            old: Some(old),
+            new: Some(new),
+        }) = change
+        else {
+            panic!("a replacement carries both objects")
+        };
+        assert!(old.get("status").is_none());
+        assert_eq!(new["status"]["phase"], "Running");
         cache.apply(watcher::Event::Init, true, &mut relist);
         let mut other = json_pod();
         other["metadata"]["name"] = serde_json::json!("q");
@@ -610,7 +681,9 @@ mod tests {
             "the old state stays until the list is done"
         );
         assert!(cache.objects.read().unwrap().contains_key("default/p"));
-        assert_eq!(cache.apply(watcher::Event::InitDone, true, &mut relist), (true, true));
+        let (changed, owners, change) = cache.apply(watcher::Event::InitDone, true, &mut relist);
+        assert_eq!((changed, owners), (true, true));
+        assert!(matches!(change, Some(Change::Resync)));
         let objects = cache.objects.read().unwrap();
         assert_eq!(objects.len(), 1);
         assert!(objects.contains_key("default/q"));

@@ -1,0 +1,220 @@
+//! The loop every keyed controller runs: take a key from its [`WorkQueue`], reconcile it
+//! inside a tracing span `reconcile{controller, object}`, record the duration and the result
+//! in the controller's metrics, and queue the key again as the result says: after a delay
+//! the reconcile asked for, or after the key's back-off when it failed. A key is reconciled
+//! by one worker at a time.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+
+use crate::queue::WorkQueue;
+
+/// What a reconcile asks for next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing until something changes.
+    Done,
+    /// Look again after this long even if nothing changes (a deadline, a pod becoming
+    /// available after minReadySeconds).
+    RequeueAfter(Duration),
+}
+
+impl Outcome {
+    /// The sooner of two outcomes.
+    pub fn min(self, other: Outcome) -> Outcome {
+        match (self, other) {
+            (Outcome::RequeueAfter(a), Outcome::RequeueAfter(b)) => Outcome::RequeueAfter(a.min(b)),
+            (Outcome::RequeueAfter(a), Outcome::Done) | (Outcome::Done, Outcome::RequeueAfter(a)) => {
+                Outcome::RequeueAfter(a)
+            }
+            (Outcome::Done, Outcome::Done) => Outcome::Done,
+        }
+    }
+}
+
+/// Why a reconcile failed, by kind (the kind is the metric label; nothing matches on text).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    /// An object could not be encoded for a write (a bug, reported, never a panic).
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// The metric label of this error: the API's reason for API errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Api(e) => api_error_kind(e),
+            Error::Encode { .. } => "encode",
+        }
+    }
+
+    /// The API status code, for API errors answered by the server.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Error::Api(kube::Error::Api(s)) => Some(s.code),
+            _ => None,
+        }
+    }
+}
+
+/// The metric label of a kube client error.
+pub fn api_error_kind(e: &kube::Error) -> &'static str {
+    match e {
+        kube::Error::Api(s) => match (s.code, s.reason.as_str()) {
+            (409, "AlreadyExists") => "already_exists",
+            (409, _) => "conflict",
+            (404, _) => "not_found",
+            (422, _) | (400, _) => "invalid",
+            (403, _) => "forbidden",
+            (401, _) => "unauthorized",
+            (429, _) => "too_many_requests",
+            (c, _) if c >= 500 => "server_error",
+            _ => "api",
+        },
+        kube::Error::SerdeError(_) => "decode",
+        kube::Error::HyperError(_) | kube::Error::Service(_) => "transport",
+        _ => "client",
+    }
+}
+
+/// Takes keys from `queue` and reconciles them with `workers` concurrent workers, as the
+/// controller `name`, until the queue is shut down. A panic in a reconcile panics the whole
+/// loop (its supervisor restarts it; see [`crate::supervise`]).
+pub async fn run<K, F, Fut>(name: &'static str, queue: WorkQueue<K>, workers: usize, reconcile: F)
+where
+    K: Clone + Eq + Hash + Display + Send + Sync + 'static,
+    F: Fn(K) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Outcome, Error>> + Send + 'static,
+{
+    let reconcile = Arc::new(reconcile);
+    let metrics = crate::metrics::controller(name);
+    let mut tasks = crate::Subtasks::new();
+    for _ in 0..workers.max(1) {
+        let (queue, reconcile, metrics) = (queue.clone(), reconcile.clone(), metrics.clone());
+        tasks.spawn(async move {
+            while let Some(key) = queue.next().await {
+                let span = tracing::debug_span!("reconcile", controller = name, object = %key);
+                let started = Instant::now();
+                let result = reconcile(key.clone()).instrument(span.clone()).await;
+                let took = started.elapsed();
+                match result {
+                    Ok(outcome) => {
+                        queue.forget(&key);
+                        let requeue = match outcome {
+                            Outcome::RequeueAfter(d) => Some(d),
+                            Outcome::Done => None,
+                        };
+                        metrics.reconciled(took, requeue.is_some(), None);
+                        queue.done(&key);
+                        if let Some(d) = requeue {
+                            queue.add_after(key, d);
+                        }
+                    }
+                    Err(e) => {
+                        let kind = e.kind();
+                        metrics.reconciled(took, false, Some(kind));
+                        let _enter = span.enter();
+                        if queue.failures(&key) >= 5 {
+                            tracing::warn!(kind, error = %e, "reconcile failed; backing off");
+                        } else {
+                            tracing::debug!(kind, error = %e, "reconcile failed; will retry");
+                        }
+                        queue.done(&key);
+                        queue.add_rate_limited(key);
+                    }
+                }
+            }
+        });
+    }
+    tasks.join_any().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn conflict() -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("the object has been modified", "Conflict")
+                .with_code(409)
+                .boxed(),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_back_off_successes_are_forgotten_and_requeues_come_back() {
+        let queue: WorkQueue<String> = WorkQueue::new("controller-test");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l = log.clone();
+        let q = queue.clone();
+        let start = tokio::time::Instant::now();
+        let runner = tokio::spawn(run("controller-test", queue.clone(), 2, move |key: String| {
+            let l = l.clone();
+            let q = q.clone();
+            async move {
+                let n = {
+                    let mut log = l.lock().unwrap();
+                    log.push((key.clone(), start.elapsed().as_millis()));
+                    log.iter().filter(|(k, _)| *k == key).count()
+                };
+                match (key.as_str(), n) {
+                    ("flaky", 1 | 2) => Err(Error::Api(conflict())),
+                    ("flaky", _) => {
+                        assert_eq!(q.failures(&key), 2, "not yet forgotten while reconciling");
+                        Ok(Outcome::Done)
+                    }
+                    ("timer", 1) => Ok(Outcome::RequeueAfter(Duration::from_secs(30))),
+                    _ => Ok(Outcome::Done),
+                }
+            }
+        }));
+        queue.add("flaky".to_string());
+        queue.add("timer".to_string());
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        queue.shut_down();
+        runner.await.unwrap();
+        let log = log.lock().unwrap().clone();
+        let times = |k: &str| log.iter().filter(|(x, _)| x == k).map(|(_, t)| *t).collect::<Vec<_>>();
+        assert_eq!(times("flaky"), [0, 5, 15], "5 ms then 10 ms back-off");
+        assert_eq!(times("timer"), [0, 30_000]);
+        assert_eq!(queue.failures(&"flaky".to_string()), 0);
+        let m = crate::metrics::controller("controller-test");
+        assert_eq!(m.errors().get("conflict"), Some(&2));
+        assert_eq!(m.reconciles(), 5);
+    }
+
+    #[test]
+    fn error_kinds_come_from_the_status_not_the_message() {
+        assert_eq!(Error::Api(conflict()).kind(), "conflict");
+        let exists = kube::Error::Api(
+            kube::core::Status::failure("conflict in the name", "AlreadyExists")
+                .with_code(409)
+                .boxed(),
+        );
+        assert_eq!(api_error_kind(&exists), "already_exists");
+        let e = Error::Encode {
+            what: "pod",
+            source: serde_json::from_str::<u8>("x").unwrap_err(),
+        };
+        assert_eq!(e.kind(), "encode");
+        assert_eq!(
+            Outcome::Done.min(Outcome::RequeueAfter(Duration::from_secs(1))),
+            Outcome::RequeueAfter(Duration::from_secs(1))
+        );
+    }
+}
