@@ -751,9 +751,11 @@ impl ApiServer {
             return Err(ApiError::not_found(nsres, ns));
         };
         if entry.obj()["metadata"].get("deletionTimestamp").is_some() {
-            return Err(ApiError::forbidden(format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            )));
+            // As upstream, the cause says why, so clients match on it rather than the text.
+            let message = format!("unable to create new content in namespace {ns} because it is being terminated");
+            return Err(ApiError::forbidden(message.clone()).with_details(json!({"causes": [
+                {"reason": "NamespaceTerminating", "message": message, "field": "metadata.namespace"}
+            ]})));
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::events::{EventType, ObjectRef, Recorder};
 use crate::informer::{self, Informers, name as name_of, uid as uid_of};
+use shoal_runtime::controller::{Keyed, Outcome as Next};
 
 const MANAGER: &str = "cronjob-controller";
 /// The annotation upstream puts on a Job with its scheduled time.
@@ -192,28 +193,52 @@ fn finished(job: &Value) -> Option<&'static str> {
         })
 }
 
-/// Runs the controller until the process ends.
+/// Runs the controller until the process ends, on the system clock.
 pub async fn run(client: kube::Client, informers: Informers) {
-    informers.ready().await;
-    let recorder = Recorder::new(client.clone(), MANAGER);
-    let mut interest = informers.interest(&[("batch", "cronjobs"), ("batch", "jobs")]);
-    loop {
-        let cronjobs = informers.of("batch", "cronjobs");
-        if !cronjobs.is_empty() {
-            let jobs = informers.of("batch", "jobs");
-            for cj in &cronjobs {
-                if let Err(e) = sync(&client, &recorder, cj, &jobs).await {
-                    tracing::debug!(cronjob = name_of(cj), error = %e, "cronjob sync failed; will retry");
-                }
-            }
-        }
-        // Schedules are by the minute: a look every few seconds catches each on time.
-        informers.wait(&mut interest, Duration::from_secs(5)).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    run_with(client, informers, shoal_runtime::clock::system()).await
 }
 
-async fn sync(client: &kube::Client, recorder: &Recorder, cj: &Value, jobs: &[Arc<Value>]) -> Result<(), kube::Error> {
+/// Runs the controller with `clock`: a keyed queue of CronJobs, woken by their Jobs and at
+/// each schedule's next time.
+pub async fn run_with(client: kube::Client, informers: Informers, clock: Arc<dyn shoal_runtime::clock::Clock>) {
+    let recorder = Recorder::new(client.clone(), MANAGER);
+    let reconcile = {
+        let informers = informers.clone();
+        move |key: String| {
+            let (client, recorder, informers, clock) =
+                (client.clone(), recorder.clone(), informers.clone(), clock.clone());
+            async move {
+                let Some(cj) = informers.get("batch", "cronjobs", &key) else {
+                    return Ok(Next::Done);
+                };
+                let jobs = informers.of("batch", "jobs");
+                let now = clock.now();
+                sync(&client, &recorder, &cj, &jobs, now).await?;
+                Ok(Next::RequeueAfter(until_next_minute(now)))
+            }
+        }
+    };
+    Keyed::new("cronjob", "batch", "cronjobs")
+        .owns("batch", "jobs", "CronJob")
+        .run(informers, reconcile)
+        .await
+}
+
+/// How long from `now` until a second past the next minute: schedules are by the minute
+/// (and `@every` runs are named by their minute, as upstream's).
+fn until_next_minute(now: jiff::Timestamp) -> Duration {
+    let into = now.as_second().rem_euclid(60) as u64;
+    Duration::from_secs(61 - into)
+}
+
+/// Reconciles one CronJob against a snapshot of the Job cache at `now`.
+pub(crate) async fn sync(
+    client: &kube::Client,
+    recorder: &Recorder,
+    cj: &Value,
+    jobs: &[Arc<Value>],
+    now: jiff::Timestamp,
+) -> Result<(), kube::Error> {
     if informer::deleting(cj) {
         return Ok(());
     }
@@ -236,7 +261,6 @@ async fn sync(client: &kube::Client, recorder: &Recorder, cj: &Value, jobs: &[Ar
         .copied()
         .filter(|j| finished(j).is_none() && !informer::deleting(j))
         .collect();
-    let now = jiff::Timestamp::now();
     let tz = cj["spec"]["timeZone"]
         .as_str()
         .and_then(|z| jiff::tz::TimeZone::get(z).ok())

@@ -21,6 +21,7 @@ use shoal_api::selector::LabelSelector;
 
 use crate::events::{EventType, ObjectRef, Recorder};
 use crate::informer::{Informers, name as name_of, uid as uid_of};
+use shoal_runtime::controller::{Keyed, Outcome as Next};
 
 const MANAGER: &str = "deployment-controller";
 /// The label that ties a ReplicaSet and its pods to one template.
@@ -332,26 +333,51 @@ fn owner_reference(deploy: &Value) -> Value {
     crate::informer::controller_ref("apps/v1", "Deployment", deploy)
 }
 
-/// Runs the controller until the process ends.
+/// Runs the controller until the process ends: a keyed queue of Deployments, woken by
+/// their ReplicaSets and pods.
 pub async fn run(client: kube::Client, informers: Informers) {
-    informers.ready().await;
     let recorder = Recorder::new(client.clone(), MANAGER);
-    let mut interest = informers.interest(&[("apps", "deployments"), ("apps", "replicasets"), ("", "pods")]);
-    loop {
-        let deployments = informers.of("apps", "deployments");
-        if !deployments.is_empty() {
-            let replicasets = informers.of("apps", "replicasets");
-            let pods = informers.of("", "pods");
-            for d in &deployments {
-                if let Err(e) = sync(&client, &recorder, d, &replicasets, &pods).await {
-                    tracing::debug!(deployment = name_of(d), error = %e, "deployment sync failed; will retry");
-                }
+    let reconcile = {
+        let informers = informers.clone();
+        move |key: String| {
+            let (client, recorder, informers) = (client.clone(), recorder.clone(), informers.clone());
+            async move {
+                let Some(d) = informers.get("apps", "deployments", &key) else {
+                    return Ok(Next::Done);
+                };
+                let replicasets = informers.of("apps", "replicasets");
+                let pods = informers.of("", "pods");
+                sync(&client, &recorder, &d, &replicasets, &pods).await?;
+                // Progress deadlines and minReadySeconds change nothing in the caches.
+                Ok(Next::RequeueAfter(RESYNC))
             }
         }
-        informers.wait(&mut interest, Duration::from_secs(5)).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
+    Keyed::new("deployment", "apps", "deployments")
+        .owns("apps", "replicasets", "Deployment")
+        .watches("", "pods", |informers, change| {
+            // A pod wakes the Deployment that owns its ReplicaSet.
+            let mut keys = Vec::new();
+            for p in change.objects() {
+                let ns = crate::informer::namespace(p);
+                let Some(rs) = crate::informer::controller_of_kind(p, "ReplicaSet") else {
+                    continue;
+                };
+                if let Some(rs) = informers.get("apps", "replicasets", &format!("{ns}/{rs}"))
+                    && let Some(d) = crate::informer::controller_of_kind(&rs, "Deployment")
+                {
+                    keys.push(format!("{ns}/{d}"));
+                }
+            }
+            keys
+        })
+        .run(informers, reconcile)
+        .await
 }
+
+/// How soon a Deployment is looked at again when nothing changes (its progress deadline,
+/// pods becoming available after minReadySeconds).
+const RESYNC: Duration = Duration::from_secs(5);
 
 async fn sync(
     client: &kube::Client,

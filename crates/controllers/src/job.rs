@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 
 use crate::events::{EventType, ObjectRef, Recorder};
 use crate::informer::{self, Informers, name as name_of, uid as uid_of};
+use crate::replicaset::{Expectations, Expected};
+use shoal_runtime::controller::{Error, Keyed, Outcome as Next};
 
 const MANAGER: &str = "job-controller";
 /// Most pods one pass creates (upstream's `MaxPodCreateDeletePerSync`).
@@ -278,47 +280,59 @@ pub fn format_indexes(set: &Indexes) -> String {
     set.to_string()
 }
 
-fn now() -> String {
-    shoal_api::time::now_rfc3339()
-}
-
-/// Runs the controller until the process ends.
+/// Runs the controller until the process ends: a keyed queue of Jobs, woken by their pods.
 pub async fn run(client: kube::Client, informers: Informers) {
-    informers.ready().await;
     let recorder = Recorder::new(client.clone(), MANAGER);
-    let mut interest = informers.interest(&[("batch", "jobs"), ("", "pods")]);
-    loop {
-        let jobs = informers.of("batch", "jobs");
-        let mut deadlines = false;
-        if !jobs.is_empty() {
-            let pods = informers.of("", "pods");
-            for job in &jobs {
-                match sync(&client, &recorder, job, &pods).await {
-                    Ok(d) => deadlines |= d,
-                    Err(e) => tracing::debug!(job = name_of(job), error = %e, "job sync failed; will retry"),
-                }
+    let expectations = Arc::new(tokio::sync::Mutex::new(Expectations::new()));
+    let reconcile = {
+        let informers = informers.clone();
+        move |key: String| {
+            let (client, recorder, informers, expectations) = (
+                client.clone(),
+                recorder.clone(),
+                informers.clone(),
+                expectations.clone(),
+            );
+            async move {
+                let mut exp = expectations.lock().await;
+                let Some(job) = informers.get("batch", "jobs", &key) else {
+                    let live: std::collections::HashSet<String> = informers
+                        .of("batch", "jobs")
+                        .iter()
+                        .map(|j| uid_of(j).to_string())
+                        .collect();
+                    exp.retain_owners(|uid| live.contains(uid));
+                    return Ok(Next::Done);
+                };
+                let pods = informers.of("", "pods");
+                sync(&client, &recorder, &job, &pods, &mut exp, jiff::Timestamp::now()).await
             }
         }
-        let idle = if deadlines { 1 } else { 5 };
-        informers.wait(&mut interest, Duration::from_secs(idle)).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
+    Keyed::new("job", "batch", "jobs")
+        .owns("", "pods", "Job")
+        .run(informers, reconcile)
+        .await
 }
 
-/// One pass over one Job; true when it has a deadline to watch.
-async fn sync(
+/// Reconciles one Job against snapshots of the caches at `now`. Pods created or deleted and
+/// not yet seen so by the cache (expectations) hold further creations and deletions, so a
+/// lagging cache never makes a second pod for one slot.
+pub(crate) async fn sync(
     client: &kube::Client,
     recorder: &Recorder,
     job: &Value,
     pods: &[Arc<Value>],
-) -> Result<bool, kube::Error> {
+    exp: &mut Expectations,
+    now: jiff::Timestamp,
+) -> Result<Next, Error> {
     let finished = job["status"]["conditions"]
         .as_array()
         .into_iter()
         .flatten()
         .any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True");
     if informer::deleting(job) || finished {
-        return Ok(false);
+        return Ok(Next::Done);
     }
     let ns = informer::namespace(job).to_string();
     let uid = uid_of(job);
@@ -353,7 +367,7 @@ async fn sync(
     let active_for = start
         .as_deref()
         .and_then(|s| s.parse::<jiff::Timestamp>().ok())
-        .and_then(|t| Duration::try_from(jiff::Timestamp::now().duration_since(t)).ok());
+        .and_then(|t| Duration::try_from(now.duration_since(t)).ok());
     let suspended = job["spec"]["suspend"] == true;
     let about = ObjectRef::of("batch/v1", "Job", job);
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -371,8 +385,16 @@ async fn sync(
         Outcome::Complete => (0, Some(("Complete", "", ""))),
         Outcome::Failed(reason, message) => (0, Some(("Failed", reason, message))),
     };
+    let owner = uid.to_string();
+    let names: std::collections::HashSet<&str> = mine.iter().map(|p| name_of(p)).collect();
+    let live: std::collections::HashSet<&str> = active.iter().map(|p| uid_of(p)).collect();
+    let in_flight = exp.settle(&owner, |e| match e {
+        Expected::Create(name) => names.contains(name.as_str()),
+        Expected::Delete(uid) => !live.contains(uid.as_str()),
+    });
+    let mut failure: Option<Error> = None;
     // Too many (or the Job ended): the newest go.
-    if (active.len() as i64) > want {
+    if in_flight.is_empty() && (active.len() as i64) > want {
         let mut victims: Vec<&&Value> = active.clone();
         victims.sort_by(|a, b| {
             b["metadata"]["creationTimestamp"]
@@ -388,7 +410,13 @@ async fn sync(
                 propagation_policy: Some(PropagationPolicy::Background),
                 ..Default::default()
             };
-            let _ = pod_api.delete(name_of(p), &dp).await;
+            match pod_api.delete(name_of(p), &dp).await {
+                Ok(_) => exp.expect(&owner, Expected::Delete(uid_of(p).to_string())),
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                Err(e) => {
+                    failure.get_or_insert(e.into());
+                }
+            }
         }
     }
     // After a failure, new pods wait: 10 s doubling per failure, up to 6 minutes (upstream's
@@ -401,8 +429,8 @@ async fn sync(
     let wait = retry_delay(c.failed)
         .zip(last_failure)
         .map(|(delay, at)| at.checked_add(delay).unwrap_or(jiff::Timestamp::MAX))
-        .filter(|until| *until > jiff::Timestamp::now());
-    if end.is_none() && (active.len() as i64) < want && wait.is_none() {
+        .filter(|until| *until > now);
+    if in_flight.is_empty() && end.is_none() && (active.len() as i64) < want && wait.is_none() {
         // Indexed: the lowest indexes neither done nor running.
         let running: std::collections::BTreeSet<i64> = active.iter().filter_map(|p| index_of(p)).collect();
         let mut free = completed.missing(completions).filter(|i| !running.contains(i));
@@ -418,10 +446,16 @@ async fn sync(
                 }
             })
             .collect();
-        crate::replicaset::create_pods(&pod_api, bodies, MANAGER, recorder, &about).await;
+        let (made, failed) = crate::replicaset::create_pods(&pod_api, bodies, MANAGER, recorder, &about).await;
+        for name in made {
+            exp.expect(&owner, Expected::Create(name));
+        }
+        if let Some(e) = failed {
+            failure.get_or_insert(e);
+        }
     }
     // Status.
-    let t = now();
+    let t = shoal_api::time::rfc3339(now);
     let mut conditions: Vec<Value> = job["status"]["conditions"].as_array().cloned().unwrap_or_default();
     let mut status = json!({
         "active": c.active, "ready": c.ready, "succeeded": c.succeeded, "failed": c.failed,
@@ -485,7 +519,7 @@ async fn sync(
         .any(|k| old[*k].as_i64().unwrap_or(0) != status[*k].as_i64().unwrap_or(0))
         || old["startTime"] != status["startTime"]
         || old["completedIndexes"] != status["completedIndexes"]
-        || old["conditions"].as_array().map_or(0, Vec::len) != status["conditions"].as_array().map_or(0, Vec::len);
+        || condition_states(&old["conditions"]) != condition_states(&status["conditions"]);
     if changed {
         let api: Api<Job> = Api::namespaced(client.clone(), &ns);
         let pp = PatchParams {
@@ -495,7 +529,30 @@ async fn sync(
         api.patch_status(name_of(job), &pp, &Patch::Merge(json!({"status": status})))
             .await?;
     }
-    Ok(job["spec"]["activeDeadlineSeconds"].is_number() || wait.is_some())
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    // Deadlines and the failure back-off change nothing in the caches: look again.
+    Ok(match wait {
+        Some(until) => Next::RequeueAfter(
+            Duration::try_from(until.duration_since(now))
+                .unwrap_or_default()
+                .max(Duration::from_millis(100)),
+        ),
+        None if job["spec"]["activeDeadlineSeconds"].is_number() => Next::RequeueAfter(Duration::from_secs(1)),
+        None => Next::Done,
+    })
+}
+
+/// What of a condition list a status write must carry: each condition's type, status,
+/// reason and message (not its times), in order.
+fn condition_states(conditions: &Value) -> Vec<(&Value, &Value, &Value, &Value)> {
+    conditions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| (&c["type"], &c["status"], &c["reason"], &c["message"]))
+        .collect()
 }
 
 #[cfg(test)]

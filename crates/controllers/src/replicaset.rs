@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -20,14 +20,14 @@ use shoal_api::selector::LabelSelector;
 
 use crate::events::{EventType, ObjectRef, Recorder};
 use crate::informer::{self, Informers, name as name_of, uid as uid_of};
+use shoal_runtime::claim::{Claim, adopt_patch, claim, release_patch};
+use shoal_runtime::controller::{Error, Keyed, Outcome};
 
 const MANAGER: &str = "replicaset-controller";
 /// Creations and deletions issued at once.
 const CONCURRENCY: usize = 64;
 /// Upstream's cap on creations or deletions in one pass.
 const BURST: usize = 500;
-/// How long a creation or deletion waits to show in the cache before it is forgotten.
-const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(300);
 /// Lower values go first when scaling down (upstream's annotation).
 pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 
@@ -270,78 +270,82 @@ fn owner_reference(kind: Kind, set: &Value) -> Value {
     informer::controller_ref(kind.api_version(), kind.kind(), set)
 }
 
-/// Creations and deletions in flight for one set.
-#[derive(Default)]
-struct Expectations {
-    /// Names of pods created and not yet seen.
-    adds: HashSet<String>,
-    /// UIDs of pods deleted and still seen active.
-    dels: HashSet<String>,
-    since: Option<Instant>,
+/// A write in flight for one set: a pod created under this name and not yet seen, or a pod
+/// of this uid deleted and still seen active.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Expected {
+    /// Created under this name.
+    Create(String),
+    /// Deleted, by uid.
+    Delete(String),
 }
 
-impl Expectations {
-    fn settle(&mut self, seen: &HashSet<&str>, active_uids: &HashSet<&str>) -> bool {
-        self.adds.retain(|n| !seen.contains(n.as_str()));
-        self.dels.retain(|u| active_uids.contains(u.as_str()));
-        if self.since.is_some_and(|t| t.elapsed() > EXPECTATION_TIMEOUT) {
-            self.adds.clear();
-            self.dels.clear();
-        }
-        if self.adds.is_empty() && self.dels.is_empty() {
-            self.since = None;
-            return true;
-        }
-        false
-    }
-}
+/// Writes in flight per set uid.
+pub(crate) type Expectations = shoal_runtime::expectations::Expectations<String, Expected>;
 
-/// Runs the controller for both kinds until the process ends.
+/// Why a reconcile's writes failed: the `ReplicaFailure` condition's reason and the error.
+type Failure = (&'static str, Error);
+
+/// Runs the controller for both kinds until the process ends: one keyed queue per kind.
 pub async fn run(client: kube::Client, informers: Informers) {
-    informers.ready().await;
     let recorder = Recorder::new(client.clone(), MANAGER);
-    let mut expectations: HashMap<String, Expectations> = HashMap::new();
-    let mut interest = informers.interest(&[("apps", "replicasets"), ("", "replicationcontrollers"), ("", "pods")]);
-    loop {
-        let mut waiting = false;
-        let rs = informers.of("apps", "replicasets");
-        let rc = informers.of("", "replicationcontrollers");
-        if !rs.is_empty() || !rc.is_empty() {
-            let pods = informers.of("", "pods");
-            let sets = rs
-                .iter()
-                .map(|s| (Kind::ReplicaSet, s))
-                .chain(rc.iter().map(|s| (Kind::ReplicationController, s)));
-            for (kind, set) in sets {
-                let exp = expectations.entry(uid_of(set).to_string()).or_default();
-                match sync(&client, &recorder, kind, set, &pods, exp).await {
-                    Ok(w) => waiting |= w,
-                    Err(e) => tracing::debug!(set = name_of(set), error = %e, "replicaset sync failed; will retry"),
-                }
+    let expectations = Arc::new(tokio::sync::Mutex::new(Expectations::new()));
+    let keyed = |kind: Kind, name: &'static str| {
+        let (group, plural) = kind.resource();
+        let (client, recorder, informers2, expectations) = (
+            client.clone(),
+            recorder.clone(),
+            informers.clone(),
+            expectations.clone(),
+        );
+        let reconcile = move |key: String| {
+            let (client, recorder, informers, expectations) = (
+                client.clone(),
+                recorder.clone(),
+                informers2.clone(),
+                expectations.clone(),
+            );
+            async move {
+                let mut exp = expectations.lock().await;
+                let Some(set) = informers.get(group, plural, &key) else {
+                    let live: HashSet<String> = [Kind::ReplicaSet, Kind::ReplicationController]
+                        .iter()
+                        .flat_map(|k| informers.of(k.resource().0, k.resource().1))
+                        .map(|s| uid_of(&s).to_string())
+                        .collect();
+                    exp.retain_owners(|uid| live.contains(uid));
+                    return Ok(Outcome::Done);
+                };
+                let pods = informers.of("", "pods");
+                sync(&client, &recorder, kind, &set, &pods, &mut exp, jiff::Timestamp::now()).await
             }
-            let live: HashSet<&str> = rs.iter().chain(&rc).map(|s| uid_of(s)).collect();
-            expectations.retain(|uid, _| live.contains(uid.as_str()));
-        }
-        let idle = if waiting { 1 } else { 5 };
-        informers.wait(&mut interest, Duration::from_secs(idle)).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        };
+        Keyed::new(name, group, plural)
+            .owns("", "pods", kind.kind())
+            .run(informers.clone(), reconcile)
+    };
+    tokio::join!(
+        keyed(Kind::ReplicaSet, "replicaset"),
+        keyed(Kind::ReplicationController, "replicationcontroller")
+    );
 }
 
-/// One pass over one set; true when some pod is ready but not yet available.
-async fn sync(
+/// Reconciles one set against snapshots of the caches at `now`; asks to be looked at again
+/// soon while some pod is ready but not yet available.
+pub(crate) async fn sync(
     client: &kube::Client,
     recorder: &Recorder,
     kind: Kind,
     set: &Value,
     pods: &[Arc<Value>],
     exp: &mut Expectations,
-) -> Result<bool, kube::Error> {
-    if set["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
-        return Ok(false);
+    now: jiff::Timestamp,
+) -> Result<Outcome, Error> {
+    if informer::deleting(set) {
+        return Ok(Outcome::Done);
     }
     let Some(selector) = kind.selector(set) else {
-        return Ok(false);
+        return Ok(Outcome::Done);
     };
     let ns = set["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
     let uid = uid_of(set);
@@ -353,50 +357,69 @@ async fn sync(
     // Claim: owned pods that match, orphans that match (adopted), owned ones that no longer
     // match (released).
     let mut owned: Vec<PodView> = Vec::new();
+    let mut failure: Option<Failure> = None;
     for p in pods.iter().filter(|p| crate::informer::namespace(p) == ns) {
         let matches = selector.matches_object(p);
-        match informer::controller_uid(p) {
-            Some(c) if c == uid && matches => owned.push(PodView::of(p)),
-            Some(c) if c == uid => {
-                let patch =
-                    json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}], "uid": uid_of(p)}});
-                if let Err(e) = pod_api.patch(name_of(p), &pp, &Patch::Strategic(patch)).await {
-                    tracing::debug!(pod = name_of(p), error = %e, "releasing a pod failed");
+        match claim(set, p, matches) {
+            Claim::Owned => owned.push(PodView::of(p)),
+            Claim::Release => {
+                let patch = Patch::Strategic(release_patch(p, uid));
+                match pod_api.patch(name_of(p), &pp, &patch).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => {
+                        failure.get_or_insert(("FailedRelease", e.into()));
+                    }
                 }
             }
-            None if matches && !PodView::of(p).terminating => {
-                let mut refs = p["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
-                refs.push(owner_reference(kind, set));
-                let patch = json!({"metadata": {"ownerReferences": refs, "uid": uid_of(p),
-                                                "resourceVersion": p["metadata"]["resourceVersion"]}});
-                match pod_api.patch(name_of(p), &pp, &Patch::Merge(patch)).await {
-                    Ok(pod) => owned.push(PodView::of(&serde_json::to_value(pod).unwrap_or_default())),
-                    Err(e) => tracing::debug!(pod = name_of(p), error = %e, "adopting a pod failed"),
+            Claim::Adopt => {
+                let patch = Patch::Merge(adopt_patch(p, owner_reference(kind, set)));
+                match pod_api.patch(name_of(p), &pp, &patch).await {
+                    Ok(pod) => match serde_json::to_value(pod) {
+                        Ok(pod) => owned.push(PodView::of(&pod)),
+                        Err(source) => {
+                            failure.get_or_insert((
+                                "FailedAdopt",
+                                Error::Encode {
+                                    what: "adopted pod",
+                                    source,
+                                },
+                            ));
+                        }
+                    },
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => {
+                        failure.get_or_insert(("FailedAdopt", e.into()));
+                    }
                 }
             }
-            _ => {}
+            Claim::Ignore => {}
         }
     }
     let names: HashSet<&str> = owned.iter().map(|p| p.name.as_str()).collect();
+    let active_uids: HashSet<&str> = owned.iter().filter(|p| p.active()).map(|p| p.uid.as_str()).collect();
+    let owner = uid.to_string();
+    let in_flight = exp.settle(&owner, |e| match e {
+        Expected::Create(name) => names.contains(name.as_str()),
+        Expected::Delete(uid) => !active_uids.contains(uid.as_str()),
+    });
     let active: Vec<&PodView> = owned
         .iter()
-        .filter(|p| p.active() && !exp.dels.contains(&p.uid))
+        .filter(|p| p.active() && !exp.pending(&owner, &Expected::Delete(p.uid.clone())))
         .collect();
-    let active_uids: HashSet<&str> = owned.iter().filter(|p| p.active()).map(|p| p.uid.as_str()).collect();
     let replicas = set["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
     let about = ObjectRef::of(kind.api_version(), kind.kind(), set);
-    let mut failure = None;
-    if exp.settle(&names, &active_uids) {
+    // While writes are in flight the set is not resized again.
+    if in_flight.is_empty() {
         let plan = plan(replicas, &active);
-        if plan.create > 0 || !plan.delete.is_empty() {
-            exp.since = Some(Instant::now());
-        }
         let body = pod_for(kind, set);
         let bodies = vec![body; plan.create];
         let (made, failed) = create_pods(&pod_api, bodies, MANAGER, recorder, &about).await;
-        exp.adds.extend(made);
-        if failed.is_some() {
-            failure = failed;
+        for name in made {
+            exp.expect(&owner, Expected::Create(name));
+        }
+        if let Some(e) = failed {
+            failure = Some(("FailedCreate", e));
         }
         let gone = futures::stream::iter(plan.delete.into_iter().map(|(name, pod_uid)| {
             let api = pod_api.clone();
@@ -418,7 +441,7 @@ async fn sync(
         for (name, pod_uid, r) in gone {
             match r {
                 Ok(()) => {
-                    exp.dels.insert(pod_uid);
+                    exp.expect(&owner, Expected::Delete(pod_uid));
                     recorder
                         .record(
                             &about,
@@ -432,7 +455,7 @@ async fn sync(
                 Err(e) => {
                     let msg = format!("Error deleting: {e}");
                     recorder.record(&about, EventType::Warning, "FailedDelete", &msg).await;
-                    failure = Some(msg);
+                    failure = Some(("FailedDelete", e.into()));
                 }
             }
         }
@@ -442,38 +465,51 @@ async fn sync(
         .as_object()
         .cloned()
         .unwrap_or_default();
-    let now = jiff::Timestamp::now();
     let c = counts(&active, &template_labels, min_ready, now);
-    write_status(client, kind, set, &c, failure).await?;
-    Ok(c.ready > c.available)
+    let condition = failure.as_ref().map(|(reason, e)| {
+        let verb = if *reason == "FailedDelete" {
+            "deleting"
+        } else {
+            "creating"
+        };
+        (*reason, format!("Error {verb}: {e}"))
+    });
+    write_status(client, kind, set, &c, condition).await?;
+    if let Some((_, e)) = failure {
+        return Err(e);
+    }
+    Ok(if c.ready > c.available {
+        Outcome::RequeueAfter(Duration::from_secs(1))
+    } else {
+        Outcome::Done
+    })
 }
 
-/// Creates pods from `bodies`, [`CONCURRENCY`] at a time, as `manager`, with upstream's
+/// Creates pods from `bodies` in slow-start batches (1, 2, 4, ..., at most [`CONCURRENCY`]
+/// at once, stopping after the first batch with a failure), as `manager`, with upstream's
 /// `SuccessfulCreate` / `FailedCreate` events about `about`. Returns the names created and
-/// the last error's message, if any (the Job controller creates its pods through it too).
+/// the first error, if any (the Job controller creates its pods through it too).
 pub(crate) async fn create_pods(
     api: &Api<Pod>,
     bodies: Vec<Value>,
     manager: &str,
     recorder: &Recorder,
     about: &ObjectRef,
-) -> (Vec<String>, Option<String>) {
-    let made = futures::stream::iter(bodies.into_iter().map(|body| {
+) -> (Vec<String>, Option<Error>) {
+    let made = shoal_runtime::batch::slow_start(bodies, 1, CONCURRENCY, |body| {
         let api = api.clone();
         async move {
-            let pod: Pod = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
+            let pod: Pod = serde_json::from_value(body).map_err(|source| Error::Encode { what: "pod", source })?;
             let pp = PostParams {
                 field_manager: Some(manager.into()),
                 ..Default::default()
             };
-            api.create(&pp, &pod).await
+            Ok::<_, Error>(api.create(&pp, &pod).await?)
         }
-    }))
-    .buffer_unordered(CONCURRENCY)
-    .collect::<Vec<_>>()
+    })
     .await;
     let (mut names, mut failure) = (Vec::new(), None);
-    for r in made {
+    for (_, r) in made.done {
         match r {
             Ok(pod) => {
                 let name = pod.metadata.name.unwrap_or_default();
@@ -486,7 +522,7 @@ pub(crate) async fn create_pods(
             Err(e) => {
                 let msg = format!("Error creating: {e}");
                 recorder.record(about, EventType::Warning, "FailedCreate", &msg).await;
-                failure = Some(msg);
+                failure.get_or_insert(e);
             }
         }
     }
@@ -500,7 +536,7 @@ async fn write_status(
     kind: Kind,
     set: &Value,
     c: &Counts,
-    failure: Option<String>,
+    failure: Option<(&'static str, String)>,
 ) -> Result<(), kube::Error> {
     let old = &set["status"];
     let mut conditions: Vec<Value> = old["conditions"]
@@ -510,12 +546,7 @@ async fn write_status(
         .into_iter()
         .filter(|c| c["type"] != "ReplicaFailure")
         .collect();
-    if let Some(msg) = &failure {
-        let reason = if msg.starts_with("Error creating") {
-            "FailedCreate"
-        } else {
-            "FailedDelete"
-        };
+    if let Some((reason, msg)) = &failure {
         let now = shoal_api::time::now_rfc3339();
         conditions.push(json!({"type": "ReplicaFailure", "status": "True", "reason": reason,
                                "message": msg, "lastTransitionTime": now}));

@@ -22,6 +22,7 @@ use shoal_api::selector::LabelSelector;
 use crate::daemonset::history;
 use crate::events::{EventType, ObjectRef, Recorder};
 use crate::informer::{self, Informers, name as name_of, uid as uid_of};
+use shoal_runtime::controller::{Keyed, Outcome as Next};
 
 const MANAGER: &str = "statefulset-controller";
 /// The pod's revision label (the ControllerRevision's name).
@@ -231,32 +232,50 @@ fn member(pod: &Value) -> Member {
     }
 }
 
-/// Runs the controller until the process ends.
+/// Runs the controller until the process ends: a keyed queue of StatefulSets, woken by
+/// their pods, revisions and claims.
 pub async fn run(client: kube::Client, informers: Informers) {
-    informers.ready().await;
     let recorder = Recorder::new(client.clone(), MANAGER);
-    let mut interest = informers.interest(&[
-        ("apps", "statefulsets"),
-        ("", "pods"),
-        ("apps", "controllerrevisions"),
-        ("", "persistentvolumeclaims"),
-    ]);
-    loop {
-        let sets = informers.of("apps", "statefulsets");
-        if !sets.is_empty() {
-            let pods = informers.of("", "pods");
-            let revisions = informers.of("apps", "controllerrevisions");
-            let claims = informers.of("", "persistentvolumeclaims");
-            for sts in &sets {
-                if let Err(e) = sync(&client, &recorder, sts, &pods, &revisions, &claims).await {
-                    tracing::debug!(statefulset = name_of(sts), error = %e, "statefulset sync failed; will retry");
-                }
+    let reconcile = {
+        let informers = informers.clone();
+        move |key: String| {
+            let (client, recorder, informers) = (client.clone(), recorder.clone(), informers.clone());
+            async move {
+                let Some(sts) = informers.get("apps", "statefulsets", &key) else {
+                    return Ok(Next::Done);
+                };
+                let pods = informers.of("", "pods");
+                let revisions = informers.of("apps", "controllerrevisions");
+                let claims = informers.of("", "persistentvolumeclaims");
+                sync(&client, &recorder, &sts, &pods, &revisions, &claims).await?;
+                // minReadySeconds and ordered start-up wait on time, not on the caches.
+                Ok(Next::RequeueAfter(RESYNC))
             }
         }
-        informers.wait(&mut interest, Duration::from_secs(5)).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
+    Keyed::new("statefulset", "apps", "statefulsets")
+        .owns("", "pods", "StatefulSet")
+        .owns("apps", "controllerrevisions", "StatefulSet")
+        .watches("", "persistentvolumeclaims", |informers, change| {
+            // A claim wakes the sets of its namespace (claims carry no controller reference
+            // to the set until retention policies add one).
+            let mut keys = Vec::new();
+            for c in change.objects() {
+                let ns = crate::informer::namespace(c);
+                keys.extend(shoal_runtime::controller::primary_keys(
+                    informers,
+                    ("apps", "statefulsets"),
+                    Some(ns),
+                ));
+            }
+            keys
+        })
+        .run(informers, reconcile)
+        .await
 }
+
+/// How soon a StatefulSet is looked at again when nothing changes.
+const RESYNC: Duration = Duration::from_secs(5);
 
 async fn sync(
     client: &kube::Client,

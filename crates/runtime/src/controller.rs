@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
+use crate::informer::{self, Change, Informers};
 use crate::queue::WorkQueue;
 
 /// What a reconcile asks for next.
@@ -141,6 +142,115 @@ where
         });
     }
     tasks.join_any().await;
+}
+
+/// Maps one change of a watched resource to the keys of the primary objects it concerns.
+pub type Mapper = Arc<dyn Fn(&Informers, &Change) -> Vec<String> + Send + Sync>;
+
+/// A keyed controller over the primary resource `(group, plural)`: its work queue is fed by
+/// the primary objects' own changes and by the changes of the resources it watches, each
+/// mapped to primary keys; after every relist all primary objects are queued again.
+pub struct Keyed {
+    name: &'static str,
+    primary: (&'static str, &'static str),
+    watches: Vec<(&'static str, &'static str, Mapper)>,
+    workers: usize,
+}
+
+impl Keyed {
+    /// The controller `name` of the primary resource `(group, plural)`, with one worker.
+    pub fn new(name: &'static str, group: &'static str, plural: &'static str) -> Keyed {
+        Keyed {
+            name,
+            primary: (group, plural),
+            watches: Vec::new(),
+            workers: 1,
+        }
+    }
+
+    /// Also wakes for changes of `(group, plural)`, mapped to primary keys by `map`.
+    pub fn watches(
+        mut self,
+        group: &'static str,
+        plural: &'static str,
+        map: impl Fn(&Informers, &Change) -> Vec<String> + Send + Sync + 'static,
+    ) -> Keyed {
+        self.watches.push((group, plural, Arc::new(map)));
+        self
+    }
+
+    /// Also wakes for changes of objects of `(group, plural)` controlled by a primary object
+    /// of `kind` (its controller's key), and of orphans (every primary object of their
+    /// namespace, any of which may adopt them), as upstream's controllers do.
+    pub fn owns(self, group: &'static str, plural: &'static str, kind: &'static str) -> Keyed {
+        let primary = self.primary;
+        self.watches(group, plural, move |informers, change| {
+            let mut keys = Vec::new();
+            for o in change.objects() {
+                let ns = informer::namespace(o);
+                match informer::controller_of_kind(o, kind) {
+                    Some(owner) => keys.push(format!("{ns}/{owner}")),
+                    None if informer::controller_uid(o).is_none() => {
+                        keys.extend(primary_keys(informers, primary, Some(ns)));
+                    }
+                    None => {}
+                }
+            }
+            keys
+        })
+    }
+
+    /// Runs `workers` workers (keys are still reconciled one worker at a time each).
+    pub fn workers(mut self, workers: usize) -> Keyed {
+        self.workers = workers;
+        self
+    }
+
+    /// Subscribes, waits for the caches, queues every primary object, and reconciles keys
+    /// until the process ends.
+    pub async fn run<F, Fut>(self, informers: Informers, reconcile: F)
+    where
+        F: Fn(String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Outcome, Error>> + Send + 'static,
+    {
+        let queue: WorkQueue<String> = WorkQueue::new(self.name);
+        let primary = self.primary;
+        let own: Mapper = Arc::new(move |informers: &Informers, change: &Change| match change {
+            Change::Resync => primary_keys(informers, primary, None),
+            Change::Object { .. } => change.objects().map(|o| informer::key(o)).collect(),
+        });
+        let mut feeds = crate::Subtasks::new();
+        let all = std::iter::once((primary.0, primary.1, own)).chain(self.watches);
+        for (group, plural, map) in all {
+            let mut changes = informers.subscribe(group, plural);
+            let (queue, informers) = (queue.clone(), informers.clone());
+            feeds.spawn(async move {
+                while let Some(change) = changes.recv().await {
+                    let keys = match change {
+                        Change::Resync => primary_keys(&informers, primary, None),
+                        _ => map(&informers, &change),
+                    };
+                    queue.add_all(keys);
+                }
+            });
+        }
+        informers.ready().await;
+        queue.add_all(primary_keys(&informers, primary, None));
+        tokio::select! {
+            _ = run(self.name, queue, self.workers, reconcile) => {}
+            _ = feeds.join_any() => {}
+        }
+    }
+}
+
+/// Keys of every primary object (in `namespace` only, when given).
+pub fn primary_keys(informers: &Informers, (group, plural): (&str, &str), namespace: Option<&str>) -> Vec<String> {
+    informers
+        .of(group, plural)
+        .iter()
+        .filter(|o| namespace.is_none_or(|ns| informer::namespace(o) == ns))
+        .map(|o| informer::key(o))
+        .collect()
 }
 
 #[cfg(test)]

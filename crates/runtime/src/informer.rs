@@ -254,6 +254,20 @@ pub fn controller_uid(o: &Value) -> Option<&str> {
         .as_str()
 }
 
+/// The name of the object's controller when that controller is of `kind`.
+pub fn controller_of_kind<'a>(o: &'a Value, kind: &str) -> Option<&'a str> {
+    o["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true && r["kind"] == kind)?["name"]
+        .as_str()
+}
+
+/// `namespace/name` of an object: its key in a cache and in a controller's work queue.
+pub fn key(o: &Value) -> String {
+    key_of(o)
+}
+
 /// The controller ownerReference to `owner`, of `kind` in `api_version`, that the objects
 /// a controller makes for it carry.
 pub fn controller_ref(api_version: &str, kind: &str, owner: &Value) -> Value {
@@ -505,6 +519,13 @@ impl Informers {
                 objects.values().cloned().collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The cached object `namespace/name` (`/name` for cluster-scoped ones) of one resource.
+    pub fn get(&self, group: &str, plural: &str, key: &str) -> Option<Arc<Value>> {
+        let i = self.index(group, plural)?;
+        let objects = self.caches[i].objects.read().unwrap_or_else(|e| e.into_inner());
+        objects.get(key).cloned()
     }
 
     /// Every change of the resource `(group, plural)` from now on (a resource without a

@@ -14,6 +14,7 @@
 //! - [`controller`]: the loop that drives a reconcile function from a queue, with a tracing
 //!   span per reconcile and per-controller metrics ([`metrics`]).
 //! - [`supervise`]: supervised tasks, restarted and counted when they panic or end.
+//! - [`testing`]: a recording fake of the API for controller scenario tests.
 //!
 //! The invariant the layer serves: a controller's decision is a pure `plan(facts, now)` over
 //! a snapshot; it never reads the clock or the API itself. Only its thin apply writes.
@@ -28,5 +29,6 @@ pub mod informer;
 pub mod metrics;
 pub mod queue;
 pub mod supervise;
+pub mod testing;
 
 pub use supervise::{Backoff, Components, Status, Subtasks, install_panic_hook, panic_message, panics};

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use serde_json::Value;
 use shoal_api::scheduling;
+use shoal_controllers::daemonset::facts::{controller_uid, is_ready, target_node};
 use shoal_controllers::daemonset::placement::{placement, template_spec};
-use shoal_controllers::daemonset::plan::{controller_uid, is_ready, target_node};
 
 /// One line of the report: node, should run, pod, explanation.
 pub fn explain(ds: &Value, nodes: &[Value], pods: &[Value], only: Option<&str>) -> Vec<[String; 4]> {

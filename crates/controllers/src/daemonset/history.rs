@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
+use super::facts::{REVISION_HASH_LABEL, TEMPLATE_GENERATION_ANNOTATION, TEMPLATE_GENERATION_LABEL};
 use super::placement::add_automatic_tolerations;
-use super::plan::{REVISION_HASH_LABEL, TEMPLATE_GENERATION_ANNOTATION, TEMPLATE_GENERATION_LABEL};
 
 /// Characters upstream uses for generated names and hashes (no vowels, no confusable digits).
 const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";

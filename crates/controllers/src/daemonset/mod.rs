@@ -6,46 +6,59 @@
 //! remembered per node (expectations) until the pod cache shows them, so a lagging cache
 //! never produces two pods for one node.
 
+pub mod facts;
 pub mod history;
 pub mod placement;
 pub mod plan;
 pub mod rollout;
+#[cfg(test)]
+mod scenario;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::{Value, json};
 use shoal_api::selector::LabelSelector;
+use shoal_runtime::claim::{Claim, adopt_patch, claim, release_patch};
+use shoal_runtime::clock::Clock;
+use shoal_runtime::controller::{Error, Keyed, Outcome, primary_keys};
+use shoal_runtime::expectations::Expectations;
+use shoal_runtime::informer::Change;
+use tokio::time::Instant;
 
 use crate::events::{EventType, ObjectRef, Recorder};
 use crate::informer::{Informers, Memo, name as name_of, uid as uid_of};
 use placement::Placement;
 use plan::{Action, DeleteReason, NodeView, PodFacts, controller_uid};
 
-/// How long a creation waits to show up in the cache before it is tried again.
-const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(300);
-/// Creations and deletions issued at once.
+/// The controller's name, in metrics, spans and its work queue.
+const NAME: &str = "daemonset";
+/// Creations and deletions in flight at once.
 const CONCURRENCY: usize = 64;
 const MANAGER: &str = "daemonset-controller";
+/// How soon a DaemonSet is looked at again while one of its pods is Ready but not yet
+/// available (minReadySeconds), or while a failed pod waits for its deletion back-off.
+const SOON: Duration = Duration::from_secs(1);
+/// How soon a DaemonSet with a rollout under way is looked at again (its progress deadline).
+const ROLLING: Duration = Duration::from_secs(5);
 
-/// State kept across passes.
+/// State kept across reconciles.
 #[derive(Default)]
-struct Controller {
-    /// (DaemonSet uid, node) -> when a pod was created for it.
-    expected: HashMap<(String, String), Instant>,
+pub struct Controller {
+    /// DaemonSet uid -> nodes with a pod creation in flight.
+    expected: Expectations<String, String>,
     /// Failed-pod deletions per (DaemonSet uid, observed generation, node).
     backoff: Backoff,
-    /// Some pod is Ready but not yet available (minReadySeconds): wake up sooner.
-    waiting_for_availability: bool,
     /// Per DaemonSet uid: the template hash and each node's name and placement under it.
     placements: HashMap<String, (String, Memo<(String, Placement)>)>,
     /// Per DaemonSet uid: its selector and whether each candidate pod matches it.
     matches: HashMap<String, (Value, Memo<bool>)>,
+    /// Every pod's entry, derived once per version of it.
+    pods: Memo<PodEntry>,
 }
 
 /// A pod as the controller sees it, derived once per version of it.
@@ -105,64 +118,99 @@ impl Backoff {
     }
 }
 
-/// Runs the controller until the process ends.
-pub async fn run(client: kube::Client, informers: Informers) {
-    informers.ready().await;
-    let recorder = Recorder::new(client.clone(), MANAGER);
-    let mut state = Controller::default();
-    let mut pod_memo: Memo<PodEntry> = Memo::default();
-    let mut interest = informers.interest(&[
-        ("apps", "daemonsets"),
-        ("", "pods"),
-        ("", "nodes"),
-        ("apps", "controllerrevisions"),
-    ]);
-    loop {
-        let pass = Instant::now();
-        let daemonsets = informers.of("apps", "daemonsets");
-        if !daemonsets.is_empty() {
-            let nodes = informers.of("", "nodes");
-            let pods = informers.of("", "pods");
-            let entries = pod_memo.refresh(&pods, |p| p, |p| PodEntry::of(p));
-            let pods: Vec<PodRef> = pods.iter().zip(entries).collect();
-            let revisions = informers.of("apps", "controllerrevisions");
-            for ds in &daemonsets {
-                if let Err(e) = state.sync(&client, &recorder, ds, &nodes, &pods, &revisions).await {
-                    tracing::debug!(daemonset = name_of(ds), error = %e, "daemonset sync failed; will retry");
-                }
-            }
-            state.backoff.gc(Instant::now());
-            let live: std::collections::HashSet<&str> = daemonsets.iter().map(|d| uid_of(d)).collect();
-            state
-                .expected
-                .retain(|(uid, _), at| live.contains(uid.as_str()) && at.elapsed() < EXPECTATION_TIMEOUT);
-            state.placements.retain(|uid, _| live.contains(uid.as_str()));
-            state.matches.retain(|uid, _| live.contains(uid.as_str()));
+/// True when a node changed in what placement reads (labels, taints, unschedulable,
+/// allocatable resources), or appeared or went: heartbeats and conditions wake no one.
+fn node_placement_changed(old: Option<&Value>, new: Option<&Value>) -> bool {
+    match (old, new) {
+        (Some(a), Some(b)) => {
+            a["metadata"]["labels"] != b["metadata"]["labels"]
+                || a["spec"] != b["spec"]
+                || a["status"]["allocatable"] != b["status"]["allocatable"]
         }
-        // Pods becoming available after minReadySeconds change nothing in the caches, so poll
-        // briskly while some are on their way.
-        let idle = if std::mem::take(&mut state.waiting_for_availability) {
-            1
-        } else {
-            5
-        };
-        // Changes that arrive together cost one pass: the next pass starts no sooner than
-        // the last one took (20 to 100 ms: a pass that waited on many writes was not busy)
-        // after it ended, so a change in a quiet cluster is handled at once.
-        tracing::debug!(
-            took_ms = pass.elapsed().as_millis() as u64,
-            "daemonset controller: pass"
-        );
-        let took = pass
-            .elapsed()
-            .clamp(Duration::from_millis(20), Duration::from_millis(100));
-        let earliest = tokio::time::Instant::now() + took;
-        informers.wait(&mut interest, Duration::from_secs(idle)).await;
-        tokio::time::sleep_until(earliest).await;
+        _ => true,
     }
 }
 
+/// Runs the controller until the process ends, on the system clock.
+pub async fn run(client: kube::Client, informers: Informers) {
+    run_with(client, informers, shoal_runtime::clock::system()).await
+}
+
+/// Runs the controller with `clock`: a work queue of DaemonSet keys fed by the informers
+/// (a DaemonSet's own changes, its pods' and revisions' changes, orphans of its namespace,
+/// and node changes that matter to placement), reconciled one key at a time.
+pub async fn run_with(client: kube::Client, informers: Informers, clock: Arc<dyn Clock>) {
+    let recorder = Recorder::new(client.clone(), MANAGER);
+    let state = Arc::new(tokio::sync::Mutex::new(Controller::default()));
+    let reconcile = {
+        let informers = informers.clone();
+        move |key: String| {
+            let (client, recorder, informers, state, clock) = (
+                client.clone(),
+                recorder.clone(),
+                informers.clone(),
+                state.clone(),
+                clock.clone(),
+            );
+            async move {
+                let mut state = state.lock().await;
+                let Some(ds) = informers.get("apps", "daemonsets", &key) else {
+                    state.forget_gone(&informers.of("apps", "daemonsets"));
+                    return Ok(Outcome::Done);
+                };
+                let nodes = informers.of("", "nodes");
+                let pods = informers.of("", "pods");
+                let revisions = informers.of("apps", "controllerrevisions");
+                state
+                    .reconcile(&client, &recorder, &ds, &nodes, &pods, &revisions, clock.now())
+                    .await
+            }
+        }
+    };
+    Keyed::new(NAME, "apps", "daemonsets")
+        .owns("", "pods", "DaemonSet")
+        .owns("apps", "controllerrevisions", "DaemonSet")
+        .watches("", "nodes", |informers, change| match change {
+            Change::Object { old, new } if !node_placement_changed(old.as_deref(), new.as_deref()) => Vec::new(),
+            _ => primary_keys(informers, ("apps", "daemonsets"), None),
+        })
+        .run(informers, reconcile)
+        .await
+}
+
 impl Controller {
+    /// Forgets what it kept for DaemonSets that are gone.
+    fn forget_gone(&mut self, daemonsets: &[Arc<Value>]) {
+        let live: HashSet<&str> = daemonsets.iter().map(|d| uid_of(d)).collect();
+        self.expected.retain_owners(|uid| live.contains(uid.as_str()));
+        self.placements.retain(|uid, _| live.contains(uid.as_str()));
+        self.matches.retain(|uid, _| live.contains(uid.as_str()));
+        self.backoff.gc(Instant::now());
+    }
+
+    /// Reconciles one DaemonSet against snapshots of the caches, at `now`: the whole of the
+    /// controller's work for one key. Tests call it with snapshots they build and a fake API.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reconcile(
+        &mut self,
+        client: &kube::Client,
+        recorder: &Recorder,
+        ds: &Value,
+        nodes: &[Arc<Value>],
+        pods: &[Arc<Value>],
+        revisions: &[Arc<Value>],
+        now: jiff::Timestamp,
+    ) -> Result<Outcome, Error> {
+        let mut memo = std::mem::take(&mut self.pods);
+        let entries = memo.refresh(pods, |p| p, |p| PodEntry::of(p));
+        let pods: Vec<PodRef> = pods.iter().zip(entries).collect();
+        let result = self.sync(client, recorder, ds, nodes, &pods, revisions, now).await;
+        drop(pods);
+        self.pods = memo;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn sync(
         &mut self,
         client: &kube::Client,
@@ -171,35 +219,34 @@ impl Controller {
         nodes: &[Arc<Value>],
         pods: &[PodRef<'_>],
         revisions: &[Arc<Value>],
-    ) -> Result<(), kube::Error> {
+        now: jiff::Timestamp,
+    ) -> Result<Outcome, Error> {
         // Being deleted: the garbage collector owns what happens next.
-        if ds["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
-            return Ok(());
+        if crate::informer::deleting(ds) {
+            return Ok(Outcome::Done);
         }
         let ns = ds["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
         let uid = uid_of(ds).to_string();
         let Ok(selector) = LabelSelector::from_api(&ds["spec"]["selector"]) else {
-            return Ok(());
+            return Ok(Outcome::Done);
         };
         if selector.is_empty() {
-            return Ok(());
+            return Ok(Outcome::Done);
         }
+        let mut failure: Option<Error> = None;
         let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let (mut owned, adopted) = self.claim(&pod_api, ds, &selector, pods, &ns).await;
+        let (mut owned, adopted) = self.claim(&pod_api, ds, &selector, pods, &ns, &mut failure).await;
         owned.extend(adopted.iter());
         let hash = history::template_hash(ds);
-        let in_use: std::collections::HashSet<&str> = owned.iter().filter_map(|p| p.hash.as_deref()).collect();
+        let in_use: HashSet<&str> = owned.iter().filter_map(|p| p.hash.as_deref()).collect();
         ensure_revision(client, ds, &hash, revisions, &ns, &in_use).await?;
 
         // Expectations: a node with a creation in flight and no pod in the cache yet.
-        let seen: std::collections::HashSet<&str> = owned.iter().filter_map(|p| p.node.as_deref()).collect();
-        self.expected
-            .retain(|(u, node), _| !(u == &uid && seen.contains(node.as_str())));
-        let expected: std::collections::HashSet<String> = self
+        let seen: HashSet<&str> = owned.iter().filter_map(|p| p.node.as_deref()).collect();
+        let expected: HashSet<String> = self
             .expected
-            .keys()
-            .filter(|(u, _)| u == &uid)
-            .map(|(_, n)| n.clone())
+            .settle(&uid, |node| seen.contains(node.as_str()))
+            .into_iter()
             .collect();
         // Placement is decided again only for nodes that changed, or when the template did.
         let spec = placement::template_spec(ds);
@@ -222,7 +269,7 @@ impl Controller {
             })
             .collect();
         let pending = |n: &str| expected.contains(n);
-        let result = plan::plan_views(ds, &views, &owned, &hash, &pending, jiff::Timestamp::now());
+        let result = plan::plan_views(ds, &views, &owned, &hash, &pending, now);
 
         let about = ObjectRef::of("apps/v1", "DaemonSet", ds);
         let creates: Vec<String> = result
@@ -234,10 +281,11 @@ impl Controller {
             })
             .collect();
         for node in &creates {
-            self.expected.insert((uid.clone(), node.clone()), Instant::now());
+            self.expected.expect(&uid, node.clone());
         }
-        // Bodies are built as the creations go out, not all at once.
-        let made = futures::stream::iter(creates.into_iter().map(|node: String| {
+        // Slow start: 1, 2, 4, ... creations at once (at most CONCURRENCY), stopping after
+        // the first batch with a failure. Bodies are built as the creations go out.
+        let made = shoal_runtime::batch::slow_start(creates, 1, CONCURRENCY, |node: String| {
             let pod_api = pod_api.clone();
             let body = history::daemon_pod(ds, &node, &hash);
             async move {
@@ -245,20 +293,22 @@ impl Controller {
                     field_manager: Some(MANAGER.into()),
                     ..Default::default()
                 };
-                let created = match serde_json::from_value::<Pod>(body) {
-                    Ok(pod) => pod_api
-                        .create(&pp, &pod)
-                        .await
-                        .map(|p| p.metadata.name.unwrap_or_default()),
-                    Err(e) => Err(kube::Error::SerdeError(e)),
-                };
-                (node, created)
+                let pod: Pod = serde_json::from_value(body).map_err(|source| Error::Encode {
+                    what: "daemon pod",
+                    source,
+                })?;
+                Ok(pod_api
+                    .create(&pp, &pod)
+                    .await
+                    .map(|p| p.metadata.name.unwrap_or_default())?)
             }
-        }))
-        .buffer_unordered(CONCURRENCY)
-        .collect::<Vec<_>>()
+        })
         .await;
-        for (node, r) in made {
+        for node in &made.skipped {
+            // Never tried: the next reconcile (after the back-off) tries again.
+            self.expected.cancel(&uid, node);
+        }
+        for (node, r) in made.done {
             match r {
                 Ok(name) => {
                     recorder
@@ -271,9 +321,12 @@ impl Controller {
                         .await
                 }
                 Err(e) => {
-                    // Nothing was created: the node is tried again on the next pass.
-                    self.expected.remove(&(uid.clone(), node));
-                    let terminating = matches!(&e, kube::Error::Api(a) if a.message.contains("being terminated"));
+                    // Nothing was created: the node is tried again on the next reconcile.
+                    self.expected.cancel(&uid, &node);
+                    // The namespace is being deleted (upstream's NamespaceTerminating cause):
+                    // no event, nothing to retry.
+                    let terminating = matches!(&e, Error::Api(kube::Error::Api(s))
+                        if s.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating")));
                     if !terminating {
                         recorder
                             .record(
@@ -283,12 +336,14 @@ impl Controller {
                                 &format!("Error creating: {e}"),
                             )
                             .await;
+                        failure.get_or_insert(e);
                     }
                 }
             }
         }
         let generation = ds["status"]["observedGeneration"].as_i64().unwrap_or(0);
-        let now = Instant::now();
+        let instant = Instant::now();
+        let mut backing_off = false;
         let deletes: Vec<(String, String, String, DeleteReason)> = result
             .actions
             .iter()
@@ -299,7 +354,12 @@ impl Controller {
                 _ => None,
             })
             .filter(|(_, _, node, reason)| {
-                *reason != DeleteReason::Failed || self.backoff.try_delete((uid.clone(), generation, node.clone()), now)
+                let go = *reason != DeleteReason::Failed
+                    || self
+                        .backoff
+                        .try_delete((uid.clone(), generation, node.clone()), instant);
+                backing_off |= !go;
+                go
             })
             .collect();
         for (pod, _, node, reason) in &deletes {
@@ -323,7 +383,7 @@ impl Controller {
             .iter()
             .map(|(pod, uid, _, _)| (pod.clone(), uid.clone()))
             .collect();
-        let done = futures::stream::iter(targets.into_iter().map(|(pod, pod_uid)| {
+        let done = shoal_runtime::batch::slow_start(targets, CONCURRENCY, CONCURRENCY, |(pod, pod_uid)| {
             let pod_api = pod_api.clone();
             async move {
                 let dp = DeleteParams {
@@ -333,16 +393,18 @@ impl Controller {
                     }),
                     ..Default::default()
                 };
-                let r = pod_api.delete(&pod, &dp).await.map(|_| ());
-                (pod, r)
+                match pod_api.delete(&pod, &dp).await {
+                    Ok(_) => Ok(true),
+                    // Already gone, or replaced by a pod of the same name.
+                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(false),
+                    Err(e) => Err(Error::from(e)),
+                }
             }
-        }))
-        .buffer_unordered(CONCURRENCY)
-        .collect::<Vec<_>>()
+        })
         .await;
-        for (pod, r) in done {
+        for ((pod, _), r) in done.done {
             match r {
-                Ok(()) => {
+                Ok(true) => {
                     recorder
                         .record(
                             &about,
@@ -352,7 +414,7 @@ impl Controller {
                         )
                         .await
                 }
-                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                Ok(false) => {}
                 Err(e) => {
                     recorder
                         .record(
@@ -361,14 +423,11 @@ impl Controller {
                             "FailedDelete",
                             &format!("Error deleting: {e}"),
                         )
-                        .await
+                        .await;
+                    failure.get_or_insert(e);
                 }
             }
         }
-        if result.status.ready > result.status.available {
-            self.waiting_for_availability = true;
-        }
-        let now = jiff::Timestamp::now();
         let st = &result.status;
         let mut conditions = None;
         if let Some((cond, exceeded)) = rollout::progressing(ds, st.desired, st.updated, st.available, now) {
@@ -382,16 +441,29 @@ impl Controller {
                     .record(&about, EventType::Warning, "ProgressDeadlineExceeded", &message)
                     .await;
                 if ds["metadata"]["annotations"][rollout::AUTO_REVERT].as_str() == Some("true") {
-                    revert(client, recorder, &about, ds, revisions, &ns).await;
+                    revert(client, recorder, &about, ds, revisions, &ns).await?;
                 }
             }
         }
-        write_status(client, ds, &result.status, &ns, conditions).await
+        write_status(client, ds, &result.status, &ns, conditions).await?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        // Pods becoming available after minReadySeconds, failed pods waiting for their
+        // deletion back-off and rollout deadlines change nothing in the caches: look again.
+        Ok(if st.ready > st.available || backing_off {
+            Outcome::RequeueAfter(SOON)
+        } else if st.updated < st.desired || st.available < st.desired {
+            Outcome::RequeueAfter(ROLLING)
+        } else {
+            Outcome::Done
+        })
     }
 
     /// Adopts matching orphans and releases owned pods that no longer match; returns the
     /// facts of the pods the DaemonSet owns afterwards: those it owned (borrowed) and those it
-    /// adopted just now.
+    /// adopted just now. A failed adoption or release is kept in `failure` (the reconcile is
+    /// retried with back-off) and the others go on.
     async fn claim<'a>(
         &mut self,
         api: &Api<Pod>,
@@ -399,6 +471,7 @@ impl Controller {
         selector: &LabelSelector,
         pods: &[PodRef<'a>],
         ns: &str,
+        failure: &mut Option<Error>,
     ) -> (Vec<&'a PodFacts>, Vec<PodFacts>) {
         let uid = uid_of(ds);
         let pp = PatchParams {
@@ -425,25 +498,42 @@ impl Controller {
         let mut owned = Vec::new();
         let mut adopted = Vec::new();
         for (&(p, entry), matches) in candidates.iter().zip(matched) {
-            match entry.controller.as_deref() {
-                Some(_) if matches => owned.push(&entry.facts),
-                Some(_) => {
-                    let patch =
-                        json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}], "uid": uid_of(p)}});
-                    if let Err(e) = api.patch(name_of(p), &pp, &Patch::Strategic(patch)).await {
-                        tracing::debug!(pod = name_of(p), error = %e, "releasing a pod failed");
+            // Owned pods that match (the common case) need no JSON lookups.
+            if entry.controller.is_some() && matches {
+                owned.push(&entry.facts);
+                continue;
+            }
+            match claim(ds, p, matches) {
+                Claim::Owned => owned.push(&entry.facts),
+                Claim::Release => {
+                    let patch = Patch::Strategic(release_patch(p, uid));
+                    match api.patch(name_of(p), &pp, &patch).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        Err(e) => {
+                            failure.get_or_insert(e.into());
+                        }
                     }
                 }
-                None if matches && !entry.facts.terminating => {
-                    let mut refs = p["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
-                    refs.push(history::owner_reference(ds));
-                    let patch = json!({"metadata": {"ownerReferences": refs, "uid": uid_of(p), "resourceVersion": p["metadata"]["resourceVersion"]}});
-                    match api.patch(name_of(p), &pp, &Patch::Merge(patch)).await {
-                        Ok(pod) => adopted.push(PodFacts::of(&serde_json::to_value(pod).unwrap_or_default())),
-                        Err(e) => tracing::debug!(pod = name_of(p), error = %e, "adopting a pod failed"),
+                Claim::Adopt => {
+                    let patch = Patch::Merge(adopt_patch(p, history::owner_reference(ds)));
+                    match api.patch(name_of(p), &pp, &patch).await {
+                        Ok(pod) => match serde_json::to_value(pod) {
+                            Ok(pod) => adopted.push(PodFacts::of(&pod)),
+                            Err(source) => {
+                                failure.get_or_insert(Error::Encode {
+                                    what: "adopted pod",
+                                    source,
+                                });
+                            }
+                        },
+                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        Err(e) => {
+                            failure.get_or_insert(e.into());
+                        }
                     }
                 }
-                None => {}
+                Claim::Ignore => {}
             }
         }
         (owned, adopted)
@@ -458,8 +548,8 @@ async fn ensure_revision(
     hash: &str,
     revisions: &[Arc<Value>],
     ns: &str,
-    in_use: &std::collections::HashSet<&str>,
-) -> Result<(), kube::Error> {
+    in_use: &HashSet<&str>,
+) -> Result<(), Error> {
     let api: Api<ControllerRevision> = Api::namespaced(client.clone(), ns);
     let uid = uid_of(ds);
     let selector = LabelSelector::from_api(&ds["spec"]["selector"]).unwrap_or_else(|_| LabelSelector::nothing());
@@ -474,16 +564,10 @@ async fn ensure_revision(
     {
         match controller_uid(cr) {
             Some(owner) if owner == uid => mine.push(cr),
-            None if selector.matches_object(cr) => {
-                let mut refs = cr["metadata"]["ownerReferences"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                refs.push(history::owner_reference(ds));
-                let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": cr["metadata"]["resourceVersion"]}});
-                if api.patch(name_of(cr), &pp, &Patch::Merge(patch)).await.is_ok() {
-                    mine.push(cr);
-                }
+            None if claim(ds, cr, selector.matches_object(cr)) == Claim::Adopt => {
+                let patch = adopt_patch(cr, history::owner_reference(ds));
+                api.patch(name_of(cr), &pp, &Patch::Merge(patch)).await?;
+                mine.push(cr);
             }
             _ => {}
         }
@@ -502,7 +586,7 @@ async fn ensure_revision(
         match api.delete(name_of(old), &Default::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => tracing::debug!(revision = name_of(old), error = %e, "pruning a revision failed"),
+            Err(e) => return Err(e.into()),
         }
     }
     match current {
@@ -515,8 +599,12 @@ async fn ensure_revision(
         }
         None => {
             let body: ControllerRevision =
-                serde_json::from_value(history::controller_revision(ds, hash, max_old.saturating_add(1)))
-                    .map_err(kube::Error::SerdeError)?;
+                serde_json::from_value(history::controller_revision(ds, hash, max_old.saturating_add(1))).map_err(
+                    |source| Error::Encode {
+                        what: "controller revision",
+                        source,
+                    },
+                )?;
             match api
                 .create(
                     &PostParams {
@@ -529,7 +617,7 @@ async fn ensure_revision(
             {
                 Ok(_) => Ok(()),
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             }
         }
     }
@@ -544,7 +632,7 @@ async fn revert(
     ds: &Value,
     revisions: &[Arc<Value>],
     ns: &str,
-) {
+) -> Result<(), Error> {
     let uid = uid_of(ds);
     let current = history::revision_data(ds);
     let previous = revisions
@@ -552,23 +640,18 @@ async fn revert(
         .filter(|c| c["metadata"]["namespace"].as_str() == Some(ns) && controller_uid(c) == Some(uid))
         .filter(|c| c["data"] != current)
         .max_by_key(|c| c["revision"].as_i64().unwrap_or(0));
-    let Some(previous) = previous else { return };
+    let Some(previous) = previous else { return Ok(()) };
     let api: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
     let pp = PatchParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
-    match api
-        .patch(name_of(ds), &pp, &Patch::Strategic(previous["data"].clone()))
-        .await
-    {
-        Ok(_) => {
-            let n = previous["revision"].as_i64().unwrap_or(0);
-            let msg = format!("Rolled back to revision {n} after the progress deadline");
-            recorder.record(about, EventType::Normal, "RolledBack", &msg).await;
-        }
-        Err(e) => tracing::warn!(daemonset = name_of(ds), error = %e, "automatic rollback failed"),
-    }
+    api.patch(name_of(ds), &pp, &Patch::Strategic(previous["data"].clone()))
+        .await?;
+    let n = previous["revision"].as_i64().unwrap_or(0);
+    let msg = format!("Rolled back to revision {n} after the progress deadline");
+    recorder.record(about, EventType::Normal, "RolledBack", &msg).await;
+    Ok(())
 }
 
 /// Writes the counters and observedGeneration when they changed.
@@ -578,7 +661,7 @@ async fn write_status(
     status: &plan::Status,
     ns: &str,
     conditions: Option<Value>,
-) -> Result<(), kube::Error> {
+) -> Result<(), Error> {
     let mut wanted = status.to_json();
     let generation = ds["metadata"]["generation"].as_i64().unwrap_or(0);
     wanted["observedGeneration"] = json!(generation);
@@ -603,8 +686,8 @@ async fn write_status(
         ..Default::default()
     };
     api.patch_status(name_of(ds), &pp, &Patch::Merge(json!({"status": wanted})))
-        .await
-        .map(|_| ())
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use shoal_api::selector::LabelSelector;
 
-use super::plan::{Action, DeleteReason, PodFacts, is_available, is_updated};
+use super::facts::{Action, DeleteReason, PodFacts, is_available, is_updated};
 
 /// Resolves an int-or-percent against `total`: integers as they are (never negative),
 /// percentages rounded up.
