@@ -4,6 +4,7 @@
 //! addresses on it. shoal does not proxy to aggregated API servers, so an APIService whose
 //! Service has endpoints fails its discovery check, saying so.
 
+use shoal_runtime::controller::{Error, Pacer};
 use std::time::Duration;
 
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
@@ -90,8 +91,7 @@ pub fn availability(api: &Value, services: &[&Value], endpoints: &[&Value]) -> (
 
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client, informers: Informers) {
-    informers.ready().await;
-    let mut interest = informers.interest(&[
+    let interest = informers.interest(&[
         ("apiregistration.k8s.io", "apiservices"),
         ("", "services"),
         ("", "endpoints"),
@@ -101,40 +101,49 @@ pub async fn run(client: kube::Client, informers: Informers) {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
+    informers.ready().await;
+    let mut pacer = Pacer::new("apiservice-availability", interest, |_| Duration::ZERO);
     loop {
-        let apis = informers.of("apiregistration.k8s.io", "apiservices");
-        if !apis.is_empty() {
-            let services = informers.of("", "services");
-            let endpoints = informers.of("", "endpoints");
-            let services: Vec<&Value> = services.iter().map(|s| &**s).collect();
-            let endpoints: Vec<&Value> = endpoints.iter().map(|e| &**e).collect();
-            for a in &apis {
-                let (status, reason, message) = availability(a, &services, &endpoints);
-                let current = a["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|c| c["type"] == "Available");
-                let unchanged = current.is_some_and(|c| {
-                    c["status"] == status && c["reason"] == reason && c["message"] == message.as_str()
-                });
-                if unchanged {
-                    continue;
-                }
-                let since = match current {
-                    Some(c) if c["status"] == status => c["lastTransitionTime"].clone(),
-                    _ => json!(shoal_api::time::now_rfc3339()),
-                };
-                let condition = json!({"type": "Available", "status": status, "reason": reason,
+        pacer
+            .pass(&informers, async {
+                let mut failure: Option<Error> = None;
+                let apis = informers.of("apiregistration.k8s.io", "apiservices");
+                if !apis.is_empty() {
+                    let services = informers.of("", "services");
+                    let endpoints = informers.of("", "endpoints");
+                    let services: Vec<&Value> = services.iter().map(|s| &**s).collect();
+                    let endpoints: Vec<&Value> = endpoints.iter().map(|e| &**e).collect();
+                    for a in &apis {
+                        let (status, reason, message) = availability(a, &services, &endpoints);
+                        let current = a["status"]["conditions"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|c| c["type"] == "Available");
+                        let unchanged = current.is_some_and(|c| {
+                            c["status"] == status && c["reason"] == reason && c["message"] == message.as_str()
+                        });
+                        if unchanged {
+                            continue;
+                        }
+                        let since = match current {
+                            Some(c) if c["status"] == status => c["lastTransitionTime"].clone(),
+                            _ => json!(shoal_api::time::now_rfc3339()),
+                        };
+                        let condition = json!({"type": "Available", "status": status, "reason": reason,
                                        "message": message, "lastTransitionTime": since});
-                let name = informer::name(a);
-                let patch = Patch::Merge(json!({"status": {"conditions": [condition]}}));
-                if let Err(e) = api.patch_status(name, &params, &patch).await {
-                    tracing::debug!(apiservice = name, error = %e, "writing APIService status failed");
+                        let name = informer::name(a);
+                        let patch = Patch::Merge(json!({"status": {"conditions": [condition]}}));
+                        if let Err(e) = api.patch_status(name, &params, &patch).await {
+                            {
+                                failure.get_or_insert(e.into());
+                            };
+                        }
+                    }
                 }
-            }
-        }
-        informers.wait(&mut interest, Duration::from_secs(30)).await;
+                failure.map_or(Ok(Duration::from_secs(30)), Err)
+            })
+            .await;
     }
 }
 

@@ -10,6 +10,7 @@
 //! or in `timeZone`; `@every <duration>` runs every so long after the last scheduled time
 //! (or the CronJob's creation), whole seconds and at least one, as upstream's cron library.
 
+use shoal_runtime::controller::ignore_not_found;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -226,7 +227,7 @@ pub async fn run_with(client: kube::Client, informers: Informers, clock: Arc<dyn
 
 /// How long from `now` until a second past the next minute: schedules are by the minute
 /// (and `@every` runs are named by their minute, as upstream's).
-fn until_next_minute(now: jiff::Timestamp) -> Duration {
+pub(crate) fn until_next_minute(now: jiff::Timestamp) -> Duration {
     let into = now.as_second().rem_euclid(60) as u64;
     Duration::from_secs(61 - into)
 }
@@ -356,7 +357,7 @@ pub(crate) async fn sync(
                 propagation_policy: Some(PropagationPolicy::Background),
                 ..Default::default()
             };
-            let _ = job_api.delete(name_of(j), &dp).await;
+            ignore_not_found(job_api.delete(name_of(j), &dp).await)?;
         }
     }
     // Status: the active Jobs, the last schedule and the last success.

@@ -10,6 +10,8 @@
 //! (`rollout undo` writes an old ReplicaSet's template back); the reused ReplicaSet then
 //! gets the next revision, as upstream.
 
+use shoal_runtime::claim::{Claim, adopt_patch, claim, release_patch};
+use shoal_runtime::controller::ignore_not_found;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -406,27 +408,21 @@ async fn sync(
     // Claim ReplicaSets.
     let mut owned: Vec<Value> = Vec::new();
     for rs in replicasets.iter().filter(|r| crate::informer::namespace(r) == ns) {
-        let matches = selector.matches_object(rs);
-        match crate::informer::controller_uid(rs) {
-            Some(c) if c == uid && matches => owned.push((**rs).clone()),
-            Some(c) if c == uid => {
-                let patch =
-                    json!({"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}], "uid": uid_of(rs)}});
-                let _ = rs_api.patch(name_of(rs), &pp, &Patch::Strategic(patch)).await;
+        match claim(d, rs, selector.matches_object(rs)) {
+            Claim::Owned => owned.push((**rs).clone()),
+            Claim::Release => {
+                let patch = Patch::Strategic(release_patch(rs, uid));
+                ignore_not_found(rs_api.patch(name_of(rs), &pp, &patch).await)?;
             }
-            None if matches && rs["metadata"].get("deletionTimestamp").is_none_or(Value::is_null) => {
-                let mut refs = rs["metadata"]["ownerReferences"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                refs.push(owner_reference(d));
-                let patch = json!({"metadata": {"ownerReferences": refs, "uid": uid_of(rs),
-                                                "resourceVersion": rs["metadata"]["resourceVersion"]}});
-                if let Ok(r) = rs_api.patch(name_of(rs), &pp, &Patch::Merge(patch)).await {
-                    owned.push(serde_json::to_value(r).unwrap_or_default());
+            Claim::Adopt => {
+                let patch = Patch::Merge(adopt_patch(rs, owner_reference(d)));
+                match rs_api.patch(name_of(rs), &pp, &patch).await {
+                    Ok(r) => owned.push(serde_json::to_value(r).map_err(kube::Error::SerdeError)?),
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e),
                 }
             }
-            _ => {}
+            Claim::Ignore => {}
         }
     }
     let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
@@ -544,7 +540,7 @@ async fn sync(
             }),
             ..Default::default()
         };
-        let _ = rs_api.delete(&name, &dp).await;
+        ignore_not_found(rs_api.delete(&name, &dp).await)?;
     }
 
     // Status.

@@ -5,6 +5,7 @@
 //! how many may be disrupted now (`disruptionsAllowed`), with the `DisruptionAllowed`
 //! condition. The eviction API spends from it.
 
+use shoal_runtime::controller::{Error, Pacer};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
@@ -190,8 +191,7 @@ fn same(have: &Value, want: &Value) -> bool {
 
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client, informers: Informers) {
-    informers.ready().await;
-    let mut interest = informers.interest(&[
+    let interest = informers.interest(&[
         ("policy", "poddisruptionbudgets"),
         ("", "pods"),
         ("apps", "replicasets"),
@@ -203,50 +203,58 @@ pub async fn run(client: kube::Client, informers: Informers) {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
+    informers.ready().await;
+    let mut pacer = Pacer::new("disruption", interest, |_| Duration::from_millis(50));
     loop {
-        let pdbs = informers.of("policy", "poddisruptionbudgets");
-        if !pdbs.is_empty() {
-            let pods = informers.of("", "pods");
-            let owners_of = [
-                ("apps", "replicasets", "ReplicaSet"),
-                ("apps", "deployments", "Deployment"),
-                ("apps", "statefulsets", "StatefulSet"),
-                ("", "replicationcontrollers", "ReplicationController"),
-                ("apps", "daemonsets", "DaemonSet"),
-            ]
-            .map(|(g, p, k)| (k, informers.of(g, p)));
-            let now = shoal_api::time::now_rfc3339();
-            for pdb in &pdbs {
-                let ns = informer::namespace(pdb);
-                let world = World {
-                    pods: pods
-                        .iter()
-                        .filter(|p| informer::namespace(p) == ns)
-                        .map(|p| &**p)
-                        .collect(),
-                    owners: owners_of
-                        .iter()
-                        .flat_map(|(k, objs)| {
-                            objs.iter()
-                                .filter(|o| informer::namespace(o) == ns)
-                                .map(move |o| (informer::uid(o), (*k, &**o)))
-                        })
-                        .collect(),
-                };
-                let want = desired_status(pdb, &world, &now);
-                if same(&pdb["status"], &want) {
-                    continue;
+        pacer
+            .pass(&informers, async {
+                let mut failure: Option<Error> = None;
+                let pdbs = informers.of("policy", "poddisruptionbudgets");
+                if !pdbs.is_empty() {
+                    let pods = informers.of("", "pods");
+                    let owners_of = [
+                        ("apps", "replicasets", "ReplicaSet"),
+                        ("apps", "deployments", "Deployment"),
+                        ("apps", "statefulsets", "StatefulSet"),
+                        ("", "replicationcontrollers", "ReplicationController"),
+                        ("apps", "daemonsets", "DaemonSet"),
+                    ]
+                    .map(|(g, p, k)| (k, informers.of(g, p)));
+                    let now = shoal_api::time::now_rfc3339();
+                    for pdb in &pdbs {
+                        let ns = informer::namespace(pdb);
+                        let world = World {
+                            pods: pods
+                                .iter()
+                                .filter(|p| informer::namespace(p) == ns)
+                                .map(|p| &**p)
+                                .collect(),
+                            owners: owners_of
+                                .iter()
+                                .flat_map(|(k, objs)| {
+                                    objs.iter()
+                                        .filter(|o| informer::namespace(o) == ns)
+                                        .map(move |o| (informer::uid(o), (*k, &**o)))
+                                })
+                                .collect(),
+                        };
+                        let want = desired_status(pdb, &world, &now);
+                        if same(&pdb["status"], &want) {
+                            continue;
+                        }
+                        let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+                        let name = informer::name(pdb);
+                        let patch = Patch::Merge(json!({"status": want}));
+                        if let Err(e) = api.patch_status(name, &params, &patch).await {
+                            {
+                                failure.get_or_insert(e.into());
+                            };
+                        }
+                    }
                 }
-                let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
-                let name = informer::name(pdb);
-                let patch = Patch::Merge(json!({"status": want}));
-                if let Err(e) = api.patch_status(name, &params, &patch).await {
-                    tracing::debug!(pdb = name, namespace = ns, error = %e, "writing PDB status failed");
-                }
-            }
-        }
-        informers.wait(&mut interest, Duration::from_secs(30)).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+                failure.map_or(Ok(Duration::from_secs(30)), Err)
+            })
+            .await;
     }
 }
 

@@ -8,6 +8,8 @@
 //! `subdomain` names the Service carries that hostname (StatefulSet pods behind a headless
 //! Service). A named `targetPort` is looked up among each pod's container ports.
 
+use shoal_runtime::controller::ignore_not_found;
+use shoal_runtime::controller::{Error, Pacer};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -226,74 +228,89 @@ fn labels_of(svc: &Value) -> serde_json::Map<String, Value> {
 
 /// Runs both controllers until the process ends.
 pub async fn run(client: kube::Client, informers: Informers) {
-    informers.ready().await;
-    let mut interest = informers.interest(&[
+    let interest = informers.interest(&[
         ("", "services"),
         ("", "pods"),
         ("", "endpoints"),
         ("discovery.k8s.io", "endpointslices"),
     ]);
+    informers.ready().await;
+    let mut pacer = Pacer::new("endpoints", interest, |_| Duration::from_millis(20));
     loop {
-        let services = informers.of("", "services");
-        let endpoints = informers.of("", "endpoints");
-        let selecting = services
-            .iter()
-            .any(|s| s["spec"]["selector"].as_object().is_some_and(|m| !m.is_empty()));
-        // Without a Service that selects pods, pod changes change nothing here.
-        let pods = if selecting {
-            informers.of("", "pods")
-        } else {
-            Vec::new()
-        };
-        let slices_now = if selecting {
-            informers.of("discovery.k8s.io", "endpointslices")
-        } else {
-            Vec::new()
-        };
-        for svc in &services {
-            if informer::deleting(svc) || svc["spec"]["selector"].as_object().is_none_or(|s| s.is_empty()) {
-                continue;
-            }
-            let ns = informer::namespace(svc);
-            let in_ns: Vec<&Value> = pods
-                .iter()
-                .filter(|p| informer::namespace(p) == ns)
-                .map(|p| &**p)
-                .collect();
-            let members = members(svc, &in_ns);
-            let existing = endpoints
-                .iter()
-                .find(|e| informer::namespace(e) == ns && name_of(e) == name_of(svc));
-            if let Err(e) = write_endpoints(&client, svc, &members, existing.map(|e| &**e)).await {
-                tracing::debug!(service = name_of(svc), error = %e, "writing Endpoints failed; will retry");
-            }
-            let mine: Vec<&Value> = slices_now
-                .iter()
-                .filter(|s| {
-                    informer::namespace(s) == ns
-                        && s["metadata"]["labels"][SERVICE_NAME] == name_of(svc)
-                        && s["metadata"]["labels"][MANAGED_BY] == SLICE_MANAGER
-                })
-                .map(|s| &**s)
-                .collect();
-            if let Err(e) = write_slices(&client, svc, &members, &mine).await {
-                tracing::debug!(service = name_of(svc), error = %e, "writing EndpointSlices failed; will retry");
-            }
-        }
-        // Endpoints of Services that are gone (slices go with their owner).
-        for e in &endpoints {
-            let ns = informer::namespace(e);
-            let has_service = services
-                .iter()
-                .any(|s| informer::namespace(s) == ns && name_of(s) == name_of(e));
-            let ours = e["metadata"]["labels"]["endpoints.kubernetes.io/managed-by"] == MANAGER;
-            if !has_service && ours {
-                let api: Api<Endpoints> = Api::namespaced(client.clone(), ns);
-                let _ = api.delete(name_of(e), &DeleteParams::default()).await;
-            }
-        }
-        informers.wait(&mut interest, Duration::from_secs(10)).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        pacer
+            .pass(&informers, async {
+                let mut failure: Option<Error> = None;
+                let services = informers.of("", "services");
+                let endpoints = informers.of("", "endpoints");
+                let selecting = services
+                    .iter()
+                    .any(|s| s["spec"]["selector"].as_object().is_some_and(|m| !m.is_empty()));
+                // Without a Service that selects pods, pod changes change nothing here.
+                let pods = if selecting {
+                    informers.of("", "pods")
+                } else {
+                    Vec::new()
+                };
+                let slices_now = if selecting {
+                    informers.of("discovery.k8s.io", "endpointslices")
+                } else {
+                    Vec::new()
+                };
+                for svc in &services {
+                    if informer::deleting(svc) || svc["spec"]["selector"].as_object().is_none_or(|s| s.is_empty()) {
+                        continue;
+                    }
+                    let ns = informer::namespace(svc);
+                    let in_ns: Vec<&Value> = pods
+                        .iter()
+                        .filter(|p| informer::namespace(p) == ns)
+                        .map(|p| &**p)
+                        .collect();
+                    let members = members(svc, &in_ns);
+                    let existing = endpoints
+                        .iter()
+                        .find(|e| informer::namespace(e) == ns && name_of(e) == name_of(svc));
+                    if let Err(e) = write_endpoints(&client, svc, &members, existing.map(|e| &**e)).await {
+                        {
+                            failure.get_or_insert(e.into());
+                        };
+                    }
+                    let mine: Vec<&Value> = slices_now
+                        .iter()
+                        .filter(|s| {
+                            informer::namespace(s) == ns
+                                && s["metadata"]["labels"][SERVICE_NAME] == name_of(svc)
+                                && s["metadata"]["labels"][MANAGED_BY] == SLICE_MANAGER
+                        })
+                        .map(|s| &**s)
+                        .collect();
+                    if let Err(e) = write_slices(&client, svc, &members, &mine).await {
+                        {
+                            failure.get_or_insert(e.into());
+                        };
+                    }
+                }
+                // Endpoints of Services that are gone (slices go with their owner).
+                for e in &endpoints {
+                    let ns = informer::namespace(e);
+                    let has_service = services
+                        .iter()
+                        .any(|s| informer::namespace(s) == ns && name_of(s) == name_of(e));
+                    let ours = e["metadata"]["labels"]["endpoints.kubernetes.io/managed-by"] == MANAGER;
+                    if !has_service && ours {
+                        let api: Api<Endpoints> = Api::namespaced(client.clone(), ns);
+                        match api.delete(name_of(e), &DeleteParams::default()).await {
+                            Ok(_) => {}
+                            Err(kube::Error::Api(s)) if s.code == 404 => {}
+                            Err(err) => {
+                                failure.get_or_insert(err.into());
+                            }
+                        }
+                    }
+                }
+                failure.map_or(Ok(Duration::from_secs(10)), Err)
+            })
+            .await;
     }
 }
 
@@ -382,7 +399,7 @@ async fn write_slices(
         }
     }
     for extra in existing.iter().skip(want.len()) {
-        let _ = api.delete(name_of(extra), &DeleteParams::default()).await;
+        ignore_not_found(api.delete(name_of(extra), &DeleteParams::default()).await)?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@
 //! Before deleting a dependent, the owner is looked up through the API (not the cache), so a
 //! cache that has not yet seen a new owner never causes a wrong deletion.
 
+use shoal_runtime::controller::{Error, Pacer};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -220,40 +221,44 @@ async fn any_owner_holds(client: &kube::Client, n: &Node, raw: &Value) -> bool {
 pub async fn run(client: kube::Client, informers: Informers) {
     informers.ready().await;
     tracing::debug!("garbage collector: caches ready");
-    let mut interest = informers.ownership_interest();
+    // Level-triggered: wake when ownership changes somewhere, and at least every few
+    // seconds; a pass is O(objects), so passes are at least four times their own length
+    // apart (the collector takes at most a fifth of a core).
+    let mut pacer = Pacer::new("garbage-collector", informers.ownership_interest(), |took| {
+        (4 * took).clamp(Duration::from_millis(250), Duration::from_secs(2))
+    });
     // The collector's view of each object, converted once per version of it.
     let mut memo: Memo<Node> = Memo::default();
     loop {
-        let pass = std::time::Instant::now();
-        let snapshot: Vec<(&'static Resource, Arc<Value>)> = informers.all();
-        let all = memo.refresh(&snapshot, |(_, o)| o, |(r, o)| to_node(r, o));
-        let owners: HashSet<&str> = all
-            .iter()
-            .flat_map(|n| n.owners.iter().map(|(uid, _, _)| uid.as_str()))
-            .collect();
-        let (relevant, nodes): (Vec<&(&'static Resource, Arc<Value>)>, Vec<&Node>) = snapshot
-            .iter()
-            .zip(all.iter().copied())
-            .filter(|(_, n)| !n.owners.is_empty() || n.deleting || owners.contains(n.uid.as_str()))
-            .unzip();
-        let raws: Vec<&Value> = relevant.iter().map(|(_, o)| &**o).collect();
-        let actions = plan(&nodes);
-        tracing::debug!(
-            objects = nodes.len(),
-            actions = actions.len(),
-            "garbage collector: pass"
-        );
-        for action in actions {
-            if let Err(e) = apply(&client, &nodes, &raws, action).await {
-                tracing::debug!(error = %e, "garbage collector: action failed; will retry");
-            }
-        }
-        // Level-triggered: wake when ownership changes somewhere, and at least every few
-        // seconds; a pass is O(objects), so passes are at least four times their own length
-        // apart (the collector takes at most a fifth of a core).
-        let took = pass.elapsed();
-        informers.wait(&mut interest, Duration::from_secs(5)).await;
-        tokio::time::sleep((4 * took).clamp(Duration::from_millis(250), Duration::from_secs(2))).await;
+        pacer
+            .pass(&informers, async {
+                let mut failure: Option<Error> = None;
+                let snapshot: Vec<(&'static Resource, Arc<Value>)> = informers.all();
+                let all = memo.refresh(&snapshot, |(_, o)| o, |(r, o)| to_node(r, o));
+                let owners: HashSet<&str> = all
+                    .iter()
+                    .flat_map(|n| n.owners.iter().map(|(uid, _, _)| uid.as_str()))
+                    .collect();
+                let (relevant, nodes): (Vec<&(&'static Resource, Arc<Value>)>, Vec<&Node>) = snapshot
+                    .iter()
+                    .zip(all.iter().copied())
+                    .filter(|(_, n)| !n.owners.is_empty() || n.deleting || owners.contains(n.uid.as_str()))
+                    .unzip();
+                let raws: Vec<&Value> = relevant.iter().map(|(_, o)| &**o).collect();
+                let actions = plan(&nodes);
+                tracing::debug!(
+                    objects = nodes.len(),
+                    actions = actions.len(),
+                    "garbage collector: pass"
+                );
+                for action in actions {
+                    if let Err(e) = apply(&client, &nodes, &raws, action).await {
+                        failure.get_or_insert(e.into());
+                    }
+                }
+                failure.map_or(Ok(Duration::from_secs(5)), Err)
+            })
+            .await;
     }
 }
 

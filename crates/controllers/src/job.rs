@@ -481,7 +481,12 @@ pub(crate) async fn sync(
             .record(&about, EventType::Normal, "Suspended", "Job suspended")
             .await;
     } else if !suspended && suspended_now {
+        // As upstream: the condition stays, turned False (a change that keeps the number of
+        // conditions, which the status write must still see).
         conditions.retain(|x| x["type"] != "Suspended");
+        let mut resumed = condition("Suspended", "JobResumed", "Job resumed");
+        resumed["status"] = json!("False");
+        conditions.push(resumed);
         recorder
             .record(&about, EventType::Normal, "Resumed", "Job resumed")
             .await;

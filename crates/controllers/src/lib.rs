@@ -20,6 +20,8 @@ pub mod podgc;
 pub mod quota;
 pub mod rbac;
 pub mod replicaset;
+#[cfg(test)]
+mod scenario;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod storage;

@@ -6,6 +6,7 @@
 //! began: clients deleting a whole manifest (`kubectl delete -f`, namespace first) find the
 //! objects after it still there to delete, instead of a row of NotFound errors.
 
+use shoal_runtime::controller::{Error, Pacer};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -33,32 +34,41 @@ fn grace_left(since: &str, now: jiff::Timestamp) -> Duration {
 
 /// Runs the namespace controller until the process ends.
 pub async fn run(client: kube::Client, informers: Informers) {
+    let interest = informers.ownership_interest();
     informers.ready().await;
-    let mut interest = informers.ownership_interest();
+    let mut pacer = Pacer::new("namespace", interest, |_| Duration::from_millis(50));
     loop {
-        let mut next = Duration::from_secs(5);
-        for ns in informers.of("", "namespaces") {
-            let Some(since) = ns["metadata"]["deletionTimestamp"].as_str() else {
-                continue;
-            };
-            let left = grace_left(since, jiff::Timestamp::now());
-            if !left.is_zero() {
-                next = next.min(left);
-                continue;
-            }
-            let name = informer::name(&ns).to_string();
-            match drain(&client, &informers, &name).await {
-                Ok(true) => {
-                    if let Err(e) = finalize(&client, &name).await {
-                        tracing::debug!(namespace = %name, error = %e, "namespace finalize failed; will retry");
+        pacer
+            .pass(&informers, async {
+                let mut failure: Option<Error> = None;
+                let mut next = Duration::from_secs(5);
+                for ns in informers.of("", "namespaces") {
+                    let Some(since) = ns["metadata"]["deletionTimestamp"].as_str() else {
+                        continue;
+                    };
+                    let left = grace_left(since, jiff::Timestamp::now());
+                    if !left.is_zero() {
+                        next = next.min(left);
+                        continue;
+                    }
+                    let name = informer::name(&ns).to_string();
+                    match drain(&client, &informers, &name).await {
+                        Ok(true) => {
+                            if let Err(e) = finalize(&client, &name).await {
+                                {
+                                    failure.get_or_insert(e.into());
+                                };
+                            }
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            failure.get_or_insert(e.into());
+                        }
                     }
                 }
-                Ok(false) => {}
-                Err(e) => tracing::debug!(namespace = %name, error = %e, "namespace drain failed; will retry"),
-            }
-        }
-        informers.wait(&mut interest, next).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+                failure.map_or(Ok(next), Err)
+            })
+            .await;
     }
 }
 

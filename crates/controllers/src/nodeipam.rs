@@ -4,6 +4,7 @@
 //! continue in `10.64.0.0/10` (16,384 more), clear of the service CIDR `10.43.0.0/16`. Pod
 //! IPs come from the node's range.
 
+use shoal_runtime::controller::{Error, Pacer};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -22,39 +23,46 @@ pub fn next_free(in_use: impl Fn(&str) -> bool, from: u32) -> u32 {
 
 /// Runs the allocator until the process ends.
 pub async fn run(client: kube::Client, informers: Informers) {
-    informers.ready().await;
     let api: Api<Node> = Api::all(client);
     let pp = PatchParams {
         field_manager: Some("node-ipam-controller".into()),
         ..Default::default()
     };
-    let mut interest = informers.interest(&[("", "nodes")]);
+    let interest = informers.interest(&[("", "nodes")]);
     // Each node's podCIDR, read once per version of the node.
     let mut cidrs: Memo<String> = Memo::default();
+    informers.ready().await;
+    let mut pacer = Pacer::new("nodeipam", interest, |_| Duration::from_millis(20));
     loop {
-        let nodes = informers.of("", "nodes");
-        let of_node = cidrs.refresh(
-            &nodes,
-            |n| n,
-            |n| n["spec"]["podCIDR"].as_str().unwrap_or_default().to_string(),
-        );
-        let used: HashSet<&str> = of_node.iter().map(|c| c.as_str()).filter(|c| !c.is_empty()).collect();
-        let mut assigned: HashSet<String> = HashSet::new();
-        let mut next = 1;
-        for (n, _) in nodes.iter().zip(&of_node).filter(|(_, c)| c.is_empty()) {
-            let name = crate::informer::name(n).to_string();
-            next = next_free(|c| used.contains(c) || assigned.contains(c), next);
-            let cidr = pod_cidr(next);
-            let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
-            match api.patch(&name, &pp, &Patch::Merge(patch)).await {
-                Ok(_) => {
-                    assigned.insert(cidr);
+        pacer
+            .pass(&informers, async {
+                let mut failure: Option<Error> = None;
+                let nodes = informers.of("", "nodes");
+                let of_node = cidrs.refresh(
+                    &nodes,
+                    |n| n,
+                    |n| n["spec"]["podCIDR"].as_str().unwrap_or_default().to_string(),
+                );
+                let used: HashSet<&str> = of_node.iter().map(|c| c.as_str()).filter(|c| !c.is_empty()).collect();
+                let mut assigned: HashSet<String> = HashSet::new();
+                let mut next = 1;
+                for (n, _) in nodes.iter().zip(&of_node).filter(|(_, c)| c.is_empty()) {
+                    let name = crate::informer::name(n).to_string();
+                    next = next_free(|c| used.contains(c) || assigned.contains(c), next);
+                    let cidr = pod_cidr(next);
+                    let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
+                    match api.patch(&name, &pp, &Patch::Merge(patch)).await {
+                        Ok(_) => {
+                            assigned.insert(cidr);
+                        }
+                        Err(e) => {
+                            failure.get_or_insert(e.into());
+                        }
+                    }
                 }
-                Err(e) => tracing::debug!(node = %name, error = %e, "assigning a podCIDR failed; will retry"),
-            }
-        }
-        informers.wait(&mut interest, Duration::from_secs(5)).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
+                failure.map_or(Ok(Duration::from_secs(5)), Err)
+            })
+            .await;
     }
 }
 

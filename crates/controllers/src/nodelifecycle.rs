@@ -5,6 +5,7 @@
 //! pods that do not tolerate a node's NoExecute taints are evicted, after their
 //! `tolerationSeconds` when they tolerate it for a while.
 
+use shoal_runtime::controller::{Error, Pacer};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -187,109 +188,123 @@ pub async fn run(client: kube::Client, informers: Informers, grace: Duration) {
     // looked at on the monitor passes: 5 s apart (upstream's node monitor period), sooner for
     // short grace periods.
     let monitor_period = Duration::from_secs(5).min(grace / 2).max(Duration::from_millis(200));
-    let mut quiet = informers.interest(&[("", "nodes")]);
+    let quiet = informers.interest(&[("", "nodes")]);
     let mut evicting = informers.interest(&[("", "nodes"), ("", "pods")]);
+    let mut pacer = Pacer::new("nodelifecycle", quiet, |_| Duration::from_millis(50));
     // Each node's NoExecute taints, read once per version of the node; a version new to the
     // memo is a node that changed.
     let mut no_execute: Memo<Vec<Value>> = Memo::default();
     let mut tolerations = Tolerations::default();
     let mut last_monitor: Option<Instant> = None;
     loop {
-        let now = jiff::Timestamp::now();
-        let now_s = shoal_api::time::rfc3339(now);
-        let nodes = informers.of("", "nodes");
-        let mut changed = Vec::new();
-        let taints = no_execute.refresh(
-            &nodes,
-            |n| n,
-            |n| {
-                changed.push(n.clone());
-                no_execute_taints(n)
-            },
-        );
-        let monitor = last_monitor.is_none_or(|t| t.elapsed() >= monitor_period);
-        let lease_objects = if monitor {
-            last_monitor = Some(Instant::now());
-            changed = nodes.clone();
-            informers.of("coordination.k8s.io", "leases")
-        } else {
-            Vec::new()
-        };
-        let leases: HashMap<&str, &str> = lease_objects
-            .iter()
-            .filter(|l| crate::informer::namespace(l) == "kube-node-lease")
-            .filter_map(|l| Some((crate::informer::name(l), l["spec"]["renewTime"].as_str()?)))
-            .collect();
-        for node in &changed {
-            let name = crate::informer::name(node).to_string();
-            let silent = monitor && {
-                let heard = last_heard(node, leases.get(name.as_str()).copied());
-                heard.is_some_and(|h| now.as_second() - h.as_second() > grace.as_secs() as i64)
+        let mut failure: Option<Error> = None;
+        let any_tainted = std::sync::atomic::AtomicBool::new(false);
+        let pass = async {
+            let now = jiff::Timestamp::now();
+            let now_s = shoal_api::time::rfc3339(now);
+            let nodes = informers.of("", "nodes");
+            let mut changed = Vec::new();
+            let taints = no_execute.refresh(
+                &nodes,
+                |n| n,
+                |n| {
+                    changed.push(n.clone());
+                    no_execute_taints(n)
+                },
+            );
+            let monitor = last_monitor.is_none_or(|t| t.elapsed() >= monitor_period);
+            let lease_objects = if monitor {
+                last_monitor = Some(Instant::now());
+                changed = nodes.clone();
+                informers.of("coordination.k8s.io", "leases")
+            } else {
+                Vec::new()
             };
-            let mut node = Arc::clone(node);
-            // The cache keeps only the Ready condition; every condition is rewritten, so
-            // they are read from the API (a node going silent is rare).
-            if silent
-                && let Some(conds) = node_from_api(&nodes_api, &name)
-                    .await
-                    .and_then(|n| unknown_conditions(&n, &now_s))
-            {
-                let patch = json!({"status": {"conditions": conds}});
-                match nodes_api.patch_status(&name, &pp, &Patch::Merge(patch)).await {
-                    Ok(_) => Arc::make_mut(&mut node)["status"]["conditions"] = conds,
-                    Err(e) => tracing::debug!(node = %name, error = %e, "marking a node Unknown failed"),
-                }
-            }
-            // A node that has not reported yet gets its grace period before any taint.
-            let reported = node["status"]["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready"));
-            if !reported {
-                continue;
-            }
-            if let Some(taints) = wanted_taints(&node, &now_s) {
-                let patch = json!({"spec": {"taints": taints}});
-                if let Err(e) = nodes_api.patch(&name, &pp, &Patch::Merge(patch)).await {
-                    tracing::debug!(node = %name, error = %e, "updating node taints failed");
-                }
-            }
-        }
-        // Pods on nodes with NoExecute taints (as the cache shows them: a taint added above
-        // counts once its node change arrives, which wakes the next pass).
-        let tainted: HashMap<&str, &Vec<Value>> = nodes
-            .iter()
-            .zip(taints)
-            .filter(|(_, t)| !t.is_empty())
-            .map(|(n, t)| (crate::informer::name(n), t))
-            .collect();
-        let mut next_wake = last_monitor.map_or(monitor_period, |t| monitor_period.saturating_sub(t.elapsed()));
-        let mut looked_at = Vec::new();
-        if !tainted.is_empty() {
-            for pod in informers.of("", "pods") {
-                let Some(taints) = pod["spec"]["nodeName"].as_str().and_then(|n| tainted.get(n)) else {
-                    continue;
+            let leases: HashMap<&str, &str> = lease_objects
+                .iter()
+                .filter(|l| crate::informer::namespace(l) == "kube-node-lease")
+                .filter_map(|l| Some((crate::informer::name(l), l["spec"]["renewTime"].as_str()?)))
+                .collect();
+            for node in &changed {
+                let name = crate::informer::name(node).to_string();
+                let silent = monitor && {
+                    let heard = last_heard(node, leases.get(name.as_str()).copied());
+                    heard.is_some_and(|h| now.as_second() - h.as_second() > grace.as_secs() as i64)
                 };
-                if pod["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
-                    continue;
-                }
-                let Some(spec) = tolerations.of(&client, &pod).await else {
-                    continue;
-                };
-                looked_at.push(crate::informer::uid(&pod).to_string());
-                match eviction_time(spec, taints, now) {
-                    Some(at) if at <= now => evict(&client, &pod).await,
-                    Some(at) => {
-                        let wait = Duration::from_secs((at.as_second() - now.as_second()).max(1) as u64);
-                        next_wake = next_wake.min(wait);
+                let mut node = Arc::clone(node);
+                // The cache keeps only the Ready condition; every condition is rewritten, so
+                // they are read from the API (a node going silent is rare).
+                if silent
+                    && let Some(conds) = node_from_api(&nodes_api, &name)
+                        .await
+                        .and_then(|n| unknown_conditions(&n, &now_s))
+                {
+                    let patch = json!({"status": {"conditions": conds}});
+                    match nodes_api.patch_status(&name, &pp, &Patch::Merge(patch)).await {
+                        Ok(_) => Arc::make_mut(&mut node)["status"]["conditions"] = conds,
+                        Err(e) => {
+                            failure.get_or_insert(e.into());
+                        }
                     }
-                    None => {}
+                }
+                // A node that has not reported yet gets its grace period before any taint.
+                let reported = node["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready"));
+                if !reported {
+                    continue;
+                }
+                if let Some(taints) = wanted_taints(&node, &now_s) {
+                    let patch = json!({"spec": {"taints": taints}});
+                    if let Err(e) = nodes_api.patch(&name, &pp, &Patch::Merge(patch)).await {
+                        failure.get_or_insert(e.into());
+                    }
                 }
             }
-        }
-        tolerations.keep(&looked_at);
-        let interest = if tainted.is_empty() { &mut quiet } else { &mut evicting };
-        informers.wait(interest, next_wake).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+            // Pods on nodes with NoExecute taints (as the cache shows them: a taint added above
+            // counts once its node change arrives, which wakes the next pass).
+            let tainted: HashMap<&str, &Vec<Value>> = nodes
+                .iter()
+                .zip(taints)
+                .filter(|(_, t)| !t.is_empty())
+                .map(|(n, t)| (crate::informer::name(n), t))
+                .collect();
+            let mut next_wake = last_monitor.map_or(monitor_period, |t| monitor_period.saturating_sub(t.elapsed()));
+            let mut looked_at = Vec::new();
+            if !tainted.is_empty() {
+                for pod in informers.of("", "pods") {
+                    let Some(taints) = pod["spec"]["nodeName"].as_str().and_then(|n| tainted.get(n)) else {
+                        continue;
+                    };
+                    if pod["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
+                        continue;
+                    }
+                    let Some(spec) = tolerations.of(&client, &pod).await else {
+                        continue;
+                    };
+                    looked_at.push(crate::informer::uid(&pod).to_string());
+                    match eviction_time(spec, taints, now) {
+                        Some(at) if at <= now => evict(&client, &pod).await,
+                        Some(at) => {
+                            let wait = Duration::from_secs((at.as_second() - now.as_second()).max(1) as u64);
+                            next_wake = next_wake.min(wait);
+                        }
+                        None => {}
+                    }
+                }
+            }
+            tolerations.keep(&looked_at);
+            any_tainted.store(!tainted.is_empty(), std::sync::atomic::Ordering::Relaxed);
+            failure.take().map_or(Ok(next_wake), Err)
+        };
+        // Pod changes matter only while some node has a NoExecute taint.
+        pacer
+            .pass_watching(&informers, pass, || {
+                any_tainted
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .then_some(&mut evicting)
+            })
+            .await;
     }
 }
 

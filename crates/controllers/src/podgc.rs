@@ -3,6 +3,7 @@
 //! elsewhere. A node must be missing for a few seconds first, so a node cache that lags behind
 //! the pod cache never causes a deletion.
 
+use shoal_runtime::controller::{Error, Pacer};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -26,13 +27,18 @@ pub fn orphaned<'a, 'b>(
 
 /// Runs the pod garbage collector until the process ends.
 pub async fn run(client: kube::Client, informers: Informers) {
-    informers.ready().await;
     let mut missing_since: HashMap<String, Instant> = HashMap::new();
-    let mut interest = informers.interest(&[("", "nodes"), ("", "pods")]);
+    let interest = informers.interest(&[("", "nodes"), ("", "pods")]);
     // What a pass reads of each node and pod, read once per version of it.
     let mut node_names: Memo<String> = Memo::default();
     let mut pod_keys: Memo<(String, String, String, String)> = Memo::default();
+    informers.ready().await;
+    // Pods change all the time; a pass (O(pods)) at most every 200 ms is enough to notice
+    // pods bound to nodes that are gone.
+    let mut pacer = Pacer::new("pod-garbage-collector", interest, |_| Duration::from_millis(200));
     loop {
+        pacer.pass(&informers, async {
+        let mut failure: Option<Error> = None;
         let node_objects = informers.of("", "nodes");
         let nodes: HashSet<&str> = node_names
             .refresh(&node_objects, |n| n, |n| informer::name(n).to_string())
@@ -75,7 +81,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                     tracing::info!(pod = %format!("{ns}/{name}"), node = %node, "deleted a pod whose node is gone")
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-                Err(e) => tracing::debug!(pod = %name, error = %e, "pod gc: delete failed; will retry"),
+                Err(e) => { failure.get_or_insert(e.into()); },
             }
         }
         let wait = if missing_since.is_empty() {
@@ -83,10 +89,9 @@ pub async fn run(client: kube::Client, informers: Informers) {
         } else {
             QUARANTINE
         };
-        informers.wait(&mut interest, wait).await;
-        // Pods change all the time; a pass (O(pods)) at most every 200 ms is enough to
-        // notice pods bound to nodes that are gone.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+            failure.map_or(Ok(wait), Err)
+        })
+        .await;
     }
 }
 

@@ -4,6 +4,7 @@
 //! `count/<resource>[.<group>]`), for the objects its scopes cover. Admission charges
 //! creates at once; this recount also gives back what deleted or finished objects held.
 
+use shoal_runtime::controller::{Error, Pacer};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -108,80 +109,89 @@ pub fn status_patch(quota_obj: &Value, used: &Usage) -> Option<Value> {
 
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client, informers: Informers) {
-    informers.ready().await;
-    let mut interest = informers.interest(TRACKED);
+    let interest = informers.interest(TRACKED);
     let params = PatchParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
+    informers.ready().await;
+    let mut pacer = Pacer::new("resourcequota", interest, |_| Duration::from_millis(50));
     loop {
-        let quotas = informers.of("", "resourcequotas");
-        let mut by_namespace: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
-        for q in &quotas {
-            by_namespace.entry(informer::namespace(q)).or_default().push(q);
-        }
-        if !by_namespace.is_empty() {
-            // What each namespace with a quota holds, of the resources any quota counts.
-            let mut resources: Vec<(String, String)> =
-                TRACKED.iter().map(|(g, p)| (g.to_string(), p.to_string())).collect();
-            for q in &quotas {
-                for k in q["spec"]["hard"].as_object().into_iter().flatten().map(|(k, _)| k) {
-                    if let Some(gp) = counted(k).filter(|gp| !resources.contains(gp)) {
-                        resources.push(gp);
-                    }
+        pacer
+            .pass(&informers, async {
+                let mut failure: Option<Error> = None;
+                let quotas = informers.of("", "resourcequotas");
+                let mut by_namespace: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+                for q in &quotas {
+                    by_namespace.entry(informer::namespace(q)).or_default().push(q);
                 }
-            }
-            let listed: Vec<(&str, &str, Vec<std::sync::Arc<Value>>)> = resources
-                .iter()
-                .map(|(g, p)| (g.as_str(), p.as_str(), informers.of(g, p)))
-                .collect();
-            for (ns, qs) in by_namespace {
-                // The pod cache keeps no container resources: pods are listed whole where a
-                // quota limits compute.
-                let listed_pods = if qs.iter().any(|q| limits_compute(q)) {
-                    match Api::<Pod>::namespaced(client.clone(), ns)
-                        .list(&ListParams::default())
-                        .await
-                    {
-                        Ok(list) => Some(
-                            list.items
-                                .into_iter()
-                                .filter_map(|p| serde_json::to_value(p).ok())
-                                .collect::<Vec<Value>>(),
-                        ),
-                        Err(e) => {
-                            tracing::debug!(namespace = ns, error = %e, "listing pods for quota failed");
-                            continue;
+                if !by_namespace.is_empty() {
+                    // What each namespace with a quota holds, of the resources any quota counts.
+                    let mut resources: Vec<(String, String)> =
+                        TRACKED.iter().map(|(g, p)| (g.to_string(), p.to_string())).collect();
+                    for q in &quotas {
+                        for k in q["spec"]["hard"].as_object().into_iter().flatten().map(|(k, _)| k) {
+                            if let Some(gp) = counted(k).filter(|gp| !resources.contains(gp)) {
+                                resources.push(gp);
+                            }
                         }
                     }
-                } else {
-                    None
-                };
-                let mut objects: Vec<(&str, &str, &Value)> = listed
-                    .iter()
-                    .filter(|(g, p, _)| listed_pods.is_none() || (*g, *p) != ("", "pods"))
-                    .flat_map(|(g, p, objs)| {
-                        objs.iter()
-                            .filter(|o| informer::namespace(o) == ns)
-                            .map(move |o| (*g, *p, &**o))
-                    })
-                    .collect();
-                objects.extend(listed_pods.iter().flatten().map(|p| ("", "pods", p)));
-                for q in qs {
-                    let Some(patch) = status_patch(q, &used(q, &objects)) else {
-                        continue;
-                    };
-                    let api: Api<ResourceQuota> = Api::namespaced(client.clone(), ns);
-                    let name = informer::name(q);
-                    if let Err(e) = api.patch_status(name, &params, &Patch::Merge(patch)).await {
-                        tracing::debug!(quota = name, namespace = ns, error = %e, "writing quota status failed");
+                    let listed: Vec<(&str, &str, Vec<std::sync::Arc<Value>>)> = resources
+                        .iter()
+                        .map(|(g, p)| (g.as_str(), p.as_str(), informers.of(g, p)))
+                        .collect();
+                    for (ns, qs) in by_namespace {
+                        // The pod cache keeps no container resources: pods are listed whole where a
+                        // quota limits compute.
+                        let listed_pods = if qs.iter().any(|q| limits_compute(q)) {
+                            match Api::<Pod>::namespaced(client.clone(), ns)
+                                .list(&ListParams::default())
+                                .await
+                            {
+                                Ok(list) => Some(
+                                    list.items
+                                        .into_iter()
+                                        .filter_map(|p| serde_json::to_value(p).ok())
+                                        .collect::<Vec<Value>>(),
+                                ),
+                                Err(e) => {
+                                    {
+                                        failure.get_or_insert(e.into());
+                                    };
+                                    continue;
+                                }
+                            }
+                        } else {
+                            None
+                        };
+                        let mut objects: Vec<(&str, &str, &Value)> = listed
+                            .iter()
+                            .filter(|(g, p, _)| listed_pods.is_none() || (*g, *p) != ("", "pods"))
+                            .flat_map(|(g, p, objs)| {
+                                objs.iter()
+                                    .filter(|o| informer::namespace(o) == ns)
+                                    .map(move |o| (*g, *p, &**o))
+                            })
+                            .collect();
+                        objects.extend(listed_pods.iter().flatten().map(|p| ("", "pods", p)));
+                        for q in qs {
+                            let Some(patch) = status_patch(q, &used(q, &objects)) else {
+                                continue;
+                            };
+                            let api: Api<ResourceQuota> = Api::namespaced(client.clone(), ns);
+                            let name = informer::name(q);
+                            if let Err(e) = api.patch_status(name, &params, &Patch::Merge(patch)).await {
+                                {
+                                    failure.get_or_insert(e.into());
+                                };
+                            }
+                        }
                     }
                 }
-            }
-        }
-        // Object counts of other resources are recounted at least this often.
-        informers.wait(&mut interest, Duration::from_secs(10)).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+                // Object counts of other resources are recounted at least this often.
+                failure.map_or(Ok(Duration::from_secs(10)), Err)
+            })
+            .await;
     }
 }
 

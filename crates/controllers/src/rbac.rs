@@ -4,6 +4,7 @@
 //! `edit` and `view` grow with the `aggregate-to-*` roles, bootstrap's and a user's CRD
 //! roles alike.
 
+use shoal_runtime::controller::{Error, Pacer};
 use std::time::Duration;
 
 use k8s_openapi::api::rbac::v1::ClusterRole;
@@ -48,31 +49,39 @@ pub fn aggregated_rules(role: &Value, roles: &[&Value]) -> Option<Vec<Value>> {
 
 /// Runs the controller until the process ends.
 pub async fn run(client: kube::Client, informers: Informers) {
-    informers.ready().await;
-    let mut interest = informers.interest(&[("rbac.authorization.k8s.io", "clusterroles")]);
+    let interest = informers.interest(&[("rbac.authorization.k8s.io", "clusterroles")]);
     let api: Api<ClusterRole> = Api::all(client);
     let params = PatchParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
+    informers.ready().await;
+    let mut pacer = Pacer::new("clusterrole-aggregation", interest, |_| Duration::ZERO);
     loop {
-        let all = informers.of("rbac.authorization.k8s.io", "clusterroles");
-        let roles: Vec<&Value> = all.iter().map(|r| &**r).collect();
-        for role in &roles {
-            let Some(rules) = aggregated_rules(role, &roles) else {
-                continue;
-            };
-            let current = role["rules"].as_array().cloned().unwrap_or_default();
-            if current == rules {
-                continue;
-            }
-            let name = informer::name(role);
-            let patch = Patch::Merge(json!({"rules": rules}));
-            if let Err(e) = api.patch(name, &params, &patch).await {
-                tracing::debug!(role = name, error = %e, "aggregating a ClusterRole failed");
-            }
-        }
-        informers.wait(&mut interest, Duration::from_secs(30)).await;
+        pacer
+            .pass(&informers, async {
+                let mut failure: Option<Error> = None;
+                let all = informers.of("rbac.authorization.k8s.io", "clusterroles");
+                let roles: Vec<&Value> = all.iter().map(|r| &**r).collect();
+                for role in &roles {
+                    let Some(rules) = aggregated_rules(role, &roles) else {
+                        continue;
+                    };
+                    let current = role["rules"].as_array().cloned().unwrap_or_default();
+                    if current == rules {
+                        continue;
+                    }
+                    let name = informer::name(role);
+                    let patch = Patch::Merge(json!({"rules": rules}));
+                    if let Err(e) = api.patch(name, &params, &patch).await {
+                        {
+                            failure.get_or_insert(e.into());
+                        };
+                    }
+                }
+                failure.map_or(Ok(Duration::from_secs(30)), Err)
+            })
+            .await;
     }
 }
 

@@ -2,6 +2,7 @@
 //! root-CA publisher keep it: a `default` ServiceAccount, and the ConfigMap
 //! `kube-root-ca.crt` with the cluster CA (`ca.crt`). Both come back when deleted.
 
+use shoal_runtime::controller::{Error, Pacer};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -29,13 +30,16 @@ pub fn missing(
 /// Runs the controller until the process ends. `root_ca` is the cluster CA (PEM), if the
 /// cluster has one to publish.
 pub async fn run(client: kube::Client, informers: Informers, root_ca: Option<String>) {
-    informers.ready().await;
-    let mut interest = informers.interest(&[("", "namespaces"), ("", "serviceaccounts"), ("", "configmaps")]);
+    let interest = informers.interest(&[("", "namespaces"), ("", "serviceaccounts"), ("", "configmaps")]);
     let pp = PostParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
+    informers.ready().await;
+    let mut pacer = Pacer::new("serviceaccount", interest, |_| Duration::from_millis(20));
     loop {
+        pacer.pass(&informers, async {
+        let mut failure: Option<Error> = None;
         let key = |o: &serde_json::Value| (informer::namespace(o).to_string(), informer::name(o).to_string());
         let accounts: HashSet<(String, String)> = informers.of("", "serviceaccounts").iter().map(|o| key(o)).collect();
         let config_maps: HashSet<(String, String)> = informers.of("", "configmaps").iter().map(|o| key(o)).collect();
@@ -56,7 +60,7 @@ pub async fn run(client: kube::Client, informers: Informers, root_ca: Option<Str
                         Ok(_) => {}
                         Err(kube::Error::Api(e)) if e.code == 409 => {}
                         Err(e) => {
-                            tracing::debug!(namespace = name, error = %e, "creating the default ServiceAccount failed")
+                            { failure.get_or_insert(e.into()); }
                         }
                     }
                 }
@@ -74,13 +78,14 @@ pub async fn run(client: kube::Client, informers: Informers, root_ca: Option<Str
                     {
                         Ok(_) => {}
                         Err(kube::Error::Api(e)) if e.code == 409 => {}
-                        Err(e) => tracing::debug!(namespace = name, error = %e, "publishing the root CA failed"),
+                        Err(e) => { failure.get_or_insert(e.into()); },
                     }
                 }
             }
         }
-        informers.wait(&mut interest, Duration::from_secs(30)).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
+            failure.map_or(Ok(Duration::from_secs(30)), Err)
+        })
+        .await;
     }
 }
 

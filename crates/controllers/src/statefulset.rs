@@ -22,7 +22,8 @@ use shoal_api::selector::LabelSelector;
 use crate::daemonset::history;
 use crate::events::{EventType, ObjectRef, Recorder};
 use crate::informer::{self, Informers, name as name_of, uid as uid_of};
-use shoal_runtime::controller::{Keyed, Outcome as Next};
+use shoal_runtime::claim::{Claim, adopt_patch, claim, release_patch};
+use shoal_runtime::controller::{Keyed, Outcome as Next, ignore_not_found};
 
 const MANAGER: &str = "statefulset-controller";
 /// The pod's revision label (the ControllerRevision's name).
@@ -348,18 +349,27 @@ async fn sync(
         let Some(i) = ordinal(set, name_of(p)) else {
             continue;
         };
-        if owned_by(p, uid) {
-            members.insert(i, member(p));
-        } else if p["metadata"]["ownerReferences"].as_array().is_none_or(Vec::is_empty)
-            && selector.matches_object(p)
-            && !informer::deleting(p)
-        {
-            // An orphan with the set's name and labels is adopted.
-            let patch = json!({"metadata": {"ownerReferences": [owner_reference(sts)], "uid": uid_of(p),
-                                            "resourceVersion": p["metadata"]["resourceVersion"]}});
-            if pod_api.patch(name_of(p), &pp, &Patch::Merge(patch)).await.is_ok() {
+        match claim(sts, p, selector.matches_object(p)) {
+            Claim::Owned => {
                 members.insert(i, member(p));
             }
+            Claim::Adopt => {
+                // An orphan with the set's name and labels is adopted.
+                let patch = Patch::Merge(adopt_patch(p, owner_reference(sts)));
+                match pod_api.patch(name_of(p), &pp, &patch).await {
+                    Ok(_) => {
+                        members.insert(i, member(p));
+                    }
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Claim::Release => {
+                // Its labels no longer match: it is no longer the set's (upstream releases it).
+                let patch = Patch::Strategic(release_patch(p, uid));
+                ignore_not_found(pod_api.patch(name_of(p), &pp, &patch).await)?;
+            }
+            Claim::Ignore => {}
         }
     }
     let replicas = sts["spec"]["replicas"].as_i64().unwrap_or(1);

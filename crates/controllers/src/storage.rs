@@ -9,6 +9,7 @@
 //! class. A volume whose claim is gone is deleted (its directory too, when local) under
 //! `Delete`, and marked `Released` under `Retain`.
 
+use shoal_runtime::controller::{Error, Pacer, ignore_not_found};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -95,7 +96,6 @@ pub fn volume_for(pvc: &Value, class: &Value, node: &str, dir: &str) -> Value {
 /// Runs the controller until the process ends; `local_dir` is where volumes of nodes
 /// without a storage dir live.
 pub async fn run(client: kube::Client, informers: Informers, local_dir: Option<PathBuf>) {
-    informers.ready().await;
     let recorder = Recorder::new(client.clone(), MANAGER);
     let classes: Api<StorageClass> = Api::all(client.clone());
     if informers
@@ -107,18 +107,26 @@ pub async fn run(client: kube::Client, informers: Informers, local_dir: Option<P
     {
         tracing::debug!(error = %e, "creating the local-path StorageClass failed");
     }
-    let mut interest = informers.interest(&[
+    let interest = informers.interest(&[
         ("", "persistentvolumeclaims"),
         ("", "persistentvolumes"),
         ("", "pods"),
         ("storage.k8s.io", "storageclasses"),
     ]);
+    informers.ready().await;
+    let mut pacer = Pacer::new("persistentvolume", interest, |_| Duration::from_millis(20));
     loop {
-        if let Err(e) = pass(&client, &recorder, &informers, local_dir.as_deref()).await {
-            tracing::debug!(error = %e, "storage pass failed; will retry");
-        }
-        informers.wait(&mut interest, Duration::from_secs(10)).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        pacer
+            .pass(&informers, async {
+                let mut failure: Option<Error> = None;
+                if let Err(e) = pass(&client, &recorder, &informers, local_dir.as_deref()).await {
+                    {
+                        failure.get_or_insert(e.into());
+                    };
+                }
+                failure.map_or(Ok(Duration::from_secs(10)), Err)
+            })
+            .await;
     }
 }
 
@@ -165,7 +173,7 @@ async fn pass(
                 let Some(node) = consumer_node(pvc, &pods) else {
                     if pvc["status"]["phase"].as_str().is_none_or(str::is_empty) {
                         let patch = json!({"status": {"phase": "Pending"}});
-                        let _ = pvc_api.patch_status(name_of(pvc), &pp, &Patch::Merge(patch)).await;
+                        ignore_not_found(pvc_api.patch_status(name_of(pvc), &pp, &Patch::Merge(patch)).await)?;
                         recorder
                             .record(
                                 &about,
@@ -188,7 +196,10 @@ async fn pass(
                 };
                 let body = volume_for(pvc, class, node, &dir);
                 if local && let Some(path) = body["spec"]["hostPath"]["path"].as_str() {
-                    let _ = std::fs::create_dir_all(path);
+                    // A directory that cannot be made is the pod's failure to mount, later.
+                    if let Err(e) = tokio::fs::create_dir_all(path).await {
+                        tracing::warn!(path, error = %e, "making a local volume's directory failed");
+                    }
                 }
                 let pv: PersistentVolume = serde_json::from_value(body.clone()).map_err(kube::Error::SerdeError)?;
                 match pv_api.create(&PostParams::default(), &pv).await {
@@ -239,17 +250,24 @@ async fn pass(
             if let (Some(path), Some(dir)) = (pv["spec"]["hostPath"]["path"].as_str(), local_dir)
                 && std::path::Path::new(path).starts_with(dir)
             {
-                let _ = std::fs::remove_dir_all(path);
+                // Off the runtime's threads: a large volume takes a while to remove.
+                match tokio::fs::remove_dir_all(path).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!(path, error = %e, "removing a released local volume failed"),
+                }
             }
-            let _ = pv_api.delete(name_of(pv), &DeleteParams::default()).await;
+            ignore_not_found(pv_api.delete(name_of(pv), &DeleteParams::default()).await)?;
         } else if pv["status"]["phase"] != "Released" {
-            let _ = pv_api
-                .patch_status(
-                    name_of(pv),
-                    &pp,
-                    &Patch::Merge(json!({"status": {"phase": "Released"}})),
-                )
-                .await;
+            ignore_not_found(
+                pv_api
+                    .patch_status(
+                        name_of(pv),
+                        &pp,
+                        &Patch::Merge(json!({"status": {"phase": "Released"}})),
+                    )
+                    .await,
+            )?;
         }
     }
     Ok(())

@@ -243,6 +243,89 @@ impl Keyed {
     }
 }
 
+/// A write's result with "already gone" (404) taken as done: what a deletion or a release
+/// wanted anyway. Every other error stays an error.
+pub fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Paces a whole-cluster controller (the garbage collectors, node lifecycle, IPAM, quotas,
+/// endpoints, ...), whose every pass reads the caches whole and acts: [`Pacer::pass`] runs
+/// one pass in a span `reconcile{controller}`, times it and counts its result in the
+/// controller's metrics, then waits until a resource of its interest changes
+/// (`spacing(time the pass took)` after the change, so changes that arrive together cost one
+/// pass) or the wait the pass returned passes. A failed pass is retried after a back-off
+/// that doubles per failure in a row (5 ms to 1000 s, as the keyed queues), or sooner if
+/// something changes.
+pub struct Pacer<S> {
+    name: &'static str,
+    interest: informer::Interest,
+    spacing: S,
+    metrics: Arc<crate::metrics::ControllerMetrics>,
+    limit: crate::queue::RateLimit,
+    failures: u32,
+}
+
+impl<S: Fn(Duration) -> Duration> Pacer<S> {
+    /// The pacer of controller `name`.
+    pub fn new(name: &'static str, interest: informer::Interest, spacing: S) -> Pacer<S> {
+        Pacer {
+            name,
+            interest,
+            spacing,
+            metrics: crate::metrics::controller(name),
+            limit: crate::queue::RateLimit::default(),
+            failures: 0,
+        }
+    }
+
+    /// Runs one pass, then waits for the next.
+    pub async fn pass(&mut self, informers: &Informers, pass: impl Future<Output = Result<Duration, Error>>) {
+        self.pass_watching(informers, pass, || None).await
+    }
+
+    /// As [`Self::pass`], but waits on what `instead` returns after the pass (when it returns
+    /// one) rather than its own interest: for a controller whose interest depends on what
+    /// the pass found (the node lifecycle controller listens to pods only while some node has
+    /// a NoExecute taint).
+    pub async fn pass_watching<'a>(
+        &mut self,
+        informers: &Informers,
+        pass: impl Future<Output = Result<Duration, Error>>,
+        instead: impl FnOnce() -> Option<&'a mut informer::Interest>,
+    ) {
+        let span = tracing::debug_span!("reconcile", controller = self.name);
+        let started = Instant::now();
+        let result = pass.instrument(span.clone()).await;
+        let took = started.elapsed();
+        let wait = match result {
+            Ok(wait) => {
+                self.failures = 0;
+                self.metrics.reconciled(took, false, None);
+                wait
+            }
+            Err(e) => {
+                let kind = e.kind();
+                self.failures = self.failures.saturating_add(1);
+                self.metrics.reconciled(took, false, Some(kind));
+                let _enter = span.enter();
+                if self.failures >= 5 {
+                    tracing::warn!(kind, error = %e, "pass failed; backing off");
+                } else {
+                    tracing::debug!(kind, error = %e, "pass failed; will retry");
+                }
+                self.limit.delay(self.failures)
+            }
+        };
+        informers.wait(instead().unwrap_or(&mut self.interest), wait).await;
+        tokio::time::sleep((self.spacing)(took)).await;
+    }
+}
+
 /// Keys of every primary object (in `namespace` only, when given).
 pub fn primary_keys(informers: &Informers, (group, plural): (&str, &str), namespace: Option<&str>) -> Vec<String> {
     informers
@@ -306,6 +389,49 @@ mod tests {
         let m = crate::metrics::controller("controller-test");
         assert_eq!(m.errors().get("conflict"), Some(&2));
         assert_eq!(m.reconciles(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_controller_is_restarted_and_counted() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let components = crate::Components::with_backoff(crate::Backoff {
+            first: Duration::from_millis(10),
+            max: Duration::from_millis(40),
+        });
+        let calls = Arc::new(AtomicUsize::new(0));
+        let healthy = Arc::new(AtomicUsize::new(0));
+        let (c, h) = (calls.clone(), healthy.clone());
+        components.spawn("controller/panicky", move || {
+            // Each run of the component builds its queue afresh and queues its objects, as
+            // the keyed controllers do after every (re)start.
+            let queue: WorkQueue<String> = WorkQueue::new("panicky");
+            queue.add("ns/poison".to_string());
+            let (c, h) = (c.clone(), h.clone());
+            run("panicky", queue, 1, move |_key: String| {
+                let (c, h) = (c.clone(), h.clone());
+                async move {
+                    if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                        panic!("a bug met a strange object");
+                    }
+                    h.fetch_add(1, Ordering::SeqCst);
+                    Ok(Outcome::Done)
+                }
+            })
+        });
+        for _ in 0..300 {
+            if healthy.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(healthy.load(Ordering::SeqCst), 1, "reconciled again after the restart");
+        let status = &components.status()[0];
+        assert_eq!(status.restarts, 1);
+        assert!(status.up);
+        assert_eq!(
+            status.last_failure.as_deref(),
+            Some("panicked: a bug met a strange object")
+        );
     }
 
     #[test]
