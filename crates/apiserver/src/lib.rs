@@ -612,20 +612,21 @@ impl ApiServer {
             (&Method::GET, false, None) => {
                 let (items, list) = self.list_objects(t, p).await?;
                 if table {
-                    let objs: Vec<Value> = items.iter().map(|e| e.obj()).collect();
                     let full = p.get("includeObject") == Some("Object");
-                    let v = output::table(res, &objs, &list, full);
-                    Ok(json_response(
-                        200,
-                        serde_json::to_vec(&v).unwrap_or_default(),
-                        output::TABLE_CONTENT_TYPE,
-                    ))
+                    let stream =
+                        output::table_stream(res, items, &list, full).map(Ok::<Bytes, std::convert::Infallible>);
+                    let mut resp = Response::new(Body::from_stream(stream));
+                    resp.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(output::TABLE_CONTENT_TYPE),
+                    );
+                    Ok(resp)
                 } else {
-                    Ok(json_response(
-                        200,
-                        output::list_bytes(res, &items, &list),
-                        "application/json",
-                    ))
+                    let stream = output::list_stream(res, items, &list).map(Ok::<Bytes, std::convert::Infallible>);
+                    let mut resp = Response::new(Body::from_stream(stream));
+                    resp.headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    Ok(resp)
                 }
             }
             (&Method::GET, true, None | Some("status")) => {

@@ -21,7 +21,6 @@ pub fn wants_table(accept: Option<&str>) -> bool {
     })
 }
 
-/// A `<Kind>List` body built from already-encoded objects.
 /// A list's `metadata`: the revision served, and for a page, the continue token and how
 /// many items remain after it (when the list has no selectors, as upstream).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -46,26 +45,6 @@ impl ListMeta {
         }
         meta
     }
-}
-
-pub fn list_bytes(res: &Resource, items: &[Arc<Entry>], list: &ListMeta) -> Bytes {
-    let meta = list.to_json();
-    let head = format!(
-        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
-        res.kind,
-        res.api_version(),
-        meta
-    );
-    let mut buf = Vec::with_capacity(head.len() + items.iter().map(|e| e.json_len() + 1).sum::<usize>() + 2);
-    buf.extend_from_slice(head.as_bytes());
-    for (i, e) in items.iter().enumerate() {
-        if i > 0 {
-            buf.push(b',');
-        }
-        e.write_json(&mut buf);
-    }
-    buf.extend_from_slice(b"]}");
-    Bytes::from(buf)
 }
 
 /// A Table of `objs` with the kind's upstream columns. Rows carry the object's metadata
@@ -93,6 +72,96 @@ pub fn table(res: &Resource, objs: &[Value], list: &ListMeta, full_objects: bool
     })
 }
 
+/// Objects per chunk of a streamed list.
+const LIST_CHUNK: usize = 512;
+
+/// A `<Kind>List` body spliced from the objects' stored encodings, streamed in chunks as
+/// the client reads, so a large list is never copied whole into one buffer.
+pub fn list_stream(
+    res: &'static Resource,
+    items: Vec<Arc<Entry>>,
+    list: &ListMeta,
+) -> impl futures::Stream<Item = Bytes> + Send + 'static {
+    let head = format!(
+        "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
+        res.kind,
+        res.api_version(),
+        list.to_json()
+    );
+    let chunks = items.len().div_ceil(LIST_CHUNK);
+    let items = Arc::new(items);
+    let body = (0..chunks).map(move |c| {
+        let start = c * LIST_CHUNK;
+        let end = (start + LIST_CHUNK).min(items.len());
+        let part = &items[start..end];
+        let mut buf = Vec::with_capacity(part.iter().map(|e| e.json_len() + 1).sum());
+        for (i, e) in part.iter().enumerate() {
+            if start + i > 0 {
+                buf.push(b',');
+            }
+            e.write_json(&mut buf);
+        }
+        Bytes::from(buf)
+    });
+    let chunks = std::iter::once(Bytes::from(head))
+        .chain(body)
+        .chain(std::iter::once(Bytes::from_static(b"]}")));
+    futures::stream::iter(chunks)
+}
+
+/// Rows printed per chunk of a streamed Table.
+const TABLE_CHUNK: usize = 256;
+
+/// A Table of `items`, as [`table`] makes it, streamed in chunks as the client reads: each
+/// object is decoded, printed and dropped in turn, so a LIST of 50,000 pods holds one
+/// chunk of rows, never the decoded list. Full objects (`includeObject=Object`) are copied
+/// from their stored encoding, not re-encoded.
+pub fn table_stream(
+    res: &'static Resource,
+    items: Vec<Arc<Entry>>,
+    list: &ListMeta,
+    full_objects: bool,
+) -> impl futures::Stream<Item = Bytes> + Send + 'static {
+    let now = jiff::Timestamp::now();
+    let head = format!(
+        "{{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":{},\"columnDefinitions\":{},\"rows\":[",
+        list.to_json(),
+        Value::Array(shoal_api::table::column_definitions(res.group, res.kind))
+    );
+    let chunks = items.len().div_ceil(TABLE_CHUNK);
+    let items = Arc::new(items);
+    let body = (0..chunks).map(move |c| {
+        let start = c * TABLE_CHUNK;
+        let end = (start + TABLE_CHUNK).min(items.len());
+        let mut buf = Vec::with_capacity((end - start) * 512);
+        for (i, e) in items[start..end].iter().enumerate() {
+            if start + i > 0 {
+                buf.push(b',');
+            }
+            let o = e.obj();
+            let cells = shoal_api::table::row_cells(res.group, res.kind, &o, now);
+            buf.extend_from_slice(b"{\"cells\":");
+            let _ = serde_json::to_writer(&mut buf, &cells);
+            buf.extend_from_slice(b",\"object\":");
+            if full_objects {
+                e.write_json(&mut buf);
+            } else {
+                buf.extend_from_slice(
+                    b"{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":",
+                );
+                let _ = serde_json::to_writer(&mut buf, &o["metadata"]);
+                buf.push(b'}');
+            }
+            buf.push(b'}');
+        }
+        Bytes::from(buf)
+    });
+    let chunks = std::iter::once(Bytes::from(head))
+        .chain(body)
+        .chain(std::iter::once(Bytes::from_static(b"]}")));
+    futures::stream::iter(chunks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +176,49 @@ mod tests {
         assert!(!wants_table(None));
     }
 
+    #[tokio::test]
+    async fn a_streamed_table_is_the_table() {
+        use futures::StreamExt;
+        let res = shoal_api::catalogue::find("", "v1", "configmaps").unwrap();
+        let objs: Vec<Value> = (0..600)
+            .map(|i| {
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": format!("cm-{i:03}"), "creationTimestamp": "2026-01-01T00:00:00Z"},
+                            "data": {"a": "b"}})
+            })
+            .collect();
+        let entries: Vec<Arc<Entry>> = objs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| Arc::new(Entry::new(format!("k{i}"), o, 10 + i as i64)))
+            .collect();
+        let list = ListMeta {
+            revision: 900,
+            cont: None,
+            remaining: None,
+        };
+        for full in [false, true] {
+            let chunks: Vec<Bytes> = table_stream(res, entries.clone(), &list, full).collect().await;
+            assert!(chunks.len() > 3, "streamed in chunks, not at once");
+            let body: Vec<u8> = chunks.concat();
+            let streamed: Value = serde_json::from_slice(&body).unwrap();
+            let whole: Vec<Value> = entries.iter().map(|e| e.obj()).collect();
+            let mut expected = table(res, &whole, &list, full);
+            // Ages are computed from the time of printing: compare all but the age column.
+            for t in [&mut expected] {
+                for row in t["rows"].as_array_mut().unwrap() {
+                    row["cells"][2] = Value::Null;
+                }
+            }
+            let mut got = streamed.clone();
+            for row in got["rows"].as_array_mut().unwrap() {
+                row["cells"][2] = Value::Null;
+            }
+            assert_eq!(got, expected);
+            assert_eq!(got["rows"].as_array().unwrap().len(), 600);
+        }
+    }
+
     #[test]
     fn lists_splice_encoded_items() {
         let res = shoal_api::catalogue::find("", "v1", "configmaps").unwrap();
@@ -116,8 +228,17 @@ mod tests {
             cont: Some("tok".into()),
             remaining: Some(3),
         };
-        let b = list_bytes(res, &[e.clone(), e], &list);
-        let v: Value = serde_json::from_slice(&b).unwrap();
+        let body = |n: usize| -> Vec<Bytes> {
+            let items: Vec<Arc<Entry>> = std::iter::repeat_n(e.clone(), n).collect();
+            futures::executor::block_on_stream(Box::pin(list_stream(res, items, &list))).collect()
+        };
+        let v: Value = serde_json::from_slice(&body(2).concat()).unwrap();
+        let many = body(1200);
+        assert_eq!(many.len(), 5, "head, three chunks, tail");
+        let all: Value = serde_json::from_slice(&many.concat()).unwrap();
+        assert_eq!(all["items"].as_array().unwrap().len(), 1200);
+        let empty: Value = serde_json::from_slice(&body(0).concat()).unwrap();
+        assert_eq!(empty["items"], json!([]));
         assert_eq!(v["kind"], "ConfigMapList");
         assert_eq!(
             v["metadata"],

@@ -253,14 +253,21 @@ pub fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error>
     }
 }
 
+/// Retries of failed whole-cluster passes: 5 ms doubling to 5 s. A pass does all of its
+/// work and fails only for what it could not do, which the next pass tries again; a longer
+/// back-off would leave a quiet cluster waiting on one stubborn object.
+const PASS_RETRY: crate::queue::RateLimit = crate::queue::RateLimit {
+    base: Duration::from_millis(5),
+    max: Duration::from_secs(5),
+};
+
 /// Paces a whole-cluster controller (the garbage collectors, node lifecycle, IPAM, quotas,
 /// endpoints, ...), whose every pass reads the caches whole and acts: [`Pacer::pass`] runs
 /// one pass in a span `reconcile{controller}`, times it and counts its result in the
 /// controller's metrics, then waits until a resource of its interest changes
 /// (`spacing(time the pass took)` after the change, so changes that arrive together cost one
 /// pass) or the wait the pass returned passes. A failed pass is retried after a back-off
-/// that doubles per failure in a row (5 ms to 1000 s, as the keyed queues), or sooner if
-/// something changes.
+/// that doubles per failure in a row (5 ms to 5 s), or sooner if something changes.
 pub struct Pacer<S> {
     name: &'static str,
     interest: informer::Interest,
@@ -278,7 +285,7 @@ impl<S: Fn(Duration) -> Duration> Pacer<S> {
             interest,
             spacing,
             metrics: crate::metrics::controller(name),
-            limit: crate::queue::RateLimit::default(),
+            limit: PASS_RETRY,
             failures: 0,
         }
     }
