@@ -265,11 +265,29 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         }
     }
 
-    /// Finishes `key`: if it was added again meanwhile, it is ready again.
-    pub fn done(&self, key: &K) {
+    /// Finishes `key`, as [`Self::done`], but a key added again meanwhile waits `spacing`
+    /// before it is ready: changes that keep arriving for a busy key are taken together.
+    pub fn done_spaced(&self, key: &K, spacing: Duration) {
         let mut s = self.lock();
         s.processing.remove(key);
-        if s.dirty.contains(key) {
+        if !spacing.is_zero() && s.dirty.remove(key) {
+            drop(s);
+            self.add_after(key.clone(), spacing);
+            return;
+        }
+        drop(s);
+        self.requeue_if_dirty(key);
+    }
+
+    /// Finishes `key`: if it was added again meanwhile, it is ready again.
+    pub fn done(&self, key: &K) {
+        self.lock().processing.remove(key);
+        self.requeue_if_dirty(key);
+    }
+
+    fn requeue_if_dirty(&self, key: &K) {
+        let mut s = self.lock();
+        if s.dirty.contains(key) && !s.processing.contains(key) {
             s.ready.push_back(key.clone());
             self.metrics.added(s.ready.len());
             drop(s);
@@ -306,6 +324,24 @@ mod tests {
         assert_eq!(q.next().await, Some("a"));
         q.done(&"a");
         assert!(q.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_key_is_taken_again_after_its_spacing() {
+        let q = WorkQueue::new("test-spaced");
+        q.add("a");
+        let k = q.next().await.unwrap();
+        q.done_spaced(&k, Duration::from_millis(50));
+        assert!(q.is_empty() && q.delayed() == 0, "not added meanwhile: nothing to do");
+        q.add("a");
+        let k = q.next().await.unwrap();
+        q.add("a");
+        q.add("a");
+        q.done_spaced(&k, Duration::from_millis(50));
+        assert!(q.is_empty(), "changes during the reconcile wait");
+        let start = Instant::now();
+        assert_eq!(q.next().await, Some("a"));
+        assert_eq!(start.elapsed(), Duration::from_millis(50));
     }
 
     #[tokio::test(start_paused = true)]
