@@ -1065,7 +1065,14 @@ impl Kubelet {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         match api.delete(name, &dp).await {
             Ok(_) => tracing::info!(pod = %name, "agent: pod terminated and deleted"),
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            // A conflict: either another pod of that name now (this one is gone from the
+            // watch, and with it this state) or a write that raced ours. Tried again on the
+            // next pass, never given up on: a pod left behind would stay Terminating.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tracing::debug!(pod = %name, error = %e, "agent: deleting a terminated pod conflicted; will retry");
+                state.deleting = false;
+            }
             Err(e) => {
                 tracing::warn!(pod = %name, error = %e, "agent: deleting a terminated pod failed");
                 state.deleting = false;

@@ -244,7 +244,12 @@ impl ApiServer {
                         set_resource_version(&mut gone, rev);
                         return Ok((200, Written::from_value(gone, Vec::new())));
                     }
-                    Err(shoal_store::Error::Conflict { .. }) => continue,
+                    Err(shoal_store::Error::Conflict { current, .. }) => {
+                        // Retried once the cache shows the write that won: reading the same
+                        // stale entry again would only conflict again.
+                        self.cache.wait_for(current.mod_revision).await;
+                        continue;
+                    }
                     Err(shoal_store::Error::NotFound(_)) => return Err(ApiError::not_found(res, &name)),
                     Err(e) => return Err(e.into()),
                 }
@@ -287,7 +292,12 @@ impl ApiServer {
                     set_resource_version(&mut updated, rev);
                     return Ok((202, Written::from_value(updated, Vec::new())));
                 }
-                Err(shoal_store::Error::Conflict { .. }) => continue,
+                Err(shoal_store::Error::Conflict { current, .. }) => {
+                    // Retried once the cache shows the write that won: reading the same
+                    // stale entry again would only conflict again.
+                    self.cache.wait_for(current.mod_revision).await;
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }

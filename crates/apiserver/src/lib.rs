@@ -235,7 +235,7 @@ impl ApiServer {
             .get()
             .into_iter()
             .flatten()
-            .any(|t| serve::constant_time_eq(t.as_bytes(), token.as_bytes()))
+            .any(|t| nodeauth::constant_time_eq(t.as_bytes(), token.as_bytes()))
         {
             return Some(nodeauth::Identity::Admin);
         }

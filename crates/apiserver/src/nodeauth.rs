@@ -18,6 +18,12 @@ use serde_json::{Value, json};
 use crate::request::Target;
 use crate::status::{ApiError, ApiResult};
 
+/// True when `a` and `b` are equal, in a time that does not depend on where they differ
+/// (secrets, tokens and MACs are compared with it).
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Who sent a request. Requests without one come from in-process components.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
@@ -70,7 +76,7 @@ impl NodeAuth {
         let rest = token.strip_prefix(NODE_TOKEN_PREFIX)?;
         let (node, mac) = rest.rsplit_once('.')?;
         let want = self.mac("node", node);
-        crate::serve::constant_time_eq(want.as_bytes(), mac.as_bytes()).then(|| node.to_string())
+        constant_time_eq(want.as_bytes(), mac.as_bytes()).then(|| node.to_string())
     }
 
     /// The token the API server presents to node `node`'s agent endpoint.
@@ -80,7 +86,7 @@ impl NodeAuth {
 
     /// Whether `secret` is the join secret.
     pub fn is_join_secret(&self, secret: &str) -> bool {
-        crate::serve::constant_time_eq(self.join_secret.as_bytes(), secret.as_bytes())
+        constant_time_eq(self.join_secret.as_bytes(), secret.as_bytes())
     }
 
     /// Answers a join: `request` is `{"nodeName": ..., "addresses": [...]}`. Returns the
@@ -408,6 +414,13 @@ pub fn pod_refers_to(pod: &Value, kind: RefKind, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_comparison_is_exact() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
 
     struct Pods(Vec<Value>);
 

@@ -660,7 +660,12 @@ impl ApiServer {
                     self.cache.wait_for(rev).await;
                     return Ok(());
                 }
-                Err(shoal_store::Error::Conflict { .. }) => continue,
+                Err(shoal_store::Error::Conflict { current, .. }) => {
+                    // Retried once the cache shows the write that won: reading the same
+                    // stale entry again would only conflict again.
+                    self.cache.wait_for(current.mod_revision).await;
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }

@@ -350,8 +350,13 @@ pub async fn run(client: kube::Client, informers: Informers) {
                 let replicasets = informers.of("apps", "replicasets");
                 let pods = informers.of("", "pods");
                 sync(&client, &recorder, &d, &replicasets, &pods).await?;
-                // Progress deadlines and minReadySeconds change nothing in the caches.
-                Ok(Next::RequeueAfter(RESYNC))
+                // Progress deadlines and minReadySeconds change nothing in the caches: a
+                // Deployment on its way is looked at again; a settled one waits for a change.
+                Ok(if settled(&d) {
+                    Next::Done
+                } else {
+                    Next::RequeueAfter(RESYNC)
+                })
             }
         }
     };
@@ -375,6 +380,24 @@ pub async fn run(client: kube::Client, informers: Informers) {
         })
         .run(informers, reconcile)
         .await
+}
+
+/// True when the Deployment's status, as the cache shows it, says it has nothing left to
+/// do: its generation observed, every replica updated, ready and available, none extra.
+fn settled(d: &Value) -> bool {
+    let st = &d["status"];
+    let n = |k: &str| st[k].as_i64().unwrap_or(0);
+    let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    st["observedGeneration"] == d["metadata"]["generation"]
+        && [
+            n("replicas"),
+            n("updatedReplicas"),
+            n("readyReplicas"),
+            n("availableReplicas"),
+        ]
+        .iter()
+        .all(|&x| x == want)
+        && n("unavailableReplicas") == 0
 }
 
 /// How soon a Deployment is looked at again when nothing changes (its progress deadline,
@@ -719,6 +742,19 @@ async fn patch_deployment_status(client: &kube::Client, d: &Value, status: Value
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_deployment_with_nothing_left_to_do_stops_being_looked_at() {
+        let mut d = json!({"metadata": {"generation": 3}, "spec": {"replicas": 2},
+                           "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2,
+                                      "readyReplicas": 2, "availableReplicas": 2}});
+        assert!(settled(&d));
+        d["status"]["availableReplicas"] = json!(1);
+        assert!(!settled(&d), "a replica not yet available (minReadySeconds)");
+        d["status"]["availableReplicas"] = json!(2);
+        d["metadata"]["generation"] = json!(4);
+        assert!(!settled(&d), "a new template not yet observed");
+    }
 
     fn rs(name: &str, replicas: i64, available: i64, created: &str) -> RsView {
         RsView {

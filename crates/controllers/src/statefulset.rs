@@ -249,8 +249,13 @@ pub async fn run(client: kube::Client, informers: Informers) {
                 let revisions = informers.of("apps", "controllerrevisions");
                 let claims = informers.of("", "persistentvolumeclaims");
                 sync(&client, &recorder, &sts, &pods, &revisions, &claims).await?;
-                // minReadySeconds and ordered start-up wait on time, not on the caches.
-                Ok(Next::RequeueAfter(RESYNC))
+                // minReadySeconds and ordered start-up wait on time, not on the caches: a set
+                // on its way is looked at again; a settled one waits for a change.
+                Ok(if settled(&sts) {
+                    Next::Done
+                } else {
+                    Next::RequeueAfter(RESYNC)
+                })
             }
         }
     };
@@ -273,6 +278,24 @@ pub async fn run(client: kube::Client, informers: Informers) {
         })
         .run(informers, reconcile)
         .await
+}
+
+/// True when the set's status, as the cache shows it, says it has nothing left to do: its
+/// generation observed, every replica ready, available and of the update revision.
+fn settled(sts: &Value) -> bool {
+    let st = &sts["status"];
+    let n = |k: &str| st[k].as_i64().unwrap_or(0);
+    let want = sts["spec"]["replicas"].as_i64().unwrap_or(1);
+    st["observedGeneration"] == sts["metadata"]["generation"]
+        && st["currentRevision"] == st["updateRevision"]
+        && [
+            n("replicas"),
+            n("readyReplicas"),
+            n("availableReplicas"),
+            n("updatedReplicas"),
+        ]
+        .iter()
+        .all(|&x| x == want)
 }
 
 /// How soon a StatefulSet is looked at again when nothing changes.
@@ -515,6 +538,20 @@ fn owned_by(obj: &Value, uid: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_set_with_nothing_left_to_do_stops_being_looked_at() {
+        let mut sts = json!({"metadata": {"generation": 1}, "spec": {"replicas": 3},
+                             "status": {"observedGeneration": 1, "replicas": 3, "readyReplicas": 3,
+                                        "availableReplicas": 3, "updatedReplicas": 3,
+                                        "currentRevision": "r1", "updateRevision": "r1"}});
+        assert!(settled(&sts));
+        sts["status"]["updateRevision"] = json!("r2");
+        assert!(!settled(&sts), "a rolling update under way");
+        sts["status"]["updateRevision"] = json!("r1");
+        sts["status"]["readyReplicas"] = json!(2);
+        assert!(!settled(&sts));
+    }
 
     fn ready(rev: &str) -> Member {
         Member {

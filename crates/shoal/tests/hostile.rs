@@ -261,6 +261,19 @@ fn huge_grace_periods_neither_panic_nor_stop_a_controller() {
     c.kubectl_in(&["apply", "-f", "-"], Some(&ds("agent:v1")));
     let out = c.kubectl(&["rollout", "status", "ds/agent", "--timeout=60s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
+    // The controller's work queue and reconciles are on /metrics.
+    let adds = metric(&c, "workqueue_adds_total{name=\"daemonset\"}").unwrap_or(0.0);
+    assert!(adds >= 1.0, "queued at least the DaemonSet's creation: {adds}");
+    let reconciles = metric(
+        &c,
+        "shoal_controller_reconcile_duration_seconds_count{controller=\"daemonset\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(reconciles >= 1.0, "{reconciles}");
+    assert!(
+        metric(&c, "workqueue_depth{name=\"replicaset\"}").is_some(),
+        "every keyed controller has its queue"
+    );
     // The rollout deletes every old pod, each with that grace period.
     c.kubectl_in(&["apply", "-f", "-"], Some(&ds("agent:v2")));
     let out = c.kubectl(&["rollout", "status", "ds/agent", "--timeout=90s"]);

@@ -14,7 +14,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use bytes::Bytes;
 use tokio::sync::broadcast;
 
-use crate::watch::{self, History};
+use crate::watch::{self, Batch, History};
 use crate::{Error, Event, EventKind, KeyValue, RangeResult, Result, Revision, WatchStream};
 
 /// How many committed batches a watcher may fall behind before its stream is ended (the
@@ -253,9 +253,6 @@ pub(crate) enum Served {
     /// revision, below the current one).
     At(Revision),
 }
-
-/// A batch of committed events as broadcast to watchers.
-pub(crate) type Batch = Arc<Vec<Event>>;
 
 /// The in-memory index and the watch hub, shared by every backend.
 #[derive(Debug)]

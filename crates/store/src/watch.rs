@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
-use crate::state::Batch;
 use crate::{Event, Result, Revision, WatchStream};
+
+/// The events of one write (or one group-committed batch), shared by every watcher.
+pub(crate) type Batch = Arc<Vec<Event>>;
 
 /// Events fetched from history per replay step.
 pub(crate) const REPLAY_PAGE: usize = 512;

@@ -114,7 +114,7 @@ pub fn rolling_update(
         return Vec::new();
     }
     let min_ready = ds["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
-    let generation = ds["metadata"]["annotations"][super::plan::TEMPLATE_GENERATION_ANNOTATION].as_str();
+    let generation = ds["metadata"]["annotations"][super::facts::TEMPLATE_GENERATION_ANNOTATION].as_str();
     let (max_surge, max_unavailable) = limits(ds, nodes.len() as i64);
     let available = |p: &PodFacts| is_available(p, min_ready, now);
     // Nodes left out: not Ready ones when asked to skip them, and those outside the canary.

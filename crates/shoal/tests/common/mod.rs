@@ -83,7 +83,11 @@ impl Cluster {
             // Tests run in parallel: each cluster's DNS takes a free port.
             .args(["--cluster-dns", "127.0.0.1:0"])
             .args(extra)
-            .env("SHOAL_LOG", "warn")
+            // SHOAL_SERVER_LOG=debug (or a filter) shows what the server does.
+            .env(
+                "SHOAL_LOG",
+                std::env::var("SHOAL_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(log.map_or_else(Stdio::inherit, Stdio::from))
             .spawn()
