@@ -385,6 +385,7 @@ impl Kubelet {
         let containers = dir.join("containers");
         for c in std::fs::read_dir(&containers).into_iter().flatten().flatten() {
             for run in std::fs::read_dir(c.path()).into_iter().flatten().flatten() {
+                // A run still starting finds its directory gone and kills its process.
                 if matches!(self.runtime.state(&run.path()), RunState::Running(_)) {
                     self.runtime.signal(&run.path(), Signal::Kill);
                 }
@@ -647,7 +648,7 @@ impl Kubelet {
                 .unwrap_or_else(now);
             let exit = match self.runtime.state(&rd) {
                 RunState::Exited(e) => Some(e),
-                RunState::Running(_) => None,
+                RunState::Running(_) | RunState::Starting => None,
                 RunState::Unknown => return ctr,
             };
             ctr.run = Some(Run {
@@ -1009,9 +1010,14 @@ impl Kubelet {
             if run.exit.is_some() {
                 continue;
             }
-            if let RunState::Exited(e) = self.runtime.state(&run.dir) {
-                run.exit = Some(e);
-                continue;
+            match self.runtime.state(&run.dir) {
+                RunState::Exited(e) => {
+                    run.exit = Some(e);
+                    continue;
+                }
+                // Nothing on disk any more: nothing can be stopped (nor would ever end).
+                RunState::Unknown => continue,
+                RunState::Running(_) | RunState::Starting => {}
             }
             running = true;
             if !ctr.stopping {
@@ -1228,16 +1234,18 @@ fn init_succeeded(ctr: &Ctr) -> bool {
 }
 
 /// SIGTERM, then SIGKILL once `grace` has passed with the container still running.
+/// A run still starting counts as running: it gets the signal as soon as it has a pid.
 async fn stop(runtime: Arc<dyn Runtime>, dir: PathBuf, grace: Duration) {
+    let alive = |r: &dyn Runtime| matches!(r.state(&dir), RunState::Running(_) | RunState::Starting);
     runtime.signal(&dir, Signal::Term);
     let deadline = shoal_api::time::instant_after(Instant::now(), grace);
     while Instant::now() < deadline {
-        if !matches!(runtime.state(&dir), RunState::Running(_)) {
+        if !alive(runtime.as_ref()) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    if matches!(runtime.state(&dir), RunState::Running(_)) {
+    if alive(runtime.as_ref()) {
         runtime.signal(&dir, Signal::Kill);
     }
 }

@@ -30,6 +30,8 @@ pub struct Launch {
 pub enum RunState {
     /// Running (pid of its process group leader, for the process runtime).
     Running(u32),
+    /// Its shim runs but has not started the container's process yet.
+    Starting,
     /// Ended.
     Exited(Exit),
     /// Nothing is known of it (never started, or its state is gone).
@@ -118,6 +120,11 @@ impl Runtime for ProcessRuntime {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("starting the shim {}: {e}", self.shim_program.display()))?;
+        // Known from now on (the shim writes the same once it runs): the run is Starting,
+        // never Unknown, until its container's pid is written.
+        if let Some(id) = child.id() {
+            let _ = shim::write_atomic(&shim::shim_pid_file(&launch.state_dir), &id.to_string());
+        }
         let exited = self.exited.clone();
         tokio::spawn(async move {
             let _ = child.wait().await;
@@ -133,21 +140,41 @@ impl Runtime for ProcessRuntime {
         let pid = std::fs::read_to_string(shim::pid_file(state_dir))
             .ok()
             .and_then(|p| p.trim().parse::<u32>().ok());
+        let gone = |why: &str| {
+            RunState::Exited(Exit {
+                exit_code: 137,
+                signal: Some(9),
+                finished_at: shoal_api::time::now_rfc3339(),
+                error: Some(why.into()),
+            })
+        };
         match pid {
             Some(pid) if pid_alive(pid) => RunState::Running(pid),
             // The shim records the exit once the output is drained: the run is still ending.
             Some(pid) if shim_alive(state_dir) => RunState::Running(pid),
-            Some(_) => RunState::Exited(Exit {
-                exit_code: 137,
-                signal: Some(9),
-                finished_at: shoal_api::time::now_rfc3339(),
-                error: Some("the container's process is gone and its exit was not recorded".into()),
-            }),
+            Some(_) => gone("the container's process is gone and its exit was not recorded"),
+            None if shim_alive(state_dir) => RunState::Starting,
+            // A pid of a shim, no other record: it ended without starting anything (or the
+            // machine rebooted) and whatever it wrote is lost.
+            None if shim::shim_pid_file(state_dir).exists() => {
+                // Read again: the shim may have written both files and ended meanwhile.
+                match shim::read_exit(state_dir) {
+                    Some(e) => RunState::Exited(e),
+                    None if shim::pid_file(state_dir).exists() => self.state(state_dir),
+                    None => gone("the container's shim ended before starting it"),
+                }
+            }
             None => RunState::Unknown,
         }
     }
 
     fn signal(&self, state_dir: &Path, signal: Signal) {
+        // Left for the shim first, then the pid read: a shim still starting its container
+        // applies it itself (see `shim`). A kill is never downgraded to a term.
+        if signal == Signal::Kill || shim::requested_signal(state_dir).is_none() {
+            let word = if signal == Signal::Kill { "KILL" } else { "TERM" };
+            let _ = shim::write_atomic(&shim::signal_file(state_dir), word);
+        }
         let Some(pid) = std::fs::read_to_string(shim::pid_file(state_dir))
             .ok()
             .and_then(|p| p.trim().parse::<i32>().ok())
@@ -253,6 +280,36 @@ mod tests {
         assert!(matches!(
             rt.state(dir.path()),
             RunState::Exited(Exit { exit_code: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn a_run_whose_shim_has_not_started_the_process_is_starting() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = ProcessRuntime::new("shoal".into(), Arc::default());
+        assert_eq!(rt.state(dir.path()), RunState::Unknown);
+        // A live shim (this process stands in for it), no container pid yet.
+        shim::write_atomic(&shim::shim_pid_file(dir.path()), &std::process::id().to_string()).unwrap();
+        assert_eq!(rt.state(dir.path()), RunState::Starting);
+        // A signal now is left for the shim, not lost.
+        rt.signal(dir.path(), Signal::Term);
+        assert_eq!(shim::requested_signal(dir.path()), Some(rustix::process::Signal::TERM));
+        rt.signal(dir.path(), Signal::Kill);
+        rt.signal(dir.path(), Signal::Term);
+        assert_eq!(
+            shim::requested_signal(dir.path()),
+            Some(rustix::process::Signal::KILL),
+            "a kill is never downgraded"
+        );
+        // A shim that is gone without a pid or an exit: the run ended.
+        shim::write_atomic(&shim::shim_pid_file(dir.path()), "999999999").unwrap();
+        assert!(matches!(
+            rt.state(dir.path()),
+            RunState::Exited(Exit {
+                exit_code: 137,
+                error: Some(_),
+                ..
+            })
         ));
     }
 }

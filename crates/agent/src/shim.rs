@@ -7,6 +7,12 @@
 //! writes how it ended to `exit` (JSON: `exitCode`, `signal`, `finishedAt`). The agent
 //! signals the process group directly; a restarted agent finds running containers by their
 //! pid files and learns how they ended from the exit files.
+//!
+//! A signal asked for before the pid is known (the agent stops a container the moment it
+//! starts) is not lost: the agent writes it to `signal` before reading `pid`, and the shim
+//! reads `signal` after writing `pid`, so one of the two always sees the other. A run whose
+//! state directory is gone before its pid could be written is not wanted any more: the shim
+//! kills it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -94,6 +100,20 @@ pub fn shim_pid_file(state_dir: &Path) -> PathBuf {
     state_dir.join("shim.pid")
 }
 
+/// The file where the agent leaves a signal for a container whose pid it did not know yet.
+pub fn signal_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("signal")
+}
+
+/// The signal left in [`signal_file`], if any.
+pub fn requested_signal(state_dir: &Path) -> Option<rustix::process::Signal> {
+    match std::fs::read_to_string(signal_file(state_dir)).ok()?.trim() {
+        "KILL" => Some(rustix::process::Signal::KILL),
+        "TERM" => Some(rustix::process::Signal::TERM),
+        _ => None,
+    }
+}
+
 /// The exit file of a container in `state_dir`.
 pub fn exit_file(state_dir: &Path) -> PathBuf {
     state_dir.join("exit")
@@ -118,8 +138,11 @@ pub fn log_line(stream: &str, text: &[u8]) -> Vec<u8> {
     out
 }
 
-fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+/// Writes `path` whole or not at all (the agent and the shim both write into a state
+/// directory, so the temporary file carries the writer's pid).
+pub(crate) fn write_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
     std::fs::write(&tmp, contents)?;
     std::fs::rename(tmp, path)
 }
@@ -188,7 +211,17 @@ pub fn run(args: &ShimArgs) -> ExitCode {
             });
         }
     };
-    let _ = write_atomic(&pid_file(&args.state_dir), &child.id().to_string());
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let wanted = write_atomic(&pid_file(&args.state_dir), &child.id().to_string()).is_ok();
+    // Read after the pid is written: see the module's note.
+    let asked = if wanted {
+        requested_signal(&args.state_dir)
+    } else {
+        Some(rustix::process::Signal::KILL)
+    };
+    if let (Some(sig), Some(pid)) = (asked, pid) {
+        let _ = rustix::process::kill_process_group(pid, sig);
+    }
     let out = child.stdout.take().map(|o| {
         let log = log.clone();
         std::thread::spawn(move || copy_lines(o, "stdout", log))
@@ -274,5 +307,44 @@ mod tests {
         let exit = read_exit(dir.path()).unwrap();
         assert_eq!(exit.exit_code, 128);
         assert!(exit.error.unwrap().contains("/no/such/program"));
+    }
+
+    /// Runs the shim on a thread; its exit code once it ends, or `None` if it runs on for
+    /// `secs` seconds.
+    fn run_for(a: ShimArgs, secs: u64) -> Option<ExitCode> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(run(&a)));
+        rx.recv_timeout(std::time::Duration::from_secs(secs)).ok()
+    }
+
+    #[test]
+    fn a_signal_asked_for_before_the_pid_is_known_reaches_the_process() {
+        // The agent stopped the container before its shim had written the pid: the shim
+        // finds the request once the process runs and delivers it.
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(&signal_file(dir.path()), "TERM").unwrap();
+        let a = ShimArgs {
+            state_dir: dir.path().into(),
+            log: dir.path().join("c.log"),
+            work_dir: dir.path().into(),
+            command: vec!["sleep".into(), "300".into()],
+        };
+        assert_eq!(run_for(a, 20), Some(ExitCode::SUCCESS), "the process ran on");
+        let exit = read_exit(dir.path()).unwrap();
+        assert_eq!((exit.exit_code, exit.signal), (143, Some(15)));
+    }
+
+    #[test]
+    fn a_run_whose_state_directory_is_gone_is_killed() {
+        // The agent forgot the pod (its directory removed) while the shim was starting.
+        let logs = tempfile::tempdir().unwrap();
+        let a = ShimArgs {
+            state_dir: logs.path().join("gone"),
+            log: logs.path().join("c.log"),
+            work_dir: logs.path().into(),
+            command: vec!["sleep".into(), "300".into()],
+        };
+        // Nowhere to write the exit either: the shim fails, but it does not wait 300 s.
+        assert_eq!(run_for(a, 20), Some(ExitCode::FAILURE));
     }
 }
