@@ -23,7 +23,7 @@ use shoal_api::selector::LabelSelector;
 
 use crate::events::{EventType, ObjectRef, Recorder};
 use crate::informer::{Informers, name as name_of, uid as uid_of};
-use shoal_runtime::controller::{Keyed, Outcome as Next};
+use shoal_runtime::controller::{Error, Keyed, Outcome as Next};
 
 const MANAGER: &str = "deployment-controller";
 /// The label that ties a ReplicaSet and its pods to one template.
@@ -349,7 +349,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                 };
                 let replicasets = informers.of("apps", "replicasets");
                 let pods = informers.of("", "pods");
-                sync(&client, &recorder, &d, &replicasets, &pods).await?;
+                sync(&client, &recorder, &d, &replicasets, &pods, jiff::Timestamp::now()).await?;
                 // Progress deadlines and minReadySeconds change nothing in the caches: a
                 // Deployment on its way is looked at again; a settled one waits for a change.
                 Ok(if settled(&d) {
@@ -404,113 +404,113 @@ fn settled(d: &Value) -> bool {
 /// pods becoming available after minReadySeconds).
 const RESYNC: Duration = Duration::from_secs(5);
 
-async fn sync(
-    client: &kube::Client,
-    recorder: &Recorder,
-    d: &Value,
-    replicasets: &[Arc<Value>],
-    pods: &[Arc<Value>],
-) -> Result<(), kube::Error> {
+/// A ReplicaSet resized by a step of the strategy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scale {
+    /// The ReplicaSet.
+    pub name: String,
+    /// Its `spec.replicas` before.
+    pub from: i64,
+    /// And after.
+    pub to: i64,
+}
+
+/// What one reconcile of a Deployment does, decided from the caches and the time it is
+/// given (never the API, never the clock). [`apply`] carries it out in this order and stops
+/// at the first failure: claims, the new ReplicaSet, the rollback's revision, the steps,
+/// the history, the Deployment's revision, its status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// ReplicaSets that stop matching: their controller reference goes (name, patch).
+    pub release: Vec<(String, Value)>,
+    /// Matching orphans taken over (name, guarded patch).
+    pub adopt: Vec<(String, Value)>,
+    /// The ReplicaSet of the current template, to create (its body).
+    pub create: Option<Value>,
+    /// An old ReplicaSet brought back by a rollback: its new revision annotations.
+    pub revive: Option<(String, Value)>,
+    /// One step of the strategy.
+    pub scale: Vec<Scale>,
+    /// The Deployment's size and surge, written on every ReplicaSet it scales.
+    pub sizes: (i64, i64),
+    /// Old ReplicaSets beyond `revisionHistoryLimit` (name, uid).
+    pub trim: Vec<(String, String)>,
+    /// The Deployment's revision annotation, when it changes.
+    pub revision: Option<i64>,
+    /// The status, when it changes.
+    pub status: Option<Value>,
+    /// The deadline just passed: the message of the warning event.
+    pub deadline_exceeded: Option<String>,
+}
+
+/// Decides one reconcile of `d` (see [`Plan`]); `None` when there is nothing to do at all
+/// (being deleted, or no usable selector).
+pub fn plan(d: &Value, replicasets: &[Arc<Value>], pods: &[Arc<Value>], now: jiff::Timestamp) -> Option<Plan> {
     if d["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
-        return Ok(());
+        return None;
     }
-    let Ok(selector) = LabelSelector::from_api(&d["spec"]["selector"]) else {
-        return Ok(());
-    };
+    let selector = LabelSelector::from_api(&d["spec"]["selector"]).ok()?;
     if selector.is_empty() {
-        return Ok(());
+        return None;
     }
-    let ns = d["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+    let ns = d["metadata"]["namespace"].as_str().unwrap_or("default");
     let uid = uid_of(d);
-    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
-    let pp = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
-    let about = ObjectRef::of("apps/v1", "Deployment", d);
-    // Claim ReplicaSets.
-    let mut owned: Vec<Value> = Vec::new();
+    let mut out = Plan::default();
+    // Claims: an adopted ReplicaSet counts as owned from now on.
+    let mut owned: Vec<&Value> = Vec::new();
     for rs in replicasets.iter().filter(|r| crate::informer::namespace(r) == ns) {
         match claim(d, rs, selector.matches_object(rs)) {
-            Claim::Owned => owned.push((**rs).clone()),
-            Claim::Release => {
-                let patch = Patch::Strategic(release_patch(rs, uid));
-                ignore_not_found(rs_api.patch(name_of(rs), &pp, &patch).await)?;
-            }
+            Claim::Owned => owned.push(rs),
+            Claim::Release => out.release.push((name_of(rs).to_string(), release_patch(rs, uid))),
             Claim::Adopt => {
-                let patch = Patch::Merge(adopt_patch(rs, owner_reference(d)));
-                match rs_api.patch(name_of(rs), &pp, &patch).await {
-                    Ok(r) => owned.push(serde_json::to_value(r).map_err(kube::Error::SerdeError)?),
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(e),
-                }
+                out.adopt
+                    .push((name_of(rs).to_string(), adopt_patch(rs, owner_reference(d))));
+                owned.push(rs);
             }
             Claim::Ignore => {}
         }
     }
     let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
     let hash = crate::daemonset::history::template_hash(d);
-    let views: Vec<RsView> = owned.iter().map(RsView::of).collect();
+    let views: Vec<RsView> = owned.iter().map(|r| RsView::of(r)).collect();
     let max_revision = views.iter().map(|r| r.revision).max().unwrap_or(0);
     let recreate = d["spec"]["strategy"]["type"] == "Recreate";
     let paused = d["spec"]["paused"] == true;
     let mut new = views.iter().find(|r| r.hash == hash).cloned();
     let olds: Vec<RsView> = views.iter().filter(|r| r.hash != hash).cloned().collect();
     let (surge, unavailable) = surge_and_unavailable(d, replicas);
+    out.sizes = (replicas, surge);
     let mut progressing: Option<(&str, String)> = None;
 
     // The new ReplicaSet: created with the next revision (under Recreate, once the old
     // pods are gone); an old one brought back (rollback) takes the next revision too.
-    let old_pods = count_pods_of(pods, &ns, &olds);
+    let old_pods = count_pods_of(pods, ns, &olds);
     let may_create = !paused && (!recreate || (olds.iter().all(|r| r.replicas == 0) && old_pods == 0));
     match &new {
         None if may_create => {
             let first = if recreate || olds.is_empty() { replicas } else { 0 };
             let body = new_replicaset(d, &hash, max_revision.saturating_add(1), first);
-            let rs: ReplicaSet = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
-            let pp = PostParams {
-                field_manager: Some(MANAGER.into()),
-                ..Default::default()
-            };
-            match rs_api.create(&pp, &rs).await {
-                Ok(created) => {
-                    let name = created.metadata.name.clone().unwrap_or_default();
-                    recorder
-                        .record(
-                            &about,
-                            EventType::Normal,
-                            "ScalingReplicaSet",
-                            &format!("Scaled up replica set {name} from 0 to {first}"),
-                        )
-                        .await;
-                    progressing = Some(("NewReplicaSetCreated", format!("Created new replica set \"{name}\"")));
-                    new = Some(RsView::of(&serde_json::to_value(created).unwrap_or_default()));
-                }
-                Err(kube::Error::Api(e)) if e.code == 409 => {
-                    // A ReplicaSet of that name that is not ours: upstream bumps
-                    // collisionCount so the next hash differs.
-                    let count = (d["status"]["collisionCount"].as_i64().unwrap_or(0).saturating_add(1))
-                        .min(i64::from(i32::MAX));
-                    patch_deployment_status(client, d, json!({"collisionCount": count})).await?;
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
+            let view = RsView::of(&body);
+            progressing = Some((
+                "NewReplicaSetCreated",
+                format!("Created new replica set \"{}\"", view.name),
+            ));
+            new = Some(view);
+            out.create = Some(body);
         }
         Some(n) if n.revision <= max_revision && olds.iter().any(|o| o.revision == max_revision) && !paused => {
             // The numbers it had before are kept in `revision-history`.
             let before = owned
                 .iter()
                 .find(|r| name_of(r) == n.name)
-                .and_then(|r| r["metadata"]["annotations"][REVISION_HISTORY].as_str())
-                .map(str::to_string);
+                .and_then(|r| r["metadata"]["annotations"][REVISION_HISTORY].as_str());
             let history = match before {
                 Some(h) if !h.is_empty() => format!("{h},{}", n.revision),
                 _ => n.revision.to_string(),
             };
             let patch = json!({"metadata": {"annotations": {REVISION: max_revision.saturating_add(1).to_string(),
                                                             REVISION_HISTORY: history}}});
-            rs_api.patch(&n.name, &pp, &Patch::Merge(patch)).await?;
+            out.revive = Some((n.name.clone(), patch));
         }
         _ => {}
     }
@@ -533,38 +533,27 @@ async fn sync(
         (Some(n), false, false) => rolling_step(replicas, surge, unavailable, n, &olds),
         (None, false, false) => Vec::new(),
     };
-    for (name, to) in &steps {
-        let from = views
-            .iter()
-            .chain(new.iter())
-            .find(|r| &r.name == name)
-            .map_or(0, |r| r.replicas);
-        let annotations = json!({DESIRED: replicas.to_string(), MAX: (replicas + surge).to_string()});
-        let patch = json!({"metadata": {"annotations": annotations}, "spec": {"replicas": to}});
-        rs_api.patch(name, &pp, &Patch::Merge(patch)).await?;
-        let verb = if *to > from { "up" } else { "down" };
-        recorder
-            .record(
-                &about,
-                EventType::Normal,
-                "ScalingReplicaSet",
-                &format!("Scaled {verb} replica set {name} from {from} to {to}"),
-            )
-            .await;
-    }
+    out.scale = steps
+        .into_iter()
+        .map(|(name, to)| {
+            let from = everyone.iter().find(|r| r.name == name).map_or(0, |r| r.replicas);
+            Scale { name, from, to }
+        })
+        .collect();
 
     // History beyond revisionHistoryLimit goes.
     let limit = d["spec"]["revisionHistoryLimit"].as_u64().unwrap_or(10) as usize;
-    for name in history_to_trim(&olds, limit) {
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: owned.iter().find(|r| name_of(r) == name).map(|r| uid_of(r).to_string()),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        ignore_not_found(rs_api.delete(&name, &dp).await)?;
-    }
+    out.trim = history_to_trim(&olds, limit)
+        .into_iter()
+        .map(|name| {
+            let uid = owned
+                .iter()
+                .find(|r| name_of(r) == name)
+                .map(|r| uid_of(r).to_string())
+                .unwrap_or_default();
+            (name, uid)
+        })
+        .collect();
 
     // Status.
     let all: Vec<&RsView> = olds.iter().chain(new.iter()).collect();
@@ -583,7 +572,7 @@ async fn sync(
     if let Some(c) = d["status"].get("collisionCount").filter(|c| !c.is_null()) {
         status["collisionCount"] = c.clone();
     }
-    let now = shoal_api::time::now_rfc3339();
+    let now = shoal_api::time::rfc3339(now);
     let old_conditions = d["status"]["conditions"].as_array().cloned().unwrap_or_default();
     let min_ok = available >= replicas - unavailable;
     let available_cond = if min_ok {
@@ -652,9 +641,7 @@ async fn sync(
     if p_reason == "ProgressDeadlineExceeded"
         && !old_conditions.iter().any(|c| c["reason"] == "ProgressDeadlineExceeded")
     {
-        recorder
-            .record(&about, EventType::Warning, "ProgressDeadlineExceeded", &p_message)
-            .await;
+        out.deadline_exceeded = Some(p_message.clone());
     }
     // The Deployment carries its newest revision.
     let revision = new
@@ -662,9 +649,7 @@ async fn sync(
         .map(|n| n.revision.max(max_revision))
         .unwrap_or(max_revision);
     if revision > 0 && d["metadata"]["annotations"][REVISION].as_str() != Some(revision.to_string().as_str()) {
-        let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), &ns);
-        let patch = json!({"metadata": {"annotations": {REVISION: revision.to_string()}}});
-        api.patch(name_of(d), &pp, &Patch::Merge(patch)).await?;
+        out.revision = Some(revision);
     }
     let changed = [
         "observedGeneration",
@@ -682,9 +667,134 @@ async fn sync(
             .zip(status["conditions"].as_array().into_iter().flatten())
             .any(|(a, b)| a["status"] != b["status"] || a["reason"] != b["reason"] || a["message"] != b["message"]);
     if changed {
+        out.status = Some(status);
+    }
+    Some(out)
+}
+
+/// Carries out `plan` for `d`, in order, stopping at the first failure (the next
+/// reconcile plans again from what the caches then show).
+pub async fn apply(client: &kube::Client, recorder: &Recorder, d: &Value, plan: Plan) -> Result<(), Error> {
+    let ns = d["metadata"]["namespace"].as_str().unwrap_or("default");
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let about = ObjectRef::of("apps/v1", "Deployment", d);
+    for (name, patch) in plan.release {
+        ignore_not_found(rs_api.patch(&name, &pp, &Patch::Strategic(patch)).await)?;
+    }
+    for (name, patch) in plan.adopt {
+        // Gone meanwhile: nothing to adopt (the steps below then miss it, and the next
+        // reconcile plans without it).
+        ignore_not_found(rs_api.patch(&name, &pp, &Patch::Merge(patch)).await)?;
+    }
+    if let Some(body) = plan.create {
+        let rs: ReplicaSet = serde_json::from_value(body).map_err(|source| Error::Encode {
+            what: "a ReplicaSet",
+            source,
+        })?;
+        let first = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        let pp = PostParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        match rs_api.create(&pp, &rs).await {
+            Ok(created) => {
+                let name = created.metadata.name.unwrap_or_default();
+                recorder
+                    .record(
+                        &about,
+                        EventType::Normal,
+                        "ScalingReplicaSet",
+                        &format!("Scaled up replica set {name} from 0 to {first}"),
+                    )
+                    .await;
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                // Ours already, and the cache has not shown it yet: not a collision.
+                let name = rs.metadata.name.as_deref().unwrap_or_default();
+                let existing = rs_api.get_opt(name).await?;
+                let hash = rs.metadata.labels.as_ref().and_then(|l| l.get(HASH_LABEL));
+                let ours = existing.is_some_and(|x| {
+                    x.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|r| r.controller == Some(true) && r.uid == uid_of(d))
+                        && x.metadata.labels.as_ref().and_then(|l| l.get(HASH_LABEL)) == hash
+                });
+                if ours {
+                    return Ok(());
+                }
+                // A ReplicaSet of that name that is not ours: upstream bumps collisionCount
+                // so the next hash differs; nothing else is done with this plan.
+                let count =
+                    (d["status"]["collisionCount"].as_i64().unwrap_or(0).saturating_add(1)).min(i64::from(i32::MAX));
+                patch_deployment_status(client, d, json!({"collisionCount": count})).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some((name, patch)) = plan.revive {
+        rs_api.patch(&name, &pp, &Patch::Merge(patch)).await?;
+    }
+    let (replicas, surge) = plan.sizes;
+    for s in plan.scale {
+        let annotations = json!({DESIRED: replicas.to_string(), MAX: (replicas + surge).to_string()});
+        let patch = json!({"metadata": {"annotations": annotations}, "spec": {"replicas": s.to}});
+        rs_api.patch(&s.name, &pp, &Patch::Merge(patch)).await?;
+        let verb = if s.to > s.from { "up" } else { "down" };
+        recorder
+            .record(
+                &about,
+                EventType::Normal,
+                "ScalingReplicaSet",
+                &format!("Scaled {verb} replica set {} from {} to {}", s.name, s.from, s.to),
+            )
+            .await;
+    }
+    for (name, uid) in plan.trim {
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid).filter(|u| !u.is_empty()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        ignore_not_found(rs_api.delete(&name, &dp).await)?;
+    }
+    if let Some(message) = &plan.deadline_exceeded {
+        recorder
+            .record(&about, EventType::Warning, "ProgressDeadlineExceeded", message)
+            .await;
+    }
+    if let Some(revision) = plan.revision {
+        let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), ns);
+        let patch = json!({"metadata": {"annotations": {REVISION: revision.to_string()}}});
+        api.patch(name_of(d), &pp, &Patch::Merge(patch)).await?;
+    }
+    if let Some(status) = plan.status {
         patch_deployment_status(client, d, status).await?;
     }
     Ok(())
+}
+
+/// Plans and applies one reconcile of `d` at `now`.
+pub async fn sync(
+    client: &kube::Client,
+    recorder: &Recorder,
+    d: &Value,
+    replicasets: &[Arc<Value>],
+    pods: &[Arc<Value>],
+    now: jiff::Timestamp,
+) -> Result<(), Error> {
+    match plan(d, replicasets, pods, now) {
+        Some(p) => apply(client, recorder, d, p).await,
+        None => Ok(()),
+    }
 }
 
 /// Whether the rollout has made no progress for `progressDeadlineSeconds` (600 by default),

@@ -1,4 +1,4 @@
-//! Scenario tests of the ReplicaSet, Job and CronJob reconciles against the recording fake
+//! Scenario tests of the ReplicaSet, Deployment, Job and CronJob reconciles against the recording fake
 //! of the API and a fixed clock (the DaemonSet's are in `daemonset::scenario`). The caches
 //! are snapshots the tests build: a lagging cache is a snapshot not updated.
 
@@ -267,4 +267,210 @@ fn a_cronjob_is_looked_at_just_after_each_minute() {
         crate::cronjob::until_next_minute(at("2026-03-01T12:00:00Z")),
         Duration::from_secs(61)
     );
+}
+
+fn deployment(extra: Value) -> Arc<Value> {
+    let mut d = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "ns", "uid": "d-uid", "generation": 2},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}},
+        "status": {}
+    });
+    if let Some(m) = extra.as_object() {
+        for (k, v) in m {
+            d[k] = v.clone();
+        }
+    }
+    Arc::new(d)
+}
+
+/// A ReplicaSet of the Deployment (or an orphan) with `replicas` all available.
+fn rs_of(name: &str, hash: &str, revision: i64, replicas: i64, owner: Option<&str>) -> Arc<Value> {
+    let mut rs = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"), "resourceVersion": "7",
+                     "creationTimestamp": "2026-03-01T10:00:00Z",
+                     "labels": {"app": "web", "pod-template-hash": hash},
+                     "annotations": {"deployment.kubernetes.io/revision": revision.to_string()}},
+        "spec": {"replicas": replicas},
+        "status": {"replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas}
+    });
+    if let Some(uid) = owner {
+        rs["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                                                   "uid": uid, "controller": true}]);
+    }
+    Arc::new(rs)
+}
+
+fn new_hash(d: &Value) -> String {
+    crate::daemonset::history::template_hash(d)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deployment_makes_its_replicaset_once_while_its_cache_lags() {
+    let (fake, client, recorder) = world();
+    let d = deployment(json!({}));
+    crate::deployment::sync(&client, &recorder, &d, &[], &[], at(NOW))
+        .await
+        .unwrap();
+    let made = fake.calls_to(&Method::POST, "replicasets");
+    assert_eq!(made.len(), 1);
+    let name = format!("web-{}", new_hash(&d));
+    assert_eq!(made[0].body["metadata"]["name"], name.as_str());
+    assert_eq!(
+        made[0].body["spec"]["replicas"], 3,
+        "the first ReplicaSet takes every replica"
+    );
+    assert_eq!(
+        made[0].body["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    let status = fake.calls_to(&Method::PATCH, "deployments/web/status");
+    assert_eq!(
+        status[0].body["status"]["conditions"][1]["reason"],
+        "NewReplicaSetCreated"
+    );
+    // The cache still shows no ReplicaSet: the create meets the one just made. That is not
+    // a hash collision (which would make a second ReplicaSet of the same template).
+    fake.clear();
+    let mine = (*rs_of(&name, &new_hash(&d), 1, 3, Some("d-uid"))).clone();
+    fake.know(&[&mine]);
+    fake.fail_when(|m, path| (m == Method::POST && path.ends_with("/replicasets")).then_some((409, "AlreadyExists")));
+    crate::deployment::sync(&client, &recorder, &d, &[], &[], at(NOW))
+        .await
+        .unwrap();
+    assert!(
+        fake.calls_to(&Method::PATCH, "deployments/web/status").is_empty(),
+        "no collisionCount for our own ReplicaSet"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replicaset_of_that_name_owned_by_another_is_a_collision() {
+    let (fake, client, recorder) = world();
+    let d = deployment(json!({}));
+    let name = format!("web-{}", new_hash(&d));
+    let theirs = (*rs_of(&name, &new_hash(&d), 1, 3, Some("someone-else"))).clone();
+    fake.know(&[&theirs]);
+    fake.fail_when(|m, path| (m == Method::POST && path.ends_with("/replicasets")).then_some((409, "AlreadyExists")));
+    crate::deployment::sync(&client, &recorder, &d, &[], &[], at(NOW))
+        .await
+        .unwrap();
+    let status = fake.calls_to(&Method::PATCH, "deployments/web/status");
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].body["status"]["collisionCount"], 1);
+    assert!(
+        fake.calls_to(&Method::PATCH, "replicasets").is_empty(),
+        "nothing else is done on a collision"
+    );
+}
+
+#[test]
+fn a_rolling_update_surges_one_then_retires_one() {
+    // A pure plan: no API, the time given.
+    let d = deployment(json!({}));
+    let old = rs_of("web-old", "old", 1, 3, Some("d-uid"));
+    let p = crate::deployment::plan(&d, std::slice::from_ref(&old), &[], at(NOW)).unwrap();
+    let created = p.create.as_ref().expect("the new ReplicaSet");
+    assert_eq!(created["spec"]["replicas"], 0, "it starts empty beside an old one");
+    assert_eq!(
+        created["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+    let new_name = format!("web-{}", new_hash(&d));
+    assert_eq!(
+        p.scale,
+        vec![crate::deployment::Scale {
+            name: new_name.clone(),
+            from: 0,
+            to: 1
+        }],
+        "maxSurge 1"
+    );
+    // The new pod available: one old one goes (maxUnavailable 0 kept).
+    let mut new = (*rs_of(&new_name, &new_hash(&d), 2, 1, Some("d-uid"))).clone();
+    new["metadata"]["creationTimestamp"] = json!("2026-03-01T11:00:00Z");
+    let p = crate::deployment::plan(&d, &[old, Arc::new(new)], &[], at(NOW)).unwrap();
+    assert!(p.create.is_none());
+    assert_eq!(
+        p.scale,
+        vec![crate::deployment::Scale {
+            name: "web-old".into(),
+            from: 3,
+            to: 2
+        }]
+    );
+    let status = p.status.expect("status changes");
+    assert_eq!(
+        (status["replicas"].as_i64(), status["updatedReplicas"].as_i64()),
+        (Some(4), Some(1))
+    );
+}
+
+#[test]
+fn a_deployment_adopts_a_matching_orphan_and_releases_what_stops_matching() {
+    let d = deployment(json!({}));
+    let orphan = rs_of(&format!("web-{}", new_hash(&d)), &new_hash(&d), 1, 3, None);
+    let mut strayed = (*rs_of("web-old", "old", 1, 0, Some("d-uid"))).clone();
+    strayed["metadata"]["labels"]["app"] = json!("debug");
+    let foreign = rs_of("other", "x", 1, 1, Some("another-uid"));
+    let p = crate::deployment::plan(&d, &[orphan, Arc::new(strayed), foreign], &[], at(NOW)).unwrap();
+    assert_eq!(p.adopt.len(), 1);
+    assert_eq!(p.adopt[0].1["metadata"]["ownerReferences"][0]["uid"], "d-uid");
+    assert_eq!(p.adopt[0].1["metadata"]["resourceVersion"], "7", "adoption is guarded");
+    assert_eq!(p.release.len(), 1);
+    assert_eq!(p.release[0].0, "web-old");
+    assert!(p.create.is_none(), "the adopted ReplicaSet is the current template's");
+    assert!(p.scale.is_empty());
+}
+
+#[test]
+fn a_stalled_rollout_passes_its_deadline_by_the_time_it_is_given() {
+    let d = deployment(json!({"status": {"conditions": [
+        {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+         "message": "Deployment has minimum availability.",
+         "lastUpdateTime": "2026-03-01T11:49:00Z", "lastTransitionTime": "2026-03-01T11:49:00Z"},
+        {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "message": "x",
+         "lastUpdateTime": "2026-03-01T11:49:00Z", "lastTransitionTime": "2026-03-01T11:49:00Z"}]}}));
+    let mut new = (*rs_of(&format!("web-{}", new_hash(&d)), &new_hash(&d), 2, 1, Some("d-uid"))).clone();
+    new["status"]["availableReplicas"] = json!(0);
+    let sets = [rs_of("web-old", "old", 1, 3, Some("d-uid")), Arc::new(new)];
+    let progressing = |p: &crate::deployment::Plan| {
+        p.status
+            .as_ref()
+            .map(|s| s["conditions"][1]["reason"].as_str().unwrap_or_default().to_string())
+    };
+    // Ten minutes after the last progress: not yet (600 s is the default deadline).
+    let p = crate::deployment::plan(&d, &sets, &[], at("2026-03-01T11:58:59Z")).unwrap();
+    assert_eq!(progressing(&p).as_deref(), Some("ReplicaSetUpdated"));
+    assert!(p.deadline_exceeded.is_none());
+    let p = crate::deployment::plan(&d, &sets, &[], at(NOW)).unwrap();
+    assert_eq!(progressing(&p).as_deref(), Some("ProgressDeadlineExceeded"));
+    assert_eq!(
+        p.deadline_exceeded.as_deref(),
+        Some(format!("ReplicaSet \"web-{}\" has timed out progressing.", new_hash(&d)).as_str())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deployment_whose_write_fails_stops_there_and_says_why() {
+    let (fake, client, recorder) = world();
+    let d = deployment(json!({}));
+    fake.fail_when(|m, path| (m == Method::POST && path.ends_with("/replicasets")).then_some((403, "Forbidden")));
+    let err = crate::deployment::sync(&client, &recorder, &d, &[], &[], at(NOW))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "forbidden");
+    assert!(
+        fake.calls_to(&Method::PATCH, "deployments/web/status").is_empty(),
+        "no status claims a ReplicaSet that was not made"
+    );
+    fake.heal();
+    crate::deployment::sync(&client, &recorder, &d, &[], &[], at(NOW))
+        .await
+        .unwrap();
+    assert_eq!(fake.calls_to(&Method::POST, "replicasets").len(), 2);
 }

@@ -144,8 +144,15 @@ impl FakeApi {
                     .cloned();
                 match known {
                     Some(mut obj) => {
-                        merge(&mut obj, &body);
+                        if !body.is_null() {
+                            merge(&mut obj, &body);
+                        }
                         respond(200, &obj)
+                    }
+                    None if parts.method == Method::GET => {
+                        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                            "message": format!("{name:?} not found"), "reason": "NotFound", "code": 404});
+                        respond(404, &status)
                     }
                     None => respond(
                         200,
