@@ -1,4 +1,4 @@
-//! Scenario tests of the ReplicaSet, Deployment, Job and CronJob reconciles against the recording fake
+//! Scenario tests of the ReplicaSet, Deployment, StatefulSet, Job and CronJob reconciles against the recording fake
 //! of the API and a fixed clock (the DaemonSet's are in `daemonset::scenario`). The caches
 //! are snapshots the tests build: a lagging cache is a snapshot not updated.
 
@@ -473,4 +473,114 @@ async fn a_deployment_whose_write_fails_stops_there_and_says_why() {
         .await
         .unwrap();
     assert_eq!(fake.calls_to(&Method::POST, "replicasets").len(), 2);
+}
+
+fn statefulset(status: Value) -> Arc<Value> {
+    Arc::new(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": "ns", "uid": "sts-uid", "generation": 1},
+        "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                 "template": {"metadata": {"labels": {"app": "db"}},
+                              "spec": {"containers": [{"name": "c", "image": "postgres"}]}},
+                 "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                     "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]},
+        "status": status
+    }))
+}
+
+#[test]
+fn a_new_statefulset_keeps_one_revision_across_its_first_status_write() {
+    // Before: the first revision was hashed without the collision count and every later
+    // one with it (0 once the status was written), so pod 0 carried another revision than
+    // its siblings and currentRevision never reached updateRevision.
+    let fresh = statefulset(json!({}));
+    let first = crate::statefulset::plan(&fresh, &[], &[], &[]).unwrap();
+    let revision = first.revision.expect("the first ControllerRevision");
+    let name = revision["metadata"]["name"].as_str().unwrap().to_string();
+    let status = first.status.expect("the first status");
+    assert_eq!(status["updateRevision"], name.as_str());
+    let mut cr = revision.clone();
+    cr["metadata"]["uid"] = json!("cr-uid");
+    cr["metadata"]["ownerReferences"][0]["uid"] = json!("sts-uid");
+    let written = statefulset(status);
+    let second = crate::statefulset::plan(&written, &[], &[Arc::new(cr)], &[]).unwrap();
+    assert!(second.revision.is_none(), "no second revision of the same template");
+    let crate::statefulset::Step::Create { pod, .. } = &second.steps[0] else {
+        panic!("pod 0 is created: {:?}", second.steps);
+    };
+    assert_eq!(pod["metadata"]["labels"]["controller-revision-hash"], name.as_str());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ordered_statefulset_makes_pod_zero_with_its_claim_and_waits() {
+    let (fake, client, recorder) = world();
+    let sts = statefulset(json!({}));
+    crate::statefulset::sync(&client, &recorder, &sts, &[], &[], &[])
+        .await
+        .unwrap();
+    let calls: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == Method::POST && !c.path.ends_with("/events"))
+        .map(|c| {
+            format!(
+                "{} {}",
+                c.last(),
+                c.body["metadata"]["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls[1..],
+        ["persistentvolumeclaims data-db-0", "pods db-0"],
+        "the revision, then the claim before its pod, and only pod 0"
+    );
+    // The cache lags: both exist already. No error, nothing claimed as made.
+    fake.clear();
+    fake.fail_when(|m, path| {
+        (m == Method::POST && (path.ends_with("/pods") || path.ends_with("/persistentvolumeclaims")))
+            .then_some((409, "AlreadyExists"))
+    });
+    crate::statefulset::sync(&client, &recorder, &sts, &[], &[], &[])
+        .await
+        .unwrap();
+    assert!(
+        fake.calls()
+            .iter()
+            .filter(|c| c.path.ends_with("/events"))
+            .all(|c| !c.body["message"].as_str().unwrap_or_default().contains("create")),
+        "no SuccessfulCreate event for what was not created"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_statefulset_whose_pod_create_fails_says_why_and_writes_no_status() {
+    let (fake, client, recorder) = world();
+    let sts = statefulset(json!({}));
+    fake.fail_when(|m, path| (m == Method::POST && path.ends_with("/pods")).then_some((422, "Invalid")));
+    let err = crate::statefulset::sync(&client, &recorder, &sts, &[], &[], &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "invalid");
+    assert!(fake.calls_to(&Method::PATCH, "statefulsets/db/status").is_empty());
+}
+
+#[test]
+fn a_statefulset_adopts_its_orphan_and_lets_a_relabelled_pod_go() {
+    let sts = statefulset(json!({}));
+    let mut orphan = (*pod("db-0", json!({"app": "db"}), None)).clone();
+    orphan["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+    let relabelled = pod("db-1", json!({"app": "debug"}), Some(("StatefulSet", "sts-uid")));
+    let stranger = pod("web-0", json!({"app": "db"}), None);
+    let p = crate::statefulset::plan(&sts, &[Arc::new(orphan), relabelled, stranger], &[], &[]).unwrap();
+    assert_eq!(p.adopt.len(), 1);
+    assert_eq!(p.adopt[0].0, "db-0");
+    assert_eq!(p.adopt[0].1["metadata"]["ownerReferences"][0]["kind"], "StatefulSet");
+    assert_eq!(p.release.len(), 1);
+    assert_eq!(p.release[0].0, "db-1");
+    // db-0 (adopted, ready) stays; db-1 is no longer the set's, so it is made again.
+    assert!(matches!(
+        p.steps.as_slice(),
+        [crate::statefulset::Step::Create { ordinal: 1, .. }]
+    ));
 }

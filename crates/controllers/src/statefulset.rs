@@ -23,7 +23,7 @@ use crate::daemonset::history;
 use crate::events::{EventType, ObjectRef, Recorder};
 use crate::informer::{self, Informers, name as name_of, uid as uid_of};
 use shoal_runtime::claim::{Claim, adopt_patch, claim, release_patch};
-use shoal_runtime::controller::{Keyed, Outcome as Next, ignore_not_found};
+use shoal_runtime::controller::{Error, Keyed, Outcome as Next, ignore_not_found};
 
 const MANAGER: &str = "statefulset-controller";
 /// The pod's revision label (the ControllerRevision's name).
@@ -73,7 +73,13 @@ const MAX_CREATES_PER_PASS: usize = 500;
 
 /// The next actions for `replicas` pods from ordinal `start`, given the pods by ordinal
 /// and the update revision.
-pub fn plan(replicas: i64, start: i64, pods: &BTreeMap<i64, Member>, update: &str, policy: &Policy) -> Vec<Action> {
+pub fn pod_actions(
+    replicas: i64,
+    start: i64,
+    pods: &BTreeMap<i64, Member>,
+    update: &str,
+    policy: &Policy,
+) -> Vec<Action> {
     let end = start + replicas;
     let mut out = Vec::new();
     // Failed pods are deleted (and created again on a later pass).
@@ -301,32 +307,69 @@ fn settled(sts: &Value) -> bool {
 /// How soon a StatefulSet is looked at again when nothing changes.
 const RESYNC: Duration = Duration::from_secs(5);
 
-async fn sync(
-    client: &kube::Client,
-    recorder: &Recorder,
-    sts: &Value,
-    pods: &[Arc<Value>],
-    revisions: &[Arc<Value>],
-    claims: &[Arc<Value>],
-) -> Result<(), kube::Error> {
+/// One step on the set's pods.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Its missing claims, then the pod of `ordinal`.
+    Create {
+        /// The ordinal.
+        ordinal: i64,
+        /// Claims to create first (bodies).
+        claims: Vec<Value>,
+        /// The pod.
+        pod: Value,
+    },
+    /// The pod `name` of `ordinal` goes (guarded by its uid); its claims first get the pod
+    /// as owner when the retention policy deletes them on scale-down.
+    Delete {
+        /// The ordinal.
+        ordinal: i64,
+        /// The pod's name.
+        name: String,
+        /// The pod's uid, if the cache has it.
+        uid: Option<String>,
+        /// Claims handed to the pod (name, patch).
+        claims: Vec<(String, Value)>,
+    },
+}
+
+/// What one reconcile of a StatefulSet does, decided from the caches alone. [`apply`]
+/// carries it out in this order and stops at the first failure.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// The ControllerRevision of the current template, when it does not exist yet.
+    pub revision: Option<Value>,
+    /// Orphan pods with the set's name and labels, taken over (name, guarded patch).
+    pub adopt: Vec<(String, Value)>,
+    /// Pods whose labels stopped matching, let go (name, patch).
+    pub release: Vec<(String, Value)>,
+    /// Pod creations and deletions, in order.
+    pub steps: Vec<Step>,
+    /// The status, when it changes.
+    pub status: Option<Value>,
+}
+
+/// The revision hash of the set's template. The collision count is always mixed in (0
+/// until a collision), as upstream does for StatefulSets: the first revision and the one
+/// after the first status write are the same.
+pub fn revision_hash(sts: &Value) -> String {
+    history::template_hash_with(sts, Some(sts["status"]["collisionCount"].as_i64().unwrap_or(0)))
+}
+
+/// Decides one reconcile of `sts` (see [`Plan`]); `None` when there is nothing to do
+/// (being deleted, or an unusable selector).
+pub fn plan(sts: &Value, pods: &[Arc<Value>], revisions: &[Arc<Value>], claims: &[Arc<Value>]) -> Option<Plan> {
     if informer::deleting(sts) {
-        return Ok(());
+        return None;
     }
-    let Ok(selector) = LabelSelector::from_api(&sts["spec"]["selector"]) else {
-        return Ok(());
-    };
-    let ns = informer::namespace(sts).to_string();
+    let selector = LabelSelector::from_api(&sts["spec"]["selector"]).ok()?;
+    let ns = informer::namespace(sts);
     let uid = uid_of(sts);
     let set = name_of(sts);
-    let about = ObjectRef::of("apps/v1", "StatefulSet", sts);
-    let pp = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
+    let mut out = Plan::default();
     // The revision of the current template.
-    let hash = history::template_hash(sts);
+    let hash = revision_hash(sts);
     let update = format!("{set}-{hash}");
-    let cr_api: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
     let mine: Vec<&Arc<Value>> = revisions
         .iter()
         .filter(|r| informer::namespace(r) == ns && owned_by(r, uid))
@@ -343,15 +386,9 @@ async fn sync(
             .cloned()
             .unwrap_or_default();
         labels.insert(REVISION_LABEL.into(), json!(hash));
-        let body = json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
+        out.revision = Some(json!({"apiVersion": "apps/v1", "kind": "ControllerRevision",
             "metadata": {"name": update, "namespace": ns, "labels": labels, "ownerReferences": [owner_reference(sts)]},
-            "data": history::revision_data(sts), "revision": next});
-        let cr: ControllerRevision = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
-        match cr_api.create(&PostParams::default(), &cr).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e),
-        }
+            "data": history::revision_data(sts), "revision": next}));
     }
     let current = sts["status"]["currentRevision"].as_str().unwrap_or(&update).to_string();
     let current_template = mine
@@ -365,35 +402,26 @@ async fn sync(
             t
         });
 
-    // The set's pods, by ordinal.
-    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    // The set's pods, by ordinal; an adopted orphan counts as the set's from now on.
     let mut members: BTreeMap<i64, Member> = BTreeMap::new();
+    let mut uids: BTreeMap<i64, String> = BTreeMap::new();
     for p in pods.iter().filter(|p| informer::namespace(p) == ns) {
         let Some(i) = ordinal(set, name_of(p)) else {
             continue;
         };
         match claim(sts, p, selector.matches_object(p)) {
-            Claim::Owned => {
-                members.insert(i, member(p));
-            }
-            Claim::Adopt => {
-                // An orphan with the set's name and labels is adopted.
-                let patch = Patch::Merge(adopt_patch(p, owner_reference(sts)));
-                match pod_api.patch(name_of(p), &pp, &patch).await {
-                    Ok(_) => {
-                        members.insert(i, member(p));
-                    }
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            Claim::Owned => {}
+            Claim::Adopt => out
+                .adopt
+                .push((name_of(p).to_string(), adopt_patch(p, owner_reference(sts)))),
             Claim::Release => {
-                // Its labels no longer match: it is no longer the set's (upstream releases it).
-                let patch = Patch::Strategic(release_patch(p, uid));
-                ignore_not_found(pod_api.patch(name_of(p), &pp, &patch).await)?;
+                out.release.push((name_of(p).to_string(), release_patch(p, uid)));
+                continue;
             }
-            Claim::Ignore => {}
+            Claim::Ignore => continue,
         }
+        members.insert(i, member(p));
+        uids.insert(i, uid_of(p).to_string());
     }
     let replicas = sts["spec"]["replicas"].as_i64().unwrap_or(1);
     let start = sts["spec"]["ordinals"]["start"].as_i64().unwrap_or(0);
@@ -409,93 +437,61 @@ async fn sync(
         )
         .max(1),
     };
-    let claim_api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-    for action in plan(replicas, start, &members, &update, &policy) {
-        match action {
+    let templates = sts["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for action in pod_actions(replicas, start, &members, &update, &policy) {
+        out.steps.push(match action {
             Action::Create(i) => {
                 // Claims first, then the pod (at the current revision below the partition).
-                for t in sts["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
-                    let name = claim_name(name_of(t), sts, i);
-                    if claims
-                        .iter()
-                        .any(|c| informer::namespace(c) == ns && name_of(c) == name)
-                    {
-                        continue;
-                    }
-                    let claim: PersistentVolumeClaim =
-                        serde_json::from_value(claim_for(sts, t, i)).map_err(kube::Error::SerdeError)?;
-                    match claim_api.create(&PostParams::default(), &claim).await {
-                        Ok(_) => {
-                            let msg = format!("create Claim {name} Pod {set}-{i} in StatefulSet {set} success");
-                            recorder
-                                .record(&about, EventType::Normal, "SuccessfulCreate", &msg)
-                                .await;
-                        }
-                        Err(kube::Error::Api(e)) if e.code == 409 => {}
-                        Err(e) => return Err(e),
-                    }
-                }
+                let missing = templates
+                    .iter()
+                    .filter(|t| {
+                        let name = claim_name(name_of(t), sts, i);
+                        !claims
+                            .iter()
+                            .any(|c| informer::namespace(c) == ns && name_of(c) == name)
+                    })
+                    .map(|t| claim_for(sts, t, i))
+                    .collect();
                 let below = !policy.on_delete && i < start + policy.partition && current != update;
                 let (template, revision) = match (&current_template, below) {
-                    (Some(t), true) => (t.clone(), current.clone()),
-                    _ => (sts["spec"]["template"].clone(), update.clone()),
+                    (Some(t), true) => (t, current.as_str()),
+                    _ => (&sts["spec"]["template"], update.as_str()),
                 };
-                let pod: Pod =
-                    serde_json::from_value(pod_for(sts, &template, i, &revision)).map_err(kube::Error::SerdeError)?;
-                let pp = PostParams {
-                    field_manager: Some(MANAGER.into()),
-                    ..Default::default()
-                };
-                match pod_api.create(&pp, &pod).await {
-                    Ok(_) => {
-                        let msg = format!("create Pod {set}-{i} in StatefulSet {set} successful");
-                        recorder
-                            .record(&about, EventType::Normal, "SuccessfulCreate", &msg)
-                            .await;
-                    }
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
-                    Err(e) => return Err(e),
+                Step::Create {
+                    ordinal: i,
+                    claims: missing,
+                    pod: pod_for(sts, template, i, revision),
                 }
             }
             Action::Delete(i) => {
                 let name = format!("{set}-{i}");
+                let uid = uids.get(&i).cloned();
                 let condemned = i < start || i >= start + replicas;
-                if condemned && sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Delete" {
-                    // The pod's claims go with it.
-                    let pod_uid = pods
+                let hand_over =
+                    condemned && sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Delete";
+                let claims = if hand_over {
+                    templates
                         .iter()
-                        .find(|p| informer::namespace(p) == ns && name_of(p) == name)
-                        .map(|p| uid_of(p).to_string());
-                    for t in sts["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
-                        let owner = json!({"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": pod_uid}]}});
-                        let _ = claim_api
-                            .patch(&claim_name(name_of(t), sts, i), &pp, &Patch::Merge(owner))
-                            .await;
-                    }
-                }
-                let uid = pods
-                    .iter()
-                    .find(|p| informer::namespace(p) == ns && name_of(p) == name)
-                    .map(|p| uid_of(p).to_string());
-                let dp = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid,
-                        resource_version: None,
-                    }),
-                    ..Default::default()
+                        .map(|t| {
+                            let owner = json!({"metadata": {"ownerReferences": [
+                                {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}]}});
+                            (claim_name(name_of(t), sts, i), owner)
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
                 };
-                match pod_api.delete(&name, &dp).await {
-                    Ok(_) => {
-                        let msg = format!("delete Pod {name} in StatefulSet {set} successful");
-                        recorder
-                            .record(&about, EventType::Normal, "SuccessfulDelete", &msg)
-                            .await;
-                    }
-                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-                    Err(e) => return Err(e),
+                Step::Delete {
+                    ordinal: i,
+                    name,
+                    uid,
+                    claims,
                 }
             }
-        }
+        });
     }
 
     // Status.
@@ -523,12 +519,113 @@ async fn sync(
         status.as_object().into_iter().flatten().any(|(k, v)| {
             old.get(k).unwrap_or(&Value::Null) != v && !(v == 0 && old.get(k).is_none_or(Value::is_null))
         });
-    if changed {
-        let api: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(client.clone(), &ns);
+    out.status = changed.then_some(status);
+    Some(out)
+}
+
+fn encode<T: serde::de::DeserializeOwned>(what: &'static str, v: Value) -> Result<T, Error> {
+    serde_json::from_value(v).map_err(|source| Error::Encode { what, source })
+}
+
+/// Carries out `plan` for `sts`, in order, stopping at the first failure.
+pub async fn apply(client: &kube::Client, recorder: &Recorder, sts: &Value, plan: Plan) -> Result<(), Error> {
+    let ns = informer::namespace(sts);
+    let set = name_of(sts);
+    let about = ObjectRef::of("apps/v1", "StatefulSet", sts);
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let post = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    // Made already (a lagging cache) is as good as made now.
+    let created = |r: Result<(), kube::Error>| match r {
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(Error::from(e)),
+        Ok(()) => Ok(true),
+    };
+    if let Some(body) = plan.revision {
+        let cr_api: Api<ControllerRevision> = Api::namespaced(client.clone(), ns);
+        let cr: ControllerRevision = encode("a ControllerRevision", body)?;
+        created(cr_api.create(&post, &cr).await.map(|_| ()))?;
+    }
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    for (name, patch) in plan.adopt {
+        ignore_not_found(pod_api.patch(&name, &pp, &Patch::Merge(patch)).await)?;
+    }
+    for (name, patch) in plan.release {
+        ignore_not_found(pod_api.patch(&name, &pp, &Patch::Strategic(patch)).await)?;
+    }
+    let claim_api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    for step in plan.steps {
+        match step {
+            Step::Create { ordinal, claims, pod } => {
+                for body in claims {
+                    let claim: PersistentVolumeClaim = encode("a PersistentVolumeClaim", body)?;
+                    let name = claim.metadata.name.clone().unwrap_or_default();
+                    if created(claim_api.create(&post, &claim).await.map(|_| ()))? {
+                        let msg = format!("create Claim {name} Pod {set}-{ordinal} in StatefulSet {set} success");
+                        recorder
+                            .record(&about, EventType::Normal, "SuccessfulCreate", &msg)
+                            .await;
+                    }
+                }
+                let pod: Pod = encode("a Pod", pod)?;
+                if created(pod_api.create(&post, &pod).await.map(|_| ()))? {
+                    let msg = format!("create Pod {set}-{ordinal} in StatefulSet {set} successful");
+                    recorder
+                        .record(&about, EventType::Normal, "SuccessfulCreate", &msg)
+                        .await;
+                }
+            }
+            Step::Delete { name, uid, claims, .. } => {
+                for (claim, patch) in claims {
+                    ignore_not_found(claim_api.patch(&claim, &pp, &Patch::Merge(patch)).await)?;
+                }
+                let dp = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid,
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                match pod_api.delete(&name, &dp).await {
+                    Ok(_) => {
+                        let msg = format!("delete Pod {name} in StatefulSet {set} successful");
+                        recorder
+                            .record(&about, EventType::Normal, "SuccessfulDelete", &msg)
+                            .await;
+                    }
+                    // Gone, or another pod of that name now: nothing of ours to delete.
+                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    if let Some(status) = plan.status {
+        let api: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(client.clone(), ns);
         api.patch_status(set, &pp, &Patch::Merge(json!({"status": status})))
             .await?;
     }
     Ok(())
+}
+
+/// Plans and applies one reconcile of `sts`.
+pub async fn sync(
+    client: &kube::Client,
+    recorder: &Recorder,
+    sts: &Value,
+    pods: &[Arc<Value>],
+    revisions: &[Arc<Value>],
+    claims: &[Arc<Value>],
+) -> Result<(), Error> {
+    match plan(sts, pods, revisions, claims) {
+        Some(p) => apply(client, recorder, sts, p).await,
+        None => Ok(()),
+    }
 }
 
 fn owned_by(obj: &Value, uid: &str) -> bool {
@@ -575,7 +672,10 @@ mod tests {
             max_unavailable: 2,
             ..ORDERED
         };
-        assert_eq!(plan(3, 0, &pods, "r2", &two), [Action::Delete(2), Action::Delete(1)]);
+        assert_eq!(
+            pod_actions(3, 0, &pods, "r2", &two),
+            [Action::Delete(2), Action::Delete(1)]
+        );
         let mut one_down = pods.clone();
         one_down.insert(
             2,
@@ -586,10 +686,10 @@ mod tests {
         );
         // With OrderedReady an unready pod halts everything; in Parallel it takes one of
         // the two places.
-        assert!(plan(3, 0, &one_down, "r2", &two).is_empty());
+        assert!(pod_actions(3, 0, &one_down, "r2", &two).is_empty());
         let parallel_two = Policy { parallel: true, ..two };
         assert_eq!(
-            plan(3, 0, &one_down, "r2", &parallel_two),
+            pod_actions(3, 0, &one_down, "r2", &parallel_two),
             [Action::Delete(1)],
             "one is already unavailable"
         );
@@ -598,7 +698,7 @@ mod tests {
     #[test]
     fn ordered_ready_creates_one_at_a_time_in_order() {
         let mut pods = BTreeMap::new();
-        assert_eq!(plan(3, 0, &pods, "r1", &ORDERED), [Action::Create(0)]);
+        assert_eq!(pod_actions(3, 0, &pods, "r1", &ORDERED), [Action::Create(0)]);
         pods.insert(
             0,
             Member {
@@ -607,17 +707,17 @@ mod tests {
             },
         );
         assert!(
-            plan(3, 0, &pods, "r1", &ORDERED).is_empty(),
+            pod_actions(3, 0, &pods, "r1", &ORDERED).is_empty(),
             "waits for web-0 to be Ready"
         );
         pods.insert(0, ready("r1"));
-        assert_eq!(plan(3, 0, &pods, "r1", &ORDERED), [Action::Create(1)]);
+        assert_eq!(pod_actions(3, 0, &pods, "r1", &ORDERED), [Action::Create(1)]);
         let parallel = Policy {
             parallel: true,
             ..ORDERED
         };
         assert_eq!(
-            plan(3, 0, &BTreeMap::new(), "r1", &parallel),
+            pod_actions(3, 0, &BTreeMap::new(), "r1", &parallel),
             [Action::Create(0), Action::Create(1), Action::Create(2)]
         );
     }
@@ -625,7 +725,7 @@ mod tests {
     #[test]
     fn scaling_down_removes_the_highest_ordinal_first_one_at_a_time() {
         let pods: BTreeMap<i64, Member> = (0..5).map(|i| (i, ready("r1"))).collect();
-        assert_eq!(plan(2, 0, &pods, "r1", &ORDERED), [Action::Delete(4)]);
+        assert_eq!(pod_actions(2, 0, &pods, "r1", &ORDERED), [Action::Delete(4)]);
         let mut going = pods.clone();
         going.insert(
             4,
@@ -634,13 +734,16 @@ mod tests {
                 ..ready("r1")
             },
         );
-        assert!(plan(2, 0, &going, "r1", &ORDERED).is_empty(), "waits for web-4 to go");
+        assert!(
+            pod_actions(2, 0, &going, "r1", &ORDERED).is_empty(),
+            "waits for web-4 to go"
+        );
         let parallel = Policy {
             parallel: true,
             ..ORDERED
         };
         assert_eq!(
-            plan(2, 0, &pods, "r1", &parallel),
+            pod_actions(2, 0, &pods, "r1", &parallel),
             [Action::Delete(4), Action::Delete(3), Action::Delete(2)]
         );
     }
@@ -648,7 +751,7 @@ mod tests {
     #[test]
     fn rolling_updates_go_down_to_the_partition_and_on_delete_waits() {
         let pods: BTreeMap<i64, Member> = (0..3).map(|i| (i, ready("r1"))).collect();
-        assert_eq!(plan(3, 0, &pods, "r2", &ORDERED), [Action::Delete(2)]);
+        assert_eq!(pod_actions(3, 0, &pods, "r2", &ORDERED), [Action::Delete(2)]);
         let partitioned = Policy {
             partition: 2,
             ..ORDERED
@@ -656,14 +759,14 @@ mod tests {
         let mut p = pods.clone();
         p.insert(2, ready("r2"));
         assert!(
-            plan(3, 0, &p, "r2", &partitioned).is_empty(),
+            pod_actions(3, 0, &p, "r2", &partitioned).is_empty(),
             "ordinals below 2 keep r1"
         );
         let on_delete = Policy {
             on_delete: true,
             ..ORDERED
         };
-        assert!(plan(3, 0, &pods, "r2", &on_delete).is_empty());
+        assert!(pod_actions(3, 0, &pods, "r2", &on_delete).is_empty());
     }
 
     #[test]

@@ -701,6 +701,28 @@ fn seed_003_statefulset_with_claims() {
         (v.len() == 3 && v.iter().all(|l| l.ends_with(" Bound local-path"))).then_some(v)
     });
     assert_eq!(claims_now[0], "www-sample-statefulset-0 Bound local-path");
+    // One revision for one template: pod 0 (made before the first status write) carries
+    // the same as its siblings, and the set's current revision is its update revision.
+    let revisions = c.kubectl(&["get", "controllerrevisions", "-o", "name"]);
+    assert_eq!(revisions.lines().count(), 1, "{revisions}");
+    let status = c.kubectl(&[
+        "get",
+        "sts",
+        "sample-statefulset",
+        "-o",
+        "jsonpath={.status.currentRevision} {.status.updateRevision}",
+    ]);
+    let (current, update) = status.split_once(' ').expect("two revisions");
+    assert_eq!(current, update);
+    let labels = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=sample-app",
+        "-o",
+        "jsonpath={.items[*].metadata.labels.controller-revision-hash}",
+    ]);
+    assert_eq!(labels, [update; 3].join(" "));
     let pod = c.kubectl(&["get", "pod", "sample-statefulset-1", "-o", "jsonpath={.spec.hostname} {.spec.subdomain} {.spec.volumes[?(@.name==\"www\")].persistentVolumeClaim.claimName}"]);
     assert_eq!(pod, "sample-statefulset-1 sample-statefulset www-sample-statefulset-1");
     let pv = c.kubectl(&["get", "pv", "-o", "jsonpath={.items[*].spec.storageClassName}"]);

@@ -21,9 +21,14 @@ fn fnv32a(bytes: &[u8], mut h: u32) -> u32 {
 /// sorted), with `collisionCount` mixed in when set, written in the safe alphabet. A valid
 /// label value, deterministic for equal templates.
 pub fn template_hash(ds: &Value) -> String {
-    let template = serde_json::to_vec(&ds["spec"]["template"]).unwrap_or_default();
+    template_hash_with(ds, ds["status"]["collisionCount"].as_i64())
+}
+
+/// [`template_hash`] with the collision count given (`None`: none mixed in).
+pub fn template_hash_with(obj: &Value, collisions: Option<i64>) -> String {
+    let template = serde_json::to_vec(&obj["spec"]["template"]).unwrap_or_default();
     let mut h = fnv32a(&template, 0x811c_9dc5);
-    if let Some(c) = ds["status"]["collisionCount"].as_i64() {
+    if let Some(c) = collisions {
         h = fnv32a(&(c as u32).to_le_bytes(), h);
     }
     h.to_string()
