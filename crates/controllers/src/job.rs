@@ -315,32 +315,49 @@ pub async fn run(client: kube::Client, informers: Informers) {
         .await
 }
 
-/// Reconciles one Job against snapshots of the caches at `now`. Pods created or deleted and
-/// not yet seen so by the cache (expectations) hold further creations and deletions, so a
-/// lagging cache never makes a second pod for one slot.
-pub(crate) async fn sync(
-    client: &kube::Client,
-    recorder: &Recorder,
-    job: &Value,
-    pods: &[Arc<Value>],
-    exp: &mut Expectations,
-    now: jiff::Timestamp,
-) -> Result<Next, Error> {
+/// The pods of `job` among `pods` (its namespace, its controller reference).
+fn owned<'a>(job: &Value, pods: &'a [Arc<Value>]) -> Vec<&'a Value> {
+    let (ns, uid) = (informer::namespace(job), uid_of(job));
+    pods.iter()
+        .filter(|p| informer::namespace(p) == ns && informer::controller_uid(p) == Some(uid))
+        .map(|p| &**p)
+        .collect()
+}
+
+/// A pod that counts as running for the Job: not being deleted, not finished.
+fn is_active(p: &Value) -> bool {
+    !informer::deleting(p) && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+}
+
+/// What one reconcile of a Job does, decided from the caches, whether writes of an earlier
+/// reconcile are still in flight, and the time given. [`apply`] carries it out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Running pods to delete, newest first (name, uid).
+    pub delete: Vec<(String, String)>,
+    /// Pods to create (bodies; named by `generateName`).
+    pub create: Vec<Value>,
+    /// The status, when it changes.
+    pub status: Option<Value>,
+    /// Events about the Job, recorded once its status is written.
+    pub events: Vec<(EventType, &'static str, String)>,
+    /// When to look again although nothing changes (the failure back-off, a deadline).
+    pub next: Next,
+}
+
+/// Decides one reconcile of `job` at `now`; `in_flight` says pods created or deleted
+/// earlier have not shown in the cache yet (nothing more is created or deleted then).
+/// `None` for a Job that is finished or being deleted.
+pub fn plan(job: &Value, pods: &[Arc<Value>], in_flight: bool, now: jiff::Timestamp) -> Option<Plan> {
     let finished = job["status"]["conditions"]
         .as_array()
         .into_iter()
         .flatten()
         .any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True");
     if informer::deleting(job) || finished {
-        return Ok(Next::Done);
+        return None;
     }
-    let ns = informer::namespace(job).to_string();
-    let uid = uid_of(job);
-    let mine: Vec<&Value> = pods
-        .iter()
-        .filter(|p| informer::namespace(p) == ns && informer::controller_uid(p) == Some(uid))
-        .map(|p| &**p)
-        .collect();
+    let mine = owned(job, pods);
     let mut c = count(&mine);
     // Indexed Jobs count the indexes that succeeded, once each.
     let indexed = job["spec"]["completionMode"] == "Indexed";
@@ -369,55 +386,37 @@ pub(crate) async fn sync(
         .and_then(|s| s.parse::<jiff::Timestamp>().ok())
         .and_then(|t| Duration::try_from(now.duration_since(t)).ok());
     let suspended = job["spec"]["suspend"] == true;
-    let about = ObjectRef::of("batch/v1", "Job", job);
-    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let result = if suspended {
         Outcome::Run(0)
     } else {
         outcome(job, &c, active_for)
     };
-    let active: Vec<&&Value> = mine
-        .iter()
-        .filter(|p| !informer::deleting(p) && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
-        .collect();
+    let active: Vec<&Value> = mine.iter().copied().filter(|p| is_active(p)).collect();
     let (want, end) = match result {
         Outcome::Run(n) => (n, None),
         Outcome::Complete => (0, Some(("Complete", "", ""))),
         Outcome::Failed(reason, message) => (0, Some(("Failed", reason, message))),
     };
-    let owner = uid.to_string();
-    let names: std::collections::HashSet<&str> = mine.iter().map(|p| name_of(p)).collect();
-    let live: std::collections::HashSet<&str> = active.iter().map(|p| uid_of(p)).collect();
-    let in_flight = exp.settle(&owner, |e| match e {
-        Expected::Create(name) => names.contains(name.as_str()),
-        Expected::Delete(uid) => !live.contains(uid.as_str()),
-    });
-    let mut failure: Option<Error> = None;
+    let mut out = Plan {
+        delete: Vec::new(),
+        create: Vec::new(),
+        status: None,
+        events: Vec::new(),
+        next: Next::Done,
+    };
     // Too many (or the Job ended): the newest go.
-    if in_flight.is_empty() && (active.len() as i64) > want {
-        let mut victims: Vec<&&Value> = active.clone();
+    if !in_flight && (active.len() as i64) > want {
+        let mut victims = active.clone();
         victims.sort_by(|a, b| {
             b["metadata"]["creationTimestamp"]
                 .as_str()
                 .cmp(&a["metadata"]["creationTimestamp"].as_str())
         });
-        for p in victims.into_iter().take(active.len() - want.max(0) as usize) {
-            let dp = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: Some(uid_of(p).to_string()),
-                    resource_version: None,
-                }),
-                propagation_policy: Some(PropagationPolicy::Background),
-                ..Default::default()
-            };
-            match pod_api.delete(name_of(p), &dp).await {
-                Ok(_) => exp.expect(&owner, Expected::Delete(uid_of(p).to_string())),
-                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-                Err(e) => {
-                    failure.get_or_insert(e.into());
-                }
-            }
-        }
+        out.delete = victims
+            .into_iter()
+            .take(active.len() - want.max(0) as usize)
+            .map(|p| (name_of(p).to_string(), uid_of(p).to_string()))
+            .collect();
     }
     // After a failure, new pods wait: 10 s doubling per failure, up to 6 minutes (upstream's
     // pod failure back-off), from the last failure.
@@ -430,14 +429,14 @@ pub(crate) async fn sync(
         .zip(last_failure)
         .map(|(delay, at)| at.checked_add(delay).unwrap_or(jiff::Timestamp::MAX))
         .filter(|until| *until > now);
-    if in_flight.is_empty() && end.is_none() && (active.len() as i64) < want && wait.is_none() {
+    if !in_flight && end.is_none() && (active.len() as i64) < want && wait.is_none() {
         // Indexed: the lowest indexes neither done nor running.
         let running: std::collections::BTreeSet<i64> = active.iter().filter_map(|p| index_of(p)).collect();
         let mut free = completed.missing(completions).filter(|i| !running.contains(i));
         // At most a burst per pass, as upstream (a Job with a parallelism of a billion
         // creates its pods over many passes, not a billion bodies at once).
         let missing = (want - active.len() as i64).min(MAX_CREATES_PER_PASS);
-        let bodies: Vec<Value> = (0..missing)
+        out.create = (0..missing)
             .filter_map(|_| {
                 if indexed {
                     free.next().map(|i| indexed_pod(job, i))
@@ -446,13 +445,6 @@ pub(crate) async fn sync(
                 }
             })
             .collect();
-        let (made, failed) = crate::replicaset::create_pods(&pod_api, bodies, MANAGER, recorder, &about).await;
-        for name in made {
-            exp.expect(&owner, Expected::Create(name));
-        }
-        if let Some(e) = failed {
-            failure.get_or_insert(e);
-        }
     }
     // Status.
     let t = shoal_api::time::rfc3339(now);
@@ -477,9 +469,8 @@ pub(crate) async fn sync(
     if suspended && !suspended_now {
         conditions.retain(|x| x["type"] != "Suspended");
         conditions.push(condition("Suspended", "JobSuspended", "Job suspended"));
-        recorder
-            .record(&about, EventType::Normal, "Suspended", "Job suspended")
-            .await;
+        out.events
+            .push((EventType::Normal, "Suspended", "Job suspended".into()));
     } else if !suspended && suspended_now {
         // As upstream: the condition stays, turned False (a change that keeps the number of
         // conditions, which the status write must still see).
@@ -487,9 +478,7 @@ pub(crate) async fn sync(
         let mut resumed = condition("Suspended", "JobResumed", "Job resumed");
         resumed["status"] = json!("False");
         conditions.push(resumed);
-        recorder
-            .record(&about, EventType::Normal, "Resumed", "Job resumed")
-            .await;
+        out.events.push((EventType::Normal, "Resumed", "Job resumed".into()));
     }
     match end {
         Some(("Complete", _, _)) if active.is_empty() => {
@@ -504,14 +493,13 @@ pub(crate) async fn sync(
                 "Reached expected number of succeeded pods",
             ));
             status["completionTime"] = json!(t);
-            recorder
-                .record(&about, EventType::Normal, "Completed", "Job completed")
-                .await;
+            out.events
+                .push((EventType::Normal, "Completed", "Job completed".into()));
         }
         Some(("Failed", reason, message)) if active.is_empty() => {
             conditions.push(condition("FailureTarget", reason, message));
             conditions.push(condition("Failed", reason, message));
-            recorder.record(&about, EventType::Warning, reason, message).await;
+            out.events.push((EventType::Warning, reason, message.to_string()));
         }
         _ => {}
     }
@@ -525,20 +513,9 @@ pub(crate) async fn sync(
         || old["startTime"] != status["startTime"]
         || old["completedIndexes"] != status["completedIndexes"]
         || condition_states(&old["conditions"]) != condition_states(&status["conditions"]);
-    if changed {
-        let api: Api<Job> = Api::namespaced(client.clone(), &ns);
-        let pp = PatchParams {
-            field_manager: Some(MANAGER.into()),
-            ..Default::default()
-        };
-        api.patch_status(name_of(job), &pp, &Patch::Merge(json!({"status": status})))
-            .await?;
-    }
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    out.status = changed.then_some(status);
     // Deadlines and the failure back-off change nothing in the caches: look again.
-    Ok(match wait {
+    out.next = match wait {
         Some(until) => Next::RequeueAfter(
             Duration::try_from(until.duration_since(now))
                 .unwrap_or_default()
@@ -546,7 +523,94 @@ pub(crate) async fn sync(
         ),
         None if job["spec"]["activeDeadlineSeconds"].is_number() => Next::RequeueAfter(Duration::from_secs(1)),
         None => Next::Done,
-    })
+    };
+    Some(out)
+}
+
+/// Carries out `plan` for `job`: deletions, creations (slow start, stopping at the first
+/// failing batch), each noted in `exp` once made; then the status, whatever the pod writes
+/// did (as upstream: the counts are true either way), then the events. The first error
+/// is returned.
+pub(crate) async fn apply(
+    client: &kube::Client,
+    recorder: &Recorder,
+    job: &Value,
+    plan: Plan,
+    exp: &mut Expectations,
+) -> Result<Next, Error> {
+    let ns = informer::namespace(job);
+    let owner = uid_of(job).to_string();
+    let about = ObjectRef::of("batch/v1", "Job", job);
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut failure: Option<Error> = None;
+    for (name, uid) in plan.delete {
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid.clone()),
+                resource_version: None,
+            }),
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        match pod_api.delete(&name, &dp).await {
+            Ok(_) => exp.expect(&owner, Expected::Delete(uid)),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => {
+                failure.get_or_insert(e.into());
+            }
+        }
+    }
+    if !plan.create.is_empty() {
+        let (made, failed) = crate::replicaset::create_pods(&pod_api, plan.create, MANAGER, recorder, &about).await;
+        for name in made {
+            exp.expect(&owner, Expected::Create(name));
+        }
+        if let Some(e) = failed {
+            failure.get_or_insert(e);
+        }
+    }
+    if let Some(status) = plan.status {
+        let api: Api<Job> = Api::namespaced(client.clone(), ns);
+        let pp = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        api.patch_status(name_of(job), &pp, &Patch::Merge(json!({"status": status})))
+            .await?;
+    }
+    for (kind, reason, message) in &plan.events {
+        recorder.record(&about, *kind, reason, message).await;
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(plan.next),
+    }
+}
+
+/// Reconciles one Job against snapshots of the caches at `now`. Pods created or deleted and
+/// not yet seen so by the cache (expectations) hold further creations and deletions, so a
+/// lagging cache never makes a second pod for one slot.
+pub(crate) async fn sync(
+    client: &kube::Client,
+    recorder: &Recorder,
+    job: &Value,
+    pods: &[Arc<Value>],
+    exp: &mut Expectations,
+    now: jiff::Timestamp,
+) -> Result<Next, Error> {
+    let mine = owned(job, pods);
+    let names: std::collections::HashSet<&str> = mine.iter().map(|p| name_of(p)).collect();
+    let live: std::collections::HashSet<&str> = mine.iter().filter(|p| is_active(p)).map(|p| uid_of(p)).collect();
+    let in_flight = !exp
+        .settle(&uid_of(job).to_string(), |e| match e {
+            Expected::Create(name) => names.contains(name.as_str()),
+            Expected::Delete(uid) => !live.contains(uid.as_str()),
+        })
+        .is_empty();
+    match plan(job, pods, in_flight, now) {
+        Some(p) => apply(client, recorder, job, p, exp).await,
+        None => Ok(Next::Done),
+    }
 }
 
 /// What of a condition list a status write must carry: each condition's type, status,

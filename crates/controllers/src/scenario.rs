@@ -584,3 +584,55 @@ fn a_statefulset_adopts_its_orphan_and_lets_a_relabelled_pod_go() {
         [crate::statefulset::Step::Create { ordinal: 1, .. }]
     ));
 }
+
+#[test]
+fn a_failed_pod_holds_the_next_one_for_the_back_off_by_the_time_given() {
+    // A pure plan: the back-off counts from the pod's end, on the time it is handed.
+    let j = job(json!({"completions": 1, "parallelism": 1}));
+    let mut failed = (*pod("work-a", json!({}), Some(("Job", "job-uid")))).clone();
+    failed["metadata"]["ownerReferences"][0]["apiVersion"] = json!("batch/v1");
+    failed["status"] = json!({"phase": "Failed", "conditions": [{"type": "Ready", "status": "False",
+        "lastTransitionTime": "2026-03-01T11:59:55Z"}]});
+    let pods = [Arc::new(failed)];
+    let p = crate::job::plan(&j, &pods, false, at(NOW)).unwrap();
+    assert!(p.create.is_empty(), "10 s after the failure have not passed");
+    assert_eq!(p.next, Outcome::RequeueAfter(std::time::Duration::from_secs(5)));
+    assert_eq!(p.status.as_ref().unwrap()["failed"], 1);
+    let p = crate::job::plan(&j, &pods, false, at("2026-03-01T12:00:06Z")).unwrap();
+    assert_eq!(p.create.len(), 1, "the back-off is over");
+    // Writes in flight hold everything but the status.
+    let p = crate::job::plan(&j, &pods, true, at("2026-03-01T12:00:06Z")).unwrap();
+    assert!(p.create.is_empty() && p.delete.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_completed_job_says_so_once_its_status_is_written() {
+    let (fake, client, recorder) = world();
+    let mut exp = Expectations::new();
+    let j = job(json!({"completions": 1, "parallelism": 1}));
+    let mut done = (*pod("work-a", json!({}), Some(("Job", "job-uid")))).clone();
+    done["status"]["phase"] = json!("Succeeded");
+    fake.fail_when(|m, path| {
+        (m == Method::PATCH && path.ends_with("jobs/work/status")).then_some((500, "InternalError"))
+    });
+    let pods = [Arc::new(done)];
+    let err = crate::job::sync(&client, &recorder, &j, &pods, &mut exp, at(NOW))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "server_error");
+    let completed_events = |fake: &FakeApi| {
+        fake.calls()
+            .iter()
+            .filter(|c| c.path.ends_with("/events") && c.body["reason"] == "Completed")
+            .count()
+    };
+    assert_eq!(completed_events(&fake), 0, "no event for a status not written");
+    fake.heal();
+    crate::job::sync(&client, &recorder, &j, &pods, &mut exp, at(NOW))
+        .await
+        .unwrap();
+    let status = fake.calls_to(&Method::PATCH, "jobs/work/status");
+    let conditions = &status.last().unwrap().body["status"]["conditions"];
+    assert_eq!(conditions[1]["type"], "Complete");
+    assert_eq!(completed_events(&fake), 1);
+}
