@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::events::{EventType, ObjectRef, Recorder};
 use crate::informer::{self, Informers, name as name_of, uid as uid_of};
-use shoal_runtime::controller::{Keyed, Outcome as Next};
+use shoal_runtime::controller::{Error, Keyed, Outcome as Next};
 
 const MANAGER: &str = "cronjob-controller";
 /// The annotation upstream puts on a Job with its scheduled time.
@@ -232,21 +232,30 @@ pub(crate) fn until_next_minute(now: jiff::Timestamp) -> Duration {
     Duration::from_secs(61 - into)
 }
 
-/// Reconciles one CronJob against a snapshot of the Job cache at `now`.
-pub(crate) async fn sync(
-    client: &kube::Client,
-    recorder: &Recorder,
-    cj: &Value,
-    jobs: &[Arc<Value>],
-    now: jiff::Timestamp,
-) -> Result<(), kube::Error> {
+/// What one reconcile of a CronJob does, decided from the Job cache and the time given.
+/// [`apply`] carries it out in this order and stops at the first failure.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Events that go with no write (an unparseable schedule, a run skipped).
+    pub notes: Vec<(EventType, &'static str, String)>,
+    /// Active Jobs deleted first (`Replace`).
+    pub replace: Vec<String>,
+    /// The Job of the time due (its name and body).
+    pub create: Option<(String, Value)>,
+    /// Finished Jobs beyond the history limits, oldest first.
+    pub trim: Vec<String>,
+    /// The status, when it changes.
+    pub status: Option<Value>,
+}
+
+/// Decides one reconcile of `cj` at `now` (see [`Plan`]); `None` while it is deleted.
+pub fn plan(cj: &Value, jobs: &[Arc<Value>], now: jiff::Timestamp) -> Option<Plan> {
     if informer::deleting(cj) {
-        return Ok(());
+        return None;
     }
-    let ns = informer::namespace(cj).to_string();
+    let ns = informer::namespace(cj);
     let uid = uid_of(cj);
-    let about = ObjectRef::of("batch/v1", "CronJob", cj);
-    let job_api: Api<Job> = Api::namespaced(client.clone(), &ns);
+    let mut out = Plan::default();
     let mut mine: Vec<&Value> = jobs
         .iter()
         .filter(|j| informer::namespace(j) == ns && informer::controller_uid(j) == Some(uid))
@@ -257,7 +266,7 @@ pub(crate) async fn sync(
             .as_str()
             .cmp(&b["metadata"]["creationTimestamp"].as_str())
     });
-    let active: Vec<&Value> = mine
+    let mut active: Vec<&Value> = mine
         .iter()
         .copied()
         .filter(|j| finished(j).is_none() && !informer::deleting(j))
@@ -273,17 +282,13 @@ pub(crate) async fn sync(
         .and_then(|t| t.parse::<jiff::Timestamp>().ok())
         .unwrap_or(now);
     let mut last_schedule = None;
+    let mut created = None;
     match schedule {
-        Err(e) => {
-            recorder
-                .record(
-                    &about,
-                    EventType::Warning,
-                    "UnparseableSchedule",
-                    &format!("unparseable schedule: {e}"),
-                )
-                .await;
-        }
+        Err(e) => out.notes.push((
+            EventType::Warning,
+            "UnparseableSchedule",
+            format!("unparseable schedule: {e}"),
+        )),
         Ok(s) if cj["spec"]["suspend"] != true => {
             if let Some(at) = s.latest(last, now, &tz) {
                 let late = now.as_second() - at.as_second();
@@ -295,47 +300,19 @@ pub(crate) async fn sync(
                     last_schedule = Some(at);
                 } else if policy == "Forbid" && !active.is_empty() {
                     // Skipped; it runs at the next time with nothing active.
-                    recorder
-                        .record(
-                            &about,
-                            EventType::Normal,
-                            "JobAlreadyActive",
-                            "Not starting job because prior execution is running and concurrency policy is Forbid",
-                        )
-                        .await;
+                    out.notes.push((
+                        EventType::Normal,
+                        "JobAlreadyActive",
+                        "Not starting job because prior execution is running and concurrency policy is Forbid".into(),
+                    ));
                     last_schedule = Some(at);
                 } else {
                     if policy == "Replace" {
-                        for j in &active {
-                            let dp = DeleteParams {
-                                propagation_policy: Some(PropagationPolicy::Background),
-                                ..Default::default()
-                            };
-                            if job_api.delete(name_of(j), &dp).await.is_ok() {
-                                recorder
-                                    .record(
-                                        &about,
-                                        EventType::Normal,
-                                        "SuccessfulDelete",
-                                        &format!("Deleted job {}", name_of(j)),
-                                    )
-                                    .await;
-                            }
-                        }
+                        out.replace = active.iter().map(|j| name_of(j).to_string()).collect();
+                        active.clear();
                     }
-                    let job: Job = serde_json::from_value(job_for(cj, at)).map_err(kube::Error::SerdeError)?;
-                    match job_api.create(&PostParams::default(), &job).await {
-                        Ok(_) | Err(kube::Error::Api(_)) => {}
-                        Err(e) => return Err(e),
-                    }
-                    recorder
-                        .record(
-                            &about,
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            &format!("Created job {name}"),
-                        )
-                        .await;
+                    created = Some(name.clone());
+                    out.create = Some((name, job_for(cj, at)));
                     last_schedule = Some(at);
                 }
             }
@@ -352,21 +329,20 @@ pub(crate) async fn sync(
     ] {
         let done: Vec<&&Value> = mine.iter().filter(|j| finished(j) == Some(kind)).collect();
         let extra = done.len().saturating_sub(usize::try_from(limit).unwrap_or(usize::MAX));
-        for j in done.into_iter().take(extra) {
-            let dp = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Background),
-                ..Default::default()
-            };
-            ignore_not_found(job_api.delete(name_of(j), &dp).await)?;
-        }
+        out.trim
+            .extend(done.into_iter().take(extra).map(|j| name_of(j).to_string()));
     }
-    // Status: the active Jobs, the last schedule and the last success.
-    let refs: Vec<Value> = active
+    // Status: the active Jobs (the one created now among them), the last schedule and the
+    // last success.
+    let mut refs: Vec<Value> = active
         .iter()
         .map(
             |j| json!({"apiVersion": "batch/v1", "kind": "Job", "namespace": ns, "name": name_of(j), "uid": uid_of(j)}),
         )
         .collect();
+    if let Some(name) = &created {
+        refs.push(json!({"apiVersion": "batch/v1", "kind": "Job", "namespace": ns, "name": name}));
+    }
     let mut status = json!({"active": if refs.is_empty() { Value::Null } else { Value::Array(refs) }});
     if let Some(at) = last_schedule {
         status["lastScheduleTime"] = json!(shoal_api::time::rfc3339(at));
@@ -383,8 +359,67 @@ pub(crate) async fn sync(
     let changed = old["active"].as_array().map_or(0, Vec::len) != status["active"].as_array().map_or(0, Vec::len)
         || (status.get("lastScheduleTime").is_some() && old["lastScheduleTime"] != status["lastScheduleTime"])
         || (status.get("lastSuccessfulTime").is_some() && old["lastSuccessfulTime"] != status["lastSuccessfulTime"]);
-    if changed {
-        let api: Api<CronJob> = Api::namespaced(client.clone(), &ns);
+    out.status = changed.then_some(status);
+    Some(out)
+}
+
+/// Carries out `plan` for `cj`, in order, stopping at the first failure: a Job that could
+/// not be made is a `FailedCreate` event and an error (the next reconcile tries again).
+pub async fn apply(client: &kube::Client, recorder: &Recorder, cj: &Value, mut plan: Plan) -> Result<(), Error> {
+    let ns = informer::namespace(cj);
+    let about = ObjectRef::of("batch/v1", "CronJob", cj);
+    let job_api: Api<Job> = Api::namespaced(client.clone(), ns);
+    let background = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..Default::default()
+    };
+    for (kind, reason, message) in &plan.notes {
+        recorder.record(&about, *kind, reason, message).await;
+    }
+    for name in plan.replace {
+        match job_api.delete(&name, &background).await {
+            Ok(_) => {
+                let msg = format!("Deleted job {name}");
+                recorder
+                    .record(&about, EventType::Normal, "SuccessfulDelete", &msg)
+                    .await;
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some((name, body)) = plan.create {
+        let job: Job = serde_json::from_value(body).map_err(|source| Error::Encode { what: "a Job", source })?;
+        let pp = PostParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        match job_api.create(&pp, &job).await {
+            Ok(made) => {
+                // Its reference in the status gets the uid the server gave it.
+                let refs = plan.status.as_mut().and_then(|s| s["active"].as_array_mut());
+                if let Some(r) = refs.into_iter().flatten().find(|r| r["name"] == name.as_str()) {
+                    r["uid"] = json!(made.metadata.uid);
+                }
+                let msg = format!("Created job {name}");
+                recorder
+                    .record(&about, EventType::Normal, "SuccessfulCreate", &msg)
+                    .await;
+            }
+            // Made already: the cache had not shown it.
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => {
+                let msg = format!("Error creating job: {e}");
+                recorder.record(&about, EventType::Warning, "FailedCreate", &msg).await;
+                return Err(e.into());
+            }
+        }
+    }
+    for name in plan.trim {
+        ignore_not_found(job_api.delete(&name, &background).await)?;
+    }
+    if let Some(status) = plan.status {
+        let api: Api<CronJob> = Api::namespaced(client.clone(), ns);
         let pp = PatchParams {
             field_manager: Some(MANAGER.into()),
             ..Default::default()
@@ -393,6 +428,20 @@ pub(crate) async fn sync(
             .await?;
     }
     Ok(())
+}
+
+/// Reconciles one CronJob against a snapshot of the Job cache at `now`.
+pub(crate) async fn sync(
+    client: &kube::Client,
+    recorder: &Recorder,
+    cj: &Value,
+    jobs: &[Arc<Value>],
+    now: jiff::Timestamp,
+) -> Result<(), Error> {
+    match plan(cj, jobs, now) {
+        Some(p) => apply(client, recorder, cj, p).await,
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

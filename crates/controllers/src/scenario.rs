@@ -636,3 +636,47 @@ async fn a_completed_job_says_so_once_its_status_is_written() {
     assert_eq!(conditions[1]["type"], "Complete");
     assert_eq!(completed_events(&fake), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cronjob_whose_job_cannot_be_made_says_so_and_tries_again() {
+    // Before: any API error on the create was taken as success (event included) and the
+    // time marked as run, so a refused Job was never made.
+    let (fake, client, recorder) = world();
+    let cj = Arc::new(json!({
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": "tick", "namespace": "ns", "uid": "cj-uid",
+                     "creationTimestamp": "2026-03-01T11:58:30Z"},
+        "spec": {"schedule": "* * * * *",
+                 "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never",
+                     "containers": [{"name": "c", "image": "busybox"}]}}}}},
+        "status": {}
+    }));
+    fake.fail_when(|m, path| (m == Method::POST && path.ends_with("/jobs")).then_some((403, "Forbidden")));
+    let err = crate::cronjob::sync(&client, &recorder, &cj, &[], at(NOW))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "forbidden");
+    let reasons: Vec<String> = fake
+        .calls()
+        .iter()
+        .filter(|c| c.path.ends_with("/events"))
+        .map(|c| c.body["reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(reasons, ["FailedCreate"]);
+    assert!(
+        fake.calls_to(&Method::PATCH, "cronjobs/tick/status").is_empty(),
+        "the time is not marked as run"
+    );
+    fake.heal();
+    crate::cronjob::sync(&client, &recorder, &cj, &[], at(NOW))
+        .await
+        .unwrap();
+    let status = fake.calls_to(&Method::PATCH, "cronjobs/tick/status");
+    let active = &status[0].body["status"]["active"];
+    assert_eq!(active[0]["name"], format!("tick-{}", at(NOW).as_second() / 60));
+    assert!(
+        active[0]["uid"].is_string(),
+        "the new Job's reference has its uid: {active}"
+    );
+    assert_eq!(status[0].body["status"]["lastScheduleTime"], NOW);
+}
