@@ -203,25 +203,20 @@ pub async fn run(client: kube::Client, informers: Informers) {
 /// each schedule's next time.
 pub async fn run_with(client: kube::Client, informers: Informers, clock: Arc<dyn shoal_runtime::clock::Clock>) {
     let recorder = Recorder::new(client.clone(), MANAGER);
-    let reconcile = {
-        let informers = informers.clone();
-        move |key: String| {
-            let (client, recorder, informers, clock) =
-                (client.clone(), recorder.clone(), informers.clone(), clock.clone());
-            async move {
-                let Some(cj) = informers.get("batch", "cronjobs", &key) else {
-                    return Ok(Next::Done);
-                };
-                let jobs = informers.of("batch", "jobs");
-                let now = clock.now();
-                sync(&client, &recorder, &cj, &jobs, now).await?;
-                Ok(Next::RequeueAfter(until_next_minute(now)))
-            }
-        }
+    type Ctx = (kube::Client, Recorder, Arc<dyn shoal_runtime::clock::Clock>);
+    let reconcile = |ctx: Arc<Ctx>, informers: Informers, cj: Option<Arc<Value>>| async move {
+        let Some(cj) = cj else {
+            return Ok(Next::Done);
+        };
+        let (client, recorder, clock) = &*ctx;
+        let jobs = informers.of("batch", "jobs");
+        let now = clock.now();
+        sync(client, recorder, &cj, &jobs, now).await?;
+        Ok(Next::RequeueAfter(until_next_minute(now)))
     };
     Keyed::new("cronjob", "batch", "cronjobs")
         .owns("batch", "jobs", "CronJob")
-        .run(informers, reconcile)
+        .run_cached(informers, (client, recorder, clock), reconcile)
         .await
 }
 

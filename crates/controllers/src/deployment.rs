@@ -339,26 +339,21 @@ fn owner_reference(deploy: &Value) -> Value {
 /// their ReplicaSets and pods.
 pub async fn run(client: kube::Client, informers: Informers) {
     let recorder = Recorder::new(client.clone(), MANAGER);
-    let reconcile = {
-        let informers = informers.clone();
-        move |key: String| {
-            let (client, recorder, informers) = (client.clone(), recorder.clone(), informers.clone());
-            async move {
-                let Some(d) = informers.get("apps", "deployments", &key) else {
-                    return Ok(Next::Done);
-                };
-                let replicasets = informers.of("apps", "replicasets");
-                let pods = informers.of("", "pods");
-                sync(&client, &recorder, &d, &replicasets, &pods, jiff::Timestamp::now()).await?;
-                // Progress deadlines and minReadySeconds change nothing in the caches: a
-                // Deployment on its way is looked at again; a settled one waits for a change.
-                Ok(if settled(&d) {
-                    Next::Done
-                } else {
-                    Next::RequeueAfter(RESYNC)
-                })
-            }
-        }
+    let reconcile = |ctx: Arc<(kube::Client, Recorder)>, informers: Informers, d: Option<Arc<Value>>| async move {
+        let Some(d) = d else {
+            return Ok(Next::Done);
+        };
+        let (client, recorder) = &*ctx;
+        let replicasets = informers.of("apps", "replicasets");
+        let pods = informers.of("", "pods");
+        sync(client, recorder, &d, &replicasets, &pods, jiff::Timestamp::now()).await?;
+        // Progress deadlines and minReadySeconds change nothing in the caches: a Deployment
+        // on its way is looked at again; a settled one waits for a change.
+        Ok(if settled(&d) {
+            Next::Done
+        } else {
+            Next::RequeueAfter(RESYNC)
+        })
     };
     Keyed::new("deployment", "apps", "deployments")
         .owns("apps", "replicasets", "Deployment")
@@ -378,26 +373,17 @@ pub async fn run(client: kube::Client, informers: Informers) {
             }
             keys
         })
-        .run(informers, reconcile)
+        .run_cached(informers, (client, recorder), reconcile)
         .await
 }
 
 /// True when the Deployment's status, as the cache shows it, says it has nothing left to
 /// do: its generation observed, every replica updated, ready and available, none extra.
 fn settled(d: &Value) -> bool {
-    let st = &d["status"];
-    let n = |k: &str| st[k].as_i64().unwrap_or(0);
-    let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
-    st["observedGeneration"] == d["metadata"]["generation"]
-        && [
-            n("replicas"),
-            n("updatedReplicas"),
-            n("readyReplicas"),
-            n("availableReplicas"),
-        ]
-        .iter()
-        .all(|&x| x == want)
-        && n("unavailableReplicas") == 0
+    crate::replicas_settled(
+        d,
+        &["replicas", "updatedReplicas", "readyReplicas", "availableReplicas"],
+    ) && d["status"]["unavailableReplicas"].as_i64().unwrap_or(0) == 0
 }
 
 /// How soon a Deployment is looked at again when nothing changes (its progress deadline,

@@ -246,9 +246,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                         let name = informer::name(pdb);
                         let patch = Patch::Merge(json!({"status": want}));
                         if let Err(e) = api.patch_status(name, &params, &patch).await {
-                            {
-                                failure.get_or_insert(e.into());
-                            };
+                            failure.get_or_insert(e.into());
                         }
                     }
                 }

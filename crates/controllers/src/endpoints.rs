@@ -271,9 +271,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                         .iter()
                         .find(|e| informer::namespace(e) == ns && name_of(e) == name_of(svc));
                     if let Err(e) = write_endpoints(&client, svc, &members, existing.map(|e| &**e)).await {
-                        {
-                            failure.get_or_insert(e.into());
-                        };
+                        failure.get_or_insert(e.into());
                     }
                     let mine: Vec<&Value> = slices_now
                         .iter()
@@ -285,9 +283,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                         .map(|s| &**s)
                         .collect();
                     if let Err(e) = write_slices(&client, svc, &members, &mine).await {
-                        {
-                            failure.get_or_insert(e.into());
-                        };
+                        failure.get_or_insert(e.into());
                     }
                 }
                 // Endpoints of Services that are gone (slices go with their owner).

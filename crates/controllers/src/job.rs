@@ -283,35 +283,26 @@ pub fn format_indexes(set: &Indexes) -> String {
 /// Runs the controller until the process ends: a keyed queue of Jobs, woken by their pods.
 pub async fn run(client: kube::Client, informers: Informers) {
     let recorder = Recorder::new(client.clone(), MANAGER);
-    let expectations = Arc::new(tokio::sync::Mutex::new(Expectations::new()));
-    let reconcile = {
-        let informers = informers.clone();
-        move |key: String| {
-            let (client, recorder, informers, expectations) = (
-                client.clone(),
-                recorder.clone(),
-                informers.clone(),
-                expectations.clone(),
-            );
-            async move {
-                let mut exp = expectations.lock().await;
-                let Some(job) = informers.get("batch", "jobs", &key) else {
-                    let live: std::collections::HashSet<String> = informers
-                        .of("batch", "jobs")
-                        .iter()
-                        .map(|j| uid_of(j).to_string())
-                        .collect();
-                    exp.retain_owners(|uid| live.contains(uid));
-                    return Ok(Next::Done);
-                };
-                let pods = informers.of("", "pods");
-                sync(&client, &recorder, &job, &pods, &mut exp, jiff::Timestamp::now()).await
-            }
-        }
+    type Ctx = (kube::Client, Recorder, tokio::sync::Mutex<Expectations>);
+    let reconcile = |ctx: Arc<Ctx>, informers: Informers, job: Option<Arc<Value>>| async move {
+        let (client, recorder, expectations) = &*ctx;
+        let mut exp = expectations.lock().await;
+        let Some(job) = job else {
+            let live: std::collections::HashSet<String> = informers
+                .of("batch", "jobs")
+                .iter()
+                .map(|j| uid_of(j).to_string())
+                .collect();
+            exp.retain_owners(|uid| live.contains(uid));
+            return Ok(Next::Done);
+        };
+        let pods = informers.of("", "pods");
+        sync(client, recorder, &job, &pods, &mut exp, jiff::Timestamp::now()).await
     };
+    let ctx = (client, recorder, tokio::sync::Mutex::new(Expectations::new()));
     Keyed::new("job", "batch", "jobs")
         .owns("", "pods", "Job")
-        .run(informers, reconcile)
+        .run_cached(informers, ctx, reconcile)
         .await
 }
 

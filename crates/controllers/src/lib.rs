@@ -48,6 +48,15 @@ impl Default for Config {
     }
 }
 
+/// True when `obj`'s status has observed its generation and each of the status `counts`
+/// equals `spec.replicas` (1 when unset): a replicated workload with nothing left to do.
+pub(crate) fn replicas_settled(obj: &serde_json::Value, counts: &[&str]) -> bool {
+    let st = &obj["status"];
+    let want = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+    st["observedGeneration"] == obj["metadata"]["generation"]
+        && counts.iter().all(|k| st[*k].as_i64().unwrap_or(0) == want)
+}
+
 /// Starts every controller on `client` in the background, each the supervised component
 /// `controller/<name>` of `components` (restarted with back-off if it panics); returns the
 /// informers they share (cluster DNS answers from them too).

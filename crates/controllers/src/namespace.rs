@@ -55,9 +55,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                     match drain(&client, &informers, &name).await {
                         Ok(true) => {
                             if let Err(e) = finalize(&client, &name).await {
-                                {
-                                    failure.get_or_insert(e.into());
-                                };
+                                failure.get_or_insert(e.into());
                             }
                         }
                         Ok(false) => {}

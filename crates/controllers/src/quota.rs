@@ -155,9 +155,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                                         .collect::<Vec<Value>>(),
                                 ),
                                 Err(e) => {
-                                    {
-                                        failure.get_or_insert(e.into());
-                                    };
+                                    failure.get_or_insert(e.into());
                                     continue;
                                 }
                             }
@@ -181,9 +179,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                             let api: Api<ResourceQuota> = Api::namespaced(client.clone(), ns);
                             let name = informer::name(q);
                             if let Err(e) = api.patch_status(name, &params, &Patch::Merge(patch)).await {
-                                {
-                                    failure.get_or_insert(e.into());
-                                };
+                                failure.get_or_insert(e.into());
                             }
                         }
                     }

@@ -74,9 +74,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                     let name = informer::name(role);
                     let patch = Patch::Merge(json!({"rules": rules}));
                     if let Err(e) = api.patch(name, &params, &patch).await {
-                        {
-                            failure.get_or_insert(e.into());
-                        };
+                        failure.get_or_insert(e.into());
                     }
                 }
                 failure.map_or(Ok(Duration::from_secs(30)), Err)

@@ -290,39 +290,28 @@ type Failure = (&'static str, Error);
 pub async fn run(client: kube::Client, informers: Informers) {
     let recorder = Recorder::new(client.clone(), MANAGER);
     let expectations = Arc::new(tokio::sync::Mutex::new(Expectations::new()));
+    type Ctx = (kube::Client, Recorder, Arc<tokio::sync::Mutex<Expectations>>, Kind);
+    let reconcile = |ctx: Arc<Ctx>, informers: Informers, set: Option<Arc<Value>>| async move {
+        let (client, recorder, expectations, kind) = &*ctx;
+        let mut exp = expectations.lock().await;
+        let Some(set) = set else {
+            let live: HashSet<String> = [Kind::ReplicaSet, Kind::ReplicationController]
+                .iter()
+                .flat_map(|k| informers.of(k.resource().0, k.resource().1))
+                .map(|s| uid_of(&s).to_string())
+                .collect();
+            exp.retain_owners(|uid| live.contains(uid));
+            return Ok(Outcome::Done);
+        };
+        let pods = informers.of("", "pods");
+        sync(client, recorder, *kind, &set, &pods, &mut exp, jiff::Timestamp::now()).await
+    };
     let keyed = |kind: Kind, name: &'static str| {
         let (group, plural) = kind.resource();
-        let (client, recorder, informers2, expectations) = (
-            client.clone(),
-            recorder.clone(),
-            informers.clone(),
-            expectations.clone(),
-        );
-        let reconcile = move |key: String| {
-            let (client, recorder, informers, expectations) = (
-                client.clone(),
-                recorder.clone(),
-                informers2.clone(),
-                expectations.clone(),
-            );
-            async move {
-                let mut exp = expectations.lock().await;
-                let Some(set) = informers.get(group, plural, &key) else {
-                    let live: HashSet<String> = [Kind::ReplicaSet, Kind::ReplicationController]
-                        .iter()
-                        .flat_map(|k| informers.of(k.resource().0, k.resource().1))
-                        .map(|s| uid_of(&s).to_string())
-                        .collect();
-                    exp.retain_owners(|uid| live.contains(uid));
-                    return Ok(Outcome::Done);
-                };
-                let pods = informers.of("", "pods");
-                sync(&client, &recorder, kind, &set, &pods, &mut exp, jiff::Timestamp::now()).await
-            }
-        };
+        let ctx = (client.clone(), recorder.clone(), expectations.clone(), kind);
         Keyed::new(name, group, plural)
             .owns("", "pods", kind.kind())
-            .run(informers.clone(), reconcile)
+            .run_cached(informers.clone(), ctx, reconcile)
     };
     tokio::join!(
         keyed(Kind::ReplicaSet, "replicaset"),

@@ -243,27 +243,22 @@ fn member(pod: &Value) -> Member {
 /// their pods, revisions and claims.
 pub async fn run(client: kube::Client, informers: Informers) {
     let recorder = Recorder::new(client.clone(), MANAGER);
-    let reconcile = {
-        let informers = informers.clone();
-        move |key: String| {
-            let (client, recorder, informers) = (client.clone(), recorder.clone(), informers.clone());
-            async move {
-                let Some(sts) = informers.get("apps", "statefulsets", &key) else {
-                    return Ok(Next::Done);
-                };
-                let pods = informers.of("", "pods");
-                let revisions = informers.of("apps", "controllerrevisions");
-                let claims = informers.of("", "persistentvolumeclaims");
-                sync(&client, &recorder, &sts, &pods, &revisions, &claims).await?;
-                // minReadySeconds and ordered start-up wait on time, not on the caches: a set
-                // on its way is looked at again; a settled one waits for a change.
-                Ok(if settled(&sts) {
-                    Next::Done
-                } else {
-                    Next::RequeueAfter(RESYNC)
-                })
-            }
-        }
+    let reconcile = |ctx: Arc<(kube::Client, Recorder)>, informers: Informers, sts: Option<Arc<Value>>| async move {
+        let Some(sts) = sts else {
+            return Ok(Next::Done);
+        };
+        let (client, recorder) = &*ctx;
+        let pods = informers.of("", "pods");
+        let revisions = informers.of("apps", "controllerrevisions");
+        let claims = informers.of("", "persistentvolumeclaims");
+        sync(client, recorder, &sts, &pods, &revisions, &claims).await?;
+        // Ordered start-up waits on time, not on the caches: a set on its way is looked at
+        // again; a settled one waits for a change.
+        Ok(if settled(&sts) {
+            Next::Done
+        } else {
+            Next::RequeueAfter(RESYNC)
+        })
     };
     Keyed::new("statefulset", "apps", "statefulsets")
         .owns("", "pods", "StatefulSet")
@@ -282,26 +277,18 @@ pub async fn run(client: kube::Client, informers: Informers) {
             }
             keys
         })
-        .run(informers, reconcile)
+        .run_cached(informers, (client, recorder), reconcile)
         .await
 }
 
 /// True when the set's status, as the cache shows it, says it has nothing left to do: its
 /// generation observed, every replica ready, available and of the update revision.
 fn settled(sts: &Value) -> bool {
-    let st = &sts["status"];
-    let n = |k: &str| st[k].as_i64().unwrap_or(0);
-    let want = sts["spec"]["replicas"].as_i64().unwrap_or(1);
-    st["observedGeneration"] == sts["metadata"]["generation"]
-        && st["currentRevision"] == st["updateRevision"]
-        && [
-            n("replicas"),
-            n("readyReplicas"),
-            n("availableReplicas"),
-            n("updatedReplicas"),
-        ]
-        .iter()
-        .all(|&x| x == want)
+    sts["status"]["currentRevision"] == sts["status"]["updateRevision"]
+        && crate::replicas_settled(
+            sts,
+            &["replicas", "readyReplicas", "availableReplicas", "updatedReplicas"],
+        )
 }
 
 /// How soon a StatefulSet is looked at again when nothing changes.

@@ -120,9 +120,7 @@ pub async fn run(client: kube::Client, informers: Informers, local_dir: Option<P
             .pass(&informers, async {
                 let mut failure: Option<Error> = None;
                 if let Err(e) = pass(&client, &recorder, &informers, local_dir.as_deref()).await {
-                    {
-                        failure.get_or_insert(e.into());
-                    };
+                    failure.get_or_insert(e.into());
                 }
                 failure.map_or(Ok(Duration::from_secs(10)), Err)
             })

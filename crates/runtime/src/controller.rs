@@ -252,6 +252,27 @@ impl Keyed {
     }
 }
 
+impl Keyed {
+    /// [`Keyed::run`] for the usual reconcile: it is handed `ctx` (shared by every
+    /// reconcile), the informers and the primary object as the cache has it (`None` once it
+    /// is gone), so it does not look the key up itself.
+    pub async fn run_cached<C, F, Fut>(self, informers: Informers, ctx: C, reconcile: F)
+    where
+        C: Send + Sync + 'static,
+        F: Fn(Arc<C>, Informers, Option<Arc<serde_json::Value>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Outcome, Error>> + Send + 'static,
+    {
+        let (group, plural) = self.primary;
+        let ctx = Arc::new(ctx);
+        let cache = informers.clone();
+        self.run(informers, move |key: String| {
+            let object = cache.get(group, plural, &key);
+            reconcile(ctx.clone(), cache.clone(), object)
+        })
+        .await
+    }
+}
+
 /// A write's result with "already gone" (404) taken as done: what a deletion or a release
 /// wanted anyway. Every other error stays an error.
 pub fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<(), kube::Error> {

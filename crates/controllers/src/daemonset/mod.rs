@@ -141,32 +141,22 @@ pub async fn run(client: kube::Client, informers: Informers) {
 /// and node changes that matter to placement), reconciled one key at a time.
 pub async fn run_with(client: kube::Client, informers: Informers, clock: Arc<dyn Clock>) {
     let recorder = Recorder::new(client.clone(), MANAGER);
-    let state = Arc::new(tokio::sync::Mutex::new(Controller::default()));
-    let reconcile = {
-        let informers = informers.clone();
-        move |key: String| {
-            let (client, recorder, informers, state, clock) = (
-                client.clone(),
-                recorder.clone(),
-                informers.clone(),
-                state.clone(),
-                clock.clone(),
-            );
-            async move {
-                let mut state = state.lock().await;
-                let Some(ds) = informers.get("apps", "daemonsets", &key) else {
-                    state.forget_gone(&informers.of("apps", "daemonsets"));
-                    return Ok(Outcome::Done);
-                };
-                let nodes = informers.of("", "nodes");
-                let pods = informers.of("", "pods");
-                let revisions = informers.of("apps", "controllerrevisions");
-                state
-                    .reconcile(&client, &recorder, &ds, &nodes, &pods, &revisions, clock.now())
-                    .await
-            }
-        }
+    type Ctx = (kube::Client, Recorder, tokio::sync::Mutex<Controller>, Arc<dyn Clock>);
+    let reconcile = |ctx: Arc<Ctx>, informers: Informers, ds: Option<Arc<Value>>| async move {
+        let (client, recorder, state, clock) = &*ctx;
+        let mut state = state.lock().await;
+        let Some(ds) = ds else {
+            state.forget_gone(&informers.of("apps", "daemonsets"));
+            return Ok(Outcome::Done);
+        };
+        let nodes = informers.of("", "nodes");
+        let pods = informers.of("", "pods");
+        let revisions = informers.of("apps", "controllerrevisions");
+        state
+            .reconcile(client, recorder, &ds, &nodes, &pods, &revisions, clock.now())
+            .await
     };
+    let ctx = (client, recorder, tokio::sync::Mutex::new(Controller::default()), clock);
     Keyed::new(NAME, "apps", "daemonsets")
         .owns("", "pods", "DaemonSet")
         .owns("apps", "controllerrevisions", "DaemonSet")
@@ -174,7 +164,7 @@ pub async fn run_with(client: kube::Client, informers: Informers, clock: Arc<dyn
             Change::Object { old, new } if !node_placement_changed(old.as_deref(), new.as_deref()) => Vec::new(),
             _ => primary_keys(informers, ("apps", "daemonsets"), None),
         })
-        .run(informers, reconcile)
+        .run_cached(informers, ctx, reconcile)
         .await
 }
 
