@@ -136,13 +136,19 @@ pub fn surge_and_unavailable(deploy: &Value, replicas: i64) -> (i64, i64) {
 /// One step of a RollingUpdate, as upstream takes it: scale the new ReplicaSet up within
 /// `replicas + maxSurge`; or else scale old ones down, unhealthy replicas first, keeping
 /// `replicas - maxUnavailable` available. Returns (ReplicaSet, new `spec.replicas`).
+///
+/// The room to scale up counts, per ReplicaSet, the larger of its size and the pods it
+/// still has: an old ReplicaSet just scaled down whose pod is not gone yet still counts it,
+/// so the total never passes `replicas + maxSurge` pods (upstream counts sizes alone, and
+/// its total pods can pass the bound for as long as the old pod takes to go).
 pub fn rolling_step(replicas: i64, surge: i64, unavailable: i64, new: &RsView, olds: &[RsView]) -> Vec<(String, i64)> {
     let total: i64 = olds.iter().map(|r| r.replicas).sum::<i64>() + new.replicas;
     if new.replicas > replicas {
         return vec![(new.name.clone(), replicas)];
     }
     if new.replicas < replicas {
-        let room = replicas + surge - total;
+        let pods: i64 = olds.iter().chain([new]).map(|r| r.replicas.max(r.current)).sum();
+        let room = replicas + surge - pods;
         if room > 0 {
             return vec![(new.name.clone(), new.replicas + room.min(replicas - new.replicas))];
         }
@@ -868,6 +874,18 @@ mod tests {
     }
 
     #[test]
+    fn the_new_replicaset_waits_for_an_old_pod_still_there() {
+        // 4 replicas, maxSurge 1, maxUnavailable 0: the old set was just scaled 3 -> 2 but
+        // still has its third pod; the new one (2) may not grow until that pod is gone.
+        let new = rs("new", 2, 2, "2026-01-02");
+        let mut old = rs("old", 2, 2, "2026-01-01");
+        old.current = 3;
+        assert!(rolling_step(4, 1, 0, &new, std::slice::from_ref(&old)).is_empty());
+        old.current = 2;
+        assert_eq!(rolling_step(4, 1, 0, &new, &[old]), [("new".to_string(), 3)]);
+    }
+
+    #[test]
     fn percentages_resolve_as_upstream() {
         assert_eq!(resolve(&json!("25%"), 4, true), 1);
         assert_eq!(resolve(&json!("25%"), 4, false), 1);
@@ -905,8 +923,8 @@ mod tests {
             }
             assert!(new.replicas + old[0].replicas <= 5, "surge");
             // Pods come up available; scaled-down ones go at once.
-            new.available = new.replicas;
-            old[0].available = old[0].replicas;
+            (new.current, new.available) = (new.replicas, new.replicas);
+            (old[0].current, old[0].available) = (old[0].replicas, old[0].replicas);
             assert!(new.available + old[0].available >= 4, "availability");
         }
         assert_eq!((new.replicas, old[0].replicas), (4, 0));
