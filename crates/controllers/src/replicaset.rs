@@ -21,7 +21,7 @@ use shoal_api::selector::LabelSelector;
 use crate::events::{EventType, ObjectRef, Recorder};
 use crate::informer::{self, Informers, name as name_of, uid as uid_of};
 use shoal_runtime::claim::{Claim, adopt_patch, claim, release_patch};
-use shoal_runtime::controller::{Error, Keyed, Outcome};
+use shoal_runtime::controller::{Error, Keyed, Outcome, ignore_not_found};
 
 const MANAGER: &str = "replicaset-controller";
 /// Creations and deletions issued at once.
@@ -188,9 +188,9 @@ pub fn deletion_order(pods: &[&PodView]) -> Vec<usize> {
     idx
 }
 
-/// What a pass does to one set.
+/// The pods a reconcile creates and deletes to resize one set.
 #[derive(Debug, Default, PartialEq)]
-pub struct Plan {
+pub struct Resize {
     /// How many pods to create.
     pub create: usize,
     /// Which pods to delete: (name, uid).
@@ -198,9 +198,9 @@ pub struct Plan {
 }
 
 /// Creations or deletions that bring `active` pods to `replicas` (at most [`BURST`]).
-pub fn plan(replicas: usize, active: &[&PodView]) -> Plan {
+pub fn resize(replicas: usize, active: &[&PodView]) -> Resize {
     if active.len() < replicas {
-        return Plan {
+        return Resize {
             create: (replicas - active.len()).min(BURST),
             delete: Vec::new(),
         };
@@ -211,7 +211,7 @@ pub fn plan(replicas: usize, active: &[&PodView]) -> Plan {
         .take(extra)
         .map(|i| (active[i].name.clone(), active[i].uid.clone()))
         .collect();
-    Plan { create: 0, delete }
+    Resize { create: 0, delete }
 }
 
 /// The status fields counted from the owned pods.
@@ -319,90 +319,123 @@ pub async fn run(client: kube::Client, informers: Informers) {
     );
 }
 
-/// Reconciles one set against snapshots of the caches at `now`; asks to be looked at again
-/// soon while some pod is ready but not yet available.
-pub(crate) async fn sync(
-    client: &kube::Client,
-    recorder: &Recorder,
-    kind: Kind,
-    set: &Value,
-    pods: &[Arc<Value>],
-    exp: &mut Expectations,
-    now: jiff::Timestamp,
-) -> Result<Outcome, Error> {
-    if informer::deleting(set) {
-        return Ok(Outcome::Done);
-    }
-    let Some(selector) = kind.selector(set) else {
-        return Ok(Outcome::Done);
-    };
-    let ns = set["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+/// Which pods of its namespace a set owns, takes over, or lets go.
+#[derive(Debug, Default, PartialEq)]
+pub struct Claims {
+    /// Its pods: owned, and adopted (counted as its own from the adoption on).
+    pub owned: Vec<PodView>,
+    /// Matching orphans to adopt (name, guarded patch).
+    pub adopt: Vec<(String, Value)>,
+    /// Owned pods that stopped matching (name, patch).
+    pub release: Vec<(String, Value)>,
+}
+
+/// Claims `set`'s pods among `pods` (upstream's ControllerRefManager rules).
+pub fn claim_pods(kind: Kind, set: &Value, selector: &LabelSelector, pods: &[Arc<Value>]) -> Claims {
+    let ns = informer::namespace(set);
     let uid = uid_of(set);
-    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let pp = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
-    // Claim: owned pods that match, orphans that match (adopted), owned ones that no longer
-    // match (released).
-    let mut owned: Vec<PodView> = Vec::new();
-    let mut failure: Option<Failure> = None;
-    for p in pods.iter().filter(|p| crate::informer::namespace(p) == ns) {
-        let matches = selector.matches_object(p);
-        match claim(set, p, matches) {
-            Claim::Owned => owned.push(PodView::of(p)),
-            Claim::Release => {
-                let patch = Patch::Strategic(release_patch(p, uid));
-                match pod_api.patch(name_of(p), &pp, &patch).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => {
-                        failure.get_or_insert(("FailedRelease", e.into()));
-                    }
-                }
-            }
+    let mut out = Claims::default();
+    for p in pods.iter().filter(|p| informer::namespace(p) == ns) {
+        match claim(set, p, selector.matches_object(p)) {
+            Claim::Owned => out.owned.push(PodView::of(p)),
+            Claim::Release => out.release.push((name_of(p).to_string(), release_patch(p, uid))),
             Claim::Adopt => {
-                let patch = Patch::Merge(adopt_patch(p, owner_reference(kind, set)));
-                match pod_api.patch(name_of(p), &pp, &patch).await {
-                    Ok(pod) => match serde_json::to_value(pod) {
-                        Ok(pod) => owned.push(PodView::of(&pod)),
-                        Err(source) => {
-                            failure.get_or_insert((
-                                "FailedAdopt",
-                                Error::Encode {
-                                    what: "adopted pod",
-                                    source,
-                                },
-                            ));
-                        }
-                    },
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => {
-                        failure.get_or_insert(("FailedAdopt", e.into()));
-                    }
-                }
+                out.adopt
+                    .push((name_of(p).to_string(), adopt_patch(p, owner_reference(kind, set))));
+                out.owned.push(PodView::of(p));
             }
             Claim::Ignore => {}
         }
     }
-    let names: HashSet<&str> = owned.iter().map(|p| p.name.as_str()).collect();
-    let active_uids: HashSet<&str> = owned.iter().filter(|p| p.active()).map(|p| p.uid.as_str()).collect();
-    let owner = uid.to_string();
-    let in_flight = exp.settle(&owner, |e| match e {
-        Expected::Create(name) => names.contains(name.as_str()),
-        Expected::Delete(uid) => !active_uids.contains(uid.as_str()),
-    });
-    let active: Vec<&PodView> = owned
+    out
+}
+
+/// What one reconcile of a set does, decided from its claims, the writes still in flight
+/// and the time given. [`apply`] carries it out.
+#[derive(Debug, PartialEq)]
+pub struct Plan {
+    /// Orphans to adopt (name, guarded patch).
+    pub adopt: Vec<(String, Value)>,
+    /// Pods to let go (name, patch).
+    pub release: Vec<(String, Value)>,
+    /// Pods to create and delete; `None` while writes of an earlier reconcile are in
+    /// flight (the set is not resized again until the cache shows them).
+    pub resize: Option<Resize>,
+    /// The status counts.
+    pub counts: Counts,
+    /// What to do next: look again soon while a ready pod is not yet available.
+    pub next: Outcome,
+}
+
+/// Decides one reconcile of `set` from its `claims`; `in_flight` says earlier writes are
+/// not in the cache yet, `deleting(uid)` that a pod's deletion is one of them.
+pub fn plan(
+    set: &Value,
+    claims: Claims,
+    in_flight: bool,
+    deleting: &dyn Fn(&str) -> bool,
+    now: jiff::Timestamp,
+) -> Plan {
+    let active: Vec<&PodView> = claims
+        .owned
         .iter()
-        .filter(|p| p.active() && !exp.pending(&owner, &Expected::Delete(p.uid.clone())))
+        .filter(|p| p.active() && !deleting(&p.uid))
         .collect();
     let replicas = set["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
+    let min_ready = Duration::from_secs(set["spec"]["minReadySeconds"].as_u64().unwrap_or(0));
+    let template_labels = set["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let counts = counts(&active, &template_labels, min_ready, now);
+    let next = if counts.ready > counts.available {
+        Outcome::RequeueAfter(Duration::from_secs(1))
+    } else {
+        Outcome::Done
+    };
+    Plan {
+        resize: (!in_flight).then(|| resize(replicas, &active)),
+        adopt: claims.adopt,
+        release: claims.release,
+        counts,
+        next,
+    }
+}
+
+/// Carries out `plan` for `set`: claims, then creations (slow start) and deletions, each
+/// noted in `exp` once made, then the status, whose `ReplicaFailure` condition names the
+/// first failed write (as upstream, the status is written whatever the pod writes did).
+/// The first error is returned.
+pub(crate) async fn apply(
+    client: &kube::Client,
+    recorder: &Recorder,
+    kind: Kind,
+    set: &Value,
+    plan: Plan,
+    exp: &mut Expectations,
+    now: jiff::Timestamp,
+) -> Result<Outcome, Error> {
+    let ns = informer::namespace(set);
+    let owner = uid_of(set).to_string();
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
     let about = ObjectRef::of(kind.api_version(), kind.kind(), set);
-    // While writes are in flight the set is not resized again.
-    if in_flight.is_empty() {
-        let plan = plan(replicas, &active);
-        let body = pod_for(kind, set);
-        let bodies = vec![body; plan.create];
+    let mut failure: Option<Failure> = None;
+    for (name, body) in plan.release {
+        if let Err(e) = ignore_not_found(pod_api.patch(&name, &pp, &Patch::Strategic(body)).await) {
+            failure.get_or_insert(("FailedRelease", e.into()));
+        }
+    }
+    for (name, body) in plan.adopt {
+        if let Err(e) = ignore_not_found(pod_api.patch(&name, &pp, &Patch::Merge(body)).await) {
+            failure.get_or_insert(("FailedAdopt", e.into()));
+        }
+    }
+    if let Some(resize) = plan.resize {
+        let bodies = vec![pod_for(kind, set); resize.create];
         let (made, failed) = create_pods(&pod_api, bodies, MANAGER, recorder, &about).await;
         for name in made {
             exp.expect(&owner, Expected::Create(name));
@@ -410,7 +443,7 @@ pub(crate) async fn sync(
         if let Some(e) = failed {
             failure = Some(("FailedCreate", e));
         }
-        let gone = futures::stream::iter(plan.delete.into_iter().map(|(name, pod_uid)| {
+        let gone = futures::stream::iter(resize.delete.into_iter().map(|(name, pod_uid)| {
             let api = pod_api.clone();
             async move {
                 let dp = DeleteParams {
@@ -449,12 +482,6 @@ pub(crate) async fn sync(
             }
         }
     }
-    let min_ready = Duration::from_secs(set["spec"]["minReadySeconds"].as_u64().unwrap_or(0));
-    let template_labels = set["spec"]["template"]["metadata"]["labels"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let c = counts(&active, &template_labels, min_ready, now);
     let condition = failure.as_ref().map(|(reason, e)| {
         let verb = if *reason == "FailedDelete" {
             "deleting"
@@ -463,15 +490,48 @@ pub(crate) async fn sync(
         };
         (*reason, format!("Error {verb}: {e}"))
     });
-    write_status(client, kind, set, &c, condition).await?;
-    if let Some((_, e)) = failure {
-        return Err(e);
+    write_status(client, kind, set, &plan.counts, condition, now).await?;
+    match failure {
+        Some((_, e)) => Err(e),
+        None => Ok(plan.next),
     }
-    Ok(if c.ready > c.available {
-        Outcome::RequeueAfter(Duration::from_secs(1))
-    } else {
-        Outcome::Done
-    })
+}
+
+/// Reconciles one set against snapshots of the caches at `now`; asks to be looked at again
+/// soon while some pod is ready but not yet available.
+pub(crate) async fn sync(
+    client: &kube::Client,
+    recorder: &Recorder,
+    kind: Kind,
+    set: &Value,
+    pods: &[Arc<Value>],
+    exp: &mut Expectations,
+    now: jiff::Timestamp,
+) -> Result<Outcome, Error> {
+    if informer::deleting(set) {
+        return Ok(Outcome::Done);
+    }
+    let Some(selector) = kind.selector(set) else {
+        return Ok(Outcome::Done);
+    };
+    let claims = claim_pods(kind, set, &selector, pods);
+    let owner = uid_of(set).to_string();
+    let names: HashSet<&str> = claims.owned.iter().map(|p| p.name.as_str()).collect();
+    let active_uids: HashSet<&str> = claims
+        .owned
+        .iter()
+        .filter(|p| p.active())
+        .map(|p| p.uid.as_str())
+        .collect();
+    let in_flight = !exp
+        .settle(&owner, |e| match e {
+            Expected::Create(name) => names.contains(name.as_str()),
+            Expected::Delete(uid) => !active_uids.contains(uid.as_str()),
+        })
+        .is_empty();
+    let deleting = |uid: &str| exp.pending(&owner, &Expected::Delete(uid.to_string()));
+    let plan = plan(set, claims, in_flight, &deleting, now);
+    apply(client, recorder, kind, set, plan, exp, now).await
 }
 
 /// Creates pods from `bodies` in slow-start batches (1, 2, 4, ..., at most [`CONCURRENCY`]
@@ -526,6 +586,7 @@ async fn write_status(
     set: &Value,
     c: &Counts,
     failure: Option<(&'static str, String)>,
+    now: jiff::Timestamp,
 ) -> Result<(), kube::Error> {
     let old = &set["status"];
     let mut conditions: Vec<Value> = old["conditions"]
@@ -536,9 +597,8 @@ async fn write_status(
         .filter(|c| c["type"] != "ReplicaFailure")
         .collect();
     if let Some((reason, msg)) = &failure {
-        let now = shoal_api::time::now_rfc3339();
         conditions.push(json!({"type": "ReplicaFailure", "status": "True", "reason": reason,
-                               "message": msg, "lastTransitionTime": now}));
+                               "message": msg, "lastTransitionTime": shoal_api::time::rfc3339(now)}));
     }
     let generation = set["metadata"]["generation"].as_i64().unwrap_or(0);
     let mut status = json!({
@@ -635,14 +695,14 @@ mod tests {
             Some("2026-01-01T00:01:00Z"),
             "2026-01-01T00:00:02Z",
         );
-        assert_eq!(plan(5, &[&a]).create, 4);
-        assert_eq!(plan(1000, &[]).create, BURST);
+        assert_eq!(resize(5, &[&a]).create, 4);
+        assert_eq!(resize(1000, &[]).create, BURST);
         let all = [&a, &b, &c, &d, &e];
         let names: Vec<&str> = deletion_order(&all).into_iter().map(|i| all[i].name.as_str()).collect();
         // Unscheduled, then pending, then doubled-up on n1 (d ready later than a, so first),
         // then e.
         assert_eq!(names, ["b", "c", "d", "a", "e"]);
-        let p = plan(3, &all);
+        let p = resize(3, &all);
         assert_eq!(p.create, 0);
         assert_eq!(
             p.delete,

@@ -680,3 +680,27 @@ async fn a_cronjob_whose_job_cannot_be_made_says_so_and_tries_again() {
     );
     assert_eq!(status[0].body["status"]["lastScheduleTime"], NOW);
 }
+
+#[test]
+fn a_replicaset_plan_counts_its_pods_and_holds_its_resize_while_writes_are_in_flight() {
+    // A pure plan: the claims, whether earlier writes are in flight, and which deletions
+    // are among them are facts it is given.
+    let rs = replicaset(2);
+    let selector = Kind::ReplicaSet.selector(&rs).unwrap();
+    let pods = [
+        pod("web-a", json!({"app": "web"}), Some(("ReplicaSet", "rs-uid"))),
+        pod("web-b", json!({"app": "web"}), Some(("ReplicaSet", "rs-uid"))),
+        pod("stray", json!({"app": "web"}), None),
+    ];
+    let claims = replicaset::claim_pods(Kind::ReplicaSet, &rs, &selector, &pods);
+    assert_eq!(claims.adopt.len(), 1, "the orphan is adopted");
+    let p = replicaset::plan(&rs, claims, false, &|_| false, at(NOW));
+    assert_eq!(p.counts.replicas, 3);
+    let resize = p.resize.expect("nothing in flight");
+    assert_eq!((resize.create, resize.delete.len()), (0, 1), "three for two: one goes");
+    // web-b's deletion is in flight: it no longer counts, and nothing is resized meanwhile.
+    let claims = replicaset::claim_pods(Kind::ReplicaSet, &rs, &selector, &pods);
+    let p = replicaset::plan(&rs, claims, true, &|uid| uid == "uid-web-b", at(NOW));
+    assert_eq!(p.counts.replicas, 2);
+    assert!(p.resize.is_none());
+}
