@@ -273,26 +273,17 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         if !spacing.is_zero() && s.dirty.remove(key) {
             drop(s);
             self.add_after(key.clone(), spacing);
-            return;
-        }
-        drop(s);
-        self.requeue_if_dirty(key);
-    }
-
-    /// Finishes `key`: if it was added again meanwhile, it is ready again.
-    pub fn done(&self, key: &K) {
-        self.lock().processing.remove(key);
-        self.requeue_if_dirty(key);
-    }
-
-    fn requeue_if_dirty(&self, key: &K) {
-        let mut s = self.lock();
-        if s.dirty.contains(key) && !s.processing.contains(key) {
+        } else if s.dirty.contains(key) {
             s.ready.push_back(key.clone());
             self.metrics.added(s.ready.len());
             drop(s);
             self.notify.notify_waiters();
         }
+    }
+
+    /// Finishes `key`: if it was added again meanwhile, it is ready again.
+    pub fn done(&self, key: &K) {
+        self.done_spaced(key, Duration::ZERO);
     }
 }
 
