@@ -74,6 +74,35 @@ pub fn table(res: &Resource, objs: &[Value], list: &ListMeta, full_objects: bool
 
 /// Objects per chunk of a streamed list.
 const LIST_CHUNK: usize = 512;
+/// Rows printed per chunk of a streamed Table.
+const TABLE_CHUNK: usize = 256;
+
+/// `head`, then `items` written by `write` with commas between them, `per_chunk` to a
+/// chunk, then `]}`: a JSON body produced as the client reads it, never whole in memory.
+fn chunked(
+    head: String,
+    items: Vec<Arc<Entry>>,
+    per_chunk: usize,
+    write: impl Fn(&Entry, &mut Vec<u8>) + Send + 'static,
+) -> impl futures::Stream<Item = Bytes> + Send + 'static {
+    let chunks = items.len().div_ceil(per_chunk);
+    let body = (0..chunks).map(move |c| {
+        let start = c * per_chunk;
+        let part = &items[start..(start + per_chunk).min(items.len())];
+        let mut buf = Vec::with_capacity(part.iter().map(|e| e.json_len() + 1).sum());
+        for (i, e) in part.iter().enumerate() {
+            if start + i > 0 {
+                buf.push(b',');
+            }
+            write(e, &mut buf);
+        }
+        Bytes::from(buf)
+    });
+    let chunks = std::iter::once(Bytes::from(head))
+        .chain(body)
+        .chain(std::iter::once(Bytes::from_static(b"]}")));
+    futures::stream::iter(chunks)
+}
 
 /// A `<Kind>List` body spliced from the objects' stored encodings, streamed in chunks as
 /// the client reads, so a large list is never copied whole into one buffer.
@@ -88,29 +117,8 @@ pub fn list_stream(
         res.api_version(),
         list.to_json()
     );
-    let chunks = items.len().div_ceil(LIST_CHUNK);
-    let items = Arc::new(items);
-    let body = (0..chunks).map(move |c| {
-        let start = c * LIST_CHUNK;
-        let end = (start + LIST_CHUNK).min(items.len());
-        let part = &items[start..end];
-        let mut buf = Vec::with_capacity(part.iter().map(|e| e.json_len() + 1).sum());
-        for (i, e) in part.iter().enumerate() {
-            if start + i > 0 {
-                buf.push(b',');
-            }
-            e.write_json(&mut buf);
-        }
-        Bytes::from(buf)
-    });
-    let chunks = std::iter::once(Bytes::from(head))
-        .chain(body)
-        .chain(std::iter::once(Bytes::from_static(b"]}")));
-    futures::stream::iter(chunks)
+    chunked(head, items, LIST_CHUNK, |e, buf| e.write_json(buf))
 }
-
-/// Rows printed per chunk of a streamed Table.
-const TABLE_CHUNK: usize = 256;
 
 /// A Table of `items`, as [`table`] makes it, streamed in chunks as the client reads: each
 /// object is decoded, printed and dropped in turn, so a LIST of 50,000 pods holds one
@@ -128,38 +136,23 @@ pub fn table_stream(
         list.to_json(),
         Value::Array(shoal_api::table::column_definitions(res.group, res.kind))
     );
-    let chunks = items.len().div_ceil(TABLE_CHUNK);
-    let items = Arc::new(items);
-    let body = (0..chunks).map(move |c| {
-        let start = c * TABLE_CHUNK;
-        let end = (start + TABLE_CHUNK).min(items.len());
-        let mut buf = Vec::with_capacity((end - start) * 512);
-        for (i, e) in items[start..end].iter().enumerate() {
-            if start + i > 0 {
-                buf.push(b',');
-            }
-            let o = e.obj();
-            let cells = shoal_api::table::row_cells(res.group, res.kind, &o, now);
-            buf.extend_from_slice(b"{\"cells\":");
-            let _ = serde_json::to_writer(&mut buf, &cells);
-            buf.extend_from_slice(b",\"object\":");
-            if full_objects {
-                e.write_json(&mut buf);
-            } else {
-                buf.extend_from_slice(
-                    b"{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":",
-                );
-                let _ = serde_json::to_writer(&mut buf, &o["metadata"]);
-                buf.push(b'}');
-            }
+    chunked(head, items, TABLE_CHUNK, move |e, buf| {
+        let o = e.obj();
+        let cells = shoal_api::table::row_cells(res.group, res.kind, &o, now);
+        buf.extend_from_slice(b"{\"cells\":");
+        let _ = serde_json::to_writer(&mut *buf, &cells);
+        buf.extend_from_slice(b",\"object\":");
+        if full_objects {
+            e.write_json(buf);
+        } else {
+            buf.extend_from_slice(
+                b"{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":",
+            );
+            let _ = serde_json::to_writer(&mut *buf, &o["metadata"]);
             buf.push(b'}');
         }
-        Bytes::from(buf)
-    });
-    let chunks = std::iter::once(Bytes::from(head))
-        .chain(body)
-        .chain(std::iter::once(Bytes::from_static(b"]}")));
-    futures::stream::iter(chunks)
+        buf.push(b'}');
+    })
 }
 
 #[cfg(test)]
@@ -203,18 +196,15 @@ mod tests {
             let body: Vec<u8> = chunks.concat();
             let streamed: Value = serde_json::from_slice(&body).unwrap();
             let whole: Vec<Value> = entries.iter().map(|e| e.obj()).collect();
-            let mut expected = table(res, &whole, &list, full);
             // Ages are computed from the time of printing: compare all but the age column.
-            for t in [&mut expected] {
+            let without_ages = |mut t: Value| {
                 for row in t["rows"].as_array_mut().unwrap() {
                     row["cells"][2] = Value::Null;
                 }
-            }
-            let mut got = streamed.clone();
-            for row in got["rows"].as_array_mut().unwrap() {
-                row["cells"][2] = Value::Null;
-            }
-            assert_eq!(got, expected);
+                t
+            };
+            let got = without_ages(streamed);
+            assert_eq!(got, without_ages(table(res, &whole, &list, full)));
             assert_eq!(got["rows"].as_array().unwrap().len(), 600);
         }
     }
