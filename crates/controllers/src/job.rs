@@ -336,10 +336,10 @@ pub struct Plan {
     pub next: Next,
 }
 
-/// Decides one reconcile of `job` at `now`; `in_flight` says pods created or deleted
-/// earlier have not shown in the cache yet (nothing more is created or deleted then).
-/// `None` for a Job that is finished or being deleted.
-pub fn plan(job: &Value, pods: &[Arc<Value>], in_flight: bool, now: jiff::Timestamp) -> Option<Plan> {
+/// Decides one reconcile of `job` at `now` from `mine`, its pods; `in_flight` says pods
+/// created or deleted earlier have not shown in the cache yet (nothing more is created or
+/// deleted then). `None` for a Job that is finished or being deleted.
+pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp) -> Option<Plan> {
     let finished = job["status"]["conditions"]
         .as_array()
         .into_iter()
@@ -348,8 +348,7 @@ pub fn plan(job: &Value, pods: &[Arc<Value>], in_flight: bool, now: jiff::Timest
     if informer::deleting(job) || finished {
         return None;
     }
-    let mine = owned(job, pods);
-    let mut c = count(&mine);
+    let mut c = count(mine);
     // Indexed Jobs count the indexes that succeeded, once each.
     let indexed = job["spec"]["completionMode"] == "Indexed";
     let completions = job["spec"]["completions"].as_i64().unwrap_or(1);
@@ -598,7 +597,7 @@ pub(crate) async fn sync(
             Expected::Delete(uid) => !live.contains(uid.as_str()),
         })
         .is_empty();
-    match plan(job, pods, in_flight, now) {
+    match plan(job, &mine, in_flight, now) {
         Some(p) => apply(client, recorder, job, p, exp).await,
         None => Ok(Next::Done),
     }

@@ -593,7 +593,7 @@ fn a_failed_pod_holds_the_next_one_for_the_back_off_by_the_time_given() {
     failed["metadata"]["ownerReferences"][0]["apiVersion"] = json!("batch/v1");
     failed["status"] = json!({"phase": "Failed", "conditions": [{"type": "Ready", "status": "False",
         "lastTransitionTime": "2026-03-01T11:59:55Z"}]});
-    let pods = [Arc::new(failed)];
+    let pods = [&failed];
     let p = crate::job::plan(&j, &pods, false, at(NOW)).unwrap();
     assert!(p.create.is_empty(), "10 s after the failure have not passed");
     assert_eq!(p.next, Outcome::RequeueAfter(std::time::Duration::from_secs(5)));
