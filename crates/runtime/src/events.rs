@@ -94,19 +94,7 @@ impl SpamFilter {
     /// True when an event about `object` may be written at `now` (a token is taken).
     pub fn allow(&mut self, object: &str, now: Instant) -> bool {
         if self.buckets.len() >= SPAM_KEYS && !self.buckets.contains_key(object) {
-            // Full buckets carry no information: forget those first, then the oldest.
-            let refill = SPAM_REFILL.as_secs_f64();
-            self.buckets
-                .retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() / refill < SPAM_BURST);
-            if self.buckets.len() >= SPAM_KEYS
-                && let Some(oldest) = self
-                    .buckets
-                    .iter()
-                    .min_by_key(|(_, (_, at))| *at)
-                    .map(|(k, _)| k.clone())
-            {
-                self.buckets.remove(&oldest);
-            }
+            self.evict(now);
         }
         let (tokens, at) = self.buckets.entry(object.to_string()).or_insert((SPAM_BURST, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() / SPAM_REFILL.as_secs_f64()).min(SPAM_BURST);
@@ -117,6 +105,25 @@ impl SpamFilter {
         } else {
             false
         }
+    }
+}
+
+impl SpamFilter {
+    /// Makes room, in O(keys) once per SPAM_KEYS / 2 new objects (not once per event):
+    /// full buckets carry no information and go first, then the least recently used half.
+    fn evict(&mut self, now: Instant) {
+        let refill = SPAM_REFILL.as_secs_f64();
+        self.buckets
+            .retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() / refill < SPAM_BURST);
+        let keep = SPAM_KEYS / 2;
+        if self.buckets.len() <= keep {
+            return;
+        }
+        // The newest `keep` buckets stay: `cut` is the newest of those that go.
+        let mut times: Vec<Instant> = self.buckets.values().map(|(_, at)| *at).collect();
+        let (_, cut, _) = times.select_nth_unstable_by(keep, |a, b| b.cmp(a));
+        let cut = *cut;
+        self.buckets.retain(|_, (_, at)| *at > cut);
     }
 }
 
@@ -263,5 +270,30 @@ mod tests {
             assert!(f.allow(&format!("pod/{i}"), t0 + Duration::from_millis(i as u64)));
         }
         assert!(f.buckets.len() <= SPAM_KEYS);
+        // The most recent objects keep their buckets: an object just limited stays limited.
+        let later = t0 + Duration::from_secs(10);
+        for _ in 0..25 {
+            assert!(f.allow("pod/last", later));
+        }
+        for i in 0..SPAM_KEYS / 4 {
+            f.allow(&format!("other/{i}"), later + Duration::from_millis(1));
+        }
+        assert!(!f.allow("pod/last", later + Duration::from_millis(20)), "still limited");
+    }
+
+    #[test]
+    fn eviction_is_amortised() {
+        // Each eviction frees half the keys, so 10 * SPAM_KEYS new objects cost at most
+        // 20 evictions (a full scan each), not one scan per event.
+        let mut f = SpamFilter::default();
+        let t0 = Instant::now();
+        let mut scans = 0;
+        for i in 0..(10 * SPAM_KEYS) {
+            let full = f.buckets.len() >= SPAM_KEYS;
+            assert!(f.allow(&format!("pod/{i}"), t0 + Duration::from_millis(i as u64)));
+            scans += usize::from(full);
+        }
+        assert!(scans <= 20, "{scans} evictions");
+        assert!(f.buckets.contains_key(&format!("pod/{}", 10 * SPAM_KEYS - 1)));
     }
 }

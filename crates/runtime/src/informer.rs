@@ -384,13 +384,20 @@ impl Cache {
 /// informer did not replace (the same `Arc`, held here so its address cannot be reused) keeps
 /// its view.
 pub struct Memo<T> {
-    entries: HashMap<usize, (Arc<Value>, T), BuildHasherDefault<PtrHasher>>,
+    entries: HashMap<usize, MemoEntry<T>, BuildHasherDefault<PtrHasher>>,
+    /// Bumped by every refresh; an entry not touched by the latest one is stale.
+    round: u64,
 }
+
+/// A memo's entry: the object (held, so its address is not reused), its view, and the
+/// refresh that last saw it.
+type MemoEntry<T> = (Arc<Value>, T, u64);
 
 impl<T> Default for Memo<T> {
     fn default() -> Self {
         Memo {
             entries: HashMap::default(),
+            round: 0,
         }
     }
 }
@@ -398,19 +405,36 @@ impl<T> Default for Memo<T> {
 impl<T> Memo<T> {
     /// The views of `items` (whose objects `object` gives), in their order. `derive` runs only
     /// for objects new to the memo; views of objects not among `items` are dropped.
+    ///
+    /// The table is updated in place: two lookups per item and no rebuild, so a refresh of
+    /// thousands of unchanged objects costs little (a reconcile refreshes on every pass).
     pub fn refresh<X>(
         &mut self,
         items: &[X],
         object: impl Fn(&X) -> &Arc<Value>,
         mut derive: impl FnMut(&X) -> T,
     ) -> Vec<&T> {
-        let mut old = std::mem::take(&mut self.entries);
-        self.entries.reserve(items.len());
+        self.round = self.round.wrapping_add(1);
+        let round = self.round;
+        let mut live = 0;
         for x in items {
             let o = object(x);
-            let key = Arc::as_ptr(o) as usize;
-            let entry = old.remove(&key).unwrap_or_else(|| (o.clone(), derive(x)));
-            self.entries.insert(key, entry);
+            match self.entries.entry(Arc::as_ptr(o) as usize) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    let seen = &mut e.get_mut().2;
+                    if *seen != round {
+                        *seen = round;
+                        live += 1;
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert((o.clone(), derive(x), round));
+                    live += 1;
+                }
+            }
+        }
+        if live < self.entries.len() {
+            self.entries.retain(|_, e| e.2 == round);
         }
         items
             .iter()
@@ -724,10 +748,16 @@ mod tests {
         assert_eq!(views, [&"p".to_string(), &"q".to_string()]);
         let views = memo.refresh(std::slice::from_ref(&b), |o| o, &mut derive);
         assert_eq!(views, [&"q".to_string()]);
+        assert_eq!(memo.entries.len(), 1, "the gone object's view is dropped");
+        // An object listed twice is one entry, and drops nothing.
+        let views = memo.refresh(&[b.clone(), b.clone()], |o| o, &mut derive);
+        assert_eq!(views.len(), 2);
+        assert_eq!(memo.entries.len(), 1);
         // A replaced object (a new Arc, same content) is derived again.
         let a2 = Arc::new(json_pod());
         memo.refresh(&[a2, b], |o| o, &mut derive);
         assert_eq!(calls, 3);
+        assert_eq!(memo.entries.len(), 2);
     }
 
     fn json_pod() -> Value {

@@ -228,16 +228,28 @@ impl Controller {
         let (mut owned, adopted) = self.claim(&pod_api, ds, &selector, pods, &ns, &mut failure).await;
         owned.extend(adopted.iter());
         let hash = history::template_hash(ds);
-        let in_use: HashSet<&str> = owned.iter().filter_map(|p| p.hash.as_deref()).collect();
+        // Pods of one revision mostly sit together: skip a hash just inserted.
+        let mut in_use: HashSet<&str> = HashSet::new();
+        let mut last = None;
+        for h in owned.iter().filter_map(|p| p.hash.as_deref()) {
+            if last != Some(h) {
+                in_use.insert(h);
+                last = Some(h);
+            }
+        }
         ensure_revision(client, ds, &hash, revisions, &ns, &in_use).await?;
 
-        // Expectations: a node with a creation in flight and no pod in the cache yet.
-        let seen: HashSet<&str> = owned.iter().filter_map(|p| p.node.as_deref()).collect();
-        let expected: HashSet<String> = self
-            .expected
-            .settle(&uid, |node| seen.contains(node.as_str()))
-            .into_iter()
-            .collect();
+        // Expectations: a node with a creation in flight and no pod in the cache yet (the
+        // owned pods' nodes are looked at only while some creation is in flight).
+        let expected: HashSet<String> = if self.expected.satisfied(&uid) {
+            HashSet::new()
+        } else {
+            let seen: HashSet<&str> = owned.iter().filter_map(|p| p.node.as_deref()).collect();
+            self.expected
+                .settle(&uid, |node| seen.contains(node.as_str()))
+                .into_iter()
+                .collect()
+        };
         // Placement is decided again only for nodes that changed, or when the template did.
         let spec = placement::template_spec(ds);
         let (placed_for, placed) = self.placements.entry(uid.clone()).or_default();

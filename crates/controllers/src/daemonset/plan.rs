@@ -2,12 +2,13 @@
 //! pods it owns, the current revision hash and the time) to the pods to create and delete
 //! and the status to report. No I/O, no clock: the time is an argument.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 
 use serde_json::Value;
 
 pub use super::facts::*;
 use super::placement::{Placement, placement, template_spec};
+use super::rollout::NodePods;
 
 /// The result of planning one DaemonSet.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +26,11 @@ fn pod_order(a: &&PodFacts, b: &&PodFacts) -> std::cmp::Ordering {
         .cmp(&a.bound)
         .then_with(|| a.created.cmp(&b.created))
         .then_with(|| a.name.cmp(&b.name))
+}
+
+/// The node a placed pod targets.
+fn node_of(p: &PodFacts) -> &str {
+    p.node.as_deref().unwrap_or_default()
 }
 
 /// Plans one DaemonSet from its objects; see [`plan_views`].
@@ -65,16 +71,14 @@ pub fn plan_views(
 ) -> Plan {
     let min_ready = ds["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
     let generation = ds["metadata"]["annotations"][TEMPLATE_GENERATION_ANNOTATION].as_str();
-    let mut by_node: HashMap<&str, Vec<&PodFacts>> = HashMap::new();
-    for p in pods.iter().copied() {
-        // Finished pods that are already being deleted no longer block a replacement.
-        if p.terminating && p.finished() {
-            continue;
-        }
-        if let Some(n) = p.node.as_deref() {
-            by_node.entry(n).or_default().push(p);
-        }
-    }
+    // Pods by node: one sort, after which each node's pods are one run of the list, in
+    // upstream's order. Finished pods already being deleted no longer block a replacement.
+    let mut placed: Vec<&PodFacts> = pods
+        .iter()
+        .copied()
+        .filter(|p| p.node.is_some() && !(p.terminating && p.finished()))
+        .collect();
+    placed.sort_unstable_by(|a, b| a.node.cmp(&b.node).then_with(|| pod_order(a, b)));
     let mut creates = Vec::new();
     let mut deletes = Vec::new();
     let mut status = Status::default();
@@ -86,22 +90,43 @@ pub fn plan_views(
     };
     let rolling = ds["spec"]["updateStrategy"]["type"].as_str() != Some("OnDelete");
     let surge = rolling && super::rollout::resolve(&ds["spec"]["updateStrategy"]["rollingUpdate"]["maxSurge"], 1) > 0;
-    let mut run_nodes: Vec<(&str, &Value)> = Vec::new();
+    let mut run_nodes: Vec<NodePods> = Vec::new();
     let mut by_name: Vec<&NodeView> = nodes.iter().filter(|n| !n.name.is_empty()).collect();
     by_name.sort_unstable_by(|a, b| a.name.cmp(b.name));
     by_name.dedup_by(|a, b| a.name == b.name);
+    // Pods whose node is not among the nodes.
+    let mut left: Vec<&PodFacts> = Vec::new();
+    let mut at = 0;
     for view in by_name {
         let (name, node) = (view.name, view.object);
+        while at < placed.len() && node_of(placed[at]) < name {
+            left.push(placed[at]);
+            at += 1;
+        }
+        let first = at;
+        while at < placed.len() && node_of(placed[at]) == name {
+            at += 1;
+        }
+        let here = &placed[first..at];
         let Placement {
             should_run,
             should_continue_running,
             ..
         } = *view.placement;
-        let mut here: Vec<&PodFacts> = by_node.remove(name).unwrap_or_default();
-        here.sort_by(pod_order);
-        let has_any = !here.is_empty() || pending(name);
+        let pending_here = pending(name);
+        let has_any = !here.is_empty() || pending_here;
         if should_run {
-            run_nodes.push((name, node));
+            // The rollout sees the live pods; most nodes have only those, and lend their run.
+            let live = if here.iter().all(|p| p.live()) {
+                Cow::Borrowed(here)
+            } else {
+                Cow::Owned(here.iter().copied().filter(|p| p.live()).collect())
+            };
+            run_nodes.push(NodePods {
+                node: name,
+                object: node,
+                pods: live,
+            });
             status.desired += 1;
             if has_any {
                 status.current += 1;
@@ -118,7 +143,7 @@ pub fn plan_views(
             continue;
         }
         if here.is_empty() {
-            if should_run && !pending(name) {
+            if should_run && !pending_here {
                 creates.push(Action::Create { node: name.to_string() });
             }
             continue;
@@ -134,44 +159,42 @@ pub fn plan_views(
                 status.updated += 1;
             }
         }
-        let mut running = Vec::new();
+        let running = || here.iter().filter(|p| !p.terminating && !p.finished()).copied();
         for p in here.iter().filter(|p| !p.terminating) {
             match p.phase.as_str() {
                 "Failed" => deletes.push(delete(p, name, DeleteReason::Failed)),
                 "Succeeded" => deletes.push(delete(p, name, DeleteReason::Succeeded)),
-                _ => running.push(*p),
+                _ => {}
             }
         }
         if surge {
             // With surge a node may hold one new and one old pod at once; only extras go.
-            let (new, old): (Vec<&PodFacts>, Vec<&PodFacts>) =
-                running.iter().partition(|p| is_updated(p, hash, generation));
-            let extras = new.iter().skip(1).chain(old.iter().skip(1));
-            deletes.extend(extras.map(|p| delete(p, name, DeleteReason::Duplicate)));
+            let new = running().filter(|p| is_updated(p, hash, generation)).skip(1);
+            let old = running().filter(|p| !is_updated(p, hash, generation)).skip(1);
+            deletes.extend(new.chain(old).map(|p| delete(p, name, DeleteReason::Duplicate)));
         } else {
-            deletes.extend(running.iter().skip(1).map(|p| delete(p, name, DeleteReason::Duplicate)));
+            deletes.extend(running().skip(1).map(|p| delete(p, name, DeleteReason::Duplicate)));
         }
     }
+    left.extend(&placed[at..]);
     // Unbound pods whose node no longer exists (bound ones are the pod GC's).
-    for (name, left) in by_node {
-        for p in left {
-            if !p.bound && !p.terminating {
-                deletes.push(delete(p, name, DeleteReason::NotWanted));
-            }
+    for p in left {
+        if !p.bound && !p.terminating {
+            deletes.push(delete(p, node_of(p), DeleteReason::NotWanted));
         }
     }
     creates.extend(deletes);
     if rolling {
         // Nodes the reconciliation already acts on sit this pass out.
-        let busy: std::collections::HashSet<String> = creates
+        let busy: std::collections::HashSet<&str> = creates
             .iter()
             .map(|a| match a {
-                Action::Create { node } | Action::Delete { node, .. } => node.clone(),
+                Action::Create { node } | Action::Delete { node, .. } => node.as_str(),
             })
             .collect();
         let is_busy = |n: &str| busy.contains(n) || pending(n);
-        let groups = super::rollout::by_node(&run_nodes, pods);
-        creates.extend(super::rollout::rolling_update(ds, &groups, hash, &is_busy, now));
+        let rollout = super::rollout::rolling_update(ds, &run_nodes, hash, &is_busy, now);
+        creates.extend(rollout);
     }
     Plan {
         actions: creates,

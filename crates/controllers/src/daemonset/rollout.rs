@@ -2,6 +2,8 @@
 //! `maxSurge`, which nodes get their new pod beside the old one). Pure; runs on the same
 //! snapshot as [`super::plan::plan`] and leaves alone what that already acts on.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 use shoal_api::selector::LabelSelector;
 
@@ -39,7 +41,7 @@ pub struct NodePods<'a> {
     /// The Node object.
     pub object: &'a Value,
     /// Live pods targeting the node.
-    pub pods: Vec<&'a PodFacts>,
+    pub pods: Cow<'a, [&'a PodFacts]>,
 }
 
 impl NodePods<'_> {
@@ -100,6 +102,26 @@ fn delete(p: &PodFacts, node: &str) -> Action {
     }
 }
 
+/// A node's pods split into updated and old ones, in their order. Most nodes hold one pod,
+/// and their split costs no allocation.
+#[allow(clippy::type_complexity)]
+fn split<'n, 'a>(
+    pods: &'n [&'a PodFacts],
+    hash: &str,
+    generation: Option<&str>,
+) -> (Cow<'n, [&'a PodFacts]>, Cow<'n, [&'a PodFacts]>) {
+    match pods {
+        [] => (Cow::Borrowed(pods), Cow::Borrowed(pods)),
+        [p] if is_updated(p, hash, generation) => (Cow::Borrowed(pods), Cow::Borrowed(&[])),
+        [_] => (Cow::Borrowed(&[]), Cow::Borrowed(pods)),
+        _ => {
+            let (new, old): (Vec<&PodFacts>, Vec<&PodFacts>) =
+                pods.iter().partition(|p| is_updated(p, hash, generation));
+            (Cow::Owned(new), Cow::Owned(old))
+        }
+    }
+}
+
 /// The rollout actions for the nodes that should run a daemon pod. `busy(node)` is true for
 /// nodes the reconciliation step already acts on this pass (they count as unavailable).
 pub fn rolling_update(
@@ -140,8 +162,7 @@ pub fn rolling_update(
         let mut unavailable = 0;
         let mut candidates = Vec::new();
         for n in nodes.iter().filter(|n| counted(n)) {
-            let (new, old): (Vec<&PodFacts>, Vec<&PodFacts>) =
-                n.pods.iter().partition(|p| is_updated(p, hash, generation));
+            let (new, old) = split(&n.pods, hash, generation);
             if busy(n.node) || new.len() > 1 || old.len() > 1 {
                 unavailable += 1;
                 continue;
@@ -170,8 +191,7 @@ pub fn rolling_update(
             if busy(n.node) {
                 continue;
             }
-            let (new, old): (Vec<&PodFacts>, Vec<&PodFacts>) =
-                n.pods.iter().partition(|p| is_updated(p, hash, generation));
+            let (new, old) = split(&n.pods, hash, generation);
             match (new.first(), old.first()) {
                 (None, Some(_)) if !eligible(n) => {}
                 (None, Some(p)) if !available(p) && budget > 0 => {
@@ -213,7 +233,7 @@ pub fn by_node<'a>(nodes: &[(&'a str, &'a Value)], pods: &[&'a PodFacts]) -> Vec
         .map(|(node, object)| NodePods {
             node,
             object,
-            pods: index.get(node).cloned().unwrap_or_default(),
+            pods: Cow::Owned(index.get(node).cloned().unwrap_or_default()),
         })
         .collect()
 }

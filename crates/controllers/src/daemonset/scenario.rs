@@ -255,3 +255,27 @@ async fn failed_pods_are_deleted_with_back_off() {
     w.reconcile(&d, &nodes, &pods, now()).await.unwrap();
     assert_eq!(w.fake.calls_to(&Method::DELETE, "pods/agent-n1").len(), 1);
 }
+
+/// The cost of one reconcile of a settled DaemonSet on 5,000 nodes (no action, no status
+/// change): what every change of one node or pod pays. Run with
+/// `cargo test --release -p shoal-controllers -- --ignored settled_reconcile_cost --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn settled_reconcile_cost() {
+    let mut w = World::new();
+    let mut d = (*ds(json!({}))).clone();
+    let nodes: Vec<Arc<Value>> = (0..5000).map(|i| node(&format!("node{i}"))).collect();
+    let pods: Vec<Arc<Value>> = (0..5000)
+        .map(|i| daemon_pod(&d, &format!("node{i}"), Some("2026-03-01T11:00:00Z")))
+        .collect();
+    w.reconcile(&d, &nodes, &pods, now()).await.unwrap();
+    let status = w.fake.calls_to(&Method::PATCH, "daemonsets/agent/status");
+    d["status"] = status.last().unwrap().body["status"].clone();
+    let t = std::time::Instant::now();
+    let rounds: u32 = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(20);
+    for _ in 0..rounds {
+        w.reconcile(&d, &nodes, &pods, now()).await.unwrap();
+    }
+    eprintln!("settled reconcile at 5,000 nodes: {:?}", t.elapsed() / rounds);
+    assert_eq!(w.fake.calls_to(&Method::POST, "pods").len(), 0);
+}
