@@ -51,6 +51,8 @@ const ROLLING: Duration = Duration::from_secs(5);
 pub struct Controller {
     /// DaemonSet uid -> nodes with a pod creation in flight.
     expected: Expectations<String, String>,
+    /// DaemonSet uid -> uids of its pods with a deletion in flight.
+    deleted: Expectations<String, String>,
     /// Failed-pod deletions per (DaemonSet uid, observed generation, node).
     backoff: Backoff,
     /// Per DaemonSet uid: the template hash and each node's name and placement under it.
@@ -173,6 +175,7 @@ impl Controller {
     fn forget_gone(&mut self, daemonsets: &[Arc<Value>]) {
         let live: HashSet<&str> = daemonsets.iter().map(|d| uid_of(d)).collect();
         self.expected.retain_owners(|uid| live.contains(uid.as_str()));
+        self.deleted.retain_owners(|uid| live.contains(uid.as_str()));
         self.placements.retain(|uid, _| live.contains(uid.as_str()));
         self.matches.retain(|uid, _| live.contains(uid.as_str()));
         self.backoff.gc(Instant::now());
@@ -227,6 +230,33 @@ impl Controller {
         let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let (mut owned, adopted) = self.claim(&pod_api, ds, &selector, pods, &ns, &mut failure).await;
         owned.extend(adopted.iter());
+        // Deletions in flight (upstream's deletion expectations): a pod deleted by an earlier
+        // pass that a lagging cache still shows as it was counts as terminating, so it is
+        // neither deleted again nor counted available by the rollout.
+        let marked: Vec<PodFacts>;
+        if !self.deleted.satisfied(&uid) {
+            let shown: HashMap<&str, bool> = owned.iter().map(|p| (p.uid.as_str(), p.terminating)).collect();
+            let in_flight: HashSet<String> = self
+                .deleted
+                .settle(&uid, |pod| {
+                    shown.get(pod.as_str()).is_none_or(|terminating| *terminating)
+                })
+                .into_iter()
+                .collect();
+            marked = owned
+                .iter()
+                .filter(|p| in_flight.contains(&p.uid))
+                .map(|p| PodFacts {
+                    terminating: true,
+                    ..(*p).clone()
+                })
+                .collect();
+            for p in owned.iter_mut() {
+                if let Some(m) = marked.iter().find(|m| m.uid == p.uid) {
+                    *p = m;
+                }
+            }
+        }
         let hash = history::template_hash(ds);
         // Pods of one revision mostly sit together: skip a hash just inserted.
         let mut in_use: HashSet<&str> = HashSet::new();
@@ -385,6 +415,9 @@ impl Controller {
             .iter()
             .map(|(pod, uid, _, _)| (pod.clone(), uid.clone()))
             .collect();
+        for (_, pod_uid) in &targets {
+            self.deleted.expect(&uid, pod_uid.clone());
+        }
         let done = shoal_runtime::batch::slow_start(targets, CONCURRENCY, CONCURRENCY, |(pod, pod_uid)| {
             let pod_api = pod_api.clone();
             async move {
@@ -404,7 +437,10 @@ impl Controller {
             }
         })
         .await;
-        for ((pod, _), r) in done.done {
+        for (_, pod_uid) in &done.skipped {
+            self.deleted.cancel(&uid, pod_uid);
+        }
+        for ((pod, pod_uid), r) in done.done {
             match r {
                 Ok(true) => {
                     recorder
@@ -418,6 +454,8 @@ impl Controller {
                 }
                 Ok(false) => {}
                 Err(e) => {
+                    // Not deleted: the pod is live as the cache shows it.
+                    self.deleted.cancel(&uid, &pod_uid);
                     recorder
                         .record(
                             &about,

@@ -243,17 +243,72 @@ async fn failed_pods_are_deleted_with_back_off() {
     let nodes = [node("n1")];
     let mut failed = (*daemon_pod(&d, "n1", None)).clone();
     failed["status"]["phase"] = json!("Failed");
-    let pods = [Arc::new(failed)];
+    let pods = [Arc::new(failed.clone())];
     w.reconcile(&d, &nodes, &pods, now()).await.unwrap();
     assert_eq!(w.fake.calls_to(&Method::DELETE, "pods/agent-n1").len(), 1);
-    // The cache still shows the failed pod a moment later: inside the 1 s window, no delete.
+    // Its replacement fails at once: inside the 1 s window it is not deleted.
+    let mut again = failed;
+    again["metadata"]["name"] = json!("agent-n1b");
+    again["metadata"]["uid"] = json!("pod-n1b");
+    let pods = [Arc::new(again)];
     w.fake.clear();
     let out = w.reconcile(&d, &nodes, &pods, now()).await.unwrap();
-    assert!(w.fake.calls_to(&Method::DELETE, "pods/agent-n1").is_empty());
+    assert!(w.fake.calls_to(&Method::DELETE, "pods/agent-n1b").is_empty());
     assert_eq!(out, Outcome::RequeueAfter(super::SOON));
     tokio::time::advance(std::time::Duration::from_millis(1100)).await;
     w.reconcile(&d, &nodes, &pods, now()).await.unwrap();
-    assert_eq!(w.fake.calls_to(&Method::DELETE, "pods/agent-n1").len(), 1);
+    assert_eq!(w.fake.calls_to(&Method::DELETE, "pods/agent-n1b").len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rolling_update_deletes_each_pod_once_while_the_cache_lags() {
+    // Upstream's deletion expectations: a pod the controller deleted still shows as it was
+    // in a lagging cache; it counts as terminating (unavailable, not deleted again), so the
+    // rollout stays within maxUnavailable.
+    let mut w = World::new();
+    let old = ds(json!({}));
+    let nodes = [node("n1"), node("n2"), node("n3")];
+    let pods: Vec<Arc<Value>> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| daemon_pod(&old, n, Some("2026-03-01T11:00:00Z")))
+        .collect();
+    let mut d = (*old).clone();
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("agent:2");
+    d["metadata"]["generation"] = json!(2);
+    let d = Arc::new(d);
+    let known: Vec<&Value> = pods.iter().map(|p| &**p).collect();
+    w.fake.know(&known);
+    w.reconcile(&d, &nodes, &pods, now()).await.unwrap();
+    let deleted = |w: &World| {
+        ["n1", "n2", "n3"]
+            .iter()
+            .map(|n| w.fake.calls_to(&Method::DELETE, &format!("pods/agent-{n}")).len())
+            .sum::<usize>()
+    };
+    assert_eq!(deleted(&w), 1, "maxUnavailable 1: one old pod goes");
+    // The cache has not seen the deletion yet.
+    w.reconcile(&d, &nodes, &pods, now()).await.unwrap();
+    w.reconcile(&d, &nodes, &pods, now()).await.unwrap();
+    assert_eq!(
+        deleted(&w),
+        1,
+        "no second delete, and no other pod beyond maxUnavailable"
+    );
+    // The cache shows it gone: the node gets its new pod, and nothing else is deleted
+    // until that pod is available.
+    let first = ["n1", "n2", "n3"]
+        .iter()
+        .position(|n| !w.fake.calls_to(&Method::DELETE, &format!("pods/agent-{n}")).is_empty())
+        .unwrap();
+    let rest: Vec<Arc<Value>> = pods
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != first)
+        .map(|(_, p)| p.clone())
+        .collect();
+    w.reconcile(&d, &nodes, &rest, now()).await.unwrap();
+    assert_eq!(w.created_for().len(), 1);
+    assert_eq!(deleted(&w), 1);
 }
 
 /// The cost of one reconcile of a settled DaemonSet on 5,000 nodes (no action, no status
