@@ -79,6 +79,8 @@ struct Cache {
     synced: AtomicBool,
     /// Keyed controllers following this resource.
     subscribers: Mutex<Vec<mpsc::UnboundedSender<Change>>>,
+    /// Followers of ownership changes of every resource (the garbage collector).
+    ownership_subscribers: Mutex<Vec<mpsc::UnboundedSender<(&'static Resource, Change)>>>,
 }
 
 /// One change of a cached resource, as a subscriber receives it.
@@ -136,6 +138,13 @@ async fn follow(
                 let done = matches!(ev, watcher::Event::InitDone);
                 let (changed, owners, change) = cache.apply(ev, full, &mut relist);
                 if let Some(change) = change {
+                    if owners {
+                        let mut subs = cache
+                            .ownership_subscribers
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner);
+                        subs.retain(|s| s.send((r, change.clone())).is_ok());
+                    }
                     cache.publish(change);
                 }
                 if changed {
@@ -315,6 +324,7 @@ impl Cache {
             ownership_changes: AtomicU64::new(0),
             synced: AtomicBool::new(false),
             subscribers: Mutex::default(),
+            ownership_subscribers: Mutex::default(),
         }
     }
 
@@ -563,6 +573,21 @@ impl Informers {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(tx);
+        }
+        rx
+    }
+
+    /// Every change that matters to ownership (an object added or gone, or its uid, owner
+    /// references, finalizers or deletion timestamp changed), of every cached resource, from
+    /// now on: the garbage collector's graph follows these. A relist arrives as
+    /// [`Change::Resync`].
+    pub fn subscribe_ownership(&self) -> mpsc::UnboundedReceiver<(&'static Resource, Change)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for c in self.caches.iter() {
+            c.ownership_subscribers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(tx.clone());
         }
         rx
     }
