@@ -188,7 +188,7 @@ pub fn decide<'a>(
 /// being deleted, its dependents), and a pass decides for those alone.
 #[derive(Default)]
 pub struct Graph {
-    nodes: HashMap<String, (Node, Arc<Value>)>,
+    nodes: HashMap<String, Node>,
     dependents: HashMap<String, HashSet<String>>,
     /// Objects to decide for at the next pass.
     dirty: HashSet<String>,
@@ -199,7 +199,7 @@ impl Graph {
     pub fn of(objects: &[(&'static Resource, Arc<Value>)]) -> Graph {
         let mut g = Graph::default();
         for (res, o) in objects {
-            g.upsert(res, o.clone());
+            g.upsert(res, o);
         }
         g.dirty = g.nodes.keys().cloned().collect();
         g
@@ -214,12 +214,12 @@ impl Graph {
             }
         }
         if let Some(n) = new {
-            self.upsert(res, n);
+            self.upsert(res, &n);
         }
     }
 
     fn remove(&mut self, uid: &str) {
-        let Some((node, _)) = self.nodes.remove(uid) else {
+        let Some(node) = self.nodes.remove(uid) else {
             return;
         };
         for (owner, _, _) in &node.owners {
@@ -241,14 +241,14 @@ impl Graph {
         }
     }
 
-    fn upsert(&mut self, res: &'static Resource, obj: Arc<Value>) {
-        let node = to_node(res, &obj);
+    fn upsert(&mut self, res: &'static Resource, obj: &Value) {
+        let node = to_node(res, obj);
         if node.uid.is_empty() {
             return;
         }
         let uid = node.uid.clone();
         let (old_owners, state_changed) = match self.nodes.get(&uid) {
-            Some((prev, _)) => (
+            Some(prev) => (
                 prev.owners.clone(),
                 prev.deleting != node.deleting || prev.finalizers != node.finalizers,
             ),
@@ -270,7 +270,7 @@ impl Graph {
             self.dirty.extend(deps.iter().cloned());
         }
         self.dirty.insert(uid.clone());
-        self.nodes.insert(uid, (node, obj));
+        self.nodes.insert(uid, node);
     }
 
     /// Marks every object to be looked at (a periodic full pass).
@@ -285,21 +285,21 @@ impl Graph {
 
     /// Decides for the marked objects, and unmarks them: the objects acted on (with their
     /// current state) and the actions, which index into them.
-    pub fn plan(&mut self) -> (Vec<(Node, Arc<Value>)>, Vec<Action>) {
+    pub fn plan(&mut self) -> (Vec<Node>, Vec<Action>) {
         let dirty = std::mem::take(&mut self.dirty);
-        let owner = |uid: &str| self.nodes.get(uid).map(|(n, _)| n);
+        let owner = |uid: &str| self.nodes.get(uid);
         let has = |uid: &str| self.dependents.get(uid).is_some_and(|d| !d.is_empty());
         let mut targets = Vec::new();
         let mut actions = Vec::new();
         let mut finalizers = Vec::new();
         for uid in &dirty {
-            let Some((n, raw)) = self.nodes.get(uid) else { continue };
+            let Some(n) = self.nodes.get(uid) else { continue };
             let decisions = decide(n, &owner, &has);
             if decisions.is_empty() {
                 continue;
             }
             let i = targets.len();
-            targets.push((n.clone(), raw.clone()));
+            targets.push(n.clone());
             for d in decisions {
                 match d {
                     Decision::RemoveFinalizer(f) => finalizers.push(Action::RemoveFinalizer(i, f)),
@@ -433,7 +433,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                         Action::Delete(i, _) | Action::DropOwners(i, _) | Action::RemoveFinalizer(i, _) => *i,
                     };
                     if let Err(e) = apply(&client, &informers, &targets[i], action).await {
-                        graph.mark(&targets[i].0.uid);
+                        graph.mark(&targets[i].uid);
                         failure.get_or_insert(e.into());
                     }
                 }
@@ -446,15 +446,16 @@ pub async fn run(client: kube::Client, informers: Informers) {
 /// Carries out one action on `target`. Patches carry the resourceVersion the informer shows
 /// now (not the one the graph last saw: changes that do not touch ownership do not reach
 /// it), so a concurrent change of the references makes the patch conflict, not clobber it.
-async fn apply(
-    client: &kube::Client,
-    informers: &Informers,
-    target: &(Node, Arc<Value>),
-    action: Action,
-) -> Result<(), kube::Error> {
-    let (n, seen) = target;
-    let current = informers.get(n.res.group, n.res.plural, &format!("{}/{}", n.namespace, n.name));
-    let raw: &Value = current.as_deref().unwrap_or(seen);
+async fn apply(client: &kube::Client, informers: &Informers, n: &Node, action: Action) -> Result<(), kube::Error> {
+    // The graph keeps no object (it would hold a stale copy of every one that changed since);
+    // one gone from the cache meanwhile needs nothing.
+    let Some(raw) = informers
+        .get(n.res.group, n.res.plural, &format!("{}/{}", n.namespace, n.name))
+        .filter(|o| informer::uid(o) == n.uid)
+    else {
+        return Ok(());
+    };
+    let raw: &Value = &raw;
     let pp = PatchParams {
         field_manager: Some("garbage-collector".into()),
         ..Default::default()
@@ -653,9 +654,9 @@ mod tests {
         let mut out: Vec<String> = actions
             .iter()
             .map(|a| match a {
-                Action::Delete(i, p) => format!("delete {} {p:?}", targets[*i].0.name),
-                Action::DropOwners(i, u) => format!("drop {} {u:?}", targets[*i].0.name),
-                Action::RemoveFinalizer(i, f) => format!("unfinalize {} {f}", targets[*i].0.name),
+                Action::Delete(i, p) => format!("delete {} {p:?}", targets[*i].name),
+                Action::DropOwners(i, u) => format!("drop {} {u:?}", targets[*i].name),
+                Action::RemoveFinalizer(i, f) => format!("unfinalize {} {f}", targets[*i].name),
             })
             .collect();
         out.sort();
