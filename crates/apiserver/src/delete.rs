@@ -190,7 +190,8 @@ impl ApiServer {
         }
         for _ in 0..16 {
             let current = self.get_object(t)?;
-            let obj = &current.obj();
+            let decoded = current.obj();
+            let obj = &decoded;
             if let Some(uid) = &opts.uid {
                 let have = obj["metadata"]["uid"].as_str().unwrap_or_default();
                 if uid != have {
@@ -213,13 +214,7 @@ impl ApiServer {
                     ));
                 }
             }
-            let mut updated = obj.clone();
-            let meta = meta_mut(&mut updated);
-            let mut finalizers: Vec<Value> = meta
-                .get("finalizers")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let mut finalizers: Vec<Value> = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
             let add = |f: &mut Vec<Value>, name: &str| {
                 if !f.iter().any(|v| v == name) {
                     f.push(json!(name));
@@ -240,7 +235,7 @@ impl ApiServer {
                 match self.store.delete(&key, current.mod_revision).await {
                     Ok((rev, _)) => {
                         self.cache.wait_for(rev).await;
-                        let mut gone = current.obj();
+                        let mut gone = decoded;
                         set_resource_version(&mut gone, rev);
                         return Ok((200, Written::from_value(gone, Vec::new())));
                     }
@@ -256,6 +251,8 @@ impl ApiServer {
             }
             // Deletion in progress: mark it, and let finalizers, the kubelet or the namespace
             // controller finish.
+            let mut updated = obj.clone();
+            let meta = meta_mut(&mut updated);
             if !meta.contains_key("deletionTimestamp") {
                 set_deletion_deadline(meta, if graceful_pod { grace_period(obj, opts) } else { 0 });
                 if let Some(g) = meta.get("generation").and_then(Value::as_i64) {
