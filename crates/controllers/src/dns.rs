@@ -213,13 +213,41 @@ pub async fn serve(
     informers: Informers,
     components: &shoal_runtime::Components,
 ) -> std::io::Result<SocketAddr> {
-    let udp = Arc::new(tokio::net::UdpSocket::bind(addr).await?);
+    let (udp, tcp) = bind_pair(addr).await?;
     let bound = udp.local_addr()?;
-    let tcp = Arc::new(tokio::net::TcpListener::bind(bound).await?);
+    let (udp, tcp) = (Arc::new(udp), Arc::new(tcp));
     let inf = informers.clone();
     components.spawn("dns/udp", move || serve_udp(udp.clone(), inf.clone()));
     components.spawn("dns/tcp", move || serve_tcp(tcp.clone(), informers.clone()));
     Ok(bound)
+}
+
+/// A UDP socket and a TCP listener on one address. With port 0 the UDP socket picks a free
+/// port, which may be taken for TCP: then another port is tried (a few times), so a free
+/// port for both is found however busy the machine is.
+async fn bind_pair(addr: SocketAddr) -> std::io::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
+    bind_pair_with(addr, |a| async move { tokio::net::TcpListener::bind(a).await }).await
+}
+
+async fn bind_pair_with<F, Fut>(
+    addr: SocketAddr,
+    bind_tcp: F,
+) -> std::io::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)>
+where
+    F: Fn(SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<tokio::net::TcpListener>>,
+{
+    let tries = if addr.port() == 0 { 32 } else { 1 };
+    let mut last = None;
+    for _ in 0..tries {
+        let udp = tokio::net::UdpSocket::bind(addr).await?;
+        match bind_tcp(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AddrInUse)))
 }
 
 async fn serve_udp(udp: Arc<tokio::net::UdpSocket>, informers: Informers) {
@@ -362,5 +390,30 @@ mod tests {
         assert!(r.metadata.authoritative);
         assert_eq!(r.answers.len(), 1);
         assert_eq!(r.queries.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_free_port_taken_for_tcp_is_replaced_by_another() {
+        // The first three ports the UDP socket gets are "taken" for TCP.
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let (udp, tcp) = bind_pair_with("127.0.0.1:0".parse().unwrap(), |a| {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if n < 3 {
+                    Err(std::io::Error::from(std::io::ErrorKind::AddrInUse))
+                } else {
+                    tokio::net::TcpListener::bind(a).await
+                }
+            }
+        })
+        .await
+        .expect("a port free for both");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4);
+        assert_eq!(udp.local_addr().unwrap(), tcp.local_addr().unwrap());
+        // A port the user named is not replaced.
+        let busy = tcp.local_addr().unwrap();
+        drop(udp);
+        let named = bind_pair(busy).await;
+        assert_eq!(named.err().map(|e| e.kind()), Some(std::io::ErrorKind::AddrInUse));
     }
 }
