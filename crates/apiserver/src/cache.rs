@@ -131,6 +131,12 @@ impl Entry {
         Bytes::from(buf)
     }
 
+    /// Some fields of the object, decoded into `T` (which names only those) without building
+    /// the rest; the resourceVersion may be missing.
+    pub fn fields<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_slice(&self.stored).ok()
+    }
+
     /// The object, decoded, with its resourceVersion.
     pub fn obj(&self) -> Value {
         let mut obj = serde_json::from_slice(&self.stored).unwrap_or(Value::Null);

@@ -287,7 +287,7 @@ impl ApiServer {
                 Ok(rev) => {
                     self.cache.wait_for(rev).await;
                     set_resource_version(&mut updated, rev);
-                    return Ok((202, Written::from_value(updated, Vec::new())));
+                    return Ok((202, self.written_at(&key, rev, updated, Vec::new())));
                 }
                 Err(shoal_store::Error::Conflict { current, .. }) => {
                     // Retried once the cache shows the write that won: reading the same

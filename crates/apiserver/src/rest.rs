@@ -127,6 +127,21 @@ fn generate_suffix() -> String {
 }
 
 impl ApiServer {
+    /// `obj` as written at `rev` under `key`. Its JSON is the watch cache's entry for that
+    /// very write when the cache holds it (the stored bytes with the resourceVersion spliced
+    /// in, as a GET serves them): the object is not encoded a second time. A later write to
+    /// the key (or none cached) falls back to encoding `obj`.
+    pub(crate) fn written_at(&self, key: &str, rev: Revision, obj: Value, warnings: Vec<String>) -> Written {
+        match self.cache.get(key) {
+            Some(e) if e.mod_revision == rev => Written {
+                obj,
+                json: e.json(),
+                warnings,
+            },
+            _ => Written::from_value(obj, warnings),
+        }
+    }
+
     /// GET of one object.
     pub fn get_object(&self, t: &Target) -> ApiResult<Arc<Entry>> {
         let name = t.name.as_deref().unwrap_or_default();
@@ -348,7 +363,7 @@ impl ApiServer {
                 Ok(rev) => {
                     self.cache.wait_for(rev).await;
                     set_resource_version(&mut obj, rev);
-                    return Ok(Written::from_value(obj, warnings));
+                    return Ok(self.written_at(&key, rev, obj, warnings));
                 }
                 Err(shoal_store::Error::AlreadyExists(_)) if generate.is_some() && attempt < 7 => {
                     let g = generate.as_deref().unwrap_or_default();
@@ -579,9 +594,7 @@ impl ApiServer {
             self.admit_validate(t, &obj, Some(old), opts).await?;
         }
         meta_mut(&mut obj).remove("resourceVersion");
-        let mut old_cmp = old.clone();
-        meta_mut(&mut old_cmp).remove("resourceVersion");
-        if same_ignoring_manager_time(&obj, &old_cmp) {
+        if same_ignoring_manager_time(&obj, old) {
             return Ok(Written {
                 obj: old.clone(),
                 json: current.json(),
@@ -615,7 +628,7 @@ impl ApiServer {
             .map_err(|e| store_conflict(e, res, &name))?;
         self.cache.wait_for(rev).await;
         set_resource_version(&mut obj, rev);
-        Ok(Written::from_value(obj, Vec::new()))
+        Ok(self.written_at(&key, rev, obj, Vec::new()))
     }
 
     /// POST pods/{name}/binding: assigns the pod to a node, once.
@@ -755,7 +768,20 @@ impl ApiServer {
         let Some(entry) = self.cache.get(&keys::object(nsres, None, ns)) else {
             return Err(ApiError::not_found(nsres, ns));
         };
-        if entry.obj()["metadata"].get("deletionTimestamp").is_some() {
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            #[serde(rename = "deletionTimestamp")]
+            deletion_timestamp: Option<serde::de::IgnoredAny>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Namespace {
+            metadata: Option<Meta>,
+        }
+        let terminating = entry
+            .fields::<Namespace>()
+            .and_then(|n| n.metadata)
+            .is_some_and(|m| m.deletion_timestamp.is_some());
+        if terminating {
             // As upstream, the cause says why, so clients match on it rather than the text.
             let message = format!("unable to create new content in namespace {ns} because it is being terminated");
             return Err(ApiError::forbidden(message.clone()).with_details(json!({"causes": [
@@ -852,19 +878,51 @@ fn with_writer<R>(
     f(def, &w)
 }
 
+/// True when `a` and `b` differ at most in `metadata.resourceVersion` and in the times of
+/// their managedFields entries: a write that changes nothing else is a no-op.
 fn same_ignoring_manager_time(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(mf) = v["metadata"].get_mut("managedFields").and_then(Value::as_array_mut) {
-            for e in mf {
-                if let Some(m) = e.as_object_mut() {
-                    m.remove("time");
-                }
-            }
+    // Compared in place: a write's no-op check must not copy the object (it runs on every
+    // update and patch).
+    fn same_maps(
+        a: &Map<String, Value>,
+        b: &Map<String, Value>,
+        skip: &str,
+        eq: &dyn Fn(&str, &Value, &Value) -> bool,
+    ) -> bool {
+        let kept = |m: &Map<String, Value>| m.keys().filter(|k| *k != skip).count();
+        kept(a) == kept(b)
+            && a.iter()
+                .filter(|(k, _)| *k != skip)
+                .all(|(k, v)| b.get(k).is_some_and(|w| eq(k, v, w)))
+    }
+    fn same_entry(x: &Value, y: &Value) -> bool {
+        match (x.as_object(), y.as_object()) {
+            (Some(x), Some(y)) => same_maps(x, y, "time", &|_, v, w| v == w),
+            _ => x == y,
         }
-        v
-    };
-    strip(a) == strip(b)
+    }
+    fn same_meta(x: &Value, y: &Value) -> bool {
+        match (x.as_object(), y.as_object()) {
+            (Some(x), Some(y)) => same_maps(
+                x,
+                y,
+                "resourceVersion",
+                &|k, v, w| match (k, v.as_array(), w.as_array()) {
+                    ("managedFields", Some(v), Some(w)) => {
+                        v.len() == w.len() && v.iter().zip(w).all(|(e, f)| same_entry(e, f))
+                    }
+                    _ => v == w,
+                },
+            ),
+            _ => x == y,
+        }
+    }
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => same_maps(a, b, "", &|k, v, w| {
+            if k == "metadata" { same_meta(v, w) } else { v == w }
+        }),
+        _ => a == b,
+    }
 }
 
 /// Parses the label and field selectors of a request, validating the field selector for the kind.
@@ -915,4 +973,42 @@ pub fn parse_rv(rv: &str) -> ApiResult<Revision> {
 /// The first key after the last item (the start of the next page).
 fn after_key(items: &[Arc<Entry>]) -> String {
     format!("{}\0", items.last().map(|e| e.key.as_str()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_is_a_no_op_when_only_the_resource_version_and_manager_times_differ() {
+        let a = json!({"metadata": {"name": "p", "resourceVersion": "1",
+                                    "managedFields": [{"manager": "m", "time": "2026-01-01T00:00:00Z"}]},
+                       "spec": {"x": 1}});
+        let mut b = a.clone();
+        b["metadata"]["managedFields"][0]["time"] = json!("2026-01-02T00:00:00Z");
+        meta_mut(&mut b).remove("resourceVersion");
+        assert!(same_ignoring_manager_time(&a, &b));
+        assert!(same_ignoring_manager_time(&b, &a));
+        for change in [
+            json!({"spec": {"x": 2}}),
+            json!({"status": {}}),
+            json!({"metadata": {"labels": {"a": "b"}}}),
+            json!({"metadata": {"managedFields": [{"manager": "other", "time": "2026-01-01T00:00:00Z"}]}}),
+            json!({"metadata": {"managedFields": []}}),
+        ] {
+            let mut c = b.clone();
+            for (k, v) in change.as_object().unwrap() {
+                match (k.as_str(), v.as_object()) {
+                    ("metadata", Some(m)) => {
+                        for (mk, mv) in m {
+                            c["metadata"][mk] = mv.clone();
+                        }
+                    }
+                    _ => c[k] = v.clone(),
+                }
+            }
+            assert!(!same_ignoring_manager_time(&a, &c), "{change}");
+            assert!(!same_ignoring_manager_time(&c, &a), "{change}");
+        }
+    }
 }
