@@ -190,9 +190,68 @@ pub struct JsonObject {
     pub value: Value,
 }
 
+/// An object's top level, decoded with its metadata's `managedFields` skipped as they are
+/// parsed (no reader in the process keeps them, and they are often the largest part of a
+/// pod's metadata): they are never built only to be dropped.
+struct WithoutManagedFields;
+
+impl<'de> serde::de::Visitor<'de> for WithoutManagedFields {
+    type Value = serde_json::Map<String, Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = if key == "metadata" {
+                map.next_value::<Metadata>()?.0
+            } else {
+                map.next_value::<Value>()?
+            };
+            out.insert(key, value);
+        }
+        Ok(out)
+    }
+}
+
+/// `metadata` without `managedFields` (see [`WithoutManagedFields`]).
+struct Metadata(Value);
+
+impl<'de> serde::Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Value;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("object metadata")
+            }
+
+            fn visit_unit<E>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "managedFields" {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    } else {
+                        out.insert(key, map.next_value::<Value>()?);
+                    }
+                }
+                Ok(Value::Object(out))
+            }
+        }
+        d.deserialize_any(Fields).map(Metadata)
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for JsonObject {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(d)?;
+        let value = Value::Object(d.deserialize_map(WithoutManagedFields)?);
         let m = &value["metadata"];
         let text = |k: &str| m[k].as_str().map(str::to_string);
         let meta = ObjectMeta {
@@ -656,10 +715,18 @@ mod tests {
     }
 
     #[test]
-    fn a_json_object_keeps_the_whole_object_and_the_metadata_watches_read() {
+    fn a_json_object_keeps_the_whole_object_but_managed_fields_and_the_metadata_watches_read() {
         use kube::Resource;
         let o = dynamic(json_pod());
-        assert_eq!(o.value, json_pod());
+        let mut want = json_pod();
+        assert!(want["metadata"]["managedFields"].is_array());
+        want["metadata"].as_object_mut().unwrap().remove("managedFields");
+        assert_eq!(o.value, want);
+        // Straight from the wire, as a watch decodes it.
+        let text = serde_json::to_string(&json_pod()).unwrap();
+        let parsed: JsonObject = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed.value, want);
+        assert!(serde_json::from_str::<JsonObject>("[1]").is_err(), "an object is a map");
         assert_eq!(o.meta().name.as_deref(), Some("p"));
         assert_eq!(o.meta().namespace.as_deref(), Some("default"));
         assert_eq!(o.meta().uid.as_deref(), Some("u1"));
