@@ -94,8 +94,30 @@ pub struct PodTiming {
     /// [`RUN_SECONDS_ANNOTATION`] overrides it).
     pub run_time: Duration,
     /// Cap on the grace period of deleted pods: a pod is removed after
-    /// `min(deletionGracePeriodSeconds, grace_cap)`.
+    /// `min(deletionGracePeriodSeconds, grace_cap)`, but not before `stop_time`.
     pub grace_cap: Duration,
+    /// How long a deleted pod's containers take to stop, at least (never more than its grace
+    /// period): the time a kubelet takes between a DELETE and its final delete of the pod.
+    pub stop_time: Duration,
+    /// Up to this much more, spread over pods by their uid: pods deleted together do not go
+    /// in the same instant (a kubelet's do not either).
+    pub stop_jitter: Duration,
+}
+
+impl PodTiming {
+    /// How long `pod`, once deleted, takes to go: `min(grace, grace_cap)`, but at least its
+    /// stop time (its share of the jitter added), and never more than its grace period.
+    fn stop_after(&self, pod: &Pod) -> Duration {
+        let grace = grace(pod);
+        let share = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            pod.metadata.uid.hash(&mut h);
+            (h.finish() % 1000) as u32
+        };
+        let stop = self.stop_time + self.stop_jitter * share / 1000;
+        grace.min(self.grace_cap).max(stop.min(grace))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -409,7 +431,7 @@ pub(crate) fn next_step(pod: &Pod, stage: Stage, elapsed: Duration, timing: &Pod
             },
         ),
         Stage::Running => Step::Idle,
-        Stage::Deleting => after(elapsed, grace(pod).min(timing.grace_cap), Step::Delete),
+        Stage::Deleting => after(elapsed, timing.stop_after(pod), Step::Delete),
     }
 }
 
@@ -1433,6 +1455,8 @@ mod tests {
             start_delay: Duration::from_secs(2),
             run_time: Duration::from_secs(5),
             grace_cap: Duration::from_secs(10),
+            stop_time: Duration::ZERO,
+            stop_jitter: Duration::ZERO,
         };
         let mut p = web();
         assert_eq!(stage(&p), Stage::Pending);
@@ -1487,6 +1511,41 @@ mod tests {
             next_step(&p, Stage::Deleting, Duration::ZERO, &PodTiming::default()),
             Step::Delete
         );
+        // A stop time: at least that long, never longer than the grace period.
+        let stopping = PodTiming {
+            stop_time: Duration::from_millis(300),
+            ..Default::default()
+        };
+        assert_eq!(
+            next_step(&p, Stage::Deleting, Duration::from_millis(100), &stopping),
+            Step::Wait(Duration::from_millis(200))
+        );
+        assert_eq!(
+            next_step(&p, Stage::Deleting, Duration::from_millis(300), &stopping),
+            Step::Delete
+        );
+        // Jitter: pods deleted together go at different moments, each within its range.
+        let jittered = PodTiming {
+            stop_time: Duration::from_millis(500),
+            stop_jitter: Duration::from_millis(500),
+            ..Default::default()
+        };
+        let stops: std::collections::BTreeSet<Duration> = (0..20)
+            .map(|i| {
+                let mut q = p.clone();
+                q.metadata.uid = Some(format!("uid-{i}"));
+                jittered.stop_after(&q)
+            })
+            .collect();
+        assert!(stops.len() > 10, "{stops:?}");
+        assert!(
+            stops
+                .iter()
+                .all(|d| *d >= Duration::from_millis(500) && *d < Duration::from_secs(1))
+        );
+        p.metadata.deletion_grace_period_seconds = Some(0);
+        assert_eq!(next_step(&p, Stage::Deleting, Duration::ZERO, &stopping), Step::Delete);
+        assert_eq!(next_step(&p, Stage::Deleting, Duration::ZERO, &jittered), Step::Delete);
         p.metadata.deletion_grace_period_seconds = Some(3);
         assert_eq!(
             next_step(&p, Stage::Deleting, Duration::from_secs(1), &timing),

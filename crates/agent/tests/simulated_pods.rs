@@ -185,6 +185,8 @@ async fn delays_are_honoured() {
         start_delay: Duration::from_millis(300),
         run_time: Duration::from_secs(3600),
         grace_cap: Duration::from_millis(500),
+        stop_time: Duration::ZERO,
+        stop_jitter: Duration::ZERO,
     };
     let client = cluster(timing).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

@@ -91,6 +91,29 @@ pub struct Running {
 /// Starts a cluster in this process (`nodes` is `Some(N)` for `shoal up`) and returns once
 /// `/readyz` answers over HTTPS; it runs until the runtime ends.
 pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, StartError> {
+    start_with(args, nodes, up_timing()).await
+}
+
+/// How pods on `shoal up`'s simulated nodes behave: they start at once, and a deleted pod
+/// takes half a second to a second to go (within its grace period), as a kubelet's
+/// containers that exit at once do. A pod removed in the same instant as its DELETE lets a
+/// controller's replacement (a StatefulSet's pod of the same name) appear before a client
+/// has seen the deletion: `kubectl delete` lists the pod again to watch for its deletion,
+/// finds the replacement, and waits for a deletion it missed.
+pub fn up_timing() -> shoal_agent::PodTiming {
+    shoal_agent::PodTiming {
+        stop_time: std::time::Duration::from_millis(500),
+        stop_jitter: std::time::Duration::from_millis(500),
+        ..Default::default()
+    }
+}
+
+/// [`start`] with simulated pods timed by `timing` (the benchmarks take no time at all).
+pub async fn start_with(
+    args: &ServerArgs,
+    nodes: Option<u32>,
+    timing: shoal_agent::PodTiming,
+) -> Result<Running, StartError> {
     let started = std::time::Instant::now();
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir).map_err(err("creating the data dir"))?;
@@ -181,7 +204,7 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
     let scheduling = client.clone();
     components.spawn("scheduler", move || shoal_scheduler::run(scheduling.clone()));
     if let Some(n) = nodes {
-        let pool = shoal_agent::SimulatedPool::new(client.clone());
+        let pool = shoal_agent::SimulatedPool::with_timing(client.clone(), timing);
         pool.ensure_nodes(n).await.map_err(err("creating simulated nodes"))?;
         components.spawn("simulated-nodes", move || pool.clone().run());
     }

@@ -756,6 +756,62 @@ fn seed_003_statefulset_with_claims() {
     assert_eq!(cols, ["sample-statefulset", "2/2"]);
 }
 
+/// `kubectl delete pod` of a StatefulSet's pods returns. kubectl's wait gets the pod, then
+/// lists and watches it by name; a pod removed in the same instant as its DELETE let the
+/// StatefulSet's replacement (same name, new uid) appear in between, and kubectl waited for a
+/// deletion it had missed (6 of 10 tries hung). Simulated pods now take half a second to a
+/// second to stop, as a kubelet's do, and show `Terminating` meanwhile.
+#[test]
+fn deleting_statefulset_pods_with_kubectl_returns() {
+    let c = Cluster::up(3);
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  serviceName: db\n  replicas: 2\n\
+             \x20 selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n\
+             \x20   spec: {containers: [{name: c, image: nginx}]}\n",
+        ),
+    );
+    c.kubectl(&["rollout", "status", "sts/db", "--timeout=60s"]);
+    let uid = |pod: &str| c.kubectl(&["get", "pod", pod, "-o", "jsonpath={.metadata.uid}"]);
+    // A deleted pod is Terminating for a moment, with its own uid.
+    let before = uid("db-0");
+    c.kubectl(&["delete", "pod", "db-0", "--wait=false"]);
+    let seen = c.kubectl(&[
+        "get",
+        "pod",
+        "db-0",
+        "-o",
+        "jsonpath={.metadata.uid} {.metadata.deletionTimestamp}",
+    ]);
+    let (seen_uid, deleting) = seen.split_once(' ').unwrap_or((&seen, ""));
+    assert_eq!(seen_uid, before, "the deleted pod is still there: {seen}");
+    assert!(!deleting.is_empty(), "and Terminating: {seen}");
+    c.eventually(30, "db-0 replaced", || {
+        let now = c.kubectl_output(&["get", "pod", "db-0", "-o", "jsonpath={.metadata.uid}"], None);
+        let now = String::from_utf8_lossy(&now.stdout).into_owned();
+        (!now.is_empty() && now != before).then_some(())
+    });
+    // Deleting both with kubectl's wait returns once both are gone.
+    c.kubectl(&["rollout", "status", "sts/db", "--timeout=60s"]);
+    let uids = c.kubectl(&["get", "pods", "-l", "app=db", "-o", "jsonpath={.items[*].metadata.uid}"]);
+    let started = std::time::Instant::now();
+    let out = c.kubectl(&["delete", "pod", "db-1", "db-0", "--timeout=30s"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        out.contains("pod \"db-0\" deleted") && out.contains("pod \"db-1\" deleted"),
+        "{out}"
+    );
+    c.eventually(30, "both pods replaced", || {
+        let now = c.kubectl(&["get", "pods", "-l", "app=db", "-o", "jsonpath={.items[*].metadata.uid}"]);
+        (now.split_whitespace().count() == 2 && now.split_whitespace().all(|u| !uids.contains(u))).then_some(())
+    });
+}
+
 #[test]
 fn seed_004_statefulset_behind_a_headless_service() {
     let c = Cluster::up(3);
