@@ -243,18 +243,18 @@ impl Controller {
                 })
                 .into_iter()
                 .collect();
-            marked = owned
+            let at: Vec<usize> = (0..owned.len())
+                .filter(|&i| in_flight.contains(&owned[i].uid))
+                .collect();
+            marked = at
                 .iter()
-                .filter(|p| in_flight.contains(&p.uid))
-                .map(|p| PodFacts {
+                .map(|&i| PodFacts {
                     terminating: true,
-                    ..(*p).clone()
+                    ..owned[i].clone()
                 })
                 .collect();
-            for p in owned.iter_mut() {
-                if let Some(m) = marked.iter().find(|m| m.uid == p.uid) {
-                    *p = m;
-                }
+            for (&i, m) in at.iter().zip(&marked) {
+                owned[i] = m;
             }
         }
         let hash = history::template_hash(ds);

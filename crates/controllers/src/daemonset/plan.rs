@@ -159,7 +159,7 @@ pub fn plan_views(
                 status.updated += 1;
             }
         }
-        let running = || here.iter().filter(|p| !p.terminating && !p.finished()).copied();
+        let running = || here.iter().filter(|p| p.live()).copied();
         for p in here.iter().filter(|p| !p.terminating) {
             match p.phase.as_str() {
                 "Failed" => deletes.push(delete(p, name, DeleteReason::Failed)),

@@ -219,25 +219,6 @@ pub fn rolling_update(
     actions
 }
 
-/// Groups live pods by the node they target.
-pub fn by_node<'a>(nodes: &[(&'a str, &'a Value)], pods: &[&'a PodFacts]) -> Vec<NodePods<'a>> {
-    // One pass over the pods, indexed by their node: O(nodes + pods).
-    let mut index: std::collections::HashMap<&str, Vec<&'a PodFacts>> = std::collections::HashMap::new();
-    for p in pods.iter().copied() {
-        if let (true, Some(node)) = (p.live(), p.node.as_deref()) {
-            index.entry(node).or_default().push(p);
-        }
-    }
-    nodes
-        .iter()
-        .map(|(node, object)| NodePods {
-            node,
-            object,
-            pods: Cow::Owned(index.get(node).cloned().unwrap_or_default()),
-        })
-        .collect()
-}
-
 /// Annotation: a rollout that makes no progress for this many seconds is marked failed
 /// (`Progressing=False`, reason `ProgressDeadlineExceeded`).
 pub const PROGRESS_DEADLINE: &str = "shoal.dev/progress-deadline-seconds";
@@ -344,14 +325,25 @@ mod tests {
             .collect()
     }
 
+    /// Each node with its live pods, as `plan_views` hands them to the rollout.
     fn group<'a>(objects: &'a [Value], pods: &[&Value]) -> Vec<NodePods<'a>> {
-        let pairs: Vec<(&str, &Value)> = objects
-            .iter()
-            .map(|o| (o["metadata"]["name"].as_str().unwrap(), o))
-            .collect();
         // Test-only: the facts live as long as the test process.
         let facts: Vec<&'a PodFacts> = pods.iter().map(|p| &*Box::leak(Box::new(PodFacts::of(p)))).collect();
-        by_node(&pairs, &facts)
+        objects
+            .iter()
+            .map(|o| {
+                let node = o["metadata"]["name"].as_str().unwrap();
+                let here = facts
+                    .iter()
+                    .copied()
+                    .filter(|p| p.live() && p.node.as_deref() == Some(node));
+                NodePods {
+                    node,
+                    object: o,
+                    pods: Cow::Owned(here.collect()),
+                }
+            })
+            .collect()
     }
 
     fn now() -> jiff::Timestamp {
