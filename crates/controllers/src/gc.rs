@@ -96,13 +96,20 @@ pub fn plan<N: std::borrow::Borrow<Node>>(nodes: &[N]) -> Vec<Action> {
         .collect();
     let owner = |uid: &str| by_uid.get(uid).copied();
     let has = |uid: &str| has_dependents.contains(uid);
-    let mut actions: Vec<Action> = Vec::new();
+    actions_of(nodes.iter().enumerate().map(|(i, n)| (i, decide(n, &owner, &has))))
+}
+
+/// The actions for the decisions about each object (by its index): finalizers are removed
+/// last, after every deletion and reference drop of the pass.
+fn actions_of(decided: impl Iterator<Item = (usize, Vec<Decision>)>) -> Vec<Action> {
+    let mut actions = Vec::new();
     let mut finalizers = Vec::new();
-    for (i, n) in nodes.iter().enumerate() {
-        for d in decide(n, &owner, &has) {
+    for (i, decisions) in decided {
+        for d in decisions {
             match d {
+                Decision::Delete(p) => actions.push(Action::Delete(i, p)),
+                Decision::DropOwners(uids) => actions.push(Action::DropOwners(i, uids)),
                 Decision::RemoveFinalizer(f) => finalizers.push(Action::RemoveFinalizer(i, f)),
-                d => actions.push(d.at(i)),
             }
         }
     }
@@ -122,12 +129,11 @@ pub enum Decision {
     RemoveFinalizer(&'static str),
 }
 
-impl Decision {
-    fn at(self, i: usize) -> Action {
+impl Action {
+    /// The index of the object acted on.
+    fn target(&self) -> usize {
         match self {
-            Decision::Delete(p) => Action::Delete(i, p),
-            Decision::DropOwners(uids) => Action::DropOwners(i, uids),
-            Decision::RemoveFinalizer(f) => Action::RemoveFinalizer(i, f),
+            Action::Delete(i, _) | Action::DropOwners(i, _) | Action::RemoveFinalizer(i, _) => *i,
         }
     }
 }
@@ -198,10 +204,10 @@ impl Graph {
     /// The graph of `objects`, every one of them to be looked at.
     pub fn of(objects: &[(&'static Resource, Arc<Value>)]) -> Graph {
         let mut g = Graph::default();
+        // Each upsert marks its object.
         for (res, o) in objects {
             g.upsert(res, o);
         }
-        g.dirty = g.nodes.keys().cloned().collect();
         g
     }
 
@@ -247,9 +253,9 @@ impl Graph {
             return;
         }
         let uid = node.uid.clone();
-        let (old_owners, state_changed) = match self.nodes.get(&uid) {
+        let (old_owners, state_changed) = match self.nodes.remove(&uid) {
             Some(prev) => (
-                prev.owners.clone(),
+                prev.owners,
                 prev.deleting != node.deleting || prev.finalizers != node.finalizers,
             ),
             None => (Vec::new(), true),
@@ -290,24 +296,16 @@ impl Graph {
         let owner = |uid: &str| self.nodes.get(uid);
         let has = |uid: &str| self.dependents.get(uid).is_some_and(|d| !d.is_empty());
         let mut targets = Vec::new();
-        let mut actions = Vec::new();
-        let mut finalizers = Vec::new();
-        for uid in &dirty {
-            let Some(n) = self.nodes.get(uid) else { continue };
-            let decisions = decide(n, &owner, &has);
-            if decisions.is_empty() {
-                continue;
-            }
-            let i = targets.len();
-            targets.push(n.clone());
-            for d in decisions {
-                match d {
-                    Decision::RemoveFinalizer(f) => finalizers.push(Action::RemoveFinalizer(i, f)),
-                    d => actions.push(d.at(i)),
-                }
-            }
-        }
-        actions.extend(finalizers);
+        let decided = dirty
+            .iter()
+            .filter_map(|uid| self.nodes.get(uid))
+            .map(|n| (n, decide(n, &owner, &has)))
+            .filter(|(_, decisions)| !decisions.is_empty())
+            .map(|(n, decisions)| {
+                targets.push(n.clone());
+                (targets.len() - 1, decisions)
+            });
+        let actions = actions_of(decided);
         (targets, actions)
     }
 }
@@ -429,9 +427,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                 );
                 let mut failure: Option<Error> = None;
                 for action in actions {
-                    let i = match &action {
-                        Action::Delete(i, _) | Action::DropOwners(i, _) | Action::RemoveFinalizer(i, _) => *i,
-                    };
+                    let i = action.target();
                     if let Err(e) = apply(&client, &informers, &targets[i], action).await {
                         graph.mark(&targets[i].uid);
                         failure.get_or_insert(e.into());
