@@ -106,9 +106,7 @@ impl SpamFilter {
             false
         }
     }
-}
 
-impl SpamFilter {
     /// Makes room, in O(keys) once per SPAM_KEYS / 2 new objects (not once per event):
     /// full buckets carry no information and go first, then the least recently used half.
     fn evict(&mut self, now: Instant) {

@@ -138,14 +138,7 @@ async fn follow(
                 let done = matches!(ev, watcher::Event::InitDone);
                 let (changed, owners, change) = cache.apply(ev, full, &mut relist);
                 if let Some(change) = change {
-                    if owners {
-                        let mut subs = cache
-                            .ownership_subscribers
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner);
-                        subs.retain(|s| s.send((r, change.clone())).is_ok());
-                    }
-                    cache.publish(change);
+                    cache.publish(change, owners);
                 }
                 if changed {
                     cache.changes.fetch_add(1, Ordering::SeqCst);
@@ -352,14 +345,12 @@ fn key_of(o: &Value) -> String {
     format!("{}/{}", namespace(o), name(o))
 }
 
-/// The cached form of an object: no managed fields, only the fields controllers read
-/// ([`shoal_api::trim_for_cache`]), and metadata alone unless `full`.
+/// The cached form of an object: only the fields controllers read
+/// ([`shoal_api::trim_for_cache`]), and metadata alone unless `full` (a [`JsonObject`] has
+/// no managed fields: they are skipped as it is parsed).
 fn cached_form(obj: JsonObject, kind: &str, full: bool) -> Option<Value> {
     let mut v = obj.value;
     let map = v.as_object_mut()?;
-    if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("managedFields");
-    }
     if !full {
         map.retain(|k, _| k == "apiVersion" || k == "kind" || k == "metadata");
     }
@@ -387,8 +378,16 @@ impl Cache {
         }
     }
 
-    /// Hands `change` to every subscriber still listening.
-    fn publish(&self, change: Change) {
+    /// Hands `change` to every subscriber still listening, and to the ownership subscribers
+    /// when it changed `owners`hip.
+    fn publish(&self, change: Change, owners: bool) {
+        if owners {
+            let mut subs = self
+                .ownership_subscribers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            subs.retain(|s| s.send((self.res, change.clone())).is_ok());
+        }
         let mut subs = self.subscribers.lock().unwrap_or_else(PoisonError::into_inner);
         subs.retain(|s| s.send(change.clone()).is_ok());
     }

@@ -100,7 +100,7 @@ pub async fn start(args: &ServerArgs, nodes: Option<u32>) -> Result<Running, Sta
 /// controller's replacement (a StatefulSet's pod of the same name) appear before a client
 /// has seen the deletion: `kubectl delete` lists the pod again to watch for its deletion,
 /// finds the replacement, and waits for a deletion it missed.
-pub fn up_timing() -> shoal_agent::PodTiming {
+fn up_timing() -> shoal_agent::PodTiming {
     shoal_agent::PodTiming {
         stop_time: std::time::Duration::from_millis(500),
         stop_jitter: std::time::Duration::from_millis(500),
