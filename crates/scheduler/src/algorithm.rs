@@ -200,6 +200,14 @@ impl PodInfo {
             && !self.is_terminal()
     }
 
+    /// True when the pod is not bound and names another scheduler: this one neither places
+    /// it nor counts it anywhere until it is bound (as upstream, whose scheduler keeps the
+    /// unassigned pods of its own profiles only).
+    pub fn waits_for_another_scheduler(&self) -> bool {
+        let scheduler = str_at(self.spec(), "schedulerName");
+        self.node_name.is_empty() && !scheduler.is_empty() && scheduler != crate::SCHEDULER_NAME
+    }
+
     /// True when the pod takes room on its node: bound and not finished.
     pub fn occupies_node(&self) -> bool {
         !self.node_name.is_empty() && !self.is_terminal()

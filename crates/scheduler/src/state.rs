@@ -197,6 +197,14 @@ impl State {
     /// A pod was added or changed.
     pub fn pod_applied(&mut self, pod: Arc<PodInfo>) {
         let key = pod.key.clone();
+        if pod.waits_for_another_scheduler() {
+            // Not kept: thousands of another scheduler's pending pods would cost memory
+            // for nothing. A bound one is seen again with its node.
+            if self.pods.contains_key(&key) {
+                self.pod_deleted(&key);
+            }
+            return;
+        }
         if self
             .assumed
             .get(&key)
@@ -669,6 +677,26 @@ mod tests {
         assert_eq!(
             binds(&s.pass(now + INITIAL_BACKOFF)),
             vec![("b".to_string(), "n1".to_string())]
+        );
+    }
+
+    #[test]
+    fn another_schedulers_pending_pods_are_not_kept_until_bound() {
+        let mut s = synced(&[node("n1", "10")], &[]);
+        let mut foreign = pod_json("f", "uid-f", "", 0, "2024-01-01T00:00:00Z");
+        foreign["spec"]["schedulerName"] = json!("other");
+        s.pod_applied(Arc::new(PodInfo::cached(foreign.clone())));
+        assert!(s.pods.is_empty() && s.pending.is_empty(), "neither kept nor placed");
+        assert!(binds(&s.pass(Instant::now())).is_empty());
+        // Bound by the other scheduler: it counts on its node like any other.
+        foreign["spec"]["nodeName"] = json!("n1");
+        s.pod_applied(Arc::new(PodInfo::cached(foreign)));
+        assert_eq!(s.cluster().usage("n1").pod_count(), 1);
+        // A pod of ours is kept and placed.
+        s.pod_applied(pod("a", ""));
+        assert_eq!(
+            binds(&s.pass(Instant::now())),
+            vec![("a".to_string(), "n1".to_string())]
         );
     }
 
