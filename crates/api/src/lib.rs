@@ -15,6 +15,7 @@ pub mod quota;
 pub mod scheduling;
 pub mod schema;
 pub mod selector;
+pub mod shape;
 pub mod smp;
 pub mod table;
 pub mod time;

@@ -26,6 +26,7 @@ mod more;
 
 use crate::selector::LabelSelector;
 use crate::selector::json::{at, bool_at, int_at, list_at, str_at};
+use crate::shape::{self, Shape};
 
 // ---------------------------------------------------------------------------------------------
 // Public API
@@ -36,6 +37,16 @@ use crate::selector::json::{at, bool_at, int_at, list_at, str_at};
 /// them. Kinds without a printer get upstream's default `Name` / `Created At` pair.
 pub fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
     printer(group, kind).columns.iter().map(|c| c.to_json()).collect()
+}
+
+/// What [`row_cells`] reads of a `kind` of `group`, for decoding only that
+/// ([`shape::decode`]): a pod's spec but for a few fields is never read; of other kinds,
+/// everything but the managed fields.
+pub fn row_shape(group: &str, kind: &str) -> &'static Shape {
+    match (group, kind) {
+        ("", "Pod") => &POD_READ,
+        _ => &shape::WITHOUT_MANAGED_FIELDS,
+    }
 }
 
 /// The cells of one Table row for `object` (a `kind` of `group`, as JSON), in column order.
@@ -661,6 +672,35 @@ fn condition_true(conditions: &[Value], kind: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Pods
 // ---------------------------------------------------------------------------------------------
+
+/// What [`pod_cells`] reads of a pod's spec: its node, readiness gates, the names and restart
+/// policies of its init containers and how many containers it has. Not the containers' specs
+/// and volumes that make up most of a pod.
+const POD_SPEC_READ: Shape = Shape::Object(
+    &[
+        ("nodeName", Shape::Whole),
+        ("readinessGates", Shape::Whole),
+        (
+            "initContainers",
+            Shape::Items(&Shape::Object(
+                &[("name", Shape::Whole), ("restartPolicy", Shape::Whole)],
+                &Shape::Skip,
+            )),
+        ),
+        ("containers", Shape::Items(&Shape::Object(&[], &Shape::Skip))),
+    ],
+    &Shape::Skip,
+);
+
+/// What [`pod_cells`] reads of a pod.
+const POD_READ: Shape = Shape::Object(
+    &[
+        ("metadata", shape::METADATA),
+        ("spec", POD_SPEC_READ),
+        ("status", Shape::Whole),
+    ],
+    &Shape::Skip,
+);
 
 fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
     let summary = PodSummary::of(pod);
@@ -1489,6 +1529,11 @@ mod tests {
     use super::*;
     use crate::catalogue::RESOURCES;
 
+    /// `pod` as the Table decodes it: only what its row reads.
+    fn shaped(pod: &Value) -> Value {
+        shape::decode(pod.to_string().as_bytes(), row_shape("", "Pod")).unwrap()
+    }
+
     fn now() -> Timestamp {
         "2025-06-01T12:00:00Z".parse().unwrap()
     }
@@ -1878,6 +1923,11 @@ mod tests {
         ];
         for (label, pod, ready, status, restarts) in cases {
             let row = row_cells("", "Pod", &pod, now());
+            assert_eq!(
+                row,
+                row_cells("", "Pod", &shaped(&pod), now()),
+                "{label}: read as decoded for a row"
+            );
             assert_eq!(row[1], json!(ready), "{label}");
             assert_eq!(row[2], json!(status), "{label}");
             assert_eq!(row[3], json!(restarts), "{label}");
@@ -1998,6 +2048,11 @@ mod tests {
         ];
         for (label, pod, ready, status, restarts) in cases {
             let row = row_cells("", "Pod", &pod, now());
+            assert_eq!(
+                row,
+                row_cells("", "Pod", &shaped(&pod), now()),
+                "{label}: read as decoded for a row"
+            );
             assert_eq!(
                 (row[1].as_str(), row[2].as_str(), row[3].as_str()),
                 (Some(ready), Some(status), Some(restarts)),

@@ -8,6 +8,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;
+use shoal_api::shape::Shape;
 use shoal_store::{EventKind, KeyValue, Revision, Store};
 use tokio::sync::{broadcast, watch};
 
@@ -135,6 +136,29 @@ impl Entry {
     /// the rest; the resourceVersion may be missing.
     pub fn fields<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
         serde_json::from_slice(&self.stored).ok()
+    }
+
+    /// The parts of the object that `shape` names, decoded, with its resourceVersion: what a
+    /// reader of a few fields needs, built in a fraction of the time of [`Entry::obj`].
+    pub fn obj_in(&self, shape: &Shape) -> Value {
+        let mut obj = shoal_api::shape::decode(&self.stored, shape).unwrap_or(Value::Null);
+        if self.splice.is_some() {
+            set_resource_version(&mut obj, self.mod_revision);
+        }
+        obj
+    }
+
+    /// Appends the served object's `metadata` as it is served (its `managedFields`
+    /// included) to `out`; false when the stored object has none.
+    pub fn write_metadata(&self, out: &mut Vec<u8>) -> bool {
+        let Some(range) = crate::splice::metadata_range(&self.stored) else {
+            return false;
+        };
+        match &self.splice {
+            Some(s) => s.write_range(&self.stored, range, self.mod_revision, out),
+            None => out.extend_from_slice(&self.stored[range]),
+        }
+        true
     }
 
     /// The object, decoded, with its resourceVersion.
@@ -499,6 +523,26 @@ impl WatchCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_rows_decode_without_managed_fields_and_copy_the_metadata_whole() {
+        let stored = br#"{"kind":"Pod","metadata":{"managedFields":[{"fieldsV1":{"f:spec":{}},"manager":"m"}],"name":"p"},"spec":{"nodeName":"n"}}"#;
+        let kv = KeyValue {
+            key: "/registry/pods/default/p".into(),
+            value: Bytes::from_static(stored),
+            create_revision: 3,
+            mod_revision: 9,
+        };
+        let entry = Entry::from_kv(&kv).unwrap();
+        let obj = entry.obj_in(&shoal_api::shape::WITHOUT_MANAGED_FIELDS);
+        let mut want = entry.obj();
+        assert!(want["metadata"]["managedFields"].is_array());
+        want["metadata"].as_object_mut().unwrap().remove("managedFields");
+        assert_eq!(obj, want, "everything else, the resourceVersion included");
+        let mut meta = Vec::new();
+        assert!(entry.write_metadata(&mut meta));
+        assert_eq!(serde_json::from_slice::<Value>(&meta).unwrap(), entry.obj()["metadata"]);
+    }
 
     #[test]
     fn an_entry_serves_the_stored_buffer_with_its_resource_version() {

@@ -137,7 +137,10 @@ pub fn table_stream(
         Value::Array(shoal_api::table::column_definitions(res.group, res.kind))
     );
     chunked(head, items, TABLE_CHUNK, move |e, buf| {
-        let o = e.obj();
+        // Only what the columns read is decoded (never the managed fields, which are most of
+        // what a whole decode builds); the object's metadata is copied from its stored
+        // encoding, managed fields and all.
+        let o = e.obj_in(shoal_api::table::row_shape(res.group, res.kind));
         let cells = shoal_api::table::row_cells(res.group, res.kind, &o, now);
         buf.extend_from_slice(b"{\"cells\":");
         let _ = serde_json::to_writer(&mut *buf, &cells);
@@ -148,7 +151,9 @@ pub fn table_stream(
             buf.extend_from_slice(
                 b"{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":",
             );
-            let _ = serde_json::to_writer(&mut *buf, &o["metadata"]);
+            if !e.write_metadata(buf) {
+                let _ = serde_json::to_writer(&mut *buf, &o["metadata"]);
+            }
             buf.push(b'}');
         }
         buf.push(b'}');

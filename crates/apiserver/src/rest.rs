@@ -954,14 +954,21 @@ pub fn matches(res: &Resource, labels: &Option<LabelSelector>, fields: &Option<F
     fields.as_ref().is_none_or(|f| f.matches(res.group, res.kind, obj))
 }
 
-/// Whether a cached entry passes the selectors (decoded only when there are selectors).
+/// Whether a cached entry passes the selectors (decoded, without the managed fields no selector
+/// reads, only when there are selectors).
 pub fn matches_entry(
     res: &Resource,
     labels: &Option<LabelSelector>,
     fields: &Option<FieldSelector>,
     e: &Entry,
 ) -> bool {
-    (labels.is_none() && fields.is_none()) || matches(res, labels, fields, &e.obj())
+    (labels.is_none() && fields.is_none())
+        || matches(
+            res,
+            labels,
+            fields,
+            &e.obj_in(&shoal_api::shape::WITHOUT_MANAGED_FIELDS),
+        )
 }
 
 /// Parses a resourceVersion (400 when it is not a revision).

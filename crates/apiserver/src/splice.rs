@@ -72,8 +72,18 @@ impl Splice {
     /// Appends `json`, the buffer this splice was found in, with the field spliced in for
     /// `rev` to `out`.
     pub fn write(&self, json: &[u8], rev: i64, out: &mut Vec<u8>) {
+        self.write_range(json, 0..json.len(), rev, out);
+    }
+
+    /// Appends `json[range]` to `out`, with the field spliced in for `rev` when its place
+    /// lies in `range` (the range of the metadata object, say).
+    pub fn write_range(&self, json: &[u8], range: std::ops::Range<usize>, rev: i64, out: &mut Vec<u8>) {
         let (start, end) = (self.start as usize, self.end as usize);
-        out.extend_from_slice(&json[..start]);
+        if start < range.start || end > range.end {
+            out.extend_from_slice(&json[range]);
+            return;
+        }
+        out.extend_from_slice(&json[range.start..start]);
         let field = |out: &mut Vec<u8>| {
             out.push(b'"');
             out.extend_from_slice(RV_KEY);
@@ -97,7 +107,31 @@ impl Splice {
                 out.push(b'"');
             }
         }
-        out.extend_from_slice(&json[end..]);
+        out.extend_from_slice(&json[end..range.end]);
+    }
+}
+
+/// Where the value of the top-level `metadata` key lies in `json`, an object.
+pub fn metadata_range(json: &[u8]) -> Option<std::ops::Range<usize>> {
+    let mut s = Scanner { json, i: 0 };
+    s.ws();
+    s.expect(b'{')?;
+    loop {
+        s.ws();
+        let key = s.string()?;
+        s.ws();
+        s.expect(b':')?;
+        s.ws();
+        let start = s.i;
+        s.value()?;
+        if key == b"metadata" {
+            return Some(start..s.i);
+        }
+        s.ws();
+        match s.next()? {
+            b',' => continue,
+            _ => return None,
+        }
     }
 }
 
@@ -272,6 +306,14 @@ mod tests {
             serde_json::to_string(&want).unwrap(),
             "same bytes as decoding and encoding"
         );
+        // The metadata alone, with the field spliced in, is the served object's metadata.
+        let range = metadata_range(&json).expect("a metadata object");
+        let mut meta = Vec::new();
+        splice.write_range(&json, range, rev, &mut meta);
+        assert_eq!(
+            String::from_utf8(meta).unwrap(),
+            serde_json::to_string(&want["metadata"]).unwrap()
+        );
         out
     }
 
@@ -304,6 +346,17 @@ mod tests {
             json!({"a": -1.5e3, "b": false, "c": null, "metadata": {"name": "n"}}),
             9,
         );
+    }
+
+    #[test]
+    fn a_range_without_the_place_is_copied_as_it_is() {
+        let json = br#"{"kind":"Pod","metadata":{"name":"p"},"spec":{"x":1}}"#;
+        let splice = Splice::find(json).unwrap();
+        let mut out = Vec::new();
+        splice.write_range(json, 0..12, 5, &mut out);
+        assert_eq!(out, br#"{"kind":"Pod"#);
+        assert_eq!(metadata_range(br#"{"kind":"Pod"}"#), None);
+        assert_eq!(metadata_range(br#"{"metadata":"#), None);
     }
 
     #[test]

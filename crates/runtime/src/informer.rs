@@ -183,68 +183,14 @@ pub struct JsonObject {
     pub value: Value,
 }
 
-/// An object's top level, decoded with its metadata's `managedFields` skipped as they are
-/// parsed (no reader in the process keeps them, and they are often the largest part of a
-/// pod's metadata): they are never built only to be dropped.
-struct WithoutManagedFields;
-
-impl<'de> serde::de::Visitor<'de> for WithoutManagedFields {
-    type Value = serde_json::Map<String, Value>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = serde_json::Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let value = if key == "metadata" {
-                map.next_value::<Metadata>()?.0
-            } else {
-                map.next_value::<Value>()?
-            };
-            out.insert(key, value);
-        }
-        Ok(out)
-    }
-}
-
-/// `metadata` without `managedFields` (see [`WithoutManagedFields`]).
-struct Metadata(Value);
-
-impl<'de> serde::Deserialize<'de> for Metadata {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Fields;
-        impl<'de> serde::de::Visitor<'de> for Fields {
-            type Value = Value;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("object metadata")
-            }
-
-            fn visit_unit<E>(self) -> Result<Value, E> {
-                Ok(Value::Null)
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-                let mut out = serde_json::Map::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if key == "managedFields" {
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                    } else {
-                        out.insert(key, map.next_value::<Value>()?);
-                    }
-                }
-                Ok(Value::Object(out))
-            }
-        }
-        d.deserialize_any(Fields).map(Metadata)
-    }
-}
-
 impl<'de> serde::Deserialize<'de> for JsonObject {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = Value::Object(d.deserialize_map(WithoutManagedFields)?);
+        // Without the managed fields, skipped as they are parsed: no reader in the process
+        // keeps them, and they are often the largest part of a pod's metadata.
+        let value = serde::de::DeserializeSeed::deserialize(&shoal_api::shape::WITHOUT_MANAGED_FIELDS, d)?;
+        if !value.is_object() {
+            return Err(serde::de::Error::custom("expected an object"));
+        }
         let m = &value["metadata"];
         let text = |k: &str| m[k].as_str().map(str::to_string);
         let meta = ObjectMeta {

@@ -108,10 +108,29 @@ async fn call(client: &kube::Client, req: http::Request<Vec<u8>>) -> Result<Stri
         .map_err(|e| StartError(format!("API request failed: {e}")))
 }
 
-/// Times one full LIST (body received); returns seconds and the body's size.
+/// Times one full LIST, up to the last byte of its body, read frame by frame as it streams
+/// in: the harness keeps the server's chunks as they come, never a copy of the whole (which
+/// would add the harness's copying to the server's figure and its buffers to the server's
+/// memory). Returns seconds and the body's size.
 async fn timed_list(client: &kube::Client, accept: &str, expect: u32) -> Result<(f64, usize), StartError> {
+    use http_body_util::BodyExt as _;
+    let failed = |e: &dyn std::fmt::Display| StartError(format!("LIST failed: {e}"));
     let start = Instant::now();
-    let body = call(client, request("GET", "/api/v1/pods", Vec::new(), accept)?).await?;
+    let req = request("GET", "/api/v1/pods", Vec::new(), accept)?;
+    let resp = client
+        .send(req.map(kube::client::Body::from))
+        .await
+        .map_err(|e| failed(&e))?;
+    if !resp.status().is_success() {
+        return Err(failed(&resp.status()));
+    }
+    let mut body = resp.into_body();
+    let mut frames = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map_err(|e| failed(&e))?.into_data() {
+            frames.push(data);
+        }
+    }
     let elapsed = start.elapsed().as_secs_f64();
     // Counted without decoding the objects: the harness runs in the server's process, and
     // a client's decoded copy of 50,000 pods is not the server's memory.
@@ -122,12 +141,30 @@ async fn timed_list(client: &kube::Client, accept: &str, expect: u32) -> Result<
         #[serde(default)]
         rows: Vec<serde::de::IgnoredAny>,
     }
-    let c: Count = serde_json::from_str(&body).map_err(|e| StartError(format!("LIST answer: {e}")))?;
+    let reader = std::io::BufReader::new(bytes_reader(&frames));
+    let c: Count = serde_json::from_reader(reader).map_err(|e| StartError(format!("LIST answer: {e}")))?;
     let n = c.items.len().max(c.rows.len());
     if n != expect as usize {
         return Err(StartError(format!("LIST returned {n} pods, expected {expect}")));
     }
-    Ok((elapsed, body.len()))
+    Ok((elapsed, frames.iter().map(|f| f.len()).sum()))
+}
+
+/// The chunks of a body, read one after another.
+fn bytes_reader(frames: &[bytes::Bytes]) -> impl std::io::Read + '_ {
+    struct Frames<'a>(std::slice::Iter<'a, bytes::Bytes>, &'a [u8]);
+    impl std::io::Read for Frames<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            while self.1.is_empty() {
+                match self.0.next() {
+                    Some(f) => self.1 = f,
+                    None => return Ok(0),
+                }
+            }
+            self.1.read(buf)
+        }
+    }
+    Frames(frames.iter(), &[])
 }
 
 /// `shoal bench api`, one run.
