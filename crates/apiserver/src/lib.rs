@@ -36,6 +36,7 @@ pub mod nodeproxy;
 pub mod output;
 pub mod patch;
 pub mod protobuf;
+pub mod rbac;
 pub mod request;
 pub mod rest;
 pub mod review;
@@ -425,6 +426,18 @@ async fn read_body(body: Body) -> ApiResult<Bytes> {
         .map_err(|_| ApiError::too_large())
 }
 
+/// What a request asks, for authorization: a verb on a resource, or on a path outside the
+/// API (discovery, `/version`, `/metrics`), as upstream's `RequestInfo` reads it.
+fn request_attributes(method: &Method, path: &str, watch: bool) -> review::Attributes {
+    match request::parse_path(path) {
+        Ok(Some(ApiPath::Resource(t))) => review::Attributes::of_target(nodeauth::verb(method, &t, watch), &t, None),
+        _ => review::Attributes::NonResource {
+            verb: method.as_str().to_ascii_lowercase(),
+            path: path.to_string(),
+        },
+    }
+}
+
 /// Decodes a request body (JSON, YAML or Kubernetes protobuf) into a JSON value.
 fn parse_json(ct: Option<&str>, bytes: &[u8]) -> ApiResult<Value> {
     body::decode(ct, bytes).map(|b| b.value)
@@ -446,6 +459,12 @@ impl ApiServer {
             .map(str::to_string);
         let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
         let params = Params::parse(parts.uri.query()).with_user_agent(user_agent);
+        if let Some(nodeauth::Identity::User { name, groups }) = parts.extensions.get::<nodeauth::Identity>() {
+            let attrs = request_attributes(&parts.method, path, params.flag("watch"));
+            if !review::decide(name, groups, &attrs, self.as_ref()).0 {
+                return Err(rbac::forbidden(name, &attrs));
+            }
+        }
         match (parts.method.clone(), path.as_str()) {
             (Method::GET, "/livez") => return Ok(health::livez(&params)),
             (Method::GET, "/healthz" | "/readyz") => {
@@ -551,7 +570,15 @@ impl ApiServer {
             } else {
                 None
             };
-            nodeauth::authorize(node, verb, &target, body_name.as_deref(), self.as_ref())?;
+            if let Err(refused) = nodeauth::authorize(node, verb, &target, body_name.as_deref(), self.as_ref()) {
+                // As upstream's Node,RBAC chain: what the node authorizer refuses, a binding
+                // to the node (or to system:nodes) may still grant.
+                let (user, groups) = review::name_and_groups(&nodeauth::Identity::Node(node.to_string()));
+                let attrs = review::Attributes::of_target(verb, &target, body_name.as_deref());
+                if !rbac::allows(self.as_ref(), &user, &groups, &attrs) {
+                    return Err(refused);
+                }
+            }
         }
         if target.res.verbs == shoal_api::catalogue::CREATE_ONLY {
             if method != Method::POST || target.name.is_some() || target.subresource.is_some() {
@@ -563,8 +590,16 @@ impl ApiServer {
             let answered = self.review(&target, obj, who)?;
             return Ok(value_response(201, &answered));
         }
-        self.handle_resource(&target, method, &params, ct.as_deref(), body, table, node)
-            .await
+        self.handle_resource(
+            &target,
+            method,
+            &params,
+            ct.as_deref(),
+            body,
+            table,
+            parts.extensions.get::<nodeauth::Identity>(),
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -576,13 +611,13 @@ impl ApiServer {
         ct: Option<&str>,
         body: Bytes,
         table: bool,
-        node: Option<&str>,
+        who: Option<&nodeauth::Identity>,
     ) -> ApiResult<Response> {
         if let Some(stored) = conversion::storage_of(t.res)
             && !p.flag("watch")
         {
             return self
-                .handle_other_version(t, stored, method, p, ct, body, table, node)
+                .handle_other_version(t, stored, method, p, ct, body, table, who)
                 .await;
         }
         let res = t.res;
@@ -650,7 +685,7 @@ impl ApiServer {
             (&Method::GET, true, Some("log")) => self.pod_log(t, p).await,
             (&Method::POST, false, None) => {
                 let decoded = body::decode(ct, &body)?;
-                let mut opts = WriteOptions::from_params(p, "CreateOptions")?.by(node);
+                let mut opts = WriteOptions::from_params(p, "CreateOptions")?.by(who);
                 opts.duplicates = decoded.duplicates;
                 let w = self.create(t, decoded.value, &opts).await?;
                 Ok(with_warnings(
@@ -687,7 +722,7 @@ impl ApiServer {
             (&Method::PUT, true, None | Some("status") | Some("finalize")) => {
                 let decoded = body::decode(ct, &body)?;
                 let obj = decoded.value;
-                let mut opts = WriteOptions::from_params(p, "UpdateOptions")?.by(node);
+                let mut opts = WriteOptions::from_params(p, "UpdateOptions")?.by(who);
                 opts.duplicates = decoded.duplicates;
                 if sub == Some("finalize") {
                     opts.validation = Some(request::FieldValidation::Ignore);
@@ -705,7 +740,7 @@ impl ApiServer {
                         t,
                         json!({"spec": {"replicas": scale["spec"]["replicas"]}}),
                         patch::PatchType::Merge,
-                        &WriteOptions::from_params(p, "UpdateOptions")?.by(node),
+                        &WriteOptions::from_params(p, "UpdateOptions")?.by(who),
                         false,
                     )
                     .await?;
@@ -724,7 +759,7 @@ impl ApiServer {
                         t,
                         patch_body,
                         kind,
-                        &WriteOptions::from_params(p, "PatchOptions")?.by(node),
+                        &WriteOptions::from_params(p, "PatchOptions")?.by(who),
                         p.flag("force"),
                     )
                     .await?;
@@ -778,7 +813,7 @@ impl ApiServer {
         ct: Option<&str>,
         body: Bytes,
         table: bool,
-        node: Option<&str>,
+        who: Option<&nodeauth::Identity>,
     ) -> ApiResult<Response> {
         let t2 = Target {
             res: stored,
@@ -820,7 +855,7 @@ impl ApiServer {
                 view_rules(t, stored, &view, None)?;
                 let obj = conversion::to_storage(t.res, view);
                 let w = self
-                    .create(&t2, obj, &WriteOptions::from_params(p, "CreateOptions")?.by(node))
+                    .create(&t2, obj, &WriteOptions::from_params(p, "CreateOptions")?.by(who))
                     .await?;
                 one(201, out(w.obj))
             }
@@ -830,7 +865,7 @@ impl ApiServer {
                 view_rules(t, stored, &view, Some(&old))?;
                 let obj = conversion::to_storage(t.res, view);
                 let w = self
-                    .update(&t2, obj, &WriteOptions::from_params(p, "UpdateOptions")?.by(node))
+                    .update(&t2, obj, &WriteOptions::from_params(p, "UpdateOptions")?.by(who))
                     .await?;
                 one(200, out(w.obj))
             }
@@ -850,7 +885,7 @@ impl ApiServer {
                 let mut obj = conversion::to_storage(t.res, patched);
                 obj["metadata"]["resourceVersion"] = json!(current.mod_revision.to_string());
                 let w = self
-                    .update(&t2, obj, &WriteOptions::from_params(p, "PatchOptions")?.by(node))
+                    .update(&t2, obj, &WriteOptions::from_params(p, "PatchOptions")?.by(who))
                     .await?;
                 one(200, out(w.obj))
             }
@@ -859,7 +894,7 @@ impl ApiServer {
                 let (code, w) = self.delete(&t2, &opts).await?;
                 Ok(value_response(code, &out(w.obj)))
             }
-            _ => Box::pin(self.handle_resource(&t2, method, p, ct, body, table, node)).await,
+            _ => Box::pin(self.handle_resource(&t2, method, p, ct, body, table, who)).await,
         }
     }
 
@@ -1093,6 +1128,26 @@ const STREAM_REQUEST_HEADERS: &[&str] = &[
     "sec-websocket-protocol",
     "x-stream-protocol-version",
 ];
+
+impl rbac::Policy for ApiServer {
+    fn rbac_objects(&self, plural: &str, namespace: Option<&str>) -> Vec<Value> {
+        let Some(res) = shoal_api::catalogue::find(rbac::GROUP, "v1", plural) else {
+            return Vec::new();
+        };
+        let (found, _, _) = self.cache.list(&keys::collection(res, namespace), None, 0, |_| true);
+        found
+            .iter()
+            .map(|e| e.obj_in(&shoal_api::shape::WITHOUT_MANAGED_FIELDS))
+            .collect()
+    }
+
+    fn rbac_object(&self, plural: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+        let res = shoal_api::catalogue::find(rbac::GROUP, "v1", plural)?;
+        self.cache
+            .get(&keys::object(res, namespace, name))
+            .map(|e| e.obj_in(&shoal_api::shape::WITHOUT_MANAGED_FIELDS))
+    }
+}
 
 impl nodeauth::Lookup for ApiServer {
     fn pod(&self, namespace: &str, name: &str) -> Option<Value> {

@@ -31,6 +31,14 @@ pub enum Identity {
     Admin,
     /// A node agent: `system:node:<name>`.
     Node(String),
+    /// Any other user, authorized by RBAC: its name and groups (`system:authenticated`
+    /// among them).
+    User {
+        /// The user name.
+        name: String,
+        /// Its groups.
+        groups: Vec<String>,
+    },
 }
 
 /// The prefix of node tokens.
@@ -335,29 +343,11 @@ fn bound_here(node: &str, ns: &str, name: &str, lookup: &impl Lookup) -> bool {
 /// Upstream's wording: `pods "x" is forbidden: User "system:node:n" cannot patch resource
 /// "pods/status" in API group "" in the namespace "default": <why>`.
 fn forbidden(node: &str, verb: &str, t: &Target, name: &str, why: &str) -> ApiError {
-    let res = match &t.subresource {
-        Some(s) => format!("{}/{s}", t.res.plural),
-        None => t.res.plural.to_string(),
-    };
-    let what = if name.is_empty() {
-        format!("{} is forbidden", t.res.qualified())
-    } else {
-        format!("{} \"{name}\" is forbidden", t.res.qualified())
-    };
-    let scope = match &t.namespace {
-        Some(ns) => format!("in the namespace \"{ns}\""),
-        None => "at the cluster scope".to_string(),
-    };
-    let why = if why.is_empty() {
-        String::new()
-    } else {
-        format!(": {why}")
-    };
-    let mut e = ApiError::forbidden(format!(
-        "{what}: User \"system:node:{node}\" cannot {verb} resource \"{res}\" in API group \"{}\" {scope}{why}",
-        t.res.group
-    ));
-    e.details = Some(json!({"name": name, "group": t.res.group, "kind": t.res.plural}));
+    let attrs = crate::review::Attributes::of_target(verb, t, Some(name));
+    let mut e = crate::rbac::forbidden(&format!("system:node:{node}"), &attrs);
+    if !why.is_empty() {
+        e.message = format!("{}: {why}", e.message);
+    }
     e
 }
 

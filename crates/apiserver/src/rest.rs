@@ -32,6 +32,9 @@ pub struct WriteOptions {
     /// The node writing, when a node's credential sent the request (NodeRestriction
     /// admission applies).
     pub node: Option<String>,
+    /// The user writing and its groups, when RBAC authorized the request (escalation
+    /// checks apply to roles and bindings).
+    pub user: Option<(String, Vec<String>)>,
     /// Fields the body gave more than once (refused under `Strict`, warned of under `Warn`).
     pub duplicates: Vec<String>,
 }
@@ -65,13 +68,19 @@ impl WriteOptions {
             dry_run: p.dry_run()?,
             validation: Some(p.field_validation()?),
             node: None,
+            user: None,
             duplicates: Vec::new(),
         })
     }
 
-    /// These options for a write by `node` (or by an admin or in-process client: `None`).
-    pub fn by(mut self, node: Option<&str>) -> WriteOptions {
-        self.node = node.map(str::to_string);
+    /// These options for a write by `who` (`None`: an in-process client).
+    pub fn by(mut self, who: Option<&crate::nodeauth::Identity>) -> WriteOptions {
+        use crate::nodeauth::Identity;
+        match who {
+            Some(Identity::Node(node)) => self.node = Some(node.clone()),
+            Some(Identity::User { name, groups }) => self.user = Some((name.clone(), groups.clone())),
+            Some(Identity::Admin) | None => {}
+        }
         self
     }
 }
@@ -325,6 +334,12 @@ impl ApiServer {
         if let Some(node) = &opts.node {
             crate::nodeauth::admit(node, t, &obj, None)?;
         }
+        if let Some((user, groups)) = &opts.user
+            && res.group == crate::rbac::GROUP
+        {
+            let ns = t.namespace.as_deref().unwrap_or_default();
+            crate::rbac::check_escalation(self, res.kind, &obj, ns, user, groups)?;
+        }
         self.admit_create(res, &mut obj)?;
         let errors = shoal_api::validation::validate(res.group, res.kind, &obj, None);
         if !errors.is_empty() {
@@ -562,6 +577,13 @@ impl ApiServer {
         strategy::fill_status(res, &mut obj);
         if let Some(node) = &opts.node {
             crate::nodeauth::admit(node, t, &obj, Some(old))?;
+        }
+        if let Some((user, groups)) = &opts.user
+            && res.group == crate::rbac::GROUP
+            && t.subresource.is_none()
+        {
+            let ns = t.namespace.as_deref().unwrap_or_default();
+            crate::rbac::check_escalation(self, res.kind, &obj, ns, user, groups)?;
         }
         // A Service that becomes (or stays) a NodePort or LoadBalancer gets node ports for
         // the ports that lack one; allocations are serialised with creates.

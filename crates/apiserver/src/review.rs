@@ -3,9 +3,8 @@
 //! (SelfSubjectAccessReview, `--list`: SelfSubjectRulesReview), webhooks and proxies
 //! (TokenReview, SubjectAccessReview, LocalSubjectAccessReview).
 //!
-//! Who may do what is what shoal enforces today: the admin (`system:masters`) everything, a
-//! node what the node authorizer allows it; other users have no grants until access control
-//! (RBAC) exists.
+//! Who may do what is what shoal enforces: the admin (`system:masters`) everything, a node
+//! what the node authorizer allows it, and everyone what RBAC grants ([`crate::rbac`]).
 
 use serde_json::{Value, json};
 
@@ -24,7 +23,21 @@ pub fn user_info(who: &Identity) -> Value {
         Identity::Node(n) => {
             json!({"username": format!("system:node:{n}"), "groups": ["system:nodes", "system:authenticated"]})
         }
+        Identity::User { name, groups } => json!({"username": name, "groups": groups}),
     }
+}
+
+/// The user name and groups of an identity.
+pub fn name_and_groups(who: &Identity) -> (String, Vec<String>) {
+    let me = user_info(who);
+    let name = me["username"].as_str().unwrap_or_default().to_string();
+    let groups = me["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.as_str().map(str::to_string))
+        .collect();
+    (name, groups)
 }
 
 /// What an authorization review asks: a verb on a resource (or a non-resource path).
@@ -44,6 +57,18 @@ pub enum Attributes {
 }
 
 impl Attributes {
+    /// `verb` on the object or collection `t` names (`name` for a create's new object).
+    pub fn of_target(verb: &str, t: &Target, name: Option<&str>) -> Attributes {
+        Attributes::Resource {
+            verb: verb.to_string(),
+            group: t.res.group.to_string(),
+            resource: t.res.plural.to_string(),
+            subresource: t.subresource.clone().unwrap_or_default(),
+            namespace: t.namespace.clone().unwrap_or_default(),
+            name: name.or(t.name.as_deref()).unwrap_or_default().to_string(),
+        }
+    }
+
     fn of(spec: &Value) -> ApiResult<Attributes> {
         let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
         if let Some(r) = spec.get("resourceAttributes").filter(|r| r.is_object()) {
@@ -68,17 +93,33 @@ impl Attributes {
     }
 }
 
-/// Whether `user` (with `groups`) may do what `attrs` ask, and why.
-pub fn decide(user: &str, groups: &[String], attrs: &Attributes, lookup: &impl nodeauth::Lookup) -> (bool, String) {
+/// Whether `user` (with `groups`) may do what `attrs` ask, and why: as upstream's
+/// authorizer chain, `system:masters` may do anything, then the node authorizer decides for
+/// nodes, then RBAC for everyone.
+pub fn decide(
+    user: &str,
+    groups: &[String],
+    attrs: &Attributes,
+    lookup: &(impl nodeauth::Lookup + crate::rbac::Policy),
+) -> (bool, String) {
     if groups.iter().any(|g| g == "system:masters") {
         return (true, String::new());
     }
-    let Some(node) = user.strip_prefix("system:node:") else {
-        return (
-            false,
-            format!("no access is granted to user {user:?}: shoal authorizes the admin and nodes only (until RBAC)"),
-        );
-    };
+    let node_decision = user
+        .strip_prefix("system:node:")
+        .map(|node| node_decides(node, attrs, lookup));
+    if let Some((true, _)) = node_decision {
+        return (true, String::new());
+    }
+    if crate::rbac::allows(lookup, user, groups, attrs) {
+        return (true, String::new());
+    }
+    // The node authorizer's reason, if it was asked; RBAC gives none.
+    node_decision.unwrap_or_default()
+}
+
+/// The node authorizer's decision for node `node`.
+fn node_decides(node: &str, attrs: &Attributes, lookup: &impl nodeauth::Lookup) -> (bool, String) {
     match attrs {
         Attributes::NonResource { verb, .. } => (verb == "get", String::new()),
         Attributes::Resource {
@@ -118,12 +159,7 @@ impl ApiServer {
     pub fn review(&self, t: &Target, mut obj: Value, who: Option<&Identity>) -> ApiResult<Value> {
         let who = who.cloned().unwrap_or(Identity::Admin);
         let me = user_info(&who);
-        let my_groups: Vec<String> = me["groups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|g| g.as_str().map(str::to_string))
-            .collect();
+        let (_, my_groups) = name_and_groups(&who);
         let status = match t.res.kind {
             "SelfSubjectReview" => json!({"userInfo": me}),
             "TokenReview" => {
@@ -164,6 +200,27 @@ impl ApiServer {
                     )));
                 }
                 access_status(decide(&user, &groups, &attrs, self))
+            }
+            "SelfSubjectRulesReview" if !matches!(who, Identity::Node(_)) && !groups_include_masters(&my_groups) => {
+                let namespace = obj["spec"]["namespace"].as_str().unwrap_or_default();
+                let user = me["username"].as_str().unwrap_or_default();
+                let rules = crate::rbac::rules_for(self, user, &my_groups, namespace);
+                let (paths, resources): (Vec<Value>, Vec<Value>) =
+                    rules.into_iter().partition(|r| r.get("nonResourceURLs").is_some());
+                let pick = |r: &Value, keys: &[&str]| {
+                    let mut out = serde_json::Map::new();
+                    for k in keys {
+                        if let Some(v) = r.get(*k).filter(|v| !v.is_null()) {
+                            out.insert((*k).to_string(), v.clone());
+                        }
+                    }
+                    Value::Object(out)
+                };
+                json!({
+                    "resourceRules": resources.iter().map(|r| pick(r, &["verbs", "apiGroups", "resources", "resourceNames"])).collect::<Vec<_>>(),
+                    "nonResourceRules": paths.iter().map(|r| pick(r, &["verbs", "nonResourceURLs"])).collect::<Vec<_>>(),
+                    "incomplete": false,
+                })
             }
             "SelfSubjectRulesReview" => {
                 if groups_include_masters(&my_groups) {
@@ -214,6 +271,14 @@ mod tests {
             false
         }
     }
+    impl crate::rbac::Policy for NoPods {
+        fn rbac_objects(&self, _: &str, _: Option<&str>) -> Vec<Value> {
+            Vec::new()
+        }
+        fn rbac_object(&self, _: &str, _: Option<&str>, _: &str) -> Option<Value> {
+            None
+        }
+    }
 
     fn res(verb: &str, group: &str, resource: &str) -> Attributes {
         Attributes::Resource {
@@ -234,8 +299,9 @@ mod tests {
         assert!(decide("system:node:n1", &nodes, &res("list", "", "pods"), &NoPods).0);
         let (ok, why) = decide("system:node:n1", &nodes, &res("create", "apps", "daemonsets"), &NoPods);
         assert!(!ok && why.contains("system:node:n1"), "{why}");
+        // Without a binding RBAC has no opinion, and says nothing (as upstream's).
         let (ok, why) = decide("jane", &[], &res("get", "", "pods"), &NoPods);
-        assert!(!ok && why.contains("jane"), "{why}");
+        assert!(!ok && why.is_empty(), "{why}");
     }
 
     #[test]

@@ -55,16 +55,78 @@ fn impersonation<B>(req: &Request<B>) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Impersonation needs authorization to check who may act as whom (RBAC); until then a
-/// request that asks for it is refused rather than run as its caller.
-fn impersonation_refused(header: &str, identity: Option<&Identity>) -> ApiError {
-    let who = match identity {
-        Some(Identity::Node(n)) => format!("system:node:{n}"),
-        _ => crate::review::ADMIN_USER.to_string(),
+/// The identity a request impersonates (`kubectl --as`, `--as-group`, `--as-uid`), checked as
+/// upstream does: the caller needs the `impersonate` verb on the user (or ServiceAccount),
+/// on each group, on the uid and on each extra value it asks for. The impersonated user is
+/// in `system:authenticated` (a ServiceAccount named without groups also in its
+/// ServiceAccount groups).
+fn impersonate<B>(server: &ApiServer, caller: &Identity, req: &Request<B>) -> Result<Identity, ApiError> {
+    use crate::review::Attributes;
+    let headers = req.headers();
+    let text = |v: &http::HeaderValue| v.to_str().ok().map(str::to_string);
+    let user = headers.get("impersonate-user").and_then(text).unwrap_or_default();
+    let groups: Vec<String> = headers.get_all("impersonate-group").iter().filter_map(text).collect();
+    let uid = headers.get("impersonate-uid").and_then(text);
+    let extras: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().strip_prefix("impersonate-extra-")?.to_string(), text(v)?)))
+        .collect();
+    if user.is_empty() {
+        return Err(ApiError::bad_request(
+            "requested impersonation of groups, a uid or extra fields without impersonating a user",
+        ));
+    }
+    let (my_name, my_groups) = crate::review::name_and_groups(caller);
+    let my_name = my_name.as_str();
+    let may = |group: &str, resource: &str, subresource: &str, namespace: &str, name: &str| {
+        let attrs = Attributes::Resource {
+            verb: "impersonate".into(),
+            group: group.into(),
+            resource: resource.into(),
+            subresource: subresource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        if crate::review::decide(my_name, &my_groups, &attrs, server).0 {
+            Ok(())
+        } else {
+            Err(crate::rbac::forbidden(my_name, &attrs))
+        }
     };
-    ApiError::forbidden(format!(
-        "impersonation is not supported: the request carries the {header:?} header, and shoal does not yet authorize User {who:?} to impersonate anyone (it would otherwise run as that user)"
-    ))
+    let service_account = user
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'));
+    match service_account {
+        Some((ns, sa)) => may("", "serviceaccounts", "", ns, sa)?,
+        None => may("", "users", "", "", &user)?,
+    }
+    for g in &groups {
+        may("", "groups", "", "", g)?;
+    }
+    if let Some(uid) = &uid {
+        may("authentication.k8s.io", "uids", "", "", uid)?;
+    }
+    for (key, value) in &extras {
+        may("authentication.k8s.io", "userextras", key, "", value)?;
+    }
+    let mut all = groups;
+    if let Some((ns, _)) = service_account.filter(|_| all.is_empty()) {
+        all.push("system:serviceaccounts".into());
+        all.push(format!("system:serviceaccounts:{ns}"));
+    }
+    let anonymous = user == "system:anonymous";
+    let implied = if anonymous {
+        "system:unauthenticated"
+    } else {
+        "system:authenticated"
+    };
+    if !all.iter().any(|g| g == implied) {
+        all.push(implied.to_string());
+    }
+    Ok(Identity::User {
+        name: user,
+        groups: all,
+    })
 }
 
 /// The answers outside the API: the CA for agents, and node credentials for the join secret.
@@ -250,7 +312,10 @@ pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<
                 let in_flight = activity.start();
                 let nodes = server.node_auth();
                 let identity = bearer(&req).and_then(|t| server.authenticate(t));
-                let impersonating = impersonation(&req);
+                let impersonated = match (&identity, impersonation(&req)) {
+                    (Some(who), Some(_)) => Some(impersonate(&server, who, &req)),
+                    _ => None,
+                };
                 async move {
                     let path = req.uri().path();
                     if let Some(nodes) = nodes
@@ -279,13 +344,15 @@ pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<
                     };
                     let mut req = req.map(axum::body::Body::new);
                     match identity {
-                        Some(who) => {
-                            if let Some(header) = impersonating {
-                                let resp = impersonation_refused(&header, Some(&who)).into_response();
-                                return Ok(hold(resp, (in_flight, slot)));
+                        Some(who) => match impersonated {
+                            None => {
+                                req.extensions_mut().insert(who);
                             }
-                            req.extensions_mut().insert(who);
-                        }
+                            Some(Ok(as_user)) => {
+                                req.extensions_mut().insert(as_user);
+                            }
+                            Some(Err(e)) => return Ok(hold(e.into_response(), (in_flight, slot))),
+                        },
                         None if PUBLIC_PATHS.contains(&req.uri().path()) => {}
                         None => return Ok(hold(ApiError::unauthorized().into_response(), (in_flight, slot))),
                     }
@@ -360,8 +427,6 @@ mod tests {
         ] {
             assert!(impersonation(&request(&[(h, "x")])).is_some(), "{h}");
         }
-        let e = impersonation_refused("impersonate-user", Some(&Identity::Admin));
-        assert_eq!((e.code, e.reason), (403, "Forbidden"));
         assert!(is_watch(&request(&[])));
     }
 }

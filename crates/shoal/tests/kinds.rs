@@ -267,7 +267,7 @@ fn kubectl_auth_answers_for_the_admin() {
     assert_eq!(c.kubectl(&["auth", "can-i", "*", "*"]).trim(), "yes");
     let list = c.kubectl(&["auth", "can-i", "--list"]);
     assert!(list.contains("*.*"), "{list}");
-    // Another user has no grants yet.
+    // Another user has no grants unless a binding gives them.
     let no = c.kubectl_output(&["auth", "can-i", "get", "pods", "--as=jane"], None);
     assert!(!no.status.success());
 }

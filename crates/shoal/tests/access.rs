@@ -1,0 +1,249 @@
+//! Access control with the real kubectl: RBAC decides for every user but the admin and the
+//! nodes, refusals are worded as upstream's, and impersonation (`--as`, `--as-group`) is
+//! authorized with the `impersonate` verb.
+
+mod common;
+
+use common::Cluster;
+
+#[test]
+fn rbac_grants_what_bindings_say_and_refuses_the_rest_as_upstream() {
+    let c = Cluster::up(1);
+    c.kubectl(&["run", "web", "--image=nginx"]);
+    let err = c.kubectl_err(&["get", "pods", "--as=jane"], None);
+    assert!(
+        err.contains(r#"Error from server (Forbidden): pods is forbidden: User "jane" cannot list resource "pods" in API group "" in the namespace "default""#),
+        "{err}"
+    );
+    let no = c.kubectl_output(&["auth", "can-i", "list", "pods", "--as=jane"], None);
+    assert_eq!(String::from_utf8_lossy(&no.stdout).trim(), "no");
+    assert!(!no.status.success());
+
+    // The bootstrap `view` role (aggregated from system:aggregate-to-view) in one namespace.
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "jane-view",
+        "--clusterrole=view",
+        "--user=jane",
+    ]);
+    let listed = c.eventually(30, "jane lists pods", || {
+        let out = c.kubectl_output(&["get", "pods", "-o", "name", "--as=jane"], None);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    });
+    assert!(listed.contains("pod/web"), "{listed}");
+    assert_eq!(
+        c.kubectl(&["auth", "can-i", "watch", "pods", "--as=jane"]).trim(),
+        "yes"
+    );
+    let err = c.kubectl_err(&["delete", "pod", "web", "--as=jane"], None);
+    assert!(
+        err.contains(r#"pods "web" is forbidden: User "jane" cannot delete resource "pods" in API group "" in the namespace "default""#),
+        "{err}"
+    );
+    let err = c.kubectl_err(&["get", "pods", "-n", "kube-system", "--as=jane"], None);
+    assert!(
+        err.contains(r#"in the namespace "kube-system""#),
+        "only where bound: {err}"
+    );
+    let err = c.kubectl_err(&["get", "nodes", "--as=jane"], None);
+    assert!(
+        err.contains(
+            r#"nodes is forbidden: User "jane" cannot list resource "nodes" in API group "" at the cluster scope"#
+        ),
+        "{err}"
+    );
+    let err = c.kubectl_err(&["get", "secrets", "--as=jane"], None);
+    assert!(err.contains("Forbidden"), "view does not read secrets: {err}");
+    assert!(c.kubectl(&["get", "pod", "web"]).contains("web"), "nothing was deleted");
+
+    // What kubectl lists is what the bindings grant: view's pods, nothing to delete.
+    let list = c.kubectl(&["auth", "can-i", "--list", "--as=jane"]);
+    let pods = list
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("pods"))
+        .unwrap_or_else(|| panic!("no pods line in:\n{list}"));
+    assert!(pods.contains("[get list watch]"), "{pods}");
+    assert!(!list.contains("[*]"), "{list}");
+    assert!(
+        list.contains("selfsubjectaccessreviews.authorization.k8s.io"),
+        "system:basic-user: {list}"
+    );
+
+    // A group's binding applies to its members.
+    c.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "devs-nodes",
+        "--clusterrole=system:node-reader",
+        "--group=devs",
+    ]);
+    c.kubectl(&[
+        "create",
+        "clusterrole",
+        "system:node-reader",
+        "--verb=get,list",
+        "--resource=nodes",
+    ]);
+    let nodes = c.eventually(30, "devs list nodes", || {
+        let out = c.kubectl_output(&["get", "nodes", "-o", "name", "--as=jane", "--as-group=devs"], None);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    });
+    assert!(nodes.contains("node/"), "{nodes}");
+    c.kubectl_err(&["get", "nodes", "--as=jane"], None);
+}
+
+#[test]
+fn impersonation_takes_the_impersonated_identity_and_needs_the_verb() {
+    let c = Cluster::up(1);
+    let who = c.kubectl(&["auth", "whoami", "--as=jane", "--as-group=devs"]);
+    assert!(who.contains("jane"), "{who}");
+    assert!(who.contains("[devs system:authenticated]"), "{who}");
+    // Impersonating system:masters is impersonating the admin's rights.
+    assert_eq!(
+        c.kubectl(&["auth", "can-i", "*", "*", "--as=jane", "--as-group=system:masters"])
+            .trim(),
+        "yes"
+    );
+    // A ServiceAccount gets its groups.
+    let who = c.kubectl(&["auth", "whoami", "--as=system:serviceaccount:default:bot"]);
+    assert!(
+        who.contains("[system:serviceaccounts system:serviceaccounts:default system:authenticated]"),
+        "{who}"
+    );
+    // jane may not impersonate anyone until a role grants `impersonate`.
+    let no = c.kubectl_output(&["auth", "can-i", "impersonate", "users", "--as=jane"], None);
+    assert_eq!(String::from_utf8_lossy(&no.stdout).trim(), "no");
+    c.kubectl(&[
+        "create",
+        "clusterrole",
+        "impersonator",
+        "--verb=impersonate",
+        "--resource=users",
+        "--resource-name=bob",
+    ]);
+    c.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "jane-impersonates",
+        "--clusterrole=impersonator",
+        "--user=jane",
+    ]);
+    c.eventually(30, "jane may impersonate bob", || {
+        let out = c.kubectl(&["auth", "can-i", "impersonate", "users/bob", "--as=jane"]);
+        (out.trim() == "yes").then_some(())
+    });
+    let no = c.kubectl_output(&["auth", "can-i", "impersonate", "users/carol", "--as=jane"], None);
+    assert_eq!(String::from_utf8_lossy(&no.stdout).trim(), "no", "only bob");
+}
+
+#[test]
+fn a_namespace_admin_cannot_grant_what_it_does_not_hold() {
+    let c = Cluster::up(1);
+    c.kubectl(&["create", "namespace", "team"]);
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "jane-admin",
+        "--clusterrole=admin",
+        "--user=jane",
+        "-n",
+        "team",
+    ]);
+    let as_jane = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["-n", "team", "--as=jane"]);
+        c.kubectl_output(&all, None)
+    };
+    // The aggregated admin role grants bindings of what it holds: view, to bob.
+    c.eventually(30, "jane binds view", || {
+        as_jane(&["create", "rolebinding", "bob-view", "--clusterrole=view", "--user=bob"])
+            .status
+            .success()
+            .then_some(())
+    });
+    let out = as_jane(&[
+        "create",
+        "rolebinding",
+        "jane-root",
+        "--clusterrole=cluster-admin",
+        "--user=jane",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(r#"rolebindings.rbac.authorization.k8s.io "jane-root" is forbidden: user "jane" (groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held:"#),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"{APIGroups:["*"], Resources:["*"], Verbs:["*"]}"#),
+        "{err}"
+    );
+    let out = as_jane(&["create", "role", "node-reader", "--verb=get", "--resource=nodes"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"{APIGroups:[""], Resources:["nodes"], Verbs:["get"]}"#),
+        "{err}"
+    );
+    assert!(
+        as_jane(&["create", "role", "pod-killer", "--verb=delete", "--resource=pods"])
+            .status
+            .success(),
+        "what jane holds, jane may grant"
+    );
+    // Cluster-wide bindings are not jane's to create at all.
+    let err = c.kubectl_err(
+        &[
+            "create",
+            "clusterrolebinding",
+            "jane-root",
+            "--clusterrole=cluster-admin",
+            "--user=jane",
+            "--as=jane",
+        ],
+        None,
+    );
+    assert!(
+        err.contains(r#"User "jane" cannot create resource "clusterrolebindings""#),
+        "{err}"
+    );
+    let bindings = c.kubectl(&["get", "rolebindings", "-n", "team", "-o", "name"]);
+    assert!(
+        !bindings.contains("jane-root"),
+        "nothing refused was stored: {bindings}"
+    );
+    // With `bind` on cluster-admin, the binding is allowed without holding its rights.
+    c.kubectl(&[
+        "create",
+        "clusterrole",
+        "bind-root",
+        "--verb=bind",
+        "--resource=clusterroles",
+        "--resource-name=cluster-admin",
+    ]);
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "jane-bind-root",
+        "--clusterrole=bind-root",
+        "--user=jane",
+        "-n",
+        "team",
+    ]);
+    c.eventually(30, "jane binds cluster-admin in team", || {
+        as_jane(&[
+            "create",
+            "rolebinding",
+            "jane-root",
+            "--clusterrole=cluster-admin",
+            "--user=jane",
+        ])
+        .status
+        .success()
+        .then_some(())
+    });
+}
