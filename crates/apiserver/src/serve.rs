@@ -129,6 +129,22 @@ fn impersonate<B>(server: &ApiServer, caller: &Identity, req: &Request<B>) -> Re
     })
 }
 
+/// The identity of a client certificate's user and groups: a node for
+/// `system:node:<name>` in `system:nodes` (the node authorizer decides for it, as for a node
+/// token), else a user (RBAC decides), in `system:authenticated` either way.
+fn certified_identity((name, mut groups): (String, Vec<String>)) -> Identity {
+    if let Some(node) = name.strip_prefix("system:node:")
+        && groups.iter().any(|g| g == "system:nodes")
+        && !node.is_empty()
+    {
+        return Identity::Node(node.to_string());
+    }
+    if !groups.iter().any(|g| g == "system:authenticated") {
+        groups.push("system:authenticated".to_string());
+    }
+    Identity::User { name, groups }
+}
+
 /// The answers outside the API: the CA for agents, and node credentials for the join secret.
 async fn join_endpoint(
     server: &ApiServer,
@@ -303,6 +319,16 @@ pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<
                     return;
                 }
             };
+            // A client certificate (verified against the cluster CA in the handshake) names
+            // the user of every request on the connection, before any bearer token, as
+            // upstream's authenticators are ordered.
+            let certified: Option<Identity> = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| crate::tls::client_identity(leaf))
+                .map(certified_identity);
             let activity = Arc::new(Activity::default());
             let io = Guarded::new(tls, activity.clone(), limits.clone());
             let (header_timeout, max_streams) = (limits.header_timeout, limits.max_streams);
@@ -311,7 +337,9 @@ pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<
                     (router.clone(), server.clone(), clients.clone(), limits.clone());
                 let in_flight = activity.start();
                 let nodes = server.node_auth();
-                let identity = bearer(&req).and_then(|t| server.authenticate(t));
+                let identity = certified
+                    .clone()
+                    .or_else(|| bearer(&req).and_then(|t| server.authenticate(t)));
                 let impersonated = match (&identity, impersonation(&req)) {
                     (Some(who), Some(_)) => Some(impersonate(&server, who, &req)),
                     _ => None,

@@ -67,6 +67,7 @@ pub fn ensure_certs(dir: &Path, extra_sans: &[String]) -> std::io::Result<Certs>
         sans.push(SanType::IpAddress(ip.parse().expect("literal IP")));
     }
     params.subject_alt_names = sans;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let server_key = KeyPair::generate().map_err(io)?;
     let server_cert = params.signed_by(&server_key, &issuer).map_err(io)?;
     let certs = Certs {
@@ -119,9 +120,69 @@ pub fn issue_serving_cert(ca_key_pem: &str, common_name: &str, names: &[String])
         }
     }
     params.subject_alt_names = sans;
+    // For serving only: never a client credential.
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let key = KeyPair::generate().map_err(io)?;
     let cert = params.signed_by(&key, &issuer).map_err(io)?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The most groups a certificate minted here carries: a subject holds one value of each
+/// attribute type, and the organization can be written under two (its name and its OID).
+pub const MAX_CERT_GROUPS: usize = 2;
+
+/// A client certificate and key (PEM) for `user` in `groups`, valid from a minute ago for
+/// `valid_for`, signed by the CA whose key is `ca_key_pem`: CN = the user, O = each group,
+/// as upstream's x509 authenticator reads them (and as [`client_identity`] does).
+pub fn issue_client_cert(
+    ca_key_pem: &str,
+    user: &str,
+    groups: &[String],
+    valid_for: std::time::Duration,
+) -> std::io::Result<(String, String)> {
+    if groups.len() > MAX_CERT_GROUPS {
+        return Err(io(format!(
+            "a certificate names at most {MAX_CERT_GROUPS} groups (asked for {})",
+            groups.len()
+        )));
+    }
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(io)?;
+    let issuer = Issuer::new(ca_params()?, &ca_key);
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(io)?;
+    params.distinguished_name.push(DnType::CommonName, user);
+    let organization = [DnType::OrganizationName, DnType::CustomDnType(vec![2, 5, 4, 10])];
+    for (ty, group) in organization.into_iter().zip(groups) {
+        params.distinguished_name.push(ty, group.as_str());
+    }
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::minutes(1);
+    let valid_for = time::Duration::try_from(valid_for).map_err(io)?;
+    params.not_after = now
+        .checked_add(valid_for)
+        .ok_or_else(|| io("the certificate would never expire"))?;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    let key = KeyPair::generate().map_err(io)?;
+    let cert = params.signed_by(&key, &issuer).map_err(io)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Who a client certificate (already verified against the cluster CA by the TLS handshake)
+/// names: its subject's common name, and its organizations as groups. `None` for a
+/// certificate without a common name.
+pub fn client_identity(der: &[u8]) -> Option<(String, Vec<String>)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    if name.is_empty() {
+        return None;
+    }
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .map(str::to_string)
+        .collect();
+    Some((name, groups))
 }
 
 /// Writes a file readable only by its owner.
@@ -145,10 +206,20 @@ pub fn server_config(certs: &Certs) -> std::io::Result<Arc<rustls::ServerConfig>
         .map_err(io)?;
     let key = PrivateKeyDer::from_pem_slice(certs.key_pem.as_bytes()).map_err(io)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Client certificates are asked for, not required (tokens authenticate the others), and
+    // one that is offered must be signed by the cluster CA.
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(certs.ca_pem.as_bytes()) {
+        roots.add(ca.map_err(io)?).map_err(io)?;
+    }
+    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(io)?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(io)?
-        .with_no_client_auth()
+        .with_client_cert_verifier(clients)
         .with_single_cert(chain, key)
         .map_err(io)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -168,6 +239,54 @@ mod tests {
         assert_eq!(a.ca_pem, b.ca_pem);
         assert!(a.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         server_config(&a).unwrap();
+    }
+
+    #[test]
+    fn client_certificates_name_their_user_and_groups_and_verify_against_the_cluster_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = ensure_certs(dir.path(), &[]).unwrap();
+        let key = ca_key(dir.path()).unwrap();
+        let groups = vec!["devs".to_string(), "ops".to_string()];
+        let (cert, _key) = issue_client_cert(&key, "alice", &groups, std::time::Duration::from_secs(3600)).unwrap();
+        let leaf = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        assert_eq!(client_identity(&leaf), Some(("alice".to_string(), groups.clone())));
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(certs.ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+        let now = rustls::pki_types::UnixTime::now();
+        verifier.verify_client_cert(&leaf, &[], now).unwrap();
+        let later = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.as_secs() + 7200));
+        assert!(verifier.verify_client_cert(&leaf, &[], later).is_err(), "expired");
+        // A node's serving certificate is not a client credential.
+        let (serving, _) = issue_serving_cert(&key, "n1", &["n1".into()]).unwrap();
+        let serving = CertificateDer::from_pem_slice(serving.as_bytes()).unwrap();
+        assert!(verifier.verify_client_cert(&serving, &[], now).is_err());
+        // A certificate of another CA is refused.
+        let other = tempfile::tempdir().unwrap();
+        ensure_certs(other.path(), &[]).unwrap();
+        let (foreign, _) = issue_client_cert(
+            &ca_key(other.path()).unwrap(),
+            "alice",
+            &[],
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+        let foreign = CertificateDer::from_pem_slice(foreign.as_bytes()).unwrap();
+        assert!(verifier.verify_client_cert(&foreign, &[], now).is_err());
+        assert!(
+            issue_client_cert(
+                &key,
+                "x",
+                &["a".into(), "b".into(), "c".into()],
+                std::time::Duration::from_secs(60)
+            )
+            .is_err()
+        );
     }
 
     #[test]

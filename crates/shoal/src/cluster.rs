@@ -76,6 +76,50 @@ pub fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
     )
 }
 
+/// A kubeconfig for `user` in `groups`: a client certificate valid for `expires`, signed by
+/// the CA of the cluster in `data_dir`, for `server` (default: the admin kubeconfig's).
+pub fn user_kubeconfig(
+    data_dir: &std::path::Path,
+    user: &str,
+    groups: &[String],
+    expires: std::time::Duration,
+    server: Option<&str>,
+) -> Result<String, StartError> {
+    let bad = |what: &str| StartError(format!("shoal kubeconfig: {what}"));
+    let invalid = |s: &str| s.is_empty() || s.len() > 253 || s.chars().any(char::is_control);
+    if invalid(user) {
+        return Err(bad("--user must be a name of 1 to 253 printable characters"));
+    }
+    if groups.iter().any(|g| invalid(g)) {
+        return Err(bad("a --group must be a name of 1 to 253 printable characters"));
+    }
+    if expires < std::time::Duration::from_secs(60) {
+        return Err(bad("--expires must be at least a minute"));
+    }
+    let read = |path: std::path::PathBuf| {
+        std::fs::read_to_string(&path).map_err(|e| bad(&format!("cannot read {}: {e}", path.display())))
+    };
+    let ca_pem = read(data_dir.join("tls").join("ca.crt"))?;
+    let ca_key = read(data_dir.join("tls").join("ca.key"))?;
+    let server = match server {
+        Some(s) => s.to_string(),
+        None => read(data_dir.join("kubeconfig"))?
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: ").map(str::to_string))
+            .ok_or_else(|| bad("the admin kubeconfig names no server; pass --server"))?,
+    };
+    let (cert, key) =
+        shoal_apiserver::tls::issue_client_cert(&ca_key, user, groups, expires).map_err(|e| bad(&e.to_string()))?;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let quoted = serde_json::to_string(user).unwrap_or_default();
+    Ok(format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: shoal\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: shoal\n  context:\n    cluster: shoal\n    user: {quoted}\n    namespace: default\ncurrent-context: shoal\nusers:\n- name: {quoted}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n",
+        ca = b64(&ca_pem),
+        cert = b64(&cert),
+        key = b64(&key),
+    ))
+}
+
 /// A cluster running in this process.
 pub struct Running {
     /// An in-process client (the same router remote clients reach over HTTPS).

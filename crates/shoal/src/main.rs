@@ -57,6 +57,26 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Mint a kubeconfig for a person: a client certificate signed by the cluster CA
+    /// (CN = the user, O = its groups), printed on standard output. What the user may do is
+    /// what RBAC bindings grant it.
+    Kubeconfig {
+        /// The user name (the certificate's common name).
+        #[arg(long)]
+        user: String,
+        /// A group of the user (at most two; repeat the flag).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// How long the certificate is valid (e.g. `720h`, `90m`).
+        #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+        expires: std::time::Duration,
+        /// The API server address to put in it (default: the admin kubeconfig's).
+        #[arg(long)]
+        server: Option<String>,
+        /// Data directory of the cluster (its CA signs the certificate).
+        #[arg(long, env = "SHOAL_DATA_DIR", default_value = "./shoal-data")]
+        data_dir: PathBuf,
+    },
     /// Explain, node by node, whether a DaemonSet runs a pod there and why not.
     Why {
         /// The DaemonSet: `ds/NAME` or `NAME`.
@@ -219,6 +239,14 @@ fn main() -> std::process::ExitCode {
             Command::Kubectl { .. } | Command::Shim { .. } => unreachable!("handled above"),
             Command::Agent(args) => cluster::run_agent(args).await,
             Command::Bench { bench } => bench::run(bench).await,
+            Command::Kubeconfig {
+                user,
+                groups,
+                expires,
+                server,
+                data_dir,
+            } => cluster::user_kubeconfig(&data_dir, &user, &groups, expires, server.as_deref())
+                .map(|text| print!("{text}")),
             Command::Why {
                 target,
                 node,

@@ -247,3 +247,118 @@ fn a_namespace_admin_cannot_grant_what_it_does_not_hold() {
         .then_some(())
     });
 }
+
+/// `shoal kubeconfig ARGS` for the cluster `c`, written beside its admin kubeconfig.
+fn mint(c: &Cluster, file: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .arg("kubeconfig")
+        .args(args)
+        .arg("--data-dir")
+        .arg(&c.dir)
+        .output()
+        .expect("shoal kubeconfig runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let path = c.dir.join(file);
+    std::fs::write(&path, &out.stdout).expect("kubeconfig written");
+    path.to_string_lossy().to_string()
+}
+
+#[test]
+fn a_user_minted_with_shoal_kubeconfig_has_what_rbac_grants() {
+    let c = Cluster::up(1);
+    c.kubectl(&["run", "web", "--image=nginx"]);
+    let alice = mint(
+        &c,
+        "alice.kubeconfig",
+        &["--user", "alice", "--group", "devs", "--expires", "720h"],
+    );
+    let as_alice = |args: &[&str]| {
+        let mut all = vec!["--kubeconfig", alice.as_str()];
+        all.extend(args);
+        c.kubectl_output(&all, None)
+    };
+    let who = String::from_utf8_lossy(&as_alice(&["auth", "whoami"]).stdout).to_string();
+    assert!(
+        who.contains("alice") && who.contains("[devs system:authenticated]"),
+        "{who}"
+    );
+    let out = as_alice(&["get", "pods"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            r#"pods is forbidden: User "alice" cannot list resource "pods" in API group "" in the namespace "default""#
+        ),
+        "{err}"
+    );
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "alice-view",
+        "--clusterrole=view",
+        "--user=alice",
+    ]);
+    let listed = c.eventually(30, "alice lists pods", || {
+        let out = as_alice(&["get", "pods", "-o", "name"]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    });
+    assert!(listed.contains("pod/web"), "{listed}");
+    let err = String::from_utf8_lossy(&as_alice(&["delete", "pod", "web"]).stderr).to_string();
+    assert!(err.contains(r#"User "alice" cannot delete resource "pods""#), "{err}");
+    // A group named in the certificate is a group RBAC binds.
+    c.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "devs-view",
+        "--clusterrole=view",
+        "--group=devs",
+    ]);
+    c.eventually(30, "devs list everywhere", || {
+        as_alice(&["get", "pods", "-n", "kube-system"])
+            .status
+            .success()
+            .then_some(())
+    });
+    // A certificate for system:masters is the admin's rights; one the CA did not sign is
+    // refused in the handshake.
+    let root = mint(&c, "root.kubeconfig", &["--user", "root", "--group", "system:masters"]);
+    let out = c.kubectl_output(&["--kubeconfig", root.as_str(), "auth", "can-i", "*", "*"], None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes");
+    let forged = std::fs::read_to_string(&alice).unwrap();
+    let other = Cluster::up(1);
+    let foreign = mint(&other, "alice.kubeconfig", &["--user", "alice"]);
+    let foreign_text = std::fs::read_to_string(&foreign).unwrap();
+    let field = |text: &str, key: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key).map(str::to_string))
+            .unwrap()
+    };
+    let mut forged = forged.replace(
+        &field(&forged, "client-certificate-data: "),
+        &field(&foreign_text, "client-certificate-data: "),
+    );
+    forged = forged.replace(
+        &field(&forged, "client-key-data: "),
+        &field(&foreign_text, "client-key-data: "),
+    );
+    let forged_path = c.dir.join("forged.kubeconfig");
+    std::fs::write(&forged_path, forged).unwrap();
+    let out = c.kubectl_output(&["--kubeconfig", forged_path.to_str().unwrap(), "get", "pods"], None);
+    assert!(!out.status.success(), "another cluster's certificate is refused");
+    // Bad requests for a credential are refused before anything is minted.
+    for bad in [
+        vec!["--user", ""],
+        vec!["--user", "x", "--expires", "10s"],
+        vec!["--user", "x", "--group", "a", "--group", "b", "--group", "c"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .arg("kubeconfig")
+            .args(&bad)
+            .arg("--data-dir")
+            .arg(&c.dir)
+            .output()
+            .unwrap();
+        assert!(!out.status.success() && out.stdout.is_empty(), "{bad:?}");
+    }
+}
