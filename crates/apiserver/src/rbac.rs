@@ -352,7 +352,17 @@ pub fn check_escalation(
             if may("escalate", plural, namespace, name) {
                 return Ok(());
             }
-            (plural, obj["rules"].as_array().cloned().unwrap_or_default())
+            // An aggregated ClusterRole gathers rules nobody wrote into it yet: as upstream,
+            // only a writer who holds every right may make one.
+            let rules = if obj["aggregationRule"].is_object() {
+                vec![
+                    serde_json::json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}),
+                    serde_json::json!({"nonResourceURLs": ["*"], "verbs": ["*"]}),
+                ]
+            } else {
+                obj["rules"].as_array().cloned().unwrap_or_default()
+            };
+            (plural, rules)
         }
         "RoleBinding" | "ClusterRoleBinding" => {
             let role_ref = &obj["roleRef"];

@@ -129,6 +129,14 @@ fn impersonate<B>(server: &ApiServer, caller: &Identity, req: &Request<B>) -> Re
     })
 }
 
+/// The user of a request without credentials.
+fn anonymous() -> Identity {
+    Identity::User {
+        name: "system:anonymous".to_string(),
+        groups: vec!["system:unauthenticated".to_string()],
+    }
+}
+
 /// The identity of a client certificate's user and groups: a node for
 /// `system:node:<name>` in `system:nodes` (the node authorizer decides for it, as for a node
 /// token), else a user (RBAC decides), in `system:authenticated` either way.
@@ -337,9 +345,14 @@ pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<
                     (router.clone(), server.clone(), clients.clone(), limits.clone());
                 let in_flight = activity.start();
                 let nodes = server.node_auth();
-                let identity = certified
-                    .clone()
-                    .or_else(|| bearer(&req).and_then(|t| server.authenticate(t)));
+                // No credential at all is `system:anonymous` (RBAC gives it what upstream's
+                // bootstrap policy gives: health and version); a credential that names no
+                // one is a 401.
+                let token = bearer(&req);
+                let identity = match certified.clone().or_else(|| token.and_then(|t| server.authenticate(t))) {
+                    None if token.is_none() && !PUBLIC_PATHS.contains(&req.uri().path()) => Some(anonymous()),
+                    found => found,
+                };
                 let impersonated = match (&identity, impersonation(&req)) {
                     (Some(who), Some(_)) => Some(impersonate(&server, who, &req)),
                     _ => None,

@@ -195,6 +195,34 @@ fn a_namespace_admin_cannot_grant_what_it_does_not_hold() {
             .success(),
         "what jane holds, jane may grant"
     );
+    // An aggregated ClusterRole takes every right to make (here, with `create` on
+    // clusterroles granted and nothing else).
+    c.kubectl(&[
+        "create",
+        "clusterrole",
+        "role-maker",
+        "--verb=create",
+        "--resource=clusterroles",
+    ]);
+    c.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "jane-role-maker",
+        "--clusterrole=role-maker",
+        "--user=jane",
+    ]);
+    let aggregated = r#"{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "gatherer"},
+        "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}}]}}"#;
+    let err = c.eventually(30, "the aggregated role is refused for want of rights", || {
+        let out = c.kubectl_output(&["create", "-f", "-", "--as=jane"], Some(aggregated));
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        err.contains("not currently held").then_some(err)
+    });
+    assert!(
+        err.contains(r#"{APIGroups:["*"], Resources:["*"], Verbs:["*"]}"#),
+        "{err}"
+    );
     // Cluster-wide bindings are not jane's to create at all.
     let err = c.kubectl_err(
         &[

@@ -448,22 +448,39 @@ fn bad_input_is_refused_with_upstream_messages_and_nothing_is_stored() {
 }
 
 #[test]
-fn anonymous_requests_are_refused_but_health_is_public() {
+fn anonymous_requests_get_what_the_public_roles_allow() {
     let c = Cluster::up(1);
     let ca = std::fs::read_to_string(c.dir.join("tls/ca.crt")).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let anon = shoal_apiserver::client::HttpsClient::new(c.addr(), &ca, None).unwrap();
+    let forged = shoal_apiserver::client::HttpsClient::new(c.addr(), &ca, Some("not-a-token".to_string())).unwrap();
     rt.block_on(async {
-        assert_eq!(
-            anon.request("GET", "/readyz", "text/plain", b"").await.unwrap().status,
-            200
-        );
+        for public in ["/readyz", "/version"] {
+            let r = anon.request("GET", public, "application/json", b"").await.unwrap();
+            assert_eq!(r.status, 200, "{public}");
+        }
+        // As upstream: no credential is system:anonymous, whom RBAC gives nothing more.
         let r = anon
+            .request("GET", "/api/v1/pods", "application/json", b"")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 403);
+        let s: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            s["message"],
+            r#"pods is forbidden: User "system:anonymous" cannot list resource "pods" in API group "" at the cluster scope"#
+        );
+        let r = anon.request("GET", "/api", "application/json", b"").await.unwrap();
+        assert_eq!(r.status, 403, "not even discovery");
+        // A credential that names no one is refused outright.
+        let r = forged
             .request("GET", "/api/v1/pods", "application/json", b"")
             .await
             .unwrap();
         assert_eq!(r.status, 401);
         let s: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(s["reason"], "Unauthorized");
+        let r = forged.request("GET", "/version", "application/json", b"").await.unwrap();
+        assert_eq!(r.status, 401, "a bad credential is not anonymous");
     });
 }
