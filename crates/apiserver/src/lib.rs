@@ -18,6 +18,7 @@ use shoal_store::Store;
 
 mod admission;
 pub mod alloc;
+pub mod audit;
 pub mod body;
 mod bootstrap;
 pub mod cache;
@@ -428,7 +429,7 @@ async fn read_body(body: Body) -> ApiResult<Bytes> {
 
 /// What a request asks, for authorization: a verb on a resource, or on a path outside the
 /// API (discovery, `/version`, `/metrics`), as upstream's `RequestInfo` reads it.
-fn request_attributes(method: &Method, path: &str, watch: bool) -> review::Attributes {
+pub(crate) fn request_attributes(method: &Method, path: &str, watch: bool) -> review::Attributes {
     match request::parse_path(path) {
         Ok(Some(ApiPath::Resource(t))) => review::Attributes::of_target(nodeauth::verb(method, &t, watch), &t, None),
         _ => review::Attributes::NonResource {

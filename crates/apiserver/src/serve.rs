@@ -31,6 +31,8 @@ pub struct ServeConfig {
     pub admin_tokens: Vec<String>,
     /// What one client may hold (connections, requests, timeouts).
     pub limits: Limits,
+    /// Where requests are audited, if anywhere (`--audit-log`).
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// The token of an `Authorization: Bearer <token>` header, as upstream reads it: the scheme
@@ -340,9 +342,16 @@ pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<
             let activity = Arc::new(Activity::default());
             let io = Guarded::new(tls, activity.clone(), limits.clone());
             let (header_timeout, max_streams) = (limits.header_timeout, limits.max_streams);
+            let audit = cfg.audit.clone();
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (router, server, clients, limits) =
-                    (router.clone(), server.clone(), clients.clone(), limits.clone());
+                let (router, server, clients, limits, audit) = (
+                    router.clone(),
+                    server.clone(),
+                    clients.clone(),
+                    limits.clone(),
+                    audit.clone(),
+                );
+                let received = jiff::Timestamp::now();
                 let in_flight = activity.start();
                 let nodes = server.node_auth();
                 // No credential at all is `system:anonymous` (RBAC gives it what upstream's
@@ -397,7 +406,36 @@ pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<
                         None if PUBLIC_PATHS.contains(&req.uri().path()) => {}
                         None => return Ok(hold(ApiError::unauthorized().into_response(), (in_flight, slot))),
                     }
+                    let audited = audit.as_ref().map(|_| {
+                        let raw = req.uri().path();
+                        let path = crate::request::decode_path(raw).unwrap_or_else(|_| raw.to_string());
+                        let user_agent = req
+                            .headers()
+                            .get(http::header::USER_AGENT)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
+                        let who = req.extensions().get::<Identity>().cloned();
+                        let attrs = crate::request_attributes(req.method(), &path, watch);
+                        (req.uri().to_string(), attrs, who, user_agent)
+                    });
                     let resp = router.oneshot(req).await.unwrap_or_else(|e| match e {});
+                    if let (Some(log), Some((uri, attrs, who, user_agent))) = (&audit, audited) {
+                        let req = crate::audit::Request {
+                            uri: &uri,
+                            attrs: &attrs,
+                            who: who.as_ref(),
+                            source_ip: peer.ip(),
+                            user_agent: user_agent.as_deref(),
+                            received,
+                        };
+                        let stage = if watch { "ResponseStarted" } else { "ResponseComplete" };
+                        log.record(&crate::audit::event(
+                            &req,
+                            resp.status().as_u16(),
+                            stage,
+                            jiff::Timestamp::now(),
+                        ));
+                    }
                     Ok(hold(resp, (in_flight, slot)))
                 }
             });

@@ -297,6 +297,7 @@ pub async fn bench_cluster(store: StoreKind, nodes: Option<u32>) -> Result<Bench
         node_monitor_grace_period: Duration::from_secs(50),
         cluster_dns: "off".into(),
         service_cidr: shoal_apiserver::alloc::SERVICE_CIDR,
+        audit_log: None,
     };
     // Simulated pods take no time: the benchmark measures the control plane alone.
     let running = cluster::start_with(&args, nodes, shoal_agent::PodTiming::default()).await?;

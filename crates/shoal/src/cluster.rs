@@ -207,6 +207,12 @@ pub async fn start_with(
         tls: tls::server_config(&certs).map_err(err("configuring TLS"))?,
         admin_tokens: vec![admin_token],
         limits: connection_limits(),
+        audit: match &args.audit_log {
+            Some(path) => Some(Arc::new(
+                shoal_apiserver::audit::AuditLog::open(path).map_err(err("opening the audit log"))?,
+            )),
+            None => None,
+        },
     });
     let components = api.components().clone();
     let listener = Arc::new(listener);

@@ -121,6 +121,10 @@ pub struct ServerArgs {
     /// address). Keep it across restarts of a cluster.
     #[arg(long, default_value = "10.43.0.0/16", value_parser = parse_service_cidr)]
     pub service_cidr: (std::net::Ipv4Addr, u8),
+    /// Append an audit.k8s.io/v1 Event per request (Metadata level: who, what, the answer's
+    /// code) to this file, as JSON lines.
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
 }
 
 fn parse_service_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {

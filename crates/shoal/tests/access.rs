@@ -390,3 +390,46 @@ fn a_user_minted_with_shoal_kubeconfig_has_what_rbac_grants() {
         assert!(!out.status.success() && out.stdout.is_empty(), "{bad:?}");
     }
 }
+
+#[test]
+fn the_audit_log_says_who_did_what_and_the_answer() {
+    let logs = tempfile::tempdir().unwrap();
+    let path = logs.path().join("audit.log");
+    let c = Cluster::up_with(1, &["--audit-log", path.to_str().unwrap()]);
+    c.kubectl(&["create", "configmap", "audited"]);
+    c.kubectl_err(&["get", "pods", "--as=jane"], None);
+    let events: Vec<serde_json::Value> = c.eventually(30, "both requests audited", || {
+        let text = std::fs::read_to_string(&path).ok()?;
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        let has = |user: &str, verb: &str, resource: &str| {
+            events
+                .iter()
+                .any(|e| e["user"]["username"] == user && e["verb"] == verb && e["objectRef"]["resource"] == resource)
+        };
+        (has("system:admin", "create", "configmaps") && has("jane", "list", "pods")).then_some(events)
+    });
+    let created = events
+        .iter()
+        .find(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "configmaps")
+        .unwrap();
+    assert_eq!(created["apiVersion"], "audit.k8s.io/v1");
+    assert_eq!(created["level"], "Metadata");
+    assert_eq!(created["stage"], "ResponseComplete");
+    assert_eq!(created["responseStatus"]["code"], 201);
+    assert_eq!(created["objectRef"]["namespace"], "default");
+    assert_eq!(created["sourceIPs"][0], "127.0.0.1");
+    assert!(
+        created["userAgent"].as_str().unwrap_or_default().starts_with("kubectl"),
+        "{created}"
+    );
+    assert!(created.get("requestObject").is_none(), "no bodies at Metadata level");
+    let refused = events
+        .iter()
+        .find(|e| e["user"]["username"] == "jane" && e["verb"] == "list")
+        .unwrap();
+    assert_eq!(refused["responseStatus"]["code"], 403);
+    assert_eq!(refused["user"]["groups"], serde_json::json!(["system:authenticated"]));
+}
