@@ -33,25 +33,7 @@ enum Form {
 impl Splice {
     /// Finds the place of `metadata.resourceVersion` in `json`, an object.
     pub fn find(json: &[u8]) -> Option<Splice> {
-        let mut s = Scanner { json, i: 0 };
-        s.ws();
-        s.expect(b'{')?;
-        loop {
-            s.ws();
-            let key = s.string()?;
-            s.ws();
-            s.expect(b':')?;
-            s.ws();
-            if key == b"metadata" {
-                return s.metadata();
-            }
-            s.value()?;
-            s.ws();
-            match s.next()? {
-                b',' => continue,
-                _ => return None,
-            }
-        }
+        Scanner::at_metadata(json)?.metadata()
     }
 
     /// The length of `json` with the field spliced in for `rev`.
@@ -113,26 +95,10 @@ impl Splice {
 
 /// Where the value of the top-level `metadata` key lies in `json`, an object.
 pub fn metadata_range(json: &[u8]) -> Option<std::ops::Range<usize>> {
-    let mut s = Scanner { json, i: 0 };
-    s.ws();
-    s.expect(b'{')?;
-    loop {
-        s.ws();
-        let key = s.string()?;
-        s.ws();
-        s.expect(b':')?;
-        s.ws();
-        let start = s.i;
-        s.value()?;
-        if key == b"metadata" {
-            return Some(start..s.i);
-        }
-        s.ws();
-        match s.next()? {
-            b',' => continue,
-            _ => return None,
-        }
-    }
+    let mut s = Scanner::at_metadata(json)?;
+    let start = s.i;
+    s.value()?;
+    Some(start..s.i)
 }
 
 /// How many bytes `n` takes in decimal.
@@ -160,6 +126,29 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    /// A scanner of `json`, an object, at the start of its top-level `metadata` value.
+    fn at_metadata(json: &'a [u8]) -> Option<Scanner<'a>> {
+        let mut s = Scanner { json, i: 0 };
+        s.ws();
+        s.expect(b'{')?;
+        loop {
+            s.ws();
+            let key = s.string()?;
+            s.ws();
+            s.expect(b':')?;
+            s.ws();
+            if key == b"metadata" {
+                return Some(s);
+            }
+            s.value()?;
+            s.ws();
+            match s.next()? {
+                b',' => continue,
+                _ => return None,
+            }
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.json.get(self.i).copied()
     }
