@@ -16,28 +16,26 @@ use crate::status::{ApiError, ApiResult};
 /// The admin's user name (as k3s names it).
 pub const ADMIN_USER: &str = "system:admin";
 
-/// `user.Info` of an identity: name, uid and groups.
+/// `user.Info` of an identity: its name and groups.
 pub fn user_info(who: &Identity) -> Value {
-    match who {
-        Identity::Admin => json!({"username": ADMIN_USER, "groups": ["system:masters", "system:authenticated"]}),
-        Identity::Node(n) => {
-            json!({"username": format!("system:node:{n}"), "groups": ["system:nodes", "system:authenticated"]})
-        }
-        Identity::User { name, groups } => json!({"username": name, "groups": groups}),
-    }
+    let (name, groups) = name_and_groups(who);
+    json!({"username": name, "groups": groups})
 }
 
 /// The user name and groups of an identity.
 pub fn name_and_groups(who: &Identity) -> (String, Vec<String>) {
-    let me = user_info(who);
-    let name = me["username"].as_str().unwrap_or_default().to_string();
-    let groups = me["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|g| g.as_str().map(str::to_string))
-        .collect();
-    (name, groups)
+    let names = |list: &[&str]| list.iter().map(|g| g.to_string()).collect();
+    match who {
+        Identity::Admin => (
+            ADMIN_USER.to_string(),
+            names(&["system:masters", "system:authenticated"]),
+        ),
+        Identity::Node(n) => (
+            format!("system:node:{n}"),
+            names(&["system:nodes", "system:authenticated"]),
+        ),
+        Identity::User { name, groups } => (name.clone(), groups.clone()),
+    }
 }
 
 /// What an authorization review asks: a verb on a resource (or a non-resource path).
