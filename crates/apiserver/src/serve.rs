@@ -412,7 +412,13 @@ pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<
                             .map(str::to_string);
                         let who = req.extensions().get::<Identity>().cloned();
                         let attrs = crate::request_attributes(req.method(), &path, watch);
-                        (req.uri().to_string(), attrs, who, user_agent)
+                        // Path and query, as upstream records it (an HTTP/2 request's URI
+                        // also has the scheme and authority).
+                        let uri = req
+                            .uri()
+                            .path_and_query()
+                            .map_or_else(|| raw.to_string(), |pq| pq.as_str().to_string());
+                        (uri, attrs, who, user_agent)
                     });
                     let resp = router.oneshot(req).await.unwrap_or_else(|e| match e {});
                     if let (Some(log), Some((uri, attrs, who, user_agent))) = (&audit, audited) {

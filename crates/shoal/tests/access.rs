@@ -420,6 +420,13 @@ fn the_audit_log_says_who_did_what_and_the_answer() {
     assert_eq!(created["stage"], "ResponseComplete");
     assert_eq!(created["responseStatus"]["code"], 201);
     assert_eq!(created["objectRef"]["namespace"], "default");
+    assert_eq!(
+        created["requestURI"]
+            .as_str()
+            .map(|u| u.starts_with("/api/v1/namespaces/default/configmaps")),
+        Some(true),
+        "{created}"
+    );
     assert_eq!(created["sourceIPs"][0], "127.0.0.1");
     assert!(
         created["userAgent"].as_str().unwrap_or_default().starts_with("kubectl"),
