@@ -23,6 +23,11 @@ pub trait Sources {
     fn claim_path(&self, _namespace: &str, _name: &str) -> Option<std::path::PathBuf> {
         None
     }
+    /// A token of the pod's ServiceAccount for `audience` (empty: the API server's) that
+    /// lives `seconds`, as the API server issued it for this pod.
+    fn service_account_token(&self, _audience: &str, _seconds: i64) -> Option<String> {
+        None
+    }
 }
 
 /// Why a container's environment cannot be built: upstream's message, shown with the

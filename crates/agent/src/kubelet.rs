@@ -165,6 +165,8 @@ struct PodState {
     deleting: bool,
     /// Every init container has completed (sidecars: started), so the containers run.
     initialized: bool,
+    /// When the ServiceAccount tokens in the pod's projected volumes are next refreshed.
+    refresh_tokens: Option<Instant>,
 }
 
 /// ConfigMaps and Secrets a pod refers to, read once for its volumes and environment.
@@ -174,6 +176,8 @@ struct Fetched {
     secrets: HashMap<String, BTreeMap<String, Vec<u8>>>,
     /// Claim -> the path of its bound local volume.
     claims: HashMap<String, PathBuf>,
+    /// (audience, seconds) -> a ServiceAccount token bound to the pod.
+    tokens: HashMap<(String, i64), String>,
 }
 
 impl crate::env::Sources for Fetched {
@@ -186,6 +190,33 @@ impl crate::env::Sources for Fetched {
     fn claim_path(&self, _ns: &str, name: &str) -> Option<PathBuf> {
         self.claims.get(name).cloned()
     }
+    fn service_account_token(&self, audience: &str, seconds: i64) -> Option<String> {
+        self.tokens.get(&(audience.to_string(), seconds)).cloned()
+    }
+}
+
+/// The ServiceAccount tokens a pod's projected volumes ask for: (audience, seconds).
+fn token_sources(pod: &Pod) -> BTreeSet<(String, i64)> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.projected.as_ref())
+        .flat_map(|p| p.sources.iter().flatten())
+        .filter_map(|s| s.service_account_token.as_ref())
+        .map(|t| {
+            (
+                t.audience.clone().unwrap_or_default(),
+                t.expiration_seconds.unwrap_or(3600),
+            )
+        })
+        .collect()
+}
+
+/// When tokens that live `seconds` are refreshed, as upstream's kubelet does: at 80% of
+/// their life (and at least every 24 hours).
+fn token_refresh_after(seconds: i64) -> Duration {
+    let life = Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+    (life * 4 / 5).min(Duration::from_secs(24 * 3600))
 }
 
 /// The ConfigMaps and Secrets `pod` refers to (volumes, projected sources, env, envFrom).
@@ -398,6 +429,56 @@ impl Kubelet {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// Tokens of the pod's ServiceAccount, bound to the pod, for each of `wanted`
+    /// (audience, seconds); a token the API server refuses is left out (the volume then
+    /// fails with the reason).
+    async fn fetch_tokens(&self, pod: &Pod, wanted: &BTreeSet<(String, i64)>) -> HashMap<(String, i64), String> {
+        use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+        let mut out = HashMap::new();
+        let (Some(ns), Some(name), Some(uid)) = (
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.clone(),
+            pod.metadata.uid.clone(),
+        ) else {
+            return out;
+        };
+        let account = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(self.client.clone(), ns);
+        for (audience, seconds) in wanted {
+            let request = TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: if audience.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![audience.clone()]
+                    },
+                    expiration_seconds: Some(*seconds),
+                    bound_object_ref: Some(BoundObjectReference {
+                        api_version: Some("v1".into()),
+                        kind: Some("Pod".into()),
+                        name: Some(name.clone()),
+                        uid: Some(uid.clone()),
+                    }),
+                },
+                ..Default::default()
+            };
+            match api.create_token_request(&account, &Default::default(), &request).await {
+                Ok(r) => {
+                    if let Some(status) = r.status {
+                        out.insert((audience.clone(), *seconds), status.token);
+                    }
+                }
+                Err(e) => tracing::warn!(pod = %name, error = %e, "agent: requesting a ServiceAccount token failed"),
+            }
+        }
+        out
+    }
+
     async fn fetch(&self, pod: &Pod) -> Fetched {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let (cms, secrets) = references(pod);
@@ -472,6 +553,7 @@ impl Kubelet {
                 reported: None,
                 deleting: false,
                 initialized: spec.init_containers.as_ref().is_none_or(Vec::is_empty),
+                refresh_tokens: None,
             }
         });
         if pod.metadata.deletion_timestamp.is_some() {
@@ -488,10 +570,25 @@ impl Kubelet {
             return None;
         }
         let mut fetched = None;
-        if state.volumes.is_none() {
-            let f = self.fetch(pod).await;
+        let refresh_due = state.refresh_tokens.is_some_and(|at| Instant::now() >= at);
+        if state.volumes.is_none() || refresh_due {
+            let mut f = self.fetch(pod).await;
+            let wanted = token_sources(pod);
+            f.tokens = self.fetch_tokens(pod, &wanted).await;
             match crate::volumes::prepare(pod, &state.dir, &f) {
-                Ok(v) => state.volumes = Some(v),
+                Ok(v) => {
+                    state.volumes = Some(v);
+                    state.refresh_tokens = wanted
+                        .iter()
+                        .map(|(_, s)| *s)
+                        .min()
+                        .map(|s| Instant::now() + token_refresh_after(s));
+                }
+                // A refresh that failed is tried again shortly; the old files stay.
+                Err(e) if refresh_due => {
+                    tracing::warn!(pod = ?pod.metadata.name, error = %e, "agent: refreshing volumes failed");
+                    state.refresh_tokens = Some(Instant::now() + TICK * 10);
+                }
                 Err(e) => {
                     for c in state.containers.values_mut() {
                         c.waiting = Some(("CreateContainerConfigError".into(), Some(e.clone())));
@@ -660,6 +757,7 @@ impl Kubelet {
                     work_dir: PathBuf::from("/"),
                     command: Vec::new(),
                     env: Vec::new(),
+                    binds: Vec::new(),
                 },
                 started_at: started,
                 started: Instant::now(),
@@ -744,6 +842,11 @@ impl Kubelet {
             ),
             ("HOSTNAME".into(), self.node.clone()),
         ];
+        // Where the API server is (`KUBERNETES_SERVICE_HOST`, ...), for in-cluster clients:
+        // set in every container, before (and overridden by) its own variables.
+        let mut outer: Vec<(String, String)> = self.outer.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        outer.sort();
+        env.extend(outer);
         // The pod's addresses are known before its first status report: the node's.
         let mut pod = pod.clone();
         let status = pod.status.get_or_insert_with(Default::default);
@@ -821,9 +924,18 @@ impl Kubelet {
             Ok(x) => x,
             Err(e) => return fail(ctr, "CreateContainerConfigError", e),
         };
-        if let Err(e) = crate::volumes::mount(c, volumes, &links_file(dir, &c.name)) {
-            return fail(ctr, "CreateContainerConfigError", e);
-        }
+        // Bind mounts in the container's own mount namespace, or links on the node's tree.
+        let binds = if self.runtime.isolates_mounts() {
+            match crate::volumes::binds(c, volumes) {
+                Ok(b) => b,
+                Err(e) => return fail(ctr, "CreateContainerConfigError", e),
+            }
+        } else {
+            if let Err(e) = crate::volumes::mount(c, volumes, &links_file(dir, &c.name)) {
+                return fail(ctr, "CreateContainerConfigError", e);
+            }
+            Vec::new()
+        };
         let n = ctr.run.as_ref().map_or(0, |r| r.n + 1);
         let rd = run_dir(dir, &c.name, n);
         let log = log_path(dir, &c.name, n);
@@ -838,6 +950,7 @@ impl Kubelet {
             work_dir: c.working_dir.clone().map_or_else(|| PathBuf::from("/"), PathBuf::from),
             command,
             env,
+            binds,
         };
         if let Err(e) = self.runtime.start(&launch) {
             return fail(ctr, "RunContainerError", e);
@@ -1354,6 +1467,14 @@ async fn http_get(host: &str, port: u16, path: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_refreshed_at_four_fifths_of_their_life_and_daily_at_least() {
+        assert_eq!(token_refresh_after(3607), Duration::from_millis(2_885_600));
+        assert_eq!(token_refresh_after(600), Duration::from_secs(480));
+        assert_eq!(token_refresh_after(365 * 24 * 3600), Duration::from_secs(24 * 3600));
+        assert_eq!(token_refresh_after(-5), Duration::ZERO);
+    }
 
     #[test]
     fn references_cover_volumes_env_and_env_from() {

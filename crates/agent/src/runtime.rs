@@ -23,6 +23,8 @@ pub struct Launch {
     pub command: Vec<String>,
     /// The whole environment.
     pub env: Vec<(String, String)>,
+    /// The container's volume mounts, for a runtime that [`Runtime::isolates_mounts`].
+    pub binds: Vec<crate::volumes::Bind>,
 }
 
 /// Where a run is.
@@ -53,6 +55,12 @@ pub trait Runtime: Send + Sync + 'static {
     fn version(&self) -> String;
     /// Whether a container needs a `command` to run (the process runtime runs no images).
     fn needs_command(&self) -> bool;
+    /// Whether the runtime itself makes [`Launch::binds`] visible to the container (in a
+    /// mount namespace of its own, or nowhere for a runtime that runs nothing); otherwise
+    /// volumes are linked into the node's tree.
+    fn isolates_mounts(&self) -> bool {
+        false
+    }
     /// Starts a run; the error is shown as the container's waiting message.
     fn start(&self, launch: &Launch) -> Result<(), String>;
     /// Where the run in `state_dir` is.
@@ -69,14 +77,34 @@ pub struct ProcessRuntime {
     shim_program: PathBuf,
     /// Woken when a run the runtime started ends.
     exited: Arc<tokio::sync::Notify>,
+    /// Whether containers run in mount namespaces of their own (root, with util-linux's
+    /// `unshare` and `nsenter`).
+    isolated: bool,
 }
 
 impl ProcessRuntime {
     /// A runtime whose shims are `shim_program shim ...`; `exited` is notified when a
-    /// container it started ends.
+    /// container it started ends. Containers get mount namespaces of their own when this
+    /// process may make them.
     pub fn new(shim_program: PathBuf, exited: Arc<tokio::sync::Notify>) -> Self {
-        ProcessRuntime { shim_program, exited }
+        let isolated = rustix::process::geteuid().is_root() && can_unshare();
+        ProcessRuntime {
+            shim_program,
+            exited,
+            isolated,
+        }
     }
+}
+
+/// Whether `unshare --mount` works here (util-linux is installed and the kernel lets us).
+fn can_unshare() -> bool {
+    std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "true"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn pid_alive(pid: u32) -> bool {
@@ -105,8 +133,22 @@ impl Runtime for ProcessRuntime {
             log: launch.log.clone(),
             work_dir: launch.work_dir.clone(),
             command: launch.command.clone(),
+            binds: if self.isolated {
+                launch.binds.clone()
+            } else {
+                Vec::new()
+            },
         };
-        let mut cmd = tokio::process::Command::new(&self.shim_program);
+        // With mounts to make, the shim starts in a mount namespace of its own (`unshare`
+        // execs it, so the pid is still the shim's).
+        let mut cmd = if args.binds.is_empty() {
+            tokio::process::Command::new(&self.shim_program)
+        } else {
+            let mut c = tokio::process::Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "--"])
+                .arg(&self.shim_program);
+            c
+        };
         cmd.arg("shim")
             .args(args.to_args())
             .env_clear()
@@ -190,9 +232,21 @@ impl Runtime for ProcessRuntime {
         let _ = rustix::process::kill_process_group(pid, sig);
     }
 
+    fn isolates_mounts(&self) -> bool {
+        self.isolated
+    }
+
     fn command(&self, launch: &Launch, argv: &[String]) -> Option<tokio::process::Command> {
         let (program, args) = argv.split_first()?;
-        let mut cmd = tokio::process::Command::new(program);
+        // In the container's mount namespace, when it has one.
+        let mut cmd = match self.state(&launch.state_dir) {
+            RunState::Running(pid) if self.isolated => {
+                let mut c = tokio::process::Command::new("nsenter");
+                c.arg(format!("--mount=/proc/{pid}/ns/mnt")).arg("--").arg(program);
+                c
+            }
+            _ => tokio::process::Command::new(program),
+        };
         cmd.args(args)
             .env_clear()
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
@@ -217,6 +271,11 @@ impl Runtime for SimulatedRuntime {
 
     fn needs_command(&self) -> bool {
         false
+    }
+
+    fn isolates_mounts(&self) -> bool {
+        // Nothing runs, so nothing needs to see a volume.
+        true
     }
 
     fn start(&self, launch: &Launch) -> Result<(), String> {
@@ -272,6 +331,7 @@ mod tests {
             work_dir: dir.path().into(),
             command: vec!["x".into()],
             env: vec![],
+            binds: vec![],
         };
         assert_eq!(rt.state(dir.path()), RunState::Unknown);
         rt.start(&launch).unwrap();

@@ -30,6 +30,9 @@ pub struct ShimArgs {
     pub work_dir: PathBuf,
     /// Program and arguments.
     pub command: Vec<String>,
+    /// Volumes to bind before the process starts (the shim then runs in a mount namespace
+    /// of its own: see [`crate::volumes::bind_all`]).
+    pub binds: Vec<crate::volumes::Bind>,
 }
 
 impl ShimArgs {
@@ -42,8 +45,14 @@ impl ShimArgs {
             self.log.display().to_string(),
             "--work-dir".into(),
             self.work_dir.display().to_string(),
-            "--".into(),
         ];
+        for b in &self.binds {
+            out.push("--bind".into());
+            out.push(b.source.display().to_string());
+            out.push(b.target.display().to_string());
+            out.push(if b.read_only { "ro" } else { "rw" }.into());
+        }
+        out.push("--".into());
         out.extend(self.command.iter().cloned());
         out
     }
@@ -52,9 +61,24 @@ impl ShimArgs {
     pub fn parse(args: &[String]) -> Result<ShimArgs, String> {
         let mut it = args.iter();
         let (mut state, mut log, mut work) = (None, None, None);
+        let mut binds = Vec::new();
         while let Some(a) = it.next() {
             let slot = match a.as_str() {
                 "--" => break,
+                "--bind" => {
+                    let mut next = || it.next().ok_or_else(|| "--bind needs SOURCE TARGET ro|rw".to_string());
+                    let (source, target, mode) = (next()?, next()?, next()?);
+                    binds.push(crate::volumes::Bind {
+                        source: source.into(),
+                        target: target.into(),
+                        read_only: match mode.as_str() {
+                            "ro" => true,
+                            "rw" => false,
+                            other => return Err(format!("--bind mode {other:?}: want ro or rw")),
+                        },
+                    });
+                    continue;
+                }
                 "--state-dir" => &mut state,
                 "--log" => &mut log,
                 "--work-dir" => &mut work,
@@ -71,6 +95,7 @@ impl ShimArgs {
             log: log.ok_or("--log is required")?,
             work_dir: work.ok_or("--work-dir is required")?,
             command,
+            binds,
         })
     }
 }
@@ -192,6 +217,14 @@ pub fn run(args: &ShimArgs) -> ExitCode {
             });
         }
     };
+    if let Err(e) = crate::volumes::bind_all(&args.binds) {
+        return exit(Exit {
+            exit_code: 128,
+            signal: None,
+            finished_at: now(),
+            error: Some(e),
+        });
+    }
     let spawned = Command::new(&args.command[0])
         .args(&args.command[1..])
         .current_dir(&args.work_dir)
@@ -266,6 +299,11 @@ mod tests {
             log: "/l/0.log".into(),
             work_dir: "/w".into(),
             command: vec!["sh".into(), "-c".into(), "echo --log".into()],
+            binds: vec![crate::volumes::Bind {
+                source: "/var/lib/x".into(),
+                target: "/etc/my config".into(),
+                read_only: true,
+            }],
         };
         assert_eq!(ShimArgs::parse(&a.to_args()).unwrap(), a);
         assert!(ShimArgs::parse(&["--log".into()]).is_err());
@@ -280,6 +318,7 @@ mod tests {
             log: dir.path().join("c.log"),
             work_dir: dir.path().into(),
             command: vec!["sh".into(), "-c".into(), "echo out; echo err >&2; pwd; exit 3".into()],
+            binds: Vec::new(),
         };
         assert_eq!(run(&a), ExitCode::SUCCESS);
         let exit = read_exit(dir.path()).unwrap();
@@ -302,6 +341,7 @@ mod tests {
             log: dir.path().join("c.log"),
             work_dir: dir.path().into(),
             command: vec!["/no/such/program".into()],
+            binds: Vec::new(),
         };
         run(&a);
         let exit = read_exit(dir.path()).unwrap();
@@ -328,6 +368,7 @@ mod tests {
             log: dir.path().join("c.log"),
             work_dir: dir.path().into(),
             command: vec!["sleep".into(), "300".into()],
+            binds: Vec::new(),
         };
         assert_eq!(run_for(a, 20), Some(ExitCode::SUCCESS), "the process ran on");
         let exit = read_exit(dir.path()).unwrap();
@@ -343,6 +384,7 @@ mod tests {
             log: logs.path().join("c.log"),
             work_dir: logs.path().into(),
             command: vec!["sleep".into(), "300".into()],
+            binds: Vec::new(),
         };
         // Nowhere to write the exit either: the shim fails, but it does not wait 300 s.
         assert_eq!(run_for(a, 20), Some(ExitCode::FAILURE));

@@ -4,7 +4,11 @@
 //! `downwardAPI` volumes are directories in it (`volumes/<name>`), filled before the
 //! containers start. A `hostPath` volume is its path on the node.
 //!
-//! Host processes share the node's file system, so a volume is made available at its
+//! When the agent runs as root with util-linux's `unshare` (the usual case), each container
+//! runs in a mount namespace of its own where its volumes are bind mounts at their
+//! `mountPath` ([`binds`], [`bind_all`]): two pods may mount different volumes at one
+//! path, and nothing is left on the node's tree but empty mount points. Otherwise host
+//! processes share the node's file system, and a volume is made available at its
 //! `mountPath` by path mapping: when the mount path is the volume's own path (the usual
 //! `hostPath` case, e.g. `/var/log` at `/var/log`) nothing is needed; otherwise the agent
 //! makes the mount path a symbolic link to the volume (creating missing parent directories)
@@ -74,43 +78,57 @@ fn prepare_one(pod: &Pod, ns: &str, v: &Volume, dir: &Path, sources: &impl Sourc
         return Ok(dir.to_path_buf());
     }
     let (files, mode): (Vec<(String, Vec<u8>)>, i32) = if let Some(cm) = &v.config_map {
-        let name = cm.name.as_str();
-        let data = match sources.config_map(ns, name) {
-            Some(d) => d.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(),
-            None if cm.optional == Some(true) => BTreeMap::new(),
-            None => return Err(format!("configmap \"{name}\" not found")),
-        };
         let items = cm.items.as_deref().unwrap_or_default();
+        let items = items.iter().map(|i| (i.key.as_str(), i.path.as_str()));
         (
-            pick(&data, items.iter().map(|i| (i.key.as_str(), i.path.as_str())), name)?,
+            config_map_files(sources, ns, &cm.name, cm.optional, items)?,
             cm.default_mode.unwrap_or(0o644),
         )
     } else if let Some(sec) = &v.secret {
         let name = sec.secret_name.as_deref().unwrap_or_default();
-        let data = match sources.secret(ns, name) {
-            Some(d) => d,
-            None if sec.optional == Some(true) => BTreeMap::new(),
-            None => return Err(format!("secret \"{name}\" not found")),
-        };
         let items = sec.items.as_deref().unwrap_or_default();
+        let items = items.iter().map(|i| (i.key.as_str(), i.path.as_str()));
         (
-            pick(&data, items.iter().map(|i| (i.key.as_str(), i.path.as_str())), name)?,
+            secret_files(sources, ns, name, sec.optional, items)?,
             sec.default_mode.unwrap_or(0o644),
         )
     } else if let Some(d) = &v.downward_api {
+        (
+            downward_files(pod, d.items.as_deref().unwrap_or_default())?,
+            d.default_mode.unwrap_or(0o644),
+        )
+    } else if let Some(p) = &v.projected {
+        // Every source's files in one directory, as upstream's projected volume.
         let mut files = Vec::new();
-        for item in d.items.as_deref().unwrap_or_default() {
-            let Some(f) = &item.field_ref else {
-                return Err(format!("downwardAPI item {}: only fieldRef is supported", item.path));
-            };
-            let value = downward_field(pod, &f.field_path)
-                .ok_or_else(|| format!("downwardAPI item {}: unsupported fieldPath {}", item.path, f.field_path))?;
-            files.push((item.path.clone(), value.into_bytes()));
+        for s in p.sources.as_deref().unwrap_or_default() {
+            if let Some(cm) = &s.config_map {
+                let items = cm.items.as_deref().unwrap_or_default();
+                let items = items.iter().map(|i| (i.key.as_str(), i.path.as_str()));
+                files.extend(config_map_files(sources, ns, &cm.name, cm.optional, items)?);
+            } else if let Some(sec) = &s.secret {
+                let items = sec.items.as_deref().unwrap_or_default();
+                let items = items.iter().map(|i| (i.key.as_str(), i.path.as_str()));
+                files.extend(secret_files(sources, ns, &sec.name, sec.optional, items)?);
+            } else if let Some(d) = &s.downward_api {
+                files.extend(downward_files(pod, d.items.as_deref().unwrap_or_default())?);
+            } else if let Some(t) = &s.service_account_token {
+                let audience = t.audience.as_deref().unwrap_or_default();
+                let seconds = t.expiration_seconds.unwrap_or(3600);
+                let token = sources.service_account_token(audience, seconds).ok_or_else(|| {
+                    format!("failed to fetch token: no token for the pod's service account (audience {audience:?})")
+                })?;
+                files.push((t.path.clone(), token.into_bytes()));
+            } else {
+                return Err(format!(
+                    "volume \"{}\": a projected source of a kind the process runtime does not support",
+                    v.name
+                ));
+            }
         }
-        (files, d.default_mode.unwrap_or(0o644))
+        (files, p.default_mode.unwrap_or(0o644))
     } else {
         return Err(format!(
-            "volume \"{}\": the process runtime supports hostPath, emptyDir, configMap, secret, downwardAPI and persistentVolumeClaim (local) volumes",
+            "volume \"{}\": the process runtime supports hostPath, emptyDir, configMap, secret, downwardAPI, projected and persistentVolumeClaim (local) volumes",
             v.name
         ));
     };
@@ -122,13 +140,81 @@ fn prepare_one(pod: &Pod, ns: &str, v: &Volume, dir: &Path, sources: &impl Sourc
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
         }
-        std::fs::write(&path, bytes).map_err(io("writing", &path))?;
-        use std::os::unix::fs::PermissionsExt;
         let mode = u32::try_from(mode).unwrap_or(0o644) & 0o777;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-            .map_err(io("setting the mode of", &path))?;
+        write_file(&path, &bytes, mode).map_err(io("writing", &path))?;
     }
     Ok(dir.to_path_buf())
+}
+
+/// Writes a volume file whole or not at all (a new file renamed over the old one), so a
+/// container reading it while it is refreshed never sees half of it.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.new"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+/// The files of a ConfigMap source.
+fn config_map_files<'a>(
+    sources: &impl Sources,
+    ns: &str,
+    name: &str,
+    optional: Option<bool>,
+    items: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
+    let data = match sources.config_map(ns, name) {
+        Some(d) => d.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(),
+        None if optional == Some(true) => BTreeMap::new(),
+        None => return Err(format!("configmap \"{name}\" not found")),
+    };
+    pick(&data, items, name)
+}
+
+/// The files of a Secret source.
+fn secret_files<'a>(
+    sources: &impl Sources,
+    ns: &str,
+    name: &str,
+    optional: Option<bool>,
+    items: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
+    let data = match sources.secret(ns, name) {
+        Some(d) => d,
+        None if optional == Some(true) => BTreeMap::new(),
+        None => return Err(format!("secret \"{name}\" not found")),
+    };
+    pick(&data, items, name)
+}
+
+/// The files of a downward API source.
+fn downward_files(
+    pod: &Pod,
+    items: &[k8s_openapi::api::core::v1::DownwardAPIVolumeFile],
+) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
+    let mut files = Vec::new();
+    for item in items {
+        let Some(f) = &item.field_ref else {
+            return Err(format!("downwardAPI item {}: only fieldRef is supported", item.path));
+        };
+        let value = downward_field(pod, &f.field_path)
+            .ok_or_else(|| format!("downwardAPI item {}: unsupported fieldPath {}", item.path, f.field_path))?;
+        files.push((item.path.clone(), value.into_bytes()));
+    }
+    Ok(files)
 }
 
 /// The files of a ConfigMap or Secret volume: every key, or just `items` (key -> path).
@@ -166,16 +252,30 @@ fn downward_field(pod: &Pod, path: &str) -> Option<String> {
     )
 }
 
-/// Makes `container`'s volume mounts available (see the module docs), recording each link
-/// made in `links` so [`unmount`] removes it.
-pub fn mount(container: &Container, volumes: &BTreeMap<String, PathBuf>, links: &Path) -> Result<(), VolumeError> {
-    let mut made = read_links(links);
+/// A volume mount of a container: `source` on the node, seen at `target`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bind {
+    /// The volume's directory (or its `subPath`) on the node.
+    pub source: PathBuf,
+    /// The container's `mountPath`.
+    pub target: PathBuf,
+    /// `readOnly`.
+    pub read_only: bool,
+}
+
+/// What `container`'s volume mounts bind where (a `subPath` is created in its volume if
+/// missing). Paths are checked: mount paths are absolute and sub-paths stay inside their
+/// volume.
+pub fn binds(container: &Container, volumes: &BTreeMap<String, PathBuf>) -> Result<Vec<Bind>, VolumeError> {
+    let mut out = Vec::new();
     for m in container.volume_mounts.as_deref().unwrap_or_default() {
         let base = volumes
             .get(&m.name)
             .ok_or_else(|| format!("volume mount {:?} names no volume of the pod", m.name))?;
         let source = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            Some(sub) if sub.split('/').any(|p| p == "..") => return Err(format!("invalid subPath {sub:?}")),
+            Some(sub) if sub.starts_with('/') || sub.split('/').any(|p| p == "..") => {
+                return Err(format!("invalid subPath {sub:?}"));
+            }
             Some(sub) => {
                 let p = base.join(sub);
                 if !p.exists() {
@@ -186,10 +286,36 @@ pub fn mount(container: &Container, volumes: &BTreeMap<String, PathBuf>, links: 
             None => base.clone(),
         };
         let target = PathBuf::from(&m.mount_path);
-        if !target.is_absolute() {
-            return Err(format!("mountPath {} is not absolute", m.mount_path));
+        if !target.is_absolute() || m.mount_path.split('/').any(|p| p == "..") {
+            return Err(format!("mountPath {} is not an absolute path without ..", m.mount_path));
         }
+        out.push(Bind {
+            source,
+            target,
+            read_only: m.read_only == Some(true),
+        });
+    }
+    Ok(out)
+}
+
+/// Makes `container`'s volume mounts available by symbolic links (see the module docs), for
+/// a runtime without mount namespaces, recording each link made in `links` so [`unmount`]
+/// removes it.
+pub fn mount(container: &Container, volumes: &BTreeMap<String, PathBuf>, links: &Path) -> Result<(), VolumeError> {
+    let mut made = read_links(links);
+    let names = container.volume_mounts.as_deref().unwrap_or_default();
+    for (b, m) in binds(container, volumes)?.into_iter().zip(names) {
+        let (source, target) = (b.source, b.target);
         if target == source {
+            continue;
+        }
+        // The ServiceAccount token volume every pod gets cannot be linked for more than one
+        // pod (nor at all without root): without mount namespaces a container runs without
+        // it, as one whose pod turned automounting off.
+        if m.mount_path.trim_end_matches('/') == TOKEN_MOUNT_PATH
+            && (target.exists() || std::fs::symlink_metadata(&target).is_ok() || !writable_parent(&target))
+        {
+            tracing::debug!(path = %m.mount_path, "agent: the ServiceAccount token volume is not linked (no mount namespaces)");
             continue;
         }
         match std::fs::read_link(&target) {
@@ -220,6 +346,46 @@ pub fn mount(container: &Container, volumes: &BTreeMap<String, PathBuf>, links: 
         std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
     }
     write_links(links, &made).map_err(io("recording links in", links))
+}
+
+/// Where pods' ServiceAccount token volume is mounted.
+const TOKEN_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Whether the nearest existing ancestor of `path` may be written to by this process.
+fn writable_parent(path: &Path) -> bool {
+    path.ancestors()
+        .skip(1)
+        .find(|a| a.exists())
+        .is_some_and(|a| rustix::fs::access(a, rustix::fs::Access::WRITE_OK).is_ok())
+}
+
+/// Binds each of `binds` in the calling process's mount namespace (a private one: the shim
+/// runs in its own), creating the mount point on the node's tree when it is missing (an
+/// empty directory, or an empty file for a file), then making read-only mounts read-only.
+pub fn bind_all(binds: &[Bind]) -> Result<(), VolumeError> {
+    use rustix::mount::{MountFlags, mount_bind, mount_remount};
+    for b in binds {
+        if b.source == b.target && !b.read_only {
+            continue;
+        }
+        if !b.target.exists() {
+            if b.source.is_dir() {
+                std::fs::create_dir_all(&b.target).map_err(io("creating the mount point", &b.target))?;
+            } else {
+                if let Some(parent) = b.target.parent() {
+                    std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+                }
+                std::fs::write(&b.target, b"").map_err(io("creating the mount point", &b.target))?;
+            }
+        }
+        mount_bind(&b.source, &b.target)
+            .map_err(|e| format!("binding {} at {}: {e}", b.source.display(), b.target.display()))?;
+        if b.read_only {
+            mount_remount(&b.target, MountFlags::BIND | MountFlags::RDONLY, "")
+                .map_err(|e| format!("making {} read-only: {e}", b.target.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn read_links(links: &Path) -> Vec<(PathBuf, PathBuf)> {
@@ -266,6 +432,47 @@ mod tests {
         fn claim_path(&self, _ns: &str, name: &str) -> Option<PathBuf> {
             (name == "bound").then(|| std::env::temp_dir().join("shoal-volumes-test-claim"))
         }
+        fn service_account_token(&self, audience: &str, seconds: i64) -> Option<String> {
+            (audience.is_empty()).then(|| format!("token-for-{seconds}s"))
+        }
+    }
+
+    #[test]
+    fn a_projected_volume_holds_every_source_and_is_refreshed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pod(
+            json!([{"name": "kube-api-access-x", "projected": {"defaultMode": 0o440, "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "cm", "items": [{"key": "a.conf", "path": "ca.crt"}]}},
+                {"secret": {"name": "s"}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+            ]}}]),
+        );
+        let pod_dir = dir.path().join("pod");
+        let v = prepare(&p, &pod_dir, &Fixed).unwrap();
+        let vol = &v["kube-api-access-x"];
+        assert_eq!(std::fs::read_to_string(vol.join("token")).unwrap(), "token-for-3607s");
+        assert_eq!(std::fs::read_to_string(vol.join("ca.crt")).unwrap(), "A");
+        assert_eq!(std::fs::read_to_string(vol.join("pw")).unwrap(), "hunter2");
+        assert_eq!(std::fs::read_to_string(vol.join("namespace")).unwrap(), "ns");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(vol.join("token")).unwrap().permissions().mode() & 0o777,
+            0o440
+        );
+        // Prepared again (a refresh): the files are replaced, no temporary file is left.
+        prepare(&p, &pod_dir, &Fixed).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(vol)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["ca.crt", "namespace", "pw", "token"]);
+        // A token for an audience the server would not issue fails the volume.
+        let p = pod(json!([{"name": "t", "projected": {"sources": [
+            {"serviceAccountToken": {"audience": "vault", "path": "token"}}]}}]));
+        let e = prepare(&p, &dir.path().join("pod2"), &Fixed).unwrap_err();
+        assert!(e.contains("failed to fetch token"), "{e}");
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub fn forbidden(res: &Resource, name: &str, why: &str) -> ApiError {
     }))
 }
 
-fn name_of(obj: &Value) -> &str {
+pub(crate) fn name_of(obj: &Value) -> &str {
     let meta = &obj["metadata"];
     meta["name"]
         .as_str()

@@ -129,10 +129,7 @@ mod tests {
             namespace: "default".into(),
             name: "web".into(),
         };
-        let who = Identity::User {
-            name: "jane".into(),
-            groups: vec!["system:authenticated".into()],
-        };
+        let who = Identity::User(crate::nodeauth::User::new("jane", vec!["system:authenticated".into()]));
         let at: jiff::Timestamp = "2026-01-02T03:04:05.123456Z".parse().unwrap();
         let req = Request {
             uri: "/apis/apps/v1/namespaces/default/deployments/web",

@@ -16,6 +16,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 use shoal_store::Store;
 
+pub mod accounts;
 mod admission;
 pub mod alloc;
 pub mod audit;
@@ -41,6 +42,7 @@ pub mod rbac;
 pub mod request;
 pub mod rest;
 pub mod review;
+pub mod satoken;
 pub mod serve;
 mod splice;
 pub mod status;
@@ -75,6 +77,8 @@ pub struct ApiServer {
     node_auth: std::sync::OnceLock<Arc<nodeauth::NodeAuth>>,
     /// Bearer tokens of the admin (see [`ApiServer::set_admin_tokens`]).
     admin_tokens: std::sync::OnceLock<Vec<String>>,
+    /// The ServiceAccount token issuer (see [`ApiServer::enable_service_account_tokens`]).
+    accounts: std::sync::OnceLock<Arc<accounts::Accounts>>,
     /// Where Services' cluster IPs come from.
     service_range: alloc::ServiceRange,
     /// The supervised components of this process (readiness and `/metrics` report them).
@@ -106,6 +110,7 @@ impl ApiServer {
             quota_admission: Default::default(),
             node_auth: Default::default(),
             admin_tokens: Default::default(),
+            accounts: Default::default(),
             service_range: range,
             components,
         });
@@ -227,7 +232,8 @@ impl ApiServer {
         let _ = self.admin_tokens.set(tokens);
     }
 
-    /// Who a bearer token names: the admin, or a node when nodes may join.
+    /// Who a bearer token names: the admin, a node when nodes may join, or a
+    /// ServiceAccount.
     pub fn authenticate(&self, token: &str) -> Option<nodeauth::Identity> {
         if token.is_empty() {
             return None;
@@ -241,10 +247,10 @@ impl ApiServer {
         {
             return Some(nodeauth::Identity::Admin);
         }
-        self.node_auth
-            .get()?
-            .verify_node_token(token)
-            .map(nodeauth::Identity::Node)
+        if let Some(node) = self.node_auth.get().and_then(|n| n.verify_node_token(token)) {
+            return Some(nodeauth::Identity::Node(node));
+        }
+        self.authenticate_service_account(token, &[]).map(|(who, _)| who)
     }
 
     /// The supervised components of this process: start long-lived tasks with
@@ -460,10 +466,10 @@ impl ApiServer {
             .map(str::to_string);
         let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
         let params = Params::parse(parts.uri.query()).with_user_agent(user_agent);
-        if let Some(nodeauth::Identity::User { name, groups }) = parts.extensions.get::<nodeauth::Identity>() {
+        if let Some(nodeauth::Identity::User(u)) = parts.extensions.get::<nodeauth::Identity>() {
             let attrs = request_attributes(&parts.method, path, params.flag("watch"));
-            if !review::decide(name, groups, &attrs, self.as_ref()).0 {
-                return Err(rbac::forbidden(name, &attrs));
+            if !review::decide(&u.name, &u.groups, &attrs, self.as_ref()).0 {
+                return Err(rbac::forbidden(&u.name, &attrs));
             }
         }
         match (parts.method.clone(), path.as_str()) {
@@ -473,6 +479,18 @@ impl ApiServer {
                 return Ok(health::report(name, &self.checks().await, &params));
             }
             (Method::GET, "/version" | "/version/") => return Ok(value_response(200, &discovery::version())),
+            (Method::GET, "/.well-known/openid-configuration") => {
+                let accounts = self.accounts().ok_or_else(ApiError::no_route)?;
+                return Ok(value_response(200, &accounts.discovery()));
+            }
+            (Method::GET, "/openid/v1/jwks") => {
+                let accounts = self.accounts().ok_or_else(ApiError::no_route)?;
+                return Ok(json_response(
+                    200,
+                    serde_json::to_vec(&accounts.jwks()).unwrap_or_default(),
+                    "application/jwk-set+json",
+                ));
+            }
             (Method::GET, "/metrics") => {
                 let mut text = self.metrics.render();
                 health::render_metrics(&mut text, &self.components.status());
@@ -701,6 +719,10 @@ impl ApiServer {
                     201,
                     &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
                 ))
+            }
+            (&Method::POST, true, Some("token")) => {
+                let request = parse_json(ct, &body)?;
+                Ok(value_response(201, &self.token_request(t, &request, who)?))
             }
             (&Method::POST, true, Some("eviction")) => {
                 let ev = parse_json(ct, &body)?;

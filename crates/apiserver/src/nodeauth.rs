@@ -31,14 +31,32 @@ pub enum Identity {
     Admin,
     /// A node agent: `system:node:<name>`.
     Node(String),
-    /// Any other user, authorized by RBAC: its name and groups (`system:authenticated`
-    /// among them).
-    User {
-        /// The user name.
-        name: String,
-        /// Its groups.
-        groups: Vec<String>,
-    },
+    /// Any other user, authorized by RBAC.
+    User(User),
+}
+
+/// A user as authentication found it (upstream's `user.Info`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct User {
+    /// The user name.
+    pub name: String,
+    /// Its uid (a ServiceAccount's uid, say), or empty.
+    pub uid: String,
+    /// Its groups (`system:authenticated` or `system:unauthenticated` among them).
+    pub groups: Vec<String>,
+    /// Further facts about the credential (the pod a token is bound to, say).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl User {
+    /// A user with a name and groups only.
+    pub fn new(name: impl Into<String>, groups: Vec<String>) -> User {
+        User {
+            name: name.into(),
+            groups,
+            ..Default::default()
+        }
+    }
 }
 
 /// The prefix of node tokens.
@@ -152,6 +170,8 @@ pub enum RefKind {
     Secret,
     /// A ConfigMap.
     ConfigMap,
+    /// A ServiceAccount (whose tokens the node may request for the pod).
+    ServiceAccount,
 }
 
 /// The verb of a request, as RBAC names it.
@@ -186,6 +206,14 @@ pub fn authorize(node: &str, verb: &str, t: &Target, body_name: Option<&str>, lo
                 RefKind::ConfigMap
             };
             if verb == "get" && lookup.node_pod_uses(node, ns, kind, name) {
+                return Ok(());
+            }
+            deny(&format!("no relationship found between node '{node}' and this object"))
+        }
+        // A token for the ServiceAccount of a pod bound here (the token request itself must
+        // bind it to such a pod: [`crate::ApiServer::token_request`] checks that).
+        ("", "serviceaccounts", Some("token")) if verb == "create" => {
+            if lookup.node_pod_uses(node, ns, RefKind::ServiceAccount, name) {
                 return Ok(());
             }
             deny(&format!("no relationship found between node '{node}' and this object"))
@@ -359,6 +387,13 @@ pub fn pod_refers_to(pod: &Value, kind: RefKind, name: &str) -> bool {
     let (vol_key, vol_field, env_key, from_key) = match kind {
         RefKind::Secret => ("secret", "secretName", "secretKeyRef", "secretRef"),
         RefKind::ConfigMap => ("configMap", "name", "configMapKeyRef", "configMapRef"),
+        RefKind::ServiceAccount => {
+            let account = spec["serviceAccountName"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("default");
+            return account == name;
+        }
     };
     let volumes = spec["volumes"].as_array().into_iter().flatten();
     for v in volumes {

@@ -78,7 +78,7 @@ impl WriteOptions {
         use crate::nodeauth::Identity;
         match who {
             Some(Identity::Node(node)) => self.node = Some(node.clone()),
-            Some(Identity::User { name, groups }) => self.user = Some((name.clone(), groups.clone())),
+            Some(Identity::User(u)) => self.user = Some((u.name.clone(), u.groups.clone())),
             Some(Identity::Admin) | None => {}
         }
         self
@@ -127,7 +127,7 @@ pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
 
 const GENERATE_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-fn generate_suffix() -> String {
+pub(crate) fn generate_suffix() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     (0..5)
@@ -339,6 +339,11 @@ impl ApiServer {
         {
             let ns = t.namespace.as_deref().unwrap_or_default();
             crate::rbac::check_escalation(self, res.kind, &obj, ns, user, groups)?;
+        }
+        match (res.group, res.plural) {
+            ("", "pods") => self.admit_service_account(&mut obj).await?,
+            ("", "secrets") => self.fill_token_secret(&mut obj),
+            _ => {}
         }
         self.admit_create(res, &mut obj)?;
         let errors = shoal_api::validation::validate(res.group, res.kind, &obj, None);

@@ -19,7 +19,16 @@ pub const ADMIN_USER: &str = "system:admin";
 /// `user.Info` of an identity: its name and groups.
 pub fn user_info(who: &Identity) -> Value {
     let (name, groups) = name_and_groups(who);
-    json!({"username": name, "groups": groups})
+    let mut info = json!({"username": name, "groups": groups});
+    if let Identity::User(u) = who {
+        if !u.uid.is_empty() {
+            info["uid"] = json!(u.uid);
+        }
+        if !u.extra.is_empty() {
+            info["extra"] = json!(u.extra);
+        }
+    }
+    info
 }
 
 /// The user name and groups of an identity.
@@ -34,7 +43,7 @@ pub fn name_and_groups(who: &Identity) -> (String, Vec<String>) {
             format!("system:node:{n}"),
             names(&["system:nodes", "system:authenticated"]),
         ),
-        Identity::User { name, groups } => (name.clone(), groups.clone()),
+        Identity::User(u) => (u.name.clone(), u.groups.clone()),
     }
 }
 
@@ -162,9 +171,27 @@ impl ApiServer {
             "SelfSubjectReview" => json!({"userInfo": me}),
             "TokenReview" => {
                 let token = obj["spec"]["token"].as_str().unwrap_or_default();
-                match self.authenticate(token) {
-                    Some(id) => json!({"authenticated": true, "user": user_info(&id),
-                        "audiences": obj["spec"]["audiences"].as_array().cloned().unwrap_or_default()}),
+                let audiences: Vec<String> = obj["spec"]["audiences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str().map(str::to_string))
+                    .collect();
+                // A ServiceAccount token is checked against the audiences asked about; the
+                // other credentials are the API server's own (valid for its audiences only).
+                let found = self.authenticate_service_account(token, &audiences).or_else(|| {
+                    let api = [crate::satoken::ISSUER.to_string()];
+                    let matched: Vec<String> = if audiences.is_empty() {
+                        api.to_vec()
+                    } else {
+                        audiences.iter().filter(|a| api.contains(a)).cloned().collect()
+                    };
+                    self.authenticate(token)
+                        .filter(|_| !matched.is_empty())
+                        .map(|who| (who, matched))
+                });
+                match found {
+                    Some((id, matched)) => json!({"authenticated": true, "user": user_info(&id), "audiences": matched}),
                     None => json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}),
                 }
             }

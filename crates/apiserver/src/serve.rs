@@ -121,18 +121,26 @@ fn impersonate<B>(server: &ApiServer, caller: &Identity, req: &Request<B>) -> Re
     if !all.iter().any(|g| g == implied) {
         all.push(implied.to_string());
     }
-    Ok(Identity::User {
+    Ok(Identity::User(crate::nodeauth::User {
         name: user,
+        uid: uid.unwrap_or_default(),
         groups: all,
-    })
+        extra: extras.into_iter().fold(
+            Default::default(),
+            |mut m: std::collections::BTreeMap<String, Vec<String>>, (k, v)| {
+                m.entry(k).or_default().push(v);
+                m
+            },
+        ),
+    }))
 }
 
 /// The user of a request without credentials.
 fn anonymous() -> Identity {
-    Identity::User {
-        name: "system:anonymous".to_string(),
-        groups: vec!["system:unauthenticated".to_string()],
-    }
+    Identity::User(crate::nodeauth::User::new(
+        "system:anonymous",
+        vec!["system:unauthenticated".to_string()],
+    ))
 }
 
 /// The identity of a client certificate's user and groups: a node for
@@ -148,7 +156,7 @@ fn certified_identity((name, mut groups): (String, Vec<String>)) -> Identity {
     if !groups.iter().any(|g| g == "system:authenticated") {
         groups.push("system:authenticated".to_string());
     }
-    Identity::User { name, groups }
+    Identity::User(crate::nodeauth::User::new(name, groups))
 }
 
 /// The answers outside the API: the CA for agents, and node credentials for the join secret.

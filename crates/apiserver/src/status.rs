@@ -174,7 +174,7 @@ impl ApiError {
         Self::invalid_with(kind, json!({"name": name, "kind": kind}), name, errors)
     }
 
-    fn invalid_with(qualified_kind: &str, mut d: Value, name: &str, errors: &[FieldError]) -> Self {
+    pub(crate) fn invalid_with(qualified_kind: &str, mut d: Value, name: &str, errors: &[FieldError]) -> Self {
         let messages: Vec<String> = errors.iter().map(FieldError::message).collect();
         let joined = if messages.len() == 1 {
             messages[0].clone()

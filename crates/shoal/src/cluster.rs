@@ -197,6 +197,12 @@ pub async fn start_with(
         host.clone()
     };
     let server_url = format!("https://{url_host}:{}", addr.port());
+    let signer = shoal_apiserver::satoken::Signer::from_pem(&service_account_key(dir)?).map_err(StartError)?;
+    api.enable_service_account_tokens(shoal_apiserver::accounts::Accounts::new(
+        signer,
+        format!("{server_url}/openid/v1/jwks"),
+        certs.ca_pem.clone(),
+    ));
     tls::write_private(
         &dir.join("kubeconfig"),
         &kubeconfig(&server_url, &certs.ca_pem, &admin_token),
@@ -266,6 +272,21 @@ pub async fn start_with(
         ready_in: started.elapsed(),
         dns,
     })
+}
+
+/// The key that signs ServiceAccount tokens (`tls/service-account.key`), made on first
+/// start.
+fn service_account_key(dir: &std::path::Path) -> Result<String, StartError> {
+    let path = dir.join("tls").join("service-account.key");
+    match std::fs::read_to_string(&path) {
+        Ok(pem) => Ok(pem),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let pem = shoal_apiserver::satoken::Signer::generate_pem().map_err(StartError)?;
+            tls::write_private(&path, &pem).map_err(err("writing the service-account key"))?;
+            Ok(pem)
+        }
+        Err(e) => Err(err("reading the service-account key")(e)),
+    }
 }
 
 /// What one client may hold: a quarter of the open-file limit in connections (at most

@@ -440,3 +440,173 @@ fn the_audit_log_says_who_did_what_and_the_answer() {
     assert_eq!(refused["responseStatus"]["code"], 403);
     assert_eq!(refused["user"]["groups"], serde_json::json!(["system:authenticated"]));
 }
+
+/// kubectl as the holder of a bearer token (and nothing else).
+fn with_token(c: &Cluster, token: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--token", token];
+    all.extend_from_slice(args);
+    c.kubectl_output(&all, None)
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn service_account_tokens_authenticate_while_what_they_name_exists() {
+    let c = Cluster::up(1);
+    c.kubectl(&["create", "serviceaccount", "builder"]);
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "builder-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:builder",
+    ]);
+    let token = c.kubectl(&["create", "token", "builder", "--duration=15m"]);
+    let token = token.trim();
+    let who = with_token(
+        &c,
+        token,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&who.stdout),
+        r#"system:serviceaccount:default:builder ["system:serviceaccounts","system:serviceaccounts:default","system:authenticated"]"#
+    );
+    assert!(with_token(&c, token, &["get", "pods"]).status.success());
+    let denied = with_token(&c, token, &["get", "secrets"]);
+    assert!(
+        stderr(&denied).contains(
+            r#"secrets is forbidden: User "system:serviceaccount:default:builder" cannot list resource "secrets""#
+        ),
+        "{}",
+        stderr(&denied)
+    );
+    // Shorter than upstream's minimum is refused by the server.
+    let err = c.kubectl_err(&["create", "token", "builder", "--duration=1m"], None);
+    assert!(
+        err.contains(r#"TokenRequest.authentication.k8s.io "builder" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"#),
+        "{err}"
+    );
+
+    // TokenReview says who the token names and for which audiences.
+    let review = c.kubectl_in(
+        &["create", "-o", "json", "-f", "-"],
+        Some(&serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}).to_string()),
+    );
+    let review: serde_json::Value = serde_json::from_str(&review).expect("json");
+    assert_eq!(review["status"]["authenticated"], true);
+    assert_eq!(
+        review["status"]["user"]["username"],
+        "system:serviceaccount:default:builder"
+    );
+    assert_eq!(
+        review["status"]["audiences"][0],
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    let other = c.kubectl_in(
+        &["create", "-o", "jsonpath={.status.authenticated}", "-f", "-"],
+        Some(&serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token, "audiences": ["vault"]}}).to_string()),
+    );
+    assert_eq!(other, "false", "not for another audience");
+
+    // Tokens this cluster's key did not sign, or signed for a time that is over: 401.
+    let key = std::fs::read_to_string(c.dir.join("tls").join("service-account.key")).expect("the key");
+    let ours = shoal_apiserver::satoken::Signer::from_pem(&key).expect("key");
+    let stranger =
+        shoal_apiserver::satoken::Signer::from_pem(&shoal_apiserver::satoken::Signer::generate_pem().expect("key"))
+            .expect("key");
+    let mut claims: serde_json::Value = {
+        let payload = token.split('.').nth(1).expect("payload");
+        let text = base64_url_decode(payload);
+        serde_json::from_slice(&text).expect("claims")
+    };
+    for (what, forged) in [
+        ("another key", stranger.sign(&claims)),
+        ("expired", {
+            claims["exp"] = serde_json::json!(claims["iat"].as_i64().expect("iat") - 1);
+            ours.sign(&claims)
+        }),
+    ] {
+        let out = with_token(&c, &forged, &["get", "pods"]);
+        assert!(
+            stderr(&out).contains("error: You must be logged in to the server (Unauthorized)"),
+            "{what}: {}",
+            stderr(&out)
+        );
+    }
+
+    // A token bound to a pod works while the pod exists.
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: job}\nspec:\n  serviceAccountName: builder\n  containers: [{name: c, image: busybox}]\n"),
+    );
+    let bound = c.kubectl(&[
+        "create",
+        "token",
+        "builder",
+        "--bound-object-kind=Pod",
+        "--bound-object-name=job",
+    ]);
+    let bound = bound.trim();
+    let who = with_token(
+        &c,
+        bound,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.extra.authentication\\.kubernetes\\.io/pod-name}",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&who.stdout), r#"["job"]"#);
+    c.kubectl(&["delete", "pod", "job", "--wait=true"]);
+    let out = with_token(&c, bound, &["get", "pods"]);
+    assert!(stderr(&out).contains("(Unauthorized)"), "{}", stderr(&out));
+    assert!(
+        with_token(&c, token, &["get", "pods"]).status.success(),
+        "the unbound token still works"
+    );
+
+    // A legacy token Secret is filled in and its token works until the Secret goes.
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Secret\nmetadata:\n  name: builder-token\n  annotations: {kubernetes.io/service-account.name: builder}\ntype: kubernetes.io/service-account-token\n"),
+    );
+    let legacy = c.kubectl(&["get", "secret", "builder-token", "-o", "jsonpath={.data.token}"]);
+    let legacy = String::from_utf8(base64_std_decode(legacy.trim())).expect("utf-8");
+    assert!(with_token(&c, &legacy, &["get", "pods"]).status.success());
+    c.kubectl(&["delete", "secret", "builder-token"]);
+    let out = with_token(&c, &legacy, &["get", "pods"]);
+    assert!(stderr(&out).contains("(Unauthorized)"), "{}", stderr(&out));
+
+    // The OIDC documents, for the ServiceAccounts (and whoever verifies their tokens).
+    let config = with_token(&c, token, &["get", "--raw", "/.well-known/openid-configuration"]);
+    let config: serde_json::Value = serde_json::from_slice(&config.stdout).expect("json");
+    assert_eq!(config["issuer"], "https://kubernetes.default.svc.cluster.local");
+    let jwks = with_token(&c, token, &["get", "--raw", "/openid/v1/jwks"]);
+    let jwks: serde_json::Value = serde_json::from_slice(&jwks.stdout).expect("json");
+    assert_eq!(jwks["keys"][0]["kid"], ours.kid());
+    // Deleting the account ends its tokens.
+    c.kubectl(&["delete", "serviceaccount", "builder"]);
+    let out = with_token(&c, token, &["get", "pods"]);
+    assert!(stderr(&out).contains("(Unauthorized)"), "{}", stderr(&out));
+}
+
+fn base64_url_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .expect("base64url")
+}
+
+fn base64_std_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).expect("base64")
+}

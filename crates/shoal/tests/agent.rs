@@ -635,9 +635,12 @@ fn claims_of_pods_on_real_nodes_live_in_the_agent_data_dir() {
     c.eventually(30, "the file in the volume", || {
         (std::fs::read_to_string(std::path::Path::new(&path).join("file")).ok()? == "stored\n").then_some(())
     });
-    assert_eq!(
-        std::fs::read_link(&at).expect("the mount path links to the volume"),
-        std::path::PathBuf::from(&path)
+    // The volume is bound at its mount path inside the container's own mount namespace:
+    // the node's tree has an empty mount point there, neither a link nor the file.
+    assert!(std::fs::read_link(&at).is_err(), "no link on the node's tree");
+    assert!(
+        !at.join("file").exists(),
+        "the volume is not visible on the node at its mount path"
     );
     c.kubectl(&["delete", "sts", "db"]);
     let mut gone = false;
@@ -653,7 +656,6 @@ fn claims_of_pods_on_real_nodes_live_in_the_agent_data_dir() {
         let state = c.kubectl(&["get", "pods,sts,controllerrevisions,pvc,events", "-o", "yaml"]);
         panic!("the pod is not gone a minute after its StatefulSet was deleted:\n{state}");
     }
-    assert!(std::fs::symlink_metadata(&at).is_err(), "the link goes with the pod");
 }
 
 /// A free TCP port on the loopback (for a process the test starts).
@@ -843,4 +845,88 @@ fn port_forward_and_attach_reach_pods_on_real_nodes() {
     let out = child.wait_with_output().expect("attach -i output");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("input is dropped"), "{said}");
+}
+
+/// A pod on a real node that lists the pods of its namespace with the official Python
+/// client's in-cluster configuration (the projected token, `ca.crt`, `namespace` and
+/// `KUBERNETES_SERVICE_*`); it prints what it got.
+fn in_cluster_pod(name: &str, account: &str) -> String {
+    let script = "import sys\nfrom kubernetes import client, config\nconfig.load_incluster_config()\nbase = '/var/run/secrets/kubernetes.io/serviceaccount/'\nns = open(base + 'namespace').read()\ntry:\n    pods = client.CoreV1Api().list_namespaced_pod(ns)\n    print('LISTED', ns, ' '.join(sorted(p.metadata.name for p in pods.items)))\nexcept client.exceptions.ApiException as e:\n    print('REFUSED', e.status, e.body)\n";
+    let pythonpath = std::env::var("PYTHONPATH").unwrap_or_default();
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "serviceAccountName": account,
+            "restartPolicy": "Never",
+            "nodeSelector": {"kubernetes.io/hostname": "edge-t"},
+            "containers": [{
+                "name": "client", "image": "python",
+                "command": ["python3", "-c", script],
+                "env": [{"name": "PYTHONPATH", "value": pythonpath}],
+            }],
+        },
+    })
+    .to_string()
+}
+
+#[test]
+fn pods_on_real_nodes_use_the_api_with_their_service_account() {
+    let c = Cluster::server_with(&[]);
+    let _agent = Agent::start(&c, "edge-t", "127.0.0.7");
+    c.eventually(30, "node Ready", || {
+        (c.kubectl(&[
+            "get",
+            "node",
+            "edge-t",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]) == "True")
+            .then_some(())
+    });
+    c.kubectl(&["create", "serviceaccount", "reader"]);
+    let finished = |pod: &str| {
+        c.eventually(90, &format!("{pod} finished"), || {
+            let phase = c.kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"]);
+            if phase == "Failed" {
+                panic!("{pod} failed: {}", c.kubectl(&["logs", pod]));
+            }
+            (phase == "Succeeded").then(|| c.kubectl(&["logs", pod]))
+        })
+    };
+
+    // Without a binding the account may not list pods: upstream's 403.
+    c.kubectl_in(&["apply", "-f", "-"], Some(&in_cluster_pod("before", "reader")));
+    let out = finished("before");
+    assert!(out.starts_with("REFUSED 403"), "{out}");
+    assert!(
+        out.contains(r#"pods is forbidden: User \"system:serviceaccount:default:reader\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""#),
+        "{out}"
+    );
+
+    // With `view` in its namespace it lists them.
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "reader-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:reader",
+    ]);
+    c.kubectl_in(&["apply", "-f", "-"], Some(&in_cluster_pod("after", "reader")));
+    let out = finished("after");
+    assert_eq!(out.trim(), "LISTED default after before");
+
+    // The volume the ServiceAccount admission plugin added, as upstream names it.
+    let volume = c.kubectl(&["get", "pod", "after", "-o", "jsonpath={.spec.volumes[0].name}"]);
+    assert!(volume.starts_with("kube-api-access-"), "{volume}");
+    let mount = c.kubectl(&[
+        "get",
+        "pod",
+        "after",
+        "-o",
+        "jsonpath={.spec.containers[0].volumeMounts[0].mountPath} {.spec.containers[0].volumeMounts[0].readOnly}",
+    ]);
+    assert_eq!(mount, "/var/run/secrets/kubernetes.io/serviceaccount true");
+    // Nothing of it is on the node's own tree.
+    assert!(!std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists());
 }
