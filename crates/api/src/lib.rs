@@ -11,6 +11,7 @@ pub mod field;
 pub mod limits;
 pub mod network;
 pub mod openapi;
+pub mod podsecurity;
 pub mod quota;
 pub mod scheduling;
 pub mod schema;

@@ -169,9 +169,11 @@ impl ApiServer {
         obj: &Value,
         old: Option<&Value>,
         opts: &WriteOptions,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Vec<String>> {
         let res = t.res;
         let name = name_of(obj).to_string();
+        // PodSecurity before the quota is charged: a refused pod uses nothing.
+        let warnings = self.admit_pod_security(t, obj, old, opts)?;
         match (res.group, res.plural) {
             ("scheduling.k8s.io", "priorityclasses") if obj["globalDefault"] == true => {
                 let other = self
@@ -207,7 +209,78 @@ impl ApiServer {
         if res.namespaced && (old.is_none() || quota_update) {
             self.admit_quota(t, obj, old, opts).await?;
         }
-        Ok(())
+        Ok(warnings)
+    }
+
+    /// The PodSecurity plugin: pods are held to their namespace's `enforce` level (and warned
+    /// about its `warn` level), the pod templates of workloads are warned about, and a
+    /// namespace's new labels are checked and the pods that would break them named.
+    fn admit_pod_security(
+        &self,
+        t: &Target,
+        obj: &Value,
+        old: Option<&Value>,
+        opts: &WriteOptions,
+    ) -> ApiResult<Vec<String>> {
+        use shoal_api::podsecurity as psa;
+        let res = t.res;
+        let config = psa::Config::default();
+        if (res.group, res.plural) == ("", "namespaces") {
+            let name = name_of(obj);
+            let labels = &obj["metadata"]["labels"];
+            let old_labels = old.map(|o| &o["metadata"]["labels"]);
+            return match psa::review_namespace(&config, name, labels, old_labels) {
+                psa::NamespaceReview::Invalid(errors) => Err(ApiError::invalid(res, name, &errors)),
+                psa::NamespaceReview::Allowed(warnings) => Ok(warnings),
+                psa::NamespaceReview::CheckPods(level) => {
+                    let pods = self.all_of("", "pods", Some(name));
+                    Ok(psa::namespace_pod_warnings(
+                        name,
+                        &level,
+                        &pods,
+                        &config.exemptions,
+                        psa::MAX_PODS_TO_CHECK,
+                    ))
+                }
+            };
+        }
+        let is_pod = (res.group, res.plural) == ("", "pods");
+        let (metadata, spec) = if is_pod {
+            (&obj["metadata"], &obj["spec"])
+        } else {
+            match psa::pod_template(res.group, res.kind, obj) {
+                Some(template) => template,
+                None => return Ok(Vec::new()),
+            }
+        };
+        let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
+        let Some(namespace) = catalogue::find_plural("", "namespaces")
+            .and_then(|r| self.cache.get(&keys::object(r, None, ns)))
+            .map(|e| e.obj())
+        else {
+            return Ok(Vec::new());
+        };
+        let username = match (&opts.user, &opts.node) {
+            (Some((user, _)), _) => user.clone(),
+            (None, Some(node)) => format!("system:node:{node}"),
+            (None, None) => String::new(),
+        };
+        let review = psa::review(
+            &config,
+            &psa::PodRequest {
+                namespace: ns,
+                username: &username,
+                namespace_labels: &namespace["metadata"]["labels"],
+                metadata,
+                spec,
+                old_spec: old.filter(|_| is_pod).map(|o| &o["spec"]),
+                is_pod,
+            },
+        );
+        match review.denied {
+            Some(why) => Err(forbidden(res, name_of(obj), &why)),
+            None => Ok(review.warnings),
+        }
     }
 
     /// The ResourceQuota plugin on a create or update: refuses what does not fit, charges

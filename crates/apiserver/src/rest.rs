@@ -353,7 +353,8 @@ impl ApiServer {
         if res.namespaced {
             self.check_namespace_open(t.namespace.as_deref().unwrap_or_default())?;
         }
-        self.admit_validate(t, &obj, None, opts).await?;
+        let mut warnings = warnings;
+        warnings.extend(self.admit_validate(t, &obj, None, opts).await?);
         // Service creates are serialised so that allocations never collide.
         let _allocating = if (res.group, res.kind) == ("", "Service") {
             let guard = self.service_allocation.lock().await;
@@ -617,9 +618,11 @@ impl ApiServer {
         if !errors.is_empty() {
             return Err(ApiError::invalid(res, &name, &errors));
         }
-        if t.subresource.is_none() {
-            self.admit_validate(t, &obj, Some(old), opts).await?;
-        }
+        let warnings = if t.subresource.is_none() {
+            self.admit_validate(t, &obj, Some(old), opts).await?
+        } else {
+            Vec::new()
+        };
         meta_mut(&mut obj).remove("resourceVersion");
         if same_ignoring_manager_time(&obj, old) {
             return Ok(Written {
@@ -630,7 +633,7 @@ impl ApiServer {
         }
         if opts.dry_run {
             set_resource_version(&mut obj, current.mod_revision);
-            return Ok(Written::from_value(obj, Vec::new()));
+            return Ok(Written::from_value(obj, warnings));
         }
         let key = keys::object(res, t.namespace.as_deref(), &name);
         let terminating = obj["metadata"].get("deletionTimestamp").is_some();
@@ -645,7 +648,7 @@ impl ApiServer {
                 .map_err(|e| store_conflict(e, res, &name))?;
             self.cache.wait_for(rev).await;
             set_resource_version(&mut obj, rev);
-            return Ok(Written::from_value(obj, Vec::new()));
+            return Ok(Written::from_value(obj, warnings));
         }
         let bytes = crate::cache::json_bytes(&obj).map_err(|e| ApiError::internal(e.to_string()))?;
         let rev = self
@@ -655,7 +658,7 @@ impl ApiServer {
             .map_err(|e| store_conflict(e, res, &name))?;
         self.cache.wait_for(rev).await;
         set_resource_version(&mut obj, rev);
-        Ok(self.written_at(&key, rev, obj, Vec::new()))
+        Ok(self.written_at(&key, rev, obj, warnings))
     }
 
     /// POST pods/{name}/binding: assigns the pod to a node, once.

@@ -41,8 +41,9 @@ impl Outcome {
 /// Why a reconcile failed, by kind (the kind is the metric label; nothing matches on text).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An API call failed.
-    #[error(transparent)]
+    /// An API call failed (shown as the server's message when the server answered, as
+    /// upstream's controllers put it in events: `pods "x" is forbidden: ...`).
+    #[error("{}", api_message(.0))]
     Api(#[from] kube::Error),
     /// An object could not be encoded for a write (a bug, reported, never a panic).
     #[error("cannot encode {what}: {source}")]
@@ -52,6 +53,14 @@ pub enum Error {
         /// Why.
         source: serde_json::Error,
     },
+}
+
+/// The server's message of an answered API error, else the client's description.
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        other => other.to_string(),
+    }
 }
 
 impl Error {

@@ -610,3 +610,90 @@ fn base64_std_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(s).expect("base64")
 }
+
+#[test]
+fn daemonset_manifests_service_accounts_hold_exactly_what_their_roles_grant() {
+    let c = Cluster::up(1);
+    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus");
+    for file in ["01-node-exporter.yaml", "04-fluent-bit.yaml", "05-kured.yaml"] {
+        c.kubectl(&["apply", "-f", &format!("{corpus}/{file}")]);
+    }
+    let can = |sa: &str, args: &[&str]| {
+        let who = format!("--as={sa}");
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        all.push(&who);
+        let out = c.kubectl_output(&all, None);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let exporter = "system:serviceaccount:monitoring:node-exporter";
+    let fluent = "system:serviceaccount:logging:fluent-bit";
+    let kured = "system:serviceaccount:kube-system:kured";
+    for (sa, args, want) in [
+        (exporter, &["create", "tokenreviews.authentication.k8s.io"][..], "yes"),
+        (
+            exporter,
+            &["create", "subjectaccessreviews.authorization.k8s.io"],
+            "yes",
+        ),
+        (exporter, &["get", "pods", "-n", "monitoring"], "no"),
+        (fluent, &["list", "pods", "--all-namespaces"], "yes"),
+        (fluent, &["watch", "namespaces"], "yes"),
+        (fluent, &["get", "secrets", "-n", "logging"], "no"),
+        (fluent, &["delete", "pods", "-n", "logging"], "no"),
+        (kured, &["patch", "nodes"], "yes"),
+        (kured, &["delete", "nodes"], "no"),
+        (
+            kured,
+            &["create", "pods", "--subresource=eviction", "-n", "default"],
+            "yes",
+        ),
+        (kured, &["update", "daemonsets.apps/kured", "-n", "kube-system"], "yes"),
+        (
+            kured,
+            &["update", "daemonsets.apps/kube-proxy", "-n", "kube-system"],
+            "no",
+        ),
+        (kured, &["update", "daemonsets.apps/kured", "-n", "default"], "no"),
+    ] {
+        assert_eq!(can(sa, args), want, "{sa} {args:?}");
+    }
+    // `--list` shows the role's rules beside what every authenticated user has.
+    let listed = c.kubectl(&["auth", "can-i", "--list", "-n", "logging", &format!("--as={fluent}")]);
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("pods "))
+        .unwrap_or_else(|| panic!("no pods row:\n{listed}"));
+    assert!(row.ends_with("[get list watch]"), "{row}");
+    assert!(!listed.lines().any(|l| l.starts_with("secrets ")), "{listed}");
+
+    // The account's own token, as its pods would use it, gets the same answers.
+    let token = c.kubectl(&["create", "token", "fluent-bit", "-n", "logging"]);
+    assert!(
+        with_token(&c, token.trim(), &["get", "pods", "--all-namespaces"])
+            .status
+            .success()
+    );
+    let out = with_token(&c, token.trim(), &["get", "secrets", "-n", "logging"]);
+    assert!(
+        stderr(&out).contains(r#"secrets is forbidden: User "system:serviceaccount:logging:fluent-bit" cannot list resource "secrets" in API group "" in the namespace "logging""#),
+        "{}",
+        stderr(&out)
+    );
+    // And the DaemonSets' pods carry their account's token volume.
+    let volumes = c.eventually(60, "a fluent-bit pod", || {
+        let out = c.kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            "logging",
+            "-o",
+            "jsonpath={.items[0].spec.serviceAccountName} {.items[0].spec.volumes[*].name}",
+        ]);
+        (!out.trim().is_empty()).then_some(out)
+    });
+    assert!(
+        volumes.starts_with("fluent-bit ") && volumes.contains(" kube-api-access-"),
+        "{volumes}"
+    );
+}

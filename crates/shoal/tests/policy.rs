@@ -448,3 +448,117 @@ fn higher_priority_pods_preempt_lower_ones() {
         1
     );
 }
+
+#[test]
+fn pod_security_admission_enforces_warns_and_checks_namespaces_as_upstream() {
+    let c = Cluster::up(1);
+    c.kubectl(&["create", "namespace", "secure"]);
+    // A privileged pod is admitted under the default (privileged) level.
+    c.kubectl(&["run", "old", "--image=nginx", "--privileged", "-n", "secure"]);
+
+    // Labelling the namespace names the pods that break the new level.
+    let out = c.kubectl_output(
+        &[
+            "label",
+            "namespace",
+            "secure",
+            "pod-security.kubernetes.io/enforce=restricted",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let warnings = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warnings.contains(r#"Warning: existing pods in namespace "secure" violate the new PodSecurity enforce level "restricted:latest""#),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("Warning: old: privileged, allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != true, seccompProfile"),
+        "{warnings}"
+    );
+
+    // Enforced: upstream's message, nothing stored.
+    let err = c.kubectl_err(&["run", "priv", "--image=nginx", "--privileged", "-n", "secure"], None);
+    assert!(
+        err.contains(r#"Error from server (Forbidden): pods "priv" is forbidden: violates PodSecurity "restricted:latest": privileged (container "priv" must not set securityContext.privileged=true), allowPrivilegeEscalation != false (container "priv" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "priv" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container "priv" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "priv" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")"#),
+        "{err}"
+    );
+    assert!(
+        c.kubectl_err(&["get", "pod", "priv", "-n", "secure"], None)
+            .contains("NotFound")
+    );
+
+    // A pod that meets `restricted` is admitted.
+    let fine = "apiVersion: v1\nkind: Pod\nmetadata: {name: fine, namespace: secure}\nspec:\n  securityContext: {runAsNonRoot: true, runAsUser: 1000, seccompProfile: {type: RuntimeDefault}}\n  containers:\n  - name: c\n    image: busybox\n    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n";
+    c.kubectl_in(&["apply", "-f", "-"], Some(fine));
+
+    // A workload is warned about, never refused; its controller's creates are refused and
+    // say why in its events.
+    let out = c.kubectl_output(&["create", "deployment", "web", "--image=nginx", "-n", "secure"], None);
+    assert!(out.status.success());
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warning.contains(r#"Warning: would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container "nginx" must set securityContext.allowPrivilegeEscalation=false)"#),
+        "{warning}"
+    );
+    let event = c.eventually(30, "the ReplicaSet's FailedCreate event", || {
+        let out = c.kubectl(&[
+            "get",
+            "events",
+            "-n",
+            "secure",
+            "--field-selector",
+            "reason=FailedCreate",
+            "-o",
+            "jsonpath={.items[0].message}",
+        ]);
+        (!out.is_empty()).then_some(out)
+    });
+    assert!(
+        event.starts_with("Error creating: pods \"web-")
+            && event.contains(r#"is forbidden: violates PodSecurity "restricted:latest": "#),
+        "{event}"
+    );
+
+    // `warn` alone warns and admits.
+    c.kubectl(&["create", "namespace", "lenient"]);
+    c.kubectl(&[
+        "label",
+        "namespace",
+        "lenient",
+        "pod-security.kubernetes.io/warn=baseline",
+    ]);
+    let out = c.kubectl_output(&["run", "p", "--image=nginx", "--privileged", "-n", "lenient"], None);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(r#"Warning: would violate PodSecurity "baseline:latest": privileged (container "p" must not set securityContext.privileged=true)"#),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A label value that is no level is refused, and the namespace keeps its labels.
+    let err = c.kubectl_err(
+        &[
+            "label",
+            "namespace",
+            "secure",
+            "--overwrite",
+            "pod-security.kubernetes.io/enforce=bogus",
+        ],
+        None,
+    );
+    assert!(
+        err.contains(r#"The Namespace "secure" is invalid: metadata.labels[pod-security.kubernetes.io/enforce]: Invalid value: "bogus": must be one of privileged, baseline, restricted"#),
+        "{err}"
+    );
+    assert_eq!(
+        c.kubectl(&[
+            "get",
+            "namespace",
+            "secure",
+            "-o",
+            "jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}"
+        ]),
+        "restricted"
+    );
+}
