@@ -61,7 +61,7 @@ pub struct Request<'a> {
     pub uri: &'a str,
     /// What it asked (the verb and the object, or the path).
     pub attrs: &'a Attributes,
-    /// Who asked (`None`: an in-process client).
+    /// Who asked (`None`: nobody known, as a request refused with 401).
     pub who: Option<&'a Identity>,
     /// The client's address.
     pub source_ip: std::net::IpAddr,
@@ -74,8 +74,8 @@ pub struct Request<'a> {
 /// The `Metadata`-level audit event of `req`, answered with `code` at `stage`.
 pub fn event(req: &Request, code: u16, stage: &str, now: jiff::Timestamp) -> Value {
     let micro = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-    // In-process clients act with the admin's rights.
-    let user = crate::review::user_info(req.who.unwrap_or(&Identity::Admin));
+    // A request whose credential named no one has no user (`{}`), as upstream records it.
+    let user = req.who.map_or_else(|| json!({}), crate::review::user_info);
     let mut ev = json!({
         "kind": "Event",
         "apiVersion": "audit.k8s.io/v1",

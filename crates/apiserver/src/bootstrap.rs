@@ -100,7 +100,79 @@ pub fn rbac() -> Vec<(&'static str, Value)> {
             out.push((plural, rbac_object(kind, item)));
         }
     }
+    // Cluster roles first, bindings after them (the order the server creates them in).
+    let (roles, bindings) = patch_supplements(&policy);
+    let first_binding = out.iter().position(|(p, _)| *p != "clusterroles").unwrap_or(out.len());
+    out.splice(
+        first_binding..first_binding,
+        roles.into_iter().map(|r| ("clusterroles", r)),
+    );
+    out.extend(bindings.into_iter().map(|b| ("clusterrolebindings", b)));
     out
+}
+
+/// The prefix of the roles that let shoal's own components patch where upstream's update.
+pub const PATCH_SUPPLEMENT_PREFIX: &str = "shoal:patch:";
+
+/// What shoal's extensions need beyond upstream's roles: (role, API group, resource, verb).
+/// The DaemonSet controller rolls a DaemonSet back to its previous template when a rollout
+/// stops progressing (`docs/rollouts.md`), a write to the DaemonSet itself.
+const EXTENSION_RULES: &[(&str, &str, &str, &str)] =
+    &[("system:controller:daemon-set-controller", "apps", "daemonsets", "patch")];
+
+/// shoal's controllers and scheduler write with patches where upstream's write with updates:
+/// for each of upstream's `system:controller:*` and `system:kube-scheduler` roles, a
+/// ClusterRole `shoal:patch:<role>` allowing `patch` wherever the role allows `update`
+/// (and what [`EXTENSION_RULES`] adds, nothing else), bound to the same subjects.
+/// Upstream's roles stay as upstream has them.
+fn patch_supplements(policy: &Value) -> (Vec<Value>, Vec<Value>) {
+    let (mut roles, mut bindings) = (Vec::new(), Vec::new());
+    let components = |name: &str| name.starts_with("system:controller:") || name == "system:kube-scheduler";
+    for role in policy["clusterRoles"].as_array().into_iter().flatten() {
+        let Some(name) = role["name"].as_str().filter(|n| components(n)) else {
+            continue;
+        };
+        let rules: Vec<Value> = role["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| {
+                let verbs = r["verbs"].as_array();
+                let has = |v: &str| verbs.is_some_and(|vs| vs.iter().any(|x| x == v || x == "*"));
+                has("update") && !has("patch")
+            })
+            .map(|r| {
+                let mut patched = r.clone();
+                patched["verbs"] = json!(["patch"]);
+                patched
+            })
+            .chain(EXTENSION_RULES.iter().filter(|(role, ..)| *role == name).map(
+                |(_, group, resource, verb)| json!({"apiGroups": [group], "resources": [resource], "verbs": [verb]}),
+            ))
+            .collect();
+        if rules.is_empty() {
+            continue;
+        }
+        let supplement = format!("{PATCH_SUPPLEMENT_PREFIX}{name}");
+        let subjects: Vec<Value> = policy["clusterRoleBindings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["roleRef"]["name"] == name)
+            .flat_map(|b| b["subjects"].as_array().cloned().unwrap_or_default())
+            .collect();
+        let mut role_obj = rbac_object("ClusterRole", &json!({"name": supplement, "rules": rules}));
+        role_obj["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "shoal"});
+        let mut binding = rbac_object(
+            "ClusterRoleBinding",
+            &json!({"name": supplement, "subjects": subjects,
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": supplement}}),
+        );
+        binding["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "shoal"});
+        roles.push(role_obj);
+        bindings.push(binding);
+    }
+    (roles, bindings)
 }
 
 fn rbac_object(kind: &str, item: &Value) -> Value {
@@ -158,6 +230,41 @@ mod tests {
             "true"
         );
         assert!(named("ClusterRole", "system:aggregate-to-view").unwrap()["rules"].is_array());
+        // The components' patch supplements: patch exactly where upstream's role updates.
+        let upstream = named("ClusterRole", "system:controller:deployment-controller").unwrap();
+        let supplement = named("ClusterRole", "shoal:patch:system:controller:deployment-controller").unwrap();
+        let updated: Vec<&Value> = upstream["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                let verbs = r["verbs"].as_array().unwrap();
+                verbs.iter().any(|v| v == "update") && !verbs.iter().any(|v| v == "patch")
+            })
+            .collect();
+        assert_eq!(supplement["rules"].as_array().unwrap().len(), updated.len());
+        assert!(
+            supplement["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["verbs"] == json!(["patch"]))
+        );
+        assert!(
+            supplement["metadata"]["labels"]
+                .get("kubernetes.io/bootstrapping")
+                .is_none()
+        );
+        let binding = named(
+            "ClusterRoleBinding",
+            "shoal:patch:system:controller:deployment-controller",
+        )
+        .unwrap();
+        assert_eq!(binding["subjects"][0]["name"], "deployment-controller");
+        assert_eq!(
+            named("ClusterRoleBinding", "shoal:patch:system:kube-scheduler").unwrap()["subjects"][0]["name"],
+            "system:kube-scheduler"
+        );
         assert!(named("ClusterRole", "system:controller:daemon-set-controller").is_some());
         assert!(named("Role", "system:controller:bootstrap-signer").unwrap()["metadata"]["namespace"] == "kube-public");
         // Every binding names a role of the policy.

@@ -298,6 +298,12 @@ impl ApiServer {
     pub fn router(self: &Arc<Self>) -> axum::Router {
         axum::Router::new().fallback(dispatch).with_state(self.clone())
     }
+
+    /// The router for an in-process component that acts as `who`: its requests are
+    /// authorized as a remote client's with that identity would be.
+    pub fn router_as(self: &Arc<Self>, who: nodeauth::Identity) -> axum::Router {
+        self.router().layer(axum::Extension(who))
+    }
 }
 
 async fn dispatch(State(server): State<Arc<ApiServer>>, req: Request) -> Response {
@@ -1189,6 +1195,16 @@ impl nodeauth::Lookup for ApiServer {
             pod["spec"]["nodeName"].as_str() == Some(node) && nodeauth::pod_refers_to(&pod, kind, name)
         });
         !found.is_empty()
+    }
+
+    fn volume_claim(&self, pv: &str) -> Option<(String, String)> {
+        let volumes = shoal_api::catalogue::find("", "v1", "persistentvolumes")?;
+        let volume = self.cache.get(&keys::object(volumes, None, pv))?.obj();
+        let claim = &volume["spec"]["claimRef"];
+        Some((
+            claim["namespace"].as_str()?.to_string(),
+            claim["name"].as_str()?.to_string(),
+        ))
     }
 }
 

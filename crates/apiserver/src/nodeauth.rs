@@ -161,6 +161,8 @@ pub trait Lookup {
     /// Whether some pod bound to `node` in `namespace` refers to the `kind` (`secret` or
     /// `configmap`) named `name`.
     fn node_pod_uses(&self, node: &str, namespace: &str, kind: RefKind, name: &str) -> bool;
+    /// The claim (namespace, name) PersistentVolume `pv` is bound to, if it exists and is.
+    fn volume_claim(&self, pv: &str) -> Option<(String, String)>;
 }
 
 /// What a pod can refer to that a node may then read.
@@ -172,6 +174,8 @@ pub enum RefKind {
     ConfigMap,
     /// A ServiceAccount (whose tokens the node may request for the pod).
     ServiceAccount,
+    /// A PersistentVolumeClaim (named by a volume, or a pod's generic ephemeral volume).
+    Claim,
 }
 
 /// The verb of a request, as RBAC names it.
@@ -206,6 +210,28 @@ pub fn authorize(node: &str, verb: &str, t: &Target, body_name: Option<&str>, lo
                 RefKind::ConfigMap
             };
             if verb == "get" && lookup.node_pod_uses(node, ns, kind, name) {
+                return Ok(());
+            }
+            deny(&format!("no relationship found between node '{node}' and this object"))
+        }
+        // The graph of upstream's Node authorizer: a node gets the claims, volumes and
+        // ServiceAccounts of the pods bound to it (one at a time: never a list or a watch).
+        ("", "persistentvolumeclaims" | "serviceaccounts", None) if read => {
+            let kind = if res.plural == "serviceaccounts" {
+                RefKind::ServiceAccount
+            } else {
+                RefKind::Claim
+            };
+            if verb == "get" && lookup.node_pod_uses(node, ns, kind, name) {
+                return Ok(());
+            }
+            deny(&format!("no relationship found between node '{node}' and this object"))
+        }
+        ("", "persistentvolumes", None) if read => {
+            let related = lookup
+                .volume_claim(name)
+                .is_some_and(|(claim_ns, claim)| lookup.node_pod_uses(node, &claim_ns, RefKind::Claim, &claim));
+            if verb == "get" && related {
                 return Ok(());
             }
             deny(&format!("no relationship found between node '{node}' and this object"))
@@ -394,6 +420,16 @@ pub fn pod_refers_to(pod: &Value, kind: RefKind, name: &str) -> bool {
                 .unwrap_or("default");
             return account == name;
         }
+        RefKind::Claim => {
+            let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default();
+            return spec["volumes"].as_array().into_iter().flatten().any(|v| {
+                is(&v["persistentVolumeClaim"]["claimName"])
+                    || (v["ephemeral"].is_object()
+                        && v["name"]
+                            .as_str()
+                            .is_some_and(|vol| format!("{pod_name}-{vol}") == name))
+            });
+        }
     };
     let volumes = spec["volumes"].as_array().into_iter().flatten();
     for v in volumes {
@@ -461,6 +497,49 @@ mod tests {
                 p["metadata"]["namespace"] == namespace && p["spec"]["nodeName"] == node && pod_refers_to(p, kind, name)
             })
         }
+        fn volume_claim(&self, pv: &str) -> Option<(String, String)> {
+            match pv {
+                "pv-mine" => Some(("default".into(), "data-mine".into())),
+                "pv-theirs" => Some(("default".into(), "data-theirs".into())),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn a_node_gets_the_claims_volumes_and_accounts_of_its_pods_only() {
+        let p = Pods(vec![
+            json!({"metadata": {"namespace": "default", "name": "mine"}, "spec": {"nodeName": "n1",
+                "serviceAccountName": "builder",
+                "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data-mine"}},
+                            {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}}]}}),
+            json!({"metadata": {"namespace": "default", "name": "theirs"}, "spec": {"nodeName": "n2",
+                "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data-theirs"}}]}}),
+        ]);
+        let ok = |verb: &str, t: &Target| authorize("n1", verb, t, None, &p).is_ok();
+        let claim = |name| target("", "v1", "persistentvolumeclaims", Some("default"), Some(name), None);
+        let volume = |name| target("", "v1", "persistentvolumes", None, Some(name), None);
+        let account = |name| target("", "v1", "serviceaccounts", Some("default"), Some(name), None);
+        assert!(ok("get", &claim("data-mine")));
+        assert!(ok("get", &claim("mine-scratch")), "a generic ephemeral volume's claim");
+        assert!(!ok("get", &claim("data-theirs")));
+        assert!(!ok(
+            "list",
+            &target("", "v1", "persistentvolumeclaims", Some("default"), None, None)
+        ));
+        assert!(ok("get", &volume("pv-mine")));
+        assert!(!ok("get", &volume("pv-theirs")));
+        assert!(!ok("get", &volume("pv-unbound")));
+        assert!(!ok("watch", &target("", "v1", "persistentvolumes", None, None, None)));
+        assert!(ok("get", &account("builder")));
+        assert!(!ok("get", &account("default")), "no pod of n1 runs as default");
+        let e = authorize("n1", "get", &claim("data-theirs"), None, &p).unwrap_err();
+        assert!(
+            e.message
+                .contains("no relationship found between node 'n1' and this object"),
+            "{}",
+            e.message
+        );
     }
 
     fn target(

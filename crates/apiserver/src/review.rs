@@ -295,6 +295,9 @@ mod tests {
         fn node_pod_uses(&self, _: &str, _: &str, _: nodeauth::RefKind, _: &str) -> bool {
             false
         }
+        fn volume_claim(&self, _: &str) -> Option<(String, String)> {
+            None
+        }
     }
     impl crate::rbac::Policy for NoPods {
         fn rbac_objects(&self, _: &str, _: Option<&str>) -> Vec<Value> {

@@ -380,16 +380,59 @@ pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<
                         return Ok::<_, std::convert::Infallible>(hold(resp, in_flight));
                     }
                     let watch = is_watch(&req);
+                    // What the audit log says of the request, taken before anything can
+                    // refuse it: refusals (429, a refused impersonation, 401) are audited too.
+                    let audited = audit.as_ref().map(|_| {
+                        let raw = req.uri().path();
+                        let path = crate::request::decode_path(raw).unwrap_or_else(|_| raw.to_string());
+                        let user_agent = req
+                            .headers()
+                            .get(http::header::USER_AGENT)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
+                        let attrs = crate::request_attributes(req.method(), &path, watch);
+                        // Path and query, as upstream records it (an HTTP/2 request's URI
+                        // also has the scheme and authority).
+                        let uri = req
+                            .uri()
+                            .path_and_query()
+                            .map_or_else(|| raw.to_string(), |pq| pq.as_str().to_string());
+                        (uri, attrs, user_agent)
+                    });
+                    let record = |who: Option<&Identity>, code: u16| {
+                        if let (Some(log), Some((uri, attrs, user_agent))) = (&audit, &audited) {
+                            let req = crate::audit::Request {
+                                uri,
+                                attrs,
+                                who,
+                                source_ip: peer.ip(),
+                                user_agent: user_agent.as_deref(),
+                                received,
+                            };
+                            let stage = if watch && code < 300 {
+                                "ResponseStarted"
+                            } else {
+                                "ResponseComplete"
+                            };
+                            log.record(&crate::audit::event(&req, code, stage, jiff::Timestamp::now()));
+                        }
+                    };
+                    let refuse = |e: ApiError, who: Option<&Identity>| {
+                        record(who, e.code);
+                        e.into_response()
+                    };
                     let slot = if watch {
                         None
                     } else {
                         match clients.request(peer.ip(), limits.requests_per_client) {
                             Some(slot) => Some(slot),
                             None => {
-                                let mut resp = ApiError::too_many_requests(
-                                    "Too many requests from this client, please try again later.",
-                                )
-                                .into_response();
+                                let mut resp = refuse(
+                                    ApiError::too_many_requests(
+                                        "Too many requests from this client, please try again later.",
+                                    ),
+                                    identity.as_ref(),
+                                );
                                 resp.headers_mut()
                                     .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
                                 return Ok(hold(resp, in_flight));
@@ -405,47 +448,14 @@ pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<
                             Some(Ok(as_user)) => {
                                 req.extensions_mut().insert(as_user);
                             }
-                            Some(Err(e)) => return Ok(hold(e.into_response(), (in_flight, slot))),
+                            Some(Err(e)) => return Ok(hold(refuse(e, Some(&who)), (in_flight, slot))),
                         },
                         None if PUBLIC_PATHS.contains(&req.uri().path()) => {}
-                        None => return Ok(hold(ApiError::unauthorized().into_response(), (in_flight, slot))),
+                        None => return Ok(hold(refuse(ApiError::unauthorized(), None), (in_flight, slot))),
                     }
-                    let audited = audit.as_ref().map(|_| {
-                        let raw = req.uri().path();
-                        let path = crate::request::decode_path(raw).unwrap_or_else(|_| raw.to_string());
-                        let user_agent = req
-                            .headers()
-                            .get(http::header::USER_AGENT)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_string);
-                        let who = req.extensions().get::<Identity>().cloned();
-                        let attrs = crate::request_attributes(req.method(), &path, watch);
-                        // Path and query, as upstream records it (an HTTP/2 request's URI
-                        // also has the scheme and authority).
-                        let uri = req
-                            .uri()
-                            .path_and_query()
-                            .map_or_else(|| raw.to_string(), |pq| pq.as_str().to_string());
-                        (uri, attrs, who, user_agent)
-                    });
+                    let who = req.extensions().get::<Identity>().cloned();
                     let resp = router.oneshot(req).await.unwrap_or_else(|e| match e {});
-                    if let (Some(log), Some((uri, attrs, who, user_agent))) = (&audit, audited) {
-                        let req = crate::audit::Request {
-                            uri: &uri,
-                            attrs: &attrs,
-                            who: who.as_ref(),
-                            source_ip: peer.ip(),
-                            user_agent: user_agent.as_deref(),
-                            received,
-                        };
-                        let stage = if watch { "ResponseStarted" } else { "ResponseComplete" };
-                        log.record(&crate::audit::event(
-                            &req,
-                            resp.status().as_u16(),
-                            stage,
-                            jiff::Timestamp::now(),
-                        ));
-                    }
+                    record(who.as_ref(), resp.status().as_u16());
                     Ok(hold(resp, (in_flight, slot)))
                 }
             });

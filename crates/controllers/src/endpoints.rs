@@ -227,7 +227,9 @@ fn labels_of(svc: &Value) -> serde_json::Map<String, Value> {
 }
 
 /// Runs both controllers until the process ends.
-pub async fn run(client: kube::Client, informers: Informers) {
+/// `client` writes Endpoints (as upstream's endpoint controller), `slices` EndpointSlices
+/// (as its EndpointSlice controller).
+pub async fn run(client: kube::Client, slices: kube::Client, informers: Informers) {
     let interest = informers.interest(&[
         ("", "services"),
         ("", "pods"),
@@ -282,7 +284,7 @@ pub async fn run(client: kube::Client, informers: Informers) {
                         })
                         .map(|s| &**s)
                         .collect();
-                    if let Err(e) = write_slices(&client, svc, &members, &mine).await {
+                    if let Err(e) = write_slices(&slices, svc, &members, &mine).await {
                         failure.get_or_insert(e.into());
                     }
                 }

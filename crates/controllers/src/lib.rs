@@ -57,14 +57,35 @@ pub(crate) fn replicas_settled(obj: &serde_json::Value, counts: &[&str]) -> bool
         && counts.iter().all(|k| st[*k].as_i64().unwrap_or(0) == want)
 }
 
-/// Starts every controller on `client` in the background, each the supervised component
-/// `controller/<name>` of `components` (restarted with back-off if it panics); returns the
-/// informers they share (cluster DNS answers from them too).
-pub fn start(client: kube::Client, config: Config, components: &shoal_runtime::Components) -> informer::Informers {
-    let informers = informer::Informers::start(client.clone(), components);
+/// Whose rights an in-process client has, as upstream's kube-controller-manager with
+/// `--use-service-account-credentials`: the shared informers list and watch as
+/// `system:kube-controller-manager`, each controller acts as its ServiceAccount in
+/// `kube-system` (upstream's bootstrap binds `system:controller:<account>` to it), and
+/// what upstream runs inside the API server runs as the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// `system:kube-controller-manager`.
+    Manager,
+    /// `system:serviceaccount:kube-system:<account>`.
+    Account(&'static str),
+    /// The API server itself (`system:masters`).
+    Server,
+}
+
+/// Starts every controller in the background, each with a client `clients` makes for its
+/// identity and as the supervised component `controller/<name>` of `components`
+/// (restarted with back-off if it panics); returns the informers they share (cluster DNS
+/// answers from them too).
+pub fn start(
+    clients: &dyn Fn(Identity) -> kube::Client,
+    config: Config,
+    components: &shoal_runtime::Components,
+) -> informer::Informers {
+    let informers = informer::Informers::start(clients(Identity::Manager), components);
     macro_rules! controller {
-        ($name:literal, $run:expr) => {{
-            let (client, informers, config) = (client.clone(), informers.clone(), config.clone());
+        ($name:literal, $account:literal, $run:expr) => {{
+            let client = clients(Identity::Account($account));
+            let (informers, config) = (informers.clone(), config.clone());
             components.spawn(concat!("controller/", $name), move || {
                 let (client, informers, config) = (client.clone(), informers.clone(), config.clone());
                 #[allow(clippy::redundant_closure_call)]
@@ -72,35 +93,68 @@ pub fn start(client: kube::Client, config: Config, components: &shoal_runtime::C
             });
         }};
     }
-    controller!("garbage-collector", |c, i, _| gc::run(c, i));
-    controller!("daemonset", |c, i, _| daemonset::run(c, i));
-    controller!("pod-garbage-collector", |c, i, _| podgc::run(c, i));
-    controller!("replicaset", |c, i, _| replicaset::run(c, i));
-    controller!("deployment", |c, i, _| deployment::run(c, i));
-    controller!("endpoints", |c, i, _| endpoints::run(c, i));
-    controller!("serviceaccount", |c, i, cfg: Config| serviceaccount::run(
-        c,
-        i,
-        cfg.root_ca
+    controller!("garbage-collector", "generic-garbage-collector", |c, i, _| gc::run(
+        c, i
     ));
-    controller!("statefulset", |c, i, _| statefulset::run(c, i));
-    controller!("job", |c, i, _| job::run(c, i));
-    controller!("cronjob", |c, i, _| cronjob::run(c, i));
-    controller!("persistentvolume", |c, i, cfg: Config| storage::run(
-        c,
-        i,
-        cfg.storage_dir
+    controller!("daemonset", "daemon-set-controller", |c, i, _| daemonset::run(c, i));
+    controller!("pod-garbage-collector", "pod-garbage-collector", |c, i, _| podgc::run(
+        c, i
     ));
-    controller!("nodeipam", |c, i, _| nodeipam::run(c, i));
-    controller!("nodelifecycle", |c, i, cfg: Config| nodelifecycle::run(
-        c,
-        i,
-        cfg.node_monitor_grace_period
+    {
+        let rc = clients(Identity::Account("replication-controller"));
+        controller!("replicaset", "replicaset-controller", |c, i, _| replicaset::run(
+            c,
+            rc.clone(),
+            i
+        ));
+    }
+    controller!("deployment", "deployment-controller", |c, i, _| deployment::run(c, i));
+    {
+        // Upstream's endpoint and EndpointSlice controllers in one, each with its account.
+        let slices = clients(Identity::Account("endpointslice-controller"));
+        controller!("endpoints", "endpoint-controller", |c, i, _| endpoints::run(
+            c,
+            slices.clone(),
+            i
+        ));
+    }
+    {
+        // Upstream's ServiceAccount controller and root-CA publisher in one.
+        let publisher = clients(Identity::Account("root-ca-cert-publisher"));
+        controller!("serviceaccount", "service-account-controller", |c, i, cfg: Config| {
+            serviceaccount::run(c, publisher.clone(), i, cfg.root_ca)
+        });
+    }
+    controller!("statefulset", "statefulset-controller", |c, i, _| statefulset::run(
+        c, i
     ));
-    controller!("namespace", |c, i, _| namespace::run(c, i));
-    controller!("clusterrole-aggregation", |c, i, _| rbac::run(c, i));
-    controller!("resourcequota", |c, i, _| quota::run(c, i));
-    controller!("disruption", |c, i, _| disruption::run(c, i));
-    controller!("apiservice-availability", |c, i, _| apiservice::run(c, i));
+    controller!("job", "job-controller", |c, i, _| job::run(c, i));
+    controller!("cronjob", "cronjob-controller", |c, i, _| cronjob::run(c, i));
+    {
+        let installer = clients(Identity::Server);
+        controller!("persistentvolume", "persistent-volume-binder", |c, i, cfg: Config| {
+            storage::run(c, installer.clone(), i, cfg.storage_dir)
+        });
+    }
+    controller!("nodeipam", "node-controller", |c, i, _| nodeipam::run(c, i));
+    controller!("nodelifecycle", "node-controller", |c, i, cfg: Config| {
+        nodelifecycle::run(c, i, cfg.node_monitor_grace_period)
+    });
+    controller!("namespace", "namespace-controller", |c, i, _| namespace::run(c, i));
+    controller!(
+        "clusterrole-aggregation",
+        "clusterrole-aggregation-controller",
+        |c, i, _| rbac::run(c, i)
+    );
+    controller!("resourcequota", "resourcequota-controller", |c, i, _| quota::run(c, i));
+    controller!("disruption", "disruption-controller", |c, i, _| disruption::run(c, i));
+    // Part of upstream's API server, which runs it with its own (system:masters) rights.
+    {
+        let client = clients(Identity::Server);
+        let informers = informers.clone();
+        components.spawn("controller/apiservice-availability", move || {
+            apiservice::run(client.clone(), informers.clone())
+        });
+    }
     informers
 }

@@ -286,9 +286,12 @@ pub(crate) type Expectations = shoal_runtime::expectations::Expectations<String,
 /// Why a reconcile's writes failed: the `ReplicaFailure` condition's reason and the error.
 type Failure = (&'static str, Error);
 
-/// Runs the controller for both kinds until the process ends: one keyed queue per kind.
-pub async fn run(client: kube::Client, informers: Informers) {
+/// Runs the controller for both kinds until the process ends: one keyed queue per kind,
+/// ReplicaSets written with `client` (upstream's replicaset controller) and
+/// ReplicationControllers with `rc_client` (its replication controller).
+pub async fn run(client: kube::Client, rc_client: kube::Client, informers: Informers) {
     let recorder = Recorder::new(client.clone(), MANAGER);
+    let rc_recorder = Recorder::new(rc_client.clone(), MANAGER);
     let expectations = Arc::new(tokio::sync::Mutex::new(Expectations::new()));
     type Ctx = (kube::Client, Recorder, Arc<tokio::sync::Mutex<Expectations>>, Kind);
     let reconcile = |ctx: Arc<Ctx>, informers: Informers, set: Option<Arc<Value>>| async move {
@@ -308,7 +311,10 @@ pub async fn run(client: kube::Client, informers: Informers) {
     };
     let keyed = |kind: Kind, name: &'static str| {
         let (group, plural) = kind.resource();
-        let ctx = (client.clone(), recorder.clone(), expectations.clone(), kind);
+        let ctx = match kind {
+            Kind::ReplicaSet => (client.clone(), recorder.clone(), expectations.clone(), kind),
+            Kind::ReplicationController => (rc_client.clone(), rc_recorder.clone(), expectations.clone(), kind),
+        };
         Keyed::new(name, group, plural)
             .owns("", "pods", kind.kind())
             .run_cached(informers.clone(), ctx, reconcile)

@@ -29,7 +29,9 @@ pub fn missing(
 
 /// Runs the controller until the process ends. `root_ca` is the cluster CA (PEM), if the
 /// cluster has one to publish.
-pub async fn run(client: kube::Client, informers: Informers, root_ca: Option<String>) {
+/// `client` makes ServiceAccounts (upstream's ServiceAccount controller), `publisher` the
+/// root-CA ConfigMaps (its root-CA publisher).
+pub async fn run(client: kube::Client, publisher: kube::Client, informers: Informers, root_ca: Option<String>) {
     let interest = informers.interest(&[("", "namespaces"), ("", "serviceaccounts"), ("", "configmaps")]);
     let pp = PostParams {
         field_manager: Some(MANAGER.into()),
@@ -72,7 +74,7 @@ pub async fn run(client: kube::Client, informers: Informers, root_ca: Option<Str
                     "data": {"ca.crt": pem},
                 }));
                 if let Ok(cm) = cm {
-                    match Api::<ConfigMap>::namespaced(client.clone(), name)
+                    match Api::<ConfigMap>::namespaced(publisher.clone(), name)
                         .create(&pp, &cm)
                         .await
                     {

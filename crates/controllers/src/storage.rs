@@ -94,18 +94,24 @@ pub fn volume_for(pvc: &Value, class: &Value, node: &str, dir: &str) -> Value {
 }
 
 /// Runs the controller until the process ends; `local_dir` is where volumes of nodes
-/// without a storage dir live.
-pub async fn run(client: kube::Client, informers: Informers, local_dir: Option<PathBuf>) {
+/// without a storage dir live. The `local-path` StorageClass is installed with
+/// `installer` (as k3s installs its bundled manifests, with the server's rights: the
+/// volume binder's role may not make classes).
+pub async fn run(client: kube::Client, installer: kube::Client, informers: Informers, local_dir: Option<PathBuf>) {
     let recorder = Recorder::new(client.clone(), MANAGER);
-    let classes: Api<StorageClass> = Api::all(client.clone());
+    let classes: Api<StorageClass> = Api::all(installer);
+    informers.ready().await;
     if informers
         .of("storage.k8s.io", "storageclasses")
         .iter()
         .all(|c| name_of(c) != LOCAL_PATH)
         && let Ok(class) = serde_json::from_value::<StorageClass>(local_path_class())
-        && let Err(e) = classes.create(&PostParams::default(), &class).await
     {
-        tracing::debug!(error = %e, "creating the local-path StorageClass failed");
+        match classes.create(&PostParams::default(), &class).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => tracing::warn!(error = %e, "creating the local-path StorageClass failed"),
+        }
     }
     let interest = informers.interest(&[
         ("", "persistentvolumeclaims"),

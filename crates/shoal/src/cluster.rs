@@ -240,7 +240,22 @@ pub async fn start_with(
         root_ca: Some(certs.ca_pem.clone()),
         storage_dir: Some(std::path::absolute(dir.join("storage")).map_err(err("resolving the storage dir"))?),
     };
-    let informers = shoal_controllers::start(client.clone(), config, &components);
+    let as_controller = |who: shoal_controllers::Identity| -> kube::Client {
+        use shoal_apiserver::nodeauth::{Identity, User};
+        let user = match who {
+            shoal_controllers::Identity::Server => return client.clone(),
+            shoal_controllers::Identity::Manager => User::new(
+                "system:kube-controller-manager",
+                vec!["system:authenticated".to_string()],
+            ),
+            shoal_controllers::Identity::Account(account) => User::new(
+                shoal_apiserver::accounts::account_user("kube-system", account),
+                shoal_apiserver::accounts::account_groups("kube-system"),
+            ),
+        };
+        kube::Client::new(api.router_as(Identity::User(user)), "default")
+    };
+    let informers = shoal_controllers::start(&as_controller, config, &components);
     let dns = match args.cluster_dns.as_str() {
         "off" | "" => None,
         addr => {
@@ -257,7 +272,13 @@ pub async fn start_with(
             }
         }
     };
-    let scheduling = client.clone();
+    // The scheduler as upstream's: `system:kube-scheduler` (bound to its bootstrap roles).
+    let scheduling = kube::Client::new(
+        api.router_as(shoal_apiserver::nodeauth::Identity::User(
+            shoal_apiserver::nodeauth::User::new("system:kube-scheduler", vec!["system:authenticated".to_string()]),
+        )),
+        "default",
+    );
     components.spawn("scheduler", move || shoal_scheduler::run(scheduling.clone()));
     if let Some(n) = nodes {
         let pool = shoal_agent::SimulatedPool::with_timing(client.clone(), timing);

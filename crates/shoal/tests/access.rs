@@ -398,7 +398,9 @@ fn the_audit_log_says_who_did_what_and_the_answer() {
     let c = Cluster::up_with(1, &["--audit-log", path.to_str().unwrap()]);
     c.kubectl(&["create", "configmap", "audited"]);
     c.kubectl_err(&["get", "pods", "--as=jane"], None);
-    let events: Vec<serde_json::Value> = c.eventually(30, "both requests audited", || {
+    // A credential that names no one is refused before routing, and audited all the same.
+    c.kubectl_err(&["get", "secrets", "--token=not-a-credential"], None);
+    let events: Vec<serde_json::Value> = c.eventually(30, "the requests audited", || {
         let text = std::fs::read_to_string(&path).ok()?;
         let events: Vec<serde_json::Value> = text
             .lines()
@@ -409,8 +411,15 @@ fn the_audit_log_says_who_did_what_and_the_answer() {
                 .iter()
                 .any(|e| e["user"]["username"] == user && e["verb"] == verb && e["objectRef"]["resource"] == resource)
         };
-        (has("system:admin", "create", "configmaps") && has("jane", "list", "pods")).then_some(events)
+        let unauthenticated = events
+            .iter()
+            .any(|e| e["responseStatus"]["code"] == 401 && e["objectRef"]["resource"] == "secrets");
+        (has("system:admin", "create", "configmaps") && has("jane", "list", "pods") && unauthenticated)
+            .then_some(events)
     });
+    let unknown = events.iter().find(|e| e["responseStatus"]["code"] == 401).unwrap();
+    assert_eq!(unknown["verb"], "list");
+    assert!(unknown["user"]["username"].is_null(), "nobody: {unknown}");
     let created = events
         .iter()
         .find(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "configmaps")
@@ -696,4 +705,73 @@ fn daemonset_manifests_service_accounts_hold_exactly_what_their_roles_grant() {
         volumes.starts_with("fluent-bit ") && volumes.contains(" kube-api-access-"),
         "{volumes}"
     );
+}
+
+#[test]
+fn controllers_act_as_their_upstream_accounts_so_a_missing_permission_shows() {
+    let c = Cluster::up(1);
+    // With upstream's bindings the ReplicaSet controller makes pods.
+    c.kubectl(&["create", "deployment", "web", "--image=nginx"]);
+    c.eventually(30, "web's pod", || {
+        (!c.kubectl(&["get", "pods", "-l", "app=web", "-o", "name"]).is_empty()).then_some(())
+    });
+    // Without its binding it may not (nor record an event about it); its ReplicaSet's
+    // ReplicaFailure condition says who was refused what.
+    c.kubectl(&[
+        "delete",
+        "clusterrolebinding",
+        "system:controller:replicaset-controller",
+    ]);
+    c.kubectl(&["create", "deployment", "api", "--image=nginx"]);
+    let failure = c.eventually(30, "the ReplicaFailure condition", || {
+        let out = c.kubectl(&[
+            "get",
+            "rs",
+            "-l",
+            "app=api",
+            "-o",
+            "jsonpath={range .items[*].status.conditions[?(@.type==\"ReplicaFailure\")]}{.message}{end}",
+        ]);
+        (!out.trim().is_empty()).then_some(out)
+    });
+    assert!(
+        failure.contains(r#"forbidden: User "system:serviceaccount:kube-system:replicaset-controller" cannot create resource "pods" in API group "" in the namespace "default""#),
+        "{failure}"
+    );
+    assert!(c.kubectl(&["get", "pods", "-l", "app=api", "-o", "name"]).is_empty());
+    let metrics = c.kubectl(&["get", "--raw", "/metrics"]);
+    assert!(
+        metrics.contains(r#"shoal_controller_reconcile_errors_total{controller="replicaset",kind="forbidden"}"#),
+        "the refusals are counted"
+    );
+    // Given back, the controller catches up.
+    c.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "system:controller:replicaset-controller",
+        "--clusterrole=system:controller:replicaset-controller",
+        "--serviceaccount=kube-system:replicaset-controller",
+    ]);
+    c.eventually(60, "api's pod", || {
+        (!c.kubectl(&["get", "pods", "-l", "app=api", "-o", "name"]).is_empty()).then_some(())
+    });
+
+    // The scheduler is system:kube-scheduler: it may bind pods, not delete nodes.
+    assert_eq!(
+        c.kubectl(&[
+            "auth",
+            "can-i",
+            "create",
+            "pods",
+            "--subresource=binding",
+            "--as=system:kube-scheduler"
+        ])
+        .trim(),
+        "yes"
+    );
+    let no = c.kubectl_output(
+        &["auth", "can-i", "delete", "nodes", "--as=system:kube-scheduler"],
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&no.stdout).trim(), "no");
 }

@@ -93,20 +93,26 @@ fn a_node_credential_reaches_its_own_node_and_nothing_more() {
         String::from_utf8_lossy(&denied.stderr).contains("Forbidden"),
         "nodes may not list secrets"
     );
+    // Nor the claims, volumes and accounts of pods that are not theirs (upstream's graph).
+    for kind in ["serviceaccounts", "persistentvolumeclaims", "persistentvolumes"] {
+        let denied = as_node(&["get", kind]);
+        assert!(
+            String::from_utf8_lossy(&denied.stderr)
+                .contains("no relationship found between node 'edge-x' and this object"),
+            "{kind}: {}",
+            String::from_utf8_lossy(&denied.stderr)
+        );
+    }
 
-    // The continue token names the Secrets' range: the list stays in serviceaccounts.
-    let list: Value =
-        serde_json::from_str(&c.kubectl(&["get", "--raw", "/api/v1/serviceaccounts?limit=1"])).expect("list");
+    // The continue token names the Secrets' range: the list stays in pods (which a node may list).
+    let list: Value = serde_json::from_str(&c.kubectl(&["get", "--raw", "/api/v1/pods?limit=1"])).expect("list");
     let rv = list["metadata"]["resourceVersion"].as_str().expect("rv").to_string();
     for start in [
         "/registry/core/secrets/",
         "../secrets/",
         "../../core/secrets/default/db-pass",
     ] {
-        let path = format!(
-            "/api/v1/serviceaccounts?limit=500&continue={}",
-            forged_continue(start, &rv)
-        );
+        let path = format!("/api/v1/pods?limit=500&continue={}", forged_continue(start, &rv));
         let (code, body) = raw(&c, Some(&token), "GET", &path, &Value::Null);
         assert!(code == 200 || code == 400, "{start}: {code} {body}");
         assert!(
