@@ -79,6 +79,8 @@ pub struct ApiServer {
     admin_tokens: std::sync::OnceLock<Vec<String>>,
     /// The ServiceAccount token issuer (see [`ApiServer::enable_service_account_tokens`]).
     accounts: std::sync::OnceLock<Arc<accounts::Accounts>>,
+    /// Roles and bindings as decoded at their revision, by store key.
+    rbac_memo: std::sync::Mutex<std::collections::HashMap<String, (shoal_store::Revision, Arc<Value>)>>,
     /// Where Services' cluster IPs come from.
     service_range: alloc::ServiceRange,
     /// The supervised components of this process (readiness and `/metrics` report them).
@@ -111,6 +113,7 @@ impl ApiServer {
             node_auth: Default::default(),
             admin_tokens: Default::default(),
             accounts: Default::default(),
+            rbac_memo: Default::default(),
             service_range: range,
             components,
         });
@@ -1158,23 +1161,43 @@ const STREAM_REQUEST_HEADERS: &[&str] = &[
     "x-stream-protocol-version",
 ];
 
+impl ApiServer {
+    /// A role or binding decoded once per revision: every request's authorization reads
+    /// them, and they rarely change.
+    fn rbac_decoded(&self, e: &cache::Entry) -> Arc<Value> {
+        let mut memo = self.rbac_memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((rev, obj)) = memo.get(&e.key)
+            && *rev == e.mod_revision
+        {
+            return obj.clone();
+        }
+        // Deleted objects' entries are let go now and then.
+        if memo.len() > RBAC_MEMO_LIMIT {
+            memo.clear();
+        }
+        let obj = Arc::new(e.obj_in(&shoal_api::shape::WITHOUT_MANAGED_FIELDS));
+        memo.insert(e.key.clone(), (e.mod_revision, obj.clone()));
+        obj
+    }
+}
+
+/// How many decoded roles and bindings [`ApiServer::rbac_decoded`] keeps at most.
+const RBAC_MEMO_LIMIT: usize = 8192;
+
 impl rbac::Policy for ApiServer {
-    fn rbac_objects(&self, plural: &str, namespace: Option<&str>) -> Vec<Value> {
+    fn rbac_objects(&self, plural: &str, namespace: Option<&str>) -> Vec<Arc<Value>> {
         let Some(res) = shoal_api::catalogue::find(rbac::GROUP, "v1", plural) else {
             return Vec::new();
         };
         let (found, _, _) = self.cache.list(&keys::collection(res, namespace), None, 0, |_| true);
-        found
-            .iter()
-            .map(|e| e.obj_in(&shoal_api::shape::WITHOUT_MANAGED_FIELDS))
-            .collect()
+        found.iter().map(|e| self.rbac_decoded(e)).collect()
     }
 
-    fn rbac_object(&self, plural: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+    fn rbac_object(&self, plural: &str, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
         let res = shoal_api::catalogue::find(rbac::GROUP, "v1", plural)?;
         self.cache
             .get(&keys::object(res, namespace, name))
-            .map(|e| e.obj_in(&shoal_api::shape::WITHOUT_MANAGED_FIELDS))
+            .map(|e| self.rbac_decoded(&e))
     }
 }
 
@@ -1249,6 +1272,34 @@ fn check_log_options(name: &str, p: &Params) -> ApiResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn roles_and_bindings_are_decoded_once_per_revision() {
+        use rbac::Policy;
+        let server = ApiServer::new(Arc::new(shoal_store::MemoryStore::new())).await.unwrap();
+        let first = server
+            .rbac_object("clusterroles", None, "view")
+            .expect("bootstrap view role");
+        let again = server.rbac_object("clusterroles", None, "view").unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the same revision is not decoded again");
+        let res = shoal_api::catalogue::find(rbac::GROUP, "v1", "clusterroles").unwrap();
+        let t = request::Target {
+            res,
+            namespace: None,
+            name: Some("view".into()),
+            subresource: None,
+        };
+        let mut changed = (*first).clone();
+        changed["metadata"]["labels"]["changed"] = json!("yes");
+        changed["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+        server
+            .update(&t, changed, &rest::WriteOptions::default())
+            .await
+            .unwrap();
+        let after = server.rbac_object("clusterroles", None, "view").unwrap();
+        assert!(!Arc::ptr_eq(&first, &after), "a new revision is read anew");
+        assert_eq!(after["metadata"]["labels"]["changed"], "yes");
+    }
 
     #[tokio::test]
     async fn a_panicking_handler_answers_500_and_is_counted() {

@@ -8,6 +8,8 @@
 //! (a rule with names never matches a request without one, such as a list), and for paths
 //! outside the API, `nonResourceURLs` with a trailing `*` as a prefix.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::review::Attributes;
@@ -18,9 +20,9 @@ pub const GROUP: &str = "rbac.authorization.k8s.io";
 /// The objects the authorizer reads (the watch cache in the server; a list in tests).
 pub trait Policy {
     /// Every object of `plural` in the RBAC group, in `namespace` (`None`: cluster-scoped).
-    fn rbac_objects(&self, plural: &str, namespace: Option<&str>) -> Vec<Value>;
+    fn rbac_objects(&self, plural: &str, namespace: Option<&str>) -> Vec<Arc<Value>>;
     /// The object `plural` named `name`, in `namespace` (`None`: cluster-scoped).
-    fn rbac_object(&self, plural: &str, namespace: Option<&str>, name: &str) -> Option<Value>;
+    fn rbac_object(&self, plural: &str, namespace: Option<&str>, name: &str) -> Option<Arc<Value>>;
 }
 
 /// Whether a subject of a binding in `binding_ns` (empty for a ClusterRoleBinding) names
@@ -108,19 +110,30 @@ pub fn rule_allows(rule: &Value, attrs: &Attributes) -> bool {
     }
 }
 
-/// The rules of the role `binding` refers to (a RoleBinding's Role is in its namespace).
-fn role_rules(policy: &impl Policy, binding: &Value) -> Vec<Value> {
+/// The role `binding` refers to (a RoleBinding's Role is in its namespace).
+fn role_of(policy: &impl Policy, binding: &Value) -> Option<Arc<Value>> {
     let role_ref = &binding["roleRef"];
     let name = role_ref["name"].as_str().unwrap_or_default();
-    let role = match role_ref["kind"].as_str() {
+    match role_ref["kind"].as_str() {
         Some("ClusterRole") => policy.rbac_object("clusterroles", None, name),
         Some("Role") => {
             let ns = binding["metadata"]["namespace"].as_str().unwrap_or_default();
             policy.rbac_object("roles", Some(ns), name)
         }
         _ => None,
-    };
-    role.and_then(|r| r["rules"].as_array().cloned()).unwrap_or_default()
+    }
+}
+
+/// The rules of a role.
+fn rules_of(role: &Value) -> &[Value] {
+    role["rules"].as_array().map_or(&[], Vec::as_slice)
+}
+
+/// The rules of the role `binding` refers to.
+fn role_rules(policy: &impl Policy, binding: &Value) -> Vec<Value> {
+    role_of(policy, binding)
+        .map(|r| rules_of(&r).to_vec())
+        .unwrap_or_default()
 }
 
 /// Every rule granted to `user` (with `groups`) that applies in `namespace` (empty: the
@@ -144,8 +157,9 @@ pub fn rules_for(policy: &impl Policy, user: &str, groups: &[String], namespace:
 
 /// Whether RBAC allows `user` (with `groups`) what `attrs` ask.
 pub fn allows(policy: &impl Policy, user: &str, groups: &[String], attrs: &Attributes) -> bool {
-    let granted = |binding: &Value| {
-        binds(binding, user, groups) && role_rules(policy, binding).iter().any(|r| rule_allows(r, attrs))
+    let granted = |binding: &Arc<Value>| {
+        binds(binding, user, groups)
+            && role_of(policy, binding).is_some_and(|role| rules_of(&role).iter().any(|r| rule_allows(r, attrs)))
     };
     if policy.rbac_objects("clusterrolebindings", None).iter().any(granted) {
         return true;
@@ -464,15 +478,15 @@ mod tests {
     struct Objects(Vec<(&'static str, Value)>);
 
     impl Policy for Objects {
-        fn rbac_objects(&self, plural: &str, namespace: Option<&str>) -> Vec<Value> {
+        fn rbac_objects(&self, plural: &str, namespace: Option<&str>) -> Vec<Arc<Value>> {
             self.0
                 .iter()
                 .filter(|(p, o)| *p == plural && o["metadata"]["namespace"].as_str() == namespace)
-                .map(|(_, o)| o.clone())
+                .map(|(_, o)| Arc::new(o.clone()))
                 .collect()
         }
 
-        fn rbac_object(&self, plural: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+        fn rbac_object(&self, plural: &str, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
             self.rbac_objects(plural, namespace)
                 .into_iter()
                 .find(|o| o["metadata"]["name"] == name)

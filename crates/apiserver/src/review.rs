@@ -300,10 +300,10 @@ mod tests {
         }
     }
     impl crate::rbac::Policy for NoPods {
-        fn rbac_objects(&self, _: &str, _: Option<&str>) -> Vec<Value> {
+        fn rbac_objects(&self, _: &str, _: Option<&str>) -> Vec<std::sync::Arc<Value>> {
             Vec::new()
         }
-        fn rbac_object(&self, _: &str, _: Option<&str>, _: &str) -> Option<Value> {
+        fn rbac_object(&self, _: &str, _: Option<&str>, _: &str) -> Option<std::sync::Arc<Value>> {
             None
         }
     }
