@@ -744,6 +744,8 @@ struct Outcome {
 /// deadlines and bounded concurrent writes.
 pub(crate) struct PodWorker {
     client: kube::Client,
+    /// The client of the node a pod is bound to.
+    as_node: crate::simulated::NodeClients,
     timing: PodTiming,
     nodes: Store<Node>,
     pods: Store<Pod>,
@@ -766,6 +768,7 @@ pub(crate) struct PodWorker {
 /// at again). The node cache need not be ready: pods wait for their node.
 pub(crate) async fn run_pods(
     client: kube::Client,
+    as_node: crate::simulated::NodeClients,
     timing: PodTiming,
     nodes: Store<Node>,
     mut node_changes: mpsc::Receiver<String>,
@@ -788,6 +791,7 @@ pub(crate) async fn run_pods(
     let mut events = std::pin::pin!(events);
     let mut w = PodWorker {
         client,
+        as_node,
         timing,
         nodes,
         pods: reader,
@@ -835,6 +839,14 @@ pub(crate) async fn run_pods(
 }
 
 impl PodWorker {
+    /// The client of the node `pod` is bound to (the pool's for an unbound pod).
+    fn node_client(&self, pod: &Pod) -> kube::Client {
+        match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+            Some(node) if !node.is_empty() => (self.as_node)(node),
+            _ => self.client.clone(),
+        }
+    }
+
     fn enqueue(&mut self, key: PodKey) {
         if self.queued.insert(key.clone()) {
             self.queue.push_back(key);
@@ -1107,7 +1119,7 @@ impl PodWorker {
                 self.write_status(key, &pod, status, "complete")
             }
             Step::Delete => {
-                let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.ns);
+                let api: Api<Pod> = Api::namespaced(self.node_client(&pod), &key.ns);
                 let dp = DeleteParams {
                     grace_period_seconds: Some(0),
                     preconditions: Some(Preconditions {
@@ -1151,7 +1163,7 @@ impl PodWorker {
         obj.status = Some(status);
         obj.metadata.managed_fields = None;
         let rv = obj.metadata.resource_version.clone();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.ns);
+        let api: Api<Pod> = Api::namespaced(self.node_client(pod), &key.ns);
         let pp = PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()

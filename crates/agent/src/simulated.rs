@@ -150,7 +150,11 @@ fn now_micro() -> String {
 pub struct SimulatedPool {
     client: kube::Client,
     timing: PodTiming,
+    as_node: NodeClients,
 }
+
+/// The client a simulated node writes its status, Lease and pods' statuses with.
+pub type NodeClients = std::sync::Arc<dyn Fn(&str) -> kube::Client + Send + Sync>;
 
 impl SimulatedPool {
     /// A pool that talks to the cluster through `client`, with the default (immediate) pod
@@ -161,7 +165,20 @@ impl SimulatedPool {
 
     /// A pool whose pods start, complete and go away with `timing`.
     pub fn with_timing(client: kube::Client, timing: PodTiming) -> Self {
-        SimulatedPool { client, timing }
+        let shared = client.clone();
+        SimulatedPool {
+            client,
+            timing,
+            as_node: std::sync::Arc::new(move |_| shared.clone()),
+        }
+    }
+
+    /// Each node writes with the client `as_node` gives for its name (as
+    /// `system:node:<name>`, under the node authorizer, as a real kubelet); the pool's own
+    /// client still registers the nodes and watches.
+    pub fn writing_as_nodes(mut self, as_node: NodeClients) -> Self {
+        self.as_node = as_node;
+        self
     }
 
     /// Creates `node1`..`nodeN` if they do not exist (the first is the control plane),
@@ -230,6 +247,7 @@ impl SimulatedPool {
         // a single waiter); the pod worker follows the change messages instead.
         tasks.spawn(crate::pods::run_pods(
             self.client.clone(),
+            self.as_node.clone(),
             self.timing.clone(),
             reader.clone(),
             changed,
@@ -263,11 +281,9 @@ impl SimulatedPool {
             // Heartbeats go out concurrently (bounded), so thousands of nodes fit in a period.
             let done: Vec<(String, Beat, Result<(), kube::Error>)> = futures::stream::iter(due)
                 .map(|(node, beat)| {
-                    let (client, stamp, events) = (self.client.clone(), stamp.clone(), &events);
-                    async move {
-                        let name = node.metadata.name.clone().unwrap_or_default();
-                        (name, beat, heartbeat(client, events, &node, &stamp, beat).await)
-                    }
+                    let name = node.metadata.name.clone().unwrap_or_default();
+                    let (client, stamp, events) = ((self.as_node)(&name), stamp.clone(), &events);
+                    async move { (name, beat, heartbeat(client, events, &node, &stamp, beat).await) }
                 })
                 .buffer_unordered(HEARTBEAT_CONCURRENCY)
                 .collect()
