@@ -77,19 +77,30 @@ fn prepare_one(pod: &Pod, ns: &str, v: &Volume, dir: &Path, sources: &impl Sourc
     if v.empty_dir.is_some() {
         return Ok(dir.to_path_buf());
     }
+    let keys = |items: &Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>| {
+        items
+            .iter()
+            .flatten()
+            .map(|i| (i.key.clone(), i.path.clone()))
+            .collect::<Vec<_>>()
+    };
+    let config_map = |name: &str, optional, items: Vec<(String, String)>| {
+        let items = items.iter().map(|(k, p)| (k.as_str(), p.as_str()));
+        source_files(config_map_data(sources, ns, name), "configmap", name, optional, items)
+    };
+    let secret = |name: &str, optional, items: Vec<(String, String)>| {
+        let items = items.iter().map(|(k, p)| (k.as_str(), p.as_str()));
+        source_files(sources.secret(ns, name), "secret", name, optional, items)
+    };
     let (files, mode): (Vec<(String, Vec<u8>)>, i32) = if let Some(cm) = &v.config_map {
-        let items = cm.items.as_deref().unwrap_or_default();
-        let items = items.iter().map(|i| (i.key.as_str(), i.path.as_str()));
         (
-            config_map_files(sources, ns, &cm.name, cm.optional, items)?,
+            config_map(&cm.name, cm.optional, keys(&cm.items))?,
             cm.default_mode.unwrap_or(0o644),
         )
     } else if let Some(sec) = &v.secret {
         let name = sec.secret_name.as_deref().unwrap_or_default();
-        let items = sec.items.as_deref().unwrap_or_default();
-        let items = items.iter().map(|i| (i.key.as_str(), i.path.as_str()));
         (
-            secret_files(sources, ns, name, sec.optional, items)?,
+            secret(name, sec.optional, keys(&sec.items))?,
             sec.default_mode.unwrap_or(0o644),
         )
     } else if let Some(d) = &v.downward_api {
@@ -102,13 +113,9 @@ fn prepare_one(pod: &Pod, ns: &str, v: &Volume, dir: &Path, sources: &impl Sourc
         let mut files = Vec::new();
         for s in p.sources.as_deref().unwrap_or_default() {
             if let Some(cm) = &s.config_map {
-                let items = cm.items.as_deref().unwrap_or_default();
-                let items = items.iter().map(|i| (i.key.as_str(), i.path.as_str()));
-                files.extend(config_map_files(sources, ns, &cm.name, cm.optional, items)?);
+                files.extend(config_map(&cm.name, cm.optional, keys(&cm.items))?);
             } else if let Some(sec) = &s.secret {
-                let items = sec.items.as_deref().unwrap_or_default();
-                let items = items.iter().map(|i| (i.key.as_str(), i.path.as_str()));
-                files.extend(secret_files(sources, ns, &sec.name, sec.optional, items)?);
+                files.extend(secret(&sec.name, sec.optional, keys(&sec.items))?);
             } else if let Some(d) = &s.downward_api {
                 files.extend(downward_files(pod, d.items.as_deref().unwrap_or_default())?);
             } else if let Some(t) = &s.service_account_token {
@@ -168,36 +175,28 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// The files of a ConfigMap source.
-fn config_map_files<'a>(
-    sources: &impl Sources,
-    ns: &str,
+/// The files of a ConfigMap or Secret source (`kind` names it in errors): every key, or
+/// just `items`; a missing source is an error unless `optional`.
+fn source_files<'a>(
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    kind: &str,
     name: &str,
     optional: Option<bool>,
     items: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
-    let data = match sources.config_map(ns, name) {
-        Some(d) => d.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(),
+    let data = match data {
+        Some(d) => d,
         None if optional == Some(true) => BTreeMap::new(),
-        None => return Err(format!("configmap \"{name}\" not found")),
+        None => return Err(format!("{kind} \"{name}\" not found")),
     };
     pick(&data, items, name)
 }
 
-/// The files of a Secret source.
-fn secret_files<'a>(
-    sources: &impl Sources,
-    ns: &str,
-    name: &str,
-    optional: Option<bool>,
-    items: impl Iterator<Item = (&'a str, &'a str)>,
-) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
-    let data = match sources.secret(ns, name) {
-        Some(d) => d,
-        None if optional == Some(true) => BTreeMap::new(),
-        None => return Err(format!("secret \"{name}\" not found")),
-    };
-    pick(&data, items, name)
+/// A ConfigMap's data as bytes.
+fn config_map_data(sources: &impl Sources, ns: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+    sources
+        .config_map(ns, name)
+        .map(|d| d.into_iter().map(|(k, v)| (k, v.into_bytes())).collect())
 }
 
 /// The files of a downward API source.
