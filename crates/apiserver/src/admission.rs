@@ -223,13 +223,15 @@ impl ApiServer {
         opts: &WriteOptions,
     ) -> ApiResult<Vec<String>> {
         use shoal_api::podsecurity as psa;
+        // Upstream's default configuration: privileged unless labelled, no exemptions.
+        static CONFIG: std::sync::OnceLock<psa::Config> = std::sync::OnceLock::new();
+        let config = CONFIG.get_or_init(psa::Config::default);
         let res = t.res;
-        let config = psa::Config::default();
         if (res.group, res.plural) == ("", "namespaces") {
             let name = name_of(obj);
             let labels = &obj["metadata"]["labels"];
             let old_labels = old.map(|o| &o["metadata"]["labels"]);
-            return match psa::review_namespace(&config, name, labels, old_labels) {
+            return match psa::review_namespace(config, name, labels, old_labels) {
                 psa::NamespaceReview::Invalid(errors) => Err(ApiError::invalid(res, name, &errors)),
                 psa::NamespaceReview::Allowed(warnings) => Ok(warnings),
                 psa::NamespaceReview::CheckPods(level) => {
@@ -256,7 +258,7 @@ impl ApiServer {
         let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
         let Some(namespace) = catalogue::find_plural("", "namespaces")
             .and_then(|r| self.cache.get(&keys::object(r, None, ns)))
-            .map(|e| e.obj())
+            .map(|e| e.obj_in(&shoal_api::shape::WITHOUT_MANAGED_FIELDS))
         else {
             return Ok(Vec::new());
         };
@@ -266,7 +268,7 @@ impl ApiServer {
             (None, None) => String::new(),
         };
         let review = psa::review(
-            &config,
+            config,
             &psa::PodRequest {
                 namespace: ns,
                 username: &username,
