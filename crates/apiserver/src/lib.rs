@@ -238,6 +238,12 @@ impl ApiServer {
     /// Who a bearer token names: the admin, a node when nodes may join, or a
     /// ServiceAccount.
     pub fn authenticate(&self, token: &str) -> Option<nodeauth::Identity> {
+        self.authenticate_server_credential(token)
+            .or_else(|| self.authenticate_service_account(token, &[]).map(|(who, _)| who))
+    }
+
+    /// Who a credential of the server's own names: the admin's token or a node token.
+    pub(crate) fn authenticate_server_credential(&self, token: &str) -> Option<nodeauth::Identity> {
         if token.is_empty() {
             return None;
         }
@@ -250,10 +256,10 @@ impl ApiServer {
         {
             return Some(nodeauth::Identity::Admin);
         }
-        if let Some(node) = self.node_auth.get().and_then(|n| n.verify_node_token(token)) {
-            return Some(nodeauth::Identity::Node(node));
-        }
-        self.authenticate_service_account(token, &[]).map(|(who, _)| who)
+        self.node_auth
+            .get()?
+            .verify_node_token(token)
+            .map(nodeauth::Identity::Node)
     }
 
     /// The supervised components of this process: start long-lived tasks with

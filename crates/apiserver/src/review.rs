@@ -186,7 +186,7 @@ impl ApiServer {
                     } else {
                         audiences.iter().filter(|a| api.contains(a)).cloned().collect()
                     };
-                    self.authenticate(token)
+                    self.authenticate_server_credential(token)
                         .filter(|_| !matched.is_empty())
                         .map(|who| (who, matched))
                 });

@@ -504,6 +504,44 @@ fn service_account_tokens_authenticate_while_what_they_name_exists() {
         "{err}"
     );
 
+    // Hostile requests are refused whole, with a Status.
+    let raw_token = |spec: serde_json::Value| {
+        c.kubectl_err(
+            &[
+                "create",
+                "--raw",
+                "/api/v1/namespaces/default/serviceaccounts/builder/token",
+                "-f",
+                "-",
+            ],
+            Some(
+                &serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec})
+                    .to_string(),
+            ),
+        )
+    };
+    for (spec, want) in [
+        (
+            serde_json::json!({"expirationSeconds": 1e30}),
+            "spec.expirationSeconds must be an integer",
+        ),
+        (
+            serde_json::json!({"expirationSeconds": 4294967297_i64}),
+            "may not specify a duration larger than 2^32 seconds",
+        ),
+        (
+            serde_json::json!({"boundObjectRef": {"kind": "ConfigMap", "name": "x"}}),
+            r#"Error from server (BadRequest): cannot bind token for serviceaccount "builder" to object of kind "ConfigMap""#,
+        ),
+        (
+            serde_json::json!({"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "../secrets/x"}}),
+            r#"Error from server (NotFound): pods "../secrets/x" not found"#,
+        ),
+    ] {
+        let err = raw_token(spec.clone());
+        assert!(err.contains(want), "{spec}: {err}");
+    }
+
     // TokenReview says who the token names and for which audiences.
     let review = c.kubectl_in(
         &["create", "-o", "json", "-f", "-"],
