@@ -279,6 +279,9 @@ impl ApiServer {
                 is_pod,
             },
         );
+        for (key, value) in review.audit_annotations {
+            crate::audit::annotate(&key, value);
+        }
         match review.denied {
             Some(why) => Err(forbidden(res, name_of(obj), &why)),
             None => Ok(review.warnings),

@@ -6,9 +6,10 @@
 //! Lines go through a channel to a thread of their own that appends them to the file, so a
 //! slow disk never holds a request; the file is created readable by its owner only.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 
 use serde_json::{Value, json};
 
@@ -55,6 +56,101 @@ impl AuditLog {
     }
 }
 
+/// The audit annotation with the authorizer's decision (`allow` or `forbid`).
+pub const DECISION: &str = "authorization.k8s.io/decision";
+/// The audit annotation with the authorizer's reason, when it gave one.
+pub const REASON: &str = "authorization.k8s.io/reason";
+
+tokio::task_local! {
+    /// The annotations of the request being served (authorization's decision, PodSecurity's
+    /// verdict), set only while an audited request is served.
+    static ANNOTATIONS: Mutex<BTreeMap<String, String>>;
+}
+
+/// Adds an annotation to the audit event of the request being served; nothing when the
+/// request is not audited.
+pub fn annotate(key: &str, value: impl Into<String>) {
+    let _ = ANNOTATIONS.try_with(|a| {
+        a.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.to_string(), value.into())
+    });
+}
+
+/// Serves `fut`, collecting the annotations [`annotate`] adds meanwhile.
+pub async fn collecting<F: Future>(fut: F) -> (F::Output, BTreeMap<String, String>) {
+    ANNOTATIONS
+        .scope(Mutex::new(BTreeMap::new()), async {
+            let out = fut.await;
+            let notes =
+                ANNOTATIONS.with(|a| std::mem::take(&mut *a.lock().unwrap_or_else(std::sync::PoisonError::into_inner)));
+            (out, notes)
+        })
+        .await
+}
+
+/// What the audit log will say of a request, taken as it arrives (before anything can
+/// refuse it, so refusals are audited too).
+pub struct Pending {
+    uri: String,
+    attrs: Attributes,
+    user_agent: Option<String>,
+    received: jiff::Timestamp,
+    watch: bool,
+}
+
+impl Pending {
+    /// The request `req` (a watch if `watch`), as it arrives.
+    pub fn of<B>(req: &http::Request<B>, watch: bool) -> Pending {
+        let raw = req.uri().path();
+        let path = crate::request::decode_path(raw).unwrap_or_else(|_| raw.to_string());
+        let user_agent = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Pending {
+            // Path and query, as upstream records it (an HTTP/2 request's URI also has the
+            // scheme and authority).
+            uri: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| raw.to_string(), |pq| pq.as_str().to_string()),
+            attrs: crate::request_attributes(req.method(), &path, watch),
+            user_agent,
+            received: jiff::Timestamp::now(),
+            watch,
+        }
+    }
+
+    /// Records the request in `log`: made by `who` from `source_ip`, answered with `code`.
+    pub fn record(
+        &self,
+        log: &AuditLog,
+        who: Option<&Identity>,
+        source_ip: std::net::IpAddr,
+        code: u16,
+        annotations: &BTreeMap<String, String>,
+    ) {
+        let req = Request {
+            uri: &self.uri,
+            attrs: &self.attrs,
+            who,
+            source_ip,
+            user_agent: self.user_agent.as_deref(),
+            received: self.received,
+            annotations,
+        };
+        // A watch never completes while it is followed: it is recorded as it starts.
+        let stage = if self.watch && code < 300 {
+            "ResponseStarted"
+        } else {
+            "ResponseComplete"
+        };
+        log.record(&event(&req, code, stage, jiff::Timestamp::now()));
+    }
+}
+
 /// What one request was, for its audit event.
 pub struct Request<'a> {
     /// The request's URI (path and query).
@@ -69,6 +165,8 @@ pub struct Request<'a> {
     pub user_agent: Option<&'a str>,
     /// When the request arrived.
     pub received: jiff::Timestamp,
+    /// What the request's handling annotated (see [`annotate`]).
+    pub annotations: &'a BTreeMap<String, String>,
 }
 
 /// The `Metadata`-level audit event of `req`, answered with `code` at `stage`.
@@ -91,6 +189,9 @@ pub fn event(req: &Request, code: u16, stage: &str, now: jiff::Timestamp) -> Val
     });
     if let Some(agent) = req.user_agent {
         ev["userAgent"] = json!(agent);
+    }
+    if !req.annotations.is_empty() {
+        ev["annotations"] = json!(req.annotations);
     }
     match req.attrs {
         Attributes::NonResource { verb, .. } => ev["verb"] = json!(verb),
@@ -138,6 +239,7 @@ mod tests {
             source_ip: "127.0.0.1".parse().unwrap(),
             user_agent: Some("kubectl/v1.33.0"),
             received: at,
+            annotations: &BTreeMap::from([("authorization.k8s.io/decision".to_string(), "forbid".to_string())]),
         };
         let ev = event(&req, 403, "ResponseComplete", at);
         assert_eq!(ev["verb"], "delete");
@@ -149,11 +251,21 @@ mod tests {
         assert_eq!(ev["responseStatus"]["code"], 403);
         assert_eq!(ev["requestReceivedTimestamp"], "2026-01-02T03:04:05.123456Z");
         assert_eq!(ev["sourceIPs"], json!(["127.0.0.1"]));
+        assert_eq!(ev["annotations"], json!({"authorization.k8s.io/decision": "forbid"}));
         assert_eq!(
             uuid::Uuid::parse_str(ev["auditID"].as_str().unwrap()).map(|_| ()),
             Ok(())
         );
         let dir = tempfile::tempdir().unwrap();
+        let unannotated = Request {
+            annotations: &BTreeMap::new(),
+            ..req
+        };
+        assert!(
+            event(&unannotated, 200, "ResponseComplete", at)
+                .get("annotations")
+                .is_none()
+        );
         let path = dir.path().join("audit.log");
         let log = AuditLog::open(&path).unwrap();
         log.record(&ev);
@@ -165,5 +277,20 @@ mod tests {
         }
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[tokio::test]
+    async fn annotations_are_collected_only_where_a_request_is_audited() {
+        annotate("outside", "dropped");
+        let ((), notes) = collecting(async {
+            annotate("a", "1");
+            tokio::task::yield_now().await;
+            annotate("b", "2");
+        })
+        .await;
+        assert_eq!(
+            notes,
+            BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())])
+        );
     }
 }

@@ -79,6 +79,8 @@ pub struct ApiServer {
     admin_tokens: std::sync::OnceLock<Vec<String>>,
     /// The ServiceAccount token issuer (see [`ApiServer::enable_service_account_tokens`]).
     accounts: std::sync::OnceLock<Arc<accounts::Accounts>>,
+    /// Where in-process components' requests are audited (see [`ApiServer::enable_audit`]).
+    audit: std::sync::OnceLock<Arc<audit::AuditLog>>,
     /// Roles and bindings as decoded at their revision, by store key.
     rbac_memo: std::sync::Mutex<std::collections::HashMap<String, (shoal_store::Revision, Arc<Value>)>>,
     /// Where Services' cluster IPs come from.
@@ -113,6 +115,7 @@ impl ApiServer {
             node_auth: Default::default(),
             admin_tokens: Default::default(),
             accounts: Default::default(),
+            audit: Default::default(),
             rbac_memo: Default::default(),
             service_range: range,
             components,
@@ -310,8 +313,33 @@ impl ApiServer {
 
     /// The router for an in-process component that acts as `who`: its requests are
     /// authorized as a remote client's with that identity would be.
+    /// They are audited as remote clients' are, once [`ApiServer::enable_audit`] is called.
     pub fn router_as(self: &Arc<Self>, who: nodeauth::Identity) -> axum::Router {
-        self.router().layer(axum::Extension(who))
+        let server = self.clone();
+        let audited = move |req: Request, next: axum::middleware::Next| {
+            let server = server.clone();
+            async move {
+                let Some(log) = server.audit.get() else {
+                    return next.run(req).await;
+                };
+                let watch = Params::parse(req.uri().query()).flag("watch");
+                let pending = audit::Pending::of(&req, watch);
+                let who = req.extensions().get::<nodeauth::Identity>().cloned();
+                let (resp, notes) = audit::collecting(next.run(req)).await;
+                let local = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+                pending.record(log, who.as_ref(), local, resp.status().as_u16(), &notes);
+                resp
+            }
+        };
+        self.router()
+            .layer(axum::middleware::from_fn(audited))
+            .layer(axum::Extension(who))
+    }
+
+    /// Audits the requests of in-process components (controllers, the scheduler, simulated
+    /// nodes) in `log`, as `--audit-log` audits remote clients'.
+    pub fn enable_audit(&self, log: Arc<audit::AuditLog>) {
+        let _ = self.audit.set(log);
     }
 }
 
@@ -481,9 +509,17 @@ impl ApiServer {
             .map(str::to_string);
         let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
         let params = Params::parse(parts.uri.query()).with_user_agent(user_agent);
+        if let Some(nodeauth::Identity::Admin) = parts.extensions.get::<nodeauth::Identity>() {
+            audit::annotate(audit::DECISION, "allow");
+        }
         if let Some(nodeauth::Identity::User(u)) = parts.extensions.get::<nodeauth::Identity>() {
             let attrs = request_attributes(&parts.method, path, params.flag("watch"));
-            if !review::decide(&u.name, &u.groups, &attrs, self.as_ref()).0 {
+            let (allowed, reason) = review::decide(&u.name, &u.groups, &attrs, self.as_ref());
+            audit::annotate(audit::DECISION, if allowed { "allow" } else { "forbid" });
+            if !reason.is_empty() {
+                audit::annotate(audit::REASON, reason);
+            }
+            if !allowed {
                 return Err(rbac::forbidden(&u.name, &attrs));
             }
         }
@@ -610,9 +646,12 @@ impl ApiServer {
                 let (user, groups) = review::name_and_groups(&nodeauth::Identity::Node(node.to_string()));
                 let attrs = review::Attributes::of_target(verb, &target, body_name.as_deref());
                 if !rbac::allows(self.as_ref(), &user, &groups, &attrs) {
+                    audit::annotate(audit::DECISION, "forbid");
+                    audit::annotate(audit::REASON, refused.message.clone());
                     return Err(refused);
                 }
             }
+            audit::annotate(audit::DECISION, "allow");
         }
         if target.res.verbs == shoal_api::catalogue::CREATE_ONLY {
             if method != Method::POST || target.name.is_some() || target.subresource.is_some() {

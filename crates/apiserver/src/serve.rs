@@ -355,7 +355,6 @@ pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<
                     limits.clone(),
                     audit.clone(),
                 );
-                let received = jiff::Timestamp::now();
                 let in_flight = activity.start();
                 let nodes = server.node_auth();
                 // No credential at all is `system:anonymous` (RBAC gives it what upstream's
@@ -380,45 +379,14 @@ pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<
                         return Ok::<_, std::convert::Infallible>(hold(resp, in_flight));
                     }
                     let watch = is_watch(&req);
-                    // What the audit log says of the request, taken before anything can
-                    // refuse it: refusals (429, a refused impersonation, 401) are audited too.
-                    let audited = audit.as_ref().map(|_| {
-                        let raw = req.uri().path();
-                        let path = crate::request::decode_path(raw).unwrap_or_else(|_| raw.to_string());
-                        let user_agent = req
-                            .headers()
-                            .get(http::header::USER_AGENT)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_string);
-                        let attrs = crate::request_attributes(req.method(), &path, watch);
-                        // Path and query, as upstream records it (an HTTP/2 request's URI
-                        // also has the scheme and authority).
-                        let uri = req
-                            .uri()
-                            .path_and_query()
-                            .map_or_else(|| raw.to_string(), |pq| pq.as_str().to_string());
-                        (uri, attrs, user_agent)
-                    });
-                    let record = |who: Option<&Identity>, code: u16| {
-                        if let (Some(log), Some((uri, attrs, user_agent))) = (&audit, &audited) {
-                            let req = crate::audit::Request {
-                                uri,
-                                attrs,
-                                who,
-                                source_ip: peer.ip(),
-                                user_agent: user_agent.as_deref(),
-                                received,
-                            };
-                            let stage = if watch && code < 300 {
-                                "ResponseStarted"
-                            } else {
-                                "ResponseComplete"
-                            };
-                            log.record(&crate::audit::event(&req, code, stage, jiff::Timestamp::now()));
+                    let pending = audit.as_ref().map(|_| crate::audit::Pending::of(&req, watch));
+                    let record = |who: Option<&Identity>, code: u16, annotations: &_| {
+                        if let (Some(log), Some(pending)) = (&audit, &pending) {
+                            pending.record(log, who, peer.ip(), code, annotations);
                         }
                     };
                     let refuse = |e: ApiError, who: Option<&Identity>| {
-                        record(who, e.code);
+                        record(who, e.code, &Default::default());
                         e.into_response()
                     };
                     let slot = if watch {
@@ -454,8 +422,12 @@ pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<
                         None => return Ok(hold(refuse(ApiError::unauthorized(), None), (in_flight, slot))),
                     }
                     let who = req.extensions().get::<Identity>().cloned();
-                    let resp = router.oneshot(req).await.unwrap_or_else(|e| match e {});
-                    record(who.as_ref(), resp.status().as_u16());
+                    let (resp, annotations) = match audit {
+                        Some(_) => crate::audit::collecting(router.oneshot(req)).await,
+                        None => (router.oneshot(req).await, Default::default()),
+                    };
+                    let resp = resp.unwrap_or_else(|e| match e {});
+                    record(who.as_ref(), resp.status().as_u16(), &annotations);
                     Ok(hold(resp, (in_flight, slot)))
                 }
             });

@@ -209,16 +209,20 @@ pub async fn start_with(
     )
     .map_err(err("writing kubeconfig"))?;
 
+    let audit = match &args.audit_log {
+        Some(path) => Some(Arc::new(
+            shoal_apiserver::audit::AuditLog::open(path).map_err(err("opening the audit log"))?,
+        )),
+        None => None,
+    };
+    if let Some(log) = &audit {
+        api.enable_audit(log.clone());
+    }
     let cfg = Arc::new(ServeConfig {
         tls: tls::server_config(&certs).map_err(err("configuring TLS"))?,
         admin_tokens: vec![admin_token],
         limits: connection_limits(),
-        audit: match &args.audit_log {
-            Some(path) => Some(Arc::new(
-                shoal_apiserver::audit::AuditLog::open(path).map_err(err("opening the audit log"))?,
-            )),
-            None => None,
-        },
+        audit,
     });
     let components = api.components().clone();
     let listener = Arc::new(listener);

@@ -398,6 +398,17 @@ fn the_audit_log_says_who_did_what_and_the_answer() {
     let c = Cluster::up_with(1, &["--audit-log", path.to_str().unwrap()]);
     c.kubectl(&["create", "configmap", "audited"]);
     c.kubectl_err(&["get", "pods", "--as=jane"], None);
+    // PodSecurity's verdict goes in the refused request's annotations.
+    c.kubectl(&["create", "namespace", "locked"]);
+    c.kubectl(&[
+        "label",
+        "namespace",
+        "locked",
+        "pod-security.kubernetes.io/enforce=restricted",
+    ]);
+    c.kubectl_err(&["run", "bare", "-n", "locked", "--image=busybox"], None);
+    // In-process components are audited under their own identities.
+    c.kubectl(&["create", "deployment", "web", "--image=nginx"]);
     // A credential that names no one is refused before routing, and audited all the same.
     c.kubectl_err(&["get", "secrets", "--token=not-a-credential"], None);
     let events: Vec<serde_json::Value> = c.eventually(30, "the requests audited", || {
@@ -414,7 +425,24 @@ fn the_audit_log_says_who_did_what_and_the_answer() {
         let unauthenticated = events
             .iter()
             .any(|e| e["responseStatus"]["code"] == 401 && e["objectRef"]["resource"] == "secrets");
-        (has("system:admin", "create", "configmaps") && has("jane", "list", "pods") && unauthenticated)
+        let from_node = events.iter().any(|e| {
+            e["user"]["username"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("system:node:"))
+                && e["objectRef"]["resource"] == "nodes"
+                && e["objectRef"]["subresource"] == "status"
+                && e["responseStatus"]["code"] == 200
+        });
+        (has("system:admin", "create", "configmaps")
+            && has("jane", "list", "pods")
+            && has(
+                "system:serviceaccount:kube-system:replicaset-controller",
+                "create",
+                "pods",
+            )
+            && has("system:admin", "create", "pods")
+            && from_node
+            && unauthenticated)
             .then_some(events)
     });
     let unknown = events.iter().find(|e| e["responseStatus"]["code"] == 401).unwrap();
@@ -422,7 +450,11 @@ fn the_audit_log_says_who_did_what_and_the_answer() {
     assert!(unknown["user"]["username"].is_null(), "nobody: {unknown}");
     let created = events
         .iter()
-        .find(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "configmaps")
+        .find(|e| {
+            e["user"]["username"] == "system:admin"
+                && e["verb"] == "create"
+                && e["objectRef"]["resource"] == "configmaps"
+        })
         .unwrap();
     assert_eq!(created["apiVersion"], "audit.k8s.io/v1");
     assert_eq!(created["level"], "Metadata");
@@ -448,6 +480,36 @@ fn the_audit_log_says_who_did_what_and_the_answer() {
         .unwrap();
     assert_eq!(refused["responseStatus"]["code"], 403);
     assert_eq!(refused["user"]["groups"], serde_json::json!(["system:authenticated"]));
+    assert_eq!(
+        refused["annotations"]["authorization.k8s.io/decision"], "forbid",
+        "{refused}"
+    );
+    assert_eq!(
+        created["annotations"]["authorization.k8s.io/decision"], "allow",
+        "{created}"
+    );
+    let bare = events
+        .iter()
+        .find(|e| {
+            e["verb"] == "create" && e["objectRef"]["resource"] == "pods" && e["objectRef"]["namespace"] == "locked"
+        })
+        .unwrap();
+    assert_eq!(bare["responseStatus"]["code"], 403, "{bare}");
+    assert_eq!(
+        bare["annotations"]["pod-security.kubernetes.io/enforce-policy"], "restricted:latest",
+        "{bare}"
+    );
+    let by_controller = events
+        .iter()
+        .find(|e| e["user"]["username"] == "system:serviceaccount:kube-system:replicaset-controller")
+        .unwrap();
+    assert_eq!(by_controller["sourceIPs"][0], "127.0.0.1", "{by_controller}");
+    assert!(
+        by_controller["user"]["groups"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g == "system:serviceaccounts:kube-system")),
+        "{by_controller}"
+    );
 }
 
 /// kubectl as the holder of a bearer token (and nothing else).
