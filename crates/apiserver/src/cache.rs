@@ -292,7 +292,12 @@ pub struct WatchCache {
     inner: RwLock<Inner>,
     events: broadcast::Sender<Arc<CacheEvent>>,
     revision: watch::Sender<Revision>,
+    /// Changes applied to roles and bindings (see [`WatchCache::rbac_generation`]).
+    rbac_changes: std::sync::atomic::AtomicU64,
 }
+
+/// Where roles and bindings are stored.
+const RBAC_PREFIX: &str = "/registry/rbac.authorization.k8s.io/";
 
 /// What a watch gets when it starts: past events to replay, then a live receiver.
 pub struct Subscription {
@@ -334,6 +339,7 @@ impl WatchCache {
             }),
             events,
             revision,
+            rbac_changes: Default::default(),
         });
         let feeder = cache.clone();
         let prefix = prefix.to_string();
@@ -411,6 +417,18 @@ impl WatchCache {
         }
         // Sent under the lock, so a subscriber sees each event once: in replay or live.
         let _ = self.events.send(event);
+        drop(inner);
+        // Counted once the change is visible: what is derived from roles and bindings
+        // under an older count is derived again.
+        if ev.kv.key.starts_with(RBAC_PREFIX) {
+            self.rbac_changes.fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// How many changes to roles and bindings the cache has applied: what was derived from
+    /// them (RBAC's rules for a user) holds while this stays the same.
+    pub fn rbac_generation(&self) -> u64 {
+        self.rbac_changes.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The revision of the last event applied (perhaps not yet announced to waiting writers).

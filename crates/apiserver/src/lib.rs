@@ -83,6 +83,8 @@ pub struct ApiServer {
     audit: std::sync::OnceLock<Arc<audit::AuditLog>>,
     /// Roles and bindings as decoded at their revision, by store key.
     rbac_memo: std::sync::Mutex<std::collections::HashMap<String, (shoal_store::Revision, Arc<Value>)>>,
+    /// The rules RBAC grants, by user, groups and namespace, at an RBAC generation of the cache.
+    granted_memo: std::sync::Mutex<GrantedMemo>,
     /// Where Services' cluster IPs come from.
     service_range: alloc::ServiceRange,
     /// The supervised components of this process (readiness and `/metrics` report them).
@@ -117,6 +119,7 @@ impl ApiServer {
             accounts: Default::default(),
             audit: Default::default(),
             rbac_memo: Default::default(),
+            granted_memo: Default::default(),
             service_range: range,
             components,
         });
@@ -1229,6 +1232,16 @@ impl ApiServer {
 /// How many decoded roles and bindings [`ApiServer::rbac_decoded`] keeps at most.
 const RBAC_MEMO_LIMIT: usize = 8192;
 
+/// The rules granted to (user, groups, namespace), all derived at one RBAC generation.
+#[derive(Default)]
+struct GrantedMemo {
+    generation: u64,
+    rules: std::collections::HashMap<(String, Vec<String>, String), Arc<Vec<Value>>>,
+}
+
+/// How many (user, groups, namespace) the memo keeps at most before it starts over.
+const GRANTED_MEMO_LIMIT: usize = 4096;
+
 impl rbac::Policy for ApiServer {
     fn rbac_objects(&self, plural: &str, namespace: Option<&str>) -> Vec<Arc<Value>> {
         let Some(res) = shoal_api::catalogue::find(rbac::GROUP, "v1", plural) else {
@@ -1236,6 +1249,38 @@ impl rbac::Policy for ApiServer {
         };
         let (found, _, _) = self.cache.list(&keys::collection(res, namespace), None, 0, |_| true);
         found.iter().map(|e| self.rbac_decoded(e)).collect()
+    }
+
+    fn granted_rules(&self, user: &str, groups: &[String], namespace: &str) -> Arc<Vec<Value>> {
+        let generation = self.cache.rbac_generation();
+        let key = (user.to_string(), groups.to_vec(), namespace.to_string());
+        {
+            let memo = self
+                .granted_memo
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if memo.generation == generation
+                && let Some(rules) = memo.rules.get(&key)
+            {
+                return rules.clone();
+            }
+        }
+        // Derived outside the lock; kept only under the generation read before deriving (a
+        // change meanwhile bumps it, and the next request derives again).
+        let rules = Arc::new(rbac::rules_for(self, user, groups, namespace));
+        let mut memo = self
+            .granted_memo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if memo.generation > generation {
+            return rules;
+        }
+        if memo.generation != generation || memo.rules.len() >= GRANTED_MEMO_LIMIT {
+            memo.rules.clear();
+            memo.generation = generation;
+        }
+        memo.rules.insert(key, rules.clone());
+        rules
     }
 
     fn rbac_object(&self, plural: &str, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
@@ -1246,21 +1291,34 @@ impl rbac::Policy for ApiServer {
     }
 }
 
+/// A pod's `spec.nodeName`, decoded without the rest of the pod.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct PodNode {
+    spec: PodNodeSpec,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct PodNodeSpec {
+    node_name: String,
+}
+
 impl nodeauth::Lookup for ApiServer {
-    fn pod(&self, namespace: &str, name: &str) -> Option<Value> {
+    fn pod_node(&self, namespace: &str, name: &str) -> Option<String> {
         let pods = shoal_api::catalogue::find("", "v1", "pods")?;
-        self.cache
-            .get(&keys::object(pods, Some(namespace), name))
-            .map(|e| e.obj())
+        let entry = self.cache.get(&keys::object(pods, Some(namespace), name))?;
+        Some(entry.fields::<PodNode>().map(|p| p.spec.node_name).unwrap_or_default())
     }
 
     fn node_pod_uses(&self, node: &str, namespace: &str, kind: nodeauth::RefKind, name: &str) -> bool {
         let Some(pods) = shoal_api::catalogue::find("", "v1", "pods") else {
             return false;
         };
+        // The node's name is read first (no tree built): only its own pods are decoded.
         let (found, _, _) = self.cache.list(&keys::collection(pods, Some(namespace)), None, 1, |e| {
-            let pod = e.obj();
-            pod["spec"]["nodeName"].as_str() == Some(node) && nodeauth::pod_refers_to(&pod, kind, name)
+            e.fields::<PodNode>().is_some_and(|p| p.spec.node_name == node)
+                && nodeauth::pod_refers_to(&e.obj(), kind, name)
         });
         !found.is_empty()
     }
@@ -1344,6 +1402,58 @@ mod tests {
         let after = server.rbac_object("clusterroles", None, "view").unwrap();
         assert!(!Arc::ptr_eq(&first, &after), "a new revision is read anew");
         assert_eq!(after["metadata"]["labels"]["changed"], "yes");
+    }
+
+    #[tokio::test]
+    async fn granted_rules_are_kept_until_a_role_or_binding_changes() {
+        use rbac::Policy;
+        let server = ApiServer::new(Arc::new(shoal_store::MemoryStore::new())).await.unwrap();
+        let jane = ("jane", vec!["system:authenticated".to_string()]);
+        let list_pods = review::Attributes::Resource {
+            verb: "list".into(),
+            group: String::new(),
+            resource: "pods".into(),
+            subresource: String::new(),
+            namespace: "default".into(),
+            name: String::new(),
+        };
+        assert!(!rbac::allows(server.as_ref(), jane.0, &jane.1, &list_pods));
+        let first = server.granted_rules(jane.0, &jane.1, "default");
+        let again = server.granted_rules(jane.0, &jane.1, "default");
+        assert!(Arc::ptr_eq(&first, &again), "derived once while nothing changes");
+        let in_default = |plural| request::Target {
+            res: shoal_api::catalogue::find(rbac::GROUP, "v1", plural).unwrap(),
+            namespace: Some("default".into()),
+            name: None,
+            subresource: None,
+        };
+        let role = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "pod-reader", "namespace": "default"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
+        });
+        let binding = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "jane-reads", "namespace": "default"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "jane"}],
+        });
+        let opts = rest::WriteOptions::default();
+        server.create(&in_default("roles"), role, &opts).await.unwrap();
+        assert!(
+            !rbac::allows(server.as_ref(), jane.0, &jane.1, &list_pods),
+            "no binding yet"
+        );
+        server
+            .create(&in_default("rolebindings"), binding, &opts)
+            .await
+            .unwrap();
+        assert!(
+            rbac::allows(server.as_ref(), jane.0, &jane.1, &list_pods),
+            "a new binding counts at once"
+        );
+        let other = server.granted_rules(jane.0, &jane.1, "kube-system");
+        assert!(other.len() < server.granted_rules(jane.0, &jane.1, "default").len());
     }
 
     #[tokio::test]

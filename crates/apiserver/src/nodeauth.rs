@@ -156,8 +156,8 @@ fn hex(bytes: &[u8]) -> String {
 
 /// What the authorizer needs to know of the cluster: the pods it judges by.
 pub trait Lookup {
-    /// The pod `namespace/name`, if it exists.
-    fn pod(&self, namespace: &str, name: &str) -> Option<Value>;
+    /// The node the pod `namespace/name` is bound to, if it exists (empty: not bound yet).
+    fn pod_node(&self, namespace: &str, name: &str) -> Option<String>;
     /// Whether some pod bound to `node` in `namespace` refers to the `kind` (`secret` or
     /// `configmap`) named `name`.
     fn node_pod_uses(&self, node: &str, namespace: &str, kind: RefKind, name: &str) -> bool;
@@ -389,9 +389,7 @@ pub fn restricted_label(key: &str) -> bool {
 }
 
 fn bound_here(node: &str, ns: &str, name: &str, lookup: &impl Lookup) -> bool {
-    lookup
-        .pod(ns, name)
-        .is_some_and(|p| p["spec"]["nodeName"].as_str() == Some(node))
+    lookup.pod_node(ns, name).is_some_and(|n| n == node)
 }
 
 /// Upstream's wording: `pods "x" is forbidden: User "system:node:n" cannot patch resource
@@ -486,11 +484,11 @@ mod tests {
     struct Pods(Vec<Value>);
 
     impl Lookup for Pods {
-        fn pod(&self, namespace: &str, name: &str) -> Option<Value> {
+        fn pod_node(&self, namespace: &str, name: &str) -> Option<String> {
             self.0
                 .iter()
                 .find(|p| p["metadata"]["namespace"] == namespace && p["metadata"]["name"] == name)
-                .cloned()
+                .map(|p| p["spec"]["nodeName"].as_str().unwrap_or_default().to_string())
         }
         fn node_pod_uses(&self, node: &str, namespace: &str, kind: RefKind, name: &str) -> bool {
             self.0.iter().any(|p| {

@@ -23,6 +23,14 @@ pub trait Policy {
     fn rbac_objects(&self, plural: &str, namespace: Option<&str>) -> Vec<Arc<Value>>;
     /// The object `plural` named `name`, in `namespace` (`None`: cluster-scoped).
     fn rbac_object(&self, plural: &str, namespace: Option<&str>, name: &str) -> Option<Arc<Value>>;
+    /// [`rules_for`]: what an implementor may keep while its roles and bindings stay as
+    /// they are.
+    fn granted_rules(&self, user: &str, groups: &[String], namespace: &str) -> Arc<Vec<Value>>
+    where
+        Self: Sized,
+    {
+        Arc::new(rules_for(self, user, groups, namespace))
+    }
 }
 
 /// Whether a subject of a binding in `binding_ns` (empty for a ClusterRoleBinding) names
@@ -157,19 +165,15 @@ pub fn rules_for(policy: &impl Policy, user: &str, groups: &[String], namespace:
 
 /// Whether RBAC allows `user` (with `groups`) what `attrs` ask.
 pub fn allows(policy: &impl Policy, user: &str, groups: &[String], attrs: &Attributes) -> bool {
-    let granted = |binding: &Arc<Value>| {
-        binds(binding, user, groups)
-            && role_of(policy, binding).is_some_and(|role| rules_of(&role).iter().any(|r| rule_allows(r, attrs)))
+    // A namespace's rules are the cluster's and its own bindings'.
+    let namespace = match attrs {
+        Attributes::Resource { namespace, .. } => namespace.as_str(),
+        Attributes::NonResource { .. } => "",
     };
-    if policy.rbac_objects("clusterrolebindings", None).iter().any(granted) {
-        return true;
-    }
-    match attrs {
-        Attributes::Resource { namespace, .. } if !namespace.is_empty() => {
-            policy.rbac_objects("rolebindings", Some(namespace)).iter().any(granted)
-        }
-        _ => false,
-    }
+    policy
+        .granted_rules(user, groups, namespace)
+        .iter()
+        .any(|r| rule_allows(r, attrs))
 }
 
 /// The 403 of a request the authorizers did not allow, as upstream words it:

@@ -289,7 +289,7 @@ mod tests {
 
     struct NoPods;
     impl nodeauth::Lookup for NoPods {
-        fn pod(&self, _: &str, _: &str) -> Option<Value> {
+        fn pod_node(&self, _: &str, _: &str) -> Option<String> {
             None
         }
         fn node_pod_uses(&self, _: &str, _: &str, _: nodeauth::RefKind, _: &str) -> bool {
