@@ -274,9 +274,11 @@ async fn report(client: &kube::Client, cfg: &AgentConfig, port: u16, runtime: &s
 /// [`NODE_STATUS_REPORT`], or at once when the node is not Ready (after an outage).
 async fn heartbeat(client: kube::Client, cfg: AgentConfig, mut node: Node, port: u16, runtime: String) {
     let mut reported = Instant::now();
+    let mut renewed = false;
     loop {
-        if let Err(e) = crate::simulated::renew_lease(client.clone(), &node, &cfg.node_name).await {
-            tracing::warn!(error = %e, "agent: lease renewal failed");
+        match crate::simulated::renew_lease(client.clone(), &node, &cfg.node_name, renewed).await {
+            Ok(()) => renewed = true,
+            Err(e) => tracing::warn!(error = %e, "agent: lease renewal failed"),
         }
         tokio::time::sleep(LEASE_RENEW).await;
         let nodes: Api<Node> = Api::all(client.clone());

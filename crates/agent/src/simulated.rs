@@ -274,16 +274,25 @@ impl SimulatedPool {
             let sims: Vec<_> = reader.state().into_iter().filter(|n| is_simulated(n)).collect();
             let now = std::time::Instant::now();
             let stamp = now_rfc3339();
-            let due: Vec<(Arc<Node>, Beat)> = sims
+            let due: Vec<(Arc<Node>, Beat, bool)> = sims
                 .iter()
-                .filter_map(|n| Some((n.clone(), beats.due(n, now)?)))
+                .filter_map(|n| {
+                    let renewed = beats.knows(n.metadata.name.as_deref().unwrap_or_default());
+                    Some((n.clone(), beats.due(n, now)?, renewed))
+                })
                 .collect();
             // Heartbeats go out concurrently (bounded), so thousands of nodes fit in a period.
             let done: Vec<(String, Beat, Result<(), kube::Error>)> = futures::stream::iter(due)
-                .map(|(node, beat)| {
+                .map(|(node, beat, renewed)| {
                     let name = node.metadata.name.clone().unwrap_or_default();
                     let (client, stamp, events) = ((self.as_node)(&name), stamp.clone(), &events);
-                    async move { (name, beat, heartbeat(client, events, &node, &stamp, beat).await) }
+                    async move {
+                        (
+                            name,
+                            beat,
+                            heartbeat(client, events, &node, &stamp, beat, renewed).await,
+                        )
+                    }
                 })
                 .buffer_unordered(HEARTBEAT_CONCURRENCY)
                 .collect()
@@ -365,6 +374,11 @@ impl Heartbeats {
         }
     }
 
+    /// Whether `node` had a heartbeat done (its Lease renewed) by this pool.
+    pub fn knows(&self, node: &str) -> bool {
+        self.last.contains_key(node)
+    }
+
     /// Records a failed heartbeat: the node is left alone for a while (longer each time).
     pub fn failed(&mut self, name: String, now: std::time::Instant) {
         let entry = self.failing.entry(name).or_insert((0, now));
@@ -404,10 +418,11 @@ async fn heartbeat(
     node: &Node,
     now: &str,
     beat: Beat,
+    renewed: bool,
 ) -> Result<(), kube::Error> {
     let name = node.metadata.name.clone().unwrap_or_default();
     if beat == Beat::Lease {
-        return renew_lease(client, node, &name).await;
+        return renew_lease(client, node, &name, true).await;
     }
     let nodes: Api<Node> = Api::all(client.clone());
     let pp = PatchParams {
@@ -426,30 +441,59 @@ async fn heartbeat(
     nodes
         .patch_status(&name, &pp, &Patch::Merge(json!({"status": status})))
         .await?;
-    renew_lease(client, node, &name).await
+    renew_lease(client, node, &name, renewed).await
 }
 
-pub(crate) async fn renew_lease(client: kube::Client, node: &Node, name: &str) -> Result<(), kube::Error> {
+/// Renews the node's Lease in `kube-node-lease`, creating it if it is missing. `renewed`
+/// says whether this process has renewed it before: a Lease it has not is tried with a
+/// create first (a new node has none; one that exists answers 409 and is renewed), one it
+/// has with a patch first, so each renewal costs one request.
+pub(crate) async fn renew_lease(
+    client: kube::Client,
+    node: &Node,
+    name: &str,
+    renewed: bool,
+) -> Result<(), kube::Error> {
     let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
-    let owner = json!([{"apiVersion": "v1", "kind": "Node", "name": name, "uid": node.metadata.uid}]);
     let spec =
         json!({"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now_micro()});
     let pp = PatchParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
-    match leases.patch(name, &pp, &Patch::Merge(json!({"spec": spec}))).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => {
-            let lease: Lease = serde_json::from_value(json!({
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": name, "namespace": "kube-node-lease", "ownerReferences": owner},
-                "spec": spec,
-            }))
-            .map_err(kube::Error::SerdeError)?;
-            leases.create(&PostParams::default(), &lease).await.map(|_| ())
-        }
-        Err(e) => Err(e),
+    let create = || async {
+        let owner = json!([{"apiVersion": "v1", "kind": "Node", "name": name, "uid": node.metadata.uid}]);
+        let lease: Lease = serde_json::from_value(json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name, "namespace": "kube-node-lease", "ownerReferences": owner},
+            "spec": spec,
+        }))
+        .map_err(kube::Error::SerdeError)?;
+        leases.create(&PostParams::default(), &lease).await.map(|_| ())
+    };
+    let patch = || async {
+        leases
+            .patch(name, &pp, &Patch::Merge(json!({"spec": spec})))
+            .await
+            .map(|_| ())
+    };
+    let code = |r: &Result<(), kube::Error>| match r {
+        Err(kube::Error::Api(e)) => Some(e.code),
+        _ => None,
+    };
+    if renewed {
+        let first = patch().await;
+        return if code(&first) == Some(404) {
+            create().await
+        } else {
+            first
+        };
+    }
+    let first = create().await;
+    if code(&first) == Some(409) {
+        patch().await
+    } else {
+        first
     }
 }
 
@@ -519,6 +563,43 @@ mod tests {
             "10.64.44.0/24",
             "past 255 nodes, clear of the Service CIDR"
         );
+    }
+
+    #[tokio::test]
+    async fn a_lease_costs_one_request_whether_new_or_renewed() {
+        let api = shoal_apiserver::ApiServer::new(std::sync::Arc::new(shoal_store::MemoryStore::new()))
+            .await
+            .unwrap();
+        let client = kube::Client::new(api.router(), "default");
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1", "uid": "u1"}})).unwrap();
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+        // Lease writes answered with `code`.
+        let requests = |code: &str| {
+            let text = api.metrics().render();
+            text.lines()
+                .filter(|l| l.starts_with("apiserver_request_total{verb=\"P"))
+                .filter(|l| l.contains("resource=\"leases\"") && l.contains(&format!("code=\"{code}\"")))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum::<u64>()
+        };
+        // A new node's Lease: created at once, no 404 first.
+        renew_lease(client.clone(), &node, "n1", false).await.unwrap();
+        assert_eq!((requests("201"), requests("404"), requests("409")), (1, 0, 0));
+        let first = leases.get("n1").await.unwrap();
+        assert_eq!(first.spec.as_ref().unwrap().holder_identity.as_deref(), Some("n1"));
+        // Renewed: one patch.
+        renew_lease(client.clone(), &node, "n1", true).await.unwrap();
+        assert_eq!((requests("200"), requests("404"), requests("409")), (1, 0, 0));
+        // A process that has not renewed it yet (a restart) finds it there and renews it.
+        renew_lease(client.clone(), &node, "n1", false).await.unwrap();
+        assert_eq!((requests("409"), requests("200")), (1, 2));
+        let again = leases.get("n1").await.unwrap();
+        assert_ne!(again.metadata.resource_version, first.metadata.resource_version);
+        // Deleted behind the pool's back: the renewal makes it again.
+        leases.delete("n1", &Default::default()).await.unwrap();
+        renew_lease(client.clone(), &node, "n1", true).await.unwrap();
+        assert_eq!((requests("404"), requests("201")), (1, 2));
+        assert!(leases.get_opt("n1").await.unwrap().is_some());
     }
 
     #[test]
