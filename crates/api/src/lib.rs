@@ -18,6 +18,7 @@ pub mod schema;
 pub mod selector;
 pub mod shape;
 pub mod smp;
+pub mod structural;
 pub mod table;
 pub mod time;
 pub mod validation;

@@ -742,3 +742,74 @@ spec:
         .then_some(())
     });
 }
+
+#[test]
+fn a_crd_whose_schema_is_not_structural_is_refused_as_upstream() {
+    let c = Cluster::up(1);
+    let bad = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          metadata: {type: object, properties: {labels: {type: object}}}
+          spec:
+            properties:
+              size: {type: integer}
+              port: {type: string, x-kubernetes-int-or-string: true}
+          tags: {type: array}
+          ids: {type: array, uniqueItems: true, items: {type: string}}
+"#;
+    let err = c.kubectl_err(&["apply", "-f", "-"], Some(bad));
+    let at = "spec.versions[0].schema.openAPIV3Schema";
+    for want in [
+        "The CustomResourceDefinition \"gadgets.example.com\" is invalid:".to_string(),
+        format!("* {at}.properties[spec].type: Required value: must not be empty for specified object fields"),
+        format!("* {at}.properties[tags].items: Required value: must be specified"),
+        format!(
+            "* {at}.properties[spec].properties[port].type: Invalid value: \"string\": must be empty if x-kubernetes-int-or-string is true"
+        ),
+        format!(
+            "* {at}.properties[ids].uniqueItems: Forbidden: uniqueItems cannot be set to true since the runtime complexity becomes quadratic"
+        ),
+        format!(
+            "* {at}.properties[metadata]: Forbidden: must not specify anything other than name and generateName, but metadata is implicitly specified"
+        ),
+    ] {
+        assert!(err.contains(&want), "{want:?} in\n{err}");
+    }
+    let gone = c.kubectl_err(&["get", "crd", "gadgets.example.com"], None);
+    assert!(gone.contains("NotFound"), "nothing was stored: {gone}");
+    // The same definition made structural is accepted.
+    let good = bad
+        .replace(
+            "            properties:\n              size",
+            "            type: object\n            properties:\n              size",
+        )
+        .replace(
+            "port: {type: string, x-kubernetes-int-or-string: true}",
+            "port: {x-kubernetes-int-or-string: true}",
+        )
+        .replace("tags: {type: array}", "tags: {type: array, items: {type: string}}")
+        .replace("uniqueItems: true, ", "x-kubernetes-list-type: set, ")
+        .replace(
+            "properties: {labels: {type: object}}",
+            "properties: {name: {type: string, maxLength: 20}}",
+        );
+    let out = c.kubectl_in(&["apply", "-f", "-"], Some(&good));
+    assert!(
+        out.contains("customresourcedefinition.apiextensions.k8s.io/gadgets.example.com created"),
+        "{out}"
+    );
+}

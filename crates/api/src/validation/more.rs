@@ -1171,12 +1171,17 @@ fn crd(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
             storage += 1;
         }
         let schema = get(get(Some(v), "schema"), "openAPIV3Schema");
-        if schema.is_none() {
-            required(
+        match schema {
+            None => required(
                 errs,
                 &vp.child("schema").child("openAPIV3Schema"),
                 "schemas are required",
-            );
+            ),
+            Some(schema) => {
+                let status = get(get(Some(v), "subresources"), "status").is_some();
+                let at = vp.child("schema").child("openAPIV3Schema");
+                errs.extend(crate::structural::schema_errors(schema, at.s(), status));
+            }
         }
     }
     if storage != 1 {
