@@ -780,10 +780,10 @@ pub static RESOURCES: &[Resource] = &[
     ),
 ];
 
-/// API groups in the order discovery lists them (core first).
+/// API groups in the order discovery lists them (core first, custom groups last).
 pub fn groups() -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for r in RESOURCES {
+    for r in all() {
         if !out.contains(&r.group) {
             out.push(r.group);
         }
@@ -831,12 +831,155 @@ fn position(r: &'static Resource) -> Option<usize> {
 
 /// The resource served at `group`/`version`/`plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    INDEX.by_gvp.get(&(group, version, plural)).map(|&i| &RESOURCES[i])
+    INDEX
+        .by_gvp
+        .get(&(group, version, plural))
+        .map(|&i| &RESOURCES[i])
+        .or_else(|| {
+            custom()
+                .into_iter()
+                .find(|r| (r.group, r.version, r.plural) == (group, version, plural))
+        })
 }
 
 /// The first resource (the preferred version) named `plural` in `group`.
 pub fn find_plural(group: &str, plural: &str) -> Option<&'static Resource> {
-    INDEX.by_gp.get(&(group, plural)).map(|&i| &RESOURCES[i])
+    INDEX
+        .by_gp
+        .get(&(group, plural))
+        .map(|&i| &RESOURCES[i])
+        .or_else(|| custom().into_iter().find(|r| (r.group, r.plural) == (group, plural)))
+}
+
+// ---------------------------------------------------------------------------------------
+// Custom resources: served from CustomResourceDefinitions, changing at run time.
+
+/// The custom resources served now, each version's preferred first within its group.
+static CUSTOM: std::sync::RwLock<Vec<&'static Resource>> = std::sync::RwLock::new(Vec::new());
+
+/// Every resource and string ever made for a custom resource, so that one served again
+/// (a CRD updated, a server restarted in-process) reuses its `'static` data instead of
+/// leaking more: what leaks is bounded by the distinct definitions ever seen.
+static INTERNED: std::sync::Mutex<Interned> = std::sync::Mutex::new(Interned {
+    strs: Vec::new(),
+    resources: Vec::new(),
+});
+
+struct Interned {
+    strs: Vec<&'static str>,
+    resources: Vec<&'static Resource>,
+}
+
+impl Interned {
+    fn str(&mut self, s: &str) -> &'static str {
+        if let Some(found) = self.strs.iter().find(|x| **x == s) {
+            return found;
+        }
+        let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
+        self.strs.push(leaked);
+        leaked
+    }
+
+    fn strs(&mut self, list: &[String]) -> &'static [&'static str] {
+        let wanted: Vec<&'static str> = list.iter().map(|s| self.str(s)).collect();
+        Box::leak(wanted.into_boxed_slice())
+    }
+
+    fn resource(&mut self, r: Resource) -> &'static Resource {
+        if let Some(found) = self.resources.iter().find(|x| ***x == r) {
+            return found;
+        }
+        let leaked: &'static Resource = Box::leak(Box::new(r));
+        self.resources.push(leaked);
+        leaked
+    }
+}
+
+/// One served version of a custom resource, as a CustomResourceDefinition declares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomVersion {
+    /// API group.
+    pub group: String,
+    /// The version.
+    pub version: String,
+    /// Plural (URL) name.
+    pub plural: String,
+    /// Singular name.
+    pub singular: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespaced or cluster-scoped.
+    pub namespaced: bool,
+    /// kubectl short names.
+    pub short_names: Vec<String>,
+    /// Categories (`all`).
+    pub categories: Vec<String>,
+    /// Serves the `status` subresource.
+    pub status: bool,
+    /// Serves the `scale` subresource.
+    pub scale: bool,
+}
+
+/// Serves exactly `versions` as the custom resources (in their order: each group's
+/// preferred version first), replacing what was served before.
+pub fn set_custom(versions: &[CustomVersion]) {
+    let mut interned = INTERNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut served = Vec::new();
+    for v in versions {
+        let group = interned.str(&v.group);
+        let version = interned.str(&v.version);
+        let kind = interned.str(&v.kind);
+        let mut subresources = Vec::new();
+        if v.status {
+            subresources.push(Subresource {
+                name: "status",
+                group,
+                version,
+                kind,
+                verbs: STATUS_VERBS,
+            });
+        }
+        if v.scale {
+            subresources.push(scale());
+        }
+        let subresources: &'static [Subresource] = match interned
+            .resources
+            .iter()
+            .find(|r| r.subresources == subresources.as_slice())
+        {
+            Some(r) => r.subresources,
+            None => Box::leak(subresources.into_boxed_slice()),
+        };
+        let r = Resource {
+            group,
+            version,
+            plural: interned.str(&v.plural),
+            singular: interned.str(&v.singular),
+            kind,
+            namespaced: v.namespaced,
+            short_names: interned.strs(&v.short_names),
+            categories: interned.strs(&v.categories),
+            verbs: ALL_VERBS,
+            subresources,
+        };
+        served.push(interned.resource(r));
+    }
+    *CUSTOM.write().unwrap_or_else(std::sync::PoisonError::into_inner) = served;
+}
+
+/// The custom resources served now.
+pub fn custom() -> Vec<&'static Resource> {
+    CUSTOM.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+}
+
+/// Whether `r` is a custom resource (served from a CustomResourceDefinition).
+pub fn is_custom(r: &Resource) -> bool {
+    !RESOURCES.iter().any(|b| b == r)
+}
+
+/// Every served resource: the built-in ones, then the custom ones.
+pub fn all() -> Vec<&'static Resource> {
+    RESOURCES.iter().chain(custom()).collect()
 }
 
 /// Resources that are another API's view of a core resource: (group, plural) seen through
@@ -872,12 +1015,60 @@ pub fn is_stored_form(r: &'static Resource) -> bool {
 
 /// The resource whose kind is `kind` in `group` (the first version).
 pub fn find_kind(group: &str, kind: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
+        .or_else(|| custom().into_iter().find(|r| r.group == group && r.kind == kind))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn custom_resources_come_and_go_without_leaking_again() {
+        let widget = |version: &str, status: bool| CustomVersion {
+            group: "catalogue-test.example.com".into(),
+            version: version.into(),
+            plural: "widgets".into(),
+            singular: "widget".into(),
+            kind: "Widget".into(),
+            namespaced: true,
+            short_names: vec!["wd".into()],
+            categories: vec!["all".into()],
+            status,
+            scale: false,
+        };
+        set_custom(&[widget("v1", true), widget("v1beta1", false)]);
+        let v1 = find("catalogue-test.example.com", "v1", "widgets").expect("served");
+        assert!(is_custom(v1) && v1.namespaced && v1.subresource("status").is_some());
+        assert!(
+            std::ptr::eq(find_plural("catalogue-test.example.com", "widgets").unwrap(), v1),
+            "preferred first"
+        );
+        assert!(std::ptr::eq(
+            find_kind("catalogue-test.example.com", "Widget").unwrap(),
+            v1
+        ));
+        assert!(
+            find("catalogue-test.example.com", "v1beta1", "widgets")
+                .unwrap()
+                .subresource("status")
+                .is_none()
+        );
+        assert!(groups().contains(&"catalogue-test.example.com"));
+        assert!(!is_custom(find("apps", "v1", "daemonsets").unwrap()));
+        // Served again: the same 'static resource, nothing leaked anew.
+        set_custom(&[widget("v1", true)]);
+        assert!(std::ptr::eq(
+            find("catalogue-test.example.com", "v1", "widgets").unwrap(),
+            v1
+        ));
+        assert!(find("catalogue-test.example.com", "v1beta1", "widgets").is_none());
+        set_custom(&[]);
+        assert!(find_plural("catalogue-test.example.com", "widgets").is_none());
+        assert!(!groups().contains(&"catalogue-test.example.com"));
+    }
 
     #[test]
     fn each_resource_knows_its_stored_form() {

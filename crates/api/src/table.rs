@@ -36,7 +36,94 @@ use crate::shape::{self, Shape};
 /// `{"name","type","format","description","priority"}` objects, as upstream's printers declare
 /// them. Kinds without a printer get upstream's default `Name` / `Created At` pair.
 pub fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
+    if let Some(columns) = custom_columns(group, kind) {
+        return custom_column_definitions(&columns);
+    }
     printer(group, kind).columns.iter().map(|c| c.to_json()).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Custom resources: `Name`, then their definition's `additionalPrinterColumns` (or `Age`
+// when it has none), as upstream's table convertor for custom resources prints them.
+
+/// The printer columns of each custom kind, by (group, kind): its preferred version's.
+type CustomColumns = std::collections::HashMap<(String, String), std::sync::Arc<Vec<Value>>>;
+
+static CUSTOM_COLUMNS: std::sync::RwLock<Option<CustomColumns>> = std::sync::RwLock::new(None);
+
+/// Sets the printer columns of every custom kind (replacing what was set before).
+pub fn set_custom_columns(columns: CustomColumns) {
+    *CUSTOM_COLUMNS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(columns);
+}
+
+fn custom_columns(group: &str, kind: &str) -> Option<std::sync::Arc<Vec<Value>>> {
+    let columns = CUSTOM_COLUMNS.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    columns.as_ref()?.get(&(group.to_string(), kind.to_string())).cloned()
+}
+
+fn custom_column_definitions(columns: &[Value]) -> Vec<Value> {
+    let name = json!({"name": "Name", "type": "string", "format": "name", "description": api_doc(ApiType::Meta, "name"), "priority": 0});
+    let mut out = vec![name];
+    if columns.is_empty() {
+        let age = api_doc(ApiType::Meta, "creationTimestamp");
+        out.push(json!({"name": "Age", "type": "date", "format": "", "description": age, "priority": 0}));
+    }
+    for c in columns {
+        out.push(json!({
+            "name": c["name"].as_str().unwrap_or_default(),
+            "type": c["type"].as_str().unwrap_or("string"),
+            "format": c["format"].as_str().unwrap_or_default(),
+            "description": c["description"].as_str().unwrap_or_default(),
+            "priority": c["priority"].as_i64().unwrap_or(0),
+        }));
+    }
+    out
+}
+
+/// The value at a printer column's `jsonPath` (a simple path: `.spec.size`,
+/// `.status.conditions[0].type`, `.metadata.labels['app']`).
+pub fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    let path = path.trim().trim_start_matches('{').trim_end_matches('}');
+    let mut at = obj;
+    let mut rest = path.strip_prefix('.').unwrap_or(path);
+    while !rest.is_empty() {
+        if let Some(inner) = rest.strip_prefix('[') {
+            let end = inner.find(']')?;
+            let key = &inner[..end];
+            rest = inner[end + 1..].strip_prefix('.').unwrap_or(&inner[end + 1..]);
+            at = match key.trim_matches(|c| c == '\'' || c == '"') {
+                k if k.len() != key.len() => at.get(k)?,
+                k => at.get(k.parse::<usize>().ok()?)?,
+            };
+            continue;
+        }
+        let end = rest.find(['.', '[']).unwrap_or(rest.len());
+        at = at.get(&rest[..end])?;
+        rest = rest[end..].strip_prefix('.').unwrap_or(&rest[end..]);
+    }
+    Some(at)
+}
+
+fn custom_cells(columns: &[Value], object: &Value, now: Timestamp) -> Vec<Value> {
+    let mut cells = vec![object["metadata"]["name"].clone()];
+    if columns.is_empty() {
+        let created = object["metadata"]["creationTimestamp"].as_str();
+        cells.push(json!(translate_timestamp_since(created, now)));
+    }
+    for c in columns {
+        let value = json_path(object, c["jsonPath"].as_str().unwrap_or_default());
+        let cell = match (c["type"].as_str().unwrap_or("string"), value) {
+            (_, None | Some(Value::Null)) => Value::Null,
+            ("date", Some(v)) => json!(translate_timestamp_since(v.as_str(), now)),
+            ("integer" | "number" | "boolean", Some(v)) if !v.is_object() && !v.is_array() => v.clone(),
+            (_, Some(Value::String(s))) => json!(s),
+            (_, Some(other)) => json!(other.to_string()),
+        };
+        cells.push(cell);
+    }
+    cells
 }
 
 /// What [`row_cells`] reads of a `kind` of `group`, for decoding only that
@@ -52,6 +139,9 @@ pub fn row_shape(group: &str, kind: &str) -> &'static Shape {
 /// The cells of one Table row for `object` (a `kind` of `group`, as JSON), in column order.
 /// `now` is the reference time for ages and durations.
 pub fn row_cells(group: &str, kind: &str, object: &Value, now: Timestamp) -> Vec<Value> {
+    if let Some(columns) = custom_columns(group, kind) {
+        return custom_cells(&columns, object, now);
+    }
     (printer(group, kind).cells)(object, now)
 }
 
@@ -1527,6 +1617,49 @@ fn cronjob_cells(cj: &Value, now: Timestamp) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn custom_columns_read_simple_json_paths() {
+        let obj = json!({"metadata": {"name": "w1", "creationTimestamp": "2026-01-01T00:00:00Z", "labels": {"app.kubernetes.io/name": "x"}},
+            "spec": {"size": 3, "ports": [{"name": "http"}], "nested": {"a": 1}}, "status": {"ready": true}});
+        assert_eq!(json_path(&obj, ".spec.size"), Some(&json!(3)));
+        assert_eq!(json_path(&obj, ".spec.ports[0].name"), Some(&json!("http")));
+        assert_eq!(
+            json_path(&obj, "{.metadata.labels['app.kubernetes.io/name']}"),
+            Some(&json!("x"))
+        );
+        assert_eq!(json_path(&obj, ".spec.missing"), None);
+        assert_eq!(json_path(&obj, ".spec.ports[9]"), None);
+        let now: Timestamp = "2026-01-01T00:05:00Z".parse().unwrap();
+        let columns = vec![
+            json!({"name": "Size", "type": "integer", "jsonPath": ".spec.size"}),
+            json!({"name": "Ready", "type": "boolean", "jsonPath": ".status.ready"}),
+            json!({"name": "Nested", "type": "string", "jsonPath": ".spec.nested"}),
+            json!({"name": "Made", "type": "date", "jsonPath": ".metadata.creationTimestamp"}),
+            json!({"name": "Gone", "type": "string", "jsonPath": ".spec.gone"}),
+        ];
+        assert_eq!(
+            custom_cells(&columns, &obj, now),
+            vec![
+                json!("w1"),
+                json!(3),
+                json!(true),
+                json!("{\"a\":1}"),
+                json!("5m"),
+                Value::Null
+            ]
+        );
+        assert_eq!(
+            custom_cells(&[], &obj, now),
+            vec![json!("w1"), json!("5m")],
+            "Age when no columns"
+        );
+        let defs = custom_column_definitions(&[]);
+        assert_eq!(
+            (defs[0]["name"].as_str(), defs[1]["name"].as_str()),
+            (Some("Name"), Some("Age"))
+        );
+    }
     use crate::catalogue::RESOURCES;
 
     /// `pod` as the Table decodes it: only what its row reads.

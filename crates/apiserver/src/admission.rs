@@ -41,7 +41,7 @@ pub(crate) fn name_of(obj: &Value) -> &str {
 }
 
 impl ApiServer {
-    fn all_of(&self, group: &str, plural: &str, namespace: Option<&str>) -> Vec<Value> {
+    pub(crate) fn all_of(&self, group: &str, plural: &str, namespace: Option<&str>) -> Vec<Value> {
         self.all_where(group, plural, namespace, |_| true)
     }
 

@@ -2,7 +2,7 @@
 //! group-version documents, all derived from the catalogue.
 
 use serde_json::{Value, json};
-use shoal_api::catalogue::{self, RESOURCES, Resource};
+use shoal_api::catalogue::{self, Resource};
 
 /// Content type of aggregated discovery responses.
 pub const AGGREGATED_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
@@ -45,7 +45,7 @@ pub fn core_versions() -> Value {
 /// The versions a group serves, preferred first (as the catalogue lists them).
 fn versions_of(group: &str) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group) {
+    for r in catalogue::all().into_iter().filter(|r| r.group == group) {
         if !out.contains(&r.version) {
             out.push(r.version);
         }
@@ -90,7 +90,10 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         format!("{group}/{version}")
     };
     let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in catalogue::all()
+        .into_iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut item = json!({
             "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
             "kind": r.kind, "verbs": r.verbs,
@@ -150,8 +153,8 @@ pub fn aggregated(core: bool) -> Value {
             let versions: Vec<Value> = versions_of(g)
                 .into_iter()
                 .map(|v| {
-                    let resources: Vec<Value> = RESOURCES
-                        .iter()
+                    let resources: Vec<Value> = catalogue::all()
+                        .into_iter()
                         .filter(|r| r.group == g && r.version == v)
                         .map(aggregated_resource)
                         .collect();

@@ -27,6 +27,7 @@ pub mod client;
 pub mod conn;
 pub mod continuation;
 pub mod conversion;
+pub mod crds;
 pub mod delete;
 pub mod discovery;
 pub mod health;
@@ -127,6 +128,10 @@ impl ApiServer {
             .bootstrap()
             .await
             .map_err(|e| shoal_store::Error::Backend(e.message))?;
+        let registry = server.clone();
+        server
+            .components
+            .spawn("crd-registry", move || registry.clone().run_crd_registry());
         Ok(server)
     }
 

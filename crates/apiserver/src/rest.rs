@@ -314,6 +314,7 @@ impl ApiServer {
         strategy::prepare_create(res, &mut obj);
         self.default_storage_class(res, &mut obj);
         shoal_api::defaults::apply_defaults(res.group, res.kind, &mut obj);
+        self.custom_defaults(res, &mut obj);
         shoal_api::defaults::prepare_for_create(res.group, res.kind, &mut obj);
         match (&apply_config, opts.manager.as_deref()) {
             (Some(config), Some(manager)) => {
@@ -346,7 +347,8 @@ impl ApiServer {
             _ => {}
         }
         self.admit_create(res, &mut obj)?;
-        let errors = shoal_api::validation::validate(res.group, res.kind, &obj, None);
+        let mut errors = shoal_api::validation::validate(res.group, res.kind, &obj, None);
+        errors.extend(self.custom_errors(res, &obj));
         if !errors.is_empty() {
             return Err(ApiError::invalid(res, &name, &errors));
         }
@@ -562,6 +564,7 @@ impl ApiServer {
                 // Status writes keep metadata as stored (upstream's ResetObjectMetaForStatus).
                 obj["metadata"] = old["metadata"].clone();
                 shoal_api::defaults::apply_defaults(res.group, res.kind, &mut obj);
+                self.custom_defaults(res, &mut obj);
             }
             Some("finalize") => {
                 // Only spec.finalizers changes through a namespace's finalize subresource.
@@ -572,6 +575,7 @@ impl ApiServer {
             Some("scale") | None => {
                 // Defaults first, so that the generation counts real spec changes only.
                 shoal_api::defaults::apply_defaults(res.group, res.kind, &mut obj);
+                self.custom_defaults(res, &mut obj);
                 strategy::prepare_update(res, &mut obj, old);
                 shoal_api::defaults::prepare_for_update(res.group, res.kind, &mut obj, old);
             }
@@ -614,7 +618,8 @@ impl ApiServer {
                 }
             }
         }
-        let errors = shoal_api::validation::validate(res.group, res.kind, &obj, Some(old));
+        let mut errors = shoal_api::validation::validate(res.group, res.kind, &obj, Some(old));
+        errors.extend(self.custom_errors(res, &obj));
         if !errors.is_empty() {
             return Err(ApiError::invalid(res, &name, &errors));
         }
@@ -745,10 +750,13 @@ impl ApiServer {
                 )));
             }
         }
-        let def = shoal_api::schema::definition_name(res.group, res.version, res.kind);
-        let unknown = def
-            .map(|d| shoal_api::schema::unknown_fields(d, obj))
-            .unwrap_or_default();
+        let unknown = match self.custom_schema(res) {
+            // A custom object: what its schema does not declare is pruned, and reported.
+            Some(schema) => shoal_api::structural::prune(schema.get(), obj),
+            None => shoal_api::schema::definition_name(res.group, res.version, res.kind)
+                .map(|d| shoal_api::schema::unknown_fields(d, obj))
+                .unwrap_or_default(),
+        };
         // As upstream: each duplicated field once, then the unknown ones (a field both
         // duplicated and unknown is reported as unknown).
         let mut problems: Vec<String> = Vec::new();

@@ -163,7 +163,8 @@ fn decode_typed(res: &Resource, v: Value) -> ApiResult<Value> {
 /// non-optional counters at 0, a Service's `{"loadBalancer": {}}`). Run on what is about to
 /// be stored.
 pub fn fill_status(res: &Resource, obj: &mut Value) {
-    if !has_status(res) {
+    // A custom object has no typed status: it is stored as written, never `{}` added.
+    if !has_status(res) || shoal_api::catalogue::is_custom(res) {
         return;
     }
     let mut changed = false;
@@ -193,29 +194,30 @@ pub fn fill_status(res: &Resource, obj: &mut Value) {
 
 /// Kinds whose `metadata.generation` counts spec changes.
 pub fn tracks_generation(res: &Resource) -> bool {
-    matches!(
-        res.kind,
-        "DaemonSet"
-            | "Deployment"
-            | "ReplicaSet"
-            | "StatefulSet"
-            | "ReplicationController"
-            | "Job"
-            | "CronJob"
-            | "Pod"
-            | "PodTemplate"
-            | "PodDisruptionBudget"
-            | "NetworkPolicy"
-            | "Ingress"
-            | "IngressClass"
-            | "CustomResourceDefinition"
-            | "ValidatingWebhookConfiguration"
-            | "MutatingWebhookConfiguration"
-            | "ValidatingAdmissionPolicy"
-            | "ValidatingAdmissionPolicyBinding"
-            | "FlowSchema"
-            | "PriorityLevelConfiguration"
-    )
+    shoal_api::catalogue::is_custom(res)
+        || matches!(
+            res.kind,
+            "DaemonSet"
+                | "Deployment"
+                | "ReplicaSet"
+                | "StatefulSet"
+                | "ReplicationController"
+                | "Job"
+                | "CronJob"
+                | "Pod"
+                | "PodTemplate"
+                | "PodDisruptionBudget"
+                | "NetworkPolicy"
+                | "Ingress"
+                | "IngressClass"
+                | "CustomResourceDefinition"
+                | "ValidatingWebhookConfiguration"
+                | "MutatingWebhookConfiguration"
+                | "ValidatingAdmissionPolicy"
+                | "ValidatingAdmissionPolicyBinding"
+                | "FlowSchema"
+                | "PriorityLevelConfiguration"
+        )
 }
 
 /// True when the resource has a status subresource: the main resource then ignores status.

@@ -357,8 +357,10 @@ async fn any_owner_holds(client: &kube::Client, n: &Node, raw: &Value) -> bool {
             r["uid"].as_str().unwrap_or_default(),
         );
         let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+        // An owner of a kind not served (a custom resource whose definition is not there,
+        // a typo) cannot be looked up: as upstream, nothing is deleted on that doubt.
         let Some(res) = catalogue::find_kind(group, kind) else {
-            continue;
+            return true;
         };
         let owner = Node {
             res,

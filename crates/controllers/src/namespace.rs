@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams, PropagationPolicy};
-use shoal_api::catalogue::{RESOURCES, Resource};
+use shoal_api::catalogue::Resource;
 
 use crate::informer::{self, Informers, api_resource};
 
@@ -78,7 +78,14 @@ async fn drain(client: &kube::Client, informers: &Informers, ns: &str) -> Result
     // review kinds are created and answered, never kept).
     let stored =
         |r: &&'static Resource| r.namespaced && r.verbs.contains(&"list") && shoal_api::catalogue::is_stored_form(r);
-    for r in RESOURCES.iter().filter(stored) {
+    // Custom resources too: each (group, plural) once, in its preferred version.
+    let mut seen = std::collections::HashSet::new();
+    let all = shoal_api::catalogue::all();
+    for r in all
+        .into_iter()
+        .filter(stored)
+        .filter(|r| seen.insert((r.group, r.plural)))
+    {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource(r));
         // (name, being deleted) of what is left.
         let left: Vec<(String, bool)> = if informer::is_cached(r) {

@@ -1,0 +1,201 @@
+//! CustomResourceDefinitions and their custom resources, driven with the real kubectl.
+
+mod common;
+
+use common::Cluster;
+
+const WIDGETS: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd], categories: [all]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Color, type: string, jsonPath: .spec.color}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [size]
+            properties:
+              size: {type: integer, minimum: 1}
+              color: {type: string, enum: [red, blue], default: red}
+          status:
+            type: object
+            properties:
+              ready: {type: boolean}
+"#;
+
+fn widget(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {{name: {name}}}\nspec: {spec}\nstatus: {{ready: true}}\n"
+    )
+}
+
+#[test]
+fn custom_resources_are_served_as_upstream_serves_them() {
+    let c = Cluster::up(1);
+    c.kubectl_in(&["apply", "-f", "-"], Some(WIDGETS));
+    let met = c.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]);
+    assert!(met.contains("condition met"), "{met}");
+    let status = c.kubectl(&[
+        "get",
+        "crd",
+        "widgets.example.com",
+        "-o",
+        "jsonpath={.status.acceptedNames.kind} {.status.storedVersions}",
+    ]);
+    assert_eq!(status.trim(), "Widget [\"v1\"]");
+    let resources = c.kubectl(&["api-resources", "--api-group", "example.com"]);
+    assert!(
+        resources
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["widgets", "wd", "example.com/v1", "true", "Widget"]),
+        "{resources}"
+    );
+
+    // The schema decides: unknown fields under Strict (kubectl's default), types, bounds.
+    let unknown = c.kubectl_err(&["apply", "-f", "-"], Some(&widget("w0", "{size: 1, bogus: true}")));
+    assert!(
+        unknown.contains("Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: unknown field \"spec.bogus\""),
+        "{unknown}"
+    );
+    let invalid = c.kubectl_err(&["apply", "-f", "-"], Some(&widget("w0", "{size: 0, color: green}")));
+    for want in [
+        "The Widget \"w0\" is invalid:",
+        "* spec.color: Unsupported value: \"green\": supported values: \"red\", \"blue\"",
+        "* spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1",
+    ] {
+        assert!(invalid.contains(want), "{want:?} in\n{invalid}");
+    }
+    let typed = c.kubectl_err(&["create", "-f", "-"], Some(&widget("w0", "{size: three}")));
+    assert!(
+        typed.contains("spec.size: Invalid value: \"string\": spec.size in body must be of type integer: \"string\""),
+        "{typed}"
+    );
+
+    // A valid one: defaults filled, the status left to the status subresource, printed with
+    // the definition's columns, listed by `get all` (its category).
+    c.kubectl_in(&["apply", "-f", "-"], Some(&widget("w1", "{size: 3}")));
+    let got = c.kubectl(&[
+        "get",
+        "wd",
+        "w1",
+        "-o",
+        "jsonpath={.spec.color} {.metadata.generation} {.status}",
+    ]);
+    assert_eq!(got.trim(), "red 1", "default filled, status dropped on create");
+    let table = c.kubectl(&["get", "widgets"]);
+    let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        lines,
+        [vec!["NAME", "SIZE", "COLOR"], vec!["w1", "3", "red"]],
+        "{table}"
+    );
+    let all = c.kubectl(&["get", "all"]);
+    assert!(all.contains("widget.example.com/w1"), "{all}");
+
+    // The generation counts spec changes; status goes through its subresource only.
+    c.kubectl(&["patch", "widget", "w1", "--type=merge", "-p", r#"{"spec":{"size":5}}"#]);
+    c.kubectl(&[
+        "patch",
+        "widget",
+        "w1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"ready":true}}"#,
+    ]);
+    let got = c.kubectl(&[
+        "get",
+        "widget",
+        "w1",
+        "-o",
+        "jsonpath={.spec.size} {.metadata.generation} {.status.ready}",
+    ]);
+    assert_eq!(got.trim(), "5 2 true");
+
+    // An object owned by a custom resource is not taken for an orphan.
+    let uid = c.kubectl(&["get", "widget", "w1", "-o", "jsonpath={.metadata.uid}"]);
+    let owned = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  ownerReferences:\n  - {{apiVersion: example.com/v1, kind: Widget, name: w1, uid: {}}}\n",
+        uid.trim()
+    );
+    c.kubectl_in(&["apply", "-f", "-"], Some(&owned));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    c.kubectl(&["get", "configmap", "owned"]);
+
+    // Deleting the definition deletes its objects and stops serving them.
+    c.kubectl(&["delete", "crd", "widgets.example.com"]);
+    c.eventually(20, "widgets no longer served", || {
+        let out = c.kubectl_output(&["get", "widgets"], None);
+        (!out.status.success()).then_some(())
+    });
+    c.kubectl_in(&["apply", "-f", "-"], Some(WIDGETS));
+    c.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]);
+    let left = c.kubectl_output(&["get", "widgets", "-o", "name"], None);
+    assert!(
+        left.status.success() && String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn a_definition_whose_names_are_taken_is_not_established() {
+    let c = Cluster::up(1);
+    c.kubectl_in(&["apply", "-f", "-"], Some(WIDGETS));
+    c.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]);
+    let rival = WIDGETS
+        .replace("widgets.example.com", "gizmos.example.com")
+        .replace("plural: widgets, singular: widget", "plural: gizmos, singular: gizmo");
+    c.kubectl_in(&["apply", "-f", "-"], Some(&rival));
+    let named = c.eventually(20, "the rival's names judged", || {
+        let out = c.kubectl(&[
+            "get",
+            "crd",
+            "gizmos.example.com",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"NamesAccepted\")].reason}",
+        ]);
+        (!out.trim().is_empty()).then_some(out)
+    });
+    assert_eq!(named.trim(), "KindConflict");
+    let established = c.kubectl(&[
+        "get",
+        "crd",
+        "gizmos.example.com",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+    ]);
+    assert_eq!(established.trim(), "False");
+    let out = c.kubectl_output(&["get", "gizmos"], None);
+    assert!(!out.status.success(), "a definition not Established is not served");
+}
