@@ -242,7 +242,10 @@ fn manifests_of_every_common_kind_apply_and_print() {
     ] {
         assert!(resources.lines().any(|l| l == r), "{r} in\n{resources}");
     }
-    assert_eq!(resources.lines().count(), 60, "{resources}");
+    // The built-in resources, and the manifest's custom resource once its definition is
+    // Established.
+    assert!(resources.lines().any(|l| l == "widgets.example.com"), "{resources}");
+    assert_eq!(resources.lines().count(), 61, "{resources}");
     // Everything goes again.
     let out = c.kubectl_in(&["delete", "-f", "-"], Some(MANIFEST));
     assert!(out.contains("\"web\" deleted") || out.contains("web deleted"), "{out}");
