@@ -857,6 +857,9 @@ pub fn find_plural(group: &str, plural: &str) -> Option<&'static Resource> {
 /// The custom resources served now, each version's preferred first within its group.
 static CUSTOM: std::sync::RwLock<Vec<&'static Resource>> = std::sync::RwLock::new(Vec::new());
 
+/// The storage version of each custom resource served now.
+static CUSTOM_STORAGE: std::sync::RwLock<Vec<&'static Resource>> = std::sync::RwLock::new(Vec::new());
+
 /// Every resource and string ever made for a custom resource, so that one served again
 /// (a CRD updated, a server restarted in-process) reuses its `'static` data instead of
 /// leaking more: what leaks is bounded by the distinct definitions ever seen.
@@ -918,6 +921,9 @@ pub struct CustomVersion {
     pub status: bool,
     /// Serves the `scale` subresource.
     pub scale: bool,
+    /// Is the version objects are stored in (the others are converted to it and back,
+    /// upstream's `None` conversion: only `apiVersion` changes).
+    pub storage: bool,
 }
 
 /// Serves exactly `versions` as the custom resources (in their order: each group's
@@ -925,6 +931,7 @@ pub struct CustomVersion {
 pub fn set_custom(versions: &[CustomVersion]) {
     let mut interned = INTERNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut served = Vec::new();
+    let mut storage = Vec::new();
     for v in versions {
         let group = interned.str(&v.group);
         let version = interned.str(&v.version);
@@ -962,9 +969,16 @@ pub fn set_custom(versions: &[CustomVersion]) {
             verbs: ALL_VERBS,
             subresources,
         };
-        served.push(interned.resource(r));
+        let r = interned.resource(r);
+        if v.storage {
+            storage.push(r);
+        }
+        served.push(r);
     }
     *CUSTOM.write().unwrap_or_else(std::sync::PoisonError::into_inner) = served;
+    *CUSTOM_STORAGE
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = storage;
 }
 
 /// The custom resources served now.
@@ -1012,7 +1026,17 @@ pub fn stored_names(group: &str, plural: &str) -> (&'static str, &'static str) {
 /// group (autoscaling/v1 HorizontalPodAutoscalers are kept as v2), or the resource it is a
 /// view of (events.k8s.io Events are core Events).
 pub fn stored_as(r: &'static Resource) -> &'static Resource {
-    position(r).map_or(r, |i| &RESOURCES[INDEX.stored[i]])
+    match position(r) {
+        Some(i) => &RESOURCES[INDEX.stored[i]],
+        // A custom resource is stored in its definition's storage version.
+        None => CUSTOM_STORAGE
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|s| (s.group, s.plural) == (r.group, r.plural))
+            .copied()
+            .unwrap_or(r),
+    }
 }
 
 /// True when `r`'s objects are stored in its own form (not a view or another version).
@@ -1045,6 +1069,7 @@ mod tests {
             categories: vec!["all".into()],
             status,
             scale: false,
+            storage: status,
         };
         set_custom(&[widget("v1", true), widget("v1beta1", false)]);
         let v1 = find("catalogue-test.example.com", "v1", "widgets").expect("served");
@@ -1057,11 +1082,11 @@ mod tests {
             find_kind("catalogue-test.example.com", "Widget").unwrap(),
             v1
         ));
+        let beta = find("catalogue-test.example.com", "v1beta1", "widgets").unwrap();
+        assert!(beta.subresource("status").is_none());
         assert!(
-            find("catalogue-test.example.com", "v1beta1", "widgets")
-                .unwrap()
-                .subresource("status")
-                .is_none()
+            std::ptr::eq(stored_as(beta), v1) && is_stored_form(v1),
+            "kept in the storage version"
         );
         assert!(groups().contains(&"catalogue-test.example.com"));
         assert!(!is_custom(find("apps", "v1", "daemonsets").unwrap()));

@@ -20,6 +20,12 @@ pub fn storage_of(res: &'static Resource) -> Option<&'static Resource> {
 
 /// An object of `res` (a served version) in its stored form.
 pub fn to_storage(res: &Resource, obj: Value) -> Value {
+    if catalogue::is_custom(res) {
+        return match custom_storage_of(res) {
+            Some(stored) => with_api_version(obj, stored),
+            None => obj,
+        };
+    }
     match (res.group, res.kind, res.version) {
         ("autoscaling", "HorizontalPodAutoscaler", "v1") => hpa_v1_to_v2(obj),
         ("events.k8s.io", "Event", "v1") => event_to_core(obj),
@@ -29,11 +35,27 @@ pub fn to_storage(res: &Resource, obj: Value) -> Value {
 
 /// A stored object as `res` (a served version) shows it.
 pub fn from_storage(res: &Resource, obj: Value) -> Value {
+    if catalogue::is_custom(res) {
+        return with_api_version(obj, res);
+    }
     match (res.group, res.kind, res.version) {
         ("autoscaling", "HorizontalPodAutoscaler", "v1") => hpa_v2_to_v1(obj),
         ("events.k8s.io", "Event", "v1") => event_from_core(obj),
         _ => obj,
     }
+}
+
+/// The storage version of custom resource `res`.
+fn custom_storage_of(res: &Resource) -> Option<&'static Resource> {
+    catalogue::find_plural(res.group, res.plural).map(catalogue::stored_as)
+}
+
+/// Upstream's `None` conversion of a custom object: only its `apiVersion` changes.
+fn with_api_version(mut obj: Value, to: &Resource) -> Value {
+    if let Some(map) = obj.as_object_mut() {
+        map.insert("apiVersion".into(), json!(to.api_version()));
+    }
+    obj
 }
 
 /// Sets annotation `key` (a no-op on an object without a metadata map, which decoding has

@@ -193,6 +193,7 @@ pub fn served_versions(crd: &Value) -> Vec<CustomVersion> {
             categories: list(&names["categories"]),
             status: !v["subresources"]["status"].is_null(),
             scale: !v["subresources"]["scale"].is_null(),
+            storage: v["storage"] == true,
         })
         .collect()
 }

@@ -439,6 +439,9 @@ impl ApiServer {
     ) -> ApiResult<Written> {
         let res = t.res;
         let name = t.name.clone().unwrap_or_default();
+        if kind == PatchType::Strategic && shoal_api::catalogue::is_custom(res) {
+            return Err(ApiError::no_strategic_merge());
+        }
         if kind == PatchType::Apply {
             if !opts.manager_given {
                 return Err(ApiError::invalid_message(

@@ -153,6 +153,15 @@ impl ApiError {
         )
     }
 
+    /// 415 for a strategic merge patch of a custom resource (it has no patch strategy).
+    pub fn no_strategic_merge() -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".to_string(),
+        )
+    }
+
     /// 422 Invalid with field causes, worded as upstream:
     /// `DaemonSet.apps "x" is invalid: spec.selector: Required value`.
     pub fn invalid(res: &Resource, name: &str, errors: &[FieldError]) -> Self {

@@ -111,6 +111,27 @@ fn custom_resources_are_served_as_upstream_serves_them() {
     let all = c.kubectl(&["get", "all"]);
     assert!(all.contains("widget.example.com/w1"), "{all}");
 
+    // A custom resource has no patch strategy: a strategic merge patch is refused.
+    let smp = c.kubectl_err(&["patch", "widget", "w1", "-p", r#"{"spec":{"size":4}}"#], None);
+    assert!(
+        smp.contains("error: application/strategic-merge-patch+json is not supported by example.com/v1, Kind=Widget: the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"),
+        "{smp}"
+    );
+    // Client-side apply of a change patches by merge (and server-side apply works too).
+    c.kubectl_in(&["apply", "-f", "-"], Some(&widget("w1", "{size: 4}")));
+    c.kubectl_in(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(&widget("w1", "{size: 3}")),
+    );
+    let got = c.kubectl(&[
+        "get",
+        "widget",
+        "w1",
+        "-o",
+        "jsonpath={.spec.size} {.metadata.generation}",
+    ]);
+    assert_eq!(got.trim(), "3 3");
+
     // The generation counts spec changes; status goes through its subresource only.
     c.kubectl(&["patch", "widget", "w1", "--type=merge", "-p", r#"{"spec":{"size":5}}"#]);
     c.kubectl(&[
@@ -129,7 +150,7 @@ fn custom_resources_are_served_as_upstream_serves_them() {
         "-o",
         "jsonpath={.spec.size} {.metadata.generation} {.status.ready}",
     ]);
-    assert_eq!(got.trim(), "5 2 true");
+    assert_eq!(got.trim(), "5 4 true");
 
     // An object owned by a custom resource is not taken for an orphan.
     let uid = c.kubectl(&["get", "widget", "w1", "-o", "jsonpath={.metadata.uid}"]);
@@ -198,4 +219,50 @@ fn a_definition_whose_names_are_taken_is_not_established() {
     assert_eq!(established.trim(), "False");
     let out = c.kubectl_output(&["get", "gizmos"], None);
     assert!(!out.status.success(), "a definition not Established is not served");
+}
+
+#[test]
+fn every_served_version_shows_the_same_objects() {
+    let c = Cluster::up(1);
+    let two = WIDGETS.replace(
+        "  versions:\n  - name: v1\n",
+        "  versions:\n  - name: v1beta1\n    served: true\n    storage: false\n    schema:\n      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}\n  - name: v1\n",
+    );
+    c.kubectl_in(&["apply", "-f", "-"], Some(&two));
+    c.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]);
+    let beta = "apiVersion: example.com/v1beta1\nkind: Widget\nmetadata: {name: old}\nspec: {size: 2}\n";
+    c.kubectl_in(&["create", "-f", "-"], Some(beta));
+    // Stored in v1 (upstream's `None` conversion changes only the apiVersion), seen in both.
+    let v1 = c.kubectl(&[
+        "get",
+        "widgets.v1.example.com",
+        "old",
+        "-o",
+        "jsonpath={.apiVersion} {.spec.size}",
+    ]);
+    assert_eq!(v1.trim(), "example.com/v1 2");
+    let b = c.kubectl(&[
+        "get",
+        "widgets.v1beta1.example.com",
+        "old",
+        "-o",
+        "jsonpath={.apiVersion} {.spec.size}",
+    ]);
+    assert_eq!(b.trim(), "example.com/v1beta1 2");
+    // The preferred version is the GA one.
+    let preferred = c.kubectl(&["get", "widget", "old", "-o", "jsonpath={.apiVersion}"]);
+    assert_eq!(preferred.trim(), "example.com/v1");
+    let listed = c.kubectl(&[
+        "get",
+        "widgets.v1beta1.example.com",
+        "-o",
+        "jsonpath={.items[*].apiVersion}",
+    ]);
+    assert_eq!(listed.trim(), "example.com/v1beta1");
 }
