@@ -235,6 +235,16 @@ impl ApiServer {
         Some(CustomSchema { crd, version })
     }
 
+    /// Where `res` keeps what its Scale shows (a custom resource's definition says).
+    pub(crate) fn scale_paths(&self, res: &shoal_api::catalogue::Resource) -> crate::rest::ScalePaths {
+        match self.custom_schema(res) {
+            Some(s) => {
+                crate::rest::ScalePaths::of_custom(&s.crd["spec"]["versions"][s.version]["subresources"]["scale"])
+            }
+            None => crate::rest::ScalePaths::default(),
+        }
+    }
+
     /// Fills the schema's defaults into custom object `obj` of `res` (nothing for a built-in
     /// resource).
     pub(crate) fn custom_defaults(&self, res: &shoal_api::catalogue::Resource, obj: &mut Value) {

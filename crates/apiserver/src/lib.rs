@@ -762,7 +762,10 @@ impl ApiServer {
                 }
                 Ok(json_response(200, e.json(), "application/json"))
             }
-            (&Method::GET, true, Some("scale")) => Ok(value_response(200, &rest::scale_of(&self.get_object(t)?.obj()))),
+            (&Method::GET, true, Some("scale")) => Ok(value_response(
+                200,
+                &rest::scale_of(&self.get_object(t)?.obj(), &self.scale_paths(t.res)),
+            )),
             (&Method::GET, true, Some("log")) => self.pod_log(t, p).await,
             (&Method::POST, false, None) => {
                 let decoded = body::decode(ct, &body)?;
@@ -820,16 +823,17 @@ impl ApiServer {
             }
             (&Method::PUT, true, Some("scale")) => {
                 let scale = parse_json(ct, &body)?;
+                let paths = self.scale_paths(t.res);
                 let w = self
                     .patch(
                         t,
-                        json!({"spec": {"replicas": scale["spec"]["replicas"]}}),
+                        paths.replicas_patch(&scale["spec"]["replicas"]),
                         patch::PatchType::Merge,
                         &WriteOptions::from_params(p, "UpdateOptions")?.by(who),
                         false,
                     )
                     .await?;
-                Ok(value_response(200, &rest::scale_of(&w.obj)))
+                Ok(value_response(200, &rest::scale_of(&w.obj, &paths)))
             }
             (&Method::PATCH, true, None | Some("status") | Some("scale")) => {
                 let kind = patch::PatchType::from_content_type(ct.unwrap_or(""))?;
@@ -849,7 +853,7 @@ impl ApiServer {
                     )
                     .await?;
                 if sub == Some("scale") {
-                    return Ok(value_response(200, &rest::scale_of(&w.obj)));
+                    return Ok(value_response(200, &rest::scale_of(&w.obj, &self.scale_paths(t.res))));
                 }
                 Ok(with_warnings(
                     json_response(200, w.json, "application/json"),

@@ -511,7 +511,7 @@ impl ApiServer {
     /// The document a patch on this target applies to (the object, or its Scale).
     fn subresource_view(&self, t: &Target, obj: &Value) -> ApiResult<Value> {
         match t.subresource.as_deref() {
-            Some("scale") => Ok(scale_of(obj)),
+            Some("scale") => Ok(scale_of(obj, &self.scale_paths(t.res))),
             _ => Ok(obj.clone()),
         }
     }
@@ -522,7 +522,7 @@ impl ApiServer {
             Some("scale") => {
                 let replicas = patched["spec"]["replicas"].as_i64().unwrap_or(0);
                 let mut out = obj.clone();
-                out["spec"]["replicas"] = json!(replicas);
+                self.scale_paths(t.res).set_replicas(&mut out, replicas);
                 Ok(out)
             }
             _ => Ok(patched),
@@ -854,10 +854,76 @@ static SCALE_RESOURCE: Resource = Resource {
 };
 
 /// The autoscaling/v1 Scale view of a scalable object.
-pub fn scale_of(obj: &Value) -> Value {
-    let selector = shoal_api::selector::LabelSelector::from_api(&obj["spec"]["selector"])
-        .map(|s| s.to_string())
-        .unwrap_or_default();
+/// Where a resource keeps what its Scale shows: the built-in kinds' `spec.replicas`,
+/// `status.replicas` and `spec.selector` (a LabelSelector), or a custom resource's
+/// `specReplicasPath`, `statusReplicasPath` and `labelSelectorPath` (a selector string).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScalePaths {
+    spec: Vec<String>,
+    status: Vec<String>,
+    /// None: the built-in `spec.selector` object.
+    selector: Option<Vec<String>>,
+}
+
+impl Default for ScalePaths {
+    fn default() -> Self {
+        ScalePaths {
+            spec: vec!["spec".into(), "replicas".into()],
+            status: vec!["status".into(), "replicas".into()],
+            selector: None,
+        }
+    }
+}
+
+impl ScalePaths {
+    /// The paths a CRD version's `subresources.scale` names (`.spec.replicas`, ...).
+    pub fn of_custom(scale: &Value) -> ScalePaths {
+        let path = |key: &str| -> Option<Vec<String>> {
+            let p = scale[key].as_str()?.strip_prefix('.')?;
+            (!p.is_empty()).then(|| p.split('.').map(str::to_string).collect())
+        };
+        ScalePaths {
+            spec: path("specReplicasPath").unwrap_or_else(|| vec!["spec".into(), "replicas".into()]),
+            status: path("statusReplicasPath").unwrap_or_else(|| vec!["status".into(), "replicas".into()]),
+            selector: Some(path("labelSelectorPath").unwrap_or_default()),
+        }
+    }
+
+    fn at<'a>(obj: &'a Value, path: &[String]) -> &'a Value {
+        path.iter().fold(obj, |v, k| &v[k.as_str()])
+    }
+
+    /// Sets the spec's replicas in `obj` to `replicas`.
+    pub fn set_replicas(&self, obj: &mut Value, replicas: i64) {
+        let mut at = obj;
+        for k in &self.spec {
+            if !at.is_object() {
+                *at = json!({});
+            }
+            at = &mut at[k.as_str()];
+        }
+        *at = json!(replicas);
+    }
+
+    /// A merge patch that sets the spec's replicas to `replicas`.
+    pub fn replicas_patch(&self, replicas: &Value) -> Value {
+        self.spec
+            .iter()
+            .rev()
+            .fold(replicas.clone(), |inner, k| json!({ k: inner }))
+    }
+}
+
+pub fn scale_of(obj: &Value, paths: &ScalePaths) -> Value {
+    let selector = match &paths.selector {
+        None => shoal_api::selector::LabelSelector::from_api(&obj["spec"]["selector"])
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        Some(p) if p.is_empty() => String::new(),
+        Some(p) => ScalePaths::at(obj, p).as_str().unwrap_or_default().to_string(),
+    };
+    let spec = ScalePaths::at(obj, &paths.spec).as_i64().unwrap_or(0);
+    let status = ScalePaths::at(obj, &paths.status).as_i64().unwrap_or(0);
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -868,8 +934,8 @@ pub fn scale_of(obj: &Value) -> Value {
             "resourceVersion": obj["metadata"]["resourceVersion"],
             "creationTimestamp": obj["metadata"]["creationTimestamp"],
         },
-        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
-        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+        "spec": {"replicas": spec},
+        "status": {"replicas": status, "selector": selector},
     })
 }
 
@@ -1026,6 +1092,38 @@ fn after_key(items: &[Arc<Entry>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scale_paths_read_and_write_where_the_definition_says() {
+        let paths = ScalePaths::of_custom(
+            &json!({"specReplicasPath": ".spec.count", "statusReplicasPath": ".status.n",
+            "labelSelectorPath": ".status.selector"}),
+        );
+        let mut obj = json!({"metadata": {"name": "w"}, "spec": {"count": 2}, "status": {"n": 1, "selector": "a=b"}});
+        let scale = scale_of(&obj, &paths);
+        assert_eq!(
+            (
+                &scale["spec"]["replicas"],
+                &scale["status"]["replicas"],
+                &scale["status"]["selector"]
+            ),
+            (&json!(2), &json!(1), &json!("a=b"))
+        );
+        paths.set_replicas(&mut obj, 5);
+        assert_eq!(obj["spec"]["count"], 5);
+        assert_eq!(paths.replicas_patch(&json!(7)), json!({"spec": {"count": 7}}));
+        // Without a selector path, the Scale has an empty selector; built-ins read spec.selector.
+        let bare = ScalePaths::of_custom(
+            &json!({"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}),
+        );
+        assert_eq!(scale_of(&obj, &bare)["status"]["selector"], "");
+        let deploy =
+            json!({"spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 3}});
+        assert_eq!(
+            scale_of(&deploy, &ScalePaths::default())["status"]["selector"],
+            "app=web"
+        );
+    }
 
     #[test]
     fn a_write_is_a_no_op_when_only_the_resource_version_and_manager_times_differ() {

@@ -36,6 +36,18 @@ spec:
               ready: {type: boolean}
 "#;
 
+/// Waits (as `kubectl wait` does) until the widgets definition is Established.
+fn established(c: &Cluster) {
+    let met = c.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]);
+    assert!(met.contains("condition met"), "{met}");
+}
+
 fn widget(name: &str, spec: &str) -> String {
     format!(
         "apiVersion: example.com/v1\nkind: Widget\nmetadata: {{name: {name}}}\nspec: {spec}\nstatus: {{ready: true}}\n"
@@ -46,14 +58,7 @@ fn widget(name: &str, spec: &str) -> String {
 fn custom_resources_are_served_as_upstream_serves_them() {
     let c = Cluster::up(1);
     c.kubectl_in(&["apply", "-f", "-"], Some(WIDGETS));
-    let met = c.kubectl(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "crd/widgets.example.com",
-        "--timeout=20s",
-    ]);
-    assert!(met.contains("condition met"), "{met}");
+    established(&c);
     let status = c.kubectl(&[
         "get",
         "crd",
@@ -169,13 +174,7 @@ fn custom_resources_are_served_as_upstream_serves_them() {
         (!out.status.success()).then_some(())
     });
     c.kubectl_in(&["apply", "-f", "-"], Some(WIDGETS));
-    c.kubectl(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "crd/widgets.example.com",
-        "--timeout=20s",
-    ]);
+    established(&c);
     let left = c.kubectl_output(&["get", "widgets", "-o", "name"], None);
     assert!(
         left.status.success() && String::from_utf8_lossy(&left.stdout).trim().is_empty(),
@@ -187,13 +186,7 @@ fn custom_resources_are_served_as_upstream_serves_them() {
 fn a_definition_whose_names_are_taken_is_not_established() {
     let c = Cluster::up(1);
     c.kubectl_in(&["apply", "-f", "-"], Some(WIDGETS));
-    c.kubectl(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "crd/widgets.example.com",
-        "--timeout=20s",
-    ]);
+    established(&c);
     let rival = WIDGETS
         .replace("widgets.example.com", "gizmos.example.com")
         .replace("plural: widgets, singular: widget", "plural: gizmos, singular: gizmo");
@@ -229,13 +222,7 @@ fn every_served_version_shows_the_same_objects() {
         "  versions:\n  - name: v1beta1\n    served: true\n    storage: false\n    schema:\n      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}\n  - name: v1\n",
     );
     c.kubectl_in(&["apply", "-f", "-"], Some(&two));
-    c.kubectl(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "crd/widgets.example.com",
-        "--timeout=20s",
-    ]);
+    established(&c);
     let beta = "apiVersion: example.com/v1beta1\nkind: Widget\nmetadata: {name: old}\nspec: {size: 2}\n";
     c.kubectl_in(&["create", "-f", "-"], Some(beta));
     // Stored in v1 (upstream's `None` conversion changes only the apiVersion), seen in both.
@@ -265,4 +252,50 @@ fn every_served_version_shows_the_same_objects() {
         "jsonpath={.items[*].apiVersion}",
     ]);
     assert_eq!(listed.trim(), "example.com/v1beta1");
+}
+
+#[test]
+fn the_scale_subresource_follows_the_definitions_paths() {
+    let c = Cluster::up(1);
+    let scaled = WIDGETS
+        .replace(
+            "    subresources: {status: {}}\n",
+            "    subresources:\n      status: {}\n      scale: {specReplicasPath: .spec.count, statusReplicasPath: .status.count, labelSelectorPath: .status.selector}\n",
+        )
+        .replace(
+            "              size: {type: integer, minimum: 1}\n",
+            "              size: {type: integer, minimum: 1}\n              count: {type: integer}\n",
+        )
+        .replace(
+            "              ready: {type: boolean}\n",
+            "              ready: {type: boolean}\n              count: {type: integer}\n              selector: {type: string}\n",
+        );
+    c.kubectl_in(&["apply", "-f", "-"], Some(&scaled));
+    established(&c);
+    c.kubectl_in(&["apply", "-f", "-"], Some(&widget("s", "{size: 1, count: 1}")));
+    c.kubectl(&[
+        "patch",
+        "widget",
+        "s",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"count":1,"selector":"app=s"}}"#,
+    ]);
+    let out = c.kubectl(&["scale", "widget", "s", "--replicas=4"]);
+    assert!(out.contains("widget.example.com/s scaled"), "{out}");
+    let got = c.kubectl(&[
+        "get",
+        "widget",
+        "s",
+        "-o",
+        "jsonpath={.spec.count} {.spec.size} {.metadata.generation}",
+    ]);
+    assert_eq!(got.trim(), "4 1 2", "the count moved, nothing else");
+    let scale: serde_json::Value =
+        serde_json::from_str(&c.kubectl(&["get", "widget", "s", "--subresource=scale", "-o", "json"])).unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 4);
+    assert_eq!(scale["status"]["replicas"], 1);
+    assert_eq!(scale["status"]["selector"], "app=s");
 }
