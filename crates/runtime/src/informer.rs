@@ -64,7 +64,11 @@ const UNCACHED: &[(&str, &str)] = &[("", "events"), ("events.k8s.io", "events")]
 /// created), and the preferred version of its group (a resource served in two versions, as
 /// autoscaling's HorizontalPodAutoscaler, is one set of objects: cached once).
 pub fn is_cached(r: &'static Resource) -> bool {
-    !UNCACHED.contains(&(r.group, r.plural)) && r.verbs.contains(&"watch") && shoal_api::catalogue::is_stored_form(r)
+    // Custom resources come and go at run time: the informers, started once, never hold them.
+    !UNCACHED.contains(&(r.group, r.plural))
+        && r.verbs.contains(&"watch")
+        && shoal_api::catalogue::is_stored_form(r)
+        && !shoal_api::catalogue::is_custom(r)
 }
 
 /// One resource's cache.

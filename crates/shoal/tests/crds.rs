@@ -167,6 +167,24 @@ fn custom_resources_are_served_as_upstream_serves_them() {
     std::thread::sleep(std::time::Duration::from_secs(3));
     c.kubectl(&["get", "configmap", "owned"]);
 
+    // A namespace being deleted is drained of its custom objects too.
+    c.kubectl(&["create", "namespace", "scratch"]);
+    c.kubectl_in(
+        &["apply", "-n", "scratch", "-f", "-"],
+        Some(&widget("doomed", "{size: 1}")),
+    );
+    c.kubectl(&["delete", "namespace", "scratch", "--wait=false"]);
+    c.eventually(60, "the namespace drained and gone", || {
+        let out = c.kubectl_output(&["get", "namespace", "scratch"], None);
+        (!out.status.success()).then_some(())
+    });
+    let gone = c.kubectl(&["get", "widgets", "-A", "-o", "name"]);
+    assert_eq!(
+        gone.trim(),
+        "widget.example.com/w1",
+        "only the default namespace's widget is left"
+    );
+
     // Deleting the definition deletes its objects and stops serving them.
     c.kubectl(&["delete", "crd", "widgets.example.com"]);
     c.eventually(20, "widgets no longer served", || {
