@@ -18,7 +18,7 @@
 use serde_json::{Map, Value};
 
 use crate::field::{ErrorType, FieldError};
-use crate::validation::{Errs, Path, forbidden, invalid, not_supported, required};
+use crate::validation::{Errs, Path, forbidden, invalid, not_supported, required, too_long, too_many};
 
 /// The deepest schema or object walked; deeper parts are left alone (a schema that deep is
 /// refused when its CRD is written).
@@ -315,24 +315,13 @@ fn default_node(s: &Value, v: &mut Value, depth: usize) {
 /// `metadata` are checked by the server, not here.
 pub fn validate(schema: &Value, obj: &Value) -> Vec<FieldError> {
     let mut errs = Errs::new();
-    let Some(map) = obj.as_object() else {
+    if !obj.is_object() {
         invalid(&mut errs, &Path::new(""), obj.clone(), "must be an object");
         return errs;
-    };
-    let mut root = Map::new();
-    for (k, v) in map {
-        if !matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
-            root.insert(k.clone(), v.clone());
-        }
     }
-    // The root's own keywords (required, min/maxProperties) see the whole object.
-    let mut whole = root;
-    for k in ["apiVersion", "kind", "metadata"] {
-        if let Some(v) = map.get(k) {
-            whole.insert(k.into(), v.clone());
-        }
-    }
-    check_value(&mut errs, schema, &Value::Object(whole), &Path::new(""), true, 0);
+    // The root's own keywords (required, min/maxProperties) see the whole object; its
+    // members skip `apiVersion`, `kind` and `metadata` (see `check_object`).
+    check_value(&mut errs, schema, obj, &Path::new(""), true, 0);
     errs
 }
 
@@ -491,13 +480,7 @@ fn check_string(errs: &mut Errs, s: &Value, v: &Value, text: &str, p: &Path) {
     if let Some(max) = s.get("maxLength").and_then(Value::as_u64)
         && chars as u64 > max
     {
-        let unit = if max == 1 { "byte" } else { "bytes" };
-        errs.push(FieldError {
-            kind: ErrorType::TooLong,
-            field: p.s().to_string(),
-            value: None,
-            detail: format!("may not be more than {max} {unit}"),
-        });
+        too_long(errs, p, usize::try_from(max).unwrap_or(usize::MAX));
     }
     if let Some(min) = s.get("minLength").and_then(Value::as_u64)
         && (chars as u64) < min
@@ -555,12 +538,7 @@ fn check_array(errs: &mut Errs, s: &Value, v: &Value, items: &[Value], p: &Path,
     if let Some(max) = s.get("maxItems").and_then(Value::as_u64)
         && items.len() as u64 > max
     {
-        errs.push(FieldError {
-            kind: ErrorType::TooMany,
-            field: p.s().to_string(),
-            value: Some(Value::from(items.len())),
-            detail: format!("must have at most {max} items"),
-        });
+        too_many(errs, p, items.len(), usize::try_from(max).unwrap_or(usize::MAX));
     }
     if let Some(min) = s.get("minItems").and_then(Value::as_u64)
         && (items.len() as u64) < min
@@ -626,12 +604,7 @@ fn check_object(errs: &mut Errs, s: &Value, map: &Map<String, Value>, p: &Path, 
     if let Some(max) = s.get("maxProperties").and_then(Value::as_u64)
         && map.len() as u64 > max
     {
-        errs.push(FieldError {
-            kind: ErrorType::TooMany,
-            field: p.s().to_string(),
-            value: Some(Value::from(map.len())),
-            detail: format!("must have at most {max} items"),
-        });
+        too_many(errs, p, map.len(), usize::try_from(max).unwrap_or(usize::MAX));
     }
     if let Some(min) = s.get("minProperties").and_then(Value::as_u64)
         && (map.len() as u64) < min

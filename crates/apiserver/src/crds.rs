@@ -19,7 +19,7 @@ use crate::rest::WriteOptions;
 /// Where definitions are stored.
 pub const PREFIX: &str = "/registry/apiextensions.k8s.io/customresourcedefinitions/";
 
-/// The (group, plural) a stored custom object belongs to, from its key
+/// The (group, plural) of a definition: where its objects are stored
 /// (`/registry/<group>/<plural>/...`).
 fn crd_names(crd: &Value) -> (String, String) {
     let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
@@ -162,14 +162,6 @@ pub fn served_versions(crd: &Value) -> Vec<CustomVersion> {
     let spec = &crd["spec"];
     let names = &spec["names"];
     let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let list = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect()
-    };
     let mut versions: Vec<&Value> = spec["versions"]
         .as_array()
         .into_iter()
@@ -189,8 +181,8 @@ pub fn served_versions(crd: &Value) -> Vec<CustomVersion> {
                 .map_or_else(|| kind.to_lowercase(), str::to_string),
             kind: kind.clone(),
             namespaced: spec["scope"] == "Namespaced",
-            short_names: list(&names["shortNames"]),
-            categories: list(&names["categories"]),
+            short_names: crate::rbac::strings(&names["shortNames"]),
+            categories: crate::rbac::strings(&names["categories"]),
             status: !v["subresources"]["status"].is_null(),
             scale: !v["subresources"]["scale"].is_null(),
             storage: v["storage"] == true,
@@ -227,7 +219,7 @@ impl ApiServer {
         }
         let key = format!("{PREFIX}{}.{}", res.plural, res.group);
         let entry = self.cache.get(&key)?;
-        let crd = self.rbac_decoded(&entry);
+        let crd = self.decoded_once(&entry);
         let version = crd["spec"]["versions"]
             .as_array()?
             .iter()

@@ -82,8 +82,9 @@ pub struct ApiServer {
     accounts: std::sync::OnceLock<Arc<accounts::Accounts>>,
     /// Where in-process components' requests are audited (see [`ApiServer::enable_audit`]).
     audit: std::sync::OnceLock<Arc<audit::AuditLog>>,
-    /// Roles and bindings as decoded at their revision, by store key.
-    rbac_memo: std::sync::Mutex<std::collections::HashMap<String, (shoal_store::Revision, Arc<Value>)>>,
+    /// Roles, bindings and CustomResourceDefinitions as decoded at their revision, by store
+    /// key (see [`ApiServer::decoded_once`]).
+    decoded_memo: std::sync::Mutex<std::collections::HashMap<String, (shoal_store::Revision, Arc<Value>)>>,
     /// The rules RBAC grants, by user, groups and namespace, at an RBAC generation of the cache.
     granted_memo: std::sync::Mutex<GrantedMemo>,
     /// Where Services' cluster IPs come from.
@@ -119,7 +120,7 @@ impl ApiServer {
             admin_tokens: Default::default(),
             accounts: Default::default(),
             audit: Default::default(),
-            rbac_memo: Default::default(),
+            decoded_memo: Default::default(),
             granted_memo: Default::default(),
             service_range: range,
             components,
@@ -1219,17 +1220,21 @@ const STREAM_REQUEST_HEADERS: &[&str] = &[
 ];
 
 impl ApiServer {
-    /// A role or binding decoded once per revision: every request's authorization reads
-    /// them, and they rarely change.
-    fn rbac_decoded(&self, e: &cache::Entry) -> Arc<Value> {
-        let mut memo = self.rbac_memo.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// An object read on many requests and rarely changed (a role or binding, which every
+    /// authorization reads; a CustomResourceDefinition, which every write of its custom
+    /// objects reads) decoded once per revision.
+    fn decoded_once(&self, e: &cache::Entry) -> Arc<Value> {
+        let mut memo = self
+            .decoded_memo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((rev, obj)) = memo.get(&e.key)
             && *rev == e.mod_revision
         {
             return obj.clone();
         }
         // Deleted objects' entries are let go now and then.
-        if memo.len() > RBAC_MEMO_LIMIT {
+        if memo.len() > DECODED_MEMO_LIMIT {
             memo.clear();
         }
         let obj = Arc::new(e.obj_in(&shoal_api::shape::WITHOUT_MANAGED_FIELDS));
@@ -1238,8 +1243,8 @@ impl ApiServer {
     }
 }
 
-/// How many decoded roles and bindings [`ApiServer::rbac_decoded`] keeps at most.
-const RBAC_MEMO_LIMIT: usize = 8192;
+/// How many decoded objects [`ApiServer::decoded_once`] keeps at most.
+const DECODED_MEMO_LIMIT: usize = 8192;
 
 /// The rules granted to (user, groups, namespace), all derived at one RBAC generation.
 #[derive(Default)]
@@ -1257,7 +1262,7 @@ impl rbac::Policy for ApiServer {
             return Vec::new();
         };
         let (found, _, _) = self.cache.list(&keys::collection(res, namespace), None, 0, |_| true);
-        found.iter().map(|e| self.rbac_decoded(e)).collect()
+        found.iter().map(|e| self.decoded_once(e)).collect()
     }
 
     fn granted_rules(&self, user: &str, groups: &[String], namespace: &str) -> Arc<Vec<Value>> {
@@ -1296,7 +1301,7 @@ impl rbac::Policy for ApiServer {
         let res = shoal_api::catalogue::find(rbac::GROUP, "v1", plural)?;
         self.cache
             .get(&keys::object(res, namespace, name))
-            .map(|e| self.rbac_decoded(&e))
+            .map(|e| self.decoded_once(&e))
     }
 }
 

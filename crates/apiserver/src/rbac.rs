@@ -236,7 +236,8 @@ enum Atom {
     },
 }
 
-fn strings(v: &Value) -> Vec<String> {
+/// The strings of a JSON list (anything else in it skipped; not a list: none).
+pub(crate) fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .into_iter()
         .flatten()
