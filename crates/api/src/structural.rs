@@ -195,6 +195,26 @@ fn compile(pattern: &str) -> Result<regex::Regex, regex::Error> {
     regex::RegexBuilder::new(pattern).size_limit(1 << 20).build()
 }
 
+/// Most compiled patterns kept for object validation before the cache starts over.
+const PATTERN_CACHE: usize = 256;
+
+/// [`compile`], once per pattern: every write of a custom object checks its patterns.
+fn compiled(pattern: &str) -> Option<regex::Regex> {
+    static CACHE: std::sync::Mutex<Option<std::collections::HashMap<String, regex::Regex>>> =
+        std::sync::Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let cache = cache.get_or_insert_with(Default::default);
+    if let Some(re) = cache.get(pattern) {
+        return Some(re.clone());
+    }
+    let re = compile(pattern).ok()?;
+    if cache.len() >= PATTERN_CACHE {
+        cache.clear();
+    }
+    cache.insert(pattern.to_string(), re.clone());
+    Some(re)
+}
+
 // ---------------------------------------------------------------------------------------
 // What a schema does to an object.
 
@@ -493,7 +513,7 @@ fn check_string(errs: &mut Errs, s: &Value, v: &Value, text: &str, p: &Path) {
         );
     }
     if let Some(pattern) = s.get("pattern").and_then(Value::as_str)
-        && let Ok(re) = compile(pattern)
+        && let Some(re) = compiled(pattern)
         && !re.is_match(text)
     {
         invalid(errs, p, v.clone(), format!("{body} should match '{pattern}'"));
