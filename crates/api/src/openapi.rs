@@ -13,7 +13,7 @@
 //! - the hash in the index changes whenever a document changes (kubectl caches by it).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde_json::{Map, Value, json};
 
@@ -26,11 +26,14 @@ mod proto;
 const INFO_VERSION: &str = "v1.33.0";
 
 /// The v3 discovery index: `{"paths": {"api/v1": {"serverRelativeURL":
-/// "/openapi/v3/api/v1?hash=<HASH>"}, "apis/apps/v1": {...}, ...}}`.
+/// "/openapi/v3/api/v1?hash=<HASH>"}, "apis/apps/v1": {...}, ...}}`, custom resources'
+/// group-versions included.
 pub fn v3_index() -> Value {
+    let custom = custom_docs();
     let paths: Map<String, Value> = docs()
         .v3
         .iter()
+        .chain(custom.v3.iter())
         .map(|(path, doc)| {
             let url = format!("/openapi/v3/{path}?hash={}", doc.hash);
             (path.clone(), json!({ "serverRelativeURL": url }))
@@ -39,35 +42,39 @@ pub fn v3_index() -> Value {
     json!({ "paths": paths })
 }
 
-/// The v3 document of a group-version path (`api/v1`, `apis/apps/v1`) as JSON bytes, with
-/// its content hash; `None` for paths not served.
-pub fn v3_document(path: &str) -> Option<(&'static [u8], &'static str)> {
-    let doc = docs().v3.get(path.trim_matches('/'))?;
-    Some((&doc.bytes, &doc.hash))
+/// The v3 document of a group-version path (`api/v1`, `apis/apps/v1`, or a custom
+/// resource's `apis/example.com/v1`); `None` for paths not served.
+pub fn v3_document(path: &str) -> Option<Document> {
+    let path = path.trim_matches('/');
+    docs()
+        .v3
+        .get(path)
+        .cloned()
+        .or_else(|| custom_docs().v3.get(path).cloned())
 }
 
-/// The group-version paths with a v3 document (`api/v1`, `apis/apps/v1`, ...).
+/// The built-in group-version paths with a v3 document (`api/v1`, `apis/apps/v1`, ...).
 pub fn v3_paths() -> impl Iterator<Item = &'static str> {
     docs().v3.keys().map(String::as_str)
 }
 
-/// The Swagger 2.0 document of every served group-version, as JSON bytes.
-pub fn v2_document() -> &'static [u8] {
-    &v2_doc().bytes
+/// The Swagger 2.0 document of every served group-version (custom ones included), as JSON.
+pub fn v2_document() -> Document {
+    let custom = custom_docs();
+    match custom.kinds.is_empty() {
+        true => v2_doc().clone(),
+        false => custom.v2().0.clone(),
+    }
 }
 
 /// The Swagger 2.0 document in gnostic's protobuf form (what kubectl and client-go ask for).
-pub fn v2_protobuf() -> &'static [u8] {
-    static V2: OnceLock<Vec<u8>> = OnceLock::new();
-    V2.get_or_init(|| {
-        let doc: Value = serde_json::from_slice(v2_document()).unwrap_or_default();
-        proto::encode_document(&doc)
-    })
-}
-
-/// The content hash of the Swagger 2.0 document (for `ETag`s).
-pub fn v2_hash() -> &'static str {
-    &v2_doc().hash
+pub fn v2_protobuf() -> Document {
+    static V2: OnceLock<Document> = OnceLock::new();
+    let custom = custom_docs();
+    match custom.kinds.is_empty() {
+        true => V2.get_or_init(|| v2_doc().to_protobuf()).clone(),
+        false => custom.v2().1.clone(),
+    }
 }
 
 /// Uppercase hex of the 64-bit FNV-1a hash of `bytes`: stable across runs and builds, so
@@ -81,22 +88,50 @@ pub fn content_hash(bytes: &[u8]) -> String {
     format!("{hash:016X}")
 }
 
-struct Doc {
-    bytes: Vec<u8>,
-    hash: String,
+/// A rendered document: its bytes and their content hash, cheap to clone (shared).
+#[derive(Clone, Debug)]
+pub struct Document {
+    bytes: Arc<[u8]>,
+    /// The content hash of the bytes ([`content_hash`]).
+    pub hash: Arc<str>,
 }
 
-impl Doc {
-    fn new(value: &Value) -> Doc {
-        let bytes = serde_json::to_vec(value).unwrap_or_default();
-        let hash = content_hash(&bytes);
-        Doc { bytes, hash }
+impl Document {
+    fn new(value: &Value) -> Document {
+        Document::of(serde_json::to_vec(value).unwrap_or_default())
+    }
+
+    fn of(bytes: Vec<u8>) -> Document {
+        let hash = content_hash(&bytes).into();
+        Document {
+            bytes: bytes.into(),
+            hash,
+        }
+    }
+
+    /// The gnostic protobuf form of this Swagger 2.0 document.
+    fn to_protobuf(&self) -> Document {
+        let doc: Value = serde_json::from_slice(&self.bytes).unwrap_or_default();
+        Document::of(proto::encode_document(&doc))
+    }
+}
+
+impl std::ops::Deref for Document {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl AsRef<[u8]> for Document {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
 /// The v3 documents, keyed by group-version path.
 struct Docs {
-    v3: BTreeMap<String, Doc>,
+    v3: BTreeMap<String, Document>,
 }
 
 fn docs() -> &'static Docs {
@@ -104,14 +139,14 @@ fn docs() -> &'static Docs {
     DOCS.get_or_init(|| Docs {
         v3: group_versions()
             .into_iter()
-            .map(|(group, version)| (gv_path(group, version), Doc::new(&build_v3(group, version))))
+            .map(|(group, version)| (gv_path(group, version), Document::new(&build_v3(group, version))))
             .collect(),
     })
 }
 
-fn v2_doc() -> &'static Doc {
-    static V2: OnceLock<Doc> = OnceLock::new();
-    V2.get_or_init(|| Doc::new(&build_v2()))
+fn v2_doc() -> &'static Document {
+    static V2: OnceLock<Document> = OnceLock::new();
+    V2.get_or_init(|| Document::new(&build_v2()))
 }
 
 /// The served group-versions, in catalogue order.
@@ -177,6 +212,239 @@ fn build_v2() -> Value {
         "paths": render_paths(&resources, Format::V2),
         "definitions": render_schemas(&root_definitions(&resources), Format::V2),
     })
+}
+
+// ---------------------------------------------------------------------------------------
+// Custom resources
+
+/// One served version of a custom resource with its schema, as the CRD registry publishes
+/// it.
+pub struct CustomKind {
+    /// The resource (as the catalogue serves it).
+    pub resource: &'static Resource,
+    /// The version's `openAPIV3Schema` (`Null` when the definition has none).
+    pub schema: Value,
+}
+
+/// The documents of the custom resources being served.
+struct CustomDocs {
+    /// A hash of what they were built from: publishing the same kinds again keeps them.
+    fingerprint: String,
+    kinds: Vec<CustomKind>,
+    v3: BTreeMap<String, Document>,
+    /// The Swagger 2.0 document with the custom kinds (JSON, protobuf), built when first
+    /// asked for: definitions often change in bursts (a chart's CRDs), and it is large.
+    v2: OnceLock<(Document, Document)>,
+}
+
+impl CustomDocs {
+    fn v2(&self) -> &(Document, Document) {
+        self.v2.get_or_init(|| {
+            let doc = Document::new(&build_v2_with(&self.kinds));
+            let protobuf = doc.to_protobuf();
+            (doc, protobuf)
+        })
+    }
+}
+
+static CUSTOM: RwLock<Option<Arc<CustomDocs>>> = RwLock::new(None);
+
+fn custom_docs() -> Arc<CustomDocs> {
+    static EMPTY: OnceLock<Arc<CustomDocs>> = OnceLock::new();
+    let current = match CUSTOM.read() {
+        Ok(guard) => guard.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    current.unwrap_or_else(|| {
+        EMPTY
+            .get_or_init(|| {
+                Arc::new(CustomDocs {
+                    fingerprint: String::new(),
+                    kinds: Vec::new(),
+                    v3: BTreeMap::new(),
+                    v2: OnceLock::new(),
+                })
+            })
+            .clone()
+    })
+}
+
+/// Publishes the OpenAPI documents of the custom resources now served (replacing the ones
+/// before): one v3 document per group-version, and their kinds in the v2 document. A
+/// group-version a built-in document already covers is left to it.
+pub fn set_custom(kinds: Vec<CustomKind>) {
+    let fingerprint = {
+        let parts: Vec<Value> = kinds
+            .iter()
+            .map(|k| {
+                let r = k.resource;
+                let subs: Vec<&str> = r.subresources.iter().map(|s| s.name).collect();
+                json!([r.group, r.version, r.plural, r.kind, r.namespaced, subs, k.schema])
+            })
+            .collect();
+        content_hash(&serde_json::to_vec(&parts).unwrap_or_default())
+    };
+    if custom_docs().fingerprint == fingerprint {
+        return;
+    }
+    let mut by_path: BTreeMap<String, Vec<&CustomKind>> = BTreeMap::new();
+    for k in &kinds {
+        let path = gv_path(k.resource.group, k.resource.version);
+        if !docs().v3.contains_key(&path) {
+            by_path.entry(path).or_default().push(k);
+        }
+    }
+    let v3 = by_path
+        .into_iter()
+        .map(|(path, kinds)| (path, Document::new(&build_custom_v3(&kinds))))
+        .collect();
+    let docs = CustomDocs {
+        fingerprint,
+        kinds,
+        v3,
+        v2: OnceLock::new(),
+    };
+    let docs = (!docs.kinds.is_empty()).then(|| Arc::new(docs));
+    match CUSTOM.write() {
+        Ok(mut guard) => *guard = docs,
+        Err(poisoned) => *poisoned.into_inner() = docs,
+    }
+}
+
+/// The definition name of a custom kind, as upstream names it: the group reversed, then the
+/// version and kind (`com.example.stable.v1.CronTab` for `stable.example.com`).
+pub fn custom_definition_name(group: &str, version: &str, kind: &str) -> String {
+    let reversed: Vec<&str> = group.split('.').rev().collect();
+    format!("{}.{version}.{kind}", reversed.join("."))
+}
+
+/// Definition names of `ObjectMeta` and `ListMeta`.
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
+
+const API_VERSION_DESCRIPTION: &str = "APIVersion defines the versioned schema of this representation of an object. \
+Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. \
+More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
+const KIND_DESCRIPTION: &str = "Kind is a string value representing the REST resource this object represents. \
+Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. \
+More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
+const METADATA_DESCRIPTION: &str = "Standard object's metadata. \
+More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+const LIST_METADATA_DESCRIPTION: &str = "Standard list metadata. \
+More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
+
+fn build_custom_v3(kinds: &[&CustomKind]) -> Value {
+    let resources: Vec<&'static Resource> = kinds.iter().map(|k| k.resource).collect();
+    let mut roots = root_definitions(&resources);
+    roots.extend([OBJECT_META, LIST_META]);
+    let mut schemas = render_schemas(&roots, Format::V3);
+    for k in kinds {
+        schemas.extend(custom_definitions(k, Format::V3));
+    }
+    json!({
+        "openapi": "3.0.0",
+        "info": { "title": "Kubernetes CRD Swagger", "version": "v0.1.0" },
+        "paths": render_paths(&resources, Format::V3),
+        "components": { "schemas": schemas },
+    })
+}
+
+/// The built-in Swagger 2.0 document with the custom kinds' paths and definitions added.
+fn build_v2_with(kinds: &[CustomKind]) -> Value {
+    let mut doc: Value = serde_json::from_slice(v2_doc()).unwrap_or_default();
+    let resources: Vec<&'static Resource> = kinds.iter().map(|k| k.resource).collect();
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        paths.extend(render_paths(&resources, Format::V2));
+    }
+    if let Some(definitions) = doc["definitions"].as_object_mut() {
+        for k in kinds {
+            definitions.extend(custom_definitions(k, Format::V2));
+        }
+    }
+    doc
+}
+
+/// The kind and list definitions of a custom kind: its schema with the type meta and a
+/// reference to `ObjectMeta` (whatever the schema said of `metadata`), as upstream
+/// publishes them.
+fn custom_definitions(k: &CustomKind, format: Format) -> Vec<(String, Value)> {
+    let r = k.resource;
+    let name = custom_definition_name(r.group, r.version, r.kind);
+    let mut kind = match &k.schema {
+        Value::Object(m) => Value::Object(m.clone()),
+        _ => json!({ "x-kubernetes-preserve-unknown-fields": true }),
+    };
+    if format == Format::V2 {
+        kind = v2_compatible(kind, 0);
+    }
+    let type_meta = |description: &str| json!({ "description": description, "type": "string" });
+    let meta_ref = |definition: &str, description: &str| {
+        convert(
+            &json!({ "$ref": format!("{}{definition}", schema::REF_PREFIX), "description": description }),
+            format,
+        )
+    };
+    if let Some(obj) = kind.as_object_mut() {
+        let props = obj.entry("properties").or_insert_with(|| json!({}));
+        if let Some(props) = props.as_object_mut() {
+            props.insert("apiVersion".into(), type_meta(API_VERSION_DESCRIPTION));
+            props.insert("kind".into(), type_meta(KIND_DESCRIPTION));
+            props.insert("metadata".into(), meta_ref(OBJECT_META, METADATA_DESCRIPTION));
+        }
+        obj.insert("type".into(), json!("object"));
+        obj.insert(
+            "x-kubernetes-group-version-kind".into(),
+            json!([gvk(r.group, r.version, r.kind)]),
+        );
+    }
+    let list_kind = format!("{}List", r.kind);
+    let list = json!({
+        "description": format!("{list_kind} is a list of {}", r.kind),
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "apiVersion": type_meta(API_VERSION_DESCRIPTION),
+            "kind": type_meta(KIND_DESCRIPTION),
+            "items": {
+                "description": format!("List of {}. More info: https://git.k8s.io/community/contributors/devel/api-conventions.md", r.plural),
+                "type": "array",
+                "items": format.reference(&name),
+            },
+            "metadata": meta_ref(LIST_META, LIST_METADATA_DESCRIPTION),
+        },
+        "x-kubernetes-group-version-kind": [gvk(r.group, r.version, &list_kind)],
+    });
+    let list_name = custom_definition_name(r.group, r.version, &list_kind);
+    vec![(name, kind), (list_name, list)]
+}
+
+/// A structural schema as Swagger 2.0 can say it, as upstream publishes custom kinds in
+/// `/openapi/v2`: no `nullable`, no value validations (`oneOf`, `anyOf`, `allOf`, `not`),
+/// and no `type` where an int-or-string or a free-form field would contradict it.
+fn v2_compatible(schema: Value, depth: usize) -> Value {
+    let Value::Object(mut map) = schema else {
+        return schema;
+    };
+    if depth > 64 {
+        return Value::Object(Map::new());
+    }
+    for key in ["nullable", "oneOf", "anyOf", "allOf", "not", "x-kubernetes-validations"] {
+        map.remove(key);
+    }
+    if map.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+        map.remove("type");
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(sub) = map.get_mut(key).filter(|s| s.is_object()) {
+            *sub = v2_compatible(std::mem::take(sub), depth + 1);
+        }
+    }
+    if let Some(Value::Object(props)) = map.get_mut("properties") {
+        for v in props.values_mut() {
+            *v = v2_compatible(std::mem::take(v), depth + 1);
+        }
+    }
+    Value::Object(map)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -320,13 +588,16 @@ struct Op {
 
 enum Body {
     None,
-    Object(&'static str),
-    Patch,
+    Object(String),
+    /// A patch; `strategic` when strategic merge patches are accepted (built-in kinds).
+    Patch {
+        strategic: bool,
+    },
     DeleteOptions,
 }
 
 enum Response {
-    Object(&'static str),
+    Object(String),
     Text,
 }
 
@@ -614,12 +885,15 @@ fn kind_gvk(r: &Resource) -> (&'static str, &'static str, &'static str) {
     (r.group, r.version, r.kind)
 }
 
-/// The definition name of a kind, as a `'static` string (empty if unknown).
-fn def(group: &str, version: &str, kind: &str) -> &'static str {
-    schema::definition_name(group, version, kind).unwrap_or_default()
+/// The definition name of a kind: a built-in's, or else a custom kind's.
+fn def(group: &str, version: &str, kind: &str) -> String {
+    match schema::definition_name(group, version, kind) {
+        Some(name) => name.to_string(),
+        None => custom_definition_name(group, version, kind),
+    }
 }
 
-fn list_def(r: &Resource) -> &'static str {
+fn list_def(r: &Resource) -> String {
     def(r.group, r.version, &format!("{}List", r.kind))
 }
 
@@ -649,7 +923,7 @@ fn collection_ops(r: &'static Resource) -> Vec<Op> {
         ops.push(list_op(r, false));
     }
     if let Some(spec) = object_verb("create").filter(|_| r.verbs.contains(&"create")) {
-        ops.push(object_op(r, &spec, kind_def));
+        ops.push(object_op(r, &spec, &kind_def));
     }
     if r.verbs.contains(&"deletecollection") {
         ops.push(Op {
@@ -665,7 +939,7 @@ fn collection_ops(r: &'static Resource) -> Vec<Op> {
             gvk: kind_gvk(r),
             query: DELETE_COLLECTION_QUERY,
             body: Body::DeleteOptions,
-            response: Response::Object(schema::STATUS),
+            response: Response::Object(schema::STATUS.into()),
             codes: &["200"],
         });
     }
@@ -728,11 +1002,13 @@ fn object_verb(verb: &str) -> Option<VerbSpec> {
     })
 }
 
-/// The request body of an operation on objects of definition `def`.
-fn body_for(method: &str, def: &'static str) -> Body {
+/// The request body of an operation on objects of definition `def` (of resource `r`).
+fn body_for(r: &Resource, method: &str, def: &str) -> Body {
     match method {
-        "put" | "post" => Body::Object(def),
-        "patch" => Body::Patch,
+        "put" | "post" => Body::Object(def.to_string()),
+        "patch" => Body::Patch {
+            strategic: !crate::catalogue::is_custom(r),
+        },
         "delete" => Body::DeleteOptions,
         _ => Body::None,
     }
@@ -745,12 +1021,12 @@ fn item_ops(r: &'static Resource) -> Vec<Op> {
         .iter()
         .filter(|v| **v != "create")
         .filter_map(|v| object_verb(v));
-    verbs.map(|spec| object_op(r, &spec, kind_def)).collect()
+    verbs.map(|spec| object_op(r, &spec, &kind_def)).collect()
 }
 
 /// The operation of an object verb on kind `r` (definition `kind_def`); deleting answers
 /// with a Status, the other verbs with the object.
-fn object_op(r: &'static Resource, spec: &VerbSpec, kind_def: &'static str) -> Op {
+fn object_op(r: &'static Resource, spec: &VerbSpec, kind_def: &str) -> Op {
     Op {
         method: spec.method,
         action: spec.action,
@@ -758,11 +1034,11 @@ fn object_op(r: &'static Resource, spec: &VerbSpec, kind_def: &'static str) -> O
         description: format!("{} {}", spec.phrase, r.kind),
         gvk: kind_gvk(r),
         query: spec.query,
-        body: body_for(spec.method, kind_def),
+        body: body_for(r, spec.method, kind_def),
         response: Response::Object(if spec.method == "delete" {
-            schema::STATUS
+            schema::STATUS.to_string()
         } else {
-            kind_def
+            kind_def.to_string()
         }),
         codes: spec.codes,
     }
@@ -800,8 +1076,12 @@ fn subresource_ops(r: &'static Resource, s: &'static Subresource) -> Vec<Op> {
             description: format!("{} {} of the specified {}", spec.id_verb, s.name, r.kind),
             gvk: (s.group, s.version, s.kind),
             query: if log { LOG_QUERY } else { spec.query },
-            body: body_for(spec.method, sub_def),
-            response: if log { Response::Text } else { Response::Object(sub_def) },
+            body: body_for(r, spec.method, &sub_def),
+            response: if log {
+                Response::Text
+            } else {
+                Response::Object(sub_def.clone())
+            },
             codes: spec.codes,
         })
         .collect()
@@ -884,7 +1164,13 @@ const PATCH_TYPES: &[&str] = &[
 
 fn consumes(body: &Body) -> Vec<&'static str> {
     match body {
-        Body::Patch => PATCH_TYPES.to_vec(),
+        Body::Patch { strategic: true } => PATCH_TYPES.to_vec(),
+        // kubectl sends a strategic merge patch wherever the document accepts one.
+        Body::Patch { strategic: false } => PATCH_TYPES
+            .iter()
+            .copied()
+            .filter(|t| *t != "application/strategic-merge-patch+json")
+            .collect(),
         _ => vec!["*/*"],
     }
 }
@@ -896,11 +1182,11 @@ fn produces(response: &Response) -> Vec<&'static str> {
     }
 }
 
-fn body_definition(body: &Body) -> Option<(&'static str, bool)> {
+fn body_definition(body: &Body) -> Option<(&str, bool)> {
     match body {
         Body::None => None,
         Body::Object(def) => Some((def, true)),
-        Body::Patch => Some((schema::PATCH, true)),
+        Body::Patch { .. } => Some((schema::PATCH, true)),
         Body::DeleteOptions => Some((schema::DELETE_OPTIONS, false)),
     }
 }
@@ -961,21 +1247,102 @@ mod tests {
     use super::*;
 
     fn doc(path: &str) -> Value {
-        let (bytes, _) = v3_document(path).unwrap_or_else(|| panic!("no doc {path}"));
-        serde_json::from_slice(bytes).unwrap()
+        let doc = v3_document(path).unwrap_or_else(|| panic!("no doc {path}"));
+        serde_json::from_slice(&doc).unwrap()
+    }
+
+    #[test]
+    fn custom_kinds_are_published_as_upstream_publishes_them() {
+        let r: &'static Resource = Box::leak(Box::new(Resource {
+            group: "stable.example.com",
+            version: "v1",
+            plural: "crontabs",
+            singular: "crontab",
+            kind: "CronTab",
+            namespaced: true,
+            short_names: &[],
+            categories: &[],
+            verbs: &["create", "delete", "get", "list", "patch", "update", "watch"],
+            subresources: &[],
+        }));
+        let schema = json!({"type": "object", "properties": {
+            "metadata": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 10}}},
+            "spec": {"type": "object", "description": "What the cron job runs.", "properties": {
+                "cronSpec": {"type": "string", "nullable": true},
+                "port": {"x-kubernetes-int-or-string": true,
+                         "anyOf": [{"type": "integer"}, {"type": "string"}]}}}}});
+        set_custom(vec![CustomKind {
+            resource: r,
+            schema: schema.clone(),
+        }]);
+
+        let path = "apis/stable.example.com/v1";
+        let hash = v3_document(path).expect("a document for the custom group-version").hash;
+        let url = format!("/openapi/v3/{path}?hash={hash}");
+        assert_eq!(v3_index()["paths"][path]["serverRelativeURL"], json!(url));
+        let d = doc(path);
+        let schemas = &d["components"]["schemas"];
+        let kind = &schemas["com.example.stable.v1.CronTab"];
+        assert_eq!(
+            kind["x-kubernetes-group-version-kind"],
+            json!([gvk("stable.example.com", "v1", "CronTab")])
+        );
+        assert_eq!(kind["properties"]["spec"]["description"], "What the cron job runs.");
+        assert_eq!(kind["properties"]["spec"]["properties"]["cronSpec"]["nullable"], true);
+        assert_eq!(
+            kind["properties"]["metadata"]["allOf"][0]["$ref"],
+            format!("#/components/schemas/{OBJECT_META}")
+        );
+        assert!(kind["properties"]["apiVersion"]["description"].is_string());
+        let list = &schemas["com.example.stable.v1.CronTabList"];
+        assert_eq!(
+            list["properties"]["items"]["items"]["$ref"],
+            "#/components/schemas/com.example.stable.v1.CronTab"
+        );
+        assert!(schemas[OBJECT_META].is_object() && schemas[LIST_META].is_object());
+        // kubectl would send a strategic merge patch, which custom resources refuse.
+        let item = &d["paths"]["/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}"];
+        let types = item["patch"]["requestBody"]["content"].as_object().unwrap();
+        assert!(types.contains_key("application/merge-patch+json"));
+        assert!(!types.contains_key("application/strategic-merge-patch+json"));
+        assert!(
+            item["patch"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "fieldValidation")
+        );
+
+        // Swagger 2.0 has no nullable and no anyOf.
+        let v2: Value = serde_json::from_slice(&v2_document()).unwrap();
+        let spec = &v2["definitions"]["com.example.stable.v1.CronTab"]["properties"]["spec"]["properties"];
+        assert_eq!(spec["cronSpec"], json!({"type": "string"}));
+        assert_eq!(spec["port"], json!({"x-kubernetes-int-or-string": true}));
+        assert!(v2["paths"]["/apis/stable.example.com/v1/crontabs"]["get"].is_object());
+        assert!(v2["definitions"]["io.k8s.api.apps.v1.DaemonSet"].is_object());
+        let protobuf = v2_protobuf();
+        assert!(protobuf.windows(7).any(|w| w == b"CronTab"));
+
+        // Published again unchanged, the documents stay; withdrawn, they go.
+        set_custom(vec![CustomKind { resource: r, schema }]);
+        assert_eq!(v3_document(path).unwrap().hash, hash);
+        set_custom(Vec::new());
+        assert!(v3_document(path).is_none());
+        assert!(v3_index()["paths"].get(path).is_none());
+        assert!(!String::from_utf8_lossy(&v2_document()).contains("com.example.stable.v1.CronTab"));
     }
 
     #[test]
     fn build_time_and_sizes() {
         let start = std::time::Instant::now();
-        let total: usize = v3_paths().map(|p| v3_document(p).map_or(0, |(b, _)| b.len())).sum();
+        let total: usize = v3_paths().map(|p| v3_document(p).map_or(0, |d| d.len())).sum();
         let v2 = v2_document().len();
         eprintln!(
             "openapi: built in {:?}; v3 total {total} bytes, v2 {v2} bytes",
             start.elapsed()
         );
         for p in v3_paths() {
-            eprintln!("  {p}: {} bytes", v3_document(p).map_or(0, |(b, _)| b.len()));
+            eprintln!("  {p}: {} bytes", v3_document(p).map_or(0, |d| d.len()));
         }
         assert!(total > 0 && v2 > 0);
     }
@@ -984,7 +1351,7 @@ mod tests {
     fn index_lists_every_group_version_with_its_hash() {
         let index = v3_index();
         let apps = &index["paths"]["apis/apps/v1"]["serverRelativeURL"];
-        let (_, hash) = v3_document("apis/apps/v1").unwrap();
+        let hash = v3_document("apis/apps/v1").unwrap().hash;
         assert_eq!(apps, &json!(format!("/openapi/v3/apis/apps/v1?hash={hash}")));
         assert!(index["paths"]["api/v1"].is_object());
         for gv in ["apis/batch/v1", "apis/coordination.k8s.io/v1", "apis/storage.k8s.io/v1"] {
@@ -996,8 +1363,8 @@ mod tests {
 
     #[test]
     fn hashes_differ_between_documents_and_follow_content() {
-        let (_, apps) = v3_document("apis/apps/v1").unwrap();
-        let (_, core) = v3_document("api/v1").unwrap();
+        let apps = v3_document("apis/apps/v1").unwrap().hash;
+        let core = v3_document("api/v1").unwrap().hash;
         assert_ne!(apps, core);
         assert_eq!(apps.len(), 16);
         assert_eq!(content_hash(b"a"), content_hash(b"a"));
@@ -1113,7 +1480,7 @@ mod tests {
         assert!(schemas.contains_key("io.k8s.api.autoscaling.v1.Scale"));
         let delete = &schemas[schema::DELETE_OPTIONS]["x-kubernetes-group-version-kind"];
         assert!(delete.as_array().unwrap().contains(&gvk("apps", "v1", "DeleteOptions")));
-        let text = String::from_utf8(v3_document("apis/apps/v1").unwrap().0.to_vec()).unwrap();
+        let text = String::from_utf8(v3_document("apis/apps/v1").unwrap().to_vec()).unwrap();
         assert!(!text.contains("#/$defs/"));
         for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
             let name = &reference[..reference.find('"').unwrap()];
@@ -1123,7 +1490,7 @@ mod tests {
 
     #[test]
     fn v2_document_uses_definitions() {
-        let d: Value = serde_json::from_slice(v2_document()).unwrap();
+        let d: Value = serde_json::from_slice(&v2_document()).unwrap();
         assert_eq!(d["swagger"], "2.0");
         let patch = &d["paths"]["/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}"]["patch"];
         let body = patch["parameters"]
@@ -1145,7 +1512,7 @@ mod tests {
         let spec = &d["definitions"]["io.k8s.api.apps.v1.DaemonSet"]["properties"]["spec"];
         assert_eq!(spec["$ref"], "#/definitions/io.k8s.api.apps.v1.DaemonSetSpec");
         assert!(d["paths"]["/api/v1/namespaces/{namespace}/pods"]["post"].is_object());
-        assert!(!String::from_utf8_lossy(v2_document()).contains("#/$defs/"));
+        assert!(!String::from_utf8_lossy(&v2_document()).contains("#/$defs/"));
     }
 
     /// The rules kube-openapi applies when kubectl reads v2 (`NewOpenAPIData`): one broken
@@ -1185,7 +1552,7 @@ mod tests {
                 }
             }
         }
-        let d: Value = serde_json::from_slice(v2_document()).unwrap();
+        let d: Value = serde_json::from_slice(&v2_document()).unwrap();
         let defs = d["definitions"].as_object().unwrap();
         let mut problems = Vec::new();
         for (name, s) in defs {

@@ -516,7 +516,7 @@ fn unwrap_combinator(schema: &Value) -> Option<&Value> {
 }
 
 /// Follows `$ref`s and wrappers until reaching a schema with content (at most 32 steps).
-pub fn resolve(schema: &'static Value) -> &'static Value {
+pub fn resolve<'a>(schema: &'a Value) -> &'a Value {
     let mut current = schema;
     for _ in 0..32 {
         let next = match current.get("$ref").and_then(Value::as_str) {
@@ -534,7 +534,7 @@ pub fn resolve(schema: &'static Value) -> &'static Value {
 /// The raw schema of `field` in an object schema (resolved first), falling back to its
 /// `additionalProperties` schema for maps. Unresolved, so that the property's own
 /// extensions (patch strategy, description) stay visible; pass it to [`resolve`] to descend.
-pub fn property(schema: &'static Value, field: &str) -> Option<&'static Value> {
+pub fn property<'a>(schema: &'a Value, field: &str) -> Option<&'a Value> {
     let schema = resolve(schema);
     if let Some(prop) = schema.get("properties").and_then(|p| p.get(field)) {
         return Some(prop);
@@ -549,7 +549,7 @@ pub fn field_schema(definition_name: &str, field: &str) -> Option<&'static Value
 }
 
 /// The resolved item schema of an array schema.
-pub fn items(schema: &'static Value) -> Option<&'static Value> {
+pub fn items<'a>(schema: &'a Value) -> Option<&'a Value> {
     resolve(schema).get("items").map(resolve)
 }
 

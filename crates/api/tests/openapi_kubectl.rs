@@ -144,7 +144,7 @@ fn handle(state: &Shared, req: Request) -> (u16, String, Vec<u8>) {
         }
         ("GET", "/openapi/v3") => (200, json_ct, openapi::v3_index().to_string().into_bytes()),
         ("GET", p) if p.starts_with("/openapi/v3/") => match openapi::v3_document(&p["/openapi/v3/".len()..]) {
-            Some((bytes, _)) => (200, json_ct, bytes.to_vec()),
+            Some(doc) => (200, json_ct, doc.to_vec()),
             None => not_found(),
         },
         ("GET", p) => match state.lock().unwrap().objects.get(p) {

@@ -210,6 +210,31 @@ impl std::ops::Deref for CustomSchema {
     }
 }
 
+/// Publishes the OpenAPI documents of the served custom resources (for `kubectl
+/// explain`, and for kubectl to know how to patch them).
+fn publish_openapi(crds: &[&Value]) {
+    let mut kinds = Vec::new();
+    for crd in crds {
+        for v in served_versions(crd) {
+            let Some(resource) = catalogue::find(&v.group, &v.version, &v.plural) else {
+                continue;
+            };
+            if !catalogue::is_custom(resource) {
+                continue;
+            }
+            let schema = crd["spec"]["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| x["name"] == v.version.as_str())
+                .map(|x| x["schema"]["openAPIV3Schema"].clone())
+                .unwrap_or_default();
+            kinds.push(shoal_api::openapi::CustomKind { resource, schema });
+        }
+    }
+    shoal_api::openapi::set_custom(kinds);
+}
+
 impl ApiServer {
     /// The schema of custom resource `res` (None for a built-in resource), from its
     /// definition as decoded once per revision.
@@ -308,6 +333,7 @@ impl ApiServer {
         let now = shoal_api::time::now_rfc3339();
         let mut taken: HashSet<(String, String)> = HashSet::new();
         let mut served = Vec::new();
+        let mut published = Vec::new();
         for crd in &crds {
             let (status, established) = desired_status(crd, &taken, &now);
             let group = crd["spec"]["group"].as_str().unwrap_or_default().to_string();
@@ -317,6 +343,7 @@ impl ApiServer {
                 }
                 if crd["metadata"]["deletionTimestamp"].is_null() {
                     served.extend(served_versions(crd));
+                    published.push(crd);
                 }
             }
             if crd["status"] != status {
@@ -335,6 +362,7 @@ impl ApiServer {
             }
         }
         catalogue::set_custom(&served);
+        publish_openapi(&published);
         // Each kind prints its preferred version's columns.
         let mut columns = std::collections::HashMap::new();
         for crd in crds.iter().filter(|c| c["metadata"]["deletionTimestamp"].is_null()) {

@@ -583,12 +583,12 @@ impl ApiServer {
                 return match openapi_v2_format(accept.as_deref()) {
                     Some(OpenApiV2::Protobuf) => Ok(json_response(
                         200,
-                        shoal_api::openapi::v2_protobuf(),
+                        Bytes::from_owner(shoal_api::openapi::v2_protobuf()),
                         OPENAPI_V2_PROTOBUF,
                     )),
                     Some(OpenApiV2::Json) => Ok(json_response(
                         200,
-                        shoal_api::openapi::v2_document(),
+                        Bytes::from_owner(shoal_api::openapi::v2_document()),
                         "application/json",
                     )),
                     None => Err(ApiError::new_not_acceptable()),
@@ -597,7 +597,7 @@ impl ApiServer {
             (Method::GET, p) if p.starts_with("/openapi/v3/") => {
                 let gv = p.trim_start_matches("/openapi/v3/");
                 return match shoal_api::openapi::v3_document(gv) {
-                    Some((doc, _hash)) => Ok(json_response(200, doc, "application/json")),
+                    Some(doc) => Ok(json_response(200, Bytes::from_owner(doc), "application/json")),
                     None => Err(ApiError::no_route()),
                 };
             }

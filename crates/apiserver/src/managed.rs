@@ -76,17 +76,17 @@ pub fn conflicts_message(conflicts: &[Conflict]) -> String {
     )
 }
 
-/// Fields of `obj` (an object of the OpenAPI definition `def`) that a manager would own.
-/// Server-owned metadata, `apiVersion`, `kind` and `status` are left out.
-pub fn field_set(obj: &Value, def: &str) -> FieldSet {
+/// Fields of `obj` (an object whose schema is `root`: a built-in kind's definition or a
+/// custom resource's `openAPIV3Schema`) that a manager would own. Server-owned metadata,
+/// `apiVersion`, `kind` and `status` are left out.
+pub fn field_set(obj: &Value, root: Option<&Value>) -> FieldSet {
     let mut out = FieldSet::new();
     let Some(map) = obj.as_object() else { return out };
-    let root = schema::definition(def);
     for (k, v) in map {
         if matches!(k.as_str(), "apiVersion" | "kind" | "status") {
             continue;
         }
-        let child = root.and_then(|s| schema::property(s, k));
+        let child = property(root, k);
         let mut path = vec![format!("f:{k}")];
         if k == "metadata" {
             if let Some(meta) = v.as_object() {
@@ -104,6 +104,15 @@ pub fn field_set(obj: &Value, def: &str) -> FieldSet {
         collect(child, v, &mut path, &mut out);
     }
     out
+}
+
+/// The schema of top-level field `k` of an object whose schema is `root`: `metadata` is
+/// `ObjectMeta` whatever a custom resource's schema says of it.
+fn property<'a>(root: Option<&'a Value>, k: &str) -> Option<&'a Value> {
+    match k {
+        "metadata" => schema::definition("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+        _ => root.and_then(|s| schema::property(s, k)),
+    }
 }
 
 const SERVER_METADATA: &[&str] = &[
@@ -127,7 +136,7 @@ enum ListKind {
     Atomic,
 }
 
-fn list_kind(schema: Option<&'static Value>) -> ListKind {
+fn list_kind(schema: Option<&Value>) -> ListKind {
     let Some(s) = schema.map(schema::resolve) else {
         return ListKind::Atomic;
     };
@@ -156,7 +165,7 @@ fn list_kind(schema: Option<&'static Value>) -> ListKind {
 
 /// True for a map or struct that is one value (`x-kubernetes-map-type: atomic` on the field
 /// or on its definition): whoever sets it owns it whole.
-fn atomic_object(schema: Option<&'static Value>) -> bool {
+fn atomic_object(schema: Option<&Value>) -> bool {
     let atomic = |s: &Value| s.get(schema::MAP_TYPE_EXT).and_then(Value::as_str) == Some("atomic");
     schema.is_some_and(|s| atomic(s) || atomic(schema::resolve(s)))
 }
@@ -186,7 +195,7 @@ fn matches_key(item: &Value, key: &Map<String, Value>) -> bool {
     key.iter().all(|(k, v)| key_value(item, k).as_ref() == Some(v))
 }
 
-fn collect(schema: Option<&'static Value>, v: &Value, path: &mut Path, out: &mut FieldSet) {
+fn collect(schema: Option<&Value>, v: &Value, path: &mut Path, out: &mut FieldSet) {
     if path.len() > 64 {
         return;
     }
@@ -298,8 +307,9 @@ fn remove_at(obj: &mut Value, path: &[String]) {
 /// lists merge item by item on all their keys (`[containerPort, protocol]`), sets gain the
 /// applied values, atomic lists and maps and every scalar take the applied value, and a
 /// `null` removes the field. Applied items come first, in the configuration's order, then
-/// the live items it does not name (another manager's).
-fn merge_applied(live: &mut Value, config: &Value, schema: Option<&'static Value>) {
+/// the live items it does not name (another manager's). `top` is true for the whole object
+/// (whose `metadata` is always `ObjectMeta`).
+fn merge_applied(live: &mut Value, config: &Value, schema: Option<&Value>, top: bool) {
     match (live, config) {
         (Value::Object(l), Value::Object(c)) if !atomic_object(schema) => {
             for (k, v) in c {
@@ -307,9 +317,12 @@ fn merge_applied(live: &mut Value, config: &Value, schema: Option<&'static Value
                     l.remove(k);
                     continue;
                 }
-                let child = schema.and_then(|s| schema::property(s, k));
+                let child = match top {
+                    true => property(schema, k),
+                    false => schema.and_then(|s| schema::property(s, k)),
+                };
                 match l.get_mut(k) {
-                    Some(existing) => merge_applied(existing, v, child),
+                    Some(existing) => merge_applied(existing, v, child, false),
                     None => {
                         l.insert(k.clone(), v.clone());
                     }
@@ -332,7 +345,7 @@ fn merge_applied(live: &mut Value, config: &Value, schema: Option<&'static Value
                     match found {
                         Some(i) => {
                             let (_, mut existing) = rest.remove(i);
-                            merge_applied(&mut existing, item, item_schema);
+                            merge_applied(&mut existing, item, item_schema, false);
                             l.push(existing);
                         }
                         None => l.push(item.clone()),
@@ -488,9 +501,9 @@ pub struct Writer<'a> {
 /// Records an `Update` by `w` that turned `old` (none on create) into `new`: the manager
 /// takes every field it changed, other managers lose those, and fields no longer present
 /// are dropped from every set. `new`'s own `managedFields` are replaced.
-pub fn record_update(old: Option<&Value>, new: &mut Value, def: &str, w: &Writer) {
+pub fn record_update(old: Option<&Value>, new: &mut Value, root: Option<&Value>, w: &Writer) {
     let mut entries = old.map(entries_of).unwrap_or_default();
-    let new_set = field_set(new, def);
+    let new_set = field_set(new, root);
     let changed: FieldSet = match old {
         None => new_set.clone(),
         Some(o) => new_set
@@ -532,9 +545,15 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, def: &str, w: &Writer
 
 /// Server-side apply of `config` by `w` onto `live` (the stored object, or `{}` on create).
 /// Returns the merged object with its new `managedFields`, or the conflicts.
-pub fn apply(live: &Value, config: &Value, def: &str, w: &Writer, force: bool) -> Result<Value, Vec<Conflict>> {
+pub fn apply(
+    live: &Value,
+    config: &Value,
+    root: Option<&Value>,
+    w: &Writer,
+    force: bool,
+) -> Result<Value, Vec<Conflict>> {
     let mut entries = entries_of(live);
-    let applied = field_set(config, def);
+    let applied = field_set(config, root);
     let mine = |e: &Entry| e.manager == w.manager && e.operation == "Apply" && e.subresource.is_none();
     // Conflicts: fields others own whose value this apply changes.
     let mut taken: Vec<(usize, Path)> = Vec::new();
@@ -603,7 +622,7 @@ pub fn apply(live: &Value, config: &Value, def: &str, w: &Writer, force: bool) -
     for p in dropped {
         remove_at(&mut merged, p);
     }
-    merge_applied(&mut merged, config, schema::definition(def));
+    merge_applied(&mut merged, config, root, true);
     // Applied fields change hands from Update managers whose value the apply overwrote (done
     // above when forced); an identical value stays shared. The applier's entry keeps its
     // place, so that an apply that changes nothing leaves managedFields as they were.
@@ -662,7 +681,9 @@ fn sync_last_applied(merged: &mut Value, config: &Value) {
 mod tests {
     use super::*;
 
-    const DS: &str = "io.k8s.api.apps.v1.DaemonSet";
+    fn ds_schema() -> Option<&'static Value> {
+        schema::definition("io.k8s.api.apps.v1.DaemonSet")
+    }
 
     fn ds(image: &str) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "x", "labels": {"a": "1"}},
@@ -682,7 +703,7 @@ mod tests {
 
     #[test]
     fn field_sets_key_containers_by_name() {
-        let set = field_set(&ds("i:1"), DS);
+        let set = field_set(&ds("i:1"), ds_schema());
         let image: Path = [
             "f:spec",
             "f:template",
@@ -705,20 +726,20 @@ mod tests {
     #[test]
     fn apply_conflicts_with_another_owner_unless_forced() {
         let mut live = ds("i:1");
-        record_update(None, &mut live, DS, &writer("kubectl-create"));
+        record_update(None, &mut live, ds_schema(), &writer("kubectl-create"));
         assert_eq!(live["metadata"]["managedFields"][0]["manager"], "kubectl-create");
         // Same values: no conflict, shared ownership.
-        let same = apply(&live, &ds("i:1"), DS, &writer("ssa"), false).unwrap();
+        let same = apply(&live, &ds("i:1"), ds_schema(), &writer("ssa"), false).unwrap();
         assert_eq!(same["metadata"]["managedFields"].as_array().unwrap().len(), 2);
         // A changed image conflicts.
-        let err = apply(&live, &ds("i:2"), DS, &writer("ssa"), false).unwrap_err();
+        let err = apply(&live, &ds("i:2"), ds_schema(), &writer("ssa"), false).unwrap_err();
         assert_eq!(err.len(), 1);
         assert_eq!(
             conflicts_message(&err),
             "Apply failed with 1 conflict: conflict with \"kubectl-create\" using apps/v1: .spec.template.spec.containers[name=\"c\"].image"
         );
         // Forced: the image changes hands.
-        let forced = apply(&live, &ds("i:2"), DS, &writer("ssa"), true).unwrap();
+        let forced = apply(&live, &ds("i:2"), ds_schema(), &writer("ssa"), true).unwrap();
         assert_eq!(forced["spec"]["template"]["spec"]["containers"][0]["image"], "i:2");
         let create = entries_of(&forced)
             .into_iter()
@@ -732,9 +753,9 @@ mod tests {
         let mut config = ds("i:1");
         config["metadata"]["labels"]["b"] = json!("2");
         config["spec"]["minReadySeconds"] = json!(5);
-        let first = apply(&json!({}), &config, DS, &writer("ssa"), false).unwrap();
+        let first = apply(&json!({}), &config, ds_schema(), &writer("ssa"), false).unwrap();
         assert_eq!(first["spec"]["minReadySeconds"], 5);
-        let second = apply(&first, &ds("i:1"), DS, &writer("ssa"), false).unwrap();
+        let second = apply(&first, &ds("i:1"), ds_schema(), &writer("ssa"), false).unwrap();
         assert!(second["spec"].get("minReadySeconds").is_none(), "{second}");
         assert!(second["metadata"]["labels"].get("b").is_none());
         assert_eq!(second["metadata"]["labels"]["a"], "1");
@@ -743,10 +764,10 @@ mod tests {
     #[test]
     fn updates_take_changed_fields_from_others() {
         let mut live = ds("i:1");
-        record_update(None, &mut live, DS, &writer("a"));
+        record_update(None, &mut live, ds_schema(), &writer("a"));
         let mut next = live.clone();
         next["spec"]["template"]["spec"]["containers"][0]["image"] = json!("i:2");
-        record_update(Some(&live), &mut next, DS, &writer("b"));
+        record_update(Some(&live), &mut next, ds_schema(), &writer("b"));
         let entries = entries_of(&next);
         let b = entries.iter().find(|e| e.manager == "b").unwrap();
         assert_eq!(b.fields.len(), 1);
@@ -766,7 +787,7 @@ mod tests {
             {"containerPort": 53, "protocol": "UDP", "name": "dns"},
             {"containerPort": 53, "name": "dns-tcp"}
         ]));
-        let set = field_set(&config, DS);
+        let set = field_set(&config, ds_schema());
         let keys: BTreeSet<&str> = set.iter().filter_map(|p| p.get(6).map(String::as_str)).collect();
         assert!(
             keys.contains("k:{\"containerPort\":53,\"protocol\":\"UDP\"}"),
@@ -776,17 +797,17 @@ mod tests {
             keys.contains("k:{\"containerPort\":53,\"protocol\":\"TCP\"}"),
             "{keys:?}"
         );
-        let first = apply(&json!({}), &config, DS, &writer("ssa"), false).unwrap();
+        let first = apply(&json!({}), &config, ds_schema(), &writer("ssa"), false).unwrap();
         let ports = &first["spec"]["template"]["spec"]["containers"][0]["ports"];
         assert_eq!(ports.as_array().unwrap().len(), 2, "{ports}");
         // The server defaults the protocol; applying the same configuration again is no change.
         let mut live = first.clone();
         live["spec"]["template"]["spec"]["containers"][0]["ports"][1]["protocol"] = json!("TCP");
-        let second = apply(&live, &config, DS, &writer("ssa"), false).unwrap();
+        let second = apply(&live, &config, ds_schema(), &writer("ssa"), false).unwrap();
         assert_eq!(second, live);
         // Dropping one port removes exactly that one.
         let fewer = dns(json!([{"containerPort": 53, "protocol": "UDP", "name": "dns"}]));
-        let third = apply(&second, &fewer, DS, &writer("ssa"), false).unwrap();
+        let third = apply(&second, &fewer, ds_schema(), &writer("ssa"), false).unwrap();
         assert_eq!(
             third["spec"]["template"]["spec"]["containers"][0]["ports"],
             json!([{"containerPort": 53, "protocol": "UDP", "name": "dns"}])
@@ -798,7 +819,7 @@ mod tests {
         let mut config = ds("i:1");
         config["spec"]["template"]["spec"]["tolerations"] = json!([{"operator": "Exists"}]);
         config["spec"]["template"]["spec"]["nodeSelector"] = json!({"a": "b"});
-        let set = field_set(&config, DS);
+        let set = field_set(&config, ds_schema());
         let spec = ["f:spec", "f:template", "f:spec"].map(String::from).to_vec();
         let with = |f: &str| {
             let mut p = spec.clone();
@@ -809,9 +830,9 @@ mod tests {
         assert!(set.contains(&with("f:nodeSelector")), "{set:?}");
         assert!(!set.iter().any(|p| p.len() > 4 && p[3] == "f:nodeSelector"));
         // Another value replaces the whole list and map.
-        let first = apply(&json!({}), &config, DS, &writer("ssa"), false).unwrap();
+        let first = apply(&json!({}), &config, ds_schema(), &writer("ssa"), false).unwrap();
         config["spec"]["template"]["spec"]["nodeSelector"] = json!({"c": "d"});
-        let second = apply(&first, &config, DS, &writer("ssa"), false).unwrap();
+        let second = apply(&first, &config, ds_schema(), &writer("ssa"), false).unwrap();
         assert_eq!(second["spec"]["template"]["spec"]["nodeSelector"], json!({"c": "d"}));
     }
 
@@ -820,14 +841,14 @@ mod tests {
         let mut live = ds("i:1");
         let last = serde_json::to_string(&ds("i:1")).unwrap();
         live["metadata"]["annotations"] = json!({ LAST_APPLIED: last });
-        record_update(None, &mut live, DS, &writer("kubectl-client-side-apply"));
+        record_update(None, &mut live, ds_schema(), &writer("kubectl-client-side-apply"));
         // Another manager's change to a field the last-applied configuration does not hold.
         let mut scaled = live.clone();
         scaled["spec"]["minReadySeconds"] = json!(7);
-        record_update(Some(&live), &mut scaled, DS, &writer("other"));
+        record_update(Some(&live), &mut scaled, ds_schema(), &writer("other"));
         // A new image conflicts for any manager but kubectl...
-        assert!(apply(&scaled, &ds("i:2"), DS, &writer("someone"), false).is_err());
-        let upgraded = apply(&scaled, &ds("i:2"), DS, &writer("kubectl"), false).unwrap();
+        assert!(apply(&scaled, &ds("i:2"), ds_schema(), &writer("someone"), false).is_err());
+        let upgraded = apply(&scaled, &ds("i:2"), ds_schema(), &writer("kubectl"), false).unwrap();
         assert_eq!(upgraded["spec"]["template"]["spec"]["containers"][0]["image"], "i:2");
         // ...which also records its configuration for later client-side applies.
         let recorded: Value =
@@ -837,7 +858,7 @@ mod tests {
         // A field another manager changed away from last-applied still conflicts.
         let mut config = ds("i:2");
         config["spec"]["minReadySeconds"] = json!(1);
-        let err = apply(&scaled, &config, DS, &writer("kubectl"), false).unwrap_err();
+        let err = apply(&scaled, &config, ds_schema(), &writer("kubectl"), false).unwrap_err();
         assert_eq!(err.len(), 1);
         assert_eq!(err[0].field, ".spec.minReadySeconds");
     }

@@ -318,17 +318,18 @@ impl ApiServer {
         shoal_api::defaults::prepare_for_create(res.group, res.kind, &mut obj);
         match (&apply_config, opts.manager.as_deref()) {
             (Some(config), Some(manager)) => {
-                let owned = with_writer(res, None, manager, |def, w| {
-                    managed::apply(&json!({}), config, def, w, true)
-                })
-                .unwrap_or_default();
+                let owned = self
+                    .with_writer(res, None, manager, |root, w| {
+                        managed::apply(&json!({}), config, root, w, true)
+                    })
+                    .unwrap_or_default();
                 // An apply that owns no field leaves no entry (and no `managedFields: null`).
                 match owned["metadata"].get("managedFields").filter(|m| !m.is_null()) {
                     Some(mf) => meta_mut(&mut obj).insert("managedFields".into(), mf.clone()),
                     None => meta_mut(&mut obj).remove("managedFields"),
                 };
             }
-            _ => record_manager(res, t, &mut obj, opts, None),
+            _ => self.record_manager(res, t, &mut obj, opts, None),
         }
         let name = name_of(&obj).to_string();
         strategy::fill_status(res, &mut obj);
@@ -502,8 +503,8 @@ impl ApiServer {
         force: bool,
     ) -> ApiResult<Value> {
         let manager = opts.manager.as_deref().unwrap_or_default();
-        let merged = with_writer(res_for_patch(t), t.subresource.as_deref(), manager, |def, w| {
-            managed::apply(live, config, def, w, force)
+        let merged = self.with_writer(res_for_patch(t), t.subresource.as_deref(), manager, |root, w| {
+            managed::apply(live, config, root, w, force)
         });
         merged.map_err(|conflicts| ApiError::apply_conflicts(&managed::conflicts_message(&conflicts), &conflicts))
     }
@@ -585,7 +586,7 @@ impl ApiServer {
             Some(other) => return Err(ApiError::method_not_allowed(&format!("update of {other}"), res)),
         }
         if op != "Apply" {
-            record_manager(res, t, &mut obj, opts, Some(old));
+            self.record_manager(res, t, &mut obj, opts, Some(old));
         }
         strategy::fill_status(res, &mut obj);
         if let Some(node) = &opts.node {
@@ -947,42 +948,52 @@ pub(crate) fn store_conflict(e: shoal_store::Error, res: &Resource, name: &str) 
     }
 }
 
-/// Records the write in `metadata.managedFields`: an `Update` takes the fields it changed.
-/// Writes without a field manager keep the stored entries as they are.
-fn record_manager(res: &Resource, t: &Target, obj: &mut Value, opts: &WriteOptions, old: Option<&Value>) {
-    let Some(manager) = opts.manager.as_deref().filter(|m| !m.is_empty()) else {
-        match old.and_then(|o| o["metadata"].get("managedFields")) {
-            Some(mf) => {
-                meta_mut(obj).insert("managedFields".into(), mf.clone());
+impl ApiServer {
+    /// Records the write in `metadata.managedFields`: an `Update` takes the fields it
+    /// changed. Writes without a field manager keep the stored entries as they are.
+    fn record_manager(&self, res: &Resource, t: &Target, obj: &mut Value, opts: &WriteOptions, old: Option<&Value>) {
+        let Some(manager) = opts.manager.as_deref().filter(|m| !m.is_empty()) else {
+            match old.and_then(|o| o["metadata"].get("managedFields")) {
+                Some(mf) => {
+                    meta_mut(obj).insert("managedFields".into(), mf.clone());
+                }
+                None => {
+                    meta_mut(obj).remove("managedFields");
+                }
             }
-            None => {
-                meta_mut(obj).remove("managedFields");
-            }
-        }
-        return;
-    };
-    with_writer(res, t.subresource.as_deref(), manager, |def, w| {
-        managed::record_update(old, obj, def, w)
-    });
-}
+            return;
+        };
+        self.with_writer(res, t.subresource.as_deref(), manager, |root, w| {
+            managed::record_update(old, obj, root, w)
+        });
+    }
 
-/// Calls `f` with the OpenAPI definition of `res` and the [`managed::Writer`] of this write.
-fn with_writer<R>(
-    res: &Resource,
-    subresource: Option<&str>,
-    manager: &str,
-    f: impl FnOnce(&str, &managed::Writer) -> R,
-) -> R {
-    let def = shoal_api::schema::definition_name(res.group, res.version, res.kind).unwrap_or("");
-    let api_version = res.api_version();
-    let now = now_rfc3339();
-    let w = managed::Writer {
-        manager,
-        api_version: &api_version,
-        subresource,
-        now: &now,
-    };
-    f(def, &w)
+    /// Calls `f` with the schema of `res` (a built-in kind's definition, or a custom
+    /// resource's `openAPIV3Schema`: its list types and map keys decide how fields are
+    /// owned) and the [`managed::Writer`] of this write.
+    fn with_writer<R>(
+        &self,
+        res: &Resource,
+        subresource: Option<&str>,
+        manager: &str,
+        f: impl FnOnce(Option<&Value>, &managed::Writer) -> R,
+    ) -> R {
+        let custom = self.custom_schema(res);
+        let root = match &custom {
+            Some(schema) => Some(schema.get()),
+            None => shoal_api::schema::definition_name(res.group, res.version, res.kind)
+                .and_then(shoal_api::schema::definition),
+        };
+        let api_version = res.api_version();
+        let now = now_rfc3339();
+        let w = managed::Writer {
+            manager,
+            api_version: &api_version,
+            subresource,
+            now: &now,
+        };
+        f(root, &w)
+    }
 }
 
 /// True when `a` and `b` differ at most in `metadata.resourceVersion` and in the times of
