@@ -6,6 +6,7 @@
 //! JSON) and decoded into k8s-openapi types where a kind needs typed logic.
 
 pub mod catalogue;
+pub mod cel;
 pub mod defaults;
 pub mod field;
 pub mod limits;

@@ -516,7 +516,7 @@ fn unwrap_combinator(schema: &Value) -> Option<&Value> {
 }
 
 /// Follows `$ref`s and wrappers until reaching a schema with content (at most 32 steps).
-pub fn resolve<'a>(schema: &'a Value) -> &'a Value {
+pub fn resolve(schema: &Value) -> &Value {
     let mut current = schema;
     for _ in 0..32 {
         let next = match current.get("$ref").and_then(Value::as_str) {
@@ -549,7 +549,7 @@ pub fn field_schema(definition_name: &str, field: &str) -> Option<&'static Value
 }
 
 /// The resolved item schema of an array schema.
-pub fn items<'a>(schema: &'a Value) -> Option<&'a Value> {
+pub fn items(schema: &Value) -> Option<&Value> {
     resolve(schema).get("items").map(resolve)
 }
 

@@ -270,14 +270,20 @@ impl ApiServer {
         }
     }
 
-    /// What in custom object `obj` of `res` breaks its schema (nothing for a built-in).
+    /// What in custom object `obj` of `res` breaks its schema or its CEL rules (nothing for a
+    /// built-in); `old` is the stored object on an update (for transition rules).
     pub(crate) fn custom_errors(
         &self,
         res: &shoal_api::catalogue::Resource,
         obj: &Value,
+        old: Option<&Value>,
     ) -> Vec<shoal_api::field::FieldError> {
         match self.custom_schema(res) {
-            Some(schema) => shoal_api::structural::validate(&schema, obj),
+            Some(schema) => {
+                let mut errors = shoal_api::structural::validate(&schema, obj);
+                errors.extend(shoal_api::cel::validate(&schema, obj, old));
+                errors
+            }
             None => Vec::new(),
         }
     }

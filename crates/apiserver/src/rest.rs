@@ -349,7 +349,7 @@ impl ApiServer {
         }
         self.admit_create(res, &mut obj)?;
         let mut errors = shoal_api::validation::validate(res.group, res.kind, &obj, None);
-        errors.extend(self.custom_errors(res, &obj));
+        errors.extend(self.custom_errors(res, &obj, None));
         if !errors.is_empty() {
             return Err(ApiError::invalid(res, &name, &errors));
         }
@@ -623,7 +623,7 @@ impl ApiServer {
             }
         }
         let mut errors = shoal_api::validation::validate(res.group, res.kind, &obj, Some(old));
-        errors.extend(self.custom_errors(res, &obj));
+        errors.extend(self.custom_errors(res, &obj, Some(old)));
         if !errors.is_empty() {
             return Err(ApiError::invalid(res, &name, &errors));
         }

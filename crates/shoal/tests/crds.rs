@@ -437,3 +437,176 @@ fn custom_resources_are_explained_and_applied_by_their_schema() {
     );
     assert!(conflict.contains("conflict with \"web\""), "{conflict}");
 }
+
+/// Shaped like cert-manager's Certificate: two versions, printer columns, a category, and
+/// CEL rules (one a transition rule).
+const CERTIFICATES: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: certificates.certs.example.com}
+spec:
+  group: certs.example.com
+  scope: Namespaced
+  names: {plural: certificates, singular: certificate, kind: Certificate, shortNames: [cert], categories: [certs-all]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Secret, type: string, jsonPath: .spec.secretName}
+    - {name: Issuer, type: string, jsonPath: .spec.issuerRef.name, priority: 1}
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-validations:
+        - rule: "self.metadata.name.size() <= 20"
+          message: certificate names are at most 20 characters
+        properties:
+          spec:
+            type: object
+            required: [secretName, issuerRef]
+            x-kubernetes-validations:
+            - rule: "!has(self.duration) || !has(self.renewBefore) || self.renewBefore < self.duration"
+              message: renewBefore must be shorter than duration
+            - rule: "self.secretName == oldSelf.secretName"
+              message: secretName is immutable
+              reason: FieldValueForbidden
+              fieldPath: .secretName
+            - rule: "!has(self.dnsNames) || self.dnsNames.all(n, n.endsWith('.example.com'))"
+              messageExpression: "'every DNS name must end in .example.com, not ' + self.dnsNames.filter(n, !n.endsWith('.example.com'))[0]"
+            properties:
+              secretName: {type: string, minLength: 1}
+              duration: {type: integer}
+              renewBefore: {type: integer}
+              dnsNames: {type: array, items: {type: string}}
+              issuerRef:
+                type: object
+                required: [name]
+                properties:
+                  name: {type: string}
+                  kind: {type: string, default: Issuer}
+          status:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+"#;
+
+#[test]
+fn cel_rules_of_a_definition_are_enforced_with_upstreams_messages() {
+    let c = Cluster::up(0);
+    c.kubectl_in(&["apply", "-f", "-"], Some(CERTIFICATES));
+    c.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/certificates.certs.example.com",
+        "--timeout=20s",
+    ]);
+    let cert = |name: &str, spec: &str| {
+        format!("apiVersion: certs.example.com/v1\nkind: Certificate\nmetadata: {{name: {name}}}\nspec: {spec}\n")
+    };
+
+    let refused = c.kubectl_err(
+        &["create", "-f", "-"],
+        Some(&cert(
+            "a-name-that-is-far-too-long",
+            "{secretName: s, issuerRef: {name: ca}, duration: 10, renewBefore: 20, dnsNames: [a.example.com, b.other.org]}",
+        )),
+    );
+    for want in [
+        "The Certificate \"a-name-that-is-far-too-long\" is invalid:",
+        "* <nil>: Invalid value: \"object\": certificate names are at most 20 characters",
+        "* spec: Invalid value: \"object\": renewBefore must be shorter than duration",
+        "* spec: Invalid value: \"object\": every DNS name must end in .example.com, not b.other.org",
+    ] {
+        assert!(refused.contains(want), "{want:?} in\n{refused}");
+    }
+    assert!(c.kubectl(&["get", "certificates", "-o", "name"]).trim().is_empty());
+
+    // A valid one, shown with its columns (the priority-1 one only with -o wide; no Age, as
+    // the definition names its columns).
+    c.kubectl_in(
+        &["create", "-f", "-"],
+        Some(&cert("web", "{secretName: web-tls, issuerRef: {name: ca}}")),
+    );
+    let wide = c.kubectl(&["get", "cert", "web", "-o", "wide"]);
+    let rows: Vec<Vec<&str>> = wide.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows, [["NAME", "SECRET", "ISSUER"], ["web", "web-tls", "ca"]], "{wide}");
+    let narrow = c.kubectl(&["get", "cert", "web"]);
+    assert_eq!(
+        narrow
+            .lines()
+            .next()
+            .map(str::split_whitespace)
+            .map(Iterator::collect::<Vec<_>>),
+        Some(vec!["NAME", "SECRET"])
+    );
+    let category = c.kubectl(&["get", "certs-all"]);
+    assert!(
+        category.lines().any(|l| l.split_whitespace().eq(["web", "web-tls"])),
+        "{category}"
+    );
+
+    // The transition rule: the secret name may not change, reported at the field path.
+    let changed = c.kubectl_err(
+        &[
+            "patch",
+            "cert",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"secretName":"other"}}"#,
+        ],
+        None,
+    );
+    assert!(
+        changed.contains("The Certificate \"web\" is invalid: spec.secretName: Forbidden: secretName is immutable"),
+        "{changed}"
+    );
+    // Other changes pass; a JSON patch, and server-side apply too.
+    c.kubectl(&[
+        "patch",
+        "cert",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/duration","value":90}]"#,
+    ]);
+    let applied = cert(
+        "web",
+        "{secretName: web-tls, issuerRef: {name: ca}, duration: 90, renewBefore: 30}",
+    );
+    c.kubectl_in(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(&applied),
+    );
+    assert_eq!(
+        c.kubectl(&[
+            "get",
+            "cert",
+            "web",
+            "-o",
+            "jsonpath={.spec.duration} {.spec.renewBefore} {.spec.issuerRef.kind}"
+        ]),
+        "90 30 Issuer"
+    );
+
+    // A definition whose rule does not compile is refused, naming the rule.
+    let broken = CERTIFICATES
+        .replace("certificates.certs.example.com", "badcerts.certs.example.com")
+        .replace("plural: certificates, singular: certificate, kind: Certificate, shortNames: [cert], categories: [certs-all]", "plural: badcerts, kind: BadCert")
+        .replace("self.metadata.name.size() <= 20", "self.metadata.name.size( <= 20");
+    let err = c.kubectl_err(&["create", "-f", "-"], Some(&broken));
+    assert!(
+        err.contains("spec.versions[0].schema.openAPIV3Schema.x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{Rule:\"self.metadata.name.size( <= 20\"")
+            && err.contains("compilation failed: "),
+        "{err}"
+    );
+}

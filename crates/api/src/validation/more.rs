@@ -1181,6 +1181,7 @@ fn crd(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
                 let status = get(get(Some(v), "subresources"), "status").is_some();
                 let at = vp.child("schema").child("openAPIV3Schema");
                 errs.extend(crate::structural::schema_errors(schema, at.s(), status));
+                errs.extend(crate::cel::rule_errors(schema, at.s()));
             }
         }
     }
