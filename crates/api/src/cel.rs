@@ -529,6 +529,40 @@ fn kind_of(v: &Cel) -> &'static str {
 }
 
 // ---------------------------------------------------------------------------------------
+// Expressions over objects (admission match conditions and policies)
+
+/// Evaluates `expr` with each variable bound to its JSON value (free-form: no schema), and
+/// requires a bool. The error is upstream-worded enough to explain the failure.
+pub fn eval_bool(expr: &str, vars: &[(&str, &Value)]) -> Result<bool, String> {
+    match eval(expr, vars)? {
+        Cel::Bool(b) => Ok(b),
+        other => Err(format!("expression must evaluate to a bool, not {}", kind_of(&other))),
+    }
+}
+
+/// Evaluates `expr` to a string (a message expression, say).
+pub fn eval_string(expr: &str, vars: &[(&str, &Value)]) -> Result<String, String> {
+    match eval(expr, vars)? {
+        Cel::String(s) => Ok(s.to_string()),
+        other => Err(format!("expression must evaluate to a string, not {}", kind_of(&other))),
+    }
+}
+
+/// Whether `expr` compiles (the error says why not).
+pub fn check_expression(expr: &str) -> Result<(), String> {
+    compile(expr).map(|_| ())
+}
+
+fn eval(expr: &str, vars: &[(&str, &Value)]) -> Result<Cel, String> {
+    let compiled = compile(expr)?;
+    let mut ctx = context();
+    for (name, value) in vars {
+        ctx.add_variable_from_value(*name, to_cel(&Value::Null, value, Node::Other, 0));
+    }
+    compiled.program.execute(&ctx).map_err(|e| runtime_error(&e, expr))
+}
+
+// ---------------------------------------------------------------------------------------
 // Values
 
 /// CEL's reserved words: a property of that name is `__name__` in rules.

@@ -203,6 +203,19 @@ impl ApiServer {
             }
             _ => {}
         }
+        // Admission webhooks, before the quota is charged (as upstream orders its plugins).
+        let attempt = crate::webhooks::Attempt {
+            op: match old {
+                Some(_) => crate::webhooks::Operation::Update,
+                None => crate::webhooks::Operation::Create,
+            },
+            t,
+            obj: Some(obj),
+            old,
+            opts,
+        };
+        let mut warnings = warnings;
+        warnings.extend(self.validate_by_webhooks(&attempt).await?);
         // Creates, and as upstream's evaluators, updates of Services (a new type or more
         // ports) and claims (a larger request).
         let quota_update = matches!((res.group, res.plural), ("", "services" | "persistentvolumeclaims"));

@@ -294,10 +294,15 @@ pub struct WatchCache {
     revision: watch::Sender<Revision>,
     /// Changes applied to roles and bindings (see [`WatchCache::rbac_generation`]).
     rbac_changes: std::sync::atomic::AtomicU64,
+    /// Changes applied to admission configuration (see [`WatchCache::admission_generation`]).
+    admission_changes: std::sync::atomic::AtomicU64,
 }
 
 /// Where roles and bindings are stored.
 const RBAC_PREFIX: &str = "/registry/rbac.authorization.k8s.io/";
+
+/// Where webhook configurations and admission policies are stored.
+const ADMISSION_PREFIX: &str = "/registry/admissionregistration.k8s.io/";
 
 /// What a watch gets when it starts: past events to replay, then a live receiver.
 pub struct Subscription {
@@ -340,6 +345,7 @@ impl WatchCache {
             events,
             revision,
             rbac_changes: Default::default(),
+            admission_changes: Default::default(),
         });
         let feeder = cache.clone();
         let prefix = prefix.to_string();
@@ -423,6 +429,16 @@ impl WatchCache {
         if ev.kv.key.starts_with(RBAC_PREFIX) {
             self.rbac_changes.fetch_add(1, std::sync::atomic::Ordering::Release);
         }
+        if ev.kv.key.starts_with(ADMISSION_PREFIX) {
+            self.admission_changes
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// How many changes to webhook configurations and admission policies the cache has
+    /// applied: the admission chain built from them holds while this stays the same.
+    pub fn admission_generation(&self) -> u64 {
+        self.admission_changes.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// How many changes to roles and bindings the cache has applied: what was derived from

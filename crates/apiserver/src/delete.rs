@@ -38,6 +38,8 @@ pub struct DeleteOptions {
     pub resource_version: Option<String>,
     /// `dryRun: [All]`.
     pub dry_run: bool,
+    /// Who deletes (`None`: an in-process component), as admission webhooks are told.
+    pub who: Option<crate::nodeauth::Identity>,
 }
 
 impl DeleteOptions {
@@ -131,7 +133,14 @@ impl DeleteOptions {
             uid: preconditions.uid,
             resource_version: preconditions.resource_version,
             dry_run: !dry_run.is_empty(),
+            who: None,
         })
+    }
+
+    /// These options for a delete by `who` (`None`: an in-process client).
+    pub fn by(mut self, who: Option<&crate::nodeauth::Identity>) -> DeleteOptions {
+        self.who = who.cloned();
+        self
     }
 
     /// The propagation of this delete of `res`: as asked, else the resource's default
@@ -173,6 +182,23 @@ fn set_deletion_deadline(meta: &mut serde_json::Map<String, Value>, grace: i64) 
 }
 
 impl ApiServer {
+    /// Validating admission webhooks of a delete of `obj`.
+    async fn admit_delete(&self, t: &Target, obj: &Value, opts: &DeleteOptions) -> ApiResult<()> {
+        let write = crate::rest::WriteOptions {
+            dry_run: opts.dry_run,
+            who: opts.who.clone(),
+            ..Default::default()
+        };
+        let attempt = crate::webhooks::Attempt {
+            op: crate::webhooks::Operation::Delete,
+            t,
+            obj: None,
+            old: Some(obj),
+            opts: &write,
+        };
+        self.validate_by_webhooks(&attempt).await.map(|_| ())
+    }
+
     /// DELETE of one object. Answers 200 with the object as deleted (at the deletion's
     /// resourceVersion), or 202 with the object marked for deletion when finalizers, a
     /// node or the namespace controller finish it.
@@ -188,10 +214,13 @@ impl ApiServer {
                 "this is a system priority class and cannot be deleted",
             ));
         }
-        for _ in 0..16 {
+        for attempt in 0..16 {
             let current = self.get_object(t)?;
             let decoded = current.obj();
             let obj = &decoded;
+            if attempt == 0 {
+                self.admit_delete(t, obj, opts).await?;
+            }
             if let Some(uid) = &opts.uid {
                 let have = obj["metadata"]["uid"].as_str().unwrap_or_default();
                 if uid != have {
@@ -338,6 +367,7 @@ mod tests {
                 uid: Some("u".into()),
                 resource_version: Some("5".into()),
                 dry_run: true,
+                who: None,
             }
         );
         assert_eq!(

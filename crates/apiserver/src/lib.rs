@@ -50,6 +50,7 @@ pub mod status;
 pub mod strategy;
 pub mod tls;
 pub mod watch;
+mod webhooks;
 
 use cache::WatchCache;
 use metrics::Metrics;
@@ -87,6 +88,9 @@ pub struct ApiServer {
     decoded_memo: std::sync::Mutex<std::collections::HashMap<String, (shoal_store::Revision, Arc<Value>)>>,
     /// The rules RBAC grants, by user, groups and namespace, at an RBAC generation of the cache.
     granted_memo: std::sync::Mutex<GrantedMemo>,
+    /// The admission webhooks, at an admission generation of the cache (see
+    /// [`ApiServer::hooks`]).
+    webhook_memo: std::sync::Mutex<Option<(u64, Arc<webhooks::Hooks>)>>,
     /// Where Services' cluster IPs come from.
     service_range: alloc::ServiceRange,
     /// The supervised components of this process (readiness and `/metrics` report them).
@@ -122,6 +126,7 @@ impl ApiServer {
             audit: Default::default(),
             decoded_memo: Default::default(),
             granted_memo: Default::default(),
+            webhook_memo: Default::default(),
             service_range: range,
             components,
         });
@@ -862,12 +867,12 @@ impl ApiServer {
                 ))
             }
             (&Method::DELETE, true, None) => {
-                let opts = delete::DeleteOptions::from_request(p, &body)?;
+                let opts = delete::DeleteOptions::from_request(p, &body)?.by(who);
                 let (code, w) = self.delete(t, &opts).await?;
                 Ok(json_response(code, w.json, "application/json"))
             }
             (&Method::DELETE, false, None) => {
-                let opts = delete::DeleteOptions::from_request(p, &body)?;
+                let opts = delete::DeleteOptions::from_request(p, &body)?.by(who);
                 let (items, _) = self.list_objects(t, p).await?;
                 let mut deleted = Vec::new();
                 for e in items {
@@ -980,7 +985,7 @@ impl ApiServer {
                 one(200, out(w.obj))
             }
             (&Method::DELETE, true, None) => {
-                let opts = delete::DeleteOptions::from_request(p, &body)?;
+                let opts = delete::DeleteOptions::from_request(p, &body)?.by(who);
                 let (code, w) = self.delete(&t2, &opts).await?;
                 Ok(value_response(code, &out(w.obj)))
             }

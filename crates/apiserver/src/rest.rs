@@ -37,6 +37,8 @@ pub struct WriteOptions {
     pub user: Option<(String, Vec<String>)>,
     /// Fields the body gave more than once (refused under `Strict`, warned of under `Warn`).
     pub duplicates: Vec<String>,
+    /// Who writes (`None`: an in-process component), as admission webhooks are told.
+    pub who: Option<crate::nodeauth::Identity>,
 }
 
 impl WriteOptions {
@@ -70,12 +72,14 @@ impl WriteOptions {
             node: None,
             user: None,
             duplicates: Vec::new(),
+            who: None,
         })
     }
 
     /// These options for a write by `who` (`None`: an in-process client).
     pub fn by(mut self, who: Option<&crate::nodeauth::Identity>) -> WriteOptions {
         use crate::nodeauth::Identity;
+        self.who = who.cloned();
         match who {
             Some(Identity::Node(node)) => self.node = Some(node.clone()),
             Some(Identity::User(u)) => self.user = Some((u.name.clone(), u.groups.clone())),
@@ -348,6 +352,11 @@ impl ApiServer {
             _ => {}
         }
         self.admit_create(res, &mut obj)?;
+        let mut warnings = warnings;
+        warnings.extend(
+            self.mutate_by_webhooks(crate::webhooks::Operation::Create, t, &mut obj, None, opts)
+                .await?,
+        );
         let mut errors = shoal_api::validation::validate(res.group, res.kind, &obj, None);
         errors.extend(self.custom_errors(res, &obj, None));
         if !errors.is_empty() {
@@ -356,7 +365,6 @@ impl ApiServer {
         if res.namespaced {
             self.check_namespace_open(t.namespace.as_deref().unwrap_or_default())?;
         }
-        let mut warnings = warnings;
         warnings.extend(self.admit_validate(t, &obj, None, opts).await?);
         // Service creates are serialised so that allocations never collide.
         let _allocating = if (res.group, res.kind) == ("", "Service") {
@@ -622,16 +630,26 @@ impl ApiServer {
                 }
             }
         }
+        let mut warnings = self
+            .mutate_by_webhooks(crate::webhooks::Operation::Update, t, &mut obj, Some(old), opts)
+            .await?;
         let mut errors = shoal_api::validation::validate(res.group, res.kind, &obj, Some(old));
         errors.extend(self.custom_errors(res, &obj, Some(old)));
         if !errors.is_empty() {
             return Err(ApiError::invalid(res, &name, &errors));
         }
-        let warnings = if t.subresource.is_none() {
-            self.admit_validate(t, &obj, Some(old), opts).await?
+        if t.subresource.is_none() {
+            warnings.extend(self.admit_validate(t, &obj, Some(old), opts).await?);
         } else {
-            Vec::new()
-        };
+            let attempt = crate::webhooks::Attempt {
+                op: crate::webhooks::Operation::Update,
+                t,
+                obj: Some(&obj),
+                old: Some(old),
+                opts,
+            };
+            warnings.extend(self.validate_by_webhooks(&attempt).await?);
+        }
         meta_mut(&mut obj).remove("resourceVersion");
         if same_ignoring_manager_time(&obj, old) {
             return Ok(Written {

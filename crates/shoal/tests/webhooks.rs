@@ -1,0 +1,303 @@
+//! Admission webhooks: a real HTTPS webhook server on a loopback port, written for these
+//! tests, called by a real `shoal up` for writes made with the real kubectl.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use base64::Engine as _;
+use common::Cluster;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+/// What the test webhook server was asked, and where it listens.
+struct WebhookServer {
+    port: u16,
+    ca_b64: String,
+    calls: Arc<AtomicUsize>,
+    _dir: tempfile::TempDir,
+}
+
+/// The test webhook's answer to one AdmissionReview, by path:
+/// - `/mutate` labels the object `mutated: "yes"` (a JSON patch);
+/// - `/validate` refuses a ConfigMap with a `forbidden` key (403) and the delete of one
+///   labelled `protected: "true"`, and warns on everything it lets through.
+fn answer(path: &str, review: &Value) -> Value {
+    let request = &review["request"];
+    let uid = request["uid"].clone();
+    let response = match path {
+        "/mutate" => {
+            let patch = if request["object"]["metadata"]["labels"].is_object() {
+                json!([{"op": "add", "path": "/metadata/labels/mutated", "value": "yes"}])
+            } else {
+                json!([{"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}}])
+            };
+            let patch = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
+            json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch})
+        }
+        _ if request["operation"] == "DELETE" && request["oldObject"]["metadata"]["labels"]["protected"] == "true" => {
+            json!({"uid": uid, "allowed": false, "status": {"code": 403, "reason": "Forbidden",
+                   "message": "protected config maps stay"}})
+        }
+        _ if request["object"]["data"].get("forbidden").is_some() => {
+            json!({"uid": uid, "allowed": false, "status": {"code": 403, "reason": "Forbidden",
+                   "message": "the key forbidden is not allowed"}})
+        }
+        _ => json!({"uid": uid, "allowed": true, "warnings": ["checked by the test webhook"],
+                    "auditAnnotations": {"checked": "yes"}}),
+    };
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+}
+
+/// Starts the webhook server (HTTPS, a certificate for loopback and
+/// `webhook.default.svc`, signed by a CA of its own).
+fn webhook_server() -> WebhookServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = shoal_apiserver::tls::ensure_certs(dir.path(), &["webhook.default.svc".to_string()]).expect("certs");
+    let config = shoal_apiserver::tls::server_config(&certs).expect("tls config");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            tx.send(listener.local_addr().expect("addr").port()).expect("port");
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let counted = counted.clone();
+                        async move {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            let path = req.uri().path().to_string();
+                            let timeout = req.uri().query().unwrap_or_default().to_string();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let review: Value = serde_json::from_slice(&body).unwrap_or_default();
+                            let mut reply = answer(&path, &review);
+                            // Upstream tells a webhook its deadline in the query.
+                            if timeout != "timeout=10s" {
+                                reply["response"]["warnings"] = json!([format!("unexpected query {timeout:?}")]);
+                            }
+                            Ok::<_, std::convert::Infallible>(
+                                http::Response::builder()
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(bytes::Bytes::from(reply.to_string())))
+                                    .expect("response"),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+    });
+    let port = rx.recv().expect("webhook server port");
+    WebhookServer {
+        port,
+        ca_b64: base64::engine::general_purpose::STANDARD.encode(&certs.ca_pem),
+        calls,
+        _dir: dir,
+    }
+}
+
+fn configmap(name: &str, data: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {data}\n")
+}
+
+#[test]
+fn webhooks_mutate_and_deny_as_upstream_calls_them() {
+    let hook = webhook_server();
+    let c = Cluster::up(0);
+    let url = |path: &str| format!("https://127.0.0.1:{}{path}", hook.port);
+    let configs = format!(
+        r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {{name: label-configmaps}}
+webhooks:
+- name: label.test.shoal.dev
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  clientConfig: {{url: "{mutate}", caBundle: {ca}}}
+  rules: [{{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [configmaps]}}]
+  objectSelector: {{matchExpressions: [{{key: skip, operator: DoesNotExist}}]}}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: check-configmaps}}
+webhooks:
+- name: check.test.shoal.dev
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  clientConfig: {{url: "{validate}", caBundle: {ca}}}
+  rules: [{{operations: [CREATE, UPDATE, DELETE], apiGroups: [""], apiVersions: [v1], resources: [configmaps]}}]
+  namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: default}}}}
+  matchConditions:
+  - name: not-the-root-ca
+    expression: "request.name != 'kube-root-ca.crt'"
+"#,
+        mutate = url("/mutate"),
+        validate = url("/validate"),
+        ca = hook.ca_b64,
+    );
+    c.kubectl_in(&["apply", "-f", "-"], Some(&configs));
+
+    // Mutated, and let through with a warning kubectl shows.
+    let created = c.kubectl_output(&["create", "-f", "-"], Some(&configmap("plain", "{a: b}")));
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    assert!(created.status.success(), "{stderr}");
+    assert!(stderr.contains("Warning: checked by the test webhook"), "{stderr}");
+    assert_eq!(
+        c.kubectl(&["get", "cm", "plain", "-o", "jsonpath={.metadata.labels.mutated}"]),
+        "yes"
+    );
+    // The object selector leaves this one alone.
+    c.kubectl_in(
+        &["create", "-f", "-"],
+        Some(&configmap("skipped", "{a: b}").replace(
+            "metadata: {name: skipped}",
+            "metadata: {name: skipped, labels: {skip: 'true'}}",
+        )),
+    );
+    assert_eq!(
+        c.kubectl(&["get", "cm", "skipped", "-o", "jsonpath={.metadata.labels.mutated}"]),
+        ""
+    );
+
+    // Denied with the webhook's code and message, and nothing written.
+    let denied = c.kubectl_err(&["create", "-f", "-"], Some(&configmap("bad", "{forbidden: x}")));
+    assert!(
+        denied.contains(
+            "Error from server (Forbidden): error when creating \"STDIN\": admission webhook \"check.test.shoal.dev\" denied the request: the key forbidden is not allowed"
+        ),
+        "{denied}"
+    );
+    assert!(c.kubectl_err(&["get", "cm", "bad"], None).contains("NotFound"));
+    // An update is checked too.
+    let update = c.kubectl_err(
+        &[
+            "patch",
+            "cm",
+            "plain",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"forbidden":"y"}}"#,
+        ],
+        None,
+    );
+    assert!(
+        update.contains("denied the request: the key forbidden is not allowed"),
+        "{update}"
+    );
+    // So is a delete: a protected one stays.
+    c.kubectl(&["label", "cm", "plain", "protected=true"]);
+    let delete = c.kubectl_err(&["delete", "cm", "plain"], None);
+    assert!(
+        delete.contains("denied the request: protected config maps stay"),
+        "{delete}"
+    );
+    c.kubectl(&["get", "cm", "plain"]);
+
+    // Another namespace is outside the validating webhook's namespace selector.
+    c.kubectl(&["create", "namespace", "elsewhere"]);
+    c.kubectl_in(
+        &["create", "-n", "elsewhere", "-f", "-"],
+        Some(&configmap("free", "{forbidden: x}")),
+    );
+
+    // A webhook that cannot be reached fails the request under failurePolicy Fail...
+    let calls = hook.calls.load(Ordering::SeqCst);
+    let unreachable = |policy: &str| {
+        format!(
+            r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: unreachable}}
+webhooks:
+- name: unreachable.test.shoal.dev
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: {policy}
+  timeoutSeconds: 2
+  clientConfig: {{url: "https://127.0.0.1:1/validate", caBundle: {ca}}}
+  rules: [{{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [secrets]}}]
+"#,
+            ca = hook.ca_b64
+        )
+    };
+    c.kubectl_in(&["apply", "-f", "-"], Some(&unreachable("Fail")));
+    let failed = c.kubectl_err(&["create", "secret", "generic", "s1", "--from-literal=a=b"], None);
+    assert!(
+        failed.contains("Internal error occurred: failed calling webhook \"unreachable.test.shoal.dev\": failed to call webhook: Post \"https://127.0.0.1:1/validate?timeout=2s\""),
+        "{failed}"
+    );
+    // ... and is passed over under Ignore.
+    c.kubectl_in(&["apply", "-f", "-"], Some(&unreachable("Ignore")));
+    c.kubectl(&["create", "secret", "generic", "s1", "--from-literal=a=b"]);
+    assert_eq!(
+        hook.calls.load(Ordering::SeqCst),
+        calls,
+        "secrets are not the test webhook's"
+    );
+
+    // A webhook reached through its Service: the endpoint an EndpointSlice names, the
+    // certificate checked for webhook.default.svc.
+    let service = format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: webhook}}
+spec:
+  ports: [{{name: https, port: 443, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: webhook-1, labels: {{kubernetes.io/service-name: webhook}}}}
+addressType: IPv4
+endpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]
+ports: [{{name: https, port: {port}, protocol: TCP}}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: by-service}}
+webhooks:
+- name: service.test.shoal.dev
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  clientConfig: {{service: {{namespace: default, name: webhook, path: /validate}}, caBundle: {ca}}}
+  rules: [{{operations: [CREATE], apiGroups: [""], apiVersions: [v1], resources: [serviceaccounts]}}]
+"#,
+        port = hook.port,
+        ca = hook.ca_b64
+    );
+    c.kubectl_in(&["apply", "-f", "-"], Some(&service));
+    let sa = c.kubectl_output(&["create", "serviceaccount", "robot"], None);
+    assert!(sa.status.success());
+    assert!(String::from_utf8_lossy(&sa.stderr).contains("Warning: checked by the test webhook"));
+    assert!(hook.calls.load(Ordering::SeqCst) > calls);
+
+    // A dry run is sent only to webhooks without side effects: all of these.
+    let dry = c.kubectl_err(
+        &["create", "-f", "-", "--dry-run=server"],
+        Some(&configmap("dry", "{forbidden: x}")),
+    );
+    assert!(dry.contains("the key forbidden is not allowed"), "{dry}");
+}
