@@ -475,24 +475,13 @@ fn failure(reason: Option<&str>, at: &str, ty: &str, text: String) -> FieldError
 
 /// Upstream's wording of a rule that could not be evaluated.
 fn runtime_error(e: &ExecutionError, rule: &str) -> String {
-    match e {
-        // cel-go has one "no such overload" for every operator or function that does not take
-        // the operands' types.
-        ExecutionError::NoSuchOverload(_)
-        | ExecutionError::UnsupportedBinaryOperator(..)
-        | ExecutionError::ValuesNotComparable(..) => format!(
+    match runtime_message(e) {
+        // cel-go has one "no such overload" for every operator or function that does not
+        // take the operands' types.
+        m if m == "no such overload" => format!(
             "'no such overload': call arguments did not match a supported operator, function or macro signature for rule: {rule}"
         ),
-        ExecutionError::NoSuchKey(key) => format!("no such key: {key} evaluating rule: {rule}"),
-        other => {
-            let text = other.to_string();
-            let mut chars = text.chars();
-            let lowered: String = chars
-                .next()
-                .map(|c| c.to_lowercase().chain(chars).collect())
-                .unwrap_or_default();
-            format!("{lowered} evaluating rule: {rule}")
-        }
+        m => format!("{m} evaluating rule: {rule}"),
     }
 }
 
@@ -531,21 +520,70 @@ fn kind_of(v: &Cel) -> &'static str {
 // ---------------------------------------------------------------------------------------
 // Expressions over objects (admission match conditions and policies)
 
-/// Evaluates `expr` with each variable bound to its JSON value (free-form: no schema), and
-/// requires a bool. The error is upstream-worded enough to explain the failure.
-pub fn eval_bool(expr: &str, vars: &[(&str, &Value)]) -> Result<bool, String> {
-    match eval(expr, vars)? {
-        Cel::Bool(b) => Ok(b),
-        other => Err(format!("expression must evaluate to a bool, not {}", kind_of(&other))),
+/// Values bound to names for expressions over whole objects (admission match conditions
+/// and policies): JSON values (free-form, no schema), and a policy's `variables`.
+pub struct Bindings {
+    values: Vec<(String, Cel)>,
+}
+
+impl Bindings {
+    /// `vars`, each name bound to its JSON value.
+    pub fn new(vars: &[(&str, &Value)]) -> Bindings {
+        let values = vars
+            .iter()
+            .map(|(name, v)| (name.to_string(), to_cel(&Value::Null, v, Node::Other, 0)))
+            .collect();
+        Bindings { values }
+    }
+
+    /// Binds `variables`: a map of each definition's value, evaluated in order (a later one
+    /// may use an earlier one as `variables.<name>`). One that fails to evaluate is left out,
+    /// so an expression using it fails with the name.
+    pub fn with_variables(mut self, definitions: &[(String, String)]) -> Bindings {
+        let mut computed: Vec<(String, Cel)> = Vec::new();
+        for (name, expr) in definitions {
+            let value = self.eval_with(expr, Some(&computed));
+            if let Ok(v) = value {
+                computed.push((name.clone(), v));
+            }
+        }
+        self.values.push(("variables".into(), map_of(computed)));
+        self
+    }
+
+    fn eval_with(&self, expr: &str, variables: Option<&[(String, Cel)]>) -> Result<Cel, String> {
+        let compiled = compile(expr)?;
+        let mut ctx = context();
+        for (name, value) in &self.values {
+            ctx.add_variable_from_value(name.as_str(), value.clone());
+        }
+        if let Some(vars) = variables {
+            ctx.add_variable_from_value("variables", map_of(vars.to_vec()));
+        }
+        compiled.program.execute(&ctx).map_err(|e| runtime_message(&e))
+    }
+
+    /// Evaluates `expr`, which must give a bool.
+    pub fn eval_bool(&self, expr: &str) -> Result<bool, String> {
+        match self.eval_with(expr, None)? {
+            Cel::Bool(b) => Ok(b),
+            other => Err(format!("expression must evaluate to a bool, not {}", kind_of(&other))),
+        }
+    }
+
+    /// Evaluates `expr` to a string; `None` when it gives null (an audit annotation left out).
+    pub fn eval_string(&self, expr: &str) -> Result<Option<String>, String> {
+        match self.eval_with(expr, None)? {
+            Cel::String(s) => Ok(Some(s.to_string())),
+            Cel::Null => Ok(None),
+            other => Err(format!("expression must evaluate to a string, not {}", kind_of(&other))),
+        }
     }
 }
 
-/// Evaluates `expr` to a string (a message expression, say).
-pub fn eval_string(expr: &str, vars: &[(&str, &Value)]) -> Result<String, String> {
-    match eval(expr, vars)? {
-        Cel::String(s) => Ok(s.to_string()),
-        other => Err(format!("expression must evaluate to a string, not {}", kind_of(&other))),
-    }
+/// Evaluates `expr` with each variable bound to its JSON value, and requires a bool.
+pub fn eval_bool(expr: &str, vars: &[(&str, &Value)]) -> Result<bool, String> {
+    Bindings::new(vars).eval_bool(expr)
 }
 
 /// Whether `expr` compiles (the error says why not).
@@ -553,13 +591,22 @@ pub fn check_expression(expr: &str) -> Result<(), String> {
     compile(expr).map(|_| ())
 }
 
-fn eval(expr: &str, vars: &[(&str, &Value)]) -> Result<Cel, String> {
-    let compiled = compile(expr)?;
-    let mut ctx = context();
-    for (name, value) in vars {
-        ctx.add_variable_from_value(*name, to_cel(&Value::Null, value, Node::Other, 0));
+/// An evaluation error in cel-go's words, without the rule (`no such key: x`).
+fn runtime_message(e: &ExecutionError) -> String {
+    match e {
+        ExecutionError::NoSuchOverload(_)
+        | ExecutionError::UnsupportedBinaryOperator(..)
+        | ExecutionError::ValuesNotComparable(..) => "no such overload".into(),
+        ExecutionError::NoSuchKey(key) => format!("no such key: {key}"),
+        other => {
+            let text = other.to_string();
+            let mut chars = text.chars();
+            chars
+                .next()
+                .map(|c| c.to_lowercase().chain(chars).collect())
+                .unwrap_or_default()
+        }
     }
-    compiled.program.execute(&ctx).map_err(|e| runtime_error(&e, expr))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -215,7 +215,7 @@ impl ApiServer {
             opts,
         };
         let mut warnings = warnings;
-        warnings.extend(self.validate_by_webhooks(&attempt).await?);
+        warnings.extend(self.validate_dynamically(&attempt).await?);
         // Creates, and as upstream's evaluators, updates of Services (a new type or more
         // ports) and claims (a larger request).
         let quota_update = matches!((res.group, res.plural), ("", "services" | "persistentvolumeclaims"));

@@ -196,7 +196,7 @@ impl ApiServer {
             old: Some(obj),
             opts: &write,
         };
-        self.validate_by_webhooks(&attempt).await.map(|_| ())
+        self.validate_dynamically(&attempt).await.map(|_| ())
     }
 
     /// DELETE of one object. Answers 200 with the object as deleted (at the deletion's

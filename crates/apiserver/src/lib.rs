@@ -38,6 +38,7 @@ pub mod nodeauth;
 pub mod nodeproxy;
 pub mod output;
 pub mod patch;
+mod policies;
 pub mod protobuf;
 pub mod rbac;
 pub mod request;
@@ -91,6 +92,9 @@ pub struct ApiServer {
     /// The admission webhooks, at an admission generation of the cache (see
     /// [`ApiServer::hooks`]).
     webhook_memo: std::sync::Mutex<Option<(u64, Arc<webhooks::Hooks>)>>,
+    /// The admission policies and bindings, at an admission generation of the cache (see
+    /// [`ApiServer::policies`]).
+    policy_memo: std::sync::Mutex<Option<(u64, Arc<policies::Policies>)>>,
     /// Where Services' cluster IPs come from.
     service_range: alloc::ServiceRange,
     /// The supervised components of this process (readiness and `/metrics` report them).
@@ -127,6 +131,7 @@ impl ApiServer {
             decoded_memo: Default::default(),
             granted_memo: Default::default(),
             webhook_memo: Default::default(),
+            policy_memo: Default::default(),
             service_range: range,
             components,
         });

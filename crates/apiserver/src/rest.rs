@@ -648,7 +648,7 @@ impl ApiServer {
                 old: Some(old),
                 opts,
             };
-            warnings.extend(self.validate_by_webhooks(&attempt).await?);
+            warnings.extend(self.validate_dynamically(&attempt).await?);
         }
         meta_mut(&mut obj).remove("resourceVersion");
         if same_ignoring_manager_time(&obj, old) {

@@ -33,7 +33,7 @@ use crate::status::{ApiError, ApiResult};
 use crate::{ApiServer, keys};
 
 /// The group whose objects are never sent to webhooks.
-const ADMISSION_GROUP: &str = "admissionregistration.k8s.io";
+pub(crate) const ADMISSION_GROUP: &str = "admissionregistration.k8s.io";
 
 /// Most bytes read of a webhook's answer.
 const MAX_RESPONSE_BYTES: usize = 16 << 20;
@@ -64,13 +64,14 @@ impl Operation {
     }
 }
 
-/// One rule of a webhook (`rules[]`).
+/// One rule of a webhook (`rules[]`) or policy (`resourceRules[]`, with `resourceNames`).
 #[derive(Debug, Default)]
-struct Rule {
+pub(crate) struct Rule {
     operations: Vec<String>,
     groups: Vec<String>,
     versions: Vec<String>,
     resources: Vec<String>,
+    resource_names: Vec<String>,
     scope: String,
 }
 
@@ -140,24 +141,7 @@ fn decode(config: &Value, mutating: bool) -> Vec<Hook> {
             .as_str()
             .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
             .unwrap_or_default();
-        let selector = |key: &str| match w.get(key) {
-            Some(s) if s.is_object() => LabelSelector::from_api(s)
-                .ok()
-                .or_else(|| Some(LabelSelector::nothing())),
-            _ => None,
-        };
-        let rules = w["rules"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| Rule {
-                operations: strings(&r["operations"]),
-                groups: strings(&r["apiGroups"]),
-                versions: strings(&r["apiVersions"]),
-                resources: strings(&r["resources"]),
-                scope: r["scope"].as_str().unwrap_or("*").to_string(),
-            })
-            .collect();
+        let rules = Rule::list(&w["rules"]);
         let conditions = w["matchConditions"]
             .as_array()
             .into_iter()
@@ -173,8 +157,8 @@ fn decode(config: &Value, mutating: bool) -> Vec<Hook> {
             configuration: configuration.clone(),
             name: w["name"].as_str().unwrap_or_default().to_string(),
             rules,
-            namespace_selector: selector("namespaceSelector"),
-            object_selector: selector("objectSelector"),
+            namespace_selector: selector(&w["namespaceSelector"]),
+            object_selector: selector(&w["objectSelector"]),
             equivalent: w["matchPolicy"].as_str() != Some("Exact"),
             conditions,
             fail_closed: w["failurePolicy"].as_str() != Some("Ignore"),
@@ -186,6 +170,12 @@ fn decode(config: &Value, mutating: bool) -> Vec<Hook> {
         });
     }
     out
+}
+
+/// A label selector of a webhook or policy (`None` when absent: everything matches).
+pub(crate) fn selector(v: &Value) -> Option<LabelSelector> {
+    v.is_object()
+        .then(|| LabelSelector::from_api(v).unwrap_or_else(|_| LabelSelector::nothing()))
 }
 
 /// `list` holds `want`, or `*`.
@@ -208,6 +198,29 @@ fn resource_matches(entry: &str, plural: &str, sub: &str) -> bool {
 }
 
 impl Rule {
+    /// The rules of a `rules`/`resourceRules` list.
+    pub(crate) fn list(v: &Value) -> Vec<Rule> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| Rule {
+                operations: strings(&r["operations"]),
+                groups: strings(&r["apiGroups"]),
+                versions: strings(&r["apiVersions"]),
+                resources: strings(&r["resources"]),
+                resource_names: strings(&r["resourceNames"]),
+                scope: r["scope"].as_str().unwrap_or("*").to_string(),
+            })
+            .collect()
+    }
+
+    /// True if the rule covers the write (`name`: the object's name, for `resourceNames`).
+    pub(crate) fn covers(&self, attempt: &Attempt<'_>, equivalent: bool) -> bool {
+        let sub = attempt.t.subresource.as_deref().unwrap_or_default();
+        self.matches(attempt.op, attempt.t.res, sub, equivalent)
+            && (self.resource_names.is_empty() || self.resource_names.iter().any(|n| n == attempt.name()))
+    }
+
     fn matches(&self, op: Operation, res: &Resource, sub: &str, equivalent: bool) -> bool {
         let scope_ok = match self.scope.as_str() {
             "Cluster" => !res.namespaced,
@@ -237,7 +250,7 @@ pub(crate) struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.obj
             .or(self.old)
             .and_then(|o| o["metadata"]["name"].as_str())
@@ -245,8 +258,8 @@ impl Attempt<'_> {
             .unwrap_or_default()
     }
 
-    /// The AdmissionReview request (without its uid).
-    fn request(&self, uid: &str) -> Value {
+    /// The AdmissionReview request.
+    pub(crate) fn request(&self, uid: &str) -> Value {
         let res = self.t.res;
         let sub = self.t.subresource.as_deref().unwrap_or_default();
         let kind = json!({"group": res.group, "version": res.version, "kind": res.kind});
@@ -467,36 +480,52 @@ impl ApiServer {
     }
 
     fn hook_matches(&self, hook: &Hook, attempt: &Attempt<'_>) -> bool {
+        hook.rules.iter().any(|r| r.covers(attempt, hook.equivalent))
+            && self.selectors_match(hook.namespace_selector.as_ref(), hook.object_selector.as_ref(), attempt)
+    }
+
+    /// The namespace's labels of the write's object (its own, for a Namespace); `None` for
+    /// other cluster-scoped objects.
+    pub(crate) fn namespace_object(&self, attempt: &Attempt<'_>) -> Option<Value> {
         let res = attempt.t.res;
-        let sub = attempt.t.subresource.as_deref().unwrap_or_default();
-        if !hook
-            .rules
-            .iter()
-            .any(|r| r.matches(attempt.op, res, sub, hook.equivalent))
-        {
-            return false;
+        if (res.group, res.plural) == ("", "namespaces") {
+            return attempt.obj.or(attempt.old).cloned();
         }
-        if let Some(selector) = &hook.object_selector {
+        if !res.namespaced {
+            return None;
+        }
+        let ns = attempt.t.namespace.as_deref().unwrap_or_default();
+        catalogue::find("", "v1", "namespaces")
+            .and_then(|nres| self.cache.get(&keys::object(nres, None, ns)))
+            .map(|e| e.obj())
+    }
+
+    /// Whether a write is selected by a namespace selector and an object selector (absent
+    /// ones select everything).
+    pub(crate) fn selectors_match(
+        &self,
+        namespace: Option<&LabelSelector>,
+        object: Option<&LabelSelector>,
+        attempt: &Attempt<'_>,
+    ) -> bool {
+        let labels_of = |o: &Value| o["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+        if let Some(selector) = object {
             // Either the new or the old object may match (a create has no old one).
-            let matches =
-                |o: &Value| selector.matches(&o["metadata"]["labels"].as_object().cloned().unwrap_or_default());
+            let matches = |o: &Value| selector.matches(&labels_of(o));
             if !attempt.obj.is_some_and(matches) && !attempt.old.is_some_and(matches) {
                 return false;
             }
         }
-        if let Some(selector) = &hook.namespace_selector {
-            let labels = if (res.group, res.plural) == ("", "namespaces") {
-                attempt.obj.or(attempt.old).map(|o| o["metadata"]["labels"].clone())
-            } else if res.namespaced {
-                let ns = attempt.t.namespace.as_deref().unwrap_or_default();
-                catalogue::find("", "v1", "namespaces")
-                    .and_then(|nres| self.cache.get(&keys::object(nres, None, ns)))
-                    .map(|e| e.obj()["metadata"]["labels"].clone())
-            } else {
-                // Cluster-scoped objects other than namespaces: the selector does not apply.
+        if let Some(selector) = namespace {
+            let res = attempt.t.res;
+            // Cluster-scoped objects other than namespaces: the selector does not apply.
+            if !res.namespaced && (res.group, res.plural) != ("", "namespaces") {
                 return true;
-            };
-            let labels = labels.and_then(|l| l.as_object().cloned()).unwrap_or_default();
+            }
+            let labels = self
+                .namespace_object(attempt)
+                .map(|n| labels_of(&n))
+                .unwrap_or_default();
             if !selector.matches(&labels) {
                 return false;
             }

@@ -116,6 +116,14 @@ pub(crate) fn validate(errs: &mut Errs, group: &str, kind: &str, obj: &Value, ol
             object_meta(errs, obj, old, false, names::name_is_dns_subdomain);
             webhooks(errs, obj, kind.starts_with("Mutating"));
         }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            object_meta(errs, obj, old, false, names::name_is_dns_subdomain);
+            admission_policy(errs, obj);
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            object_meta(errs, obj, old, false, names::name_is_dns_subdomain);
+            admission_policy_binding(errs, obj);
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             object_meta(errs, obj, old, false, names::name_is_dns_subdomain);
             crd(errs, obj, old);
@@ -1008,6 +1016,149 @@ fn client_config(errs: &mut Errs, c: J<'_>, p: &Path) {
     }
 }
 
+/// A CEL expression at `p`: required, and it must compile.
+fn cel_expression(errs: &mut Errs, v: J<'_>, key: &str, p: &Path) {
+    let expr = st0(errs, v, key, p);
+    if expr.trim().is_empty() {
+        required(errs, &p.child(key), "");
+    } else if let Err(e) = crate::cel::check_expression(expr) {
+        invalid(errs, &p.child(key), expr, format!("compilation failed: {e}"));
+    }
+}
+
+/// `matchConditions` of a webhook or policy: named, unique, and compiling.
+fn match_conditions(errs: &mut Errs, v: J<'_>, p: &Path) {
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, c) in arr(errs, v, "matchConditions", p).iter().enumerate() {
+        let cp = p.child("matchConditions").index(i);
+        let name = st0(errs, Some(c), "name", &cp);
+        if name.is_empty() {
+            required(errs, &cp.child("name"), "");
+        } else if seen.contains(&name) {
+            super::duplicate(errs, &cp.child("name"), name);
+        }
+        seen.push(name);
+        cel_expression(errs, Some(c), "expression", &cp);
+    }
+}
+
+/// A ValidatingAdmissionPolicy's spec.
+fn admission_policy(errs: &mut Errs, obj: &Value) {
+    let p = Path::new("spec");
+    let spec = get(Some(obj), "spec");
+    let validations = arr(errs, spec, "validations", &p);
+    let audits = arr(errs, spec, "auditAnnotations", &p);
+    if validations.is_empty() && audits.is_empty() {
+        required(
+            errs,
+            &p.child("validations"),
+            "validations or auditAnnotations must contain at least one item",
+        );
+    }
+    for (i, v) in validations.iter().enumerate() {
+        let vp = p.child("validations").index(i);
+        cel_expression(errs, Some(v), "expression", &vp);
+        if let Some(expr) = st(errs, Some(v), "messageExpression", &vp)
+            && let Err(e) = crate::cel::check_expression(expr)
+        {
+            invalid(
+                errs,
+                &vp.child("messageExpression"),
+                expr,
+                format!("compilation failed: {e}"),
+            );
+        }
+        if let Some(reason) = st(errs, Some(v), "reason", &vp)
+            && !matches!(
+                reason,
+                "Unauthorized" | "Forbidden" | "Invalid" | "RequestEntityTooLarge"
+            )
+        {
+            not_supported(
+                errs,
+                &vp.child("reason"),
+                reason,
+                &["Unauthorized", "Forbidden", "Invalid", "RequestEntityTooLarge"],
+            );
+        }
+    }
+    for (i, a) in audits.iter().enumerate() {
+        let ap = p.child("auditAnnotations").index(i);
+        if st0(errs, Some(a), "key", &ap).is_empty() {
+            required(errs, &ap.child("key"), "");
+        }
+        cel_expression(errs, Some(a), "valueExpression", &ap);
+    }
+    for (i, v) in arr(errs, spec, "variables", &p).iter().enumerate() {
+        let vp = p.child("variables").index(i);
+        if st0(errs, Some(v), "name", &vp).is_empty() {
+            required(errs, &vp.child("name"), "name is not specified");
+        }
+        cel_expression(errs, Some(v), "expression", &vp);
+    }
+    match_conditions(errs, spec, &p);
+    if let Some(f) = st(errs, spec, "failurePolicy", &p)
+        && !matches!(f, "Fail" | "Ignore")
+    {
+        not_supported(errs, &p.child("failurePolicy"), f, &["Fail", "Ignore"]);
+    }
+    let constraints = get(spec, "matchConstraints");
+    if constraints.is_none() {
+        required(errs, &p.child("matchConstraints"), "");
+    } else if arr(errs, constraints, "resourceRules", &p.child("matchConstraints")).is_empty() {
+        required(errs, &p.child("matchConstraints").child("resourceRules"), "");
+    }
+}
+
+/// A ValidatingAdmissionPolicyBinding's spec.
+fn admission_policy_binding(errs: &mut Errs, obj: &Value) {
+    let p = Path::new("spec");
+    let spec = get(Some(obj), "spec");
+    if st0(errs, spec, "policyName", &p).is_empty() {
+        required(errs, &p.child("policyName"), "");
+    }
+    let actions = str_list(errs, spec, "validationActions", &p);
+    if actions.is_empty() {
+        required(
+            errs,
+            &p.child("validationActions"),
+            "at least one validation action is required",
+        );
+    }
+    for (i, a) in actions.iter().enumerate() {
+        if !matches!(*a, "Deny" | "Warn" | "Audit") {
+            not_supported(
+                errs,
+                &p.child("validationActions").index(i),
+                *a,
+                &["Audit", "Deny", "Warn"],
+            );
+        }
+    }
+    if actions.contains(&"Deny") && actions.contains(&"Warn") {
+        invalid(
+            errs,
+            &p.child("validationActions"),
+            actions.clone(),
+            "must not contain both Deny and Warn (repeating the same validation failure information in the API response and headers serves no purpose)",
+        );
+    }
+    if let Some(action) = st(
+        errs,
+        get(spec, "paramRef"),
+        "parameterNotFoundAction",
+        &p.child("paramRef"),
+    ) && !matches!(action, "Allow" | "Deny")
+    {
+        not_supported(
+            errs,
+            &p.child("paramRef").child("parameterNotFoundAction"),
+            action,
+            &["Allow", "Deny"],
+        );
+    }
+}
+
 fn webhooks(errs: &mut Errs, obj: &Value, mutating: bool) {
     let mut names_seen: Vec<&str> = Vec::new();
     for (i, w) in arr(errs, Some(obj), "webhooks", &Path::new("")).iter().enumerate() {
@@ -1088,6 +1239,7 @@ fn webhooks(errs: &mut Errs, obj: &Value, mutating: bool) {
             not_supported(errs, &p.child("reinvocationPolicy"), r, &["IfNeeded", "Never"]);
         }
         client_config(errs, get(w, "clientConfig"), &p.child("clientConfig"));
+        match_conditions(errs, w, &p);
         let versions = str_list(errs, w, "admissionReviewVersions", &p);
         if versions.is_empty() {
             required(
