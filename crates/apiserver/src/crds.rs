@@ -288,6 +288,141 @@ impl ApiServer {
         }
     }
 
+    /// The conversion webhook of custom resource `res`'s definition, when its strategy is
+    /// `Webhook`.
+    pub(crate) fn conversion_hook(&self, res: &shoal_api::catalogue::Resource) -> Option<crate::webhooks::Callee> {
+        if !catalogue::is_custom(res) {
+            return None;
+        }
+        let entry = self.cache.get(&format!("{PREFIX}{}.{}", res.plural, res.group))?;
+        let crd = self.decoded_once(&entry);
+        let conversion = &crd["spec"]["conversion"];
+        if conversion["strategy"] != "Webhook" {
+            return None;
+        }
+        // Upstream gives a conversion webhook 30 seconds.
+        crate::webhooks::Callee::of(
+            &conversion["webhook"]["clientConfig"],
+            std::time::Duration::from_secs(30),
+        )
+    }
+
+    /// Custom objects of `to`'s kind in the version `to` serves: those in another version
+    /// are converted by the definition's webhook (one ConversionReview for all of them), or
+    /// by the `None` strategy (only `apiVersion` changes). A converted object keeps its
+    /// metadata but for labels and annotations, as upstream keeps it.
+    pub(crate) async fn convert_custom(
+        &self,
+        to: &shoal_api::catalogue::Resource,
+        mut objs: Vec<Value>,
+    ) -> crate::status::ApiResult<Vec<Value>> {
+        let want = to.api_version();
+        let Some(callee) = self.conversion_hook(to) else {
+            for o in &mut objs {
+                o["apiVersion"] = json!(want);
+            }
+            return Ok(objs);
+        };
+        let todo: Vec<usize> = (0..objs.len())
+            .filter(|i| objs[*i]["apiVersion"] != want.as_str())
+            .collect();
+        if todo.is_empty() {
+            return Ok(objs);
+        }
+        let failed = |m: &str| {
+            crate::status::ApiError::internal(format!("conversion webhook for {want}, Kind={} failed: {m}", to.kind))
+        };
+        let uid = uuid::Uuid::new_v4().to_string();
+        let review = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
+            "request": {"uid": uid, "desiredAPIVersion": want,
+                        "objects": todo.iter().map(|i| objs[*i].clone()).collect::<Vec<_>>()}});
+        let answer = self
+            .post_json(&callee, &review)
+            .await
+            .map_err(|crate::webhooks::CallError(e)| failed(&e))?;
+        let response = &answer["response"];
+        if response["uid"] != uid.as_str() {
+            return Err(failed(&format!(
+                "expected response.uid=\"{uid}\", got \"{}\"",
+                response["uid"].as_str().unwrap_or_default()
+            )));
+        }
+        if response["result"]["status"] != "Success" {
+            return Err(failed(
+                response["result"]["message"].as_str().unwrap_or("conversion failed"),
+            ));
+        }
+        let converted = response["convertedObjects"].as_array().cloned().unwrap_or_default();
+        if converted.len() != todo.len() {
+            return Err(failed(&format!(
+                "returned {} objects, expected {}",
+                converted.len(),
+                todo.len()
+            )));
+        }
+        for (i, mut c) in todo.into_iter().zip(converted) {
+            if c["apiVersion"] != want.as_str() || c["kind"] != objs[i]["kind"] {
+                return Err(failed(&format!(
+                    "invalid converted object: expected {want}, Kind={}, got {}, Kind={}",
+                    to.kind,
+                    c["apiVersion"].as_str().unwrap_or_default(),
+                    c["kind"].as_str().unwrap_or_default()
+                )));
+            }
+            let mut metadata = objs[i]["metadata"].clone();
+            for k in ["labels", "annotations"] {
+                match c["metadata"].get(k) {
+                    Some(v) => metadata[k] = v.clone(),
+                    None => {
+                        if let Some(m) = metadata.as_object_mut() {
+                            m.remove(k);
+                        }
+                    }
+                }
+            }
+            c["metadata"] = metadata;
+            objs[i] = c;
+        }
+        Ok(objs)
+    }
+
+    /// Stored objects as `res` (a served version) shows them.
+    pub(crate) async fn present(
+        &self,
+        res: &shoal_api::catalogue::Resource,
+        objs: Vec<Value>,
+    ) -> crate::status::ApiResult<Vec<Value>> {
+        if catalogue::is_custom(res) {
+            return self.convert_custom(res, objs).await;
+        }
+        Ok(objs
+            .into_iter()
+            .map(|o| crate::conversion::from_storage(res, o))
+            .collect())
+    }
+
+    /// One stored object as `res` shows it.
+    pub(crate) async fn present_one(
+        &self,
+        res: &shoal_api::catalogue::Resource,
+        obj: Value,
+    ) -> crate::status::ApiResult<Value> {
+        Ok(self.present(res, vec![obj]).await?.pop().unwrap_or_default())
+    }
+
+    /// An object written through `res` (a served version) in its stored form (`stored`).
+    pub(crate) async fn stored_form(
+        &self,
+        res: &shoal_api::catalogue::Resource,
+        stored: &shoal_api::catalogue::Resource,
+        obj: Value,
+    ) -> crate::status::ApiResult<Value> {
+        if catalogue::is_custom(res) {
+            return Ok(self.convert_custom(stored, vec![obj]).await?.pop().unwrap_or_default());
+        }
+        Ok(crate::conversion::to_storage(res, obj))
+    }
+
     /// Follows the definitions until the process ends (a supervised component).
     pub(crate) async fn run_crd_registry(self: Arc<Self>) {
         let (_, mut sub) = self.cache.subscribe_with_snapshot(PREFIX);

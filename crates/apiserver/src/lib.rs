@@ -919,7 +919,6 @@ impl ApiServer {
             res: stored,
             ..t.clone()
         };
-        let out = |v: Value| conversion::from_storage(t.res, v);
         let one = |code: u16, v: Value| -> ApiResult<Response> {
             if table {
                 let list = output::ListMeta::default();
@@ -935,7 +934,7 @@ impl ApiServer {
         match (&method, t.name.is_some(), t.subresource.as_deref()) {
             (&Method::GET, false, None) => {
                 let (items, list) = self.list_objects(t, p).await?;
-                let objs: Vec<Value> = items.iter().map(|e| out(e.obj())).collect();
+                let objs = self.present(t.res, items.iter().map(|e| e.obj()).collect()).await?;
                 if table {
                     let full = p.get("includeObject") == Some("Object");
                     let v = output::table(t.res, &objs, &list, full);
@@ -949,32 +948,34 @@ impl ApiServer {
                     "metadata": list.to_json(), "items": objs});
                 Ok(value_response(200, &v))
             }
-            (&Method::GET, true, None | Some("status")) => one(200, out(self.get_object(&t2)?.obj())),
+            (&Method::GET, true, None | Some("status")) => {
+                one(200, self.present_one(t.res, self.get_object(&t2)?.obj()).await?)
+            }
             (&Method::POST, false, None) => {
                 let view = parse_json(ct, &body)?;
                 view_rules(t, stored, &view, None)?;
-                let obj = conversion::to_storage(t.res, view);
+                let obj = self.stored_form(t.res, stored, view).await?;
                 let w = self
                     .create(&t2, obj, &WriteOptions::from_params(p, "CreateOptions")?.by(who))
                     .await?;
-                one(201, out(w.obj))
+                one(201, self.present_one(t.res, w.obj).await?)
             }
             (&Method::PUT, true, None | Some("status")) => {
                 let view = parse_json(ct, &body)?;
-                let old = out(self.get_object(&t2)?.obj());
+                let old = self.present_one(t.res, self.get_object(&t2)?.obj()).await?;
                 view_rules(t, stored, &view, Some(&old))?;
-                let obj = conversion::to_storage(t.res, view);
+                let obj = self.stored_form(t.res, stored, view).await?;
                 let w = self
                     .update(&t2, obj, &WriteOptions::from_params(p, "UpdateOptions")?.by(who))
                     .await?;
-                one(200, out(w.obj))
+                one(200, self.present_one(t.res, w.obj).await?)
             }
             (&Method::PATCH, true, None | Some("status")) => {
                 // The patch applies to this version's view of the object, then goes back.
                 let kind = patch::PatchType::from_content_type(ct.unwrap_or(""))?;
                 let patch_body = parse_json(if kind == patch::PatchType::Apply { ct } else { None }, &body)?;
                 let current = self.get_object(&t2)?;
-                let view = out(current.obj());
+                let view = self.present_one(t.res, current.obj()).await?;
                 let kind = if kind == patch::PatchType::Apply {
                     patch::PatchType::Merge
                 } else {
@@ -982,17 +983,17 @@ impl ApiServer {
                 };
                 let patched = patch::apply(t.res, &view, &patch_body, kind)?;
                 view_rules(t, stored, &patched, Some(&view))?;
-                let mut obj = conversion::to_storage(t.res, patched);
+                let mut obj = self.stored_form(t.res, stored, patched).await?;
                 obj["metadata"]["resourceVersion"] = json!(current.mod_revision.to_string());
                 let w = self
                     .update(&t2, obj, &WriteOptions::from_params(p, "PatchOptions")?.by(who))
                     .await?;
-                one(200, out(w.obj))
+                one(200, self.present_one(t.res, w.obj).await?)
             }
             (&Method::DELETE, true, None) => {
                 let opts = delete::DeleteOptions::from_request(p, &body)?.by(who);
                 let (code, w) = self.delete(&t2, &opts).await?;
-                Ok(value_response(code, &out(w.obj)))
+                Ok(value_response(code, &self.present_one(t.res, w.obj).await?))
             }
             _ => Box::pin(self.handle_resource(&t2, method, p, ct, body, table, who)).await,
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::json;
+use serde_json::{Value, json};
 use shoal_api::catalogue::Resource;
 use shoal_api::selector::{FieldSelector, LabelSelector};
 use tokio::sync::{broadcast, mpsc};
@@ -27,6 +27,9 @@ struct Watcher {
     table: bool,
     bookmarks: bool,
     tx: mpsc::Sender<Bytes>,
+    /// Set when a webhook converts the objects to the version watched: each event's object
+    /// is converted on its way out (see [`Watcher::finish`]).
+    converter: Option<Arc<ApiServer>>,
 }
 
 impl Watcher {
@@ -35,8 +38,9 @@ impl Watcher {
     }
 
     fn encode(&self, kind: EventType, entry: &Entry, pre_encoded: Option<&Bytes>) -> Bytes {
-        // Another version of a resource stored in one: each object is converted.
-        if !self.table && crate::conversion::storage_of(self.res).is_some() {
+        // Another version of a resource stored in one: each object is converted (here, or in
+        // `finish` by a webhook).
+        if !self.table && self.converter.is_none() && crate::conversion::storage_of(self.res).is_some() {
             let obj = crate::conversion::from_storage(self.res, entry.obj());
             return watch_line(kind.as_str(), &serde_json::to_vec(&obj).unwrap_or_default());
         }
@@ -52,6 +56,29 @@ impl Watcher {
         match pre_encoded {
             Some(line) => line.clone(),
             None => entry.watch_line(kind.as_str()),
+        }
+    }
+
+    /// A line as it goes out: its object converted by the definition's webhook when one
+    /// converts this version (a failed conversion ends the watch with its error).
+    async fn finish(&self, line: Bytes) -> Option<Bytes> {
+        let Some(server) = &self.converter else {
+            return Some(line);
+        };
+        let Ok(mut ev) = serde_json::from_slice::<Value>(&line) else {
+            return Some(line);
+        };
+        let kind = ev["type"].as_str().unwrap_or_default().to_string();
+        if !matches!(kind.as_str(), "ADDED" | "MODIFIED" | "DELETED") {
+            return Some(line);
+        }
+        match server.present_one(self.res, ev["object"].take()).await {
+            Ok(obj) => Some(watch_line(&kind, &serde_json::to_vec(&obj).unwrap_or_default())),
+            Err(e) => {
+                let status = serde_json::to_vec(&e.to_status()).unwrap_or_default();
+                let _ = self.tx.send(watch_line("ERROR", &status)).await;
+                None
+            }
         }
     }
 
@@ -124,6 +151,10 @@ impl ApiServer {
             table,
             bookmarks,
             tx,
+            converter: (!table
+                && crate::conversion::storage_of(t.res).is_some()
+                && self.conversion_hook(t.res).is_some())
+            .then(|| self.clone()),
         };
         let rv = p.get("resourceVersion");
         let initial = matches!((send_initial, rv), (Some(true), _) | (None, None | Some("0")));
@@ -180,6 +211,7 @@ async fn run(
     timeout: Duration,
 ) {
     for line in replay {
+        let Some(line) = w.finish(line).await else { return };
         if w.tx.send(line).await.is_err() {
             return;
         }
@@ -203,9 +235,9 @@ async fn run(
                         continue;
                     }
                     after = ev.revision();
-                    if let Some(line) = w.translate(&ev)
-                        && w.tx.send(line).await.is_err()
-                    {
+                    let Some(line) = w.translate(&ev) else { continue };
+                    let Some(line) = w.finish(line).await else { return };
+                    if w.tx.send(line).await.is_err() {
                         return;
                     }
                 }

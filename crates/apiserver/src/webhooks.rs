@@ -75,6 +75,40 @@ pub(crate) struct Rule {
     scope: String,
 }
 
+/// A webhook server to call: where, whom to trust, how long to wait.
+#[derive(Debug)]
+pub(crate) struct Callee {
+    endpoint: Endpoint,
+    ca_bundle: Vec<u8>,
+    timeout: Duration,
+}
+
+impl Callee {
+    /// The server a `clientConfig` names (`url` or `service`, `caBundle`); `None` with
+    /// neither.
+    pub(crate) fn of(client: &Value, timeout: Duration) -> Option<Callee> {
+        let endpoint = match (client["url"].as_str(), client.get("service").filter(|s| s.is_object())) {
+            (Some(url), _) => Endpoint::Url(url.to_string()),
+            (None, Some(s)) => Endpoint::Service {
+                namespace: s["namespace"].as_str().unwrap_or_default().to_string(),
+                name: s["name"].as_str().unwrap_or_default().to_string(),
+                path: s["path"].as_str().unwrap_or("/").to_string(),
+                port: s["port"].as_u64().and_then(|p| u16::try_from(p).ok()).unwrap_or(443),
+            },
+            (None, None) => return None,
+        };
+        let ca_bundle = client["caBundle"]
+            .as_str()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .unwrap_or_default();
+        Some(Callee {
+            endpoint,
+            ca_bundle,
+            timeout,
+        })
+    }
+}
+
 /// Where a webhook is called.
 #[derive(Debug)]
 enum Endpoint {
@@ -98,11 +132,9 @@ pub(crate) struct Hook {
     equivalent: bool,
     conditions: Vec<(String, String)>,
     fail_closed: bool,
-    timeout: Duration,
     dry_run_safe: bool,
     reinvoke: bool,
-    endpoint: Endpoint,
-    ca_bundle: Vec<u8>,
+    callee: Callee,
 }
 
 /// Every configured webhook, mutating and validating, in the order they are called.
@@ -125,22 +157,12 @@ fn decode(config: &Value, mutating: bool) -> Vec<Hook> {
     let configuration = config["metadata"]["name"].as_str().unwrap_or_default().to_string();
     let mut out = Vec::new();
     for w in config["webhooks"].as_array().into_iter().flatten() {
-        let client = &w["clientConfig"];
-        let endpoint = match (client["url"].as_str(), client.get("service")) {
-            (Some(url), _) => Endpoint::Url(url.to_string()),
-            (None, Some(s)) => Endpoint::Service {
-                namespace: s["namespace"].as_str().unwrap_or_default().to_string(),
-                name: s["name"].as_str().unwrap_or_default().to_string(),
-                path: s["path"].as_str().unwrap_or("/").to_string(),
-                port: s["port"].as_u64().and_then(|p| u16::try_from(p).ok()).unwrap_or(443),
-            },
-            // Validation refuses a webhook with neither; one that slipped by is skipped.
-            (None, None) => continue,
+        let timeout = Duration::from_secs(w["timeoutSeconds"].as_u64().unwrap_or(10).clamp(1, 30));
+        // Validation refuses a webhook with neither a url nor a service; one that slipped by
+        // is skipped.
+        let Some(callee) = Callee::of(&w["clientConfig"], timeout) else {
+            continue;
         };
-        let ca_bundle = client["caBundle"]
-            .as_str()
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-            .unwrap_or_default();
         let rules = Rule::list(&w["rules"]);
         let conditions = w["matchConditions"]
             .as_array()
@@ -162,11 +184,9 @@ fn decode(config: &Value, mutating: bool) -> Vec<Hook> {
             equivalent: w["matchPolicy"].as_str() != Some("Exact"),
             conditions,
             fail_closed: w["failurePolicy"].as_str() != Some("Ignore"),
-            timeout: Duration::from_secs(w["timeoutSeconds"].as_u64().unwrap_or(10).clamp(1, 30)),
             dry_run_safe: matches!(w["sideEffects"].as_str(), Some("None" | "NoneOnDryRun")),
             reinvoke: mutating && w["reinvocationPolicy"].as_str() == Some("IfNeeded"),
-            endpoint,
-            ca_bundle,
+            callee,
         });
     }
     out
@@ -306,7 +326,7 @@ struct Answer {
 }
 
 /// Why a call failed (its text follows `failed calling webhook "x": `).
-struct CallError(String);
+pub(crate) struct CallError(pub String);
 
 impl ApiServer {
     /// The webhooks configured now (decoded again only after a configuration changed).
@@ -448,13 +468,9 @@ impl ApiServer {
         }
         let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
         let started = std::time::Instant::now();
-        let result = tokio::time::timeout(hook.timeout, self.call(hook, &review, &uid)).await;
-        let result = match result {
-            Ok(r) => r,
-            Err(_) => Err(CallError(format!(
-                "failed to call webhook: Post \"{}\": context deadline exceeded",
-                self.url_of(hook).unwrap_or_default()
-            ))),
+        let result = match self.post_json(&hook.callee, &review).await {
+            Ok(answer) => decode_answer(&answer, &uid),
+            Err(e) => Err(e),
         };
         tracing::debug!(webhook = %hook.name, elapsed = ?started.elapsed(), ok = result.is_ok(), "admission webhook called");
         match result {
@@ -534,28 +550,28 @@ impl ApiServer {
     }
 
     /// The URL a webhook is called at (for messages), with upstream's `timeout` parameter.
-    fn url_of(&self, hook: &Hook) -> Option<String> {
-        let timeout = format!("timeout={}s", hook.timeout.as_secs());
+    fn url_of(&self, callee: &Callee) -> String {
+        let timeout = format!("timeout={}s", callee.timeout.as_secs());
         let join = |base: &str| {
             let sep = if base.contains('?') { '&' } else { '?' };
             format!("{base}{sep}{timeout}")
         };
-        match &hook.endpoint {
-            Endpoint::Url(u) => Some(join(u)),
+        match &callee.endpoint {
+            Endpoint::Url(u) => join(u),
             Endpoint::Service {
                 namespace,
                 name,
                 path,
                 port,
-            } => Some(join(&format!("https://{name}.{namespace}.svc:{port}{path}"))),
+            } => join(&format!("https://{name}.{namespace}.svc:{port}{path}")),
         }
     }
 
     /// Where to connect for `hook`: the address, the name its certificate must carry, the
     /// Host header and the request path.
-    fn dial_of(&self, hook: &Hook) -> Result<(Dial, String, String, String), CallError> {
-        let url = self.url_of(hook).unwrap_or_default();
-        match &hook.endpoint {
+    fn dial_of(&self, callee: &Callee) -> Result<(Dial, String, String, String), CallError> {
+        let url = self.url_of(callee);
+        match &callee.endpoint {
             Endpoint::Url(u) => {
                 let uri: http::Uri = u
                     .parse()
@@ -567,7 +583,7 @@ impl ApiServer {
                 }
                 let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_string();
                 let port = uri.port_u16().unwrap_or(443);
-                let timeout = format!("timeout={}s", hook.timeout.as_secs());
+                let timeout = format!("timeout={}s", callee.timeout.as_secs());
                 let query = match uri.query() {
                     Some(q) if !q.is_empty() => format!("{q}&{timeout}"),
                     _ => timeout,
@@ -640,14 +656,25 @@ impl ApiServer {
         Err(format!("service \"{namespace}/{name}\" has no ready endpoints"))
     }
 
-    /// POSTs the review to the webhook and decodes its answer.
-    async fn call(&self, hook: &Hook, review: &Value, uid: &str) -> Result<Answer, CallError> {
-        let url = self.url_of(hook).unwrap_or_default();
+    /// POSTs `review` (JSON) to a webhook server within its timeout and returns its JSON
+    /// answer; the error is worded as upstream's (`failed to call webhook: Post "URL": ...`).
+    pub(crate) async fn post_json(&self, callee: &Callee, review: &Value) -> Result<Value, CallError> {
+        match tokio::time::timeout(callee.timeout, self.post_json_now(callee, review)).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError(format!(
+                "failed to call webhook: Post \"{}\": context deadline exceeded",
+                self.url_of(callee)
+            ))),
+        }
+    }
+
+    async fn post_json_now(&self, callee: &Callee, review: &Value) -> Result<Value, CallError> {
+        let url = self.url_of(callee);
         let failed = |e: &dyn std::fmt::Display| CallError(format!("failed to call webhook: Post \"{url}\": {e}"));
-        let (dial, server_name, authority, path) = self.dial_of(hook)?;
+        let (dial, server_name, authority, path) = self.dial_of(callee)?;
         let mut roots = rustls::RootCertStore::empty();
         for c in
-            <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&hook.ca_bundle)
+            <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&callee.ca_bundle)
                 .flatten()
         {
             let _ = roots.add(c);
@@ -701,9 +728,7 @@ impl ApiServer {
                 String::from_utf8_lossy(&bytes[..bytes.len().min(1024)])
             )));
         }
-        let answer: Value =
-            serde_json::from_slice(&bytes).map_err(|e| CallError(format!("received invalid webhook response: {e}")))?;
-        decode_answer(&answer, uid)
+        serde_json::from_slice(&bytes).map_err(|e| CallError(format!("received invalid webhook response: {e}")))
     }
 }
 
@@ -854,7 +879,7 @@ mod tests {
         assert!(resource_matches("pods/*", "pods", "status"));
         assert!(!resource_matches("*", "pods", "status"));
         assert!(resource_matches("*/*", "pods", ""));
-        assert!(h.fail_closed && h.timeout == Duration::from_secs(10) && !h.dry_run_safe);
+        assert!(h.fail_closed && h.callee.timeout == Duration::from_secs(10) && !h.dry_run_safe);
     }
 
     #[test]

@@ -27,6 +27,9 @@ struct WebhookServer {
 fn answer(path: &str, review: &Value) -> Value {
     let request = &review["request"];
     let uid = request["uid"].clone();
+    if path == "/convert" {
+        return convert(request);
+    }
     let response = match path {
         "/mutate" => {
             let patch = if request["object"]["metadata"]["labels"].is_object() {
@@ -49,6 +52,33 @@ fn answer(path: &str, review: &Value) -> Value {
                     "auditAnnotations": {"checked": "yes"}}),
     };
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+}
+
+/// The test's conversion webhook for shapes: v1 says `spec.size`, v2 `spec.length`.
+fn convert(request: &Value) -> Value {
+    let want = request["desiredAPIVersion"].as_str().unwrap_or_default();
+    let objects: Vec<Value> = request["objects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            let mut o = o.clone();
+            let spec = o["spec"].as_object_mut().expect("a spec");
+            let (from, to) = if want.ends_with("/v2") {
+                ("size", "length")
+            } else {
+                ("length", "size")
+            };
+            if let Some(v) = spec.remove(from) {
+                spec.insert(to.into(), v);
+            }
+            o["apiVersion"] = json!(want);
+            o["metadata"]["labels"]["converted-by"] = json!("test-webhook");
+            o
+        })
+        .collect();
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
+           "response": {"uid": request["uid"], "convertedObjects": objects, "result": {"status": "Success"}}})
 }
 
 /// Starts the webhook server (HTTPS, a certificate for loopback and
@@ -450,4 +480,111 @@ spec:
     );
     assert!(patched.contains("too many replicas"), "{patched}");
     c.kubectl(&["scale", "deployment", "web", "--replicas=9"]);
+}
+
+#[test]
+fn a_conversion_webhook_serves_two_versions_of_one_object() {
+    let hook = webhook_server();
+    let c = Cluster::up(0);
+    let crd = |url: &str| {
+        format!(
+            r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: shapes.conv.example.com}}
+spec:
+  group: conv.example.com
+  scope: Namespaced
+  names: {{plural: shapes, singular: shape, kind: Shape}}
+  conversion:
+    strategy: Webhook
+    webhook:
+      conversionReviewVersions: [v1]
+      clientConfig: {{url: "{url}", caBundle: {ca}}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {{type: object, properties: {{size: {{type: integer}}}}}}
+  - name: v2
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {{type: object, properties: {{length: {{type: integer}}}}}}
+"#,
+            ca = hook.ca_b64
+        )
+    };
+    let url = format!("https://127.0.0.1:{}/convert", hook.port);
+    c.kubectl_in(&["apply", "-f", "-"], Some(&crd(&url)));
+    c.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/shapes.conv.example.com",
+        "--timeout=20s",
+    ]);
+
+    // Written in v1, read in v2; written in v2, stored and read in v1.
+    c.kubectl_in(
+        &["create", "-f", "-"],
+        Some("apiVersion: conv.example.com/v1\nkind: Shape\nmetadata: {name: s1}\nspec: {size: 3}\n"),
+    );
+    c.kubectl_in(
+        &["create", "-f", "-"],
+        Some("apiVersion: conv.example.com/v2\nkind: Shape\nmetadata: {name: s2}\nspec: {length: 5}\n"),
+    );
+    let v2 = "shapes.v2.conv.example.com";
+    let v1 = "shapes.v1.conv.example.com";
+    assert_eq!(
+        c.kubectl(&["get", v2, "s1", "-o", "jsonpath={.apiVersion} {.spec.length}"]),
+        "conv.example.com/v2 3"
+    );
+    assert_eq!(
+        c.kubectl(&["get", v1, "s2", "-o", "jsonpath={.apiVersion} {.spec.size}"]),
+        "conv.example.com/v1 5"
+    );
+    let listed = c.kubectl(&[
+        "get",
+        v2,
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.spec.length} {end}",
+    ]);
+    assert_eq!(listed.trim(), "s1=3 s2=5");
+    // Labels a webhook sets travel with the object; the rest of its metadata stays.
+    assert_eq!(
+        c.kubectl(&["get", v2, "s1", "-o", "jsonpath={.metadata.labels.converted-by}"]),
+        "test-webhook"
+    );
+    // Patched through v2, and watched through v2.
+    c.kubectl(&["patch", v2, "s1", "--type=merge", "-p", r#"{"spec":{"length":4}}"#]);
+    assert_eq!(c.kubectl(&["get", v1, "s1", "-o", "jsonpath={.spec.size}"]), "4");
+    let watched = c.kubectl(&[
+        "get",
+        "--raw",
+        "/apis/conv.example.com/v2/namespaces/default/shapes?watch=true&timeoutSeconds=1",
+    ]);
+    assert!(
+        watched.contains(r#""apiVersion":"conv.example.com/v2""#)
+            && watched.contains(r#""length":4"#)
+            && !watched.contains(r#""size""#),
+        "{watched}"
+    );
+
+    // A webhook that cannot be called fails the read, in upstream's words.
+    c.kubectl_in(&["apply", "-f", "-"], Some(&crd("https://127.0.0.1:1/convert")));
+    let failed = c.kubectl_err(&["get", v2, "s1"], None);
+    assert!(
+        failed.contains("conversion webhook for conv.example.com/v2, Kind=Shape failed: failed to call webhook: Post \"https://127.0.0.1:1/convert?timeout=30s\""),
+        "{failed}"
+    );
+    // The storage version needs no conversion.
+    assert_eq!(c.kubectl(&["get", v1, "s1", "-o", "jsonpath={.spec.size}"]), "4");
 }
