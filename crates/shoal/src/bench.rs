@@ -24,6 +24,7 @@ use crate::ServerArgs;
 use crate::cluster::{self, Running, StartError};
 
 mod api;
+mod crd;
 mod measure;
 
 pub use measure::{median, percentile};
@@ -35,6 +36,8 @@ pub enum BenchCommand {
     Daemonset(DaemonsetArgs),
     /// The API server: LIST of many pods, GET latency, watch fan-out.
     Api(api::ApiArgs),
+    /// Custom resources: a definition's time to servable, custom objects against ConfigMaps.
+    Crd(crd::CrdArgs),
 }
 
 /// Which store a benchmark cluster uses.
@@ -115,6 +118,11 @@ pub async fn run(cmd: BenchCommand) -> Result<(), StartError> {
             let common = a.common.clone();
             let extra = a.child_args();
             report("api", &common, extra, || async move { api::run(&a).await }, api::KEYS).await
+        }
+        BenchCommand::Crd(a) => {
+            let common = a.common.clone();
+            let extra = a.child_args();
+            report("crd", &common, extra, || async move { crd::run(&a).await }, crd::KEYS).await
         }
     }
 }

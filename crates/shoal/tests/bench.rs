@@ -116,3 +116,21 @@ fn api_benchmark_lists_gets_and_fans_out_watches() {
     // 200 pods of about 1 KB each.
     assert!(num(&m, "list_pods_mb") >= 0.1, "{m:?}");
 }
+
+#[test]
+fn crd_benchmark_times_definitions_and_custom_objects() {
+    let m = bench(&["crd", "--crds", "3", "--objects", "100", "--store", "memory", "--json"]);
+    assert_eq!(m["benchmark"], "crd");
+    assert_eq!((m["crds"].clone(), m["objects"].clone()), (3.into(), 100.into()));
+    assert_positive(
+        &m,
+        &[
+            "crd_ready_p50_ms",
+            "crd_ready_p99_ms",
+            "create_crs_per_s",
+            "create_configmaps_per_s",
+        ],
+    );
+    assert!(num(&m, "crd_ready_p99_ms") >= num(&m, "crd_ready_p50_ms"));
+    assert!(num(&m, "list_crs_s") >= 0.0 && num(&m, "list_configmaps_s") >= 0.0);
+}
