@@ -11,6 +11,7 @@
 //! Error texts follow upstream's so clients see the messages Kubernetes prints.
 
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
 
@@ -842,7 +843,11 @@ impl FieldSelector {
     /// for the first one that is not (e.g. `field label not supported: spec.foo`).
     pub fn validate_for(&self, group: &str, kind: &str) -> Result<(), String> {
         let spec = field_spec(group, kind);
+        let custom = custom_fields(group, kind);
         for requirement in &self.requirements {
+            if custom.iter().any(|f| *f == requirement.field) {
+                continue;
+            }
             if spec.canonical(&requirement.field).is_none() {
                 return Err(spec.rejection(&requirement.field));
             }
@@ -855,11 +860,15 @@ impl FieldSelector {
     /// counts decimal; an unsupported field reads as `""`.
     pub fn matches(&self, group: &str, kind: &str, object: &Value) -> bool {
         let spec = field_spec(group, kind);
+        let custom = custom_fields(group, kind);
         self.requirements.iter().all(|requirement| {
-            let value = spec
-                .canonical(&requirement.field)
-                .map(|canonical| field_value(group, kind, object, canonical))
-                .unwrap_or_default();
+            let value = if custom.iter().any(|f| *f == requirement.field) {
+                selectable_value(object, &requirement.field)
+            } else {
+                spec.canonical(&requirement.field)
+                    .map(|canonical| field_value(group, kind, object, canonical))
+                    .unwrap_or_default()
+            };
             (value == requirement.value) != requirement.negated
         })
     }
@@ -1058,6 +1067,49 @@ const EVENTS_API_FIELDS: &[(&str, &str)] = &[
     ("metadata.namespace", "metadata.namespace"),
     ("metadata.name", "metadata.name"),
 ];
+
+/// The `selectableFields` of custom kinds, by (group, kind): field labels such as
+/// `spec.color` (their `jsonPath` without the leading dot).
+type CustomFields = std::collections::HashMap<(String, String), Arc<Vec<String>>>;
+
+static CUSTOM_FIELDS: RwLock<Option<Arc<CustomFields>>> = RwLock::new(None);
+
+/// Publishes the selectable fields of the custom kinds served now (replacing the ones before).
+pub fn set_custom_fields(fields: CustomFields) {
+    let fields = Some(Arc::new(fields));
+    match CUSTOM_FIELDS.write() {
+        Ok(mut guard) => *guard = fields,
+        Err(poisoned) => *poisoned.into_inner() = fields,
+    }
+}
+
+/// The selectable fields of custom kind `kind` of `group` (none for other kinds).
+fn custom_fields(group: &str, kind: &str) -> Arc<Vec<String>> {
+    let all = match CUSTOM_FIELDS.read() {
+        Ok(guard) => guard.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    all.and_then(|m| m.get(&(group.to_string(), kind.to_string())).cloned())
+        .unwrap_or_default()
+}
+
+/// A selectable field's value as upstream compares it: a string as it is, an integer in
+/// decimal, a boolean as `true`/`false`; absent (or anything else) is `""`.
+fn selectable_value(object: &Value, label: &str) -> String {
+    let mut at = object;
+    for part in label.split('.') {
+        match at.get(part) {
+            Some(v) => at = v,
+            None => return String::new(),
+        }
+    }
+    match at {
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => String::new(),
+    }
+}
 
 fn field_spec(group: &str, kind: &str) -> FieldSpec {
     let (accepted, rejection): (&'static [(&'static str, &'static str)], Rejection) = match (group, kind) {

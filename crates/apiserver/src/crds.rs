@@ -520,6 +520,28 @@ impl ApiServer {
             columns.insert((preferred.group, preferred.kind), Arc::new(printer));
         }
         shoal_api::table::set_custom_columns(columns);
+        // Field selectors on a kind's `selectableFields`: its storage version's, where the
+        // objects are matched.
+        let mut fields = std::collections::HashMap::new();
+        for crd in &published {
+            let group = crd["spec"]["group"].as_str().unwrap_or_default().to_string();
+            let kind = crd["spec"]["names"]["kind"].as_str().unwrap_or_default().to_string();
+            let storage = crd["spec"]["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|v| v["storage"] == true);
+            let labels: Vec<String> = storage
+                .and_then(|v| v["selectableFields"].as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["jsonPath"].as_str()?.strip_prefix('.').map(str::to_string))
+                .collect();
+            if !labels.is_empty() {
+                fields.insert((group, kind), Arc::new(labels));
+            }
+        }
+        shoal_api::selector::set_custom_fields(fields);
     }
 
     /// Deletes every object of the definition `crd` (gone now), as upstream's finalizer

@@ -453,6 +453,7 @@ spec:
     served: true
     storage: true
     subresources: {status: {}}
+    selectableFields: [{jsonPath: .spec.secretName}]
     additionalPrinterColumns:
     - {name: Secret, type: string, jsonPath: .spec.secretName}
     - {name: Issuer, type: string, jsonPath: .spec.issuerRef.name, priority: 1}
@@ -554,6 +555,36 @@ fn cel_rules_of_a_definition_are_enforced_with_upstreams_messages() {
         "{category}"
     );
 
+    // Field selectors on the definition's selectableFields (and only on those).
+    c.kubectl_in(
+        &["create", "-f", "-"],
+        Some(&cert("api", "{secretName: api-tls, issuerRef: {name: ca}}")),
+    );
+    let selected = c.kubectl(&[
+        "get",
+        "certificates",
+        "--field-selector",
+        "spec.secretName=api-tls",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(selected.trim(), "certificate.certs.example.com/api");
+    let others = c.kubectl(&[
+        "get",
+        "certificates",
+        "--field-selector",
+        "spec.secretName!=api-tls",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(others.trim(), "certificate.certs.example.com/web");
+    let unknown = c.kubectl_err(&["get", "certificates", "--field-selector", "spec.duration=1"], None);
+    assert!(
+        unknown
+            .contains(r#""spec.duration" is not a known field selector: only "metadata.name", "metadata.namespace""#),
+        "{unknown}"
+    );
+
     // The transition rule: the secret name may not change, reported at the field path.
     let changed = c.kubectl_err(
         &[
@@ -602,11 +633,16 @@ fn cel_rules_of_a_definition_are_enforced_with_upstreams_messages() {
     let broken = CERTIFICATES
         .replace("certificates.certs.example.com", "badcerts.certs.example.com")
         .replace("plural: certificates, singular: certificate, kind: Certificate, shortNames: [cert], categories: [certs-all]", "plural: badcerts, kind: BadCert")
-        .replace("self.metadata.name.size() <= 20", "self.metadata.name.size( <= 20");
+        .replace("self.metadata.name.size() <= 20", "self.metadata.name.size( <= 20")
+        .replace("selectableFields: [{jsonPath: .spec.secretName}]", "selectableFields: [{jsonPath: .spec.issuerRef}]");
     let err = c.kubectl_err(&["create", "-f", "-"], Some(&broken));
     assert!(
         err.contains("spec.versions[0].schema.openAPIV3Schema.x-kubernetes-validations[0].rule: Invalid value: apiextensions.ValidationRule{Rule:\"self.metadata.name.size( <= 20\"")
             && err.contains("compilation failed: "),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.versions[0].selectableFields[0].jsonPath: Invalid value: \".spec.issuerRef\": must point to a field of type string, boolean or integer"),
         "{err}"
     );
 }

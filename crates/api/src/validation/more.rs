@@ -1016,6 +1016,54 @@ fn client_config(errs: &mut Errs, c: J<'_>, p: &Path) {
     }
 }
 
+/// A version's `selectableFields`: at most 8, each a distinct path to a string, boolean or
+/// integer field of the schema.
+fn selectable_fields(errs: &mut Errs, fields: J<'_>, schema: J<'_>, p: &Path) {
+    let Some(list) = fields.and_then(Value::as_array) else {
+        return;
+    };
+    if list.len() > 8 {
+        super::too_many(errs, p, list.len(), 8);
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, f) in list.iter().enumerate() {
+        let fp = p.index(i).child("jsonPath");
+        let path = st0(errs, Some(f), "jsonPath", &p.index(i));
+        if path.is_empty() {
+            required(errs, &fp, "");
+            continue;
+        }
+        let mut node = schema;
+        let simple = path.strip_prefix('.').filter(|rest| {
+            !rest.is_empty()
+                && rest
+                    .split('.')
+                    .all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        });
+        let Some(rest) = simple else {
+            invalid(errs, &fp, path, "is an invalid path");
+            continue;
+        };
+        for part in rest.split('.') {
+            node = get(get(node, "properties"), part);
+        }
+        match node.and_then(|n| get(Some(n), "type")).and_then(Value::as_str) {
+            None if schema.is_some() => invalid(errs, &fp, path, "is an invalid path"),
+            Some("string" | "boolean" | "integer") | None => {}
+            Some(_) => invalid(
+                errs,
+                &fp,
+                path,
+                "must point to a field of type string, boolean or integer. Enum string fields and strings with formats are allowed.",
+            ),
+        }
+        if seen.contains(&path) {
+            super::duplicate(errs, &fp, path);
+        }
+        seen.push(path);
+    }
+}
+
 /// A CEL expression at `p`: required, and it must compile.
 fn cel_expression(errs: &mut Errs, v: J<'_>, key: &str, p: &Path) {
     let expr = st0(errs, v, key, p);
@@ -1336,6 +1384,12 @@ fn crd(errs: &mut Errs, obj: &Value, old: Option<&Value>) {
                 errs.extend(crate::cel::rule_errors(schema, at.s()));
             }
         }
+        selectable_fields(
+            errs,
+            get(Some(v), "selectableFields"),
+            schema,
+            &vp.child("selectableFields"),
+        );
     }
     if storage != 1 {
         invalid(
