@@ -845,7 +845,7 @@ impl FieldSelector {
         let spec = field_spec(group, kind);
         let custom = custom_fields(group, kind);
         for requirement in &self.requirements {
-            if custom.iter().any(|f| *f == requirement.field) {
+            if custom.contains(&requirement.field) {
                 continue;
             }
             if spec.canonical(&requirement.field).is_none() {
@@ -862,7 +862,7 @@ impl FieldSelector {
         let spec = field_spec(group, kind);
         let custom = custom_fields(group, kind);
         self.requirements.iter().all(|requirement| {
-            let value = if custom.iter().any(|f| *f == requirement.field) {
+            let value = if custom.contains(&requirement.field) {
                 selectable_value(object, &requirement.field)
             } else {
                 spec.canonical(&requirement.field)
