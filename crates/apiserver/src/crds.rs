@@ -149,13 +149,27 @@ pub fn desired_status(crd: &Value, taken: &HashSet<(String, String)>, now: &str)
             stored.push(v["name"].clone());
         }
     }
+    let mut conditions = vec![named, established];
+    if !crd["metadata"]["deletionTimestamp"].is_null() {
+        conditions.push(condition(
+            crd,
+            "Terminating",
+            true,
+            "InstanceDeletionInProgress",
+            "CustomResource deletion is in progress",
+            now,
+        ));
+    }
     let status = json!({
-        "conditions": [named, established],
+        "conditions": conditions,
         "acceptedNames": accepted_names,
         "storedVersions": stored,
     });
     (status, accepted)
 }
+
+/// The finalizer a definition being deleted holds until its objects are gone.
+pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 /// The served versions of an Established definition, the preferred first.
 pub fn served_versions(crd: &Value) -> Vec<CustomVersion> {
@@ -426,23 +440,107 @@ impl ApiServer {
     /// Follows the definitions until the process ends (a supervised component).
     pub(crate) async fn run_crd_registry(self: Arc<Self>) {
         let (_, mut sub) = self.cache.subscribe_with_snapshot(PREFIX);
+        // The definitions being cleaned up, each by a task of its own.
+        let mut cleaning: std::collections::HashMap<String, tokio::task::JoinHandle<()>> = Default::default();
         self.sync_crds().await;
+        self.clean_up_deleted(&mut cleaning);
         loop {
             match sub.live.recv().await {
                 Ok(ev) if ev.entry.key.starts_with(PREFIX) => {
+                    self.sync_crds().await;
                     if ev.kind == crate::cache::EventType::Deleted {
-                        let crd = ev.entry.obj();
-                        self.sync_crds().await;
-                        self.delete_custom_objects(&crd).await;
-                    } else {
-                        self.sync_crds().await;
+                        // Gone without the cleanup (a store restored, say): its objects go too.
+                        self.delete_custom_objects(&ev.entry.obj()).await;
                     }
                 }
-                Ok(_) => {}
+                Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.sync_crds().await,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
+            self.clean_up_deleted(&mut cleaning);
         }
+    }
+
+    /// Starts the cleanup of every definition being deleted that holds the cleanup
+    /// finalizer (one task per definition).
+    fn clean_up_deleted(
+        self: &Arc<Self>,
+        cleaning: &mut std::collections::HashMap<String, tokio::task::JoinHandle<()>>,
+    ) {
+        cleaning.retain(|_, task| !task.is_finished());
+        for crd in self.all_of("apiextensions.k8s.io", "customresourcedefinitions", None) {
+            let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let holds = crd["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == CLEANUP_FINALIZER));
+            if crd["metadata"]["deletionTimestamp"].is_null() || !holds || cleaning.contains_key(&name) {
+                continue;
+            }
+            let server = self.clone();
+            let task = tokio::spawn(async move { server.clean_up(&name).await });
+            cleaning.insert(crd["metadata"]["name"].as_str().unwrap_or_default().to_string(), task);
+        }
+    }
+
+    /// Deletes the objects of definition `name` through the API (their finalizers honoured),
+    /// waits until none is left, then lets the definition go by removing its finalizer.
+    async fn clean_up(&self, name: &str) {
+        let Some(res) = catalogue::find("apiextensions.k8s.io", "v1", "customresourcedefinitions") else {
+            return;
+        };
+        loop {
+            let Some(entry) = self.cache.get(&format!("{PREFIX}{name}")) else {
+                return;
+            };
+            let crd = entry.obj();
+            let (group, plural) = crd_names(&crd);
+            let prefix = format!("{}{group}/{plural}/", crate::keys::ROOT);
+            let (objects, _, _) = self.cache.list(&prefix, None, 0, |_| true);
+            if objects.is_empty() {
+                let mut done = crd.clone();
+                if let Some(f) = done["metadata"]["finalizers"].as_array_mut() {
+                    f.retain(|x| x != CLEANUP_FINALIZER);
+                }
+                let t = Target {
+                    res,
+                    namespace: None,
+                    name: Some(name.to_string()),
+                    subresource: None,
+                };
+                match self.update(&t, done, &WriteOptions::default()).await {
+                    Ok(_) => return,
+                    // Changed meanwhile: read it again.
+                    Err(e) => tracing::debug!(crd = name, error = %e.message, "crd cleanup: finalizer not removed yet"),
+                }
+            }
+            let stored = catalogue::find_plural(&group, &plural).map(catalogue::stored_as);
+            for o in objects.iter().map(|e| e.obj()) {
+                let (Some(stored), true) = (stored, o["metadata"]["deletionTimestamp"].is_null()) else {
+                    continue;
+                };
+                let t = Target {
+                    res: stored,
+                    namespace: o["metadata"]["namespace"].as_str().map(str::to_string),
+                    name: o["metadata"]["name"].as_str().map(str::to_string),
+                    subresource: None,
+                };
+                if let Err(e) = self.delete(&t, &crate::delete::DeleteOptions::default()).await
+                    && e.code != 404
+                {
+                    tracing::warn!(crd = name, error = %e.message, "crd cleanup: a custom object was not deleted");
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Whether custom resource `res`'s definition is being deleted (no new objects then).
+    pub(crate) fn definition_terminating(&self, res: &shoal_api::catalogue::Resource) -> bool {
+        catalogue::is_custom(res)
+            && self
+                .cache
+                .get(&format!("{PREFIX}{}.{}", res.plural, res.group))
+                .is_some_and(|e| !self.decoded_once(&e)["metadata"]["deletionTimestamp"].is_null())
     }
 
     /// Writes every definition's status as it should be, and serves the Established ones.
@@ -482,10 +580,10 @@ impl ApiServer {
                 for (_, v) in claimed(&crd["spec"]["names"]) {
                     taken.insert((group.clone(), v));
                 }
-                if crd["metadata"]["deletionTimestamp"].is_null() {
-                    served.extend(served_versions(crd));
-                    published.push(crd);
-                }
+                // A definition being deleted is still served: its objects are read and
+                // deleted through the API until they are gone.
+                served.extend(served_versions(crd));
+                published.push(crd);
             }
             if crd["status"] != status {
                 let mut updated = crd.clone();
@@ -570,6 +668,25 @@ mod tests {
             "names": {"plural": plural, "singular": name, "kind": kind, "listKind": format!("{kind}List"), "shortNames": ["w"]},
             "versions": [{"name": "v1beta1", "served": true, "storage": false}, {"name": "v1", "served": true, "storage": true,
                           "subresources": {"status": {}}}, {"name": "v2alpha1", "served": false, "storage": false}]}})
+    }
+
+    #[test]
+    fn a_definition_being_deleted_says_so() {
+        let mut c = crd("widget", "widgets", "Widget");
+        let (status, _) = desired_status(&c, &HashSet::new(), "2026-01-01T00:00:00Z");
+        assert!(!status.to_string().contains("Terminating"));
+        c["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        let (status, established) = desired_status(&c, &HashSet::new(), "2026-01-01T00:00:01Z");
+        assert!(established, "still served while its objects go");
+        let terminating = &status["conditions"][2];
+        assert_eq!(
+            (&terminating["type"], &terminating["status"], &terminating["reason"]),
+            (
+                &json!("Terminating"),
+                &json!("True"),
+                &json!("InstanceDeletionInProgress")
+            )
+        );
     }
 
     #[test]

@@ -254,6 +254,11 @@ impl ApiServer {
                 Propagation::Foreground => add(&mut finalizers, "foregroundDeletion"),
                 Propagation::Background => {}
             }
+            // A definition goes once its objects are gone: the CRD registry deletes them,
+            // then removes this finalizer (upstream's customresourcecleanup).
+            if (res.group, res.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition") {
+                add(&mut finalizers, crate::crds::CLEANUP_FINALIZER);
+            }
             let graceful_pod = res.kind == "Pod" && pod_needs_graceful_delete(obj, opts);
             let namespace = res.kind == "Namespace";
             if finalizers.is_empty() && !graceful_pod && !namespace {

@@ -290,6 +290,13 @@ impl ApiServer {
     /// configuration and its manager owns exactly its fields).
     async fn create_inner(&self, t: &Target, mut obj: Value, opts: &WriteOptions, applied: bool) -> ApiResult<Written> {
         let res = t.res;
+        if self.definition_terminating(res) {
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "create not allowed while custom resource definition is terminating",
+            ));
+        }
         let apply_config = applied.then(|| obj.clone());
         let warnings = self.decode_checks(res, &mut obj, opts)?;
         let mut obj = strategy::normalize(res, obj)?;

@@ -646,3 +646,62 @@ fn cel_rules_of_a_definition_are_enforced_with_upstreams_messages() {
         "{err}"
     );
 }
+
+#[test]
+fn a_definition_goes_only_after_its_objects_and_their_finalizers() {
+    let c = Cluster::up(0);
+    c.kubectl_in(&["apply", "-f", "-"], Some(WIDGETS));
+    established(&c);
+    c.kubectl_in(&["create", "-f", "-"], Some(&widget("w1", "{size: 1}")));
+    let held = widget("w2", "{size: 2}").replace(
+        "metadata: {name: w2}",
+        "metadata: {name: w2, finalizers: [example.com/hold]}",
+    );
+    c.kubectl_in(&["create", "-f", "-"], Some(&held));
+
+    c.kubectl(&["delete", "crd", "widgets.example.com", "--wait=false"]);
+    let reason = c.eventually(10, "the Terminating condition", || {
+        let r = c.kubectl(&[
+            "get",
+            "crd",
+            "widgets.example.com",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Terminating")].reason}"#,
+        ]);
+        (!r.is_empty()).then_some(r)
+    });
+    assert_eq!(reason, "InstanceDeletionInProgress");
+    // The objects are deleted through the API: the one without a finalizer goes, the held
+    // one waits for its finalizer; no new object may be made meanwhile.
+    c.eventually(10, "w1 deleted", || {
+        c.kubectl_output(&["get", "widget", "w1"], None)
+            .status
+            .code()
+            .filter(|c| *c != 0)
+    });
+    let w2 = c.kubectl(&["get", "widget", "w2", "-o", "jsonpath={.metadata.deletionTimestamp}"]);
+    assert!(!w2.is_empty(), "w2 is being deleted");
+    let refused = c.kubectl_err(&["create", "-f", "-"], Some(&widget("w3", "{size: 3}")));
+    assert!(
+        refused.contains("create not allowed while custom resource definition is terminating"),
+        "{refused}"
+    );
+    assert!(c.kubectl(&["get", "crd", "-o", "name"]).contains("widgets.example.com"));
+
+    // Its finalizer removed, w2 goes, and the definition with it.
+    c.kubectl(&[
+        "patch",
+        "widget",
+        "w2",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    c.eventually(10, "the definition gone", || {
+        (!c.kubectl(&["get", "crd", "-o", "name"]).contains("widgets.example.com")).then_some(())
+    });
+    // Made again, it starts empty.
+    c.kubectl_in(&["apply", "-f", "-"], Some(WIDGETS));
+    established(&c);
+    assert_eq!(c.kubectl(&["get", "widgets", "-o", "name"]).trim(), "");
+}

@@ -161,9 +161,14 @@ fn common(errs: &mut Errs, m: J<'_>, p: &Path) {
     }
 }
 
-/// Finalizers without a `/` must be one of the standard names.
+/// Finalizers without a `/` must be one of the standard names (the CRD cleanup finalizer is
+/// the API server's own).
 pub(crate) fn kube_finalizer_name(errs: &mut Errs, f: &str, p: &Path) {
-    if !f.contains('/') && !matches!(f, "kubernetes" | "orphan" | "foregroundDeletion") {
+    let standard = matches!(
+        f,
+        "kubernetes" | "orphan" | "foregroundDeletion" | "customresourcecleanup.apiextensions.k8s.io"
+    );
+    if !f.contains('/') && !standard {
         invalid(
             errs,
             p,
