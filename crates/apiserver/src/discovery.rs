@@ -42,10 +42,93 @@ pub fn core_versions() -> Value {
     json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]})
 }
 
-/// The versions a group serves, preferred first (as the catalogue lists them).
-fn versions_of(group: &str) -> Vec<&'static str> {
-    let mut out: Vec<&'static str> = Vec::new();
+/// A group-version another server serves (an aggregated APIService that is Available),
+/// with the resources its discovery document lists.
+#[derive(Clone, Debug)]
+pub struct RemoteVersion {
+    pub group: String,
+    pub version: String,
+    /// `APIResourceList.resources` of the backend.
+    pub resources: Value,
+}
+
+static REMOTE: std::sync::RwLock<Vec<RemoteVersion>> = std::sync::RwLock::new(Vec::new());
+
+/// Publishes the aggregated group-versions available now (replacing the ones before).
+pub fn set_remote(list: Vec<RemoteVersion>) {
+    match REMOTE.write() {
+        Ok(mut guard) => *guard = list,
+        Err(poisoned) => *poisoned.into_inner() = list,
+    }
+}
+
+fn remote() -> Vec<RemoteVersion> {
+    match REMOTE.read() {
+        Ok(guard) => guard.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+/// The groups with a remote version and no local one, in the order first seen.
+fn remote_only_groups() -> Vec<String> {
+    let local = catalogue::groups();
+    let mut out: Vec<String> = Vec::new();
+    for r in remote() {
+        if !local.contains(&r.group.as_str()) && !out.contains(&r.group) {
+            out.push(r.group);
+        }
+    }
+    out
+}
+
+/// The aggregated discovery entry of a remote resource list (`APIResourceList.resources`).
+fn aggregated_remote(r: &RemoteVersion) -> Value {
+    let list: Vec<&Value> = r.resources.as_array().into_iter().flatten().collect();
+    let resources: Vec<Value> = list
+        .iter()
+        .filter(|x| !x["name"].as_str().unwrap_or_default().contains('/'))
+        .map(|x| {
+            let name = x["name"].as_str().unwrap_or_default();
+            let subs: Vec<Value> = list
+                .iter()
+                .filter_map(|s| {
+                    let (parent, sub) = s["name"].as_str()?.split_once('/')?;
+                    (parent == name).then(|| {
+                        json!({"subresource": sub, "verbs": s["verbs"],
+                        "responseKind": {"group": r.group, "version": r.version, "kind": s["kind"]}})
+                    })
+                })
+                .collect();
+            let mut v = json!({
+                "resource": name,
+                "responseKind": {"group": r.group, "version": r.version, "kind": x["kind"]},
+                "scope": if x["namespaced"] == true { "Namespaced" } else { "Cluster" },
+                "singularResource": x["singularName"],
+                "verbs": x["verbs"],
+            });
+            for key in ["shortNames", "categories"] {
+                if x[key].is_array() {
+                    v[key] = x[key].clone();
+                }
+            }
+            if !subs.is_empty() {
+                v["subresources"] = json!(subs);
+            }
+            v
+        })
+        .collect();
+    json!({"version": r.version, "resources": resources, "freshness": "Current"})
+}
+
+/// The versions a group serves, preferred first (as the catalogue lists them)./// The versions a group serves, preferred first (as the catalogue lists them).
+fn versions_of(group: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
     for r in catalogue::all().into_iter().filter(|r| r.group == group) {
+        if !out.iter().any(|v| v == r.version) {
+            out.push(r.version.to_string());
+        }
+    }
+    for r in remote().into_iter().filter(|r| r.group == group) {
         if !out.contains(&r.version) {
             out.push(r.version);
         }
@@ -64,9 +147,11 @@ fn group_json(group: &str) -> Value {
 
 /// `/apis` (legacy): every named group.
 pub fn group_list() -> Value {
+    let remote = remote_only_groups();
     let groups: Vec<Value> = catalogue::groups()
         .into_iter()
         .filter(|g| !g.is_empty())
+        .chain(remote.iter().map(String::as_str))
         .map(group_json)
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
@@ -74,7 +159,8 @@ pub fn group_list() -> Value {
 
 /// `/apis/<group>`.
 pub fn group(group: &str) -> Option<Value> {
-    catalogue::groups().contains(&group).then(|| {
+    let known = catalogue::groups().contains(&group) || remote().iter().any(|r| r.group == group);
+    known.then(|| {
         let mut g = group_json(group);
         g["kind"] = json!("APIGroup");
         g["apiVersion"] = json!("v1");
@@ -146,24 +232,34 @@ fn aggregated_resource(r: &Resource) -> Value {
 
 /// Aggregated discovery (`apidiscovery.k8s.io/v2`) for `/api` (`core = true`) or `/apis`.
 pub fn aggregated(core: bool) -> Value {
-    let items: Vec<Value> = catalogue::groups()
+    let remote = remote();
+    let mut items: Vec<Value> = catalogue::groups()
         .into_iter()
         .filter(|g| g.is_empty() == core)
         .map(|g| {
             let versions: Vec<Value> = versions_of(g)
                 .into_iter()
-                .map(|v| {
-                    let resources: Vec<Value> = catalogue::all()
-                        .into_iter()
-                        .filter(|r| r.group == g && r.version == v)
-                        .map(aggregated_resource)
-                        .collect();
-                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                .map(|v| match remote.iter().find(|r| r.group == g && r.version == v) {
+                    Some(r) => aggregated_remote(r),
+                    None => {
+                        let resources: Vec<Value> = catalogue::all()
+                            .into_iter()
+                            .filter(|r| r.group == g && r.version == v)
+                            .map(aggregated_resource)
+                            .collect();
+                        json!({"version": v, "resources": resources, "freshness": "Current"})
+                    }
                 })
                 .collect();
             json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": versions})
         })
         .collect();
+    if !core {
+        for g in remote_only_groups() {
+            let versions: Vec<Value> = remote.iter().filter(|r| r.group == g).map(aggregated_remote).collect();
+            items.push(json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": versions}));
+        }
+    }
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
 

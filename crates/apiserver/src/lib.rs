@@ -18,6 +18,7 @@ use shoal_store::Store;
 
 pub mod accounts;
 mod admission;
+mod aggregator;
 pub mod alloc;
 pub mod audit;
 pub mod body;
@@ -143,6 +144,10 @@ impl ApiServer {
         server
             .components
             .spawn("crd-registry", move || registry.clone().run_crd_registry());
+        let aggregator = server.clone();
+        server.components.spawn("apiservice-availability", move || {
+            aggregator.clone().run_api_service_availability()
+        });
         Ok(server)
     }
 
@@ -500,11 +505,55 @@ async fn read_body(body: Body) -> ApiResult<Bytes> {
 pub(crate) fn request_attributes(method: &Method, path: &str, watch: bool) -> review::Attributes {
     match request::parse_path(path) {
         Ok(Some(ApiPath::Resource(t))) => review::Attributes::of_target(nodeauth::verb(method, &t, watch), &t, None),
-        _ => review::Attributes::NonResource {
+        _ => other_resource_attributes(method, path, watch).unwrap_or_else(|| review::Attributes::NonResource {
             verb: method.as_str().to_ascii_lowercase(),
             path: path.to_string(),
-        },
+        }),
     }
+}
+
+/// The attributes of a resource request under a group this server does not serve itself
+/// (an aggregated API, or one not served at all), read from the path alone as upstream's
+/// `RequestInfo` reads any `/apis/<group>/<version>/...` path.
+fn other_resource_attributes(method: &Method, path: &str, watch: bool) -> Option<review::Attributes> {
+    let mut parts = path.strip_prefix("/apis/")?.trim_end_matches('/').split('/');
+    let (group, _version) = (parts.next()?, parts.next()?);
+    let mut rest: Vec<&str> = parts.collect();
+    let mut namespace = "";
+    if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
+        namespace = rest[1];
+        rest.drain(..2);
+    }
+    let (resource, name, subresource) = match rest.as_slice() {
+        [] => return None,
+        [r] => (*r, "", ""),
+        [r, n] => (*r, *n, ""),
+        [r, n, s, ..] => (*r, *n, *s),
+    };
+    let verb = match (method.as_str(), name.is_empty()) {
+        ("GET" | "HEAD", true) if watch => "watch",
+        ("GET" | "HEAD", true) => "list",
+        ("GET" | "HEAD", false) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "deletecollection",
+        ("DELETE", false) => "delete",
+        (other, _) => {
+            return Some(review::Attributes::NonResource {
+                verb: other.to_ascii_lowercase(),
+                path: path.to_string(),
+            });
+        }
+    };
+    Some(review::Attributes::Resource {
+        verb: verb.to_string(),
+        group: group.to_string(),
+        resource: resource.to_string(),
+        subresource: subresource.to_string(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    })
 }
 
 /// Decodes a request body (JSON, YAML or Kubernetes protobuf) into a JSON value.
@@ -612,6 +661,10 @@ impl ApiServer {
                 };
             }
             _ => {}
+        }
+        // A group-version another server serves (an aggregated APIService).
+        if let Some(backend) = self.backend_for(path) {
+            return self.proxy_aggregated(&backend, parts, body).await;
         }
         let target = match request::parse_path(path)? {
             None => return Err(ApiError::no_route()),
@@ -1501,6 +1554,32 @@ mod tests {
         assert!(metrics.render().contains("shoal_request_panics_total 1\n"));
         let ok = contain_panics(&metrics, "GET", "/", async { Err(ApiError::no_route()) }).await;
         assert_eq!(ok.status(), StatusCode::NOT_FOUND, "errors pass through");
+    }
+
+    #[test]
+    fn requests_for_other_groups_are_authorized_as_resources() {
+        let attrs = request_attributes(
+            &Method::GET,
+            "/apis/metrics.k8s.io/v1beta1/namespaces/ns1/pods/p1",
+            false,
+        );
+        assert_eq!(
+            attrs,
+            review::Attributes::Resource {
+                verb: "get".into(),
+                group: "metrics.k8s.io".into(),
+                resource: "pods".into(),
+                subresource: "".into(),
+                namespace: "ns1".into(),
+                name: "p1".into(),
+            }
+        );
+        let list = request_attributes(&Method::GET, "/apis/metrics.k8s.io/v1beta1/nodes", true);
+        assert!(
+            matches!(list, review::Attributes::Resource { ref verb, ref resource, .. } if verb == "watch" && resource == "nodes")
+        );
+        let discovery = request_attributes(&Method::GET, "/apis/metrics.k8s.io/v1beta1", false);
+        assert!(matches!(discovery, review::Attributes::NonResource { .. }));
     }
 
     #[test]

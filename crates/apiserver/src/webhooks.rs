@@ -614,7 +614,12 @@ impl ApiServer {
 
     /// An address serving port `port` of Service `namespace/name`: a ready endpoint of its
     /// EndpointSlices, as upstream's service resolver picks one.
-    fn service_endpoint(&self, namespace: &str, name: &str, port: u16) -> Result<std::net::SocketAddr, String> {
+    pub(crate) fn service_endpoint(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: u16,
+    ) -> Result<std::net::SocketAddr, String> {
         let service = self
             .all_of("", "services", Some(namespace))
             .into_iter()

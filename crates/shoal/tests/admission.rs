@@ -54,6 +54,36 @@ fn answer(path: &str, review: &Value) -> Value {
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
 }
 
+/// The test's aggregated API, `samples.metrics.test.example.com/v1`: its discovery, and one
+/// sample per namespace that tells who the front proxy said was asking.
+fn aggregated_api(path: &str, headers: &http::HeaderMap) -> Value {
+    let gv = "metrics.test.example.com/v1";
+    let header = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect()
+    };
+    match path.trim_end_matches('/') {
+        "/apis/metrics.test.example.com/v1" => {
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+            "resources": [{"name": "samples", "singularName": "sample", "namespaced": true, "kind": "Sample",
+                           "verbs": ["get", "list"], "shortNames": ["smp"]}]})
+        }
+        p if p.starts_with("/apis/metrics.test.example.com/v1/namespaces/") && p.ends_with("/samples") => {
+            let ns = p.split('/').nth(5).unwrap_or_default();
+            json!({"kind": "SampleList", "apiVersion": gv, "metadata": {}, "items": [{
+                "kind": "Sample", "apiVersion": gv,
+                "metadata": {"name": "seen", "namespace": ns, "creationTimestamp": "2026-01-01T00:00:00Z"},
+                "user": header("X-Remote-User").join(","), "groups": header("X-Remote-Group"),
+                "authorization": header("authorization").len(),
+            }]})
+        }
+        _ => Value::Null,
+    }
+}
+
 /// The test's conversion webhook for shapes: v1 says `spec.size`, v2 `spec.length`.
 fn convert(request: &Value) -> Value {
     let want = request["desiredAPIVersion"].as_str().unwrap_or_default();
@@ -81,11 +111,12 @@ fn convert(request: &Value) -> Value {
            "response": {"uid": request["uid"], "convertedObjects": objects, "result": {"status": "Success"}}})
 }
 
-/// Starts the webhook server (HTTPS, a certificate for loopback and
-/// `webhook.default.svc`, signed by a CA of its own).
+/// Starts the webhook server (HTTPS, a certificate for loopback, `webhook.default.svc` and
+/// `sample-api.default.svc`, signed by a CA of its own).
 fn webhook_server() -> WebhookServer {
     let dir = tempfile::tempdir().expect("tempdir");
-    let certs = shoal_apiserver::tls::ensure_certs(dir.path(), &["webhook.default.svc".to_string()]).expect("certs");
+    let names = ["webhook.default.svc".to_string(), "sample-api.default.svc".to_string()];
+    let certs = shoal_apiserver::tls::ensure_certs(dir.path(), &names).expect("certs");
     let config = shoal_apiserver::tls::server_config(&certs).expect("tls config");
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
@@ -111,6 +142,16 @@ fn webhook_server() -> WebhookServer {
                         let counted = counted.clone();
                         async move {
                             counted.fetch_add(1, Ordering::SeqCst);
+                            if req.method() == http::Method::GET {
+                                let reply = aggregated_api(req.uri().path(), req.headers());
+                                return Ok::<_, std::convert::Infallible>(
+                                    http::Response::builder()
+                                        .status(if reply.is_null() { 404 } else { 200 })
+                                        .header("content-type", "application/json")
+                                        .body(Full::new(bytes::Bytes::from(reply.to_string())))
+                                        .expect("response"),
+                                );
+                            }
                             let path = req.uri().path().to_string();
                             let timeout = req.uri().query().unwrap_or_default().to_string();
                             let body = req
@@ -587,4 +628,112 @@ spec:
     );
     // The storage version needs no conversion.
     assert_eq!(c.kubectl(&["get", v1, "s1", "-o", "jsonpath={.spec.size}"]), "4");
+}
+
+#[test]
+fn an_api_service_hands_its_group_to_another_server() {
+    let backend = webhook_server();
+    let c = Cluster::up(0);
+    let objects = format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: sample-api}}
+spec:
+  ports: [{{name: https, port: 443, targetPort: {port}}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: sample-api-1, labels: {{kubernetes.io/service-name: sample-api}}}}
+addressType: IPv4
+endpoints: [{{addresses: [127.0.0.1], conditions: {{ready: true}}}}]
+ports: [{{name: https, port: {port}, protocol: TCP}}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {{name: v1.metrics.test.example.com}}
+spec:
+  group: metrics.test.example.com
+  version: v1
+  groupPriorityMinimum: 100
+  versionPriority: 100
+  service: {{namespace: default, name: sample-api}}
+  caBundle: {ca}
+"#,
+        port = backend.port,
+        ca = backend.ca_b64
+    );
+    c.kubectl_in(&["apply", "-f", "-"], Some(&objects));
+    let available = c.eventually(20, "the APIService Available", || {
+        let s = c.kubectl(&[
+            "get",
+            "apiservice",
+            "v1.metrics.test.example.com",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Available")].status} {.status.conditions[?(@.type=="Available")].reason}"#,
+        ]);
+        s.starts_with("True").then_some(s)
+    });
+    assert_eq!(available, "True Passed");
+    let resources = c.eventually(20, "the aggregated resources in discovery", || {
+        let r = c.kubectl(&["api-resources", "--api-group", "metrics.test.example.com"]);
+        r.contains("samples").then_some(r)
+    });
+    assert!(
+        resources.lines().any(|l| l.split_whitespace().eq([
+            "samples",
+            "smp",
+            "metrics.test.example.com/v1",
+            "true",
+            "Sample"
+        ])),
+        "{resources}"
+    );
+    // Proxied as the user, in the front-proxy headers, without the user's credential.
+    let got = c.kubectl(&["get", "samples", "-n", "kube-system", "-o", "json"]);
+    let list: Value = serde_json::from_str(&got).expect("a SampleList");
+    let item = &list["items"][0];
+    assert_eq!(item["metadata"]["namespace"], "kube-system");
+    assert!(
+        item["groups"]
+            .as_array()
+            .expect("groups")
+            .contains(&json!("system:masters")),
+        "{item}"
+    );
+    assert!(!item["user"].as_str().unwrap_or_default().is_empty(), "{item}");
+    assert_eq!(item["authorization"], 0, "the client's token stays here");
+    // RBAC applies before the proxy: a user without a grant is refused here.
+    let refused = c.kubectl_err(&["get", "samples", "--as=jane"], None);
+    assert!(
+        refused
+            .contains("samples.metrics.test.example.com is forbidden: User \"jane\" cannot list resource \"samples\""),
+        "{refused}"
+    );
+
+    // A Service without endpoints makes it unavailable, in upstream's terms.
+    c.kubectl(&["delete", "endpointslice", "sample-api-1"]);
+    let reason = c.eventually(20, "the APIService unavailable", || {
+        let s = c.kubectl(&[
+            "get",
+            "apiservice",
+            "v1.metrics.test.example.com",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Available")].reason}"#,
+        ]);
+        (s == "MissingEndpoints").then_some(s)
+    });
+    assert_eq!(reason, "MissingEndpoints");
+    let down = c.kubectl_err(
+        &[
+            "get",
+            "--raw",
+            "/apis/metrics.test.example.com/v1/namespaces/default/samples",
+        ],
+        None,
+    );
+    assert!(
+        down.contains("the server is currently unable to handle the request"),
+        "{down}"
+    );
 }
