@@ -345,6 +345,67 @@ pub fn validate(schema: &Value, obj: &Value) -> Vec<FieldError> {
     errs
 }
 
+/// Upstream's validation ratcheting (GA in 1.33) on an update: an error is dropped when the
+/// update left its value as it was (for a missing required field, the object holding it),
+/// so tightening a schema does not block updates of objects that broke it already. Errors
+/// at the root are kept.
+pub fn ratchet(errors: Vec<FieldError>, new: &Value, old: &Value) -> Vec<FieldError> {
+    errors
+        .into_iter()
+        .filter(|e| {
+            let mut path = field_path_segments(&e.field);
+            if e.kind == ErrorType::Required {
+                path.pop();
+            }
+            path.is_empty() || value_at(new, &path) != value_at(old, &path)
+        })
+        .collect()
+}
+
+/// One step of a field path: a member, or an item of a list (or a map key written in
+/// brackets).
+#[derive(Debug, PartialEq)]
+enum Step {
+    Member(String),
+    Bracket(String),
+}
+
+/// `spec.items[0].name` as steps (a bracket holds anything up to its `]`, dots included).
+fn field_path_segments(path: &str) -> Vec<Step> {
+    let mut out = Vec::new();
+    let mut member = String::new();
+    let mut chars = path.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '.' | '[' => {
+                if !member.is_empty() {
+                    out.push(Step::Member(std::mem::take(&mut member)));
+                }
+                if c == '[' {
+                    out.push(Step::Bracket(chars.by_ref().take_while(|x| *x != ']').collect()));
+                }
+            }
+            c => member.push(c),
+        }
+    }
+    if !member.is_empty() {
+        out.push(Step::Member(member));
+    }
+    out
+}
+
+fn value_at<'a>(v: &'a Value, path: &[Step]) -> Option<&'a Value> {
+    let mut at = v;
+    for step in path {
+        at = match (step, at) {
+            (Step::Member(m) | Step::Bracket(m), Value::Object(map)) => map.get(m)?,
+            (Step::Bracket(i), Value::Array(items)) => items.get(i.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(at)
+}
+
 /// The name upstream gives a JSON value's type in "must be of type" errors.
 fn json_type(v: &Value) -> &'static str {
     match v {
@@ -653,6 +714,46 @@ fn check_object(errs: &mut Errs, s: &Value, map: &Map<String, Value>, p: &Path, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unchanged_value_is_not_held_to_a_schema_it_broke_already() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "required": ["size"],
+            "properties": {"name": {"type": "string", "maxLength": 3}, "size": {"type": "integer"},
+                           "tags": {"type": "array", "items": {"type": "string", "maxLength": 2}}}}}});
+        let old = json!({"spec": {"name": "longer", "tags": ["abc"]}});
+        let new = json!({"spec": {"name": "longer", "tags": ["abc", "xyz"]}});
+        let kept = |new: &Value| -> Vec<String> {
+            ratchet(validate(&schema, new), new, &old)
+                .iter()
+                .map(FieldError::message)
+                .collect()
+        };
+        // name and tags[0] were like this before; tags[1] is new, and spec (missing its size)
+        // changed.
+        let got = kept(&new);
+        assert!(
+            got.iter()
+                .all(|m| !m.starts_with("spec.name") && !m.starts_with("spec.tags[0]")),
+            "{got:#?}"
+        );
+        assert!(got.iter().any(|m| m.starts_with("spec.tags[1]")), "{got:#?}");
+        assert!(
+            got.iter().any(|m| m.starts_with("spec.size: Required value")),
+            "{got:#?}"
+        );
+        // Nothing changed: nothing reported.
+        assert!(kept(&old).is_empty());
+        assert_eq!(
+            field_path_segments("spec.items[0].labels[app.kubernetes.io/name]"),
+            [
+                Step::Member("spec".into()),
+                Step::Member("items".into()),
+                Step::Bracket("0".into()),
+                Step::Member("labels".into()),
+                Step::Bracket("app.kubernetes.io/name".into()),
+            ]
+        );
+    }
     use serde_json::json;
 
     fn messages(errs: &[FieldError]) -> Vec<String> {

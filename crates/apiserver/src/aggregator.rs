@@ -7,7 +7,7 @@
 //!   or not checked with `insecureSkipTLSVerify`. The user goes along in upstream's
 //!   front-proxy headers (`X-Remote-User`, `X-Remote-Group`, `X-Remote-Extra-*`), and the
 //!   client's credential does not.
-//! - The supervised `apiservice-availability` component checks each such APIService when it
+//! - The supervised `aggregator` component checks each such APIService when it
 //!   changes and every few seconds. It writes the `Available` condition with upstream's
 //!   reasons (`Passed`, `ServiceNotFound`, `MissingEndpoints`, `FailedDiscoveryCheck`), and it
 //!   merges the backend's resources into discovery, so `kubectl api-resources` and
@@ -116,17 +116,18 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
     }
 }
 
-/// The TLS client configuration for `b`.
-fn tls_config(b: &Backend) -> Result<rustls::ClientConfig, String> {
+/// The TLS client configuration for `b`, presenting `client` (certificate and key, PEM) when
+/// given.
+fn tls_config(b: &Backend, client: Option<(String, String)>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject as _;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let mut cfg = if b.insecure {
+    let builder = if b.insecure {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-            .with_no_client_auth()
     } else {
         let mut roots = rustls::RootCertStore::empty();
         for c in <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&b.ca_bundle)
@@ -137,7 +138,18 @@ fn tls_config(b: &Backend) -> Result<rustls::ClientConfig, String> {
         if roots.is_empty() {
             return Err("x509: certificate signed by unknown authority (no caBundle)".into());
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots)
+    };
+    let mut cfg = match client {
+        Some((cert, key)) => {
+            let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+                rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| e.to_string())?;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| e.to_string())?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| e.to_string())?
+        }
+        None => builder.with_no_client_auth(),
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
@@ -171,7 +183,8 @@ impl ApiServer {
         let addr = self
             .service_endpoint(&b.namespace, &b.service, b.port)
             .map_err(|e| e.to_string())?;
-        let cfg = tls_config(b)?;
+        let client = self.node_auth().and_then(|a| a.front_proxy_client());
+        let cfg = tls_config(b, client)?;
         let name = rustls::pki_types::ServerName::try_from(b.server_name()).map_err(|e| e.to_string())?;
         let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
@@ -342,6 +355,7 @@ impl ApiServer {
     /// Checks every aggregated APIService, writes its Available condition and publishes the
     /// resources of the available ones to discovery.
     async fn check_api_services(&self) {
+        self.publish_authentication().await;
         let Some(res) = catalogue::find("apiregistration.k8s.io", "v1", "apiservices") else {
             return;
         };
@@ -383,6 +397,51 @@ impl ApiServer {
             }
         }
         crate::discovery::set_remote(remote);
+    }
+
+    /// Publishes how extension API servers authenticate the front proxy, as upstream's
+    /// `extension-apiserver-authentication` ConfigMap in kube-system.
+    async fn publish_authentication(&self) {
+        let Some(auth) = self.node_auth() else { return };
+        let Some(res) = catalogue::find("", "v1", "configmaps") else {
+            return;
+        };
+        let ca = auth.ca_pem().to_string();
+        let data = json!({
+            "client-ca-file": ca,
+            "requestheader-client-ca-file": ca,
+            "requestheader-allowed-names": json!([nodeauth::FRONT_PROXY_CLIENT]).to_string(),
+            "requestheader-username-headers": "[\"X-Remote-User\"]",
+            "requestheader-group-headers": "[\"X-Remote-Group\"]",
+            "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
+        });
+        let name = "extension-apiserver-authentication";
+        let current = self.cache.get(&keys::object(res, Some("kube-system"), name));
+        if current.as_ref().is_some_and(|e| e.obj()["data"] == data) {
+            return;
+        }
+        let mut obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "kube-system"}, "data": data});
+        let t = crate::request::Target {
+            res,
+            namespace: Some("kube-system".into()),
+            name: Some(name.into()),
+            subresource: None,
+        };
+        let opts = crate::rest::WriteOptions {
+            manager: Some("kube-apiserver".into()),
+            ..Default::default()
+        };
+        let written = match current {
+            Some(e) => {
+                obj["metadata"]["resourceVersion"] = json!(e.mod_revision.to_string());
+                self.update(&t, obj, &opts).await.map(|_| ())
+            }
+            None => self.create(&t, obj, &opts).await.map(|_| ()),
+        };
+        if let Err(e) = written {
+            tracing::debug!(error = %e.message, "extension-apiserver-authentication not written");
+        }
     }
 
     /// Follows the APIServices until the process ends (a supervised component).

@@ -295,6 +295,9 @@ impl ApiServer {
         match self.custom_schema(res) {
             Some(schema) => {
                 let mut errors = shoal_api::structural::validate(&schema, obj);
+                if let Some(old) = old {
+                    errors = shoal_api::structural::ratchet(errors, obj, old);
+                }
                 errors.extend(shoal_api::cel::validate(&schema, obj, old));
                 errors
             }

@@ -145,9 +145,9 @@ impl ApiServer {
             .components
             .spawn("crd-registry", move || registry.clone().run_crd_registry());
         let aggregator = server.clone();
-        server.components.spawn("apiservice-availability", move || {
-            aggregator.clone().run_api_service_availability()
-        });
+        server
+            .components
+            .spawn("aggregator", move || aggregator.clone().run_api_service_availability());
         Ok(server)
     }
 

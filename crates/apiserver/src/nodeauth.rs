@@ -68,7 +68,13 @@ pub struct NodeAuth {
     key: ring::hmac::Key,
     ca_pem: String,
     ca_key_pem: String,
+    /// The front proxy's client certificate and key (PEM), minted when first needed.
+    front_proxy: std::sync::OnceLock<Option<(String, String)>>,
 }
+
+/// The name the aggregator's client certificate carries (upstream's `front-proxy-client`);
+/// extension API servers accept the front-proxy headers only from it.
+pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
 
 impl NodeAuth {
     /// `join_secret` is what agents present to join; `key` signs node tokens (never leaves the
@@ -79,7 +85,21 @@ impl NodeAuth {
             key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes()),
             ca_pem: ca_pem.to_string(),
             ca_key_pem: ca_key_pem.to_string(),
+            front_proxy: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The aggregator's client certificate and key (PEM), signed by the cluster CA, with
+    /// CN `front-proxy-client` and no groups (so it is granted nothing here).
+    pub fn front_proxy_client(&self) -> Option<(String, String)> {
+        self.front_proxy
+            .get_or_init(|| {
+                let year = std::time::Duration::from_secs(365 * 24 * 3600);
+                crate::tls::issue_client_cert(&self.ca_key_pem, FRONT_PROXY_CLIENT, &[], year)
+                    .inspect_err(|e| tracing::warn!(error = %e, "the front proxy's client certificate was not made"))
+                    .ok()
+            })
+            .clone()
     }
 
     /// The cluster CA certificate (PEM).

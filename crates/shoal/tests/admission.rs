@@ -117,7 +117,26 @@ fn webhook_server() -> WebhookServer {
     let dir = tempfile::tempdir().expect("tempdir");
     let names = ["webhook.default.svc".to_string(), "sample-api.default.svc".to_string()];
     let certs = shoal_apiserver::tls::ensure_certs(dir.path(), &names).expect("certs");
-    let config = shoal_apiserver::tls::server_config(&certs).expect("tls config");
+    // Serving only: the front proxy's client certificate (signed by the cluster's CA, which
+    // this server does not know) is not asked for.
+    let config = {
+        use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(certs.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("the chain");
+        let key = PrivateKeyDer::from_pem_slice(certs.key_pem.as_bytes()).expect("the key");
+        let mut cfg = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("a server config");
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(cfg)
+    };
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -675,6 +694,25 @@ spec:
         s.starts_with("True").then_some(s)
     });
     assert_eq!(available, "True Passed");
+    // Extension servers learn how to trust the front proxy, as from upstream.
+    let trust = c.eventually(10, "the front proxy's trust published", || {
+        let out = c.kubectl_output(
+            &[
+                "get",
+                "configmap",
+                "-n",
+                "kube-system",
+                "extension-apiserver-authentication",
+                "-o",
+                r#"jsonpath={.data.requestheader-allowed-names} {.data.requestheader-username-headers}"#,
+            ],
+            None,
+        );
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    });
+    assert_eq!(trust, r#"["front-proxy-client"] ["X-Remote-User"]"#);
     let resources = c.eventually(20, "the aggregated resources in discovery", || {
         let r = c.kubectl(&["api-resources", "--api-group", "metrics.test.example.com"]);
         r.contains("samples").then_some(r)
