@@ -16,8 +16,11 @@
 //! `generateName`. Besides CEL's standard library, the strings extension and Kubernetes'
 //! list (`isSorted`, `sum`, `min`, `max`) and regex (`find`, `findAll`) functions are there.
 //!
-//! What is not done as upstream: there is no type checker (a misspelt field is found when
-//! the rule runs, not when the definition is written), no cost estimate, and no
+//! Cost: a rule is not run when the size of its value raised to the depth of its nested
+//! comprehensions could pass upstream's per-call limit (1,000,000); it fails with
+//! upstream's cost error instead. What is not done as upstream: there is no type checker (a
+//! misspelt field is found when the rule runs, not when the definition is written), the cost
+//! is estimated when the rule runs, not when the definition is written, and there are no
 //! `duration`/`timestamp` values. A rule that does not use `oldSelf` and fails on a value
 //! the update did not change is not reported (upstream's ratcheting, GA in 1.33).
 
@@ -57,7 +60,66 @@ const CACHE_LIMIT: usize = 1024;
 struct Compiled {
     program: Program,
     uses_old_self: bool,
+    /// How deeply its comprehensions (`all`, `exists`, `map`, `filter`) nest.
+    loops: u32,
 }
+
+/// Upstream's cost limit of one evaluation. shoal estimates the cost before evaluating, as
+/// the size of the value raised to how deeply the expression's comprehensions nest (each
+/// level may walk every element), and refuses what could exceed it.
+const PER_CALL_LIMIT: f64 = 1_000_000.0;
+
+/// How deeply comprehensions nest in `e`.
+fn loop_depth(e: &cel::IdedExpr, depth: usize) -> u32 {
+    use cel::common::ast::Expr;
+    if depth > 256 {
+        return 0;
+    }
+    let max =
+        |items: &mut dyn Iterator<Item = &cel::IdedExpr>| items.map(|x| loop_depth(x, depth + 1)).max().unwrap_or(0);
+    match &e.expr {
+        Expr::Comprehension(c) => {
+            let inner = max(&mut [&c.loop_cond, &c.loop_step, &c.result].into_iter());
+            let outer = max(&mut [&c.iter_range, &c.accu_init].into_iter());
+            (inner + 1).max(outer)
+        }
+        Expr::Call(call) => max(&mut call.target.iter().map(|t| &**t).chain(call.args.iter())),
+        Expr::Select(sel) => loop_depth(&sel.operand, depth + 1),
+        Expr::List(list) => max(&mut list.elements.iter()),
+        Expr::Map(map) => max(&mut map.entries.iter().map(entry_value)),
+        Expr::Struct(st) => max(&mut st.entries.iter().map(entry_value)),
+        _ => 0,
+    }
+}
+
+/// The value of a map or struct literal's entry.
+fn entry_value(en: &cel::common::ast::IdedEntryExpr) -> &cel::IdedExpr {
+    match &en.expr {
+        cel::common::ast::EntryExpr::MapEntry(m) => &m.value,
+        cel::common::ast::EntryExpr::StructField(f) => &f.value,
+    }
+}
+
+/// How many JSON values `v` holds (itself included), counted up to a bound.
+fn size_of(v: &Value, depth: usize) -> usize {
+    if depth > MAX_DEPTH {
+        return 1;
+    }
+    1 + match v {
+        Value::Array(items) => items.iter().map(|i| size_of(i, depth + 1)).sum(),
+        Value::Object(map) => map.values().map(|i| size_of(i, depth + 1)).sum(),
+        _ => 0,
+    }
+}
+
+/// Whether evaluating a program with `loops` nested comprehensions over values of `size`
+/// could exceed the per-call limit.
+fn too_costly(loops: u32, size: usize) -> bool {
+    loops >= 1 && (size as f64).powi(loops as i32) > PER_CALL_LIMIT
+}
+
+/// Upstream's error for a rule over its cost limit.
+const COST_ERROR: &str = "'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule";
 
 /// The environment rules compile and run in: CEL's standard library and the strings
 /// extension (the Kubernetes functions are added to each run's context).
@@ -83,7 +145,12 @@ fn compile(source: &str) -> Result<Arc<Compiled>, String> {
     }
     let program = env().compile(source).map_err(|e| e.to_string())?;
     let uses_old_self = program.references().has_variable("oldSelf");
-    let compiled = Arc::new(Compiled { program, uses_old_self });
+    let loops = loop_depth(program.expression(), 0);
+    let compiled = Arc::new(Compiled {
+        program,
+        uses_old_self,
+        loops,
+    });
     let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
     if cache.len() >= CACHE_LIMIT {
         cache.clear();
@@ -399,6 +466,14 @@ fn run_rule(errs: &mut Errs, s: &Value, rule: &Value, v: &Value, old: Option<&Va
     if !compiled.uses_old_self && old == Some(v) {
         return;
     }
+    if too_costly(compiled.loops, size_of(v, 0)) {
+        errs.push(FieldError::invalid(
+            shown(p),
+            Value::String(type_name(s).into()),
+            format!("{COST_ERROR}: {}", source.trim()),
+        ));
+        return;
+    }
     let self_value = to_cel(s, v, node, 0);
     let old_value = old.map(|o| to_cel(s, o, node, 0));
     let mut ctx = context();
@@ -524,6 +599,8 @@ fn kind_of(v: &Cel) -> &'static str {
 /// and policies): JSON values (free-form, no schema), and a policy's `variables`.
 pub struct Bindings {
     values: Vec<(String, Cel)>,
+    /// How many JSON values the bound values hold (for the cost estimate).
+    size: usize,
 }
 
 impl Bindings {
@@ -533,7 +610,8 @@ impl Bindings {
             .iter()
             .map(|(name, v)| (name.to_string(), to_cel(&Value::Null, v, Node::Other, 0)))
             .collect();
-        Bindings { values }
+        let size = vars.iter().map(|(_, v)| size_of(v, 0)).sum();
+        Bindings { values, size }
     }
 
     /// Binds `variables`: a map of each definition's value, evaluated in order (a later one
@@ -553,6 +631,9 @@ impl Bindings {
 
     fn eval_with(&self, expr: &str, variables: Option<&[(String, Cel)]>) -> Result<Cel, String> {
         let compiled = compile(expr)?;
+        if too_costly(compiled.loops, self.size) {
+            return Err("operation cancelled: actual cost limit exceeded".into());
+        }
         let mut ctx = context();
         for (name, value) in &self.values {
             ctx.add_variable_from_value(name.as_str(), value.clone());
@@ -967,6 +1048,26 @@ mod tests {
                     "spec].x-kubernetes-validations[2].fieldPath: Invalid value: \".b\": fieldPath must be a valid path"
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn rules_whose_cost_could_exceed_the_limit_are_not_run() {
+        let s = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "self.xs.all(x, x >= 0)"},
+                {"rule": "self.xs.all(x, self.xs.exists(y, y == x))"}],
+            "properties": {"xs": {"type": "array", "items": {"type": "integer"}}}}}});
+        let big: Vec<i64> = (0..2000).collect();
+        let got = messages(&validate(&s, &obj(json!({"xs": big})), None));
+        // One level over 2,000 items is fine; two levels (4 million steps) are refused.
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(got[0].contains("call cost exceeds limit for rule: self.xs.all(x, self.xs.exists(y, y == x))"));
+        let small: Vec<i64> = (0..50).collect();
+        assert!(validate(&s, &obj(json!({"xs": small})), None).is_empty());
+        assert_eq!(
+            compile("[1,2].map(x, [3].map(y, y)).size() > 0").map(|c| c.loops).ok(),
+            Some(2)
         );
     }
 
