@@ -93,6 +93,13 @@ pub fn user_kubeconfig(
     if groups.iter().any(|g| invalid(g)) {
         return Err(bad("a --group must be a name of 1 to 253 printable characters"));
     }
+    // Extension API servers take the front-proxy headers from that name: a person holding
+    // it could be anyone to them.
+    if user == shoal_apiserver::nodeauth::FRONT_PROXY_CLIENT {
+        return Err(bad(
+            "--user front-proxy-client is the API server's own name for its front proxy",
+        ));
+    }
     if expires < std::time::Duration::from_secs(60) {
         return Err(bad("--expires must be at least a minute"));
     }
@@ -476,6 +483,17 @@ pub fn exec_kubectl(data_dir: &Path, args: &[String]) -> std::process::ExitCode 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_front_proxys_name_is_not_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        let refused = user_kubeconfig(dir.path(), "front-proxy-client", &[], hour, None).unwrap_err();
+        assert!(refused.0.contains("front proxy"), "{}", refused.0);
+        // Any other name gets as far as reading the cluster's CA.
+        let other = user_kubeconfig(dir.path(), "alice", &[], hour, None).unwrap_err();
+        assert!(other.0.contains("cannot read"), "{}", other.0);
+    }
 
     #[test]
     fn join_token_carries_the_ca_hash_and_secret() {
