@@ -705,3 +705,162 @@ fn a_definition_goes_only_after_its_objects_and_their_finalizers() {
     established(&c);
     assert_eq!(c.kubectl(&["get", "widgets", "-o", "name"]).trim(), "");
 }
+
+/// A definition with a schema the size of calico's or cert-manager's (hundreds of fields,
+/// nested objects, list-maps, int-or-string, enums, patterns), generated for the test.
+fn large_crd() -> String {
+    let mut sections = serde_json::Map::new();
+    for i in 0..40 {
+        let mut fields = serde_json::Map::new();
+        for j in 0..12 {
+            let field = match j % 6 {
+                0 => serde_json::json!({"type": "string", "description": format!("Field {j} of section {i}.")}),
+                1 => serde_json::json!({"type": "integer", "minimum": 0, "maximum": 65535}),
+                2 => serde_json::json!({"x-kubernetes-int-or-string": true}),
+                3 => serde_json::json!({"type": "string", "enum": ["Allow", "Deny", "Log"]}),
+                4 => serde_json::json!({"type": "string", "pattern": "^[a-z0-9.-]+$"}),
+                _ => serde_json::json!({"type": "array", "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "items": {"type": "object", "required": ["name"],
+                              "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}}),
+            };
+            fields.insert(format!("field{j}"), field);
+        }
+        sections.insert(
+            format!("section{i}"),
+            serde_json::json!({"type": "object", "properties": fields}),
+        );
+    }
+    let crd = serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "networkpolicies.crd.example.org"},
+        "spec": {
+            "group": "crd.example.org",
+            "scope": "Namespaced",
+            "names": {"plural": "networkpolicies", "singular": "networkpolicy", "kind": "NetworkPolicy",
+                      "shortNames": ["cnp"], "categories": ["netpol-all"]},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "additionalPrinterColumns": [{"name": "Action", "type": "string", "jsonPath": ".spec.section0.field3"}],
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": sections}}}}}],
+        },
+    });
+    crd.to_string()
+}
+
+#[test]
+fn a_large_definition_takes_every_patch_type_and_is_watched() {
+    let c = Cluster::up(0);
+    c.kubectl_in(&["apply", "-f", "-"], Some(&large_crd()));
+    c.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/networkpolicies.crd.example.org",
+        "--timeout=20s",
+    ]);
+    let policy = "apiVersion: crd.example.org/v1\nkind: NetworkPolicy\nmetadata: {name: p1}\nspec:\n  section0: {field3: Allow, field1: 80, field2: http, field5: [{name: a, port: 1}]}\n  section39: {field4: web.example.org}\n";
+    c.kubectl_in(&["create", "-f", "-"], Some(policy));
+
+    // A watch, from kubectl, sees every change that follows.
+    let watch = c
+        .kubectl_cmd(&[
+            "get",
+            "cnp",
+            "--watch-only",
+            "--output-watch-events",
+            "-o",
+            "custom-columns=EVENT:.type,ACTION:.object.spec.section0.field3",
+            "--request-timeout=8s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl get --watch");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    // The four patch types: JSON, merge, apply (server-side), and strategic (refused).
+    c.kubectl(&[
+        "patch",
+        "cnp",
+        "p1",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/section0/field3","value":"Deny"}]"#,
+    ]);
+    c.kubectl(&[
+        "patch",
+        "cnp",
+        "p1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"section1":{"field0":"x"}}}"#,
+    ]);
+    let applied = "apiVersion: crd.example.org/v1\nkind: NetworkPolicy\nmetadata: {name: p1}\nspec:\n  section0: {field3: Log, field5: [{name: b, port: 2}]}\n";
+    c.kubectl_in(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=ops",
+            "-f",
+            "-",
+        ],
+        Some(applied),
+    );
+    let smp = c.kubectl_err(
+        &[
+            "patch",
+            "cnp",
+            "p1",
+            "--type=strategic",
+            "-p",
+            r#"{"spec":{"section2":{"field0":"y"}}}"#,
+        ],
+        None,
+    );
+    assert!(
+        smp.contains("UnsupportedMediaType") || smp.contains("415") || smp.contains("not supported"),
+        "{smp}"
+    );
+    let got = c.kubectl(&[
+        "get",
+        "cnp",
+        "p1",
+        "-o",
+        "jsonpath={.spec.section0.field3} {.spec.section1.field0} {range .spec.section0.field5[*]}{.name}{end}",
+    ]);
+    // The list-map keeps both keys: the create's `a` and the apply's `b`.
+    assert!(got == "Log x ba" || got == "Log x ab", "{got}");
+    // A value the schema refuses, deep in it.
+    let bad = c.kubectl_err(
+        &[
+            "patch",
+            "cnp",
+            "p1",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"section39":{"field4":"Not Valid"}}}"#,
+        ],
+        None,
+    );
+    assert!(bad.contains(r#"spec.section39.field4: Invalid value: "Not Valid": spec.section39.field4 in body should match '^[a-z0-9.-]+$'"#), "{bad}");
+
+    c.kubectl(&["delete", "cnp", "p1"]);
+    let out = watch.wait_with_output().expect("the watch ends");
+    let events = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = events.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["MODIFIED", "Deny"],
+            vec!["MODIFIED", "Deny"],
+            vec!["MODIFIED", "Log"],
+            vec!["DELETED", "Log"]
+        ],
+        "{events}"
+    );
+    let table = c.kubectl(&["get", "netpol-all"]);
+    assert!(!table.contains("p1"), "{table}");
+}
