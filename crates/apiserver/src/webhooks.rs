@@ -35,6 +35,18 @@ use crate::{ApiServer, keys};
 /// The group whose objects are never sent to webhooks.
 pub(crate) const ADMISSION_GROUP: &str = "admissionregistration.k8s.io";
 
+/// Metadata a mutating webhook may not change.
+const SERVER_OWNED: &[&str] = &[
+    "name",
+    "namespace",
+    "uid",
+    "creationTimestamp",
+    "resourceVersion",
+    "generation",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
+
 /// Most bytes read of a webhook's answer.
 const MAX_RESPONSE_BYTES: usize = 16 << 20;
 
@@ -369,6 +381,33 @@ impl ApiServer {
         if hooks.mutating.is_empty() || t.res.group == ADMISSION_GROUP {
             return Ok(Vec::new());
         }
+        // What the server owns of the object's identity stays as it is, whatever a patch says
+        // (upstream fills these after mutating admission).
+        let kept: Vec<(&str, Option<Value>)> = SERVER_OWNED
+            .iter()
+            .map(|k| (*k, obj["metadata"].get(*k).cloned()))
+            .collect();
+        let result = self.call_mutating(&hooks, op, t, obj, old, opts).await;
+        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            for (k, v) in kept {
+                match v {
+                    Some(v) => meta.insert(k.to_string(), v),
+                    None => meta.remove(k),
+                };
+            }
+        }
+        result
+    }
+
+    async fn call_mutating(
+        &self,
+        hooks: &Hooks,
+        op: Operation,
+        t: &Target,
+        obj: &mut Value,
+        old: Option<&Value>,
+        opts: &WriteOptions,
+    ) -> ApiResult<Vec<String>> {
         let mut warnings = Vec::new();
         // Round 0 calls every matching webhook; round 1 those that asked to be called again
         // when a webhook after them changed the object.

@@ -21,7 +21,8 @@ struct WebhookServer {
 }
 
 /// The test webhook's answer to one AdmissionReview, by path:
-/// - `/mutate` labels the object `mutated: "yes"` (a JSON patch);
+/// - `/mutate` labels the object `mutated: "yes"` (a JSON patch), and tries to change its
+///   uid and namespace, which the server keeps;
 /// - `/validate` refuses a ConfigMap with a `forbidden` key (403) and the delete of one
 ///   labelled `protected: "true"`, and warns on everything it lets through.
 fn answer(path: &str, review: &Value) -> Value {
@@ -32,11 +33,14 @@ fn answer(path: &str, review: &Value) -> Value {
     }
     let response = match path {
         "/mutate" => {
-            let patch = if request["object"]["metadata"]["labels"].is_object() {
-                json!([{"op": "add", "path": "/metadata/labels/mutated", "value": "yes"}])
+            let label = if request["object"]["metadata"]["labels"].is_object() {
+                json!({"op": "add", "path": "/metadata/labels/mutated", "value": "yes"})
             } else {
-                json!([{"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}}])
+                json!({"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}})
             };
+            // It also tries to take over what the server owns; that part must not stick.
+            let patch = json!([label, {"op": "add", "path": "/metadata/uid", "value": "hijacked"},
+                               {"op": "add", "path": "/metadata/namespace", "value": "kube-system"}]);
             let patch = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
             json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch})
         }
@@ -259,6 +263,17 @@ webhooks:
     assert_eq!(
         c.kubectl(&["get", "cm", "plain", "-o", "jsonpath={.metadata.labels.mutated}"]),
         "yes"
+    );
+    let identity = c.kubectl(&[
+        "get",
+        "cm",
+        "plain",
+        "-o",
+        "jsonpath={.metadata.namespace} {.metadata.uid}",
+    ]);
+    assert!(
+        identity.starts_with("default ") && !identity.contains("hijacked"),
+        "{identity}"
     );
     // The object selector leaves this one alone.
     c.kubectl_in(
