@@ -662,11 +662,6 @@ impl Bindings {
     }
 }
 
-/// Evaluates `expr` with each variable bound to its JSON value, and requires a bool.
-pub fn eval_bool(expr: &str, vars: &[(&str, &Value)]) -> Result<bool, String> {
-    Bindings::new(vars).eval_bool(expr)
-}
-
 /// Whether `expr` compiles (the error says why not).
 pub fn check_expression(expr: &str) -> Result<(), String> {
     compile(expr).map(|_| ())

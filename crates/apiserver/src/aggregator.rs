@@ -20,11 +20,11 @@ use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt, Limited};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use shoal_api::catalogue;
 
 use crate::status::{ApiError, ApiResult};
+use crate::tls::Trust;
 use crate::{ApiServer, keys, nodeauth};
 
 /// How often available APIServices are checked again.
@@ -76,85 +76,6 @@ impl Backend {
     }
 }
 
-/// A verifier that accepts any server certificate (`insecureSkipTLSVerify: true`), still
-/// checking the handshake's signatures.
-#[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The TLS client configuration for `b`, presenting `client` (certificate and key, PEM) when
-/// given.
-fn tls_config(b: &Backend, client: Option<(String, String)>) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::pem::PemObject as _;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let builder = if b.insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&b.ca_bundle)
-            .flatten()
-        {
-            let _ = roots.add(c);
-        }
-        if roots.is_empty() {
-            return Err("x509: certificate signed by unknown authority (no caBundle)".into());
-        }
-        builder.with_root_certificates(roots)
-    };
-    let mut cfg = match client {
-        Some((cert, key)) => {
-            let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
-                rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| e.to_string())?;
-            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| e.to_string())?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| e.to_string())?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(cfg)
-}
-
 impl ApiServer {
     /// The backend serving `path`, when it is under a group-version an APIService hands to
     /// another server.
@@ -184,20 +105,12 @@ impl ApiServer {
             .service_endpoint(&b.namespace, &b.service, b.port)
             .map_err(|e| e.to_string())?;
         let client = self.node_auth().and_then(|a| a.front_proxy_client());
-        let cfg = tls_config(b, client)?;
-        let name = rustls::pki_types::ServerName::try_from(b.server_name()).map_err(|e| e.to_string())?;
-        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(sender)
+        let trust = match b.insecure {
+            true => Trust::Anyone,
+            false => Trust::Bundle(&b.ca_bundle),
+        };
+        let cfg = crate::tls::client_config(trust, client.as_ref().map(|(c, k)| (c.as_str(), k.as_str())))?;
+        crate::tls::connect_http1(addr, &b.server_name(), cfg).await
     }
 
     /// Proxies a request for an aggregated group-version to its backend, as the user who

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, Request, StatusCode, header};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
 use crate::nodeauth::NodeAuth;
@@ -59,34 +57,14 @@ pub async fn send(
     ep: &Endpoint,
     mut req: Request<Body>,
 ) -> ApiResult<http::Response<hyper::body::Incoming>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(auth.ca_pem().as_bytes()) {
-        roots
-            .add(c.map_err(ApiError::internal_from)?)
-            .map_err(ApiError::internal_from)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(ApiError::internal_from)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connect = async {
-        let tcp = tokio::net::TcpStream::connect((ep.ip, ep.port)).await?;
-        let name = rustls::pki_types::ServerName::IpAddress(ep.ip.into());
-        tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await
-    };
-    let tls = tokio::time::timeout(std::time::Duration::from_secs(10), connect)
+    let cfg = crate::tls::client_config(crate::tls::Trust::Bundle(auth.ca_pem().as_bytes()), None)
+        .map_err(ApiError::internal_from)?;
+    let server_name = ep.ip.to_string();
+    let connect = crate::tls::connect_http1((ep.ip, ep.port), &server_name, cfg);
+    let mut sender = tokio::time::timeout(std::time::Duration::from_secs(10), connect)
         .await
         .map_err(|_| unavailable(ep, "timed out"))?
         .map_err(|e| unavailable(ep, e))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| unavailable(ep, e))?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
     let token = format!("Bearer {}", auth.kubelet_token(&ep.node));
     let headers = req.headers_mut();
     headers.insert(

@@ -1,5 +1,6 @@
 //! The cluster CA and the serving certificate, generated on first start and kept in the
-//! data dir, and the rustls configuration that serves HTTPS (HTTP/1.1 and HTTP/2).
+//! data dir, the rustls configuration that serves HTTPS (HTTP/1.1 and HTTP/2), and the
+//! client side the server uses to reach agents, webhooks and aggregated API servers.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -224,6 +225,117 @@ pub fn server_config(certs: &Certs) -> std::io::Result<Arc<rustls::ServerConfig>
         .map_err(io)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// Whom an HTTPS client trusts.
+pub enum Trust<'a> {
+    /// The CAs of a PEM bundle (a `caBundle`, the cluster CA).
+    Bundle(&'a [u8]),
+    /// Any certificate (an APIService's `insecureSkipTLSVerify`); the handshake's signatures
+    /// are still checked.
+    Anyone,
+}
+
+/// Accepts any server certificate ([`Trust::Anyone`]).
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client configuration for HTTP/1.1 over TLS, trusting `trust`, presenting `client`
+/// (certificate and key, PEM) when given.
+pub fn client_config(trust: Trust<'_>, client: Option<(&str, &str)>) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match trust {
+        Trust::Anyone => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider))),
+        Trust::Bundle(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(pem).flatten() {
+                let _ = roots.add(c);
+            }
+            if roots.is_empty() {
+                return Err("x509: certificate signed by unknown authority (no caBundle)".into());
+            }
+            builder.with_root_certificates(roots)
+        }
+    };
+    let mut cfg = match client {
+        Some((cert, key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| e.to_string())?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| e.to_string())?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Opens HTTP/1.1 over TLS to `addr`, checking the certificate for `server_name` (a DNS
+/// name or an IP address). The connection is driven by a task of its own, upgrades allowed.
+pub async fn connect_http1<B>(
+    addr: impl tokio::net::ToSocketAddrs,
+    server_name: &str,
+    cfg: rustls::ClientConfig,
+) -> Result<hyper::client::conn::http1::SendRequest<B>, String>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(sender)
 }
 
 #[cfg(test)]

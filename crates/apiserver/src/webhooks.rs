@@ -22,7 +22,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use http::{Request, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use shoal_api::catalogue::{self, Resource};
 use shoal_api::selector::LabelSelector;
@@ -716,41 +715,13 @@ impl ApiServer {
         let url = self.url_of(callee);
         let failed = |e: &dyn std::fmt::Display| CallError(format!("failed to call webhook: Post \"{url}\": {e}"));
         let (dial, server_name, authority, path) = self.dial_of(callee)?;
-        let mut roots = rustls::RootCertStore::empty();
-        for c in
-            <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&callee.ca_bundle)
-                .flatten()
-        {
-            let _ = roots.add(c);
-        }
-        if roots.is_empty() {
-            return Err(failed(
-                &"tls: failed to verify certificate: x509: certificate signed by unknown authority (no caBundle)",
-            ));
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| failed(&e))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let name = rustls::pki_types::ServerName::try_from(server_name.clone()).map_err(|e| failed(&e))?;
-        let tcp = match dial {
-            Dial::Addr(addr) => tokio::net::TcpStream::connect(addr).await,
-            Dial::Host(host, port) => tokio::net::TcpStream::connect((host.as_str(), port)).await,
-        }
-        .map_err(|e| failed(&e))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| failed(&e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| failed(&e))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let cfg =
+            crate::tls::client_config(crate::tls::Trust::Bundle(&callee.ca_bundle), None).map_err(|e| failed(&e))?;
+        let connected = match dial {
+            Dial::Addr(addr) => crate::tls::connect_http1(addr, &server_name, cfg).await,
+            Dial::Host(host, port) => crate::tls::connect_http1((host.as_str(), port), &server_name, cfg).await,
+        };
+        let mut sender = connected.map_err(|e| failed(&e))?;
         let body = serde_json::to_vec(review).unwrap_or_default();
         let req = Request::post(path)
             .header(header::HOST, authority)
@@ -847,13 +818,17 @@ fn apply_patch(hook: &Hook, obj: &mut Value, patch: &[u8]) -> ApiResult<()> {
 
 /// The match conditions of `hook` over the request: all must hold.
 fn conditions_hold(hook: &Hook, request: &Value) -> Result<bool, String> {
+    if hook.conditions.is_empty() {
+        return Ok(true);
+    }
+    let vars = [
+        ("object", &request["object"]),
+        ("oldObject", &request["oldObject"]),
+        ("request", request),
+    ];
+    let bindings = shoal_api::cel::Bindings::new(&vars);
     for (name, expr) in &hook.conditions {
-        let vars = [
-            ("object", &request["object"]),
-            ("oldObject", &request["oldObject"]),
-            ("request", request),
-        ];
-        match shoal_api::cel::eval_bool(expr, &vars) {
+        match bindings.eval_bool(expr) {
             Ok(true) => {}
             Ok(false) => return Ok(false),
             Err(e) => return Err(format!("failed to evaluate match condition {name:?}: {e}")),
