@@ -253,12 +253,7 @@ impl ApiServer {
     /// The schema of custom resource `res` (None for a built-in resource), from its
     /// definition as decoded once per revision.
     pub(crate) fn custom_schema(&self, res: &shoal_api::catalogue::Resource) -> Option<CustomSchema> {
-        if !catalogue::is_custom(res) {
-            return None;
-        }
-        let key = format!("{PREFIX}{}.{}", res.plural, res.group);
-        let entry = self.cache.get(&key)?;
-        let crd = self.decoded_once(&entry);
+        let crd = self.definition_of(res)?;
         let version = crd["spec"]["versions"]
             .as_array()?
             .iter()
@@ -308,11 +303,7 @@ impl ApiServer {
     /// The conversion webhook of custom resource `res`'s definition, when its strategy is
     /// `Webhook`.
     pub(crate) fn conversion_hook(&self, res: &shoal_api::catalogue::Resource) -> Option<crate::webhooks::Callee> {
-        if !catalogue::is_custom(res) {
-            return None;
-        }
-        let entry = self.cache.get(&format!("{PREFIX}{}.{}", res.plural, res.group))?;
-        let crd = self.decoded_once(&entry);
+        let crd = self.definition_of(res)?;
         let conversion = &crd["spec"]["conversion"];
         if conversion["strategy"] != "Webhook" {
             return None;
@@ -539,11 +530,18 @@ impl ApiServer {
 
     /// Whether custom resource `res`'s definition is being deleted (no new objects then).
     pub(crate) fn definition_terminating(&self, res: &shoal_api::catalogue::Resource) -> bool {
-        catalogue::is_custom(res)
-            && self
-                .cache
-                .get(&format!("{PREFIX}{}.{}", res.plural, res.group))
-                .is_some_and(|e| !self.decoded_once(&e)["metadata"]["deletionTimestamp"].is_null())
+        self.definition_of(res)
+            .is_some_and(|crd| !crd["metadata"]["deletionTimestamp"].is_null())
+    }
+
+    /// The definition of custom resource `res` (None for a built-in resource), decoded once
+    /// per revision.
+    fn definition_of(&self, res: &shoal_api::catalogue::Resource) -> Option<Arc<Value>> {
+        if !catalogue::is_custom(res) {
+            return None;
+        }
+        let entry = self.cache.get(&format!("{PREFIX}{}.{}", res.plural, res.group))?;
+        Some(self.decoded_once(&entry))
     }
 
     /// Writes every definition's status as it should be, and serves the Established ones.

@@ -180,6 +180,67 @@ struct Failure {
     index: usize,
 }
 
+/// The validations of `b`'s policy that `param` fails for the write (evaluation errors
+/// count under `failurePolicy: Fail`).
+fn evaluate(b: &Bound, request: &Value, namespace: &Value, param: &Value) -> Vec<Failure> {
+    let policy = &b.policy;
+    let vars = [
+        ("object", &request["object"]),
+        ("oldObject", &request["oldObject"]),
+        ("request", request),
+        ("params", param),
+        ("namespaceObject", namespace),
+    ];
+    let bindings = Bindings::new(&vars).with_variables(&policy.variables);
+    let error = |expr: &str, e: String| Failure {
+        message: format!("expression '{expr}' resulted in error: {e}"),
+        reason: "Invalid".into(),
+        index: 0,
+    };
+    for (name, expr) in &policy.conditions {
+        match bindings.eval_bool(expr) {
+            Ok(true) => {}
+            Ok(false) => return Vec::new(),
+            Err(e) if policy.fail_closed => {
+                return vec![error(expr, format!("match condition {name:?}: {e}"))];
+            }
+            Err(_) => return Vec::new(),
+        }
+    }
+    let mut out = Vec::new();
+    for (index, v) in policy.validations.iter().enumerate() {
+        match bindings.eval_bool(&v.expression) {
+            Ok(true) => {}
+            Ok(false) => {
+                let message = v
+                    .message_expression
+                    .as_deref()
+                    .and_then(|e| bindings.eval_string(e).ok().flatten())
+                    .map(|m| m.trim().to_string())
+                    .filter(|m| !m.is_empty() && !m.contains('\n'))
+                    .or_else(|| v.message.clone())
+                    .unwrap_or_else(|| format!("failed expression: {}", v.expression.trim()));
+                out.push(Failure {
+                    message,
+                    reason: v.reason.clone().unwrap_or_else(|| "Invalid".into()),
+                    index,
+                });
+            }
+            Err(e) if policy.fail_closed => out.push(Failure {
+                index,
+                ..error(&v.expression, e)
+            }),
+            Err(_) => {}
+        }
+    }
+    for (key, expr) in &policy.audit_annotations {
+        if let Ok(Some(value)) = bindings.eval_string(expr) {
+            crate::audit::annotate(&format!("{}/{key}", policy.name), value);
+        }
+    }
+    out
+}
+
 impl ApiServer {
     /// The bindings and their policies now (decoded again only after a change).
     pub(crate) fn policies(&self) -> Arc<Policies> {
@@ -230,6 +291,8 @@ impl ApiServer {
         }
         let mut warnings = Vec::new();
         let mut audited = Vec::new();
+        // The request and its namespace, built once for every binding that applies.
+        let mut context: Option<(Value, Value)> = None;
         for b in &policies.bound {
             if !self.selects(&b.policy.constraints, attempt)
                 || b.resources.as_ref().is_some_and(|m| !self.selects(m, attempt))
@@ -242,8 +305,12 @@ impl ApiServer {
                     return Err(self.denial(b, attempt, &message, "Invalid"));
                 }
             };
+            let (request, namespace) = context.get_or_insert_with(|| {
+                let request = attempt.request(&uuid::Uuid::new_v4().to_string());
+                (request, self.namespace_object(attempt).unwrap_or(Value::Null))
+            });
             for param in &params {
-                for f in self.evaluate(b, attempt, param) {
+                for f in evaluate(b, request, namespace, param) {
                     let text = format!(
                         "Validation failed for ValidatingAdmissionPolicy '{}' with binding '{}': {}",
                         b.policy.name, b.name, f.message
@@ -324,69 +391,6 @@ impl ApiServer {
             );
         }
         Ok(found)
-    }
-
-    /// The validations of `b`'s policy that `param` fails for the write (evaluation errors
-    /// count under `failurePolicy: Fail`).
-    fn evaluate(&self, b: &Bound, attempt: &Attempt<'_>, param: &Value) -> Vec<Failure> {
-        let policy = &b.policy;
-        let request = attempt.request(&uuid::Uuid::new_v4().to_string());
-        let namespace = self.namespace_object(attempt).unwrap_or(Value::Null);
-        let vars = [
-            ("object", &request["object"]),
-            ("oldObject", &request["oldObject"]),
-            ("request", &request),
-            ("params", param),
-            ("namespaceObject", &namespace),
-        ];
-        let bindings = Bindings::new(&vars).with_variables(&policy.variables);
-        let error = |expr: &str, e: String| Failure {
-            message: format!("expression '{expr}' resulted in error: {e}"),
-            reason: "Invalid".into(),
-            index: 0,
-        };
-        for (name, expr) in &policy.conditions {
-            match bindings.eval_bool(expr) {
-                Ok(true) => {}
-                Ok(false) => return Vec::new(),
-                Err(e) if policy.fail_closed => {
-                    return vec![error(expr, format!("match condition {name:?}: {e}"))];
-                }
-                Err(_) => return Vec::new(),
-            }
-        }
-        let mut out = Vec::new();
-        for (index, v) in policy.validations.iter().enumerate() {
-            match bindings.eval_bool(&v.expression) {
-                Ok(true) => {}
-                Ok(false) => {
-                    let message = v
-                        .message_expression
-                        .as_deref()
-                        .and_then(|e| bindings.eval_string(e).ok().flatten())
-                        .map(|m| m.trim().to_string())
-                        .filter(|m| !m.is_empty() && !m.contains('\n'))
-                        .or_else(|| v.message.clone())
-                        .unwrap_or_else(|| format!("failed expression: {}", v.expression.trim()));
-                    out.push(Failure {
-                        message,
-                        reason: v.reason.clone().unwrap_or_else(|| "Invalid".into()),
-                        index,
-                    });
-                }
-                Err(e) if policy.fail_closed => out.push(Failure {
-                    index,
-                    ..error(&v.expression, e)
-                }),
-                Err(_) => {}
-            }
-        }
-        for (key, expr) in &policy.audit_annotations {
-            if let Ok(Some(value)) = bindings.eval_string(expr) {
-                crate::audit::annotate(&format!("{}/{key}", policy.name), value);
-            }
-        }
-        out
     }
 
     /// The error of a denial: upstream's forbidden message with the validation's reason and
