@@ -91,7 +91,13 @@ fn pod(i: u32) -> Value {
     })
 }
 
-fn request(method: &str, path: &str, body: Vec<u8>, accept: &str) -> Result<http::Request<Vec<u8>>, StartError> {
+/// A request to the benchmark cluster's API (JSON body, `accept` asked for).
+pub(super) fn request(
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+    accept: &str,
+) -> Result<http::Request<Vec<u8>>, StartError> {
     http::Request::builder()
         .method(method)
         .uri(path)
@@ -101,7 +107,8 @@ fn request(method: &str, path: &str, body: Vec<u8>, accept: &str) -> Result<http
         .map_err(|e| StartError(format!("building a request: {e}")))
 }
 
-async fn call(client: &kube::Client, req: http::Request<Vec<u8>>) -> Result<String, StartError> {
+/// Sends `req`; the answer's body, or the request's failure.
+pub(super) async fn call(client: &kube::Client, req: http::Request<Vec<u8>>) -> Result<String, StartError> {
     client
         .request_text(req)
         .await

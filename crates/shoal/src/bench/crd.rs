@@ -10,6 +10,7 @@ use clap::Args;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use super::api::call;
 use super::{CommonArgs, Progress, StartError, bench_cluster, measure, percentile, round};
 
 /// The figures of `bench crd`, in report order, with their units.
@@ -108,21 +109,9 @@ fn configmap(i: u32) -> Value {
     })
 }
 
+/// A JSON request to the benchmark cluster's API.
 fn request(method: &str, path: &str, body: Vec<u8>) -> Result<http::Request<Vec<u8>>, StartError> {
-    http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", "application/json")
-        .header("accept", "application/json")
-        .body(body)
-        .map_err(|e| StartError(format!("building a request: {e}")))
-}
-
-async fn call(client: &kube::Client, req: http::Request<Vec<u8>>) -> Result<String, StartError> {
-    client
-        .request_text(req)
-        .await
-        .map_err(|e| StartError(format!("API request failed: {e}")))
+    super::api::request(method, path, body, "application/json")
 }
 
 /// Creates `n` objects at `path`, CONCURRENCY at a time; returns objects per second.
