@@ -275,8 +275,8 @@ impl ApiServer {
         else {
             return Ok(Vec::new());
         };
-        let username = match (&opts.user, &opts.node) {
-            (Some((user, _)), _) => user.clone(),
+        let username = match (opts.user(), opts.node()) {
+            (Some((user, _)), _) => user.to_string(),
             (None, Some(node)) => format!("system:node:{node}"),
             (None, None) => String::new(),
         };

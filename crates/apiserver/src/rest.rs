@@ -29,15 +29,11 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `fieldValidation`.
     pub validation: Option<FieldValidation>,
-    /// The node writing, when a node's credential sent the request (NodeRestriction
-    /// admission applies).
-    pub node: Option<String>,
-    /// The user writing and its groups, when RBAC authorized the request (escalation
-    /// checks apply to roles and bindings).
-    pub user: Option<(String, Vec<String>)>,
     /// Fields the body gave more than once (refused under `Strict`, warned of under `Warn`).
     pub duplicates: Vec<String>,
-    /// Who writes (`None`: an in-process component), as admission webhooks are told.
+    /// Who writes (`None`: an in-process component): a node's writes pass NodeRestriction
+    /// admission, a user's writes of roles and bindings the escalation check, and admission
+    /// webhooks are told.
     pub who: Option<crate::nodeauth::Identity>,
 }
 
@@ -69,8 +65,6 @@ impl WriteOptions {
             manager_given: p.get("fieldManager").is_some(),
             dry_run: p.dry_run()?,
             validation: Some(p.field_validation()?),
-            node: None,
-            user: None,
             duplicates: Vec::new(),
             who: None,
         })
@@ -78,14 +72,24 @@ impl WriteOptions {
 
     /// These options for a write by `who` (`None`: an in-process client).
     pub fn by(mut self, who: Option<&crate::nodeauth::Identity>) -> WriteOptions {
-        use crate::nodeauth::Identity;
         self.who = who.cloned();
-        match who {
-            Some(Identity::Node(node)) => self.node = Some(node.clone()),
-            Some(Identity::User(u)) => self.user = Some((u.name.clone(), u.groups.clone())),
-            Some(Identity::Admin) | None => {}
-        }
         self
+    }
+
+    /// The node writing, when a node's credential sent the request.
+    pub fn node(&self) -> Option<&str> {
+        match &self.who {
+            Some(crate::nodeauth::Identity::Node(node)) => Some(node),
+            _ => None,
+        }
+    }
+
+    /// The user writing and its groups, when RBAC authorized the request.
+    pub fn user(&self) -> Option<(&str, &[String])> {
+        match &self.who {
+            Some(crate::nodeauth::Identity::User(u)) => Some((&u.name, &u.groups)),
+            _ => None,
+        }
     }
 }
 
@@ -344,10 +348,10 @@ impl ApiServer {
         }
         let name = name_of(&obj).to_string();
         strategy::fill_status(res, &mut obj);
-        if let Some(node) = &opts.node {
+        if let Some(node) = opts.node() {
             crate::nodeauth::admit(node, t, &obj, None)?;
         }
-        if let Some((user, groups)) = &opts.user
+        if let Some((user, groups)) = opts.user()
             && res.group == crate::rbac::GROUP
         {
             let ns = t.namespace.as_deref().unwrap_or_default();
@@ -604,10 +608,10 @@ impl ApiServer {
             self.record_manager(res, t, &mut obj, opts, Some(old));
         }
         strategy::fill_status(res, &mut obj);
-        if let Some(node) = &opts.node {
+        if let Some(node) = opts.node() {
             crate::nodeauth::admit(node, t, &obj, Some(old))?;
         }
-        if let Some((user, groups)) = &opts.user
+        if let Some((user, groups)) = opts.user()
             && res.group == crate::rbac::GROUP
             && t.subresource.is_none()
         {
