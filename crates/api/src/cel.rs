@@ -53,6 +53,14 @@ const MAX_MESSAGE_BYTES: usize = 5 * 1024;
 /// Longest rule source compiled.
 const MAX_RULE_BYTES: usize = 64 * 1024;
 
+/// The deepest expression accepted: deeper ones could exhaust a thread's stack when they
+/// run (cel-go's parser stops at 250 levels of nesting; real rules nest a few).
+const MAX_AST_DEPTH: usize = 100;
+
+/// The stack of the thread that compiles: room to parse and drop any expression within
+/// [`MAX_RULE_BYTES`].
+const COMPILE_STACK: usize = 256 << 20;
+
 /// How many compiled rules are kept.
 const CACHE_LIMIT: usize = 1024;
 
@@ -69,34 +77,50 @@ struct Compiled {
 /// level may walk every element), and refuses what could exceed it.
 const PER_CALL_LIMIT: f64 = 1_000_000.0;
 
-/// How deeply comprehensions nest in `e`.
-fn loop_depth(e: &cel::IdedExpr, depth: usize) -> u32 {
-    use cel::common::ast::Expr;
-    if depth > 256 {
-        return 0;
+/// The sub-expressions of `e`.
+fn children(e: &cel::IdedExpr) -> Vec<&cel::IdedExpr> {
+    use cel::common::ast::{EntryExpr, Expr, IdedEntryExpr};
+    fn entries(entries: &[IdedEntryExpr]) -> Vec<&cel::IdedExpr> {
+        entries
+            .iter()
+            .flat_map(|en| match &en.expr {
+                EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
+                EntryExpr::StructField(f) => vec![&f.value],
+            })
+            .collect()
     }
-    let max =
-        |items: &mut dyn Iterator<Item = &cel::IdedExpr>| items.map(|x| loop_depth(x, depth + 1)).max().unwrap_or(0);
     match &e.expr {
-        Expr::Comprehension(c) => {
-            let inner = max(&mut [&c.loop_cond, &c.loop_step, &c.result].into_iter());
-            let outer = max(&mut [&c.iter_range, &c.accu_init].into_iter());
-            (inner + 1).max(outer)
-        }
-        Expr::Call(call) => max(&mut call.target.iter().map(|t| &**t).chain(call.args.iter())),
-        Expr::Select(sel) => loop_depth(&sel.operand, depth + 1),
-        Expr::List(list) => max(&mut list.elements.iter()),
-        Expr::Map(map) => max(&mut map.entries.iter().map(entry_value)),
-        Expr::Struct(st) => max(&mut st.entries.iter().map(entry_value)),
-        _ => 0,
+        Expr::Comprehension(c) => vec![&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result],
+        Expr::Call(call) => call.target.iter().map(|t| &**t).chain(call.args.iter()).collect(),
+        Expr::Select(sel) => vec![&sel.operand],
+        Expr::List(list) => list.elements.iter().collect(),
+        Expr::Map(map) => entries(&map.entries),
+        Expr::Struct(st) => entries(&st.entries),
+        _ => Vec::new(),
     }
 }
 
-/// The value of a map or struct literal's entry.
-fn entry_value(en: &cel::common::ast::IdedEntryExpr) -> &cel::IdedExpr {
-    match &en.expr {
-        cel::common::ast::EntryExpr::MapEntry(m) => &m.value,
-        cel::common::ast::EntryExpr::StructField(f) => &f.value,
+/// How deeply `e` nests, counted up to `limit` (a deeper one answers `limit`).
+fn ast_depth(e: &cel::IdedExpr, limit: usize) -> usize {
+    if limit <= 1 {
+        return 1;
+    }
+    1 + children(e)
+        .into_iter()
+        .map(|c| ast_depth(c, limit - 1))
+        .max()
+        .unwrap_or(0)
+}
+
+/// How deeply comprehensions nest in `e` (an expression no deeper than [`MAX_AST_DEPTH`]).
+fn loop_depth(e: &cel::IdedExpr) -> u32 {
+    let deepest = |items: Vec<&cel::IdedExpr>| items.into_iter().map(loop_depth).max().unwrap_or(0);
+    match &e.expr {
+        cel::common::ast::Expr::Comprehension(c) => {
+            let inner = deepest(vec![&c.loop_cond, &c.loop_step, &c.result]);
+            (inner + 1).max(deepest(vec![&c.iter_range, &c.accu_init]))
+        }
+        _ => deepest(children(e)),
     }
 }
 
@@ -143,14 +167,32 @@ fn compile(source: &str) -> Result<Arc<Compiled>, String> {
     if source.len() > MAX_RULE_BYTES {
         return Err(format!("must be no more than {MAX_RULE_BYTES} bytes"));
     }
-    let program = env().compile(source).map_err(|e| e.to_string())?;
-    let uses_old_self = program.references().has_variable("oldSelf");
-    let loops = loop_depth(program.expression(), 0);
-    let compiled = Arc::new(Compiled {
-        program,
-        uses_old_self,
-        loops,
-    });
+    // Parsing (and dropping) an expression recurses as deep as it nests: that happens on a
+    // thread with room for any expression under the size limit, and only an expression
+    // shallow enough to evaluate on any thread comes back.
+    let src = source.to_string();
+    let built = std::thread::Builder::new()
+        .name("cel-compile".into())
+        .stack_size(COMPILE_STACK)
+        .spawn(move || -> Result<Compiled, String> {
+            let program = env().compile(&src).map_err(|e| e.to_string())?;
+            if ast_depth(program.expression(), MAX_AST_DEPTH + 1) > MAX_AST_DEPTH {
+                return Err(format!(
+                    "expression nested too deeply: more than {MAX_AST_DEPTH} levels"
+                ));
+            }
+            let uses_old_self = program.references().has_variable("oldSelf");
+            let loops = loop_depth(program.expression());
+            Ok(Compiled {
+                program,
+                uses_old_self,
+                loops,
+            })
+        })
+        .map_err(|e| format!("compilation failed to start: {e}"))?
+        .join()
+        .map_err(|_| "compilation failed".to_string())??;
+    let compiled = Arc::new(built);
     let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
     if cache.len() >= CACHE_LIMIT {
         cache.clear();
@@ -1064,6 +1106,25 @@ mod tests {
             compile("[1,2].map(x, [3].map(y, y)).size() > 0").map(|c| c.loops).ok(),
             Some(2)
         );
+    }
+
+    #[test]
+    fn expressions_too_deep_to_run_are_refused_not_a_crash() {
+        // Each would exhaust a stack when parsed, evaluated or dropped.
+        let chain = (0..5000).map(|_| "1").collect::<Vec<_>>().join(" + ");
+        let parens = format!("{}1{}", "(".repeat(20000), ")".repeat(20000));
+        let lists = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        for deep in [&chain, &parens, &lists] {
+            assert!(compile(deep).is_err(), "{}", &deep[..20]);
+        }
+        // The parser folds repeated negations: not deep.
+        assert!(compile(&format!("{}true", "!".repeat(20000))).is_ok());
+        // A long but shallow enough one runs.
+        let ok = (0..90).map(|_| "1").collect::<Vec<_>>().join(" + ");
+        let b = Bindings::new(&[]);
+        assert_eq!(b.eval_bool(&format!("{ok} == 90")), Ok(true));
+        let s = json!({"type": "object", "x-kubernetes-validations": [{"rule": chain}]});
+        assert!(rule_errors(&s, "p")[0].message().contains("nested too deeply"));
     }
 
     #[test]
