@@ -76,6 +76,17 @@ impl Backend {
     }
 }
 
+/// True for a path read the same by any server: no percent-encoding, and no empty, `.` or
+/// `..` segment.
+fn plain_path(path: &str) -> bool {
+    !path.contains('%')
+        && path
+            .trim_end_matches('/')
+            .split('/')
+            .skip(1)
+            .all(|seg| !matches!(seg, "" | "." | ".."))
+}
+
 impl ApiServer {
     /// The backend serving `path`, when it is under a group-version an APIService hands to
     /// another server.
@@ -127,6 +138,14 @@ impl ApiServer {
                 b.group, b.version
             ))
         };
+        // The backend must see the path RBAC saw here: no encoding or dot segment that it
+        // could read as another resource.
+        if !plain_path(parts.uri.path()) {
+            return Err(ApiError::bad_request(format!(
+                "{}: a path to an aggregated API may not hold percent-encoded characters, or empty, \".\" or \"..\" segments",
+                parts.uri.path()
+            )));
+        }
         let mut sender = self.connect(b).await.map_err(|e| unavailable(&e))?;
         let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let mut req = Request::builder()
@@ -381,6 +400,25 @@ impl ApiServer {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_paths_are_proxied() {
+        assert!(plain_path("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods"));
+        assert!(plain_path("/apis/metrics.k8s.io/v1beta1/nodes/"));
+        for tricky in [
+            "/apis/m.k8s.io/v1/namespaces/mine/pods%2F..%2F..%2Fsecrets",
+            "/apis/m.k8s.io/v1/namespaces/mine/../victim/pods",
+            "/apis/m.k8s.io/v1//pods",
+            "/apis/m.k8s.io/v1/./pods",
+        ] {
+            assert!(!plain_path(tricky), "{tricky}");
         }
     }
 }

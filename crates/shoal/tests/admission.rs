@@ -764,6 +764,17 @@ spec:
         "{refused}"
     );
 
+    // A path the backend could read as another resource than RBAC did is not forwarded.
+    let encoded = c.kubectl_err(
+        &[
+            "get",
+            "--raw",
+            "/apis/metrics.test.example.com/v1/namespaces/default/samples%2F..%2F..%2Fkube-system",
+        ],
+        None,
+    );
+    assert!(encoded.contains("may not hold percent-encoded characters"), "{encoded}");
+
     // A Service without endpoints makes it unavailable, in upstream's terms.
     c.kubectl(&["delete", "endpointslice", "sample-api-1"]);
     let reason = c.eventually(20, "the APIService unavailable", || {
