@@ -7,9 +7,10 @@
 //! follows live changes. The store knows nothing of Kubernetes kinds: keys are strings, values
 //! are bytes.
 //!
-//! Backends: [`MemoryStore`] (tests, throwaway clusters) and [`SqliteStore`] (the embedded
+//! Backends: [`MemoryStore`] (tests, throwaway clusters), [`SqliteStore`] (the embedded
 //! default: durable, fsync'd before a write is acknowledged, concurrent writes grouped into one
-//! transaction).
+//! transaction) and [`EtcdStore`] (an etcd v3 cluster, shared by several API servers).
+//! [`LocalEtcd`] runs a local etcd cluster of child processes.
 
 use std::pin::Pin;
 
@@ -17,11 +18,15 @@ use bytes::Bytes;
 use futures::Stream;
 
 mod ceiling;
+mod etcd;
+mod local_etcd;
 mod memory;
 mod sqlite;
 mod state;
 mod watch;
 
+pub use etcd::{EtcdOptions, EtcdStore};
+pub use local_etcd::LocalEtcd;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 

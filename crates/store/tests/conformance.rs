@@ -1,7 +1,7 @@
 //! One conformance suite for the `Store` contract, run against every backend.
 //!
 //! Each test is an `async fn(Arc<dyn Store>)`; the `conformance!` macro at the bottom runs it
-//! once per backend (memory, and sqlite in a temporary directory). Backend-specific tests
+//! once per backend (memory, sqlite in a temporary directory, and a fresh local etcd). Backend-specific tests
 //! (sqlite reopen, slow memory watcher) follow.
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,7 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use shoal_store::{
-    Error, Event, EventKind, KeyValue, MemoryStore, Revision, SqliteStore, Store, WatchStream, prefix_end,
+    Error, EtcdOptions, EtcdStore, Event, EventKind, KeyValue, LocalEtcd, MemoryStore, RangeResult, Revision,
+    SqliteStore, Store, WatchStream, prefix_end,
 };
 
 // ----------------------------------------------------------------------------------------
@@ -682,22 +683,147 @@ async fn long_replays_page_through_history(store: Arc<dyn Store>) {
 /// A store under test, with whatever must outlive it.
 struct Backend {
     store: Arc<dyn Store>,
+    _etcd: Option<LocalEtcd>,
     _dir: Option<tempfile::TempDir>,
 }
 
-fn memory() -> Backend {
+async fn memory() -> Backend {
     Backend {
         store: Arc::new(MemoryStore::new()),
+        _etcd: None,
         _dir: None,
     }
 }
 
-fn sqlite() -> Backend {
+async fn sqlite() -> Backend {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(&dir.path().join("store.db")).expect("open sqlite store");
     Backend {
         store: Arc::new(store),
+        _etcd: None,
         _dir: Some(dir),
+    }
+}
+
+/// A fresh one-member etcd (Debian's `etcd-server`, which `.ci/run` installs) per test.
+async fn etcd() -> Backend {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let etcd = LocalEtcd::start(dir.path(), 1).expect("starting etcd (is Debian's etcd-server installed?)");
+    etcd.wait_ready(Duration::from_secs(30)).await.expect("etcd ready");
+    let store = EtcdStore::connect(EtcdOptions::new(etcd.endpoints()))
+        .await
+        .expect("connect to etcd");
+    Backend {
+        store: Arc::new(FromEmpty(store)),
+        _etcd: Some(etcd),
+        _dir: Some(dir),
+    }
+}
+
+/// An etcd store seen with revisions counted from the empty cluster: etcd starts at revision
+/// 1 where the suite's empty store is at 0, so every revision here is etcd's minus one. The
+/// store itself uses etcd's revisions unchanged (they are the objects' resourceVersions).
+struct FromEmpty(EtcdStore);
+
+fn down(r: Revision) -> Revision {
+    (r - 1).max(0)
+}
+
+fn up(r: Revision) -> Revision {
+    if r == 0 { 0 } else { r + 1 }
+}
+
+fn down_kv(mut kv: KeyValue) -> KeyValue {
+    kv.create_revision = down(kv.create_revision);
+    kv.mod_revision = down(kv.mod_revision);
+    kv
+}
+
+fn down_error(e: Error) -> Error {
+    match e {
+        Error::Conflict { key, expected, current } => Error::Conflict {
+            key,
+            expected: down(expected),
+            current: down_kv(current),
+        },
+        Error::Compacted { requested, compacted } => Error::Compacted {
+            requested: down(requested),
+            compacted: down(compacted),
+        },
+        Error::FutureRevision { requested, current } => Error::FutureRevision {
+            requested: down(requested),
+            current: down(current),
+        },
+        other => other,
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for FromEmpty {
+    async fn get(&self, key: &str) -> shoal_store::Result<Option<KeyValue>> {
+        Ok(self.0.get(key).await.map_err(down_error)?.map(down_kv))
+    }
+
+    async fn range(
+        &self,
+        start: &str,
+        end: &str,
+        revision: Revision,
+        limit: usize,
+    ) -> shoal_store::Result<RangeResult> {
+        let r = self
+            .0
+            .range(start, end, up(revision), limit)
+            .await
+            .map_err(down_error)?;
+        Ok(RangeResult {
+            kvs: r.kvs.into_iter().map(down_kv).collect(),
+            revision: down(r.revision),
+            more: r.more,
+        })
+    }
+
+    async fn create(&self, key: &str, value: Bytes) -> shoal_store::Result<Revision> {
+        self.0.create(key, value).await.map(down).map_err(down_error)
+    }
+
+    async fn update(&self, key: &str, value: Bytes, expected: Revision) -> shoal_store::Result<Revision> {
+        self.0
+            .update(key, value, up(expected))
+            .await
+            .map(down)
+            .map_err(down_error)
+    }
+
+    async fn delete(&self, key: &str, expected: Revision) -> shoal_store::Result<(Revision, KeyValue)> {
+        let (r, kv) = self.0.delete(key, up(expected)).await.map_err(down_error)?;
+        Ok((down(r), down_kv(kv)))
+    }
+
+    fn watch(&self, prefix: &str, after: Revision) -> shoal_store::Result<WatchStream> {
+        let stream = self.0.watch(prefix, after + 1).map_err(down_error)?;
+        Ok(Box::pin(stream.map(|batch| {
+            batch
+                .into_iter()
+                .map(|e| Event {
+                    kind: e.kind,
+                    kv: down_kv(e.kv),
+                    prev: e.prev.map(down_kv),
+                })
+                .collect()
+        })))
+    }
+
+    async fn compact(&self, revision: Revision) -> shoal_store::Result<()> {
+        self.0.compact(up(revision)).await.map_err(down_error)
+    }
+
+    fn current_revision(&self) -> Revision {
+        down(self.0.current_revision())
+    }
+
+    fn compacted_revision(&self) -> Revision {
+        down(self.0.compacted_revision())
     }
 }
 
@@ -707,7 +833,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $test() {
-                    let backend = super::memory();
+                    let backend = super::memory().await;
                     super::$test(backend.store.clone()).await;
                 }
             )*
@@ -716,7 +842,16 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $test() {
-                    let backend = super::sqlite();
+                    let backend = super::sqlite().await;
+                    super::$test(backend.store.clone()).await;
+                }
+            )*
+        }
+        mod etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let backend = super::etcd().await;
                     super::$test(backend.store.clone()).await;
                 }
             )*
@@ -848,4 +983,107 @@ async fn sqlite_reopen_keeps_everything_and_continues_the_revision() {
         other => panic!("the index was rebuilt: expected AlreadyExists, got {other:?}"),
     }
     assert_eq!(store.get("/b").await.expect("get"), Some(kv("/b", "b2", 6, 6)));
+}
+
+// ----------------------------------------------------------------------------------------
+// etcd: several processes on one cluster, large ranges, quorum
+
+async fn etcd_client(etcd: &LocalEtcd) -> EtcdStore {
+    EtcdStore::connect(EtcdOptions::new(etcd.endpoints()))
+        .await
+        .expect("connect to etcd")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_stores_sharing_a_cluster_see_each_others_writes_and_compactions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let etcd = LocalEtcd::start(dir.path(), 1).expect("etcd");
+    etcd.wait_ready(Duration::from_secs(30)).await.expect("ready");
+    let (a, b) = (etcd_client(&etcd).await, etcd_client(&etcd).await);
+    let mut watch = a.watch("/registry/", a.current_revision()).expect("watch");
+    let first = b.create("/registry/x/1", v("one")).await.expect("create");
+    let second = b.update("/registry/x/1", v("two"), first).await.expect("update");
+    let events = take(&mut watch, 2).await;
+    assert_eq!(revisions(&events), [first, second], "a sees b's writes");
+    assert_eq!(a.current_revision(), second, "and learns the revision from them");
+    match a.update("/registry/x/1", v("stale"), first).await {
+        Err(Error::Conflict { current, .. }) => assert_eq!(current.value, v("two")),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+
+    // b compacts; a, which never compacted, refuses the old revision with the right numbers.
+    b.compact(second).await.expect("compact");
+    match a.range("/registry/", "/registry0", first, 0).await {
+        Err(Error::Compacted { requested, compacted }) => assert_eq!((requested, compacted), (first, second)),
+        other => panic!("expected Compacted, got {other:?}"),
+    }
+    assert_eq!(a.compacted_revision(), second);
+    assert!(matches!(a.watch("/registry/", first - 1), Err(Error::Compacted { .. })));
+    // A process that starts later learns the compaction when it connects.
+    assert_eq!(etcd_client(&etcd).await.compacted_revision(), second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_ranges_without_a_limit_page_at_one_revision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let etcd = LocalEtcd::start(dir.path(), 1).expect("etcd");
+    etcd.wait_ready(Duration::from_secs(30)).await.expect("ready");
+    let store = etcd_client(&etcd).await;
+    for i in 0..1234 {
+        store.create(&format!("/p/{i:05}"), v("x")).await.expect("create");
+    }
+    let at = store.current_revision();
+    store.create("/p/99999", v("later")).await.expect("create");
+    let all = store.range("/p/", "/p0", at, 0).await.expect("range");
+    assert_eq!(all.kvs.len(), 1234, "every key, across pages, as of the revision asked");
+    assert_eq!(all.revision, at);
+    assert!(!all.more);
+    let limited = store.range("/p/", "/p0", 0, 700).await.expect("range");
+    assert_eq!((limited.kvs.len(), limited.more), (700, true));
+    assert_eq!(limited.kvs[699].key, "/p/00699");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_without_quorum_refuses_writes_in_time_and_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut etcd = LocalEtcd::start(dir.path(), 3).expect("etcd");
+    etcd.wait_ready(Duration::from_secs(30)).await.expect("ready");
+    let mut options = EtcdOptions::new(etcd.endpoints());
+    options.timeout = Duration::from_secs(2);
+    let store = EtcdStore::connect(options).await.expect("connect");
+    let kept = store.create("/q/acknowledged", v("1")).await.expect("create");
+
+    // A follower going away changes nothing; the leader going away costs one election.
+    let leader = etcd.leader().await.expect("a leader");
+    let follower = (leader + 1) % 3;
+    etcd.kill(follower);
+    store
+        .create("/q/one-member-down", v("1"))
+        .await
+        .expect("one member down changes nothing");
+    etcd.kill(leader);
+    let started = std::time::Instant::now();
+    match store.create("/q/no-quorum", v("1")).await {
+        Err(Error::Backend(message)) => assert!(!message.is_empty()),
+        other => panic!("expected a backend error without quorum, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the write failed within its deadline"
+    );
+    assert!(store.check().await.is_err(), "readiness reports the lost quorum");
+
+    etcd.restart(leader).expect("restart");
+    let mut recovered = false;
+    for _ in 0..100 {
+        if store.create("/q/after", v("1")).await.is_ok() {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "writes work again once quorum returns");
+    let kv = store.get("/q/acknowledged").await.expect("get").expect("kept");
+    assert_eq!(kv.mod_revision, kept, "nothing acknowledged was lost");
+    assert!(store.get("/q/one-member-down").await.expect("get").is_some());
 }
