@@ -299,10 +299,12 @@ pub struct WatchCache {
 }
 
 /// Where roles and bindings are stored.
-const RBAC_PREFIX: &str = "/registry/rbac.authorization.k8s.io/";
+static RBAC_PREFIXES: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| crate::keys::group_prefixes("rbac.authorization.k8s.io"));
 
 /// Where webhook configurations and admission policies are stored.
-const ADMISSION_PREFIX: &str = "/registry/admissionregistration.k8s.io/";
+static ADMISSION_PREFIXES: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| crate::keys::group_prefixes("admissionregistration.k8s.io"));
 
 /// What a watch gets when it starts: past events to replay, then a live receiver.
 pub struct Subscription {
@@ -426,10 +428,10 @@ impl WatchCache {
         drop(inner);
         // Counted once the change is visible: what is derived from roles and bindings
         // under an older count is derived again.
-        if ev.kv.key.starts_with(RBAC_PREFIX) {
+        if RBAC_PREFIXES.iter().any(|p| ev.kv.key.starts_with(p.as_str())) {
             self.rbac_changes.fetch_add(1, std::sync::atomic::Ordering::Release);
         }
-        if ev.kv.key.starts_with(ADMISSION_PREFIX) {
+        if ADMISSION_PREFIXES.iter().any(|p| ev.kv.key.starts_with(p.as_str())) {
             self.admission_changes
                 .fetch_add(1, std::sync::atomic::Ordering::Release);
         }

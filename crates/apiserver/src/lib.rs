@@ -118,6 +118,7 @@ impl ApiServer {
         let metrics = Metrics::default();
         let store: Arc<dyn Store> = Arc::new(metrics::MeteredStore::new(store, metrics.clone()));
         let components = shoal_runtime::Components::new();
+        keys::migrate(store.as_ref()).await?;
         let cache = WatchCache::start(store.clone(), keys::ROOT, &components).await?;
         let server = Arc::new(ApiServer {
             store,

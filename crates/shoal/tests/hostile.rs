@@ -108,7 +108,7 @@ fn a_node_credential_reaches_its_own_node_and_nothing_more() {
     let list: Value = serde_json::from_str(&c.kubectl(&["get", "--raw", "/api/v1/pods?limit=1"])).expect("list");
     let rv = list["metadata"]["resourceVersion"].as_str().expect("rv").to_string();
     for start in [
-        "/registry/core/secrets/",
+        "/registry/secrets/",
         "../secrets/",
         "../../core/secrets/default/db-pass",
     ] {
