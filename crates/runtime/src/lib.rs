@@ -26,6 +26,7 @@ pub mod controller;
 pub mod events;
 pub mod expectations;
 pub mod informer;
+pub mod leader;
 pub mod metrics;
 pub mod queue;
 pub mod supervise;

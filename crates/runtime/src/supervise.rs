@@ -94,6 +94,31 @@ impl Default for Backoff {
 pub struct Components {
     inner: Arc<Mutex<BTreeMap<String, State>>>,
     backoff: Backoff,
+    /// Set for the components of a [`Scope`]: they stop when it does.
+    scope: Option<Arc<ScopeInner>>,
+}
+
+struct ScopeInner {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// Components that are stopped together, as the controllers of a server that loses its
+/// leader lease: made by [`Components::scope`], stopped by [`Scope::stop`].
+pub struct Scope {
+    inner: Arc<ScopeInner>,
+}
+
+impl Scope {
+    /// Stops every component of the scope and returns once none of them runs any more (so
+    /// that nothing of them acts after this returns). Stopped components leave the registry.
+    pub async fn stop(self) {
+        self.inner.stop.send_replace(true);
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
 }
 
 impl Components {
@@ -107,7 +132,23 @@ impl Components {
         Components {
             inner: Arc::default(),
             backoff,
+            scope: None,
         }
+    }
+
+    /// A view of this registry whose components run until the returned [`Scope`] is
+    /// stopped.
+    pub fn scope(&self) -> (Components, Scope) {
+        let inner = Arc::new(ScopeInner {
+            stop: tokio::sync::watch::Sender::new(false),
+            tasks: Mutex::default(),
+        });
+        let components = Components {
+            inner: self.inner.clone(),
+            backoff: self.backoff,
+            scope: Some(inner.clone()),
+        };
+        (components, Scope { inner })
     }
 
     fn update(&self, name: &str, f: impl FnOnce(&mut State)) {
@@ -119,7 +160,7 @@ impl Components {
     /// runtime lives: when the future panics or returns, the component is reported down, and
     /// `run` is called again after the back-off. `run` makes a fresh future each time, from
     /// whatever state the component keeps outside it.
-    pub fn spawn<F, Fut>(&self, name: impl Into<String>, mut run: F) -> tokio::task::JoinHandle<()>
+    pub fn spawn<F, Fut>(&self, name: impl Into<String>, mut run: F)
     where
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -128,17 +169,36 @@ impl Components {
         self.update(&name, |s| s.up = true);
         let components = self.clone();
         let backoff = self.backoff;
-        tokio::spawn(async move {
+        let mut stop = self.scope.as_ref().map(|s| s.stop.subscribe());
+        let handle = tokio::spawn(async move {
             let mut wait = backoff.first;
             loop {
                 let started = Instant::now();
                 let why = match std::panic::catch_unwind(AssertUnwindSafe(&mut run)) {
-                    Ok(fut) => match tokio::spawn(fut).await {
-                        Ok(()) => "ended unexpectedly".to_string(),
-                        Err(e) if e.is_panic() => format!("panicked: {}", panic_message(&*e.into_panic())),
-                        // Cancelled: the runtime is shutting down.
-                        Err(_) => return,
-                    },
+                    Ok(fut) => {
+                        let mut task = tokio::spawn(fut);
+                        let stopped = async {
+                            match stop.as_mut() {
+                                Some(rx) => drop(rx.wait_for(|stopped| *stopped).await),
+                                None => std::future::pending().await,
+                            }
+                        };
+                        let result = tokio::select! {
+                            result = &mut task => result,
+                            () = stopped => {
+                                task.abort();
+                                let _ = task.await;
+                                components.remove(&name);
+                                return;
+                            }
+                        };
+                        match result {
+                            Ok(()) => "ended unexpectedly".to_string(),
+                            Err(e) if e.is_panic() => format!("panicked: {}", panic_message(&*e.into_panic())),
+                            // Cancelled: the runtime is shutting down.
+                            Err(_) => return,
+                        }
+                    }
                     Err(payload) => format!("panicked while starting: {}", panic_message(&*payload)),
                 };
                 if started.elapsed() >= backoff.max {
@@ -149,7 +209,17 @@ impl Components {
                     s.last_failure = Some(why.clone());
                 });
                 tracing::error!(component = %name, restart_in = ?wait, "component {why}; it will be restarted");
-                tokio::time::sleep(wait).await;
+                if let Some(rx) = stop.as_mut() {
+                    if tokio::time::timeout(wait, rx.wait_for(|stopped| *stopped))
+                        .await
+                        .is_ok()
+                    {
+                        components.remove(&name);
+                        return;
+                    }
+                } else {
+                    tokio::time::sleep(wait).await;
+                }
                 wait = (wait * 2).min(backoff.max);
                 components.update(&name, |s| {
                     s.up = true;
@@ -157,7 +227,14 @@ impl Components {
                 });
                 tracing::warn!(component = %name, "component restarted");
             }
-        })
+        });
+        if let Some(scope) = &self.scope {
+            scope.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(handle);
+        }
+    }
+
+    fn remove(&self, name: &str) {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
     }
 
     /// Every component, by name.
@@ -305,5 +382,42 @@ mod tests {
         assert_eq!(panic_message(&"text"), "text");
         assert_eq!(panic_message(&String::from("owned")), "owned");
         assert_eq!(panic_message(&42u8), "(a panic without a message)");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_scope_ends_its_components_and_only_them() {
+        let components = quick();
+        let outer = Arc::new(AtomicUsize::new(0));
+        let inner = Arc::new(AtomicUsize::new(0));
+        let counter = |n: Arc<AtomicUsize>| {
+            move || {
+                let n = n.clone();
+                async move {
+                    loop {
+                        n.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+        };
+        components.spawn("outer", counter(outer.clone()));
+        let (scoped, scope) = components.scope();
+        scoped.spawn("inner", counter(inner.clone()));
+        // A scoped component that keeps failing is stopped while it waits to restart.
+        scoped.spawn("failing", || async {});
+        until(|| inner.load(Ordering::SeqCst) > 3).await;
+        assert_eq!(components.status().len(), 3);
+
+        scope.stop().await;
+        let frozen = inner.load(Ordering::SeqCst);
+        let names: Vec<String> = components.status().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["outer"], "stopped components leave the registry");
+        let before = outer.load(Ordering::SeqCst);
+        until(|| outer.load(Ordering::SeqCst) > before + 3).await;
+        assert_eq!(
+            inner.load(Ordering::SeqCst),
+            frozen,
+            "nothing of the scope runs after stop"
+        );
     }
 }
