@@ -23,9 +23,10 @@ fn io(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
-/// Loads `ca.crt`, `server.crt` and `server.key` from `dir/tls`, generating them (a new CA
-/// and a server certificate for loopback, `localhost`, this host's name and `extra_sans`)
-/// when absent.
+/// Loads `ca.crt`, `server.crt` and `server.key` from `dir/tls`, generating them when absent:
+/// a server certificate for loopback, `localhost`, this host's name and `extra_sans`, signed
+/// by the CA in `ca.crt`/`ca.key` when those are there (a server joining a cluster), else by a
+/// new CA.
 pub fn ensure_certs(dir: &Path, extra_sans: &[String]) -> std::io::Result<Certs> {
     let tls = dir.join("tls");
     let (ca, cert, key) = (tls.join("ca.crt"), tls.join("server.crt"), tls.join("server.key"));
@@ -37,10 +38,18 @@ pub fn ensure_certs(dir: &Path, extra_sans: &[String]) -> std::io::Result<Certs>
         });
     }
     std::fs::create_dir_all(&tls)?;
-    let ca_key = KeyPair::generate().map_err(io)?;
-    let ca_params = ca_params()?;
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(io)?;
-    let issuer = Issuer::new(ca_params, &ca_key);
+    // A CA already here (one shared by the servers of a cluster) signs this server's
+    // certificate; otherwise this is a new cluster with a new CA.
+    let ca_key_path = tls.join("ca.key");
+    let (ca_key, ca_pem) = if ca.exists() && ca_key_path.exists() {
+        let key = KeyPair::from_pem(&std::fs::read_to_string(&ca_key_path)?).map_err(io)?;
+        (key, std::fs::read_to_string(&ca)?)
+    } else {
+        let key = KeyPair::generate().map_err(io)?;
+        let pem = ca_params()?.self_signed(&key).map_err(io)?.pem();
+        (key, pem)
+    };
+    let issuer = Issuer::new(ca_params()?, &ca_key);
 
     let mut names = vec![
         "localhost".to_string(),
@@ -72,7 +81,7 @@ pub fn ensure_certs(dir: &Path, extra_sans: &[String]) -> std::io::Result<Certs>
     let server_key = KeyPair::generate().map_err(io)?;
     let server_cert = params.signed_by(&server_key, &issuer).map_err(io)?;
     let certs = Certs {
-        ca_pem: ca_cert.pem(),
+        ca_pem,
         cert_pem: server_cert.pem(),
         key_pem: server_key.serialize_pem(),
     };

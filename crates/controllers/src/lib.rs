@@ -81,7 +81,28 @@ pub fn start(
     config: Config,
     components: &shoal_runtime::Components,
 ) -> informer::Informers {
-    let informers = informer::Informers::start(clients(Identity::Manager), components);
+    let informers = start_informers(clients, components);
+    start_controllers(clients, config, &informers, components);
+    informers
+}
+
+/// The shared informers, as the supervised components of `components`: every server of a
+/// cluster runs them (the cluster DNS answers from them), leader or not.
+pub fn start_informers(
+    clients: &dyn Fn(Identity) -> kube::Client,
+    components: &shoal_runtime::Components,
+) -> informer::Informers {
+    informer::Informers::start(clients(Identity::Manager), components)
+}
+
+/// Every controller, on `informers`, as the supervised components of `components` (the
+/// scoped components of a leader, which stop when it loses its Lease).
+pub fn start_controllers(
+    clients: &dyn Fn(Identity) -> kube::Client,
+    config: Config,
+    informers: &informer::Informers,
+    components: &shoal_runtime::Components,
+) {
     macro_rules! controller {
         ($name:literal, $account:literal, $run:expr) => {{
             let client = clients(Identity::Account($account));
@@ -156,5 +177,4 @@ pub fn start(
             apiservice::run(client.clone(), informers.clone())
         });
     }
-    informers
 }

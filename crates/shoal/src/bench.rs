@@ -306,6 +306,7 @@ pub async fn bench_cluster(store: StoreKind, nodes: Option<u32>) -> Result<Bench
         cluster_dns: "off".into(),
         service_cidr: shoal_apiserver::alloc::SERVICE_CIDR,
         audit_log: None,
+        ha: Default::default(),
     };
     // Simulated pods take no time: the benchmark measures the control plane alone.
     let running = cluster::start_with(&args, nodes, shoal_agent::PodTiming::default()).await?;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use base64::Engine;
 use shoal_apiserver::{ApiServer, ServeConfig, tls};
-use shoal_store::Store;
 
 use crate::ServerArgs;
 
@@ -24,23 +23,7 @@ fn err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> StartError + '_ {
     move |e| StartError(format!("{what}: {e}"))
 }
 
-/// Opens the store named by `--store`.
-pub fn open_store(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, StartError> {
-    let default = format!("sqlite://{}", data_dir.join("state.db").display());
-    let url = url.unwrap_or(&default);
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        let store = shoal_store::SqliteStore::open(Path::new(path)).map_err(err("opening the sqlite store"))?;
-        Ok(Arc::new(store))
-    } else if url == "memory://" || url == "memory" {
-        Ok(Arc::new(shoal_store::MemoryStore::new()))
-    } else {
-        Err(StartError(format!(
-            "unsupported --store {url:?}: use sqlite://PATH or memory://"
-        )))
-    }
-}
-
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     use rand::RngCore;
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);
@@ -167,11 +150,9 @@ pub async fn start_with(
 ) -> Result<Running, StartError> {
     let started = std::time::Instant::now();
     let dir = &args.data_dir;
+    crate::ha::check(&args.ha)?;
     std::fs::create_dir_all(dir).map_err(err("creating the data dir"))?;
-    let store = open_store(args.store.as_deref(), dir)?;
-    let api = ApiServer::with_service_range(store, args.service_cidr)
-        .await
-        .map_err(err("starting the API server"))?;
+    let opened = crate::ha::open_store(args.store.as_deref(), dir, &args.ha).await?;
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -182,6 +163,20 @@ pub async fn start_with(
     } else {
         addr.ip().to_string()
     };
+    let make_secrets = || -> Result<(), StartError> {
+        tls::ensure_certs(dir, std::slice::from_ref(&host)).map_err(err("preparing certificates"))?;
+        for name in ["admin-token", "node-secret", "node-credential-key"] {
+            ensure_secret(&dir.join(name))?;
+        }
+        service_account_key(dir).map(drop)
+    };
+    if opened.shared {
+        // Every server of the cluster signs with one CA and accepts the same credentials.
+        crate::ha::share_secrets(opened.store.as_ref(), dir, &args.ha, make_secrets).await?;
+    }
+    let api = ApiServer::with_service_range(opened.store, args.service_cidr)
+        .await
+        .map_err(err("starting the API server"))?;
     let certs = tls::ensure_certs(dir, std::slice::from_ref(&host)).map_err(err("preparing certificates"))?;
     let admin_token = ensure_secret(&dir.join("admin-token"))?;
     let node_secret = ensure_secret(&dir.join("node-secret"))?;
@@ -237,11 +232,10 @@ pub async fn start_with(
     components.spawn("apiserver/serve", move || {
         shoal_apiserver::serve(server.clone(), listener.clone(), cfg.clone())
     });
-    let compacted = api.clone();
-    components.spawn("apiserver/compactor", move || {
-        compacted.clone().run_compactor(std::time::Duration::from_secs(300))
-    });
-
+    // With a shared store, the controllers (with the compactor), the scheduler and the
+    // simulated nodes each run on the one server that holds their Lease.
+    let elect = opened.shared && args.ha.leader_elect;
+    let identity = crate::ha::identity();
     let client = kube::Client::new(api.router(), "default");
     if let Err(e) = publish_api_endpoints(&client, &host, addr.port()).await {
         tracing::warn!(error = %e, "writing the kubernetes Endpoints failed");
@@ -251,22 +245,44 @@ pub async fn start_with(
         root_ca: Some(certs.ca_pem.clone()),
         storage_dir: Some(std::path::absolute(dir.join("storage")).map_err(err("resolving the storage dir"))?),
     };
-    let as_controller = |who: shoal_controllers::Identity| -> kube::Client {
-        use shoal_apiserver::nodeauth::{Identity, User};
-        let user = match who {
-            shoal_controllers::Identity::Server => return client.clone(),
-            shoal_controllers::Identity::Manager => User::new(
-                "system:kube-controller-manager",
-                vec!["system:authenticated".to_string()],
-            ),
-            shoal_controllers::Identity::Account(account) => User::new(
-                shoal_apiserver::accounts::account_user("kube-system", account),
-                shoal_apiserver::accounts::account_groups("kube-system"),
-            ),
-        };
-        kube::Client::new(api.router_as(Identity::User(user)), "default")
+    let as_controller = {
+        let (api, client) = (api.clone(), client.clone());
+        move |who: shoal_controllers::Identity| -> kube::Client {
+            use shoal_apiserver::nodeauth::{Identity, User};
+            let user = match who {
+                shoal_controllers::Identity::Server => return client.clone(),
+                shoal_controllers::Identity::Manager => User::new(
+                    "system:kube-controller-manager",
+                    vec!["system:authenticated".to_string()],
+                ),
+                shoal_controllers::Identity::Account(account) => User::new(
+                    shoal_apiserver::accounts::account_user("kube-system", account),
+                    shoal_apiserver::accounts::account_groups("kube-system"),
+                ),
+            };
+            kube::Client::new(api.router_as(Identity::User(user)), "default")
+        }
     };
-    let informers = shoal_controllers::start(&as_controller, config, &components);
+    // The informers run on every server: the cluster DNS answers from them.
+    let informers = shoal_controllers::start_informers(&as_controller, &components);
+    {
+        let (informers, compacted) = (informers.clone(), api.clone());
+        crate::ha::elected(
+            &components,
+            &client,
+            &args.ha,
+            elect,
+            &identity,
+            "kube-controller-manager",
+            move |scoped| {
+                shoal_controllers::start_controllers(&as_controller, config.clone(), &informers, scoped);
+                let compacted = compacted.clone();
+                scoped.spawn("apiserver/compactor", move || {
+                    compacted.clone().run_compactor(std::time::Duration::from_secs(300))
+                });
+            },
+        );
+    }
     let dns = match args.cluster_dns.as_str() {
         "off" | "" => None,
         addr => {
@@ -290,7 +306,18 @@ pub async fn start_with(
         )),
         "default",
     );
-    components.spawn("scheduler", move || shoal_scheduler::run(scheduling.clone()));
+    crate::ha::elected(
+        &components,
+        &client,
+        &args.ha,
+        elect,
+        &identity,
+        "kube-scheduler",
+        move |scoped| {
+            let scheduling = scheduling.clone();
+            scoped.spawn("scheduler", move || shoal_scheduler::run(scheduling.clone()));
+        },
+    );
     if let Some(n) = nodes {
         // Each simulated node writes as `system:node:<name>`, under the node authorizer and
         // NodeRestriction, as a kubelet; the pool registers the nodes as the server.
@@ -303,8 +330,33 @@ pub async fn start_with(
             kube::Client::new(server_side.router_as(who), "default")
         });
         let pool = shoal_agent::SimulatedPool::with_timing(client.clone(), timing).writing_as_nodes(as_node);
-        pool.ensure_nodes(n).await.map_err(err("creating simulated nodes"))?;
-        components.spawn("simulated-nodes", move || pool.clone().run());
+        if elect {
+            // The nodes are one server's at a time: the one holding their Lease runs them.
+            crate::ha::elected(
+                &components,
+                &client,
+                &args.ha,
+                elect,
+                &identity,
+                "shoal-simulated-nodes",
+                move |scoped| {
+                    let pool = pool.clone();
+                    scoped.spawn("simulated-nodes", move || {
+                        let pool = pool.clone();
+                        async move {
+                            if let Err(e) = pool.ensure_nodes(n).await {
+                                tracing::error!(error = %e, "creating simulated nodes failed");
+                                return;
+                            }
+                            pool.run().await;
+                        }
+                    });
+                },
+            );
+        } else {
+            pool.ensure_nodes(n).await.map_err(err("creating simulated nodes"))?;
+            components.spawn("simulated-nodes", move || pool.clone().run());
+        }
     }
 
     wait_ready(&addr, &certs.ca_pem).await?;

@@ -14,6 +14,7 @@ mod bench;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cluster;
+mod ha;
 mod process;
 mod why;
 
@@ -106,7 +107,8 @@ pub struct ServerArgs {
     /// Address the HTTPS API listens on (port 0 picks a free port; the kubeconfig has it).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: String,
-    /// Storage backend: `sqlite://PATH` (default `sqlite://<data-dir>/state.db`) or `memory://`.
+    /// Storage backend: `sqlite://PATH` (default `sqlite://<data-dir>/state.db`),
+    /// `memory://`, or `etcd://HOST:PORT[,HOST:PORT...]` (shared by several servers).
     #[arg(long)]
     pub store: Option<String>,
     /// How long a node may miss heartbeats before it is marked NotReady (Unknown) and
@@ -125,6 +127,9 @@ pub struct ServerArgs {
     /// code) to this file, as JSON lines.
     #[arg(long)]
     pub audit_log: Option<PathBuf>,
+    /// etcd, the server token and leader election.
+    #[command(flatten)]
+    pub ha: ha::HaArgs,
 }
 
 fn parse_service_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
@@ -159,7 +164,7 @@ pub struct AgentArgs {
 }
 
 /// Parses `90`, `50s`, `2m`, `1m30s`, `1h` into a duration.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(std::time::Duration::from_secs(n));
     }
