@@ -274,6 +274,10 @@ impl From<shoal_store::Error> for ApiError {
                 format!("Timeout: Too large resource version: {requested}, current: {current}"),
             )
             .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})),
+            // No Retry-After: client-go would retry for a minute before the user hears why.
+            shoal_store::Error::Unavailable(why) => {
+                ApiError::unavailable(format!("The storage is unavailable now, try again: {why}"))
+            }
             other => ApiError::internal(other.to_string()),
         }
     }

@@ -120,6 +120,9 @@ pub struct Running {
     pub ready_in: std::time::Duration,
     /// Where the cluster DNS answers, if it does.
     pub dns: Option<std::net::SocketAddr>,
+    /// This server's leader-election identity, when it competes for Leases (the HOLDER
+    /// column of `kubectl get lease -n kube-system`).
+    pub candidate: Option<String>,
 }
 
 /// Starts a cluster in this process (`nodes` is `Some(N)` for `shoal up`) and returns once
@@ -365,6 +368,7 @@ pub async fn start_with(
         server_url,
         ready_in: started.elapsed(),
         dns,
+        candidate: elect.then_some(identity),
     })
 }
 
@@ -444,11 +448,15 @@ async fn publish_api_endpoints(client: &kube::Client, host: &str, port: u16) -> 
 pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError> {
     let running = start(&args, nodes).await?;
     println!(
-        "shoal is ready in {:.2}s: API at {}, kubeconfig {}{}",
+        "shoal is ready in {:.2}s: API at {}, kubeconfig {}{}{}",
         running.ready_in.as_secs_f64(),
         running.server_url,
         args.data_dir.join("kubeconfig").display(),
-        running.dns.map(|d| format!(", DNS at {d}")).unwrap_or_default()
+        running.dns.map(|d| format!(", DNS at {d}")).unwrap_or_default(),
+        running
+            .candidate
+            .map(|c| format!(", leader-election identity {c}"))
+            .unwrap_or_default()
     );
     tokio::signal::ctrl_c().await.map_err(err("waiting for a signal"))?;
     Ok(())

@@ -119,7 +119,9 @@ fn etcd_options(hosts: &str, ha: &HaArgs) -> Result<shoal_store::EtcdOptions, St
     let scheme = if tls { "https" } else { "http" };
     let mut endpoints = Vec::new();
     for host in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
-        let valid = host.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        let valid = host
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
             && !host.contains('/');
         if !valid {
             return Err(StartError(format!(
@@ -175,7 +177,13 @@ fn b64() -> base64::engine::GeneralPurpose {
 fn sealing_key(token: &str, salt: &[u8]) -> aead::LessSafeKey {
     let mut key = [0u8; 32];
     let rounds = std::num::NonZeroU32::new(ROUNDS).unwrap_or(std::num::NonZeroU32::MIN);
-    ring::pbkdf2::derive(ring::pbkdf2::PBKDF2_HMAC_SHA256, rounds, salt, token.as_bytes(), &mut key);
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        rounds,
+        salt,
+        token.as_bytes(),
+        &mut key,
+    );
     aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, &key).unwrap_or_else(|_| {
         // 32 bytes is AES-256-GCM's key length; this cannot fail.
         unreachable!("a 32-byte key")
@@ -206,9 +214,8 @@ fn seal(token: &str, files: &serde_json::Map<String, serde_json::Value>) -> Resu
 fn open(token: &str, blob: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, StartError> {
     let bad = || StartError("the cluster secrets in the store are damaged".into());
     let v: serde_json::Value = serde_json::from_slice(blob).map_err(|_| bad())?;
-    let field = |k: &str| -> Result<Vec<u8>, StartError> {
-        b64().decode(v[k].as_str().ok_or_else(bad)?).map_err(|_| bad())
-    };
+    let field =
+        |k: &str| -> Result<Vec<u8>, StartError> { b64().decode(v[k].as_str().ok_or_else(bad)?).map_err(|_| bad()) };
     let (salt, nonce, mut data) = (field("salt")?, field("nonce")?, field("sealed")?);
     let nonce = aead::Nonce::try_assume_unique_for_key(&nonce).map_err(|_| bad())?;
     let plain = sealing_key(token, &salt)
@@ -256,7 +263,11 @@ pub async fn share_secrets(
     make: impl Fn() -> Result<(), StartError>,
 ) -> Result<(), StartError> {
     for _ in 0..2 {
-        if let Some(kv) = store.get(BOOTSTRAP_KEY).await.map_err(err("reading the cluster secrets"))? {
+        if let Some(kv) = store
+            .get(BOOTSTRAP_KEY)
+            .await
+            .map_err(err("reading the cluster secrets"))?
+        {
             let token = server_token(dir, ha, false)?.ok_or_else(|| {
                 StartError(
                     "this store already holds a cluster: join it with the first server's token \
@@ -304,7 +315,9 @@ pub async fn share_secrets(
             Err(e) => return Err(err("writing the cluster secrets")(e)),
         }
     }
-    Err(StartError("the cluster secrets in the store changed while this server read them".into()))
+    Err(StartError(
+        "the cluster secrets in the store changed while this server read them".into(),
+    ))
 }
 
 /// This process's identity as a leader-election candidate: `<host>_<random>`, as upstream.
@@ -376,7 +389,10 @@ mod tests {
         let mut files = serde_json::Map::new();
         files.insert("admin-token".into(), "secret\n".into());
         let blob = seal("right", &files).unwrap();
-        assert!(!String::from_utf8_lossy(&blob).contains("secret"), "sealed, not encoded");
+        assert!(
+            !String::from_utf8_lossy(&blob).contains("secret"),
+            "sealed, not encoded"
+        );
         assert_eq!(open("right", &blob).unwrap(), files);
         let wrong = open("wrong", &blob).unwrap_err();
         assert!(wrong.0.contains("server token"), "{}", wrong.0);

@@ -195,7 +195,10 @@ impl Shared {
         };
         match tokio::time::timeout(self.timeout, attempts).await {
             Ok(result) => result,
-            Err(_) => Err(backend(format!("{what} timed out after {:?}", self.timeout))),
+            Err(_) => Err(Error::Unavailable(format!(
+                "etcd: {what} timed out after {:?}",
+                self.timeout
+            ))),
         }
     }
 
@@ -413,7 +416,11 @@ fn unsent(e: &etcd_client::Error, read: bool) -> bool {
 /// which is etcd's API (`rpctypes` error strings).
 fn classify(e: etcd_client::Error) -> Error {
     match e {
+        etcd_client::Error::GRpcStatus(status) if status.code() == tonic::Code::Unavailable => {
+            Error::Unavailable(format!("etcd: {}", status.message()))
+        }
         etcd_client::Error::GRpcStatus(status) => backend(status.message()),
+        etcd_client::Error::TransportError(e) => Error::Unavailable(format!("etcd: {e}")),
         other => backend(other),
     }
 }

@@ -116,6 +116,11 @@ pub enum Error {
     /// The backend failed (I/O, corruption, closed).
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The backend cannot be reached or cannot decide now (etcd without quorum or leader, a
+    /// request past its deadline); the same request may succeed later. A write that fails
+    /// so may or may not have been applied.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// `Result` with the store's [`Error`].

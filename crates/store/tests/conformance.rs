@@ -1064,8 +1064,8 @@ async fn etcd_without_quorum_refuses_writes_in_time_and_recovers() {
     etcd.kill(leader);
     let started = std::time::Instant::now();
     match store.create("/q/no-quorum", v("1")).await {
-        Err(Error::Backend(message)) => assert!(!message.is_empty()),
-        other => panic!("expected a backend error without quorum, got {other:?}"),
+        Err(Error::Unavailable(message)) => assert!(message.starts_with("etcd: "), "{message}"),
+        other => panic!("expected Unavailable without quorum, got {other:?}"),
     }
     assert!(
         started.elapsed() < Duration::from_secs(10),

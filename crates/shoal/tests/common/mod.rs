@@ -41,6 +41,11 @@ impl Cluster {
         Cluster::start_with(dir, nodes, &[])
     }
 
+    /// `shoal up --nodes N EXTRA...` in `dir` (which the caller keeps).
+    pub fn up_in(dir: &Path, nodes: u32, extra: &[&str]) -> Cluster {
+        Cluster::start_with(dir, nodes, extra)
+    }
+
     /// `shoal server EXTRA...` (control plane only) in a fresh data dir.
     pub fn server_with(extra: &[&str]) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");

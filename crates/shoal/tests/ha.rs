@@ -1,0 +1,254 @@
+//! High availability on etcd: a real 3-member etcd (Debian's etcd-server) on loopback ports,
+//! several `shoal up --store etcd://...` processes on it, and the real kubectl against each.
+//! Leases are shortened (6 s / 4 s / 1 s) so a takeover fits a test; the defaults are
+//! upstream's 15 s / 10 s / 2 s.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+use serde_json::Value;
+use shoal_store::LocalEtcd;
+
+const LEASES: [&str; 6] = [
+    "--leader-elect-lease-duration",
+    "6s",
+    "--leader-elect-renew-deadline",
+    "4s",
+    "--leader-elect-retry-period",
+    "1s",
+];
+
+fn etcd(dir: &std::path::Path, members: usize) -> LocalEtcd {
+    let etcd = LocalEtcd::start(dir, members).expect("starting etcd (is Debian's etcd-server installed?)");
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(etcd.wait_ready(Duration::from_secs(30)))
+        .expect("etcd ready");
+    etcd
+}
+
+/// `shoal up` on `url`, joining with `token` when given.
+fn server(dir: &std::path::Path, url: &str, nodes: u32, token: Option<&std::path::Path>) -> Cluster {
+    let mut extra = vec!["--store", url];
+    extra.extend(LEASES);
+    let token = token.map(|t| t.display().to_string());
+    if let Some(t) = &token {
+        extra.extend(["--token-file", t]);
+    }
+    Cluster::up_in(dir, nodes, &extra)
+}
+
+/// The leader-election identity a server printed on its ready line.
+fn identity(c: &Cluster) -> String {
+    c.ready_line
+        .rsplit("leader-election identity ")
+        .next()
+        .expect("an identity on the ready line")
+        .trim()
+        .to_string()
+}
+
+fn holder(c: &Cluster, lease: &str) -> String {
+    c.kubectl(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-system",
+        lease,
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ])
+}
+
+fn json(c: &Cluster, args: &[&str]) -> Value {
+    serde_json::from_str(&c.kubectl(args)).expect("kubectl printed JSON")
+}
+
+const DAEMONSET: &str = "apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 1}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: a, image: busybox:1}]}
+";
+
+#[test]
+fn servers_on_one_etcd_share_objects_and_a_killed_leader_is_replaced() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let etcd = etcd(&tmp.path().join("etcd"), 3);
+    let url = etcd.store_url();
+    let dirs: Vec<_> = (0..3).map(|i| tmp.path().join(format!("server{i}"))).collect();
+    let first = server(&dirs[0], &url, 4, None);
+    let token = dirs[0].join("server-token");
+    let mut servers = vec![first];
+    for dir in &dirs[1..] {
+        servers.push(server(dir, &url, 4, Some(&token)));
+    }
+
+    // One cluster: an object written through one server is read through every other, and
+    // every server's admin credential and CA are the cluster's.
+    servers[1].kubectl(&["create", "configmap", "shared", "--from-literal=k=v"]);
+    let uids: BTreeSet<String> = servers
+        .iter()
+        .map(|s| {
+            s.eventually(10, "the configmap on every server", || {
+                let out = s.kubectl_output(&["get", "configmap", "shared", "-o", "jsonpath={.metadata.uid}"], None);
+                out.status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+            })
+        })
+        .collect();
+    assert_eq!(uids.len(), 1, "the same object everywhere: {uids:?}");
+    let cas: BTreeSet<String> = dirs
+        .iter()
+        .map(|d| std::fs::read_to_string(d.join("tls/ca.crt")).expect("ca.crt"))
+        .collect();
+    assert_eq!(cas.len(), 1, "one CA for the cluster");
+
+    // Exactly one leader for each Lease, and it is one of the servers.
+    let identities: Vec<String> = servers.iter().map(identity).collect();
+    let leader_id = servers[0].eventually(20, "a controller-manager leader", || {
+        let h = holder(&servers[0], "kube-controller-manager");
+        identities.contains(&h).then_some(h)
+    });
+    let leader = identities.iter().position(|i| *i == leader_id).expect("a server leads");
+    let survivor = (leader + 1) % 3;
+    let nodes = servers[survivor].eventually(30, "4 Ready nodes", || {
+        let out = servers[survivor].kubectl(&["get", "nodes", "--no-headers"]);
+        (out.lines().filter(|l| l.contains(" Ready ")).count() == 4).then_some(4)
+    });
+    assert_eq!(
+        nodes, 4,
+        "the simulated nodes run on one server, not one set per server"
+    );
+
+    servers[survivor].kubectl_in(&["apply", "-f", "-"], Some(DAEMONSET));
+    servers[survivor].kubectl(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+
+    // Watch the daemon pods from the survivor for the rest of the test: never two on a node.
+    let stop = Arc::new(AtomicBool::new(false));
+    let most = Arc::new(Mutex::new((0usize, String::new())));
+    let watcher = {
+        let (stop, most) = (stop.clone(), most.clone());
+        let kubeconfig = servers[survivor].kubeconfig();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let out = std::process::Command::new("kubectl")
+                    .args(["get", "pods", "-l", "app=agent", "-o", "json"])
+                    .env("KUBECONFIG", &kubeconfig)
+                    .output()
+                    .expect("kubectl");
+                if let Ok(list) = serde_json::from_slice::<Value>(&out.stdout) {
+                    let mut per_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                    for pod in list["items"].as_array().into_iter().flatten() {
+                        let node = pod["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
+                        let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                        per_node.entry(node).or_default().push(name);
+                    }
+                    for (node, pods) in per_node {
+                        let mut m = most.lock().unwrap();
+                        if pods.len() > m.0 {
+                            *m = (pods.len(), format!("{node}: {pods:?}"));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        })
+    };
+
+    // Start a rollout, then kill the leading server outright.
+    servers[survivor].kubectl(&["set", "image", "ds/agent", "a=busybox:2"]);
+    servers[leader].child.kill().expect("kill -9 the leader");
+    servers[leader].child.wait().expect("reaped");
+    let killed = Instant::now();
+    let new_leader = servers[survivor].eventually(30, "a new controller-manager leader", || {
+        let h = holder(&servers[survivor], "kube-controller-manager");
+        (h != leader_id && identities.contains(&h)).then_some(h)
+    });
+    assert!(
+        killed.elapsed() < Duration::from_secs(6 + 4),
+        "taken over within the lease duration (and a retry): {:?}",
+        killed.elapsed()
+    );
+    for lease in ["kube-scheduler", "shoal-simulated-nodes"] {
+        let h = servers[survivor].eventually(30, "the other Leases taken over", || {
+            let h = holder(&servers[survivor], lease);
+            (h != leader_id).then_some(h)
+        });
+        assert!(identities.contains(&h), "{lease} held by {h}");
+    }
+    servers[survivor].kubectl(&["rollout", "status", "ds/agent", "--timeout=90s"]);
+    let ds = json(&servers[survivor], &["get", "ds", "agent", "-o", "json"]);
+    assert_eq!(ds["status"]["updatedNumberScheduled"], 4, "{}", ds["status"]);
+    assert_eq!(ds["status"]["numberAvailable"], 4, "{}", ds["status"]);
+    stop.store(true, Ordering::SeqCst);
+    watcher.join().expect("watcher");
+    let (most, when) = most.lock().unwrap().clone();
+    assert_eq!(most, 1, "never two daemon pods on one node: {when}");
+    assert!(identities.contains(&new_leader));
+
+    // The object written before the kill is still there, through every live server.
+    for (i, s) in servers.iter().enumerate().filter(|(i, _)| *i != leader) {
+        let uid = s.kubectl(&["get", "configmap", "shared", "-o", "jsonpath={.metadata.uid}"]);
+        assert!(uids.contains(&uid), "server {i}");
+    }
+}
+
+#[test]
+fn etcd_losing_members_and_quorum_loses_no_acknowledged_write() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut etcd = etcd(&tmp.path().join("etcd"), 3);
+    let c = server(&tmp.path().join("server"), &etcd.store_url(), 1, None);
+    let mut acknowledged = Vec::new();
+    let mut create = |c: &Cluster, name: String| -> bool {
+        let out = c.kubectl_output(&["create", "configmap", &name, "--from-literal=k=v"], None);
+        if out.status.success() {
+            acknowledged.push(name);
+        }
+        out.status.success()
+    };
+    assert!(create(&c, "before".into()));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let leader = runtime.block_on(etcd.leader()).expect("an etcd leader");
+
+    // One member (a follower) gone: nothing visible changes.
+    etcd.kill((leader + 1) % 3);
+    for i in 0..5 {
+        assert!(create(&c, format!("one-down-{i}")), "a write with one member down");
+    }
+    assert_eq!(
+        c.kubectl(&["get", "configmap", "before", "-o", "jsonpath={.data.k}"]),
+        "v"
+    );
+
+    // Two gone: no quorum. Writes fail with a 5xx Status that says why.
+    etcd.kill(leader);
+    let err = c.kubectl_err(&["create", "configmap", "no-quorum", "--from-literal=k=v"], None);
+    assert!(
+        err.contains("ServiceUnavailable") || err.contains("storage is unavailable"),
+        "{err}"
+    );
+    let status = c.kubectl_output(&["get", "--raw", "/readyz"], None);
+    assert!(!status.status.success(), "readiness reports the store");
+
+    // One member back: quorum returns, writes work, and everything acknowledged is there.
+    etcd.restart(leader).expect("restart a member");
+    c.eventually(60, "writes to work again", || create(&c, "after".into()).then_some(()));
+    for name in &acknowledged {
+        assert_eq!(
+            c.kubectl(&["get", "configmap", name, "-o", "jsonpath={.data.k}"]),
+            "v",
+            "{name} was acknowledged"
+        );
+    }
+}
