@@ -32,8 +32,9 @@ pub enum RuntimeKind {
 /// How an agent runs.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// `https://host:port` of the API server.
-    pub server: String,
+    /// `https://host:port` of each API server of the cluster (the agent fails over between
+    /// them; the first is what containers see as `KUBERNETES_SERVICE_HOST`).
+    pub servers: Vec<String>,
     /// The join token.
     pub token: JoinToken,
     /// This node's name.
@@ -67,15 +68,15 @@ pub enum AgentError {
 /// Runs an agent until the process ends.
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let ip = cfg.node_ip.to_string();
-    let creds = join::join(
-        &cfg.server,
+    let creds = join::join_any(
+        &cfg.servers,
         &cfg.token,
         &cfg.node_name,
         std::slice::from_ref(&ip),
         &cfg.data_dir,
     )
     .await?;
-    let client = join::client(&cfg.server, &creds.ca, &creds.token)?;
+    let client = join::client_for(&cfg.servers, &creds.ca, &creds.token)?;
     let listener = tokio::net::TcpListener::bind((cfg.node_ip, cfg.port))
         .await
         .map_err(|e| AgentError::Io(format!("binding {}:{}: {e}", cfg.node_ip, cfg.port)))?;
@@ -94,7 +95,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         &cfg.data_dir,
         runtime.clone(),
         exited,
-        outer_env(&cfg.server),
+        outer_env(cfg.servers.first().map(String::as_str).unwrap_or_default()),
     ));
     // The endpoint and the heartbeat hold no state of their own: restarted if they fail.
     // The kubelet is not: a panic there stops the agent, which takes its pods over from disk
@@ -320,7 +321,7 @@ mod tests {
     #[test]
     fn the_node_reports_the_machine() {
         let cfg = AgentConfig {
-            server: "https://127.0.0.1:6443".into(),
+            servers: vec!["https://127.0.0.1:6443".into()],
             token: format!("SHOAL10{}::node:x", "0".repeat(64)).parse().unwrap(),
             node_name: "edge1".into(),
             node_ip: "127.0.0.2".parse().unwrap(),

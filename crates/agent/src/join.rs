@@ -113,6 +113,65 @@ pub fn client(server: &str, ca: &str, token: &str) -> Result<kube::Client, JoinE
     kube::Client::try_from(cfg).map_err(|e| JoinError::Server(e.to_string()))
 }
 
+/// A client for the servers of one cluster: each request goes to the server that answered
+/// last; when it cannot be reached (refused, reset, timed out) the request fails and the
+/// next ones go to the next server, so the agent's loops, which retry, and its watches, which
+/// resume from their last resourceVersion, carry on against another server.
+pub fn client_for(servers: &[String], ca: &str, token: &str) -> Result<kube::Client, JoinError> {
+    let clients: Vec<kube::Client> = servers.iter().map(|s| client(s, ca, token)).collect::<Result<_, _>>()?;
+    match clients.as_slice() {
+        [] => Err(JoinError::Server("no --server given".into())),
+        [one] => Ok(one.clone()),
+        _ => {
+            let clients: std::sync::Arc<[kube::Client]> = clients.into();
+            let current = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let servers: std::sync::Arc<[String]> = servers.into();
+            let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+                let (clients, current, servers) = (clients.clone(), current.clone(), servers.clone());
+                async move {
+                    use std::sync::atomic::Ordering;
+                    let i = current.load(Ordering::Acquire) % clients.len();
+                    let result = clients[i].send(req).await;
+                    if let Err(kube::Error::HyperError(_) | kube::Error::Service(_)) = &result {
+                        let next = (i + 1) % clients.len();
+                        if current
+                            .compare_exchange(i, next, Ordering::AcqRel, Ordering::Acquire)
+                            .is_ok()
+                        {
+                            tracing::warn!(from = %servers[i], to = %servers[next], "agent: server unreachable; switching");
+                        }
+                    }
+                    result
+                }
+            });
+            Ok(kube::Client::new(service, "default"))
+        }
+    }
+}
+
+/// Joins the first of `servers` that answers, as in [`join`].
+pub async fn join_any(
+    servers: &[String],
+    token: &JoinToken,
+    node: &str,
+    addresses: &[String],
+    dir: &Path,
+) -> Result<Credentials, JoinError> {
+    let mut last = JoinError::Server("no --server given".into());
+    for server in servers {
+        match join(server, token, node, addresses, dir).await {
+            Ok(c) => return Ok(c),
+            // A wrong CA is not a server being down: stop here.
+            Err(e @ JoinError::WrongCa { .. }) => return Err(e),
+            Err(e) => {
+                tracing::warn!(%server, error = %e, "agent: joining through this server failed");
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
 /// Joins `server` as `node` with `token`, reusing the credentials saved in `dir` when they
 /// are for the same node and CA. `addresses` go into the serving certificate.
 pub async fn join(

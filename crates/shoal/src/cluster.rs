@@ -480,7 +480,12 @@ pub async fn run_agent(args: crate::AgentArgs) -> Result<(), StartError> {
     let data_dir = std::path::absolute(&args.data_dir).map_err(err("resolving --data-dir"))?;
     std::fs::create_dir_all(&data_dir).map_err(err("creating the data dir"))?;
     let cfg = AgentConfig {
-        server: args.server.trim_end_matches('/').to_string(),
+        servers: args
+            .server
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
         token,
         node_name,
         node_ip: args.node_ip,

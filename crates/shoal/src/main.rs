@@ -139,7 +139,8 @@ fn parse_service_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
 /// Flags of `shoal agent`.
 #[derive(Args, Clone)]
 pub struct AgentArgs {
-    /// The API server: `https://HOST:PORT`.
+    /// The API server: `https://HOST:PORT`, or the servers of an HA cluster as
+    /// `https://HOST:PORT,https://HOST:PORT,...` (the agent fails over between them).
     #[arg(long)]
     pub server: String,
     /// File holding the join token (`<server data dir>/node-token`).

@@ -34,7 +34,18 @@ fn etcd(dir: &std::path::Path, members: usize) -> LocalEtcd {
 
 /// `shoal up` on `url`, joining with `token` when given.
 fn server(dir: &std::path::Path, url: &str, nodes: u32, token: Option<&std::path::Path>) -> Cluster {
+    server_with(dir, url, nodes, token, &[])
+}
+
+fn server_with(
+    dir: &std::path::Path,
+    url: &str,
+    nodes: u32,
+    token: Option<&std::path::Path>,
+    more: &[&str],
+) -> Cluster {
     let mut extra = vec!["--store", url];
+    extra.extend(more);
     extra.extend(LEASES);
     let token = token.map(|t| t.display().to_string());
     if let Some(t) = &token {
@@ -251,4 +262,62 @@ fn etcd_losing_members_and_quorum_loses_no_acknowledged_write() {
             "{name} was acknowledged"
         );
     }
+}
+
+#[test]
+fn an_agent_keeps_its_node_ready_when_its_server_dies() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let etcd = etcd(&tmp.path().join("etcd"), 1);
+    let grace = ["--node-monitor-grace-period", "8s"];
+    let mut s0 = server_with(&tmp.path().join("s0"), &etcd.store_url(), 0, None, &grace);
+    let token = tmp.path().join("s0").join("server-token");
+    let s1 = server_with(&tmp.path().join("s1"), &etcd.store_url(), 0, Some(&token), &grace);
+    let servers = format!("https://{},https://{}", s0.addr(), s1.addr());
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["agent", "--server", &servers, "--token-file"])
+        .arg(s0.dir.join("node-token"))
+        .args([
+            "--node-name",
+            "edge",
+            "--node-ip",
+            "127.0.0.5",
+            "--port",
+            "0",
+            "--runtime",
+            "simulated",
+        ])
+        .arg("--data-dir")
+        .arg(tmp.path().join("agent"))
+        .env("SHOAL_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn shoal agent");
+    s1.eventually(30, "the node Ready", || {
+        let out = s1.kubectl(&["get", "node", "edge", "--no-headers"]);
+        out.contains(" Ready ").then_some(())
+    });
+
+    // The agent talks to the first server; kill it.
+    s0.child.kill().expect("kill the first server");
+    s0.child.wait().expect("reaped");
+    let killed = Instant::now();
+    s1.kubectl_in(&["apply", "-f", "-"], Some(DAEMONSET));
+    s1.eventually(60, "the daemon pod running on the agent's node", || {
+        let out = s1.kubectl(&["get", "pods", "-l", "app=agent", "-o", "wide", "--no-headers"]);
+        (out.contains("Running") && out.contains("edge")).then_some(())
+    });
+    // Past the grace period the node is still Ready: its heartbeats reach the other server.
+    let past = Duration::from_secs(12).saturating_sub(killed.elapsed());
+    std::thread::sleep(past);
+    let node = json(&s1, &["get", "node", "edge", "-o", "json"]);
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ready["status"], "True", "{ready}");
+    let _ = agent.kill();
+    let _ = agent.wait();
 }
