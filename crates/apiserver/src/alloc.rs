@@ -41,6 +41,63 @@ pub fn parse_range(s: &str) -> Result<ServiceRange, String> {
     }
     Ok((ip, bits))
 }
+/// The cluster-wide record of recent allocations (upstream keeps its allocation bitmaps
+/// under `/registry/ranges/` too), shared by every server on the store.
+pub const RECORD_KEY: &str = "/registry/ranges/services";
+
+/// How long an allocation stays in the record: far longer than the Service create that
+/// follows it takes, after which the Service itself (in every cache) holds the values.
+const RECENT_SECONDS: i64 = 60;
+
+/// The allocations in the record `value` made less than a minute before `now` (Unix
+/// seconds), each as a Service-shaped value [`InUse::from_services`] reads.
+pub fn recent(value: Option<&[u8]>, now: i64) -> Vec<Value> {
+    let Some(record) = value.and_then(|v| serde_json::from_slice::<Value>(v).ok()) else {
+        return Vec::new();
+    };
+    record["recent"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["at"].as_i64().is_some_and(|at| now - at < RECENT_SECONDS))
+        .cloned()
+        .collect()
+}
+
+/// Whether `svc` holds anything allocated (a cluster IP or a node port).
+pub fn holds_allocations(svc: &Value) -> bool {
+    let one = InUse::from_services(std::iter::once(svc));
+    !one.ips.is_empty() || !one.ports.is_empty()
+}
+
+/// The record after adding `svc`'s allocations (at `now`) to `recent`.
+pub fn record(mut recent: Vec<Value>, svc: &Value, now: i64) -> bytes::Bytes {
+    let spec = &svc["spec"];
+    let ports: Vec<Value> = spec["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p.get("nodePort").is_some())
+        .map(|p| serde_json::json!({"nodePort": p["nodePort"]}))
+        .collect();
+    recent.push(serde_json::json!({
+        "at": now,
+        "spec": {
+            "clusterIP": spec["clusterIP"],
+            "clusterIPs": spec["clusterIPs"],
+            "ports": ports,
+            "healthCheckNodePort": spec["healthCheckNodePort"],
+        },
+    }));
+    let value = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "RangeAllocation",
+        "metadata": {"name": "services"},
+        "recent": recent,
+    });
+    bytes::Bytes::from(value.to_string())
+}
+
 /// Upstream's default node-port range.
 pub const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 
@@ -281,5 +338,24 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn the_allocation_record_keeps_a_minute_of_allocations() {
+        let svc = json!({"spec": {"clusterIP": "10.43.0.9", "clusterIPs": ["10.43.0.9"],
+            "ports": [{"port": 80, "nodePort": 30001}, {"port": 81}], "healthCheckNodePort": 30002}});
+        let first = record(Vec::new(), &svc, 1_000);
+        let kept = recent(Some(&first), 1_059);
+        assert_eq!(kept.len(), 1);
+        let in_use = InUse::from_services(kept.iter());
+        assert!(in_use.ips.contains(&"10.43.0.9".parse().unwrap()));
+        assert_eq!(in_use.ports, [30001, 30002].into_iter().collect());
+        assert!(
+            recent(Some(&first), 1_060).is_empty(),
+            "older than a minute: the Service holds it"
+        );
+        assert!(recent(Some(b"not json"), 0).is_empty());
+        assert!(holds_allocations(&svc));
+        assert!(!holds_allocations(&json!({"spec": {"clusterIP": "None"}})));
     }
 }

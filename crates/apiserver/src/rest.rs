@@ -144,6 +144,57 @@ pub(crate) fn generate_suffix() -> String {
 }
 
 impl ApiServer {
+    /// Allocates cluster IPs and node ports for the Service `svc` (stored at `own`, for an
+    /// update) with `allocate`, uniquely across every server on the store. The cluster-wide
+    /// record ([`alloc::RECORD_KEY`]) lists the allocations of the last minute: a server
+    /// reads it, lets its cache catch up with the store (so every Service created before the
+    /// read is seen), allocates around both, and records its choice with a compare-and-swap
+    /// on the record. A server that loses the swap allocated concurrently with another and
+    /// tries again; the winner's Service is created right after, well within the minute.
+    async fn allocate_for_service(
+        &self,
+        res: &Resource,
+        own: Option<&str>,
+        svc: &mut Value,
+        record: bool,
+        mut allocate: impl FnMut(&mut Value, &alloc::InUse) -> ApiResult<()>,
+    ) -> ApiResult<()> {
+        let prefix = keys::collection(res, None);
+        for _ in 0..32 {
+            let current = self.store.get(alloc::RECORD_KEY).await?;
+            let caught_up = self.cache.wait_for(self.store.current_revision());
+            // The latest write may lie outside what the cache follows; then it waits no more.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), caught_up).await;
+            let now = jiff::Timestamp::now().as_second();
+            let recent = alloc::recent(current.as_ref().map(|kv| kv.value.as_ref()), now);
+            let (services, _, _) = self.cache.list(&prefix, None, 0, |e| Some(e.key.as_str()) != own);
+            let objs: Vec<Value> = services.iter().map(|e| e.obj()).collect();
+            let in_use = alloc::InUse::from_services(objs.iter().chain(recent.iter()));
+            let mut candidate = svc.clone();
+            allocate(&mut candidate, &in_use)?;
+            if !record || !alloc::holds_allocations(&candidate) {
+                *svc = candidate;
+                return Ok(());
+            }
+            let value = alloc::record(recent, &candidate, now);
+            let written = match &current {
+                Some(kv) => self.store.update(alloc::RECORD_KEY, value, kv.mod_revision).await,
+                None => self.store.create(alloc::RECORD_KEY, value).await,
+            };
+            match written {
+                Ok(_) => {
+                    *svc = candidate;
+                    return Ok(());
+                }
+                Err(shoal_store::Error::Conflict { .. } | shoal_store::Error::AlreadyExists(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::unavailable(
+            "too many Services are being allocated addresses at once; try again",
+        ))
+    }
+
     /// `obj` as written at `rev` under `key`. Its JSON is the watch cache's entry for that
     /// very write when the cache holds it (the stored bytes with the resourceVersion spliced
     /// in, as a GET serves them): the object is not encoded a second time. A later write to
@@ -377,14 +428,15 @@ impl ApiServer {
             self.check_namespace_open(t.namespace.as_deref().unwrap_or_default())?;
         }
         warnings.extend(self.admit_validate(t, &obj, None, opts).await?);
-        // Service creates are serialised so that allocations never collide.
+        // Service creates are serialised so that allocations never collide (across servers
+        // too: see `allocate_for_service`).
         let _allocating = if (res.group, res.kind) == ("", "Service") {
             let guard = self.service_allocation.lock().await;
-            let prefix = keys::collection(res, None);
-            let (services, _, _) = self.cache.list(&prefix, None, 0, |_| true);
-            let objs: Vec<Value> = services.iter().map(|e| e.obj()).collect();
-            let in_use = alloc::InUse::from_services(objs.iter());
-            alloc::allocate(&mut obj, &in_use, rand::random(), self.service_range)?;
+            let range = self.service_range;
+            self.allocate_for_service(res, None, &mut obj, !opts.dry_run, |svc, in_use| {
+                alloc::allocate(svc, in_use, rand::random(), range)
+            })
+            .await?;
             Some(guard)
         } else {
             None
@@ -623,9 +675,10 @@ impl ApiServer {
         let _allocating = if (res.group, res.kind) == ("", "Service") && t.subresource.is_none() {
             let guard = self.service_allocation.lock().await;
             let own = keys::object(res, t.namespace.as_deref(), &name);
-            let (services, _, _) = self.cache.list(&keys::collection(res, None), None, 0, |e| e.key != own);
-            let objs: Vec<Value> = services.iter().map(|e| e.obj()).collect();
-            alloc::allocate_node_ports(&mut obj, &alloc::InUse::from_services(objs.iter()), rand::random())?;
+            self.allocate_for_service(res, Some(&own), &mut obj, !opts.dry_run, |svc, in_use| {
+                alloc::allocate_node_ports(svc, in_use, rand::random())
+            })
+            .await?;
             Some(guard)
         } else {
             None

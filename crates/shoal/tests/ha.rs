@@ -97,11 +97,14 @@ fn servers_on_one_etcd_share_objects_and_a_killed_leader_is_replaced() {
     let etcd = etcd(&tmp.path().join("etcd"), 3);
     let url = etcd.store_url();
     let dirs: Vec<_> = (0..3).map(|i| tmp.path().join(format!("server{i}"))).collect();
-    let first = server(&dirs[0], &url, 4, None);
+    // A small Service range (29 addresses after the kubernetes and DNS Services), so that
+    // servers allocating without regard for each other would collide.
+    let small = ["--service-cidr", "10.43.0.0/27"];
+    let first = server_with(&dirs[0], &url, 4, None, &small);
     let token = dirs[0].join("server-token");
     let mut servers = vec![first];
     for dir in &dirs[1..] {
-        servers.push(server(dir, &url, 4, Some(&token)));
+        servers.push(server_with(dir, &url, 4, Some(&token), &small));
     }
 
     // One cluster: an object written through one server is read through every other, and
@@ -124,6 +127,35 @@ fn servers_on_one_etcd_share_objects_and_a_killed_leader_is_replaced() {
         .map(|d| std::fs::read_to_string(d.join("tls/ca.crt")).expect("ca.crt"))
         .collect();
     assert_eq!(cas.len(), 1, "one CA for the cluster");
+
+    // Services made through all three servers at once get distinct addresses and ports.
+    std::thread::scope(|scope| {
+        for (i, s) in servers.iter().enumerate() {
+            scope.spawn(move || {
+                for n in 0..8 {
+                    s.kubectl(&["create", "service", "nodeport", &format!("svc-{i}-{n}"), "--tcp=80"]);
+                }
+            });
+        }
+    });
+    let services = json(&servers[0], &["get", "services", "-o", "json"]);
+    let mut ips = BTreeSet::new();
+    let mut ports = BTreeSet::new();
+    for svc in services["items"].as_array().expect("items") {
+        let name = svc["metadata"]["name"].as_str().unwrap_or_default();
+        if !name.starts_with("svc-") {
+            continue;
+        }
+        assert!(
+            ips.insert(svc["spec"]["clusterIP"].to_string()),
+            "{name}: cluster IP taken twice"
+        );
+        assert!(
+            ports.insert(svc["spec"]["ports"][0]["nodePort"].to_string()),
+            "{name}: node port taken twice"
+        );
+    }
+    assert_eq!(ips.len(), 24);
 
     // Exactly one leader for each Lease, and it is one of the servers.
     let identities: Vec<String> = servers.iter().map(identity).collect();
