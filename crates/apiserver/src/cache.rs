@@ -364,15 +364,20 @@ impl WatchCache {
         if after > self.revision() {
             self.revision.send_replace(after);
         }
+        // A store that cannot be watched now (etcd without quorum) is asked again with
+        // back-off; a watch that delivered something is resumed at once.
+        let mut backoff = std::time::Duration::from_millis(100);
         loop {
             let mut stream = match store.watch(&prefix, after) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(error = %e, "watch cache: store watch failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
                     continue;
                 }
             };
+            let from = after;
             while let Some(batch) = stream.next().await {
                 for ev in batch {
                     if ev.kv.mod_revision <= after {
@@ -382,6 +387,12 @@ impl WatchCache {
                     self.apply(ev);
                 }
                 self.revision.send_replace(after);
+            }
+            if after > from {
+                backoff = std::time::Duration::from_millis(100);
+            } else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
             }
             tracing::warn!(after, "watch cache: store watch ended; resuming");
         }

@@ -446,6 +446,7 @@ async fn publish_api_endpoints(client: &kube::Client, host: &str, port: u16) -> 
 
 /// Runs a cluster until the process is stopped. `nodes` is `Some(N)` for `shoal up`.
 pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError> {
+    crate::ha::exit_with_stdin();
     let running = start(&args, nodes).await?;
     println!(
         "shoal is ready in {:.2}s: API at {}, kubeconfig {}{}{}",

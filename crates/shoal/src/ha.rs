@@ -365,6 +365,127 @@ pub fn elected(
     });
 }
 
+/// `shoal up --ha`: a local 3-member etcd under `<data-dir>/etcd` and three `shoal up`
+/// processes on it (`<data-dir>/server-{0,1,2}`, listening on --listen's port and the two
+/// after it), the second and third joining with the first's token. Stops them all on
+/// Ctrl-C or SIGTERM (a SIGKILL leaves them running). Run again on the same data dir, it
+/// brings the same cluster back. The admin kubeconfig (`<data-dir>/kubeconfig`) names the first server; every
+/// server accepts it.
+pub async fn up(args: crate::ServerArgs, nodes: u32) -> Result<(), StartError> {
+    use std::io::BufRead;
+    if args.store.is_some() {
+        return Err(StartError("--ha runs its own etcd: drop --store".into()));
+    }
+    let dir = std::path::absolute(&args.data_dir).map_err(err("resolving --data-dir"))?;
+    std::fs::create_dir_all(&dir).map_err(err("creating the data dir"))?;
+    let etcd =
+        shoal_store::LocalEtcd::start(&dir.join("etcd"), 3).map_err(err("starting etcd (Debian's etcd-server)"))?;
+    etcd.wait_ready(Duration::from_secs(60))
+        .await
+        .map_err(err("waiting for etcd"))?;
+    let (host, port) = args
+        .listen
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| StartError(format!("--listen {:?}: want HOST:PORT", args.listen)))?;
+    let dns = args
+        .cluster_dns
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)));
+    let exe = std::env::current_exe().map_err(err("locating the shoal binary"))?;
+    let mut children = Children(Vec::new());
+    let mut lines = Vec::new();
+    for i in 0..3u16 {
+        let server_dir = dir.join(format!("server-{i}"));
+        let nth = |p: u16| if p == 0 { 0 } else { p.saturating_add(i) };
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("up")
+            .arg("--data-dir")
+            .arg(&server_dir)
+            .args(["--listen", &format!("{host}:{}", nth(port))])
+            .args(["--nodes", &nodes.to_string(), "--store", &etcd.store_url()])
+            .args([
+                "--service-cidr",
+                &format!("{}/{}", args.service_cidr.0, args.service_cidr.1),
+            ])
+            .args([
+                "--cluster-dns",
+                &dns.as_ref()
+                    .map_or_else(|| "off".into(), |(h, p)| format!("{h}:{}", nth(*p))),
+            ])
+            // The server ends when its stdin does: with this process, however it ends.
+            .env(EXIT_WITH_STDIN, "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        if i > 0 {
+            cmd.arg("--token-file").arg(dir.join("server-0").join("server-token"));
+        }
+        let mut child = cmd.spawn().map_err(err("starting a server"))?;
+        let stdout = child.stdout.take();
+        children.0.push(child);
+        let ready = tokio::task::spawn_blocking(move || {
+            let stdout = stdout?;
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| l.starts_with("shoal is ready"))
+        })
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| StartError(format!("server {i} did not start (see its log above)")))?;
+        lines.push(ready);
+    }
+    let kubeconfig =
+        std::fs::read_to_string(dir.join("server-0").join("kubeconfig")).map_err(err("reading kubeconfig"))?;
+    shoal_apiserver::tls::write_private(&dir.join("kubeconfig"), &kubeconfig).map_err(err("writing kubeconfig"))?;
+    println!("shoal HA is ready: etcd at {}", etcd.endpoints().join(","));
+    for line in &lines {
+        println!("  {line}");
+    }
+    println!(
+        "kubeconfig {} (any server accepts it)",
+        dir.join("kubeconfig").display()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(err("waiting for a signal"))?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map_err(err("waiting for a signal"))?,
+        _ = term.recv() => {}
+    }
+    drop(children);
+    drop(etcd);
+    Ok(())
+}
+
+/// Set for the servers `shoal up --ha` starts: they exit when their stdin (a pipe from
+/// the parent) closes, so a killed parent leaves no server behind.
+pub const EXIT_WITH_STDIN: &str = "SHOAL_EXIT_WITH_STDIN";
+
+/// When [`EXIT_WITH_STDIN`] is set, ends this process once stdin reaches its end.
+pub fn exit_with_stdin() {
+    if std::env::var_os(EXIT_WITH_STDIN).is_none() {
+        return;
+    }
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        tracing::warn!("stdin closed: the process that started this server is gone; exiting");
+        std::process::exit(0);
+    });
+}
+
+/// Child processes killed when dropped.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Checks the flags that must agree with each other.
 pub fn check(ha: &HaArgs) -> Result<(), StartError> {
     if ha.leader_elect_renew_deadline >= ha.leader_elect_lease_duration {

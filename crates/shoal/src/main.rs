@@ -35,6 +35,10 @@ enum Command {
         /// Number of simulated nodes (`node1`..`nodeN`; node1 is the control plane).
         #[arg(long, default_value_t = 3)]
         nodes: u32,
+        /// Try high availability on this machine: a local 3-member etcd (Debian's
+        /// etcd-server) and 3 servers on it, on consecutive ports from --listen's.
+        #[arg(long)]
+        ha: bool,
     },
     /// Start the control plane only (API server and controllers), no nodes.
     Server {
@@ -244,7 +248,12 @@ fn main() -> std::process::ExitCode {
             process::survive_file_size_limits();
         }
         match cli.command {
-            Command::Up { server, nodes } => cluster::run(server, Some(nodes)).await,
+            Command::Up {
+                server,
+                nodes,
+                ha: true,
+            } => ha::up(server, nodes).await,
+            Command::Up { server, nodes, .. } => cluster::run(server, Some(nodes)).await,
             Command::Server { server } => cluster::run(server, None).await,
             Command::Kubectl { .. } | Command::Shim { .. } => unreachable!("handled above"),
             Command::Agent(args) => cluster::run_agent(args).await,

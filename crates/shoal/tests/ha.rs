@@ -353,3 +353,64 @@ fn an_agent_keeps_its_node_ready_when_its_server_dies() {
     let _ = agent.kill();
     let _ = agent.wait();
 }
+
+#[test]
+fn shoal_up_ha_runs_three_servers_on_a_local_etcd() {
+    let c = Cluster::up_with(2, &["--ha"]);
+    assert!(
+        c.ready_line.starts_with("shoal HA is ready: etcd at "),
+        "{}",
+        c.ready_line
+    );
+    let nodes = c.eventually(30, "2 Ready nodes", || {
+        let out = c.kubectl(&["get", "nodes", "--no-headers"]);
+        (out.lines().filter(|l| l.contains(" Ready ")).count() == 2).then_some(out)
+    });
+    assert_eq!(nodes.lines().count(), 2, "one set of simulated nodes: {nodes}");
+    // Each server's own data dir holds the same cluster: its kubeconfig works too.
+    for i in 0..3 {
+        let kubeconfig = c.dir.join(format!("server-{i}")).join("kubeconfig");
+        let out = std::process::Command::new("kubectl")
+            .args([
+                "get",
+                "lease",
+                "-n",
+                "kube-system",
+                "kube-controller-manager",
+                "-o",
+                "name",
+            ])
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .expect("kubectl");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "lease.coordination.k8s.io/kube-controller-manager"
+        );
+    }
+    assert!(c.dir.join("etcd").join("ports").exists());
+
+    // SIGTERM stops the servers and etcd with it.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &c.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dir = c.dir.display().to_string();
+    loop {
+        let left = std::process::Command::new("pgrep")
+            .args(["-f", &dir])
+            .output()
+            .expect("pgrep");
+        if left.stdout.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left running: {}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -34,24 +34,41 @@ fn free_port() -> std::io::Result<u16> {
 
 impl LocalEtcd {
     /// Starts `size` members with their data under `dir` (kept across restarts, so a member
-    /// restarted after a kill rejoins with what it had).
+    /// restarted after a kill rejoins with what it had). A cluster started in `dir` before is
+    /// started again on the same ports (`dir/ports`).
     pub fn start(dir: &Path, size: usize) -> std::io::Result<LocalEtcd> {
         let binary = std::env::var_os("SHOAL_ETCD").map_or_else(|| PathBuf::from("etcd"), PathBuf::from);
+        std::fs::create_dir_all(dir)?;
+        // A cluster started here before keeps its ports: its members know each other by them.
+        let ports_file = dir.join("ports");
+        let saved: Vec<(u16, u16)> = std::fs::read_to_string(&ports_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (c, p) = l.split_once(' ')?;
+                Some((c.parse().ok()?, p.parse().ok()?))
+            })
+            .collect();
         let mut members = Vec::new();
         for i in 0..size {
+            let (client, peer) = match saved.get(i) {
+                Some(&ports) if saved.len() == size => ports,
+                _ => (free_port()?, free_port()?),
+            };
             members.push(Member {
                 name: format!("etcd-{i}"),
-                client: free_port()?,
-                peer: free_port()?,
+                client,
+                peer,
                 child: None,
             });
         }
+        let lines: Vec<String> = members.iter().map(|m| format!("{} {}", m.client, m.peer)).collect();
+        std::fs::write(&ports_file, lines.join("\n") + "\n")?;
         let initial_cluster = members
             .iter()
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
             .collect::<Vec<_>>()
             .join(",");
-        std::fs::create_dir_all(dir)?;
         let mut cluster = LocalEtcd {
             dir: dir.to_path_buf(),
             binary,
