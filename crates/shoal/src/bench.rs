@@ -12,7 +12,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -26,6 +26,7 @@ use crate::cluster::{self, Running, StartError};
 mod api;
 mod crd;
 mod measure;
+mod writes;
 
 pub use measure::{median, percentile};
 
@@ -38,22 +39,39 @@ pub enum BenchCommand {
     Api(api::ApiArgs),
     /// Custom resources: a definition's time to servable, custom objects against ConfigMaps.
     Crd(crd::CrdArgs),
+    /// Write throughput of 1 to N servers sharing one store (etcd for more than one).
+    Writes(writes::WritesArgs),
 }
 
 /// Which store a benchmark cluster uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreKind {
     /// SQLite in a temporary data dir, fsync'd (what `shoal up` runs).
     Sqlite,
     /// In memory.
     Memory,
+    /// An etcd cluster (`etcd://HOST:PORT[,...]`); each run writes under a fresh key prefix.
+    Etcd(String),
 }
 
 impl StoreKind {
-    fn name(self) -> &'static str {
+    fn name(&self) -> String {
         match self {
-            StoreKind::Sqlite => "sqlite",
-            StoreKind::Memory => "memory",
+            StoreKind::Sqlite => "sqlite".into(),
+            StoreKind::Memory => "memory".into(),
+            StoreKind::Etcd(url) => url.clone(),
+        }
+    }
+
+    /// `sqlite`, `memory` or `etcd://HOST:PORT[,HOST:PORT...]`.
+    fn parse(s: &str) -> Result<StoreKind, String> {
+        match s {
+            "sqlite" => Ok(StoreKind::Sqlite),
+            "memory" => Ok(StoreKind::Memory),
+            url if url.starts_with("etcd://") => Ok(StoreKind::Etcd(url.to_string())),
+            other => Err(format!(
+                "{other:?}: want sqlite, memory or etcd://HOST:PORT[,HOST:PORT...]"
+            )),
         }
     }
 }
@@ -65,7 +83,7 @@ pub struct CommonArgs {
     #[arg(long)]
     pub json: bool,
     /// The store of the benchmark cluster.
-    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
+    #[arg(long, default_value = "sqlite", value_parser = StoreKind::parse)]
     pub store: StoreKind,
     /// How many runs (each in a fresh process); the report gives medians.
     #[arg(long, default_value_t = 1)]
@@ -124,6 +142,18 @@ pub async fn run(cmd: BenchCommand) -> Result<(), StartError> {
             let extra = a.child_args();
             report("crd", &common, extra, || async move { crd::run(&a).await }, crd::KEYS).await
         }
+        BenchCommand::Writes(a) => {
+            let common = a.common.clone();
+            let extra = a.child_args();
+            report(
+                "writes",
+                &common,
+                extra,
+                || async move { writes::run(&a).await },
+                writes::KEYS,
+            )
+            .await
+        }
     }
 }
 
@@ -178,7 +208,7 @@ async fn child_run(
 ) -> Result<serde_json::Map<String, Value>, StartError> {
     let exe = std::env::current_exe().map_err(|e| StartError(format!("finding this executable: {e}")))?;
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.args(["bench", name, "--runs", "1", "--json", "--store", common.store.name()])
+    cmd.args(["bench", name, "--runs", "1", "--json", "--store", &common.store.name()])
         .args(extra)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -290,27 +320,55 @@ pub struct BenchCluster {
 }
 
 /// Starts a cluster with `nodes` simulated nodes (None: control plane only).
-pub async fn bench_cluster(store: StoreKind, nodes: Option<u32>) -> Result<BenchCluster, StartError> {
-    let dir = tempfile::Builder::new()
-        .prefix("shoal-bench-")
-        .tempdir()
-        .map_err(|e| StartError(format!("creating a temporary data dir: {e}")))?;
-    let args = ServerArgs {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".into(),
-        store: match store {
-            StoreKind::Sqlite => None,
-            StoreKind::Memory => Some("memory://".into()),
-        },
-        node_monitor_grace_period: Duration::from_secs(50),
-        cluster_dns: "off".into(),
-        service_cidr: shoal_apiserver::alloc::SERVICE_CIDR,
-        audit_log: None,
-        ha: Default::default(),
-    };
-    // Simulated pods take no time: the benchmark measures the control plane alone.
-    let running = cluster::start_with(&args, nodes, shoal_agent::PodTiming::default()).await?;
-    Ok(BenchCluster { running, _dir: dir })
+pub async fn bench_cluster(store: &StoreKind, nodes: Option<u32>) -> Result<BenchCluster, StartError> {
+    let prefix = format!("/shoal-bench-{}", cluster::random_hex(6));
+    let mut servers = bench_servers(store, nodes, 1, &prefix).await?;
+    servers.pop().ok_or_else(|| StartError("no server started".into()))
+}
+
+/// Starts `count` servers on `store` (more than one only on etcd, under key prefix
+/// `prefix`), the first with `nodes` simulated nodes.
+pub async fn bench_servers(
+    store: &StoreKind,
+    nodes: Option<u32>,
+    count: usize,
+    prefix: &str,
+) -> Result<Vec<BenchCluster>, StartError> {
+    let mut servers = Vec::new();
+    let mut token = None;
+    for _ in 0..count.max(1) {
+        let dir = tempfile::Builder::new()
+            .prefix("shoal-bench-")
+            .tempdir()
+            .map_err(|e| StartError(format!("creating a temporary data dir: {e}")))?;
+        let mut ha = crate::ha::HaArgs::default();
+        // A fresh prefix: nothing of an earlier run (objects, Leases) is in the way.
+        ha.etcd_prefix = prefix.to_string();
+        ha.token = token.clone();
+        let args = ServerArgs {
+            data_dir: dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".into(),
+            store: match store {
+                StoreKind::Sqlite => None,
+                StoreKind::Memory => Some("memory://".into()),
+                StoreKind::Etcd(url) => Some(url.clone()),
+            },
+            node_monitor_grace_period: Duration::from_secs(50),
+            cluster_dns: "off".into(),
+            service_cidr: shoal_apiserver::alloc::SERVICE_CIDR,
+            audit_log: None,
+            ha,
+        };
+        // Simulated pods take no time: the benchmark measures the control plane alone.
+        let running = cluster::start_with(&args, nodes, shoal_agent::PodTiming::default()).await?;
+        if token.is_none() {
+            token = std::fs::read_to_string(dir.path().join("server-token"))
+                .ok()
+                .map(|t| t.trim().to_string());
+        }
+        servers.push(BenchCluster { running, _dir: dir });
+    }
+    Ok(servers)
 }
 
 fn api_err(what: &str) -> impl FnOnce(kube::Error) -> StartError + '_ {
@@ -450,7 +508,7 @@ async fn daemonset(a: &DaemonsetArgs) -> Result<serde_json::Map<String, Value>, 
     let cpu0 = measure::cpu_seconds();
     let t0 = Instant::now();
     progress.show(&format!("starting a cluster with {} simulated nodes", a.nodes), true);
-    let cluster = bench_cluster(a.common.store, Some(a.nodes)).await?;
+    let cluster = bench_cluster(&a.common.store, Some(a.nodes)).await?;
     let client = cluster.running.client.clone();
     wait_nodes_ready(&client, a.nodes as usize, &progress).await?;
     let ready_s = t0.elapsed().as_secs_f64();

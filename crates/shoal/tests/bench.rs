@@ -134,3 +134,40 @@ fn crd_benchmark_times_definitions_and_custom_objects() {
     assert!(num(&m, "crd_ready_p99_ms") >= num(&m, "crd_ready_p50_ms"));
     assert!(num(&m, "list_crs_s") >= 0.0 && num(&m, "list_configmaps_s") >= 0.0);
 }
+
+#[test]
+fn writes_benchmark_runs_several_servers_on_one_etcd() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let etcd = shoal_store::LocalEtcd::start(tmp.path(), 1).expect("starting etcd (Debian's etcd-server)");
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(etcd.wait_ready(std::time::Duration::from_secs(30)))
+        .expect("etcd ready");
+    let url = etcd.store_url();
+    let m = bench(&[
+        "writes",
+        "--servers",
+        "2",
+        "--objects",
+        "200",
+        "--store",
+        &url,
+        "--json",
+    ]);
+    assert_eq!(m["benchmark"], "writes");
+    assert_eq!(
+        (m["servers"].clone(), m["store"].clone()),
+        (2.into(), url.clone().into())
+    );
+    assert_positive(&m, &["writes_per_s"]);
+    // A daemonset run on etcd too, next to sqlite in the docs.
+    let d = bench(&["daemonset", "--nodes", "20", "--join", "2", "--store", &url, "--json"]);
+    assert_positive(&d, &["rollout_s", "update_s"]);
+    // Several servers need a shared store.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["bench", "writes", "--servers", "2", "--store", "memory"])
+        .output()
+        .expect("shoal");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --store etcd://"));
+}

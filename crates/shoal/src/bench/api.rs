@@ -178,7 +178,7 @@ fn bytes_reader(frames: &[bytes::Bytes]) -> impl std::io::Read + '_ {
 pub async fn run(a: &ApiArgs) -> Result<serde_json::Map<String, Value>, StartError> {
     let progress = Progress::new(!a.common.json || a.common.progress);
     let cpu0 = measure::cpu_seconds();
-    let cluster = bench_cluster(a.common.store, None).await?;
+    let cluster = bench_cluster(&a.common.store, None).await?;
     let client = cluster.running.client.clone();
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
     call(

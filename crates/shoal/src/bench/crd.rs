@@ -159,7 +159,7 @@ async fn timed_list(client: &kube::Client, path: &str, expect: u32) -> Result<f6
 pub async fn run(a: &CrdArgs) -> Result<serde_json::Map<String, Value>, StartError> {
     let progress = Progress::new(!a.common.json || a.common.progress);
     let cpu0 = measure::cpu_seconds();
-    let cluster = bench_cluster(a.common.store, None).await?;
+    let cluster = bench_cluster(&a.common.store, None).await?;
     let client = cluster.running.client.clone();
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}});
     call(
