@@ -341,10 +341,12 @@ pub async fn bench_servers(
             .prefix("shoal-bench-")
             .tempdir()
             .map_err(|e| StartError(format!("creating a temporary data dir: {e}")))?;
-        let mut ha = crate::ha::HaArgs::default();
         // A fresh prefix: nothing of an earlier run (objects, Leases) is in the way.
-        ha.etcd_prefix = prefix.to_string();
-        ha.token = token.clone();
+        let ha = crate::ha::HaArgs {
+            etcd_prefix: prefix.to_string(),
+            token: token.clone(),
+            ..Default::default()
+        };
         let args = ServerArgs {
             data_dir: dir.path().to_path_buf(),
             listen: "127.0.0.1:0".into(),
