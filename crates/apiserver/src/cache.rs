@@ -370,6 +370,20 @@ impl WatchCache {
         loop {
             let mut stream = match store.watch(&prefix, after) {
                 Ok(s) => s,
+                // History this cache missed is gone (another server compacted while this
+                // one could not watch): load the state afresh instead.
+                Err(shoal_store::Error::Compacted { compacted, .. }) => {
+                    tracing::warn!(after, compacted, "watch cache: missed history was compacted; reloading");
+                    match self.reload(store.as_ref(), &prefix).await {
+                        Ok(revision) => after = revision,
+                        Err(e) => {
+                            tracing::error!(error = %e, "watch cache: reloading failed; retrying");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+                        }
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "watch cache: store watch failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -396,6 +410,63 @@ impl WatchCache {
             }
             tracing::warn!(after, "watch cache: store watch ended; resuming");
         }
+    }
+
+    /// Brings the cache to the store's latest state when the changes since its revision
+    /// can no longer be replayed: the differences are applied as events (what changed or
+    /// appeared, in revision order, then what is gone, at the new revision), so live
+    /// watchers end where the store is; the history restarts there, so a watch from an
+    /// earlier revision gets 410 and lists again, as upstream. Returns the new revision.
+    async fn reload(&self, store: &dyn Store, prefix: &str) -> Result<Revision, shoal_store::Error> {
+        let end = shoal_store::prefix_end(prefix);
+        let snapshot = store.range(prefix, &end, 0, 0).await?;
+        let rev = snapshot.revision;
+        let (mut puts, deletes) = {
+            let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+            let fresh: std::collections::BTreeSet<&str> = snapshot.kvs.iter().map(|kv| kv.key.as_str()).collect();
+            let puts: Vec<&KeyValue> = snapshot
+                .kvs
+                .iter()
+                .filter(|kv| inner.objects.get(&kv.key).map(|e| e.mod_revision) != Some(kv.mod_revision))
+                .collect();
+            let deletes: Vec<KeyValue> = inner
+                .objects
+                .values()
+                .filter(|e| !fresh.contains(e.key.as_str()))
+                .map(|e| KeyValue {
+                    key: e.key.clone(),
+                    value: e.stored.clone(),
+                    create_revision: 0,
+                    mod_revision: rev,
+                })
+                .collect();
+            (puts, deletes)
+        };
+        puts.sort_by_key(|kv| kv.mod_revision);
+        let events = puts
+            .into_iter()
+            .map(|kv| shoal_store::Event {
+                kind: EventKind::Put,
+                kv: kv.clone(),
+                prev: None,
+            })
+            .chain(deletes.into_iter().map(|kv| shoal_store::Event {
+                kind: EventKind::Delete,
+                kv,
+                prev: None,
+            }));
+        for ev in events {
+            self.apply(ev);
+        }
+        {
+            let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+            inner.revision = rev;
+            inner.history.clear();
+            inner.history_bytes = 0;
+            inner.history_start = rev;
+        }
+        self.revision.send_replace(rev);
+        Ok(rev)
     }
 
     /// Applies one store event. Only the feeder task calls this, so the event's kind, read

@@ -69,6 +69,7 @@ impl LocalEtcd {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
             .collect::<Vec<_>>()
             .join(",");
+        let fresh = saved.len() != size;
         let mut cluster = LocalEtcd {
             dir: dir.to_path_buf(),
             binary,
@@ -77,6 +78,44 @@ impl LocalEtcd {
         };
         for i in 0..size {
             cluster.restart(i)?;
+        }
+        // A port picked as free may have been taken since (tests start clusters in
+        // parallel): a member that exits at once is started again, on new ports if they
+        // were new ones.
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(300));
+            let exited = (0..size).any(|i| {
+                cluster.members[i]
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+            });
+            if !exited {
+                break;
+            }
+            for i in 0..size {
+                cluster.kill(i);
+                if fresh {
+                    let _ = std::fs::remove_dir_all(dir.join(&cluster.members[i].name));
+                    cluster.members[i].client = free_port()?;
+                    cluster.members[i].peer = free_port()?;
+                }
+            }
+            cluster.initial_cluster = cluster
+                .members
+                .iter()
+                .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
+                .collect::<Vec<_>>()
+                .join(",");
+            let lines: Vec<String> = cluster
+                .members
+                .iter()
+                .map(|m| format!("{} {}", m.client, m.peer))
+                .collect();
+            std::fs::write(&ports_file, lines.join("\n") + "\n")?;
+            for i in 0..size {
+                cluster.restart(i)?;
+            }
         }
         Ok(cluster)
     }
