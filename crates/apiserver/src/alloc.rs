@@ -70,8 +70,8 @@ pub fn holds_allocations(svc: &Value) -> bool {
     !one.ips.is_empty() || !one.ports.is_empty()
 }
 
-/// The record after adding `svc`'s allocations (at `now`) to `recent`.
-pub fn record(mut recent: Vec<Value>, svc: &Value, now: i64) -> bytes::Bytes {
+/// The record after adding the allocations of `svc` (stored at `key`) at `now` to `recent`.
+pub fn record(mut recent: Vec<Value>, svc: &Value, key: &str, now: i64) -> bytes::Bytes {
     let spec = &svc["spec"];
     let ports: Vec<Value> = spec["ports"]
         .as_array()
@@ -81,6 +81,7 @@ pub fn record(mut recent: Vec<Value>, svc: &Value, now: i64) -> bytes::Bytes {
         .map(|p| serde_json::json!({"nodePort": p["nodePort"]}))
         .collect();
     recent.push(serde_json::json!({
+        "key": key,
         "at": now,
         "spec": {
             "clusterIP": spec["clusterIP"],
@@ -344,9 +345,10 @@ mod tests {
     fn the_allocation_record_keeps_a_minute_of_allocations() {
         let svc = json!({"spec": {"clusterIP": "10.43.0.9", "clusterIPs": ["10.43.0.9"],
             "ports": [{"port": 80, "nodePort": 30001}, {"port": 81}], "healthCheckNodePort": 30002}});
-        let first = record(Vec::new(), &svc, 1_000);
+        let first = record(Vec::new(), &svc, "/registry/services/specs/default/s", 1_000);
         let kept = recent(Some(&first), 1_059);
         assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0]["key"], "/registry/services/specs/default/s");
         let in_use = InUse::from_services(kept.iter());
         assert!(in_use.ips.contains(&"10.43.0.9".parse().unwrap()));
         assert_eq!(in_use.ports, [30001, 30002].into_iter().collect());

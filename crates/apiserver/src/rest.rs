@@ -166,8 +166,19 @@ impl ApiServer {
             // The latest write may lie outside what the cache follows; then it waits no more.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), caught_up).await;
             let now = jiff::Timestamp::now().as_second();
-            let recent = alloc::recent(current.as_ref().map(|kv| kv.value.as_ref()), now);
-            let (services, _, _) = self.cache.list(&prefix, None, 0, |e| Some(e.key.as_str()) != own);
+            // What this Service itself holds (an update's own earlier allocation) is not
+            // another's.
+            let key = keys::object(
+                res,
+                svc["metadata"]["namespace"].as_str(),
+                svc["metadata"]["name"].as_str().unwrap_or_default(),
+            );
+            let own = own.unwrap_or(&key);
+            let recent: Vec<Value> = alloc::recent(current.as_ref().map(|kv| kv.value.as_ref()), now)
+                .into_iter()
+                .filter(|e| e["key"].as_str() != Some(own))
+                .collect();
+            let (services, _, _) = self.cache.list(&prefix, None, 0, |e| e.key != own);
             let objs: Vec<Value> = services.iter().map(|e| e.obj()).collect();
             let in_use = alloc::InUse::from_services(objs.iter().chain(recent.iter()));
             let mut candidate = svc.clone();
@@ -176,7 +187,7 @@ impl ApiServer {
                 *svc = candidate;
                 return Ok(());
             }
-            let value = alloc::record(recent, &candidate, now);
+            let value = alloc::record(recent, &candidate, own, now);
             let written = match &current {
                 Some(kv) => self.store.update(alloc::RECORD_KEY, value, kv.mod_revision).await,
                 None => self.store.create(alloc::RECORD_KEY, value).await,

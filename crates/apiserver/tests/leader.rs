@@ -28,7 +28,12 @@ fn config(identity: &str) -> LeaseConfig {
 }
 
 /// A candidate whose API connection can be cut (its requests then fail with 503).
-fn candidate(api: &Arc<ApiServer>, identity: &str, led: Arc<Led>, cut: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+fn candidate(
+    api: &Arc<ApiServer>,
+    identity: &str,
+    led: Arc<Led>,
+    cut: Arc<AtomicBool>,
+) -> (tokio::task::JoinHandle<()>, tokio::sync::watch::Sender<bool>) {
     let router = api.router();
     let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
         let (router, cut) = (router.clone(), cut.clone());
@@ -46,30 +51,37 @@ fn candidate(api: &Arc<ApiServer>, identity: &str, led: Arc<Led>, cut: Arc<Atomi
     });
     let client = kube::Client::new(service, "default");
     let components = Components::new();
-    tokio::spawn(leader::run(client, config(identity), move || {
-        let (components, led) = (components.clone(), led.clone());
-        async move {
-            let (scoped, scope) = components.scope();
-            scoped.spawn("led", move || {
-                let led = led.clone();
-                async move {
-                    let n = led.now.fetch_add(1, Ordering::SeqCst) + 1;
-                    led.most.fetch_max(n, Ordering::SeqCst);
-                    led.starts.fetch_add(1, Ordering::SeqCst);
-                    // Counted down when the scope stops it (the future is dropped).
-                    struct Leaving(Arc<Led>);
-                    impl Drop for Leaving {
-                        fn drop(&mut self) {
-                            self.0.now.fetch_sub(1, Ordering::SeqCst);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(leader::run(
+        client,
+        config(identity),
+        move || {
+            let (components, led) = (components.clone(), led.clone());
+            async move {
+                let (scoped, scope) = components.scope();
+                scoped.spawn("led", move || {
+                    let led = led.clone();
+                    async move {
+                        let n = led.now.fetch_add(1, Ordering::SeqCst) + 1;
+                        led.most.fetch_max(n, Ordering::SeqCst);
+                        led.starts.fetch_add(1, Ordering::SeqCst);
+                        // Counted down when the scope stops it (the future is dropped).
+                        struct Leaving(Arc<Led>);
+                        impl Drop for Leaving {
+                            fn drop(&mut self) {
+                                self.0.now.fetch_sub(1, Ordering::SeqCst);
+                            }
                         }
+                        let _leaving = Leaving(led);
+                        std::future::pending::<()>().await
                     }
-                    let _leaving = Leaving(led);
-                    std::future::pending::<()>().await
-                }
-            });
-            scope
-        }
-    }))
+                });
+                scope
+            }
+        },
+        stopped,
+    ));
+    (task, stop)
 }
 
 async fn until(what: &str, timeout: Duration, f: impl Fn() -> bool) {
@@ -85,9 +97,9 @@ async fn one_leader_at_a_time_through_kills_and_cuts() {
     let api = ApiServer::new(Arc::new(shoal_store::MemoryStore::new())).await.unwrap();
     let led = Arc::new(Led::default());
     let cuts: Vec<Arc<AtomicBool>> = (0..3).map(|_| Arc::default()).collect();
-    let mut tasks: Vec<_> = (0..3)
+    let (mut tasks, stops): (Vec<_>, Vec<_>) = (0..3)
         .map(|i| candidate(&api, &format!("c{i}"), led.clone(), cuts[i].clone()))
-        .collect();
+        .unzip();
     until("a leader", Duration::from_secs(10), || {
         led.now.load(Ordering::SeqCst) == 1
     })
@@ -149,6 +161,32 @@ async fn one_leader_at_a_time_through_kills_and_cuts() {
     let third = leases.get("test-controller").await.unwrap().spec.unwrap();
     assert_eq!(third.lease_transitions, Some(2));
     assert_ne!(third.holder_identity.as_deref(), Some(format!("c{second}").as_str()));
+    assert_eq!(led.most.load(Ordering::SeqCst), 1, "never two leaders at once");
+
+    // A leader stopped gracefully stops what it leads and hands the Lease back: the first
+    // candidate, reconnected, takes it at its next try rather than after the lease.
+    let third_id: usize = third.holder_identity.unwrap()[1..].parse().unwrap();
+    cuts[first].store(false, Ordering::SeqCst);
+    let stopped_at = Instant::now();
+    stops[third_id].send_replace(true);
+    until("the graceful leader to end", Duration::from_secs(5), || {
+        tasks[third_id].is_finished()
+    })
+    .await;
+    assert_eq!(
+        led.now.load(Ordering::SeqCst),
+        0,
+        "its scope stopped before it returned"
+    );
+    until("the first candidate to lead again", Duration::from_secs(5), || {
+        led.starts.load(Ordering::SeqCst) == 4
+    })
+    .await;
+    assert!(
+        stopped_at.elapsed() < Duration::from_millis(1400),
+        "taken at once: {:?}",
+        stopped_at.elapsed()
+    );
     assert_eq!(led.most.load(Ordering::SeqCst), 1, "never two leaders at once");
     for t in tasks.drain(..) {
         t.abort();

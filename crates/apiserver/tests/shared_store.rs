@@ -68,3 +68,23 @@ async fn servers_sharing_a_store_never_hand_out_one_address_twice() {
     let (code, status) = call(&b, "POST", "/api/v1/namespaces/default/services", Some(svc)).await;
     assert!(code >= 400, "{status}");
 }
+
+#[tokio::test]
+async fn a_service_keeps_its_own_recent_allocation_on_update() {
+    // Its node port is in the record of recent allocations, as its own, not another's.
+    let api = ApiServer::new(Arc::new(shoal_store::MemoryStore::new())).await.unwrap();
+    let path = "/api/v1/namespaces/default/services";
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"type": "NodePort", "ports": [{"port": 80}]}});
+    let (code, created) = call(&api, "POST", path, Some(svc)).await;
+    assert_eq!(code, 201, "{created}");
+    let mut again = created.clone();
+    again["metadata"]["labels"] = json!({"updated": "yes"});
+    let (code, updated) = call(&api, "PUT", &format!("{path}/web"), Some(again)).await;
+    assert_eq!(code, 200, "{updated}");
+    assert_eq!(
+        updated["spec"]["ports"][0]["nodePort"],
+        created["spec"]["ports"][0]["nodePort"]
+    );
+    assert_eq!(updated["spec"]["clusterIP"], created["spec"]["clusterIP"]);
+}

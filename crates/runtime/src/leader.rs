@@ -109,11 +109,48 @@ async fn try_acquire_or_renew(api: &Api<Lease>, config: &LeaseConfig, seen: &mut
     Ok(Attempt::Held)
 }
 
-/// Competes for the Lease for as long as the returned future runs: each time this candidate
-/// takes it, `lead()` starts what it leads (as the components of a [`Scope`]); when it cannot
-/// renew in time, the scope is stopped, and only then does the candidate compete again.
-pub async fn run<F, Fut>(client: kube::Client, config: LeaseConfig, mut lead: F)
-where
+/// Hands a held Lease back (upstream's `ReleaseOnCancel`): no holder, a 1-second duration,
+/// so another candidate takes it at its next try instead of waiting out the lease.
+async fn release(api: &Api<Lease>, config: &LeaseConfig) -> kube::Result<()> {
+    let Some(mut lease) = api.get_opt(&config.name).await? else {
+        return Ok(());
+    };
+    let spec = lease.spec.get_or_insert_with(Default::default);
+    if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
+        return Ok(());
+    }
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+    api.replace(&config.name, &PostParams::default(), &lease)
+        .await
+        .map(drop)
+}
+
+/// Waits `period`; true when `stop` turned true first. A sender that went away without
+/// saying stop stops nothing.
+async fn pause(stop: &mut tokio::sync::watch::Receiver<bool>, period: Duration) -> bool {
+    let stopped = async {
+        if stop.wait_for(|stopped| *stopped).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = tokio::time::sleep(period) => false,
+        () = stopped => true,
+    }
+}
+
+/// Competes for the Lease until `stop` turns true: each time this candidate takes it,
+/// `lead()` starts what it leads (as the components of a [`Scope`]); when it cannot renew in
+/// time, the scope is stopped, and only then does the candidate compete again. On `stop`, a
+/// leader stops its scope and releases the Lease before this returns.
+pub async fn run<F, Fut>(
+    client: kube::Client,
+    config: LeaseConfig,
+    mut lead: F,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = Scope>,
 {
@@ -132,14 +169,24 @@ where
                 Ok(Err(e)) => tracing::debug!(lease = %config.name, error = %e, "taking the lease failed"),
                 Err(_) => tracing::debug!(lease = %config.name, "taking the lease timed out"),
             }
-            tokio::time::sleep(jittered(config.retry_period)).await;
+            if pause(&mut stop, jittered(config.retry_period)).await {
+                return;
+            }
         }
         tracing::info!(lease = %config.name, identity = %config.identity, "became leader");
         let scope = lead().await;
         // Leader: renew every retry period until a renewal deadline passes without one.
         let mut renewed = Instant::now();
         loop {
-            tokio::time::sleep(config.retry_period).await;
+            if pause(&mut stop, config.retry_period).await {
+                scope.stop().await;
+                match tokio::time::timeout(attempt_timeout, release(&api, &config)).await {
+                    Ok(Ok(())) => tracing::info!(lease = %config.name, "released the lease"),
+                    Ok(Err(e)) => tracing::warn!(lease = %config.name, error = %e, "releasing the lease failed"),
+                    Err(_) => tracing::warn!(lease = %config.name, "releasing the lease timed out"),
+                }
+                return;
+            }
             let left = config.renew_deadline.saturating_sub(renewed.elapsed());
             let attempt = tokio::time::timeout(
                 left.min(attempt_timeout),

@@ -123,6 +123,8 @@ pub struct Running {
     /// This server's leader-election identity, when it competes for Leases (the HOLDER
     /// column of `kubectl get lease -n kube-system`).
     pub candidate: Option<String>,
+    /// Its leader elections, to stop (and release their Leases) on shutdown.
+    pub elections: crate::ha::Elections,
 }
 
 /// Starts a cluster in this process (`nodes` is `Some(N)` for `shoal up`) and returns once
@@ -239,6 +241,7 @@ pub async fn start_with(
     // simulated nodes each run on the one server that holds their Lease.
     let elect = opened.shared && args.ha.leader_elect;
     let identity = crate::ha::identity();
+    let elections = crate::ha::Elections::default();
     let client = kube::Client::new(api.router(), "default");
     if let Err(e) = publish_api_endpoints(&client, &host, addr.port()).await {
         tracing::warn!(error = %e, "writing the kubernetes Endpoints failed");
@@ -272,6 +275,7 @@ pub async fn start_with(
         let (informers, compacted) = (informers.clone(), api.clone());
         crate::ha::elected(
             &components,
+            &elections,
             &client,
             &args.ha,
             elect,
@@ -311,6 +315,7 @@ pub async fn start_with(
     );
     crate::ha::elected(
         &components,
+        &elections,
         &client,
         &args.ha,
         elect,
@@ -337,6 +342,7 @@ pub async fn start_with(
             // The nodes are one server's at a time: the one holding their Lease runs them.
             crate::ha::elected(
                 &components,
+                &elections,
                 &client,
                 &args.ha,
                 elect,
@@ -369,6 +375,7 @@ pub async fn start_with(
         ready_in: started.elapsed(),
         dns,
         candidate: elect.then_some(identity),
+        elections,
     })
 }
 
@@ -459,7 +466,14 @@ pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError>
             .map(|c| format!(", leader-election identity {c}"))
             .unwrap_or_default()
     );
-    tokio::signal::ctrl_c().await.map_err(err("waiting for a signal"))?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(err("waiting for a signal"))?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map_err(err("waiting for a signal"))?,
+        _ = term.recv() => {}
+    }
+    // Hand the Leases over at once rather than after the lease duration.
+    running.elections.stop(std::time::Duration::from_secs(3)).await;
     Ok(())
 }
 

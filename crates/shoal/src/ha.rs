@@ -330,11 +330,43 @@ pub fn identity() -> String {
     format!("{host}_{}", crate::cluster::random_hex(8))
 }
 
+/// The leader elections of one server, stopped together when it shuts down.
+#[derive(Clone)]
+pub struct Elections {
+    stop: tokio::sync::watch::Sender<bool>,
+    running: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Default for Elections {
+    fn default() -> Self {
+        Elections {
+            stop: tokio::sync::watch::Sender::new(false),
+            running: Arc::default(),
+        }
+    }
+}
+
+impl Elections {
+    /// Stops every election of this server: a leader stops what it leads and releases its
+    /// Lease, so another server takes over at its next try instead of after the lease
+    /// duration. Returns once all have, or after `timeout`.
+    pub async fn stop(&self, timeout: Duration) {
+        use std::sync::atomic::Ordering;
+        self.stop.send_replace(true);
+        let deadline = std::time::Instant::now() + timeout;
+        while self.running.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Runs `start` on components that live while this server holds the Lease `kube-system/
 /// <lease>` (as the supervised component `leader/<lease>`), or at once and for good when
 /// election is off.
+#[allow(clippy::too_many_arguments)]
 pub fn elected(
     components: &shoal_runtime::Components,
+    elections: &Elections,
     client: &kube::Client,
     ha: &HaArgs,
     elect: bool,
@@ -351,17 +383,28 @@ pub fn elected(
     config.renew_deadline = ha.leader_elect_renew_deadline;
     config.retry_period = ha.leader_elect_retry_period;
     let start = Arc::new(start);
-    let (owner, client) = (components.clone(), client.clone());
+    let (owner, client, elections) = (components.clone(), client.clone(), elections.clone());
     components.spawn(format!("leader/{lease}"), move || {
-        let (owner, start, config) = (owner.clone(), start.clone(), config.clone());
-        shoal_runtime::leader::run(client.clone(), config, move || {
-            let (owner, start) = (owner.clone(), start.clone());
-            async move {
-                let (scoped, scope) = owner.scope();
-                start(&scoped);
-                scope
+        use std::sync::atomic::Ordering;
+        let (owner, start, config, client) = (owner.clone(), start.clone(), config.clone(), client.clone());
+        let (stop, running) = (elections.stop.subscribe(), elections.running.clone());
+        async move {
+            if !*stop.borrow() {
+                running.fetch_add(1, Ordering::AcqRel);
+                let lead = move || {
+                    let (owner, start) = (owner.clone(), start.clone());
+                    async move {
+                        let (scoped, scope) = owner.scope();
+                        start(&scoped);
+                        scope
+                    }
+                };
+                shoal_runtime::leader::run(client, config, lead, stop).await;
+                running.fetch_sub(1, Ordering::AcqRel);
             }
-        })
+            // Stopped for good: the server is shutting down.
+            std::future::pending::<()>().await;
+        }
     });
 }
 
@@ -478,8 +521,18 @@ pub fn exit_with_stdin() {
 struct Children(Vec<std::process::Child>);
 
 impl Drop for Children {
+    /// SIGTERM first (a server then releases its Leases), SIGKILL after 5 s.
     fn drop(&mut self) {
+        for child in &self.0 {
+            if let Some(pid) = i32::try_from(child.id()).ok().and_then(rustix::process::Pid::from_raw) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
         for child in &mut self.0 {
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -414,3 +414,35 @@ fn shoal_up_ha_runs_three_servers_on_a_local_etcd() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_server_stopped_gracefully_hands_its_leases_over_at_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let etcd = etcd(&tmp.path().join("etcd"), 1);
+    let url = etcd.store_url();
+    let s0 = server(&tmp.path().join("s0"), &url, 1, None);
+    let token = tmp.path().join("s0").join("server-token");
+    let s1 = server(&tmp.path().join("s1"), &url, 1, Some(&token));
+    let (id0, id1) = (identity(&s0), identity(&s1));
+    s1.eventually(20, "s0 to lead", || {
+        (holder(&s1, "kube-controller-manager") == id0).then_some(())
+    });
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &s0.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let stopped = Instant::now();
+    s1.eventually(20, "s1 to lead", || {
+        (holder(&s1, "kube-controller-manager") == id1).then_some(())
+    });
+    // The lease is 6 s; a released one is taken at the next try (1 s retry period).
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "handed over in {:?}",
+        stopped.elapsed()
+    );
+    for lease in ["kube-scheduler", "shoal-simulated-nodes"] {
+        s1.eventually(10, "the other Leases", || (holder(&s1, lease) == id1).then_some(()));
+    }
+}
