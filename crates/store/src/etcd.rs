@@ -233,9 +233,16 @@ impl Shared {
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
     }
 
-    /// Learns how far etcd has been compacted (perhaps by another server): a watch from
-    /// revision 1 is cancelled at once with the compacted revision when history starts later.
+    /// Learns how far etcd has been compacted (perhaps by another server). A read at
+    /// revision 1 tells whether anything was; only then is the number asked for, with a
+    /// watch from revision 1, which etcd cancels with the compacted revision.
     async fn learn_compacted(&self) -> Result<Revision> {
+        let first = GetOptions::new().with_revision(1).with_count_only();
+        match self.get_raw(ROOT, Some(first)).await {
+            Ok(_) => return Ok(self.compacted.load(Ordering::Acquire)),
+            Err(Error::Backend(m)) if m.contains("required revision has been compacted") => {}
+            Err(e) => return Err(e),
+        }
         let client = self.client.watch_client();
         let key = self.etcd_key(ROOT);
         let mut stream = self
@@ -252,17 +259,15 @@ impl Shared {
             loop {
                 match stream.message().await {
                     Ok(Some(resp)) if resp.canceled() => return Ok(resp.compact_revision()),
-                    Ok(Some(resp)) if !resp.events().is_empty() => return Ok(0),
                     Ok(Some(_)) => continue,
-                    Ok(None) => return Ok(0),
+                    Ok(None) => return Err(backend("the compaction probe ended without an answer")),
                     Err(e) => return Err(classify(e)),
                 }
             }
         };
-        // An uncompacted store answers with the created response and then nothing.
-        let compacted = tokio::time::timeout(Duration::from_millis(500), probe)
+        let compacted = tokio::time::timeout(self.timeout, probe)
             .await
-            .unwrap_or(Ok(0))?;
+            .map_err(|_| Error::Unavailable("etcd: the compaction probe timed out".into()))??;
         // etcd's compacted revision c keeps c itself readable; ours counts c as gone, which
         // only makes this process refuse one readable revision.
         self.compacted.fetch_max(compacted, Ordering::AcqRel);
@@ -382,20 +387,16 @@ impl Shared {
                 kv: self.key_value(kv)?,
                 prev,
             }),
-            EventType::Delete => {
-                let key = self.store_key(kv.key())?;
-                let last = prev.clone();
-                Some(Event {
-                    kind: EventKind::Delete,
-                    kv: KeyValue {
-                        key,
-                        value: last.as_ref().map(|p| p.value.clone()).unwrap_or_default(),
-                        create_revision: last.map(|p| p.create_revision).unwrap_or_default(),
-                        mod_revision: kv.mod_revision(),
-                    },
-                    prev,
-                })
-            }
+            EventType::Delete => Some(Event {
+                kind: EventKind::Delete,
+                kv: KeyValue {
+                    key: self.store_key(kv.key())?,
+                    value: prev.as_ref().map(|p| p.value.clone()).unwrap_or_default(),
+                    create_revision: prev.as_ref().map_or(0, |p| p.create_revision),
+                    mod_revision: kv.mod_revision(),
+                },
+                prev,
+            }),
         }
     }
 }
