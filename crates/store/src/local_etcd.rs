@@ -23,7 +23,6 @@ struct Member {
 pub struct LocalEtcd {
     dir: PathBuf,
     binary: PathBuf,
-    initial_cluster: String,
     members: Vec<Member>,
 }
 
@@ -40,8 +39,7 @@ impl LocalEtcd {
         let binary = std::env::var_os("SHOAL_ETCD").map_or_else(|| PathBuf::from("etcd"), PathBuf::from);
         std::fs::create_dir_all(dir)?;
         // A cluster started here before keeps its ports: its members know each other by them.
-        let ports_file = dir.join("ports");
-        let saved: Vec<(u16, u16)> = std::fs::read_to_string(&ports_file)
+        let saved: Vec<(u16, u16)> = std::fs::read_to_string(dir.join("ports"))
             .unwrap_or_default()
             .lines()
             .filter_map(|l| {
@@ -49,10 +47,11 @@ impl LocalEtcd {
                 Some((c.parse().ok()?, p.parse().ok()?))
             })
             .collect();
+        let fresh = saved.len() != size;
         let mut members = Vec::new();
         for i in 0..size {
             let (client, peer) = match saved.get(i) {
-                Some(&ports) if saved.len() == size => ports,
+                Some(&ports) if !fresh => ports,
                 _ => (free_port()?, free_port()?),
             };
             members.push(Member {
@@ -62,59 +61,41 @@ impl LocalEtcd {
                 child: None,
             });
         }
-        let lines: Vec<String> = members.iter().map(|m| format!("{} {}", m.client, m.peer)).collect();
-        std::fs::write(&ports_file, lines.join("\n") + "\n")?;
-        let initial_cluster = members
-            .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
-            .collect::<Vec<_>>()
-            .join(",");
-        let fresh = saved.len() != size;
         let mut cluster = LocalEtcd {
             dir: dir.to_path_buf(),
             binary,
-            initial_cluster,
             members,
         };
-        for i in 0..size {
-            cluster.restart(i)?;
-        }
         // A port picked as free may have been taken since (tests start clusters in
-        // parallel): a member that exits at once is started again, on new ports if they
+        // parallel): when a member exits at once, all start again, on new ports if they
         // were new ones.
-        for _ in 0..3 {
-            std::thread::sleep(Duration::from_millis(300));
-            let exited = (0..size).any(|i| {
-                cluster.members[i]
-                    .child
-                    .as_mut()
-                    .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
-            });
-            if !exited {
-                break;
-            }
-            for i in 0..size {
-                cluster.kill(i);
-                if fresh {
-                    let _ = std::fs::remove_dir_all(dir.join(&cluster.members[i].name));
-                    cluster.members[i].client = free_port()?;
-                    cluster.members[i].peer = free_port()?;
+        for attempt in 0..4 {
+            if attempt > 0 {
+                for i in 0..size {
+                    cluster.kill(i);
+                    if fresh {
+                        let _ = std::fs::remove_dir_all(dir.join(&cluster.members[i].name));
+                        cluster.members[i].client = free_port()?;
+                        cluster.members[i].peer = free_port()?;
+                    }
                 }
             }
-            cluster.initial_cluster = cluster
+            let ports: Vec<String> = cluster
                 .members
                 .iter()
-                .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
-                .collect::<Vec<_>>()
-                .join(",");
-            let lines: Vec<String> = cluster
-                .members
-                .iter()
-                .map(|m| format!("{} {}", m.client, m.peer))
+                .map(|m| format!("{} {}\n", m.client, m.peer))
                 .collect();
-            std::fs::write(&ports_file, lines.join("\n") + "\n")?;
+            std::fs::write(dir.join("ports"), ports.concat())?;
             for i in 0..size {
                 cluster.restart(i)?;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            let exited = cluster
+                .members
+                .iter_mut()
+                .any(|m| m.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))));
+            if !exited {
+                break;
             }
         }
         Ok(cluster)
@@ -155,6 +136,11 @@ impl LocalEtcd {
         let m = &self.members[i];
         let data = self.dir.join(&m.name);
         let log = std::fs::File::create(self.dir.join(format!("{}.log", m.name)))?;
+        let initial_cluster: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
+            .collect();
         let client = format!("http://127.0.0.1:{}", m.client);
         let peer = format!("http://127.0.0.1:{}", m.peer);
         let child = Command::new(&self.binary)
@@ -164,7 +150,7 @@ impl LocalEtcd {
             .arg(&data)
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster", &initial_cluster.join(",")])
             .args(["--initial-cluster-state", "new", "--initial-cluster-token", "shoal"])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
