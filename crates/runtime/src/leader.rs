@@ -218,9 +218,9 @@ fn jittered(period: Duration) -> Duration {
     period + Duration::from_nanos(rand_below(nanos))
 }
 
+/// A number below `n`, at random: each `RandomState` is seeded afresh, so the hash of
+/// nothing differs from call to call.
 fn rand_below(n: u64) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    h.finish() % n
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(()) % n
 }
