@@ -120,10 +120,8 @@ pub struct Running {
     pub ready_in: std::time::Duration,
     /// Where the cluster DNS answers, if it does.
     pub dns: Option<std::net::SocketAddr>,
-    /// This server's leader-election identity, when it competes for Leases (the HOLDER
-    /// column of `kubectl get lease -n kube-system`).
-    pub candidate: Option<String>,
-    /// Its leader elections, to stop (and release their Leases) on shutdown.
+    /// Its leader elections (its identity as a candidate), to stop and release their Leases
+    /// on shutdown.
     pub elections: crate::ha::Elections,
 }
 
@@ -239,10 +237,9 @@ pub async fn start_with(
     });
     // With a shared store, the controllers (with the compactor), the scheduler and the
     // simulated nodes each run on the one server that holds their Lease.
-    let elect = opened.shared && args.ha.leader_elect;
-    let identity = crate::ha::identity();
-    let elections = crate::ha::Elections::default();
     let client = kube::Client::new(api.router(), "default");
+    let elect = opened.shared && args.ha.leader_elect;
+    let elections = crate::ha::Elections::new(&components, &client, &args.ha, elect);
     if let Err(e) = publish_api_endpoints(&client, &host, addr.port()).await {
         tracing::warn!(error = %e, "writing the kubernetes Endpoints failed");
     }
@@ -273,22 +270,13 @@ pub async fn start_with(
     let informers = shoal_controllers::start_informers(&as_controller, &components);
     {
         let (informers, compacted) = (informers.clone(), api.clone());
-        crate::ha::elected(
-            &components,
-            &elections,
-            &client,
-            &args.ha,
-            elect,
-            &identity,
-            "kube-controller-manager",
-            move |scoped| {
-                shoal_controllers::start_controllers(&as_controller, config.clone(), &informers, scoped);
-                let compacted = compacted.clone();
-                scoped.spawn("apiserver/compactor", move || {
-                    compacted.clone().run_compactor(std::time::Duration::from_secs(300))
-                });
-            },
-        );
+        elections.run("kube-controller-manager", move |scoped| {
+            shoal_controllers::start_controllers(&as_controller, config.clone(), &informers, scoped);
+            let compacted = compacted.clone();
+            scoped.spawn("apiserver/compactor", move || {
+                compacted.clone().run_compactor(std::time::Duration::from_secs(300))
+            });
+        });
     }
     let dns = match args.cluster_dns.as_str() {
         "off" | "" => None,
@@ -313,19 +301,10 @@ pub async fn start_with(
         )),
         "default",
     );
-    crate::ha::elected(
-        &components,
-        &elections,
-        &client,
-        &args.ha,
-        elect,
-        &identity,
-        "kube-scheduler",
-        move |scoped| {
-            let scheduling = scheduling.clone();
-            scoped.spawn("scheduler", move || shoal_scheduler::run(scheduling.clone()));
-        },
-    );
+    elections.run("kube-scheduler", move |scoped| {
+        let scheduling = scheduling.clone();
+        scoped.spawn("scheduler", move || shoal_scheduler::run(scheduling.clone()));
+    });
     if let Some(n) = nodes {
         // Each simulated node writes as `system:node:<name>`, under the node authorizer and
         // NodeRestriction, as a kubelet; the pool registers the nodes as the server.
@@ -340,28 +319,19 @@ pub async fn start_with(
         let pool = shoal_agent::SimulatedPool::with_timing(client.clone(), timing).writing_as_nodes(as_node);
         if elect {
             // The nodes are one server's at a time: the one holding their Lease runs them.
-            crate::ha::elected(
-                &components,
-                &elections,
-                &client,
-                &args.ha,
-                elect,
-                &identity,
-                "shoal-simulated-nodes",
-                move |scoped| {
+            elections.run("shoal-simulated-nodes", move |scoped| {
+                let pool = pool.clone();
+                scoped.spawn("simulated-nodes", move || {
                     let pool = pool.clone();
-                    scoped.spawn("simulated-nodes", move || {
-                        let pool = pool.clone();
-                        async move {
-                            if let Err(e) = pool.ensure_nodes(n).await {
-                                tracing::error!(error = %e, "creating simulated nodes failed");
-                                return;
-                            }
-                            pool.run().await;
+                    async move {
+                        if let Err(e) = pool.ensure_nodes(n).await {
+                            tracing::error!(error = %e, "creating simulated nodes failed");
+                            return;
                         }
-                    });
-                },
-            );
+                        pool.run().await;
+                    }
+                });
+            });
         } else {
             pool.ensure_nodes(n).await.map_err(err("creating simulated nodes"))?;
             components.spawn("simulated-nodes", move || pool.clone().run());
@@ -374,7 +344,6 @@ pub async fn start_with(
         server_url,
         ready_in: started.elapsed(),
         dns,
-        candidate: elect.then_some(identity),
         elections,
     })
 }
@@ -462,7 +431,8 @@ pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError>
         args.data_dir.join("kubeconfig").display(),
         running.dns.map(|d| format!(", DNS at {d}")).unwrap_or_default(),
         running
-            .candidate
+            .elections
+            .identity()
             .map(|c| format!(", leader-election identity {c}"))
             .unwrap_or_default()
     );

@@ -321,7 +321,7 @@ pub async fn share_secrets(
 }
 
 /// This process's identity as a leader-election candidate: `<host>_<random>`, as upstream.
-pub fn identity() -> String {
+fn identity() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_string())
@@ -330,23 +330,84 @@ pub fn identity() -> String {
     format!("{host}_{}", crate::cluster::random_hex(8))
 }
 
-/// The leader elections of one server, stopped together when it shuts down.
+/// The leader elections of one server: what it runs only while it holds a Lease, and the
+/// shutdown that stops them all.
 #[derive(Clone)]
 pub struct Elections {
+    components: shoal_runtime::Components,
+    client: kube::Client,
+    /// The Leases' timings; `None` when this server does not compete (a store only it
+    /// opens): it then runs everything at once and for good.
+    config: Option<shoal_runtime::leader::LeaseConfig>,
     stop: tokio::sync::watch::Sender<bool>,
     running: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl Default for Elections {
-    fn default() -> Self {
+impl Elections {
+    /// Elections among `components`, competing through `client` with a new identity when
+    /// `elect`.
+    pub fn new(components: &shoal_runtime::Components, client: &kube::Client, ha: &HaArgs, elect: bool) -> Self {
+        let config = elect.then(|| {
+            let mut config = shoal_runtime::leader::LeaseConfig::new("kube-system", "", &identity());
+            config.lease_duration = ha.leader_elect_lease_duration;
+            config.renew_deadline = ha.leader_elect_renew_deadline;
+            config.retry_period = ha.leader_elect_retry_period;
+            config
+        });
         Elections {
+            components: components.clone(),
+            client: client.clone(),
+            config,
             stop: tokio::sync::watch::Sender::new(false),
             running: Arc::default(),
         }
     }
-}
 
-impl Elections {
+    /// This server's identity as a candidate (the HOLDER column of `kubectl get lease -n
+    /// kube-system`), when it competes.
+    pub fn identity(&self) -> Option<&str> {
+        self.config.as_ref().map(|c| c.identity.as_str())
+    }
+
+    /// Runs `start` on components that live while this server holds the Lease `kube-system/
+    /// <lease>` (as the supervised component `leader/<lease>`), or at once and for good when
+    /// this server does not compete.
+    pub fn run(&self, lease: &str, start: impl Fn(&shoal_runtime::Components) + Send + Sync + 'static) {
+        let Some(config) = &self.config else {
+            start(&self.components);
+            return;
+        };
+        let config = shoal_runtime::leader::LeaseConfig {
+            name: lease.to_string(),
+            ..config.clone()
+        };
+        let start = Arc::new(start);
+        let (owner, client) = (self.components.clone(), self.client.clone());
+        let (stop, running) = (self.stop.clone(), self.running.clone());
+        self.components.spawn(format!("leader/{lease}"), move || {
+            use std::sync::atomic::Ordering;
+            let (owner, start, config, client) = (owner.clone(), start.clone(), config.clone(), client.clone());
+            let (stop, running) = (stop.subscribe(), running.clone());
+            async move {
+                if !*stop.borrow() {
+                    running.fetch_add(1, Ordering::AcqRel);
+                    let lead = move || {
+                        let (owner, start) = (owner.clone(), start.clone());
+                        async move {
+                            let (scoped, scope) = owner.scope();
+                            start(&scoped);
+                            scope
+                        }
+                    };
+                    shoal_runtime::leader::run(client, config, lead, stop).await;
+                    running.fetch_sub(1, Ordering::AcqRel);
+                }
+                // Stopped for good: the server is shutting down.
+                std::future::pending::<()>().await;
+            }
+        });
+    }
+
     /// Stops every election of this server: a leader stops what it leads and releases its
     /// Lease, so another server takes over at its next try instead of after the lease
     /// duration. Returns once all have, or after `timeout`.
@@ -358,54 +419,6 @@ impl Elections {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-}
-
-/// Runs `start` on components that live while this server holds the Lease `kube-system/
-/// <lease>` (as the supervised component `leader/<lease>`), or at once and for good when
-/// election is off.
-#[allow(clippy::too_many_arguments)]
-pub fn elected(
-    components: &shoal_runtime::Components,
-    elections: &Elections,
-    client: &kube::Client,
-    ha: &HaArgs,
-    elect: bool,
-    identity: &str,
-    lease: &str,
-    start: impl Fn(&shoal_runtime::Components) + Send + Sync + 'static,
-) {
-    if !elect {
-        start(components);
-        return;
-    }
-    let mut config = shoal_runtime::leader::LeaseConfig::new("kube-system", lease, identity);
-    config.lease_duration = ha.leader_elect_lease_duration;
-    config.renew_deadline = ha.leader_elect_renew_deadline;
-    config.retry_period = ha.leader_elect_retry_period;
-    let start = Arc::new(start);
-    let (owner, client, elections) = (components.clone(), client.clone(), elections.clone());
-    components.spawn(format!("leader/{lease}"), move || {
-        use std::sync::atomic::Ordering;
-        let (owner, start, config, client) = (owner.clone(), start.clone(), config.clone(), client.clone());
-        let (stop, running) = (elections.stop.subscribe(), elections.running.clone());
-        async move {
-            if !*stop.borrow() {
-                running.fetch_add(1, Ordering::AcqRel);
-                let lead = move || {
-                    let (owner, start) = (owner.clone(), start.clone());
-                    async move {
-                        let (scoped, scope) = owner.scope();
-                        start(&scoped);
-                        scope
-                    }
-                };
-                shoal_runtime::leader::run(client, config, lead, stop).await;
-                running.fetch_sub(1, Ordering::AcqRel);
-            }
-            // Stopped for good: the server is shutting down.
-            std::future::pending::<()>().await;
-        }
-    });
 }
 
 /// `shoal up --ha`: a local 3-member etcd under `<data-dir>/etcd` and three `shoal up`
