@@ -91,22 +91,33 @@ fn moved(key: &str) -> Option<String> {
 
 /// Moves every object stored under the earlier layout to its upstream key, before anything
 /// reads the store. A move is a create of the new key then a delete of the old, so a move cut
-/// short by a crash is finished by the next start (the new key then exists already).
+/// short by a crash is finished by the next start (the new key then exists already). Only
+/// the earlier layout's group prefixes (`/registry/core/`, `/registry/apps/`, ...) are read,
+/// so a store already laid out as upstream's costs one empty read per group.
 pub async fn migrate(store: &dyn Store) -> Result<usize, shoal_store::Error> {
-    let end = shoal_store::prefix_end(ROOT);
-    let all = store.range(ROOT, &end, 0, 0).await?;
+    let mut groups: Vec<&str> = catalogue::RESOURCES
+        .iter()
+        .map(|r| if r.group.is_empty() { "core" } else { r.group })
+        .filter(|g| !GROUP_QUALIFIED.contains(g))
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
     let mut count = 0;
-    for kv in all.kvs {
-        let Some(new) = moved(&kv.key) else { continue };
-        match store.create(&new, kv.value.clone()).await {
-            Ok(_) | Err(shoal_store::Error::AlreadyExists(_)) => {}
-            Err(e) => return Err(e),
+    for group in groups {
+        let prefix = format!("{ROOT}{group}/");
+        let old = store.range(&prefix, &shoal_store::prefix_end(&prefix), 0, 0).await?;
+        for kv in old.kvs {
+            let Some(new) = moved(&kv.key) else { continue };
+            match store.create(&new, kv.value.clone()).await {
+                Ok(_) | Err(shoal_store::Error::AlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+            match store.delete(&kv.key, kv.mod_revision).await {
+                Ok(_) | Err(shoal_store::Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+            count += 1;
         }
-        match store.delete(&kv.key, kv.mod_revision).await {
-            Ok(_) | Err(shoal_store::Error::NotFound(_)) => {}
-            Err(e) => return Err(e),
-        }
-        count += 1;
     }
     if count > 0 {
         tracing::info!(objects = count, "moved stored objects to upstream's key layout");
