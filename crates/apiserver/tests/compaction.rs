@@ -1,25 +1,13 @@
 //! Store compaction through the API server: a list at a compacted revision is 410 Gone with
 //! upstream's reason, the latest state is intact, and newer revisions still answer.
 
+mod common;
+
 use std::sync::Arc;
 
-use axum::body::Body;
-use http::Request;
-use serde_json::{Value, json};
+use common::call;
+use serde_json::json;
 use shoal_apiserver::ApiServer;
-use tower::ServiceExt;
-
-async fn call(api: &Arc<ApiServer>, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    if body.is_some() {
-        req = req.header("content-type", "application/json");
-    }
-    let body = body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty);
-    let resp = api.router().oneshot(req.body(body).unwrap()).await.unwrap();
-    let code = resp.status().as_u16();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
 
 #[tokio::test]
 async fn lists_at_compacted_revisions_are_gone() {

@@ -1,23 +1,15 @@
 //! The storage layout: objects sit under upstream's etcd keys, and a store written with the
 //! earlier layout (`/registry/<group or core>/<plural>/...`) is moved to it at start-up.
 
+mod common;
+
 use std::sync::Arc;
 
-use axum::body::Body;
 use bytes::Bytes;
-use http::Request;
+use common::call;
 use serde_json::{Value, json};
 use shoal_apiserver::ApiServer;
 use shoal_store::{MemoryStore, Store};
-use tower::ServiceExt;
-
-async fn get(api: &Arc<ApiServer>, uri: &str) -> (u16, Value) {
-    let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
-    let resp = api.router().oneshot(req).await.unwrap();
-    let code = resp.status().as_u16();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
 
 fn bytes(v: Value) -> Bytes {
     Bytes::from(v.to_string())
@@ -60,15 +52,15 @@ async fn a_store_of_the_earlier_layout_is_moved_to_upstream_keys() {
     ] {
         assert!(store.get(new).await.unwrap().is_some(), "{new} present");
     }
-    let (code, obj) = get(&api, "/apis/apps/v1/namespaces/default/daemonsets/agent").await;
+    let (code, obj) = call(&api, "GET", "/apis/apps/v1/namespaces/default/daemonsets/agent", None).await;
     assert_eq!((code, obj["metadata"]["uid"].as_str()), (200, Some("u1")), "{obj}");
-    let (code, obj) = get(&api, "/api/v1/nodes/n1").await;
+    let (code, obj) = call(&api, "GET", "/api/v1/nodes/n1", None).await;
     assert_eq!((code, obj["metadata"]["uid"].as_str()), (200, Some("u2")), "{obj}");
-    let (code, list) = get(&api, "/api/v1/namespaces/default/configmaps").await;
+    let (code, list) = call(&api, "GET", "/api/v1/namespaces/default/configmaps", None).await;
     assert_eq!((code, list["items"].as_array().map(Vec::len)), (200, Some(1)), "{list}");
 
     // New objects go to upstream's keys.
-    let (_, ns) = get(&api, "/api/v1/namespaces/kube-system").await;
+    let (_, ns) = call(&api, "GET", "/api/v1/namespaces/kube-system", None).await;
     assert_eq!(ns["metadata"]["name"], "kube-system");
     assert!(store.get("/registry/namespaces/kube-system").await.unwrap().is_some());
 }

@@ -1,26 +1,14 @@
 //! Two API servers on one store, as several `shoal server`s on one etcd: each with its own
 //! watch cache, both allocating Service addresses and ports at the same time.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use axum::body::Body;
-use http::Request;
-use serde_json::{Value, json};
+use common::call;
+use serde_json::json;
 use shoal_apiserver::ApiServer;
-use tower::ServiceExt;
-
-async fn call(api: &Arc<ApiServer>, method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    if body.is_some() {
-        req = req.header("content-type", "application/json");
-    }
-    let body = body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty);
-    let resp = api.router().oneshot(req.body(body).unwrap()).await.unwrap();
-    let code = resp.status().as_u16();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn servers_sharing_a_store_never_hand_out_one_address_twice() {
