@@ -25,6 +25,8 @@ const MANAGER: &str = "shoal-agent";
 pub enum RuntimeKind {
     /// Host processes.
     Process,
+    /// Images in namespaces of their own, with pod networking ([`crate::container`]).
+    Oci,
     /// Nothing runs; containers are reported running.
     Simulated,
 }
@@ -49,6 +51,8 @@ pub struct AgentConfig {
     pub port: u16,
     /// The program run as `<program> shim ...` for each container (the shoal binary).
     pub shim_program: PathBuf,
+    /// Registry mirrors and credentials (k3s's `registries.yaml`), for the OCI runtime.
+    pub registries: Option<PathBuf>,
 }
 
 /// Why the agent stopped.
@@ -84,11 +88,16 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let exited = Arc::new(tokio::sync::Notify::new());
     let runtime: Arc<dyn Runtime> = match cfg.runtime {
         RuntimeKind::Process => Arc::new(ProcessRuntime::new(cfg.shim_program.clone(), exited.clone())),
+        RuntimeKind::Oci => Arc::new(ProcessRuntime::oci(cfg.shim_program.clone(), exited.clone())),
         RuntimeKind::Simulated => Arc::new(SimulatedRuntime),
     };
     let node = register(&client, &cfg, port, &runtime.version()).await?;
     tracing::info!(node = %cfg.node_name, %ip, port, runtime = %runtime.version(), "agent: node registered");
-    let kubelet = Arc::new(Kubelet::new(
+    let oci = match cfg.runtime {
+        RuntimeKind::Oci => Some(Arc::new(oci_side(&client, &cfg, exited.clone()).await?)),
+        _ => None,
+    };
+    let kubelet = Kubelet::new(
         client.clone(),
         &cfg.node_name,
         &ip,
@@ -96,11 +105,20 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         runtime.clone(),
         exited,
         outer_env(cfg.servers.first().map(String::as_str).unwrap_or_default()),
-    ));
+    );
+    let kubelet = Arc::new(match oci {
+        Some(o) => kubelet.with_oci(o),
+        None => kubelet,
+    });
     // The endpoint and the heartbeat hold no state of their own: restarted if they fail.
     // The kubelet is not: a panic there stops the agent, which takes its pods over from disk
     // when it starts again.
     let components = shoal_runtime::Components::new();
+    if kubelet.oci().is_some_and(|o| o.network().is_some()) {
+        let (k, client) = (kubelet.clone(), client.clone());
+        let me = cfg.node_name.clone();
+        components.spawn("pod-routes", move || pod_routes(k.clone(), client.clone(), me.clone()));
+    }
     let (k, listener, c) = (kubelet.clone(), Arc::new(listener), creds.clone());
     components.spawn("kubelet-endpoint", move || {
         crate::endpoint::serve(k.clone(), listener.clone(), c.clone())
@@ -111,6 +129,91 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     });
     kubelet.run().await;
     Ok(())
+}
+
+/// Keeps a route to every other node's pod network (its `podCIDR` through its InternalIP),
+/// checked every 5 s.
+async fn pod_routes(kubelet: Arc<Kubelet>, client: kube::Client, me: String) {
+    let nodes: Api<Node> = Api::all(client);
+    let mut before = Vec::new();
+    loop {
+        if let Ok(list) = nodes.list(&Default::default()).await {
+            let routes: Vec<(crate::sandbox::Cidr, std::net::Ipv4Addr)> = list
+                .items
+                .iter()
+                .filter(|n| n.metadata.name.as_deref() != Some(me.as_str()))
+                .filter_map(|n| {
+                    let cidr = crate::sandbox::Cidr::parse(n.spec.as_ref()?.pod_cidr.as_deref()?).ok()?;
+                    let ip = n
+                        .status
+                        .as_ref()?
+                        .addresses
+                        .as_ref()?
+                        .iter()
+                        .find(|a| a.type_ == "InternalIP")?
+                        .address
+                        .parse()
+                        .ok()?;
+                    Some((cidr, ip))
+                })
+                .collect();
+            if let Some(net) = kubelet.oci().and_then(|o| o.network()) {
+                let prev = std::mem::take(&mut before);
+                before = tokio::task::block_in_place(|| net.route(&routes, &prev));
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
+}
+
+/// The OCI runtime's images, pod network (from the Node's `podCIDR`, waited for up to
+/// 30 s) and cluster DNS address.
+async fn oci_side(
+    client: &kube::Client,
+    cfg: &AgentConfig,
+    wake: Arc<tokio::sync::Notify>,
+) -> Result<crate::oci::Oci, AgentError> {
+    let registries = match &cfg.registries {
+        Some(p) => crate::image::Registries::load(p).map_err(|e| AgentError::Io(e.to_string()))?,
+        None => crate::image::Registries::default(),
+    };
+    let images = crate::image::ImageStore::open(&cfg.data_dir.join("images"), registries)
+        .map_err(|e| AgentError::Io(e.to_string()))?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    let cidr = loop {
+        let cidr = nodes.get(&cfg.node_name).await.ok().and_then(|n| n.spec?.pod_cidr);
+        if cidr.is_some() || Instant::now() > deadline {
+            break cidr;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let net = match cidr {
+        Some(c) => {
+            let cidr = crate::sandbox::Cidr::parse(&c).map_err(AgentError::Io)?;
+            let data = cfg.data_dir.clone();
+            let net = tokio::task::spawn_blocking(move || crate::sandbox::PodNetwork::new(cidr, &data))
+                .await
+                .map_err(|e| AgentError::Io(e.to_string()))?
+                .map_err(|e| AgentError::Io(format!("setting up the pod network: {e}")))?;
+            tracing::info!(%cidr, bridge = crate::sandbox::BRIDGE, "agent: pod network ready");
+            Some(net)
+        }
+        None => {
+            tracing::warn!("agent: the node has no podCIDR; pods share the node's network");
+            None
+        }
+    };
+    let oci = crate::oci::Oci::new(Arc::new(images), cfg.shim_program.clone(), net, wake, client.clone());
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "kube-system");
+    let dns = services
+        .get("kube-dns")
+        .await
+        .ok()
+        .and_then(|s| s.spec?.cluster_ip)
+        .filter(|ip| ip != "None");
+    oci.set_dns(dns);
+    Ok(oci)
 }
 
 /// The variables every container sees: where the API server is.
@@ -130,7 +233,7 @@ fn outer_env(server: &str) -> HashMap<String, String> {
     ])
 }
 
-fn arch() -> &'static str {
+pub(crate) fn arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -328,6 +431,7 @@ mod tests {
             data_dir: std::env::temp_dir(),
             runtime: RuntimeKind::Process,
             port: 0,
+            registries: None,
             shim_program: "shoal".into(),
         };
         let s = node_status(&cfg, 10250, "process://0.1.0", "t");

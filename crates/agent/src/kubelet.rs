@@ -45,6 +45,11 @@ pub struct Kubelet {
     runs: Mutex<HashMap<(String, String, String), Launch>>,
     /// Events about pods (`source.component: kubelet`, the node as host).
     events: Recorder,
+    /// Images, sandboxes and pod networks, when the runtime runs images.
+    oci: Option<Arc<crate::oci::Oci>>,
+    /// Events from image pulls, recorded by the sync loop.
+    pull_events: crate::oci::PullEvents,
+    pull_events_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<crate::oci::PullEvent>>>,
 }
 
 /// The reference Events use for `pod`.
@@ -285,7 +290,11 @@ impl Kubelet {
         outer: HashMap<String, String>,
     ) -> Kubelet {
         let client_for_events = client.clone();
+        let (pull_events, rx) = tokio::sync::mpsc::unbounded_channel();
         Kubelet {
+            oci: None,
+            pull_events,
+            pull_events_rx: Mutex::new(Some(rx)),
             client,
             node: node.into(),
             node_ip: node_ip.into(),
@@ -299,6 +308,25 @@ impl Kubelet {
     }
 
     /// Records an event about a pod, without waiting for it.
+    /// Runs images (with `oci`'s images, sandboxes and network).
+    pub fn with_oci(mut self, oci: Arc<crate::oci::Oci>) -> Kubelet {
+        self.oci = Some(oci);
+        self
+    }
+
+    /// The OCI side, when the runtime runs images.
+    pub fn oci(&self) -> Option<&Arc<crate::oci::Oci>> {
+        self.oci.as_ref()
+    }
+
+    /// The address of the pod `uid`: its own, or the node's.
+    fn pod_ip(&self, uid: &str) -> String {
+        self.oci
+            .as_ref()
+            .and_then(|_| crate::oci::Oci::pod_ip(&pod_dir(&self.dir, uid)))
+            .map_or_else(|| self.node_ip.clone(), |ip| ip.to_string())
+    }
+
     fn event(&self, about: &ObjectRef, kind: EventType, reason: &'static str, message: String) {
         let (events, about) = (self.events.clone(), about.clone());
         tokio::spawn(async move { events.record(&about, kind, reason, &message).await });
@@ -345,6 +373,20 @@ impl Kubelet {
         // The pod watch is part of the kubelet: its panic is the kubelet's (the agent then
         // stops with it, and takes its pods over from disk when started again).
         let mut watch = shoal_runtime::Subtasks::new();
+        let rx = self
+            .pull_events_rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(mut rx) = rx {
+            let me = self.clone();
+            watch.spawn(async move {
+                while let Some((about, warning, reason, message)) = rx.recv().await {
+                    let kind = if warning { EventType::Warning } else { EventType::Normal };
+                    me.event(&about, kind, reason, message);
+                }
+            });
+        }
         watch.spawn(async move {
             futures::pin_mut!(stream);
             while let Some(ev) = stream.next().await {
@@ -426,6 +468,13 @@ impl Kubelet {
         let mut runs = self.runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         runs.retain(|_, l| !l.state_dir.starts_with(dir));
         drop(runs);
+        if let Some(oci) = &self.oci {
+            let uid = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            oci.remove(dir, &uid);
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -673,10 +722,14 @@ impl Kubelet {
             if fetched.is_none() {
                 *fetched = Some(self.fetch(pod).await);
             }
-            if let Some(Ok((env, command))) = fetched.as_ref().map(|f| self.environment(pod, c, f)) {
+            let image = self
+                .oci
+                .as_ref()
+                .and_then(|o| o.images().find(c.image.as_deref().unwrap_or_default()));
+            if let Some(Ok((env, command))) = fetched.as_ref().map(|f| self.environment(pod, c, f, image.as_ref())) {
                 run.launch.env = env;
                 run.launch.command = command;
-                run.launch.work_dir = c.working_dir.clone().map_or_else(|| PathBuf::from("/"), PathBuf::from);
+                run.launch.work_dir = work_dir(c, image.as_ref());
                 self.remember_run(pod, &c.name, &run.launch);
             }
         }
@@ -758,6 +811,7 @@ impl Kubelet {
                     command: Vec::new(),
                     env: Vec::new(),
                     binds: Vec::new(),
+                    container: None,
                 },
                 started_at: started,
                 started: Instant::now(),
@@ -833,15 +887,43 @@ impl Kubelet {
 
     /// The environment and command line of `c`: the agent's PATH, HOSTNAME, where the API
     /// is, then the container's own variables; its command and args expanded.
-    fn environment(&self, pod: &Pod, c: &Container, f: &Fetched) -> Result<EnvAndCommand, String> {
-        let mut env: Vec<(String, String)> = vec![
-            (
-                "PATH".into(),
-                std::env::var("PATH")
-                    .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
-            ),
-            ("HOSTNAME".into(), self.node.clone()),
-        ];
+    fn environment(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        f: &Fetched,
+        image: Option<&crate::image::Image>,
+    ) -> Result<EnvAndCommand, String> {
+        const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        let mut env: Vec<(String, String)> = match image {
+            // An image's own variables, with PATH as runtimes default it.
+            Some(i) => {
+                let mut env: Vec<(String, String)> = i
+                    .config
+                    .env
+                    .iter()
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                if !env.iter().any(|(k, _)| k == "PATH") {
+                    env.insert(0, ("PATH".into(), DEFAULT_PATH.into()));
+                }
+                let host = if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+                    self.node.clone()
+                } else {
+                    crate::oci::pod_hostname(pod)
+                };
+                env.push(("HOSTNAME".into(), host));
+                env
+            }
+            None => vec![
+                (
+                    "PATH".into(),
+                    std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into()),
+                ),
+                ("HOSTNAME".into(), self.node.clone()),
+            ],
+        };
         // Where the API server is (`KUBERNETES_SERVICE_HOST`, ...), for in-cluster clients:
         // set in every container, before (and overridden by) its own variables.
         let mut outer: Vec<(String, String)> = self.outer.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -850,13 +932,14 @@ impl Kubelet {
         // The pod's addresses are known before its first status report: the node's.
         let mut pod = pod.clone();
         let status = pod.status.get_or_insert_with(Default::default);
+        let pod_ip = self.pod_ip(pod.metadata.uid.as_deref().unwrap_or_default());
+        status.pod_ip = Some(pod_ip.clone());
+        status.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP { ip: pod_ip }]);
         let ip = || {
             Some(vec![k8s_openapi::api::core::v1::PodIP {
                 ip: self.node_ip.clone(),
             }])
         };
-        status.pod_ip = Some(self.node_ip.clone());
-        status.pod_ips = ip();
         status.host_ip = Some(self.node_ip.clone());
         status.host_ips = ip().map(|l| {
             l.into_iter()
@@ -873,14 +956,31 @@ impl Kubelet {
                 c.image.as_deref().unwrap_or_default()
             ));
         }
-        let words: Vec<String> = c
-            .command
-            .iter()
-            .flatten()
-            .chain(c.args.iter().flatten())
-            .cloned()
-            .collect();
-        let command = crate::expand::command_line(&words, &env);
+        let command = match image {
+            Some(i) => {
+                let cmd = crate::expand::command_line(c.command.as_deref().unwrap_or_default(), &env);
+                let args = crate::expand::command_line(c.args.as_deref().unwrap_or_default(), &env);
+                let line = crate::oci::command_line(c, &cmd, &args, &i.config);
+                if line.is_empty() {
+                    return Err(format!(
+                        "no command specified: image {:?} has no Entrypoint or Cmd, and container {:?} no command",
+                        c.image.as_deref().unwrap_or_default(),
+                        c.name
+                    ));
+                }
+                line
+            }
+            None => {
+                let words: Vec<String> = c
+                    .command
+                    .iter()
+                    .flatten()
+                    .chain(c.args.iter().flatten())
+                    .cloned()
+                    .collect();
+                crate::expand::command_line(&words, &env)
+            }
+        };
         Ok((env, command))
     }
 
@@ -920,7 +1020,37 @@ impl Kubelet {
             ctr.waiting = Some((reason.into(), Some(message)));
             ctr.next_start = Some(Instant::now() + TICK * 5);
         };
-        let (env, command) = match self.environment(pod, c, f) {
+        // An image run needs its image, then its pod's sandbox.
+        let prepared = match &self.oci {
+            None => None,
+            Some(oci) => {
+                let image = match oci.image_for(pod, c, &self.pull_events) {
+                    Ok(i) => i,
+                    Err(wait) => {
+                        if wait.reason != "ContainerCreating" && wait.reason != "ErrImagePull" {
+                            let changed = ctr.waiting.as_ref().is_none_or(|(r, _)| r != wait.reason);
+                            if changed {
+                                let kind = if wait.reason == "ImagePullBackOff" {
+                                    "BackOff"
+                                } else {
+                                    "Failed"
+                                };
+                                self.event(&about, EventType::Warning, kind, wait.message.clone());
+                            }
+                        }
+                        ctr.waiting = Some((wait.reason.into(), (!wait.message.is_empty()).then_some(wait.message)));
+                        ctr.next_start = Some(Instant::now() + wait.retry);
+                        return;
+                    }
+                };
+                match oci.sandbox(pod, dir, &self.node_ip) {
+                    Ok(sb) => Some((oci.clone(), image, sb)),
+                    Err(e) => return fail(ctr, "CreateContainerError", e),
+                }
+            }
+        };
+        let image = prepared.as_ref().map(|(_, i, _)| i);
+        let (env, command) = match self.environment(pod, c, f, image) {
             Ok(x) => x,
             Err(e) => return fail(ctr, "CreateContainerConfigError", e),
         };
@@ -944,13 +1074,28 @@ impl Kubelet {
                 return fail(ctr, "RunContainerError", format!("creating {}: {e}", d.display()));
             }
         }
+        let container = match &prepared {
+            None => None,
+            Some((oci, image, sb)) => {
+                let path = env
+                    .iter()
+                    .find(|(k, _)| k == "PATH")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                match oci.spec(pod, c, n, image, sb, dir, binds.clone(), &path) {
+                    Ok(s) => Some(s),
+                    Err(e) => return fail(ctr, "CreateContainerConfigError", e),
+                }
+            }
+        };
         let launch = Launch {
             state_dir: rd.clone(),
             log,
-            work_dir: c.working_dir.clone().map_or_else(|| PathBuf::from("/"), PathBuf::from),
+            work_dir: work_dir(c, image),
             command,
             env,
             binds,
+            container,
         };
         if let Err(e) = self.runtime.start(&launch) {
             return fail(ctr, "RunContainerError", e);
@@ -1029,12 +1174,7 @@ impl Kubelet {
             }
             slot.in_flight = true;
             slot.next = now + secs(p.period_seconds, 10);
-            let (runtime, launch, probe, ip) = (
-                self.runtime.clone(),
-                run.launch.clone(),
-                p.clone(),
-                self.node_ip.clone(),
-            );
+            let (runtime, launch, probe, ip) = (self.runtime.clone(), run.launch.clone(), p.clone(), self.pod_ip(uid));
             let (tx, uid, container, n, kind) = (tx.clone(), uid.to_string(), c.name.clone(), run.n, *kind);
             tokio::spawn(async move {
                 let timeout = secs(probe.timeout_seconds, 1);
@@ -1266,8 +1406,9 @@ impl Kubelet {
         s["phase"] = json!(phase);
         s["hostIP"] = json!(self.node_ip);
         s["hostIPs"] = crate::pods::ips(std::slice::from_ref(&self.node_ip));
-        s["podIP"] = json!(self.node_ip);
-        s["podIPs"] = crate::pods::ips(std::slice::from_ref(&self.node_ip));
+        let pod_ip = self.pod_ip(uid);
+        s["podIP"] = json!(pod_ip);
+        s["podIPs"] = crate::pods::ips(std::slice::from_ref(&pod_ip));
         if !s["startTime"].is_string() {
             s["startTime"] = json!(t);
         }
@@ -1334,6 +1475,15 @@ impl Kubelet {
 }
 
 /// An init container that is not a sidecar (`restartPolicy: Always`).
+/// A container's working directory: its own, the image's, or `/`.
+fn work_dir(c: &Container, image: Option<&crate::image::Image>) -> PathBuf {
+    c.working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .or_else(|| image.map(|i| i.config.working_dir.clone()).filter(|w| !w.is_empty()))
+        .map_or_else(|| PathBuf::from("/"), PathBuf::from)
+}
+
 fn is_sidecar(c: &Container) -> bool {
     c.restart_policy.as_deref() == Some("Always")
 }

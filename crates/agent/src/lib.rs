@@ -12,16 +12,20 @@
 
 pub mod agent;
 pub mod attach;
+pub mod container;
 pub mod endpoint;
 pub mod env;
 pub mod exec;
 pub mod expand;
+pub mod image;
 pub mod join;
 pub mod kubelet;
 pub mod lifecycle;
+pub mod oci;
 pub mod pods;
 pub mod portforward;
 pub mod runtime;
+pub mod sandbox;
 pub mod shim;
 pub mod simulated;
 pub mod spdy;

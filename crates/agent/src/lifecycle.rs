@@ -99,10 +99,11 @@ impl State {
             }
             State::Running(since) => json!({"running": {"startedAt": since}}),
             State::Terminated(exit, since) => {
-                let reason = match (&exit.error, exit.exit_code) {
-                    (Some(_), _) => "StartError",
-                    (None, 0) => "Completed",
-                    (None, _) => "Error",
+                let reason = match (&exit.reason, &exit.error, exit.exit_code) {
+                    (Some(r), _, _) => r.as_str(),
+                    (None, Some(_), _) => "StartError",
+                    (None, None, 0) => "Completed",
+                    (None, None, _) => "Error",
                 };
                 let mut t = json!({
                     "containerID": container_id,
@@ -188,6 +189,7 @@ mod tests {
             signal: None,
             finished_at: "t1".into(),
             error: None,
+            reason: None,
         }
     }
 
@@ -266,6 +268,7 @@ mod tests {
                 signal: Some(15),
                 finished_at: "t2".into(),
                 error: None,
+                reason: None,
             },
             "t1".into(),
         );

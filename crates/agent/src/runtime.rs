@@ -25,6 +25,8 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// The container's volume mounts, for a runtime that [`Runtime::isolates_mounts`].
     pub binds: Vec<crate::volumes::Bind>,
+    /// For an image run: its root, namespaces and limits.
+    pub container: Option<crate::container::ContainerSpec>,
 }
 
 /// Where a run is.
@@ -80,6 +82,9 @@ pub struct ProcessRuntime {
     /// Whether containers run in mount namespaces of their own (root, with util-linux's
     /// `unshare` and `nsenter`).
     isolated: bool,
+    /// Whether containers run images (the OCI runtime: every launch has a
+    /// [`Launch::container`]).
+    oci: bool,
 }
 
 impl ProcessRuntime {
@@ -92,7 +97,44 @@ impl ProcessRuntime {
             shim_program,
             exited,
             isolated,
+            oci: false,
         }
+    }
+
+    /// A runtime that runs images in namespaces of their own (see [`crate::container`]).
+    pub fn oci(shim_program: PathBuf, exited: Arc<tokio::sync::Notify>) -> Self {
+        ProcessRuntime {
+            shim_program,
+            exited,
+            isolated: true,
+            oci: true,
+        }
+    }
+
+    /// Whether the OCI runtime can work here: root, overlayfs, namespaces, `ip`, `nsenter`.
+    pub fn oci_supported() -> Result<(), String> {
+        if !rustix::process::geteuid().is_root() {
+            return Err("the OCI runtime needs root".into());
+        }
+        let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+        if !fs.lines().any(|l| l.ends_with("\toverlay")) {
+            return Err("the kernel has no overlayfs".into());
+        }
+        if !can_unshare() {
+            return Err("namespaces cannot be made here (util-linux's unshare failed)".into());
+        }
+        for tool in ["ip", "nsenter"] {
+            let found = std::process::Command::new(tool)
+                .arg("-V")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok();
+            if !found {
+                return Err(format!("{tool} is not installed (iproute2 / util-linux)"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -120,14 +162,26 @@ fn shim_alive(state_dir: &Path) -> bool {
 
 impl Runtime for ProcessRuntime {
     fn version(&self) -> String {
-        "process://0.1.0".into()
+        if self.oci {
+            "shoal-oci://0.1.0".into()
+        } else {
+            "process://0.1.0".into()
+        }
     }
 
     fn needs_command(&self) -> bool {
-        true
+        !self.oci
     }
 
     fn start(&self, launch: &Launch) -> Result<(), String> {
+        if let Some(spec) = &launch.container {
+            if let Some(d) = &spec.image {
+                let _ = shim::write_atomic(&launch.state_dir.join("image"), d);
+            }
+            let text = serde_json::to_string(spec).map_err(|e| e.to_string())?;
+            shim::write_atomic(&shim::spec_file(&launch.state_dir), &text)
+                .map_err(|e| format!("writing the container's spec: {e}"))?;
+        }
         let args = ShimArgs {
             state_dir: launch.state_dir.clone(),
             log: launch.log.clone(),
@@ -141,7 +195,7 @@ impl Runtime for ProcessRuntime {
         };
         // With mounts to make, the shim starts in a mount namespace of its own (`unshare`
         // execs it, so the pid is still the shim's).
-        let mut cmd = if args.binds.is_empty() {
+        let mut cmd = if args.binds.is_empty() || launch.container.is_some() {
             tokio::process::Command::new(&self.shim_program)
         } else {
             let mut c = tokio::process::Command::new("unshare");
@@ -188,6 +242,7 @@ impl Runtime for ProcessRuntime {
                 signal: Some(9),
                 finished_at: shoal_api::time::now_rfc3339(),
                 error: Some(why.into()),
+                reason: None,
             })
         };
         match pid {
@@ -240,6 +295,24 @@ impl Runtime for ProcessRuntime {
         let (program, args) = argv.split_first()?;
         // In the container's mount namespace, when it has one.
         let mut cmd = match self.state(&launch.state_dir) {
+            RunState::Running(pid) if self.oci => {
+                // Every namespace of the container, its root and working directory, its user.
+                let mut c = tokio::process::Command::new("nsenter");
+                c.arg(format!("--target={pid}"))
+                    .args(["--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd"]);
+                if let Some((u, g)) = std::fs::read_to_string(launch.state_dir.join("user"))
+                    .ok()
+                    .and_then(|s| s.trim().split_once(':').map(|(u, g)| (u.to_string(), g.to_string())))
+                {
+                    c.arg(format!("--setuid={u}")).arg(format!("--setgid={g}"));
+                }
+                c.arg("--").arg(program);
+                c.args(args)
+                    .env_clear()
+                    .envs(launch.env.iter().map(|(k, v)| (k, v)))
+                    .kill_on_drop(true);
+                return Some(c);
+            }
             RunState::Running(pid) if self.isolated => {
                 let mut c = tokio::process::Command::new("nsenter");
                 c.arg(format!("--mount=/proc/{pid}/ns/mnt")).arg("--").arg(program);
@@ -305,6 +378,7 @@ impl Runtime for SimulatedRuntime {
             signal: sig,
             finished_at: shoal_api::time::now_rfc3339(),
             error: None,
+            reason: None,
         };
         let _ = std::fs::write(
             shim::exit_file(state_dir),
@@ -332,6 +406,7 @@ mod tests {
             command: vec!["x".into()],
             env: vec![],
             binds: vec![],
+            container: None,
         };
         assert_eq!(rt.state(dir.path()), RunState::Unknown);
         rt.start(&launch).unwrap();

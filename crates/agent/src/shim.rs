@@ -14,10 +14,9 @@
 //! state directory is gone before its pid could be written is not wanted any more: the shim
 //! kills it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
 
 /// What one container's shim is told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,6 +112,10 @@ pub struct Exit {
     /// Why it could not start, if it did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The runtime's reason for the end when it knows better than the exit code
+    /// (`OOMKilled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// The pid file of a container in `state_dir`.
@@ -176,26 +179,78 @@ fn now() -> String {
     shoal_api::time::now_rfc3339()
 }
 
-fn copy_lines(from: impl Read, stream: &'static str, log: Arc<Mutex<std::fs::File>>) {
-    let mut reader = BufReader::new(from);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                if line.last() == Some(&b'\n') {
-                    line.pop();
-                }
-                let mut f = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                // A full disk loses log lines, never the container.
-                let _ = f.write_all(&log_line(stream, &line));
+/// Copies the container's two output pipes into the log, a line at a time, from one
+/// thread (the shim may have entered a PID namespace for its child, after which it cannot
+/// start threads). Returns once both pipes are closed, or once `ended` says the process is
+/// gone and the pipes stayed quiet for half a second (children of the process may keep them
+/// open).
+fn copy_output(
+    out: std::process::ChildStdout,
+    err: std::process::ChildStderr,
+    log: &mut std::fs::File,
+    mut ended: impl FnMut() -> bool,
+) {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut files = [
+        std::fs::File::from(std::os::fd::OwnedFd::from(out)),
+        std::fs::File::from(std::os::fd::OwnedFd::from(err)),
+    ];
+    let names = ["stdout", "stderr"];
+    let mut pending: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut open = [true, true];
+    let mut quiet_since: Option<std::time::Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    let timeout = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
+    while open.iter().any(|o| *o) {
+        let mut ready = [false, false];
+        {
+            let idx: Vec<usize> = (0..2).filter(|i| open[*i]).collect();
+            let mut polls: Vec<PollFd<'_>> = idx.iter().map(|i| PollFd::new(&files[*i], PollFlags::IN)).collect();
+            let _ = poll(&mut polls, Some(&timeout));
+            for (p, i) in polls.iter().zip(&idx) {
+                ready[*i] = !p.revents().is_empty();
             }
+        }
+        if !ready.iter().any(|r| *r) {
+            if ended() {
+                let since = *quiet_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > std::time::Duration::from_millis(500) {
+                    break;
+                }
+            }
+            continue;
+        }
+        quiet_since = None;
+        for i in (0..2).filter(|i| ready[*i]) {
+            match files[i].read(&mut buf) {
+                Ok(0) | Err(_) => open[i] = false,
+                Ok(n) => pending[i].extend_from_slice(&buf[..n]),
+            }
+            while let Some(pos) = pending[i].iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending[i].drain(..=pos).collect();
+                // A full disk loses log lines, never the container.
+                let _ = log.write_all(&log_line(names[i], &line[..line.len() - 1]));
+            }
+        }
+    }
+    for i in 0..2 {
+        if !pending[i].is_empty() {
+            let _ = log.write_all(&log_line(names[i], &pending[i]));
         }
     }
 }
 
+/// The file holding a container's [`crate::container::ContainerSpec`]: a run with one is
+/// an image run in namespaces of its own; without, a host process.
+pub fn spec_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("container.json")
+}
+
 /// Runs a shim until its container's process ends.
+#[allow(unsafe_code)] // `pre_exec`: the container's setup between fork and exec.
 pub fn run(args: &ShimArgs) -> ExitCode {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     let exit = |e: Exit| {
@@ -205,29 +260,82 @@ pub fn run(args: &ShimArgs) -> ExitCode {
         }
         ExitCode::SUCCESS
     };
+    let failed = |code: i32, error: String| Exit {
+        exit_code: code,
+        signal: None,
+        finished_at: now(),
+        error: Some(error),
+        reason: None,
+    };
     let _ = write_atomic(&shim_pid_file(&args.state_dir), &std::process::id().to_string());
-    let log = match std::fs::OpenOptions::new().create(true).append(true).open(&args.log) {
-        Ok(f) => Arc::new(Mutex::new(f)),
-        Err(e) => {
-            return exit(Exit {
-                exit_code: 128,
-                signal: None,
-                finished_at: now(),
-                error: Some(format!("opening the log {}: {e}", args.log.display())),
-            });
+    let mut log = match std::fs::OpenOptions::new().create(true).append(true).open(&args.log) {
+        Ok(f) => f,
+        Err(e) => return exit(failed(128, format!("opening the log {}: {e}", args.log.display()))),
+    };
+    let spec: Option<crate::container::ContainerSpec> = match std::fs::read(spec_file(&args.state_dir)) {
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(s) => Some(s),
+            Err(e) => return exit(failed(128, format!("reading the container's spec: {e}"))),
+        },
+        Err(_) => None,
+    };
+    let mut cgroup = None;
+    let mut cmd = match &spec {
+        Some(spec) => {
+            // The shim itself is not the one the OOM killer should pick.
+            let _ = std::fs::write("/proc/self/oom_score_adj", "-998");
+            let (rootfs, cg, user) = match crate::container::prepare(spec, &args.state_dir) {
+                Ok(x) => x,
+                Err(e) => return exit(failed(128, e)),
+            };
+            let Some(program) = crate::container::find_program(&rootfs, &args.command[0], &spec.path) else {
+                cg.remove();
+                return exit(failed(
+                    127,
+                    format!(
+                        "exec: {:?}: executable file not found in $PATH (or not executable) in the image",
+                        args.command[0]
+                    ),
+                ));
+            };
+            let cgroup_procs = match cg.procs_files() {
+                Ok(f) => f,
+                Err(e) => return exit(failed(128, e)),
+            };
+            let mut inside = crate::container::InChild {
+                rootfs,
+                work_dir: args.work_dir.clone(),
+                cgroup_procs,
+                mount_proc: !spec.host_pid,
+                user,
+                groups: spec.groups.clone(),
+                capabilities: if spec.privileged {
+                    crate::container::all_capabilities()
+                } else {
+                    spec.capabilities
+                },
+                no_new_privileges: spec.no_new_privileges && !spec.privileged,
+                read_only_root: spec.read_only_root,
+            };
+            cgroup = Some(cg);
+            let _ = write_atomic(&args.state_dir.join("user"), &format!("{}:{}", user.0, user.1));
+            let mut c = Command::new(program);
+            // SAFETY: the shim has started no thread, so the child is a copy of a
+            // single-threaded process and may allocate.
+            unsafe { c.pre_exec(move || inside.enter()) };
+            c
+        }
+        None => {
+            if let Err(e) = crate::volumes::bind_all(&args.binds) {
+                return exit(failed(128, e));
+            }
+            let mut c = Command::new(&args.command[0]);
+            c.current_dir(&args.work_dir);
+            c
         }
     };
-    if let Err(e) = crate::volumes::bind_all(&args.binds) {
-        return exit(Exit {
-            exit_code: 128,
-            signal: None,
-            finished_at: now(),
-            error: Some(e),
-        });
-    }
-    let spawned = Command::new(&args.command[0])
+    let spawned = cmd
         .args(&args.command[1..])
-        .current_dir(&args.work_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -236,12 +344,10 @@ pub fn run(args: &ShimArgs) -> ExitCode {
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
-            return exit(Exit {
-                exit_code: 128,
-                signal: None,
-                finished_at: now(),
-                error: Some(format!("exec: {:?}: {e}", args.command[0])),
-            });
+            if let Some(cg) = &cgroup {
+                cg.remove();
+            }
+            return exit(failed(128, format!("exec: {:?}: {e}", args.command[0])));
         }
     };
     let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
@@ -255,23 +361,19 @@ pub fn run(args: &ShimArgs) -> ExitCode {
     if let (Some(sig), Some(pid)) = (asked, pid) {
         let _ = rustix::process::kill_process_group(pid, sig);
     }
-    let out = child.stdout.take().map(|o| {
-        let log = log.clone();
-        std::thread::spawn(move || copy_lines(o, "stdout", log))
-    });
-    let err = child.stderr.take().map(|e| {
-        let log = log.clone();
-        std::thread::spawn(move || copy_lines(e, "stderr", log))
-    });
-    let status = child.wait();
-    // Output written just before the end is still in the pipes; children of the process
-    // that keep them open do not hold the exit back for more than a moment.
-    for t in [out, err].into_iter().flatten() {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-        while !t.is_finished() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+    let mut status = None;
+    if let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) {
+        copy_output(out, err, &mut log, || {
+            if status.is_none() {
+                status = child.try_wait().ok().flatten();
+            }
+            status.is_some()
+        });
     }
+    let status = match status {
+        Some(s) => Ok(s),
+        None => child.wait(),
+    };
     let (exit_code, signal) = match status {
         Ok(s) => match (s.code(), s.signal()) {
             (Some(c), _) => (c, None),
@@ -280,11 +382,17 @@ pub fn run(args: &ShimArgs) -> ExitCode {
         },
         Err(_) => (255, None),
     };
+    let reason = cgroup.as_ref().and_then(|cg| {
+        let oom = cg.oom_killed();
+        cg.remove();
+        oom.then(|| "OOMKilled".to_string())
+    });
     exit(Exit {
         exit_code,
         signal,
         finished_at: now(),
         error: None,
+        reason,
     })
 }
 

@@ -252,7 +252,8 @@ fn downward_field(pod: &Pod, path: &str) -> Option<String> {
 }
 
 /// A volume mount of a container: `source` on the node, seen at `target`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Bind {
     /// The volume's directory (or its `subPath`) on the node.
     pub source: PathBuf,

@@ -448,6 +448,56 @@ pub async fn run(args: ServerArgs, nodes: Option<u32>) -> Result<(), StartError>
 }
 
 /// `shoal agent`: joins the cluster and runs this machine's pods until stopped.
+/// `shoal image ...` on an agent's data dir; what it prints.
+pub(crate) async fn image_command(
+    data_dir: &std::path::Path,
+    command: crate::ImageCommand,
+) -> Result<String, StartError> {
+    use shoal_agent::image::{ImageStore, Registries};
+    let registries = match data_dir.join("registries.yaml") {
+        p if p.exists() => Registries::load(&p).map_err(|e| StartError(e.to_string()))?,
+        _ => Registries::default(),
+    };
+    let store = ImageStore::open(&data_dir.join("images"), registries).map_err(|e| StartError(e.to_string()))?;
+    let line = |i: &shoal_agent::image::Image| {
+        let name = i.names.first().cloned().unwrap_or_else(|| "<none>".into());
+        let (repo, tag) = match name.rfind(':') {
+            Some(p) if !name[p..].contains('/') => (name[..p].to_string(), name[p + 1..].to_string()),
+            _ => (name.clone(), "<none>".to_string()),
+        };
+        let id: String = i.digest.trim_start_matches("sha256:").chars().take(13).collect();
+        format!("{repo:<50} {tag:<12} {id:<14} {:.1}MB\n", i.size as f64 / 1e6)
+    };
+    match command {
+        crate::ImageCommand::Import { file } => {
+            let images = tokio::task::spawn_blocking(move || store.import(&file))
+                .await
+                .map_err(|e| StartError(e.to_string()))?
+                .map_err(|e| StartError(e.to_string()))?;
+            Ok(images
+                .iter()
+                .map(|i| format!("imported {} ({})\n", i.names.join(", "), i.digest))
+                .collect())
+        }
+        crate::ImageCommand::Pull { name } => {
+            let i = store.pull(&name, None).await.map_err(|e| StartError(e.to_string()))?;
+            Ok(format!("pulled {} ({})\n", i.names.join(", "), i.digest))
+        }
+        crate::ImageCommand::Ls => {
+            let mut out = format!("{:<50} {:<12} {:<14} {}\n", "IMAGE", "TAG", "IMAGE ID", "SIZE");
+            for i in store.list() {
+                out.push_str(&line(&i));
+            }
+            Ok(out)
+        }
+        crate::ImageCommand::Rm { name } => {
+            let in_use = shoal_agent::oci::images_in_use(data_dir);
+            let i = store.remove(&name, &in_use).map_err(|e| StartError(e.to_string()))?;
+            Ok(format!("Deleted: {}\n", i.digest))
+        }
+    }
+}
+
 pub async fn run_agent(args: crate::AgentArgs) -> Result<(), StartError> {
     use shoal_agent::agent::{AgentConfig, RuntimeKind};
     let token = std::fs::read_to_string(&args.token_file)
@@ -464,6 +514,10 @@ pub async fn run_agent(args: crate::AgentArgs) -> Result<(), StartError> {
     };
     let data_dir = std::path::absolute(&args.data_dir).map_err(err("resolving --data-dir"))?;
     std::fs::create_dir_all(&data_dir).map_err(err("creating the data dir"))?;
+    let registries = args
+        .registry_config
+        .clone()
+        .or_else(|| Some(data_dir.join("registries.yaml")).filter(|p| p.exists()));
     let cfg = AgentConfig {
         servers: args
             .server
@@ -475,13 +529,25 @@ pub async fn run_agent(args: crate::AgentArgs) -> Result<(), StartError> {
         node_name,
         node_ip: args.node_ip,
         data_dir,
-        runtime: if args.runtime == "simulated" {
-            RuntimeKind::Simulated
-        } else {
-            RuntimeKind::Process
+        runtime: match args.runtime.as_str() {
+            "simulated" => RuntimeKind::Simulated,
+            "process" => RuntimeKind::Process,
+            "oci" => {
+                shoal_agent::runtime::ProcessRuntime::oci_supported()
+                    .map_err(|e| StartError(format!("--runtime oci: {e}")))?;
+                RuntimeKind::Oci
+            }
+            _ => match shoal_agent::runtime::ProcessRuntime::oci_supported() {
+                Ok(()) => RuntimeKind::Oci,
+                Err(e) => {
+                    tracing::warn!(reason = %e, "agent: running containers as host processes (--runtime process)");
+                    RuntimeKind::Process
+                }
+            },
         },
         port: args.port,
         shim_program: std::env::current_exe().map_err(err("locating the shoal binary"))?,
+        registries,
     };
     tokio::select! {
         r = shoal_agent::agent::run(cfg) => r.map_err(|e| StartError(e.to_string())),

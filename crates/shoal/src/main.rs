@@ -47,6 +47,15 @@ enum Command {
     },
     /// Join a machine to a cluster as a node and run the pods bound to it.
     Agent(AgentArgs),
+    /// The images of a real node running `--runtime oci`: import archives for air-gapped
+    /// machines, pull, list and remove.
+    Image {
+        /// The agent's data directory.
+        #[arg(long, default_value = "./shoal-agent")]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// (internal) Run one container under the agent: started by `shoal agent`.
     #[command(hide = true)]
     Shim {
@@ -140,6 +149,28 @@ fn parse_service_cidr(s: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
     shoal_apiserver::alloc::parse_range(s)
 }
 
+/// `shoal image ...`.
+#[derive(Subcommand)]
+pub(crate) enum ImageCommand {
+    /// Import a `docker save` archive or an OCI image layout tar (optionally gzipped).
+    Import {
+        /// The archive.
+        file: PathBuf,
+    },
+    /// Pull an image from its registry (or the mirrors in registries.yaml).
+    Pull {
+        /// The image (`nginx`, `registry.example:5000/app:v1`).
+        name: String,
+    },
+    /// List the images.
+    Ls,
+    /// Remove an image (by name or digest) unless a running container uses it.
+    Rm {
+        /// The image.
+        name: String,
+    },
+}
+
 /// Flags of `shoal agent`.
 #[derive(Args, Clone)]
 pub struct AgentArgs {
@@ -160,9 +191,15 @@ pub struct AgentArgs {
     /// Where the agent keeps its credentials, pods and logs.
     #[arg(long, default_value = "./shoal-agent")]
     pub data_dir: PathBuf,
-    /// `process` runs containers as host processes; `simulated` runs nothing.
-    #[arg(long, default_value = "process", value_parser = ["process", "simulated"])]
+    /// `oci` runs images in containers of their own with pod networking (needs root,
+    /// overlayfs, iproute2); `process` runs each container's command as a host process;
+    /// `simulated` runs nothing. `auto`: `oci` where this machine allows it, else `process`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "oci", "process", "simulated"])]
     pub runtime: String,
+    /// Registry mirrors, credentials and plain-HTTP registries, in k3s's `registries.yaml`
+    /// format (default: `<data dir>/registries.yaml` when it exists).
+    #[arg(long)]
+    pub registry_config: Option<PathBuf>,
     /// Port of the agent's HTTPS endpoint (logs, exec) on --node-ip; 0 picks a free one.
     #[arg(long, default_value_t = 10250)]
     pub port: u16,
@@ -203,6 +240,15 @@ fn main() -> std::process::ExitCode {
     // A shim (one per container on a real node) goes straight to its work: no argument
     // parser, logging or runtime, so that it stays small.
     let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("pause") {
+        return match shoal_agent::sandbox::PauseArgs::parse(&argv[2..]) {
+            Ok(a) => shoal_agent::sandbox::pause(&a),
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if argv.get(1).map(String::as_str) == Some("shim") {
         return match shoal_agent::shim::ShimArgs::parse(&argv[2..]) {
             Ok(a) => shoal_agent::shim::run(&a),
@@ -265,6 +311,9 @@ fn main() -> std::process::ExitCode {
                 server,
                 data_dir,
             } => cluster::user_kubeconfig(&data_dir, &user, &groups, expires, server.as_deref())
+                .map(|text| print!("{text}")),
+            Command::Image { data_dir, command } => cluster::image_command(&data_dir, command)
+                .await
                 .map(|text| print!("{text}")),
             Command::Why {
                 target,

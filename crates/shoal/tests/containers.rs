@@ -1,0 +1,534 @@
+//! Real containers (`shoal agent --runtime oci`), as a user meets them, with nothing from
+//! the internet: an image built here from Debian's static busybox, written as an OCI image
+//! layout and copied by Debian's `skopeo` into Debian's `docker-registry`; `shoal server`
+//! and two agents, each in a network namespace this test makes (a "lan" bridge inside the
+//! server's namespace joins them), so every packet stays inside namespaces the test made.
+//!
+//! Needs root, iproute2, util-linux, `docker-registry`, `skopeo` and `busybox-static`. On a
+//! machine without them the test says why and passes, unless `SHOAL_REQUIRE_ROOT_TESTS` is
+//! set (CI sets it: there it must run).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why this machine cannot run the test, if it cannot.
+fn missing() -> Option<String> {
+    if !std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    {
+        return Some("not root".into());
+    }
+    for tool in ["docker-registry", "skopeo", "ip", "nsenter", "kubectl"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return Some(format!("{tool} is not installed"));
+        }
+    }
+    if !Path::new("/bin/busybox").exists() {
+        return Some("/bin/busybox (busybox-static) is not installed".into());
+    }
+    None
+}
+
+fn sh(cmd: &str) -> std::process::Output {
+    Command::new("sh").args(["-c", cmd]).output().expect("sh")
+}
+
+fn ok(cmd: &str) {
+    let out = sh(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The namespaces, processes and files of one test; all removed on drop.
+struct Lab {
+    tag: String,
+    dir: tempfile::TempDir,
+    children: Vec<(String, Child)>,
+}
+
+const SRV: &str = "10.77.0.1";
+
+impl Lab {
+    fn new() -> Lab {
+        let tag = format!("s{}", std::process::id() % 100_000);
+        let lab = Lab {
+            tag,
+            dir: tempfile::tempdir().expect("tempdir"),
+            children: Vec::new(),
+        };
+        let t = &lab.tag;
+        for n in ["srv", "a", "b"] {
+            ok(&format!("ip netns add {t}-{n} && ip -n {t}-{n} link set lo up"));
+        }
+        ok(&format!(
+            "ip -n {t}-srv link add lan0 type bridge && ip -n {t}-srv addr add {SRV}/24 dev lan0 && ip -n {t}-srv link set lan0 up"
+        ));
+        for (n, ip) in [("a", "10.77.0.2"), ("b", "10.77.0.3")] {
+            ok(&format!(
+                "ip link add {t}{n}0 netns {t}-srv type veth peer name eth0 netns {t}-{n} && \
+                 ip -n {t}-srv link set {t}{n}0 master lan0 up && \
+                 ip -n {t}-{n} addr add {ip}/24 dev eth0 && ip -n {t}-{n} link set eth0 up"
+            ));
+        }
+        lab
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// Starts `args` in namespace `ns` (`srv`, `a`, `b`).
+    fn spawn(&mut self, name: &str, ns: &str, args: &[&str]) {
+        let log = std::fs::File::create(self.path(&format!("{name}.log"))).expect("log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-{ns}", self.tag)])
+            .args(args)
+            .env("SHOAL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn");
+        self.children.push((name.into(), child));
+    }
+
+    fn kill(&mut self, name: &str) {
+        if let Some(pos) = self.children.iter().position(|(n, _)| n == name) {
+            let (_, mut c) = self.children.remove(pos);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// kubectl in the server's namespace.
+    fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &format!("{}-srv", self.tag), "kubectl", "--kubeconfig"])
+            .arg(self.path("server/kubeconfig"))
+            .args(args)
+            .output()
+            .expect("kubectl")
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn apply(&self, yaml: &str) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-srv", self.tag), "kubectl", "--kubeconfig"])
+            .arg(self.path("server/kubeconfig"))
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(yaml.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("kubectl");
+        assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Waits until `f` gives `Some`, or fails with what the agents logged.
+    fn eventually<T>(&self, what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let logs: String = ["a", "b"]
+                    .iter()
+                    .map(|n| std::fs::read_to_string(self.path(&format!("agent-{n}.log"))).unwrap_or_default())
+                    .collect();
+                let pods = self.kubectl(&["get", "pods", "-A", "-o", "wide"]);
+                let events = self.kubectl(&["get", "events", "-A"]);
+                panic!(
+                    "timed out waiting for {what}\npods:\n{}\nevents:\n{}\nagent logs (tail):\n{}",
+                    String::from_utf8_lossy(&pods.stdout),
+                    String::from_utf8_lossy(&events.stdout),
+                    logs.lines().rev().take(40).collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn start_agent(&mut self, n: &str, ip: &str) {
+        let dir = self.path(&format!("agent-{n}"));
+        std::fs::create_dir_all(&dir).expect("agent dir");
+        // Every docker.io image comes from the test's registry.
+        std::fs::write(
+            dir.join("registries.yaml"),
+            format!("mirrors:\n  docker.io:\n    endpoint: [\"http://{SRV}:5000\"]\n  \"{SRV}:5000\":\n    endpoint: [\"http://{SRV}:5000\"]\n"),
+        )
+        .expect("registries.yaml");
+        let (server, token, data) = (
+            format!("https://{SRV}:6443"),
+            self.path("server/node-token").display().to_string(),
+            dir.display().to_string(),
+        );
+        self.spawn(
+            &format!("agent-{n}"),
+            n,
+            &[
+                env!("CARGO_BIN_EXE_shoal"),
+                "agent",
+                "--server",
+                &server,
+                "--token-file",
+                &token,
+                "--node-name",
+                n,
+                "--node-ip",
+                ip,
+                "--port",
+                "0",
+                "--runtime",
+                "oci",
+                "--data-dir",
+                &data,
+            ],
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Containers and sandboxes live in the agents' namespaces: killing every process
+        // there ends them.
+        for n in ["a", "b", "srv"] {
+            let _ = sh(&format!("ip netns pids {t}-{n} | xargs -r kill -9", t = self.tag));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        for n in ["a", "b", "srv"] {
+            let _ = sh(&format!("ip netns del {t}-{n}", t = self.tag));
+        }
+    }
+}
+
+/// Writes an OCI image layout at `dir` holding busybox (with its applets as links) and an
+/// `/etc/passwd`, tagged `tag`.
+fn busybox_layout(dir: &Path, tag: &str) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("blobs");
+    let put = |bytes: &[u8]| -> String {
+        let hex: String = ring::digest::digest(&ring::digest::SHA256, bytes)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(blobs.join(&hex), bytes).expect("blob");
+        format!("sha256:{hex}")
+    };
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, mode: u32, data: &[u8], link: Option<&str>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        if let Some(l) = link {
+            h.set_link_name(l).expect("link");
+        }
+        h.set_cksum();
+        layer.append_data(&mut h, path, data).expect("append");
+    };
+    for d in ["bin", "etc", "tmp", "var", "root"] {
+        add(d, tar::EntryType::Directory, 0o755, b"", None);
+    }
+    let busybox = std::fs::read("/bin/busybox").expect("busybox");
+    add("bin/busybox", tar::EntryType::Regular, 0o755, &busybox, None);
+    for applet in [
+        "sh", "sleep", "cat", "echo", "ls", "wget", "httpd", "nc", "hostname", "ps", "id", "head", "touch", "env",
+        "mount", "grep", "dd", "tr",
+    ] {
+        add(
+            &format!("bin/{applet}"),
+            tar::EntryType::Symlink,
+            0o777,
+            b"",
+            Some("busybox"),
+        );
+    }
+    add(
+        "etc/passwd",
+        tar::EntryType::Regular,
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n",
+        None,
+    );
+    let raw = layer.into_inner().expect("tar");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    let diff = put(&raw);
+    std::fs::remove_file(blobs.join(diff.trim_start_matches("sha256:"))).expect("rm");
+    let layer_digest = put(&gz);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff]},
+    })
+    .to_string();
+    let config_digest = put(config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": gz.len()}],
+    })
+    .to_string();
+    let manifest_digest = put(manifest.as_bytes());
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": tag}}]});
+    std::fs::write(dir.join("index.json"), index.to_string()).expect("index");
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("layout");
+}
+
+fn pods_of(lab: &Lab, selector: &str) -> Vec<serde_json::Value> {
+    let out = lab.kubectl(&["get", "pods", "-l", selector, "-o", "json"]);
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["items"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn running_on_both(lab: &Lab, selector: &str) -> Option<Vec<serde_json::Value>> {
+    let pods = pods_of(lab, selector);
+    (pods.len() == 2
+        && pods
+            .iter()
+            .all(|p| p["status"]["phase"] == "Running" && p["status"]["containerStatuses"][0]["ready"] == true))
+    .then_some(pods)
+}
+
+fn daemonset(name: &str, image: &str, volume: &str, command: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: {name}}}
+spec:
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: {image}
+        command: ["sh", "-c", {command:?}]
+        volumeMounts: [{{name: v, mountPath: /data}}]
+      volumes: [{volume}]
+"#
+    )
+}
+
+#[test]
+fn images_run_isolated_with_pod_networking() {
+    if let Some(why) = missing() {
+        assert!(
+            std::env::var_os("SHOAL_REQUIRE_ROOT_TESTS").is_none(),
+            "SHOAL_REQUIRE_ROOT_TESTS is set but this machine cannot run the container tests: {why}"
+        );
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut lab = Lab::new();
+    // The registry and its image (under the names the seeds use, mirrored).
+    let registry_cfg = lab.path("registry.yml");
+    std::fs::write(
+        &registry_cfg,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {SRV}:5000\n",
+            lab.path("registry").display()
+        ),
+    )
+    .expect("registry config");
+    let cfg = registry_cfg.display().to_string();
+    lab.spawn("registry", "srv", &["docker-registry", "serve", &cfg]);
+    let layout = lab.path("layout");
+    busybox_layout(&layout, "1.36");
+    let data = lab.path("server").display().to_string();
+    lab.spawn(
+        "server",
+        "srv",
+        &[
+            env!("CARGO_BIN_EXE_shoal"),
+            "server",
+            "--listen",
+            &format!("{SRV}:6443"),
+            "--data-dir",
+            &data,
+        ],
+    );
+    let t = lab.tag.clone();
+    for name in ["library/busybox:1.36", "library/nginx:latest", "library/fluentd:latest"] {
+        let copy = format!(
+            "ip netns exec {t}-srv skopeo copy --quiet --dest-tls-verify=false oci:{}:1.36 docker://{SRV}:5000/{name}",
+            layout.display()
+        );
+        lab.eventually(&format!("pushing {name}"), 30, || {
+            sh(&copy).status.success().then_some(())
+        });
+    }
+    lab.eventually("the server", 30, || {
+        lab.path("server/node-token").exists().then_some(())
+    });
+    lab.start_agent("a", "10.77.0.2");
+    lab.start_agent("b", "10.77.0.3");
+    lab.eventually("two Ready nodes", 60, || {
+        let out = lab.kubectl(&["get", "nodes", "--no-headers"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (text.lines().filter(|l| l.contains(" Ready ")).count() == 2).then_some(())
+    });
+    let runtime = lab.kubectl_ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[*].status.nodeInfo.containerRuntimeVersion}",
+    ]);
+    assert_eq!(runtime, "shoal-oci://0.1.0 shoal-oci://0.1.0");
+
+    // Two DaemonSets mount different volumes at the same path on the same nodes.
+    lab.apply(&daemonset(
+        "one",
+        "busybox:1.36",
+        "{name: v, emptyDir: {}}",
+        "echo one > /data/who; exec httpd -f -p 8080 -h /data",
+    ));
+    lab.apply(&daemonset(
+        "two",
+        "nginx",
+        "{name: v, hostPath: {path: /tmp/shoal-containers-test-two, type: DirectoryOrCreate}}",
+        "echo two > /data/who; exec sleep 3600",
+    ));
+    let one = lab.eventually("DaemonSet one running on both nodes", 90, || {
+        running_on_both(&lab, "app=one")
+    });
+    lab.eventually("DaemonSet two running on both nodes", 90, || {
+        running_on_both(&lab, "app=two")
+    });
+    for (selector, want) in [("app=one", "one"), ("app=two", "two")] {
+        for p in pods_of(&lab, selector) {
+            let name = p["metadata"]["name"].as_str().expect("name").to_string();
+            let got = lab.kubectl_ok(&["exec", &name, "--", "cat", "/data/who"]);
+            assert_eq!(got.trim(), want, "{name} sees its own volume at /data");
+        }
+    }
+    // Isolated: the container is pid 1 of its own process table, its host name is the
+    // pod's, its root is the image's.
+    let pod_a = one.iter().find(|p| p["spec"]["nodeName"] == "a").expect("a pod on a");
+    let name_a = pod_a["metadata"]["name"].as_str().expect("name").to_string();
+    let ps = lab.kubectl_ok(&["exec", &name_a, "--", "ps"]);
+    assert!(
+        ps.lines()
+            .any(|l| l.trim_start().starts_with("1 ") && l.contains("httpd")),
+        "{ps}"
+    );
+    assert_eq!(lab.kubectl_ok(&["exec", &name_a, "--", "hostname"]).trim(), name_a);
+    assert!(
+        lab.kubectl_ok(&["exec", &name_a, "--", "ls", "/"])
+            .lines()
+            .all(|l| l != "home" && l != "usr")
+    );
+    // The node's tree got no link or mount for any of it.
+    assert!(!Path::new("/data/who").exists(), "a volume leaked onto the node's tree");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(&lab.dir.path().display().to_string()),
+        "host mounts left:\n{mounts}"
+    );
+
+    // Pod addresses come from each node's podCIDR (reachability across nodes, Services and
+    // NetworkPolicy are the next slice of issue 23).
+    let ips: Vec<(String, String)> = one
+        .iter()
+        .map(|p| {
+            (
+                p["spec"]["nodeName"].as_str().unwrap_or_default().to_string(),
+                p["status"]["podIP"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for (node, ip) in &ips {
+        assert!(
+            ip.starts_with("10.42."),
+            "pod on {node} has {ip}, not a pod-network address"
+        );
+    }
+    // The agent killed with -9 and started again: containers run on, untouched.
+    let before = lab.kubectl_ok(&[
+        "get",
+        "pod",
+        &name_a,
+        "-o",
+        "jsonpath={.status.containerStatuses[0].restartCount}",
+    ]);
+    let uid_a = pod_a["metadata"]["uid"].as_str().expect("uid");
+    let pid_file = lab.path(&format!("agent-a/pods/{uid_a}/containers/main/0/pid"));
+    let pid = std::fs::read_to_string(&pid_file).expect("pid");
+    lab.kill("agent-a");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(&lab.dir.path().display().to_string()),
+        "host mounts left:\n{mounts}"
+    );
+    assert!(
+        Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "the container died with its agent"
+    );
+    lab.start_agent("a", "10.77.0.2");
+    std::thread::sleep(Duration::from_secs(5));
+    lab.eventually("the restarted agent's node Ready", 60, || {
+        let out = lab.kubectl(&["get", "node", "a", "--no-headers"]);
+        String::from_utf8_lossy(&out.stdout).contains(" Ready ").then_some(())
+    });
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).expect("pid"),
+        pid,
+        "the container was restarted"
+    );
+    let after = lab.kubectl_ok(&[
+        "get",
+        "pod",
+        &name_a,
+        "-o",
+        "jsonpath={.status.containerStatuses[0].restartCount}",
+    ]);
+    assert_eq!(before, after);
+    let got = lab.kubectl_ok(&["exec", &name_a, "--", "cat", "/data/who"]);
+    assert_eq!(got.trim(), "one", "exec still enters the container");
+    let _ = std::fs::remove_dir_all("/tmp/shoal-containers-test-two");
+}
