@@ -223,11 +223,12 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        // Containers and sandboxes live in the agents' namespaces: killing every process
-        // there ends them.
+        // Every process in the test's namespaces, and the sandboxes and shims (in the pods'
+        // own namespaces), found by the test's directory on their command lines.
         for n in ["a", "b", "srv"] {
             let _ = sh(&format!("ip netns pids {t}-{n} | xargs -r kill -9", t = self.tag));
         }
+        let _ = sh(&format!("pkill -9 -f '{}/agent-'", self.dir.path().display()));
         std::thread::sleep(Duration::from_millis(300));
         for n in ["a", "b", "srv"] {
             let _ = sh(&format!("ip netns del {t}-{n}", t = self.tag));
@@ -471,8 +472,7 @@ fn images_run_isolated_with_pod_networking() {
         "host mounts left:\n{mounts}"
     );
 
-    // Pod addresses come from each node's podCIDR (reachability across nodes, Services and
-    // NetworkPolicy are the next slice of issue 23).
+    // Pod addresses come from each node's podCIDR.
     let ips: Vec<(String, String)> = one
         .iter()
         .map(|p| {
@@ -488,6 +488,28 @@ fn images_run_isolated_with_pod_networking() {
             "pod on {node} has {ip}, not a pod-network address"
         );
     }
+    // A pod on a reaches a pod on b by pod IP (routes between the nodes), and node a its own
+    // pod (through the bridge). Busybox's nc speaks the HTTP; its static wget crashes.
+    let ip_a = ips.iter().find(|(n, _)| n == "a").expect("a pod on a").1.clone();
+    let ip_b = ips.iter().find(|(n, _)| n == "b").expect("a pod on b").1.clone();
+    let get = |ip: &str| format!("printf 'GET /who HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 8080");
+    let got = lab.eventually("a pod on a reaching a pod on b by pod IP", 30, || {
+        let out = lab.kubectl(&["exec", &name_a, "--", "sh", "-c", &get(&ip_b)]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.contains("200 OK").then_some(text)
+    });
+    assert_eq!(got.lines().last().map(str::trim), Some("one"), "{got}");
+    let from_node = format!(
+        "ip netns exec {t}-a /bin/busybox sh -c \"{}\"",
+        get(&ip_a).replace('"', "\\\"")
+    );
+    let got = lab.eventually("node a reaching its pod by pod IP", 30, || {
+        let out = sh(&from_node);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.contains("200 OK").then_some(text)
+    });
+    assert_eq!(got.lines().last().map(str::trim), Some("one"), "{got}");
+
     // The agent killed with -9 and started again: containers run on, untouched.
     let before = lab.kubectl_ok(&[
         "get",
