@@ -319,7 +319,18 @@ impl Cgroup {
         } else {
             for ctl in ["memory", "cpu", "pids"] {
                 let base = root.join(ctl);
-                if !base.is_dir() {
+                if !base.join("cgroup.procs").is_file() {
+                    let wanted = match ctl {
+                        "memory" => limits.memory.is_some(),
+                        "cpu" => limits.cpu_millis.is_some(),
+                        _ => false,
+                    };
+                    if wanted {
+                        return Err(format!(
+                            "the container has a {ctl} limit, and no cgroup hierarchy for {ctl} is mounted at {}",
+                            base.display()
+                        ));
+                    }
                     continue;
                 }
                 let dir = base.join("shoal").join(name);

@@ -117,6 +117,18 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Whether this network namespace has the link `name` (asked of the kernel: `/sys/class/net`
+/// shows the namespace of whoever mounted `/sys`, which need not be this one).
+fn link_exists(name: &str) -> bool {
+    Command::new("ip")
+        .args(["link", "show", "dev", name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// An IPv4 network (`10.42.1.0/24`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
@@ -194,7 +206,7 @@ impl PodNetwork {
     }
 
     fn ensure_bridge(&self) -> Result<(), String> {
-        if !Path::new("/sys/class/net").join(BRIDGE).exists() {
+        if !link_exists(BRIDGE) {
             run("ip", &["link", "add", BRIDGE, "type", "bridge"])?;
         }
         let addr = format!("{}/{}", self.gateway(), self.cidr.prefix);
@@ -242,7 +254,7 @@ impl PodNetwork {
         let ip = self.lease(uid)?;
         let host = Self::host_side(uid);
         let pid_s = pid.to_string();
-        if Path::new("/sys/class/net").join(&host).exists() {
+        if link_exists(&host) {
             let _ = run("ip", &["link", "del", &host]);
         }
         run(
@@ -269,7 +281,7 @@ impl PodNetwork {
     /// Takes the pod's network away (its veth and its lease).
     pub fn detach(&self, uid: &str) {
         let host = Self::host_side(uid);
-        if Path::new("/sys/class/net").join(&host).exists() {
+        if link_exists(&host) {
             let _ = run("ip", &["link", "del", &host]);
         }
         if let Some(ip) = self.lease_of(uid) {

@@ -90,11 +90,13 @@ impl Lab {
         self.dir.path().join(p)
     }
 
-    /// Starts `args` in namespace `ns` (`srv`, `a`, `b`).
+    /// Starts `args` in the network namespace `ns` (`srv`, `a`, `b`). With nsenter, not
+    /// `ip netns exec`, which would hide the node's cgroups under a fresh `/sys`.
     fn spawn(&mut self, name: &str, ns: &str, args: &[&str]) {
         let log = std::fs::File::create(self.path(&format!("{name}.log"))).expect("log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &format!("{}-{ns}", self.tag)])
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}-{ns}", self.tag))
+            .arg("--")
             .args(args)
             .env("SHOAL_LOG", "info")
             .stdin(Stdio::null())
@@ -510,6 +512,36 @@ fn images_run_isolated_with_pod_networking() {
     });
     assert_eq!(got.lines().last().map(str::trim), Some("one"), "{got}");
 
+    // A memory limit kills a greedy container, and the status says OOMKilled.
+    lab.apply(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: greedy}
+spec:
+  nodeName: a
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox:1.36
+    command: ["sh", "-c", "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived"]
+    resources: {limits: {memory: 16Mi}}
+"#,
+    );
+    let reason = lab.eventually("the greedy pod to end", 90, || {
+        let out = lab.kubectl(&[
+            "get",
+            "pod",
+            "greedy",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.terminated.reason}",
+        ]);
+        let r = String::from_utf8_lossy(&out.stdout).to_string();
+        (!r.is_empty()).then_some(r)
+    });
+    assert_eq!(reason, "OOMKilled");
+    let logs = lab.kubectl_ok(&["logs", "greedy"]);
+    assert!(!logs.contains("survived"), "{logs}");
+
     // The agent killed with -9 and started again: containers run on, untouched.
     let before = lab.kubectl_ok(&[
         "get",
@@ -550,7 +582,13 @@ fn images_run_isolated_with_pod_networking() {
         "jsonpath={.status.containerStatuses[0].restartCount}",
     ]);
     assert_eq!(before, after);
-    let got = lab.kubectl_ok(&["exec", &name_a, "--", "cat", "/data/who"]);
+    // The restarted agent listens on a new port; the Node says so once it has registered.
+    let got = lab.eventually("exec through the restarted agent", 30, || {
+        let out = lab.kubectl(&["exec", &name_a, "--", "cat", "/data/who"]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    });
     assert_eq!(got.trim(), "one", "exec still enters the container");
     let _ = std::fs::remove_dir_all("/tmp/shoal-containers-test-two");
 }
