@@ -20,6 +20,9 @@ use crate::{LEASE_RENEW, NODE_STATUS_REPORT};
 
 const MANAGER: &str = "shoal-agent";
 
+/// The cluster's pod networks (what node IPAM hands out), as an nftables set.
+const CLUSTER_CIDRS: &str = "{ 10.42.0.0/16, 10.64.0.0/10 }";
+
 /// Which runtime runs the containers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RuntimeKind {
@@ -114,6 +117,18 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     // The kubelet is not: a panic there stops the agent, which takes its pods over from disk
     // when it starts again.
     let components = shoal_runtime::Components::new();
+    if let Some(net) = kubelet.oci().and_then(|o| o.network()) {
+        // Services that route, on this node (kube-proxy's part).
+        let (client, me, pods) = (client.clone(), cfg.node_name.clone(), net.cidr().to_string());
+        components.spawn("service-proxy", move || {
+            crate::proxy::run(
+                client.clone(),
+                me.clone(),
+                CLUSTER_CIDRS.to_string(),
+                Some(pods.clone()),
+            )
+        });
+    }
     if kubelet.oci().is_some_and(|o| o.network().is_some()) {
         let (k, client) = (kubelet.clone(), client.clone());
         let me = cfg.node_name.clone();

@@ -24,6 +24,7 @@ pub mod lifecycle;
 pub mod oci;
 pub mod pods;
 pub mod portforward;
+pub mod proxy;
 pub mod runtime;
 pub mod sandbox;
 pub mod shim;

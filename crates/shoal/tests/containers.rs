@@ -4,7 +4,8 @@
 //! and two agents, each in a network namespace this test makes (a "lan" bridge inside the
 //! server's namespace joins them), so every packet stays inside namespaces the test made.
 //!
-//! Needs root, iproute2, util-linux, `docker-registry`, `skopeo` and `busybox-static`. On a
+//! Needs root, iproute2, util-linux, nftables, `docker-registry`, `skopeo` and
+//! `busybox-static`. On a
 //! machine without them the test says why and passes, unless `SHOAL_REQUIRE_ROOT_TESTS` is
 //! set (CI sets it: there it must run).
 
@@ -22,7 +23,7 @@ fn missing() -> Option<String> {
     {
         return Some("not root".into());
     }
-    for tool in ["docker-registry", "skopeo", "ip", "nsenter", "kubectl"] {
+    for tool in ["docker-registry", "skopeo", "ip", "nsenter", "nft", "kubectl"] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .stdout(Stdio::null())
@@ -510,6 +511,31 @@ fn images_run_isolated_with_pod_networking() {
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         text.contains("200 OK").then_some(text)
     });
+    assert_eq!(got.lines().last().map(str::trim), Some("one"), "{got}");
+
+    // Services that route: by cluster IP from a pod, and by node port on node b's address.
+    lab.apply(
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: one}
+spec:
+  type: NodePort
+  selector: {app: one}
+  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080}]
+"#,
+    );
+    let cluster_ip = lab.kubectl_ok(&["get", "svc", "one", "-o", "jsonpath={.spec.clusterIP}"]);
+    let through_service = |target: String| {
+        let cmd = format!("printf 'GET /who HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {target}");
+        lab.eventually(&format!("a pod on a reaching {target}"), 30, || {
+            let out = lab.kubectl(&["exec", &name_a, "--", "sh", "-c", &cmd]);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            text.contains("200 OK").then_some(text)
+        })
+    };
+    let got = through_service(format!("{cluster_ip} 80"));
+    assert_eq!(got.lines().last().map(str::trim), Some("one"), "{got}");
+    let got = through_service("10.77.0.3 30080".to_string());
     assert_eq!(got.lines().last().map(str::trim), Some("one"), "{got}");
 
     // A memory limit kills a greedy container, and the status says OOMKilled.
