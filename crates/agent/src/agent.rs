@@ -20,8 +20,8 @@ use crate::{LEASE_RENEW, NODE_STATUS_REPORT};
 
 const MANAGER: &str = "shoal-agent";
 
-/// The cluster's pod networks (what node IPAM hands out), as an nftables set.
-const CLUSTER_CIDRS: &str = "{ 10.42.0.0/16, 10.64.0.0/10 }";
+/// The cluster's pod networks (what node IPAM hands out).
+const CLUSTER_CIDRS: &str = "10.42.0.0/16,10.64.0.0/10";
 
 /// Which runtime runs the containers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -100,7 +100,7 @@ fn valid_ip(s: &str) -> bool {
 }
 
 /// The whole table for `services` with `backends`, as seen from node `node` whose cluster
-/// pod network is `cluster_cidr`. The text `nft -f` takes: the old table goes in the same
+/// pod networks are `cluster_cidr` (comma-separated). The text `nft -f` takes: the old table goes in the same
 /// transaction.
 pub fn ruleset(services: &[Service], backends: &Backends, node: &str, cluster_cidr: &str) -> String {
     ruleset_with_egress(services, backends, node, cluster_cidr, None)
@@ -179,7 +179,7 @@ pub fn ruleset_with_egress(
                 if masq_all {
                     let _ = writeln!(chains, "    jump mark-masq");
                 } else {
-                    let _ = writeln!(chains, "    ip saddr != {cluster_cidr} jump mark-masq");
+                    let _ = writeln!(chains, "    jump mark-if-outside");
                 }
                 if let Some(t) = affinity {
                     for i in 0..list.len() {
@@ -247,13 +247,26 @@ pub fn ruleset_with_egress(
         );
     }
     let egress_rule = egress
-        .map(|pods| format!(" ip saddr {pods} ip daddr != {cluster_cidr} masquerade;"))
+        .map(|pods| format!(" ip saddr {pods} jump pod-egress;"))
         .unwrap_or_default();
     let _ = writeln!(
         out,
         "  chain nat-postrouting {{ type nat hook postrouting priority 100; policy accept; meta mark & 0x4000 == 0x4000 masquerade;{egress_rule} }}"
     );
     let _ = writeln!(out, "  chain mark-masq {{ meta mark set meta mark | 0x4000; }}");
+    // "Not in the cluster's pod networks": a return for each of them.
+    let cidrs: Vec<&str> = cluster_cidr
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    let returns = |field: &str| -> String { cidrs.iter().map(|c| format!("ip {field} {c} return; ")).collect() };
+    let _ = writeln!(
+        out,
+        "  chain mark-if-outside {{ {}meta mark set meta mark | 0x4000; }}",
+        returns("saddr")
+    );
+    let _ = writeln!(out, "  chain pod-egress {{ {}masquerade; }}", returns("daddr"));
     let _ = writeln!(out, "  chain services {{");
     out.push_str(&dispatch);
     out.push_str(&nodeports);
@@ -411,8 +424,9 @@ mod tests {
             ),
         ];
         let text = ruleset_with_egress(&services, &backends(&slices), "a", "10.42.0.0/16", Some("10.42.1.0/24"));
+        assert!(text.contains("ip saddr 10.42.1.0/24 jump pod-egress"), "{text}");
         assert!(
-            text.contains("ip saddr 10.42.1.0/24 ip daddr != 10.42.0.0/16 masquerade"),
+            text.contains("chain pod-egress { ip daddr 10.42.0.0/16 return; masquerade; }"),
             "{text}"
         );
         assert!(text.contains("ip daddr 10.43.0.20 tcp dport 80 goto svc-3-c"), "{text}");
@@ -430,7 +444,7 @@ mod tests {
             text.contains("set aff-3-c-0 { type ipv4_addr; flags dynamic,timeout; timeout 10800s; }"),
             "{text}"
         );
-        assert!(text.contains("ip saddr != 10.42.0.0/16 jump mark-masq"), "{text}");
+        assert!(text.contains("jump mark-if-outside"), "{text}");
         // No endpoints: refused; a Local policy with none on this node: refused too.
         assert!(text.contains("10.43.0.21 . tcp . 81"), "{text}");
         assert!(text.contains("10.43.0.22 . udp . 82"), "{text}");

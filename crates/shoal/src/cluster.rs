@@ -294,6 +294,11 @@ pub async fn start_with(
             }
         }
     };
+    if let Some(bound) = dns
+        && let Err(e) = publish_dns_service(&client, args.service_cidr, bound).await
+    {
+        tracing::warn!(error = %e, "publishing the kube-dns Service failed");
+    }
     // The scheduler as upstream's: `system:kube-scheduler` (bound to its bootstrap roles).
     let scheduling = kube::Client::new(
         api.router_as(shoal_apiserver::nodeauth::Identity::User(
@@ -416,6 +421,52 @@ async fn publish_api_endpoints(client: &kube::Client, host: &str, port: u16) -> 
     .map_err(kube::Error::SerdeError)?;
     Api::<EndpointSlice>::namespaced(client.clone(), "default")
         .patch("kubernetes", &pp, &Patch::Apply(&slice))
+        .await
+        .map(|_| ())
+}
+
+/// The `kube-system/kube-dns` Service pods on real nodes resolve through: the cluster IP
+/// that is the 10th address of the Service range (as k3s and kubeadm pick it), port 53 over
+/// UDP and TCP, and an EndpointSlice naming where the server's DNS listens. A DNS on
+/// loopback is reachable from no pod: nothing is published then.
+async fn publish_dns_service(
+    client: &kube::Client,
+    service_cidr: (std::net::Ipv4Addr, u8),
+    bound: std::net::SocketAddr,
+) -> Result<(), kube::Error> {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::api::{Api, Patch, PatchParams};
+    let ip = bound.ip();
+    if ip.is_loopback() || ip.is_unspecified() || ip.is_ipv6() {
+        return Ok(());
+    }
+    let cluster_ip = std::net::Ipv4Addr::from(u32::from(service_cidr.0).saturating_add(10));
+    let pp = PatchParams::apply("shoal-cluster-dns").force();
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                     "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "shoal-dns"}},
+        "spec": {"clusterIP": cluster_ip.to_string(), "ports": [
+            {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": bound.port()},
+            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": bound.port()}]},
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    let services: Api<Service> = Api::namespaced(client.clone(), "kube-system");
+    services.patch("kube-dns", &pp, &Patch::Apply(&svc)).await?;
+    let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kube-dns-shoal", "namespace": "kube-system",
+                     "labels": {"kubernetes.io/service-name": "kube-dns",
+                                "endpointslice.kubernetes.io/managed-by": "shoal-cluster-dns"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "dns", "port": bound.port(), "protocol": "UDP"},
+                  {"name": "dns-tcp", "port": bound.port(), "protocol": "TCP"}],
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    Api::<EndpointSlice>::namespaced(client.clone(), "kube-system")
+        .patch("kube-dns-shoal", &pp, &Patch::Apply(&slice))
         .await
         .map(|_| ())
 }

@@ -53,14 +53,16 @@ fn ok(cmd: &str) {
     );
 }
 
-/// The namespaces, processes and files of one test; all removed on drop.
+/// The namespaces, processes and files of one test; all removed on drop. The "lan" is
+/// 172.31.77.0/24, clear of the cluster's pod networks (10.42.0.0/16, 10.64.0.0/10) and
+/// Services (10.43.0.0/16).
 struct Lab {
     tag: String,
     dir: tempfile::TempDir,
     children: Vec<(String, Child)>,
 }
 
-const SRV: &str = "10.77.0.1";
+const SRV: &str = "172.31.77.1";
 
 impl Lab {
     fn new() -> Lab {
@@ -77,7 +79,7 @@ impl Lab {
         ok(&format!(
             "ip -n {t}-srv link add lan0 type bridge && ip -n {t}-srv addr add {SRV}/24 dev lan0 && ip -n {t}-srv link set lan0 up"
         ));
-        for (n, ip) in [("a", "10.77.0.2"), ("b", "10.77.0.3")] {
+        for (n, ip) in [("a", "172.31.77.2"), ("b", "172.31.77.3")] {
             ok(&format!(
                 "ip link add {t}{n}0 netns {t}-srv type veth peer name eth0 netns {t}-{n} && \
                  ip -n {t}-srv link set {t}{n}0 master lan0 up && \
@@ -164,6 +166,11 @@ impl Lab {
                 return v;
             }
             if Instant::now() > deadline {
+                // SHOAL_LAB_HOLD=SECS keeps the namespaces and processes up for a look.
+                if let Some(secs) = std::env::var("SHOAL_LAB_HOLD").ok().and_then(|s| s.parse().ok()) {
+                    eprintln!("holding the lab {} for {secs} s", self.tag);
+                    std::thread::sleep(Duration::from_secs(secs));
+                }
                 let logs: String = ["a", "b"]
                     .iter()
                     .map(|n| std::fs::read_to_string(self.path(&format!("agent-{n}.log"))).unwrap_or_default())
@@ -275,7 +282,7 @@ fn busybox_layout(dir: &Path, tag: &str) {
     add("bin/busybox", tar::EntryType::Regular, 0o755, &busybox, None);
     for applet in [
         "sh", "sleep", "cat", "echo", "ls", "wget", "httpd", "nc", "hostname", "ps", "id", "head", "touch", "env",
-        "mount", "grep", "dd", "tr",
+        "mount", "grep", "dd", "tr", "nslookup",
     ] {
         add(
             &format!("bin/{applet}"),
@@ -393,6 +400,8 @@ fn images_run_isolated_with_pod_networking() {
             "server",
             "--listen",
             &format!("{SRV}:6443"),
+            "--cluster-dns",
+            &format!("{SRV}:10053"),
             "--data-dir",
             &data,
         ],
@@ -410,8 +419,8 @@ fn images_run_isolated_with_pod_networking() {
     lab.eventually("the server", 30, || {
         lab.path("server/node-token").exists().then_some(())
     });
-    lab.start_agent("a", "10.77.0.2");
-    lab.start_agent("b", "10.77.0.3");
+    lab.start_agent("a", "172.31.77.2");
+    lab.start_agent("b", "172.31.77.3");
     lab.eventually("two Ready nodes", 60, || {
         let out = lab.kubectl(&["get", "nodes", "--no-headers"]);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -535,8 +544,28 @@ spec:
     };
     let got = through_service(format!("{cluster_ip} 80"));
     assert_eq!(got.lines().last().map(str::trim), Some("one"), "{got}");
-    let got = through_service("10.77.0.3 30080".to_string());
+    let got = through_service("172.31.77.3 30080".to_string());
     assert_eq!(got.lines().last().map(str::trim), Some("one"), "{got}");
+
+    // The Service by its DNS name, through the cluster DNS (a Service too), with the pod's
+    // resolv.conf: search path and ndots:5 as upstream.
+    let resolv = lab.kubectl_ok(&["exec", &name_a, "--", "cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local")
+            && resolv.contains("nameserver 10.43.0.10")
+            && resolv.contains("options ndots:5"),
+        "{resolv}"
+    );
+    // Busybox's static nc cannot resolve names (static glibc has no NSS), its nslookup can:
+    // the name is resolved with the pod's resolv.conf, then the Service reached at it.
+    for name in ["one.default.svc.cluster.local", "one"] {
+        let answer = lab.eventually(&format!("{name} resolving in a pod"), 30, || {
+            let out = lab.kubectl(&["exec", &name_a, "--", "nslookup", name]);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            text.contains(cluster_ip.as_str()).then_some(text)
+        });
+        assert!(answer.contains("one.default.svc.cluster.local"), "{answer}");
+    }
 
     // A memory limit kills a greedy container, and the status says OOMKilled.
     lab.apply(
@@ -589,7 +618,7 @@ spec:
         Path::new(&format!("/proc/{}", pid.trim())).exists(),
         "the container died with its agent"
     );
-    lab.start_agent("a", "10.77.0.2");
+    lab.start_agent("a", "172.31.77.2");
     std::thread::sleep(Duration::from_secs(5));
     lab.eventually("the restarted agent's node Ready", 60, || {
         let out = lab.kubectl(&["get", "node", "a", "--no-headers"]);
