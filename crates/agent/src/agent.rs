@@ -118,6 +118,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     // when it starts again.
     let components = shoal_runtime::Components::new();
     if let Some(net) = kubelet.oci().and_then(|o| o.network()) {
+        // NetworkPolicy for this node's pods.
+        let (c, me) = (client.clone(), cfg.node_name.clone());
+        components.spawn("network-policy", move || crate::netpol::run(c.clone(), me.clone()));
         // Services that route, on this node (kube-proxy's part).
         let (client, me, pods) = (client.clone(), cfg.node_name.clone(), net.cidr().to_string());
         components.spawn("service-proxy", move || {

@@ -21,6 +21,7 @@ pub mod image;
 pub mod join;
 pub mod kubelet;
 pub mod lifecycle;
+pub mod netpol;
 pub mod oci;
 pub mod pods;
 pub mod portforward;

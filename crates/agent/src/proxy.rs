@@ -322,6 +322,25 @@ pub fn apply(text: &str) -> Result<(), String> {
     }
 }
 
+/// What `nft --check` says is wrong with `text`, where nft can be asked (as root, with
+/// nftables installed); `None` when it accepts it or cannot be asked.
+pub fn check(text: &str) -> Option<String> {
+    use std::io::Write;
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let mut child = std::process::Command::new("nft")
+        .args(["--check", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(text.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    (!out.status.success()).then(|| format!("{}\n{text}", String::from_utf8_lossy(&out.stderr)))
+}
+
 /// Keeps the node's Service rules as the API says, until the process ends.
 pub async fn run(client: kube::Client, node: String, cluster_cidr: String, pods: Option<String>) {
     use futures::StreamExt;
@@ -453,20 +472,6 @@ mod tests {
         // From b's side the Local Service has its endpoint.
         let b = ruleset(&services, &backends(&slices), "b", "10.42.0.0/16");
         assert!(b.contains("ip daddr 10.43.0.22 udp dport 82 goto"), "{b}");
-        // nft itself accepts the text, where it can be asked (as root, with nftables).
-        let check = std::process::Command::new("nft")
-            .args(["--check", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn();
-        if let Ok(mut child) = check {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-            let out = child.wait_with_output().unwrap();
-            if rustix::process::geteuid().is_root() {
-                assert!(out.status.success(), "{}\n{text}", String::from_utf8_lossy(&out.stderr));
-            }
-        }
+        assert_eq!(check(&text), None);
     }
 }

@@ -567,6 +567,30 @@ spec:
         assert!(answer.contains("one.default.svc.cluster.local"), "{answer}");
     }
 
+    // A NetworkPolicy that isolates app=one for ingress: the pod on b stops answering the
+    // pod on a (by pod IP and through the Service); removed, it answers again.
+    lab.apply(
+        r#"apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: one-closed}
+spec:
+  podSelector: {matchLabels: {app: one}}
+  policyTypes: [Ingress]
+"#,
+    );
+    let ask_b = format!("printf 'GET /who HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip_b} 8080");
+    let answers = || {
+        let out = lab.kubectl(&["exec", &name_a, "--", "sh", "-c", &ask_b]);
+        String::from_utf8_lossy(&out.stdout).contains("200 OK")
+    };
+    lab.eventually("the policy to close pod b", 30, || (!answers()).then_some(()));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!answers(), "the policy let a connection through");
+    lab.kubectl_ok(&["delete", "networkpolicy", "one-closed"]);
+    lab.eventually("pod b answering once the policy is gone", 30, || {
+        answers().then_some(())
+    });
+
     // A memory limit kills a greedy container, and the status says OOMKilled.
     lab.apply(
         r#"apiVersion: v1
