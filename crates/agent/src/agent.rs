@@ -118,6 +118,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     // when it starts again.
     let components = shoal_runtime::Components::new();
     if let Some(net) = kubelet.oci().and_then(|o| o.network()) {
+        // The node's images in its status, and the next revision's images of its
+        // DaemonSets pulled ahead of their rollout.
+        if let Some(oci) = kubelet.oci().cloned() {
+            let (c, me) = (client.clone(), cfg.node_name.clone());
+            components.spawn("node-images", move || oci.clone().report_images(c.clone(), me.clone()));
+            let (k, c, me) = (kubelet.clone(), client.clone(), cfg.node_name.clone());
+            components.spawn("pre-pull", move || pre_pull(k.clone(), c.clone(), me.clone()));
+        }
         // NetworkPolicy for this node's pods.
         let (c, me) = (client.clone(), cfg.node_name.clone());
         components.spawn("network-policy", move || crate::netpol::run(c.clone(), me.clone()));
@@ -147,6 +155,57 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     });
     kubelet.run().await;
     Ok(())
+}
+
+/// Pulls the images of every DaemonSet that has a pod on this node as soon as its template
+/// names them, so that a rollout replaces the pod without waiting for a pull (the
+/// DaemonSet controller waits for `status.images` to list them). Looked at every 5 s.
+async fn pre_pull(kubelet: Arc<Kubelet>, client: kube::Client, me: String) {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    use k8s_openapi::api::core::v1::Pod;
+    let (daemonsets, pods): (Api<DaemonSet>, Api<Pod>) = (Api::all(client.clone()), Api::all(client));
+    let here = kube::api::ListParams::default().fields(&format!("spec.nodeName={me}"));
+    loop {
+        if let (Ok(sets), Ok(local), Some(oci)) = (
+            daemonsets.list(&Default::default()).await,
+            pods.list(&here).await,
+            kubelet.oci(),
+        ) {
+            for ds in &sets.items {
+                let uid = ds.metadata.uid.as_deref();
+                let runs_here = local.items.iter().any(|p| {
+                    p.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| Some(o.uid.as_str()) == uid)
+                });
+                let Some(spec) = ds.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+                    continue;
+                };
+                if !runs_here {
+                    continue;
+                }
+                let about = shoal_runtime::events::ObjectRef {
+                    api_version: "apps/v1".into(),
+                    kind: "DaemonSet".into(),
+                    namespace: ds.metadata.namespace.clone().unwrap_or_default(),
+                    name: ds.metadata.name.clone().unwrap_or_default(),
+                    uid: uid.unwrap_or_default().to_string(),
+                };
+                let images = spec
+                    .init_containers
+                    .iter()
+                    .flatten()
+                    .chain(&spec.containers)
+                    .filter_map(|c| c.image.as_deref());
+                for image in images {
+                    oci.pre_pull(image, about.clone(), kubelet.pull_events());
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
 }
 
 /// Keeps a route to every other node's pod network (its `podCIDR` through its InternalIP),

@@ -58,6 +58,9 @@ pub struct ContainerSpec {
     /// The image's digest (kept while the container runs, so the image is not removed).
     #[serde(default)]
     pub image: Option<String>,
+    /// The image as the pod names it (a change of it restarts the container).
+    #[serde(default)]
+    pub image_name: Option<String>,
 }
 
 /// A container's resource limits.

@@ -148,6 +148,8 @@ struct Ctr {
     started: bool,
     /// Whether the current run has a readiness probe (it is not ready until it passes).
     has_readiness: bool,
+    /// The current run is being replaced (its image changed): the next starts at once.
+    replace: bool,
     probes: HashMap<ProbeKind, ProbeSlot>,
 }
 
@@ -713,6 +715,7 @@ impl Kubelet {
         probes: &tokio::sync::mpsc::Sender<ProbeResult>,
     ) {
         self.observe(pod, c, ctr, policy);
+        self.replace_if_changed(pod, c, ctr);
         if let Some(run) = ctr
             .run
             .as_mut()
@@ -746,6 +749,36 @@ impl Kubelet {
             }
         }
         self.probe(c, ctr, uid, probes);
+    }
+
+    /// A running container whose image the pod now names differently (an in-place update,
+    /// `kubectl set image` on the pod) is stopped and started again from the new image, as
+    /// upstream's kubelet does: same pod, same address and volumes, restartCount + 1.
+    fn replace_if_changed(&self, pod: &Pod, c: &Container, ctr: &mut Ctr) {
+        let Some(run) = ctr.run.as_ref().filter(|r| r.exit.is_none()) else {
+            return;
+        };
+        let had = run.launch.container.as_ref().and_then(|s| s.image_name.as_deref());
+        if ctr.stopping || had.is_none() || had == c.image.as_deref() {
+            return;
+        }
+        tracing::info!(pod = ?pod.metadata.name, container = %c.name, "agent: image changed; replacing the container");
+        self.event(
+            &pod_ref(pod),
+            EventType::Normal,
+            "Killing",
+            format!("Container {} definition changed, will be restarted", c.name),
+        );
+        ctr.stopping = true;
+        ctr.ready = false;
+        ctr.replace = true;
+        let (runtime, dir, grace) = (self.runtime.clone(), run.dir.clone(), grace_of(pod));
+        tokio::spawn(async move { stop(runtime, dir, grace).await });
+    }
+
+    /// Where image pulls report their events (also for pre-pulls).
+    pub fn pull_events(&self) -> &crate::oci::PullEvents {
+        &self.pull_events
     }
 
     /// Writes pod statuses concurrently (one pass may start many containers) and records
@@ -805,13 +838,15 @@ impl Kubelet {
                 n,
                 dir: rd.clone(),
                 launch: Launch {
-                    state_dir: rd,
+                    state_dir: rd.clone(),
                     log: log_path(dir, container, n),
                     work_dir: PathBuf::from("/"),
                     command: Vec::new(),
                     env: Vec::new(),
                     binds: Vec::new(),
-                    container: None,
+                    container: std::fs::read(crate::shim::spec_file(&rd))
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok()),
                 },
                 started_at: started,
                 started: Instant::now(),
@@ -859,7 +894,11 @@ impl Kubelet {
             ctr.done = true;
             return;
         }
-        let delay = lifecycle::backoff(run.n + 1, ran);
+        let delay = if std::mem::take(&mut ctr.replace) {
+            Duration::ZERO
+        } else {
+            lifecycle::backoff(run.n + 1, ran)
+        };
         ctr.next_start = Some(Instant::now() + delay);
         if !delay.is_zero() {
             let name = pod.metadata.name.as_deref().unwrap_or_default();

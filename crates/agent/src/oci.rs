@@ -45,6 +45,8 @@ pub struct Oci {
     client: kube::Client,
     /// The cluster DNS address for pods' `resolv.conf`.
     dns: Mutex<Option<String>>,
+    /// Woken when the node's images change (for `status.images`).
+    images_changed: Arc<tokio::sync::Notify>,
 }
 
 /// An event a pull reports: about, warning?, reason, message.
@@ -52,6 +54,17 @@ pub type PullEvent = (shoal_runtime::events::ObjectRef, bool, &'static str, Stri
 
 /// Events the pulls report, for the kubelet to record.
 pub type PullEvents = tokio::sync::mpsc::UnboundedSender<PullEvent>;
+
+/// The reference events about `pod` use.
+fn about(pod: &Pod) -> shoal_runtime::events::ObjectRef {
+    shoal_runtime::events::ObjectRef {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+    }
+}
 
 /// The kubelet's default pull policy for an image: `Always` for `:latest` or no tag.
 pub fn default_pull_policy(image: &str) -> &'static str {
@@ -182,6 +195,79 @@ impl Oci {
             wake,
             client,
             dns: Mutex::default(),
+            images_changed: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Pulls `name` ahead of need (a DaemonSet's next revision) unless it is present or
+    /// being pulled; `about` gets the events. Returns at once.
+    pub fn pre_pull(&self, name: &str, about: shoal_runtime::events::ObjectRef, events: &PullEvents) {
+        if self.images.find(name).is_some() {
+            return;
+        }
+        let mut pulls = self.pulls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pulls.contains_key(name) {
+            return;
+        }
+        pulls.insert(name.to_string(), Pull::Running);
+        drop(pulls);
+        let (images, pulls, changed) = (self.images.clone(), self.pulls.clone(), self.images_changed.clone());
+        let (name, events) = (name.to_string(), events.clone());
+        tokio::spawn(async move {
+            let _ = events.send((
+                about.clone(),
+                false,
+                "PrePulling",
+                format!("Pulling image \"{name}\" before the rollout reaches this node"),
+            ));
+            let started = Instant::now();
+            let result = images.pull(&name, None).await.map_err(|e| e.to_string());
+            let (warning, reason, message) = match &result {
+                Ok(_) => (
+                    false,
+                    "PrePulled",
+                    format!(
+                        "Image \"{name}\" is on the node ({:.3}s)",
+                        started.elapsed().as_secs_f64()
+                    ),
+                ),
+                Err(e) => (true, "PrePullFailed", format!("Pre-pulling image \"{name}\": {e}")),
+            };
+            let _ = events.send((about, warning, reason, message));
+            // A pre-pulled image is not handed to a container: the next start finds it.
+            pulls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&name);
+            changed.notify_one();
+        });
+    }
+
+    /// Keeps the Node's `status.images` as the store holds them (names and sizes, as
+    /// upstream's kubelet reports them), until the process ends.
+    pub async fn report_images(self: Arc<Self>, client: kube::Client, node: String) {
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client);
+        let mut last = serde_json::Value::Null;
+        loop {
+            let images: Vec<serde_json::Value> = self
+                .images
+                .list()
+                .iter()
+                .map(|i| {
+                    let mut names = vec![i.image_id()];
+                    names.extend(i.names.iter().cloned());
+                    serde_json::json!({"names": names, "sizeBytes": i.size})
+                })
+                .collect();
+            let status = serde_json::json!({"status": {"images": images}});
+            if status != last {
+                let pp = kube::api::PatchParams::default();
+                match nodes.patch_status(&node, &pp, &kube::api::Patch::Merge(&status)).await {
+                    Ok(_) => last = status,
+                    Err(e) => tracing::warn!(error = %e, "agent: reporting the node's images failed"),
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(60), self.images_changed.notified()).await;
         }
     }
 
@@ -246,6 +332,12 @@ impl Oci {
             }),
             ("Never" | "IfNotPresent", Some(image)) => {
                 self.images.touch(&image.digest);
+                let _ = events.send((
+                    about(pod),
+                    false,
+                    "Pulled",
+                    format!("Container image \"{name}\" already present on machine"),
+                ));
                 Ok(image)
             }
             _ => {
@@ -286,13 +378,7 @@ impl Oci {
     fn start_pull(&self, pod: &Pod, name: String, events: PullEvents) {
         let (images, client) = (self.images.clone(), self.client.clone());
         let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        let about = shoal_runtime::events::ObjectRef {
-            api_version: "v1".into(),
-            kind: "Pod".into(),
-            namespace: ns.clone(),
-            name: pod.metadata.name.clone().unwrap_or_default(),
-            uid: pod.metadata.uid.clone().unwrap_or_default(),
-        };
+        let about = about(pod);
         let secrets: Vec<String> = pod
             .spec
             .as_ref()
@@ -301,7 +387,7 @@ impl Oci {
             .into_iter()
             .map(|r| r.name)
             .collect();
-        let (wake, pulls) = (self.wake.clone(), self.pulls.clone());
+        let (wake, pulls, changed) = (self.wake.clone(), self.pulls.clone(), self.images_changed.clone());
         tokio::spawn(async move {
             let _ = events.send((about.clone(), false, "Pulling", format!("Pulling image \"{name}\"")));
             let started = Instant::now();
@@ -325,6 +411,7 @@ impl Oci {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(name, Pull::Done(Box::new(result), Instant::now()));
             wake.notify_one();
+            changed.notify_one();
         });
     }
 
@@ -470,6 +557,7 @@ impl Oci {
             },
             cgroup: format!("{uid}_{}_{n}", c.name),
             image: Some(image.digest.clone()),
+            image_name: c.image.clone(),
         })
     }
 }

@@ -26,13 +26,14 @@ pub mod validation;
 
 /// The `status` fields of a Pod or Node that the in-process controllers and the scheduler
 /// read from their caches. Their caches keep only these: container statuses, pod IPs, node
-/// info, addresses and images take most of a status and are never read there. A node's
-/// resources are read only by the scheduler, which takes them before it trims a node, and
-/// of its conditions only `Ready` is read (the node lifecycle controller reads the node
-/// from the API before it rewrites them all).
+/// info and addresses take most of a status and are never read there. A node's images are
+/// kept: the DaemonSet rollout waits for a real node to list a new image (simulated nodes
+/// report none, so they cost nothing). A node's resources are read only by the scheduler,
+/// which takes them before it trims a node, and of its conditions only `Ready` is read (the
+/// node lifecycle controller reads the node from the API before it rewrites them all).
 const READ_STATUS: &[(&str, &[&str])] = &[
     ("Pod", &["phase", "conditions", "reason", "message", "podIP"]),
-    ("Node", &["conditions"]),
+    ("Node", &["conditions", "images"]),
 ];
 
 /// The `spec` fields of a bound Pod that are read from caches: its node. (The node

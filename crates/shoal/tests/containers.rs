@@ -248,7 +248,7 @@ impl Drop for Lab {
 
 /// Writes an OCI image layout at `dir` holding busybox (with its applets as links) and an
 /// `/etc/passwd`, tagged `tag`.
-fn busybox_layout(dir: &Path, tag: &str) {
+fn busybox_layout(dir: &Path, tag: &str, version: &str) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).expect("blobs");
     let put = |bytes: &[u8]| -> String {
@@ -292,6 +292,13 @@ fn busybox_layout(dir: &Path, tag: &str) {
             Some("busybox"),
         );
     }
+    add(
+        "etc/version",
+        tar::EntryType::Regular,
+        0o644,
+        format!("{version}\n").as_bytes(),
+        None,
+    );
     add(
         "etc/passwd",
         tar::EntryType::Regular,
@@ -390,7 +397,9 @@ fn images_run_isolated_with_pod_networking() {
     let cfg = registry_cfg.display().to_string();
     lab.spawn("registry", "srv", &["docker-registry", "serve", &cfg]);
     let layout = lab.path("layout");
-    busybox_layout(&layout, "1.36");
+    busybox_layout(&layout, "1.36", "1");
+    let layout2 = lab.path("layout2");
+    busybox_layout(&layout2, "2", "2");
     let data = lab.path("server").display().to_string();
     lab.spawn(
         "server",
@@ -416,6 +425,12 @@ fn images_run_isolated_with_pod_networking() {
             sh(&copy).status.success().then_some(())
         });
     }
+    // The next version, for the rollouts.
+    let copy = format!(
+        "ip netns exec {t}-srv skopeo copy --quiet --dest-tls-verify=false oci:{}:2 docker://{SRV}:5000/library/busybox:2",
+        layout2.display()
+    );
+    lab.eventually("pushing busybox:2", 30, || sh(&copy).status.success().then_some(()));
     lab.eventually("the server", 30, || {
         lab.path("server/node-token").exists().then_some(())
     });
@@ -669,5 +684,93 @@ spec:
             .then(|| String::from_utf8_lossy(&out.stdout).to_string())
     });
     assert_eq!(got.trim(), "one", "exec still enters the container");
+
+    // A DaemonSet rollout on real nodes pre-pulls: each node pulls the new image while its
+    // old pod still serves, and the new pod starts from an image already there.
+    lab.kubectl_ok(&["set", "image", "ds/one", "main=busybox:2"]);
+    lab.eventually("DaemonSet one rolled out", 120, || {
+        let out = lab.kubectl(&[
+            "get",
+            "ds",
+            "one",
+            "-o",
+            "jsonpath={.status.updatedNumberScheduled} {.status.numberAvailable}",
+        ]);
+        (String::from_utf8_lossy(&out.stdout) == "2 2").then_some(())
+    });
+    let events = lab.kubectl_ok(&["get", "events", "-o", "json"]);
+    let events: serde_json::Value = serde_json::from_str(&events).expect("events");
+    let items = events["items"].as_array().cloned().unwrap_or_default();
+    let prepulled = items
+        .iter()
+        .filter(|e| {
+            e["involvedObject"]["kind"] == "DaemonSet"
+                && e["involvedObject"]["name"] == "one"
+                && e["reason"] == "PrePulled"
+        })
+        .count();
+    assert_eq!(prepulled, 2, "each node pre-pulled the new image");
+    for p in pods_of(&lab, "app=one") {
+        let name = p["metadata"]["name"].as_str().expect("name");
+        let about: Vec<&serde_json::Value> = items.iter().filter(|e| e["involvedObject"]["name"] == name).collect();
+        assert!(
+            about.iter().any(|e| e["reason"] == "Pulled"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("already present on machine"))),
+            "{name}: {about:?}"
+        );
+        assert!(
+            !about.iter().any(|e| e["reason"] == "Pulling"),
+            "{name} waited for a pull: {about:?}"
+        );
+        assert_eq!(lab.kubectl_ok(&["exec", name, "--", "cat", "/etc/version"]).trim(), "2");
+    }
+
+    // In place: only the image changes, so the pods stay (same UID and address), and their
+    // container restarts once with the new image.
+    let before: Vec<(String, String, String)> = pods_of(&lab, "app=two")
+        .iter()
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                p["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+                p["status"]["podIP"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(before.len(), 2);
+    lab.kubectl_ok(&["annotate", "ds/two", "shoal.dev/in-place-update=true"]);
+    lab.kubectl_ok(&["set", "image", "ds/two", "main=busybox:2"]);
+    lab.eventually("DaemonSet two updated in place", 120, || {
+        let out = lab.kubectl(&[
+            "get",
+            "ds",
+            "two",
+            "-o",
+            "jsonpath={.status.updatedNumberScheduled} {.status.numberAvailable}",
+        ]);
+        (String::from_utf8_lossy(&out.stdout) == "2 2").then_some(())
+    });
+    let after = pods_of(&lab, "app=two");
+    for (name, uid, ip) in &before {
+        let p = after
+            .iter()
+            .find(|p| p["metadata"]["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("pod {name} was replaced, not updated in place"));
+        assert_eq!(p["metadata"]["uid"], uid.as_str());
+        assert_eq!(p["status"]["podIP"], ip.as_str());
+        assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 1, "{p}");
+        assert_eq!(lab.kubectl_ok(&["exec", name, "--", "cat", "/etc/version"]).trim(), "2");
+    }
+    let events = lab.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=InPlaceUpdate",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(events.lines().count(), 2, "{events}");
     let _ = std::fs::remove_dir_all("/tmp/shoal-containers-test-two");
 }

@@ -41,6 +41,9 @@ pub enum Action {
         node: String,
         reason: DeleteReason,
     },
+    /// Move a pod to the current template in place: its containers' images and its revision
+    /// labels are changed, the pod stays (see [`super::rollout::IN_PLACE`]).
+    UpdateInPlace { pod: String, uid: String, node: String },
 }
 
 /// The counters of a DaemonSet's status.

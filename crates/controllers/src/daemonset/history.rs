@@ -46,6 +46,65 @@ pub fn revision_data(ds: &Value) -> Value {
     json!({"spec": {"template": template}})
 }
 
+/// A template with its containers' images left out (what an in-place update may change).
+fn without_images(template: &Value) -> Value {
+    let mut t = template.clone();
+    if let Some(m) = t.as_object_mut() {
+        m.remove("$patch");
+    }
+    for key in ["containers", "initContainers"] {
+        if let Some(list) = t["spec"][key].as_array_mut() {
+            for c in list {
+                if let Some(c) = c.as_object_mut() {
+                    c.remove("image");
+                }
+            }
+        }
+    }
+    t
+}
+
+/// The revision hashes (of `revisions`, the DaemonSet's ControllerRevisions) whose template
+/// differs from the current one only in its containers' images.
+pub fn image_only_revisions(ds: &Value, revisions: &[std::sync::Arc<Value>]) -> std::collections::HashSet<String> {
+    let current = without_images(&ds["spec"]["template"]);
+    let uid = ds["metadata"]["uid"].as_str();
+    revisions
+        .iter()
+        .filter(|r| {
+            r["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|o| o["uid"].as_str() == uid))
+        })
+        .filter(|r| without_images(&r["data"]["spec"]["template"]) == current)
+        .filter_map(|r| r["metadata"]["labels"][REVISION_HASH_LABEL].as_str().map(String::from))
+        .collect()
+}
+
+/// The patch that moves a daemon pod to the current template in place: its containers'
+/// images (merged by name) and its revision labels.
+pub fn in_place_patch(ds: &Value, hash: &str) -> Value {
+    let spec = &ds["spec"]["template"]["spec"];
+    let images = |key: &str| -> Vec<Value> {
+        spec[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| json!({"name": c["name"], "image": c["image"]}))
+            .collect()
+    };
+    let mut labels = json!({ REVISION_HASH_LABEL: hash });
+    if let Some(g) = ds["metadata"]["annotations"][super::facts::TEMPLATE_GENERATION_ANNOTATION].as_str() {
+        labels[super::facts::TEMPLATE_GENERATION_LABEL] = json!(g);
+    }
+    let mut patch = json!({"metadata": {"labels": labels}, "spec": {"containers": images("containers")}});
+    let init = images("initContainers");
+    if !init.is_empty() {
+        patch["spec"]["initContainers"] = json!(init);
+    }
+    patch
+}
+
 /// The controller ownerReference of objects a DaemonSet owns.
 pub fn owner_reference(ds: &Value) -> Value {
     crate::informer::controller_ref("apps/v1", "DaemonSet", ds)
@@ -138,6 +197,28 @@ pub fn revisions_to_prune<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_only_revisions_are_found_and_patched_in_place() {
+        let ds = json!({"metadata": {"name": "d", "uid": "u", "annotations": {"deprecated.daemonset.template.generation": "3"}},
+            "spec": {"template": {"metadata": {"labels": {"app": "d"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx:2", "args": ["x"]}]}}}});
+        let rev = |hash: &str, image: &str, args: &str| {
+            let mut old = ds.clone();
+            old["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
+            old["spec"]["template"]["spec"]["containers"][0]["args"] = json!([args]);
+            std::sync::Arc::new(controller_revision(&old, hash, 1))
+        };
+        let revisions = vec![rev("h1", "nginx:1", "x"), rev("h2", "nginx:1", "y")];
+        let found = image_only_revisions(&ds, &revisions);
+        assert!(found.contains("h1") && !found.contains("h2"), "{found:?}");
+        let p = in_place_patch(&ds, "h3");
+        assert_eq!(p["spec"]["containers"], json!([{"name": "c", "image": "nginx:2"}]));
+        assert_eq!(
+            p["metadata"]["labels"],
+            json!({"controller-revision-hash": "h3", "pod-template-generation": "3"})
+        );
+    }
 
     fn ds() -> Value {
         json!({"metadata": {"name": "web", "namespace": "default", "uid": "u1",

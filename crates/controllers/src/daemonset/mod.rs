@@ -301,7 +301,13 @@ impl Controller {
             })
             .collect();
         let pending = |n: &str| expected.contains(n);
-        let result = plan::plan_views(ds, &views, &owned, &hash, &pending, now);
+        let in_place_hashes = if ds["metadata"]["annotations"][rollout::IN_PLACE] == "true" {
+            history::image_only_revisions(ds, revisions)
+        } else {
+            HashSet::new()
+        };
+        let in_place = |p: &PodFacts| p.hash.as_deref().is_some_and(|h| in_place_hashes.contains(h));
+        let result = plan::plan_views(ds, &views, &owned, &hash, &pending, &in_place, now);
 
         let about = ObjectRef::of("apps/v1", "DaemonSet", ds);
         let creates: Vec<String> = result
@@ -409,6 +415,34 @@ impl Controller {
                         .await;
                 }
                 _ => {}
+            }
+        }
+        // In-place updates: the pod's images and revision labels change; the agent restarts
+        // just the containers whose image changed (the pod's `metadata.uid` in the patch is
+        // its precondition).
+        for a in &result.actions {
+            let Action::UpdateInPlace {
+                pod,
+                uid: pod_uid,
+                node,
+            } = a
+            else {
+                continue;
+            };
+            let mut patch = history::in_place_patch(ds, &hash);
+            patch["metadata"]["uid"] = json!(pod_uid);
+            let pp = PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            };
+            match pod_api.patch(pod, &pp, &Patch::Strategic(&patch)).await {
+                Ok(_) => {
+                    let msg = format!("Updated pod {pod} on node {node} in place to revision {hash} (images only)");
+                    recorder.record(&about, EventType::Normal, "InPlaceUpdate", &msg).await;
+                }
+                Err(e) => {
+                    failure.get_or_insert(Error::from(e));
+                }
             }
         }
         let targets: Vec<(String, String)> = deletes

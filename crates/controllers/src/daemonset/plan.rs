@@ -55,18 +55,20 @@ pub fn plan(
         .collect();
     let facts: Vec<PodFacts> = pods.iter().map(|p| PodFacts::of(p)).collect();
     let refs: Vec<&PodFacts> = facts.iter().collect();
-    plan_views(ds, &views, &refs, hash, pending, now)
+    plan_views(ds, &views, &refs, hash, pending, &|_| false, now)
 }
 
 /// Plans one DaemonSet. `nodes` are every node, with the DaemonSet's placement on it; `pods`
 /// are the pods it owns (after adoption and release); `pending` are nodes with a creation in
 /// flight the pod cache does not show yet (expectations), which count as having a pod.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_views(
     ds: &Value,
     nodes: &[NodeView],
     pods: &[&PodFacts],
     hash: &str,
     pending: &dyn Fn(&str) -> bool,
+    in_place: &dyn Fn(&PodFacts) -> bool,
     now: jiff::Timestamp,
 ) -> Plan {
     let min_ready = ds["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
@@ -189,11 +191,13 @@ pub fn plan_views(
         let busy: std::collections::HashSet<&str> = creates
             .iter()
             .map(|a| match a {
-                Action::Create { node } | Action::Delete { node, .. } => node.as_str(),
+                Action::Create { node } | Action::Delete { node, .. } | Action::UpdateInPlace { node, .. } => {
+                    node.as_str()
+                }
             })
             .collect();
         let is_busy = |n: &str| busy.contains(n) || pending(n);
-        let rollout = super::rollout::rolling_update(ds, &run_nodes, hash, &is_busy, now);
+        let rollout = super::rollout::rolling_update_with(ds, &run_nodes, hash, &is_busy, in_place, now);
         creates.extend(rollout);
     }
     Plan {

@@ -61,6 +61,51 @@ pub const NODE_SELECTOR: &str = "shoal.dev/rollout-node-selector";
 /// Annotation: nodes that are not Ready neither block the rollout nor are updated.
 pub const SKIP_UNREADY: &str = "shoal.dev/rollout-skip-unready-nodes";
 
+/// Annotation: with `"true"`, a pod whose revision differs from the current one only in its
+/// containers' images is updated in place (images changed on the pod, which restarts just
+/// those containers) instead of being replaced. Pod, address and volumes stay.
+pub const IN_PLACE: &str = "shoal.dev/in-place-update";
+
+/// An image name as runtimes normalise it: `nginx` is `docker.io/library/nginx:latest`.
+pub fn normalise_image(name: &str) -> String {
+    let (repo, suffix) = match name.find('@') {
+        Some(i) => (&name[..i], &name[i..]),
+        None => match name.rfind(':') {
+            Some(i) if !name[i..].contains('/') => (&name[..i], &name[i..]),
+            _ => (name, ":latest"),
+        },
+    };
+    let first = repo.split('/').next().unwrap_or_default();
+    let has_registry = repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let full = match (has_registry, repo.contains('/')) {
+        (true, _) => repo.to_string(),
+        (false, true) => format!("docker.io/{repo}"),
+        (false, false) => format!("docker.io/library/{repo}"),
+    };
+    format!("{full}{suffix}")
+}
+
+/// Whether `node` has every image the template of `ds` names. A node that does not report
+/// its images (a simulated node, a process-runtime node) pulls nothing: always true.
+pub fn images_on(ds: &Value, node: &Value) -> bool {
+    let Some(list) = node["status"]["images"].as_array() else {
+        return true;
+    };
+    let spec = &ds["spec"]["template"]["spec"];
+    let wanted = spec["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(spec["containers"].as_array().into_iter().flatten())
+        .filter_map(|c| c["image"].as_str());
+    let have: std::collections::HashSet<String> = list
+        .iter()
+        .flat_map(|i| i["names"].as_array().into_iter().flatten())
+        .filter_map(|n| n.as_str().map(normalise_image))
+        .collect();
+    wanted.into_iter().all(|w| have.contains(&normalise_image(w)))
+}
+
 /// The opt-in rollout controls of a DaemonSet, from its annotations.
 #[derive(Default)]
 pub struct Controls {
@@ -122,13 +167,28 @@ fn split<'n, 'a>(
     }
 }
 
-/// The rollout actions for the nodes that should run a daemon pod. `busy(node)` is true for
-/// nodes the reconciliation step already acts on this pass (they count as unavailable).
+/// [`rolling_update_with`], no pod updated in place.
 pub fn rolling_update(
     ds: &Value,
     nodes: &[NodePods],
     hash: &str,
     busy: &dyn Fn(&str) -> bool,
+    now: jiff::Timestamp,
+) -> Vec<Action> {
+    rolling_update_with(ds, nodes, hash, busy, &|_| false, now)
+}
+
+/// The rollout actions for the nodes that should run a daemon pod. `busy(node)` is true for
+/// nodes the reconciliation step already acts on this pass (they count as unavailable);
+/// `in_place(pod)` for old pods that may be updated in place. Without surge, an available
+/// old pod is replaced only once its node has the new images ([`images_on`]): the agent
+/// pulls them ahead, so the pod is down for the restart only.
+pub fn rolling_update_with(
+    ds: &Value,
+    nodes: &[NodePods],
+    hash: &str,
+    busy: &dyn Fn(&str) -> bool,
+    in_place: &dyn Fn(&PodFacts) -> bool,
     now: jiff::Timestamp,
 ) -> Vec<Action> {
     let controls = Controls::of(ds);
@@ -178,12 +238,24 @@ pub fn rolling_update(
                         actions.push(delete(p, n.node));
                     }
                 }
-                (None, Some(p)) if eligible(n) => candidates.push((n.node, *p)),
+                // Still available: it waits (without counting as unavailable) for the node
+                // to have the new images.
+                (None, Some(p)) if eligible(n) && images_on(ds, n.object) => candidates.push((n.node, *p)),
                 (None, Some(_)) => {}
             }
         }
         let room = ((max_unavailable - unavailable).max(0) as usize).min(budget);
-        actions.extend(candidates.into_iter().take(room).map(|(node, p)| delete(p, node)));
+        actions.extend(candidates.into_iter().take(room).map(|(node, p)| {
+            if in_place(p) {
+                Action::UpdateInPlace {
+                    pod: p.name.clone(),
+                    uid: p.uid.clone(),
+                    node: node.to_string(),
+                }
+            } else {
+                delete(p, node)
+            }
+        }));
     } else {
         let mut surging = 0;
         let mut candidates = Vec::new();
@@ -368,6 +440,40 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn images_are_normalised_and_a_rollout_waits_for_them_on_pulling_nodes() {
+        assert_eq!(normalise_image("nginx"), "docker.io/library/nginx:latest");
+        assert_eq!(normalise_image("fluentd:v1"), "docker.io/library/fluentd:v1");
+        assert_eq!(normalise_image("me/app"), "docker.io/me/app:latest");
+        assert_eq!(normalise_image("127.0.0.1:5000/web:2"), "127.0.0.1:5000/web:2");
+        assert_eq!(normalise_image("quay.io/x/y@sha256:ab"), "quay.io/x/y@sha256:ab");
+        let d = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}});
+        assert!(
+            images_on(&d, &json!({"status": {}})),
+            "a node that reports no images pulls nothing"
+        );
+        let old = json!({"status": {"images": [{"names": ["docker.io/library/nginx:1"]}]}});
+        assert!(!images_on(&d, &old));
+        let new = json!({"status": {"images": [{"names": ["docker.io/library/nginx@sha256:ff", "docker.io/library/nginx:2"]}]}});
+        assert!(images_on(&d, &new));
+        // The rollout leaves the pod on the node without the image, and replaces the other.
+        let mut d = ds(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}));
+        d["spec"]["template"] = json!({"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}});
+        let mut objects = nodes(&["n1", "n2"]);
+        objects[0]["status"]["images"] = old["status"]["images"].clone();
+        objects[1]["status"]["images"] = new["status"]["images"].clone();
+        let pods = [pod("a", "n1", "old", true), pod("b", "n2", "old", true)];
+        let refs: Vec<&Value> = pods.iter().collect();
+        let groups = group(&objects, &refs);
+        assert_eq!(deleted(&rolling_update(&d, &groups, "new", &|_| false, now())), ["b"]);
+        // In place, when the pod's revision allows it.
+        let actions = rolling_update_with(&d, &groups, "new", &|_| false, &|_| true, now());
+        assert!(
+            matches!(actions.as_slice(), [Action::UpdateInPlace { pod, .. }] if pod == "b"),
+            "{actions:?}"
+        );
     }
 
     #[test]
