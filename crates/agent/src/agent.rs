@@ -122,9 +122,26 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         // DaemonSets pulled ahead of their rollout.
         if let Some(oci) = kubelet.oci().cloned() {
             let (c, me) = (client.clone(), cfg.node_name.clone());
-            components.spawn("node-images", move || oci.clone().report_images(c.clone(), me.clone()));
+            let o = oci.clone();
+            components.spawn("node-images", move || o.clone().report_images(c.clone(), me.clone()));
             let (k, c, me) = (kubelet.clone(), client.clone(), cfg.node_name.clone());
             components.spawn("pre-pull", move || pre_pull(k.clone(), c.clone(), me.clone()));
+            // Image garbage collection as the kubelet's defaults: above 85% of the disk,
+            // unused images go (least recently used first) until under 80%.
+            let (images, data) = (oci.images().clone(), cfg.data_dir.clone());
+            components.spawn("image-gc", move || {
+                let (images, data) = (images.clone(), data.clone());
+                async move {
+                    loop {
+                        tokio::time::sleep(std::time::Duration::from_secs(300)).await;
+                        let (images, data) = (images.clone(), data.clone());
+                        let _ = tokio::task::spawn_blocking(move || {
+                            images.collect_garbage(85, 80, &crate::oci::images_in_use(&data))
+                        })
+                        .await;
+                    }
+                }
+            });
         }
         // NetworkPolicy for this node's pods.
         let (c, me) = (client.clone(), cfg.node_name.clone());

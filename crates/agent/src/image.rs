@@ -831,11 +831,22 @@ impl ImageStore {
     /// store is more than `high` percent full, unused images go, least recently used first,
     /// until it is under `low` percent. Returns the digests removed.
     pub fn collect_garbage(&self, high: u8, low: u8, in_use: &BTreeSet<String>) -> Vec<String> {
-        let used = || -> Option<u8> {
-            let s = rustix::fs::statvfs(&self.root).ok()?;
+        let root = self.root.clone();
+        self.collect_garbage_when(high, low, in_use, move || {
+            let s = rustix::fs::statvfs(&root).ok()?;
             let total = s.f_blocks.max(1);
             Some(u8::try_from(100 - s.f_bavail.saturating_mul(100) / total).unwrap_or(100))
-        };
+        })
+    }
+
+    /// [`ImageStore::collect_garbage`] with the disk usage (percent) told by `used`.
+    pub fn collect_garbage_when(
+        &self,
+        high: u8,
+        low: u8,
+        in_use: &BTreeSet<String>,
+        used: impl Fn() -> Option<u8>,
+    ) -> Vec<String> {
         if used().is_none_or(|u| u <= high) {
             return Vec::new();
         }
@@ -943,6 +954,38 @@ mod tests {
         let r = unpack_layer(&evil[..], &dir.path().join("m"));
         assert!(r.is_err(), "{r:?}");
         assert!(!dir.path().join("escape").exists());
+    }
+
+    #[test]
+    fn garbage_collection_removes_unused_images_oldest_first_until_under_the_low_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path(), Registries::default()).unwrap();
+        let image = |n: u8, used: &str| Image {
+            names: vec![format!("docker.io/library/i{n}:latest")],
+            digest: format!("sha256:{}", format!("{n:02}").repeat(32)),
+            layers: vec![],
+            config: RunConfig::default(),
+            size: 0,
+            last_used: used.into(),
+        };
+        store
+            .write_index(&[
+                image(1, "2026-01-03T00:00:00Z"),
+                image(2, "2026-01-01T00:00:00Z"),
+                image(3, "2026-01-02T00:00:00Z"),
+            ])
+            .unwrap();
+        // The disk fills with the images: 70% plus 7% each.
+        let used = || Some(70 + 7 * u8::try_from(store.list().len()).unwrap_or(0));
+        assert_eq!(used(), Some(91));
+        // Over the high mark: the least recently used unused image first (i2 is in use, i3
+        // is older than i1), until under the low mark.
+        let in_use = BTreeSet::from([image(2, "").digest]);
+        let removed = store.collect_garbage_when(85, 80, &in_use, used);
+        assert_eq!(removed, vec![image(3, "").digest, image(1, "").digest]);
+        assert_eq!(store.list().len(), 1, "stops under the low mark");
+        // Under the high mark nothing goes.
+        assert!(store.collect_garbage_when(85, 80, &BTreeSet::new(), used).is_empty());
     }
 
     #[test]
