@@ -1445,9 +1445,14 @@ impl Kubelet {
         s["phase"] = json!(phase);
         s["hostIP"] = json!(self.node_ip);
         s["hostIPs"] = crate::pods::ips(std::slice::from_ref(&self.node_ip));
-        let pod_ip = self.pod_ip(uid);
-        s["podIP"] = json!(pod_ip);
-        s["podIPs"] = crate::pods::ips(std::slice::from_ref(&pod_ip));
+        // A pod with a network of its own has no address until its sandbox has one.
+        let own_network = spec.host_network != Some(true) && self.oci.as_ref().is_some_and(|o| o.network().is_some());
+        let waits_for_sandbox = own_network && crate::oci::Oci::pod_ip(&state.dir).is_none();
+        if !waits_for_sandbox {
+            let pod_ip = self.pod_ip(uid);
+            s["podIP"] = json!(pod_ip);
+            s["podIPs"] = crate::pods::ips(std::slice::from_ref(&pod_ip));
+        }
         if !s["startTime"].is_string() {
             s["startTime"] = json!(t);
         }

@@ -66,7 +66,10 @@ const SRV: &str = "172.31.77.1";
 
 impl Lab {
     fn new() -> Lab {
-        let tag = format!("s{}", std::process::id() % 100_000);
+        // Tests of this file run at once: each lab has its own namespaces.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("s{}x{n}", std::process::id() % 100_000);
         let lab = Lab {
             tag,
             dir: tempfile::tempdir().expect("tempdir"),
@@ -191,10 +194,10 @@ impl Lab {
     fn start_agent(&mut self, n: &str, ip: &str) {
         let dir = self.path(&format!("agent-{n}"));
         std::fs::create_dir_all(&dir).expect("agent dir");
-        // Every docker.io image comes from the test's registry.
+        // Every image comes from the test's registry (k3s's \"*\" mirror).
         std::fs::write(
             dir.join("registries.yaml"),
-            format!("mirrors:\n  docker.io:\n    endpoint: [\"http://{SRV}:5000\"]\n  \"{SRV}:5000\":\n    endpoint: [\"http://{SRV}:5000\"]\n"),
+            format!("mirrors:\n  \"*\":\n    endpoint: [\"http://{SRV}:5000\"]\n"),
         )
         .expect("registries.yaml");
         let (server, token, data) = (
@@ -248,7 +251,7 @@ impl Drop for Lab {
 
 /// Writes an OCI image layout at `dir` holding busybox (with its applets as links) and an
 /// `/etc/passwd`, tagged `tag`.
-fn busybox_layout(dir: &Path, tag: &str, version: &str) {
+fn busybox_layout(dir: &Path, tag: &str, version: &str, cmd: &[&str]) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).expect("blobs");
     let put = |bytes: &[u8]| -> String {
@@ -315,7 +318,7 @@ fn busybox_layout(dir: &Path, tag: &str, version: &str) {
     let layer_digest = put(&gz);
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+        "config": {"Env": ["PATH=/bin"], "Cmd": cmd},
         "rootfs": {"type": "layers", "diff_ids": [diff]},
     })
     .to_string();
@@ -373,18 +376,25 @@ spec:
     )
 }
 
-#[test]
-fn images_run_isolated_with_pod_networking() {
+/// Whether this machine can run the container tests; says why not (or fails under
+/// `SHOAL_REQUIRE_ROOT_TESTS`).
+fn can_run() -> bool {
     if let Some(why) = missing() {
         assert!(
             std::env::var_os("SHOAL_REQUIRE_ROOT_TESTS").is_none(),
             "SHOAL_REQUIRE_ROOT_TESTS is set but this machine cannot run the container tests: {why}"
         );
         eprintln!("skipped: {why}");
-        return;
+        return false;
     }
+    true
+}
+
+/// A lab with its registry (holding `images`: (layout, tag in it, repository:tag)), the
+/// server and two Ready agents `a` and `b`.
+fn cluster(images: &[(&str, &str, &str)]) -> Lab {
     let mut lab = Lab::new();
-    // The registry and its image (under the names the seeds use, mirrored).
+    // The registry and its images (under the names the pods use, mirrored).
     let registry_cfg = lab.path("registry.yml");
     std::fs::write(
         &registry_cfg,
@@ -396,10 +406,15 @@ fn images_run_isolated_with_pod_networking() {
     .expect("registry config");
     let cfg = registry_cfg.display().to_string();
     lab.spawn("registry", "srv", &["docker-registry", "serve", &cfg]);
-    let layout = lab.path("layout");
-    busybox_layout(&layout, "1.36", "1");
-    let layout2 = lab.path("layout2");
-    busybox_layout(&layout2, "2", "2");
+    busybox_layout(&lab.path("layout"), "1.36", "1", &["sh"]);
+    busybox_layout(&lab.path("layout2"), "2", "2", &["sh"]);
+    // An image that serves (HTTP on 8080) with no command given, for the seeds' manifests.
+    busybox_layout(
+        &lab.path("app"),
+        "app",
+        "app",
+        &["httpd", "-f", "-p", "8080", "-h", "/etc"],
+    );
     let data = lab.path("server").display().to_string();
     lab.spawn(
         "server",
@@ -416,21 +431,15 @@ fn images_run_isolated_with_pod_networking() {
         ],
     );
     let t = lab.tag.clone();
-    for name in ["library/busybox:1.36", "library/nginx:latest", "library/fluentd:latest"] {
+    for (dir, tag, name) in images {
         let copy = format!(
-            "ip netns exec {t}-srv skopeo copy --quiet --dest-tls-verify=false oci:{}:1.36 docker://{SRV}:5000/{name}",
-            layout.display()
+            "ip netns exec {t}-srv skopeo copy --quiet --dest-tls-verify=false oci:{}:{tag} docker://{SRV}:5000/{name}",
+            lab.path(dir).display()
         );
         lab.eventually(&format!("pushing {name}"), 30, || {
             sh(&copy).status.success().then_some(())
         });
     }
-    // The next version, for the rollouts.
-    let copy = format!(
-        "ip netns exec {t}-srv skopeo copy --quiet --dest-tls-verify=false oci:{}:2 docker://{SRV}:5000/library/busybox:2",
-        layout2.display()
-    );
-    lab.eventually("pushing busybox:2", 30, || sh(&copy).status.success().then_some(()));
     lab.eventually("the server", 30, || {
         lab.path("server/node-token").exists().then_some(())
     });
@@ -449,6 +458,20 @@ fn images_run_isolated_with_pod_networking() {
     ]);
     assert_eq!(runtime, "shoal-oci://0.1.0 shoal-oci://0.1.0");
 
+    lab
+}
+
+#[test]
+fn images_run_isolated_with_pod_networking() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = cluster(&[
+        ("layout", "1.36", "library/busybox:1.36"),
+        ("layout", "1.36", "library/nginx:latest"),
+        ("layout2", "2", "library/busybox:2"),
+    ]);
+    let t = lab.tag.clone();
     // Two DaemonSets mount different volumes at the same path on the same nodes.
     lab.apply(&daemonset(
         "one",
@@ -773,4 +796,125 @@ spec:
     ]);
     assert_eq!(events.lines().count(), 2, "{events}");
     let _ = std::fs::remove_dir_all("/tmp/shoal-containers-test-two");
+}
+
+/// The seeds' DaemonSets (000: myweb-ds, 001: hello-openshift, 002: fluentd-elasticsearch,
+/// 003: sample-ds, 004: daemonset-fluentd) on two real nodes, with the images they name
+/// (ghcr.io, quay.io, Docker Hub) pulled from the test's registry, which mirrors them: the
+/// same names, test-built content (a busybox that serves HTTP on 8080).
+#[test]
+fn the_seeds_daemonsets_run_on_real_nodes_from_mirrored_images() {
+    if !can_run() {
+        return;
+    }
+    let mirrored = [
+        "c1t1d0s7/go-myweb:latest",
+        "openshift/hello-openshift:latest",
+        "fluentd_elasticsearch/fluentd:v2.5.2",
+        "library/nginx:1.16",
+        "fluent/fluentd-kubernetes-daemonset:elasticsearch",
+    ];
+    let images: Vec<(&str, &str, &str)> = mirrored.iter().map(|m| ("app", "app", *m)).collect();
+    let lab = cluster(&images);
+    // Seed 002's manifest mounts Docker's container logs from the node, as on the seed's
+    // machines (which run Docker); a hostPath of no type must exist, as upstream.
+    let docker_logs = Path::new("/var/lib/docker/containers");
+    let made = !docker_logs.exists() && std::fs::create_dir_all(docker_logs).is_ok();
+    let myweb = r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: myweb-ds}
+spec:
+  selector:
+    matchExpressions:
+    - {key: app, operator: In, values: [myweb]}
+    - {key: env, operator: Exists}
+  template:
+    metadata: {labels: {app: myweb, env: dev}}
+    spec:
+      containers:
+      - name: myweb
+        image: ghcr.io/c1t1d0s7/go-myweb
+        ports: [{containerPort: 8080, protocol: TCP}]
+"#;
+    let hello = r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: hello-openshift}
+spec:
+  selector: {matchLabels: {app: hello-openshift}}
+  template:
+    metadata: {labels: {app: hello-openshift}}
+    spec:
+      containers:
+      - name: hello-openshift
+        image: openshift/hello-openshift
+        ports: [{containerPort: 8080}]
+"#;
+    let sample = r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: sample-ds}
+spec:
+  selector: {matchLabels: {app: sample-app}}
+  template:
+    metadata: {labels: {app: sample-app}}
+    spec:
+      containers:
+      - name: nginx-container
+        image: nginx:1.16
+"#;
+    for manifest in [
+        myweb,
+        hello,
+        include_str!("manifests/fluentd-elasticsearch.yaml"),
+        sample,
+        include_str!("manifests/daemonset-fluentd.yaml"),
+    ] {
+        lab.apply(manifest);
+    }
+    for (ns, name) in [
+        ("default", "myweb-ds"),
+        ("default", "hello-openshift"),
+        ("kube-system", "fluentd-elasticsearch"),
+        ("default", "sample-ds"),
+        ("kube-system", "daemonset-fluentd"),
+    ] {
+        lab.eventually(&format!("{ns}/{name} ready on both nodes"), 120, || {
+            let out = lab.kubectl(&[
+                "get",
+                "ds",
+                name,
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.status.desiredNumberScheduled} {.status.numberReady} {.status.updatedNumberScheduled}",
+            ]);
+            (String::from_utf8_lossy(&out.stdout) == "2 2 2").then_some(())
+        });
+    }
+    // Each pod runs the mirrored image, in its own network, answering on its pod IP.
+    let pods = lab.kubectl_ok(&["get", "pods", "-A", "-o", "json"]);
+    let pods: serde_json::Value = serde_json::from_str(&pods).expect("pods");
+    let items = pods["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 10, "five DaemonSets on two nodes");
+    let t = lab.tag.clone();
+    for p in &items {
+        let ip = p["status"]["podIP"].as_str().unwrap_or_default();
+        assert!(ip.starts_with("10.42."), "{p}");
+        let node = p["spec"]["nodeName"].as_str().unwrap_or_default();
+        let image_id = p["status"]["containerStatuses"][0]["imageID"]
+            .as_str()
+            .unwrap_or_default();
+        let _ = image_id;
+        let ask = format!(
+            "ip netns exec {t}-{node} /bin/busybox sh -c \"printf 'GET /version HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 2 {ip} 8080\""
+        );
+        let got = lab.eventually(&format!("{ip} answering"), 30, || {
+            let out = sh(&ask);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            text.contains("200 OK").then_some(text)
+        });
+        assert_eq!(got.lines().last().map(str::trim), Some("app"), "{got}");
+    }
+    if made {
+        let _ = std::fs::remove_dir(docker_logs);
+    }
 }
