@@ -321,6 +321,12 @@ impl Kubelet {
         self.oci.as_ref()
     }
 
+    /// The pause process of the pod `uid`'s sandbox, when the runtime makes sandboxes.
+    pub fn sandbox_pid(&self, uid: &str) -> Option<u32> {
+        self.oci.as_ref()?;
+        crate::sandbox::find(&pod_dir(&self.dir, uid)).map(|s| s.pid)
+    }
+
     /// The address of the pod `uid`: its own, or the node's.
     fn pod_ip(&self, uid: &str) -> String {
         self.oci

@@ -76,6 +76,7 @@ pub async fn handle(
     }
     let target = Target {
         pod: pod.to_string(),
+        netns: kubelet.sandbox_pid(&uid),
         uid,
     };
     let upgrade = header(&req, "upgrade");
@@ -173,6 +174,8 @@ pub async fn handle(
 struct Target {
     pod: String,
     uid: String,
+    /// The pod's sandbox process, whose network the port is in (none: the node's).
+    netns: Option<u32>,
 }
 
 /// One forwarded connection's two streams.
@@ -272,7 +275,35 @@ pub fn failure(port: &str, pod: &str, uid: &str, why: &str) -> String {
     format!("error forwarding port {port} to pod {pod}, uid {uid}: {why}")
 }
 
-/// Forwards one connection: the pod's port on the node's loopback <-> stream `data`.
+/// A connection to `port` on the loopback of the network namespace of process `netns` (a
+/// pod's sandbox), or of the node. The socket is made by a thread that has entered the
+/// namespace (a socket belongs to the namespace it was made in) and ends with it.
+async fn connect(netns: Option<u32>, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(pid) = netns else {
+        return tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let made = (|| {
+            let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&ns),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
+            let s =
+                std::net::TcpStream::connect_timeout(&(std::net::Ipv4Addr::LOCALHOST, port).into(), CONNECT_TIMEOUT)?;
+            s.set_nonblocking(true)?;
+            Ok::<_, std::io::Error>(s)
+        })();
+        let _ = tx.send(made);
+    });
+    let stream = rx
+        .await
+        .map_err(|_| std::io::Error::other("the connecting thread ended"))??;
+    tokio::net::TcpStream::from_std(stream)
+}
+
+/// Forwards one connection: the pod's port on the pod's loopback <-> stream `data`.
 async fn forward(
     target: Target,
     port: String,
@@ -292,7 +323,7 @@ async fn forward(
     let Some(number) = port.parse::<u16>().ok().filter(|p| *p > 0) else {
         return fail(format!("invalid port {port:?}")).await;
     };
-    let conn = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(("127.0.0.1", number))).await;
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, connect(target.netns, number)).await;
     let tcp = match conn {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => return fail(format!("failed to connect to localhost:{number} inside the pod: {e}")).await,

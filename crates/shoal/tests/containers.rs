@@ -355,7 +355,7 @@ fn running_on_both(lab: &Lab, selector: &str) -> Option<Vec<serde_json::Value>> 
     .then_some(pods)
 }
 
-fn daemonset(name: &str, image: &str, volume: &str, command: &str) -> String {
+fn daemonset(name: &str, image: &str, volume: &str, command: &str, extra: &str) -> String {
     format!(
         r#"apiVersion: apps/v1
 kind: DaemonSet
@@ -370,7 +370,7 @@ spec:
       - name: main
         image: {image}
         command: ["sh", "-c", {command:?}]
-        volumeMounts: [{{name: v, mountPath: /data}}]
+        volumeMounts: [{{name: v, mountPath: /data}}]{extra}
       volumes: [{volume}]
 "#
     )
@@ -478,12 +478,15 @@ fn images_run_isolated_with_pod_networking() {
         "busybox:1.36",
         "{name: v, emptyDir: {}}",
         "echo one > /data/who; exec httpd -f -p 8080 -h /data",
+        // Ready once an HTTP probe to the pod's address answers.
+        "\n        readinessProbe: {httpGet: {path: /who, port: 8080}, periodSeconds: 1}",
     ));
     lab.apply(&daemonset(
         "two",
         "nginx",
         "{name: v, hostPath: {path: /tmp/shoal-containers-test-two, type: DirectoryOrCreate}}",
         "echo two > /data/who; exec sleep 3600",
+        "",
     ));
     let one = lab.eventually("DaemonSet one running on both nodes", 90, || {
         running_on_both(&lab, "app=one")
@@ -605,6 +608,26 @@ spec:
         assert!(answer.contains("one.default.svc.cluster.local"), "{answer}");
     }
 
+    // Port-forward reaches the pod's own loopback (kubectl in the server's namespace).
+    let mut forward = Command::new("ip")
+        .args(["netns", "exec", &format!("{t}-srv"), "kubectl", "--kubeconfig"])
+        .arg(lab.path("server/kubeconfig"))
+        .args(["port-forward", &format!("pod/{name_a}"), "18080:8080"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl port-forward");
+    let local = format!(
+        "ip netns exec {t}-srv /bin/busybox sh -c \"printf 'GET /who HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 2 127.0.0.1 18080\""
+    );
+    let got = lab.eventually("port-forward to the pod", 30, || {
+        let out = sh(&local);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.contains("200 OK").then_some(text)
+    });
+    let _ = forward.kill();
+    let _ = forward.wait();
+    assert_eq!(got.lines().last().map(str::trim), Some("one"), "{got}");
     // A NetworkPolicy that isolates app=one for ingress: the pod on b stops answering the
     // pod on a (by pod IP and through the Service); removed, it answers again.
     lab.apply(
@@ -640,7 +663,7 @@ spec:
   containers:
   - name: main
     image: busybox:1.36
-    command: ["sh", "-c", "x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived"]
+    command: ["sh", "-c", "echo filling; x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived"]
     resources: {limits: {memory: 16Mi}}
 "#,
     );
@@ -657,7 +680,7 @@ spec:
     });
     assert_eq!(reason, "OOMKilled");
     let logs = lab.kubectl_ok(&["logs", "greedy"]);
-    assert!(!logs.contains("survived"), "{logs}");
+    assert!(logs.contains("filling") && !logs.contains("survived"), "{logs}");
 
     // The agent killed with -9 and started again: containers run on, untouched.
     let before = lab.kubectl_ok(&[
