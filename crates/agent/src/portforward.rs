@@ -370,6 +370,7 @@ mod tests {
         let target = Target {
             pod: "p".into(),
             uid: "u".into(),
+            netns: None,
         };
         tokio::spawn(session(target, in_rx, out_tx));
         (in_tx, out_rx)
