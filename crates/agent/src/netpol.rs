@@ -259,8 +259,7 @@ pub async fn run(client: kube::Client, node: String) {
         let _ = policies.wait_until_ready().await;
         let _ = pods.wait_until_ready().await;
         let _ = namespaces.wait_until_ready().await;
-        let mut applied = String::new();
-        loop {
+        crate::proxy::keep_applied("NetworkPolicy", &changed, || {
             let facts = Facts {
                 policies: policies
                     .state()
@@ -286,18 +285,9 @@ pub async fn run(client: kube::Client, node: String) {
                     })
                     .collect(),
             };
-            let text = ruleset(&facts, &node);
-            if text != applied {
-                let t = text.clone();
-                match tokio::task::spawn_blocking(move || crate::proxy::apply(&t)).await {
-                    Ok(Ok(())) => applied = text,
-                    Ok(Err(e)) => tracing::warn!(error = %e, "agent: applying the NetworkPolicy rules failed"),
-                    Err(e) => tracing::warn!(error = %e, "agent: applying the NetworkPolicy rules failed"),
-                }
-            }
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), changed.notified()).await;
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+            ruleset(&facts, &node)
+        })
+        .await;
     };
     tokio::select! {
         () = watches.join_any() => {}

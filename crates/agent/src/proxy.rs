@@ -341,6 +341,29 @@ pub fn check(text: &str) -> Option<String> {
     (!out.status.success()).then(|| format!("{}\n{text}", String::from_utf8_lossy(&out.stderr)))
 }
 
+/// Applies what `build` makes whenever it differs from what was applied last, gathering
+/// bursts of `changed` for a moment and looking again every 30 s; `what` names the rules
+/// in the log. Runs until the process ends.
+pub(crate) async fn keep_applied(what: &str, changed: &tokio::sync::Notify, mut build: impl FnMut() -> String) {
+    let mut applied = String::new();
+    loop {
+        let text = build();
+        if text != applied {
+            let t = text.clone();
+            match tokio::task::spawn_blocking(move || apply(&t)).await {
+                Ok(Ok(())) => {
+                    tracing::debug!(rules = what, "agent: rules applied");
+                    applied = text;
+                }
+                Ok(Err(e)) => tracing::warn!(rules = what, error = %e, "agent: applying rules failed"),
+                Err(e) => tracing::warn!(rules = what, error = %e, "agent: applying rules failed"),
+            }
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), changed.notified()).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Keeps the node's Service rules as the API says, until the process ends.
 pub async fn run(client: kube::Client, node: String, cluster_cidr: String, pods: Option<String>) {
     use futures::StreamExt;
@@ -372,26 +395,12 @@ pub async fn run(client: kube::Client, node: String, cluster_cidr: String, pods:
     let sync = async {
         let _ = services.wait_until_ready().await;
         let _ = slices.wait_until_ready().await;
-        let mut applied = String::new();
-        loop {
+        keep_applied("service", &changed, || {
             let svcs: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
             let sl: Vec<EndpointSlice> = slices.state().iter().map(|s| (**s).clone()).collect();
-            let text = ruleset_with_egress(&svcs, &backends(&sl), &node, &cluster_cidr, pods.as_deref());
-            if text != applied {
-                let t = text.clone();
-                match tokio::task::spawn_blocking(move || apply(&t)).await {
-                    Ok(Ok(())) => {
-                        tracing::debug!(services = svcs.len(), "agent: service rules applied");
-                        applied = text;
-                    }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "agent: applying the service rules failed"),
-                    Err(e) => tracing::warn!(error = %e, "agent: applying the service rules failed"),
-                }
-            }
-            // Changes come in bursts: gather them for a moment; look again every 30 s.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), changed.notified()).await;
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+            ruleset_with_egress(&svcs, &backends(&sl), &node, &cluster_cidr, pods.as_deref())
+        })
+        .await;
     };
     tokio::select! {
         () = watches.join_any() => {}
