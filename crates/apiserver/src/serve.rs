@@ -33,6 +33,9 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Where requests are audited, if anywhere (`--audit-log`).
     pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// Routes served beside the API (the web console), tried first, after authentication:
+    /// their handlers find the caller's [`Identity`] in the request's extensions.
+    pub routes: Option<axum::Router>,
 }
 
 /// The token of an `Authorization: Bearer <token>` header, as upstream reads it: the scheme
@@ -291,7 +294,10 @@ pub async fn serve(server: Arc<ApiServer>, listener: Arc<TcpListener>, cfg: Arc<
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg.tls.clone());
     server.set_admin_tokens(cfg.admin_tokens.clone());
     let clients = Clients::default();
-    let router = server.router();
+    let router = match &cfg.routes {
+        Some(routes) => routes.clone().fallback_service(server.router()),
+        None => server.router(),
+    };
     let mut refused_logged = std::time::Instant::now() - std::time::Duration::from_secs(60);
     loop {
         let (tcp, peer): (_, SocketAddr) = match listener.accept().await {

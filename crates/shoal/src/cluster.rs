@@ -228,6 +228,7 @@ pub async fn start_with(
         admin_tokens: vec![admin_token],
         limits: connection_limits(),
         audit,
+        routes: Some(crate::ui::routes(api.clone())),
     });
     let components = api.components().clone();
     let listener = Arc::new(listener);

@@ -16,6 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cluster;
 mod ha;
 mod process;
+mod ui;
 mod why;
 
 /// shoal: a Kubernetes-compatible orchestrator in one binary, built around the DaemonSet.

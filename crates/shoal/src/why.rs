@@ -138,17 +138,31 @@ pub async fn run(data_dir: &Path, target: &str, namespace: &str, node: Option<&s
             Ok(v)
         }
     };
-    let ds = get(format!("/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}")).await?;
-    let nodes = get("/api/v1/nodes".into()).await?;
-    let pods = get(format!("/api/v1/namespaces/{namespace}/pods")).await?;
+    let [ds_path, nodes_path, pods_path] = paths(namespace, name);
+    let ds = get(ds_path).await?;
+    let nodes = get(nodes_path).await?;
+    let pods = get(pods_path).await?;
     let items = |v: &Value| v["items"].as_array().cloned().unwrap_or_default();
-    let nodes = items(&nodes);
+    Ok(render(&rows(&ds, &items(&nodes), &items(&pods), node)?))
+}
+
+/// What the report reads: the DaemonSet, the nodes and the pods of its namespace.
+pub fn paths(namespace: &str, name: &str) -> [String; 3] {
+    [
+        format!("/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}"),
+        "/api/v1/nodes".to_string(),
+        format!("/api/v1/namespaces/{namespace}/pods"),
+    ]
+}
+
+/// The report's rows, or why there are none (a named node that does not exist).
+pub fn rows(ds: &Value, nodes: &[Value], pods: &[Value], node: Option<&str>) -> Result<Vec<[String; 4]>, String> {
     if let Some(n) = node
         && !nodes.iter().any(|x| x["metadata"]["name"] == n)
     {
         return Err(format!("node \"{n}\" not found"));
     }
-    Ok(render(&explain(&ds, &nodes, &items(&pods), node)))
+    Ok(explain(ds, nodes, pods, node))
 }
 
 #[cfg(test)]
