@@ -265,6 +265,22 @@ fn the_console_shows_nodes_rollouts_and_why_as_the_signed_in_user() {
         assert_eq!(state(&cells, n), "ready", "{n}: {cells:?}");
     }
     assert!(b.text("#legend").contains("Ready: 3"), "{}", b.text("#legend"));
+    // Cordoned, and grouped by a label.
+    c.kubectl(&["cordon", "node2"]);
+    b.until(20, "node2 cordoned on the map", |b| {
+        (state(&b.cells(), "node2") == "cordoned").then_some(())
+    });
+    c.kubectl(&["uncordon", "node2"]);
+    b.select("#group-select", "node-role.kubernetes.io/control-plane");
+    let groups = b.until(20, "the map grouped", |b| {
+        let g = b.js("return window.shoal.stats.groups;", vec![]);
+        (g.as_array().is_some_and(|g| g.len() == 2)).then_some(g)
+    });
+    assert_eq!(
+        groups,
+        json!([r#"node-role.kubernetes.io/control-plane="" (1)"#, "no node-role.kubernetes.io/control-plane (2)"])
+    );
+    b.select("#group-select", "");
 
     // A DaemonSet made with kubectl appears on the map, its pods on the nodes it tolerates.
     c.kubectl_in(&["apply", "-f", "-"], Some(DAEMONSET));
@@ -387,6 +403,22 @@ fn the_console_shows_nodes_rollouts_and_why_as_the_signed_in_user() {
             "jsonpath={.spec.template.spec.containers[0].image}",
         ]) == "busybox:1")
             .then_some(())
+    });
+
+    // A Deployment gets the same view: its row, its revisions, and its own pause.
+    c.kubectl(&["create", "deployment", "web", "--image=nginx:1", "--replicas=2"]);
+    b.until(30, "the Deployment's row", |b| {
+        let row = b.text("#rollouts tr[data-key='Deployment/default/web']");
+        row.starts_with("defaultDeploymentweb2222").then_some(())
+    });
+    b.click("#rollouts tr[data-key='Deployment/default/web']");
+    b.until(20, "the Deployment's revision", |b| {
+        b.text("#rollout-detail").contains("revision 1 (web-").then_some(())
+    });
+    b.click("#rollout-detail #c-paused");
+    b.click("#rollout-detail #c-apply");
+    c.eventually(20, "the Deployment paused", || {
+        (c.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.paused}"]) == "true").then_some(())
     });
 
     // Objects: the server's Table columns, a row's YAML; Events: streamed.

@@ -568,7 +568,7 @@ function layout(width) {
   const groups = new Map();
   const sorted = [...nodes.values()].sort((a, b) => NAMES.compare(a.name, b.name));
   for (const n of sorted) {
-    const g = key ? (n.labels[key] === undefined ? '(none)' : n.labels[key]) : '';
+    const g = key ? (n.labels[key] === undefined ? '\u0000none' : n.labels[key]) : '';
     if (!groups.has(g)) groups.set(g, []);
     groups.get(g).push(n);
   }
@@ -580,9 +580,12 @@ function layout(width) {
   const cells = [];
   const titles = [];
   let y = pad;
-  for (const [g, members] of [...groups.entries()].sort()) {
+  const NONE = '\u0000none';
+  const order = (a, b) => (a === NONE) - (b === NONE) || NAMES.compare(a, b);
+  for (const [g, members] of [...groups.entries()].sort(([a], [b]) => order(a, b))) {
     if (key) {
-      titles.push({ text: `${key}=${g} (${members.length})`, y: y + 11 });
+      const shown = g === NONE ? `no ${key}` : `${key}=${g === '' ? '""' : g}`;
+      titles.push({ text: `${shown} (${members.length})`, y: y + 11 });
       y += 16;
     }
     members.forEach((n, i) => {
@@ -617,6 +620,7 @@ function draw() {
   ctx.font = '11px system-ui, sans-serif';
   ctx.fillStyle = '#6b7280';
   for (const t of titles) ctx.fillText(t.text, 6, t.y);
+  stats.groups = titles.map((t) => t.text);
   indexPods();
   const dsMode = selected.startsWith('DaemonSet/');
   const now = Date.now();
