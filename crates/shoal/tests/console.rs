@@ -278,7 +278,10 @@ fn the_console_shows_nodes_rollouts_and_why_as_the_signed_in_user() {
     });
     assert_eq!(
         groups,
-        json!([r#"node-role.kubernetes.io/control-plane="" (1)"#, "no node-role.kubernetes.io/control-plane (2)"])
+        json!([
+            r#"node-role.kubernetes.io/control-plane="" (1)"#,
+            "no node-role.kubernetes.io/control-plane (2)"
+        ])
     );
     b.select("#group-select", "");
 
