@@ -436,7 +436,7 @@ impl ApiServer {
             return Err(ApiError::invalid(res, &name, &errors));
         }
         if res.namespaced {
-            self.check_namespace_open(t.namespace.as_deref().unwrap_or_default())?;
+            self.check_namespace_open(t.namespace.as_deref().unwrap_or_default(), res, &name)?;
         }
         warnings.extend(self.admit_validate(t, &obj, None, opts).await?);
         // Service creates are serialised so that allocations never collide (across servers
@@ -498,7 +498,12 @@ impl ApiServer {
             )));
         }
         let current = self.get_object(t)?;
-        let precondition = obj["metadata"]["resourceVersion"].as_str().map(parse_rv).transpose()?;
+        // An empty resourceVersion is none: the update is unconditional, as upstream's.
+        let precondition = obj["metadata"]["resourceVersion"]
+            .as_str()
+            .filter(|rv| !rv.is_empty())
+            .map(parse_rv)
+            .transpose()?;
         if precondition.is_some_and(|rv| rv != current.mod_revision) {
             return Err(ApiError::conflict(res, &name));
         }
@@ -539,6 +544,7 @@ impl ApiServer {
         }
         let precondition = patch_body["metadata"]["resourceVersion"]
             .as_str()
+            .filter(|rv| !rv.is_empty())
             .map(parse_rv)
             .transpose()?;
         for _ in 0..16 {
@@ -646,9 +652,7 @@ impl ApiServer {
         }
         match t.subresource.as_deref() {
             Some("status") => {
-                obj = strategy::status_update(&obj, old);
-                // Status writes keep metadata as stored (upstream's ResetObjectMetaForStatus).
-                obj["metadata"] = old["metadata"].clone();
+                obj = strategy::status_update(res, &obj, old);
                 shoal_api::defaults::apply_defaults(res.group, res.kind, &mut obj);
                 self.custom_defaults(res, &mut obj);
             }
@@ -898,7 +902,8 @@ impl ApiServer {
         }
     }
 
-    fn check_namespace_open(&self, ns: &str) -> ApiResult<()> {
+    /// NamespaceLifecycle: nothing new (`res` named `name`) in a namespace being deleted.
+    fn check_namespace_open(&self, ns: &str, res: &Resource, name: &str) -> ApiResult<()> {
         let nsres = catalogue::find("", "v1", "namespaces").expect("namespaces are served");
         let Some(entry) = self.cache.get(&keys::object(nsres, None, ns)) else {
             return Err(ApiError::not_found(nsres, ns));
@@ -919,9 +924,11 @@ impl ApiServer {
         if terminating {
             // As upstream, the cause says why, so clients match on it rather than the text.
             let message = format!("unable to create new content in namespace {ns} because it is being terminated");
-            return Err(ApiError::forbidden(message.clone()).with_details(json!({"causes": [
-                {"reason": "NamespaceTerminating", "message": message, "field": "metadata.namespace"}
-            ]})));
+            let name = if name.is_empty() { "Unknown" } else { name };
+            return Err(crate::admission::forbidden(res, name, &message).with_details(json!({
+                "name": name, "group": res.group, "kind": res.plural,
+                "causes": [{"reason": "NamespaceTerminating", "message": message, "field": "metadata.namespace"}],
+            })));
         }
         Ok(())
     }

@@ -118,21 +118,7 @@ fn impersonation_takes_the_impersonated_identity_and_needs_the_verb() {
     // jane may not impersonate anyone until a role grants `impersonate`.
     let no = c.kubectl_output(&["auth", "can-i", "impersonate", "users", "--as=jane"], None);
     assert_eq!(String::from_utf8_lossy(&no.stdout).trim(), "no");
-    c.kubectl(&[
-        "create",
-        "clusterrole",
-        "impersonator",
-        "--verb=impersonate",
-        "--resource=users",
-        "--resource-name=bob",
-    ]);
-    c.kubectl(&[
-        "create",
-        "clusterrolebinding",
-        "jane-impersonates",
-        "--clusterrole=impersonator",
-        "--user=jane",
-    ]);
+    may_impersonate_bob(&c, "impersonator", "jane-impersonates", "--user=jane");
     c.eventually(30, "jane may impersonate bob", || {
         let out = c.kubectl(&["auth", "can-i", "impersonate", "users/bob", "--as=jane"]);
         (out.trim() == "yes").then_some(())
@@ -274,6 +260,21 @@ fn a_namespace_admin_cannot_grant_what_it_does_not_hold() {
         .success()
         .then_some(())
     });
+}
+
+/// A ClusterRole `role` that may impersonate the user bob, bound to `subject` (a kubectl
+/// `--user=` or `--serviceaccount=` flag) by `binding`.
+fn may_impersonate_bob(c: &Cluster, role: &str, binding: &str, subject: &str) {
+    c.kubectl(&[
+        "create",
+        "clusterrole",
+        role,
+        "--verb=impersonate",
+        "--resource=users",
+        "--resource-name=bob",
+    ]);
+    let role = format!("--clusterrole={role}");
+    c.kubectl(&["create", "clusterrolebinding", binding, &role, subject]);
 }
 
 /// `shoal kubeconfig ARGS` for the cluster `c`, written beside its admin kubeconfig.
@@ -874,4 +875,253 @@ fn controllers_act_as_their_upstream_accounts_so_a_missing_permission_shows() {
         None,
     );
     assert_eq!(String::from_utf8_lossy(&no.stdout).trim(), "no");
+}
+
+/// What the other tests leave out, each as upstream: impersonation by a user who is not the
+/// admin, SubjectAccessReview and LocalSubjectAccessReview, the `escalate` verb,
+/// `automountServiceAccountToken: false`, NamespaceLifecycle, and the OIDC documents
+/// refused to anonymous clients.
+#[test]
+fn impersonation_reviews_escalation_automount_and_lifecycle_as_upstream() {
+    let c = Cluster::up(1);
+    c.kubectl(&["create", "serviceaccount", "imp"]);
+    let token = c.kubectl(&["create", "token", "imp"]).trim().to_string();
+
+    // Impersonation, sent by a ServiceAccount: refused without the verb, in upstream's
+    // words; with it, the request runs as the impersonated user, and only for that user.
+    // (`get --raw`: a refused discovery would hide the message.)
+    let pods = "/api/v1/namespaces/default/pods";
+    let out = with_token(&c, &token, &["get", "--raw", pods, "--as=bob"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            r#"users "bob" is forbidden: User "system:serviceaccount:default:imp" cannot impersonate resource "users" in API group "" at the cluster scope"#
+        ),
+        "{}",
+        stderr(&out)
+    );
+    may_impersonate_bob(&c, "impersonate-bob", "imp-bob", "--serviceaccount=default:imp");
+    let who = c.eventually(30, "imp acting as bob", || {
+        let out = with_token(
+            &c,
+            &token,
+            &[
+                "auth",
+                "whoami",
+                "--as=bob",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ],
+        );
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    });
+    assert_eq!(who, "bob");
+    let out = with_token(&c, &token, &["get", "--raw", pods, "--as=carol"]);
+    assert!(
+        stderr(&out).contains(r#"users "carol" is forbidden"#),
+        "{}",
+        stderr(&out)
+    );
+    // bob holds nothing: impersonating him gives his rights, not imp's.
+    let out = with_token(&c, &token, &["get", "--raw", pods, "--as=bob"]);
+    assert!(
+        stderr(&out).contains(r#"User "bob" cannot list resource "pods""#),
+        "{}",
+        stderr(&out)
+    );
+
+    // `kubectl auth can-i --list`: the resource rules are exactly the bindings' (one Role)
+    // and the bootstrap policy's for every authenticated user.
+    c.kubectl(&["create", "serviceaccount", "lister"]);
+    c.kubectl(&[
+        "create",
+        "role",
+        "cm-reader",
+        "--verb=get,list",
+        "--resource=configmaps",
+    ]);
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "lister-cm",
+        "--role=cm-reader",
+        "--serviceaccount=default:lister",
+    ]);
+    let rows = c.eventually(30, "the lister's rules", || {
+        let out = c.kubectl(&["auth", "can-i", "--list", "--as=system:serviceaccount:default:lister"]);
+        let rows: std::collections::BTreeSet<String> = out
+            .lines()
+            .skip(1)
+            .filter(|l| !l.starts_with(' '))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        rows.iter().any(|r| r.starts_with("configmaps")).then_some(rows)
+    });
+    let want: std::collections::BTreeSet<String> = [
+        "configmaps [] [] [get list]",
+        "selfsubjectreviews.authentication.k8s.io [] [] [create]",
+        "selfsubjectaccessreviews.authorization.k8s.io [] [] [create]",
+        "selfsubjectrulesreviews.authorization.k8s.io [] [] [create]",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(rows, want);
+
+    // SubjectAccessReview (cluster) and LocalSubjectAccessReview (namespace), as the admin.
+    c.kubectl(&["create", "rolebinding", "bob-view", "--clusterrole=view", "--user=bob"]);
+    let review = |kind: &str, ns: &str, verb: &str, resource: &str| {
+        let metadata = if ns.is_empty() {
+            "{}".to_string()
+        } else {
+            format!("{{namespace: {ns}}}")
+        };
+        let attrs_ns = if ns.is_empty() { "default" } else { ns };
+        let yaml = format!(
+            "apiVersion: authorization.k8s.io/v1\nkind: {kind}\nmetadata: {metadata}\nspec:\n  user: bob\n  resourceAttributes: {{namespace: {attrs_ns}, verb: {verb}, resource: {resource}}}\n"
+        );
+        c.kubectl_in(&["create", "-f", "-", "-o", "jsonpath={.status.allowed}"], Some(&yaml))
+    };
+    c.eventually(30, "bob's view binding counted", || {
+        (review("SubjectAccessReview", "", "list", "pods") == "true").then_some(())
+    });
+    assert_eq!(review("SubjectAccessReview", "", "delete", "pods"), "false");
+    assert_eq!(
+        review("SubjectAccessReview", "", "get", "secrets"),
+        "false",
+        "view reads no secrets"
+    );
+    assert_eq!(review("LocalSubjectAccessReview", "default", "watch", "pods"), "true");
+    assert_eq!(
+        review("LocalSubjectAccessReview", "default", "create", "deployments"),
+        "false"
+    );
+
+    // `escalate`: a namespace's role writer may not write a role granting more than it
+    // holds, unless it has `escalate` on roles.
+    c.kubectl(&["create", "role", "role-writer", "--verb=create,get", "--resource=roles"]);
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "imp-writes-roles",
+        "--role=role-writer",
+        "--serviceaccount=default:imp",
+    ]);
+    let secrets_reader = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: secrets-reader, namespace: default}\nrules: [{apiGroups: [\"\"], resources: [secrets], verbs: [get]}]\n";
+    let create_role = || {
+        let mut cmd = c.kubectl_cmd(&["--token", &token, "create", "-f", "-"]);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(secrets_reader.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("kubectl output")
+    };
+    let out = c.eventually(30, "the role writer's binding counted", || {
+        let out = create_role();
+        stderr(&out)
+            .contains("attempting to grant RBAC permissions not currently held")
+            .then_some(out)
+    });
+    assert!(
+        stderr(&out).contains("{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}"),
+        "{}",
+        stderr(&out)
+    );
+    c.kubectl(&[
+        "create",
+        "role",
+        "role-escalator",
+        "--verb=escalate",
+        "--resource=roles",
+    ]);
+    c.kubectl(&[
+        "create",
+        "rolebinding",
+        "imp-escalates",
+        "--role=role-escalator",
+        "--serviceaccount=default:imp",
+    ]);
+    c.eventually(30, "the escalate verb counted", || {
+        create_role().status.success().then_some(())
+    });
+    assert_eq!(
+        c.kubectl(&["get", "role", "secrets-reader", "-o", "name"]).trim(),
+        "role.rbac.authorization.k8s.io/secrets-reader"
+    );
+
+    // automountServiceAccountToken: false, on the pod or on its account: no token volume.
+    c.kubectl(&["create", "serviceaccount", "quiet"]);
+    c.kubectl(&[
+        "patch",
+        "serviceaccount",
+        "quiet",
+        "-p",
+        r#"{"automountServiceAccountToken": false}"#,
+    ]);
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: by-account}\nspec:\n  serviceAccountName: quiet\n  containers: [{name: c, image: busybox}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: by-pod}\nspec:\n  automountServiceAccountToken: false\n  containers: [{name: c, image: busybox}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: mounted}\nspec:\n  containers: [{name: c, image: busybox}]\n",
+        ),
+    );
+    for pod in ["by-account", "by-pod"] {
+        let volumes = c.kubectl(&["get", "pod", pod, "-o", "jsonpath={.spec.volumes[*].name}"]);
+        assert!(!volumes.contains("kube-api-access"), "{pod}: {volumes}");
+    }
+    let volumes = c.kubectl(&["get", "pod", "mounted", "-o", "jsonpath={.spec.volumes[*].name}"]);
+    assert!(volumes.starts_with("kube-api-access-"), "{volumes}");
+
+    // NamespaceLifecycle: nothing new in a namespace being deleted.
+    c.kubectl(&["create", "namespace", "doomed"]);
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, namespace: doomed, finalizers: [example.com/hold]}\n"),
+    );
+    c.kubectl(&["delete", "namespace", "doomed", "--wait=false"]);
+    let err = c.kubectl_err(&["create", "configmap", "late", "-n", "doomed"], None);
+    assert!(
+        err.contains(r#"configmaps "late" is forbidden: unable to create new content in namespace doomed because it is being terminated"#),
+        "{err}"
+    );
+    c.kubectl(&[
+        "patch",
+        "configmap",
+        "held",
+        "-n",
+        "doomed",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+
+    // The OIDC discovery documents: every ServiceAccount may read them, anonymous clients not.
+    let issuer =
+        String::from_utf8_lossy(&with_token(&c, &token, &["get", "--raw", "/.well-known/openid-configuration"]).stdout)
+            .to_string();
+    assert!(issuer.contains("\"jwks_uri\""), "{issuer}");
+    let ca = std::fs::read_to_string(c.dir.join("tls/ca.crt")).expect("ca");
+    let anonymous = shoal_apiserver::client::HttpsClient::new(c.addr(), &ca, None).expect("client");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for path in ["/.well-known/openid-configuration", "/openid/v1/jwks"] {
+        let r = rt
+            .block_on(anonymous.request("GET", path, "application/json", b""))
+            .expect("request");
+        assert_eq!(r.status, 403, "{path}");
+        let s: serde_json::Value = serde_json::from_slice(&r.body).expect("a Status");
+        assert!(
+            s["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(r#"User "system:anonymous" cannot get path"#)),
+            "{s}"
+        );
+    }
 }
