@@ -32,7 +32,18 @@ pub mod validation;
 /// which takes them before it trims a node, and of its conditions only `Ready` is read (the
 /// node lifecycle controller reads the node from the API before it rewrites them all).
 const READ_STATUS: &[(&str, &[&str])] = &[
-    ("Pod", &["phase", "conditions", "reason", "message", "podIP"]),
+    (
+        "Pod",
+        &[
+            "phase",
+            "conditions",
+            "reason",
+            "message",
+            "podIP",
+            "containerStatuses",
+            "initContainerStatuses",
+        ],
+    ),
     ("Node", &["conditions", "images"]),
 ];
 
@@ -57,7 +68,9 @@ const UNREAD_POD_SPEC: &[&str] = &["initContainers", "ephemeralContainers"];
 /// node, hostname, subdomain, container ports and claims ([`READ_BOUND_POD_SPEC`]):
 /// placement, affinity and tolerations included, is read only to choose a node. It also
 /// keeps only its `Ready` condition (what availability reads; only the scheduler writes
-/// conditions, and only for unbound pods). Other kinds are left as they are. The caller
+/// conditions, and only for unbound pods), unless it failed: a failed pod keeps every
+/// condition and its containers' exit codes, which a Job's podFailurePolicy reads. Other
+/// kinds are left as they are. The caller
 /// names the kind: list items need not carry theirs. For caches only: an object trimmed so
 /// must never be written back whole.
 pub fn trim_for_cache(kind: &str, obj: &mut serde_json::Value) {
@@ -86,6 +99,28 @@ pub fn trim_for_cache(kind: &str, obj: &mut serde_json::Value) {
     }
     if kind != "Pod" {
         return;
+    }
+    // A failed pod keeps its containers' exit codes and all its conditions: a Job's
+    // podFailurePolicy reads them. Other pods keep neither.
+    let failed = obj["status"]["phase"] == "Failed";
+    if let Some(status) = obj.get_mut("status").and_then(serde_json::Value::as_object_mut) {
+        for key in ["containerStatuses", "initContainerStatuses"] {
+            let Some(list) = status.remove(key) else {
+                continue;
+            };
+            if failed {
+                let codes: Vec<serde_json::Value> = list
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| {
+                        serde_json::json!({"name": c["name"],
+                            "state": {"terminated": {"exitCode": c["state"]["terminated"]["exitCode"]}}})
+                    })
+                    .collect();
+                status.insert(key.into(), serde_json::Value::Array(codes));
+            }
+        }
     }
     let mut bound = false;
     if let Some(spec) = obj.get_mut("spec").and_then(serde_json::Value::as_object_mut) {
@@ -127,6 +162,7 @@ pub fn trim_for_cache(kind: &str, obj: &mut serde_json::Value) {
         }
     }
     if bound
+        && !failed
         && let Some(conditions) = obj
             .get_mut("status")
             .and_then(|s| s.get_mut("conditions"))
@@ -175,6 +211,17 @@ mod tests {
         assert_eq!(
             pod["status"]["conditions"],
             json!([{"type": "Ready", "status": "True"}])
+        );
+        // A failed pod keeps its exit codes and every condition (podFailurePolicy reads them).
+        let mut failed = json!({"kind": "Pod", "spec": {"nodeName": "n1"},
+            "status": {"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True"}],
+                       "containerStatuses": [{"name": "main", "image": "i", "restartCount": 0,
+                           "state": {"terminated": {"exitCode": 42, "reason": "Error"}}}]}});
+        super::trim_for_cache("Pod", &mut failed);
+        assert_eq!(
+            failed["status"],
+            json!({"phase": "Failed", "conditions": [{"type": "DisruptionTarget", "status": "True"}],
+                   "containerStatuses": [{"name": "main", "state": {"terminated": {"exitCode": 42}}}]})
         );
         let ready = json!({"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-01-01T00:00:00Z"});
         let mut node = json!({"kind": "Node", "metadata": {"name": "n", "annotations": {"a": "b"}, "labels": {"l": "v"}},

@@ -383,6 +383,39 @@ impl ApiServer {
     /// the budget below what it must keep is refused (429), one it allows spends a disruption
     /// (`disruptionsAllowed` down by one, the pod under `disruptedPods`) before the pod goes.
     /// Pods that are pending, finished or already going need no budget.
+    /// Before the eviction API deletes a running pod, as upstream's: the condition
+    /// `DisruptionTarget=True` (reason `EvictionByEvictionAPI`), which a Job's
+    /// podFailurePolicy may match. A finished pod, or one already marked, is left as it is.
+    pub(crate) async fn mark_disruption_target(&self, t: &Target) -> ApiResult<()> {
+        let pod = self.get_object(t)?.obj();
+        let phase = pod["status"]["phase"].as_str().unwrap_or_default();
+        let marked = pod["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "DisruptionTarget" && c["status"] == "True")
+        });
+        if matches!(phase, "Succeeded" | "Failed") || marked {
+            return Ok(());
+        }
+        let condition = json!({"status": {"conditions": [{
+            "type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+            "message": "Eviction API: evicting",
+            "lastTransitionTime": shoal_api::time::now_rfc3339(),
+        }]}});
+        let status = Target {
+            subresource: Some("status".into()),
+            ..t.clone()
+        };
+        self.patch(
+            &status,
+            condition,
+            crate::patch::PatchType::Strategic,
+            &crate::rest::WriteOptions::default(),
+            false,
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub(crate) async fn spend_disruption(&self, t: &Target, dry_run: bool) -> ApiResult<()> {
         let pod = self.get_object(t)?.obj();
         let phase = pod["status"]["phase"].as_str().unwrap_or_default();

@@ -866,6 +866,9 @@ impl ApiServer {
                     ..t.clone()
                 };
                 self.spend_disruption(&plain, opts.dry_run).await?;
+                if !opts.dry_run {
+                    self.mark_disruption_target(&plain).await?;
+                }
                 self.delete(&plain, &opts).await?;
                 Ok(value_response(
                     201,

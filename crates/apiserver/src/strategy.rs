@@ -315,10 +315,29 @@ pub fn prepare_update(res: &Resource, new: &mut Value, old: &Value) {
     }
 }
 
-/// The object a status write produces: the old object with the new status (and nothing else
-/// from the request), as upstream's status strategies do.
-pub fn status_update(new: &Value, old: &Value) -> Value {
+/// Whether a status write keeps the request's metadata (labels, annotations, finalizers,
+/// owners), as upstream's status strategies for Jobs and CronJobs do (they reset only the
+/// spec); every other kind's status write keeps the stored metadata.
+pub fn status_keeps_metadata(res: &Resource) -> bool {
+    matches!((res.group, res.kind), ("batch", "Job" | "CronJob"))
+}
+
+/// The object a status write produces: the old object with the new status (and, for the
+/// kinds of [`status_keeps_metadata`], the new metadata but for its generation), as
+/// upstream's status strategies do.
+pub fn status_update(res: &Resource, new: &Value, old: &Value) -> Value {
     let mut out = old.clone();
+    if status_keeps_metadata(res) && new["metadata"].is_object() {
+        out["metadata"] = new["metadata"].clone();
+        match old["metadata"].get("generation") {
+            Some(g) => out["metadata"]["generation"] = g.clone(),
+            None => {
+                if let Some(m) = out["metadata"].as_object_mut() {
+                    m.remove("generation");
+                }
+            }
+        }
+    }
     match new.get("status") {
         Some(s) => out["status"] = s.clone(),
         None => {

@@ -21,9 +21,12 @@ use serde_json::{Value, json};
 use crate::events::{EventType, ObjectRef, Recorder};
 use crate::informer::{self, Informers, name as name_of, uid as uid_of};
 use crate::replicaset::{Expectations, Expected};
-use shoal_runtime::controller::{Error, Keyed, Outcome as Next};
+use shoal_runtime::claim::{Claim, adopt_patch, claim, release_patch};
+use shoal_runtime::controller::{Error, Keyed, Outcome as Next, ignore_not_found};
 
 const MANAGER: &str = "job-controller";
+/// The `spec.managedBy` value that leaves a Job to this controller (as does none).
+pub const CONTROLLER_NAME: &str = "kubernetes.io/job-controller";
 /// Most pods one pass creates (upstream's `MaxPodCreateDeletePerSync`).
 const MAX_CREATES_PER_PASS: i64 = 500;
 
@@ -74,7 +77,7 @@ pub enum Outcome {
     /// Done.
     Complete,
     /// Failed, with upstream's reason and message.
-    Failed(&'static str, &'static str),
+    Failed(&'static str, String),
 }
 
 /// The Job's outcome from its spec, its counts, and how long it has been active.
@@ -83,12 +86,18 @@ pub fn outcome(job: &Value, c: &Counts, active_for: Option<Duration>) -> Outcome
     let parallelism = spec["parallelism"].as_i64().unwrap_or(1).max(0);
     let backoff_limit = spec["backoffLimit"].as_i64().unwrap_or(6);
     if c.failed > backoff_limit {
-        return Outcome::Failed("BackoffLimitExceeded", "Job has reached the specified backoff limit");
+        return Outcome::Failed(
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit".into(),
+        );
     }
     if let (Some(deadline), Some(active_for)) = (spec["activeDeadlineSeconds"].as_u64(), active_for)
         && active_for.as_secs() >= deadline
     {
-        return Outcome::Failed("DeadlineExceeded", "Job was active longer than specified deadline");
+        return Outcome::Failed(
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline".into(),
+        );
     }
     match spec["completions"].as_i64() {
         Some(completions) if c.succeeded >= completions => Outcome::Complete,
@@ -98,6 +107,87 @@ pub fn outcome(job: &Value, c: &Counts, active_for: Option<Duration>) -> Outcome
         None if c.succeeded > 0 => Outcome::Run(c.active),
         None => Outcome::Run(parallelism),
     }
+}
+
+/// What a Job's `podFailurePolicy` makes of a failed pod: its first matching rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// Fail the Job, with upstream's message naming the pod, the match and the rule.
+    FailJob(String),
+    /// Not counted against `backoffLimit`.
+    Ignore,
+    /// Counted, as without a policy (also `FailIndex`, until per-index back-off limits).
+    Count,
+}
+
+/// The rule of `job`'s `podFailurePolicy` that the failed `pod` matches, as upstream's:
+/// rules in order; `onExitCodes` against the containers' (then init containers')
+/// terminated non-zero exit codes, optionally of one container; `onPodConditions` against
+/// the pod's conditions (status `True` unless given).
+pub fn failure_rule(job: &Value, pod: &Value) -> Option<Rule> {
+    let rules = job["spec"]["podFailurePolicy"]["rules"].as_array()?;
+    let pod_name = format!(
+        "{}/{}",
+        pod["metadata"]["namespace"].as_str().unwrap_or_default(),
+        name_of(pod)
+    );
+    for (i, rule) in rules.iter().enumerate() {
+        let action = rule["action"].as_str().unwrap_or_default();
+        let matched = if rule["onExitCodes"].is_object() {
+            let req = &rule["onExitCodes"];
+            let values: Vec<i64> = req["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_i64)
+                .collect();
+            let wanted = |code: i64| match req["operator"].as_str() {
+                Some("In") => values.contains(&code),
+                Some("NotIn") => !values.contains(&code),
+                _ => false,
+            };
+            ["containerStatuses", "initContainerStatuses"]
+                .iter()
+                .flat_map(|k| pod["status"][*k].as_array().into_iter().flatten())
+                .filter(|s| req["containerName"].as_str().is_none_or(|n| s["name"] == n))
+                .find_map(|s| {
+                    let code = s["state"]["terminated"]["exitCode"].as_i64()?;
+                    (code != 0 && wanted(code)).then(|| {
+                        format!(
+                            "Container {} for pod {pod_name} failed with exit code {code} matching {action} rule at index {i}",
+                            s["name"].as_str().unwrap_or_default()
+                        )
+                    })
+                })
+        } else {
+            rule["onPodConditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find_map(|want| {
+                    let status = want["status"].as_str().unwrap_or("True");
+                    pod["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == want["type"] && c["status"] == status)
+                        .then(|| {
+                            format!(
+                                "Pod {pod_name} has condition {} matching {action} rule at index {i}",
+                                want["type"].as_str().unwrap_or_default()
+                            )
+                        })
+                })
+        };
+        if let Some(message) = matched {
+            return Some(match action {
+                "FailJob" => Rule::FailJob(message),
+                "Ignore" => Rule::Ignore,
+                _ => Rule::Count,
+            });
+        }
+    }
+    None
 }
 
 /// The pod a Job creates.
@@ -306,13 +396,36 @@ pub async fn run(client: kube::Client, informers: Informers) {
         .await
 }
 
-/// The pods of `job` among `pods` (its namespace, its controller reference).
-fn owned<'a>(job: &Value, pods: &'a [Arc<Value>]) -> Vec<&'a Value> {
+/// The pods of `job` among `pods` (upstream's ControllerRefManager rules): those it
+/// controls that match its selector, and matching orphans, which it adopts (name, guarded
+/// patch); those it controls that stopped matching are let go (name, patch). A Job whose
+/// selector cannot be read claims only what it already controls.
+#[allow(clippy::type_complexity)]
+fn claimed<'a>(job: &Value, pods: &'a [Arc<Value>]) -> (Vec<&'a Value>, Vec<(String, Value)>, Vec<(String, Value)>) {
     let (ns, uid) = (informer::namespace(job), uid_of(job));
-    pods.iter()
-        .filter(|p| informer::namespace(p) == ns && informer::controller_uid(p) == Some(uid))
-        .map(|p| &**p)
-        .collect()
+    let selector = shoal_api::selector::LabelSelector::from_api(&job["spec"]["selector"]).ok();
+    let (mut mine, mut adopt, mut release) = (Vec::new(), Vec::new(), Vec::new());
+    for p in pods.iter().filter(|p| informer::namespace(p) == ns) {
+        let Some(selector) = &selector else {
+            if informer::controller_uid(p) == Some(uid) {
+                mine.push(&**p);
+            }
+            continue;
+        };
+        match claim(job, p, selector.matches_object(p)) {
+            Claim::Owned => mine.push(&**p),
+            Claim::Adopt => {
+                adopt.push((
+                    name_of(p).to_string(),
+                    adopt_patch(p, informer::controller_ref("batch/v1", "Job", job)),
+                ));
+                mine.push(&**p);
+            }
+            Claim::Release => release.push((name_of(p).to_string(), release_patch(p, uid))),
+            Claim::Ignore => {}
+        }
+    }
+    (mine, adopt, release)
 }
 
 /// A pod that counts as running for the Job: not being deleted, not finished.
@@ -340,6 +453,10 @@ pub struct Plan {
 /// created or deleted earlier have not shown in the cache yet (nothing more is created or
 /// deleted then). `None` for a Job that is finished or being deleted.
 pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp) -> Option<Plan> {
+    // A Job another controller manages (`spec.managedBy`) is left to it, as upstream's.
+    if job["spec"]["managedBy"].as_str().is_some_and(|m| m != CONTROLLER_NAME) {
+        return None;
+    }
     let finished = job["status"]["conditions"]
         .as_array()
         .into_iter()
@@ -367,6 +484,16 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
         }
         c.succeeded = completed.len();
     }
+    // podFailurePolicy: failures its Ignore rules match are not counted; the first failure
+    // a FailJob rule matches fails the Job.
+    let mut fail_job = None;
+    for p in mine.iter().filter(|p| p["status"]["phase"] == "Failed") {
+        match failure_rule(job, p) {
+            Some(Rule::Ignore) => c.failed -= 1,
+            Some(Rule::FailJob(message)) if fail_job.is_none() => fail_job = Some(message),
+            _ => {}
+        }
+    }
     // Counts never go down: finished pods may be deleted.
     c.succeeded = c.succeeded.max(job["status"]["succeeded"].as_i64().unwrap_or(0));
     c.failed = c.failed.max(job["status"]["failed"].as_i64().unwrap_or(0));
@@ -376,15 +503,15 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
         .and_then(|s| s.parse::<jiff::Timestamp>().ok())
         .and_then(|t| Duration::try_from(now.duration_since(t)).ok());
     let suspended = job["spec"]["suspend"] == true;
-    let result = if suspended {
-        Outcome::Run(0)
-    } else {
-        outcome(job, &c, active_for)
+    let result = match fail_job {
+        Some(message) => Outcome::Failed("PodFailurePolicy", message),
+        None if suspended => Outcome::Run(0),
+        None => outcome(job, &c, active_for),
     };
     let active: Vec<&Value> = mine.iter().copied().filter(|p| is_active(p)).collect();
     let (want, end) = match result {
         Outcome::Run(n) => (n, None),
-        Outcome::Complete => (0, Some(("Complete", "", ""))),
+        Outcome::Complete => (0, Some(("Complete", "", String::new()))),
         Outcome::Failed(reason, message) => (0, Some(("Failed", reason, message))),
     };
     let mut out = Plan {
@@ -470,7 +597,7 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
         conditions.push(resumed);
         out.events.push((EventType::Normal, "Resumed", "Job resumed".into()));
     }
-    match end {
+    match &end {
         Some(("Complete", _, _)) if active.is_empty() => {
             conditions.push(condition(
                 "SuccessCriteriaMet",
@@ -489,7 +616,7 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
         Some(("Failed", reason, message)) if active.is_empty() => {
             conditions.push(condition("FailureTarget", reason, message));
             conditions.push(condition("Failed", reason, message));
-            out.events.push((EventType::Warning, reason, message.to_string()));
+            out.events.push((EventType::Warning, *reason, message.clone()));
         }
         _ => {}
     }
@@ -588,7 +715,12 @@ pub(crate) async fn sync(
     exp: &mut Expectations,
     now: jiff::Timestamp,
 ) -> Result<Next, Error> {
-    let mine = owned(job, pods);
+    let (mine, adopt, release) = if informer::deleting(job) {
+        (Vec::new(), Vec::new(), Vec::new())
+    } else {
+        claimed(job, pods)
+    };
+    claim_pods(client, job, adopt, release).await?;
     let names: std::collections::HashSet<&str> = mine.iter().map(|p| name_of(p)).collect();
     let live: std::collections::HashSet<&str> = mine.iter().filter(|p| is_active(p)).map(|p| uid_of(p)).collect();
     let in_flight = !exp
@@ -601,6 +733,30 @@ pub(crate) async fn sync(
         Some(p) => apply(client, recorder, job, p, exp).await,
         None => Ok(Next::Done),
     }
+}
+
+/// Writes the adoptions and releases of [`claimed`]; a pod gone meanwhile is no error.
+async fn claim_pods(
+    client: &kube::Client,
+    job: &Value,
+    adopt: Vec<(String, Value)>,
+    release: Vec<(String, Value)>,
+) -> Result<(), Error> {
+    if adopt.is_empty() && release.is_empty() {
+        return Ok(());
+    }
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), informer::namespace(job));
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    for (name, body) in adopt {
+        ignore_not_found(pod_api.patch(&name, &pp, &Patch::Merge(body)).await)?;
+    }
+    for (name, body) in release {
+        ignore_not_found(pod_api.patch(&name, &pp, &Patch::Strategic(body)).await)?;
+    }
+    Ok(())
 }
 
 /// What of a condition list a status write must carry: each condition's type, status,
@@ -639,6 +795,45 @@ mod tests {
         assert_eq!(outcome(&queue, &counts(0, 0, 0), None), Outcome::Run(3));
         assert_eq!(outcome(&queue, &counts(2, 1, 0), None), Outcome::Run(2));
         assert_eq!(outcome(&queue, &counts(0, 1, 0), None), Outcome::Complete);
+    }
+
+    #[test]
+    fn pod_failure_policy_rules_match_as_upstreams() {
+        let job = json!({"spec": {"podFailurePolicy": {"rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}},
+            {"action": "Count", "onExitCodes": {"operator": "NotIn", "values": [1]}}]}}});
+        let pod = |code: i64, conditions: Value| {
+            json!({"metadata": {"name": "p", "namespace": "ns"}, "status": {"phase": "Failed",
+                "conditions": conditions,
+                "containerStatuses": [{"name": "main", "state": {"terminated": {"exitCode": code}}}]}})
+        };
+        assert_eq!(
+            failure_rule(&job, &pod(42, json!([]))),
+            Some(Rule::FailJob(
+                "Container main for pod ns/p failed with exit code 42 matching FailJob rule at index 1".into()
+            ))
+        );
+        let disrupted = json!([{"type": "DisruptionTarget", "status": "True"}]);
+        assert_eq!(
+            failure_rule(&job, &pod(42, disrupted)),
+            Some(Rule::Ignore),
+            "rules in order"
+        );
+        assert_eq!(failure_rule(&job, &pod(3, json!([]))), Some(Rule::Count));
+        assert_eq!(failure_rule(&job, &pod(1, json!([]))), None);
+        assert_eq!(
+            failure_rule(&job, &pod(0, json!([]))),
+            None,
+            "exit code 0 never matches"
+        );
+        let not_disrupted = json!([{"type": "DisruptionTarget", "status": "False"}]);
+        assert_eq!(failure_rule(&job, &pod(1, not_disrupted)), None);
+        assert_eq!(
+            failure_rule(&json!({"spec": {}}), &pod(42, json!([]))),
+            None,
+            "no policy"
+        );
     }
 
     #[test]

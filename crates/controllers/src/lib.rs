@@ -25,6 +25,7 @@ mod scenario;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod storage;
+pub mod ttl;
 
 /// Settings of the controllers.
 #[derive(Clone, Debug)]
@@ -151,6 +152,9 @@ pub fn start_controllers(
     ));
     controller!("job", "job-controller", |c, i, _| job::run(c, i));
     controller!("cronjob", "cronjob-controller", |c, i, _| cronjob::run(c, i));
+    controller!("ttl-after-finished", "ttl-after-finished-controller", |c, i, _| {
+        ttl::run(c, i)
+    });
     {
         let installer = clients(Identity::Server);
         controller!("persistentvolume", "persistent-volume-binder", |c, i, cfg: Config| {

@@ -494,7 +494,7 @@ fn a_new_statefulset_keeps_one_revision_across_its_first_status_write() {
     // one with it (0 once the status was written), so pod 0 carried another revision than
     // its siblings and currentRevision never reached updateRevision.
     let fresh = statefulset(json!({}));
-    let first = crate::statefulset::plan(&fresh, &[], &[], &[]).unwrap();
+    let first = crate::statefulset::plan(&fresh, &[], &[], &[], jiff::Timestamp::UNIX_EPOCH).unwrap();
     let revision = first.revision.expect("the first ControllerRevision");
     let name = revision["metadata"]["name"].as_str().unwrap().to_string();
     let status = first.status.expect("the first status");
@@ -503,7 +503,7 @@ fn a_new_statefulset_keeps_one_revision_across_its_first_status_write() {
     cr["metadata"]["uid"] = json!("cr-uid");
     cr["metadata"]["ownerReferences"][0]["uid"] = json!("sts-uid");
     let written = statefulset(status);
-    let second = crate::statefulset::plan(&written, &[], &[Arc::new(cr)], &[]).unwrap();
+    let second = crate::statefulset::plan(&written, &[], &[Arc::new(cr)], &[], jiff::Timestamp::UNIX_EPOCH).unwrap();
     assert!(second.revision.is_none(), "no second revision of the same template");
     let crate::statefulset::Step::Create { pod, .. } = &second.steps[0] else {
         panic!("pod 0 is created: {:?}", second.steps);
@@ -572,7 +572,14 @@ fn a_statefulset_adopts_its_orphan_and_lets_a_relabelled_pod_go() {
     orphan["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
     let relabelled = pod("db-1", json!({"app": "debug"}), Some(("StatefulSet", "sts-uid")));
     let stranger = pod("web-0", json!({"app": "db"}), None);
-    let p = crate::statefulset::plan(&sts, &[Arc::new(orphan), relabelled, stranger], &[], &[]).unwrap();
+    let p = crate::statefulset::plan(
+        &sts,
+        &[Arc::new(orphan), relabelled, stranger],
+        &[],
+        &[],
+        jiff::Timestamp::UNIX_EPOCH,
+    )
+    .unwrap();
     assert_eq!(p.adopt.len(), 1);
     assert_eq!(p.adopt[0].0, "db-0");
     assert_eq!(p.adopt[0].1["metadata"]["ownerReferences"][0]["kind"], "StatefulSet");
@@ -610,7 +617,12 @@ async fn a_completed_job_says_so_once_its_status_is_written() {
     let (fake, client, recorder) = world();
     let mut exp = Expectations::new();
     let j = job(json!({"completions": 1, "parallelism": 1}));
-    let mut done = (*pod("work-a", json!({}), Some(("Job", "job-uid")))).clone();
+    let mut done = (*pod(
+        "work-a",
+        json!({"batch.kubernetes.io/controller-uid": "job-uid"}),
+        Some(("Job", "job-uid")),
+    ))
+    .clone();
     done["status"]["phase"] = json!("Succeeded");
     fake.fail_when(|m, path| {
         (m == Method::PATCH && path.ends_with("jobs/work/status")).then_some((500, "InternalError"))

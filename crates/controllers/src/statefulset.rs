@@ -40,6 +40,9 @@ pub struct Member {
     pub revision: String,
     /// Running and Ready.
     pub ready: bool,
+    /// Ready for the set's `minReadySeconds` (what ordered start-up and rolling updates
+    /// wait for, and `availableReplicas` counts).
+    pub available: bool,
     /// Finished with failure (or success): it is replaced.
     pub failed: bool,
     /// Being deleted.
@@ -103,14 +106,14 @@ pub fn pod_actions(
                     return out;
                 }
             }
-            Some(p) if !policy.parallel && (!p.ready || p.terminating) => return out,
+            Some(p) if !policy.parallel && (!p.available || p.terminating) => return out,
             Some(_) => {}
         }
     }
     // Pods beyond the replicas go, highest ordinal first.
     let condemned: Vec<i64> = pods.keys().copied().filter(|i| *i < start || *i >= end).rev().collect();
     if !condemned.is_empty() {
-        let unhealthy = pods.range(start..end).any(|(_, p)| !p.ready || p.terminating);
+        let unhealthy = pods.range(start..end).any(|(_, p)| !p.available || p.terminating);
         for i in condemned {
             let p = &pods[&i];
             if p.terminating {
@@ -136,7 +139,7 @@ pub fn pod_actions(
     // maxUnavailable leaves room for (one by default).
     let unavailable = pods
         .range(start..end)
-        .filter(|(_, p)| !p.ready || p.terminating)
+        .filter(|(_, p)| !p.available || p.terminating)
         .count() as i64;
     let mut room = policy.max_unavailable.max(1) - unavailable;
     for i in (start + policy.partition.max(0)..end).rev() {
@@ -145,7 +148,7 @@ pub fn pod_actions(
         }
         if pods
             .get(&i)
-            .is_some_and(|p| p.revision != update && p.ready && !p.terminating)
+            .is_some_and(|p| p.revision != update && p.available && !p.terminating)
         {
             out.push(Action::Delete(i));
             room -= 1;
@@ -221,7 +224,7 @@ pub fn ordinal(set: &str, pod: &str) -> Option<i64> {
     pod.strip_prefix(set)?.strip_prefix('-')?.parse().ok()
 }
 
-fn member(pod: &Value) -> Member {
+fn member(pod: &Value, min_ready: Duration, now: jiff::Timestamp) -> Member {
     let ready = pod["status"]["phase"] == "Running"
         && pod["status"]["conditions"]
             .as_array()
@@ -229,6 +232,7 @@ fn member(pod: &Value) -> Member {
             .flatten()
             .any(|c| c["type"] == "Ready" && c["status"] == "True");
     Member {
+        available: ready && crate::replicaset::PodView::of(pod).available(min_ready, now),
         revision: pod["metadata"]["labels"][REVISION_LABEL]
             .as_str()
             .unwrap_or_default()
@@ -345,7 +349,13 @@ pub fn revision_hash(sts: &Value) -> String {
 
 /// Decides one reconcile of `sts` (see [`Plan`]); `None` when there is nothing to do
 /// (being deleted, or an unusable selector).
-pub fn plan(sts: &Value, pods: &[Arc<Value>], revisions: &[Arc<Value>], claims: &[Arc<Value>]) -> Option<Plan> {
+pub fn plan(
+    sts: &Value,
+    pods: &[Arc<Value>],
+    revisions: &[Arc<Value>],
+    claims: &[Arc<Value>],
+    now: jiff::Timestamp,
+) -> Option<Plan> {
     if informer::deleting(sts) {
         return None;
     }
@@ -389,6 +399,7 @@ pub fn plan(sts: &Value, pods: &[Arc<Value>], revisions: &[Arc<Value>], claims: 
             t
         });
 
+    let min_ready = Duration::from_secs(sts["spec"]["minReadySeconds"].as_u64().unwrap_or(0));
     // The set's pods, by ordinal; an adopted orphan counts as the set's from now on.
     let mut members: BTreeMap<i64, Member> = BTreeMap::new();
     let mut uids: BTreeMap<i64, String> = BTreeMap::new();
@@ -407,7 +418,7 @@ pub fn plan(sts: &Value, pods: &[Arc<Value>], revisions: &[Arc<Value>], claims: 
             }
             Claim::Ignore => continue,
         }
-        members.insert(i, member(p));
+        members.insert(i, member(p, min_ready, now));
         uids.insert(i, uid_of(p).to_string());
     }
     let replicas = sts["spec"]["replicas"].as_i64().unwrap_or(1);
@@ -485,6 +496,7 @@ pub fn plan(sts: &Value, pods: &[Arc<Value>], revisions: &[Arc<Value>], claims: 
     let live: Vec<&Member> = members.values().filter(|m| !m.terminating).collect();
     let count = |f: &dyn Fn(&Member) -> bool| live.iter().filter(|m| f(m)).count() as i64;
     let ready = count(&|m| m.ready);
+    let available = count(&|m| m.available);
     let updated = count(&|m| m.revision == update);
     let at_current = count(&|m| m.revision == current);
     let done = updated == replicas && live.len() as i64 == replicas;
@@ -494,7 +506,7 @@ pub fn plan(sts: &Value, pods: &[Arc<Value>], revisions: &[Arc<Value>], claims: 
         "observedGeneration": sts["metadata"]["generation"],
         "replicas": live.len(),
         "readyReplicas": ready,
-        "availableReplicas": ready,
+        "availableReplicas": available,
         "currentReplicas": current_replicas,
         "updatedReplicas": updated,
         "currentRevision": current_now,
@@ -609,7 +621,7 @@ pub async fn sync(
     revisions: &[Arc<Value>],
     claims: &[Arc<Value>],
 ) -> Result<(), Error> {
-    match plan(sts, pods, revisions, claims) {
+    match plan(sts, pods, revisions, claims, jiff::Timestamp::now()) {
         Some(p) => apply(client, recorder, sts, p).await,
         None => Ok(()),
     }
@@ -641,6 +653,7 @@ mod tests {
         Member {
             revision: rev.into(),
             ready: true,
+            available: true,
             ..Default::default()
         }
     }
@@ -668,6 +681,7 @@ mod tests {
             2,
             Member {
                 ready: false,
+                available: false,
                 ..ready("r2")
             },
         );
@@ -690,12 +704,26 @@ mod tests {
             0,
             Member {
                 ready: false,
+                available: false,
                 ..ready("r1")
             },
         );
         assert!(
             pod_actions(3, 0, &pods, "r1", &ORDERED).is_empty(),
             "waits for web-0 to be Ready"
+        );
+        // Ready but not yet for minReadySeconds: still waits (upstream's "running and
+        // available").
+        pods.insert(
+            0,
+            Member {
+                available: false,
+                ..ready("r1")
+            },
+        );
+        assert!(
+            pod_actions(3, 0, &pods, "r1", &ORDERED).is_empty(),
+            "waits for web-0 to be available"
         );
         pods.insert(0, ready("r1"));
         assert_eq!(pod_actions(3, 0, &pods, "r1", &ORDERED), [Action::Create(1)]);

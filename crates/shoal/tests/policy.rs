@@ -320,6 +320,47 @@ fn disruption_budgets_count_pods_and_guard_evictions() {
     let text = String::from_utf8_lossy(&gone.stdout).to_string() + &String::from_utf8_lossy(&gone.stderr);
     assert!(!gone.status.success() || text.contains("Terminating"), "{text}");
     c.kubectl(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+
+    // As upstream (test/e2e/apps/disruption.go's eviction, PodDisruptionConditions): the
+    // evicted pod is marked DisruptionTarget before it is deleted. A finalizer holds this
+    // one so the mark can be read.
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: held, finalizers: [example.com/hold]}\nspec:\n  containers: [{name: c, image: nginx}]\n"),
+    );
+    c.eventually(30, "the held pod running", || {
+        (c.kubectl(&["get", "pod", "held", "-o", "jsonpath={.status.phase}"]) == "Running").then_some(())
+    });
+    c.kubectl_in(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/held/eviction",
+            "-f",
+            "-",
+        ],
+        Some(r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"held","namespace":"default"}}"#),
+    );
+    let condition = json(&c, &["get", "pod", "held"])["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "DisruptionTarget").cloned())
+        .expect("a DisruptionTarget condition");
+    assert_eq!(
+        (&condition["status"], &condition["reason"], &condition["message"]),
+        (
+            &"True".into(),
+            &"EvictionByEvictionAPI".into(),
+            &"Eviction API: evicting".into()
+        )
+    );
+    c.kubectl(&[
+        "patch",
+        "pod",
+        "held",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
 }
 
 #[test]

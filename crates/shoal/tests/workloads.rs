@@ -1208,3 +1208,287 @@ fn services_take_their_addresses_from_the_service_cidr_flag() {
     let err = c.kubectl_err(&["apply", "-f", "-"], Some(outside));
     assert!(err.contains("The range of valid IPs is 10.96.0.0/16"), "{err}");
 }
+
+/// Status writes as upstream's strategies make them. Follows test/e2e/apps/job.go ("should
+/// apply changes to a job status": an annotation patched through `jobs/status` stays, the
+/// spec in the same patch does not) and test/e2e/common/node/pods.go's status replace: a
+/// `PUT pods/NAME/status` whose resourceVersion is empty is unconditional (not a 400), one
+/// with a stale resourceVersion is a conflict.
+#[test]
+fn status_writes_keep_what_upstreams_strategies_keep() {
+    let c = Cluster::up(1);
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n  suspend: true\n  parallelism: 1\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n"),
+    );
+    c.kubectl(&[
+        "patch",
+        "job",
+        "j",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"annotations":{"patchedstatus":"true"}},"spec":{"parallelism":5}}"#,
+    ]);
+    let job: serde_json::Value = serde_json::from_str(&c.kubectl(&["get", "job", "j", "-o", "json"])).expect("JSON");
+    assert_eq!(job["metadata"]["annotations"]["patchedstatus"], "true", "{job}");
+    assert_eq!(job["spec"]["parallelism"], 1, "the spec is not the status's to change");
+    assert_eq!(job["metadata"]["generation"], 1);
+    // A Deployment's status write keeps the stored metadata (upstream resets it there).
+    c.kubectl(&["create", "deployment", "d", "--image=nginx"]);
+    c.kubectl(&[
+        "patch",
+        "deployment",
+        "d",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"sneaked":"in"}}}"#,
+    ]);
+    assert_eq!(
+        c.kubectl(&["get", "deployment", "d", "-o", "jsonpath={.metadata.labels.sneaked}"]),
+        ""
+    );
+
+    c.kubectl(&["run", "web", "--image=nginx"]);
+    c.eventually(30, "web running", || {
+        (c.kubectl(&["get", "pod", "web", "-o", "jsonpath={.status.phase}"]) == "Running").then_some(())
+    });
+    let mut pod: serde_json::Value =
+        serde_json::from_str(&c.kubectl(&["get", "pod", "web", "-o", "json"])).expect("JSON");
+    let path = "/api/v1/namespaces/default/pods/web/status";
+    pod["metadata"]["resourceVersion"] = "1".into();
+    let err = c.kubectl_err(&["replace", "--raw", path, "-f", "-"], Some(&pod.to_string()));
+    assert!(err.contains("the object has been modified"), "{err}");
+    pod["metadata"]["resourceVersion"] = "".into();
+    pod["status"]["conditions"]
+        .as_array_mut()
+        .expect("conditions")
+        .push(serde_json::json!({"type": "example.com/checked", "status": "True"}));
+    c.kubectl_in(&["replace", "--raw", path, "-f", "-"], Some(&pod.to_string()));
+    let types = c.kubectl(&["get", "pod", "web", "-o", "jsonpath={.status.conditions[*].type}"]);
+    assert!(types.contains("example.com/checked"), "{types}");
+}
+
+/// Follows test/e2e/apps/statefulset.go ("MinReadySeconds should be honored when
+/// enabled"): a pod Ready for less than minReadySeconds is not available, and OrderedReady
+/// start-up waits for availability before the next ordinal.
+#[test]
+fn statefulset_min_ready_seconds_holds_availability_and_ordered_start() {
+    let c = Cluster::up(2);
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: slow}\nspec:\n  serviceName: slow\n  replicas: 2\n  minReadySeconds: 3\n  selector: {matchLabels: {app: slow}}\n  template:\n    metadata: {labels: {app: slow}}\n    spec:\n      containers: [{name: c, image: nginx}]\n"),
+    );
+    let status = |c: &Cluster| -> serde_json::Value {
+        serde_json::from_str(&c.kubectl(&["get", "sts", "slow", "-o", "jsonpath={.status}"])).unwrap_or_default()
+    };
+    let early = c.eventually(30, "slow-0 Ready", || {
+        let s = status(&c);
+        (s["readyReplicas"] == 1).then_some(s)
+    });
+    assert_eq!(
+        early["availableReplicas"].as_i64().unwrap_or(0),
+        0,
+        "Ready is not yet available: {early}"
+    );
+    let names = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        "app=slow",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert_eq!(names.trim(), "slow-0", "slow-1 waits for slow-0 to be available");
+    c.eventually(60, "both available", || {
+        (status(&c)["availableReplicas"] == 2).then_some(())
+    });
+    let ready_at = c.kubectl(&[
+        "get",
+        "pod",
+        "slow-0",
+        "-o",
+        r#"jsonpath={.status.conditions[?(@.type=="Ready")].lastTransitionTime}"#,
+    ]);
+    let created = c.kubectl(&["get", "pod", "slow-1", "-o", "jsonpath={.metadata.creationTimestamp}"]);
+    let secs = |t: &str| t.trim().parse::<jiff::Timestamp>().expect("a timestamp").as_second();
+    assert!(
+        secs(&created) - secs(&ready_at) >= 2,
+        "slow-1 created at {created}, slow-0 Ready at {ready_at}: minReadySeconds 3 apart (second resolution)"
+    );
+}
+
+/// Follows test/e2e/apps/ttl_after_finished.go ("job should be deleted once it finishes
+/// after TTL seconds") and test/e2e/apps/job.go ("should allow to delegate reconciliation
+/// to external controller"): a finished Job goes with its pods once its TTL has passed, and
+/// a Job whose `managedBy` names another controller gets no pods and no status from ours.
+#[test]
+fn finished_jobs_go_after_their_ttl_and_delegated_jobs_are_left_alone() {
+    let c = Cluster::up(1);
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: batch/v1\nkind: Job\nmetadata: {name: brief}\nspec:\n  ttlSecondsAfterFinished: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: elsewhere}\nspec:\n  managedBy: example.com/other-controller\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n"),
+    );
+    c.eventually(30, "brief complete", || {
+        let t = c.kubectl(&[
+            "get",
+            "job",
+            "brief",
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Complete")].status}"#,
+        ]);
+        (t == "True").then_some(())
+    });
+    let finished = std::time::Instant::now();
+    c.eventually(30, "brief deleted after its TTL", || {
+        let out = c.kubectl_output(&["get", "job", "brief"], None);
+        (!out.status.success()).then_some(())
+    });
+    assert!(
+        finished.elapsed() >= std::time::Duration::from_secs(1),
+        "not before its TTL"
+    );
+    c.eventually(30, "brief's pods deleted with it", || {
+        c.kubectl(&["get", "pods", "-l", "job-name=brief", "-o", "name"])
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+    // The delegated Job: nothing from the built-in controller, however long we look.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        c.kubectl(&["get", "pods", "-l", "job-name=elsewhere", "-o", "name"])
+            .trim(),
+        ""
+    );
+    let status = c.kubectl(&["get", "job", "elsewhere", "-o", "jsonpath={.status}"]);
+    assert!(status == "{}" || status.is_empty(), "{status}");
+}
+
+/// Follows test/e2e/apps/job.go ("should adopt matching orphans and release non-matching
+/// pods"): an orphaned pod that still matches is adopted again (not replaced by an extra
+/// pod), and a pod whose labels stop matching is let go.
+#[test]
+fn a_job_adopts_matching_orphans_and_releases_the_rest() {
+    let c = Cluster::up(1);
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: batch/v1\nkind: Job\nmetadata: {name: adopt}\nspec:\n  parallelism: 2\n  completions: 2\n  template:\n    metadata:\n      annotations: {shoal.dev/run-seconds: \"120\"}\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n"),
+    );
+    let uid = c.kubectl(&["get", "job", "adopt", "-o", "jsonpath={.metadata.uid}"]);
+    let pods = |c: &Cluster| -> Vec<String> {
+        c.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "job-name=adopt",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+    };
+    let names = c.eventually(30, "two pods", || {
+        let p = pods(&c);
+        (p.len() == 2).then_some(p)
+    });
+    let owner =
+        |c: &Cluster, pod: &str| c.kubectl(&["get", "pod", pod, "-o", "jsonpath={.metadata.ownerReferences[0].uid}"]);
+    c.kubectl(&[
+        "patch",
+        "pod",
+        &names[0],
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
+    ]);
+    c.eventually(30, "the orphan adopted again", || {
+        (owner(&c, &names[0]) == uid).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(pods(&c).len(), 2, "no extra pod for the orphan");
+
+    c.kubectl(&[
+        "label",
+        "pod",
+        &names[1],
+        "batch.kubernetes.io/controller-uid-",
+        "controller-uid-",
+    ]);
+    c.eventually(30, "the relabelled pod let go", || {
+        owner(&c, &names[1]).is_empty().then_some(())
+    });
+    c.eventually(30, "a replacement for it", || (pods(&c).len() == 3).then_some(()));
+}
+
+/// Follows test/e2e/apps/job.go ("should allow to use the pod failure policy on exit code
+/// to fail the job early" and "... to not count the failure towards the backoffLimit"), on
+/// simulated nodes with pods that exit with chosen codes (`shoal.dev/exit-code`).
+#[test]
+fn pod_failure_policies_fail_early_or_ignore_as_upstream() {
+    let c = Cluster::up(1);
+    let job = |name: &str, code: u32, rules: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  backoffLimit: 6\n  podFailurePolicy:\n    rules: {rules}\n  template:\n    metadata:\n      annotations: {{shoal.dev/exit-code: \"{code}\"}}\n    spec:\n      restartPolicy: Never\n      containers: [{{name: main, image: busybox}}]\n"
+        )
+    };
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some(&job(
+            "early",
+            42,
+            r#"[{action: FailJob, onExitCodes: {containerName: main, operator: In, values: [42]}}]"#,
+        )),
+    );
+    let failed = c.eventually(60, "early failed by its policy", || {
+        let j: serde_json::Value = serde_json::from_str(&c.kubectl(&["get", "job", "early", "-o", "json"])).ok()?;
+        let cond = j["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|x| x["type"] == "Failed" && x["status"] == "True")?
+            .clone();
+        Some((j, cond))
+    });
+    let (j, cond) = failed;
+    assert_eq!(cond["reason"], "PodFailurePolicy");
+    let message = cond["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("Container main for pod default/early-")
+            && message.ends_with(" failed with exit code 42 matching FailJob rule at index 0"),
+        "{message}"
+    );
+    assert_eq!(j["status"]["failed"], 1, "one pod, not backoffLimit + 1");
+
+    // backoffLimit 0 and every failure ignored: the Job goes on, counting none of them.
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some(
+            &job(
+                "patient",
+                3,
+                r#"[{action: Ignore, onExitCodes: {operator: In, values: [3]}}]"#,
+            )
+            .replace("backoffLimit: 6", "backoffLimit: 0"),
+        ),
+    );
+    c.eventually(60, "a second pod after an ignored failure", || {
+        let n = c
+            .kubectl(&["get", "pods", "-l", "job-name=patient", "-o", "name"])
+            .lines()
+            .count();
+        (n >= 2).then_some(())
+    });
+    let j: serde_json::Value =
+        serde_json::from_str(&c.kubectl(&["get", "job", "patient", "-o", "json"])).expect("JSON");
+    assert_eq!(j["status"]["failed"].as_i64().unwrap_or(0), 0, "{j}");
+    assert!(
+        !j["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|x| x["type"] == "Failed"),
+        "{j}"
+    );
+}
