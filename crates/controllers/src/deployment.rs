@@ -626,10 +626,27 @@ pub fn plan(d: &Value, replicasets: &[Arc<Value>], pods: &[Arc<Value>], now: jif
         json!({"type": t, "status": st, "reason": reason, "message": message,
                "lastUpdateTime": updated, "lastTransitionTime": transition})
     };
-    status["conditions"] = json!([
+    let mut conditions = vec![
         condition("Available", available_cond.0, available_cond.1, available_cond.2),
         condition("Progressing", p_status, p_reason, &p_message),
-    ]);
+    ];
+    // The new ReplicaSet's ReplicaFailure (a refused pod: quota, admission, rights) is the
+    // Deployment's too, as upstream's; it goes when the ReplicaSet's goes.
+    let failure = owned
+        .iter()
+        .filter(|r| !new_name.is_empty() && name_of(r) == new_name)
+        .flat_map(|r| r["status"]["conditions"].as_array().into_iter().flatten())
+        .find(|c| c["type"] == "ReplicaFailure" && c["status"] == "True");
+    if let Some(f) = failure {
+        conditions.push(condition(
+            "ReplicaFailure",
+            "True",
+            f["reason"].as_str().unwrap_or_default(),
+            f["message"].as_str().unwrap_or_default(),
+        ));
+    }
+    let condition_count = conditions.len();
+    status["conditions"] = Value::Array(conditions);
     if p_reason == "ProgressDeadlineExceeded"
         && !old_conditions.iter().any(|c| c["reason"] == "ProgressDeadlineExceeded")
     {
@@ -653,7 +670,7 @@ pub fn plan(d: &Value, replicasets: &[Arc<Value>], pods: &[Arc<Value>], now: jif
     ]
     .iter()
     .any(|k| d["status"][*k].as_i64().unwrap_or(0) != status[*k].as_i64().unwrap_or(0))
-        || old_conditions.len() != 2
+        || old_conditions.len() != condition_count
         || old_conditions
             .iter()
             .zip(status["conditions"].as_array().into_iter().flatten())

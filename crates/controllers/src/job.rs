@@ -74,10 +74,10 @@ pub fn count(pods: &[&Value]) -> Counts {
 pub enum Outcome {
     /// Still running: this many pods should be active.
     Run(i64),
-    /// Done.
-    Complete,
+    /// Done, with upstream's reason and message.
+    Complete(String, String),
     /// Failed, with upstream's reason and message.
-    Failed(&'static str, String),
+    Failed(String, String),
 }
 
 /// The Job's outcome from its spec, its counts, and how long it has been active.
@@ -87,7 +87,7 @@ pub fn outcome(job: &Value, c: &Counts, active_for: Option<Duration>) -> Outcome
     let backoff_limit = spec["backoffLimit"].as_i64().unwrap_or(6);
     if c.failed > backoff_limit {
         return Outcome::Failed(
-            "BackoffLimitExceeded",
+            "BackoffLimitExceeded".into(),
             "Job has reached the specified backoff limit".into(),
         );
     }
@@ -95,15 +95,21 @@ pub fn outcome(job: &Value, c: &Counts, active_for: Option<Duration>) -> Outcome
         && active_for.as_secs() >= deadline
     {
         return Outcome::Failed(
-            "DeadlineExceeded",
+            "DeadlineExceeded".into(),
             "Job was active longer than specified deadline".into(),
         );
     }
+    let reached = || {
+        Outcome::Complete(
+            "CompletionsReached".into(),
+            "Reached expected number of succeeded pods".into(),
+        )
+    };
     match spec["completions"].as_i64() {
-        Some(completions) if c.succeeded >= completions => Outcome::Complete,
+        Some(completions) if c.succeeded >= completions => reached(),
         Some(completions) => Outcome::Run(parallelism.min(completions - c.succeeded)),
         // A work queue: done once one succeeded and the rest finished.
-        None if c.succeeded > 0 && c.active == 0 => Outcome::Complete,
+        None if c.succeeded > 0 && c.active == 0 => reached(),
         None if c.succeeded > 0 => Outcome::Run(c.active),
         None => Outcome::Run(parallelism),
     }
@@ -188,6 +194,27 @@ pub fn failure_rule(job: &Value, pod: &Value) -> Option<Rule> {
         }
     }
     None
+}
+
+/// The index of the first rule of an Indexed Job's `successPolicy` that its succeeded
+/// indexes meet, as upstream's: with `succeededIndexes`, all of those (or
+/// `succeededCount` of them); with only `succeededCount`, that many of all the indexes.
+pub fn success_rule(job: &Value, completed: &Indexes) -> Option<usize> {
+    let completions = job["spec"]["completions"].as_i64().unwrap_or(1);
+    job["spec"]["successPolicy"]["rules"].as_array()?.iter().position(|r| {
+        let count = r["succeededCount"].as_i64();
+        match r["succeededIndexes"].as_str() {
+            Some(list) => {
+                let wanted = parse_indexes(list, completions);
+                let met = wanted.shared(completed);
+                match count {
+                    Some(n) => met >= n,
+                    None => !wanted.is_empty() && met == wanted.len(),
+                }
+            }
+            None => count.is_some_and(|n| completed.len() >= n),
+        }
+    })
 }
 
 /// The pod a Job creates.
@@ -309,6 +336,23 @@ impl Indexes {
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// How many indexes the two sets share (interval by interval, never index by index).
+    pub fn shared(&self, other: &Indexes) -> i64 {
+        let (mut a, mut b, mut n) = (0usize, 0usize, 0i64);
+        while let (Some(&(s1, e1)), Some(&(s2, e2))) = (self.0.get(a), other.0.get(b)) {
+            let (s, e) = (s1.max(s2), e1.min(e2));
+            if s <= e {
+                n = n.saturating_add(e - s + 1);
+            }
+            if e1 < e2 {
+                a += 1;
+            } else {
+                b += 1;
+            }
+        }
+        n
     }
 
     /// The indexes in `0..below` not in the set, in order (intervals are skipped whole).
@@ -444,7 +488,7 @@ pub struct Plan {
     /// The status, when it changes.
     pub status: Option<Value>,
     /// Events about the Job, recorded once its status is written.
-    pub events: Vec<(EventType, &'static str, String)>,
+    pub events: Vec<(EventType, String, String)>,
     /// When to look again although nothing changes (the failure back-off, a deadline).
     pub next: Next,
 }
@@ -503,15 +547,37 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
         .and_then(|s| s.parse::<jiff::Timestamp>().ok())
         .and_then(|t| Duration::try_from(now.duration_since(t)).ok());
     let suspended = job["spec"]["suspend"] == true;
-    let result = match fail_job {
-        Some(message) => Outcome::Failed("PodFailurePolicy", message),
-        None if suspended => Outcome::Run(0),
-        None => outcome(job, &c, active_for),
+    // Once decided, the end stays decided (upstream's FailureTarget and
+    // SuccessCriteriaMet conditions) while the remaining pods are terminated.
+    let target = |kind: &str| {
+        job["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|x| x["type"] == kind && x["status"] == "True")
+            .map(|x| {
+                let text = |k: &str| x[k].as_str().unwrap_or_default().to_string();
+                (text("reason"), text("message"))
+            })
+    };
+    let met = if indexed { success_rule(job, &completed) } else { None };
+    let result = if let Some((reason, message)) = target("FailureTarget") {
+        Outcome::Failed(reason, message)
+    } else if let Some((reason, message)) = target("SuccessCriteriaMet") {
+        Outcome::Complete(reason, message)
+    } else if let Some(message) = fail_job {
+        Outcome::Failed("PodFailurePolicy".into(), message)
+    } else if let Some(i) = met {
+        Outcome::Complete("SuccessPolicy".into(), format!("Matched rules at index {i}"))
+    } else if suspended {
+        Outcome::Run(0)
+    } else {
+        outcome(job, &c, active_for)
     };
     let active: Vec<&Value> = mine.iter().copied().filter(|p| is_active(p)).collect();
     let (want, end) = match result {
         Outcome::Run(n) => (n, None),
-        Outcome::Complete => (0, Some(("Complete", "", String::new()))),
+        Outcome::Complete(reason, message) => (0, Some(("Complete", reason, message))),
         Outcome::Failed(reason, message) => (0, Some(("Failed", reason, message))),
     };
     let mut out = Plan {
@@ -546,13 +612,28 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
         .zip(last_failure)
         .map(|(delay, at)| at.checked_add(delay).unwrap_or(jiff::Timestamp::MAX))
         .filter(|until| *until > now);
-    if !in_flight && end.is_none() && (active.len() as i64) < want && wait.is_none() {
-        // Indexed: the lowest indexes neither done nor running.
-        let running: std::collections::BTreeSet<i64> = active.iter().filter_map(|p| index_of(p)).collect();
+    // With `podReplacementPolicy: Failed` a pod being deleted keeps its place until it has
+    // failed; with `TerminatingOrFailed` (the default without a podFailurePolicy) it is
+    // replaced at once.
+    let terminating: Vec<&Value> = mine
+        .iter()
+        .copied()
+        .filter(|p| informer::deleting(p) && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+        .collect();
+    let held = if job["spec"]["podReplacementPolicy"] == "Failed" {
+        terminating.as_slice()
+    } else {
+        &[]
+    };
+    let occupied = (active.len() + held.len()) as i64;
+    if !in_flight && end.is_none() && occupied < want && wait.is_none() {
+        // Indexed: the lowest indexes neither done nor running (nor held).
+        let running: std::collections::BTreeSet<i64> =
+            active.iter().chain(held.iter()).filter_map(|p| index_of(p)).collect();
         let mut free = completed.missing(completions).filter(|i| !running.contains(i));
         // At most a burst per pass, as upstream (a Job with a parallelism of a billion
         // creates its pods over many passes, not a billion bodies at once).
-        let missing = (want - active.len() as i64).min(MAX_CREATES_PER_PASS);
+        let missing = (want - occupied).min(MAX_CREATES_PER_PASS);
         out.create = (0..missing)
             .filter_map(|_| {
                 if indexed {
@@ -587,7 +668,7 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
         conditions.retain(|x| x["type"] != "Suspended");
         conditions.push(condition("Suspended", "JobSuspended", "Job suspended"));
         out.events
-            .push((EventType::Normal, "Suspended", "Job suspended".into()));
+            .push((EventType::Normal, "Suspended".into(), "Job suspended".into()));
     } else if !suspended && suspended_now {
         // As upstream: the condition stays, turned False (a change that keeps the number of
         // conditions, which the status write must still see).
@@ -595,30 +676,30 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
         let mut resumed = condition("Suspended", "JobResumed", "Job resumed");
         resumed["status"] = json!("False");
         conditions.push(resumed);
-        out.events.push((EventType::Normal, "Resumed", "Job resumed".into()));
+        out.events
+            .push((EventType::Normal, "Resumed".into(), "Job resumed".into()));
     }
-    match &end {
-        Some(("Complete", _, _)) if active.is_empty() => {
-            conditions.push(condition(
-                "SuccessCriteriaMet",
-                "CompletionsReached",
-                "Reached expected number of succeeded pods",
-            ));
-            conditions.push(condition(
-                "Complete",
-                "CompletionsReached",
-                "Reached expected number of succeeded pods",
-            ));
-            status["completionTime"] = json!(t);
-            out.events
-                .push((EventType::Normal, "Completed", "Job completed".into()));
+    // The target condition as soon as the end is decided; the end itself once no pod of
+    // the Job is left running (upstream's order).
+    if let Some((kind, reason, message)) = &end {
+        let target = if *kind == "Complete" {
+            "SuccessCriteriaMet"
+        } else {
+            "FailureTarget"
+        };
+        if !conditions.iter().any(|x| x["type"] == target && x["status"] == "True") {
+            conditions.push(condition(target, reason, message));
         }
-        Some(("Failed", reason, message)) if active.is_empty() => {
-            conditions.push(condition("FailureTarget", reason, message));
-            conditions.push(condition("Failed", reason, message));
-            out.events.push((EventType::Warning, *reason, message.clone()));
+        if active.is_empty() {
+            conditions.push(condition(kind, reason, message));
+            if *kind == "Complete" {
+                status["completionTime"] = json!(t);
+                out.events
+                    .push((EventType::Normal, "Completed".into(), "Job completed".into()));
+            } else {
+                out.events.push((EventType::Warning, reason.clone(), message.clone()));
+            }
         }
-        _ => {}
     }
     if !conditions.is_empty() {
         status["conditions"] = Value::Array(conditions);
@@ -788,13 +869,60 @@ mod tests {
         let job = json!({"spec": {"completions": 5, "parallelism": 2}});
         assert_eq!(outcome(&job, &counts(0, 0, 0), None), Outcome::Run(2));
         assert_eq!(outcome(&job, &counts(2, 4, 0), None), Outcome::Run(1));
-        assert_eq!(outcome(&job, &counts(0, 5, 0), None), Outcome::Complete);
+        assert!(matches!(outcome(&job, &counts(0, 5, 0), None), Outcome::Complete(r, _) if r == "CompletionsReached"));
         let single = json!({"spec": {}});
         assert_eq!(outcome(&single, &counts(0, 0, 0), None), Outcome::Run(1));
         let queue = json!({"spec": {"parallelism": 3}});
         assert_eq!(outcome(&queue, &counts(0, 0, 0), None), Outcome::Run(3));
         assert_eq!(outcome(&queue, &counts(2, 1, 0), None), Outcome::Run(2));
-        assert_eq!(outcome(&queue, &counts(0, 1, 0), None), Outcome::Complete);
+        assert!(matches!(outcome(&queue, &counts(0, 1, 0), None), Outcome::Complete(..)));
+    }
+
+    #[test]
+    fn success_policies_match_as_upstreams() {
+        let job = json!({"spec": {"completions": 10, "successPolicy": {"rules": [
+            {"succeededIndexes": "0-2"},
+            {"succeededIndexes": "5-9", "succeededCount": 2},
+            {"succeededCount": 5}]}}});
+        let done = |s: &str| parse_indexes(s, 10);
+        assert_eq!(success_rule(&job, &done("0,1")), None);
+        assert_eq!(success_rule(&job, &done("0-2")), Some(0));
+        assert_eq!(success_rule(&job, &done("3,7,9")), Some(1), "two of 5-9");
+        assert_eq!(success_rule(&job, &done("1,3,4,6")), None);
+        assert_eq!(success_rule(&job, &done("1-5")), Some(2), "five of all");
+        assert_eq!(
+            success_rule(&json!({"spec": {"completions": 3}}), &done("0-2")),
+            None,
+            "no policy"
+        );
+        assert_eq!(done("0-4,8").shared(&done("3-9")), 3);
+        let wide = |s: &str| parse_indexes(s, i64::MAX);
+        assert_eq!(
+            wide("0-2147483646").shared(&wide("5-2147483646")),
+            2147483642,
+            "intervals, not indexes"
+        );
+    }
+
+    #[test]
+    fn a_terminating_pod_keeps_its_place_when_only_failed_pods_are_replaced() {
+        let job = |policy: &str| {
+            json!({"metadata": {"name": "j", "namespace": "ns", "uid": "u"},
+                   "spec": {"parallelism": 2, "completions": 4, "podReplacementPolicy": policy,
+                            "template": {"spec": {"containers": [{"name": "c"}]}}},
+                   "status": {}})
+        };
+        let running = json!({"metadata": {"name": "a", "creationTimestamp": "2026-01-01T00:00:00Z"},
+                             "status": {"phase": "Running"}});
+        let going = json!({"metadata": {"name": "b", "creationTimestamp": "2026-01-01T00:00:00Z",
+                                        "deletionTimestamp": "2026-01-01T00:01:00Z"},
+                           "status": {"phase": "Running"}});
+        let now = "2026-01-01T00:01:01Z".parse().unwrap();
+        let mine = [&running, &going];
+        let p = plan(&job("Failed"), &mine, false, now).unwrap();
+        assert!(p.create.is_empty(), "b holds its place until it has failed");
+        let p = plan(&job("TerminatingOrFailed"), &mine, false, now).unwrap();
+        assert_eq!(p.create.len(), 1, "b is replaced at once");
     }
 
     #[test]
@@ -845,11 +973,11 @@ mod tests {
         );
         assert!(matches!(
             outcome(&job, &counts(1, 0, 3), None),
-            Outcome::Failed("BackoffLimitExceeded", _)
+            Outcome::Failed(r, _) if r == "BackoffLimitExceeded"
         ));
         assert!(matches!(
             outcome(&job, &counts(1, 0, 0), Some(Duration::from_secs(10))),
-            Outcome::Failed("DeadlineExceeded", _)
+            Outcome::Failed(r, _) if r == "DeadlineExceeded"
         ));
     }
 

@@ -603,3 +603,66 @@ fn pod_security_admission_enforces_warns_and_checks_namespaces_as_upstream() {
         "restricted"
     );
 }
+
+/// Follows test/e2e/apps/replica_set.go ("should surface a failure condition on a common
+/// issue like exceeded quota"): a ReplicaSet whose pods a ResourceQuota refuses says so in
+/// its ReplicaFailure condition (and `kubectl describe`), the owning Deployment carries the
+/// same condition, and both clear once the quota has room.
+#[test]
+fn a_refused_pod_is_a_replica_failure_on_the_set_and_its_deployment() {
+    let c = Cluster::up(1);
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: two-pods}\nspec:\n  hard: {pods: \"2\"}\n"),
+    );
+    c.eventually(20, "quota status", || {
+        (json(&c, &["get", "resourcequota", "two-pods"])["status"]["hard"]["pods"] == "2").then_some(())
+    });
+    c.kubectl(&["create", "deployment", "web", "--image=nginx", "--replicas=3"]);
+    let failure = |c: &Cluster, kind: &str| -> Option<serde_json::Value> {
+        let items = json(c, &["get", kind, "-l", "app=web"]);
+        items["items"][0]["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|x| x["type"] == "ReplicaFailure" && x["status"] == "True")
+            .cloned()
+    };
+    let rs = c.eventually(30, "the ReplicaSet's ReplicaFailure", || failure(&c, "rs"));
+    assert_eq!(rs["reason"], "FailedCreate");
+    let message = rs["message"].as_str().unwrap_or_default();
+    assert!(message.contains("exceeded quota: two-pods"), "{message}");
+    let d = c.eventually(30, "the Deployment's ReplicaFailure", || {
+        let d = json(&c, &["get", "deployment", "web"]);
+        d["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|x| x["type"] == "ReplicaFailure" && x["status"] == "True")
+            .cloned()
+    });
+    // (Each retry names its own generated pod: the message matches but for that name.)
+    assert_eq!(d["reason"], "FailedCreate");
+    let copied = d["message"].as_str().unwrap_or_default();
+    assert!(
+        copied.starts_with("Error creating: pods \"web-")
+            && copied.ends_with("exceeded quota: two-pods, requested: pods=1, used: pods=2, limited: pods=2"),
+        "{copied}"
+    );
+    let described = c.kubectl(&["describe", "rs", "-l", "app=web"]);
+    assert!(
+        described.contains("ReplicaFailure   True    FailedCreate"),
+        "{described}"
+    );
+    // Room again: the third pod is made and both conditions go.
+    c.kubectl(&[
+        "patch",
+        "resourcequota",
+        "two-pods",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"hard":{"pods":"3"}}}"#,
+    ]);
+    c.eventually(60, "the failure cleared", || {
+        (failure(&c, "rs").is_none() && failure(&c, "deployment").is_none()).then_some(())
+    });
+    c.kubectl(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+}

@@ -1492,3 +1492,34 @@ fn pod_failure_policies_fail_early_or_ignore_as_upstream() {
         "{j}"
     );
 }
+
+/// Follows test/e2e/apps/job.go ("with successPolicy should succeeded with
+/// succeededCount"): an Indexed Job whose policy is met completes with reason
+/// SuccessPolicy, before its other indexes run.
+#[test]
+fn an_indexed_job_completes_by_its_success_policy() {
+    let c = Cluster::up(1);
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: batch/v1\nkind: Job\nmetadata: {name: enough}\nspec:\n  completionMode: Indexed\n  completions: 3\n  parallelism: 1\n  successPolicy:\n    rules: [{succeededCount: 1}]\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n"),
+    );
+    let j = c.eventually(60, "enough complete", || {
+        let j: serde_json::Value = serde_json::from_str(&c.kubectl(&["get", "job", "enough", "-o", "json"])).ok()?;
+        j["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|x| x["type"] == "Complete" && x["status"] == "True")
+            .then_some(j)
+    });
+    let conditions = j["status"]["conditions"].as_array().expect("conditions");
+    for kind in ["SuccessCriteriaMet", "Complete"] {
+        let cond = conditions.iter().find(|x| x["type"] == kind).expect("the condition");
+        assert_eq!(
+            (&cond["reason"], &cond["message"]),
+            (&"SuccessPolicy".into(), &"Matched rules at index 0".into()),
+            "{kind}"
+        );
+    }
+    assert_eq!(j["status"]["completedIndexes"], "0");
+    assert_eq!(j["status"]["succeeded"], 1);
+}
