@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -26,6 +27,8 @@ const STYLE: &str = include_str!("../ui/style.css");
 
 /// Where the page is served.
 pub const PATH: &str = "/ui/";
+/// `shoal why` as JSON.
+const WHY_ROUTE: &str = "/shoal/v1/why/namespaces/{namespace}/daemonsets/{name}";
 
 /// The console's routes; everything else falls through to the API.
 pub fn routes(api: Arc<ApiServer>) -> Router {
@@ -40,7 +43,12 @@ pub fn routes(api: Arc<ApiServer>) -> Router {
             "/ui/style.css",
             get(|| async { asset(STYLE, "text/css; charset=utf-8") }),
         )
-        .route("/shoal/v1/why/namespaces/{namespace}/daemonsets/{name}", get(why))
+        .route(
+            WHY_ROUTE,
+            get(why).fallback(|req: Request| async move {
+                ApiError::method_not_allowed_path(req.method().as_str(), req.uri().path()).into_response()
+            }),
+        )
         .with_state(api)
 }
 
@@ -72,10 +80,16 @@ struct WhyQuery {
 /// (`node`, `shouldRun`, `pod`, `why`).
 async fn why(
     State(api): State<Arc<ApiServer>>,
-    Path((namespace, name)): Path<(String, String)>,
-    Query(q): Query<WhyQuery>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<WhyQuery>, QueryRejection>,
     req: Request,
 ) -> Response {
+    // A path or query that does not decode is a 400 Status, as anywhere in the API.
+    let (Path((namespace, name)), Query(q)) = match (path, query) {
+        (Ok(p), Ok(q)) => (p, q),
+        (Err(e), _) => return ApiError::bad_request(e.body_text()).into_response(),
+        (_, Err(e)) => return ApiError::bad_request(e.body_text()).into_response(),
+    };
     let check = |what: &str, value: &str, problems: Vec<String>| {
         (!problems.is_empty())
             .then(|| ApiError::bad_request(format!("invalid {what} {value:?}: {}", problems.join("; "))))

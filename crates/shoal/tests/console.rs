@@ -76,10 +76,7 @@ impl Browser {
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();
             match rt.block_on(ClientBuilder::new(connector).capabilities(caps.clone()).connect(&url)) {
                 Ok(c) => break c,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(200));
-                }
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
                 Err(e) => panic!("chromedriver session: {e}"),
             }
         };
@@ -676,10 +673,35 @@ fn the_why_route_answers_as_the_caller_and_checks_its_input() {
             "/shoal/v1/why/namespaces/default/daemonsets/ghost",
             "daemonsets.apps \"ghost\" not found",
         ),
+        // Bytes that are no UTF-8: a 400 Status that says so, not a bare text answer.
+        (
+            "/shoal/v1/why/namespaces/default/daemonsets/agent?node=%ff",
+            "(BadRequest): invalid node",
+        ),
+        (
+            "/shoal/v1/why/namespaces/default/daemonsets/%ff",
+            "(BadRequest): Invalid URL: Invalid UTF-8 in `name`",
+        ),
     ] {
         let err = c.kubectl_err(&["get", "--raw", path], None);
         assert!(err.contains(want), "{path}: {err}");
     }
+
+    // Only GET: anything else is a 405 Status.
+    let err = c.kubectl_err(
+        &[
+            "create",
+            "--raw",
+            "/shoal/v1/why/namespaces/default/daemonsets/agent",
+            "-f",
+            "-",
+        ],
+        Some("{}"),
+    );
+    assert!(
+        err.contains("(MethodNotAllowed)") && err.contains("POST is not supported"),
+        "{err}"
+    );
 
     // As a ServiceAccount without rights: the API's own refusal, nothing of the DaemonSet.
     c.kubectl(&["create", "serviceaccount", "nobody"]);
@@ -733,6 +755,14 @@ fn the_why_route_answers_as_the_caller_and_checks_its_input() {
     assert_eq!(script.status, 200);
     assert!(String::from_utf8_lossy(&script.body).contains("class Watch"));
     // Its data is not: anonymous is refused by the API as ever.
+    // A path that does not decode is a Status (kubectl shows a bare text answer alike).
+    let bad = get("/shoal/v1/why/namespaces/default/daemonsets/%ff");
+    let status: Value = serde_json::from_slice(&bad.body).expect("a Status, not text");
+    assert_eq!(
+        (status["kind"].as_str(), status["code"].as_i64()),
+        (Some("Status"), Some(400)),
+        "{status}"
+    );
     let refused = get("/shoal/v1/why/namespaces/default/daemonsets/agent");
     assert_eq!(refused.status, 403);
     assert!(String::from_utf8_lossy(&refused.body).contains("system:anonymous"));
