@@ -232,7 +232,8 @@ fn member(pod: &Value, min_ready: Duration, now: jiff::Timestamp) -> Member {
             .flatten()
             .any(|c| c["type"] == "Ready" && c["status"] == "True");
     Member {
-        available: ready && crate::replicaset::PodView::of(pod).available(min_ready, now),
+        // (Without minReadySeconds, Ready is available: no need to read the pod again.)
+        available: ready && (min_ready.is_zero() || crate::replicaset::PodView::of(pod).available(min_ready, now)),
         revision: pod["metadata"]["labels"][REVISION_LABEL]
             .as_str()
             .unwrap_or_default()
