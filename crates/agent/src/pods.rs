@@ -29,7 +29,8 @@
 //!   [`PodTiming::run_time`]).
 //! - `shoal.dev/exit-code: "N"` ([`EXIT_CODE_ANNOTATION`]): the exit code its containers end
 //!   with; non-zero makes the pod `Failed` (containers terminated with reason `Error`,
-//!   conditions with reason `PodFailed`).
+//!   conditions with reason `PodFailed`). A list such as `"0,1"` gives the pod of Job
+//!   completion index `i` the item `i` modulo the list's length.
 //!
 //! Pods whose node is deleted are left to the pod garbage collector. Not simulated: probes
 //! and readiness gates (containers are ready at once), container restarts (an `OnFailure` pod
@@ -395,11 +396,21 @@ pub(crate) fn run_time(pod: &Pod, timing: &PodTiming) -> Duration {
         .unwrap_or(timing.run_time)
 }
 
-/// The exit code a run-to-completion pod ends with.
+/// The exit code a run-to-completion pod ends with: the annotation's number, or for a list
+/// such as `0,1` the item at the pod's Job completion index, modulo the list's length (so
+/// `0,1` fails the odd indexes, as upstream's `failOddSucceedEven` test pods do).
 pub(crate) fn exit_code(pod: &Pod) -> i32 {
-    annotation(pod, EXIT_CODE_ANNOTATION)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    let Some(v) = annotation(pod, EXIT_CODE_ANNOTATION) else {
+        return 0;
+    };
+    let codes: Vec<i32> = v.split(',').filter_map(|c| c.trim().parse().ok()).collect();
+    if codes.is_empty() {
+        return 0;
+    }
+    let index = annotation(pod, "batch.kubernetes.io/job-completion-index")
+        .and_then(|i| i.parse::<usize>().ok())
+        .unwrap_or(0);
+    codes[index % codes.len()]
 }
 
 fn runs_to_completion(pod: &Pod) -> bool {
@@ -1505,6 +1516,15 @@ mod tests {
             next_step(&p, Stage::Running, Duration::from_secs(1), &timing),
             Step::Complete { exit_code: 2 }
         );
+        // A list: the item at the Job completion index, modulo its length.
+        let ann = p.metadata.annotations.get_or_insert_default();
+        ann.insert(EXIT_CODE_ANNOTATION.into(), "0, 1".into());
+        assert_eq!(exit_code(&p), 0, "no index: the first");
+        for (i, code) in [(2, 0), (3, 1)] {
+            let ann = p.metadata.annotations.get_or_insert_default();
+            ann.insert("batch.kubernetes.io/job-completion-index".into(), i.to_string());
+            assert_eq!(exit_code(&p), code);
+        }
         assert_eq!(
             next_step(&p, Stage::Finished, Duration::from_secs(99), &timing),
             Step::Idle

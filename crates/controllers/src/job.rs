@@ -122,8 +122,10 @@ pub enum Rule {
     FailJob(String),
     /// Not counted against `backoffLimit`.
     Ignore,
-    /// Counted, as without a policy (also `FailIndex`, until per-index back-off limits).
+    /// Counted, as without a policy.
     Count,
+    /// Counted, and the pod's index fails at once (`backoffLimitPerIndex` Jobs only).
+    FailIndex,
 }
 
 /// The rule of `job`'s `podFailurePolicy` that the failed `pod` matches, as upstream's:
@@ -189,6 +191,7 @@ pub fn failure_rule(job: &Value, pod: &Value) -> Option<Rule> {
             return Some(match action {
                 "FailJob" => Rule::FailJob(message),
                 "Ignore" => Rule::Ignore,
+                "FailIndex" if job["spec"]["backoffLimitPerIndex"].is_number() => Rule::FailIndex,
                 _ => Rule::Count,
             });
         }
@@ -260,6 +263,91 @@ fn index_of(pod: &Value) -> Option<i64> {
     pod["metadata"]["annotations"][INDEX].as_str()?.parse().ok()
 }
 
+/// The annotation with how many earlier pods of an index failed and counted
+/// (`backoffLimitPerIndex`), on every pod such a Job creates.
+pub const INDEX_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-failure-count";
+/// The annotation with how many earlier pods of an index failed as an `Ignore` rule of the
+/// `podFailurePolicy` matched; set only when not zero.
+pub const INDEX_IGNORED_FAILURE_COUNT: &str = "batch.kubernetes.io/job-index-ignored-failure-count";
+/// The longest wait before an index's next pod (upstream's `MaxJobPodFailureBackOff`).
+const MAX_INDEX_BACKOFF_SECS: i64 = 600;
+
+/// A failure-count annotation as upstream reads it: anything but a number from 0 to
+/// 2^31 - 1 counts as 0.
+fn count_annotation(pod: &Value, key: &str) -> i64 {
+    pod["metadata"]["annotations"][key]
+        .as_str()
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|n| *n >= 0)
+        .map_or(0, i64::from)
+}
+
+/// The last failed pod of one index of a Job with `backoffLimitPerIndex`, and what its
+/// failure makes of the index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexFailure {
+    /// When the pod failed.
+    pub at: Option<jiff::Timestamp>,
+    /// The failure counts its replacement carries (failed and counted, failed and ignored).
+    pub next: (i64, i64),
+    /// Whether the index has failed for good: a `FailIndex` rule matched, or the pod was
+    /// its index's attempt number `backoffLimitPerIndex + 1`.
+    pub failed: bool,
+}
+
+/// For an Indexed Job with `backoffLimitPerIndex`, each index below `completions` with a
+/// failed pod among `mine`: its last failure (the latest, then the most counted), as
+/// upstream judges it.
+pub fn index_failures(job: &Value, mine: &[&Value], completions: i64) -> std::collections::BTreeMap<i64, IndexFailure> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(limit) = job["spec"]["backoffLimitPerIndex"].as_i64() else {
+        return out;
+    };
+    let mut last: std::collections::BTreeMap<i64, (Option<jiff::Timestamp>, i64, &Value)> = Default::default();
+    for p in mine.iter().filter(|p| p["status"]["phase"] == "Failed") {
+        let Some(i) = index_of(p).filter(|i| (0..completions).contains(i)) else {
+            continue;
+        };
+        let total = count_annotation(p, INDEX_FAILURE_COUNT) + count_annotation(p, INDEX_IGNORED_FAILURE_COUNT);
+        let at = failed_at(p);
+        match last.get(&i) {
+            Some((t, n, _)) if (*t, *n) >= (at, total) => {}
+            _ => {
+                last.insert(i, (at, total, p));
+            }
+        }
+    }
+    for (i, (at, _, p)) in last {
+        let (failures, ignored) = (
+            count_annotation(p, INDEX_FAILURE_COUNT),
+            count_annotation(p, INDEX_IGNORED_FAILURE_COUNT),
+        );
+        let rule = failure_rule(job, p);
+        let failure = match rule {
+            Some(Rule::Ignore) => IndexFailure {
+                at,
+                next: (failures, ignored + 1),
+                failed: false,
+            },
+            _ => IndexFailure {
+                at,
+                next: (failures + 1, ignored),
+                failed: rule == Some(Rule::FailIndex) || failures >= limit,
+            },
+        };
+        out.insert(i, failure);
+    }
+    out
+}
+
+/// How long after its last failure an index's next pod waits: 10 s doubling with each
+/// earlier failure of the index, up to 10 minutes (upstream's per-index back-off).
+pub fn index_retry_delay(next: (i64, i64)) -> jiff::SignedDuration {
+    let n = (next.0 + next.1).max(1);
+    let secs = 10i64.saturating_mul(1 << (n - 1).min(10)).min(MAX_INDEX_BACKOFF_SECS);
+    jiff::SignedDuration::from_secs(secs)
+}
+
 /// The pod of index `i` of an Indexed Job: named `<job>-<i>-`, with its index as
 /// annotation, label, hostname and `JOB_COMPLETION_INDEX` in every container.
 pub fn indexed_pod(job: &Value, i: i64) -> Value {
@@ -321,6 +409,13 @@ impl Indexes {
         self.0.splice(first..last, [(start, end)]);
     }
 
+    /// Adds every index of `other`.
+    pub fn extend(&mut self, other: &Indexes) {
+        for &(a, b) in &other.0 {
+            self.insert_range(a, b);
+        }
+    }
+
     /// Adds `i`.
     pub fn insert(&mut self, i: i64) {
         self.insert_range(i, i);
@@ -376,7 +471,7 @@ impl Indexes {
 }
 
 impl std::fmt::Display for Indexes {
-    /// `1,3-5` (upstream's `completedIndexes`).
+    /// `1,3-5,7,8` (upstream's `completedIndexes`: a run of two is written as a pair).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for (n, (a, b)) in self.0.iter().enumerate() {
             if n > 0 {
@@ -384,6 +479,8 @@ impl std::fmt::Display for Indexes {
             }
             if a == b {
                 write!(f, "{a}")?;
+            } else if b.checked_sub(*a) == Some(1) {
+                write!(f, "{a},{b}")?;
             } else {
                 write!(f, "{a}-{b}")?;
             }
@@ -538,6 +635,21 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
             _ => {}
         }
     }
+    // backoffLimitPerIndex: each index has its own retries; an index that used them up (or
+    // matched a FailIndex rule) is failed for good and never run again.
+    let per_index = indexed && job["spec"]["backoffLimitPerIndex"].is_number();
+    let index_failures = if per_index {
+        index_failures(job, mine, completions)
+    } else {
+        Default::default()
+    };
+    let mut failed_indexes = parse_indexes(job["status"]["failedIndexes"].as_str().unwrap_or_default(), completions);
+    for (i, _) in index_failures
+        .iter()
+        .filter(|(i, f)| f.failed && !completed.contains(**i))
+    {
+        failed_indexes.insert(*i);
+    }
     // Counts never go down: finished pods may be deleted.
     c.succeeded = c.succeeded.max(job["status"]["succeeded"].as_i64().unwrap_or(0));
     c.failed = c.failed.max(job["status"]["failed"].as_i64().unwrap_or(0));
@@ -561,18 +673,42 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
             })
     };
     let met = if indexed { success_rule(job, &completed) } else { None };
+    // Upstream's order: a decided end, a FailJob rule, the back-off limit and the deadline,
+    // the failed indexes, then the success policy and the completions.
+    let limits = outcome(job, &c, active_for);
+    let max_failed = job["spec"]["maxFailedIndexes"].as_i64();
     let result = if let Some((reason, message)) = target("FailureTarget") {
         Outcome::Failed(reason, message)
     } else if let Some((reason, message)) = target("SuccessCriteriaMet") {
         Outcome::Complete(reason, message)
     } else if let Some(message) = fail_job {
         Outcome::Failed("PodFailurePolicy".into(), message)
+    } else if let Outcome::Failed(reason, message) = &limits
+        && !suspended
+    {
+        Outcome::Failed(reason.clone(), message.clone())
+    } else if per_index && max_failed.is_some_and(|m| failed_indexes.len() > m) {
+        Outcome::Failed(
+            "MaxFailedIndexesExceeded".into(),
+            "Job has exceeded the specified maximal number of failed indexes".into(),
+        )
+    } else if per_index
+        && !failed_indexes.is_empty()
+        && failed_indexes.len().saturating_add(completed.len()) >= completions
+    {
+        Outcome::Failed("FailedIndexes".into(), "Job has failed indexes".into())
     } else if let Some(i) = met {
         Outcome::Complete("SuccessPolicy".into(), format!("Matched rules at index {i}"))
     } else if suspended {
         Outcome::Run(0)
     } else {
-        outcome(job, &c, active_for)
+        match limits {
+            // Failed indexes are not run again.
+            Outcome::Run(n) if per_index => {
+                Outcome::Run(n.min(completions - c.succeeded - failed_indexes.len()).max(0))
+            }
+            other => other,
+        }
     };
     let active: Vec<&Value> = mine.iter().copied().filter(|p| is_active(p)).collect();
     let (want, end) = match result {
@@ -608,10 +744,22 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
         .filter(|p| p["status"]["phase"] == "Failed")
         .filter_map(|p| failed_at(p))
         .max();
+    // (A Job with backoffLimitPerIndex waits per index instead, below.)
     let wait = retry_delay(c.failed)
+        .filter(|_| !per_index)
         .zip(last_failure)
         .map(|(delay, at)| at.checked_add(delay).unwrap_or(jiff::Timestamp::MAX))
         .filter(|until| *until > now);
+    // When each index in its back-off may run again.
+    let index_ready = |i: i64| -> Option<jiff::Timestamp> {
+        let f = index_failures.get(&i)?;
+        let until = f
+            .at?
+            .checked_add(index_retry_delay(f.next))
+            .unwrap_or(jiff::Timestamp::MAX);
+        (until > now).then_some(until)
+    };
+    let mut index_wait: Option<jiff::Timestamp> = None;
     // With `podReplacementPolicy: Failed` a pod being deleted keeps its place until it has
     // failed; with `TerminatingOrFailed` (the default without a podFailurePolicy) it is
     // replaced at once.
@@ -630,19 +778,36 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
         // Indexed: the lowest indexes neither done nor running (nor held).
         let running: std::collections::BTreeSet<i64> =
             active.iter().chain(held.iter()).filter_map(|p| index_of(p)).collect();
-        let mut free = completed.missing(completions).filter(|i| !running.contains(i));
+        let mut done = completed.clone();
+        done.extend(&failed_indexes);
+        let mut free = done.missing(completions).filter(|i| !running.contains(i));
         // At most a burst per pass, as upstream (a Job with a parallelism of a billion
         // creates its pods over many passes, not a billion bodies at once).
         let missing = (want - occupied).min(MAX_CREATES_PER_PASS);
-        out.create = (0..missing)
-            .filter_map(|_| {
-                if indexed {
-                    free.next().map(|i| indexed_pod(job, i))
-                } else {
-                    Some(pod_for(job))
-                }
-            })
-            .collect();
+        while (out.create.len() as i64) < missing {
+            if !indexed {
+                out.create.push(pod_for(job));
+                continue;
+            }
+            let Some(i) = free.next() else { break };
+            if !per_index {
+                out.create.push(indexed_pod(job, i));
+                continue;
+            }
+            // An index in its back-off waits; the next free one may go meanwhile.
+            if let Some(until) = index_ready(i) {
+                index_wait = Some(index_wait.map_or(until, |w| w.min(until)));
+                continue;
+            }
+            let (failures, ignored) = index_failures.get(&i).map_or((0, 0), |f| f.next);
+            let mut pod = indexed_pod(job, i);
+            let notes = &mut pod["metadata"]["annotations"];
+            notes[INDEX_FAILURE_COUNT] = json!(failures.to_string());
+            if ignored > 0 {
+                notes[INDEX_IGNORED_FAILURE_COUNT] = json!(ignored.to_string());
+            }
+            out.create.push(pod);
+        }
     }
     // Status.
     let t = shoal_api::time::rfc3339(now);
@@ -653,6 +818,9 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
     });
     if indexed && !completed.is_empty() {
         status["completedIndexes"] = json!(format_indexes(&completed));
+    }
+    if per_index {
+        status["failedIndexes"] = json!(format_indexes(&failed_indexes));
     }
     if !suspended {
         status["startTime"] = json!(start.clone().unwrap_or_else(|| t.clone()));
@@ -710,10 +878,11 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
         .any(|k| old[*k].as_i64().unwrap_or(0) != status[*k].as_i64().unwrap_or(0))
         || old["startTime"] != status["startTime"]
         || old["completedIndexes"] != status["completedIndexes"]
+        || old["failedIndexes"] != status["failedIndexes"]
         || condition_states(&old["conditions"]) != condition_states(&status["conditions"]);
     out.status = changed.then_some(status);
     // Deadlines and the failure back-off change nothing in the caches: look again.
-    out.next = match wait {
+    out.next = match wait.or(index_wait) {
         Some(until) => Next::RequeueAfter(
             Duration::try_from(until.duration_since(now))
                 .unwrap_or_default()
@@ -926,6 +1095,105 @@ mod tests {
     }
 
     #[test]
+    fn indexes_have_their_own_retries_with_backoff_limit_per_index() {
+        let job = |extra: Value| {
+            let mut j = json!({"metadata": {"name": "j", "namespace": "ns", "uid": "u"},
+                "spec": {"completionMode": "Indexed", "completions": 4, "parallelism": 2,
+                         "backoffLimitPerIndex": 1, "backoffLimit": 2147483647,
+                         "template": {"spec": {"containers": [{"name": "c"}]}}},
+                "status": {"startTime": "2026-01-01T00:00:00Z"}});
+            for (k, v) in extra.as_object().into_iter().flatten() {
+                j["spec"][k] = v.clone();
+            }
+            j
+        };
+        let pod = |i: i64, phase: &str, counts: (i64, i64), code: i64| {
+            let mut notes = json!({INDEX: i.to_string(), INDEX_FAILURE_COUNT: counts.0.to_string()});
+            if counts.1 > 0 {
+                notes[INDEX_IGNORED_FAILURE_COUNT] = json!(counts.1.to_string());
+            }
+            json!({"metadata": {"name": format!("j-{i}-{}", counts.0 + counts.1), "namespace": "ns",
+                                "creationTimestamp": "2026-01-01T00:00:00Z", "annotations": notes},
+                   "status": {"phase": phase,
+                              "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:00:10Z"}],
+                              "containerStatuses": [{"name": "c", "state": {"terminated": {"exitCode": code}}}]}})
+        };
+        let at = |s: i64| jiff::Timestamp::from_second(1767225610 + s).unwrap();
+        let (ok0, bad1) = (pod(0, "Succeeded", (0, 0), 0), pod(1, "Failed", (0, 0), 1));
+        // Index 1 failed once: it waits 10 s while 2 and 3 start, with failure count 0.
+        let p = plan(&job(json!({})), &[&ok0, &bad1], false, at(5)).unwrap();
+        let made: Vec<(&Value, &Value)> = p
+            .create
+            .iter()
+            .map(|c| {
+                (
+                    &c["metadata"]["annotations"][INDEX],
+                    &c["metadata"]["annotations"][INDEX_FAILURE_COUNT],
+                )
+            })
+            .collect();
+        assert_eq!(made, [(&json!("2"), &json!("0")), (&json!("3"), &json!("0"))]);
+        assert_eq!(p.next, Next::RequeueAfter(Duration::from_secs(5)));
+        assert_eq!(p.status.as_ref().unwrap()["failedIndexes"], "", "set, empty");
+        assert_eq!(p.status.as_ref().unwrap()["failed"], 1);
+        // After its back-off, index 1 runs again, counting one failure.
+        let (ok2, ok3) = (pod(2, "Succeeded", (0, 0), 0), pod(3, "Succeeded", (0, 0), 0));
+        let p = plan(&job(json!({})), &[&ok0, &bad1, &ok2, &ok3], false, at(11)).unwrap();
+        assert_eq!(p.create.len(), 1);
+        assert_eq!(p.create[0]["metadata"]["annotations"][INDEX_FAILURE_COUNT], "1");
+        // Its second failure fails the index, and with every index finished, the Job.
+        let bad1b = pod(1, "Failed", (1, 0), 1);
+        let p = plan(&job(json!({})), &[&ok0, &bad1, &bad1b, &ok2, &ok3], false, at(30)).unwrap();
+        assert!(p.create.is_empty());
+        let status = p.status.unwrap();
+        assert_eq!(
+            (&status["failedIndexes"], &status["completedIndexes"]),
+            (&json!("1"), &json!("0,2,3"))
+        );
+        let reasons: Vec<(&Value, &Value)> = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (&c["type"], &c["reason"]))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (&json!("FailureTarget"), &json!("FailedIndexes")),
+                (&json!("Failed"), &json!("FailedIndexes"))
+            ]
+        );
+        // Beyond maxFailedIndexes the Job fails at once, its running pods deleted.
+        let running = pod(2, "Running", (0, 0), 0);
+        let limited = job(json!({"maxFailedIndexes": 0}));
+        let p = plan(&limited, &[&bad1b, &running], false, at(30)).unwrap();
+        assert_eq!(p.delete.len(), 1);
+        assert_eq!(p.status.unwrap()["conditions"][0]["reason"], "MaxFailedIndexesExceeded");
+        // A FailIndex rule fails the index on its first failure; an Ignore rule's failure
+        // is retried without counting against the index.
+        let rules = json!({"podFailurePolicy": {"rules": [
+            {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [1]}},
+            {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [42]}}]}});
+        let p = plan(&job(rules.clone()), &[&ok0, &bad1], false, at(30)).unwrap();
+        assert_eq!(p.status.unwrap()["failedIndexes"], "1");
+        let ignored = pod(1, "Failed", (0, 0), 42);
+        let p = plan(&job(rules), &[&ok0, &ignored], false, at(30)).unwrap();
+        let notes = &p.create[0]["metadata"]["annotations"];
+        assert_eq!(
+            (
+                &notes[INDEX],
+                &notes[INDEX_FAILURE_COUNT],
+                &notes[INDEX_IGNORED_FAILURE_COUNT]
+            ),
+            (&json!("1"), &json!("0"), &json!("1"))
+        );
+        assert_eq!(p.status.unwrap()["failed"], 0, "ignored failures are not counted");
+        assert_eq!(index_retry_delay((1, 0)), jiff::SignedDuration::from_secs(10));
+        assert_eq!(index_retry_delay((3, 1)), jiff::SignedDuration::from_secs(80));
+        assert_eq!(index_retry_delay((40, 0)), jiff::SignedDuration::from_secs(600));
+    }
+
+    #[test]
     fn pod_failure_policy_rules_match_as_upstreams() {
         let job = json!({"spec": {"podFailurePolicy": {"rules": [
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
@@ -1002,7 +1270,7 @@ mod tests {
         let mut top = Indexes::default();
         top.insert(i64::MAX);
         top.insert(i64::MAX - 1);
-        assert_eq!(format_indexes(&top), format!("{}-{}", i64::MAX - 1, i64::MAX));
+        assert_eq!(format_indexes(&top), format!("{},{}", i64::MAX - 1, i64::MAX), "a pair");
         let job = json!({"metadata": {"name": "idx", "namespace": "default", "uid": "u"},
             "spec": {"template": {"spec": {"containers": [{"name": "c", "env": [{"name": "A", "value": "1"}]}]}}}});
         let pod = indexed_pod(&job, 3);

@@ -1523,3 +1523,112 @@ fn an_indexed_job_completes_by_its_success_policy() {
     assert_eq!(j["status"]["completedIndexes"], "0");
     assert_eq!(j["status"]["succeeded"], 1);
 }
+
+/// Follows test/e2e/apps/job.go's four tests of `backoffLimitPerIndex`: "should execute all
+/// indexes despite some failing when using backoffLimitPerIndex", "should terminate job
+/// execution when the number of failed indexes exceeds maxFailedIndexes", "should mark
+/// indexes as failed when the FailIndex action is matched in podFailurePolicy" and "should
+/// record the failure-count in the Pod annotation when using backoffLimitPerIndex", on
+/// simulated nodes whose pods exit by index (`shoal.dev/exit-code: "0,1"` fails the odd
+/// indexes, as upstream's `failOddSucceedEven`).
+#[test]
+fn indexed_jobs_retry_and_fail_each_index_on_its_own() {
+    let c = Cluster::up(1);
+    let job = |name: &str, parallelism: u32, completions: u32, codes: &str, extra: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  completionMode: Indexed\n  parallelism: {parallelism}\n  completions: {completions}\n{extra}  template:\n    metadata:\n      annotations: {{shoal.dev/exit-code: \"{codes}\"}}\n    spec:\n      restartPolicy: Never\n      containers: [{{name: c, image: busybox}}]\n"
+        )
+    };
+    let failed = |name: &str| {
+        c.eventually(120, &format!("{name} failed"), || {
+            let j: serde_json::Value = serde_json::from_str(&c.kubectl(&["get", "job", name, "-o", "json"])).ok()?;
+            let conditions = j["status"]["conditions"].as_array()?.clone();
+            let reason_of = |kind: &str| {
+                conditions
+                    .iter()
+                    .find(|x| x["type"] == kind && x["status"] == "True")
+                    .map(|x| x["reason"].as_str().unwrap_or_default().to_string())
+            };
+            let reason = reason_of("Failed")?;
+            assert_eq!(reason_of("FailureTarget").as_deref(), Some(reason.as_str()), "{j}");
+            Some((reason, j["status"].clone()))
+        })
+    };
+    let summary = |s: &serde_json::Value| {
+        (
+            s["failedIndexes"].as_str().unwrap_or("-").to_string(),
+            s["completedIndexes"].as_str().unwrap_or("").to_string(),
+            s["failed"].as_i64().unwrap_or(0),
+            s["succeeded"].as_i64().unwrap_or(0),
+        )
+    };
+    let per_index = "  backoffLimitPerIndex: 1\n";
+    c.kubectl_in(&["apply", "-f", "-"], Some(&job("some-fail", 2, 4, "0,1", per_index)));
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some(&job(
+            "too-many",
+            1,
+            4,
+            "1",
+            "  backoffLimitPerIndex: 0\n  maxFailedIndexes: 0\n",
+        )),
+    );
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some(&job(
+            "fail-index",
+            2,
+            2,
+            "0,1",
+            "  backoffLimitPerIndex: 1\n  podFailurePolicy:\n    rules: [{action: FailIndex, onExitCodes: {operator: In, values: [1]}}]\n",
+        )),
+    );
+    c.kubectl_in(&["apply", "-f", "-"], Some(&job("counted", 2, 2, "1", per_index)));
+
+    let (reason, s) = failed("some-fail");
+    assert_eq!(reason, "FailedIndexes");
+    assert_eq!(summary(&s), ("1,3".into(), "0,2".into(), 4, 2));
+    let (reason, s) = failed("too-many");
+    assert_eq!(reason, "MaxFailedIndexesExceeded");
+    assert_eq!(summary(&s), ("0".into(), "".into(), 1, 0), "only index 0 ran");
+    let (reason, s) = failed("fail-index");
+    assert_eq!(reason, "FailedIndexes");
+    assert_eq!(summary(&s), ("1".into(), "0".into(), 1, 1), "no retry of index 1");
+    let (_, s) = failed("counted");
+    assert_eq!(summary(&s), ("0,1".into(), "".into(), 4, 0));
+    // Each index's pods carry the failures before them: 0, then 1.
+    let pods: serde_json::Value =
+        serde_json::from_str(&c.kubectl(&["get", "pods", "-l", "job-name=counted", "-o", "json"])).expect("JSON");
+    let mut counts: Vec<(String, String)> = pods["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| {
+            let a = &p["metadata"]["annotations"];
+            (
+                a["batch.kubernetes.io/job-completion-index"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string(),
+                a["batch.kubernetes.io/job-index-failure-count"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string(),
+            )
+        })
+        .collect();
+    counts.sort();
+    let want: Vec<(String, String)> = [("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(counts, want);
+    // The reason is told in an event and in kubectl describe.
+    let events = c.kubectl(&["get", "events", "--field-selector", "involvedObject.name=too-many"]);
+    assert!(
+        events.contains("MaxFailedIndexesExceeded")
+            && events.contains("Job has exceeded the specified maximal number of failed indexes"),
+        "{events}"
+    );
+}

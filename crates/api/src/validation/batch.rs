@@ -215,14 +215,7 @@ fn job_spec_common(errs: &mut Errs, spec: J<'_>, sp: &Path) {
         }
     }
     let indexed = mode == Some("Indexed");
-    for key in ["backoffLimitPerIndex", "maxFailedIndexes"] {
-        if let Some(v) = int(errs, spec, key, sp) {
-            nonneg(errs, &sp.child(key), v);
-            if !indexed {
-                required(errs, &sp.child("completionMode"), format!("when {key} is specified"));
-            }
-        }
-    }
+    per_index_limits(errs, spec, sp, indexed, completions, parallelism);
     let has_pfp = get(spec, "podFailurePolicy").is_some();
     if let Some(prp) = st(errs, spec, "podReplacementPolicy", sp) {
         if has_pfp {
@@ -241,6 +234,18 @@ fn job_spec_common(errs: &mut Errs, spec: J<'_>, sp: &Path) {
     let tmpl = super::obj(errs, spec, "template", sp);
     let tp = sp.child("template");
     pod_template_spec(errs, tmpl, &tp);
+    if let Some(policy) = get(spec, "podFailurePolicy") {
+        pod_failure_policy(errs, policy, spec, &sp.child("podFailurePolicy"));
+    }
+    if let Some(policy) = get(spec, "successPolicy") {
+        success_policy(
+            errs,
+            policy,
+            indexed,
+            completions.unwrap_or(0),
+            &sp.child("successPolicy"),
+        );
+    }
     let rp = get(get(tmpl, "spec"), "restartPolicy")
         .and_then(Value::as_str)
         .unwrap_or("");
@@ -259,6 +264,333 @@ fn job_spec_common(errs: &mut Errs, spec: J<'_>, sp: &Path) {
         }
         other => not_supported(errs, &rpp, other, &["OnFailure", "Never"]),
     }
+}
+
+/// The most indexes an Indexed Job may fail (`maxFailedIndexes`), and the most it may fail
+/// or run at once when it has more than [`MAX_PARALLELISM_INDEXED`] completions.
+const MAX_FAILED_INDEXES: i64 = 100_000;
+const MAX_FAILED_INDEXES_HUGE: i64 = 10_000;
+
+/// `backoffLimitPerIndex` and `maxFailedIndexes`, as upstream's `validateJobSpec`.
+fn per_index_limits(
+    errs: &mut Errs,
+    spec: J<'_>,
+    sp: &Path,
+    indexed: bool,
+    completions: Option<i64>,
+    parallelism: Option<i64>,
+) {
+    let per_index = int(errs, spec, "backoffLimitPerIndex", sp);
+    let max_failed = int(errs, spec, "maxFailedIndexes", sp);
+    for (key, v) in [("backoffLimitPerIndex", per_index), ("maxFailedIndexes", max_failed)] {
+        if let Some(v) = v {
+            nonneg(errs, &sp.child(key), v);
+        }
+    }
+    if max_failed.is_some() && per_index.is_none() {
+        required(
+            errs,
+            &sp.child("backoffLimitPerIndex"),
+            "when maxFailedIndexes is specified",
+        );
+    }
+    if !indexed {
+        for (key, v) in [("backoffLimitPerIndex", per_index), ("maxFailedIndexes", max_failed)] {
+            if let Some(v) = v {
+                invalid(errs, &sp.child(key), v, "requires indexed completion mode");
+            }
+        }
+        return;
+    }
+    if let Some(m) = max_failed {
+        if completions.is_some_and(|c| m > c) {
+            invalid(
+                errs,
+                &sp.child("maxFailedIndexes"),
+                m,
+                "must be less than or equal to completions",
+            );
+        }
+        if m > MAX_FAILED_INDEXES {
+            invalid(
+                errs,
+                &sp.child("maxFailedIndexes"),
+                m,
+                format!("must be less than or equal to {MAX_FAILED_INDEXES}"),
+            );
+        }
+    }
+    if per_index.is_some() && completions.is_some_and(|c| c > MAX_PARALLELISM_INDEXED) {
+        let huge = "when completions are above 100000 and used with backoff limit per index";
+        match max_failed {
+            None => required(
+                errs,
+                &sp.child("maxFailedIndexes"),
+                "must be specified when completions is above 100000",
+            ),
+            Some(m) if m > MAX_FAILED_INDEXES_HUGE => invalid(
+                errs,
+                &sp.child("maxFailedIndexes"),
+                m,
+                format!("must be less than or equal to {MAX_FAILED_INDEXES_HUGE} {huge}"),
+            ),
+            Some(_) => {}
+        }
+        if let Some(p) = parallelism.filter(|p| *p > MAX_FAILED_INDEXES_HUGE) {
+            invalid(
+                errs,
+                &sp.child("parallelism"),
+                p,
+                format!("must be less than or equal to {MAX_FAILED_INDEXES_HUGE} {huge}"),
+            );
+        }
+    }
+}
+
+/// `validatePodFailurePolicy`: at most 20 rules, each with a known action and exactly one
+/// of `onExitCodes` (a known operator, 1 to 255 ordered, unique values, no 0 with `In`, a
+/// container of the template) and `onPodConditions` (at most 20, qualified types, a known
+/// status).
+fn pod_failure_policy(errs: &mut Errs, policy: &Value, spec: J<'_>, p: &Path) {
+    const ACTIONS: &[&str] = &["Count", "FailIndex", "FailJob", "Ignore"];
+    let rules = super::arr(errs, Some(policy), "rules", p);
+    if rules.len() > 20 {
+        super::too_many(errs, &p.child("rules"), rules.len(), 20);
+    }
+    let tspec = get(get(spec, "template"), "spec");
+    let containers: Vec<&str> = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|k| get(tspec, k).and_then(Value::as_array).into_iter().flatten())
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
+    let per_index = get(spec, "backoffLimitPerIndex").is_some();
+    for (i, rule) in rules.iter().enumerate() {
+        let rp = p.child("rules").index(i);
+        let action = st0(errs, Some(rule), "action", &rp);
+        if action.is_empty() {
+            required(errs, &rp.child("action"), format!("valid values: {}", go_list(ACTIONS)));
+        } else if action == "FailIndex" && !per_index {
+            invalid(
+                errs,
+                &rp.child("action"),
+                action,
+                "requires the backoffLimitPerIndex to be set",
+            );
+        } else if !ACTIONS.contains(&action) {
+            not_supported(errs, &rp.child("action"), action, ACTIONS);
+        }
+        let exit_codes = get(Some(rule), "onExitCodes");
+        if let Some(req) = exit_codes {
+            let ep = rp.child("onExitCodes");
+            let operator = st0(errs, Some(req), "operator", &ep);
+            if operator.is_empty() {
+                required(
+                    errs,
+                    &ep.child("operator"),
+                    format!("valid values: {}", go_list(&["In", "NotIn"])),
+                );
+            } else if operator != "In" && operator != "NotIn" {
+                not_supported(errs, &ep.child("operator"), operator, &["In", "NotIn"]);
+            }
+            if let Some(name) = st(errs, Some(req), "containerName", &ep)
+                && !containers.contains(&name)
+            {
+                invalid(
+                    errs,
+                    &ep.child("containerName"),
+                    name,
+                    "must be one of the container or initContainer names in the pod template",
+                );
+            }
+            let values: Vec<i64> = super::arr(errs, Some(req), "values", &ep)
+                .iter()
+                .filter_map(Value::as_i64)
+                .collect();
+            let shown = || {
+                let list: Vec<String> = values.iter().map(i64::to_string).collect();
+                format!("[]int32{{{}}}", list.join(", "))
+            };
+            if values.is_empty() {
+                invalid_raw(errs, &ep.child("values"), shown(), "at least one value is required");
+            } else if values.len() > 255 {
+                super::too_many(errs, &ep.child("values"), values.len(), 255);
+            } else {
+                let mut seen = std::collections::HashSet::new();
+                for (j, v) in values.iter().enumerate() {
+                    if operator == "In" && *v == 0 {
+                        invalid(
+                            errs,
+                            &ep.child("values").index(j),
+                            *v,
+                            "must not be 0 for the In operator",
+                        );
+                    }
+                    if !seen.insert(*v) {
+                        super::duplicate(errs, &ep.child("values").index(j), *v);
+                    }
+                }
+                if values.windows(2).any(|w| w[0] > w[1]) {
+                    invalid_raw(errs, &ep.child("values"), shown(), "must be ordered");
+                }
+            }
+        }
+        let conditions = super::arr(errs, Some(rule), "onPodConditions", &rp);
+        let cp = rp.child("onPodConditions");
+        if conditions.len() > 20 {
+            super::too_many(errs, &cp, conditions.len(), 20);
+        }
+        for (j, c) in conditions.iter().enumerate() {
+            let jp = cp.index(j);
+            let kind = st0(errs, Some(c), "type", &jp);
+            meta::qualified_name(errs, kind, &jp.child("type"));
+            let status = st0(errs, Some(c), "status", &jp);
+            let statuses = ["False", "True", "Unknown"];
+            if status.is_empty() {
+                required(
+                    errs,
+                    &jp.child("status"),
+                    format!("valid values: {}", go_list(&statuses)),
+                );
+            } else if !statuses.contains(&status) {
+                not_supported(errs, &jp.child("status"), status, &statuses);
+            }
+        }
+        match (exit_codes.is_some(), !conditions.is_empty()) {
+            (true, true) => invalid_raw(
+                errs,
+                &rp,
+                "specifying both OnExitCodes and OnPodConditions is not supported",
+                "",
+            ),
+            (false, false) => invalid_raw(
+                errs,
+                &rp,
+                "specifying one of OnExitCodes and OnPodConditions is required",
+                "",
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// Go's `%q` of a string slice: `["A" "B"]`.
+fn go_list(values: &[&str]) -> String {
+    let quoted: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
+    format!("[{}]", quoted.join(" "))
+}
+
+/// `validateSuccessPolicy`: Indexed Jobs only; 1 to 20 rules, each with `succeededIndexes`
+/// (an ordered interval list of indexes below `completions`) or `succeededCount` (at most
+/// `completions`, and at most the number of those indexes), or both.
+fn success_policy(errs: &mut Errs, policy: &Value, indexed: bool, completions: i64, p: &Path) {
+    if !indexed {
+        invalid_raw(errs, p, "batch.SuccessPolicy{...}", "requires indexed completion mode");
+        return;
+    }
+    let rules = super::arr(errs, Some(policy), "rules", p);
+    if rules.is_empty() {
+        required(
+            errs,
+            &p.child("rules"),
+            "at least one rules must be specified when the successPolicy is specified",
+        );
+    }
+    if rules.len() > 20 {
+        super::too_many(errs, &p.child("rules"), rules.len(), 20);
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let rp = p.child("rules").index(i);
+        let indexes = st(errs, Some(rule), "succeededIndexes", &rp);
+        let count = int(errs, Some(rule), "succeededCount", &rp);
+        if indexes.is_none() && count.is_none() {
+            required(
+                errs,
+                &rp,
+                "at least one of succeededCount or succeededIndexes must be specified",
+            );
+        }
+        let mut total = 0i64;
+        if let Some(list) = indexes {
+            let ip = rp.child("succeededIndexes");
+            if list.len() > 64 * 1024 {
+                super::too_long(errs, &ip, 64 * 1024);
+            }
+            match index_intervals(list, completions) {
+                Ok(n) => total = n,
+                Err(e) => invalid(errs, &ip, list, format!("error parsing succeededIndexes: {e}")),
+            }
+        }
+        if let Some(n) = count {
+            let cp = rp.child("succeededCount");
+            nonneg(errs, &cp, n);
+            if n > completions {
+                invalid(
+                    errs,
+                    &cp,
+                    n,
+                    format!("must be less than or equal to {completions} (the number of specified completions)"),
+                );
+            }
+            if indexes.is_some() && n > total {
+                invalid(
+                    errs,
+                    &cp,
+                    n,
+                    format!(
+                        "must be less than or equal to {total} (the number of indexes in the specified succeededIndexes field)"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// How many indexes an interval list such as `0,2-4` names, parsed as strictly as upstream
+/// (`parseIndexesFromString`): each part a number or `a-b` with `a < b`, parts in increasing
+/// order, every index below `completions`.
+fn index_intervals(list: &str, completions: i64) -> Result<i64, String> {
+    let mut total = 0i64;
+    let mut last: Option<i64> = None;
+    if list.is_empty() {
+        return Ok(0);
+    }
+    for part in list.split(',') {
+        let ends: Vec<&str> = part.split('-').collect();
+        if ends.len() > 2 {
+            return Err(format!(
+                "the fragment {part:?} violates the requirement that an index interval can have at most two parts separated by '-'"
+            ));
+        }
+        let mut nums = [0i64; 2];
+        for (k, e) in ends.iter().enumerate() {
+            let n: i64 = e
+                .parse::<i32>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(i64::from)
+                .ok_or_else(|| format!("cannot convert string to integer for index: {e:?}"))?;
+            if n >= completions {
+                return Err(format!("too large index: {e:?}"));
+            }
+            nums[k] = n;
+        }
+        let (a, b) = if ends.len() == 2 {
+            (nums[0], nums[1])
+        } else {
+            (nums[0], nums[0])
+        };
+        if ends.len() == 2 && a >= b {
+            return Err(format!("non-increasing order, previous: {a}, current: {b}"));
+        }
+        if let Some(prev) = last
+            && prev >= a
+        {
+            return Err(format!("non-increasing order, previous: {prev}, current: {a}"));
+        }
+        last = Some(b);
+        total = total.saturating_add(b - a + 1);
+    }
+    Ok(total)
 }
 
 /// CronJob create/update.

@@ -677,6 +677,96 @@ fn job_rules() {
 }
 
 #[test]
+fn job_failure_and_success_policies_and_per_index_limits() {
+    let indexed = |v: &mut Value| {
+        set(v, "/spec/completionMode", json!("Indexed"));
+        set(v, "/spec/completions", json!(4));
+    };
+    let got = create_with("batch", "Job", &job(), |v| {
+        set(v, "/spec/maxFailedIndexes", json!(1));
+    });
+    assert_eq!(
+        got,
+        vec![
+            "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified",
+            "spec.maxFailedIndexes: Invalid value: 1: requires indexed completion mode",
+        ]
+    );
+    let got = create_with("batch", "Job", &job(), |v| {
+        indexed(v);
+        set(v, "/spec/backoffLimitPerIndex", json!(1));
+        set(v, "/spec/maxFailedIndexes", json!(5));
+    });
+    assert_eq!(
+        got,
+        vec!["spec.maxFailedIndexes: Invalid value: 5: must be less than or equal to completions"]
+    );
+    let got = create_with("batch", "Job", &job(), |v| {
+        set(
+            v,
+            "/spec/podFailurePolicy",
+            json!({"rules": [
+            {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [3, 0, 3]}},
+            {"action": "Retry", "onPodConditions": [{"type": "DisruptionTarget", "status": "Maybe"}],
+             "onExitCodes": {"operator": "NotIn", "containerName": "sidecar", "values": [1]}},
+            {"action": "Ignore"}]}),
+        );
+    });
+    assert_eq!(
+        got,
+        vec![
+            r#"spec.podFailurePolicy.rules[0].action: Invalid value: "FailIndex": requires the backoffLimitPerIndex to be set"#,
+            "spec.podFailurePolicy.rules[0].onExitCodes.values[1]: Invalid value: 0: must not be 0 for the In operator",
+            "spec.podFailurePolicy.rules[0].onExitCodes.values[2]: Duplicate value: 3",
+            "spec.podFailurePolicy.rules[0].onExitCodes.values: Invalid value: []int32{3, 0, 3}: must be ordered",
+            r#"spec.podFailurePolicy.rules[1].action: Unsupported value: "Retry": supported values: "Count", "FailIndex", "FailJob", "Ignore""#,
+            r#"spec.podFailurePolicy.rules[1].onExitCodes.containerName: Invalid value: "sidecar": must be one of the container or initContainer names in the pod template"#,
+            r#"spec.podFailurePolicy.rules[1].onPodConditions[0].status: Unsupported value: "Maybe": supported values: "False", "True", "Unknown""#,
+            "spec.podFailurePolicy.rules[1]: Invalid value: specifying both OnExitCodes and OnPodConditions is not supported",
+            "spec.podFailurePolicy.rules[2]: Invalid value: specifying one of OnExitCodes and OnPodConditions is required",
+        ]
+    );
+    let got = create_with("batch", "Job", &job(), |v| {
+        indexed(v);
+        set(
+            v,
+            "/spec/successPolicy",
+            json!({"rules": [
+            {"succeededIndexes": "0-2,2", "succeededCount": 1},
+            {"succeededIndexes": "1,3", "succeededCount": 5},
+            {}]}),
+        );
+    });
+    assert_eq!(
+        got,
+        vec![
+            r#"spec.successPolicy.rules[0].succeededIndexes: Invalid value: "0-2,2": error parsing succeededIndexes: non-increasing order, previous: 2, current: 2"#,
+            "spec.successPolicy.rules[0].succeededCount: Invalid value: 1: must be less than or equal to 0 (the number of indexes in the specified succeededIndexes field)",
+            "spec.successPolicy.rules[1].succeededCount: Invalid value: 5: must be less than or equal to 4 (the number of specified completions)",
+            "spec.successPolicy.rules[1].succeededCount: Invalid value: 5: must be less than or equal to 2 (the number of indexes in the specified succeededIndexes field)",
+            "spec.successPolicy.rules[2]: Required value: at least one of succeededCount or succeededIndexes must be specified",
+        ]
+    );
+    let got = create_with("batch", "Job", &job(), |v| {
+        indexed(v);
+        set(v, "/spec/backoffLimitPerIndex", json!(1));
+        set(
+            v,
+            "/spec/podFailurePolicy",
+            json!({"rules": [
+            {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [1, 2]}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}),
+        );
+        set(
+            v,
+            "/spec/successPolicy",
+            json!({"rules": [{"succeededIndexes": "0,2-3", "succeededCount": 2}]}),
+        );
+    });
+    assert_eq!(got, Vec::<String>::new());
+}
+
+#[test]
 fn job_selector_generation() {
     let j = stored("batch", "Job", job());
     let labels = j.pointer("/spec/template/metadata/labels").unwrap();
