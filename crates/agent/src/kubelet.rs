@@ -1352,6 +1352,31 @@ impl Kubelet {
         if running || state.deleting {
             return;
         }
+        // A pod that finalizers hold after the delete first shows how it ended (as a
+        // kubelet's: Succeeded or Failed by its containers' exit codes, Failed if they never
+        // ran), so whoever holds it (a Job counting failures) can read that. The final delete
+        // follows once the status is back through the watch.
+        let terminal = |phase: Option<&str>| matches!(phase, Some("Succeeded" | "Failed"));
+        let held = pod.metadata.finalizers.as_ref().is_some_and(|f| !f.is_empty());
+        if held && !terminal(pod.status.as_ref().and_then(|s| s.phase.as_deref())) {
+            let mut status = self.status(pod, &spec, state);
+            if !terminal(status["phase"].as_str()) {
+                status["phase"] = json!("Failed");
+            }
+            let api: Api<Pod> = Api::namespaced(
+                self.client.clone(),
+                pod.metadata.namespace.as_deref().unwrap_or("default"),
+            );
+            let name = pod.metadata.name.as_deref().unwrap_or_default();
+            let pp = kube::api::PatchParams::default();
+            if let Err(e) = api
+                .patch_status(name, &pp, &kube::api::Patch::Merge(json!({"status": status})))
+                .await
+            {
+                tracing::warn!(pod = %name, error = %e, "agent: writing a deleted pod's final status failed");
+            }
+            return;
+        }
         state.deleting = true;
         self.forget(&state.dir);
         let api: Api<Pod> = Api::namespaced(

@@ -35,8 +35,9 @@
 //! Pods whose node is deleted are left to the pod garbage collector. Not simulated: probes
 //! and readiness gates (containers are ready at once), container restarts (an `OnFailure` pod
 //! with a non-zero exit code goes `Failed` instead of restarting), and the terminal status a
-//! kubelet writes before it finishes a deleted pod. Pods on a node without a pod CIDR wait
-//! for one (unless `hostNetwork`).
+//! kubelet writes before it finishes a deleted pod, except for a pod that finalizers hold
+//! (it goes `Failed`, its containers terminated with exit code 137, before the final
+//! delete). Pods on a node without a pod CIDR wait for one (unless `hostNetwork`).
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -57,6 +58,9 @@ use crate::SIMULATED_ANNOTATION;
 
 /// Pod annotation: seconds a `Never`/`OnFailure` pod runs before it completes.
 pub const RUN_SECONDS_ANNOTATION: &str = "shoal.dev/run-seconds";
+
+/// The exit code of a simulated container stopped by a pod's deletion (SIGKILL).
+const KILLED_EXIT_CODE: i32 = 137;
 
 /// Pod annotation: the exit code of its containers when it completes (non-zero: `Failed`).
 pub const EXIT_CODE_ANNOTATION: &str = "shoal.dev/exit-code";
@@ -1130,6 +1134,15 @@ impl PodWorker {
                 self.write_status(key, &pod, status, "complete")
             }
             Step::Delete => {
+                // A pod that finalizers hold after the delete shows how it ended, as a
+                // kubelet's does: its containers killed (exit code 137), the pod Failed.
+                // (Without finalizers it is gone at once, and nobody would read it.)
+                let held = pod.metadata.finalizers.as_ref().is_some_and(|f| !f.is_empty());
+                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                if held && !matches!(phase, Some("Succeeded" | "Failed")) {
+                    let status = finished_status(&pod, KILLED_EXIT_CODE, &now_rfc3339());
+                    return self.write_status(key, &pod, status, "terminate");
+                }
                 let api: Api<Pod> = Api::namespaced(self.node_client(&pod), &key.ns);
                 let dp = DeleteParams {
                     grace_period_seconds: Some(0),

@@ -27,6 +27,10 @@ use shoal_runtime::controller::{Error, Keyed, Outcome as Next, ignore_not_found}
 const MANAGER: &str = "job-controller";
 /// The `spec.managedBy` value that leaves a Job to this controller (as does none).
 pub const CONTROLLER_NAME: &str = "kubernetes.io/job-controller";
+/// The finalizer with which a Job keeps each of its pods until it has counted the pod's end
+/// in its status (upstream's `batch.kubernetes.io/job-tracking`), so a finished pod that is
+/// deleted at once (by hand, by the pod garbage collector) is never lost from the counts.
+pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 /// Most pods one pass creates (upstream's `MaxPodCreateDeletePerSync`).
 const MAX_CREATES_PER_PASS: i64 = 500;
 
@@ -232,6 +236,11 @@ pub fn pod_for(job: &Value) -> Value {
         if let Some(v) = template["metadata"].get(k).filter(|v| !v.is_null()) {
             meta[k] = v.clone();
         }
+    }
+    match meta["finalizers"].as_array_mut() {
+        Some(f) if !f.iter().any(|x| x == TRACKING_FINALIZER) => f.push(json!(TRACKING_FINALIZER)),
+        Some(_) => {}
+        None => meta["finalizers"] = json!([TRACKING_FINALIZER]),
     }
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"]})
 }
@@ -511,30 +520,92 @@ pub fn format_indexes(set: &Indexes) -> String {
     set.to_string()
 }
 
-/// Runs the controller until the process ends: a keyed queue of Jobs, woken by their pods.
+/// The key prefix under which a pod that carries the tracking finalizer but has no
+/// controller is queued (a Job's key is `namespace/name`; no namespace holds a `:`).
+const ORPHAN_KEY: &str = "pod:";
+
+/// Runs the controller until the process ends: a keyed queue of Jobs, woken by their pods,
+/// and of orphaned pods that still carry the tracking finalizer.
 pub async fn run(client: kube::Client, informers: Informers) {
     let recorder = Recorder::new(client.clone(), MANAGER);
-    type Ctx = (kube::Client, Recorder, tokio::sync::Mutex<Expectations>);
-    let reconcile = |ctx: Arc<Ctx>, informers: Informers, job: Option<Arc<Value>>| async move {
-        let (client, recorder, expectations) = &*ctx;
-        let mut exp = expectations.lock().await;
-        let Some(job) = job else {
-            let live: std::collections::HashSet<String> = informers
-                .of("batch", "jobs")
-                .iter()
-                .map(|j| uid_of(j).to_string())
-                .collect();
-            exp.retain_owners(|uid| live.contains(uid));
-            return Ok(Next::Done);
-        };
-        let pods = informers.of("", "pods");
-        sync(client, recorder, &job, &pods, &mut exp, jiff::Timestamp::now()).await
-    };
-    let ctx = (client, recorder, tokio::sync::Mutex::new(Expectations::new()));
+    let ctx = Arc::new((client, recorder, tokio::sync::Mutex::new(Expectations::new())));
+    let cache = informers.clone();
     Keyed::new("job", "batch", "jobs")
         .owns("", "pods", "Job")
-        .run_cached(informers, ctx, reconcile)
+        .watches("", "pods", |_, change| {
+            change
+                .objects()
+                .filter(|p| tracked(p) && informer::controller_uid(p).is_none())
+                .map(|p| format!("{ORPHAN_KEY}{}", informer::key(p)))
+                .collect()
+        })
+        .run(informers, move |key: String| {
+            let (ctx, informers) = (ctx.clone(), cache.clone());
+            async move {
+                let (client, recorder, expectations) = &*ctx;
+                if let Some(pod) = key.strip_prefix(ORPHAN_KEY) {
+                    // An orphan keeps nothing of a Job (upstream's `syncOrphanPod`).
+                    let pods: Vec<Arc<Value>> = informers
+                        .get("", "pods", pod)
+                        .filter(|p| tracked(p) && informer::controller_uid(p).is_none())
+                        .into_iter()
+                        .collect();
+                    untrack(client, pods.iter().map(|p| &**p)).await?;
+                    return Ok(Next::Done);
+                }
+                let pods = informers.of("", "pods");
+                let mut exp = expectations.lock().await;
+                let Some(job) = informers.get("batch", "jobs", &key) else {
+                    let live: std::collections::HashSet<String> = informers
+                        .of("batch", "jobs")
+                        .iter()
+                        .map(|j| uid_of(j).to_string())
+                        .collect();
+                    exp.retain_owners(|uid| live.contains(uid));
+                    // The pods of a Job that is gone lose its finalizer.
+                    let (ns, name) = key.split_once('/').unwrap_or(("", &key));
+                    let left = pods.iter().filter(|p| {
+                        informer::namespace(p) == ns
+                            && tracked(p)
+                            && informer::controller_of_kind(p, "Job") == Some(name)
+                    });
+                    untrack(client, left.map(|p| &**p)).await?;
+                    return Ok(Next::Done);
+                };
+                sync(client, recorder, &job, &pods, &mut exp, jiff::Timestamp::now()).await
+            }
+        })
         .await
+}
+
+/// Takes the tracking finalizer off `pods` (one patch each; a pod gone is no error).
+async fn untrack<'a>(client: &kube::Client, pods: impl Iterator<Item = &'a Value>) -> Result<(), Error> {
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    for p in pods {
+        let api: Api<Pod> = Api::namespaced(client.clone(), informer::namespace(p));
+        ignore_not_found(
+            api.patch(name_of(p), &pp, &Patch::Strategic(untrack_patch(uid_of(p))))
+                .await,
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether the Job has ended (a `Complete` or `Failed` condition).
+fn finished(job: &Value) -> bool {
+    job["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True")
+}
+
+/// Whether another controller manages the Job (`spec.managedBy`).
+fn managed_elsewhere(job: &Value) -> bool {
+    job["spec"]["managedBy"].as_str().is_some_and(|m| m != CONTROLLER_NAME)
 }
 
 /// The pods of `job` among `pods` (upstream's ControllerRefManager rules): those it
@@ -556,17 +627,50 @@ fn claimed<'a>(job: &Value, pods: &'a [Arc<Value>]) -> (Vec<&'a Value>, Vec<(Str
         match claim(job, p, selector.matches_object(p)) {
             Claim::Owned => mine.push(&**p),
             Claim::Adopt => {
-                adopt.push((
-                    name_of(p).to_string(),
-                    adopt_patch(p, informer::controller_ref("batch/v1", "Job", job)),
-                ));
+                let mut patch = adopt_patch(p, informer::controller_ref("batch/v1", "Job", job));
+                if !tracked(p) {
+                    let mut finalizers = p["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+                    finalizers.push(json!(TRACKING_FINALIZER));
+                    patch["metadata"]["finalizers"] = Value::Array(finalizers);
+                }
+                adopt.push((name_of(p).to_string(), patch));
                 mine.push(&**p);
             }
-            Claim::Release => release.push((name_of(p).to_string(), release_patch(p, uid))),
+            Claim::Release => {
+                let mut patch = release_patch(p, uid);
+                if tracked(p) {
+                    patch["metadata"]["$deleteFromPrimitiveList/finalizers"] = json!([TRACKING_FINALIZER]);
+                }
+                release.push((name_of(p).to_string(), patch));
+            }
             Claim::Ignore => {}
         }
     }
     (mine, adopt, release)
+}
+
+/// Whether `p` carries the Job's tracking finalizer (its end not yet counted).
+pub fn tracked(p: &Value) -> bool {
+    p["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == TRACKING_FINALIZER))
+}
+
+/// The strategic merge patch that takes the tracking finalizer off the pod of `uid` (and
+/// only off that pod: the uid is a precondition).
+pub fn untrack_patch(uid: &str) -> Value {
+    json!({"metadata": {"$deleteFromPrimitiveList/finalizers": [TRACKING_FINALIZER], "uid": uid}})
+}
+
+/// The uids of `status.uncountedTerminatedPods.<key>`: pods whose end the status holds but
+/// whose tracking finalizer may not be off yet.
+fn uncounted(status: &Value, key: &str) -> std::collections::BTreeSet<String> {
+    status["uncountedTerminatedPods"][key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u.as_str().map(str::to_string))
+        .collect()
 }
 
 /// A pod that counts as running for the Job: not being deleted, not finished.
@@ -578,8 +682,11 @@ fn is_active(p: &Value) -> bool {
 /// reconcile are still in flight, and the time given. [`apply`] carries it out.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
-    /// Running pods to delete, newest first (name, uid).
-    pub delete: Vec<(String, String)>,
+    /// Running pods to delete, newest first (name, uid, and whether to take the tracking
+    /// finalizer off first: yes unless the Job failed, which counts them as failed).
+    pub delete: Vec<(String, String, bool)>,
+    /// Pods whose tracking finalizer comes off once the status is written (name, uid).
+    pub untrack: Vec<(String, String)>,
     /// Pods to create (bodies; named by `generateName`).
     pub create: Vec<Value>,
     /// The status, when it changes.
@@ -595,15 +702,7 @@ pub struct Plan {
 /// deleted then). `None` for a Job that is finished or being deleted.
 pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp) -> Option<Plan> {
     // A Job another controller manages (`spec.managedBy`) is left to it, as upstream's.
-    if job["spec"]["managedBy"].as_str().is_some_and(|m| m != CONTROLLER_NAME) {
-        return None;
-    }
-    let finished = job["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True");
-    if informer::deleting(job) || finished {
+    if managed_elsewhere(job) || informer::deleting(job) || finished(job) {
         return None;
     }
     let mut c = count(mine);
@@ -630,7 +729,6 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
     let mut fail_job = None;
     for p in mine.iter().filter(|p| p["status"]["phase"] == "Failed") {
         match failure_rule(job, p) {
-            Some(Rule::Ignore) => c.failed -= 1,
             Some(Rule::FailJob(message)) if fail_job.is_none() => fail_job = Some(message),
             _ => {}
         }
@@ -650,9 +748,53 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
     {
         failed_indexes.insert(*i);
     }
-    // Counts never go down: finished pods may be deleted.
-    c.succeeded = c.succeeded.max(job["status"]["succeeded"].as_i64().unwrap_or(0));
-    c.failed = c.failed.max(job["status"]["failed"].as_i64().unwrap_or(0));
+    // Each pod's end is counted once, through the tracking finalizer (upstream's order): a
+    // finished pod that carries it goes into `uncountedTerminatedPods` with the status
+    // write, loses the finalizer after that write, and moves into `succeeded` or `failed`
+    // once the cache shows it without the finalizer, or gone. A pod without it was counted
+    // before. A pod being deleted counts as failed at once, unless only failed pods are
+    // replaced (`podReplacementPolicy: Failed`, or a podFailurePolicy): then once it failed.
+    // Failures an Ignore rule matches are not counted.
+    let only_failed = job["spec"]["podReplacementPolicy"] == "Failed" || job["spec"]["podFailurePolicy"].is_object();
+    let ends_failed = |p: &Value| match p["status"]["phase"].as_str() {
+        Some("Failed") => true,
+        Some("Succeeded") => false,
+        _ => !only_failed && informer::deleting(p),
+    };
+    let (mut u_succeeded, mut u_failed) = (
+        uncounted(&job["status"], "succeeded"),
+        uncounted(&job["status"], "failed"),
+    );
+    let still_tracked: std::collections::HashSet<&str> =
+        mine.iter().filter(|p| tracked(p)).map(|p| uid_of(p)).collect();
+    let settle = |set: &mut std::collections::BTreeSet<String>, key: &str| {
+        let before = set.len();
+        set.retain(|u| still_tracked.contains(u.as_str()));
+        job["status"][key]
+            .as_i64()
+            .unwrap_or(0)
+            .saturating_add((before - set.len()) as i64)
+    };
+    let (succeeded, failed) = (settle(&mut u_succeeded, "succeeded"), settle(&mut u_failed, "failed"));
+    let mut untrack: Vec<&Value> = Vec::new();
+    for p in mine.iter().copied().filter(|p| tracked(p)) {
+        if p["status"]["phase"] == "Succeeded" {
+            // An Indexed Job counts the index (`completedIndexes`), not the pod.
+            if !indexed {
+                u_succeeded.insert(uid_of(p).to_string());
+            }
+            untrack.push(p);
+        } else if ends_failed(p) {
+            if failure_rule(job, p) != Some(Rule::Ignore) {
+                u_failed.insert(uid_of(p).to_string());
+            }
+            untrack.push(p);
+        }
+    }
+    if !indexed {
+        c.succeeded = succeeded.saturating_add(u_succeeded.len() as i64);
+    }
+    c.failed = failed.saturating_add(u_failed.len() as i64);
     let start = job["status"]["startTime"].as_str().map(str::to_string);
     let active_for = start
         .as_deref()
@@ -719,6 +861,7 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
     let mut out = Plan {
         delete: Vec::new(),
         create: Vec::new(),
+        untrack: Vec::new(),
         status: None,
         events: Vec::new(),
         next: Next::Done,
@@ -731,12 +874,25 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
                 .as_str()
                 .cmp(&a["metadata"]["creationTimestamp"].as_str())
         });
+        let job_failed = matches!(&end, Some((kind, ..)) if *kind == "Failed");
         out.delete = victims
             .into_iter()
             .take(active.len() - want.max(0) as usize)
-            .map(|p| (name_of(p).to_string(), uid_of(p).to_string()))
+            .map(|p| {
+                // A failed Job counts the pods it stops as failed (it keeps their finalizer
+                // until the status says so); otherwise they are not counted at all.
+                if job_failed && tracked(p) {
+                    u_failed.insert(uid_of(p).to_string());
+                    untrack.push(p);
+                }
+                (name_of(p).to_string(), uid_of(p).to_string(), !job_failed)
+            })
             .collect();
     }
+    out.untrack = untrack
+        .iter()
+        .map(|p| (name_of(p).to_string(), uid_of(p).to_string()))
+        .collect();
     // After a failure, new pods wait: 10 s doubling per failure, up to 6 minutes (upstream's
     // pod failure back-off), from the last failure.
     let last_failure = mine
@@ -813,9 +969,17 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
     let t = shoal_api::time::rfc3339(now);
     let mut conditions: Vec<Value> = job["status"]["conditions"].as_array().cloned().unwrap_or_default();
     let mut status = json!({
-        "active": c.active, "ready": c.ready, "succeeded": c.succeeded, "failed": c.failed,
+        // The counts hold only what is counted; decisions above also took in the uncounted.
+        "active": c.active, "ready": c.ready,
+        "succeeded": if indexed { c.succeeded } else { succeeded },
+        "failed": failed,
         "terminating": c.terminating, "uncountedTerminatedPods": {},
     });
+    // Both lists always: the status is written as a merge patch, where only a null takes
+    // a list away.
+    for (key, set) in [("succeeded", &u_succeeded), ("failed", &u_failed)] {
+        status["uncountedTerminatedPods"][key] = if set.is_empty() { Value::Null } else { json!(set) };
+    }
     if indexed && !completed.is_empty() {
         status["completedIndexes"] = json!(format_indexes(&completed));
     }
@@ -858,7 +1022,8 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
         if !conditions.iter().any(|x| x["type"] == target && x["status"] == "True") {
             conditions.push(condition(target, reason, message));
         }
-        if active.is_empty() {
+        // ... and every pod's end is counted, and none is still terminating.
+        if active.is_empty() && c.terminating == 0 && u_succeeded.is_empty() && u_failed.is_empty() {
             conditions.push(condition(kind, reason, message));
             if *kind == "Complete" {
                 status["completionTime"] = json!(t);
@@ -879,6 +1044,8 @@ pub fn plan(job: &Value, mine: &[&Value], in_flight: bool, now: jiff::Timestamp)
         || old["startTime"] != status["startTime"]
         || old["completedIndexes"] != status["completedIndexes"]
         || old["failedIndexes"] != status["failedIndexes"]
+        || uncounted(old, "succeeded") != u_succeeded
+        || uncounted(old, "failed") != u_failed
         || condition_states(&old["conditions"]) != condition_states(&status["conditions"]);
     out.status = changed.then_some(status);
     // Deadlines and the failure back-off change nothing in the caches: look again.
@@ -910,7 +1077,18 @@ pub(crate) async fn apply(
     let about = ObjectRef::of("batch/v1", "Job", job);
     let pod_api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let mut failure: Option<Error> = None;
-    for (name, uid) in plan.delete {
+    let pp = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    for (name, uid, untrack_first) in plan.delete {
+        if untrack_first {
+            let patch = untrack_patch(&uid);
+            if let Err(e) = ignore_not_found(pod_api.patch(&name, &pp, &Patch::Strategic(patch)).await) {
+                failure.get_or_insert(e.into());
+                continue;
+            }
+        }
         let dp = DeleteParams {
             preconditions: Some(Preconditions {
                 uid: Some(uid.clone()),
@@ -937,13 +1115,17 @@ pub(crate) async fn apply(
         }
     }
     if let Some(status) = plan.status {
+        // Written against the version the plan read: counts from a stale cache must not
+        // overwrite newer ones (the finalizers they counted are gone).
         let api: Api<Job> = Api::namespaced(client.clone(), ns);
-        let pp = PatchParams {
-            field_manager: Some(MANAGER.into()),
-            ..Default::default()
-        };
-        api.patch_status(name_of(job), &pp, &Patch::Merge(json!({"status": status})))
-            .await?;
+        let body = json!({"metadata": {"resourceVersion": job["metadata"]["resourceVersion"]}, "status": status});
+        api.patch_status(name_of(job), &pp, &Patch::Merge(body)).await?;
+    }
+    // Only once the status holds their ends do the pods lose their tracking finalizer.
+    for (name, uid) in plan.untrack {
+        if let Err(e) = ignore_not_found(pod_api.patch(&name, &pp, &Patch::Strategic(untrack_patch(&uid))).await) {
+            failure.get_or_insert(e.into());
+        }
     }
     for (kind, reason, message) in &plan.events {
         recorder.record(&about, *kind, reason, message).await;
@@ -965,11 +1147,24 @@ pub(crate) async fn sync(
     exp: &mut Expectations,
     now: jiff::Timestamp,
 ) -> Result<Next, Error> {
-    let (mine, adopt, release) = if informer::deleting(job) {
-        (Vec::new(), Vec::new(), Vec::new())
-    } else {
-        claimed(job, pods)
-    };
+    if managed_elsewhere(job) {
+        return Ok(Next::Done);
+    }
+    // The pods of an earlier Job of this name, and all pods of a Job that ended or is being
+    // deleted, lose the tracking finalizer: nothing is counted for them any more.
+    let (ns, uid, name) = (informer::namespace(job), uid_of(job), name_of(job));
+    let ended = informer::deleting(job) || finished(job);
+    let stale = pods.iter().filter(|p| {
+        informer::namespace(p) == ns
+            && tracked(p)
+            && informer::controller_of_kind(p, "Job") == Some(name)
+            && (ended || informer::controller_uid(p) != Some(uid))
+    });
+    untrack(client, stale.map(|p| &**p)).await?;
+    if ended {
+        return Ok(Next::Done);
+    }
+    let (mine, adopt, release) = claimed(job, pods);
     claim_pods(client, job, adopt, release).await?;
     let names: std::collections::HashSet<&str> = mine.iter().map(|p| name_of(p)).collect();
     let live: std::collections::HashSet<&str> = mine.iter().filter(|p| is_active(p)).map(|p| uid_of(p)).collect();
@@ -1112,7 +1307,8 @@ mod tests {
             if counts.1 > 0 {
                 notes[INDEX_IGNORED_FAILURE_COUNT] = json!(counts.1.to_string());
             }
-            json!({"metadata": {"name": format!("j-{i}-{}", counts.0 + counts.1), "namespace": "ns",
+            let name = format!("j-{i}-{}-{phase}", counts.0 + counts.1);
+            json!({"metadata": {"name": name, "uid": name, "namespace": "ns", "finalizers": [TRACKING_FINALIZER],
                                 "creationTimestamp": "2026-01-01T00:00:00Z", "annotations": notes},
                    "status": {"phase": phase,
                               "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T00:00:10Z"}],
@@ -1135,17 +1331,50 @@ mod tests {
         assert_eq!(made, [(&json!("2"), &json!("0")), (&json!("3"), &json!("0"))]);
         assert_eq!(p.next, Next::RequeueAfter(Duration::from_secs(5)));
         assert_eq!(p.status.as_ref().unwrap()["failedIndexes"], "", "set, empty");
-        assert_eq!(p.status.as_ref().unwrap()["failed"], 1);
+        let status = p.status.as_ref().unwrap();
+        assert_eq!(
+            (&status["failed"], &status["uncountedTerminatedPods"]["failed"]),
+            (&json!(0), &json!(["j-1-0-Failed"]))
+        );
         // After its back-off, index 1 runs again, counting one failure.
         let (ok2, ok3) = (pod(2, "Succeeded", (0, 0), 0), pod(3, "Succeeded", (0, 0), 0));
         let p = plan(&job(json!({})), &[&ok0, &bad1, &ok2, &ok3], false, at(11)).unwrap();
         assert_eq!(p.create.len(), 1);
         assert_eq!(p.create[0]["metadata"]["annotations"][INDEX_FAILURE_COUNT], "1");
-        // Its second failure fails the index, and with every index finished, the Job.
+        // Its second failure fails the index, and with every index finished, the Job: first
+        // the target, while the failures are counted through the tracking finalizer...
         let bad1b = pod(1, "Failed", (1, 0), 1);
         let p = plan(&job(json!({})), &[&ok0, &bad1, &bad1b, &ok2, &ok3], false, at(30)).unwrap();
         assert!(p.create.is_empty());
+        assert_eq!(p.untrack.len(), 5, "every finished pod");
         let status = p.status.unwrap();
+        assert_eq!(
+            status["uncountedTerminatedPods"],
+            json!({"succeeded": null, "failed": ["j-1-0-Failed", "j-1-1-Failed"]})
+        );
+        assert_eq!(status["conditions"].as_array().unwrap().len(), 1, "{status}");
+        // ... then, once the pods are without it, the end.
+        let untracked = |p: &Value| {
+            let mut p = p.clone();
+            p["metadata"]["finalizers"] = json!([]);
+            p
+        };
+        let mut counted = job(json!({}));
+        counted["status"] = status;
+        let (ok0, bad1, bad1b, ok2, ok3) = (
+            untracked(&ok0),
+            untracked(&bad1),
+            untracked(&bad1b),
+            untracked(&ok2),
+            untracked(&ok3),
+        );
+        let p = plan(&counted, &[&ok0, &bad1, &bad1b, &ok2, &ok3], false, at(31)).unwrap();
+        assert!(p.untrack.is_empty());
+        let status = p.status.unwrap();
+        assert_eq!(
+            (&status["failed"], &status["uncountedTerminatedPods"]),
+            (&json!(2), &json!({"succeeded": null, "failed": null}))
+        );
         assert_eq!(
             (&status["failedIndexes"], &status["completedIndexes"]),
             (&json!("1"), &json!("0,2,3"))
@@ -1167,7 +1396,16 @@ mod tests {
         let running = pod(2, "Running", (0, 0), 0);
         let limited = job(json!({"maxFailedIndexes": 0}));
         let p = plan(&limited, &[&bad1b, &running], false, at(30)).unwrap();
-        assert_eq!(p.delete.len(), 1);
+        assert_eq!(
+            p.delete,
+            [("j-2-0-Running".into(), "j-2-0-Running".into(), false)],
+            "counted as failed"
+        );
+        assert_eq!(
+            p.status.as_ref().unwrap()["uncountedTerminatedPods"]["failed"],
+            json!(["j-2-0-Running"]),
+            "bad1b was counted before"
+        );
         assert_eq!(p.status.unwrap()["conditions"][0]["reason"], "MaxFailedIndexesExceeded");
         // A FailIndex rule fails the index on its first failure; an Ignore rule's failure
         // is retried without counting against the index.

@@ -493,19 +493,24 @@ pub fn plan(
         });
     }
 
-    // Status.
-    let live: Vec<&Member> = members.values().filter(|m| !m.terminating).collect();
-    let count = |f: &dyn Fn(&Member) -> bool| live.iter().filter(|m| f(m)).count() as i64;
-    let ready = count(&|m| m.ready);
-    let available = count(&|m| m.available);
-    let updated = count(&|m| m.revision == update);
-    let at_current = count(&|m| m.revision == current);
-    let done = updated == replicas && live.len() as i64 == replicas;
+    // Status, as upstream counts it: `replicas`, `readyReplicas` and `availableReplicas` take
+    // in pods being deleted (while they are still Ready), `currentReplicas` and
+    // `updatedReplicas` do not; the update is complete once every wanted pod is updated and
+    // ready and none is left over.
+    let all: Vec<&Member> = members.values().collect();
+    let count = |live_only: bool, f: &dyn Fn(&Member) -> bool| {
+        all.iter().filter(|m| !(live_only && m.terminating) && f(m)).count() as i64
+    };
+    let ready = count(false, &|m| m.ready);
+    let available = count(false, &|m| m.available);
+    let updated = count(true, &|m| m.revision == update);
+    let at_current = count(true, &|m| m.revision == current);
+    let done = updated == replicas && ready == replicas && all.len() as i64 == replicas;
     let current_now = if done { update.clone() } else { current.clone() };
     let current_replicas = if done { updated } else { at_current };
     let status = json!({
         "observedGeneration": sts["metadata"]["generation"],
-        "replicas": live.len(),
+        "replicas": all.len(),
         "readyReplicas": ready,
         "availableReplicas": available,
         "currentReplicas": current_replicas,

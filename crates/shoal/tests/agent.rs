@@ -930,3 +930,121 @@ fn pods_on_real_nodes_use_the_api_with_their_service_account() {
     // Nothing of it is on the node's own tree.
     assert!(!std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists());
 }
+
+/// The Job features on a real node (`shoal agent --runtime process`), whose pods are real
+/// processes that exit with the codes their commands choose: per-index retries
+/// (`backoffLimitPerIndex`, upstream's "should execute all indexes despite some failing"
+/// with a shell that fails the odd indexes), a pod-failure policy that fails the Job on an
+/// exit code, and the tracking finalizer: a Job's running pod deleted under
+/// `podReplacementPolicy: Failed` ends Failed on the node, is counted, and goes.
+#[test]
+fn jobs_run_to_their_ends_on_a_real_node() {
+    let c = Cluster::server_with(&[]);
+    let _agent = Agent::start(&c, "edge-j", "127.0.0.7");
+    c.eventually(30, "node Ready", || {
+        (c.kubectl(&[
+            "get",
+            "node",
+            "edge-j",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]) == "True")
+            .then_some(())
+    });
+    let job = |name: &str, spec: &str, command: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n{spec}  template:\n    spec:\n      restartPolicy: Never\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: busybox\n        command: [sh, -c, '{command}']\n"
+        )
+    };
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some(&job(
+            "odd-fail",
+            "  completionMode: Indexed\n  completions: 4\n  parallelism: 2\n  backoffLimitPerIndex: 1\n",
+            "exit $((JOB_COMPLETION_INDEX % 2))",
+        )),
+    );
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some(&job(
+            "policy",
+            "  backoffLimit: 6\n  podFailurePolicy:\n    rules: [{action: FailJob, onExitCodes: {containerName: main, operator: In, values: [42]}}]\n",
+            "exit 42",
+        )),
+    );
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some(&job(
+            "held",
+            "  completions: 1\n  podReplacementPolicy: Failed\n",
+            "exec sleep 1000",
+        )),
+    );
+    let status = |name: &str| -> serde_json::Value {
+        let j: serde_json::Value = serde_json::from_str(&c.kubectl(&["get", "job", name, "-o", "json"])).expect("JSON");
+        j["status"].clone()
+    };
+    let ended = |name: &str, kind: &str| {
+        c.eventually(120, &format!("{name} {kind}"), || {
+            let s = status(name);
+            s["conditions"]
+                .as_array()?
+                .iter()
+                .find(|x| x["type"] == kind && x["status"] == "True")
+                .map(|x| (x["reason"].as_str().unwrap_or_default().to_string(), s.clone()))
+        })
+    };
+
+    // The held Job's pod: running, with the tracking finalizer; deleted, it ends Failed on
+    // the node (SIGTERM), is counted, loses the finalizer and goes; a new one replaces it.
+    let first = c.eventually(60, "held's pod running", || {
+        let l: serde_json::Value =
+            serde_json::from_str(&c.kubectl(&["get", "pods", "-l", "job-name=held", "-o", "json"])).ok()?;
+        let p = l["items"]
+            .as_array()?
+            .iter()
+            .find(|p| p["status"]["phase"] == "Running")?
+            .clone();
+        Some(p)
+    });
+    assert!(
+        first["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "batch.kubernetes.io/job-tracking")),
+        "{first}"
+    );
+    let name = first["metadata"]["name"].as_str().expect("name").to_string();
+    c.kubectl(&["delete", "pod", &name, "--wait=true", "--timeout=60s"]);
+    c.eventually(60, "the deleted pod counted as failed and replaced", || {
+        let s = status("held");
+        let l: serde_json::Value =
+            serde_json::from_str(&c.kubectl(&["get", "pods", "-l", "job-name=held", "-o", "json"])).ok()?;
+        let others = l["items"]
+            .as_array()?
+            .iter()
+            .any(|p| p["metadata"]["name"] != name.as_str());
+        (s["failed"] == 1 && others).then_some(())
+    });
+
+    let (reason, s) = ended("odd-fail", "Failed");
+    assert_eq!(reason, "FailedIndexes");
+    assert_eq!(
+        (
+            &s["failedIndexes"],
+            &s["completedIndexes"],
+            &s["failed"],
+            &s["succeeded"]
+        ),
+        (&"1,3".into(), &"0,2".into(), &4.into(), &2.into()),
+        "{s}"
+    );
+    let (reason, s) = ended("policy", "Failed");
+    assert_eq!(reason, "PodFailurePolicy");
+    assert_eq!(s["failed"], 1, "{s}");
+    c.kubectl(&["delete", "job", "held", "--wait=true", "--timeout=60s"]);
+    c.eventually(60, "held's pods gone", || {
+        c.kubectl(&["get", "pods", "-l", "job-name=held", "-o", "name"])
+            .is_empty()
+            .then_some(())
+    });
+}

@@ -747,13 +747,17 @@ fn seed_003_statefulset_with_claims() {
         (pods == ["sample-statefulset-0", "sample-statefulset-1"]).then_some(())
     });
     assert_eq!(claims(&c).len(), 5, "claims outlive their pods");
-    let cols: Vec<String> = c
-        .kubectl(&["get", "sts", "sample-statefulset", "--no-headers"])
-        .split_whitespace()
-        .take(2)
-        .map(str::to_string)
-        .collect();
-    assert_eq!(cols, ["sample-statefulset", "2/2"]);
+    // (As upstream's, READY counts a pod being deleted while it is still Ready, so it reads
+    // 2/2 once the scaled-down pods are gone.)
+    c.eventually(30, "READY 2/2", || {
+        let cols: Vec<String> = c
+            .kubectl(&["get", "sts", "sample-statefulset", "--no-headers"])
+            .split_whitespace()
+            .take(2)
+            .map(str::to_string)
+            .collect();
+        (cols == ["sample-statefulset", "2/2"]).then_some(())
+    });
 }
 
 /// `kubectl delete pod` of a StatefulSet's pods returns. kubectl's wait gets the pod, then
@@ -1631,4 +1635,217 @@ fn indexed_jobs_retry_and_fail_each_index_on_its_own() {
             && events.contains("Job has exceeded the specified maximal number of failed indexes"),
         "{events}"
     );
+}
+
+/// Counting through the `batch.kubernetes.io/job-tracking` finalizer, as upstream's
+/// integration tests check it (test/integration/job: `TestJobPodsCreatedWithExponentialBackoff`'s
+/// finalizer checks, `TestOrphanPodsFinalizersClearedWithGC`, `TestFinalizersClearedWhenBackoffLimitExceeded`)
+/// and test/e2e/apps/job.go ("should recreate pods only after they have failed if pod
+/// replacement policy is set to Failed"): running pods carry the finalizer, a pod deleted
+/// while it runs is counted as failed and replaced, finished pods lose it once counted, and
+/// the pods of a Job deleted with `--cascade=orphan` lose it too, so nothing is left stuck
+/// in Terminating.
+#[test]
+fn job_pods_are_counted_through_the_tracking_finalizer() {
+    let c = Cluster::up(1);
+    let job = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  completions: 2\n  parallelism: 2\n{extra}  template:\n    metadata:\n      annotations: {{shoal.dev/run-seconds: \"600\"}}\n    spec:\n      restartPolicy: Never\n      containers: [{{name: c, image: busybox}}]\n"
+        )
+    };
+    let pods = |c: &Cluster, job: &str| -> Vec<serde_json::Value> {
+        let l: serde_json::Value =
+            serde_json::from_str(&c.kubectl(&["get", "pods", "-l", &format!("job-name={job}"), "-o", "json"]))
+                .expect("JSON");
+        l["items"].as_array().cloned().unwrap_or_default()
+    };
+    let tracked = |p: &serde_json::Value| {
+        p["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "batch.kubernetes.io/job-tracking"))
+    };
+    let status = |c: &Cluster, job: &str| -> serde_json::Value {
+        let j: serde_json::Value = serde_json::from_str(&c.kubectl(&["get", "job", job, "-o", "json"])).expect("JSON");
+        j["status"].clone()
+    };
+    let running = |c: &Cluster, job: &str, n: usize| {
+        c.eventually(60, &format!("{n} running pods of {job}"), || {
+            let all = pods(c, job);
+            let live: Vec<serde_json::Value> = all
+                .into_iter()
+                .filter(|p| p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null())
+                .collect();
+            (live.len() == n).then_some(live)
+        })
+    };
+
+    // Default replacement: a pod deleted while it runs counts as failed at once, is
+    // replaced, and is gone (the controller took its finalizer off).
+    c.kubectl_in(&["apply", "-f", "-"], Some(&job("plain", "")));
+    let live = running(&c, "plain", 2);
+    assert!(live.iter().all(tracked), "running pods carry the finalizer: {live:?}");
+    let victim = live[0]["metadata"]["name"].as_str().expect("name").to_string();
+    c.kubectl(&["delete", "pod", &victim, "--wait=true", "--timeout=30s"]);
+    c.eventually(30, "the deleted pod counted as failed", || {
+        let s = status(&c, "plain");
+        (s["failed"] == 1 && s["uncountedTerminatedPods"].as_object().is_none_or(|o| o.is_empty())).then_some(())
+    });
+    let live = running(&c, "plain", 2);
+    assert!(live.iter().all(|p| p["metadata"]["name"] != victim.as_str()));
+
+    // Only failed pods replaced: a pod being deleted keeps its place until it failed; the
+    // node then reports it Failed (exit code 137) and the controller counts and frees it.
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some(&job("patient", "  podReplacementPolicy: Failed\n")),
+    );
+    let live = running(&c, "patient", 2);
+    let victim = live[0]["metadata"]["name"].as_str().expect("name").to_string();
+    c.kubectl(&["delete", "pod", &victim, "--wait=true", "--timeout=30s"]);
+    c.eventually(30, "the deleted pod counted once it failed", || {
+        (status(&c, "patient")["failed"] == 1).then_some(())
+    });
+    running(&c, "patient", 2);
+
+    // Orphaned by `--cascade=orphan`: the pods lose the finalizer, so a later delete ends.
+    c.kubectl(&["delete", "job", "plain", "--cascade=orphan"]);
+    c.eventually(30, "orphans without the finalizer", || {
+        let all = pods(&c, "plain");
+        (all.len() == 2
+            && all
+                .iter()
+                .all(|p| !tracked(p) && p["metadata"]["ownerReferences"].is_null()))
+        .then_some(())
+    });
+    c.kubectl(&["delete", "pods", "-l", "job-name=plain", "--wait=true", "--timeout=30s"]);
+    assert!(pods(&c, "plain").is_empty());
+
+    // Finished pods lose the finalizer once counted; the counts hold every end exactly once.
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some(&job("quick", "  backoffLimit: 0\n").replace("\"600\"", "\"0\"")),
+    );
+    c.eventually(60, "quick complete", || {
+        let s = status(&c, "quick");
+        let done = s["conditions"]
+            .as_array()?
+            .iter()
+            .any(|x| x["type"] == "Complete" && x["status"] == "True");
+        done.then_some(())
+    });
+    let s = status(&c, "quick");
+    assert_eq!(
+        (&s["succeeded"], s["failed"].as_i64().unwrap_or(0)),
+        (&serde_json::json!(2), 0),
+        "{s}"
+    );
+    let all = pods(&c, "quick");
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|p| !tracked(p)), "{all:?}");
+    // Deleting the Job (in the background) leaves no pod behind.
+    c.kubectl(&["delete", "job", "patient", "--wait=true", "--timeout=30s"]);
+    c.eventually(30, "patient's pods gone", || {
+        pods(&c, "patient").is_empty().then_some(())
+    });
+}
+
+/// Follows test/e2e/apps/statefulset.go ("should perform canary updates and phased rolling
+/// updates of template modifications for partiton1 and delete pod-0 without failing
+/// container"): with `partition: 1` only pods 1 and 2 take a new image; pod 0, held by a
+/// finalizer after its deletion, stays (not ready, still counted in `replicas`, in neither
+/// current nor updated), and once the finalizer goes it comes back at the old revision.
+#[test]
+fn a_partitioned_statefulset_keeps_a_pod_held_by_a_finalizer_at_its_revision() {
+    let c = Cluster::up(1);
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: ss2}\nspec:\n  replicas: 3\n  serviceName: ss2\n  selector: {matchLabels: {app: ss2}}\n  updateStrategy: {type: RollingUpdate, rollingUpdate: {partition: 1}}\n  template:\n    metadata: {labels: {app: ss2}}\n    spec:\n      containers: [{name: web, image: \"registry.k8s.io/e2e-test-images/httpd:2.4.38-4\"}]\n"),
+    );
+    let sts = |c: &Cluster| -> serde_json::Value {
+        serde_json::from_str(&c.kubectl(&["get", "statefulset", "ss2", "-o", "json"])).expect("JSON")
+    };
+    let wait = |c: &Cluster, what: &str, f: &dyn Fn(&serde_json::Value) -> bool| {
+        c.eventually(60, what, || {
+            let s = sts(c);
+            f(&s["status"]).then_some(s)
+        })
+    };
+    let s = wait(&c, "three ready", &|s| s["readyReplicas"] == 3);
+    assert_eq!(s["status"]["currentRevision"], s["status"]["updateRevision"]);
+    c.kubectl(&[
+        "patch",
+        "pod",
+        "ss2-0",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["e2e.example.com/hold"]}}"#,
+    ]);
+    c.kubectl(&[
+        "set",
+        "image",
+        "statefulset/ss2",
+        "web=registry.k8s.io/e2e-test-images/httpd:2.4.39-4",
+    ]);
+    let s = wait(&c, "pods 1 and 2 updated", &|s| {
+        s["updatedReplicas"] == 2 && s["replicas"] == 3 && s["readyReplicas"] == 3
+    });
+    let (current, update) = (
+        s["status"]["currentRevision"].as_str().expect("current").to_string(),
+        s["status"]["updateRevision"].as_str().expect("update").to_string(),
+    );
+    assert_ne!(current, update);
+    // (Listed, not got: pod 0 may be gone for a moment.)
+    let pod = |c: &Cluster, i: u32| -> serde_json::Value {
+        let l: serde_json::Value =
+            serde_json::from_str(&c.kubectl(&["get", "pods", "-l", "app=ss2", "-o", "json"])).expect("JSON");
+        let name = format!("ss2-{i}");
+        l["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["metadata"]["name"] == name.as_str())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let check = |c: &Cluster| {
+        for (i, image, revision) in [
+            (0, "2.4.38-4", &current),
+            (1, "2.4.39-4", &update),
+            (2, "2.4.39-4", &update),
+        ] {
+            let p = pod(c, i);
+            let got = p["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(got.ends_with(image), "ss2-{i}: {got}");
+            assert_eq!(
+                p["metadata"]["labels"]["controller-revision-hash"],
+                revision.as_str(),
+                "ss2-{i}"
+            );
+        }
+    };
+    check(&c);
+    let uid = pod(&c, 0)["metadata"]["uid"].clone();
+    c.kubectl(&["delete", "pod", "ss2-0", "--grace-period=0", "--force", "--wait=false"]);
+    let s = wait(&c, "pod 0 held, not ready", &|s| s["readyReplicas"] == 2);
+    assert_eq!(s["status"]["replicas"], 3, "a pod being deleted is still counted");
+    assert_eq!(s["status"]["updatedReplicas"], 2);
+    assert_eq!(pod(&c, 0)["metadata"]["uid"], uid, "not recreated while held");
+    c.kubectl(&[
+        "patch",
+        "pod",
+        "ss2-0",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    c.eventually(60, "pod 0 recreated and ready", || {
+        let p = pod(&c, 0);
+        (!p.is_null() && p["metadata"]["uid"] != uid && sts(&c)["status"]["readyReplicas"] == 3).then_some(())
+    });
+    check(&c);
+    let s = sts(&c);
+    assert_eq!(s["status"]["currentRevision"], current.as_str(), "the partition holds");
 }
