@@ -815,7 +815,8 @@ impl ApiServer {
                     self.cache.wait_for(current.mod_revision).await;
                     continue;
                 }
-                Err(e) => return Err(e.into()),
+                // Deleted between the read and the write: gone, as for any other write.
+                Err(e) => return Err(store_conflict(e, t.res, &name)),
             }
         }
         Err(ApiError::conflict(t.res, &name))

@@ -385,3 +385,31 @@ proptest! {
         });
     }
 }
+
+/// A pod deleted while the scheduler binds it: the binding is a 404 (or a 409 when the
+/// deletion was seen first), never a 500. The bind read the pod, then its write found the
+/// key gone, and that answered "Internal error: key not found".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binding_a_pod_deleted_meanwhile_is_not_found_not_an_internal_error() {
+    let api = server().await;
+    let mut codes = std::collections::BTreeMap::new();
+    for i in 0..300 {
+        let name = format!("p{i}");
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                         "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        let created = call(&api, "POST", "/api/v1/namespaces/default/pods", Some(pod)).await;
+        assert_eq!(created.code, 201, "{}", created.body);
+        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                             "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}});
+        let (a, b) = (api.clone(), api.clone());
+        let uri = format!("/api/v1/namespaces/default/pods/{name}");
+        let del_uri = format!("{uri}?gracePeriodSeconds=0");
+        let bind = tokio::spawn(async move { call(&a, "POST", &format!("{uri}/binding"), Some(binding)).await });
+        let delete = tokio::spawn(async move { call(&b, "DELETE", &del_uri, None).await });
+        let (bound, deleted) = (bind.await.unwrap(), delete.await.unwrap());
+        assert!(deleted.code == 200, "{}", deleted.body);
+        assert!(matches!(bound.code, 201 | 404 | 409), "{} {}", bound.code, bound.body);
+        *codes.entry(bound.code).or_insert(0) += 1;
+    }
+    eprintln!("binding answers while deleting: {codes:?}");
+}
