@@ -27,6 +27,8 @@
 //! - `shoal.dev/run-seconds: "N"` ([`RUN_SECONDS_ANNOTATION`]): how long a `Never`/`OnFailure`
 //!   pod runs before it completes (seconds, fractions allowed; overrides
 //!   [`PodTiming::run_time`]).
+//! - `shoal.dev/ready: "false"` ([`READY_ANNOTATION`]): a running pod's containers are not
+//!   ready (as under a failing readiness probe) until the annotation goes or changes.
 //! - `shoal.dev/exit-code: "N"` ([`EXIT_CODE_ANNOTATION`]): the exit code its containers end
 //!   with; non-zero makes the pod `Failed` (containers terminated with reason `Error`,
 //!   conditions with reason `PodFailed`). A list such as `"0,1"` gives the pod of Job
@@ -58,6 +60,10 @@ use crate::SIMULATED_ANNOTATION;
 
 /// Pod annotation: seconds a `Never`/`OnFailure` pod runs before it completes.
 pub const RUN_SECONDS_ANNOTATION: &str = "shoal.dev/run-seconds";
+
+/// Pod annotation: `"false"` makes a running pod's containers not ready (as a failing
+/// readiness probe would), anything else or none ready.
+pub const READY_ANNOTATION: &str = "shoal.dev/ready";
 
 /// The exit code of a simulated container stopped by a pod's deletion (SIGKILL).
 const KILLED_EXIT_CODE: i32 = 137;
@@ -639,17 +645,19 @@ pub(crate) fn running_status(pod: &Pod, host_ips: &[String], pod_ips: &[String],
     if !s["startTime"].is_string() {
         s["startTime"] = json!(now);
     }
+    let ready = wants_ready(pod);
+    let unready = (!ready).then_some("ContainersNotReady");
     let ours = [
         ("PodReadyToStartContainers", true, None),
         ("Initialized", true, None),
-        ("Ready", true, None),
-        ("ContainersReady", true, None),
+        ("Ready", ready, unready),
+        ("ContainersReady", ready, unready),
     ];
     s["conditions"] = conditions(&s, &ours, now);
     let mut statuses: Vec<Value> = spec
         .containers
         .iter()
-        .map(|c| container_status(pod, c, running(now), true, true))
+        .map(|c| container_status(pod, c, running(now), ready, true))
         .collect();
     // The kubelet sorts container statuses by name; init containers stay in spec order.
     statuses.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
@@ -668,6 +676,39 @@ pub(crate) fn running_status(pod: &Pod, host_ips: &[String], pod_ips: &[String],
         s["initContainerStatuses"] = Value::Array(inits);
     }
     s
+}
+
+/// Whether the pod's containers are to be ready ([`READY_ANNOTATION`]).
+fn wants_ready(pod: &Pod) -> bool {
+    annotation(pod, READY_ANNOTATION) != Some("false")
+}
+
+/// The status of a running `pod` whose readiness ([`READY_ANNOTATION`]) differs from what it
+/// reports: its Ready and ContainersReady conditions and its containers' `ready` turned.
+/// `None` when they agree.
+pub(crate) fn readiness_status(pod: &Pod, now: &str) -> Option<Value> {
+    let mut s = old_status(pod);
+    let want = wants_ready(pod);
+    let is = s["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    if is == want {
+        return None;
+    }
+    let unready = (!want).then_some("ContainersNotReady");
+    let ours = [
+        ("PodReadyToStartContainers", true, None),
+        ("Initialized", true, None),
+        ("Ready", want, unready),
+        ("ContainersReady", want, unready),
+    ];
+    s["conditions"] = conditions(&s, &ours, now);
+    for c in s["containerStatuses"].as_array_mut().into_iter().flatten() {
+        c["ready"] = json!(want);
+    }
+    Some(s)
 }
 
 /// The status of a running `pod` whose containers all exited with `exit_code`: `Succeeded`
@@ -1083,7 +1124,12 @@ impl PodWorker {
                 self.tracked.get_mut(&key)?.seen = None;
                 return None;
             }
-            Stage::Running => self.reserve_reported(&key, &pod),
+            Stage::Running => {
+                self.reserve_reported(&key, &pod);
+                if let Some(status) = readiness_status(&pod, &now_rfc3339()) {
+                    return self.write_status(key, &pod, status, "readiness");
+                }
+            }
             Stage::Pending | Stage::Deleting => {}
         }
         let now = Instant::now();
@@ -1529,6 +1575,39 @@ mod tests {
             next_step(&p, Stage::Running, Duration::from_secs(1), &timing),
             Step::Complete { exit_code: 2 }
         );
+        // Readiness follows the annotation, and only a change is written.
+        let mut r = p.clone();
+        r.spec.as_mut().unwrap().restart_policy = Some("Always".into());
+        let rs: Value = running_status(&r, &["10.0.0.1".into()], &["10.42.0.5".into()], "2026-01-01T00:00:00Z");
+        r.status = Some(serde_json::from_value(rs).unwrap());
+        assert_eq!(readiness_status(&r, "2026-01-01T00:00:05Z"), None, "ready, as wanted");
+        r.metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(READY_ANNOTATION.into(), "false".into());
+        let turned = readiness_status(&r, "2026-01-01T00:00:05Z").expect("a change");
+        let ready = turned["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
+        assert_eq!(
+            (&ready["status"], &ready["reason"], &ready["lastTransitionTime"]),
+            (
+                &json!("False"),
+                &json!("ContainersNotReady"),
+                &json!("2026-01-01T00:00:05Z")
+            )
+        );
+        assert!(
+            turned["containerStatuses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["ready"] == false)
+        );
+        assert_eq!(turned["podIP"], "10.42.0.5", "the rest kept");
         // A list: the item at the Job completion index, modulo its length.
         let ann = p.metadata.annotations.get_or_insert_default();
         ann.insert(EXIT_CODE_ANNOTATION.into(), "0, 1".into());

@@ -114,6 +114,14 @@ pub fn pod_actions(
     let condemned: Vec<i64> = pods.keys().copied().filter(|i| *i < start || *i >= end).rev().collect();
     if !condemned.is_empty() {
         let unhealthy = pods.range(start..end).any(|(_, p)| !p.available || p.terminating);
+        // OrderedReady, as upstream's `processCondemned`: an unready condemned pod waits
+        // unless it is the first unhealthy pod (the lowest ordinal among the kept pods, else
+        // among the condemned), so a set whose pods are all unready does not scale down.
+        let first_unhealthy = pods
+            .range(start..end)
+            .chain(condemned.iter().rev().map(|i| (i, &pods[i])))
+            .find(|(_, p)| !p.ready || p.terminating)
+            .map(|(i, _)| *i);
         for i in condemned {
             let p = &pods[&i];
             if p.terminating {
@@ -122,7 +130,7 @@ pub fn pod_actions(
                 }
                 continue;
             }
-            if !policy.parallel && unhealthy {
+            if !policy.parallel && (unhealthy || (!p.ready && first_unhealthy != Some(i))) {
                 return out;
             }
             out.push(Action::Delete(i));
@@ -766,6 +774,27 @@ mod tests {
         assert_eq!(
             pod_actions(2, 0, &pods, "r1", &parallel),
             [Action::Delete(4), Action::Delete(3), Action::Delete(2)]
+        );
+        // Unready pods halt an ordered scale-down, unless the unready pod is the first
+        // unhealthy one (upstream's processCondemned).
+        let unready = Member {
+            ready: false,
+            available: false,
+            ..ready("r1")
+        };
+        let all_unready: BTreeMap<i64, Member> = (0..3).map(|i| (i, unready.clone())).collect();
+        assert!(pod_actions(0, 0, &all_unready, "r1", &ORDERED).is_empty(), "halted");
+        assert_eq!(
+            pod_actions(0, 0, &all_unready, "r1", &parallel).len(),
+            3,
+            "Parallel goes on"
+        );
+        let mut last_unready = pods.clone();
+        last_unready.insert(4, unready);
+        assert_eq!(
+            pod_actions(2, 0, &last_unready, "r1", &ORDERED),
+            [Action::Delete(4)],
+            "the first unhealthy pod may go"
         );
     }
 

@@ -1849,3 +1849,92 @@ fn a_partitioned_statefulset_keeps_a_pod_held_by_a_finalizer_at_its_revision() {
     let s = sts(&c);
     assert_eq!(s["status"]["currentRevision"], current.as_str(), "the partition holds");
 }
+
+/// Follows test/e2e/apps/statefulset.go ("Scaling should happen in predictable order and
+/// halt if any stateful pod is unhealthy"), with readiness turned by the simulated nodes'
+/// `shoal.dev/ready` annotation instead of a broken HTTP probe: an OrderedReady set does not
+/// scale up past an unready pod, scales up in order once it is ready again, does not scale
+/// down while its pods are unready, and then scales down from the highest ordinal.
+#[test]
+fn an_ordered_statefulset_halts_on_unhealthy_pods_and_scales_in_order() {
+    let c = Cluster::up(1);
+    c.kubectl_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: ss}\nspec:\n  replicas: 1\n  serviceName: ss\n  selector: {matchLabels: {app: ss}}\n  template:\n    metadata: {labels: {app: ss}}\n    spec:\n      containers: [{name: web, image: httpd}]\n"),
+    );
+    let pods = |c: &Cluster| -> Vec<serde_json::Value> {
+        let l: serde_json::Value =
+            serde_json::from_str(&c.kubectl(&["get", "pods", "-l", "app=ss", "-o", "json"])).expect("JSON");
+        let mut items = l["items"].as_array().cloned().unwrap_or_default();
+        items.sort_by_key(|p| p["metadata"]["name"].as_str().unwrap_or_default().to_string());
+        items
+    };
+    let ready = |c: &Cluster| -> i64 {
+        c.kubectl(&["get", "sts", "ss", "-o", "jsonpath={.status.readyReplicas}"])
+            .parse()
+            .unwrap_or(0)
+    };
+    let set_ready = |c: &Cluster, names: &[&str], value: &str| {
+        for n in names {
+            c.kubectl(&["annotate", "pod", n, &format!("shoal.dev/ready={value}"), "--overwrite"]);
+        }
+    };
+    c.eventually(60, "ss-0 ready", || (ready(&c) == 1).then_some(()));
+    set_ready(&c, &["ss-0"], "false");
+    c.eventually(30, "ss-0 unready", || (ready(&c) == 0).then_some(()));
+    c.kubectl(&["scale", "sts", "ss", "--replicas=3"]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let names: Vec<String> = pods(&c)
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(names, ["ss-0"], "no scale-up past an unready pod");
+    set_ready(&c, &["ss-0"], "true");
+    c.eventually(60, "three ready", || (ready(&c) == 3).then_some(()));
+    // In order: each pod created no earlier than its predecessor turned Ready.
+    let all = pods(&c);
+    let ready_at = |p: &serde_json::Value| {
+        p["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|x| x["type"] == "Ready"))
+            .and_then(|x| x["lastTransitionTime"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    for w in all.windows(2) {
+        let created = w[1]["metadata"]["creationTimestamp"].as_str().unwrap_or_default();
+        assert!(
+            created >= ready_at(&w[0]).as_str(),
+            "{} before {} was ready",
+            w[1]["metadata"]["name"],
+            w[0]["metadata"]["name"]
+        );
+    }
+
+    set_ready(&c, &["ss-0", "ss-1", "ss-2"], "false");
+    c.eventually(30, "all unready", || (ready(&c) == 0).then_some(()));
+    c.kubectl(&["scale", "sts", "ss", "--replicas=0"]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let left = pods(&c);
+    assert_eq!(left.len(), 3, "no scale-down while pods are unready");
+    assert!(left.iter().all(|p| p["metadata"]["deletionTimestamp"].is_null()));
+    set_ready(&c, &["ss-0", "ss-1", "ss-2"], "true");
+    // From the highest ordinal down: while a pod is going, every higher one is gone and
+    // no lower one is going.
+    c.eventually(90, "scaled down to none", || {
+        let now = pods(&c);
+        let going: Vec<&serde_json::Value> = now
+            .iter()
+            .filter(|p| !p["metadata"]["deletionTimestamp"].is_null())
+            .collect();
+        assert!(going.len() <= 1, "one at a time: {going:?}");
+        if let Some(g) = going.first() {
+            assert_eq!(
+                now.last().map(|p| &p["metadata"]["name"]),
+                Some(&g["metadata"]["name"]),
+                "the highest first"
+            );
+        }
+        now.is_empty().then_some(())
+    });
+}
