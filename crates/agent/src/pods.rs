@@ -687,16 +687,17 @@ fn wants_ready(pod: &Pod) -> bool {
 /// reports: its Ready and ContainersReady conditions and its containers' `ready` turned.
 /// `None` when they agree.
 pub(crate) fn readiness_status(pod: &Pod, now: &str) -> Option<Value> {
-    let mut s = old_status(pod);
+    // Read off the typed status first: this runs for every change of every running pod.
     let want = wants_ready(pod);
-    let is = s["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    let is = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     if is == want {
         return None;
     }
+    let mut s = old_status(pod);
     let unready = (!want).then_some("ContainersNotReady");
     let ours = [
         ("PodReadyToStartContainers", true, None),
