@@ -598,18 +598,29 @@ fn a_failed_pod_holds_the_next_one_for_the_back_off_by_the_time_given() {
     let j = job(json!({"completions": 1, "parallelism": 1}));
     let mut failed = (*pod("work-a", json!({}), Some(("Job", "job-uid")))).clone();
     failed["metadata"]["ownerReferences"][0]["apiVersion"] = json!("batch/v1");
+    failed["metadata"]["finalizers"] = json!([crate::job::TRACKING_FINALIZER]);
     failed["status"] = json!({"phase": "Failed", "conditions": [{"type": "Ready", "status": "False",
         "lastTransitionTime": "2026-03-01T11:59:55Z"}]});
     let pods = [&failed];
     let p = crate::job::plan(&j, &pods, false, at(NOW)).unwrap();
     assert!(p.create.is_empty(), "10 s after the failure have not passed");
     assert_eq!(p.next, Outcome::RequeueAfter(std::time::Duration::from_secs(5)));
-    assert_eq!(p.status.as_ref().unwrap()["failed"], 1);
+    // Counted through the tracking finalizer: uncounted first, its finalizer off after.
+    let status = p.status.as_ref().unwrap();
+    assert_eq!(
+        (&status["failed"], &status["uncountedTerminatedPods"]["failed"]),
+        (&json!(0), &json!([failed["metadata"]["uid"]]))
+    );
+    assert_eq!(p.untrack.len(), 1);
     let p = crate::job::plan(&j, &pods, false, at("2026-03-01T12:00:06Z")).unwrap();
     assert_eq!(p.create.len(), 1, "the back-off is over");
     // Writes in flight hold everything but the status.
     let p = crate::job::plan(&j, &pods, true, at("2026-03-01T12:00:06Z")).unwrap();
     assert!(p.create.is_empty() && p.delete.is_empty());
+}
+
+fn done_uid(pods: &[Arc<Value>]) -> Value {
+    pods[0]["metadata"]["uid"].clone()
 }
 
 #[tokio::test(start_paused = true)]
@@ -624,6 +635,7 @@ async fn a_completed_job_says_so_once_its_status_is_written() {
     ))
     .clone();
     done["status"]["phase"] = json!("Succeeded");
+    done["metadata"]["finalizers"] = json!([crate::job::TRACKING_FINALIZER]);
     fake.fail_when(|m, path| {
         (m == Method::PATCH && path.ends_with("jobs/work/status")).then_some((500, "InternalError"))
     });
@@ -639,13 +651,33 @@ async fn a_completed_job_says_so_once_its_status_is_written() {
             .count()
     };
     assert_eq!(completed_events(&fake), 0, "no event for a status not written");
+    assert!(
+        fake.calls_to(&Method::PATCH, "pods/work-a").is_empty(),
+        "the finalizer stays while the status does not hold the pod's end"
+    );
     fake.heal();
     crate::job::sync(&client, &recorder, &j, &pods, &mut exp, at(NOW))
         .await
         .unwrap();
-    let status = fake.calls_to(&Method::PATCH, "jobs/work/status");
-    let conditions = &status.last().unwrap().body["status"]["conditions"];
-    assert_eq!(conditions[1]["type"], "Complete");
+    // The end is decided and the pod counted as uncounted; its finalizer goes after that.
+    let written = fake.calls_to(&Method::PATCH, "jobs/work/status");
+    let status = written.last().unwrap().body["status"].clone();
+    assert_eq!(status["conditions"][0]["type"], "SuccessCriteriaMet");
+    assert_eq!(status["uncountedTerminatedPods"]["succeeded"], json!([done_uid(&pods)]));
+    assert_eq!(fake.calls_to(&Method::PATCH, "pods/work-a").len(), 1);
+    assert_eq!(completed_events(&fake), 0, "not complete while a pod is uncounted");
+    // Once the pod shows without the finalizer, it is counted and the Job completes.
+    let mut counted = (*j).clone();
+    counted["status"] = status;
+    let mut freed = (*pods[0]).clone();
+    freed["metadata"]["finalizers"] = json!([]);
+    crate::job::sync(&client, &recorder, &counted, &[Arc::new(freed)], &mut exp, at(NOW))
+        .await
+        .unwrap();
+    let written = fake.calls_to(&Method::PATCH, "jobs/work/status");
+    let status = &written.last().unwrap().body["status"];
+    assert_eq!(status["conditions"][1]["type"], "Complete");
+    assert_eq!(status["succeeded"], 1);
     assert_eq!(completed_events(&fake), 1);
 }
 
