@@ -581,7 +581,9 @@ fn the_console_keeps_up_with_five_thousand_nodes() {
         );
         (out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "5000").then_some(())
     });
-    b.until(120, "5,000 nodes, each with its daemon pod, on the page", settled);
+    // (The page lists 5,000 nodes and pods from a debug server while the suite's other
+    // console tests run beside it; on a busy CI machine that took over 120 s once.)
+    b.until(300, "5,000 nodes, each with its daemon pod, on the page", settled);
     b.screenshot("console-map-5000-nodes.png");
     b.js(
         "Object.assign(window.shoal.stats, {maxDrawMs: 0, totalDrawMs: 0, draws: 0, maxLayoutMs: 0, layouts: 0});",
