@@ -846,24 +846,7 @@ pub(crate) async fn run_pods(
     });
     let events = reflector(writer, stream).default_backoff();
     let mut events = std::pin::pin!(events);
-    let mut w = PodWorker {
-        client,
-        as_node,
-        timing,
-        nodes,
-        pods: reader,
-        synced: false,
-        node_infos: HashMap::new(),
-        pods_by_node: HashMap::new(),
-        tracked: HashMap::new(),
-        ips: IpAllocator::default(),
-        queue: VecDeque::new(),
-        queued: HashSet::new(),
-        timers: BTreeSet::new(),
-        timer_of: HashMap::new(),
-        inflight: HashSet::new(),
-        dirty: HashSet::new(),
-    };
+    let mut w = PodWorker::new(client, as_node, timing, nodes, reader);
     let mut writes: FuturesUnordered<BoxFuture<'static, Outcome>> = FuturesUnordered::new();
     let mut nodes_open = true;
     loop {
@@ -896,6 +879,34 @@ pub(crate) async fn run_pods(
 }
 
 impl PodWorker {
+    /// A worker with nothing tracked yet, waiting for its first list.
+    fn new(
+        client: kube::Client,
+        as_node: crate::simulated::NodeClients,
+        timing: PodTiming,
+        nodes: Store<Node>,
+        pods: Store<Pod>,
+    ) -> PodWorker {
+        PodWorker {
+            client,
+            as_node,
+            timing,
+            nodes,
+            pods,
+            synced: false,
+            node_infos: HashMap::new(),
+            pods_by_node: HashMap::new(),
+            tracked: HashMap::new(),
+            ips: IpAllocator::default(),
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            timers: BTreeSet::new(),
+            timer_of: HashMap::new(),
+            inflight: HashSet::new(),
+            dirty: HashSet::new(),
+        }
+    }
+
     /// The client of the node `pod` is bound to (the pool's for an unbound pod).
     fn node_client(&self, pod: &Pod) -> kube::Client {
         match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
@@ -1308,24 +1319,8 @@ mod tests {
         };
         let (pods, mut writer) = reflector::store::<Pod>();
         let (nodes, _) = reflector::store::<Node>();
-        let mut w = PodWorker {
-            client,
-            as_node,
-            timing: PodTiming::default(),
-            nodes,
-            pods,
-            synced: true,
-            node_infos: HashMap::new(),
-            pods_by_node: HashMap::new(),
-            tracked: HashMap::new(),
-            ips: IpAllocator::default(),
-            queue: VecDeque::new(),
-            queued: HashSet::new(),
-            timers: BTreeSet::new(),
-            timer_of: HashMap::new(),
-            inflight: HashSet::new(),
-            dirty: HashSet::new(),
-        };
+        let mut w = PodWorker::new(client, as_node, PodTiming::default(), nodes, pods);
+        w.synced = true;
         let a = pod(
             json!({"metadata": {"name": "a", "namespace": "default", "uid": "u1", "resourceVersion": "5"},
                            "spec": {"nodeName": "node1", "containers": [{"name": "c"}]}}),
